@@ -1,0 +1,276 @@
+//! Connected clients: one [`Client`] handle per WebSocket, and the registry of them.
+//!
+//! Everything sent to a client goes through its bounded outgoing queue, drained by the
+//! connection's writer task. Pushes never wait: a client whose queue is full has stopped
+//! reading, and it is closed with 1008 (policy violation, RFC 6455 section 7.4.1) instead
+//! of being buffered without end.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{Role, method, notification};
+use crate::timestamp::format_ms;
+
+/// Close code for a client that does not read fast enough (RFC 6455 section 7.4.1).
+pub const CLOSE_POLICY: u16 = 1008;
+/// Close code when the hub shuts down.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a message over the size limit.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a normal close, used for the idle timeout.
+pub const CLOSE_NORMAL: u16 = 1000;
+
+/// A client as shown by `hub.connections`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientInfo {
+    /// Connection id, unique for the hub's lifetime.
+    pub id: u64,
+    /// Declared role.
+    pub role: Role,
+    /// Declared name.
+    pub name: Option<String>,
+    /// The Origin header, if any.
+    pub origin: Option<String>,
+    /// Peer address.
+    pub remote_addr: String,
+    /// RFC 3339 connection time.
+    pub connected_at: String,
+    /// Frames received.
+    pub messages_in: u64,
+    /// Frames queued to it.
+    pub messages_out: u64,
+    /// `LOCAL` when it reached this hub directly over loopback, `PUBLIC` when it came
+    /// through a public deployment.
+    pub badge: &'static str,
+}
+
+struct Mutable {
+    role: Role,
+    name: Option<String>,
+}
+
+/// One connected client. Shared by its connection task, the registry and subscriptions.
+pub struct Client {
+    id: u64,
+    origin: Option<String>,
+    remote_addr: SocketAddr,
+    connected_at: i64,
+    is_owner: bool,
+    tx: mpsc::Sender<Utf8Bytes>,
+    closed: CancellationToken,
+    close_code: Mutex<Option<(u16, &'static str)>>,
+    mutable: Mutex<Mutable>,
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+}
+
+impl Client {
+    /// The connection id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the client authenticated with the owner token or a dashboard session.
+    pub fn is_owner(&self) -> bool {
+        self.is_owner
+    }
+
+    /// The declared role.
+    pub fn role(&self) -> Role {
+        self.lock().role
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Mutable> {
+        self.mutable.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records the role and name from `hub.hello`.
+    pub fn set_identity(&self, role: Role, name: Option<String>) {
+        let mut mutable = self.lock();
+        mutable.role = role;
+        mutable.name = name;
+    }
+
+    /// Queues a message without waiting. Returns false if the client is gone; a full
+    /// queue closes the client with 1008.
+    pub fn push(&self, message: Utf8Bytes) -> bool {
+        match self.tx.try_send(message) {
+            Ok(()) => {
+                self.messages_out.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(CLOSE_POLICY, "client is not reading its messages");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues a message, waiting for room (for replies and replays, which are paced by
+    /// the client's own reading). Returns false if the client is gone.
+    pub async fn send(&self, message: Utf8Bytes) -> bool {
+        tokio::select! {
+            sent = self.tx.send(message) => {
+                self.messages_out.fetch_add(usize::from(sent.is_ok()) as u64, Ordering::Relaxed);
+                sent.is_ok()
+            }
+            () = self.closed.cancelled() => false,
+        }
+    }
+
+    /// Asks the connection to close with `code`; the first reason wins.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        let mut close_code = self.close_code.lock().unwrap_or_else(|p| p.into_inner());
+        if close_code.is_none() {
+            *close_code = Some((code, reason));
+            if code == CLOSE_POLICY {
+                tracing::warn!(conn_id = self.id, reason, "closing client");
+            }
+        }
+        self.closed.cancel();
+    }
+
+    /// The code and reason given to [`Client::close`], if it was called.
+    pub fn close_code(&self) -> Option<(u16, &'static str)> {
+        *self.close_code.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cancelled when the connection must end.
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    /// Counts a received frame.
+    pub fn count_in(&self) {
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A snapshot for `hub.connections`.
+    pub fn info(&self) -> ClientInfo {
+        let mutable = self.lock();
+        ClientInfo {
+            id: self.id,
+            role: mutable.role,
+            name: mutable.name.clone(),
+            origin: self.origin.clone(),
+            remote_addr: self.remote_addr.to_string(),
+            connected_at: format_ms(self.connected_at),
+            messages_in: self.messages_in.load(Ordering::Relaxed),
+            messages_out: self.messages_out.load(Ordering::Relaxed),
+            badge: if self.remote_addr.ip().is_loopback() { "LOCAL" } else { "PUBLIC" },
+        }
+    }
+}
+
+/// What is known about a connection when it is accepted.
+pub struct NewClient {
+    /// The Origin header.
+    pub origin: Option<String>,
+    /// Peer address.
+    pub remote_addr: SocketAddr,
+    /// Whether it authenticated as the owner.
+    pub is_owner: bool,
+    /// Outgoing queue capacity.
+    pub queue: usize,
+    /// The hub's shutdown token; the client's own token is a child of it.
+    pub shutdown: CancellationToken,
+}
+
+/// The registry of connected clients. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Clients {
+    next_id: Arc<AtomicU64>,
+    // A std Mutex: lookups and inserts only, never held across an await.
+    clients: Arc<Mutex<HashMap<u64, Arc<Client>>>>,
+}
+
+impl Clients {
+    fn map(&self) -> MutexGuard<'_, HashMap<u64, Arc<Client>>> {
+        self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a client and returns it with the receiving end of its queue.
+    pub fn register(&self, new: NewClient) -> (Arc<Client>, mpsc::Receiver<Utf8Bytes>) {
+        let (tx, rx) = mpsc::channel(new.queue);
+        let client = Arc::new(Client {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            origin: new.origin,
+            remote_addr: new.remote_addr,
+            connected_at: crate::timestamp::now_ms(),
+            is_owner: new.is_owner,
+            tx,
+            closed: new.shutdown.child_token(),
+            close_code: Mutex::new(None),
+            mutable: Mutex::new(Mutable {
+                role: Role::default(),
+                name: None,
+            }),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+        });
+        self.map().insert(client.id, client.clone());
+        self.broadcast_change("opened", &client);
+        (client, rx)
+    }
+
+    /// Removes a client.
+    pub fn remove(&self, client: &Arc<Client>) {
+        self.map().remove(&client.id);
+        self.broadcast_change("closed", client);
+    }
+
+    /// Tells every client that `client` opened, changed or closed (`hub.connection`).
+    pub fn broadcast_change(&self, event: &'static str, client: &Client) {
+        #[derive(Serialize)]
+        struct Change {
+            event: &'static str,
+            connection: ClientInfo,
+        }
+        let text = notification(
+            method::HUB_CONNECTION,
+            &Change {
+                event,
+                connection: client.info(),
+            },
+        );
+        self.broadcast_to(Utf8Bytes::from(text), |other| other.id != client.id);
+    }
+
+    /// Pushes a message to every client that `filter` accepts.
+    pub fn broadcast_to(&self, message: Utf8Bytes, filter: impl Fn(&Client) -> bool) {
+        let targets: Vec<Arc<Client>> = self.map().values().filter(|c| filter(c)).cloned().collect();
+        for client in targets {
+            client.push(message.clone());
+        }
+    }
+
+    /// Pushes a message to every client.
+    pub fn broadcast(&self, message: Utf8Bytes) {
+        self.broadcast_to(message, |_| true);
+    }
+
+    /// Snapshots of every client, by id.
+    pub fn infos(&self) -> Vec<ClientInfo> {
+        let mut infos: Vec<ClientInfo> = self.map().values().map(|c| c.info()).collect();
+        infos.sort_by_key(|info| info.id);
+        infos
+    }
+
+    /// Number of connected clients.
+    pub fn count(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Every connected client.
+    pub fn all(&self) -> Vec<Arc<Client>> {
+        self.map().values().cloned().collect()
+    }
+}

@@ -1,0 +1,527 @@
+//! Configuration: every setting in one struct, layered and validated at start.
+//!
+//! Layers, later ones winning: built-in defaults, the TOML file (`config.toml` in the
+//! platform config directory, or `--config FILE`), `SEMANTEST_HUB_*` environment variables
+//! (nested keys joined with `__`, e.g. `SEMANTEST_HUB_LIMITS__MAX_CONNECTIONS=50`), then
+//! command-line flags. [`LoadedConfig::sources`] tells where each value came from, for the
+//! dashboard's settings view.
+//!
+//! Directories follow the platform conventions through the `directories` crate: XDG base
+//! directories on Linux (`~/.config/semantest-hub`, `~/.local/share/semantest-hub`,
+//! `~/.local/state/semantest-hub` for logs) and `~/Library/Application Support/dev.semantest.hub`
+//! on macOS (logs in `~/Library/Logs/semantest-hub`).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The default local port, the one the browser extension probes first.
+pub const DEFAULT_PORT: u16 = 3003;
+/// The last port tried when the ones before it are taken (3003–3012).
+pub const LAST_FALLBACK_PORT: u16 = 3012;
+
+/// Where secrets are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretStoreKind {
+    /// The OS keychain when reachable, else a mode-0600 file (logged and shown in `/health`).
+    #[default]
+    Auto,
+    /// The OS keychain only: macOS Keychain or the Secret Service on Linux.
+    Keychain,
+    /// A mode-0600 file in the data directory.
+    File,
+}
+
+/// Every setting of the hub.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// TCP port. `None`: 3003, or the next free one up to 3012. `0`: any free port.
+    pub port: Option<u16>,
+    /// Addresses to listen on; local mode allows loopback addresses only.
+    pub bind: Vec<IpAddr>,
+    /// Data directory (SQLite store, secret file). Default: the platform data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Log directory. Default: the platform log directory.
+    pub log_dir: Option<PathBuf>,
+    /// Where the owner token is kept.
+    pub secret_store: SecretStoreKind,
+    /// `tracing` filter, e.g. `info` or `semantest_hub=debug`.
+    pub log_level: String,
+    /// Extra origins allowed to open the WebSocket, matched exactly
+    /// (`chrome-extension://<id>`, `moz-extension://<uuid>`).
+    pub allowed_origins: Vec<String>,
+    /// Connection and message limits.
+    pub limits: Limits,
+    /// The agent runner.
+    pub agent: AgentConfig,
+    /// Message log retention.
+    pub retention: Retention,
+    /// Seconds between `hub.stats` notifications.
+    pub stats_interval_s: u64,
+}
+
+/// Connection and message limits (DESIGN.md, "Limits").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest incoming WebSocket message, in bytes. Larger ones close with 1009.
+    pub max_message_bytes: usize,
+    /// Simultaneous WebSocket connections; more are refused with 503 before the upgrade.
+    pub max_connections: usize,
+    /// Registered projects.
+    pub max_projects: usize,
+    /// Agent runs at the same time across all projects.
+    pub max_running_agents: usize,
+    /// Messages queued for one connection; a client that lets it fill is closed with 1008.
+    pub outgoing_queue: usize,
+    /// Sustained requests per second per connection.
+    pub rate_limit_per_s: u32,
+    /// Burst of requests per connection above the sustained rate.
+    pub rate_limit_burst: u32,
+    /// Seconds between pings (RFC 6455 section 5.5.2).
+    pub ping_interval_s: u64,
+    /// A connection that sends nothing (not even a pong) for this long is closed.
+    pub idle_timeout_s: u64,
+    /// Seconds a single write to a client may take before the client counts as stuck.
+    pub write_timeout_s: u64,
+    /// Seconds shutdown waits for connections and runs before giving up on them.
+    pub shutdown_grace_s: u64,
+}
+
+/// The agent runner's settings (DESIGN.md, "The agent runner").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The `claude` executable. Default: found on PATH or in the usual install locations.
+    pub cli_path: Option<PathBuf>,
+    /// `--permission-mode` (`default`, `acceptEdits`, `plan`, `bypassPermissions`).
+    pub permission_mode: String,
+    /// `--model`; `None` lets the CLI choose.
+    pub model: Option<String>,
+    /// Default run timeout in seconds.
+    pub timeout_s: u64,
+    /// Largest timeout a client may ask for, in seconds.
+    pub max_timeout_s: u64,
+    /// Milliseconds between SIGINT, SIGTERM and SIGKILL when stopping a run.
+    pub kill_grace_ms: u64,
+    /// Longest output line kept whole, in bytes; longer lines are cut and marked.
+    pub max_line_bytes: usize,
+}
+
+/// Retention of the message log, replacing file rotation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Lines kept per project (the newest); 0 keeps all.
+    pub max_lines_per_project: u64,
+    /// Days a line is kept; 0 keeps lines forever.
+    pub max_age_days: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            port: None,
+            bind: vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])],
+            data_dir: None,
+            log_dir: None,
+            secret_store: SecretStoreKind::Auto,
+            log_level: "info".into(),
+            allowed_origins: Vec::new(),
+            limits: Limits::default(),
+            agent: AgentConfig::default(),
+            retention: Retention::default(),
+            stats_interval_s: 10,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1024 * 1024,
+            max_connections: 100,
+            max_projects: 100,
+            max_running_agents: 8,
+            outgoing_queue: 1024,
+            rate_limit_per_s: 50,
+            rate_limit_burst: 200,
+            ping_interval_s: 30,
+            idle_timeout_s: 300,
+            write_timeout_s: 10,
+            shutdown_grace_s: 10,
+        }
+    }
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            cli_path: None,
+            permission_mode: "acceptEdits".into(),
+            model: None,
+            timeout_s: 30 * 60,
+            max_timeout_s: 4 * 60 * 60,
+            kill_grace_ms: 3000,
+            max_line_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_lines_per_project: 100_000,
+            max_age_days: 30,
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    /// `--port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `--bind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<Vec<IpAddr>>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--secret-store`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_store: Option<SecretStoreKind>,
+    /// `--log-level`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+}
+
+/// A configuration error, reported at start with the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer could not be read or has a value of the wrong type.
+    #[error("invalid configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of its allowed range.
+    #[error("invalid configuration: {key}: {reason}")]
+    Invalid {
+        /// The dotted key, e.g. `limits.max_connections`.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The platform gave no home directory to derive default directories from.
+    #[error("cannot determine the home directory; pass --data-dir")]
+    NoHome,
+}
+
+/// A validated configuration with its resolved directories and value sources.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The settings.
+    pub config: Config,
+    /// The data directory in force.
+    pub data_dir: PathBuf,
+    /// The log directory in force.
+    pub log_dir: PathBuf,
+    /// The config file that was read, if one existed.
+    pub config_file: Option<PathBuf>,
+    /// `(dotted key, value, source)` for every leaf value; source is `default`, `file`,
+    /// `env` or `flag`.
+    pub sources: Vec<(String, serde_json::Value, &'static str)>,
+}
+
+/// The platform directories of the app (`directories::ProjectDirs`).
+pub fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("dev", "semantest", "semantest-hub")
+}
+
+/// The default config file: `<platform config dir>/config.toml`.
+pub fn default_config_file() -> Option<PathBuf> {
+    project_dirs().map(|dirs| dirs.config_dir().join("config.toml"))
+}
+
+impl Config {
+    /// Loads defaults, then `config_file` (or the default file when it exists), then the
+    /// environment, then `overrides`, and validates the result.
+    ///
+    /// # Errors
+    /// [`ConfigError::Load`] for unreadable files, unknown keys or wrong types;
+    /// [`ConfigError::Invalid`] for values out of range.
+    pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> Result<LoadedConfig, ConfigError> {
+        Self::load_with_env(config_file, overrides, Env::prefixed("SEMANTEST_HUB_").split("__"))
+    }
+
+    fn load_with_env(
+        config_file: Option<&Path>,
+        overrides: &Overrides,
+        env: Env,
+    ) -> Result<LoadedConfig, ConfigError> {
+        let file = match config_file {
+            Some(path) => Some(path.to_path_buf()),
+            None => default_config_file().filter(|path| path.exists()),
+        };
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &file {
+            // An explicitly named file must exist; figment would treat it as empty.
+            if config_file.is_some() && !path.exists() {
+                return Err(ConfigError::Invalid {
+                    key: "config",
+                    reason: format!("{} does not exist", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let figment = figment
+            .merge(env)
+            .merge(FlagLayer(Serialized::defaults(overrides)));
+        let config: Config = figment.extract().map_err(|err| ConfigError::Load(Box::new(err)))?;
+        config.validate()?;
+        let dirs = project_dirs();
+        let data_dir = match &config.data_dir {
+            Some(dir) => absolute(dir),
+            None => dirs.as_ref().ok_or(ConfigError::NoHome)?.data_dir().to_path_buf(),
+        };
+        let log_dir = match (&config.log_dir, &config.data_dir) {
+            (Some(dir), _) => absolute(dir),
+            // A custom data directory keeps its logs beside it, so tests and portable
+            // installs stay self-contained.
+            (None, Some(_)) => data_dir.join("logs"),
+            (None, None) => default_log_dir().ok_or(ConfigError::NoHome)?,
+        };
+        let sources = value_sources(&figment, &config);
+        Ok(LoadedConfig {
+            config,
+            data_dir,
+            log_dir,
+            config_file: file,
+            sources,
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        if self.bind.is_empty() {
+            return invalid("bind", "at least one address is required");
+        }
+        if let Some(addr) = self.bind.iter().find(|addr| !addr.is_loopback()) {
+            return Err(ConfigError::Invalid {
+                key: "bind",
+                reason: format!("{addr} is not a loopback address; local mode listens on loopback only"),
+            });
+        }
+        if self.port.is_some_and(|p| p != 0 && p < 1024) {
+            return invalid("port", "use 0 or a port from 1024 to 65535");
+        }
+        let limits = &self.limits;
+        if !(1024..=64 * 1024 * 1024).contains(&limits.max_message_bytes) {
+            return invalid("limits.max_message_bytes", "must be between 1 KiB and 64 MiB");
+        }
+        for (key, value) in [
+            ("limits.max_connections", limits.max_connections),
+            ("limits.max_projects", limits.max_projects),
+            ("limits.max_running_agents", limits.max_running_agents),
+            ("limits.outgoing_queue", limits.outgoing_queue),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        for (key, value) in [
+            ("limits.rate_limit_per_s", u64::from(limits.rate_limit_per_s)),
+            ("limits.rate_limit_burst", u64::from(limits.rate_limit_burst)),
+            ("limits.ping_interval_s", limits.ping_interval_s),
+            ("limits.idle_timeout_s", limits.idle_timeout_s),
+            ("limits.write_timeout_s", limits.write_timeout_s),
+            ("agent.timeout_s", self.agent.timeout_s),
+            ("agent.max_timeout_s", self.agent.max_timeout_s),
+            ("stats_interval_s", self.stats_interval_s),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if limits.idle_timeout_s <= limits.ping_interval_s {
+            return invalid(
+                "limits.idle_timeout_s",
+                "must be longer than limits.ping_interval_s, or live clients would be dropped",
+            );
+        }
+        if self.agent.timeout_s > self.agent.max_timeout_s {
+            return invalid("agent.timeout_s", "must not exceed agent.max_timeout_s");
+        }
+        if !(4096..=256 * 1024 * 1024).contains(&self.agent.max_line_bytes) {
+            return invalid("agent.max_line_bytes", "must be between 4 KiB and 256 MiB");
+        }
+        const MODES: [&str; 4] = ["default", "acceptEdits", "plan", "bypassPermissions"];
+        if !MODES.contains(&self.agent.permission_mode.as_str()) {
+            return Err(ConfigError::Invalid {
+                key: "agent.permission_mode",
+                reason: format!("must be one of {}", MODES.join(", ")),
+            });
+        }
+        for origin in &self.allowed_origins {
+            if origin == "null" || !origin.contains("://") || origin.ends_with('/') {
+                return Err(ConfigError::Invalid {
+                    key: "allowed_origins",
+                    reason: format!("{origin:?} is not an origin like chrome-extension://<id>"),
+                });
+            }
+        }
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return Err(ConfigError::Invalid {
+                key: "log_level",
+                reason: err.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The platform log directory: `~/.local/state/semantest-hub/logs` (XDG state) on Linux,
+/// `~/Library/Logs/semantest-hub` on macOS.
+fn default_log_dir() -> Option<PathBuf> {
+    if cfg!(target_os = "macos") {
+        let home = directories::BaseDirs::new()?.home_dir().to_path_buf();
+        return Some(home.join("Library/Logs/semantest-hub"));
+    }
+    let dirs = project_dirs()?;
+    let base = dirs.state_dir().unwrap_or(dirs.data_local_dir());
+    Some(base.join("logs"))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Walks the effective configuration and asks figment which layer supplied each leaf.
+fn value_sources(figment: &Figment, config: &Config) -> Vec<(String, serde_json::Value, &'static str)> {
+    fn walk(prefix: &str, value: serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    let key = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
+                    walk(&key, value, out);
+                }
+            }
+            leaf => out.push((prefix.to_string(), leaf)),
+        }
+    }
+    let mut leaves = Vec::new();
+    walk("", serde_json::to_value(config).unwrap_or_default(), &mut leaves);
+    leaves
+        .into_iter()
+        .map(|(key, value)| {
+            let source = match figment.find_metadata(&key).map(|m| m.name.as_ref()) {
+                Some(name) if name.contains("TOML") => "file",
+                Some(name) if name.contains("environment") => "env",
+                Some(name) if name == "flag" => "flag",
+                _ => "default",
+            };
+            (key, value, source)
+        })
+        .collect()
+}
+
+/// The command-line layer, named `flag` so that [`value_sources`] can recognise it.
+struct FlagLayer<P>(P);
+
+impl<P: figment::Provider> figment::Provider for FlagLayer<P> {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("flag")
+    }
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        self.0.data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Env {
+        Env::prefixed("SEMANTEST_HUB_TEST_UNUSED_PREFIX_")
+    }
+
+    #[test]
+    fn defaults_are_valid_and_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let loaded = Config::load_with_env(None, &overrides, no_env()).unwrap();
+        assert_eq!(loaded.config.limits.max_connections, 100);
+        assert_eq!(loaded.config.limits.max_message_bytes, 1 << 20);
+        assert!(loaded.config.bind.iter().all(IpAddr::is_loopback));
+        assert_eq!(loaded.log_dir, dir.path().join("logs"));
+        let source = |key: &str| loaded.sources.iter().find(|(k, ..)| k == key).unwrap().2;
+        assert_eq!(source("limits.max_connections"), "default");
+        assert_eq!(source("data_dir"), "flag");
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "port = 4000\n[limits]\nmax_projects = 7\nmax_connections = 9\n").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SEMANTEST_HUB_LIMITS__MAX_CONNECTIONS", "11");
+            let overrides = Overrides {
+                port: Some(4001),
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            };
+            let loaded = Config::load(Some(&file), &overrides).unwrap();
+            assert_eq!(loaded.config.port, Some(4001));
+            assert_eq!(loaded.config.limits.max_projects, 7);
+            assert_eq!(loaded.config.limits.max_connections, 11);
+            let source = |key: &str| loaded.sources.iter().find(|(k, ..)| k == key).unwrap().2;
+            assert_eq!(source("port"), "flag");
+            assert_eq!(source("limits.max_projects"), "file");
+            assert_eq!(source("limits.max_connections"), "env");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        let cases = [
+            ("bind = [\"0.0.0.0\"]", "bind"),
+            ("[limits]\nmax_connections = 0", "limits.max_connections"),
+            ("[limits]\nping_interval_s = 300\nidle_timeout_s = 60", "limits.idle_timeout_s"),
+            ("[agent]\npermission_mode = \"yolo\"", "agent.permission_mode"),
+            ("allowed_origins = [\"null\"]", "allowed_origins"),
+        ];
+        for (toml, key) in cases {
+            std::fs::write(&file, toml).unwrap();
+            let err = Config::load_with_env(Some(&file), &Overrides::default(), no_env()).unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+        std::fs::write(&file, "[limits]\nmax_conections = 5").unwrap();
+        let err = Config::load_with_env(Some(&file), &Overrides::default(), no_env()).unwrap_err();
+        assert!(err.to_string().contains("max_conections"), "{err}");
+        let missing = dir.path().join("missing.toml");
+        assert!(Config::load_with_env(Some(&missing), &Overrides::default(), no_env()).is_err());
+    }
+}

@@ -1,0 +1,196 @@
+//! The error clients see: a stable kind, a JSON-RPC 2.0 code and a short message.
+//!
+//! Every subsystem has its own `thiserror` enum with the context a reader of the log needs.
+//! At the protocol edge those errors become an [`RpcError`]: the JSON-RPC `code` (the
+//! standard ones from the JSON-RPC 2.0 specification, section 5.1, or one of the
+//! implementation-defined server codes -32000..-32099), a human message, and the stable
+//! [`ErrorKind`] in `error.data.kind` that clients branch on. Internal details (SQL
+//! errors, OS errors) are logged, never sent.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// A stable, machine-readable error kind, sent as `error.data.kind`.
+///
+/// Kinds never change meaning once published; clients may match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorKind {
+    /// The frame was not valid JSON (JSON-RPC -32700).
+    ParseError,
+    /// The JSON was not a valid JSON-RPC 2.0 request object (-32600).
+    InvalidRequest,
+    /// A JSON array: batches are not supported, as in MCP and LSP (-32600).
+    BatchUnsupported,
+    /// No such method (-32601).
+    MethodNotFound,
+    /// The params do not match the method's shape (-32602).
+    InvalidParams,
+    /// A project path is relative, missing, not a directory, or otherwise unusable (-32602).
+    InvalidPath,
+    /// No project has that id (-32001).
+    ProjectNotFound,
+    /// That directory is already a project (-32002).
+    ProjectExists,
+    /// The directory is inside another project or contains one (-32003).
+    ProjectNested,
+    /// The project already runs an agent (-32004).
+    ProjectBusy,
+    /// The project runs no agent, so there is nothing to kill (-32005).
+    NotRunning,
+    /// A configured limit (projects, connections, running agents) is reached (-32006).
+    LimitReached,
+    /// The caller is not allowed to do this (-32007).
+    Unauthorized,
+    /// The connection sends faster than its rate limit allows (-32008).
+    RateLimited,
+    /// A message or value exceeds its size limit (-32009).
+    TooLarge,
+    /// The agent CLI was not found or could not be started (-32010).
+    AgentUnavailable,
+    /// Anything else; the detail is in the hub's log (-32603).
+    Internal,
+}
+
+impl ErrorKind {
+    /// The JSON-RPC `error.code` for this kind.
+    pub fn code(self) -> i64 {
+        match self {
+            Self::ParseError => -32700,
+            Self::InvalidRequest | Self::BatchUnsupported => -32600,
+            Self::MethodNotFound => -32601,
+            Self::InvalidParams | Self::InvalidPath => -32602,
+            Self::Internal => -32603,
+            Self::ProjectNotFound => -32001,
+            Self::ProjectExists => -32002,
+            Self::ProjectNested => -32003,
+            Self::ProjectBusy => -32004,
+            Self::NotRunning => -32005,
+            Self::LimitReached => -32006,
+            Self::Unauthorized => -32007,
+            Self::RateLimited => -32008,
+            Self::TooLarge => -32009,
+            Self::AgentUnavailable => -32010,
+        }
+    }
+
+    /// The kind as it appears on the wire, e.g. `"PROJECT_BUSY"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ParseError => "PARSE_ERROR",
+            Self::InvalidRequest => "INVALID_REQUEST",
+            Self::BatchUnsupported => "BATCH_UNSUPPORTED",
+            Self::MethodNotFound => "METHOD_NOT_FOUND",
+            Self::InvalidParams => "INVALID_PARAMS",
+            Self::InvalidPath => "INVALID_PATH",
+            Self::ProjectNotFound => "PROJECT_NOT_FOUND",
+            Self::ProjectExists => "PROJECT_EXISTS",
+            Self::ProjectNested => "PROJECT_NESTED",
+            Self::ProjectBusy => "PROJECT_BUSY",
+            Self::NotRunning => "NOT_RUNNING",
+            Self::LimitReached => "LIMIT_REACHED",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::TooLarge => "TOO_LARGE",
+            Self::AgentUnavailable => "AGENT_UNAVAILABLE",
+            Self::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// An error as sent to a client in a JSON-RPC response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    /// The stable kind.
+    pub kind: ErrorKind,
+    /// A short, lowercase, human message with no internal detail.
+    pub message: String,
+    /// Extra machine-readable context merged into `error.data` (for example `project_id`).
+    pub details: Option<Value>,
+}
+
+impl RpcError {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// Adds machine-readable context, sent beside `kind` in `error.data`.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// An internal error: logs `source` with its chain and tells the client only that
+    /// something failed.
+    pub fn internal(context: &str, source: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %ErrorChain(source), context, "internal error");
+        Self::new(ErrorKind::Internal, "internal error; see the hub log")
+    }
+
+    /// The JSON-RPC `error` object: `{code, message, data: {kind, ...details}}`.
+    pub fn to_json(&self) -> Value {
+        let mut data = json!({ "kind": self.kind.as_str() });
+        if let (Some(Value::Object(extra)), Value::Object(map)) = (&self.details, &mut data) {
+            for (key, value) in extra {
+                map.insert(key.clone(), value.clone());
+            }
+        }
+        json!({ "code": self.kind.code(), "message": self.message, "data": data })
+    }
+}
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+/// Displays an error and all its sources on one line, `outer: inner: innermost`.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_json_has_code_message_and_kind() {
+        let err = RpcError::new(ErrorKind::ProjectBusy, "project is busy")
+            .with_details(json!({"project_id": "p1"}));
+        assert_eq!(
+            err.to_json(),
+            json!({"code": -32004, "message": "project is busy",
+                   "data": {"kind": "PROJECT_BUSY", "project_id": "p1"}})
+        );
+    }
+
+    #[test]
+    fn serialized_kind_matches_as_str() {
+        for kind in [
+            ErrorKind::ParseError,
+            ErrorKind::BatchUnsupported,
+            ErrorKind::InvalidPath,
+            ErrorKind::AgentUnavailable,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
+        }
+    }
+}

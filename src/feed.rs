@@ -1,0 +1,253 @@
+//! The project feed: history plus live stream of agent output, with no gap and no
+//! duplicate.
+//!
+//! Appending a line and fanning it out to live subscribers happen under one lock, so a
+//! line is either in the store before a subscriber goes live (and it replays it) or is
+//! pushed to it live, never both and never neither. A subscriber that passes `after_seq`
+//! starts in *catch-up*: a task pages through the store, and when a page comes back
+//! short it takes the lock, and if nothing newer was appended meanwhile it flips the
+//! subscription to live before releasing the lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::value::RawValue;
+
+use crate::clients::Client;
+use crate::protocol::{Output, Stream, method, notification};
+use crate::store::{MessageQuery, NewLine, Store, StoreError};
+use crate::timestamp::{format_ms, now_ms};
+
+/// Lines per page when replaying history to a subscriber.
+const REPLAY_PAGE: u32 = 256;
+
+struct Subscriber {
+    client: Arc<Client>,
+    live: bool,
+}
+
+#[derive(Default)]
+struct ProjectFeed {
+    last_seq: u64,
+    subscribers: HashMap<u64, Subscriber>,
+}
+
+/// The feed of every project. Cheap to clone.
+#[derive(Clone)]
+pub struct Feed {
+    store: Store,
+    // A std Mutex: held for one SQLite insert and a non-blocking fan-out, never across
+    // an await. It is taken before the store's own lock, never after.
+    state: Arc<Mutex<HashMap<String, ProjectFeed>>>,
+}
+
+/// A line to append, before it has a seq.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    /// The run that produced it.
+    pub run_id: Option<&'a str>,
+    /// Its stream.
+    pub stream: Stream,
+    /// The raw text, without the newline.
+    pub text: &'a str,
+}
+
+impl Feed {
+    /// A feed whose projects start at the given last seqs.
+    pub fn new(store: Store, projects: impl IntoIterator<Item = (String, u64)>) -> Self {
+        let state = projects
+            .into_iter()
+            .map(|(id, last_seq)| (id, ProjectFeed { last_seq, ..Default::default() }))
+            .collect();
+        Self {
+            store,
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, HashMap<String, ProjectFeed>> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a newly created project.
+    pub fn add_project(&self, project_id: &str) {
+        self.state().entry(project_id.to_string()).or_default();
+    }
+
+    /// The newest seq of a project's log.
+    pub fn last_seq(&self, project_id: &str) -> Option<u64> {
+        self.state().get(project_id).map(|feed| feed.last_seq)
+    }
+
+    /// Drops a deleted project and its subscriptions.
+    pub fn remove_project(&self, project_id: &str) {
+        self.state().remove(project_id);
+    }
+
+    /// Stores a line, then pushes it to the project's live subscribers. A stdout line that
+    /// is a JSON object is kept as a stream-json event of kind `type`; anything else is
+    /// kept as text.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the line could not be stored; it is then not pushed either.
+    pub fn append(&self, project_id: &str, line: Line<'_>) -> Result<Output, StoreError> {
+        let parsed = match line.stream {
+            Stream::Stderr => None,
+            _ => parse_event(line.text),
+        };
+        let (kind, is_json) = match (&parsed, line.stream) {
+            (Some((kind, _)), _) => (kind.clone(), true),
+            (None, Stream::Stderr) => ("stderr".to_string(), false),
+            (None, _) => ("text".to_string(), false),
+        };
+        let ts = now_ms();
+        let mut state = self.state();
+        let seq = self.store.append(
+            project_id,
+            &NewLine {
+                run_id: line.run_id,
+                ts,
+                stream: line.stream,
+                kind: &kind,
+                body: line.text,
+                is_json,
+            },
+        )?;
+        let output = Output {
+            project_id: project_id.to_string(),
+            seq,
+            ts: format_ms(ts),
+            run_id: line.run_id.map(str::to_string),
+            stream: line.stream,
+            kind,
+            event: parsed.map(|(_, raw)| raw),
+            text: (!is_json).then(|| line.text.to_string()),
+        };
+        if let Some(feed) = state.get_mut(project_id) {
+            feed.last_seq = seq;
+            if !feed.subscribers.is_empty() {
+                let message = Utf8Bytes::from(notification(method::PROJECT_OUTPUT, &output));
+                for subscriber in feed.subscribers.values().filter(|s| s.live) {
+                    subscriber.client.push(message.clone());
+                }
+            }
+        }
+        Ok(output)
+    }
+
+    /// Subscribes `client` to a project. Returns the project's last seq and whether a
+    /// replay is needed (then call [`Feed::replay`] after the response is queued).
+    /// Subscribing again replaces the earlier subscription.
+    pub fn subscribe(&self, project_id: &str, client: &Arc<Client>, after_seq: Option<u64>) -> Option<(u64, bool)> {
+        let mut state = self.state();
+        let feed = state.get_mut(project_id)?;
+        let needs_replay = after_seq.is_some_and(|after| after < feed.last_seq);
+        feed.subscribers.insert(
+            client.id(),
+            Subscriber {
+                client: client.clone(),
+                live: !needs_replay,
+            },
+        );
+        Some((feed.last_seq, needs_replay))
+    }
+
+    /// Removes a subscription. Returns whether there was one.
+    pub fn unsubscribe(&self, project_id: &str, client_id: u64) -> bool {
+        self.state()
+            .get_mut(project_id)
+            .is_some_and(|feed| feed.subscribers.remove(&client_id).is_some())
+    }
+
+    /// Removes every subscription of a client.
+    pub fn unsubscribe_all(&self, client_id: u64) {
+        for feed in self.state().values_mut() {
+            feed.subscribers.remove(&client_id);
+        }
+    }
+
+    /// Whether the client subscribes to anything.
+    pub fn has_subscriptions(&self, client_id: u64) -> bool {
+        self.state().values().any(|feed| feed.subscribers.contains_key(&client_id))
+    }
+
+    /// Sends the client every stored line after `after_seq`, then makes its subscription
+    /// live. Ends early if the client goes away or unsubscribes.
+    ///
+    /// # Errors
+    /// [`StoreError`] when a page cannot be read; the client is then closed, since its
+    /// view would have a gap.
+    pub async fn replay(&self, project_id: &str, client: &Arc<Client>, after_seq: u64) -> Result<(), StoreError> {
+        let mut cursor = after_seq;
+        loop {
+            let page = self.store.messages(&MessageQuery {
+                project_id: project_id.to_string(),
+                after_seq: Some(cursor),
+                limit: REPLAY_PAGE,
+                max_bytes: 8 * 1024 * 1024,
+                ..Default::default()
+            })?;
+            for output in &page.messages {
+                if !client.send(Utf8Bytes::from(notification(method::PROJECT_OUTPUT, output))).await {
+                    return Ok(());
+                }
+                cursor = output.seq;
+            }
+            if page.has_more {
+                continue;
+            }
+            let mut state = self.state();
+            let Some(feed) = state.get_mut(project_id) else {
+                return Ok(());
+            };
+            if feed.last_seq > cursor {
+                continue; // Lines arrived while we sent; read them before going live.
+            }
+            match feed.subscribers.get_mut(&client.id()) {
+                Some(subscriber) if !subscriber.live => subscriber.live = true,
+                // Unsubscribed, or replaced by a newer subscription with its own replay.
+                _ => {}
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// Parses a stdout line as a stream-json event: a JSON object whose `type` is a string
+/// (Claude Code CLI, `--output-format stream-json`). Returns the type and the line as a
+/// raw JSON value, so it is forwarded byte for byte.
+fn parse_event(text: &str) -> Option<(String, Box<RawValue>)> {
+    #[derive(serde::Deserialize)]
+    struct TypeOnly {
+        #[serde(rename = "type")]
+        kind: Option<serde_json::Value>,
+    }
+    let trimmed = text.trim();
+    if !trimmed.starts_with('{') {
+        return None;
+    }
+    let kind = serde_json::from_str::<TypeOnly>(trimmed)
+        .ok()?
+        .kind
+        .and_then(|kind| kind.as_str().map(str::to_string))
+        .unwrap_or_else(|| "json".to_string());
+    let raw = RawValue::from_string(trimmed.to_string()).ok()?;
+    Some((kind, raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_json_lines_are_events_and_others_text() {
+        let (kind, raw) = parse_event(r#"{"type":"result","total_cost_usd":0.1}"#).unwrap();
+        assert_eq!(kind, "result");
+        assert_eq!(raw.get(), r#"{"type":"result","total_cost_usd":0.1}"#);
+        assert_eq!(parse_event(r#"{"no_type":1}"#).unwrap().0, "json");
+        assert!(parse_event("plain text").is_none());
+        assert!(parse_event("{broken").is_none());
+        assert!(parse_event("[1,2]").is_none());
+    }
+}

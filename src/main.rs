@@ -1,0 +1,350 @@
+//! `semantest-hub`: the headless hub and a command-line client for it.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use semantest_hub::client::{HubClient, running_hub_url};
+use semantest_hub::config::{Config, LoadedConfig, Overrides, SecretStoreKind};
+use semantest_hub::hub::OWNER_TOKEN;
+use semantest_hub::secrets::Secrets;
+
+#[derive(Parser)]
+#[command(name = "semantest-hub", version, about = "Local hub for browser extensions, coding agents and task workers")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Data directory (database, secrets). Default: the platform data directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Configuration file. Default: config.toml in the platform config directory.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the owner token is kept.
+    #[arg(long, global = true, value_enum)]
+    secret_store: Option<SecretStoreKind>,
+    /// Log filter, e.g. `info` or `semantest_hub=debug`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub in the foreground until SIGINT or SIGTERM.
+    Serve {
+        /// Port; 0 takes any free port. Default: 3003, or the next free one up to 3012.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Listen address (loopback only). Default: 127.0.0.1 and ::1.
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<IpAddr>,
+    },
+    /// Print the owner token, creating it on first use.
+    Token,
+    /// Show the running hub's status.
+    Status,
+    /// Print a one-time sign-in link for the dashboard (or open it in a browser).
+    Dashboard {
+        /// Print the link instead of opening a browser.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Run agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Register a directory as a project.
+    Add {
+        /// The directory.
+        dir: PathBuf,
+        /// Display name. Default: the directory's name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List projects.
+    List,
+    /// Unregister a project (its directory is not touched).
+    Rm {
+        /// The project id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Run the agent in a project and stream its output; exits with the run's status
+    /// (0 succeeded, 1 failed, 124 timed out, 130 killed).
+    Run {
+        /// A project id, or a registered project's directory.
+        project: String,
+        /// The prompt.
+        prompt: String,
+        /// Start a new session instead of resuming the last one.
+        #[arg(long)]
+        new_session: bool,
+        /// Timeout in seconds.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let common = cli.common;
+    let mut overrides = Overrides {
+        data_dir: common.data_dir.clone(),
+        secret_store: common.secret_store,
+        log_level: common.log_level.clone(),
+        ..Default::default()
+    };
+    if let Command::Serve { port, bind } = &cli.command {
+        overrides.port = *port;
+        overrides.bind = bind.map(|addr| vec![addr]);
+    }
+    let loaded = Config::load(common.config.as_deref(), &overrides)?;
+    match cli.command {
+        Command::Serve { .. } => serve(loaded).await,
+        Command::Token => {
+            let _log = semantest_hub::logging::init(&common.log_level.unwrap_or_else(|| "warn".into()), None);
+            let token = owner_token(&loaded, true).await?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        command => {
+            let _log = semantest_hub::logging::init(&common.log_level.unwrap_or_else(|| "warn".into()), None);
+            client_command(&loaded, command).await
+        }
+    }
+}
+
+async fn serve(loaded: LoadedConfig) -> Result<ExitCode> {
+    let _guard = semantest_hub::logging::init(&loaded.config.log_level, Some(&loaded.log_dir));
+    let server = semantest_hub::start(loaded).await?;
+    eprintln!("Semantest Hub listening on {}", server.url());
+    eprintln!("Dashboard: run `semantest-hub dashboard` for a sign-in link");
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
+        () = server.cancelled() => {}
+    }
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn owner_token(loaded: &LoadedConfig, create: bool) -> Result<String> {
+    let (kind, dir) = (loaded.config.secret_store, loaded.data_dir.clone());
+    tokio::task::spawn_blocking(move || {
+        let secrets = Secrets::open(kind, &dir)?;
+        if create {
+            return Ok(secrets.get_or_create(OWNER_TOKEN, semantest_hub::security::new_token)?);
+        }
+        secrets
+            .get(OWNER_TOKEN)?
+            .context("no owner token yet; start the hub once with `semantest-hub serve`")
+    })
+    .await?
+}
+
+async fn connect(loaded: &LoadedConfig) -> Result<HubClient> {
+    let url = running_hub_url(&loaded.data_dir)?;
+    let token = owner_token(loaded, false).await?;
+    Ok(HubClient::connect(&url, &token).await?)
+}
+
+async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitCode> {
+    let mut client = connect(loaded).await?;
+    client.request("hub.hello", json!({"role": "script", "name": "semantest-hub CLI"})).await?;
+    let code = match command {
+        Command::Status => {
+            let status = client.request("hub.status", json!({})).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            ExitCode::SUCCESS
+        }
+        Command::Dashboard { print } => {
+            let link = client.request("hub.login_link", json!({})).await?;
+            let url = link["url"].as_str().context("the hub sent no link")?;
+            if print || !open_browser(url) {
+                println!("{url}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Project(ProjectCommand::Add { dir, name }) => {
+            let path = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+            let project = client
+                .request("project.create", json!({"path": path, "name": name}))
+                .await?;
+            println!("{}  {}  {}", project["id"].as_str().unwrap_or(""), project["name"].as_str().unwrap_or(""), project["path"].as_str().unwrap_or(""));
+            ExitCode::SUCCESS
+        }
+        Command::Project(ProjectCommand::List) => {
+            let list = client.request("project.list", json!({})).await?;
+            for project in list["projects"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  {:<8}  {}  {}",
+                    project["id"].as_str().unwrap_or(""),
+                    project["state"].as_str().unwrap_or(""),
+                    project["name"].as_str().unwrap_or(""),
+                    project["path"].as_str().unwrap_or("")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Project(ProjectCommand::Rm { id }) => {
+            client.request("project.delete", json!({"project_id": id})).await?;
+            println!("removed {id}");
+            ExitCode::SUCCESS
+        }
+        Command::Agent(AgentCommand::Run { project, prompt, new_session, timeout }) => {
+            agent_run(&mut client, &project, &prompt, new_session, timeout).await?
+        }
+        Command::Serve { .. } | Command::Token => unreachable!("handled before connecting"),
+    };
+    client.close().await;
+    Ok(code)
+}
+
+fn open_browser(url: &str) -> bool {
+    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+async fn resolve_project(client: &mut HubClient, project: &str) -> Result<String> {
+    let list = client.request("project.list", json!({})).await?;
+    let projects = list["projects"].as_array().cloned().unwrap_or_default();
+    if let Some(found) = projects.iter().find(|p| p["id"] == project) {
+        return Ok(found["id"].as_str().unwrap_or_default().to_string());
+    }
+    let dir = Path::new(project);
+    if let Ok(canonical) = std::fs::canonicalize(dir)
+        && let Some(found) = projects.iter().find(|p| p["path"].as_str() == canonical.to_str())
+    {
+        return Ok(found["id"].as_str().unwrap_or_default().to_string());
+    }
+    bail!("{project} is not a project id or a registered directory; add it with `semantest-hub project add`")
+}
+
+async fn agent_run(
+    client: &mut HubClient,
+    project: &str,
+    prompt: &str,
+    new_session: bool,
+    timeout: Option<u64>,
+) -> Result<ExitCode> {
+    let project_id = resolve_project(client, project).await?;
+    client.request("project.subscribe", json!({"project_id": project_id})).await?;
+    let started = client
+        .request(
+            "agent.run",
+            json!({"project_id": project_id, "prompt": prompt, "new_session": new_session, "timeout_s": timeout}),
+        )
+        .await?;
+    let run_id = started["run_id"].as_str().unwrap_or_default().to_string();
+    let mut interrupted = false;
+    let mut stdout = std::io::stdout();
+    loop {
+        let message = tokio::select! {
+            message = client.next_notification() => message?,
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                eprintln!("\nstopping the agent…");
+                client.request("agent.kill", json!({"project_id": project_id})).await.ok();
+                continue;
+            }
+        };
+        if message["method"] != "project.output" {
+            continue;
+        }
+        let output = &message["params"];
+        if output["run_id"].as_str() != Some(run_id.as_str()) {
+            continue;
+        }
+        if let Some(status) = print_output(&mut stdout, output) {
+            return Ok(ExitCode::from(match status.as_str() {
+                "succeeded" => 0,
+                "timed_out" => 124,
+                "killed" => 130,
+                _ => 1,
+            }));
+        }
+    }
+}
+
+/// Prints one output line for a person; returns the run's status on its last line.
+fn print_output(out: &mut impl Write, output: &Value) -> Option<String> {
+    let event = &output["event"];
+    match output["kind"].as_str().unwrap_or_default() {
+        "assistant" => {
+            for block in event["message"]["content"].as_array().into_iter().flatten() {
+                match block["type"].as_str() {
+                    Some("text") => { let _ = writeln!(out, "{}", block["text"].as_str().unwrap_or_default()); }
+                    Some("tool_use") => {
+                        let _ = writeln!(out, "▶ {} {}", block["name"].as_str().unwrap_or("tool"), block["input"]);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        "result" => {
+            let _ = writeln!(
+                out,
+                "■ {} in {:.1} s, {} turns, ${:.4}",
+                event["subtype"].as_str().unwrap_or("done"),
+                event["duration_ms"].as_f64().unwrap_or_default() / 1000.0,
+                event["num_turns"].as_i64().unwrap_or_default(),
+                event["total_cost_usd"].as_f64().unwrap_or_default()
+            );
+        }
+        "text" => { let _ = writeln!(out, "{}", output["text"].as_str().unwrap_or_default()); }
+        "stderr" => eprintln!("{}", output["text"].as_str().unwrap_or_default()),
+        "run_finished" => {
+            let status = event["status"].as_str().unwrap_or("failed").to_string();
+            if let Some(reason) = event["reason"].as_str() {
+                eprintln!("run {status}: {reason}");
+            }
+            return Some(status);
+        }
+        _ => {}
+    }
+    None
+}

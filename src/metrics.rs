@@ -1,0 +1,147 @@
+//! Prometheus metrics, served at `GET /metrics` in the text exposition format.
+//!
+//! Names follow the Prometheus naming guide (<https://prometheus.io/docs/practices/naming/>):
+//! a `semantest_hub_` prefix, base units (seconds, bytes) in the name, `_total` on
+//! counters (added by `prometheus-client`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Run status label: `succeeded`, `failed`, `killed`, `timed_out`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The status.
+    pub status: String,
+}
+
+/// Refusal reason label: `host`, `origin`, `token`, `capacity`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// The reason.
+    pub reason: String,
+}
+
+/// Error kind label, e.g. `PROJECT_BUSY`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// The kind.
+    pub kind: String,
+}
+
+/// Every metric of the hub.
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// WebSocket connections accepted since start.
+    pub connections_accepted: Counter,
+    /// Upgrades refused, by reason (`host`, `origin`, `token`, `capacity`).
+    pub connections_refused: Family<ReasonLabel, Counter>,
+    /// WebSocket messages received.
+    pub messages_received: Counter,
+    /// JSON-RPC errors sent, by kind.
+    pub rpc_errors: Family<KindLabel, Counter>,
+    /// Agent runs started.
+    pub runs_started: Counter,
+    /// Agent runs finished, by status.
+    pub runs_finished: Family<StatusLabel, Counter>,
+    /// Agent run wall-clock durations in seconds.
+    pub run_duration: Histogram,
+    /// Agent output lines stored.
+    pub output_lines: Counter,
+    /// Registered projects.
+    pub projects: Gauge,
+    /// Agents running now.
+    pub running_agents: Gauge,
+    /// Resident memory of the hub process in bytes.
+    pub resident_memory: Gauge,
+    /// Hub CPU usage in percent of one core.
+    pub cpu_percent: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("semantest_hub");
+        let metrics = Self {
+            registry: Registry::default(),
+            connections: Gauge::default(),
+            connections_accepted: Counter::default(),
+            connections_refused: Family::default(),
+            messages_received: Counter::default(),
+            rpc_errors: Family::default(),
+            runs_started: Counter::default(),
+            runs_finished: Family::default(),
+            run_duration: Histogram::new([0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0]),
+            output_lines: Counter::default(),
+            projects: Gauge::default(),
+            running_agents: Gauge::default(),
+            resident_memory: Gauge::default(),
+            cpu_percent: Gauge::default(),
+        };
+        registry.register("ws_connections", "Open WebSocket connections", metrics.connections.clone());
+        registry.register("ws_connections_accepted", "WebSocket connections accepted", metrics.connections_accepted.clone());
+        registry.register("ws_connections_refused", "WebSocket upgrades refused, by reason", metrics.connections_refused.clone());
+        registry.register("ws_messages_received", "WebSocket messages received", metrics.messages_received.clone());
+        registry.register("rpc_errors", "JSON-RPC errors sent, by kind", metrics.rpc_errors.clone());
+        registry.register("agent_runs_started", "Agent runs started", metrics.runs_started.clone());
+        registry.register("agent_runs_finished", "Agent runs finished, by status", metrics.runs_finished.clone());
+        registry.register("agent_run_duration_seconds", "Agent run durations", metrics.run_duration.clone());
+        registry.register("agent_output_lines", "Agent output lines stored", metrics.output_lines.clone());
+        registry.register("projects", "Registered projects", metrics.projects.clone());
+        registry.register("agents_running", "Agents running now", metrics.running_agents.clone());
+        registry.register("process_resident_memory_bytes", "Resident memory of the hub", metrics.resident_memory.clone());
+        registry.register("process_cpu_percent", "CPU usage of the hub, percent of one core", metrics.cpu_percent.clone());
+        Self { registry, ..metrics }
+    }
+
+    /// Counts a finished run.
+    pub fn observe_run(&self, status: &str, seconds: f64) {
+        self.runs_finished.get_or_create(&StatusLabel { status: status.into() }).inc();
+        self.run_duration.observe(seconds);
+    }
+
+    /// Counts a refused upgrade.
+    pub fn refused(&self, reason: &str) {
+        self.connections_refused.get_or_create(&ReasonLabel { reason: reason.into() }).inc();
+    }
+
+    /// Counts an error sent to a client.
+    pub fn rpc_error(&self, kind: &str) {
+        self.rpc_errors.get_or_create(&KindLabel { kind: kind.into() }).inc();
+    }
+
+    /// The text exposition, `# EOF` terminated (OpenMetrics 1.0).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let metrics = Metrics::new();
+        metrics.observe_run("succeeded", 2.0);
+        metrics.refused("origin");
+        let text = metrics.encode();
+        assert!(text.contains("semantest_hub_agent_runs_finished_total{status=\"succeeded\"} 1"), "{text}");
+        assert!(text.contains("semantest_hub_ws_connections_refused_total{reason=\"origin\"} 1"));
+        assert!(text.contains("semantest_hub_agent_run_duration_seconds_count 1"));
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+}

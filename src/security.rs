@@ -1,0 +1,281 @@
+//! Who may talk to the hub: Host and Origin allowlists, bearer tokens, one-time login codes.
+//!
+//! Any web page that could reach the hub could run code on the user's machine through an
+//! agent, so every request passes, in order:
+//! 1. the **Host allowlist** (`127.0.0.1:P`, `localhost:P`, `[::1]:P`), which defeats DNS
+//!    rebinding: a rebound name still sends its own name as Host;
+//! 2. the **Origin allowlist**, exact string match (RFC 6454 serialisation), where `null`
+//!    and near misses such as `http://localhost:P.evil.com` fail;
+//! 3. for the WebSocket, a **token**: `Authorization: Bearer <token>`, a
+//!    `Sec-WebSocket-Protocol` entry `semantest-hub.token.<token>`, or the dashboard's
+//!    session cookie. Never a URL parameter, which would end up in logs and history.
+//!
+//! Tokens are 256-bit values from the OS random generator (`getrandom`), shown to the user
+//! as 64 hex digits. Only their SHA-256 hashes are compared, in constant time (`subtle`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, header};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::protocol::TOKEN_SUBPROTOCOL_PREFIX;
+
+/// The dashboard's session cookie (HttpOnly, SameSite=Strict, Path=/).
+pub const SESSION_COOKIE: &str = "semantest_session";
+
+/// How long a one-time login code stays valid.
+pub const LOGIN_CODE_TTL: Duration = Duration::from_secs(120);
+
+/// A fresh 256-bit token from the OS random generator, as 64 lowercase hex digits.
+///
+/// # Panics
+/// When the OS has no random source, which leaves nothing safe to do.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random generator is unavailable");
+    hex::encode(bytes)
+}
+
+/// SHA-256 of a token: the only form the hub stores or compares.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Constant-time comparison of two token hashes.
+pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Proof for the signature challenge: hex HMAC-SHA256 keyed with the token's hash over
+/// `"semantest-signature:" + nonce`. A client that knows the token checks the proof before
+/// it sends the token, so an impostor on the port learns nothing.
+pub fn challenge_proof(token_hash: &[u8; 32], nonce: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(token_hash).expect("HMAC takes any key length");
+    mac.update(b"semantest-signature:");
+    mac.update(nonce.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The Host header values the hub answers to, for the port it listens on.
+pub fn allowed_hosts(port: u16) -> Vec<String> {
+    vec![format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")]
+}
+
+/// The origins always allowed: the dashboard served by the hub itself and the desktop
+/// app's webview (Tauri 2 serves `tauri://localhost` on macOS and
+/// `http://tauri.localhost` on Linux and Windows).
+pub fn builtin_origins(port: u16) -> Vec<String> {
+    let mut origins: Vec<String> = allowed_hosts(port).iter().map(|host| format!("http://{host}")).collect();
+    origins.push("tauri://localhost".into());
+    origins.push("http://tauri.localhost".into());
+    origins
+}
+
+/// Whether the request's Host is on the allowlist. A missing or non-UTF-8 Host fails.
+pub fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|host| allowed.iter().any(|allowed| allowed.eq_ignore_ascii_case(host)))
+}
+
+/// The verdict on a request's Origin header.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OriginCheck {
+    /// No Origin: a non-browser client, which still needs a token.
+    Absent,
+    /// An Origin on the allowlist.
+    Allowed,
+    /// Any other Origin, including `null` and malformed values.
+    Denied,
+}
+
+/// Checks the Origin header against `allowed` by exact match.
+pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> OriginCheck {
+    let mut values = headers.get_all(header::ORIGIN).iter();
+    let Some(value) = values.next() else {
+        return OriginCheck::Absent;
+    };
+    if values.next().is_some() {
+        return OriginCheck::Denied;
+    }
+    match value.to_str() {
+        Ok(origin) if allowed.iter().any(|allowed| allowed == origin) => OriginCheck::Allowed,
+        _ => OriginCheck::Denied,
+    }
+}
+
+/// Where a presented credential came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A bearer token (header or subprotocol).
+    Token(String),
+    /// A dashboard session cookie value.
+    Session(String),
+}
+
+/// Finds the credential on a request: `Authorization: Bearer`, then a
+/// `semantest-hub.token.<token>` subprotocol, then the session cookie.
+pub fn extract_credential(headers: &HeaderMap) -> Option<Credential> {
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+    {
+        return Some(Credential::Token(token.trim().to_string()));
+    }
+    for value in headers.get_all(header::SEC_WEBSOCKET_PROTOCOL) {
+        let Ok(value) = value.to_str() else { continue };
+        if let Some(token) = value
+            .split(',')
+            .map(str::trim)
+            .find_map(|protocol| protocol.strip_prefix(TOKEN_SUBPROTOCOL_PREFIX))
+        {
+            return Some(Credential::Token(token.to_string()));
+        }
+    }
+    session_cookie(headers).map(Credential::Session)
+}
+
+/// The value of the session cookie, if present (RFC 6265 section 5.4 `Cookie` syntax).
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// One-time dashboard login codes, kept in memory only: each is valid once, for
+/// [`LOGIN_CODE_TTL`]. Stores hashes, never the codes.
+#[derive(Debug, Default)]
+pub struct LoginCodes {
+    // A std Mutex: held for a map lookup, never across an await.
+    codes: Mutex<HashMap<[u8; 32], Instant>>,
+}
+
+impl LoginCodes {
+    /// Issues a fresh code.
+    pub fn issue(&self) -> String {
+        let code = new_token();
+        let mut codes = self.codes.lock().expect("login codes lock");
+        let now = Instant::now();
+        codes.retain(|_, expires| *expires > now);
+        codes.insert(token_hash(&code), now + LOGIN_CODE_TTL);
+        code
+    }
+
+    /// Consumes a code: true once for a code issued less than [`LOGIN_CODE_TTL`] ago.
+    pub fn redeem(&self, code: &str) -> bool {
+        let hash = token_hash(code);
+        let mut codes = self.codes.lock().expect("login codes lock");
+        // Constant time per entry, so timing does not tell how close a guess came.
+        let found = codes.keys().find(|stored| hashes_equal(stored, &hash)).copied();
+        match found.and_then(|key| codes.remove(&key)) {
+            Some(expires) => expires > Instant::now(),
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn tokens_are_256_bit_hex_and_distinct() {
+        let (a, b) = (new_token(), new_token());
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+        assert!(hashes_equal(&token_hash(&a), &token_hash(&a)));
+        assert!(!hashes_equal(&token_hash(&a), &token_hash(&b)));
+    }
+
+    #[test]
+    fn host_allowlist_is_exact() {
+        let allowed = allowed_hosts(3003);
+        assert!(host_allowed(&headers(&[("host", "127.0.0.1:3003")]), &allowed));
+        assert!(host_allowed(&headers(&[("host", "LOCALHOST:3003")]), &allowed));
+        assert!(host_allowed(&headers(&[("host", "[::1]:3003")]), &allowed));
+        for bad in ["evil.com", "127.0.0.1:3004", "localhost", "127.0.0.1:3003.evil.com", ""] {
+            assert!(!host_allowed(&headers(&[("host", bad)]), &allowed), "{bad}");
+        }
+        assert!(!host_allowed(&HeaderMap::new(), &allowed));
+    }
+
+    #[test]
+    fn origin_allowlist_rejects_null_and_near_misses() {
+        let allowed = builtin_origins(3003);
+        assert_eq!(check_origin(&HeaderMap::new(), &allowed), OriginCheck::Absent);
+        assert_eq!(
+            check_origin(&headers(&[("origin", "http://127.0.0.1:3003")]), &allowed),
+            OriginCheck::Allowed
+        );
+        for bad in [
+            "null",
+            "http://127.0.0.1:3003/",
+            "http://127.0.0.1:30031",
+            "https://127.0.0.1:3003",
+            "http://localhost:3003.evil.com",
+            "http://evil.com",
+        ] {
+            assert_eq!(check_origin(&headers(&[("origin", bad)]), &allowed), OriginCheck::Denied, "{bad}");
+        }
+        let two = headers(&[("origin", "http://127.0.0.1:3003"), ("origin", "http://evil.com")]);
+        assert_eq!(check_origin(&two, &allowed), OriginCheck::Denied);
+    }
+
+    #[test]
+    fn credentials_from_header_subprotocol_or_cookie() {
+        assert_eq!(
+            extract_credential(&headers(&[("authorization", "Bearer abc")])),
+            Some(Credential::Token("abc".into()))
+        );
+        assert_eq!(
+            extract_credential(&headers(&[(
+                "sec-websocket-protocol",
+                "semantest-hub.v1, semantest-hub.token.def"
+            )])),
+            Some(Credential::Token("def".into()))
+        );
+        assert_eq!(
+            extract_credential(&headers(&[("cookie", "a=1; semantest_session=xyz")])),
+            Some(Credential::Session("xyz".into()))
+        );
+        assert_eq!(extract_credential(&headers(&[("authorization", "Basic abc")])), None);
+    }
+
+    #[test]
+    fn login_codes_work_once() {
+        let codes = LoginCodes::default();
+        let code = codes.issue();
+        assert!(!codes.redeem("not-a-code"));
+        assert!(codes.redeem(&code));
+        assert!(!codes.redeem(&code));
+    }
+
+    #[test]
+    fn challenge_proof_depends_on_token_and_nonce() {
+        let hash = token_hash("t");
+        assert_eq!(challenge_proof(&hash, "n"), challenge_proof(&hash, "n"));
+        assert_ne!(challenge_proof(&hash, "n"), challenge_proof(&hash, "m"));
+        assert_ne!(challenge_proof(&token_hash("u"), "n"), challenge_proof(&hash, "n"));
+    }
+}

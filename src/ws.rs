@@ -1,0 +1,190 @@
+//! One WebSocket connection: a writer task that owns the sink and a reader loop.
+//!
+//! The writer drains the client's bounded queue, sends a ping every
+//! `limits.ping_interval_s` (RFC 6455 section 5.5.2) and sends the close frame. The
+//! reader parses JSON-RPC requests, applies the per-connection rate limit, dispatches
+//! and queues the response. Either half ending ends the other. The connection closes
+//! with 1001 on shutdown, 1008 when the client stops reading, 1009 for an oversized
+//! message and 1000 after `limits.idle_timeout_s` without any frame from the client.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use governor::{Quota, RateLimiter};
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::clients::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOO_BIG, Client};
+use crate::error::{ErrorChain, ErrorKind, RpcError};
+use crate::hub::Hub;
+use crate::protocol::{Incoming, error_response, parse_incoming, response};
+use crate::rpc::{After, dispatch};
+
+/// Serves an upgraded connection until it closes.
+pub async fn serve_socket(socket: WebSocket, hub: Hub, client: Arc<Client>, rx: mpsc::Receiver<Utf8Bytes>) {
+    let span = info_span!("conn", conn_id = client.id());
+    let (sink, stream) = socket.split();
+    handle_socket(sink, stream, hub, client, rx).instrument(span).await;
+}
+
+/// The connection loop, generic over the transport so it can be tested with channels.
+pub async fn handle_socket<W, R>(sink: W, mut stream: R, hub: Hub, client: Arc<Client>, rx: mpsc::Receiver<Utf8Bytes>)
+where
+    W: Sink<Message> + Unpin + Send + 'static,
+    W::Error: std::fmt::Display,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let limits = hub.config.config.limits.clone();
+    hub.metrics.connections_accepted.inc();
+    hub.refresh_status();
+    tracing::debug!("connection opened");
+
+    let writer = tokio::spawn(
+        write_loop(
+            sink,
+            rx,
+            client.clone(),
+            Duration::from_secs(limits.ping_interval_s),
+            Duration::from_secs(limits.write_timeout_s),
+        )
+        .in_current_span(),
+    );
+    let quota = Quota::per_second(NonZeroU32::new(limits.rate_limit_per_s).unwrap_or(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(limits.rate_limit_burst).unwrap_or(NonZeroU32::MIN));
+    let limiter = RateLimiter::direct(quota);
+    let idle = Duration::from_secs(limits.idle_timeout_s);
+
+    loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(idle, stream.next()) => next,
+            () = client.closed().cancelled() => break,
+        };
+        let message = match next {
+            Err(_) => {
+                client.close(CLOSE_NORMAL, "idle timeout");
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(err))) => {
+                // tungstenite reports an oversized message as a capacity error.
+                let text = ErrorChain(&err).to_string();
+                if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
+                    client.close(CLOSE_TOO_BIG, "message too big");
+                } else {
+                    debug!(error = %text, "connection read failed");
+                }
+                break;
+            }
+            Ok(Some(Ok(message))) => message,
+        };
+        client.count_in();
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                let error = RpcError::new(ErrorKind::InvalidRequest, "binary frames are not supported; send JSON text");
+                reply_error(&hub, &client, None, &error).await;
+                continue;
+            }
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        hub.metrics.messages_received.inc();
+        if limiter.check().is_err() {
+            let id = match parse_incoming(&text) {
+                Ok(Incoming::Request { id, .. }) => Some(id),
+                _ => None,
+            };
+            let error = RpcError::new(ErrorKind::RateLimited, "too many requests; slow down");
+            reply_error(&hub, &client, id.as_ref(), &error).await;
+            continue;
+        }
+        match parse_incoming(&text) {
+            Err(envelope) => reply_error(&hub, &client, envelope.id.as_ref(), &envelope.error).await,
+            Ok(Incoming::Notification { method }) => debug!(method, "ignored client notification"),
+            Ok(Incoming::Request { id, method, params }) => match dispatch(&hub, &client, &method, params) {
+                Ok((result, after)) => {
+                    if !client.send(Utf8Bytes::from(response(&id, &result))).await {
+                        break;
+                    }
+                    if let After::Replay { project_id, after_seq } = after {
+                        let (hub, client) = (hub.clone(), client.clone());
+                        hub.clone().tracker.spawn(
+                            async move {
+                                if let Err(err) = hub.feed.replay(&project_id, &client, after_seq).await {
+                                    warn!(error = %ErrorChain(&err), "replay failed");
+                                    client.close(crate::clients::CLOSE_POLICY, "replay failed");
+                                }
+                            }
+                            .in_current_span(),
+                        );
+                    }
+                }
+                Err(error) => {
+                    debug!(method, kind = error.kind.as_str(), "request failed");
+                    reply_error(&hub, &client, Some(&id), &error).await;
+                }
+            },
+        }
+    }
+
+    if hub.shutdown.is_cancelled() {
+        client.close(CLOSE_GOING_AWAY, "hub shutting down");
+    }
+    client.close(CLOSE_NORMAL, "bye");
+    hub.feed.unsubscribe_all(client.id());
+    hub.clients.remove(&client);
+    hub.refresh_status();
+    let _ = writer.await;
+    tracing::debug!(close = ?client.close_code(), "connection closed");
+}
+
+async fn reply_error(hub: &Hub, client: &Client, id: Option<&crate::protocol::RequestId>, error: &RpcError) {
+    hub.metrics.rpc_error(error.kind.as_str());
+    client.send(Utf8Bytes::from(error_response(id, error))).await;
+}
+
+async fn write_loop<W>(
+    mut sink: W,
+    mut rx: mpsc::Receiver<Utf8Bytes>,
+    client: Arc<Client>,
+    ping_every: Duration,
+    write_timeout: Duration,
+) where
+    W: Sink<Message> + Unpin,
+    W::Error: std::fmt::Display,
+{
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    loop {
+        let message = tokio::select! {
+            biased;
+            () = client.closed().cancelled() => break,
+            next = rx.recv() => match next {
+                Some(text) => Message::Text(text),
+                None => break,
+            },
+            _ = ping.tick() => Message::Ping(Default::default()),
+        };
+        match tokio::time::timeout(write_timeout, sink.send(message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                debug!(error = %err, "write failed");
+                client.close(CLOSE_NORMAL, "write failed");
+                return;
+            }
+            Err(_) => {
+                client.close(crate::clients::CLOSE_POLICY, "client is not reading its messages");
+                break;
+            }
+        }
+    }
+    let (code, reason) = client.close_code().unwrap_or((CLOSE_NORMAL, "bye"));
+    let close = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
+    let _ = tokio::time::timeout(write_timeout, sink.send(close)).await;
+    let _ = tokio::time::timeout(write_timeout, sink.close()).await;
+}

@@ -1,0 +1,125 @@
+// The dashboard's entry point: navigation, hash routing, and the connection status area.
+//
+// Routes: #/overview, #/projects, #/projects/<id>, #/connections, #/settings.
+
+import { h, replace } from './dom.js';
+import { rpc, store } from './store.js';
+import './components/overview-view.js';
+import './components/projects-view.js';
+import './components/project-view.js';
+import './components/connections-view.js';
+import './components/settings-view.js';
+
+/**
+ * The main navigation. Add a view by adding an entry here (and its custom element).
+ * Workers & tasks and Pairing come later: give them `tag`s and set `ready: true`.
+ */
+const VIEWS = [
+  { path: 'overview', label: 'Overview', tag: 'hub-overview', ready: true },
+  { path: 'projects', label: 'Projects', tag: 'hub-projects', ready: true },
+  { path: 'workers', label: 'Workers & tasks', tag: 'hub-workers', ready: false },
+  { path: 'connections', label: 'Connections', tag: 'hub-connections', ready: true },
+  { path: 'pairing', label: 'Pairing', tag: 'hub-pairing', ready: false },
+  { path: 'settings', label: 'Settings', tag: 'hub-settings', ready: true },
+];
+
+const main = document.getElementById('main');
+const nav = document.getElementById('nav-list');
+const statusEl = document.getElementById('conn-status');
+const signedOutEl = document.getElementById('signed-out');
+
+let current = '';
+
+function buildNav() {
+  replace(nav, VIEWS.filter((v) => v.ready).map((v) =>
+    h('li', {}, h('a', { href: `#/${v.path}`, dataset: { view: v.path } }, v.label))));
+}
+
+function parseRoute() {
+  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  if (parts[0] === 'projects' && parts[1]) return { view: 'projects', projectId: parts[1] };
+  const view = VIEWS.find((v) => v.ready && v.path === parts[0]);
+  return { view: view ? view.path : 'overview' };
+}
+
+function route() {
+  const r = parseRoute();
+  const key = r.projectId ? `projects/${r.projectId}` : r.view;
+  for (const a of nav.querySelectorAll('a')) {
+    if (a.dataset.view === r.view) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  if (key === current) return;
+  const first = current === '';
+  current = key;
+  let el;
+  if (r.projectId) {
+    el = document.createElement('hub-project');
+    el.setAttribute('project-id', r.projectId);
+  } else {
+    el = document.createElement(VIEWS.find((v) => v.path === r.view).tag);
+    document.title = `${VIEWS.find((v) => v.path === r.view).label} · Semantest Hub`;
+  }
+  main.replaceChildren(el);
+  main.dataset.view = r.projectId ? 'project' : r.view;
+  // Move focus to the new view's heading so keyboard and screen reader users follow along
+  // (not on the first load, where the browser's own focus order is expected).
+  if (!first) el.querySelector('h1')?.focus();
+}
+
+/** The status area: connected, connecting, reconnecting (with countdown) or signed out. */
+let countdown = 0;
+function renderState(detail) {
+  clearInterval(countdown);
+  const { state } = detail;
+  document.body.dataset.conn = state;
+  statusEl.className = `conn conn-${state}`;
+  signedOutEl.hidden = state !== 'signed-out';
+  main.hidden = state === 'signed-out';
+  switch (state) {
+    case 'connected': {
+      const v = detail.hello?.server?.version;
+      replace(statusEl, h('span', { class: 'dot', 'aria-hidden': 'true' }), `Connected${v ? ` · v${v}` : ''}`);
+      break;
+    }
+    case 'connecting':
+      replace(statusEl, h('span', { class: 'dot', 'aria-hidden': 'true' }), 'Connecting…');
+      break;
+    case 'reconnecting': {
+      const text = h('span', {}, 'Reconnecting…');
+      replace(statusEl, h('span', { class: 'dot', 'aria-hidden': 'true' }), text);
+      if (detail.retryAt) {
+        const tick = () => {
+          const s = Math.ceil((detail.retryAt - Date.now()) / 1000);
+          text.textContent = s > 0 ? `Reconnecting… (next try in ${s} s)` : 'Reconnecting…';
+        };
+        tick();
+        countdown = setInterval(tick, 1000);
+      }
+      break;
+    }
+    case 'signed-out':
+      replace(statusEl, h('span', { class: 'dot', 'aria-hidden': 'true' }), 'Signed out');
+      break;
+    default:
+      replace(statusEl, state);
+  }
+}
+
+function init() {
+  buildNav();
+  document.getElementById('skip-link').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    (main.querySelector('h1') ?? main).focus();
+  });
+  document.getElementById('retry-signin').addEventListener('click', () => rpc.retry());
+  window.addEventListener('hashchange', route);
+  rpc.addEventListener('state', (ev) => renderState(ev.detail));
+  route();
+  rpc.start();
+}
+
+init();
+
+// For debugging from the console and for the browser tests; nothing depends on it.
+window.semantestHub = { rpc, store };

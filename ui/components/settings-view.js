@@ -1,0 +1,105 @@
+// <hub-settings>: the hub's configuration, read-only, with where each value comes from
+// (hub.config), and desktop-only settings when the dashboard runs inside the app window.
+
+import { h, replace } from '../dom.js';
+import { rpc, listen, store, errorText } from '../store.js';
+import { desktopShell } from '../desktop.js';
+
+const SOURCE_TEXT = {
+  default: 'built-in default',
+  file: 'config file',
+  env: 'environment variable',
+  flag: 'command-line flag',
+};
+
+class SettingsView extends HTMLElement {
+  connectedCallback() {
+    this.abort = new AbortController();
+    this.values = null;
+    this.msg = h('p', { class: 'inline-msg', role: 'status' });
+    this.tableEl = h('div', { class: 'table-wrap' });
+    this.desktopEl = h('div');
+    replace(this,
+      h('header', { class: 'view-head' }, h('h1', { tabindex: '-1' }, 'Settings')),
+      this.desktopEl,
+      h('section', { 'aria-labelledby': 'cfg-h' },
+        h('h2', { id: 'cfg-h' }, 'Hub configuration'),
+        h('p', { class: 'muted' }, 'Read-only. Change a value in the config file, an environment variable or a command-line flag, then restart the hub.'),
+        this.msg,
+        this.tableEl));
+    listen(store, 'session', () => this.load(), this.abort.signal);
+    this.renderDesktop();
+    if (rpc.state === 'connected') this.load();
+    else this.render();
+  }
+
+  disconnectedCallback() {
+    this.abort.abort();
+  }
+
+  async load() {
+    try {
+      const res = await rpc.request('hub.config');
+      this.values = res.values ?? [];
+      this.msg.textContent = '';
+    } catch (err) {
+      this.msg.textContent = `Could not read the configuration: ${errorText(err)}`;
+    }
+    this.render();
+  }
+
+  render() {
+    if (!this.values) {
+      replace(this.tableEl, h('p', { class: 'muted' }, 'Loading…'));
+      return;
+    }
+    const values = [...this.values].sort((a, b) => a.key.localeCompare(b.key));
+    replace(this.tableEl, h('table', { class: 'config' },
+      h('thead', {}, h('tr', {}, ['Setting', 'Value', 'Source'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, values.map((v) => h('tr', { dataset: { key: v.key } },
+        h('th', { scope: 'row', class: 'mono' }, v.key),
+        h('td', { class: 'mono' }, display(v.value)),
+        h('td', {}, h('span', { class: `badge src-${v.source}`, title: SOURCE_TEXT[v.source] ?? '' }, v.source)))))));
+  }
+
+  /** Desktop-only settings; shown only in the app window (see desktop.js). */
+  renderDesktop() {
+    const shell = desktopShell();
+    if (!shell) {
+      this.desktopEl.hidden = true;
+      return;
+    }
+    const toggle = h('input', { id: 'start-at-login', type: 'checkbox', role: 'switch', disabled: true });
+    const status = h('p', { class: 'inline-msg', role: 'status' });
+    toggle.addEventListener('change', async () => {
+      toggle.disabled = true;
+      try {
+        await shell.setStartAtLogin(toggle.checked);
+        status.textContent = toggle.checked ? 'The hub will start when you log in.' : 'The hub will not start at login.';
+      } catch (err) {
+        toggle.checked = !toggle.checked;
+        status.textContent = `Could not change this: ${err?.message ?? err}`;
+      } finally {
+        toggle.disabled = false;
+      }
+    });
+    shell.getStartAtLogin().then((on) => {
+      toggle.checked = on;
+      toggle.disabled = false;
+    }, (err) => {
+      status.textContent = `Could not read this setting: ${err?.message ?? err}`;
+    });
+    replace(this.desktopEl, h('section', { class: 'card', 'aria-labelledby': 'desk-h' },
+      h('h2', { id: 'desk-h' }, 'This computer'),
+      h('div', { class: 'switch-row' }, toggle, h('label', { for: 'start-at-login' }, 'Start at login')),
+      status));
+  }
+}
+
+function display(v) {
+  if (v === null || v === undefined) return '—';
+  if (typeof v === 'string') return v || '""';
+  return JSON.stringify(v);
+}
+
+customElements.define('hub-settings', SettingsView);

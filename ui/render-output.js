@@ -1,0 +1,227 @@
+// Renders one stored output line (a `project.output` Output) as one DOM row.
+//
+// Output = {project_id, seq, ts, run_id, stream: "stdout"|"stderr"|"hub", kind, event?, text?}
+// where `kind` is the Claude Code stream-json `type` (system, assistant, user, result, …),
+// "text" for a non-JSON stdout line, "stderr", or run_started / run_finished from the hub.
+// Shapes follow the CLI's `--output-format stream-json --verbose` output.
+//
+// All text is set through textContent (see dom.js): nothing from the agent becomes markup.
+
+import { h } from './dom.js';
+import { usd, duration, number, time } from './format.js';
+
+/** Text longer than this is cut, with a button to show the rest. */
+const MAX_INLINE_CHARS = 20_000;
+
+/**
+ * @param {any} o   the Output
+ * @param {{toolNames: Map<string, string>}} ctx  state shared across rows of one view
+ * @returns {HTMLElement}
+ */
+export function renderOutput(o, ctx) {
+  const kind = String(o.kind ?? 'text');
+  const row = h('div', {
+    class: `row k-${cssIdent(kind)} s-${cssIdent(o.stream ?? 'stdout')}`,
+    title: `#${o.seq} · ${time(o.ts)}`,
+  });
+  row.dataset.seq = String(o.seq);
+  let body;
+  try {
+    body = renderBody(o, kind, ctx);
+  } catch {
+    body = rawDetails(kind, o.event ?? o.text);
+  }
+  row.append(body);
+  return row;
+}
+
+function renderBody(o, kind, ctx) {
+  const ev = o.event && typeof o.event === 'object' ? o.event : null;
+  if (o.stream === 'hub') return renderHub(kind, ev, o);
+  if (kind === 'stderr' || o.stream === 'stderr') {
+    return h('pre', { class: 'mono err' }, clip(o.text ?? JSON.stringify(ev)));
+  }
+  if (!ev) return h('pre', { class: 'mono' }, clip(o.text ?? ''));
+  switch (kind) {
+    case 'system': return renderSystem(ev);
+    case 'assistant': return renderMessage(ev, ctx, 'assistant');
+    case 'user': return renderMessage(ev, ctx, 'user');
+    case 'result': return renderResult(ev);
+    default: return rawDetails(kind, ev);
+  }
+}
+
+function renderHub(kind, ev, o) {
+  if (kind === 'run_started') {
+    return h('div', { class: 'run-sep start' },
+      h('span', { class: 'run-label' }, 'Run started'),
+      ev?.prompt ? h('div', { class: 'prompt-echo' }, clip(String(ev.prompt))) : null);
+  }
+  if (kind === 'run_finished') {
+    const status = String(ev?.status ?? 'finished');
+    const bad = status !== 'succeeded';
+    const label = { succeeded: 'Run succeeded', failed: 'Run failed', killed: 'Run killed', timed_out: 'Run timed out' }[status] ?? `Run ${status}`;
+    return h('div', { class: `run-sep end ${bad ? 'err' : 'ok'}` },
+      h('span', { class: 'run-label' }, label),
+      ev?.exit_code !== undefined && ev?.exit_code !== null ? h('span', { class: 'muted' }, ` · exit code ${ev.exit_code}`) : null);
+  }
+  return h('div', { class: 'hub-note muted' }, o.text ?? (ev ? `${kind}: ${JSON.stringify(ev)}` : kind));
+}
+
+function renderSystem(ev) {
+  if (ev.subtype === 'init') {
+    return h('div', { class: 'sys muted' },
+      'Session started',
+      ev.model ? [' · model ', h('code', {}, String(ev.model))] : null,
+      ev.cwd ? [' · in ', h('code', {}, String(ev.cwd))] : null);
+  }
+  return rawDetails(`system${ev.subtype ? ` · ${ev.subtype}` : ''}`, ev);
+}
+
+function renderMessage(ev, ctx, role) {
+  const content = ev.message?.content;
+  const wrap = h('div', { class: `msg ${role}` });
+  if (typeof content === 'string') {
+    wrap.append(role === 'user' ? h('div', { class: 'user-text' }, clip(content)) : formatText(content));
+    return wrap;
+  }
+  if (!Array.isArray(content)) return rawDetails(role, ev);
+  for (const block of content) {
+    if (!block || typeof block !== 'object') continue;
+    switch (block.type) {
+      case 'text':
+        wrap.append(role === 'user' ? h('div', { class: 'user-text' }, clip(String(block.text ?? ''))) : formatText(String(block.text ?? '')));
+        break;
+      case 'thinking':
+        wrap.append(h('details', { class: 'thinking' }, h('summary', {}, 'Thinking'), h('div', { class: 'text' }, clip(String(block.thinking ?? '')))));
+        break;
+      case 'tool_use':
+        if (block.id) ctx.toolNames.set(block.id, String(block.name ?? 'tool'));
+        wrap.append(renderToolUse(block));
+        break;
+      case 'tool_result':
+        wrap.append(renderToolResult(block, ctx));
+        break;
+      default:
+        wrap.append(rawDetails(block.type ?? 'block', block));
+    }
+  }
+  return wrap;
+}
+
+function renderToolUse(block) {
+  const name = String(block.name ?? 'tool');
+  const hint = toolHint(block.input);
+  return h('details', { class: 'tool' },
+    h('summary', {},
+      h('span', { class: 'tag' }, 'Tool'), ' ', h('strong', {}, name),
+      hint ? h('span', { class: 'hint' }, ` ${hint}`) : null),
+    h('pre', { class: 'mono' }, clip(pretty(block.input))));
+}
+
+function renderToolResult(block, ctx) {
+  const text = resultText(block.content);
+  const name = ctx.toolNames.get(block.tool_use_id);
+  const isErr = block.is_error === true;
+  const first = text.split('\n', 1)[0];
+  return h('details', { class: `tool-result${isErr ? ' err' : ''}` },
+    h('summary', {},
+      h('span', { class: 'tag' }, isErr ? 'Error' : 'Result'), ' ',
+      name ? h('strong', {}, name) : null,
+      h('span', { class: 'hint' }, ` ${first.length > 80 ? `${first.slice(0, 80)}…` : first}`)),
+    h('pre', { class: 'mono' }, clip(text)));
+}
+
+function renderResult(ev) {
+  const isErr = ev.is_error === true || (typeof ev.subtype === 'string' && ev.subtype.startsWith('error'));
+  const parts = [
+    h('span', { class: 'tag' }, isErr ? 'Failed' : 'Result'),
+    ` ${ev.subtype ?? ''}`,
+  ];
+  const facts = [];
+  if (ev.total_cost_usd !== undefined) facts.push(['cost', usd(ev.total_cost_usd)]);
+  if (ev.duration_ms !== undefined) facts.push(['duration', duration(ev.duration_ms)]);
+  if (ev.num_turns !== undefined) facts.push(['turns', number(ev.num_turns)]);
+  return h('div', { class: `result ${isErr ? 'err' : 'ok'}` },
+    h('div', { class: 'result-line' }, parts,
+      facts.map(([k, v]) => h('span', { class: 'fact' }, ` · ${k} `, h('strong', { class: `f-${k}` }, v)))),
+    isErr && ev.result ? h('div', { class: 'text' }, clip(String(ev.result))) : null);
+}
+
+function rawDetails(label, value) {
+  return h('details', { class: 'raw' }, h('summary', {}, String(label)), h('pre', { class: 'mono' }, clip(pretty(value))));
+}
+
+/**
+ * Formats assistant text: ``` fences become code blocks, blank lines split paragraphs,
+ * `inline code` becomes <code>. Everything else stays literal text.
+ */
+export function formatText(text) {
+  const out = h('div', { class: 'text' });
+  const clipped = text.length > MAX_INLINE_CHARS;
+  const src = clipped ? text.slice(0, MAX_INLINE_CHARS) : text;
+  const parts = src.split(/^```[^\n]*\n?/m);
+  parts.forEach((part, i) => {
+    if (i % 2 === 1) {
+      out.append(h('pre', { class: 'mono code' }, h('code', {}, part.replace(/\n$/, ''))));
+      return;
+    }
+    for (const para of part.split(/\n{2,}/)) {
+      if (!para.trim()) continue;
+      out.append(h('p', {}, inlineCode(para)));
+    }
+  });
+  if (clipped) out.append(moreButton(text, out));
+  return out;
+}
+
+function inlineCode(s) {
+  if (!s.includes('`')) return s;
+  return s.split(/`([^`\n]+)`/).map((seg, i) => (i % 2 ? h('code', {}, seg) : seg));
+}
+
+/** Plain text, cut at MAX_INLINE_CHARS with a "show all" button. */
+function clip(text) {
+  if (text.length <= MAX_INLINE_CHARS) return text;
+  const span = h('span', {}, text.slice(0, MAX_INLINE_CHARS));
+  const frag = document.createDocumentFragment();
+  frag.append(span, moreButton(text, span));
+  return frag;
+}
+
+function moreButton(text, target) {
+  const btn = h('button', { type: 'button', class: 'link more' },
+    `Show all ${number(text.length)} characters`);
+  btn.addEventListener('click', () => {
+    target.replaceChildren(text);
+    btn.remove();
+  }, { once: true });
+  return btn;
+}
+
+function resultText(content) {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content.map((c) => (c?.type === 'text' ? String(c.text ?? '') : pretty(c))).join('\n');
+  }
+  return content === undefined ? '' : pretty(content);
+}
+
+function toolHint(input) {
+  if (!input || typeof input !== 'object') return '';
+  const v = input.file_path ?? input.command ?? input.pattern ?? input.path ?? input.url ?? input.description ?? '';
+  const s = String(v).replace(/\s+/g, ' ');
+  return s.length > 80 ? `${s.slice(0, 80)}…` : s;
+}
+
+function pretty(v) {
+  try {
+    return JSON.stringify(v, null, 2) ?? '';
+  } catch {
+    return String(v);
+  }
+}
+
+function cssIdent(s) {
+  return String(s).replace(/[^a-zA-Z0-9_-]/g, '_');
+}
