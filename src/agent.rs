@@ -185,7 +185,8 @@ pub fn start_run(hub: &Hub, params: AgentRunParams) -> Result<String, RpcError> 
     } else {
         session
     };
-    let span = info_span!("run", run_id = %run.id, project_id = %project_id);
+    // A root span: the run outlives the connection that started it.
+    let span = info_span!(parent: None, "run", run_id = %run.id, project_id = %project_id);
     let _entered = span.enter();
 
     let fail = |reason: String| -> RpcError {

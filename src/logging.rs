@@ -5,6 +5,7 @@
 //! Fields are structured (`conn_id`, `run_id`, `project_id`) and no secret is ever
 //! logged.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
@@ -18,6 +19,7 @@ pub fn init(filter: &str, log_dir: Option<&Path>) -> Option<WorkerGuard> {
     let stderr_layer = fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(EnvFilter::new(filter));
     let appender = log_dir.and_then(|dir| {
         std::fs::create_dir_all(dir).ok()?;
