@@ -29,7 +29,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::error::{ErrorKind, ErrorChain, RpcError};
+use crate::error::{ErrorChain, ErrorKind, RpcError};
 use crate::feed::Line;
 use crate::hub::Hub;
 use crate::project::ActiveRun;
@@ -95,7 +95,12 @@ pub async fn probe_cli(path: PathBuf) -> AgentCli {
 }
 
 /// The CLI arguments of a run.
-pub fn build_args(prompt: &str, resume: Option<&str>, permission_mode: &str, model: Option<&str>) -> Vec<String> {
+pub fn build_args(
+    prompt: &str,
+    resume: Option<&str>,
+    permission_mode: &str,
+    model: Option<&str>,
+) -> Vec<String> {
     let mut args = vec![
         "-p".to_string(),
         prompt.to_string(),
@@ -150,7 +155,10 @@ pub fn start_run(hub: &Hub, params: AgentRunParams) -> Result<String, RpcError> 
         return Err(RpcError::new(ErrorKind::InvalidParams, "prompt is empty"));
     }
     if params.prompt.len() > MAX_PROMPT_BYTES {
-        return Err(RpcError::new(ErrorKind::TooLarge, "prompt is larger than 256 KiB"));
+        return Err(RpcError::new(
+            ErrorKind::TooLarge,
+            "prompt is larger than 256 KiB",
+        ));
     }
     let timeout_s = params.timeout_s.unwrap_or(config.timeout_s);
     if timeout_s == 0 || timeout_s > config.max_timeout_s {
@@ -195,20 +203,38 @@ pub fn start_run(hub: &Hub, params: AgentRunParams) -> Result<String, RpcError> 
             error: Some(reason.clone()),
             ..Default::default()
         };
-        finish(hub, &project_id, &run, &outcome, ProjectState::Failed, Some(&reason));
+        finish(
+            hub,
+            &project_id,
+            &run,
+            &outcome,
+            ProjectState::Failed,
+            Some(&reason),
+        );
         RpcError::new(ErrorKind::AgentUnavailable, reason)
     };
-    if let Err(err) = hub
-        .store
-        .insert_run(&run.id, &project_id, &params.prompt, resume.as_deref(), run.started_at)
-    {
-        hub.projects.end_run(&project_id, ProjectState::Failed, Some("store error")).ok();
+    if let Err(err) = hub.store.insert_run(
+        &run.id,
+        &project_id,
+        &params.prompt,
+        resume.as_deref(),
+        run.started_at,
+    ) {
+        hub.projects
+            .end_run(&project_id, ProjectState::Failed, Some("store error"))
+            .ok();
         return Err(RpcError::internal("record run", &err));
     }
-    let args = build_args(&params.prompt, resume.as_deref(), &config.permission_mode, config.model.as_deref());
+    let args = build_args(
+        &params.prompt,
+        resume.as_deref(),
+        &config.permission_mode,
+        config.model.as_deref(),
+    );
     let child = Command::new(&cli.path)
         .args(&args)
         .current_dir(&path)
+        .envs(&config.env)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -257,7 +283,10 @@ pub fn kill_run(hub: &Hub, project_id: &str) -> Result<(), RpcError> {
             run.stop.cancel();
             Ok(())
         }
-        None => Err(RpcError::new(ErrorKind::NotRunning, format!("project {project_id} runs no agent"))),
+        None => Err(RpcError::new(
+            ErrorKind::NotRunning,
+            format!("project {project_id} runs no agent"),
+        )),
     }
 }
 
@@ -267,16 +296,44 @@ enum Ending {
     TimedOut,
 }
 
-async fn supervise(hub: Hub, project_id: String, run: ActiveRun, mut child: Child, timeout: Duration) {
+async fn supervise(
+    hub: Hub,
+    project_id: String,
+    run: ActiveRun,
+    mut child: Child,
+    timeout: Duration,
+) {
     let pgid = child.id().map(|pid| pid as i32).unwrap_or_default();
     let summary = Arc::new(Mutex::new(Summary::default()));
     let max_line = hub.config.config.agent.max_line_bytes;
     let pumps = [
         child.stdout.take().map(|out| {
-            tokio::spawn(pump(hub.clone(), project_id.clone(), run.id.clone(), Stream::Stdout, out, max_line, summary.clone()).in_current_span())
+            tokio::spawn(
+                pump(
+                    hub.clone(),
+                    project_id.clone(),
+                    run.id.clone(),
+                    Stream::Stdout,
+                    out,
+                    max_line,
+                    summary.clone(),
+                )
+                .in_current_span(),
+            )
         }),
         child.stderr.take().map(|err| {
-            tokio::spawn(pump(hub.clone(), project_id.clone(), run.id.clone(), Stream::Stderr, err, max_line, summary.clone()).in_current_span())
+            tokio::spawn(
+                pump(
+                    hub.clone(),
+                    project_id.clone(),
+                    run.id.clone(),
+                    Stream::Stderr,
+                    err,
+                    max_line,
+                    summary.clone(),
+                )
+                .in_current_span(),
+            )
         }),
     ];
     let mut ending = tokio::select! {
@@ -296,25 +353,40 @@ async fn supervise(hub: Hub, project_id: String, run: ActiveRun, mut child: Chil
     // and holds a pipe open must not hold the run open too.
     for pump in pumps.into_iter().flatten() {
         let abort = pump.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(2), pump).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), pump)
+            .await
+            .is_err()
+        {
             abort.abort();
         }
     }
     let summary = summary.lock().map(|s| s.clone()).unwrap_or_default();
     let exit_code = status.and_then(|s| s.code());
     let describe_exit = || match status {
-        Some(s) if s.code().is_some() => format!("the agent exited with code {}", s.code().unwrap_or_default()),
+        Some(s) if s.code().is_some() => format!(
+            "the agent exited with code {}",
+            s.code().unwrap_or_default()
+        ),
         Some(s) => {
             use std::os::unix::process::ExitStatusExt;
-            format!("the agent was ended by signal {}", s.signal().unwrap_or_default())
+            format!(
+                "the agent was ended by signal {}",
+                s.signal().unwrap_or_default()
+            )
         }
         None => "the agent's exit status is unknown".into(),
     };
     let (state, status_name, reason) = match ending {
-        Ending::Stopped if hub.shutdown.is_cancelled() => {
-            (ProjectState::Killed, "killed", Some("the hub shut down".to_string()))
-        }
-        Ending::Stopped => (ProjectState::Killed, "killed", Some("killed on request".to_string())),
+        Ending::Stopped if hub.shutdown.is_cancelled() => (
+            ProjectState::Killed,
+            "killed",
+            Some("the hub shut down".to_string()),
+        ),
+        Ending::Stopped => (
+            ProjectState::Killed,
+            "killed",
+            Some("killed on request".to_string()),
+        ),
         Ending::TimedOut => (
             ProjectState::Failed,
             "timed_out",
@@ -323,9 +395,16 @@ async fn supervise(hub: Hub, project_id: String, run: ActiveRun, mut child: Chil
         Ending::Exited(_) if summary.is_error => (
             ProjectState::Failed,
             "failed",
-            Some(summary.result_text.clone().unwrap_or_else(|| "the agent reported an error".into())),
+            Some(
+                summary
+                    .result_text
+                    .clone()
+                    .unwrap_or_else(|| "the agent reported an error".into()),
+            ),
         ),
-        Ending::Exited(_) if exit_code != Some(0) => (ProjectState::Failed, "failed", Some(describe_exit())),
+        Ending::Exited(_) if exit_code != Some(0) => {
+            (ProjectState::Failed, "failed", Some(describe_exit()))
+        }
         Ending::Exited(_) if !summary.result_seen => (
             ProjectState::Failed,
             "failed",
@@ -342,13 +421,26 @@ async fn supervise(hub: Hub, project_id: String, run: ActiveRun, mut child: Chil
         num_turns: summary.num_turns,
         error: reason.clone(),
     };
-    info!(status = status_name, exit_code, cost_usd = summary.cost_usd, "agent run finished");
-    hub.metrics.observe_run(status_name, (now_ms() - run.started_at) as f64 / 1000.0);
+    info!(
+        status = status_name,
+        exit_code,
+        cost_usd = summary.cost_usd,
+        "agent run finished"
+    );
+    hub.metrics
+        .observe_run(status_name, (now_ms() - run.started_at) as f64 / 1000.0);
     finish(&hub, &project_id, &run, &outcome, state, reason.as_deref());
 }
 
 /// Records a run's end: the run row, the finish line in the log, the project's state.
-fn finish(hub: &Hub, project_id: &str, run: &ActiveRun, outcome: &RunOutcome, state: ProjectState, reason: Option<&str>) {
+fn finish(
+    hub: &Hub,
+    project_id: &str,
+    run: &ActiveRun,
+    outcome: &RunOutcome,
+    state: ProjectState,
+    reason: Option<&str>,
+) {
     if let Err(err) = hub.store.finish_run(&run.id, outcome, now_ms()) {
         warn!(error = %ErrorChain(&err), "cannot record the run's end");
     }
@@ -391,9 +483,18 @@ async fn pump(
             text.pop();
         }
         if dropped > 0 {
-            text.push_str(&format!(" … [line cut: {dropped} more bytes over the {max_line}-byte limit]"));
+            text.push_str(&format!(
+                " … [line cut: {dropped} more bytes over the {max_line}-byte limit]"
+            ));
         }
-        let output = match hub.feed.append(&project_id, Line { run_id: Some(&run_id), stream, text: &text }) {
+        let output = match hub.feed.append(
+            &project_id,
+            Line {
+                run_id: Some(&run_id),
+                stream,
+                text: &text,
+            },
+        ) {
             Ok(output) => output,
             Err(err) => {
                 warn!(error = %ErrorChain(&err), "cannot store agent output; line dropped");
@@ -402,14 +503,24 @@ async fn pump(
         };
         hub.metrics.output_lines.inc();
         if let (Some(event), "system" | "result") = (&output.event, output.kind.as_str()) {
-            let Ok(fields) = serde_json::from_str::<EventFields>(event.get()) else { continue };
+            let Ok(fields) = serde_json::from_str::<EventFields>(event.get()) else {
+                continue;
+            };
             note_event(&hub, &project_id, &output.kind, fields, &summary);
         }
     }
 }
 
-fn note_event(hub: &Hub, project_id: &str, kind: &str, fields: EventFields, summary: &Mutex<Summary>) {
-    let Ok(mut summary) = summary.lock() else { return };
+fn note_event(
+    hub: &Hub,
+    project_id: &str,
+    kind: &str,
+    fields: EventFields,
+    summary: &Mutex<Summary>,
+) {
+    let Ok(mut summary) = summary.lock() else {
+        return;
+    };
     if kind == "system" && fields.subtype.as_deref() != Some("init") {
         return;
     }
@@ -540,7 +651,10 @@ pub fn clean_orphans(store: &Store) -> usize {
             for (pid, process) in system.processes() {
                 let pid = Pid::from_raw(pid.as_u32() as i32);
                 let in_group = nix::unistd::getpgid(Some(pid)).is_ok_and(|g| g.as_raw() == pgid);
-                if in_group && process.start_time() >= started_s && nix::sys::signal::kill(pid, Signal::SIGKILL).is_ok() {
+                if in_group
+                    && process.start_time() >= started_s
+                    && nix::sys::signal::kill(pid, Signal::SIGKILL).is_ok()
+                {
                     killed += 1;
                 }
             }
@@ -568,19 +682,45 @@ mod tests {
         let input = format!("short\r\n{long}\nlast-without-newline");
         let mut reader = BufReader::with_capacity(1024, input.as_bytes());
         let mut buf = Vec::new();
-        assert_eq!(read_capped_line(&mut reader, &mut buf, 1 << 20).await.unwrap(), Some(0));
+        assert_eq!(
+            read_capped_line(&mut reader, &mut buf, 1 << 20)
+                .await
+                .unwrap(),
+            Some(0)
+        );
         assert_eq!(buf, b"short\r");
-        assert_eq!(read_capped_line(&mut reader, &mut buf, 1 << 20).await.unwrap(), Some(0));
+        assert_eq!(
+            read_capped_line(&mut reader, &mut buf, 1 << 20)
+                .await
+                .unwrap(),
+            Some(0)
+        );
         assert_eq!(buf.len(), 200_000);
-        assert_eq!(read_capped_line(&mut reader, &mut buf, 1 << 20).await.unwrap(), Some(0));
+        assert_eq!(
+            read_capped_line(&mut reader, &mut buf, 1 << 20)
+                .await
+                .unwrap(),
+            Some(0)
+        );
         assert_eq!(buf, b"last-without-newline");
-        assert_eq!(read_capped_line(&mut reader, &mut buf, 1 << 20).await.unwrap(), None);
+        assert_eq!(
+            read_capped_line(&mut reader, &mut buf, 1 << 20)
+                .await
+                .unwrap(),
+            None
+        );
 
         let input = format!("{long}\nnext\n");
         let mut reader = BufReader::with_capacity(1024, input.as_bytes());
-        assert_eq!(read_capped_line(&mut reader, &mut buf, 1000).await.unwrap(), Some(199_000));
+        assert_eq!(
+            read_capped_line(&mut reader, &mut buf, 1000).await.unwrap(),
+            Some(199_000)
+        );
         assert_eq!(buf.len(), 1000);
-        assert_eq!(read_capped_line(&mut reader, &mut buf, 1000).await.unwrap(), Some(0));
+        assert_eq!(
+            read_capped_line(&mut reader, &mut buf, 1000).await.unwrap(),
+            Some(0)
+        );
         assert_eq!(buf, b"next");
     }
 
@@ -588,8 +728,19 @@ mod tests {
     fn args_follow_the_cli_reference() {
         assert_eq!(
             build_args("hi", Some("s1"), "acceptEdits", Some("sonnet")),
-            ["-p", "hi", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits",
-             "--model", "sonnet", "--resume", "s1"]
+            [
+                "-p",
+                "hi",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "acceptEdits",
+                "--model",
+                "sonnet",
+                "--resume",
+                "s1"
+            ]
         );
         assert!(!build_args("hi", None, "plan", None).contains(&"--resume".to_string()));
     }

@@ -55,8 +55,10 @@ pub enum ClientError {
 /// [`ClientError::NotRunning`] when the file is missing or unreadable.
 pub fn running_hub_url(data_dir: &Path) -> Result<String, ClientError> {
     let path = data_dir.join(RUNTIME_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|_| ClientError::NotRunning(data_dir.display().to_string()))?;
-    let value: Value = serde_json::from_str(&text).map_err(|_| ClientError::NotRunning(data_dir.display().to_string()))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| ClientError::NotRunning(data_dir.display().to_string()))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|_| ClientError::NotRunning(data_dir.display().to_string()))?;
     value["url"]
         .as_str()
         .map(str::to_string)
@@ -84,9 +86,19 @@ impl HubClient {
         };
         let mut request = url.as_str().into_client_request().map_err(connect_err)?;
         let headers = request.headers_mut();
-        headers.insert("authorization", format!("Bearer {token}").parse().expect("hex token is a header value"));
-        headers.insert("sec-websocket-protocol", SUBPROTOCOL.parse().expect("static header value"));
-        let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(connect_err)?;
+        headers.insert(
+            "authorization",
+            format!("Bearer {token}")
+                .parse()
+                .expect("hex token is a header value"),
+        );
+        headers.insert(
+            "sec-websocket-protocol",
+            SUBPROTOCOL.parse().expect("static header value"),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(connect_err)?;
         Ok(Self {
             socket,
             next_id: 0,
@@ -116,7 +128,10 @@ impl HubClient {
             if message.get("id").and_then(Value::as_u64) == Some(id) {
                 if let Some(error) = message.get("error") {
                     return Err(ClientError::Rpc {
-                        kind: error["data"]["kind"].as_str().unwrap_or("UNKNOWN").to_string(),
+                        kind: error["data"]["kind"]
+                            .as_str()
+                            .unwrap_or("UNKNOWN")
+                            .to_string(),
                         message: error["message"].as_str().unwrap_or("error").to_string(),
                     });
                 }
@@ -148,11 +163,14 @@ impl HubClient {
         loop {
             match self.socket.next().await {
                 Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(&text).map_err(|err| ClientError::Closed(format!("unreadable frame: {err}")));
+                    return serde_json::from_str(&text)
+                        .map_err(|err| ClientError::Closed(format!("unreadable frame: {err}")));
                 }
                 Some(Ok(Message::Close(frame))) => {
                     return Err(ClientError::Closed(
-                        frame.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_default(),
+                        frame
+                            .map(|f| format!("{} {}", u16::from(f.code), f.reason))
+                            .unwrap_or_default(),
                     ));
                 }
                 Some(Ok(_)) => continue,

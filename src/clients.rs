@@ -88,7 +88,9 @@ impl Client {
     }
 
     fn lock(&self) -> MutexGuard<'_, Mutable> {
-        self.mutable.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.mutable
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records the role and name from `hub.hello`.
@@ -165,7 +167,11 @@ impl Client {
             connected_at: format_ms(self.connected_at),
             messages_in: self.messages_in.load(Ordering::Relaxed),
             messages_out: self.messages_out.load(Ordering::Relaxed),
-            badge: if self.remote_addr.ip().is_loopback() { "LOCAL" } else { "PUBLIC" },
+            badge: if self.remote_addr.ip().is_loopback() {
+                "LOCAL"
+            } else {
+                "PUBLIC"
+            },
         }
     }
 }
@@ -194,7 +200,9 @@ pub struct Clients {
 
 impl Clients {
     fn map(&self) -> MutexGuard<'_, HashMap<u64, Arc<Client>>> {
-        self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers a client and returns it with the receiving end of its queue.
@@ -246,7 +254,8 @@ impl Clients {
 
     /// Pushes a message to every client that `filter` accepts.
     pub fn broadcast_to(&self, message: Utf8Bytes, filter: impl Fn(&Client) -> bool) {
-        let targets: Vec<Arc<Client>> = self.map().values().filter(|c| filter(c)).cloned().collect();
+        let targets: Vec<Arc<Client>> =
+            self.map().values().filter(|c| filter(c)).cloned().collect();
         for client in targets {
             client.push(message.clone());
         }

@@ -111,6 +111,9 @@ pub struct AgentConfig {
     pub kill_grace_ms: u64,
     /// Longest output line kept whole, in bytes; longer lines are cut and marked.
     pub max_line_bytes: usize,
+    /// Extra environment variables for agent runs, e.g. `ANTHROPIC_BASE_URL` or
+    /// `CLAUDE_CONFIG_DIR`; the hub's own environment is inherited as well.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// Retention of the message log, replacing file rotation.
@@ -127,7 +130,10 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             port: None,
-            bind: vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])],
+            bind: vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            ],
             data_dir: None,
             log_dir: None,
             secret_store: SecretStoreKind::Auto,
@@ -169,6 +175,7 @@ impl Default for AgentConfig {
             max_timeout_s: 4 * 60 * 60,
             kill_grace_ms: 3000,
             max_line_bytes: 16 * 1024 * 1024,
+            env: Default::default(),
         }
     }
 }
@@ -254,8 +261,15 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Load`] for unreadable files, unknown keys or wrong types;
     /// [`ConfigError::Invalid`] for values out of range.
-    pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> Result<LoadedConfig, ConfigError> {
-        Self::load_with_env(config_file, overrides, Env::prefixed("SEMANTEST_HUB_").split("__"))
+    pub fn load(
+        config_file: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<LoadedConfig, ConfigError> {
+        Self::load_with_env(
+            config_file,
+            overrides,
+            Env::prefixed("SEMANTEST_HUB_").split("__"),
+        )
     }
 
     fn load_with_env(
@@ -281,12 +295,18 @@ impl Config {
         let figment = figment
             .merge(env)
             .merge(FlagLayer(Serialized::defaults(overrides)));
-        let config: Config = figment.extract().map_err(|err| ConfigError::Load(Box::new(err)))?;
+        let config: Config = figment
+            .extract()
+            .map_err(|err| ConfigError::Load(Box::new(err)))?;
         config.validate()?;
         let dirs = project_dirs();
         let data_dir = match &config.data_dir {
             Some(dir) => absolute(dir),
-            None => dirs.as_ref().ok_or(ConfigError::NoHome)?.data_dir().to_path_buf(),
+            None => dirs
+                .as_ref()
+                .ok_or(ConfigError::NoHome)?
+                .data_dir()
+                .to_path_buf(),
         };
         let log_dir = match (&config.log_dir, &config.data_dir) {
             (Some(dir), _) => absolute(dir),
@@ -318,7 +338,9 @@ impl Config {
         if let Some(addr) = self.bind.iter().find(|addr| !addr.is_loopback()) {
             return Err(ConfigError::Invalid {
                 key: "bind",
-                reason: format!("{addr} is not a loopback address; local mode listens on loopback only"),
+                reason: format!(
+                    "{addr} is not a loopback address; local mode listens on loopback only"
+                ),
             });
         }
         if self.port.is_some_and(|p| p != 0 && p < 1024) {
@@ -326,7 +348,10 @@ impl Config {
         }
         let limits = &self.limits;
         if !(1024..=64 * 1024 * 1024).contains(&limits.max_message_bytes) {
-            return invalid("limits.max_message_bytes", "must be between 1 KiB and 64 MiB");
+            return invalid(
+                "limits.max_message_bytes",
+                "must be between 1 KiB and 64 MiB",
+            );
         }
         for (key, value) in [
             ("limits.max_connections", limits.max_connections),
@@ -342,8 +367,14 @@ impl Config {
             }
         }
         for (key, value) in [
-            ("limits.rate_limit_per_s", u64::from(limits.rate_limit_per_s)),
-            ("limits.rate_limit_burst", u64::from(limits.rate_limit_burst)),
+            (
+                "limits.rate_limit_per_s",
+                u64::from(limits.rate_limit_per_s),
+            ),
+            (
+                "limits.rate_limit_burst",
+                u64::from(limits.rate_limit_burst),
+            ),
             ("limits.ping_interval_s", limits.ping_interval_s),
             ("limits.idle_timeout_s", limits.idle_timeout_s),
             ("limits.write_timeout_s", limits.write_timeout_s),
@@ -412,12 +443,19 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 /// Walks the effective configuration and asks figment which layer supplied each leaf.
-fn value_sources(figment: &Figment, config: &Config) -> Vec<(String, serde_json::Value, &'static str)> {
+fn value_sources(
+    figment: &Figment,
+    config: &Config,
+) -> Vec<(String, serde_json::Value, &'static str)> {
     fn walk(prefix: &str, value: serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
         match value {
             serde_json::Value::Object(map) => {
                 for (key, value) in map {
-                    let key = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
+                    let key = if prefix.is_empty() {
+                        key
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
                     walk(&key, value, out);
                 }
             }
@@ -425,14 +463,24 @@ fn value_sources(figment: &Figment, config: &Config) -> Vec<(String, serde_json:
         }
     }
     let mut leaves = Vec::new();
-    walk("", serde_json::to_value(config).unwrap_or_default(), &mut leaves);
+    walk(
+        "",
+        serde_json::to_value(config).unwrap_or_default(),
+        &mut leaves,
+    );
     leaves
         .into_iter()
         .map(|(key, value)| {
+            // Agent environment values may hold API keys: show that they are set, not what.
+            let value = if key.starts_with("agent.env.") {
+                serde_json::json!("<redacted>")
+            } else {
+                value
+            };
             let source = match figment.find_metadata(&key).map(|m| m.name.as_ref()) {
                 Some(name) if name.contains("TOML") => "file",
                 Some(name) if name.contains("environment") => "env",
-                Some(name) if name == "flag" => "flag",
+                Some("flag") => "flag",
                 _ => "default",
             };
             (key, value, source)
@@ -448,7 +496,9 @@ impl<P: figment::Provider> figment::Provider for FlagLayer<P> {
         figment::Metadata::named("flag")
     }
 
-    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
         self.0.data()
     }
 }
@@ -479,10 +529,15 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error.
     fn file_then_env_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.toml");
-        std::fs::write(&file, "port = 4000\n[limits]\nmax_projects = 7\nmax_connections = 9\n").unwrap();
+        std::fs::write(
+            &file,
+            "port = 4000\n[limits]\nmax_projects = 7\nmax_connections = 9\n",
+        )
+        .unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("SEMANTEST_HUB_LIMITS__MAX_CONNECTIONS", "11");
             let overrides = Overrides {
@@ -509,13 +564,20 @@ mod tests {
         let cases = [
             ("bind = [\"0.0.0.0\"]", "bind"),
             ("[limits]\nmax_connections = 0", "limits.max_connections"),
-            ("[limits]\nping_interval_s = 300\nidle_timeout_s = 60", "limits.idle_timeout_s"),
-            ("[agent]\npermission_mode = \"yolo\"", "agent.permission_mode"),
+            (
+                "[limits]\nping_interval_s = 300\nidle_timeout_s = 60",
+                "limits.idle_timeout_s",
+            ),
+            (
+                "[agent]\npermission_mode = \"yolo\"",
+                "agent.permission_mode",
+            ),
             ("allowed_origins = [\"null\"]", "allowed_origins"),
         ];
         for (toml, key) in cases {
             std::fs::write(&file, toml).unwrap();
-            let err = Config::load_with_env(Some(&file), &Overrides::default(), no_env()).unwrap_err();
+            let err =
+                Config::load_with_env(Some(&file), &Overrides::default(), no_env()).unwrap_err();
             assert!(err.to_string().contains(key), "{toml}: {err}");
         }
         std::fs::write(&file, "[limits]\nmax_conections = 5").unwrap();

@@ -25,6 +25,8 @@ const REPLAY_PAGE: u32 = 256;
 struct Subscriber {
     client: Arc<Client>,
     live: bool,
+    /// Lines up to this seq are not sent: the client said it has them.
+    after: u64,
 }
 
 #[derive(Default)]
@@ -58,7 +60,15 @@ impl Feed {
     pub fn new(store: Store, projects: impl IntoIterator<Item = (String, u64)>) -> Self {
         let state = projects
             .into_iter()
-            .map(|(id, last_seq)| (id, ProjectFeed { last_seq, ..Default::default() }))
+            .map(|(id, last_seq)| {
+                (
+                    id,
+                    ProjectFeed {
+                        last_seq,
+                        ..Default::default()
+                    },
+                )
+            })
             .collect();
         Self {
             store,
@@ -67,7 +77,9 @@ impl Feed {
     }
 
     fn state(&self) -> MutexGuard<'_, HashMap<String, ProjectFeed>> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds a newly created project.
@@ -128,7 +140,11 @@ impl Feed {
             feed.last_seq = seq;
             if !feed.subscribers.is_empty() {
                 let message = Utf8Bytes::from(notification(method::PROJECT_OUTPUT, &output));
-                for subscriber in feed.subscribers.values().filter(|s| s.live) {
+                for subscriber in feed
+                    .subscribers
+                    .values()
+                    .filter(|s| s.live && seq > s.after)
+                {
                     subscriber.client.push(message.clone());
                 }
             }
@@ -139,7 +155,12 @@ impl Feed {
     /// Subscribes `client` to a project. Returns the project's last seq and whether a
     /// replay is needed (then call [`Feed::replay`] after the response is queued).
     /// Subscribing again replaces the earlier subscription.
-    pub fn subscribe(&self, project_id: &str, client: &Arc<Client>, after_seq: Option<u64>) -> Option<(u64, bool)> {
+    pub fn subscribe(
+        &self,
+        project_id: &str,
+        client: &Arc<Client>,
+        after_seq: Option<u64>,
+    ) -> Option<(u64, bool)> {
         let mut state = self.state();
         let feed = state.get_mut(project_id)?;
         let needs_replay = after_seq.is_some_and(|after| after < feed.last_seq);
@@ -148,6 +169,7 @@ impl Feed {
             Subscriber {
                 client: client.clone(),
                 live: !needs_replay,
+                after: after_seq.unwrap_or(0),
             },
         );
         Some((feed.last_seq, needs_replay))
@@ -169,7 +191,9 @@ impl Feed {
 
     /// Whether the client subscribes to anything.
     pub fn has_subscriptions(&self, client_id: u64) -> bool {
-        self.state().values().any(|feed| feed.subscribers.contains_key(&client_id))
+        self.state()
+            .values()
+            .any(|feed| feed.subscribers.contains_key(&client_id))
     }
 
     /// Sends the client every stored line after `after_seq`, then makes its subscription
@@ -178,7 +202,12 @@ impl Feed {
     /// # Errors
     /// [`StoreError`] when a page cannot be read; the client is then closed, since its
     /// view would have a gap.
-    pub async fn replay(&self, project_id: &str, client: &Arc<Client>, after_seq: u64) -> Result<(), StoreError> {
+    pub async fn replay(
+        &self,
+        project_id: &str,
+        client: &Arc<Client>,
+        after_seq: u64,
+    ) -> Result<(), StoreError> {
         let mut cursor = after_seq;
         loop {
             let page = self.store.messages(&MessageQuery {
@@ -189,7 +218,13 @@ impl Feed {
                 ..Default::default()
             })?;
             for output in &page.messages {
-                if !client.send(Utf8Bytes::from(notification(method::PROJECT_OUTPUT, output))).await {
+                if !client
+                    .send(Utf8Bytes::from(notification(
+                        method::PROJECT_OUTPUT,
+                        output,
+                    )))
+                    .await
+                {
                     return Ok(());
                 }
                 cursor = output.seq;

@@ -24,7 +24,9 @@ use crate::feed::{Feed, Line};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::project::{ProjectError, Projects};
-use crate::protocol::{PROTOCOL_VERSION, ProjectView, Role, StateChange, Stream, method, notification};
+use crate::protocol::{
+    PROTOCOL_VERSION, ProjectView, Role, StateChange, Stream, method, notification,
+};
 use crate::secrets::{SecretError, Secrets};
 use crate::security::{LoginCodes, new_token, token_hash};
 use crate::store::{Store, StoreError};
@@ -158,14 +160,21 @@ impl Hub {
         let store = Store::open(&data_dir)?;
         let orphans = agent::clean_orphans(&store);
         let projects = Projects::load(store.clone(), config.config.limits.max_projects)?;
-        let feed = Feed::new(store.clone(), projects.list().into_iter().map(|p| (p.id, p.last_seq)));
+        let feed = Feed::new(
+            store.clone(),
+            projects.list().into_iter().map(|p| (p.id, p.last_seq)),
+        );
         let cli = match agent::find_cli(config.config.agent.cli_path.as_deref()) {
             Some(path) => Some(agent::probe_cli(path).await),
             None => None,
         };
         match &cli {
-            Some(cli) => info!(path = %cli.path.display(), version = ?cli.version, "agent CLI found"),
-            None => warn!("Claude Code CLI not found; agent runs will be refused until it is installed"),
+            Some(cli) => {
+                info!(path = %cli.path.display(), version = ?cli.version, "agent CLI found")
+            }
+            None => {
+                warn!("Claude Code CLI not found; agent runs will be refused until it is installed")
+            }
         }
         if orphans > 0 {
             warn!(orphans, "runs orphaned by a previous crash were cleaned up");
@@ -229,7 +238,9 @@ impl Hub {
             projects: self.projects.count(),
         };
         self.metrics.connections.set(snapshot.connections as i64);
-        self.metrics.running_agents.set(snapshot.running_agents as i64);
+        self.metrics
+            .running_agents
+            .set(snapshot.running_agents as i64);
         self.metrics.projects.set(snapshot.projects as i64);
         self.status.send_if_modified(|current| {
             let changed = *current != snapshot;
@@ -240,7 +251,11 @@ impl Hub {
 
     /// A one-time sign-in link for the dashboard, valid for two minutes.
     pub fn login_link(&self) -> String {
-        format!("http://127.0.0.1:{}/login?code={}", self.port(), self.login_codes.issue())
+        format!(
+            "http://127.0.0.1:{}/login?code={}",
+            self.port(),
+            self.login_codes.issue()
+        )
     }
 
     /// A project with its current `last_seq`.
@@ -262,7 +277,8 @@ impl Hub {
 
     /// Pushes a JSON notification to every client.
     pub fn broadcast<P: Serialize>(&self, method: &str, params: &P) {
-        self.clients.broadcast(Utf8Bytes::from(notification(method, params)));
+        self.clients
+            .broadcast(Utf8Bytes::from(notification(method, params)));
     }
 
     /// Pushes `project.state` for a project to every client.
@@ -285,7 +301,14 @@ impl Hub {
     /// Appends a line written by the hub itself (stream `hub`) to a project's log.
     pub fn append_hub_line(&self, project_id: &str, run_id: Option<&str>, event: &Value) {
         let text = event.to_string();
-        if let Err(err) = self.feed.append(project_id, Line { run_id, stream: Stream::Hub, text: &text }) {
+        if let Err(err) = self.feed.append(
+            project_id,
+            Line {
+                run_id,
+                stream: Stream::Hub,
+                text: &text,
+            },
+        ) {
             warn!(error = %ErrorChain(&err), project_id, "cannot store a hub line");
         }
     }
@@ -368,8 +391,12 @@ impl Hub {
                 () = self.shutdown.cancelled() => return,
             }
             let sample = self.monitor.latest();
-            self.metrics.resident_memory.set(sample.process_rss_bytes as i64);
-            self.metrics.cpu_percent.set(f64::from(sample.process_cpu_percent));
+            self.metrics
+                .resident_memory
+                .set(sample.process_rss_bytes as i64);
+            self.metrics
+                .cpu_percent
+                .set(f64::from(sample.process_cpu_percent));
             let wants = |client: &crate::clients::Client| {
                 client.role() == Role::Dashboard || self.feed.has_subscriptions(client.id())
             };

@@ -38,7 +38,10 @@ pub fn init(filter: &str, log_dir: Option<&Path>) -> Option<WorkerGuard> {
                 .json()
                 .with_writer(writer)
                 .with_filter(EnvFilter::new(filter));
-            tracing_subscriber::registry().with(stderr_layer).with(file_layer).init();
+            tracing_subscriber::registry()
+                .with(stderr_layer)
+                .with(file_layer)
+                .init();
             Some(guard)
         }
         None => {

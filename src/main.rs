@@ -15,7 +15,11 @@ use semantest_hub::hub::OWNER_TOKEN;
 use semantest_hub::secrets::Secrets;
 
 #[derive(Parser)]
-#[command(name = "semantest-hub", version, about = "Local hub for browser extensions, coding agents and task workers")]
+#[command(
+    name = "semantest-hub",
+    version,
+    about = "Local hub for browser extensions, coding agents and task workers"
+)]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -139,13 +143,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve { .. } => serve(loaded).await,
         Command::Token => {
-            let _log = semantest_hub::logging::init(&common.log_level.unwrap_or_else(|| "warn".into()), None);
+            let _log = semantest_hub::logging::init(
+                &common.log_level.unwrap_or_else(|| "warn".into()),
+                None,
+            );
             let token = owner_token(&loaded, true).await?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
         command => {
-            let _log = semantest_hub::logging::init(&common.log_level.unwrap_or_else(|| "warn".into()), None);
+            let _log = semantest_hub::logging::init(
+                &common.log_level.unwrap_or_else(|| "warn".into()),
+                None,
+            );
             client_command(&loaded, command).await
         }
     }
@@ -189,7 +199,12 @@ async fn connect(loaded: &LoadedConfig) -> Result<HubClient> {
 
 async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitCode> {
     let mut client = connect(loaded).await?;
-    client.request("hub.hello", json!({"role": "script", "name": "semantest-hub CLI"})).await?;
+    client
+        .request(
+            "hub.hello",
+            json!({"role": "script", "name": "semantest-hub CLI"}),
+        )
+        .await?;
     let code = match command {
         Command::Status => {
             let status = client.request("hub.status", json!({})).await?;
@@ -205,11 +220,17 @@ async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitC
             ExitCode::SUCCESS
         }
         Command::Project(ProjectCommand::Add { dir, name }) => {
-            let path = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+            let path = std::path::absolute(&dir)
+                .with_context(|| format!("cannot resolve {}", dir.display()))?;
             let project = client
                 .request("project.create", json!({"path": path, "name": name}))
                 .await?;
-            println!("{}  {}  {}", project["id"].as_str().unwrap_or(""), project["name"].as_str().unwrap_or(""), project["path"].as_str().unwrap_or(""));
+            println!(
+                "{}  {}  {}",
+                project["id"].as_str().unwrap_or(""),
+                project["name"].as_str().unwrap_or(""),
+                project["path"].as_str().unwrap_or("")
+            );
             ExitCode::SUCCESS
         }
         Command::Project(ProjectCommand::List) => {
@@ -226,13 +247,18 @@ async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitC
             ExitCode::SUCCESS
         }
         Command::Project(ProjectCommand::Rm { id }) => {
-            client.request("project.delete", json!({"project_id": id})).await?;
+            client
+                .request("project.delete", json!({"project_id": id}))
+                .await?;
             println!("removed {id}");
             ExitCode::SUCCESS
         }
-        Command::Agent(AgentCommand::Run { project, prompt, new_session, timeout }) => {
-            agent_run(&mut client, &project, &prompt, new_session, timeout).await?
-        }
+        Command::Agent(AgentCommand::Run {
+            project,
+            prompt,
+            new_session,
+            timeout,
+        }) => agent_run(&mut client, &project, &prompt, new_session, timeout).await?,
         Command::Serve { .. } | Command::Token => unreachable!("handled before connecting"),
     };
     client.close().await;
@@ -240,7 +266,11 @@ async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitC
 }
 
 fn open_browser(url: &str) -> bool {
-    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
     std::process::Command::new(opener)
         .arg(url)
         .stdout(std::process::Stdio::null())
@@ -257,11 +287,15 @@ async fn resolve_project(client: &mut HubClient, project: &str) -> Result<String
     }
     let dir = Path::new(project);
     if let Ok(canonical) = std::fs::canonicalize(dir)
-        && let Some(found) = projects.iter().find(|p| p["path"].as_str() == canonical.to_str())
+        && let Some(found) = projects
+            .iter()
+            .find(|p| p["path"].as_str() == canonical.to_str())
     {
         return Ok(found["id"].as_str().unwrap_or_default().to_string());
     }
-    bail!("{project} is not a project id or a registered directory; add it with `semantest-hub project add`")
+    bail!(
+        "{project} is not a project id or a registered directory; add it with `semantest-hub project add`"
+    )
 }
 
 async fn agent_run(
@@ -272,7 +306,9 @@ async fn agent_run(
     timeout: Option<u64>,
 ) -> Result<ExitCode> {
     let project_id = resolve_project(client, project).await?;
-    client.request("project.subscribe", json!({"project_id": project_id})).await?;
+    client
+        .request("project.subscribe", json!({"project_id": project_id}))
+        .await?;
     let started = client
         .request(
             "agent.run",
@@ -317,9 +353,16 @@ fn print_output(out: &mut impl Write, output: &Value) -> Option<String> {
         "assistant" => {
             for block in event["message"]["content"].as_array().into_iter().flatten() {
                 match block["type"].as_str() {
-                    Some("text") => { let _ = writeln!(out, "{}", block["text"].as_str().unwrap_or_default()); }
+                    Some("text") => {
+                        let _ = writeln!(out, "{}", block["text"].as_str().unwrap_or_default());
+                    }
                     Some("tool_use") => {
-                        let _ = writeln!(out, "▶ {} {}", block["name"].as_str().unwrap_or("tool"), block["input"]);
+                        let _ = writeln!(
+                            out,
+                            "▶ {} {}",
+                            block["name"].as_str().unwrap_or("tool"),
+                            block["input"]
+                        );
                     }
                     _ => {}
                 }
@@ -335,7 +378,9 @@ fn print_output(out: &mut impl Write, output: &Value) -> Option<String> {
                 event["total_cost_usd"].as_f64().unwrap_or_default()
             );
         }
-        "text" => { let _ = writeln!(out, "{}", output["text"].as_str().unwrap_or_default()); }
+        "text" => {
+            let _ = writeln!(out, "{}", output["text"].as_str().unwrap_or_default());
+        }
         "stderr" => eprintln!("{}", output["text"].as_str().unwrap_or_default()),
         "run_finished" => {
             let status = event["status"].as_str().unwrap_or("failed").to_string();

@@ -89,42 +89,104 @@ impl Metrics {
             resident_memory: Gauge::default(),
             cpu_percent: Gauge::default(),
         };
-        registry.register("ws_connections", "Open WebSocket connections", metrics.connections.clone());
-        registry.register("ws_connections_accepted", "WebSocket connections accepted", metrics.connections_accepted.clone());
-        registry.register("ws_connections_refused", "WebSocket upgrades refused, by reason", metrics.connections_refused.clone());
-        registry.register("ws_messages_received", "WebSocket messages received", metrics.messages_received.clone());
-        registry.register("rpc_errors", "JSON-RPC errors sent, by kind", metrics.rpc_errors.clone());
-        registry.register("agent_runs_started", "Agent runs started", metrics.runs_started.clone());
-        registry.register("agent_runs_finished", "Agent runs finished, by status", metrics.runs_finished.clone());
-        registry.register("agent_run_duration_seconds", "Agent run durations", metrics.run_duration.clone());
-        registry.register("agent_output_lines", "Agent output lines stored", metrics.output_lines.clone());
+        registry.register(
+            "ws_connections",
+            "Open WebSocket connections",
+            metrics.connections.clone(),
+        );
+        registry.register(
+            "ws_connections_accepted",
+            "WebSocket connections accepted",
+            metrics.connections_accepted.clone(),
+        );
+        registry.register(
+            "ws_connections_refused",
+            "WebSocket upgrades refused, by reason",
+            metrics.connections_refused.clone(),
+        );
+        registry.register(
+            "ws_messages_received",
+            "WebSocket messages received",
+            metrics.messages_received.clone(),
+        );
+        registry.register(
+            "rpc_errors",
+            "JSON-RPC errors sent, by kind",
+            metrics.rpc_errors.clone(),
+        );
+        registry.register(
+            "agent_runs_started",
+            "Agent runs started",
+            metrics.runs_started.clone(),
+        );
+        registry.register(
+            "agent_runs_finished",
+            "Agent runs finished, by status",
+            metrics.runs_finished.clone(),
+        );
+        registry.register(
+            "agent_run_duration_seconds",
+            "Agent run durations",
+            metrics.run_duration.clone(),
+        );
+        registry.register(
+            "agent_output_lines",
+            "Agent output lines stored",
+            metrics.output_lines.clone(),
+        );
         registry.register("projects", "Registered projects", metrics.projects.clone());
-        registry.register("agents_running", "Agents running now", metrics.running_agents.clone());
-        registry.register("process_resident_memory_bytes", "Resident memory of the hub", metrics.resident_memory.clone());
-        registry.register("process_cpu_percent", "CPU usage of the hub, percent of one core", metrics.cpu_percent.clone());
-        Self { registry, ..metrics }
+        registry.register(
+            "agents_running",
+            "Agents running now",
+            metrics.running_agents.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the hub",
+            metrics.resident_memory.clone(),
+        );
+        registry.register(
+            "process_cpu_percent",
+            "CPU usage of the hub, percent of one core",
+            metrics.cpu_percent.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
     }
 
     /// Counts a finished run.
     pub fn observe_run(&self, status: &str, seconds: f64) {
-        self.runs_finished.get_or_create(&StatusLabel { status: status.into() }).inc();
+        self.runs_finished
+            .get_or_create(&StatusLabel {
+                status: status.into(),
+            })
+            .inc();
         self.run_duration.observe(seconds);
     }
 
     /// Counts a refused upgrade.
     pub fn refused(&self, reason: &str) {
-        self.connections_refused.get_or_create(&ReasonLabel { reason: reason.into() }).inc();
+        self.connections_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     /// Counts an error sent to a client.
     pub fn rpc_error(&self, kind: &str) {
-        self.rpc_errors.get_or_create(&KindLabel { kind: kind.into() }).inc();
+        self.rpc_errors
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
     }
 
     /// The text exposition, `# EOF` terminated (OpenMetrics 1.0).
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
@@ -139,7 +201,10 @@ mod tests {
         metrics.observe_run("succeeded", 2.0);
         metrics.refused("origin");
         let text = metrics.encode();
-        assert!(text.contains("semantest_hub_agent_runs_finished_total{status=\"succeeded\"} 1"), "{text}");
+        assert!(
+            text.contains("semantest_hub_agent_runs_finished_total{status=\"succeeded\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("semantest_hub_ws_connections_refused_total{reason=\"origin\"} 1"));
         assert!(text.contains("semantest_hub_agent_run_duration_seconds_count 1"));
         assert!(text.trim_end().ends_with("# EOF"));

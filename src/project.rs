@@ -96,8 +96,13 @@ pub fn validate_path(raw: &str) -> Result<PathBuf, ProjectError> {
         return invalid(format!("{raw} is a relative path; give an absolute path"));
     }
     // Checked on the raw text: `Path::components` silently drops inner `.` segments.
-    if raw.split('/').any(|segment| segment == "." || segment == "..") {
-        return invalid(format!("{raw} contains '.' or '..'; give the directory's plain absolute path"));
+    if raw
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return invalid(format!(
+            "{raw} contains '.' or '..'; give the directory's plain absolute path"
+        ));
     }
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
@@ -178,7 +183,9 @@ impl Projects {
     }
 
     fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers a directory.
@@ -193,7 +200,9 @@ impl Projects {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| path.display().to_string()),
             Some(name) if name.chars().count() > 100 => {
-                return Err(ProjectError::InvalidPath("name is longer than 100 characters".into()));
+                return Err(ProjectError::InvalidPath(
+                    "name is longer than 100 characters".into(),
+                ));
             }
             Some(name) => name.to_string(),
         };
@@ -243,7 +252,9 @@ impl Projects {
     /// `NotFound`, `Busy` or `Store`.
     pub fn delete(&self, id: &str) -> Result<(), ProjectError> {
         let mut entries = self.entries();
-        let entry = entries.get(id).ok_or_else(|| ProjectError::NotFound(id.into()))?;
+        let entry = entries
+            .get(id)
+            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
         if entry.run.is_some() {
             return Err(ProjectError::Busy(id.into()));
         }
@@ -265,7 +276,10 @@ impl Projects {
 
     /// Finds a project by its canonical path.
     pub fn find_by_path(&self, path: &Path) -> Option<ProjectView> {
-        self.entries().values().find(|e| e.row.path == path).map(view)
+        self.entries()
+            .values()
+            .find(|e| e.row.path == path)
+            .map(view)
     }
 
     /// Every project, oldest first.
@@ -291,9 +305,15 @@ impl Projects {
     ///
     /// # Errors
     /// `NotFound`, `Busy`, `InvalidPath` (the directory vanished or became a symlink), `Store`.
-    pub fn begin_run(&self, id: &str, run: ActiveRun) -> Result<(PathBuf, Option<String>), ProjectError> {
+    pub fn begin_run(
+        &self,
+        id: &str,
+        run: ActiveRun,
+    ) -> Result<(PathBuf, Option<String>), ProjectError> {
         let mut entries = self.entries();
-        let entry = entries.get_mut(id).ok_or_else(|| ProjectError::NotFound(id.into()))?;
+        let entry = entries
+            .get_mut(id)
+            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
         if entry.run.is_some() {
             return Err(ProjectError::Busy(id.into()));
         }
@@ -309,7 +329,8 @@ impl Projects {
             }
             Err(err) => return Err(err),
         }
-        self.store.set_project_state(id, ProjectState::Running, None)?;
+        self.store
+            .set_project_state(id, ProjectState::Running, None)?;
         entry.row.state = ProjectState::Running;
         entry.row.reason = None;
         entry.run = Some(run);
@@ -320,7 +341,12 @@ impl Projects {
     ///
     /// # Errors
     /// `Store`; the in-memory state is updated regardless.
-    pub fn end_run(&self, id: &str, state: ProjectState, reason: Option<&str>) -> Result<(), ProjectError> {
+    pub fn end_run(
+        &self,
+        id: &str,
+        state: ProjectState,
+        reason: Option<&str>,
+    ) -> Result<(), ProjectError> {
         if let Some(entry) = self.entries().get_mut(id) {
             entry.run = None;
             entry.row.state = state;
@@ -343,16 +369,25 @@ impl Projects {
 
     /// Every active run, for shutdown.
     pub fn active_runs(&self) -> Vec<ActiveRun> {
-        self.entries().values().filter_map(|e| e.run.clone()).collect()
+        self.entries()
+            .values()
+            .filter_map(|e| e.run.clone())
+            .collect()
     }
 
     /// Sets or clears the session the next run resumes.
     ///
     /// # Errors
     /// `NotFound` or `Store`.
-    pub fn set_session(&self, id: &str, session_id: Option<&str>) -> Result<ProjectView, ProjectError> {
+    pub fn set_session(
+        &self,
+        id: &str,
+        session_id: Option<&str>,
+    ) -> Result<ProjectView, ProjectError> {
         let mut entries = self.entries();
-        let entry = entries.get_mut(id).ok_or_else(|| ProjectError::NotFound(id.into()))?;
+        let entry = entries
+            .get_mut(id)
+            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
         if entry.row.session_id.as_deref() == session_id {
             return Ok(view(entry));
         }
@@ -408,7 +443,10 @@ mod tests {
         assert!(err(&format!("{}/escape", root.display())).contains("/etc"));
         assert!(err("/").contains("root"));
         assert!(err("/tmp/a\0b").contains("NUL"));
-        assert_eq!(validate_path(&format!("{}/real/", root.display())).unwrap(), root.join("real"));
+        assert_eq!(
+            validate_path(&format!("{}/real/", root.display())).unwrap(),
+            root.join("real")
+        );
     }
 
     #[test]
@@ -422,16 +460,37 @@ mod tests {
         let path = |sub: &str| root.join(sub).display().to_string();
         let a = projects.create(&path("a"), None).unwrap();
         assert_eq!(a.name, "a");
-        assert!(matches!(projects.create(&path("a"), None), Err(ProjectError::Exists { .. })));
-        assert!(matches!(projects.create(&path("a/inner"), None), Err(ProjectError::Nested { relation: "is inside", .. })));
+        assert!(matches!(
+            projects.create(&path("a"), None),
+            Err(ProjectError::Exists { .. })
+        ));
+        assert!(matches!(
+            projects.create(&path("a/inner"), None),
+            Err(ProjectError::Nested {
+                relation: "is inside",
+                ..
+            })
+        ));
         projects.delete(&a.id).unwrap();
         projects.create(&path("a/inner"), Some("Inner")).unwrap();
-        assert!(matches!(projects.create(&path("a"), None), Err(ProjectError::Nested { relation: "contains", .. })));
+        assert!(matches!(
+            projects.create(&path("a"), None),
+            Err(ProjectError::Nested {
+                relation: "contains",
+                ..
+            })
+        ));
         // A sibling whose name shares a prefix is not nested.
         projects.create(&path("ab"), None).unwrap();
         projects.create(&path("b"), None).unwrap();
-        assert!(matches!(projects.create(&path("c"), None), Err(ProjectError::Limit(3))));
-        assert!(matches!(projects.delete("nope"), Err(ProjectError::NotFound(_))));
+        assert!(matches!(
+            projects.create(&path("c"), None),
+            Err(ProjectError::Limit(3))
+        ));
+        assert!(matches!(
+            projects.delete("nope"),
+            Err(ProjectError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -440,11 +499,20 @@ mod tests {
         let root = dir.path().canonicalize().unwrap();
         std::fs::create_dir(root.join("p")).unwrap();
         let projects = projects(&root, 10);
-        let p = projects.create(&root.join("p").display().to_string(), None).unwrap();
+        let p = projects
+            .create(&root.join("p").display().to_string(), None)
+            .unwrap();
         std::fs::remove_dir(root.join("p")).unwrap();
         std::os::unix::fs::symlink("/etc", root.join("p")).unwrap();
-        let run = ActiveRun { id: "r".into(), started_at: 0, stop: CancellationToken::new() };
-        assert!(matches!(projects.begin_run(&p.id, run), Err(ProjectError::InvalidPath(_))));
+        let run = ActiveRun {
+            id: "r".into(),
+            started_at: 0,
+            stop: CancellationToken::new(),
+        };
+        assert!(matches!(
+            projects.begin_run(&p.id, run),
+            Err(ProjectError::InvalidPath(_))
+        ));
     }
 
     #[test]
@@ -454,10 +522,19 @@ mod tests {
         std::fs::create_dir(root.join("p")).unwrap();
         let id = {
             let projects = projects(&root, 10);
-            let p = projects.create(&root.join("p").display().to_string(), None).unwrap();
-            let run = || ActiveRun { id: "r".into(), started_at: 0, stop: CancellationToken::new() };
+            let p = projects
+                .create(&root.join("p").display().to_string(), None)
+                .unwrap();
+            let run = || ActiveRun {
+                id: "r".into(),
+                started_at: 0,
+                stop: CancellationToken::new(),
+            };
             projects.begin_run(&p.id, run()).unwrap();
-            assert!(matches!(projects.begin_run(&p.id, run()), Err(ProjectError::Busy(_))));
+            assert!(matches!(
+                projects.begin_run(&p.id, run()),
+                Err(ProjectError::Busy(_))
+            ));
             assert!(matches!(projects.delete(&p.id), Err(ProjectError::Busy(_))));
             assert_eq!(projects.running(), 1);
             p.id

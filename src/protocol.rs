@@ -478,8 +478,14 @@ mod tests {
         assert_eq!(kind("[]"), ErrorKind::BatchUnsupported);
         assert_eq!(kind("42"), ErrorKind::InvalidRequest);
         assert_eq!(kind(r#"{"id":1,"method":"x"}"#), ErrorKind::InvalidRequest);
-        assert_eq!(kind(r#"{"jsonrpc":"2.0","id":1}"#), ErrorKind::InvalidRequest);
-        assert_eq!(kind(r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#), ErrorKind::InvalidRequest);
+        assert_eq!(
+            kind(r#"{"jsonrpc":"2.0","id":1}"#),
+            ErrorKind::InvalidRequest
+        );
+        assert_eq!(
+            kind(r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#),
+            ErrorKind::InvalidRequest
+        );
         assert_eq!(
             kind(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#),
             ErrorKind::InvalidRequest
@@ -508,7 +514,9 @@ mod tests {
             run_id: Some("r1".into()),
             stream: Stream::Stdout,
             kind: "result".into(),
-            event: Some(RawValue::from_string(r#"{"type":"result","total_cost_usd":0.5}"#.into()).unwrap()),
+            event: Some(
+                RawValue::from_string(r#"{"type":"result","total_cost_usd":0.5}"#.into()).unwrap(),
+            ),
             text: None,
         };
         assert_eq!(

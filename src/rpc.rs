@@ -12,8 +12,8 @@ use crate::clients::Client;
 use crate::error::{ErrorKind, RpcError};
 use crate::hub::{Hub, PRODUCT, VERSION};
 use crate::protocol::{
-    AgentRunParams, HelloParams, MessagesListParams, PROTOCOL_VERSION, ProjectCreateParams, ProjectRef,
-    SubscribeParams, method, parse_params,
+    AgentRunParams, HelloParams, MessagesListParams, PROTOCOL_VERSION, ProjectCreateParams,
+    ProjectRef, SubscribeParams, method, parse_params,
 };
 use crate::store::MessageQuery;
 use crate::timestamp::parse_rfc3339;
@@ -40,7 +40,12 @@ const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 ///
 /// # Errors
 /// `METHOD_NOT_FOUND`, `INVALID_PARAMS`, or the method's own kinds.
-pub fn dispatch(hub: &Hub, client: &Arc<Client>, method_name: &str, params: Value) -> Result<(Value, After), RpcError> {
+pub fn dispatch(
+    hub: &Hub,
+    client: &Arc<Client>,
+    method_name: &str,
+    params: Value,
+) -> Result<(Value, After), RpcError> {
     let done = |value: Value| Ok((value, After::Nothing));
     match method_name {
         method::HUB_HELLO => {
@@ -78,7 +83,12 @@ pub fn dispatch(hub: &Hub, client: &Arc<Client>, method_name: &str, params: Valu
             done(serde_json::to_value(view).unwrap_or_default())
         }
         method::PROJECT_LIST => {
-            let projects: Vec<_> = hub.projects.list().into_iter().map(|v| hub.with_seq(v)).collect();
+            let projects: Vec<_> = hub
+                .projects
+                .list()
+                .into_iter()
+                .map(|v| hub.with_seq(v))
+                .collect();
             done(json!({ "projects": projects }))
         }
         method::PROJECT_GET => {
@@ -90,7 +100,10 @@ pub fn dispatch(hub: &Hub, client: &Arc<Client>, method_name: &str, params: Valu
             hub.projects.delete(&p.project_id)?;
             hub.feed.remove_project(&p.project_id);
             tracing::info!(project_id = %p.project_id, "project deleted");
-            hub.broadcast(method::PROJECT_DELETED, &json!({ "project_id": p.project_id }));
+            hub.broadcast(
+                method::PROJECT_DELETED,
+                &json!({ "project_id": p.project_id }),
+            );
             hub.refresh_status();
             done(json!({ "deleted": true }))
         }
@@ -107,7 +120,10 @@ pub fn dispatch(hub: &Hub, client: &Arc<Client>, method_name: &str, params: Valu
                 },
                 _ => After::Nothing,
             };
-            Ok((json!({ "project_id": p.project_id, "last_seq": last_seq }), after))
+            Ok((
+                json!({ "project_id": p.project_id, "last_seq": last_seq }),
+                after,
+            ))
         }
         method::PROJECT_UNSUBSCRIBE => {
             let p: ProjectRef = parse_params(params)?;
@@ -143,7 +159,10 @@ pub fn dispatch(hub: &Hub, client: &Arc<Client>, method_name: &str, params: Valu
             hub.projects.get(&p.project_id)?;
             let limit = p.limit.unwrap_or(200);
             if !(1..=1000).contains(&limit) {
-                return Err(RpcError::new(ErrorKind::InvalidParams, "limit must be between 1 and 1000"));
+                return Err(RpcError::new(
+                    ErrorKind::InvalidParams,
+                    "limit must be between 1 and 1000",
+                ));
             }
             let time = |value: Option<String>| {
                 value
@@ -167,7 +186,10 @@ pub fn dispatch(hub: &Hub, client: &Arc<Client>, method_name: &str, params: Valu
                 .map_err(|err| RpcError::internal("messages.list", &err))?;
             done(json!({ "messages": page.messages, "has_more": page.has_more }))
         }
-        other => Err(RpcError::new(ErrorKind::MethodNotFound, format!("unknown method {other:?}"))),
+        other => Err(RpcError::new(
+            ErrorKind::MethodNotFound,
+            format!("unknown method {other:?}"),
+        )),
     }
 }
 
@@ -175,10 +197,16 @@ fn require_owner(client: &Client) -> Result<(), RpcError> {
     if client.is_owner() {
         Ok(())
     } else {
-        Err(RpcError::new(ErrorKind::Unauthorized, "only the owner may do this"))
+        Err(RpcError::new(
+            ErrorKind::Unauthorized,
+            "only the owner may do this",
+        ))
     }
 }
 
 fn not_found(project_id: &str) -> RpcError {
-    RpcError::new(ErrorKind::ProjectNotFound, format!("no project with id {project_id}"))
+    RpcError::new(
+        ErrorKind::ProjectNotFound,
+        format!("no project with id {project_id}"),
+    )
 }

@@ -151,7 +151,11 @@ impl Secrets {
     ///
     /// # Errors
     /// [`SecretError`] when the store cannot be read or written.
-    pub fn get_or_create(&self, name: &str, make: impl FnOnce() -> String) -> Result<String, SecretError> {
+    pub fn get_or_create(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> String,
+    ) -> Result<String, SecretError> {
         if let Some(value) = self.get(name)? {
             return Ok(value);
         }
@@ -209,15 +213,22 @@ mod tests {
         let secrets = Secrets::open(SecretStoreKind::File, dir.path()).unwrap();
         assert_eq!(secrets.backend_name(), "file");
         assert_eq!(secrets.get("owner-token").unwrap(), None);
-        let first = secrets.get_or_create("owner-token", || "abc".into()).unwrap();
-        let second = secrets.get_or_create("owner-token", || "other".into()).unwrap();
+        let first = secrets
+            .get_or_create("owner-token", || "abc".into())
+            .unwrap();
+        let second = secrets
+            .get_or_create("owner-token", || "other".into())
+            .unwrap();
         assert_eq!((first.as_str(), second.as_str()), ("abc", "abc"));
         let mode = std::fs::metadata(dir.path().join("secrets/owner-token"))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let dir_mode = std::fs::metadata(dir.path().join("secrets")).unwrap().permissions().mode();
+        let dir_mode = std::fs::metadata(dir.path().join("secrets"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
     }
 }

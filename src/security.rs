@@ -62,14 +62,21 @@ pub fn challenge_proof(token_hash: &[u8; 32], nonce: &str) -> String {
 
 /// The Host header values the hub answers to, for the port it listens on.
 pub fn allowed_hosts(port: u16) -> Vec<String> {
-    vec![format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")]
+    vec![
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ]
 }
 
 /// The origins always allowed: the dashboard served by the hub itself and the desktop
 /// app's webview (Tauri 2 serves `tauri://localhost` on macOS and
 /// `http://tauri.localhost` on Linux and Windows).
 pub fn builtin_origins(port: u16) -> Vec<String> {
-    let mut origins: Vec<String> = allowed_hosts(port).iter().map(|host| format!("http://{host}")).collect();
+    let mut origins: Vec<String> = allowed_hosts(port)
+        .iter()
+        .map(|host| format!("http://{host}"))
+        .collect();
     origins.push("tauri://localhost".into());
     origins.push("http://tauri.localhost".into());
     origins
@@ -80,7 +87,11 @@ pub fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     headers
         .get(header::HOST)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|host| allowed.iter().any(|allowed| allowed.eq_ignore_ascii_case(host)))
+        .is_some_and(|host| {
+            allowed
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(host))
+        })
 }
 
 /// The verdict on a request's Origin header.
@@ -177,7 +188,10 @@ impl LoginCodes {
         let hash = token_hash(code);
         let mut codes = self.codes.lock().expect("login codes lock");
         // Constant time per entry, so timing does not tell how close a guess came.
-        let found = codes.keys().find(|stored| hashes_equal(stored, &hash)).copied();
+        let found = codes
+            .keys()
+            .find(|stored| hashes_equal(stored, &hash))
+            .copied();
         match found.and_then(|key| codes.remove(&key)) {
             Some(expires) => expires > Instant::now(),
             None => false,
@@ -211,10 +225,22 @@ mod tests {
     #[test]
     fn host_allowlist_is_exact() {
         let allowed = allowed_hosts(3003);
-        assert!(host_allowed(&headers(&[("host", "127.0.0.1:3003")]), &allowed));
-        assert!(host_allowed(&headers(&[("host", "LOCALHOST:3003")]), &allowed));
+        assert!(host_allowed(
+            &headers(&[("host", "127.0.0.1:3003")]),
+            &allowed
+        ));
+        assert!(host_allowed(
+            &headers(&[("host", "LOCALHOST:3003")]),
+            &allowed
+        ));
         assert!(host_allowed(&headers(&[("host", "[::1]:3003")]), &allowed));
-        for bad in ["evil.com", "127.0.0.1:3004", "localhost", "127.0.0.1:3003.evil.com", ""] {
+        for bad in [
+            "evil.com",
+            "127.0.0.1:3004",
+            "localhost",
+            "127.0.0.1:3003.evil.com",
+            "",
+        ] {
             assert!(!host_allowed(&headers(&[("host", bad)]), &allowed), "{bad}");
         }
         assert!(!host_allowed(&HeaderMap::new(), &allowed));
@@ -223,7 +249,10 @@ mod tests {
     #[test]
     fn origin_allowlist_rejects_null_and_near_misses() {
         let allowed = builtin_origins(3003);
-        assert_eq!(check_origin(&HeaderMap::new(), &allowed), OriginCheck::Absent);
+        assert_eq!(
+            check_origin(&HeaderMap::new(), &allowed),
+            OriginCheck::Absent
+        );
         assert_eq!(
             check_origin(&headers(&[("origin", "http://127.0.0.1:3003")]), &allowed),
             OriginCheck::Allowed
@@ -236,9 +265,16 @@ mod tests {
             "http://localhost:3003.evil.com",
             "http://evil.com",
         ] {
-            assert_eq!(check_origin(&headers(&[("origin", bad)]), &allowed), OriginCheck::Denied, "{bad}");
+            assert_eq!(
+                check_origin(&headers(&[("origin", bad)]), &allowed),
+                OriginCheck::Denied,
+                "{bad}"
+            );
         }
-        let two = headers(&[("origin", "http://127.0.0.1:3003"), ("origin", "http://evil.com")]);
+        let two = headers(&[
+            ("origin", "http://127.0.0.1:3003"),
+            ("origin", "http://evil.com"),
+        ]);
         assert_eq!(check_origin(&two, &allowed), OriginCheck::Denied);
     }
 
@@ -259,7 +295,10 @@ mod tests {
             extract_credential(&headers(&[("cookie", "a=1; semantest_session=xyz")])),
             Some(Credential::Session("xyz".into()))
         );
-        assert_eq!(extract_credential(&headers(&[("authorization", "Basic abc")])), None);
+        assert_eq!(
+            extract_credential(&headers(&[("authorization", "Basic abc")])),
+            None
+        );
     }
 
     #[test]
@@ -276,6 +315,9 @@ mod tests {
         let hash = token_hash("t");
         assert_eq!(challenge_proof(&hash, "n"), challenge_proof(&hash, "n"));
         assert_ne!(challenge_proof(&hash, "n"), challenge_proof(&hash, "m"));
-        assert_ne!(challenge_proof(&token_hash("u"), "n"), challenge_proof(&hash, "n"));
+        assert_ne!(
+            challenge_proof(&token_hash("u"), "n"),
+            challenge_proof(&hash, "n")
+        );
     }
 }

@@ -35,8 +35,8 @@ use crate::error::ErrorChain;
 use crate::hub::{Hub, PRODUCT, StartError, VERSION};
 use crate::protocol::{PROTOCOL_VERSION, SUBPROTOCOL};
 use crate::security::{
-    Credential, OriginCheck, SESSION_COOKIE, allowed_hosts, builtin_origins, challenge_proof, check_origin,
-    extract_credential, hashes_equal, host_allowed, new_token, token_hash,
+    Credential, OriginCheck, SESSION_COOKIE, allowed_hosts, builtin_origins, challenge_proof,
+    check_origin, extract_credential, hashes_equal, host_allowed, new_token, token_hash,
 };
 use crate::timestamp::now_ms;
 
@@ -104,7 +104,10 @@ impl HubServer {
             }
         };
         if tokio::time::timeout(grace, wait_all).await.is_err() {
-            warn!(grace_s = grace.as_secs(), "some tasks did not finish within the shutdown grace period");
+            warn!(
+                grace_s = grace.as_secs(),
+                "some tasks did not finish within the shutdown grace period"
+            );
         }
         let store = self.hub.store.clone();
         match tokio::task::spawn_blocking(move || store.checkpoint()).await {
@@ -127,7 +130,10 @@ impl HubServer {
 pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
     let listeners = bind(&config.config.bind, config.config.port)?;
     let hub = Hub::open(config).await?;
-    let port = listeners[0].local_addr().map(|a| a.port()).unwrap_or_default();
+    let port = listeners[0]
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_default();
     hub.set_port(port);
 
     let mut origins = builtin_origins(port);
@@ -143,16 +149,19 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
     let mut addrs = Vec::new();
     let mut serve_tasks = Vec::new();
     for listener in listeners {
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| StartError::Io {
-            action: "register the listener with the runtime".into(),
-            source,
-        })?;
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(|source| StartError::Io {
+                action: "register the listener with the runtime".into(),
+                source,
+            })?;
         addrs.push(listener.local_addr().map_err(|source| StartError::Io {
             action: "read the listening address".into(),
             source,
         })?);
         let shutdown = hub.shutdown.clone();
-        let service = app.clone().into_make_service_with_connect_info::<SocketAddr>();
+        let service = app
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
         serve_tasks.push(tokio::spawn(async move {
             let served = axum::serve(listener, service)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -162,11 +171,16 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
             }
         }));
     }
-    hub.tracker.spawn(hub.monitor.clone().run(hub.shutdown.clone()));
+    hub.tracker
+        .spawn(hub.monitor.clone().run(hub.shutdown.clone()));
     hub.tracker.spawn(hub.clone().run_stats());
     hub.tracker.spawn(hub.clone().run_retention());
     write_runtime_file(&hub)?;
-    let server = HubServer { hub, addrs, serve_tasks };
+    let server = HubServer {
+        hub,
+        addrs,
+        serve_tasks,
+    };
     info!(url = %server.url(), addrs = ?server.addrs, "listening");
     Ok(server)
 }
@@ -189,7 +203,11 @@ fn bind(addrs: &[IpAddr], port: Option<u16>) -> Result<Vec<std::net::TcpListener
                     listeners.push(listener);
                 }
                 // A machine without IPv6 still serves IPv4.
-                Err(err) if i > 0 && ip.is_ipv6() && err.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                Err(err)
+                    if i > 0
+                        && ip.is_ipv6()
+                        && err.kind() == std::io::ErrorKind::AddrNotAvailable =>
+                {
                     warn!(addr = %ip, "IPv6 loopback unavailable; serving IPv4 only");
                 }
                 Err(err) => {
@@ -200,7 +218,11 @@ fn bind(addrs: &[IpAddr], port: Option<u16>) -> Result<Vec<std::net::TcpListener
         }
         return Ok(listeners);
     }
-    let addrs_text = addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let addrs_text = addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     let ports = match port {
         None => format!("ports {DEFAULT_PORT}-{LAST_FALLBACK_PORT}"),
         Some(port) => format!("port {port}"),
@@ -232,7 +254,8 @@ fn write_runtime_file(hub: &Hub) -> Result<(), StartError> {
     };
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
     tmp.write_all(body.to_string().as_bytes()).map_err(io_err)?;
-    tmp.persist(dir.join(RUNTIME_FILE)).map_err(|e| io_err(e.error))?;
+    tmp.persist(dir.join(RUNTIME_FILE))
+        .map_err(|e| io_err(e.error))?;
     Ok(())
 }
 
@@ -284,9 +307,14 @@ async fn signature(State(state): State<AppState>, Query(query): Query<SignatureQ
     });
     if let Some(nonce) = query.challenge {
         if nonce.is_empty() || nonce.len() > 256 {
-            return (StatusCode::BAD_REQUEST, "challenge must be 1 to 256 characters").into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                "challenge must be 1 to 256 characters",
+            )
+                .into_response();
         }
-        body["challenge"] = json!({ "nonce": nonce, "proof": challenge_proof(&hub.owner_hash, &nonce) });
+        body["challenge"] =
+            json!({ "nonce": nonce, "proof": challenge_proof(&hub.owner_hash, &nonce) });
     }
     axum::Json(body).into_response()
 }
@@ -303,10 +331,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let hub = &state.hub;
     hub.refresh_status();
     let sample = hub.monitor.latest();
-    hub.metrics.resident_memory.set(sample.process_rss_bytes as i64);
-    hub.metrics.cpu_percent.set(f64::from(sample.process_cpu_percent));
+    hub.metrics
+        .resident_memory
+        .set(sample.process_rss_bytes as i64);
+    hub.metrics
+        .cpu_percent
+        .set(f64::from(sample.process_cpu_percent));
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         hub.metrics.encode(),
     )
         .into_response()
@@ -316,9 +351,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
 fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<(), &'static str> {
     match extract_credential(headers) {
         None => Err("a token is required"),
-        Some(Credential::Token(token)) if hashes_equal(&token_hash(&token), &hub.owner_hash) => Ok(()),
+        Some(Credential::Token(token)) if hashes_equal(&token_hash(&token), &hub.owner_hash) => {
+            Ok(())
+        }
         Some(Credential::Token(_)) => Err("invalid token"),
-        Some(Credential::Session(session)) => match hub.store.dashboard_session_valid(&token_hash(&session), now_ms()) {
+        Some(Credential::Session(session)) => match hub
+            .store
+            .dashboard_session_valid(&token_hash(&session), now_ms())
+        {
             Ok(true) => Ok(()),
             Ok(false) => Err("sign-in expired; open the dashboard link again"),
             Err(err) => {
@@ -371,9 +411,9 @@ async fn websocket(
                 queue,
                 shutdown: hub.shutdown.clone(),
             });
-            let tracked = hub
-                .tracker
-                .track_future(crate::ws::serve_socket(socket, hub.clone(), client, rx));
+            let tracked =
+                hub.tracker
+                    .track_future(crate::ws::serve_socket(socket, hub.clone(), client, rx));
             tracked.await;
             drop(permit);
         })
@@ -386,11 +426,17 @@ struct LoginQuery {
 
 async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
     let hub = &state.hub;
-    let redeemed = query.code.as_deref().is_some_and(|code| hub.login_codes.redeem(code));
+    let redeemed = query
+        .code
+        .as_deref()
+        .is_some_and(|code| hub.login_codes.redeem(code));
     if !redeemed {
         return (
             StatusCode::UNAUTHORIZED,
-            [(header::CONTENT_SECURITY_POLICY, assets::CONTENT_SECURITY_POLICY)],
+            [(
+                header::CONTENT_SECURITY_POLICY,
+                assets::CONTENT_SECURITY_POLICY,
+            )],
             Html(
                 "<!doctype html><meta charset=utf-8><title>Sign-in link not valid</title>\
                  <h1>This sign-in link is not valid</h1>\
@@ -402,12 +448,17 @@ async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -
     }
     let session = new_token();
     let now = now_ms();
-    if let Err(err) = hub
-        .store
-        .insert_dashboard_session(&token_hash(&session), now, now + SESSION_DAYS * 86_400_000)
-    {
+    if let Err(err) = hub.store.insert_dashboard_session(
+        &token_hash(&session),
+        now,
+        now + SESSION_DAYS * 86_400_000,
+    ) {
         warn!(error = %ErrorChain(&err), "cannot store the dashboard session");
-        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot sign in; see the hub log").into_response();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot sign in; see the hub log",
+        )
+            .into_response();
     }
     info!("dashboard signed in");
     let cookie = format!(

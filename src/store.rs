@@ -222,7 +222,9 @@ impl Store {
             .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
             .and_then(|()| conn.busy_timeout(std::time::Duration::from_secs(5)))
             .map_err(|err| open_err(err.into()))?;
-        migrations().to_latest(&mut conn).map_err(|err| open_err(err.into()))?;
+        migrations()
+            .to_latest(&mut conn)
+            .map_err(|err| open_err(err.into()))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -231,7 +233,9 @@ impl Store {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (every write is one
         // transaction), so a poisoned lock is still safe to use.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Checkpoints the WAL into the main file; called at shutdown so the next start opens
@@ -273,7 +277,10 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn delete_project(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.conn().execute("DELETE FROM projects WHERE id = ?1", [id])? > 0)
+        Ok(self
+            .conn()
+            .execute("DELETE FROM projects WHERE id = ?1", [id])?
+            > 0)
     }
 
     /// Every project, oldest first.
@@ -305,7 +312,12 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn set_project_state(&self, id: &str, state: ProjectState, reason: Option<&str>) -> Result<(), StoreError> {
+    pub fn set_project_state(
+        &self,
+        id: &str,
+        state: ProjectState,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE projects SET state = ?2, reason = ?3 WHERE id = ?1",
             params![id, state.as_str(), reason],
@@ -318,7 +330,12 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn set_session(&self, project_id: &str, session_id: Option<&str>, now: i64) -> Result<(), StoreError> {
+    pub fn set_session(
+        &self,
+        project_id: &str,
+        session_id: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -363,8 +380,10 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn set_run_pgid(&self, run_id: &str, pgid: i32) -> Result<(), StoreError> {
-        self.conn()
-            .execute("UPDATE runs SET pgid = ?2 WHERE id = ?1", params![run_id, pgid])?;
+        self.conn().execute(
+            "UPDATE runs SET pgid = ?2 WHERE id = ?1",
+            params![run_id, pgid],
+        )?;
         Ok(())
     }
 
@@ -372,7 +391,12 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn finish_run(&self, run_id: &str, outcome: &RunOutcome, ended_at: i64) -> Result<(), StoreError> {
+    pub fn finish_run(
+        &self,
+        run_id: &str,
+        outcome: &RunOutcome,
+        ended_at: i64,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -408,8 +432,9 @@ impl Store {
     /// [`StoreError::Sqlite`].
     pub fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT id, project_id, pgid, started_at FROM runs WHERE status = 'running'")?;
+        let mut stmt = conn.prepare(
+            "SELECT id, project_id, pgid, started_at FROM runs WHERE status = 'running'",
+        )?;
         let rows = stmt.query_map([], |row| {
             Ok(UnfinishedRun {
                 id: row.get(0)?,
@@ -428,7 +453,9 @@ impl Store {
     pub fn run_status(&self, run_id: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |row| row.get(0))
+            .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |row| {
+                row.get(0)
+            })
             .optional()?)
     }
 
@@ -497,7 +524,11 @@ impl Store {
         }
         // Paging backwards (scrolling up) takes the newest lines below `before_seq`.
         let descending = query.before_seq.is_some() && query.after_seq.is_none();
-        sql.push_str(if descending { " ORDER BY seq DESC" } else { " ORDER BY seq ASC" });
+        sql.push_str(if descending {
+            " ORDER BY seq DESC"
+        } else {
+            " ORDER BY seq ASC"
+        });
         sql.push_str(" LIMIT ?");
         args.push((i64::from(query.limit) + 1).into());
 
@@ -508,7 +539,9 @@ impl Store {
         let mut bytes = 0usize;
         let mut has_more = false;
         while let Some(row) = rows.next()? {
-            if messages.len() == query.limit as usize || (bytes >= query.max_bytes && !messages.is_empty()) {
+            if messages.len() == query.limit as usize
+                || (bytes >= query.max_bytes && !messages.is_empty())
+            {
                 has_more = true;
                 break;
             }
@@ -552,9 +585,17 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn insert_dashboard_session(&self, hash: &[u8; 32], now: i64, expires_at: i64) -> Result<(), StoreError> {
+    pub fn insert_dashboard_session(
+        &self,
+        hash: &[u8; 32],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         let conn = self.conn();
-        conn.execute("DELETE FROM dashboard_sessions WHERE expires_at < ?1", [now])?;
+        conn.execute(
+            "DELETE FROM dashboard_sessions WHERE expires_at < ?1",
+            [now],
+        )?;
         conn.execute(
             "INSERT INTO dashboard_sessions (hash, created_at, expires_at) VALUES (?1, ?2, ?3)",
             params![hash.as_slice(), now, expires_at],
@@ -580,7 +621,11 @@ impl Store {
     }
 }
 
-fn to_output(project_id: &str, row: &rusqlite::Row<'_>, body: String) -> Result<Output, rusqlite::Error> {
+fn to_output(
+    project_id: &str,
+    row: &rusqlite::Row<'_>,
+    body: String,
+) -> Result<Output, rusqlite::Error> {
     let stream_name: String = row.get(3)?;
     let is_json: bool = row.get(5)?;
     let (event, text) = if is_json {
@@ -661,7 +706,14 @@ mod tests {
             store
                 .append(
                     "missing",
-                    &NewLine { run_id: None, ts: 0, stream: Stream::Hub, kind: "x", body: "x", is_json: false }
+                    &NewLine {
+                        run_id: None,
+                        ts: 0,
+                        stream: Stream::Hub,
+                        kind: "x",
+                        body: "x",
+                        is_json: false
+                    }
                 )
                 .is_err()
         );
@@ -673,23 +725,54 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         project(&store, "a");
         for i in 0..10 {
-            line(&store, "a", 1000 + i, if i % 2 == 0 { "assistant" } else { "user" });
+            line(
+                &store,
+                "a",
+                1000 + i,
+                if i % 2 == 0 { "assistant" } else { "user" },
+            );
         }
         let seqs = |page: MessagePage| page.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
-        let page = store.messages(&MessageQuery { after_seq: Some(7), ..query("a") }).unwrap();
+        let page = store
+            .messages(&MessageQuery {
+                after_seq: Some(7),
+                ..query("a")
+            })
+            .unwrap();
         assert!(!page.has_more);
         assert_eq!(seqs(page), vec![8, 9, 10]);
-        let page = store.messages(&MessageQuery { limit: 3, ..query("a") }).unwrap();
+        let page = store
+            .messages(&MessageQuery {
+                limit: 3,
+                ..query("a")
+            })
+            .unwrap();
         assert!(page.has_more);
         assert_eq!(seqs(page), vec![1, 2, 3]);
-        let page = store.messages(&MessageQuery { before_seq: Some(6), limit: 2, ..query("a") }).unwrap();
+        let page = store
+            .messages(&MessageQuery {
+                before_seq: Some(6),
+                limit: 2,
+                ..query("a")
+            })
+            .unwrap();
         assert!(page.has_more);
         assert_eq!(seqs(page), vec![4, 5]);
         let page = store
-            .messages(&MessageQuery { since: Some(1002), until: Some(1006), kinds: vec!["user".into()], ..query("a") })
+            .messages(&MessageQuery {
+                since: Some(1002),
+                until: Some(1006),
+                kinds: vec!["user".into()],
+                ..query("a")
+            })
             .unwrap();
         assert_eq!(seqs(page), vec![4, 6]);
-        let page = store.messages(&MessageQuery { max_bytes: 1, ..query("a") }).unwrap();
+        let page = store
+            .messages(&MessageQuery {
+                max_bytes: 1,
+                ..query("a")
+            })
+            .unwrap();
         assert!(page.has_more);
         assert_eq!(seqs(page), vec![1]);
     }
@@ -722,23 +805,43 @@ mod tests {
             store.set_run_pgid("r1", 4242).unwrap();
             store.insert_run("r2", "a", "hi", None, 6).unwrap();
             store
-                .finish_run("r2", &RunOutcome { status: "succeeded".into(), ..Default::default() }, 7)
+                .finish_run(
+                    "r2",
+                    &RunOutcome {
+                        status: "succeeded".into(),
+                        ..Default::default()
+                    },
+                    7,
+                )
                 .unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.projects().unwrap().len(), 1);
         assert_eq!(
             store.unfinished_runs().unwrap(),
-            vec![UnfinishedRun { id: "r1".into(), project_id: "a".into(), pgid: Some(4242), started_at: 5 }]
+            vec![UnfinishedRun {
+                id: "r1".into(),
+                project_id: "a".into(),
+                pgid: Some(4242),
+                started_at: 5
+            }]
         );
     }
 
     #[test]
     fn a_corrupt_file_is_reported_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("hub.sqlite3"), b"this is not a database at all, not even close").unwrap();
+        std::fs::write(
+            dir.path().join("hub.sqlite3"),
+            b"this is not a database at all, not even close",
+        )
+        .unwrap();
         let err = Store::open(dir.path()).err().expect("open must fail");
         assert!(err.to_string().contains("hub.sqlite3"), "{err}");
-        assert!(std::fs::read(dir.path().join("hub.sqlite3")).unwrap().starts_with(b"this is not"));
+        assert!(
+            std::fs::read(dir.path().join("hub.sqlite3"))
+                .unwrap()
+                .starts_with(b"this is not")
+        );
     }
 }

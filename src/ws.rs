@@ -24,15 +24,27 @@ use crate::protocol::{Incoming, error_response, parse_incoming, response};
 use crate::rpc::{After, dispatch};
 
 /// Serves an upgraded connection until it closes.
-pub async fn serve_socket(socket: WebSocket, hub: Hub, client: Arc<Client>, rx: mpsc::Receiver<Utf8Bytes>) {
+pub async fn serve_socket(
+    socket: WebSocket,
+    hub: Hub,
+    client: Arc<Client>,
+    rx: mpsc::Receiver<Utf8Bytes>,
+) {
     let span = info_span!("conn", conn_id = client.id());
     let (sink, stream) = socket.split();
-    handle_socket(sink, stream, hub, client, rx).instrument(span).await;
+    handle_socket(sink, stream, hub, client, rx)
+        .instrument(span)
+        .await;
 }
 
 /// The connection loop, generic over the transport so it can be tested with channels.
-pub async fn handle_socket<W, R>(sink: W, mut stream: R, hub: Hub, client: Arc<Client>, rx: mpsc::Receiver<Utf8Bytes>)
-where
+pub async fn handle_socket<W, R>(
+    sink: W,
+    mut stream: R,
+    hub: Hub,
+    client: Arc<Client>,
+    rx: mpsc::Receiver<Utf8Bytes>,
+) where
     W: Sink<Message> + Unpin + Send + 'static,
     W::Error: std::fmt::Display,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
@@ -52,8 +64,9 @@ where
         )
         .in_current_span(),
     );
-    let quota = Quota::per_second(NonZeroU32::new(limits.rate_limit_per_s).unwrap_or(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::new(limits.rate_limit_burst).unwrap_or(NonZeroU32::MIN));
+    let quota =
+        Quota::per_second(NonZeroU32::new(limits.rate_limit_per_s).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(limits.rate_limit_burst).unwrap_or(NonZeroU32::MIN));
     let limiter = RateLimiter::direct(quota);
     let idle = Duration::from_secs(limits.idle_timeout_s);
 
@@ -71,7 +84,10 @@ where
             Ok(Some(Err(err))) => {
                 // tungstenite reports an oversized message as a capacity error.
                 let text = ErrorChain(&err).to_string();
-                if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
+                if text.contains("too long")
+                    || text.contains("too big")
+                    || text.contains("Space limit")
+                {
                     client.close(CLOSE_TOO_BIG, "message too big");
                 } else {
                     debug!(error = %text, "connection read failed");
@@ -84,7 +100,10 @@ where
         let text = match message {
             Message::Text(text) => text,
             Message::Binary(_) => {
-                let error = RpcError::new(ErrorKind::InvalidRequest, "binary frames are not supported; send JSON text");
+                let error = RpcError::new(
+                    ErrorKind::InvalidRequest,
+                    "binary frames are not supported; send JSON text",
+                );
                 reply_error(&hub, &client, None, &error).await;
                 continue;
             }
@@ -102,31 +121,41 @@ where
             continue;
         }
         match parse_incoming(&text) {
-            Err(envelope) => reply_error(&hub, &client, envelope.id.as_ref(), &envelope.error).await,
+            Err(envelope) => {
+                reply_error(&hub, &client, envelope.id.as_ref(), &envelope.error).await
+            }
             Ok(Incoming::Notification { method }) => debug!(method, "ignored client notification"),
-            Ok(Incoming::Request { id, method, params }) => match dispatch(&hub, &client, &method, params) {
-                Ok((result, after)) => {
-                    if !client.send(Utf8Bytes::from(response(&id, &result))).await {
-                        break;
-                    }
-                    if let After::Replay { project_id, after_seq } = after {
-                        let (hub, client) = (hub.clone(), client.clone());
-                        hub.clone().tracker.spawn(
-                            async move {
-                                if let Err(err) = hub.feed.replay(&project_id, &client, after_seq).await {
-                                    warn!(error = %ErrorChain(&err), "replay failed");
-                                    client.close(crate::clients::CLOSE_POLICY, "replay failed");
+            Ok(Incoming::Request { id, method, params }) => {
+                match dispatch(&hub, &client, &method, params) {
+                    Ok((result, after)) => {
+                        if !client.send(Utf8Bytes::from(response(&id, &result))).await {
+                            break;
+                        }
+                        if let After::Replay {
+                            project_id,
+                            after_seq,
+                        } = after
+                        {
+                            let (hub, client) = (hub.clone(), client.clone());
+                            hub.clone().tracker.spawn(
+                                async move {
+                                    if let Err(err) =
+                                        hub.feed.replay(&project_id, &client, after_seq).await
+                                    {
+                                        warn!(error = %ErrorChain(&err), "replay failed");
+                                        client.close(crate::clients::CLOSE_POLICY, "replay failed");
+                                    }
                                 }
-                            }
-                            .in_current_span(),
-                        );
+                                .in_current_span(),
+                            );
+                        }
+                    }
+                    Err(error) => {
+                        debug!(method, kind = error.kind.as_str(), "request failed");
+                        reply_error(&hub, &client, Some(&id), &error).await;
                     }
                 }
-                Err(error) => {
-                    debug!(method, kind = error.kind.as_str(), "request failed");
-                    reply_error(&hub, &client, Some(&id), &error).await;
-                }
-            },
+            }
         }
     }
 
@@ -141,9 +170,16 @@ where
     tracing::debug!(close = ?client.close_code(), "connection closed");
 }
 
-async fn reply_error(hub: &Hub, client: &Client, id: Option<&crate::protocol::RequestId>, error: &RpcError) {
+async fn reply_error(
+    hub: &Hub,
+    client: &Client,
+    id: Option<&crate::protocol::RequestId>,
+    error: &RpcError,
+) {
     hub.metrics.rpc_error(error.kind.as_str());
-    client.send(Utf8Bytes::from(error_response(id, error))).await;
+    client
+        .send(Utf8Bytes::from(error_response(id, error)))
+        .await;
 }
 
 async fn write_loop<W>(
@@ -175,7 +211,10 @@ async fn write_loop<W>(
                 return;
             }
             Err(_) => {
-                client.close(crate::clients::CLOSE_POLICY, "client is not reading its messages");
+                client.close(
+                    crate::clients::CLOSE_POLICY,
+                    "client is not reading its messages",
+                );
                 break;
             }
         }

@@ -86,12 +86,13 @@ function renderState(detail) {
       replace(statusEl, h('span', { class: 'dot', 'aria-hidden': 'true' }), 'Connecting…');
       break;
     case 'reconnecting': {
-      const text = h('span', {}, 'Reconnecting…');
-      replace(statusEl, h('span', { class: 'dot', 'aria-hidden': 'true' }), text);
+      // The countdown is hidden from screen readers: the live region would announce every tick.
+      const count = h('span', { 'aria-hidden': 'true' });
+      replace(statusEl, h('span', { class: 'dot', 'aria-hidden': 'true' }), 'Reconnecting…', count);
       if (detail.retryAt) {
         const tick = () => {
           const s = Math.ceil((detail.retryAt - Date.now()) / 1000);
-          text.textContent = s > 0 ? `Reconnecting… (next try in ${s} s)` : 'Reconnecting…';
+          count.textContent = s > 0 ? ` (next try in ${s} s)` : '';
         };
         tick();
         countdown = setInterval(tick, 1000);

@@ -1,23 +1,23 @@
-// The hook between the dashboard and the desktop shell (src-tauri), which is built later.
+// The hook between the dashboard and the desktop shell (src-tauri).
 //
 // In a plain browser `window.__TAURI__` does not exist and desktopShell() returns null, so
-// the dashboard shows no desktop-only controls. In the Tauri window (with
-// `app.withGlobalTauri: true`) it returns an object whose methods call the shell.
-//
-// Start at login uses tauri-plugin-autostart's commands. If the shell prefers its own
-// commands (for example to keep the tray's "Start at login" check item in step), change
-// AUTOSTART_COMMANDS here and nowhere else.
+// the dashboard shows no desktop-only controls. In the app's window (`withGlobalTauri`,
+// capability src-tauri/capabilities/dashboard.json) it returns an object whose methods call
+// the shell's commands (src-tauri/src/autostart.rs):
+//   autostart_get              → boolean
+//   autostart_set {enabled}    → boolean, the state now in force
+// The tray's "Start at login" item changes the same setting, so the view reads it afresh
+// each time it opens.
 
-export const AUTOSTART_COMMANDS = {
-  isEnabled: 'plugin:autostart|is_enabled',
-  enable: 'plugin:autostart|enable',
-  disable: 'plugin:autostart|disable',
+export const COMMANDS = {
+  getStartAtLogin: 'autostart_get',
+  setStartAtLogin: 'autostart_set',
 };
 
 /**
  * @returns {null | {
  *   getStartAtLogin(): Promise<boolean>,
- *   setStartAtLogin(on: boolean): Promise<void>,
+ *   setStartAtLogin(on: boolean): Promise<boolean>,
  * }}
  */
 export function desktopShell() {
@@ -27,10 +27,10 @@ export function desktopShell() {
   if (typeof invoke !== 'function') return null;
   return {
     async getStartAtLogin() {
-      return Boolean(await invoke(AUTOSTART_COMMANDS.isEnabled));
+      return Boolean(await invoke(COMMANDS.getStartAtLogin));
     },
     async setStartAtLogin(on) {
-      await invoke(on ? AUTOSTART_COMMANDS.enable : AUTOSTART_COMMANDS.disable);
+      return Boolean(await invoke(COMMANDS.setStartAtLogin, { enabled: Boolean(on) }));
     },
   };
 }

@@ -63,7 +63,8 @@ function renderHub(kind, ev, o) {
     const label = { succeeded: 'Run succeeded', failed: 'Run failed', killed: 'Run killed', timed_out: 'Run timed out' }[status] ?? `Run ${status}`;
     return h('div', { class: `run-sep end ${bad ? 'err' : 'ok'}` },
       h('span', { class: 'run-label' }, label),
-      ev?.exit_code !== undefined && ev?.exit_code !== null ? h('span', { class: 'muted' }, ` · exit code ${ev.exit_code}`) : null);
+      ev?.exit_code !== undefined && ev?.exit_code !== null ? h('span', { class: 'muted' }, ` · exit code ${ev.exit_code}`) : null,
+      ev?.reason ? h('span', { class: 'muted' }, ` · ${ev.reason}`) : null);
   }
   return h('div', { class: 'hub-note muted' }, o.text ?? (ev ? `${kind}: ${JSON.stringify(ev)}` : kind));
 }

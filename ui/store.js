@@ -36,6 +36,8 @@ class Store extends EventTarget {
     });
     client.on('hub.stats', (p) => {
       this.stats = p;
+      this.statsCount = (this.statsCount ?? 0) + 1;
+      this.statsAt = new Date();
       if (this.status) {
         for (const k of ['uptime_s', 'connections', 'projects', 'running_agents']) {
           if (p[k] !== undefined) this.status[k] = p[k];
@@ -47,6 +49,21 @@ class Store extends EventTarget {
     client.on('project.created', (p) => p?.project && this.putProject(p.project));
     client.on('project.deleted', (p) => {
       if (this.projects.delete(p.project_id)) this.emit('projects', { id: p.project_id, deleted: true });
+    });
+    client.on('hub.connection', (p) => {
+      if (!this.status || typeof this.status.connections !== 'number') return;
+      if (p?.event === 'opened') this.status.connections += 1;
+      else if (p?.event === 'closed') this.status.connections = Math.max(0, this.status.connections - 1);
+      else return;
+      this.emit('status', {});
+    });
+    // Keep the overview's counts current between hub.stats notifications.
+    this.addEventListener('projects', () => {
+      if (!this.status || !this.projectsLoaded) return;
+      const all = [...this.projects.values()];
+      this.status.projects = all.length;
+      this.status.running_agents = all.filter((p) => p.state === 'running').length;
+      this.emit('status', {});
     });
     client.on('project.state', (p) => {
       const proj = this.projects.get(p.project_id);
@@ -111,6 +128,7 @@ export function errorText(err) {
     case 'UNAUTHORIZED': return 'Signed out.';
     case 'PROJECT_NOT_FOUND': return 'This project no longer exists.';
     case 'PROJECT_BUSY': return 'An agent is already running in this project. Wait for it to finish or kill it.';
+    case 'NOT_RUNNING': return 'No agent is running in this project.';
     case 'RATE_LIMITED': return 'Too many requests; try again in a moment.';
     case 'TOO_LARGE': return 'That is too large for the hub to accept.';
     case 'LIMIT_REACHED': return `A limit was reached: ${err.message}`;

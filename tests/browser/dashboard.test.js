@@ -16,7 +16,8 @@ describe('dashboard', () => {
   const projects = {}; // name → {id, dir}
 
   before(async () => {
-    hub = await startHub();
+    // hub.stats every second rather than every ten, so the overview's live updates show quickly.
+    hub = await startHub({ env: { SEMANTEST_HUB_STATS_INTERVAL_S: '1' } });
     browser = await launchBrowser();
     session = await signedInPage(browser, hub);
     page = session.page;
@@ -236,6 +237,16 @@ describe('dashboard', () => {
     assert.match(text, new RegExp(`Port\\s+${hub.port}`));
     assert.match(text, /fake-claude/);
     assert.match(text, /9\.9\.9/);
+
+    // Live: hub.stats notifications arrive, and counts follow project.created at once.
+    const live = page.locator('hub-overview .live-note');
+    const updates = async () => Number(await live.getAttribute('data-updates'));
+    const u0 = await updates();
+    await waitFor(async () => (await updates()) >= u0 + 2, { timeout: 10_000, message: 'two hub.stats notifications' });
+    const projectsStat = page.locator('hub-overview [data-stat="projects"] .stat-value');
+    const n0 = Number(await projectsStat.innerText());
+    await rpcInPage(page, 'project.create', { path: await tempDir('proj-count-') });
+    await waitFor(async () => Number(await projectsStat.innerText()) === n0 + 1, { timeout: 5_000, message: 'the project count to go up' });
     await page.goto(`${hub.url}/#/settings`);
     const row = page.locator('hub-settings tr[data-key="limits.max_connections"]');
     await row.waitFor({ timeout: 10_000 });
@@ -252,11 +263,10 @@ describe('dashboard', () => {
       let enabled = false;
       window.__TAURI__ = {
         core: {
-          invoke: async (cmd) => {
-            window.__shellCalls.push(cmd);
-            if (cmd === 'plugin:autostart|is_enabled') return enabled;
-            enabled = cmd === 'plugin:autostart|enable';
-            return null;
+          invoke: async (cmd, args) => {
+            window.__shellCalls.push([cmd, args ?? null]);
+            if (cmd === 'autostart_set') enabled = args.enabled;
+            return enabled;
           },
         },
       };
@@ -269,7 +279,11 @@ describe('dashboard', () => {
     await waitFor(async () => !(await toggle.isDisabled()), { message: 'toggle enabled' });
     assert.equal(await toggle.isChecked(), false);
     await toggle.check();
-    await waitFor(async () => (await p.evaluate(() => window.__shellCalls)).includes('plugin:autostart|enable'), { message: 'enable called' });
+    await waitFor(async () => JSON.stringify(await p.evaluate(() => window.__shellCalls)).includes('["autostart_set",{"enabled":true}]'), { message: 'autostart_set {enabled:true} called' });
+    assert.match(await p.locator('hub-settings').innerText(), /will start when you log in/);
+    await toggle.uncheck();
+    await waitFor(async () => JSON.stringify(await p.evaluate(() => window.__shellCalls)).includes('["autostart_set",{"enabled":false}]'), { message: 'autostart_set {enabled:false} called' });
+    assert.equal((await p.evaluate(() => window.__shellCalls))[0][0], 'autostart_get');
     await ctx.close();
   });
 

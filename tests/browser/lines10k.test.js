@@ -92,10 +92,31 @@ test('10,000 lines: streaming, first render, heap, and scroll-up history', async
   assert.deepEqual(contiguity(afterScroll), { dups: [], gaps: [] });
   assert.ok(afterScroll[0] < p.last_seq - 2000, `scrolled back to ${afterScroll[0]}`);
 
-  // "Jump to latest" brings the tail back.
-  await page.getByRole('button', { name: /Jump to latest/ }).click();
-  await page.locator(`hub-project .row[data-seq="${p.last_seq}"]`).waitFor({ timeout: 10_000 });
+  // While the reader is up in the history with a full window, new lines are counted, not
+  // rendered; "Jump to latest" then brings the tail back with no gap.
+  await rpcInPage(page, 'agent.run', { project_id: id, prompt: 'lines 300' });
+  const p2 = await waitFor(async () => {
+    const q = await rpcInPage(page, 'project.get', { project_id: id });
+    return q.state === 'idle' && q.last_seq > p.last_seq ? q : null;
+  }, { timeout: 60_000, interval: 250, message: 'the second run to finish' });
+  const jump = page.getByRole('button', { name: /Jump to latest/ });
+  await waitFor(async () => /\(\d[\d,.\s]* new\)/.test(await jump.innerText()), { timeout: 10_000, message: 'a count of new lines' });
+  assert.equal(await page.locator(`hub-project .row[data-seq="${p2.last_seq}"]`).count(), 0, 'the new lines are not rendered while reading history');
+  assert.ok((await renderedSeqs(page))[0] === afterScroll[0], 'the reader keeps their place');
+  // Scrolling down loads the next lines.
+  let newest = (await renderedSeqs(page)).at(-1);
+  for (let i = 0; i < 3; i++) {
+    await page.locator('hub-project .log').evaluate((el) => { el.scrollTop = el.scrollHeight; el.dispatchEvent(new Event('scroll')); });
+    const before = newest;
+    newest = await waitFor(async () => { const l = (await renderedSeqs(page)).at(-1); return l > before ? l : null; }, { timeout: 10_000, message: `lines newer than ${before}` });
+    const seqs = await renderedSeqs(page);
+    assert.ok(seqs.length <= MAX_ROWS, `at most ${MAX_ROWS} rows while scrolling down (got ${seqs.length})`);
+    assert.deepEqual(contiguity(seqs), { dups: [], gaps: [] });
+  }
+  await jump.click();
+  await page.locator(`hub-project .row[data-seq="${p2.last_seq}"]`).waitFor({ timeout: 10_000 });
   assert.deepEqual(contiguity(await renderedSeqs(page)), { dups: [], gaps: [] });
+  assert.ok(await page.locator('hub-project .log').evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight < 50), 'at the bottom');
   assert.deepEqual(pageErrors, []);
 });
 

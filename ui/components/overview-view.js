@@ -18,12 +18,13 @@ class OverviewView extends HTMLElement {
     this.healthEl = h('dl', { class: 'kv' });
     this.agentEl = h('dl', { class: 'kv' });
     this.healthMsg = h('p', { class: 'inline-msg' });
+    this.liveEl = h('p', { class: 'hint muted live-note' });
     replace(this,
       h('header', { class: 'view-head' }, h('h1', { tabindex: '-1' }, 'Overview')),
       h('section', { 'aria-label': 'Counts' }, this.countsEl),
       h('div', { class: 'cards' },
         h('section', { class: 'card', 'aria-labelledby': 'ov-hub' }, h('h2', { id: 'ov-hub' }, 'Hub'), this.hubEl),
-        h('section', { class: 'card', 'aria-labelledby': 'ov-health' }, h('h2', { id: 'ov-health' }, 'Health'), this.healthEl, this.healthMsg),
+        h('section', { class: 'card', 'aria-labelledby': 'ov-health' }, h('h2', { id: 'ov-health' }, 'Health'), this.healthEl, this.healthMsg, this.liveEl),
         h('section', { class: 'card', 'aria-labelledby': 'ov-agent' }, h('h2', { id: 'ov-agent' }, 'Agent CLI'), this.agentEl)));
 
     listen(store, 'status', () => this.render(), signal);
@@ -92,6 +93,10 @@ class OverviewView extends HTMLElement {
       kv('Hub process', rss !== undefined ? bytes(rss) : '—'),
       kv('Disk free', disk ? `${bytes(disk.available_bytes)} of ${bytes(disk.total_bytes)}` : '—'));
     this.healthMsg.textContent = this.healthError;
+    this.liveEl.textContent = store.statsAt
+      ? `CPU and memory live from the hub, last at ${store.statsAt.toLocaleTimeString(undefined, { hour12: false })}.`
+      : 'Figures from /health; live updates start with the hub\'s next report.';
+    this.liveEl.dataset.updates = String(store.statsCount ?? 0);
 
     const cli = s?.agent_cli ?? hl?.agent_cli;
     replace(this.agentEl,

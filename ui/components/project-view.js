@@ -148,6 +148,11 @@ class ProjectView extends HTMLElement {
       : ' · no session yet: the next run starts one';
     this.sessionEl.title = p.session_id ?? '';
     if (p.run?.started_at) this.sessionEl.append(` · running since ${dateTime(p.run.started_at)}`);
+    if (p.reason && (p.state === 'failed' || p.state === 'killed')) this.sessionEl.append(` · ${p.reason}`);
+    if (this.stopping && p.state !== 'running') {
+      this.stopping = false;
+      this.actionMsg.textContent = '';
+    }
     this.syncButtons();
   }
 
@@ -458,7 +463,10 @@ class ProjectView extends HTMLElement {
     this.killBtn.disabled = true;
     try {
       await rpc.request('agent.kill', { project_id: this.projectId });
-      this.actionMsg.textContent = 'Stopping the agent…';
+      if (this.project?.state === 'running') {
+        this.stopping = true;
+        this.actionMsg.textContent = 'Stopping the agent…';
+      }
     } catch (err) {
       this.actionMsg.textContent = errorText(err);
     } finally {

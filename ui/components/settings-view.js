@@ -1,7 +1,7 @@
 // <hub-settings>: the hub's configuration, read-only, with where each value comes from
 // (hub.config), and desktop-only settings when the dashboard runs inside the app window.
 
-import { h, replace } from '../dom.js';
+import { h, replace, kv } from '../dom.js';
 import { rpc, listen, store, errorText } from '../store.js';
 import { desktopShell } from '../desktop.js';
 
@@ -41,6 +41,7 @@ class SettingsView extends HTMLElement {
     try {
       const res = await rpc.request('hub.config');
       this.values = res.values ?? [];
+      this.files = res;
       this.msg.textContent = '';
     } catch (err) {
       this.msg.textContent = `Could not read the configuration: ${errorText(err)}`;
@@ -54,7 +55,12 @@ class SettingsView extends HTMLElement {
       return;
     }
     const values = [...this.values].sort((a, b) => a.key.localeCompare(b.key));
-    replace(this.tableEl, h('table', { class: 'config' },
+    const f = this.files ?? {};
+    const places = [['Config file', f.config_file === null ? 'none (built-in defaults)' : f.config_file], ['Data', f.data_dir], ['Logs', f.log_dir]]
+      .filter(([, v]) => v !== undefined);
+    replace(this.tableEl,
+      places.length ? h('dl', { class: 'kv places' }, places.map(([k, v]) => kv(k, h('span', { class: 'mono' }, v)))) : null,
+      h('table', { class: 'config' },
       h('thead', {}, h('tr', {}, ['Setting', 'Value', 'Source'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, values.map((v) => h('tr', { dataset: { key: v.key } },
         h('th', { scope: 'row', class: 'mono' }, v.key),
@@ -74,7 +80,7 @@ class SettingsView extends HTMLElement {
     toggle.addEventListener('change', async () => {
       toggle.disabled = true;
       try {
-        await shell.setStartAtLogin(toggle.checked);
+        toggle.checked = await shell.setStartAtLogin(toggle.checked);
         status.textContent = toggle.checked ? 'The hub will start when you log in.' : 'The hub will not start at login.';
       } catch (err) {
         toggle.checked = !toggle.checked;

@@ -1,0 +1,224 @@
+//! Semantest Hub's desktop shell: the hub as a tray app that starts at login.
+//!
+//! The shell runs the same [`semantest_hub`] server as `semantest-hub serve`, with the
+//! owner token in the OS keychain only (no file fallback: a locked or missing keychain is
+//! an error the user sees). It adds a tray icon with the hub's state and every action, a
+//! dashboard window created on first use, start at login, a single instance, and
+//! notifications.
+//!
+//! # Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`service`] | the task that owns the hub: start, pause, resume, shut down; [`service::HubState`] |
+//! | [`tray`] | the tray icon, its tooltip and its menu |
+//! | [`window`] | the dashboard window, created lazily, hidden on close |
+//! | [`autostart`] | start at login: the first run, the tray item, the dashboard's commands |
+//! | [`notify`] | desktop notifications |
+//! | [`error`] | [`error::DesktopError`], serialized as a string for commands |
+//!
+//! # Lifecycle
+//!
+//! 1. [`run`] loads the configuration and installs logging, then builds the Tauri app. The
+//!    single-instance plugin comes first: a second launch hands its arguments to the first
+//!    instance (which opens the dashboard unless they include `--hidden`) and exits 0.
+//! 2. Setup starts the hub, applies the first run's start at login, builds the tray, listens
+//!    for SIGTERM, SIGINT and SIGHUP, and opens the dashboard unless started with `--hidden`.
+//! 3. Closing the window keeps the app in the tray; [`tauri::RunEvent::ExitRequested`] is
+//!    prevented unless the app is quitting.
+//! 4. Quit or a signal calls [`quit`]: the hub shuts down gracefully (clients get 1001,
+//!    agent runs are killed, the store is closed), then the app exits with code 0. An exit
+//!    started by the system instead (macOS logout) shuts the hub down in
+//!    [`tauri::RunEvent::Exit`].
+
+pub mod autostart;
+pub mod error;
+pub mod notify;
+pub mod service;
+pub mod tray;
+pub mod window;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use semantest_hub::config::{Config, Overrides, SecretStoreKind};
+use tauri::{AppHandle, Manager, RunEvent};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::autostart::HIDDEN_FLAG;
+use crate::notify::notify;
+use crate::service::{HubState, Service};
+use crate::tray::Tray;
+
+/// The longest an exit started by the system waits for the hub to shut down; the hub's own
+/// grace period (`limits.shutdown_grace_s`, 10 s by default) bounds it first.
+const EXIT_WAIT: Duration = Duration::from_secs(20);
+
+/// Set once the app is quitting, so that [`RunEvent::ExitRequested`] lets it go.
+struct Quitting(AtomicBool);
+
+/// Runs the desktop app until it quits; returns the process exit code.
+pub fn run() -> ExitCode {
+    let hidden = std::env::args().skip(1).any(|arg| arg == HIDDEN_FLAG);
+    let overrides = Overrides {
+        secret_store: Some(SecretStoreKind::Keychain),
+        ..Default::default()
+    };
+    let config = Config::load(None, &overrides);
+    let _log_guard = match &config {
+        Ok(loaded) => semantest_hub::logging::init(&loaded.config.log_level, Some(&loaded.log_dir)),
+        Err(_) => semantest_hub::logging::init("info", None),
+    };
+    let data_dir = config.as_ref().ok().map(|loaded| loaded.data_dir.clone());
+
+    let app = tauri::Builder::default()
+        // First, so that a second instance exits before anything else starts.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            if argv.iter().skip(1).any(|arg| arg == HIDDEN_FLAG) {
+                info!("second launch with --hidden ignored");
+            } else {
+                info!("second launch: showing the dashboard");
+                window::show_dashboard(app);
+            }
+        }))
+        .plugin(autostart::plugin())
+        .plugin(tauri_plugin_notification::init())
+        .manage(Quitting(AtomicBool::new(false)))
+        .invoke_handler(tauri::generate_handler![
+            autostart::autostart_get,
+            autostart::autostart_set
+        ])
+        .setup(move |app| {
+            // A tray app: no Dock icon, no app menu (macOS).
+            #[cfg(target_os = "macos")]
+            app.set_activation_policy(tauri::ActivationPolicy::Accessory);
+
+            let handle = app.handle().clone();
+            let service = Service::spawn(config);
+            app.manage(service.clone());
+            if let Some(dir) = &data_dir {
+                autostart::first_run(&handle, dir);
+            }
+            let start_at_login = autostart::is_enabled(&handle).unwrap_or_else(|err| {
+                warn!(error = %err, "cannot read start at login");
+                false
+            });
+            app.manage(Tray::create(&handle, &service.current(), start_at_login)?);
+            follow_state(handle.clone(), service.state());
+            listen_for_signals(handle.clone());
+            if !hidden {
+                window::show_dashboard(&handle);
+            }
+            info!(hidden, "desktop app started");
+            Ok(())
+        })
+        .build(tauri::generate_context!());
+    let app = match app {
+        Ok(app) => app,
+        Err(err) => {
+            error!(error = %err, "cannot start the desktop app");
+            eprintln!("error: cannot start the desktop app: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = app.run_return(|app, event| match event {
+        RunEvent::ExitRequested { api, .. }
+            if !app.state::<Quitting>().0.load(Ordering::SeqCst) =>
+        {
+            api.prevent_exit();
+        }
+        RunEvent::Exit => shut_down_before_exit(app),
+        _ => {}
+    });
+    info!(code, "desktop app exited");
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Quits: shuts the hub down gracefully, then exits with code 0. Used by the tray's Quit
+/// and by signals; calling it again while quitting does nothing.
+pub fn quit(app: &AppHandle) {
+    if app.state::<Quitting>().0.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    info!("quitting");
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Some(service) = app.try_state::<Service>() {
+            service.inner().clone().shutdown().await;
+        }
+        app.exit(0);
+    });
+}
+
+/// The last chance to stop the hub when the exit did not come through [`quit`]. Returns at
+/// once when the hub is already down.
+fn shut_down_before_exit(app: &AppHandle) {
+    if let Some(service) = app.try_state::<Service>() {
+        let service = service.inner().clone();
+        let stopped = tauri::async_runtime::block_on(async move {
+            tokio::time::timeout(EXIT_WAIT, service.shutdown())
+                .await
+                .is_ok()
+        });
+        if !stopped {
+            warn!("the hub did not shut down in time");
+        }
+    }
+}
+
+/// Shows every state change in the tray, and notifies the user when the hub fails.
+fn follow_state(app: AppHandle, mut state: watch::Receiver<HubState>) {
+    tauri::async_runtime::spawn(async move {
+        let mut notified: Option<String> = None;
+        loop {
+            let current = state.borrow_and_update().clone();
+            // While quitting, the event loop may already be gone; the tray goes with it.
+            if app.state::<Quitting>().0.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Some(tray) = app.try_state::<Tray>() {
+                tray.show(&current);
+            }
+            match &current {
+                HubState::Failed(message) if notified.as_ref() != Some(message) => {
+                    notify(&app, "Semantest Hub error", message);
+                    notified = Some(message.clone());
+                }
+                HubState::Failed(_) => {}
+                _ => notified = None,
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Quits gracefully on SIGTERM (system shutdown, logout under systemd, `kill`), SIGINT
+/// (Ctrl-C in a terminal) and SIGHUP (the terminal closed).
+#[cfg(unix)]
+fn listen_for_signals(app: AppHandle) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tauri::async_runtime::spawn(async move {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            warn!("cannot listen for signals; only Quit stops the hub gracefully");
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => "SIGHUP",
+        };
+        info!(signal = name, "signal received");
+        quit(&app);
+    });
+}
+
+#[cfg(not(unix))]
+fn listen_for_signals(_app: AppHandle) {}

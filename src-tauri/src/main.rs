@@ -1,0 +1,6 @@
+//! `semantest-hub-desktop`: the Semantest Hub tray app. `--hidden` starts it in the tray
+//! without a window, as start at login does.
+
+fn main() -> std::process::ExitCode {
+    semantest_hub_desktop::run()
+}

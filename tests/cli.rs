@@ -1,0 +1,109 @@
+use std::process::Command;
+
+use crate::util::{TestHub, hub_bin};
+
+/// Runs the CLI without blocking the runtime that serves the hub.
+async fn cli(hub: &TestHub, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(hub_bin())
+        .args([
+            "--data-dir",
+            hub.dir.path().to_str().unwrap(),
+            "--secret-store",
+            "file",
+        ])
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn the_command_line_client_drives_a_running_hub() {
+    let hub = TestHub::start().await;
+    let token = cli(&hub, &["token"]).await;
+    assert!(token.status.success());
+    assert_eq!(stdout(&token).trim(), hub.token);
+
+    let status = cli(&hub, &["status"]).await;
+    assert!(status.status.success(), "{status:?}");
+    assert!(stdout(&status).contains("\"product\": \"semantest-hub\""));
+
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path().to_str().unwrap();
+    let added = cli(&hub, &["project", "add", dir, "--name", "demo"]).await;
+    assert!(added.status.success(), "{added:?}");
+    let id = stdout(&added)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(stdout(&cli(&hub, &["project", "list"]).await).contains("demo"));
+
+    // `agent run` accepts the directory, streams the output and exits with the status.
+    let ok = cli(&hub, &["agent", "run", dir, "success"]).await;
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    let text = stdout(&ok);
+    assert!(
+        text.contains("Working on it.") && text.contains("▶ Write") && text.contains("$0.0123"),
+        "{text}"
+    );
+    let failed = cli(&hub, &["agent", "run", &id, "error"]).await;
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("fake failure"));
+    let timed_out = cli(&hub, &["agent", "run", &id, "hang", "--timeout", "1"]).await;
+    assert_eq!(timed_out.status.code(), Some(124));
+
+    let missing = cli(&hub, &["project", "add", "/definitely/not/here"]).await;
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist (INVALID_PATH)"));
+
+    let link = cli(&hub, &["dashboard", "--print"]).await;
+    assert!(stdout(&link).starts_with(&format!("http://127.0.0.1:{}/login?code=", hub.port)));
+
+    assert!(cli(&hub, &["project", "rm", &id]).await.status.success());
+    assert!(!stdout(&cli(&hub, &["project", "list"]).await).contains("demo"));
+    hub.stop().await;
+}
+
+#[test]
+fn client_commands_without_a_hub_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(hub_bin())
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--secret-store",
+            "file",
+            "status",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no hub is running"));
+}
+
+#[test]
+fn invalid_configuration_is_reported_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[limits]\nmax_connections = 0\n").unwrap();
+    let output = Command::new(hub_bin())
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "serve",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("limits.max_connections"),
+        "{output:?}"
+    );
+}

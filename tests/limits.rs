@@ -1,0 +1,203 @@
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::util::{RawFrame, RawWs, TestHub, WAIT, Ws, process_alive, run};
+
+#[tokio::test]
+async fn connections_over_the_limit_are_refused_before_the_upgrade() {
+    let hub = TestHub::start_with(|c| c.config.limits.max_connections = 2).await;
+    let first = hub.client().await;
+    let _second = hub.client().await;
+    match Ws::connect(hub.ws_request()).await {
+        Err(WsError::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("expected 503, got {:?}", other.map(|_| ())),
+    }
+    // A slot frees up when a client leaves.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if Ws::connect(hub.ws_request()).await.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn projects_over_the_limit_are_refused() {
+    let hub = TestHub::start_with(|c| c.config.limits.max_projects = 1).await;
+    let mut ws = hub.client().await;
+    hub.project(&mut ws).await;
+    let dir = tempfile::tempdir().unwrap();
+    let error = ws.err("project.create", json!({"path": dir.path()})).await;
+    assert_eq!(error["data"]["kind"], "LIMIT_REACHED");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_limit_gets_errors_not_a_disconnect() {
+    let hub = TestHub::start_with(|c| {
+        c.config.limits.rate_limit_per_s = 2;
+        c.config.limits.rate_limit_burst = 5;
+    })
+    .await;
+    let mut ws = hub.client().await;
+    for id in 1..=20 {
+        ws.send_raw(&json!({"jsonrpc": "2.0", "id": id, "method": "hub.status"}).to_string())
+            .await;
+    }
+    let mut limited = 0;
+    for _ in 1..=20 {
+        let reply = ws.next_json().await;
+        if reply["error"]["data"]["kind"] == "RATE_LIMITED" {
+            assert!(reply["id"].is_u64(), "the error names the request");
+            limited += 1;
+        }
+    }
+    assert!(limited >= 10, "{limited} of 20 were limited");
+    // Capacity returns with time.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if ws
+            .call("hub.status", json!({}))
+            .await
+            .get("result")
+            .is_some()
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_with_1008() {
+    let hub = TestHub::start_with(|c| {
+        c.config.limits.outgoing_queue = 16;
+        c.config.limits.write_timeout_s = 5;
+    })
+    .await;
+    let mut observer = hub.client().await;
+    let mut slow = hub.client().await;
+    let slow_id = slow
+        .ok("hub.hello", json!({"role": "script", "name": "slow"}))
+        .await["connection_id"]
+        .clone();
+    let (project_id, _dir) = hub.project(&mut observer).await;
+    slow.ok("project.subscribe", json!({"project_id": project_id}))
+        .await;
+    run(&mut observer, &project_id, "lines 100000").await;
+    // The slow client reads nothing until the hub has given up on it.
+    loop {
+        let change = observer.notification("hub.connection").await;
+        if change["event"] == "closed" && change["connection"]["id"] == slow_id {
+            break;
+        }
+    }
+    let frame = slow
+        .closed()
+        .await
+        .expect("a close frame after the buffered lines");
+    assert_eq!(frame.code, CloseCode::Policy);
+    // The hub and the run are fine.
+    assert_eq!(
+        observer.ok("hub.status", json!({})).await["product"],
+        "semantest-hub"
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn pings_are_sent_and_a_silent_client_is_closed_when_idle() {
+    let hub = TestHub::start_with(|c| {
+        c.config.limits.ping_interval_s = 1;
+        c.config.limits.idle_timeout_s = 2;
+    })
+    .await;
+    let mut raw = RawWs::connect(hub.port, &hub.token).await;
+    let mut frames = Vec::new();
+    let started = tokio::time::Instant::now();
+    while let Some(frame) = tokio::time::timeout(WAIT, raw.frame()).await.unwrap() {
+        let close = matches!(frame, RawFrame::Close(_));
+        frames.push(frame);
+        if close {
+            break;
+        }
+    }
+    assert!(frames.contains(&RawFrame::Ping), "{frames:?}");
+    assert_eq!(frames.last(), Some(&RawFrame::Close(1000)));
+    assert!(started.elapsed() >= Duration::from_secs(2));
+
+    // A client that answers pings stays connected past the idle timeout.
+    let mut ws = hub.client().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < deadline {
+        // Reading lets tungstenite answer the pings.
+        let _ = tokio::time::timeout(
+            Duration::from_millis(500),
+            futures_util::StreamExt::next(&mut ws.socket),
+        )
+        .await;
+    }
+    assert_eq!(
+        ws.ok("hub.status", json!({})).await["product"],
+        "semantest-hub"
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_clients_with_1001_and_kills_runs() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = hub.project(&mut ws).await;
+    ws.ok("project.subscribe", json!({"project_id": project_id}))
+        .await;
+    let pid_file = dir.path().join("grandchild.pid");
+    let run_id = run(
+        &mut ws,
+        &project_id,
+        &format!("grandchild {}", pid_file.display()),
+    )
+    .await;
+    loop {
+        if ws.notification("project.output").await["kind"] == "assistant" {
+            break;
+        }
+    }
+    let grandchild: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let store = hub.hub().store.clone();
+    let data = hub.stop().await;
+    let frame = ws.closed().await.expect("a close frame");
+    assert_eq!(frame.code, CloseCode::Away);
+    assert!(!process_alive(grandchild));
+    assert_eq!(
+        store.run_status(&run_id).unwrap().as_deref(),
+        Some("killed")
+    );
+    assert!(
+        !data.path().join("server.json").exists(),
+        "the runtime file is removed"
+    );
+    // The WAL was checkpointed into the main file.
+    let wal = data.path().join("hub.sqlite3-wal");
+    assert!(
+        std::fs::metadata(&wal)
+            .map(|m| m.len() == 0)
+            .unwrap_or(true)
+    );
+}

@@ -1,0 +1,159 @@
+//! The real Claude Code CLI, run by the hub, talking to a scripted fake of the Anthropic
+//! Messages API on loopback (`tests/fixtures/fake-anthropic.mjs`). No real API is
+//! called. The test command installs the CLI from npm into `target/claude-code`; set
+//! `SEMANTEST_TEST_CLAUDE` to use another binary.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::util::{TestHub, run};
+
+fn claude_cli() -> PathBuf {
+    if let Some(path) = std::env::var_os("SEMANTEST_TEST_CLAUDE") {
+        return PathBuf::from(path);
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/claude-code/node_modules/.bin/claude");
+    assert!(
+        path.exists(),
+        "the real Claude Code CLI is not installed; run the test command from the README \
+         (it runs `npm install --prefix target/claude-code @anthropic-ai/claude-code`)"
+    );
+    path
+}
+
+/// The fake API server; killed on drop.
+struct FakeApi {
+    child: Child,
+    url: String,
+}
+
+impl FakeApi {
+    fn start() -> Self {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-anthropic.mjs");
+        let mut child = Command::new("node")
+            .arg(script)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node runs the fake API");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(&line).expect("the fake API prints its address");
+        Self {
+            url: ready["listening"].as_str().unwrap().to_string(),
+            child,
+        }
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_real_cli_writes_a_file_and_every_line_reaches_subscribers_and_the_log() {
+    let cli = claude_cli();
+    let api = FakeApi::start();
+    let config_dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start_with(|c| {
+        c.config.agent.cli_path = Some(cli);
+        c.config.agent.permission_mode = "acceptEdits".into();
+        c.config.agent.env = [
+            ("ANTHROPIC_BASE_URL", api.url.as_str()),
+            ("ANTHROPIC_API_KEY", "dummy"),
+            ("CLAUDE_CONFIG_DIR", config_dir.path().to_str().unwrap()),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+            ("DISABLE_TELEMETRY", "1"),
+            ("DISABLE_AUTOUPDATER", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    })
+    .await;
+    let mut ws = hub.client().await;
+    let mut watcher = hub.client().await;
+    let (project_id, dir) = hub.project(&mut ws).await;
+    ws.ok("project.subscribe", json!({"project_id": project_id}))
+        .await;
+    watcher
+        .ok("project.subscribe", json!({"project_id": project_id}))
+        .await;
+
+    let run_id = run(&mut ws, &project_id, "WRITE hello.txt hello from the hub").await;
+    let lines = ws.run_output(&run_id).await;
+    let watched = watcher.run_output(&run_id).await;
+    assert_eq!(lines, watched, "every subscriber sees the same lines");
+
+    let written =
+        std::fs::read_to_string(dir.path().join("hello.txt")).expect("the agent wrote the file");
+    assert_eq!(written, "hello from the hub");
+
+    let kinds: Vec<&str> = lines.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"run_started"));
+    assert_eq!(kinds.last(), Some(&"run_finished"));
+    assert!(
+        kinds.contains(&"system") && kinds.contains(&"assistant") && kinds.contains(&"user"),
+        "{kinds:?}"
+    );
+    let tool_use = lines
+        .iter()
+        .flat_map(|l| {
+            l["event"]["message"]["content"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|block| block["type"] == "tool_use")
+        .expect("a tool_use block");
+    assert_eq!(tool_use["name"], "Write");
+    let result = lines
+        .iter()
+        .find(|l| l["kind"] == "result")
+        .expect("a result line");
+    assert_eq!(result["event"]["subtype"], "success");
+    assert!(result["event"]["total_cost_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(lines.last().unwrap()["event"]["status"], "succeeded");
+
+    let stored = ws
+        .ok(
+            "messages.list",
+            json!({"project_id": project_id, "limit": 1000}),
+        )
+        .await;
+    assert_eq!(
+        stored["messages"].as_array().unwrap(),
+        &lines,
+        "the log holds every line"
+    );
+    let project = ws
+        .ok("project.get", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(project["session_id"], result["event"]["session_id"]);
+
+    // A second run resumes the session the first one created.
+    let run_id = run(&mut ws, &project_id, "WRITE second.txt after resume").await;
+    let lines = ws.run_output(&run_id).await;
+    assert_eq!(
+        lines.last().unwrap()["event"]["status"],
+        "succeeded",
+        "{lines:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("second.txt")).unwrap(),
+        "after resume"
+    );
+    let init = lines.iter().find(|l| l["kind"] == "system").unwrap();
+    assert_eq!(init["event"]["session_id"], project["session_id"]);
+    hub.stop().await;
+}

@@ -1,0 +1,20 @@
+//! Integration tests: real hubs on port 0, real WebSocket clients, the fake agent CLI,
+//! and the real Claude Code CLI against a scripted fake Messages API.
+
+// Shared helpers: test hub, JSON-RPC client, bare WebSocket.
+mod util;
+
+// Host/Origin allowlists, tokens, signature, dashboard sign-in.
+mod security;
+// Malformed frames and bad params: each gets its error, the connection lives on.
+mod bad_input;
+// Agent runs with the fake CLI: output, results, sessions, kill, timeout, crash.
+mod agent_runs;
+// Replay after reconnect, restarts, SIGKILL of the hub, orphan cleanup.
+mod durability;
+// Connection, rate and queue limits; heartbeat and idle timeout; shutdown.
+mod limits;
+// The real Claude Code CLI making a real tool call against a fake API.
+mod real_claude;
+// The command-line client.
+mod cli;

@@ -1,0 +1,357 @@
+//! Helpers shared by the integration tests: a hub on port 0 with a temporary data
+//! directory, a JSON-RPC WebSocket test client, and a bare WebSocket for frame-level
+//! checks.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use semantest_hub::config::{Config, LoadedConfig, Overrides, SecretStoreKind};
+use semantest_hub::server::HubServer;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, Request};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The deterministic fake Claude Code CLI.
+pub fn fake_cli() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-claude")
+}
+
+/// The hub binary.
+pub fn hub_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_semantest-hub"))
+}
+
+/// A configuration for a test hub in `data_dir`: port 0, file secret store, fake CLI,
+/// short kill grace.
+pub fn test_config(data_dir: &Path) -> LoadedConfig {
+    let overrides = Overrides {
+        port: Some(0),
+        data_dir: Some(data_dir.to_path_buf()),
+        secret_store: Some(SecretStoreKind::File),
+        ..Default::default()
+    };
+    let mut loaded = Config::load(None, &overrides).expect("test config");
+    loaded.config.agent.cli_path = Some(fake_cli());
+    loaded.config.agent.kill_grace_ms = 500;
+    loaded
+}
+
+/// A running hub with its own temporary data directory.
+pub struct TestHub {
+    pub server: Option<HubServer>,
+    pub dir: tempfile::TempDir,
+    pub token: String,
+    pub port: u16,
+}
+
+impl TestHub {
+    /// A hub with the test defaults.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A hub whose configuration `edit` may change first.
+    pub async fn start_with(edit: impl FnOnce(&mut LoadedConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        edit(&mut config);
+        Self::start_in(dir, config).await
+    }
+
+    /// A hub on an existing directory (for restarts).
+    pub async fn start_in(dir: tempfile::TempDir, config: LoadedConfig) -> Self {
+        let server = semantest_hub::start(config).await.expect("hub starts");
+        let token = std::fs::read_to_string(dir.path().join("secrets/owner-token")).unwrap();
+        let port = server.port();
+        Self {
+            server: Some(server),
+            dir,
+            token: token.trim().to_string(),
+            port,
+        }
+    }
+
+    /// Shuts down and returns the data directory for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        self.dir
+    }
+
+    /// Stops and starts again on the same data directory and port.
+    pub async fn restart(self) -> Self {
+        let port = self.port;
+        let dir = self.stop().await;
+        let mut config = test_config(dir.path());
+        config.config.port = Some(port);
+        Self::start_in(dir, config).await
+    }
+
+    pub fn hub(&self) -> &semantest_hub::Hub {
+        self.server.as_ref().unwrap().hub()
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    /// A WebSocket upgrade request with the owner token as a bearer token.
+    pub fn ws_request(&self) -> Request<()> {
+        let mut request = self.ws_url().into_client_request().unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {}", self.token)).unwrap(),
+        );
+        request
+    }
+
+    /// A connected JSON-RPC client.
+    pub async fn client(&self) -> Ws {
+        Ws::connect(self.ws_request())
+            .await
+            .expect("client connects")
+    }
+
+    /// Creates a project in a new temporary directory and returns `(id, dir)`.
+    pub async fn project(&self, ws: &mut Ws) -> (String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let project = ws.ok("project.create", json!({"path": dir.path()})).await;
+        (project["id"].as_str().unwrap().to_string(), dir)
+    }
+}
+
+/// A JSON-RPC client over a WebSocket, keeping notifications that arrive while it waits
+/// for a response.
+pub struct Ws {
+    pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    pub notifications: VecDeque<Value>,
+}
+
+impl Ws {
+    pub async fn connect(request: Request<()>) -> Result<Self, tungstenite::Error> {
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Self {
+            socket,
+            next_id: 0,
+            notifications: VecDeque::new(),
+        })
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.socket.send(Message::text(text)).await.unwrap();
+    }
+
+    /// The next JSON text frame.
+    pub async fn next_json(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("a message within the wait")
+                .expect("the connection is open")
+                .expect("a frame");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Close(frame) => panic!("connection closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sends a request and returns the whole response object.
+    pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let frame = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.send_raw(&frame.to_string()).await;
+        self.response(id).await
+    }
+
+    /// Waits for the response with `id`.
+    pub async fn response(&mut self, id: u64) -> Value {
+        loop {
+            let message = self.next_json().await;
+            if message["id"] == id {
+                return message;
+            }
+            if message.get("method").is_some() {
+                self.notifications.push_back(message);
+            } else {
+                panic!("unexpected frame while waiting for response {id}: {message}");
+            }
+        }
+    }
+
+    /// Sends a request that must succeed and returns its result.
+    pub async fn ok(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params).await;
+        assert!(
+            response.get("error").is_none(),
+            "{method} failed: {response}"
+        );
+        response["result"].clone()
+    }
+
+    /// Sends a request that must fail and returns its error object.
+    pub async fn err(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params).await;
+        assert!(
+            response.get("result").is_none(),
+            "{method} unexpectedly succeeded: {response}"
+        );
+        response["error"].clone()
+    }
+
+    /// The next notification of `method`, as its params. Other notifications stay queued
+    /// for later calls.
+    pub async fn notification(&mut self, method: &str) -> Value {
+        if let Some(i) = self
+            .notifications
+            .iter()
+            .position(|m| m["method"] == method)
+        {
+            return self.notifications.remove(i).unwrap()["params"].clone();
+        }
+        loop {
+            let message = self.next_json().await;
+            if message["method"] == method {
+                return message["params"].clone();
+            }
+            self.notifications.push_back(message);
+        }
+    }
+
+    /// Collects `project.output` lines of a run until its `run_finished` line.
+    pub async fn run_output(&mut self, run_id: &str) -> Vec<Value> {
+        let mut lines = Vec::new();
+        loop {
+            let output = self.notification("project.output").await;
+            if output["run_id"] != run_id {
+                continue;
+            }
+            let done = output["kind"] == "run_finished";
+            lines.push(output);
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close frame.
+    pub async fn closed(&mut self) -> Option<CloseFrame> {
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("close within the wait")
+            {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
+
+/// Starts a run and returns its id.
+pub async fn run(ws: &mut Ws, project_id: &str, prompt: &str) -> String {
+    let started = ws
+        .ok(
+            "agent.run",
+            json!({"project_id": project_id, "prompt": prompt}),
+        )
+        .await;
+    started["run_id"].as_str().unwrap().to_string()
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds, failing after [`WAIT`].
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A bare WebSocket over TCP that never answers pings, for heartbeat and idle tests.
+pub struct RawWs {
+    pub stream: TcpStream,
+}
+
+/// A frame as read by [`RawWs`].
+#[derive(Debug, PartialEq)]
+pub enum RawFrame {
+    Ping,
+    Close(u16),
+    Other(u8),
+}
+
+impl RawWs {
+    pub async fn connect(port: u16, token: &str) -> Self {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Authorization: Bearer {token}\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(stream.read_u8().await.unwrap());
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        Self { stream }
+    }
+
+    /// Reads the next frame (server frames are unmasked, RFC 6455 section 5.1).
+    pub async fn frame(&mut self) -> Option<RawFrame> {
+        let first = self.stream.read_u8().await.ok()?;
+        let second = self.stream.read_u8().await.ok()?;
+        let len = match second & 0x7f {
+            126 => u64::from(self.stream.read_u16().await.ok()?),
+            127 => self.stream.read_u64().await.ok()?,
+            n => u64::from(n),
+        };
+        let mut payload = vec![0; len as usize];
+        self.stream.read_exact(&mut payload).await.ok()?;
+        Some(match first & 0x0f {
+            0x9 => RawFrame::Ping,
+            0x8 => RawFrame::Close(u16::from_be_bytes([payload[0], payload[1]])),
+            op => RawFrame::Other(op),
+        })
+    }
+}
