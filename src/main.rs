@@ -53,6 +53,9 @@ enum Command {
         /// Listen address (loopback only). Default: 127.0.0.1 and ::1.
         #[arg(long, value_name = "ADDR")]
         bind: Option<IpAddr>,
+        /// Print a one-time dashboard sign-in link, and open it when a display is available.
+        #[arg(long)]
+        dashboard: bool,
     },
     /// Print the owner token, creating it on first use.
     Token,
@@ -135,13 +138,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         log_level: common.log_level.clone(),
         ..Default::default()
     };
-    if let Command::Serve { port, bind } = &cli.command {
+    if let Command::Serve { port, bind, .. } = &cli.command {
         overrides.port = *port;
         overrides.bind = bind.map(|addr| vec![addr]);
     }
     let loaded = Config::load(common.config.as_deref(), &overrides)?;
     match cli.command {
-        Command::Serve { .. } => serve(loaded).await,
+        Command::Serve { dashboard, .. } => serve(loaded, dashboard).await,
         Command::Token => {
             let _log = semantest_hub::logging::init(
                 &common.log_level.unwrap_or_else(|| "warn".into()),
@@ -161,11 +164,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn serve(loaded: LoadedConfig) -> Result<ExitCode> {
+async fn serve(loaded: LoadedConfig, dashboard: bool) -> Result<ExitCode> {
     let _guard = semantest_hub::logging::init(&loaded.config.log_level, Some(&loaded.log_dir));
     let server = semantest_hub::start(loaded).await?;
     eprintln!("Semantest Hub listening on {}", server.url());
-    eprintln!("Dashboard: run `semantest-hub dashboard` for a sign-in link");
+    if dashboard {
+        let link = server.hub().login_link();
+        let display = cfg!(target_os = "macos") || std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+        if !(display && open_browser(&link)) {
+            eprintln!("Dashboard (one-time sign-in link, valid for 2 minutes): {link}");
+        }
+    } else {
+        eprintln!("Dashboard: run `semantest-hub dashboard` for a sign-in link");
+    }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     tokio::select! {

@@ -18,3 +18,5 @@ mod limits;
 mod real_claude;
 // The command-line client.
 mod cli;
+// The owner token in the OS keychain.
+mod keychain;
