@@ -26,7 +26,10 @@ ensure_core_deps() {
   case "$(uname -s)" in
     Linux)
       command -v apt-get >/dev/null || { say "not a Debian/Ubuntu system: install pkg-config, libdbus-1-dev, node and npm yourself"; return 0; }
-      apt_install build-essential pkg-config libdbus-1-dev nodejs npm
+      apt_install build-essential pkg-config libdbus-1-dev
+      # Node.js may come from elsewhere (NodeSource bundles npm); only add what is missing.
+      command -v node >/dev/null || apt_install nodejs
+      command -v npm >/dev/null || apt_install npm
       ;;
     Darwin)
       command -v node >/dev/null || { echo "node not found: brew install node" >&2; exit 1; }
