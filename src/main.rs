@@ -170,7 +170,9 @@ async fn serve(loaded: LoadedConfig, dashboard: bool) -> Result<ExitCode> {
     eprintln!("Semantest Hub listening on {}", server.url());
     if dashboard {
         let link = server.hub().login_link();
-        let display = cfg!(target_os = "macos") || std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+        let display = cfg!(target_os = "macos")
+            || std::env::var_os("DISPLAY").is_some()
+            || std::env::var_os("WAYLAND_DISPLAY").is_some();
         if !(display && open_browser(&link)) {
             eprintln!("Dashboard (one-time sign-in link, valid for 2 minutes): {link}");
         }

@@ -17,7 +17,12 @@ async fn the_owner_token_lives_in_the_keychain_and_in_no_file() {
     let server = semantest_hub::start(config)
         .await
         .expect("the OS keychain is reachable (run the tests through scripts/test)");
-    let health: serde_json::Value = reqwest::get(format!("{}/health", server.url())).await.unwrap().json().await.unwrap();
+    let health: serde_json::Value = reqwest::get(format!("{}/health", server.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["secret_store"], "keychain");
 
     let account = format!("owner-token@{}", dir.path().display());
@@ -30,21 +35,37 @@ async fn the_owner_token_lives_in_the_keychain_and_in_no_file() {
     .unwrap()
     .expect("the token is in the keychain");
     assert_eq!(token.len(), 64);
-    assert!(!dir.path().join("secrets").exists(), "no secret file was written");
+    assert!(
+        !dir.path().join("secrets").exists(),
+        "no secret file was written"
+    );
     for file in walk(dir.path()) {
         let bytes = std::fs::read(&file).unwrap_or_default();
-        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "token found in {}", file.display());
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "token found in {}",
+            file.display()
+        );
     }
 
     // The keychain's token opens the WebSocket.
-    let mut request = format!("ws://127.0.0.1:{}/ws", server.port()).into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    let mut request = format!("ws://127.0.0.1:{}/ws", server.port())
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
     let mut ws = Ws::connect(request).await.unwrap();
-    assert_eq!(ws.ok("hub.status", json!({})).await["secret_store"], "keychain");
+    assert_eq!(
+        ws.ok("hub.status", json!({})).await["secret_store"],
+        "keychain"
+    );
     server.shutdown().await;
-    tokio::task::spawn_blocking(move || entry.delete_credential()).await.unwrap().unwrap();
+    tokio::task::spawn_blocking(move || entry.delete_credential())
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
