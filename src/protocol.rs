@@ -32,6 +32,8 @@ pub mod method {
     pub const HUB_HELLO: &str = "hub.hello";
     /// Request: hub status.
     pub const HUB_STATUS: &str = "hub.status";
+    /// Request: the same report as `GET /health`.
+    pub const HUB_HEALTH: &str = "hub.health";
     /// Request: configuration values with their sources.
     pub const HUB_CONFIG: &str = "hub.config";
     /// Request: connected clients. Notification `hub.connection` reports changes.

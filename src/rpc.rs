@@ -60,6 +60,7 @@ pub fn dispatch(
             }))
         }
         method::HUB_STATUS => done(hub.status_json()),
+        method::HUB_HEALTH => done(hub.health_json()),
         method::HUB_CONFIG => done(json!({
             "values": hub.config.sources.iter()
                 .map(|(key, value, source)| json!({"key": key, "value": value, "source": source}))

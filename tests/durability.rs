@@ -123,8 +123,25 @@ async fn a_restart_keeps_projects_sessions_and_the_log() {
     hub.stop().await;
 }
 
+/// A hub process, killed with SIGKILL when dropped so a failing test leaves none behind.
+struct HubProcess(Child);
+
+impl HubProcess {
+    /// SIGKILL, as a crash would.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts the hub binary on `data_dir` and returns it with its port.
-async fn spawn_hub(data_dir: &std::path::Path) -> (Child, u16) {
+async fn spawn_hub(data_dir: &std::path::Path) -> (HubProcess, u16) {
     let runtime = data_dir.join("server.json");
     let _ = std::fs::remove_file(&runtime);
     let child = Command::new(hub_bin())
@@ -148,6 +165,7 @@ async fn spawn_hub(data_dir: &std::path::Path) -> (Child, u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let child = HubProcess(child);
     eventually("the hub's runtime file", || runtime.exists()).await;
     let info: Value = serde_json::from_str(&std::fs::read_to_string(&runtime).unwrap()).unwrap();
     (child, info["port"].as_u64().unwrap() as u16)
@@ -184,8 +202,7 @@ async fn sigkill_during_a_write_burst_loses_nothing_acknowledged() {
         let line = ws.notification("project.output").await;
         acknowledged.insert(line["seq"].as_u64().unwrap(), line);
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill();
     // Whatever was still in flight is acknowledged too.
     while let Ok(Some(Ok(message))) = tokio::time::timeout(
         Duration::from_millis(200),
@@ -241,8 +258,7 @@ async fn sigkill_during_a_write_burst_loses_nothing_acknowledged() {
         .ok("project.get", json!({"project_id": project_id}))
         .await;
     assert_eq!(project["state"], "failed");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 }
 
 #[tokio::test]
@@ -272,8 +288,7 @@ async fn runs_orphaned_by_a_crash_are_cleaned_up_at_the_next_start() {
         .trim()
         .parse()
         .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     assert!(
         process_alive(grandchild),
         "the crash left the agent's background process behind"
@@ -284,6 +299,5 @@ async fn runs_orphaned_by_a_crash_are_cleaned_up_at_the_next_start() {
         !process_alive(grandchild)
     })
     .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 }

@@ -302,7 +302,10 @@ async fn dashboard_sign_in_link_works_once_and_sets_a_strict_cookie() {
 #[tokio::test]
 async fn health_and_metrics_report_the_hub() {
     let hub = TestHub::start().await;
-    let _ws = hub.client().await;
+    let mut ws = hub.client().await;
+    let over_ws = ws.ok("hub.health", json!({})).await;
+    assert_eq!(over_ws["status"], "ok");
+    assert_eq!(over_ws["agent_cli"]["found"], true);
     let health: Value = reqwest::get(hub.http("/health"))
         .await
         .unwrap()

@@ -152,33 +152,38 @@ impl Actor {
         self.start().await;
         loop {
             tokio::select! {
-                command = commands.recv() => match command {
-                    Some(Command::Pause) => self.stop(HubState::Paused).await,
-                    Some(Command::Resume) => self.start().await,
-                    Some(Command::LoginLink(reply)) => {
-                        let _ = reply.send(self.server.as_ref().map(|server| server.hub().login_link()));
-                    }
-                    Some(Command::Shutdown(reply)) => {
-                        self.quitting = true;
-                        self.stop(HubState::Stopping).await;
-                        let _ = reply.send(());
-                    }
-                    None => {
+                command = commands.recv() => {
+                    let Some(command) = command else {
                         self.stop(HubState::Stopping).await;
                         return;
-                    }
-                },
+                    };
+                    self.handle(command).await;
+                }
                 snapshot = status_changed(&mut self.status) => match snapshot {
                     Some(snapshot) => self.publish(HubState::Running(snapshot)),
                     None => self.status = None,
                 },
                 () = cancelled(&self.stopped) => {
                     warn!("the hub stopped on its own");
-                    self.stop(HubState::Failed(
-                        "The hub stopped unexpectedly; choose Resume server to start it again.".into(),
-                    ))
-                    .await;
+                    let message = "The hub stopped unexpectedly; choose Resume server to start it again.";
+                    self.stop(HubState::Failed(message.into())).await;
                 }
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Pause => self.stop(HubState::Paused).await,
+            Command::Resume => self.start().await,
+            Command::LoginLink(reply) => {
+                let link = self.server.as_ref().map(|server| server.hub().login_link());
+                let _ = reply.send(link);
+            }
+            Command::Shutdown(reply) => {
+                self.quitting = true;
+                self.stop(HubState::Stopping).await;
+                let _ = reply.send(());
             }
         }
     }
