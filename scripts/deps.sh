@@ -46,7 +46,7 @@ ensure_desktop_deps() {
 # What the tests need beyond the build: a Secret Service, a browser, a display server.
 ensure_test_deps() {
   [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null || return 0
-  apt_install gnome-keyring dbus-x11 libsecret-tools chromium xvfb xauth imagemagick x11-utils at-spi2-core \
+  apt_install dbus gnome-keyring dbus-x11 libsecret-tools chromium xvfb xauth imagemagick x11-utils at-spi2-core \
     python3-gi gir1.2-glib-2.0
 }
 

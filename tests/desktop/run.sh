@@ -81,6 +81,8 @@ session_env() {
   chmod 700 "$XDG_RUNTIME_DIR"
   export GDK_BACKEND=x11
   unset WAYLAND_DISPLAY NO_AT_BRIDGE SEMANTEST_HUB_DATA_DIR SEMANTEST_HUB_PORT SEMANTEST_HUB_SECRET_STORE
+  # The hub's agent runs use the fake Claude Code CLI of the core's tests.
+  export SEMANTEST_HUB_AGENT__CLI_PATH="$repo/tests/fixtures/fake-claude"
   # The platform data directory of directories::ProjectDirs::from("dev", "semantest", "semantest-hub").
   data_dir="$XDG_DATA_HOME/semantest-hub"
   panel="$root/panel"
@@ -104,6 +106,7 @@ tray_enabled() {
 tray_colour() { /usr/bin/convert "$(tray icon)" -format '%[hex:p{6,32}]' info: | cut -c1-6; }
 status_is() { [ "$(tray_status)" = "$1" ]; }
 status_starts() { case "$(tray_status)" in "$1"*) return 0 ;; *) return 1 ;; esac; }
+status_has() { case "$(tray_status)" in *"$1"*) return 0 ;; *) return 1 ;; esac; }
 checked_is() { [ "$(tray_checked "$1")" = "$2" ]; }
 
 runtime_pid() { sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$data_dir/server.json" 2>/dev/null; }
@@ -266,6 +269,12 @@ session_main() {
     if [ "$run" = 1 ]; then
       window_checks
       stop_app quit
+    elif [ "$run" = 3 ]; then
+      agent_checks
+      stop_app TERM
+      check "TERM: the agent run and its grandchild were killed" wait_for 5 none_alive "$grandchild"
+      check "TERM: the CLI client streaming the run was disconnected" wait_for 10 none_alive "$agent_client"
+      wait "$agent_client" 2>/dev/null || true
     else
       stop_app TERM
     fi
@@ -345,6 +354,21 @@ window_checks() {
     eval 'tray click "Open dashboard" && wait_for 15 window_visible'
 }
 
+# An agent run (the fake CLI, with a grandchild that ignores SIGINT) started from the
+# command-line client: the tray shows it busy; the SIGTERM that follows must kill it.
+agent_checks() {
+  local project="$root/project" pidfile="$root/grandchild.pid"
+  mkdir -p "$project"
+  check "the semantest-hub CLI registers a project with the app's hub" \
+    eval '"$cli" project add "$project" >>"$root/cli.log" 2>&1'
+  "$cli" agent run "$project" "grandchild $pidfile" >>"$root/cli.log" 2>&1 &
+  agent_client=$!
+  check "a running agent shows in the tray's status line" wait_for 20 status_has "· 1 agent running"
+  check "... and the tray icon shows the busy variant" wait_for 5 eval '[ "$(tray_colour)" = B45309 ]'
+  check "the agent started its grandchild" wait_for 10 test -s "$pidfile"
+  grandchild=$(cat "$pidfile" 2>/dev/null || echo 0)
+}
+
 session_nokeyring() {
   session_env "$root"
   launch --hidden
@@ -370,8 +394,8 @@ session_cleanup() {
 }
 
 if [ "${1:-}" = __session ]; then
-  # __session NAME ROOT BIN RESULTS FIGURES
-  name=$2 root=$3 bin=$4 results=$5 figures=$6
+  # __session NAME ROOT BIN RESULTS FIGURES CLI
+  name=$2 root=$3 bin=$4 results=$5 figures=$6 cli=$7
   trap session_cleanup EXIT
   "session_$name"
   exit 0
@@ -408,9 +432,16 @@ echo "building the .deb (tauri build --debug --bundles deb) into $CARGO_TARGET_D
 build_started=$(date +%s)
 # Debug build without debug info: a fraction of a release build's time on a small
 # machine, and a package of reasonable size.
-(cd "$repo/src-tauri" && CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_DEV_STRIP=debuginfo \
-  npx --no-install tauri build --debug --bundles deb --ci)
+export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_DEV_STRIP=debuginfo
+(cd "$repo/src-tauri" && npx --no-install tauri build --debug --bundles deb --ci)
+# The core's command-line client, to drive the app's hub like a script would.
+cargo build --locked --quiet -p semantest-hub --bin semantest-hub
+cli="$CARGO_TARGET_DIR/debug/semantest-hub"
 figure desktop_build_time "$(($(date +%s) - build_started))" s
+
+echo "unit tests of the desktop crate"
+check "desktop crate: unit tests (cargo test -p semantest-hub-desktop)" \
+  cargo test --locked --quiet -p semantest-hub-desktop
 
 deb=$(ls -t "$CARGO_TARGET_DIR"/debug/bundle/deb/*.deb | head -1)
 echo "package: $deb"
@@ -453,7 +484,7 @@ run_session() {
   mkdir -p "$work/$name"
   echo "--- session $name"
   if ! xvfb-run -a -s "-screen 0 1440x900x24" dbus-run-session "$@" -- \
-    bash "$here/run.sh" __session "$name" "$work/$name" "$bin" "$results" "$figures"; then
+    bash "$here/run.sh" __session "$name" "$work/$name" "$bin" "$results" "$figures" "$cli"; then
     fail "session $name ran to its end" "see the app log below"
   fi
   if grep -q '^fail' "$results"; then
