@@ -121,7 +121,9 @@ impl Client {
     pub async fn send(&self, message: Utf8Bytes) -> bool {
         tokio::select! {
             sent = self.tx.send(message) => {
-                self.messages_out.fetch_add(usize::from(sent.is_ok()) as u64, Ordering::Relaxed);
+                if sent.is_ok() {
+                    self.messages_out.fetch_add(1, Ordering::Relaxed);
+                }
                 sent.is_ok()
             }
             () = self.closed.cancelled() => false,
