@@ -165,6 +165,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
     hub.tracker.spawn(hub.monitor.clone().run(hub.shutdown.clone()));
     hub.tracker.spawn(hub.clone().run_stats());
     hub.tracker.spawn(hub.clone().run_retention());
+    crate::coordinator::start(&hub);
     write_runtime_file(&hub)?;
     let server = HubServer { hub, addrs, serve_tasks };
     info!(url = %server.url(), addrs = ?server.addrs, "listening");
