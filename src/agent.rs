@@ -585,8 +585,8 @@ pub fn clean_orphans(store: &Store) -> usize {
     runs.len()
 }
 
-/// The task runs in progress, by run id. Cheap to share; a std `Mutex` because every
-/// operation is a map lookup, never held across an await.
+/// The task runs in progress, by run id; one per hub (`hub.task_runs`). A std `Mutex`
+/// because every operation is a map lookup, never held across an await.
 #[derive(Default)]
 pub struct TaskRuns {
     runs: Mutex<HashMap<String, TaskRunHandle>>,

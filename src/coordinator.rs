@@ -37,7 +37,7 @@
 //! client sees changes in the order they happened and counts that add up. Nothing in an
 //! operation awaits: store writes are single short statements, and notifications are
 //! queued without waiting ([`Client::push`]). Starting and stopping agent runs happen
-//! after the lock is released ([`Effect`]). Lock order: coordinator, then projects, the
+//! after the lock is released. Lock order: coordinator, then projects, the
 //! store and the client registry; none of those ever calls back in.
 
 use std::cmp::Reverse;
