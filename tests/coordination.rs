@@ -407,7 +407,9 @@ async fn a_killed_worker_s_task_is_reassigned_and_completes_once() {
 #[tokio::test]
 async fn an_expired_lease_requeues_and_late_or_foreign_completions_are_handled() {
     let (data, dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
-    let server = start(data.path(), |config| config.coordination.lease_s = 1).await;
+    // Two seconds: short to wait for, long enough for `b` to keep its own lease on a
+    // loaded machine.
+    let server = start(data.path(), |config| config.coordination.lease_s = 2).await;
     let mut coord = Conn::coordinator(&server, data.path()).await;
     let project_id = create_project(&mut coord, dir.path()).await;
     coord
@@ -418,13 +420,15 @@ async fn an_expired_lease_requeues_and_late_or_foreign_completions_are_handled()
         .await;
 
     let (mut a, a_id) = Conn::worker(&server, data.path(), "silent", &[]).await;
-    assert_eq!(a.wait_for("task.assigned", |_| true).await["lease_s"], 1);
+    assert_eq!(a.wait_for("task.assigned", |_| true).await["lease_s"], 2);
     let (mut b, b_id) = Conn::worker(&server, data.path(), "steady", &[]).await;
     // `a` sends nothing: its lease expires and the task moves to `b`.
     assert_eq!(
         b.wait_for("task.assigned", |_| true).await["task"]["id"],
         "l1"
     );
+    let heartbeat = b.call("worker.heartbeat", json!({})).await;
+    assert_eq!(heartbeat["status"], "working");
     let revoked = a.wait_for("task.revoked", |_| true).await;
     assert_eq!(revoked["task_id"], "l1");
     assert!(
