@@ -16,7 +16,16 @@
 //! apart, so tools the agent started in the background die with it. When the leader
 //! exits by itself, leftovers in its group get SIGTERM then SIGKILL. The group id is
 //! stored, so a run orphaned by a crash of the hub is found and ended at the next start.
+//!
+//! Besides a project's one interactive run (`agent.run`, refused with `PROJECT_BUSY`
+//! while one goes), the coordinator starts *task runs* for its built-in agent workers
+//! ([`start_task_run`]): several may run in the same project at once, each with its own
+//! run id, process group and fresh session, and none touches the project's state or the
+//! session `agent.run` resumes. Their output goes to the project's log like any run's,
+//! tagged with their run id. [`TaskRuns`] tracks them; they count towards
+//! `limits.max_running_agents`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
@@ -27,12 +36,14 @@ use nix::unistd::Pid;
 use serde::Deserialize;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::error::{ErrorChain, ErrorKind, RpcError};
 use crate::feed::Line;
 use crate::hub::Hub;
-use crate::project::ActiveRun;
+use crate::project::{ActiveRun, validate_path};
 use crate::protocol::{AgentRunParams, ProjectState, Stream};
 use crate::store::{RunOutcome, Store};
 use crate::timestamp::now_ms;
@@ -122,6 +133,8 @@ pub fn build_args(
 /// What the `system`/`init` and `result` events told about a run.
 #[derive(Debug, Default, Clone)]
 struct Summary {
+    /// An interactive run records its session as the project's; a task run does not.
+    interactive: bool,
     session_id: Option<String>,
     result_seen: bool,
     is_error: bool,
@@ -174,7 +187,7 @@ pub fn start_run(hub: &Hub, params: AgentRunParams) -> Result<String, RpcError> 
         )
     })?;
     let limit = hub.config.config.limits.max_running_agents;
-    if hub.projects.running() >= limit {
+    if hub.running_agents() >= limit {
         return Err(RpcError::new(
             ErrorKind::LimitReached,
             format!("{limit} agents are already running, the configured maximum"),
@@ -267,6 +280,7 @@ pub fn start_run(hub: &Hub, params: AgentRunParams) -> Result<String, RpcError> 
         run.clone(),
         child,
         Duration::from_secs(timeout_s),
+        None,
     );
     hub.tracker.spawn(supervisor.instrument(span.clone()));
     Ok(run.id)
@@ -302,9 +316,13 @@ async fn supervise(
     run: ActiveRun,
     mut child: Child,
     timeout: Duration,
+    task: Option<TaskFinish>,
 ) {
     let pgid = child.id().map(|pid| pid as i32).unwrap_or_default();
-    let summary = Arc::new(Mutex::new(Summary::default()));
+    let summary = Arc::new(Mutex::new(Summary {
+        interactive: task.is_none(),
+        ..Summary::default()
+    }));
     let max_line = hub.config.config.agent.max_line_bytes;
     let pumps = [
         child.stdout.take().map(|out| {
@@ -429,7 +447,10 @@ async fn supervise(
     );
     hub.metrics
         .observe_run(status_name, (now_ms() - run.started_at) as f64 / 1000.0);
-    finish(&hub, &project_id, &run, &outcome, state, reason.as_deref());
+    match task {
+        None => finish(&hub, &project_id, &run, &outcome, state, reason.as_deref()),
+        Some(task) => finish_task(&hub, &project_id, &run, outcome, task, summary.result_text),
+    }
 }
 
 /// Records a run's end: the run row, the finish line in the log, the project's state.
@@ -528,8 +549,11 @@ fn note_event(
         && summary.session_id.as_ref() != Some(session_id)
     {
         summary.session_id = Some(session_id.clone());
-        // Recorded at once, so a run killed mid-way can still be resumed.
-        if let Err(err) = hub.projects.set_session(project_id, Some(session_id)) {
+        // Recorded at once, so a run killed mid-way can still be resumed. A task run has
+        // a session of its own and leaves the project's alone.
+        if summary.interactive
+            && let Err(err) = hub.projects.set_session(project_id, Some(session_id))
+        {
             warn!(error = %ErrorChain(&err), "cannot record the session id");
         }
     }
@@ -670,6 +694,246 @@ pub fn clean_orphans(store: &Store) -> usize {
         }
     }
     runs.len()
+}
+
+/// The task runs in progress, by run id; one per hub (`hub.task_runs`). A std `Mutex`
+/// because every operation is a map lookup, never held across an await.
+#[derive(Default)]
+pub struct TaskRuns {
+    runs: Mutex<HashMap<String, TaskRunHandle>>,
+}
+
+struct TaskRunHandle {
+    task_id: String,
+    stop: CancellationToken,
+}
+
+impl TaskRuns {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, TaskRunHandle>> {
+        self.runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Number of task runs in progress.
+    pub fn count(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Stops every run of a task (normally one). Returns how many were asked to stop; the
+    /// end of each arrives through its [`TaskRunEnd`].
+    pub fn stop(&self, task_id: &str) -> usize {
+        let map = self.map();
+        let runs: Vec<_> = map.values().filter(|run| run.task_id == task_id).collect();
+        for run in &runs {
+            run.stop.cancel();
+        }
+        runs.len()
+    }
+}
+
+/// A run the coordinator starts for one task, on behalf of a built-in agent worker.
+#[derive(Debug, Clone)]
+pub struct TaskRunSpec {
+    /// The project whose directory the agent runs in.
+    pub project_id: String,
+    /// The task.
+    pub task_id: String,
+    /// The agent worker.
+    pub worker_id: String,
+    /// The prompt, passed as `-p`; at most [`MAX_PROMPT_BYTES`].
+    pub prompt: String,
+}
+
+/// How a task run ended.
+#[derive(Debug, Clone)]
+pub struct TaskRunEnd {
+    /// The run id.
+    pub run_id: String,
+    /// `succeeded`, `failed`, `killed` or `timed_out`, as stored for the run.
+    pub status: String,
+    /// Why it did not succeed.
+    pub reason: Option<String>,
+    /// The `result` line's text, if any.
+    pub result_text: Option<String>,
+    /// The run's own Claude Code session.
+    pub session_id: Option<String>,
+    /// `total_cost_usd` from the `result` line, in US dollars.
+    pub cost_usd: Option<f64>,
+    /// `duration_ms` from the `result` line.
+    pub duration_ms: Option<i64>,
+}
+
+struct TaskFinish {
+    task_id: String,
+    done: oneshot::Sender<TaskRunEnd>,
+}
+
+/// Starts a task run in a fresh session and returns its run id and a receiver for its
+/// end. The project's interactive run, state and session are left alone; the run's
+/// output goes to the project's log with its run id, between `run_started` and
+/// `run_finished` lines that carry the task id. The timeout is `agent.timeout_s`.
+///
+/// # Errors
+/// `INVALID_PARAMS` or `TOO_LARGE` for a bad prompt, `PROJECT_NOT_FOUND`, `INVALID_PATH`
+/// (the directory changed), `LIMIT_REACHED` and `AGENT_UNAVAILABLE`.
+pub fn start_task_run(
+    hub: &Hub,
+    spec: TaskRunSpec,
+) -> Result<(String, oneshot::Receiver<TaskRunEnd>), RpcError> {
+    let config = &hub.config.config.agent;
+    if spec.prompt.trim().is_empty() {
+        return Err(RpcError::new(ErrorKind::InvalidParams, "prompt is empty"));
+    }
+    if spec.prompt.len() > MAX_PROMPT_BYTES {
+        return Err(RpcError::new(
+            ErrorKind::TooLarge,
+            "prompt is larger than 256 KiB",
+        ));
+    }
+    let cli = hub.agent_cli().ok_or_else(|| {
+        RpcError::new(
+            ErrorKind::AgentUnavailable,
+            "the Claude Code CLI was not found; install it or set agent.cli_path",
+        )
+    })?;
+    let limit = hub.config.config.limits.max_running_agents;
+    if hub.running_agents() >= limit {
+        return Err(RpcError::new(
+            ErrorKind::LimitReached,
+            format!("{limit} agents are already running, the configured maximum"),
+        ));
+    }
+    let view = hub.projects.get(&spec.project_id)?;
+    let path = PathBuf::from(&view.path);
+    match validate_path(&view.path) {
+        Ok(current) if current == path => {}
+        Ok(current) => {
+            return Err(RpcError::new(
+                ErrorKind::InvalidPath,
+                format!(
+                    "{} now resolves to {}; remove and re-add the project",
+                    view.path,
+                    current.display()
+                ),
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    }
+    let run = ActiveRun {
+        id: uuid::Uuid::now_v7().to_string(),
+        started_at: now_ms(),
+        stop: hub.shutdown.child_token(),
+    };
+    let project_id = spec.project_id;
+    let span = info_span!(parent: None, "run", run_id = %run.id, project_id = %project_id, task_id = %spec.task_id);
+    let _entered = span.enter();
+    if let Err(err) = hub
+        .store
+        .insert_run(&run.id, &project_id, &spec.prompt, None, run.started_at)
+    {
+        return Err(RpcError::internal("record task run", &err));
+    }
+    let fail = |reason: String| -> RpcError {
+        let outcome = RunOutcome {
+            status: "failed".into(),
+            error: Some(reason.clone()),
+            ..Default::default()
+        };
+        if let Err(err) = hub.store.finish_run(&run.id, &outcome, now_ms()) {
+            warn!(error = %ErrorChain(&err), "cannot record the run's end");
+        }
+        RpcError::new(ErrorKind::AgentUnavailable, reason)
+    };
+    let args = build_args(
+        &spec.prompt,
+        None,
+        &config.permission_mode,
+        config.model.as_deref(),
+    );
+    let child = Command::new(&cli.path)
+        .args(&args)
+        .current_dir(&path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn();
+    let child = match child {
+        Ok(child) => child,
+        Err(err) => return Err(fail(format!("cannot start {}: {err}", cli.path.display()))),
+    };
+    let Some(pgid) = child.id().map(|pid| pid as i32) else {
+        return Err(fail("the agent exited before it could be tracked".into()));
+    };
+    if let Err(err) = hub.store.set_run_pgid(&run.id, pgid) {
+        warn!(error = %ErrorChain(&err), "cannot record the run's process group");
+    }
+    hub.task_runs.map().insert(
+        run.id.clone(),
+        TaskRunHandle {
+            task_id: spec.task_id.clone(),
+            stop: run.stop.clone(),
+        },
+    );
+    hub.append_hub_line(
+        &project_id,
+        Some(&run.id),
+        &serde_json::json!({"type": "run_started", "run_id": run.id, "task_id": spec.task_id,
+                            "worker_id": spec.worker_id, "prompt": spec.prompt, "resume": null, "cwd": path}),
+    );
+    hub.metrics.runs_started.inc();
+    hub.refresh_status();
+    info!(pid = pgid, worker_id = %spec.worker_id, "task run started");
+    let (done, ended) = oneshot::channel();
+    let task = TaskFinish {
+        task_id: spec.task_id,
+        done,
+    };
+    let timeout = Duration::from_secs(config.timeout_s);
+    let supervisor = supervise(
+        hub.clone(),
+        project_id,
+        run.clone(),
+        child,
+        timeout,
+        Some(task),
+    );
+    hub.tracker.spawn(supervisor.instrument(span.clone()));
+    Ok((run.id, ended))
+}
+
+/// Records a task run's end and hands it to the coordinator.
+fn finish_task(
+    hub: &Hub,
+    project_id: &str,
+    run: &ActiveRun,
+    outcome: RunOutcome,
+    task: TaskFinish,
+    result_text: Option<String>,
+) {
+    if let Err(err) = hub.store.finish_run(&run.id, &outcome, now_ms()) {
+        warn!(error = %ErrorChain(&err), "cannot record the run's end");
+    }
+    hub.append_hub_line(
+        project_id,
+        Some(&run.id),
+        &serde_json::json!({"type": "run_finished", "run_id": run.id, "task_id": task.task_id,
+                            "status": outcome.status, "exit_code": outcome.exit_code,
+                            "reason": outcome.error, "total_cost_usd": outcome.cost_usd}),
+    );
+    hub.task_runs.map().remove(&run.id);
+    hub.refresh_status();
+    let _ = task.done.send(TaskRunEnd {
+        run_id: run.id.clone(),
+        status: outcome.status,
+        reason: outcome.error,
+        result_text,
+        session_id: outcome.session_id,
+        cost_usd: outcome.cost_usd,
+        duration_ms: outcome.duration_ms,
+    });
 }
 
 #[cfg(test)]

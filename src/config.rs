@@ -63,6 +63,8 @@ pub struct Config {
     pub retention: Retention,
     /// Seconds between `hub.stats` notifications.
     pub stats_interval_s: u64,
+    /// The task queue, leases and the reports folder watcher.
+    pub coordination: CoordinationConfig,
 }
 
 /// Connection and message limits (DESIGN.md, "Limits").
@@ -126,6 +128,29 @@ pub struct Retention {
     pub max_age_days: u64,
 }
 
+/// The coordinator's settings (DESIGN.md, "The coordinator"; docs/coordination.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinationConfig {
+    /// Seconds an assignment lasts without a heartbeat or any other request from its
+    /// worker; the task then goes back to the queue.
+    pub lease_s: u64,
+    /// Attempts a task gets; after this many failed attempts it fails for good.
+    pub max_attempts: u32,
+    /// Milliseconds the reports folder must be quiet before a file is read.
+    pub report_debounce_ms: u64,
+}
+
+impl Default for CoordinationConfig {
+    fn default() -> Self {
+        Self {
+            lease_s: 60,
+            max_attempts: 3,
+            report_debounce_ms: 300,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -143,6 +168,7 @@ impl Default for Config {
             agent: AgentConfig::default(),
             retention: Retention::default(),
             stats_interval_s: 10,
+            coordination: CoordinationConfig::default(),
         }
     }
 }
@@ -381,6 +407,11 @@ impl Config {
             ("agent.timeout_s", self.agent.timeout_s),
             ("agent.max_timeout_s", self.agent.max_timeout_s),
             ("stats_interval_s", self.stats_interval_s),
+            ("coordination.lease_s", self.coordination.lease_s),
+            (
+                "coordination.max_attempts",
+                u64::from(self.coordination.max_attempts),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {
@@ -393,6 +424,12 @@ impl Config {
             return invalid(
                 "limits.idle_timeout_s",
                 "must be longer than limits.ping_interval_s, or live clients would be dropped",
+            );
+        }
+        if !(10..=60_000).contains(&self.coordination.report_debounce_ms) {
+            return invalid(
+                "coordination.report_debounce_ms",
+                "must be between 10 and 60000",
             );
         }
         if self.agent.timeout_s > self.agent.max_timeout_s {
@@ -573,6 +610,11 @@ mod tests {
                 "agent.permission_mode",
             ),
             ("allowed_origins = [\"null\"]", "allowed_origins"),
+            ("[coordination]\nlease_s = 0", "coordination.lease_s"),
+            (
+                "[coordination]\nreport_debounce_ms = 1",
+                "coordination.report_debounce_ms",
+            ),
         ];
         for (toml, key) in cases {
             std::fs::write(&file, toml).unwrap();

@@ -48,6 +48,15 @@ pub enum ErrorKind {
     TooLarge,
     /// The agent CLI was not found or could not be started (-32010).
     AgentUnavailable,
+    /// No task has that id (-32020).
+    TaskNotFound,
+    /// The task is not assigned to the calling worker (-32021).
+    NotAssigned,
+    /// The method is for workers, and this connection has not called `worker.register`
+    /// (-32022).
+    NotAWorker,
+    /// A task id is already used in another project (-32023).
+    TaskExists,
     /// Anything else; the detail is in the hub's log (-32603).
     Internal,
 }
@@ -71,6 +80,11 @@ impl ErrorKind {
             Self::RateLimited => -32008,
             Self::TooLarge => -32009,
             Self::AgentUnavailable => -32010,
+            // The coordinator's kinds start at -32020, leaving room for the core's.
+            Self::TaskNotFound => -32020,
+            Self::NotAssigned => -32021,
+            Self::NotAWorker => -32022,
+            Self::TaskExists => -32023,
         }
     }
 
@@ -93,6 +107,10 @@ impl ErrorKind {
             Self::RateLimited => "RATE_LIMITED",
             Self::TooLarge => "TOO_LARGE",
             Self::AgentUnavailable => "AGENT_UNAVAILABLE",
+            Self::TaskNotFound => "TASK_NOT_FOUND",
+            Self::NotAssigned => "NOT_ASSIGNED",
+            Self::NotAWorker => "NOT_A_WORKER",
+            Self::TaskExists => "TASK_EXISTS",
             Self::Internal => "INTERNAL",
         }
     }
@@ -189,6 +207,8 @@ mod tests {
             ErrorKind::BatchUnsupported,
             ErrorKind::InvalidPath,
             ErrorKind::AgentUnavailable,
+            ErrorKind::NotAssigned,
+            ErrorKind::NotAWorker,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
         }

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use crate::agent::{self, AgentCli};
 use crate::clients::Clients;
 use crate::config::LoadedConfig;
+use crate::coordinator::Coordinator;
 use crate::error::ErrorChain;
 use crate::feed::{Feed, Line};
 use crate::metrics::Metrics;
@@ -31,6 +32,7 @@ use crate::secrets::{SecretError, Secrets};
 use crate::security::{LoginCodes, new_token, token_hash};
 use crate::store::{Store, StoreError};
 use crate::timestamp::now_ms;
+use crate::watch::Watch;
 
 /// The product name in the signature and `/health`.
 pub const PRODUCT: &str = "semantest-hub";
@@ -114,6 +116,12 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     /// Every long-lived task: connections, runs, timers.
     pub tracker: TaskTracker,
+    /// The task queue, workers and leases.
+    pub coordinator: Coordinator,
+    /// The projects' `reports/` folder watcher.
+    pub watch: Watch,
+    /// Agent runs started for tasks by the built-in agent workers.
+    pub task_runs: agent::TaskRuns,
     port: OnceLock<u16>,
     agent_cli: RwLock<Option<AgentCli>>,
     status: watch::Sender<StatusSnapshot>,
@@ -164,6 +172,7 @@ impl Hub {
             store.clone(),
             projects.list().into_iter().map(|p| (p.id, p.last_seq)),
         );
+        let coordinator = Coordinator::load(store.clone(), config.config.coordination.clone())?;
         let cli = match agent::find_cli(config.config.agent.cli_path.as_deref()) {
             Some(path) => Some(agent::probe_cli(path).await),
             None => None,
@@ -197,6 +206,9 @@ impl Hub {
                 started: Instant::now(),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
+                coordinator,
+                watch: Watch::default(),
+                task_runs: agent::TaskRuns::default(),
                 port: OnceLock::new(),
                 agent_cli: RwLock::new(cli),
                 status,
@@ -219,6 +231,11 @@ impl Hub {
         self.agent_cli.read().ok().and_then(|cli| cli.clone())
     }
 
+    /// Agent runs in progress: projects' interactive runs plus task runs.
+    pub fn running_agents(&self) -> usize {
+        self.projects.running() + self.task_runs.count()
+    }
+
     /// Seconds since start.
     pub fn uptime_s(&self) -> u64 {
         self.started.elapsed().as_secs()
@@ -234,7 +251,7 @@ impl Hub {
         let snapshot = StatusSnapshot {
             port: self.port(),
             connections: self.clients.count(),
-            running_agents: self.projects.running(),
+            running_agents: self.running_agents(),
             projects: self.projects.count(),
         };
         self.metrics.connections.set(snapshot.connections as i64);
@@ -325,7 +342,7 @@ impl Hub {
             "uptime_s": self.uptime_s(),
             "projects": self.projects.count(),
             "connections": self.clients.count(),
-            "running_agents": self.projects.running(),
+            "running_agents": self.running_agents(),
             "secret_store": self.secret_store,
             "agent_cli": self.agent_cli_json(),
             "data_dir": self.config.data_dir,
@@ -359,7 +376,7 @@ impl Hub {
             },
             "connections": self.clients.count(),
             "projects": self.projects.count(),
-            "running_agents": self.projects.running(),
+            "running_agents": self.running_agents(),
             "agent_cli": self.agent_cli_json(),
             "secret_store": self.secret_store,
         })
@@ -372,7 +389,7 @@ impl Hub {
             "uptime_s": self.uptime_s(),
             "connections": self.clients.count(),
             "projects": self.projects.count(),
-            "running_agents": self.projects.running(),
+            "running_agents": self.running_agents(),
             "cpu_percent": sample.cpu_percent,
             "memory_used_bytes": sample.memory_used_bytes,
             "memory_total_bytes": sample.memory_total_bytes,

@@ -20,6 +20,8 @@
 //! | [`feed`] | history plus live output per project, without gaps |
 //! | [`agent`] | running the Claude Code CLI: process groups, output, kill |
 //! | [`clients`] | connected clients and their bounded outgoing queues |
+//! | [`coordinator`] | the task queue, workers, leases and assignment |
+//! | [`watch`] | the `reports/` folder watcher that completes tasks |
 //! | [`rpc`] | the method dispatcher |
 //! | [`ws`] | one WebSocket connection: reader loop and writer task |
 //! | [`server`] | binding, routes, the security gate, graceful shutdown |
@@ -47,6 +49,7 @@ pub mod assets;
 pub mod client;
 pub mod clients;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod feed;
 pub mod hub;
@@ -61,6 +64,7 @@ pub mod security;
 pub mod server;
 pub mod store;
 pub mod timestamp;
+pub mod watch;
 pub mod ws;
 
 pub use config::{Config, LoadedConfig, Overrides};

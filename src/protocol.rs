@@ -15,6 +15,8 @@ use serde_json::value::RawValue;
 
 use crate::error::{ErrorKind, RpcError};
 
+pub mod coordination;
+
 /// The protocol version, sent in the signature and in `hub.hello`. Bumped on any
 /// incompatible change of a shape below.
 pub const PROTOCOL_VERSION: u32 = 1;

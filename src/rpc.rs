@@ -9,8 +9,10 @@ use serde_json::{Value, json};
 
 use crate::agent;
 use crate::clients::Client;
+use crate::coordinator;
 use crate::error::{ErrorKind, RpcError};
 use crate::hub::{Hub, PRODUCT, VERSION};
+use crate::protocol::coordination::{self as coord, method as coord_method};
 use crate::protocol::{
     AgentRunParams, HelloParams, MessagesListParams, PROTOCOL_VERSION, ProjectCreateParams,
     ProjectRef, SubscribeParams, method, parse_params,
@@ -78,6 +80,7 @@ pub fn dispatch(
             let p: ProjectCreateParams = parse_params(params)?;
             let view = hub.projects.create(&p.path, p.name.as_deref())?;
             hub.feed.add_project(&view.id);
+            coordinator::project_added(hub, &view.id, &view.path);
             tracing::info!(project_id = %view.id, path = %view.path, "project created");
             hub.broadcast(method::PROJECT_CREATED, &json!({ "project": view }));
             hub.refresh_status();
@@ -100,6 +103,7 @@ pub fn dispatch(
             let p: ProjectRef = parse_params(params)?;
             hub.projects.delete(&p.project_id)?;
             hub.feed.remove_project(&p.project_id);
+            coordinator::project_deleted(hub, &p.project_id);
             tracing::info!(project_id = %p.project_id, "project deleted");
             hub.broadcast(
                 method::PROJECT_DELETED,
@@ -186,6 +190,43 @@ pub fn dispatch(
                 .messages(&query)
                 .map_err(|err| RpcError::internal("messages.list", &err))?;
             done(json!({ "messages": page.messages, "has_more": page.has_more }))
+        }
+        // The coordinator: docs/coordination.md.
+        coord_method::WORKER_REGISTER => done(coordinator::worker_register(
+            hub,
+            client,
+            parse_params(params)?,
+        )?),
+        coord_method::WORKER_HEARTBEAT => done(coordinator::worker_heartbeat(hub, client)?),
+        coord_method::WORKER_LIST => done(coordinator::worker_list(hub)),
+        coord_method::TASK_CREATE => done(coordinator::task_create(
+            hub,
+            client,
+            parse_params(params)?,
+        )?),
+        coord_method::TASK_LIST => done(coordinator::task_list(hub, parse_params(params)?)?),
+        coord_method::TASK_GET => done(coordinator::task_get(
+            hub,
+            &parse_params::<coord::TaskRef>(params)?.task_id,
+        )?),
+        coord_method::TASK_CANCEL => done(coordinator::task_cancel(
+            hub,
+            &parse_params::<coord::TaskRef>(params)?.task_id,
+        )?),
+        coord_method::TASK_COMPLETE => done(coordinator::task_complete(
+            hub,
+            client,
+            parse_params(params)?,
+        )?),
+        coord_method::TASK_FAIL => {
+            done(coordinator::task_fail(hub, client, parse_params(params)?)?)
+        }
+        coord_method::PROJECT_CONFIGURE => {
+            done(coordinator::project_configure(hub, parse_params(params)?)?)
+        }
+        coord_method::COORDINATION_STATUS => {
+            let p: coord::StatusParams = parse_params(params)?;
+            done(serde_json::to_value(coordinator::status(hub, &p.project_id)?).unwrap_or_default())
         }
         other => Err(RpcError::new(
             ErrorKind::MethodNotFound,

@@ -175,6 +175,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         .spawn(hub.monitor.clone().run(hub.shutdown.clone()));
     hub.tracker.spawn(hub.clone().run_stats());
     hub.tracker.spawn(hub.clone().run_retention());
+    crate::coordinator::start(&hub);
     write_runtime_file(&hub)?;
     let server = HubServer {
         hub,
@@ -303,7 +304,7 @@ async fn signature(State(state): State<AppState>, Query(query): Query<SignatureQ
         "instance_id": hub.instance_id,
         "ws_path": "/ws",
         "ws_subprotocol": SUBPROTOCOL,
-        "capabilities": ["projects", "agents", "messages"],
+        "capabilities": ["projects", "agents", "messages", "tasks"],
     });
     if let Some(nonce) = query.challenge {
         if nonce.is_empty() || nonce.len() > 256 {

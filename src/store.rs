@@ -22,6 +22,9 @@ use serde_json::value::RawValue;
 use crate::protocol::{Output, ProjectState, Stream};
 use crate::timestamp::format_ms;
 
+mod tasks;
+pub use tasks::{TaskRow, WorkerRow};
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -146,8 +149,9 @@ pub struct Store {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        "CREATE TABLE projects (
+    Migrations::new(vec![
+        M::up(
+            "CREATE TABLE projects (
             id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             path TEXT NOT NULL UNIQUE,
@@ -200,7 +204,46 @@ fn migrations() -> Migrations<'static> {
             created_at INTEGER NOT NULL,
             expires_at INTEGER NOT NULL
         );",
-    )])
+        ),
+        // The coordinator (src/store/tasks.rs): tasks, workers, per-project settings.
+        M::up(
+            "CREATE TABLE tasks (
+            id TEXT PRIMARY KEY,
+            project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL UNIQUE,
+            title TEXT NOT NULL,
+            type TEXT,
+            context TEXT,
+            prompt TEXT,
+            acceptance TEXT,
+            priority INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'pending',
+            worker_id TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            failures TEXT NOT NULL DEFAULT '[]',
+            report TEXT,
+            completed_by TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        );
+        CREATE INDEX tasks_by_project ON tasks(project_id, seq);
+        CREATE INDEX tasks_by_state ON tasks(state);
+        CREATE TABLE workers (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            capabilities TEXT NOT NULL DEFAULT '[]',
+            project_id TEXT REFERENCES projects(id) ON DELETE CASCADE,
+            status TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            last_seen_at INTEGER NOT NULL
+        );
+        CREATE TABLE coordination (
+            project_id TEXT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+            agent_workers INTEGER NOT NULL DEFAULT 0
+        );",
+        ),
+    ])
 }
 
 impl Store {

@@ -111,6 +111,7 @@ pub async fn handle_socket<W, R>(
             Message::Ping(_) | Message::Pong(_) => continue,
         };
         hub.metrics.messages_received.inc();
+        crate::coordinator::touch(&hub, &client);
         if limiter.check().is_err() {
             let id = match parse_incoming(&text) {
                 Ok(Incoming::Request { id, .. }) => Some(id),
@@ -164,6 +165,7 @@ pub async fn handle_socket<W, R>(
     }
     client.close(CLOSE_NORMAL, "bye");
     hub.feed.unsubscribe_all(client.id());
+    crate::coordinator::disconnected(&hub, &client);
     hub.clients.remove(&client);
     hub.refresh_status();
     let _ = writer.await;

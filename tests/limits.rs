@@ -124,9 +124,10 @@ async fn pings_are_sent_and_a_silent_client_is_closed_when_idle() {
         c.config.limits.idle_timeout_s = 2;
     })
     .await;
+    // Taken before connecting, so the hub's idle clock cannot have started earlier.
+    let started = tokio::time::Instant::now();
     let mut raw = RawWs::connect(hub.port, &hub.token).await;
     let mut frames = Vec::new();
-    let started = tokio::time::Instant::now();
     while let Some(frame) = tokio::time::timeout(WAIT, raw.frame()).await.unwrap() {
         let close = matches!(frame, RawFrame::Close(_));
         frames.push(frame);

@@ -20,3 +20,5 @@ mod real_claude;
 mod cli;
 // The owner token in the OS keychain.
 mod keychain;
+// Tasks, workers, leases and report files.
+mod coordination;

@@ -9,9 +9,13 @@
 #    bus, GNOME Keyring as the Secret Service, a stand-in panel (fake_panel.py) for the tray
 #    watcher and the notification server, and a temporary HOME. No window manager: windows
 #    are driven through AT-SPI (a11y.py) and the tray menu through D-Bus (tray.py).
-#    - session "main": first run, keychain, tray, single instance, dashboard window, start
-#      at login from the tray and from the dashboard, pause/resume, hide on close, Quit,
-#      SIGTERM; and the FIGURE measurements (median of 3 launches).
+#    - session "main", three launches with --hidden in one HOME: first run (start at login
+#      turned on, token in the Secret Service and in no file), tray menu and icon states,
+#      single instance, the dashboard window (screenshot), start at login from the tray and
+#      from the dashboard, pause/resume, hide on close, Quit (run 1); the user's choice
+#      kept across restarts and SIGTERM (run 2); an agent run started with the
+#      semantest-hub CLI shown busy in the tray and killed by SIGTERM (run 3). FIGURE lines
+#      give the median of the three launches.
 #    - session "nokeyring": no Secret Service on the bus: the app must report the error
 #      (notification, tray error state) and not fall back to a file.
 #
@@ -171,24 +175,24 @@ second_launch() {
 # stop_app SIGNAL|quit: stops the app and checks a graceful exit: code 0 within 15 s, the
 # runtime file removed by the hub's shutdown, no descendant left within 5 s.
 stop_app() {
-  local how=$1 pids status=0
+  local how=$1 pids status=0 label="${run:+run $run, }$1"
   pids=$(tree_pids "$app")
   if [ "$how" = quit ]; then
-    tray click Quit || fail "quit: the tray's Quit item can be clicked"
+    tray click Quit || fail "$label: the tray's Quit item can be clicked"
   else
     kill "-$how" "$app"
   fi
   local deadline=$(($(now_ms) + 15000))
   while [ -d "/proc/$app" ] && [ "$(now_ms)" -lt "$deadline" ]; do sleep 0.1; done
   if [ -d "/proc/$app" ]; then
-    fail "$how: the app exits within 15 s"
+    fail "$label: the app exits within 15 s"
     kill -KILL "$app" 2>/dev/null || true
   fi
   wait "$app" || status=$?
-  check "$how: exit code 0" [ "$status" -eq 0 ]
-  check "$how: the hub shut down gracefully (runtime file removed)" [ ! -e "$data_dir/server.json" ]
+  check "$label: exit code 0" [ "$status" -eq 0 ]
+  check "$label: the hub shut down gracefully (runtime file removed)" [ ! -e "$data_dir/server.json" ]
   # shellcheck disable=SC2086
-  check "$how: no process of the app's tree is left (app, WebKit)" wait_for 5 none_alive $pids
+  check "$label: no process of the app's tree is left (app, WebKit, agents)" wait_for 5 none_alive $pids
 }
 
 open_dashboard_by_second_launch() {
@@ -272,8 +276,8 @@ session_main() {
     elif [ "$run" = 3 ]; then
       agent_checks
       stop_app TERM
-      check "TERM: the agent run and its grandchild were killed" wait_for 5 none_alive "$grandchild"
-      check "TERM: the CLI client streaming the run was disconnected" wait_for 10 none_alive "$agent_client"
+      check "run 3, TERM: the agent run and its grandchild were killed" wait_for 5 none_alive "$grandchild"
+      check "run 3, TERM: the CLI client streaming the run was disconnected" wait_for 10 none_alive "$agent_client"
       wait "$agent_client" 2>/dev/null || true
     else
       stop_app TERM

@@ -1,0 +1,484 @@
+//! The reports folder watcher: a file `<project>/reports/<task-id>.json` completes that
+//! task.
+//!
+//! Each project's directory and its `reports/` folder are watched with `notify` (inotify
+//! on Linux, FSEvents on macOS) through `notify-debouncer-full`, which reports a file
+//! only once it has been quiet for `coordination.report_debounce_ms`. The folder is also
+//! scanned when the hub starts, when a project is added and when `reports/` appears, so
+//! reports written while the hub was down are not lost.
+//!
+//! A file is read (at most 1 MiB) and handled by what the hub knows of its task:
+//!
+//! - a task of another project or of none: `task.report_unknown`, nothing else;
+//! - a finished task: ignored, a duplicate (every start sees the old reports again);
+//! - an unfinished task: the file is parsed as a [`ReportFile`]. A valid report completes
+//!   the task (or fails the attempt, for `"status": "failed"`). An invalid one may be
+//!   half-written, so it is read again one debounce period later; only when its content
+//!   has not changed in between is it reported with `task.report_invalid`, and the task
+//!   is left as it was.
+//!
+//! A file is handled once per content (SHA-256), so repeated events and rescans do
+//! nothing. Names starting with `.` and names not ending in `.json` (such as the
+//! `<id>.json.tmp` an agent writes before renaming) are ignored.
+//!
+//! The watcher is a task that owns the debouncer and its bookkeeping; the rest of the
+//! hub talks to it through [`Watch`], whose methods never wait.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use notify::{EventKind, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::coordinator::{self, Known, ReportOutcome, valid_task_id};
+use crate::hub::Hub;
+use crate::protocol::coordination::{ReportFile, ReportInvalid, ReportUnknown};
+
+/// The largest report file read, in bytes.
+pub const MAX_REPORT_BYTES: u64 = 1024 * 1024;
+/// The folder, inside a project, that holds report files.
+pub const REPORTS_DIR: &str = "reports";
+
+/// Why a report file cannot be used; the text goes to `task.report_invalid`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The file could not be read.
+    #[error("cannot read the file: {0}")]
+    Read(#[source] std::io::Error),
+    /// The file is over [`MAX_REPORT_BYTES`].
+    #[error("the file is larger than 1 MiB")]
+    TooLarge,
+    /// The JSON does not have the report's shape.
+    #[error("not a valid report: {0}")]
+    Parse(#[source] serde_json::Error),
+    /// `task_id` in the file is not the one in its name.
+    #[error("task_id {found:?} in the file does not match its name {expected:?}")]
+    Mismatch {
+        /// From the file name.
+        expected: String,
+        /// From the content.
+        found: String,
+    },
+    /// A score that is not a finite number.
+    #[error("score must be a finite number")]
+    Score,
+}
+
+/// Parses and checks a report file's content for the task its name gives.
+///
+/// # Errors
+/// [`ReportError::Parse`], [`ReportError::Mismatch`] or [`ReportError::Score`].
+pub fn parse_report(bytes: &[u8], task_id: &str) -> Result<ReportFile, ReportError> {
+    let report: ReportFile = serde_json::from_slice(bytes).map_err(ReportError::Parse)?;
+    if let Some(found) = &report.task_id
+        && found != task_id
+    {
+        return Err(ReportError::Mismatch {
+            expected: task_id.to_string(),
+            found: found.clone(),
+        });
+    }
+    if report.score.is_some_and(|score| !score.is_finite()) {
+        return Err(ReportError::Score);
+    }
+    Ok(report)
+}
+
+enum Command {
+    Add { project_id: String, root: PathBuf },
+    Remove { project_id: String },
+}
+
+/// The handle to the watcher task. Its methods queue a command and return at once.
+pub struct Watch {
+    tx: mpsc::UnboundedSender<Command>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl Watch {
+    /// Starts watching (and scans) a project's `reports/` folder.
+    pub fn add_project(&self, project_id: &str, root: &str) {
+        let _ = self.tx.send(Command::Add {
+            project_id: project_id.to_string(),
+            root: PathBuf::from(root),
+        });
+    }
+
+    /// Stops watching a project.
+    pub fn remove_project(&self, project_id: &str) {
+        let _ = self.tx.send(Command::Remove {
+            project_id: project_id.to_string(),
+        });
+    }
+}
+
+/// Starts the watcher task with every registered project. Called once, from
+/// [`coordinator::start`]. When the OS refuses a watcher the folders are still scanned
+/// at start and when projects are added.
+pub(crate) fn start(hub: &Hub) {
+    let Some(commands) = hub
+        .watch
+        .rx
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    else {
+        return;
+    };
+    let debounce = Duration::from_millis(hub.config.config.coordination.report_debounce_ms);
+    let (events_tx, events) = mpsc::channel(256);
+    let debouncer = match new_debouncer(debounce, None, move |result: DebounceEventResult| {
+        // The debouncer's own thread; waiting here only slows the debouncer down.
+        let _ = events_tx.blocking_send(result);
+    }) {
+        Ok(debouncer) => Some(debouncer),
+        Err(err) => {
+            warn!(error = %err, "cannot watch reports folders; they are only scanned at start");
+            None
+        }
+    };
+    for project in hub.projects.list() {
+        hub.watch.add_project(&project.id, &project.path);
+    }
+    let watcher = Watcher {
+        hub: hub.clone(),
+        debouncer,
+        debounce,
+        roots: HashMap::new(),
+        watched_reports: HashSet::new(),
+        seen: HashMap::new(),
+        rechecks: BTreeSet::new(),
+    };
+    hub.tracker.spawn(
+        watcher
+            .run(commands, events)
+            .instrument(info_span!(parent: None, "watch")),
+    );
+}
+
+/// What was last seen of a file, by content hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Acted on (or deliberately ignored).
+    Handled([u8; 32]),
+    /// Unparsable; read again after a debounce period.
+    Waiting([u8; 32]),
+}
+
+struct Watcher {
+    hub: Hub,
+    debouncer: Option<Debouncer<RecommendedWatcher, RecommendedCache>>,
+    debounce: Duration,
+    /// Project root → project id.
+    roots: HashMap<PathBuf, String>,
+    /// `reports/` folders with a watch on them.
+    watched_reports: HashSet<PathBuf>,
+    seen: HashMap<PathBuf, Seen>,
+    /// Files to read again, by due time.
+    rechecks: BTreeSet<(Instant, PathBuf)>,
+}
+
+impl Watcher {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut events: mpsc::Receiver<DebounceEventResult>,
+    ) {
+        let shutdown = self.hub.shutdown.clone();
+        loop {
+            let next_recheck = self.rechecks.first().map(|(due, _)| *due);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                Some(command) = commands.recv() => match command {
+                    Command::Add { project_id, root } => self.add(project_id, root).await,
+                    Command::Remove { project_id } => self.remove(&project_id),
+                },
+                Some(result) = events.recv() => self.on_events(result).await,
+                () = sleep_until(next_recheck) => {
+                    let now = Instant::now();
+                    while let Some((due, path)) = self.rechecks.first().cloned() {
+                        if due > now {
+                            break;
+                        }
+                        self.rechecks.remove(&(due, path.clone()));
+                        self.consider(&path).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn add(&mut self, project_id: String, root: PathBuf) {
+        if let Some(debouncer) = &mut self.debouncer
+            && let Err(err) = debouncer.watch(&root, RecursiveMode::NonRecursive)
+        {
+            warn!(error = %err, project_id, path = %root.display(), "cannot watch a project directory");
+        }
+        self.roots.insert(root.clone(), project_id);
+        self.reports_dir_changed(&root.join(REPORTS_DIR)).await;
+    }
+
+    fn remove(&mut self, project_id: &str) {
+        let roots: Vec<PathBuf> = self
+            .roots
+            .iter()
+            .filter(|(_, id)| *id == project_id)
+            .map(|(root, _)| root.clone())
+            .collect();
+        for root in roots {
+            let reports = root.join(REPORTS_DIR);
+            if let Some(debouncer) = &mut self.debouncer {
+                let _ = debouncer.unwatch(&root);
+                if self.watched_reports.contains(&reports) {
+                    let _ = debouncer.unwatch(&reports);
+                }
+            }
+            self.watched_reports.remove(&reports);
+            self.seen.retain(|path, _| !path.starts_with(&reports));
+            self.rechecks
+                .retain(|(_, path)| !path.starts_with(&reports));
+            self.roots.remove(&root);
+        }
+    }
+
+    /// `reports/` appeared, vanished or was just registered: watch it and scan it.
+    async fn reports_dir_changed(&mut self, reports: &Path) {
+        if !reports.is_dir() {
+            if self.watched_reports.remove(reports)
+                && let Some(debouncer) = &mut self.debouncer
+            {
+                let _ = debouncer.unwatch(reports);
+            }
+            return;
+        }
+        if !self.watched_reports.contains(reports) {
+            if let Some(debouncer) = &mut self.debouncer
+                && let Err(err) = debouncer.watch(reports, RecursiveMode::NonRecursive)
+            {
+                warn!(error = %err, path = %reports.display(), "cannot watch a reports folder");
+            }
+            self.watched_reports.insert(reports.to_path_buf());
+        }
+        self.scan(reports).await;
+    }
+
+    async fn scan(&mut self, reports: &Path) {
+        let mut entries = match tokio::fs::read_dir(reports).await {
+            Ok(entries) => entries,
+            Err(err) => {
+                warn!(error = %err, path = %reports.display(), "cannot scan a reports folder");
+                return;
+            }
+        };
+        let mut files = BTreeSet::new();
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            files.insert(entry.path());
+        }
+        if !files.is_empty() {
+            debug!(path = %reports.display(), files = files.len(), "scanning reports");
+        }
+        for path in files {
+            self.consider(&path).await;
+        }
+    }
+
+    async fn on_events(&mut self, result: DebounceEventResult) {
+        let events = match result {
+            Ok(events) => events,
+            Err(errors) => {
+                for err in errors {
+                    warn!(error = %err, "reports watcher error");
+                }
+                return;
+            }
+        };
+        let mut dirs = BTreeSet::new();
+        let mut files = BTreeSet::new();
+        for event in events {
+            if matches!(event.kind, EventKind::Access(_)) {
+                continue;
+            }
+            for path in &event.paths {
+                let Some(parent) = path.parent() else {
+                    continue;
+                };
+                if self.roots.contains_key(parent) {
+                    if path.file_name().is_some_and(|name| name == REPORTS_DIR) {
+                        dirs.insert(path.clone());
+                    }
+                } else if parent.file_name().is_some_and(|name| name == REPORTS_DIR)
+                    && parent
+                        .parent()
+                        .is_some_and(|root| self.roots.contains_key(root))
+                {
+                    files.insert(path.clone());
+                }
+            }
+        }
+        for dir in dirs {
+            self.reports_dir_changed(&dir).await;
+        }
+        for path in files {
+            self.consider(&path).await;
+        }
+    }
+
+    /// Reads a file in a reports folder and acts on it.
+    async fn consider(&mut self, path: &Path) {
+        let Some(reports) = path.parent() else { return };
+        let Some(project_id) = reports
+            .parent()
+            .and_then(|root| self.roots.get(root))
+            .cloned()
+        else {
+            return;
+        };
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            return;
+        };
+        let Some(task_id) = name.strip_suffix(".json") else {
+            return;
+        };
+        if name.starts_with('.') {
+            return;
+        }
+        let task_id = task_id.to_string();
+        let bytes = match read_capped(path).await {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(ReportError::TooLarge),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                self.seen.remove(path);
+                return;
+            }
+            Err(err) if path.is_dir() => {
+                debug!(error = %err, path = %path.display(), "not a file");
+                return;
+            }
+            Err(err) => Err(ReportError::Read(err)),
+        };
+        let hash: [u8; 32] = match &bytes {
+            Ok(bytes) => Sha256::digest(bytes).into(),
+            Err(err) => Sha256::digest(err.to_string().as_bytes()).into(),
+        };
+        if self.seen.get(path) == Some(&Seen::Handled(hash)) {
+            return;
+        }
+        let path_text = path.display().to_string();
+        let _span = info_span!("task", task_id).entered();
+        let known = if valid_task_id(&task_id) {
+            coordinator::known(&self.hub, &project_id, &task_id)
+        } else {
+            Known::Unknown
+        };
+        let unknown = ReportUnknown {
+            project_id: project_id.clone(),
+            task_id: task_id.clone(),
+            path: path_text.clone(),
+        };
+        match known {
+            Known::Unknown => {
+                coordinator::report_unknown(&self.hub, unknown);
+                self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
+                return;
+            }
+            Known::Finished => {
+                debug!(path = path_text, "report for a finished task ignored");
+                self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
+                return;
+            }
+            Known::Unfinished => {}
+        }
+        match bytes.and_then(|bytes| parse_report(&bytes, &task_id)) {
+            Ok(report) => {
+                self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
+                match coordinator::report(&self.hub, &project_id, &task_id, report) {
+                    ReportOutcome::Unknown => coordinator::report_unknown(&self.hub, unknown),
+                    outcome => info!(path = path_text, outcome = ?outcome, "report applied"),
+                }
+            }
+            // Unchanged for a whole debounce period: this is what the writer meant.
+            Err(err) if self.seen.get(path) == Some(&Seen::Waiting(hash)) => {
+                self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
+                coordinator::report_invalid(
+                    &self.hub,
+                    ReportInvalid {
+                        project_id,
+                        task_id,
+                        path: path_text,
+                        reason: err.to_string(),
+                    },
+                );
+            }
+            Err(err) => {
+                debug!(error = %err, path = path_text, "report not readable yet; reading it again later");
+                self.seen.insert(path.to_path_buf(), Seen::Waiting(hash));
+                self.rechecks
+                    .insert((Instant::now() + self.debounce, path.to_path_buf()));
+            }
+        }
+    }
+}
+
+/// Reads at most [`MAX_REPORT_BYTES`]; `None` when the file is larger.
+async fn read_capped(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let file = tokio::fs::File::open(path).await?;
+    let mut bytes = Vec::new();
+    file.take(MAX_REPORT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .await?;
+    Ok((bytes.len() as u64 <= MAX_REPORT_BYTES).then_some(bytes))
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_are_validated_against_their_name() {
+        let ok = parse_report(
+            br#"{"status":"completed","summary":"done","deliverables":["a"]}"#,
+            "t1",
+        )
+        .unwrap();
+        assert_eq!(ok.deliverables.len(), 1);
+        assert!(
+            parse_report(
+                br#"{"task_id":"t1","status":"failed","summary":"no"}"#,
+                "t1"
+            )
+            .is_ok()
+        );
+        let err = |text: &[u8]| parse_report(text, "t1").unwrap_err().to_string();
+        assert!(
+            err(br#"{"task_id":"t2","status":"completed","summary":"x"}"#)
+                .contains("does not match")
+        );
+        assert!(err(br#"{"status":"completed","summ"#).contains("not a valid report"));
+        assert!(err(br#"{"status":"maybe","summary":"x"}"#).contains("unknown variant"));
+        assert!(err(b"").contains("not a valid report"));
+    }
+}
