@@ -20,7 +20,7 @@ apt_install() {
 # Build and test dependencies of the headless hub.
 ensure_core_deps() {
   if ! command -v cargo >/dev/null; then
-    echo "cargo not found: install Rust 1.88 or newer (https://rustup.rs), then run this again" >&2
+    echo "cargo not found: install Rust 1.89 or newer (https://rustup.rs), then run this again" >&2
     exit 1
   fi
   case "$(uname -s)" in

@@ -8,7 +8,7 @@
 //!
 //! Directories follow the platform conventions through the `directories` crate: XDG base
 //! directories on Linux (`~/.config/semantest-hub`, `~/.local/share/semantest-hub`,
-//! `~/.local/state/semantest-hub` for logs) and `~/Library/Application Support/dev.semantest.hub`
+//! `~/.local/state/semantest-hub` for logs) and `~/Library/Application Support/dev.semantest.semantest-hub`
 //! on macOS (logs in `~/Library/Logs/semantest-hub`).
 
 use std::net::IpAddr;
@@ -291,11 +291,22 @@ impl Config {
         config_file: Option<&Path>,
         overrides: &Overrides,
     ) -> Result<LoadedConfig, ConfigError> {
-        Self::load_with_env(
-            config_file,
-            overrides,
-            Env::prefixed("SEMANTEST_HUB_").split("__"),
-        )
+        // Only variables naming a setting are read, so unrelated `SEMANTEST_HUB_*`
+        // variables (a script's own, say) do not stop the hub; a typo inside a section
+        // (`SEMANTEST_HUB_LIMITS__MAX_CONECTIONS`) is still an error.
+        let sections: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let env = Env::prefixed("SEMANTEST_HUB_")
+            .split("__")
+            .filter(move |key| {
+                let top = key.as_str().split('.').next().unwrap_or_default();
+                sections
+                    .iter()
+                    .any(|section| section.eq_ignore_ascii_case(top))
+            });
+        Self::load_with_env(config_file, overrides, env)
     }
 
     fn load_with_env(
@@ -577,6 +588,7 @@ mod tests {
         .unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("SEMANTEST_HUB_LIMITS__MAX_CONNECTIONS", "11");
+            jail.set_env("SEMANTEST_HUB_BIN", "/not/a/setting");
             let overrides = Overrides {
                 port: Some(4001),
                 data_dir: Some(dir.path().to_path_buf()),

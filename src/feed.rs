@@ -27,6 +27,9 @@ struct Subscriber {
     live: bool,
     /// Lines up to this seq are not sent: the client said it has them.
     after: u64,
+    /// Tells this subscription from a later one of the same client, so a replay never
+    /// feeds or flips a subscription it was not started for.
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -42,6 +45,16 @@ pub struct Feed {
     // A std Mutex: held for one SQLite insert and a non-blocking fan-out, never across
     // an await. It is taken before the store's own lock, never after.
     state: Arc<Mutex<HashMap<String, ProjectFeed>>>,
+    generations: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A replay to run after the `project.subscribe` response is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayTicket {
+    /// Replay lines with a greater seq.
+    pub after_seq: u64,
+    /// The subscription the replay belongs to.
+    pub generation: u64,
 }
 
 /// A line to append, before it has a seq.
@@ -73,6 +86,7 @@ impl Feed {
         Self {
             store,
             state: Arc::new(Mutex::new(state)),
+            generations: Arc::default(),
         }
     }
 
@@ -152,27 +166,36 @@ impl Feed {
         Ok(output)
     }
 
-    /// Subscribes `client` to a project. Returns the project's last seq and whether a
-    /// replay is needed (then call [`Feed::replay`] after the response is queued).
-    /// Subscribing again replaces the earlier subscription.
+    /// Subscribes `client` to a project. Returns the project's last seq and, when history
+    /// must be replayed first, a ticket for [`Feed::replay`] (run it after the response is
+    /// queued). Subscribing again replaces the earlier subscription and ends its replay.
     pub fn subscribe(
         &self,
         project_id: &str,
         client: &Arc<Client>,
         after_seq: Option<u64>,
-    ) -> Option<(u64, bool)> {
+    ) -> Option<(u64, Option<ReplayTicket>)> {
         let mut state = self.state();
         let feed = state.get_mut(project_id)?;
-        let needs_replay = after_seq.is_some_and(|after| after < feed.last_seq);
+        let generation = self
+            .generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ticket = after_seq
+            .filter(|after| *after < feed.last_seq)
+            .map(|after_seq| ReplayTicket {
+                after_seq,
+                generation,
+            });
         feed.subscribers.insert(
             client.id(),
             Subscriber {
                 client: client.clone(),
-                live: !needs_replay,
+                live: ticket.is_none(),
                 after: after_seq.unwrap_or(0),
+                generation,
             },
         );
-        Some((feed.last_seq, needs_replay))
+        Some((feed.last_seq, ticket))
     }
 
     /// Removes a subscription. Returns whether there was one.
@@ -196,8 +219,9 @@ impl Feed {
             .any(|feed| feed.subscribers.contains_key(&client_id))
     }
 
-    /// Sends the client every stored line after `after_seq`, then makes its subscription
-    /// live. Ends early if the client goes away or unsubscribes.
+    /// Sends the client every stored line after the ticket's seq, then makes its
+    /// subscription live. Ends early if the client goes away, unsubscribes or subscribes
+    /// again.
     ///
     /// # Errors
     /// [`StoreError`] when a page cannot be read; the client is then closed, since its
@@ -206,10 +230,13 @@ impl Feed {
         &self,
         project_id: &str,
         client: &Arc<Client>,
-        after_seq: u64,
+        ticket: ReplayTicket,
     ) -> Result<(), StoreError> {
-        let mut cursor = after_seq;
+        let mut cursor = ticket.after_seq;
         loop {
+            if !self.is_current(project_id, client.id(), ticket.generation) {
+                return Ok(());
+            }
             let page = self.store.messages(&MessageQuery {
                 project_id: project_id.to_string(),
                 after_seq: Some(cursor),
@@ -218,13 +245,8 @@ impl Feed {
                 ..Default::default()
             })?;
             for output in &page.messages {
-                if !client
-                    .send(Utf8Bytes::from(notification(
-                        method::PROJECT_OUTPUT,
-                        output,
-                    )))
-                    .await
-                {
+                let message = Utf8Bytes::from(notification(method::PROJECT_OUTPUT, output));
+                if !client.send(message).await {
                     return Ok(());
                 }
                 cursor = output.seq;
@@ -239,13 +261,20 @@ impl Feed {
             if feed.last_seq > cursor {
                 continue; // Lines arrived while we sent; read them before going live.
             }
-            match feed.subscribers.get_mut(&client.id()) {
-                Some(subscriber) if !subscriber.live => subscriber.live = true,
-                // Unsubscribed, or replaced by a newer subscription with its own replay.
-                _ => {}
+            if let Some(subscriber) = feed.subscribers.get_mut(&client.id())
+                && subscriber.generation == ticket.generation
+            {
+                subscriber.live = true;
             }
             return Ok(());
         }
+    }
+
+    fn is_current(&self, project_id: &str, client_id: u64, generation: u64) -> bool {
+        self.state()
+            .get(project_id)
+            .and_then(|feed| feed.subscribers.get(&client_id))
+            .is_some_and(|subscriber| subscriber.generation == generation)
     }
 }
 

@@ -44,6 +44,11 @@ pub const OWNER_TOKEN: &str = "owner-token";
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// Another hub (the desktop app, or `serve`) already uses the data directory.
+    #[error(
+        "another hub is already running with data directory {0}; stop it first, or use another --data-dir"
+    )]
+    DataDirBusy(std::path::PathBuf),
     /// The secret store failed.
     #[error(transparent)]
     Secrets(#[from] SecretError),
@@ -123,6 +128,8 @@ pub struct Inner {
     /// Agent runs started for tasks by the built-in agent workers.
     pub task_runs: agent::TaskRuns,
     port: OnceLock<u16>,
+    /// The exclusive lock on `<data_dir>/hub.lock`, released at shutdown.
+    data_dir_lock: std::sync::Mutex<Option<std::fs::File>>,
     agent_cli: RwLock<Option<AgentCli>>,
     status: watch::Sender<StatusSnapshot>,
 }
@@ -154,6 +161,7 @@ impl Hub {
             action: format!("create data directory {}", data_dir.display()),
             source,
         })?;
+        let data_dir_lock = lock_data_dir(&data_dir)?;
         let kind = config.config.secret_store;
         let dir = data_dir.clone();
         let (secret_store, owner_hash) = tokio::task::spawn_blocking(move || {
@@ -192,6 +200,7 @@ impl Hub {
         let (status, _) = watch::channel(StatusSnapshot::default());
         Ok(Self {
             inner: Arc::new(Inner {
+                data_dir_lock: std::sync::Mutex::new(Some(data_dir_lock)),
                 config,
                 store,
                 projects,
@@ -226,9 +235,28 @@ impl Hub {
         self.refresh_status();
     }
 
-    /// The agent CLI, if found.
+    /// The agent CLI, if found. When it was missing, it is looked for again, so a CLI
+    /// installed while the hub runs is picked up without a restart.
     pub fn agent_cli(&self) -> Option<AgentCli> {
-        self.agent_cli.read().ok().and_then(|cli| cli.clone())
+        if let Some(cli) = self.agent_cli.read().ok().and_then(|cli| cli.clone()) {
+            return Some(cli);
+        }
+        let path = agent::find_cli(self.config.config.agent.cli_path.as_deref())?;
+        let cli = AgentCli {
+            path,
+            version: None,
+        };
+        if let Ok(mut slot) = self.agent_cli.write() {
+            *slot = Some(cli.clone());
+        }
+        Some(cli)
+    }
+
+    /// Releases the data directory for the next hub; called at the end of shutdown.
+    pub(crate) fn release_data_dir(&self) {
+        if let Ok(mut lock) = self.data_dir_lock.lock() {
+            lock.take();
+        }
     }
 
     /// Agent runs in progress: projects' interactive runs plus task runs.
@@ -445,5 +473,31 @@ impl Hub {
                 Err(_) => warn!("message log retention task panicked"),
             }
         }
+    }
+}
+
+/// Takes an exclusive lock on `<data_dir>/hub.lock`, so two hubs never share a store:
+/// the second would otherwise treat the first one's runs as orphans and kill them.
+/// The OS drops the lock when the process dies, so a crash never leaves it stuck.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let path = data_dir.join("hub.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StartError::Io {
+            action: format!("open {}", path.display()),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StartError::DataDirBusy(data_dir.to_path_buf()))
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(StartError::Io {
+            action: format!("lock {}", path.display()),
+            source,
+        }),
     }
 }

@@ -27,6 +27,9 @@ pub enum ProjectError {
     /// The path cannot be a project.
     #[error("{0}")]
     InvalidPath(String),
+    /// The display name is unusable.
+    #[error("{0}")]
+    InvalidName(String),
     /// The directory is already registered.
     #[error("{path} is already registered as project {id}")]
     Exists {
@@ -65,6 +68,7 @@ impl From<ProjectError> for RpcError {
     fn from(err: ProjectError) -> Self {
         let kind = match &err {
             ProjectError::InvalidPath(_) => ErrorKind::InvalidPath,
+            ProjectError::InvalidName(_) => ErrorKind::InvalidParams,
             ProjectError::Exists { .. } => ErrorKind::ProjectExists,
             ProjectError::Nested { .. } => ErrorKind::ProjectNested,
             ProjectError::NotFound(_) => ErrorKind::ProjectNotFound,
@@ -200,7 +204,7 @@ impl Projects {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| path.display().to_string()),
             Some(name) if name.chars().count() > 100 => {
-                return Err(ProjectError::InvalidPath(
+                return Err(ProjectError::InvalidName(
                     "name is longer than 100 characters".into(),
                 ));
             }

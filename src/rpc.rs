@@ -11,6 +11,7 @@ use crate::agent;
 use crate::clients::Client;
 use crate::coordinator;
 use crate::error::{ErrorKind, RpcError};
+use crate::feed::ReplayTicket;
 use crate::hub::{Hub, PRODUCT, VERSION};
 use crate::protocol::coordination::{self as coord, method as coord_method};
 use crate::protocol::{
@@ -25,12 +26,12 @@ use crate::timestamp::parse_rfc3339;
 pub enum After {
     /// Nothing.
     Nothing,
-    /// Replay a project's history after `after_seq`, then go live.
+    /// Replay a project's history, then go live.
     Replay {
         /// The project.
         project_id: String,
-        /// Replay lines with a greater seq.
-        after_seq: u64,
+        /// Which lines, for which subscription.
+        ticket: ReplayTicket,
     },
 }
 
@@ -114,16 +115,16 @@ pub fn dispatch(
         }
         method::PROJECT_SUBSCRIBE => {
             let p: SubscribeParams = parse_params(params)?;
-            let (last_seq, needs_replay) = hub
+            let (last_seq, ticket) = hub
                 .feed
                 .subscribe(&p.project_id, client, p.after_seq)
                 .ok_or_else(|| not_found(&p.project_id))?;
-            let after = match (needs_replay, p.after_seq) {
-                (true, Some(after_seq)) => After::Replay {
+            let after = match ticket {
+                Some(ticket) => After::Replay {
                     project_id: p.project_id.clone(),
-                    after_seq,
+                    ticket,
                 },
-                _ => After::Nothing,
+                None => After::Nothing,
             };
             Ok((
                 json!({ "project_id": p.project_id, "last_seq": last_seq }),

@@ -116,6 +116,7 @@ impl HubServer {
             Err(_) => warn!("store checkpoint panicked"),
         }
         let _ = std::fs::remove_file(self.hub.config.data_dir.join(RUNTIME_FILE));
+        self.hub.release_data_dir();
         info!("stopped");
     }
 }

@@ -132,16 +132,12 @@ pub async fn handle_socket<W, R>(
                         if !client.send(Utf8Bytes::from(response(&id, &result))).await {
                             break;
                         }
-                        if let After::Replay {
-                            project_id,
-                            after_seq,
-                        } = after
-                        {
+                        if let After::Replay { project_id, ticket } = after {
                             let (hub, client) = (hub.clone(), client.clone());
                             hub.clone().tracker.spawn(
                                 async move {
                                     if let Err(err) =
-                                        hub.feed.replay(&project_id, &client, after_seq).await
+                                        hub.feed.replay(&project_id, &client, ticket).await
                                     {
                                         warn!(error = %ErrorChain(&err), "replay failed");
                                         client.close(crate::clients::CLOSE_POLICY, "replay failed");

@@ -107,3 +107,17 @@ fn invalid_configuration_is_reported_with_its_key() {
         "{output:?}"
     );
 }
+
+#[tokio::test]
+async fn a_second_hub_on_the_same_data_directory_is_refused() {
+    let hub = TestHub::start().await;
+    let second = semantest_hub::start(crate::util::test_config(hub.dir.path())).await;
+    let error = second
+        .err()
+        .expect("the second hub must not start")
+        .to_string();
+    assert!(error.contains("already running"), "{error}");
+    // After a clean stop the directory is free again.
+    let hub = hub.restart().await;
+    hub.stop().await;
+}
