@@ -244,17 +244,7 @@ pub fn start_run(hub: &Hub, params: AgentRunParams) -> Result<String, RpcError> 
         &config.permission_mode,
         config.model.as_deref(),
     );
-    let child = Command::new(&cli.path)
-        .args(&args)
-        .current_dir(&path)
-        .envs(&config.env)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn();
-    let child = match child {
+    let child = match spawn_cli(&cli, &args, &path, &config.env) {
         Ok(child) => child,
         Err(err) => return Err(fail(format!("cannot start {}: {err}", cli.path.display()))),
     };
@@ -284,6 +274,26 @@ pub fn start_run(hub: &Hub, params: AgentRunParams) -> Result<String, RpcError> 
     );
     hub.tracker.spawn(supervisor.instrument(span.clone()));
     Ok(run.id)
+}
+
+/// Starts the CLI in `dir` as the leader of a new process group, with piped stdout
+/// and stderr, no stdin, and `env` added to the hub's environment.
+fn spawn_cli(
+    cli: &AgentCli,
+    args: &[String],
+    dir: &Path,
+    env: &std::collections::BTreeMap<String, String>,
+) -> std::io::Result<Child> {
+    Command::new(&cli.path)
+        .args(args)
+        .current_dir(dir)
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
 }
 
 /// Kills a project's run. The state change arrives as `project.state`.
@@ -851,16 +861,7 @@ pub fn start_task_run(
         &config.permission_mode,
         config.model.as_deref(),
     );
-    let child = Command::new(&cli.path)
-        .args(&args)
-        .current_dir(&path)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn();
-    let child = match child {
+    let child = match spawn_cli(&cli, &args, &path, &config.env) {
         Ok(child) => child,
         Err(err) => return Err(fail(format!("cannot start {}: {err}", cli.path.display()))),
     };

@@ -435,13 +435,7 @@ impl Hub {
                 _ = ticker.tick() => {}
                 () = self.shutdown.cancelled() => return,
             }
-            let sample = self.monitor.latest();
-            self.metrics
-                .resident_memory
-                .set(sample.process_rss_bytes as i64);
-            self.metrics
-                .cpu_percent
-                .set(f64::from(sample.process_cpu_percent));
+            self.metrics.observe_process(&self.monitor.latest());
             let wants = |client: &crate::clients::Client| {
                 client.role() == Role::Dashboard || self.feed.has_subscriptions(client.id())
             };

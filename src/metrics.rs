@@ -156,6 +156,12 @@ impl Metrics {
         }
     }
 
+    /// Records the hub process's own figures from a resource sample.
+    pub fn observe_process(&self, sample: &crate::monitor::Sample) {
+        self.resident_memory.set(sample.process_rss_bytes as i64);
+        self.cpu_percent.set(f64::from(sample.process_cpu_percent));
+    }
+
     /// Counts a finished run.
     pub fn observe_run(&self, status: &str, seconds: f64) {
         self.runs_finished

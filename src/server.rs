@@ -332,13 +332,7 @@ async fn health(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let hub = &state.hub;
     hub.refresh_status();
-    let sample = hub.monitor.latest();
-    hub.metrics
-        .resident_memory
-        .set(sample.process_rss_bytes as i64);
-    hub.metrics
-        .cpu_percent
-        .set(f64::from(sample.process_cpu_percent));
+    hub.metrics.observe_process(&hub.monitor.latest());
     (
         [(
             header::CONTENT_TYPE,
