@@ -179,25 +179,32 @@ async fn main() -> Result<()> {
         waits.push(tokio::spawn(async move {
             let mut received = 0u64;
             loop {
+                // A subscriber that falls too far behind is closed with 1008 by design.
                 let Ok(message) = client.next_notification().await else {
-                    return received;
+                    return (received, false);
                 };
                 let params: &Value = &message["params"];
                 if message["method"] == "project.output" && params["run_id"] == run_id.as_str() {
                     received += 1;
                     if params["kind"] == "run_finished" {
-                        return received;
+                        return (received, true);
                     }
                 }
             }
         }));
     }
-    let mut delivered = 0;
+    let (mut delivered, mut complete) = (0, 0);
     for wait in waits {
-        delivered += wait.await?;
+        let (received, finished) = wait.await?;
+        delivered += received;
+        complete += usize::from(finished);
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!("FIGURE fanout_lines_delivered={delivered} lines");
+    println!(
+        "FIGURE fanout_subscribers_complete={complete} of {}",
+        args.subscribers
+    );
     println!(
         "FIGURE fanout_delivery_rate={:.0} lines/s",
         delivered as f64 / elapsed

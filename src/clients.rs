@@ -27,6 +27,17 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code for a normal close, used for the idle timeout.
 pub const CLOSE_NORMAL: u16 = 1000;
 
+/// The result of [`Client::try_push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// The message is queued.
+    Queued,
+    /// The queue is full; nothing was queued.
+    Full,
+    /// The connection is gone.
+    Gone,
+}
+
 /// A client as shown by `hub.connections`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientInfo {
@@ -64,6 +75,11 @@ pub struct Client {
     connected_at: i64,
     is_owner: bool,
     tx: mpsc::Sender<Utf8Bytes>,
+    /// Queue slots output lines leave free, so replies and state changes still fit while
+    /// a subscriber catches up.
+    headroom: usize,
+    /// How long a message may wait for room before the client counts as not reading.
+    patience: std::time::Duration,
     closed: CancellationToken,
     close_code: Mutex<Option<(u16, &'static str)>>,
     mutable: Mutex<Mutable>,
@@ -100,19 +116,66 @@ impl Client {
         mutable.name = name;
     }
 
-    /// Queues a message without waiting. Returns false if the client is gone; a full
-    /// queue closes the client with 1008.
-    pub fn push(&self, message: Utf8Bytes) -> bool {
+    /// Queues a message without making the caller wait. Returns false if the client is
+    /// gone. When the queue is full the message waits in a task for up to the write
+    /// timeout; a client that has not made room by then is not reading and is closed
+    /// with 1008.
+    pub fn push(self: &Arc<Self>, message: Utf8Bytes) -> bool {
+        match self.try_push(message.clone()) {
+            Push::Queued => true,
+            Push::Gone => false,
+            Push::Full => {
+                let client = self.clone();
+                tokio::spawn(async move {
+                    let sent = tokio::time::timeout(client.patience, client.send(message)).await;
+                    if sent.is_err() {
+                        client.close(CLOSE_POLICY, "client is not reading its messages");
+                    }
+                });
+                true
+            }
+        }
+    }
+
+    /// Queues an output line without waiting, leaving the headroom free. `Full` leaves
+    /// the client open: the feed delivers the line later from the store.
+    pub fn try_push_output(&self, message: Utf8Bytes) -> Push {
+        if self.tx.capacity() <= self.headroom {
+            return if self.tx.is_closed() {
+                Push::Gone
+            } else {
+                Push::Full
+            };
+        }
+        self.try_push(message)
+    }
+
+    /// Queues an output line, waiting until it fits with the headroom still free.
+    /// Returns false if the client is gone.
+    pub async fn send_output(&self, message: Utf8Bytes) -> bool {
+        tokio::select! {
+            permits = self.tx.reserve_many(self.headroom + 1) => match permits {
+                Ok(mut permits) => {
+                    if let Some(permit) = permits.next() {
+                        permit.send(message);
+                        self.messages_out.fetch_add(1, Ordering::Relaxed);
+                    }
+                    true
+                }
+                Err(_) => false,
+            },
+            () = self.closed.cancelled() => false,
+        }
+    }
+
+    fn try_push(&self, message: Utf8Bytes) -> Push {
         match self.tx.try_send(message) {
             Ok(()) => {
                 self.messages_out.fetch_add(1, Ordering::Relaxed);
-                true
+                Push::Queued
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close(CLOSE_POLICY, "client is not reading its messages");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(_)) => Push::Full,
+            Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
         }
     }
 
@@ -190,6 +253,8 @@ pub struct NewClient {
     pub queue: usize,
     /// The hub's shutdown token; the client's own token is a child of it.
     pub shutdown: CancellationToken,
+    /// How long a queued message may wait for room (`limits.write_timeout_s`).
+    pub patience: std::time::Duration,
 }
 
 /// The registry of connected clients. Cheap to clone.
@@ -217,6 +282,8 @@ impl Clients {
             connected_at: crate::timestamp::now_ms(),
             is_owner: new.is_owner,
             tx,
+            headroom: new.queue / 4,
+            patience: new.patience,
             closed: new.shutdown.child_token(),
             close_code: Mutex::new(None),
             mutable: Mutex::new(Mutable {

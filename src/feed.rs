@@ -7,6 +7,12 @@
 //! starts in *catch-up*: a task pages through the store, and when a page comes back
 //! short it takes the lock, and if nothing newer was appended meanwhile it flips the
 //! subscription to live before releasing the lock.
+//!
+//! The store is also the buffer for slow readers: when a live subscriber's outgoing
+//! queue is full, its subscription drops back to catch-up from the line it missed, so a
+//! burst of output neither grows memory nor loses a line nor disconnects a reader that is
+//! merely slower than the agent. A client that stops reading altogether is closed by the
+//! connection's write timeout.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,10 +20,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use axum::extract::ws::Utf8Bytes;
 use serde_json::value::RawValue;
 
-use crate::clients::Client;
+use crate::clients::{Client, Push};
 use crate::protocol::{Output, Stream, method, notification};
 use crate::store::{MessageQuery, NewLine, Store, StoreError};
 use crate::timestamp::{format_ms, now_ms};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// Lines per page when replaying history to a subscriber.
 const REPLAY_PAGE: u32 = 256;
@@ -46,6 +54,7 @@ pub struct Feed {
     // an await. It is taken before the store's own lock, never after.
     state: Arc<Mutex<HashMap<String, ProjectFeed>>>,
     generations: Arc<std::sync::atomic::AtomicU64>,
+    tracker: TaskTracker,
 }
 
 /// A replay to run after the `project.subscribe` response is queued.
@@ -69,8 +78,12 @@ pub struct Line<'a> {
 }
 
 impl Feed {
-    /// A feed whose projects start at the given last seqs.
-    pub fn new(store: Store, projects: impl IntoIterator<Item = (String, u64)>) -> Self {
+    /// A feed whose projects start at the given last seqs; replays run on `tracker`.
+    pub fn new(
+        store: Store,
+        projects: impl IntoIterator<Item = (String, u64)>,
+        tracker: TaskTracker,
+    ) -> Self {
         let state = projects
             .into_iter()
             .map(|(id, last_seq)| {
@@ -87,6 +100,7 @@ impl Feed {
             store,
             state: Arc::new(Mutex::new(state)),
             generations: Arc::default(),
+            tracker,
         }
     }
 
@@ -150,18 +164,36 @@ impl Feed {
             event: parsed.map(|(_, raw)| raw),
             text: (!is_json).then(|| line.text.to_string()),
         };
+        let mut lagging = Vec::new();
         if let Some(feed) = state.get_mut(project_id) {
             feed.last_seq = seq;
             if !feed.subscribers.is_empty() {
                 let message = Utf8Bytes::from(notification(method::PROJECT_OUTPUT, &output));
                 for subscriber in feed
                     .subscribers
-                    .values()
+                    .values_mut()
                     .filter(|s| s.live && seq > s.after)
                 {
-                    subscriber.client.push(message.clone());
+                    if subscriber.client.try_push_output(message.clone()) == Push::Full {
+                        subscriber.live = false;
+                        subscriber.generation = self.next_generation();
+                        let ticket = ReplayTicket {
+                            after_seq: seq - 1,
+                            generation: subscriber.generation,
+                        };
+                        lagging.push((subscriber.client.clone(), ticket));
+                    }
                 }
             }
+        }
+        drop(state);
+        for (client, ticket) in lagging {
+            tracing::debug!(
+                conn_id = client.id(),
+                seq,
+                "slow subscriber catches up from the store"
+            );
+            self.start_replay(project_id, client, ticket);
         }
         Ok(output)
     }
@@ -177,9 +209,7 @@ impl Feed {
     ) -> Option<(u64, Option<ReplayTicket>)> {
         let mut state = self.state();
         let feed = state.get_mut(project_id)?;
-        let generation = self
-            .generations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let generation = self.next_generation();
         let ticket = after_seq
             .filter(|after| *after < feed.last_seq)
             .map(|after_seq| ReplayTicket {
@@ -246,7 +276,7 @@ impl Feed {
             })?;
             for output in &page.messages {
                 let message = Utf8Bytes::from(notification(method::PROJECT_OUTPUT, output));
-                if !client.send(message).await {
+                if !client.send_output(message).await {
                     return Ok(());
                 }
                 cursor = output.seq;
@@ -268,6 +298,26 @@ impl Feed {
             }
             return Ok(());
         }
+    }
+
+    /// Runs [`Feed::replay`] on the hub's task tracker; a replay that fails closes the
+    /// client, since its view would have a gap.
+    pub fn start_replay(&self, project_id: &str, client: Arc<Client>, ticket: ReplayTicket) {
+        let (feed, project_id) = (self.clone(), project_id.to_string());
+        self.tracker.spawn(
+            async move {
+                if let Err(err) = feed.replay(&project_id, &client, ticket).await {
+                    tracing::warn!(error = %crate::error::ErrorChain(&err), "replay failed");
+                    client.close(crate::clients::CLOSE_POLICY, "replay failed");
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     fn is_current(&self, project_id: &str, client_id: u64, generation: u64) -> bool {

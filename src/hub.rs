@@ -176,9 +176,11 @@ impl Hub {
         let store = Store::open(&data_dir)?;
         let orphans = agent::clean_orphans(&store);
         let projects = Projects::load(store.clone(), config.config.limits.max_projects)?;
+        let tracker = TaskTracker::new();
         let feed = Feed::new(
             store.clone(),
             projects.list().into_iter().map(|p| (p.id, p.last_seq)),
+            tracker.clone(),
         );
         let coordinator = Coordinator::load(store.clone(), config.config.coordination.clone())?;
         let cli = match agent::find_cli(config.config.agent.cli_path.as_deref()) {
@@ -214,7 +216,7 @@ impl Hub {
                 instance_id: uuid::Uuid::new_v4().to_string(),
                 started: Instant::now(),
                 shutdown: CancellationToken::new(),
-                tracker: TaskTracker::new(),
+                tracker,
                 coordinator,
                 watch: Watch::default(),
                 task_runs: agent::TaskRuns::default(),

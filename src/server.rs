@@ -395,6 +395,7 @@ async fn websocket(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let (queue, max_message) = (limits.outgoing_queue, limits.max_message_bytes);
+    let patience = std::time::Duration::from_secs(limits.write_timeout_s);
     upgrade
         .protocols([SUBPROTOCOL])
         .max_message_size(max_message)
@@ -406,6 +407,7 @@ async fn websocket(
                 is_owner: true,
                 queue,
                 shutdown: hub.shutdown.clone(),
+                patience,
             });
             let tracked =
                 hub.tracker

@@ -15,7 +15,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use governor::{Quota, RateLimiter};
 use tokio::sync::mpsc;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info_span};
 
 use crate::clients::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOO_BIG, Client};
 use crate::error::{ErrorChain, ErrorKind, RpcError};
@@ -133,18 +133,7 @@ pub async fn handle_socket<W, R>(
                             break;
                         }
                         if let After::Replay { project_id, ticket } = after {
-                            let (hub, client) = (hub.clone(), client.clone());
-                            hub.clone().tracker.spawn(
-                                async move {
-                                    if let Err(err) =
-                                        hub.feed.replay(&project_id, &client, ticket).await
-                                    {
-                                        warn!(error = %ErrorChain(&err), "replay failed");
-                                        client.close(crate::clients::CLOSE_POLICY, "replay failed");
-                                    }
-                                }
-                                .in_current_span(),
-                            );
+                            hub.feed.start_replay(&project_id, client.clone(), ticket);
                         }
                     }
                     Err(error) => {

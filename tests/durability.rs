@@ -158,9 +158,6 @@ async fn spawn_hub(data_dir: &std::path::Path) -> (HubProcess, u16) {
         .arg(data_dir)
         .env("SEMANTEST_HUB_AGENT__CLI_PATH", fake_cli())
         .env("SEMANTEST_HUB_AGENT__KILL_GRACE_MS", "300")
-        // The test reads every line of a flood; the default queue would (rightly)
-        // drop a reader this slow.
-        .env("SEMANTEST_HUB_LIMITS__OUTGOING_QUEUE", "1000000")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

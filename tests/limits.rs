@@ -81,6 +81,23 @@ async fn a_client_over_its_rate_limit_gets_errors_not_a_disconnect() {
 }
 
 #[tokio::test]
+async fn a_slow_subscriber_catches_up_from_the_store_without_losing_a_line() {
+    let hub = TestHub::start_with(|c| c.config.limits.outgoing_queue = 8).await;
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = hub.project(&mut ws).await;
+    ws.ok("project.subscribe", json!({"project_id": project_id}))
+        .await;
+    let run_id = run(&mut ws, &project_id, "lines 3000").await;
+    // A queue of 8 cannot hold a burst of 3000 lines; the subscriber still gets them all,
+    // in order, once each.
+    let lines = ws.run_output(&run_id).await;
+    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=3004).collect::<Vec<_>>());
+    assert_eq!(ws.ok("hub.status", json!({})).await["connections"], 1);
+    hub.stop().await;
+}
+
+#[tokio::test]
 async fn a_client_that_stops_reading_is_closed_with_1008() {
     let hub = TestHub::start_with(|c| {
         c.config.limits.outgoing_queue = 16;

@@ -1,23 +1,25 @@
 // The dashboard's entry point: navigation, hash routing, and the connection status area.
 //
-// Routes: #/overview, #/projects, #/projects/<id>, #/connections, #/settings.
+// Routes: #/overview, #/projects, #/projects/<id>, #/workers, #/workers/<project id>,
+// #/connections, #/settings.
 
 import { h, replace } from './dom.js';
 import { rpc, store } from './store.js';
 import './components/overview-view.js';
 import './components/projects-view.js';
 import './components/project-view.js';
+import './components/workers-view.js';
 import './components/connections-view.js';
 import './components/settings-view.js';
 
 /**
  * The main navigation. Add a view by adding an entry here (and its custom element).
- * Workers & tasks and Pairing come later: give them `tag`s and set `ready: true`.
+ * Pairing comes later: set `ready: true` once its element exists.
  */
 const VIEWS = [
   { path: 'overview', label: 'Overview', tag: 'hub-overview', ready: true },
   { path: 'projects', label: 'Projects', tag: 'hub-projects', ready: true },
-  { path: 'workers', label: 'Workers & tasks', tag: 'hub-workers', ready: false },
+  { path: 'workers', label: 'Workers & tasks', tag: 'hub-workers', ready: true },
   { path: 'connections', label: 'Connections', tag: 'hub-connections', ready: true },
   { path: 'pairing', label: 'Pairing', tag: 'hub-pairing', ready: false },
   { path: 'settings', label: 'Settings', tag: 'hub-settings', ready: true },
@@ -38,6 +40,8 @@ function buildNav() {
 function parseRoute() {
   const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
   if (parts[0] === 'projects' && parts[1]) return { view: 'projects', projectId: parts[1] };
+  // The workers view keeps one element and shows the project named in the address.
+  if (parts[0] === 'workers') return { view: 'workers', param: parts[1] ?? null };
   const view = VIEWS.find((v) => v.ready && v.path === parts[0]);
   return { view: view ? view.path : 'overview' };
 }
@@ -49,7 +53,10 @@ function route() {
     if (a.dataset.view === r.view) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  if (key === current) return;
+  if (key === current) {
+    if (r.param) main.firstElementChild?.setAttribute('project-id', r.param);
+    return;
+  }
   const first = current === '';
   current = key;
   let el;
@@ -58,6 +65,7 @@ function route() {
     el.setAttribute('project-id', r.projectId);
   } else {
     el = document.createElement(VIEWS.find((v) => v.path === r.view).tag);
+    if (r.param) el.setAttribute('project-id', r.param);
     document.title = `${VIEWS.find((v) => v.path === r.view).label} · Semantest Hub`;
   }
   main.replaceChildren(el);

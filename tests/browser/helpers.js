@@ -3,6 +3,8 @@
 // wait with deadlines, and check screenshots are not blank.
 
 import { spawn, execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import http from 'node:http';
 import { promisify } from 'node:util';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -225,6 +227,211 @@ export function contiguity(seqs) {
   const gaps = [];
   for (let i = 1; i < seqs.length; i++) if (seqs[i] !== seqs[i - 1] + 1) gaps.push([seqs[i - 1], seqs[i]]);
   return { dups, gaps };
+}
+
+// ---- JSON-RPC clients from Node ----
+
+/** The owner token, from `semantest-hub token` (the tests' hubs use the file store). */
+export async function hubToken(dataDir) {
+  assertHubBinary();
+  const { stdout } = await execFileP(HUB_BIN, ['token', '--data-dir', dataDir, '--secret-store', 'file'], {
+    timeout: 15_000,
+    env: { ...process.env, SEMANTEST_HUB_AGENT__CLI_PATH: FAKE_CLAUDE },
+  });
+  const m = /\b[0-9a-f]{64}\b/.exec(stdout);
+  if (!m) throw new Error(`no token in \`semantest-hub token\` output: ${JSON.stringify(stdout)}`);
+  return m[0];
+}
+
+/**
+ * A JSON-RPC client over a WebSocket from Node, for acting as a coordinator or a worker.
+ * Node 20 has no global WebSocket without a flag, so this is a small RFC 6455 client on
+ * `node:http` (text frames, fragments, ping/pong, close; client frames masked). It
+ * authenticates with `Authorization: Bearer <token>` and says `hub.hello` with `role`.
+ */
+export async function connectRpc(hub, { token, role = 'script', name = 'node-test', timeout = 10_000 } = {}) {
+  const url = new URL(hub.url);
+  const key = crypto.randomBytes(16).toString('base64');
+  const socket = await new Promise((resolve, reject) => {
+    const req = http.request({
+      host: url.hostname, port: url.port, path: '/ws', method: 'GET',
+      headers: {
+        Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': key,
+        'Sec-WebSocket-Protocol': 'semantest-hub.v1', Authorization: `Bearer ${token}`,
+      },
+    });
+    const t = setTimeout(() => { req.destroy(); reject(new Error('WebSocket upgrade timed out')); }, timeout);
+    req.on('upgrade', (res, sock, head) => {
+      clearTimeout(t);
+      const accept = crypto.createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+      if (res.headers['sec-websocket-accept'] !== accept) {
+        sock.destroy();
+        reject(new Error('bad Sec-WebSocket-Accept'));
+        return;
+      }
+      if (head?.length) sock.unshift(head);
+      resolve(sock);
+    });
+    req.on('response', (res) => { clearTimeout(t); reject(new Error(`WebSocket upgrade refused: HTTP ${res.statusCode}`)); });
+    req.on('error', (err) => { clearTimeout(t); reject(err); });
+    req.end();
+  });
+  const client = new RpcNode(socket);
+  await client.request('hub.hello', { role, name });
+  return client;
+}
+
+class RpcNode {
+  constructor(socket) {
+    this.socket = socket;
+    this.nextId = 1;
+    this.pending = new Map();
+    /** every notification received, in order: {method, params} */
+    this.notes = [];
+    this.waiters = new Set();
+    this.closed = false;
+    this.buf = Buffer.alloc(0);
+    this.fragments = [];
+    socket.setNoDelay(true);
+    socket.on('data', (d) => { this.buf = Buffer.concat([this.buf, d]); this.parse(); });
+    const gone = () => {
+      if (this.closed) return;
+      this.closed = true;
+      for (const p of this.pending.values()) p.reject(new Error('connection closed'));
+      this.pending.clear();
+    };
+    socket.on('close', gone);
+    socket.on('error', gone);
+  }
+
+  parse() {
+    for (;;) {
+      const b = this.buf;
+      if (b.length < 2) return;
+      const fin = (b[0] & 0x80) !== 0;
+      const op = b[0] & 0x0f;
+      const masked = (b[1] & 0x80) !== 0;
+      let len = b[1] & 0x7f;
+      let off = 2;
+      if (len === 126) {
+        if (b.length < 4) return;
+        len = b.readUInt16BE(2);
+        off = 4;
+      } else if (len === 127) {
+        if (b.length < 10) return;
+        len = Number(b.readBigUInt64BE(2));
+        off = 10;
+      }
+      const maskKey = masked ? b.subarray(off, off + 4) : null;
+      if (masked) off += 4;
+      if (b.length < off + len) return;
+      let payload = Buffer.from(b.subarray(off, off + len));
+      if (maskKey) for (let i = 0; i < payload.length; i++) payload[i] ^= maskKey[i % 4];
+      this.buf = b.subarray(off + len);
+      if (op === 0x9) this.frame(0xa, payload);
+      else if (op === 0x8) {
+        if (!this.closed) this.frame(0x8, payload.subarray(0, 2));
+        this.socket.end();
+      } else if (op === 0x1 || op === 0x0) {
+        this.fragments.push(payload);
+        if (fin) {
+          payload = Buffer.concat(this.fragments);
+          this.fragments = [];
+          this.receive(payload.toString('utf8'));
+        }
+      }
+    }
+  }
+
+  frame(op, payload) {
+    if (this.socket.destroyed) return;
+    const mask = crypto.randomBytes(4);
+    const len = payload.length;
+    const head = len < 126 ? Buffer.from([0x80 | op, 0x80 | len])
+      : len < 65536 ? Buffer.from([0x80 | op, 0x80 | 126, len >> 8, len & 0xff])
+        : Buffer.concat([Buffer.from([0x80 | op, 0x80 | 127]), (() => { const x = Buffer.alloc(8); x.writeBigUInt64BE(BigInt(len)); return x; })()]);
+    const body = Buffer.from(payload);
+    for (let i = 0; i < body.length; i++) body[i] ^= mask[i % 4];
+    this.socket.write(Buffer.concat([head, mask, body]));
+  }
+
+  receive(text) {
+    let m;
+    try { m = JSON.parse(text); } catch { return; }
+    if (m.method && m.id === undefined) {
+      this.notes.push({ method: m.method, params: m.params });
+      for (const w of [...this.waiters]) w();
+      return;
+    }
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    clearTimeout(p.timer);
+    if (m.error) {
+      const err = new Error(`${p.method}: ${m.error.message} (${m.error.data?.kind})`);
+      err.kind = m.error.data?.kind;
+      p.reject(err);
+    } else {
+      p.resolve(m.result);
+    }
+  }
+
+  /** Sends a request; resolves with its result, rejects with an Error whose `kind` is the error kind. */
+  request(method, params, { timeout = 10_000 } = {}) {
+    if (this.closed) return Promise.reject(new Error('connection closed'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { this.pending.delete(id); reject(new Error(`${method} timed out`)); }, timeout);
+      this.pending.set(id, { resolve, reject, timer, method });
+      this.frame(0x1, Buffer.from(JSON.stringify({ jsonrpc: '2.0', id, method, params })));
+    });
+  }
+
+  /**
+   * Waits for a notification `method` matching `pred`, among those received from index
+   * `from` on (default: the first unread by an earlier `next`). Returns its params.
+   */
+  next(method, pred = () => true, { timeout = 10_000, from } = {}) {
+    this.cursor ??= {};
+    const start = from ?? this.cursor[method] ?? 0;
+    const find = () => {
+      for (let i = start; i < this.notes.length; i++) {
+        const n = this.notes[i];
+        if (n.method === method && pred(n.params)) {
+          this.cursor[method] = i + 1;
+          return n;
+        }
+      }
+      return null;
+    };
+    const hit = find();
+    if (hit) return Promise.resolve(hit.params);
+    return new Promise((resolve, reject) => {
+      const waiter = () => {
+        const n = find();
+        if (!n) return;
+        this.waiters.delete(waiter);
+        clearTimeout(timer);
+        resolve(n.params);
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        reject(new Error(`timed out after ${timeout} ms waiting for ${method}`));
+      }, timeout);
+      this.waiters.add(waiter);
+    });
+  }
+
+  /** Closes the connection (close frame, then the socket) and waits until it is gone. */
+  async close({ timeout = 5_000 } = {}) {
+    if (this.socket.destroyed) return;
+    const gone = new Promise((resolve) => this.socket.once('close', resolve));
+    this.frame(0x8, Buffer.from([0x03, 0xe8]));
+    this.closed = true;
+    const t = setTimeout(() => this.socket.destroy(), timeout);
+    await gone;
+    clearTimeout(t);
+  }
 }
 
 // ---- screenshots ----
