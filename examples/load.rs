@@ -180,8 +180,12 @@ async fn main() -> Result<()> {
             let mut received = 0u64;
             loop {
                 // A subscriber that falls too far behind is closed with 1008 by design.
-                let Ok(message) = client.next_notification().await else {
-                    return (received, false);
+                let message = match client.next_notification().await {
+                    Ok(message) => message,
+                    Err(err) => {
+                        eprintln!("subscriber stopped: {err}");
+                        return (received, false);
+                    }
                 };
                 let params: &Value = &message["params"];
                 if message["method"] == "project.output" && params["run_id"] == run_id.as_str() {
