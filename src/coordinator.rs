@@ -515,6 +515,8 @@ impl Op<'_> {
             attempt = task.attempts + 1,
             "task assigned"
         );
+        let started = json!({"project_id": task.project_id, "task_id": task.id,
+                             "worker_id": worker_id, "attempt": task.attempts + 1});
         match worker.kind {
             WorkerKind::Client => {
                 worker.lease_until = Some(Instant::now() + lease);
@@ -523,9 +525,11 @@ impl Op<'_> {
                     lease_s: self.config.lease_s,
                 };
                 self.push_to_worker(worker_id, method::TASK_ASSIGNED, &assigned);
+                self.notify(method::TASK_STARTED, &started, observers);
             }
             WorkerKind::Agent => {
                 self.agent_slots = self.agent_slots.saturating_sub(1);
+                self.notify(method::TASK_STARTED, &started, observers);
                 self.effects.push(Effect::StartRun {
                     worker_id: worker_id.to_string(),
                     task: Box::new(task),
@@ -747,6 +751,7 @@ impl Op<'_> {
             failed: counts.failed,
             cancelled: counts.cancelled,
             workers,
+            agent_workers: self.st.agent_settings.get(project_id).copied().unwrap_or(0),
         }
     }
 
@@ -1395,6 +1400,14 @@ pub fn task_create(
         if let Err(err) = op.store.insert_tasks(&rows) {
             op.st.next_seq -= rows.len() as i64;
             return Err(err.into());
+        }
+        let views: Vec<_> = rows.iter().map(TaskRow::view).collect();
+        if !views.is_empty() {
+            op.notify(
+                method::TASK_CREATED,
+                &json!({"project_id": project_id, "tasks": views}),
+                observers,
+            );
         }
         for row in rows {
             op.st

@@ -297,6 +297,19 @@ async fn two_workers_finish_twenty_tasks_in_order_exactly_once() {
         }
     }
     assert_eq!(started, expected, "every task was assigned, in order");
+    // Observers hear of each task when it is queued and when a worker takes it.
+    let created: Vec<&Value> = coord
+        .logged("task.created")
+        .into_iter()
+        .flat_map(|p| p["tasks"].as_array().unwrap())
+        .collect();
+    assert_eq!(created.len(), 20, "the repeated create announced nothing");
+    let started_pushes: Vec<&str> = coord
+        .logged("task.started")
+        .iter()
+        .map(|p| str_of(&p["task_id"]))
+        .collect();
+    assert_eq!(started_pushes, expected, "task.started in assignment order");
     assert_eq!(completions.len(), 20);
     assert!(
         completions.values().all(|&n| n == 1),

@@ -34,6 +34,12 @@ pub mod method {
 
     /// Notification (to the worker): a task to execute.
     pub const TASK_ASSIGNED: &str = "task.assigned";
+    /// Notification (to coordinators and dashboards): tasks were queued; params
+    /// `{project_id, tasks: [TaskView]}`.
+    pub const TASK_CREATED: &str = "task.created";
+    /// Notification (to coordinators and dashboards): a worker took a task; params
+    /// `{project_id, task_id, worker_id, attempt}` (attempt counts from 1).
+    pub const TASK_STARTED: &str = "task.started";
     /// Notification (to the worker): the assignment ended without the worker's doing
     /// (cancelled, lease expired, completed by a report file).
     pub const TASK_REVOKED: &str = "task.revoked";
@@ -376,6 +382,8 @@ pub struct CoordinationStatus {
     pub cancelled: u64,
     /// Connected client workers and this project's agent workers.
     pub workers: Vec<WorkerView>,
+    /// The project's built-in agent workers setting (`project.configure`).
+    pub agent_workers: u32,
 }
 
 /// `task.assigned` params, pushed to one worker.
