@@ -270,6 +270,11 @@ fn describe(err: &StartError) -> String {
             "The OS keychain is locked or not available ({source}). Unlock it, then choose \
              Resume server in the tray menu."
         ),
+        StartError::DataDirBusy(dir) => format!(
+            "Another Semantest Hub (this app or `semantest-hub serve`) is already using {}. \
+             Stop it, then choose Resume server.",
+            dir.display()
+        ),
         StartError::Bind { .. } => format!(
             "No port is free for the hub ({}). Close the program that holds it, then choose \
              Resume server.",
@@ -292,6 +297,14 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("--secret-store"), "{text}");
+    }
+
+    #[test]
+    fn a_busy_data_directory_names_it_and_the_way_out() {
+        let err = StartError::DataDirBusy("/data/semantest-hub".into());
+        let text = describe(&err);
+        assert!(text.contains("already using /data/semantest-hub"), "{text}");
+        assert!(text.contains("Resume server"), "{text}");
     }
 
     fn keyring_error() -> keyring::Error {

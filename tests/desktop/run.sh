@@ -4,7 +4,8 @@
 #   bash tests/desktop/run.sh
 #
 # 1. Builds the .deb with the Tauri CLI (`tauri build --debug --bundles deb`, one cargo
-#    build into target-desktop/), checks its contents, and unpacks it into a temporary root.
+#    build into target-desktop/), checks its contents, and unpacks it into a temporary root;
+#    runs the desktop crate's unit tests and clippy (the root's clippy covers the core only).
 # 2. Runs the packaged binary in headless desktop sessions: Xvfb, a private D-Bus session
 #    bus, GNOME Keyring as the Secret Service, a stand-in panel (fake_panel.py) for the tray
 #    watcher and the notification server, and a temporary HOME. No window manager: windows
@@ -14,8 +15,9 @@
 #      single instance, the dashboard window (screenshot), start at login from the tray and
 #      from the dashboard, pause/resume, hide on close, Quit (run 1); the user's choice
 #      kept across restarts and SIGTERM (run 2); an agent run started with the
-#      semantest-hub CLI shown busy in the tray and killed by SIGTERM (run 3). FIGURE lines
-#      give the median of the three launches.
+#      semantest-hub CLI shown busy in the tray and killed by SIGTERM (run 3); a data
+#      directory held by `semantest-hub serve`, reported and then retried with Resume
+#      server (run 4). FIGURE lines give the median of runs 1-3.
 #    - session "nokeyring": no Secret Service on the bus: the app must report the error
 #      (notification, tray error state) and not fall back to a file.
 #
@@ -54,8 +56,12 @@ check() {
   if "$@"; then pass "$name"; else fail "$name"; fi
 }
 
+# Figures of a release package (SEMANTEST_DESKTOP_RELEASE=1) get their own names.
+fig_prefix=desktop
+[ "${SEMANTEST_DESKTOP_RELEASE:-0}" = 1 ] && fig_prefix=desktop_release
+
 figure() {
-  echo "FIGURE $1=$2 $3" >>"$figures"
+  echo "FIGURE ${fig_prefix}_$1=$2 $3" >>"$figures"
 }
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -84,7 +90,10 @@ session_env() {
   mkdir -p "$XDG_CONFIG_HOME" "$XDG_DATA_HOME" "$XDG_CACHE_HOME" "$XDG_STATE_HOME" "$XDG_RUNTIME_DIR"
   chmod 700 "$XDG_RUNTIME_DIR"
   export GDK_BACKEND=x11
-  unset WAYLAND_DISPLAY NO_AT_BRIDGE SEMANTEST_HUB_DATA_DIR SEMANTEST_HUB_PORT SEMANTEST_HUB_SECRET_STORE
+  unset WAYLAND_DISPLAY NO_AT_BRIDGE
+  # The hub's settings come from defaults only, whatever the caller's environment holds.
+  local var
+  for var in $(compgen -e | grep '^SEMANTEST_HUB_' || true); do unset "$var"; done
   # The hub's agent runs use the fake Claude Code CLI of the core's tests.
   export SEMANTEST_HUB_AGENT__CLI_PATH="$repo/tests/fixtures/fake-claude"
   # The platform data directory of directories::ProjectDirs::from("dev", "semantest", "semantest-hub").
@@ -227,12 +236,27 @@ EOF
 
 window_visible() { xdotool search --onlyvisible --name '^Semantest Hub$' >/dev/null 2>&1; }
 
+secrets_owner_pid() {
+  gdbus call --session --dest org.freedesktop.DBus --object-path /org/freedesktop/DBus \
+    --method org.freedesktop.DBus.GetConnectionUnixProcessID org.freedesktop.secrets |
+    sed -n 's/.*uint32 \([0-9]*\).*/\1/p'
+}
+
+# Starts GNOME Keyring with an unlocked login keyring, as a desktop login does, and waits
+# until it stores and returns a secret: the daemon takes its bus name after it forks.
+start_keyring() {
+  eval "$(printf 'test-password' | gnome-keyring-daemon --unlock --components=secrets)"
+  wait_for 10 eval 'keyring_pid=$(secrets_owner_pid); [ -n "$keyring_pid" ]' || return 1
+  printf probe | timeout 10 secret-tool store --label=probe service semantest-test-probe account probe &&
+    [ "$(timeout 10 secret-tool lookup service semantest-test-probe account probe)" = probe ]
+}
+
 session_main() {
   session_env "$root"
-  eval "$(printf 'test-password' | gnome-keyring-daemon --unlock --components=secrets)"
-  keyring_pid=$(gdbus call --session --dest org.freedesktop.DBus --object-path /org/freedesktop/DBus \
-    --method org.freedesktop.DBus.GetConnectionUnixProcessID org.freedesktop.secrets |
-    sed -n 's/.*uint32 \([0-9]*\).*/\1/p')
+  if ! start_keyring; then
+    fail "the Secret Service (GNOME Keyring) starts unlocked"
+    return
+  fi
 
   local run health_ms idle_kib window_kib
   for run in 1 2 3; do
@@ -283,9 +307,10 @@ session_main() {
       stop_app TERM
     fi
   done
-  figure desktop_launch_to_health "$(median <"$root/health_ms")" ms
-  figure desktop_idle_pss_hidden "$(($(median <"$root/idle_kib") / 1024))" MiB
-  figure desktop_pss_with_dashboard "$(($(median <"$root/window_kib") / 1024))" MiB
+  busy_data_dir_checks
+  figure launch_to_health "$(median <"$root/health_ms")" ms
+  figure idle_pss_hidden "$(($(median <"$root/idle_kib") / 1024))" MiB
+  figure pss_with_dashboard "$(($(median <"$root/window_kib") / 1024))" MiB
 }
 
 first_run_checks() {
@@ -373,6 +398,29 @@ agent_checks() {
   grandchild=$(cat "$pidfile" 2>/dev/null || echo 0)
 }
 
+# Another hub (`semantest-hub serve`) holds the data directory: the app reports it, and
+# Resume server retries once it is gone.
+busy_data_dir_checks() {
+  local run=4 serve
+  "$cli" serve --port 0 >>"$root/serve.log" 2>&1 &
+  serve=$!
+  if ! wait_for 30 eval '[ "$(runtime_pid)" = "$serve" ]'; then
+    fail "run 4: semantest-hub serve starts" "see $root/serve.log"
+    kill -TERM "$serve" 2>/dev/null || true
+    return
+  fi
+  launch --hidden
+  check "run 4: a busy data directory shows in the tray" \
+    wait_for 30 status_starts "Error: Another Semantest Hub"
+  check "run 4: ... and is notified" wait_for 10 grep -q 'is already using' "$panel/notifications"
+  check "run 4: the other hub was left alone" eval 'health_ok "$(runtime_port)" && [ "$(runtime_pid)" = "$serve" ]'
+  kill -TERM "$serve"
+  wait "$serve" || true
+  check "run 4: Resume server starts the hub once the other one is gone" \
+    eval 'tray click "Resume server" && wait_for 30 hub_ready_for "$app"'
+  stop_app quit
+}
+
 session_nokeyring() {
   session_env "$root"
   launch --hidden
@@ -429,25 +477,33 @@ figures="$work/figures"
 : >"$figures"
 
 export CARGO_TARGET_DIR="${SEMANTEST_DESKTOP_TARGET_DIR:-$repo/target-desktop}"
+# SEMANTEST_DESKTOP_RELEASE=1 tests a release package instead (slower to build; for figures).
+profile=debug
+[ "${SEMANTEST_DESKTOP_RELEASE:-0}" = 1 ] && profile=release
 if [ ! -x "$repo/src-tauri/node_modules/.bin/tauri" ]; then
   npm ci --prefix "$repo/src-tauri" --no-audit --no-fund
 fi
-echo "building the .deb (tauri build --debug --bundles deb) into $CARGO_TARGET_DIR"
+echo "building the $profile .deb (tauri build --bundles deb) into $CARGO_TARGET_DIR"
 build_started=$(date +%s)
 # Debug build without debug info: a fraction of a release build's time on a small
 # machine, and a package of reasonable size.
 export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_DEV_STRIP=debuginfo
-(cd "$repo/src-tauri" && npx --no-install tauri build --debug --bundles deb --ci)
+debug_flag=()
+[ "$profile" = debug ] && debug_flag=(--debug)
+(cd "$repo/src-tauri" && npx --no-install tauri build "${debug_flag[@]}" --bundles deb --ci)
 # The core's command-line client, to drive the app's hub like a script would.
 cargo build --locked --quiet -p semantest-hub --bin semantest-hub
 cli="$CARGO_TARGET_DIR/debug/semantest-hub"
-figure desktop_build_time "$(($(date +%s) - build_started))" s
+figure build_time "$(($(date +%s) - build_started))" s
 
-echo "unit tests of the desktop crate"
+echo "unit tests and lints of the desktop crate"
 check "desktop crate: unit tests (cargo test -p semantest-hub-desktop)" \
   cargo test --locked --quiet -p semantest-hub-desktop
+# The root's `cargo clippy` covers the default member (the core) only.
+check "desktop crate: clippy --all-targets -D warnings" \
+  cargo clippy --locked --quiet -p semantest-hub-desktop --all-targets -- -D warnings
 
-deb=$(ls -t "$CARGO_TARGET_DIR"/debug/bundle/deb/*.deb | head -1)
+deb=$(ls -t "$CARGO_TARGET_DIR/$profile"/bundle/deb/*.deb | head -1)
 echo "package: $deb"
 deb_root="$work/deb"
 dpkg-deb -x "$deb" "$deb_root"
@@ -464,7 +520,7 @@ for size in 32x32 64x64 128x128 256x256@2; do
 done
 check "deb: depends on WebKitGTK and the AppIndicator library" \
   eval 'dpkg-deb -f "$deb" Depends | grep -q libwebkit2gtk-4.1 && dpkg-deb -f "$deb" Depends | grep -q libayatana-appindicator3-1'
-figure desktop_deb_size "$(($(stat -c %s "$deb") / 1024))" KiB
+figure deb_size "$(($(stat -c %s "$deb") / 1024))" KiB
 
 # A session bus without service activation: nothing provides org.freedesktop.secrets.
 cat >"$work/bare-bus.conf" <<'EOF'
@@ -499,7 +555,7 @@ run_session() {
 run_session main
 run_session nokeyring --config-file="$work/bare-bus.conf"
 
-figure desktop_test_time "$(($(date +%s) - started_s))" s
+figure test_time "$(($(date +%s) - started_s))" s
 cat "$figures"
 passed=$(grep -c '^ok' "$results" || true)
 failed=$(grep -c '^fail' "$results" || true)
