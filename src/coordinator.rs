@@ -1812,6 +1812,31 @@ pub fn report_unknown(hub: &Hub, notice: ReportUnknown) {
     );
 }
 
+/// The agent was asked to write `reports/<task-id>.json`. When it did, that report is
+/// the task's outcome whether the watcher or the run's end sees it first, so a run's
+/// generic result never overtakes the agent's own report.
+fn apply_agent_report(hub: &Hub, task_id: &str) {
+    let Ok(Some(task)) = hub.store.task(task_id) else {
+        return;
+    };
+    let Ok(project) = hub.projects.get(&task.project_id) else {
+        return;
+    };
+    let path = std::path::Path::new(&project.path)
+        .join("reports")
+        .join(format!("{task_id}.json"));
+    let Ok(bytes) = std::fs::read(&path) else {
+        return;
+    };
+    match crate::watch::parse_report(&bytes, task_id) {
+        Ok(parsed) => {
+            report(hub, &task.project_id, task_id, parsed);
+        }
+        // Left to the watcher, which reports it as invalid once it is stable.
+        Err(err) => debug!(task_id, error = %err, "agent report not usable yet"),
+    }
+}
+
 /// An agent run for a task ended: its result completes the task or fails the attempt,
 /// unless the task already finished (a report file came first) or moved on. The agent
 /// worker is then free, or removed if the project needs fewer.
@@ -1819,6 +1844,9 @@ fn run_ended(hub: &Hub, worker_id: &str, task_id: &str, end: TaskRunEnd) {
     if hub.shutdown.is_cancelled() {
         // The task stays `running` in the store and is requeued at the next start.
         return;
+    }
+    if end.status == "succeeded" {
+        apply_agent_report(hub, task_id);
     }
     run(hub, |op| {
         let holds = op.st.tasks.get(task_id).is_some_and(|t| {

@@ -60,18 +60,17 @@ impl Drop for FakeApi {
     }
 }
 
-#[tokio::test]
-async fn the_real_cli_writes_a_file_and_every_line_reaches_subscribers_and_the_log() {
+/// A hub whose agent is the real CLI, talking to `api`, with its own config dir.
+async fn real_cli_hub(api: &FakeApi, config_dir: &std::path::Path) -> TestHub {
     let cli = claude_cli();
-    let api = FakeApi::start();
-    let config_dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start_with(|c| {
+    TestHub::start_with(|c| {
         c.config.agent.cli_path = Some(cli);
         c.config.agent.permission_mode = "acceptEdits".into();
+        c.config.coordination.report_debounce_ms = 100;
         c.config.agent.env = [
             ("ANTHROPIC_BASE_URL", api.url.as_str()),
             ("ANTHROPIC_API_KEY", "dummy"),
-            ("CLAUDE_CONFIG_DIR", config_dir.path().to_str().unwrap()),
+            ("CLAUDE_CONFIG_DIR", config_dir.to_str().unwrap()),
             ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
             ("DISABLE_TELEMETRY", "1"),
             ("DISABLE_AUTOUPDATER", "1"),
@@ -80,7 +79,14 @@ async fn the_real_cli_writes_a_file_and_every_line_reaches_subscribers_and_the_l
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn the_real_cli_writes_a_file_and_every_line_reaches_subscribers_and_the_log() {
+    let api = FakeApi::start();
+    let config_dir = tempfile::tempdir().unwrap();
+    let hub = real_cli_hub(&api, config_dir.path()).await;
     let mut ws = hub.client().await;
     let mut watcher = hub.client().await;
     let (project_id, dir) = hub.project(&mut ws).await;
@@ -155,5 +161,46 @@ async fn the_real_cli_writes_a_file_and_every_line_reaches_subscribers_and_the_l
     );
     let init = lines.iter().find(|l| l["kind"] == "system").unwrap();
     assert_eq!(init["event"]["session_id"], project["session_id"]);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_built_in_agent_worker_with_the_real_cli_completes_a_task_by_its_report_file() {
+    let api = FakeApi::start();
+    let config_dir = tempfile::tempdir().unwrap();
+    let hub = real_cli_hub(&api, config_dir.path()).await;
+    let mut coordinator = hub.client().await;
+    coordinator
+        .ok("hub.hello", json!({"role": "coordinator", "name": "batch"}))
+        .await;
+    let (project_id, dir) = hub.project(&mut coordinator).await;
+    // The scripted API turns the WRITE line of the task's instructions into a Write call.
+    let report = r#"{"status":"completed","summary":"written by the agent","deliverables":["reports/r1.json"]}"#;
+    let task = json!({"id": "r1", "title": "Write the report", "prompt": format!("WRITE reports/r1.json {report}")});
+    coordinator
+        .ok(
+            "task.create",
+            json!({"project_id": project_id, "tasks": [task]}),
+        )
+        .await;
+    coordinator
+        .ok(
+            "project.configure",
+            json!({"project_id": project_id, "agent_workers": 1}),
+        )
+        .await;
+    let completed = loop {
+        let done = coordinator.notification("task.completed").await;
+        if done["task_id"] == "r1" {
+            break done;
+        }
+    };
+    assert_eq!(completed["source"], "report", "{completed}");
+    assert_eq!(completed["report"]["summary"], "written by the agent");
+    let written = std::fs::read_to_string(dir.path().join("reports/r1.json")).unwrap();
+    assert_eq!(written, report, "the agent's Write tool created the report");
+    let stored = coordinator.ok("task.get", json!({"task_id": "r1"})).await;
+    assert_eq!(stored["state"], "completed");
+    assert_eq!(stored["completed_by"], "report");
     hub.stop().await;
 }
