@@ -602,13 +602,15 @@ mod tests {
                 task_id: Some("t1".into()),
                 project_id: None,
             }],
+            agent_workers: 2,
         };
         assert_eq!(
             serde_json::to_value(&status).unwrap(),
             json!({"project_id": "p1", "total": 4, "completed": 1, "pending": 1, "running": 1,
                    "failed": 1, "cancelled": 0,
                    "workers": [{"id": "w1", "name": "alpha", "kind": "client", "capabilities": [],
-                                "status": "working", "task_id": "t1", "project_id": null}]})
+                                "status": "working", "task_id": "t1", "project_id": null}],
+                   "agent_workers": 2})
         );
     }
 
