@@ -14,7 +14,7 @@ apt_install() {
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   say "installing ${missing[*]}"
   "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 # Build and test dependencies of the headless hub.
@@ -47,6 +47,7 @@ ensure_desktop_deps() {
 ensure_test_deps() {
   [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null || return 0
   apt_install dbus gnome-keyring dbus-x11 libsecret-tools chromium xvfb xauth imagemagick x11-utils at-spi2-core \
+    xdotool python3-xlib gir1.2-atspi-2.0 curl \
     python3-gi gir1.2-glib-2.0
 }
 
