@@ -55,7 +55,7 @@ use crate::agent::{self, TaskRunEnd, TaskRunSpec};
 use crate::clients::{Client, Clients};
 use crate::config::CoordinationConfig;
 use crate::error::{ErrorChain, ErrorKind, RpcError};
-use crate::hub::Hub;
+use crate::hub::{Hub, HubEvent};
 use crate::project::ProjectError;
 use crate::protocol::Role;
 use crate::protocol::coordination::{
@@ -254,6 +254,11 @@ enum Effect {
     },
     StopRun {
         task_id: String,
+    },
+    /// Tell the front ends a batch finished.
+    BatchFinished {
+        project_id: String,
+        message: String,
     },
 }
 
@@ -783,6 +788,10 @@ impl Op<'_> {
                 failed = counts.failed,
                 "batch finished"
             );
+            self.effects.push(Effect::BatchFinished {
+                project_id: project_id.clone(),
+                message: message.clone(),
+            });
             self.notify(
                 method::PROJECT_COMPLETED,
                 &ProjectCompleted {
@@ -931,6 +940,21 @@ fn apply(hub: &Hub, effects: Vec<Effect>) {
         match effect {
             Effect::StopRun { task_id } => {
                 hub.task_runs.stop(&task_id);
+            }
+            Effect::BatchFinished {
+                project_id,
+                message,
+            } => {
+                let project_name = hub
+                    .projects
+                    .get(&project_id)
+                    .map(|p| p.name)
+                    .unwrap_or_else(|_| project_id.clone());
+                hub.emit(HubEvent::BatchFinished {
+                    project_id,
+                    project_name,
+                    message,
+                });
             }
             Effect::StartRun { worker_id, task } => {
                 let spec = TaskRunSpec {

@@ -78,6 +78,21 @@ pub enum StartError {
     },
 }
 
+/// Something a front end may want to tell the user about, e.g. with a desktop
+/// notification. Delivered through [`Hub::events`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum HubEvent {
+    /// Every task of a project has finished (the `project.completed` notification).
+    BatchFinished {
+        /// The project.
+        project_id: String,
+        /// Its display name.
+        project_name: String,
+        /// A human summary, e.g. `all 20 tasks finished: 19 completed, 1 failed, 0 cancelled`.
+        message: String,
+    },
+}
+
 /// A summary of the hub for the tray and the dashboard.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StatusSnapshot {
@@ -132,6 +147,7 @@ pub struct Inner {
     data_dir_lock: std::sync::Mutex<Option<std::fs::File>>,
     agent_cli: RwLock<Option<AgentCli>>,
     status: watch::Sender<StatusSnapshot>,
+    events: tokio::sync::broadcast::Sender<HubEvent>,
 }
 
 /// The hub. Cheap to clone; every clone is the same hub.
@@ -200,6 +216,7 @@ impl Hub {
         }
         let monitor = Monitor::new(&data_dir);
         let (status, _) = watch::channel(StatusSnapshot::default());
+        let (events, _) = tokio::sync::broadcast::channel(16);
         Ok(Self {
             inner: Arc::new(Inner {
                 data_dir_lock: std::sync::Mutex::new(Some(data_dir_lock)),
@@ -223,6 +240,7 @@ impl Hub {
                 port: OnceLock::new(),
                 agent_cli: RwLock::new(cli),
                 status,
+                events,
             }),
         })
     }
@@ -269,6 +287,17 @@ impl Hub {
     /// Seconds since start.
     pub fn uptime_s(&self) -> u64 {
         self.started.elapsed().as_secs()
+    }
+
+    /// Events for the user, for the desktop app's notifications. A receiver that falls
+    /// more than 16 events behind skips the oldest.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<HubEvent> {
+        self.events.subscribe()
+    }
+
+    /// Sends an event to every [`Hub::events`] receiver; without one it is dropped.
+    pub(crate) fn emit(&self, event: HubEvent) {
+        let _ = self.events.send(event);
     }
 
     /// Watches the [`StatusSnapshot`], for the tray.

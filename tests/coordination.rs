@@ -194,6 +194,7 @@ async fn run_worker(mut conn: Conn, name: &'static str) -> Vec<String> {
 async fn two_workers_finish_twenty_tasks_in_order_exactly_once() {
     let (data, dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let server = start(data.path(), |_| {}).await;
+    let mut events = server.hub().events();
     let mut coord = Conn::coordinator(&server, data.path()).await;
     let project_id = create_project(&mut coord, dir.path()).await;
 
@@ -310,6 +311,18 @@ async fn two_workers_finish_twenty_tasks_in_order_exactly_once() {
         .map(|p| str_of(&p["task_id"]))
         .collect();
     assert_eq!(started_pushes, expected, "task.started in assignment order");
+    // The desktop app's notification hook hears of the finished batch too.
+    let event = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("an event in time")
+        .expect("the event channel is open");
+    let semantest_hub::hub::HubEvent::BatchFinished {
+        project_id: finished,
+        message,
+        ..
+    } = event;
+    assert_eq!(finished, project_id);
+    assert!(message.contains("20 completed"), "{message}");
     assert_eq!(completions.len(), 20);
     assert!(
         completions.values().all(|&n| n == 1),

@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use semantest_hub::config::{Config, Overrides, SecretStoreKind};
+use semantest_hub::hub::HubEvent;
 use tauri::{AppHandle, Manager, RunEvent};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -107,6 +108,7 @@ pub fn run() -> ExitCode {
             });
             app.manage(Tray::create(&handle, &service.current(), start_at_login)?);
             follow_state(handle.clone(), service.state());
+            notify_events(handle.clone(), service.events());
             listen_for_signals(handle.clone());
             if !hidden {
                 window::show_dashboard(&handle);
@@ -191,6 +193,23 @@ fn follow_state(app: AppHandle, mut state: watch::Receiver<HubState>) {
             }
             if state.changed().await.is_err() {
                 return;
+            }
+        }
+    });
+}
+
+/// Notifies the user of hub events: a finished task batch.
+fn notify_events(app: AppHandle, mut events: tokio::sync::broadcast::Receiver<HubEvent>) {
+    tauri::async_runtime::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(HubEvent::BatchFinished {
+                    project_name,
+                    message,
+                    ..
+                }) => notify(&app, &format!("Batch finished: {project_name}"), &message),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
     });

@@ -1,4 +1,4 @@
-//! Desktop notifications: hub errors now, pairing requests and finished batches later.
+//! Desktop notifications: hub errors and finished task batches now, pairing requests later.
 //!
 //! Linux sends them to the freedesktop notification server over D-Bus, macOS to the
 //! Notification Center. A desktop without a notification server is not an error worth more

@@ -15,7 +15,7 @@ use std::time::Duration;
 use semantest_hub::HubServer;
 use semantest_hub::config::{ConfigError, LoadedConfig};
 use semantest_hub::error::ErrorChain;
-use semantest_hub::hub::{StartError, StatusSnapshot};
+use semantest_hub::hub::{HubEvent, StartError, StatusSnapshot};
 use semantest_hub::secrets::SecretError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -60,6 +60,7 @@ enum Command {
 pub struct Service {
     commands: mpsc::Sender<Command>,
     state: watch::Receiver<HubState>,
+    events: tokio::sync::broadcast::Sender<HubEvent>,
 }
 
 impl Service {
@@ -70,7 +71,9 @@ impl Service {
     pub fn spawn(config: Result<LoadedConfig, ConfigError>) -> Self {
         let (commands, receiver) = mpsc::channel(16);
         let (state_tx, state) = watch::channel(HubState::Starting);
+        let (events, _) = tokio::sync::broadcast::channel(16);
         let actor = Actor {
+            events: events.clone(),
             config: config
                 .map_err(|err| format!("The configuration is not valid: {}", ErrorChain(&err))),
             server: None,
@@ -80,7 +83,16 @@ impl Service {
             quitting: false,
         };
         tauri::async_runtime::spawn(actor.run(receiver));
-        Self { commands, state }
+        Self {
+            commands,
+            state,
+            events,
+        }
+    }
+
+    /// Events of whichever hub runs, across pauses and resumes (finished batches, …).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<HubEvent> {
+        self.events.subscribe()
     }
 
     /// Watches the [`HubState`].
@@ -145,6 +157,8 @@ struct Actor {
     stopped: Option<CancellationToken>,
     state: watch::Sender<HubState>,
     quitting: bool,
+    /// Where the running hub's events are forwarded.
+    events: tokio::sync::broadcast::Sender<HubEvent>,
 }
 
 impl Actor {
@@ -205,6 +219,7 @@ impl Actor {
                 let mut status = server.hub().status();
                 let snapshot = status.borrow_and_update().clone();
                 info!(url = %server.url(), "hub started");
+                forward_events(server.hub().events(), self.events.clone());
                 self.status = Some(status);
                 self.stopped = Some(server.hub().shutdown.clone());
                 self.server = Some(server);
@@ -240,6 +255,26 @@ impl Actor {
             changed
         });
     }
+}
+
+/// Forwards one hub's events until that hub is gone.
+fn forward_events(
+    mut from: tokio::sync::broadcast::Receiver<HubEvent>,
+    to: tokio::sync::broadcast::Sender<HubEvent>,
+) {
+    tauri::async_runtime::spawn(async move {
+        loop {
+            match from.recv().await {
+                Ok(event) => {
+                    let _ = to.send(event);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
+                    warn!(skipped, "hub events skipped");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 async fn status_changed(
