@@ -206,7 +206,11 @@ async fn write_loop<W>(
             }
         }
     }
-    let (code, reason) = client.close_code().unwrap_or((CLOSE_NORMAL, "bye"));
+    // Without a code, the connection was cancelled through its parent: the hub's
+    // shutdown token.
+    let (code, reason) = client
+        .close_code()
+        .unwrap_or((CLOSE_GOING_AWAY, "hub shutting down"));
     let close = Message::Close(Some(CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
