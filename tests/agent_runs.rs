@@ -13,8 +13,7 @@ async fn a_successful_run_streams_every_line_and_records_the_result() {
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     let (project_id, dir) = hub.project(&mut ws).await;
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
     let run_id = run(&mut ws, &project_id, "success").await;
     assert_eq!(ws.notification("project.state").await["state"], "running");
     let lines = ws.run_output(&run_id).await;
@@ -86,8 +85,7 @@ async fn error_results_crashes_and_odd_output_are_recorded() {
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     let (project_id, _dir) = hub.project(&mut ws).await;
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
 
     let run_id = run(&mut ws, &project_id, "error").await;
     let lines = ws.run_output(&run_id).await;
@@ -132,8 +130,7 @@ async fn a_one_mebibyte_line_arrives_whole() {
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     let (project_id, _dir) = hub.project(&mut ws).await;
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
     let run_id = run(&mut ws, &project_id, "bigline").await;
     let lines = ws.run_output(&run_id).await;
     let big = lines.iter().find(|l| l["kind"] == "assistant").unwrap();
@@ -163,8 +160,7 @@ async fn kill_ends_the_whole_process_group_and_a_second_run_is_busy() {
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     let (project_id, dir) = hub.project(&mut ws).await;
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
     let pid_file = dir.path().join("grandchild.pid");
     let run_id = run(
         &mut ws,
@@ -173,12 +169,7 @@ async fn kill_ends_the_whole_process_group_and_a_second_run_is_busy() {
     )
     .await;
     // Wait until the agent says its background grandchild runs.
-    loop {
-        let line = ws.notification("project.output").await;
-        if line["kind"] == "assistant" {
-            break;
-        }
-    }
+    ws.output_of_kind("assistant").await;
     let grandchild: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -223,14 +214,9 @@ async fn a_run_that_ignores_sigint_and_sigterm_is_still_killed() {
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     let (project_id, _dir) = hub.project(&mut ws).await;
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
     let run_id = run(&mut ws, &project_id, "ignoreint").await;
-    loop {
-        if ws.notification("project.output").await["kind"] == "system" {
-            break;
-        }
-    }
+    ws.output_of_kind("system").await;
     let started = Instant::now();
     ws.ok("agent.kill", json!({"project_id": project_id})).await;
     let lines = ws.run_output(&run_id).await;
@@ -249,8 +235,7 @@ async fn a_run_past_its_timeout_is_stopped() {
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     let (project_id, _dir) = hub.project(&mut ws).await;
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
     let started = ws
         .ok(
             "agent.run",

@@ -98,8 +98,7 @@ async fn a_restart_keeps_projects_sessions_and_the_log() {
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     let (project_id, _dir) = hub.project(&mut ws).await;
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
     let run_id = run(&mut ws, &project_id, "success").await;
     let lines = ws.run_output(&run_id).await;
     let session = lines[1]["event"]["session_id"].clone();
@@ -116,8 +115,7 @@ async fn a_restart_keeps_projects_sessions_and_the_log() {
         .await;
     assert_eq!(stored["messages"].as_array().unwrap(), &lines);
     // New lines continue the numbering.
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
     let run_id = run(&mut ws, &project_id, "success").await;
     assert_eq!(ws.run_output(&run_id).await[0]["seq"], 9);
     hub.stop().await;
@@ -190,8 +188,7 @@ async fn sigkill_during_a_write_burst_loses_nothing_acknowledged() {
         let project = ws.ok("project.create", json!({"path": dir.path()})).await;
         (project["id"].as_str().unwrap().to_string(), dir)
     };
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
     run(&mut ws, &project_id, "lines 200000").await;
     // Every line pushed to a subscriber was committed first: it is acknowledged.
     let mut acknowledged = BTreeMap::new();
@@ -266,8 +263,7 @@ async fn runs_orphaned_by_a_crash_are_cleaned_up_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let project = ws.ok("project.create", json!({"path": dir.path()})).await;
     let project_id = project["id"].as_str().unwrap().to_string();
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
     let pid_file = dir.path().join("grandchild.pid");
     run(
         &mut ws,
@@ -275,11 +271,7 @@ async fn runs_orphaned_by_a_crash_are_cleaned_up_at_the_next_start() {
         &format!("grandchild {}", pid_file.display()),
     )
     .await;
-    loop {
-        if ws.notification("project.output").await["kind"] == "assistant" {
-            break;
-        }
-    }
+    ws.output_of_kind("assistant").await;
     let grandchild: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()

@@ -85,8 +85,7 @@ async fn a_slow_subscriber_catches_up_from_the_store_without_losing_a_line() {
     let hub = TestHub::start_with(|c| c.config.limits.outgoing_queue = 8).await;
     let mut ws = hub.client().await;
     let (project_id, _dir) = hub.project(&mut ws).await;
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
     let run_id = run(&mut ws, &project_id, "lines 3000").await;
     // A queue of 8 cannot hold a burst of 3000 lines; the subscriber still gets them all,
     // in order, once each.
@@ -111,8 +110,7 @@ async fn a_client_that_stops_reading_is_closed_with_1008() {
         .await["connection_id"]
         .clone();
     let (project_id, _dir) = hub.project(&mut observer).await;
-    slow.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    slow.subscribe(&project_id).await;
     run(&mut observer, &project_id, "lines 100000").await;
     // The slow client reads nothing until the hub has given up on it.
     loop {
@@ -179,8 +177,7 @@ async fn shutdown_closes_clients_with_1001_and_kills_runs() {
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     let (project_id, dir) = hub.project(&mut ws).await;
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
     let pid_file = dir.path().join("grandchild.pid");
     let run_id = run(
         &mut ws,
@@ -188,11 +185,7 @@ async fn shutdown_closes_clients_with_1001_and_kills_runs() {
         &format!("grandchild {}", pid_file.display()),
     )
     .await;
-    loop {
-        if ws.notification("project.output").await["kind"] == "assistant" {
-            break;
-        }
-    }
+    ws.output_of_kind("assistant").await;
     let grandchild: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()

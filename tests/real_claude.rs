@@ -90,8 +90,7 @@ async fn the_real_cli_writes_a_file_and_every_line_reaches_subscribers_and_the_l
     let mut ws = hub.client().await;
     let mut watcher = hub.client().await;
     let (project_id, dir) = hub.project(&mut ws).await;
-    ws.ok("project.subscribe", json!({"project_id": project_id}))
-        .await;
+    ws.subscribe(&project_id).await;
     watcher
         .ok("project.subscribe", json!({"project_id": project_id}))
         .await;

@@ -238,6 +238,22 @@ impl Ws {
         }
     }
 
+    /// Waits for the next `project.output` line of `kind` and returns it.
+    pub async fn output_of_kind(&mut self, kind: &str) -> Value {
+        loop {
+            let line = self.notification("project.output").await;
+            if line["kind"] == kind {
+                return line;
+            }
+        }
+    }
+
+    /// Subscribes to a project's live output.
+    pub async fn subscribe(&mut self, project_id: &str) {
+        self.ok("project.subscribe", json!({"project_id": project_id}))
+            .await;
+    }
+
     /// Collects `project.output` lines of a run until its `run_finished` line.
     pub async fn run_output(&mut self, run_id: &str) -> Vec<Value> {
         let mut lines = Vec::new();
