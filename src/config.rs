@@ -79,7 +79,8 @@ pub struct Limits {
     pub max_projects: usize,
     /// Agent runs at the same time across all projects.
     pub max_running_agents: usize,
-    /// Messages queued for one connection; a client that lets it fill is closed with 1008.
+    /// Messages queued for one connection. Output lines that do not fit are replayed
+    /// from the store; other messages wait up to `write_timeout_s`, then 1008.
     pub outgoing_queue: usize,
     /// Sustained requests per second per connection.
     pub rate_limit_per_s: u32,
