@@ -1847,9 +1847,11 @@ fn apply_agent_report(hub: &Hub, task_id: &str) {
         return;
     };
     let path = std::path::Path::new(&project.path)
-        .join("reports")
+        .join(crate::watch::REPORTS_DIR)
         .join(format!("{task_id}.json"));
-    let Ok(bytes) = std::fs::read(&path) else {
+    // An oversized file is left to the watcher, which reports it as invalid.
+    let fits = std::fs::metadata(&path).is_ok_and(|m| m.len() <= crate::watch::MAX_REPORT_BYTES);
+    let Some(bytes) = fits.then(|| std::fs::read(&path).ok()).flatten() else {
         return;
     };
     match crate::watch::parse_report(&bytes, task_id) {
