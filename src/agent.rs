@@ -238,22 +238,8 @@ pub fn start_run(hub: &Hub, params: AgentRunParams) -> Result<String, RpcError> 
             .ok();
         return Err(RpcError::internal("record run", &err));
     }
-    let args = build_args(
-        &params.prompt,
-        resume.as_deref(),
-        &config.permission_mode,
-        config.model.as_deref(),
-    );
-    let child = match spawn_cli(&cli, &args, &path, &config.env) {
-        Ok(child) => child,
-        Err(err) => return Err(fail(format!("cannot start {}: {err}", cli.path.display()))),
-    };
-    let Some(pgid) = child.id().map(|pid| pid as i32) else {
-        return Err(fail("the agent exited before it could be tracked".into()));
-    };
-    if let Err(err) = hub.store.set_run_pgid(&run.id, pgid) {
-        warn!(error = %ErrorChain(&err), "cannot record the run's process group");
-    }
+    let (child, pgid) =
+        launch(hub, &cli, &run.id, &params.prompt, resume.as_deref(), &path).map_err(fail)?;
     hub.append_hub_line(
         &project_id,
         Some(&run.id),
@@ -274,6 +260,38 @@ pub fn start_run(hub: &Hub, params: AgentRunParams) -> Result<String, RpcError> 
     );
     hub.tracker.spawn(supervisor.instrument(span.clone()));
     Ok(run.id)
+}
+
+/// Starts a run's CLI process and records its process group, so a crash of the hub
+/// can be cleaned up later. Returns the child and its group id.
+///
+/// # Errors
+/// A message for the user when the CLI cannot start or exits before it is tracked.
+fn launch(
+    hub: &Hub,
+    cli: &AgentCli,
+    run_id: &str,
+    prompt: &str,
+    resume: Option<&str>,
+    dir: &Path,
+) -> Result<(Child, i32), String> {
+    let config = &hub.config.config.agent;
+    let args = build_args(
+        prompt,
+        resume,
+        &config.permission_mode,
+        config.model.as_deref(),
+    );
+    let child = spawn_cli(cli, &args, dir, &config.env)
+        .map_err(|err| format!("cannot start {}: {err}", cli.path.display()))?;
+    let pgid = child
+        .id()
+        .map(|pid| pid as i32)
+        .ok_or_else(|| "the agent exited before it could be tracked".to_string())?;
+    if let Err(err) = hub.store.set_run_pgid(run_id, pgid) {
+        warn!(error = %ErrorChain(&err), "cannot record the run's process group");
+    }
+    Ok((child, pgid))
 }
 
 /// Starts the CLI in `dir` as the leader of a new process group, with piped stdout
@@ -855,22 +873,7 @@ pub fn start_task_run(
         }
         RpcError::new(ErrorKind::AgentUnavailable, reason)
     };
-    let args = build_args(
-        &spec.prompt,
-        None,
-        &config.permission_mode,
-        config.model.as_deref(),
-    );
-    let child = match spawn_cli(&cli, &args, &path, &config.env) {
-        Ok(child) => child,
-        Err(err) => return Err(fail(format!("cannot start {}: {err}", cli.path.display()))),
-    };
-    let Some(pgid) = child.id().map(|pid| pid as i32) else {
-        return Err(fail("the agent exited before it could be tracked".into()));
-    };
-    if let Err(err) = hub.store.set_run_pgid(&run.id, pgid) {
-        warn!(error = %ErrorChain(&err), "cannot record the run's process group");
-    }
+    let (child, pgid) = launch(hub, &cli, &run.id, &spec.prompt, None, &path).map_err(fail)?;
     hub.task_runs.map().insert(
         run.id.clone(),
         TaskRunHandle {
