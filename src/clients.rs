@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{Role, method, notification};
+use crate::scopes::Scopes;
 use crate::timestamp::format_ms;
 
 /// Close code for a client that does not read fast enough (RFC 6455 section 7.4.1).
@@ -60,6 +61,10 @@ pub struct ClientInfo {
     /// `LOCAL` when it reached this hub directly over loopback, `PUBLIC` when it came
     /// through a public deployment.
     pub badge: &'static str,
+    /// The client token it authenticated with (`cl_…`); null for the owner.
+    pub client_id: Option<String>,
+    /// What it may do.
+    pub scopes: Scopes,
 }
 
 struct Mutable {
@@ -74,6 +79,8 @@ pub struct Client {
     remote_addr: SocketAddr,
     connected_at: i64,
     is_owner: bool,
+    token_id: Option<String>,
+    scopes: Scopes,
     tx: mpsc::Sender<Utf8Bytes>,
     /// Queue slots output lines leave free, so replies and state changes still fit while
     /// a subscriber catches up.
@@ -96,6 +103,16 @@ impl Client {
     /// Whether the client authenticated with the owner token or a dashboard session.
     pub fn is_owner(&self) -> bool {
         self.is_owner
+    }
+
+    /// The client token it authenticated with; `None` for the owner.
+    pub fn token_id(&self) -> Option<&str> {
+        self.token_id.as_deref()
+    }
+
+    /// What it may do: every scope for the owner, the token's scopes otherwise.
+    pub fn scopes(&self) -> Scopes {
+        self.scopes
     }
 
     /// The declared role.
@@ -237,6 +254,8 @@ impl Client {
             } else {
                 "PUBLIC"
             },
+            client_id: self.token_id.clone(),
+            scopes: self.scopes,
         }
     }
 }
@@ -249,6 +268,10 @@ pub struct NewClient {
     pub remote_addr: SocketAddr,
     /// Whether it authenticated as the owner.
     pub is_owner: bool,
+    /// The client token it authenticated with, for anyone but the owner.
+    pub token_id: Option<String>,
+    /// What it may do ([`Scopes::all`] for the owner).
+    pub scopes: Scopes,
     /// Outgoing queue capacity.
     pub queue: usize,
     /// The hub's shutdown token; the client's own token is a child of it.
@@ -281,6 +304,8 @@ impl Clients {
             remote_addr: new.remote_addr,
             connected_at: crate::timestamp::now_ms(),
             is_owner: new.is_owner,
+            token_id: new.token_id,
+            scopes: new.scopes,
             tx,
             headroom: new.queue / 4,
             patience: new.patience,
@@ -345,6 +370,29 @@ impl Clients {
     /// Number of connected clients.
     pub fn count(&self) -> usize {
         self.map().len()
+    }
+
+    /// Closes, with `code`, every connection made with client token `token_id`;
+    /// returns how many.
+    pub fn close_token(&self, token_id: &str, code: u16, reason: &'static str) -> usize {
+        let targets: Vec<Arc<Client>> = self
+            .map()
+            .values()
+            .filter(|c| c.token_id() == Some(token_id))
+            .cloned()
+            .collect();
+        for client in &targets {
+            client.close(code, reason);
+        }
+        targets.len()
+    }
+
+    /// How many connections are open with client token `token_id`.
+    pub fn count_token(&self, token_id: &str) -> usize {
+        self.map()
+            .values()
+            .filter(|c| c.token_id() == Some(token_id))
+            .count()
     }
 
     /// Every connected client.

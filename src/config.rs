@@ -65,6 +65,31 @@ pub struct Config {
     pub stats_interval_s: u64,
     /// The task queue, leases and the reports folder watcher.
     pub coordination: CoordinationConfig,
+    /// Pairing requests from browser extensions (docs/security.md).
+    pub pairing: PairingConfig,
+}
+
+/// Limits on pairing requests (`POST /pair`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PairingConfig {
+    /// Seconds a request waits for the user's decision before it expires; an approved
+    /// token waits as long again for its claim.
+    pub request_ttl_s: u64,
+    /// Requests pending at once, from everyone.
+    pub max_pending: usize,
+    /// Requests pending at once from one peer address.
+    pub max_pending_per_address: usize,
+}
+
+impl Default for PairingConfig {
+    fn default() -> Self {
+        Self {
+            request_ttl_s: 120,
+            max_pending: 5,
+            max_pending_per_address: 2,
+        }
+    }
 }
 
 /// Connection and message limits (DESIGN.md, "Limits").
@@ -170,6 +195,7 @@ impl Default for Config {
             retention: Retention::default(),
             stats_interval_s: 10,
             coordination: CoordinationConfig::default(),
+            pairing: PairingConfig::default(),
         }
     }
 }
@@ -442,6 +468,19 @@ impl Config {
             return invalid(
                 "coordination.report_debounce_ms",
                 "must be between 10 and 60000",
+            );
+        }
+        let pairing = &self.pairing;
+        if !(1..=3600).contains(&pairing.request_ttl_s) {
+            return invalid("pairing.request_ttl_s", "must be between 1 and 3600");
+        }
+        if !(1..=100).contains(&pairing.max_pending) {
+            return invalid("pairing.max_pending", "must be between 1 and 100");
+        }
+        if !(1..=pairing.max_pending).contains(&pairing.max_pending_per_address) {
+            return invalid(
+                "pairing.max_pending_per_address",
+                "must be between 1 and pairing.max_pending",
             );
         }
         if self.agent.timeout_s > self.agent.max_timeout_s {

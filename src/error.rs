@@ -57,6 +57,16 @@ pub enum ErrorKind {
     NotAWorker,
     /// A task id is already used in another project (-32023).
     TaskExists,
+    /// The method is outside the client token's scopes (-32030).
+    Forbidden,
+    /// The pairing request was denied (-32031).
+    PairingDenied,
+    /// The pairing request expired before it was decided (-32032).
+    PairingExpired,
+    /// No pairing request has that id, or it is no longer pending (-32033).
+    PairingNotFound,
+    /// No live client token has that id (-32034).
+    ClientNotFound,
     /// Anything else; the detail is in the hub's log (-32603).
     Internal,
 }
@@ -85,6 +95,12 @@ impl ErrorKind {
             Self::NotAssigned => -32021,
             Self::NotAWorker => -32022,
             Self::TaskExists => -32023,
+            // Client tokens and pairing.
+            Self::Forbidden => -32030,
+            Self::PairingDenied => -32031,
+            Self::PairingExpired => -32032,
+            Self::PairingNotFound => -32033,
+            Self::ClientNotFound => -32034,
         }
     }
 
@@ -111,6 +127,11 @@ impl ErrorKind {
             Self::NotAssigned => "NOT_ASSIGNED",
             Self::NotAWorker => "NOT_A_WORKER",
             Self::TaskExists => "TASK_EXISTS",
+            Self::Forbidden => "FORBIDDEN",
+            Self::PairingDenied => "PAIRING_DENIED",
+            Self::PairingExpired => "PAIRING_EXPIRED",
+            Self::PairingNotFound => "PAIRING_NOT_FOUND",
+            Self::ClientNotFound => "CLIENT_NOT_FOUND",
             Self::Internal => "INTERNAL",
         }
     }
@@ -209,6 +230,9 @@ mod tests {
             ErrorKind::AgentUnavailable,
             ErrorKind::NotAssigned,
             ErrorKind::NotAWorker,
+            ErrorKind::Forbidden,
+            ErrorKind::PairingNotFound,
+            ErrorKind::ClientNotFound,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
         }

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::agent::{self, AgentCli};
+use crate::client_tokens::ClientTokens;
 use crate::clients::Clients;
 use crate::config::LoadedConfig;
 use crate::coordinator::Coordinator;
@@ -24,6 +25,7 @@ use crate::error::ErrorChain;
 use crate::feed::{Feed, Line};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
+use crate::pairing::Pairings;
 use crate::project::{ProjectError, Projects};
 use crate::protocol::{
     PROTOCOL_VERSION, ProjectView, Role, StateChange, Stream, method, notification,
@@ -91,6 +93,18 @@ pub enum HubEvent {
         /// A human summary, e.g. `all 20 tasks finished: 19 completed, 1 failed, 0 cancelled`.
         message: String,
     },
+    /// A browser extension asks to pair (the `pairing.requested` notification); the
+    /// desktop app tells the user and opens the dashboard at `/#clients`.
+    PairingRequested {
+        /// The request's id.
+        request_id: String,
+        /// The extension's display name.
+        name: String,
+        /// Its exact Origin.
+        origin: String,
+        /// The 6-digit code the extension shows too.
+        code: String,
+    },
 }
 
 /// A summary of the hub for the tray and the dashboard.
@@ -126,6 +140,10 @@ pub struct Inner {
     pub login_codes: LoginCodes,
     /// SHA-256 of the owner token.
     pub owner_hash: [u8; 32],
+    /// The live client tokens.
+    pub client_tokens: ClientTokens,
+    /// Pending pairing requests.
+    pub pairings: Pairings,
     /// `keychain` or `file`.
     pub secret_store: &'static str,
     /// A random id for this run of the hub.
@@ -190,6 +208,8 @@ impl Hub {
         info!(secret_store, "owner token ready");
 
         let store = Store::open(&data_dir)?;
+        let client_tokens = ClientTokens::load(store.clone())?;
+        let pairings = Pairings::new(config.config.pairing.clone());
         let orphans = agent::clean_orphans(&store);
         let projects = Projects::load(store.clone(), config.config.limits.max_projects)?;
         let tracker = TaskTracker::new();
@@ -229,6 +249,8 @@ impl Hub {
                 monitor,
                 login_codes: LoginCodes::default(),
                 owner_hash,
+                client_tokens,
+                pairings,
                 secret_store,
                 instance_id: uuid::Uuid::new_v4().to_string(),
                 started: Instant::now(),

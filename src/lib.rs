@@ -13,7 +13,13 @@
 //! | [`config`] | every setting, layered from defaults, TOML, environment and flags |
 //! | [`error`] | the error kinds and JSON-RPC codes clients see |
 //! | [`protocol`] | the wire types: envelope, params, notifications |
-//! | [`security`] | Host/Origin allowlists, tokens, one-time login codes |
+//! | [`security`] | Host/Origin allowlists, tokens, the signature proof, one-time login codes |
+//! | [`scopes`] | what a client token may do, and the scope each method needs |
+//! | [`client_tokens`] | the live client tokens, by hash, with their origins |
+//! | [`pairing`] | pending pairing requests: codes, claims, expiry, limits |
+//! | [`access`] | creating and revoking tokens and deciding pairings, with their effects |
+//! | [`pairing_http`] | the `/pair` endpoints extensions call |
+//! | [`conn_info`] | each connection's peer and local address |
 //! | [`secrets`] | the OS keychain, or a mode-0600 file where there is none |
 //! | [`store`] | SQLite: projects, runs, sessions, the message log |
 //! | [`project`] | path validation and the project registry |
@@ -44,11 +50,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod agent;
 pub mod assets;
 pub mod client;
+pub mod client_tokens;
 pub mod clients;
 pub mod config;
+pub mod conn_info;
 pub mod coordinator;
 pub mod error;
 pub mod feed;
@@ -56,9 +65,12 @@ pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
+pub mod pairing;
+pub mod pairing_http;
 pub mod project;
 pub mod protocol;
 pub mod rpc;
+pub mod scopes;
 pub mod secrets;
 pub mod security;
 pub mod server;

@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{ErrorKind, RpcError};
 
+pub mod clients;
 pub mod coordination;
 
 /// The protocol version, sent in the signature and in `hub.hello`. Bumped on any

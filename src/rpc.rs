@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+mod clients;
+
 use crate::agent;
 use crate::clients::Client;
 use crate::coordinator;
@@ -18,6 +20,7 @@ use crate::protocol::{
     AgentRunParams, HelloParams, MessagesListParams, PROTOCOL_VERSION, ProjectCreateParams,
     ProjectRef, SubscribeParams, method, parse_params,
 };
+use crate::scopes::required_scope;
 use crate::store::MessageQuery;
 use crate::timestamp::parse_rfc3339;
 
@@ -42,14 +45,28 @@ const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Handles one request from `client`.
 ///
 /// # Errors
-/// `METHOD_NOT_FOUND`, `INVALID_PARAMS`, or the method's own kinds.
+/// `FORBIDDEN` when the method is outside the client's scopes (checked before anything
+/// else, see [`crate::scopes::required_scope`]), `METHOD_NOT_FOUND`, `INVALID_PARAMS`,
+/// or the method's own kinds.
 pub fn dispatch(
     hub: &Hub,
     client: &Arc<Client>,
     method_name: &str,
     params: Value,
 ) -> Result<(Value, After), RpcError> {
+    if let Some(scope) = required_scope(method_name)
+        && !client.scopes().contains(scope)
+    {
+        return Err(RpcError::new(
+            ErrorKind::Forbidden,
+            format!("{method_name} needs the {scope} scope, which this token does not have"),
+        )
+        .with_details(json!({ "method": method_name, "scope": scope.as_str() })));
+    }
     let done = |value: Value| Ok((value, After::Nothing));
+    if clients::handles(method_name) {
+        return clients::dispatch(hub, method_name, params).map(|value| (value, After::Nothing));
+    }
     match method_name {
         method::HUB_HELLO => {
             let p: HelloParams = parse_params(params)?;

@@ -50,14 +50,41 @@ pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.ct_eq(b).into()
 }
 
-/// Proof for the signature challenge: hex HMAC-SHA256 keyed with the token's hash over
-/// `"semantest-signature:" + nonce`. A client that knows the token checks the proof before
-/// it sends the token, so an impostor on the port learns nothing.
-pub fn challenge_proof(token_hash: &[u8; 32], nonce: &str) -> String {
+/// The domain-separation label of the signature challenge, version 2.
+pub const CHALLENGE_LABEL: &str = "semantest-signature:v2";
+
+/// Proof for the signature challenge (docs/security.md): lowercase hex of
+/// HMAC-SHA256 (RFC 2104) keyed with the SHA-256 of the client's token, over
+/// `"semantest-signature:v2\n" + nonce + "\n" + client + "\n" + endpoint`.
+///
+/// `endpoint` is the `host:port` the connection reached, as the hub sees it from the
+/// socket's local address and as the client knows it from the address it contacted;
+/// binding the proof to it (channel binding in the spirit of RFC 5929 and RFC 9266,
+/// with the endpoint as the binding) makes a proof relayed from another port useless.
+/// The hub refuses nonces and client ids containing a newline, so the fields cannot
+/// shift into one another.
+pub fn challenge_proof(token_hash: &[u8; 32], nonce: &str, client: &str, endpoint: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(token_hash).expect("HMAC takes any key length");
-    mac.update(b"semantest-signature:");
-    mac.update(nonce.as_bytes());
+    for (i, part) in [CHALLENGE_LABEL, nonce, client, endpoint]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            mac.update(b"\n");
+        }
+        mac.update(part.as_bytes());
+    }
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// The request's Origin when it has exactly one UTF-8 Origin header.
+pub fn single_origin(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(header::ORIGIN).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    value.to_str().ok()
 }
 
 /// The Host header values the hub answers to, for the port it listens on.
@@ -311,13 +338,25 @@ mod tests {
     }
 
     #[test]
-    fn challenge_proof_depends_on_token_and_nonce() {
+    fn challenge_proof_binds_token_nonce_client_and_endpoint() {
         let hash = token_hash("t");
-        assert_eq!(challenge_proof(&hash, "n"), challenge_proof(&hash, "n"));
-        assert_ne!(challenge_proof(&hash, "n"), challenge_proof(&hash, "m"));
-        assert_ne!(
-            challenge_proof(&token_hash("u"), "n"),
-            challenge_proof(&hash, "n")
+        let proof = challenge_proof(&hash, "n", "owner", "127.0.0.1:3003");
+        assert_eq!(
+            proof,
+            challenge_proof(&hash, "n", "owner", "127.0.0.1:3003")
         );
+        assert_eq!(proof.len(), 64);
+        for other in [
+            challenge_proof(&hash, "m", "owner", "127.0.0.1:3003"),
+            challenge_proof(&hash, "n", "cl_1", "127.0.0.1:3003"),
+            challenge_proof(&hash, "n", "owner", "127.0.0.1:3004"),
+            challenge_proof(&token_hash("u"), "n", "owner", "127.0.0.1:3003"),
+        ] {
+            assert_ne!(proof, other);
+        }
+        // The message is exactly label, nonce, client, endpoint joined by newlines.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&hash).unwrap();
+        mac.update(b"semantest-signature:v2\nn\nowner\n127.0.0.1:3003");
+        assert_eq!(proof, hex::encode(mac.finalize().into_bytes()));
     }
 }

@@ -1,8 +1,11 @@
 //! The HTTP server: binding, routes, the security gate and graceful shutdown.
 //!
 //! Routes:
-//! - `GET /semantest-signature`: what this server is (no secrets); `?challenge=<nonce>`
-//!   adds a proof that it knows the owner token.
+//! - `GET /semantest-signature`: what this server is (no secrets);
+//!   `?challenge=<nonce>&client=<client id>` adds a proof that it holds that client's
+//!   token, bound to the address the request arrived on (docs/security.md).
+//! - `POST /pair`, `POST /pair/{request_id}`: pairing for browser extensions
+//!   ([`crate::pairing_http`]).
 //! - `GET /health`: status, resources, counts, agent CLI.
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /ws`: the JSON-RPC WebSocket (token required).
@@ -10,7 +13,9 @@
 //! - `GET /` and `GET /<file>`: the dashboard.
 //!
 //! Every request first passes the Host allowlist; all but the signature and health
-//! endpoints (which discovery needs before pairing) also pass the Origin allowlist.
+//! endpoints (which discovery needs before pairing) also pass the Origin allowlist:
+//! the built-in and configured origins plus the origins of live client tokens (kept in
+//! memory). The pairing endpoints also admit extension origins not yet paired.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,25 +23,30 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::assets;
-use crate::clients::NewClient;
+use crate::client_tokens::Identity;
+use crate::clients::{CLOSE_POLICY, NewClient};
 use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig};
+use crate::conn_info::ConnAddrs;
 use crate::error::ErrorChain;
 use crate::hub::{Hub, PRODUCT, StartError, VERSION};
+use crate::pairing::is_extension_origin;
 use crate::protocol::{PROTOCOL_VERSION, SUBPROTOCOL};
+use crate::scopes::Scopes;
 use crate::security::{
     Credential, OriginCheck, SESSION_COOKIE, allowed_hosts, builtin_origins, challenge_proof,
-    check_origin, extract_credential, hashes_equal, host_allowed, new_token, token_hash,
+    check_origin, extract_credential, hashes_equal, host_allowed, new_token, single_origin,
+    token_hash,
 };
 use crate::timestamp::now_ms;
 
@@ -53,6 +63,12 @@ struct AppState {
     hosts: Arc<Vec<String>>,
     origins: Arc<Vec<String>>,
     connection_slots: Arc<Semaphore>,
+}
+
+impl FromRef<AppState> for Hub {
+    fn from_ref(state: &AppState) -> Hub {
+        state.hub.clone()
+    }
 }
 
 /// A running hub server.
@@ -162,7 +178,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         let shutdown = hub.shutdown.clone();
         let service = app
             .clone()
-            .into_make_service_with_connect_info::<SocketAddr>();
+            .into_make_service_with_connect_info::<ConnAddrs>();
         serve_tasks.push(tokio::spawn(async move {
             let served = axum::serve(listener, service)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -268,6 +284,16 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
         .route("/login", get(login))
+        .route(
+            "/pair",
+            post(crate::pairing_http::request)
+                .layer(DefaultBodyLimit::max(crate::pairing_http::MAX_BODY_BYTES)),
+        )
+        .route(
+            "/pair/{request_id}",
+            post(crate::pairing_http::claim)
+                .layer(DefaultBodyLimit::max(crate::pairing_http::MAX_BODY_BYTES)),
+        )
         .route("/", get(index))
         .route("/{*path}", get(asset))
         .layer(middleware::from_fn_with_state(state.clone(), gate))
@@ -281,8 +307,19 @@ async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Re
         state.hub.metrics.refused("host");
         return (StatusCode::FORBIDDEN, "host not allowed").into_response();
     }
-    let discovery = matches!(request.uri().path(), "/semantest-signature" | "/health");
-    if !discovery && check_origin(headers, &state.origins) == OriginCheck::Denied {
+    let path = request.uri().path();
+    let discovery = matches!(path, "/semantest-signature" | "/health");
+    let pairing = path == "/pair" || path.starts_with("/pair/");
+    let origin_ok = match check_origin(headers, &state.origins) {
+        OriginCheck::Absent | OriginCheck::Allowed => true,
+        // Configured origins plus those of live tokens, and for the pairing endpoints
+        // any extension origin (it is not paired yet).
+        OriginCheck::Denied => single_origin(headers).is_some_and(|origin| {
+            state.hub.client_tokens.origin_paired(origin)
+                || (pairing && is_extension_origin(origin))
+        }),
+    };
+    if !discovery && !origin_ok {
         state.hub.metrics.refused("origin");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
@@ -292,9 +329,23 @@ async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Re
 #[derive(Deserialize)]
 struct SignatureQuery {
     challenge: Option<String>,
+    client: Option<String>,
 }
 
-async fn signature(State(state): State<AppState>, Query(query): Query<SignatureQuery>) -> Response {
+/// The client id of the owner token in the signature challenge.
+pub const OWNER_CLIENT_ID: &str = "owner";
+
+/// Whether a challenge field is 1 to `max` characters, none of them a control
+/// character (so the newline-separated proof message stays unambiguous).
+fn challenge_field_ok(value: &str, max: usize) -> bool {
+    !value.is_empty() && value.len() <= max && !value.chars().any(char::is_control)
+}
+
+async fn signature(
+    State(state): State<AppState>,
+    ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
+    Query(query): Query<SignatureQuery>,
+) -> Response {
     let hub = &state.hub;
     let mut body = json!({
         "service": "semantest",
@@ -305,18 +356,39 @@ async fn signature(State(state): State<AppState>, Query(query): Query<SignatureQ
         "instance_id": hub.instance_id,
         "ws_path": "/ws",
         "ws_subprotocol": SUBPROTOCOL,
-        "capabilities": ["projects", "agents", "messages", "tasks"],
+        "capabilities": ["projects", "agents", "messages", "tasks", "pairing"],
     });
     if let Some(nonce) = query.challenge {
-        if nonce.is_empty() || nonce.len() > 256 {
+        if !challenge_field_ok(&nonce, 256) {
             return (
                 StatusCode::BAD_REQUEST,
-                "challenge must be 1 to 256 characters",
+                "challenge must be 1 to 256 characters without control characters",
             )
                 .into_response();
         }
-        body["challenge"] =
-            json!({ "nonce": nonce, "proof": challenge_proof(&hub.owner_hash, &nonce) });
+        let Some(client) = query.client.filter(|c| challenge_field_ok(c, 64)) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "client must be the token's id (cl_...) or owner, 1 to 64 characters",
+            )
+                .into_response();
+        };
+        let key = if client == OWNER_CLIENT_ID {
+            Some(hub.owner_hash)
+        } else {
+            hub.client_tokens.hash_of(&client)
+        };
+        // The endpoint is where this connection actually arrived, never the Host header.
+        let endpoint = addrs.local.to_string();
+        body["challenge"] = match key {
+            Some(key) => json!({
+                "nonce": nonce,
+                "client": client,
+                "endpoint": endpoint,
+                "proof": challenge_proof(&key, &nonce, &client, &endpoint),
+            }),
+            None => Value::Null,
+        };
     }
     axum::Json(body).into_response()
 }
@@ -343,19 +415,32 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Who a WebSocket request authenticated as, or why not.
-fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<(), &'static str> {
+/// Who a WebSocket request authenticated as.
+enum Auth {
+    /// The owner token or a dashboard session: every scope.
+    Owner,
+    /// A live client token, used from its origin.
+    Client(Identity),
+}
+
+/// Who a WebSocket request authenticated as, or why not. A client token bound to an
+/// origin counts only with exactly that Origin header.
+fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Auth, &'static str> {
     match extract_credential(headers) {
         None => Err("a token is required"),
         Some(Credential::Token(token)) if hashes_equal(&token_hash(&token), &hub.owner_hash) => {
-            Ok(())
+            Ok(Auth::Owner)
         }
-        Some(Credential::Token(_)) => Err("invalid token"),
+        Some(Credential::Token(token)) => hub
+            .client_tokens
+            .authenticate(&token, single_origin(headers))
+            .map(Auth::Client)
+            .ok_or("invalid token"),
         Some(Credential::Session(session)) => match hub
             .store
             .dashboard_session_valid(&token_hash(&session), now_ms())
         {
-            Ok(true) => Ok(()),
+            Ok(true) => Ok(Auth::Owner),
             Ok(false) => Err("sign-in expired; open the dashboard link again"),
             Err(err) => {
                 warn!(error = %ErrorChain(&err), "session lookup failed");
@@ -367,20 +452,28 @@ fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<(), &'static str> {
 
 async fn websocket(
     State(state): State<AppState>,
-    ConnectInfo(remote_addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let hub = state.hub.clone();
-    if let Err(reason) = authenticate(&hub, &headers) {
-        hub.metrics.refused("token");
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer realm=\"semantest-hub\"")],
-            reason,
-        )
-            .into_response();
-    }
+    let remote_addr = addrs.peer;
+    let auth = match authenticate(&hub, &headers) {
+        Ok(auth) => auth,
+        Err(reason) => {
+            hub.metrics.refused("token");
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"semantest-hub\"")],
+                reason,
+            )
+                .into_response();
+        }
+    };
+    let (is_owner, token_id, scopes) = match auth {
+        Auth::Owner => (true, None, Scopes::all()),
+        Auth::Client(identity) => (false, Some(identity.id), identity.scopes),
+    };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
@@ -404,11 +497,21 @@ async fn websocket(
             let (client, rx) = hub.clients.register(NewClient {
                 origin,
                 remote_addr,
-                is_owner: true,
+                is_owner,
+                token_id,
+                scopes,
                 queue,
                 shutdown: hub.shutdown.clone(),
                 patience,
             });
+            if let Some(id) = client.token_id() {
+                // A revoke between the handshake and this registration must still win.
+                if hub.client_tokens.get(id).is_none() {
+                    client.close(CLOSE_POLICY, crate::access::REVOKED_REASON);
+                } else {
+                    crate::access::connected(&hub, id, remote_addr);
+                }
+            }
             let tracked =
                 hub.tracker
                     .track_future(crate::ws::serve_socket(socket, hub.clone(), client, rx));

@@ -22,7 +22,9 @@ use serde_json::value::RawValue;
 use crate::protocol::{Output, ProjectState, Stream};
 use crate::timestamp::format_ms;
 
+mod client_tokens;
 mod tasks;
+pub use client_tokens::ClientTokenRow;
 pub use tasks::{TaskRow, WorkerRow};
 
 /// A store failure.
@@ -243,6 +245,8 @@ fn migrations() -> Migrations<'static> {
             agent_workers INTEGER NOT NULL DEFAULT 0
         );",
         ),
+        // Client tokens (src/store/client_tokens.rs).
+        M::up(client_tokens::MIGRATION),
     ])
 }
 

@@ -204,20 +204,22 @@ async fn signature_identifies_the_hub_and_proves_the_token() {
     assert!(!signature.to_string().contains(&hub.token));
 
     let signed: Value = http
-        .get(hub.http("/semantest-signature?challenge=n0nce"))
+        .get(hub.http("/semantest-signature?challenge=n0nce&client=owner"))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
+    let endpoint = format!("127.0.0.1:{}", hub.port);
+    assert_eq!(signed["challenge"]["endpoint"], endpoint.as_str());
     assert_eq!(
         signed["challenge"]["proof"],
-        challenge_proof(&token_hash(&hub.token), "n0nce")
+        challenge_proof(&token_hash(&hub.token), "n0nce", "owner", &endpoint)
     );
     assert_ne!(
         signed["challenge"]["proof"],
-        challenge_proof(&token_hash("impostor"), "n0nce")
+        challenge_proof(&token_hash("impostor"), "n0nce", "owner", &endpoint)
     );
 
     // Discovery works for extensions that are not paired yet; nothing else does.

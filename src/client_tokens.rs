@@ -1,0 +1,468 @@
+//! The registry of client tokens: every client other than the owner holds its own.
+//!
+//! A client token is 256 bits from the OS random generator, shown once (to the CLI, the
+//! `client.create` caller, or the paired extension's claim) and stored only as its
+//! SHA-256 hash with metadata (`src/store/client_tokens.rs`). The live tokens are kept
+//! in memory, indexed by hash, so authenticating a connection and checking an Origin
+//! never touch the database; the database is written when a token is created, revoked
+//! or used to connect (once per connection, never per message).
+//!
+//! Lookup is by hash in a `HashMap`: the key is the SHA-256 of a 256-bit secret, so how
+//! long a lookup takes says nothing usable about the secret (the same argument as for
+//! the dashboard sessions' primary-key lookup).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde::Serialize;
+
+use crate::error::{ErrorKind, RpcError};
+use crate::scopes::Scopes;
+use crate::security::{new_token, token_hash};
+use crate::store::{ClientTokenRow, Store, StoreError};
+use crate::timestamp::{format_ms, now_ms};
+
+/// How a token came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// Issued by approving a pairing request; bound to the extension's Origin.
+    Extension,
+    /// Created by the owner (`client.create`, `semantest-hub token create`).
+    Manual,
+}
+
+impl ClientKind {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Extension => "extension",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+/// A failure managing client tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientTokenError {
+    /// The name is empty, too long or has control characters.
+    #[error("name must be 1 to 100 characters without control characters")]
+    InvalidName,
+    /// The origin is not `scheme://host[:port]`.
+    #[error("{0:?} is not an origin like chrome-extension://<id> or https://host")]
+    InvalidOrigin(String),
+    /// No scope was given.
+    #[error("at least one scope is required")]
+    NoScopes,
+    /// No live token has that id.
+    #[error("no client token with id {0}")]
+    NotFound(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ClientTokenError> for RpcError {
+    fn from(err: ClientTokenError) -> Self {
+        match &err {
+            ClientTokenError::InvalidName
+            | ClientTokenError::InvalidOrigin(_)
+            | ClientTokenError::NoScopes => {
+                RpcError::new(ErrorKind::InvalidParams, err.to_string())
+            }
+            ClientTokenError::NotFound(id) => {
+                RpcError::new(ErrorKind::ClientNotFound, err.to_string())
+                    .with_details(serde_json::json!({ "client_id": id }))
+            }
+            ClientTokenError::Store(source) => RpcError::internal("client tokens", source),
+        }
+    }
+}
+
+/// What a new token is for.
+#[derive(Debug, Clone)]
+pub struct NewClientToken {
+    /// Display name, 1 to 100 characters.
+    pub name: String,
+    /// How it came to be.
+    pub kind: ClientKind,
+    /// The exact Origin it will work from, if any.
+    pub origin: Option<String>,
+    /// What it may do; at least one scope.
+    pub scopes: Scopes,
+}
+
+/// Who a presented client token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The token's id (`cl_…`).
+    pub id: String,
+    /// Its scopes.
+    pub scopes: Scopes,
+}
+
+/// A client token as `client.list` shows it. Times are RFC 3339 UTC.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClientView {
+    /// `cl_` and 12 hex digits.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `extension` or `manual`.
+    pub kind: String,
+    /// The exact Origin it works from, or null for any (non-browser clients).
+    pub origin: Option<String>,
+    /// Its scopes.
+    pub scopes: Scopes,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last opened a connection.
+    pub last_used_at: Option<String>,
+    /// The peer address of that connection.
+    pub last_addr: Option<String>,
+    /// Connections open with it now.
+    pub connected: usize,
+}
+
+impl ClientView {
+    /// The view of a stored row with `connected` live connections.
+    pub fn new(row: &ClientTokenRow, connected: usize) -> Self {
+        Self {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            kind: row.kind.clone(),
+            origin: row.origin.clone(),
+            scopes: row.scopes,
+            created_at: format_ms(row.created_at),
+            last_used_at: row.last_used_at.map(format_ms),
+            last_addr: row.last_addr.clone(),
+            connected,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    by_hash: HashMap<[u8; 32], String>,
+    by_id: HashMap<String, ClientTokenRow>,
+    /// Origin → number of live tokens bound to it.
+    origins: HashMap<String, usize>,
+}
+
+impl State {
+    fn insert(&mut self, row: ClientTokenRow) {
+        if let Some(origin) = &row.origin {
+            *self.origins.entry(origin.clone()).or_default() += 1;
+        }
+        self.by_hash.insert(row.hash, row.id.clone());
+        self.by_id.insert(row.id.clone(), row);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<ClientTokenRow> {
+        let row = self.by_id.remove(id)?;
+        self.by_hash.remove(&row.hash);
+        if let Some(origin) = &row.origin
+            && let Some(count) = self.origins.get_mut(origin)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.origins.remove(origin);
+            }
+        }
+        Some(row)
+    }
+}
+
+/// The live client tokens, loaded at start and kept in step with the store.
+pub struct ClientTokens {
+    store: Store,
+    // A std RwLock: map operations only, never held across an await.
+    state: RwLock<State>,
+}
+
+impl ClientTokens {
+    /// Loads the live (unrevoked) tokens.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the table cannot be read.
+    pub fn load(store: Store) -> Result<Self, StoreError> {
+        let mut state = State::default();
+        for row in store.live_client_tokens()? {
+            state.insert(row);
+        }
+        Ok(Self {
+            store,
+            state: RwLock::new(state),
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The identity behind `token` presented with `origin` (the request's Origin
+    /// header), or `None`. A token bound to an origin works only with exactly that
+    /// Origin; a request without an Origin does not match a bound token.
+    pub fn authenticate(&self, token: &str, origin: Option<&str>) -> Option<Identity> {
+        let hash = token_hash(token);
+        let state = self.read();
+        let row = state.by_id.get(state.by_hash.get(&hash)?)?;
+        if row.origin.is_some() && row.origin.as_deref() != origin {
+            return None;
+        }
+        Some(Identity {
+            id: row.id.clone(),
+            scopes: row.scopes,
+        })
+    }
+
+    /// Whether a live token is bound to exactly `origin`: such an origin passes the
+    /// Origin allowlist (configured origins plus those of live tokens).
+    pub fn origin_paired(&self, origin: &str) -> bool {
+        self.read().origins.contains_key(origin)
+    }
+
+    /// The SHA-256 of a live token's value, the key of its signature proof.
+    pub fn hash_of(&self, id: &str) -> Option<[u8; 32]> {
+        self.read().by_id.get(id).map(|row| row.hash)
+    }
+
+    /// A live token's row.
+    pub fn get(&self, id: &str) -> Option<ClientTokenRow> {
+        self.read().by_id.get(id).cloned()
+    }
+
+    /// Every live token, oldest first.
+    pub fn list(&self) -> Vec<ClientTokenRow> {
+        let mut rows: Vec<ClientTokenRow> = self.read().by_id.values().cloned().collect();
+        rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        rows
+    }
+
+    /// Creates a token and returns its row with the token itself, which is not kept.
+    ///
+    /// # Errors
+    /// [`ClientTokenError::InvalidName`], [`ClientTokenError::InvalidOrigin`],
+    /// [`ClientTokenError::NoScopes`], or [`ClientTokenError::Store`].
+    pub fn create(
+        &self,
+        new: NewClientToken,
+    ) -> Result<(ClientTokenRow, String), ClientTokenError> {
+        let name = valid_name(&new.name).ok_or(ClientTokenError::InvalidName)?;
+        if let Some(origin) = &new.origin
+            && !valid_origin(origin)
+        {
+            return Err(ClientTokenError::InvalidOrigin(origin.clone()));
+        }
+        if new.scopes.is_empty() {
+            return Err(ClientTokenError::NoScopes);
+        }
+        let token = new_token();
+        let row = ClientTokenRow {
+            id: new_client_id(),
+            name,
+            kind: new.kind.as_str().to_string(),
+            origin: new.origin,
+            scopes: new.scopes,
+            hash: token_hash(&token),
+            created_at: now_ms(),
+            last_used_at: None,
+            last_addr: None,
+        };
+        self.store.insert_client_token(&row)?;
+        self.write().insert(row.clone());
+        tracing::info!(client_id = %row.id, kind = %row.kind, origin = ?row.origin, scopes = %row.scopes.to_storage(), "client token created");
+        Ok((row, token))
+    }
+
+    /// Revokes a token: it stops authenticating at once and its origin leaves the
+    /// allowlist unless another live token has it. Closing its connections is the
+    /// caller's part.
+    ///
+    /// # Errors
+    /// [`ClientTokenError::NotFound`] or [`ClientTokenError::Store`].
+    pub fn revoke(&self, id: &str) -> Result<ClientTokenRow, ClientTokenError> {
+        if !self.store.revoke_client_token(id, now_ms())? {
+            return Err(ClientTokenError::NotFound(id.to_string()));
+        }
+        let row = self
+            .write()
+            .remove(id)
+            .ok_or_else(|| ClientTokenError::NotFound(id.to_string()))?;
+        tracing::info!(client_id = %id, "client token revoked");
+        Ok(row)
+    }
+
+    /// Records that a token opened a connection from `addr`: one store write per
+    /// connection. Returns the updated row, or `None` if the token is gone.
+    pub fn touch(&self, id: &str, addr: SocketAddr) -> Option<ClientTokenRow> {
+        let now = now_ms();
+        let addr = addr.to_string();
+        if let Err(err) = self.store.touch_client_token(id, now, &addr) {
+            tracing::warn!(error = %crate::error::ErrorChain(&err), client_id = %id, "cannot record token use");
+        }
+        let mut state = self.write();
+        let row = state.by_id.get_mut(id)?;
+        row.last_used_at = Some(now);
+        row.last_addr = Some(addr);
+        Some(row.clone())
+    }
+}
+
+/// `cl_` and 12 hex digits (48 random bits: an id, not a secret).
+fn new_client_id() -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).expect("the OS random generator is unavailable");
+    format!("cl_{}", hex::encode(bytes))
+}
+
+/// The trimmed name when it is 1 to 100 characters without control characters.
+pub fn valid_name(name: &str) -> Option<String> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    ((1..=100).contains(&chars) && !name.chars().any(char::is_control)).then(|| name.to_string())
+}
+
+/// Whether `origin` is a serialized origin `scheme://host[:port]` (RFC 6454 section
+/// 6.2): a lowercase scheme, a non-empty host, no path, no whitespace.
+pub fn valid_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_lowercase())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c));
+    let rest_ok = !rest.is_empty()
+        && rest.len() <= 253
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_:[]".contains(c));
+    scheme_ok && rest_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scopes::Scope;
+
+    fn registry() -> (tempfile::TempDir, ClientTokens) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, ClientTokens::load(store).unwrap())
+    }
+
+    fn new(origin: Option<&str>) -> NewClientToken {
+        NewClientToken {
+            name: " ext ".into(),
+            kind: ClientKind::Extension,
+            origin: origin.map(str::to_string),
+            scopes: Scopes::only(Scope::Events),
+        }
+    }
+
+    #[test]
+    fn a_bound_token_works_only_from_its_origin() {
+        let (_dir, tokens) = registry();
+        let (row, token) = tokens.create(new(Some("chrome-extension://abc"))).unwrap();
+        assert_eq!(row.name, "ext");
+        assert!(row.id.starts_with("cl_") && row.id.len() == 15);
+        assert_eq!(token.len(), 64);
+        let who = tokens
+            .authenticate(&token, Some("chrome-extension://abc"))
+            .unwrap();
+        assert_eq!(who.id, row.id);
+        assert_eq!(
+            tokens.authenticate(&token, Some("chrome-extension://abd")),
+            None
+        );
+        assert_eq!(tokens.authenticate(&token, None), None);
+        assert_eq!(
+            tokens.authenticate("wrong", Some("chrome-extension://abc")),
+            None
+        );
+        assert!(tokens.origin_paired("chrome-extension://abc"));
+
+        let (unbound, unbound_token) = tokens.create(new(None)).unwrap();
+        assert_eq!(
+            tokens.authenticate(&unbound_token, None).unwrap().id,
+            unbound.id
+        );
+
+        tokens.revoke(&row.id).unwrap();
+        assert_eq!(
+            tokens.authenticate(&token, Some("chrome-extension://abc")),
+            None
+        );
+        assert!(!tokens.origin_paired("chrome-extension://abc"));
+        assert!(matches!(
+            tokens.revoke(&row.id),
+            Err(ClientTokenError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn tokens_survive_a_reload_and_bad_input_is_refused() {
+        let (dir, tokens) = registry();
+        let (row, token) = tokens.create(new(Some("moz-extension://1234"))).unwrap();
+        tokens
+            .touch(&row.id, "127.0.0.1:5".parse().unwrap())
+            .unwrap();
+        drop(tokens);
+        let tokens = ClientTokens::load(Store::open(dir.path()).unwrap()).unwrap();
+        assert!(
+            tokens
+                .authenticate(&token, Some("moz-extension://1234"))
+                .is_some()
+        );
+        assert_eq!(
+            tokens.get(&row.id).unwrap().last_addr.as_deref(),
+            Some("127.0.0.1:5")
+        );
+
+        let mut bad = new(None);
+        bad.name = "\u{7}".into();
+        assert!(matches!(
+            tokens.create(bad),
+            Err(ClientTokenError::InvalidName)
+        ));
+        let mut bad = new(Some("chrome-extension://x/path"));
+        bad.name = "n".into();
+        assert!(matches!(
+            tokens.create(bad),
+            Err(ClientTokenError::InvalidOrigin(_))
+        ));
+        let mut bad = new(None);
+        bad.scopes = Scopes::NONE;
+        assert!(matches!(
+            tokens.create(bad),
+            Err(ClientTokenError::NoScopes)
+        ));
+    }
+
+    #[test]
+    fn origins_are_validated() {
+        for good in [
+            "chrome-extension://abc",
+            "https://hub.example.com:8443",
+            "http://[::1]:3",
+        ] {
+            assert!(valid_origin(good), "{good}");
+        }
+        for bad in [
+            "null",
+            "abc",
+            "https://",
+            "https://a/",
+            "HTTP://a",
+            "https://a b",
+        ] {
+            assert!(!valid_origin(bad), "{bad}");
+        }
+    }
+}

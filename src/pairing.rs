@@ -1,0 +1,601 @@
+//! Pending pairing requests, the way KeePassXC-browser and 1Password pair a browser
+//! extension with a desktop app: the extension asks, both sides show the same short
+//! code, the user approves or denies in the hub, and only then does the extension get a
+//! credential of its own.
+//!
+//! A request records the exact Origin it came from, its peer address, a 6-digit code and
+//! the SHA-256 of a 256-bit claim secret that only the requester received. After
+//! approval the token waits in memory until a claim presents the same Origin and claim
+//! secret, is handed over exactly once, and is then forgotten. Requests live in memory
+//! only: a restart drops them, and a paired origin persists through its token instead.
+//!
+//! Limits: a request expires after `pairing.request_ttl_s` (2 minutes by default); at
+//! most `pairing.max_pending` are pending (5), at most `pairing.max_pending_per_address`
+//! from one address (2). A denied or expired request stays known, with its outcome, for
+//! another TTL so the extension hears a clear answer; after that it is unknown.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard};
+
+use serde::Serialize;
+
+use crate::config::PairingConfig;
+use crate::error::{ErrorKind, RpcError};
+use crate::scopes::Scopes;
+use crate::security::{hashes_equal, new_token, token_hash};
+use crate::timestamp::format_ms;
+
+/// The schemes of browser extension origins: Chrome and Chromium browsers, Firefox,
+/// Safari.
+pub const EXTENSION_SCHEMES: [&str; 3] = [
+    "chrome-extension://",
+    "moz-extension://",
+    "safari-web-extension://",
+];
+
+/// Whether `origin` is a browser extension's origin: an extension scheme followed by an
+/// id of 1 to 128 letters, digits, `-`, `_` or `.` (Chrome ids are 32 letters, Firefox and
+/// Safari use UUIDs) and nothing else.
+pub fn is_extension_origin(origin: &str) -> bool {
+    EXTENSION_SCHEMES.iter().any(|scheme| {
+        origin.strip_prefix(scheme).is_some_and(|id| {
+            (1..=128).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+    })
+}
+
+/// How a request ended, as `pairing.resolved` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The user approved it; a token was issued.
+    Approved,
+    /// The user denied it.
+    Denied,
+    /// Nobody decided in time.
+    Expired,
+}
+
+/// Why a pairing operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PairingError {
+    /// `pairing.max_pending` requests are already pending.
+    #[error(
+        "too many pairing requests are pending ({0}); approve or deny them, or wait for them to expire"
+    )]
+    TooManyPending(usize),
+    /// `pairing.max_pending_per_address` requests from this address are pending.
+    #[error(
+        "too many pairing requests from this address are pending ({0}); wait for them to be decided"
+    )]
+    TooManyFromAddress(usize),
+    /// No such request, or it was already approved and claimed.
+    #[error("no pending pairing request with id {0}")]
+    NotFound(String),
+    /// The request expired.
+    #[error("pairing request {0} expired")]
+    Expired(String),
+    /// The request was denied.
+    #[error("pairing request {0} was denied")]
+    Denied(String),
+}
+
+impl PairingError {
+    /// The stable kind clients see.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::TooManyPending(_) | Self::TooManyFromAddress(_) => ErrorKind::LimitReached,
+            Self::NotFound(_) => ErrorKind::PairingNotFound,
+            Self::Expired(_) => ErrorKind::PairingExpired,
+            Self::Denied(_) => ErrorKind::PairingDenied,
+        }
+    }
+}
+
+impl From<PairingError> for RpcError {
+    fn from(err: PairingError) -> Self {
+        let details = match &err {
+            PairingError::NotFound(id) | PairingError::Expired(id) | PairingError::Denied(id) => {
+                serde_json::json!({ "request_id": id })
+            }
+            PairingError::TooManyPending(n) | PairingError::TooManyFromAddress(n) => {
+                serde_json::json!({ "limit": n })
+            }
+        };
+        RpcError::new(err.kind(), err.to_string()).with_details(details)
+    }
+}
+
+/// A pending request as `pairing.list` and `pairing.requested` show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RequestView {
+    /// `pr_` and 16 hex digits.
+    pub id: String,
+    /// The extension's display name.
+    pub name: String,
+    /// The exact Origin of the request.
+    pub origin: String,
+    /// The 6-digit code both sides show.
+    pub code: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub expires_at: String,
+    /// The requester's peer address.
+    pub address: String,
+}
+
+/// A new request.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// The extension's display name, already validated.
+    pub name: String,
+    /// Its exact Origin, already checked with [`is_extension_origin`].
+    pub origin: String,
+    /// Its peer address.
+    pub address: IpAddr,
+}
+
+/// A request as created: the view, plus the claim secret for the requester only.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The request.
+    pub request: RequestView,
+    /// 64 hex digits; only the requester ever sees it.
+    pub claim: String,
+    /// Epoch milliseconds of expiry.
+    pub expires_at_ms: i64,
+}
+
+/// The token issued for an approved request, waiting for its claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// The token's id.
+    pub client_id: String,
+    /// The token.
+    pub token: String,
+    /// Its scopes.
+    pub scopes: Scopes,
+}
+
+/// What a claim learns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Not decided yet.
+    Pending,
+    /// Approved: the token, handed over this once.
+    Approved {
+        /// The token's id.
+        client_id: String,
+        /// The token.
+        token: String,
+        /// Its scopes.
+        scopes: Scopes,
+    },
+    /// Denied.
+    Denied,
+    /// Expired undecided, or approved and not claimed in time.
+    Expired,
+    /// No such request for this Origin and claim secret.
+    Unknown,
+}
+
+#[derive(Debug)]
+enum State {
+    Pending,
+    Approved {
+        client_id: String,
+        token: String,
+        scopes: Scopes,
+    },
+    Denied,
+    Expired,
+}
+
+#[derive(Debug)]
+struct Request {
+    view: RequestView,
+    address: IpAddr,
+    claim_hash: [u8; 32],
+    expires_at: i64,
+    state: State,
+}
+
+impl Request {
+    fn pending(&self, now: i64) -> bool {
+        matches!(self.state, State::Pending) && now < self.expires_at
+    }
+}
+
+/// The pairing requests. Shared by the HTTP endpoints and the `pairing.*` methods.
+pub struct Pairings {
+    config: PairingConfig,
+    // A std Mutex: map operations only (and the token insert on approval, which is
+    // synchronous), never held across an await.
+    requests: Mutex<HashMap<String, Request>>,
+}
+
+impl Pairings {
+    /// No requests yet, with these limits.
+    pub fn new(config: PairingConfig) -> Self {
+        Self {
+            config,
+            requests: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long a request waits for a decision, in milliseconds.
+    pub fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.config.request_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Request>> {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a request made at `now` (epoch ms).
+    ///
+    /// # Errors
+    /// [`PairingError::TooManyPending`] or [`PairingError::TooManyFromAddress`].
+    pub fn request(&self, new: NewRequest, now: i64) -> Result<Issued, PairingError> {
+        let mut requests = self.lock();
+        self.sweep(&mut requests, now);
+        let pending: Vec<&Request> = requests.values().filter(|r| r.pending(now)).collect();
+        if pending.len() >= self.config.max_pending {
+            return Err(PairingError::TooManyPending(self.config.max_pending));
+        }
+        let from_address = pending.iter().filter(|r| r.address == new.address).count();
+        if from_address >= self.config.max_pending_per_address {
+            return Err(PairingError::TooManyFromAddress(
+                self.config.max_pending_per_address,
+            ));
+        }
+        let claim = new_token();
+        let expires_at = now.saturating_add(self.ttl_ms());
+        let view = RequestView {
+            id: format!("pr_{}", &new_token()[..16]),
+            name: new.name,
+            origin: new.origin,
+            code: six_digit_code(),
+            created_at: format_ms(now),
+            expires_at: format_ms(expires_at),
+            address: new.address.to_string(),
+        };
+        requests.insert(
+            view.id.clone(),
+            Request {
+                view: view.clone(),
+                address: new.address,
+                claim_hash: token_hash(&claim),
+                expires_at,
+                state: State::Pending,
+            },
+        );
+        Ok(Issued {
+            request: view,
+            claim,
+            expires_at_ms: expires_at,
+        })
+    }
+
+    /// The pending requests, oldest first.
+    pub fn list(&self, now: i64) -> Vec<RequestView> {
+        let mut requests = self.lock();
+        self.sweep(&mut requests, now);
+        let mut views: Vec<RequestView> = requests
+            .values()
+            .filter(|r| r.pending(now))
+            .map(|r| r.view.clone())
+            .collect();
+        views.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        views
+    }
+
+    /// Approves a pending request. `issue` creates the token for the request; it runs
+    /// with the requests locked (it must not await), so a concurrent deny or expiry
+    /// cannot interleave. The token then waits for its claim. Returns the client id.
+    ///
+    /// # Errors
+    /// [`PairingError::NotFound`], [`PairingError::Expired`], [`PairingError::Denied`]
+    /// (converted into `E`), or `issue`'s own error.
+    pub fn approve<E: From<PairingError>>(
+        &self,
+        id: &str,
+        now: i64,
+        issue: impl FnOnce(&RequestView) -> Result<Approval, E>,
+    ) -> Result<String, E> {
+        let mut requests = self.lock();
+        self.sweep(&mut requests, now);
+        let request = self.decidable(&mut requests, id, now)?;
+        let approval = issue(&request.view)?;
+        let client_id = approval.client_id.clone();
+        request.state = State::Approved {
+            client_id: approval.client_id,
+            token: approval.token,
+            scopes: approval.scopes,
+        };
+        // The claim window: another TTL from the approval.
+        request.expires_at = now.saturating_add(self.ttl_ms());
+        Ok(client_id)
+    }
+
+    /// Denies a pending request.
+    ///
+    /// # Errors
+    /// [`PairingError::NotFound`], [`PairingError::Expired`], [`PairingError::Denied`].
+    pub fn deny(&self, id: &str, now: i64) -> Result<(), PairingError> {
+        let mut requests = self.lock();
+        self.sweep(&mut requests, now);
+        let request = self.decidable(&mut requests, id, now)?;
+        request.state = State::Denied;
+        Ok(())
+    }
+
+    fn decidable<'a>(
+        &self,
+        requests: &'a mut HashMap<String, Request>,
+        id: &str,
+        now: i64,
+    ) -> Result<&'a mut Request, PairingError> {
+        let request = requests
+            .get_mut(id)
+            .ok_or_else(|| PairingError::NotFound(id.to_string()))?;
+        match request.state {
+            State::Pending if now < request.expires_at => Ok(request),
+            State::Pending | State::Expired => Err(PairingError::Expired(id.to_string())),
+            State::Denied => Err(PairingError::Denied(id.to_string())),
+            State::Approved { .. } => Err(PairingError::NotFound(id.to_string())),
+        }
+    }
+
+    /// What the requester learns when it presents `origin` and `claim` for request `id`.
+    /// An approved token is returned once and then forgotten. A wrong Origin or claim
+    /// secret is indistinguishable from an unknown id.
+    pub fn claim(&self, id: &str, origin: &str, claim: &str, now: i64) -> Claim {
+        let mut requests = self.lock();
+        self.sweep(&mut requests, now);
+        let Some(request) = requests.get(id) else {
+            return Claim::Unknown;
+        };
+        if request.view.origin != origin || !hashes_equal(&request.claim_hash, &token_hash(claim)) {
+            return Claim::Unknown;
+        }
+        match &request.state {
+            State::Pending => Claim::Pending,
+            State::Denied => Claim::Denied,
+            State::Expired => Claim::Expired,
+            State::Approved { .. } => match requests.remove(id).map(|r| r.state) {
+                Some(State::Approved {
+                    client_id,
+                    token,
+                    scopes,
+                }) => Claim::Approved {
+                    client_id,
+                    token,
+                    scopes,
+                },
+                _ => Claim::Unknown,
+            },
+        }
+    }
+
+    /// Expires the requests due at `now` and returns the ids of those that were still
+    /// undecided, for `pairing.resolved`.
+    pub fn expire_due(&self, now: i64) -> Vec<String> {
+        let mut requests = self.lock();
+        self.sweep(&mut requests, now)
+    }
+
+    /// Moves due pending requests to `Expired` (returning their ids), drops approved
+    /// tokens nobody claimed in time, and forgets outcomes older than another TTL.
+    fn sweep(&self, requests: &mut HashMap<String, Request>, now: i64) -> Vec<String> {
+        let ttl = self.ttl_ms();
+        let mut expired = Vec::new();
+        requests.retain(|id, request| {
+            if now < request.expires_at {
+                return true;
+            }
+            match request.state {
+                State::Pending => {
+                    request.state = State::Expired;
+                    expired.push(id.clone());
+                    true
+                }
+                State::Approved { ref client_id, .. } => {
+                    tracing::warn!(request_id = %id, client_id = %client_id, "approved pairing token was never claimed; it stays listed until revoked");
+                    request.state = State::Expired;
+                    true
+                }
+                State::Denied | State::Expired => now < request.expires_at.saturating_add(ttl),
+            }
+        });
+        expired
+    }
+}
+
+/// A uniformly random 6-digit code, `000000` to `999999` (rejection sampling, so no
+/// digit is more likely than another).
+fn six_digit_code() -> String {
+    const RANGE: u32 = 1_000_000;
+    let limit = u32::MAX - u32::MAX % RANGE;
+    loop {
+        let mut bytes = [0u8; 4];
+        getrandom::fill(&mut bytes).expect("the OS random generator is unavailable");
+        let value = u32::from_le_bytes(bytes);
+        if value < limit {
+            return format!("{:06}", value % RANGE);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scopes::Scope;
+
+    fn pairings() -> Pairings {
+        Pairings::new(PairingConfig::default())
+    }
+
+    fn new(address: &str) -> NewRequest {
+        NewRequest {
+            name: "Ext".into(),
+            origin: "chrome-extension://abc".into(),
+            address: address.parse().unwrap(),
+        }
+    }
+
+    fn issue(_: &RequestView) -> Result<Approval, PairingError> {
+        Ok(Approval {
+            client_id: "cl_1".into(),
+            token: "tok".into(),
+            scopes: Scopes::only(Scope::Events),
+        })
+    }
+
+    #[test]
+    fn extension_origins_only() {
+        for good in [
+            "chrome-extension://abcdefghijklmnopabcdefghijklmnop",
+            "moz-extension://6f1b7c3e-1b2a-4c5d-9e8f-0a1b2c3d4e5f",
+            "safari-web-extension://ABC-123",
+        ] {
+            assert!(is_extension_origin(good), "{good}");
+        }
+        for bad in [
+            "chrome-extension://",
+            "chrome-extension://abc/",
+            "chrome-extension://abc:1",
+            "https://abc",
+            "null",
+            "chrome-extension://abc\u{0}",
+        ] {
+            assert!(!is_extension_origin(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn approved_token_is_claimed_once_with_origin_and_secret() {
+        let p = pairings();
+        let issued = p.request(new("127.0.0.1"), 0).unwrap();
+        let id = &issued.request.id;
+        assert_eq!(issued.request.code.len(), 6);
+        assert!(issued.request.code.chars().all(|c| c.is_ascii_digit()));
+        assert_eq!(
+            p.claim(id, "chrome-extension://abc", &issued.claim, 1),
+            Claim::Pending
+        );
+        assert_eq!(p.list(1).len(), 1);
+        p.approve(id, 2, issue).unwrap();
+        assert!(p.list(2).is_empty());
+        assert_eq!(
+            p.claim(id, "chrome-extension://abd", &issued.claim, 3),
+            Claim::Unknown
+        );
+        assert_eq!(
+            p.claim(id, "chrome-extension://abc", "guess", 3),
+            Claim::Unknown
+        );
+        assert!(matches!(
+            p.claim(id, "chrome-extension://abc", &issued.claim, 3),
+            Claim::Approved { ref token, .. } if token == "tok"
+        ));
+        assert_eq!(
+            p.claim(id, "chrome-extension://abc", &issued.claim, 4),
+            Claim::Unknown
+        );
+        assert_eq!(
+            p.approve(id, 4, issue).unwrap_err(),
+            PairingError::NotFound(id.clone())
+        );
+    }
+
+    #[test]
+    fn denied_and_expired_give_no_token() {
+        let p = pairings();
+        let ttl = p.ttl_ms();
+        let denied = p.request(new("127.0.0.1"), 0).unwrap();
+        p.deny(&denied.request.id, 1).unwrap();
+        assert_eq!(
+            p.claim(
+                &denied.request.id,
+                "chrome-extension://abc",
+                &denied.claim,
+                2
+            ),
+            Claim::Denied
+        );
+        assert!(matches!(
+            p.approve(&denied.request.id, 2, issue),
+            Err(PairingError::Denied(_))
+        ));
+
+        let late = p.request(new("127.0.0.2"), 0).unwrap();
+        assert_eq!(p.expire_due(ttl - 1), Vec::<String>::new());
+        assert_eq!(p.expire_due(ttl), vec![late.request.id.clone()]);
+        assert_eq!(p.expire_due(ttl + 1), Vec::<String>::new(), "reported once");
+        assert!(matches!(
+            p.approve(&late.request.id, ttl + 1, issue),
+            Err(PairingError::Expired(_))
+        ));
+        assert_eq!(
+            p.claim(
+                &late.request.id,
+                "chrome-extension://abc",
+                &late.claim,
+                ttl + 1
+            ),
+            Claim::Expired
+        );
+        // Outcomes are forgotten after another TTL.
+        assert_eq!(
+            p.claim(
+                &late.request.id,
+                "chrome-extension://abc",
+                &late.claim,
+                2 * ttl + 1
+            ),
+            Claim::Unknown
+        );
+
+        // An approved token not claimed within the claim window is dropped.
+        let unclaimed = p.request(new("127.0.0.3"), 0).unwrap();
+        p.approve(&unclaimed.request.id, 10, issue).unwrap();
+        assert_eq!(
+            p.claim(
+                &unclaimed.request.id,
+                "chrome-extension://abc",
+                &unclaimed.claim,
+                10 + ttl
+            ),
+            Claim::Expired
+        );
+    }
+
+    #[test]
+    fn pending_limits_hold_globally_and_per_address() {
+        let p = pairings();
+        p.request(new("127.0.0.1"), 0).unwrap();
+        p.request(new("127.0.0.1"), 0).unwrap();
+        assert_eq!(
+            p.request(new("127.0.0.1"), 0).unwrap_err(),
+            PairingError::TooManyFromAddress(2)
+        );
+        p.request(new("127.0.0.2"), 0).unwrap();
+        p.request(new("127.0.0.3"), 0).unwrap();
+        let fifth = p.request(new("127.0.0.4"), 0).unwrap();
+        assert_eq!(
+            p.request(new("127.0.0.5"), 0).unwrap_err(),
+            PairingError::TooManyPending(5)
+        );
+        // A decided request frees its slot.
+        p.deny(&fifth.request.id, 1).unwrap();
+        p.request(new("127.0.0.5"), 1).unwrap();
+        // Expired requests free theirs.
+        assert!(p.request(new("127.0.0.6"), p.ttl_ms()).is_ok());
+    }
+}

@@ -1,0 +1,192 @@
+//! The pairing endpoints a browser extension calls before it has a token:
+//!
+//! - `POST /pair` with `{name}` → 201 `{request_id, code, claim, expires_at, poll_after_ms}`;
+//! - `POST /pair/{request_id}` with `{claim}` → 202 `{status: "pending"}`, 200
+//!   `{status: "approved", client_id, token, scopes}` (exactly once), 403
+//!   `{status: "denied"}`, 410 `{status: "expired"}` or 404 `{status: "unknown"}`.
+//!
+//! Both need an extension Origin (`chrome-extension://`, `moz-extension://`,
+//! `safari-web-extension://`); the claim must come from the request's exact Origin and
+//! carry its claim secret. Errors are JSON `{error: {kind, message}}`, kinds as in
+//! JSON-RPC errors. Responses are `Cache-Control: no-store`.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::access;
+use crate::client_tokens::valid_name;
+use crate::conn_info::ConnAddrs;
+use crate::error::ErrorKind;
+use crate::hub::Hub;
+use crate::pairing::{Claim, NewRequest, is_extension_origin};
+use crate::security::single_origin;
+use crate::timestamp::{format_ms, now_ms};
+
+/// Request bodies larger than this are refused (413).
+pub const MAX_BODY_BYTES: usize = 4096;
+
+/// How often an extension should poll its claim, in milliseconds.
+pub const POLL_AFTER_MS: u64 = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PairBody {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClaimBody {
+    claim: String,
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn error(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Response {
+    reply(
+        status,
+        json!({ "error": { "kind": kind.as_str(), "message": message.into() } }),
+    )
+}
+
+/// The request's Origin when it is one extension origin.
+fn extension_origin(headers: &HeaderMap) -> Option<String> {
+    single_origin(headers)
+        .filter(|origin| is_extension_origin(origin))
+        .map(str::to_string)
+}
+
+fn not_an_extension() -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        ErrorKind::Forbidden,
+        "pairing is for browser extensions: the request needs one Origin of \
+         chrome-extension://, moz-extension:// or safari-web-extension://",
+    )
+}
+
+fn bad_body(rejection: &JsonRejection) -> Response {
+    error(
+        rejection.status(),
+        ErrorKind::InvalidParams,
+        format!("invalid body: {}", rejection.body_text()),
+    )
+}
+
+/// `POST /pair`.
+pub(crate) async fn request(
+    State(hub): State<Hub>,
+    ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
+    headers: HeaderMap,
+    body: Result<Json<PairBody>, JsonRejection>,
+) -> Response {
+    let Some(origin) = extension_origin(&headers) else {
+        return not_an_extension();
+    };
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(rejection) => return bad_body(&rejection),
+    };
+    let Some(name) = valid_name(&body.name) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::InvalidParams,
+            "name must be 1 to 100 characters without control characters",
+        );
+    };
+    let new = NewRequest {
+        name,
+        origin,
+        address: addrs.peer.ip(),
+    };
+    match access::request_pairing(&hub, new) {
+        Ok(issued) => reply(
+            StatusCode::CREATED,
+            json!({
+                "request_id": issued.request.id,
+                "code": issued.request.code,
+                "claim": issued.claim,
+                "expires_at": format_ms(issued.expires_at_ms),
+                "poll_after_ms": POLL_AFTER_MS,
+            }),
+        ),
+        Err(err) => {
+            hub.metrics.refused("pairing_limit");
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, err.kind(), err.to_string());
+            let retry = hub.config.config.pairing.request_ttl_s.to_string();
+            if let Ok(value) = HeaderValue::from_str(&retry) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+    }
+}
+
+/// `POST /pair/{request_id}`.
+pub(crate) async fn claim(
+    State(hub): State<Hub>,
+    Path(request_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<ClaimBody>, JsonRejection>,
+) -> Response {
+    let Some(origin) = extension_origin(&headers) else {
+        return not_an_extension();
+    };
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(rejection) => return bad_body(&rejection),
+    };
+    access::expire_due(&hub);
+    match hub
+        .pairings
+        .claim(&request_id, &origin, &body.claim, now_ms())
+    {
+        Claim::Pending => reply(
+            StatusCode::ACCEPTED,
+            json!({ "status": "pending", "poll_after_ms": POLL_AFTER_MS }),
+        ),
+        Claim::Approved {
+            client_id,
+            token,
+            scopes,
+        } => {
+            tracing::info!(request_id, client_id = %client_id, "paired token delivered");
+            reply(
+                StatusCode::OK,
+                json!({ "status": "approved", "client_id": client_id, "token": token, "scopes": scopes }),
+            )
+        }
+        Claim::Denied => reply(
+            StatusCode::FORBIDDEN,
+            json!({ "status": "denied", "error": {
+                "kind": ErrorKind::PairingDenied.as_str(),
+                "message": "the user denied this pairing request; no token was issued",
+            }}),
+        ),
+        Claim::Expired => reply(
+            StatusCode::GONE,
+            json!({ "status": "expired", "error": {
+                "kind": ErrorKind::PairingExpired.as_str(),
+                "message": "this pairing request expired; send a new one",
+            }}),
+        ),
+        Claim::Unknown => reply(
+            StatusCode::NOT_FOUND,
+            json!({ "status": "unknown", "error": {
+                "kind": ErrorKind::PairingNotFound.as_str(),
+                "message": "no pairing request matches this id, origin and claim",
+            }}),
+        ),
+    }
+}

@@ -1,0 +1,139 @@
+//! Wire types of client tokens and pairing: `client.*` and `pairing.*` methods and
+//! their notifications (docs/protocol.md, "Clients and pairing").
+//!
+//! Data only, like the rest of [`crate::protocol`]; the behaviour is in
+//! [`crate::access`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::pairing::{Outcome, RequestView};
+use crate::scopes::Scopes;
+
+/// Method and notification names.
+pub mod method {
+    /// Request: the live client tokens → `{clients: [ClientView]}`.
+    pub const CLIENT_LIST: &str = "client.list";
+    /// Request: create a token → `{client, token}` (the token is shown this once).
+    pub const CLIENT_CREATE: &str = "client.create";
+    /// Request: revoke a token and close its connections → `{revoked: true}`.
+    pub const CLIENT_REVOKE: &str = "client.revoke";
+    /// Request: the pending pairing requests → `{requests: [RequestView]}`.
+    pub const PAIRING_LIST: &str = "pairing.list";
+    /// Request: approve a pairing request → `{client}`.
+    pub const PAIRING_APPROVE: &str = "pairing.approve";
+    /// Request: deny a pairing request → `{denied: true}`.
+    pub const PAIRING_DENY: &str = "pairing.deny";
+
+    /// Notification (to `admin` connections): `{request}`.
+    pub const PAIRING_REQUESTED: &str = "pairing.requested";
+    /// Notification (to `admin` connections): `{request_id, outcome}`.
+    pub const PAIRING_RESOLVED: &str = "pairing.resolved";
+    /// Notification (to `admin` connections): `{event, client}`.
+    pub const CLIENT_CHANGED: &str = "client.changed";
+}
+
+/// `client.create` params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCreateParams {
+    /// Display name, 1 to 100 characters.
+    pub name: String,
+    /// At least one of `events`, `projects:read`, `agents`, `tasks`, `admin`.
+    pub scopes: Scopes,
+    /// The exact Origin the token will work from; absent for non-browser clients.
+    #[serde(default)]
+    pub origin: Option<String>,
+}
+
+/// `client.revoke` params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRef {
+    /// The token's id, `cl_…`.
+    pub client_id: String,
+}
+
+/// `pairing.approve` params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingApproveParams {
+    /// The request's id, `pr_…`.
+    pub request_id: String,
+    /// The scopes to grant; default `["events"]`.
+    #[serde(default)]
+    pub scopes: Option<Scopes>,
+}
+
+/// `pairing.deny` params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingRef {
+    /// The request's id, `pr_…`.
+    pub request_id: String,
+}
+
+/// `pairing.requested` params.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairingRequested<'a> {
+    /// The new request.
+    pub request: &'a RequestView,
+}
+
+/// `pairing.resolved` params.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairingResolved<'a> {
+    /// The request's id.
+    pub request_id: &'a str,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// What happened to a client token, in `client.changed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientEvent {
+    /// Created (`client.create` or an approved pairing).
+    Created,
+    /// Revoked.
+    Revoked,
+    /// Used to open a connection.
+    Used,
+}
+
+/// `client.changed` params; `C` is the token's view (`crate::client_tokens::ClientView`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientChanged<'a, C> {
+    /// What happened.
+    pub event: ClientEvent,
+    /// The token as it is now.
+    pub client: &'a C,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn params_parse_and_reject_unknown_scopes() {
+        let p: ClientCreateParams =
+            serde_json::from_value(json!({"name": "ci", "scopes": ["tasks"]})).unwrap();
+        assert_eq!(p.scopes.names(), ["tasks"]);
+        assert!(p.origin.is_none());
+        assert!(
+            serde_json::from_value::<ClientCreateParams>(json!({"name": "ci", "scopes": ["root"]}))
+                .is_err()
+        );
+        let p: PairingApproveParams =
+            serde_json::from_value(json!({"request_id": "pr_1"})).unwrap();
+        assert!(p.scopes.is_none());
+        assert_eq!(
+            serde_json::to_value(PairingResolved {
+                request_id: "pr_1",
+                outcome: Outcome::Expired
+            })
+            .unwrap(),
+            json!({"request_id": "pr_1", "outcome": "expired"})
+        );
+    }
+}
