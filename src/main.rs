@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use semantest_hub::client::{HubClient, running_hub_url};
 use semantest_hub::config::{Config, LoadedConfig, Overrides, SecretStoreKind};
 use semantest_hub::hub::OWNER_TOKEN;
+use semantest_hub::scopes::Scope;
 use semantest_hub::secrets::Secrets;
 
 #[derive(Parser)]
@@ -57,8 +58,12 @@ enum Command {
         #[arg(long)]
         dashboard: bool,
     },
-    /// Print the owner token, creating it on first use.
-    Token,
+    /// Print the owner token (creating it on first use), or manage client tokens on the
+    /// running hub.
+    Token {
+        #[command(subcommand)]
+        action: Option<TokenCommand>,
+    },
     /// Show the running hub's status.
     Status,
     /// Print a one-time sign-in link for the dashboard (or open it in a browser).
@@ -73,6 +78,35 @@ enum Command {
     /// Run agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a client token and print it; it is shown only this once.
+    Create {
+        /// Display name, e.g. `ci-runner`.
+        #[arg(long)]
+        name: String,
+        /// What the token may do; repeat or list several (`--scope events tasks`).
+        #[arg(
+            long = "scope",
+            value_name = "SCOPE",
+            num_args = 1..,
+            required = true,
+            value_parser = clap::builder::PossibleValuesParser::new(Scope::ALL.map(Scope::as_str)),
+        )]
+        scopes: Vec<String>,
+        /// Bind the token to this exact Origin (for a browser client).
+        #[arg(long, value_name = "ORIGIN")]
+        origin: Option<String>,
+    },
+    /// List the live client tokens.
+    List,
+    /// Revoke a client token; its connections close at once.
+    Revoke {
+        /// The token's id (`cl_…`, from `token list`).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,7 +179,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let loaded = Config::load(common.config.as_deref(), &overrides)?;
     match cli.command {
         Command::Serve { dashboard, .. } => serve(loaded, dashboard).await,
-        Command::Token => {
+        Command::Token { action: None } => {
             let _log = semantest_hub::logging::init(
                 &common.log_level.unwrap_or_else(|| "warn".into()),
                 None,
@@ -272,7 +306,12 @@ async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitC
             new_session,
             timeout,
         }) => agent_run(&mut client, &project, &prompt, new_session, timeout).await?,
-        Command::Serve { .. } | Command::Token => unreachable!("handled before connecting"),
+        Command::Token {
+            action: Some(action),
+        } => token_command(&mut client, action).await?,
+        Command::Serve { .. } | Command::Token { action: None } => {
+            unreachable!("handled before connecting")
+        }
     };
     client.close().await;
     Ok(code)
@@ -405,4 +444,71 @@ fn print_output(out: &mut impl Write, output: &Value) -> Option<String> {
         _ => {}
     }
     None
+}
+
+/// `token create|list|revoke`, over RPC with the owner token.
+async fn token_command(client: &mut HubClient, action: TokenCommand) -> Result<ExitCode> {
+    match action {
+        TokenCommand::Create {
+            name,
+            scopes,
+            origin,
+        } => {
+            let created = client
+                .request(
+                    "client.create",
+                    json!({"name": name, "scopes": scopes, "origin": origin}),
+                )
+                .await?;
+            let token = created["token"].as_str().context("the hub sent no token")?;
+            let info = &created["client"];
+            eprintln!(
+                "created {} ({}) with scopes {}; the token below is shown only now",
+                info["id"].as_str().unwrap_or_default(),
+                info["name"].as_str().unwrap_or_default(),
+                join_strings(&info["scopes"]),
+            );
+            println!("{token}");
+        }
+        TokenCommand::List => {
+            let list = client.request("client.list", json!({})).await?;
+            let clients = list["clients"].as_array().cloned().unwrap_or_default();
+            if clients.is_empty() {
+                eprintln!("no client tokens; create one with `semantest-hub token create`");
+            }
+            for info in clients {
+                println!(
+                    "{}  {:<9}  {:<20}  {:<28}  {}  last used {}{}  connected {}",
+                    info["id"].as_str().unwrap_or_default(),
+                    info["kind"].as_str().unwrap_or_default(),
+                    info["name"].as_str().unwrap_or_default(),
+                    join_strings(&info["scopes"]),
+                    info["origin"].as_str().unwrap_or("any origin"),
+                    info["last_used_at"].as_str().unwrap_or("never"),
+                    info["last_addr"]
+                        .as_str()
+                        .map(|addr| format!(" from {addr}"))
+                        .unwrap_or_default(),
+                    info["connected"].as_u64().unwrap_or_default(),
+                );
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            client
+                .request("client.revoke", json!({"client_id": id}))
+                .await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn join_strings(values: &Value) -> String {
+    values
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -22,3 +22,7 @@ mod cli;
 mod keychain;
 // Tasks, workers, leases and report files.
 mod coordination;
+// Client tokens: scopes, origin binding, revocation, the token CLI, the signature proof.
+mod client_tokens;
+// Pairing browser extensions: approval, denial, expiry, limits.
+mod pairing;

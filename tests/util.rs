@@ -122,6 +122,31 @@ impl TestHub {
         request
     }
 
+    /// A WebSocket upgrade request with `token` as a bearer token and, if given, an
+    /// Origin header (as a browser extension sends it).
+    pub fn ws_request_as(&self, token: &str, origin: Option<&str>) -> Request<()> {
+        let mut request = self.ws_url().into_client_request().unwrap();
+        let headers = request.headers_mut();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        if let Some(origin) = origin {
+            headers.insert("origin", HeaderValue::from_str(origin).unwrap());
+        }
+        request
+    }
+
+    /// The HTTP status of a WebSocket upgrade with `token` from `origin` (101 when it
+    /// succeeded).
+    pub async fn upgrade_status_as(&self, token: &str, origin: Option<&str>) -> u16 {
+        match Ws::connect(self.ws_request_as(token, origin)).await {
+            Ok(_) => 101,
+            Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+
     /// A connected JSON-RPC client.
     pub async fn client(&self) -> Ws {
         Ws::connect(self.ws_request())

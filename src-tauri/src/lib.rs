@@ -208,6 +208,11 @@ fn notify_events(app: AppHandle, mut events: tokio::sync::broadcast::Receiver<Hu
                     message,
                     ..
                 }) => notify(&app, &format!("Batch finished: {project_name}"), &message),
+                Ok(HubEvent::PairingRequested { name, code, .. }) => notify(
+                    &app,
+                    &format!("Pairing request: {name}"),
+                    &format!("Code {code}. Approve or deny it in the dashboard's Clients panel."),
+                ),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }

@@ -1,0 +1,374 @@
+//! Pairing a browser extension: request, the user's decision, the one-time claim, the
+//! limits, and the origin rules around it.
+
+use std::net::IpAddr;
+
+use semantest_hub::hub::HubEvent;
+use serde_json::{Value, json};
+
+use crate::util::{TestHub, WAIT, Ws};
+
+const ORIGIN: &str = "chrome-extension://abcdefghijklmnopabcdefghijklmnop";
+
+/// An HTTP client whose connections come from `source` (any 127.0.0.0/8 address), so
+/// a test can act as several peers.
+fn http_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: String,
+    origin: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut request = http.post(url).json(&body);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let cache = response.headers().get("cache-control").cloned();
+    let body = response.json().await.unwrap_or(Value::Null);
+    if status != 403 || body.get("status").is_some() {
+        assert_eq!(
+            cache.as_ref().map(|v| v.to_str().unwrap()),
+            Some("no-store")
+        );
+    }
+    (status, body)
+}
+
+/// `POST /pair` from `origin` as peer `source`.
+async fn request_pairing(hub: &TestHub, source: &str, origin: &str, name: &str) -> (u16, Value) {
+    post(
+        &http_from(source),
+        hub.http("/pair"),
+        Some(origin),
+        json!({"name": name}),
+    )
+    .await
+}
+
+/// `POST /pair/{id}` with `claim` from `origin`.
+async fn claim(hub: &TestHub, id: &str, origin: &str, claim: &str) -> (u16, Value) {
+    post(
+        &reqwest::Client::new(),
+        hub.http(&format!("/pair/{id}")),
+        Some(origin),
+        json!({"claim": claim}),
+    )
+    .await
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_approved_pairing_delivers_a_token_once_that_works_only_from_its_origin() {
+    let hub = TestHub::start().await;
+    let mut events = hub.hub().events();
+    let mut owner = hub.client().await;
+
+    // Before pairing, the extension's origin may reach discovery and /pair only.
+    assert_eq!(hub.upgrade_status_as(&hub.token, Some(ORIGIN)).await, 403);
+
+    let (status, issued) = request_pairing(&hub, "127.0.0.1", ORIGIN, "Semantest Recorder").await;
+    assert_eq!(status, 201, "{issued}");
+    let (id, code, secret) = (
+        text(&issued["request_id"]),
+        text(&issued["code"]),
+        text(&issued["claim"]),
+    );
+    assert_eq!(code.len(), 6);
+    assert!(code.chars().all(|c| c.is_ascii_digit()));
+    assert_eq!(secret.len(), 64);
+    assert!(issued["expires_at"].is_string());
+    assert_eq!(issued["poll_after_ms"], 1000);
+
+    // The owner hears of it, with the same code, and so does the desktop app.
+    let requested = owner.notification("pairing.requested").await;
+    assert_eq!(requested["request"]["id"], id.as_str());
+    assert_eq!(requested["request"]["code"], code.as_str());
+    assert_eq!(requested["request"]["origin"], ORIGIN);
+    assert_eq!(requested["request"]["name"], "Semantest Recorder");
+    assert!(
+        requested["request"].get("claim").is_none(),
+        "the claim is the requester's only"
+    );
+    let event = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        event,
+        HubEvent::PairingRequested {
+            request_id: id.clone(),
+            name: "Semantest Recorder".into(),
+            origin: ORIGIN.into(),
+            code: code.clone(),
+        }
+    );
+    let listed = owner.ok("pairing.list", json!({})).await;
+    assert_eq!(listed["requests"][0]["id"], id.as_str());
+    assert_eq!(listed["requests"][0]["address"], "127.0.0.1");
+
+    let (status, pending) = claim(&hub, &id, ORIGIN, &secret).await;
+    assert_eq!((status, pending["status"].as_str()), (202, Some("pending")));
+
+    let approved = owner
+        .ok(
+            "pairing.approve",
+            json!({"request_id": id, "scopes": ["events", "projects:read"]}),
+        )
+        .await;
+    let client = &approved["client"];
+    assert_eq!(client["kind"], "extension");
+    assert_eq!(client["origin"], ORIGIN);
+    assert_eq!(client["scopes"], json!(["events", "projects:read"]));
+    let resolved = owner.notification("pairing.resolved").await;
+    assert_eq!(resolved, json!({"request_id": id, "outcome": "approved"}));
+    assert_eq!(
+        owner.notification("client.changed").await["event"],
+        "created"
+    );
+
+    // The claim from another origin, or with another secret, learns nothing.
+    assert_eq!(
+        claim(&hub, &id, "chrome-extension://other", &secret)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(claim(&hub, &id, ORIGIN, &"0".repeat(64)).await.0, 404);
+    let (status, delivered) = claim(&hub, &id, ORIGIN, &secret).await;
+    assert_eq!(status, 200, "{delivered}");
+    assert_eq!(delivered["status"], "approved");
+    assert_eq!(delivered["client_id"], client["id"]);
+    assert_eq!(delivered["scopes"], json!(["events", "projects:read"]));
+    let token = text(&delivered["token"]);
+    // Exactly once.
+    let (status, again) = claim(&hub, &id, ORIGIN, &secret).await;
+    assert_eq!((status, again["status"].as_str()), (404, Some("unknown")));
+
+    // The token works from its origin (now on the allowlist), within its scopes.
+    let mut ext = Ws::connect(hub.ws_request_as(&token, Some(ORIGIN)))
+        .await
+        .unwrap();
+    ext.ok("project.list", json!({})).await;
+    let forbidden = ext
+        .err("agent.run", json!({"project_id": "p", "prompt": "x"}))
+        .await;
+    assert_eq!(forbidden["data"]["kind"], "FORBIDDEN");
+    // Not from anywhere else.
+    assert_eq!(hub.upgrade_status_as(&token, None).await, 401);
+    assert_eq!(
+        hub.upgrade_status_as(&token, Some("chrome-extension://other"))
+            .await,
+        403
+    );
+    assert_eq!(
+        hub.upgrade_status_as(&token, Some(&format!("http://127.0.0.1:{}", hub.port)))
+            .await,
+        401
+    );
+
+    // The paired origin persists across a restart, through its token.
+    drop(ext);
+    drop(owner);
+    let hub = hub.restart().await;
+    assert_eq!(hub.upgrade_status_as(&token, Some(ORIGIN)).await, 101);
+    // Revoking takes the origin off the allowlist again.
+    let mut owner = hub.client().await;
+    owner
+        .ok("client.revoke", json!({"client_id": client["id"]}))
+        .await;
+    assert_eq!(hub.upgrade_status_as(&token, Some(ORIGIN)).await, 403);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_denied_request_gets_a_clear_answer_and_no_token() {
+    let hub = TestHub::start().await;
+    let mut owner = hub.client().await;
+    let (_, issued) = request_pairing(&hub, "127.0.0.1", ORIGIN, "Ext").await;
+    let (id, secret) = (text(&issued["request_id"]), text(&issued["claim"]));
+    assert_eq!(
+        owner.ok("pairing.deny", json!({"request_id": id})).await,
+        json!({"denied": true})
+    );
+    assert_eq!(
+        owner.notification("pairing.resolved").await,
+        json!({"request_id": id, "outcome": "denied"})
+    );
+    let (status, body) = claim(&hub, &id, ORIGIN, &secret).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["status"], "denied");
+    assert_eq!(body["error"]["kind"], "PAIRING_DENIED");
+    assert!(body.get("token").is_none());
+    let late = owner
+        .err("pairing.approve", json!({"request_id": id}))
+        .await;
+    assert_eq!(
+        (late["code"].as_i64(), late["data"]["kind"].as_str()),
+        (Some(-32031), Some("PAIRING_DENIED"))
+    );
+    let unknown = owner
+        .err("pairing.deny", json!({"request_id": "pr_nope"}))
+        .await;
+    assert_eq!(unknown["data"]["kind"], "PAIRING_NOT_FOUND");
+    assert_eq!(
+        owner.ok("client.list", json!({})).await,
+        json!({"clients": []})
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_request_gets_a_clear_answer_and_no_token() {
+    // A one-second TTL instead of two minutes; the hub's own timer expires it.
+    let hub = TestHub::start_with(|c| c.config.pairing.request_ttl_s = 1).await;
+    let mut owner = hub.client().await;
+    let (_, issued) = request_pairing(&hub, "127.0.0.1", ORIGIN, "Ext").await;
+    let (id, secret) = (text(&issued["request_id"]), text(&issued["claim"]));
+    assert_eq!(
+        owner.notification("pairing.requested").await["request"]["id"],
+        id.as_str()
+    );
+    assert_eq!(
+        owner.notification("pairing.resolved").await,
+        json!({"request_id": id, "outcome": "expired"})
+    );
+    let (status, body) = claim(&hub, &id, ORIGIN, &secret).await;
+    assert_eq!(status, 410);
+    assert_eq!(body["status"], "expired");
+    assert_eq!(body["error"]["kind"], "PAIRING_EXPIRED");
+    assert!(body.get("token").is_none());
+    let late = owner
+        .err("pairing.approve", json!({"request_id": id}))
+        .await;
+    assert_eq!(late["data"]["kind"], "PAIRING_EXPIRED");
+    assert_eq!(
+        owner.ok("pairing.list", json!({})).await,
+        json!({"requests": []})
+    );
+    assert_eq!(
+        owner.ok("client.list", json!({})).await,
+        json!({"clients": []})
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn pending_requests_are_limited_globally_and_per_address() {
+    let hub = TestHub::start().await;
+    for _ in 0..2 {
+        assert_eq!(
+            request_pairing(&hub, "127.0.0.1", ORIGIN, "Ext").await.0,
+            201
+        );
+    }
+    let (status, body) = request_pairing(&hub, "127.0.0.1", ORIGIN, "Ext").await;
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["kind"], "LIMIT_REACHED");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this address"),
+        "{body}"
+    );
+
+    // Other addresses still get in, up to 5 pending in all.
+    for source in ["127.0.0.2", "127.0.0.2", "127.0.0.3"] {
+        assert_eq!(
+            request_pairing(&hub, source, ORIGIN, "Ext").await.0,
+            201,
+            "{source}"
+        );
+    }
+    let (status, body) = request_pairing(&hub, "127.0.0.4", ORIGIN, "Ext").await;
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["kind"], "LIMIT_REACHED");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many pairing requests are pending")
+    );
+
+    // Deciding one frees a slot.
+    let mut owner = hub.client().await;
+    let pending = owner.ok("pairing.list", json!({})).await;
+    assert_eq!(pending["requests"].as_array().unwrap().len(), 5);
+    let first = text(&pending["requests"][0]["id"]);
+    owner.ok("pairing.deny", json!({"request_id": first})).await;
+    assert_eq!(
+        request_pairing(&hub, "127.0.0.4", ORIGIN, "Ext").await.0,
+        201
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn pairing_needs_an_extension_origin_and_a_valid_body() {
+    let hub = TestHub::start().await;
+    let http = reqwest::Client::new();
+    let dashboard = format!("http://127.0.0.1:{}", hub.port);
+    for (origin, expected) in [
+        (None, 403),
+        (Some("https://evil.example"), 403),
+        (Some(dashboard.as_str()), 403),
+        (Some("chrome-extension://"), 403),
+        (Some("chrome-extension://abc/path"), 403),
+    ] {
+        let (status, body) = post(&http, hub.http("/pair"), origin, json!({"name": "x"})).await;
+        assert_eq!(status, expected, "{origin:?}: {body}");
+    }
+    let (status, body) = post(&http, hub.http("/pair"), None, json!({"name": "x"})).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (403, Some("FORBIDDEN"))
+    );
+    for body in [
+        json!({}),
+        json!({"name": ""}),
+        json!({"name": "x", "extra": 1}),
+        json!({"name": "a\u{1}"}),
+    ] {
+        let (status, reply) = post(
+            &http,
+            hub.http("/pair"),
+            Some("moz-extension://1234-abcd"),
+            body.clone(),
+        )
+        .await;
+        assert!((400..=422).contains(&status), "{body}: {status}");
+        assert_eq!(reply["error"]["kind"], "INVALID_PARAMS", "{body}");
+    }
+    let huge = json!({"name": "x".repeat(10_000)});
+    let (status, _) = post(
+        &http,
+        hub.http("/pair"),
+        Some("moz-extension://1234-abcd"),
+        huge,
+    )
+    .await;
+    assert_eq!(status, 413);
+    // Every extension scheme may ask.
+    for origin in [
+        "moz-extension://6f1b7c3e-1b2a-4c5d-9e8f-0a1b2c3d4e5f",
+        "safari-web-extension://ABCD-1234",
+    ] {
+        let (status, _) = request_pairing(&hub, "127.0.0.5", origin, "Ext").await;
+        assert_eq!(status, 201, "{origin}");
+    }
+    // An unknown request id is just unknown.
+    let (status, body) = claim(&hub, "pr_0000000000000000", ORIGIN, "x").await;
+    assert_eq!((status, body["status"].as_str()), (404, Some("unknown")));
+    hub.stop().await;
+}
