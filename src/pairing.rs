@@ -18,10 +18,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 
-use serde::Serialize;
-
 use crate::config::PairingConfig;
 use crate::error::{ErrorKind, RpcError};
+pub use crate::protocol::clients::{Outcome, RequestView};
 use crate::scopes::Scopes;
 use crate::security::{hashes_equal, new_token, token_hash};
 use crate::timestamp::format_ms;
@@ -46,18 +45,6 @@ pub fn is_extension_origin(origin: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         })
     })
-}
-
-/// How a request ended, as `pairing.resolved` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The user approved it; a token was issued.
-    Approved,
-    /// The user denied it.
-    Denied,
-    /// Nobody decided in time.
-    Expired,
 }
 
 /// Why a pairing operation failed.
@@ -108,25 +95,6 @@ impl From<PairingError> for RpcError {
         };
         RpcError::new(err.kind(), err.to_string()).with_details(details)
     }
-}
-
-/// A pending request as `pairing.list` and `pairing.requested` show it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct RequestView {
-    /// `pr_` and 16 hex digits.
-    pub id: String,
-    /// The extension's display name.
-    pub name: String,
-    /// The exact Origin of the request.
-    pub origin: String,
-    /// The 6-digit code both sides show.
-    pub code: String,
-    /// RFC 3339 UTC.
-    pub created_at: String,
-    /// RFC 3339 UTC.
-    pub expires_at: String,
-    /// The requester's peer address.
-    pub address: String,
 }
 
 /// A new request.

@@ -6,7 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::pairing::{Outcome, RequestView};
 use crate::scopes::Scopes;
 
 /// Method and notification names.
@@ -30,6 +29,37 @@ pub mod method {
     pub const PAIRING_RESOLVED: &str = "pairing.resolved";
     /// Notification (to `admin` connections): `{event, client}`.
     pub const CLIENT_CHANGED: &str = "client.changed";
+}
+
+/// How a request ended, as `pairing.resolved` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The user approved it; a token was issued.
+    Approved,
+    /// The user denied it.
+    Denied,
+    /// Nobody decided in time.
+    Expired,
+}
+
+/// A pending request as `pairing.list` and `pairing.requested` show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RequestView {
+    /// `pr_` and 16 hex digits.
+    pub id: String,
+    /// The extension's display name.
+    pub name: String,
+    /// The exact Origin of the request.
+    pub origin: String,
+    /// The 6-digit code both sides show.
+    pub code: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub expires_at: String,
+    /// The requester's peer address.
+    pub address: String,
 }
 
 /// `client.create` params.
