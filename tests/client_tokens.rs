@@ -344,6 +344,33 @@ async fn the_signature_proof_verifies_with_the_right_token_only() {
         .unwrap();
     assert!(revoked["challenge"].is_null());
 
+    // The endpoint comes from the socket, not from the Host header the client chose.
+    let via_localhost = raw_get(
+        ("127.0.0.1", hub.port),
+        &format!("localhost:{}", hub.port),
+        &format!("/semantest-signature?challenge={nonce}&client=owner"),
+    )
+    .await;
+    assert_eq!(via_localhost["challenge"]["endpoint"], endpoint.as_str());
+    // Over IPv6 loopback (when the machine has it) the endpoint is `[::1]:port`.
+    if tokio::net::TcpStream::connect(("::1", hub.port))
+        .await
+        .is_ok()
+    {
+        let v6 = raw_get(
+            ("::1", hub.port),
+            &format!("127.0.0.1:{}", hub.port),
+            &format!("/semantest-signature?challenge={nonce}&client=owner"),
+        )
+        .await;
+        let v6_endpoint = format!("[::1]:{}", hub.port);
+        assert_eq!(v6["challenge"]["endpoint"], v6_endpoint.as_str());
+        assert_eq!(
+            v6["challenge"]["proof"],
+            challenge_proof(&token_hash(&hub.token), nonce, "owner", &v6_endpoint)
+        );
+    }
+
     // Malformed challenges are refused.
     for query in [
         format!("?challenge={nonce}"),
@@ -354,6 +381,22 @@ async fn the_signature_proof_verifies_with_the_right_token_only() {
         assert_eq!(signature(&hub, &query).await.status(), 400, "{query}");
     }
     hub.stop().await;
+}
+
+/// A raw HTTP/1.1 GET to `addr` with the given Host header; returns the JSON body of a
+/// 200 answer.
+async fn raw_get(addr: (&str, u16), host: &str, path: &str) -> Value {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    serde_json::from_str(raw.split("\r\n\r\n").nth(1).unwrap()).unwrap()
 }
 
 /// A relaying impostor: a TCP proxy on its own port that forwards every byte to the
@@ -383,23 +426,13 @@ async fn a_relaying_impostor_fails_verification() {
     let relay_port = relay_to(hub.port).await;
 
     let nonce = "0123456789abcdef0123456789abcdef";
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", relay_port))
-        .await
-        .unwrap();
-    let request = format!(
-        "GET /semantest-signature?challenge={nonce}&client={id} HTTP/1.1\r\n\
-         Host: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-        hub.port
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
-        .await
-        .expect("the relay answers in time")
-        .unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
-    let body: Value = serde_json::from_str(raw.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    // The relay forwards the request unchanged, with the Host the real hub expects.
+    let body = raw_get(
+        ("127.0.0.1", relay_port),
+        &format!("127.0.0.1:{}", hub.port),
+        &format!("/semantest-signature?challenge={nonce}&client={id}"),
+    )
+    .await;
     let challenge = &body["challenge"];
     // The real hub answered, with a proof bound to where it really listens...
     let real_endpoint = format!("127.0.0.1:{}", hub.port);
