@@ -110,7 +110,13 @@ pub fn request_pairing(hub: &Hub, new: NewRequest) -> Result<Issued, PairingErro
         origin: request.origin.clone(),
         code: request.code.clone(),
     });
-    let (hub2, at) = (hub.clone(), issued.expires_at_ms);
+    expire_at(hub, issued.expires_at_ms);
+    Ok(issued)
+}
+
+/// Runs [`expire_due`] at `at` (epoch ms), unless the hub shuts down first.
+fn expire_at(hub: &Hub, at: i64) {
+    let hub2 = hub.clone();
     hub.tracker.spawn(async move {
         let wait = u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0);
         tokio::select! {
@@ -119,14 +125,24 @@ pub fn request_pairing(hub: &Hub, new: NewRequest) -> Result<Issued, PairingErro
         }
         expire_due(&hub2);
     });
-    Ok(issued)
 }
 
-/// Expires the requests that are due and reports each as `pairing.resolved expired`.
+/// Expires what is due: each undecided request is reported as `pairing.resolved
+/// expired`, and each approved token nobody claimed in time is revoked (nobody holds it).
 pub fn expire_due(hub: &Hub) {
-    for request_id in hub.pairings.expire_due(now_ms()) {
+    let expired = hub.pairings.expire_due(now_ms());
+    for request_id in expired.requests {
         tracing::info!(request_id = %request_id, "pairing request expired");
         resolved(hub, &request_id, Outcome::Expired);
+    }
+    for client_id in expired.unclaimed_clients {
+        match revoke(hub, &client_id) {
+            Ok(_) => tracing::info!(client_id = %client_id, "unclaimed pairing token revoked"),
+            // The user revoked it meanwhile.
+            Err(err) => {
+                tracing::debug!(client_id = %client_id, error = %err, "unclaimed pairing token already gone")
+            }
+        }
     }
 }
 
@@ -167,6 +183,8 @@ pub fn approve_pairing(
         })
     })?;
     tracing::info!(request_id, client_id = %client_id, scopes = %scopes.to_storage(), "pairing approved");
+    // The token waits one TTL for its claim, then it is revoked.
+    expire_at(hub, now_ms().saturating_add(hub.pairings.ttl_ms()));
     resolved(hub, request_id, Outcome::Approved);
     let view = view(hub, &client_id).ok_or_else(|| {
         RpcError::new(

@@ -185,6 +185,19 @@ pub struct Pairings {
     // A std Mutex: map operations only (and the token insert on approval, which is
     // synchronous), never held across an await.
     requests: Mutex<HashMap<String, Request>>,
+    /// Tokens approved but never claimed in time, for [`Pairings::expire_due`] to report
+    /// so they can be revoked. Locked after `requests`, never before.
+    unclaimed: Mutex<Vec<String>>,
+}
+
+/// What [`Pairings::expire_due`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Requests that expired undecided, for `pairing.resolved`.
+    pub requests: Vec<String>,
+    /// Client ids of approved tokens nobody claimed in time; nobody holds them, so they
+    /// should be revoked.
+    pub unclaimed_clients: Vec<String>,
 }
 
 impl Pairings {
@@ -193,6 +206,7 @@ impl Pairings {
         Self {
             config,
             requests: Mutex::new(HashMap::new()),
+            unclaimed: Mutex::new(Vec::new()),
         }
     }
 
@@ -351,11 +365,18 @@ impl Pairings {
         }
     }
 
-    /// Expires the requests due at `now` and returns the ids of those that were still
-    /// undecided, for `pairing.resolved`.
-    pub fn expire_due(&self, now: i64) -> Vec<String> {
+    /// Expires what is due at `now`: undecided requests (each reported once) and
+    /// approved tokens not claimed within their window (each reported once, including
+    /// those found by earlier sweeps).
+    pub fn expire_due(&self, now: i64) -> Expired {
         let mut requests = self.lock();
-        self.sweep(&mut requests, now)
+        let expired = self.sweep(&mut requests, now);
+        let unclaimed =
+            std::mem::take(&mut *self.unclaimed.lock().unwrap_or_else(|p| p.into_inner()));
+        Expired {
+            requests: expired,
+            unclaimed_clients: unclaimed,
+        }
     }
 
     /// Moves due pending requests to `Expired` (returning their ids), drops approved
@@ -363,6 +384,7 @@ impl Pairings {
     fn sweep(&self, requests: &mut HashMap<String, Request>, now: i64) -> Vec<String> {
         let ttl = self.ttl_ms();
         let mut expired = Vec::new();
+        let mut unclaimed = Vec::new();
         requests.retain(|id, request| {
             if now < request.expires_at {
                 return true;
@@ -374,13 +396,20 @@ impl Pairings {
                     true
                 }
                 State::Approved { ref client_id, .. } => {
-                    tracing::warn!(request_id = %id, client_id = %client_id, "approved pairing token was never claimed; it stays listed until revoked");
+                    tracing::warn!(request_id = %id, client_id = %client_id, "approved pairing token was never claimed");
+                    unclaimed.push(client_id.clone());
                     request.state = State::Expired;
                     true
                 }
                 State::Denied | State::Expired => now < request.expires_at.saturating_add(ttl),
             }
         });
+        if !unclaimed.is_empty() {
+            self.unclaimed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(unclaimed);
+        }
         expired
     }
 }
@@ -503,9 +532,9 @@ mod tests {
         ));
 
         let late = p.request(new("127.0.0.2"), 0).unwrap();
-        assert_eq!(p.expire_due(ttl - 1), Vec::<String>::new());
-        assert_eq!(p.expire_due(ttl), vec![late.request.id.clone()]);
-        assert_eq!(p.expire_due(ttl + 1), Vec::<String>::new(), "reported once");
+        assert_eq!(p.expire_due(ttl - 1), Expired::default());
+        assert_eq!(p.expire_due(ttl).requests, vec![late.request.id.clone()]);
+        assert_eq!(p.expire_due(ttl + 1), Expired::default(), "reported once");
         assert!(matches!(
             p.approve(&late.request.id, ttl + 1, issue),
             Err(PairingError::Expired(_))
@@ -542,6 +571,12 @@ mod tests {
             ),
             Claim::Expired
         );
+        // The claim's sweep found it; the next expiry reports it once, for revocation.
+        assert_eq!(
+            p.expire_due(10 + ttl).unclaimed_clients,
+            vec!["cl_1".to_string()]
+        );
+        assert!(p.expire_due(10 + ttl).unclaimed_clients.is_empty());
     }
 
     #[test]

@@ -260,6 +260,24 @@ async fn an_expired_request_gets_a_clear_answer_and_no_token() {
         owner.ok("client.list", json!({})).await,
         json!({"clients": []})
     );
+
+    // An approved token nobody claims within another TTL is revoked: nobody holds it.
+    let (_, issued) = request_pairing(&hub, "127.0.0.1", ORIGIN, "Ext").await;
+    let (id, secret) = (text(&issued["request_id"]), text(&issued["claim"]));
+    let client = owner.ok("pairing.approve", json!({"request_id": id})).await["client"].clone();
+    let revoked = loop {
+        let changed = owner.notification("client.changed").await;
+        if changed["event"] == "revoked" {
+            break changed;
+        }
+    };
+    assert_eq!(revoked["client"]["id"], client["id"]);
+    let (status, body) = claim(&hub, &id, ORIGIN, &secret).await;
+    assert_eq!((status, body["status"].as_str()), (410, Some("expired")));
+    assert_eq!(
+        owner.ok("client.list", json!({})).await,
+        json!({"clients": []})
+    );
     hub.stop().await;
 }
 
