@@ -1,59 +1,45 @@
 //! Access management on a running hub: client tokens and pairing requests, with the
-//! side effects each change has (closing connections, notifying admin connections,
-//! telling the desktop app, expiring requests on time).
+//! side effects each change has (closing connections, the [`Event`]s that notify admin
+//! connections and the desktop app, expiring requests on time).
 //!
 //! The `client.*` and `pairing.*` methods ([`crate::rpc`]) and the `/pair` endpoints
 //! ([`crate::pairing_http`]) both go through here, so every path has the same effects.
 
 use std::net::SocketAddr;
 
-use axum::extract::ws::Utf8Bytes;
-use serde::Serialize;
-
-use crate::client_tokens::{ClientKind, ClientView, NewClientToken};
+use crate::client_tokens::{self, ClientKind, ClientView, NewClientToken};
 use crate::clients::CLOSE_POLICY;
 use crate::error::RpcError;
-use crate::hub::{Hub, HubEvent};
+use crate::events::Event;
+use crate::hub::Hub;
 use crate::pairing::{Approval, Issued, NewRequest, Outcome, PairingError};
-use crate::protocol::clients::{
-    ClientChanged, ClientEvent, PairingRequested, PairingResolved, method,
-};
-use crate::protocol::notification;
+use crate::protocol::clients::ClientEvent;
 use crate::scopes::{Scope, Scopes};
 use crate::timestamp::now_ms;
 
 /// The close reason sent to the connections of a revoked token (code 1008).
 pub const REVOKED_REASON: &str = "client token revoked";
 
-/// Pushes a notification to every connection holding the `admin` scope (the owner's
-/// included).
-pub fn notify_admins<P: Serialize>(hub: &Hub, method: &str, params: &P) {
-    let text = Utf8Bytes::from(notification(method, params));
-    hub.clients
-        .broadcast_to(text, |client| client.scopes().contains(Scope::Admin));
-}
-
 /// The `client.list` view of a live token.
 pub fn view(hub: &Hub, id: &str) -> Option<ClientView> {
-    let row = hub.client_tokens.get(id)?;
-    Some(ClientView::new(&row, hub.clients.count_token(id)))
+    let row = hub.client_tokens().get(id)?;
+    Some(client_tokens::view(&row, hub.clients().count_token(id)))
 }
 
 /// Every live token, oldest first.
 pub fn list(hub: &Hub) -> Vec<ClientView> {
-    hub.client_tokens
+    hub.client_tokens()
         .list()
         .iter()
-        .map(|row| ClientView::new(row, hub.clients.count_token(&row.id)))
+        .map(|row| client_tokens::view(row, hub.clients().count_token(&row.id)))
         .collect()
 }
 
 fn changed(hub: &Hub, event: ClientEvent, client: &ClientView) {
-    notify_admins(
-        hub,
-        method::CLIENT_CHANGED,
-        &ClientChanged { event, client },
-    );
+    hub.emit(Event::ClientChanged {
+        event,
+        client: client.clone(),
+    });
 }
 
 /// Creates a token and returns its view with the token (shown this once).
@@ -61,8 +47,8 @@ fn changed(hub: &Hub, event: ClientEvent, client: &ClientView) {
 /// # Errors
 /// `INVALID_PARAMS` for a bad name, origin or empty scopes; `INTERNAL` for the store.
 pub fn create(hub: &Hub, new: NewClientToken) -> Result<(ClientView, String), RpcError> {
-    let (row, token) = hub.client_tokens.create(new)?;
-    let view = ClientView::new(&row, 0);
+    let (row, token) = hub.client_tokens().create(new)?;
+    let view = client_tokens::view(&row, 0);
     changed(hub, ClientEvent::Created, &view);
     Ok((view, token))
 }
@@ -73,10 +59,10 @@ pub fn create(hub: &Hub, new: NewClientToken) -> Result<(ClientView, String), Rp
 /// # Errors
 /// `CLIENT_NOT_FOUND`; `INTERNAL` for the store.
 pub fn revoke(hub: &Hub, id: &str) -> Result<ClientView, RpcError> {
-    let row = hub.client_tokens.revoke(id)?;
-    let closed = hub.clients.close_token(id, CLOSE_POLICY, REVOKED_REASON);
+    let row = hub.client_tokens().revoke(id)?;
+    let closed = hub.clients().close_token(id, CLOSE_POLICY, REVOKED_REASON);
     tracing::info!(client_id = %id, closed, "revoked token's connections closed");
-    let view = ClientView::new(&row, 0);
+    let view = client_tokens::view(&row, 0);
     changed(hub, ClientEvent::Revoked, &view);
     Ok(view)
 }
@@ -84,8 +70,8 @@ pub fn revoke(hub: &Hub, id: &str) -> Result<ClientView, RpcError> {
 /// Records that token `id` opened a connection from `addr` (one store write per
 /// connection) and tells admin connections.
 pub fn connected(hub: &Hub, id: &str, addr: SocketAddr) {
-    if let Some(row) = hub.client_tokens.touch(id, addr) {
-        let view = ClientView::new(&row, hub.clients.count_token(id));
+    if let Some(row) = hub.client_tokens().touch(id, addr) {
+        let view = client_tokens::view(&row, hub.clients().count_token(id));
         changed(hub, ClientEvent::Used, &view);
     }
 }
@@ -96,20 +82,10 @@ pub fn connected(hub: &Hub, id: &str, addr: SocketAddr) {
 /// # Errors
 /// [`PairingError::TooManyPending`] or [`PairingError::TooManyFromAddress`].
 pub fn request_pairing(hub: &Hub, new: NewRequest) -> Result<Issued, PairingError> {
-    let issued = hub.pairings.request(new, now_ms())?;
+    let issued = hub.pairings().request(new, now_ms())?;
     let request = &issued.request;
     tracing::info!(request_id = %request.id, origin = %request.origin, address = %request.address, "pairing requested");
-    notify_admins(
-        hub,
-        method::PAIRING_REQUESTED,
-        &PairingRequested { request },
-    );
-    hub.emit(HubEvent::PairingRequested {
-        request_id: request.id.clone(),
-        name: request.name.clone(),
-        origin: request.origin.clone(),
-        code: request.code.clone(),
-    });
+    hub.emit(Event::PairingRequested(request.clone()));
     expire_at(hub, issued.expires_at_ms);
     Ok(issued)
 }
@@ -117,11 +93,11 @@ pub fn request_pairing(hub: &Hub, new: NewRequest) -> Result<Issued, PairingErro
 /// Runs [`expire_due`] at `at` (epoch ms), unless the hub shuts down first.
 fn expire_at(hub: &Hub, at: i64) {
     let hub2 = hub.clone();
-    hub.tracker.spawn(async move {
+    hub.tracker().spawn(async move {
         let wait = u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0);
         tokio::select! {
             () = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
-            () = hub2.shutdown.cancelled() => return,
+            () = hub2.shutdown().cancelled() => return,
         }
         expire_due(&hub2);
     });
@@ -130,7 +106,7 @@ fn expire_at(hub: &Hub, at: i64) {
 /// Expires what is due: each undecided request is reported as `pairing.resolved
 /// expired`, and each approved token nobody claimed in time is revoked (nobody holds it).
 pub fn expire_due(hub: &Hub) {
-    let expired = hub.pairings.expire_due(now_ms());
+    let expired = hub.pairings().expire_due(now_ms());
     for request_id in expired.requests {
         tracing::info!(request_id = %request_id, "pairing request expired");
         resolved(hub, &request_id, Outcome::Expired);
@@ -147,14 +123,10 @@ pub fn expire_due(hub: &Hub) {
 }
 
 fn resolved(hub: &Hub, request_id: &str, outcome: Outcome) {
-    notify_admins(
-        hub,
-        method::PAIRING_RESOLVED,
-        &PairingResolved {
-            request_id,
-            outcome,
-        },
-    );
+    hub.emit(Event::PairingResolved {
+        request_id: request_id.to_string(),
+        outcome,
+    });
 }
 
 /// Approves a pairing request: issues a token bound to the request's Origin with
@@ -169,8 +141,8 @@ pub fn approve_pairing(
     scopes: Option<Scopes>,
 ) -> Result<ClientView, RpcError> {
     let scopes = scopes.unwrap_or(Scopes::only(Scope::Events));
-    let client_id = hub.pairings.approve(request_id, now_ms(), |request| {
-        let (row, token) = hub.client_tokens.create(NewClientToken {
+    let client_id = hub.pairings().approve(request_id, now_ms(), |request| {
+        let (row, token) = hub.client_tokens().create(NewClientToken {
             name: request.name.clone(),
             kind: ClientKind::Extension,
             origin: Some(request.origin.clone()),
@@ -184,7 +156,7 @@ pub fn approve_pairing(
     })?;
     tracing::info!(request_id, client_id = %client_id, scopes = %scopes.to_storage(), "pairing approved");
     // The token waits one TTL for its claim, then it is revoked.
-    expire_at(hub, now_ms().saturating_add(hub.pairings.ttl_ms()));
+    expire_at(hub, now_ms().saturating_add(hub.pairings().ttl_ms()));
     resolved(hub, request_id, Outcome::Approved);
     let view = view(hub, &client_id).ok_or_else(|| {
         RpcError::new(
@@ -201,7 +173,7 @@ pub fn approve_pairing(
 /// # Errors
 /// `PAIRING_NOT_FOUND`, `PAIRING_EXPIRED`, `PAIRING_DENIED`.
 pub fn deny_pairing(hub: &Hub, request_id: &str) -> Result<(), RpcError> {
-    hub.pairings.deny(request_id, now_ms())?;
+    hub.pairings().deny(request_id, now_ms())?;
     tracing::info!(request_id, "pairing denied");
     resolved(hub, request_id, Outcome::Denied);
     Ok(())

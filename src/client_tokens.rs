@@ -18,6 +18,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use serde::Serialize;
 
 use crate::error::{ErrorKind, RpcError};
+pub use crate::protocol::clients::ClientView;
 use crate::scopes::Scopes;
 use crate::security::{new_token, token_hash};
 use crate::store::{ClientTokenRow, Store, StoreError};
@@ -102,43 +103,18 @@ pub struct Identity {
     pub scopes: Scopes,
 }
 
-/// A client token as `client.list` shows it. Times are RFC 3339 UTC.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ClientView {
-    /// `cl_` and 12 hex digits.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// `extension` or `manual`.
-    pub kind: String,
-    /// The exact Origin it works from, or null for any (non-browser clients).
-    pub origin: Option<String>,
-    /// Its scopes.
-    pub scopes: Scopes,
-    /// When it was created.
-    pub created_at: String,
-    /// When it last opened a connection.
-    pub last_used_at: Option<String>,
-    /// The peer address of that connection.
-    pub last_addr: Option<String>,
-    /// Connections open with it now.
-    pub connected: usize,
-}
-
-impl ClientView {
-    /// The view of a stored row with `connected` live connections.
-    pub fn new(row: &ClientTokenRow, connected: usize) -> Self {
-        Self {
-            id: row.id.clone(),
-            name: row.name.clone(),
-            kind: row.kind.clone(),
-            origin: row.origin.clone(),
-            scopes: row.scopes,
-            created_at: format_ms(row.created_at),
-            last_used_at: row.last_used_at.map(format_ms),
-            last_addr: row.last_addr.clone(),
-            connected,
-        }
+/// The `client.list` view of a stored row with `connected` live connections.
+pub fn view(row: &ClientTokenRow, connected: usize) -> ClientView {
+    ClientView {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        kind: row.kind.clone(),
+        origin: row.origin.clone(),
+        scopes: row.scopes,
+        created_at: format_ms(row.created_at),
+        last_used_at: row.last_used_at.map(format_ms),
+        last_addr: row.last_addr.clone(),
+        connected,
     }
 }
 

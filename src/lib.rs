@@ -51,7 +51,6 @@
 //! ```
 
 pub mod access;
-pub mod agent;
 pub mod assets;
 pub mod client;
 pub mod client_tokens;
@@ -60,16 +59,19 @@ pub mod config;
 pub mod conn_info;
 pub mod coordinator;
 pub mod error;
+pub mod events;
 pub mod feed;
 pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
+pub mod notifier;
 pub mod pairing;
 pub mod pairing_http;
 pub mod project;
 pub mod protocol;
 pub mod rpc;
+pub mod runner;
 pub mod scopes;
 pub mod secrets;
 pub mod security;

@@ -122,9 +122,9 @@ pub(crate) async fn request(
             }),
         ),
         Err(err) => {
-            hub.metrics.refused("pairing_limit");
+            hub.metrics().refused("pairing_limit");
             let mut response = error(StatusCode::TOO_MANY_REQUESTS, err.kind(), err.to_string());
-            let retry = hub.config.config.pairing.request_ttl_s.to_string();
+            let retry = hub.config().config.pairing.request_ttl_s.to_string();
             if let Ok(value) = HeaderValue::from_str(&retry) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
@@ -149,7 +149,7 @@ pub(crate) async fn claim(
     };
     access::expire_due(&hub);
     match hub
-        .pairings
+        .pairings()
         .claim(&request_id, &origin, &body.claim, now_ms())
     {
         Claim::Pending => reply(

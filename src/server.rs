@@ -102,7 +102,7 @@ impl HubServer {
     /// Resolves when shutdown has been requested (by [`HubServer::shutdown`] or any
     /// holder of the hub).
     pub async fn cancelled(&self) {
-        self.hub.shutdown.cancelled().await;
+        self.hub.shutdown().cancelled().await;
     }
 
     /// Shuts down gracefully: stops accepting, closes every connection with 1001, kills
@@ -110,11 +110,11 @@ impl HubServer {
     /// and closes the store and removes the runtime file.
     pub async fn shutdown(self) {
         info!("shutting down");
-        self.hub.shutdown.cancel();
-        self.hub.tracker.close();
-        let grace = Duration::from_secs(self.hub.config.config.limits.shutdown_grace_s);
+        self.hub.shutdown().cancel();
+        self.hub.tracker().close();
+        let grace = Duration::from_secs(self.hub.config().config.limits.shutdown_grace_s);
         let wait_all = async {
-            self.hub.tracker.wait().await;
+            self.hub.tracker().wait().await;
             for task in self.serve_tasks {
                 let _ = task.await;
             }
@@ -125,13 +125,13 @@ impl HubServer {
                 "some tasks did not finish within the shutdown grace period"
             );
         }
-        let store = self.hub.store.clone();
+        let store = self.hub.store().clone();
         match tokio::task::spawn_blocking(move || store.checkpoint()).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => warn!(error = %ErrorChain(&err), "store checkpoint failed"),
             Err(_) => warn!("store checkpoint panicked"),
         }
-        let _ = std::fs::remove_file(self.hub.config.data_dir.join(RUNTIME_FILE));
+        let _ = std::fs::remove_file(self.hub.config().data_dir.join(RUNTIME_FILE));
         self.hub.release_data_dir();
         info!("stopped");
     }
@@ -151,15 +151,13 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         .local_addr()
         .map(|a| a.port())
         .unwrap_or_default();
-    hub.set_port(port);
-
     let mut origins = builtin_origins(port);
-    origins.extend(hub.config.config.allowed_origins.iter().cloned());
+    origins.extend(hub.config().config.allowed_origins.iter().cloned());
     let state = AppState {
         hub: hub.clone(),
         hosts: Arc::new(allowed_hosts(port)),
         origins: Arc::new(origins),
-        connection_slots: Arc::new(Semaphore::new(hub.config.config.limits.max_connections)),
+        connection_slots: Arc::new(Semaphore::new(hub.config().config.limits.max_connections)),
     };
     let app = router(state);
 
@@ -175,7 +173,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
             action: "read the listening address".into(),
             source,
         })?);
-        let shutdown = hub.shutdown.clone();
+        let shutdown = hub.shutdown().clone();
         let service = app
             .clone()
             .into_make_service_with_connect_info::<ConnAddrs>();
@@ -188,11 +186,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
             }
         }));
     }
-    hub.tracker
-        .spawn(hub.monitor.clone().run(hub.shutdown.clone()));
-    hub.tracker.spawn(hub.clone().run_stats());
-    hub.tracker.spawn(hub.clone().run_retention());
-    crate::coordinator::start(&hub);
+    hub.start_background(port);
     write_runtime_file(&hub)?;
     let server = HubServer {
         hub,
@@ -259,12 +253,12 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 
 fn write_runtime_file(hub: &Hub) -> Result<(), StartError> {
     use std::io::Write;
-    let dir = &hub.config.data_dir;
+    let dir = &hub.config().data_dir;
     let body = json!({
         "url": format!("http://127.0.0.1:{}", hub.port()),
         "port": hub.port(),
         "pid": std::process::id(),
-        "instance_id": hub.instance_id,
+        "instance_id": hub.instance_id(),
     });
     let io_err = |source| StartError::Io {
         action: format!("write {}", dir.join(RUNTIME_FILE).display()),
@@ -304,7 +298,7 @@ fn router(state: AppState) -> Router {
 async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     if !host_allowed(headers, &state.hosts) {
-        state.hub.metrics.refused("host");
+        state.hub.metrics().refused("host");
         return (StatusCode::FORBIDDEN, "host not allowed").into_response();
     }
     let path = request.uri().path();
@@ -315,12 +309,12 @@ async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Re
         // Configured origins plus those of live tokens, and for the pairing endpoints
         // any extension origin (it is not paired yet).
         OriginCheck::Denied => single_origin(headers).is_some_and(|origin| {
-            state.hub.client_tokens.origin_paired(origin)
+            state.hub.client_tokens().origin_paired(origin)
                 || (pairing && is_extension_origin(origin))
         }),
     };
     if !discovery && !origin_ok {
-        state.hub.metrics.refused("origin");
+        state.hub.metrics().refused("origin");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     next.run(request).await
@@ -353,7 +347,7 @@ async fn signature(
         "version": VERSION,
         "protocol": PROTOCOL_VERSION,
         "mode": "local",
-        "instance_id": hub.instance_id,
+        "instance_id": hub.instance_id(),
         "ws_path": "/ws",
         "ws_subprotocol": SUBPROTOCOL,
         "capabilities": ["projects", "agents", "messages", "tasks", "pairing"],
@@ -374,9 +368,9 @@ async fn signature(
                 .into_response();
         };
         let key = if client == OWNER_CLIENT_ID {
-            Some(hub.owner_hash)
+            Some(*hub.owner_hash())
         } else {
-            hub.client_tokens.hash_of(&client)
+            hub.client_tokens().hash_of(&client)
         };
         // The endpoint is where this connection actually arrived, never the Host header.
         let endpoint = addrs.local.to_string();
@@ -394,7 +388,7 @@ async fn signature(
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let mut response = axum::Json(state.hub.health_json()).into_response();
+    let mut response = axum::Json(state.hub.health()).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -403,14 +397,13 @@ async fn health(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let hub = &state.hub;
-    hub.refresh_status();
-    hub.metrics.observe_process(&hub.monitor.latest());
+    hub.metrics().observe_process(&hub.monitor().latest());
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        hub.metrics.encode(),
+        hub.metrics().encode(),
     )
         .into_response()
 }
@@ -428,16 +421,16 @@ enum Auth {
 fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Auth, &'static str> {
     match extract_credential(headers) {
         None => Err("a token is required"),
-        Some(Credential::Token(token)) if hashes_equal(&token_hash(&token), &hub.owner_hash) => {
+        Some(Credential::Token(token)) if hashes_equal(&token_hash(&token), hub.owner_hash()) => {
             Ok(Auth::Owner)
         }
         Some(Credential::Token(token)) => hub
-            .client_tokens
+            .client_tokens()
             .authenticate(&token, single_origin(headers))
             .map(Auth::Client)
             .ok_or("invalid token"),
         Some(Credential::Session(session)) => match hub
-            .store
+            .store()
             .dashboard_session_valid(&token_hash(&session), now_ms())
         {
             Ok(true) => Ok(Auth::Owner),
@@ -461,7 +454,7 @@ async fn websocket(
     let auth = match authenticate(&hub, &headers) {
         Ok(auth) => auth,
         Err(reason) => {
-            hub.metrics.refused("token");
+            hub.metrics().refused("token");
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer realm=\"semantest-hub\"")],
@@ -479,10 +472,10 @@ async fn websocket(
         Err(rejection) => return rejection.into_response(),
     };
     let Ok(permit) = state.connection_slots.clone().try_acquire_owned() else {
-        hub.metrics.refused("capacity");
+        hub.metrics().refused("capacity");
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
-    let limits = &hub.config.config.limits;
+    let limits = &hub.config().config.limits;
     let origin = headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
@@ -494,27 +487,30 @@ async fn websocket(
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
-            let (client, rx) = hub.clients.register(NewClient {
+            let (client, rx) = hub.clients().register(NewClient {
                 origin,
                 remote_addr,
                 is_owner,
                 token_id,
                 scopes,
                 queue,
-                shutdown: hub.shutdown.clone(),
+                shutdown: hub.shutdown().clone(),
                 patience,
             });
             if let Some(id) = client.token_id() {
                 // A revoke between the handshake and this registration must still win.
-                if hub.client_tokens.get(id).is_none() {
+                if hub.client_tokens().get(id).is_none() {
                     client.close(CLOSE_POLICY, crate::access::REVOKED_REASON);
                 } else {
                     crate::access::connected(&hub, id, remote_addr);
                 }
             }
-            let tracked =
-                hub.tracker
-                    .track_future(crate::ws::serve_socket(socket, hub.clone(), client, rx));
+            let tracked = hub.tracker().track_future(crate::ws::serve_socket(
+                socket,
+                hub.clone(),
+                client,
+                rx,
+            ));
             tracked.await;
             drop(permit);
         })
@@ -530,7 +526,7 @@ async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -
     let redeemed = query
         .code
         .as_deref()
-        .is_some_and(|code| hub.login_codes.redeem(code));
+        .is_some_and(|code| hub.login_codes().redeem(code));
     if !redeemed {
         return (
             StatusCode::UNAUTHORIZED,
@@ -549,7 +545,7 @@ async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -
     }
     let session = new_token();
     let now = now_ms();
-    if let Err(err) = hub.store.insert_dashboard_session(
+    if let Err(err) = hub.store().insert_dashboard_session(
         &token_hash(&session),
         now,
         now + SESSION_DAYS * 86_400_000,

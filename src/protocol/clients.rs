@@ -62,6 +62,29 @@ pub struct RequestView {
     pub address: String,
 }
 
+/// A client token as `client.list` shows it. Times are RFC 3339 UTC.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClientView {
+    /// `cl_` and 12 hex digits.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `extension` or `manual`.
+    pub kind: String,
+    /// The exact Origin it works from, or null for any (non-browser clients).
+    pub origin: Option<String>,
+    /// Its scopes.
+    pub scopes: Scopes,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last opened a connection.
+    pub last_used_at: Option<String>,
+    /// The peer address of that connection.
+    pub last_addr: Option<String>,
+    /// Connections open with it now.
+    pub connected: usize,
+}
+
 /// `client.create` params.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,13 +153,13 @@ pub enum ClientEvent {
     Used,
 }
 
-/// `client.changed` params; `C` is the token's view (`crate::client_tokens::ClientView`).
+/// `client.changed` params.
 #[derive(Debug, Clone, Serialize)]
-pub struct ClientChanged<'a, C> {
+pub struct ClientChanged<'a> {
     /// What happened.
     pub event: ClientEvent,
     /// The token as it is now.
-    pub client: &'a C,
+    pub client: &'a ClientView,
 }
 
 #[cfg(test)]

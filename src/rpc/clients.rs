@@ -1,58 +1,81 @@
-//! The `client.*` and `pairing.*` methods (scope `admin`, checked by the dispatcher).
+//! `client.*` and `pairing.*`: client tokens and pairing requests (scope `admin`,
+//! checked by the dispatcher before any handler runs).
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
+use super::{Call, Handler, Reply, reply};
 use crate::access;
-use crate::client_tokens::{ClientKind, NewClientToken};
-use crate::error::{ErrorKind, RpcError};
-use crate::hub::Hub;
+use crate::client_tokens::{ClientKind, ClientView, NewClientToken};
+use crate::error::RpcError;
+use crate::pairing::RequestView;
 use crate::protocol::clients::{
     ClientCreateParams, ClientRef, PairingApproveParams, PairingRef, method,
 };
 use crate::protocol::parse_params;
 use crate::timestamp::now_ms;
 
-/// Whether `method` belongs to this family.
-pub(super) fn handles(method: &str) -> bool {
-    method.starts_with("client.") || method.starts_with("pairing.")
+pub(super) fn find(name: &str) -> Option<Handler> {
+    Some(match name {
+        method::CLIENT_LIST => |call, _| {
+            reply(&Clients {
+                clients: access::list(call.hub),
+            })
+        },
+        method::CLIENT_CREATE => client_create,
+        method::CLIENT_REVOKE => client_revoke,
+        method::PAIRING_LIST => |call, _| {
+            reply(&Requests {
+                requests: call.hub.pairings().list(now_ms()),
+            })
+        },
+        method::PAIRING_APPROVE => pairing_approve,
+        method::PAIRING_DENY => pairing_deny,
+        _ => return None,
+    })
 }
 
-/// Handles a method of this family.
-///
-/// # Errors
-/// `METHOD_NOT_FOUND` for an unknown one, `INVALID_PARAMS`, or the kinds of
-/// [`crate::access`].
-pub(super) fn dispatch(hub: &Hub, method: &str, params: Value) -> Result<Value, RpcError> {
-    match method {
-        method::CLIENT_LIST => Ok(json!({ "clients": access::list(hub) })),
-        method::CLIENT_CREATE => client_create(hub, params),
-        method::CLIENT_REVOKE => parse_params::<ClientRef>(params)
-            .and_then(|p| access::revoke(hub, &p.client_id))
-            .map(|_| json!({ "revoked": true })),
-        method::PAIRING_LIST => Ok(json!({ "requests": hub.pairings.list(now_ms()) })),
-        method::PAIRING_APPROVE => parse_params::<PairingApproveParams>(params)
-            .and_then(|p| access::approve_pairing(hub, &p.request_id, p.scopes))
-            .map(|client| json!({ "client": client })),
-        method::PAIRING_DENY => parse_params::<PairingRef>(params)
-            .and_then(|p| access::deny_pairing(hub, &p.request_id))
-            .map(|()| json!({ "denied": true })),
-        other => Err(RpcError::new(
-            ErrorKind::MethodNotFound,
-            format!("unknown method {other:?}"),
-        )),
-    }
+/// `client.list` result.
+#[derive(Serialize)]
+struct Clients {
+    clients: Vec<ClientView>,
 }
 
-fn client_create(hub: &Hub, params: Value) -> Result<Value, RpcError> {
+/// `client.create` result: the token is in this response only.
+#[derive(Serialize)]
+struct Created {
+    client: ClientView,
+    token: String,
+}
+
+/// `pairing.approve` result.
+#[derive(Serialize)]
+struct Approved {
+    client: ClientView,
+}
+
+/// `pairing.list` result.
+#[derive(Serialize)]
+struct Requests {
+    requests: Vec<RequestView>,
+}
+
+/// `client.revoke` result.
+#[derive(Serialize)]
+struct Revoked {
+    revoked: bool,
+}
+
+/// `pairing.deny` result.
+#[derive(Serialize)]
+struct Denied {
+    denied: bool,
+}
+
+fn client_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ClientCreateParams = parse_params(params)?;
-    if p.scopes.is_empty() {
-        return Err(RpcError::new(
-            ErrorKind::InvalidParams,
-            "at least one scope is required",
-        ));
-    }
     let (client, token) = access::create(
-        hub,
+        call.hub,
         NewClientToken {
             name: p.name,
             kind: ClientKind::Manual,
@@ -60,5 +83,23 @@ fn client_create(hub: &Hub, params: Value) -> Result<Value, RpcError> {
             scopes: p.scopes,
         },
     )?;
-    Ok(json!({ "client": client, "token": token }))
+    reply(&Created { client, token })
+}
+
+fn client_revoke(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: ClientRef = parse_params(params)?;
+    access::revoke(call.hub, &p.client_id)?;
+    reply(&Revoked { revoked: true })
+}
+
+fn pairing_approve(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: PairingApproveParams = parse_params(params)?;
+    let client = access::approve_pairing(call.hub, &p.request_id, p.scopes)?;
+    reply(&Approved { client })
+}
+
+fn pairing_deny(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: PairingRef = parse_params(params)?;
+    access::deny_pairing(call.hub, &p.request_id)?;
+    reply(&Denied { denied: true })
 }
