@@ -303,7 +303,11 @@ async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Re
     }
     let path = request.uri().path();
     let discovery = matches!(path, "/semantest-signature" | "/health");
-    let pairing = path == "/pair" || path.starts_with("/pair/");
+    // Exactly `/pair` or `/pair/<one segment>`: the two pairing routes, nothing under them.
+    let pairing = path == "/pair"
+        || path
+            .strip_prefix("/pair/")
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'));
     let origin_ok = match check_origin(headers, &state.origins) {
         OriginCheck::Absent | OriginCheck::Allowed => true,
         // Configured origins plus those of live tokens, and for the pairing endpoints

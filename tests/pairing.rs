@@ -385,6 +385,17 @@ async fn pairing_needs_an_extension_origin_and_a_valid_body() {
         let (status, _) = request_pairing(&hub, "127.0.0.5", origin, "Ext").await;
         assert_eq!(status, 201, "{origin}");
     }
+    // The exception covers the two pairing routes only, nothing under or beside them.
+    for path in ["/pair/x/../../metrics", "/pair/a/b", "/pairing", "/metrics"] {
+        let status = http
+            .get(hub.http(path))
+            .header("origin", ORIGIN)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 403, "{path}");
+    }
     // An unknown request id is just unknown.
     let (status, body) = claim(&hub, "pr_0000000000000000", ORIGIN, "x").await;
     assert_eq!((status, body["status"].as_str()), (404, Some("unknown")));
