@@ -26,3 +26,5 @@ mod coordination;
 mod client_tokens;
 // Pairing browser extensions: approval, denial, expiry, limits.
 mod pairing;
+// The agent limit under concurrent interactive runs and agent workers.
+mod concurrency;
