@@ -73,6 +73,17 @@ async fn an_approved_pairing_delivers_a_token_once_that_works_only_from_its_orig
     let hub = TestHub::start().await;
     let mut events = hub.hub().events();
     let mut owner = hub.client().await;
+    // A connection without `admin` hears nothing of pairing.
+    let created = owner
+        .ok(
+            "client.create",
+            json!({"name": "reader", "scopes": ["events", "projects:read", "agents", "tasks"]}),
+        )
+        .await;
+    let mut reader = Ws::connect(hub.ws_request_as(created["token"].as_str().unwrap(), None))
+        .await
+        .unwrap();
+    reader.ok("hub.hello", json!({"role": "dashboard"})).await;
 
     // Before pairing, the extension's origin may reach discovery and /pair only.
     assert_eq!(hub.upgrade_status_as(&hub.token, Some(ORIGIN)).await, 403);
@@ -112,6 +123,17 @@ async fn an_approved_pairing_delivers_a_token_once_that_works_only_from_its_orig
             origin: ORIGIN.into(),
             code: code.clone(),
         }
+    );
+    // Notifications are queued to every recipient at once, so by the time the owner
+    // has its copy the reader would have one queued before this response.
+    reader.ok("hub.status", json!({})).await;
+    assert!(
+        reader
+            .notifications
+            .iter()
+            .all(|n| !n["method"].as_str().unwrap().starts_with("pairing.")),
+        "{:?}",
+        reader.notifications
     );
     let listed = owner.ok("pairing.list", json!({})).await;
     assert_eq!(listed["requests"][0]["id"], id.as_str());
