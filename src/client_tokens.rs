@@ -15,34 +15,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use serde::Serialize;
-
 use crate::error::{ErrorKind, RpcError};
-pub use crate::protocol::clients::ClientView;
+pub use crate::protocol::clients::{ClientKind, ClientView};
 use crate::scopes::Scopes;
 use crate::security::{new_token, token_hash};
 use crate::store::{ClientTokenRow, Store, StoreError};
 use crate::timestamp::{format_ms, now_ms};
-
-/// How a token came to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientKind {
-    /// Issued by approving a pairing request; bound to the extension's Origin.
-    Extension,
-    /// Created by the owner (`client.create`, `semantest-hub token create`).
-    Manual,
-}
-
-impl ClientKind {
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Extension => "extension",
-            Self::Manual => "manual",
-        }
-    }
-}
 
 /// A failure managing client tokens.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +86,7 @@ pub fn view(row: &ClientTokenRow, connected: usize) -> ClientView {
     ClientView {
         id: row.id.clone(),
         name: row.name.clone(),
-        kind: row.kind.clone(),
+        kind: row.kind,
         origin: row.origin.clone(),
         scopes: row.scopes,
         created_at: format_ms(row.created_at),
@@ -242,7 +220,7 @@ impl ClientTokens {
         let row = ClientTokenRow {
             id: new_client_id(),
             name,
-            kind: new.kind.as_str().to_string(),
+            kind: new.kind,
             origin: new.origin,
             scopes: new.scopes,
             hash: token_hash(&token),
@@ -252,7 +230,7 @@ impl ClientTokens {
         };
         self.store.insert_client_token(&row)?;
         self.write().insert(row.clone());
-        tracing::info!(client_id = %row.id, kind = %row.kind, origin = ?row.origin, scopes = %row.scopes.to_storage(), "client token created");
+        tracing::info!(client_id = %row.id, kind = row.kind.as_str(), origin = ?row.origin, scopes = %row.scopes.to_storage(), "client token created");
         Ok((row, token))
     }
 

@@ -112,6 +112,20 @@ impl RunOutcome {
     }
 }
 
+/// Reads a name stored for an enum. An unknown one (written by a newer hub, or a damaged
+/// row) is logged and read as `fallback`, chosen per column so that the row is looked at
+/// again rather than lost: a project reads as `failed`, a task as `pending`.
+pub(crate) fn stored<T>(name: &str, fallback: T) -> T
+where
+    T: std::str::FromStr<Err = crate::protocol::UnknownName> + std::fmt::Debug,
+{
+    name.parse()
+        .unwrap_or_else(|err: crate::protocol::UnknownName| {
+            tracing::warn!(error = %err, fallback = ?fallback, "unknown name in the store");
+            fallback
+        })
+}
+
 /// A line to append to a project's log.
 #[derive(Debug, Clone, Copy)]
 pub struct NewLine<'a> {
@@ -361,7 +375,7 @@ impl Store {
                 name: row.get(1)?,
                 path: PathBuf::from(row.get::<_, String>(2)?),
                 created_at: row.get(3)?,
-                state: ProjectState::parse(&row.get::<_, String>(4)?),
+                state: stored(&row.get::<_, String>(4)?, ProjectState::Failed),
                 reason: row.get(5)?,
                 session_id: row.get(6)?,
                 last_seq: row.get::<_, i64>(7)? as u64,
@@ -703,7 +717,7 @@ fn to_output(
         seq: row.get::<_, i64>(0)? as u64,
         ts: format_ms(row.get(1)?),
         run_id: row.get(2)?,
-        stream: Stream::parse(&stream_name).unwrap_or(Stream::Stdout),
+        stream: stored(&stream_name, Stream::Stdout),
         kind: row.get(4)?,
         event,
         text,

@@ -62,6 +62,18 @@ pub struct RequestView {
     pub address: String,
 }
 
+/// How a token came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// Issued by approving a pairing request; bound to the extension's Origin.
+    Extension,
+    /// Created by the owner (`client.create`, `semantest-hub token create`).
+    Manual,
+}
+
+stored_names!(ClientKind, "client kind", { Extension => "extension", Manual => "manual" });
+
 /// A client token as `client.list` shows it. Times are RFC 3339 UTC.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClientView {
@@ -70,7 +82,7 @@ pub struct ClientView {
     /// Display name.
     pub name: String,
     /// `extension` or `manual`.
-    pub kind: String,
+    pub kind: ClientKind,
     /// The exact Origin it works from, or null for any (non-browser clients).
     pub origin: Option<String>,
     /// Its scopes.

@@ -6,7 +6,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, stored};
+use crate::protocol::clients::ClientKind;
 use crate::scopes::Scopes;
 
 /// The migration that creates the table; applied after the coordinator's.
@@ -30,9 +31,8 @@ pub struct ClientTokenRow {
     pub id: String,
     /// Display name.
     pub name: String,
-    /// `extension` (paired) or `manual` (created by the owner), see
-    /// [`crate::client_tokens::ClientKind`].
-    pub kind: String,
+    /// Paired (`extension`) or created by the owner (`manual`).
+    pub kind: ClientKind,
     /// The exact Origin the token works from, if bound to one.
     pub origin: Option<String>,
     /// What the token may do.
@@ -59,7 +59,7 @@ impl Store {
             params![
                 row.id,
                 row.name,
-                row.kind,
+                row.kind.as_str(),
                 row.origin,
                 row.scopes.to_storage(),
                 row.hash.as_slice(),
@@ -84,7 +84,9 @@ impl Store {
             Ok(ClientTokenRow {
                 id: row.get(0)?,
                 name: row.get(1)?,
-                kind: row.get(2)?,
+                // An unknown kind (a newer hub's) reads as `manual`: the token keeps
+                // only what its stored origin and scopes allow.
+                kind: stored(&row.get::<_, String>(2)?, ClientKind::Manual),
                 origin: row.get(3)?,
                 scopes: Scopes::from_storage(&row.get::<_, String>(4)?),
                 hash: hash.try_into().unwrap_or([0; 32]),
@@ -135,7 +137,7 @@ mod tests {
         ClientTokenRow {
             id: id.into(),
             name: "ext".into(),
-            kind: "extension".into(),
+            kind: ClientKind::Extension,
             origin: Some("chrome-extension://abc".into()),
             scopes: Scopes::only(Scope::Events),
             hash: [hash; 32],

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, stored};
 use crate::protocol::coordination::{
     CompletedBy, Failure, TaskState, TaskView, WorkerKind, WorkerStatus,
 };
@@ -124,7 +124,7 @@ fn task_from_row(row: &rusqlite::Row<'_>) -> Result<TaskRow, rusqlite::Error> {
         prompt: row.get(6)?,
         acceptance: parse_json(row.get(7)?),
         priority: row.get(8)?,
-        state: TaskState::parse(&row.get::<_, String>(9)?),
+        state: stored(&row.get::<_, String>(9)?, TaskState::Pending),
         worker_id: row.get(10)?,
         attempts: row.get(11)?,
         failures: serde_json::from_str(&failures).unwrap_or_default(),
@@ -132,7 +132,11 @@ fn task_from_row(row: &rusqlite::Row<'_>) -> Result<TaskRow, rusqlite::Error> {
         completed_by: row
             .get::<_, Option<String>>(14)?
             .as_deref()
-            .and_then(CompletedBy::parse),
+            .and_then(|name| {
+                name.parse::<CompletedBy>()
+                    .inspect_err(|err| tracing::warn!(error = %err, "unknown name in the store"))
+                    .ok()
+            }),
         created_at: row.get(15)?,
         updated_at: row.get(16)?,
     })
@@ -283,7 +287,7 @@ impl Store {
         let rows = stmt.query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
-                TaskState::parse(&row.get::<_, String>(1)?),
+                stored(&row.get::<_, String>(1)?, TaskState::Pending),
                 row.get::<_, i64>(2)? as u64,
             ))
         })?;
