@@ -76,6 +76,24 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// An offline worker with no capabilities, project or connection yet.
+    pub fn new(id: String, name: String, kind: WorkerKind, now: i64) -> Self {
+        Self {
+            id,
+            name,
+            kind,
+            capabilities: Vec::new(),
+            project_id: None,
+            conn_id: None,
+            status: WorkerStatus::Offline,
+            task_id: None,
+            lease_until: None,
+            ticket: 0,
+            retiring: false,
+            created_at: now,
+        }
+    }
+
     /// The wire form.
     pub fn view(&self) -> WorkerView {
         WorkerView {

@@ -617,18 +617,13 @@ impl<'a> Txn<'a> {
                 }
                 None => {
                     let worker = Worker {
-                        id: id.clone(),
-                        name: format!("agent {slot}"),
-                        kind: WorkerKind::Agent,
-                        capabilities: Vec::new(),
                         project_id: Some(project_id.to_string()),
-                        conn_id: None,
-                        status: WorkerStatus::Offline,
-                        task_id: None,
-                        lease_until: None,
-                        ticket: 0,
-                        retiring: false,
-                        created_at: self.now,
+                        ..Worker::new(
+                            id.clone(),
+                            format!("agent {slot}"),
+                            WorkerKind::Agent,
+                            self.now,
+                        )
                     };
                     if let Err(err) = self.store.upsert_worker(&worker.row(), self.now) {
                         warn!(error = %ErrorChain(&err), worker_id = id, "cannot record an agent worker");
