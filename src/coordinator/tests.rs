@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::BTreeSet;
 
 use super::state::*;
-use crate::protocol::coordination::{TaskState, WorkerKind, WorkerStatus};
+use crate::protocol::coordination::{WorkerKind, WorkerStatus};
 use crate::store::TaskRow;
 
 #[test]
@@ -17,37 +17,14 @@ fn agent_slots_round_trip() {
 #[test]
 fn capabilities_match_types() {
     let worker = |caps: &[&str], kind| Worker {
-        id: "w".into(),
-        name: "w".into(),
-        kind,
         capabilities: caps.iter().map(|c| c.to_string()).collect(),
         project_id: (kind == WorkerKind::Agent).then(|| "p".to_string()),
-        conn_id: None,
         status: WorkerStatus::Idle,
-        task_id: None,
-        lease_until: None,
-        ticket: 0,
-        retiring: false,
-        created_at: 0,
+        ..Worker::new("w".into(), "w".into(), kind, 0)
     };
     let task = |kind: Option<&str>, project: &str| TaskRow {
-        id: "t".into(),
-        project_id: project.into(),
-        seq: 1,
-        title: "t".into(),
         kind: kind.map(str::to_string),
-        context: None,
-        prompt: None,
-        acceptance: None,
-        priority: 0,
-        state: TaskState::Pending,
-        worker_id: None,
-        attempts: 0,
-        failures: vec![],
-        report: None,
-        completed_by: None,
-        created_at: 0,
-        updated_at: 0,
+        ..TaskRow::pending("t".into(), project.into(), 1, "t".into(), 0)
     };
     let any = worker(&[], WorkerKind::Client);
     let coder = worker(&["code"], WorkerKind::Client);
@@ -443,23 +420,10 @@ mod machine {
     #[test]
     fn a_restart_requeues_running_tasks_without_counting_an_attempt() {
         let task = |id: &str, seq, state| TaskRow {
-            id: id.into(),
-            project_id: P.into(),
-            seq,
-            title: id.into(),
-            kind: None,
-            context: None,
-            prompt: None,
-            acceptance: None,
-            priority: 0,
             state,
             worker_id: (state == TaskState::Running).then(|| "w-gone".to_string()),
             attempts: 1,
-            failures: vec![],
-            report: None,
-            completed_by: None,
-            created_at: 0,
-            updated_at: 0,
+            ..TaskRow::pending(id.into(), P.into(), seq, id.into(), 0)
         };
         let counts = vec![
             (P.to_string(), TaskState::Running, 1),

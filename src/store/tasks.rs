@@ -58,6 +58,29 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
+    /// A new queued task with only its identity and title; the rest is empty.
+    pub fn pending(id: String, project_id: String, seq: i64, title: String, now: i64) -> Self {
+        Self {
+            id,
+            project_id,
+            seq,
+            title,
+            kind: None,
+            context: None,
+            prompt: None,
+            acceptance: None,
+            priority: 0,
+            state: TaskState::Pending,
+            worker_id: None,
+            attempts: 0,
+            failures: Vec::new(),
+            report: None,
+            completed_by: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The wire form.
     pub fn view(&self) -> TaskView {
         TaskView {
@@ -426,23 +449,11 @@ mod tests {
 
     fn task(id: &str, seq: i64) -> TaskRow {
         TaskRow {
-            id: id.into(),
-            project_id: "p".into(),
-            seq,
-            title: format!("task {id}"),
             kind: Some("code".into()),
             context: Some(serde_json::json!({"files": ["a.rs"]})),
-            prompt: None,
             acceptance: Some(serde_json::json!(["builds"])),
             priority: 1,
-            state: TaskState::Pending,
-            worker_id: None,
-            attempts: 0,
-            failures: vec![],
-            report: None,
-            completed_by: None,
-            created_at: 5,
-            updated_at: 5,
+            ..TaskRow::pending(id.into(), "p".into(), seq, format!("task {id}"), 5)
         }
     }
 
