@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Mode;
 use crate::protocol::{Role, method, notification};
 use crate::timestamp::format_ms;
 
@@ -57,8 +58,7 @@ pub struct ClientInfo {
     pub messages_in: u64,
     /// Frames queued to it.
     pub messages_out: u64,
-    /// `LOCAL` when it reached this hub directly over loopback, `PUBLIC` when it came
-    /// through a public deployment.
+    /// `PUBLIC` on a hub in public mode, `LOCAL` otherwise ([`crate::config::Mode`]).
     pub badge: &'static str,
 }
 
@@ -74,6 +74,7 @@ pub struct Client {
     remote_addr: SocketAddr,
     connected_at: i64,
     is_owner: bool,
+    mode: Mode,
     tx: mpsc::Sender<Utf8Bytes>,
     /// Queue slots output lines leave free, so replies and state changes still fit while
     /// a subscriber catches up.
@@ -91,6 +92,12 @@ impl Client {
     /// The connection id.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The client address: the peer's, or behind a trusted proxy the forwarded one
+    /// (port 0 then).
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote_addr
     }
 
     /// Whether the client authenticated with the owner token or a dashboard session.
@@ -232,11 +239,7 @@ impl Client {
             connected_at: format_ms(self.connected_at),
             messages_in: self.messages_in.load(Ordering::Relaxed),
             messages_out: self.messages_out.load(Ordering::Relaxed),
-            badge: if self.remote_addr.ip().is_loopback() {
-                "LOCAL"
-            } else {
-                "PUBLIC"
-            },
+            badge: self.mode.badge(),
         }
     }
 }
@@ -255,6 +258,8 @@ pub struct NewClient {
     pub shutdown: CancellationToken,
     /// How long a queued message may wait for room (`limits.write_timeout_s`).
     pub patience: std::time::Duration,
+    /// The hub's mode, which decides the badge.
+    pub mode: Mode,
 }
 
 /// The registry of connected clients. Cheap to clone.
@@ -281,6 +286,7 @@ impl Clients {
             remote_addr: new.remote_addr,
             connected_at: crate::timestamp::now_ms(),
             is_owner: new.is_owner,
+            mode: new.mode,
             tx,
             headroom: new.queue / 4,
             patience: new.patience,

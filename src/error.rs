@@ -57,6 +57,9 @@ pub enum ErrorKind {
     NotAWorker,
     /// A task id is already used in another project (-32023).
     TaskExists,
+    /// The method's family is switched off in this mode, e.g. `agent.run` on a public
+    /// hub without `public.enable_agents` (-32050).
+    Disabled,
     /// Anything else; the detail is in the hub's log (-32603).
     Internal,
 }
@@ -85,6 +88,8 @@ impl ErrorKind {
             Self::NotAssigned => -32021,
             Self::NotAWorker => -32022,
             Self::TaskExists => -32023,
+            // Public mode's kinds start at -32050.
+            Self::Disabled => -32050,
         }
     }
 
@@ -111,6 +116,7 @@ impl ErrorKind {
             Self::NotAssigned => "NOT_ASSIGNED",
             Self::NotAWorker => "NOT_A_WORKER",
             Self::TaskExists => "TASK_EXISTS",
+            Self::Disabled => "DISABLED",
             Self::Internal => "INTERNAL",
         }
     }
@@ -209,6 +215,7 @@ mod tests {
             ErrorKind::AgentUnavailable,
             ErrorKind::NotAssigned,
             ErrorKind::NotAWorker,
+            ErrorKind::Disabled,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
         }

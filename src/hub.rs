@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::agent::{self, AgentCli};
 use crate::clients::Clients;
-use crate::config::LoadedConfig;
+use crate::config::{LoadedConfig, Mode};
 use crate::coordinator::Coordinator;
 use crate::error::ErrorChain;
 use crate::feed::{Feed, Line};
@@ -243,6 +243,12 @@ impl Hub {
                 events,
             }),
         })
+    }
+
+    /// `Local` or `Public` (`public.enabled`): decides the listener, the access rules,
+    /// the method families served, the signature's `mode` and the clients' badges.
+    pub fn mode(&self) -> Mode {
+        self.config.config.mode()
     }
 
     /// The port the hub listens on (0 before it is bound).

@@ -25,6 +25,7 @@
 //! | [`rpc`] | the method dispatcher |
 //! | [`ws`] | one WebSocket connection: reader loop and writer task |
 //! | [`server`] | binding, routes, the security gate, graceful shutdown |
+//! | [`public`] | public mode: TLS, client address behind proxies, per-address limits |
 //! | [`hub`] | the `Hub` handle bundling all of the above |
 //! | [`assets`] | the embedded dashboard |
 //! | [`metrics`], [`monitor`] | Prometheus metrics and resource sampling |
@@ -58,6 +59,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod project;
 pub mod protocol;
+pub mod public;
 pub mod rpc;
 pub mod secrets;
 pub mod security;

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::agent;
 use crate::clients::Client;
+use crate::config::Family;
 use crate::coordinator;
 use crate::error::{ErrorKind, RpcError};
 use crate::feed::ReplayTicket;
@@ -50,6 +51,7 @@ pub fn dispatch(
     params: Value,
 ) -> Result<(Value, After), RpcError> {
     let done = |value: Value| Ok((value, After::Nothing));
+    check_family(hub, method_name)?;
     match method_name {
         method::HUB_HELLO => {
             let p: HelloParams = parse_params(params)?;
@@ -233,6 +235,19 @@ pub fn dispatch(
             ErrorKind::MethodNotFound,
             format!("unknown method {other:?}"),
         )),
+    }
+}
+
+/// `DISABLED` for a method whose family this hub does not serve (public mode without
+/// `public.enable_*`); see [`crate::config::Family`].
+fn check_family(hub: &Hub, method_name: &str) -> Result<(), RpcError> {
+    match Family::of(method_name) {
+        Some(family) if !hub.config.config.public.serves(family) => Err(RpcError::new(
+            ErrorKind::Disabled,
+            format!("{method_name} is disabled on this public hub"),
+        )
+        .with_details(json!({"method": method_name, "setting": family.setting()}))),
+        _ => Ok(()),
     }
 }
 

@@ -11,6 +11,10 @@
 //!
 //! Every request first passes the Host allowlist; all but the signature and health
 //! endpoints (which discovery needs before pairing) also pass the Origin allowlist.
+//!
+//! In public mode ([`crate::public`]) the hub listens on `public.bind` with TLS or behind
+//! a trusted proxy, every request is charged to its client address first, and there is
+//! no `/login` and no dashboard.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -30,10 +34,11 @@ use tracing::{info, warn};
 
 use crate::assets;
 use crate::clients::NewClient;
-use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig};
+use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig, Mode};
 use crate::error::ErrorChain;
 use crate::hub::{Hub, PRODUCT, StartError, VERSION};
 use crate::protocol::{PROTOCOL_VERSION, SUBPROTOCOL};
+use crate::public::PublicGate;
 use crate::security::{
     Credential, OriginCheck, SESSION_COOKIE, allowed_hosts, builtin_origins, challenge_proof,
     check_origin, extract_credential, hashes_equal, host_allowed, new_token, token_hash,
@@ -53,7 +58,14 @@ struct AppState {
     hosts: Arc<Vec<String>>,
     origins: Arc<Vec<String>>,
     connection_slots: Arc<Semaphore>,
+    /// Set in public mode.
+    public: Option<Arc<PublicGate>>,
 }
+
+/// The address a request is charged to and logged with: the peer's, or in public mode
+/// behind a trusted proxy the forwarded client's. Put on every request by the gate.
+#[derive(Debug, Clone, Copy)]
+struct ClientAddr(IpAddr);
 
 /// A running hub server.
 pub struct HubServer {
@@ -78,9 +90,10 @@ impl HubServer {
         &self.addrs
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`; in public mode `https://` (or `http://` behind a
+    /// proxy) and the listening address, or loopback when it listens on every address.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port())
+        local_url(&self.hub)
     }
 
     /// Resolves when shutdown has been requested (by [`HubServer::shutdown`] or any
@@ -129,7 +142,13 @@ impl HubServer {
 /// # Errors
 /// [`StartError`] when the hub cannot open its data or no port is free.
 pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
-    let listeners = bind(&config.config.bind, config.config.port)?;
+    let public = config.config.mode() == Mode::Public;
+    let listeners = if public {
+        vec![crate::public::bind(&config.config.public)?]
+    } else {
+        bind(&config.config.bind, config.config.port)?
+    };
+    let tls = crate::public::tls_config(&config.config)?;
     let hub = Hub::open(config).await?;
     let port = listeners[0]
         .local_addr()
@@ -137,19 +156,59 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         .unwrap_or_default();
     hub.set_port(port);
 
-    let mut origins = builtin_origins(port);
-    origins.extend(hub.config.config.allowed_origins.iter().cloned());
+    let settings = &hub.config.config;
+    let mut origins = if public {
+        settings.public.allowed_origins.clone()
+    } else {
+        builtin_origins(port)
+    };
+    origins.extend(settings.allowed_origins.iter().cloned());
+    let gate = match (public, listeners[0].local_addr()) {
+        (true, Ok(local)) => {
+            let gate = Arc::new(PublicGate::new(&settings.public, local));
+            hub.tracker
+                .spawn(gate.limits.clone().prune_until(hub.shutdown.clone()));
+            Some(gate)
+        }
+        _ => None,
+    };
     let state = AppState {
         hub: hub.clone(),
         hosts: Arc::new(allowed_hosts(port)),
         origins: Arc::new(origins),
-        connection_slots: Arc::new(Semaphore::new(hub.config.config.limits.max_connections)),
+        connection_slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
+        public: gate,
     };
     let app = router(state);
 
     let mut addrs = Vec::new();
     let mut serve_tasks = Vec::new();
     for listener in listeners {
+        if let Some(tls) = &tls {
+            addrs.push(listener.local_addr().map_err(|source| StartError::Io {
+                action: "read the listening address".into(),
+                source,
+            })?);
+            let (cert, key) = (
+                &hub.config.config.public.tls_cert,
+                &hub.config.config.public.tls_key,
+            );
+            if let (Some(cert), Some(key)) = (cert, key) {
+                hub.tracker.spawn(crate::public::tls::reload_on_sighup(
+                    tls.clone(),
+                    cert.clone(),
+                    key.clone(),
+                    hub.shutdown.clone(),
+                ));
+            }
+            serve_tasks.push(crate::public::serve_tls(
+                listener,
+                app.clone(),
+                tls.clone(),
+                hub.shutdown.clone(),
+            )?);
+            continue;
+        }
         let listener =
             tokio::net::TcpListener::from_std(listener).map_err(|source| StartError::Io {
                 action: "register the listener with the runtime".into(),
@@ -183,7 +242,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         addrs,
         serve_tasks,
     };
-    info!(url = %server.url(), addrs = ?server.addrs, "listening");
+    info!(url = %server.url(), addrs = ?server.addrs, mode = hub_mode(&server.hub), "listening");
     Ok(server)
 }
 
@@ -241,11 +300,22 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
+fn hub_mode(hub: &Hub) -> &'static str {
+    hub.mode().as_str()
+}
+
+fn local_url(hub: &Hub) -> String {
+    match hub.mode() {
+        Mode::Local => format!("http://127.0.0.1:{}", hub.port()),
+        Mode::Public => crate::public::local_url(&hub.config.config.public, hub.port()),
+    }
+}
+
 fn write_runtime_file(hub: &Hub) -> Result<(), StartError> {
     use std::io::Write;
     let dir = &hub.config.data_dir;
     let body = json!({
-        "url": format!("http://127.0.0.1:{}", hub.port()),
+        "url": local_url(hub),
         "port": hub.port(),
         "pid": std::process::id(),
         "instance_id": hub.instance_id,
@@ -262,25 +332,75 @@ fn write_runtime_file(hub: &Hub) -> Result<(), StartError> {
 }
 
 fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/semantest-signature", get(signature))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/ws", get(websocket))
-        .route("/login", get(login))
-        .route("/", get(index))
-        .route("/{*path}", get(asset))
+        .route("/ws", get(websocket));
+    // A public hub has no dashboard and no sign-in: tokens only.
+    let routes = if state.public.is_some() {
+        routes
+            .route("/login", get(no_login_in_public_mode))
+            .fallback(not_found)
+    } else {
+        routes
+            .route("/login", get(login))
+            .route("/", get(index))
+            .route("/{*path}", get(asset))
+    };
+    routes
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .with_state(state)
 }
 
-/// The Host and Origin allowlists (see [`crate::security`]).
-async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn no_login_in_public_mode() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "no /login on a public hub: it takes tokens only, and has no dashboard",
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found").into_response()
+}
+
+/// The per-address rate (public mode), then the Host and Origin allowlists (see
+/// [`crate::security`]).
+async fn gate(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let client = match &state.public {
+        Some(public) => {
+            let client = public.client_ip(peer, request.headers());
+            if !public.limits.allow(client) {
+                state.hub.metrics.refused("rate");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1")],
+                    "too many requests from this address; try again later",
+                )
+                    .into_response();
+            }
+            if !public.host_allowed(request.headers()) {
+                state.hub.metrics.refused("host");
+                return (StatusCode::FORBIDDEN, "host not allowed").into_response();
+            }
+            client
+        }
+        None => {
+            if !host_allowed(request.headers(), &state.hosts) {
+                state.hub.metrics.refused("host");
+                return (StatusCode::FORBIDDEN, "host not allowed").into_response();
+            }
+            peer.ip()
+        }
+    };
+    request.extensions_mut().insert(ClientAddr(client));
     let headers = request.headers();
-    if !host_allowed(headers, &state.hosts) {
-        state.hub.metrics.refused("host");
-        return (StatusCode::FORBIDDEN, "host not allowed").into_response();
-    }
     let discovery = matches!(request.uri().path(), "/semantest-signature" | "/health");
     if !discovery && check_origin(headers, &state.origins) == OriginCheck::Denied {
         state.hub.metrics.refused("origin");
@@ -301,11 +421,11 @@ async fn signature(State(state): State<AppState>, Query(query): Query<SignatureQ
         "product": PRODUCT,
         "version": VERSION,
         "protocol": PROTOCOL_VERSION,
-        "mode": "local",
+        "mode": hub.mode().as_str(),
         "instance_id": hub.instance_id,
         "ws_path": "/ws",
         "ws_subprotocol": SUBPROTOCOL,
-        "capabilities": ["projects", "agents", "messages", "tasks"],
+        "capabilities": hub.config.config.public.capabilities(),
     });
     if let Some(nonce) = query.challenge {
         if nonce.is_empty() || nonce.len() > 256 {
@@ -321,15 +441,42 @@ async fn signature(State(state): State<AppState>, Query(query): Query<SignatureQ
     axum::Json(body).into_response()
 }
 
-async fn health(State(state): State<AppState>) -> Response {
-    let mut response = axum::Json(state.hub.health_json()).into_response();
+/// Whether the request may see monitoring detail: always in local mode, from
+/// `public.monitoring_from` in public mode.
+fn may_monitor(state: &AppState, client: ClientAddr) -> bool {
+    state
+        .public
+        .as_ref()
+        .is_none_or(|public| public.may_monitor(client.0))
+}
+
+async fn health(
+    State(state): State<AppState>,
+    axum::Extension(client): axum::Extension<ClientAddr>,
+) -> Response {
+    let body = if may_monitor(&state, client) {
+        state.hub.health_json()
+    } else {
+        json!({"status": "ok", "product": PRODUCT, "version": VERSION})
+    };
+    let mut response = axum::Json(body).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(
+    State(state): State<AppState>,
+    axum::Extension(client): axum::Extension<ClientAddr>,
+) -> Response {
+    if !may_monitor(&state, client) {
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are served to public.monitoring_from addresses only",
+        )
+            .into_response();
+    }
     let hub = &state.hub;
     hub.refresh_status();
     hub.metrics.observe_process(&hub.monitor.latest());
@@ -351,6 +498,9 @@ fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<(), &'static str> {
             Ok(())
         }
         Some(Credential::Token(_)) => Err("invalid token"),
+        Some(Credential::Session(_)) if hub.mode() == Mode::Public => {
+            Err("a public hub takes tokens only; there is no dashboard sign-in")
+        }
         Some(Credential::Session(session)) => match hub
             .store
             .dashboard_session_valid(&token_hash(&session), now_ms())
@@ -367,7 +517,8 @@ fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<(), &'static str> {
 
 async fn websocket(
     State(state): State<AppState>,
-    ConnectInfo(remote_addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(ClientAddr(client_ip)): axum::Extension<ClientAddr>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
@@ -385,6 +536,22 @@ async fn websocket(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
+    // Per address first, so that one address cannot take the global slots.
+    let address_slot = match &state.public {
+        Some(public) => match public.limits.connect(client_ip) {
+            Some(slot) => Some((slot, public.limits.clone())),
+            None => {
+                hub.metrics.refused("address");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "5")],
+                    "too many connections from this address",
+                )
+                    .into_response();
+            }
+        },
+        None => None,
+    };
     let Ok(permit) = state.connection_slots.clone().try_acquire_owned() else {
         hub.metrics.refused("capacity");
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
@@ -396,6 +563,13 @@ async fn websocket(
         .map(str::to_string);
     let (queue, max_message) = (limits.outgoing_queue, limits.max_message_bytes);
     let patience = std::time::Duration::from_secs(limits.write_timeout_s);
+    // Behind a proxy the forwarded client has no known port.
+    let remote_addr = if client_ip == peer.ip().to_canonical() {
+        peer
+    } else {
+        SocketAddr::new(client_ip, 0)
+    };
+    let mode = hub.mode();
     upgrade
         .protocols([SUBPROTOCOL])
         .max_message_size(max_message)
@@ -408,11 +582,20 @@ async fn websocket(
                 queue,
                 shutdown: hub.shutdown.clone(),
                 patience,
+                mode,
             });
-            let tracked =
-                hub.tracker
-                    .track_future(crate::ws::serve_socket(socket, hub.clone(), client, rx));
-            tracked.await;
+            match address_slot {
+                Some((slot, limits)) => {
+                    let served =
+                        crate::public::serve_socket(socket, hub.clone(), client, rx, limits);
+                    hub.tracker.track_future(served).await;
+                    drop(slot);
+                }
+                None => {
+                    let served = crate::ws::serve_socket(socket, hub.clone(), client, rx);
+                    hub.tracker.track_future(served).await;
+                }
+            }
             drop(permit);
         })
 }
