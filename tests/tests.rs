@@ -22,3 +22,5 @@ mod cli;
 mod keychain;
 // Tasks, workers, leases and report files.
 mod coordination;
+// Public mode: TLS, tokens only, public Host names, per-address limits, DISABLED.
+mod public_mode;
