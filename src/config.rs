@@ -291,6 +291,11 @@ pub fn default_config_file() -> Option<PathBuf> {
     project_dirs().map(|dirs| dirs.config_dir().join("config.toml"))
 }
 
+/// The default config file of `serve --public`: `<platform config dir>/public.toml`.
+pub fn default_public_config_file() -> Option<PathBuf> {
+    project_dirs().map(|dirs| dirs.config_dir().join("public.toml"))
+}
+
 impl Config {
     /// `Public` when `public.enabled`, else `Local`.
     pub fn mode(&self) -> Mode {
@@ -332,6 +337,11 @@ impl Config {
     ) -> Result<LoadedConfig, ConfigError> {
         let file = match config_file {
             Some(path) => Some(path.to_path_buf()),
+            // `--public` reads its own file, so settings for a public hub never leak into
+            // the desktop hub's `config.toml`, nor the other way round.
+            None if overrides.public.enabled == Some(true) => {
+                default_public_config_file().filter(|path| path.exists())
+            }
             None => default_config_file().filter(|path| path.exists()),
         };
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -633,6 +643,21 @@ mod tests {
             assert_eq!(source("limits.max_connections"), "env");
             Ok(())
         });
+    }
+
+    #[test]
+    fn public_mode_defaults_to_its_own_directories() {
+        assert_eq!(
+            public_sibling(
+                Path::new("/home/u/.local/share/semantest-hub"),
+                Mode::Public
+            ),
+            Path::new("/home/u/.local/share/semantest-hub-public")
+        );
+        assert_eq!(
+            public_sibling(Path::new("/home/u/.local/share/semantest-hub"), Mode::Local),
+            Path::new("/home/u/.local/share/semantest-hub")
+        );
     }
 
     #[test]

@@ -402,7 +402,7 @@ impl Hub {
             "version": VERSION,
             "protocol": PROTOCOL_VERSION,
             "instance_id": self.instance_id,
-            "mode": "local",
+            "mode": self.mode().as_str(),
             "port": self.port(),
             "uptime_s": self.uptime_s(),
             "projects": self.projects.count(),
