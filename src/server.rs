@@ -194,12 +194,17 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
                 &hub.config.config.public.tls_key,
             );
             if let (Some(cert), Some(key)) = (cert, key) {
-                hub.tracker.spawn(crate::public::tls::reload_on_sighup(
+                let reload = crate::public::tls::reload_on_sighup(
                     tls.clone(),
                     cert.clone(),
                     key.clone(),
                     hub.shutdown.clone(),
-                ));
+                )
+                .map_err(|source| StartError::Io {
+                    action: "watch SIGHUP for TLS certificate reloads".into(),
+                    source,
+                })?;
+                hub.tracker.spawn(reload);
             }
             serve_tasks.push(crate::public::serve_tls(
                 listener,

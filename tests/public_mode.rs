@@ -507,3 +507,83 @@ async fn the_binary_explains_what_public_mode_needs() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("IP:PORT"), "{stderr}");
 }
+
+#[tokio::test]
+async fn origins_come_from_configuration_only() {
+    let (hub, connector) =
+        tls_hub(|public| public.allowed_origins = vec!["chrome-extension://abcdef".into()]).await;
+    let port = hub.port.to_string();
+    let dashboard = format!("http://127.0.0.1:{port}");
+    for (origin, expected) in [
+        ("chrome-extension://abcdef", 200),
+        (dashboard.as_str(), 403),
+        ("tauri://localhost", 403),
+        ("chrome-extension://other", 403),
+    ] {
+        let stream = tls_connect(&hub, &connector).await;
+        let (status, body) = http(stream, "/metrics", NAME, &[("Origin", origin)]).await;
+        assert_eq!(status, expected, "Origin {origin}: {body}");
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn monitoring_detail_only_for_monitoring_addresses() {
+    let hub = proxied_hub(|_| {}).await;
+    // From the machine itself (no forwarded address): the full report and metrics.
+    let (status, body) = plain(&hub, "/health", &[]).await;
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert!(health.get("memory").is_some(), "{health}");
+    let (status, body) = plain(&hub, "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("semantest_hub_ws_connections"), "{body}");
+    // From a remote client: status only, and no metrics.
+    let remote = [("X-Forwarded-For", "203.0.113.50")];
+    let (status, body) = plain(&hub, "/health", &remote).await;
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        health,
+        json!({"status": "ok", "product": "semantest-hub", "version": health["version"]})
+    );
+    let (status, _) = plain(&hub, "/metrics", &remote).await;
+    assert_eq!(status, 403);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate() {
+    let (hub, old) = tls_hub(|_| {}).await;
+    let config = hub.hub().config.config.public.clone();
+    let (cert, key) = (config.tls_cert.unwrap(), config.tls_key.unwrap());
+    // A new certificate and key written over the old files, as a renewal does.
+    let scratch = tempfile::tempdir().unwrap();
+    let (new_cert, new_key, new) = certificate(scratch.path());
+    std::fs::copy(new_cert, &cert).unwrap();
+    std::fs::copy(new_key, &key).unwrap();
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
+    // The reload runs on the blocking pool: poll handshakes, within the wait.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+        let name = ServerName::try_from(NAME).unwrap();
+        if tokio::time::timeout(WAIT, new.connect(name, tcp))
+            .await
+            .unwrap()
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate is served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The old certificate is no longer served.
+    let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+    let name = ServerName::try_from(NAME).unwrap();
+    assert!(old.connect(name, tcp).await.is_err());
+    hub.stop().await;
+}

@@ -91,38 +91,39 @@ pub fn load(cert: &Path, key: &Path) -> Result<RustlsConfig, TlsError> {
     Ok(RustlsConfig::from_config(server_config(cert, key)?))
 }
 
-/// Reloads `config` from the files on every SIGHUP until `shutdown`.
-pub async fn reload_on_sighup(
+/// Reloads `config` from the files on every SIGHUP until `shutdown`. The signal is
+/// watched from the moment this returns, so a SIGHUP sent right after start is not
+/// missed; the returned future does the reloading.
+///
+/// # Errors
+/// The OS error when SIGHUP cannot be watched.
+pub fn reload_on_sighup(
     config: RustlsConfig,
     cert: PathBuf,
     key: PathBuf,
     shutdown: CancellationToken,
-) {
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(hangup) => hangup,
-        Err(err) => {
-            warn!(error = %err, "cannot listen for SIGHUP; the TLS certificate will not be reloaded");
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            received = hangup.recv() => if received.is_none() { return },
-        }
-        let (cert, key) = (cert.clone(), key.clone());
-        let loaded = tokio::task::spawn_blocking(move || server_config(&cert, &key)).await;
-        match loaded {
-            Ok(Ok(server)) => {
-                config.reload_from_config(server);
-                info!("TLS certificate reloaded");
+    let mut hangup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = hangup.recv() => if received.is_none() { return },
             }
-            Ok(Err(err)) => warn!(
-                error = %crate::error::ErrorChain(&err),
-                "TLS certificate reload failed; keeping the previous one"
-            ),
-            Err(_) => warn!("TLS certificate reload panicked; keeping the previous one"),
+            let (cert, key) = (cert.clone(), key.clone());
+            let loaded = tokio::task::spawn_blocking(move || server_config(&cert, &key)).await;
+            match loaded {
+                Ok(Ok(server)) => {
+                    config.reload_from_config(server);
+                    info!("TLS certificate reloaded");
+                }
+                Ok(Err(err)) => warn!(
+                    error = %crate::error::ErrorChain(&err),
+                    "TLS certificate reload failed; keeping the previous one"
+                ),
+                Err(_) => warn!("TLS certificate reload panicked; keeping the previous one"),
+            }
         }
-    }
+    })
 }
