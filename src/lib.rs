@@ -45,22 +45,24 @@
 //! # Ok(()) }
 //! ```
 
-pub mod agent;
 pub mod assets;
 pub mod client;
 pub mod clients;
 pub mod config;
 pub mod coordinator;
 pub mod error;
+pub mod events;
 pub mod feed;
 pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
+pub mod notifier;
 pub mod project;
 pub mod protocol;
 pub mod public;
 pub mod rpc;
+pub mod runner;
 pub mod secrets;
 pub mod security;
 pub mod server;

@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use crate::error::{ErrorKind, RpcError};
 
 pub mod coordination;
+pub mod hub;
 
 /// The protocol version, sent in the signature and in `hub.hello`. Bumped on any
 /// incompatible change of a shape below.
@@ -401,6 +402,41 @@ impl ProjectState {
             "killed" => Self::Killed,
             _ => Self::Failed,
         }
+    }
+}
+
+/// How an agent run ended, as stored for the run and sent in its `run_finished` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Exited 0 with a `result` line that is not an error.
+    Succeeded,
+    /// Exited otherwise, or reported an error.
+    Failed,
+    /// Stopped on request or by the hub's shutdown.
+    Killed,
+    /// Stopped after its timeout.
+    TimedOut,
+    /// Found running after a crash of the hub and ended.
+    Orphaned,
+}
+
+impl RunStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Killed => "killed",
+            Self::TimedOut => "timed_out",
+            Self::Orphaned => "orphaned",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -99,7 +99,7 @@ impl HubServer {
     /// Resolves when shutdown has been requested (by [`HubServer::shutdown`] or any
     /// holder of the hub).
     pub async fn cancelled(&self) {
-        self.hub.shutdown.cancelled().await;
+        self.hub.shutdown().cancelled().await;
     }
 
     /// Shuts down gracefully: stops accepting, closes every connection with 1001, kills
@@ -107,11 +107,11 @@ impl HubServer {
     /// and closes the store and removes the runtime file.
     pub async fn shutdown(self) {
         info!("shutting down");
-        self.hub.shutdown.cancel();
-        self.hub.tracker.close();
-        let grace = Duration::from_secs(self.hub.config.config.limits.shutdown_grace_s);
+        self.hub.shutdown().cancel();
+        self.hub.tracker().close();
+        let grace = Duration::from_secs(self.hub.config().config.limits.shutdown_grace_s);
         let wait_all = async {
-            self.hub.tracker.wait().await;
+            self.hub.tracker().wait().await;
             for task in self.serve_tasks {
                 let _ = task.await;
             }
@@ -122,13 +122,13 @@ impl HubServer {
                 "some tasks did not finish within the shutdown grace period"
             );
         }
-        let store = self.hub.store.clone();
+        let store = self.hub.store().clone();
         match tokio::task::spawn_blocking(move || store.checkpoint()).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => warn!(error = %ErrorChain(&err), "store checkpoint failed"),
             Err(_) => warn!("store checkpoint panicked"),
         }
-        let _ = std::fs::remove_file(self.hub.config.data_dir.join(RUNTIME_FILE));
+        let _ = std::fs::remove_file(self.hub.config().data_dir.join(RUNTIME_FILE));
         self.hub.release_data_dir();
         info!("stopped");
     }
@@ -154,9 +154,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         .local_addr()
         .map(|a| a.port())
         .unwrap_or_default();
-    hub.set_port(port);
-
-    let settings = &hub.config.config;
+    let settings = &hub.config().config;
     let mut origins = if public {
         settings.public.allowed_origins.clone()
     } else {
@@ -166,8 +164,8 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
     let gate = match (public, listeners[0].local_addr()) {
         (true, Ok(local)) => {
             let gate = Arc::new(PublicGate::new(&settings.public, local));
-            hub.tracker
-                .spawn(gate.limits.clone().prune_until(hub.shutdown.clone()));
+            hub.tracker()
+                .spawn(gate.limits.clone().prune_until(hub.shutdown().clone()));
             Some(gate)
         }
         _ => None,
@@ -190,27 +188,27 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
                 source,
             })?);
             let (cert, key) = (
-                &hub.config.config.public.tls_cert,
-                &hub.config.config.public.tls_key,
+                &hub.config().config.public.tls_cert,
+                &hub.config().config.public.tls_key,
             );
             if let (Some(cert), Some(key)) = (cert, key) {
                 let reload = crate::public::tls::reload_on_sighup(
                     tls.clone(),
                     cert.clone(),
                     key.clone(),
-                    hub.shutdown.clone(),
+                    hub.shutdown().clone(),
                 )
                 .map_err(|source| StartError::Io {
                     action: "watch SIGHUP for TLS certificate reloads".into(),
                     source,
                 })?;
-                hub.tracker.spawn(reload);
+                hub.tracker().spawn(reload);
             }
             serve_tasks.push(crate::public::serve_tls(
                 listener,
                 app.clone(),
                 tls.clone(),
-                hub.shutdown.clone(),
+                hub.shutdown().clone(),
             )?);
             continue;
         }
@@ -223,7 +221,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
             action: "read the listening address".into(),
             source,
         })?);
-        let shutdown = hub.shutdown.clone();
+        let shutdown = hub.shutdown().clone();
         let service = app
             .clone()
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -236,11 +234,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
             }
         }));
     }
-    hub.tracker
-        .spawn(hub.monitor.clone().run(hub.shutdown.clone()));
-    hub.tracker.spawn(hub.clone().run_stats());
-    hub.tracker.spawn(hub.clone().run_retention());
-    crate::coordinator::start(&hub);
+    hub.start_background(port);
     write_runtime_file(&hub)?;
     let server = HubServer {
         hub,
@@ -312,18 +306,18 @@ fn hub_mode(hub: &Hub) -> &'static str {
 fn local_url(hub: &Hub) -> String {
     match hub.mode() {
         Mode::Local => format!("http://127.0.0.1:{}", hub.port()),
-        Mode::Public => crate::public::local_url(&hub.config.config.public, hub.port()),
+        Mode::Public => crate::public::local_url(&hub.config().config.public, hub.port()),
     }
 }
 
 fn write_runtime_file(hub: &Hub) -> Result<(), StartError> {
     use std::io::Write;
-    let dir = &hub.config.data_dir;
+    let dir = &hub.config().data_dir;
     let body = json!({
         "url": local_url(hub),
         "port": hub.port(),
         "pid": std::process::id(),
-        "instance_id": hub.instance_id,
+        "instance_id": hub.instance_id(),
     });
     let io_err = |source| StartError::Io {
         action: format!("write {}", dir.join(RUNTIME_FILE).display()),
@@ -382,7 +376,7 @@ async fn gate(
         Some(public) => {
             let client = public.client_ip(peer, request.headers());
             if !public.limits.allow(client) {
-                state.hub.metrics.refused("rate");
+                state.hub.metrics().refused("rate");
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(header::RETRY_AFTER, "1")],
@@ -391,14 +385,14 @@ async fn gate(
                     .into_response();
             }
             if !public.host_allowed(request.headers()) {
-                state.hub.metrics.refused("host");
+                state.hub.metrics().refused("host");
                 return (StatusCode::FORBIDDEN, "host not allowed").into_response();
             }
             client
         }
         None => {
             if !host_allowed(request.headers(), &state.hosts) {
-                state.hub.metrics.refused("host");
+                state.hub.metrics().refused("host");
                 return (StatusCode::FORBIDDEN, "host not allowed").into_response();
             }
             peer.ip()
@@ -408,7 +402,7 @@ async fn gate(
     let headers = request.headers();
     let discovery = matches!(request.uri().path(), "/semantest-signature" | "/health");
     if !discovery && check_origin(headers, &state.origins) == OriginCheck::Denied {
-        state.hub.metrics.refused("origin");
+        state.hub.metrics().refused("origin");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     next.run(request).await
@@ -427,10 +421,10 @@ async fn signature(State(state): State<AppState>, Query(query): Query<SignatureQ
         "version": VERSION,
         "protocol": PROTOCOL_VERSION,
         "mode": hub.mode().as_str(),
-        "instance_id": hub.instance_id,
+        "instance_id": hub.instance_id(),
         "ws_path": "/ws",
         "ws_subprotocol": SUBPROTOCOL,
-        "capabilities": hub.config.config.public.capabilities(),
+        "capabilities": hub.config().config.public.capabilities(),
     });
     if let Some(nonce) = query.challenge {
         if nonce.is_empty() || nonce.len() > 256 {
@@ -441,7 +435,7 @@ async fn signature(State(state): State<AppState>, Query(query): Query<SignatureQ
                 .into_response();
         }
         body["challenge"] =
-            json!({ "nonce": nonce, "proof": challenge_proof(&hub.owner_hash, &nonce) });
+            json!({ "nonce": nonce, "proof": challenge_proof(hub.owner_hash(), &nonce) });
     }
     axum::Json(body).into_response()
 }
@@ -459,12 +453,11 @@ async fn health(
     State(state): State<AppState>,
     axum::Extension(client): axum::Extension<ClientAddr>,
 ) -> Response {
-    let body = if may_monitor(&state, client) {
-        state.hub.health_json()
+    let mut response = if may_monitor(&state, client) {
+        axum::Json(state.hub.health()).into_response()
     } else {
-        json!({"status": "ok", "product": PRODUCT, "version": VERSION})
+        axum::Json(json!({"status": "ok", "product": PRODUCT, "version": VERSION})).into_response()
     };
-    let mut response = axum::Json(body).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -483,14 +476,13 @@ async fn metrics(
             .into_response();
     }
     let hub = &state.hub;
-    hub.refresh_status();
-    hub.metrics.observe_process(&hub.monitor.latest());
+    hub.metrics().observe_process(&hub.monitor().latest());
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        hub.metrics.encode(),
+        hub.metrics().encode(),
     )
         .into_response()
 }
@@ -499,7 +491,7 @@ async fn metrics(
 fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<(), &'static str> {
     match extract_credential(headers) {
         None => Err("a token is required"),
-        Some(Credential::Token(token)) if hashes_equal(&token_hash(&token), &hub.owner_hash) => {
+        Some(Credential::Token(token)) if hashes_equal(&token_hash(&token), hub.owner_hash()) => {
             Ok(())
         }
         Some(Credential::Token(_)) => Err("invalid token"),
@@ -507,7 +499,7 @@ fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<(), &'static str> {
             Err("a public hub takes tokens only; there is no dashboard sign-in")
         }
         Some(Credential::Session(session)) => match hub
-            .store
+            .store()
             .dashboard_session_valid(&token_hash(&session), now_ms())
         {
             Ok(true) => Ok(()),
@@ -529,7 +521,7 @@ async fn websocket(
 ) -> Response {
     let hub = state.hub.clone();
     if let Err(reason) = authenticate(&hub, &headers) {
-        hub.metrics.refused("token");
+        hub.metrics().refused("token");
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer realm=\"semantest-hub\"")],
@@ -546,7 +538,7 @@ async fn websocket(
         Some(public) => match public.limits.connect(client_ip) {
             Some(slot) => Some((slot, public.limits.clone())),
             None => {
-                hub.metrics.refused("address");
+                hub.metrics().refused("address");
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(header::RETRY_AFTER, "5")],
@@ -558,10 +550,10 @@ async fn websocket(
         None => None,
     };
     let Ok(permit) = state.connection_slots.clone().try_acquire_owned() else {
-        hub.metrics.refused("capacity");
+        hub.metrics().refused("capacity");
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
-    let limits = &hub.config.config.limits;
+    let limits = &hub.config().config.limits;
     let origin = headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
@@ -580,12 +572,12 @@ async fn websocket(
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
-            let (client, rx) = hub.clients.register(NewClient {
+            let (client, rx) = hub.clients().register(NewClient {
                 origin,
                 remote_addr,
                 is_owner: true,
                 queue,
-                shutdown: hub.shutdown.clone(),
+                shutdown: hub.shutdown().clone(),
                 patience,
                 mode,
             });
@@ -593,12 +585,12 @@ async fn websocket(
                 Some((slot, limits)) => {
                     let served =
                         crate::public::serve_socket(socket, hub.clone(), client, rx, limits);
-                    hub.tracker.track_future(served).await;
+                    hub.tracker().track_future(served).await;
                     drop(slot);
                 }
                 None => {
                     let served = crate::ws::serve_socket(socket, hub.clone(), client, rx);
-                    hub.tracker.track_future(served).await;
+                    hub.tracker().track_future(served).await;
                 }
             }
             drop(permit);
@@ -615,7 +607,7 @@ async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -
     let redeemed = query
         .code
         .as_deref()
-        .is_some_and(|code| hub.login_codes.redeem(code));
+        .is_some_and(|code| hub.login_codes().redeem(code));
     if !redeemed {
         return (
             StatusCode::UNAUTHORIZED,
@@ -634,7 +626,7 @@ async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -
     }
     let session = new_token();
     let now = now_ms();
-    if let Err(err) = hub.store.insert_dashboard_session(
+    if let Err(err) = hub.store().insert_dashboard_session(
         &token_hash(&session),
         now,
         now + SESSION_DAYS * 86_400_000,

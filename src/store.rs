@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use rusqlite_migration::{M, Migrations};
 use serde_json::value::RawValue;
 
-use crate::protocol::{Output, ProjectState, Stream};
+use crate::protocol::{Output, ProjectState, RunStatus, Stream};
 use crate::timestamp::format_ms;
 
 mod tasks;
@@ -77,10 +77,10 @@ pub struct UnfinishedRun {
 }
 
 /// How a run ended, as recorded.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunOutcome {
-    /// `succeeded`, `failed`, `killed`, `timed_out` or `orphaned`.
-    pub status: String,
+    /// How it ended.
+    pub status: RunStatus,
     /// The process's exit code, when it exited normally.
     pub exit_code: Option<i32>,
     /// The Claude Code session id reported by the run.
@@ -93,6 +93,21 @@ pub struct RunOutcome {
     pub num_turns: Option<i64>,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+impl RunOutcome {
+    /// An outcome with only a status and a reason; the figures are unknown.
+    pub fn new(status: RunStatus, error: Option<String>) -> Self {
+        Self {
+            status,
+            exit_code: None,
+            session_id: None,
+            cost_usd: None,
+            duration_ms: None,
+            num_turns: None,
+            error,
+        }
+    }
 }
 
 /// A line to append to a project's log.
@@ -448,7 +463,7 @@ impl Store {
              WHERE id = ?1",
             params![
                 run_id,
-                outcome.status,
+                outcome.status.as_str(),
                 outcome.exit_code,
                 outcome.session_id,
                 outcome.cost_usd,
@@ -848,14 +863,7 @@ mod tests {
             store.set_run_pgid("r1", 4242).unwrap();
             store.insert_run("r2", "a", "hi", None, 6).unwrap();
             store
-                .finish_run(
-                    "r2",
-                    &RunOutcome {
-                        status: "succeeded".into(),
-                        ..Default::default()
-                    },
-                    7,
-                )
+                .finish_run("r2", &RunOutcome::new(RunStatus::Succeeded, None), 7)
                 .unwrap();
         }
         let store = Store::open(dir.path()).unwrap();

@@ -49,9 +49,8 @@ pub async fn handle_socket<W, R>(
     W::Error: std::fmt::Display,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
-    let limits = hub.config.config.limits.clone();
-    hub.metrics.connections_accepted.inc();
-    hub.refresh_status();
+    let limits = hub.config().config.limits.clone();
+    hub.connection_opened();
     tracing::debug!("connection opened");
 
     let writer = tokio::spawn(
@@ -110,8 +109,8 @@ pub async fn handle_socket<W, R>(
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        hub.metrics.messages_received.inc();
-        crate::coordinator::touch(&hub, &client);
+        hub.metrics().messages_received.inc();
+        hub.request_from(&client);
         if limiter.check().is_err() {
             let id = match parse_incoming(&text) {
                 Ok(Incoming::Request { id, .. }) => Some(id),
@@ -133,7 +132,7 @@ pub async fn handle_socket<W, R>(
                             break;
                         }
                         if let After::Replay { project_id, ticket } = after {
-                            hub.feed.start_replay(&project_id, client.clone(), ticket);
+                            hub.feed().start_replay(&project_id, client.clone(), ticket);
                         }
                     }
                     Err(error) => {
@@ -145,14 +144,11 @@ pub async fn handle_socket<W, R>(
         }
     }
 
-    if hub.shutdown.is_cancelled() {
+    if hub.shutdown().is_cancelled() {
         client.close(CLOSE_GOING_AWAY, "hub shutting down");
     }
     client.close(CLOSE_NORMAL, "bye");
-    hub.feed.unsubscribe_all(client.id());
-    crate::coordinator::disconnected(&hub, &client);
-    hub.clients.remove(&client);
-    hub.refresh_status();
+    hub.connection_closed(&client);
     let _ = writer.await;
     tracing::debug!(close = ?client.close_code(), "connection closed");
 }
@@ -163,7 +159,7 @@ async fn reply_error(
     id: Option<&crate::protocol::RequestId>,
     error: &RpcError,
 ) {
-    hub.metrics.rpc_error(error.kind.as_str());
+    hub.metrics().rpc_error(error.kind.as_str());
     client
         .send(Utf8Bytes::from(error_response(id, error)))
         .await;

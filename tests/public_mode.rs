@@ -555,7 +555,7 @@ async fn monitoring_detail_only_for_monitoring_addresses() {
 #[tokio::test]
 async fn sighup_reloads_the_certificate() {
     let (hub, old) = tls_hub(|_| {}).await;
-    let config = hub.hub().config.config.public.clone();
+    let config = hub.hub().config().config.public.clone();
     let (cert, key) = (config.tls_cert.unwrap(), config.tls_key.unwrap());
     // A new certificate and key written over the old files, as a renewal does.
     let scratch = tempfile::tempdir().unwrap();

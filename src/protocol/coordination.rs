@@ -471,6 +471,110 @@ pub struct ReportUnknown {
     pub path: String,
 }
 
+/// `task.created` params.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskCreated {
+    /// The project.
+    pub project_id: String,
+    /// The tasks just queued, in the order given.
+    pub tasks: Vec<TaskView>,
+}
+
+/// `task.started` params: a task was handed to a worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskStarted {
+    /// The project.
+    pub project_id: String,
+    /// The task.
+    pub task_id: String,
+    /// The worker.
+    pub worker_id: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+}
+
+/// `worker.register` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRegistered {
+    /// The worker's id, kept while the connection lasts.
+    pub worker_id: String,
+    /// Seconds a lease lasts.
+    pub lease_s: u64,
+}
+
+/// `worker.heartbeat` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerHeartbeat {
+    /// The worker.
+    pub worker_id: String,
+    /// Its status.
+    pub status: WorkerStatus,
+    /// The task it holds.
+    pub task_id: Option<String>,
+    /// Milliseconds left on its lease, while it holds a task.
+    pub lease_expires_in_ms: Option<u64>,
+}
+
+/// `worker.list` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerList {
+    /// Every connected client worker and agent worker.
+    pub workers: Vec<WorkerView>,
+}
+
+/// `task.create` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct TasksCreated {
+    /// The project.
+    pub project_id: String,
+    /// Ids of the tasks queued now.
+    pub created: Vec<String>,
+    /// Ids that already existed (nothing changed for them).
+    pub existing: Vec<String>,
+}
+
+/// `task.list` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskPage {
+    /// The page, in creation order.
+    pub tasks: Vec<TaskView>,
+    /// Whether more follow.
+    pub has_more: bool,
+}
+
+/// `task.cancel` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskCancelResult {
+    /// The task.
+    pub task_id: String,
+    /// False for a task that had already finished.
+    pub cancelled: bool,
+    /// Its state now.
+    pub state: TaskState,
+}
+
+/// `task.complete` and `task.fail` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskAnswer {
+    /// The task.
+    pub task_id: String,
+    /// Its state now.
+    pub state: TaskState,
+    /// True when the task had already finished and nothing changed.
+    pub duplicate: bool,
+}
+
+/// `project.configure` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectConfigured {
+    /// The project.
+    pub project_id: String,
+    /// The new setting.
+    pub agent_workers: u32,
+    /// The project's agent workers now, by name.
+    pub workers: Vec<WorkerView>,
+}
+
 /// `project.completed` params.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectCompleted {
