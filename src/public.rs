@@ -4,7 +4,8 @@
 //! The settings are in [`crate::config::PublicConfig`]; this module turns them into a
 //! [`PublicGate`] that the server's gate consults on every request, and serves a
 //! listener with TLS ([`serve_tls`]). Submodules: [`tls`] (certificates), [`forwarded`]
-//! (client address behind proxies), [`limits`] (per-address limits).
+//! (client address behind proxies), [`limits`] (per-address limits), [`sockets`] (the
+//! per-address socket cap before TLS).
 //!
 //! Differences from local mode, in one place (docs/protocol.md, "Public mode"):
 //! - Host allowlist: `public.hosts`, plus the exact listening `ip:port` (the loopback
@@ -16,6 +17,7 @@
 
 pub mod forwarded;
 pub mod limits;
+pub mod sockets;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -173,6 +175,15 @@ pub fn tls_config(config: &Config) -> Result<Option<RustlsConfig>, StartError> {
         })
 }
 
+/// What a TLS listener needs: the certificate (reloadable) and the socket cap.
+#[derive(Clone)]
+pub struct TlsListener {
+    /// The rustls configuration, swapped on SIGHUP.
+    pub config: RustlsConfig,
+    /// The per-address cap on open sockets.
+    pub sockets: sockets::SocketCap,
+}
+
 /// The URL local tools use to reach a public hub on `port`.
 pub fn local_url(config: &PublicConfig, port: u16) -> String {
     let scheme = if config.behind_proxy { "http" } else { "https" };
@@ -192,15 +203,17 @@ pub fn local_url(config: &PublicConfig, port: u16) -> String {
 pub fn serve_tls(
     listener: std::net::TcpListener,
     app: Router,
-    tls: RustlsConfig,
+    tls: TlsListener,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, tls)
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.config).acceptor(tls.sockets);
+    let server = axum_server::from_tcp(listener)
         .map_err(|source| StartError::Io {
             action: "register the listener with the runtime".into(),
             source,
         })?
+        .acceptor(acceptor)
         .handle(handle.clone())
         .first_request_timeout(FIRST_REQUEST_TIMEOUT);
     tokio::spawn(async move {

@@ -204,10 +204,16 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
                 })?;
                 hub.tracker().spawn(reload);
             }
+            let listener_tls = crate::public::TlsListener {
+                config: tls.clone(),
+                sockets: crate::public::sockets::SocketCap::new(
+                    hub.config().config.public.per_address_sockets,
+                ),
+            };
             serve_tasks.push(crate::public::serve_tls(
                 listener,
                 app.clone(),
-                tls.clone(),
+                listener_tls,
                 hub.shutdown().clone(),
             )?);
             continue;

@@ -587,3 +587,56 @@ async fn sighup_reloads_the_certificate() {
     assert!(old.connect(name, tcp).await.is_err());
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn sockets_per_address_are_capped_before_tls() {
+    let (hub, connector) = tls_hub(|public| public.per_address_sockets = 2).await;
+    // Two sockets that never start a handshake hold this address's slots.
+    let idle_a = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+    let _idle_b = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+    let name = ServerName::try_from(NAME).unwrap();
+    let third = tokio::time::timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .expect("an answer within the wait");
+    assert!(third.is_err(), "a third socket from the address is closed");
+    // Another address (127.0.0.2, same loopback interface) is not affected.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], hub.port)))
+        .await
+        .unwrap();
+    let (status, _) = http(
+        tokio::time::timeout(
+            WAIT,
+            connector.connect(ServerName::try_from(NAME).unwrap(), tcp),
+        )
+        .await
+        .unwrap()
+        .expect("handshake from another address"),
+        "/health",
+        NAME,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Closing a socket frees its slot once the hub sees the end of it: poll, as
+    // `util::eventually` does, within the wait.
+    drop(idle_a);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+        let name = ServerName::try_from(NAME).unwrap();
+        if tokio::time::timeout(WAIT, connector.connect(name, tcp))
+            .await
+            .unwrap()
+            .is_ok()
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the slot came back");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    hub.stop().await;
+}

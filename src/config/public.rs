@@ -126,6 +126,10 @@ pub struct PublicConfig {
     pub monitoring_from: Vec<IpNet>,
     /// WebSocket connections one client address may hold at once.
     pub per_address_connections: usize,
+    /// TCP connections one peer address may hold open when the hub terminates TLS
+    /// (WebSockets, keep-alive HTTP, handshakes in progress); more are closed at once.
+    /// Not used behind a proxy, where the proxy is the only peer.
+    pub per_address_sockets: usize,
     /// Sustained HTTP requests plus WebSocket messages per second from one address.
     pub per_address_rate_per_s: u32,
     /// Burst above the sustained rate for one address.
@@ -158,6 +162,7 @@ impl Default for PublicConfig {
                 IpNet::from(std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])),
             ],
             per_address_connections: 20,
+            per_address_sockets: 50,
             per_address_rate_per_s: 20,
             per_address_burst: 100,
             enable_agents: false,
@@ -303,6 +308,7 @@ impl PublicConfig {
                 "public.per_address_connections",
                 self.per_address_connections,
             ),
+            ("public.per_address_sockets", self.per_address_sockets),
             (
                 "public.per_address_rate_per_s",
                 self.per_address_rate_per_s as usize,

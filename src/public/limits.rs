@@ -42,18 +42,61 @@ pub fn limit_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The per-address limits of a public hub. Shared by every request.
-pub struct AddressLimits {
+/// Counted slots per address: at most `per_address` held at once by one address.
+#[derive(Debug)]
+pub struct Slots {
     per_address: usize,
     // A std Mutex: held for a map update, never across an await.
-    connections: Mutex<HashMap<IpAddr, usize>>,
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Slots {
+    /// At most `per_address` slots per address (0 is treated as 1).
+    pub fn new(per_address: usize) -> Arc<Self> {
+        Arc::new(Self {
+            per_address: per_address.max(1),
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for `ip`, held until it is dropped; `None` when the address already holds
+    /// `per_address`.
+    pub fn take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let key = limit_key(ip);
+        let mut held = self.lock();
+        let count = held.entry(key).or_default();
+        if *count >= self.per_address {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            slots: self.clone(),
+            key,
+        })
+    }
+
+    /// Slots `ip` holds now.
+    pub fn held_by(&self, ip: IpAddr) -> usize {
+        self.lock().get(&limit_key(ip)).copied().unwrap_or(0)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The per-address limits of a public hub. Shared by every request.
+pub struct AddressLimits {
+    connections: Arc<Slots>,
     rate: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl std::fmt::Debug for AddressLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AddressLimits")
-            .field("per_address", &self.per_address)
+            .field("connections", &self.connections)
             .field("tracked", &self.rate.len())
             .finish()
     }
@@ -66,8 +109,7 @@ impl AddressLimits {
         let quota = Quota::per_second(NonZeroU32::new(rate_per_s).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
         Arc::new(Self {
-            per_address: per_address.max(1),
-            connections: Mutex::new(HashMap::new()),
+            connections: Slots::new(per_address),
             rate: RateLimiter::keyed(quota),
         })
     }
@@ -79,23 +121,13 @@ impl AddressLimits {
 
     /// A connection slot for `ip`, held until the slot is dropped; `None` when the
     /// address already holds `per_address` connections.
-    pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
-        let key = limit_key(ip);
-        let mut connections = self.lock();
-        let count = connections.entry(key).or_default();
-        if *count >= self.per_address {
-            return None;
-        }
-        *count += 1;
-        Some(AddressSlot {
-            limits: self.clone(),
-            key,
-        })
+    pub fn connect(&self, ip: IpAddr) -> Option<AddressSlot> {
+        self.connections.take(ip)
     }
 
     /// Connections `ip` holds now.
     pub fn connections_of(&self, ip: IpAddr) -> usize {
-        self.lock().get(&limit_key(ip)).copied().unwrap_or(0)
+        self.connections.held_by(ip)
     }
 
     /// Addresses in the rate table (for tests and debugging).
@@ -120,28 +152,22 @@ impl AddressLimits {
             }
         }
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.connections
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 /// One connection counted against its address; dropping it frees the slot.
 #[derive(Debug)]
 pub struct AddressSlot {
-    limits: Arc<AddressLimits>,
+    slots: Arc<Slots>,
     key: IpAddr,
 }
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
-        let mut connections = self.limits.lock();
-        if let Some(count) = connections.get_mut(&self.key) {
+        let mut held = self.slots.lock();
+        if let Some(count) = held.get_mut(&self.key) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                connections.remove(&self.key);
+                held.remove(&self.key);
             }
         }
     }
