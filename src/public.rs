@@ -25,14 +25,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum_server::tls_rustls::RustlsConfig;
 use ipnet::IpNet;
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::{Config, PublicConfig};
-use crate::hub::StartError;
+use crate::hub::{Hub, StartError};
+use crate::metrics::Metrics;
 use forwarded::TrustedProxies;
 use limits::AddressLimits;
 
@@ -51,6 +52,14 @@ pub struct PublicGate {
 }
 
 impl PublicGate {
+    /// The gate of `hub`, listening on `local`, with the task that prunes its rate table.
+    pub fn start(hub: &Hub, local: SocketAddr) -> Arc<Self> {
+        let gate = Arc::new(Self::new(&hub.config().config.public, local));
+        hub.tracker()
+            .spawn(gate.limits.clone().prune_until(hub.shutdown().clone()));
+        gate
+    }
+
     /// The gate for `config`, listening on `local`.
     pub fn new(config: &PublicConfig, local: SocketAddr) -> Self {
         let mut hosts: Vec<String> = config
@@ -83,6 +92,57 @@ impl PublicGate {
             Some(proxies) => proxies.client_ip(peer.ip(), headers),
             None => peer.ip().to_canonical(),
         }
+    }
+
+    /// The gate's public-mode checks for a request from `peer`: its client address is
+    /// charged one request, then its Host must name this hub. Returns the client
+    /// address, or the response that refuses the request (503 with `Retry-After`, 403).
+    ///
+    /// # Errors
+    /// The refusal, counted in `metrics` as `rate` or `host`.
+    #[allow(clippy::result_large_err)] // The error is the HTTP response itself.
+    pub fn admit(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        metrics: &Metrics,
+    ) -> Result<IpAddr, Response> {
+        let client = self.client_ip(peer, headers);
+        if !self.limits.allow(client) {
+            metrics.refused("rate");
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                "too many requests from this address; try again later",
+            )
+                .into_response());
+        }
+        if !self.host_allowed(headers) {
+            metrics.refused("host");
+            return Err((StatusCode::FORBIDDEN, "host not allowed").into_response());
+        }
+        Ok(client)
+    }
+
+    /// A WebSocket slot for `client`, or the 503 that refuses the upgrade.
+    ///
+    /// # Errors
+    /// The refusal, counted in `metrics` as `address`.
+    #[allow(clippy::result_large_err)] // The error is the HTTP response itself.
+    pub fn connection_slot(
+        &self,
+        client: IpAddr,
+        metrics: &Metrics,
+    ) -> Result<limits::AddressSlot, Response> {
+        self.limits.connect(client).ok_or_else(|| {
+            metrics.refused("address");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                "too many connections from this address",
+            )
+                .into_response()
+        })
     }
 
     /// Whether the Host header names this hub. An entry without a port matches the
@@ -175,15 +235,6 @@ pub fn tls_config(config: &Config) -> Result<Option<RustlsConfig>, StartError> {
         })
 }
 
-/// What a TLS listener needs: the certificate (reloadable) and the socket cap.
-#[derive(Clone)]
-pub struct TlsListener {
-    /// The rustls configuration, swapped on SIGHUP.
-    pub config: RustlsConfig,
-    /// The per-address cap on open sockets.
-    pub sockets: sockets::SocketCap,
-}
-
 /// The URL local tools use to reach a public hub on `port`.
 pub fn local_url(config: &PublicConfig, port: u16) -> String {
     let scheme = if config.behind_proxy { "http" } else { "https" };
@@ -195,19 +246,38 @@ pub fn local_url(config: &PublicConfig, port: u16) -> String {
     format!("{scheme}://{}", SocketAddr::new(ip, port))
 }
 
-/// Serves `app` with TLS on `listener` until `shutdown`, then stops accepting and waits
-/// for open connections (the hub closes its WebSockets itself).
+/// Serves `app` with TLS on `listener` until the hub shuts down, then stops accepting and
+/// waits for open connections (the hub closes its WebSockets itself). Open sockets are
+/// capped per address before the handshake ([`sockets::SocketCap`]), and SIGHUP reloads
+/// the certificate ([`tls::reload_on_sighup`]).
 ///
 /// # Errors
-/// [`StartError::Io`] when the listener cannot be registered with the runtime.
+/// [`StartError::Io`] when the listener cannot be registered with the runtime or SIGHUP
+/// cannot be watched.
 pub fn serve_tls(
+    hub: &Hub,
     listener: std::net::TcpListener,
     app: Router,
-    tls: TlsListener,
-    shutdown: CancellationToken,
+    tls: RustlsConfig,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    let public = &hub.config().config.public;
+    if let (Some(cert), Some(key)) = (&public.tls_cert, &public.tls_key) {
+        let reload = tls::reload_on_sighup(
+            tls.clone(),
+            cert.clone(),
+            key.clone(),
+            hub.shutdown().clone(),
+        )
+        .map_err(|source| StartError::Io {
+            action: "watch SIGHUP for TLS certificate reloads".into(),
+            source,
+        })?;
+        hub.tracker().spawn(reload);
+    }
+    let shutdown = hub.shutdown().clone();
+    let sockets = sockets::SocketCap::new(public.per_address_sockets);
     let handle = axum_server::Handle::new();
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.config).acceptor(tls.sockets);
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(sockets);
     let server = axum_server::from_tcp(listener)
         .map_err(|source| StartError::Io {
             action: "register the listener with the runtime".into(),

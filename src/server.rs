@@ -162,12 +162,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
     };
     origins.extend(settings.allowed_origins.iter().cloned());
     let gate = match (public, listeners[0].local_addr()) {
-        (true, Ok(local)) => {
-            let gate = Arc::new(PublicGate::new(&settings.public, local));
-            hub.tracker()
-                .spawn(gate.limits.clone().prune_until(hub.shutdown().clone()));
-            Some(gate)
-        }
+        (true, Ok(local)) => Some(PublicGate::start(&hub, local)),
         _ => None,
     };
     let state = AppState {
@@ -187,34 +182,11 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
                 action: "read the listening address".into(),
                 source,
             })?);
-            let (cert, key) = (
-                &hub.config().config.public.tls_cert,
-                &hub.config().config.public.tls_key,
-            );
-            if let (Some(cert), Some(key)) = (cert, key) {
-                let reload = crate::public::tls::reload_on_sighup(
-                    tls.clone(),
-                    cert.clone(),
-                    key.clone(),
-                    hub.shutdown().clone(),
-                )
-                .map_err(|source| StartError::Io {
-                    action: "watch SIGHUP for TLS certificate reloads".into(),
-                    source,
-                })?;
-                hub.tracker().spawn(reload);
-            }
-            let listener_tls = crate::public::TlsListener {
-                config: tls.clone(),
-                sockets: crate::public::sockets::SocketCap::new(
-                    hub.config().config.public.per_address_sockets,
-                ),
-            };
             serve_tasks.push(crate::public::serve_tls(
+                &hub,
                 listener,
                 app.clone(),
-                listener_tls,
-                hub.shutdown().clone(),
+                tls.clone(),
             )?);
             continue;
         }
@@ -379,23 +351,10 @@ async fn gate(
     next: Next,
 ) -> Response {
     let client = match &state.public {
-        Some(public) => {
-            let client = public.client_ip(peer, request.headers());
-            if !public.limits.allow(client) {
-                state.hub.metrics().refused("rate");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, "1")],
-                    "too many requests from this address; try again later",
-                )
-                    .into_response();
-            }
-            if !public.host_allowed(request.headers()) {
-                state.hub.metrics().refused("host");
-                return (StatusCode::FORBIDDEN, "host not allowed").into_response();
-            }
-            client
-        }
+        Some(public) => match public.admit(peer, request.headers(), state.hub.metrics()) {
+            Ok(client) => client,
+            Err(refused) => return refused,
+        },
         None => {
             if !host_allowed(request.headers(), &state.hosts) {
                 state.hub.metrics().refused("host");
@@ -541,17 +500,9 @@ async fn websocket(
     };
     // Per address first, so that one address cannot take the global slots.
     let address_slot = match &state.public {
-        Some(public) => match public.limits.connect(client_ip) {
-            Some(slot) => Some((slot, public.limits.clone())),
-            None => {
-                hub.metrics().refused("address");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, "5")],
-                    "too many connections from this address",
-                )
-                    .into_response();
-            }
+        Some(public) => match public.connection_slot(client_ip, hub.metrics()) {
+            Ok(slot) => Some((slot, public.limits.clone())),
+            Err(refused) => return refused,
         },
         None => None,
     };
