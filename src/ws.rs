@@ -81,15 +81,10 @@ pub async fn handle_socket<W, R>(
             }
             Ok(None) => break,
             Ok(Some(Err(err))) => {
-                // tungstenite reports an oversized message as a capacity error.
-                let text = ErrorChain(&err).to_string();
-                if text.contains("too long")
-                    || text.contains("too big")
-                    || text.contains("Space limit")
-                {
+                if is_capacity_error(&err) {
                     client.close(CLOSE_TOO_BIG, "message too big");
                 } else {
-                    debug!(error = %text, "connection read failed");
+                    debug!(error = %ErrorChain(&err), "connection read failed");
                 }
                 break;
             }
@@ -151,6 +146,21 @@ pub async fn handle_socket<W, R>(
     hub.connection_closed(&client);
     let _ = writer.await;
     tracing::debug!(close = ?client.close_code(), "connection closed");
+}
+
+/// Whether a read failed because a message or frame was over the limits: tungstenite's
+/// `Error::Capacity` (`max_message_size`, `max_frame_size`), found in the error's chain
+/// (axum wraps it).
+fn is_capacity_error(err: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(Error::Capacity(_)) = current.downcast_ref::<Error>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 async fn reply_error(

@@ -22,5 +22,7 @@ mod cli;
 mod keychain;
 // Tasks, workers, leases and report files.
 mod coordination;
+// The agent limit under concurrent interactive runs and agent workers.
+mod concurrency;
 // Public mode: TLS, tokens only, public Host names, per-address limits, DISABLED.
 mod public_mode;

@@ -36,7 +36,8 @@
 //! # Parts
 //!
 //! - [`state`]: the state and its primitive transitions, pure (time, store and slots are
-//!   inputs), with [`ops`] the transition for each input;
+//!   inputs), with [`ops`] the transition for each input, [`model`] the workers and
+//!   counts, and [`writes`] the storage port;
 //! - this module: the [`Coordinator`] handle, which locks, runs a transition, emits its
 //!   events and, after the lock, applies its effects (starting and stopping runs);
 //! - [`reports`]: report files; [`prompt`]: the prompt of a task run.
@@ -52,12 +53,14 @@
 //! coordinator, then the slots, the store, and the notifier's client and project
 //! registries; none of those ever calls back in.
 
+pub mod model;
 pub mod ops;
 pub mod prompt;
 pub mod reports;
 pub mod state;
 #[cfg(test)]
 mod tests;
+pub mod writes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -69,18 +69,14 @@ impl Txn<'_> {
             return Ok(worker_id);
         }
         let worker = Worker {
-            id: uuid::Uuid::now_v7().to_string(),
-            name: name.to_string(),
-            kind: WorkerKind::Client,
             capabilities: capabilities.to_vec(),
-            project_id: None,
             conn_id: Some(conn_id),
-            status: WorkerStatus::Offline,
-            task_id: None,
-            lease_until: None,
-            ticket: 0,
-            retiring: false,
-            created_at: self.now,
+            ..Worker::new(
+                uuid::Uuid::now_v7().to_string(),
+                name.to_string(),
+                WorkerKind::Client,
+                self.now,
+            )
         };
         let id = worker.id.clone();
         self.store().upsert_worker(
@@ -202,24 +198,20 @@ impl Txn<'_> {
                 existing.push(id);
                 continue;
             }
+            let seq = self.st.next_seq + rows.len() as i64 + 1;
             rows.push(TaskRow {
-                id: id.clone(),
-                project_id: project_id.to_string(),
-                seq: self.st.next_seq + rows.len() as i64 + 1,
-                title: task.title,
                 kind: task.kind,
                 context: task.context,
                 prompt: task.prompt,
                 acceptance: task.acceptance,
                 priority: task.priority,
-                state: TaskState::Pending,
-                worker_id: None,
-                attempts: 0,
-                failures: Vec::new(),
-                report: None,
-                completed_by: None,
-                created_at: self.now,
-                updated_at: self.now,
+                ..TaskRow::pending(
+                    id.clone(),
+                    project_id.to_string(),
+                    seq,
+                    task.title,
+                    self.now,
+                )
             });
             created.push(id);
         }

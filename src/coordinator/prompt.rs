@@ -55,29 +55,16 @@ pub fn agent_prompt(task: &TaskRow) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::coordination::TaskState;
     use serde_json::json;
 
     #[test]
     fn prompt_names_the_report_file_and_renders_lists() {
         let task = TaskRow {
-            id: "t7".into(),
-            project_id: "p".into(),
-            seq: 1,
-            title: "Write the docs".into(),
             kind: Some("docs".into()),
             context: Some(json!("see README")),
             prompt: Some("Explain the queue.".into()),
             acceptance: Some(json!(["mentions leases", "has an example"])),
-            priority: 0,
-            state: TaskState::Pending,
-            worker_id: None,
-            attempts: 0,
-            failures: vec![],
-            report: None,
-            completed_by: None,
-            created_at: 0,
-            updated_at: 0,
+            ..TaskRow::pending("t7".into(), "p".into(), 1, "Write the docs".into(), 0)
         };
         let prompt = agent_prompt(&task);
         assert!(prompt.starts_with("# Task t7: Write the docs"));

@@ -13,7 +13,6 @@
 //! failed write and leaves memory as the store has it (the durability rule of
 //! [`super`]).
 
-use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
@@ -25,184 +24,15 @@ use crate::events::Event;
 use crate::protocol::coordination::{
     CompletedBy, CoordinationStatus, Failure, ProjectCompleted, TaskAssigned, TaskCancelled,
     TaskCompleted, TaskFailed, TaskRevoked, TaskStarted, TaskState, WorkerKind, WorkerStatus,
-    WorkerView,
 };
 use crate::runner::slots::{Permit, Slots};
-use crate::store::{StoreError, TaskRow, WorkerRow};
+use crate::store::{StoreError, TaskRow};
+
+pub use super::model::{
+    Counts, QueueKey, Worker, agent_slot, agent_worker_id, queue_key, sorted_views,
+};
+pub use super::writes::TaskStore;
 use crate::timestamp::format_ms;
-
-/// The writes (and the one read) a transition makes; [`crate::store::Store`] in the hub,
-/// an in-memory double in tests.
-pub trait TaskStore {
-    /// Owners of the given task ids that exist.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    fn task_owners(&self, ids: &[&str]) -> Result<HashMap<String, String>, StoreError>;
-    /// Inserts new tasks.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    fn insert_tasks(&self, rows: &[TaskRow]) -> Result<(), StoreError>;
-    /// Writes a task's new state.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    fn update_task(&self, row: &TaskRow) -> Result<(), StoreError>;
-    /// Records a worker.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    fn upsert_worker(&self, row: &WorkerRow, now: i64) -> Result<(), StoreError>;
-    /// Records a worker's status.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    fn set_worker_status(&self, id: &str, status: WorkerStatus, now: i64)
-    -> Result<(), StoreError>;
-    /// Forgets a worker.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    fn delete_worker(&self, id: &str) -> Result<(), StoreError>;
-}
-
-impl TaskStore for crate::store::Store {
-    fn task_owners(&self, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
-        crate::store::Store::task_owners(self, ids)
-    }
-    fn insert_tasks(&self, rows: &[TaskRow]) -> Result<(), StoreError> {
-        crate::store::Store::insert_tasks(self, rows)
-    }
-    fn update_task(&self, row: &TaskRow) -> Result<(), StoreError> {
-        crate::store::Store::update_task(self, row)
-    }
-    fn upsert_worker(&self, row: &WorkerRow, now: i64) -> Result<(), StoreError> {
-        crate::store::Store::upsert_worker(self, row, now)
-    }
-    fn set_worker_status(
-        &self,
-        id: &str,
-        status: WorkerStatus,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        crate::store::Store::set_worker_status(self, id, status, now)
-    }
-    fn delete_worker(&self, id: &str) -> Result<(), StoreError> {
-        crate::store::Store::delete_worker(self, id)
-    }
-}
-
-/// Queue order: higher priority first, then creation order.
-pub type QueueKey = (Reverse<i64>, i64, String);
-
-/// A task's place in its project's queue.
-pub fn queue_key(task: &TaskRow) -> QueueKey {
-    (Reverse(task.priority), task.seq, task.id.clone())
-}
-
-/// Tasks of one project, by state.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    /// Queued.
-    pub pending: u64,
-    /// Assigned.
-    pub running: u64,
-    /// Completed.
-    pub completed: u64,
-    /// Failed for good.
-    pub failed: u64,
-    /// Cancelled.
-    pub cancelled: u64,
-}
-
-impl Counts {
-    fn slot(&mut self, state: TaskState) -> &mut u64 {
-        match state {
-            TaskState::Pending => &mut self.pending,
-            TaskState::Running => &mut self.running,
-            TaskState::Completed => &mut self.completed,
-            TaskState::Failed => &mut self.failed,
-            TaskState::Cancelled => &mut self.cancelled,
-        }
-    }
-
-    /// Every task.
-    pub fn total(&self) -> u64 {
-        self.pending + self.running + self.completed + self.failed + self.cancelled
-    }
-}
-
-/// A worker: a connected client that registered, or a built-in agent worker.
-#[derive(Debug, Clone)]
-pub struct Worker {
-    /// Its id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Client or agent.
-    pub kind: WorkerKind,
-    /// Task types it takes; empty takes all.
-    pub capabilities: Vec<String>,
-    /// The project of an agent worker.
-    pub project_id: Option<String>,
-    /// The connection of a client worker.
-    pub conn_id: Option<u64>,
-    /// Idle, working or offline.
-    pub status: WorkerStatus,
-    /// The task it holds.
-    pub task_id: Option<String>,
-    /// When a client worker's lease ends, epoch milliseconds.
-    pub lease_until: Option<i64>,
-    /// Position in the idle order while idle.
-    pub ticket: u64,
-    /// An agent worker beyond the project's new `agent_workers`, removed when its run ends.
-    pub retiring: bool,
-    /// Epoch milliseconds.
-    pub created_at: i64,
-}
-
-impl Worker {
-    /// The wire form.
-    pub fn view(&self) -> WorkerView {
-        WorkerView {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            kind: self.kind,
-            capabilities: self.capabilities.clone(),
-            status: self.status,
-            task_id: self.task_id.clone(),
-            project_id: self.project_id.clone(),
-        }
-    }
-
-    /// The stored form.
-    pub fn row(&self) -> WorkerRow {
-        WorkerRow {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            kind: self.kind,
-            capabilities: self.capabilities.clone(),
-            project_id: self.project_id.clone(),
-            status: self.status,
-            created_at: self.created_at,
-        }
-    }
-
-    /// Whether the worker takes the task.
-    pub fn takes(&self, task: &TaskRow) -> bool {
-        if self.kind == WorkerKind::Agent
-            && self.project_id.as_deref() != Some(task.project_id.as_str())
-        {
-            return false;
-        }
-        self.capabilities.is_empty()
-            || task
-                .kind
-                .as_ref()
-                .is_none_or(|kind| self.capabilities.contains(kind))
-    }
-}
 
 /// Queued and running tasks, counts and workers.
 #[derive(Debug, Default)]
@@ -297,13 +127,6 @@ impl State {
     }
 }
 
-/// Views of workers, by kind, name and id.
-pub fn sorted_views<'a>(workers: impl Iterator<Item = &'a Worker>) -> Vec<WorkerView> {
-    let mut views: Vec<WorkerView> = workers.map(Worker::view).collect();
-    views.sort_by(|a, b| (a.kind.as_str(), &a.name, &a.id).cmp(&(b.kind.as_str(), &b.name, &b.id)));
-    views
-}
-
 /// Work to do once the lock is released.
 #[derive(Debug)]
 pub enum Effect {
@@ -321,21 +144,6 @@ pub enum Effect {
         /// The task.
         task_id: String,
     },
-}
-
-/// The id of a project's `slot`-th agent worker.
-pub fn agent_worker_id(project_id: &str, slot: u32) -> String {
-    format!("agent-{slot}@{project_id}")
-}
-
-/// The slot of an agent worker id.
-pub fn agent_slot(worker_id: &str) -> Option<u32> {
-    worker_id
-        .strip_prefix("agent-")?
-        .split('@')
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// One transition under the lock, with what it must announce and do afterwards.
@@ -809,18 +617,13 @@ impl<'a> Txn<'a> {
                 }
                 None => {
                     let worker = Worker {
-                        id: id.clone(),
-                        name: format!("agent {slot}"),
-                        kind: WorkerKind::Agent,
-                        capabilities: Vec::new(),
                         project_id: Some(project_id.to_string()),
-                        conn_id: None,
-                        status: WorkerStatus::Offline,
-                        task_id: None,
-                        lease_until: None,
-                        ticket: 0,
-                        retiring: false,
-                        created_at: self.now,
+                        ..Worker::new(
+                            id.clone(),
+                            format!("agent {slot}"),
+                            WorkerKind::Agent,
+                            self.now,
+                        )
                     };
                     if let Err(err) = self.store.upsert_worker(&worker.row(), self.now) {
                         warn!(error = %ErrorChain(&err), worker_id = id, "cannot record an agent worker");

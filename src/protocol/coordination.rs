@@ -77,30 +77,12 @@ pub enum TaskState {
     Cancelled,
 }
 
+stored_names!(TaskState, "task state", {
+    Pending => "pending", Running => "running", Completed => "completed",
+    Failed => "failed", Cancelled => "cancelled",
+});
+
 impl TaskState {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses a stored name; an unknown name reads as `Pending` so the task is retried
-    /// rather than lost.
-    pub fn parse(name: &str) -> Self {
-        match name {
-            "running" => Self::Running,
-            "completed" => Self::Completed,
-            "failed" => Self::Failed,
-            "cancelled" => Self::Cancelled,
-            _ => Self::Pending,
-        }
-    }
-
     /// Whether the state is final.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
@@ -119,26 +101,7 @@ pub enum CompletedBy {
     Agent,
 }
 
-impl CompletedBy {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Worker => "worker",
-            Self::Report => "report",
-            Self::Agent => "agent",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "worker" => Some(Self::Worker),
-            "report" => Some(Self::Report),
-            "agent" => Some(Self::Agent),
-            _ => None,
-        }
-    }
-}
+stored_names!(CompletedBy, "completion source", { Worker => "worker", Report => "report", Agent => "agent" });
 
 /// A worker's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,16 +116,7 @@ pub enum WorkerStatus {
     Offline,
 }
 
-impl WorkerStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Idle => "idle",
-            Self::Working => "working",
-            Self::Offline => "offline",
-        }
-    }
-}
+stored_names!(WorkerStatus, "worker status", { Idle => "idle", Working => "working", Offline => "offline" });
 
 /// What kind of worker it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,15 +128,7 @@ pub enum WorkerKind {
     Agent,
 }
 
-impl WorkerKind {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Client => "client",
-            Self::Agent => "agent",
-        }
-    }
-}
+stored_names!(WorkerKind, "worker kind", { Client => "client", Agent => "agent" });
 
 /// One task of `task.create`.
 #[derive(Debug, Clone, Deserialize)]
