@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Mode;
 use crate::protocol::{Role, method, notification};
 use crate::scopes::Scopes;
 use crate::timestamp::format_ms;
@@ -58,8 +59,7 @@ pub struct ClientInfo {
     pub messages_in: u64,
     /// Frames queued to it.
     pub messages_out: u64,
-    /// `LOCAL` when it reached this hub directly over loopback, `PUBLIC` when it came
-    /// through a public deployment.
+    /// `PUBLIC` on a hub in public mode, `LOCAL` otherwise ([`crate::config::Mode`]).
     pub badge: &'static str,
     /// The client token it authenticated with (`cl_…`); null for the owner.
     pub client_id: Option<String>,
@@ -81,6 +81,7 @@ pub struct Client {
     is_owner: bool,
     token_id: Option<String>,
     scopes: Scopes,
+    mode: Mode,
     tx: mpsc::Sender<Utf8Bytes>,
     /// Queue slots output lines leave free, so replies and state changes still fit while
     /// a subscriber catches up.
@@ -98,6 +99,12 @@ impl Client {
     /// The connection id.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The client address: the peer's, or behind a trusted proxy the forwarded one
+    /// (port 0 then).
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote_addr
     }
 
     /// Whether the client authenticated with the owner token or a dashboard session.
@@ -249,11 +256,7 @@ impl Client {
             connected_at: format_ms(self.connected_at),
             messages_in: self.messages_in.load(Ordering::Relaxed),
             messages_out: self.messages_out.load(Ordering::Relaxed),
-            badge: if self.remote_addr.ip().is_loopback() {
-                "LOCAL"
-            } else {
-                "PUBLIC"
-            },
+            badge: self.mode.badge(),
             client_id: self.token_id.clone(),
             scopes: self.scopes,
         }
@@ -278,6 +281,8 @@ pub struct NewClient {
     pub shutdown: CancellationToken,
     /// How long a queued message may wait for room (`limits.write_timeout_s`).
     pub patience: std::time::Duration,
+    /// The hub's mode, which decides the badge.
+    pub mode: Mode,
 }
 
 /// The registry of connected clients. Cheap to clone.
@@ -306,6 +311,7 @@ impl Clients {
             is_owner: new.is_owner,
             token_id: new.token_id,
             scopes: new.scopes,
+            mode: new.mode,
             tx,
             headroom: new.queue / 4,
             patience: new.patience,

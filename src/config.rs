@@ -18,6 +18,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+mod public;
+
+pub use public::{Family, Mode, ProxyHeader, PublicConfig, PublicOverrides};
+
 /// The default local port, the one the browser extension probes first.
 pub const DEFAULT_PORT: u16 = 3003;
 /// The last port tried when the ones before it are taken (3003–3012).
@@ -65,6 +69,8 @@ pub struct Config {
     pub stats_interval_s: u64,
     /// The task queue, leases and the reports folder watcher.
     pub coordination: CoordinationConfig,
+    /// Public mode: remote clients over TLS or a trusted proxy.
+    pub public: PublicConfig,
     /// Pairing requests from browser extensions (docs/security.md).
     pub pairing: PairingConfig,
 }
@@ -196,6 +202,7 @@ impl Default for Config {
             stats_interval_s: 10,
             coordination: CoordinationConfig::default(),
             pairing: PairingConfig::default(),
+            public: PublicConfig::default(),
         }
     }
 }
@@ -260,6 +267,9 @@ pub struct Overrides {
     /// `--log-level`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
+    /// `--public` and its flags.
+    #[serde(skip_serializing_if = "PublicOverrides::is_empty")]
+    pub public: PublicOverrides,
 }
 
 /// A configuration error, reported at start with the offending key.
@@ -307,7 +317,17 @@ pub fn default_config_file() -> Option<PathBuf> {
     project_dirs().map(|dirs| dirs.config_dir().join("config.toml"))
 }
 
+/// The default config file of `serve --public`: `<platform config dir>/public.toml`.
+pub fn default_public_config_file() -> Option<PathBuf> {
+    project_dirs().map(|dirs| dirs.config_dir().join("public.toml"))
+}
+
 impl Config {
+    /// `Public` when `public.enabled`, else `Local`.
+    pub fn mode(&self) -> Mode {
+        self.public.mode()
+    }
+
     /// Loads defaults, then `config_file` (or the default file when it exists), then the
     /// environment, then `overrides`, and validates the result.
     ///
@@ -343,6 +363,11 @@ impl Config {
     ) -> Result<LoadedConfig, ConfigError> {
         let file = match config_file {
             Some(path) => Some(path.to_path_buf()),
+            // `--public` reads its own file, so settings for a public hub never leak into
+            // the desktop hub's `config.toml`, nor the other way round.
+            None if overrides.public.enabled == Some(true) => {
+                default_public_config_file().filter(|path| path.exists())
+            }
             None => default_config_file().filter(|path| path.exists()),
         };
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -364,20 +389,20 @@ impl Config {
             .map_err(|err| ConfigError::Load(Box::new(err)))?;
         config.validate()?;
         let dirs = project_dirs();
+        // A public hub on the same machine as the desktop one gets its own default
+        // directories (`semantest-hub-public` beside `semantest-hub`), so the two never
+        // share a database, an owner token or the data-directory lock.
+        let mode = config.mode();
         let data_dir = match &config.data_dir {
             Some(dir) => absolute(dir),
-            None => dirs
-                .as_ref()
-                .ok_or(ConfigError::NoHome)?
-                .data_dir()
-                .to_path_buf(),
+            None => public_sibling(dirs.as_ref().ok_or(ConfigError::NoHome)?.data_dir(), mode),
         };
         let log_dir = match (&config.log_dir, &config.data_dir) {
             (Some(dir), _) => absolute(dir),
             // A custom data directory keeps its logs beside it, so tests and portable
             // installs stay self-contained.
             (None, Some(_)) => data_dir.join("logs"),
-            (None, None) => default_log_dir().ok_or(ConfigError::NoHome)?,
+            (None, None) => public_sibling(&default_log_dir().ok_or(ConfigError::NoHome)?, mode),
         };
         let sources = value_sources(&figment, &config);
         Ok(LoadedConfig {
@@ -504,6 +529,7 @@ impl Config {
                 });
             }
         }
+        self.public.validate()?;
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return Err(ConfigError::Invalid {
                 key: "log_level",
@@ -524,6 +550,18 @@ fn default_log_dir() -> Option<PathBuf> {
     let dirs = project_dirs()?;
     let base = dirs.state_dir().unwrap_or(dirs.data_local_dir());
     Some(base.join("logs"))
+}
+
+/// `dir` in local mode; `<dir>-public` beside it in public mode.
+fn public_sibling(dir: &Path, mode: Mode) -> PathBuf {
+    match (mode, dir.file_name()) {
+        (Mode::Public, Some(name)) => {
+            let mut name = name.to_os_string();
+            name.push("-public");
+            dir.with_file_name(name)
+        }
+        _ => dir.to_path_buf(),
+    }
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -644,6 +682,21 @@ mod tests {
             assert_eq!(source("limits.max_connections"), "env");
             Ok(())
         });
+    }
+
+    #[test]
+    fn public_mode_defaults_to_its_own_directories() {
+        assert_eq!(
+            public_sibling(
+                Path::new("/home/u/.local/share/semantest-hub"),
+                Mode::Public
+            ),
+            Path::new("/home/u/.local/share/semantest-hub-public")
+        );
+        assert_eq!(
+            public_sibling(Path::new("/home/u/.local/share/semantest-hub"), Mode::Local),
+            Path::new("/home/u/.local/share/semantest-hub")
+        );
     }
 
     #[test]

@@ -20,6 +20,18 @@ pub struct ConnAddrs {
     pub local: SocketAddr,
 }
 
+/// For the TLS listener of public mode (axum-server hands over the peer address only).
+/// The local address is unknown there and set to `0.0.0.0:0`; a public hub binds its
+/// challenge proof to its public name instead (`server::public_endpoint`).
+impl Connected<SocketAddr> for ConnAddrs {
+    fn connect_info(peer: SocketAddr) -> Self {
+        Self {
+            peer,
+            local: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        }
+    }
+}
+
 impl Connected<IncomingStream<'_, TcpListener>> for ConnAddrs {
     fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
         // A socket whose local address cannot be read gets 0.0.0.0:0, which no client

@@ -67,6 +67,9 @@ pub enum ErrorKind {
     PairingNotFound,
     /// No live client token has that id (-32034).
     ClientNotFound,
+    /// The method's family is switched off in this mode, e.g. `agent.run` on a public
+    /// hub without `public.enable_agents` (-32050).
+    Disabled,
     /// Anything else; the detail is in the hub's log (-32603).
     Internal,
 }
@@ -101,6 +104,8 @@ impl ErrorKind {
             Self::PairingExpired => -32032,
             Self::PairingNotFound => -32033,
             Self::ClientNotFound => -32034,
+            // Public mode's kinds start at -32050.
+            Self::Disabled => -32050,
         }
     }
 
@@ -132,6 +137,7 @@ impl ErrorKind {
             Self::PairingExpired => "PAIRING_EXPIRED",
             Self::PairingNotFound => "PAIRING_NOT_FOUND",
             Self::ClientNotFound => "CLIENT_NOT_FOUND",
+            Self::Disabled => "DISABLED",
             Self::Internal => "INTERNAL",
         }
     }
@@ -233,6 +239,7 @@ mod tests {
             ErrorKind::Forbidden,
             ErrorKind::PairingNotFound,
             ErrorKind::ClientNotFound,
+            ErrorKind::Disabled,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
         }

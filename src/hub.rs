@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::client_tokens::ClientTokens;
 use crate::clients::{Client, Clients};
-use crate::config::LoadedConfig;
+use crate::config::{LoadedConfig, Mode};
 use crate::coordinator::{Coordinator, CoordinatorParts};
 use crate::error::ErrorChain;
 use crate::events::{Event, EventSink};
@@ -269,6 +269,12 @@ impl Hub {
         &self.inner.config
     }
 
+    /// `Local` or `Public` (`public.enabled`): decides the listener, the access rules,
+    /// the method families served, the signature's `mode` and the clients' badges.
+    pub fn mode(&self) -> Mode {
+        self.inner.config.config.mode()
+    }
+
     /// The SQLite store.
     pub fn store(&self) -> &Store {
         &self.inner.store
@@ -467,7 +473,7 @@ impl Hub {
             version: VERSION,
             protocol: PROTOCOL_VERSION,
             instance_id: self.inner.instance_id.clone(),
-            mode: "local",
+            mode: self.mode().as_str(),
             port: self.port(),
             uptime_s: self.uptime_s(),
             projects: self.inner.projects.count(),

@@ -15,6 +15,8 @@
 //!  client                      the command-line JSON-RPC client              pub
 //!  server, ws, pairing_http    binding, routes, gate, shutdown; a WebSocket;  server pub
 //!                              the /pair endpoints
+//!  public                      public mode at the edge: TLS, client address
+//!                              behind trusted proxies, per-address limits
 //!  rpc/                        dispatch (scope check first) + one file per method family
 //!  access                      client tokens and pairing with their effects
 //!  hub                         the composition root: opens the parts in order,  pub
@@ -71,6 +73,7 @@ pub(crate) mod pairing;
 pub(crate) mod pairing_http;
 pub(crate) mod project;
 pub mod protocol;
+pub(crate) mod public;
 pub(crate) mod rpc;
 pub(crate) mod runner;
 pub mod scopes;

@@ -1,7 +1,7 @@
 //! `semantest-hub`: the headless hub and a command-line client for it.
 
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use semantest_hub::client::{HubClient, running_hub_url};
-use semantest_hub::config::{Config, LoadedConfig, Overrides, SecretStoreKind};
+use semantest_hub::config::{
+    Config, LoadedConfig, Mode, Overrides, PublicOverrides, SecretStoreKind,
+};
 use semantest_hub::hub::OWNER_TOKEN;
 use semantest_hub::scopes::Scope;
 use semantest_hub::secrets::Secrets;
@@ -49,13 +51,28 @@ enum Command {
     /// Run the hub in the foreground until SIGINT or SIGTERM.
     Serve {
         /// Port; 0 takes any free port. Default: 3003, or the next free one up to 3012.
-        #[arg(long)]
+        /// Not with --public, whose --bind carries the port.
+        #[arg(long, conflicts_with = "public")]
         port: Option<u16>,
-        /// Listen address (loopback only). Default: 127.0.0.1 and ::1.
+        /// Listen address. Local mode: a loopback IP (default 127.0.0.1 and ::1).
+        /// Public mode: IP:PORT, e.g. 0.0.0.0:8443.
         #[arg(long, value_name = "ADDR")]
-        bind: Option<IpAddr>,
-        /// Print a one-time dashboard sign-in link, and open it when a display is available.
+        bind: Option<String>,
+        /// Serve remote clients: TLS (or --behind-proxy), tokens only, per-address limits.
         #[arg(long)]
+        public: bool,
+        /// PEM certificate chain for public mode; needs --tls-key.
+        #[arg(long, value_name = "FILE", requires = "public", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for public mode; needs --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "public", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Public mode behind a TLS-terminating reverse proxy: plain HTTP, and
+        /// X-Forwarded-For believed from public.trusted_proxies only.
+        #[arg(long, requires = "public", conflicts_with_all = ["tls_cert", "tls_key"])]
+        behind_proxy: bool,
+        /// Print a one-time dashboard sign-in link, and open it when a display is available.
+        #[arg(long, conflicts_with = "public")]
         dashboard: bool,
     },
     /// Print the owner token (creating it on first use), or manage client tokens on the
@@ -172,9 +189,38 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         log_level: common.log_level.clone(),
         ..Default::default()
     };
-    if let Command::Serve { port, bind, .. } = &cli.command {
+    if let Command::Serve {
+        port,
+        bind,
+        public,
+        tls_cert,
+        tls_key,
+        behind_proxy,
+        ..
+    } = &cli.command
+    {
         overrides.port = *port;
-        overrides.bind = bind.map(|addr| vec![addr]);
+        if *public {
+            overrides.public = PublicOverrides {
+                enabled: Some(true),
+                bind: bind
+                    .as_deref()
+                    .map(|text| {
+                        text.parse::<SocketAddr>().with_context(|| {
+                            format!("--bind {text}: public mode needs IP:PORT, e.g. 0.0.0.0:8443")
+                        })
+                    })
+                    .transpose()?,
+                tls_cert: tls_cert.clone(),
+                tls_key: tls_key.clone(),
+                behind_proxy: behind_proxy.then_some(true),
+            };
+        } else if let Some(text) = bind {
+            let addr = text.parse::<IpAddr>().with_context(|| {
+                format!("--bind {text}: local mode takes an IP address without a port (use --port)")
+            })?;
+            overrides.bind = Some(vec![addr]);
+        }
     }
     let loaded = Config::load(common.config.as_deref(), &overrides)?;
     match cli.command {
@@ -202,7 +248,11 @@ async fn serve(loaded: LoadedConfig, dashboard: bool) -> Result<ExitCode> {
     let _guard = semantest_hub::logging::init(&loaded.config.log_level, Some(&loaded.log_dir));
     let server = semantest_hub::start(loaded).await?;
     eprintln!("Semantest Hub listening on {}", server.url());
-    if dashboard {
+    if server.hub().mode() == Mode::Public {
+        eprintln!(
+            "Public mode: remote clients need a token; no dashboard (see docs/deployment.md)"
+        );
+    } else if dashboard {
         let link = server.hub().login_link();
         let display = cfg!(target_os = "macos")
             || std::env::var_os("DISPLAY").is_some()

@@ -16,6 +16,11 @@
 //! endpoints (which discovery needs before pairing) also pass the Origin allowlist:
 //! the built-in and configured origins plus the origins of live client tokens (kept in
 //! memory). The pairing endpoints also admit extension origins not yet paired.
+//! endpoints (which discovery needs before pairing) also pass the Origin allowlist.
+//!
+//! In public mode ([`crate::public`]) the hub listens on `public.bind` with TLS or behind
+//! a trusted proxy, every request is charged to its client address first, and there is
+//! no `/login` and no dashboard.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -36,12 +41,13 @@ use tracing::{info, warn};
 use crate::assets;
 use crate::client_tokens::Identity;
 use crate::clients::{CLOSE_POLICY, NewClient};
-use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig};
+use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig, Mode};
 use crate::conn_info::ConnAddrs;
 use crate::error::ErrorChain;
 use crate::hub::{Hub, PRODUCT, StartError, VERSION};
 use crate::pairing::is_extension_origin;
 use crate::protocol::{PROTOCOL_VERSION, SUBPROTOCOL};
+use crate::public::PublicGate;
 use crate::scopes::Scopes;
 use crate::security::{
     Credential, OriginCheck, SESSION_COOKIE, allowed_hosts, builtin_origins, challenge_proof,
@@ -63,6 +69,8 @@ struct AppState {
     hosts: Arc<Vec<String>>,
     origins: Arc<Vec<String>>,
     connection_slots: Arc<Semaphore>,
+    /// Set in public mode.
+    public: Option<Arc<PublicGate>>,
 }
 
 impl FromRef<AppState> for Hub {
@@ -70,6 +78,10 @@ impl FromRef<AppState> for Hub {
         state.hub.clone()
     }
 }
+/// The address a request is charged to and logged with: the peer's, or in public mode
+/// behind a trusted proxy the forwarded client's. Put on every request by the gate.
+#[derive(Debug, Clone, Copy)]
+struct ClientAddr(IpAddr);
 
 /// A running hub server.
 pub struct HubServer {
@@ -94,9 +106,10 @@ impl HubServer {
         &self.addrs
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`; in public mode `https://` (or `http://` behind a
+    /// proxy) and the listening address, or loopback when it listens on every address.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port())
+        local_url(&self.hub)
     }
 
     /// Resolves when shutdown has been requested (by [`HubServer::shutdown`] or any
@@ -145,25 +158,54 @@ impl HubServer {
 /// # Errors
 /// [`StartError`] when the hub cannot open its data or no port is free.
 pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
-    let listeners = bind(&config.config.bind, config.config.port)?;
+    let public = config.config.mode() == Mode::Public;
+    let listeners = if public {
+        vec![crate::public::bind(&config.config.public)?]
+    } else {
+        bind(&config.config.bind, config.config.port)?
+    };
+    let tls = crate::public::tls_config(&config.config)?;
     let hub = Hub::open(config).await?;
     let port = listeners[0]
         .local_addr()
         .map(|a| a.port())
         .unwrap_or_default();
-    let mut origins = builtin_origins(port);
-    origins.extend(hub.config().config.allowed_origins.iter().cloned());
+    let settings = &hub.config().config;
+    let mut origins = if public {
+        settings.public.allowed_origins.clone()
+    } else {
+        builtin_origins(port)
+    };
+    origins.extend(settings.allowed_origins.iter().cloned());
+    let gate = match (public, listeners[0].local_addr()) {
+        (true, Ok(local)) => Some(PublicGate::start(&hub, local)),
+        _ => None,
+    };
     let state = AppState {
         hub: hub.clone(),
         hosts: Arc::new(allowed_hosts(port)),
         origins: Arc::new(origins),
-        connection_slots: Arc::new(Semaphore::new(hub.config().config.limits.max_connections)),
+        connection_slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
+        public: gate,
     };
     let app = router(state);
 
     let mut addrs = Vec::new();
     let mut serve_tasks = Vec::new();
     for listener in listeners {
+        if let Some(tls) = &tls {
+            addrs.push(listener.local_addr().map_err(|source| StartError::Io {
+                action: "read the listening address".into(),
+                source,
+            })?);
+            serve_tasks.push(crate::public::serve_tls(
+                &hub,
+                listener,
+                app.clone(),
+                tls.clone(),
+            )?);
+            continue;
+        }
         let listener =
             tokio::net::TcpListener::from_std(listener).map_err(|source| StartError::Io {
                 action: "register the listener with the runtime".into(),
@@ -193,7 +235,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         addrs,
         serve_tasks,
     };
-    info!(url = %server.url(), addrs = ?server.addrs, "listening");
+    info!(url = %server.url(), addrs = ?server.addrs, mode = hub_mode(&server.hub), "listening");
     Ok(server)
 }
 
@@ -251,11 +293,22 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
+fn hub_mode(hub: &Hub) -> &'static str {
+    hub.mode().as_str()
+}
+
+fn local_url(hub: &Hub) -> String {
+    match hub.mode() {
+        Mode::Local => format!("http://127.0.0.1:{}", hub.port()),
+        Mode::Public => crate::public::local_url(&hub.config().config.public, hub.port()),
+    }
+}
+
 fn write_runtime_file(hub: &Hub) -> Result<(), StartError> {
     use std::io::Write;
     let dir = &hub.config().data_dir;
     let body = json!({
-        "url": format!("http://127.0.0.1:{}", hub.port()),
+        "url": local_url(hub),
         "port": hub.port(),
         "pid": std::process::id(),
         "instance_id": hub.instance_id(),
@@ -272,12 +325,11 @@ fn write_runtime_file(hub: &Hub) -> Result<(), StartError> {
 }
 
 fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/semantest-signature", get(signature))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
-        .route("/login", get(login))
         .route(
             "/pair",
             post(crate::pairing_http::request)
@@ -287,20 +339,58 @@ fn router(state: AppState) -> Router {
             "/pair/{request_id}",
             post(crate::pairing_http::claim)
                 .layer(DefaultBodyLimit::max(crate::pairing_http::MAX_BODY_BYTES)),
-        )
-        .route("/", get(index))
-        .route("/{*path}", get(asset))
+        );
+    // A public hub has no dashboard and no sign-in: tokens only.
+    let routes = if state.public.is_some() {
+        routes
+            .route("/login", get(no_login_in_public_mode))
+            .fallback(not_found)
+    } else {
+        routes
+            .route("/login", get(login))
+            .route("/", get(index))
+            .route("/{*path}", get(asset))
+    };
+    routes
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .with_state(state)
 }
 
-/// The Host and Origin allowlists (see [`crate::security`]).
-async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn no_login_in_public_mode() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "no /login on a public hub: it takes tokens only, and has no dashboard",
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found").into_response()
+}
+
+/// The per-address rate (public mode), then the Host and Origin allowlists (see
+/// [`crate::security`]).
+async fn gate(
+    State(state): State<AppState>,
+    ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let client = match &state.public {
+        Some(public) => match public.admit(addrs.peer, request.headers(), state.hub.metrics()) {
+            Ok(client) => client,
+            Err(refused) => return refused,
+        },
+        None => {
+            if !host_allowed(request.headers(), &state.hosts) {
+                state.hub.metrics().refused("host");
+                return (StatusCode::FORBIDDEN, "host not allowed").into_response();
+            }
+            addrs.peer.ip()
+        }
+    };
+    request.extensions_mut().insert(ClientAddr(client));
     let headers = request.headers();
-    if !host_allowed(headers, &state.hosts) {
-        state.hub.metrics().refused("host");
-        return (StatusCode::FORBIDDEN, "host not allowed").into_response();
-    }
     let path = request.uri().path();
     let discovery = matches!(path, "/semantest-signature" | "/health");
     // Exactly `/pair` or `/pair/<one segment>`: the two pairing routes, nothing under them.
@@ -339,9 +429,42 @@ fn challenge_field_ok(value: &str, max: usize) -> bool {
     !value.is_empty() && value.len() <= max && !value.chars().any(char::is_control)
 }
 
+/// The feature groups this hub serves, for the signature: the method families its mode
+/// enables (`public.capabilities()`), plus `pairing`, which every hub offers.
+fn capabilities(hub: &Hub) -> Vec<&'static str> {
+    let mut capabilities = hub.config().config.public.capabilities();
+    capabilities.push("pairing");
+    capabilities
+}
+
+/// The endpoint a public hub binds its challenge proof to: the Host the client
+/// contacted (already checked against `public.hosts` by the gate), lowercased, with the
+/// port filled in as 443 when the Host names none, since public clients arrive over
+/// HTTPS (directly or through the proxy).
+fn public_endpoint(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    // `[::1]:8443` and `hub.example.com:8443` name a port; `[::1]` and `hub.example.com` do not.
+    let has_port = match host.rfind(':') {
+        Some(colon) => {
+            !host.ends_with(']') && host[colon + 1..].bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    };
+    if has_port {
+        host
+    } else {
+        format!("{host}:443")
+    }
+}
+
 async fn signature(
     State(state): State<AppState>,
     ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
+    headers: HeaderMap,
     Query(query): Query<SignatureQuery>,
 ) -> Response {
     let hub = &state.hub;
@@ -350,11 +473,11 @@ async fn signature(
         "product": PRODUCT,
         "version": VERSION,
         "protocol": PROTOCOL_VERSION,
-        "mode": "local",
+        "mode": hub.mode().as_str(),
         "instance_id": hub.instance_id(),
         "ws_path": "/ws",
         "ws_subprotocol": SUBPROTOCOL,
-        "capabilities": ["projects", "agents", "messages", "tasks", "pairing"],
+        "capabilities": capabilities(hub),
     });
     if let Some(nonce) = query.challenge {
         if !challenge_field_ok(&nonce, 256) {
@@ -376,8 +499,13 @@ async fn signature(
         } else {
             hub.client_tokens().hash_of(&client)
         };
-        // The endpoint is where this connection actually arrived, never the Host header.
-        let endpoint = addrs.local.to_string();
+        let endpoint = match &state.public {
+            // Behind TLS or a proxy the listener's address is not what clients contact;
+            // the gate has checked the Host against `public.hosts`.
+            Some(_) => public_endpoint(&headers),
+            // Where this connection actually arrived, never the Host header.
+            None => addrs.local.to_string(),
+        };
         body["challenge"] = match key {
             Some(key) => json!({
                 "nonce": nonce,
@@ -391,15 +519,41 @@ async fn signature(
     axum::Json(body).into_response()
 }
 
-async fn health(State(state): State<AppState>) -> Response {
-    let mut response = axum::Json(state.hub.health()).into_response();
+/// Whether the request may see monitoring detail: always in local mode, from
+/// `public.monitoring_from` in public mode.
+fn may_monitor(state: &AppState, client: ClientAddr) -> bool {
+    state
+        .public
+        .as_ref()
+        .is_none_or(|public| public.may_monitor(client.0))
+}
+
+async fn health(
+    State(state): State<AppState>,
+    axum::Extension(client): axum::Extension<ClientAddr>,
+) -> Response {
+    let mut response = if may_monitor(&state, client) {
+        axum::Json(state.hub.health()).into_response()
+    } else {
+        axum::Json(json!({"status": "ok", "product": PRODUCT, "version": VERSION})).into_response()
+    };
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(
+    State(state): State<AppState>,
+    axum::Extension(client): axum::Extension<ClientAddr>,
+) -> Response {
+    if !may_monitor(&state, client) {
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are served to public.monitoring_from addresses only",
+        )
+            .into_response();
+    }
     let hub = &state.hub;
     hub.metrics().observe_process(&hub.monitor().latest());
     (
@@ -433,6 +587,9 @@ fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Auth, &'static str> {
             .authenticate(&token, single_origin(headers))
             .map(Auth::Client)
             .ok_or("invalid token"),
+        Some(Credential::Session(_)) if hub.mode() == Mode::Public => {
+            Err("a public hub takes tokens only; there is no dashboard sign-in")
+        }
         Some(Credential::Session(session)) => match hub
             .store()
             .dashboard_session_valid(&token_hash(&session), now_ms())
@@ -450,11 +607,12 @@ fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Auth, &'static str> {
 async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
+    axum::Extension(ClientAddr(client_ip)): axum::Extension<ClientAddr>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let hub = state.hub.clone();
-    let remote_addr = addrs.peer;
+    let peer = addrs.peer;
     let auth = match authenticate(&hub, &headers) {
         Ok(auth) => auth,
         Err(reason) => {
@@ -475,6 +633,14 @@ async fn websocket(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
+    // Per address first, so that one address cannot take the global slots.
+    let address_slot = match &state.public {
+        Some(public) => match public.connection_slot(client_ip, hub.metrics()) {
+            Ok(slot) => Some((slot, public.limits.clone())),
+            Err(refused) => return refused,
+        },
+        None => None,
+    };
     let Ok(permit) = state.connection_slots.clone().try_acquire_owned() else {
         hub.metrics().refused("capacity");
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
@@ -486,6 +652,13 @@ async fn websocket(
         .map(str::to_string);
     let (queue, max_message) = (limits.outgoing_queue, limits.max_message_bytes);
     let patience = std::time::Duration::from_secs(limits.write_timeout_s);
+    // Behind a proxy the forwarded client has no known port.
+    let remote_addr = if client_ip == peer.ip().to_canonical() {
+        peer
+    } else {
+        SocketAddr::new(client_ip, 0)
+    };
+    let mode = hub.mode();
     upgrade
         .protocols([SUBPROTOCOL])
         .max_message_size(max_message)
@@ -500,6 +673,7 @@ async fn websocket(
                 queue,
                 shutdown: hub.shutdown().clone(),
                 patience,
+                mode,
             });
             if let Some(id) = client.token_id() {
                 // A revoke between the handshake and this registration must still win.
@@ -509,13 +683,18 @@ async fn websocket(
                     crate::access::connected(&hub, id, remote_addr);
                 }
             }
-            let tracked = hub.tracker().track_future(crate::ws::serve_socket(
-                socket,
-                hub.clone(),
-                client,
-                rx,
-            ));
-            tracked.await;
+            match address_slot {
+                Some((slot, limits)) => {
+                    let served =
+                        crate::public::serve_socket(socket, hub.clone(), client, rx, limits);
+                    hub.tracker().track_future(served).await;
+                    drop(slot);
+                }
+                None => {
+                    let served = crate::ws::serve_socket(socket, hub.clone(), client, rx);
+                    hub.tracker().track_future(served).await;
+                }
+            }
             drop(permit);
         })
 }

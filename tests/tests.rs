@@ -28,3 +28,5 @@ mod client_tokens;
 mod pairing;
 // The agent limit under concurrent interactive runs and agent workers.
 mod concurrency;
+// Public mode: TLS, tokens only, public Host names, per-address limits, DISABLED.
+mod public_mode;

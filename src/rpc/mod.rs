@@ -12,6 +12,7 @@ mod clients;
 mod coordination;
 mod hub;
 mod messages;
+mod mode;
 mod project;
 
 use std::sync::Arc;
@@ -93,6 +94,7 @@ pub fn dispatch(
                 format!("unknown method {method_name:?}"),
             )
         })?;
+    mode::check(hub, method_name)?;
     handler(&Call { hub, client }, params)
 }
 

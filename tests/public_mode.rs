@@ -1,0 +1,642 @@
+//! Public mode: TLS with a certificate made here (rcgen), tokens only, the Host
+//! allowlist of public names, per-address limits behind a trusted proxy, method
+//! families off by default, the signature's mode.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use semantest_hub::config::{
+    Config, LoadedConfig, Overrides, ProxyHeader, PublicConfig, PublicOverrides, SecretStoreKind,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::util::{TestHub, WAIT, Ws, test_config};
+
+/// The public name the test certificate is issued for and the hub answers to.
+const NAME: &str = "hub.test";
+
+/// A self-signed certificate for [`NAME`], written as PEM files in `dir`, and a client
+/// configuration that trusts it.
+fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, TlsConnector) {
+    let made = rcgen::generate_simple_self_signed(vec![NAME.to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(made.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (cert, key, TlsConnector::from(Arc::new(client)))
+}
+
+fn public_settings() -> PublicConfig {
+    PublicConfig {
+        enabled: true,
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        hosts: vec![NAME.into()],
+        ..Default::default()
+    }
+}
+
+/// A public hub with TLS on 127.0.0.1, and a connector that trusts its certificate.
+async fn tls_hub(edit: impl FnOnce(&mut PublicConfig)) -> (TestHub, TlsConnector) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, connector) = certificate(dir.path());
+    let mut config = test_config(dir.path());
+    let mut public = public_settings();
+    public.tls_cert = Some(cert);
+    public.tls_key = Some(key);
+    edit(&mut public);
+    public.validate().expect("valid public settings");
+    config.config.public = public;
+    (TestHub::start_in(dir, config).await, connector)
+}
+
+/// A public hub serving plain HTTP behind a proxy on 127.0.0.1 (the test client plays
+/// the proxy, writing X-Forwarded-For).
+async fn proxied_hub(edit: impl FnOnce(&mut PublicConfig)) -> TestHub {
+    TestHub::start_with(|config: &mut LoadedConfig| {
+        let mut public = public_settings();
+        public.behind_proxy = true;
+        public.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        edit(&mut public);
+        public.validate().expect("valid public settings");
+        config.config.public = public;
+    })
+    .await
+}
+
+async fn tls_connect(hub: &TestHub, connector: &TlsConnector) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+    let name = ServerName::try_from(NAME).unwrap();
+    tokio::time::timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .expect("handshake within the wait")
+        .expect("TLS handshake with the test certificate")
+}
+
+/// One HTTP/1.1 request on `stream`; returns `(status, body)`.
+async fn http<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    path: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> (u16, String) {
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in extra {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    // A peer may end TLS without close_notify; what arrived before counts.
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer within the wait");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+async fn https(hub: &TestHub, connector: &TlsConnector, path: &str, host: &str) -> (u16, String) {
+    http(tls_connect(hub, connector).await, path, host, &[]).await
+}
+
+async fn plain(hub: &TestHub, path: &str, extra: &[(&str, &str)]) -> (u16, String) {
+    let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+    http(tcp, path, NAME, extra).await
+}
+
+/// A WebSocket over TLS with the owner token.
+async fn wss(hub: &TestHub, connector: &TlsConnector) -> WebSocketStream<TlsStream<TcpStream>> {
+    let mut request = format!("wss://{NAME}:{}/ws", hub.port)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {}", hub.token)).unwrap(),
+    );
+    let stream = tls_connect(hub, connector).await;
+    let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(request, stream))
+        .await
+        .expect("upgrade within the wait")
+        .expect("WebSocket over TLS");
+    socket
+}
+
+/// A JSON-RPC call on a bare WebSocket; returns the whole response.
+async fn call<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut WebSocketStream<S>,
+    id: u64,
+    method: &str,
+    params: Value,
+) -> Value {
+    let frame = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    socket.send(Message::text(frame.to_string())).await.unwrap();
+    loop {
+        let message = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("an answer within the wait")
+            .expect("the connection is open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["id"] == id {
+                return value;
+            }
+        }
+    }
+}
+
+/// A WebSocket through the "proxy": plain, with `X-Forwarded-For: client`.
+async fn ws_from(hub: &TestHub, header: &str, client: &str) -> Result<Ws, tungstenite::Error> {
+    let mut request = hub.ws_request();
+    request.headers_mut().insert(
+        tungstenite::http::HeaderName::from_bytes(header.as_bytes()).unwrap(),
+        HeaderValue::from_str(client).unwrap(),
+    );
+    request
+        .headers_mut()
+        .insert("host", HeaderValue::from_static(NAME));
+    tokio::time::timeout(WAIT, Ws::connect(request))
+        .await
+        .expect("an answer within the wait")
+}
+
+fn refused_with(result: Result<Ws, tungstenite::Error>, status: u16) {
+    match result {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), status),
+        Err(other) => panic!("expected HTTP {status}, got {other}"),
+        Ok(_) => panic!("expected HTTP {status}, got a connection"),
+    }
+}
+
+#[tokio::test]
+async fn tls_serves_the_signature_with_mode_public() {
+    let (hub, connector) = tls_hub(|_| {}).await;
+    let (status, body) = https(&hub, &connector, "/semantest-signature", NAME).await;
+    assert_eq!(status, 200, "{body}");
+    let signature: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(signature["mode"], "public");
+    assert_eq!(signature["service"], "semantest");
+    let capabilities = signature["capabilities"].as_array().unwrap();
+    for off in ["projects", "agents", "messages", "tasks"] {
+        assert!(!capabilities.contains(&json!(off)), "{off} in {signature}");
+    }
+    // The same port does not speak plain HTTP.
+    let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+    let mut tcp = tcp;
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: hub.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut raw))
+        .await
+        .expect("closed");
+    assert!(!String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn no_token_is_401_wrong_host_is_403_and_there_is_no_login() {
+    let (hub, connector) = tls_hub(|_| {}).await;
+    let upgrade = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let stream = tls_connect(&hub, &connector).await;
+    let (status, _) = http(stream, "/ws", NAME, &upgrade).await;
+    assert_eq!(status, 401);
+    // A dashboard session cookie is no credential on a public hub.
+    let mut with_cookie = upgrade.to_vec();
+    with_cookie.push(("Cookie", "semantest_session=0123"));
+    let stream = tls_connect(&hub, &connector).await;
+    let (status, body) = http(stream, "/ws", NAME, &with_cookie).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("tokens only"), "{body}");
+    for host in ["evil.test", "hub.test.evil.test", "localhost"] {
+        let (status, _) = https(&hub, &connector, "/health", host).await;
+        assert_eq!(status, 403, "Host {host}");
+    }
+    let (status, body) = https(&hub, &connector, "/login?code=abc", NAME).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("tokens only"), "{body}");
+    let (status, _) = https(&hub, &connector, "/", NAME).await;
+    assert_eq!(status, 404, "no dashboard on a public hub");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn agents_projects_and_tasks_are_disabled_by_default() {
+    let (hub, connector) = tls_hub(|_| {}).await;
+    let mut socket = wss(&hub, &connector).await;
+    let hello = call(&mut socket, 1, "hub.hello", json!({"role": "extension"})).await;
+    assert!(hello.get("result").is_some(), "{hello}");
+    let calls = [
+        ("agent.run", json!({"project_id": "p", "prompt": "hi"})),
+        ("agent.kill", json!({"project_id": "p"})),
+        ("project.create", json!({"path": "/tmp"})),
+        ("project.list", json!({})),
+        ("messages.list", json!({"project_id": "p"})),
+        ("task.create", json!({})),
+        ("worker.register", json!({})),
+        ("coordination.status", json!({})),
+        ("hub.login_link", json!({})),
+    ];
+    for (i, (method, params)) in calls.into_iter().enumerate() {
+        let response = call(&mut socket, 10 + i as u64, method, params).await;
+        assert_eq!(response["error"]["code"], -32050, "{method}: {response}");
+        assert_eq!(response["error"]["data"]["kind"], "DISABLED", "{method}");
+    }
+    // The connection stays usable, and its badge says PUBLIC.
+    let connections = call(&mut socket, 30, "hub.connections", json!({})).await;
+    let list = connections["result"]["connections"].as_array().unwrap();
+    assert!(!list.is_empty());
+    assert!(list.iter().all(|c| c["badge"] == "PUBLIC"), "{connections}");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn enabled_families_are_served_and_listed() {
+    let (hub, connector) = tls_hub(|public| public.enable_projects = true).await;
+    let (_, body) = https(&hub, &connector, "/semantest-signature", NAME).await;
+    let signature: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(signature["capabilities"], json!(["projects", "messages"]));
+    let mut socket = wss(&hub, &connector).await;
+    let list = call(&mut socket, 1, "project.list", json!({})).await;
+    assert!(list["result"]["projects"].is_array(), "{list}");
+    let run = call(
+        &mut socket,
+        2,
+        "agent.run",
+        json!({"project_id": "p", "prompt": "x"}),
+    )
+    .await;
+    assert_eq!(run["error"]["data"]["kind"], "DISABLED");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn local_hub_badges_are_local_and_its_signature_says_local() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let connections = ws.ok("hub.connections", json!({})).await;
+    assert_eq!(connections["connections"][0]["badge"], "LOCAL");
+    let signature: Value = reqwest::get(hub.http("/semantest-signature"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(signature["mode"], "local");
+    assert_eq!(
+        signature["capabilities"],
+        json!(["projects", "agents", "messages", "tasks"])
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn per_address_connection_limit_counts_the_forwarded_client() {
+    let hub = proxied_hub(|public| public.per_address_connections = 2).await;
+    let mut first = ws_from(&hub, "x-forwarded-for", "203.0.113.1")
+        .await
+        .unwrap();
+    let _second = ws_from(&hub, "x-forwarded-for", "198.51.100.9, 203.0.113.1")
+        .await
+        .unwrap();
+    refused_with(ws_from(&hub, "x-forwarded-for", "203.0.113.1").await, 503);
+    // Another address is not affected, and existing clients keep working.
+    let mut other = ws_from(&hub, "x-forwarded-for", "203.0.113.2")
+        .await
+        .unwrap();
+    other.ok("hub.status", json!({})).await;
+    let connections = first.ok("hub.connections", json!({})).await;
+    let addrs: Vec<&str> = connections["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["remote_addr"].as_str().unwrap())
+        .collect();
+    assert!(addrs.contains(&"203.0.113.1:0"), "{addrs:?}");
+    assert!(addrs.contains(&"203.0.113.2:0"), "{addrs:?}");
+    // A closed connection frees its slot.
+    first.socket.close(None).await.unwrap();
+    let _ = first.closed().await;
+    // The slot is freed when the connection's task ends, just after it leaves the
+    // registry: poll as `util::eventually` does, within the wait.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while ws_from(&hub, "x-forwarded-for", "203.0.113.1")
+        .await
+        .is_err()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the slot came back");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn proxy_headers_from_untrusted_peers_and_other_headers_are_ignored() {
+    // The test client (127.0.0.1) is not a trusted proxy here.
+    let hub = proxied_hub(|public| {
+        public.per_address_connections = 2;
+        public.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let _a = ws_from(&hub, "x-forwarded-for", "203.0.113.1")
+        .await
+        .unwrap();
+    let _b = ws_from(&hub, "x-forwarded-for", "203.0.113.2")
+        .await
+        .unwrap();
+    refused_with(ws_from(&hub, "x-forwarded-for", "203.0.113.3").await, 503);
+    hub.stop().await;
+
+    // Trusted peer, but the hub reads X-Forwarded-For only: Forwarded is ignored.
+    let hub = proxied_hub(|public| {
+        public.per_address_connections = 1;
+        public.proxy_header = ProxyHeader::XForwardedFor;
+    })
+    .await;
+    let _a = ws_from(&hub, "forwarded", "for=203.0.113.1").await.unwrap();
+    refused_with(ws_from(&hub, "forwarded", "for=203.0.113.2").await, 503);
+    hub.stop().await;
+
+    // And with proxy_header = "forwarded", RFC 7239 is read.
+    let hub = proxied_hub(|public| {
+        public.per_address_connections = 1;
+        public.proxy_header = ProxyHeader::Forwarded;
+    })
+    .await;
+    let _a = ws_from(&hub, "forwarded", "for=203.0.113.1").await.unwrap();
+    let _b = ws_from(&hub, "forwarded", "for=\"[2001:db8::1]:443\"")
+        .await
+        .unwrap();
+    refused_with(ws_from(&hub, "forwarded", "for=203.0.113.1").await, 503);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn per_address_rate_refuses_floods_with_503_then_1013() {
+    let hub = proxied_hub(|public| {
+        public.per_address_rate_per_s = 1;
+        public.per_address_burst = 5;
+    })
+    .await;
+    // HTTP: one address runs out, another still gets answers.
+    let mut refused = None;
+    for _ in 0..20 {
+        let (status, body) = plain(&hub, "/health", &[("X-Forwarded-For", "203.0.113.1")]).await;
+        if status == 503 {
+            refused = Some(body);
+            break;
+        }
+        assert_eq!(status, 200);
+    }
+    let body = refused.expect("the flood is refused within 20 requests");
+    assert!(body.contains("try again later"), "{body}");
+    let (status, _) = plain(&hub, "/health", &[("X-Forwarded-For", "203.0.113.2")]).await;
+    assert_eq!(status, 200);
+
+    // WebSocket: a flooding address is closed with 1013; a client elsewhere goes on.
+    let mut calm = ws_from(&hub, "x-forwarded-for", "198.51.100.1")
+        .await
+        .unwrap();
+    let mut flood = ws_from(&hub, "x-forwarded-for", "198.51.100.2")
+        .await
+        .unwrap();
+    for i in 0..50 {
+        let frame = json!({"jsonrpc": "2.0", "id": i, "method": "hub.status"});
+        if flood
+            .socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let frame = flood.closed().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1013, "{frame:?}");
+    calm.ok("hub.status", json!({})).await;
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn public_mode_refuses_to_start_without_tls_or_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = Overrides {
+        data_dir: Some(dir.path().to_path_buf()),
+        secret_store: Some(SecretStoreKind::File),
+        public: PublicOverrides {
+            enabled: Some(true),
+            bind: Some("127.0.0.1:0".parse::<SocketAddr>().unwrap()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let err = Config::load(None, &overrides).unwrap_err().to_string();
+    assert!(
+        err.contains("public.tls_cert") && err.contains("--behind-proxy"),
+        "{err}"
+    );
+
+    // A certificate file that is not PEM stops the start with the file's name.
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let mut config = test_config(dir.path());
+    config.config.public = PublicConfig {
+        tls_cert: Some(bad.clone()),
+        tls_key: Some(bad),
+        ..public_settings()
+    };
+    let err = match semantest_hub::start(config).await {
+        Err(err) => semantest_hub::error::ErrorChain(&err).to_string(),
+        Ok(_) => panic!("started with a bad certificate"),
+    };
+    assert!(
+        err.contains("bad.pem") && err.contains("CERTIFICATE"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_binary_explains_what_public_mode_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(crate::util::hub_bin())
+        .args(["--data-dir"])
+        .arg(dir.path())
+        .args(["serve", "--public", "--bind", "127.0.0.1:0"])
+        .output();
+    let output = tokio::time::timeout(WAIT, output).await.unwrap().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs TLS"), "{stderr}");
+    let output = tokio::process::Command::new(crate::util::hub_bin())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--public", "--bind", "127.0.0.1"])
+        .output();
+    let output = tokio::time::timeout(WAIT, output).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("IP:PORT"), "{stderr}");
+}
+
+#[tokio::test]
+async fn origins_come_from_configuration_only() {
+    let (hub, connector) =
+        tls_hub(|public| public.allowed_origins = vec!["chrome-extension://abcdef".into()]).await;
+    let port = hub.port.to_string();
+    let dashboard = format!("http://127.0.0.1:{port}");
+    for (origin, expected) in [
+        ("chrome-extension://abcdef", 200),
+        (dashboard.as_str(), 403),
+        ("tauri://localhost", 403),
+        ("chrome-extension://other", 403),
+    ] {
+        let stream = tls_connect(&hub, &connector).await;
+        let (status, body) = http(stream, "/metrics", NAME, &[("Origin", origin)]).await;
+        assert_eq!(status, expected, "Origin {origin}: {body}");
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn monitoring_detail_only_for_monitoring_addresses() {
+    let hub = proxied_hub(|_| {}).await;
+    // From the machine itself (no forwarded address): the full report and metrics.
+    let (status, body) = plain(&hub, "/health", &[]).await;
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert!(health.get("memory").is_some(), "{health}");
+    let (status, body) = plain(&hub, "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("semantest_hub_ws_connections"), "{body}");
+    // From a remote client: status only, and no metrics.
+    let remote = [("X-Forwarded-For", "203.0.113.50")];
+    let (status, body) = plain(&hub, "/health", &remote).await;
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        health,
+        json!({"status": "ok", "product": "semantest-hub", "version": health["version"]})
+    );
+    let (status, _) = plain(&hub, "/metrics", &remote).await;
+    assert_eq!(status, 403);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate() {
+    let (hub, old) = tls_hub(|_| {}).await;
+    let config = hub.hub().config().config.public.clone();
+    let (cert, key) = (config.tls_cert.unwrap(), config.tls_key.unwrap());
+    // A new certificate and key written over the old files, as a renewal does.
+    let scratch = tempfile::tempdir().unwrap();
+    let (new_cert, new_key, new) = certificate(scratch.path());
+    std::fs::copy(new_cert, &cert).unwrap();
+    std::fs::copy(new_key, &key).unwrap();
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
+    // The reload runs on the blocking pool: poll handshakes, within the wait.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+        let name = ServerName::try_from(NAME).unwrap();
+        if tokio::time::timeout(WAIT, new.connect(name, tcp))
+            .await
+            .unwrap()
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate is served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The old certificate is no longer served.
+    let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+    let name = ServerName::try_from(NAME).unwrap();
+    assert!(old.connect(name, tcp).await.is_err());
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn sockets_per_address_are_capped_before_tls() {
+    let (hub, connector) = tls_hub(|public| public.per_address_sockets = 2).await;
+    // Two sockets that never start a handshake hold this address's slots.
+    let idle_a = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+    let _idle_b = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+    let name = ServerName::try_from(NAME).unwrap();
+    let third = tokio::time::timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .expect("an answer within the wait");
+    assert!(third.is_err(), "a third socket from the address is closed");
+    // Another address (127.0.0.2, same loopback interface) is not affected.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], hub.port)))
+        .await
+        .unwrap();
+    let (status, _) = http(
+        tokio::time::timeout(
+            WAIT,
+            connector.connect(ServerName::try_from(NAME).unwrap(), tcp),
+        )
+        .await
+        .unwrap()
+        .expect("handshake from another address"),
+        "/health",
+        NAME,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Closing a socket frees its slot once the hub sees the end of it: poll, as
+    // `util::eventually` does, within the wait.
+    drop(idle_a);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+        let name = ServerName::try_from(NAME).unwrap();
+        if tokio::time::timeout(WAIT, connector.connect(name, tcp))
+            .await
+            .unwrap()
+            .is_ok()
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the slot came back");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    hub.stop().await;
+}
