@@ -242,6 +242,9 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
 fn bind(addrs: &[IpAddr], port: Option<u16>) -> Result<Vec<std::net::TcpListener>, StartError> {
     let candidates: Vec<u16> = match port {
         None => (DEFAULT_PORT..=LAST_FALLBACK_PORT).collect(),
+        // Port 0: the kernel picks a port free on the first address, which another
+        // program may hold on the second; ask again for a fresh one a few times.
+        Some(0) => vec![0; 8],
         Some(port) => vec![port],
     };
     let mut last_error = None;

@@ -9,6 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use semantest_hub::config::{
     Config, LoadedConfig, Overrides, ProxyHeader, PublicConfig, PublicOverrides, SecretStoreKind,
 };
+use semantest_hub::security::{challenge_proof, token_hash};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -286,7 +287,10 @@ async fn enabled_families_are_served_and_listed() {
     let (hub, connector) = tls_hub(|public| public.enable_projects = true).await;
     let (_, body) = https(&hub, &connector, "/semantest-signature", NAME).await;
     let signature: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(signature["capabilities"], json!(["projects", "messages"]));
+    assert_eq!(
+        signature["capabilities"],
+        json!(["projects", "messages", "pairing"])
+    );
     let mut socket = wss(&hub, &connector).await;
     let list = call(&mut socket, 1, "project.list", json!({})).await;
     assert!(list["result"]["projects"].is_array(), "{list}");
@@ -316,7 +320,7 @@ async fn local_hub_badges_are_local_and_its_signature_says_local() {
     assert_eq!(signature["mode"], "local");
     assert_eq!(
         signature["capabilities"],
-        json!(["projects", "agents", "messages", "tasks"])
+        json!(["projects", "agents", "messages", "tasks", "pairing"])
     );
     hub.stop().await;
 }
@@ -639,4 +643,36 @@ async fn sockets_per_address_are_capped_before_tls() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     hub.stop().await;
+}
+
+#[tokio::test]
+async fn public_challenge_binds_the_proof_to_the_public_name() {
+    let (hub, connector) = tls_hub(|_| {}).await;
+    let nonce = "a-fresh-nonce-of-the-client";
+    let path = format!("/semantest-signature?challenge={nonce}&client=owner");
+    // A client that contacted `https://hub.test` (port 443 implied) ...
+    let (status, body) = https(&hub, &connector, &path, NAME).await;
+    assert_eq!(status, 200, "{body}");
+    let signature: Value = serde_json::from_str(&body).unwrap();
+    let challenge = &signature["challenge"];
+    let endpoint = format!("{NAME}:443");
+    assert_eq!(challenge["endpoint"], json!(endpoint), "{signature}");
+    assert_eq!(
+        challenge["proof"],
+        json!(challenge_proof(
+            &token_hash(&hub.token),
+            nonce,
+            "owner",
+            &endpoint
+        ))
+    );
+    // ... and one that named a port gets a proof for that port, not for 443.
+    let (_, body) = https(&hub, &connector, &path, &format!("{NAME}:8443")).await;
+    let signature: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        signature["challenge"]["endpoint"],
+        json!(format!("{NAME}:8443"))
+    );
+    let wrong = challenge_proof(&token_hash(&hub.token), nonce, "owner", &endpoint);
+    assert_ne!(signature["challenge"]["proof"], json!(wrong));
 }
