@@ -101,18 +101,6 @@ pub trait EventSink: Send + Sync {
     fn emit(&self, event: Event);
 }
 
-/// A sink that keeps every event, for unit tests of the producers.
-#[cfg(test)]
-#[derive(Default)]
-pub struct Recorder(pub std::sync::Mutex<Vec<Event>>);
-
-#[cfg(test)]
-impl EventSink for Recorder {
-    fn emit(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
-    }
-}
-
 /// Something a front end may want to tell the user about, e.g. with a desktop
 /// notification. Delivered through [`crate::Hub::events`].
 #[derive(Debug, Clone, PartialEq)]

@@ -396,7 +396,7 @@ impl Hub {
     /// `project.created`.
     ///
     /// # Errors
-    /// [`ProjectError`] for a path that cannot be a project, or the limit.
+    /// `ProjectError` for a path that cannot be a project, or the limit.
     pub fn create_project(
         &self,
         path: &str,

@@ -58,8 +58,6 @@ pub mod ops;
 pub mod prompt;
 pub mod reports;
 pub mod state;
-#[cfg(test)]
-mod tests;
 pub mod writes;
 
 use std::collections::HashMap;
@@ -632,3 +630,6 @@ impl Coordinator {
         self.lock().agent_settings.clone()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -208,11 +208,6 @@ impl<'a> Txn<'a> {
         self.effects.push(effect);
     }
 
-    /// Marks a project's status as changed.
-    pub fn touch_project(&mut self, project_id: &str) {
-        self.touched.insert(project_id.to_string());
-    }
-
     /// Forgets that a project's status changed (it was deleted).
     pub fn untouch_project(&mut self, project_id: &str) {
         self.touched.remove(project_id);

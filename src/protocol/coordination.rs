@@ -1,7 +1,7 @@
 //! The coordinator's wire types: tasks, workers, reports and their notifications.
 //!
 //! Data only, like the rest of [`crate::protocol`]; the behaviour is in
-//! [`crate::coordinator`] and the reference with examples in `docs/coordination.md`.
+//! `crate::coordinator` and the reference with examples in `docs/coordination.md`.
 //! Golden tests below pin the shapes a coordinator, a worker and the dashboard rely on.
 
 use serde::{Deserialize, Serialize};

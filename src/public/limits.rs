@@ -76,6 +76,7 @@ impl Slots {
     }
 
     /// Slots `ip` holds now.
+    #[cfg(test)]
     pub fn held_by(&self, ip: IpAddr) -> usize {
         self.lock().get(&limit_key(ip)).copied().unwrap_or(0)
     }
@@ -126,11 +127,13 @@ impl AddressLimits {
     }
 
     /// Connections `ip` holds now.
+    #[cfg(test)]
     pub fn connections_of(&self, ip: IpAddr) -> usize {
         self.connections.held_by(ip)
     }
 
-    /// Addresses in the rate table (for tests and debugging).
+    /// Addresses in the rate table.
+    #[cfg(test)]
     pub fn tracked_addresses(&self) -> usize {
         self.rate.len()
     }

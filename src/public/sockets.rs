@@ -9,7 +9,6 @@
 //! is not used there; the proxy's own limits (nginx `limit_conn`) do that job.
 
 use std::io;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -32,11 +31,6 @@ impl SocketCap {
         Self {
             slots: Slots::new(per_address),
         }
-    }
-
-    /// Connections `ip` holds open now.
-    pub fn held_by(&self, ip: IpAddr) -> usize {
-        self.slots.held_by(ip)
     }
 }
 
