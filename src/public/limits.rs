@@ -77,6 +77,7 @@ impl Slots {
 
     #[cfg(test)]
     /// Slots `ip` holds now.
+    #[cfg(test)]
     pub fn held_by(&self, ip: IpAddr) -> usize {
         self.lock().get(&limit_key(ip)).copied().unwrap_or(0)
     }
@@ -128,12 +129,13 @@ impl AddressLimits {
 
     #[cfg(test)]
     /// Connections `ip` holds now.
+    #[cfg(test)]
     pub fn connections_of(&self, ip: IpAddr) -> usize {
         self.connections.held_by(ip)
     }
 
+    /// Addresses in the rate table.
     #[cfg(test)]
-    /// Addresses in the rate table (for tests and debugging).
     pub fn tracked_addresses(&self) -> usize {
         self.rate.len()
     }
