@@ -13,7 +13,8 @@
 //! | [`service`] | the task that owns the hub: start, pause, resume, shut down; [`service::HubState`] |
 //! | [`tray`] | the tray icon, its tooltip and its menu |
 //! | [`window`] | the dashboard window, created lazily, hidden on close |
-//! | [`autostart`] | start at login: the first run, the tray item, the dashboard's commands |
+//! | [`autostart`] | start at login: the plugin, the first run, read and set (returns the state in force) |
+//! | [`commands`] | the dashboard's commands (`autostart_get`, `autostart_set`), which keep the tray in step |
 //! | [`notify`] | desktop notifications |
 //! | [`error`] | [`error::DesktopError`], serialized as a string for commands |
 //!
@@ -32,6 +33,7 @@
 //!    [`tauri::RunEvent::Exit`].
 
 pub mod autostart;
+pub mod commands;
 pub mod error;
 pub mod notify;
 pub mod service;
@@ -88,8 +90,8 @@ pub fn run() -> ExitCode {
         .plugin(tauri_plugin_notification::init())
         .manage(Quitting(AtomicBool::new(false)))
         .invoke_handler(tauri::generate_handler![
-            autostart::autostart_get,
-            autostart::autostart_set
+            commands::autostart_get,
+            commands::autostart_set
         ])
         .setup(move |app| {
             // A tray app: no Dock icon, no app menu (macOS).
