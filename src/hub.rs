@@ -91,6 +91,18 @@ pub enum HubEvent {
         /// A human summary, e.g. `all 20 tasks finished: 19 completed, 1 failed, 0 cancelled`.
         message: String,
     },
+    /// A client asked to pair (`POST /pair`, the `pairing.requested` notification); the
+    /// user approves or denies it in the dashboard's Clients panel.
+    PairingRequested {
+        /// The request's id, as in `pairing.approve {request_id}`.
+        request_id: String,
+        /// The display name the client gave. Chosen by the client: show it as plain text.
+        name: String,
+        /// The exact `Origin` of the request, e.g. `chrome-extension://<id>`.
+        origin: String,
+        /// The 6-digit code both sides show, so the user can tell requests apart.
+        code: String,
+    },
 }
 
 /// A summary of the hub for the tray and the dashboard.

@@ -320,7 +320,10 @@ async fn two_workers_finish_twenty_tasks_in_order_exactly_once() {
         project_id: finished,
         message,
         ..
-    } = event;
+    } = event
+    else {
+        panic!("expected BatchFinished, got {event:?}");
+    };
     assert_eq!(finished, project_id);
     assert!(message.contains("20 completed"), "{message}");
     assert_eq!(completions.len(), 20);
