@@ -91,16 +91,16 @@ pub enum HubEvent {
         /// A human summary, e.g. `all 20 tasks finished: 19 completed, 1 failed, 0 cancelled`.
         message: String,
     },
-    /// A client asked to pair (`POST /pair`, the `pairing.requested` notification); the
-    /// user approves or denies it in the dashboard's Clients panel.
+    /// A browser extension asks to pair (the `pairing.requested` notification); the
+    /// desktop app tells the user and opens the dashboard at `/#clients`.
     PairingRequested {
-        /// The request's id, as in `pairing.approve {request_id}`.
+        /// The request's id.
         request_id: String,
-        /// The display name the client gave. Chosen by the client: show it as plain text.
+        /// The extension's display name.
         name: String,
-        /// The exact `Origin` of the request, e.g. `chrome-extension://<id>`.
+        /// Its exact Origin.
         origin: String,
-        /// The 6-digit code both sides show, so the user can tell requests apart.
+        /// The 6-digit code the extension shows too.
         code: String,
     },
 }

@@ -322,7 +322,7 @@ async fn two_workers_finish_twenty_tasks_in_order_exactly_once() {
         ..
     } = event
     else {
-        panic!("expected BatchFinished, got {event:?}");
+        panic!("expected the finished batch, got {event:?}");
     };
     assert_eq!(finished, project_id);
     assert!(message.contains("20 completed"), "{message}");
