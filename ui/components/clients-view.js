@@ -53,9 +53,10 @@ class ClientsView extends HTMLElement {
     this.requestsMsg = h('p', { class: 'inline-msg', role: 'status' });
     this.requestsEl = h('div');
     this.clientsMsg = h('p', { class: 'inline-msg', role: 'status' });
-    this.clientsEl = h('div', { class: 'table-wrap' });
+    // Wide tables scroll sideways; the region takes focus so the keyboard can scroll it.
+    this.clientsEl = h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-labelledby': 'paired-h' });
     this.connsMsg = h('p', { class: 'inline-msg', role: 'status' });
-    this.connsEl = h('div', { class: 'table-wrap' });
+    this.connsEl = h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-labelledby': 'live-h' });
     replace(this,
       h('header', { class: 'view-head' }, h('h1', { tabindex: '-1' }, 'Clients'),
         h('p', { class: 'muted' }, 'Extensions and programs that may use this hub. Each paired client holds its own token, limited to the scopes you grant; revoking it disconnects it at once.')),
