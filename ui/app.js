@@ -1,7 +1,7 @@
 // The dashboard's entry point: navigation, hash routing, and the connection status area.
 //
 // Routes: #/overview, #/projects, #/projects/<id>, #/workers, #/workers/<project id>,
-// #/connections, #/settings.
+// #/connections, #/clients, #/settings (the leading slash is optional: #clients works too).
 
 import { h, replace } from './dom.js';
 import { rpc, store } from './store.js';
@@ -10,18 +10,19 @@ import './components/projects-view.js';
 import './components/project-view.js';
 import './components/workers-view.js';
 import './components/connections-view.js';
+import './components/clients-view.js';
 import './components/settings-view.js';
 
 /**
- * The main navigation. Add a view by adding an entry here (and its custom element).
- * Pairing comes later: set `ready: true` once its element exists.
+ * The main navigation. Add a view by adding an entry here (and its custom element); an
+ * entry with `ready: false` is neither listed nor routed.
  */
 const VIEWS = [
   { path: 'overview', label: 'Overview', tag: 'hub-overview', ready: true },
   { path: 'projects', label: 'Projects', tag: 'hub-projects', ready: true },
   { path: 'workers', label: 'Workers & tasks', tag: 'hub-workers', ready: true },
   { path: 'connections', label: 'Connections', tag: 'hub-connections', ready: true },
-  { path: 'pairing', label: 'Pairing', tag: 'hub-pairing', ready: false },
+  { path: 'clients', label: 'Clients', tag: 'hub-clients', ready: true },
   { path: 'settings', label: 'Settings', tag: 'hub-settings', ready: true },
 ];
 

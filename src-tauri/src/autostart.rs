@@ -4,19 +4,18 @@
 //! [`HIDDEN_FLAG`], so it comes up in the tray with no window.
 //!
 //! The first run of a packaged app turns it on; after that it is the user's choice, made
-//! in the tray's check item or the dashboard's settings (the commands below). Both paths
-//! go through [`set`], so the check item always shows the real state.
+//! in the tray's check item or the dashboard's settings (`crate::commands`). Both paths
+//! go through [`set`], which returns the state now in force; the caller shows it (the
+//! tray's menu handler sets the check mark). This module knows nothing of the tray.
 
 use std::path::Path;
 
 use tauri::plugin::TauriPlugin;
-use tauri::{AppHandle, Manager, Wry};
+use tauri::{AppHandle, Wry};
 use tauri_plugin_autostart::ManagerExt;
 use tracing::{info, warn};
 
 use crate::error::DesktopError;
-use crate::notify::notify;
-use crate::tray::Tray;
 
 /// The argument that starts the app in the tray, without a window.
 pub const HIDDEN_FLAG: &str = "--hidden";
@@ -75,11 +74,12 @@ pub fn is_enabled(app: &AppHandle) -> Result<bool, DesktopError> {
         })
 }
 
-/// Turns start at login on or off, updates the tray's check item, and returns the state
-/// now in force.
+/// Turns start at login on or off and returns the state now in force, read back from the
+/// platform entry.
 ///
 /// # Errors
-/// [`DesktopError::Autostart`] when the platform entry cannot be written or read.
+/// [`DesktopError::Autostart`] when the platform entry cannot be written or read. A change
+/// may fail half-way; callers that show the state read it again with [`is_enabled`].
 pub fn set(app: &AppHandle, enabled: bool) -> Result<bool, DesktopError> {
     let manager = app.autolaunch();
     let result = if enabled {
@@ -87,48 +87,22 @@ pub fn set(app: &AppHandle, enabled: bool) -> Result<bool, DesktopError> {
     } else {
         manager.disable()
     };
-    let applied = result.map_err(|err| DesktopError::Autostart {
+    result.map_err(|err| DesktopError::Autostart {
         action: if enabled { "enable" } else { "disable" },
         reason: err.to_string(),
-    });
-    // Show the real state even when the change failed half-way.
-    let now = is_enabled(app);
-    if let (Ok(now), Some(tray)) = (&now, app.try_state::<Tray>()) {
-        tray.set_start_at_login(*now);
-    }
-    applied?;
-    now
+    })?;
+    is_enabled(app)
 }
 
-/// Flips start at login from the tray menu. The check item toggles itself when clicked,
-/// so the new state is the opposite of the real one, not of the item's.
-pub fn toggle(app: &AppHandle) {
-    let result = is_enabled(app).and_then(|on| set(app, !on));
-    match result {
-        Ok(on) => info!(start_at_login = on, "start at login changed"),
-        Err(err) => {
-            warn!(error = %err, "cannot change start at login");
-            notify(app, "Semantest Hub", &err.to_string());
-        }
-    }
-}
-
-/// `autostart_get`: whether start at login is on. For the dashboard's settings view:
-/// `window.__TAURI__.core.invoke('autostart_get')` resolves to a boolean.
+/// Flips start at login (the tray's check item) and returns the state now in force. The
+/// check item toggles itself when clicked, so the new state is the opposite of the real
+/// one, not of the item's.
 ///
 /// # Errors
-/// A string, when the platform entry cannot be read.
-#[tauri::command]
-pub async fn autostart_get(app: AppHandle) -> Result<bool, DesktopError> {
-    is_enabled(&app)
-}
-
-/// `autostart_set`: turns start at login on or off and resolves to the state now in force:
-/// `window.__TAURI__.core.invoke('autostart_set', { enabled: true })`.
-///
-/// # Errors
-/// A string, when the platform entry cannot be written.
-#[tauri::command]
-pub async fn autostart_set(app: AppHandle, enabled: bool) -> Result<bool, DesktopError> {
-    set(&app, enabled)
+/// As [`set`] and [`is_enabled`].
+pub fn toggle(app: &AppHandle) -> Result<bool, DesktopError> {
+    let on = is_enabled(app)?;
+    let now = set(app, !on)?;
+    info!(start_at_login = now, "start at login changed");
+    Ok(now)
 }

@@ -13,8 +13,9 @@
 //! | [`service`] | the task that owns the hub: start, pause, resume, shut down; [`service::HubState`] |
 //! | [`tray`] | the tray icon, its tooltip and its menu |
 //! | [`window`] | the dashboard window, created lazily, hidden on close |
-//! | [`autostart`] | start at login: the first run, the tray item, the dashboard's commands |
-//! | [`notify`] | desktop notifications |
+//! | [`autostart`] | start at login: the plugin, the first run, read and set (returns the state in force) |
+//! | [`commands`] | the dashboard's commands (`autostart_get`, `autostart_set`), which keep the tray in step |
+//! | [`notify`] | desktop notifications, and the text of a pairing request's |
 //! | [`error`] | [`error::DesktopError`], serialized as a string for commands |
 //!
 //! # Lifecycle
@@ -32,6 +33,7 @@
 //!    [`tauri::RunEvent::Exit`].
 
 pub mod autostart;
+pub mod commands;
 pub mod error;
 pub mod notify;
 pub mod service;
@@ -49,7 +51,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::autostart::HIDDEN_FLAG;
-use crate::notify::notify;
+use crate::notify::{notify, pairing_message};
 use crate::service::{HubState, Service};
 use crate::tray::Tray;
 
@@ -88,8 +90,8 @@ pub fn run() -> ExitCode {
         .plugin(tauri_plugin_notification::init())
         .manage(Quitting(AtomicBool::new(false)))
         .invoke_handler(tauri::generate_handler![
-            autostart::autostart_get,
-            autostart::autostart_set
+            commands::autostart_get,
+            commands::autostart_set
         ])
         .setup(move |app| {
             // A tray app: no Dock icon, no app menu (macOS).
@@ -198,7 +200,10 @@ fn follow_state(app: AppHandle, mut state: watch::Receiver<HubState>) {
     });
 }
 
-/// Notifies the user of hub events: a finished task batch.
+/// Notifies the user of hub events: a finished task batch; a pairing request, which also
+/// brings up the dashboard at its Clients panel. The notification plugin reports no clicks
+/// on desktop platforms, so the window comes up with the notification rather than on a
+/// click on it: the user has just asked to pair in the extension and decides there.
 fn notify_events(app: AppHandle, mut events: tokio::sync::broadcast::Receiver<HubEvent>) {
     tauri::async_runtime::spawn(async move {
         loop {
@@ -208,11 +213,17 @@ fn notify_events(app: AppHandle, mut events: tokio::sync::broadcast::Receiver<Hu
                     message,
                     ..
                 }) => notify(&app, &format!("Batch finished: {project_name}"), &message),
-                Ok(HubEvent::PairingRequested { name, code, .. }) => notify(
-                    &app,
-                    &format!("Pairing request: {name}"),
-                    &format!("Code {code}. Approve or deny it in the dashboard's Clients panel."),
-                ),
+                Ok(HubEvent::PairingRequested {
+                    request_id,
+                    name,
+                    origin,
+                    code,
+                }) => {
+                    info!(%request_id, %origin, "pairing requested");
+                    let (title, body) = pairing_message(&name, &origin, &code);
+                    notify(&app, &title, &body);
+                    window::show_dashboard_at(&app, window::Page::Clients);
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }

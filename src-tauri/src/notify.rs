@@ -1,4 +1,4 @@
-//! Desktop notifications: hub errors and finished task batches now, pairing requests later.
+//! Desktop notifications: hub errors, finished task batches and pairing requests.
 //!
 //! Linux sends them to the freedesktop notification server over D-Bus, macOS to the
 //! Notification Center. A desktop without a notification server is not an error worth more
@@ -14,5 +14,77 @@ pub fn notify(app: &AppHandle, title: &str, body: &str) {
     info!(title, body, "notification");
     if let Err(err) = app.notification().builder().title(title).body(body).show() {
         warn!(error = %err, title, "cannot show a notification");
+    }
+}
+
+/// The longest client-chosen name a notification shows, in characters.
+const MAX_NAME_CHARS: usize = 64;
+
+/// The title and body of the notification for a pairing request: the title
+/// `"<name> wants to pair — code 123456"`, the body the origin and what to do.
+///
+/// The name and origin come from the requesting client: control characters are dropped,
+/// the name is cut to [`MAX_NAME_CHARS`], and the body (which freedesktop notification
+/// servers may read as markup, per the Desktop Notifications Specification's "Markup"
+/// section) has `&`, `<` and `>` escaped. The title is plain text by that specification.
+pub fn pairing_message(name: &str, origin: &str, code: &str) -> (String, String) {
+    let name = clean(name, MAX_NAME_CHARS);
+    let name = if name.is_empty() {
+        "A client".to_string()
+    } else {
+        name
+    };
+    let title = format!("{name} wants to pair — code {}", clean(code, 12));
+    let body = format!(
+        "From {}. Check that the extension shows the same code, then approve or deny it in \
+         the dashboard's Clients panel.",
+        escape_markup(&clean(origin, 200))
+    );
+    (title, body)
+}
+
+/// `text` without control characters, cut to `max` characters with an ellipsis.
+fn clean(text: &str, max: usize) -> String {
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    let text = text.trim();
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut short: String = text.chars().take(max - 1).collect();
+    short.push('…');
+    short
+}
+
+fn escape_markup(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pairing_request_names_the_client_and_the_code() {
+        let (title, body) = pairing_message("Semantest", "chrome-extension://abc", "123456");
+        assert_eq!(title, "Semantest wants to pair — code 123456");
+        assert!(body.starts_with("From chrome-extension://abc."), "{body}");
+        assert!(body.contains("Clients panel"), "{body}");
+    }
+
+    #[test]
+    fn client_chosen_text_cannot_forge_lines_or_markup() {
+        let long = "x".repeat(500);
+        let (title, body) =
+            pairing_message(&format!("Evil\n<b>{long}"), "moz-extension://<i>&", "1");
+        assert!(!title.contains('\n'), "{title}");
+        assert_eq!(
+            title.chars().count(),
+            MAX_NAME_CHARS + " wants to pair — code 1".chars().count()
+        );
+        assert!(body.contains("moz-extension://&lt;i&gt;&amp;"), "{body}");
+        let (title, _) = pairing_message(" \u{7} ", "o", "1");
+        assert!(title.starts_with("A client wants"), "{title}");
     }
 }

@@ -23,6 +23,9 @@ use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager, Wry};
 use tracing::warn;
 
+use crate::autostart;
+use crate::error::DesktopError;
+use crate::notify::notify;
 use crate::service::{HubState, Service};
 
 /// Menu item ids, matched in [`on_menu_event`].
@@ -162,12 +165,35 @@ impl Tray {
             warn!(error = %err, "cannot update the Start at login item");
         }
     }
+
+    /// Sets the Start at login check mark to the state a change left in force: the state
+    /// it returned, or after a failure (which may have happened half-way) the state read
+    /// back from the platform.
+    pub fn show_start_at_login(&self, app: &AppHandle, change: &Result<bool, DesktopError>) {
+        let now = match change {
+            Ok(on) => Ok(*on),
+            Err(_) => autostart::is_enabled(app),
+        };
+        match now {
+            Ok(on) => self.set_start_at_login(on),
+            Err(err) => warn!(error = %err, "cannot read start at login"),
+        }
+    }
 }
 
 fn on_menu_event(app: &AppHandle, event: MenuEvent) {
     match event.id().as_ref() {
         ids::OPEN_DASHBOARD => crate::window::show_dashboard(app),
-        ids::START_AT_LOGIN => crate::autostart::toggle(app),
+        ids::START_AT_LOGIN => {
+            let change = autostart::toggle(app);
+            if let Some(tray) = app.try_state::<Tray>() {
+                tray.show_start_at_login(app, &change);
+            }
+            if let Err(err) = change {
+                warn!(error = %err, "cannot change start at login");
+                notify(app, "Semantest Hub", &err.to_string());
+            }
+        }
         ids::PAUSE_RESUME => {
             let service = app.state::<Service>();
             match service.current() {

@@ -5,6 +5,12 @@
 //! the hub sets its session cookie and redirects to the dashboard, whose origin
 //! (`http://127.0.0.1:P`) the hub allows. Closing the window hides it: the app lives in
 //! the tray, and reopening is instant.
+//!
+//! A [`Page`] names where the window should land: wherever it is ([`Page::Current`]) or a
+//! dashboard route such as the Clients panel (`#/clients`). A fresh sign-in link carries
+//! the route as its fragment, which survives the hub's redirect to `/` (RFC 9110 §10.2.2:
+//! a `Location` without a fragment inherits the request's); a window already on the hub's
+//! origin just changes its `location.hash`.
 
 use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindow, WebviewWindowBuilder, WindowEvent};
 use tracing::{info, warn};
@@ -16,12 +22,36 @@ use crate::service::Service;
 /// The window's label, which the dashboard capability names.
 pub const LABEL: &str = "dashboard";
 
+/// Where [`show_dashboard_at`] takes the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// Wherever the window is (the overview in a new window).
+    Current,
+    /// The Clients panel: pairing requests, paired clients, live connections.
+    Clients,
+}
+
+impl Page {
+    /// The dashboard route (the URL fragment, without `#`), if the page names one.
+    pub fn route(self) -> Option<&'static str> {
+        match self {
+            Self::Current => None,
+            Self::Clients => Some("/clients"),
+        }
+    }
+}
+
 /// Shows the dashboard: creates the window, or shows and focuses the existing one. Runs in
 /// the background; a failure is logged and notified.
 pub fn show_dashboard(app: &AppHandle) {
+    show_dashboard_at(app, Page::Current);
+}
+
+/// Shows the dashboard at `page`, as [`show_dashboard`] does.
+pub fn show_dashboard_at(app: &AppHandle, page: Page) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        if let Err(err) = show(&app).await {
+        if let Err(err) = show(&app, page).await {
             warn!(error = %err, "cannot show the dashboard");
             let body = match err {
                 DesktopError::NotRunning => {
@@ -34,16 +64,21 @@ pub fn show_dashboard(app: &AppHandle) {
     });
 }
 
-async fn show(app: &AppHandle) -> Result<(), DesktopError> {
+async fn show(app: &AppHandle, page: Page) -> Result<(), DesktopError> {
     let service = app.state::<Service>().inner().clone();
     let link = service.login_link().await?;
-    let link = tauri::Url::parse(&link).map_err(DesktopError::BadLink)?;
+    let mut link = tauri::Url::parse(&link).map_err(DesktopError::BadLink)?;
+    link.set_fragment(page.route());
     let window = match app.get_webview_window(LABEL) {
         Some(window) => {
             // After a resume the hub may listen on another port; the page must follow.
             let current = window.url().map_err(DesktopError::Window)?;
             if current.origin() != link.origin() {
                 window.navigate(link).map_err(DesktopError::Window)?;
+            } else if let Some(route) = page.route() {
+                // The route is one of Page's constants; the dashboard routes on hashchange.
+                let script = format!("window.location.hash = '#{route}';");
+                window.eval(&script).map_err(DesktopError::Window)?;
             }
             window
         }

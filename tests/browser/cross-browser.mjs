@@ -9,11 +9,14 @@
 // Each browser: signs in through a one-time link, waits for "Connected", adds a project
 // with the form, runs the fake agent's "success" scenario, and checks the tool call and the
 // result line with its cost render; then saves target/test-artifacts/<browser>-project.png.
+// Then the Clients panel: a pairing request (POST /pair from Node with an extension
+// Origin) shows up with its code, Approve with projects:read ticked gives the claimer a
+// token with those scopes, and the client is listed; target/test-artifacts/<browser>-clients.png.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { startHub, stopHub, signInUrl, tempDir, waitFor, decodePng, imageStats, ARTIFACTS } from './helpers.js';
+import { startHub, stopHub, signInUrl, tempDir, waitFor, decodePng, imageStats, postJson, ARTIFACTS } from './helpers.js';
 
 const FIREFOX = process.env.FIREFOX || '/usr/bin/firefox-esr';
 const WEBKIT_DRIVER = process.env.WEBKIT_DRIVER || '/usr/bin/WebKitWebDriver';
@@ -140,6 +143,40 @@ async function scenario(b, hub) {
   const stats = imageStats(decodePng(png));
   if (stats.distinctColours < 8 || stats.nonBackgroundFraction < 0.01) throw new Error(`${file} looks blank ${JSON.stringify(stats)}`);
   ok(`screenshot ${file}`);
+  await clientsScenario(b, hub);
+}
+
+/** The Clients panel: a pairing request, approved with a scope ticked. */
+async function clientsScenario(b, hub) {
+  const ok = (what) => console.log(`ok ${b.name}: ${what}`);
+  const origin = 'chrome-extension://abcdefghijklmnopabcdefghijklmnop';
+  await b.navigate(`${hub.url}/#clients`);
+  await waitFor(() => b.eval(() => /No pairing requests/.test(document.querySelector('hub-clients')?.textContent ?? '')),
+    { timeout: 10_000, message: `${b.name}: the Clients panel` });
+  const asked = await postJson(hub, '/pair', { name: `Cross ${b.name}` }, { origin });
+  if (asked.status !== 201) throw new Error(`POST /pair: ${asked.status} ${JSON.stringify(asked.body)}`);
+  const pairing = asked.body;
+  const code = await waitFor(() => b.eval((id) => document.querySelector(`li.pair-request[data-request-id="${id}"] [data-field="code"]`)?.textContent ?? null, pairing.request_id),
+    { timeout: 10_000, message: `${b.name}: the request in the panel` });
+  if (code !== pairing.code) throw new Error(`${b.name}: code ${code}, expected ${pairing.code}`);
+  ok('a pairing request shows up live with its code');
+  await fs.mkdir(ARTIFACTS, { recursive: true });
+  await fs.writeFile(path.join(ARTIFACTS, `${b.name}-clients.png`), await b.screenshot());
+  await b.eval((id) => {
+    const el = document.querySelector(`li.pair-request[data-request-id="${id}"]`);
+    el.querySelector('input[value="projects:read"]').click();
+    el.querySelector('[data-action="approve"]').click();
+  }, pairing.request_id);
+  const res = await waitFor(async () => {
+    const r = await postJson(hub, `/pair/${pairing.request_id}`, { claim: pairing.claim }, { origin });
+    return r.status === 202 ? null : r;
+  }, { timeout: 10_000, interval: 200, message: `${b.name}: the claim answered` });
+  if (res.status !== 200 || [...res.body.scopes].sort().join() !== 'events,projects:read') {
+    throw new Error(`${b.name}: claim ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  await waitFor(() => b.eval((id) => !!document.querySelector(`hub-clients tr[data-client-id="${id}"]`), res.body.client_id),
+    { timeout: 10_000, message: `${b.name}: the paired client listed` });
+  ok('Approve with a ticked scope: the claimer got its token; the client is listed');
 }
 
 const which = process.argv.slice(2).length ? process.argv.slice(2) : ['firefox', 'webkit'];

@@ -249,7 +249,7 @@ export async function hubToken(dataDir) {
  * `node:http` (text frames, fragments, ping/pong, close; client frames masked). It
  * authenticates with `Authorization: Bearer <token>` and says `hub.hello` with `role`.
  */
-export async function connectRpc(hub, { token, role = 'script', name = 'node-test', timeout = 10_000 } = {}) {
+export async function connectRpc(hub, { token, role = 'script', name = 'node-test', origin, timeout = 10_000 } = {}) {
   const url = new URL(hub.url);
   const key = crypto.randomBytes(16).toString('base64');
   const socket = await new Promise((resolve, reject) => {
@@ -258,6 +258,7 @@ export async function connectRpc(hub, { token, role = 'script', name = 'node-tes
       headers: {
         Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': key,
         'Sec-WebSocket-Protocol': 'semantest-hub.v1', Authorization: `Bearer ${token}`,
+        ...(origin ? { Origin: origin } : {}),
       },
     });
     const t = setTimeout(() => { req.destroy(); reject(new Error('WebSocket upgrade timed out')); }, timeout);
@@ -272,13 +273,46 @@ export async function connectRpc(hub, { token, role = 'script', name = 'node-tes
       if (head?.length) sock.unshift(head);
       resolve(sock);
     });
-    req.on('response', (res) => { clearTimeout(t); reject(new Error(`WebSocket upgrade refused: HTTP ${res.statusCode}`)); });
+    req.on('response', (res) => {
+      clearTimeout(t);
+      res.resume();
+      const err = new Error(`WebSocket upgrade refused: HTTP ${res.statusCode}`);
+      err.status = res.statusCode;
+      reject(err);
+    });
     req.on('error', (err) => { clearTimeout(t); reject(err); });
     req.end();
   });
   const client = new RpcNode(socket);
   await client.request('hub.hello', { role, name });
   return client;
+}
+
+/**
+ * POSTs JSON to the hub from Node with an `Origin` of our choosing (as an extension's
+ * service worker sends it). Resolves with {status, body} (body parsed when it is JSON).
+ */
+export function postJson(hub, path, body, { origin, timeout = 10_000 } = {}) {
+  const url = new URL(path, hub.url);
+  const data = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: url.hostname, port: url.port, path: url.pathname + url.search, method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Content-Length': data.length, ...(origin ? { Origin: origin } : {}) },
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed = text;
+        try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, body: parsed });
+      });
+    });
+    req.setTimeout(timeout, () => req.destroy(new Error(`POST ${path} timed out`)));
+    req.on('error', reject);
+    req.end(data);
+  });
 }
 
 class RpcNode {
@@ -330,6 +364,8 @@ class RpcNode {
       this.buf = b.subarray(off + len);
       if (op === 0x9) this.frame(0xa, payload);
       else if (op === 0x8) {
+        // RFC 6455 §5.5.1: the body starts with the close code; none means 1005.
+        this.closeCode ??= payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
         if (!this.closed) this.frame(0x8, payload.subarray(0, 2));
         this.socket.end();
       } else if (op === 0x1 || op === 0x0) {

@@ -14,7 +14,8 @@
 #      turned on, token in the Secret Service and in no file), tray menu and icon states,
 #      single instance, the dashboard window (screenshot), start at login from the tray and
 #      from the dashboard, pause/resume, hide on close, Quit (run 1); the user's choice
-#      kept across restarts and SIGTERM (run 2); an agent run started with the
+#      kept across restarts and SIGTERM, and a pairing request that notifies and brings up
+#      the dashboard's Clients panel, approved there (run 2); an agent run started with the
 #      semantest-hub CLI shown busy in the tray and killed by SIGTERM (run 3); a data
 #      directory held by `semantest-hub serve`, reported and then retried with Resume
 #      server (run 4). FIGURE lines give the median of runs 1-3.
@@ -287,6 +288,9 @@ session_main() {
       check "run 2: the tray's Start at login item is unchecked" checked_is "Start at login" false
     fi
 
+    if [ "$run" = 2 ]; then
+      pairing_checks
+    fi
     if [ "$run" != 1 ]; then
       open_dashboard_by_second_launch "$run"
     fi
@@ -381,6 +385,44 @@ window_checks() {
   check "after closing, the app still serves" hub_ready_for "$app"
   check "Open dashboard in the tray shows the window again" \
     eval 'tray click "Open dashboard" && wait_for 15 window_visible'
+}
+
+# A pairing request, sent as an extension's service worker sends it, while the window was
+# never opened: the app notifies with the code and brings up the dashboard at its Clients
+# panel, where the request is approved through the accessibility tree; the extension's
+# claim then gets its token.
+pair_origin="chrome-extension://abcdefghijklmnopabcdefghijklmnop"
+# json_field JSON KEY: prints the field of a JSON object, or nothing when it is not one.
+json_field() {
+  "$py" -c 'import json,sys
+try: print(json.loads(sys.argv[1]).get(sys.argv[2], ""))
+except Exception: pass' "$1" "$2"
+}
+pairing_claimed() {
+  local answer
+  answer=$(curl -sS -m 5 -H "Origin: $pair_origin" -H 'Content-Type: application/json' \
+    -d "{\"claim\":\"$pair_claim\"}" "http://127.0.0.1:$port/pair/$pair_id" 2>/dev/null) || return 1
+  [ "$(json_field "$answer" status)" = approved ] && grep -qE '^[0-9a-f]{64}$' <<<"$(json_field "$answer" token)"
+}
+
+pairing_checks() {
+  local answer code button="push button,button"
+  answer=$(curl -sS -m 5 -H "Origin: $pair_origin" -H 'Content-Type: application/json' \
+    -d '{"name":"Desktop Test"}' "http://127.0.0.1:$port/pair" 2>&1 || true)
+  code=$(json_field "$answer" code)
+  pair_id=$(json_field "$answer" request_id)
+  pair_claim=$(json_field "$answer" claim)
+  if ! grep -qE '^[0-9]{6}$' <<<"$code"; then
+    fail "run 2: POST /pair from an extension origin opens a pairing request" "got: $answer"
+    return
+  fi
+  pass "run 2: POST /pair from an extension origin opens a pairing request (code $code)"
+  check "run 2: the pairing request is notified with its name and code" \
+    wait_for 10 grep -q "Desktop Test wants to pair .*code $code" "$panel/notifications"
+  check "run 2: ... and brings up the dashboard window" wait_for 30 window_visible
+  check "run 2: ... at the Clients panel, showing the request" a11y find "$button" "Approve Desktop Test"
+  check "run 2: Approve in the panel gives the extension its token" \
+    eval 'a11y activate "$button" "Approve Desktop Test" && wait_for 15 pairing_claimed'
 }
 
 # An agent run (the fake CLI, with a grandchild that ignores SIGINT) started from the
