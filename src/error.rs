@@ -57,6 +57,12 @@ pub enum ErrorKind {
     NotAWorker,
     /// A task id is already used in another project (-32023).
     TaskExists,
+    /// `event.request` got no answer within its timeout (-32040).
+    Timeout,
+    /// An event type or pattern breaks the type grammar; `data.type` names it (-32041).
+    InvalidEventType,
+    /// The connection holds `limits.max_subscriptions` event subscriptions (-32042).
+    TooManySubscriptions,
     /// Anything else; the detail is in the hub's log (-32603).
     Internal,
 }
@@ -85,6 +91,10 @@ impl ErrorKind {
             Self::NotAssigned => -32021,
             Self::NotAWorker => -32022,
             Self::TaskExists => -32023,
+            // Event routing's kinds start at -32040.
+            Self::Timeout => -32040,
+            Self::InvalidEventType => -32041,
+            Self::TooManySubscriptions => -32042,
         }
     }
 
@@ -111,6 +121,9 @@ impl ErrorKind {
             Self::NotAssigned => "NOT_ASSIGNED",
             Self::NotAWorker => "NOT_A_WORKER",
             Self::TaskExists => "TASK_EXISTS",
+            Self::Timeout => "TIMEOUT",
+            Self::InvalidEventType => "INVALID_EVENT_TYPE",
+            Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
             Self::Internal => "INTERNAL",
         }
     }
@@ -209,6 +222,8 @@ mod tests {
             ErrorKind::AgentUnavailable,
             ErrorKind::NotAssigned,
             ErrorKind::NotAWorker,
+            ErrorKind::InvalidEventType,
+            ErrorKind::TooManySubscriptions,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
         }

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::agent::{self, AgentCli};
+use crate::broker::{Broker, BrokerLimits};
 use crate::clients::Clients;
 use crate::config::LoadedConfig;
 use crate::coordinator::Coordinator;
@@ -118,6 +119,8 @@ pub struct Inner {
     pub feed: Feed,
     /// Connected clients.
     pub clients: Clients,
+    /// Event routing.
+    pub broker: Broker,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Resource figures.
@@ -217,6 +220,11 @@ impl Hub {
         let monitor = Monitor::new(&data_dir);
         let (status, _) = watch::channel(StatusSnapshot::default());
         let (events, _) = tokio::sync::broadcast::channel(16);
+        let metrics = Metrics::new();
+        let broker = Broker::new(
+            BrokerLimits::from_config(&config.config.limits),
+            metrics.events.clone(),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 data_dir_lock: std::sync::Mutex::new(Some(data_dir_lock)),
@@ -225,7 +233,8 @@ impl Hub {
                 projects,
                 feed,
                 clients: Clients::default(),
-                metrics: Metrics::new(),
+                broker,
+                metrics,
                 monitor,
                 login_codes: LoginCodes::default(),
                 owner_hash,

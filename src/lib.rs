@@ -18,6 +18,7 @@
 //! | [`store`] | SQLite: projects, runs, sessions, the message log |
 //! | [`project`] | path validation and the project registry |
 //! | [`feed`] | history plus live output per project, without gaps |
+//! | [`broker`] | event routing: subscriptions by type, fan-out, request/response |
 //! | [`agent`] | running the Claude Code CLI: process groups, output, kill |
 //! | [`clients`] | connected clients and their bounded outgoing queues |
 //! | [`coordinator`] | the task queue, workers, leases and assignment |
@@ -46,6 +47,7 @@
 
 pub mod agent;
 pub mod assets;
+pub mod broker;
 pub mod client;
 pub mod clients;
 pub mod config;

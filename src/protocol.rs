@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use crate::error::{ErrorKind, RpcError};
 
 pub mod coordination;
+pub mod events;
 
 /// The protocol version, sent in the signature and in `hub.hello`. Bumped on any
 /// incompatible change of a shape below.

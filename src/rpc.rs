@@ -8,12 +8,14 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::agent;
+use crate::broker::PendingRequest;
 use crate::clients::Client;
 use crate::coordinator;
 use crate::error::{ErrorKind, RpcError};
 use crate::feed::ReplayTicket;
 use crate::hub::{Hub, PRODUCT, VERSION};
 use crate::protocol::coordination::{self as coord, method as coord_method};
+use crate::protocol::events::{self, method as event_method};
 use crate::protocol::{
     AgentRunParams, HelloParams, MessagesListParams, PROTOCOL_VERSION, ProjectCreateParams,
     ProjectRef, SubscribeParams, method, parse_params,
@@ -22,7 +24,7 @@ use crate::store::MessageQuery;
 use crate::timestamp::parse_rfc3339;
 
 /// Work to do after the response has been queued.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum After {
     /// Nothing.
     Nothing,
@@ -33,6 +35,9 @@ pub enum After {
         /// Which lines, for which subscription.
         ticket: ReplayTicket,
     },
+    /// Send no response yet: `event.request` answers with the event that answers it, or
+    /// `TIMEOUT`, once [`PendingRequest::answer`] completes.
+    Answer(PendingRequest),
 }
 
 /// Bytes of stored lines returned by one `messages.list` page at most; a page stops
@@ -229,6 +234,24 @@ pub fn dispatch(
             let p: coord::StatusParams = parse_params(params)?;
             done(serde_json::to_value(coordinator::status(hub, &p.project_id)?).unwrap_or_default())
         }
+        // Event routing: docs/protocol.md, "Event routing".
+        event_method::EVENT_SUBSCRIBE => {
+            let p: events::TypesParams = parse_params(params)?;
+            done(events::to_result(&hub.broker.subscribe(client, p.types)?)?)
+        }
+        event_method::EVENT_UNSUBSCRIBE => {
+            let p: events::TypesParams = parse_params(params)?;
+            done(events::to_result(
+                &hub.broker.unsubscribe(client, p.types)?,
+            )?)
+        }
+        event_method::EVENT_PUBLISH => done(events::to_result(
+            &hub.broker.publish(client, parse_params(params)?)?,
+        )?),
+        event_method::EVENT_REQUEST => Ok((
+            Value::Null,
+            After::Answer(hub.broker.request(client, parse_params(params)?)?),
+        )),
         other => Err(RpcError::new(
             ErrorKind::MethodNotFound,
             format!("unknown method {other:?}"),

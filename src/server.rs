@@ -305,7 +305,7 @@ async fn signature(State(state): State<AppState>, Query(query): Query<SignatureQ
         "instance_id": hub.instance_id,
         "ws_path": "/ws",
         "ws_subprotocol": SUBPROTOCOL,
-        "capabilities": ["projects", "agents", "messages", "tasks"],
+        "capabilities": ["projects", "agents", "messages", "tasks", "events"],
     });
     if let Some(nonce) = query.challenge {
         if nonce.is_empty() || nonce.len() > 256 {

@@ -17,10 +17,12 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
+use crate::broker::PendingRequest;
 use crate::clients::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOO_BIG, Client};
 use crate::error::{ErrorChain, ErrorKind, RpcError};
 use crate::hub::Hub;
-use crate::protocol::{Incoming, error_response, parse_incoming, response};
+use crate::protocol::events::to_result;
+use crate::protocol::{Incoming, RequestId, error_response, parse_incoming, response};
 use crate::rpc::{After, dispatch};
 
 /// Serves an upgraded connection until it closes.
@@ -128,6 +130,9 @@ pub async fn handle_socket<W, R>(
             Ok(Incoming::Notification { method }) => debug!(method, "ignored client notification"),
             Ok(Incoming::Request { id, method, params }) => {
                 match dispatch(&hub, &client, &method, params) {
+                    Ok((_, After::Answer(pending))) => {
+                        spawn_answer(&hub, &client, id, pending);
+                    }
                     Ok((result, after)) => {
                         if !client.send(Utf8Bytes::from(response(&id, &result))).await {
                             break;
@@ -150,11 +155,33 @@ pub async fn handle_socket<W, R>(
     }
     client.close(CLOSE_NORMAL, "bye");
     hub.feed.unsubscribe_all(client.id());
+    hub.broker.disconnect(client.id());
     crate::coordinator::disconnected(&hub, &client);
     hub.clients.remove(&client);
     hub.refresh_status();
     let _ = writer.await;
     tracing::debug!(close = ?client.close_code(), "connection closed");
+}
+
+/// Sends the answer to an `event.request` when it comes, unless the connection ends first.
+fn spawn_answer(hub: &Hub, client: &Arc<Client>, id: RequestId, pending: PendingRequest) {
+    let (tracker, hub, client) = (hub.tracker.clone(), hub.clone(), client.clone());
+    let answered = async move {
+        let answer = tokio::select! {
+            answer = pending.answer() => answer,
+            () = client.closed().cancelled() => return,
+        };
+        match answer
+            .map_err(RpcError::from)
+            .and_then(|event| to_result(&event))
+        {
+            Ok(result) => {
+                client.send(Utf8Bytes::from(response(&id, &result))).await;
+            }
+            Err(error) => reply_error(&hub, &client, Some(&id), &error).await,
+        }
+    };
+    tracker.spawn(answered.in_current_span());
 }
 
 async fn reply_error(
