@@ -22,3 +22,5 @@ mod cli;
 mod keychain;
 // Tasks, workers, leases and report files.
 mod coordination;
+// Event routing: matching, order, request/response, slow subscribers, bad input.
+mod events;
