@@ -196,6 +196,9 @@ async fn reply_error(
         .await;
 }
 
+/// Messages written before one flush at most.
+const WRITE_BATCH: usize = 64;
+
 async fn write_loop<W>(
     mut sink: W,
     mut rx: mpsc::Receiver<Utf8Bytes>,
@@ -217,7 +220,19 @@ async fn write_loop<W>(
             },
             _ = ping.tick() => Message::Ping(Default::default()),
         };
-        match tokio::time::timeout(write_timeout, sink.send(message)).await {
+        // What is already queued goes out with the same flush: one write to the socket
+        // for a burst of events instead of one per message.
+        let batch = async {
+            sink.feed(message).await?;
+            for _ in 1..WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok(text) => sink.feed(Message::Text(text)).await?,
+                    Err(_) => break,
+                }
+            }
+            sink.flush().await
+        };
+        match tokio::time::timeout(write_timeout, batch).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
                 debug!(error = %err, "write failed");
