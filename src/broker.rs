@@ -16,8 +16,9 @@
 //! events once it has room, and its next delivery carries `dropped`, the number it lost
 //! since its previous delivery. One that loses more than `limits.max_dropped_events` in a
 //! row is closed with 1008 (RFC 6455 section 7.4.1); one that stops reading altogether is
-//! also closed by the connection's write timeout. This is the slow-consumer policy of
-//! NATS, with the loss reported in-band.
+//! also closed by the connection's write timeout. This follows NATS, whose client
+//! libraries drop messages for a "slow consumer" past its pending limit and whose server
+//! disconnects a client that falls too far behind; here the loss is reported in-band.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
