@@ -298,7 +298,7 @@ async fn open_socket(url: &str, token: &str) -> Result<Socket> {
         "sec-websocket-protocol",
         semantest_hub::protocol::SUBPROTOCOL.parse()?,
     );
-    let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
     Ok(socket)
 }
 

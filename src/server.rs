@@ -164,6 +164,13 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
             .clone()
             .into_make_service_with_connect_info::<SocketAddr>();
         serve_tasks.push(tokio::spawn(async move {
+            // Small frames (events, replies) go out at once instead of waiting for the
+            // peer's delayed ACK (Nagle's algorithm, RFC 896).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+                }
+            });
             let served = axum::serve(listener, service)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await;
