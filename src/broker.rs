@@ -906,6 +906,27 @@ mod tests {
     }
 
     #[test]
+    fn each_event_is_encoded_once_for_all_its_subscribers() {
+        let clients = Clients::default();
+        let broker = Broker::new(limits(), EventMetrics::default());
+        let publisher = Peer::new(&clients, 64);
+        let mut one = Peer::new(&clients, 64);
+        let mut two = Peer::new(&clients, 64);
+        broker.subscribe(&one.client, types(&["e.*"])).unwrap();
+        broker.subscribe(&two.client, types(&["*"])).unwrap();
+        // Drain the hub.connection notices the registrations queued.
+        while one.rx.try_recv().is_ok() {}
+        publish(&broker, &publisher, "e.x").unwrap();
+        let (first, second) = (one.rx.try_recv().unwrap(), two.rx.try_recv().unwrap());
+        assert_eq!(first, second);
+        assert_eq!(
+            first.as_str().as_ptr(),
+            second.as_str().as_ptr(),
+            "one shared buffer"
+        );
+    }
+
+    #[test]
     fn unsubscribe_and_disconnect_remove_routes() {
         let clients = Clients::default();
         let broker = Broker::new(limits(), EventMetrics::default());
