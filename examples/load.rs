@@ -103,6 +103,20 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) a process has used, from /proc (Linux; clock ticks of
+/// 1/100 s, the USER_HZ of every mainstream Linux build).
+fn cpu_seconds(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -396,6 +410,7 @@ async fn event_phase(args: &Args, url: &str, token: &str, hub: u32) -> Result<()
         args.event_bytes
             .saturating_sub(r#"{"t":0000000000,"pad":""}"#.len()),
     );
+    let (hub_cpu_start, own_cpu_start) = (cpu_seconds(&hub.to_string()), cpu_seconds("self"));
     let started = Instant::now();
     let end = started + Duration::from_secs(args.event_seconds);
     let per_publisher = args.event_rate as f64 / publishers as f64;
@@ -416,6 +431,8 @@ async fn event_phase(args: &Args, url: &str, token: &str, hub: u32) -> Result<()
     }
     let publish_seconds = started.elapsed().as_secs_f64();
     stop.cancel();
+    let hub_cpu = cpu_seconds(&hub.to_string()) - hub_cpu_start;
+    let own_cpu = cpu_seconds("self") - own_cpu_start;
     let _ = sampler.await;
     let mut seen = Seen::default();
     for subscriber in subscribers {
@@ -459,6 +476,10 @@ async fn event_phase(args: &Args, url: &str, token: &str, hub: u32) -> Result<()
     println!(
         "FIGURE event_delivery_rate={:.0} deliveries/s",
         seen.deliveries as f64 / seconds
+    );
+    println!(
+        "FIGURE event_hub_cpu={hub_cpu:.2} s ({:.0} deliveries per hub CPU second); load generator {own_cpu:.2} s",
+        seen.deliveries as f64 / hub_cpu.max(0.01)
     );
     println!("FIGURE event_latency_p50={:.2} ms", pct(0.50));
     println!("FIGURE event_latency_p99={:.2} ms", pct(0.99));
@@ -519,7 +540,14 @@ async fn publish_events(
             id + 1
         };
         while id < due {
-            window.acquire().await?.forget();
+            match window.try_acquire() {
+                Ok(permit) => permit.forget(),
+                Err(_) => {
+                    // Send what is buffered before waiting for its answers.
+                    sink.flush().await?;
+                    window.acquire().await?.forget();
+                }
+            }
             id += 1;
             let t = base.elapsed().as_micros();
             let frame = format!(

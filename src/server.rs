@@ -296,6 +296,9 @@ async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Re
     next.run(request).await
 }
 
+/// Read buffer of each WebSocket; a larger message is read in several steps.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 #[derive(Deserialize)]
 struct SignatureQuery {
     challenge: Option<String>,
@@ -407,6 +410,9 @@ async fn websocket(
         .protocols([SUBPROTOCOL])
         .max_message_size(max_message)
         .max_frame_size(max_message)
+        // tungstenite allocates its read buffer up front, 128 KiB by default: most of a
+        // connection's memory, for frames that are mostly small.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             let (client, rx) = hub.clients.register(NewClient {
                 origin,

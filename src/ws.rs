@@ -196,8 +196,10 @@ async fn reply_error(
         .await;
 }
 
-/// Messages written before one flush at most.
-const WRITE_BATCH: usize = 64;
+/// Bytes of queued messages written before one flush, at most (one message more than
+/// that may go with them). Small enough that the write buffer a burst leaves behind
+/// stays small per connection.
+const WRITE_BATCH_BYTES: usize = 16 * 1024;
 
 async fn write_loop<W>(
     mut sink: W,
@@ -223,12 +225,15 @@ async fn write_loop<W>(
         // What is already queued goes out with the same flush: one write to the socket
         // for a burst of events instead of one per message.
         let batch = async {
+            let mut bytes = match &message {
+                Message::Text(text) => text.len(),
+                _ => 0,
+            };
             sink.feed(message).await?;
-            for _ in 1..WRITE_BATCH {
-                match rx.try_recv() {
-                    Ok(text) => sink.feed(Message::Text(text)).await?,
-                    Err(_) => break,
-                }
+            while bytes < WRITE_BATCH_BYTES {
+                let Ok(text) = rx.try_recv() else { break };
+                bytes += text.len();
+                sink.feed(Message::Text(text)).await?;
             }
             sink.flush().await
         };
