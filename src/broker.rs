@@ -507,7 +507,8 @@ impl Broker {
     }
 
     /// The patterns a connection holds.
-    pub fn subscriptions(&self, client_id: u64) -> usize {
+    #[cfg(test)]
+    fn subscriptions(&self, client_id: u64) -> usize {
         self.read()
             .conns
             .get(&client_id)
@@ -707,12 +708,14 @@ impl std::fmt::Debug for PendingRequest {
 
 impl PendingRequest {
     /// The correlation id the request event carries.
-    pub fn correlation_id(&self) -> &str {
+    #[cfg(test)]
+    fn correlation_id(&self) -> &str {
         &self.correlation_id
     }
 
     /// Subscribers the request event reached.
-    pub fn delivered(&self) -> usize {
+    #[cfg(test)]
+    fn delivered(&self) -> usize {
         self.delivered
     }
 

@@ -453,7 +453,7 @@ async fn a_slow_subscriber_loses_events_and_is_told_while_the_others_get_all() {
     assert_eq!(previous, total);
     assert!(lost >= 20, "lost {lost}");
     assert_eq!(seen.len() as u64 + lost, total);
-    let dropped = hub.hub().metrics.events.dropped.get();
+    let dropped = hub.hub().metrics().events.dropped.get();
     assert_eq!(dropped, lost);
     hub.stop().await;
 }
@@ -472,7 +472,7 @@ async fn a_subscriber_that_loses_too_many_events_is_closed_with_1008() {
     let mut slow = Laggard::connect(&hub, &["bulk.*"]).await;
     let mut publisher = hub.client().await;
     let body = "x".repeat(BULK);
-    let closed = || hub.hub().metrics.events.slow_closed.get() == 1;
+    let closed = || hub.hub().metrics().events.slow_closed.get() == 1;
     let mut seq = 0;
     while !closed() {
         assert!(seq < MAX_EVENTS, "the slow subscriber was never closed");
@@ -695,7 +695,7 @@ async fn subscriptions_end_with_the_connection() {
     sub.socket.close(None).await.unwrap();
     drop(sub);
     eventually("the subscriber's connection to end", || {
-        hub.hub().clients.count() == 1
+        hub.hub().clients().count() == 1
     })
     .await;
     assert_eq!(

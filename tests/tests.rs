@@ -22,5 +22,7 @@ mod cli;
 mod keychain;
 // Tasks, workers, leases and report files.
 mod coordination;
+// The agent limit under concurrent interactive runs and agent workers.
+mod concurrency;
 // Event routing: matching, order, request/response, slow subscribers, bad input.
 mod events;
