@@ -317,13 +317,14 @@ impl Routes {
 
     /// The subscribers of `kind` other than `sender`, each once.
     fn targets(&self, kind: &str, sender: u64) -> Vec<&Arc<Conn>> {
-        let mut buckets: [Option<&Bucket>; 2] = [self.exact.get(kind), Some(&self.all)];
+        // `a.b.c` is matched by `a.b.c`, `a.*`, `a.b.*` and `*`: one lookup per segment.
         let prefixes = kind
             .match_indices('.')
             .filter_map(|(at, _)| self.prefix.get(&kind[..at]));
         let mut sources = 0;
         let mut targets = Vec::new();
-        for bucket in buckets.iter_mut().filter_map(Option::take).chain(prefixes) {
+        let fixed = [self.exact.get(kind), Some(&self.all)];
+        for bucket in fixed.into_iter().flatten().chain(prefixes) {
             if !bucket.is_empty() {
                 sources += 1;
                 targets.extend(bucket.iter().filter(|c| c.id() != sender));
