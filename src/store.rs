@@ -40,6 +40,9 @@ pub enum StoreError {
     /// A statement failed.
     #[error("store query failed")]
     Sqlite(#[from] rusqlite::Error),
+    /// A value could not be encoded as JSON for its column.
+    #[error("cannot encode a stored value")]
+    Encode(#[from] serde_json::Error),
 }
 
 /// A registered project as stored.

@@ -320,7 +320,7 @@ impl Coordinator {
             Ok(handle) => handle,
             Err(err) => {
                 warn!(worker_id, task_id = task.id, error = %err, "cannot start a task run");
-                self.run(|txn| txn.run_not_started(&worker_id, &task.id, &err.message));
+                self.run(|txn| txn.run_not_started(&worker_id, &task.id, &err.to_string()));
                 return;
             }
         };

@@ -44,8 +44,10 @@ use crate::error::{ErrorChain, ErrorKind, RpcError};
 use crate::events::{Event, EventSink};
 use crate::feed::{Feed, Line};
 use crate::metrics::Metrics;
+use crate::project::ProjectError;
 use crate::project::{ActiveRun, Projects, validate_path};
 use crate::protocol::{ProjectState, RunStatus, StateChange, Stream};
+use crate::store::StoreError;
 use crate::store::{RunOutcome, Store};
 use crate::timestamp::now_ms;
 
@@ -214,11 +216,61 @@ enum Ending {
     TimedOut,
 }
 
-fn unavailable() -> RpcError {
-    RpcError::new(
-        ErrorKind::AgentUnavailable,
-        "the Claude Code CLI was not found; install it or set agent.cli_path",
-    )
+/// Why a run could not start, or be killed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The prompt is empty.
+    #[error("prompt is empty")]
+    EmptyPrompt,
+    /// The prompt is over [`MAX_PROMPT_BYTES`].
+    #[error("prompt is larger than 256 KiB")]
+    PromptTooLarge,
+    /// `timeout_s` is outside 1..=`agent.max_timeout_s`.
+    #[error("timeout_s must be between 1 and {0}")]
+    Timeout(u64),
+    /// No CLI was found.
+    #[error("the Claude Code CLI was not found; install it or set agent.cli_path")]
+    CliMissing,
+    /// The CLI could not be started.
+    #[error("{0}")]
+    CannotStart(String),
+    /// The project's directory now resolves elsewhere.
+    #[error("{path} now resolves to {now}; remove and re-add the project")]
+    PathChanged {
+        /// The registered path.
+        path: String,
+        /// Where it resolves now.
+        now: String,
+    },
+    /// `agent.kill` with nothing running.
+    #[error("project {0} runs no agent")]
+    NotRunning(String),
+    /// The project is missing, busy or has an invalid path.
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    /// The run could not be recorded.
+    #[error("cannot record the run")]
+    Store(#[from] StoreError),
+}
+
+impl From<RunError> for RpcError {
+    fn from(err: RunError) -> Self {
+        let kind = match &err {
+            RunError::EmptyPrompt | RunError::Timeout(_) => ErrorKind::InvalidParams,
+            RunError::PromptTooLarge => ErrorKind::TooLarge,
+            RunError::CliMissing | RunError::CannotStart(_) => ErrorKind::AgentUnavailable,
+            RunError::PathChanged { .. } => ErrorKind::InvalidPath,
+            RunError::NotRunning(_) => ErrorKind::NotRunning,
+            RunError::Project(_) => {
+                let RunError::Project(inner) = err else {
+                    unreachable!()
+                };
+                return inner.into();
+            }
+            RunError::Store(source) => return RpcError::internal("record run", source),
+        };
+        RpcError::new(kind, err.to_string())
+    }
 }
 
 impl Runner {
@@ -265,25 +317,19 @@ impl Runner {
     /// `INVALID_PARAMS` or `TOO_LARGE` for a bad prompt or timeout, `PROJECT_NOT_FOUND`,
     /// `PROJECT_BUSY` (interactive), `INVALID_PATH` (the directory changed), and
     /// `AGENT_UNAVAILABLE` when the CLI is missing or cannot start.
-    pub fn start(&self, request: RunRequest, permit: Permit) -> Result<RunHandle, RpcError> {
+    pub fn start(&self, request: RunRequest, permit: Permit) -> Result<RunHandle, RunError> {
         let config = &self.parts().config;
         if request.prompt.trim().is_empty() {
-            return Err(RpcError::new(ErrorKind::InvalidParams, "prompt is empty"));
+            return Err(RunError::EmptyPrompt);
         }
         if request.prompt.len() > MAX_PROMPT_BYTES {
-            return Err(RpcError::new(
-                ErrorKind::TooLarge,
-                "prompt is larger than 256 KiB",
-            ));
+            return Err(RunError::PromptTooLarge);
         }
         let timeout_s = request.timeout_s.unwrap_or(config.timeout_s);
         if timeout_s == 0 || timeout_s > config.max_timeout_s {
-            return Err(RpcError::new(
-                ErrorKind::InvalidParams,
-                format!("timeout_s must be between 1 and {}", config.max_timeout_s),
-            ));
+            return Err(RunError::Timeout(config.max_timeout_s));
         }
-        let cli = self.cli().get().ok_or_else(unavailable)?;
+        let cli = self.cli().get().ok_or(RunError::CliMissing)?;
         let ctx = RunContext {
             project_id: request.project_id,
             run: ActiveRun {
@@ -317,14 +363,14 @@ impl Runner {
                     .end_run(&ctx.project_id, ProjectState::Failed, Some("store error"))
                     .ok();
             }
-            return Err(RpcError::internal("record run", &err));
+            return Err(err.into());
         }
         let child = match self.launch(&cli, &ctx, &request.prompt, resume.as_deref(), &path) {
             Ok(child) => child,
             Err(reason) => {
                 let outcome = RunOutcome::new(RunStatus::Failed, Some(reason.clone()));
                 self.record_end(&ctx, &outcome, permit);
-                return Err(RpcError::new(ErrorKind::AgentUnavailable, reason));
+                return Err(RunError::CannotStart(reason));
             }
         };
         let (worker_id, task_id) = match &ctx.mode {
@@ -377,7 +423,7 @@ impl Runner {
 
     /// Claims the project (interactive) or checks its directory (task); returns the
     /// directory and the session to resume.
-    fn prepare(&self, ctx: &RunContext) -> Result<(PathBuf, Option<String>), RpcError> {
+    fn prepare(&self, ctx: &RunContext) -> Result<(PathBuf, Option<String>), RunError> {
         let projects = &self.parts().projects;
         match &ctx.mode {
             RunMode::Interactive { new_session } => {
@@ -393,14 +439,10 @@ impl Runner {
                 let path = PathBuf::from(&view.path);
                 match validate_path(&view.path) {
                     Ok(current) if current == path => Ok((path, None)),
-                    Ok(current) => Err(RpcError::new(
-                        ErrorKind::InvalidPath,
-                        format!(
-                            "{} now resolves to {}; remove and re-add the project",
-                            view.path,
-                            current.display()
-                        ),
-                    )),
+                    Ok(current) => Err(RunError::PathChanged {
+                        path: view.path,
+                        now: current.display().to_string(),
+                    }),
                     Err(err) => Err(err.into()),
                 }
             }
@@ -443,17 +485,14 @@ impl Runner {
     ///
     /// # Errors
     /// `PROJECT_NOT_FOUND`, or `NOT_RUNNING` when nothing runs.
-    pub fn kill(&self, project_id: &str) -> Result<(), RpcError> {
+    pub fn kill(&self, project_id: &str) -> Result<(), RunError> {
         match self.parts().projects.active_run(project_id)? {
             Some(run) => {
                 info!(run_id = %run.id, project_id, "kill requested");
                 run.stop.cancel();
                 Ok(())
             }
-            None => Err(RpcError::new(
-                ErrorKind::NotRunning,
-                format!("project {project_id} runs no agent"),
-            )),
+            None => Err(RunError::NotRunning(project_id.to_string())),
         }
     }
 

@@ -186,7 +186,8 @@ impl Store {
     /// Inserts tasks in one transaction: all or none.
     ///
     /// # Errors
-    /// [`StoreError::Sqlite`], including a UNIQUE violation for an id that exists.
+    /// [`StoreError::Sqlite`], including a UNIQUE violation for an id that exists;
+    /// [`StoreError::Encode`] for failures that cannot be encoded.
     pub fn insert_tasks(&self, rows: &[TaskRow]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -209,7 +210,7 @@ impl Store {
                     row.state.as_str(),
                     row.worker_id,
                     row.attempts,
-                    serde_json::to_string(&row.failures).unwrap_or_else(|_| "[]".into()),
+                    serde_json::to_string(&row.failures)?,
                     json_text(&row.report),
                     row.completed_by.map(CompletedBy::as_str),
                     row.created_at,
@@ -224,7 +225,7 @@ impl Store {
     /// Writes the mutable part of a task: state, worker, attempts, failures, report.
     ///
     /// # Errors
-    /// [`StoreError::Sqlite`].
+    /// [`StoreError::Sqlite`], or [`StoreError::Encode`] for failures that cannot be encoded.
     pub fn update_task(&self, row: &TaskRow) -> Result<(), StoreError> {
         self.conn()
             .prepare_cached(
@@ -237,7 +238,7 @@ impl Store {
                 row.state.as_str(),
                 row.worker_id,
                 row.attempts,
-                serde_json::to_string(&row.failures).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&row.failures)?,
                 json_text(&row.report),
                 row.completed_by.map(CompletedBy::as_str),
                 row.updated_at,
