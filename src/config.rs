@@ -125,6 +125,20 @@ pub struct Limits {
     pub write_timeout_s: u64,
     /// Seconds shutdown waits for connections and runs before giving up on them.
     pub shutdown_grace_s: u64,
+    /// Event type patterns one connection may subscribe to (`TOO_MANY_SUBSCRIPTIONS`).
+    pub max_subscriptions: usize,
+    /// Largest event payload, as JSON, in bytes (`TOO_LARGE`); `max_message_bytes` caps
+    /// it.
+    pub max_event_payload_bytes: usize,
+    /// Sustained events per second one connection may publish (`event.publish` and
+    /// `event.request`), with a burst of one second's worth (`RATE_LIMITED`). Publishes
+    /// also count against `rate_limit_per_s`, like every request.
+    pub event_rate_per_s: u32,
+    /// Events a subscriber may lose in a row to a full queue before it is closed with
+    /// 1008.
+    pub max_dropped_events: u64,
+    /// `event.request`s one connection may wait on at once (`LIMIT_REACHED`).
+    pub max_pending_requests: usize,
 }
 
 /// The agent runner's settings (DESIGN.md, "The agent runner").
@@ -221,6 +235,11 @@ impl Default for Limits {
             idle_timeout_s: 300,
             write_timeout_s: 10,
             shutdown_grace_s: 10,
+            max_subscriptions: 100,
+            max_event_payload_bytes: 256 * 1024,
+            event_rate_per_s: 20_000,
+            max_dropped_events: 10_000,
+            max_pending_requests: 100,
         }
     }
 }
@@ -447,6 +466,12 @@ impl Config {
             ("limits.max_projects", limits.max_projects),
             ("limits.max_running_agents", limits.max_running_agents),
             ("limits.outgoing_queue", limits.outgoing_queue),
+            ("limits.max_subscriptions", limits.max_subscriptions),
+            (
+                "limits.max_event_payload_bytes",
+                limits.max_event_payload_bytes,
+            ),
+            ("limits.max_pending_requests", limits.max_pending_requests),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {
@@ -467,6 +492,11 @@ impl Config {
             ("limits.ping_interval_s", limits.ping_interval_s),
             ("limits.idle_timeout_s", limits.idle_timeout_s),
             ("limits.write_timeout_s", limits.write_timeout_s),
+            (
+                "limits.event_rate_per_s",
+                u64::from(limits.event_rate_per_s),
+            ),
+            ("limits.max_dropped_events", limits.max_dropped_events),
             ("agent.timeout_s", self.agent.timeout_s),
             ("agent.max_timeout_s", self.agent.max_timeout_s),
             ("stats_interval_s", self.stats_interval_s),
@@ -716,6 +746,10 @@ mod tests {
             ),
             ("allowed_origins = [\"null\"]", "allowed_origins"),
             ("[coordination]\nlease_s = 0", "coordination.lease_s"),
+            (
+                "[limits]\nmax_subscriptions = 0",
+                "limits.max_subscriptions",
+            ),
             (
                 "[coordination]\nreport_debounce_ms = 1",
                 "coordination.report_debounce_ms",

@@ -3,13 +3,14 @@
 //!
 //! The local address is what the signature challenge binds its proof to (the
 //! listener's real `host:port`, never the Host header, which the client or a relay
-//! chooses). axum hands it to handlers as `ConnectInfo<ConnAddrs>`.
+//! chooses). axum hands it to handlers as `ConnectInfo<ConnAddrs>`. [`NoDelayListener`]
+//! is the plain TCP listener the hub serves on.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
 use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
-use tokio::net::TcpListener;
+use axum::serve::{IncomingStream, Listener};
+use tokio::net::{TcpListener, TcpStream};
 
 /// The two ends of an accepted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +33,35 @@ impl Connected<SocketAddr> for ConnAddrs {
     }
 }
 
-impl Connected<IncomingStream<'_, TcpListener>> for ConnAddrs {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+/// A TCP listener whose accepted sockets send small frames (events, replies) at once:
+/// TCP_NODELAY, so they do not wait for the peer's delayed ACK (Nagle's algorithm,
+/// RFC 896). Accept errors are handled by axum's own `TcpListener` (it logs them and
+/// backs off), to which this delegates.
+///
+/// A type of its own rather than `ListenerExt::tap_io`, because axum implements
+/// `Connected` for a tapped listener only towards its plain address type, and the hub
+/// needs [`ConnAddrs`].
+pub struct NoDelayListener(pub TcpListener);
+
+impl Listener for NoDelayListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        let (stream, peer) = Listener::accept(&mut self.0).await;
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+        (stream, peer)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, NoDelayListener>> for ConnAddrs {
+    fn connect_info(stream: IncomingStream<'_, NoDelayListener>) -> Self {
         // A socket whose local address cannot be read gets 0.0.0.0:0, which no client
         // contacts, so a proof bound to it fails closed.
         let local = stream

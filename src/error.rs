@@ -70,6 +70,12 @@ pub enum ErrorKind {
     /// The method's family is switched off in this mode, e.g. `agent.run` on a public
     /// hub without `public.enable_agents` (-32050).
     Disabled,
+    /// `event.request` got no answer within its timeout (-32040).
+    Timeout,
+    /// An event type or pattern breaks the type grammar; `data.type` names it (-32041).
+    InvalidEventType,
+    /// The connection holds `limits.max_subscriptions` event subscriptions (-32042).
+    TooManySubscriptions,
     /// Anything else; the detail is in the hub's log (-32603).
     Internal,
 }
@@ -106,6 +112,10 @@ impl ErrorKind {
             Self::ClientNotFound => -32034,
             // Public mode's kinds start at -32050.
             Self::Disabled => -32050,
+            // Event routing's kinds start at -32040.
+            Self::Timeout => -32040,
+            Self::InvalidEventType => -32041,
+            Self::TooManySubscriptions => -32042,
         }
     }
 
@@ -138,6 +148,9 @@ impl ErrorKind {
             Self::PairingNotFound => "PAIRING_NOT_FOUND",
             Self::ClientNotFound => "CLIENT_NOT_FOUND",
             Self::Disabled => "DISABLED",
+            Self::Timeout => "TIMEOUT",
+            Self::InvalidEventType => "INVALID_EVENT_TYPE",
+            Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
             Self::Internal => "INTERNAL",
         }
     }
@@ -240,6 +253,8 @@ mod tests {
             ErrorKind::PairingNotFound,
             ErrorKind::ClientNotFound,
             ErrorKind::Disabled,
+            ErrorKind::InvalidEventType,
+            ErrorKind::TooManySubscriptions,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
         }

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::broker::{Broker, BrokerLimits};
 use crate::client_tokens::ClientTokens;
 use crate::clients::{Client, Clients};
 use crate::config::{LoadedConfig, Mode};
@@ -97,6 +98,7 @@ struct Inner {
     projects: Projects,
     feed: Feed,
     clients: Clients,
+    broker: Broker,
     metrics: Arc<Metrics>,
     monitor: Monitor,
     login_codes: LoginCodes,
@@ -165,6 +167,10 @@ impl Hub {
         );
         let clients = Clients::default();
         let metrics = Arc::new(Metrics::new());
+        let broker = Broker::new(
+            BrokerLimits::from_config(&config.config.limits),
+            metrics.events.clone(),
+        );
         let slots = Slots::new(config.config.limits.max_running_agents);
         let notifier = Arc::new(Notifier::new(
             clients.clone(),
@@ -210,6 +216,7 @@ impl Hub {
                 projects,
                 feed,
                 clients,
+                broker,
                 metrics,
                 monitor,
                 login_codes: LoginCodes::default(),
@@ -293,6 +300,11 @@ impl Hub {
     /// Connected clients.
     pub fn clients(&self) -> &Clients {
         &self.inner.clients
+    }
+
+    /// Event routing.
+    pub(crate) fn broker(&self) -> &Broker {
+        &self.inner.broker
     }
 
     /// Prometheus metrics.
@@ -461,6 +473,7 @@ impl Hub {
     /// A connection closed: its subscriptions, its worker, its registry entry.
     pub(crate) fn connection_closed(&self, client: &Arc<Client>) {
         self.inner.feed.unsubscribe_all(client.id());
+        self.inner.broker.disconnect(client.id());
         self.inner.coordinator.disconnected(client.id());
         self.inner.clients.remove(client);
         self.emit(Event::ConnectionsChanged);

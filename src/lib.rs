@@ -25,7 +25,7 @@
 //!  coordinator/   notifier     task queue: pure state transitions + handle ·
 //!                              the one EventSink: notifications, desktop, status
 //!  runner/                     cli · process · output · slots (agent permits)
-//!  feed                        history plus live output
+//!  feed, broker                history plus live output; event routing
 //!  clients, project            connections; project registry and path rules
 //!  client_tokens, pairing      live tokens by hash, paired origins; pending pairings
 //!  store, security, events     SQLite; tokens, allowlists; Event + EventSink  security pub
@@ -55,6 +55,7 @@
 
 pub(crate) mod access;
 pub(crate) mod assets;
+pub(crate) mod broker;
 pub mod client;
 pub(crate) mod client_tokens;
 pub(crate) mod clients;

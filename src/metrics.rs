@@ -32,6 +32,32 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// Outcome label of event routing: `delivered`, `dropped` (deliveries); `answered`,
+/// `timed_out` (requests).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// The outcome.
+    pub outcome: String,
+}
+
+/// Event routing's counters, handed to [`crate::broker::Broker`]. Each is a handle to a
+/// counter registered in [`Metrics`], resolved once so the fan-out never looks up a label.
+#[derive(Clone, Debug, Default)]
+pub struct EventMetrics {
+    /// Events accepted by `event.publish` and `event.request`.
+    pub published: Counter,
+    /// Deliveries queued to subscribers.
+    pub delivered: Counter,
+    /// Deliveries lost because the subscriber's queue was full.
+    pub dropped: Counter,
+    /// Subscribers closed with 1008 for dropping more than `limits.max_dropped_events`.
+    pub slow_closed: Counter,
+    /// `event.request`s that got their answer.
+    pub answered: Counter,
+    /// `event.request`s that timed out.
+    pub timed_out: Counter,
+}
+
 /// Every metric of the hub.
 pub struct Metrics {
     registry: Registry,
@@ -61,6 +87,8 @@ pub struct Metrics {
     pub resident_memory: Gauge,
     /// Hub CPU usage in percent of one core.
     pub cpu_percent: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Event routing.
+    pub events: EventMetrics,
 }
 
 impl Default for Metrics {
@@ -88,6 +116,7 @@ impl Metrics {
             running_agents: Gauge::default(),
             resident_memory: Gauge::default(),
             cpu_percent: Gauge::default(),
+            events: EventMetrics::default(),
         };
         registry.register(
             "ws_connections",
@@ -150,8 +179,10 @@ impl Metrics {
             "CPU usage of the hub, percent of one core",
             metrics.cpu_percent.clone(),
         );
+        let events = register_events(&mut registry);
         Self {
             registry,
+            events,
             ..metrics
         }
     }
@@ -197,6 +228,51 @@ impl Metrics {
     }
 }
 
+/// Registers event routing's metrics: `events_published_total`,
+/// `event_deliveries_total{outcome="delivered"|"dropped"}`,
+/// `event_slow_subscribers_closed_total` and
+/// `event_requests_total{outcome="answered"|"timed_out"}`.
+fn register_events(registry: &mut Registry) -> EventMetrics {
+    let deliveries = Family::<OutcomeLabel, Counter>::default();
+    let requests = Family::<OutcomeLabel, Counter>::default();
+    let outcome = |family: &Family<OutcomeLabel, Counter>, outcome: &str| {
+        family
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .clone()
+    };
+    let events = EventMetrics {
+        published: Counter::default(),
+        delivered: outcome(&deliveries, "delivered"),
+        dropped: outcome(&deliveries, "dropped"),
+        slow_closed: Counter::default(),
+        answered: outcome(&requests, "answered"),
+        timed_out: outcome(&requests, "timed_out"),
+    };
+    registry.register(
+        "events_published",
+        "Events accepted by event.publish and event.request",
+        events.published.clone(),
+    );
+    registry.register(
+        "event_deliveries",
+        "Event deliveries to subscribers, by outcome (delivered, dropped)",
+        deliveries,
+    );
+    registry.register(
+        "event_slow_subscribers_closed",
+        "Subscribers closed with 1008 for dropping more than limits.max_dropped_events",
+        events.slow_closed.clone(),
+    );
+    registry.register(
+        "event_requests",
+        "event.request calls, by outcome (answered, timed_out)",
+        requests,
+    );
+    events
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +289,16 @@ mod tests {
         );
         assert!(text.contains("semantest_hub_ws_connections_refused_total{reason=\"origin\"} 1"));
         assert!(text.contains("semantest_hub_agent_run_duration_seconds_count 1"));
+        metrics.events.published.inc();
+        metrics.events.delivered.inc_by(3);
+        let text = metrics.encode();
+        assert!(
+            text.contains("semantest_hub_events_published_total 1"),
+            "{text}"
+        );
+        assert!(text.contains("semantest_hub_event_deliveries_total{outcome=\"delivered\"} 3"));
+        assert!(text.contains("semantest_hub_event_deliveries_total{outcome=\"dropped\"} 0"));
+        assert!(text.contains("semantest_hub_event_requests_total{outcome=\"timed_out\"} 0"));
         assert!(text.trim_end().ends_with("# EOF"));
     }
 }

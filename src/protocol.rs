@@ -56,6 +56,7 @@ macro_rules! stored_names {
 
 pub mod clients;
 pub mod coordination;
+pub mod events;
 pub mod hub;
 
 /// The protocol version, sent in the signature and in `hub.hello`. Bumped on any

@@ -42,7 +42,7 @@ use crate::assets;
 use crate::client_tokens::Identity;
 use crate::clients::{CLOSE_POLICY, NewClient};
 use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig, Mode};
-use crate::conn_info::ConnAddrs;
+use crate::conn_info::{ConnAddrs, NoDelayListener};
 use crate::error::ErrorChain;
 use crate::hub::{Hub, PRODUCT, StartError, VERSION};
 use crate::pairing::is_extension_origin;
@@ -220,7 +220,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
             .clone()
             .into_make_service_with_connect_info::<ConnAddrs>();
         serve_tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, service)
+            let served = axum::serve(NoDelayListener(listener), service)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await;
             if let Err(err) = served {
@@ -417,6 +417,9 @@ async fn gate(
     next.run(request).await
 }
 
+/// Read buffer of each WebSocket; a larger message is read in several steps.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 #[derive(Deserialize)]
 struct SignatureQuery {
     challenge: Option<String>,
@@ -433,10 +436,10 @@ fn challenge_field_ok(value: &str, max: usize) -> bool {
 }
 
 /// The feature groups this hub serves, for the signature: the method families its mode
-/// enables (`public.capabilities()`), plus `pairing`, which every hub offers.
+/// enables (`public.capabilities()`), plus `events` and `pairing`, which every hub offers.
 fn capabilities(hub: &Hub) -> Vec<&'static str> {
     let mut capabilities = hub.config().config.public.capabilities();
-    capabilities.push("pairing");
+    capabilities.extend(["events", "pairing"]);
     capabilities
 }
 
@@ -666,6 +669,9 @@ async fn websocket(
         .protocols([SUBPROTOCOL])
         .max_message_size(max_message)
         .max_frame_size(max_message)
+        // tungstenite allocates its read buffer up front, 128 KiB by default: most of a
+        // connection's memory, for frames that are mostly small.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             let (client, rx) = hub.clients().register(NewClient {
                 origin,

@@ -17,10 +17,12 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
+use crate::broker::PendingRequest;
 use crate::clients::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOO_BIG, Client};
 use crate::error::{ErrorChain, ErrorKind, RpcError};
 use crate::hub::Hub;
-use crate::protocol::{Incoming, error_response, parse_incoming, response};
+use crate::protocol::events::to_result;
+use crate::protocol::{Incoming, RequestId, error_response, parse_incoming, response};
 use crate::rpc::{After, dispatch};
 
 /// Serves an upgraded connection until it closes.
@@ -122,6 +124,9 @@ pub async fn handle_socket<W, R>(
             Ok(Incoming::Notification { method }) => debug!(method, "ignored client notification"),
             Ok(Incoming::Request { id, method, params }) => {
                 match dispatch(&hub, &client, &method, params) {
+                    Ok((_, After::Answer(pending))) => {
+                        spawn_answer(&hub, &client, id, pending);
+                    }
                     Ok((result, after)) => {
                         if !client.send(Utf8Bytes::from(response(&id, &result))).await {
                             break;
@@ -146,6 +151,27 @@ pub async fn handle_socket<W, R>(
     hub.connection_closed(&client);
     let _ = writer.await;
     tracing::debug!(close = ?client.close_code(), "connection closed");
+}
+
+/// Sends the answer to an `event.request` when it comes, unless the connection ends first.
+fn spawn_answer(hub: &Hub, client: &Arc<Client>, id: RequestId, pending: PendingRequest) {
+    let (tracker, hub, client) = (hub.tracker().clone(), hub.clone(), client.clone());
+    let answered = async move {
+        let answer = tokio::select! {
+            answer = pending.answer() => answer,
+            () = client.closed().cancelled() => return,
+        };
+        match answer
+            .map_err(RpcError::from)
+            .and_then(|event| to_result(&event))
+        {
+            Ok(result) => {
+                client.send(Utf8Bytes::from(response(&id, &result))).await;
+            }
+            Err(error) => reply_error(&hub, &client, Some(&id), &error).await,
+        }
+    };
+    tracker.spawn(answered.in_current_span());
 }
 
 /// Whether a read failed because a message or frame was over the limits: tungstenite's
@@ -175,6 +201,11 @@ async fn reply_error(
         .await;
 }
 
+/// Bytes of queued messages written before one flush, at most (one message more than
+/// that may go with them). Small enough that the write buffer a burst leaves behind
+/// stays small per connection.
+const WRITE_BATCH_BYTES: usize = 16 * 1024;
+
 async fn write_loop<W>(
     mut sink: W,
     mut rx: mpsc::Receiver<Utf8Bytes>,
@@ -196,7 +227,22 @@ async fn write_loop<W>(
             },
             _ = ping.tick() => Message::Ping(Default::default()),
         };
-        match tokio::time::timeout(write_timeout, sink.send(message)).await {
+        // What is already queued goes out with the same flush: one write to the socket
+        // for a burst of events instead of one per message.
+        let batch = async {
+            let mut bytes = match &message {
+                Message::Text(text) => text.len(),
+                _ => 0,
+            };
+            sink.feed(message).await?;
+            while bytes < WRITE_BATCH_BYTES {
+                let Ok(text) = rx.try_recv() else { break };
+                bytes += text.len();
+                sink.feed(Message::Text(text)).await?;
+            }
+            sink.flush().await
+        };
+        match tokio::time::timeout(write_timeout, batch).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
                 debug!(error = %err, "write failed");

@@ -289,7 +289,7 @@ async fn enabled_families_are_served_and_listed() {
     let signature: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         signature["capabilities"],
-        json!(["projects", "messages", "pairing"])
+        json!(["projects", "messages", "events", "pairing"])
     );
     let mut socket = wss(&hub, &connector).await;
     let list = call(&mut socket, 1, "project.list", json!({})).await;
@@ -320,7 +320,9 @@ async fn local_hub_badges_are_local_and_its_signature_says_local() {
     assert_eq!(signature["mode"], "local");
     assert_eq!(
         signature["capabilities"],
-        json!(["projects", "agents", "messages", "tasks", "pairing"])
+        json!([
+            "projects", "agents", "messages", "tasks", "events", "pairing"
+        ])
     );
     hub.stop().await;
 }

@@ -30,3 +30,5 @@ mod pairing;
 mod concurrency;
 // Public mode: TLS, tokens only, public Host names, per-address limits, DISABLED.
 mod public_mode;
+// Event routing: matching, order, request/response, slow subscribers, bad input.
+mod events;

@@ -10,6 +10,7 @@
 mod agent;
 mod clients;
 mod coordination;
+mod events;
 mod hub;
 mod messages;
 mod mode;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::broker::PendingRequest;
 use crate::clients::Client;
 use crate::error::{ErrorKind, RpcError};
 use crate::feed::ReplayTicket;
@@ -27,7 +29,7 @@ use crate::hub::Hub;
 use crate::scopes::required_scope;
 
 /// Work to do after the response has been queued.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum After {
     /// Nothing.
     Nothing,
@@ -38,6 +40,9 @@ pub enum After {
         /// Which lines, for which subscription.
         ticket: ReplayTicket,
     },
+    /// Send no response yet: `event.request` answers with the event that answers it, or
+    /// `TIMEOUT`, once [`PendingRequest::answer`] completes.
+    Answer(PendingRequest),
 }
 
 /// One request's context: the hub and the calling connection.
@@ -62,6 +67,7 @@ const FAMILIES: &[fn(&str) -> Option<Handler>] = &[
     messages::find,
     coordination::find,
     clients::find,
+    events::find,
 ];
 
 /// Handles one request from `client`.

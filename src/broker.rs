@@ -1,0 +1,755 @@
+//! Event routing: subscriptions by type, fan-out to subscribers, and request/response by
+//! correlation id.
+//!
+//! A [`Broker`] is a cheap-to-clone handle that knows connections only as [`Client`]s.
+//! Types and patterns follow NATS subject syntax (dot-separated segments; see
+//! [`crate::protocol::events`]). Subscriptions live in three indexes, so a publish looks
+//! up its subscribers instead of testing every pattern: exact types in one map, `prefix.*`
+//! patterns in another (keyed by the prefix, probed once per segment boundary of the
+//! type), and `*` in a list.
+//!
+//! The fan-out is the hub's hot path. Each event is encoded once, as a refcounted
+//! [`Utf8Bytes`] every subscriber's queue shares, and pushed with a non-blocking
+//! `try_send` under a read lock that is never held across an `.await`. A subscriber whose
+//! queue is full (past the headroom kept for replies, see [`Client::try_push_output`])
+//! loses that event instead of growing the hub's memory: it keeps receiving the newest
+//! events once it has room, and its next delivery carries `dropped`, the number it lost
+//! since its previous delivery. One that loses more than `limits.max_dropped_events` in a
+//! row is closed with 1008 (RFC 6455 section 7.4.1); one that stops reading altogether is
+//! also closed by the connection's write timeout. This follows NATS, whose client
+//! libraries drop messages for a "slow consumer" past its pending limit and whose server
+//! disconnects a client that falls too far behind; here the loss is reported in-band.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::clients::{CLOSE_POLICY, Client, Push};
+use crate::config::Limits;
+use crate::error::{ErrorKind, RpcError};
+use crate::metrics::EventMetrics;
+use crate::protocol::events::{
+    DEFAULT_REQUEST_TIMEOUT_MS, Event, MAX_CORRELATION_ID_LEN, MAX_REQUEST_TIMEOUT_MS,
+    MAX_TYPE_LEN, PublishParams, PublishResult, RequestParams, SubscribeResult, UnsubscribeResult,
+    connection_name, method,
+};
+use crate::protocol::notification;
+use crate::timestamp::{format_ms, now_ms};
+
+/// Why an `event.*` request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// A type or pattern breaks the grammar, or a publish used a wildcard.
+    #[error("{value:?} is not {expected}: {reason}")]
+    InvalidType {
+        /// The offending type as given.
+        value: String,
+        /// `an event type` or `an event type pattern`.
+        expected: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `types` was empty.
+    #[error("types must name at least one event type")]
+    NoTypes,
+    /// The subscription would take the connection past `limits.max_subscriptions`.
+    #[error("this connection may hold at most {limit} subscriptions; it holds {total}")]
+    TooManySubscriptions {
+        /// `limits.max_subscriptions`.
+        limit: usize,
+        /// Subscriptions the connection holds now.
+        total: usize,
+    },
+    /// The encoded payload is over `limits.max_event_payload_bytes`.
+    #[error("the payload is {size} bytes; an event may carry at most {limit}")]
+    PayloadTooLarge {
+        /// Bytes of the payload as JSON.
+        size: usize,
+        /// `limits.max_event_payload_bytes`.
+        limit: usize,
+    },
+    /// The connection publishes faster than `limits.event_rate_per_s`.
+    #[error("this connection publishes more than {rate} events per second; slow down")]
+    RateLimited {
+        /// `limits.event_rate_per_s`.
+        rate: u32,
+    },
+    /// A `correlation_id` that is empty or too long.
+    #[error("correlation_id must be 1 to {MAX_CORRELATION_ID_LEN} bytes")]
+    InvalidCorrelationId,
+    /// A `timeout_ms` out of range.
+    #[error("timeout_ms must be between 1 and {MAX_REQUEST_TIMEOUT_MS}")]
+    InvalidTimeout,
+    /// The connection already waits for `limits.max_pending_requests` answers.
+    #[error("this connection already waits for {limit} event requests, its maximum")]
+    TooManyRequests {
+        /// `limits.max_pending_requests`.
+        limit: usize,
+    },
+    /// The payload could not be encoded (a `Value` always can).
+    #[error("cannot encode the payload")]
+    Encode(#[from] serde_json::Error),
+    /// No answer to an `event.request` in time.
+    #[error("no answer to the event request within {timeout_ms} ms")]
+    Timeout {
+        /// The id the request carried.
+        correlation_id: String,
+        /// The timeout that passed.
+        timeout_ms: u64,
+        /// Subscribers the request reached.
+        delivered: usize,
+    },
+}
+
+impl From<EventError> for RpcError {
+    fn from(err: EventError) -> Self {
+        let (kind, details) = match &err {
+            EventError::InvalidType { value, .. } => {
+                (ErrorKind::InvalidEventType, json!({ "type": value }))
+            }
+            EventError::TooManySubscriptions { limit, total } => (
+                ErrorKind::TooManySubscriptions,
+                json!({ "limit": limit, "total": total }),
+            ),
+            EventError::PayloadTooLarge { size, limit } => {
+                (ErrorKind::TooLarge, json!({ "size": size, "limit": limit }))
+            }
+            EventError::RateLimited { .. } => (ErrorKind::RateLimited, Value::Null),
+            EventError::NoTypes | EventError::InvalidCorrelationId | EventError::InvalidTimeout => {
+                (ErrorKind::InvalidParams, Value::Null)
+            }
+            EventError::TooManyRequests { limit } => {
+                (ErrorKind::LimitReached, json!({ "limit": limit }))
+            }
+            EventError::Timeout {
+                correlation_id,
+                timeout_ms,
+                delivered,
+            } => (
+                ErrorKind::Timeout,
+                json!({ "correlation_id": correlation_id, "timeout_ms": timeout_ms, "delivered": delivered }),
+            ),
+            EventError::Encode(source) => return RpcError::internal("event payload", source),
+        };
+        let error = RpcError::new(kind, err.to_string());
+        if details.is_null() {
+            error
+        } else {
+            error.with_details(details)
+        }
+    }
+}
+
+/// A parsed subscription pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pattern<'a> {
+    /// `*`: every type.
+    All,
+    /// `prefix.*`: every type that starts with `prefix.` and has at least one more
+    /// segment. Holds the prefix without `.*`.
+    Prefix(&'a str),
+    /// One exact type.
+    Exact(&'a str),
+}
+
+const TYPE_RULES: &str = "use 1 to 128 characters of [a-z0-9_.-] in dot-separated, non-empty segments, with * only as the whole last segment";
+
+fn invalid(value: &str, expected: &'static str, reason: &'static str) -> EventError {
+    EventError::InvalidType {
+        value: value.to_string(),
+        expected,
+        reason,
+    }
+}
+
+fn check_segments(text: &str) -> Result<(), &'static str> {
+    if text
+        .split('.')
+        .any(|segment| segment.is_empty() || !segment.bytes().all(is_type_byte))
+    {
+        return Err(TYPE_RULES);
+    }
+    Ok(())
+}
+
+fn is_type_byte(byte: u8) -> bool {
+    matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')
+}
+
+/// Parses a subscription pattern: an exact type, `prefix.*` or `*`.
+///
+/// # Errors
+/// [`EventError::InvalidType`] naming the pattern.
+pub fn parse_pattern(text: &str) -> Result<Pattern<'_>, EventError> {
+    const EXPECTED: &str = "an event type pattern";
+    if text.is_empty() || text.len() > MAX_TYPE_LEN {
+        return Err(invalid(text, EXPECTED, TYPE_RULES));
+    }
+    if text == "*" {
+        return Ok(Pattern::All);
+    }
+    let (body, is_prefix) = match text.strip_suffix(".*") {
+        Some(prefix) => (prefix, true),
+        None => (text, false),
+    };
+    check_segments(body).map_err(|reason| invalid(text, EXPECTED, reason))?;
+    Ok(if is_prefix {
+        Pattern::Prefix(body)
+    } else {
+        Pattern::Exact(body)
+    })
+}
+
+/// Checks the exact type of a published event.
+///
+/// # Errors
+/// [`EventError::InvalidType`], also for a wildcard.
+pub fn check_type(text: &str) -> Result<(), EventError> {
+    const EXPECTED: &str = "an event type";
+    if text.is_empty() || text.len() > MAX_TYPE_LEN {
+        return Err(invalid(text, EXPECTED, TYPE_RULES));
+    }
+    if text.split('.').any(|segment| segment == "*") {
+        return Err(invalid(
+            text,
+            EXPECTED,
+            "events are published with an exact type; wildcards are for subscribing",
+        ));
+    }
+    check_segments(text).map_err(|reason| invalid(text, EXPECTED, reason))
+}
+
+/// The broker's limits, from `[limits]` (docs/configuration.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerLimits {
+    /// `limits.max_subscriptions`: patterns one connection may hold.
+    pub max_subscriptions: usize,
+    /// `limits.max_event_payload_bytes`, capped by `limits.max_message_bytes`: largest
+    /// payload, as JSON.
+    pub max_payload_bytes: usize,
+    /// `limits.event_rate_per_s`: sustained events per second per connection; the
+    /// burst is one second's worth.
+    pub event_rate_per_s: u32,
+    /// `limits.max_dropped_events`: events a subscriber may lose in a row before it is
+    /// closed with 1008.
+    pub max_dropped: u64,
+    /// `limits.max_pending_requests`: `event.request`s one connection may wait on.
+    pub max_pending_requests: usize,
+}
+
+impl BrokerLimits {
+    /// The event limits of a configuration.
+    pub fn from_config(limits: &Limits) -> Self {
+        Self {
+            max_subscriptions: limits.max_subscriptions,
+            max_payload_bytes: limits.max_event_payload_bytes.min(limits.max_message_bytes),
+            event_rate_per_s: limits.event_rate_per_s,
+            max_dropped: limits.max_dropped_events,
+            max_pending_requests: limits.max_pending_requests,
+        }
+    }
+}
+
+/// What the broker keeps per connection: its client, its place as a subscriber and as a
+/// publisher.
+struct Conn {
+    client: Arc<Client>,
+    /// `conn-<id>`, encoded once.
+    name: String,
+    /// Events lost since the last delivery.
+    dropped: AtomicU64,
+    /// The last `seq` this connection published.
+    seq: AtomicU64,
+    limiter: DefaultDirectRateLimiter,
+    /// `event.request`s waiting for an answer.
+    pending: AtomicUsize,
+}
+
+impl Conn {
+    fn id(&self) -> u64 {
+        self.client.id()
+    }
+}
+
+type Bucket = Vec<Arc<Conn>>;
+
+#[derive(Default)]
+struct Routes {
+    exact: HashMap<Box<str>, Bucket>,
+    prefix: HashMap<Box<str>, Bucket>,
+    all: Bucket,
+    /// Every connection the broker knows, with the patterns it holds.
+    conns: HashMap<u64, (Arc<Conn>, HashSet<Box<str>>)>,
+}
+
+impl Routes {
+    fn bucket(&mut self, pattern: Pattern<'_>) -> &mut Bucket {
+        match pattern {
+            Pattern::All => &mut self.all,
+            Pattern::Prefix(prefix) => self.prefix.entry(prefix.into()).or_default(),
+            Pattern::Exact(kind) => self.exact.entry(kind.into()).or_default(),
+        }
+    }
+
+    fn remove(&mut self, pattern: Pattern<'_>, conn_id: u64) {
+        let (map, key) = match pattern {
+            Pattern::All => {
+                self.all.retain(|c| c.id() != conn_id);
+                return;
+            }
+            Pattern::Prefix(prefix) => (&mut self.prefix, prefix),
+            Pattern::Exact(kind) => (&mut self.exact, kind),
+        };
+        if let Some(bucket) = map.get_mut(key) {
+            bucket.retain(|c| c.id() != conn_id);
+            if bucket.is_empty() {
+                map.remove(key);
+            }
+        }
+    }
+
+    /// The subscribers of `kind` other than `sender`, each once.
+    fn targets(&self, kind: &str, sender: u64) -> Vec<&Arc<Conn>> {
+        // `a.b.c` is matched by `a.b.c`, `a.*`, `a.b.*` and `*`: one lookup per segment.
+        let prefixes = kind
+            .match_indices('.')
+            .filter_map(|(at, _)| self.prefix.get(&kind[..at]));
+        let mut sources = 0;
+        let mut targets = Vec::new();
+        let fixed = [self.exact.get(kind), Some(&self.all)];
+        for bucket in fixed.into_iter().flatten().chain(prefixes) {
+            if !bucket.is_empty() {
+                sources += 1;
+                targets.extend(bucket.iter().filter(|c| c.id() != sender));
+            }
+        }
+        if sources > 1 {
+            // A connection may match through several patterns; it gets the event once.
+            targets.sort_unstable_by_key(|c| c.id());
+            targets.dedup_by_key(|c| c.id());
+        }
+        targets
+    }
+}
+
+struct Inner {
+    limits: BrokerLimits,
+    metrics: EventMetrics,
+    // std locks: held for lookups and non-blocking pushes, never across an await.
+    routes: RwLock<Routes>,
+    waiters: Mutex<HashMap<String, oneshot::Sender<Event>>>,
+}
+
+/// The event router. Cheap to clone; every clone is the same broker.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+impl Broker {
+    /// A broker with no subscriptions, counting into `metrics`.
+    pub fn new(limits: BrokerLimits, metrics: EventMetrics) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                limits,
+                metrics,
+                routes: RwLock::default(),
+                waiters: Mutex::default(),
+            }),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Routes> {
+        self.inner.routes.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Routes> {
+        self.inner.routes.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Event>>> {
+        self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn new_conn(&self, client: &Arc<Client>) -> Arc<Conn> {
+        let rate = std::num::NonZeroU32::new(self.inner.limits.event_rate_per_s)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        Arc::new(Conn {
+            client: client.clone(),
+            name: connection_name(client.id()),
+            dropped: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            pending: AtomicUsize::new(0),
+        })
+    }
+
+    fn conn(&self, client: &Arc<Client>) -> Arc<Conn> {
+        if let Some((conn, _)) = self.read().conns.get(&client.id()) {
+            return conn.clone();
+        }
+        let mut routes = self.write();
+        let entry = routes
+            .conns
+            .entry(client.id())
+            .or_insert_with(|| (self.new_conn(client), HashSet::new()));
+        entry.0.clone()
+    }
+
+    /// `event.subscribe`: adds every pattern of `types`, or none of them.
+    ///
+    /// # Errors
+    /// [`EventError::NoTypes`], [`EventError::InvalidType`] naming the first bad pattern,
+    /// [`EventError::TooManySubscriptions`] when the new ones would not fit.
+    pub fn subscribe(
+        &self,
+        client: &Arc<Client>,
+        types: Vec<String>,
+    ) -> Result<SubscribeResult, EventError> {
+        if types.is_empty() {
+            return Err(EventError::NoTypes);
+        }
+        for text in &types {
+            parse_pattern(text)?;
+        }
+        let mut seen = HashSet::new();
+        let types: Vec<String> = types
+            .into_iter()
+            .filter(|t| seen.insert(t.clone()))
+            .collect();
+        let mut routes = self.write();
+        let (conn, held) = routes
+            .conns
+            .entry(client.id())
+            .or_insert_with(|| (self.new_conn(client), HashSet::new()));
+        let conn = conn.clone();
+        let fresh: Vec<&String> = types
+            .iter()
+            .filter(|t| !held.contains(t.as_str()))
+            .collect();
+        let limit = self.inner.limits.max_subscriptions;
+        if held.len() + fresh.len() > limit {
+            return Err(EventError::TooManySubscriptions {
+                limit,
+                total: held.len(),
+            });
+        }
+        held.extend(fresh.iter().map(|t| Box::from(t.as_str())));
+        let total = held.len();
+        for text in fresh {
+            if let Ok(pattern) = parse_pattern(text) {
+                routes.bucket(pattern).push(conn.clone());
+            }
+        }
+        Ok(SubscribeResult {
+            subscribed: types,
+            total,
+        })
+    }
+
+    /// `event.unsubscribe`: removes the patterns of `types` the connection holds.
+    /// Patterns it does not hold are left out of `unsubscribed`, not refused.
+    ///
+    /// # Errors
+    /// [`EventError::NoTypes`], [`EventError::InvalidType`].
+    pub fn unsubscribe(
+        &self,
+        client: &Client,
+        types: Vec<String>,
+    ) -> Result<UnsubscribeResult, EventError> {
+        if types.is_empty() {
+            return Err(EventError::NoTypes);
+        }
+        for text in &types {
+            parse_pattern(text)?;
+        }
+        let mut routes = self.write();
+        let Some((_, held)) = routes.conns.get_mut(&client.id()) else {
+            return Ok(UnsubscribeResult {
+                unsubscribed: Vec::new(),
+                total: 0,
+            });
+        };
+        let unsubscribed: Vec<String> = types
+            .into_iter()
+            .filter(|t| held.remove(t.as_str()))
+            .collect();
+        let total = held.len();
+        for text in &unsubscribed {
+            if let Ok(pattern) = parse_pattern(text) {
+                routes.remove(pattern, client.id());
+            }
+        }
+        Ok(UnsubscribeResult {
+            unsubscribed,
+            total,
+        })
+    }
+
+    /// Forgets a connection that ended: its subscriptions and its publisher state. Its
+    /// waiting `event.request`s end with the connection's own tasks.
+    pub fn disconnect(&self, client_id: u64) {
+        let mut routes = self.write();
+        let Some((_, held)) = routes.conns.remove(&client_id) else {
+            return;
+        };
+        for text in &held {
+            if let Ok(pattern) = parse_pattern(text) {
+                routes.remove(pattern, client_id);
+            }
+        }
+    }
+
+    /// The patterns a connection holds.
+    #[cfg(test)]
+    fn subscriptions(&self, client_id: u64) -> usize {
+        self.read()
+            .conns
+            .get(&client_id)
+            .map_or(0, |(_, held)| held.len())
+    }
+
+    /// `event.publish`: delivers the event to every subscriber of its type except the
+    /// sender, and answers the waiting `event.request` its `correlation_id` names.
+    ///
+    /// # Errors
+    /// [`EventError::InvalidType`], [`EventError::InvalidCorrelationId`],
+    /// [`EventError::PayloadTooLarge`], [`EventError::RateLimited`].
+    pub fn publish(
+        &self,
+        client: &Arc<Client>,
+        params: PublishParams,
+    ) -> Result<PublishResult, EventError> {
+        check_type(&params.kind)?;
+        if let Some(id) = &params.correlation_id
+            && (id.is_empty() || id.len() > MAX_CORRELATION_ID_LEN)
+        {
+            return Err(EventError::InvalidCorrelationId);
+        }
+        let payload = self.encode_payload(&params.payload)?;
+        let conn = self.conn(client);
+        self.admit(&conn)?;
+        let event = self.stamp(&conn, params.kind, payload, params.correlation_id);
+        let mut delivered = self.fan_out(&event, conn.id());
+        if let Some(id) = &event.correlation_id {
+            let waiter = self.waiters().remove(id.as_str());
+            if let Some(waiter) = waiter
+                && waiter.send(event.clone()).is_ok()
+            {
+                delivered += 1;
+            }
+        }
+        Ok(PublishResult {
+            delivered,
+            seq: event.seq,
+        })
+    }
+
+    /// `event.request`: publishes the event with a fresh correlation id and returns the
+    /// wait for its answer, to be awaited after the call returns.
+    ///
+    /// # Errors
+    /// As [`Broker::publish`], plus [`EventError::InvalidTimeout`] and
+    /// [`EventError::TooManyRequests`].
+    pub fn request(
+        &self,
+        client: &Arc<Client>,
+        params: RequestParams,
+    ) -> Result<PendingRequest, EventError> {
+        check_type(&params.kind)?;
+        let timeout_ms = params.timeout_ms.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS);
+        if !(1..=MAX_REQUEST_TIMEOUT_MS).contains(&timeout_ms) {
+            return Err(EventError::InvalidTimeout);
+        }
+        let payload = self.encode_payload(&params.payload)?;
+        let conn = self.conn(client);
+        let limit = self.inner.limits.max_pending_requests;
+        if conn.pending.load(Ordering::Relaxed) >= limit {
+            return Err(EventError::TooManyRequests { limit });
+        }
+        self.admit(&conn)?;
+        let correlation_id = uuid::Uuid::new_v4().to_string();
+        let (answer, receiver) = oneshot::channel();
+        // Registered before the event goes out, so that no answer can come too early.
+        self.waiters().insert(correlation_id.clone(), answer);
+        conn.pending.fetch_add(1, Ordering::Relaxed);
+        let mut pending = PendingRequest {
+            broker: self.clone(),
+            conn: conn.clone(),
+            correlation_id: correlation_id.clone(),
+            receiver,
+            timeout_ms,
+            delivered: 0,
+        };
+        let event = self.stamp(&conn, params.kind, payload, Some(correlation_id));
+        pending.delivered = self.fan_out(&event, conn.id());
+        Ok(pending)
+    }
+
+    fn encode_payload(&self, payload: &Value) -> Result<Box<RawValue>, EventError> {
+        let limit = self.inner.limits.max_payload_bytes;
+        let raw = serde_json::value::to_raw_value(payload)?;
+        let size = raw.get().len();
+        if size > limit {
+            return Err(EventError::PayloadTooLarge { size, limit });
+        }
+        Ok(raw)
+    }
+
+    fn admit(&self, conn: &Conn) -> Result<(), EventError> {
+        conn.limiter.check().map_err(|_| EventError::RateLimited {
+            rate: self.inner.limits.event_rate_per_s,
+        })
+    }
+
+    fn stamp(
+        &self,
+        conn: &Conn,
+        kind: String,
+        payload: Box<RawValue>,
+        correlation_id: Option<String>,
+    ) -> Event {
+        self.inner.metrics.published.inc();
+        Event {
+            kind,
+            payload,
+            correlation_id,
+            from: conn.name.clone(),
+            seq: conn.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            ts: format_ms(now_ms()),
+            dropped: None,
+        }
+    }
+
+    /// Pushes the event to its subscribers; returns how many queues took it.
+    fn fan_out(&self, event: &Event, sender: u64) -> usize {
+        let routes = self.read();
+        let targets = routes.targets(&event.kind, sender);
+        if targets.is_empty() {
+            return 0;
+        }
+        // Encoded once; every queue holds a reference to the same bytes.
+        let message = Utf8Bytes::from(notification(method::EVENT, event));
+        let (mut delivered, mut dropped) = (0, 0);
+        for conn in targets {
+            match self.deliver(conn, event, &message) {
+                Push::Queued => delivered += 1,
+                Push::Full => dropped += 1,
+                Push::Gone => {}
+            }
+        }
+        drop(routes);
+        self.inner.metrics.delivered.inc_by(delivered as u64);
+        if dropped > 0 {
+            self.inner.metrics.dropped.inc_by(dropped);
+        }
+        delivered
+    }
+
+    /// Queues one delivery without waiting.
+    fn deliver(&self, conn: &Conn, event: &Event, message: &Utf8Bytes) -> Push {
+        let lost = match conn.dropped.load(Ordering::Relaxed) {
+            0 => 0,
+            _ => conn.dropped.swap(0, Ordering::Relaxed),
+        };
+        let message = if lost == 0 {
+            message.clone()
+        } else {
+            // Only a subscriber that lost events gets its own copy, to carry the count.
+            let event = Event {
+                dropped: Some(lost),
+                ..event.clone()
+            };
+            Utf8Bytes::from(notification(method::EVENT, &event))
+        };
+        let pushed = conn.client.try_push_output(message);
+        if pushed == Push::Full {
+            let lost = conn.dropped.fetch_add(lost + 1, Ordering::Relaxed) + lost + 1;
+            if lost > self.inner.limits.max_dropped && !conn.client.closed().is_cancelled() {
+                self.inner.metrics.slow_closed.inc();
+                tracing::warn!(
+                    conn_id = conn.id(),
+                    dropped = lost,
+                    "subscriber lost too many events in a row"
+                );
+                conn.client
+                    .close(CLOSE_POLICY, "subscriber is too slow for its events");
+            }
+        }
+        pushed
+    }
+}
+
+/// An `event.request` waiting for its answer. Dropping it gives up the wait.
+pub struct PendingRequest {
+    broker: Broker,
+    conn: Arc<Conn>,
+    correlation_id: String,
+    receiver: oneshot::Receiver<Event>,
+    timeout_ms: u64,
+    delivered: usize,
+}
+
+impl std::fmt::Debug for PendingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRequest")
+            .field("correlation_id", &self.correlation_id)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("delivered", &self.delivered)
+            .finish()
+    }
+}
+
+impl PendingRequest {
+    /// The correlation id the request event carries.
+    #[cfg(test)]
+    fn correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
+
+    /// Subscribers the request event reached.
+    #[cfg(test)]
+    fn delivered(&self) -> usize {
+        self.delivered
+    }
+
+    /// Waits for the first `event.publish` that carries the request's correlation id.
+    ///
+    /// # Errors
+    /// [`EventError::Timeout`] when none comes within `timeout_ms`.
+    pub async fn answer(mut self) -> Result<Event, EventError> {
+        let wait = Duration::from_millis(self.timeout_ms);
+        let metrics = &self.broker.inner.metrics;
+        match tokio::time::timeout(wait, &mut self.receiver).await {
+            Ok(Ok(event)) => {
+                metrics.answered.inc();
+                Ok(event)
+            }
+            _ => {
+                metrics.timed_out.inc();
+                Err(EventError::Timeout {
+                    correlation_id: self.correlation_id.clone(),
+                    timeout_ms: self.timeout_ms,
+                    delivered: self.delivered,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for PendingRequest {
+    fn drop(&mut self) {
+        self.broker.waiters().remove(&self.correlation_id);
+        self.conn.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

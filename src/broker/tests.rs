@@ -1,0 +1,388 @@
+//! Unit tests of the broker: the type grammar, matching, limits, slow subscribers and
+//! requests, with real [`Client`] queues and no sockets.
+
+use super::*;
+use crate::clients::{Clients, NewClient};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+fn limits() -> BrokerLimits {
+    BrokerLimits {
+        max_subscriptions: 4,
+        max_payload_bytes: 64,
+        event_rate_per_s: 1000,
+        max_dropped: 5,
+        max_pending_requests: 2,
+    }
+}
+
+struct Peer {
+    client: Arc<Client>,
+    rx: mpsc::Receiver<Utf8Bytes>,
+}
+
+impl Peer {
+    fn new(clients: &Clients, queue: usize) -> Self {
+        let (client, rx) = clients.register(NewClient {
+            origin: None,
+            remote_addr: "127.0.0.1:1".parse().unwrap(),
+            is_owner: true,
+            token_id: None,
+            scopes: crate::scopes::Scopes::all(),
+            queue,
+            shutdown: CancellationToken::new(),
+            patience: Duration::from_secs(1),
+            mode: crate::config::Mode::Local,
+        });
+        Self { client, rx }
+    }
+
+    /// The events queued so far, as `(type, seq, dropped)`.
+    fn events(&mut self) -> Vec<(String, u64, Option<u64>)> {
+        let mut out = Vec::new();
+        while let Ok(text) = self.rx.try_recv() {
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            if frame["method"] != "event" {
+                continue;
+            }
+            let params = &frame["params"];
+            out.push((
+                params["type"].as_str().unwrap().to_string(),
+                params["seq"].as_u64().unwrap(),
+                params["dropped"].as_u64(),
+            ));
+        }
+        out
+    }
+}
+
+fn publish(broker: &Broker, peer: &Peer, kind: &str) -> Result<PublishResult, EventError> {
+    broker.publish(
+        &peer.client,
+        PublishParams {
+            kind: kind.into(),
+            payload: json!({"n": 1}),
+            correlation_id: None,
+        },
+    )
+}
+
+fn types(list: &[&str]) -> Vec<String> {
+    list.iter().map(|t| t.to_string()).collect()
+}
+
+#[test]
+fn patterns_follow_the_grammar() {
+    assert_eq!(parse_pattern("*").unwrap(), Pattern::All);
+    assert_eq!(parse_pattern("probe.*").unwrap(), Pattern::Prefix("probe"));
+    assert_eq!(
+        parse_pattern("a.b-c_d.9").unwrap(),
+        Pattern::Exact("a.b-c_d.9")
+    );
+    for bad in [
+        "", "Probe", "a..b", ".a", "a.", "a.*.b", "a*", "*.a", "**", "a.**", "a b", "é", ".*",
+        "a/b",
+    ] {
+        assert!(
+            matches!(parse_pattern(bad), Err(EventError::InvalidType { .. })),
+            "{bad:?}"
+        );
+    }
+    assert!(parse_pattern(&"a".repeat(128)).is_ok());
+    assert!(parse_pattern(&"a".repeat(129)).is_err());
+    assert!(check_type("probe.click").is_ok());
+    for bad in ["*", "probe.*", "a.*.b", "A", ""] {
+        assert!(check_type(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn exact_prefix_and_all_match_as_documented() {
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let publisher = Peer::new(&clients, 64);
+    let mut exact = Peer::new(&clients, 64);
+    let mut prefix = Peer::new(&clients, 64);
+    let mut all = Peer::new(&clients, 64);
+    broker
+        .subscribe(&exact.client, types(&["probe.click"]))
+        .unwrap();
+    broker
+        .subscribe(&prefix.client, types(&["probe.*"]))
+        .unwrap();
+    broker.subscribe(&all.client, types(&["*"])).unwrap();
+    for kind in [
+        "probe.click",
+        "probe",
+        "probe.click.left",
+        "probes.x",
+        "page",
+    ] {
+        publish(&broker, &publisher, kind).unwrap();
+    }
+    let kinds = |peer: &mut Peer| -> Vec<String> {
+        peer.events().into_iter().map(|(kind, ..)| kind).collect()
+    };
+    assert_eq!(kinds(&mut exact), ["probe.click"]);
+    assert_eq!(kinds(&mut prefix), ["probe.click", "probe.click.left"]);
+    assert_eq!(
+        kinds(&mut all),
+        [
+            "probe.click",
+            "probe",
+            "probe.click.left",
+            "probes.x",
+            "page"
+        ]
+    );
+}
+
+#[test]
+fn overlapping_patterns_deliver_once_and_never_echo() {
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let mut sender = Peer::new(&clients, 64);
+    let mut other = Peer::new(&clients, 64);
+    let all_of_them = types(&["a.b.c", "a.*", "a.b.*", "*"]);
+    broker
+        .subscribe(&sender.client, all_of_them.clone())
+        .unwrap();
+    broker.subscribe(&other.client, all_of_them).unwrap();
+    let result = publish(&broker, &sender, "a.b.c").unwrap();
+    assert_eq!(
+        result,
+        PublishResult {
+            delivered: 1,
+            seq: 1
+        }
+    );
+    assert_eq!(other.events(), [("a.b.c".to_string(), 1, None)]);
+    assert!(sender.events().is_empty());
+}
+
+#[test]
+fn each_event_is_encoded_once_for_all_its_subscribers() {
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let publisher = Peer::new(&clients, 64);
+    let mut one = Peer::new(&clients, 64);
+    let mut two = Peer::new(&clients, 64);
+    broker.subscribe(&one.client, types(&["e.*"])).unwrap();
+    broker.subscribe(&two.client, types(&["*"])).unwrap();
+    // Drain the hub.connection notices the registrations queued.
+    while one.rx.try_recv().is_ok() {}
+    publish(&broker, &publisher, "e.x").unwrap();
+    let (first, second) = (one.rx.try_recv().unwrap(), two.rx.try_recv().unwrap());
+    assert_eq!(first, second);
+    assert_eq!(
+        first.as_str().as_ptr(),
+        second.as_str().as_ptr(),
+        "one shared buffer"
+    );
+}
+
+#[test]
+fn unsubscribe_and_disconnect_remove_routes() {
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let publisher = Peer::new(&clients, 64);
+    let mut sub = Peer::new(&clients, 64);
+    let result = broker
+        .subscribe(&sub.client, types(&["x.*", "y", "x.*"]))
+        .unwrap();
+    assert_eq!(result.subscribed, ["x.*", "y"]);
+    assert_eq!(result.total, 2);
+    let result = broker
+        .unsubscribe(&sub.client, types(&["x.*", "z"]))
+        .unwrap();
+    assert_eq!(result.unsubscribed, ["x.*"]);
+    assert_eq!(result.total, 1);
+    assert_eq!(publish(&broker, &publisher, "x.1").unwrap().delivered, 0);
+    assert_eq!(publish(&broker, &publisher, "y").unwrap().delivered, 1);
+    broker.disconnect(sub.client.id());
+    assert_eq!(publish(&broker, &publisher, "y").unwrap().delivered, 0);
+    assert_eq!(broker.subscriptions(sub.client.id()), 0);
+    assert_eq!(sub.events().len(), 1);
+    let routes = broker.read();
+    assert!(routes.exact.is_empty() && routes.prefix.is_empty() && routes.all.is_empty());
+}
+
+#[test]
+fn limits_refuse_without_partial_effects() {
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let peer = Peer::new(&clients, 64);
+    assert!(matches!(
+        broker.subscribe(&peer.client, types(&["ok", "Bad"])),
+        Err(EventError::InvalidType { .. })
+    ));
+    assert_eq!(broker.subscriptions(peer.client.id()), 0);
+    broker
+        .subscribe(&peer.client, types(&["a", "b", "c"]))
+        .unwrap();
+    assert!(matches!(
+        broker.subscribe(&peer.client, types(&["d", "e"])),
+        Err(EventError::TooManySubscriptions { limit: 4, total: 3 })
+    ));
+    // Subscribing again to held patterns costs nothing.
+    broker
+        .subscribe(&peer.client, types(&["a", "b", "c", "d"]))
+        .unwrap();
+    assert!(matches!(
+        broker.subscribe(&peer.client, Vec::new()),
+        Err(EventError::NoTypes)
+    ));
+    let big = PublishParams {
+        kind: "a".into(),
+        payload: json!("x".repeat(100)),
+        correlation_id: None,
+    };
+    assert!(matches!(
+        broker.publish(&peer.client, big),
+        Err(EventError::PayloadTooLarge { limit: 64, .. })
+    ));
+    // Refused publishes take no seq.
+    assert_eq!(publish(&broker, &peer, "a").unwrap().seq, 1);
+}
+
+#[test]
+fn the_event_rate_is_limited_per_connection() {
+    let clients = Clients::default();
+    let broker = Broker::new(
+        BrokerLimits {
+            event_rate_per_s: 3,
+            ..limits()
+        },
+        EventMetrics::default(),
+    );
+    let (one, two) = (Peer::new(&clients, 8), Peer::new(&clients, 8));
+    for _ in 0..3 {
+        publish(&broker, &one, "a").unwrap();
+    }
+    assert!(matches!(
+        publish(&broker, &one, "a"),
+        Err(EventError::RateLimited { rate: 3 })
+    ));
+    publish(&broker, &two, "a").unwrap();
+}
+
+#[test]
+fn a_full_queue_drops_and_reports_then_closes_past_the_bound() {
+    let clients = Clients::default();
+    let metrics = EventMetrics::default();
+    let broker = Broker::new(limits(), metrics.clone());
+    let publisher = Peer::new(&clients, 64);
+    // Queue of 8 with a headroom of 2: six events fit.
+    let mut slow = Peer::new(&clients, 8);
+    broker.subscribe(&slow.client, types(&["*"])).unwrap();
+    for _ in 0..9 {
+        publish(&broker, &publisher, "tick").unwrap();
+    }
+    assert_eq!(metrics.dropped.get(), 3);
+    let seen = slow.events();
+    assert_eq!(seen.len(), 6);
+    assert!(seen.iter().all(|(_, _, dropped)| dropped.is_none()));
+    // With room again, the next event says how many were lost.
+    publish(&broker, &publisher, "tick").unwrap();
+    assert_eq!(slow.events(), [("tick".to_string(), 10, Some(3))]);
+    assert!(!slow.client.closed().is_cancelled());
+    // Losing more than max_dropped (5) in a row closes the subscriber with 1008.
+    for _ in 0..(6 + 6) {
+        publish(&broker, &publisher, "tick").unwrap();
+    }
+    assert!(slow.client.closed().is_cancelled());
+    assert_eq!(slow.client.close_code().map(|(code, _)| code), Some(1008));
+    assert_eq!(metrics.slow_closed.get(), 1);
+}
+
+#[tokio::test]
+async fn requests_get_the_first_answer_or_time_out() {
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let asker = Peer::new(&clients, 64);
+    let mut responder = Peer::new(&clients, 64);
+    broker.subscribe(&responder.client, types(&["q"])).unwrap();
+    let pending = broker
+        .request(
+            &asker.client,
+            RequestParams {
+                kind: "q".into(),
+                payload: json!(1),
+                timeout_ms: Some(5000),
+            },
+        )
+        .unwrap();
+    assert_eq!(pending.delivered(), 1);
+    let frame: Value = serde_json::from_str(&responder.rx.try_recv().unwrap()).unwrap();
+    assert_eq!(frame["params"]["correlation_id"], pending.correlation_id());
+    let answer = PublishParams {
+        kind: "a".into(),
+        payload: json!("yes"),
+        correlation_id: Some(pending.correlation_id().to_string()),
+    };
+    assert_eq!(
+        broker.publish(&responder.client, answer).unwrap().delivered,
+        1
+    );
+    let event = pending.answer().await.unwrap();
+    assert_eq!(event.payload.get(), r#""yes""#);
+    assert_eq!(event.from, connection_name(responder.client.id()));
+    assert!(broker.waiters().is_empty());
+
+    let pending = broker
+        .request(
+            &asker.client,
+            RequestParams {
+                kind: "q".into(),
+                payload: json!(2),
+                timeout_ms: Some(20),
+            },
+        )
+        .unwrap();
+    let id = pending.correlation_id().to_string();
+    match pending.answer().await {
+        Err(EventError::Timeout {
+            correlation_id,
+            timeout_ms: 20,
+            delivered: 1,
+        }) => assert_eq!(correlation_id, id),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(broker.waiters().is_empty());
+}
+
+#[test]
+fn waiting_requests_are_bounded_per_connection() {
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let asker = Peer::new(&clients, 64);
+    let ask = || {
+        broker.request(
+            &asker.client,
+            RequestParams {
+                kind: "q".into(),
+                payload: Value::Null,
+                timeout_ms: None,
+            },
+        )
+    };
+    let first = ask().unwrap();
+    let _second = ask().unwrap();
+    assert!(matches!(
+        ask(),
+        Err(EventError::TooManyRequests { limit: 2 })
+    ));
+    drop(first);
+    ask().unwrap();
+    assert!(matches!(
+        broker.request(
+            &asker.client,
+            RequestParams {
+                kind: "q".into(),
+                payload: Value::Null,
+                timeout_ms: Some(60_001),
+            },
+        ),
+        Err(EventError::InvalidTimeout)
+    ));
+}
