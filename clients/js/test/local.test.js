@@ -1,0 +1,206 @@
+// The SDK against a real local hub: discovery among foreign servers and impostors, the
+// challenge before the token, calls and typed errors, events, the offline queue with
+// replay, resubscription, and pairing approved and denied through the hub.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { HubClient, memoryStorage, probe, STORAGE_KEYS, RpcError, HubError } from '../src/index.js';
+import { startHub, stopHub, waitFor, waitMode, nextEvent, wsClass, sdkFetch, ownerConnection, freePort, EXT_ORIGIN, goldenFixtures } from './helpers.js';
+
+let hub;
+let foreign;
+let impostors = [];
+
+/** An HTTP server on a free port; `handler(req, res)`; records every request. */
+async function server(handler) {
+  const seen = [];
+  const s = http.createServer((req, res) => { seen.push({ url: req.url, headers: req.headers }); handler(req, res); });
+  s.on('upgrade', (req, sock) => { seen.push({ url: req.url, headers: req.headers, upgrade: true }); sock.destroy(); });
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  return { port: s.address().port, seen, close: () => new Promise((r) => { s.closeAllConnections?.(); s.close(r); }) };
+}
+
+/** Relays /semantest-signature (query and all) to the real hub; `rewrite` swaps in its own endpoint. */
+function relay(rewrite) {
+  return async (req, res) => {
+    if (!req.url.startsWith('/semantest-signature')) { res.writeHead(404).end(); return; }
+    const r = await fetch(`${hub.base}${req.url}`);
+    const body = await r.json();
+    if (rewrite && body.challenge) body.challenge.endpoint = `127.0.0.1:${req.socket.localPort}`;
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  };
+}
+
+function client(extra = {}) {
+  return new HubClient({
+    ports: [foreign.port, ...impostors.map((i) => i.port), hub.port],
+    storage: extra.storage ?? memoryStorage({ [STORAGE_KEYS.localToken]: { token: hub.token, clientId: 'owner' } }),
+    WebSocket: wsClass({ origin: EXT_ORIGIN }),
+    fetch: sdkFetch({ origin: EXT_ORIGIN }),
+    backoff: { initialMs: 100, maxMs: 500 },
+    name: 'sdk test',
+    ...extra,
+  });
+}
+
+before(async () => {
+  hub = await startHub();
+  foreign = await server((req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ service: 'something-else', protocol: 1 })));
+  impostors = [await server(relay(false)), await server(relay(true))];
+});
+
+after(async () => {
+  await stopHub(hub);
+  await foreign?.close();
+  for (const i of impostors) await i.close();
+});
+
+test('discovery: only the real hub is trusted; foreign answers are ignored; relays fail the challenge', async () => {
+  const cred = { token: hub.token, clientId: 'owner' };
+  assert.equal((await probe(`http://127.0.0.1:${foreign.port}`, { credential: cred })).status, 'foreign');
+  const [verbatim, rewriting] = impostors;
+  const v = await probe(`http://127.0.0.1:${verbatim.port}`, { credential: cred });
+  assert.equal(v.status, 'untrusted', JSON.stringify(v));
+  assert.match(v.reason, /endpoint/);
+  const rw = await probe(`http://127.0.0.1:${rewriting.port}`, { credential: cred });
+  assert.equal(rw.status, 'untrusted', JSON.stringify(rw));
+  assert.match(rw.reason, /proof/);
+  const real = await probe(hub.base, { credential: cred });
+  assert.equal(real.status, 'trusted', JSON.stringify(real));
+  assert.equal(real.endpoint, `127.0.0.1:${hub.port}`);
+  const closed = await probe(`http://127.0.0.1:${await freePort()}`, { credential: cred });
+  assert.equal(closed.status, 'none');
+});
+
+test('connects LOCAL to the real hub, never sends the token to an impostor, reports identity and latency', async () => {
+  const c = client();
+  const untrusted = [];
+  c.on('untrusted', (u) => untrusted.push(u.base));
+  await c.start();
+  try {
+    const s = await waitMode(c, 'LOCAL');
+    assert.equal(s.hub.endpoint, `127.0.0.1:${hub.port}`);
+    assert.ok(s.hub.instanceId);
+    assert.equal(typeof s.latencyMs, 'number');
+    assert.equal(untrusted.length, 2);
+    for (const srv of [foreign, ...impostors]) {
+      for (const r of srv.seen) {
+        assert.ok(!r.upgrade, 'no WebSocket upgrade to a non-hub');
+        assert.ok(!JSON.stringify(r).includes(hub.token), 'the token never reaches a non-hub');
+      }
+    }
+    const status = await c.call('hub.status');
+    assert.equal(status.protocol, 1);
+    await assert.rejects(c.call('no.such.method'), (e) => e instanceof RpcError && e.kind === 'METHOD_NOT_FOUND' && e.code === -32601);
+    await assert.rejects(c.publish('Bad Type!', {}), (e) => e instanceof RpcError && e.kind === 'INVALID_EVENT_TYPE');
+  } finally {
+    await c.stop();
+  }
+});
+
+test('publish, subscribe with wildcards, and request/reply between two clients', async () => {
+  const a = client();
+  const b = client();
+  await Promise.all([a.start(), b.start()]);
+  try {
+    await Promise.all([waitMode(a, 'LOCAL'), waitMode(b, 'LOCAL')]);
+    const got = [];
+    await b.subscribe('demo.*', (e) => got.push(e));
+    await b.subscribe('echo', (e) => e.reply({ echoed: e.payload }));
+    const r = await a.publish('demo.hello', { n: 1 });
+    assert.equal(r.delivered, 1);
+    await waitFor(() => got.length === 1, { message: 'demo.hello at b' });
+    assert.deepEqual(got[0].payload, { n: 1 });
+    assert.equal(got[0].type, 'demo.hello');
+    assert.match(got[0].from, /^conn-/);
+    const reply = await a.request('echo', { x: 42 }, { timeoutMs: 3000 });
+    assert.deepEqual(reply.payload, { echoed: { x: 42 } });
+    await assert.rejects(a.request('nobody.listens', {}, { timeoutMs: 200 }), (e) => e instanceof RpcError && e.kind === 'TIMEOUT');
+    for (const f of goldenFixtures('event')) {
+      if (f.json?.method !== 'event.publish' || !f.json.params) continue;
+      await b.subscribe(f.json.params.type, () => {});
+      const res = await a.publish(f.json.params.type, f.json.params.payload);
+      assert.ok(res.seq >= 1, `fixture ${f.name}`);
+    }
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+  }
+});
+
+test('hub down: publishes queue (bounded, with an event), then replay in order exactly once after the restart; subscriptions come back', async () => {
+  const a = client({ queueLimit: 20 });
+  const b = client();
+  await Promise.all([a.start(), b.start()]);
+  const got = [];
+  try {
+    await Promise.all([waitMode(a, 'LOCAL'), waitMode(b, 'LOCAL')]);
+    await b.subscribe('outage.*', (e) => got.push(e.payload.n));
+    await a.publish('outage.before', { n: 0 });
+    await waitFor(() => got.length === 1, { message: 'the event before the outage' });
+    const port = hub.port;
+    const dataDir = hub.dataDir;
+    await stopHub(hub);
+    await Promise.all([waitMode(a, 'OFFLINE'), waitMode(b, 'OFFLINE')]);
+    await a.stop(); // hold the replay until b is back, so b is there to count
+    const sent = [];
+    for (let n = 1; n <= 20; n++) sent.push(a.publish('outage.during', { n }));
+    const full = nextEvent(a, 'queuefull');
+    await assert.rejects(a.publish('outage.during', { n: 21 }), (e) => e instanceof HubError && e.kind === 'QUEUE_FULL');
+    assert.equal((await full).limit, 20);
+    assert.equal(a.state.queued, 20);
+    hub = await startHub({ port, dataDir });
+    await waitMode(b, 'LOCAL', 20_000);
+    await waitFor(async () => (await b.call('hub.status')) && true);
+    await a.start();
+    await waitMode(a, 'LOCAL');
+    const results = await Promise.all(sent);
+    assert.ok(results.every((r) => r.delivered === 1), JSON.stringify(results));
+    await waitFor(() => got.length >= 21, { message: '21 events at b' });
+    await new Promise((r) => setTimeout(r, 300)); // a duplicate would arrive right behind
+    assert.deepEqual(got, Array.from({ length: 21 }, (_, i) => i));
+    assert.equal(a.state.queued, 0);
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+  }
+});
+
+test('pairing: approved through the hub stores the token and connects; denied is a PAIRING_DENIED error', async () => {
+  const owner = await ownerConnection(hub);
+  try {
+    const storage = memoryStorage();
+    const c = client({ storage, ports: [hub.port] });
+    await c.start();
+    assert.equal(c.state.mode, 'OFFLINE');
+    assert.equal(c.state.paired.local, false);
+    let shown;
+    const paired = c.pair({ name: 'sdk pairing test', onCode: (i) => { shown = i; } });
+    await waitFor(() => shown, { message: 'the pairing code' });
+    assert.match(shown.code, /^\d{6}$/);
+    assert.equal(c.state.mode, 'PAIRING');
+    const { requests } = await owner.call('pairing.list');
+    const req = requests.find((r) => r.code === shown.code);
+    assert.ok(req, JSON.stringify(requests));
+    assert.equal(req.origin, EXT_ORIGIN);
+    await owner.call('pairing.approve', { request_id: req.id, scopes: ['events'] });
+    const res = await paired;
+    assert.match(res.clientId, /^cl_[0-9a-f]{12}$/);
+    assert.deepEqual(res.scopes, ['events']);
+    assert.equal((await storage.get(STORAGE_KEYS.localToken)).clientId, res.clientId);
+    await waitMode(c, 'LOCAL');
+    await assert.rejects(c.call('project.list'), (e) => e.kind === 'FORBIDDEN');
+    await c.stop();
+
+    const d = client({ storage: memoryStorage(), ports: [hub.port] });
+    let code;
+    const denied = d.pair({ name: 'to be denied', onCode: (i) => { code = i.code; } });
+    await waitFor(() => code, { message: 'second code' });
+    const r2 = (await owner.call('pairing.list')).requests.find((r) => r.code === code);
+    await owner.call('pairing.deny', { request_id: r2.id });
+    await assert.rejects(denied, (e) => e.kind === 'PAIRING_DENIED' && /denied/.test(e.message));
+    assert.equal(d.state.pairing, null);
+    assert.equal(d.state.lastError.kind, 'PAIRING_DENIED');
+  } finally {
+    owner.close();
+  }
+});
