@@ -19,6 +19,12 @@ export const STORAGE_KEYS = Object.freeze({
   queue: 'semantest.queue',
 });
 
+/**
+ * The signature capability of a hub that deduplicates `event.publish` by
+ * `idempotency_key`; with it, a publish resent after a lost response is delivered once.
+ */
+export const IDEMPOTENCY_CAPABILITY = 'events.idempotency';
+
 const DEFAULTS = {
   ports: DEFAULT_PORTS,
   host: '127.0.0.1',
@@ -425,7 +431,9 @@ export class HubClient {
         const item = this.#queue[0];
         const t = this.#active;
         item.sentOn = t.conn;
-        const params = { type: item.type, payload: item.payload, idempotency_key: item.key };
+        const params = { type: item.type, payload: item.payload };
+        // Only a hub that deduplicates by key accepts it (event.publish refuses unknown fields).
+        if (t.hub.capabilities.includes(IDEMPOTENCY_CAPABILITY)) params.idempotency_key = item.key;
         if (item.correlationId) params.correlation_id = item.correlationId;
         let result;
         try {

@@ -75,10 +75,12 @@ export async function makeCert(dir) {
 export async function startHub({ dataDir, port = 0, publicTls = null, env = {}, allowedOrigins = [EXT_ORIGIN] } = {}) {
   if (!fs.existsSync(HUB_BIN)) throw new Error(`hub binary not found at ${HUB_BIN}: run \`cargo build\` first`);
   dataDir ??= await tempDir('sdk-hub-');
-  const args = ['serve', '--port', String(port), '--data-dir', dataDir, '--secret-store', 'file'];
-  if (publicTls) args.push('--public', '--bind', '127.0.0.1', '--tls-cert', publicTls.cert, '--tls-key', publicTls.key);
+  const args = ['serve', '--data-dir', dataDir, '--secret-store', 'file'];
+  // Public mode's --bind carries the port; the Host allowlist names localhost (any port).
+  if (publicTls) args.push('--public', '--bind', `127.0.0.1:${port}`, '--tls-cert', publicTls.cert, '--tls-key', publicTls.key);
+  else args.push('--port', String(port));
   const origins = JSON.stringify(allowedOrigins);
-  const modeEnv = publicTls ? { SEMANTEST_HUB_PUBLIC__ALLOWED_ORIGINS: origins } : {};
+  const modeEnv = publicTls ? { SEMANTEST_HUB_PUBLIC__ALLOWED_ORIGINS: origins, SEMANTEST_HUB_PUBLIC__HOSTS: '["localhost"]' } : {};
   const proc = spawn(HUB_BIN, args, { env: { ...process.env, SEMANTEST_HUB_ALLOWED_ORIGINS: origins, ...modeEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const keep = (d) => { output = (output + d).slice(-20_000); };
@@ -115,6 +117,36 @@ export function wsClass({ ca, origin } = {}) {
   return class extends WebSocket {
     constructor(url, protocols) { super(url, protocols, { ...(ca ? { ca } : {}), ...(origin ? { origin } : {}) }); }
   };
+}
+
+/**
+ * Like `wsClass`, and records every frame each socket sends and receives (parsed JSON) in
+ * `frames` as `{dir: "out" | "in", msg}`.
+ */
+export function recordingWsClass(frames, opts = {}) {
+  const Base = wsClass(opts);
+  return class extends Base {
+    constructor(url, protocols) {
+      super(url, protocols);
+      this.on('message', (d) => { try { frames.push({ dir: 'in', msg: JSON.parse(String(d)) }); } catch { /* not JSON */ } });
+    }
+    send(data, ...rest) {
+      try { frames.push({ dir: 'out', msg: JSON.parse(data) }); } catch { /* not JSON */ }
+      return super.send(data, ...rest);
+    }
+  };
+}
+
+/** One fixture of the hub's golden tests, `tests/fixtures/<name>`, parsed. */
+export function fixture(name) {
+  return JSON.parse(fs.readFileSync(path.join(FIXTURES, name), 'utf8'));
+}
+
+/** The members of a JSON value with each leaf replaced by its JSON type, to compare shapes. */
+export function shape(v) {
+  if (Array.isArray(v)) return v.map(shape);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, shape(v[k])]));
+  return v === null ? 'null' : typeof v;
 }
 
 /**
@@ -167,19 +199,4 @@ export async function ownerConnection(hub) {
     ws.send(JSON.stringify({ jsonrpc: '2.0', id: i, method, params }));
   });
   return { call, notes, close: () => ws.close() };
-}
-
-/** The JSON fixtures of the hub's golden tests whose name starts with `prefix` (may be none). */
-export function goldenFixtures(prefix = 'event') {
-  if (!fs.existsSync(FIXTURES)) return [];
-  const out = [];
-  const walk = (dir) => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.json') && path.relative(FIXTURES, p).startsWith(prefix)) out.push({ name: path.relative(FIXTURES, p), json: JSON.parse(fs.readFileSync(p, 'utf8')) });
-    }
-  };
-  walk(FIXTURES);
-  return out;
 }

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { HubClient, memoryStorage, probe, STORAGE_KEYS, RpcError, HubError } from '../src/index.js';
-import { startHub, stopHub, waitFor, waitMode, nextEvent, wsClass, sdkFetch, ownerConnection, freePort, EXT_ORIGIN, goldenFixtures } from './helpers.js';
+import { startHub, stopHub, waitFor, waitMode, nextEvent, wsClass, sdkFetch, ownerConnection, freePort, EXT_ORIGIN, recordingWsClass, fixture, shape } from './helpers.js';
 
 let hub;
 let foreign;
@@ -117,12 +117,66 @@ test('publish, subscribe with wildcards, and request/reply between two clients',
     const reply = await a.request('echo', { x: 42 }, { timeoutMs: 3000 });
     assert.deepEqual(reply.payload, { echoed: { x: 42 } });
     await assert.rejects(a.request('nobody.listens', {}, { timeoutMs: 200 }), (e) => e instanceof RpcError && e.kind === 'TIMEOUT');
-    for (const f of goldenFixtures('event')) {
-      if (f.json?.method !== 'event.publish' || !f.json.params) continue;
-      await b.subscribe(f.json.params.type, () => {});
-      const res = await a.publish(f.json.params.type, f.json.params.payload);
-      assert.ok(res.seq >= 1, `fixture ${f.name}`);
-    }
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+  }
+});
+
+test('golden frames: what the SDK sends and reads matches tests/fixtures/events byte for byte (ids and hub-made values aside)', async () => {
+  const framesA = [];
+  const framesB = [];
+  const a = client({ WebSocket: recordingWsClass(framesA, { origin: EXT_ORIGIN }) });
+  const b = client({ WebSocket: recordingWsClass(framesB, { origin: EXT_ORIGIN }) });
+  await Promise.all([a.start(), b.start()]);
+  const out = (frames, method) => frames.filter((f) => f.dir === 'out' && f.msg.method === method).map((f) => f.msg);
+  const answerTo = (frames, id) => frames.find((f) => f.dir === 'in' && f.msg.id === id)?.msg;
+  const noId = ({ id, ...rest }) => rest;
+  try {
+    await Promise.all([waitMode(a, 'LOCAL'), waitMode(b, 'LOCAL')]);
+    const seen = [];
+    await b.subscribe('probe.*', (e) => seen.push(e));
+    await b.subscribe('page.loaded', () => {});
+    await b.subscribe('*', () => {});
+    const subs = out(framesB, 'event.subscribe');
+    assert.deepEqual(subs.flatMap((m) => m.params.types), fixture('events/subscribe.json').params.types);
+    assert.deepEqual(shape(noId(answerTo(framesB, subs[2].id))), shape(noId(fixture('events/subscribe-result.json'))));
+    assert.equal(answerTo(framesB, subs[2].id).result.total, 3);
+
+    const pub = fixture('events/publish.json');
+    await a.publish(pub.params.type, pub.params.payload);
+    assert.deepEqual(noId(out(framesA, 'event.publish')[0]), noId(pub));
+    assert.deepEqual(shape(noId(answerTo(framesA, out(framesA, 'event.publish')[0].id))), shape(noId(fixture('events/publish-result.json'))));
+    await waitFor(() => seen.length === 1, { message: 'probe.click at b' });
+    const note = framesB.find((f) => f.dir === 'in' && f.msg.method === 'event').msg;
+    assert.deepEqual(shape(note), shape(fixture('events/event.json')));
+    assert.deepEqual(note.params.payload, pub.params.payload);
+    assert.equal(seen[0].seq, note.params.seq);
+    assert.equal(seen[0].from, note.params.from);
+
+    const req = fixture('events/request.json');
+    await b.subscribe(req.params.type, (e) => e.reply(fixture('events/answer-publish.json').params.payload, 'page.answer'));
+    const reply = await a.request(req.params.type, req.params.payload, { timeoutMs: req.params.timeout_ms });
+    assert.deepEqual(noId(out(framesA, 'event.request')[0]), noId(req));
+    const reqEvent = framesB.find((f) => f.dir === 'in' && f.msg.method === 'event' && f.msg.params.type === 'page.query').msg;
+    assert.deepEqual(shape(reqEvent), shape(fixture('events/request-event.json')));
+    const answer = out(framesB, 'event.publish').at(-1);
+    const golden = fixture('events/answer-publish.json');
+    assert.deepEqual(noId(answer), { ...noId(golden), params: { ...golden.params, correlation_id: reqEvent.params.correlation_id } });
+    const result = answerTo(framesA, out(framesA, 'event.request')[0].id);
+    assert.deepEqual(shape(noId(result)), shape(noId(fixture('events/request-result.json'))));
+    assert.equal(reply.correlationId, reqEvent.params.correlation_id);
+    assert.deepEqual(reply.payload, golden.params.payload);
+
+    const bad = fixture('events/error-invalid-type.json').error;
+    await assert.rejects(b.subscribe(bad.data.type, () => {}), (e) => e instanceof RpcError && e.kind === bad.data.kind && e.code === bad.code && e.data.type === bad.data.type);
+    const timeout = fixture('events/error-timeout.json').error;
+    await assert.rejects(a.request('nobody.answers', {}, { timeoutMs: 100 }), (e) => e.kind === timeout.data.kind && e.code === timeout.code && e.data.timeout_ms === 100);
+
+    const unsub = await b.subscribe('x.only', () => {});
+    await unsub();
+    const u = out(framesB, 'event.unsubscribe')[0];
+    assert.deepEqual(shape(noId(u)), shape(noId(fixture('events/unsubscribe.json'))));
+    assert.deepEqual(shape(noId(answerTo(framesB, u.id))), shape(noId(fixture('events/unsubscribe-result.json'))));
   } finally {
     await Promise.all([a.stop(), b.stop()]);
   }

@@ -143,6 +143,8 @@ export declare class HubClient {
   }): Promise<{ clientId: string; scopes: string[] }>;
 }
 
+/** Signature capability of a hub that deduplicates publishes by `idempotency_key`. */
+export declare const IDEMPOTENCY_CAPABILITY: 'events.idempotency';
 export declare const STORAGE_KEYS: { readonly localToken: string; readonly publicToken: string; readonly localOnly: string; readonly queue: string };
 export declare const CLIENT_KINDS: {
   readonly OFFLINE: 'OFFLINE'; readonly REQUEST_TIMEOUT: 'REQUEST_TIMEOUT'; readonly CONNECTION_CLOSED: 'CONNECTION_CLOSED';
