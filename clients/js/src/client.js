@@ -263,11 +263,21 @@ export class HubClient {
       onClose: (info) => this.#onClose(conn, info),
     });
     target.conn = conn;
-    await conn.open();
-    const t0 = performance.now();
-    const hello = await conn.call('hub.hello', { role: this.#o.role, name: this.#o.name }, this.#o.callTimeoutMs);
-    target.latencyMs = Math.round((performance.now() - t0) * 10) / 10;
-    if (this.#subs.size) await conn.call('event.subscribe', { types: [...this.#subs.keys()] }, this.#o.callTimeoutMs);
+    try {
+      await conn.open();
+      const t0 = performance.now();
+      target.hello = await conn.call('hub.hello', { role: this.#o.role, name: this.#o.name }, this.#o.callTimeoutMs);
+      target.latencyMs = Math.round((performance.now() - t0) * 10) / 10;
+    } catch (err) {
+      conn.close(1000, 'bye');
+      throw err;
+    }
+    if (this.#subs.size) {
+      // A refused subscription (e.g. FORBIDDEN without the events scope) must not cost the
+      // connection: report it and carry on.
+      await conn.call('event.subscribe', { types: [...this.#subs.keys()] }, this.#o.callTimeoutMs).catch((err) => this.#note(err));
+    }
+    const hello = target.hello;
     const sig = probeResult.signature;
     target.hub = {
       kind,

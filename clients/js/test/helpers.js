@@ -17,7 +17,8 @@ const execFileP = promisify(execFile);
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(HERE, '../../..');
 export const HUB_BIN = process.env.SEMANTEST_HUB_BIN || path.join(REPO, 'target/debug/semantest-hub');
-export const FIXTURES = path.join(REPO, 'tests/fixtures');
+/** The hub's golden fixtures (SEMANTEST_HUB_FIXTURES overrides). */
+export const FIXTURES = process.env.SEMANTEST_HUB_FIXTURES || path.join(REPO, 'tests/fixtures');
 /** An extension origin for requests that must come from one (POST /pair). */
 export const EXT_ORIGIN = 'chrome-extension://abcdefghijklmnopabcdefghijklmnop';
 
@@ -142,9 +143,9 @@ export function fixture(name) {
   return JSON.parse(fs.readFileSync(path.join(FIXTURES, name), 'utf8'));
 }
 
-/** The members of a JSON value with each leaf replaced by its JSON type, to compare shapes. */
+/** The members of a JSON value with each leaf replaced by its JSON type (an array by its first element's), to compare shapes. */
 export function shape(v) {
-  if (Array.isArray(v)) return v.map(shape);
+  if (Array.isArray(v)) return v.length ? [shape(v[0])] : [];
   if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, shape(v[k])]));
   return v === null ? 'null' : typeof v;
 }

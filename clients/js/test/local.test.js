@@ -229,6 +229,7 @@ test('pairing: approved through the hub stores the token and connects; denied is
     assert.equal(c.state.paired.local, false);
     let shown;
     const paired = c.pair({ name: 'sdk pairing test', onCode: (i) => { shown = i; } });
+    paired.catch(() => {}); // awaited below; a failure before then must not go unhandled
     await waitFor(() => shown, { message: 'the pairing code' });
     assert.match(shown.code, /^\d{6}$/);
     assert.equal(c.state.mode, 'PAIRING');
@@ -248,6 +249,7 @@ test('pairing: approved through the hub stores the token and connects; denied is
     const d = client({ storage: memoryStorage(), ports: [hub.port] });
     let code;
     const denied = d.pair({ name: 'to be denied', onCode: (i) => { code = i.code; } });
+    denied.catch(() => {});
     await waitFor(() => code, { message: 'second code' });
     const r2 = (await owner.call('pairing.list')).requests.find((r) => r.code === code);
     await owner.call('pairing.deny', { request_id: r2.id });
