@@ -93,9 +93,10 @@ export async function startHub({ dataDir, port = 0, publicTls = null, env = {}, 
     if (exited) throw new Error(`hub exited early (${JSON.stringify(exited)}):\n${output}`);
     try { const j = JSON.parse(fs.readFileSync(path.join(dataDir, 'server.json'), 'utf8')); return j.pid === proc.pid ? j : null; } catch { return null; }
   }, { timeout: 30_000, message: 'server.json' }).catch((err) => { proc.kill('SIGKILL'); throw new Error(`${err.message}\n${output}`); });
+  const readyAt = performance.now(); // server.json written: the hub listens
   const scheme = publicTls ? 'https' : 'http';
   const base = `${scheme}://${publicTls ? 'localhost' : '127.0.0.1'}:${info.port}`;
-  const hub = { base, port: info.port, dataDir, proc, log: () => output, exited: () => exited, publicTls };
+  const hub = { base, port: info.port, readyAt, dataDir, proc, log: () => output, exited: () => exited, publicTls };
   const { stdout } = await execFileP(HUB_BIN, ['token', '--data-dir', dataDir, '--secret-store', 'file'], { timeout: 15_000 });
   const m = /\b[0-9a-f]{64}\b/.exec(stdout);
   if (!m) throw new Error(`no token in \`semantest-hub token\` output: ${JSON.stringify(stdout)}`);

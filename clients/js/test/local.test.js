@@ -25,8 +25,13 @@ async function server(handler) {
 function relay(rewrite) {
   return async (req, res) => {
     if (!req.url.startsWith('/semantest-signature')) { res.writeHead(404).end(); return; }
-    const r = await fetch(`${hub.base}${req.url}`);
-    const body = await r.json();
+    let body;
+    try {
+      body = await (await fetch(`${hub.base}${req.url}`)).json();
+    } catch {
+      res.writeHead(502).end(); // the real hub is down
+      return;
+    }
     if (rewrite && body.challenge) body.challenge.endpoint = `127.0.0.1:${req.socket.localPort}`;
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   };
