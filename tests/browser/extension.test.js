@@ -113,7 +113,7 @@ before(async () => {
       res.writeHead(502).end(); // the real hub is down
     }
   });
-  extDir = buildExtension(path.join(await tempDir('ext-build-'), 'extension'), { key: KEY, host_permissions: ['https://localhost/*'] });
+  extDir = buildExtension(path.join(await tempDir('ext-build-'), 'extension'), { key: KEY, host_permissions: ['https://127.0.0.1/*'] });
   profile = await tempDir('ext-profile-');
   await launch();
   await sw.evaluate(async (seed) => { await chrome.storage.local.set(seed); }, {
@@ -180,7 +180,7 @@ test('2 and 3, with figures. local stopped → PUBLIC with no error shown; local
       figures.local_gone_to_public_ms.push(Math.round(performance.now() - t0));
       assert.equal(await badgeText(), 'PUB');
       assert.ok(await popup.locator('#message').isHidden(), 'no error shown');
-      assert.match(await popup.locator('#hub').textContent(), /Public hub at localhost:/);
+      assert.match(await popup.locator('#hub').textContent(), new RegExp(`Public hub at 127\\.0\\.0\\.1:${pub.port}`));
       const rp = await cmd('ping');
       assert.ok(rp.demo.lastPing?.ok, JSON.stringify(rp.demo.lastPing));
       assert.equal(rp.demo.lastPing.mode, 'PUBLIC');

@@ -11,7 +11,7 @@ async function readJson(res) {
 }
 
 function httpError(res, body, what) {
-  const kind = body?.error?.kind ?? (res.status === 429 ? 'RATE_LIMITED' : CLIENT_KINDS.PROTOCOL);
+  const kind = body?.error?.kind ?? (res.status === 429 ? 'LIMIT_REACHED' : CLIENT_KINDS.PROTOCOL);
   return new PairingError(kind, `${what}: ${body?.error?.message ?? `HTTP ${res.status}`}`, { data: { kind, status: res.status } });
 }
 
@@ -21,7 +21,7 @@ function httpError(res, body, what) {
  * @param {{name: string, onCode?: (info: {code: string, requestId: string, expiresAt: string}) => void,
  *          fetch?: typeof fetch, signal?: AbortSignal, maxWaitMs?: number}} opts
  * @returns {Promise<{token: string, clientId: string, scopes: string[]}>}
- * @throws {PairingError} `PAIRING_DENIED`, `PAIRING_EXPIRED`, `PAIRING_NOT_FOUND`, `RATE_LIMITED` (429), or the hub's kind
+ * @throws {PairingError} `PAIRING_DENIED`, `PAIRING_EXPIRED`, `PAIRING_NOT_FOUND`, `LIMIT_REACHED` (429), `FORBIDDEN` (not an extension origin), or the hub's kind
  */
 export async function runPairing(base, { name, onCode, fetch: fetchFn = globalThis.fetch, signal, maxWaitMs = 150_000 }) {
   if (typeof name !== 'string' || !name) throw new TypeError('pair: name is required');

@@ -17,6 +17,8 @@ const execFileP = promisify(execFile);
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(HERE, '../../..');
 export const HUB_BIN = process.env.SEMANTEST_HUB_BIN || path.join(REPO, 'target/debug/semantest-hub');
+/** The binary of the public-mode hubs (SEMANTEST_HUB_PUBLIC_BIN overrides; default the same). */
+export const PUBLIC_HUB_BIN = process.env.SEMANTEST_HUB_PUBLIC_BIN || HUB_BIN;
 /** The hub's golden fixtures (SEMANTEST_HUB_FIXTURES overrides). */
 export const FIXTURES = process.env.SEMANTEST_HUB_FIXTURES || path.join(REPO, 'tests/fixtures');
 /** An extension origin for requests that must come from one (POST /pair). */
@@ -74,15 +76,17 @@ export async function makeCert(dir) {
  * on 127.0.0.1. Resolves once /semantest-signature answers.
  */
 export async function startHub({ dataDir, port = 0, publicTls = null, env = {}, allowedOrigins = [EXT_ORIGIN] } = {}) {
-  if (!fs.existsSync(HUB_BIN)) throw new Error(`hub binary not found at ${HUB_BIN}: run \`cargo build\` first`);
+  const bin = publicTls ? PUBLIC_HUB_BIN : HUB_BIN;
+  if (!fs.existsSync(bin)) throw new Error(`hub binary not found at ${bin}: run \`cargo build\` first`);
   dataDir ??= await tempDir('sdk-hub-');
   const args = ['serve', '--data-dir', dataDir, '--secret-store', 'file'];
-  // Public mode's --bind carries the port; the Host allowlist names localhost (any port).
+  // Public mode's --bind carries the port; the Host allowlist names 127.0.0.1 (any port),
+  // the IP literal the clients contact, so the challenge's endpoint is unambiguous.
   if (publicTls) args.push('--public', '--bind', `127.0.0.1:${port}`, '--tls-cert', publicTls.cert, '--tls-key', publicTls.key);
   else args.push('--port', String(port));
   const origins = JSON.stringify(allowedOrigins);
-  const modeEnv = publicTls ? { SEMANTEST_HUB_PUBLIC__ALLOWED_ORIGINS: origins, SEMANTEST_HUB_PUBLIC__HOSTS: '["localhost"]' } : {};
-  const proc = spawn(HUB_BIN, args, { env: { ...process.env, SEMANTEST_HUB_ALLOWED_ORIGINS: origins, ...modeEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const modeEnv = publicTls ? { SEMANTEST_HUB_PUBLIC__ALLOWED_ORIGINS: origins, SEMANTEST_HUB_PUBLIC__HOSTS: '["127.0.0.1"]' } : {};
+  const proc = spawn(bin, args, { env: { ...process.env, SEMANTEST_HUB_ALLOWED_ORIGINS: origins, ...modeEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const keep = (d) => { output = (output + d).slice(-20_000); };
   proc.stdout.on('data', keep);
@@ -95,9 +99,9 @@ export async function startHub({ dataDir, port = 0, publicTls = null, env = {}, 
   }, { timeout: 30_000, message: 'server.json' }).catch((err) => { proc.kill('SIGKILL'); throw new Error(`${err.message}\n${output}`); });
   const readyAt = performance.now(); // server.json written: the hub listens
   const scheme = publicTls ? 'https' : 'http';
-  const base = `${scheme}://${publicTls ? 'localhost' : '127.0.0.1'}:${info.port}`;
+  const base = `${scheme}://127.0.0.1:${info.port}`;
   const hub = { base, port: info.port, readyAt, dataDir, proc, log: () => output, exited: () => exited, publicTls };
-  const { stdout } = await execFileP(HUB_BIN, ['token', '--data-dir', dataDir, '--secret-store', 'file'], { timeout: 15_000 });
+  const { stdout } = await execFileP(bin, ['token', '--data-dir', dataDir, '--secret-store', 'file'], { timeout: 15_000 });
   const m = /\b[0-9a-f]{64}\b/.exec(stdout);
   if (!m) throw new Error(`no token in \`semantest-hub token\` output: ${JSON.stringify(stdout)}`);
   hub.token = m[0];
