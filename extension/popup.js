@@ -12,7 +12,8 @@ function render({ state, demo }) {
   $('latency').textContent = state.latencyMs == null ? '' : `${Math.round(state.latencyMs)} ms`;
   $('hub').textContent = state.hub
     ? `${state.hub.kind === 'public' ? 'Public hub' : 'Desktop hub'} at ${state.hub.endpoint} · ${state.hub.product} ${state.hub.version}`
-    : state.paired.local || state.paired.public ? 'No hub reachable right now; retrying.' : 'Not paired with a hub yet.';
+    : state.localFound && !state.paired.local ? 'Desktop hub found on this computer. Pair with it to connect.'
+      : state.paired.local || state.paired.public ? 'No hub reachable right now; retrying.' : 'Not paired with a hub yet.';
 
   const p = state.pairing;
   $('pairing').textContent = p ? 'Waiting for approval in the desktop app…'

@@ -266,6 +266,7 @@ test('7. pairing: denied → a clear message; approved → connected', async () 
     await shot('pairing');
     await owner.call('pairing.deny', { request_id: denied.id });
     await popup.locator('#message', { hasText: 'Pairing was denied in the desktop app.' }).waitFor({ timeout: 10_000 });
+    assert.equal(await popup.locator('#hub').textContent(), 'Desktop hub found on this computer. Pair with it to connect.');
     await shot('pairing-denied');
     await waitPopupMode('OFFLINE');
 

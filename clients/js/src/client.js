@@ -94,6 +94,7 @@ export class HubClient {
     pairing: null,
     lastError: null,
     untrusted: [],
+    localFound: null,
   };
 
   /**
@@ -223,8 +224,8 @@ export class HubClient {
     const untrusted = results.filter((r) => r.status === 'untrusted').map(({ base, reason }) => ({ base, reason }));
     for (const u of untrusted) this.#emit('untrusted', u);
     this.#state.untrusted = untrusted;
-    const found = results.find((r) => r.status === 'found');
-    this.#localFound = found ?? results.find((r) => r.status === 'untrusted' || r.status === 'trusted') ?? null;
+    const seen = results.find((r) => r.status === 'found' || r.status === 'trusted' || r.status === 'untrusted');
+    if ((seen?.base ?? null) !== this.#state.localFound) this.#update({ localFound: seen?.base ?? null });
     const trusted = results.filter((r) => r.status === 'trusted');
     for (const t of trusted) {
       const target = await this.#open('local', t, cred).catch((err) => { this.#note(err); return null; });
@@ -232,8 +233,6 @@ export class HubClient {
     }
     return null;
   }
-
-  #localFound = null;
 
   async #tryPublic() {
     const cred = this.#cred.public;

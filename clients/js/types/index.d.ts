@@ -81,6 +81,8 @@ export interface ClientState {
   lastError: null | { kind: string; message: string };
   /** Signatures seen on the last local probe that failed the challenge. */
   untrusted: { base: string; reason: string }[];
+  /** Base URL of the first Semantest signature the last local probe saw (trusted or not), or null. */
+  localFound: string | null;
 }
 
 export interface HubEvent<P = unknown> {
