@@ -180,6 +180,7 @@ test('2 and 3, with figures. local stopped → PUBLIC with no error shown; local
       figures.local_gone_to_public_ms.push(Math.round(performance.now() - t0));
       assert.equal(await badgeText(), 'PUB');
       assert.ok(await popup.locator('#message').isHidden(), 'no error shown');
+      assert.equal((await swState()).lastError, null, 'a clean hub shutdown is not an error');
       assert.match(await popup.locator('#hub').textContent(), new RegExp(`Public hub at 127\\.0\\.0\\.1:${pub.port}`));
       const rp = await cmd('ping');
       assert.ok(rp.demo.lastPing?.ok, JSON.stringify(rp.demo.lastPing));
@@ -195,6 +196,25 @@ test('2 and 3, with figures. local stopped → PUBLIC with no error shown; local
   } finally {
     await pubResponder.stop();
   }
+});
+
+test('the local-only toggle: with the desktop hub stopped the popup stays OFFLINE; off again → PUBLIC', async () => {
+  const { port, dataDir } = local;
+  await popup.locator('#local-only').check();
+  await waitFor(async () => (await swState()).localOnly, { message: 'local only on' });
+  await stopHub(local);
+  await waitPopupMode('OFFLINE');
+  assert.equal(await badgeText(), 'OFF');
+  await shot('local-only');
+  // Two more retry rounds (each probes the foreign server too), and still no fallback.
+  const probes = foreign.seen.length;
+  await waitFor(() => foreign.seen.length >= probes + 2, { timeout: 4 * BACKOFF.maxMs + 5000, message: 'two retry rounds' });
+  assert.equal((await swState()).mode, 'OFFLINE');
+  await popup.locator('#local-only').uncheck();
+  await waitPopupMode('PUBLIC');
+  assert.equal(await popup.locator('#local-only').isChecked(), false);
+  local = await startLocal({ port, dataDir });
+  await waitPopupMode('LOCAL', BACKOFF.maxMs + 10_000);
 });
 
 test('6. both down → OFFLINE; events sent meanwhile arrive after reconnecting, none lost, none twice', async () => {

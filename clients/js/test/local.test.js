@@ -79,7 +79,8 @@ test('discovery: only the real hub is trusted; foreign answers are ignored; rela
 });
 
 test('connects LOCAL to the real hub, never sends the token to an impostor, reports identity and latency', async () => {
-  const c = client();
+  const frames = [];
+  const c = client({ keepaliveMs: 100, WebSocket: recordingWsClass(frames, { origin: EXT_ORIGIN }) });
   const untrusted = [];
   c.on('untrusted', (u) => untrusted.push(u.base));
   await c.start();
@@ -95,6 +96,9 @@ test('connects LOCAL to the real hub, never sends the token to an impostor, repo
         assert.ok(!JSON.stringify(r).includes(hub.token), 'the token never reaches a non-hub');
       }
     }
+    // The keepalive: hub.status every keepaliveMs, its round trip as latencyMs.
+    await waitFor(() => frames.filter((f) => f.dir === 'out' && f.msg.method === 'hub.status').length >= 3, { message: 'three keepalives' });
+    assert.equal(typeof c.state.latencyMs, 'number');
     const status = await c.call('hub.status');
     assert.equal(status.protocol, 1);
     await assert.rejects(c.call('no.such.method'), (e) => e instanceof RpcError && e.kind === 'METHOD_NOT_FOUND' && e.code === -32601);

@@ -4,8 +4,9 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { HubClient, memoryStorage, probe, STORAGE_KEYS } from '../src/index.js';
-import { startHub, stopHub, tempDir, makeCert, waitMode, wsClass, sdkFetch, EXT_ORIGIN } from './helpers.js';
+import { startHub, stopHub, tempDir, makeCert, waitMode, waitFor, wsClass, sdkFetch, EXT_ORIGIN } from './helpers.js';
 
 let local;
 let pub;
@@ -69,7 +70,11 @@ test('LOCAL → PUBLIC when the local hub stops → LOCAL when it starts again; 
 });
 
 test('local only: no fallback; OFFLINE while the local hub is down', async () => {
-  const a = client({ localOnly: true });
+  // A server on one more port of the range counts the retry rounds.
+  let probes = 0;
+  const counter = http.createServer((req, res) => { probes++; res.writeHead(404).end(); });
+  await new Promise((r) => counter.listen(0, '127.0.0.1', r));
+  const a = client({ localOnly: true, ports: [counter.address().port, local.port] });
   await a.start();
   try {
     await waitMode(a, 'LOCAL');
@@ -77,11 +82,13 @@ test('local only: no fallback; OFFLINE while the local hub is down', async () =>
     await stopHub(local);
     const s = await waitMode(a, 'OFFLINE');
     assert.equal(s.localOnly, true);
-    await new Promise((r) => setTimeout(r, 800)); // several retry rounds
+    const before = probes;
+    await waitFor(() => probes >= before + 3, { message: 'three retry rounds' });
     assert.equal(a.state.mode, 'OFFLINE');
     local = await startHub({ port, dataDir });
     await waitMode(a, 'LOCAL', 10_000);
   } finally {
     await a.stop();
+    await new Promise((r) => counter.close(r));
   }
 });
