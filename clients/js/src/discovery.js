@@ -96,8 +96,10 @@ export async function probe(base, { credential = null, timeoutMs = PROBE_TIMEOUT
   if (!ch || typeof ch !== 'object') {
     return { status: 'untrusted', base, signature: sig, reason: 'no challenge answer (unknown client id or not a hub)' };
   }
-  if (ch.nonce !== nonce || ch.client !== credential.clientId || ch.endpoint !== endpoint) {
-    return { status: 'untrusted', base, signature: sig, reason: `challenge mismatch (endpoint ${JSON.stringify(ch.endpoint)}, expected ${JSON.stringify(endpoint)})` };
+  if (ch.nonce !== nonce) return { status: 'untrusted', base, signature: sig, reason: 'challenge answer for another nonce' };
+  if (ch.client !== credential.clientId) return { status: 'untrusted', base, signature: sig, reason: `challenge answer for client ${JSON.stringify(ch.client)}, not ${JSON.stringify(credential.clientId)}` };
+  if (ch.endpoint !== endpoint) {
+    return { status: 'untrusted', base, signature: sig, reason: `challenge endpoint ${JSON.stringify(ch.endpoint)}, but this client contacted ${JSON.stringify(endpoint)} (a relay?)` };
   }
   const expected = await challengeProof(credential.token, { nonce, client: credential.clientId, endpoint });
   if (!constantTimeEqual(expected, String(ch.proof ?? ''))) {
