@@ -86,6 +86,7 @@ const commands = {
         PAIRING_DENIED: 'Pairing was denied in the desktop app.',
         PAIRING_EXPIRED: 'The pairing request expired. Try again and approve it within two minutes.',
         NO_HUB: 'The desktop hub is not running on this computer. Start Semantest Hub and try again.',
+        AMBIGUOUS_HUB: 'More than one program on this computer claims to be the Semantest Hub, so pairing stopped. Quit the one you do not know and try again.',
         LIMIT_REACHED: 'Too many pairing requests are waiting. Wait a minute and try again.',
         RATE_LIMITED: 'Too many pairing requests. Wait a minute and try again.',
       }[err.kind] ?? `Pairing failed: ${err.message}`;

@@ -544,10 +544,11 @@ export class HubClient {
   /**
    * Pairs with the desktop hub (or, with `target: "public"`, the first public URL): asks
    * for a token, calls `onCode` with the 6-digit code the desktop app also shows, waits
-   * for the approval, stores the token and connects.
-   * @throws {import('./errors.js').PairingError} `PAIRING_DENIED`, `PAIRING_EXPIRED`, ...; {HubError} `NO_HUB`
+   * for the approval, stores the token and connects. `base` picks one local hub (e.g.
+   * `http://127.0.0.1:3004`) when several answer.
+   * @throws {import('./errors.js').PairingError} `PAIRING_DENIED`, `PAIRING_EXPIRED`, ...; {HubError} `NO_HUB`, `AMBIGUOUS_HUB`
    */
-  async pair({ name = this.#o.name, onCode, target = 'local', signal } = {}) {
+  async pair({ name = this.#o.name, onCode, target = 'local', signal, base: baseOverride } = {}) {
     await this.#load();
     let base;
     if (target === 'public') {
@@ -555,7 +556,17 @@ export class HubClient {
       if (!base) throw new HubError(CLIENT_KINDS.NO_HUB, 'no public URL is configured');
     } else {
       const results = await probeAll(localBases(this.#o.ports, this.#o.host), { timeoutMs: this.#o.probeTimeoutMs, fetch: this.#fetch });
-      base = results.find((r) => r.status === 'found')?.base;
+      const found = results.filter((r) => r.status === 'found');
+      // Before pairing there is no token to challenge with, so a program that copies the
+      // signature (and relays /pair to the real hub) would look the same as the hub and
+      // receive the token. Refuse to guess when more than one server claims to be a hub.
+      if (found.length > 1 && !baseOverride) {
+        const err = new HubError(CLIENT_KINDS.AMBIGUOUS_HUB, `more than one server on this computer claims to be the Semantest Hub (${found.map((r) => r.base).join(', ')}); stop the one you do not know, or pair with an explicit base`, { data: { kind: CLIENT_KINDS.AMBIGUOUS_HUB, bases: found.map((r) => r.base) } });
+        this.#update({ lastError: { kind: err.kind, message: err.message } });
+        throw err;
+      }
+      base = baseOverride ?? found[0]?.base;
+      if (baseOverride && !found.some((r) => r.base === baseOverride)) base = null;
       if (!base) {
         const err = new HubError(CLIENT_KINDS.NO_HUB, 'no desktop hub answered on this machine; start the Semantest Hub app');
         this.#update({ lastError: { kind: err.kind, message: err.message } });

@@ -16,6 +16,8 @@ export const CLIENT_KINDS = Object.freeze({
   NOT_PAIRED: 'NOT_PAIRED',
   /** No local hub answered the discovery probe. */
   NO_HUB: 'NO_HUB',
+  /** Several local servers claim to be a hub and pairing cannot tell which is real. */
+  AMBIGUOUS_HUB: 'AMBIGUOUS_HUB',
   /** The HTTP exchange with the hub failed in a way the contract does not describe. */
   PROTOCOL: 'PROTOCOL',
   /** The client was stopped. */

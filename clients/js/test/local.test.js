@@ -255,6 +255,11 @@ test('pairing: approved through the hub stores the token and connects; denied is
     await assert.rejects(c.call('project.list'), (e) => e.kind === 'FORBIDDEN');
     await c.stop();
 
+    // With the signature-copying impostors on the range, pairing refuses to guess.
+    const e = client({ storage: memoryStorage() });
+    await assert.rejects(e.pair({ name: 'ambiguous' }), (err) => err.kind === 'AMBIGUOUS_HUB' && err.data.bases.length === 3);
+    for (const i of impostors) assert.ok(i.seen.every((r) => !r.url.startsWith('/pair')), 'no pairing request to an impostor');
+
     const d = client({ storage: memoryStorage(), ports: [hub.port] });
     let code;
     const denied = d.pair({ name: 'to be denied', onCode: (i) => { code = i.code; } });

@@ -142,6 +142,8 @@ export declare class HubClient {
     onCode?: (info: { code: string; requestId: string; expiresAt: string }) => void;
     target?: 'local' | 'public';
     signal?: AbortSignal;
+    /** One local hub's base URL, when several answer (otherwise AMBIGUOUS_HUB). */
+    base?: string;
   }): Promise<{ clientId: string; scopes: string[] }>;
 }
 
@@ -150,7 +152,7 @@ export declare const IDEMPOTENCY_CAPABILITY: 'events.idempotency';
 export declare const STORAGE_KEYS: { readonly localToken: string; readonly publicToken: string; readonly localOnly: string; readonly queue: string };
 export declare const CLIENT_KINDS: {
   readonly OFFLINE: 'OFFLINE'; readonly REQUEST_TIMEOUT: 'REQUEST_TIMEOUT'; readonly CONNECTION_CLOSED: 'CONNECTION_CLOSED';
-  readonly QUEUE_FULL: 'QUEUE_FULL'; readonly NOT_PAIRED: 'NOT_PAIRED'; readonly NO_HUB: 'NO_HUB'; readonly PROTOCOL: 'PROTOCOL'; readonly STOPPED: 'STOPPED';
+  readonly QUEUE_FULL: 'QUEUE_FULL'; readonly NOT_PAIRED: 'NOT_PAIRED'; readonly NO_HUB: 'NO_HUB'; readonly AMBIGUOUS_HUB: 'AMBIGUOUS_HUB'; readonly PROTOCOL: 'PROTOCOL'; readonly STOPPED: 'STOPPED';
 };
 
 export declare class HubError extends Error {
