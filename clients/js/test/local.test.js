@@ -228,6 +228,33 @@ test('hub down: publishes queue (bounded, with an event), then replay in order e
   }
 });
 
+test('the queue survives the client itself: a new client on the same storage (a restarted service worker) sends it, once', async () => {
+  const storage = memoryStorage({ [STORAGE_KEYS.localToken]: { token: hub.token, clientId: 'owner' } });
+  const b = client();
+  await b.start();
+  const got = [];
+  try {
+    await waitMode(b, 'LOCAL');
+    await b.subscribe('kept.*', (e) => got.push(e.payload.n));
+    const a = client({ storage, ports: [await freePort()] }); // nothing answers: offline
+    await a.start();
+    for (let n = 1; n <= 3; n++) a.publish('kept.item', { n }).catch(() => {});
+    await waitFor(async () => (await storage.get(STORAGE_KEYS.queue))?.length === 3, { message: 'queue stored' });
+    await a.stop();
+    const a2 = client({ storage });
+    await a2.start();
+    await waitMode(a2, 'LOCAL');
+    await waitFor(() => a2.state.queued === 0, { message: 'stored queue sent' });
+    await waitFor(() => got.length >= 3, { message: 'three kept events' });
+    await b.call('hub.status'); // a duplicate would be here by now
+    assert.deepEqual(got, [1, 2, 3]);
+    assert.deepEqual(await storage.get(STORAGE_KEYS.queue), []);
+    await a2.stop();
+  } finally {
+    await b.stop();
+  }
+});
+
 test('pairing: approved through the hub stores the token and connects; denied is a PAIRING_DENIED error', async () => {
   const owner = await ownerConnection(hub);
   try {
