@@ -45,8 +45,14 @@ async function createClient() {
     backoff: s.backoff,
     keepaliveMs: s.keepaliveMs,
   });
-  client.on('state', (st) => { paintBadge(st.mode); broadcast(); });
+  let lastMode = null;
+  client.on('state', (st) => {
+    if (st.mode !== lastMode) { lastMode = st.mode; demo.lastPing = null; } // a ping result belongs to its connection
+    paintBadge(st.mode);
+    broadcast();
+  });
   await client.subscribe(`${DEMO_TYPE.split('.')[0]}.*`, (ev) => {
+    if (ev.correlationId) return; // request and answer traffic shows as the ping result instead
     demo.received.unshift({ type: ev.type, payload: ev.payload, from: ev.from, ts: ev.ts });
     demo.received.length = Math.min(demo.received.length, MAX_EVENTS);
     broadcast();

@@ -139,6 +139,21 @@ test('1. local hub running → LOCAL, on the toolbar badge too', async () => {
   await popup.locator('#latency', { hasText: /\d+ ms/ }).waitFor({ timeout: 25_000 });
   assert.match(await popup.locator('#hub').textContent(), new RegExp(`Desktop hub at 127\\.0\\.0\\.1:${local.port}`));
   assert.equal(await badgeText(), 'LOC');
+  // The demo round trip: another client's demo.message shows in the popup, and the
+  // popup's own goes to that client.
+  const other = await responder(local);
+  try {
+    const got = [];
+    await other.subscribe('demo.message', (e) => got.push(e.payload.text));
+    await waitFor(() => other.state.mode === 'LOCAL', { message: 'the other client' });
+    await other.publish('demo.message', { text: 'hello from node' });
+    await popup.locator('#events li', { hasText: 'demo.message: hello from node' }).waitFor({ timeout: 5000 });
+    await popup.locator('#text').fill('hello from the popup');
+    await popup.locator('#send').click();
+    await waitFor(() => got.includes('hello from the popup'), { message: 'the popup\'s event at the other client' });
+  } finally {
+    await other.stop();
+  }
   await shot('local');
 });
 
