@@ -428,7 +428,7 @@ async fn run(args: RunArgs) -> Result<()> {
                 results.add("conn_errors", server.endpoint.kind, held.errors as f64);
                 results.notes.insert(
                     format!("conn_open_{}_{run}", side(server.endpoint.kind)),
-                    json!(held.open),
+                    json!({"open": held.open, "owner_token": held.owner, "frames_received": held.frames}),
                 );
                 results.notes.insert(
                     format!("conn_rss_before_{}_{run}", side(server.endpoint.kind)),

@@ -196,18 +196,61 @@ pub struct Held {
     pub rss_mib: f64,
     /// Server RSS before, MiB.
     pub rss_before_mib: f64,
+    /// Whether the connections used the owner token (no client tokens on this hub).
+    pub owner: bool,
+    /// Frames the held connections received after their reply (e.g. `hub.connection`).
+    pub frames: u64,
+}
+
+/// A client token with the `events` scope, as an extension would hold
+/// (`client.create`), or `None` on a hub without client tokens: then the owner token.
+///
+/// # Errors
+/// Connection failures, or `client.create` failing for another reason.
+pub async fn client_token(endpoint: &Endpoint) -> Result<Option<String>> {
+    if endpoint.kind == Kind::Bare {
+        return Ok(None);
+    }
+    let (mut sink, mut source) = connect(endpoint).await?.split();
+    match rpc(
+        &mut sink,
+        &mut source,
+        1,
+        "client.create",
+        &json!({"name": "bench", "scopes": ["events"]}),
+    )
+    .await
+    {
+        Ok(result) => Ok(result["token"].as_str().map(str::to_string)),
+        Err(err)
+            if err
+                .downcast_ref::<RpcFailure>()
+                .is_some_and(|f| f.code == METHOD_NOT_FOUND) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// Opens `count` connections (64 at a time), each answering one `hub.status`, holds
-/// them, and reads the server's RSS.
+/// them while each keeps reading what the server sends (as a live client does), and
+/// reads the server's RSS. On a hub with client tokens the connections use one with the
+/// `events` scope, as extensions do; otherwise the owner token.
 ///
 /// # Errors
 /// Only for failures outside the connections themselves.
 pub async fn hold(server: &Server, count: usize) -> Result<Held> {
-    let endpoint = server.endpoint.clone();
+    let mut endpoint = server.endpoint.clone();
+    let scoped = client_token(&endpoint).await?;
+    let owner = scoped.is_none();
+    if let Some(token) = scoped {
+        endpoint.token = Some(token);
+    }
     let rss_before_mib = server.rss_mib();
+    let frames = Arc::new(AtomicU64::new(0));
     let results = open_many(count, 64, |_| {
-        let endpoint = endpoint.clone();
+        let (endpoint, frames) = (endpoint.clone(), frames.clone());
         async move {
             let attempt = async {
                 let socket = connect(&endpoint).await?;
@@ -219,7 +262,12 @@ pub async fn hold(server: &Server, count: usize) -> Result<Held> {
                     request(1, "hub.status", &json!({})),
                 )
                 .await?;
-                anyhow::Ok((sink, source))
+                let drain = tokio::spawn(async move {
+                    while let Some(Ok(_)) = source.next().await {
+                        frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                anyhow::Ok((sink, drain))
             };
             Ok(attempt.await.ok())
         }
@@ -229,12 +277,18 @@ pub async fn hold(server: &Server, count: usize) -> Result<Held> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_mib = server.rss_mib();
     let open = results.iter().filter(|r| r.is_some()).count();
-    drop(results);
+    let frames = frames.load(Ordering::Relaxed);
+    for (sink, drain) in results.into_iter().flatten() {
+        drop(sink);
+        drain.abort();
+    }
     Ok(Held {
         open,
         errors: count - open,
         rss_mib,
         rss_before_mib,
+        owner,
+        frames,
     })
 }
 
