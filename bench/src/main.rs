@@ -51,6 +51,11 @@ enum Command {
         #[arg(long, default_value = "docs/perf")]
         out: PathBuf,
     },
+    /// Prints the results table of a results.json (Markdown).
+    Table {
+        /// The results file `run` wrote.
+        input: PathBuf,
+    },
     /// The bare tokio-tungstenite server (started by `run`).
     #[command(hide = true)]
     BareServer {
@@ -557,7 +562,9 @@ async fn run(args: RunArgs) -> Result<()> {
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
     write_csv(&results, &args.out.join("results.csv"))?;
     print_table(&report);
-    plot::draw_all(&report, &args.out)?;
+    if let Err(err) = plot::draw_all(&report, &args.out) {
+        println!("no plots: {err:#}");
+    }
     println!(
         "wrote {} and results.csv, plots in {}",
         json_path.display(),
@@ -734,6 +741,11 @@ fn main() -> Result<()> {
         Command::Plot { input, out } => {
             let report: Value = serde_json::from_str(&std::fs::read_to_string(&input)?)?;
             plot::draw_all(&report, &out)
+        }
+        Command::Table { input } => {
+            let report: Value = serde_json::from_str(&std::fs::read_to_string(&input)?)?;
+            print_table(&report);
+            Ok(())
         }
         Command::Run(args) => tokio::runtime::Runtime::new()?.block_on(run(args)),
     }
