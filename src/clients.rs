@@ -342,6 +342,11 @@ impl Clients {
         infos
     }
 
+    /// The client with connection id `id`, while it is connected.
+    pub fn get(&self, id: u64) -> Option<Arc<Client>> {
+        self.map().get(&id).cloned()
+    }
+
     /// Number of connected clients.
     pub fn count(&self) -> usize {
         self.map().len()

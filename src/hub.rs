@@ -1,38 +1,48 @@
-//! The hub: one cheap-to-clone bundle of handles to every subsystem.
+//! The hub: the composition root. [`Hub::open`] opens every part in dependency order
+//! and hands each only the handles it needs; the parts never see the [`Hub`].
+//!
+//! ```text
+//! secrets, store ─► projects, feed, clients ─► notifier (the event sink)
+//!                 ─► runner (slots, CLI) ─► coordinator ─► watch
+//! ```
 //!
 //! The desktop app, `semantest-hub serve` and a public deployment all build the same
 //! [`Hub`] and differ only in configuration. [`crate::server::start`] binds it to
-//! sockets.
+//! sockets. Lifecycles that span parts (a project created or deleted, a connection
+//! opened or closed) are methods here, so callers never wire the parts by hand.
 
-use std::ops::Deref;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use serde::Serialize;
-use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::agent::{self, AgentCli};
-use crate::clients::Clients;
+use crate::clients::{Client, Clients};
 use crate::config::LoadedConfig;
-use crate::coordinator::Coordinator;
+use crate::coordinator::{Coordinator, CoordinatorParts};
 use crate::error::ErrorChain;
-use crate::feed::{Feed, Line};
+use crate::events::{Event, EventSink};
+use crate::feed::Feed;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
+use crate::notifier::Notifier;
 use crate::project::{ProjectError, Projects};
-use crate::protocol::{
-    PROTOCOL_VERSION, ProjectView, Role, StateChange, Stream, method, notification,
-};
+use crate::protocol::hub::{Disk, Health, HubStatus, Memory, Stats};
+use crate::protocol::{PROTOCOL_VERSION, ProjectView, Role, method, notification};
+use crate::runner::cli::CliSlot;
+use crate::runner::process::clean_orphans;
+use crate::runner::slots::Slots;
+use crate::runner::{Runner, RunnerParts};
 use crate::secrets::{SecretError, Secrets};
 use crate::security::{LoginCodes, new_token, token_hash};
 use crate::store::{Store, StoreError};
 use crate::timestamp::now_ms;
-use crate::watch::Watch;
+use crate::watch::{Watch, WatchParts};
+
+pub use crate::events::{HubEvent, StatusSnapshot};
 
 /// The product name in the signature and `/health`.
 pub const PRODUCT: &str = "semantest-hub";
@@ -78,76 +88,28 @@ pub enum StartError {
     },
 }
 
-/// Something a front end may want to tell the user about, e.g. with a desktop
-/// notification. Delivered through [`Hub::events`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum HubEvent {
-    /// Every task of a project has finished (the `project.completed` notification).
-    BatchFinished {
-        /// The project.
-        project_id: String,
-        /// Its display name.
-        project_name: String,
-        /// A human summary, e.g. `all 20 tasks finished: 19 completed, 1 failed, 0 cancelled`.
-        message: String,
-    },
-}
-
-/// A summary of the hub for the tray and the dashboard.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct StatusSnapshot {
-    /// The port, once bound.
-    pub port: u16,
-    /// Connected clients.
-    pub connections: usize,
-    /// Running agents.
-    pub running_agents: usize,
-    /// Registered projects.
-    pub projects: usize,
-}
-
-/// The shared state behind a [`Hub`].
-pub struct Inner {
-    /// The configuration in force.
-    pub config: LoadedConfig,
-    /// The SQLite store.
-    pub store: Store,
-    /// Registered projects.
-    pub projects: Projects,
-    /// History plus live output.
-    pub feed: Feed,
-    /// Connected clients.
-    pub clients: Clients,
-    /// Prometheus metrics.
-    pub metrics: Metrics,
-    /// Resource figures.
-    pub monitor: Monitor,
-    /// One-time dashboard sign-in codes.
-    pub login_codes: LoginCodes,
-    /// SHA-256 of the owner token.
-    pub owner_hash: [u8; 32],
-    /// `keychain` or `file`.
-    pub secret_store: &'static str,
-    /// A random id for this run of the hub.
-    pub instance_id: String,
-    /// When the hub started.
-    pub started: Instant,
-    /// Cancelled to shut everything down.
-    pub shutdown: CancellationToken,
-    /// Every long-lived task: connections, runs, timers.
-    pub tracker: TaskTracker,
-    /// The task queue, workers and leases.
-    pub coordinator: Coordinator,
-    /// The projects' `reports/` folder watcher.
-    pub watch: Watch,
-    /// Agent runs started for tasks by the built-in agent workers.
-    pub task_runs: agent::TaskRuns,
-    port: OnceLock<u16>,
+/// The parts behind a [`Hub`].
+struct Inner {
+    config: LoadedConfig,
+    store: Store,
+    projects: Projects,
+    feed: Feed,
+    clients: Clients,
+    metrics: Arc<Metrics>,
+    monitor: Monitor,
+    login_codes: LoginCodes,
+    owner_hash: [u8; 32],
+    secret_store: &'static str,
+    instance_id: String,
+    started: Instant,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    notifier: Arc<Notifier>,
+    runner: Runner,
+    coordinator: Coordinator,
+    watch: Watch,
     /// The exclusive lock on `<data_dir>/hub.lock`, released at shutdown.
     data_dir_lock: std::sync::Mutex<Option<std::fs::File>>,
-    agent_cli: RwLock<Option<AgentCli>>,
-    status: watch::Sender<StatusSnapshot>,
-    events: tokio::sync::broadcast::Sender<HubEvent>,
 }
 
 /// The hub. Cheap to clone; every clone is the same hub.
@@ -156,18 +118,11 @@ pub struct Hub {
     inner: Arc<Inner>,
 }
 
-impl Deref for Hub {
-    type Target = Inner;
-
-    fn deref(&self) -> &Inner {
-        &self.inner
-    }
-}
-
 impl Hub {
     /// Opens the secret store and the database, cleans up runs orphaned by a crash,
-    /// loads the projects and looks for the agent CLI. Blocking calls (keychain,
-    /// SQLite) run on the blocking pool.
+    /// loads the projects and the task queue, and looks for the agent CLI (its version
+    /// is asked in the background). Blocking calls (keychain, SQLite) run on the
+    /// blocking pool.
     ///
     /// # Errors
     /// [`StartError`] when the secret store or database cannot be opened.
@@ -190,33 +145,57 @@ impl Hub {
         info!(secret_store, "owner token ready");
 
         let store = Store::open(&data_dir)?;
-        let orphans = agent::clean_orphans(&store);
+        let orphans = clean_orphans(&store);
+        if orphans > 0 {
+            warn!(orphans, "runs orphaned by a previous crash were cleaned up");
+        }
         let projects = Projects::load(store.clone(), config.config.limits.max_projects)?;
         let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
         let feed = Feed::new(
             store.clone(),
             projects.list().into_iter().map(|p| (p.id, p.last_seq)),
             tracker.clone(),
         );
-        let coordinator = Coordinator::load(store.clone(), config.config.coordination.clone())?;
-        let cli = match agent::find_cli(config.config.agent.cli_path.as_deref()) {
-            Some(path) => Some(agent::probe_cli(path).await),
-            None => None,
-        };
-        match &cli {
-            Some(cli) => {
-                info!(path = %cli.path.display(), version = ?cli.version, "agent CLI found")
-            }
-            None => {
-                warn!("Claude Code CLI not found; agent runs will be refused until it is installed")
-            }
+        let clients = Clients::default();
+        let metrics = Arc::new(Metrics::new());
+        let slots = Slots::new(config.config.limits.max_running_agents);
+        let notifier = Arc::new(Notifier::new(
+            clients.clone(),
+            projects.clone(),
+            slots.clone(),
+            metrics.clone(),
+        ));
+        let sink: Arc<dyn EventSink> = notifier.clone();
+
+        let cli = CliSlot::find(config.config.agent.cli_path.as_deref());
+        if cli.get().is_some() {
+            tracker.spawn(cli.clone().probe());
+        } else {
+            warn!("Claude Code CLI not found; agent runs will be refused until it is installed");
         }
-        if orphans > 0 {
-            warn!(orphans, "runs orphaned by a previous crash were cleaned up");
-        }
+        let runner = Runner::new(RunnerParts {
+            config: config.config.agent.clone(),
+            store: store.clone(),
+            feed: feed.clone(),
+            projects: projects.clone(),
+            metrics: metrics.clone(),
+            sink: sink.clone(),
+            slots,
+            cli,
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let coordinator = Coordinator::load(CoordinatorParts {
+            store: store.clone(),
+            config: config.config.coordination.clone(),
+            runner: runner.clone(),
+            projects: projects.clone(),
+            sink,
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        })?;
         let monitor = Monitor::new(&data_dir);
-        let (status, _) = watch::channel(StatusSnapshot::default());
-        let (events, _) = tokio::sync::broadcast::channel(16);
         Ok(Self {
             inner: Arc::new(Inner {
                 data_dir_lock: std::sync::Mutex::new(Some(data_dir_lock)),
@@ -224,105 +203,161 @@ impl Hub {
                 store,
                 projects,
                 feed,
-                clients: Clients::default(),
-                metrics: Metrics::new(),
+                clients,
+                metrics,
                 monitor,
                 login_codes: LoginCodes::default(),
                 owner_hash,
                 secret_store,
                 instance_id: uuid::Uuid::new_v4().to_string(),
                 started: Instant::now(),
-                shutdown: CancellationToken::new(),
+                shutdown,
                 tracker,
+                notifier,
+                runner,
                 coordinator,
                 watch: Watch::default(),
-                task_runs: agent::TaskRuns::default(),
-                port: OnceLock::new(),
-                agent_cli: RwLock::new(cli),
-                status,
-                events,
             }),
         })
     }
 
+    /// Starts the background parts once the server listens on `port`: the resource
+    /// monitor, `hub.stats`, retention, the coordinator's agent workers and lease timer,
+    /// and the reports watcher.
+    pub(crate) fn start_background(&self, port: u16) {
+        self.inner.notifier.emit(Event::Listening { port });
+        let tracker = &self.inner.tracker;
+        tracker.spawn(self.inner.monitor.clone().run(self.inner.shutdown.clone()));
+        tracker.spawn(self.clone().run_stats());
+        tracker.spawn(self.clone().run_retention());
+        self.inner.coordinator.start();
+        self.inner.watch.start(WatchParts {
+            coordinator: self.inner.coordinator.clone(),
+            debounce: Duration::from_millis(self.config().config.coordination.report_debounce_ms),
+            projects: self
+                .inner
+                .projects
+                .list()
+                .into_iter()
+                .map(|p| (p.id, p.path))
+                .collect(),
+            tracker: tracker.clone(),
+            shutdown: self.inner.shutdown.clone(),
+        });
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &LoadedConfig {
+        &self.inner.config
+    }
+
+    /// The SQLite store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Registered projects.
+    pub fn projects(&self) -> &Projects {
+        &self.inner.projects
+    }
+
+    /// History plus live output.
+    pub fn feed(&self) -> &Feed {
+        &self.inner.feed
+    }
+
+    /// Connected clients.
+    pub fn clients(&self) -> &Clients {
+        &self.inner.clients
+    }
+
+    /// Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Resource figures.
+    pub fn monitor(&self) -> &Monitor {
+        &self.inner.monitor
+    }
+
+    /// One-time dashboard sign-in codes.
+    pub fn login_codes(&self) -> &LoginCodes {
+        &self.inner.login_codes
+    }
+
+    /// SHA-256 of the owner token.
+    pub fn owner_hash(&self) -> &[u8; 32] {
+        &self.inner.owner_hash
+    }
+
+    /// `keychain` or `file`.
+    pub fn secret_store(&self) -> &'static str {
+        self.inner.secret_store
+    }
+
+    /// A random id for this run of the hub.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    /// Cancelled to shut everything down.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Every long-lived task: connections, runs, timers.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.inner.tracker
+    }
+
+    /// The agent runner.
+    pub fn runner(&self) -> &Runner {
+        &self.inner.runner
+    }
+
+    /// The task queue, workers and leases.
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.inner.coordinator
+    }
+
     /// The port the hub listens on (0 before it is bound).
     pub fn port(&self) -> u16 {
-        self.port.get().copied().unwrap_or(0)
-    }
-
-    pub(crate) fn set_port(&self, port: u16) {
-        let _ = self.port.set(port);
-        self.refresh_status();
-    }
-
-    /// The agent CLI, if found. When it was missing, it is looked for again, so a CLI
-    /// installed while the hub runs is picked up without a restart.
-    pub fn agent_cli(&self) -> Option<AgentCli> {
-        if let Some(cli) = self.agent_cli.read().ok().and_then(|cli| cli.clone()) {
-            return Some(cli);
-        }
-        let path = agent::find_cli(self.config.config.agent.cli_path.as_deref())?;
-        let cli = AgentCli {
-            path,
-            version: None,
-        };
-        if let Ok(mut slot) = self.agent_cli.write() {
-            *slot = Some(cli.clone());
-        }
-        Some(cli)
+        self.inner.notifier.port()
     }
 
     /// Releases the data directory for the next hub; called at the end of shutdown.
     pub(crate) fn release_data_dir(&self) {
-        if let Ok(mut lock) = self.data_dir_lock.lock() {
+        if let Ok(mut lock) = self.inner.data_dir_lock.lock() {
             lock.take();
         }
     }
 
-    /// Agent runs in progress: projects' interactive runs plus task runs.
+    /// Agent runs in progress: interactive runs plus task runs.
     pub fn running_agents(&self) -> usize {
-        self.projects.running() + self.task_runs.count()
+        self.inner.runner.running()
     }
 
     /// Seconds since start.
     pub fn uptime_s(&self) -> u64 {
-        self.started.elapsed().as_secs()
+        self.inner.started.elapsed().as_secs()
     }
 
     /// Events for the user, for the desktop app's notifications. A receiver that falls
     /// more than 16 events behind skips the oldest.
-    pub fn events(&self) -> tokio::sync::broadcast::Receiver<HubEvent> {
-        self.events.subscribe()
-    }
-
-    /// Sends an event to every [`Hub::events`] receiver; without one it is dropped.
-    pub(crate) fn emit(&self, event: HubEvent) {
-        let _ = self.events.send(event);
+    pub fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.inner.notifier.desktop_events()
     }
 
     /// Watches the [`StatusSnapshot`], for the tray.
     pub fn status(&self) -> watch::Receiver<StatusSnapshot> {
-        self.status.subscribe()
+        self.inner.notifier.status()
     }
 
-    /// Recomputes the [`StatusSnapshot`] and the gauges derived from it.
-    pub fn refresh_status(&self) {
-        let snapshot = StatusSnapshot {
-            port: self.port(),
-            connections: self.clients.count(),
-            running_agents: self.running_agents(),
-            projects: self.projects.count(),
-        };
-        self.metrics.connections.set(snapshot.connections as i64);
-        self.metrics
-            .running_agents
-            .set(snapshot.running_agents as i64);
-        self.metrics.projects.set(snapshot.projects as i64);
-        self.status.send_if_modified(|current| {
-            let changed = *current != snapshot;
-            *current = snapshot;
-            changed
-        });
+    /// Sends an event to the notifier, for parts above the core (the server, the RPC
+    /// layer) that report something the core did not see.
+    pub(crate) fn emit(&self, event: Event) {
+        self.inner.notifier.emit(event);
     }
 
     /// A one-time sign-in link for the dashboard, valid for two minutes.
@@ -330,7 +365,7 @@ impl Hub {
         format!(
             "http://127.0.0.1:{}/login?code={}",
             self.port(),
-            self.login_codes.issue()
+            self.inner.login_codes.issue()
         )
     }
 
@@ -339,157 +374,170 @@ impl Hub {
     /// # Errors
     /// `NotFound`.
     pub fn project(&self, id: &str) -> Result<ProjectView, ProjectError> {
-        let view = self.projects.get(id)?;
+        let view = self.inner.projects.get(id)?;
         Ok(self.with_seq(view))
     }
 
     /// Fills in a view's `last_seq` from the feed, which tracks it line by line.
     pub fn with_seq(&self, mut view: ProjectView) -> ProjectView {
-        if let Some(seq) = self.feed.last_seq(&view.id) {
+        if let Some(seq) = self.inner.feed.last_seq(&view.id) {
             view.last_seq = seq;
         }
         view
     }
 
-    /// Pushes a JSON notification to every client.
-    pub fn broadcast<P: Serialize>(&self, method: &str, params: &P) {
-        self.clients
-            .broadcast(Utf8Bytes::from(notification(method, params)));
+    /// Registers a project: the registry, its feed, its reports watch, and
+    /// `project.created`.
+    ///
+    /// # Errors
+    /// `ProjectError` for a path that cannot be a project, or the limit.
+    pub fn create_project(
+        &self,
+        path: &str,
+        name: Option<&str>,
+    ) -> Result<ProjectView, ProjectError> {
+        let view = self.inner.projects.create(path, name)?;
+        self.inner.feed.add_project(&view.id);
+        self.inner.watch.add_project(&view.id, &view.path);
+        info!(project_id = %view.id, path = %view.path, "project created");
+        self.emit(Event::ProjectCreated(view.clone()));
+        Ok(view)
     }
 
-    /// Pushes `project.state` for a project to every client.
-    pub fn broadcast_state(&self, project_id: &str, run_id: Option<&str>, reason: Option<&str>) {
-        if let Ok(view) = self.projects.get(project_id) {
-            self.broadcast(
-                method::PROJECT_STATE,
-                &StateChange {
-                    project_id: project_id.to_string(),
-                    state: view.state,
-                    session_id: view.session_id,
-                    run_id: run_id.map(str::to_string),
-                    reason: reason.map(str::to_string),
-                },
-            );
-        }
-        self.refresh_status();
+    /// Removes a project: the registry (its log and tasks go with it), its feed, its
+    /// watch, its tasks and agent workers, and `project.deleted`.
+    ///
+    /// # Errors
+    /// `NotFound`, `Busy` while it runs.
+    pub fn delete_project(&self, project_id: &str) -> Result<(), ProjectError> {
+        self.inner.projects.delete(project_id)?;
+        self.inner.feed.remove_project(project_id);
+        self.inner.watch.remove_project(project_id);
+        self.inner.coordinator.project_deleted(project_id);
+        info!(project_id, "project deleted");
+        self.emit(Event::ProjectDeleted {
+            project_id: project_id.to_string(),
+        });
+        Ok(())
     }
 
-    /// Appends a line written by the hub itself (stream `hub`) to a project's log.
-    pub fn append_hub_line(&self, project_id: &str, run_id: Option<&str>, event: &Value) {
-        let text = event.to_string();
-        if let Err(err) = self.feed.append(
-            project_id,
-            Line {
-                run_id,
-                stream: Stream::Hub,
-                text: &text,
-            },
-        ) {
-            warn!(error = %ErrorChain(&err), project_id, "cannot store a hub line");
+    /// A connection was accepted and registered.
+    pub(crate) fn connection_opened(&self) {
+        self.inner.metrics.connections_accepted.inc();
+        self.emit(Event::ConnectionsChanged);
+    }
+
+    /// A request arrived on a connection: a worker's lease is renewed.
+    pub(crate) fn request_from(&self, client: &Client) {
+        if client.role() == Role::Worker {
+            self.inner.coordinator.seen(client.id());
         }
+    }
+
+    /// A connection closed: its subscriptions, its worker, its registry entry.
+    pub(crate) fn connection_closed(&self, client: &Arc<Client>) {
+        self.inner.feed.unsubscribe_all(client.id());
+        self.inner.coordinator.disconnected(client.id());
+        self.inner.clients.remove(client);
+        self.emit(Event::ConnectionsChanged);
     }
 
     /// `hub.status`: what the hub is and how busy it is.
-    pub fn status_json(&self) -> Value {
-        json!({
-            "product": PRODUCT,
-            "version": VERSION,
-            "protocol": PROTOCOL_VERSION,
-            "instance_id": self.instance_id,
-            "mode": "local",
-            "port": self.port(),
-            "uptime_s": self.uptime_s(),
-            "projects": self.projects.count(),
-            "connections": self.clients.count(),
-            "running_agents": self.running_agents(),
-            "secret_store": self.secret_store,
-            "agent_cli": self.agent_cli_json(),
-            "data_dir": self.config.data_dir,
-        })
-    }
-
-    fn agent_cli_json(&self) -> Value {
-        match self.agent_cli() {
-            Some(cli) => json!({"found": true, "path": cli.path, "version": cli.version}),
-            None => json!({"found": false, "path": null, "version": null}),
+    pub fn status_report(&self) -> HubStatus {
+        HubStatus {
+            product: PRODUCT,
+            version: VERSION,
+            protocol: PROTOCOL_VERSION,
+            instance_id: self.inner.instance_id.clone(),
+            mode: "local",
+            port: self.port(),
+            uptime_s: self.uptime_s(),
+            projects: self.inner.projects.count(),
+            connections: self.inner.clients.count(),
+            running_agents: self.running_agents(),
+            secret_store: self.inner.secret_store,
+            agent_cli: self.inner.runner.cli().report(),
+            data_dir: self.inner.config.data_dir.clone(),
         }
     }
 
     /// `GET /health`: status, resources, counts and agent CLI availability.
-    pub fn health_json(&self) -> Value {
-        let sample = self.monitor.latest();
-        json!({
-            "status": "ok",
-            "product": PRODUCT,
-            "version": VERSION,
-            "uptime_s": self.uptime_s(),
-            "cpu_percent": sample.cpu_percent,
-            "memory": {
-                "used_bytes": sample.memory_used_bytes,
-                "total_bytes": sample.memory_total_bytes,
-                "process_rss_bytes": sample.process_rss_bytes,
+    pub fn health(&self) -> Health {
+        let sample = self.inner.monitor.latest();
+        Health {
+            status: "ok",
+            product: PRODUCT,
+            version: VERSION,
+            uptime_s: self.uptime_s(),
+            cpu_percent: sample.cpu_percent,
+            memory: Memory {
+                used_bytes: sample.memory_used_bytes,
+                total_bytes: sample.memory_total_bytes,
+                process_rss_bytes: sample.process_rss_bytes,
             },
-            "disk": {
-                "available_bytes": sample.disk_available_bytes,
-                "total_bytes": sample.disk_total_bytes,
+            disk: Disk {
+                available_bytes: sample.disk_available_bytes,
+                total_bytes: sample.disk_total_bytes,
             },
-            "connections": self.clients.count(),
-            "projects": self.projects.count(),
-            "running_agents": self.running_agents(),
-            "agent_cli": self.agent_cli_json(),
-            "secret_store": self.secret_store,
-        })
+            connections: self.inner.clients.count(),
+            projects: self.inner.projects.count(),
+            running_agents: self.running_agents(),
+            agent_cli: self.inner.runner.cli().report(),
+            secret_store: self.inner.secret_store,
+        }
     }
 
     /// The `hub.stats` params.
-    pub fn stats_json(&self) -> Value {
-        let sample = self.monitor.latest();
-        json!({
-            "uptime_s": self.uptime_s(),
-            "connections": self.clients.count(),
-            "projects": self.projects.count(),
-            "running_agents": self.running_agents(),
-            "cpu_percent": sample.cpu_percent,
-            "memory_used_bytes": sample.memory_used_bytes,
-            "memory_total_bytes": sample.memory_total_bytes,
-            "process_rss_bytes": sample.process_rss_bytes,
-        })
+    pub fn stats(&self) -> Stats {
+        let sample = self.inner.monitor.latest();
+        Stats {
+            uptime_s: self.uptime_s(),
+            connections: self.inner.clients.count(),
+            projects: self.inner.projects.count(),
+            running_agents: self.running_agents(),
+            cpu_percent: sample.cpu_percent,
+            memory_used_bytes: sample.memory_used_bytes,
+            memory_total_bytes: sample.memory_total_bytes,
+            process_rss_bytes: sample.process_rss_bytes,
+        }
     }
 
     /// Pushes `hub.stats` every `stats_interval_s` to dashboards and subscribers, and
     /// only while there is one.
-    pub(crate) async fn run_stats(self) {
-        let period = Duration::from_secs(self.config.config.stats_interval_s);
+    async fn run_stats(self) {
+        let period = Duration::from_secs(self.config().config.stats_interval_s);
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                () = self.shutdown.cancelled() => return,
+                () = self.inner.shutdown.cancelled() => return,
             }
-            self.metrics.observe_process(&self.monitor.latest());
-            let wants = |client: &crate::clients::Client| {
-                client.role() == Role::Dashboard || self.feed.has_subscriptions(client.id())
+            self.inner
+                .metrics
+                .observe_process(&self.inner.monitor.latest());
+            let wants = |client: &Client| {
+                client.role() == Role::Dashboard || self.inner.feed.has_subscriptions(client.id())
             };
-            if !self.clients.all().iter().any(|c| wants(c)) {
+            if !self.inner.clients.all().iter().any(|c| wants(c)) {
                 continue;
             }
-            let message = Utf8Bytes::from(notification(method::HUB_STATS, &self.stats_json()));
-            self.clients.broadcast_to(message, wants);
+            let message = Utf8Bytes::from(notification(method::HUB_STATS, &self.stats()));
+            self.inner.clients.broadcast_to(message, wants);
         }
     }
 
     /// Applies retention hourly (and once at start).
-    pub(crate) async fn run_retention(self) {
+    async fn run_retention(self) {
         let mut ticker = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                () = self.shutdown.cancelled() => return,
+                () = self.inner.shutdown.cancelled() => return,
             }
-            let retention = &self.config.config.retention;
+            let retention = &self.config().config.retention;
             let cutoff = (retention.max_age_days > 0)
                 .then(|| now_ms() - (retention.max_age_days as i64) * 86_400_000);
-            let store = self.store.clone();
+            let store = self.inner.store.clone();
             let max_lines = retention.max_lines_per_project;
             match tokio::task::spawn_blocking(move || store.prune(max_lines, cutoff)).await {
                 Ok(Ok(0)) => {}

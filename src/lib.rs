@@ -8,28 +8,31 @@
 //!
 //! # Layout
 //!
-//! | module | what it holds |
-//! |---|---|
-//! | [`config`] | every setting, layered from defaults, TOML, environment and flags |
-//! | [`error`] | the error kinds and JSON-RPC codes clients see |
-//! | [`protocol`] | the wire types: envelope, params, notifications |
-//! | [`security`] | Host/Origin allowlists, tokens, one-time login codes |
-//! | [`secrets`] | the OS keychain, or a mode-0600 file where there is none |
-//! | [`store`] | SQLite: projects, runs, sessions, the message log |
-//! | [`project`] | path validation and the project registry |
-//! | [`feed`] | history plus live output per project, without gaps |
-//! | [`agent`] | running the Claude Code CLI: process groups, output, kill |
-//! | [`clients`] | connected clients and their bounded outgoing queues |
-//! | [`coordinator`] | the task queue, workers, leases and assignment |
-//! | [`watch`] | the `reports/` folder watcher that completes tasks |
-//! | [`rpc`] | the method dispatcher |
-//! | [`ws`] | one WebSocket connection: reader loop and writer task |
-//! | [`server`] | binding, routes, the security gate, graceful shutdown |
-//! | [`hub`] | the `Hub` handle bundling all of the above |
-//! | [`assets`] | the embedded dashboard |
-//! | [`metrics`], [`monitor`] | Prometheus metrics and resource sampling |
-//! | [`client`] | a JSON-RPC client for the command line |
-//! | [`logging`] | the `tracing` subscriber the binaries install |
+//! Dependencies point down only; each line uses the lines below it, never above
+//! (`docs/architecture.md` lists every edge).
+//!
+//! ```text
+//!  client                      the command-line JSON-RPC client              pub
+//!  server, ws                  binding, routes, gate, shutdown; a WebSocket  server pub
+//!  rpc/                        dispatch + one file per method family
+//!  hub                         the composition root: opens the parts in order,  pub
+//!                              hands each only the handles it needs
+//!  watch                       the reports/ folder actor (coordinator handle only)
+//!  coordinator/   notifier     task queue: pure state transitions + handle ·
+//!                              the one EventSink: notifications, desktop, status
+//!  runner/                     cli · process · output · slots (agent permits)
+//!  feed                        history plus live output
+//!  clients, project            connections; project registry and path rules
+//!  store, security, events     SQLite; tokens, allowlists; Event + EventSink  security pub
+//!  protocol, secrets, metrics  wire types; keychain or file; Prometheus       protocol, secrets pub
+//!  error, timestamp, config,   error kinds; times; settings; dashboard files; error, config,
+//!  assets, monitor, logging    resource sampling; tracing subscriber          logging pub
+//! ```
+//!
+//! The binary, the desktop shell, the examples and the tests use only the `pub` modules
+//! and the re-exports below; the rest is internal to the crate. The runner and the
+//! coordinator report upwards through `events::Event`s, never by calling the hub; the
+//! agent limit is a semaphore permit taken before a run starts and held by the run.
 //!
 //! # Example
 //!
@@ -44,29 +47,31 @@
 //! # Ok(()) }
 //! ```
 
-pub mod agent;
-pub mod assets;
+pub(crate) mod assets;
 pub mod client;
-pub mod clients;
+pub(crate) mod clients;
 pub mod config;
-pub mod coordinator;
+pub(crate) mod coordinator;
 pub mod error;
-pub mod feed;
+pub(crate) mod events;
+pub(crate) mod feed;
 pub mod hub;
 pub mod logging;
-pub mod metrics;
-pub mod monitor;
-pub mod project;
+pub(crate) mod metrics;
+pub(crate) mod monitor;
+pub(crate) mod notifier;
+pub(crate) mod project;
 pub mod protocol;
-pub mod rpc;
+pub(crate) mod rpc;
+pub(crate) mod runner;
 pub mod secrets;
 pub mod security;
 pub mod server;
-pub mod store;
-pub mod timestamp;
-pub mod watch;
-pub mod ws;
+pub(crate) mod store;
+pub(crate) mod timestamp;
+pub(crate) mod watch;
+pub(crate) mod ws;
 
 pub use config::{Config, LoadedConfig, Overrides};
-pub use hub::Hub;
+pub use hub::{Hub, HubEvent, StartError, StatusSnapshot};
 pub use server::{HubServer, start};

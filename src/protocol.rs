@@ -15,7 +15,47 @@ use serde_json::value::RawValue;
 
 use crate::error::{ErrorKind, RpcError};
 
+/// A stored or wire name that names no variant of an enum.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {name:?}")]
+pub struct UnknownName {
+    /// What was being named, e.g. `task state`.
+    pub what: &'static str,
+    /// The name found.
+    pub name: String,
+}
+
+/// `as_str` and [`std::str::FromStr`] for an enum stored by name: one table, so the two
+/// directions cannot disagree.
+macro_rules! stored_names {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The stored (and wire) name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name),+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = $crate::protocol::UnknownName;
+
+            fn from_str(name: &str) -> Result<Self, Self::Err> {
+                match name {
+                    $($name => Ok(Self::$variant),)+
+                    _ => Err($crate::protocol::UnknownName {
+                        what: $what,
+                        name: name.to_string(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
 pub mod coordination;
+pub mod hub;
 
 /// The protocol version, sent in the signature and in `hub.hello`. Bumped on any
 /// incompatible change of a shape below.
@@ -320,26 +360,7 @@ pub enum Stream {
     Hub,
 }
 
-impl Stream {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Stdout => "stdout",
-            Self::Stderr => "stderr",
-            Self::Hub => "hub",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "stdout" => Some(Self::Stdout),
-            "stderr" => Some(Self::Stderr),
-            "hub" => Some(Self::Hub),
-            _ => None,
-        }
-    }
-}
+stored_names!(Stream, "stream", { Stdout => "stdout", Stderr => "stderr", Hub => "hub" });
 
 /// One stored output line: the params of `project.output` and an item of `messages.list`.
 ///
@@ -382,25 +403,34 @@ pub enum ProjectState {
     Killed,
 }
 
-impl ProjectState {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Idle => "idle",
-            Self::Running => "running",
-            Self::Failed => "failed",
-            Self::Killed => "killed",
-        }
-    }
+stored_names!(ProjectState, "project state", {
+    Idle => "idle", Running => "running", Failed => "failed", Killed => "killed",
+});
 
-    /// Parses a stored name; unknown names read as `Failed` so that they are looked at.
-    pub fn parse(name: &str) -> Self {
-        match name {
-            "idle" => Self::Idle,
-            "running" => Self::Running,
-            "killed" => Self::Killed,
-            _ => Self::Failed,
-        }
+/// How an agent run ended, as stored for the run and sent in its `run_finished` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Exited 0 with a `result` line that is not an error.
+    Succeeded,
+    /// Exited otherwise, or reported an error.
+    Failed,
+    /// Stopped on request or by the hub's shutdown.
+    Killed,
+    /// Stopped after its timeout.
+    TimedOut,
+    /// Found running after a crash of the hub and ended.
+    Orphaned,
+}
+
+stored_names!(RunStatus, "run status", {
+    Succeeded => "succeeded", Failed => "failed", Killed => "killed",
+    TimedOut => "timed_out", Orphaned => "orphaned",
+});
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -92,7 +92,7 @@ impl HubServer {
     /// Resolves when shutdown has been requested (by [`HubServer::shutdown`] or any
     /// holder of the hub).
     pub async fn cancelled(&self) {
-        self.hub.shutdown.cancelled().await;
+        self.hub.shutdown().cancelled().await;
     }
 
     /// Shuts down gracefully: stops accepting, closes every connection with 1001, kills
@@ -100,11 +100,11 @@ impl HubServer {
     /// and closes the store and removes the runtime file.
     pub async fn shutdown(self) {
         info!("shutting down");
-        self.hub.shutdown.cancel();
-        self.hub.tracker.close();
-        let grace = Duration::from_secs(self.hub.config.config.limits.shutdown_grace_s);
+        self.hub.shutdown().cancel();
+        self.hub.tracker().close();
+        let grace = Duration::from_secs(self.hub.config().config.limits.shutdown_grace_s);
         let wait_all = async {
-            self.hub.tracker.wait().await;
+            self.hub.tracker().wait().await;
             for task in self.serve_tasks {
                 let _ = task.await;
             }
@@ -115,13 +115,13 @@ impl HubServer {
                 "some tasks did not finish within the shutdown grace period"
             );
         }
-        let store = self.hub.store.clone();
+        let store = self.hub.store().clone();
         match tokio::task::spawn_blocking(move || store.checkpoint()).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => warn!(error = %ErrorChain(&err), "store checkpoint failed"),
             Err(_) => warn!("store checkpoint panicked"),
         }
-        let _ = std::fs::remove_file(self.hub.config.data_dir.join(RUNTIME_FILE));
+        let _ = std::fs::remove_file(self.hub.config().data_dir.join(RUNTIME_FILE));
         self.hub.release_data_dir();
         info!("stopped");
     }
@@ -141,15 +141,13 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         .local_addr()
         .map(|a| a.port())
         .unwrap_or_default();
-    hub.set_port(port);
-
     let mut origins = builtin_origins(port);
-    origins.extend(hub.config.config.allowed_origins.iter().cloned());
+    origins.extend(hub.config().config.allowed_origins.iter().cloned());
     let state = AppState {
         hub: hub.clone(),
         hosts: Arc::new(allowed_hosts(port)),
         origins: Arc::new(origins),
-        connection_slots: Arc::new(Semaphore::new(hub.config.config.limits.max_connections)),
+        connection_slots: Arc::new(Semaphore::new(hub.config().config.limits.max_connections)),
     };
     let app = router(state);
 
@@ -165,7 +163,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
             action: "read the listening address".into(),
             source,
         })?);
-        let shutdown = hub.shutdown.clone();
+        let shutdown = hub.shutdown().clone();
         let service = app
             .clone()
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -185,11 +183,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
             }
         }));
     }
-    hub.tracker
-        .spawn(hub.monitor.clone().run(hub.shutdown.clone()));
-    hub.tracker.spawn(hub.clone().run_stats());
-    hub.tracker.spawn(hub.clone().run_retention());
-    crate::coordinator::start(&hub);
+    hub.start_background(port);
     write_runtime_file(&hub)?;
     let server = HubServer {
         hub,
@@ -256,12 +250,12 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 
 fn write_runtime_file(hub: &Hub) -> Result<(), StartError> {
     use std::io::Write;
-    let dir = &hub.config.data_dir;
+    let dir = &hub.config().data_dir;
     let body = json!({
         "url": format!("http://127.0.0.1:{}", hub.port()),
         "port": hub.port(),
         "pid": std::process::id(),
-        "instance_id": hub.instance_id,
+        "instance_id": hub.instance_id(),
     });
     let io_err = |source| StartError::Io {
         action: format!("write {}", dir.join(RUNTIME_FILE).display()),
@@ -291,12 +285,12 @@ fn router(state: AppState) -> Router {
 async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     if !host_allowed(headers, &state.hosts) {
-        state.hub.metrics.refused("host");
+        state.hub.metrics().refused("host");
         return (StatusCode::FORBIDDEN, "host not allowed").into_response();
     }
     let discovery = matches!(request.uri().path(), "/semantest-signature" | "/health");
     if !discovery && check_origin(headers, &state.origins) == OriginCheck::Denied {
-        state.hub.metrics.refused("origin");
+        state.hub.metrics().refused("origin");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     next.run(request).await
@@ -315,7 +309,7 @@ async fn signature(State(state): State<AppState>, Query(query): Query<SignatureQ
         "version": VERSION,
         "protocol": PROTOCOL_VERSION,
         "mode": "local",
-        "instance_id": hub.instance_id,
+        "instance_id": hub.instance_id(),
         "ws_path": "/ws",
         "ws_subprotocol": SUBPROTOCOL,
         "capabilities": ["projects", "agents", "messages", "tasks"],
@@ -329,13 +323,13 @@ async fn signature(State(state): State<AppState>, Query(query): Query<SignatureQ
                 .into_response();
         }
         body["challenge"] =
-            json!({ "nonce": nonce, "proof": challenge_proof(&hub.owner_hash, &nonce) });
+            json!({ "nonce": nonce, "proof": challenge_proof(hub.owner_hash(), &nonce) });
     }
     axum::Json(body).into_response()
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let mut response = axum::Json(state.hub.health_json()).into_response();
+    let mut response = axum::Json(state.hub.health()).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -344,14 +338,13 @@ async fn health(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let hub = &state.hub;
-    hub.refresh_status();
-    hub.metrics.observe_process(&hub.monitor.latest());
+    hub.metrics().observe_process(&hub.monitor().latest());
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        hub.metrics.encode(),
+        hub.metrics().encode(),
     )
         .into_response()
 }
@@ -360,12 +353,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
 fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<(), &'static str> {
     match extract_credential(headers) {
         None => Err("a token is required"),
-        Some(Credential::Token(token)) if hashes_equal(&token_hash(&token), &hub.owner_hash) => {
+        Some(Credential::Token(token)) if hashes_equal(&token_hash(&token), hub.owner_hash()) => {
             Ok(())
         }
         Some(Credential::Token(_)) => Err("invalid token"),
         Some(Credential::Session(session)) => match hub
-            .store
+            .store()
             .dashboard_session_valid(&token_hash(&session), now_ms())
         {
             Ok(true) => Ok(()),
@@ -386,7 +379,7 @@ async fn websocket(
 ) -> Response {
     let hub = state.hub.clone();
     if let Err(reason) = authenticate(&hub, &headers) {
-        hub.metrics.refused("token");
+        hub.metrics().refused("token");
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer realm=\"semantest-hub\"")],
@@ -399,10 +392,10 @@ async fn websocket(
         Err(rejection) => return rejection.into_response(),
     };
     let Ok(permit) = state.connection_slots.clone().try_acquire_owned() else {
-        hub.metrics.refused("capacity");
+        hub.metrics().refused("capacity");
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
-    let limits = &hub.config.config.limits;
+    let limits = &hub.config().config.limits;
     let origin = headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
@@ -415,17 +408,20 @@ async fn websocket(
         .max_frame_size(max_message)
         .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| async move {
-            let (client, rx) = hub.clients.register(NewClient {
+            let (client, rx) = hub.clients().register(NewClient {
                 origin,
                 remote_addr,
                 is_owner: true,
                 queue,
-                shutdown: hub.shutdown.clone(),
+                shutdown: hub.shutdown().clone(),
                 patience,
             });
-            let tracked =
-                hub.tracker
-                    .track_future(crate::ws::serve_socket(socket, hub.clone(), client, rx));
+            let tracked = hub.tracker().track_future(crate::ws::serve_socket(
+                socket,
+                hub.clone(),
+                client,
+                rx,
+            ));
             tracked.await;
             drop(permit);
         })
@@ -441,7 +437,7 @@ async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -
     let redeemed = query
         .code
         .as_deref()
-        .is_some_and(|code| hub.login_codes.redeem(code));
+        .is_some_and(|code| hub.login_codes().redeem(code));
     if !redeemed {
         return (
             StatusCode::UNAUTHORIZED,
@@ -460,7 +456,7 @@ async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -
     }
     let session = new_token();
     let now = now_ms();
-    if let Err(err) = hub.store.insert_dashboard_session(
+    if let Err(err) = hub.store().insert_dashboard_session(
         &token_hash(&session),
         now,
         now + SESSION_DAYS * 86_400_000,

@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use rusqlite_migration::{M, Migrations};
 use serde_json::value::RawValue;
 
-use crate::protocol::{Output, ProjectState, Stream};
+use crate::protocol::{Output, ProjectState, RunStatus, Stream};
 use crate::timestamp::format_ms;
 
 mod tasks;
@@ -40,6 +40,9 @@ pub enum StoreError {
     /// A statement failed.
     #[error("store query failed")]
     Sqlite(#[from] rusqlite::Error),
+    /// A value could not be encoded as JSON for its column.
+    #[error("cannot encode a stored value")]
+    Encode(#[from] serde_json::Error),
 }
 
 /// A registered project as stored.
@@ -77,10 +80,10 @@ pub struct UnfinishedRun {
 }
 
 /// How a run ended, as recorded.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunOutcome {
-    /// `succeeded`, `failed`, `killed`, `timed_out` or `orphaned`.
-    pub status: String,
+    /// How it ended.
+    pub status: RunStatus,
     /// The process's exit code, when it exited normally.
     pub exit_code: Option<i32>,
     /// The Claude Code session id reported by the run.
@@ -93,6 +96,35 @@ pub struct RunOutcome {
     pub num_turns: Option<i64>,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+impl RunOutcome {
+    /// An outcome with only a status and a reason; the figures are unknown.
+    pub fn new(status: RunStatus, error: Option<String>) -> Self {
+        Self {
+            status,
+            exit_code: None,
+            session_id: None,
+            cost_usd: None,
+            duration_ms: None,
+            num_turns: None,
+            error,
+        }
+    }
+}
+
+/// Reads a name stored for an enum. An unknown one (written by a newer hub, or a damaged
+/// row) is logged and read as `fallback`, chosen per column so that the row is looked at
+/// again rather than lost: a project reads as `failed`, a task as `pending`.
+pub(crate) fn stored<T>(name: &str, fallback: T) -> T
+where
+    T: std::str::FromStr<Err = crate::protocol::UnknownName> + std::fmt::Debug,
+{
+    name.parse()
+        .unwrap_or_else(|err: crate::protocol::UnknownName| {
+            tracing::warn!(error = %err, fallback = ?fallback, "unknown name in the store");
+            fallback
+        })
 }
 
 /// A line to append to a project's log.
@@ -356,7 +388,7 @@ impl Store {
                 name: row.get(1)?,
                 path: PathBuf::from(row.get::<_, String>(2)?),
                 created_at: row.get(3)?,
-                state: ProjectState::parse(&row.get::<_, String>(4)?),
+                state: stored(&row.get::<_, String>(4)?, ProjectState::Failed),
                 reason: row.get(5)?,
                 session_id: row.get(6)?,
                 last_seq: row.get::<_, i64>(7)? as u64,
@@ -462,7 +494,7 @@ impl Store {
              WHERE id = ?1",
             params![
                 run_id,
-                outcome.status,
+                outcome.status.as_str(),
                 outcome.exit_code,
                 outcome.session_id,
                 outcome.cost_usd,
@@ -698,7 +730,7 @@ fn to_output(
         seq: row.get::<_, i64>(0)? as u64,
         ts: format_ms(row.get(1)?),
         run_id: row.get(2)?,
-        stream: Stream::parse(&stream_name).unwrap_or(Stream::Stdout),
+        stream: stored(&stream_name, Stream::Stdout),
         kind: row.get(4)?,
         event,
         text,
@@ -706,199 +738,4 @@ fn to_output(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn project(store: &Store, id: &str) {
-        store
-            .insert_project(&ProjectRow {
-                id: id.into(),
-                name: id.into(),
-                path: PathBuf::from(format!("/tmp/{id}")),
-                created_at: 1,
-                state: ProjectState::Idle,
-                reason: None,
-                session_id: None,
-                last_seq: 0,
-            })
-            .unwrap();
-    }
-
-    fn line(store: &Store, project_id: &str, ts: i64, kind: &str) -> u64 {
-        let body = format!(r#"{{"type":"{kind}"}}"#);
-        store
-            .append(
-                project_id,
-                &NewLine {
-                    run_id: None,
-                    ts,
-                    stream: Stream::Stdout,
-                    kind,
-                    body: &body,
-                    is_json: true,
-                },
-            )
-            .unwrap()
-    }
-
-    fn query(project_id: &str) -> MessageQuery {
-        MessageQuery {
-            project_id: project_id.into(),
-            limit: 100,
-            max_bytes: usize::MAX,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn seq_is_per_project_and_gapless() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        project(&store, "a");
-        project(&store, "b");
-        assert_eq!(line(&store, "a", 10, "x"), 1);
-        assert_eq!(line(&store, "a", 11, "x"), 2);
-        assert_eq!(line(&store, "b", 12, "x"), 1);
-        assert!(
-            store
-                .append(
-                    "missing",
-                    &NewLine {
-                        run_id: None,
-                        ts: 0,
-                        stream: Stream::Hub,
-                        kind: "x",
-                        body: "x",
-                        is_json: false
-                    }
-                )
-                .is_err()
-        );
-    }
-
-    #[test]
-    fn queries_filter_page_and_sort() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        project(&store, "a");
-        for i in 0..10 {
-            line(
-                &store,
-                "a",
-                1000 + i,
-                if i % 2 == 0 { "assistant" } else { "user" },
-            );
-        }
-        let seqs = |page: MessagePage| page.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
-        let page = store
-            .messages(&MessageQuery {
-                after_seq: Some(7),
-                ..query("a")
-            })
-            .unwrap();
-        assert!(!page.has_more);
-        assert_eq!(seqs(page), vec![8, 9, 10]);
-        let page = store
-            .messages(&MessageQuery {
-                limit: 3,
-                ..query("a")
-            })
-            .unwrap();
-        assert!(page.has_more);
-        assert_eq!(seqs(page), vec![1, 2, 3]);
-        let page = store
-            .messages(&MessageQuery {
-                before_seq: Some(6),
-                limit: 2,
-                ..query("a")
-            })
-            .unwrap();
-        assert!(page.has_more);
-        assert_eq!(seqs(page), vec![4, 5]);
-        let page = store
-            .messages(&MessageQuery {
-                since: Some(1002),
-                until: Some(1006),
-                kinds: vec!["user".into()],
-                ..query("a")
-            })
-            .unwrap();
-        assert_eq!(seqs(page), vec![4, 6]);
-        let page = store
-            .messages(&MessageQuery {
-                max_bytes: 1,
-                ..query("a")
-            })
-            .unwrap();
-        assert!(page.has_more);
-        assert_eq!(seqs(page), vec![1]);
-    }
-
-    #[test]
-    fn prune_keeps_the_newest_and_deletes_cascade() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        project(&store, "a");
-        for i in 0..10 {
-            line(&store, "a", i, "x");
-        }
-        assert_eq!(store.prune(4, None).unwrap(), 6);
-        let page = store.messages(&query("a")).unwrap();
-        assert_eq!(page.messages.first().map(|m| m.seq), Some(7));
-        assert_eq!(store.prune(0, Some(9)).unwrap(), 3);
-        // seq continues after pruning; it never restarts.
-        assert_eq!(line(&store, "a", 20, "x"), 11);
-        assert!(store.delete_project("a").unwrap());
-        assert!(store.messages(&query("a")).unwrap().messages.is_empty());
-    }
-
-    #[test]
-    fn survives_reopen_and_reports_unfinished_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = Store::open(dir.path()).unwrap();
-            project(&store, "a");
-            store.insert_run("r1", "a", "hi", None, 5).unwrap();
-            store.set_run_pgid("r1", 4242).unwrap();
-            store.insert_run("r2", "a", "hi", None, 6).unwrap();
-            store
-                .finish_run(
-                    "r2",
-                    &RunOutcome {
-                        status: "succeeded".into(),
-                        ..Default::default()
-                    },
-                    7,
-                )
-                .unwrap();
-        }
-        let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.projects().unwrap().len(), 1);
-        assert_eq!(
-            store.unfinished_runs().unwrap(),
-            vec![UnfinishedRun {
-                id: "r1".into(),
-                project_id: "a".into(),
-                pgid: Some(4242),
-                started_at: 5
-            }]
-        );
-    }
-
-    #[test]
-    fn a_corrupt_file_is_reported_not_overwritten() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("hub.sqlite3"),
-            b"this is not a database at all, not even close",
-        )
-        .unwrap();
-        let err = Store::open(dir.path()).err().expect("open must fail");
-        assert!(err.to_string().contains("hub.sqlite3"), "{err}");
-        assert!(
-            std::fs::read(dir.path().join("hub.sqlite3"))
-                .unwrap()
-                .starts_with(b"this is not")
-        );
-    }
-}
+mod tests;

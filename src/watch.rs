@@ -11,7 +11,8 @@
 //!
 //! - a task of another project or of none: `task.report_unknown`, nothing else;
 //! - a finished task: ignored, a duplicate (every start sees the old reports again);
-//! - an unfinished task: the file is parsed as a [`ReportFile`]. A valid report completes
+//! - an unfinished task: the file is parsed as a
+//!   [`crate::protocol::coordination::ReportFile`]. A valid report completes
 //!   the task (or fails the attempt, for `"status": "failed"`). An invalid one may be
 //!   half-written, so it is read again one debounce period later; only when its content
 //!   has not changed in between is it reported with `task.report_invalid`, and the task
@@ -22,7 +23,8 @@
 //! `<id>.json.tmp` an agent writes before renaming) are ignored.
 //!
 //! The watcher is a task that owns the debouncer and its bookkeeping; the rest of the
-//! hub talks to it through [`Watch`], whose methods never wait.
+//! hub talks to it through [`Watch`], whose methods never wait. It talks to nothing but
+//! the [`Coordinator`] handle.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -37,59 +39,15 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::coordinator::{self, Known, ReportOutcome, valid_task_id};
-use crate::hub::Hub;
-use crate::protocol::coordination::{ReportFile, ReportInvalid, ReportUnknown};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// The largest report file read, in bytes.
-pub const MAX_REPORT_BYTES: u64 = 1024 * 1024;
-/// The folder, inside a project, that holds report files.
-pub const REPORTS_DIR: &str = "reports";
-
-/// Why a report file cannot be used; the text goes to `task.report_invalid`.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    /// The file could not be read.
-    #[error("cannot read the file: {0}")]
-    Read(#[source] std::io::Error),
-    /// The file is over [`MAX_REPORT_BYTES`].
-    #[error("the file is larger than 1 MiB")]
-    TooLarge,
-    /// The JSON does not have the report's shape.
-    #[error("not a valid report: {0}")]
-    Parse(#[source] serde_json::Error),
-    /// `task_id` in the file is not the one in its name.
-    #[error("task_id {found:?} in the file does not match its name {expected:?}")]
-    Mismatch {
-        /// From the file name.
-        expected: String,
-        /// From the content.
-        found: String,
-    },
-    /// A score that is not a finite number.
-    #[error("score must be a finite number")]
-    Score,
-}
-
-/// Parses and checks a report file's content for the task its name gives.
-///
-/// # Errors
-/// [`ReportError::Parse`], [`ReportError::Mismatch`] or [`ReportError::Score`].
-pub fn parse_report(bytes: &[u8], task_id: &str) -> Result<ReportFile, ReportError> {
-    let report: ReportFile = serde_json::from_slice(bytes).map_err(ReportError::Parse)?;
-    if let Some(found) = &report.task_id
-        && found != task_id
-    {
-        return Err(ReportError::Mismatch {
-            expected: task_id.to_string(),
-            found: found.clone(),
-        });
-    }
-    if report.score.is_some_and(|score| !score.is_finite()) {
-        return Err(ReportError::Score);
-    }
-    Ok(report)
-}
+use crate::coordinator::Coordinator;
+use crate::coordinator::ops::ReportOutcome;
+use crate::coordinator::reports::{
+    Known, MAX_REPORT_BYTES, REPORTS_DIR, ReportError, parse_report, valid_task_id,
+};
+use crate::protocol::coordination::{ReportInvalid, ReportUnknown};
 
 enum Command {
     Add { project_id: String, root: PathBuf },
@@ -129,48 +87,61 @@ impl Watch {
     }
 }
 
-/// Starts the watcher task with every registered project. Called once, from
-/// [`coordinator::start`]. When the OS refuses a watcher the folders are still scanned
-/// at start and when projects are added.
-pub(crate) fn start(hub: &Hub) {
-    let Some(commands) = hub
-        .watch
-        .rx
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    else {
-        return;
-    };
-    let debounce = Duration::from_millis(hub.config.config.coordination.report_debounce_ms);
-    let (events_tx, events) = mpsc::channel(256);
-    let debouncer = match new_debouncer(debounce, None, move |result: DebounceEventResult| {
-        // The debouncer's own thread; waiting here only slows the debouncer down.
-        let _ = events_tx.blocking_send(result);
-    }) {
-        Ok(debouncer) => Some(debouncer),
-        Err(err) => {
-            warn!(error = %err, "cannot watch reports folders; they are only scanned at start");
-            None
+/// What the watcher task needs.
+pub struct WatchParts {
+    /// Where reports go.
+    pub coordinator: Coordinator,
+    /// `coordination.report_debounce_ms`.
+    pub debounce: Duration,
+    /// The registered projects: id and root.
+    pub projects: Vec<(String, String)>,
+    /// Owns the watcher task.
+    pub tracker: TaskTracker,
+    /// Ends it.
+    pub shutdown: CancellationToken,
+}
+
+impl Watch {
+    /// Starts the watcher task with every registered project; a second call does
+    /// nothing. When the OS refuses a watcher the folders are still scanned at start and
+    /// when projects are added.
+    pub fn start(&self, parts: WatchParts) {
+        let Some(commands) = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let (events_tx, events) = mpsc::channel(256);
+        let debouncer = match new_debouncer(
+            parts.debounce,
+            None,
+            move |result: DebounceEventResult| {
+                // The debouncer's own thread; waiting here only slows the debouncer down.
+                let _ = events_tx.blocking_send(result);
+            },
+        ) {
+            Ok(debouncer) => Some(debouncer),
+            Err(err) => {
+                warn!(error = %err, "cannot watch reports folders; they are only scanned at start");
+                None
+            }
+        };
+        for (project_id, root) in &parts.projects {
+            self.add_project(project_id, root);
         }
-    };
-    for project in hub.projects.list() {
-        hub.watch.add_project(&project.id, &project.path);
+        let watcher = Watcher {
+            coordinator: parts.coordinator,
+            debouncer,
+            debounce: parts.debounce,
+            roots: HashMap::new(),
+            watched_reports: HashSet::new(),
+            seen: HashMap::new(),
+            rechecks: BTreeSet::new(),
+        };
+        parts.tracker.spawn(
+            watcher
+                .run(commands, events, parts.shutdown)
+                .instrument(info_span!(parent: None, "watch")),
+        );
     }
-    let watcher = Watcher {
-        hub: hub.clone(),
-        debouncer,
-        debounce,
-        roots: HashMap::new(),
-        watched_reports: HashSet::new(),
-        seen: HashMap::new(),
-        rechecks: BTreeSet::new(),
-    };
-    hub.tracker.spawn(
-        watcher
-            .run(commands, events)
-            .instrument(info_span!(parent: None, "watch")),
-    );
 }
 
 /// What was last seen of a file, by content hash.
@@ -183,7 +154,7 @@ enum Seen {
 }
 
 struct Watcher {
-    hub: Hub,
+    coordinator: Coordinator,
     debouncer: Option<Debouncer<RecommendedWatcher, RecommendedCache>>,
     debounce: Duration,
     /// Project root → project id.
@@ -200,8 +171,8 @@ impl Watcher {
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut events: mpsc::Receiver<DebounceEventResult>,
+        shutdown: CancellationToken,
     ) {
-        let shutdown = self.hub.shutdown.clone();
         loop {
             let next_recheck = self.rechecks.first().map(|(due, _)| *due);
             tokio::select! {
@@ -383,7 +354,7 @@ impl Watcher {
         let path_text = path.display().to_string();
         let _span = info_span!("task", task_id).entered();
         let known = if valid_task_id(&task_id) {
-            coordinator::known(&self.hub, &project_id, &task_id)
+            self.coordinator.known(&project_id, &task_id)
         } else {
             Known::Unknown
         };
@@ -394,7 +365,7 @@ impl Watcher {
         };
         match known {
             Known::Unknown => {
-                coordinator::report_unknown(&self.hub, unknown);
+                self.coordinator.report_unknown(unknown);
                 self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
                 return;
             }
@@ -408,23 +379,20 @@ impl Watcher {
         match bytes.and_then(|bytes| parse_report(&bytes, &task_id)) {
             Ok(report) => {
                 self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
-                match coordinator::report(&self.hub, &project_id, &task_id, report) {
-                    ReportOutcome::Unknown => coordinator::report_unknown(&self.hub, unknown),
+                match self.coordinator.report(&project_id, &task_id, report) {
+                    ReportOutcome::Unknown => self.coordinator.report_unknown(unknown),
                     outcome => info!(path = path_text, outcome = ?outcome, "report applied"),
                 }
             }
             // Unchanged for a whole debounce period: this is what the writer meant.
             Err(err) if self.seen.get(path) == Some(&Seen::Waiting(hash)) => {
                 self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
-                coordinator::report_invalid(
-                    &self.hub,
-                    ReportInvalid {
-                        project_id,
-                        task_id,
-                        path: path_text,
-                        reason: err.to_string(),
-                    },
-                );
+                self.coordinator.report_invalid(ReportInvalid {
+                    project_id,
+                    task_id,
+                    path: path_text,
+                    reason: err.to_string(),
+                });
             }
             Err(err) => {
                 debug!(error = %err, path = path_text, "report not readable yet; reading it again later");

@@ -49,9 +49,8 @@ pub async fn handle_socket<W, R>(
     W::Error: std::fmt::Display,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
-    let limits = hub.config.config.limits.clone();
-    hub.metrics.connections_accepted.inc();
-    hub.refresh_status();
+    let limits = hub.config().config.limits.clone();
+    hub.connection_opened();
     tracing::debug!("connection opened");
 
     let writer = tokio::spawn(
@@ -82,15 +81,10 @@ pub async fn handle_socket<W, R>(
             }
             Ok(None) => break,
             Ok(Some(Err(err))) => {
-                // tungstenite reports an oversized message as a capacity error.
-                let text = ErrorChain(&err).to_string();
-                if text.contains("too long")
-                    || text.contains("too big")
-                    || text.contains("Space limit")
-                {
+                if is_capacity_error(&err) {
                     client.close(CLOSE_TOO_BIG, "message too big");
                 } else {
-                    debug!(error = %text, "connection read failed");
+                    debug!(error = %ErrorChain(&err), "connection read failed");
                 }
                 break;
             }
@@ -110,8 +104,8 @@ pub async fn handle_socket<W, R>(
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        hub.metrics.messages_received.inc();
-        crate::coordinator::touch(&hub, &client);
+        hub.metrics().messages_received.inc();
+        hub.request_from(&client);
         if limiter.check().is_err() {
             let id = match parse_incoming(&text) {
                 Ok(Incoming::Request { id, .. }) => Some(id),
@@ -133,7 +127,7 @@ pub async fn handle_socket<W, R>(
                             break;
                         }
                         if let After::Replay { project_id, ticket } = after {
-                            hub.feed.start_replay(&project_id, client.clone(), ticket);
+                            hub.feed().start_replay(&project_id, client.clone(), ticket);
                         }
                     }
                     Err(error) => {
@@ -145,16 +139,28 @@ pub async fn handle_socket<W, R>(
         }
     }
 
-    if hub.shutdown.is_cancelled() {
+    if hub.shutdown().is_cancelled() {
         client.close(CLOSE_GOING_AWAY, "hub shutting down");
     }
     client.close(CLOSE_NORMAL, "bye");
-    hub.feed.unsubscribe_all(client.id());
-    crate::coordinator::disconnected(&hub, &client);
-    hub.clients.remove(&client);
-    hub.refresh_status();
+    hub.connection_closed(&client);
     let _ = writer.await;
     tracing::debug!(close = ?client.close_code(), "connection closed");
+}
+
+/// Whether a read failed because a message or frame was over the limits: tungstenite's
+/// `Error::Capacity` (`max_message_size`, `max_frame_size`), found in the error's chain
+/// (axum wraps it).
+fn is_capacity_error(err: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(Error::Capacity(_)) = current.downcast_ref::<Error>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 async fn reply_error(
@@ -163,7 +169,7 @@ async fn reply_error(
     id: Option<&crate::protocol::RequestId>,
     error: &RpcError,
 ) {
-    hub.metrics.rpc_error(error.kind.as_str());
+    hub.metrics().rpc_error(error.kind.as_str());
     client
         .send(Utf8Bytes::from(error_response(id, error)))
         .await;

@@ -191,7 +191,7 @@ async fn shutdown_closes_clients_with_1001_and_kills_runs() {
         .trim()
         .parse()
         .unwrap();
-    let store = hub.hub().store.clone();
+    let store = hub.hub().store().clone();
     let data = hub.stop().await;
     let frame = ws.closed().await.expect("a close frame");
     assert_eq!(frame.code, CloseCode::Away);

@@ -22,3 +22,5 @@ mod cli;
 mod keychain;
 // Tasks, workers, leases and report files.
 mod coordination;
+// The agent limit under concurrent interactive runs and agent workers.
+mod concurrency;

@@ -221,7 +221,7 @@ impl Actor {
                 info!(url = %server.url(), "hub started");
                 forward_events(server.hub().events(), self.events.clone());
                 self.status = Some(status);
-                self.stopped = Some(server.hub().shutdown.clone());
+                self.stopped = Some(server.hub().shutdown().clone());
                 self.server = Some(server);
                 self.publish(HubState::Running(snapshot));
             }

@@ -1,7 +1,7 @@
 //! The coordinator's wire types: tasks, workers, reports and their notifications.
 //!
 //! Data only, like the rest of [`crate::protocol`]; the behaviour is in
-//! [`crate::coordinator`] and the reference with examples in `docs/coordination.md`.
+//! `crate::coordinator` and the reference with examples in `docs/coordination.md`.
 //! Golden tests below pin the shapes a coordinator, a worker and the dashboard rely on.
 
 use serde::{Deserialize, Serialize};
@@ -77,30 +77,12 @@ pub enum TaskState {
     Cancelled,
 }
 
+stored_names!(TaskState, "task state", {
+    Pending => "pending", Running => "running", Completed => "completed",
+    Failed => "failed", Cancelled => "cancelled",
+});
+
 impl TaskState {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses a stored name; an unknown name reads as `Pending` so the task is retried
-    /// rather than lost.
-    pub fn parse(name: &str) -> Self {
-        match name {
-            "running" => Self::Running,
-            "completed" => Self::Completed,
-            "failed" => Self::Failed,
-            "cancelled" => Self::Cancelled,
-            _ => Self::Pending,
-        }
-    }
-
     /// Whether the state is final.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
@@ -119,26 +101,7 @@ pub enum CompletedBy {
     Agent,
 }
 
-impl CompletedBy {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Worker => "worker",
-            Self::Report => "report",
-            Self::Agent => "agent",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "worker" => Some(Self::Worker),
-            "report" => Some(Self::Report),
-            "agent" => Some(Self::Agent),
-            _ => None,
-        }
-    }
-}
+stored_names!(CompletedBy, "completion source", { Worker => "worker", Report => "report", Agent => "agent" });
 
 /// A worker's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,16 +116,7 @@ pub enum WorkerStatus {
     Offline,
 }
 
-impl WorkerStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Idle => "idle",
-            Self::Working => "working",
-            Self::Offline => "offline",
-        }
-    }
-}
+stored_names!(WorkerStatus, "worker status", { Idle => "idle", Working => "working", Offline => "offline" });
 
 /// What kind of worker it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,15 +128,7 @@ pub enum WorkerKind {
     Agent,
 }
 
-impl WorkerKind {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Client => "client",
-            Self::Agent => "agent",
-        }
-    }
-}
+stored_names!(WorkerKind, "worker kind", { Client => "client", Agent => "agent" });
 
 /// One task of `task.create`.
 #[derive(Debug, Clone, Deserialize)]
@@ -469,6 +415,110 @@ pub struct ReportUnknown {
     pub task_id: String,
     /// The file's absolute path.
     pub path: String,
+}
+
+/// `task.created` params.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskCreated {
+    /// The project.
+    pub project_id: String,
+    /// The tasks just queued, in the order given.
+    pub tasks: Vec<TaskView>,
+}
+
+/// `task.started` params: a task was handed to a worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskStarted {
+    /// The project.
+    pub project_id: String,
+    /// The task.
+    pub task_id: String,
+    /// The worker.
+    pub worker_id: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+}
+
+/// `worker.register` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRegistered {
+    /// The worker's id, kept while the connection lasts.
+    pub worker_id: String,
+    /// Seconds a lease lasts.
+    pub lease_s: u64,
+}
+
+/// `worker.heartbeat` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerHeartbeat {
+    /// The worker.
+    pub worker_id: String,
+    /// Its status.
+    pub status: WorkerStatus,
+    /// The task it holds.
+    pub task_id: Option<String>,
+    /// Milliseconds left on its lease, while it holds a task.
+    pub lease_expires_in_ms: Option<u64>,
+}
+
+/// `worker.list` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerList {
+    /// Every connected client worker and agent worker.
+    pub workers: Vec<WorkerView>,
+}
+
+/// `task.create` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct TasksCreated {
+    /// The project.
+    pub project_id: String,
+    /// Ids of the tasks queued now.
+    pub created: Vec<String>,
+    /// Ids that already existed (nothing changed for them).
+    pub existing: Vec<String>,
+}
+
+/// `task.list` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskPage {
+    /// The page, in creation order.
+    pub tasks: Vec<TaskView>,
+    /// Whether more follow.
+    pub has_more: bool,
+}
+
+/// `task.cancel` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskCancelResult {
+    /// The task.
+    pub task_id: String,
+    /// False for a task that had already finished.
+    pub cancelled: bool,
+    /// Its state now.
+    pub state: TaskState,
+}
+
+/// `task.complete` and `task.fail` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskAnswer {
+    /// The task.
+    pub task_id: String,
+    /// Its state now.
+    pub state: TaskState,
+    /// True when the task had already finished and nothing changed.
+    pub duplicate: bool,
+}
+
+/// `project.configure` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectConfigured {
+    /// The project.
+    pub project_id: String,
+    /// The new setting.
+    pub agent_workers: u32,
+    /// The project's agent workers now, by name.
+    pub workers: Vec<WorkerView>,
 }
 
 /// `project.completed` params.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, stored};
 use crate::protocol::coordination::{
     CompletedBy, Failure, TaskState, TaskView, WorkerKind, WorkerStatus,
 };
@@ -58,6 +58,29 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
+    /// A new queued task with only its identity and title; the rest is empty.
+    pub fn pending(id: String, project_id: String, seq: i64, title: String, now: i64) -> Self {
+        Self {
+            id,
+            project_id,
+            seq,
+            title,
+            kind: None,
+            context: None,
+            prompt: None,
+            acceptance: None,
+            priority: 0,
+            state: TaskState::Pending,
+            worker_id: None,
+            attempts: 0,
+            failures: Vec::new(),
+            report: None,
+            completed_by: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The wire form.
     pub fn view(&self) -> TaskView {
         TaskView {
@@ -124,7 +147,7 @@ fn task_from_row(row: &rusqlite::Row<'_>) -> Result<TaskRow, rusqlite::Error> {
         prompt: row.get(6)?,
         acceptance: parse_json(row.get(7)?),
         priority: row.get(8)?,
-        state: TaskState::parse(&row.get::<_, String>(9)?),
+        state: stored(&row.get::<_, String>(9)?, TaskState::Pending),
         worker_id: row.get(10)?,
         attempts: row.get(11)?,
         failures: serde_json::from_str(&failures).unwrap_or_default(),
@@ -132,7 +155,11 @@ fn task_from_row(row: &rusqlite::Row<'_>) -> Result<TaskRow, rusqlite::Error> {
         completed_by: row
             .get::<_, Option<String>>(14)?
             .as_deref()
-            .and_then(CompletedBy::parse),
+            .and_then(|name| {
+                name.parse::<CompletedBy>()
+                    .inspect_err(|err| tracing::warn!(error = %err, "unknown name in the store"))
+                    .ok()
+            }),
         created_at: row.get(15)?,
         updated_at: row.get(16)?,
     })
@@ -159,7 +186,8 @@ impl Store {
     /// Inserts tasks in one transaction: all or none.
     ///
     /// # Errors
-    /// [`StoreError::Sqlite`], including a UNIQUE violation for an id that exists.
+    /// [`StoreError::Sqlite`], including a UNIQUE violation for an id that exists;
+    /// [`StoreError::Encode`] for failures that cannot be encoded.
     pub fn insert_tasks(&self, rows: &[TaskRow]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -182,7 +210,7 @@ impl Store {
                     row.state.as_str(),
                     row.worker_id,
                     row.attempts,
-                    serde_json::to_string(&row.failures).unwrap_or_else(|_| "[]".into()),
+                    serde_json::to_string(&row.failures)?,
                     json_text(&row.report),
                     row.completed_by.map(CompletedBy::as_str),
                     row.created_at,
@@ -197,7 +225,7 @@ impl Store {
     /// Writes the mutable part of a task: state, worker, attempts, failures, report.
     ///
     /// # Errors
-    /// [`StoreError::Sqlite`].
+    /// [`StoreError::Sqlite`], or [`StoreError::Encode`] for failures that cannot be encoded.
     pub fn update_task(&self, row: &TaskRow) -> Result<(), StoreError> {
         self.conn()
             .prepare_cached(
@@ -210,7 +238,7 @@ impl Store {
                 row.state.as_str(),
                 row.worker_id,
                 row.attempts,
-                serde_json::to_string(&row.failures).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&row.failures)?,
                 json_text(&row.report),
                 row.completed_by.map(CompletedBy::as_str),
                 row.updated_at,
@@ -283,7 +311,7 @@ impl Store {
         let rows = stmt.query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
-                TaskState::parse(&row.get::<_, String>(1)?),
+                stored(&row.get::<_, String>(1)?, TaskState::Pending),
                 row.get::<_, i64>(2)? as u64,
             ))
         })?;
@@ -422,23 +450,11 @@ mod tests {
 
     fn task(id: &str, seq: i64) -> TaskRow {
         TaskRow {
-            id: id.into(),
-            project_id: "p".into(),
-            seq,
-            title: format!("task {id}"),
             kind: Some("code".into()),
             context: Some(serde_json::json!({"files": ["a.rs"]})),
-            prompt: None,
             acceptance: Some(serde_json::json!(["builds"])),
             priority: 1,
-            state: TaskState::Pending,
-            worker_id: None,
-            attempts: 0,
-            failures: vec![],
-            report: None,
-            completed_by: None,
-            created_at: 5,
-            updated_at: 5,
+            ..TaskRow::pending(id.into(), "p".into(), seq, format!("task {id}"), 5)
         }
     }
 

@@ -1,0 +1,435 @@
+//! The coordinator's inputs as transitions: each request, report, run end and timer
+//! tick is one method of [`Txn`], built on the primitives of [`super::state`].
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use super::CoordinationError;
+use super::state::{Effect, Txn, Worker};
+use crate::error::ErrorChain;
+use crate::events::Event;
+use crate::protocol::RunStatus;
+use crate::protocol::coordination::{
+    CompletedBy, NewTask, ReportFile, ReportStatus, TaskCreated, TaskState, WorkerKind,
+    WorkerStatus,
+};
+use crate::runner::RunEnd;
+use crate::store::{StoreError, TaskRow, WorkerRow};
+
+/// What a valid report file did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// It completed its task.
+    Completed,
+    /// It recorded a failed attempt (status `failed`).
+    Failed,
+    /// The task had already finished (or is not in memory); nothing changed.
+    Duplicate,
+    /// No such task in the project.
+    Unknown,
+}
+
+/// The report an agent run's own result makes when the agent wrote none.
+#[derive(Serialize)]
+struct RunReport<'a> {
+    status: &'static str,
+    summary: &'a str,
+    deliverables: [(); 0],
+    run_id: &'a str,
+    session_id: Option<&'a str>,
+    cost_usd: Option<f64>,
+    duration_ms: Option<i64>,
+}
+
+impl Txn<'_> {
+    /// `worker.register` on connection `conn_id`: a new client worker, or new name and
+    /// capabilities for the one already there. Returns the worker id.
+    ///
+    /// # Errors
+    /// The store's.
+    pub fn register_worker(
+        &mut self,
+        conn_id: u64,
+        name: &str,
+        capabilities: &[String],
+    ) -> Result<String, StoreError> {
+        if let Some(worker_id) = self.worker_by_conn(conn_id) {
+            let now = self.now;
+            if let Some(worker) = self.st.workers.get_mut(&worker_id) {
+                worker.name = name.to_string();
+                worker.capabilities = capabilities.to_vec();
+                let (row, view) = (worker.row(), worker.view());
+                self.store().upsert_worker(&row, now)?;
+                self.emit(Event::WorkerStatus(view));
+                self.dirty = true;
+                self.touch_all_active();
+            }
+            return Ok(worker_id);
+        }
+        let worker = Worker {
+            capabilities: capabilities.to_vec(),
+            conn_id: Some(conn_id),
+            ..Worker::new(
+                uuid::Uuid::now_v7().to_string(),
+                name.to_string(),
+                WorkerKind::Client,
+                self.now,
+            )
+        };
+        let id = worker.id.clone();
+        self.store().upsert_worker(
+            &WorkerRow {
+                status: WorkerStatus::Idle,
+                ..worker.row()
+            },
+            self.now,
+        )?;
+        self.st.by_conn.insert(conn_id, id.clone());
+        self.st.workers.insert(id.clone(), worker);
+        self.set_worker(&id, WorkerStatus::Idle, None);
+        self.touch_all_active();
+        info!(worker_id = id, name, capabilities = ?capabilities, "worker registered");
+        Ok(id)
+    }
+
+    /// A request from a worker's connection: renews its lease, or brings a worker whose
+    /// lease expired back online.
+    pub fn seen(&mut self, conn_id: u64) {
+        let Some(worker_id) = self.worker_by_conn(conn_id) else {
+            return;
+        };
+        let lease_ms = self.config().lease_s as i64 * 1000;
+        let now = self.now;
+        let Some(worker) = self.st.workers.get_mut(&worker_id) else {
+            return;
+        };
+        match worker.status {
+            WorkerStatus::Working => worker.lease_until = Some(now + lease_ms),
+            WorkerStatus::Idle => {}
+            WorkerStatus::Offline => {
+                info!(worker_id, "worker is back");
+                self.set_worker(&worker_id, WorkerStatus::Idle, None);
+                self.touch_all_active();
+            }
+        }
+    }
+
+    /// Fails the attempts of client workers whose lease ended by `now`; they go offline
+    /// until their next request. Also retries assignment (agent slots may have freed).
+    pub fn expire_leases(&mut self) {
+        let now = self.now;
+        let expired: Vec<(String, String)> = self
+            .st
+            .workers
+            .values()
+            .filter(|w| w.lease_until.is_some_and(|until| until <= now))
+            .filter_map(|w| Some((w.id.clone(), w.task_id.clone()?)))
+            .collect();
+        for (worker_id, task_id) in expired {
+            let reason = format!(
+                "lease expired after {} s without a heartbeat",
+                self.config().lease_s
+            );
+            warn!(worker_id, task_id, "lease expired");
+            if let Err(err) = self.fail_attempt(&task_id, reason.clone()) {
+                warn!(error = %ErrorChain(&err), task_id, "cannot record an expired lease");
+            }
+            self.revoke(&worker_id, &task_id, &reason);
+            self.set_worker(&worker_id, WorkerStatus::Offline, None);
+        }
+        self.dirty = true;
+    }
+
+    /// A connection closed: its worker goes offline and its task goes back to the queue
+    /// (a failed attempt, `worker disconnected`). At shutdown the task stays `running`
+    /// in the store and is requeued at the next start without counting an attempt: the
+    /// hub, not the worker, went away.
+    pub fn disconnected(&mut self, conn_id: u64, shutting_down: bool) {
+        let Some(worker_id) = self.worker_by_conn(conn_id) else {
+            return;
+        };
+        let task_id = self
+            .st
+            .workers
+            .get(&worker_id)
+            .and_then(|w| w.task_id.clone());
+        if let Some(task_id) = task_id
+            && !shutting_down
+            && self.st.holds(&worker_id, &task_id)
+            && let Err(err) = self.fail_attempt(&task_id, "worker disconnected".into())
+        {
+            warn!(error = %ErrorChain(&err), task_id, "cannot requeue a task");
+        }
+        self.remove_worker(&worker_id);
+        if let Err(err) =
+            self.store()
+                .set_worker_status(&worker_id, WorkerStatus::Offline, self.now)
+        {
+            warn!(error = %ErrorChain(&err), worker_id, "cannot record a worker offline");
+        }
+        info!(worker_id, "worker disconnected");
+    }
+
+    /// `task.create`: queues tasks, idempotently by id. Returns the ids created and the
+    /// ids that existed, each in the order given.
+    ///
+    /// # Errors
+    /// [`CoordinationError::TaskExists`] when an id belongs to another project (then
+    /// nothing is created), or the store's.
+    pub fn create_tasks(
+        &mut self,
+        project_id: &str,
+        specs: Vec<(String, NewTask)>,
+    ) -> Result<(Vec<String>, Vec<String>), CoordinationError> {
+        let ids: Vec<&str> = specs.iter().map(|(id, _)| id.as_str()).collect();
+        let owners = self.store().task_owners(&ids)?;
+        if let Some((task_id, owner)) = owners.iter().find(|(_, owner)| *owner != project_id) {
+            return Err(CoordinationError::TaskExists {
+                task_id: task_id.clone(),
+                project_id: owner.clone(),
+            });
+        }
+        let mut seen = HashSet::new();
+        let (mut created, mut existing, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, task) in specs {
+            if owners.contains_key(&id) || !seen.insert(id.clone()) {
+                existing.push(id);
+                continue;
+            }
+            let seq = self.st.next_seq + rows.len() as i64 + 1;
+            rows.push(TaskRow {
+                kind: task.kind,
+                context: task.context,
+                prompt: task.prompt,
+                acceptance: task.acceptance,
+                priority: task.priority,
+                ..TaskRow::pending(
+                    id.clone(),
+                    project_id.to_string(),
+                    seq,
+                    task.title,
+                    self.now,
+                )
+            });
+            created.push(id);
+        }
+        self.store().insert_tasks(&rows)?;
+        self.st.next_seq += rows.len() as i64;
+        if !rows.is_empty() {
+            self.emit(Event::TaskCreated(TaskCreated {
+                project_id: project_id.to_string(),
+                tasks: rows.iter().map(TaskRow::view).collect(),
+            }));
+        }
+        self.add_tasks(project_id, rows);
+        info!(
+            project_id,
+            created = created.len(),
+            existing = existing.len(),
+            "tasks queued"
+        );
+        Ok((created, existing))
+    }
+
+    /// `task.cancel`: false when the task is not queued or running. A client worker
+    /// holding it gets `task.revoked`; an agent run for it is stopped.
+    ///
+    /// # Errors
+    /// The store's.
+    pub fn cancel_task(&mut self, task_id: &str) -> Result<bool, StoreError> {
+        let Some(task) = self.st.tasks.get(task_id) else {
+            return Ok(false);
+        };
+        let holder = (task.state == TaskState::Running)
+            .then(|| task.worker_id.clone())
+            .flatten();
+        self.cancel(task_id)?;
+        if let Some(holder) = holder {
+            let is_agent = self
+                .st
+                .workers
+                .get(&holder)
+                .is_some_and(|w| w.kind == WorkerKind::Agent);
+            if is_agent {
+                self.effect(Effect::StopRun {
+                    task_id: task_id.to_string(),
+                });
+            } else {
+                self.release_holder(Some(&holder), "cancelled", task_id);
+            }
+        }
+        Ok(true)
+    }
+
+    /// `task.complete` (`Ok(report)`) or `task.fail` (`Err(reason)`) from the worker on
+    /// `conn_id`. Returns the task's new state, or `None` when it is no longer in memory
+    /// (finished: a duplicate).
+    ///
+    /// # Errors
+    /// `NOT_A_WORKER`, `NOT_ASSIGNED` when the task is queued or held by another worker,
+    /// or the store's.
+    pub fn answer(
+        &mut self,
+        conn_id: u64,
+        task_id: &str,
+        outcome: Result<serde_json::Value, String>,
+    ) -> Result<Option<TaskState>, CoordinationError> {
+        let worker_id = self
+            .worker_by_conn(conn_id)
+            .ok_or(CoordinationError::NotAWorker)?;
+        if !self.st.tasks.contains_key(task_id) {
+            return Ok(None);
+        }
+        if !self.st.holds(&worker_id, task_id) {
+            return Err(CoordinationError::NotAssigned {
+                task_id: task_id.to_string(),
+                worker_id,
+            });
+        }
+        let state = match outcome {
+            Ok(report) => {
+                self.complete(task_id, CompletedBy::Worker, report)?;
+                TaskState::Completed
+            }
+            Err(reason) => self.fail_attempt(task_id, reason)?,
+        };
+        self.set_worker(&worker_id, WorkerStatus::Idle, None);
+        Ok(Some(state))
+    }
+
+    /// A project was deleted (its tasks went with it in the store): forgets its tasks
+    /// and agent workers, stops their runs and frees client workers busy with its tasks.
+    pub fn project_deleted(&mut self, project_id: &str) {
+        self.st.agent_settings.remove(project_id);
+        self.st.queues.remove(project_id);
+        self.st.counts.remove(project_id);
+        let tasks: Vec<TaskRow> = self
+            .st
+            .tasks
+            .values()
+            .filter(|t| t.project_id == project_id)
+            .cloned()
+            .collect();
+        for task in tasks {
+            self.st.tasks.remove(&task.id);
+            if task.state == TaskState::Running {
+                self.effect(Effect::StopRun {
+                    task_id: task.id.clone(),
+                });
+                self.release_holder(
+                    task.worker_id.as_deref(),
+                    "the project was deleted",
+                    &task.id,
+                );
+            }
+        }
+        let agents: Vec<String> = self
+            .st
+            .workers
+            .values()
+            .filter(|w| w.project_id.as_deref() == Some(project_id))
+            .map(|w| w.id.clone())
+            .collect();
+        for worker_id in agents {
+            self.remove_worker(&worker_id);
+        }
+        self.untouch_project(project_id);
+    }
+
+    /// Applies a valid report file: completes its task, or records a failed attempt. A
+    /// client worker holding the task gets `task.revoked`; an agent run holding it is
+    /// left to end, and its result is then a duplicate.
+    ///
+    /// # Errors
+    /// The store's.
+    pub fn report(
+        &mut self,
+        project_id: &str,
+        task_id: &str,
+        report: ReportFile,
+    ) -> Result<ReportOutcome, CoordinationError> {
+        let Some(task) = self.st.tasks.get(task_id) else {
+            return Ok(ReportOutcome::Duplicate);
+        };
+        if task.project_id != project_id {
+            return Ok(ReportOutcome::Unknown);
+        }
+        let holder = (task.state == TaskState::Running)
+            .then(|| task.worker_id.clone())
+            .flatten();
+        let outcome = match report.status {
+            ReportStatus::Completed => {
+                let value = serde_json::to_value(&report).map_err(CoordinationError::Encode)?;
+                self.complete(task_id, CompletedBy::Report, value)?;
+                self.release_holder(holder.as_deref(), "completed by a report file", task_id);
+                ReportOutcome::Completed
+            }
+            ReportStatus::Failed => {
+                self.fail_attempt(task_id, format!("report: {}", report.summary))?;
+                self.release_holder(holder.as_deref(), "failed by a report file", task_id);
+                ReportOutcome::Failed
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// An agent run for a task ended: its result completes the task or fails the
+    /// attempt, unless the task already finished (a report file came first) or moved
+    /// on. The agent worker is then free, or removed if the project needs fewer.
+    pub fn run_ended(&mut self, worker_id: &str, task_id: &str, end: &RunEnd) {
+        let result = if !self.st.holds(worker_id, task_id) {
+            debug!(task_id, run_id = end.run_id, "run result is a duplicate");
+            Ok(())
+        } else if end.status == RunStatus::Succeeded {
+            let report = RunReport {
+                status: "completed",
+                summary: end.result_text.as_deref().unwrap_or_default(),
+                deliverables: [],
+                run_id: &end.run_id,
+                session_id: end.session_id.as_deref(),
+                cost_usd: end.cost_usd,
+                duration_ms: end.duration_ms,
+            };
+            match serde_json::to_value(&report) {
+                Ok(value) => self
+                    .complete(task_id, CompletedBy::Agent, value)
+                    .map_err(CoordinationError::from),
+                Err(err) => Err(CoordinationError::Encode(err)),
+            }
+        } else {
+            let reason = end
+                .reason
+                .clone()
+                .unwrap_or_else(|| format!("the agent run {}", end.status));
+            self.fail_attempt(task_id, format!("agent run {}: {reason}", end.run_id))
+                .map(|_| ())
+                .map_err(CoordinationError::from)
+        };
+        if let Err(err) = result {
+            warn!(error = %ErrorChain(&err), task_id, "cannot record a run's result");
+        }
+        self.free_agent(worker_id, WorkerStatus::Idle);
+        self.dirty = true;
+    }
+
+    /// An agent run could not start: the attempt fails and the agent worker goes
+    /// offline (until `project.configure` is called again), so that a broken setup does
+    /// not burn through the queue. The permit went back with the failed start.
+    pub fn run_not_started(&mut self, worker_id: &str, task_id: &str, reason: &str) {
+        if let Err(err) = self.fail_attempt(task_id, format!("cannot start the agent: {reason}")) {
+            warn!(error = %ErrorChain(&err), task_id, "cannot requeue a task");
+        }
+        self.free_agent(worker_id, WorkerStatus::Offline);
+    }
+
+    /// An agent worker's run is over: it becomes `status`, or goes if it was retiring.
+    fn free_agent(&mut self, worker_id: &str, status: WorkerStatus) {
+        match self.st.workers.get(worker_id).map(|w| w.retiring) {
+            Some(true) => self.retire_agent_now(worker_id),
+            Some(false) => self.set_worker(worker_id, status, None),
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! What the subsystems report upwards: one [`Event`] enum and the [`EventSink`] it is
+//! sent to.
+//!
+//! The runner and the coordinator never call back into the hub. They describe what
+//! happened as an [`Event`] and hand it to the sink they were given when they were
+//! opened; the one implementation, [`crate::notifier::Notifier`], turns events into wire
+//! notifications, desktop [`HubEvent`]s and the [`StatusSnapshot`]. The trait lives here,
+//! below its producers, so that producers depend on it and not on what consumes it.
+//!
+//! The sink is synchronous and must never wait: producers emit while they hold their own
+//! lock (the coordinator does, so that every client sees its changes in the order they
+//! happened), and a slow client must never stall them. Events for a connection are
+//! addressed by its connection id, so this module needs nothing above the protocol.
+
+use serde::Serialize;
+
+use crate::protocol::coordination::{
+    CoordinationStatus, ProjectCompleted, ReportInvalid, ReportUnknown, TaskAssigned,
+    TaskCancelled, TaskCompleted, TaskCreated, TaskFailed, TaskRevoked, TaskStarted, WorkerView,
+};
+use crate::protocol::{ProjectView, StateChange};
+
+/// Something that happened in the hub's core.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The server is listening on this port.
+    Listening {
+        /// The bound port.
+        port: u16,
+    },
+    /// A connection opened or closed; the count changed.
+    ConnectionsChanged,
+    /// A project was registered (`project.created`).
+    ProjectCreated(ProjectView),
+    /// A project was removed (`project.deleted`).
+    ProjectDeleted {
+        /// The project.
+        project_id: String,
+    },
+    /// A project's interactive state changed (`project.state`).
+    ProjectState(StateChange),
+    /// An agent run started (interactive or for a task).
+    RunStarted {
+        /// The run.
+        run_id: String,
+        /// Its project.
+        project_id: String,
+    },
+    /// An agent run ended and its process group is gone.
+    RunFinished {
+        /// The run.
+        run_id: String,
+        /// Its project.
+        project_id: String,
+    },
+    /// Tasks were queued (`task.created`).
+    TaskCreated(TaskCreated),
+    /// A task was handed to a worker (`task.started`).
+    TaskStarted(TaskStarted),
+    /// A task was handed to a connected worker (`task.assigned`, to that worker only).
+    TaskAssigned {
+        /// The worker's connection.
+        conn_id: u64,
+        /// The assignment.
+        assigned: TaskAssigned,
+    },
+    /// A connected worker lost its task (`task.revoked`, to that worker only).
+    TaskRevoked {
+        /// The worker's connection.
+        conn_id: u64,
+        /// What and why.
+        revoked: TaskRevoked,
+    },
+    /// A task completed (`task.completed`).
+    TaskCompleted(TaskCompleted),
+    /// A task's last attempt failed (`task.failed`).
+    TaskFailed(TaskFailed),
+    /// An attempt failed and the task is queued again (`task.requeued`).
+    TaskRequeued(TaskFailed),
+    /// A task was cancelled (`task.cancelled`).
+    TaskCancelled(TaskCancelled),
+    /// A report file is unusable (`task.report_invalid`).
+    ReportInvalid(ReportInvalid),
+    /// A report file names no task of its project (`task.report_unknown`).
+    ReportUnknown(ReportUnknown),
+    /// A worker's status changed (`worker.status`).
+    WorkerStatus(WorkerView),
+    /// A project's counts or workers changed (`coordination.status`).
+    CoordinationStatus(CoordinationStatus),
+    /// Every task of a project finished (`project.completed`, and a desktop
+    /// [`HubEvent::BatchFinished`]).
+    BatchFinished(ProjectCompleted),
+}
+
+/// Where the core's subsystems send their [`Event`]s.
+///
+/// Implementations must return at once: no waiting, no locks held for longer than a map
+/// operation, never a call back into the producer.
+pub trait EventSink: Send + Sync {
+    /// Takes one event.
+    fn emit(&self, event: Event);
+}
+
+/// Something a front end may want to tell the user about, e.g. with a desktop
+/// notification. Delivered through [`crate::Hub::events`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum HubEvent {
+    /// Every task of a project has finished (the `project.completed` notification).
+    BatchFinished {
+        /// The project.
+        project_id: String,
+        /// Its display name.
+        project_name: String,
+        /// A human summary, e.g. `all 20 tasks finished: 19 completed, 1 failed, 0 cancelled`.
+        message: String,
+    },
+}
+
+/// A summary of the hub for the tray and the dashboard, recomputed by the notifier
+/// whenever an event may have changed it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StatusSnapshot {
+    /// The port, once bound.
+    pub port: u16,
+    /// Connected clients.
+    pub connections: usize,
+    /// Running agents.
+    pub running_agents: usize,
+    /// Registered projects.
+    pub projects: usize,
+}

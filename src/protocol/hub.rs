@@ -1,0 +1,133 @@
+//! The hub's own reports: `hub.status`, `/health` (and `hub.health`), the `hub.stats`
+//! notification, and the `agent_cli` object they share. `docs/protocol.md` describes
+//! each; `docs/protocol.schema.json` has their schemas.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Where the CLI version probe is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeState {
+    /// Found; `claude --version` has not answered yet.
+    Probing,
+    /// Found (its version is `null` if it did not answer within 10 s).
+    Found,
+    /// No CLI was found.
+    Missing,
+}
+
+/// The `agent_cli` object.
+#[derive(Debug, Clone, Serialize)]
+pub struct CliReport {
+    /// Whether an executable was found.
+    pub found: bool,
+    /// `probing`, `found` or `missing`.
+    pub state: ProbeState,
+    /// Its absolute path.
+    pub path: Option<PathBuf>,
+    /// The first line of `claude --version`, once known.
+    pub version: Option<String>,
+}
+
+/// `hub.status` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubStatus {
+    /// Always `semantest-hub`.
+    pub product: &'static str,
+    /// The hub's version.
+    pub version: &'static str,
+    /// [`super::PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// Random per hub process.
+    pub instance_id: String,
+    /// `local` or `public`.
+    pub mode: &'static str,
+    /// The bound port.
+    pub port: u16,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Registered projects.
+    pub projects: usize,
+    /// Connected clients.
+    pub connections: usize,
+    /// Agent runs in progress (interactive and task runs).
+    pub running_agents: usize,
+    /// `keychain` or `file`.
+    pub secret_store: &'static str,
+    /// The CLI.
+    pub agent_cli: CliReport,
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+/// Memory figures, bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    /// In use on the machine.
+    pub used_bytes: u64,
+    /// The machine's total.
+    pub total_bytes: u64,
+    /// Resident memory of the hub process.
+    pub process_rss_bytes: u64,
+}
+
+/// Disk figures for the data directory's file system, bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Disk {
+    /// Free.
+    pub available_bytes: u64,
+    /// Size.
+    pub total_bytes: u64,
+}
+
+/// `GET /health` and `hub.health` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// Always `ok` while the hub answers.
+    pub status: &'static str,
+    /// Always `semantest-hub`.
+    pub product: &'static str,
+    /// The hub's version.
+    pub version: &'static str,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Whole-machine CPU usage, percent.
+    pub cpu_percent: f32,
+    /// Memory.
+    pub memory: Memory,
+    /// Disk.
+    pub disk: Disk,
+    /// Connected clients.
+    pub connections: usize,
+    /// Registered projects.
+    pub projects: usize,
+    /// Agent runs in progress.
+    pub running_agents: usize,
+    /// The CLI.
+    pub agent_cli: CliReport,
+    /// `keychain` or `file`.
+    pub secret_store: &'static str,
+}
+
+/// `hub.stats` notification params.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Connected clients.
+    pub connections: usize,
+    /// Registered projects.
+    pub projects: usize,
+    /// Agent runs in progress.
+    pub running_agents: usize,
+    /// Whole-machine CPU usage, percent.
+    pub cpu_percent: f32,
+    /// Memory in use on the machine, bytes.
+    pub memory_used_bytes: u64,
+    /// The machine's total memory, bytes.
+    pub memory_total_bytes: u64,
+    /// Resident memory of the hub process, bytes.
+    pub process_rss_bytes: u64,
+}

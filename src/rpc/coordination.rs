@@ -1,0 +1,282 @@
+//! `worker.*`, `task.*`, `project.configure` and `coordination.status`: the task queue
+//! (`docs/coordination.md`). Params are checked here; the rules are the coordinator's.
+
+use serde_json::Value;
+use tracing::info;
+
+use super::{Call, Handler, Reply, reply};
+use crate::coordinator::reports::valid_task_id;
+use crate::coordinator::{CoordinationError, MAX_TASK_BYTES, MAX_TASKS_PER_CREATE};
+use crate::error::{ErrorKind, RpcError};
+use crate::protocol::Role;
+use crate::protocol::coordination::{
+    ProjectConfigureParams, ProjectConfigured, StatusParams, TaskAnswer, TaskCancelResult,
+    TaskCompleteParams, TaskCreateParams, TaskFailParams, TaskListParams, TaskPage, TaskRef,
+    TaskState, TasksCreated, WorkerList, WorkerRegisterParams, WorkerRegistered, method,
+};
+use crate::protocol::parse_params;
+use crate::store::TaskRow;
+
+pub(super) fn find(name: &str) -> Option<Handler> {
+    Some(match name {
+        method::WORKER_REGISTER => worker_register,
+        method::WORKER_HEARTBEAT => |call, _| {
+            let beat = call.hub.coordinator().heartbeat(call.client.id())?;
+            reply(&beat)
+        },
+        method::WORKER_LIST => |call, _| {
+            reply(&WorkerList {
+                workers: call.hub.coordinator().workers(),
+            })
+        },
+        method::TASK_CREATE => task_create,
+        method::TASK_LIST => task_list,
+        method::TASK_GET => task_get,
+        method::TASK_CANCEL => task_cancel,
+        method::TASK_COMPLETE => task_complete,
+        method::TASK_FAIL => task_fail,
+        method::PROJECT_CONFIGURE => project_configure,
+        method::COORDINATION_STATUS => status,
+        _ => return None,
+    })
+}
+
+fn check_text(field: &str, text: &str, max_chars: usize) -> Result<(), CoordinationError> {
+    if text.trim().is_empty() {
+        return Err(CoordinationError::Invalid(format!("{field} is empty")));
+    }
+    if text.chars().count() > max_chars {
+        return Err(CoordinationError::Invalid(format!(
+            "{field} is longer than {max_chars} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// `worker.register`: makes the connection a worker (role `worker`). Registering again
+/// on the same connection updates the name and capabilities and keeps the id.
+fn worker_register(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let params: WorkerRegisterParams = parse_params(params)?;
+    check_text("name", &params.name, 100)?;
+    if params.capabilities.len() > 100
+        || params
+            .capabilities
+            .iter()
+            .any(|c| c.is_empty() || c.len() > 100)
+    {
+        return Err(CoordinationError::Invalid(
+            "capabilities: at most 100 names of 1 to 100 characters".into(),
+        )
+        .into());
+    }
+    call.client
+        .set_identity(Role::Worker, Some(params.name.clone()));
+    call.hub.clients().broadcast_change("updated", call.client);
+    let worker_id = call.hub.coordinator().register_worker(
+        call.client.id(),
+        &params.name,
+        &params.capabilities,
+    )?;
+    reply(&WorkerRegistered {
+        worker_id,
+        lease_s: call.hub.config().config.coordination.lease_s,
+    })
+}
+
+/// `task.create`: queues tasks, idempotently by id. A client with the default role
+/// becomes a coordinator, so it hears about its tasks.
+fn task_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let params: TaskCreateParams = parse_params(params)?;
+    call.hub.projects().get(&params.project_id)?;
+    if params.tasks.is_empty() || params.tasks.len() > MAX_TASKS_PER_CREATE {
+        return Err(CoordinationError::Invalid(format!(
+            "tasks must hold 1 to {MAX_TASKS_PER_CREATE} tasks"
+        ))
+        .into());
+    }
+    let mut specs = Vec::with_capacity(params.tasks.len());
+    for (index, task) in params.tasks.into_iter().enumerate() {
+        let id = task
+            .id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let invalid =
+            |reason: String| CoordinationError::Invalid(format!("tasks[{index}]: {reason}"));
+        if !valid_task_id(&id) {
+            return Err(invalid(format!(
+                "id {id:?} must be 1 to 128 characters from A-Z a-z 0-9 . _ - and not start with '.'"
+            ))
+            .into());
+        }
+        check_text("title", &task.title, 500).map_err(|err| invalid(err.to_string()))?;
+        if let Some(kind) = &task.kind {
+            check_text("type", kind, 100).map_err(|err| invalid(err.to_string()))?;
+        }
+        let size = task.prompt.as_ref().map_or(0, String::len)
+            + task.context.as_ref().map_or(0, |v| v.to_string().len())
+            + task.acceptance.as_ref().map_or(0, |v| v.to_string().len());
+        if size > MAX_TASK_BYTES {
+            return Err(RpcError::new(
+                ErrorKind::TooLarge,
+                format!("tasks[{index}]: prompt, context and acceptance exceed 256 KiB"),
+            ));
+        }
+        specs.push((id, task));
+    }
+    if call.client.role() == Role::Script {
+        let name = call.client.info().name;
+        call.client.set_identity(Role::Coordinator, name);
+        call.hub.clients().broadcast_change("updated", call.client);
+    }
+    let (created, existing) = call
+        .hub
+        .coordinator()
+        .create_tasks(&params.project_id, specs)?;
+    reply(&TasksCreated {
+        project_id: params.project_id,
+        created,
+        existing,
+    })
+}
+
+/// `task.list`: a page of a project's tasks in creation order; pass the last task's
+/// `seq` as `after_seq` for the next page.
+fn task_list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let params: TaskListParams = parse_params(params)?;
+    call.hub.projects().get(&params.project_id)?;
+    let limit = params.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(RpcError::new(
+            ErrorKind::InvalidParams,
+            "limit must be between 1 and 10000",
+        ));
+    }
+    let mut rows = call
+        .hub
+        .store()
+        .tasks(
+            &params.project_id,
+            params.state,
+            params.after_seq.unwrap_or(0),
+            limit,
+        )
+        .map_err(CoordinationError::from)?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    reply(&TaskPage {
+        tasks: rows.iter().map(TaskRow::view).collect(),
+        has_more,
+    })
+}
+
+/// A task as stored.
+fn stored_task(call: &Call<'_>, task_id: &str) -> Result<TaskRow, RpcError> {
+    Ok(call
+        .hub
+        .store()
+        .task(task_id)
+        .map_err(CoordinationError::from)?
+        .ok_or_else(|| CoordinationError::TaskNotFound(task_id.to_string()))?)
+}
+
+fn task_get(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let TaskRef { task_id } = parse_params(params)?;
+    reply(&stored_task(call, &task_id)?.view())
+}
+
+/// `task.cancel`: `cancelled` is false for a task that had already finished.
+fn task_cancel(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let TaskRef { task_id } = parse_params(params)?;
+    let cancelled = call.hub.coordinator().cancel(&task_id)?;
+    let state = if cancelled {
+        TaskState::Cancelled
+    } else {
+        stored_task(call, &task_id)?.state
+    };
+    reply(&TaskCancelResult {
+        task_id,
+        cancelled,
+        state,
+    })
+}
+
+fn task_complete(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let params: TaskCompleteParams = parse_params(params)?;
+    answer(call, params.task_id, Ok(params.report))
+}
+
+fn task_fail(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let params: TaskFailParams = parse_params(params)?;
+    check_text("reason", &params.reason, 10_000)?;
+    answer(call, params.task_id, Err(params.reason))
+}
+
+/// `task.complete` and `task.fail`: `duplicate: true` (and nothing changes) when the
+/// task had already finished.
+fn answer(
+    call: &Call<'_>,
+    task_id: String,
+    outcome: Result<Value, String>,
+) -> Result<Reply, RpcError> {
+    let answered = call
+        .hub
+        .coordinator()
+        .answer(call.client.id(), &task_id, outcome)?;
+    let (state, duplicate) = match answered {
+        Some(state) => (state, false),
+        None => {
+            let state = stored_task(call, &task_id)?.state;
+            info!(
+                task_id,
+                state = state.as_str(),
+                "duplicate completion ignored"
+            );
+            (state, true)
+        }
+    };
+    reply(&TaskAnswer {
+        task_id,
+        state,
+        duplicate,
+    })
+}
+
+/// `project.configure`: how many built-in agent workers serve the project (0 to
+/// `limits.max_running_agents`). Extra workers that are busy finish their task first.
+fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let params: ProjectConfigureParams = parse_params(params)?;
+    let hub = call.hub;
+    hub.projects().get(&params.project_id)?;
+    let limit = hub.config().config.limits.max_running_agents;
+    if params.agent_workers as usize > limit {
+        return Err(CoordinationError::Invalid(format!(
+            "agent_workers must be between 0 and {limit} (limits.max_running_agents)"
+        ))
+        .into());
+    }
+    if params.agent_workers > 0 && hub.runner().cli().get().is_none() {
+        return Err(CoordinationError::AgentUnavailable.into());
+    }
+    hub.store()
+        .set_agent_workers(&params.project_id, params.agent_workers)
+        .map_err(CoordinationError::from)?;
+    let workers = hub
+        .coordinator()
+        .configure(&params.project_id, params.agent_workers);
+    info!(
+        project_id = params.project_id,
+        agent_workers = params.agent_workers,
+        "project configured"
+    );
+    reply(&ProjectConfigured {
+        project_id: params.project_id,
+        agent_workers: params.agent_workers,
+        workers,
+    })
+}
+
+fn status(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: StatusParams = parse_params(params)?;
+    call.hub.projects().get(&p.project_id)?;
+    reply(&call.hub.coordinator().status(&p.project_id))
+}

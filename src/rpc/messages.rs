@@ -1,0 +1,62 @@
+//! `messages.list`: pages of a project's stored output.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Call, Handler, Reply, reply};
+use crate::error::{ErrorKind, RpcError};
+use crate::protocol::{MessagesListParams, Output, method, parse_params};
+use crate::store::MessageQuery;
+use crate::timestamp::parse_rfc3339;
+
+/// Bytes of stored lines returned by one `messages.list` page at most; a page stops
+/// early (with `has_more`) rather than build a huge response.
+const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
+pub(super) fn find(name: &str) -> Option<Handler> {
+    (name == method::MESSAGES_LIST).then_some(list as Handler)
+}
+
+/// `messages.list` result.
+#[derive(Serialize)]
+struct Page {
+    messages: Vec<Output>,
+    has_more: bool,
+}
+
+fn list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: MessagesListParams = parse_params(params)?;
+    call.hub.projects().get(&p.project_id)?;
+    let limit = p.limit.unwrap_or(200);
+    if !(1..=1000).contains(&limit) {
+        return Err(RpcError::new(
+            ErrorKind::InvalidParams,
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let time = |value: Option<String>| {
+        value
+            .map(|text| parse_rfc3339(&text))
+            .transpose()
+            .map_err(|err| RpcError::new(ErrorKind::InvalidParams, err))
+    };
+    let query = MessageQuery {
+        project_id: p.project_id,
+        after_seq: p.after_seq,
+        before_seq: p.before_seq,
+        since: time(p.since)?,
+        until: time(p.until)?,
+        kinds: p.kinds.unwrap_or_default(),
+        limit,
+        max_bytes: MAX_PAGE_BYTES,
+    };
+    let page = call
+        .hub
+        .store()
+        .messages(&query)
+        .map_err(|err| RpcError::internal("messages.list", &err))?;
+    reply(&Page {
+        messages: page.messages,
+        has_more: page.has_more,
+    })
+}
