@@ -1,19 +1,20 @@
-//! Criterion benchmarks of the hub's hot paths, through the public API only:
+//! Criterion benchmarks of the hub's hot paths, through the public API and the
+//! `bench-internals` feature's `semantest_hub::internals`:
 //! JSON-RPC envelope parsing and reply building, `project.output` notification encoding,
 //! the capped line reader that splits an agent's stream-json output, and the message
 //! log append.
 //!
 //! ```text
-//! cargo bench --bench hot_paths
+//! cargo bench --features bench-internals --bench hot_paths
 //! ```
 
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use semantest_hub::internals::{NewLine, ProjectRow, Store, read_capped_line};
 use semantest_hub::protocol::{
     self, Output, RequestId, Stream, error_response, notification, parse_incoming, response,
 };
-use semantest_hub::store::{NewLine, Store};
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -101,7 +102,7 @@ fn line_reader(c: &mut Criterion) {
                 let mut reader = tokio::io::BufReader::new(&input[..]);
                 let mut buf = Vec::new();
                 let mut count = 0;
-                while semantest_hub::agent::read_capped_line(&mut reader, &mut buf, 1 << 20)
+                while read_capped_line(&mut reader, &mut buf, 1 << 20)
                     .await
                     .expect("in-memory read")
                     .is_some()
@@ -120,7 +121,7 @@ fn log_append(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store");
     store
-        .insert_project(&semantest_hub::store::ProjectRow {
+        .insert_project(&ProjectRow {
             id: "p1".into(),
             name: "bench".into(),
             path: dir.path().to_path_buf(),
