@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(Incoming::Notification { .. }) => return,
         Err(envelope) => {
             let reply = error_response(envelope.id.as_ref(), &envelope.error);
-            assert!(reply.contains("\"error\""), "refusal without error: {reply}");
+            assert!(
+                reply.contains("\"error\""),
+                "refusal without error: {reply}"
+            );
             reply
         }
     };

@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
             .await
             .expect("in-memory read")
         {
-            assert!(buf.len() <= max, "line of {} bytes over the cap {max}", buf.len());
+            assert!(
+                buf.len() <= max,
+                "line of {} bytes over the cap {max}",
+                buf.len()
+            );
             assert!(!buf.contains(&b'\n'), "a line kept its newline");
             kept += buf.len();
             dropped_total += dropped;
