@@ -86,6 +86,17 @@ pub(crate) mod timestamp;
 pub(crate) mod watch;
 pub(crate) mod ws;
 
+/// Internals the criterion benches (`benches/`) and fuzz targets (`fuzz/`) exercise
+/// directly, behind the `bench-internals` feature: not part of the crate's API.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::coordinator::reports::parse_report;
+    pub use crate::project::validate_path;
+    pub use crate::runner::output::read_capped_line;
+    pub use crate::store::{NewLine, ProjectRow, Store};
+}
+
 pub use config::{Config, LoadedConfig, Overrides};
 pub use hub::{Hub, HubEvent, StartError, StatusSnapshot};
 pub use server::{HubServer, start};
