@@ -138,7 +138,7 @@ impl Hub {
             action: format!("create data directory {}", data_dir.display()),
             source,
         })?;
-        let data_dir_lock = lock_data_dir(&data_dir)?;
+        let data_dir_lock = lock_data_dir(&data_dir).await?;
         let kind = config.config.secret_store;
         let dir = data_dir.clone();
         let (secret_store, owner_hash) = tokio::task::spawn_blocking(move || {
@@ -589,7 +589,13 @@ impl Hub {
 /// Takes an exclusive lock on `<data_dir>/hub.lock`, so two hubs never share a store:
 /// the second would otherwise treat the first one's runs as orphans and kill them.
 /// The OS drops the lock when the process dies, so a crash never leaves it stuck.
-fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+/// How long [`lock_data_dir`] waits for the lock before it reports the data directory as
+/// busy: long enough for a hub that is stopping (or a child process that still holds a
+/// copy of the descriptor between fork and exec) to let go, short enough that a second
+/// hub started by mistake is told at once.
+const DATA_DIR_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+async fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
     let path = data_dir.join("hub.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -600,14 +606,22 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError
             action: format!("open {}", path.display()),
             source,
         })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(StartError::DataDirBusy(data_dir.to_path_buf()))
+    let deadline = tokio::time::Instant::now() + DATA_DIR_LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StartError::DataDirBusy(data_dir.to_path_buf()));
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StartError::Io {
+                    action: format!("lock {}", path.display()),
+                    source,
+                });
+            }
         }
-        Err(std::fs::TryLockError::Error(source)) => Err(StartError::Io {
-            action: format!("lock {}", path.display()),
-            source,
-        }),
     }
 }
