@@ -6,11 +6,17 @@
 //! chooses). axum hands it to handlers as `ConnectInfo<ConnAddrs>`. [`NoDelayListener`]
 //! is the plain TCP listener the hub serves on.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use tokio::net::{TcpListener, TcpStream};
+
+/// The address a request is charged to and logged with: the peer's, or in public mode
+/// behind a trusted proxy the forwarded client's. The server's gate puts it on every
+/// request as an extension; handlers take it as `Extension<ClientAddr>`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub IpAddr);
 
 /// The two ends of an accepted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,17 +10,17 @@
 //! carry its claim secret. Errors are JSON `{error: {kind, message}}`, kinds as in
 //! JSON-RPC errors. Responses are `Cache-Control: no-store`.
 
-use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::access;
 use crate::client_tokens::valid_name;
-use crate::conn_info::ConnAddrs;
+use crate::conn_info::ClientAddr;
 use crate::error::ErrorKind;
 use crate::hub::Hub;
 use crate::pairing::{Claim, NewRequest, is_extension_origin};
@@ -84,19 +84,33 @@ fn bad_body(rejection: &JsonRejection) -> Response {
     )
 }
 
-/// `POST /pair`.
+/// The request's extension Origin and its JSON body, or the error response to send.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the HTTP response itself, returned at once"
+)]
+fn origin_and_body<T>(
+    headers: &HeaderMap,
+    body: Result<Json<T>, JsonRejection>,
+) -> Result<(String, T), Response> {
+    let origin = extension_origin(headers).ok_or_else(not_an_extension)?;
+    match body {
+        Ok(Json(body)) => Ok((origin, body)),
+        Err(rejection) => Err(bad_body(&rejection)),
+    }
+}
+
+/// `POST /pair`. The per-address limit counts the client address the gate found (in
+/// public mode behind a trusted proxy, the forwarded client, not the proxy).
 pub(crate) async fn request(
     State(hub): State<Hub>,
-    ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
+    Extension(ClientAddr(address)): Extension<ClientAddr>,
     headers: HeaderMap,
     body: Result<Json<PairBody>, JsonRejection>,
 ) -> Response {
-    let Some(origin) = extension_origin(&headers) else {
-        return not_an_extension();
-    };
-    let body = match body {
-        Ok(Json(body)) => body,
-        Err(rejection) => return bad_body(&rejection),
+    let (origin, body) = match origin_and_body(&headers, body) {
+        Ok(parts) => parts,
+        Err(response) => return response,
     };
     let Some(name) = valid_name(&body.name) else {
         return error(
@@ -108,7 +122,7 @@ pub(crate) async fn request(
     let new = NewRequest {
         name,
         origin,
-        address: addrs.peer.ip(),
+        address,
     };
     match access::request_pairing(&hub, new) {
         Ok(issued) => reply(
@@ -140,12 +154,9 @@ pub(crate) async fn claim(
     headers: HeaderMap,
     body: Result<Json<ClaimBody>, JsonRejection>,
 ) -> Response {
-    let Some(origin) = extension_origin(&headers) else {
-        return not_an_extension();
-    };
-    let body = match body {
-        Ok(Json(body)) => body,
-        Err(rejection) => return bad_body(&rejection),
+    let (origin, body) = match origin_and_body(&headers, body) {
+        Ok(parts) => parts,
+        Err(response) => return response,
     };
     access::expire_due(&hub);
     match hub

@@ -42,7 +42,7 @@ use crate::assets;
 use crate::client_tokens::Identity;
 use crate::clients::{CLOSE_POLICY, NewClient};
 use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig, Mode};
-use crate::conn_info::{ConnAddrs, NoDelayListener};
+use crate::conn_info::{ClientAddr, ConnAddrs, NoDelayListener};
 use crate::error::ErrorChain;
 use crate::hub::{Hub, PRODUCT, StartError, VERSION};
 use crate::pairing::is_extension_origin;
@@ -83,11 +83,6 @@ impl FromRef<AppState> for Hub {
         state.hub.clone()
     }
 }
-/// The address a request is charged to and logged with: the peer's, or in public mode
-/// behind a trusted proxy the forwarded client's. Put on every request by the gate.
-#[derive(Debug, Clone, Copy)]
-struct ClientAddr(IpAddr);
-
 /// A running hub server.
 pub struct HubServer {
     hub: Hub,

@@ -678,3 +678,33 @@ async fn public_challenge_binds_the_proof_to_the_public_name() {
     let wrong = challenge_proof(&token_hash(&hub.token), nonce, "owner", &endpoint);
     assert_ne!(signature["challenge"]["proof"], json!(wrong));
 }
+
+#[tokio::test]
+async fn pairing_limits_count_the_forwarded_client_behind_a_proxy() {
+    let hub = proxied_hub(|_| {}).await;
+    let pair = |forwarded: &'static str| {
+        let url = format!("http://127.0.0.1:{}/pair", hub.port);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header(
+                    "origin",
+                    "chrome-extension://abcdefghijklmnopabcdefghijklmnop",
+                )
+                .header("x-forwarded-for", forwarded)
+                .json(&json!({"name": "Semantest"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Two pending requests per address (`pairing.max_pending_per_address`): a third from
+    // the same client is refused, while another client behind the same proxy still gets in.
+    assert_eq!(pair("203.0.113.1").await, 201);
+    assert_eq!(pair("203.0.113.1").await, 201);
+    assert_eq!(pair("203.0.113.1").await, 429);
+    assert_eq!(pair("203.0.113.2").await, 201);
+    hub.stop().await;
+}
