@@ -537,10 +537,11 @@ impl Broker {
     /// `event.publish`: delivers the event to every subscriber of its type except the
     /// sender, and answers the waiting `event.request` its `correlation_id` names.
     ///
-    /// With an `idempotency_key` the client's identity used within the last
+    /// With an `idempotency_key` that the client's identity (token, or the owner) already
+    /// published with in the last
     /// [`IDEMPOTENCY_WINDOW_S`](crate::protocol::events::IDEMPOTENCY_WINDOW_S) seconds
-    /// (and not yet evicted), nothing is delivered and the first publish's result is
-    /// returned, whatever type and payload the repeat carries. The identity's keys stay
+    /// and that was not evicted since, nothing is delivered and the first publish's
+    /// result is returned, whatever type and payload the repeat carries. The identity's keys stay
     /// locked from the check to the record, so a concurrent duplicate waits and then
     /// gets that result. A publish that fails records nothing.
     ///
