@@ -19,11 +19,17 @@
 //! also closed by the connection's write timeout. This follows NATS, whose client
 //! libraries drop messages for a "slow consumer" past its pending limit and whose server
 //! disconnects a client that falls too far behind; here the loss is reported in-band.
+//!
+//! A publish may carry an `idempotency_key`: the broker remembers recent keys per client
+//! identity (its token, or the owner) with the result they got, and answers a repeat
+//! with that result instead of delivering again ([`idempotency`]).
+
+mod idempotency;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -36,9 +42,9 @@ use crate::config::Limits;
 use crate::error::{ErrorKind, RpcError};
 use crate::metrics::EventMetrics;
 use crate::protocol::events::{
-    DEFAULT_REQUEST_TIMEOUT_MS, Event, MAX_CORRELATION_ID_LEN, MAX_REQUEST_TIMEOUT_MS,
-    MAX_TYPE_LEN, PublishParams, PublishResult, RequestParams, SubscribeResult, UnsubscribeResult,
-    connection_name, method,
+    DEFAULT_REQUEST_TIMEOUT_MS, Event, MAX_CORRELATION_ID_LEN, MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_REQUEST_TIMEOUT_MS, MAX_TYPE_LEN, PublishParams, PublishResult, RequestParams,
+    SubscribeResult, UnsubscribeResult, connection_name, method,
 };
 use crate::protocol::notification;
 use crate::timestamp::{format_ms, now_ms};
@@ -84,6 +90,11 @@ pub enum EventError {
     /// A `correlation_id` that is empty or too long.
     #[error("correlation_id must be 1 to {MAX_CORRELATION_ID_LEN} bytes")]
     InvalidCorrelationId,
+    /// An `idempotency_key` that is empty, too long or holds a control character.
+    #[error(
+        "idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters without control characters"
+    )]
+    InvalidIdempotencyKey,
     /// A `timeout_ms` out of range.
     #[error("timeout_ms must be between 1 and {MAX_REQUEST_TIMEOUT_MS}")]
     InvalidTimeout,
@@ -122,9 +133,10 @@ impl From<EventError> for RpcError {
                 (ErrorKind::TooLarge, json!({ "size": size, "limit": limit }))
             }
             EventError::RateLimited { .. } => (ErrorKind::RateLimited, Value::Null),
-            EventError::NoTypes | EventError::InvalidCorrelationId | EventError::InvalidTimeout => {
-                (ErrorKind::InvalidParams, Value::Null)
-            }
+            EventError::NoTypes
+            | EventError::InvalidCorrelationId
+            | EventError::InvalidIdempotencyKey
+            | EventError::InvalidTimeout => (ErrorKind::InvalidParams, Value::Null),
             EventError::TooManyRequests { limit } => {
                 (ErrorKind::LimitReached, json!({ "limit": limit }))
             }
@@ -242,6 +254,9 @@ pub struct BrokerLimits {
     pub max_dropped: u64,
     /// `limits.max_pending_requests`: `event.request`s one connection may wait on.
     pub max_pending_requests: usize,
+    /// `limits.max_idempotency_keys`: `idempotency_key`s remembered per client
+    /// identity; the oldest is forgotten first.
+    pub max_idempotency_keys: usize,
 }
 
 impl BrokerLimits {
@@ -253,6 +268,7 @@ impl BrokerLimits {
             event_rate_per_s: limits.event_rate_per_s,
             max_dropped: limits.max_dropped_events,
             max_pending_requests: limits.max_pending_requests,
+            max_idempotency_keys: limits.max_idempotency_keys,
         }
     }
 }
@@ -345,6 +361,7 @@ struct Inner {
     // std locks: held for lookups and non-blocking pushes, never across an await.
     routes: RwLock<Routes>,
     waiters: Mutex<HashMap<String, oneshot::Sender<Event>>>,
+    keys: idempotency::Keys,
 }
 
 /// The event router. Cheap to clone; every clone is the same broker.
@@ -362,6 +379,7 @@ impl Broker {
                 metrics,
                 routes: RwLock::default(),
                 waiters: Mutex::default(),
+                keys: idempotency::Keys::new(limits.max_idempotency_keys),
             }),
         }
     }
@@ -519,13 +537,22 @@ impl Broker {
     /// `event.publish`: delivers the event to every subscriber of its type except the
     /// sender, and answers the waiting `event.request` its `correlation_id` names.
     ///
+    /// With an `idempotency_key` that the client's identity (token, or the owner) already
+    /// published with in the last
+    /// [`IDEMPOTENCY_WINDOW_S`](crate::protocol::events::IDEMPOTENCY_WINDOW_S) seconds
+    /// and that was not evicted since, nothing is delivered and the first publish's
+    /// result is returned, whatever type and payload the repeat carries. The identity's keys stay
+    /// locked from the check to the record, so a concurrent duplicate waits and then
+    /// gets that result. A publish that fails records nothing.
+    ///
     /// # Errors
     /// [`EventError::InvalidType`], [`EventError::InvalidCorrelationId`],
-    /// [`EventError::PayloadTooLarge`], [`EventError::RateLimited`].
+    /// [`EventError::InvalidIdempotencyKey`], [`EventError::PayloadTooLarge`],
+    /// [`EventError::RateLimited`].
     pub fn publish(
         &self,
         client: &Arc<Client>,
-        params: PublishParams,
+        mut params: PublishParams,
     ) -> Result<PublishResult, EventError> {
         check_type(&params.kind)?;
         if let Some(id) = &params.correlation_id
@@ -533,7 +560,43 @@ impl Broker {
         {
             return Err(EventError::InvalidCorrelationId);
         }
+        let key = params.idempotency_key.take();
+        if let Some(key) = &key
+            && !idempotency::is_valid_key(key)
+        {
+            return Err(EventError::InvalidIdempotencyKey);
+        }
         let payload = self.encode_payload(&params.payload)?;
+        let Some(key) = key else {
+            return self.publish_now(client, params, payload);
+        };
+        let keys = &self.inner.keys;
+        let window = keys.window(idempotency::identity(client), Instant::now());
+        // Held through the delivery: the check and the delivery are one step for this
+        // identity. Only std locks that are never held across an await are taken inside.
+        let mut window = idempotency::lock(&window);
+        // Read under the lock, so that one identity's keys are recorded in time order.
+        let now = Instant::now();
+        window.expire(now, keys.max_age);
+        if let Some(first) = window.get(&key) {
+            tracing::debug!(
+                conn_id = client.id(),
+                "repeated idempotency key; not delivered again"
+            );
+            return Ok(first);
+        }
+        let result = self.publish_now(client, params, payload)?;
+        window.record(&key, result, now, keys.capacity);
+        Ok(result)
+    }
+
+    /// Admits, stamps and delivers a checked publish.
+    fn publish_now(
+        &self,
+        client: &Arc<Client>,
+        params: PublishParams,
+        payload: Box<RawValue>,
+    ) -> Result<PublishResult, EventError> {
         let conn = self.conn(client);
         self.admit(&conn)?;
         let event = self.stamp(&conn, params.kind, payload, params.correlation_id);

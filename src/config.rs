@@ -139,6 +139,9 @@ pub struct Limits {
     pub max_dropped_events: u64,
     /// `event.request`s one connection may wait on at once (`LIMIT_REACHED`).
     pub max_pending_requests: usize,
+    /// `event.publish` `idempotency_key`s the hub remembers per client identity (token,
+    /// or the owner), each for 10 minutes; past this the oldest is forgotten first.
+    pub max_idempotency_keys: usize,
 }
 
 /// The agent runner's settings (DESIGN.md, "The agent runner").
@@ -240,6 +243,7 @@ impl Default for Limits {
             event_rate_per_s: 20_000,
             max_dropped_events: 10_000,
             max_pending_requests: 100,
+            max_idempotency_keys: 1024,
         }
     }
 }
@@ -472,6 +476,7 @@ impl Config {
                 limits.max_event_payload_bytes,
             ),
             ("limits.max_pending_requests", limits.max_pending_requests),
+            ("limits.max_idempotency_keys", limits.max_idempotency_keys),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {

@@ -436,7 +436,7 @@ fn challenge_field_ok(value: &str, max: usize) -> bool {
 /// enables (`public.capabilities()`), plus `events` and `pairing`, which every hub offers.
 fn capabilities(hub: &Hub) -> Vec<&'static str> {
     let mut capabilities = hub.config().config.public.capabilities();
-    capabilities.extend(["events", "pairing"]);
+    capabilities.extend(["events", "events.idempotency", "pairing"]);
     capabilities
 }
 

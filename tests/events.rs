@@ -714,13 +714,15 @@ async fn the_signature_and_metrics_show_event_routing() {
         .json()
         .await
         .unwrap();
-    assert!(
-        signature["capabilities"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("events")),
-        "{signature}"
-    );
+    for capability in ["events", "events.idempotency"] {
+        assert!(
+            signature["capabilities"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(capability)),
+            "{signature}"
+        );
+    }
     let mut publisher = hub.client().await;
     let mut sub = hub.client().await;
     subscribe(&mut sub, &["m.*"]).await;
@@ -741,5 +743,80 @@ async fn the_signature_and_metrics_show_event_routing() {
     );
     assert!(text.contains("semantest_hub_event_deliveries_total{outcome=\"delivered\"} 1"));
     assert!(text.contains("semantest_hub_event_deliveries_total{outcome=\"dropped\"} 0"));
+    hub.stop().await;
+}
+
+/// A client token with the `events` scope, created by the owner.
+async fn events_token(owner: &mut Ws, name: &str) -> String {
+    let created = owner
+        .ok(
+            "client.create",
+            json!({"name": name, "scopes": ["events"], "origin": null}),
+        )
+        .await;
+    created["token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_publish_resent_after_a_reconnect_is_delivered_once() {
+    let hub = hub_with(|_| {}).await;
+    let mut owner = hub.client().await;
+    let token = events_token(&mut owner, "resender").await;
+    let other_token = events_token(&mut owner, "other").await;
+    let mut sub = hub.client().await;
+    subscribe(&mut sub, &["job.done", "job.end"]).await;
+    let keyed =
+        |n: u64| json!({"type": "job.done", "payload": {"n": n}, "idempotency_key": "job-42"});
+
+    let mut first = Ws::connect(hub.ws_request_as(&token, None)).await.unwrap();
+    let result = first.ok("event.publish", keyed(1)).await;
+    assert_eq!(result, json!({"delivered": 1, "seq": 1}));
+    drop(first);
+    // The response was "lost": the client reconnects with the same token and resends.
+    let mut second = Ws::connect(hub.ws_request_as(&token, None)).await.unwrap();
+    assert_eq!(second.ok("event.publish", keyed(1)).await, result);
+    // Another identity with the same key is a publish of its own.
+    let mut other = Ws::connect(hub.ws_request_as(&other_token, None))
+        .await
+        .unwrap();
+    assert_eq!(other.ok("event.publish", keyed(2)).await["delivered"], 1);
+    // So is the owner's, and a fresh key of the first client.
+    assert_eq!(owner.ok("event.publish", keyed(3)).await["delivered"], 1);
+    let fresh = json!({"type": "job.done", "payload": {"n": 4}, "idempotency_key": "job-43"});
+    assert_eq!(second.ok("event.publish", fresh).await["delivered"], 1);
+    publish(&mut second, "job.end", Value::Null).await;
+    let seen = events_until(&mut sub, "job.end").await;
+    let payloads: Vec<&Value> = seen[..seen.len() - 1]
+        .iter()
+        .map(|e| &e["payload"])
+        .collect();
+    assert_eq!(
+        payloads,
+        [
+            &json!({"n": 1}),
+            &json!({"n": 2}),
+            &json!({"n": 3}),
+            &json!({"n": 4})
+        ]
+    );
+
+    // A bad key is INVALID_PARAMS and the connection goes on.
+    for key in [
+        json!(""),
+        json!("k".repeat(129)),
+        json!("a\u{7}b"),
+        json!(7),
+    ] {
+        let error = second
+            .err(
+                "event.publish",
+                json!({"type": "job.done", "payload": 1, "idempotency_key": key}),
+            )
+            .await;
+        assert_eq!(error["data"]["kind"], "INVALID_PARAMS", "{key}: {error}");
+    }
+    let fresh = json!({"type": "job.done", "payload": 5, "idempotency_key": "job-44"});
+    assert_eq!(second.ok("event.publish", fresh).await["delivered"], 1);
+    assert_eq!(sub.notification("event").await["payload"], 5);
     hub.stop().await;
 }

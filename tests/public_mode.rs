@@ -289,7 +289,13 @@ async fn enabled_families_are_served_and_listed() {
     let signature: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         signature["capabilities"],
-        json!(["projects", "messages", "events", "pairing"])
+        json!([
+            "projects",
+            "messages",
+            "events",
+            "events.idempotency",
+            "pairing"
+        ])
     );
     let mut socket = wss(&hub, &connector).await;
     let list = call(&mut socket, 1, "project.list", json!({})).await;
@@ -321,7 +327,13 @@ async fn local_hub_badges_are_local_and_its_signature_says_local() {
     assert_eq!(
         signature["capabilities"],
         json!([
-            "projects", "agents", "messages", "tasks", "events", "pairing"
+            "projects",
+            "agents",
+            "messages",
+            "tasks",
+            "events",
+            "events.idempotency",
+            "pairing"
         ])
     );
     hub.stop().await;

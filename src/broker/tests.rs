@@ -13,6 +13,7 @@ fn limits() -> BrokerLimits {
         event_rate_per_s: 1000,
         max_dropped: 5,
         max_pending_requests: 2,
+        max_idempotency_keys: 3,
     }
 }
 
@@ -23,11 +24,16 @@ struct Peer {
 
 impl Peer {
     fn new(clients: &Clients, queue: usize) -> Self {
+        Self::with_token(clients, queue, None)
+    }
+
+    /// A connection authenticated with the client token `token_id`, or the owner's.
+    fn with_token(clients: &Clients, queue: usize, token_id: Option<&str>) -> Self {
         let (client, rx) = clients.register(NewClient {
             origin: None,
             remote_addr: "127.0.0.1:1".parse().unwrap(),
-            is_owner: true,
-            token_id: None,
+            is_owner: token_id.is_none(),
+            token_id: token_id.map(str::to_string),
             scopes: crate::scopes::Scopes::all(),
             queue,
             shutdown: CancellationToken::new(),
@@ -63,6 +69,7 @@ fn publish(broker: &Broker, peer: &Peer, kind: &str) -> Result<PublishResult, Ev
             kind: kind.into(),
             payload: json!({"n": 1}),
             correlation_id: None,
+            idempotency_key: None,
         },
     )
 }
@@ -236,6 +243,7 @@ fn limits_refuse_without_partial_effects() {
         kind: "a".into(),
         payload: json!("x".repeat(100)),
         correlation_id: None,
+        idempotency_key: None,
     };
     assert!(matches!(
         broker.publish(&peer.client, big),
@@ -319,6 +327,7 @@ async fn requests_get_the_first_answer_or_time_out() {
         kind: "a".into(),
         payload: json!("yes"),
         correlation_id: Some(pending.correlation_id().to_string()),
+        idempotency_key: None,
     };
     assert_eq!(
         broker.publish(&responder.client, answer).unwrap().delivered,
@@ -385,4 +394,197 @@ fn waiting_requests_are_bounded_per_connection() {
         ),
         Err(EventError::InvalidTimeout)
     ));
+}
+
+fn keyed(kind: &str, key: &str) -> PublishParams {
+    PublishParams {
+        kind: kind.into(),
+        payload: json!({"n": 1}),
+        correlation_id: None,
+        idempotency_key: Some(key.into()),
+    }
+}
+
+#[test]
+fn a_repeated_key_of_one_identity_is_delivered_once_across_connections() {
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let mut sub = Peer::new(&clients, 16);
+    broker.subscribe(&sub.client, types(&["a"])).unwrap();
+    let first_conn = Peer::with_token(&clients, 16, Some("cl_one"));
+    let first = broker
+        .publish(&first_conn.client, keyed("a", "k1"))
+        .unwrap();
+    assert_eq!(
+        first,
+        PublishResult {
+            delivered: 1,
+            seq: 1
+        }
+    );
+    // The same token on a new connection (a reconnect) resends: the first result, no event.
+    let second_conn = Peer::with_token(&clients, 16, Some("cl_one"));
+    let again = broker
+        .publish(&second_conn.client, keyed("a", "k1"))
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(sub.events(), vec![("a".to_string(), 1, None)]);
+    // Another identity with the same key, and another key, are publishes of their own.
+    let other = Peer::with_token(&clients, 16, Some("cl_two"));
+    assert_eq!(
+        broker
+            .publish(&other.client, keyed("a", "k1"))
+            .unwrap()
+            .delivered,
+        1
+    );
+    assert_eq!(
+        broker
+            .publish(&second_conn.client, keyed("a", "k2"))
+            .unwrap()
+            .seq,
+        1
+    );
+    // The owner is one identity too, separate from every token.
+    let owner = Peer::new(&clients, 16);
+    assert_eq!(
+        broker
+            .publish(&owner.client, keyed("a", "k1"))
+            .unwrap()
+            .delivered,
+        1
+    );
+    assert_eq!(sub.events().len(), 3);
+    // Without a key nothing is remembered: each publish is delivered.
+    publish(&broker, &first_conn, "a").unwrap();
+    publish(&broker, &first_conn, "a").unwrap();
+    assert_eq!(sub.events().len(), 2);
+}
+
+#[test]
+fn bad_keys_are_refused_and_a_failed_publish_records_nothing() {
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let mut sub = Peer::new(&clients, 16);
+    broker.subscribe(&sub.client, types(&["a"])).unwrap();
+    let peer = Peer::with_token(&clients, 16, Some("cl_one"));
+    for key in [
+        String::new(),
+        "k".repeat(129),
+        "a\nb".into(),
+        "\u{7f}".into(),
+    ] {
+        assert!(
+            matches!(
+                broker.publish(&peer.client, keyed("a", &key)),
+                Err(EventError::InvalidIdempotencyKey)
+            ),
+            "{key:?}"
+        );
+    }
+    // 128 characters of 2 bytes each are fine: the limit counts characters.
+    let long = "é".repeat(128);
+    assert_eq!(
+        broker
+            .publish(&peer.client, keyed("a", &long))
+            .unwrap()
+            .delivered,
+        1
+    );
+    // A publish refused after the key check (bad type) does not take the key.
+    assert!(broker.publish(&peer.client, keyed("A", "k")).is_err());
+    assert_eq!(
+        broker
+            .publish(&peer.client, keyed("a", "k"))
+            .unwrap()
+            .delivered,
+        1
+    );
+    assert_eq!(sub.events().len(), 2);
+}
+
+#[test]
+fn the_window_evicts_the_oldest_key_first_and_forgets_expired_ones() {
+    let max_age = Duration::from_secs(600);
+    let start = Instant::now();
+    let mut window = idempotency::Window::default();
+    for (n, key) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let result = PublishResult {
+            delivered: n,
+            seq: n as u64,
+        };
+        window.record(key, result, start + Duration::from_secs(n as u64), 3);
+    }
+    assert_eq!(window.len(), 3);
+    assert_eq!(window.get("a"), None);
+    assert_eq!(window.get("b").unwrap().seq, 1);
+    // Ten minutes after "b" it is still there; a second later it, and only it, is gone.
+    window.expire(start + Duration::from_secs(601), max_age);
+    assert_eq!(window.get("b").unwrap().seq, 1);
+    window.expire(start + Duration::from_secs(602), max_age);
+    assert_eq!(window.get("b"), None);
+    assert_eq!(window.get("c").unwrap().seq, 2);
+    window.expire(start + Duration::from_secs(700), max_age);
+    assert_eq!(window.len(), 0);
+
+    // Through the broker, the capacity (3 in these limits) bounds one identity's keys.
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let mut sub = Peer::new(&clients, 16);
+    broker.subscribe(&sub.client, types(&["a"])).unwrap();
+    let peer = Peer::with_token(&clients, 16, Some("cl_one"));
+    for key in ["k1", "k2", "k3", "k4", "k1"] {
+        broker.publish(&peer.client, keyed("a", key)).unwrap();
+    }
+    // k1 was evicted by k4, so its resend is delivered again; k4 is still remembered.
+    broker.publish(&peer.client, keyed("a", "k4")).unwrap();
+    assert_eq!(sub.events().len(), 5);
+}
+
+#[test]
+fn identities_whose_keys_expired_are_forgotten() {
+    let keys = idempotency::Keys::new(4);
+    let now = Instant::now();
+    let window = keys.window("cl_old".into(), now);
+    idempotency::lock(&window).record(
+        "k",
+        PublishResult {
+            delivered: 0,
+            seq: 1,
+        },
+        now,
+        4,
+    );
+    drop(window);
+    keys.window("cl_new".into(), now);
+    assert_eq!(keys.identities(), 2);
+    keys.window("cl_later".into(), now + Duration::from_secs(601));
+    // cl_old's only key expired and cl_new never had one: both are gone.
+    assert_eq!(keys.identities(), 1);
+}
+
+#[test]
+fn racing_duplicates_of_one_identity_deliver_once() {
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let mut sub = Peer::new(&clients, 1024);
+    broker.subscribe(&sub.client, types(&["a"])).unwrap();
+    let peers: Vec<Peer> = (0..4)
+        .map(|_| Peer::with_token(&clients, 16, Some("cl_one")))
+        .collect();
+    for round in 0..50 {
+        let key = format!("k{round}");
+        let results: Vec<PublishResult> = std::thread::scope(|scope| {
+            let handles: Vec<_> = peers
+                .iter()
+                .map(|peer| {
+                    let (broker, key) = (&broker, &key);
+                    scope.spawn(move || broker.publish(&peer.client, keyed("a", key)).unwrap())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(results.iter().all(|r| *r == results[0]), "{results:?}");
+        assert_eq!(sub.events().len(), 1, "round {round}");
+    }
 }

@@ -34,6 +34,10 @@ pub mod method {
 pub const MAX_TYPE_LEN: usize = 128;
 /// Longest client-chosen `correlation_id`, in bytes.
 pub const MAX_CORRELATION_ID_LEN: usize = 128;
+/// Longest `idempotency_key`, in characters (Unicode scalar values).
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
+/// How long the hub remembers an `idempotency_key`, in seconds.
+pub const IDEMPOTENCY_WINDOW_S: u64 = 600;
 /// `event.request` timeout when none is given, in milliseconds.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
 /// Longest `event.request` timeout, in milliseconds.
@@ -60,6 +64,11 @@ pub struct PublishParams {
     /// subscribers pair events up; 1 to 128 bytes.
     #[serde(default)]
     pub correlation_id: Option<String>,
+    /// Names this publish so that a resend (after a lost response) is delivered once:
+    /// 1 to 128 characters, no control characters. A repeat from the same client
+    /// identity within [`IDEMPOTENCY_WINDOW_S`] answers with the first result.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// `event.request` params.

@@ -140,6 +140,15 @@ test('golden frames: what the SDK sends and reads matches tests/fixtures/events 
   const out = (frames, method) => frames.filter((f) => f.dir === 'out' && f.msg.method === method).map((f) => f.msg);
   const answerTo = (frames, id) => frames.find((f) => f.dir === 'in' && f.msg.id === id)?.msg;
   const noId = ({ id, ...rest }) => rest;
+  // This hub lists events.idempotency, so every publish carries a fresh key (an id like any other).
+  const keys = new Set();
+  const noKey = ({ id, params: { idempotency_key: key, ...params }, ...rest }) => {
+    assert.equal(typeof key, 'string', 'event.publish carries an idempotency_key');
+    assert.ok(key.length >= 1 && key.length <= 128, key);
+    assert.ok(!keys.has(key), `idempotency_key ${key} reused`);
+    keys.add(key);
+    return { ...rest, params };
+  };
   try {
     await Promise.all([waitMode(a, 'LOCAL'), waitMode(b, 'LOCAL')]);
     const seen = [];
@@ -153,7 +162,7 @@ test('golden frames: what the SDK sends and reads matches tests/fixtures/events 
 
     const pub = fixture('events/publish.json');
     await a.publish(pub.params.type, pub.params.payload);
-    assert.deepEqual(noId(out(framesA, 'event.publish')[0]), noId(pub));
+    assert.deepEqual(noKey(out(framesA, 'event.publish')[0]), noId(pub));
     assert.deepEqual(shape(noId(answerTo(framesA, out(framesA, 'event.publish')[0].id))), shape(noId(fixture('events/publish-result.json'))));
     await waitFor(() => seen.length === 1, { message: 'probe.click at b' });
     const note = framesB.find((f) => f.dir === 'in' && f.msg.method === 'event').msg;
@@ -170,7 +179,7 @@ test('golden frames: what the SDK sends and reads matches tests/fixtures/events 
     assert.deepEqual(shape(reqEvent), shape(fixture('events/request-event.json')));
     const answer = out(framesB, 'event.publish').at(-1);
     const golden = fixture('events/answer-publish.json');
-    assert.deepEqual(noId(answer), { ...noId(golden), params: { ...golden.params, correlation_id: reqEvent.params.correlation_id } });
+    assert.deepEqual(noKey(answer), { ...noId(golden), params: { ...golden.params, correlation_id: reqEvent.params.correlation_id } });
     const result = answerTo(framesA, out(framesA, 'event.request')[0].id);
     assert.deepEqual(shape(noId(result)), shape(noId(fixture('events/request-result.json'))));
     assert.equal(reply.correlationId, reqEvent.params.correlation_id);
