@@ -79,6 +79,12 @@ async function waitPopupMode(mode, timeout = 20_000) {
   assert.equal(await popup.locator('#mode').textContent(), mode);
 }
 const badgeText = () => sw.evaluate(() => chrome.action.getBadgeText({}));
+/** The toolbar badge shows `text`: `chrome.action` updates land asynchronously, so the
+ * popup may show the new mode a moment before the badge does. */
+async function expectBadge(text) {
+  await waitFor(async () => (await badgeText()) === text, { timeout: 5_000, message: `badge ${text}` });
+  assert.equal(await badgeText(), text);
+}
 const cmd = (c, extra = {}) => popup.evaluate(([c, extra]) => chrome.runtime.sendMessage({ cmd: c, ...extra }), [c, extra]);
 
 /** A node client of the same SDK, subscribed to answer demo.ping on whichever hub it reaches. */
@@ -138,7 +144,7 @@ test('1. local hub running → LOCAL, on the toolbar badge too', async () => {
   await waitPopupMode('LOCAL');
   await popup.locator('#latency', { hasText: /\d+ ms/ }).waitFor({ timeout: 25_000 });
   assert.match(await popup.locator('#hub').textContent(), new RegExp(`Desktop hub at 127\\.0\\.0\\.1:${local.port}`));
-  assert.equal(await badgeText(), 'LOC');
+  await expectBadge('LOC');
   // The demo round trip: another client's demo.message shows in the popup, and the
   // popup's own goes to that client.
   const other = await responder(local);
@@ -193,7 +199,7 @@ test('2 and 3, with figures. local stopped → PUBLIC with no error shown; local
       await stopHub(local);
       await waitPopupMode('PUBLIC');
       figures.local_gone_to_public_ms.push(Math.round(performance.now() - t0));
-      assert.equal(await badgeText(), 'PUB');
+      await expectBadge('PUB');
       assert.ok(await popup.locator('#message').isHidden(), 'no error shown');
       assert.equal((await swState()).lastError, null, 'a clean hub shutdown is not an error');
       assert.match(await popup.locator('#hub').textContent(), new RegExp(`Public hub at 127\\.0\\.0\\.1:${pub.port}`));
@@ -206,7 +212,7 @@ test('2 and 3, with figures. local stopped → PUBLIC with no error shown; local
       local = await startLocal({ port: localPort, dataDir: localDir });
       await waitPopupMode('LOCAL', BACKOFF.maxMs + 10_000);
       figures.local_back_to_local_ms.push(Math.round(performance.now() - local.readyAt));
-      assert.equal(await badgeText(), 'LOC');
+      await expectBadge('LOC');
     }
   } finally {
     await pubResponder.stop();
@@ -219,7 +225,7 @@ test('the local-only toggle: with the desktop hub stopped the popup stays OFFLIN
   await waitFor(async () => (await swState()).localOnly, { message: 'local only on' });
   await stopHub(local);
   await waitPopupMode('OFFLINE');
-  assert.equal(await badgeText(), 'OFF');
+  await expectBadge('OFF');
   await shot('local-only');
   // Two more retry rounds (each probes the foreign server too), and still no fallback.
   const probes = foreign.seen.length;
@@ -236,7 +242,7 @@ test('6. both down → OFFLINE; events sent meanwhile arrive after reconnecting,
   const { port, dataDir } = local;
   await Promise.all([stopHub(local), stopHub(pub)]);
   await waitPopupMode('OFFLINE');
-  assert.equal(await badgeText(), 'OFF');
+  await expectBadge('OFF');
   assert.ok(await popup.locator('#message').isHidden(), 'no error shown');
   for (const text of ['six-1', 'six-2', 'six-3']) {
     await popup.locator('#text').fill(text);
