@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Mode;
 use crate::protocol::{Role, method, notification};
-use crate::scopes::Scopes;
+use crate::scopes::{Scope, Scopes};
 use crate::timestamp::format_ms;
 
 /// Close code for a client that does not read fast enough (RFC 6455 section 7.4.1).
@@ -335,7 +335,8 @@ impl Clients {
         self.broadcast_change("closed", client);
     }
 
-    /// Tells every client that `client` opened, changed or closed (`hub.connection`).
+    /// Tells every other client that may list connections (`projects:read`, as for
+    /// `hub.connections`) that `client` opened, changed or closed (`hub.connection`).
     pub fn broadcast_change(&self, event: &'static str, client: &Client) {
         #[derive(Serialize)]
         struct Change {
@@ -349,7 +350,9 @@ impl Clients {
                 connection: client.info(),
             },
         );
-        self.broadcast_to(Utf8Bytes::from(text), |other| other.id != client.id);
+        self.broadcast_to(Utf8Bytes::from(text), |other| {
+            other.id != client.id && other.scopes.contains(Scope::ProjectsRead)
+        });
     }
 
     /// Pushes a message to every client that `filter` accepts.

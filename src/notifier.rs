@@ -46,22 +46,26 @@ struct ProjectDeleted<'a> {
     project_id: &'a str,
 }
 
-/// Coordinators and dashboards.
+/// Coordinators and dashboards holding the `tasks` scope. The role is the client's own
+/// claim (`hub.hello`), so it only selects who wants task news; the scope decides who
+/// may see it, as it does for `task.list`.
 fn observers(client: &Client) -> bool {
     matches!(client.role(), Role::Coordinator | Role::Dashboard)
+        && client.scopes().contains(Scope::Tasks)
 }
 
-/// Coordinators, dashboards and workers.
+/// Coordinators, dashboards and workers holding the `tasks` scope.
 fn observers_and_workers(client: &Client) -> bool {
     matches!(
         client.role(),
         Role::Coordinator | Role::Dashboard | Role::Worker
-    )
+    ) && client.scopes().contains(Scope::Tasks)
 }
 
 /// Who a notification goes to.
 enum To {
-    Everyone,
+    /// Connections that may read projects (`projects:read`, as for `project.list`).
+    ProjectReaders,
     Observers,
     ObserversAndWorkers,
     Connection(u64),
@@ -116,7 +120,9 @@ impl Notifier {
     fn send<P: Serialize>(&self, name: &str, params: &P, to: To) {
         let message = Utf8Bytes::from(notification(name, params));
         match to {
-            To::Everyone => self.clients.broadcast(message),
+            To::ProjectReaders => self.clients.broadcast_to(message, |client| {
+                client.scopes().contains(Scope::ProjectsRead)
+            }),
             To::Observers => self.clients.broadcast_to(message, observers),
             To::ObserversAndWorkers => self.clients.broadcast_to(message, observers_and_workers),
             To::Admins => self
@@ -165,7 +171,7 @@ impl EventSink for Notifier {
                 self.send(
                     method::PROJECT_CREATED,
                     &ProjectCreated { project: &project },
-                    To::Everyone,
+                    To::ProjectReaders,
                 );
                 self.refresh();
             }
@@ -175,12 +181,12 @@ impl EventSink for Notifier {
                     &ProjectDeleted {
                         project_id: &project_id,
                     },
-                    To::Everyone,
+                    To::ProjectReaders,
                 );
                 self.refresh();
             }
             Event::ProjectState(change) => {
-                self.send(method::PROJECT_STATE, &change, To::Everyone);
+                self.send(method::PROJECT_STATE, &change, To::ProjectReaders);
             }
             Event::TaskCreated(created) => self.send(coord::TASK_CREATED, &created, To::Observers),
             Event::TaskStarted(started) => self.send(coord::TASK_STARTED, &started, To::Observers),

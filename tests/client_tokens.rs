@@ -450,3 +450,55 @@ async fn a_relaying_impostor_fails_verification() {
     );
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn notifications_reach_only_the_scopes_that_may_read_them() {
+    let hub = TestHub::start().await;
+    let mut owner = hub.client().await;
+    let (_, events_token) = create(&mut owner, "extension", &["events"], None).await;
+    let (_, reader_token) = create(&mut owner, "reader", &["projects:read"], None).await;
+    let mut extension = Ws::connect(hub.ws_request_as(&events_token, None))
+        .await
+        .unwrap();
+    // A role is the client's own claim: declaring itself a dashboard gives no task news.
+    extension
+        .ok("hub.hello", json!({"role": "dashboard"}))
+        .await;
+    let mut reader = Ws::connect(hub.ws_request_as(&reader_token, None))
+        .await
+        .unwrap();
+    reader.ok("hub.hello", json!({"role": "script"})).await;
+
+    // Project news, a connection change and task news, all emitted before these replies.
+    let dir = tempfile::tempdir().unwrap();
+    let project = owner
+        .ok("project.create", json!({"path": dir.path()}))
+        .await;
+    let project_id = project["id"].as_str().unwrap();
+    owner
+        .ok(
+            "task.create",
+            json!({"project_id": project_id, "tasks": [{"id": "t1", "title": "one"}]}),
+        )
+        .await;
+    let _late = hub.client().await;
+
+    // Everything pushed before a reply is queued before it, so these replies come after.
+    reader.ok("hub.status", json!({})).await;
+    extension.ok("hub.status", json!({})).await;
+    let methods = |ws: &Ws| -> Vec<String> {
+        ws.notifications
+            .iter()
+            .map(|n| n["method"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let seen = methods(&reader);
+    assert!(seen.contains(&"project.created".to_string()), "{seen:?}");
+    assert!(seen.contains(&"hub.connection".to_string()), "{seen:?}");
+    let leaked: Vec<String> = methods(&extension)
+        .into_iter()
+        .filter(|m| m.starts_with("project.") || m.starts_with("task.") || m == "hub.connection")
+        .collect();
+    assert!(leaked.is_empty(), "an events-only token saw {leaked:?}");
+    hub.stop().await;
+}
