@@ -568,7 +568,7 @@ export async function axeSerious(page, context = 'main') {
   return result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
 }
 
-/** Prints a figure the lead can quote: `FIGURE name=value unit`. */
+/** Prints a figure for reports to quote: `FIGURE name=value unit`. */
 export function figure(name, value, unit) {
   console.log(`FIGURE ${name}=${value} ${unit}`);
 }

@@ -1,6 +1,6 @@
 // 10,000 output lines: the project view streams them with a capped DOM, opens quickly on a
 // project with 10,000 stored lines, and loads older lines when scrolled up.
-// Prints `FIGURE name=value unit` lines for the lead to quote.
+// Prints `FIGURE name=value unit` lines, for reports to quote.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
