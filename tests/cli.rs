@@ -2,21 +2,6 @@ use std::process::Command;
 
 use crate::util::{TestHub, hub_bin};
 
-/// Runs the CLI without blocking the runtime that serves the hub.
-async fn cli(hub: &TestHub, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(hub_bin())
-        .args([
-            "--data-dir",
-            hub.dir.path().to_str().unwrap(),
-            "--secret-store",
-            "file",
-        ])
-        .args(args)
-        .output()
-        .await
-        .unwrap()
-}
-
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -24,48 +9,50 @@ fn stdout(output: &std::process::Output) -> String {
 #[tokio::test]
 async fn the_command_line_client_drives_a_running_hub() {
     let hub = TestHub::start().await;
-    let token = cli(&hub, &["token"]).await;
+    let token = hub.cli(&["token"]).await;
     assert!(token.status.success());
     assert_eq!(stdout(&token).trim(), hub.token);
 
-    let status = cli(&hub, &["status"]).await;
+    let status = hub.cli(&["status"]).await;
     assert!(status.status.success(), "{status:?}");
     assert!(stdout(&status).contains("\"product\": \"semantest-hub\""));
 
     let project = tempfile::tempdir().unwrap();
     let dir = project.path().to_str().unwrap();
-    let added = cli(&hub, &["project", "add", dir, "--name", "demo"]).await;
+    let added = hub.cli(&["project", "add", dir, "--name", "demo"]).await;
     assert!(added.status.success(), "{added:?}");
     let id = stdout(&added)
         .split_whitespace()
         .next()
         .unwrap()
         .to_string();
-    assert!(stdout(&cli(&hub, &["project", "list"]).await).contains("demo"));
+    assert!(stdout(&hub.cli(&["project", "list"]).await).contains("demo"));
 
     // `agent run` accepts the directory, streams the output and exits with the status.
-    let ok = cli(&hub, &["agent", "run", dir, "success"]).await;
+    let ok = hub.cli(&["agent", "run", dir, "success"]).await;
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
     let text = stdout(&ok);
     assert!(
         text.contains("Working on it.") && text.contains("▶ Write") && text.contains("$0.0123"),
         "{text}"
     );
-    let failed = cli(&hub, &["agent", "run", &id, "error"]).await;
+    let failed = hub.cli(&["agent", "run", &id, "error"]).await;
     assert_eq!(failed.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&failed.stderr).contains("fake failure"));
-    let timed_out = cli(&hub, &["agent", "run", &id, "hang", "--timeout", "1"]).await;
+    let timed_out = hub
+        .cli(&["agent", "run", &id, "hang", "--timeout", "1"])
+        .await;
     assert_eq!(timed_out.status.code(), Some(124));
 
-    let missing = cli(&hub, &["project", "add", "/definitely/not/here"]).await;
+    let missing = hub.cli(&["project", "add", "/definitely/not/here"]).await;
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist (INVALID_PATH)"));
 
-    let link = cli(&hub, &["dashboard", "--print"]).await;
+    let link = hub.cli(&["dashboard", "--print"]).await;
     assert!(stdout(&link).starts_with(&format!("http://127.0.0.1:{}/login?code=", hub.port)));
 
-    assert!(cli(&hub, &["project", "rm", &id]).await.status.success());
-    assert!(!stdout(&cli(&hub, &["project", "list"]).await).contains("demo"));
+    assert!(hub.cli(&["project", "rm", &id]).await.status.success());
+    assert!(!stdout(&hub.cli(&["project", "list"]).await).contains("demo"));
     hub.stop().await;
 }
 

@@ -180,29 +180,14 @@ async fn client_create_refuses_bad_input() {
     hub.stop().await;
 }
 
-async fn cli(hub: &TestHub, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(hub_bin())
-        .args([
-            "--data-dir",
-            hub.dir.path().to_str().unwrap(),
-            "--secret-store",
-            "file",
-        ])
-        .args(args)
-        .output()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_token_cli_creates_lists_and_revokes() {
     let hub = TestHub::start().await;
-    let owner = cli(&hub, &["token"]).await;
+    let owner = hub.cli(&["token"]).await;
     assert_eq!(String::from_utf8_lossy(&owner.stdout).trim(), hub.token);
 
-    let created = cli(
-        &hub,
-        &[
+    let created = hub
+        .cli(&[
             "token",
             "create",
             "--name",
@@ -210,9 +195,8 @@ async fn the_token_cli_creates_lists_and_revokes() {
             "--scope",
             "tasks",
             "projects:read",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(created.status.success(), "{created:?}");
     let token = String::from_utf8_lossy(&created.stdout).trim().to_string();
     assert_eq!(token.len(), 64);
@@ -229,7 +213,7 @@ async fn the_token_cli_creates_lists_and_revokes() {
         "FORBIDDEN"
     );
 
-    let list = cli(&hub, &["token", "list"]).await;
+    let list = hub.cli(&["token", "list"]).await;
     let text = String::from_utf8_lossy(&list.stdout).into_owned();
     assert!(
         text.contains("ci-runner") && text.contains("connected 1"),
@@ -239,14 +223,16 @@ async fn the_token_cli_creates_lists_and_revokes() {
     let id = text.split_whitespace().next().unwrap().to_string();
     assert!(id.starts_with("cl_"), "{text}");
 
-    let revoked = cli(&hub, &["token", "revoke", &id]).await;
+    let revoked = hub.cli(&["token", "revoke", &id]).await;
     assert!(revoked.status.success(), "{revoked:?}");
     assert_eq!(u16::from(ws.closed().await.unwrap().code), 1008);
-    let missing = cli(&hub, &["token", "revoke", &id]).await;
+    let missing = hub.cli(&["token", "revoke", &id]).await;
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("CLIENT_NOT_FOUND"));
 
-    let bad = cli(&hub, &["token", "create", "--name", "x", "--scope", "root"]).await;
+    let bad = hub
+        .cli(&["token", "create", "--name", "x", "--scope", "root"])
+        .await;
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("root"));
     hub.stop().await;

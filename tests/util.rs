@@ -57,6 +57,22 @@ pub struct TestHub {
 }
 
 impl TestHub {
+    /// Runs the `semantest-hub` command on this hub's data directory, without blocking
+    /// the runtime that serves the hub.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(hub_bin())
+            .args([
+                "--data-dir",
+                self.dir.path().to_str().unwrap(),
+                "--secret-store",
+                "file",
+            ])
+            .args(args)
+            .output()
+            .await
+            .unwrap()
+    }
+
     /// A hub with the test defaults.
     pub async fn start() -> Self {
         Self::start_with(|_| {}).await
