@@ -51,6 +51,22 @@ ensure_test_deps() {
     python3-gi gir1.2-glib-2.0
 }
 
+# The WebSocket conformance tests (tests/conformance.rs): kosoku, a Python 3 runner of the
+# Autobahn TestSuite's case files (the original autobahntestsuite is Python 2 only), in
+# its own virtual environment, target/kosoku. Pinned: the case files it ships are the suite.
+KOSOKU_VERSION=0.1.0
+ensure_conformance_deps() {
+  local venv=target/kosoku
+  "$venv/bin/python3" -c "import importlib.metadata as m; assert m.version('kosoku') == '$KOSOKU_VERSION'" \
+    2>/dev/null && return 0
+  if [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null && ! python3 -c 'import ensurepip' 2>/dev/null; then
+    apt_install python3-venv
+  fi
+  say "installing kosoku $KOSOKU_VERSION into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "kosoku==$KOSOKU_VERSION"
+}
+
 # Runs "$@" with a Secret Service keychain on a private session bus (Linux); on macOS the
 # login Keychain is used as it is.
 with_keychain() {

@@ -26,6 +26,11 @@ pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for a message over the size limit.
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a frame that breaks RFC 6455 (reserved bits or opcodes, bad
+/// fragmentation, an unmasked frame, a bad close frame), RFC 6455 section 7.4.1.
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code for a text message that is not valid UTF-8, RFC 6455 sections 8.1, 7.4.1.
+pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// Close code for a normal close, used for the idle timeout.
 pub const CLOSE_NORMAL: u16 = 1000;
 

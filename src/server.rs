@@ -41,7 +41,7 @@ use tracing::{info, warn};
 use crate::assets;
 use crate::client_tokens::Identity;
 use crate::clients::{CLOSE_POLICY, NewClient};
-use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig, Mode};
+use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, Limits, LoadedConfig, Mode};
 use crate::conn_info::{ClientAddr, ConnAddrs, NoDelayListener};
 use crate::error::ErrorChain;
 use crate::hub::{Hub, PRODUCT, StartError, VERSION};
@@ -607,6 +607,23 @@ fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Auth, &'static str> {
     }
 }
 
+pub use crate::ws::read_error_close;
+
+/// The protocol settings `/ws` upgrades a connection with: the `semantest.v1`
+/// subprotocol when the client offers it, `limits.max_message_bytes` as the largest
+/// message and frame (a larger one is closed with 1009, RFC 6455 section 7.4.1), and a
+/// [`WS_READ_BUFFER`]-byte read buffer. Everything else (masking required, reserved bits
+/// and unknown opcodes refused with 1002, invalid UTF-8 in text with 1007, pings
+/// answered) is tungstenite's RFC 6455 handling. Public so that the conformance tests
+/// (docs/conformance.md) can run an echo endpoint with exactly these settings.
+pub fn websocket_settings(upgrade: WebSocketUpgrade, limits: &Limits) -> WebSocketUpgrade {
+    upgrade
+        .protocols([SUBPROTOCOL])
+        .max_message_size(limits.max_message_bytes)
+        .max_frame_size(limits.max_message_bytes)
+        .read_buffer_size(WS_READ_BUFFER)
+}
+
 async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
@@ -653,7 +670,7 @@ async fn websocket(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let (queue, max_message) = (limits.outgoing_queue, limits.max_message_bytes);
+    let queue = limits.outgoing_queue;
     let patience = std::time::Duration::from_secs(limits.write_timeout_s);
     // Behind a proxy the forwarded client has no known port.
     let remote_addr = if client_ip == peer.ip().to_canonical() {
@@ -662,45 +679,39 @@ async fn websocket(
         SocketAddr::new(client_ip, 0)
     };
     let mode = hub.mode();
-    upgrade
-        .protocols([SUBPROTOCOL])
-        .max_message_size(max_message)
-        .max_frame_size(max_message)
-        .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| async move {
-            let (client, rx) = hub.clients().register(NewClient {
-                origin,
-                remote_addr,
-                is_owner,
-                token_id,
-                scopes,
-                queue,
-                shutdown: hub.shutdown().clone(),
-                patience,
-                mode,
-            });
-            if let Some(id) = client.token_id() {
-                // A revoke between the handshake and this registration must still win.
-                if hub.client_tokens().get(id).is_none() {
-                    client.close(CLOSE_POLICY, crate::access::REVOKED_REASON);
-                } else {
-                    crate::access::connected(&hub, id, remote_addr);
-                }
+    websocket_settings(upgrade, limits).on_upgrade(move |socket| async move {
+        let (client, rx) = hub.clients().register(NewClient {
+            origin,
+            remote_addr,
+            is_owner,
+            token_id,
+            scopes,
+            queue,
+            shutdown: hub.shutdown().clone(),
+            patience,
+            mode,
+        });
+        if let Some(id) = client.token_id() {
+            // A revoke between the handshake and this registration must still win.
+            if hub.client_tokens().get(id).is_none() {
+                client.close(CLOSE_POLICY, crate::access::REVOKED_REASON);
+            } else {
+                crate::access::connected(&hub, id, remote_addr);
             }
-            match address_slot {
-                Some((slot, limits)) => {
-                    let served =
-                        crate::public::serve_socket(socket, hub.clone(), client, rx, limits);
-                    hub.tracker().track_future(served).await;
-                    drop(slot);
-                }
-                None => {
-                    let served = crate::ws::serve_socket(socket, hub.clone(), client, rx);
-                    hub.tracker().track_future(served).await;
-                }
+        }
+        match address_slot {
+            Some((slot, limits)) => {
+                let served = crate::public::serve_socket(socket, hub.clone(), client, rx, limits);
+                hub.tracker().track_future(served).await;
+                drop(slot);
             }
-            drop(permit);
-        })
+            None => {
+                let served = crate::ws::serve_socket(socket, hub.clone(), client, rx);
+                hub.tracker().track_future(served).await;
+            }
+        }
+        drop(permit);
+    })
 }
 
 #[derive(Deserialize)]

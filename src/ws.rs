@@ -18,7 +18,9 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
 use crate::broker::PendingRequest;
-use crate::clients::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOO_BIG, Client};
+use crate::clients::{
+    CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, Client,
+};
 use crate::error::{ErrorChain, ErrorKind, RpcError};
 use crate::hub::Hub;
 use crate::protocol::events::to_result;
@@ -83,10 +85,9 @@ pub async fn handle_socket<W, R>(
             }
             Ok(None) => break,
             Ok(Some(Err(err))) => {
-                if is_capacity_error(&err) {
-                    client.close(CLOSE_TOO_BIG, "message too big");
-                } else {
-                    debug!(error = %ErrorChain(&err), "connection read failed");
+                debug!(error = %ErrorChain(&err), "connection read failed");
+                if let Some((code, reason)) = read_error_close(&err) {
+                    client.close(code, reason);
                 }
                 break;
             }
@@ -174,19 +175,24 @@ fn spawn_answer(hub: &Hub, client: &Arc<Client>, id: RequestId, pending: Pending
     tracker.spawn(answered.in_current_span());
 }
 
-/// Whether a read failed because a message or frame was over the limits: tungstenite's
-/// `Error::Capacity` (`max_message_size`, `max_frame_size`), found in the error's chain
-/// (axum wraps it).
-fn is_capacity_error(err: &axum::Error) -> bool {
+/// The close code and reason for a failed read (RFC 6455 section 7.4.1), from
+/// tungstenite's error found in the error's chain (axum wraps it): `Capacity`
+/// (`max_message_size`, `max_frame_size`) is 1009, `Protocol` (reserved bits or opcodes,
+/// bad fragmentation, an unmasked frame, a bad close frame) 1002, `Utf8` (a text message
+/// that is not UTF-8) 1007. `None` for any other error (I/O: the connection is gone).
+pub fn read_error_close(err: &axum::Error) -> Option<(u16, &'static str)> {
     use tokio_tungstenite::tungstenite::Error;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = source {
-        if let Some(Error::Capacity(_)) = current.downcast_ref::<Error>() {
-            return true;
+        match current.downcast_ref::<Error>() {
+            Some(Error::Capacity(_)) => return Some((CLOSE_TOO_BIG, "message too big")),
+            Some(Error::Protocol(_)) => return Some((CLOSE_PROTOCOL_ERROR, "protocol error")),
+            Some(Error::Utf8(_)) => return Some((CLOSE_INVALID_DATA, "text is not UTF-8")),
+            Some(_) => return None,
+            None => source = current.source(),
         }
-        source = current.source();
     }
-    false
+    None
 }
 
 async fn reply_error(

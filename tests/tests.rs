@@ -32,3 +32,5 @@ mod concurrency;
 mod public_mode;
 // Event routing: matching, order, request/response, slow subscribers, bad input.
 mod events;
+// WebSocket conformance: the Autobahn TestSuite's cases on /ws's settings and on /ws.
+mod conformance;
