@@ -4,8 +4,8 @@
 //!   upgrades with (subprotocol, message and frame limit, read buffer), because
 //!   Autobahn's cases expect the server to echo what it receives and `/ws` answers
 //!   JSON-RPC instead;
-//! - `/ws` itself, through a loopback proxy that adds the owner token as a bearer
-//!   header (Autobahn's client sends no credentials), for every case whose accepted
+//! - `/ws` itself, through a loopback proxy that adds an events-only client token as a
+//!   bearer header (Autobahn's client sends no credentials), for every case whose accepted
 //!   outcomes have the server send no data message: pings, reserved bits, opcodes,
 //!   fragmentation errors, invalid UTF-8, close handling.
 //!
@@ -139,8 +139,8 @@ fn echo(upgrade: WebSocketUpgrade, limits: &Limits) -> Response {
     })
 }
 
-/// A loopback proxy to the hub on `port` that sets `Host` to the hub's and adds the
-/// owner token as `Authorization: Bearer`, then relays bytes both ways.
+/// A loopback proxy to the hub on `port` that sets `Host` to the hub's and adds `token`
+/// as `Authorization: Bearer`, then relays bytes both ways.
 async fn token_proxy(port: u16, token: String) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
