@@ -4,7 +4,10 @@
 export const SETTINGS_KEY = 'settings';
 
 export const DEFAULT_SETTINGS = Object.freeze({
-  /** Public hub base URLs (https:), tried in order when the desktop hub is not running. */
+  /**
+   * Public hub base URLs (https:) for when the desktop hub is not running: the instances of
+   * one public hub, or one load balancer URL. The SDK fails over between them.
+   */
   publicUrls: [],
   /** Local ports to probe; the hub's range by default. */
   ports: [3003, 3004, 3005, 3006, 3007, 3008, 3009, 3010, 3011, 3012],

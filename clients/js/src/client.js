@@ -44,6 +44,20 @@ function randomKey() {
   return crypto.randomUUID ? crypto.randomUUID() : Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+/**
+ * The public URLs option as a list: one URL (say, a load balancer's) or a list of them,
+ * each https:, duplicates dropped, order kept.
+ * @throws {TypeError} a URL that does not parse or is not https:
+ */
+function publicUrlList(urls) {
+  const list = typeof urls === 'string' ? [urls] : [...(urls ?? [])];
+  for (const u of list) {
+    const url = new URL(u);
+    if (url.protocol !== 'https:') throw new TypeError(`public URL ${u} must be https:`);
+  }
+  return [...new Set(list)];
+}
+
 /** Whether an event `type` matches a subscription `pattern` (exact, `prefix.*`, or `*`). */
 export function matches(pattern, type) {
   if (pattern === '*') return true;
@@ -79,6 +93,8 @@ export class HubClient {
   #cycleAttempt = 0;
   #localTimer = null;
   #localAttempt = 0;
+  /** Index in `publicUrls` to try first: the one connected last, or the one after it once it closed. */
+  #publicNext = 0;
   #keepaliveTimer = null;
   #pumping = false;
   #waiters = new Set();
@@ -102,10 +118,7 @@ export class HubClient {
    */
   constructor(options = {}) {
     this.#o = { ...DEFAULTS, ...options, backoff: { ...DEFAULTS.backoff, ...options.backoff } };
-    for (const u of this.#o.publicUrls) {
-      const url = new URL(u);
-      if (url.protocol !== 'https:') throw new TypeError(`public URL ${u} must be https:`);
-    }
+    this.#o.publicUrls = publicUrlList(this.#o.publicUrls);
     this.#storage = options.storage ?? defaultStorage();
     this.#fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
@@ -236,13 +249,22 @@ export class HubClient {
 
   async #tryPublic() {
     const cred = this.#cred.public;
-    if (!cred || this.#o.publicUrls.length === 0) return null;
-    for (const base of this.#o.publicUrls) {
+    const urls = this.#o.publicUrls;
+    if (!cred || urls.length === 0) return null;
+    // Every URL once per round, starting where the last connection was (or after it, when
+    // it closed): an unreachable or closing instance costs one probe, not the round.
+    for (let i = 0; i < urls.length; i++) {
+      const index = (this.#publicNext + i) % urls.length;
+      const base = urls[index];
       const r = await probe(base, { credential: cred, timeoutMs: this.#o.probeTimeoutMs, fetch: this.#fetch });
       if (r.status === 'untrusted') { this.#emit('untrusted', { base, reason: r.reason }); continue; }
       if (r.status !== 'trusted') continue;
       const target = await this.#open('public', r, cred).catch((err) => { this.#note(err); return null; });
-      if (target) return target;
+      if (target) {
+        target.publicIndex = index;
+        this.#publicNext = index;
+        return target;
+      }
     }
     return null;
   }
@@ -342,6 +364,8 @@ export class HubClient {
   #onClose(conn, info) {
     for (const item of this.#queue) if (item.sentOn === conn) item.sentOn = null;
     if (this.#active?.conn !== conn) return;
+    // Fail over: the next round starts with the public URL after the one that closed.
+    if (this.#active.kind === 'public') this.#publicNext = (this.#active.publicIndex + 1) % this.#o.publicUrls.length;
     this.#active = null;
     clearInterval(this.#keepaliveTimer);
     clearTimeout(this.#localTimer);
@@ -542,7 +566,8 @@ export class HubClient {
   }
 
   /**
-   * Pairs with the desktop hub (or, with `target: "public"`, the first public URL): asks
+   * Pairs with the desktop hub (or, with `target: "public"`, the first public URL that
+   * answers, in order): asks
    * for a token, calls `onCode` with the 6-digit code the desktop app also shows, waits
    * for the approval, stores the token and connects. `base` picks one local hub (e.g.
    * `http://127.0.0.1:3004`) when several answer.
@@ -552,8 +577,16 @@ export class HubClient {
     await this.#load();
     let base;
     if (target === 'public') {
-      base = this.#o.publicUrls[0];
-      if (!base) throw new HubError(CLIENT_KINDS.NO_HUB, 'no public URL is configured');
+      const urls = this.#o.publicUrls;
+      if (!urls.length) throw new HubError(CLIENT_KINDS.NO_HUB, 'no public URL is configured');
+      // The first public URL, in order, whose signature answers.
+      const results = await probeAll(urls, { timeoutMs: this.#o.probeTimeoutMs, fetch: this.#fetch });
+      base = results.find((r) => r.status === 'found')?.base;
+      if (!base) {
+        const err = new HubError(CLIENT_KINDS.NO_HUB, `no public hub answered (${urls.join(', ')})`);
+        this.#update({ lastError: { kind: err.kind, message: err.message } });
+        throw err;
+      }
     } else {
       const results = await probeAll(localBases(this.#o.ports, this.#o.host), { timeoutMs: this.#o.probeTimeoutMs, fetch: this.#fetch });
       const found = results.filter((r) => r.status === 'found');

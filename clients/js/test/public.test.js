@@ -1,12 +1,15 @@
 // The SDK with a local hub and a public-mode hub with TLS (certificate made here): falls
 // back to PUBLIC when the local hub stops, returns to LOCAL when it starts again, stays
-// OFFLINE in local-only mode, and routes request/reply events over TLS.
+// OFFLINE in local-only mode, routes request/reply events over TLS, and fails over
+// between the public URLs of a list.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fsp from 'node:fs/promises';
 import http from 'node:http';
+import path from 'node:path';
 import { HubClient, memoryStorage, probe, STORAGE_KEYS } from '../src/index.js';
-import { startHub, stopHub, tempDir, makeCert, waitMode, waitFor, wsClass, sdkFetch, EXT_ORIGIN } from './helpers.js';
+import { startHub, stopHub, tempDir, makeCert, waitMode, waitFor, wsClass, sdkFetch, freePort, ownerConnection, EXT_ORIGIN } from './helpers.js';
 
 let local;
 let pub;
@@ -90,5 +93,72 @@ test('local only: no fallback; OFFLINE while the local hub is down', async () =>
   } finally {
     await a.stop();
     await new Promise((r) => counter.close(r));
+  }
+});
+
+test('a list of public URLs: skips an unreachable one, fails over to the next when the connected one closes', async () => {
+  // A second public instance with the same owner token, as instances of one cluster share
+  // their tokens; a third URL where nothing listens.
+  const dataDir = await tempDir('sdk-hub-');
+  await fsp.mkdir(path.join(dataDir, 'secrets'), { mode: 0o700 });
+  await fsp.writeFile(path.join(dataDir, 'secrets/owner-token'), pub.token, { mode: 0o600 });
+  const pub2 = await startHub({ publicTls: tls, dataDir });
+  assert.equal(pub2.token, pub.token);
+  const nowhere = `https://127.0.0.1:${await freePort()}`;
+  // The client's sockets, to cut one as a network failure would.
+  const sockets = [];
+  const Base = wsClass({ ca: tls.pem, origin: EXT_ORIGIN });
+  const a = client({
+    ports: [await freePort()],
+    publicUrls: [nowhere, pub.base, pub2.base],
+    WebSocket: class extends Base { constructor(...args) { super(...args); sockets.push(this); } },
+  });
+  const onHub = (base) => waitFor(() => a.state.mode === 'PUBLIC' && a.state.hub?.base === base, { message: `${base} (state ${JSON.stringify(a.state)})` });
+  const cut = () => sockets.filter((s) => s.readyState === s.OPEN).forEach((s) => s.terminate());
+  await a.start();
+  try {
+    await onHub(pub.base);
+    assert.ok((await a.publish('note', { n: 1 })).seq >= 1);
+
+    // The connection to a healthy instance drops: the next URL, not the same one again.
+    cut();
+    await onHub(pub2.base);
+    assert.ok((await a.publish('note', { n: 2 })).seq >= 1);
+
+    // The connected instance stops: round the list, past the unreachable URL, to the first.
+    await stopHub(pub2);
+    await onHub(pub.base);
+    const published = a.publish('note', { n: 3 });
+    assert.ok((await published).seq >= 1);
+    assert.equal(a.state.lastError?.kind ?? null, null);
+  } finally {
+    await a.stop();
+    await stopHub(pub2);
+  }
+});
+
+test('one public URL is a list of one (for a load balancer); anything but https: is refused', () => {
+  assert.doesNotThrow(() => client({ publicUrls: pub.base }));
+  assert.throws(() => client({ publicUrls: ['http://127.0.0.1:1'] }), /must be https:/);
+  assert.throws(() => client({ publicUrls: [pub.base, 'not a url'] }), TypeError);
+});
+
+test('pairing with the public hubs asks the first URL that answers', async () => {
+  const owner = await ownerConnection(pub);
+  try {
+    const c = client({ ports: [await freePort()], publicUrls: [`https://127.0.0.1:${await freePort()}`, pub.base], storage: memoryStorage() });
+    let code;
+    const denied = c.pair({ name: 'public pairing', target: 'public', onCode: (i) => { code = i.code; } });
+    denied.catch(() => {}); // awaited below
+    await waitFor(() => code, { message: 'the pairing code' });
+    const req = (await owner.call('pairing.list')).requests.find((r) => r.code === code);
+    assert.ok(req, 'the request reached the reachable public hub');
+    await owner.call('pairing.deny', { request_id: req.id });
+    await assert.rejects(denied, (e) => e.kind === 'PAIRING_DENIED');
+
+    const none = client({ publicUrls: [`https://127.0.0.1:${await freePort()}`], storage: memoryStorage() });
+    await assert.rejects(none.pair({ name: 'nowhere', target: 'public' }), (e) => e.kind === 'NO_HUB');
+  } finally {
+    owner.close();
   }
 });

@@ -23,8 +23,15 @@ export interface HubClientOptions {
   ports?: number[];
   /** Loopback host to probe. Default `127.0.0.1`. */
   host?: string;
-  /** Public hub base URLs (https:), tried in order when no local hub answers. */
-  publicUrls?: string[];
+  /**
+   * Public hub base URLs (https:) when no local hub answers: the instances of one public
+   * hub (they share its tokens), or a single URL of a load balancer in front of them.
+   * Each round tries every URL once, starting with the one connected last; when that
+   * connection closes, the next round starts with the URL after it. An unreachable URL
+   * costs one probe (`probeTimeoutMs`); when none answers, the round is retried with
+   * `backoff`. Duplicates are dropped.
+   */
+  publicUrls?: string[] | string;
   /** Token for the public hub(s), unless one is stored (`setPublicToken`). A string means client id `owner`. */
   publicToken?: Credential | string;
   /** Never use a public hub. Default: the stored setting, else false. */
