@@ -2,5 +2,6 @@
 //! without a window, as start at login does.
 
 fn main() -> std::process::ExitCode {
+    // First, before any thread starts (run() sets an environment variable).
     semantest_hub_desktop::run()
 }
