@@ -32,3 +32,5 @@ mod concurrency;
 mod public_mode;
 // Event routing: matching, order, request/response, slow subscribers, bad input.
 mod events;
+// SIGKILL under load, a client that stops reading, floods, a full disk, agent kills.
+mod faults;

@@ -1,0 +1,482 @@
+//! Faults, with nothing lost: SIGKILL under a mixed load, a client that stops reading, a
+//! connection flood, a full disk, and killing an agent run under load.
+//!
+//! The figures these tests print (`FAULTS ...` lines, run with `--nocapture`) are quoted
+//! in docs/reliability.md. Random choices come from a seeded generator whose seed is
+//! printed; `SEMANTEST_FAULTS_SEED=<seed>` replays a run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use semantest_hub::client::{ClientError, HubClient};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::util::{WAIT, spawn_hub};
+
+/// How many times the SIGKILL test kills the hub.
+const KILLS: usize = 50;
+
+/// The seed for this run: `SEMANTEST_FAULTS_SEED` if set, else the clock. Printed so a
+/// failure can be replayed.
+fn seed() -> u64 {
+    let seed = std::env::var("SEMANTEST_FAULTS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("FAULTS seed {seed} (replay with SEMANTEST_FAULTS_SEED={seed})");
+    seed
+}
+
+/// `PRAGMA integrity_check` of the hub's store in `data_dir` (the hub must not run).
+fn assert_store_intact(data_dir: &Path) {
+    let db = rusqlite::Connection::open(data_dir.join("hub.sqlite3")).unwrap();
+    let verdict: String = db
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(verdict, "ok", "integrity_check");
+}
+
+/// A client of a hub process, with its owner token; `None` if the hub is gone.
+async fn open(port: u16, data_dir: &Path) -> Option<HubClient> {
+    let token = std::fs::read_to_string(data_dir.join("secrets/owner-token")).unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    tokio::time::timeout(WAIT, HubClient::connect(&url, token.trim()))
+        .await
+        .expect("connect in time")
+        .ok()
+}
+
+/// What the clients know was written: only writes whose reply arrived are recorded.
+#[derive(Default)]
+struct Ledger {
+    /// Project id → `true` created (acknowledged), `false` deleted (acknowledged), absent
+    /// from the map while a delete is unanswered.
+    projects: BTreeMap<String, bool>,
+    /// Output lines pushed to a subscriber since the last check, by seq (a line is pushed
+    /// only after it is committed, so each is acknowledged).
+    lines: BTreeMap<u64, Value>,
+    /// Task id → whether its completion was acknowledged (`duplicate: false`).
+    tasks: BTreeMap<String, bool>,
+    /// Acknowledged first completions per task; more than one is a violation.
+    completions: HashMap<String, u32>,
+    /// Broken promises seen by the load (checked after each cycle).
+    violations: Vec<String>,
+    /// Events delivered to the subscriber.
+    events: u64,
+}
+
+type Shared = Arc<Mutex<Ledger>>;
+
+/// Creates projects and deletes the oldest live one, paced, until the hub dies.
+async fn project_churn(mut client: HubClient, ledger: Shared, dirs: Arc<Mutex<Vec<TempDir>>>) {
+    loop {
+        let dir = TempDir::new().unwrap();
+        let Ok(project) = client
+            .request("project.create", json!({"path": dir.path()}))
+            .await
+        else {
+            return;
+        };
+        dirs.lock().unwrap().push(dir);
+        let id = project["id"].as_str().unwrap().to_string();
+        let oldest = {
+            let mut ledger = ledger.lock().unwrap();
+            ledger.projects.insert(id, true);
+            // Only this churn's own projects, oldest first (ids are UUID v7).
+            let live: Vec<String> = ledger
+                .projects
+                .iter()
+                .filter(|(_, live)| **live)
+                .map(|(id, _)| id.clone())
+                .collect();
+            (live.len() > 4).then(|| live[0].clone())
+        };
+        if let Some(oldest) = oldest {
+            // Unknown until answered: either outcome is allowed after a crash.
+            ledger.lock().unwrap().projects.remove(&oldest);
+            match client
+                .request("project.delete", json!({"project_id": oldest}))
+                .await
+            {
+                Ok(_) => {
+                    ledger.lock().unwrap().projects.insert(oldest, false);
+                }
+                Err(ClientError::Rpc { kind, .. }) => {
+                    let mut ledger = ledger.lock().unwrap();
+                    ledger.violations.push(format!("project.delete: {kind}"));
+                }
+                Err(_) => return,
+            }
+        }
+        // Pacing, so the other loads get the machine too.
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+}
+
+/// Runs the fake agent flat out on `project_id` and records each line pushed.
+async fn agent_output(mut client: HubClient, project_id: String, ledger: Shared) {
+    if client
+        .request("project.subscribe", json!({"project_id": project_id}))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    match client
+        .request(
+            "agent.run",
+            json!({"project_id": project_id, "prompt": "lines 20000"}),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(ClientError::Rpc { kind, .. }) => {
+            ledger
+                .lock()
+                .unwrap()
+                .violations
+                .push(format!("agent.run after a restart: {kind}"));
+            return;
+        }
+        Err(_) => return,
+    }
+    while let Ok(message) = client.next_notification().await {
+        if message["method"] == "project.output" {
+            let line = message["params"].clone();
+            let seq = line["seq"].as_u64().unwrap();
+            ledger.lock().unwrap().lines.insert(seq, line);
+        }
+    }
+}
+
+/// A coordinator creating batches of tasks, paced, until the hub dies.
+async fn task_churn(mut client: HubClient, project_id: String, cycle: usize, ledger: Shared) {
+    if client
+        .request(
+            "hub.hello",
+            json!({"role": "coordinator", "name": "coordinator"}),
+        )
+        .await
+        .is_err()
+    {
+        return;
+    }
+    for batch in 0.. {
+        let ids: Vec<String> = (0..3).map(|i| format!("c{cycle}-b{batch}-{i}")).collect();
+        let tasks: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "title": format!("task {id}"), "type": "code"}))
+            .collect();
+        match client
+            .request(
+                "task.create",
+                json!({"project_id": project_id, "tasks": tasks}),
+            )
+            .await
+        {
+            Ok(created) => {
+                let mut ledger = ledger.lock().unwrap();
+                for id in created["created"].as_array().unwrap() {
+                    ledger
+                        .tasks
+                        .entry(id.as_str().unwrap().to_string())
+                        .or_insert(false);
+                }
+            }
+            Err(ClientError::Rpc { kind, .. }) => {
+                let mut ledger = ledger.lock().unwrap();
+                ledger.violations.push(format!("task.create: {kind}"));
+            }
+            Err(_) => return,
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+}
+
+/// A worker completing every task it is given, until the hub dies.
+async fn worker(mut client: HubClient, ledger: Shared) {
+    if client
+        .request(
+            "worker.register",
+            json!({"name": "soak-worker", "capabilities": ["code"]}),
+        )
+        .await
+        .is_err()
+    {
+        return;
+    }
+    while let Ok(message) = client.next_notification().await {
+        if message["method"] != "task.assigned" {
+            continue;
+        }
+        let task_id = message["params"]["task"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if ledger.lock().unwrap().tasks.get(&task_id) == Some(&true) {
+            let mut ledger = ledger.lock().unwrap();
+            ledger
+                .violations
+                .push(format!("{task_id} assigned again after its completion"));
+        }
+        let answer = client
+            .request(
+                "task.complete",
+                json!({"task_id": task_id, "report": {"summary": "done", "deliverables": []}}),
+            )
+            .await;
+        match answer {
+            Ok(answer) if answer["duplicate"] == false => {
+                let mut ledger = ledger.lock().unwrap();
+                ledger.tasks.insert(task_id.clone(), true);
+                let n = ledger.completions.entry(task_id.clone()).or_default();
+                *n += 1;
+                if *n > 1 {
+                    ledger.violations.push(format!("{task_id} completed twice"));
+                }
+            }
+            Ok(_) | Err(ClientError::Rpc { .. }) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Publishes events to a subscriber flat out (paced lightly), counting deliveries.
+async fn events(mut publisher: HubClient, mut subscriber: HubClient, ledger: Shared) {
+    if subscriber
+        .request("event.subscribe", json!({"types": ["load.*"]}))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let reader = {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            while let Ok(message) = subscriber.next_notification().await {
+                if message["method"] == "event" {
+                    ledger.lock().unwrap().events += 1;
+                }
+            }
+        })
+    };
+    for n in 0u64.. {
+        if publisher
+            .request(
+                "event.publish",
+                json!({"type": "load.tick", "payload": {"n": n}}),
+            )
+            .await
+            .is_err()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _ = tokio::time::timeout(WAIT, reader).await;
+}
+
+/// Counts of what one check looked at.
+#[derive(Default, Debug)]
+struct Checked {
+    writes: usize,
+    lines: usize,
+    projects: usize,
+    tasks: usize,
+}
+
+/// After a restart: every acknowledged write is there.
+async fn check(client: &mut HubClient, ids: (&str, &str), ledger: &Shared, checked: &mut Checked) {
+    let (output_project, task_project) = ids;
+    let (projects, lines, tasks) = {
+        let mut ledger = ledger.lock().unwrap();
+        let violations = std::mem::take(&mut ledger.violations);
+        assert!(violations.is_empty(), "{violations:?}");
+        (
+            ledger.projects.clone(),
+            std::mem::take(&mut ledger.lines),
+            ledger.tasks.clone(),
+        )
+    };
+
+    let listed = client.request("project.list", json!({})).await.unwrap();
+    let listed: Vec<&str> = listed["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    for (id, live) in &projects {
+        assert_eq!(
+            listed.contains(&id.as_str()),
+            *live,
+            "project {id}: acknowledged {}",
+            if *live { "created" } else { "deleted" }
+        );
+    }
+    checked.projects += projects.len();
+    if let (Some(first), Some(last)) = (lines.keys().next(), lines.keys().last()) {
+        let mut stored = BTreeMap::new();
+        let mut after = first - 1;
+        while after < *last {
+            let page = client
+                .request(
+                    "messages.list",
+                    json!({"project_id": output_project, "after_seq": after, "limit": 1000}),
+                )
+                .await
+                .unwrap();
+            let page = page["messages"].as_array().unwrap();
+            assert!(!page.is_empty(), "lines after {after} are missing");
+            for line in page {
+                after = line["seq"].as_u64().unwrap();
+                stored.insert(after, line.clone());
+            }
+        }
+        for (seq, line) in &lines {
+            assert_eq!(stored.get(seq), Some(line), "acknowledged line {seq}");
+        }
+        let seqs: Vec<u64> = stored.range(first..=last).map(|(s, _)| *s).collect();
+        assert_eq!(
+            seqs,
+            (*first..=*last).collect::<Vec<_>>(),
+            "the log has no holes"
+        );
+        checked.lines += lines.len();
+    }
+
+    let listed = client
+        .request(
+            "task.list",
+            json!({"project_id": task_project, "limit": 10000}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed["has_more"], false);
+    let states: HashMap<&str, &str> = listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap(), t["state"].as_str().unwrap()))
+        .collect();
+    for (id, completed) in &tasks {
+        let state = states.get(id.as_str()).copied();
+        assert!(state.is_some(), "acknowledged task {id} is lost");
+        if *completed {
+            assert_eq!(state, Some("completed"), "task {id} was acknowledged done");
+        }
+    }
+    checked.tasks += tasks.len();
+    checked.writes += projects.len() + lines.len() + tasks.len();
+}
+
+#[tokio::test]
+async fn fifty_sigkills_under_mixed_load_lose_no_acknowledged_write() {
+    let mut rng = fastrand::Rng::with_seed(seed());
+    let started = Instant::now();
+    let data = TempDir::new().unwrap();
+    let ledger: Shared = Arc::default();
+    let dirs: Arc<Mutex<Vec<TempDir>>> = Arc::default();
+    let (output_dir, task_dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let mut ids: Option<(String, String)> = None;
+    let mut checked = Checked::default();
+    let mut kill_points = Vec::new();
+
+    for cycle in 0..=KILLS {
+        let (mut hub, port) = spawn_hub(data.path()).await;
+        let mut client = open(port, data.path()).await.expect("the restarted hub");
+        let (output_project, task_project) = match &ids {
+            Some(ids) => ids.clone(),
+            None => {
+                let mut create = async |dir: &TempDir| {
+                    let project = client
+                        .request("project.create", json!({"path": dir.path()}))
+                        .await
+                        .unwrap();
+                    project["id"].as_str().unwrap().to_string()
+                };
+                let pair = (create(&output_dir).await, create(&task_dir).await);
+                ids = Some(pair.clone());
+                pair
+            }
+        };
+        check(
+            &mut client,
+            (&output_project, &task_project),
+            &ledger,
+            &mut checked,
+        )
+        .await;
+        drop(client);
+        if cycle == KILLS {
+            hub.kill();
+            break;
+        }
+
+        let mut loads = Vec::new();
+        macro_rules! client {
+            () => {
+                match open(port, data.path()).await {
+                    Some(client) => client,
+                    None => panic!("cycle {cycle}: the hub refused a client"),
+                }
+            };
+        }
+        loads.push(tokio::spawn(project_churn(
+            client!(),
+            ledger.clone(),
+            dirs.clone(),
+        )));
+        loads.push(tokio::spawn(agent_output(
+            client!(),
+            output_project.clone(),
+            ledger.clone(),
+        )));
+        loads.push(tokio::spawn(task_churn(
+            client!(),
+            task_project.clone(),
+            cycle,
+            ledger.clone(),
+        )));
+        loads.push(tokio::spawn(worker(client!(), ledger.clone())));
+        loads.push(tokio::spawn(events(client!(), client!(), ledger.clone())));
+
+        // The fault: a SIGKILL at a random point of the load (this sleep is the fault
+        // injection, not synchronisation).
+        let point = rng.u64(50..=600);
+        kill_points.push(point);
+        tokio::time::sleep(Duration::from_millis(point)).await;
+        hub.kill();
+        for load in loads {
+            tokio::time::timeout(WAIT, load)
+                .await
+                .expect("the load notices the crash")
+                .expect("the load task");
+        }
+        assert_store_intact(data.path());
+    }
+    let events = ledger.lock().unwrap().events;
+    let completed = ledger.lock().unwrap().completions.len();
+    println!(
+        "FAULTS sigkill: kills {KILLS}, integrity_check ok {KILLS}, acknowledged writes checked {} \
+         (output lines {}, project states {}, task states {}), distinct tasks {} of which completed \
+         {completed}, events delivered {events}, kill points {}..{} ms, took {:.1} s",
+        checked.writes,
+        checked.lines,
+        checked.projects,
+        checked.tasks,
+        ledger.lock().unwrap().tasks.len(),
+        kill_points.iter().min().unwrap(),
+        kill_points.iter().max().unwrap(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(checked.lines > 0 && checked.tasks > 0 && completed > 0);
+}
