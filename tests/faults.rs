@@ -480,3 +480,180 @@ async fn fifty_sigkills_under_mixed_load_lose_no_acknowledged_write() {
     );
     assert!(checked.lines > 0 && checked.tasks > 0 && completed > 0);
 }
+
+/// A tmpfs mounted for one test, unmounted (lazily, so a busy mount cannot stay behind)
+/// when dropped.
+struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `"8m"`), or `None` when mounting is not permitted.
+    fn mount(size: &str) -> Option<Self> {
+        let dir = TempDir::new().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Self { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Writes `path` in 64 KiB chunks until the disk is full; returns the bytes written.
+fn fill(path: &Path) -> u64 {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0xa5u8; 64 * 1024];
+    let mut written = 0u64;
+    // Bounded: a tmpfs of a few MiB fills long before this.
+    for _ in 0..100_000 {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(err) if err.kind() == std::io::ErrorKind::StorageFull => break,
+            Err(err) => panic!("filling {}: {err}", path.display()),
+        }
+    }
+    // And the last bytes a partial chunk left.
+    while let Ok(n @ 1..) = file.write(&chunk[..512]) {
+        written += n as u64;
+    }
+    written
+}
+
+#[tokio::test]
+async fn a_full_disk_gives_storage_full_corrupts_nothing_and_recovers_without_a_restart() {
+    let Some(disk) = Tmpfs::mount("16m") else {
+        println!("FAULTS disk-full: SKIPPED, mounting a tmpfs is not permitted here");
+        return;
+    };
+    let data = disk.path().join("data");
+    let logs = TempDir::new().unwrap();
+    let log_dir = logs.path().to_str().unwrap().to_string();
+    let env = [
+        ("SEMANTEST_HUB_LOG_DIR", log_dir.as_str()),
+        ("SEMANTEST_HUB_LOG_LEVEL", "warn"),
+    ];
+    let (mut hub, port) = crate::util::spawn_hub_with(&data, &env).await;
+    let mut ws = crate::util::connect(port, &data).await;
+    let mut listener = crate::util::connect(port, &data).await;
+    listener
+        .ok("event.subscribe", json!({"types": ["disk.*"]}))
+        .await;
+    let mut dirs = Vec::new();
+    let mut acknowledged = Vec::new();
+    for _ in 0..3 {
+        let dir = TempDir::new().unwrap();
+        let project = ws.ok("project.create", json!({"path": dir.path()})).await;
+        acknowledged.push(project["id"].as_str().unwrap().to_string());
+        dirs.push(dir);
+    }
+    let task_project = acknowledged[0].clone();
+
+    let filler = disk.path().join("filler");
+    let filled = fill(&filler);
+    // SQLite may still have free pages in its files: write until it has none left.
+    let mut refused = None;
+    for i in 0..2000 {
+        let tasks: Vec<Value> = (0..20)
+            .map(|j| json!({"id": format!("f{i}-{j}"), "title": "x".repeat(400), "context": "y".repeat(4000)}))
+            .collect();
+        let reply = ws
+            .call(
+                "task.create",
+                json!({"project_id": task_project, "tasks": tasks}),
+            )
+            .await;
+        if let Some(error) = reply.get("error") {
+            refused = Some((i, error.clone()));
+            break;
+        }
+    }
+    let (batches, error) = refused.expect("the full disk refused a write");
+    assert_eq!(error["data"]["kind"], "STORAGE_FULL", "{error}");
+    assert_eq!(error["code"], -32060);
+    // Other writes get the same clear error; the connection stays open.
+    let dir = TempDir::new().unwrap();
+    let error = ws.err("project.create", json!({"path": dir.path()})).await;
+    assert_eq!(error["data"]["kind"], "STORAGE_FULL", "{error}");
+    // What needs no disk goes on: reads and events.
+    let listed = ws.ok("project.list", json!({})).await;
+    assert_eq!(
+        listed["projects"].as_array().unwrap().len(),
+        3,
+        "the refused project is not half-there: {listed}"
+    );
+    let published = ws
+        .ok(
+            "event.publish",
+            json!({"type": "disk.full", "payload": {"ok": true}}),
+        )
+        .await;
+    assert_eq!(published["delivered"], 1);
+    assert_eq!(listener.notification("event").await["type"], "disk.full");
+    // The log says what happened, in words an operator can act on.
+    crate::util::eventually("the disk-full line in the hub log", || {
+        std::fs::read_dir(logs.path()).unwrap().any(|entry| {
+            std::fs::read_to_string(entry.unwrap().path())
+                .is_ok_and(|log| log.contains("the disk is full"))
+        })
+    })
+    .await;
+
+    // Space returns: writes succeed again, no restart.
+    std::fs::remove_file(&filler).unwrap();
+    let project = ws.ok("project.create", json!({"path": dir.path()})).await;
+    acknowledged.push(project["id"].as_str().unwrap().to_string());
+    let created = ws
+        .ok(
+            "task.create",
+            json!({"project_id": task_project, "tasks": [{"id": "after", "title": "after"}]}),
+        )
+        .await;
+    assert_eq!(created["created"], json!(["after"]));
+    // The refused batch left nothing behind, in memory or on disk.
+    let refused_task = format!("f{batches}-0");
+    let error = ws.err("task.get", json!({"task_id": refused_task})).await;
+    assert_eq!(error["data"]["kind"], "TASK_NOT_FOUND");
+    drop((ws, listener));
+    hub.kill();
+    assert_store_intact(&data);
+    let (mut hub, port) = crate::util::spawn_hub_with(&data, &env).await;
+    let mut ws = crate::util::connect(port, &data).await;
+    let listed = ws.ok("project.list", json!({})).await;
+    let ids: Vec<&str> = listed["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), acknowledged.len(), "{listed}");
+    for id in &acknowledged {
+        assert!(ids.contains(&id.as_str()), "acknowledged project {id}");
+    }
+    let task = ws.ok("task.get", json!({"task_id": "after"})).await;
+    assert_eq!(task["state"], "pending");
+    let error = ws.err("task.get", json!({"task_id": refused_task})).await;
+    assert_eq!(error["data"]["kind"], "TASK_NOT_FOUND");
+    hub.kill();
+    println!(
+        "FAULTS disk-full: tmpfs 16 MiB, filler {} KiB, {batches} task batches fit before STORAGE_FULL, \
+         recovered without a restart, integrity_check ok",
+        filled / 1024
+    );
+}
