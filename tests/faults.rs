@@ -657,3 +657,229 @@ async fn a_full_disk_gives_storage_full_corrupts_nothing_and_recovers_without_a_
         filled / 1024
     );
 }
+
+/// Reads `semantest_hub_<name>` (a counter, `_total` included) from the hub's /metrics.
+async fn metric(port: u16, name: &str) -> f64 {
+    let text = tokio::time::timeout(
+        WAIT,
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics")),
+    )
+    .await
+    .expect("/metrics in time")
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let prefix = format!("semantest_hub_{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A WebSocket that subscribes to `types` and then never reads again, with a tiny
+/// receive buffer so the hub's writes back up at once.
+async fn stalled_subscriber(
+    port: u16,
+    data_dir: &Path,
+    types: &[&str],
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let token = std::fs::read_to_string(data_dir.join("secrets/owner-token")).unwrap();
+    let mut request = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", token.trim()).parse().unwrap(),
+    );
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+    let frame = json!({"jsonrpc": "2.0", "id": 1, "method": "event.subscribe",
+                       "params": {"types": types}});
+    ws.send(Message::text(frame.to_string())).await.unwrap();
+    let reply = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(reply.to_text().unwrap().contains("subscribed"), "{reply}");
+    ws
+}
+
+/// Fast subscribers that note how long each event took from publish to receipt, against
+/// the microseconds since `base` the publisher put in the payload.
+fn latency_readers(
+    clients: Vec<HubClient>,
+    base: Instant,
+) -> Vec<tokio::task::JoinHandle<Vec<Duration>>> {
+    clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while let Ok(message) = client.next_notification().await {
+                    let params = &message["params"];
+                    if params["type"] == "lat.end" {
+                        break;
+                    }
+                    if let Some(sent) = params["payload"]["t_us"].as_u64() {
+                        let now = base.elapsed().as_micros() as u64;
+                        latencies.push(Duration::from_micros(now.saturating_sub(sent)));
+                    }
+                }
+                latencies
+            })
+        })
+        .collect()
+}
+
+/// Connects `n` clients subscribed to `lat.*`.
+async fn lat_subscribers(port: u16, data_dir: &Path, n: usize) -> Vec<HubClient> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let mut client = open(port, data_dir).await.unwrap();
+        client
+            .request("event.subscribe", json!({"types": ["lat.*"]}))
+            .await
+            .unwrap();
+        clients.push(client);
+    }
+    clients
+}
+
+/// Publishes `count` events of `body`, one at a time, each stamped with the time since
+/// `base`. Returns `count`.
+async fn publish_stamped(
+    publisher: &mut HubClient,
+    base: Instant,
+    body: &str,
+    count: usize,
+) -> usize {
+    for _ in 0..count {
+        let t_us = base.elapsed().as_micros() as u64;
+        publisher
+            .request(
+                "event.publish",
+                json!({"type": "lat.data", "payload": {"t_us": t_us, "body": body}}),
+            )
+            .await
+            .unwrap();
+    }
+    count
+}
+
+/// Publishes `lat.end` and collects what the readers measured.
+async fn end_readers(
+    publisher: &mut HubClient,
+    readers: Vec<tokio::task::JoinHandle<Vec<Duration>>>,
+) -> Vec<Duration> {
+    publisher
+        .request("event.publish", json!({"type": "lat.end", "payload": null}))
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    for reader in readers {
+        all.extend(tokio::time::timeout(WAIT, reader).await.unwrap().unwrap());
+    }
+    all
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_and_the_others_do_not_wait() {
+    const EVENTS: usize = 3000;
+    let data = TempDir::new().unwrap();
+    // Documented limits, lowered so the test is quick: 1008 after 2000 dropped in a row,
+    // or the write timeout, whichever comes first.
+    let env = [
+        ("SEMANTEST_HUB_LIMITS__MAX_DROPPED_EVENTS", "2000"),
+        ("SEMANTEST_HUB_LIMITS__WRITE_TIMEOUT_S", "5"),
+        ("SEMANTEST_HUB_LIMITS__EVENT_RATE_PER_S", "1000000"),
+        ("SEMANTEST_HUB_LIMITS__RATE_LIMIT_PER_S", "1000000"),
+        ("SEMANTEST_HUB_LIMITS__RATE_LIMIT_BURST", "1000000"),
+    ];
+    let (hub, port) = crate::util::spawn_hub_with(data.path(), &env).await;
+    let base = Instant::now();
+    let body = "x".repeat(4096);
+    let mut publisher = open(port, data.path()).await.unwrap();
+
+    // Without the stalled client.
+    let readers = latency_readers(lat_subscribers(port, data.path(), 4).await, base);
+    publish_stamped(&mut publisher, base, &body, EVENTS).await;
+    let mut without = end_readers(&mut publisher, readers).await;
+    assert_eq!(
+        without.len(),
+        4 * EVENTS,
+        "every fast subscriber got every event"
+    );
+    let rss_before = crate::util::rss_kib(hub.pid());
+
+    // With it: the same load, plus one subscriber that never reads.
+    let mut stalled = stalled_subscriber(port, data.path(), &["lat.*"]).await;
+    let readers = latency_readers(lat_subscribers(port, data.path(), 4).await, base);
+    let mut sent = 0;
+    while metric(port, "event_slow_subscribers_closed_total").await < 1.0 {
+        assert!(sent < 20 * EVENTS, "the stalled client was never cut off");
+        sent += publish_stamped(&mut publisher, base, &body, 500).await;
+    }
+    let rss_peak = crate::util::rss_kib(hub.pid());
+    sent += publish_stamped(&mut publisher, base, &body, EVENTS).await;
+    let mut with = end_readers(&mut publisher, readers).await;
+    assert_eq!(with.len(), 4 * sent, "the fast subscribers lost nothing");
+    let rss_after = crate::util::rss_kib(hub.pid());
+    let dropped = metric(port, "event_deliveries_total{outcome=\"dropped\"}").await;
+
+    // It was cut off with 1008 once it had lost more than max_dropped_events.
+    let close = loop {
+        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut stalled))
+            .await
+            .expect("the stalled client's socket ends")
+        {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                break frame.map(|f| u16::from(f.code));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => break None,
+        }
+    };
+    assert_eq!(close, Some(1008), "closed with 1008");
+    assert!(dropped > 2000.0, "{dropped} dropped");
+
+    let (p99_without, p99_with) = (
+        crate::util::quantile(&mut without, 0.99),
+        crate::util::quantile(&mut with, 0.99),
+    );
+    println!(
+        "FAULTS slow-reader: 4 fast subscribers, 4 KiB events; p99 publish-to-receipt without the \
+         stalled client {:.2} ms ({} samples), with it {:.2} ms ({} samples); stalled client \
+         closed 1008 after {dropped} dropped; hub RSS {} KiB before, {} KiB when it was cut \
+         off, {} KiB after",
+        p99_without.as_secs_f64() * 1e3,
+        without.len(),
+        p99_with.as_secs_f64() * 1e3,
+        with.len(),
+        rss_before,
+        rss_peak,
+        rss_after
+    );
+    // Generous bounds for a shared machine: the stalled client adds at most 3x + 20 ms to
+    // the others' p99, and at most 32 MiB to the hub.
+    assert!(
+        p99_with <= p99_without * 3 + Duration::from_millis(20),
+        "the stalled client slowed the others: {p99_with:?} vs {p99_without:?}"
+    );
+    assert!(
+        rss_peak.max(rss_after) < rss_before + 32 * 1024,
+        "hub memory grew: {rss_before} -> {rss_peak} -> {rss_after} KiB"
+    );
+    drop(hub);
+}
