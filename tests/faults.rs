@@ -883,3 +883,166 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_others_do_not_wait() {
     );
     drop(hub);
 }
+
+/// Round trips of `hub.status` on `client`, `count` of them, one per 25 ms (within the
+/// default `limits.rate_limit_per_s` of 50).
+async fn status_round_trips(client: &mut HubClient, count: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(count);
+    let mut pace = tokio::time::interval(Duration::from_millis(25));
+    for _ in 0..count {
+        pace.tick().await;
+        let start = Instant::now();
+        client.request("hub.status", json!({})).await.unwrap();
+        samples.push(start.elapsed());
+    }
+    samples
+}
+
+/// Round trips of every client in `clients`, concurrently, until `stop` is set.
+fn measure_until(
+    clients: Vec<HubClient>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(HubClient, Vec<Duration>)>> {
+    clients
+        .into_iter()
+        .map(|mut client| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                // Bounded: the flood ends long before this many round trips.
+                for _ in 0..1_000_000 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    samples.extend(status_round_trips(&mut client, 10).await);
+                }
+                (client, samples)
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_connection_flood_is_refused_with_503_and_existing_clients_stay_responsive() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    const LIMIT: usize = 20;
+    const ATTEMPTS: usize = 3000;
+    let data = TempDir::new().unwrap();
+    let limit = LIMIT.to_string();
+    let env = [("SEMANTEST_HUB_LIMITS__MAX_CONNECTIONS", limit.as_str())];
+    let (hub, port) = crate::util::spawn_hub_with(data.path(), &env).await;
+    let mut existing = Vec::new();
+    for _ in 0..4 {
+        existing.push(open(port, data.path()).await.unwrap());
+    }
+    // Baseline: the same clients for 2 s without the flood (a measuring window).
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = measure_until(existing, stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut baseline, mut existing) = (Vec::new(), Vec::new());
+    for task in measuring {
+        let (client, samples) = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+        baseline.extend(samples);
+        existing.push(client);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = measure_until(existing, stop.clone());
+    let request = {
+        let token = std::fs::read_to_string(data.path().join("secrets/owner-token")).unwrap();
+        let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            format!("ws://127.0.0.1:{port}/ws"),
+        )
+        .unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", token.trim()).parse().unwrap(),
+        );
+        request
+    };
+    let started = Instant::now();
+    let flooders: Vec<_> = (0..8)
+        .map(|_| {
+            let request = request.clone();
+            tokio::spawn(async move {
+                let (mut held, mut refused, mut other) = (Vec::new(), 0usize, Vec::new());
+                for _ in 0..ATTEMPTS / 8 {
+                    match tokio::time::timeout(
+                        WAIT,
+                        tokio_tungstenite::connect_async(request.clone()),
+                    )
+                    .await
+                    .expect("an answer to every upgrade")
+                    {
+                        Ok((socket, _)) => held.push(socket),
+                        Err(WsError::Http(response)) if response.status() == 503 => refused += 1,
+                        Err(err) => other.push(err.to_string()),
+                    }
+                }
+                (held.len(), refused, other, held)
+            })
+        })
+        .collect();
+    let (mut accepted, mut refused, mut unclean, mut held) = (0, 0, Vec::new(), Vec::new());
+    for flooder in flooders {
+        let (a, r, o, h) = tokio::time::timeout(WAIT * 3, flooder)
+            .await
+            .unwrap()
+            .unwrap();
+        accepted += a;
+        refused += r;
+        unclean.extend(o);
+        held.extend(h);
+    }
+    let flood_secs = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut during = Vec::new();
+    let mut existing = Vec::new();
+    for task in measuring {
+        let (client, samples) = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+        during.extend(samples);
+        existing.push(client);
+    }
+    assert!(unclean.is_empty(), "refused uncleanly: {:?}", &unclean[..unclean.len().min(5)]);
+    assert_eq!(accepted + refused, ATTEMPTS);
+    assert!(accepted <= LIMIT - 4, "{accepted} accepted past the limit");
+    let refused_metric = metric(port, "ws_connections_refused_total{reason=\"capacity\"}").await;
+    assert_eq!(refused_metric as usize, refused);
+    // The existing clients were never cut off, and a slot frees once the flood leaves.
+    for client in &mut existing {
+        client.request("hub.status", json!({})).await.unwrap();
+    }
+    drop(held);
+    let mut late = None;
+    for _ in 0..100 {
+        if let Some(client) = open(port, data.path()).await {
+            late = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(late.is_some(), "no slot came free after the flood");
+
+    let (p99_before, p99_during) = (
+        crate::util::quantile(&mut baseline, 0.99),
+        crate::util::quantile(&mut during, 0.99),
+    );
+    println!(
+        "FAULTS flood: limit {LIMIT}, {ATTEMPTS} upgrade attempts from 8 tasks in {flood_secs:.1} s \
+         ({:.0}/s): {accepted} accepted, {refused} refused with 503, 0 unclean; existing \
+         clients' hub.status p99 {:.2} ms before ({} samples), {:.2} ms during ({} samples)",
+        ATTEMPTS as f64 / flood_secs,
+        p99_before.as_secs_f64() * 1e3,
+        baseline.len(),
+        p99_during.as_secs_f64() * 1e3,
+        during.len()
+    );
+    // Generous for a shared machine: the flood may cost the others at most 5x + 50 ms.
+    assert!(
+        p99_during <= p99_before * 5 + Duration::from_millis(50),
+        "existing clients slowed: {p99_during:?} vs {p99_before:?}"
+    );
+    drop(hub);
+}
