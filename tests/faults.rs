@@ -952,10 +952,11 @@ async fn a_connection_flood_is_refused_with_503_and_existing_clients_stay_respon
     let measuring = measure_until(existing, stop.clone());
     let request = {
         let token = std::fs::read_to_string(data.path().join("secrets/owner-token")).unwrap();
-        let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            format!("ws://127.0.0.1:{port}/ws"),
-        )
-        .unwrap();
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("ws://127.0.0.1:{port}/ws"),
+            )
+            .unwrap();
         request.headers_mut().insert(
             "authorization",
             format!("Bearer {}", token.trim()).parse().unwrap(),
@@ -1005,7 +1006,11 @@ async fn a_connection_flood_is_refused_with_503_and_existing_clients_stay_respon
         during.extend(samples);
         existing.push(client);
     }
-    assert!(unclean.is_empty(), "refused uncleanly: {:?}", &unclean[..unclean.len().min(5)]);
+    assert!(
+        unclean.is_empty(),
+        "refused uncleanly: {:?}",
+        &unclean[..unclean.len().min(5)]
+    );
     assert_eq!(accepted + refused, ATTEMPTS);
     assert!(accepted <= LIMIT - 4, "{accepted} accepted past the limit");
     let refused_metric = metric(port, "ws_connections_refused_total{reason=\"capacity\"}").await;
@@ -1043,6 +1048,180 @@ async fn a_connection_flood_is_refused_with_503_and_existing_clients_stay_respon
     assert!(
         p99_during <= p99_before * 5 + Duration::from_millis(50),
         "existing clients slowed: {p99_during:?} vs {p99_before:?}"
+    );
+    drop(hub);
+}
+
+/// Live (non-zombie) processes as `(pid, ppid, pgrp)`, from /proc/PID/stat.
+fn processes() -> Vec<(i32, i32, i32)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command name in parentheses: state ppid pgrp ...
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        if fields[0] == "Z" || fields[0] == "X" {
+            continue;
+        }
+        found.push((pid, fields[1].parse().unwrap(), fields[2].parse().unwrap()));
+    }
+    found
+}
+
+/// The live descendants of `root`.
+fn descendants(root: i32) -> Vec<i32> {
+    let all = processes();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+#[tokio::test]
+async fn killing_agent_runs_under_load_leaves_no_descendant_process() {
+    use crate::util::{connect, process_alive, run};
+    const KILLED: usize = 4;
+    let data = TempDir::new().unwrap();
+    let (hub, port) = spawn_hub(data.path()).await;
+    let hub_pid = hub.pid() as i32;
+
+    // The load: agents writing output flat out, and event traffic.
+    let mut loader = connect(port, data.path()).await;
+    let mut dirs = Vec::new();
+    for _ in 0..3 {
+        let dir = TempDir::new().unwrap();
+        let project = loader
+            .ok("project.create", json!({"path": dir.path()}))
+            .await;
+        run(&mut loader, project["id"].as_str().unwrap(), "lines 20000").await;
+        dirs.push(dir);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (mut publisher, stop) = (open(port, data.path()).await.unwrap(), stop.clone());
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            // Within the default limits.rate_limit_per_s of 50.
+            let mut pace = tokio::time::interval(Duration::from_millis(25));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 100_000 {
+                pace.tick().await;
+                publisher
+                    .request(
+                        "event.publish",
+                        json!({"type": "load.tick", "payload": sent}),
+                    )
+                    .await
+                    .unwrap();
+                sent += 1;
+            }
+            sent
+        })
+    };
+
+    // The runs to kill: each starts a background grandchild in its process group.
+    let mut ws = connect(port, data.path()).await;
+    let mut victims = Vec::new();
+    for i in 0..KILLED {
+        let dir = TempDir::new().unwrap();
+        let project = ws.ok("project.create", json!({"path": dir.path()})).await;
+        let project_id = project["id"].as_str().unwrap().to_string();
+        ws.subscribe(&project_id).await;
+        let pid_file = dir.path().join(format!("grandchild-{i}.pid"));
+        let run_id = run(
+            &mut ws,
+            &project_id,
+            &format!("grandchild {}", pid_file.display()),
+        )
+        .await;
+        victims.push((project_id, run_id, pid_file, dir));
+    }
+    // Each says so once its grandchild's PID is written (in any order).
+    let mut started = std::collections::HashSet::new();
+    while started.len() < KILLED {
+        let line = ws.output_of_kind("assistant").await;
+        started.insert(line["run_id"].as_str().unwrap().to_string());
+    }
+    let mut groups = Vec::new();
+    for (_, _, pid_file, _) in &victims {
+        let grandchild: i32 = std::fs::read_to_string(pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap();
+        let pgrp: i32 = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_ne!(pgrp, hub_pid, "the run has its own process group");
+        let members = processes().iter().filter(|p| p.2 == pgrp).count();
+        assert!(
+            members >= 3,
+            "agent, subshell and grandchild in group {pgrp}"
+        );
+        groups.push((grandchild, pgrp, members));
+    }
+
+    for (project_id, _, _, _) in &victims {
+        ws.ok("agent.kill", json!({"project_id": project_id})).await;
+    }
+    let mut finished = std::collections::HashMap::new();
+    while finished.len() < KILLED {
+        let line = ws.output_of_kind("run_finished").await;
+        finished.insert(line["run_id"].as_str().unwrap().to_string(), line);
+    }
+    for (_, run_id, _, _) in &victims {
+        assert_eq!(finished[run_id]["event"]["status"], "killed", "{run_id}");
+    }
+    let mut checked = 0;
+    for (grandchild, pgrp, members) in &groups {
+        assert!(
+            !process_alive(*grandchild),
+            "grandchild {grandchild} outlived its run"
+        );
+        let left: Vec<_> = processes().into_iter().filter(|p| p.2 == *pgrp).collect();
+        assert!(left.is_empty(), "group {pgrp} still has {left:?}");
+        checked += members;
+    }
+    // Only the load's agents may still run under the hub; kill them too, then none is left.
+    for project in loader.ok("project.list", json!({})).await["projects"]
+        .as_array()
+        .unwrap()
+    {
+        if project["state"] == "running" {
+            loader
+                .ok("agent.kill", json!({"project_id": project["id"]}))
+                .await;
+        }
+    }
+    crate::util::eventually("no process left under the hub", || {
+        descendants(hub_pid).is_empty()
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let events = tokio::time::timeout(WAIT, traffic).await.unwrap().unwrap();
+    println!(
+        "FAULTS agent-kill: {KILLED} runs killed under load (3 agents writing, {events} events \
+         published), {checked} processes in their groups, none left in any group or under the hub"
     );
     drop(hub);
 }
