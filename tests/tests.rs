@@ -34,3 +34,5 @@ mod public_mode;
 mod events;
 // SIGKILL under load, a client that stops reading, floods, a full disk, agent kills.
 mod faults;
+// Connection churn with memory and descriptors sampled: no growth.
+mod soak;
