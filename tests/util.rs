@@ -500,6 +500,18 @@ pub fn fd_count(pid: u32) -> usize {
         .count()
 }
 
+/// Open sockets of `pid` (entries of /proc/PID/fd that link to `socket:[…]`).
+pub fn socket_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+        })
+        .count()
+}
+
 /// The `q` quantile (0..=1) of `samples` (nearest rank), e.g. 0.99 for p99.
 pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     assert!(!samples.is_empty(), "no samples");
