@@ -103,7 +103,11 @@ async fn churn_does_not_grow_memory_or_descriptors() {
             let (url, token, stop, rounds) =
                 (url.clone(), token.clone(), stop.clone(), rounds.clone());
             tokio::spawn(async move {
+                // At most a round per 10 ms each: steady churn that leaves the machine
+                // to the tests running beside this one.
+                let mut pace = tokio::time::interval(Duration::from_millis(10));
                 while !stop.load(Ordering::Relaxed) {
+                    pace.tick().await;
                     let n = rounds.fetch_add(1, Ordering::Relaxed);
                     round(&url, &token, n).await;
                 }
