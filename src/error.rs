@@ -76,6 +76,10 @@ pub enum ErrorKind {
     InvalidEventType,
     /// The connection holds `limits.max_subscriptions` event subscriptions (-32042).
     TooManySubscriptions,
+    /// The disk holding the data directory is full, so the write was not made (nothing
+    /// was half-written: the store rolled the transaction back). Retry once space is
+    /// freed; the hub recovers without a restart (-32060).
+    StorageFull,
     /// Anything else; the detail is in the hub's log (-32603).
     Internal,
 }
@@ -116,6 +120,8 @@ impl ErrorKind {
             Self::Timeout => -32040,
             Self::InvalidEventType => -32041,
             Self::TooManySubscriptions => -32042,
+            // Storage faults start at -32060.
+            Self::StorageFull => -32060,
         }
     }
 
@@ -151,6 +157,7 @@ impl ErrorKind {
             Self::Timeout => "TIMEOUT",
             Self::InvalidEventType => "INVALID_EVENT_TYPE",
             Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
+            Self::StorageFull => "STORAGE_FULL",
             Self::Internal => "INTERNAL",
         }
     }
@@ -184,8 +191,20 @@ impl RpcError {
     }
 
     /// An internal error: logs `source` with its chain and tells the client only that
-    /// something failed.
+    /// something failed. A full disk anywhere in the chain (see [`is_storage_full`]) is
+    /// [`ErrorKind::StorageFull`] instead, so clients can tell it from a bug and retry.
     pub fn internal(context: &str, source: &(dyn std::error::Error + 'static)) -> Self {
+        if is_storage_full(source) {
+            tracing::error!(
+                error = %ErrorChain(source),
+                context,
+                "the disk is full: writes fail until space is freed in the data directory"
+            );
+            return Self::new(
+                ErrorKind::StorageFull,
+                "the hub's disk is full; free space and retry",
+            );
+        }
         tracing::error!(error = %ErrorChain(source), context, "internal error");
         Self::new(ErrorKind::Internal, "internal error; see the hub log")
     }
@@ -209,6 +228,27 @@ impl std::fmt::Display for RpcError {
 }
 
 impl std::error::Error for RpcError {}
+
+/// Whether `source` or any error beneath it says the disk is full: SQLite's
+/// `SQLITE_FULL` (which SQLite reports for `ENOSPC`, see <https://sqlite.org/rescode.html#full>)
+/// or an I/O error of kind [`std::io::ErrorKind::StorageFull`] (`ENOSPC`, `EDQUOT`).
+pub fn is_storage_full(source: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(source);
+    while let Some(err) = next {
+        if let Some(rusqlite::Error::SqliteFailure(failure, _)) = err.downcast_ref()
+            && failure.code == rusqlite::ErrorCode::DiskFull
+        {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::StorageFull
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
 
 /// Displays an error and all its sources on one line, `outer: inner: innermost`.
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
@@ -255,8 +295,24 @@ mod tests {
             ErrorKind::Disabled,
             ErrorKind::InvalidEventType,
             ErrorKind::TooManySubscriptions,
+            ErrorKind::StorageFull,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
         }
+    }
+
+    #[test]
+    fn a_full_disk_anywhere_in_the_chain_is_storage_full() {
+        let sqlite = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        let err = RpcError::internal("test", &sqlite);
+        assert_eq!(err.kind, ErrorKind::StorageFull);
+        assert_eq!(err.to_json()["code"], -32060);
+        let io = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(is_storage_full(&io));
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(RpcError::internal("test", &other).kind, ErrorKind::Internal);
     }
 }

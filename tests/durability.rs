@@ -1,12 +1,9 @@
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::util::{TestHub, WAIT, Ws, eventually, fake_cli, hub_bin, process_alive, run};
+use crate::util::{TestHub, WAIT, connect, eventually, process_alive, run, spawn_hub};
 
 #[tokio::test]
 async fn reconnecting_with_after_seq_mid_run_gets_exactly_the_missing_lines() {
@@ -119,63 +116,6 @@ async fn a_restart_keeps_projects_sessions_and_the_log() {
     let run_id = run(&mut ws, &project_id, "success").await;
     assert_eq!(ws.run_output(&run_id).await[0]["seq"], 9);
     hub.stop().await;
-}
-
-/// A hub process, killed with SIGKILL when dropped so a failing test leaves none behind.
-struct HubProcess(Child);
-
-impl HubProcess {
-    /// SIGKILL, as a crash would.
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Starts the hub binary on `data_dir` and returns it with its port.
-async fn spawn_hub(data_dir: &std::path::Path) -> (HubProcess, u16) {
-    let runtime = data_dir.join("server.json");
-    let _ = std::fs::remove_file(&runtime);
-    let child = Command::new(hub_bin())
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--secret-store",
-            "file",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("SEMANTEST_HUB_AGENT__CLI_PATH", fake_cli())
-        .env("SEMANTEST_HUB_AGENT__KILL_GRACE_MS", "300")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = HubProcess(child);
-    eventually("the hub's runtime file", || runtime.exists()).await;
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&runtime).unwrap()).unwrap();
-    (child, info["port"].as_u64().unwrap() as u16)
-}
-
-async fn connect(port: u16, data_dir: &std::path::Path) -> Ws {
-    let token = std::fs::read_to_string(data_dir.join("secrets/owner-token")).unwrap();
-    let mut request = format!("ws://127.0.0.1:{port}/ws")
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {}", token.trim())).unwrap(),
-    );
-    Ws::connect(request).await.unwrap()
 }
 
 #[tokio::test]

@@ -34,3 +34,7 @@ mod public_mode;
 mod events;
 // WebSocket conformance: the Autobahn TestSuite's cases on /ws's settings and on /ws.
 mod conformance;
+// SIGKILL under load, a client that stops reading, floods, a full disk, agent kills.
+mod faults;
+// Connection churn with memory and descriptors sampled: no growth.
+mod soak;

@@ -412,3 +412,110 @@ impl RawWs {
         })
     }
 }
+
+/// A hub process, killed with SIGKILL when dropped so a failing test leaves none behind.
+pub struct HubProcess(pub std::process::Child);
+
+impl HubProcess {
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// The process id, for /proc.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts the hub binary on `data_dir` and returns it with its port.
+pub async fn spawn_hub(data_dir: &Path) -> (HubProcess, u16) {
+    spawn_hub_with(data_dir, &[]).await
+}
+
+/// Starts the hub binary on `data_dir` with extra `SEMANTEST_HUB_*` settings in `env`
+/// (see docs/configuration.md) and returns it with its port.
+pub async fn spawn_hub_with(data_dir: &Path, env: &[(&str, &str)]) -> (HubProcess, u16) {
+    let runtime = data_dir.join("server.json");
+    let _ = std::fs::remove_file(&runtime);
+    let child = std::process::Command::new(hub_bin())
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--secret-store",
+            "file",
+            "--log-level",
+            "warn",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("SEMANTEST_HUB_AGENT__CLI_PATH", fake_cli())
+        .env("SEMANTEST_HUB_AGENT__KILL_GRACE_MS", "300")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = HubProcess(child);
+    eventually("the hub's runtime file", || runtime.exists()).await;
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(&runtime).unwrap()).unwrap();
+    (child, info["port"].as_u64().unwrap() as u16)
+}
+
+/// A JSON-RPC client of a hub process started by [`spawn_hub`], with its owner token.
+pub async fn connect(port: u16, data_dir: &Path) -> Ws {
+    let token = std::fs::read_to_string(data_dir.join("secrets/owner-token")).unwrap();
+    let mut request = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {}", token.trim())).unwrap(),
+    );
+    Ws::connect(request).await.unwrap()
+}
+
+/// Resident memory of `pid` in KiB (`VmRSS` in /proc/PID/status).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS for {pid}"))
+}
+
+/// Open file descriptors of `pid` (entries of /proc/PID/fd).
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Open sockets of `pid` (entries of /proc/PID/fd that link to `socket:[…]`).
+pub fn socket_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+        })
+        .count()
+}
+
+/// The `q` quantile (0..=1) of `samples` (nearest rank), e.g. 0.99 for p99.
+pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    assert!(!samples.is_empty(), "no samples");
+    samples.sort_unstable();
+    let rank = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len());
+    samples[rank - 1]
+}
