@@ -32,3 +32,7 @@ mod concurrency;
 mod public_mode;
 // Event routing: matching, order, request/response, slow subscribers, bad input.
 mod events;
+// A real PostgreSQL server started by the tests (initdb + pg_ctl in a temp dir).
+mod postgres_server;
+// Public instances sharing PostgreSQL: tokens, revocations, pairings, losing the database.
+mod cluster_store;
