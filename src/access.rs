@@ -18,8 +18,7 @@ use crate::scopes::{Scope, Scopes};
 use crate::security::token_hash;
 use crate::timestamp::now_ms;
 
-/// The close reason sent to the connections of a revoked token (code 1008).
-pub const REVOKED_REASON: &str = "client token revoked";
+pub use crate::clients::REVOKED_REASON;
 
 /// The `client.list` view of a live token.
 pub fn view(hub: &Hub, id: &str) -> Option<ClientView> {
@@ -233,4 +232,42 @@ pub async fn deny_pairing(hub: &Hub, request_id: &str) -> Result<(), RpcError> {
     tracing::info!(request_id, "pairing denied");
     resolved(hub, request_id, Outcome::Denied);
     Ok(())
+}
+
+/// With the shared database, starts the once-a-[`crate::database::PROBE_EVERY`] (1 s)
+/// upkeep until shutdown: probe it (for `/health` and the 503 on new connections),
+/// reload the in-memory copy of the client tokens (so a token revoked through another
+/// instance leaves the Origin allowlist and the signature proofs, and its connections
+/// here are closed with 1008, within that bound even when no revocation notice
+/// arrives), and expire the pairing requests that are due (so they expire even when
+/// the instance that armed their timer is gone). Nothing to do with SQLite.
+pub fn start_upkeep(hub: &Hub) {
+    let Some(database) = hub.database().cloned() else {
+        return;
+    };
+    let hub2 = hub.clone();
+    hub.tracker().spawn(async move {
+        let mut tick = tokio::time::interval(crate::database::PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = hub2.shutdown().cancelled() => return,
+            }
+            if !database.probe().await {
+                continue;
+            }
+            match hub2.client_tokens().refresh().await {
+                Ok(gone) => {
+                    for id in gone {
+                        hub2.token_revoked_elsewhere(&id);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %crate::error::ErrorChain(&err), "cannot reload client tokens");
+                }
+            }
+            expire_due(&hub2).await;
+        }
+    });
 }

@@ -327,9 +327,6 @@ impl Hub {
         tracker.spawn(self.inner.monitor.clone().run(self.inner.shutdown.clone()));
         tracker.spawn(self.clone().run_stats());
         tracker.spawn(self.clone().run_retention());
-        if let Some(database) = &self.inner.database {
-            tracker.spawn(self.clone().run_database(database.clone()));
-        }
         self.inner.coordinator.start();
         self.inner.watch.start(WatchParts {
             coordinator: self.inner.coordinator.clone(),
@@ -365,45 +362,21 @@ impl Hub {
             .map_or(DatabaseHealth::SQLITE, Database::health)
     }
 
+    /// The shared database, when client tokens and pairings live there.
+    pub(crate) fn database(&self) -> Option<&Database> {
+        self.inner.database.as_ref()
+    }
+
     /// Another instance revoked token `id`: close this instance's connections made with
     /// it (1008, as for a revocation here) and drop it from the in-memory copy.
     pub fn token_revoked_elsewhere(&self, id: &str) {
         let closed = self.inner.clients.close_token(
             id,
             crate::clients::CLOSE_POLICY,
-            crate::access::REVOKED_REASON,
+            crate::clients::REVOKED_REASON,
         );
         self.inner.client_tokens.forget(id);
         info!(client_id = %id, closed, "token revoked on another instance");
-    }
-
-    /// With the shared database, once every [`crate::database::PROBE_EVERY`]: probe it,
-    /// reload the in-memory copy of the client tokens (so a token revoked elsewhere
-    /// leaves the Origin allowlist and the signature proofs, and its connections here
-    /// are closed, within that bound, even when no revocation notice arrives), and
-    /// expire pairing requests that are due (whichever instance arms the timer, the
-    /// expiry happens even if that instance is gone).
-    async fn run_database(self, database: Database) {
-        let mut tick = tokio::time::interval(crate::database::PROBE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = self.inner.shutdown.cancelled() => return,
-            }
-            if !database.probe().await {
-                continue;
-            }
-            match self.inner.client_tokens.refresh().await {
-                Ok(gone) => {
-                    for id in gone {
-                        self.token_revoked_elsewhere(&id);
-                    }
-                }
-                Err(err) => warn!(error = %ErrorChain(&err), "cannot reload client tokens"),
-            }
-            crate::access::expire_due(&self).await;
-        }
     }
 
     /// The configuration in force.

@@ -229,6 +229,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         }));
     }
     hub.start_background(port);
+    crate::access::start_upkeep(&hub);
     write_runtime_file(&hub)?;
     let server = HubServer {
         hub,
