@@ -11,9 +11,11 @@
 //! - PostgreSQL (`public.database`, shared by every instance): `src/database/tokens.rs`.
 //!   Another instance may create or revoke a token at any time, so a new connection's
 //!   token is looked up in PostgreSQL every time (no staleness: a token revoked anywhere
-//!   never opens a new connection), and the in-memory copy serves the synchronous
-//!   readers only (Origin allowlist, signature proofs, `client.list`); it is reloaded
-//!   every [`crate::database::PROBE_EVERY`] (1 s), so those lag by at most that.
+//!   never opens a new connection), and so is a signature proof's key
+//!   ([`ClientTokens::hash_of_now`]). The in-memory copy serves the synchronous
+//!   readers (the Origin allowlist, which asks the database on a miss, and the views);
+//!   it is reloaded every [`crate::database::PROBE_EVERY`] (1 s), so those lag by at
+//!   most that, and `client.list` reloads it first.
 //!   Revoking a token closes its connections on this instance at once; other instances
 //!   close theirs when they hear of it ([`ClientTokens::forget`]).
 //!
@@ -320,6 +322,16 @@ impl ClientTokens {
     /// The SHA-256 of a live token's value, the key of its signature proof.
     pub fn hash_of(&self, id: &str) -> Option<[u8; 32]> {
         self.read().by_id.get(id).map(|row| row.hash)
+    }
+
+    /// The SHA-256 of live token `id`'s value, as the store has it now: with the shared
+    /// database always asked there (a claim through another instance gives a token a
+    /// new value, and the proof must use it); a database failure gives `None`.
+    pub async fn hash_of_now(&self, id: &str) -> Option<[u8; 32]> {
+        match &self.backend {
+            Backend::Sqlite(_) => self.hash_of(id),
+            Backend::Postgres(database) => database.live_token_hash(id).await.ok().flatten(),
+        }
     }
 
     /// A live token's row.

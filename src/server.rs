@@ -502,7 +502,7 @@ async fn signature(
         let key = if client == OWNER_CLIENT_ID {
             Some(*hub.owner_hash())
         } else {
-            hub.client_tokens().hash_of(&client)
+            hub.client_tokens().hash_of_now(&client).await
         };
         let endpoint = match &state.public {
             // Behind TLS or a proxy the listener's address is not what clients contact;

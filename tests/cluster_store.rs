@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use semantest_hub::StartError;
 use semantest_hub::config::PublicConfig;
+use semantest_hub::security::{challenge_proof, token_hash};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Request};
 
-use crate::postgres_server::{PASSWORD, PostgresServer};
+use crate::postgres_server::{DATABASE, PASSWORD, PostgresServer, USER};
 use crate::util::{TestHub, WAIT, Ws, test_config};
 
 /// The public name the instances answer to.
@@ -231,6 +232,11 @@ async fn a_pairing_requested_on_a_is_approved_on_b_and_claimed_on_c() {
         .await;
     assert_eq!(twice["data"]["kind"], "PAIRING_NOT_FOUND", "{twice}");
 
+    // Between approval and claim the database holds no usable token: the approved
+    // token's stored hash is of a value nobody was given.
+    let db = sql(&pg).await;
+    let before = stored_hash(&db, &client_id).await;
+
     // Claimed through C, exactly once across the instances.
     let (status, claimed) = post(&c, &format!("/pair/{request_id}"), claim.clone()).await;
     assert_eq!(status, 200, "{claimed}");
@@ -238,6 +244,43 @@ async fn a_pairing_requested_on_a_is_approved_on_b_and_claimed_on_c() {
     let token = claimed["token"].as_str().unwrap().to_string();
     let (status, _) = post(&b, &format!("/pair/{request_id}"), claim.clone()).await;
     assert_eq!(status, 404, "a second claim finds nothing");
+    let after = stored_hash(&db, &client_id).await;
+    assert_eq!(
+        after,
+        token_hash(&token),
+        "the claim gave the token its value"
+    );
+    assert_ne!(
+        before, after,
+        "the value handed over was never stored before the claim"
+    );
+    let left: i64 = db
+        .query_one("SELECT COUNT(*) FROM pairing_requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "a claimed request is deleted");
+
+    // The signature proof for the new token is right at once on another instance.
+    let response = reqwest::Client::new()
+        .get(a.http(&format!(
+            "/semantest-signature?challenge=n1&client={client_id}"
+        )))
+        .header("host", NAME)
+        .send()
+        .await
+        .unwrap();
+    let signature: Value = response.json().await.unwrap();
+    assert_eq!(
+        signature["challenge"]["proof"],
+        challenge_proof(
+            &token_hash(&token),
+            "n1",
+            &client_id,
+            &format!("{NAME}:443")
+        ),
+        "{signature}"
+    );
 
     // The token works from its Origin on every instance, and only from there.
     for hub in [&a, &b, &c] {
@@ -246,6 +289,31 @@ async fn a_pairing_requested_on_a_is_approved_on_b_and_claimed_on_c() {
             .expect("the paired token connects from its origin");
         assert_eq!(connect(hub, &token, None).await.err(), Some(401));
     }
+}
+
+/// A direct connection to the test database, to look at what the hub stored.
+async fn sql(pg: &PostgresServer) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(pg.port)
+        .user(USER)
+        .password(PASSWORD)
+        .dbname(DATABASE)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The SHA-256 stored for token `id`.
+async fn stored_hash(db: &tokio_postgres::Client, id: &str) -> [u8; 32] {
+    let hash: Vec<u8> = db
+        .query_one("SELECT hash FROM client_tokens WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    hash.try_into().unwrap()
 }
 
 #[tokio::test]

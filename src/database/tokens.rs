@@ -97,6 +97,25 @@ impl Database {
         )
     }
 
+    /// The SHA-256 of live token `id`, if it is live.
+    ///
+    /// # Errors
+    /// [`DatabaseError`].
+    pub async fn live_token_hash(&self, id: &str) -> Result<Option<[u8; 32]>, DatabaseError> {
+        let client = self.client().await?;
+        let result = client
+            .query_opt(
+                "SELECT hash FROM client_tokens WHERE id = $1 AND revoked_at IS NULL",
+                &[&id],
+            )
+            .await;
+        self.noted(
+            result
+                .map(|row| row.and_then(|row| row.get::<_, Vec<u8>>(0).try_into().ok()))
+                .map_err(Into::into),
+        )
+    }
+
     /// Whether a live token is bound to exactly `origin`.
     ///
     /// # Errors
