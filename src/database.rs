@@ -39,6 +39,12 @@ pub const DATABASE_PASSWORD_SECRET: &str = "database-password";
 /// How long taking a connection from the pool, opening one, or a probe may take.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The longest a statement may run on the server (`statement_timeout`).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle time before TCP keepalive probes start on a pooled connection.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+
 /// How often the hub probes the database and refreshes its cache of client tokens.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 
@@ -122,6 +128,21 @@ impl Database {
         }
         if config.get_application_name().is_none() {
             config.application_name("semantest-hub");
+        }
+        // A server that vanishes without closing the connection (a partition, a host
+        // gone) fails queries within seconds instead of the kernel's many minutes:
+        // unacknowledged data gives up after TIMEOUT (Linux TCP_USER_TIMEOUT), idle
+        // connections are probed after KEEPALIVE_IDLE, and the server itself abandons a
+        // statement after STATEMENT_TIMEOUT unless the URL sets its own options.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TIMEOUT);
+        }
+        config.keepalives_idle(KEEPALIVE_IDLE);
+        if config.get_options().is_none() {
+            config.options(format!(
+                "-c statement_timeout={}",
+                STATEMENT_TIMEOUT.as_millis()
+            ));
         }
         let manager = Manager::from_config(
             config,
