@@ -91,6 +91,9 @@ pub enum StartError {
         #[source]
         source: DatabaseError,
     },
+    /// `public.database` is not a usable PostgreSQL URL (the reason says why).
+    #[error("invalid public.database: {0}")]
+    DatabaseUrl(String),
     /// Another I/O failure (data directory, runtime file).
     #[error("cannot {action}")]
     Io {
@@ -102,12 +105,17 @@ pub enum StartError {
     },
 }
 
-/// The parsed `public.database` when public mode uses the shared database.
-fn shared_database(config: &LoadedConfig) -> Option<tokio_postgres::Config> {
+/// The parsed `public.database` when public mode uses the shared database. Checked
+/// again here (the configuration was validated when loaded) so that a configuration
+/// built some other way cannot fall back to SQLite silently.
+fn shared_database(config: &LoadedConfig) -> Result<Option<tokio_postgres::Config>, StartError> {
     let public = &config.config.public;
-    let url = public.database.as_deref().filter(|_| public.enabled)?;
-    // Validated with the configuration; a URL that fails here was never loaded.
-    crate::config::database_url(url).ok()
+    match public.database.as_deref().filter(|_| public.enabled) {
+        None => Ok(None),
+        Some(url) => crate::config::database_url(url)
+            .map(Some)
+            .map_err(StartError::DatabaseUrl),
+    }
 }
 
 /// `user@host:port/dbname` of a database configuration, for messages (no password).
@@ -189,7 +197,7 @@ impl Hub {
         let data_dir_lock = lock_data_dir(&data_dir).await?;
         let kind = config.config.secret_store;
         let dir = data_dir.clone();
-        let shared = shared_database(&config);
+        let shared = shared_database(&config)?;
         let wants_password = shared.is_some();
         let (secret_store, owner_hash, database_password) =
             tokio::task::spawn_blocking(move || {

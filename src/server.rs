@@ -402,17 +402,18 @@ async fn gate(
         || path
             .strip_prefix("/pair/")
             .is_some_and(|id| !id.is_empty() && !id.contains('/'));
-    let origin_ok = match check_origin(headers, &state.origins) {
-        OriginCheck::Absent | OriginCheck::Allowed => true,
-        // Configured origins plus those of live tokens, and for the pairing endpoints
-        // any extension origin (it is not paired yet).
-        OriginCheck::Denied => match single_origin(headers) {
-            None => false,
-            Some(origin) if pairing && is_extension_origin(origin) => true,
-            Some(origin) => state.hub.client_tokens().origin_paired_now(origin).await,
-        },
-    };
-    if !discovery && !origin_ok {
+    let origin_ok = discovery
+        || match check_origin(headers, &state.origins) {
+            OriginCheck::Absent | OriginCheck::Allowed => true,
+            // Configured origins plus those of live tokens, and for the pairing endpoints
+            // any extension origin (it is not paired yet).
+            OriginCheck::Denied => match single_origin(headers) {
+                None => false,
+                Some(origin) if pairing && is_extension_origin(origin) => true,
+                Some(origin) => state.hub.client_tokens().origin_paired_now(origin).await,
+            },
+        };
+    if !origin_ok {
         state.hub.metrics().refused("origin");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
