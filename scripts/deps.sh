@@ -43,12 +43,14 @@ ensure_desktop_deps() {
   apt_install libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev librsvg2-bin
 }
 
-# What the tests need beyond the build: a Secret Service, a browser, a display server.
+# What the tests need beyond the build: a Secret Service, a browser, a display server,
+# PostgreSQL (the shared-database tests start their own server).
 ensure_test_deps() {
   [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null || return 0
   apt_install dbus gnome-keyring dbus-x11 libsecret-tools chromium xvfb xauth imagemagick x11-utils at-spi2-core \
     xdotool python3-xlib gir1.2-atspi-2.0 curl \
-    python3-gi gir1.2-glib-2.0
+    python3-gi gir1.2-glib-2.0 \
+    postgresql
 }
 
 # The WebSocket conformance tests (tests/conformance.rs): kosoku, a Python 3 runner of the

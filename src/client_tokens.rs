@@ -2,10 +2,25 @@
 //!
 //! A client token is 256 bits from the OS random generator, shown once (to the CLI, the
 //! `client.create` caller, or the paired extension's claim) and stored only as its
-//! SHA-256 hash with metadata (`src/store/client_tokens.rs`). The live tokens are kept
-//! in memory, indexed by hash, so authenticating a connection and checking an Origin
-//! never touch the database; the database is written when a token is created, revoked
-//! or used to connect (once per connection, never per message).
+//! SHA-256 hash with metadata. Where it is stored depends on the hub:
+//!
+//! - SQLite (local mode, and public mode without `public.database`):
+//!   `src/store/client_tokens.rs`. This instance is the only writer, so the live tokens
+//!   kept in memory, indexed by hash, are the truth: authenticating a connection and
+//!   checking an Origin never touch the database.
+//! - PostgreSQL (`public.database`, shared by every instance): `src/database/tokens.rs`.
+//!   Another instance may create or revoke a token at any time, so a new connection's
+//!   token is looked up in PostgreSQL every time (no staleness: a token revoked anywhere
+//!   never opens a new connection), and so is a signature proof's key
+//!   ([`ClientTokens::hash_of_now`]). The in-memory copy serves the synchronous
+//!   readers (the Origin allowlist, which asks the database on a miss, and the views);
+//!   it is reloaded every [`crate::database::PROBE_EVERY`] (1 s), so those lag by at
+//!   most that, and `client.list` reloads it first.
+//!   Revoking a token closes its connections on this instance at once; other instances
+//!   close theirs when they hear of it ([`ClientTokens::forget`]).
+//!
+//! The database is written when a token is created, revoked or used to connect (once
+//! per connection, never per message).
 //!
 //! Lookup is by hash in a `HashMap`: the key is the SHA-256 of a 256-bit secret, so how
 //! long a lookup takes says nothing usable about the secret (the same argument as for
@@ -15,6 +30,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::database::{Database, DatabaseError};
 use crate::error::{ErrorKind, RpcError};
 pub use crate::protocol::clients::{ClientKind, ClientView};
 use crate::scopes::Scopes;
@@ -40,6 +56,9 @@ pub enum ClientTokenError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The shared database failed or cannot be reached.
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
 }
 
 impl From<ClientTokenError> for RpcError {
@@ -55,6 +74,7 @@ impl From<ClientTokenError> for RpcError {
                     .with_details(serde_json::json!({ "client_id": id }))
             }
             ClientTokenError::Store(source) => RpcError::internal("client tokens", source),
+            ClientTokenError::Database(source) => RpcError::internal("client tokens", source),
         }
     }
 }
@@ -128,15 +148,28 @@ impl State {
     }
 }
 
+/// Where the tokens are stored.
+enum Backend {
+    /// This instance's SQLite database: the in-memory copy is the truth.
+    Sqlite(Store),
+    /// PostgreSQL shared with other instances: the in-memory copy is a cache.
+    Postgres(Database),
+}
+
+/// Why a token could not be checked.
+#[derive(Debug, thiserror::Error)]
+#[error("the client token could not be checked: the shared database is unreachable")]
+pub struct Unavailable(#[source] DatabaseError);
+
 /// The live client tokens, loaded at start and kept in step with the store.
 pub struct ClientTokens {
-    store: Store,
+    backend: Backend,
     // A std RwLock: map operations only, never held across an await.
     state: RwLock<State>,
 }
 
 impl ClientTokens {
-    /// Loads the live (unrevoked) tokens.
+    /// Loads the live (unrevoked) tokens from this instance's SQLite database.
     ///
     /// # Errors
     /// [`StoreError`] when the table cannot be read.
@@ -146,9 +179,65 @@ impl ClientTokens {
             state.insert(row);
         }
         Ok(Self {
-            store,
+            backend: Backend::Sqlite(store),
             state: RwLock::new(state),
         })
+    }
+
+    /// Loads the live tokens from the shared PostgreSQL database.
+    ///
+    /// # Errors
+    /// [`DatabaseError`] when the table cannot be read.
+    pub async fn load_shared(database: Database) -> Result<Self, DatabaseError> {
+        let tokens = Self {
+            backend: Backend::Postgres(database),
+            state: RwLock::new(State::default()),
+        };
+        tokens.refresh().await?;
+        Ok(tokens)
+    }
+
+    /// Reloads the in-memory copy from the shared database (nothing to do with SQLite,
+    /// whose copy is the truth). Returns the ids of the tokens that were live in the
+    /// copy and are not any more: revoked through another instance, so this one closes
+    /// their connections ([`crate::hub::Hub::token_revoked_elsewhere`]).
+    ///
+    /// # Errors
+    /// [`DatabaseError`]; the copy is left as it was.
+    pub async fn refresh(&self) -> Result<Vec<String>, DatabaseError> {
+        let Backend::Postgres(database) = &self.backend else {
+            return Ok(Vec::new());
+        };
+        let mut state = State::default();
+        for row in database.live_client_tokens().await? {
+            state.insert(row);
+        }
+        // Rows in the copy but not in the snapshot: revoked, or created (here or
+        // elsewhere, then used here) after the snapshot was read. Kept until the
+        // database says which.
+        let missing: Vec<String> = {
+            let mut copy = self.write();
+            let missing: Vec<ClientTokenRow> = copy
+                .by_id
+                .values()
+                .filter(|row| !state.by_id.contains_key(&row.id))
+                .cloned()
+                .collect();
+            for row in &missing {
+                state.insert(row.clone());
+            }
+            *copy = state;
+            missing.into_iter().map(|row| row.id).collect()
+        };
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        let revoked = database.revoked_client_tokens(&missing).await?;
+        let mut copy = self.write();
+        for id in &revoked {
+            copy.remove(id);
+        }
+        Ok(revoked)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -161,18 +250,51 @@ impl ClientTokens {
 
     /// The identity behind `token` presented with `origin` (the request's Origin
     /// header), or `None`. A token bound to an origin works only with exactly that
-    /// Origin; a request without an Origin does not match a bound token.
-    pub fn authenticate(&self, token: &str, origin: Option<&str>) -> Option<Identity> {
+    /// Origin; a request without an Origin does not match a bound token. With the
+    /// shared database the token is looked up there, every time.
+    ///
+    /// # Errors
+    /// [`Unavailable`] when the shared database cannot be asked.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        origin: Option<&str>,
+    ) -> Result<Option<Identity>, Unavailable> {
         let hash = token_hash(token);
-        let state = self.read();
-        let row = state.by_id.get(state.by_hash.get(&hash)?)?;
+        let row = match &self.backend {
+            Backend::Sqlite(_) => {
+                let state = self.read();
+                state
+                    .by_hash
+                    .get(&hash)
+                    .and_then(|id| state.by_id.get(id))
+                    .cloned()
+            }
+            Backend::Postgres(database) => {
+                let found = database
+                    .live_client_token(&hash)
+                    .await
+                    .map_err(Unavailable)?;
+                // A token found joins the copy at once. One not found (revoked) leaves
+                // it at the next reload, which also closes its connections here.
+                if let Some(row) = &found {
+                    let mut state = self.write();
+                    state.remove(&row.id);
+                    state.insert(row.clone());
+                }
+                found
+            }
+        };
+        let Some(row) = row else {
+            return Ok(None);
+        };
         if row.origin.is_some() && row.origin.as_deref() != origin {
-            return None;
+            return Ok(None);
         }
-        Some(Identity {
-            id: row.id.clone(),
+        Ok(Some(Identity {
+            id: row.id,
             scopes: row.scopes,
-        })
+        }))
     }
 
     /// Whether a live token is bound to exactly `origin`: such an origin passes the
@@ -181,9 +303,35 @@ impl ClientTokens {
         self.read().origins.contains_key(origin)
     }
 
+    /// [`ClientTokens::origin_paired`], and with the shared database, when the copy
+    /// does not know `origin`, the database itself (a token paired through another
+    /// instance within the last reload). A database failure counts as not paired.
+    pub async fn origin_paired_now(&self, origin: &str) -> bool {
+        if self.origin_paired(origin) {
+            return true;
+        }
+        match &self.backend {
+            Backend::Sqlite(_) => false,
+            Backend::Postgres(database) => database
+                .origin_has_live_token(origin)
+                .await
+                .unwrap_or(false),
+        }
+    }
+
     /// The SHA-256 of a live token's value, the key of its signature proof.
     pub fn hash_of(&self, id: &str) -> Option<[u8; 32]> {
         self.read().by_id.get(id).map(|row| row.hash)
+    }
+
+    /// The SHA-256 of live token `id`'s value, as the store has it now: with the shared
+    /// database always asked there (a claim through another instance gives a token a
+    /// new value, and the proof must use it); a database failure gives `None`.
+    pub async fn hash_of_now(&self, id: &str) -> Option<[u8; 32]> {
+        match &self.backend {
+            Backend::Sqlite(_) => self.hash_of(id),
+            Backend::Postgres(database) => database.live_token_hash(id).await.ok().flatten(),
+        }
     }
 
     /// A live token's row.
@@ -198,12 +346,30 @@ impl ClientTokens {
         rows
     }
 
+    /// Drops token `id` from the in-memory copy: another instance revoked it. New
+    /// connections never relied on the copy with the shared database; this makes the
+    /// synchronous readers forget it before the next reload.
+    pub fn forget(&self, id: &str) {
+        self.write().remove(id);
+    }
+
+    /// Takes note that token `id` now has the value whose SHA-256 is `hash` (a pairing
+    /// claim gave it its value, see [`crate::database::Database::claim_pairing`]).
+    pub fn rekeyed(&self, id: &str, hash: [u8; 32]) {
+        let mut state = self.write();
+        if let Some(mut row) = state.remove(id) {
+            row.hash = hash;
+            state.insert(row);
+        }
+    }
+
     /// Creates a token and returns its row with the token itself, which is not kept.
     ///
     /// # Errors
     /// [`ClientTokenError::InvalidName`], [`ClientTokenError::InvalidOrigin`],
-    /// [`ClientTokenError::NoScopes`], or [`ClientTokenError::Store`].
-    pub fn create(
+    /// [`ClientTokenError::NoScopes`], [`ClientTokenError::Store`] or
+    /// [`ClientTokenError::Database`].
+    pub async fn create(
         &self,
         new: NewClientToken,
     ) -> Result<(ClientTokenRow, String), ClientTokenError> {
@@ -228,7 +394,10 @@ impl ClientTokens {
             last_used_at: None,
             last_addr: None,
         };
-        self.store.insert_client_token(&row)?;
+        match &self.backend {
+            Backend::Sqlite(store) => store.insert_client_token(&row)?,
+            Backend::Postgres(database) => database.insert_client_token(&row).await?,
+        }
         self.write().insert(row.clone());
         tracing::info!(client_id = %row.id, kind = row.kind.as_str(), origin = ?row.origin, scopes = %row.scopes.to_storage(), "client token created");
         Ok((row, token))
@@ -239,25 +408,42 @@ impl ClientTokens {
     /// caller's part.
     ///
     /// # Errors
-    /// [`ClientTokenError::NotFound`] or [`ClientTokenError::Store`].
-    pub fn revoke(&self, id: &str) -> Result<ClientTokenRow, ClientTokenError> {
-        if !self.store.revoke_client_token(id, now_ms())? {
-            return Err(ClientTokenError::NotFound(id.to_string()));
-        }
-        let row = self
-            .write()
-            .remove(id)
-            .ok_or_else(|| ClientTokenError::NotFound(id.to_string()))?;
+    /// [`ClientTokenError::NotFound`], [`ClientTokenError::Store`] or
+    /// [`ClientTokenError::Database`].
+    pub async fn revoke(&self, id: &str) -> Result<ClientTokenRow, ClientTokenError> {
+        let row = match &self.backend {
+            Backend::Sqlite(store) => {
+                if !store.revoke_client_token(id, now_ms())? {
+                    return Err(ClientTokenError::NotFound(id.to_string()));
+                }
+                self.write().remove(id)
+            }
+            // The shared row: the token may have been made through another instance
+            // since this copy was last reloaded.
+            Backend::Postgres(database) => {
+                let row = database.revoke_client_token(id, now_ms()).await?;
+                self.write().remove(id);
+                row
+            }
+        };
+        let row = row.ok_or_else(|| ClientTokenError::NotFound(id.to_string()))?;
         tracing::info!(client_id = %id, "client token revoked");
         Ok(row)
     }
 
     /// Records that a token opened a connection from `addr`: one store write per
     /// connection. Returns the updated row, or `None` if the token is gone.
-    pub fn touch(&self, id: &str, addr: SocketAddr) -> Option<ClientTokenRow> {
+    pub async fn touch(&self, id: &str, addr: SocketAddr) -> Option<ClientTokenRow> {
         let now = now_ms();
         let addr = addr.to_string();
-        if let Err(err) = self.store.touch_client_token(id, now, &addr) {
+        let written: Result<(), ClientTokenError> = match &self.backend {
+            Backend::Sqlite(store) => store.touch_client_token(id, now, &addr).map_err(Into::into),
+            Backend::Postgres(database) => database
+                .touch_client_token(id, now, &addr)
+                .await
+                .map_err(Into::into),
+        };
+        if let Err(err) = written {
             tracing::warn!(error = %crate::error::ErrorChain(&err), client_id = %id, "cannot record token use");
         }
         let mut state = self.write();
@@ -320,58 +506,83 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_bound_token_works_only_from_its_origin() {
+    #[tokio::test]
+    async fn a_bound_token_works_only_from_its_origin() {
         let (_dir, tokens) = registry();
-        let (row, token) = tokens.create(new(Some("chrome-extension://abc"))).unwrap();
+        let (row, token) = tokens
+            .create(new(Some("chrome-extension://abc")))
+            .await
+            .unwrap();
         assert_eq!(row.name, "ext");
         assert!(row.id.starts_with("cl_") && row.id.len() == 15);
         assert_eq!(token.len(), 64);
         let who = tokens
             .authenticate(&token, Some("chrome-extension://abc"))
+            .await
+            .unwrap()
             .unwrap();
         assert_eq!(who.id, row.id);
         assert_eq!(
-            tokens.authenticate(&token, Some("chrome-extension://abd")),
+            tokens
+                .authenticate(&token, Some("chrome-extension://abd"))
+                .await
+                .unwrap(),
             None
         );
-        assert_eq!(tokens.authenticate(&token, None), None);
+        assert_eq!(tokens.authenticate(&token, None).await.unwrap(), None);
         assert_eq!(
-            tokens.authenticate("wrong", Some("chrome-extension://abc")),
+            tokens
+                .authenticate("wrong", Some("chrome-extension://abc"))
+                .await
+                .unwrap(),
             None
         );
         assert!(tokens.origin_paired("chrome-extension://abc"));
 
-        let (unbound, unbound_token) = tokens.create(new(None)).unwrap();
+        let (unbound, unbound_token) = tokens.create(new(None)).await.unwrap();
         assert_eq!(
-            tokens.authenticate(&unbound_token, None).unwrap().id,
+            tokens
+                .authenticate(&unbound_token, None)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
             unbound.id
         );
 
-        tokens.revoke(&row.id).unwrap();
+        tokens.revoke(&row.id).await.unwrap();
         assert_eq!(
-            tokens.authenticate(&token, Some("chrome-extension://abc")),
+            tokens
+                .authenticate(&token, Some("chrome-extension://abc"))
+                .await
+                .unwrap(),
             None
         );
         assert!(!tokens.origin_paired("chrome-extension://abc"));
         assert!(matches!(
-            tokens.revoke(&row.id),
+            tokens.revoke(&row.id).await,
             Err(ClientTokenError::NotFound(_))
         ));
     }
 
-    #[test]
-    fn tokens_survive_a_reload_and_bad_input_is_refused() {
+    #[tokio::test]
+    async fn tokens_survive_a_reload_and_bad_input_is_refused() {
         let (dir, tokens) = registry();
-        let (row, token) = tokens.create(new(Some("moz-extension://1234"))).unwrap();
+        let (row, token) = tokens
+            .create(new(Some("moz-extension://1234")))
+            .await
+            .unwrap();
         tokens
             .touch(&row.id, "127.0.0.1:5".parse().unwrap())
+            .await
             .unwrap();
         drop(tokens);
         let tokens = ClientTokens::load(Store::open(dir.path()).unwrap()).unwrap();
         assert!(
             tokens
                 .authenticate(&token, Some("moz-extension://1234"))
+                .await
+                .unwrap()
                 .is_some()
         );
         assert_eq!(
@@ -382,19 +593,19 @@ mod tests {
         let mut bad = new(None);
         bad.name = "\u{7}".into();
         assert!(matches!(
-            tokens.create(bad),
+            tokens.create(bad).await,
             Err(ClientTokenError::InvalidName)
         ));
         let mut bad = new(Some("chrome-extension://x/path"));
         bad.name = "n".into();
         assert!(matches!(
-            tokens.create(bad),
+            tokens.create(bad).await,
             Err(ClientTokenError::InvalidOrigin(_))
         ));
         let mut bad = new(None);
         bad.scopes = Scopes::NONE;
         assert!(matches!(
-            tokens.create(bad),
+            tokens.create(bad).await,
             Err(ClientTokenError::NoScopes)
         ));
     }

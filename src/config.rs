@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 mod public;
 
-pub use public::{Family, Mode, ProxyHeader, PublicConfig, PublicOverrides};
+pub use public::{
+    DATABASE_PASSWORD_ENV, Family, Mode, ProxyHeader, PublicConfig, PublicOverrides, database_url,
+};
 
 /// The default local port, the one the browser extension probes first.
 pub const DEFAULT_PORT: u16 = 3003;

@@ -25,6 +25,7 @@ use crate::client_tokens::ClientTokens;
 use crate::clients::{Client, Clients};
 use crate::config::{LoadedConfig, Mode};
 use crate::coordinator::{Coordinator, CoordinatorParts};
+use crate::database::{DATABASE_PASSWORD_SECRET, Database, DatabaseError};
 use crate::error::ErrorChain;
 use crate::events::{Event, EventSink};
 use crate::feed::Feed;
@@ -33,7 +34,7 @@ use crate::monitor::Monitor;
 use crate::notifier::Notifier;
 use crate::pairing::Pairings;
 use crate::project::{ProjectError, Projects};
-use crate::protocol::hub::{Disk, Health, HubStatus, Memory, Stats};
+use crate::protocol::hub::{DatabaseHealth, Disk, Health, HealthStatus, HubStatus, Memory, Stats};
 use crate::protocol::{PROTOCOL_VERSION, ProjectView, Role, method, notification};
 use crate::runner::cli::CliSlot;
 use crate::runner::process::clean_orphans;
@@ -80,6 +81,19 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// `public.database` is set but the database cannot be used: unreachable, refused
+    /// the credentials, or a migration failed. The hub does not start without it.
+    #[error("cannot use the shared database {target} (public.database)")]
+    Database {
+        /// `user@host:port/dbname`, never a password.
+        target: String,
+        /// What failed.
+        #[source]
+        source: DatabaseError,
+    },
+    /// `public.database` is not a usable PostgreSQL URL (the reason says why).
+    #[error("invalid public.database: {0}")]
+    DatabaseUrl(String),
     /// Another I/O failure (data directory, runtime file).
     #[error("cannot {action}")]
     Io {
@@ -89,6 +103,46 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The parsed `public.database` when public mode uses the shared database. Checked
+/// again here (the configuration was validated when loaded) so that a configuration
+/// built some other way cannot fall back to SQLite silently.
+fn shared_database(config: &LoadedConfig) -> Result<Option<tokio_postgres::Config>, StartError> {
+    let public = &config.config.public;
+    match public.database.as_deref().filter(|_| public.enabled) {
+        None => Ok(None),
+        Some(url) => crate::config::database_url(url)
+            .map(Some)
+            .map_err(StartError::DatabaseUrl),
+    }
+}
+
+/// `user@host:port/dbname` of a database configuration, for messages (no password).
+fn describe(pg: &tokio_postgres::Config) -> String {
+    let host = match pg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => String::new(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}@{host}:{port}/{}",
+        pg.get_user().unwrap_or(""),
+        pg.get_dbname().unwrap_or("")
+    )
+}
+
+/// The PostgreSQL password: `SEMANTEST_HUB_DATABASE_PASSWORD`, else the secret store's
+/// `database-password` entry, else none (trust or certificate authentication).
+fn database_password(secrets: &Secrets) -> Result<Option<String>, SecretError> {
+    if let Ok(password) = std::env::var(crate::config::DATABASE_PASSWORD_ENV)
+        && !password.is_empty()
+    {
+        return Ok(Some(password));
+    }
+    secrets.get(DATABASE_PASSWORD_SECRET)
 }
 
 /// The parts behind a [`Hub`].
@@ -105,6 +159,8 @@ struct Inner {
     owner_hash: [u8; 32],
     client_tokens: ClientTokens,
     pairings: Pairings,
+    /// The PostgreSQL database shared with other instances (`public.database`).
+    database: Option<Database>,
     secret_store: &'static str,
     instance_id: String,
     started: Instant,
@@ -141,18 +197,51 @@ impl Hub {
         let data_dir_lock = lock_data_dir(&data_dir).await?;
         let kind = config.config.secret_store;
         let dir = data_dir.clone();
-        let (secret_store, owner_hash) = tokio::task::spawn_blocking(move || {
-            let secrets = Secrets::open(kind, &dir)?;
-            let token = secrets.get_or_create(OWNER_TOKEN, new_token)?;
-            Ok::<_, SecretError>((secrets.backend_name(), token_hash(&token)))
-        })
-        .await
-        .expect("secret store task panicked")?;
+        let shared = shared_database(&config)?;
+        let wants_password = shared.is_some();
+        let (secret_store, owner_hash, database_password) =
+            tokio::task::spawn_blocking(move || {
+                let secrets = Secrets::open(kind, &dir)?;
+                let token = secrets.get_or_create(OWNER_TOKEN, new_token)?;
+                let password = if wants_password {
+                    database_password(&secrets)?
+                } else {
+                    None
+                };
+                Ok::<_, SecretError>((secrets.backend_name(), token_hash(&token), password))
+            })
+            .await
+            .expect("secret store task panicked")?;
         info!(secret_store, "owner token ready");
 
         let store = Store::open(&data_dir)?;
-        let client_tokens = ClientTokens::load(store.clone())?;
-        let pairings = Pairings::new(config.config.pairing.clone());
+        let (client_tokens, pairings, database) = match shared {
+            None => (
+                ClientTokens::load(store.clone())?,
+                Pairings::new(config.config.pairing.clone()),
+                None,
+            ),
+            Some(mut pg) => {
+                let target = describe(&pg);
+                if let Some(password) = database_password {
+                    pg.password(password);
+                }
+                let failed = |source| StartError::Database {
+                    target: target.clone(),
+                    source,
+                };
+                let database = Database::connect(pg).await.map_err(failed)?;
+                let tokens = ClientTokens::load_shared(database.clone())
+                    .await
+                    .map_err(failed)?;
+                info!(database = %target, "client tokens and pairings are shared in PostgreSQL");
+                (
+                    tokens,
+                    Pairings::shared(database.clone(), config.config.pairing.clone()),
+                    Some(database),
+                )
+            }
+        };
         let orphans = clean_orphans(&store);
         if orphans > 0 {
             warn!(orphans, "runs orphaned by a previous crash were cleaned up");
@@ -223,6 +312,7 @@ impl Hub {
                 owner_hash,
                 client_tokens,
                 pairings,
+                database,
                 secret_store,
                 instance_id: uuid::Uuid::new_v4().to_string(),
                 started: Instant::now(),
@@ -269,6 +359,32 @@ impl Hub {
     /// Pending pairing requests.
     pub fn pairings(&self) -> &Pairings {
         &self.inner.pairings
+    }
+
+    /// Where client tokens and pairings live and whether it answers: the local SQLite
+    /// database is always reachable; the shared PostgreSQL database as last seen.
+    pub fn database_health(&self) -> DatabaseHealth {
+        self.inner
+            .database
+            .as_ref()
+            .map_or(DatabaseHealth::SQLITE, Database::health)
+    }
+
+    /// The shared database, when client tokens and pairings live there.
+    pub(crate) fn database(&self) -> Option<&Database> {
+        self.inner.database.as_ref()
+    }
+
+    /// Another instance revoked token `id`: close this instance's connections made with
+    /// it (1008, as for a revocation here) and drop it from the in-memory copy.
+    pub fn token_revoked_elsewhere(&self, id: &str) {
+        let closed = self.inner.clients.close_token(
+            id,
+            crate::clients::CLOSE_POLICY,
+            crate::clients::REVOKED_REASON,
+        );
+        self.inner.client_tokens.forget(id);
+        info!(client_id = %id, closed, "token revoked on another instance");
     }
 
     /// The configuration in force.
@@ -501,8 +617,14 @@ impl Hub {
     /// `GET /health`: status, resources, counts and agent CLI availability.
     pub fn health(&self) -> Health {
         let sample = self.inner.monitor.latest();
+        let database = self.database_health();
+        let status = if database.healthy() {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Unhealthy
+        };
         Health {
-            status: "ok",
+            status,
             product: PRODUCT,
             version: VERSION,
             uptime_s: self.uptime_s(),
@@ -521,6 +643,7 @@ impl Hub {
             running_agents: self.running_agents(),
             agent_cli: self.inner.runner.cli().report(),
             secret_store: self.inner.secret_store,
+            database,
         }
     }
 

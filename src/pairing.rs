@@ -6,8 +6,15 @@
 //! A request records the exact Origin it came from, its peer address, a 6-digit code and
 //! the SHA-256 of a 256-bit claim secret that only the requester received. After
 //! approval the token waits in memory until a claim presents the same Origin and claim
-//! secret, is handed over exactly once, and is then forgotten. Requests live in memory
-//! only: a restart drops them, and a paired origin persists through its token instead.
+//! secret, is handed over exactly once, and is then forgotten.
+//!
+//! Where requests live: in memory ([`Memory`]) for a single hub, where a restart drops
+//! them and a paired origin persists through its token instead; or, with
+//! `public.database`, in the shared PostgreSQL table `pairing_requests`
+//! (`src/database/pairings.rs`), so that any instance can list, approve, deny or hand
+//! over a request made through any other, and the pending limits count every instance's
+//! requests. That table never holds a token: the claim gives the approved request's
+//! token a fresh value, in the same transaction that deletes the request.
 //!
 //! Limits: a request expires after `pairing.request_ttl_s` (2 minutes by default); at
 //! most `pairing.max_pending` are pending (5), at most `pairing.max_pending_per_address`
@@ -19,6 +26,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::config::PairingConfig;
+use crate::database::{Admission, Database, PairingRow, PairingState, PendingLimits};
 use crate::error::{ErrorKind, RpcError};
 pub use crate::protocol::clients::{Outcome, RequestView};
 use crate::scopes::Scopes;
@@ -69,6 +77,9 @@ pub enum PairingError {
     /// The request was denied.
     #[error("pairing request {0} was denied")]
     Denied(String),
+    /// The shared database cannot be reached (logged where it happened).
+    #[error("pairing requests cannot be read: the shared database is unreachable")]
+    Unavailable,
 }
 
 impl PairingError {
@@ -79,6 +90,7 @@ impl PairingError {
             Self::NotFound(_) => ErrorKind::PairingNotFound,
             Self::Expired(_) => ErrorKind::PairingExpired,
             Self::Denied(_) => ErrorKind::PairingDenied,
+            Self::Unavailable => ErrorKind::Internal,
         }
     }
 }
@@ -92,6 +104,7 @@ impl From<PairingError> for RpcError {
             PairingError::TooManyPending(n) | PairingError::TooManyFromAddress(n) => {
                 serde_json::json!({ "limit": n })
             }
+            PairingError::Unavailable => serde_json::Value::Null,
         };
         RpcError::new(err.kind(), err.to_string()).with_details(details)
     }
@@ -179,18 +192,17 @@ impl Request {
     }
 }
 
-/// The pairing requests. Shared by the HTTP endpoints and the `pairing.*` methods.
-pub struct Pairings {
+/// The pairing requests of a single hub, in memory.
+pub struct Memory {
     config: PairingConfig,
-    // A std Mutex: map operations only (and the token insert on approval, which is
-    // synchronous), never held across an await.
+    // A std Mutex: map operations only, never held across an await.
     requests: Mutex<HashMap<String, Request>>,
-    /// Tokens approved but never claimed in time, for [`Pairings::expire_due`] to report
+    /// Tokens approved but never claimed in time, for [`Memory::expire_due`] to report
     /// so they can be revoked. Locked after `requests`, never before.
     unclaimed: Mutex<Vec<String>>,
 }
 
-/// What [`Pairings::expire_due`] found.
+/// What [`Pairings::expire_due`] and [`Memory::expire_due`] found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Expired {
     /// Requests that expired undecided, for `pairing.resolved`.
@@ -200,7 +212,7 @@ pub struct Expired {
     pub unclaimed_clients: Vec<String>,
 }
 
-impl Pairings {
+impl Memory {
     /// No requests yet, with these limits.
     pub fn new(config: PairingConfig) -> Self {
         Self {
@@ -277,24 +289,26 @@ impl Pairings {
         views
     }
 
-    /// Approves a pending request. `issue` creates the token for the request; it runs
-    /// with the requests locked (it must not await), so a concurrent deny or expiry
-    /// cannot interleave. The token then waits for its claim. Returns the client id.
+    /// The request `id` if it can still be decided at `now`.
     ///
     /// # Errors
-    /// [`PairingError::NotFound`], [`PairingError::Expired`], [`PairingError::Denied`]
-    /// (converted into `E`), or `issue`'s own error.
-    pub fn approve<E: From<PairingError>>(
-        &self,
-        id: &str,
-        now: i64,
-        issue: impl FnOnce(&RequestView) -> Result<Approval, E>,
-    ) -> Result<String, E> {
+    /// [`PairingError::NotFound`], [`PairingError::Expired`], [`PairingError::Denied`].
+    pub fn decidable_view(&self, id: &str, now: i64) -> Result<RequestView, PairingError> {
+        let mut requests = self.lock();
+        self.sweep(&mut requests, now);
+        Ok(self.decidable(&mut requests, id, now)?.view.clone())
+    }
+
+    /// Approves a request still pending at `now` with the token issued for it, which
+    /// then waits for its claim.
+    ///
+    /// # Errors
+    /// [`PairingError::NotFound`], [`PairingError::Expired`], [`PairingError::Denied`]:
+    /// the caller revokes the token it issued.
+    pub fn approve(&self, id: &str, now: i64, approval: Approval) -> Result<(), PairingError> {
         let mut requests = self.lock();
         self.sweep(&mut requests, now);
         let request = self.decidable(&mut requests, id, now)?;
-        let approval = issue(&request.view)?;
-        let client_id = approval.client_id.clone();
         request.state = State::Approved {
             client_id: approval.client_id,
             token: approval.token,
@@ -302,7 +316,7 @@ impl Pairings {
         };
         // The claim window: another TTL from the approval.
         request.expires_at = now.saturating_add(self.ttl_ms());
-        Ok(client_id)
+        Ok(())
     }
 
     /// Denies a pending request.
@@ -414,6 +428,280 @@ impl Pairings {
     }
 }
 
+/// Where the requests live.
+enum Backend {
+    /// This hub's memory.
+    Memory(Memory),
+    /// The PostgreSQL table shared by the instances of a public hub.
+    Postgres {
+        /// The shared database.
+        database: Database,
+        /// The limits.
+        config: PairingConfig,
+    },
+}
+
+/// The pairing requests. Shared by the HTTP endpoints and the `pairing.*` methods; the
+/// rest of the hub does not know which backend it has.
+pub struct Pairings {
+    backend: Backend,
+}
+
+/// Logs a database failure and turns it into [`PairingError::Unavailable`].
+fn unavailable(err: crate::database::DatabaseError) -> PairingError {
+    tracing::warn!(error = %crate::error::ErrorChain(&err), "pairing store unreachable");
+    PairingError::Unavailable
+}
+
+fn view_of(row: &PairingRow) -> RequestView {
+    RequestView {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        origin: row.origin.clone(),
+        code: row.code.clone(),
+        created_at: format_ms(row.created_at),
+        expires_at: format_ms(row.expires_at),
+        address: row.address.clone(),
+    }
+}
+
+impl Pairings {
+    /// In memory, with these limits.
+    pub fn new(config: PairingConfig) -> Self {
+        Self {
+            backend: Backend::Memory(Memory::new(config)),
+        }
+    }
+
+    /// In the shared database, with these limits.
+    pub fn shared(database: Database, config: PairingConfig) -> Self {
+        Self {
+            backend: Backend::Postgres { database, config },
+        }
+    }
+
+    /// How long a request waits for a decision, in milliseconds.
+    pub fn ttl_ms(&self) -> i64 {
+        match &self.backend {
+            Backend::Memory(memory) => memory.ttl_ms(),
+            Backend::Postgres { config, .. } => {
+                i64::try_from(config.request_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+            }
+        }
+    }
+
+    /// Records a request made at `now` (epoch ms).
+    ///
+    /// # Errors
+    /// [`PairingError::TooManyPending`], [`PairingError::TooManyFromAddress`] (counted
+    /// over every instance with the shared database), [`PairingError::Unavailable`].
+    pub async fn request(&self, new: NewRequest, now: i64) -> Result<Issued, PairingError> {
+        let (database, config) = match &self.backend {
+            Backend::Memory(memory) => return memory.request(new, now),
+            Backend::Postgres { database, config } => (database, config),
+        };
+        let claim = new_token();
+        let expires_at = now.saturating_add(self.ttl_ms());
+        let row = PairingRow {
+            id: format!("pr_{}", &new_token()[..16]),
+            name: new.name,
+            origin: new.origin,
+            code: six_digit_code(),
+            address: new.address.to_string(),
+            claim_hash: token_hash(&claim),
+            created_at: now,
+            expires_at,
+            state: PairingState::Pending,
+            client_id: None,
+        };
+        let limits = PendingLimits {
+            max_pending: config.max_pending,
+            max_per_address: config.max_pending_per_address,
+        };
+        match database
+            .insert_pairing(&row, limits)
+            .await
+            .map_err(unavailable)?
+        {
+            Admission::Recorded => Ok(Issued {
+                request: view_of(&row),
+                claim,
+                expires_at_ms: expires_at,
+            }),
+            Admission::TooManyPending => Err(PairingError::TooManyPending(config.max_pending)),
+            Admission::TooManyFromAddress => Err(PairingError::TooManyFromAddress(
+                config.max_pending_per_address,
+            )),
+        }
+    }
+
+    /// The pending requests, oldest first.
+    ///
+    /// # Errors
+    /// [`PairingError::Unavailable`].
+    pub async fn list(&self, now: i64) -> Result<Vec<RequestView>, PairingError> {
+        match &self.backend {
+            Backend::Memory(memory) => Ok(memory.list(now)),
+            Backend::Postgres { database, .. } => Ok(database
+                .pending_pairings(now)
+                .await
+                .map_err(unavailable)?
+                .iter()
+                .map(view_of)
+                .collect()),
+        }
+    }
+
+    /// The request `id` if it can still be decided at `now`.
+    ///
+    /// # Errors
+    /// [`PairingError::NotFound`], [`PairingError::Expired`], [`PairingError::Denied`],
+    /// [`PairingError::Unavailable`].
+    pub async fn decidable(&self, id: &str, now: i64) -> Result<RequestView, PairingError> {
+        let database = match &self.backend {
+            Backend::Memory(memory) => return memory.decidable_view(id, now),
+            Backend::Postgres { database, .. } => database,
+        };
+        let row = database
+            .pairing(id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| PairingError::NotFound(id.to_string()))?;
+        match row.state {
+            PairingState::Pending if now < row.expires_at => Ok(view_of(&row)),
+            PairingState::Pending | PairingState::Expired => {
+                Err(PairingError::Expired(id.to_string()))
+            }
+            PairingState::Denied => Err(PairingError::Denied(id.to_string())),
+            PairingState::Approved => Err(PairingError::NotFound(id.to_string())),
+        }
+    }
+
+    /// Approves a request still pending at `now` with the token issued for it (see
+    /// [`Pairings::decidable`]); the token then waits one more TTL for its claim. A
+    /// concurrent decision or expiry wins: the caller revokes the token it issued.
+    ///
+    /// # Errors
+    /// [`PairingError::NotFound`], [`PairingError::Expired`], [`PairingError::Denied`],
+    /// [`PairingError::Unavailable`].
+    pub async fn approve(
+        &self,
+        id: &str,
+        now: i64,
+        approval: Approval,
+    ) -> Result<(), PairingError> {
+        let database = match &self.backend {
+            Backend::Memory(memory) => return memory.approve(id, now, approval),
+            Backend::Postgres { database, .. } => database,
+        };
+        let claim_by = now.saturating_add(self.ttl_ms());
+        let decided = database
+            .decide_pairing(
+                id,
+                now,
+                PairingState::Approved,
+                Some((&approval.client_id, claim_by)),
+            )
+            .await
+            .map_err(unavailable)?;
+        if decided {
+            return Ok(());
+        }
+        self.decidable(id, now).await?;
+        Err(PairingError::NotFound(id.to_string()))
+    }
+
+    /// Denies a request still pending at `now`.
+    ///
+    /// # Errors
+    /// [`PairingError::NotFound`], [`PairingError::Expired`], [`PairingError::Denied`],
+    /// [`PairingError::Unavailable`].
+    pub async fn deny(&self, id: &str, now: i64) -> Result<(), PairingError> {
+        let database = match &self.backend {
+            Backend::Memory(memory) => return memory.deny(id, now),
+            Backend::Postgres { database, .. } => database,
+        };
+        let decided = database
+            .decide_pairing(id, now, PairingState::Denied, None)
+            .await
+            .map_err(unavailable)?;
+        if decided {
+            return Ok(());
+        }
+        self.decidable(id, now).await?;
+        Err(PairingError::NotFound(id.to_string()))
+    }
+
+    /// What the requester learns when it presents `origin` and `claim` for request `id`
+    /// (see [`Memory::claim`]). With the shared database an approved claim gives the
+    /// token a fresh value, returned here; the caller tells [`crate::client_tokens`].
+    ///
+    /// # Errors
+    /// [`PairingError::Unavailable`].
+    pub async fn claim(
+        &self,
+        id: &str,
+        origin: &str,
+        claim: &str,
+        now: i64,
+    ) -> Result<Claim, PairingError> {
+        let database = match &self.backend {
+            Backend::Memory(memory) => return Ok(memory.claim(id, origin, claim, now)),
+            Backend::Postgres { database, .. } => database,
+        };
+        let Some(row) = database.pairing(id).await.map_err(unavailable)? else {
+            return Ok(Claim::Unknown);
+        };
+        if row.origin != origin || !hashes_equal(&row.claim_hash, &token_hash(claim)) {
+            return Ok(Claim::Unknown);
+        }
+        let forgotten = now >= row.expires_at.saturating_add(self.ttl_ms());
+        Ok(match row.state {
+            PairingState::Pending if now < row.expires_at => Claim::Pending,
+            PairingState::Approved if now < row.expires_at => {
+                let token = new_token();
+                match database
+                    .claim_pairing(id, now, &token_hash(&token))
+                    .await
+                    .map_err(unavailable)?
+                {
+                    Some((client_id, scopes)) => Claim::Approved {
+                        client_id,
+                        token,
+                        scopes,
+                    },
+                    None => Claim::Unknown,
+                }
+            }
+            _ if forgotten => Claim::Unknown,
+            PairingState::Denied => Claim::Denied,
+            PairingState::Pending | PairingState::Approved | PairingState::Expired => {
+                Claim::Expired
+            }
+        })
+    }
+
+    /// Expires what is due at `now` (see [`Memory::expire_due`]); with the shared
+    /// database each request is reported once by whichever instance gets there first.
+    ///
+    /// # Errors
+    /// [`PairingError::Unavailable`].
+    pub async fn expire_due(&self, now: i64) -> Result<Expired, PairingError> {
+        let database = match &self.backend {
+            Backend::Memory(memory) => return Ok(memory.expire_due(now)),
+            Backend::Postgres { database, .. } => database,
+        };
+        let rows = database
+            .expire_pairings(now, self.ttl_ms())
+            .await
+            .map_err(unavailable)?;
+        Ok(Expired {
+            requests: rows.requests,
+            unclaimed_clients: rows.unclaimed_clients,
+        })
+    }
+}
+
 /// A uniformly random 6-digit code, `000000` to `999999` (rejection sampling, so no
 /// digit is more likely than another).
 fn six_digit_code() -> String {
@@ -434,8 +722,8 @@ mod tests {
     use super::*;
     use crate::scopes::Scope;
 
-    fn pairings() -> Pairings {
-        Pairings::new(PairingConfig::default())
+    fn pairings() -> Memory {
+        Memory::new(PairingConfig::default())
     }
 
     fn new(address: &str) -> NewRequest {
@@ -446,12 +734,12 @@ mod tests {
         }
     }
 
-    fn issue(_: &RequestView) -> Result<Approval, PairingError> {
-        Ok(Approval {
+    fn issue() -> Approval {
+        Approval {
             client_id: "cl_1".into(),
             token: "tok".into(),
             scopes: Scopes::only(Scope::Events),
-        })
+        }
     }
 
     #[test]
@@ -487,7 +775,7 @@ mod tests {
             Claim::Pending
         );
         assert_eq!(p.list(1).len(), 1);
-        p.approve(id, 2, issue).unwrap();
+        p.approve(id, 2, issue()).unwrap();
         assert!(p.list(2).is_empty());
         assert_eq!(
             p.claim(id, "chrome-extension://abd", &issued.claim, 3),
@@ -506,7 +794,7 @@ mod tests {
             Claim::Unknown
         );
         assert_eq!(
-            p.approve(id, 4, issue).unwrap_err(),
+            p.approve(id, 4, issue()).unwrap_err(),
             PairingError::NotFound(id.clone())
         );
     }
@@ -527,7 +815,7 @@ mod tests {
             Claim::Denied
         );
         assert!(matches!(
-            p.approve(&denied.request.id, 2, issue),
+            p.approve(&denied.request.id, 2, issue()),
             Err(PairingError::Denied(_))
         ));
 
@@ -536,7 +824,7 @@ mod tests {
         assert_eq!(p.expire_due(ttl).requests, vec![late.request.id.clone()]);
         assert_eq!(p.expire_due(ttl + 1), Expired::default(), "reported once");
         assert!(matches!(
-            p.approve(&late.request.id, ttl + 1, issue),
+            p.approve(&late.request.id, ttl + 1, issue()),
             Err(PairingError::Expired(_))
         ));
         assert_eq!(
@@ -561,7 +849,7 @@ mod tests {
 
         // An approved token not claimed within the claim window is dropped.
         let unclaimed = p.request(new("127.0.0.3"), 0).unwrap();
-        p.approve(&unclaimed.request.id, 10, issue).unwrap();
+        p.approve(&unclaimed.request.id, 10, issue()).unwrap();
         assert_eq!(
             p.claim(
                 &unclaimed.request.id,

@@ -23,9 +23,9 @@ use crate::client_tokens::valid_name;
 use crate::conn_info::ClientAddr;
 use crate::error::ErrorKind;
 use crate::hub::Hub;
-use crate::pairing::{Claim, NewRequest, is_extension_origin};
+use crate::pairing::{Claim, NewRequest, PairingError, is_extension_origin};
 use crate::security::single_origin;
-use crate::timestamp::{format_ms, now_ms};
+use crate::timestamp::format_ms;
 
 /// Request bodies larger than this are refused (413).
 pub const MAX_BODY_BYTES: usize = 4096;
@@ -124,7 +124,7 @@ pub(crate) async fn request(
         origin,
         address,
     };
-    match access::request_pairing(&hub, new) {
+    match access::request_pairing(&hub, new).await {
         Ok(issued) => reply(
             StatusCode::CREATED,
             json!({
@@ -134,6 +134,11 @@ pub(crate) async fn request(
                 "expires_at": format_ms(issued.expires_at_ms),
                 "poll_after_ms": POLL_AFTER_MS,
             }),
+        ),
+        Err(PairingError::Unavailable) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal,
+            PairingError::Unavailable.to_string(),
         ),
         Err(err) => {
             hub.metrics().refused("pairing_limit");
@@ -158,11 +163,13 @@ pub(crate) async fn claim(
         Ok(parts) => parts,
         Err(response) => return response,
     };
-    access::expire_due(&hub);
-    match hub
-        .pairings()
-        .claim(&request_id, &origin, &body.claim, now_ms())
-    {
+    let claim = match access::claim_pairing(&hub, &request_id, &origin, &body.claim).await {
+        Ok(claim) => claim,
+        Err(err) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, err.kind(), err.to_string());
+        }
+    };
+    match claim {
         Claim::Pending => reply(
             StatusCode::ACCEPTED,
             json!({ "status": "pending", "poll_after_ms": POLL_AFTER_MS }),

@@ -229,6 +229,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         }));
     }
     hub.start_background(port);
+    crate::access::start_upkeep(&hub);
     write_runtime_file(&hub)?;
     let server = HubServer {
         hub,
@@ -401,16 +402,18 @@ async fn gate(
         || path
             .strip_prefix("/pair/")
             .is_some_and(|id| !id.is_empty() && !id.contains('/'));
-    let origin_ok = match check_origin(headers, &state.origins) {
-        OriginCheck::Absent | OriginCheck::Allowed => true,
-        // Configured origins plus those of live tokens, and for the pairing endpoints
-        // any extension origin (it is not paired yet).
-        OriginCheck::Denied => single_origin(headers).is_some_and(|origin| {
-            state.hub.client_tokens().origin_paired(origin)
-                || (pairing && is_extension_origin(origin))
-        }),
-    };
-    if !discovery && !origin_ok {
+    let origin_ok = discovery
+        || match check_origin(headers, &state.origins) {
+            OriginCheck::Absent | OriginCheck::Allowed => true,
+            // Configured origins plus those of live tokens, and for the pairing endpoints
+            // any extension origin (it is not paired yet).
+            OriginCheck::Denied => match single_origin(headers) {
+                None => false,
+                Some(origin) if pairing && is_extension_origin(origin) => true,
+                Some(origin) => state.hub.client_tokens().origin_paired_now(origin).await,
+            },
+        };
+    if !origin_ok {
         state.hub.metrics().refused("origin");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
@@ -500,7 +503,7 @@ async fn signature(
         let key = if client == OWNER_CLIENT_ID {
             Some(*hub.owner_hash())
         } else {
-            hub.client_tokens().hash_of(&client)
+            hub.client_tokens().hash_of_now(&client).await
         };
         let endpoint = match &state.public {
             // Behind TLS or a proxy the listener's address is not what clients contact;
@@ -535,10 +538,17 @@ async fn health(
     State(state): State<AppState>,
     axum::Extension(client): axum::Extension<ClientAddr>,
 ) -> Response {
-    let mut response = if may_monitor(&state, client) {
-        axum::Json(state.hub.health()).into_response()
+    let health = state.hub.health();
+    let code = if health.healthy() {
+        StatusCode::OK
     } else {
-        axum::Json(json!({"status": "ok", "product": PRODUCT, "version": VERSION})).into_response()
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = if may_monitor(&state, client) {
+        (code, axum::Json(health)).into_response()
+    } else {
+        let short = json!({"status": health.status, "product": PRODUCT, "version": VERSION});
+        (code, axum::Json(short)).into_response()
     };
     response
         .headers_mut()
@@ -577,31 +587,49 @@ enum Auth {
     Client(Identity),
 }
 
+/// Why a WebSocket request was refused before the upgrade.
+enum Refusal {
+    /// No valid credential: 401 with this reason.
+    Unauthorized(&'static str),
+    /// The shared database cannot check the token: 503.
+    Unavailable,
+}
+
 /// Who a WebSocket request authenticated as, or why not. A client token bound to an
 /// origin counts only with exactly that Origin header.
-fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Auth, &'static str> {
+async fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Auth, Refusal> {
+    use Refusal::Unauthorized;
     match extract_credential(headers) {
-        None => Err("a token is required"),
+        None => Err(Unauthorized("a token is required")),
         Some(Credential::Token(token)) if hashes_equal(&token_hash(&token), hub.owner_hash()) => {
             Ok(Auth::Owner)
         }
-        Some(Credential::Token(token)) => hub
+        Some(Credential::Token(token)) => match hub
             .client_tokens()
             .authenticate(&token, single_origin(headers))
-            .map(Auth::Client)
-            .ok_or("invalid token"),
-        Some(Credential::Session(_)) if hub.mode() == Mode::Public => {
-            Err("a public hub takes tokens only; there is no dashboard sign-in")
-        }
+            .await
+        {
+            Ok(Some(identity)) => Ok(Auth::Client(identity)),
+            Ok(None) => Err(Unauthorized("invalid token")),
+            Err(err) => {
+                warn!(error = %ErrorChain(&err), "client token lookup failed");
+                Err(Refusal::Unavailable)
+            }
+        },
+        Some(Credential::Session(_)) if hub.mode() == Mode::Public => Err(Unauthorized(
+            "a public hub takes tokens only; there is no dashboard sign-in",
+        )),
         Some(Credential::Session(session)) => match hub
             .store()
             .dashboard_session_valid(&token_hash(&session), now_ms())
         {
             Ok(true) => Ok(Auth::Owner),
-            Ok(false) => Err("sign-in expired; open the dashboard link again"),
+            Ok(false) => Err(Unauthorized(
+                "sign-in expired; open the dashboard link again",
+            )),
             Err(err) => {
                 warn!(error = %ErrorChain(&err), "session lookup failed");
-                Err("sign-in could not be checked")
+                Err(Unauthorized("sign-in could not be checked"))
             }
         },
     }
@@ -624,6 +652,16 @@ pub fn websocket_settings(upgrade: WebSocketUpgrade, limits: &Limits) -> WebSock
         .read_buffer_size(WS_READ_BUFFER)
 }
 
+/// 503 for a new connection while the shared database is unreachable.
+fn database_unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        "the shared database is unreachable; try again shortly",
+    )
+        .into_response()
+}
+
 async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
@@ -633,9 +671,20 @@ async fn websocket(
 ) -> Response {
     let hub = state.hub.clone();
     let peer = addrs.peer;
-    let auth = match authenticate(&hub, &headers) {
+    // Without the shared database no token can be checked nor access managed: a new
+    // connection goes to another instance (a load balancer retries on 503); open ones
+    // carry on.
+    if !hub.database_health().healthy() {
+        hub.metrics().refused("database");
+        return database_unavailable();
+    }
+    let auth = match authenticate(&hub, &headers).await {
         Ok(auth) => auth,
-        Err(reason) => {
+        Err(Refusal::Unavailable) => {
+            hub.metrics().refused("database");
+            return database_unavailable();
+        }
+        Err(Refusal::Unauthorized(reason)) => {
             hub.metrics().refused("token");
             return (
                 StatusCode::UNAUTHORIZED,
@@ -696,7 +745,7 @@ async fn websocket(
             if hub.client_tokens().get(id).is_none() {
                 client.close(CLOSE_POLICY, crate::access::REVOKED_REASON);
             } else {
-                crate::access::connected(&hub, id, remote_addr);
+                crate::access::connected(&hub, id, remote_addr).await;
             }
         }
         match address_slot {

@@ -128,6 +128,17 @@ pub async fn handle_socket<W, R>(
                     Ok((_, After::Answer(pending))) => {
                         spawn_answer(&hub, &client, id, pending);
                     }
+                    Ok((_, After::Later(later))) => match later.0.await {
+                        Ok(result) => {
+                            if !client.send(Utf8Bytes::from(response(&id, &result))).await {
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            debug!(method, kind = error.kind.as_str(), "request failed");
+                            reply_error(&hub, &client, Some(&id), &error).await;
+                        }
+                    },
                     Ok((result, after)) => {
                         if !client.send(Utf8Bytes::from(response(&id, &result))).await {
                             break;

@@ -38,3 +38,7 @@ mod conformance;
 mod faults;
 // Connection churn with memory and descriptors sampled: no growth.
 mod soak;
+// A real PostgreSQL server started by the tests (initdb + pg_ctl in a temp dir).
+mod postgres_server;
+// Public instances sharing PostgreSQL: tokens, revocations, pairings, losing the database.
+mod cluster_store;

@@ -140,6 +140,12 @@ pub struct PublicConfig {
     pub enable_projects: bool,
     /// Serve the task queue (`worker.*`, `task.*`, ...). Needs `enable_projects`.
     pub enable_tasks: bool,
+    /// The PostgreSQL database shared by every instance of a public hub, as
+    /// `postgres://user@host:port/dbname` (libpq URL syntax, without a password: that comes
+    /// from `SEMANTEST_HUB_DATABASE_PASSWORD` or the keychain entry `database-password`).
+    /// Absent: client tokens and pairings stay in this instance's SQLite database and
+    /// memory, so only one instance can serve them.
+    pub database: Option<String>,
 }
 
 impl Default for PublicConfig {
@@ -168,6 +174,7 @@ impl Default for PublicConfig {
             enable_agents: false,
             enable_projects: false,
             enable_tasks: false,
+            database: None,
         }
     }
 }
@@ -331,8 +338,50 @@ impl PublicConfig {
                 "tasks belong to projects; set public.enable_projects = true as well".into(),
             );
         }
+        if let Some(url) = &self.database {
+            database_url(url).map_err(|reason| ConfigError::Invalid {
+                key: "public.database",
+                reason,
+            })?;
+        }
         Ok(())
     }
+}
+
+/// The environment variable holding the PostgreSQL password for `public.database`.
+pub const DATABASE_PASSWORD_ENV: &str = "SEMANTEST_HUB_DATABASE_PASSWORD";
+
+/// Parses a `public.database` URL: `postgres://` or `postgresql://`, at least a host, no
+/// password (a secret does not belong in a configuration file).
+///
+/// # Errors
+/// A sentence saying what is wrong and how to fix it.
+pub fn database_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!(
+            "{url:?} is not a PostgreSQL URL; write postgres://user@host:5432/dbname"
+        ));
+    }
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|err| format!("{url:?} is not a valid PostgreSQL URL: {err}"))?;
+    if config.get_password().is_some() {
+        return Err(format!(
+            "the URL carries a password; remove it and set {DATABASE_PASSWORD_ENV} \
+             (or the keychain entry database-password) instead"
+        ));
+    }
+    if config.get_hosts().is_empty() {
+        return Err(format!(
+            "{url:?} names no host; write postgres://user@host:5432/dbname"
+        ));
+    }
+    if config.get_user().is_none() {
+        return Err(format!(
+            "{url:?} names no user; write postgres://user@host:5432/dbname"
+        ));
+    }
+    Ok(config)
 }
 
 /// Public-mode values given on the command line (`--public`, `--bind`, `--tls-cert`,

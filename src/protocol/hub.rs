@@ -82,11 +82,65 @@ pub struct Disk {
     pub total_bytes: u64,
 }
 
+/// `/health`'s `database` part.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct DatabaseHealth {
+    /// `sqlite` (this instance's own file) or `postgres` (shared, `public.database`).
+    pub kind: DatabaseKind,
+    /// Whether the last query or probe succeeded.
+    pub state: Reachability,
+}
+
+impl DatabaseHealth {
+    /// The local SQLite database: always reachable while the hub runs.
+    pub const SQLITE: Self = Self {
+        kind: DatabaseKind::Sqlite,
+        state: Reachability::Reachable,
+    };
+
+    /// Whether the hub can take new connections as far as the database goes.
+    pub fn healthy(&self) -> bool {
+        self.state == Reachability::Reachable
+    }
+}
+
+/// Which database holds client tokens and pairings.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseKind {
+    /// SQLite in the data directory.
+    Sqlite,
+    /// PostgreSQL (`public.database`).
+    Postgres,
+}
+
+/// Whether the database answered lately.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Reachability {
+    /// The last query or probe succeeded.
+    Reachable,
+    /// The last query or probe failed.
+    Unreachable,
+}
+
+/// `/health`'s overall `status`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Every part is healthy.
+    Ok,
+    /// A part is not (the database is unreachable): `/health` answers 503 and new
+    /// connections are refused.
+    Unhealthy,
+}
+
 /// `GET /health` and `hub.health` result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
-    /// Always `ok` while the hub answers.
-    pub status: &'static str,
+    /// `ok`, or `unhealthy` when a part is (see [`Health::healthy`]); `/health` then
+    /// answers 503 with the same body.
+    pub status: HealthStatus,
     /// Always `semantest-hub`.
     pub product: &'static str,
     /// The hub's version.
@@ -109,6 +163,15 @@ pub struct Health {
     pub agent_cli: CliReport,
     /// `keychain` or `file`.
     pub secret_store: &'static str,
+    /// Where client tokens and pairings live, and whether it answers.
+    pub database: DatabaseHealth,
+}
+
+impl Health {
+    /// Whether every part is healthy: the `status` is computed from this.
+    pub fn healthy(&self) -> bool {
+        self.status == HealthStatus::Ok
+    }
 }
 
 /// `hub.stats` notification params.

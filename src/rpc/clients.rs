@@ -1,10 +1,12 @@
 //! `client.*` and `pairing.*`: client tokens and pairing requests (scope `admin`,
-//! checked by the dispatcher before any handler runs).
+//! checked by the dispatcher before any handler runs). Those that write, or read the
+//! pairing requests, may await the shared database, so they answer through
+//! [`later`].
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Handler, Reply, reply};
+use super::{Call, Handler, Reply, later};
 use crate::access;
 use crate::client_tokens::{ClientKind, ClientView, NewClientToken};
 use crate::error::RpcError;
@@ -18,15 +20,19 @@ use crate::timestamp::now_ms;
 pub(super) fn find(name: &str) -> Option<Handler> {
     Some(match name {
         method::CLIENT_LIST => |call, _| {
-            reply(&Clients {
-                clients: access::list(call.hub),
+            let hub = call.hub.clone();
+            later(async move {
+                let clients = access::list_now(&hub).await?;
+                Ok(Clients { clients })
             })
         },
         method::CLIENT_CREATE => client_create,
         method::CLIENT_REVOKE => client_revoke,
         method::PAIRING_LIST => |call, _| {
-            reply(&Requests {
-                requests: call.hub.pairings().list(now_ms()),
+            let hub = call.hub.clone();
+            later(async move {
+                let requests = hub.pairings().list(now_ms()).await?;
+                Ok(Requests { requests })
             })
         },
         method::PAIRING_APPROVE => pairing_approve,
@@ -74,32 +80,42 @@ struct Denied {
 
 fn client_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ClientCreateParams = parse_params(params)?;
-    let (client, token) = access::create(
-        call.hub,
-        NewClientToken {
+    let hub = call.hub.clone();
+    later(async move {
+        let new = NewClientToken {
             name: p.name,
             kind: ClientKind::Manual,
             origin: p.origin,
             scopes: p.scopes,
-        },
-    )?;
-    reply(&Created { client, token })
+        };
+        let (client, token) = access::create(&hub, new).await?;
+        Ok(Created { client, token })
+    })
 }
 
 fn client_revoke(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ClientRef = parse_params(params)?;
-    access::revoke(call.hub, &p.client_id)?;
-    reply(&Revoked { revoked: true })
+    let hub = call.hub.clone();
+    later(async move {
+        access::revoke(&hub, &p.client_id).await?;
+        Ok(Revoked { revoked: true })
+    })
 }
 
 fn pairing_approve(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: PairingApproveParams = parse_params(params)?;
-    let client = access::approve_pairing(call.hub, &p.request_id, p.scopes)?;
-    reply(&Approved { client })
+    let hub = call.hub.clone();
+    later(async move {
+        let client = access::approve_pairing(&hub, &p.request_id, p.scopes).await?;
+        Ok(Approved { client })
+    })
 }
 
 fn pairing_deny(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: PairingRef = parse_params(params)?;
-    access::deny_pairing(call.hub, &p.request_id)?;
-    reply(&Denied { denied: true })
+    let hub = call.hub.clone();
+    later(async move {
+        access::deny_pairing(&hub, &p.request_id).await?;
+        Ok(Denied { denied: true })
+    })
 }

@@ -16,6 +16,8 @@ mod messages;
 mod mode;
 mod project;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -43,6 +45,19 @@ pub enum After {
     /// Send no response yet: `event.request` answers with the event that answers it, or
     /// `TIMEOUT`, once [`PendingRequest::answer`] completes.
     Answer(PendingRequest),
+    /// The result is what this future yields (a handler that awaits the shared
+    /// database); the connection awaits it before reading its next request, so
+    /// responses keep their order.
+    Later(Later),
+}
+
+/// A result still being computed: see [`After::Later`].
+pub struct Later(pub Pin<Box<dyn Future<Output = Result<Value, RpcError>> + Send>>);
+
+impl std::fmt::Debug for Later {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Later(..)")
+    }
 }
 
 /// One request's context: the hub and the calling connection.
@@ -112,6 +127,23 @@ pub fn reply<T: Serialize>(result: &T) -> Result<Reply, RpcError> {
     let value =
         serde_json::to_value(result).map_err(|err| RpcError::internal("encode result", &err))?;
     Ok((value, After::Nothing))
+}
+
+/// A reply computed by `work` (which owns what it needs: clone the hub), encoded like
+/// [`reply`]'s.
+///
+/// # Errors
+/// None here; `work`'s errors and encoding failures are the eventual response.
+pub fn later<T, F>(work: F) -> Result<Reply, RpcError>
+where
+    T: Serialize,
+    F: Future<Output = Result<T, RpcError>> + Send + 'static,
+{
+    let encoded = async move {
+        let result = work.await?;
+        serde_json::to_value(&result).map_err(|err| RpcError::internal("encode result", &err))
+    };
+    Ok((Value::Null, After::Later(Later(Box::pin(encoded)))))
 }
 
 /// `UNAUTHORIZED` unless the caller is the owner.

@@ -1,0 +1,434 @@
+//! Several public hub instances sharing one real PostgreSQL database
+//! (`public.database`): a token made through one works on the others, a revocation
+//! anywhere stops new connections everywhere and closes open ones within the reload
+//! bound, a pairing moves between instances, and losing the database refuses new
+//! connections with 503 while open ones carry on, until it is back.
+
+use std::time::Duration;
+
+use semantest_hub::StartError;
+use semantest_hub::config::PublicConfig;
+use semantest_hub::security::{challenge_proof, token_hash};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, Request};
+
+use crate::postgres_server::{DATABASE, PASSWORD, PostgresServer, USER};
+use crate::util::{TestHub, WAIT, Ws, test_config};
+
+/// The public name the instances answer to.
+const NAME: &str = "hub.test";
+const ORIGIN: &str = "chrome-extension://abcdefghijklmnopabcdefghijklmnop";
+
+/// The public settings of every instance: behind a TLS-terminating proxy on loopback
+/// (the tests play the proxy), sharing `database`.
+fn public(database: &str) -> PublicConfig {
+    let settings = PublicConfig {
+        enabled: true,
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        hosts: vec![NAME.into()],
+        behind_proxy: true,
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        database: Some(database.into()),
+        ..Default::default()
+    };
+    settings.validate().expect("valid public settings");
+    settings
+}
+
+/// A data directory whose file secret store holds the database password.
+fn data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("database-password"), PASSWORD).unwrap();
+    dir
+}
+
+/// One public instance on its own port and data directory, sharing `pg`.
+async fn instance(pg: &PostgresServer) -> TestHub {
+    let dir = data_dir();
+    let mut config = test_config(dir.path());
+    config.config.public = public(&pg.url());
+    TestHub::start_in(dir, config).await
+}
+
+/// A WebSocket upgrade to `hub` with `token` (and `origin`), through the "proxy".
+fn request(hub: &TestHub, token: &str, origin: Option<&str>) -> Request<()> {
+    let mut request = hub.ws_request_as(token, origin);
+    request
+        .headers_mut()
+        .insert("host", HeaderValue::from_static(NAME));
+    request
+}
+
+async fn connect(hub: &TestHub, token: &str, origin: Option<&str>) -> Result<Ws, u16> {
+    match tokio::time::timeout(WAIT, Ws::connect(request(hub, token, origin)))
+        .await
+        .expect("an answer within the wait")
+    {
+        Ok(ws) => Ok(ws),
+        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+}
+
+/// The owner's connection to `hub`.
+async fn owner(hub: &TestHub) -> Ws {
+    let token = hub.token.clone();
+    connect(hub, &token, None)
+        .await
+        .unwrap_or_else(|status| panic!("owner refused with {status}"))
+}
+
+/// `POST path` to `hub` from the extension `ORIGIN`; returns `(status, body)`.
+async fn post(hub: &TestHub, path: &str, body: Value) -> (u16, Value) {
+    let response = tokio::time::timeout(
+        WAIT,
+        reqwest::Client::new()
+            .post(hub.http(path))
+            .header("host", NAME)
+            .header("origin", ORIGIN)
+            .json(&body)
+            .send(),
+    )
+    .await
+    .expect("an answer within the wait")
+    .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// `GET /health` of `hub`; returns `(status, body)`.
+async fn health(hub: &TestHub) -> (u16, Value) {
+    let response = tokio::time::timeout(
+        WAIT,
+        reqwest::Client::new()
+            .get(hub.http("/health"))
+            .header("host", NAME)
+            .send(),
+    )
+    .await
+    .expect("an answer within the wait")
+    .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Polls `/health` of `hub` (every 50 ms, within the wait) until it answers `status`.
+async fn health_becomes(hub: &TestHub, status: u16) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (got, body) = health(hub).await;
+        if got == status {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/health stayed {got} ({body}), expected {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_shared_and_a_revocation_anywhere_holds_everywhere() {
+    let pg = PostgresServer::start().await;
+    let (a, b, c) = (
+        instance(&pg).await,
+        instance(&pg).await,
+        instance(&pg).await,
+    );
+    assert!(a.port != b.port && b.port != c.port && a.port != c.port);
+
+    let mut owner_a = owner(&a).await;
+    let created = owner_a
+        .ok(
+            "client.create",
+            json!({"name": "reader", "scopes": ["events"]}),
+        )
+        .await;
+    let (id, token) = (
+        created["client"]["id"].as_str().unwrap().to_string(),
+        created["token"].as_str().unwrap().to_string(),
+    );
+
+    // Made through A, it works on B at once, and C lists it.
+    let mut on_b = connect(&b, &token, None)
+        .await
+        .expect("the token works on B");
+    on_b.ok("hub.hello", json!({})).await;
+    let connections = owner(&b).await.ok("hub.connections", json!({})).await;
+    assert!(
+        connections["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|connection| connection["client_id"] == id.as_str()),
+        "{connections}"
+    );
+    let listed = owner(&c).await.ok("client.list", json!({})).await;
+    assert!(
+        listed["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|client| client["id"] == id.as_str()),
+        "{listed}"
+    );
+
+    // Revoked through C: refused for new connections on A and B right away (each new
+    // connection is checked against the database), and B closes its open one with
+    // 1008 within the reload bound (1 s).
+    let revoked = owner(&c)
+        .await
+        .ok("client.revoke", json!({"client_id": id}))
+        .await;
+    assert_eq!(revoked["revoked"], true);
+    assert_eq!(connect(&a, &token, None).await.err(), Some(401));
+    assert_eq!(connect(&b, &token, None).await.err(), Some(401));
+    let close = on_b.closed().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1008);
+
+    // Revoking again anywhere: not found.
+    let again = owner_a.err("client.revoke", json!({"client_id": id})).await;
+    assert_eq!(again["data"]["kind"], "CLIENT_NOT_FOUND", "{again}");
+}
+
+#[tokio::test]
+async fn a_pairing_requested_on_a_is_approved_on_b_and_claimed_on_c() {
+    let pg = PostgresServer::start().await;
+    let (a, b, c) = (
+        instance(&pg).await,
+        instance(&pg).await,
+        instance(&pg).await,
+    );
+
+    let (status, requested) = post(&a, "/pair", json!({"name": "My extension"})).await;
+    assert_eq!(status, 201, "{requested}");
+    let request_id = requested["request_id"].as_str().unwrap().to_string();
+    let claim = json!({"claim": requested["claim"]});
+
+    // Pending everywhere.
+    let (status, pending) = post(&c, &format!("/pair/{request_id}"), claim.clone()).await;
+    assert_eq!((status, pending["status"].as_str()), (202, Some("pending")));
+
+    let mut owner_b = owner(&b).await;
+    let listed = owner_b.ok("pairing.list", json!({})).await;
+    let seen = &listed["requests"][0];
+    assert_eq!(seen["id"], request_id.as_str(), "{listed}");
+    assert_eq!(seen["code"], requested["code"]);
+    let approved = owner_b
+        .ok(
+            "pairing.approve",
+            json!({"request_id": request_id, "scopes": ["events"]}),
+        )
+        .await;
+    let client_id = approved["client"]["id"].as_str().unwrap().to_string();
+    // Decided: a second decision, on another instance, is refused.
+    let twice = owner(&a)
+        .await
+        .err("pairing.deny", json!({"request_id": request_id}))
+        .await;
+    assert_eq!(twice["data"]["kind"], "PAIRING_NOT_FOUND", "{twice}");
+
+    // Between approval and claim the database holds no usable token: the approved
+    // token's stored hash is of a value nobody was given.
+    let db = sql(&pg).await;
+    let before = stored_hash(&db, &client_id).await;
+
+    // Claimed through C, exactly once across the instances.
+    let (status, claimed) = post(&c, &format!("/pair/{request_id}"), claim.clone()).await;
+    assert_eq!(status, 200, "{claimed}");
+    assert_eq!(claimed["client_id"], client_id.as_str());
+    let token = claimed["token"].as_str().unwrap().to_string();
+    let (status, _) = post(&b, &format!("/pair/{request_id}"), claim.clone()).await;
+    assert_eq!(status, 404, "a second claim finds nothing");
+    let after = stored_hash(&db, &client_id).await;
+    assert_eq!(
+        after,
+        token_hash(&token),
+        "the claim gave the token its value"
+    );
+    assert_ne!(
+        before, after,
+        "the value handed over was never stored before the claim"
+    );
+    let left: i64 = db
+        .query_one("SELECT COUNT(*) FROM pairing_requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "a claimed request is deleted");
+
+    // The signature proof for the new token is right at once on another instance.
+    let response = reqwest::Client::new()
+        .get(a.http(&format!(
+            "/semantest-signature?challenge=n1&client={client_id}"
+        )))
+        .header("host", NAME)
+        .send()
+        .await
+        .unwrap();
+    let signature: Value = response.json().await.unwrap();
+    assert_eq!(
+        signature["challenge"]["proof"],
+        challenge_proof(
+            &token_hash(&token),
+            "n1",
+            &client_id,
+            &format!("{NAME}:443")
+        ),
+        "{signature}"
+    );
+
+    // The token works from its Origin on every instance, and only from there.
+    for hub in [&a, &b, &c] {
+        connect(hub, &token, Some(ORIGIN))
+            .await
+            .expect("the paired token connects from its origin");
+        assert_eq!(connect(hub, &token, None).await.err(), Some(401));
+    }
+}
+
+/// A direct connection to the test database, to look at what the hub stored.
+async fn sql(pg: &PostgresServer) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(pg.port)
+        .user(USER)
+        .password(PASSWORD)
+        .dbname(DATABASE)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The SHA-256 stored for token `id`.
+async fn stored_hash(db: &tokio_postgres::Client, id: &str) -> [u8; 32] {
+    let hash: Vec<u8> = db
+        .query_one("SELECT hash FROM client_tokens WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    hash.try_into().unwrap()
+}
+
+#[tokio::test]
+async fn pending_limits_count_every_instance() {
+    let pg = PostgresServer::start().await;
+    let (a, b) = (instance(&pg).await, instance(&pg).await);
+    // Two per address (the default), from the same address through two instances.
+    assert_eq!(post(&a, "/pair", json!({"name": "one"})).await.0, 201);
+    assert_eq!(post(&b, "/pair", json!({"name": "two"})).await.0, 201);
+    let (status, refused) = post(&a, "/pair", json!({"name": "three"})).await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["error"]["kind"], "LIMIT_REACHED");
+}
+
+#[tokio::test]
+async fn losing_the_database_refuses_new_connections_and_keeps_open_ones() {
+    let pg = PostgresServer::start().await;
+    let a = instance(&pg).await;
+    let (status, body) = health(&a).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(
+        body["database"],
+        json!({"kind": "postgres", "state": "reachable"})
+    );
+
+    let mut owner_a = owner(&a).await;
+    let created = owner_a
+        .ok(
+            "client.create",
+            json!({"name": "worker", "scopes": ["events"]}),
+        )
+        .await;
+    let token = created["token"].as_str().unwrap().to_string();
+    let mut open = connect(&a, &token, None).await.expect("connects");
+
+    pg.stop().await;
+    let body = health_becomes(&a, 503).await;
+    assert_eq!(body["status"], "unhealthy");
+    assert_eq!(body["database"]["state"], "unreachable");
+    assert_eq!(connect(&a, &token, None).await.err(), Some(503));
+    let owner_token = a.token.clone();
+    assert_eq!(connect(&a, &owner_token, None).await.err(), Some(503));
+    // Open connections carry on.
+    for ws in [&mut open, &mut owner_a] {
+        let hello = ws.ok("hub.hello", json!({})).await;
+        assert!(hello["protocol"].is_number(), "{hello}");
+    }
+    // Managing access needs the database: a clear error, the connection stays.
+    let failed = owner_a
+        .err(
+            "client.create",
+            json!({"name": "late", "scopes": ["events"]}),
+        )
+        .await;
+    assert_eq!(failed["data"]["kind"], "INTERNAL", "{failed}");
+    open.ok("hub.hello", json!({})).await;
+
+    pg.start_again().await;
+    let body = health_becomes(&a, 200).await;
+    assert_eq!(body["database"]["state"], "reachable");
+    connect(&a, &token, None)
+        .await
+        .expect("new connections are served again");
+    owner_a
+        .ok(
+            "client.create",
+            json!({"name": "later", "scopes": ["events"]}),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_stops_the_start_with_a_clear_error() {
+    let dir = data_dir();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = test_config(dir.path());
+    let url = format!("postgres://semantest@127.0.0.1:{free}/semantest");
+    config.config.public = public(&url);
+    let err = match tokio::time::timeout(WAIT, semantest_hub::start(config))
+        .await
+        .expect("gives up within the wait")
+    {
+        Ok(_) => panic!("started without its database"),
+        Err(err) => err,
+    };
+    assert!(matches!(err, StartError::Database { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("semantest@127.0.0.1:{free}/semantest"))
+            && message.contains("public.database"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_password_in_the_url_is_refused_naming_the_variable() {
+    let settings = PublicConfig {
+        database: Some("postgres://semantest:hunter2@db.example.com/semantest".into()),
+        ..public("postgres://semantest@db.example.com/semantest")
+    };
+    let err = settings.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("SEMANTEST_HUB_DATABASE_PASSWORD") && !err.contains("hunter2"),
+        "{err}"
+    );
+    for bad in ["mysql://db/x", "postgres://", "postgres://db.example.com/x"] {
+        let settings = PublicConfig {
+            database: Some(bad.into()),
+            ..public("postgres://semantest@db.example.com/semantest")
+        };
+        assert!(settings.validate().is_err(), "{bad}");
+    }
+}
