@@ -17,8 +17,7 @@ use crate::protocol::clients::ClientEvent;
 use crate::scopes::{Scope, Scopes};
 use crate::timestamp::now_ms;
 
-/// The close reason sent to the connections of a revoked token (code 1008).
-pub const REVOKED_REASON: &str = "client token revoked";
+pub use crate::clients::REVOKED_REASON;
 
 /// The `client.list` view of a live token.
 pub fn view(hub: &Hub, id: &str) -> Option<ClientView> {
@@ -62,6 +61,7 @@ pub fn revoke(hub: &Hub, id: &str) -> Result<ClientView, RpcError> {
     let row = hub.client_tokens().revoke(id)?;
     let closed = hub.clients().close_token(id, CLOSE_POLICY, REVOKED_REASON);
     tracing::info!(client_id = %id, closed, "revoked token's connections closed");
+    hub.announce_revocation(id);
     let view = client_tokens::view(&row, 0);
     changed(hub, ClientEvent::Revoked, &view);
     Ok(view)

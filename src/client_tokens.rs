@@ -252,6 +252,12 @@ impl ClientTokens {
         Ok(row)
     }
 
+    /// Drops a token from the live set without touching the store: it was revoked on
+    /// another instance of the deployment. Returns whether it was live here.
+    pub fn forget(&self, id: &str) -> bool {
+        self.write().remove(id).is_some()
+    }
+
     /// Records that a token opened a connection from `addr`: one store write per
     /// connection. Returns the updated row, or `None` if the token is gone.
     pub fn touch(&self, id: &str, addr: SocketAddr) -> Option<ClientTokenRow> {

@@ -22,6 +22,8 @@ use crate::timestamp::format_ms;
 
 /// Close code for a client that does not read fast enough (RFC 6455 section 7.4.1).
 pub const CLOSE_POLICY: u16 = 1008;
+/// The close reason sent to the connections of a revoked token (code 1008).
+pub const REVOKED_REASON: &str = "client token revoked";
 /// Close code when the hub shuts down.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for a message over the size limit.

@@ -20,7 +20,10 @@ use serde::{Deserialize, Serialize};
 
 mod public;
 
-pub use public::{Family, Mode, ProxyHeader, PublicConfig, PublicOverrides};
+pub use public::{
+    DEFAULT_SUBJECT_PREFIX, Family, Mode, ProxyHeader, PublicConfig, PublicOverrides, broker_servers,
+    check_subject_prefix,
+};
 
 /// The default local port, the one the browser extension probes first.
 pub const DEFAULT_PORT: u16 = 3003;

@@ -535,10 +535,17 @@ async fn health(
     State(state): State<AppState>,
     axum::Extension(client): axum::Extension<ClientAddr>,
 ) -> Response {
-    let mut response = if may_monitor(&state, client) {
-        axum::Json(state.hub.health()).into_response()
+    let health = state.hub.health();
+    let code = if health.healthy() {
+        StatusCode::OK
     } else {
-        axum::Json(json!({"status": "ok", "product": PRODUCT, "version": VERSION})).into_response()
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = if may_monitor(&state, client) {
+        (code, axum::Json(health)).into_response()
+    } else {
+        let short = json!({"status": health.status, "product": PRODUCT, "version": VERSION});
+        (code, axum::Json(short)).into_response()
     };
     response
         .headers_mut()

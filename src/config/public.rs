@@ -140,6 +140,15 @@ pub struct PublicConfig {
     pub enable_projects: bool,
     /// Serve the task queue (`worker.*`, `task.*`, ...). Needs `enable_projects`.
     pub enable_tasks: bool,
+    /// The NATS servers that carry events between the instances of one deployment,
+    /// `nats://host:4222` or `tls://host:4222`, several separated by commas. Absent: one
+    /// instance, the in-process broker. A user name may be given
+    /// (`nats://hub@host:4222`), never a password: that comes from
+    /// `SEMANTEST_HUB_BROKER_PASSWORD` or the keychain (docs/configuration.md).
+    pub broker: Option<String>,
+    /// The first tokens of every NATS subject the hub uses (`<prefix>.<event type>`,
+    /// `<prefix>-answers`, `<prefix>-control`); instances of one deployment share it.
+    pub broker_subject_prefix: String,
 }
 
 impl Default for PublicConfig {
@@ -168,6 +177,8 @@ impl Default for PublicConfig {
             enable_agents: false,
             enable_projects: false,
             enable_tasks: false,
+            broker: None,
+            broker_subject_prefix: DEFAULT_SUBJECT_PREFIX.to_string(),
         }
     }
 }
@@ -331,8 +342,89 @@ impl PublicConfig {
                 "tasks belong to projects; set public.enable_projects = true as well".into(),
             );
         }
+        if let Some(broker) = &self.broker {
+            broker_servers(broker).map_err(|reason| ConfigError::Invalid {
+                key: "public.broker",
+                reason,
+            })?;
+        }
+        check_subject_prefix(&self.broker_subject_prefix).map_err(|reason| {
+            ConfigError::Invalid {
+                key: "public.broker_subject_prefix",
+                reason: reason.into(),
+            }
+        })?;
         Ok(())
     }
+}
+
+/// The default `public.broker_subject_prefix`.
+pub const DEFAULT_SUBJECT_PREFIX: &str = "semantest";
+
+/// Checks a subject prefix: 1 to 64 characters, dot-separated non-empty tokens of
+/// `[A-Za-z0-9_-]` (a subset of NATS tokens without wildcards, so that the derived
+/// `-answers` and `-control` subjects stay valid).
+///
+/// # Errors
+/// A sentence saying what is wrong.
+pub fn check_subject_prefix(prefix: &str) -> Result<(), &'static str> {
+    if prefix.is_empty() || prefix.len() > 64 {
+        return Err("the subject prefix must be 1 to 64 characters");
+    }
+    let token_ok = |token: &str| {
+        !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if !prefix.split('.').all(token_ok) {
+        return Err(
+            "the subject prefix must be dot-separated, non-empty tokens of letters, digits, _ and -",
+        );
+    }
+    Ok(())
+}
+
+/// The servers of a `public.broker` value: comma-separated `nats://` or `tls://` URLs,
+/// each with a host, at most a user name (no password) and no path.
+///
+/// # Errors
+/// A sentence naming the bad URL and what is wrong, for [`ConfigError::Invalid`].
+pub fn broker_servers(value: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let mut servers = Vec::new();
+    for part in value.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!(
+                "{value:?} has an empty server; give nats://host:port URLs separated by commas"
+            ));
+        }
+        if !part.starts_with("nats://") && !part.starts_with("tls://") {
+            return Err(format!(
+                "{part:?} is not a NATS server URL; write nats://host:4222 or tls://host:4222"
+            ));
+        }
+        let server: async_nats::ServerAddr = part
+            .parse()
+            .map_err(|err| format!("{part:?} is not a NATS server URL: {err}"))?;
+        if server.password().is_some() {
+            return Err(format!(
+                "{part:?} carries a password; the configuration never holds one: remove it \
+                 and set SEMANTEST_HUB_BROKER_PASSWORD (or the keychain entry broker-password) \
+                 instead"
+            ));
+        }
+        if server.host().is_empty() {
+            return Err(format!("{part:?} names no host"));
+        }
+        let url = server.as_url_str();
+        if let Some(rest) = url.split_once("://").map(|(_, rest)| rest)
+            && rest.trim_end_matches('/').contains('/')
+        {
+            return Err(format!("{part:?} has a path; a NATS URL is scheme://host:port"));
+        }
+        servers.push(server);
+    }
+    Ok(servers)
 }
 
 /// Public-mode values given on the command line (`--public`, `--bind`, `--tls-cert`,

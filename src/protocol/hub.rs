@@ -85,7 +85,8 @@ pub struct Disk {
 /// `GET /health` and `hub.health` result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
-    /// Always `ok` while the hub answers.
+    /// `ok`, or `unhealthy` when a part the deployment needs is lost (the broker);
+    /// `/health` then answers 503 with this body.
     pub status: &'static str,
     /// Always `semantest-hub`.
     pub product: &'static str,
@@ -109,6 +110,60 @@ pub struct Health {
     pub agent_cli: CliReport,
     /// `keychain` or `file`.
     pub secret_store: &'static str,
+    /// The event broker between instances.
+    pub broker: BrokerHealth,
+}
+
+impl Health {
+    /// `ok` when every part is healthy, else `unhealthy`.
+    pub fn status_of(broker: &BrokerHealth) -> &'static str {
+        if broker.healthy() { "ok" } else { "unhealthy" }
+    }
+
+    /// Whether `status` is `ok`.
+    pub fn healthy(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+/// `/health` `broker.kind`: what carries events between instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerKind {
+    /// Nothing leaves the process (no `public.broker`).
+    InProcess,
+    /// A NATS server (`public.broker`).
+    Nats,
+}
+
+/// `/health` `broker.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerState {
+    /// Reachable (the in-process broker always is).
+    Connected,
+    /// Not connected (yet, or any more); reconnecting in the background.
+    Disconnected,
+}
+
+/// `/health` `broker`: the event broker between instances.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerHealth {
+    /// `in_process` or `nats`.
+    pub kind: BrokerKind,
+    /// `connected` or `disconnected`.
+    pub state: BrokerState,
+    /// NATS subscriptions open for this instance's clients' patterns (0 in process).
+    pub subscriptions: i64,
+    /// Reconnections to the NATS server since start.
+    pub reconnects: u64,
+}
+
+impl BrokerHealth {
+    /// Whether the broker part is healthy: connected.
+    pub fn healthy(&self) -> bool {
+        self.state == BrokerState::Connected
+    }
 }
 
 /// `hub.stats` notification params.
