@@ -32,3 +32,7 @@ mod concurrency;
 mod public_mode;
 // Event routing: matching, order, request/response, slow subscribers, bad input.
 mod events;
+// A real nats-server for the cluster tests.
+mod nats_server;
+// Instances in public mode over NATS: cross-instance events, requests, revocation, faults.
+mod cluster_events;
