@@ -48,7 +48,8 @@ ensure_test_deps() {
   [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null || return 0
   apt_install dbus gnome-keyring dbus-x11 libsecret-tools chromium xvfb xauth imagemagick x11-utils at-spi2-core \
     xdotool python3-xlib gir1.2-atspi-2.0 curl \
-    python3-gi gir1.2-glib-2.0
+    python3-gi gir1.2-glib-2.0 \
+    nats-server
 }
 
 # Runs "$@" with a Secret Service keychain on a private session bus (Linux); on macOS the

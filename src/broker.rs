@@ -29,7 +29,7 @@
 //! is the same either way: the backplane is told after the local fan-out, and events
 //! from other instances enter that fan-out through [`Broker::deliver_remote`].
 //!
-//! The file is a little over 800 lines because the three indexes, the fan-out that
+//! The file is a little over 900 lines because the three indexes, the fan-out that
 //! walks them and the per-subscriber drop accounting share one lock and one invariant
 //! (a connection matching through several patterns gets an event once); the key store
 //! and the tests live in their own files.

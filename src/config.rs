@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 mod public;
 
 pub use public::{
-    DEFAULT_SUBJECT_PREFIX, Family, Mode, ProxyHeader, PublicConfig, PublicOverrides, broker_servers,
-    check_subject_prefix,
+    DEFAULT_SUBJECT_PREFIX, Family, Mode, ProxyHeader, PublicConfig, PublicOverrides,
+    broker_servers, check_subject_prefix,
 };
 
 /// The default local port, the one the browser extension probes first.

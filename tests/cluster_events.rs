@@ -78,8 +78,7 @@ async fn health(hub: &TestHub) -> (u16, Value) {
 /// `GET path` as a monitoring address: `(status, body)`.
 async fn get(hub: &TestHub, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
@@ -255,7 +254,10 @@ async fn a_revocation_on_one_instance_closes_the_token_on_another_within_a_secon
     let first = instance(&nats.url()).await;
     let mut owner = client(&first).await;
     let created = owner
-        .ok("client.create", json!({"name": "probe", "scopes": ["events"]}))
+        .ok(
+            "client.create",
+            json!({"name": "probe", "scopes": ["events"]}),
+        )
         .await;
     let token = created["token"].as_str().unwrap().to_string();
     let id = created["client"]["id"].as_str().unwrap().to_string();
@@ -364,7 +366,10 @@ async fn a_nats_outage_keeps_local_delivery_and_cross_instance_delivery_resumes(
     subscribed_on_nats(&a, 1).await;
     let (mut local, mut remote) = (client(&a).await, client(&b).await);
     remote
-        .ok("event.publish", json!({"type": "o.remote", "payload": {"n": 0}}))
+        .ok(
+            "event.publish",
+            json!({"type": "o.remote", "payload": {"n": 0}}),
+        )
         .await;
     assert_eq!(next_event(&mut subscriber).await["type"], "o.remote");
     assert_eq!(health(&a).await.0, 200);
@@ -377,17 +382,26 @@ async fn a_nats_outage_keeps_local_delivery_and_cross_instance_delivery_resumes(
     assert_eq!(body["broker"]["kind"], "nats");
     assert_eq!(body["broker"]["state"], "disconnected");
     let metrics = get(&a, "/metrics").await.1;
-    assert!(metrics.contains("semantest_hub_broker_connected 0"), "{metrics}");
+    assert!(
+        metrics.contains("semantest_hub_broker_connected 0"),
+        "{metrics}"
+    );
 
     // Five seconds without NATS: A's own clients keep exchanging events.
     let outage = Instant::now();
     let mut n = 0;
     while outage.elapsed() < Duration::from_secs(5) {
         local
-            .ok("event.publish", json!({"type": "o.local", "payload": {"n": n}}))
+            .ok(
+                "event.publish",
+                json!({"type": "o.local", "payload": {"n": n}}),
+            )
             .await;
         let event = next_event(&mut subscriber).await;
-        assert_eq!((event["type"].clone(), event["payload"]["n"].clone()), (json!("o.local"), json!(n)));
+        assert_eq!(
+            (event["type"].clone(), event["payload"]["n"].clone()),
+            (json!("o.local"), json!(n))
+        );
         n += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -400,19 +414,34 @@ async fn a_nats_outage_keeps_local_delivery_and_cross_instance_delivery_resumes(
     .await;
     let (status, body) = health(&a).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body["broker"]["reconnects"].as_u64().unwrap() >= 1, "{body}");
+    assert!(
+        body["broker"]["reconnects"].as_u64().unwrap() >= 1,
+        "{body}"
+    );
     let metrics = get(&a, "/metrics").await.1;
-    assert!(metrics.contains("semantest_hub_broker_connected 1"), "{metrics}");
-    assert!(metrics.contains("semantest_hub_broker_reconnects_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("semantest_hub_broker_connected 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("semantest_hub_broker_reconnects_total 1"),
+        "{metrics}"
+    );
 
     // Cross-instance delivery resumes: a marker from B arrives (the subscription is
     // restored by the client on reconnect, so a few markers may go before it is).
     let deadline = Instant::now() + WAIT;
     let mut marker = 1;
     'resumed: loop {
-        assert!(Instant::now() < deadline, "no event from B after the outage");
+        assert!(
+            Instant::now() < deadline,
+            "no event from B after the outage"
+        );
         remote
-            .ok("event.publish", json!({"type": "o.remote", "payload": {"n": marker}}))
+            .ok(
+                "event.publish",
+                json!({"type": "o.remote", "payload": {"n": marker}}),
+            )
             .await;
         let wait_until = Instant::now() + Duration::from_millis(500);
         while let Ok(event) =

@@ -420,7 +420,9 @@ pub fn broker_servers(value: &str) -> Result<Vec<async_nats::ServerAddr>, String
         if let Some(rest) = url.split_once("://").map(|(_, rest)| rest)
             && rest.trim_end_matches('/').contains('/')
         {
-            return Err(format!("{part:?} has a path; a NATS URL is scheme://host:port"));
+            return Err(format!(
+                "{part:?} has a path; a NATS URL is scheme://host:port"
+            ));
         }
         servers.push(server);
     }
@@ -639,5 +641,51 @@ mod tests {
         for bad in ["", "https://hub", "hub/x", "hub:port", "hub:99999", "[::g]"] {
             assert!(!valid_host_entry(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn broker_urls_are_checked_and_never_carry_a_password() {
+        let servers = broker_servers("nats://127.0.0.1:4222, tls://hub@nats.example.com:4443")
+            .expect("two servers");
+        assert_eq!(servers.len(), 2);
+        assert_eq!(servers[1].username(), Some("hub"));
+        assert!(servers[1].tls_required());
+        let password = broker_servers("nats://hub:secret@127.0.0.1:4222").unwrap_err();
+        assert!(
+            password.contains("SEMANTEST_HUB_BROKER_PASSWORD"),
+            "{password}"
+        );
+        assert!(password.contains("carries a password"), "{password}");
+        for bad in [
+            "",
+            "nats://a:4222,",
+            "http://127.0.0.1:4222",
+            "127.0.0.1:4222",
+            "nats://127.0.0.1:4222/path",
+            "nats://",
+        ] {
+            assert!(broker_servers(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_broker_stops_public_mode_with_the_key() {
+        let config = PublicConfig {
+            enabled: true,
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            behind_proxy: true,
+            hosts: vec!["hub.test".into()],
+            broker: Some("nats://u:p@127.0.0.1".into()),
+            ..Default::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("public.broker:"), "{err}");
+        let config = PublicConfig {
+            broker: None,
+            broker_subject_prefix: "a.>".into(),
+            ..config
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("public.broker_subject_prefix"), "{err}");
     }
 }
