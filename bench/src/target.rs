@@ -90,13 +90,89 @@ impl HubSpec {
     }
 }
 
+/// Starts a public-mode hub behind a (pretend) proxy on a free loopback port, with
+/// `broker` as its `public.broker` (`None`: the in-process broker), and waits for its
+/// runtime file. Per-address limits are raised: every benchmark client comes from
+/// 127.0.0.1.
+///
+/// # Errors
+/// When the binary cannot start or the hub does not come up.
+pub async fn start_public_hub(spec: &HubSpec, broker: Option<&str>) -> Result<Server> {
+    let port = free_port()?;
+    let mut spec = spec.clone();
+    spec.env.extend(
+        [
+            ("SEMANTEST_HUB_PUBLIC__HOSTS", "[\"bench.test\"]"),
+            ("SEMANTEST_HUB_PUBLIC__PER_ADDRESS_CONNECTIONS", "100000"),
+            ("SEMANTEST_HUB_PUBLIC__PER_ADDRESS_RATE_PER_S", "10000000"),
+            ("SEMANTEST_HUB_PUBLIC__PER_ADDRESS_BURST", "10000000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    if let Some(broker) = broker {
+        spec.env
+            .push(("SEMANTEST_HUB_PUBLIC__BROKER".into(), broker.to_string()));
+    }
+    let bind = format!("127.0.0.1:{port}");
+    let extra = ["--public", "--bind", bind.as_str(), "--behind-proxy"];
+    spawn_hub(&spec, &extra).await
+}
+
+/// A `nats-server` on a free loopback port, from PATH; killed when dropped.
+pub struct Nats {
+    /// Held only to be killed when the `Nats` is dropped.
+    _child: Child,
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+/// Starts `nats-server` on a free port and waits (up to 10 s) until it accepts
+/// connections.
+///
+/// # Errors
+/// When it is not installed (`apt-get install nats-server`) or does not come up.
+pub async fn start_nats() -> Result<Nats> {
+    let port = free_port()?;
+    let child = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("start nats-server (apt-get install nats-server)")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "nats-server did not listen in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(Nats {
+        _child: child,
+        url: format!("nats://127.0.0.1:{port}"),
+    })
+}
+
 /// Starts a hub on a free port and waits (up to 20 s) for its runtime file.
 ///
 /// # Errors
 /// When the binary cannot start or the hub does not come up.
 pub async fn start_hub(spec: &HubSpec) -> Result<Server> {
+    spawn_hub(spec, &[]).await
+}
+
+/// Starts `semantest-hub serve` with `extra` arguments and waits for its runtime file.
+async fn spawn_hub(spec: &HubSpec, extra: &[&str]) -> Result<Server> {
     let data = tempfile::tempdir()?;
-    let mut child = spec.command(data.path(), 0).spawn().with_context(|| {
+    let mut command = spec.command(data.path(), 0);
+    command.args(extra);
+    let mut child = command.spawn().with_context(|| {
         format!(
             "cannot start {} (build it with `cargo build --release`)",
             spec.binary.display()
