@@ -441,8 +441,27 @@ impl Broker {
     /// of its type, through the same fan-out as a local publish; it is not handed to the
     /// backplane again and answers no `event.request` (answers come through
     /// [`Broker::answer_remote`]). Returns how many queues took it.
+    ///
+    /// An event whose payload is over `limits.max_event_payload_bytes` is dropped (the
+    /// publishing instance should have refused it; it may be configured otherwise).
     pub fn deliver_remote(&self, event: &Event) -> usize {
+        if !self.fits(event) {
+            return 0;
+        }
         self.fan_out(event, REMOTE)
+    }
+
+    fn fits(&self, event: &Event) -> bool {
+        let size = event.payload.get().len();
+        let fits = size <= self.inner.limits.max_payload_bytes;
+        if !fits {
+            tracing::warn!(
+                size,
+                from = %event.from,
+                "event from another instance is over the payload limit; dropped"
+            );
+        }
+        fits
     }
 
     /// Resolves this instance's `event.request` that waits for `event.correlation_id`,
@@ -451,6 +470,9 @@ impl Broker {
         let Some(id) = event.correlation_id.as_deref() else {
             return false;
         };
+        if !self.fits(&event) {
+            return false;
+        }
         let waiter = self.waiters().remove(id);
         waiter.is_some_and(|waiter| waiter.send(event).is_ok())
     }

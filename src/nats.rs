@@ -55,6 +55,9 @@ use self::subjects::Subjects;
 /// Events waiting to be sent to NATS; past this, new ones are not sent (counted).
 pub const OUTGOING_CAPACITY: usize = 16_384;
 
+/// How long a flush may wait for the server (after a subscription, at shutdown).
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
 /// `(from, seq)` pairs remembered to recognise copies of one event.
 const RECENT_CAPACITY: usize = 65_536;
 
@@ -410,15 +413,24 @@ impl Parts {
             let Some(Outgoing { subject, body }) = message else {
                 break;
             };
-            if let Err(err) = self.client.publish(subject, body).await {
+            // During an outage the client's own buffer fills and this waits; shutdown
+            // does not.
+            let sent = tokio::select! {
+                sent = self.client.publish(subject, body) => sent,
+                () = self.shutdown.cancelled() => break,
+            };
+            if let Err(err) = sent {
                 self.metrics.unsent.inc();
                 tracing::debug!(error = %err, "event not sent to NATS");
             } else {
                 self.metrics.sent.inc();
             }
         }
-        if let Err(err) = self.client.flush().await {
-            tracing::debug!(error = %err, "NATS flush at shutdown failed");
+        // Bounded: without a server the flush would wait for the next connection.
+        match tokio::time::timeout(FLUSH_WAIT, self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::debug!(error = %err, "NATS flush at shutdown failed"),
+            Err(_) => tracing::debug!("NATS flush at shutdown timed out"),
         }
     }
 
@@ -444,9 +456,17 @@ impl Parts {
                             self.tracker
                                 .spawn(self.clone().receive_events(subscriber, stop));
                             // The server has the subscription once the flush returns;
-                            // only then does the gauge count it.
-                            if let Err(err) = self.client.flush().await {
-                                tracing::debug!(subject, error = %err, "NATS flush after subscribe failed");
+                            // only then does the gauge count it. Bounded, so that an
+                            // outage does not hold the next changes or the shutdown.
+                            let flushed = tokio::select! {
+                                flushed = tokio::time::timeout(FLUSH_WAIT, self.client.flush()) => flushed,
+                                () = self.shutdown.cancelled() => break,
+                            };
+                            if !matches!(flushed, Ok(Ok(()))) {
+                                tracing::debug!(
+                                    subject,
+                                    "NATS flush after subscribe did not complete; the client subscribes again on reconnection"
+                                );
                             }
                             self.metrics.subscriptions.inc();
                             tracing::debug!(subject, "subscribed on NATS");
