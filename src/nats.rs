@@ -27,7 +27,10 @@
 //! while it is away wait in its buffer; past [`OUTGOING_CAPACITY`] they are not sent
 //! to other instances and are counted in `semantest_hub_broker_unsent_total`.
 
+mod credentials;
 pub mod subjects;
+
+pub use self::credentials::{Credentials, PASSWORD_ENV, PASSWORD_SECRET, without_user};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -48,7 +51,7 @@ use crate::broker::{Broker, check_type, parse_pattern};
 use crate::metrics::BrokerMetrics;
 use crate::protocol::events::Event;
 use crate::protocol::hub::BrokerState;
-use crate::secrets::{SecretError, Secrets};
+use crate::secrets::SecretError;
 
 use self::subjects::Subjects;
 
@@ -66,87 +69,6 @@ const RECENT_CAPACITY: usize = 65_536;
 pub fn reconnect_delay(attempt: usize) -> Duration {
     let exponent = u32::try_from(attempt.min(5)).unwrap_or(5);
     Duration::from_millis((100u64 << exponent).min(2_000))
-}
-
-/// How the instance proves itself to the NATS server. Never read from the config file
-/// (docs/configuration.md, "Broker credentials").
-#[derive(Clone, Default, PartialEq, Eq)]
-pub enum Credentials {
-    /// No credentials, or the user name alone from the URL.
-    #[default]
-    None,
-    /// `SEMANTEST_HUB_BROKER_TOKEN`, or the keychain entry `broker-token`.
-    Token(String),
-    /// The user from the URL with `SEMANTEST_HUB_BROKER_PASSWORD`, or the keychain
-    /// entry `broker-password`.
-    UserPassword {
-        /// From the URL (`nats://user@host:4222`).
-        user: String,
-        /// From the environment or the keychain.
-        password: String,
-    },
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Credentials::None => "None",
-            Credentials::Token(_) => "Token(..)",
-            Credentials::UserPassword { .. } => "UserPassword(..)",
-        })
-    }
-}
-
-/// The environment variable with the NATS token.
-pub const TOKEN_ENV: &str = "SEMANTEST_HUB_BROKER_TOKEN";
-/// The environment variable with the NATS password of the URL's user.
-pub const PASSWORD_ENV: &str = "SEMANTEST_HUB_BROKER_PASSWORD";
-/// The secret (keychain entry, or file in the file store) with the NATS token.
-pub const TOKEN_SECRET: &str = "broker-token";
-/// The secret with the NATS password of the URL's user.
-pub const PASSWORD_SECRET: &str = "broker-password";
-
-impl Credentials {
-    /// The credentials for `servers`: a token from [`TOKEN_ENV`], else the secret
-    /// [`TOKEN_SECRET`]; else, when a URL names a user, its password from
-    /// [`PASSWORD_ENV`], else the secret [`PASSWORD_SECRET`]; else none. Empty values
-    /// count as absent.
-    ///
-    /// # Errors
-    /// [`NatsError::Secrets`] when the secret store cannot be read;
-    /// [`NatsError::NoPassword`] when a URL names a user and no password is found.
-    pub fn resolve(servers: &[ServerAddr], secrets: &Secrets) -> Result<Self, NatsError> {
-        let from = |env: &str, secret: &str| -> Result<Option<String>, SecretError> {
-            match std::env::var(env) {
-                Ok(value) if !value.is_empty() => Ok(Some(value)),
-                _ => Ok(secrets.get(secret)?.filter(|v| !v.is_empty())),
-            }
-        };
-        if let Some(token) = from(TOKEN_ENV, TOKEN_SECRET)? {
-            return Ok(Self::Token(token));
-        }
-        let Some(user) = servers.iter().find_map(|s| s.username()) else {
-            return Ok(Self::None);
-        };
-        match from(PASSWORD_ENV, PASSWORD_SECRET)? {
-            Some(password) => Ok(Self::UserPassword {
-                user: user.to_string(),
-                password,
-            }),
-            None => Err(NatsError::NoPassword {
-                user: user.to_string(),
-            }),
-        }
-    }
-}
-
-/// A server address without its user name (the credentials are passed on their own).
-///
-/// # Errors
-/// [`NatsError::Url`] if the address cannot be written back (it was checked at start).
-pub fn without_user(server: &ServerAddr) -> Result<ServerAddr, NatsError> {
-    let text = format!("{}://{}:{}", server.scheme(), server.host(), server.port());
-    text.parse().map_err(|_| NatsError::Url(text))
 }
 
 /// What [`NatsBackplane::start`] needs.
@@ -614,14 +536,5 @@ mod tests {
             serde_json::json!({"type": "token_revoked", "id": "cl_0123456789ab"})
         );
         assert_eq!(serde_json::from_value::<Control>(json).unwrap(), control);
-    }
-
-    #[test]
-    fn credentials_never_print() {
-        let credentials = Credentials::UserPassword {
-            user: "hub".into(),
-            password: "secret".into(),
-        };
-        assert!(!format!("{credentials:?}").contains("secret"));
     }
 }
