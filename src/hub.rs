@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! secrets, store ─► projects, feed, clients ─► notifier (the event sink)
+//!                 ─► broker ─► nats (public mode with public.broker)
 //!                 ─► runner (slots, CLI) ─► coordinator ─► watch
 //! ```
 //!
@@ -600,7 +601,8 @@ impl Hub {
         }
     }
 
-    /// `GET /health`: status, resources, counts and agent CLI availability.
+    /// `GET /health`: status, resources, counts, agent CLI availability and the broker;
+    /// `status` is `unhealthy` while the broker between instances is lost.
     pub fn health(&self) -> Health {
         let sample = self.inner.monitor.latest();
         let broker = self.broker_health();
