@@ -572,3 +572,52 @@ async fn a_nats_outage_keeps_local_delivery_and_cross_instance_delivery_resumes(
         marker += 1;
     }
 }
+
+#[tokio::test]
+async fn a_broker_url_with_a_password_stops_the_hub_and_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_config = dir.path().join("public.toml");
+    std::fs::write(&empty_config, "").unwrap();
+    let output = tokio::process::Command::new(crate::util::hub_bin())
+        .arg("--config")
+        .arg(&empty_config)
+        .args([
+            "serve",
+            "--public",
+            "--behind-proxy",
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .args(["--secret-store", "file", "--data-dir"])
+        .arg(dir.path())
+        .env("SEMANTEST_HUB_PUBLIC__HOSTS", format!("[\"{NAME}\"]"))
+        .env(
+            "SEMANTEST_HUB_PUBLIC__BROKER",
+            "nats://hub:secret@127.0.0.1:4222",
+        )
+        .output();
+    let output = tokio::time::timeout(WAIT, output)
+        .await
+        .expect("the hub exits within the wait")
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("public.broker"), "{stderr}");
+    assert!(stderr.contains("SEMANTEST_HUB_BROKER_PASSWORD"), "{stderr}");
+}
+
+#[tokio::test]
+async fn without_a_broker_the_health_reports_the_in_process_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.config.public = PublicConfig {
+        broker: None,
+        ..public_settings("nats://127.0.0.1:1")
+    };
+    let hub = TestHub::start_in(dir, config).await;
+    let (status, body) = health(&hub).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["broker"]["kind"], "in_process");
+    assert_eq!(body["broker"]["state"], "connected");
+}
