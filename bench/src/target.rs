@@ -74,11 +74,16 @@ impl HubSpec {
 
     /// The command line `semantest-hub serve` on `port` (0 = any) in `data`.
     pub fn command(&self, data: &Path, port: u16) -> Command {
+        let mut command = self.serve(data);
+        command.arg("--port").arg(port.to_string());
+        command
+    }
+
+    /// `semantest-hub serve` in `data`, without a port (public mode takes `--bind`).
+    fn serve(&self, data: &Path) -> Command {
         let mut command = Command::new(&self.binary);
         command
             .args(["serve", "--secret-store", "file", "--log-level", "warn"])
-            .arg("--port")
-            .arg(port.to_string())
             .arg("--data-dir")
             .arg(data)
             .envs(self.base_env())
@@ -115,8 +120,10 @@ pub async fn start_public_hub(spec: &HubSpec, broker: Option<&str>) -> Result<Se
             .push(("SEMANTEST_HUB_PUBLIC__BROKER".into(), broker.to_string()));
     }
     let bind = format!("127.0.0.1:{port}");
-    let extra = ["--public", "--bind", bind.as_str(), "--behind-proxy"];
-    spawn_hub(&spec, &extra).await
+    let data = tempfile::tempdir()?;
+    let mut command = spec.serve(data.path());
+    command.args(["--public", "--bind", bind.as_str(), "--behind-proxy"]);
+    spawn_hub(command, data).await
 }
 
 /// A `nats-server` on a free loopback port, from PATH; killed when dropped.
@@ -164,20 +171,16 @@ pub async fn start_nats() -> Result<Nats> {
 /// # Errors
 /// When the binary cannot start or the hub does not come up.
 pub async fn start_hub(spec: &HubSpec) -> Result<Server> {
-    spawn_hub(spec, &[]).await
+    let data = tempfile::tempdir()?;
+    let command = spec.command(data.path(), 0);
+    spawn_hub(command, data).await
 }
 
-/// Starts `semantest-hub serve` with `extra` arguments and waits for its runtime file.
-async fn spawn_hub(spec: &HubSpec, extra: &[&str]) -> Result<Server> {
-    let data = tempfile::tempdir()?;
-    let mut command = spec.command(data.path(), 0);
-    command.args(extra);
-    let mut child = command.spawn().with_context(|| {
-        format!(
-            "cannot start {} (build it with `cargo build --release`)",
-            spec.binary.display()
-        )
-    })?;
+/// Runs a `semantest-hub serve` command on `data` and waits for its runtime file.
+async fn spawn_hub(mut command: Command, data: tempfile::TempDir) -> Result<Server> {
+    let mut child = command
+        .spawn()
+        .context("cannot start the hub (build it with `cargo build --release`)")?;
     let runtime = data.path().join("server.json");
     let deadline = Instant::now() + Duration::from_secs(20);
     let info: serde_json::Value = loop {
