@@ -44,13 +44,13 @@ ensure_desktop_deps() {
 }
 
 # What the tests need beyond the build: a Secret Service, a browser, a display server,
-# PostgreSQL (the shared-database tests start their own server).
+# PostgreSQL and nats-server (the cluster tests start their own servers).
 ensure_test_deps() {
   [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null || return 0
   apt_install dbus gnome-keyring dbus-x11 libsecret-tools chromium xvfb xauth imagemagick x11-utils at-spi2-core \
     xdotool python3-xlib gir1.2-atspi-2.0 curl \
     python3-gi gir1.2-glib-2.0 \
-    postgresql
+    postgresql nats-server
 }
 
 # The WebSocket conformance tests (tests/conformance.rs): kosoku, a Python 3 runner of the

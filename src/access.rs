@@ -80,6 +80,7 @@ pub async fn revoke(hub: &Hub, id: &str) -> Result<ClientView, RpcError> {
     let row = hub.client_tokens().revoke(id).await?;
     let closed = hub.clients().close_token(id, CLOSE_POLICY, REVOKED_REASON);
     tracing::info!(client_id = %id, closed, "revoked token's connections closed");
+    hub.announce_revocation(id);
     let view = client_tokens::view(&row, 0);
     changed(hub, ClientEvent::Revoked, &view);
     Ok(view)

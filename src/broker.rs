@@ -24,16 +24,22 @@
 //! identity (its token, or the owner) with the result they got, and answers a repeat
 //! with that result instead of delivering again ([`idempotency`]).
 //!
-//! The file is a little over 800 lines because the three indexes, the fan-out that
+//! Between instances of one deployment, a [`Backplane`] carries events (the NATS one
+//! lives in [`crate::nats`]); without one, nothing leaves the process. Local delivery
+//! is the same either way: the backplane is told after the local fan-out, and events
+//! from other instances enter that fan-out through [`Broker::deliver_remote`].
+//!
+//! The file is a little over 900 lines because the three indexes, the fan-out that
 //! walks them and the per-subscriber drop accounting share one lock and one invariant
 //! (a connection matching through several patterns gets an event once); the key store
 //! and the tests live in their own files.
 
+pub mod backplane;
 mod idempotency;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
@@ -43,6 +49,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::clients::{CLOSE_POLICY, Client, Push};
+
+use self::backplane::{Backplane, InProcess};
 use crate::config::Limits;
 use crate::error::{ErrorKind, RpcError};
 use crate::metrics::EventMetrics;
@@ -319,11 +327,13 @@ impl Routes {
         }
     }
 
-    fn remove(&mut self, pattern: Pattern<'_>, conn_id: u64) {
+    /// Takes `conn_id` out of the pattern's bucket; true when that emptied the bucket.
+    fn remove(&mut self, pattern: Pattern<'_>, conn_id: u64) -> bool {
         let (map, key) = match pattern {
             Pattern::All => {
+                let before = self.all.len();
                 self.all.retain(|c| c.id() != conn_id);
-                return;
+                return before > 0 && self.all.is_empty();
             }
             Pattern::Prefix(prefix) => (&mut self.prefix, prefix),
             Pattern::Exact(kind) => (&mut self.exact, kind),
@@ -332,8 +342,10 @@ impl Routes {
             bucket.retain(|c| c.id() != conn_id);
             if bucket.is_empty() {
                 map.remove(key);
+                return true;
             }
         }
+        false
     }
 
     /// The subscribers of `kind` other than `sender`, each once.
@@ -367,7 +379,20 @@ struct Inner {
     routes: RwLock<Routes>,
     waiters: Mutex<HashMap<String, oneshot::Sender<Event>>>,
     keys: idempotency::Keys,
+    /// Set once by [`Broker::attach`]; unset, nothing leaves the process.
+    backplane: OnceLock<Attached>,
 }
+
+/// A backplane and this instance's tag in `from`.
+struct Attached {
+    backplane: Arc<dyn Backplane>,
+    /// Appended to `conn-<id>` as `@<instance>`, so that publishers on different
+    /// instances never share a name.
+    instance: String,
+}
+
+/// The `sender` of an event that came from another instance: no local connection.
+const REMOTE: u64 = u64::MAX;
 
 /// The event router. Cheap to clone; every clone is the same broker.
 #[derive(Clone)]
@@ -385,8 +410,71 @@ impl Broker {
                 routes: RwLock::default(),
                 waiters: Mutex::default(),
                 keys: idempotency::Keys::new(limits.max_idempotency_keys),
+                backplane: OnceLock::new(),
             }),
         }
+    }
+
+    /// Connects the broker to the other instances of a deployment, before the first
+    /// connection arrives: events published here are handed to `backplane` after the
+    /// local fan-out, and publishers are named `conn-<id>@<instance>` in `from`. A
+    /// second call is ignored (the first backplane stays).
+    pub fn attach(&self, backplane: Arc<dyn Backplane>, instance: &str) {
+        let attached = Attached {
+            backplane,
+            instance: instance.to_string(),
+        };
+        if self.inner.backplane.set(attached).is_err() {
+            tracing::warn!("the broker already has a backplane; the second one is ignored");
+        }
+    }
+
+    /// The attached backplane, or [`InProcess`] (nothing leaves the process).
+    fn backplane(&self) -> &dyn Backplane {
+        match self.inner.backplane.get() {
+            Some(attached) => attached.backplane.as_ref(),
+            None => &InProcess,
+        }
+    }
+
+    /// Delivers an event published on another instance to this instance's subscribers
+    /// of its type, through the same fan-out as a local publish; it is not handed to the
+    /// backplane again and answers no `event.request` (answers come through
+    /// [`Broker::answer_remote`]). Returns how many queues took it.
+    ///
+    /// An event whose payload is over `limits.max_event_payload_bytes` is dropped (the
+    /// publishing instance should have refused it; it may be configured otherwise).
+    pub fn deliver_remote(&self, event: &Event) -> usize {
+        if !self.fits(event) {
+            return 0;
+        }
+        self.fan_out(event, REMOTE)
+    }
+
+    fn fits(&self, event: &Event) -> bool {
+        let size = event.payload.get().len();
+        let fits = size <= self.inner.limits.max_payload_bytes;
+        if !fits {
+            tracing::warn!(
+                size,
+                from = %event.from,
+                "event from another instance is over the payload limit; dropped"
+            );
+        }
+        fits
+    }
+
+    /// Resolves this instance's `event.request` that waits for `event.correlation_id`,
+    /// with an answer published on another instance. Returns whether one waited.
+    pub fn answer_remote(&self, event: Event) -> bool {
+        let Some(id) = event.correlation_id.as_deref() else {
+            return false;
+        };
+        if !self.fits(&event) {
+            return false;
+        }
+        let waiter = self.waiters().remove(id);
+        waiter.is_some_and(|waiter| waiter.send(event).is_ok())
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Routes> {
@@ -406,7 +494,10 @@ impl Broker {
             .unwrap_or(std::num::NonZeroU32::MIN);
         Arc::new(Conn {
             client: client.clone(),
-            name: connection_name(client.id()),
+            name: match self.inner.backplane.get() {
+                Some(attached) => format!("{}@{}", connection_name(client.id()), attached.instance),
+                None => connection_name(client.id()),
+            },
             dropped: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             limiter: RateLimiter::direct(Quota::per_second(rate)),
@@ -466,9 +557,14 @@ impl Broker {
         }
         held.extend(fresh.iter().map(|t| Box::from(t.as_str())));
         let total = held.len();
+        let backplane = self.backplane();
         for text in fresh {
             if let Ok(pattern) = parse_pattern(text) {
-                routes.bucket(pattern).push(conn.clone());
+                let bucket = routes.bucket(pattern);
+                if bucket.is_empty() {
+                    backplane.interest_added(text);
+                }
+                bucket.push(conn.clone());
             }
         }
         Ok(SubscribeResult {
@@ -507,7 +603,7 @@ impl Broker {
         let total = held.len();
         for text in &unsubscribed {
             if let Ok(pattern) = parse_pattern(text) {
-                routes.remove(pattern, client.id());
+                self.removed(&mut routes, pattern, text, client.id());
             }
         }
         Ok(UnsubscribeResult {
@@ -525,8 +621,16 @@ impl Broker {
         };
         for text in &held {
             if let Ok(pattern) = parse_pattern(text) {
-                routes.remove(pattern, client_id);
+                self.removed(&mut routes, pattern, text, client_id);
             }
+        }
+    }
+
+    /// Takes a connection out of a pattern's bucket, and tells the backplane when it
+    /// was the last.
+    fn removed(&self, routes: &mut Routes, pattern: Pattern<'_>, text: &str, conn_id: u64) {
+        if routes.remove(pattern, conn_id) {
+            self.backplane().interest_removed(text);
         }
     }
 
@@ -606,18 +710,23 @@ impl Broker {
         self.admit(&conn)?;
         let event = self.stamp(&conn, params.kind, payload, params.correlation_id);
         let mut delivered = self.fan_out(&event, conn.id());
+        let mut answered = false;
         if let Some(id) = &event.correlation_id {
             let waiter = self.waiters().remove(id.as_str());
             if let Some(waiter) = waiter
                 && waiter.send(event.clone()).is_ok()
             {
                 delivered += 1;
+                answered = true;
             }
         }
-        Ok(PublishResult {
-            delivered,
-            seq: event.seq,
-        })
+        let seq = event.seq;
+        let backplane = self.backplane();
+        if event.correlation_id.is_some() && !answered {
+            backplane.answer(&event);
+        }
+        backplane.publish(&event);
+        Ok(PublishResult { delivered, seq })
     }
 
     /// `event.request`: publishes the event with a fresh correlation id and returns the
@@ -658,6 +767,7 @@ impl Broker {
         };
         let event = self.stamp(&conn, params.kind, payload, Some(correlation_id));
         pending.delivered = self.fan_out(&event, conn.id());
+        self.backplane().publish(&event);
         Ok(pending)
     }
 

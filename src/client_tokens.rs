@@ -346,13 +346,6 @@ impl ClientTokens {
         rows
     }
 
-    /// Drops token `id` from the in-memory copy: another instance revoked it. New
-    /// connections never relied on the copy with the shared database; this makes the
-    /// synchronous readers forget it before the next reload.
-    pub fn forget(&self, id: &str) {
-        self.write().remove(id);
-    }
-
     /// Takes note that token `id` now has the value whose SHA-256 is `hash` (a pairing
     /// claim gave it its value, see [`crate::database::Database::claim_pairing`]).
     pub fn rekeyed(&self, id: &str, hash: [u8; 32]) {
@@ -429,6 +422,14 @@ impl ClientTokens {
         let row = row.ok_or_else(|| ClientTokenError::NotFound(id.to_string()))?;
         tracing::info!(client_id = %id, "client token revoked");
         Ok(row)
+    }
+
+    /// Drops token `id` from the in-memory copy without touching the store: another
+    /// instance of the deployment revoked it. New connections never rely on the copy
+    /// with the shared database; this makes the synchronous readers forget it before the
+    /// next reload. Returns whether it was live here.
+    pub fn forget(&self, id: &str) -> bool {
+        self.write().remove(id).is_some()
     }
 
     /// Records that a token opened a connection from `addr`: one store write per

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! secrets, store ─► projects, feed, clients ─► notifier (the event sink)
+//!                 ─► broker ─► nats (public mode with public.broker)
 //!                 ─► runner (slots, CLI) ─► coordinator ─► watch
 //! ```
 //!
@@ -22,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::broker::{Broker, BrokerLimits};
 use crate::client_tokens::ClientTokens;
-use crate::clients::{Client, Clients};
+use crate::clients::{CLOSE_POLICY, Client, Clients, REVOKED_REASON};
 use crate::config::{LoadedConfig, Mode};
 use crate::coordinator::{Coordinator, CoordinatorParts};
 use crate::database::{DATABASE_PASSWORD_SECRET, Database, DatabaseError};
@@ -31,10 +32,14 @@ use crate::events::{Event, EventSink};
 use crate::feed::Feed;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
+use crate::nats::{Control, Credentials, NatsBackplane, NatsError, NatsSettings, without_user};
 use crate::notifier::Notifier;
 use crate::pairing::Pairings;
 use crate::project::{ProjectError, Projects};
-use crate::protocol::hub::{DatabaseHealth, Disk, Health, HealthStatus, HubStatus, Memory, Stats};
+use crate::protocol::hub::{
+    BrokerHealth, BrokerKind, BrokerState, DatabaseHealth, Disk, Health, HealthStatus, HubStatus,
+    Memory, Stats,
+};
 use crate::protocol::{PROTOCOL_VERSION, ProjectView, Role, method, notification};
 use crate::runner::cli::CliSlot;
 use crate::runner::process::clean_orphans;
@@ -72,6 +77,9 @@ pub enum StartError {
     /// Projects could not be loaded.
     #[error(transparent)]
     Projects(#[from] ProjectError),
+    /// The NATS broker (`public.broker`) could not be set up.
+    #[error(transparent)]
+    Broker(#[from] NatsError),
     /// No port could be bound.
     #[error("cannot listen on {addrs}")]
     Bind {
@@ -153,6 +161,8 @@ struct Inner {
     feed: Feed,
     clients: Clients,
     broker: Broker,
+    /// The NATS backplane in public mode with `public.broker`; else events stay in process.
+    nats: Option<Arc<NatsBackplane>>,
     metrics: Arc<Metrics>,
     monitor: Monitor,
     login_codes: LoginCodes,
@@ -199,7 +209,14 @@ impl Hub {
         let dir = data_dir.clone();
         let shared = shared_database(&config)?;
         let wants_password = shared.is_some();
-        let (secret_store, owner_hash, database_password) =
+        let servers = match (config.config.mode(), &config.config.public.broker) {
+            (Mode::Public, Some(broker)) => {
+                Some(crate::config::broker_servers(broker).map_err(NatsError::Url)?)
+            }
+            _ => None,
+        };
+        let wanted = servers.clone();
+        let (secret_store, owner_hash, database_password, credentials) =
             tokio::task::spawn_blocking(move || {
                 let secrets = Secrets::open(kind, &dir)?;
                 let token = secrets.get_or_create(OWNER_TOKEN, new_token)?;
@@ -208,11 +225,21 @@ impl Hub {
                 } else {
                     None
                 };
-                Ok::<_, SecretError>((secrets.backend_name(), token_hash(&token), password))
+                let credentials = match &wanted {
+                    Some(servers) => Some(Credentials::resolve(servers, &secrets)?),
+                    None => None,
+                };
+                Ok::<_, StartError>((
+                    secrets.backend_name(),
+                    token_hash(&token),
+                    password,
+                    credentials,
+                ))
             })
             .await
             .expect("secret store task panicked")?;
         info!(secret_store, "owner token ready");
+        let instance_id = uuid::Uuid::new_v4().to_string();
 
         let store = Store::open(&data_dir)?;
         let (client_tokens, pairings, database) = match shared {
@@ -260,6 +287,30 @@ impl Hub {
             BrokerLimits::from_config(&config.config.limits),
             metrics.events.clone(),
         );
+        let (nats, control) = match servers.zip(credentials) {
+            Some((servers, credentials)) => {
+                let settings = NatsSettings {
+                    servers: servers.iter().map(without_user).collect::<Result<_, _>>()?,
+                    prefix: config.config.public.broker_subject_prefix.clone(),
+                    credentials,
+                    instance_id: instance_id.clone(),
+                };
+                info!(broker = ?config.config.public.broker, "events go between instances through NATS");
+                let (nats, control) = NatsBackplane::start(
+                    settings,
+                    &broker,
+                    metrics.broker.clone(),
+                    &tracker,
+                    &shutdown,
+                )
+                .await?;
+                (Some(nats), Some(control))
+            }
+            None => {
+                metrics.broker.connected.set(1);
+                (None, None)
+            }
+        };
         let slots = Slots::new(config.config.limits.max_running_agents);
         let notifier = Arc::new(Notifier::new(
             clients.clone(),
@@ -297,7 +348,7 @@ impl Hub {
             shutdown: shutdown.clone(),
         })?;
         let monitor = Monitor::new(&data_dir);
-        Ok(Self {
+        let hub = Self {
             inner: Arc::new(Inner {
                 data_dir_lock: std::sync::Mutex::new(Some(data_dir_lock)),
                 config,
@@ -306,6 +357,7 @@ impl Hub {
                 feed,
                 clients,
                 broker,
+                nats,
                 metrics,
                 monitor,
                 login_codes: LoginCodes::default(),
@@ -314,7 +366,7 @@ impl Hub {
                 pairings,
                 database,
                 secret_store,
-                instance_id: uuid::Uuid::new_v4().to_string(),
+                instance_id,
                 started: Instant::now(),
                 shutdown,
                 tracker,
@@ -323,7 +375,64 @@ impl Hub {
                 coordinator,
                 watch: Watch::default(),
             }),
-        })
+        };
+        if let Some(control) = control {
+            hub.inner.tracker.spawn(hub.clone().follow_control(control));
+        }
+        Ok(hub)
+    }
+
+    /// Acts on control messages from the other instances until shutdown.
+    async fn follow_control(self, mut control: tokio::sync::mpsc::UnboundedReceiver<Control>) {
+        loop {
+            let message = tokio::select! {
+                message = control.recv() => message,
+                () = self.inner.shutdown.cancelled() => None,
+            };
+            match message {
+                Some(Control::TokenRevoked { id }) => self.token_revoked_elsewhere(&id),
+                None => return,
+            }
+        }
+    }
+
+    /// A client token was revoked on another instance of the deployment: closes this
+    /// instance's connections made with it (1008, as for a local revocation) and drops
+    /// it from the live tokens.
+    pub fn token_revoked_elsewhere(&self, id: &str) {
+        let closed = self
+            .inner
+            .clients
+            .close_token(id, CLOSE_POLICY, REVOKED_REASON);
+        let forgotten = self.inner.client_tokens.forget(id);
+        info!(client_id = %id, closed, forgotten, "token revoked on another instance");
+    }
+
+    /// Tells the other instances that client token `id` was revoked here (nothing
+    /// without a broker between instances).
+    pub(crate) fn announce_revocation(&self, id: &str) {
+        if let Some(nats) = &self.inner.nats {
+            nats.send_control(&Control::TokenRevoked { id: id.to_string() });
+        }
+    }
+
+    /// `/health` `broker`.
+    pub fn broker_health(&self) -> BrokerHealth {
+        let metrics = &self.inner.metrics.broker;
+        match &self.inner.nats {
+            Some(nats) => BrokerHealth {
+                kind: BrokerKind::Nats,
+                state: nats.state(),
+                subscriptions: metrics.subscriptions.get(),
+                reconnects: metrics.reconnects.get(),
+            },
+            None => BrokerHealth {
+                kind: BrokerKind::InProcess,
+                state: BrokerState::Connected,
+                subscriptions: 0,
+                reconnects: 0,
+            },
+        }
     }
 
     /// Starts the background parts once the server listens on `port`: the resource
@@ -373,18 +482,6 @@ impl Hub {
     /// The shared database, when client tokens and pairings live there.
     pub(crate) fn database(&self) -> Option<&Database> {
         self.inner.database.as_ref()
-    }
-
-    /// Another instance revoked token `id`: close this instance's connections made with
-    /// it (1008, as for a revocation here) and drop it from the in-memory copy.
-    pub fn token_revoked_elsewhere(&self, id: &str) {
-        let closed = self.inner.clients.close_token(
-            id,
-            crate::clients::CLOSE_POLICY,
-            crate::clients::REVOKED_REASON,
-        );
-        self.inner.client_tokens.forget(id);
-        info!(client_id = %id, closed, "token revoked on another instance");
     }
 
     /// The configuration in force.
@@ -614,11 +711,13 @@ impl Hub {
         }
     }
 
-    /// `GET /health`: status, resources, counts and agent CLI availability.
+    /// `GET /health`: status, resources, counts, agent CLI availability and the broker;
+    /// `status` is `unhealthy` while the broker between instances is lost.
     pub fn health(&self) -> Health {
         let sample = self.inner.monitor.latest();
         let database = self.database_health();
-        let status = if database.healthy() {
+        let broker = self.broker_health();
+        let status = if database.healthy() && broker.healthy() {
             HealthStatus::Ok
         } else {
             HealthStatus::Unhealthy
@@ -644,6 +743,7 @@ impl Hub {
             agent_cli: self.inner.runner.cli().report(),
             secret_store: self.inner.secret_store,
             database,
+            broker,
         }
     }
 

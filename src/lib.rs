@@ -71,6 +71,7 @@ pub mod hub;
 pub mod logging;
 pub(crate) mod metrics;
 pub(crate) mod monitor;
+pub(crate) mod nats;
 pub(crate) mod notifier;
 pub(crate) mod pairing;
 pub(crate) mod pairing_http;

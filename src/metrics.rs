@@ -58,6 +58,36 @@ pub struct EventMetrics {
     pub timed_out: Counter,
 }
 
+/// The backplane's figures (`semantest_hub_broker_*`), handed to
+/// [`crate::nats::NatsBackplane`]. With the in-process broker they stay at their start
+/// values, except `connected`, which is 1.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerMetrics {
+    /// 1 while connected to the NATS server (always 1 in process), else 0.
+    pub connected: Gauge,
+    /// Reconnections after a lost connection.
+    pub reconnects: Counter,
+    /// Messages sent to NATS.
+    pub sent: Counter,
+    /// Events received from other instances (each once, copies not counted).
+    pub received: Counter,
+    /// Messages not sent to NATS: its buffer was full or the send failed.
+    pub unsent: Counter,
+    /// NATS subscriptions open for this instance's clients' patterns.
+    pub subscriptions: Gauge,
+    /// Whether a first connection was made, so that the next ones count as reconnects.
+    pub ever_connected: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl BrokerMetrics {
+    /// Marks that a first connection happened; returns whether one had happened
+    /// before.
+    pub fn mark_connected(&self) -> bool {
+        self.ever_connected
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Every metric of the hub.
 pub struct Metrics {
     registry: Registry,
@@ -89,6 +119,8 @@ pub struct Metrics {
     pub cpu_percent: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Event routing.
     pub events: EventMetrics,
+    /// The backplane between instances.
+    pub broker: BrokerMetrics,
 }
 
 impl Default for Metrics {
@@ -117,6 +149,7 @@ impl Metrics {
             resident_memory: Gauge::default(),
             cpu_percent: Gauge::default(),
             events: EventMetrics::default(),
+            broker: BrokerMetrics::default(),
         };
         registry.register(
             "ws_connections",
@@ -180,6 +213,7 @@ impl Metrics {
             metrics.cpu_percent.clone(),
         );
         let events = register_events(&mut registry);
+        register_broker(&mut registry, &metrics.broker);
         Self {
             registry,
             events,
@@ -271,6 +305,39 @@ fn register_events(registry: &mut Registry) -> EventMetrics {
         requests,
     );
     events
+}
+
+fn register_broker(registry: &mut Registry, broker: &BrokerMetrics) {
+    registry.register(
+        "broker_connected",
+        "1 while the broker between instances is reachable (always 1 in process), else 0",
+        broker.connected.clone(),
+    );
+    registry.register(
+        "broker_reconnects",
+        "Reconnections to the NATS server after a lost connection",
+        broker.reconnects.clone(),
+    );
+    registry.register(
+        "broker_sent",
+        "Messages sent to the NATS server",
+        broker.sent.clone(),
+    );
+    registry.register(
+        "broker_received",
+        "Events received from other instances",
+        broker.received.clone(),
+    );
+    registry.register(
+        "broker_unsent",
+        "Messages not sent to the NATS server (buffer full or send failed)",
+        broker.unsent.clone(),
+    );
+    registry.register(
+        "broker_subscriptions",
+        "NATS subscriptions open for this instance's clients",
+        broker.subscriptions.clone(),
+    );
 }
 
 #[cfg(test)]

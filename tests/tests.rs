@@ -42,3 +42,7 @@ mod soak;
 mod postgres_server;
 // Public instances sharing PostgreSQL: tokens, revocations, pairings, losing the database.
 mod cluster_store;
+// A real nats-server for the cluster tests.
+mod nats_server;
+// Instances in public mode over NATS: cross-instance events, requests, revocation, faults.
+mod cluster_events;

@@ -83,7 +83,9 @@ struct RunArgs {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Only these scenarios (comma-separated): rpc, setup, connections, events, output,
-    /// volume, tasks, startup, idle.
+    /// volume, tasks, startup, idle; and `cluster` (three public-mode instances over a
+    /// nats-server from PATH against one with the in-process broker), run only when
+    /// named here.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Seconds of each load point.
@@ -101,6 +103,9 @@ struct RunArgs {
     /// Tasks for the task-queue figure.
     #[arg(long, default_value_t = 10_000)]
     tasks: usize,
+    /// Events per second from each of the cluster run's publishers (one per instance).
+    #[arg(long, default_value_t = 200.0)]
+    cluster_rate: f64,
     /// Where results and plots go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -296,6 +301,58 @@ impl Results {
     }
 }
 
+/// Three public-mode instances joined by NATS, 100 subscribers and one publisher on
+/// each, 1 KiB events; beside it the same 300 subscribers and 3 publishers on one
+/// instance with the in-process broker. Prints and returns one line per run and side.
+async fn cluster(spec: &HubSpec, args: &RunArgs) -> Result<Value> {
+    let mut lines = Vec::new();
+    println!("| broker | run | deliveries/s | p50 ms | p99 ms | lost | RSS per instance MiB |");
+    println!("|---|---|---|---|---|---|---|");
+    for run in 1..=args.runs {
+        for nats in [true, false] {
+            let broker = if nats {
+                Some(target::start_nats().await?)
+            } else {
+                None
+            };
+            let mut servers = Vec::new();
+            let url = broker.as_ref().map(|b| b.url.clone());
+            if nats {
+                for _ in 0..3 {
+                    servers.push(target::start_public_hub(spec, url.as_deref()).await?);
+                }
+            } else {
+                servers.push(target::start_public_hub(spec, None).await?);
+            }
+            // One instance alone gets all 300 subscribers and the three publishers.
+            let spread = scenarios::Spread {
+                subs_per: 300 / servers.len(),
+                publishers_per: 3 / servers.len(),
+                rate: args.cluster_rate,
+                secs: args.secs,
+                size: 1024,
+            };
+            let (point, rss) = scenarios::cluster_fanout(&servers, spread).await?;
+            let side = if nats { "nats x3" } else { "in-process x1" };
+            let rss_text: Vec<String> = rss.iter().map(|r| format!("{r:.1}")).collect();
+            println!(
+                "| {side} | {run} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                point.achieved,
+                point.p50_ms,
+                point.p99_ms,
+                point.lost,
+                rss_text.join(" / ")
+            );
+            lines.push(json!({"broker": side, "run": run, "point": point, "rss_mib": rss}));
+            for server in servers {
+                server.stop().await;
+            }
+            drop(broker);
+        }
+    }
+    Ok(Value::Array(lines))
+}
+
 fn wants(args: &RunArgs, scenario: &str) -> bool {
     args.only.is_empty() || args.only.iter().any(|s| s == scenario)
 }
@@ -399,6 +456,11 @@ async fn run(args: RunArgs) -> Result<()> {
     results.notes.insert("extra_env".into(), json!(spec.env));
     let secs = args.secs;
 
+    if args.only.iter().any(|s| s == "cluster") {
+        results
+            .notes
+            .insert("cluster".into(), cluster(&spec, &args).await?);
+    }
     for run in 1..=args.runs {
         println!("== run {run} of {}", args.runs);
         if wants(&args, "rpc") {

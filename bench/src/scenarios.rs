@@ -498,6 +498,134 @@ pub async fn event_fanout(
     Ok(Some(point))
 }
 
+/// Waits (up to 10 s) until `server` reports a NATS subscription for its clients in
+/// `hub.health` (at once for the in-process broker).
+async fn broker_ready(server: &Server) -> Result<()> {
+    let (mut sink, mut source) = connect(&server.endpoint).await?.split();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in 1.. {
+        let health = rpc(&mut sink, &mut source, id, "hub.health", &json!({})).await?;
+        let broker = &health["broker"];
+        if broker["kind"] != "nats" || broker["subscriptions"].as_i64() >= Some(1) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no NATS subscription within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// How a cluster load run is spread.
+#[derive(Debug, Clone, Copy)]
+pub struct Spread {
+    /// Subscribers to `bench.*` on each server.
+    pub subs_per: usize,
+    /// Publishers on each server.
+    pub publishers_per: usize,
+    /// Events per second from each publisher.
+    pub rate: f64,
+    /// Seconds of publishing.
+    pub secs: f64,
+    /// Bytes per event, about.
+    pub size: usize,
+}
+
+/// The cluster load run: on each server `spread.subs_per` subscribers to `bench.*` and
+/// `spread.publishers_per` publishers, each sending `spread.rate` events/s for
+/// `spread.secs`. Each subscriber should receive every publisher's events. Returns the
+/// load point over all subscribers (achieved = deliveries/s) and each server's peak RSS.
+///
+/// # Errors
+/// Connection failures.
+pub async fn cluster_fanout(servers: &[Server], spread: Spread) -> Result<(LoadPoint, Vec<f64>)> {
+    let Spread {
+        subs_per,
+        publishers_per,
+        rate,
+        secs,
+        size,
+    } = spread;
+    let expect = Arc::new(AtomicU64::new(u64::MAX));
+    let mut sinks = Vec::new();
+    let mut readers = Vec::new();
+    for server in servers {
+        let pairs = subscribers(&server.endpoint, subs_per, &Subscription::Events)
+            .await?
+            .context("the hub has no event methods")?;
+        for (sink, source) in pairs {
+            sinks.push(sink);
+            readers.push(tokio::spawn(receive(
+                source,
+                Some(expect.clone()),
+                Duration::from_secs(3),
+            )));
+        }
+    }
+    for server in servers {
+        broker_ready(server).await?;
+    }
+    let watches: Vec<RssWatch> = servers.iter().map(|s| RssWatch::start(s.pid)).collect();
+    let pad = "p".repeat(size.saturating_sub(180));
+    let started = Instant::now();
+    let end = started + Duration::from_secs_f64(secs);
+    let mut publishers = Vec::new();
+    for server in servers
+        .iter()
+        .flat_map(|s| std::iter::repeat_n(s, publishers_per))
+    {
+        let (mut sink, mut source) = connect(&server.endpoint).await?.split();
+        let pad = pad.clone();
+        let drain = tokio::spawn(async move {
+            while let Ok(Some(Ok(_))) =
+                tokio::time::timeout(Duration::from_secs(5), source.next()).await
+            {}
+        });
+        publishers.push(tokio::spawn(async move {
+            let mut sent = 0u64;
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            while Instant::now() < end {
+                tick.tick().await;
+                let target = due(rate, started.elapsed());
+                while sent < target {
+                    sent += 1;
+                    let frame = request(
+                        sent,
+                        "event.publish",
+                        &json!({"type": "bench.tick", "payload": {"bench_t": now_ns(), "pad": pad}}),
+                    );
+                    sink.feed(Message::text(frame)).await?;
+                }
+                sink.flush().await?;
+            }
+            Ok::<_, anyhow::Error>((sent, sink, drain))
+        }));
+    }
+    let mut total = 0;
+    let mut keep = Vec::new();
+    for publisher in publishers {
+        let (sent, sink, drain) = publisher.await??;
+        total += sent;
+        keep.push((sink, drain));
+    }
+    expect.store(total, Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for reader in readers {
+        seen.push(reader.await?);
+    }
+    let peaks: Vec<f64> = watches.iter().map(RssWatch::peak_mib).collect();
+    let peak = peaks.iter().copied().fold(0.0, f64::max);
+    drop(sinks);
+    for (_, drain) in keep {
+        drain.abort();
+    }
+    let offered =
+        rate * (publishers_per * servers.len()) as f64 * (subs_per * servers.len()) as f64;
+    Ok((summarize_seen(seen, started, offered, total, peak), peaks))
+}
+
 /// A project on the hub for the agent output figures; `None` for the bare server.
 async fn output_project(endpoint: &Endpoint, dir: &std::path::Path) -> Result<Option<String>> {
     if endpoint.kind == Kind::Bare {

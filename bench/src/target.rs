@@ -74,11 +74,16 @@ impl HubSpec {
 
     /// The command line `semantest-hub serve` on `port` (0 = any) in `data`.
     pub fn command(&self, data: &Path, port: u16) -> Command {
+        let mut command = self.serve(data);
+        command.arg("--port").arg(port.to_string());
+        command
+    }
+
+    /// `semantest-hub serve` in `data`, without a port (public mode takes `--bind`).
+    fn serve(&self, data: &Path) -> Command {
         let mut command = Command::new(&self.binary);
         command
             .args(["serve", "--secret-store", "file", "--log-level", "warn"])
-            .arg("--port")
-            .arg(port.to_string())
             .arg("--data-dir")
             .arg(data)
             .envs(self.base_env())
@@ -90,18 +95,92 @@ impl HubSpec {
     }
 }
 
+/// Starts a public-mode hub behind a (pretend) proxy on a free loopback port, with
+/// `broker` as its `public.broker` (`None`: the in-process broker), and waits for its
+/// runtime file. Per-address limits are raised: every benchmark client comes from
+/// 127.0.0.1.
+///
+/// # Errors
+/// When the binary cannot start or the hub does not come up.
+pub async fn start_public_hub(spec: &HubSpec, broker: Option<&str>) -> Result<Server> {
+    let port = free_port()?;
+    let mut spec = spec.clone();
+    spec.env.extend(
+        [
+            ("SEMANTEST_HUB_PUBLIC__HOSTS", "[\"bench.test\"]"),
+            ("SEMANTEST_HUB_PUBLIC__PER_ADDRESS_CONNECTIONS", "100000"),
+            ("SEMANTEST_HUB_PUBLIC__PER_ADDRESS_RATE_PER_S", "10000000"),
+            ("SEMANTEST_HUB_PUBLIC__PER_ADDRESS_BURST", "10000000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    if let Some(broker) = broker {
+        spec.env
+            .push(("SEMANTEST_HUB_PUBLIC__BROKER".into(), broker.to_string()));
+    }
+    let bind = format!("127.0.0.1:{port}");
+    let data = tempfile::tempdir()?;
+    let mut command = spec.serve(data.path());
+    command.args(["--public", "--bind", bind.as_str(), "--behind-proxy"]);
+    spawn_hub(command, data).await
+}
+
+/// A `nats-server` on a free loopback port, from PATH; killed when dropped.
+pub struct Nats {
+    /// Held only to be killed when the `Nats` is dropped.
+    _child: Child,
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+/// Starts `nats-server` on a free port and waits (up to 10 s) until it accepts
+/// connections.
+///
+/// # Errors
+/// When it is not installed (`apt-get install nats-server`) or does not come up.
+pub async fn start_nats() -> Result<Nats> {
+    let port = free_port()?;
+    let child = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("start nats-server (apt-get install nats-server)")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "nats-server did not listen in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(Nats {
+        _child: child,
+        url: format!("nats://127.0.0.1:{port}"),
+    })
+}
+
 /// Starts a hub on a free port and waits (up to 20 s) for its runtime file.
 ///
 /// # Errors
 /// When the binary cannot start or the hub does not come up.
 pub async fn start_hub(spec: &HubSpec) -> Result<Server> {
     let data = tempfile::tempdir()?;
-    let mut child = spec.command(data.path(), 0).spawn().with_context(|| {
-        format!(
-            "cannot start {} (build it with `cargo build --release`)",
-            spec.binary.display()
-        )
-    })?;
+    let command = spec.command(data.path(), 0);
+    spawn_hub(command, data).await
+}
+
+/// Runs a `semantest-hub serve` command on `data` and waits for its runtime file.
+async fn spawn_hub(mut command: Command, data: tempfile::TempDir) -> Result<Server> {
+    let mut child = command
+        .spawn()
+        .context("cannot start the hub (build it with `cargo build --release`)")?;
     let runtime = data.path().join("server.json");
     let deadline = Instant::now() + Duration::from_secs(20);
     let info: serde_json::Value = loop {

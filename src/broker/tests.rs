@@ -588,3 +588,125 @@ fn racing_duplicates_of_one_identity_deliver_once() {
         assert_eq!(sub.events().len(), 1, "round {round}");
     }
 }
+
+/// A backplane that records what the broker hands it.
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+impl Backplane for Recorder {
+    fn publish(&self, event: &Event) {
+        let line = format!("publish {} {}", event.kind, event.from);
+        self.calls.lock().unwrap().push(line);
+    }
+
+    fn answer(&self, event: &Event) {
+        let line = format!("answer {}", event.correlation_id.as_deref().unwrap_or("-"));
+        self.calls.lock().unwrap().push(line);
+    }
+
+    fn interest_added(&self, pattern: &str) {
+        self.calls.lock().unwrap().push(format!("+{pattern}"));
+    }
+
+    fn interest_removed(&self, pattern: &str) {
+        self.calls.lock().unwrap().push(format!("-{pattern}"));
+    }
+}
+
+fn remote_event(kind: &str, correlation_id: Option<&str>, payload: &str) -> Event {
+    Event {
+        kind: kind.into(),
+        payload: RawValue::from_string(payload.into()).unwrap(),
+        correlation_id: correlation_id.map(str::to_string),
+        from: "conn-1@other".into(),
+        seq: 1,
+        ts: "2026-01-02T03:04:05.678Z".into(),
+        dropped: None,
+    }
+}
+
+#[test]
+fn the_backplane_hears_first_and_last_interest_and_every_local_publish() {
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let recorder = Arc::new(Recorder::default());
+    broker.attach(recorder.clone(), "inst1");
+    let (one, two) = (Peer::new(&clients, 64), Peer::new(&clients, 64));
+    broker.subscribe(&one.client, types(&["a.*", "b"])).unwrap();
+    broker.subscribe(&two.client, types(&["a.*", "*"])).unwrap();
+    assert_eq!(recorder.take(), ["+a.*", "+b", "+*"]);
+    broker.unsubscribe(&one.client, types(&["a.*"])).unwrap();
+    assert!(recorder.take().is_empty(), "two still holds a.*");
+    broker.disconnect(two.client.id());
+    let mut removed = recorder.take();
+    removed.sort();
+    assert_eq!(removed, ["-*", "-a.*"]);
+
+    publish(&broker, &one, "c.d").unwrap();
+    let name = format!("conn-{}@inst1", one.client.id());
+    assert_eq!(recorder.take(), [format!("publish c.d {name}")]);
+    // A correlation id that nothing here waits for also goes out as an answer.
+    let answer = PublishParams {
+        kind: "c.d".into(),
+        payload: json!(1),
+        correlation_id: Some("req-1".into()),
+        idempotency_key: None,
+    };
+    broker.publish(&one.client, answer).unwrap();
+    assert_eq!(
+        recorder.take(),
+        ["answer req-1".to_string(), format!("publish c.d {name}")]
+    );
+}
+
+#[tokio::test]
+async fn remote_events_fan_out_locally_and_answer_local_requests_without_going_back() {
+    let clients = Clients::default();
+    let broker = Broker::new(limits(), EventMetrics::default());
+    let recorder = Arc::new(Recorder::default());
+    broker.attach(recorder.clone(), "inst1");
+    let mut subscriber = Peer::new(&clients, 64);
+    broker
+        .subscribe(&subscriber.client, types(&["r.*", "*"]))
+        .unwrap();
+    recorder.take();
+
+    assert_eq!(broker.deliver_remote(&remote_event("r.x", None, "1")), 1);
+    assert_eq!(subscriber.events(), [("r.x".to_string(), 1, None)]);
+    // Over the payload limit (64 bytes here): dropped.
+    let big = format!("\"{}\"", "x".repeat(100));
+    assert_eq!(broker.deliver_remote(&remote_event("r.x", None, &big)), 0);
+    assert!(subscriber.events().is_empty());
+
+    let asker = Peer::new(&clients, 64);
+    let pending = broker
+        .request(
+            &asker.client,
+            RequestParams {
+                kind: "q".into(),
+                payload: json!(1),
+                timeout_ms: Some(5000),
+            },
+        )
+        .unwrap();
+    let id = pending.correlation_id().to_string();
+    assert!(!broker.answer_remote(remote_event("a", Some("unknown"), "2")));
+    assert!(broker.answer_remote(remote_event("a", Some(&id), "3")));
+    let event = pending.answer().await.unwrap();
+    assert_eq!(
+        (event.payload.get(), event.from.as_str()),
+        ("3", "conn-1@other")
+    );
+    // Only the local request went out; nothing that came in was sent on again.
+    let calls = recorder.take();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].starts_with("publish q conn-"), "{calls:?}");
+}

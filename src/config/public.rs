@@ -146,6 +146,15 @@ pub struct PublicConfig {
     /// Absent: client tokens and pairings stay in this instance's SQLite database and
     /// memory, so only one instance can serve them.
     pub database: Option<String>,
+    /// The NATS servers that carry events between the instances of one deployment,
+    /// `nats://host:4222` or `tls://host:4222`, several separated by commas. Absent: one
+    /// instance, the in-process broker. A user name may be given
+    /// (`nats://hub@host:4222`), never a password: that comes from
+    /// `SEMANTEST_HUB_BROKER_PASSWORD` or the keychain (docs/configuration.md).
+    pub broker: Option<String>,
+    /// The first tokens of every NATS subject the hub uses (`<prefix>.<event type>`,
+    /// `<prefix>-answers`, `<prefix>-control`); instances of one deployment share it.
+    pub broker_subject_prefix: String,
 }
 
 impl Default for PublicConfig {
@@ -175,6 +184,8 @@ impl Default for PublicConfig {
             enable_projects: false,
             enable_tasks: false,
             database: None,
+            broker: None,
+            broker_subject_prefix: DEFAULT_SUBJECT_PREFIX.to_string(),
         }
     }
 }
@@ -344,6 +355,18 @@ impl PublicConfig {
                 reason,
             })?;
         }
+        if let Some(broker) = &self.broker {
+            broker_servers(broker).map_err(|reason| ConfigError::Invalid {
+                key: "public.broker",
+                reason,
+            })?;
+        }
+        check_subject_prefix(&self.broker_subject_prefix).map_err(|reason| {
+            ConfigError::Invalid {
+                key: "public.broker_subject_prefix",
+                reason: reason.into(),
+            }
+        })?;
         Ok(())
     }
 }
@@ -382,6 +405,77 @@ pub fn database_url(url: &str) -> Result<tokio_postgres::Config, String> {
         ));
     }
     Ok(config)
+}
+
+/// The default `public.broker_subject_prefix`.
+pub const DEFAULT_SUBJECT_PREFIX: &str = "semantest";
+
+/// Checks a subject prefix: 1 to 64 characters, dot-separated non-empty tokens of
+/// `[A-Za-z0-9_-]` (a subset of NATS tokens without wildcards, so that the derived
+/// `-answers` and `-control` subjects stay valid).
+///
+/// # Errors
+/// A sentence saying what is wrong.
+pub fn check_subject_prefix(prefix: &str) -> Result<(), &'static str> {
+    if prefix.is_empty() || prefix.len() > 64 {
+        return Err("the subject prefix must be 1 to 64 characters");
+    }
+    let token_ok = |token: &str| {
+        !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if !prefix.split('.').all(token_ok) {
+        return Err(
+            "the subject prefix must be dot-separated, non-empty tokens of letters, digits, _ and -",
+        );
+    }
+    Ok(())
+}
+
+/// The servers of a `public.broker` value: comma-separated `nats://` or `tls://` URLs,
+/// each with a host, at most a user name (no password) and no path.
+///
+/// # Errors
+/// A sentence naming the bad URL and what is wrong, for [`ConfigError::Invalid`].
+pub fn broker_servers(value: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let mut servers = Vec::new();
+    for part in value.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!(
+                "{value:?} has an empty server; give nats://host:port URLs separated by commas"
+            ));
+        }
+        if !part.starts_with("nats://") && !part.starts_with("tls://") {
+            return Err(format!(
+                "{part:?} is not a NATS server URL; write nats://host:4222 or tls://host:4222"
+            ));
+        }
+        let server: async_nats::ServerAddr = part
+            .parse()
+            .map_err(|err| format!("{part:?} is not a NATS server URL: {err}"))?;
+        if server.password().is_some() {
+            return Err(format!(
+                "{part:?} carries a password; the configuration never holds one: remove it \
+                 and set SEMANTEST_HUB_BROKER_PASSWORD (or the keychain entry broker-password) \
+                 instead"
+            ));
+        }
+        if server.host().is_empty() {
+            return Err(format!("{part:?} names no host"));
+        }
+        let url = server.as_url_str();
+        if let Some(rest) = url.split_once("://").map(|(_, rest)| rest)
+            && rest.trim_end_matches('/').contains('/')
+        {
+            return Err(format!(
+                "{part:?} has a path; a NATS URL is scheme://host:port"
+            ));
+        }
+        servers.push(server);
+    }
+    Ok(servers)
 }
 
 /// Public-mode values given on the command line (`--public`, `--bind`, `--tls-cert`,
@@ -596,5 +690,51 @@ mod tests {
         for bad in ["", "https://hub", "hub/x", "hub:port", "hub:99999", "[::g]"] {
             assert!(!valid_host_entry(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn broker_urls_are_checked_and_never_carry_a_password() {
+        let servers = broker_servers("nats://127.0.0.1:4222, tls://hub@nats.example.com:4443")
+            .expect("two servers");
+        assert_eq!(servers.len(), 2);
+        assert_eq!(servers[1].username(), Some("hub"));
+        assert!(servers[1].tls_required());
+        let password = broker_servers("nats://hub:secret@127.0.0.1:4222").unwrap_err();
+        assert!(
+            password.contains("SEMANTEST_HUB_BROKER_PASSWORD"),
+            "{password}"
+        );
+        assert!(password.contains("carries a password"), "{password}");
+        for bad in [
+            "",
+            "nats://a:4222,",
+            "http://127.0.0.1:4222",
+            "127.0.0.1:4222",
+            "nats://127.0.0.1:4222/path",
+            "nats://",
+        ] {
+            assert!(broker_servers(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_broker_stops_public_mode_with_the_key() {
+        let config = PublicConfig {
+            enabled: true,
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            behind_proxy: true,
+            hosts: vec!["hub.test".into()],
+            broker: Some("nats://u:p@127.0.0.1".into()),
+            ..Default::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("public.broker:"), "{err}");
+        let config = PublicConfig {
+            broker: None,
+            broker_subject_prefix: "a.>".into(),
+            ..config
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("public.broker_subject_prefix"), "{err}");
     }
 }

@@ -86,8 +86,9 @@ pub struct RequestParams {
 }
 
 /// One event as delivered: the params of the `event` notification, and (without
-/// `dropped`) the result of `event.request`.
-#[derive(Debug, Clone, Serialize)]
+/// `dropped`) the result of `event.request`; between instances, the message body on
+/// the backplane.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// The exact type it was published with.
     #[serde(rename = "type")]

@@ -165,12 +165,54 @@ pub struct Health {
     pub secret_store: &'static str,
     /// Where client tokens and pairings live, and whether it answers.
     pub database: DatabaseHealth,
+    /// The event broker between instances.
+    pub broker: BrokerHealth,
 }
 
 impl Health {
     /// Whether every part is healthy: the `status` is computed from this.
     pub fn healthy(&self) -> bool {
         self.status == HealthStatus::Ok
+    }
+}
+
+/// `/health` `broker.kind`: what carries events between instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerKind {
+    /// Nothing leaves the process (no `public.broker`).
+    InProcess,
+    /// A NATS server (`public.broker`).
+    Nats,
+}
+
+/// `/health` `broker.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerState {
+    /// Reachable (the in-process broker always is).
+    Connected,
+    /// Not connected (yet, or any more); reconnecting in the background.
+    Disconnected,
+}
+
+/// `/health` `broker`: the event broker between instances.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerHealth {
+    /// `in_process` or `nats`.
+    pub kind: BrokerKind,
+    /// `connected` or `disconnected`.
+    pub state: BrokerState,
+    /// NATS subscriptions open for this instance's clients' patterns (0 in process).
+    pub subscriptions: i64,
+    /// Reconnections to the NATS server since start.
+    pub reconnects: u64,
+}
+
+impl BrokerHealth {
+    /// Whether the broker part is healthy: connected.
+    pub fn healthy(&self) -> bool {
+        self.state == BrokerState::Connected
     }
 }
 
