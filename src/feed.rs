@@ -4,10 +4,10 @@
 //! Appending a line (or a batch of lines, in one transaction) and fanning it out to live
 //! subscribers happen under one lock, so a line is either in the store before a
 //! subscriber goes live (and it replays it) or is pushed to it live, never both and never
-//! neither. A subscriber that passes `after_seq`
-//! starts in *catch-up*: a task pages through the store, and when a page comes back
-//! short it takes the lock, and if nothing newer was appended meanwhile it flips the
-//! subscription to live before releasing the lock.
+//! neither. A subscriber that passes `after_seq` starts in *catch-up*: a task pages
+//! through the store, and when a page comes back short it takes the lock, and if nothing
+//! newer was appended meanwhile it flips the subscription to live before releasing the
+//! lock.
 //!
 //! The store is also the buffer for slow readers: when a live subscriber's outgoing
 //! queue is full, its subscription drops back to catch-up from the line it missed, so a
