@@ -2,7 +2,7 @@
 //! `bench-internals` feature's `semantest_hub::internals`:
 //! JSON-RPC envelope parsing and reply building, `project.output` notification encoding,
 //! the capped line reader that splits an agent's stream-json output, and the message
-//! log append.
+//! log append (one line per transaction, and a batch of 64 in one).
 //!
 //! ```text
 //! cargo bench --features bench-internals --bench hot_paths
@@ -154,6 +154,21 @@ fn log_append(c: &mut Criterion) {
             },
             BatchSize::SmallInput,
         )
+    });
+    // What the agent pump stores per read when lines arrive faster than one at a time.
+    let rows: Vec<NewLine<'_>> = (0..64)
+        .map(|_| NewLine {
+            run_id: None,
+            ts: 1,
+            stream: Stream::Stdout,
+            kind: "assistant",
+            body: &line,
+            is_json: true,
+        })
+        .collect();
+    group.throughput(Throughput::Bytes((line.len() * rows.len()) as u64));
+    group.bench_function("append 64 lines of 1 KiB (one transaction)", |b| {
+        b.iter(|| store.append_all("p1", black_box(&rows)).expect("append"))
     });
     group.finish();
 }

@@ -1,12 +1,13 @@
 //! The project feed: history plus live stream of agent output, with no gap and no
 //! duplicate.
 //!
-//! Appending a line and fanning it out to live subscribers happen under one lock, so a
-//! line is either in the store before a subscriber goes live (and it replays it) or is
-//! pushed to it live, never both and never neither. A subscriber that passes `after_seq`
-//! starts in *catch-up*: a task pages through the store, and when a page comes back
-//! short it takes the lock, and if nothing newer was appended meanwhile it flips the
-//! subscription to live before releasing the lock.
+//! Appending a line (or a batch of lines, in one transaction) and fanning it out to live
+//! subscribers happen under one lock, so a line is either in the store before a
+//! subscriber goes live (and it replays it) or is pushed to it live, never both and never
+//! neither. A subscriber that passes `after_seq` starts in *catch-up*: a task pages
+//! through the store, and when a page comes back short it takes the lock, and if nothing
+//! newer was appended meanwhile it flips the subscription to live before releasing the
+//! lock.
 //!
 //! The store is also the buffer for slow readers: when a live subscriber's outgoing
 //! queue is full, its subscription drops back to catch-up from the line it missed, so a
@@ -132,49 +133,103 @@ impl Feed {
     /// # Errors
     /// [`StoreError`] when the line could not be stored; it is then not pushed either.
     pub fn append(&self, project_id: &str, line: Line<'_>) -> Result<Output, StoreError> {
-        let parsed = match line.stream {
-            Stream::Stderr => None,
-            _ => parse_event(line.text),
-        };
-        let (kind, is_json) = match (&parsed, line.stream) {
-            (Some((kind, _)), _) => (kind.clone(), true),
-            (None, Stream::Stderr) => ("stderr".to_string(), false),
-            (None, _) => ("text".to_string(), false),
-        };
+        let mut outputs = self.append_all(project_id, &[line])?;
+        Ok(outputs.pop().expect("one line in, one output out"))
+    }
+
+    /// Stores lines in one transaction, then pushes each, in order, to the project's
+    /// live subscribers: a line is delivered only once it is stored, and a batch costs
+    /// one commit instead of one per line. Each line is encoded once; every subscriber
+    /// gets the same reference-counted frame. Lines are classified as in
+    /// [`Feed::append`].
+    ///
+    /// # Errors
+    /// [`StoreError`] when the lines could not be stored; then none is stored and none
+    /// is pushed.
+    pub fn append_all(
+        &self,
+        project_id: &str,
+        lines: &[Line<'_>],
+    ) -> Result<Vec<Output>, StoreError> {
+        struct Parsed {
+            kind: String,
+            event: Option<Box<RawValue>>,
+        }
+        let parsed: Vec<Parsed> = lines
+            .iter()
+            .map(|line| {
+                let event = match line.stream {
+                    Stream::Stderr => None,
+                    _ => parse_event(line.text),
+                };
+                match (event, line.stream) {
+                    (Some((kind, raw)), _) => Parsed {
+                        kind,
+                        event: Some(raw),
+                    },
+                    (None, Stream::Stderr) => Parsed {
+                        kind: "stderr".to_string(),
+                        event: None,
+                    },
+                    (None, _) => Parsed {
+                        kind: "text".to_string(),
+                        event: None,
+                    },
+                }
+            })
+            .collect();
         let ts = now_ms();
-        let mut state = self.state();
-        let seq = self.store.append(
-            project_id,
-            &NewLine {
+        let rows: Vec<NewLine<'_>> = lines
+            .iter()
+            .zip(&parsed)
+            .map(|(line, parsed)| NewLine {
                 run_id: line.run_id,
                 ts,
                 stream: line.stream,
-                kind: &kind,
+                kind: &parsed.kind,
                 body: line.text,
-                is_json,
-            },
-        )?;
-        let output = Output {
-            project_id: project_id.to_string(),
-            seq,
-            ts: format_ms(ts),
-            run_id: line.run_id.map(str::to_string),
-            stream: line.stream,
-            kind,
-            event: parsed.map(|(_, raw)| raw),
-            text: (!is_json).then(|| line.text.to_string()),
-        };
+                is_json: parsed.event.is_some(),
+            })
+            .collect();
+        let mut state = self.state();
+        let seqs = self.store.append_all(project_id, &rows)?;
+        drop(rows);
+        let ts = format_ms(ts);
+        let outputs: Vec<Output> = lines
+            .iter()
+            .zip(parsed)
+            .zip(seqs)
+            .map(|((line, parsed), seq)| Output {
+                project_id: project_id.to_string(),
+                seq,
+                ts: ts.clone(),
+                run_id: line.run_id.map(str::to_string),
+                stream: line.stream,
+                kind: parsed.kind,
+                text: parsed.event.is_none().then(|| line.text.to_string()),
+                event: parsed.event,
+            })
+            .collect();
         let mut lagging = Vec::new();
         if let Some(feed) = state.get_mut(project_id) {
-            feed.last_seq = seq;
-            if !feed.subscribers.is_empty() {
-                let message = Utf8Bytes::from(notification(method::PROJECT_OUTPUT, &output));
-                for subscriber in feed
+            if let Some(last) = outputs.last() {
+                feed.last_seq = last.seq;
+            }
+            for output in &outputs {
+                let seq = output.seq;
+                let mut live = feed
                     .subscribers
                     .values_mut()
                     .filter(|s| s.live && seq > s.after)
-                {
+                    .peekable();
+                if live.peek().is_none() {
+                    continue;
+                }
+                let message = Utf8Bytes::from(notification(method::PROJECT_OUTPUT, output));
+                for subscriber in live {
                     if subscriber.client.try_push_output(message.clone()) == Push::Full {
+                        // Not live any more: the rest of the batch skips it, its replay
+                        // starts at this line.
                         subscriber.live = false;
                         subscriber.generation = self.next_generation();
                         let ticket = ReplayTicket {
@@ -190,12 +245,12 @@ impl Feed {
         for (client, ticket) in lagging {
             tracing::debug!(
                 conn_id = client.id(),
-                seq,
+                seq = ticket.after_seq + 1,
                 "slow subscriber catches up from the store"
             );
             self.start_replay(project_id, client, ticket);
         }
-        Ok(output)
+        Ok(outputs)
     }
 
     /// Subscribes `client` to a project. Returns the project's last seq and, when history

@@ -435,13 +435,12 @@ impl Hub {
         }
     }
 
-    /// Starts the background parts once the server listens on `port`: the resource
-    /// monitor, `hub.stats`, retention, the coordinator's agent workers and lease timer,
+    /// Starts the background parts once the server listens on `port`: `hub.stats`,
+    /// retention, the coordinator's agent workers and lease timer,
     /// and the reports watcher.
     pub(crate) fn start_background(&self, port: u16) {
         self.inner.notifier.emit(Event::Listening { port });
         let tracker = &self.inner.tracker;
-        tracker.spawn(self.inner.monitor.clone().run(self.inner.shutdown.clone()));
         tracker.spawn(self.clone().run_stats());
         tracker.spawn(self.clone().run_retention());
         self.inner.coordinator.start();
@@ -772,9 +771,7 @@ impl Hub {
                 _ = ticker.tick() => {}
                 () = self.inner.shutdown.cancelled() => return,
             }
-            self.inner
-                .metrics
-                .observe_process(&self.inner.monitor.latest());
+            // `/metrics` samples the process figures itself when it is scraped.
             let wants = |client: &Client| {
                 client.role() == Role::Dashboard || self.inner.feed.has_subscriptions(client.id())
             };

@@ -559,29 +559,54 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`]; `QueryReturnedNoRows` when the project does not exist.
     pub fn append(&self, project_id: &str, line: &NewLine<'_>) -> Result<u64, StoreError> {
+        Ok(self
+            .append_all(project_id, std::slice::from_ref(line))?
+            .start)
+    }
+
+    /// Appends lines to a project's log in one transaction (one commit, one WAL sync
+    /// point, for all of them) and returns their seqs: consecutive, from the project's
+    /// `last_seq + 1`, in the order given. Either every line is stored or none is. An
+    /// empty slice touches nothing and returns an empty range.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`]; `QueryReturnedNoRows` when the project does not exist.
+    pub fn append_all(
+        &self,
+        project_id: &str,
+        lines: &[NewLine<'_>],
+    ) -> Result<std::ops::Range<u64>, StoreError> {
+        if lines.is_empty() {
+            return Ok(0..0);
+        }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let seq: i64 = tx
+        let last: i64 = tx
             .prepare_cached(
-                "UPDATE projects SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
+                "UPDATE projects SET last_seq = last_seq + ?2 WHERE id = ?1 RETURNING last_seq",
             )?
-            .query_row([project_id], |row| row.get(0))?;
-        tx.prepare_cached(
-            "INSERT INTO messages (project_id, seq, ts, run_id, stream, kind, is_json, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            project_id,
-            seq,
-            line.ts,
-            line.run_id,
-            line.stream.as_str(),
-            line.kind,
-            line.is_json,
-            line.body
-        ])?;
+            .query_row(params![project_id, lines.len() as i64], |row| row.get(0))?;
+        let first = last - lines.len() as i64 + 1;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO messages (project_id, seq, ts, run_id, stream, kind, is_json, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (seq, line) in (first..).zip(lines) {
+                insert.execute(params![
+                    project_id,
+                    seq,
+                    line.ts,
+                    line.run_id,
+                    line.stream.as_str(),
+                    line.kind,
+                    line.is_json,
+                    line.body
+                ])?;
+            }
+        }
         tx.commit()?;
-        Ok(seq as u64)
+        Ok(first as u64..last as u64 + 1)
     }
 
     /// A page of a project's log, ascending by seq.

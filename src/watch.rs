@@ -23,7 +23,10 @@
 //! `<id>.json.tmp` an agent writes before renaming) are ignored.
 //!
 //! The watcher is a task that owns the debouncer and its bookkeeping; the rest of the
-//! hub talks to it through [`Watch`], whose methods never wait. It talks to nothing but
+//! hub talks to it through [`Watch`], whose methods never wait. The debouncer runs a
+//! thread that ticks every quarter debounce period whether or not a file changed, so it
+//! exists only while a project is watched: created with the first, dropped with the
+//! last (an idle hub without projects does not wake up for it). It talks to nothing but
 //! the [`Coordinator`] handle.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -110,26 +113,13 @@ impl Watch {
             return;
         };
         let (events_tx, events) = mpsc::channel(256);
-        let debouncer = match new_debouncer(
-            parts.debounce,
-            None,
-            move |result: DebounceEventResult| {
-                // The debouncer's own thread; waiting here only slows the debouncer down.
-                let _ = events_tx.blocking_send(result);
-            },
-        ) {
-            Ok(debouncer) => Some(debouncer),
-            Err(err) => {
-                warn!(error = %err, "cannot watch reports folders; they are only scanned at start");
-                None
-            }
-        };
         for (project_id, root) in &parts.projects {
             self.add_project(project_id, root);
         }
         let watcher = Watcher {
             coordinator: parts.coordinator,
-            debouncer,
+            debouncer: None,
+            events_tx,
             debounce: parts.debounce,
             roots: HashMap::new(),
             watched_reports: HashSet::new(),
@@ -155,7 +145,10 @@ enum Seen {
 
 struct Watcher {
     coordinator: Coordinator,
+    /// Only while `roots` is not empty.
     debouncer: Option<Debouncer<RecommendedWatcher, RecommendedCache>>,
+    /// Where the debouncer sends what it saw.
+    events_tx: mpsc::Sender<DebounceEventResult>,
     debounce: Duration,
     /// Project root → project id.
     roots: HashMap<PathBuf, String>,
@@ -196,7 +189,26 @@ impl Watcher {
         }
     }
 
+    /// Creates the debouncer if there is none. When the OS refuses a watcher there
+    /// stays none, and the folders are still scanned when projects are added.
+    fn ensure_debouncer(&mut self) {
+        if self.debouncer.is_some() {
+            return;
+        }
+        let events_tx = self.events_tx.clone();
+        match new_debouncer(self.debounce, None, move |result: DebounceEventResult| {
+            // The debouncer's own thread; waiting here only slows the debouncer down.
+            let _ = events_tx.blocking_send(result);
+        }) {
+            Ok(debouncer) => self.debouncer = Some(debouncer),
+            Err(err) => {
+                warn!(error = %err, "cannot watch reports folders; they are only scanned when projects are added");
+            }
+        }
+    }
+
     async fn add(&mut self, project_id: String, root: PathBuf) {
+        self.ensure_debouncer();
         if let Some(debouncer) = &mut self.debouncer
             && let Err(err) = debouncer.watch(&root, RecursiveMode::NonRecursive)
         {
@@ -226,6 +238,10 @@ impl Watcher {
             self.rechecks
                 .retain(|(_, path)| !path.starts_with(&reports));
             self.roots.remove(&root);
+        }
+        if self.roots.is_empty() {
+            // Dropping it stops its thread (after at most one tick) and the OS watch.
+            self.debouncer = None;
         }
     }
 

@@ -959,3 +959,43 @@ async fn built_in_agent_workers_finish_a_batch() {
     assert!(dir.path().join("reports/a2.json").exists());
     server.shutdown().await;
 }
+
+/// The reports watcher stops its debouncer with the last project and starts it again
+/// with the next one: a report in a project registered after that still completes its
+/// task.
+#[tokio::test]
+async fn reports_are_watched_again_after_the_last_project_was_deleted() {
+    let data = TempDir::new().unwrap();
+    let (first, second) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let server = start(data.path(), |config| {
+        config.coordination.report_debounce_ms = 100
+    })
+    .await;
+    let mut coord = Conn::coordinator(&server, data.path()).await;
+    let gone = create_project(&mut coord, first.path()).await;
+    coord
+        .call("project.delete", json!({"project_id": gone}))
+        .await;
+
+    let project_id = create_project(&mut coord, second.path()).await;
+    coord
+        .call(
+            "task.create",
+            json!({"project_id": project_id, "tasks": [{"id": "w1", "title": "one"}]}),
+        )
+        .await;
+    // Written after the project's first scan, so only the watcher can see it.
+    let reports = second.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    std::fs::write(
+        reports.join("w1.json.tmp"),
+        r#"{"status": "completed", "summary": "seen"}"#,
+    )
+    .unwrap();
+    std::fs::rename(reports.join("w1.json.tmp"), reports.join("w1.json")).unwrap();
+    let completed = coord
+        .wait_for("task.completed", |p| p["task_id"] == "w1")
+        .await;
+    assert_eq!(completed["source"], "report");
+    server.shutdown().await;
+}

@@ -202,6 +202,9 @@ struct Inner {
     parts: CoordinatorParts,
     clock: Clock,
     state: Mutex<State>,
+    /// Wakes the parked lease timer after a transition (which may have queued a task or
+    /// taken a lease).
+    wake: tokio::sync::Notify,
 }
 
 /// The handle to the coordinator; cheap to clone.
@@ -244,6 +247,7 @@ impl Coordinator {
                 parts,
                 clock,
                 state: Mutex::new(state),
+                wake: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -282,7 +286,15 @@ impl Coordinator {
             (result, effects)
         };
         self.apply(effects);
+        self.inner.wake.notify_waiters();
         result
+    }
+
+    /// Whether the lease timer has anything to do: a task queued or running, or a lease
+    /// held.
+    fn has_timed_work(&self) -> bool {
+        let st = self.lock();
+        !st.tasks.is_empty() || st.workers.values().any(|w| w.lease_until.is_some())
     }
 
     /// Starts and stops agent runs; their ends come back through [`Txn::run_ended`].
@@ -415,7 +427,9 @@ impl Coordinator {
     }
 
     /// Expires leases, and retries assignment in case agent slots freed up, every
-    /// quarter lease (between 100 ms and 1 s).
+    /// quarter lease (between 100 ms and 1 s) while a task is queued or running or a
+    /// lease is held. Otherwise it sleeps until a transition wakes it, so an idle hub
+    /// does not wake up for it.
     async fn run_leases(self) {
         let lease = Duration::from_secs(self.parts().config.lease_s);
         let period = (lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
@@ -423,6 +437,18 @@ impl Coordinator {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let shutdown = self.parts().shutdown.clone();
         loop {
+            // Registered before the check, so a transition in between still wakes it.
+            let woken = self.inner.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if !self.has_timed_work() {
+                tokio::select! {
+                    () = woken => {}
+                    () = shutdown.cancelled() => return,
+                }
+                ticker.reset();
+                continue;
+            }
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = shutdown.cancelled() => return,

@@ -71,43 +71,94 @@ pub struct Pump {
     pub summary: Arc<Mutex<Summary>>,
 }
 
+/// Lines stored in one transaction, at most.
+const BATCH_LINES: usize = 256;
+/// Bytes of lines stored in one transaction, at most (one line more than that may go
+/// with them).
+const BATCH_BYTES: usize = 1024 * 1024;
+
 impl Pump {
     /// Reads one stream line by line into the feed until it ends.
+    ///
+    /// The complete lines already in the read buffer go into the log together, in one
+    /// transaction (up to [`BATCH_LINES`] lines or [`BATCH_BYTES`]), and are pushed to
+    /// subscribers after it commits. A batch never waits for more output: a line that
+    /// arrives alone is stored alone, at once.
     pub async fn run(self, stream: Stream, reader: impl AsyncRead + Unpin) {
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
         let mut buf = Vec::new();
-        let max_line = self.max_line;
+        let mut texts: Vec<String> = Vec::new();
         loop {
-            let dropped = match read_capped_line(&mut reader, &mut buf, max_line).await {
-                Ok(Some(dropped)) => dropped,
-                Ok(None) => return,
-                Err(err) => {
-                    warn!(error = %err, stream = stream.as_str(), "cannot read agent output");
-                    return;
+            texts.clear();
+            let mut bytes = 0usize;
+            let ended = loop {
+                match read_capped_line(&mut reader, &mut buf, self.max_line).await {
+                    Ok(Some(dropped)) => {
+                        let text = self.line_text(&buf, dropped);
+                        bytes += text.len();
+                        texts.push(text);
+                    }
+                    Ok(None) => break true,
+                    Err(err) => {
+                        warn!(error = %err, stream = stream.as_str(), "cannot read agent output");
+                        break true;
+                    }
+                }
+                if texts.len() >= BATCH_LINES
+                    || bytes >= BATCH_BYTES
+                    || !reader.buffer().contains(&b'\n')
+                {
+                    break false;
                 }
             };
-            let mut text = String::from_utf8_lossy(&buf).into_owned();
-            if text.ends_with('\r') {
-                text.pop();
+            if !texts.is_empty() {
+                self.store(stream, &texts);
             }
-            if dropped > 0 {
-                text.push_str(&format!(
-                    " … [line cut: {dropped} more bytes over the {max_line}-byte limit]"
-                ));
+            if ended {
+                return;
             }
-            let line = Line {
+        }
+    }
+
+    /// A line as stored: lossy UTF-8, without a trailing `\r`, with a note when it was
+    /// cut at the cap.
+    fn line_text(&self, buf: &[u8], dropped: usize) -> String {
+        let mut text = String::from_utf8_lossy(buf).into_owned();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+        if dropped > 0 {
+            text.push_str(&format!(
+                " … [line cut: {dropped} more bytes over the {}-byte limit]",
+                self.max_line
+            ));
+        }
+        text
+    }
+
+    /// Stores a batch of lines and notes the `init` and `result` events among them.
+    fn store(&self, stream: Stream, texts: &[String]) {
+        let lines: Vec<Line<'_>> = texts
+            .iter()
+            .map(|text| Line {
                 run_id: Some(&self.run_id),
                 stream,
-                text: &text,
-            };
-            let output = match self.feed.append(&self.project_id, line) {
-                Ok(output) => output,
-                Err(err) => {
-                    warn!(error = %ErrorChain(&err), "cannot store agent output; line dropped");
-                    continue;
-                }
-            };
-            self.metrics.output_lines.inc();
+                text,
+            })
+            .collect();
+        let outputs = match self.feed.append_all(&self.project_id, &lines) {
+            Ok(outputs) => outputs,
+            Err(err) => {
+                warn!(
+                    error = %ErrorChain(&err),
+                    lines = lines.len(),
+                    "cannot store agent output; lines dropped"
+                );
+                return;
+            }
+        };
+        self.metrics.output_lines.inc_by(outputs.len() as u64);
+        for output in outputs {
             if let (Some(event), "system" | "result") = (&output.event, output.kind.as_str())
                 && let Ok(fields) = serde_json::from_str::<EventFields>(event.get())
             {

@@ -70,6 +70,32 @@ fn seq_is_per_project_and_gapless() {
 }
 
 #[test]
+fn a_batch_takes_consecutive_seqs_in_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    project(&store, "a");
+    assert_eq!(line(&store, "a", 10, "first"), 1);
+    let row = |body| NewLine {
+        run_id: Some("r1"),
+        ts: 11,
+        stream: Stream::Stdout,
+        kind: "text",
+        body,
+        is_json: false,
+    };
+    let rows = [row("two"), row("three"), row("four")];
+    assert_eq!(store.append_all("a", &rows).unwrap(), 2..5);
+    assert_eq!(store.append_all("a", &[]).unwrap(), 0..0);
+    assert_eq!(line(&store, "a", 12, "last"), 5);
+    let page = store.messages(&query("a")).unwrap();
+    let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(page.messages[2].text.as_deref(), Some("three"));
+    // A missing project stores nothing.
+    assert!(store.append_all("missing", &rows).is_err());
+}
+
+#[test]
 fn queries_filter_page_and_sort() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
