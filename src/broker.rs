@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLoc
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -500,7 +500,7 @@ impl Broker {
             },
             dropped: AtomicU64::new(0),
             seq: AtomicU64::new(0),
-            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            limiter: crate::rate_limit::direct(Quota::per_second(rate)),
             pending: AtomicUsize::new(0),
         })
     }

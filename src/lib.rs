@@ -33,7 +33,8 @@
 //!  protocol, secrets, metrics  wire types; keychain or file; Prometheus       protocol, secrets pub
 //!  error, timestamp, config,   error kinds; times; settings; dashboard files; error, config,
 //!  assets, monitor, logging,   resource sampling; tracing subscriber;         logging pub
-//!  scopes, conn_info           token scopes; each connection's two addresses  scopes pub
+//!  scopes, conn_info,          token scopes; each connection's two addresses; scopes pub
+//!  rate_limit                  rate limiters on one shared clock
 //! ```
 //!
 //! The binary, the desktop shell, the examples and the tests use only the `pub` modules
@@ -78,6 +79,7 @@ pub(crate) mod pairing_http;
 pub(crate) mod project;
 pub mod protocol;
 pub(crate) mod public;
+pub(crate) mod rate_limit;
 pub(crate) mod rpc;
 pub(crate) mod runner;
 pub mod scopes;

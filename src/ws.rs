@@ -8,13 +8,12 @@
 //! message and 1000 after `limits.idle_timeout_s` without any frame from the client.
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use governor::clock::QuantaClock;
-use governor::{Quota, RateLimiter};
+use governor::Quota;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
@@ -27,12 +26,6 @@ use crate::hub::Hub;
 use crate::protocol::events::to_result;
 use crate::protocol::{Incoming, RequestId, error_response, parse_incoming, response};
 use crate::rpc::{After, dispatch};
-
-/// The clock of every connection's rate limiter. `RateLimiter::direct` makes a clock of
-/// its own, and making a `QuantaClock` queries the CPU (`cpuid`, which traps to the
-/// hypervisor in a virtual machine): that was the largest part of the hub's own work
-/// per connection. A clone shares the calibration.
-static LIMITER_CLOCK: LazyLock<QuantaClock> = LazyLock::new(QuantaClock::default);
 
 /// Serves an upgraded connection until it closes.
 pub async fn serve_socket(
@@ -77,7 +70,7 @@ pub async fn handle_socket<W, R>(
     let quota =
         Quota::per_second(NonZeroU32::new(limits.rate_limit_per_s).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(limits.rate_limit_burst).unwrap_or(NonZeroU32::MIN));
-    let limiter = RateLimiter::direct_with_clock(quota, LIMITER_CLOCK.clone());
+    let limiter = crate::rate_limit::direct(quota);
     let idle = Duration::from_secs(limits.idle_timeout_s);
 
     loop {
