@@ -14,6 +14,9 @@ import { ago, dateTime, number } from '../format.js';
 import { rpc, store, listen } from '../store.js';
 import { ClientsStore, SCOPES, DEFAULT_SCOPES } from '../clients-store.js';
 
+/** Whether focus fell to the page (its element was removed) rather than on a control. */
+const isLost = (active) => !active || active === document.body;
+
 /** "1:05" for 65,000 ms. */
 export function timeLeft(ms) {
   const s = Math.ceil(ms / 1000);
@@ -191,8 +194,11 @@ class ClientsView extends HTMLElement {
         (action === 'approve' && text.startsWith('Choose') ? boxes[0] : el.querySelector(`[data-action="${action}"]`))?.focus();
         return;
       }
+      // Move focus only if it was on this request (now gone) or fell to the page: the
+      // reply can arrive after the user has moved on to another control.
+      const stayed = el.contains(document.activeElement) || (!el.isConnected && isLost(document.activeElement));
       this.render();
-      this.querySelector('#pairing-h')?.focus();
+      if (stayed) this.querySelector('#pairing-h')?.focus();
     };
     approve.addEventListener('click', () => run('approve'));
     deny.addEventListener('click', () => run('deny'));
@@ -282,7 +288,10 @@ class ClientsView extends HTMLElement {
     const text = await this.clients.revoke(p.id);
     this.confirming = null;
     if (text) this.revokeErrors.set(p.id, text);
+    const row = this.clientsEl.querySelector(`[data-client-id="${CSS.escape(p.id)}"]`);
+    const stayed = row ? row.contains(document.activeElement) : isLost(document.activeElement);
     this.render();
+    if (!stayed) return;
     if (text && this.focusIn(p.id, 'revoke')) return;
     this.querySelector('#paired-h')?.focus();
   }
