@@ -252,13 +252,17 @@ async fn a_token_made_on_a_works_on_b_and_a_revocation_on_c_closes_it_on_a_over_
     }
     let elapsed = revoked_at.elapsed();
     assert!(elapsed < RELOAD, "closed after {elapsed:?}");
-    // The control message did it on both: each learnt of the revocation first through
-    // the broker, and the reload (which only reports tokens still live in its copy)
-    // found nothing left to do.
-    for hub in [&a, &b] {
-        assert_eq!(metric(hub, VIA_BROKER).await, 1.0);
-        assert_eq!(metric(hub, VIA_RELOAD).await, 0.0);
-    }
+    // The control message did it on A: A learnt of the revocation first through the
+    // broker, and its reload (which only reports tokens still live in its copy) found
+    // nothing left to do. The reload could only come first if it read the database in
+    // the millisecond or so between C's commit and the control message's arrival.
+    assert_eq!(metric(&a, VIA_BROKER).await, 1.0);
+    assert_eq!(metric(&a, VIA_RELOAD).await, 0.0);
+    // On B too, exactly one of the two paths acted.
+    assert_eq!(
+        metric(&b, VIA_BROKER).await + metric(&b, VIA_RELOAD).await,
+        1.0
+    );
     assert_eq!(connect(&a, &token, None).await.err(), Some(401));
     assert_eq!(connect(&b, &token, None).await.err(), Some(401));
 }
