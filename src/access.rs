@@ -11,7 +11,8 @@ use crate::client_tokens::{self, ClientKind, ClientView, NewClientToken};
 use crate::clients::CLOSE_POLICY;
 use crate::error::RpcError;
 use crate::events::Event;
-use crate::hub::Hub;
+use crate::hub::{Hub, RevokedVia};
+use crate::nats::Control;
 use crate::pairing::{Approval, Claim, Issued, NewRequest, Outcome, PairingError};
 use crate::protocol::clients::ClientEvent;
 use crate::scopes::{Scope, Scopes};
@@ -48,7 +49,7 @@ pub async fn list_now(hub: &Hub) -> Result<Vec<ClientView>, RpcError> {
         .await
         .map_err(|err| RpcError::internal("client tokens", &err))?;
     for id in gone {
-        hub.token_revoked_elsewhere(&id);
+        hub.token_revoked_elsewhere(&id, RevokedVia::Reload);
     }
     Ok(list(hub))
 }
@@ -80,7 +81,7 @@ pub async fn revoke(hub: &Hub, id: &str) -> Result<ClientView, RpcError> {
     let row = hub.client_tokens().revoke(id).await?;
     let closed = hub.clients().close_token(id, CLOSE_POLICY, REVOKED_REASON);
     tracing::info!(client_id = %id, closed, "revoked token's connections closed");
-    hub.announce_revocation(id);
+    hub.announce(&Control::TokenRevoked { id: id.to_string() });
     let view = client_tokens::view(&row, 0);
     changed(hub, ClientEvent::Revoked, &view);
     Ok(view)
@@ -105,6 +106,9 @@ pub async fn request_pairing(hub: &Hub, new: NewRequest) -> Result<Issued, Pairi
     let request = &issued.request;
     tracing::info!(request_id = %request.id, origin = %request.origin, address = %request.address, "pairing requested");
     hub.emit(Event::PairingRequested(request.clone()));
+    hub.announce(&Control::PairingRequested {
+        request: request.clone(),
+    });
     expire_at(hub, issued.expires_at_ms);
     Ok(issued)
 }
@@ -167,8 +171,14 @@ pub async fn claim_pairing(
     Ok(claim)
 }
 
+/// Tells this instance's admin connections and, through the broker, the other
+/// instances' that request `request_id` ended with `outcome`.
 fn resolved(hub: &Hub, request_id: &str, outcome: Outcome) {
     hub.emit(Event::PairingResolved {
+        request_id: request_id.to_string(),
+        outcome,
+    });
+    hub.announce(&Control::PairingResolved {
         request_id: request_id.to_string(),
         outcome,
     });
@@ -261,7 +271,7 @@ pub fn start_upkeep(hub: &Hub) {
             match hub2.client_tokens().refresh().await {
                 Ok(gone) => {
                     for id in gone {
-                        hub2.token_revoked_elsewhere(&id);
+                        hub2.token_revoked_elsewhere(&id, RevokedVia::Reload);
                     }
                 }
                 Err(err) => {

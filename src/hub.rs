@@ -51,6 +51,25 @@ use crate::store::{Store, StoreError};
 use crate::timestamp::now_ms;
 use crate::watch::{Watch, WatchParts};
 
+/// How an instance learnt that a client token was revoked on another one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokedVia {
+    /// The `token_revoked` control message over the broker (NATS), within milliseconds.
+    Broker,
+    /// The shared database's token reload (`access::start_upkeep`), within 1 s.
+    Reload,
+}
+
+impl RevokedVia {
+    /// `broker` or `reload`, the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Broker => "broker",
+            Self::Reload => "reload",
+        }
+    }
+}
+
 pub use crate::events::{HubEvent, StatusSnapshot};
 
 /// The product name in the signature and `/health`.
@@ -390,7 +409,21 @@ impl Hub {
                 () = self.inner.shutdown.cancelled() => None,
             };
             match message {
-                Some(Control::TokenRevoked { id }) => self.token_revoked_elsewhere(&id),
+                Some(Control::TokenRevoked { id }) => {
+                    self.token_revoked_elsewhere(&id, RevokedVia::Broker)
+                }
+                // Pairing news from the instance where it happened, for this one's admin
+                // connections (the request itself lives in the shared database).
+                Some(Control::PairingRequested { request }) => {
+                    self.emit(Event::PairingRequested(request))
+                }
+                Some(Control::PairingResolved {
+                    request_id,
+                    outcome,
+                }) => self.emit(Event::PairingResolved {
+                    request_id,
+                    outcome,
+                }),
                 None => return,
             }
         }
@@ -398,21 +431,27 @@ impl Hub {
 
     /// A client token was revoked on another instance of the deployment: closes this
     /// instance's connections made with it (1008, as for a local revocation) and drops
-    /// it from the live tokens.
-    pub fn token_revoked_elsewhere(&self, id: &str) {
+    /// it from the live tokens. `via` says how the news came; the first to bring it
+    /// is counted in `semantest_hub_tokens_revoked_elsewhere_total{via}` (the reload
+    /// only reports tokens it still found live, the broker path only counts when the
+    /// token was still live here).
+    pub fn token_revoked_elsewhere(&self, id: &str, via: RevokedVia) {
         let closed = self
             .inner
             .clients
             .close_token(id, CLOSE_POLICY, REVOKED_REASON);
         let forgotten = self.inner.client_tokens.forget(id);
-        info!(client_id = %id, closed, forgotten, "token revoked on another instance");
+        if via == RevokedVia::Reload || forgotten {
+            self.inner.metrics.revoked_elsewhere(via.as_str());
+        }
+        info!(client_id = %id, closed, forgotten, via = via.as_str(), "token revoked on another instance");
     }
 
-    /// Tells the other instances that client token `id` was revoked here (nothing
-    /// without a broker between instances).
-    pub(crate) fn announce_revocation(&self, id: &str) {
+    /// Tells the other instances `control` (a revocation, pairing news); nothing
+    /// without a broker between instances.
+    pub(crate) fn announce(&self, control: &Control) {
         if let Some(nats) = &self.inner.nats {
-            nats.send_control(&Control::TokenRevoked { id: id.to_string() });
+            nats.send_control(control);
         }
     }
 

@@ -25,6 +25,8 @@
 //!  coordinator/   notifier     task queue: pure state transitions + handle ·
 //!                              the one EventSink: notifications, desktop, status
 //!  runner/                     cli · process · output · slots (agent permits)
+//!  nats                        the NATS backplane between public instances:
+//!                              events, request answers, control messages
 //!  feed, broker                history plus live output; event routing
 //!  clients, project            connections; project registry and path rules
 //!  client_tokens, pairing      live tokens by hash, paired origins; pending pairings

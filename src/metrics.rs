@@ -25,6 +25,14 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// How news of a revocation made on another instance arrived: `broker` (the control
+/// message over NATS) or `reload` (the shared database's 1 s token reload).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViaLabel {
+    /// The path.
+    pub via: String,
+}
+
 /// Error kind label, e.g. `PROJECT_BUSY`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -101,6 +109,9 @@ pub struct Metrics {
     pub messages_received: Counter,
     /// JSON-RPC errors sent, by kind.
     pub rpc_errors: Family<KindLabel, Counter>,
+    /// Client tokens revoked on another instance that this one learnt of first by
+    /// `via` (`broker` or `reload`); its connections with them were closed then.
+    pub tokens_revoked_elsewhere: Family<ViaLabel, Counter>,
     /// Agent runs started.
     pub runs_started: Counter,
     /// Agent runs finished, by status.
@@ -140,6 +151,7 @@ impl Metrics {
             connections_refused: Family::default(),
             messages_received: Counter::default(),
             rpc_errors: Family::default(),
+            tokens_revoked_elsewhere: Family::default(),
             runs_started: Counter::default(),
             runs_finished: Family::default(),
             run_duration: Histogram::new([0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0]),
@@ -175,6 +187,11 @@ impl Metrics {
             "rpc_errors",
             "JSON-RPC errors sent, by kind",
             metrics.rpc_errors.clone(),
+        );
+        registry.register(
+            "tokens_revoked_elsewhere",
+            "Client tokens revoked on another instance, by how this one learnt of it first (broker, reload)",
+            metrics.tokens_revoked_elsewhere.clone(),
         );
         registry.register(
             "agent_runs_started",
@@ -243,6 +260,13 @@ impl Metrics {
             .get_or_create(&ReasonLabel {
                 reason: reason.into(),
             })
+            .inc();
+    }
+
+    /// Counts a token revoked elsewhere that this instance learnt of first by `via`.
+    pub fn revoked_elsewhere(&self, via: &str) {
+        self.tokens_revoked_elsewhere
+            .get_or_create(&ViaLabel { via: via.into() })
             .inc();
     }
 

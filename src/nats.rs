@@ -49,6 +49,7 @@ use tokio_util::task::TaskTracker;
 use crate::broker::backplane::Backplane;
 use crate::broker::{Broker, check_type, parse_pattern};
 use crate::metrics::BrokerMetrics;
+use crate::protocol::clients::{Outcome, RequestView};
 use crate::protocol::events::Event;
 use crate::protocol::hub::BrokerState;
 use crate::secrets::SecretError;
@@ -93,6 +94,20 @@ pub enum Control {
     TokenRevoked {
         /// The token id, `cl_…`.
         id: String,
+    },
+    /// A browser extension asked to pair through another instance: this one tells its
+    /// admin connections too (`pairing.requested`).
+    PairingRequested {
+        /// The request as `pairing.list` shows it.
+        request: RequestView,
+    },
+    /// A pairing request was approved, denied or expired on another instance
+    /// (`pairing.resolved` to this one's admin connections).
+    PairingResolved {
+        /// The request's id, `pr_…`.
+        request_id: String,
+        /// How it ended.
+        outcome: Outcome,
     },
 }
 
@@ -536,5 +551,33 @@ mod tests {
             serde_json::json!({"type": "token_revoked", "id": "cl_0123456789ab"})
         );
         assert_eq!(serde_json::from_value::<Control>(json).unwrap(), control);
+    }
+
+    #[test]
+    fn pairing_news_round_trips() {
+        let request = RequestView {
+            id: "pr_0123456789abcdef".into(),
+            name: "My extension".into(),
+            origin: "chrome-extension://abcdefghijklmnopabcdefghijklmnop".into(),
+            code: "123456".into(),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            expires_at: "2026-01-01T00:02:00.000Z".into(),
+            address: "192.0.2.1".into(),
+        };
+        let requested = Control::PairingRequested { request };
+        let json = serde_json::to_value(&requested).unwrap();
+        assert_eq!(json["type"], "pairing_requested");
+        assert_eq!(json["request"]["code"], "123456");
+        assert_eq!(serde_json::from_value::<Control>(json).unwrap(), requested);
+        let resolved = Control::PairingResolved {
+            request_id: "pr_0123456789abcdef".into(),
+            outcome: Outcome::Denied,
+        };
+        let json = serde_json::to_value(&resolved).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "pairing_resolved", "request_id": "pr_0123456789abcdef", "outcome": "denied"})
+        );
+        assert_eq!(serde_json::from_value::<Control>(json).unwrap(), resolved);
     }
 }

@@ -46,3 +46,5 @@ mod cluster_store;
 mod nats_server;
 // Instances in public mode over NATS: cross-instance events, requests, revocation, faults.
 mod cluster_events;
+// The whole deployment: instances sharing PostgreSQL and NATS at once.
+mod cluster;

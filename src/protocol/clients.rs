@@ -32,7 +32,7 @@ pub mod method {
 }
 
 /// How a request ended, as `pairing.resolved` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The user approved it; a token was issued.
@@ -44,7 +44,7 @@ pub enum Outcome {
 }
 
 /// A pending request as `pairing.list` and `pairing.requested` show it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RequestView {
     /// `pr_` and 16 hex digits.
     pub id: String,
