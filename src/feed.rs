@@ -15,14 +15,15 @@
 //! merely slower than the agent. A client that stops reading altogether is closed by the
 //! connection's write timeout.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
-use serde_json::value::RawValue;
+use serde::Serialize;
 
 use crate::clients::{Client, Push};
-use crate::protocol::{Output, Stream, method, notification};
+use crate::protocol::{Stream, method, notification};
 use crate::store::{MessageQuery, NewLine, Store, StoreError};
 use crate::timestamp::{format_ms, now_ms};
 use tokio_util::task::TaskTracker;
@@ -76,6 +77,18 @@ pub struct Line<'a> {
     pub stream: Stream,
     /// The raw text, without the newline.
     pub text: &'a str,
+}
+
+/// A line once stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Its position in the project's log.
+    pub seq: u64,
+    /// The stream-json `type`, `json` for an object without a string `type`, `text` for
+    /// any other stdout or hub line, `stderr`.
+    pub kind: Cow<'static, str>,
+    /// Whether the line is a JSON object (an event), forwarded as `event`.
+    pub is_json: bool,
 }
 
 impl Feed {
@@ -132,16 +145,17 @@ impl Feed {
     ///
     /// # Errors
     /// [`StoreError`] when the line could not be stored; it is then not pushed either.
-    pub fn append(&self, project_id: &str, line: Line<'_>) -> Result<Output, StoreError> {
-        let mut outputs = self.append_all(project_id, &[line])?;
-        Ok(outputs.pop().expect("one line in, one output out"))
+    pub fn append(&self, project_id: &str, line: Line<'_>) -> Result<Appended, StoreError> {
+        let mut appended = self.append_all(project_id, &[line])?;
+        Ok(appended.pop().expect("one line in, one line out"))
     }
 
     /// Stores lines in one transaction, then pushes each, in order, to the project's
     /// live subscribers: a line is delivered only once it is stored, and a batch costs
-    /// one commit instead of one per line. Each line is encoded once; every subscriber
-    /// gets the same reference-counted frame. Lines are classified as in
-    /// [`Feed::append`].
+    /// one commit instead of one per line. Each line is parsed once (to classify it, as
+    /// in [`Feed::append`]) and encoded once, straight from its text; every subscriber
+    /// gets the same reference-counted frame. Returns each line's seq and kind, in
+    /// order.
     ///
     /// # Errors
     /// [`StoreError`] when the lines could not be stored; then none is stored and none
@@ -150,73 +164,40 @@ impl Feed {
         &self,
         project_id: &str,
         lines: &[Line<'_>],
-    ) -> Result<Vec<Output>, StoreError> {
-        struct Parsed {
-            kind: String,
-            event: Option<Box<RawValue>>,
-        }
-        let parsed: Vec<Parsed> = lines
+    ) -> Result<Vec<Appended>, StoreError> {
+        let classes: Vec<(Cow<'static, str>, bool)> = lines
             .iter()
-            .map(|line| {
-                let event = match line.stream {
-                    Stream::Stderr => None,
-                    _ => parse_event(line.text),
-                };
-                match (event, line.stream) {
-                    (Some((kind, raw)), _) => Parsed {
-                        kind,
-                        event: Some(raw),
-                    },
-                    (None, Stream::Stderr) => Parsed {
-                        kind: "stderr".to_string(),
-                        event: None,
-                    },
-                    (None, _) => Parsed {
-                        kind: "text".to_string(),
-                        event: None,
-                    },
-                }
+            .map(|line| match line.stream {
+                Stream::Stderr => (Cow::Borrowed("stderr"), false),
+                _ => match event_kind(line.text) {
+                    Some(kind) => (Cow::Owned(kind), true),
+                    None => (Cow::Borrowed("text"), false),
+                },
             })
             .collect();
         let ts = now_ms();
         let rows: Vec<NewLine<'_>> = lines
             .iter()
-            .zip(&parsed)
-            .map(|(line, parsed)| NewLine {
+            .zip(&classes)
+            .map(|(line, (kind, is_json))| NewLine {
                 run_id: line.run_id,
                 ts,
                 stream: line.stream,
-                kind: &parsed.kind,
+                kind,
                 body: line.text,
-                is_json: parsed.event.is_some(),
+                is_json: *is_json,
             })
             .collect();
         let mut state = self.state();
-        let seqs = self.store.append_all(project_id, &rows)?;
+        let seqs: Vec<u64> = self.store.append_all(project_id, &rows)?.collect();
         drop(rows);
-        let ts = format_ms(ts);
-        let outputs: Vec<Output> = lines
-            .iter()
-            .zip(parsed)
-            .zip(seqs)
-            .map(|((line, parsed), seq)| Output {
-                project_id: project_id.to_string(),
-                seq,
-                ts: ts.clone(),
-                run_id: line.run_id.map(str::to_string),
-                stream: line.stream,
-                kind: parsed.kind,
-                text: parsed.event.is_none().then(|| line.text.to_string()),
-                event: parsed.event,
-            })
-            .collect();
         let mut lagging = Vec::new();
         if let Some(feed) = state.get_mut(project_id) {
-            if let Some(last) = outputs.last() {
-                feed.last_seq = last.seq;
+            if let Some(last) = seqs.last() {
+                feed.last_seq = *last;
             }
-            for output in &outputs {
-                let seq = output.seq;
+            let ts = format_ms(ts);
+            for ((line, (kind, is_json)), &seq) in lines.iter().zip(&classes).zip(&seqs) {
                 let mut live = feed
                     .subscribers
                     .values_mut()
@@ -225,7 +206,16 @@ impl Feed {
                 if live.peek().is_none() {
                     continue;
                 }
-                let message = Utf8Bytes::from(notification(method::PROJECT_OUTPUT, output));
+                let head = OutputHead {
+                    project_id,
+                    seq,
+                    ts: &ts,
+                    run_id: line.run_id,
+                    stream: line.stream,
+                    kind,
+                    text: (!is_json).then_some(line.text),
+                };
+                let message = output_frame(&head, is_json.then(|| line.text.trim()));
                 for subscriber in live {
                     if subscriber.client.try_push_output(message.clone()) == Push::Full {
                         // Not live any more: the rest of the batch skips it, its replay
@@ -250,7 +240,11 @@ impl Feed {
             );
             self.start_replay(project_id, client, ticket);
         }
-        Ok(outputs)
+        Ok(seqs
+            .into_iter()
+            .zip(classes)
+            .map(|(seq, (kind, is_json))| Appended { seq, kind, is_json })
+            .collect())
     }
 
     /// Subscribes `client` to a project. Returns the project's last seq and, when history
@@ -383,10 +377,11 @@ impl Feed {
     }
 }
 
-/// Parses a stdout line as a stream-json event: a JSON object whose `type` is a string
-/// (Claude Code CLI, `--output-format stream-json`). Returns the type and the line as a
-/// raw JSON value, so it is forwarded byte for byte.
-fn parse_event(text: &str) -> Option<(String, Box<RawValue>)> {
+/// Classifies a stdout line as a stream-json event: a JSON object, of kind `type` when
+/// that is a string and `json` otherwise (Claude Code CLI, `--output-format
+/// stream-json`). Returns `None` for anything else. One parse, which also checks that
+/// the whole line is valid JSON, so it can be forwarded byte for byte.
+fn event_kind(text: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct TypeOnly {
         #[serde(rename = "type")]
@@ -396,27 +391,114 @@ fn parse_event(text: &str) -> Option<(String, Box<RawValue>)> {
     if !trimmed.starts_with('{') {
         return None;
     }
-    let kind = serde_json::from_str::<TypeOnly>(trimmed)
-        .ok()?
-        .kind
-        .and_then(|kind| kind.as_str().map(str::to_string))
-        .unwrap_or_else(|| "json".to_string());
-    let raw = RawValue::from_string(trimmed.to_string()).ok()?;
-    Some((kind, raw))
+    let kind = serde_json::from_str::<TypeOnly>(trimmed).ok()?.kind;
+    Some(match kind {
+        Some(serde_json::Value::String(kind)) => kind,
+        _ => "json".to_string(),
+    })
+}
+
+/// The fields of a `project.output` notification before the event, in the order and
+/// shape of [`Output`]'s.
+#[derive(Serialize)]
+struct OutputHead<'a> {
+    project_id: &'a str,
+    seq: u64,
+    ts: &'a str,
+    run_id: Option<&'a str>,
+    stream: Stream,
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+/// Encodes a `project.output` notification as `notification(PROJECT_OUTPUT, &output)`
+/// encodes the matching [`Output`], but writes `event` (a line [`event_kind`] accepted,
+/// so valid JSON) verbatim into the frame instead of copying it into a `RawValue` first.
+fn output_frame(head: &OutputHead<'_>, event: Option<&str>) -> Utf8Bytes {
+    let mut frame = notification(method::PROJECT_OUTPUT, head);
+    if let Some(event) = event {
+        // `head` has no `text` here, so the frame ends with the `}}` that close the
+        // params and the notification: put the event before them.
+        debug_assert!(head.text.is_none() && frame.ends_with("}}"));
+        frame.truncate(frame.len() - 2);
+        frame.reserve_exact(event.len() + 11);
+        frame.push_str(",\"event\":");
+        frame.push_str(event);
+        frame.push_str("}}");
+    }
+    Utf8Bytes::from(frame)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Output;
+    use serde_json::value::RawValue;
 
     #[test]
     fn stream_json_lines_are_events_and_others_text() {
-        let (kind, raw) = parse_event(r#"{"type":"result","total_cost_usd":0.1}"#).unwrap();
-        assert_eq!(kind, "result");
-        assert_eq!(raw.get(), r#"{"type":"result","total_cost_usd":0.1}"#);
-        assert_eq!(parse_event(r#"{"no_type":1}"#).unwrap().0, "json");
-        assert!(parse_event("plain text").is_none());
-        assert!(parse_event("{broken").is_none());
-        assert!(parse_event("[1,2]").is_none());
+        assert_eq!(
+            event_kind(r#" {"type":"result","total_cost_usd":0.1}"#).as_deref(),
+            Some("result")
+        );
+        assert_eq!(event_kind(r#"{"no_type":1}"#).as_deref(), Some("json"));
+        assert_eq!(event_kind(r#"{"type":7}"#).as_deref(), Some("json"));
+        assert_eq!(event_kind(r#"{"type":"a\u0062"}"#).as_deref(), Some("ab"));
+        assert!(event_kind("plain text").is_none());
+        assert!(event_kind("{broken").is_none());
+        assert!(event_kind(r#"{"type":"x"} trailing"#).is_none());
+        assert!(event_kind("[1,2]").is_none());
+    }
+
+    #[test]
+    fn output_frames_match_the_output_encoding() {
+        let event = r#"{"type":"assistant","message":{"content":[{"text":"h\u00e9 \"q\""}]}}"#;
+        let cases = [
+            (Stream::Stdout, "assistant", Some(event), None, Some("r1")),
+            (
+                Stream::Stdout,
+                "text",
+                None,
+                Some("plain \"quoted\" é"),
+                Some("r1"),
+            ),
+            (Stream::Stderr, "stderr", None, Some("oops\t"), None),
+            (
+                Stream::Hub,
+                "run_started",
+                Some(r#"{"type":"run_started"}"#),
+                None,
+                Some("r2"),
+            ),
+        ];
+        for (stream, kind, event, text, run_id) in cases {
+            let head = OutputHead {
+                project_id: "p1",
+                seq: 42,
+                ts: "2026-01-02T03:04:05.678Z",
+                run_id,
+                stream,
+                kind,
+                text,
+            };
+            let output = Output {
+                project_id: "p1".to_string(),
+                seq: 42,
+                ts: head.ts.to_string(),
+                run_id: run_id.map(str::to_string),
+                stream,
+                kind: kind.to_string(),
+                event: event.map(|e| RawValue::from_string(e.to_string()).unwrap()),
+                text: text.map(str::to_string),
+            };
+            let frame = output_frame(&head, event);
+            assert_eq!(
+                frame.as_str(),
+                notification(method::PROJECT_OUTPUT, &output)
+            );
+            let parsed: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+            assert_eq!(parsed["params"]["seq"], 42);
+        }
     }
 }

@@ -9,6 +9,8 @@
 //! by hand with a cap (`agent.max_line_bytes`, 16 MiB by default) instead of the usual
 //! 64 KiB limits.
 
+use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
@@ -83,35 +85,42 @@ impl Pump {
     /// The complete lines already in the read buffer go into the log together, in one
     /// transaction (up to [`BATCH_LINES`] lines or [`BATCH_BYTES`]), and are pushed to
     /// subscribers after it commits. A batch never waits for more output: a line that
-    /// arrives alone is stored alone, at once.
+    /// arrives alone is stored alone, at once. A batch's lines are read into one buffer,
+    /// reused from batch to batch, and stored from it without a copy when they are valid
+    /// UTF-8.
     pub async fn run(self, stream: Stream, reader: impl AsyncRead + Unpin) {
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
-        let mut buf = Vec::new();
-        let mut texts: Vec<String> = Vec::new();
+        // Every line of the batch, back to back; `lines` holds each one's range and the
+        // bytes cut from it at the cap.
+        let mut batch: Vec<u8> = Vec::new();
+        let mut lines: Vec<(Range<usize>, usize)> = Vec::new();
         loop {
-            texts.clear();
-            let mut bytes = 0usize;
+            batch.clear();
+            lines.clear();
             let ended = loop {
-                match read_capped_line(&mut reader, &mut buf, self.max_line).await {
-                    Ok(Some(dropped)) => {
-                        let text = self.line_text(&buf, dropped);
-                        bytes += text.len();
-                        texts.push(text);
-                    }
+                let start = batch.len();
+                match append_capped_line(&mut reader, &mut batch, self.max_line).await {
+                    Ok(Some(dropped)) => lines.push((start..batch.len(), dropped)),
                     Ok(None) => break true,
                     Err(err) => {
                         warn!(error = %err, stream = stream.as_str(), "cannot read agent output");
                         break true;
                     }
                 }
-                if texts.len() >= BATCH_LINES
-                    || bytes >= BATCH_BYTES
+                if lines.len() >= BATCH_LINES
+                    || batch.len() >= BATCH_BYTES
                     || !reader.buffer().contains(&b'\n')
                 {
                     break false;
                 }
             };
-            if !texts.is_empty() {
+            if !lines.is_empty() {
+                let texts: Vec<Cow<'_, str>> = lines
+                    .iter()
+                    .map(|(range, dropped)| {
+                        line_text(&batch[range.clone()], *dropped, self.max_line)
+                    })
+                    .collect();
                 self.store(stream, &texts);
             }
             if ended {
@@ -120,24 +129,8 @@ impl Pump {
         }
     }
 
-    /// A line as stored: lossy UTF-8, without a trailing `\r`, with a note when it was
-    /// cut at the cap.
-    fn line_text(&self, buf: &[u8], dropped: usize) -> String {
-        let mut text = String::from_utf8_lossy(buf).into_owned();
-        if text.ends_with('\r') {
-            text.pop();
-        }
-        if dropped > 0 {
-            text.push_str(&format!(
-                " … [line cut: {dropped} more bytes over the {}-byte limit]",
-                self.max_line
-            ));
-        }
-        text
-    }
-
     /// Stores a batch of lines and notes the `init` and `result` events among them.
-    fn store(&self, stream: Stream, texts: &[String]) {
+    fn store(&self, stream: Stream, texts: &[Cow<'_, str>]) {
         let lines: Vec<Line<'_>> = texts
             .iter()
             .map(|text| Line {
@@ -146,8 +139,8 @@ impl Pump {
                 text,
             })
             .collect();
-        let outputs = match self.feed.append_all(&self.project_id, &lines) {
-            Ok(outputs) => outputs,
+        let appended = match self.feed.append_all(&self.project_id, &lines) {
+            Ok(appended) => appended,
             Err(err) => {
                 warn!(
                     error = %ErrorChain(&err),
@@ -157,12 +150,13 @@ impl Pump {
                 return;
             }
         };
-        self.metrics.output_lines.inc_by(outputs.len() as u64);
-        for output in outputs {
-            if let (Some(event), "system" | "result") = (&output.event, output.kind.as_str())
-                && let Ok(fields) = serde_json::from_str::<EventFields>(event.get())
+        self.metrics.output_lines.inc_by(appended.len() as u64);
+        for (line, appended) in lines.iter().zip(&appended) {
+            if appended.is_json
+                && matches!(&*appended.kind, "system" | "result")
+                && let Ok(fields) = serde_json::from_str::<EventFields>(line.text)
             {
-                self.note_event(&output.kind, fields);
+                self.note_event(&appended.kind, fields);
             }
         }
     }
@@ -197,17 +191,53 @@ impl Pump {
     }
 }
 
+/// A line as stored: without a trailing `\r`, lossy UTF-8 (borrowed when it is
+/// valid), with a note when it was cut at the cap
+/// (`max_line`, in bytes).
+fn line_text(bytes: &[u8], dropped: usize, max_line: usize) -> Cow<'_, str> {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
+    if dropped == 0 {
+        return text;
+    }
+    let mut text = text.into_owned();
+    text.push_str(&format!(
+        " … [line cut: {dropped} more bytes over the {}-byte limit]",
+        max_line
+    ));
+    Cow::Owned(text)
+}
+
 /// Reads one line (without its `\n`) into `buf`, keeping at most `max` bytes of it.
 /// Returns `None` at end of input, else the number of bytes dropped from the line.
 ///
 /// # Errors
 /// The reader's I/O error.
+#[cfg(any(test, feature = "bench-internals"))]
 pub async fn read_capped_line<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> std::io::Result<Option<usize>> {
     buf.clear();
+    append_capped_line(reader, buf, max).await
+}
+
+/// Reads one line (without its `\n`) and appends at most `max` bytes of it to `buf`,
+/// after what `buf` already holds. Returns `None` at end of input (nothing appended),
+/// else the number of bytes dropped from the line.
+///
+/// # Errors
+/// The reader's I/O error; part of the line may have been appended.
+pub async fn append_capped_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<usize>> {
+    let start = buf.len();
     let mut dropped = 0usize;
     let mut seen_any = false;
     loop {
@@ -220,7 +250,7 @@ pub async fn read_capped_line<R: AsyncBufRead + Unpin>(
             Some(i) => (&available[..i], i + 1, true),
             None => (available, available.len(), false),
         };
-        let take = chunk.len().min(max.saturating_sub(buf.len()));
+        let take = chunk.len().min(max.saturating_sub(buf.len() - start));
         buf.extend_from_slice(&chunk[..take]);
         dropped += chunk.len() - take;
         reader.consume(consumed);
@@ -257,5 +287,32 @@ mod tests {
         assert_eq!(buf.len(), 1000);
         assert_eq!(next(&mut reader, &mut buf, 1000).await, Some(0));
         assert_eq!(buf, b"next");
+    }
+
+    #[tokio::test]
+    async fn appended_lines_are_capped_on_their_own_length() {
+        let mut reader = BufReader::with_capacity(4, &b"abcdef\nxy\n"[..]);
+        let mut buf = b"kept".to_vec();
+        let dropped = append_capped_line(&mut reader, &mut buf, 3).await.unwrap();
+        assert_eq!((dropped, &buf[..]), (Some(3), &b"keptabc"[..]));
+        let dropped = append_capped_line(&mut reader, &mut buf, 3).await.unwrap();
+        assert_eq!((dropped, &buf[..]), (Some(0), &b"keptabcxy"[..]));
+        assert_eq!(
+            append_capped_line(&mut reader, &mut buf, 3).await.unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn line_text_borrows_valid_utf8_and_repairs_the_rest() {
+        assert!(matches!(
+            line_text(b"{\"a\":1}\r", 0, 10),
+            Cow::Borrowed("{\"a\":1}")
+        ));
+        assert_eq!(line_text(b"ok \xff", 0, 10), "ok \u{fffd}");
+        assert_eq!(
+            line_text(b"abc", 5, 3),
+            "abc … [line cut: 5 more bytes over the 3-byte limit]"
+        );
     }
 }
