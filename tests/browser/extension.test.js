@@ -82,7 +82,14 @@ const badgeText = () => sw.evaluate(() => chrome.action.getBadgeText({}));
 /** The toolbar badge shows `text`: `chrome.action` updates land asynchronously, so the
  * popup may show the new mode a moment before the badge does. */
 async function expectBadge(text) {
-  await waitFor(async () => (await badgeText()) === text, { timeout: 5_000, message: `badge ${text}` });
+  try {
+    await waitFor(async () => (await badgeText()) === text, { timeout: 5_000, message: `badge ${text}` });
+  } catch (err) {
+    // Say what the badge and the worker show instead, to tell a late badge from a mode
+    // that moved on.
+    const s = await swState();
+    throw new Error(`${err.message}: the badge shows ${JSON.stringify(await badgeText())}, the service worker is ${s?.mode} (last error ${JSON.stringify(s?.lastError ?? null)})`);
+  }
   assert.equal(await badgeText(), text);
 }
 const cmd = (c, extra = {}) => popup.evaluate(([c, extra]) => chrome.runtime.sendMessage({ cmd: c, ...extra }), [c, extra]);
