@@ -8,17 +8,16 @@
 //! refuses new connections while open ones, and the events between instances, carry
 //! on.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use semantest_hub::config::PublicConfig;
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use serde_json::json;
 
+use crate::cluster_events::{publish_numbered, receive_in_order, subscribed_on_nats};
+use crate::cluster_store::{connect, health_becomes, owner, post};
 use crate::nats_server::NatsServer;
 use crate::postgres_server::{PASSWORD, PostgresServer};
-use crate::util::{TestHub, WAIT, Ws, eventually, test_config};
+use crate::util::{TestHub, WAIT, eventually, test_config};
 
 /// The public name the instances answer to.
 const NAME: &str = "hub.test";
@@ -83,30 +82,6 @@ async fn instance(pg: &PostgresServer, nats: &NatsServer) -> TestHub {
     TestHub::start_in(dir, config).await
 }
 
-/// Connects to `hub` with `token` (and `origin`); the upgrade's HTTP status if refused.
-async fn connect(hub: &TestHub, token: &str, origin: Option<&str>) -> Result<Ws, u16> {
-    let mut request = hub.ws_request_as(token, origin);
-    request
-        .headers_mut()
-        .insert("host", HeaderValue::from_static(NAME));
-    match tokio::time::timeout(WAIT, Ws::connect(request))
-        .await
-        .expect("an answer within the wait")
-    {
-        Ok(ws) => Ok(ws),
-        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
-        Err(other) => panic!("unexpected error: {other}"),
-    }
-}
-
-/// The owner's connection to `hub`.
-async fn owner(hub: &TestHub) -> Ws {
-    let token = hub.token.clone();
-    connect(hub, &token, None)
-        .await
-        .unwrap_or_else(|status| panic!("owner refused with {status}"))
-}
-
 /// `GET path` from a monitoring address: `(status, body)`.
 async fn get(hub: &TestHub, path: &str) -> (u16, String) {
     let response = tokio::time::timeout(
@@ -121,79 +96,6 @@ async fn get(hub: &TestHub, path: &str) -> (u16, String) {
     .unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
-}
-
-/// Polls `/health` of `hub` (every 50 ms, within the wait) until it answers `status`.
-async fn health_becomes(hub: &TestHub, status: u16) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (got, body) = get(hub, "/health").await;
-        if got == status {
-            return serde_json::from_str(&body).unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/health stayed {got} ({body}), expected {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `POST path` to `hub` from the extension `ORIGIN`: `(status, body)`.
-async fn post(hub: &TestHub, path: &str, body: Value) -> (u16, Value) {
-    let response = tokio::time::timeout(
-        WAIT,
-        reqwest::Client::new()
-            .post(hub.http(path))
-            .header("host", NAME)
-            .header("origin", ORIGIN)
-            .json(&body)
-            .send(),
-    )
-    .await
-    .expect("an answer within the wait")
-    .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Waits until `hub` holds `n` NATS subscriptions for its clients.
-async fn subscribed_on_nats(hub: &TestHub, n: i64) {
-    eventually("the instance subscribes on NATS", || {
-        hub.hub().broker_health().subscriptions == n
-    })
-    .await;
-}
-
-/// Publishes `count` events of `kind` numbered from 0.
-async fn publish_numbered(ws: &mut Ws, kind: &str, count: u64) {
-    for n in 0..count {
-        ws.ok("event.publish", json!({"type": kind, "payload": {"n": n}}))
-            .await;
-    }
-}
-
-/// Receives `count` events, checking that each publisher's arrive in order (by `seq`
-/// and by payload number); returns how many came from each publisher.
-async fn receive_in_order(ws: &mut Ws, count: usize) -> HashMap<String, u64> {
-    let mut last: HashMap<String, (u64, u64)> = HashMap::new();
-    let mut per_publisher = HashMap::new();
-    for _ in 0..count {
-        let event = ws.notification("event").await;
-        let from = event["from"].as_str().unwrap().to_string();
-        let seq = event["seq"].as_u64().unwrap();
-        let n = event["payload"]["n"].as_u64().unwrap();
-        match last.get(&from) {
-            Some((last_seq, last_n)) => assert!(
-                seq > *last_seq && n == last_n + 1,
-                "{from}: seq {seq} n {n} after seq {last_seq} n {last_n}"
-            ),
-            None => assert_eq!(n, 0, "{from}: the first event is n 0"),
-        }
-        last.insert(from.clone(), (seq, n));
-        *per_publisher.entry(from).or_insert(0) += 1;
-    }
-    per_publisher
 }
 
 /// The value of the metric line starting with `series` (0 when it is absent).
@@ -344,11 +246,11 @@ async fn events_from_b_and_c_reach_a_in_order_and_c_answers_a_request_from_a() {
     let (mut pub_b, mut pub_c) = (owner(&b).await, owner(&c).await);
     let count = 200;
     let publish_b = tokio::spawn(async move {
-        publish_numbered(&mut pub_b, "load.tick", count).await;
+        publish_numbered(&mut pub_b, "load.tick", 0, count).await;
         pub_b
     });
     let publish_c = tokio::spawn(async move {
-        publish_numbered(&mut pub_c, "load.tock", count).await;
+        publish_numbered(&mut pub_c, "load.tock", 0, count).await;
         pub_c
     });
     let per_publisher = receive_in_order(&mut subscriber, 2 * count as usize).await;
@@ -413,8 +315,8 @@ async fn without_the_database_new_connections_get_503_and_events_still_cross_ins
     }
 
     // The open connections carry on, and events between instances still flow, in order.
-    publish_numbered(&mut pub_b, "d.b", 50).await;
-    publish_numbered(&mut pub_c, "d.c", 50).await;
+    publish_numbered(&mut pub_b, "d.b", 0, 50).await;
+    publish_numbered(&mut pub_c, "d.c", 0, 50).await;
     let per_publisher = receive_in_order(&mut subscriber, 100).await;
     assert_eq!(per_publisher.len(), 2, "{per_publisher:?}");
     assert!(per_publisher.values().all(|n| *n == 50));

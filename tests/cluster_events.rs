@@ -95,7 +95,7 @@ async fn get(hub: &TestHub, path: &str) -> (u16, String) {
 
 /// Waits until `hub` holds `n` NATS subscriptions for its clients (the server has
 /// them: the count is taken after a flush).
-async fn subscribed_on_nats(hub: &TestHub, n: i64) {
+pub(crate) async fn subscribed_on_nats(hub: &TestHub, n: i64) {
     eventually("the instance subscribes on NATS", || {
         hub.hub().broker_health().subscriptions == n
     })
@@ -108,7 +108,7 @@ async fn next_event(ws: &mut Ws) -> Value {
 }
 
 /// Publishes `count` events of `kind` numbered from `first`.
-async fn publish_numbered(ws: &mut Ws, kind: &str, first: u64, count: u64) {
+pub(crate) async fn publish_numbered(ws: &mut Ws, kind: &str, first: u64, count: u64) {
     for n in first..first + count {
         ws.ok("event.publish", json!({"type": kind, "payload": {"n": n}}))
             .await;
@@ -117,7 +117,7 @@ async fn publish_numbered(ws: &mut Ws, kind: &str, first: u64, count: u64) {
 
 /// Receives `count` events and checks that each publisher's arrive in order, by `seq`
 /// and by payload number; returns how many came from each publisher.
-async fn receive_in_order(ws: &mut Ws, count: usize) -> HashMap<String, u64> {
+pub(crate) async fn receive_in_order(ws: &mut Ws, count: usize) -> HashMap<String, u64> {
     let mut last: HashMap<String, (u64, u64)> = HashMap::new();
     let mut per_publisher = HashMap::new();
     for _ in 0..count {

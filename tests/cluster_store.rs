@@ -62,7 +62,7 @@ fn request(hub: &TestHub, token: &str, origin: Option<&str>) -> Request<()> {
     request
 }
 
-async fn connect(hub: &TestHub, token: &str, origin: Option<&str>) -> Result<Ws, u16> {
+pub(crate) async fn connect(hub: &TestHub, token: &str, origin: Option<&str>) -> Result<Ws, u16> {
     match tokio::time::timeout(WAIT, Ws::connect(request(hub, token, origin)))
         .await
         .expect("an answer within the wait")
@@ -74,7 +74,7 @@ async fn connect(hub: &TestHub, token: &str, origin: Option<&str>) -> Result<Ws,
 }
 
 /// The owner's connection to `hub`.
-async fn owner(hub: &TestHub) -> Ws {
+pub(crate) async fn owner(hub: &TestHub) -> Ws {
     let token = hub.token.clone();
     connect(hub, &token, None)
         .await
@@ -82,7 +82,7 @@ async fn owner(hub: &TestHub) -> Ws {
 }
 
 /// `POST path` to `hub` from the extension `ORIGIN`; returns `(status, body)`.
-async fn post(hub: &TestHub, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn post(hub: &TestHub, path: &str, body: Value) -> (u16, Value) {
     let response = tokio::time::timeout(
         WAIT,
         reqwest::Client::new()
@@ -116,7 +116,7 @@ async fn health(hub: &TestHub) -> (u16, Value) {
 }
 
 /// Polls `/health` of `hub` (every 50 ms, within the wait) until it answers `status`.
-async fn health_becomes(hub: &TestHub, status: u16) -> Value {
+pub(crate) async fn health_becomes(hub: &TestHub, status: u16) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let (got, body) = health(hub).await;
