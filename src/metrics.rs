@@ -25,6 +25,13 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// WebSocket close code label (RFC 6455 section 7.4.1), e.g. `1000`, `1008`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// The close code.
+    pub code: u16,
+}
+
 /// How news of a revocation made on another instance arrived: `broker` (the control
 /// message over NATS) or `reload` (the shared database's 1 s token reload).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,6 +112,8 @@ pub struct Metrics {
     pub connections_accepted: Counter,
     /// Upgrades refused, by reason (`host`, `origin`, `token`, `capacity`).
     pub connections_refused: Family<ReasonLabel, Counter>,
+    /// WebSocket connections ended, by the close code the hub chose for them.
+    pub connections_closed: Family<CodeLabel, Counter>,
     /// WebSocket messages received.
     pub messages_received: Counter,
     /// JSON-RPC errors sent, by kind.
@@ -149,6 +158,7 @@ impl Metrics {
             connections: Gauge::default(),
             connections_accepted: Counter::default(),
             connections_refused: Family::default(),
+            connections_closed: Family::default(),
             messages_received: Counter::default(),
             rpc_errors: Family::default(),
             tokens_revoked_elsewhere: Family::default(),
@@ -177,6 +187,11 @@ impl Metrics {
             "ws_connections_refused",
             "WebSocket upgrades refused, by reason",
             metrics.connections_refused.clone(),
+        );
+        registry.register(
+            "ws_connections_closed",
+            "WebSocket connections ended, by the close code the hub chose (RFC 6455 section 7.4.1)",
+            metrics.connections_closed.clone(),
         );
         registry.register(
             "ws_messages_received",
@@ -260,6 +275,15 @@ impl Metrics {
             .get_or_create(&ReasonLabel {
                 reason: reason.into(),
             })
+            .inc();
+    }
+
+    /// Counts a connection that ended with the close `code` the hub chose. The code is
+    /// counted whether or not the close frame reached the client: a peer that stopped
+    /// reading cannot be sent one.
+    pub fn closed(&self, code: u16) {
+        self.connections_closed
+            .get_or_create(&CodeLabel { code })
             .inc();
     }
 

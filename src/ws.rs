@@ -160,6 +160,11 @@ pub async fn handle_socket<W, R>(
         client.close(CLOSE_GOING_AWAY, "hub shutting down");
     }
     client.close(CLOSE_NORMAL, "bye");
+    // Counted before the hub announces the close, so whoever sees `hub.connection`
+    // `closed` also finds the code in `/metrics`.
+    if let Some((code, _)) = client.close_code() {
+        hub.metrics().closed(code);
+    }
     hub.connection_closed(&client);
     let _ = writer.await;
     tracing::debug!(close = ?client.close_code(), "connection closed");

@@ -4,7 +4,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::util::{RawFrame, RawWs, TestHub, WAIT, Ws, process_alive, run};
+use crate::util::{RawFrame, RawWs, TestHub, WAIT, Ws, metric, process_alive, run};
 
 #[tokio::test]
 async fn connections_over_the_limit_are_refused_before_the_upgrade() {
@@ -119,11 +119,19 @@ async fn a_client_that_stops_reading_is_closed_with_1008() {
             break;
         }
     }
-    let frame = slow
-        .closed()
-        .await
-        .expect("a close frame after the buffered lines");
-    assert_eq!(frame.code, CloseCode::Policy);
+    // The hub chose 1008 for it. Whether the close frame itself arrives is up to the
+    // kernel's buffers: it is queued behind the lines the client never read, and the
+    // hub gives up on writing it after the write timeout (RFC 6455 section 7.1.1 lets
+    // the server drop the TCP connection then).
+    assert_eq!(
+        metric(hub.port, "ws_connections_closed_total{code=\"1008\"}").await,
+        1.0,
+        "the hub closed the slow client with 1008"
+    );
+    // The socket ends, and a close frame, if one made it, says 1008.
+    if let Some(frame) = slow.closed().await {
+        assert_eq!(frame.code, CloseCode::Policy);
+    }
     // The hub and the run are fine.
     assert_eq!(
         observer.ok("hub.status", json!({})).await["product"],

@@ -519,3 +519,24 @@ pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     let rank = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len());
     samples[rank - 1]
 }
+
+/// Reads `semantest_hub_<name>` (a counter, `_total` included) from the hub's /metrics.
+pub async fn metric(port: u16, name: &str) -> f64 {
+    let text = tokio::time::timeout(
+        WAIT,
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics")),
+    )
+    .await
+    .expect("/metrics in time")
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let prefix = format!("semantest_hub_{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
