@@ -391,22 +391,9 @@ impl Parts {
                             let stop = self.shutdown.child_token();
                             held.insert(pattern, stop.clone());
                             self.tracker
-                                .spawn(self.clone().receive_events(subscriber, stop));
-                            // The server has the subscription once the flush returns;
-                            // only then does the gauge count it. Bounded, so that an
-                            // outage does not hold the next changes or the shutdown.
-                            let flushed = tokio::select! {
-                                flushed = tokio::time::timeout(FLUSH_WAIT, self.client.flush()) => flushed,
-                                () = self.shutdown.cancelled() => break,
-                            };
-                            if !matches!(flushed, Ok(Ok(()))) {
-                                tracing::debug!(
-                                    subject,
-                                    "NATS flush after subscribe did not complete; the client subscribes again on reconnection"
-                                );
-                            }
-                            self.metrics.subscriptions.inc();
-                            tracing::debug!(subject, "subscribed on NATS");
+                                .spawn(self.clone().receive_events(subscriber, stop.clone()));
+                            self.tracker
+                                .spawn(self.clone().count_when_confirmed(subject, stop));
                         }
                         Err(err) => {
                             tracing::warn!(subject, error = %err, "cannot subscribe on NATS");
@@ -416,7 +403,6 @@ impl Parts {
                 Some(Interest::Removed(pattern)) => {
                     if let Some(stop) = held.remove(&pattern) {
                         stop.cancel();
-                        self.metrics.subscriptions.dec();
                     }
                 }
             }
@@ -425,6 +411,37 @@ impl Parts {
 
     /// Delivers the events of one subscription locally until `stop`; dropping the
     /// subscriber unsubscribes.
+    /// Counts a subscription in `semantest_hub_broker_subscriptions` once the server has
+    /// it, and uncounts it when it stops. The server has it once a flush returns: NATS
+    /// handles a connection's commands in order, and the flush's PONG answers a PING sent
+    /// after the SUB. Until then it flushes again every [`FLUSH_WAIT`], in its own task,
+    /// so that an outage holds neither the next interest change nor the shutdown.
+    async fn count_when_confirmed(self, subject: String, stop: CancellationToken) {
+        loop {
+            let flushed = tokio::select! {
+                flushed = tokio::time::timeout(FLUSH_WAIT, self.client.flush()) => flushed,
+                () = stop.cancelled() => return,
+            };
+            match flushed {
+                Ok(Ok(())) => break,
+                Ok(Err(err)) => {
+                    tracing::debug!(subject, error = %err, "NATS flush after subscribe failed; trying again");
+                    tokio::select! {
+                        () = tokio::time::sleep(FLUSH_WAIT) => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
+                Err(_) => {
+                    tracing::debug!(subject, "NATS flush after subscribe is slow; still waiting");
+                }
+            }
+        }
+        self.metrics.subscriptions.inc();
+        tracing::debug!(subject, "subscribed on NATS");
+        stop.cancelled().await;
+        self.metrics.subscriptions.dec();
+    }
+
     async fn receive_events(self, mut subscriber: async_nats::Subscriber, stop: CancellationToken) {
         loop {
             let message = tokio::select! {
