@@ -118,6 +118,8 @@ pub struct Metrics {
     pub messages_received: Counter,
     /// JSON-RPC errors sent, by kind.
     pub rpc_errors: Family<KindLabel, Counter>,
+    /// Client notifications that failed, by kind; a notification gets no response.
+    pub notification_errors: Family<KindLabel, Counter>,
     /// Client tokens revoked on another instance that this one learnt of first by
     /// `via` (`broker` or `reload`); its connections with them were closed then.
     pub tokens_revoked_elsewhere: Family<ViaLabel, Counter>,
@@ -161,6 +163,7 @@ impl Metrics {
             connections_closed: Family::default(),
             messages_received: Counter::default(),
             rpc_errors: Family::default(),
+            notification_errors: Family::default(),
             tokens_revoked_elsewhere: Family::default(),
             runs_started: Counter::default(),
             runs_finished: Family::default(),
@@ -202,6 +205,11 @@ impl Metrics {
             "rpc_errors",
             "JSON-RPC errors sent, by kind",
             metrics.rpc_errors.clone(),
+        );
+        registry.register(
+            "rpc_notification_errors",
+            "Client notifications (requests without an id) that failed, by kind; they get no response",
+            metrics.notification_errors.clone(),
         );
         registry.register(
             "tokens_revoked_elsewhere",
@@ -291,6 +299,13 @@ impl Metrics {
     pub fn revoked_elsewhere(&self, via: &str) {
         self.tokens_revoked_elsewhere
             .get_or_create(&ViaLabel { via: via.into() })
+            .inc();
+    }
+
+    /// Counts a client notification that failed.
+    pub fn notification_error(&self, kind: &str) {
+        self.notification_errors
+            .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
     }
 

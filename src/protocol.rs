@@ -142,10 +142,12 @@ pub enum Incoming {
         /// `params`, or `null` when absent.
         params: Value,
     },
-    /// A notification from the client; it gets no response.
+    /// A notification from the client; it gets no response (JSON-RPC 2.0 section 4.1).
     Notification {
         /// The method name.
         method: String,
+        /// `params`, or `null` when absent.
+        params: Value,
     },
 }
 
@@ -209,7 +211,7 @@ pub fn parse_incoming(text: &str) -> Result<Incoming, EnvelopeError> {
     }
     Ok(match id {
         Some(id) => Incoming::Request { id, method, params },
-        None => Incoming::Notification { method },
+        None => Incoming::Notification { method, params },
     })
 }
 

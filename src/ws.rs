@@ -14,6 +14,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use governor::Quota;
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
@@ -25,7 +26,7 @@ use crate::error::{ErrorChain, ErrorKind, RpcError};
 use crate::hub::Hub;
 use crate::protocol::events::to_result;
 use crate::protocol::{Incoming, RequestId, error_response, parse_incoming, response};
-use crate::rpc::{After, dispatch};
+use crate::rpc::{After, NOTIFICATION_METHODS, dispatch};
 
 /// Serves an upgraded connection until it closes.
 pub async fn serve_socket(
@@ -109,20 +110,27 @@ pub async fn handle_socket<W, R>(
         };
         hub.metrics().messages_received.inc();
         hub.request_from(&client);
+        let incoming = parse_incoming(&text);
         if limiter.check().is_err() {
-            let id = match parse_incoming(&text) {
-                Ok(Incoming::Request { id, .. }) => Some(id),
-                _ => None,
-            };
             let error = RpcError::new(ErrorKind::RateLimited, "too many requests; slow down");
-            reply_error(&hub, &client, id.as_ref(), &error).await;
+            match incoming {
+                Ok(Incoming::Notification { method, .. }) => {
+                    notification_failed(&hub, &method, &error);
+                }
+                Ok(Incoming::Request { id, .. }) => {
+                    reply_error(&hub, &client, Some(&id), &error).await;
+                }
+                Err(_) => reply_error(&hub, &client, None, &error).await,
+            }
             continue;
         }
-        match parse_incoming(&text) {
+        match incoming {
             Err(envelope) => {
                 reply_error(&hub, &client, envelope.id.as_ref(), &envelope.error).await
             }
-            Ok(Incoming::Notification { method }) => debug!(method, "ignored client notification"),
+            Ok(Incoming::Notification { method, params }) => {
+                run_notification(&hub, &client, &method, params).await;
+            }
             Ok(Incoming::Request { id, method, params }) => {
                 match dispatch(&hub, &client, &method, params) {
                     Ok((_, After::Answer(pending))) => {
@@ -168,6 +176,36 @@ pub async fn handle_socket<W, R>(
     hub.connection_closed(&client);
     let _ = writer.await;
     tracing::debug!(close = ?client.close_code(), "connection closed");
+}
+
+/// Runs a client notification: a method of [`NOTIFICATION_METHODS`] sent without an
+/// `id` runs like a request whose response nobody reads (JSON-RPC 2.0 section 4.1); any
+/// other method has no effect. Nothing is sent back either way; a failure is logged and
+/// counted by kind.
+async fn run_notification(hub: &Hub, client: &Arc<Client>, method: &str, params: Value) {
+    let outcome = if NOTIFICATION_METHODS.contains(&method) {
+        match dispatch(hub, client, method, params) {
+            // Awaited here, like a request's, so that what the client sends next runs
+            // after it.
+            Ok((_, After::Later(later))) => later.0.await.map(drop),
+            Ok(_) => Ok(()),
+            Err(error) => Err(error),
+        }
+    } else {
+        Err(RpcError::new(
+            ErrorKind::InvalidRequest,
+            format!("{method} runs only as a request, with an id"),
+        ))
+    };
+    if let Err(error) = outcome {
+        notification_failed(hub, method, &error);
+    }
+}
+
+/// Logs and counts a client notification that failed; a notification gets no response.
+fn notification_failed(hub: &Hub, method: &str, error: &RpcError) {
+    debug!(method, kind = error.kind.as_str(), error = %error.message, "client notification failed");
+    hub.metrics().notification_error(error.kind.as_str());
 }
 
 /// Sends the answer to an `event.request` when it comes, unless the connection ends first.

@@ -59,6 +59,13 @@ async fn a_method_outside_the_tokens_scopes_is_forbidden() {
         assert_eq!(error["data"]["kind"], "FORBIDDEN", "{method}");
         assert_eq!(error["data"]["scope"], scope, "{method}");
     }
+    // A method the hub does not have is METHOD_NOT_FOUND whatever the token's scopes,
+    // not FORBIDDEN: the caller learns it mistyped the name.
+    for method in ["evnet.publish", "project.lsit", "nope"] {
+        let error = reader.err(method, json!({})).await;
+        assert_eq!(error["code"], -32601, "{method}: {error}");
+        assert_eq!(error["data"]["kind"], "METHOD_NOT_FOUND", "{method}");
+    }
     // The connection stays usable after refusals.
     reader.ok("hub.status", json!({})).await;
     // The owner has every scope.

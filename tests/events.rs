@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::util::{TestHub, WAIT, Ws, eventually};
+use crate::util::{TestHub, WAIT, Ws, eventually, metric};
 
 /// A hub whose per-connection request limit does not get in the way of bursts.
 async fn hub_with(edit: impl FnOnce(&mut semantest_hub::config::Limits)) -> TestHub {
@@ -143,6 +143,82 @@ async fn the_sender_never_gets_its_own_event() {
     let event = sender.notification("event").await;
     assert_eq!(event["type"], "chat.reply");
     assert_eq!(event["seq"], 1);
+    hub.stop().await;
+}
+
+/// `event.publish` and `worker.heartbeat` sent as JSON-RPC notifications (no `id`) run
+/// and get no response (JSON-RPC 2.0 section 4.1); their failures, and any other method
+/// sent without an id, are counted by kind and answered with nothing.
+#[tokio::test]
+async fn notifications_publish_without_a_response_and_failures_are_counted() {
+    let hub = hub_with(|_| {}).await;
+    let mut publisher = hub.client().await;
+    let mut subscriber = hub.client().await;
+    subscribe(&mut subscriber, &["fire.*"]).await;
+    for n in 0..3 {
+        publisher
+            .send_raw(
+                &json!({"jsonrpc": "2.0", "method": "event.publish",
+                    "params": {"type": "fire.and.forget", "payload": n}})
+                .to_string(),
+            )
+            .await;
+    }
+    for n in 0..3 {
+        let event = subscriber.notification("event").await;
+        assert_eq!(event["type"], "fire.and.forget");
+        assert_eq!(event["payload"], n, "in the order sent");
+    }
+    // Bad params, a method that needs an id, a heartbeat from a connection that is no
+    // worker: no response to any of them, so the next frame is the next call's answer.
+    for frame in [
+        json!({"jsonrpc": "2.0", "method": "event.publish", "params": {"type": ""}}),
+        json!({"jsonrpc": "2.0", "method": "project.list"}),
+        json!({"jsonrpc": "2.0", "method": "worker.heartbeat"}),
+    ] {
+        publisher.send_raw(&frame.to_string()).await;
+    }
+    let status = publisher.call("hub.status", json!({})).await;
+    assert_eq!(status["result"]["product"], "semantest-hub", "{status}");
+    assert_eq!(
+        metric(
+            hub.port,
+            "rpc_notification_errors_total{kind=\"INVALID_PARAMS\"}"
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            hub.port,
+            "rpc_notification_errors_total{kind=\"INVALID_REQUEST\"}"
+        )
+        .await,
+        1.0
+    );
+    // A notification cannot do what the token may not: an events-only token's
+    // worker.heartbeat is FORBIDDEN, counted, not run.
+    let created = publisher
+        .ok(
+            "client.create",
+            json!({"name": "events-only", "scopes": ["events"]}),
+        )
+        .await;
+    let mut limited = Ws::connect(hub.ws_request_as(created["token"].as_str().unwrap(), None))
+        .await
+        .unwrap();
+    limited
+        .send_raw(&json!({"jsonrpc": "2.0", "method": "worker.heartbeat"}).to_string())
+        .await;
+    limited.ok("hub.hello", json!({"role": "script"})).await;
+    assert_eq!(
+        metric(
+            hub.port,
+            "rpc_notification_errors_total{kind=\"FORBIDDEN\"}"
+        )
+        .await,
+        1.0
+    );
     hub.stop().await;
 }
 

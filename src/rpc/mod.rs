@@ -85,27 +85,30 @@ const FAMILIES: &[fn(&str) -> Option<Handler>] = &[
     events::find,
 ];
 
+/// The methods a client may also send as a JSON-RPC notification, without an `id`: the
+/// hub runs them and sends no response (JSON-RPC 2.0 section 4.1: a notification says the
+/// client does not want the response, not that the request is void). These are the
+/// fire-and-forget ones, where a client sending at a high rate has no use for a result.
+/// Any other method sent without an `id` has no effect. Errors of either are logged and
+/// counted in `semantest_hub_rpc_notification_errors_total{kind}`, never answered.
+pub const NOTIFICATION_METHODS: &[&str] = &[
+    crate::protocol::events::method::EVENT_PUBLISH,
+    crate::protocol::coordination::method::WORKER_HEARTBEAT,
+];
+
 /// Handles one request from `client`.
 ///
 /// # Errors
-/// `FORBIDDEN` when the method is outside the client's scopes (checked before anything
-/// else, see [`crate::scopes::required_scope`]), `METHOD_NOT_FOUND`, `INVALID_PARAMS`,
-/// or the method's own kinds.
+/// `METHOD_NOT_FOUND` for a method the hub does not have (looked up first, so that a
+/// mistyped name says so whatever the token), then `FORBIDDEN` when the method is outside
+/// the client's scopes (see [`crate::scopes::required_scope`]), the mode's refusal,
+/// `INVALID_PARAMS`, or the method's own kinds.
 pub fn dispatch(
     hub: &Hub,
     client: &Arc<Client>,
     method_name: &str,
     params: Value,
 ) -> Result<Reply, RpcError> {
-    if let Some(scope) = required_scope(method_name)
-        && !client.scopes().contains(scope)
-    {
-        return Err(RpcError::new(
-            ErrorKind::Forbidden,
-            format!("{method_name} needs the {scope} scope, which this token does not have"),
-        )
-        .with_details(json!({ "method": method_name, "scope": scope.as_str() })));
-    }
     let handler = FAMILIES
         .iter()
         .find_map(|find| find(method_name))
@@ -115,6 +118,15 @@ pub fn dispatch(
                 format!("unknown method {method_name:?}"),
             )
         })?;
+    if let Some(scope) = required_scope(method_name)
+        && !client.scopes().contains(scope)
+    {
+        return Err(RpcError::new(
+            ErrorKind::Forbidden,
+            format!("{method_name} needs the {scope} scope, which this token does not have"),
+        )
+        .with_details(json!({ "method": method_name, "scope": scope.as_str() })));
+    }
     mode::check(hub, method_name)?;
     handler(&Call { hub, client }, params)
 }
