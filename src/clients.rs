@@ -1,11 +1,13 @@
 //! Connected clients: one [`Client`] handle per WebSocket, and the registry of them.
 //!
 //! Everything sent to a client goes through its bounded outgoing queue, drained by the
-//! connection's writer task. Pushes never wait: a client whose queue is full has stopped
-//! reading, and it is closed with 1008 (policy violation, RFC 6455 section 7.4.1) instead
-//! of being buffered without end.
+//! connection's writer task. Pushes never wait: a broadcast notification that finds the
+//! queue full waits in the client's overflow, which is bounded too and moved into the
+//! queue in order by one task per client. A client that makes no room for the write
+//! timeout, or lets the overflow fill, has stopped reading, and it is closed with 1008
+//! (policy violation, RFC 6455 section 7.4.1) instead of being buffered without end.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -80,6 +82,15 @@ struct Mutable {
     name: Option<String>,
 }
 
+/// Broadcast notifications that found the queue full, waiting in order for room.
+#[derive(Default)]
+struct Overflow {
+    waiting: VecDeque<Utf8Bytes>,
+    /// Whether a task is moving `waiting` into the queue; while it is, new pushes wait
+    /// behind it, so that notifications keep their order.
+    draining: bool,
+}
+
 /// One connected client. Shared by its connection task, the registry and subscriptions.
 pub struct Client {
     id: u64,
@@ -96,6 +107,9 @@ pub struct Client {
     headroom: usize,
     /// How long a message may wait for room before the client counts as not reading.
     patience: std::time::Duration,
+    /// At most this many notifications wait in `overflow`: the queue's capacity.
+    overflow_limit: usize,
+    overflow: Mutex<Overflow>,
     closed: CancellationToken,
     close_code: Mutex<Option<(u16, &'static str)>>,
     mutable: Mutex<Mutable>,
@@ -149,24 +163,66 @@ impl Client {
     }
 
     /// Queues a message without making the caller wait. Returns false if the client is
-    /// gone. When the queue is full the message waits in a task for up to the write
-    /// timeout; a client that has not made room by then is not reading and is closed
-    /// with 1008.
+    /// gone or was just closed for not reading. When the queue is full the message waits
+    /// in the client's overflow, in order, each message for up to the write timeout; a
+    /// client that has not made room by then, or that lets more than the queue's capacity
+    /// wait there, is not reading and is closed with 1008. One task per client, never
+    /// one per message, moves the overflow into the queue.
     pub fn push(self: &Arc<Self>, message: Utf8Bytes) -> bool {
-        match self.try_push(message.clone()) {
-            Push::Queued => true,
-            Push::Gone => false,
-            Push::Full => {
-                let client = self.clone();
-                tokio::spawn(async move {
-                    let sent = tokio::time::timeout(client.patience, client.send(message)).await;
-                    if sent.is_err() {
-                        client.close(CLOSE_POLICY, "client is not reading its messages");
-                    }
-                });
-                true
+        let mut overflow = self.overflow();
+        if !overflow.draining {
+            match self.try_push(message.clone()) {
+                Push::Queued => return true,
+                Push::Gone => return false,
+                Push::Full => {}
             }
         }
+        if overflow.waiting.len() >= self.overflow_limit {
+            overflow.waiting.clear();
+            drop(overflow);
+            self.close(CLOSE_POLICY, "client is not reading its messages");
+            return false;
+        }
+        overflow.waiting.push_back(message);
+        if !overflow.draining {
+            overflow.draining = true;
+            tokio::spawn(self.clone().drain_overflow());
+        }
+        true
+    }
+
+    /// Moves the overflow into the queue as room appears, in order, until it is empty;
+    /// closes the client with 1008 if one message finds no room within the patience.
+    async fn drain_overflow(self: Arc<Self>) {
+        loop {
+            let next = {
+                let mut overflow = self.overflow();
+                match overflow.waiting.pop_front() {
+                    Some(message) => message,
+                    None => {
+                        overflow.draining = false;
+                        return;
+                    }
+                }
+            };
+            match tokio::time::timeout(self.patience, self.send(next)).await {
+                Ok(true) => {}
+                // Gone: what waits has nobody to go to. `draining` stays set, so later
+                // pushes wait, bounded, for a connection that is ending.
+                Ok(false) => break,
+                Err(_) => {
+                    self.close(CLOSE_POLICY, "client is not reading its messages");
+                    break;
+                }
+            }
+        }
+        self.overflow().waiting.clear();
+    }
+
+    fn overflow(&self) -> MutexGuard<'_, Overflow> {
+        self.overflow
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Queues an output line without waiting, leaving the headroom free. `Full` leaves
@@ -323,6 +379,8 @@ impl Clients {
             tx,
             headroom: new.queue / 4,
             patience: new.patience,
+            overflow_limit: new.queue,
+            overflow: Mutex::new(Overflow::default()),
             closed: new.shutdown.child_token(),
             close_code: Mutex::new(None),
             mutable: Mutex::new(Mutable {
@@ -420,5 +478,80 @@ impl Clients {
     /// Every connected client.
     pub fn all(&self) -> Vec<Arc<Client>> {
         self.map().values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A client with a queue of `queue` messages that nobody drains yet.
+    fn client(queue: usize) -> (Arc<Client>, mpsc::Receiver<Utf8Bytes>) {
+        Clients::default().register(NewClient {
+            origin: None,
+            remote_addr: "127.0.0.1:1".parse().unwrap(),
+            is_owner: true,
+            token_id: None,
+            scopes: Scopes::all(),
+            queue,
+            shutdown: CancellationToken::new(),
+            patience: Duration::from_secs(5),
+            mode: Mode::Local,
+        })
+    }
+
+    fn texts(rx: &mut mpsc::Receiver<Utf8Bytes>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|t| t.as_str().to_string())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pushes_past_a_full_queue_wait_in_order_and_arrive_once_there_is_room() {
+        let (client, mut rx) = client(2);
+        for n in 0..3 {
+            assert!(client.push(Utf8Bytes::from(n.to_string())));
+        }
+        assert_eq!(texts(&mut rx), ["0", "1"]);
+        // Room now: the overflow moves in, in order, and a push made meanwhile waits
+        // behind it rather than jumping the queue.
+        assert!(client.push(Utf8Bytes::from("3")));
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            seen.push(rx.recv().await.unwrap().as_str().to_string());
+        }
+        assert_eq!(seen, ["2", "3"]);
+        assert_eq!(client.close_code(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_lets_the_overflow_fill_is_closed_with_1008() {
+        let (client, _rx) = client(2);
+        // Two in the queue, two waiting, the fifth finds the overflow full.
+        for n in 0..4 {
+            assert!(client.push(Utf8Bytes::from(n.to_string())));
+        }
+        assert!(!client.push(Utf8Bytes::from("4")));
+        assert_eq!(
+            client.close_code().map(|(code, _)| code),
+            Some(CLOSE_POLICY)
+        );
+        assert!(client.closed().is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_makes_no_room_within_the_patience_is_closed_with_1008() {
+        let (client, _rx) = client(1);
+        assert!(client.push(Utf8Bytes::from("0")));
+        assert!(client.push(Utf8Bytes::from("1")));
+        tokio::time::timeout(Duration::from_secs(60), client.closed().cancelled())
+            .await
+            .expect("closed after the patience");
+        assert_eq!(
+            client.close_code().map(|(code, _)| code),
+            Some(CLOSE_POLICY)
+        );
     }
 }
