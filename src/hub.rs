@@ -402,7 +402,7 @@ impl Hub {
     }
 
     /// Acts on control messages from the other instances until shutdown.
-    async fn follow_control(self, mut control: tokio::sync::mpsc::UnboundedReceiver<Control>) {
+    async fn follow_control(self, mut control: tokio::sync::mpsc::Receiver<Control>) {
         loop {
             let message = tokio::select! {
                 message = control.recv() => message,

@@ -42,7 +42,7 @@ use async_nats::{ConnectOptions, ServerAddr};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -134,10 +134,41 @@ pub enum NatsError {
     Url(String),
 }
 
-enum Interest {
-    Added(String),
-    Removed(String),
+/// The patterns this instance's clients want from other instances, shared between the
+/// broker's calls and the task that holds the NATS subscriptions. A set, not a queue of
+/// changes: bounded by the patterns subscribed at once, however fast clients subscribe
+/// and leave, and the task only has to make its subscriptions match it.
+#[derive(Default)]
+struct Interest {
+    wanted: Mutex<HashSet<String>>,
+    changed: Notify,
 }
+
+impl Interest {
+    fn set(&self, pattern: &str, wanted: bool) {
+        {
+            let mut set = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+            if wanted {
+                set.insert(pattern.to_string());
+            } else {
+                set.remove(pattern);
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    fn wanted(&self) -> HashSet<String> {
+        self.wanted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Control messages from other instances that may wait for the hub to act on them.
+/// When it falls behind, the NATS subscription waits (and the server's slow-consumer
+/// rule applies) rather than this buffer growing.
+const CONTROL_CAPACITY: usize = 256;
 
 struct Outgoing {
     subject: String,
@@ -177,7 +208,7 @@ pub struct NatsBackplane {
     client: async_nats::Client,
     subjects: Subjects,
     outgoing: mpsc::Sender<Outgoing>,
-    interest: mpsc::UnboundedSender<Interest>,
+    interest: Arc<Interest>,
     metrics: BrokerMetrics,
 }
 
@@ -216,7 +247,7 @@ impl NatsBackplane {
         metrics: BrokerMetrics,
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
-    ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Control>), NatsError> {
+    ) -> Result<(Arc<Self>, mpsc::Receiver<Control>), NatsError> {
         let events = metrics.clone();
         let mut options = ConnectOptions::new()
             .name(format!("semantest-hub {}", settings.instance_id))
@@ -239,8 +270,8 @@ impl NatsBackplane {
         let client = options.connect(settings.servers).await?;
         let subjects = Subjects::new(&settings.prefix);
         let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_CAPACITY);
-        let (interest, interest_rx) = mpsc::unbounded_channel();
-        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let interest = Arc::new(Interest::default());
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
         let parts = Parts {
             client: client.clone(),
             broker: broker.clone(),
@@ -251,7 +282,7 @@ impl NatsBackplane {
             shutdown: shutdown.clone(),
         };
         tracker.spawn(parts.clone().send_all(outgoing_rx));
-        tracker.spawn(parts.clone().follow_interest(interest_rx));
+        tracker.spawn(parts.clone().follow_interest(interest.clone()));
         tracker.spawn(parts.clone().receive_answers());
         tracker.spawn(parts.receive_control(control_tx));
         let backplane = Arc::new(Self {
@@ -305,12 +336,11 @@ impl Backplane for NatsBackplane {
     }
 
     fn interest_added(&self, pattern: &str) {
-        // The receiver lives as long as the hub; after shutdown nothing is needed.
-        let _ = self.interest.send(Interest::Added(pattern.to_string()));
+        self.interest.set(pattern, true);
     }
 
     fn interest_removed(&self, pattern: &str) {
-        let _ = self.interest.send(Interest::Removed(pattern.to_string()));
+        self.interest.set(pattern, false);
     }
 }
 
@@ -372,45 +402,48 @@ impl Parts {
     }
 
     /// Opens and closes a subscription per pattern the broker reports.
-    async fn follow_interest(self, mut interest: mpsc::UnboundedReceiver<Interest>) {
+    /// Keeps one NATS subscription per wanted pattern: after each change, unsubscribes
+    /// what is no longer wanted and subscribes what is newly wanted.
+    async fn follow_interest(self, interest: Arc<Interest>) {
         let mut held: HashMap<String, CancellationToken> = HashMap::new();
         loop {
-            let change = tokio::select! {
-                change = interest.recv() => change,
-                () = self.shutdown.cancelled() => None,
-            };
-            match change {
-                None => break,
-                Some(Interest::Added(pattern)) => {
-                    let Ok(parsed) = parse_pattern(&pattern) else {
-                        continue;
-                    };
-                    let subject = self.subjects.pattern(parsed);
-                    match self.client.subscribe(subject.clone()).await {
-                        Ok(subscriber) => {
-                            let stop = self.shutdown.child_token();
-                            held.insert(pattern, stop.clone());
-                            self.tracker
-                                .spawn(self.clone().receive_events(subscriber, stop.clone()));
-                            self.tracker
-                                .spawn(self.clone().count_when_confirmed(subject, stop));
-                        }
-                        Err(err) => {
-                            tracing::warn!(subject, error = %err, "cannot subscribe on NATS");
-                        }
-                    }
+            tokio::select! {
+                () = interest.changed.notified() => {}
+                () = self.shutdown.cancelled() => break,
+            }
+            let wanted = interest.wanted();
+            held.retain(|pattern, stop| {
+                let keep = wanted.contains(pattern);
+                if !keep {
+                    stop.cancel();
                 }
-                Some(Interest::Removed(pattern)) => {
-                    if let Some(stop) = held.remove(&pattern) {
-                        stop.cancel();
+                keep
+            });
+            for pattern in wanted {
+                if held.contains_key(&pattern) {
+                    continue;
+                }
+                let Ok(parsed) = parse_pattern(&pattern) else {
+                    continue;
+                };
+                let subject = self.subjects.pattern(parsed);
+                match self.client.subscribe(subject.clone()).await {
+                    Ok(subscriber) => {
+                        let stop = self.shutdown.child_token();
+                        held.insert(pattern, stop.clone());
+                        self.tracker
+                            .spawn(self.clone().receive_events(subscriber, stop.clone()));
+                        self.tracker
+                            .spawn(self.clone().count_when_confirmed(subject, stop));
+                    }
+                    Err(err) => {
+                        tracing::warn!(subject, error = %err, "cannot subscribe on NATS");
                     }
                 }
             }
         }
     }
 
-    /// Delivers the events of one subscription locally until `stop`; dropping the
-    /// subscriber unsubscribes.
     /// Counts a subscription in `semantest_hub_broker_subscriptions` once the server has
     /// it, and uncounts it when it stops. The server has it once a flush returns: NATS
     /// handles a connection's commands in order, and the flush's PONG answers a PING sent
@@ -491,7 +524,7 @@ impl Parts {
     }
 
     /// Hands control messages from other instances to the hub.
-    async fn receive_control(self, to_hub: mpsc::UnboundedSender<Control>) {
+    async fn receive_control(self, to_hub: mpsc::Sender<Control>) {
         let Some(mut subscriber) = self.subscribe(self.subjects.control()).await else {
             return;
         };
@@ -505,7 +538,11 @@ impl Parts {
             };
             match serde_json::from_slice::<Control>(&message.payload) {
                 Ok(control) => {
-                    if to_hub.send(control).is_err() {
+                    let sent = tokio::select! {
+                        sent = to_hub.send(control) => sent.is_ok(),
+                        () = self.shutdown.cancelled() => false,
+                    };
+                    if !sent {
                         break;
                     }
                 }
