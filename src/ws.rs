@@ -26,7 +26,7 @@ use crate::error::{ErrorChain, ErrorKind, RpcError};
 use crate::hub::Hub;
 use crate::protocol::events::to_result;
 use crate::protocol::{Incoming, RequestId, error_response, parse_incoming, response};
-use crate::rpc::{After, NOTIFICATION_METHODS, dispatch};
+use crate::rpc::{NOTIFICATION_METHODS, Reply, dispatch};
 
 /// Serves an upgraded connection until it closes.
 pub async fn serve_socket(
@@ -133,10 +133,10 @@ pub async fn handle_socket<W, R>(
             }
             Ok(Incoming::Request { id, method, params }) => {
                 match dispatch(&hub, &client, &method, params) {
-                    Ok((_, After::Answer(pending))) => {
+                    Ok(Reply::Answer(pending)) => {
                         spawn_answer(&hub, &client, id, pending);
                     }
-                    Ok((_, After::Later(later))) => match later.0.await {
+                    Ok(Reply::Later(later)) => match later.0.await {
                         Ok(result) => {
                             if !client.send(Utf8Bytes::from(response(&id, &result))).await {
                                 break;
@@ -147,13 +147,20 @@ pub async fn handle_socket<W, R>(
                             reply_error(&hub, &client, Some(&id), &error).await;
                         }
                     },
-                    Ok((result, after)) => {
+                    Ok(Reply::Now(result)) => {
                         if !client.send(Utf8Bytes::from(response(&id, &result))).await {
                             break;
                         }
-                        if let After::Replay { project_id, ticket } = after {
-                            hub.feed().start_replay(&project_id, client.clone(), ticket);
+                    }
+                    Ok(Reply::ThenReplay {
+                        result,
+                        project_id,
+                        ticket,
+                    }) => {
+                        if !client.send(Utf8Bytes::from(response(&id, &result))).await {
+                            break;
                         }
+                        hub.feed().start_replay(&project_id, client.clone(), ticket);
                     }
                     Err(error) => {
                         debug!(method, kind = error.kind.as_str(), "request failed");
@@ -187,7 +194,7 @@ async fn run_notification(hub: &Hub, client: &Arc<Client>, method: &str, params:
         match dispatch(hub, client, method, params) {
             // Awaited here, like a request's, so that what the client sends next runs
             // after it.
-            Ok((_, After::Later(later))) => later.0.await.map(drop),
+            Ok(Reply::Later(later)) => later.0.await.map(drop),
             Ok(_) => Ok(()),
             Err(error) => Err(error),
         }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{After, Call, Handler, Reply, reply};
+use super::{Call, Handler, Reply, reply};
 use crate::error::RpcError;
 use crate::protocol::events::{TypesParams, method};
 use crate::protocol::parse_params;
@@ -37,11 +37,11 @@ fn publish(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     )
 }
 
-/// Publishes now; the response is sent when the answer comes ([`After::Answer`]).
+/// Publishes now; the response is sent when the answer comes ([`Reply::Answer`]).
 fn request(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let pending = call
         .hub
         .broker()
         .request(call.client, parse_params(params)?)?;
-    Ok((Value::Null, After::Answer(pending)))
+    Ok(Reply::Answer(pending))
 }

@@ -30,13 +30,17 @@ use crate::feed::ReplayTicket;
 use crate::hub::Hub;
 use crate::scopes::required_scope;
 
-/// Work to do after the response has been queued.
+/// What a handler answers: a result to send now, with or without work after it, or no
+/// result yet.
 #[derive(Debug)]
-pub enum After {
-    /// Nothing.
-    Nothing,
-    /// Replay a project's history, then go live.
-    Replay {
+pub enum Reply {
+    /// Send this result.
+    Now(Value),
+    /// Send this result, then replay the project's history to the caller and go live
+    /// (`project.subscribe`).
+    ThenReplay {
+        /// The result.
+        result: Value,
         /// The project.
         project_id: String,
         /// Which lines, for which subscription.
@@ -51,7 +55,7 @@ pub enum After {
     Later(Later),
 }
 
-/// A result still being computed: see [`After::Later`].
+/// A result still being computed: see [`Reply::Later`].
 pub struct Later(pub Pin<Box<dyn Future<Output = Result<Value, RpcError>> + Send>>);
 
 impl std::fmt::Debug for Later {
@@ -67,9 +71,6 @@ pub struct Call<'a> {
     /// The caller.
     pub client: &'a Arc<Client>,
 }
-
-/// A result and what to do after sending it.
-pub type Reply = (Value, After);
 
 /// A method's handler.
 pub type Handler = fn(&Call<'_>, Value) -> Result<Reply, RpcError>;
@@ -136,9 +137,9 @@ pub fn dispatch(
 /// # Errors
 /// `INTERNAL` if it cannot be encoded (a bug, logged).
 pub fn reply<T: Serialize>(result: &T) -> Result<Reply, RpcError> {
-    let value =
-        serde_json::to_value(result).map_err(|err| RpcError::internal("encode result", &err))?;
-    Ok((value, After::Nothing))
+    serde_json::to_value(result)
+        .map(Reply::Now)
+        .map_err(|err| RpcError::internal("encode result", &err))
 }
 
 /// A reply computed by `work` (which owns what it needs: clone the hub), encoded like
@@ -155,7 +156,7 @@ where
         let result = work.await?;
         serde_json::to_value(&result).map_err(|err| RpcError::internal("encode result", &err))
     };
-    Ok((Value::Null, After::Later(Later(Box::pin(encoded)))))
+    Ok(Reply::Later(Later(Box::pin(encoded))))
 }
 
 /// `UNAUTHORIZED` unless the caller is the owner.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{After, Call, Handler, Reply, not_found, reply};
+use super::{Call, Handler, Reply, not_found, reply};
 use crate::error::RpcError;
 use crate::protocol::{
     ProjectCreateParams, ProjectRef, ProjectView, SubscribeParams, method, parse_params,
@@ -76,18 +76,18 @@ fn subscribe(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
         .feed()
         .subscribe(&p.project_id, call.client, p.after_seq)
         .ok_or_else(|| not_found(&p.project_id))?;
-    let (value, _) = reply(&Subscribed {
+    let reply = reply(&Subscribed {
         project_id: p.project_id.clone(),
         last_seq,
     })?;
-    let after = match ticket {
-        Some(ticket) => After::Replay {
+    Ok(match (reply, ticket) {
+        (Reply::Now(result), Some(ticket)) => Reply::ThenReplay {
+            result,
             project_id: p.project_id,
             ticket,
         },
-        None => After::Nothing,
-    };
-    Ok((value, after))
+        (reply, _) => reply,
+    })
 }
 
 /// `project.unsubscribe` result.
