@@ -70,7 +70,7 @@ for (const variant of ['//127.0.0.1:OTHER/ws', 'ws://127.0.0.1:OTHER/ws', '/\\12
     const untrusted = [];
     c.on('untrusted', (u) => untrusted.push(u));
     try {
-      await c.start();
+      const status = await c.start();
       // Three discovery rounds: each one would have connected to OTHER before the next.
       await waitFor(() => fake.seen.filter((s) => s.url.startsWith('/semantest-signature')).length >= 4, { timeout: 20_000, message: 'three more discovery rounds' });
       assert.equal(other.conns.length, 0, `connections to OTHER: ${JSON.stringify(other.conns)}`);
@@ -80,6 +80,9 @@ for (const variant of ['//127.0.0.1:OTHER/ws', 'ws://127.0.0.1:OTHER/ws', '/\\12
       assert.equal(r.status, 'untrusted', JSON.stringify(r));
       assert.match(r.reason, /ws_path/);
       assert.equal(c.state.mode, 'OFFLINE');
+      assert.equal(status.connected, false);
+      assert.equal(status.reason, 'UNTRUSTED_HUB');
+      assert.match(status.message, /ws_path/);
       assert.ok(untrusted.length >= 1 && untrusted.every((u) => /ws_path/.test(u.reason)), JSON.stringify(untrusted));
     } finally {
       await c.stop();
