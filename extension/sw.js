@@ -104,7 +104,16 @@ const commands = {
   async localOnly({ value }) { await hub.setLocalOnly(!!value); return view(); },
   async send({ text }) {
     // Not awaited: while offline the event waits in the queue and goes out on reconnect.
-    hub.publish(DEMO_TYPE, { text: String(text ?? ''), at: new Date().toISOString() }).catch(() => {});
+    // A publish that cannot be queued or waited too long says so in the popup.
+    hub.publish(DEMO_TYPE, { text: String(text ?? ''), at: new Date().toISOString() }).catch((err) => {
+      const why = {
+        NOT_PAIRED: 'Not sent: this extension is not paired with a hub yet. Pair with the desktop hub first.',
+        QUEUE_FULL: 'Not sent: too many events are waiting for the hub.',
+        QUEUE_TIMEOUT: 'Not sent: no hub was reachable in time, so the event was dropped.',
+      }[err.kind] ?? `Not sent: ${err.message}`;
+      demo.pairingMessage = { ok: false, kind: err.kind, text: why };
+      broadcast();
+    });
     return view();
   },
   async ping() {

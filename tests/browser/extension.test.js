@@ -299,6 +299,11 @@ test('7. pairing: denied → a clear message; approved → connected', async () 
     }, [local.port]);
     await waitPopupMode('OFFLINE');
     assert.equal(await popup.locator('#pairing').textContent(), 'Not paired');
+    // Unpaired, a send is refused at once (NOT_PAIRED), not queued for ever, and says so.
+    await popup.locator('#text').fill('unpaired');
+    await popup.locator('#send').click();
+    await popup.locator('#message', { hasText: 'Not sent: this extension is not paired with a hub yet.' }).waitFor({ timeout: 10_000 });
+    assert.equal(await popup.locator('#queued').textContent(), '');
 
     const pairOnce = async () => {
       await popup.locator('#pair').click();

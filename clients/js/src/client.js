@@ -1,6 +1,7 @@
 // HubClient: finds the desktop hub, falls back to the public hub, keeps one connection,
 // queues publishes while disconnected and replays them in order, resubscribes, keeps the
-// connection (and an MV3 service worker) alive, and reports its state.
+// connection (and an MV3 service worker) alive, and reports its state. Every failure
+// reaches the caller as a HubError with a kind, or as the status `start()` resolves with.
 
 import { HubError, RpcError, CLIENT_KINDS } from './errors.js';
 import { Connection } from './connection.js';
@@ -34,6 +35,7 @@ const DEFAULTS = {
   keepaliveMs: 20_000,
   callTimeoutMs: 10_000,
   queueLimit: 1000,
+  queueTimeoutMs: 3_600_000,
   backoff: { initialMs: 1000, maxMs: 30_000 },
   role: 'extension',
   name: 'Semantest client',
@@ -58,6 +60,31 @@ function publicUrlList(urls) {
   return [...new Set(list)];
 }
 
+/** Longest event type or pattern, in bytes (the hub's `MAX_TYPE_LEN`). */
+const MAX_TYPE_LEN = 128;
+const TYPE_RULES = 'use 1 to 128 characters of [a-z0-9_.-] in dot-separated, non-empty segments, with * only as the whole last segment';
+/** The JSON-RPC code of `INVALID_EVENT_TYPE` (docs/protocol.md, "Errors"). */
+const INVALID_EVENT_TYPE_CODE = -32041;
+/** Longest timer a host runs as asked (2^31 − 1 ms); longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Why `pattern` is not a subscription pattern the hub accepts, or null when it is one.
+ * The hub's rule (src/broker.rs `parse_pattern`, docs/protocol.md "Types and
+ * patterns"): `*`, or dot-separated non-empty segments of `[a-z0-9_-]`, optionally ending
+ * in the segment `*`, 1 to 128 bytes in all.
+ * @param {unknown} pattern
+ * @returns {string | null}
+ */
+export function patternProblem(pattern) {
+  if (typeof pattern !== 'string') return 'a pattern is a string';
+  if (pattern.length === 0 || pattern.length > MAX_TYPE_LEN) return TYPE_RULES;
+  if (pattern === '*') return null;
+  const body = pattern.endsWith('.*') ? pattern.slice(0, -2) : pattern;
+  if (body.split('.').some((seg) => !/^[a-z0-9_-]+$/.test(seg))) return TYPE_RULES;
+  return null;
+}
+
 /** Whether an event `type` matches a subscription `pattern` (exact, `prefix.*`, or `*`). */
 export function matches(pattern, type) {
   if (pattern === '*') return true;
@@ -76,6 +103,23 @@ function normaliseCredential(c) {
   if (typeof c === 'string') return { token: c, clientId: 'owner' };
   if (typeof c.token === 'string' && c.token) return { token: c.token, clientId: c.clientId ?? c.client_id ?? 'owner', scopes: c.scopes };
   return null;
+}
+
+/**
+ * What one discovery round found, as `start()` resolves it: connected, or the kind and a
+ * sentence saying why not.
+ */
+function roundStatus({ target, local, pub, running }) {
+  if (target) {
+    const where = target.kind === 'public' ? 'the public hub' : 'the desktop hub';
+    return { connected: true, mode: target.hub.mode === 'public' ? Mode.PUBLIC : Mode.LOCAL, hub: { ...target.hub }, reason: null, message: `connected to ${where} at ${target.hub.endpoint}`, local, public: pub };
+  }
+  if (!running) return { connected: false, mode: Mode.OFFLINE, hub: null, reason: CLIENT_KINDS.STOPPED, message: 'the client was stopped', local, public: pub };
+  // The most telling outcome wins: a hub that is there but cannot be used says more than
+  // a port where nothing answers.
+  const first = [local, pub].find((o) => o && o.kind !== CLIENT_KINDS.NO_HUB) ?? local ?? pub;
+  const message = [local, pub].filter(Boolean).map((o) => o.message).join('; ');
+  return { connected: false, mode: Mode.OFFLINE, hub: null, reason: first?.kind ?? CLIENT_KINDS.NO_HUB, message: `not connected: ${message}`, local, public: pub };
 }
 
 export class HubClient {
@@ -99,6 +143,8 @@ export class HubClient {
   #pumping = false;
   #waiters = new Set();
   #loaded = null;
+  /** The status of the last discovery round (or the current connection). */
+  #status = null;
   #state = {
     mode: Mode.OFFLINE,
     connected: false,
@@ -109,6 +155,7 @@ export class HubClient {
     queued: 0,
     pairing: null,
     lastError: null,
+    refused: [],
     untrusted: [],
     localFound: null,
   };
@@ -168,10 +215,17 @@ export class HubClient {
         s.get(STORAGE_KEYS.localToken), s.get(STORAGE_KEYS.publicToken), s.get(STORAGE_KEYS.localOnly),
         this.#o.persistQueue ? s.get(STORAGE_KEYS.queue) : undefined,
       ]);
-      this.#cred = { local: normaliseCredential(local), public: normaliseCredential(pub) ?? normaliseCredential(this.#o.publicToken) };
+      this.#cred = {
+        local: normaliseCredential(local) ?? normaliseCredential(this.#o.token),
+        public: normaliseCredential(pub) ?? normaliseCredential(this.#o.publicToken),
+      };
       const lo = this.#o.localOnly ?? localOnly ?? false;
       if (Array.isArray(queue)) {
-        for (const q of queue) this.#queue.push({ ...q, sentOn: null, resolve: null, reject: null });
+        for (const q of queue) {
+          const item = { ...q, deadline: q.deadline ?? Date.now() + this.#o.queueTimeoutMs, sentOn: null, resolve: null, reject: null };
+          this.#queue.push(item);
+          this.#armDeadline(item);
+        }
       }
       this.#update({ localOnly: !!lo, paired: { local: !!this.#cred.local, public: !!this.#cred.public } });
     })();
@@ -180,13 +234,32 @@ export class HubClient {
 
   #cred = { local: null, public: null };
 
-  /** Starts discovery and keeps connecting until `stop()`. Safe to call again. */
+  /**
+   * Starts discovery and keeps connecting until `stop()`. Safe to call again.
+   *
+   * Resolves, once the first round is over, with `{connected, mode, hub, reason, message,
+   * local, public}`: `connected: true` with the hub (local, or public when no local hub
+   * could be used: the fallback is not an error), or `connected: false` with `reason`, a
+   * kind (`NOT_PAIRED`, `NO_HUB`, `UNTRUSTED_HUB`, `OFFLINE`, `STOPPED`, ...), and
+   * `message`, a sentence saying why. `local` and `public` hold each side's own
+   * `{kind, message}` (null when not tried). Not connected, the client keeps retrying
+   * with backoff; it never rejects.
+   */
   async start() {
     await this.#load();
-    if (this.#running) return;
+    if (this.#running) {
+      if (this.#cycling) await this.#cycling;
+      return this.#currentStatus();
+    }
     this.#running = true;
     this.#cycleAttempt = 0;
     await this.#cycle();
+    return this.#currentStatus();
+  }
+
+  #currentStatus() {
+    if (this.#active) return roundStatus({ target: this.#active, local: this.#status?.local ?? null, pub: this.#status?.public ?? null, running: true });
+    return this.#status ?? roundStatus({ running: this.#running });
   }
 
   /** Closes the connection and stops every timer. Queued publishes stay queued (and stored). */
@@ -217,15 +290,21 @@ export class HubClient {
   async #cycleOnce() {
     clearTimeout(this.#cycleTimer);
     if (!this.#running || this.#active?.kind === 'local') return;
-    let target = await this.#tryLocal();
-    if (!target && !this.#state.localOnly && !this.#active) target = await this.#tryPublic();
+    const local = await this.#tryLocal();
+    let target = local.target;
+    let pub = null;
+    if (!target && !this.#active) {
+      pub = this.#state.localOnly ? { target: null, outcome: { kind: CLIENT_KINDS.NO_HUB, message: 'the public fallback is off (local only)' } } : await this.#tryPublic();
+    }
+    if (pub?.target) target = pub.target;
+    this.#status = roundStatus({ target, local: local.outcome, pub: pub?.outcome ?? null, running: this.#running });
     if (!this.#running) { target?.conn.close(1000, 'bye'); return; }
     if (target) {
       await this.#adopt(target);
       return;
     }
     if (this.#active) return; // still on the public hub; the local probe timer keeps going
-    this.#update({ latencyMs: null, hub: null });
+    this.#update({ latencyMs: null, hub: null, lastError: { kind: this.#status.reason, message: this.#status.message } });
     const delay = backoffDelay(this.#cycleAttempt++, this.#o.backoff);
     this.#cycleTimer = setTimeout(() => this.#cycle(), delay);
   }
@@ -240,33 +319,57 @@ export class HubClient {
     const seen = results.find((r) => r.status === 'found' || r.status === 'trusted' || r.status === 'untrusted');
     if ((seen?.base ?? null) !== this.#state.localFound) this.#update({ localFound: seen?.base ?? null });
     const trusted = results.filter((r) => r.status === 'trusted');
+    let failed = null;
     for (const t of trusted) {
-      const target = await this.#open('local', t, cred).catch((err) => { this.#note(err); return null; });
-      if (target) return target;
+      const target = await this.#open('local', t, cred).catch((err) => { this.#note(err); failed ??= { base: t.base, err }; return null; });
+      if (target) return { target, outcome: null };
     }
-    return null;
+    const range = `${this.#o.host} port${bases.length === 1 ? '' : 's'} ${this.#o.ports.join(', ')}`;
+    const found = results.find((r) => r.status === 'found');
+    let outcome;
+    if (failed) outcome = { kind: failed.err.kind ?? CLIENT_KINDS.OFFLINE, message: `the desktop hub at ${failed.base} did not take the connection: ${failed.err.message}` };
+    else if (untrusted.length) outcome = { kind: CLIENT_KINDS.UNTRUSTED_HUB, message: `${untrusted[0].base} answers like the desktop hub but is not trusted: ${untrusted[0].reason}` };
+    else if (found) outcome = { kind: CLIENT_KINDS.NOT_PAIRED, message: `a desktop hub answers at ${found.base}, but this client is not paired with it (call pair())` };
+    else outcome = { kind: CLIENT_KINDS.NO_HUB, message: `no desktop hub answers on ${range}` };
+    return { target: null, outcome };
   }
 
   async #tryPublic() {
     const cred = this.#cred.public;
     const urls = this.#o.publicUrls;
-    if (!cred || urls.length === 0) return null;
+    if (urls.length === 0) return { target: null, outcome: { kind: CLIENT_KINDS.NO_HUB, message: 'no public URL is configured' } };
+    if (!cred) return { target: null, outcome: { kind: CLIENT_KINDS.NOT_PAIRED, message: 'there is no token for the public hub (setPublicToken(), the publicToken option, or pair({target: "public"}))' } };
+    let outcome = null;
+    const worse = (o) => { if (!outcome || outcome.kind === CLIENT_KINDS.NO_HUB) outcome = o; };
     // Every URL once per round, starting where the last connection was (or after it, when
     // it closed): an unreachable or closing instance costs one probe, not the round.
     for (let i = 0; i < urls.length; i++) {
       const index = (this.#publicNext + i) % urls.length;
       const base = urls[index];
       const r = await probe(base, { credential: cred, timeoutMs: this.#o.probeTimeoutMs, fetch: this.#fetch });
-      if (r.status === 'untrusted') { this.#emit('untrusted', { base, reason: r.reason }); continue; }
-      if (r.status !== 'trusted') continue;
-      const target = await this.#open('public', r, cred).catch((err) => { this.#note(err); return null; });
+      if (r.status === 'untrusted') {
+        this.#emit('untrusted', { base, reason: r.reason });
+        worse({ kind: CLIENT_KINDS.UNTRUSTED_HUB, message: `the public hub at ${base} is not trusted: ${r.reason}` });
+        continue;
+      }
+      if (r.status !== 'trusted') {
+        const o = { kind: CLIENT_KINDS.NO_HUB, message: `no public hub answers at ${base} (${r.reason})` };
+        if (outcome?.kind === CLIENT_KINDS.NO_HUB) outcome.message += `; ${o.message.replace('no public hub answers at ', 'nor at ')}`;
+        else worse(o);
+        continue;
+      }
+      const target = await this.#open('public', r, cred).catch((err) => {
+        this.#note(err);
+        worse({ kind: err.kind ?? CLIENT_KINDS.OFFLINE, message: `the public hub at ${base} did not take the connection: ${err.message}` });
+        return null;
+      });
       if (target) {
         target.publicIndex = index;
         this.#publicNext = index;
-        return target;
+        return { target, outcome: null };
       }
     }
-    return null;
+    return { target: null, outcome };
   }
 
   #note(err) {
@@ -293,11 +396,7 @@ export class HubClient {
       conn.close(1000, 'bye');
       throw err;
     }
-    if (this.#subs.size) {
-      // A refused subscription (e.g. FORBIDDEN without the events scope) must not cost the
-      // connection: report it and carry on.
-      await conn.call('event.subscribe', { types: [...this.#subs.keys()] }, this.#o.callTimeoutMs).catch((err) => this.#note(err));
-    }
+    target.refused = this.#subs.size ? await this.#resubscribe(conn) : [];
     const hello = target.hello;
     const sig = probeResult.signature;
     target.hub = {
@@ -314,6 +413,42 @@ export class HubClient {
     return target;
   }
 
+  /**
+   * Sends every pattern again on a new connection: all in one `event.subscribe`, and when
+   * the hub refuses that batch (it refuses a batch as a whole), one pattern at a time, so
+   * that a pattern the hub now refuses (a scope taken away, a lower
+   * `limits.max_subscriptions`) costs only itself, never the others or the connection.
+   * Refused patterns stay subscribed here and are tried again on the next connection.
+   * @returns {Promise<{pattern: string, kind: string, message: string}[]>} the refused ones
+   */
+  async #resubscribe(conn) {
+    const patterns = [...this.#subs.keys()];
+    try {
+      await conn.call('event.subscribe', { types: patterns }, this.#o.callTimeoutMs);
+      return [];
+    } catch (err) {
+      if (!(err instanceof RpcError)) { this.#note(err); return []; }
+      if (patterns.length === 1) return [this.#refuse(patterns[0], err)];
+    }
+    const refused = [];
+    for (const pattern of patterns) {
+      if (!this.#subs.has(pattern)) continue;
+      try {
+        await conn.call('event.subscribe', { types: [pattern] }, this.#o.callTimeoutMs);
+      } catch (err) {
+        if (!(err instanceof RpcError)) { this.#note(err); break; }
+        refused.push(this.#refuse(pattern, err));
+      }
+    }
+    return refused;
+  }
+
+  #refuse(pattern, error) {
+    this.#emit('subscriptionerror', { pattern, error });
+    this.#note(error);
+    return { pattern, kind: error.kind, message: error.message };
+  }
+
   async #adopt(target) {
     const old = this.#active;
     this.#active = target;
@@ -321,7 +456,7 @@ export class HubClient {
     clearTimeout(this.#cycleTimer);
     clearInterval(this.#keepaliveTimer);
     this.#keepaliveTimer = setInterval(() => this.#keepalive(target), this.#o.keepaliveMs);
-    this.#update({ latencyMs: target.latencyMs, hub: target.hub, lastError: null });
+    this.#update({ latencyMs: target.latencyMs, hub: target.hub, lastError: null, refused: target.refused ?? [] });
     for (const w of this.#waiters) w.resolve(target);
     this.#waiters.clear();
     if (old) {
@@ -344,7 +479,7 @@ export class HubClient {
     this.#localTimer = setTimeout(async () => {
       if (!this.#running || this.#active?.kind !== 'public') return;
       if (this.#cycling) await this.#cycling;
-      const target = await this.#tryLocal();
+      const { target } = await this.#tryLocal();
       if (target && this.#running) await this.#adopt(target);
       else { target?.conn.close(1000, 'bye'); this.#scheduleLocalProbe(); }
     }, delay);
@@ -406,10 +541,24 @@ export class HubClient {
 
   // ---------- outgoing ----------
 
+  /**
+   * A `NOT_PAIRED` error when this client holds no token for any hub it may use (so
+   * nothing could ever be sent), else null.
+   */
+  #unpaired() {
+    if (this.#cred.local) return null;
+    if (this.#cred.public && this.#o.publicUrls.length && !this.#state.localOnly) return null;
+    const why = this.#cred.public && this.#o.publicUrls.length ? 'only a public token, and local only is on'
+      : this.#cred.public ? 'only a public token, and no public URL is configured' : 'no token';
+    return new HubError(CLIENT_KINDS.NOT_PAIRED, `this client is not paired with a hub (${why}): call pair(), or pass the token option (local) or publicToken with publicUrls`);
+  }
+
   /** Resolves with the active connection, waiting up to `timeoutMs` for one. */
   #whenConnected(timeoutMs) {
     if (this.#active) return Promise.resolve(this.#active);
-    if (!this.#running) return Promise.reject(new HubError(CLIENT_KINDS.OFFLINE, 'the client is not started'));
+    const unpaired = this.#unpaired();
+    if (unpaired) return Promise.reject(unpaired);
+    if (!this.#running) return Promise.reject(new HubError(CLIENT_KINDS.OFFLINE, 'the client is not started (call start())'));
     return new Promise((resolve, reject) => {
       const w = {
         resolve: (t) => { clearTimeout(timer); resolve(t); },
@@ -426,6 +575,7 @@ export class HubClient {
    * connection rejects with `CONNECTION_CLOSED`.
    */
   async call(method, params = {}, { timeoutMs = this.#o.callTimeoutMs } = {}) {
+    await this.#load();
     const t = await this.#whenConnected(timeoutMs);
     return t.conn.call(method, params, timeoutMs);
   }
@@ -434,24 +584,71 @@ export class HubClient {
    * Publishes an event. Always goes through the ordered outgoing queue: sent at once when
    * connected, kept (and stored) while disconnected, and sent again after a reconnect until
    * the hub confirms it. Resolves with the hub's `{delivered, seq}`.
-   * @throws {HubError} `QUEUE_FULL` when `queueLimit` items wait; {RpcError} e.g. `INVALID_EVENT_TYPE`
+   *
+   * The queue is bounded: at most `queueLimit` events wait (default 1000), and each waits
+   * at most `queueTimeoutMs` (default 1 h) to be sent. One on the wire when its time is up
+   * finishes that round trip first (at most `callTimeoutMs`).
+   * @throws {HubError} `NOT_PAIRED` when the client holds no token for any hub it may use
+   *   (nothing could ever send it); `QUEUE_FULL` when `queueLimit` events wait;
+   *   `QUEUE_TIMEOUT` when it waited `queueTimeoutMs` unsent (it is then dropped);
+   *   {RpcError} e.g. `INVALID_EVENT_TYPE`
    */
-  publish(type, payload = null, { correlationId } = {}) {
+  async publish(type, payload = null, { correlationId } = {}) {
+    await this.#load();
+    const unpaired = this.#unpaired();
+    if (unpaired) throw unpaired;
     if (this.#queue.length >= this.#o.queueLimit) {
       this.#emit('queuefull', { limit: this.#o.queueLimit, type });
-      return Promise.reject(new HubError(CLIENT_KINDS.QUEUE_FULL, `the outgoing queue holds ${this.#o.queueLimit} events; ${type} was not queued`, { data: { kind: CLIENT_KINDS.QUEUE_FULL, limit: this.#o.queueLimit } }));
+      throw new HubError(CLIENT_KINDS.QUEUE_FULL, `the outgoing queue holds ${this.#o.queueLimit} events; ${type} was not queued`, { data: { kind: CLIENT_KINDS.QUEUE_FULL, limit: this.#o.queueLimit } });
     }
     return new Promise((resolve, reject) => {
-      this.#queue.push({ key: randomKey(), type, payload, correlationId: correlationId ?? null, sentOn: null, resolve, reject });
+      const item = { key: randomKey(), type, payload, correlationId: correlationId ?? null, deadline: Date.now() + this.#o.queueTimeoutMs, sentOn: null, resolve, reject };
+      this.#queue.push(item);
+      this.#armDeadline(item);
       this.#persistQueue();
       this.#update({});
       this.#pump();
     });
   }
 
+  /** Sets the timer that drops `item` once its `deadline` (ms since the epoch) is past. */
+  #armDeadline(item) {
+    const ms = item.deadline - Date.now();
+    if (Number.isNaN(ms) || ms === Infinity) return;
+    item.timer = setTimeout(() => this.#expire(item), Math.max(0, Math.min(ms, MAX_TIMER_MS)));
+    // A deadline must not keep a Node process alive on its own.
+    item.timer?.unref?.();
+  }
+
+  #expire(item) {
+    if (!this.#queue.includes(item)) return;
+    if (Date.now() < item.deadline) { this.#armDeadline(item); return; } // a deadline beyond one timer's reach
+    if (item.sentOn) { item.expired = true; return; } // on the wire: its round trip decides
+    this.#settle(item, null, this.#timeoutError(item));
+  }
+
+  #timeoutError(item) {
+    return new HubError(CLIENT_KINDS.QUEUE_TIMEOUT, `${item.type} waited ${this.#o.queueTimeoutMs} ms (queueTimeoutMs) without reaching a hub and was dropped`, { data: { kind: CLIENT_KINDS.QUEUE_TIMEOUT, timeout_ms: this.#o.queueTimeoutMs } });
+  }
+
+  /** Takes `item` out of the queue and resolves or rejects its publish. */
+  #settle(item, result, err) {
+    clearTimeout(item.timer);
+    const i = this.#queue.indexOf(item);
+    if (i >= 0) this.#queue.splice(i, 1);
+    this.#persistQueue();
+    this.#update({});
+    if (err) {
+      if (item.reject) item.reject(err);
+      else this.#emit('error', err); // restored from storage: nobody awaits it
+    } else {
+      item.resolve?.(result);
+    }
+  }
+
   #persistQueue() {
     if (!this.#o.persistQueue) return;
-    const rows = this.#queue.map(({ key, type, payload, correlationId }) => ({ key, type, payload, correlationId }));
+    const rows = this.#queue.map(({ key, type, payload, correlationId, deadline }) => ({ key, type, payload, correlationId, deadline: Number.isFinite(deadline) ? deadline : null }));
     this.#storage.set(STORAGE_KEYS.queue, rows).catch((err) => this.#emit('error', err));
   }
 
@@ -462,6 +659,7 @@ export class HubClient {
     try {
       while (this.#queue.length && this.#active) {
         const item = this.#queue[0];
+        if (Date.now() >= item.deadline) { this.#settle(item, null, this.#timeoutError(item)); continue; }
         const t = this.#active;
         item.sentOn = t.conn;
         const params = { type: item.type, payload: item.payload };
@@ -475,22 +673,17 @@ export class HubClient {
           item.sentOn = null;
           if (err instanceof RpcError && err.kind === 'RATE_LIMITED') { await new Promise((r) => setTimeout(r, 250)); continue; }
           if (err instanceof RpcError) {
-            this.#queue.shift();
-            this.#persistQueue();
-            this.#update({});
-            item.reject?.(err);
+            this.#settle(item, null, err);
             continue;
           }
+          if (item.expired) { this.#settle(item, null, this.#timeoutError(item)); continue; }
           // The connection died or stopped answering: keep the item for the next connection.
           // (The close handler has already cleared or replaced the active connection.)
           if (err.kind === CLIENT_KINDS.REQUEST_TIMEOUT) t.conn.close(4000, 'publish timeout');
           if (this.#active === t) break;
           continue;
         }
-        this.#queue.shift();
-        this.#persistQueue();
-        this.#update({});
-        item.resolve?.(result);
+        this.#settle(item, result, null);
       }
     } finally {
       this.#pumping = false;
@@ -499,11 +692,20 @@ export class HubClient {
 
   /**
    * Subscribes `handler` to `pattern` (`a.b`, `a.*` or `*`). Resubscribed automatically on
-   * every new connection. Resolves with a function that unsubscribes.
-   * @throws {RpcError} `INVALID_EVENT_TYPE`, `TOO_MANY_SUBSCRIPTIONS`, `FORBIDDEN`
+   * every new connection, one refused pattern never taking the others down (see
+   * `subscriptionerror`). Resolves with a function that unsubscribes.
+   *
+   * The pattern is checked here, with the hub's rule, connected or not, so a bad one never
+   * reaches the resubscription of a later connection.
+   * @throws {HubError} `INVALID_EVENT_TYPE` (code -32041, `data.type`, as the hub would
+   *   answer); {RpcError} `TOO_MANY_SUBSCRIPTIONS`, `FORBIDDEN` from the hub when connected
    */
   async subscribe(pattern, handler) {
     if (typeof handler !== 'function') throw new TypeError('subscribe: handler must be a function');
+    const problem = patternProblem(pattern);
+    if (problem) {
+      throw new HubError('INVALID_EVENT_TYPE', `event.subscribe: ${JSON.stringify(pattern)} is not an event type pattern: ${problem}`, { code: INVALID_EVENT_TYPE_CODE, data: { kind: 'INVALID_EVENT_TYPE', type: pattern } });
+    }
     const isNew = !this.#subs.has(pattern);
     if (isNew) this.#subs.set(pattern, new Set());
     this.#subs.get(pattern).add(handler);
@@ -530,6 +732,7 @@ export class HubClient {
    * @throws {RpcError} `TIMEOUT` (nobody answered in `timeoutMs`); {HubError} `OFFLINE`
    */
   async request(type, payload = null, { timeoutMs = 5000 } = {}) {
+    await this.#load();
     const t = await this.#whenConnected(timeoutMs);
     const r = await t.conn.call('event.request', { type, payload, timeout_ms: timeoutMs }, timeoutMs + this.#o.callTimeoutMs);
     return { type: r.type, payload: r.payload, correlationId: r.correlation_id, from: r.from, seq: r.seq, ts: r.ts };

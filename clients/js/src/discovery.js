@@ -1,7 +1,11 @@
 // Finding a hub: probe /semantest-signature on every candidate at once, keep only answers
 // that are a Semantest hub speaking protocol 1, and, when a token is held, keep only hubs
 // that prove they know that token (challenge proof v2, docs/protocol.md
-// "GET /semantest-signature") for the exact host:port this client contacted.
+// "GET /semantest-signature") for the exact host:port this client contacted. The WebSocket
+// address is built from the contacted origin and a plain path, never taken whole from
+// the signature.
+
+import { HubError, CLIENT_KINDS } from './errors.js';
 
 /** The port range a desktop hub listens on (docs/protocol.md, "Finding the hub"). */
 export const DEFAULT_PORTS = Object.freeze([3003, 3004, 3005, 3006, 3007, 3008, 3009, 3010, 3011, 3012]);
@@ -90,6 +94,10 @@ export async function probe(base, { credential = null, timeoutMs = PROBE_TIMEOUT
   if (!sig || typeof sig !== 'object' || sig.service !== 'semantest' || sig.protocol !== 1) {
     return { status: 'foreign', base, reason: 'not a Semantest hub signature (service/protocol)' };
   }
+  // The proof does not cover ws_path: a signature whose ws_path could lead anywhere but a
+  // path on this origin is not trusted at all.
+  const wsProblem = wsPathProblem(sig.ws_path);
+  if (wsProblem) return { status: 'untrusted', base, signature: sig, reason: wsProblem };
   const endpoint = endpointOf(url);
   if (!credential) return { status: 'found', base, signature: sig, endpoint };
   const ch = sig.challenge;
@@ -122,9 +130,46 @@ export function localBases(ports = DEFAULT_PORTS, host = '127.0.0.1') {
   return ports.map((p) => `http://${host}:${p}`);
 }
 
-/** The WebSocket URL of a hub, from its base URL and signature's `ws_path`. */
+/**
+ * What a signature's `ws_path` may be: one `/`, then letters, digits and `._~-/`, at most
+ * 256 characters, never `//` first. Anything else could name another origin (`//host/ws`,
+ * `ws://host/ws`, `/\\host`, `user@host`) or carry a query, and the challenge proof does
+ * not cover `ws_path`, so the client takes only a path from it (docs/security.md, "The
+ * SDK's WebSocket address").
+ */
+const WS_PATH = /^\/(?!\/)[A-Za-z0-9._~\/-]{0,255}$/;
+
+/**
+ * Why a signature's `ws_path` is refused, or null when it is a plain absolute path (or
+ * absent: the hub's `/ws` is the default).
+ * @param {unknown} wsPath
+ * @returns {string | null}
+ */
+export function wsPathProblem(wsPath) {
+  if (wsPath === undefined || wsPath === null) return null;
+  if (typeof wsPath !== 'string' || !WS_PATH.test(wsPath)) {
+    return `ws_path ${JSON.stringify(wsPath)} is not a plain absolute path (one "/", then [A-Za-z0-9._~/-], at most 256 characters)`;
+  }
+  return null;
+}
+
+/**
+ * The WebSocket URL of a hub: the origin of `base` (the one whose signature was verified)
+ * with `ws:` for `http:` and `wss:` for `https:`, and the signature's `ws_path` (default
+ * `/ws`) as the path only.
+ * @param {string} base e.g. `http://127.0.0.1:3003` or `https://hub.example.com`
+ * @param {{ws_path?: string}} [signature]
+ * @throws {HubError} `PROTOCOL` when `ws_path` is not a plain absolute path or `base` is not http(s):
+ */
 export function wsUrlOf(base, signature) {
-  const u = new URL(signature?.ws_path || '/ws', base);
-  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  const problem = wsPathProblem(signature?.ws_path);
+  if (problem) throw new HubError(CLIENT_KINDS.PROTOCOL, `${base}: ${problem}`);
+  const origin = new URL(base);
+  if (origin.protocol !== 'http:' && origin.protocol !== 'https:') {
+    throw new HubError(CLIENT_KINDS.PROTOCOL, `${base}: a hub base URL is http: or https:`);
+  }
+  const u = new URL(origin.origin);
+  u.protocol = origin.protocol === 'https:' ? 'wss:' : 'ws:';
+  u.pathname = signature?.ws_path ?? '/ws';
   return u.href;
 }

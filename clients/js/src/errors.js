@@ -12,10 +12,14 @@ export const CLIENT_KINDS = Object.freeze({
   CONNECTION_CLOSED: 'CONNECTION_CLOSED',
   /** The outgoing queue is full (see `queueLimit`); the publish was not queued. */
   QUEUE_FULL: 'QUEUE_FULL',
-  /** No token is stored for the hub; run `pair()` first. */
+  /** A publish waited `queueTimeoutMs` without reaching a hub; it was dropped. */
+  QUEUE_TIMEOUT: 'QUEUE_TIMEOUT',
+  /** The client holds no token for a hub it may use (or for the hub that answered); run `pair()` first. */
   NOT_PAIRED: 'NOT_PAIRED',
-  /** No local hub answered the discovery probe. */
+  /** No hub answered the discovery probe. */
   NO_HUB: 'NO_HUB',
+  /** A server answers with a Semantest signature but fails the challenge, or its signature is malformed (e.g. a `ws_path` that is not a plain path). */
+  UNTRUSTED_HUB: 'UNTRUSTED_HUB',
   /** Several local servers claim to be a hub and pairing cannot tell which is real. */
   AMBIGUOUS_HUB: 'AMBIGUOUS_HUB',
   /** The HTTP exchange with the hub failed in a way the contract does not describe. */

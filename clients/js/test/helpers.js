@@ -108,6 +108,36 @@ export async function startHub({ dataDir, port = 0, publicTls = null, env = {}, 
   return hub;
 }
 
+/** The desktop hub's port range (docs/protocol.md, "Finding the hub"). */
+export const HUB_RANGE = [3003, 3004, 3005, 3006, 3007, 3008, 3009, 3010, 3011, 3012];
+
+/** Whether nothing listens on 127.0.0.1:`port` right now. */
+function portFree(port) {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/**
+ * Starts a local hub on the first free port of 3003–3012, where a client with the default
+ * `ports` finds it (for code that runs as a user would write it, e.g. the README example).
+ * @throws {Error} when every port of the range is taken
+ */
+export async function startHubInRange(opts = {}) {
+  const errors = [];
+  for (const port of HUB_RANGE) {
+    if (!(await portFree(port))) continue;
+    try {
+      return await startHub({ ...opts, port });
+    } catch (err) {
+      errors.push(`${port}: ${err.message.split('\n')[0]}`); // taken in the meantime
+    }
+  }
+  throw new Error(`no free port in 3003–3012 for a hub${errors.length ? ` (${errors.join('; ')})` : ''}`);
+}
+
 /** Stops a hub (SIGTERM, then SIGKILL after `timeout`) and waits for it to exit. */
 export async function stopHub(hub, { timeout = 10_000 } = {}) {
   if (!hub || hub.exited()) return;

@@ -186,7 +186,10 @@ test('golden frames: what the SDK sends and reads matches tests/fixtures/events 
     assert.deepEqual(reply.payload, golden.params.payload);
 
     const bad = fixture('events/error-invalid-type.json').error;
-    await assert.rejects(b.subscribe(bad.data.type, () => {}), (e) => e instanceof RpcError && e.kind === bad.data.kind && e.code === bad.code && e.data.type === bad.data.type);
+    // The SDK checks a pattern before sending it and refuses it as the hub would.
+    const before = out(framesB, 'event.subscribe').length;
+    await assert.rejects(b.subscribe(bad.data.type, () => {}), (e) => e instanceof HubError && e.kind === bad.data.kind && e.code === bad.code && e.data.type === bad.data.type);
+    assert.equal(out(framesB, 'event.subscribe').length, before, 'a bad pattern is not sent');
     const timeout = fixture('events/error-timeout.json').error;
     await assert.rejects(a.request('nobody.answers', {}, { timeoutMs: 100 }), (e) => e.kind === timeout.data.kind && e.code === timeout.code && e.data.timeout_ms === 100);
 

@@ -72,6 +72,45 @@ test('LOCAL → PUBLIC when the local hub stops → LOCAL when it starts again; 
   }
 });
 
+test('start() with no local hub but a public one: connected to PUBLIC, not an error; the local side says why it was not used', async () => {
+  const port = await freePort();
+  const a = client({ ports: [port] });
+  try {
+    const s = await a.start();
+    assert.equal(s.connected, true, JSON.stringify(s));
+    assert.equal(s.mode, 'PUBLIC');
+    assert.equal(s.reason, null);
+    assert.equal(s.hub.kind, 'public');
+    assert.equal(s.local.kind, 'NO_HUB');
+    assert.match(s.local.message, new RegExp(`port ${port}`));
+    assert.equal(a.state.lastError, null);
+  } finally {
+    await a.stop();
+  }
+  // Without the public token the fallback has nothing to connect with: NOT_PAIRED.
+  const b = client({ ports: [port], storage: memoryStorage() });
+  try {
+    const s = await b.start();
+    assert.equal(s.connected, false);
+    assert.equal(s.reason, 'NOT_PAIRED');
+    assert.match(s.message, /no token for the public hub/);
+  } finally {
+    await b.stop();
+  }
+});
+
+test('the WebSocket to a public (https:) hub is wss: on the origin that was verified', async () => {
+  const urls = [];
+  const Base = wsClass({ ca: tls.pem, origin: EXT_ORIGIN });
+  const a = client({ ports: [await freePort()], WebSocket: class extends Base { constructor(url, protocols) { super(url, protocols); urls.push(url); } } });
+  try {
+    assert.equal((await a.start()).mode, 'PUBLIC');
+    assert.deepEqual(urls, [`wss://127.0.0.1:${pub.port}/ws`]);
+  } finally {
+    await a.stop();
+  }
+});
+
 test('local only: no fallback; OFFLINE while the local hub is down', async () => {
   // A server on one more port of the range counts the retry rounds.
   let probes = 0;

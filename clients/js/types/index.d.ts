@@ -32,6 +32,13 @@ export interface HubClientOptions {
    * `backoff`. Duplicates are dropped.
    */
   publicUrls?: string[] | string;
+  /**
+   * Token for the local (desktop) hub, unless one is stored (`pair()` stores one): for
+   * Node and scripts, e.g. the owner token from `semantest-hub token`, or a client token
+   * from `semantest-hub token create` as `{token, clientId}`. A string means client id
+   * `owner`. The hub proves it knows this token before the client sends it.
+   */
+  token?: Credential | string;
   /** Token for the public hub(s), unless one is stored (`setPublicToken`). A string means client id `owner`. */
   publicToken?: Credential | string;
   /** Never use a public hub. Default: the stored setting, else false. */
@@ -42,8 +49,14 @@ export interface HubClientOptions {
   keepaliveMs?: number;
   /** Default timeout of `call`, and of each publish round trip, ms. Default 10000. */
   callTimeoutMs?: number;
-  /** Most publishes kept while disconnected. Default 1000. */
+  /** Most publishes kept while disconnected; beyond it `publish` rejects with `QUEUE_FULL`. Default 1000. */
   queueLimit?: number;
+  /**
+   * Longest a publish waits in the queue unsent, ms; then it is dropped and rejects with
+   * `QUEUE_TIMEOUT` (one on the wire finishes its round trip first). The deadline is
+   * stored with the queue. `Infinity` keeps publishes until sent. Default 3600000 (1 h).
+   */
+  queueTimeoutMs?: number;
   /** Retry backoff: delay = min(maxMs, initialMs·2^n), with equal jitter. Default 1000/30000. */
   backoff?: { initialMs?: number; maxMs?: number };
   /** `hub.hello` role. Default `extension`. */
@@ -85,7 +98,10 @@ export interface ClientState {
   /** Publishes waiting for the hub's confirmation. */
   queued: number;
   pairing: null | { code: string | null; requestId: string | null; expiresAt: string | null; target: 'local' | 'public' };
+  /** Why the client is not connected (as `start()` says), or the last error; null once connected. */
   lastError: null | { kind: string; message: string };
+  /** Patterns the hub refused when they were sent again on the current connection (they stay subscribed and are tried on the next one). */
+  refused: { pattern: string; kind: string; message: string }[];
   /** Signatures seen on the last local probe that failed the challenge. */
   untrusted: { base: string; reason: string }[];
   /** Base URL of the first Semantest signature the last local probe saw (trusted or not), or null. */
@@ -119,12 +135,36 @@ export interface RequestReply<P = unknown> {
 
 export interface PublishResult { delivered: number; seq: number }
 
+/** One side's outcome of a discovery round. `kind` is a CLIENT_KINDS value or the hub's error kind. */
+export interface Outcome { kind: string; message: string }
+
+/** What `start()` resolves with: whether the client is connected, and if not, why. */
+export interface StartStatus {
+  connected: boolean;
+  mode: Mode;
+  hub: HubIdentity | null;
+  /**
+   * null when connected (to the local hub, or to a public one when no local hub could be
+   * used: the fallback is not an error); else `NOT_PAIRED`, `NO_HUB`, `UNTRUSTED_HUB`,
+   * `OFFLINE`, `STOPPED` or the kind of the refused connection.
+   */
+  reason: string | null;
+  /** A sentence for people, e.g. "not connected: a desktop hub answers at http://127.0.0.1:3003, but this client is not paired with it (call pair())". */
+  message: string;
+  /** The local side's outcome, null when connected locally or not tried. */
+  local: Outcome | null;
+  /** The public side's outcome, null when connected there or not tried. */
+  public: Outcome | null;
+}
+
 export interface ClientEvents {
   state: ClientState;
   event: HubEvent;
   queuefull: { limit: number; type: string };
   untrusted: { base: string; reason: string };
   dropped: { count: number; type: string };
+  /** The hub refused a pattern when it was sent again on a new connection; the others are unaffected. */
+  subscriptionerror: { pattern: string; error: HubError };
   error: unknown;
 }
 
@@ -135,7 +175,8 @@ export declare class HubClient {
   readonly latencyMs: number | null;
   readonly hub: HubIdentity | null;
   on<K extends keyof ClientEvents>(name: K, fn: (value: ClientEvents[K]) => void): () => void;
-  start(): Promise<void>;
+  /** Resolves after the first discovery round with whether it connected and why not; never rejects. */
+  start(): Promise<StartStatus>;
   stop(): Promise<void>;
   call<R = any>(method: string, params?: object, opts?: { timeoutMs?: number }): Promise<R>;
   publish(type: string, payload?: unknown, opts?: { correlationId?: string }): Promise<PublishResult>;
@@ -159,7 +200,7 @@ export declare const IDEMPOTENCY_CAPABILITY: 'events.idempotency';
 export declare const STORAGE_KEYS: { readonly localToken: string; readonly publicToken: string; readonly localOnly: string; readonly queue: string };
 export declare const CLIENT_KINDS: {
   readonly OFFLINE: 'OFFLINE'; readonly REQUEST_TIMEOUT: 'REQUEST_TIMEOUT'; readonly CONNECTION_CLOSED: 'CONNECTION_CLOSED';
-  readonly QUEUE_FULL: 'QUEUE_FULL'; readonly NOT_PAIRED: 'NOT_PAIRED'; readonly NO_HUB: 'NO_HUB'; readonly AMBIGUOUS_HUB: 'AMBIGUOUS_HUB'; readonly PROTOCOL: 'PROTOCOL'; readonly STOPPED: 'STOPPED';
+  readonly QUEUE_FULL: 'QUEUE_FULL'; readonly QUEUE_TIMEOUT: 'QUEUE_TIMEOUT'; readonly NOT_PAIRED: 'NOT_PAIRED'; readonly NO_HUB: 'NO_HUB'; readonly UNTRUSTED_HUB: 'UNTRUSTED_HUB'; readonly AMBIGUOUS_HUB: 'AMBIGUOUS_HUB'; readonly PROTOCOL: 'PROTOCOL'; readonly STOPPED: 'STOPPED';
 };
 
 export declare class HubError extends Error {
@@ -189,6 +230,12 @@ export declare function runPairing(base: string, opts: {
   fetch?: typeof fetch; signal?: AbortSignal; maxWaitMs?: number;
 }): Promise<Credential & { scopes: string[] }>;
 export declare function matches(pattern: string, type: string): boolean;
+/** Why `pattern` is not one the hub's `event.subscribe` accepts, or null when it is. */
+export declare function patternProblem(pattern: unknown): string | null;
+/** The WebSocket URL of a hub: `base`'s origin (ws: or wss:) and the signature's `ws_path` as the path only. Throws a `PROTOCOL` HubError for a ws_path that is not a plain absolute path. */
+export declare function wsUrlOf(base: string, signature?: { ws_path?: string }): string;
+/** Why a signature's `ws_path` is refused, or null when it is a plain absolute path or absent. */
+export declare function wsPathProblem(wsPath: unknown): string | null;
 export declare function backoffDelay(attempt: number, backoff: { initialMs: number; maxMs: number }, random?: () => number): number;
 export declare function chromeStorage(area?: any): StorageAdapter;
 export declare function memoryStorage(initial?: Record<string, unknown>): StorageAdapter;
