@@ -52,9 +52,21 @@ struct Squatter {
 
 impl Squatter {
     async fn start(port: u16, answer: Answer) -> Self {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_reuseaddr(true).unwrap();
-        socket.bind(([127, 0, 0, 1], port).into()).unwrap();
+        // The port is free once the hub is dead, but a client socket of a concurrent
+        // test may briefly hold it as its local port: retry within the usual deadline.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let socket = loop {
+            let socket = TcpSocket::new_v4().unwrap();
+            socket.set_reuseaddr(true).unwrap();
+            match socket.bind(([127, 0, 0, 1], port).into()) {
+                Ok(()) => break socket,
+                Err(err) if tokio::time::Instant::now() < deadline => {
+                    let _ = err;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(err) => panic!("cannot bind the squatter to {port}: {err}"),
+            }
+        };
         let listener: TcpListener = socket.listen(16).unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
@@ -299,4 +311,161 @@ async fn the_cli_refuses_a_relay_to_the_real_hub() {
         !received.contains(&token),
         "the relay received the owner token: {received}"
     );
+}
+
+/// Starts the hub binary under `umask 022` (the common default that makes new files
+/// world-readable) on `data_dir`, with `XDG_CONFIG_HOME` set to `xdg_config`, stderr
+/// going to `stderr_file`; returns it with its port once it has written its runtime file.
+async fn spawn_hub_umask_022(
+    data_dir: &Path,
+    xdg_config: &Path,
+    stderr_file: &Path,
+) -> (crate::util::HubProcess, u16) {
+    let runtime = data_dir.join("server.json");
+    let _ = std::fs::remove_file(&runtime);
+    let child = std::process::Command::new("sh")
+        .args(["-c", "umask 022; exec \"$0\" \"$@\""])
+        .arg(hub_bin())
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--secret-store",
+            "file",
+            "--log-level",
+            "warn",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("XDG_CONFIG_HOME", xdg_config)
+        .env("SEMANTEST_HUB_AGENT__CLI_PATH", crate::util::fake_cli())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(stderr_file).unwrap())
+        .spawn()
+        .unwrap();
+    let child = crate::util::HubProcess(child);
+    crate::util::eventually("the hub's runtime file", || runtime.exists()).await;
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&runtime).unwrap()).unwrap();
+    (child, info["port"].as_u64().unwrap() as u16)
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Every directory and file the hub keeps in `data_dir` (logs included, in
+/// `<data_dir>/logs`) and in the app's config folder under `xdg_config`, with its mode.
+fn hub_paths(data_dir: &Path, xdg_config: &Path) -> Vec<(std::path::PathBuf, u32)> {
+    fn walk(path: &Path, out: &mut Vec<(std::path::PathBuf, u32)>) {
+        out.push((path.to_path_buf(), mode(path)));
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).unwrap() {
+                walk(&entry.unwrap().path(), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(data_dir, &mut out);
+    let config = xdg_config.join("semantest-hub");
+    if config.exists() {
+        walk(&config, &mut out);
+    }
+    out
+}
+
+fn assert_private(paths: &[(std::path::PathBuf, u32)]) {
+    for (path, mode) in paths {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{} is {mode:o}, want {want:o}", path.display());
+    }
+}
+
+#[tokio::test]
+async fn the_data_directory_and_logs_are_private_whatever_the_umask() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, xdg) = (root.path().join("data"), root.path().join("xdg"));
+    let (mut hub, port) = spawn_hub_umask_022(&data, &xdg, &root.path().join("err")).await;
+    // A write through the hub, so the WAL and shared-memory files exist.
+    let mut ws = crate::util::connect(port, &data).await;
+    let project = tempfile::tempdir().unwrap();
+    ws.ok(
+        "project.create",
+        serde_json::json!({"path": project.path()}),
+    )
+    .await;
+    let paths = hub_paths(&data, &xdg);
+    let names: Vec<String> = paths
+        .iter()
+        .map(|(path, _)| {
+            path.strip_prefix(&data)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        })
+        .collect();
+    for expected in [
+        "hub.sqlite3",
+        "hub.sqlite3-wal",
+        "hub.sqlite3-shm",
+        "hub.lock",
+        "server.json",
+        "secrets",
+        "secrets/owner-token",
+        "logs",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
+    }
+    assert!(
+        names.iter().any(|n| n.starts_with("logs/hub.")),
+        "a log file: {names:?}"
+    );
+    assert_private(&paths);
+    hub.kill();
+}
+
+#[tokio::test]
+async fn a_data_directory_left_readable_is_repaired_at_start_and_logged() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let (data, xdg) = (root.path().join("data"), root.path().join("xdg"));
+    // The app's own config folder, with its config file, as an editor leaves them.
+    let config_dir = xdg.join("semantest-hub");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(config_dir.join("config.toml"), "# defaults\n").unwrap();
+    let (mut hub, _) = spawn_hub_umask_022(&data, &xdg, &root.path().join("first")).await;
+    hub.kill();
+    // What an older version under umask 022 left: everything readable by all.
+    for (path, _) in hub_paths(&data, &xdg) {
+        let mode = if path.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let before = hub_paths(&data, &xdg);
+    assert!(before.iter().any(|(p, _)| p.ends_with("hub.sqlite3")));
+
+    let log = root.path().join("second");
+    let (mut hub, _) = spawn_hub_umask_022(&data, &xdg, &log).await;
+    assert_private(&hub_paths(&data, &xdg));
+    let text = std::fs::read_to_string(&log).unwrap();
+    for repaired in [
+        data.clone(),
+        data.join("hub.sqlite3"),
+        data.join("secrets/owner-token"),
+        data.join("logs"),
+        config_dir.join("config.toml"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|line| line.contains("repaired permissions")
+                    && line.contains(&format!("path={} ", repaired.display()))),
+            "no repair line for {}: {text}",
+            repaired.display()
+        );
+    }
+    hub.kill();
 }
