@@ -469,3 +469,72 @@ async fn a_data_directory_left_readable_is_repaired_at_start_and_logged() {
     }
     hub.kill();
 }
+
+/// Runs `serve --public` with `[public]` `setting` in a config file, and returns what it
+/// printed on stderr; it must fail on the configuration.
+fn public_config_error(setting: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("public.toml");
+    std::fs::write(
+        &config,
+        format!("[public]\nhosts = [\"hub.example.com\"]\n{setting}\n"),
+    )
+    .unwrap();
+    let output = std::process::Command::new(hub_bin())
+        .args(["--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "serve",
+            "--public",
+            "--behind-proxy",
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{setting}: {output:?}");
+    stderr(&output)
+}
+
+#[test]
+fn configuration_errors_never_echo_a_broker_or_database_password() {
+    const SECRET: &str = "s3cr3t-pw";
+    for (setting, key) in [
+        (
+            "broker = \"nats://hub:s3cr3t-pw@127.0.0.1:4222\"",
+            "public.broker",
+        ),
+        (
+            "broker = \"nats://hub:s3cr3t-pw@127.0.0.1:99999\"",
+            "public.broker",
+        ),
+        (
+            "broker = \"nats://h:4222,,tls://hub:s3cr3t-pw@h:4443\"",
+            "public.broker",
+        ),
+        ("broker = \"http://hub:s3cr3t-pw@h:4222\"", "public.broker"),
+        (
+            "database = \"postgres://hub:s3cr3t-pw@db:notaport/hub\"",
+            "public.database",
+        ),
+        (
+            "database = \"mysql://hub:s3cr3t-pw@db/hub\"",
+            "public.database",
+        ),
+        (
+            "database = \"postgres://hub@db:notaport/hub?password=s3cr3t-pw\"",
+            "public.database",
+        ),
+        (
+            "database = \"host=db password=s3cr3t-pw user=hub\"",
+            "public.database",
+        ),
+    ] {
+        let text = public_config_error(setting);
+        assert!(text.contains(key), "{setting}: {text}");
+        assert!(!text.contains(SECRET), "{setting} echoed: {text}");
+        assert!(text.contains("***"), "{setting}: {text}");
+    }
+}
