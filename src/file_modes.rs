@@ -19,7 +19,7 @@
 
 use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The mode of the hub's directories: owner only.
@@ -30,6 +30,9 @@ pub const FILE_MODE: u32 = 0o600;
 
 /// The permission bits of group and others, which the hub's files never keep.
 const SHARED_BITS: u32 = 0o077;
+
+/// The sticky bit (restricted deletion), the mark of a directory shared on purpose.
+const STICKY: u32 = 0o1000;
 
 /// One mode the hub tightened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +68,10 @@ pub fn create_private_file(path: &Path) -> io::Result<()> {
 }
 
 /// Removes the group and other permission bits of `path` (not following a symlink),
-/// and of everything under it when `recursive` and it is a directory. A path that does
-/// not exist is skipped. Returns what it changed, for the caller to log.
+/// and of everything under it when `recursive` and it is a directory. Skipped: a path
+/// that does not exist, a symlink, anything owned by another user (not ours to change),
+/// and a sticky directory such as `/tmp` (shared by design, should a data directory ever
+/// be pointed there). Returns what it changed, for the caller to log.
 ///
 /// # Errors
 /// The first I/O error reading or changing a mode.
@@ -82,11 +87,13 @@ fn restrict_into(path: &Path, recursive: bool, repaired: &mut Vec<Repaired>) -> 
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(err) => return Err(err),
     };
-    if metadata.file_type().is_symlink() {
+    if metadata.file_type().is_symlink() || metadata.uid() != nix::unistd::geteuid().as_raw() {
         return Ok(());
     }
     let from = metadata.permissions().mode() & 0o7777;
-    if from & SHARED_BITS != 0 {
+    // A sticky directory (`/tmp`) is shared by design: never close it to others.
+    let shared_by_design = metadata.is_dir() && from & STICKY != 0;
+    if from & SHARED_BITS != 0 && !shared_by_design {
         let to = from & !SHARED_BITS;
         std::fs::set_permissions(path, Permissions::from_mode(to))?;
         repaired.push(Repaired {
@@ -154,6 +161,22 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+
+        let sticky = root.path().join("shared");
+        std::fs::create_dir(&sticky).unwrap();
+        std::fs::set_permissions(&sticky, Permissions::from_mode(0o1777)).unwrap();
+        assert!(restrict(&sticky, false).unwrap().is_empty());
+        assert_eq!(mode(&sticky), 0o1777);
+
+        // Another user's file (only root can make one to test with).
+        if nix::unistd::geteuid().is_root() {
+            let theirs = dir.join("theirs");
+            std::fs::write(&theirs, "z").unwrap();
+            std::fs::set_permissions(&theirs, Permissions::from_mode(0o644)).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            assert!(restrict(&dir, true).unwrap().is_empty());
+            assert_eq!(mode(&theirs), 0o644);
+        }
     }
 
     #[test]
