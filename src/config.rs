@@ -19,6 +19,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 mod public;
+mod redact;
 
 pub use public::{
     DATABASE_PASSWORD_ENV, DEFAULT_SUBJECT_PREFIX, Family, Mode, ProxyHeader, PublicConfig,

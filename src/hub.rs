@@ -219,10 +219,7 @@ impl Hub {
     /// [`StartError`] when the secret store or database cannot be opened.
     pub async fn open(config: LoadedConfig) -> Result<Self, StartError> {
         let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::Io {
-            action: format!("create data directory {}", data_dir.display()),
-            source,
-        })?;
+        make_private(&config)?;
         let data_dir_lock = lock_data_dir(&data_dir).await?;
         let kind = config.config.secret_store;
         let dir = data_dir.clone();
@@ -854,9 +851,67 @@ impl Hub {
 /// hub started by mistake is told at once.
 const DATA_DIR_LOCK_WAIT: Duration = Duration::from_secs(2);
 
+/// Creates the data directory with mode 0700, and takes group and other permissions
+/// away from what an older version or a wider umask left there: the directory, the
+/// database with its WAL, shared-memory and journal files, the lock, the runtime file
+/// and the secrets folder; also the app's own config folder when the config file in use
+/// is in it. Each repair is logged. Only the hub's own entries are touched, so a data
+/// directory pointed at a shared place does not have others' files changed.
+fn make_private(config: &LoadedConfig) -> Result<(), StartError> {
+    use crate::file_modes::{create_private_dir, restrict};
+    let data_dir = &config.data_dir;
+    create_private_dir(data_dir).map_err(|source| StartError::Io {
+        action: format!("create data directory {}", data_dir.display()),
+        source,
+    })?;
+    let mut targets: Vec<(std::path::PathBuf, bool)> = vec![(data_dir.clone(), false)];
+    for name in [
+        crate::store::DATABASE_FILE,
+        &format!("{}-wal", crate::store::DATABASE_FILE),
+        &format!("{}-shm", crate::store::DATABASE_FILE),
+        &format!("{}-journal", crate::store::DATABASE_FILE),
+        LOCK_FILE,
+        RUNTIME_FILE,
+    ] {
+        targets.push((data_dir.join(name), false));
+    }
+    targets.push((data_dir.join(crate::secrets::SECRETS_DIR), true));
+    let app_config_dir = crate::config::project_dirs().map(|dirs| dirs.config_dir().to_path_buf());
+    if let (Some(file), Some(dir)) = (&config.config_file, app_config_dir)
+        && file.parent() == Some(dir.as_path())
+    {
+        targets.push((dir, true));
+    }
+    for (path, recursive) in targets {
+        let repaired = restrict(&path, recursive).map_err(|source| StartError::Io {
+            action: format!("restrict the permissions of {}", path.display()),
+            source,
+        })?;
+        for fixed in repaired {
+            warn!(
+                path = %fixed.path.display(),
+                from = format_args!("{:o}", fixed.from),
+                to = format_args!("{:o}", fixed.to),
+                "repaired permissions: other users could read this; now owner only"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The name of the runtime file in the data directory that tells local clients where
+/// the hub listens: `{"url", "port", "pid", "instance_id"}`, mode 0600. The server
+/// writes it once it listens and removes it at shutdown.
+pub const RUNTIME_FILE: &str = "server.json";
+
+/// The data-directory lock file, held for the hub's lifetime.
+const LOCK_FILE: &str = "hub.lock";
+
 async fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
-    let path = data_dir.join("hub.lock");
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
+        .mode(crate::file_modes::FILE_MODE)
         .create(true)
         .truncate(false)
         .write(true)

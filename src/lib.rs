@@ -36,7 +36,8 @@
 //!  error, timestamp, config,   error kinds; times; settings; dashboard files; error, config,
 //!  assets, monitor, logging,   resource sampling; tracing subscriber;         logging pub
 //!  scopes, conn_info,          token scopes; each connection's two addresses; scopes pub
-//!  rate_limit                  rate limiters on one shared clock
+//!  rate_limit, file_modes      rate limiters on one shared clock; private
+//!                              (0700/0600) directories and files
 //! ```
 //!
 //! The binary, the desktop shell, the examples and the tests use only the `pub` modules
@@ -70,6 +71,7 @@ pub(crate) mod database;
 pub mod error;
 pub(crate) mod events;
 pub(crate) mod feed;
+pub(crate) mod file_modes;
 pub mod hub;
 pub mod logging;
 pub(crate) mod metrics;

@@ -311,6 +311,7 @@ async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitC
         Command::Dashboard { print } => {
             let link = client.request("hub.login_link", json!({})).await?;
             let url = link["url"].as_str().context("the hub sent no link")?;
+            client.check_link(url)?;
             if print || !open_browser(url) {
                 println!("{url}");
             }

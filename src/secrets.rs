@@ -16,6 +16,9 @@ use crate::config::SecretStoreKind;
 /// The keychain service name every entry of the hub is filed under.
 pub const KEYCHAIN_SERVICE: &str = "dev.semantest.hub";
 
+/// The folder of the file secret store, in the data directory (mode 0700, files 0600).
+pub const SECRETS_DIR: &str = "secrets";
+
 /// A secret store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -73,7 +76,7 @@ impl Secrets {
             account_prefix: account_prefix.clone(),
         };
         let file = Backend::File {
-            dir: data_dir.join("secrets"),
+            dir: data_dir.join(SECRETS_DIR),
         };
         let backend = match kind {
             SecretStoreKind::File => file,

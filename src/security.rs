@@ -64,6 +64,32 @@ pub const CHALLENGE_LABEL: &str = "semantest-signature:v2";
 /// The hub refuses nonces and client ids containing a newline, so the fields cannot
 /// shift into one another.
 pub fn challenge_proof(token_hash: &[u8; 32], nonce: &str, client: &str, endpoint: &str) -> String {
+    hex::encode(
+        challenge_mac(token_hash, nonce, client, endpoint)
+            .finalize()
+            .into_bytes(),
+    )
+}
+
+/// Whether `proof` (lowercase or uppercase hex) is the [`challenge_proof`] for these
+/// fields, compared in constant time (`Mac::verify_slice`). A client calls this with the
+/// endpoint *it* contacted, never one the server names.
+pub fn verify_challenge_proof(
+    token_hash: &[u8; 32],
+    nonce: &str,
+    client: &str,
+    endpoint: &str,
+    proof: &str,
+) -> bool {
+    let Ok(proof) = hex::decode(proof) else {
+        return false;
+    };
+    challenge_mac(token_hash, nonce, client, endpoint)
+        .verify_slice(&proof)
+        .is_ok()
+}
+
+fn challenge_mac(token_hash: &[u8; 32], nonce: &str, client: &str, endpoint: &str) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(token_hash).expect("HMAC takes any key length");
     for (i, part) in [CHALLENGE_LABEL, nonce, client, endpoint]
         .iter()
@@ -74,7 +100,7 @@ pub fn challenge_proof(token_hash: &[u8; 32], nonce: &str, client: &str, endpoin
         }
         mac.update(part.as_bytes());
     }
-    hex::encode(mac.finalize().into_bytes())
+    mac
 }
 
 /// The request's Origin when it has exactly one UTF-8 Origin header.
@@ -358,5 +384,23 @@ mod tests {
         let mut mac = Hmac::<Sha256>::new_from_slice(&hash).unwrap();
         mac.update(b"semantest-signature:v2\nn\nowner\n127.0.0.1:3003");
         assert_eq!(proof, hex::encode(mac.finalize().into_bytes()));
+        assert!(verify_challenge_proof(
+            &hash,
+            "n",
+            "owner",
+            "127.0.0.1:3003",
+            &proof
+        ));
+        for (nonce, endpoint, proof) in [
+            ("m", "127.0.0.1:3003", proof.as_str()),
+            ("n", "127.0.0.1:3004", proof.as_str()),
+            ("n", "127.0.0.1:3003", &proof[..62]),
+            ("n", "127.0.0.1:3003", "not hex"),
+            ("n", "127.0.0.1:3003", ""),
+        ] {
+            assert!(!verify_challenge_proof(
+                &hash, nonce, "owner", endpoint, proof
+            ));
+        }
     }
 }

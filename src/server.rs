@@ -64,9 +64,7 @@ const SESSION_DAYS: i64 = 30;
 /// messages still arrive whole (the buffer grows while one is read).
 const WS_READ_BUFFER: usize = 4 * 1024;
 
-/// The name of the runtime file in the data directory that tells local clients where
-/// the hub listens: `{"url", "port", "pid", "instance_id"}`.
-pub const RUNTIME_FILE: &str = "server.json";
+pub use crate::hub::RUNTIME_FILE;
 
 #[derive(Clone)]
 struct AppState {

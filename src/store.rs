@@ -294,19 +294,28 @@ const WAL_CHECKPOINT_PAGES: i64 = 16_384;
 /// large file behind (<https://www.sqlite.org/pragma.html#pragma_journal_size_limit>).
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
+/// The database file in the data directory.
+pub const DATABASE_FILE: &str = "hub.sqlite3";
+
 impl Store {
     /// Opens (creating if needed) `<data_dir>/hub.sqlite3` and applies pending migrations.
     ///
     /// # Errors
     /// [`StoreError::Open`] when the directory or file cannot be created, the file is not
     /// a database, or a migration fails.
+    ///
+    /// The directory is created with mode 0700 and the database file with mode 0600
+    /// before SQLite opens it; SQLite gives its `-wal`, `-shm` and `-journal` files the
+    /// database file's mode ([`crate::file_modes`]), so all of them stay private whatever
+    /// the umask.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = data_dir.join("hub.sqlite3");
+        let path = data_dir.join(DATABASE_FILE);
         let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(data_dir).map_err(|err| open_err(err.into()))?;
+        crate::file_modes::create_private_dir(data_dir).map_err(|err| open_err(err.into()))?;
+        crate::file_modes::create_private_file(&path).map_err(|err| open_err(err.into()))?;
         let mut conn = Connection::open(&path).map_err(|err| open_err(err.into()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))

@@ -18,6 +18,8 @@ mod limits;
 mod real_claude;
 // The command-line client.
 mod cli;
+// Squatters and relays on the CLI's recorded port, private file modes, redacted errors.
+mod cli_security;
 // The owner token in the OS keychain.
 mod keychain;
 // Tasks, workers, leases and report files.

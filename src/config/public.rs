@@ -10,6 +10,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::redact::redact_password;
+
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -380,14 +382,16 @@ pub const DATABASE_PASSWORD_ENV: &str = "SEMANTEST_HUB_DATABASE_PASSWORD";
 /// # Errors
 /// A sentence saying what is wrong and how to fix it.
 pub fn database_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    // Quoted back with any password hidden: the usual mistake is a URL that has one.
+    let shown = redact_password(url);
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(format!(
-            "{url:?} is not a PostgreSQL URL; write postgres://user@host:5432/dbname"
+            "{shown:?} is not a PostgreSQL URL; write postgres://user@host:5432/dbname"
         ));
     }
     let config: tokio_postgres::Config = url
         .parse()
-        .map_err(|err| format!("{url:?} is not a valid PostgreSQL URL: {err}"))?;
+        .map_err(|err| format!("{shown:?} is not a valid PostgreSQL URL: {err}"))?;
     if config.get_password().is_some() {
         return Err(format!(
             "the URL carries a password; remove it and set {DATABASE_PASSWORD_ENV} \
@@ -396,12 +400,12 @@ pub fn database_url(url: &str) -> Result<tokio_postgres::Config, String> {
     }
     if config.get_hosts().is_empty() {
         return Err(format!(
-            "{url:?} names no host; write postgres://user@host:5432/dbname"
+            "{shown:?} names no host; write postgres://user@host:5432/dbname"
         ));
     }
     if config.get_user().is_none() {
         return Err(format!(
-            "{url:?} names no user; write postgres://user@host:5432/dbname"
+            "{shown:?} names no user; write postgres://user@host:5432/dbname"
         ));
     }
     Ok(config)
@@ -442,35 +446,42 @@ pub fn check_subject_prefix(prefix: &str) -> Result<(), &'static str> {
 pub fn broker_servers(value: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
     let mut servers = Vec::new();
     for part in value.split(',').map(str::trim) {
+        // Quoted back with any password hidden: the usual mistake is a URL that has one.
+        let shown = redact_password(part);
         if part.is_empty() {
+            let value = value
+                .split(',')
+                .map(redact_password)
+                .collect::<Vec<_>>()
+                .join(",");
             return Err(format!(
                 "{value:?} has an empty server; give nats://host:port URLs separated by commas"
             ));
         }
         if !part.starts_with("nats://") && !part.starts_with("tls://") {
             return Err(format!(
-                "{part:?} is not a NATS server URL; write nats://host:4222 or tls://host:4222"
+                "{shown:?} is not a NATS server URL; write nats://host:4222 or tls://host:4222"
             ));
         }
         let server: async_nats::ServerAddr = part
             .parse()
-            .map_err(|err| format!("{part:?} is not a NATS server URL: {err}"))?;
+            .map_err(|err| format!("{shown:?} is not a NATS server URL: {err}"))?;
         if server.password().is_some() {
             return Err(format!(
-                "{part:?} carries a password; the configuration never holds one: remove it \
+                "{shown:?} carries a password; the configuration never holds one: remove it \
                  and set SEMANTEST_HUB_BROKER_PASSWORD (or the keychain entry broker-password) \
                  instead"
             ));
         }
         if server.host().is_empty() {
-            return Err(format!("{part:?} names no host"));
+            return Err(format!("{shown:?} names no host"));
         }
         let url = server.as_url_str();
         if let Some(rest) = url.split_once("://").map(|(_, rest)| rest)
             && rest.trim_end_matches('/').contains('/')
         {
             return Err(format!(
-                "{part:?} has a path; a NATS URL is scheme://host:port"
+                "{shown:?} has a path; a NATS URL is scheme://host:port"
             ));
         }
         servers.push(server);
