@@ -230,6 +230,47 @@ async fn sign_out_everywhere_is_the_owners_and_ends_every_session() {
     hub.stop().await;
 }
 
+#[tokio::test]
+async fn the_dashboard_signs_out_everywhere_over_http_from_its_own_origin_only() {
+    let hub = TestHub::start().await;
+    let mut owner = hub.client().await;
+    token(&mut owner, &["events"], Some(OTHER_PORT_PAGE)).await;
+    let origin = dashboard_origin(&hub);
+    let (first, _) = sign_in(&hub).await;
+    let (second, _) = sign_in(&hub).await;
+    let mut a = Ws::connect(cookie_request(&hub, &first, Some(&origin)))
+        .await
+        .unwrap();
+    let mut b = Ws::connect(cookie_request(&hub, &second, Some(&origin)))
+        .await
+        .unwrap();
+    const PATH: &str = "/session/sign-out-everywhere";
+    for (cookie, from) in [
+        (first.as_str(), Some(OTHER_PORT_PAGE)),
+        (first.as_str(), None),
+        ("semantest_session=forged", Some(origin.as_str())),
+    ] {
+        let response = post_session(&hub, PATH, cookie, from).await;
+        assert_eq!(response.status(), 401, "{cookie} from {from:?}");
+    }
+    // Nothing was signed out by the refused attempts.
+    a.ok("hub.status", json!({})).await;
+
+    let response = post_session(&hub, PATH, &first, Some(&origin)).await;
+    assert_eq!(response.status(), 204);
+    for ws in [&mut a, &mut b] {
+        let frame = ws.closed().await.expect("a close frame");
+        assert_eq!(u16::from(frame.code), 1008);
+    }
+    for cookie in [&first, &second] {
+        assert_eq!(
+            status_of(cookie_request(&hub, cookie, Some(&origin))).await,
+            401
+        );
+    }
+    hub.stop().await;
+}
+
 /// Waits until `at`, the clock passing a lifetime boundary (not a synchronisation).
 async fn until(at: Instant) {
     tokio::time::sleep(at.saturating_duration_since(Instant::now())).await;
