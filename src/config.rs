@@ -790,6 +790,10 @@ mod tests {
                 "[coordination]\nreport_debounce_ms = 1",
                 "coordination.report_debounce_ms",
             ),
+            (
+                "[dashboard]\nsession_lifetime_s = 0",
+                "dashboard.session_lifetime_s",
+            ),
         ];
         for (toml, key) in cases {
             std::fs::write(&file, toml).unwrap();
