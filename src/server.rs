@@ -10,8 +10,9 @@
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /ws`: the JSON-RPC WebSocket (token required).
 //! - `GET /login?code=`: redeems a one-time dashboard link for a session cookie.
-//! - `POST /session/check`, `POST /session/sign-out`: whether the dashboard's session is
-//!   live; sign it out ([`crate::sessions`]).
+//! - `POST /session/check`, `POST /session/sign-out`, `POST /session/sign-out-everywhere`:
+//!   whether the dashboard's session is live; sign it out; sign every session out
+//!   ([`crate::sessions`]). Only from the dashboard's own origin.
 //! - `GET /` and `GET /<file>`: the dashboard.
 //!
 //! Every request first passes the Host allowlist; all but the signature and health
@@ -357,6 +358,10 @@ fn router(state: AppState) -> Router {
             .route("/login", get(login))
             .route("/session/check", post(session_check))
             .route("/session/sign-out", post(session_sign_out))
+            .route(
+                "/session/sign-out-everywhere",
+                post(session_sign_out_everywhere),
+            )
             .route("/", get(index))
             .route("/{*path}", get(asset))
     };
@@ -897,6 +902,11 @@ async fn session_sign_out(State(state): State<AppState>, headers: HeaderMap) -> 
         )
             .into_response();
     }
+    signed_out()
+}
+
+/// 204 deleting the session cookie.
+fn signed_out() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(value) = HeaderValue::from_str(&cleared_session_cookie()) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -905,6 +915,43 @@ async fn session_sign_out(State(state): State<AppState>, headers: HeaderMap) -> 
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// `POST /session/sign-out-everywhere`, from the dashboard's own origin with a live
+/// session (the owner): signs every session out, as `hub.revoke_sessions` does, and
+/// deletes this browser's cookie; 204. Over HTTP, because the caller's own WebSocket is
+/// one of those closed.
+async fn session_sign_out_everywhere(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    if !from_dashboard(&headers, &state.dashboard) {
+        return not_from_dashboard();
+    }
+    let live = session_cookie(&headers).map(|session| sessions::is_live(&state.hub, &session));
+    match live {
+        Some(Ok(true)) => {}
+        Some(Ok(false)) | None => {
+            return (StatusCode::UNAUTHORIZED, "not signed in").into_response();
+        }
+        Some(Err(err)) => {
+            warn!(error = %ErrorChain(&err), "session lookup failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot check the sign-in",
+            )
+                .into_response();
+        }
+    }
+    if let Err(err) = sessions::revoke_all(&state.hub) {
+        warn!(error = %ErrorChain(&err), "cannot sign every dashboard session out");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot sign out; see the hub log",
+        )
+            .into_response();
+    }
+    signed_out()
 }
 
 async fn index(headers: HeaderMap) -> Response {

@@ -191,3 +191,25 @@ test('Sign out ends the session and deletes the cookie', async () => {
   await dashboard.reload();
   await dashboard.locator('#signed-out').waitFor({ state: 'visible', timeout: 15_000 });
 });
+
+test('Sign out everywhere in Settings ends every session, in every tab', async () => {
+  // Two sessions: each page signs in through its own link (the second replaces the
+  // profile's cookie; the first page's socket still runs on the first session).
+  const first = await context.newPage();
+  await first.goto(await signInUrl(hub.dataDir));
+  await waitConnected(first);
+  const second = await context.newPage();
+  await second.goto(`${await signInUrl(hub.dataDir)}#/settings`);
+  await waitConnected(second);
+  await second.getByRole('button', { name: 'Sign out everywhere' }).click();
+  for (const page of [second, first]) {
+    await page.locator('#signed-out').waitFor({ state: 'visible', timeout: 20_000 });
+  }
+  const cookies = (await context.cookies(`http://127.0.0.1:${hub.port}/`)).filter((c) => c.name === 'semantest_session');
+  assert.deepEqual(cookies, [], 'the cookie is deleted');
+  // The owner token's connection is no session and carries on.
+  const status = await owner.request('hub.status', {});
+  assert.equal(status.product, 'semantest-hub');
+  await first.close();
+  await second.close();
+});
