@@ -99,6 +99,7 @@ pub struct Client {
     connected_at: i64,
     is_owner: bool,
     token_id: Option<String>,
+    session: Option<[u8; 32]>,
     scopes: Scopes,
     mode: Mode,
     tx: mpsc::Sender<Utf8Bytes>,
@@ -137,6 +138,11 @@ impl Client {
     /// The client token it authenticated with; `None` for the owner.
     pub fn token_id(&self) -> Option<&str> {
         self.token_id.as_deref()
+    }
+
+    /// The SHA-256 of the dashboard session it signed in with, if it did.
+    pub fn session(&self) -> Option<&[u8; 32]> {
+        self.session.as_ref()
     }
 
     /// What it may do: every scope for the owner, the token's scopes otherwise.
@@ -337,6 +343,8 @@ pub struct NewClient {
     pub is_owner: bool,
     /// The client token it authenticated with, for anyone but the owner.
     pub token_id: Option<String>,
+    /// The SHA-256 of the dashboard session it authenticated with (then it is the owner).
+    pub session: Option<[u8; 32]>,
     /// What it may do ([`Scopes::all`] for the owner).
     pub scopes: Scopes,
     /// Outgoing queue capacity.
@@ -374,6 +382,7 @@ impl Clients {
             connected_at: crate::timestamp::now_ms(),
             is_owner: new.is_owner,
             token_id: new.token_id,
+            session: new.session,
             scopes: new.scopes,
             mode: new.mode,
             tx,
@@ -459,6 +468,30 @@ impl Clients {
             .map()
             .values()
             .filter(|c| c.token_id() == Some(token_id))
+            .cloned()
+            .collect();
+        for client in &targets {
+            client.close(code, reason);
+        }
+        targets.len()
+    }
+
+    /// Closes, with `code`, every connection signed in with a dashboard session: the one
+    /// whose hash is `session`, or with `None` every one; returns how many.
+    pub fn close_sessions(
+        &self,
+        session: Option<&[u8; 32]>,
+        code: u16,
+        reason: &'static str,
+    ) -> usize {
+        let targets: Vec<Arc<Client>> = self
+            .map()
+            .values()
+            .filter(|c| match (c.session(), session) {
+                (Some(own), Some(wanted)) => own == wanted,
+                (Some(_), None) => true,
+                (None, _) => false,
+            })
             .cloned()
             .collect();
         for client in &targets {

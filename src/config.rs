@@ -77,6 +77,27 @@ pub struct Config {
     pub public: PublicConfig,
     /// Pairing requests from browser extensions (docs/security.md).
     pub pairing: PairingConfig,
+    /// The dashboard's sign-in sessions (docs/security.md).
+    pub dashboard: DashboardConfig,
+}
+
+/// The dashboard's sign-in sessions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Seconds a session lives after its last use (sign-in, a WebSocket opened or closed
+    /// with it): a sliding lifetime, so a dashboard in use stays signed in and one left
+    /// alone that long must sign in again.
+    pub session_lifetime_s: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self {
+            // A week: a dashboard used on weekdays stays signed in; a forgotten one does not.
+            session_lifetime_s: 7 * 24 * 3600,
+        }
+    }
 }
 
 /// Limits on pairing requests (`POST /pair`).
@@ -223,6 +244,7 @@ impl Default for Config {
             stats_interval_s: 10,
             coordination: CoordinationConfig::default(),
             pairing: PairingConfig::default(),
+            dashboard: DashboardConfig::default(),
             public: PublicConfig::default(),
         }
     }
@@ -547,6 +569,12 @@ impl Config {
                 "must be between 1 and pairing.max_pending",
             );
         }
+        if !(1..=365 * 24 * 3600).contains(&self.dashboard.session_lifetime_s) {
+            return invalid(
+                "dashboard.session_lifetime_s",
+                "must be between 1 and 31536000 (365 days)",
+            );
+        }
         if self.agent.timeout_s > self.agent.max_timeout_s {
             return invalid("agent.timeout_s", "must not exceed agent.max_timeout_s");
         }
@@ -762,6 +790,10 @@ mod tests {
             (
                 "[coordination]\nreport_debounce_ms = 1",
                 "coordination.report_debounce_ms",
+            ),
+            (
+                "[dashboard]\nsession_lifetime_s = 0",
+                "dashboard.session_lifetime_s",
             ),
         ];
         for (toml, key) in cases {

@@ -742,7 +742,7 @@ impl Hub {
             running_agents: self.running_agents(),
             secret_store: self.inner.secret_store,
             agent_cli: self.inner.runner.cli().report(),
-            data_dir: self.inner.config.data_dir.clone(),
+            data_dir: Some(self.inner.config.data_dir.clone()),
         }
     }
 

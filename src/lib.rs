@@ -18,7 +18,8 @@
 //!  public                      public mode at the edge: TLS, client address
 //!                              behind trusted proxies, per-address limits
 //!  rpc/                        dispatch (scope check first) + one file per method family
-//!  access                      client tokens and pairing with their effects
+//!  access, sessions            client tokens and pairing with their effects;
+//!                              dashboard sessions: sign-in, sliding lifetime, sign-out
 //!  hub                         the composition root: opens the parts in order,  pub
 //!                              hands each only the handles it needs
 //!  watch                       the reports/ folder actor (coordinator handle only)
@@ -90,6 +91,7 @@ pub mod scopes;
 pub mod secrets;
 pub mod security;
 pub mod server;
+pub(crate) mod sessions;
 pub(crate) mod store;
 pub(crate) mod timestamp;
 pub(crate) mod watch;

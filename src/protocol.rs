@@ -84,6 +84,8 @@ pub mod method {
     pub const HUB_CONNECTIONS: &str = "hub.connections";
     /// Request: a one-time sign-in link for the dashboard (owner only).
     pub const HUB_LOGIN_LINK: &str = "hub.login_link";
+    /// Request: sign every dashboard session out, closing their connections (owner only).
+    pub const HUB_REVOKE_SESSIONS: &str = "hub.revoke_sessions";
     /// Request: register a project directory.
     pub const PROJECT_CREATE: &str = "project.create";
     /// Request: every project.

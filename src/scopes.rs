@@ -170,6 +170,7 @@ pub fn required_scope(method: &str) -> Option<Scope> {
         }
         (_, "project.create" | "project.delete" | "project.configure") => Some(Scope::Agents),
         (_, "coordination.status") => Some(Scope::Tasks),
+        (_, "hub.login_link" | "hub.revoke_sessions") => Some(Scope::Admin),
         ("event", _) => Some(Scope::Events),
         ("agent", _) => Some(Scope::Agents),
         ("worker" | "task", _) => Some(Scope::Tasks),
@@ -200,6 +201,7 @@ mod tests {
             ("coordination.status", Some(Scope::Tasks)),
             ("hub.config", Some(Scope::Admin)),
             ("hub.login_link", Some(Scope::Admin)),
+            ("hub.revoke_sessions", Some(Scope::Admin)),
             ("client.create", Some(Scope::Admin)),
             ("pairing.approve", Some(Scope::Admin)),
             ("something.new", Some(Scope::Admin)),

@@ -9,6 +9,9 @@
 //! 3. for the WebSocket, a **token**: `Authorization: Bearer <token>`, a
 //!    `Sec-WebSocket-Protocol` entry `semantest-hub.token.<token>`, or the dashboard's
 //!    session cookie. Never a URL parameter, which would end up in logs and history.
+//!    The cookie counts only with an Origin of the dashboard itself
+//!    ([`dashboard_origins`]): cookies ignore the port, so a browser attaches it to a
+//!    WebSocket opened by any page on any loopback port.
 //!
 //! Tokens are 256-bit values from the OS random generator (`getrandom`), shown to the user
 //! as 64 hex digits. Only their SHA-256 hashes are compared, in constant time (`subtle`).
@@ -122,17 +125,35 @@ pub fn allowed_hosts(port: u16) -> Vec<String> {
     ]
 }
 
-/// The origins always allowed: the dashboard served by the hub itself and the desktop
-/// app's webview (Tauri 2 serves `tauri://localhost` on macOS and
-/// `http://tauri.localhost` on Linux and Windows).
-pub fn builtin_origins(port: u16) -> Vec<String> {
-    let mut origins: Vec<String> = allowed_hosts(port)
+/// The dashboard's origins: the hub's own `http://127.0.0.1:P`, `http://localhost:P`
+/// and `http://[::1]:P`. The desktop app's window loads the dashboard from the hub too
+/// (`http://127.0.0.1:P`), so these are its origins as well; Tauri's own
+/// `tauri://localhost` and `http://tauri.localhost` are not, since every Tauri 2 app on
+/// the machine shares them. These are always allowed, and they are the only origins the
+/// session cookie counts from.
+pub fn dashboard_origins(port: u16) -> Vec<String> {
+    allowed_hosts(port)
         .iter()
         .map(|host| format!("http://{host}"))
-        .collect();
-    origins.push("tauri://localhost".into());
-    origins.push("http://tauri.localhost".into());
-    origins
+        .collect()
+}
+
+/// Whether the request has exactly one Origin header and it is one of `dashboard`
+/// (exact match): the condition for the session cookie to count. A request without an
+/// Origin is not the dashboard, whose browser always sends one on a WebSocket and a POST.
+pub fn from_dashboard(headers: &HeaderMap, dashboard: &[String]) -> bool {
+    single_origin(headers).is_some_and(|origin| dashboard.iter().any(|d| d == origin))
+}
+
+/// The `Set-Cookie` value for a session: HttpOnly, SameSite=Strict, Path=/, living
+/// `max_age_s` seconds in the browser (RFC 6265 section 4.1).
+pub fn session_cookie_header(session: &str, max_age_s: u64) -> String {
+    format!("{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}")
+}
+
+/// The `Set-Cookie` value that deletes the session cookie (an empty value, `Max-Age=0`).
+pub fn cleared_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
 }
 
 /// Whether the request's Host is on the allowlist. A missing or non-UTF-8 Host fails.
@@ -301,7 +322,7 @@ mod tests {
 
     #[test]
     fn origin_allowlist_rejects_null_and_near_misses() {
-        let allowed = builtin_origins(3003);
+        let allowed = dashboard_origins(3003);
         assert_eq!(
             check_origin(&HeaderMap::new(), &allowed),
             OriginCheck::Absent
@@ -317,6 +338,8 @@ mod tests {
             "https://127.0.0.1:3003",
             "http://localhost:3003.evil.com",
             "http://evil.com",
+            "tauri://localhost",
+            "http://tauri.localhost",
         ] {
             assert_eq!(
                 check_origin(&headers(&[("origin", bad)]), &allowed),
@@ -329,6 +352,27 @@ mod tests {
             ("origin", "http://evil.com"),
         ]);
         assert_eq!(check_origin(&two, &allowed), OriginCheck::Denied);
+    }
+
+    #[test]
+    fn only_the_dashboards_own_origin_is_the_dashboard() {
+        let dashboard = dashboard_origins(3003);
+        assert!(from_dashboard(
+            &headers(&[("origin", "http://localhost:3003")]),
+            &dashboard
+        ));
+        for other in [
+            &[][..],
+            &[("origin", "http://127.0.0.1:5173")][..],
+            &[("origin", "chrome-extension://abc")][..],
+            &[("origin", "null")][..],
+            &[
+                ("origin", "http://127.0.0.1:3003"),
+                ("origin", "http://127.0.0.1:3003"),
+            ][..],
+        ] {
+            assert!(!from_dashboard(&headers(other), &dashboard), "{other:?}");
+        }
     }
 
     #[test]

@@ -10,13 +10,17 @@
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /ws`: the JSON-RPC WebSocket (token required).
 //! - `GET /login?code=`: redeems a one-time dashboard link for a session cookie.
+//! - `POST /session/check`, `POST /session/sign-out`, `POST /session/sign-out-everywhere`:
+//!   whether the dashboard's session is live; sign it out; sign every session out
+//!   ([`crate::sessions`]). Only from the dashboard's own origin.
 //! - `GET /` and `GET /<file>`: the dashboard.
 //!
 //! Every request first passes the Host allowlist; all but the signature and health
 //! endpoints (which discovery needs before pairing) also pass the Origin allowlist:
 //! the built-in and configured origins plus the origins of live client tokens (kept in
-//! memory). The pairing endpoints also admit extension origins not yet paired.
-//! endpoints (which discovery needs before pairing) also pass the Origin allowlist.
+//! memory). The pairing endpoints also admit extension origins not yet paired. The
+//! session cookie counts only from the dashboard's own origins, never from another
+//! allowed one (see [`authenticate`]).
 //!
 //! In public mode ([`crate::public`]) the hub listens on `public.bind` with TLS or behind
 //! a trusted proxy, every request is charged to its client address first, and there is
@@ -50,14 +54,11 @@ use crate::protocol::{PROTOCOL_VERSION, SUBPROTOCOL};
 use crate::public::PublicGate;
 use crate::scopes::Scopes;
 use crate::security::{
-    Credential, OriginCheck, SESSION_COOKIE, allowed_hosts, builtin_origins, challenge_proof,
-    check_origin, extract_credential, hashes_equal, host_allowed, new_token, single_origin,
-    token_hash,
+    Credential, OriginCheck, allowed_hosts, challenge_proof, check_origin, cleared_session_cookie,
+    dashboard_origins, extract_credential, from_dashboard, hashes_equal, host_allowed,
+    session_cookie, single_origin, token_hash,
 };
-use crate::timestamp::now_ms;
-
-/// How long a dashboard session cookie lasts.
-const SESSION_DAYS: i64 = 30;
+use crate::sessions;
 
 /// Bytes tungstenite reads from a connection's socket at a time. Its default, 128 KiB
 /// preallocated per connection, made 1,000 idle connections cost about 140 MB; larger
@@ -71,6 +72,8 @@ struct AppState {
     hub: Hub,
     hosts: Arc<Vec<String>>,
     origins: Arc<Vec<String>>,
+    /// The dashboard's own origins, the only ones the session cookie counts from.
+    dashboard: Arc<Vec<String>>,
     connection_slots: Arc<Semaphore>,
     /// Set in public mode.
     public: Option<Arc<PublicGate>>,
@@ -172,7 +175,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
     let mut origins = if public {
         settings.public.allowed_origins.clone()
     } else {
-        builtin_origins(port)
+        dashboard_origins(port)
     };
     origins.extend(settings.allowed_origins.iter().cloned());
     let gate = match (public, listeners[0].local_addr()) {
@@ -183,6 +186,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         hub: hub.clone(),
         hosts: Arc::new(allowed_hosts(port)),
         origins: Arc::new(origins),
+        dashboard: Arc::new(dashboard_origins(port)),
         connection_slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
         public: gate,
     };
@@ -350,6 +354,12 @@ fn router(state: AppState) -> Router {
     } else {
         routes
             .route("/login", get(login))
+            .route("/session/check", post(session_check))
+            .route("/session/sign-out", post(session_sign_out))
+            .route(
+                "/session/sign-out-everywhere",
+                post(session_sign_out_everywhere),
+            )
             .route("/", get(index))
             .route("/{*path}", get(asset))
     };
@@ -579,8 +589,11 @@ async fn metrics(
 
 /// Who a WebSocket request authenticated as.
 enum Auth {
-    /// The owner token or a dashboard session: every scope.
+    /// The owner token: every scope.
     Owner,
+    /// A live dashboard session from the dashboard's own origin, just used (its lifetime
+    /// slid): the owner. `hash` is its SHA-256, `cookie` the `Set-Cookie` renewing it.
+    Session { hash: [u8; 32], cookie: String },
     /// A live client token, used from its origin.
     Client(Identity),
 }
@@ -594,8 +607,16 @@ enum Refusal {
 }
 
 /// Who a WebSocket request authenticated as, or why not. A client token bound to an
-/// origin counts only with exactly that Origin header.
-async fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Auth, Refusal> {
+/// origin counts only with exactly that Origin header. The session cookie counts only
+/// with an Origin among `dashboard` (the hub's own): the Origin allowlist also admits
+/// configured origins and those of live client tokens, and a browser attaches the cookie
+/// to a WebSocket from any page on the same host whatever its port, so the cookie alone
+/// would make such a page, or its events-only token's holder, the owner.
+async fn authenticate(
+    hub: &Hub,
+    headers: &HeaderMap,
+    dashboard: &[String],
+) -> Result<Auth, Refusal> {
     use Refusal::Unauthorized;
     match extract_credential(headers) {
         None => Err(Unauthorized("a token is required")),
@@ -617,12 +638,15 @@ async fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Auth, Refusal> {
         Some(Credential::Session(_)) if hub.mode() == Mode::Public => Err(Unauthorized(
             "a public hub takes tokens only; there is no dashboard sign-in",
         )),
-        Some(Credential::Session(session)) => match hub
-            .store()
-            .dashboard_session_valid(&token_hash(&session), now_ms())
-        {
-            Ok(true) => Ok(Auth::Owner),
-            Ok(false) => Err(Unauthorized(
+        Some(Credential::Session(_)) if !from_dashboard(headers, dashboard) => Err(Unauthorized(
+            "the dashboard sign-in counts only on the dashboard's own page; use a token",
+        )),
+        Some(Credential::Session(session)) => match sessions::use_session(hub, &session) {
+            Ok(Some(hash)) => Ok(Auth::Session {
+                hash,
+                cookie: sessions::cookie(hub, &session),
+            }),
+            Ok(None) => Err(Unauthorized(
                 "sign-in expired; open the dashboard link again",
             )),
             Err(err) => {
@@ -676,7 +700,7 @@ async fn websocket(
         hub.metrics().refused("database");
         return database_unavailable();
     }
-    let auth = match authenticate(&hub, &headers).await {
+    let auth = match authenticate(&hub, &headers, &state.dashboard).await {
         Ok(auth) => auth,
         Err(Refusal::Unavailable) => {
             hub.metrics().refused("database");
@@ -692,13 +716,19 @@ async fn websocket(
                 .into_response();
         }
     };
-    let (is_owner, token_id, scopes) = match auth {
-        Auth::Owner => (true, None, Scopes::all()),
-        Auth::Client(identity) => (false, Some(identity.id), identity.scopes),
-    };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
+    };
+    // A session's 101 renews its cookie for another lifetime.
+    let mut renewed_cookie = None;
+    let (is_owner, token_id, session, scopes) = match auth {
+        Auth::Owner => (true, None, None, Scopes::all()),
+        Auth::Session { hash, cookie } => {
+            renewed_cookie = Some(cookie);
+            (true, None, Some(hash), Scopes::all())
+        }
+        Auth::Client(identity) => (false, Some(identity.id), None, identity.scopes),
     };
     // Per address first, so that one address cannot take the global slots.
     let address_slot = match &state.public {
@@ -726,12 +756,13 @@ async fn websocket(
         SocketAddr::new(client_ip, 0)
     };
     let mode = hub.mode();
-    websocket_settings(upgrade, limits).on_upgrade(move |socket| async move {
+    let mut response = websocket_settings(upgrade, limits).on_upgrade(move |socket| async move {
         let (client, rx) = hub.clients().register(NewClient {
             origin,
             remote_addr,
             is_owner,
             token_id,
+            session,
             scopes,
             queue,
             shutdown: hub.shutdown().clone(),
@@ -757,8 +788,15 @@ async fn websocket(
                 hub.tracker().track_future(served).await;
             }
         }
+        if let Some(hash) = &session {
+            sessions::connection_ended(&hub, hash);
+        }
         drop(permit);
-    })
+    });
+    if let Some(value) = renewed_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
 }
 
 #[derive(Deserialize)]
@@ -788,25 +826,17 @@ async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -
         )
             .into_response();
     }
-    let session = new_token();
-    let now = now_ms();
-    if let Err(err) = hub.store().insert_dashboard_session(
-        &token_hash(&session),
-        now,
-        now + SESSION_DAYS * 86_400_000,
-    ) {
-        warn!(error = %ErrorChain(&err), "cannot store the dashboard session");
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "cannot sign in; see the hub log",
-        )
-            .into_response();
-    }
-    info!("dashboard signed in");
-    let cookie = format!(
-        "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        SESSION_DAYS * 86_400
-    );
+    let cookie = match sessions::sign_in(hub) {
+        Ok(cookie) => cookie,
+        Err(err) => {
+            warn!(error = %ErrorChain(&err), "cannot store the dashboard session");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot sign in; see the hub log",
+            )
+                .into_response();
+        }
+    };
     let mut response = Redirect::to("/").into_response();
     *response.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -816,6 +846,110 @@ async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The answer to a session request that does not come from the dashboard's own page.
+fn not_from_dashboard() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        "the dashboard sign-in counts only on the dashboard's own page",
+    )
+        .into_response()
+}
+
+/// `POST /session/check`: 204 while the request's session cookie is live, 401 otherwise
+/// (no cookie, signed out, expired, or not from the dashboard's own origin). It is not a
+/// use of the session. The dashboard asks when its WebSocket is refused, to tell a
+/// sign-out from a hub that is down.
+async fn session_check(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !from_dashboard(&headers, &state.dashboard) {
+        return not_from_dashboard();
+    }
+    let live = session_cookie(&headers).map(|session| sessions::is_live(&state.hub, &session));
+    let mut response = match live {
+        Some(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
+        Some(Ok(false)) | None => (StatusCode::UNAUTHORIZED, "not signed in").into_response(),
+        Some(Err(err)) => {
+            warn!(error = %ErrorChain(&err), "session lookup failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot check the sign-in",
+            )
+                .into_response()
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `POST /session/sign-out`, from the dashboard's own origin: ends the request's session
+/// (its connections are closed with 1008) and deletes the cookie; 204.
+async fn session_sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !from_dashboard(&headers, &state.dashboard) {
+        return not_from_dashboard();
+    }
+    if let Some(session) = session_cookie(&headers)
+        && let Err(err) = sessions::sign_out(&state.hub, &session)
+    {
+        warn!(error = %ErrorChain(&err), "cannot sign the dashboard session out");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot sign out; see the hub log",
+        )
+            .into_response();
+    }
+    signed_out()
+}
+
+/// 204 deleting the session cookie.
+fn signed_out() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(value) = HeaderValue::from_str(&cleared_session_cookie()) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `POST /session/sign-out-everywhere`, from the dashboard's own origin with a live
+/// session (the owner): signs every session out, as `hub.revoke_sessions` does, and
+/// deletes this browser's cookie; 204. Over HTTP, because the caller's own WebSocket is
+/// one of those closed.
+async fn session_sign_out_everywhere(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    if !from_dashboard(&headers, &state.dashboard) {
+        return not_from_dashboard();
+    }
+    let live = session_cookie(&headers).map(|session| sessions::is_live(&state.hub, &session));
+    match live {
+        Some(Ok(true)) => {}
+        Some(Ok(false)) | None => {
+            return (StatusCode::UNAUTHORIZED, "not signed in").into_response();
+        }
+        Some(Err(err)) => {
+            warn!(error = %ErrorChain(&err), "session lookup failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot check the sign-in",
+            )
+                .into_response();
+        }
+    }
+    if let Err(err) = sessions::revoke_all(&state.hub) {
+        warn!(error = %ErrorChain(&err), "cannot sign every dashboard session out");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot sign out; see the hub log",
+        )
+            .into_response();
+    }
+    signed_out()
 }
 
 async fn index(headers: HeaderMap) -> Response {

@@ -730,6 +730,55 @@ impl Store {
         Ok(())
     }
 
+    /// Uses a dashboard session: when an unexpired session has this hash, moves its
+    /// expiry to `now + lifetime_ms` (the sliding lifetime) and returns true.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn use_dashboard_session(
+        &self,
+        hash: &[u8; 32],
+        now: i64,
+        lifetime_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let changed = self.conn().execute(
+            "UPDATE dashboard_sessions SET expires_at = ?3 WHERE hash = ?1 AND expires_at > ?2",
+            params![hash.as_slice(), now, now.saturating_add(lifetime_ms)],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Deletes the dashboard session with this hash (a sign-out); returns whether there
+    /// was one.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn delete_dashboard_session(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
+        let deleted = self.conn().execute(
+            "DELETE FROM dashboard_sessions WHERE hash = ?1",
+            params![hash.as_slice()],
+        )?;
+        Ok(deleted == 1)
+    }
+
+    /// Deletes every dashboard session (sign out everywhere); returns how many were
+    /// still live at `now`.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn delete_dashboard_sessions(&self, now: i64) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let live: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM dashboard_sessions WHERE expires_at > ?1",
+            [now],
+            |row| row.get(0),
+        )?;
+        tx.execute("DELETE FROM dashboard_sessions", [])?;
+        tx.commit()?;
+        Ok(usize::try_from(live).unwrap_or(0))
+    }
+
     /// Whether an unexpired dashboard session has this hash. The lookup is by primary key
     /// on a SHA-256 of a 256-bit secret, so its timing reveals nothing usable.
     ///

@@ -85,6 +85,9 @@ async fn foreign_null_and_near_miss_origins_are_forbidden() {
         format!("https://127.0.0.1:{port}"),
         format!("http://127.0.0.1:{port}/"),
         "chrome-extension://notpaired".to_string(),
+        // Every Tauri 2 app's webview origins; the hub's window loads the hub's own.
+        "tauri://localhost".to_string(),
+        "http://tauri.localhost".to_string(),
     ];
     for origin in &denied {
         let status = upgrade_status(&hub, |h| {
@@ -96,7 +99,7 @@ async fn foreign_null_and_near_miss_origins_are_forbidden() {
     for origin in [
         format!("http://127.0.0.1:{port}"),
         format!("http://localhost:{port}"),
-        "tauri://localhost".into(),
+        format!("http://[::1]:{port}"),
     ] {
         let status = upgrade_status(&hub, |h| {
             h.insert("origin", HeaderValue::from_str(&origin).unwrap());

@@ -6,6 +6,8 @@ mod util;
 
 // Host/Origin allowlists, tokens, signature, dashboard sign-in.
 mod security;
+// Dashboard sessions: the cookie only from the dashboard's origins, sign-out, lifetime.
+mod dashboard_sessions;
 // Malformed frames and bad params: each gets its error, the connection lives on.
 mod bad_input;
 // Agent runs with the fake CLI: output, results, sessions, kill, timeout, crash.

@@ -30,6 +30,7 @@ const main = document.getElementById('main');
 const nav = document.getElementById('nav-list');
 const statusEl = document.getElementById('conn-status');
 const signedOutEl = document.getElementById('signed-out');
+const signOutBtn = document.getElementById('sign-out');
 
 let current = '';
 
@@ -84,6 +85,7 @@ function renderState(detail) {
   document.body.dataset.conn = state;
   statusEl.className = `conn conn-${state}`;
   signedOutEl.hidden = state !== 'signed-out';
+  signOutBtn.hidden = state !== 'connected';
   main.hidden = state === 'signed-out';
   switch (state) {
     case 'connected': {
@@ -116,6 +118,23 @@ function renderState(detail) {
   }
 }
 
+/**
+ * Signs this browser out: the hub ends the session (closing its connections) and deletes
+ * the cookie. Only the dashboard's own page may (the hub checks the Origin).
+ */
+async function signOut() {
+  signOutBtn.disabled = true;
+  try {
+    const res = await fetch('/session/sign-out', { method: 'POST', credentials: 'same-origin', cache: 'no-store' });
+    if (!res.ok) throw new Error(`the hub answered ${res.status}`);
+    rpc.signedOut('signed out');
+  } catch (err) {
+    replace(statusEl, h('span', { class: 'dot', 'aria-hidden': 'true' }), `Could not sign out: ${err?.message ?? err}`);
+  } finally {
+    signOutBtn.disabled = false;
+  }
+}
+
 function init() {
   buildNav();
   document.getElementById('skip-link').addEventListener('click', (ev) => {
@@ -123,6 +142,7 @@ function init() {
     (main.querySelector('h1') ?? main).focus();
   });
   document.getElementById('retry-signin').addEventListener('click', () => rpc.retry());
+  signOutBtn.addEventListener('click', () => signOut());
   window.addEventListener('hashchange', route);
   rpc.addEventListener('state', (ev) => renderState(ev.detail));
   route();

@@ -9,8 +9,8 @@
 //   helps no one.
 //
 // Browsers do not expose the HTTP status of a refused WebSocket upgrade, so when a
-// handshake fails the client asks `authProbe()` (by default a plain GET of the same URL)
-// whether the hub refused us (401/403) or is simply not there.
+// handshake fails the client asks `authProbe()` (by default `POST /session/check` on the
+// same hub) whether the hub refused us (401/403) or is simply not there.
 //
 // It uses only EventTarget, CustomEvent, setTimeout and a WebSocket constructor, so it runs
 // in browsers and in Node (tests pass a fake WebSocket).
@@ -369,14 +369,15 @@ function codeKind(code) {
 }
 
 /**
- * Default auth probe: a plain GET of the WebSocket URL over HTTP. Without upgrade headers a
- * hub that accepts our cookie answers 400/426; one that refuses it answers 401/403.
+ * Default auth probe: `POST /session/check` on the hub of the WebSocket URL, which answers
+ * 204 while our session cookie is live and 401 once it is not. A POST, because the hub
+ * takes the cookie only with the dashboard's Origin, which a same-origin GET does not send.
  */
 async function probeHttp(wsUrl) {
   if (typeof fetch !== 'function') return 'down';
-  const url = wsUrl.replace(/^ws/, 'http');
+  const url = new URL('/session/check', wsUrl.replace(/^ws/, 'http'));
   try {
-    const res = await fetch(url, { credentials: 'same-origin', cache: 'no-store', redirect: 'manual' });
+    const res = await fetch(url, { method: 'POST', credentials: 'same-origin', cache: 'no-store', redirect: 'manual' });
     if (res.status === 401 || res.status === 403) return 'unauthorized';
     return 'ok';
   } catch {

@@ -1,6 +1,7 @@
 //! The app's own commands, which the dashboard calls in the app's window through
-//! `window.__TAURI__.core.invoke` (granted to the window labelled `dashboard` by
-//! `capabilities/dashboard.json`; declared to the ACL in `build.rs`).
+//! `window.__TAURI__.core.invoke` (granted to the window labelled `dashboard` on the hub's
+//! origin by the capability [`crate::window`] adds at run time; declared to the ACL in
+//! `build.rs`).
 //!
 //! | command | arguments | resolves to |
 //! |---|---|---|

@@ -11,7 +11,16 @@
 //! the route as its fragment, which survives the hub's redirect to `/` (RFC 9110 §10.2.2:
 //! a `Location` without a fragment inherits the request's); a window already on the hub's
 //! origin just changes its `location.hash`.
+//!
+//! The dashboard's commands (start at login, [`crate::commands`]) are granted by a
+//! capability added at run time for the hub's exact origin, `http://127.0.0.1:P`, once P
+//! is known ([`grant_dashboard`]): a capability file can only name a pattern such as
+//! `http://127.0.0.1:*`, which would let any loopback page the window showed call them.
 
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
+use tauri::ipc::CapabilityBuilder;
 use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindow, WebviewWindowBuilder, WindowEvent};
 use tracing::{info, warn};
 
@@ -21,6 +30,45 @@ use crate::service::Service;
 
 /// The window's label, which the dashboard capability names.
 pub const LABEL: &str = "dashboard";
+
+/// The identifier of the capability [`grant_dashboard`] adds.
+const CAPABILITY: &str = "dashboard";
+
+/// The permissions of the dashboard capability: the app's two commands, nothing of Tauri
+/// or its plugins (the identifiers `tauri_build::AppManifest` generates in `build.rs`).
+const PERMISSIONS: [&str; 2] = ["allow-autostart-get", "allow-autostart-set"];
+
+/// Grants the dashboard capability to the window labelled [`LABEL`] on the origin of
+/// `link` (`http://127.0.0.1:P`, the hub's), once per origin. Tauri has no way to remove
+/// a capability, so after a resume on another port the old origin keeps its grant; the
+/// window only ever loads the hub's links, and the grant is two start-at-login commands.
+///
+/// # Panics
+/// Tauri's resolver panics on an unknown permission identifier; [`PERMISSIONS`] are the
+/// app's own, so it cannot here.
+fn grant_dashboard(app: &AppHandle, link: &tauri::Url) -> Result<(), DesktopError> {
+    static GRANTED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let origin = link.origin().ascii_serialization();
+    let mut granted = GRANTED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if granted.contains(&origin) {
+        return Ok(());
+    }
+    let capability = PERMISSIONS.iter().fold(
+        CapabilityBuilder::new(CAPABILITY)
+            .remote(origin.clone())
+            .local(false)
+            .window(LABEL),
+        |capability, permission| capability.permission(*permission),
+    );
+    app.add_capability(capability)
+        .map_err(DesktopError::Window)?;
+    info!(origin = %origin, "dashboard capability granted");
+    granted.insert(origin);
+    Ok(())
+}
 
 /// Where [`show_dashboard_at`] takes the dashboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +117,7 @@ async fn show(app: &AppHandle, page: Page) -> Result<(), DesktopError> {
     let link = service.login_link().await?;
     let mut link = tauri::Url::parse(&link).map_err(DesktopError::BadLink)?;
     link.set_fragment(page.route());
+    grant_dashboard(app, &link)?;
     let window = match app.get_webview_window(LABEL) {
         Some(window) => {
             // After a resume the hub may listen on another port; the page must follow.

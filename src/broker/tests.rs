@@ -34,6 +34,7 @@ impl Peer {
             remote_addr: "127.0.0.1:1".parse().unwrap(),
             is_owner: token_id.is_none(),
             token_id: token_id.map(str::to_string),
+            session: None,
             scopes: crate::scopes::Scopes::all(),
             queue,
             shutdown: CancellationToken::new(),

@@ -67,7 +67,8 @@ pub enum Family {
     Agents,
     /// `worker.*`, `task.*`, `coordination.status`, `project.configure`: the task queue.
     Tasks,
-    /// `hub.login_link`: dashboard sign-in, which public mode does not have.
+    /// `hub.login_link`, `hub.revoke_sessions`: dashboard sign-in, which public mode does
+    /// not have.
     DashboardLogin,
 }
 
@@ -78,7 +79,7 @@ impl Family {
         let prefix = method.split('.').next().unwrap_or_default();
         match (prefix, method) {
             (_, "project.configure" | "coordination.status") => Some(Self::Tasks),
-            (_, "hub.login_link") => Some(Self::DashboardLogin),
+            (_, "hub.login_link" | "hub.revoke_sessions") => Some(Self::DashboardLogin),
             (_, "messages.list") | ("project", _) => Some(Self::Projects),
             ("agent", _) => Some(Self::Agents),
             ("worker" | "task", _) => Some(Self::Tasks),
@@ -554,6 +555,10 @@ mod tests {
         assert_eq!(Family::of("worker.register"), Some(Family::Tasks));
         assert_eq!(Family::of("coordination.status"), Some(Family::Tasks));
         assert_eq!(Family::of("hub.login_link"), Some(Family::DashboardLogin));
+        assert_eq!(
+            Family::of("hub.revoke_sessions"),
+            Some(Family::DashboardLogin)
+        );
         assert_eq!(Family::of("hub.hello"), None);
         assert_eq!(Family::of("event.publish"), None);
     }

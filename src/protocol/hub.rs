@@ -25,7 +25,8 @@ pub struct CliReport {
     pub found: bool,
     /// `probing`, `found` or `missing`.
     pub state: ProbeState,
-    /// Its absolute path.
+    /// Its absolute path; `null` when none was found, and for callers without `admin`
+    /// over the WebSocket.
     pub path: Option<PathBuf>,
     /// The first line of `claude --version`, once known.
     pub version: Option<String>,
@@ -58,8 +59,9 @@ pub struct HubStatus {
     pub secret_store: &'static str,
     /// The CLI.
     pub agent_cli: CliReport,
-    /// The data directory.
-    pub data_dir: PathBuf,
+    /// The data directory; left out for callers without `admin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Memory figures, bytes.

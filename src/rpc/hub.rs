@@ -1,4 +1,10 @@
-//! `hub.*`: introductions, status, health, configuration, connections, sign-in links.
+//! `hub.*`: introductions, status, health, configuration, connections, sign-in links,
+//! dashboard sessions.
+//!
+//! `hub.status` and `hub.health` need no scope (the SDK's keepalive uses `hub.status`),
+//! so they show the data directory and the agent CLI's path, which name the user's home,
+//! only to callers with `admin` (the owner, or a token as powerful): `data_dir` is left
+//! out and `agent_cli.path` is `null` for everyone else.
 
 use std::path::PathBuf;
 
@@ -10,12 +16,13 @@ use crate::clients::ClientInfo;
 use crate::error::RpcError;
 use crate::hub::{PRODUCT, VERSION};
 use crate::protocol::{HelloParams, PROTOCOL_VERSION, method, parse_params};
+use crate::scopes::Scope;
 
 pub(super) fn find(name: &str) -> Option<Handler> {
     Some(match name {
         method::HUB_HELLO => hello,
-        method::HUB_STATUS => |call, _| reply(&call.hub.status_report()),
-        method::HUB_HEALTH => |call, _| reply(&call.hub.health()),
+        method::HUB_STATUS => status,
+        method::HUB_HEALTH => health,
         method::HUB_CONFIG => config,
         method::HUB_CONNECTIONS => |call, _| {
             reply(&Connections {
@@ -23,6 +30,7 @@ pub(super) fn find(name: &str) -> Option<Handler> {
             })
         },
         method::HUB_LOGIN_LINK => login_link,
+        method::HUB_REVOKE_SESSIONS => revoke_sessions,
         _ => return None,
     })
 }
@@ -57,6 +65,28 @@ fn hello(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
             instance_id: call.hub.instance_id(),
         },
     })
+}
+
+/// Whether the caller may see the hub's paths (see the module docs).
+fn sees_paths(call: &Call<'_>) -> bool {
+    call.client.scopes().contains(Scope::Admin)
+}
+
+fn status(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
+    let mut status = call.hub.status_report();
+    if !sees_paths(call) {
+        status.data_dir = None;
+        status.agent_cli.path = None;
+    }
+    reply(&status)
+}
+
+fn health(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
+    let mut health = call.hub.health();
+    if !sees_paths(call) {
+        health.agent_cli.path = None;
+    }
+    reply(&health)
 }
 
 /// One setting in `hub.config`.
@@ -100,6 +130,15 @@ struct Connections {
 #[derive(Serialize)]
 struct LoginLink {
     url: String,
+}
+
+/// `hub.revoke_sessions`: signs every dashboard session out (sign out everywhere);
+/// `{revoked, closed}`. Owner only.
+fn revoke_sessions(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
+    require_owner(call.client)?;
+    let revoked = crate::sessions::revoke_all(call.hub)
+        .map_err(|err| RpcError::internal("dashboard sessions", &err))?;
+    reply(&revoked)
 }
 
 fn login_link(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {

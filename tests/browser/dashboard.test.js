@@ -292,6 +292,7 @@ describe('dashboard', () => {
     await waitConnected(page);
     await page.keyboard.press('Tab'); // skip link
     await page.keyboard.press('Tab'); // brand
+    await page.keyboard.press('Tab'); // Sign out
     await page.keyboard.press('Tab'); // Overview
     await page.keyboard.press('Tab'); // Projects
     assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Projects');

@@ -1,5 +1,6 @@
 // <hub-settings>: the hub's configuration, read-only, with where each value comes from
-// (hub.config), and desktop-only settings when the dashboard runs inside the app window.
+// (hub.config), desktop-only settings when the dashboard runs inside the app window, and
+// Sign out everywhere.
 
 import { h, replace, kv } from '../dom.js';
 import { rpc, listen, store, errorText } from '../store.js';
@@ -22,6 +23,7 @@ class SettingsView extends HTMLElement {
     replace(this,
       h('header', { class: 'view-head' }, h('h1', { tabindex: '-1' }, 'Settings')),
       this.desktopEl,
+      this.renderSessions(),
       h('section', { 'aria-labelledby': 'cfg-h' },
         h('h2', { id: 'cfg-h' }, 'Hub configuration'),
         h('p', { class: 'muted' }, 'Read-only. Change a value in the config file, an environment variable or a command-line flag, then restart the hub.'),
@@ -66,6 +68,32 @@ class SettingsView extends HTMLElement {
         h('th', { scope: 'row', class: 'mono' }, v.key),
         h('td', { class: 'mono' }, display(v.value)),
         h('td', {}, h('span', { class: `badge src-${v.source}`, title: SOURCE_TEXT[v.source] ?? '' }, v.source)))))));
+  }
+
+  /**
+   * Sign out everywhere: ends every dashboard sign-in (every browser and the app window),
+   * this one included. Over HTTP, since this page's own connection is among those closed.
+   */
+  renderSessions() {
+    const status = h('p', { class: 'inline-msg', role: 'status' });
+    const button = h('button', { id: 'sign-out-everywhere', type: 'button', class: 'danger' }, 'Sign out everywhere');
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      try {
+        const res = await fetch('/session/sign-out-everywhere', { method: 'POST', credentials: 'same-origin', cache: 'no-store' });
+        if (!res.ok) throw new Error(`the hub answered ${res.status}`);
+        rpc.signedOut('signed out everywhere');
+      } catch (err) {
+        status.textContent = `Could not sign out: ${err?.message ?? err}`;
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return h('section', { class: 'card', 'aria-labelledby': 'sessions-h' },
+      h('h2', { id: 'sessions-h' }, 'Sign-in'),
+      h('p', { class: 'muted' }, 'Ends the dashboard sign-in in every browser and in the app window, this one included. Each must open a new sign-in link from the tray or from semantest-hub dashboard.'),
+      h('p', {}, button),
+      status);
   }
 
   /** Desktop-only settings; shown only in the app window (see desktop.js). */
