@@ -532,6 +532,7 @@ mod tests {
             shutdown: CancellationToken::new(),
             patience: Duration::from_secs(5),
             mode: Mode::Local,
+            session: None,
         })
     }
 
