@@ -22,6 +22,8 @@ const DEMO_TYPE = 'demo.message';
 const PING_TYPE = 'demo.ping';
 const PONG_TYPE = 'demo.pong';
 const PING_TIMEOUT_MS = 3000;
+/** How long a Ping waits for the responder to join the hub the main client just reached. */
+const RESPONDER_WAIT_MS = 10_000;
 const MAX_EVENTS = 20;
 
 let hub = null;
@@ -188,7 +190,7 @@ const commands = {
     try {
       // The responder joins the hub a moment after the main client; wait for it (bounded).
       const entry = responder;
-      const status = entry ? await Promise.race([entry.ready, new Promise((r) => setTimeout(() => r(null), PING_TIMEOUT_MS))]) : null;
+      const status = entry ? await Promise.race([entry.ready, new Promise((r) => setTimeout(() => r(null), RESPONDER_WAIT_MS))]) : null;
       if (!status?.connected) throw Object.assign(new Error('no hub connection'), { kind: hub.state.hub ? 'RESPONDER_OFFLINE' : 'OFFLINE' });
       const t0 = performance.now();
       const r = await hub.request(PING_TYPE, { at: Date.now() }, { timeoutMs: PING_TIMEOUT_MS });
