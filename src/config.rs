@@ -324,6 +324,26 @@ fn top_level_keys() -> Vec<String> {
     }
 }
 
+/// The variables of the top-level keys, for messages: `SEMANTEST_HUB_PORT, …,
+/// SEMANTEST_HUB_LIMITS__<key>, …`.
+fn setting_variables() -> String {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map
+            .iter()
+            .map(|(key, value)| {
+                let name = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
+                if value.is_object() {
+                    format!("{name}__<key>")
+                } else {
+                    name
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    }
+}
+
 /// The variables among `names` that start with [`ENV_PREFIX`] (in any case, as figment
 /// matches it) but name neither a key of `keys` (before the first `__`) nor one of
 /// [`NON_SETTING_ENV_VARS`], sorted.
@@ -366,12 +386,13 @@ pub enum ConfigError {
     /// A `SEMANTEST_HUB_*` environment variable names no setting (and is not one of
     /// [`NON_SETTING_ENV_VARS`]).
     #[error(
-        "invalid configuration: environment variable {names} is not a setting; a setting's variable is one of {expected} (nested keys after `__`, see docs/configuration.md); correct or unset it"
+        "invalid configuration: environment variable {names} is not a setting; a setting's variable is one of {expected} (docs/configuration.md); correct or unset it"
     )]
     UnknownEnv {
         /// The offending variables, comma-separated.
         names: String,
-        /// The variables of the top-level keys, comma-separated.
+        /// The variables of the top-level keys, comma-separated, sections as
+        /// `SEMANTEST_HUB_LIMITS__<key>`.
         expected: String,
     },
     /// The platform gave no home directory to derive default directories from.
@@ -438,11 +459,7 @@ impl Config {
         if !unknown.is_empty() {
             return Err(ConfigError::UnknownEnv {
                 names: unknown.join(", "),
-                expected: keys
-                    .iter()
-                    .map(|key| format!("{ENV_PREFIX}{}", key.to_ascii_uppercase()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                expected: setting_variables(),
             });
         }
         let env = Env::prefixed(ENV_PREFIX).split("__").filter(move |key| {
