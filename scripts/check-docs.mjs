@@ -7,7 +7,7 @@
 //   notifications against AnyNotification, responses against Response or ErrorResponse
 //   and their `result` against Results/<method>, the method being that of the request
 //   with the same id shown before it (same block, else same section), else the section's
-//   heading when it names a method;
+//   heading when it names a method (failing both, the result must be some method's);
 // - every `semantest-hub …` command in a ```sh block parses with the real CLI: the
 //   binary runs with the example's arguments plus `--help`, so clap reads every
 //   subcommand, flag and value of the example and stops before doing anything. An unknown
@@ -88,6 +88,8 @@ export function loadValidator() {
     requests: branches('AnyRequest'),
     notifications: branches('AnyNotification'),
     results: new Set(Object.keys(schema.$defs.Results.$defs)),
+    /** The validator of `method`'s result. */
+    result: (method) => get(`/$defs/Results/$defs/${method.replace(/~/g, '~0').replace(/\//g, '~1')}`),
     get,
   };
 }
@@ -165,9 +167,13 @@ export function checkJson(text, validator) {
         fail('response', validator.get('/$defs/Response'));
         const method = blockIds.get(key) ?? sectionIds.get(key) ?? sectionMethod;
         if (!method) {
-          problems.push({ line, message: `response with id ${key}: cannot tell its method (show its request before it in the block or section, or put it under a heading naming the method)` });
+          // No request or heading says which method answered: the result must at least
+          // be the result of some method.
+          if (![...validator.results].some((m) => validator.result(m)(value.result))) {
+            problems.push({ line, message: `response with id ${key}: its result is the result of no method in docs/protocol.schema.json Results (show its request before it, in the block or section, or put it under a heading naming the method, for a precise check)` });
+          }
         } else if (validator.results.has(method)) {
-          const validate = validator.get(`/$defs/Results/$defs/${method.replace(/~/g, '~0').replace(/\//g, '~1')}`);
+          const validate = validator.result(method);
           if (!validate(value.result)) problems.push({ line, message: `${method} result: ${describeErrors(validate.errors)}` });
         }
       } else {

@@ -22,7 +22,10 @@ test('JSON-RPC examples: correct ones pass, wrong ones are reported on their lin
     fence('json', '{"jsonrpc":"2.0","id":2,"method":"hub.statuz"}'), // 12-14
     fence('json', '{"jsonrpc":"2.0","method":"event","params":{"type":"probe.click"}}'), // 15-17
     fence('json', '{"jsonrpc": "2.0", ...}'), // 18-20
-    fence('json', '{"name": "not a JSON-RPC message, not checked"}'),
+    fence('json', '{"name": "not a JSON-RPC message, not checked"}'), // 21-23
+    '## Elsewhere', // 24
+    fence('json', '{"jsonrpc":"2.0","id":9,"result":{"killed":true}}'), // 25-27: some method's result
+    fence('json', '{"jsonrpc":"2.0","id":9,"result":{"nobody":"returns this"}}'), // 28-30
   ].join('\n');
   const problems = checkJson(doc, validator);
   const at = (line) => problems.filter((p) => p.line === line).map((p) => p.message).join(' | ');
@@ -33,7 +36,9 @@ test('JSON-RPC examples: correct ones pass, wrong ones are reported on their lin
   assert.match(at(13), /unknown method "hub\.statuz"/);
   assert.match(at(16), /^event notification: .*must have required property/);
   assert.match(at(19), /not JSON/);
-  assert.equal(problems.length, 4, JSON.stringify(problems));
+  assert.equal(at(26), '');
+  assert.match(at(29), /its result is the result of no method/);
+  assert.equal(problems.length, 5, JSON.stringify(problems));
 });
 
 test('CLI examples: the real CLI parses each `semantest-hub` command; mistakes are reported on their line', () => {
