@@ -18,7 +18,7 @@ const REPO = path.resolve(HERE, '..');
 export function buildExtension(out = path.join(REPO, 'target/extension'), overrides = {}) {
   fs.rmSync(out, { recursive: true, force: true });
   fs.mkdirSync(path.join(out, 'icons'), { recursive: true });
-  for (const f of ['sw.js', 'settings.js', 'popup.html', 'popup.css', 'popup.js']) fs.copyFileSync(path.join(HERE, f), path.join(out, f));
+  for (const f of ['sw.js', 'settings.js', 'popup.html', 'popup.css', 'popup.js', 'options.html', 'options.css', 'options.js']) fs.copyFileSync(path.join(HERE, f), path.join(out, f));
   fs.cpSync(path.join(REPO, 'clients/js/src'), path.join(out, 'sdk'), { recursive: true });
   fs.copyFileSync(path.join(REPO, 'icons/32x32.png'), path.join(out, 'icons/32.png'));
   fs.copyFileSync(path.join(REPO, 'icons/128x128.png'), path.join(out, 'icons/128.png'));

@@ -30,7 +30,9 @@ function render({ state, demo }) {
   $('local-only').checked = state.localOnly;
   $('queued').textContent = state.queued ? `${state.queued} event${state.queued === 1 ? '' : 's'} waiting to be sent` : '';
   const ping = demo.lastPing;
-  $('ping-result').textContent = !ping ? '' : ping.ok ? `Ping answered in ${ping.ms} ms (${ping.mode})` : ping.text;
+  $('ping-result').textContent = !ping ? '' : ping.ok
+    ? `Ping answered in ${ping.ms} ms (${ping.mode}): ${ping.type} from ${ping.from}, this extension's ping responder, through the hub`
+    : ping.text;
   const list = $('events');
   list.replaceChildren(...demo.received.map((e) => {
     const li = document.createElement('li');
@@ -45,3 +47,4 @@ $('pair').addEventListener('click', () => send('pair'));
 $('local-only').addEventListener('change', (e) => send('localOnly', { value: e.target.checked }));
 $('send-form').addEventListener('submit', (e) => { e.preventDefault(); send('send', { text: $('text').value }); });
 $('ping').addEventListener('click', () => send('ping'));
+$('options').addEventListener('click', () => chrome.runtime.openOptionsPage());

@@ -1,9 +1,16 @@
 // The extension's service worker: the only place that talks to the hub (content scripts
 // would trigger Chrome's Local Network Access prompt). It owns one HubClient, mirrors the
 // mode on the toolbar badge, answers the popup, and runs the demo event round trip.
+//
+// The demo's Ping goes through the hub with nothing but this extension: the hub never
+// delivers an event back to the connection that sent it, so a second, small client (the
+// ping responder) follows the main one to whichever hub it uses, subscribes to
+// `demo.ping`, and answers with `demo.pong`. A Ping is then a real `event.request`:
+// routed by the hub to a subscriber on another connection, answered by correlation id,
+// and timed from the popup's click to the answer.
 
-import { HubClient } from './sdk/index.js';
-import { loadSettings, SETTINGS_KEY } from './settings.js';
+import { HubClient, memoryStorage, STORAGE_KEYS } from './sdk/index.js';
+import { loadSettings, saveSettings, SETTINGS_KEY } from './settings.js';
 
 const BADGE = {
   LOCAL: { text: 'LOC', color: '#1a7f37' },
@@ -12,10 +19,17 @@ const BADGE = {
   PAIRING: { text: 'PAIR', color: '#bf8700' },
 };
 const DEMO_TYPE = 'demo.message';
+const PING_TYPE = 'demo.ping';
+const PONG_TYPE = 'demo.pong';
+const PING_TIMEOUT_MS = 3000;
+/** How long a Ping waits for the responder to join the hub the main client just reached. */
+const RESPONDER_WAIT_MS = 10_000;
 const MAX_EVENTS = 20;
 
 let hub = null;
 let starting = null;
+/** The ping responder: `{key, client, ready}`, following the main client's hub. */
+let responder = null;
 const popups = new Set();
 const demo = { received: [], lastPing: null, pairingMessage: null };
 
@@ -35,6 +49,51 @@ function paintBadge(mode) {
   chrome.action.setTitle({ title: `Semantest Hub: ${mode}` });
 }
 
+/**
+ * Points the ping responder at the hub the main client uses now: a new responder when the
+ * hub changed, none while the main client has no hub (offline, or local only with the
+ * desktop hub gone, so no public connection stays open).
+ */
+function followWithResponder(st, settings) {
+  const key = st.hub ? `${st.hub.kind} ${st.hub.base}` : null;
+  if (key === (responder?.key ?? null)) return;
+  const old = responder;
+  responder = null;
+  old?.client?.stop();
+  if (!key) return;
+  const base = new URL(st.hub.base);
+  const entry = { key, client: null, ready: null };
+  entry.ready = (async () => {
+    const tokens = await chrome.storage.local.get([STORAGE_KEYS.localToken, STORAGE_KEYS.publicToken]);
+    const local = st.hub.kind === 'local';
+    const client = new HubClient({
+      name: 'Semantest reference extension (ping responder)',
+      role: 'extension',
+      host: base.hostname,
+      ports: local ? [Number(base.port)] : [],
+      publicUrls: local ? [] : [st.hub.base],
+      localOnly: local,
+      token: tokens[STORAGE_KEYS.localToken],
+      publicToken: tokens[STORAGE_KEYS.publicToken],
+      // Its own memory: nothing of the main client's stored state (queue, local only).
+      storage: memoryStorage(),
+      persistQueue: false,
+      backoff: settings.backoff,
+      keepaliveMs: settings.keepaliveMs,
+    });
+    entry.client = client;
+    if (responder !== entry) return { connected: false, message: 'replaced' };
+    await client.subscribe(PING_TYPE, (ev) => {
+      if (ev.correlationId) ev.reply({ pong: true, at: ev.payload?.at ?? null }, PONG_TYPE).catch(() => {});
+    });
+    const status = await client.start();
+    if (responder !== entry) { client.stop(); return { connected: false, message: 'replaced' }; }
+    return status;
+  })();
+  responder = entry;
+  self.responder = entry; // for debugging and the tests, from the service worker's console
+}
+
 async function createClient() {
   const s = await loadSettings();
   const client = new HubClient({
@@ -42,12 +101,14 @@ async function createClient() {
     role: 'extension',
     ports: s.ports,
     publicUrls: s.publicUrls,
+    localOnly: s.localOnly,
     backoff: s.backoff,
     keepaliveMs: s.keepaliveMs,
   });
   let lastMode = null;
   client.on('state', (st) => {
     if (st.mode !== lastMode) { lastMode = st.mode; demo.lastPing = null; } // a ping result belongs to its connection
+    if (hub === client) followWithResponder(st, s);
     paintBadge(st.mode);
     broadcast();
   });
@@ -57,7 +118,7 @@ async function createClient() {
     demo.received.length = Math.min(demo.received.length, MAX_EVENTS);
     broadcast();
   });
-  // Answer demo pings from other clients, so they see a round trip through the hub.
+  // Answer demo.echo requests from other clients, so they see a round trip through the hub.
   await client.subscribe('demo.echo', (ev) => { if (ev.correlationId) ev.reply(ev.payload, 'demo.echo.reply').catch(() => {}); });
   return client;
 }
@@ -65,7 +126,10 @@ async function createClient() {
 /** Creates the client once and starts it; safe to call on every wake-up. */
 function ensureStarted() {
   starting ??= (async () => {
-    hub ??= await createClient();
+    if (!hub) {
+      hub = await createClient();
+      followWithResponder(hub.state, await loadSettings());
+    }
     self.hub = hub; // for debugging from the service worker's console
     paintBadge(hub.state.mode);
     await hub.start();
@@ -76,6 +140,7 @@ function ensureStarted() {
 async function restart() {
   const old = hub;
   hub = null;
+  followWithResponder({ hub: null });
   await old?.stop();
   await ensureStarted();
 }
@@ -101,7 +166,12 @@ const commands = {
     broadcast();
     return view();
   },
-  async localOnly({ value }) { await hub.setLocalOnly(!!value); return view(); },
+  async localOnly({ value }) {
+    // A setting like the others, so the options page shows it; applied here at once too.
+    await saveSettings({ localOnly: !!value });
+    await hub.setLocalOnly(!!value);
+    return view();
+  },
   async send({ text }) {
     // Not awaited: while offline the event waits in the queue and goes out on reconnect.
     // A publish that cannot be queued or waited too long says so in the popup.
@@ -117,12 +187,28 @@ const commands = {
     return view();
   },
   async ping() {
-    const t0 = performance.now();
     try {
-      const r = await hub.request('demo.ping', { at: Date.now() }, { timeoutMs: 3000 });
-      demo.lastPing = { ok: true, ms: Math.round((performance.now() - t0) * 10) / 10, mode: hub.state.mode, from: r.from };
+      // The responder joins the hub a moment after the main client; wait for it (bounded).
+      const entry = responder;
+      const status = entry ? await Promise.race([entry.ready, new Promise((r) => setTimeout(() => r(null), RESPONDER_WAIT_MS))]) : null;
+      if (!status?.connected) throw Object.assign(new Error('no hub connection'), { kind: hub.state.hub ? 'RESPONDER_OFFLINE' : 'OFFLINE' });
+      const t0 = performance.now();
+      const r = await hub.request(PING_TYPE, { at: Date.now() }, { timeoutMs: PING_TIMEOUT_MS });
+      demo.lastPing = {
+        ok: true,
+        ms: Math.round((performance.now() - t0) * 10) / 10,
+        mode: hub.state.mode,
+        type: r.type,
+        from: r.from,
+        sentFrom: hub.state.hub?.connectionId ?? null,
+      };
     } catch (err) {
-      demo.lastPing = { ok: false, kind: err.kind, text: err.kind === 'TIMEOUT' ? 'Nobody answered demo.ping.' : 'No hub connection.' };
+      demo.lastPing = {
+        ok: false,
+        kind: err.kind,
+        text: err.kind === 'TIMEOUT' ? 'Nobody answered demo.ping.'
+          : err.kind === 'RESPONDER_OFFLINE' ? 'The ping responder could not reach the hub.' : 'No hub connection.',
+      };
     }
     broadcast();
     return view();
@@ -144,8 +230,18 @@ chrome.runtime.onConnect.addListener((port) => {
   ensureStarted().then(() => port.postMessage(view()));
 });
 
+// Settings take effect at once: "local only" alone is switched on the running client (a
+// public connection closes at once); any other change starts a new client with them.
 chrome.storage.onChanged.addListener((changes, area) => {
-  if (area === 'local' && changes[SETTINGS_KEY]) restart();
+  const change = area === 'local' ? changes[SETTINGS_KEY] : null;
+  if (!change) return;
+  const { localOnly: before, ...restBefore } = change.oldValue ?? {};
+  const { localOnly: after, ...restAfter } = change.newValue ?? {};
+  if (hub && JSON.stringify(restBefore) === JSON.stringify(restAfter)) {
+    if (!!before !== !!after) hub.setLocalOnly(!!after);
+    return;
+  }
+  restart();
 });
 
 // An open WebSocket keeps the worker alive (Chrome 116+); while offline, the alarm wakes

@@ -321,6 +321,77 @@ pub struct Overrides {
     pub public: PublicOverrides,
 }
 
+/// The prefix of the environment variables that set [`Config`] keys.
+pub const ENV_PREFIX: &str = "SEMANTEST_HUB_";
+
+/// `SEMANTEST_HUB_*` variables that are not settings, so [`Config::load`] lets them be:
+/// secrets the hub reads by itself (docs/configuration.md, `[public]`: the PostgreSQL
+/// password and the NATS credentials), the owner token for scripts and the SDK's example (clients/js/README.md), and
+/// the binaries and fixtures the test suites take (tests/browser/README.md). Any other
+/// variable with the prefix must name a setting.
+pub const NON_SETTING_ENV_VARS: &[&str] = &[
+    DATABASE_PASSWORD_ENV,
+    "SEMANTEST_HUB_BROKER_TOKEN",
+    "SEMANTEST_HUB_BROKER_PASSWORD",
+    "SEMANTEST_HUB_TOKEN",
+    "SEMANTEST_HUB_BIN",
+    "SEMANTEST_HUB_PUBLIC_BIN",
+    "SEMANTEST_HUB_FIXTURES",
+];
+
+/// The top-level keys of [`Config`], lower case (`port`, `limits`, ...).
+fn top_level_keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The variables of the top-level keys, for messages: `SEMANTEST_HUB_PORT, …,
+/// SEMANTEST_HUB_LIMITS__<key>, …`.
+fn setting_variables() -> String {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map
+            .iter()
+            .map(|(key, value)| {
+                let name = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
+                if value.is_object() {
+                    format!("{name}__<key>")
+                } else {
+                    name
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    }
+}
+
+/// The variables among `names` that start with [`ENV_PREFIX`] (in any case, as figment
+/// matches it) but name neither a key of `keys` (before the first `__`) nor one of
+/// [`NON_SETTING_ENV_VARS`], sorted.
+fn unknown_env_vars(names: impl IntoIterator<Item = String>, keys: &[String]) -> Vec<String> {
+    let mut unknown: Vec<String> = names
+        .into_iter()
+        .filter(|name| {
+            let Some(rest) = name
+                .get(..ENV_PREFIX.len())
+                .filter(|head| head.eq_ignore_ascii_case(ENV_PREFIX))
+                .map(|_| &name[ENV_PREFIX.len()..])
+            else {
+                return false;
+            };
+            let top = rest.split("__").next().unwrap_or_default();
+            !keys.iter().any(|key| key.eq_ignore_ascii_case(top))
+                && !NON_SETTING_ENV_VARS
+                    .iter()
+                    .any(|other| other.eq_ignore_ascii_case(name))
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}
+
 /// A configuration error, reported at start with the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -334,6 +405,18 @@ pub enum ConfigError {
         key: &'static str,
         /// What is wrong.
         reason: String,
+    },
+    /// A `SEMANTEST_HUB_*` environment variable names no setting (and is not one of
+    /// [`NON_SETTING_ENV_VARS`]).
+    #[error(
+        "invalid configuration: environment variable {names} is not a setting; a setting's variable is one of {expected} (docs/configuration.md); correct or unset it"
+    )]
+    UnknownEnv {
+        /// The offending variables, comma-separated.
+        names: String,
+        /// The variables of the top-level keys, comma-separated, sections as
+        /// `SEMANTEST_HUB_LIMITS__<key>`.
+        expected: String,
     },
     /// The platform gave no home directory to derive default directories from.
     #[error("cannot determine the home directory; pass --data-dir")]
@@ -387,21 +470,25 @@ impl Config {
         config_file: Option<&Path>,
         overrides: &Overrides,
     ) -> Result<LoadedConfig, ConfigError> {
-        // Only variables naming a setting are read, so unrelated `SEMANTEST_HUB_*`
-        // variables (a script's own, say) do not stop the hub; a typo inside a section
-        // (`SEMANTEST_HUB_LIMITS__MAX_CONECTIONS`) is still an error.
-        let sections: Vec<String> = match serde_json::to_value(Config::default()) {
-            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
-            _ => Vec::new(),
-        };
-        let env = Env::prefixed("SEMANTEST_HUB_")
-            .split("__")
-            .filter(move |key| {
-                let top = key.as_str().split('.').next().unwrap_or_default();
-                sections
-                    .iter()
-                    .any(|section| section.eq_ignore_ascii_case(top))
+        // Every `SEMANTEST_HUB_*` variable must name a setting, or be one of the few the
+        // project uses for something else: a typo (`SEMANTEST_HUB_PROT`) stops the hub
+        // instead of leaving the setting at its default. Figment reports unknown keys
+        // inside a section (`SEMANTEST_HUB_LIMITS__MAX_CONECTIONS`) by itself.
+        let keys = top_level_keys();
+        let unknown = unknown_env_vars(
+            std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()),
+            &keys,
+        );
+        if !unknown.is_empty() {
+            return Err(ConfigError::UnknownEnv {
+                names: unknown.join(", "),
+                expected: setting_variables(),
             });
+        }
+        let env = Env::prefixed(ENV_PREFIX).split("__").filter(move |key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            keys.iter().any(|known| known.eq_ignore_ascii_case(top))
+        });
         Self::load_with_env(config_file, overrides, env)
     }
 
@@ -747,6 +834,50 @@ mod tests {
             assert_eq!(source("port"), "flag");
             assert_eq!(source("limits.max_projects"), "file");
             assert_eq!(source("limits.max_connections"), "env");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_env_vars_are_named_and_others_pass() {
+        let keys = top_level_keys();
+        let names = [
+            "SEMANTEST_HUB_PROT",
+            "SEMANTEST_HUB_PORT",
+            "semantest_hub_limitz__max_connections",
+            "SEMANTEST_HUB_LIMITS__MAX_CONNECTIONS",
+            "SEMANTEST_HUB_PUBLIC__HOSTS",
+            "SEMANTEST_HUB_BIN",
+            "SEMANTEST_HUB_PUBLIC_BIN",
+            "SEMANTEST_HUB_TOKEN",
+            "SEMANTEST_HUB_BROKER_TOKEN",
+            "SEMANTEST_HUB_DATABASE_PASSWORD",
+            "SEMANTEST_HUBBLE",
+            "PATH",
+        ]
+        .map(String::from);
+        assert_eq!(
+            unknown_env_vars(names, &keys),
+            [
+                "SEMANTEST_HUB_PROT",
+                "semantest_hub_limitz__max_connections"
+            ]
+        );
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error.
+    fn a_mistyped_top_level_variable_stops_the_load() {
+        let dir = tempfile::tempdir().unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SEMANTEST_HUB_PROT", "3005");
+            let overrides = Overrides {
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            };
+            let err = Config::load(None, &overrides).unwrap_err().to_string();
+            assert!(err.contains("SEMANTEST_HUB_PROT is not a setting"), "{err}");
+            assert!(err.contains("SEMANTEST_HUB_PORT"), "{err}");
             Ok(())
         });
     }

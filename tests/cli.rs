@@ -108,3 +108,29 @@ async fn a_second_hub_on_the_same_data_directory_is_refused() {
     let hub = hub.restart().await;
     hub.stop().await;
 }
+
+#[test]
+fn a_mistyped_environment_variable_stops_every_command_and_others_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        Command::new(hub_bin())
+            .args(["--data-dir", dir.path().to_str().unwrap(), "status"])
+            .env(name, "3005")
+            .output()
+            .unwrap()
+    };
+    // A typo of SEMANTEST_HUB_PORT: refused, naming the variable, before anything runs.
+    let typo = run("SEMANTEST_HUB_PROT");
+    assert!(!typo.status.success());
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        stderr.contains("environment variable SEMANTEST_HUB_PROT is not a setting"),
+        "{stderr}"
+    );
+    // A variable the project uses for something else reaches the command, which fails
+    // only because no hub runs for this data directory.
+    let token = run("SEMANTEST_HUB_TOKEN");
+    let stderr = String::from_utf8_lossy(&token.stderr);
+    assert!(!stderr.contains("not a setting"), "{stderr}");
+    assert!(stderr.contains("no hub is running"), "{stderr}");
+}
