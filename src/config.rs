@@ -333,6 +333,11 @@ pub struct LoadedConfig {
     pub sources: Vec<(String, serde_json::Value, &'static str)>,
 }
 
+/// The prefix of every environment variable the hub reads: its settings
+/// (`SEMANTEST_HUB_<SECTION>__<KEY>`) and its credentials (such as
+/// `SEMANTEST_HUB_DATABASE_PASSWORD`). Agent processes get none of them.
+pub const ENV_PREFIX: &str = "SEMANTEST_HUB_";
+
 /// The platform directories of the app (`directories::ProjectDirs`).
 pub fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("dev", "semantest", "semantest-hub")
@@ -371,14 +376,12 @@ impl Config {
             Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
             _ => Vec::new(),
         };
-        let env = Env::prefixed("SEMANTEST_HUB_")
-            .split("__")
-            .filter(move |key| {
-                let top = key.as_str().split('.').next().unwrap_or_default();
-                sections
-                    .iter()
-                    .any(|section| section.eq_ignore_ascii_case(top))
-            });
+        let env = Env::prefixed(ENV_PREFIX).split("__").filter(move |key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            sections
+                .iter()
+                .any(|section| section.eq_ignore_ascii_case(top))
+        });
         Self::load_with_env(config_file, overrides, env)
     }
 

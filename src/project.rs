@@ -50,6 +50,11 @@ pub enum ProjectError {
         /// The other project's path.
         other: String,
     },
+    /// The session to resume, or to record, is not a Claude Code session id.
+    #[error(
+        "the project's session id {0:?} is not a Claude Code session id (a UUID); start a new session with agent.new_session"
+    )]
+    InvalidSession(String),
     /// No project has the id.
     #[error("no project with id {0}")]
     NotFound(String),
@@ -69,6 +74,7 @@ impl From<ProjectError> for RpcError {
         let kind = match &err {
             ProjectError::InvalidPath(_) => ErrorKind::InvalidPath,
             ProjectError::InvalidName(_) => ErrorKind::InvalidParams,
+            ProjectError::InvalidSession(_) => ErrorKind::InvalidSession,
             ProjectError::Exists { .. } => ErrorKind::ProjectExists,
             ProjectError::Nested { .. } => ErrorKind::ProjectNested,
             ProjectError::NotFound(_) => ErrorKind::ProjectNotFound,
@@ -135,6 +141,14 @@ pub fn validate_path(raw: &str) -> Result<PathBuf, ProjectError> {
         return invalid(format!("{raw} is not valid UTF-8"));
     }
     Ok(canonical)
+}
+
+/// Whether `id` is a Claude Code session id: a UUID in its hyphenated form (the CLI
+/// stores a session as `<uuid>.jsonl`, and `--session-id` takes a `<uuid>`). Only such an
+/// id is recorded as a project's session and passed to `claude --resume`, so a session
+/// id can never be read as a CLI option, whatever a run's output claimed.
+pub fn valid_session_id(id: &str) -> bool {
+    id.len() == 36 && uuid::Uuid::try_parse(id).is_ok()
 }
 
 /// A run in progress.
@@ -308,7 +322,8 @@ impl Projects {
     /// The path is re-validated: it must still resolve to the registered directory.
     ///
     /// # Errors
-    /// `NotFound`, `Busy`, `InvalidPath` (the directory vanished or became a symlink), `Store`.
+    /// `NotFound`, `Busy`, `InvalidPath` (the directory vanished or became a symlink),
+    /// `InvalidSession` (the session to resume is not a UUID), `Store`.
     pub fn begin_run(
         &self,
         id: &str,
@@ -332,6 +347,11 @@ impl Projects {
                 )));
             }
             Err(err) => return Err(err),
+        }
+        if let Some(session) = &entry.row.session_id
+            && !valid_session_id(session)
+        {
+            return Err(ProjectError::InvalidSession(session.clone()));
         }
         self.store
             .set_project_state(id, ProjectState::Running, None)?;
@@ -382,12 +402,17 @@ impl Projects {
     /// Sets or clears the session the next run resumes.
     ///
     /// # Errors
-    /// `NotFound` or `Store`.
+    /// `InvalidSession` for an id that is not a UUID, `NotFound` or `Store`.
     pub fn set_session(
         &self,
         id: &str,
         session_id: Option<&str>,
     ) -> Result<ProjectView, ProjectError> {
+        if let Some(session) = session_id
+            && !valid_session_id(session)
+        {
+            return Err(ProjectError::InvalidSession(session.to_string()));
+        }
         let mut entries = self.entries();
         let entry = entries
             .get_mut(id)
@@ -451,6 +476,22 @@ mod tests {
             validate_path(&format!("{}/real/", root.display())).unwrap(),
             root.join("real")
         );
+    }
+
+    #[test]
+    fn session_ids_are_hyphenated_uuids() {
+        assert!(valid_session_id("0190b2c4-8f3e-7abc-9def-0123456789ab"));
+        for bad in [
+            "",
+            "s1",
+            "--dangerously-skip-permissions",
+            "-0190b2c4-8f3e-7abc-9def-0123456789a",
+            "0190b2c48f3e7abc9def0123456789ab",
+            "{0190b2c4-8f3e-7abc-9def-0123456789ab}",
+            "urn:uuid:0190b2c4-8f3e-7abc-9def-0123456789ab",
+        ] {
+            assert!(!valid_session_id(bad), "{bad}");
+        }
     }
 
     #[test]
