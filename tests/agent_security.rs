@@ -1,12 +1,17 @@
-//! Attacks on the agent runner: prompts and session ids that try to become CLI options,
-//! and the hub's own secrets reaching the agent's environment. The fake CLI parses its
-//! command line as the real one does and records what it received (`FAKE_CLAUDE_RECORD`).
+//! Attacks through agents, report files and project folders: prompts and session ids
+//! that try to become CLI options, the hub's own secrets reaching the agent's
+//! environment, report files that are symlinks, FIFOs or devices, and project folders
+//! that would let an agent edit the user's or the hub's own files. The fake CLI parses
+//! its command line as the real one does and records what it received
+//! (`FAKE_CLAUDE_RECORD`).
 
 use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::util::{TestHub, WAIT, connect, run, spawn_hub_with};
+use crate::util::{
+    HubProcess, TestHub, WAIT, Ws, connect, eventually, fake_cli, hub_bin, run, spawn_hub_with,
+};
 
 /// The arguments the fake CLI received in its last run.
 fn recorded_argv(record: &Path) -> Vec<String> {
@@ -19,7 +24,7 @@ fn recorded_argv(record: &Path) -> Vec<String> {
 }
 
 /// Runs `prompt` to its end and returns its output lines.
-async fn run_to_end(ws: &mut crate::util::Ws, project_id: &str, prompt: &str) -> Vec<Value> {
+async fn run_to_end(ws: &mut Ws, project_id: &str, prompt: &str) -> Vec<Value> {
     let run_id = run(ws, project_id, prompt).await;
     ws.run_output(&run_id).await
 }
@@ -218,4 +223,229 @@ async fn an_agent_process_does_not_inherit_the_hubs_secrets() {
             "{needed} is missing: {vars:?}"
         );
     }
+}
+
+/// Waits for a notification of `method` whose params satisfy `pred`, skipping others.
+async fn wait_for(ws: &mut Ws, method: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let params = ws.notification(method).await;
+        if pred(&params) {
+            return params;
+        }
+    }
+}
+
+#[tokio::test]
+async fn report_files_that_are_links_fifos_or_devices_are_refused_and_the_watcher_goes_on() {
+    // A process of its own: before report files were opened without blocking, the FIFO
+    // blocked the watcher (and a thread) for good, which a test can only kill.
+    let data = tempfile::tempdir().unwrap();
+    let (_hub, port) = spawn_hub_with(
+        data.path(),
+        &[("SEMANTEST_HUB_COORDINATION__REPORT_DEBOUNCE_MS", "100")],
+    )
+    .await;
+    let mut coordinator = connect(port, data.path()).await;
+    coordinator
+        .ok("hub.hello", json!({"role": "coordinator", "name": "batch"}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let project = coordinator
+        .ok("project.create", json!({"path": dir.path()}))
+        .await;
+    let project_id = project["id"].as_str().unwrap();
+    let tasks = ["t-zero", "t-fifo", "t-secret", "t-ok"]
+        .map(|id| json!({"id": id, "title": id, "prompt": "do it"}));
+    coordinator
+        .ok(
+            "task.create",
+            json!({"project_id": project_id, "tasks": tasks}),
+        )
+        .await;
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    // Outside the project, a valid report: read through the link, it would complete the task.
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("report.json");
+    std::fs::write(
+        &secret,
+        r#"{"status":"completed","summary":"read through a symlink"}"#,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/zero", reports.join("t-zero.json")).unwrap();
+    std::os::unix::fs::symlink(&secret, reports.join("t-secret.json")).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(reports.join("t-fifo.json"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Written after the FIFO: a watcher stuck on the FIFO never gets to it.
+    std::fs::write(
+        reports.join("t-ok.json"),
+        r#"{"status":"completed","summary":"a plain file"}"#,
+    )
+    .unwrap();
+
+    let mut invalid = std::collections::BTreeMap::new();
+    let mut completed = Vec::new();
+    while invalid.len() < 3 || completed.is_empty() {
+        let message = coordinator.next_json().await;
+        let params = &message["params"];
+        match message["method"].as_str() {
+            Some("task.report_invalid") => {
+                invalid.insert(
+                    params["task_id"].as_str().unwrap().to_string(),
+                    params["reason"].as_str().unwrap().to_string(),
+                );
+            }
+            Some("task.completed") => {
+                completed.push(params["task_id"].as_str().unwrap().to_string());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        completed,
+        ["t-ok"],
+        "only the plain file completes its task"
+    );
+    assert!(invalid["t-zero"].contains("symbolic link"), "{invalid:?}");
+    assert!(invalid["t-secret"].contains("symbolic link"), "{invalid:?}");
+    assert!(invalid["t-fifo"].contains("FIFO"), "{invalid:?}");
+    for id in ["t-zero", "t-fifo", "t-secret"] {
+        let task = coordinator.ok("task.get", json!({"task_id": id})).await;
+        assert_eq!(task["state"], "pending", "{task}");
+    }
+
+    // A reports folder that is itself a link to elsewhere is not read either.
+    let dir2 = tempfile::tempdir().unwrap();
+    let project2 = coordinator
+        .ok("project.create", json!({"path": dir2.path()}))
+        .await;
+    let task = json!({"id": "l1", "title": "linked folder", "prompt": "do it"});
+    coordinator
+        .ok(
+            "task.create",
+            json!({"project_id": project2["id"], "tasks": [task]}),
+        )
+        .await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(
+        elsewhere.path().join("l1.json"),
+        r#"{"status":"completed","summary":"through a linked folder"}"#,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dir2.path().join("reports")).unwrap();
+    // Then a plain report in the first project: by the time it is handled, the link's
+    // event (earlier, and folders go before files) has been handled too.
+    std::fs::remove_file(reports.join("t-fifo.json")).unwrap();
+    std::fs::write(
+        reports.join("t-fifo.json.tmp"),
+        r#"{"status":"completed","summary":"plain again"}"#,
+    )
+    .unwrap();
+    std::fs::rename(reports.join("t-fifo.json.tmp"), reports.join("t-fifo.json")).unwrap();
+    let done = wait_for(&mut coordinator, "task.completed", |_| true).await;
+    assert_eq!(done["task_id"], "t-fifo", "{done}");
+    let task = coordinator.ok("task.get", json!({"task_id": "l1"})).await;
+    assert_eq!(task["state"], "pending", "{task}");
+}
+
+/// Peak resident memory of `pid` in KiB (`VmHWM` in /proc/PID/status).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM for {pid}"))
+}
+
+/// Starts the hub binary on `data_dir` with at most `max_address_space` bytes of
+/// address space, so that a read without a bound is stopped at that size instead of
+/// taking the machine's memory.
+async fn spawn_limited_hub(data_dir: &Path, max_address_space: u64) -> (HubProcess, u16) {
+    let runtime = data_dir.join("server.json");
+    let child = std::process::Command::new("prlimit")
+        .arg(format!("--as={max_address_space}"))
+        .arg("--")
+        .arg(hub_bin())
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--secret-store",
+            "file",
+            "--log-level",
+            "warn",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("SEMANTEST_HUB_AGENT__CLI_PATH", fake_cli())
+        .env("SEMANTEST_HUB_COORDINATION__REPORT_DEBOUNCE_MS", "100")
+        // glibc reserves 64 MiB of address space per malloc arena; two are plenty.
+        .env("MALLOC_ARENA_MAX", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = HubProcess(child);
+    eventually("the hub's runtime file", || runtime.exists()).await;
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(&runtime).unwrap()).unwrap();
+    (child, info["port"].as_u64().unwrap() as u16)
+}
+
+#[tokio::test]
+async fn an_agent_report_linked_to_dev_zero_does_not_exhaust_the_hubs_memory() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut hub, port) = spawn_limited_hub(data.path(), 2 << 30).await;
+    let mut coordinator = connect(port, data.path()).await;
+    coordinator
+        .ok("hub.hello", json!({"role": "coordinator", "name": "batch"}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let project = coordinator
+        .ok("project.create", json!({"path": dir.path()}))
+        .await;
+    let project_id = project["id"].as_str().unwrap();
+    // The agent makes its report a link to /dev/zero and ends with success, so the hub
+    // reads the report as the run ends.
+    let task = json!({"id": "z1", "title": "zero", "context": "[fake:report-link /dev/zero]"});
+    coordinator
+        .ok(
+            "task.create",
+            json!({"project_id": project_id, "tasks": [task]}),
+        )
+        .await;
+    coordinator
+        .ok(
+            "project.configure",
+            json!({"project_id": project_id, "agent_workers": 1}),
+        )
+        .await;
+    let finished = loop {
+        let message = coordinator.next_json().await;
+        let method = message["method"].as_str().unwrap_or_default();
+        if matches!(method, "task.completed" | "task.failed" | "task.requeued")
+            && message["params"]["task_id"] == "z1"
+        {
+            break message;
+        }
+    };
+    assert_ne!(
+        finished["params"]["source"], "report",
+        "the link was not read as a report: {finished}"
+    );
+    // The hub is alive, answers, and did not read without a bound.
+    assert!(hub.0.try_wait().unwrap().is_none(), "the hub process ended");
+    let status = coordinator.ok("hub.status", json!({})).await;
+    assert!(status.is_object());
+    // The peak, not the present: std's read_to_end gives up with an error when the
+    // address-space limit stops its growth, and the memory is freed again.
+    let peak = peak_rss_kib(hub.pid());
+    assert!(
+        peak < 512 * 1024,
+        "the hub's resident memory peaked at {peak} KiB"
+    );
+    hub.kill();
 }
