@@ -449,3 +449,101 @@ async fn an_agent_report_linked_to_dev_zero_does_not_exhaust_the_hubs_memory() {
     );
     hub.kill();
 }
+
+#[tokio::test]
+async fn the_home_directory_its_hidden_folders_and_the_hubs_own_folders_cannot_be_projects() {
+    // A home of its own for the hub process, holding the hub's data directory.
+    let base = tempfile::tempdir().unwrap();
+    let base_path = base.path().canonicalize().unwrap();
+    let home = base_path.join("home");
+    let data = home.join("work/hub-data");
+    for dir in [
+        ".ssh",
+        ".config/semantest-hub",
+        ".config/other-app",
+        "work/hub-data",
+        "projects/app",
+        "projects/theirs",
+    ] {
+        std::fs::create_dir_all(home.join(dir)).unwrap();
+    }
+    let home_text = home.to_str().unwrap();
+    let xdg_config = home.join(".config");
+    let (_hub, port) = spawn_hub_with(
+        &data,
+        &[
+            ("HOME", home_text),
+            ("XDG_CONFIG_HOME", xdg_config.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let mut ws = connect(port, &data).await;
+    let refused = [
+        (home.clone(), "is your home directory"),
+        (home.join(".ssh"), "hidden folder of your home directory"),
+        (home.join(".config"), "hidden folder of your home directory"),
+        (
+            home.join(".config/semantest-hub"),
+            "hidden folder of your home directory",
+        ),
+        (
+            home.join(".config/other-app"),
+            "hidden folder of your home directory",
+        ),
+        (base_path.clone(), "contains your home directory"),
+        (home.join("work"), "contains the hub's data directory"),
+        (data.clone(), "is inside the hub's data directory"),
+        (data.join("secrets"), "is inside the hub's data directory"),
+        (data.join("logs"), "is inside the hub's data directory"),
+    ];
+    for (path, why) in &refused {
+        if !path.exists() {
+            std::fs::create_dir_all(path).unwrap();
+        }
+        let err = ws.err("project.create", json!({"path": path})).await;
+        assert_eq!(err["data"]["kind"], "INVALID_PATH", "{path:?}: {err}");
+        assert!(
+            err["message"].as_str().unwrap().contains(why),
+            "{path:?} should be refused because it {why}: {err}"
+        );
+    }
+
+    // A directory of another user: root can make one; others cannot, so only then is
+    // this case skipped.
+    let theirs = home.join("projects/theirs");
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let err = ws.err("project.create", json!({"path": theirs})).await;
+        assert_eq!(err["data"]["kind"], "INVALID_PATH", "{err}");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .contains("owned by another user"),
+            "{err}"
+        );
+    } else {
+        eprintln!("not root: the directory owned by another user is not checked");
+    }
+
+    // The command line gets the same answer.
+    let cli = tokio::process::Command::new(hub_bin())
+        .args(["--secret-store", "file", "--data-dir"])
+        .arg(&data)
+        .args(["project", "add", home_text])
+        .env("HOME", home_text)
+        .output()
+        .await
+        .unwrap();
+    assert!(!cli.status.success());
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(
+        stderr.contains("is your home directory") && stderr.contains("INVALID_PATH"),
+        "{stderr}"
+    );
+
+    // A plain folder inside the home directory is fine.
+    let app = home.join("projects/app");
+    let project = ws.ok("project.create", json!({"path": app})).await;
+    assert_eq!(project["path"], app.to_str().unwrap());
+}

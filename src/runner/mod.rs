@@ -48,7 +48,7 @@ use crate::events::{Event, EventSink};
 use crate::feed::{Feed, Line};
 use crate::metrics::Metrics;
 use crate::project::ProjectError;
-use crate::project::{ActiveRun, Projects, validate_path};
+use crate::project::{ActiveRun, Projects};
 use crate::protocol::{ProjectState, RunStatus, StateChange, Stream};
 use crate::store::StoreError;
 use crate::store::{RunOutcome, Store};
@@ -440,7 +440,7 @@ impl Runner {
             RunMode::Task { .. } => {
                 let view = projects.get(&ctx.project_id)?;
                 let path = PathBuf::from(&view.path);
-                match validate_path(&view.path) {
+                match projects.validate(&view.path) {
                     Ok(current) if current == path => Ok((path, None)),
                     Ok(current) => Err(RunError::PathChanged {
                         path: view.path,
