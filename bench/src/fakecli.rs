@@ -2,9 +2,9 @@
 //! figures (`bench fake-cli`, through a wrapper script, as `agent.cli_path`).
 //!
 //! It takes the hub's arguments (`-p --output-format stream-json --verbose ...`, the
-//! prompt on stdin) like `tests/fixtures/fake-claude`, whose stream-json shapes it copies, but it is
-//! compiled: the shell fixture spends more time per line than the hub does, and it
-//! cannot pace output or stamp lines. Prompts:
+//! prompt on stdin) like `tests/fixtures/fake-claude`, whose stream-json shapes it
+//! copies, but it is compiled: the shell fixture spends more time per line than the hub
+//! does, and it cannot pace output or stamp lines. Prompts:
 //! - `lines COUNT SIZE`: COUNT assistant lines of about SIZE bytes, as fast as possible;
 //! - `paced COUNT RATE SIZE`: the same at RATE lines per second.
 //!
