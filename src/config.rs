@@ -321,8 +321,6 @@ pub struct Overrides {
     pub public: PublicOverrides,
 }
 
-/// The prefix of the environment variables that set [`Config`] keys.
-pub const ENV_PREFIX: &str = "SEMANTEST_HUB_";
 
 /// `SEMANTEST_HUB_*` variables that are not settings, so [`Config::load`] lets them be:
 /// secrets the hub reads by itself (docs/configuration.md, `[public]`: the PostgreSQL
@@ -438,6 +436,11 @@ pub struct LoadedConfig {
     /// `env` or `flag`.
     pub sources: Vec<(String, serde_json::Value, &'static str)>,
 }
+
+/// The prefix of every environment variable the hub reads: its settings
+/// (`SEMANTEST_HUB_<SECTION>__<KEY>`) and its credentials (such as
+/// `SEMANTEST_HUB_DATABASE_PASSWORD`). Agent processes get none of them.
+pub const ENV_PREFIX: &str = "SEMANTEST_HUB_";
 
 /// The platform directories of the app (`directories::ProjectDirs`).
 pub fn project_dirs() -> Option<directories::ProjectDirs> {

@@ -28,6 +28,9 @@ pub enum ErrorKind {
     InvalidParams,
     /// A project path is relative, missing, not a directory, or otherwise unusable (-32602).
     InvalidPath,
+    /// The session an `agent.run` would resume is not a Claude Code session id (a UUID),
+    /// so it is not passed to the CLI; `agent.new_session` clears it (-32602).
+    InvalidSession,
     /// No project has that id (-32001).
     ProjectNotFound,
     /// That directory is already a project (-32002).
@@ -91,7 +94,7 @@ impl ErrorKind {
             Self::ParseError => -32700,
             Self::InvalidRequest | Self::BatchUnsupported => -32600,
             Self::MethodNotFound => -32601,
-            Self::InvalidParams | Self::InvalidPath => -32602,
+            Self::InvalidParams | Self::InvalidPath | Self::InvalidSession => -32602,
             Self::Internal => -32603,
             Self::ProjectNotFound => -32001,
             Self::ProjectExists => -32002,
@@ -134,6 +137,7 @@ impl ErrorKind {
             Self::MethodNotFound => "METHOD_NOT_FOUND",
             Self::InvalidParams => "INVALID_PARAMS",
             Self::InvalidPath => "INVALID_PATH",
+            Self::InvalidSession => "INVALID_SESSION",
             Self::ProjectNotFound => "PROJECT_NOT_FOUND",
             Self::ProjectExists => "PROJECT_EXISTS",
             Self::ProjectNested => "PROJECT_NESTED",
@@ -286,6 +290,7 @@ mod tests {
             ErrorKind::ParseError,
             ErrorKind::BatchUnsupported,
             ErrorKind::InvalidPath,
+            ErrorKind::InvalidSession,
             ErrorKind::AgentUnavailable,
             ErrorKind::NotAssigned,
             ErrorKind::NotAWorker,

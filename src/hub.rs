@@ -12,6 +12,7 @@
 //! sockets. Lifecycles that span parts (a project created or deleted, a connection
 //! opened or closed) are methods here, so callers never wire the parts by hand.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,7 @@ use crate::monitor::Monitor;
 use crate::nats::{Control, Credentials, NatsBackplane, NatsError, NatsSettings, without_user};
 use crate::notifier::Notifier;
 use crate::pairing::Pairings;
-use crate::project::{ProjectError, Projects};
+use crate::project::{PathPolicy, ProjectError, Projects};
 use crate::protocol::hub::{
     BrokerHealth, BrokerKind, BrokerState, DatabaseHealth, Disk, Health, HealthStatus, HubStatus,
     Memory, Stats,
@@ -159,6 +160,24 @@ fn describe(pg: &tokio_postgres::Config) -> String {
         pg.get_user().unwrap_or(""),
         pg.get_dbname().unwrap_or("")
     )
+}
+
+/// What may not be a project: the home directory and its hidden folders, and the hub's
+/// own config, data and log directories (see [`PathPolicy`]).
+fn path_policy(config: &LoadedConfig) -> PathPolicy {
+    let home = directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf());
+    let config_dir = crate::config::project_dirs().map(|dirs| dirs.config_dir().to_path_buf());
+    let mut hub_dirs: Vec<(&Path, &'static str)> = vec![
+        (&config.data_dir, "the hub's data directory"),
+        (&config.log_dir, "the hub's log directory"),
+    ];
+    if let Some(dir) = &config_dir {
+        hub_dirs.push((dir, "the hub's config directory"));
+    }
+    if let Some(dir) = config.config_file.as_deref().and_then(Path::parent) {
+        hub_dirs.push((dir, "the folder of the hub's config file"));
+    }
+    PathPolicy::new(home.as_deref(), &hub_dirs)
 }
 
 /// The PostgreSQL password: `SEMANTEST_HUB_DATABASE_PASSWORD`, else the secret store's
@@ -289,7 +308,11 @@ impl Hub {
         if orphans > 0 {
             warn!(orphans, "runs orphaned by a previous crash were cleaned up");
         }
-        let projects = Projects::load(store.clone(), config.config.limits.max_projects)?;
+        let projects = Projects::load(
+            store.clone(),
+            config.config.limits.max_projects,
+            path_policy(&config),
+        )?;
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let feed = Feed::new(

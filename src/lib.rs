@@ -102,8 +102,8 @@ pub(crate) mod ws;
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::coordinator::reports::parse_report;
-    pub use crate::project::validate_path;
+    pub use crate::coordinator::reports::{parse_report, read_report_file};
+    pub use crate::project::{PathPolicy, validate_path};
     pub use crate::runner::output::read_capped_line;
     pub use crate::store::{NewLine, ProjectRow, Store};
 }

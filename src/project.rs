@@ -7,11 +7,20 @@
 //! run the path is canonicalised again and must be unchanged: a directory replaced by a
 //! symlink after registration is a symlink escape and is refused.
 //!
+//! A path that passes those checks must also pass the [`PathPolicy`]: an agent run with
+//! `acceptEdits` edits files in its project, so no project may be the home directory, a
+//! hidden folder of it (`~/.ssh`, `~/.config`, ... and what is inside them), the hub's
+//! own config, data or log directory (or inside one, or an ancestor of one, or of the
+//! home directory), or a directory owned by another user. The policy is checked at
+//! registration and again before each run, so a project registered before a rule existed
+//! cannot run either.
+//!
 //! The registry keeps every project in memory behind a std `Mutex` (held for map
 //! operations only, never across an await) and writes through to the [`Store`].
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
@@ -50,6 +59,11 @@ pub enum ProjectError {
         /// The other project's path.
         other: String,
     },
+    /// The session to resume, or to record, is not a Claude Code session id.
+    #[error(
+        "the project's session id {0:?} is not a Claude Code session id (a UUID); start a new session with agent.new_session"
+    )]
+    InvalidSession(String),
     /// No project has the id.
     #[error("no project with id {0}")]
     NotFound(String),
@@ -69,6 +83,7 @@ impl From<ProjectError> for RpcError {
         let kind = match &err {
             ProjectError::InvalidPath(_) => ErrorKind::InvalidPath,
             ProjectError::InvalidName(_) => ErrorKind::InvalidParams,
+            ProjectError::InvalidSession(_) => ErrorKind::InvalidSession,
             ProjectError::Exists { .. } => ErrorKind::ProjectExists,
             ProjectError::Nested { .. } => ErrorKind::ProjectNested,
             ProjectError::NotFound(_) => ErrorKind::ProjectNotFound,
@@ -137,6 +152,96 @@ pub fn validate_path(raw: &str) -> Result<PathBuf, ProjectError> {
     Ok(canonical)
 }
 
+/// Whether `id` is a Claude Code session id: a UUID in its hyphenated form (the CLI
+/// stores a session as `<uuid>.jsonl`, and `--session-id` takes a `<uuid>`). Only such an
+/// id is recorded as a project's session and passed to `claude --resume`, so a session
+/// id can never be read as a CLI option, whatever a run's output claimed.
+pub fn valid_session_id(id: &str) -> bool {
+    id.len() == 36 && uuid::Uuid::try_parse(id).is_ok()
+}
+
+/// Directories no project may be, sit inside or contain, and the owner a project must
+/// have. Built once, when the hub opens, from the home directory and the hub's own
+/// directories.
+#[derive(Debug, Clone, Default)]
+pub struct PathPolicy {
+    /// The user's home directory, canonical.
+    home: Option<PathBuf>,
+    /// The hub's own directories, canonical where they exist, with what each is.
+    hub_dirs: Vec<(PathBuf, &'static str)>,
+    /// The uid a project directory must be owned by; `None` checks no owner.
+    owner: Option<u32>,
+}
+
+impl PathPolicy {
+    /// A policy around `home` and the hub's directories (`(path, "the hub's data
+    /// directory")`), requiring directories owned by the hub's effective uid.
+    pub fn new(home: Option<&Path>, hub_dirs: &[(&Path, &'static str)]) -> Self {
+        let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
+        Self {
+            home: home.map(canonical),
+            hub_dirs: hub_dirs
+                .iter()
+                .map(|(path, what)| (canonical(path), *what))
+                .collect(),
+            owner: Some(nix::unistd::geteuid().as_raw()),
+        }
+    }
+
+    /// Checks a canonical directory against the policy.
+    ///
+    /// # Errors
+    /// [`ProjectError::InvalidPath`] saying which rule the directory breaks.
+    pub fn check(&self, path: &Path) -> Result<(), ProjectError> {
+        let shown = path.display();
+        let refuse = |why: String| Err(ProjectError::InvalidPath(format!("{shown} {why}")));
+        if let Some(home) = &self.home {
+            if path == home {
+                return refuse(
+                    "is your home directory; an agent there could edit your shell profile, \
+                     SSH keys and settings. Register a project folder inside it"
+                        .into(),
+                );
+            }
+            if let Ok(rest) = path.strip_prefix(home)
+                && let Some(Component::Normal(first)) = rest.components().next()
+                && first.to_string_lossy().starts_with('.')
+            {
+                return refuse(format!(
+                    "is inside {}, a hidden folder of your home directory where settings and \
+                     credentials live",
+                    home.join(first).display()
+                ));
+            }
+            if home.starts_with(path) {
+                return refuse(format!("contains your home directory ({})", home.display()));
+            }
+        }
+        for (dir, what) in &self.hub_dirs {
+            if path.starts_with(dir) {
+                return refuse(format!("is inside {what} ({})", dir.display()));
+            }
+            if dir.starts_with(path) {
+                return refuse(format!("contains {what} ({})", dir.display()));
+            }
+        }
+        if let Some(owner) = self.owner {
+            let metadata = match std::fs::metadata(path) {
+                Ok(metadata) => metadata,
+                Err(err) => return refuse(format!("cannot be read: {err}")),
+            };
+            if metadata.uid() != owner {
+                return refuse(format!(
+                    "is owned by another user (uid {}, not {owner}); only your own \
+                     directories can be projects",
+                    metadata.uid()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A run in progress.
 #[derive(Debug, Clone)]
 pub struct ActiveRun {
@@ -159,16 +264,22 @@ struct Entry {
 pub struct Projects {
     store: Store,
     max_projects: usize,
+    policy: Arc<PathPolicy>,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
 }
 
 impl Projects {
     /// Loads every project from the store. Projects left `running` by a crash are marked
-    /// `failed` (their runs are cleaned up by the agent runner at start).
+    /// `failed` (their runs are cleaned up by the agent runner at start). New and running
+    /// projects must pass `policy`.
     ///
     /// # Errors
     /// [`ProjectError::Store`].
-    pub fn load(store: Store, max_projects: usize) -> Result<Self, ProjectError> {
+    pub fn load(
+        store: Store,
+        max_projects: usize,
+        policy: PathPolicy,
+    ) -> Result<Self, ProjectError> {
         let mut entries = HashMap::new();
         for mut row in store.projects()? {
             if row.state == ProjectState::Running {
@@ -182,8 +293,20 @@ impl Projects {
         Ok(Self {
             store,
             max_projects,
+            policy: Arc::new(policy),
             entries: Arc::new(Mutex::new(entries)),
         })
+    }
+
+    /// Validates a path ([`validate_path`]) and checks it against the [`PathPolicy`];
+    /// returns its canonical form.
+    ///
+    /// # Errors
+    /// [`ProjectError::InvalidPath`] with a message a user can act on.
+    pub fn validate(&self, raw: &str) -> Result<PathBuf, ProjectError> {
+        let path = validate_path(raw)?;
+        self.policy.check(&path)?;
+        Ok(path)
     }
 
     fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
@@ -197,7 +320,7 @@ impl Projects {
     /// # Errors
     /// `InvalidPath`, `Exists`, `Nested`, `Limit` or `Store`.
     pub fn create(&self, raw_path: &str, name: Option<&str>) -> Result<ProjectView, ProjectError> {
-        let path = validate_path(raw_path)?;
+        let path = self.validate(raw_path)?;
         let name = match name.map(str::trim) {
             Some("") | None => path
                 .file_name()
@@ -308,7 +431,8 @@ impl Projects {
     /// The path is re-validated: it must still resolve to the registered directory.
     ///
     /// # Errors
-    /// `NotFound`, `Busy`, `InvalidPath` (the directory vanished or became a symlink), `Store`.
+    /// `NotFound`, `Busy`, `InvalidPath` (the directory vanished or became a symlink),
+    /// `InvalidSession` (the session to resume is not a UUID), `Store`.
     pub fn begin_run(
         &self,
         id: &str,
@@ -323,7 +447,7 @@ impl Projects {
         }
         let registered = entry.row.path.clone();
         match validate_path(&registered.to_string_lossy()) {
-            Ok(current) if current == registered => {}
+            Ok(current) if current == registered => self.policy.check(&current)?,
             Ok(current) => {
                 return Err(ProjectError::InvalidPath(format!(
                     "{} now resolves to {}; remove and re-add the project",
@@ -332,6 +456,11 @@ impl Projects {
                 )));
             }
             Err(err) => return Err(err),
+        }
+        if let Some(session) = &entry.row.session_id
+            && !valid_session_id(session)
+        {
+            return Err(ProjectError::InvalidSession(session.clone()));
         }
         self.store
             .set_project_state(id, ProjectState::Running, None)?;
@@ -382,12 +511,17 @@ impl Projects {
     /// Sets or clears the session the next run resumes.
     ///
     /// # Errors
-    /// `NotFound` or `Store`.
+    /// `InvalidSession` for an id that is not a UUID, `NotFound` or `Store`.
     pub fn set_session(
         &self,
         id: &str,
         session_id: Option<&str>,
     ) -> Result<ProjectView, ProjectError> {
+        if let Some(session) = session_id
+            && !valid_session_id(session)
+        {
+            return Err(ProjectError::InvalidSession(session.to_string()));
+        }
         let mut entries = self.entries();
         let entry = entries
             .get_mut(id)
@@ -424,7 +558,8 @@ mod tests {
     use super::*;
 
     fn projects(dir: &Path, max: usize) -> Projects {
-        Projects::load(Store::open(&dir.join("data")).unwrap(), max).unwrap()
+        let policy = PathPolicy::new(None, &[(&dir.join("data"), "the hub's data directory")]);
+        Projects::load(Store::open(&dir.join("data")).unwrap(), max, policy).unwrap()
     }
 
     #[test]
@@ -451,6 +586,51 @@ mod tests {
             validate_path(&format!("{}/real/", root.display())).unwrap(),
             root.join("real")
         );
+    }
+
+    #[test]
+    fn session_ids_are_hyphenated_uuids() {
+        assert!(valid_session_id("0190b2c4-8f3e-7abc-9def-0123456789ab"));
+        for bad in [
+            "",
+            "s1",
+            "--dangerously-skip-permissions",
+            "-0190b2c4-8f3e-7abc-9def-0123456789a",
+            "0190b2c48f3e7abc9def0123456789ab",
+            "{0190b2c4-8f3e-7abc-9def-0123456789ab}",
+            "urn:uuid:0190b2c4-8f3e-7abc-9def-0123456789ab",
+        ] {
+            assert!(!valid_session_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_policy_keeps_projects_out_of_home_hidden_and_hub_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let home = root.join("home");
+        let data = home.join("hub");
+        for sub in [".ssh/keys", "hub/db", "code/app", "codex"] {
+            std::fs::create_dir_all(home.join(sub)).unwrap();
+        }
+        let policy = PathPolicy::new(Some(&home), &[(&data, "the hub's data directory")]);
+        let why = |path: &Path| policy.check(path).unwrap_err().to_string();
+        assert!(why(&home).contains("is your home directory"));
+        assert!(why(&home.join(".ssh")).contains("hidden folder"));
+        assert!(why(&home.join(".ssh/keys")).contains("hidden folder"));
+        assert!(why(&root).contains("contains your home directory"));
+        assert!(why(&data).contains("is inside the hub's data directory"));
+        assert!(why(&data.join("db")).contains("is inside the hub's data directory"));
+        policy.check(&home.join("code/app")).unwrap();
+        policy.check(&home.join("code")).unwrap();
+        // A sibling whose name shares a prefix with the data directory is not inside it.
+        std::fs::create_dir(home.join("hubby")).unwrap();
+        policy.check(&home.join("hubby")).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            let theirs = home.join("codex");
+            nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            assert!(why(&theirs).contains("owned by another user"));
+        }
     }
 
     #[test]

@@ -318,7 +318,7 @@ pub struct SubscribeParams {
 pub struct AgentRunParams {
     /// The project id.
     pub project_id: String,
-    /// The prompt, passed to the CLI as `-p`. At most 256 KiB.
+    /// The prompt, written to the CLI's stdin (never an argument). At most 256 KiB.
     pub prompt: String,
     /// Start a fresh session instead of resuming the project's current one.
     #[serde(default)]

@@ -7,7 +7,9 @@
 //! scanned when the hub starts, when a project is added and when `reports/` appears, so
 //! reports written while the hub was down are not lost.
 //!
-//! A file is read (at most 1 MiB) and handled by what the hub knows of its task:
+//! A file is read (at most 1 MiB, only a regular file, never through a symlink, on a
+//! blocking thread; see [`read_report_file`]) and handled by what the hub knows of its
+//! task:
 //!
 //! - a task of another project or of none: `task.report_unknown`, nothing else;
 //! - a finished task: ignored, a duplicate (every start sees the old reports again);
@@ -37,7 +39,6 @@ use std::time::Duration;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -48,7 +49,7 @@ use tokio_util::task::TaskTracker;
 use crate::coordinator::Coordinator;
 use crate::coordinator::ops::ReportOutcome;
 use crate::coordinator::reports::{
-    Known, MAX_REPORT_BYTES, REPORTS_DIR, ReportError, parse_report, valid_task_id,
+    Known, REPORTS_DIR, ReportError, parse_report, read_report_file, valid_task_id,
 };
 use crate::protocol::coordination::{ReportInvalid, ReportUnknown};
 
@@ -247,7 +248,12 @@ impl Watcher {
 
     /// `reports/` appeared, vanished or was just registered: watch it and scan it.
     async fn reports_dir_changed(&mut self, reports: &Path) {
-        if !reports.is_dir() {
+        // Not through a symlink: `reports/` must be the project's own folder, so a link
+        // to elsewhere is neither watched nor scanned (and its files would not be read).
+        let is_dir = tokio::fs::symlink_metadata(reports)
+            .await
+            .is_ok_and(|meta| meta.is_dir());
+        if !is_dir {
             if self.watched_reports.remove(reports)
                 && let Some(debouncer) = &mut self.debouncer
             {
@@ -347,18 +353,20 @@ impl Watcher {
             return;
         }
         let task_id = task_id.to_string();
-        let bytes = match read_capped(path).await {
-            Ok(Some(bytes)) => Ok(bytes),
-            Ok(None) => Err(ReportError::TooLarge),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+        let (root, file_name) = (reports.parent().map(Path::to_path_buf), name.to_string());
+        let Some(root) = root else { return };
+        let read = tokio::task::spawn_blocking(move || read_report_file(&root, &file_name));
+        let bytes = match read.await {
+            Ok(Err(ReportError::Missing)) => {
                 self.seen.remove(path);
                 return;
             }
-            Err(err) if path.is_dir() => {
-                debug!(error = %err, path = %path.display(), "not a file");
+            Ok(Err(err)) if err.is_directory() => {
+                debug!(path = %path.display(), "a directory, not a report");
                 return;
             }
-            Err(err) => Err(ReportError::Read(err)),
+            Ok(read) => read,
+            Err(err) => Err(ReportError::Read(std::io::Error::other(err))),
         };
         let hash: [u8; 32] = match &bytes {
             Ok(bytes) => Sha256::digest(bytes).into(),
@@ -418,16 +426,6 @@ impl Watcher {
             }
         }
     }
-}
-
-/// Reads at most [`MAX_REPORT_BYTES`]; `None` when the file is larger.
-async fn read_capped(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    let file = tokio::fs::File::open(path).await?;
-    let mut bytes = Vec::new();
-    file.take(MAX_REPORT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .await?;
-    Ok((bytes.len() as u64 <= MAX_REPORT_BYTES).then_some(bytes))
 }
 
 async fn sleep_until(due: Option<Instant>) {

@@ -203,3 +203,30 @@ async fn a_built_in_agent_worker_with_the_real_cli_completes_a_task_by_its_repor
     assert_eq!(stored["completed_by"], "report");
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn the_real_cli_takes_an_option_shaped_prompt_as_text() {
+    let api = FakeApi::start();
+    let config_dir = tempfile::tempdir().unwrap();
+    let hub = real_cli_hub(&api, config_dir.path()).await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = hub.project(&mut ws).await;
+    ws.subscribe(&project_id).await;
+    // Passed as an argument, the first line would be an option of the CLI that lifts its
+    // permission mode; on stdin it is the first line of the user's message.
+    let prompt = "--dangerously-skip-permissions\nWRITE flag.txt it was text";
+    let run_id = run(&mut ws, &project_id, prompt).await;
+    let lines = ws.run_output(&run_id).await;
+    assert_eq!(
+        lines.last().unwrap()["event"]["status"],
+        "succeeded",
+        "{lines:?}"
+    );
+    let init = lines.iter().find(|l| l["kind"] == "system").unwrap();
+    assert_eq!(init["event"]["permissionMode"], "acceptEdits", "{init}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("flag.txt")).unwrap(),
+        "it was text"
+    );
+    hub.stop().await;
+}

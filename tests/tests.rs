@@ -12,6 +12,8 @@ mod dashboard_sessions;
 mod bad_input;
 // Agent runs with the fake CLI: output, results, sessions, kill, timeout, crash.
 mod agent_runs;
+// Attacks through the agent runner: option-shaped prompts and session ids, inherited secrets.
+mod agent_security;
 // Replay after reconnect, restarts, SIGKILL of the hub, orphan cleanup.
 mod durability;
 // Connection, rate and queue limits; heartbeat and idle timeout; shutdown.

@@ -1,10 +1,10 @@
 //! A stand-in for the Claude Code CLI that the hub runs during the agent output
 //! figures (`bench fake-cli`, through a wrapper script, as `agent.cli_path`).
 //!
-//! It takes the hub's arguments (`-p <prompt> --output-format stream-json --verbose ...`)
-//! like `tests/fixtures/fake-claude`, whose stream-json shapes it copies, but it is
-//! compiled: the shell fixture spends more time per line than the hub does, and it
-//! cannot pace output or stamp lines. Prompts:
+//! It takes the hub's arguments (`-p --output-format stream-json --verbose ...`, the
+//! prompt on stdin) like `tests/fixtures/fake-claude`, whose stream-json shapes it
+//! copies, but it is compiled: the shell fixture spends more time per line than the hub
+//! does, and it cannot pace output or stamp lines. Prompts:
 //! - `lines COUNT SIZE`: COUNT assistant lines of about SIZE bytes, as fast as possible;
 //! - `paced COUNT RATE SIZE`: the same at RATE lines per second.
 //!
@@ -42,11 +42,13 @@ pub fn run(args: &[String]) -> Result<()> {
         writeln!(out, "9.9.9 (Benchmark Claude Code)")?;
         return Ok(());
     }
-    let prompt = args
-        .iter()
-        .position(|a| a == "-p" || a == "--print")
-        .and_then(|i| args.get(i + 1))
-        .context("no -p prompt")?;
+    if !args.iter().any(|a| a == "-p" || a == "--print") {
+        bail!("no -p flag");
+    }
+    // Like the real CLI with -p and no prompt argument: the prompt is all of stdin.
+    let mut prompt = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut prompt)
+        .context("cannot read the prompt from stdin")?;
     let words: Vec<&str> = prompt.split_whitespace().collect();
     let number = |i: usize| -> Result<u64> {
         words

@@ -353,6 +353,9 @@ impl Coordinator {
                     cost_usd: None,
                     duration_ms: None,
                 });
+                if end.status == RunStatus::Succeeded && !this.parts().shutdown.is_cancelled() {
+                    this.apply_agent_report(&task.id).await;
+                }
                 this.run_ended(&worker_id, &task.id, end);
             }
             .instrument(span),
@@ -364,29 +367,36 @@ impl Coordinator {
             // The task stays `running` in the store and is requeued at the next start.
             return;
         }
-        if end.status == RunStatus::Succeeded {
-            self.apply_agent_report(task_id);
-        }
         self.run(|txn| txn.run_ended(worker_id, task_id, &end));
     }
 
     /// The agent was asked to write `reports/<task-id>.json`. When it did, that report
     /// is the task's outcome whether the watcher or the run's end sees it first, so a
-    /// run's generic result never overtakes the agent's own report.
-    fn apply_agent_report(&self, task_id: &str) {
+    /// run's generic result never overtakes the agent's own report. The file is read as
+    /// the watcher reads it ([`reports::read_report_file`]: a regular file only, no
+    /// symlink, at most 1 MiB), on a blocking thread.
+    async fn apply_agent_report(&self, task_id: &str) {
         let Ok(Some(task)) = self.parts().store.task(task_id) else {
             return;
         };
         let Ok(project) = self.parts().projects.get(&task.project_id) else {
             return;
         };
-        let path = std::path::Path::new(&project.path)
-            .join(reports::REPORTS_DIR)
-            .join(format!("{task_id}.json"));
-        // An oversized file is left to the watcher, which reports it as invalid.
-        let fits = std::fs::metadata(&path).is_ok_and(|m| m.len() <= reports::MAX_REPORT_BYTES);
-        let Some(bytes) = fits.then(|| std::fs::read(&path).ok()).flatten() else {
-            return;
+        let root = std::path::PathBuf::from(&project.path);
+        let name = format!("{task_id}.json");
+        let read = tokio::task::spawn_blocking(move || reports::read_report_file(&root, &name));
+        let bytes = match read.await {
+            Ok(Ok(bytes)) => bytes,
+            // Missing, oversized, not a regular file: left to the watcher, which reports
+            // what is wrong with it as `task.report_invalid`.
+            Ok(Err(err)) => {
+                debug!(task_id, error = %err, "no usable agent report");
+                return;
+            }
+            Err(err) => {
+                warn!(task_id, error = %err, "the report reader ended unexpectedly");
+                return;
+            }
         };
         match reports::parse_report(&bytes, task_id) {
             Ok(parsed) => {

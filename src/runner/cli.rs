@@ -143,16 +143,18 @@ async fn probe_version(path: &Path) -> Option<String> {
     }
 }
 
-/// The CLI arguments of a run (Claude Code CLI reference, "CLI flags").
-pub fn build_args(
-    prompt: &str,
-    resume: Option<&str>,
-    permission_mode: &str,
-    model: Option<&str>,
-) -> Vec<String> {
+/// The CLI arguments of a run (Claude Code CLI reference, "CLI flags"), for a prompt
+/// that goes on the process's stdin.
+///
+/// The prompt is never an argument: `-p`/`--print` is a flag (the CLI parses its command
+/// line with commander.js), so a prompt placed after it that starts with `-` would be
+/// read as an option (`--dangerously-skip-permissions`, `--settings=…`, `--add-dir=/`).
+/// With `-p` and no prompt argument the CLI reads the prompt from stdin, which also keeps
+/// it out of the process list. `resume` must be a session id that passed
+/// [`crate::project::valid_session_id`], so it cannot be an option either.
+pub fn build_args(resume: Option<&str>, permission_mode: &str, model: Option<&str>) -> Vec<String> {
     let mut args = vec![
         "-p".to_string(),
-        prompt.to_string(),
         "--output-format".into(),
         "stream-json".into(),
         "--verbose".into(),
@@ -174,11 +176,11 @@ mod tests {
 
     #[test]
     fn args_follow_the_cli_reference() {
+        let session = "0190b2c4-8f3e-7abc-9def-0123456789ab";
         assert_eq!(
-            build_args("hi", Some("s1"), "acceptEdits", Some("sonnet")),
+            build_args(Some(session), "acceptEdits", Some("sonnet")),
             [
                 "-p",
-                "hi",
                 "--output-format",
                 "stream-json",
                 "--verbose",
@@ -187,10 +189,10 @@ mod tests {
                 "--model",
                 "sonnet",
                 "--resume",
-                "s1"
+                session
             ]
         );
-        assert!(!build_args("hi", None, "plan", None).contains(&"--resume".to_string()));
+        assert!(!build_args(None, "plan", None).contains(&"--resume".to_string()));
     }
 
     #[test]

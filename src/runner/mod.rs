@@ -1,9 +1,12 @@
 //! The agent runner: runs the Claude Code CLI in a project and streams its output.
 //!
-//! A run executes `claude -p <prompt> --output-format stream-json --verbose
-//! --permission-mode <mode> [--model M] [--resume <session>]` in the project directory
-//! ([`cli`]), as the leader of its own process group ([`process`]), with its output read
-//! into the project's log ([`output`]). Every run holds a [`slots::Permit`] from the
+//! A run executes `claude -p --output-format stream-json --verbose
+//! --permission-mode <mode> [--model M] [--resume <session>]` with the prompt on its stdin
+//! in the project directory ([`cli`]), as the leader of its own process group
+//! ([`process`]), with its output read into the project's log ([`output`]). The prompt is
+//! never an argument, so no prompt can be read as an option, and the session is always a
+//! UUID. The process gets the hub's environment without the hub's `SEMANTEST_HUB_*`
+//! settings and secrets. Every run holds a [`slots::Permit`] from the
 //! moment before its process starts until its process group is gone, so at most
 //! `limits.max_running_agents` agents are ever alive.
 //!
@@ -45,7 +48,7 @@ use crate::events::{Event, EventSink};
 use crate::feed::{Feed, Line};
 use crate::metrics::Metrics;
 use crate::project::ProjectError;
-use crate::project::{ActiveRun, Projects, validate_path};
+use crate::project::{ActiveRun, Projects};
 use crate::protocol::{ProjectState, RunStatus, StateChange, Stream};
 use crate::store::StoreError;
 use crate::store::{RunOutcome, Store};
@@ -80,7 +83,7 @@ pub enum RunMode {
 pub struct RunRequest {
     /// The project whose directory the agent runs in.
     pub project_id: String,
-    /// The prompt, passed as `-p`; at most [`MAX_PROMPT_BYTES`].
+    /// The prompt, written to the CLI's stdin; at most [`MAX_PROMPT_BYTES`].
     pub prompt: String,
     /// Interactive or for a task.
     pub mode: RunMode,
@@ -437,7 +440,7 @@ impl Runner {
             RunMode::Task { .. } => {
                 let view = projects.get(&ctx.project_id)?;
                 let path = PathBuf::from(&view.path);
-                match validate_path(&view.path) {
+                match projects.validate(&view.path) {
                     Ok(current) if current == path => Ok((path, None)),
                     Ok(current) => Err(RunError::PathChanged {
                         path: view.path,
@@ -463,14 +466,14 @@ impl Runner {
         dir: &std::path::Path,
     ) -> Result<Child, String> {
         let config = &self.parts().config;
-        let args = cli::build_args(
-            prompt,
-            resume,
-            &config.permission_mode,
-            config.model.as_deref(),
-        );
-        let child = process::spawn_cli(&cli.path, &args, dir, &config.env)
+        let args = cli::build_args(resume, &config.permission_mode, config.model.as_deref());
+        let mut child = process::spawn_cli(&cli.path, &args, dir, &config.env)
             .map_err(|err| format!("cannot start {}: {err}", cli.path.display()))?;
+        if let Some(stdin) = child.stdin.take() {
+            self.parts()
+                .tracker
+                .spawn(process::write_prompt(stdin, prompt.to_string()).in_current_span());
+        }
         let pgid = child
             .id()
             .map(|pid| pid as i32)

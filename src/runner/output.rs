@@ -20,7 +20,7 @@ use tracing::warn;
 use crate::error::ErrorChain;
 use crate::feed::{Feed, Line};
 use crate::metrics::Metrics;
-use crate::project::Projects;
+use crate::project::{Projects, valid_session_id};
 use crate::protocol::Stream;
 
 /// What the `system`/`init` and `result` events told about a run.
@@ -169,6 +169,14 @@ impl Pump {
             return;
         }
         if let Some(session_id) = &fields.session_id
+            && !valid_session_id(session_id)
+        {
+            // Never recorded, so never passed to `--resume`, where it could be an option.
+            warn!(
+                session_id,
+                "the agent reported a session id that is not a UUID; ignored"
+            );
+        } else if let Some(session_id) = &fields.session_id
             && summary.session_id.as_ref() != Some(session_id)
         {
             summary.session_id = Some(session_id.clone());

@@ -14,16 +14,24 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
-use tracing::warn;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin, Command};
+use tracing::{debug, warn};
 
 use crate::error::ErrorChain;
 use crate::protocol::RunStatus;
 use crate::store::{RunOutcome, Store};
 use crate::timestamp::now_ms;
 
-/// Starts the CLI in `dir` as the leader of a new process group, with piped stdout
-/// and stderr, no stdin, and `env` added to the hub's environment.
+/// Starts the CLI in `dir` as the leader of a new process group, with piped stdin (for
+/// the prompt, see [`write_prompt`]), stdout and stderr.
+///
+/// The child gets the hub's environment without the hub's own settings and secrets,
+/// then `env` (`agent.env`) on top. Every `SEMANTEST_HUB_*` variable is removed: that
+/// prefix holds each setting (docs/configuration.md) and each credential the hub reads
+/// from the environment (the PostgreSQL password, the NATS broker token or password), so
+/// an agent, which may follow instructions planted in the files it reads, cannot print
+/// them. What the agent needs (PATH, HOME, `ANTHROPIC_*`, proxies, locale) stays.
 ///
 /// # Errors
 /// The OS error from `spawn`.
@@ -33,16 +41,35 @@ pub fn spawn_cli(
     dir: &Path,
     env: &BTreeMap<String, String>,
 ) -> std::io::Result<Child> {
-    Command::new(program)
+    let mut command = Command::new(program);
+    for (key, _) in std::env::vars_os() {
+        if key
+            .as_encoded_bytes()
+            .starts_with(crate::config::ENV_PREFIX.as_bytes())
+        {
+            command.env_remove(key);
+        }
+    }
+    command
         .args(args)
         .current_dir(dir)
         .envs(env)
-        .stdin(std::process::Stdio::null())
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
+}
+
+/// Writes the prompt to the CLI's stdin and closes it, so `claude -p` reads it as its
+/// whole input. A CLI that exits without reading makes the write fail (a broken pipe),
+/// which only ends this write; how the run ended is judged by its exit and output.
+pub async fn write_prompt(mut stdin: ChildStdin, prompt: String) {
+    if let Err(err) = stdin.write_all(prompt.as_bytes()).await {
+        debug!(error = %err, "the agent did not read its whole prompt");
+    }
+    // Dropping stdin closes the pipe: end of input.
 }
 
 fn signal_group(pgid: i32, signal: Signal) -> bool {
