@@ -42,7 +42,7 @@ use crate::timestamp::{format_ms, now_ms};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientTokenError {
     /// The name is empty, too long or has control characters.
-    #[error("name must be 1 to 100 characters without control characters")]
+    #[error("{}", NAME_RULE)]
     InvalidName,
     /// The origin is not `scheme://host[:port]`.
     #[error("{0:?} is not an origin like chrome-extension://<id> or https://host")]
@@ -462,11 +462,33 @@ fn new_client_id() -> String {
     format!("cl_{}", hex::encode(bytes))
 }
 
-/// The trimmed name when it is 1 to 100 characters without control characters.
+/// What [`valid_name`] accepts, as clients are told.
+pub const NAME_RULE: &str = "name must be 1 to 100 characters without control, format (such as \
+     bidirectional overrides) or line-separator characters";
+
+/// The trimmed name when it is 1 to 100 characters, none of them invisible or
+/// layout-changing: no control (`Cc`), format (`Cf`: bidirectional overrides and
+/// isolates such as U+202E, zero-width characters), line or paragraph separator
+/// (`Zl`, `Zp`) or unassigned (`Cn`) code point, by the Unicode general category
+/// (UAX #44). A name is shown to the user beside a pairing code; a bidirectional
+/// override in it would reorder the text shown after it (Unicode Technical Report #36,
+/// section 2.1), so the code the user compares could read differently from the one the
+/// hub issued.
 pub fn valid_name(name: &str) -> Option<String> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     let name = name.trim();
     let chars = name.chars().count();
-    ((1..=100).contains(&chars) && !name.chars().any(char::is_control)).then(|| name.to_string())
+    let hidden = |c: char| {
+        matches!(
+            c.general_category(),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+                | GeneralCategory::Unassigned
+        )
+    };
+    ((1..=100).contains(&chars) && !name.chars().any(hidden)).then(|| name.to_string())
 }
 
 /// Whether `origin` is a serialized origin `scheme://host[:port]` (RFC 6454 section

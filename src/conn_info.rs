@@ -6,7 +6,7 @@
 //! chooses). axum hands it to handlers as `ConnectInfo<ConnAddrs>`. [`NoDelayListener`]
 //! is the plain TCP listener the hub serves on.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
@@ -17,6 +17,41 @@ use tokio::net::{TcpListener, TcpStream};
 /// request as an extension; handlers take it as `Extension<ClientAddr>`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientAddr(pub IpAddr);
+
+/// The prefix length one IPv6 host controls: a site is normally given at least a /64
+/// (RFC 6177), and a host picks any address inside it (SLAAC privacy addresses,
+/// RFC 8981), so per-address limits count an IPv6 client by its /64.
+pub const HOST_PREFIX_V6: u8 = 64;
+
+/// The prefix length of one IPv6 site: the usual assignment to a customer (RFC 6177
+/// section 3 allows /48 to /56), so a site that rotates /64s is still counted once.
+pub const SITE_PREFIX_V6: u8 = 48;
+
+/// The key a per-address limit counts `ip` under: an IPv4 address as is (IPv4-mapped
+/// IPv6 addresses as their IPv4 address), an IPv6 address by its /64
+/// ([`HOST_PREFIX_V6`]).
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    prefix_key(ip, HOST_PREFIX_V6)
+}
+
+/// The key a per-site limit counts `ip` under: an IPv4 address as is, an IPv6 address
+/// by its /48 ([`SITE_PREFIX_V6`]).
+pub fn site_key(ip: IpAddr) -> IpAddr {
+    prefix_key(ip, SITE_PREFIX_V6)
+}
+
+/// `ip` with every bit after the first `v6_bits` cleared when it is IPv6 (canonical
+/// form first, so `::ffff:192.0.2.1` is `192.0.2.1`); IPv4 addresses are kept whole.
+fn prefix_key(ip: IpAddr, v6_bits: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let keep = u32::from(v6_bits.min(128));
+            let mask = u128::MAX.checked_shl(128 - keep).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+        v4 => v4,
+    }
+}
 
 /// The two ends of an accepted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,5 +113,45 @@ impl Connected<IncomingStream<'_, NoDelayListener>> for ConnAddrs {
             peer: *stream.remote_addr(),
             local,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_addresses_are_keyed_by_prefix() {
+        // Every address of one /64 is one key, as loopback `::1` and `::2` would be.
+        assert_eq!(address_key(ip("::1")), address_key(ip("::2")));
+        assert_eq!(address_key(ip("::1")), ip("::"));
+        assert_eq!(
+            address_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_ne!(
+            address_key(ip("2001:db8:1:2::1")),
+            address_key(ip("2001:db8:1:3::1"))
+        );
+        // A /48 holds many /64s, one site key.
+        assert_eq!(site_key(ip("2001:db8:1:2::1")), ip("2001:db8:1::"));
+        assert_eq!(
+            site_key(ip("2001:db8:1:2::1")),
+            site_key(ip("2001:db8:1:ffff::1"))
+        );
+        assert_ne!(site_key(ip("2001:db8:1::1")), site_key(ip("2001:db8:2::1")));
+    }
+
+    #[test]
+    fn ipv4_addresses_are_their_own_key() {
+        assert_eq!(address_key(ip("127.0.0.1")), ip("127.0.0.1"));
+        assert_ne!(address_key(ip("127.0.0.1")), address_key(ip("127.0.0.2")));
+        assert_eq!(site_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(address_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(site_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
     }
 }

@@ -53,7 +53,8 @@ pub const POOL_SIZE: usize = 16;
 
 /// The schema, one entry per version, applied in order (version = index + 1). A new
 /// version is a new entry at the end; entries already released never change.
-pub const MIGRATIONS: &[&str] = &["CREATE TABLE client_tokens (
+pub const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE client_tokens (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -78,7 +79,11 @@ pub const MIGRATIONS: &[&str] = &["CREATE TABLE client_tokens (
         client_id TEXT
     );
     CREATE INDEX pairing_requests_state ON pairing_requests (state, expires_at);
-    CREATE INDEX client_tokens_live_origin ON client_tokens (origin) WHERE revoked_at IS NULL;"];
+    CREATE INDEX client_tokens_live_origin ON client_tokens (origin) WHERE revoked_at IS NULL;",
+    // What the per-address pending limit counts (`pairing::requester_key`): an IPv6
+    // client by its /64, a loopback one by its Origin. Rows from before count as ''.
+    "ALTER TABLE pairing_requests ADD COLUMN requester TEXT NOT NULL DEFAULT '';",
+];
 
 /// The key of the advisory lock that serialises migrations across instances.
 const MIGRATION_LOCK: i64 = 0x5e3a_7e57_0001;

@@ -18,8 +18,12 @@
 //!
 //! Limits: a request expires after `pairing.request_ttl_s` (2 minutes by default); at
 //! most `pairing.max_pending` are pending (5), at most `pairing.max_pending_per_address`
-//! from one address (2). A denied or expired request stays known, with its outcome, for
-//! another TTL so the extension hears a clear answer; after that it is unknown.
+//! from one requester (2). A requester ([`requester_key`]) is a remote address, IPv6 by
+//! its /64 since one host picks any address in it; on loopback, where every extension
+//! of the machine shares one address, it is the extension's Origin, so one extension
+//! cannot hold the slots every other local extension needs. A denied or expired request
+//! stays known, with its outcome, for another TTL so the extension hears a clear answer;
+//! after that it is unknown.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -55,6 +59,19 @@ pub fn is_extension_origin(origin: &str) -> bool {
     })
 }
 
+/// Who a pending request is counted against for `pairing.max_pending_per_address`:
+/// `addr:<key>` for a remote address ([`crate::conn_info::address_key`]: IPv4 as is,
+/// IPv6 by its /64), `origin:<origin>` for a loopback address, where the address is
+/// shared by every local client and the browser-set Origin tells extensions apart.
+pub fn requester_key(address: IpAddr, origin: &str) -> String {
+    let address = address.to_canonical();
+    if address.is_loopback() {
+        format!("origin:{origin}")
+    } else {
+        format!("addr:{}", crate::conn_info::address_key(address))
+    }
+}
+
 /// Why a pairing operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PairingError {
@@ -63,9 +80,10 @@ pub enum PairingError {
         "too many pairing requests are pending ({0}); approve or deny them, or wait for them to expire"
     )]
     TooManyPending(usize),
-    /// `pairing.max_pending_per_address` requests from this address are pending.
+    /// `pairing.max_pending_per_address` requests from this requester (remote address
+    /// or /64, or local extension origin: [`requester_key`]) are pending.
     #[error(
-        "too many pairing requests from this address are pending ({0}); wait for them to be decided"
+        "too many pairing requests from this address or extension are pending ({0}); wait for them to be decided"
     )]
     TooManyFromAddress(usize),
     /// No such request, or it was already approved and claimed.
@@ -180,7 +198,7 @@ enum State {
 #[derive(Debug)]
 struct Request {
     view: RequestView,
-    address: IpAddr,
+    requester: String,
     claim_hash: [u8; 32],
     expires_at: i64,
     state: State,
@@ -242,8 +260,9 @@ impl Memory {
         if pending.len() >= self.config.max_pending {
             return Err(PairingError::TooManyPending(self.config.max_pending));
         }
-        let from_address = pending.iter().filter(|r| r.address == new.address).count();
-        if from_address >= self.config.max_pending_per_address {
+        let requester = requester_key(new.address, &new.origin);
+        let from_requester = pending.iter().filter(|r| r.requester == requester).count();
+        if from_requester >= self.config.max_pending_per_address {
             return Err(PairingError::TooManyFromAddress(
                 self.config.max_pending_per_address,
             ));
@@ -263,7 +282,7 @@ impl Memory {
             view.id.clone(),
             Request {
                 view: view.clone(),
-                address: new.address,
+                requester,
                 claim_hash: token_hash(&claim),
                 expires_at,
                 state: State::Pending,
@@ -502,6 +521,7 @@ impl Pairings {
         };
         let claim = new_token();
         let expires_at = now.saturating_add(self.ttl_ms());
+        let requester = requester_key(new.address, &new.origin);
         let row = PairingRow {
             id: format!("pr_{}", &new_token()[..16]),
             name: new.name,
@@ -519,7 +539,7 @@ impl Pairings {
             max_per_address: config.max_pending_per_address,
         };
         match database
-            .insert_pairing(&row, limits)
+            .insert_pairing(&row, &requester, limits)
             .await
             .map_err(unavailable)?
         {

@@ -436,10 +436,15 @@ fn challenge_field_ok(value: &str, max: usize) -> bool {
 }
 
 /// The feature groups this hub serves, for the signature: the method families its mode
-/// enables (`public.capabilities()`), plus `events` and `pairing`, which every hub offers.
+/// enables (`public.capabilities()`), plus `events`, which every hub offers, and
+/// `pairing` where it is served (`public.serves_pairing()`).
 fn capabilities(hub: &Hub) -> Vec<&'static str> {
-    let mut capabilities = hub.config().config.public.capabilities();
-    capabilities.extend(["events", "events.idempotency", "pairing"]);
+    let public = &hub.config().config.public;
+    let mut capabilities = public.capabilities();
+    capabilities.extend(["events", "events.idempotency"]);
+    if public.serves_pairing() {
+        capabilities.push("pairing");
+    }
     capabilities
 }
 

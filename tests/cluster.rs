@@ -68,6 +68,7 @@ async fn instance(pg: &PostgresServer, nats: &NatsServer) -> TestHub {
         hosts: vec![NAME.into()],
         behind_proxy: true,
         trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        pairing: true,
         per_address_rate_per_s: 100_000,
         per_address_burst: 100_000,
         broker: Some(nats.url()),

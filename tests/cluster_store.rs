@@ -29,6 +29,7 @@ fn public(database: &str) -> PublicConfig {
         hosts: vec![NAME.into()],
         behind_proxy: true,
         trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        pairing: true,
         database: Some(database.into()),
         ..Default::default()
     };

@@ -693,7 +693,7 @@ async fn public_challenge_binds_the_proof_to_the_public_name() {
 
 #[tokio::test]
 async fn pairing_limits_count_the_forwarded_client_behind_a_proxy() {
-    let hub = proxied_hub(|_| {}).await;
+    let hub = proxied_hub(|public| public.pairing = true).await;
     let pair = |forwarded: &'static str| {
         let url = format!("http://127.0.0.1:{}/pair", hub.port);
         async move {
@@ -718,5 +718,99 @@ async fn pairing_limits_count_the_forwarded_client_behind_a_proxy() {
     assert_eq!(pair("203.0.113.1").await, 201);
     assert_eq!(pair("203.0.113.1").await, 429);
     assert_eq!(pair("203.0.113.2").await, 201);
+    hub.stop().await;
+}
+
+/// `POST /pair` on the hub as the proxy would send it for `client`; `(status, body)`.
+async fn pair_from(hub: &TestHub, client: &str, name: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/pair", hub.port))
+        .header("host", NAME)
+        .header(
+            "origin",
+            "chrome-extension://abcdefghijklmnopabcdefghijklmnop",
+        )
+        .header("x-forwarded-for", client)
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// On a public hub anyone on the network could put pairing prompts in front of the
+/// operator; pairing is off unless `public.pairing` turns it on.
+#[tokio::test]
+async fn a_public_hub_refuses_pairing_unless_enabled() {
+    let hub = proxied_hub(|_| {}).await;
+    let (status, body) = pair_from(&hub, "203.0.113.1", "Semantest").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["kind"], "DISABLED", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("public.pairing"),
+        "{body}"
+    );
+    let claim = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/pair/pr_0000000000000000",
+            hub.port
+        ))
+        .header("host", NAME)
+        .header(
+            "origin",
+            "chrome-extension://abcdefghijklmnopabcdefghijklmnop",
+        )
+        .json(&json!({"claim": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claim.status().as_u16(), 403);
+    let mut owner = hub.client().await;
+    assert_eq!(
+        owner.ok("pairing.list", json!({})).await,
+        json!({"requests": []})
+    );
+    let (_, signature) = plain(&hub, "/semantest-signature", &[]).await;
+    let signature: Value = serde_json::from_str(&signature).unwrap();
+    assert!(
+        !signature["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pairing")),
+        "{signature}"
+    );
+    hub.stop().await;
+
+    let hub = proxied_hub(|public| public.pairing = true).await;
+    let (status, body) = pair_from(&hub, "203.0.113.1", "Semantest").await;
+    assert_eq!(status, 201, "{body}");
+    let (_, signature) = plain(&hub, "/semantest-signature", &[]).await;
+    let signature: Value = serde_json::from_str(&signature).unwrap();
+    assert!(
+        signature["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pairing")),
+        "{signature}"
+    );
+    hub.stop().await;
+}
+
+/// One IPv6 host may use every address of its /64: the pending limit counts the prefix,
+/// so rotating addresses inside it does not buy more pending requests.
+#[tokio::test]
+async fn pairing_limits_count_an_ipv6_client_by_its_slash_64() {
+    let hub = proxied_hub(|public| public.pairing = true).await;
+    assert_eq!(pair_from(&hub, "2001:db8:1:2::1", "one").await.0, 201);
+    assert_eq!(pair_from(&hub, "2001:db8:1:2::2", "two").await.0, 201);
+    let (status, body) = pair_from(&hub, "2001:db8:1:2:ffff:ffff:ffff:ffff", "three").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["kind"], "LIMIT_REACHED");
+    // The next /64 is another client.
+    assert_eq!(pair_from(&hub, "2001:db8:1:3::1", "four").await.0, 201);
     hub.stop().await;
 }

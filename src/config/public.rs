@@ -140,6 +140,11 @@ pub struct PublicConfig {
     pub enable_projects: bool,
     /// Serve the task queue (`worker.*`, `task.*`, ...). Needs `enable_projects`.
     pub enable_tasks: bool,
+    /// Accept pairing requests (`POST /pair`, `POST /pair/{id}`). Off by default: on a
+    /// public hub anyone on the network can ask, and each request puts a prompt in
+    /// front of the operator; clients get tokens from `semantest-hub token create`
+    /// instead. When off, both endpoints answer 403 with kind `DISABLED`.
+    pub pairing: bool,
     /// The PostgreSQL database shared by every instance of a public hub, as
     /// `postgres://user@host:port/dbname` (libpq URL syntax, without a password: that comes
     /// from `SEMANTEST_HUB_DATABASE_PASSWORD` or the keychain entry `database-password`).
@@ -183,6 +188,7 @@ impl Default for PublicConfig {
             enable_agents: false,
             enable_projects: false,
             enable_tasks: false,
+            pairing: false,
             database: None,
             broker: None,
             broker_subject_prefix: DEFAULT_SUBJECT_PREFIX.to_string(),
@@ -212,6 +218,12 @@ impl PublicConfig {
             Family::Tasks => self.enable_tasks,
             Family::DashboardLogin => false,
         }
+    }
+
+    /// Whether this hub takes pairing requests: always in local mode, in public mode
+    /// only with `public.pairing`.
+    pub fn serves_pairing(&self) -> bool {
+        !self.enabled || self.pairing
     }
 
     /// The method families the signature lists in `capabilities`, in this order:

@@ -11,7 +11,7 @@
 //! clients from other addresses are not affected.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -31,15 +31,10 @@ pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 /// How often the rate table forgets addresses whose budget has refilled.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// The key an address is limited under: IPv4 as is, IPv6 by its /64.
+/// The key an address is limited under: IPv4 as is, IPv6 by its /64
+/// ([`crate::conn_info::address_key`]).
 pub fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(bits))
-        }
-        v4 => v4,
-    }
+    crate::conn_info::address_key(ip)
 }
 
 /// Counted slots per address: at most `per_address` held at once by one address.
