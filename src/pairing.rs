@@ -890,23 +890,53 @@ mod tests {
     #[test]
     fn pending_limits_hold_globally_and_per_address() {
         let p = pairings();
-        p.request(new("127.0.0.1"), 0).unwrap();
-        p.request(new("127.0.0.1"), 0).unwrap();
+        p.request(new("192.0.2.1"), 0).unwrap();
+        p.request(new("192.0.2.1"), 0).unwrap();
         assert_eq!(
-            p.request(new("127.0.0.1"), 0).unwrap_err(),
+            p.request(new("192.0.2.1"), 0).unwrap_err(),
             PairingError::TooManyFromAddress(2)
         );
-        p.request(new("127.0.0.2"), 0).unwrap();
-        p.request(new("127.0.0.3"), 0).unwrap();
-        let fifth = p.request(new("127.0.0.4"), 0).unwrap();
+        p.request(new("192.0.2.2"), 0).unwrap();
+        p.request(new("192.0.2.3"), 0).unwrap();
+        let fifth = p.request(new("192.0.2.4"), 0).unwrap();
         assert_eq!(
-            p.request(new("127.0.0.5"), 0).unwrap_err(),
+            p.request(new("192.0.2.5"), 0).unwrap_err(),
             PairingError::TooManyPending(5)
         );
         // A decided request frees its slot.
         p.deny(&fifth.request.id, 1).unwrap();
-        p.request(new("127.0.0.5"), 1).unwrap();
+        p.request(new("192.0.2.5"), 1).unwrap();
         // Expired requests free theirs.
-        assert!(p.request(new("127.0.0.6"), p.ttl_ms()).is_ok());
+        assert!(p.request(new("192.0.2.6"), p.ttl_ms()).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_requester_is_its_slash_64_and_a_local_one_its_origin() {
+        let origin = "chrome-extension://abcdefghijklmnopabcdefghijklmnop";
+        let key = |ip: &str, origin: &str| requester_key(ip.parse().unwrap(), origin);
+        assert_eq!(
+            key("2001:db8:1:2::1", origin),
+            key("2001:db8:1:2:ff::9", "other")
+        );
+        assert_ne!(
+            key("2001:db8:1:2::1", origin),
+            key("2001:db8:1:3::1", origin)
+        );
+        assert_eq!(key("::1", origin), key("127.0.0.1", origin));
+        assert_eq!(key("::ffff:127.0.0.1", origin), format!("origin:{origin}"));
+        assert_ne!(
+            key("127.0.0.1", origin),
+            key("127.0.0.1", "moz-extension://x")
+        );
+        assert_eq!(key("192.0.2.1", origin), "addr:192.0.2.1");
+
+        let p = pairings();
+        p.request(new("2001:db8::1"), 0).unwrap();
+        p.request(new("2001:db8::2"), 0).unwrap();
+        assert_eq!(
+            p.request(new("2001:db8::ffff:3"), 0).unwrap_err(),
+            PairingError::TooManyFromAddress(2)
+        );
+        p.request(new("2001:db8:0:1::1"), 0).unwrap();
     }
 }

@@ -193,12 +193,12 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
     let mut addrs = Vec::new();
     let mut serve_tasks = Vec::new();
     for listener in listeners {
-        if let Some(tls) = &tls {
+        if public {
             addrs.push(listener.local_addr().map_err(|source| StartError::Io {
                 action: "read the listening address".into(),
                 source,
             })?);
-            serve_tasks.push(crate::public::serve_tls(
+            serve_tasks.push(crate::public::serve(
                 &hub,
                 listener,
                 app.clone(),

@@ -128,8 +128,19 @@ pub struct PublicConfig {
     pub per_address_connections: usize,
     /// TCP connections one peer address may hold open when the hub terminates TLS
     /// (WebSockets, keep-alive HTTP, handshakes in progress); more are closed at once.
-    /// Not used behind a proxy, where the proxy is the only peer.
+    /// Not used behind a proxy, where the proxy is the only peer. IPv6 peers are counted
+    /// per /64.
     pub per_address_sockets: usize,
+    /// TCP connections one IPv6 site (a /48, the usual assignment to a customer) may hold
+    /// open when the hub terminates TLS, over all its /64s; at least
+    /// `per_address_sockets`. An IPv4 address counts here as well, as its own site.
+    pub per_site_sockets: usize,
+    /// Seconds a client may take to send the headers of a request: the first one, and
+    /// each later one on a keep-alive connection, counted from the moment the hub waits
+    /// for it, so it is also how long an idle keep-alive connection stays open. A client
+    /// that trickles headers is closed after it (slow-loris). With TLS the handshake has
+    /// its own 10 s limit before this.
+    pub header_timeout_s: u64,
     /// Sustained HTTP requests plus WebSocket messages per second from one address.
     pub per_address_rate_per_s: u32,
     /// Burst above the sustained rate for one address.
@@ -183,6 +194,8 @@ impl Default for PublicConfig {
             ],
             per_address_connections: 20,
             per_address_sockets: 50,
+            per_site_sockets: 200,
+            header_timeout_s: 10,
             per_address_rate_per_s: 20,
             per_address_burst: 100,
             enable_agents: false,
@@ -339,6 +352,7 @@ impl PublicConfig {
                 self.per_address_connections,
             ),
             ("public.per_address_sockets", self.per_address_sockets),
+            ("public.per_site_sockets", self.per_site_sockets),
             (
                 "public.per_address_rate_per_s",
                 self.per_address_rate_per_s as usize,
@@ -348,6 +362,18 @@ impl PublicConfig {
             if value == 0 {
                 return invalid(key, "must be at least 1".into());
             }
+        }
+        if self.per_site_sockets < self.per_address_sockets {
+            return invalid(
+                "public.per_site_sockets",
+                "must be at least public.per_address_sockets: a site holds many addresses".into(),
+            );
+        }
+        if !(1..=300).contains(&self.header_timeout_s) {
+            return invalid(
+                "public.header_timeout_s",
+                "must be between 1 and 300 seconds".into(),
+            );
         }
         if self.enable_agents && !self.enable_projects {
             return invalid(
