@@ -420,10 +420,17 @@ impl Hub {
                 Some(Control::PairingResolved {
                     request_id,
                     outcome,
-                }) => self.emit(Event::PairingResolved {
-                    request_id,
-                    outcome,
-                }),
+                }) => {
+                    // An approval created a token elsewhere: an Origin or id this
+                    // instance remembered as unknown may be live now.
+                    if outcome == crate::pairing::Outcome::Approved {
+                        self.client_tokens().forget_misses();
+                    }
+                    self.emit(Event::PairingResolved {
+                        request_id,
+                        outcome,
+                    })
+                }
                 None => return,
             }
         }

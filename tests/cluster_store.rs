@@ -433,3 +433,84 @@ fn a_password_in_the_url_is_refused_naming_the_variable() {
         assert!(settings.validate().is_err(), "{bad}");
     }
 }
+
+/// `GET path` of `hub`; the status.
+async fn get_status(hub: &TestHub, path: &str) -> u16 {
+    let request = reqwest::Client::new()
+        .get(hub.http(path))
+        .header("host", NAME);
+    tokio::time::timeout(WAIT, request.send())
+        .await
+        .expect("an answer within the wait")
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Before authentication a client picks the Origin and the `?client=` of a challenge;
+/// each one the hub's copy of the tokens does not know used to cost a PostgreSQL query,
+/// on every request. Counted in the server's own statement log (`log_statement=all`
+/// logs each execution with its parameters), the database is asked once per unknown
+/// value however often it is sent.
+#[tokio::test]
+async fn unknown_origins_and_client_ids_cost_one_query_each() {
+    let pg = PostgresServer::start_with("-c log_statement=all", |_| {}).await;
+    let a = instance(&pg).await;
+    let stranger = "https://stranger.example";
+    let unknown_id = "cl_00000000000000000000000000000000";
+    let asked = |value: &str| pg.log().matches(&format!("'{value}'")).count();
+    assert_eq!(asked(stranger), 0);
+    let token = a.token.clone();
+    for _ in 0..10 {
+        assert_eq!(connect(&a, &token, Some(stranger)).await.err(), Some(403));
+    }
+    assert_eq!(asked(stranger), 1, "the unknown Origin was looked up once");
+    let path = format!("/semantest-signature?challenge=nonce-1&client={unknown_id}");
+    for _ in 0..10 {
+        let status = get_status(&a, &path).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        asked(unknown_id),
+        1,
+        "the unknown client id was looked up once"
+    );
+    // Another unknown value is looked up on its own.
+    let other = "https://other-stranger.example";
+    assert_eq!(connect(&a, &token, Some(other)).await.err(), Some(403));
+    assert_eq!(asked(other), 1);
+}
+
+/// A remembered miss never refuses a token made since: an Origin that was looked up and
+/// not found, then given a token through the same instance, is served at once.
+#[tokio::test]
+async fn a_token_made_after_a_miss_is_served_at_once() {
+    let pg = PostgresServer::start().await;
+    let a = instance(&pg).await;
+    let origin = "https://app.example";
+    let owner_token = a.token.clone();
+    assert_eq!(
+        connect(&a, &owner_token, Some(origin)).await.err(),
+        Some(403)
+    );
+    let mut owner = owner(&a).await;
+    let created = owner
+        .ok(
+            "client.create",
+            json!({"name": "app", "origin": origin, "scopes": ["events"]}),
+        )
+        .await;
+    let token = created["token"].as_str().unwrap().to_string();
+    let id = created["client"]["id"].as_str().unwrap().to_string();
+    let ws = connect(&a, &token, Some(origin)).await;
+    assert!(ws.is_ok(), "refused with {:?}", ws.err());
+    let path = format!("/semantest-signature?challenge=nonce-2&client={id}");
+    let response = reqwest::Client::new()
+        .get(a.http(&path))
+        .header("host", NAME)
+        .send()
+        .await
+        .unwrap();
+    let signature: Value = response.json().await.unwrap();
+    assert!(signature["challenge"]["proof"].is_string(), "{signature}");
+}
