@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 mod public;
 
 pub use public::{
-    DATABASE_PASSWORD_ENV, DEFAULT_SUBJECT_PREFIX, Family, Mode, ProxyHeader, PublicConfig,
-    PublicOverrides, broker_servers, check_subject_prefix, database_url,
+    DATABASE_PASSWORD_ENV, DEFAULT_SUBJECT_PREFIX, DatabaseTls, Family, Mode, ProxyHeader,
+    PublicConfig, PublicOverrides, broker_servers, check_subject_prefix, database_settings,
+    database_url,
 };
 
 /// The default local port, the one the browser extension probes first.

@@ -514,3 +514,166 @@ async fn a_token_made_after_a_miss_is_served_at_once() {
     let signature: Value = response.json().await.unwrap();
     assert!(signature["challenge"]["proof"].is_string(), "{signature}");
 }
+
+/// A CA and a server certificate it signed for `127.0.0.1` and `localhost`, as PEM:
+/// `(ca, server certificate, server key)`.
+fn database_certificates() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test database CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// A PostgreSQL server with `ssl=on` and a certificate signed by a CA made here; the
+/// CA's PEM is returned beside it.
+async fn postgres_with_tls() -> (PostgresServer, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let (ca, cert, key) = database_certificates();
+    // Relative to the data directory, which initdb creates beside these files.
+    let pg = PostgresServer::start_with(
+        "-c ssl=on -c ssl_cert_file=../server.crt -c ssl_key_file=../server.key",
+        |dir| {
+            std::fs::write(dir.join("server.crt"), &cert).unwrap();
+            let key_file = dir.join("server.key");
+            std::fs::write(&key_file, &key).unwrap();
+            // PostgreSQL refuses a key others can read.
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        },
+    )
+    .await;
+    (pg, ca)
+}
+
+/// Starts a public instance on `url` (the password comes from the secret store), in
+/// `dir`.
+async fn start_on(
+    dir: &tempfile::TempDir,
+    url: &str,
+) -> Result<semantest_hub::HubServer, StartError> {
+    let mut config = test_config(dir.path());
+    config.config.public = public(url);
+    tokio::time::timeout(WAIT, semantest_hub::start(config))
+        .await
+        .expect("an outcome within the wait")
+}
+
+/// Whether every connection of the hub to `pg` is TLS, and how many there are.
+async fn hub_connections_over_tls(pg: &PostgresServer) -> (bool, i64) {
+    let db = sql(pg).await;
+    let row = db
+        .query_one(
+            "SELECT COALESCE(bool_and(s.ssl), false), COUNT(*) FROM pg_stat_ssl s
+             JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'semantest-hub'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// The messages of `err` and of its sources, joined.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `sslmode=verify-full` with the CA, and `sslmode=require`, reach a server with TLS
+/// over TLS (as the server itself reports in `pg_stat_ssl`); `verify-full` with a CA
+/// that did not sign the server's certificate does not connect.
+#[tokio::test]
+async fn the_database_connection_uses_tls_as_sslmode_says() {
+    let (pg, ca) = postgres_with_tls().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        pg.url(),
+        ca_file.display()
+    );
+    let first = data_dir();
+    let hub = start_on(&first, &url)
+        .await
+        .expect("starts with verify-full");
+    let (all_tls, count) = hub_connections_over_tls(&pg).await;
+    assert!(all_tls && count >= 1, "{all_tls} {count}");
+    hub.shutdown().await;
+
+    let second = data_dir();
+    let hub = start_on(&second, &format!("{}?sslmode=require", pg.url()))
+        .await
+        .expect("starts with require");
+    let (all_tls, count) = hub_connections_over_tls(&pg).await;
+    assert!(all_tls && count >= 1, "{all_tls} {count}");
+    hub.shutdown().await;
+
+    // A CA that did not sign the server's certificate: refused, saying why.
+    let (other_ca, _, _) = database_certificates();
+    let other_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_file, other_ca).unwrap();
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        pg.url(),
+        other_file.display()
+    );
+    let err = start_on(&data_dir(), &url)
+        .await
+        .err()
+        .expect("an impostor is refused");
+    let text = chain(&err);
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+}
+
+/// `sslmode=require` against a server without TLS stops the start with an error that
+/// says so, instead of falling back to plain text.
+#[tokio::test]
+async fn sslmode_require_refuses_a_server_without_tls() {
+    let pg = PostgresServer::start().await;
+    let err = start_on(&data_dir(), &format!("{}?sslmode=require", pg.url()))
+        .await
+        .err()
+        .expect("no plain-text fallback");
+    assert!(matches!(err, StartError::Database { .. }), "{err:?}");
+    let text = chain(&err);
+    assert!(text.contains("TLS"), "{text}");
+}
+
+#[test]
+fn verify_full_needs_its_ca_and_verify_ca_is_refused() {
+    let base = "postgres://semantest@db.example.com/semantest";
+    for (url, expected) in [
+        (format!("{base}?sslmode=verify-full"), "sslrootcert"),
+        (
+            format!("{base}?sslmode=verify-ca&sslrootcert=/etc/hostname"),
+            "verify-full",
+        ),
+        (format!("{base}?sslrootcert=/etc/hostname"), "verify-full"),
+        (
+            format!("{base}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"),
+            "/nonexistent/ca.pem",
+        ),
+    ] {
+        let settings = PublicConfig {
+            database: Some(url.clone()),
+            ..public(base)
+        };
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains(expected), "{url}: {err}");
+    }
+}

@@ -388,7 +388,7 @@ impl PublicConfig {
             );
         }
         if let Some(url) = &self.database {
-            database_url(url).map_err(|reason| ConfigError::Invalid {
+            database_settings(url).map_err(|reason| ConfigError::Invalid {
                 key: "public.database",
                 reason,
             })?;
@@ -443,6 +443,89 @@ pub fn database_url(url: &str) -> Result<tokio_postgres::Config, String> {
         ));
     }
     Ok(config)
+}
+
+/// How the hub protects its connection to PostgreSQL: the `sslmode` of
+/// `public.database`, with libpq's meanings
+/// (<https://www.postgresql.org/docs/current/libpq-ssl.html>, table "SSL Mode
+/// Descriptions").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTls {
+    /// `sslmode=disable`: plain TCP.
+    Disable,
+    /// `sslmode=prefer` (the default): TLS when the server offers it, else plain; the
+    /// server is not authenticated.
+    Prefer,
+    /// `sslmode=require`: TLS or no connection; encrypted, but the server's
+    /// certificate is not checked, so an active attacker on the path can impersonate it.
+    Require,
+    /// `sslmode=verify-full&sslrootcert=/path/ca.pem`: TLS, with the server's
+    /// certificate checked against the CA certificates in `root_cert` (PEM) and its
+    /// name against the host in the URL.
+    VerifyFull {
+        /// The PEM file of trusted CA certificates (`sslrootcert`).
+        root_cert: PathBuf,
+    },
+}
+
+/// Parses `public.database` as [`database_url`] does, and its TLS settings: `sslmode`
+/// (`disable`, `prefer`, `require`, `verify-full`) and, for `verify-full`, the CA file
+/// `sslrootcert` (required: there is no default trust store for a private database).
+/// `verify-ca` is refused (`verify-full` also checks the name, which is what a
+/// certificate proves).
+///
+/// # Errors
+/// A sentence saying what is wrong and how to fix it.
+pub fn database_settings(url: &str) -> Result<(tokio_postgres::Config, DatabaseTls), String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept = Vec::new();
+    let (mut verify, mut root_cert) = (None, None);
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| format!("the value of {key} in public.database is not UTF-8"))?;
+        match (key, value.as_ref()) {
+            ("sslmode", mode @ ("verify-full" | "verify-ca")) => verify = Some(mode.to_string()),
+            ("sslrootcert", path) => root_cert = Some(PathBuf::from(path)),
+            _ => kept.push(pair),
+        }
+    }
+    let stripped = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let mut config = database_url(&stripped)?;
+    let tls = match (verify.as_deref(), root_cert) {
+        (Some("verify-ca"), _) => {
+            return Err("sslmode=verify-ca is not supported; use sslmode=verify-full,                         which checks the server's name as well as its CA"
+                .into());
+        }
+        (Some(_), None) => {
+            return Err("sslmode=verify-full needs the CA certificates to trust: add                         sslrootcert=/path/to/ca.pem to the URL"
+                .into());
+        }
+        (Some(_), Some(root_cert)) => {
+            if !root_cert.is_file() {
+                return Err(format!(
+                    "sslrootcert {} is not a readable file",
+                    root_cert.display()
+                ));
+            }
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            DatabaseTls::VerifyFull { root_cert }
+        }
+        (None, Some(_)) => {
+            return Err("sslrootcert is only read with sslmode=verify-full; add it".into());
+        }
+        (None, None) => match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => DatabaseTls::Disable,
+            tokio_postgres::config::SslMode::Prefer => DatabaseTls::Prefer,
+            _ => DatabaseTls::Require,
+        },
+    };
+    Ok((config, tls))
 }
 
 /// The default `public.broker_subject_prefix`.
