@@ -227,6 +227,12 @@ impl ClientTokens {
         // database says which.
         let missing: Vec<String> = {
             let mut copy = self.write();
+            // A token new to this copy (made through another instance) may be one a
+            // remembered miss is about; the broker's news usually came first, but NATS
+            // delivers at most once.
+            if state.by_id.keys().any(|id| !copy.by_id.contains_key(id)) {
+                self.misses.forget_all();
+            }
             let missing: Vec<ClientTokenRow> = copy
                 .by_id
                 .values()

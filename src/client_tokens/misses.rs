@@ -13,9 +13,10 @@
 //! truth for them); every token created or re-keyed on this instance and every pairing
 //! approved on another one (the broker's `PairingResolved` control message) forgets
 //! every miss ([`Misses::forget_all`]); and a lookup that started before such a change
-//! does not record its now-stale miss ([`Generation`]). A token created with
-//! `client.create` on another instance joins this instance's copy at the next reload
-//! (1 s), which is consulted before the misses.
+//! does not record its now-stale miss ([`Generation`]). A reload of the copy (every
+//! second) that finds a token new to it forgets every miss as well, which bounds the
+//! staleness by the reload period when the broker's news is lost (NATS delivers at most
+//! once) or, for a token made with `client.create` elsewhere, never sent.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
