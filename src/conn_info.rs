@@ -3,14 +3,15 @@
 //!
 //! The local address is what the signature challenge binds its proof to (the
 //! listener's real `host:port`, never the Host header, which the client or a relay
-//! chooses). axum hands it to handlers as `ConnectInfo<ConnAddrs>`. [`NoDelayListener`]
-//! is the plain TCP listener the hub serves on.
+//! chooses). axum hands it to handlers as `ConnectInfo<ConnAddrs>`. [`serve`] serves a
+//! local hub's loopback listeners with a header and idle timeout, which `axum::serve`
+//! does not offer.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
-use tokio::net::{TcpListener, TcpStream};
+use axum::serve::Listener;
+use tokio::net::TcpListener;
 
 /// The address a request is charged to and logged with: the peer's, or in public mode
 /// behind a trusted proxy the forwarded client's. The server's gate puts it on every
@@ -53,6 +54,92 @@ fn prefix_key(ip: IpAddr, v6_bits: u8) -> IpAddr {
     }
 }
 
+/// Serves `app` on `listener` until `shutdown`, then stops accepting and waits for the
+/// open connections to end (the hub closes its WebSockets itself), as `axum::serve`
+/// with graceful shutdown does, and with what it lacks: each request's headers must
+/// arrive within `header_timeout` of the hub waiting for them, on the first request and
+/// after each response of a keep-alive connection (hyper's HTTP/1
+/// `header_read_timeout`), so a client that trickles headers or leaves a keep-alive
+/// connection idle is closed. Accepted sockets get TCP_NODELAY as with
+/// [`NoDelayListener`]; handlers see [`ConnAddrs`] with the socket's real local address.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+    header_timeout: std::time::Duration,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    use tower::{Service, ServiceExt};
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    // As axum::serve: the CONNECT protocol carries WebSockets over HTTP/2.
+    builder.http2().enable_connect_protocol();
+    let builder = std::sync::Arc::new(builder);
+    let mut make_service = app.into_make_service_with_connect_info::<ConnAddrs>();
+    let mut listener = listener;
+    // Every connection task holds a receiver; the sender's `closed` is "all ended".
+    let (open_tx, open_rx) = tokio::sync::watch::channel(());
+    loop {
+        // axum's accept: logs and backs off on errors such as EMFILE.
+        let (stream, peer) = tokio::select! {
+            accepted = Listener::accept(&mut listener) => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+        let local = stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+        let service = match make_service.call(ConnAddrs { peer, local }).await {
+            Ok(service) => service,
+            Err(never) => match never {},
+        };
+        let service = TowerToHyperService::new(service.map_request(
+            |request: axum::http::Request<hyper::body::Incoming>| {
+                request.map(axum::body::Body::new)
+            },
+        ));
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(err) = served {
+                        tracing::trace!(error = %err, "connection ended with an error");
+                    }
+                    drop(open);
+                    return;
+                }
+                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+            }
+            if let Err(err) = connection.await {
+                tracing::trace!(error = %err, "connection ended with an error");
+            }
+            drop(open);
+        });
+    }
+    drop(open_rx);
+    drop(listener);
+    open_tx.closed().await;
+}
+
+/// Identity: [`serve`] knows both ends itself.
+impl Connected<ConnAddrs> for ConnAddrs {
+    fn connect_info(addrs: ConnAddrs) -> Self {
+        addrs
+    }
+}
+
 /// The two ends of an accepted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnAddrs {
@@ -70,48 +157,6 @@ impl Connected<SocketAddr> for ConnAddrs {
         Self {
             peer,
             local: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
-        }
-    }
-}
-
-/// A TCP listener whose accepted sockets send small frames (events, replies) at once:
-/// TCP_NODELAY, so they do not wait for the peer's delayed ACK (Nagle's algorithm,
-/// RFC 896). Accept errors are handled by axum's own `TcpListener` (it logs them and
-/// backs off), to which this delegates.
-///
-/// A type of its own rather than `ListenerExt::tap_io`, because axum implements
-/// `Connected` for a tapped listener only towards its plain address type, and the hub
-/// needs [`ConnAddrs`].
-pub struct NoDelayListener(pub TcpListener);
-
-impl Listener for NoDelayListener {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        let (stream, peer) = Listener::accept(&mut self.0).await;
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-        (stream, peer)
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-}
-
-impl Connected<IncomingStream<'_, NoDelayListener>> for ConnAddrs {
-    fn connect_info(stream: IncomingStream<'_, NoDelayListener>) -> Self {
-        // A socket whose local address cannot be read gets 0.0.0.0:0, which no client
-        // contacts, so a proof bound to it fails closed.
-        let local = stream
-            .io()
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
-        Self {
-            peer: *stream.remote_addr(),
-            local,
         }
     }
 }

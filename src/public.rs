@@ -41,7 +41,7 @@ use limits::AddressLimits;
 
 /// The longest a new connection may take to send its first request (after the TLS
 /// handshake, which has its own 10 s limit), against slow-loris connections; shorter
-/// when `public.header_timeout_s` is.
+/// when `limits.header_timeout_s` is.
 pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the server's gate needs to know about a public hub.
@@ -255,7 +255,7 @@ pub fn local_url(config: &PublicConfig, port: u16) -> String {
 /// With `tls`, connections are capped per address and per IPv6 site before the
 /// handshake and SIGHUP reloads the certificate ([`tls::reload_on_sighup`]); without
 /// (behind a proxy), only the trusted proxies may connect ([`sockets::SocketCap`]).
-/// Either way a client has `public.header_timeout_s` to send each request's headers,
+/// Either way a client has `limits.header_timeout_s` to send each request's headers,
 /// the first and every later one on a keep-alive connection, which also closes a
 /// keep-alive connection left idle that long (hyper's HTTP/1 `header_read_timeout`,
 /// armed whenever the connection waits for a request head); the first request also has
@@ -285,7 +285,7 @@ pub fn serve(
         })?;
         hub.tracker().spawn(reload);
     }
-    let header_timeout = Duration::from_secs(public.header_timeout_s);
+    let header_timeout = Duration::from_secs(hub.config().config.limits.header_timeout_s);
     let shutdown = hub.shutdown().clone();
     let handle = axum_server::Handle::new();
     let mut server = axum_server::from_tcp(listener)

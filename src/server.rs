@@ -42,7 +42,7 @@ use crate::assets;
 use crate::client_tokens::Identity;
 use crate::clients::{CLOSE_POLICY, NewClient};
 use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, Limits, LoadedConfig, Mode};
-use crate::conn_info::{ClientAddr, ConnAddrs, NoDelayListener};
+use crate::conn_info::{ClientAddr, ConnAddrs};
 use crate::error::ErrorChain;
 use crate::hub::{Hub, PRODUCT, StartError, VERSION};
 use crate::pairing::is_extension_origin;
@@ -215,18 +215,12 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
             action: "read the listening address".into(),
             source,
         })?);
-        let shutdown = hub.shutdown().clone();
-        let service = app
-            .clone()
-            .into_make_service_with_connect_info::<ConnAddrs>();
-        serve_tasks.push(tokio::spawn(async move {
-            let served = axum::serve(NoDelayListener(listener), service)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await;
-            if let Err(err) = served {
-                warn!(error = %err, "server stopped with an error");
-            }
-        }));
+        serve_tasks.push(tokio::spawn(crate::conn_info::serve(
+            listener,
+            app.clone(),
+            hub.shutdown().clone(),
+            std::time::Duration::from_secs(hub.config().config.limits.header_timeout_s),
+        )));
     }
     hub.start_background(port);
     crate::access::start_upkeep(&hub);

@@ -56,6 +56,14 @@ fn public_settings() -> PublicConfig {
 
 /// A public hub with TLS on 127.0.0.1, and a connector that trusts its certificate.
 async fn tls_hub(edit: impl FnOnce(&mut PublicConfig)) -> (TestHub, TlsConnector) {
+    tls_hub_with(edit, |_| {}).await
+}
+
+/// [`tls_hub`], with `edit_all` applied to the whole configuration as well.
+async fn tls_hub_with(
+    edit: impl FnOnce(&mut PublicConfig),
+    edit_all: impl FnOnce(&mut LoadedConfig),
+) -> (TestHub, TlsConnector) {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, connector) = certificate(dir.path());
     let mut config = test_config(dir.path());
@@ -65,12 +73,21 @@ async fn tls_hub(edit: impl FnOnce(&mut PublicConfig)) -> (TestHub, TlsConnector
     edit(&mut public);
     public.validate().expect("valid public settings");
     config.config.public = public;
+    edit_all(&mut config);
     (TestHub::start_in(dir, config).await, connector)
 }
 
 /// A public hub serving plain HTTP behind a proxy on 127.0.0.1 (the test client plays
 /// the proxy, writing X-Forwarded-For).
 async fn proxied_hub(edit: impl FnOnce(&mut PublicConfig)) -> TestHub {
+    proxied_hub_with(edit, |_| {}).await
+}
+
+/// [`proxied_hub`], with `edit_all` applied to the whole configuration as well.
+async fn proxied_hub_with(
+    edit: impl FnOnce(&mut PublicConfig),
+    edit_all: impl FnOnce(&mut LoadedConfig),
+) -> TestHub {
     TestHub::start_with(|config: &mut LoadedConfig| {
         let mut public = public_settings();
         public.behind_proxy = true;
@@ -78,6 +95,7 @@ async fn proxied_hub(edit: impl FnOnce(&mut PublicConfig)) -> TestHub {
         edit(&mut public);
         public.validate().expect("valid public settings");
         config.config.public = public;
+        edit_all(config);
     })
     .await
 }
@@ -847,7 +865,12 @@ async fn trickle<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, max_bytes: u
 
 /// One complete keep-alive `GET /health` on `stream`, reading the whole response.
 async fn keep_alive_request<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
-    let request = format!("GET /health HTTP/1.1\r\nHost: {NAME}\r\n\r\n");
+    keep_alive_request_to(stream, NAME).await;
+}
+
+/// [`keep_alive_request`] with `Host: host`.
+async fn keep_alive_request_to<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, host: &str) {
+    let request = format!("GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];
@@ -876,6 +899,11 @@ async fn keep_alive_request<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     }
 }
 
+/// A 2 s `limits.header_timeout_s`, so that the trickle tests are short.
+fn short_header_timeout(config: &mut LoadedConfig) {
+    config.config.limits.header_timeout_s = 2;
+}
+
 /// The trickle the hub must cut: well past the 2 s header timeout of these tests, with
 /// room for a loaded machine, and far short of never.
 const TRICKLE_BYTES: usize = 40;
@@ -886,7 +914,7 @@ const TRICKLE_BYTES: usize = 40;
 /// keep-alive connection.
 #[tokio::test]
 async fn a_trickling_tls_client_is_cut_off_on_every_request() {
-    let (hub, connector) = tls_hub(|public| public.header_timeout_s = 2).await;
+    let (hub, connector) = tls_hub_with(|_| {}, short_header_timeout).await;
     let mut first = tls_connect(&hub, &connector).await;
     match trickle(&mut first, TRICKLE_BYTES).await {
         Trickle::CutAfter(sent) => assert!(sent > 0),
@@ -915,7 +943,7 @@ async fn a_trickling_tls_client_is_cut_off_on_every_request() {
 /// network, and a proxy that streams headers through would pass the trickle on.
 #[tokio::test]
 async fn a_trickling_client_behind_a_proxy_is_cut_off_on_every_request() {
-    let hub = proxied_hub(|public| public.header_timeout_s = 2).await;
+    let hub = proxied_hub_with(|_| {}, short_header_timeout).await;
     let local = std::net::IpAddr::from([127, 0, 0, 1]);
     let mut first = tcp_from("127.0.0.1", local, hub.port).await;
     match trickle(&mut first, TRICKLE_BYTES).await {
@@ -990,5 +1018,37 @@ async fn sockets_from_an_ipv6_peer_are_capped_by_prefix() {
     .await
     .expect("an answer within the wait");
     assert!(third.is_err(), "a third socket from ::1's /64 is closed");
+    hub.stop().await;
+}
+
+/// The local hub's loopback listeners were served by `axum::serve`, which sets no header
+/// timeout: a local process could hold connections open by trickling headers or idling
+/// on keep-alive. They now have `limits.header_timeout_s` too.
+#[tokio::test]
+async fn a_trickling_client_of_a_local_hub_is_cut_off_on_every_request() {
+    let hub = TestHub::start_with(short_header_timeout).await;
+    let local = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut first = tcp_from("127.0.0.1", local, hub.port).await;
+    match trickle(&mut first, TRICKLE_BYTES).await {
+        Trickle::CutAfter(sent) => assert!(sent > 0),
+        Trickle::Answered(text) => panic!("answered an unfinished head: {text}"),
+    }
+    let host = format!("127.0.0.1:{}", hub.port);
+    let mut second = tcp_from("127.0.0.1", local, hub.port).await;
+    keep_alive_request_to(&mut second, &host).await;
+    match trickle(&mut second, TRICKLE_BYTES).await {
+        Trickle::CutAfter(sent) => assert!(sent > 0),
+        Trickle::Answered(text) => panic!("answered an unfinished head: {text}"),
+    }
+    // The listener still serves, and a WebSocket outlives the header timeout.
+    let mut ws = hub.client().await;
+    let mut idle = tcp_from("127.0.0.1", local, hub.port).await;
+    keep_alive_request_to(&mut idle, &host).await;
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(WAIT, idle.read(&mut buf))
+        .await
+        .expect("an idle keep-alive connection is closed within the wait");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    ws.ok("hub.status", json!({})).await;
     hub.stop().await;
 }

@@ -135,12 +135,6 @@ pub struct PublicConfig {
     /// open when the hub terminates TLS, over all its /64s; at least
     /// `per_address_sockets`. An IPv4 address counts here as well, as its own site.
     pub per_site_sockets: usize,
-    /// Seconds a client may take to send the headers of a request: the first one, and
-    /// each later one on a keep-alive connection, counted from the moment the hub waits
-    /// for it, so it is also how long an idle keep-alive connection stays open. A client
-    /// that trickles headers is closed after it (slow-loris). With TLS the handshake has
-    /// its own 10 s limit before this.
-    pub header_timeout_s: u64,
     /// Sustained HTTP requests plus WebSocket messages per second from one address.
     pub per_address_rate_per_s: u32,
     /// Burst above the sustained rate for one address.
@@ -195,7 +189,6 @@ impl Default for PublicConfig {
             per_address_connections: 20,
             per_address_sockets: 50,
             per_site_sockets: 200,
-            header_timeout_s: 10,
             per_address_rate_per_s: 20,
             per_address_burst: 100,
             enable_agents: false,
@@ -367,12 +360,6 @@ impl PublicConfig {
             return invalid(
                 "public.per_site_sockets",
                 "must be at least public.per_address_sockets: a site holds many addresses".into(),
-            );
-        }
-        if !(1..=300).contains(&self.header_timeout_s) {
-            return invalid(
-                "public.header_timeout_s",
-                "must be between 1 and 300 seconds".into(),
             );
         }
         if self.enable_agents && !self.enable_projects {

@@ -13,7 +13,7 @@
 //! plain-HTTP port cannot be used to bypass the proxy (its TLS, its limits, and the
 //! client address it forwards). The proxy's own limits (nginx `limit_conn`) count
 //! clients there. Accepted sockets send small frames at once (TCP_NODELAY, as in
-//! [`crate::conn_info::NoDelayListener`]).
+//! [`crate::conn_info::serve`]).
 
 use std::io;
 use std::pin::Pin;
