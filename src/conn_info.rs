@@ -5,7 +5,7 @@
 //! listener's real `host:port`, never the Host header, which the client or a relay
 //! chooses). axum hands it to handlers as `ConnectInfo<ConnAddrs>`. [`serve`] serves a
 //! local hub's loopback listeners with a header and idle timeout, which `axum::serve`
-//! does not offer.
+//! does not offer (HTTP/1.1 only).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -68,18 +68,17 @@ pub async fn serve(
     shutdown: tokio_util::sync::CancellationToken,
     header_timeout: std::time::Duration,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
+    use hyper::server::conn::http1::Builder;
+    use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
     use tower::{Service, ServiceExt};
 
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: hyper's HTTP/2 server has no header or idle timeout, and no
+    // browser speaks HTTP/2 without TLS, which a local hub does not use.
+    let mut builder = Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    // As axum::serve: the CONNECT protocol carries WebSockets over HTTP/2.
-    builder.http2().enable_connect_protocol();
     let builder = std::sync::Arc::new(builder);
     let mut make_service = app.into_make_service_with_connect_info::<ConnAddrs>();
     let mut listener = listener;
@@ -110,7 +109,9 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         let open = open_rx.clone();
         tokio::spawn(async move {
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 served = connection.as_mut() => {

@@ -259,7 +259,9 @@ pub fn local_url(config: &PublicConfig, port: u16) -> String {
 /// the first and every later one on a keep-alive connection, which also closes a
 /// keep-alive connection left idle that long (hyper's HTTP/1 `header_read_timeout`,
 /// armed whenever the connection waits for a request head); the first request also has
-/// axum-server's `first_request_timeout`, which covers protocol detection. A WebSocket,
+/// axum-server's `first_request_timeout`, which covers protocol detection. HTTP/2 gets
+/// no stream at all (hyper has no header timeout for it), so an HTTP/2 connection is
+/// closed by the first-request timeout. A WebSocket,
 /// once upgraded, is outside both: the hub pings it and closes it when idle.
 ///
 /// # Errors
@@ -300,6 +302,11 @@ pub fn serve(
         .http_builder()
         .http1()
         .header_read_timeout(Some(header_timeout));
+    // hyper's HTTP/2 server has no header or idle timeout, and the protocol detection
+    // would serve a client that sends the HTTP/2 preface (TLS offers only http/1.1, so
+    // no browser does). No stream is ever accepted, so such a connection never makes
+    // its first request and the first-request timeout closes it.
+    server.http_builder().http2().max_concurrent_streams(0);
     tokio::spawn(async move {
         shutdown.cancelled().await;
         handle.graceful_shutdown(None);

@@ -1052,3 +1052,81 @@ async fn a_trickling_client_of_a_local_hub_is_cut_off_on_every_request() {
     ws.ok("hub.status", json!({})).await;
     hub.stop().await;
 }
+
+/// The HTTP/2 connection preface (RFC 9113 section 3.4) and an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// A SETTINGS acknowledgement, then a HEADERS frame on stream 1 with `GET /` over https
+/// from HPACK's static table (RFC 7541 appendix A: indices 2, 7 and 4), ending the
+/// stream.
+const H2_ACK_AND_GET: &[u8] =
+    b"\x00\x00\x00\x04\x01\x00\x00\x00\x00\x00\x00\x03\x01\x05\x00\x00\x00\x01\x82\x87\x84";
+
+/// Whether the hub closes `stream` within the wait, reading (and dropping) what it sends.
+async fn closed_within_wait<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// hyper's HTTP/2 server has no header or idle timeout, and a public listener's
+/// protocol detection served a client that sends the HTTP/2 preface over TLS (ALPN
+/// offers only http/1.1, but nothing stopped prior knowledge): one request, then an
+/// idle connection held for good. Such a connection now gets no stream, so it never
+/// makes a first request and is closed by the first-request timeout.
+#[tokio::test]
+async fn an_http2_client_of_a_public_hub_cannot_hold_a_connection() {
+    let (hub, connector) = tls_hub_with(|_| {}, short_header_timeout).await;
+    let mut stream = tls_connect(&hub, &connector).await;
+    stream.write_all(H2_PREFACE).await.unwrap();
+    // The server's SETTINGS come first; acknowledge them, then ask.
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+        .await
+        .expect("the server's first frames within the wait")
+        .unwrap_or(0);
+    if n > 0 {
+        let _ = stream.write_all(H2_ACK_AND_GET).await;
+    }
+    assert!(
+        closed_within_wait(&mut stream).await,
+        "an HTTP/2 connection stayed open"
+    );
+    hub.stop().await;
+}
+
+/// A local hub speaks HTTP/1.1 only: the HTTP/2 preface is not a request it serves.
+#[tokio::test]
+async fn a_local_hub_does_not_speak_http2() {
+    let hub = TestHub::start().await;
+    let local = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut stream = tcp_from("127.0.0.1", local, hub.port).await;
+    stream.write_all(H2_PREFACE).await.unwrap();
+    // What the hub sends first: an HTTP/1.1 error and a close, or, from an HTTP/2
+    // server, a SETTINGS frame (a 9-byte frame header with type 4 at byte 3).
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 256];
+    tokio::time::timeout(WAIT, async {
+        while raw.len() < 9 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("an answer or a close within the wait");
+    assert!(
+        raw.is_empty() || raw.starts_with(b"HTTP/1.1 "),
+        "answered in HTTP/2: {raw:?}"
+    );
+    hub.stop().await;
+}
