@@ -19,6 +19,9 @@
 //!   Revoking a token closes its connections on this instance at once; other instances
 //!   close theirs when they hear of it ([`ClientTokens::forget`]).
 //!
+//!   Origins and ids the database does not know are remembered for a few seconds
+//!   ([`misses`]), so a client cannot make each unauthenticated request cost a query.
+//!
 //! The database is written when a token is created, revoked or used to connect (once
 //! per connection, never per message).
 //!
@@ -26,9 +29,12 @@
 //! long a lookup takes says nothing usable about the secret (the same argument as for
 //! the dashboard sessions' primary-key lookup).
 
+pub mod misses;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use crate::database::{Database, DatabaseError};
 use crate::error::{ErrorKind, RpcError};
@@ -42,7 +48,7 @@ use crate::timestamp::{format_ms, now_ms};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientTokenError {
     /// The name is empty, too long or has control characters.
-    #[error("name must be 1 to 100 characters without control characters")]
+    #[error("{}", NAME_RULE)]
     InvalidName,
     /// The origin is not `scheme://host[:port]`.
     #[error("{0:?} is not an origin like chrome-extension://<id> or https://host")]
@@ -166,6 +172,8 @@ pub struct ClientTokens {
     backend: Backend,
     // A std RwLock: map operations only, never held across an await.
     state: RwLock<State>,
+    /// What the shared database said it does not know (unused with SQLite).
+    misses: misses::Misses,
 }
 
 impl ClientTokens {
@@ -181,6 +189,7 @@ impl ClientTokens {
         Ok(Self {
             backend: Backend::Sqlite(store),
             state: RwLock::new(state),
+            misses: misses::Misses::default(),
         })
     }
 
@@ -192,6 +201,7 @@ impl ClientTokens {
         let tokens = Self {
             backend: Backend::Postgres(database),
             state: RwLock::new(State::default()),
+            misses: misses::Misses::default(),
         };
         tokens.refresh().await?;
         Ok(tokens)
@@ -217,6 +227,12 @@ impl ClientTokens {
         // database says which.
         let missing: Vec<String> = {
             let mut copy = self.write();
+            // A token new to this copy (made through another instance) may be one a
+            // remembered miss is about; the broker's news usually came first, but NATS
+            // delivers at most once.
+            if state.by_id.keys().any(|id| !copy.by_id.contains_key(id)) {
+                self.misses.forget_all();
+            }
             let missing: Vec<ClientTokenRow> = copy
                 .by_id
                 .values()
@@ -305,17 +321,27 @@ impl ClientTokens {
 
     /// [`ClientTokens::origin_paired`], and with the shared database, when the copy
     /// does not know `origin`, the database itself (a token paired through another
-    /// instance within the last reload). A database failure counts as not paired.
+    /// instance within the last reload), unless it said no within [`misses::MISS_TTL`].
+    /// A database failure counts as not paired (and is not remembered).
     pub async fn origin_paired_now(&self, origin: &str) -> bool {
         if self.origin_paired(origin) {
             return true;
         }
-        match &self.backend {
-            Backend::Sqlite(_) => false,
-            Backend::Postgres(database) => database
-                .origin_has_live_token(origin)
-                .await
-                .unwrap_or(false),
+        let Backend::Postgres(database) = &self.backend else {
+            return false;
+        };
+        let miss = misses::Miss::Origin(origin.to_string());
+        if self.misses.known(&miss, Instant::now()) {
+            return false;
+        }
+        let since = self.misses.generation();
+        match database.origin_has_live_token(origin).await {
+            Ok(true) => true,
+            Ok(false) => {
+                self.misses.record(miss, since, Instant::now());
+                false
+            }
+            Err(_) => false,
         }
     }
 
@@ -327,11 +353,34 @@ impl ClientTokens {
     /// The SHA-256 of live token `id`'s value, as the store has it now: with the shared
     /// database always asked there (a claim through another instance gives a token a
     /// new value, and the proof must use it); a database failure gives `None`.
+    ///
+    /// An id the copy does not know and the database said it does not know within
+    /// [`misses::MISS_TTL`] is not asked again.
     pub async fn hash_of_now(&self, id: &str) -> Option<[u8; 32]> {
-        match &self.backend {
-            Backend::Sqlite(_) => self.hash_of(id),
-            Backend::Postgres(database) => database.live_token_hash(id).await.ok().flatten(),
+        let Backend::Postgres(database) = &self.backend else {
+            return self.hash_of(id);
+        };
+        let miss = misses::Miss::Client(id.to_string());
+        let in_copy = self.read().by_id.contains_key(id);
+        if !in_copy && self.misses.known(&miss, Instant::now()) {
+            return None;
         }
+        let since = self.misses.generation();
+        match database.live_token_hash(id).await {
+            Ok(Some(hash)) => Some(hash),
+            Ok(None) => {
+                self.misses.record(miss, since, Instant::now());
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Forgets every remembered miss: a token was created or changed on another
+    /// instance (the broker's pairing news), so what the database did not know a
+    /// moment ago it may know now.
+    pub fn forget_misses(&self) {
+        self.misses.forget_all();
     }
 
     /// A live token's row.
@@ -349,6 +398,7 @@ impl ClientTokens {
     /// Takes note that token `id` now has the value whose SHA-256 is `hash` (a pairing
     /// claim gave it its value, see [`crate::database::Database::claim_pairing`]).
     pub fn rekeyed(&self, id: &str, hash: [u8; 32]) {
+        self.misses.forget_all();
         let mut state = self.write();
         if let Some(mut row) = state.remove(id) {
             row.hash = hash;
@@ -392,6 +442,7 @@ impl ClientTokens {
             Backend::Postgres(database) => database.insert_client_token(&row).await?,
         }
         self.write().insert(row.clone());
+        self.misses.forget_all();
         tracing::info!(client_id = %row.id, kind = row.kind.as_str(), origin = ?row.origin, scopes = %row.scopes.to_storage(), "client token created");
         Ok((row, token))
     }
@@ -462,11 +513,33 @@ fn new_client_id() -> String {
     format!("cl_{}", hex::encode(bytes))
 }
 
-/// The trimmed name when it is 1 to 100 characters without control characters.
+/// What [`valid_name`] accepts, as clients are told.
+pub const NAME_RULE: &str = "name must be 1 to 100 characters without control, format (such as \
+     bidirectional overrides) or line-separator characters";
+
+/// The trimmed name when it is 1 to 100 characters, none of them invisible or
+/// layout-changing: no control (`Cc`), format (`Cf`: bidirectional overrides and
+/// isolates such as U+202E, zero-width characters), line or paragraph separator
+/// (`Zl`, `Zp`) or unassigned (`Cn`) code point, by the Unicode general category
+/// (UAX #44). A name is shown to the user beside a pairing code; a bidirectional
+/// override in it would reorder the text shown after it (Unicode Technical Report #36,
+/// section 2.1), so the code the user compares could read differently from the one the
+/// hub issued.
 pub fn valid_name(name: &str) -> Option<String> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     let name = name.trim();
     let chars = name.chars().count();
-    ((1..=100).contains(&chars) && !name.chars().any(char::is_control)).then(|| name.to_string())
+    let hidden = |c: char| {
+        matches!(
+            c.general_category(),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+                | GeneralCategory::Unassigned
+        )
+    };
+    ((1..=100).contains(&chars) && !name.chars().any(hidden)).then(|| name.to_string())
 }
 
 /// Whether `origin` is a serialized origin `scheme://host[:port]` (RFC 6454 section

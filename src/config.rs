@@ -22,8 +22,9 @@ mod public;
 mod redact;
 
 pub use public::{
-    DATABASE_PASSWORD_ENV, DEFAULT_SUBJECT_PREFIX, Family, Mode, ProxyHeader, PublicConfig,
-    PublicOverrides, broker_servers, check_subject_prefix, database_url,
+    DATABASE_PASSWORD_ENV, DEFAULT_SUBJECT_PREFIX, DatabaseTls, Family, Mode, ProxyHeader,
+    PublicConfig, PublicOverrides, broker_servers, check_subject_prefix, database_settings,
+    database_url,
 };
 
 /// The default local port, the one the browser extension probes first.
@@ -146,6 +147,12 @@ pub struct Limits {
     pub ping_interval_s: u64,
     /// A connection that sends nothing (not even a pong) for this long is closed.
     pub idle_timeout_s: u64,
+    /// Seconds an HTTP client may take to send a request's headers, counted from the
+    /// moment the hub waits for them: on a new connection and again after each response
+    /// of a keep-alive connection, so it is also how long an idle keep-alive connection
+    /// stays open. A client that trickles its headers (slow-loris) is closed after it.
+    /// Every listener, local and public; an upgraded WebSocket is outside it.
+    pub header_timeout_s: u64,
     /// Seconds a single write to a client may take before the client counts as stuck.
     pub write_timeout_s: u64,
     /// Seconds shutdown waits for connections and runs before giving up on them.
@@ -262,6 +269,7 @@ impl Default for Limits {
             rate_limit_burst: 200,
             ping_interval_s: 30,
             idle_timeout_s: 300,
+            header_timeout_s: 30,
             write_timeout_s: 10,
             shutdown_grace_s: 10,
             max_subscriptions: 100,
@@ -633,6 +641,12 @@ impl Config {
                     reason: "must be at least 1".into(),
                 });
             }
+        }
+        if !(1..=300).contains(&limits.header_timeout_s) {
+            return Err(ConfigError::Invalid {
+                key: "limits.header_timeout_s",
+                reason: "must be between 1 and 300 seconds".into(),
+            });
         }
         if limits.idle_timeout_s <= limits.ping_interval_s {
             return invalid(

@@ -7,8 +7,9 @@
 //! Everything else (projects, runs, the task queue, dashboard sessions) stays in the
 //! instance's own SQLite database.
 //!
-//! Connections come from a `deadpool-postgres` pool over `tokio-postgres`; every query
-//! is async, none runs on the blocking pool. The schema is created and upgraded by
+//! Connections come from a `deadpool-postgres` pool over `tokio-postgres`, with TLS as
+//! the URL's `sslmode` says ([`tls`]); every query is async, none runs on the blocking
+//! pool. The schema is created and upgraded by
 //! [`MIGRATIONS`], applied in order at start under a transaction-scoped advisory lock,
 //! so instances starting at once do not race; the version reached is kept in
 //! `semantest_migrations`.
@@ -19,6 +20,7 @@
 //! connections are refused with 503 and open ones carry on.
 
 mod pairings;
+mod tls;
 mod tokens;
 
 use std::sync::Arc;
@@ -26,11 +28,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+
+use crate::config::DatabaseTls;
 
 pub use crate::protocol::hub::{DatabaseHealth, DatabaseKind, Reachability};
 
 pub use pairings::{Admission, PairingRow, PairingState, PendingLimits};
+pub use tls::TlsSetupError;
 
 /// The secret store entry (keychain or file) holding the PostgreSQL password when
 /// `SEMANTEST_HUB_DATABASE_PASSWORD` is not set.
@@ -53,7 +57,8 @@ pub const POOL_SIZE: usize = 16;
 
 /// The schema, one entry per version, applied in order (version = index + 1). A new
 /// version is a new entry at the end; entries already released never change.
-pub const MIGRATIONS: &[&str] = &["CREATE TABLE client_tokens (
+pub const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE client_tokens (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -78,7 +83,11 @@ pub const MIGRATIONS: &[&str] = &["CREATE TABLE client_tokens (
         client_id TEXT
     );
     CREATE INDEX pairing_requests_state ON pairing_requests (state, expires_at);
-    CREATE INDEX client_tokens_live_origin ON client_tokens (origin) WHERE revoked_at IS NULL;"];
+    CREATE INDEX client_tokens_live_origin ON client_tokens (origin) WHERE revoked_at IS NULL;",
+    // What the per-address pending limit counts (`pairing::requester_key`): an IPv6
+    // client by its /64, a loopback one by its Origin. Rows from before count as ''.
+    "ALTER TABLE pairing_requests ADD COLUMN requester TEXT NOT NULL DEFAULT '';",
+];
 
 /// The key of the advisory lock that serialises migrations across instances.
 const MIGRATION_LOCK: i64 = 0x5e3a_7e57_0001;
@@ -95,6 +104,9 @@ pub enum DatabaseError {
     /// A statement failed.
     #[error("PostgreSQL query failed")]
     Query(#[from] tokio_postgres::Error),
+    /// The TLS settings (`sslmode`, `sslrootcert`) cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
     /// The database holds a newer schema than this hub knows.
     #[error(
         "the database schema is at version {found}, newer than this hub's {known}; upgrade the hub"
@@ -115,14 +127,21 @@ pub struct Database {
 }
 
 impl Database {
-    /// Connects with `config` (the parsed `public.database`, password already set),
-    /// checks the server answers and applies the migrations it lacks.
+    /// Connects with `config` (the parsed `public.database`, password already set) and
+    /// `tls` (its `sslmode`, [`tls`]), checks the server answers and applies the
+    /// migrations it lacks.
     ///
     /// # Errors
-    /// [`DatabaseError::Pool`] when the server cannot be reached or refuses the
-    /// credentials, [`DatabaseError::Query`] when a migration fails,
-    /// [`DatabaseError::TooNew`] when another hub upgraded the schema past this one.
-    pub async fn connect(mut config: tokio_postgres::Config) -> Result<Self, DatabaseError> {
+    /// [`DatabaseError::Tls`] when the CA file cannot be used, [`DatabaseError::Pool`]
+    /// when the server cannot be reached, refuses the credentials, does not speak TLS
+    /// when it is required, or presents a certificate `verify-full` rejects,
+    /// [`DatabaseError::Query`] when a migration fails, [`DatabaseError::TooNew`] when
+    /// another hub upgraded the schema past this one.
+    pub async fn connect(
+        mut config: tokio_postgres::Config,
+        tls: &DatabaseTls,
+    ) -> Result<Self, DatabaseError> {
+        let connector = tls::connector(tls)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(TIMEOUT);
         }
@@ -146,7 +165,7 @@ impl Database {
         }
         let manager = Manager::from_config(
             config,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -136,11 +136,13 @@ pub enum StartError {
 /// The parsed `public.database` when public mode uses the shared database. Checked
 /// again here (the configuration was validated when loaded) so that a configuration
 /// built some other way cannot fall back to SQLite silently.
-fn shared_database(config: &LoadedConfig) -> Result<Option<tokio_postgres::Config>, StartError> {
+fn shared_database(
+    config: &LoadedConfig,
+) -> Result<Option<(tokio_postgres::Config, crate::config::DatabaseTls)>, StartError> {
     let public = &config.config.public;
     match public.database.as_deref().filter(|_| public.enabled) {
         None => Ok(None),
-        Some(url) => crate::config::database_url(url)
+        Some(url) => crate::config::database_settings(url)
             .map(Some)
             .map_err(StartError::DatabaseUrl),
     }
@@ -283,7 +285,7 @@ impl Hub {
                 Pairings::new(config.config.pairing.clone()),
                 None,
             ),
-            Some(mut pg) => {
+            Some((mut pg, tls)) => {
                 let target = describe(&pg);
                 if let Some(password) = database_password {
                     pg.password(password);
@@ -292,7 +294,7 @@ impl Hub {
                     target: target.clone(),
                     source,
                 };
-                let database = Database::connect(pg).await.map_err(failed)?;
+                let database = Database::connect(pg, &tls).await.map_err(failed)?;
                 let tokens = ClientTokens::load_shared(database.clone())
                     .await
                     .map_err(failed)?;
@@ -440,10 +442,17 @@ impl Hub {
                 Some(Control::PairingResolved {
                     request_id,
                     outcome,
-                }) => self.emit(Event::PairingResolved {
-                    request_id,
-                    outcome,
-                }),
+                }) => {
+                    // An approval created a token elsewhere: an Origin or id this
+                    // instance remembered as unknown may be live now.
+                    if outcome == crate::pairing::Outcome::Approved {
+                        self.client_tokens().forget_misses();
+                    }
+                    self.emit(Event::PairingResolved {
+                        request_id,
+                        outcome,
+                    })
+                }
                 None => return,
             }
         }

@@ -18,8 +18,12 @@
 //!
 //! Limits: a request expires after `pairing.request_ttl_s` (2 minutes by default); at
 //! most `pairing.max_pending` are pending (5), at most `pairing.max_pending_per_address`
-//! from one address (2). A denied or expired request stays known, with its outcome, for
-//! another TTL so the extension hears a clear answer; after that it is unknown.
+//! from one requester (2). A requester ([`requester_key`]) is a remote address, IPv6 by
+//! its /64 since one host picks any address in it; on loopback, where every extension
+//! of the machine shares one address, it is the extension's Origin, so one extension
+//! cannot hold the slots every other local extension needs. A denied or expired request
+//! stays known, with its outcome, for another TTL so the extension hears a clear answer;
+//! after that it is unknown.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -55,6 +59,19 @@ pub fn is_extension_origin(origin: &str) -> bool {
     })
 }
 
+/// Who a pending request is counted against for `pairing.max_pending_per_address`:
+/// `addr:<key>` for a remote address ([`crate::conn_info::address_key`]: IPv4 as is,
+/// IPv6 by its /64), `origin:<origin>` for a loopback address, where the address is
+/// shared by every local client and the browser-set Origin tells extensions apart.
+pub fn requester_key(address: IpAddr, origin: &str) -> String {
+    let address = address.to_canonical();
+    if address.is_loopback() {
+        format!("origin:{origin}")
+    } else {
+        format!("addr:{}", crate::conn_info::address_key(address))
+    }
+}
+
 /// Why a pairing operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PairingError {
@@ -63,9 +80,10 @@ pub enum PairingError {
         "too many pairing requests are pending ({0}); approve or deny them, or wait for them to expire"
     )]
     TooManyPending(usize),
-    /// `pairing.max_pending_per_address` requests from this address are pending.
+    /// `pairing.max_pending_per_address` requests from this requester (remote address
+    /// or /64, or local extension origin: [`requester_key`]) are pending.
     #[error(
-        "too many pairing requests from this address are pending ({0}); wait for them to be decided"
+        "too many pairing requests from this address or extension are pending ({0}); wait for them to be decided"
     )]
     TooManyFromAddress(usize),
     /// No such request, or it was already approved and claimed.
@@ -180,7 +198,7 @@ enum State {
 #[derive(Debug)]
 struct Request {
     view: RequestView,
-    address: IpAddr,
+    requester: String,
     claim_hash: [u8; 32],
     expires_at: i64,
     state: State,
@@ -242,8 +260,9 @@ impl Memory {
         if pending.len() >= self.config.max_pending {
             return Err(PairingError::TooManyPending(self.config.max_pending));
         }
-        let from_address = pending.iter().filter(|r| r.address == new.address).count();
-        if from_address >= self.config.max_pending_per_address {
+        let requester = requester_key(new.address, &new.origin);
+        let from_requester = pending.iter().filter(|r| r.requester == requester).count();
+        if from_requester >= self.config.max_pending_per_address {
             return Err(PairingError::TooManyFromAddress(
                 self.config.max_pending_per_address,
             ));
@@ -263,7 +282,7 @@ impl Memory {
             view.id.clone(),
             Request {
                 view: view.clone(),
-                address: new.address,
+                requester,
                 claim_hash: token_hash(&claim),
                 expires_at,
                 state: State::Pending,
@@ -502,6 +521,7 @@ impl Pairings {
         };
         let claim = new_token();
         let expires_at = now.saturating_add(self.ttl_ms());
+        let requester = requester_key(new.address, &new.origin);
         let row = PairingRow {
             id: format!("pr_{}", &new_token()[..16]),
             name: new.name,
@@ -519,7 +539,7 @@ impl Pairings {
             max_per_address: config.max_pending_per_address,
         };
         match database
-            .insert_pairing(&row, limits)
+            .insert_pairing(&row, &requester, limits)
             .await
             .map_err(unavailable)?
         {
@@ -870,23 +890,53 @@ mod tests {
     #[test]
     fn pending_limits_hold_globally_and_per_address() {
         let p = pairings();
-        p.request(new("127.0.0.1"), 0).unwrap();
-        p.request(new("127.0.0.1"), 0).unwrap();
+        p.request(new("192.0.2.1"), 0).unwrap();
+        p.request(new("192.0.2.1"), 0).unwrap();
         assert_eq!(
-            p.request(new("127.0.0.1"), 0).unwrap_err(),
+            p.request(new("192.0.2.1"), 0).unwrap_err(),
             PairingError::TooManyFromAddress(2)
         );
-        p.request(new("127.0.0.2"), 0).unwrap();
-        p.request(new("127.0.0.3"), 0).unwrap();
-        let fifth = p.request(new("127.0.0.4"), 0).unwrap();
+        p.request(new("192.0.2.2"), 0).unwrap();
+        p.request(new("192.0.2.3"), 0).unwrap();
+        let fifth = p.request(new("192.0.2.4"), 0).unwrap();
         assert_eq!(
-            p.request(new("127.0.0.5"), 0).unwrap_err(),
+            p.request(new("192.0.2.5"), 0).unwrap_err(),
             PairingError::TooManyPending(5)
         );
         // A decided request frees its slot.
         p.deny(&fifth.request.id, 1).unwrap();
-        p.request(new("127.0.0.5"), 1).unwrap();
+        p.request(new("192.0.2.5"), 1).unwrap();
         // Expired requests free theirs.
-        assert!(p.request(new("127.0.0.6"), p.ttl_ms()).is_ok());
+        assert!(p.request(new("192.0.2.6"), p.ttl_ms()).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_requester_is_its_slash_64_and_a_local_one_its_origin() {
+        let origin = "chrome-extension://abcdefghijklmnopabcdefghijklmnop";
+        let key = |ip: &str, origin: &str| requester_key(ip.parse().unwrap(), origin);
+        assert_eq!(
+            key("2001:db8:1:2::1", origin),
+            key("2001:db8:1:2:ff::9", "other")
+        );
+        assert_ne!(
+            key("2001:db8:1:2::1", origin),
+            key("2001:db8:1:3::1", origin)
+        );
+        assert_eq!(key("::1", origin), key("127.0.0.1", origin));
+        assert_eq!(key("::ffff:127.0.0.1", origin), format!("origin:{origin}"));
+        assert_ne!(
+            key("127.0.0.1", origin),
+            key("127.0.0.1", "moz-extension://x")
+        );
+        assert_eq!(key("192.0.2.1", origin), "addr:192.0.2.1");
+
+        let p = pairings();
+        p.request(new("2001:db8::1"), 0).unwrap();
+        p.request(new("2001:db8::2"), 0).unwrap();
+        assert_eq!(
+            p.request(new("2001:db8::ffff:3"), 0).unwrap_err(),
+            PairingError::TooManyFromAddress(2)
+        );
+        p.request(new("2001:db8:0:1::1"), 0).unwrap();
     }
 }

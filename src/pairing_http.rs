@@ -5,6 +5,9 @@
 //!   `{status: "approved", client_id, token, scopes}` (exactly once), 403
 //!   `{status: "denied"}`, 410 `{status: "expired"}` or 404 `{status: "unknown"}`.
 //!
+//! A public hub serves them only with `public.pairing = true`; otherwise both answer
+//! 403 `{error: {kind: "DISABLED"}}`.
+//!
 //! Both need an extension Origin (`chrome-extension://`, `moz-extension://`,
 //! `safari-web-extension://`); the claim must come from the request's exact Origin and
 //! carry its claim secret. Errors are JSON `{error: {kind, message}}`, kinds as in
@@ -19,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::access;
-use crate::client_tokens::valid_name;
+use crate::client_tokens::{NAME_RULE, valid_name};
 use crate::conn_info::ClientAddr;
 use crate::error::ErrorKind;
 use crate::hub::Hub;
@@ -76,6 +79,19 @@ fn not_an_extension() -> Response {
     )
 }
 
+/// The refusal of a public hub whose operator did not enable pairing, or `None`.
+fn pairing_off(hub: &Hub) -> Option<Response> {
+    (!hub.config().config.public.serves_pairing()).then(|| {
+        hub.metrics().refused("pairing_off");
+        error(
+            StatusCode::FORBIDDEN,
+            ErrorKind::Disabled,
+            "pairing is off on this public hub (public.pairing = false); ask its operator \
+             for a token",
+        )
+    })
+}
+
 fn bad_body(rejection: &JsonRejection) -> Response {
     error(
         rejection.status(),
@@ -108,16 +124,15 @@ pub(crate) async fn request(
     headers: HeaderMap,
     body: Result<Json<PairBody>, JsonRejection>,
 ) -> Response {
+    if let Some(refused) = pairing_off(&hub) {
+        return refused;
+    }
     let (origin, body) = match origin_and_body(&headers, body) {
         Ok(parts) => parts,
         Err(response) => return response,
     };
     let Some(name) = valid_name(&body.name) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            ErrorKind::InvalidParams,
-            "name must be 1 to 100 characters without control characters",
-        );
+        return error(StatusCode::BAD_REQUEST, ErrorKind::InvalidParams, NAME_RULE);
     };
     let new = NewRequest {
         name,
@@ -159,6 +174,9 @@ pub(crate) async fn claim(
     headers: HeaderMap,
     body: Result<Json<ClaimBody>, JsonRejection>,
 ) -> Response {
+    if let Some(refused) = pairing_off(&hub) {
+        return refused;
+    }
     let (origin, body) = match origin_and_body(&headers, body) {
         Ok(parts) => parts,
         Err(response) => return response,

@@ -3,9 +3,10 @@
 //!
 //! The settings are in [`crate::config::PublicConfig`]; this module turns them into a
 //! [`PublicGate`] that the server's gate consults on every request, and serves a
-//! listener with TLS ([`serve_tls`]). Submodules: [`tls`] (certificates), [`forwarded`]
-//! (client address behind proxies), [`limits`] (per-address limits), [`sockets`] (the
-//! per-address socket cap before TLS).
+//! listener with TLS or behind a proxy, with header and idle timeouts ([`serve`]).
+//! Submodules: [`tls`] (certificates), [`forwarded`] (client address behind proxies),
+//! [`limits`] (per-address limits), [`sockets`] (which peers may connect: the socket
+//! caps before TLS, the trusted proxies behind one).
 //!
 //! Differences from local mode, in one place (docs/protocol.md, "Public mode"):
 //! - Host allowlist: `public.hosts`, plus the exact listening `ip:port` (the loopback
@@ -38,8 +39,9 @@ use crate::metrics::Metrics;
 use forwarded::TrustedProxies;
 use limits::AddressLimits;
 
-/// How long a new connection may take to send its first request (after the TLS
-/// handshake, which has its own 10 s limit), against slow-loris connections.
+/// The longest a new connection may take to send its first request (after the TLS
+/// handshake, which has its own 10 s limit), against slow-loris connections; shorter
+/// when `limits.header_timeout_s` is.
 pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the server's gate needs to know about a public hub.
@@ -247,22 +249,32 @@ pub fn local_url(config: &PublicConfig, port: u16) -> String {
     format!("{scheme}://{}", SocketAddr::new(ip, port))
 }
 
-/// Serves `app` with TLS on `listener` until the hub shuts down, then stops accepting and
-/// waits for open connections (the hub closes its WebSockets itself). Open sockets are
-/// capped per address before the handshake ([`sockets::SocketCap`]), and SIGHUP reloads
-/// the certificate ([`tls::reload_on_sighup`]).
+/// Serves `app` on a public hub's `listener` until the hub shuts down, then stops
+/// accepting and waits for open connections (the hub closes its WebSockets itself).
+///
+/// With `tls`, connections are capped per address and per IPv6 site before the
+/// handshake and SIGHUP reloads the certificate ([`tls::reload_on_sighup`]); without
+/// (behind a proxy), only the trusted proxies may connect ([`sockets::SocketCap`]).
+/// Either way a client has `limits.header_timeout_s` to send each request's headers,
+/// the first and every later one on a keep-alive connection, which also closes a
+/// keep-alive connection left idle that long (hyper's HTTP/1 `header_read_timeout`,
+/// armed whenever the connection waits for a request head); the first request also has
+/// axum-server's `first_request_timeout`, which covers protocol detection. HTTP/2 gets
+/// no stream at all (hyper has no header timeout for it), so an HTTP/2 connection is
+/// closed by the first-request timeout. A WebSocket,
+/// once upgraded, is outside both: the hub pings it and closes it when idle.
 ///
 /// # Errors
 /// [`StartError::Io`] when the listener cannot be registered with the runtime or SIGHUP
 /// cannot be watched.
-pub fn serve_tls(
+pub fn serve(
     hub: &Hub,
     listener: std::net::TcpListener,
     app: Router,
-    tls: RustlsConfig,
+    tls: Option<RustlsConfig>,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let public = &hub.config().config.public;
-    if let (Some(cert), Some(key)) = (&public.tls_cert, &public.tls_key) {
+    if let (Some(tls), Some(cert), Some(key)) = (&tls, &public.tls_cert, &public.tls_key) {
         let reload = tls::reload_on_sighup(
             tls.clone(),
             cert.clone(),
@@ -275,28 +287,49 @@ pub fn serve_tls(
         })?;
         hub.tracker().spawn(reload);
     }
+    let header_timeout = Duration::from_secs(hub.config().config.limits.header_timeout_s);
     let shutdown = hub.shutdown().clone();
-    let sockets = sockets::SocketCap::new(public.per_address_sockets);
     let handle = axum_server::Handle::new();
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(sockets);
-    let server = axum_server::from_tcp(listener)
+    let mut server = axum_server::from_tcp(listener)
         .map_err(|source| StartError::Io {
             action: "register the listener with the runtime".into(),
             source,
         })?
-        .acceptor(acceptor)
         .handle(handle.clone())
-        .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+        .first_request_timeout(header_timeout.min(FIRST_REQUEST_TIMEOUT));
+    // axum-server installs hyper's Tokio timer, which the header timeout needs.
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(Some(header_timeout));
+    // hyper's HTTP/2 server has no header or idle timeout, and the protocol detection
+    // would serve a client that sends the HTTP/2 preface (TLS offers only http/1.1, so
+    // no browser does). No stream is ever accepted, so such a connection never makes
+    // its first request and the first-request timeout closes it.
+    server.http_builder().http2().max_concurrent_streams(0);
     tokio::spawn(async move {
         shutdown.cancelled().await;
         handle.graceful_shutdown(None);
     });
+    let service = app.into_make_service_with_connect_info::<ConnAddrs>();
+    let served = match tls {
+        Some(tls) => {
+            let sockets =
+                sockets::SocketCap::new(public.per_address_sockets, public.per_site_sockets);
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(sockets);
+            tokio::spawn(server.acceptor(acceptor).serve(service))
+        }
+        None => {
+            let proxies = TrustedProxies::new(public.trusted_proxies.clone(), public.proxy_header);
+            let sockets = sockets::SocketCap::proxies_only(proxies);
+            tokio::spawn(server.acceptor(sockets).serve(service))
+        }
+    };
     Ok(tokio::spawn(async move {
-        let served = server
-            .serve(app.into_make_service_with_connect_info::<ConnAddrs>())
-            .await;
-        if let Err(err) = served {
-            warn!(error = %err, "TLS server stopped with an error");
+        match served.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => warn!(error = %err, "public server stopped with an error"),
+            Err(_) => warn!("public server task panicked"),
         }
     }))
 }

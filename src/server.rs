@@ -46,7 +46,7 @@ use crate::assets;
 use crate::client_tokens::Identity;
 use crate::clients::{CLOSE_POLICY, NewClient};
 use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, Limits, LoadedConfig, Mode};
-use crate::conn_info::{ClientAddr, ConnAddrs, NoDelayListener};
+use crate::conn_info::{ClientAddr, ConnAddrs};
 use crate::error::ErrorChain;
 use crate::hub::{Hub, PRODUCT, StartError, VERSION};
 use crate::pairing::is_extension_origin;
@@ -195,12 +195,12 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
     let mut addrs = Vec::new();
     let mut serve_tasks = Vec::new();
     for listener in listeners {
-        if let Some(tls) = &tls {
+        if public {
             addrs.push(listener.local_addr().map_err(|source| StartError::Io {
                 action: "read the listening address".into(),
                 source,
             })?);
-            serve_tasks.push(crate::public::serve_tls(
+            serve_tasks.push(crate::public::serve(
                 &hub,
                 listener,
                 app.clone(),
@@ -217,18 +217,12 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
             action: "read the listening address".into(),
             source,
         })?);
-        let shutdown = hub.shutdown().clone();
-        let service = app
-            .clone()
-            .into_make_service_with_connect_info::<ConnAddrs>();
-        serve_tasks.push(tokio::spawn(async move {
-            let served = axum::serve(NoDelayListener(listener), service)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await;
-            if let Err(err) = served {
-                warn!(error = %err, "server stopped with an error");
-            }
-        }));
+        serve_tasks.push(tokio::spawn(crate::conn_info::serve(
+            listener,
+            app.clone(),
+            hub.shutdown().clone(),
+            std::time::Duration::from_secs(hub.config().config.limits.header_timeout_s),
+        )));
     }
     hub.start_background(port);
     crate::access::start_upkeep(&hub);
@@ -444,10 +438,15 @@ fn challenge_field_ok(value: &str, max: usize) -> bool {
 }
 
 /// The feature groups this hub serves, for the signature: the method families its mode
-/// enables (`public.capabilities()`), plus `events` and `pairing`, which every hub offers.
+/// enables (`public.capabilities()`), plus `events`, which every hub offers, and
+/// `pairing` where it is served (`public.serves_pairing()`).
 fn capabilities(hub: &Hub) -> Vec<&'static str> {
-    let mut capabilities = hub.config().config.public.capabilities();
-    capabilities.extend(["events", "events.idempotency", "pairing"]);
+    let public = &hub.config().config.public;
+    let mut capabilities = public.capabilities();
+    capabilities.extend(["events", "events.idempotency"]);
+    if public.serves_pairing() {
+        capabilities.push("pairing");
+    }
     capabilities
 }
 

@@ -68,6 +68,7 @@ async fn instance(pg: &PostgresServer, nats: &NatsServer) -> TestHub {
         hosts: vec![NAME.into()],
         behind_proxy: true,
         trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        pairing: true,
         per_address_rate_per_s: 100_000,
         per_address_burst: 100_000,
         broker: Some(nats.url()),
@@ -225,6 +226,59 @@ async fn owners_on_every_instance_hear_of_a_pairing_made_on_another() {
         resolved,
         json!({"request_id": second_id, "outcome": "denied"})
     );
+}
+
+/// An extension's Origin, looked up on B before pairing and remembered there as
+/// unknown, is served by B as soon as the pairing is approved on C: the approval's
+/// `PairingResolved` news on the NATS control subject makes B forget its misses, so the
+/// freshly paired extension is not refused for the rest of the miss TTL (10 s), nor
+/// until B's next reload of the token copy.
+#[tokio::test]
+async fn a_pairing_approved_on_c_is_not_refused_on_b_by_a_remembered_miss() {
+    // Bound, not `..`: the servers live as long as the test.
+    let Cluster {
+        pg: _pg,
+        nats: _nats,
+        a: _a,
+        b,
+        c,
+    } = Cluster::start().await;
+    let (mut owner_b, mut owner_c) = (owner(&b).await, owner(&c).await);
+    owner_b.ok("hub.hello", json!({})).await;
+    owner_c.ok("hub.hello", json!({})).await;
+    // Before pairing, the extension's Origin is refused on B, which remembers the miss.
+    let owner_token = b.token.clone();
+    assert_eq!(
+        connect(&b, &owner_token, Some(ORIGIN)).await.err(),
+        Some(403)
+    );
+
+    let (status, requested) = post(&c, "/pair", json!({"name": "My extension"})).await;
+    assert_eq!(status, 201, "{requested}");
+    let request_id = requested["request_id"].as_str().unwrap().to_string();
+    owner_c
+        .ok(
+            "pairing.approve",
+            json!({"request_id": request_id, "scopes": ["events"]}),
+        )
+        .await;
+    // B has acted on the control message once its owner hears the outcome.
+    let resolved = owner_b.notification("pairing.resolved").await;
+    assert_eq!(
+        resolved,
+        json!({"request_id": request_id, "outcome": "approved"})
+    );
+    let (status, claimed) = post(
+        &c,
+        &format!("/pair/{request_id}"),
+        json!({"claim": requested["claim"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{claimed}");
+    let token = claimed["token"].as_str().unwrap().to_string();
+    connect(&b, &token, Some(ORIGIN))
+        .await
+        .unwrap_or_else(|status| panic!("the paired extension was refused on B: {status}"));
 }
 
 #[tokio::test]

@@ -29,6 +29,7 @@ fn public(database: &str) -> PublicConfig {
         hosts: vec![NAME.into()],
         behind_proxy: true,
         trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        pairing: true,
         database: Some(database.into()),
         ..Default::default()
     };
@@ -430,5 +431,249 @@ fn a_password_in_the_url_is_refused_naming_the_variable() {
             ..public("postgres://semantest@db.example.com/semantest")
         };
         assert!(settings.validate().is_err(), "{bad}");
+    }
+}
+
+/// `GET path` of `hub`; the status.
+async fn get_status(hub: &TestHub, path: &str) -> u16 {
+    let request = reqwest::Client::new()
+        .get(hub.http(path))
+        .header("host", NAME);
+    tokio::time::timeout(WAIT, request.send())
+        .await
+        .expect("an answer within the wait")
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Before authentication a client picks the Origin and the `?client=` of a challenge;
+/// each one the hub's copy of the tokens does not know used to cost a PostgreSQL query,
+/// on every request. Counted in the server's own statement log (`log_statement=all`
+/// logs each execution with its parameters), the database is asked once per unknown
+/// value however often it is sent.
+#[tokio::test]
+async fn unknown_origins_and_client_ids_cost_one_query_each() {
+    let pg = PostgresServer::start_with("-c log_statement=all", |_| {}).await;
+    let a = instance(&pg).await;
+    let stranger = "https://stranger.example";
+    let unknown_id = "cl_00000000000000000000000000000000";
+    let asked = |value: &str| pg.log().matches(&format!("'{value}'")).count();
+    assert_eq!(asked(stranger), 0);
+    let token = a.token.clone();
+    for _ in 0..10 {
+        assert_eq!(connect(&a, &token, Some(stranger)).await.err(), Some(403));
+    }
+    assert_eq!(asked(stranger), 1, "the unknown Origin was looked up once");
+    let path = format!("/semantest-signature?challenge=nonce-1&client={unknown_id}");
+    for _ in 0..10 {
+        let status = get_status(&a, &path).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        asked(unknown_id),
+        1,
+        "the unknown client id was looked up once"
+    );
+    // Another unknown value is looked up on its own.
+    let other = "https://other-stranger.example";
+    assert_eq!(connect(&a, &token, Some(other)).await.err(), Some(403));
+    assert_eq!(asked(other), 1);
+}
+
+/// A remembered miss never refuses a token made since: an Origin that was looked up and
+/// not found, then given a token through the same instance, is served at once.
+#[tokio::test]
+async fn a_token_made_after_a_miss_is_served_at_once() {
+    let pg = PostgresServer::start().await;
+    let a = instance(&pg).await;
+    let origin = "https://app.example";
+    let owner_token = a.token.clone();
+    assert_eq!(
+        connect(&a, &owner_token, Some(origin)).await.err(),
+        Some(403)
+    );
+    let mut owner = owner(&a).await;
+    let created = owner
+        .ok(
+            "client.create",
+            json!({"name": "app", "origin": origin, "scopes": ["events"]}),
+        )
+        .await;
+    let token = created["token"].as_str().unwrap().to_string();
+    let id = created["client"]["id"].as_str().unwrap().to_string();
+    let ws = connect(&a, &token, Some(origin)).await;
+    assert!(ws.is_ok(), "refused with {:?}", ws.err());
+    let path = format!("/semantest-signature?challenge=nonce-2&client={id}");
+    let response = reqwest::Client::new()
+        .get(a.http(&path))
+        .header("host", NAME)
+        .send()
+        .await
+        .unwrap();
+    let signature: Value = response.json().await.unwrap();
+    assert!(signature["challenge"]["proof"].is_string(), "{signature}");
+}
+
+/// A CA and a server certificate it signed for `127.0.0.1` and `localhost`, as PEM:
+/// `(ca, server certificate, server key)`.
+fn database_certificates() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test database CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// A PostgreSQL server with `ssl=on` and a certificate signed by a CA made here; the
+/// CA's PEM is returned beside it.
+async fn postgres_with_tls() -> (PostgresServer, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let (ca, cert, key) = database_certificates();
+    // Relative to the data directory, which initdb creates beside these files.
+    let pg = PostgresServer::start_with(
+        "-c ssl=on -c ssl_cert_file=../server.crt -c ssl_key_file=../server.key",
+        |dir| {
+            std::fs::write(dir.join("server.crt"), &cert).unwrap();
+            let key_file = dir.join("server.key");
+            std::fs::write(&key_file, &key).unwrap();
+            // PostgreSQL refuses a key others can read.
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        },
+    )
+    .await;
+    (pg, ca)
+}
+
+/// Starts a public instance on `url` (the password comes from the secret store), in
+/// `dir`.
+async fn start_on(
+    dir: &tempfile::TempDir,
+    url: &str,
+) -> Result<semantest_hub::HubServer, StartError> {
+    let mut config = test_config(dir.path());
+    config.config.public = public(url);
+    tokio::time::timeout(WAIT, semantest_hub::start(config))
+        .await
+        .expect("an outcome within the wait")
+}
+
+/// Whether every connection of the hub to `pg` is TLS, and how many there are.
+async fn hub_connections_over_tls(pg: &PostgresServer) -> (bool, i64) {
+    let db = sql(pg).await;
+    let row = db
+        .query_one(
+            "SELECT COALESCE(bool_and(s.ssl), false), COUNT(*) FROM pg_stat_ssl s
+             JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'semantest-hub'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// The messages of `err` and of its sources, joined.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `sslmode=verify-full` with the CA, and `sslmode=require`, reach a server with TLS
+/// over TLS (as the server itself reports in `pg_stat_ssl`); `verify-full` with a CA
+/// that did not sign the server's certificate does not connect.
+#[tokio::test]
+async fn the_database_connection_uses_tls_as_sslmode_says() {
+    let (pg, ca) = postgres_with_tls().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        pg.url(),
+        ca_file.display()
+    );
+    let first = data_dir();
+    let hub = start_on(&first, &url)
+        .await
+        .expect("starts with verify-full");
+    let (all_tls, count) = hub_connections_over_tls(&pg).await;
+    assert!(all_tls && count >= 1, "{all_tls} {count}");
+    hub.shutdown().await;
+
+    let second = data_dir();
+    let hub = start_on(&second, &format!("{}?sslmode=require", pg.url()))
+        .await
+        .expect("starts with require");
+    let (all_tls, count) = hub_connections_over_tls(&pg).await;
+    assert!(all_tls && count >= 1, "{all_tls} {count}");
+    hub.shutdown().await;
+
+    // A CA that did not sign the server's certificate: refused, saying why.
+    let (other_ca, _, _) = database_certificates();
+    let other_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_file, other_ca).unwrap();
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        pg.url(),
+        other_file.display()
+    );
+    let err = start_on(&data_dir(), &url)
+        .await
+        .err()
+        .expect("an impostor is refused");
+    let text = chain(&err);
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+}
+
+/// `sslmode=require` against a server without TLS stops the start with an error that
+/// says so, instead of falling back to plain text.
+#[tokio::test]
+async fn sslmode_require_refuses_a_server_without_tls() {
+    let pg = PostgresServer::start().await;
+    let err = start_on(&data_dir(), &format!("{}?sslmode=require", pg.url()))
+        .await
+        .err()
+        .expect("no plain-text fallback");
+    assert!(matches!(err, StartError::Database { .. }), "{err:?}");
+    let text = chain(&err);
+    assert!(text.contains("TLS"), "{text}");
+}
+
+#[test]
+fn verify_full_needs_its_ca_and_verify_ca_is_refused() {
+    let base = "postgres://semantest@db.example.com/semantest";
+    for (url, expected) in [
+        (format!("{base}?sslmode=verify-full"), "sslrootcert"),
+        (
+            format!("{base}?sslmode=verify-ca&sslrootcert=/etc/hostname"),
+            "verify-full",
+        ),
+        (format!("{base}?sslrootcert=/etc/hostname"), "verify-full"),
+        (
+            format!("{base}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"),
+            "/nonexistent/ca.pem",
+        ),
+    ] {
+        let settings = PublicConfig {
+            database: Some(url.clone()),
+            ..public(base)
+        };
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains(expected), "{url}: {err}");
     }
 }

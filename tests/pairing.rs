@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use crate::util::{TestHub, WAIT, Ws};
 
 const ORIGIN: &str = "chrome-extension://abcdefghijklmnopabcdefghijklmnop";
+const OTHER_ORIGIN: &str = "chrome-extension://ponmlkjihgfedcbaponmlkjihgfedcba";
+const THIRD_ORIGIN: &str = "moz-extension://6f1b7c3e-1b2a-4c5d-9e8f-0a1b2c3d4e5f";
+const FOURTH_ORIGIN: &str = "safari-web-extension://ABCD-1234";
 
 /// An HTTP client whose connections come from `source` (any 127.0.0.0/8 address), so
 /// a test can act as several peers.
@@ -304,7 +307,7 @@ async fn an_expired_request_gets_a_clear_answer_and_no_token() {
 }
 
 #[tokio::test]
-async fn pending_requests_are_limited_globally_and_per_address() {
+async fn pending_requests_are_limited_globally_and_per_extension() {
     let hub = TestHub::start().await;
     for _ in 0..2 {
         assert_eq!(
@@ -319,19 +322,19 @@ async fn pending_requests_are_limited_globally_and_per_address() {
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("this address"),
+            .contains("this address or extension"),
         "{body}"
     );
 
-    // Other addresses still get in, up to 5 pending in all.
-    for source in ["127.0.0.2", "127.0.0.2", "127.0.0.3"] {
+    // Other extensions still get in, up to 5 pending in all.
+    for origin in [OTHER_ORIGIN, OTHER_ORIGIN, THIRD_ORIGIN] {
         assert_eq!(
-            request_pairing(&hub, source, ORIGIN, "Ext").await.0,
+            request_pairing(&hub, "127.0.0.1", origin, "Ext").await.0,
             201,
-            "{source}"
+            "{origin}"
         );
     }
-    let (status, body) = request_pairing(&hub, "127.0.0.4", ORIGIN, "Ext").await;
+    let (status, body) = request_pairing(&hub, "127.0.0.1", FOURTH_ORIGIN, "Ext").await;
     assert_eq!(status, 429);
     assert_eq!(body["error"]["kind"], "LIMIT_REACHED");
     assert!(
@@ -348,9 +351,102 @@ async fn pending_requests_are_limited_globally_and_per_address() {
     let first = text(&pending["requests"][0]["id"]);
     owner.ok("pairing.deny", json!({"request_id": first})).await;
     assert_eq!(
-        request_pairing(&hub, "127.0.0.4", ORIGIN, "Ext").await.0,
+        request_pairing(&hub, "127.0.0.1", FOURTH_ORIGIN, "Ext")
+            .await
+            .0,
         201
     );
+    hub.stop().await;
+}
+
+/// Every local extension reaches the hub from loopback, so a limit per address alone
+/// let the first extension (or a malicious one) hold every slot of 127.0.0.1 and lock
+/// every other extension out of pairing. The limit counts each extension's Origin.
+#[tokio::test]
+async fn one_local_extension_cannot_hold_every_pending_slot() {
+    let hub = TestHub::start().await;
+    // The squatter asks until it is refused, from every loopback address it can bind.
+    let mut held = 0;
+    for source in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        loop {
+            let (status, body) = request_pairing(&hub, source, ORIGIN, "Squatter").await;
+            if status != 201 {
+                assert_eq!(
+                    (status, body["error"]["kind"].as_str()),
+                    (429, Some("LIMIT_REACHED"))
+                );
+                break;
+            }
+            held += 1;
+            assert!(held <= 5, "the squatter was never refused");
+        }
+    }
+    assert!(held < 5, "one extension took every pending slot ({held})");
+    // Another extension on the same machine still gets its request in front of the user.
+    let (status, body) = request_pairing(&hub, "127.0.0.1", OTHER_ORIGIN, "Semantest").await;
+    assert_eq!(status, 201, "{body}");
+    let mut owner = hub.client().await;
+    let pending = owner.ok("pairing.list", json!({})).await;
+    assert!(
+        pending["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["origin"] == OTHER_ORIGIN),
+        "{pending}"
+    );
+    hub.stop().await;
+}
+
+/// U+202E RIGHT-TO-LEFT OVERRIDE (general category Cf) in a name reverses the text
+/// shown after it, so a crafted name could make the notification show another code than
+/// the one issued. Such a name is refused: the user is never asked about it.
+#[tokio::test]
+async fn a_name_with_a_bidi_override_never_reaches_the_approver() {
+    let hub = TestHub::start().await;
+    let mut owner = hub.client().await;
+    let mut events = hub.hub().events();
+    for name in [
+        "Semantest \u{202E}654321",
+        "Semantest \u{2066}code\u{2069}",
+        "Zero\u{200B}width",
+        "line\u{2028}break",
+    ] {
+        let (status, body) = request_pairing(&hub, "127.0.0.1", ORIGIN, name).await;
+        assert_eq!(status, 400, "{name:?}: {body}");
+        assert_eq!(body["error"]["kind"], "INVALID_PARAMS", "{name:?}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("bidirectional"),
+            "{body}"
+        );
+    }
+    // What the approver sees: nothing was listed, notified or sent to the desktop app.
+    assert_eq!(
+        owner.ok("pairing.list", json!({})).await,
+        json!({"requests": []})
+    );
+    assert!(
+        owner
+            .notifications
+            .iter()
+            .all(|n| n["method"] != "pairing.requested"),
+        "{:?}",
+        owner.notifications
+    );
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event, HubEvent::PairingRequested { .. }),
+            "the desktop app was told: {event:?}"
+        );
+    }
+    // A plain name in another script is fine, and shown as sent.
+    let (status, _) = request_pairing(&hub, "127.0.0.1", ORIGIN, "Sémantest ミ").await;
+    assert_eq!(status, 201);
+    let listed = owner.ok("pairing.list", json!({})).await;
+    assert_eq!(listed["requests"][0]["name"], "Sémantest ミ");
     hub.stop().await;
 }
 

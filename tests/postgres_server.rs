@@ -29,6 +29,8 @@ pub struct PostgresServer {
     /// The loopback port it listens on.
     pub port: u16,
     run_as: Option<&'static str>,
+    /// More `postgres` command-line options (`-c name=value ...`).
+    options: String,
 }
 
 /// Where the PostgreSQL server binaries are.
@@ -67,6 +69,13 @@ impl PostgresServer {
     /// A fresh cluster with user [`USER`] (password [`PASSWORD`]) owning database
     /// [`DATABASE`], started.
     pub async fn start() -> Self {
+        Self::start_with("", |_| {}).await
+    }
+
+    /// As [`PostgresServer::start`], with more server `options` (`-c name=value ...`),
+    /// and `prepare` called with the server's directory before the first start (to
+    /// write files the options name; they are handed to the server's user after).
+    pub async fn start_with(options: &str, prepare: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("semantest-pg-")
             .tempdir()
@@ -77,12 +86,16 @@ impl PostgresServer {
             bin: bin_dir(),
             port: free_port(),
             run_as,
+            options: options.to_string(),
         };
+        prepare(server.dir.path());
         let password_file = server.dir.path().join("password");
         std::fs::write(&password_file, PASSWORD).unwrap();
         if let Some(user) = run_as {
+            for entry in std::fs::read_dir(server.dir.path()).unwrap() {
+                chown(&entry.unwrap().path(), user);
+            }
             chown(server.dir.path(), user);
-            chown(&password_file, user);
         }
         server
             .run(
@@ -121,6 +134,11 @@ impl PostgresServer {
         server
     }
 
+    /// The server's log so far (with `-c log_statement=all`, every statement run).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -135,9 +153,10 @@ impl PostgresServer {
     /// connections.
     pub async fn start_again(&self) {
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off {}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.options
         );
         let log = self.dir.path().join("server.log");
         self.run(

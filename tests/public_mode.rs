@@ -56,6 +56,14 @@ fn public_settings() -> PublicConfig {
 
 /// A public hub with TLS on 127.0.0.1, and a connector that trusts its certificate.
 async fn tls_hub(edit: impl FnOnce(&mut PublicConfig)) -> (TestHub, TlsConnector) {
+    tls_hub_with(edit, |_| {}).await
+}
+
+/// [`tls_hub`], with `edit_all` applied to the whole configuration as well.
+async fn tls_hub_with(
+    edit: impl FnOnce(&mut PublicConfig),
+    edit_all: impl FnOnce(&mut LoadedConfig),
+) -> (TestHub, TlsConnector) {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, connector) = certificate(dir.path());
     let mut config = test_config(dir.path());
@@ -65,12 +73,21 @@ async fn tls_hub(edit: impl FnOnce(&mut PublicConfig)) -> (TestHub, TlsConnector
     edit(&mut public);
     public.validate().expect("valid public settings");
     config.config.public = public;
+    edit_all(&mut config);
     (TestHub::start_in(dir, config).await, connector)
 }
 
 /// A public hub serving plain HTTP behind a proxy on 127.0.0.1 (the test client plays
 /// the proxy, writing X-Forwarded-For).
 async fn proxied_hub(edit: impl FnOnce(&mut PublicConfig)) -> TestHub {
+    proxied_hub_with(edit, |_| {}).await
+}
+
+/// [`proxied_hub`], with `edit_all` applied to the whole configuration as well.
+async fn proxied_hub_with(
+    edit: impl FnOnce(&mut PublicConfig),
+    edit_all: impl FnOnce(&mut LoadedConfig),
+) -> TestHub {
     TestHub::start_with(|config: &mut LoadedConfig| {
         let mut public = public_settings();
         public.behind_proxy = true;
@@ -78,6 +95,7 @@ async fn proxied_hub(edit: impl FnOnce(&mut PublicConfig)) -> TestHub {
         edit(&mut public);
         public.validate().expect("valid public settings");
         config.config.public = public;
+        edit_all(config);
     })
     .await
 }
@@ -289,13 +307,7 @@ async fn enabled_families_are_served_and_listed() {
     let signature: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         signature["capabilities"],
-        json!([
-            "projects",
-            "messages",
-            "events",
-            "events.idempotency",
-            "pairing"
-        ])
+        json!(["projects", "messages", "events", "events.idempotency"])
     );
     let mut socket = wss(&hub, &connector).await;
     let list = call(&mut socket, 1, "project.list", json!({})).await;
@@ -380,22 +392,9 @@ async fn per_address_connection_limit_counts_the_forwarded_client() {
 }
 
 #[tokio::test]
-async fn proxy_headers_from_untrusted_peers_and_other_headers_are_ignored() {
-    // The test client (127.0.0.1) is not a trusted proxy here.
-    let hub = proxied_hub(|public| {
-        public.per_address_connections = 2;
-        public.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
-    })
-    .await;
-    let _a = ws_from(&hub, "x-forwarded-for", "203.0.113.1")
-        .await
-        .unwrap();
-    let _b = ws_from(&hub, "x-forwarded-for", "203.0.113.2")
-        .await
-        .unwrap();
-    refused_with(ws_from(&hub, "x-forwarded-for", "203.0.113.3").await, 503);
-    hub.stop().await;
-
+async fn proxy_headers_other_than_the_configured_one_are_ignored() {
+    // (A peer that is not a trusted proxy is not served at all:
+    // `a_behind_proxy_hub_refuses_peers_that_are_not_its_proxies`.)
     // Trusted peer, but the hub reads X-Forwarded-For only: Forwarded is ignored.
     let hub = proxied_hub(|public| {
         public.per_address_connections = 1;
@@ -693,7 +692,7 @@ async fn public_challenge_binds_the_proof_to_the_public_name() {
 
 #[tokio::test]
 async fn pairing_limits_count_the_forwarded_client_behind_a_proxy() {
-    let hub = proxied_hub(|_| {}).await;
+    let hub = proxied_hub(|public| public.pairing = true).await;
     let pair = |forwarded: &'static str| {
         let url = format!("http://127.0.0.1:{}/pair", hub.port);
         async move {
@@ -718,5 +717,416 @@ async fn pairing_limits_count_the_forwarded_client_behind_a_proxy() {
     assert_eq!(pair("203.0.113.1").await, 201);
     assert_eq!(pair("203.0.113.1").await, 429);
     assert_eq!(pair("203.0.113.2").await, 201);
+    hub.stop().await;
+}
+
+/// `POST /pair` on the hub as the proxy would send it for `client`; `(status, body)`.
+async fn pair_from(hub: &TestHub, client: &str, name: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/pair", hub.port))
+        .header("host", NAME)
+        .header(
+            "origin",
+            "chrome-extension://abcdefghijklmnopabcdefghijklmnop",
+        )
+        .header("x-forwarded-for", client)
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// On a public hub anyone on the network could put pairing prompts in front of the
+/// operator; pairing is off unless `public.pairing` turns it on.
+#[tokio::test]
+async fn a_public_hub_refuses_pairing_unless_enabled() {
+    let hub = proxied_hub(|_| {}).await;
+    let (status, body) = pair_from(&hub, "203.0.113.1", "Semantest").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["kind"], "DISABLED", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("public.pairing"),
+        "{body}"
+    );
+    let claim = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/pair/pr_0000000000000000",
+            hub.port
+        ))
+        .header("host", NAME)
+        .header(
+            "origin",
+            "chrome-extension://abcdefghijklmnopabcdefghijklmnop",
+        )
+        .json(&json!({"claim": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claim.status().as_u16(), 403);
+    let mut owner = hub.client().await;
+    assert_eq!(
+        owner.ok("pairing.list", json!({})).await,
+        json!({"requests": []})
+    );
+    let (_, signature) = plain(&hub, "/semantest-signature", &[]).await;
+    let signature: Value = serde_json::from_str(&signature).unwrap();
+    assert!(
+        !signature["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pairing")),
+        "{signature}"
+    );
+    hub.stop().await;
+
+    let hub = proxied_hub(|public| public.pairing = true).await;
+    let (status, body) = pair_from(&hub, "203.0.113.1", "Semantest").await;
+    assert_eq!(status, 201, "{body}");
+    let (_, signature) = plain(&hub, "/semantest-signature", &[]).await;
+    let signature: Value = serde_json::from_str(&signature).unwrap();
+    assert!(
+        signature["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pairing")),
+        "{signature}"
+    );
+    hub.stop().await;
+}
+
+/// One IPv6 host may use every address of its /64: the pending limit counts the prefix,
+/// so rotating addresses inside it does not buy more pending requests.
+#[tokio::test]
+async fn pairing_limits_count_an_ipv6_client_by_its_slash_64() {
+    let hub = proxied_hub(|public| public.pairing = true).await;
+    assert_eq!(pair_from(&hub, "2001:db8:1:2::1", "one").await.0, 201);
+    assert_eq!(pair_from(&hub, "2001:db8:1:2::2", "two").await.0, 201);
+    let (status, body) = pair_from(&hub, "2001:db8:1:2:ffff:ffff:ffff:ffff", "three").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["kind"], "LIMIT_REACHED");
+    // The next /64 is another client.
+    assert_eq!(pair_from(&hub, "2001:db8:1:3::1", "four").await.0, 201);
+    hub.stop().await;
+}
+
+/// Opens a TCP connection to `port` on `ip` from `source`.
+async fn tcp_from(source: &str, ip: std::net::IpAddr, port: u16) -> TcpStream {
+    let source: std::net::IpAddr = source.parse().unwrap();
+    let socket = if source.is_ipv4() {
+        tokio::net::TcpSocket::new_v4().unwrap()
+    } else {
+        tokio::net::TcpSocket::new_v6().unwrap()
+    };
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    socket.connect(SocketAddr::new(ip, port)).await.unwrap()
+}
+
+/// Whether the hub closed `stream`: a read returns end of file or an error.
+enum Trickle {
+    /// The hub closed the connection after this many bytes were trickled.
+    CutAfter(usize),
+    /// The hub answered before the headers were complete.
+    Answered(String),
+}
+
+/// Sends a request head one byte a second on `stream`, never finishing it, and reads at
+/// the same time, until the hub closes the connection or `max_bytes` were sent.
+async fn trickle<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, max_bytes: usize) -> Trickle {
+    let head = format!("GET /health HTTP/1.1\r\nHost: {NAME}\r\nX-Trickle: ");
+    let mut bytes = head.into_bytes();
+    bytes.extend(std::iter::repeat_n(b'a', max_bytes));
+    let mut buf = [0u8; 512];
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    for (sent, byte) in bytes.iter().enumerate() {
+        tokio::select! {
+            read = stream.read(&mut buf) => {
+                return match read {
+                    Ok(0) | Err(_) => Trickle::CutAfter(sent),
+                    Ok(n) => Trickle::Answered(String::from_utf8_lossy(&buf[..n]).into()),
+                };
+            }
+            _ = tick.tick() => {
+                if stream.write_all(&[*byte]).await.is_err() || stream.flush().await.is_err() {
+                    return Trickle::CutAfter(sent);
+                }
+            }
+        }
+    }
+    panic!(
+        "the hub still waits for headers after {} bytes",
+        bytes.len()
+    );
+}
+
+/// One complete keep-alive `GET /health` on `stream`, reading the whole response.
+async fn keep_alive_request<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    keep_alive_request_to(stream, NAME).await;
+}
+
+/// [`keep_alive_request`] with `Host: host`.
+async fn keep_alive_request_to<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, host: &str) {
+    let request = format!("GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+            .await
+            .expect("an answer within the wait")
+            .unwrap();
+        assert!(n > 0, "the hub closed a keep-alive connection it answered");
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("a content-length");
+            if body.len() >= length {
+                return;
+            }
+        }
+    }
+}
+
+/// A 2 s `limits.header_timeout_s`, so that the trickle tests are short.
+fn short_header_timeout(config: &mut LoadedConfig) {
+    config.config.limits.header_timeout_s = 2;
+}
+
+/// The trickle the hub must cut: well past the 2 s header timeout of these tests, with
+/// room for a loaded machine, and far short of never.
+const TRICKLE_BYTES: usize = 40;
+
+/// Slow-loris over TLS: a client that sends a header byte a second holds a connection
+/// (a task, a descriptor, a socket slot) for as long as it likes unless the hub bounds
+/// the time to read a request head, on the first request and on every later one of a
+/// keep-alive connection.
+#[tokio::test]
+async fn a_trickling_tls_client_is_cut_off_on_every_request() {
+    let (hub, connector) = tls_hub_with(|_| {}, short_header_timeout).await;
+    let mut first = tls_connect(&hub, &connector).await;
+    match trickle(&mut first, TRICKLE_BYTES).await {
+        Trickle::CutAfter(sent) => assert!(sent > 0),
+        Trickle::Answered(text) => panic!("answered an unfinished head: {text}"),
+    }
+    // A keep-alive connection that behaved on its first request and trickles the next.
+    let mut second = tls_connect(&hub, &connector).await;
+    keep_alive_request(&mut second).await;
+    match trickle(&mut second, TRICKLE_BYTES).await {
+        Trickle::CutAfter(sent) => assert!(sent > 0),
+        Trickle::Answered(text) => panic!("answered an unfinished head: {text}"),
+    }
+    // An idle keep-alive connection is closed as well.
+    let mut idle = tls_connect(&hub, &connector).await;
+    keep_alive_request(&mut idle).await;
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(WAIT, idle.read(&mut buf))
+        .await
+        .expect("an idle keep-alive connection is closed within the wait");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    hub.stop().await;
+}
+
+/// The same trickle through `--behind-proxy`'s plain listener, which had no timeout at
+/// all: the proxy's own timeouts do not protect the hub's port from the proxy's
+/// network, and a proxy that streams headers through would pass the trickle on.
+#[tokio::test]
+async fn a_trickling_client_behind_a_proxy_is_cut_off_on_every_request() {
+    let hub = proxied_hub_with(|_| {}, short_header_timeout).await;
+    let local = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut first = tcp_from("127.0.0.1", local, hub.port).await;
+    match trickle(&mut first, TRICKLE_BYTES).await {
+        Trickle::CutAfter(sent) => assert!(sent > 0),
+        Trickle::Answered(text) => panic!("answered an unfinished head: {text}"),
+    }
+    let mut second = tcp_from("127.0.0.1", local, hub.port).await;
+    keep_alive_request(&mut second).await;
+    match trickle(&mut second, TRICKLE_BYTES).await {
+        Trickle::CutAfter(sent) => assert!(sent > 0),
+        Trickle::Answered(text) => panic!("answered an unfinished head: {text}"),
+    }
+    hub.stop().await;
+}
+
+/// Behind a proxy the hub's port speaks plain HTTP and believes the forwarding header
+/// of trusted proxies; anyone else who reaches the port directly would skip the proxy's
+/// TLS and limits. Such a peer is closed before the hub reads a byte.
+#[tokio::test]
+async fn a_behind_proxy_hub_refuses_peers_that_are_not_its_proxies() {
+    let hub = proxied_hub(|public| {
+        public.trusted_proxies = vec!["127.0.0.2/32".parse().unwrap()];
+    })
+    .await;
+    let local = std::net::IpAddr::from([127, 0, 0, 1]);
+    // 127.0.0.1 is not the proxy: no answer, the connection is closed.
+    let stranger = tcp_from("127.0.0.1", local, hub.port).await;
+    let mut stranger = stranger;
+    let request = format!("GET /health HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n");
+    // The write may already fail if the hub closed first.
+    let _ = stranger.write_all(request.as_bytes()).await;
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(WAIT, stranger.read_to_end(&mut raw))
+        .await
+        .expect("closed within the wait");
+    assert!(
+        raw.is_empty(),
+        "a stranger got an answer: {:?} {read:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    // The proxy itself is served.
+    let proxy = tcp_from("127.0.0.2", local, hub.port).await;
+    let (status, _) = http(proxy, "/health", NAME, &[]).await;
+    assert_eq!(status, 200);
+    hub.stop().await;
+}
+
+/// The socket cap counts an IPv6 peer by its /64 (and its /48): exercised on `::1`,
+/// the one IPv6 loopback address; `sockets::tests` covers other addresses of a prefix.
+#[tokio::test]
+async fn sockets_from_an_ipv6_peer_are_capped_by_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, connector) = certificate(dir.path());
+    let mut config = test_config(dir.path());
+    let mut public = public_settings();
+    public.bind = Some("[::1]:0".parse().unwrap());
+    public.tls_cert = Some(cert);
+    public.tls_key = Some(key);
+    public.per_address_sockets = 2;
+    public.per_site_sockets = 2;
+    public.validate().expect("valid public settings");
+    config.config.public = public;
+    let hub = TestHub::start_in(dir, config).await;
+    let v6 = std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]);
+    let _idle_a = tcp_from("::1", v6, hub.port).await;
+    let _idle_b = tcp_from("::1", v6, hub.port).await;
+    let tcp = tcp_from("::1", v6, hub.port).await;
+    let third = tokio::time::timeout(
+        WAIT,
+        connector.connect(ServerName::try_from(NAME).unwrap(), tcp),
+    )
+    .await
+    .expect("an answer within the wait");
+    assert!(third.is_err(), "a third socket from ::1's /64 is closed");
+    hub.stop().await;
+}
+
+/// The local hub's loopback listeners were served by `axum::serve`, which sets no header
+/// timeout: a local process could hold connections open by trickling headers or idling
+/// on keep-alive. They now have `limits.header_timeout_s` too.
+#[tokio::test]
+async fn a_trickling_client_of_a_local_hub_is_cut_off_on_every_request() {
+    let hub = TestHub::start_with(short_header_timeout).await;
+    let local = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut first = tcp_from("127.0.0.1", local, hub.port).await;
+    match trickle(&mut first, TRICKLE_BYTES).await {
+        Trickle::CutAfter(sent) => assert!(sent > 0),
+        Trickle::Answered(text) => panic!("answered an unfinished head: {text}"),
+    }
+    let host = format!("127.0.0.1:{}", hub.port);
+    let mut second = tcp_from("127.0.0.1", local, hub.port).await;
+    keep_alive_request_to(&mut second, &host).await;
+    match trickle(&mut second, TRICKLE_BYTES).await {
+        Trickle::CutAfter(sent) => assert!(sent > 0),
+        Trickle::Answered(text) => panic!("answered an unfinished head: {text}"),
+    }
+    // The listener still serves, and a WebSocket outlives the header timeout.
+    let mut ws = hub.client().await;
+    let mut idle = tcp_from("127.0.0.1", local, hub.port).await;
+    keep_alive_request_to(&mut idle, &host).await;
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(WAIT, idle.read(&mut buf))
+        .await
+        .expect("an idle keep-alive connection is closed within the wait");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    ws.ok("hub.status", json!({})).await;
+    hub.stop().await;
+}
+
+/// The HTTP/2 connection preface (RFC 9113 section 3.4) and an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// A SETTINGS acknowledgement, then a HEADERS frame on stream 1 with `GET /` over https
+/// from HPACK's static table (RFC 7541 appendix A: indices 2, 7 and 4), ending the
+/// stream.
+const H2_ACK_AND_GET: &[u8] =
+    b"\x00\x00\x00\x04\x01\x00\x00\x00\x00\x00\x00\x03\x01\x05\x00\x00\x00\x01\x82\x87\x84";
+
+/// Whether the hub closes `stream` within the wait, reading (and dropping) what it sends.
+async fn closed_within_wait<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// hyper's HTTP/2 server has no header or idle timeout, and a public listener's
+/// protocol detection served a client that sends the HTTP/2 preface over TLS (ALPN
+/// offers only http/1.1, but nothing stopped prior knowledge): one request, then an
+/// idle connection held for good. Such a connection now gets no stream, so it never
+/// makes a first request and is closed by the first-request timeout.
+#[tokio::test]
+async fn an_http2_client_of_a_public_hub_cannot_hold_a_connection() {
+    let (hub, connector) = tls_hub_with(|_| {}, short_header_timeout).await;
+    let mut stream = tls_connect(&hub, &connector).await;
+    stream.write_all(H2_PREFACE).await.unwrap();
+    // The server's SETTINGS come first; acknowledge them, then ask.
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+        .await
+        .expect("the server's first frames within the wait")
+        .unwrap_or(0);
+    if n > 0 {
+        let _ = stream.write_all(H2_ACK_AND_GET).await;
+    }
+    assert!(
+        closed_within_wait(&mut stream).await,
+        "an HTTP/2 connection stayed open"
+    );
+    hub.stop().await;
+}
+
+/// A local hub speaks HTTP/1.1 only: the HTTP/2 preface is not a request it serves.
+#[tokio::test]
+async fn a_local_hub_does_not_speak_http2() {
+    let hub = TestHub::start().await;
+    let local = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut stream = tcp_from("127.0.0.1", local, hub.port).await;
+    stream.write_all(H2_PREFACE).await.unwrap();
+    // What the hub sends first: an HTTP/1.1 error and a close, or, from an HTTP/2
+    // server, a SETTINGS frame (a 9-byte frame header with type 4 at byte 3).
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 256];
+    tokio::time::timeout(WAIT, async {
+        while raw.len() < 9 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("an answer or a close within the wait");
+    assert!(
+        raw.is_empty() || raw.starts_with(b"HTTP/1.1 "),
+        "answered in HTTP/2: {raw:?}"
+    );
     hub.stop().await;
 }

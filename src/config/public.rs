@@ -131,8 +131,13 @@ pub struct PublicConfig {
     pub per_address_connections: usize,
     /// TCP connections one peer address may hold open when the hub terminates TLS
     /// (WebSockets, keep-alive HTTP, handshakes in progress); more are closed at once.
-    /// Not used behind a proxy, where the proxy is the only peer.
+    /// Not used behind a proxy, where the proxy is the only peer. IPv6 peers are counted
+    /// per /64.
     pub per_address_sockets: usize,
+    /// TCP connections one IPv6 site (a /48, the usual assignment to a customer) may hold
+    /// open when the hub terminates TLS, over all its /64s; at least
+    /// `per_address_sockets`. An IPv4 address counts here as well, as its own site.
+    pub per_site_sockets: usize,
     /// Sustained HTTP requests plus WebSocket messages per second from one address.
     pub per_address_rate_per_s: u32,
     /// Burst above the sustained rate for one address.
@@ -143,6 +148,11 @@ pub struct PublicConfig {
     pub enable_projects: bool,
     /// Serve the task queue (`worker.*`, `task.*`, ...). Needs `enable_projects`.
     pub enable_tasks: bool,
+    /// Accept pairing requests (`POST /pair`, `POST /pair/{id}`). Off by default: on a
+    /// public hub anyone on the network can ask, and each request puts a prompt in
+    /// front of the operator; clients get tokens from `semantest-hub token create`
+    /// instead. When off, both endpoints answer 403 with kind `DISABLED`.
+    pub pairing: bool,
     /// The PostgreSQL database shared by every instance of a public hub, as
     /// `postgres://user@host:port/dbname` (libpq URL syntax, without a password: that comes
     /// from `SEMANTEST_HUB_DATABASE_PASSWORD` or the keychain entry `database-password`).
@@ -181,11 +191,13 @@ impl Default for PublicConfig {
             ],
             per_address_connections: 20,
             per_address_sockets: 50,
+            per_site_sockets: 200,
             per_address_rate_per_s: 20,
             per_address_burst: 100,
             enable_agents: false,
             enable_projects: false,
             enable_tasks: false,
+            pairing: false,
             database: None,
             broker: None,
             broker_subject_prefix: DEFAULT_SUBJECT_PREFIX.to_string(),
@@ -215,6 +227,12 @@ impl PublicConfig {
             Family::Tasks => self.enable_tasks,
             Family::DashboardLogin => false,
         }
+    }
+
+    /// Whether this hub takes pairing requests: always in local mode, in public mode
+    /// only with `public.pairing`.
+    pub fn serves_pairing(&self) -> bool {
+        !self.enabled || self.pairing
     }
 
     /// The method families the signature lists in `capabilities`, in this order:
@@ -330,6 +348,7 @@ impl PublicConfig {
                 self.per_address_connections,
             ),
             ("public.per_address_sockets", self.per_address_sockets),
+            ("public.per_site_sockets", self.per_site_sockets),
             (
                 "public.per_address_rate_per_s",
                 self.per_address_rate_per_s as usize,
@@ -339,6 +358,12 @@ impl PublicConfig {
             if value == 0 {
                 return invalid(key, "must be at least 1".into());
             }
+        }
+        if self.per_site_sockets < self.per_address_sockets {
+            return invalid(
+                "public.per_site_sockets",
+                "must be at least public.per_address_sockets: a site holds many addresses".into(),
+            );
         }
         if self.enable_agents && !self.enable_projects {
             return invalid(
@@ -353,7 +378,7 @@ impl PublicConfig {
             );
         }
         if let Some(url) = &self.database {
-            database_url(url).map_err(|reason| ConfigError::Invalid {
+            database_settings(url).map_err(|reason| ConfigError::Invalid {
                 key: "public.database",
                 reason,
             })?;
@@ -410,6 +435,89 @@ pub fn database_url(url: &str) -> Result<tokio_postgres::Config, String> {
         ));
     }
     Ok(config)
+}
+
+/// How the hub protects its connection to PostgreSQL: the `sslmode` of
+/// `public.database`, with libpq's meanings
+/// (<https://www.postgresql.org/docs/current/libpq-ssl.html>, table "SSL Mode
+/// Descriptions").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTls {
+    /// `sslmode=disable`: plain TCP.
+    Disable,
+    /// `sslmode=prefer` (the default): TLS when the server offers it, else plain; the
+    /// server is not authenticated.
+    Prefer,
+    /// `sslmode=require`: TLS or no connection; encrypted, but the server's
+    /// certificate is not checked, so an active attacker on the path can impersonate it.
+    Require,
+    /// `sslmode=verify-full&sslrootcert=/path/ca.pem`: TLS, with the server's
+    /// certificate checked against the CA certificates in `root_cert` (PEM) and its
+    /// name against the host in the URL.
+    VerifyFull {
+        /// The PEM file of trusted CA certificates (`sslrootcert`).
+        root_cert: PathBuf,
+    },
+}
+
+/// Parses `public.database` as [`database_url`] does, and its TLS settings: `sslmode`
+/// (`disable`, `prefer`, `require`, `verify-full`) and, for `verify-full`, the CA file
+/// `sslrootcert` (required: there is no default trust store for a private database).
+/// `verify-ca` is refused (`verify-full` also checks the name, which is what a
+/// certificate proves).
+///
+/// # Errors
+/// A sentence saying what is wrong and how to fix it.
+pub fn database_settings(url: &str) -> Result<(tokio_postgres::Config, DatabaseTls), String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept = Vec::new();
+    let (mut verify, mut root_cert) = (None, None);
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| format!("the value of {key} in public.database is not UTF-8"))?;
+        match (key, value.as_ref()) {
+            ("sslmode", mode @ ("verify-full" | "verify-ca")) => verify = Some(mode.to_string()),
+            ("sslrootcert", path) => root_cert = Some(PathBuf::from(path)),
+            _ => kept.push(pair),
+        }
+    }
+    let stripped = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let mut config = database_url(&stripped)?;
+    let tls = match (verify.as_deref(), root_cert) {
+        (Some("verify-ca"), _) => {
+            return Err("sslmode=verify-ca is not supported; use sslmode=verify-full,                         which checks the server's name as well as its CA"
+                .into());
+        }
+        (Some(_), None) => {
+            return Err("sslmode=verify-full needs the CA certificates to trust: add                         sslrootcert=/path/to/ca.pem to the URL"
+                .into());
+        }
+        (Some(_), Some(root_cert)) => {
+            if !root_cert.is_file() {
+                return Err(format!(
+                    "sslrootcert {} is not a readable file",
+                    root_cert.display()
+                ));
+            }
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            DatabaseTls::VerifyFull { root_cert }
+        }
+        (None, Some(_)) => {
+            return Err("sslrootcert is only read with sslmode=verify-full; add it".into());
+        }
+        (None, None) => match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => DatabaseTls::Disable,
+            tokio_postgres::config::SslMode::Prefer => DatabaseTls::Prefer,
+            _ => DatabaseTls::Require,
+        },
+    };
+    Ok((config, tls))
 }
 
 /// The default `public.broker_subject_prefix`.

@@ -141,13 +141,16 @@ fn count(n: i64) -> usize {
 
 impl Database {
     /// Records a pending request created at `row.created_at` unless the pending limits
-    /// (counted over every instance) are reached.
+    /// (counted over every instance) are reached. `requester` is what the per-address
+    /// limit counts (`crate::pairing::requester_key`: an address, an IPv6 /64, or a local
+    /// extension's Origin).
     ///
     /// # Errors
     /// [`DatabaseError`].
     pub async fn insert_pairing(
         &self,
         row: &PairingRow,
+        requester: &str,
         limits: PendingLimits,
     ) -> Result<Admission, DatabaseError> {
         let result = async {
@@ -157,9 +160,9 @@ impl Database {
                 .await?;
             let counts = tx
                 .query_one(
-                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE address = $2)
+                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE requester = $2)
                      FROM pairing_requests WHERE state = 'pending' AND expires_at > $1",
-                    &[&row.created_at, &row.address],
+                    &[&row.created_at, &requester],
                 )
                 .await?;
             if count(counts.get(0)) >= limits.max_pending {
@@ -169,7 +172,7 @@ impl Database {
                 return Ok(Admission::TooManyFromAddress);
             }
             tx.execute(
-                &format!("INSERT INTO pairing_requests ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+                &format!("INSERT INTO pairing_requests ({COLUMNS}, requester) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
                 &[
                     &row.id,
                     &row.name,
@@ -181,6 +184,7 @@ impl Database {
                     &row.expires_at,
                     &row.state.as_str(),
                     &row.client_id,
+                    &requester,
                 ],
             )
             .await?;

@@ -11,7 +11,7 @@
 //! clients from other addresses are not affected.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -31,21 +31,18 @@ pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 /// How often the rate table forgets addresses whose budget has refilled.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// The key an address is limited under: IPv4 as is, IPv6 by its /64.
+/// The key an address is limited under: IPv4 as is, IPv6 by its /64
+/// ([`crate::conn_info::address_key`]).
 pub fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(bits))
-        }
-        v4 => v4,
-    }
+    crate::conn_info::address_key(ip)
 }
 
-/// Counted slots per address: at most `per_address` held at once by one address.
+/// Counted slots per address: at most `per_address` held at once by one address, as
+/// keyed by its key function ([`limit_key`] unless [`Slots::keyed`] says otherwise).
 #[derive(Debug)]
 pub struct Slots {
     per_address: usize,
+    key: fn(IpAddr) -> IpAddr,
     // A std Mutex: held for a map update, never across an await.
     held: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -53,8 +50,15 @@ pub struct Slots {
 impl Slots {
     /// At most `per_address` slots per address (0 is treated as 1).
     pub fn new(per_address: usize) -> Arc<Self> {
+        Self::keyed(per_address, limit_key)
+    }
+
+    /// At most `per_key` slots per value of `key` (0 is treated as 1), e.g.
+    /// [`crate::conn_info::site_key`] to count an IPv6 /48.
+    pub fn keyed(per_key: usize, key: fn(IpAddr) -> IpAddr) -> Arc<Self> {
         Arc::new(Self {
-            per_address: per_address.max(1),
+            per_address: per_key.max(1),
+            key,
             held: Mutex::new(HashMap::new()),
         })
     }
@@ -62,7 +66,7 @@ impl Slots {
     /// A slot for `ip`, held until it is dropped; `None` when the address already holds
     /// `per_address`.
     pub fn take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
-        let key = limit_key(ip);
+        let key = (self.key)(ip);
         let mut held = self.lock();
         let count = held.entry(key).or_default();
         if *count >= self.per_address {
@@ -79,7 +83,7 @@ impl Slots {
     /// Slots `ip` holds now.
     #[cfg(test)]
     pub fn held_by(&self, ip: IpAddr) -> usize {
-        self.lock().get(&limit_key(ip)).copied().unwrap_or(0)
+        self.lock().get(&(self.key)(ip)).copied().unwrap_or(0)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {

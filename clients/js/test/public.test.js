@@ -17,7 +17,8 @@ let tls;
 
 before(async () => {
   tls = await makeCert(await tempDir('sdk-cert-'));
-  [local, pub] = await Promise.all([startHub(), startHub({ publicTls: tls })]);
+  // Pairing is off on a public hub unless public.pairing turns it on; one test pairs here.
+  [local, pub] = await Promise.all([startHub(), startHub({ publicTls: tls, env: { SEMANTEST_HUB_PUBLIC__PAIRING: 'true' } })]);
 });
 
 after(async () => {
