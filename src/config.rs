@@ -329,7 +329,6 @@ pub struct Overrides {
     pub public: PublicOverrides,
 }
 
-
 /// `SEMANTEST_HUB_*` variables that are not settings, so [`Config::load`] lets them be:
 /// secrets the hub reads by itself (docs/configuration.md, `[public]`: the PostgreSQL
 /// password and the NATS credentials), the owner token for scripts and the SDK's example (clients/js/README.md), and
