@@ -42,11 +42,24 @@ function broadcast() {
   for (const port of popups) port.postMessage(v);
 }
 
-function paintBadge(mode) {
-  const b = BADGE[mode] ?? BADGE.OFFLINE;
-  chrome.action.setBadgeText({ text: b.text });
-  chrome.action.setBadgeBackgroundColor({ color: b.color });
-  chrome.action.setTitle({ title: `Semantest Hub: ${mode}` });
+let painting = Promise.resolve();
+
+/**
+ * Shows the current client's mode on the toolbar badge. `chrome.action` calls complete
+ * asynchronously, so paints are chained, and each one reads the mode when its turn comes:
+ * whatever order states arrive in, the last paint shows the latest mode, never an older
+ * one that finished late.
+ */
+function paintBadge() {
+  painting = painting.then(async () => {
+    const mode = hub?.state?.mode ?? 'OFFLINE';
+    const b = BADGE[mode] ?? BADGE.OFFLINE;
+    await Promise.all([
+      chrome.action.setBadgeText({ text: b.text }),
+      chrome.action.setBadgeBackgroundColor({ color: b.color }),
+      chrome.action.setTitle({ title: `Semantest Hub: ${mode}` }),
+    ]);
+  }).catch((err) => console.warn('badge not painted', err));
 }
 
 /**
@@ -107,9 +120,12 @@ async function createClient() {
   });
   let lastMode = null;
   client.on('state', (st) => {
+    // A client being replaced (restart) or not yet installed says nothing about the
+    // extension's mode; ensureStarted paints the new one once it is in place.
+    if (hub !== client) return;
     if (st.mode !== lastMode) { lastMode = st.mode; demo.lastPing = null; } // a ping result belongs to its connection
-    if (hub === client) followWithResponder(st, s);
-    paintBadge(st.mode);
+    followWithResponder(st, s);
+    paintBadge();
     broadcast();
   });
   await client.subscribe(`${DEMO_TYPE.split('.')[0]}.*`, (ev) => {
@@ -131,7 +147,7 @@ function ensureStarted() {
       followWithResponder(hub.state, await loadSettings());
     }
     self.hub = hub; // for debugging from the service worker's console
-    paintBadge(hub.state.mode);
+    paintBadge();
     await hub.start();
   })().finally(() => { starting = null; });
   return starting;
