@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::util::{
-    HubProcess, TestHub, WAIT, Ws, connect, eventually, fake_cli, hub_bin, run, spawn_hub_with,
+    HubProcess, TestHub, WAIT, Ws, connect, hub_bin, hub_command, hub_started, run, spawn_hub_with,
 };
 
 /// The arguments the fake CLI received in its last run.
@@ -365,34 +365,17 @@ fn peak_rss_kib(pid: u32) -> u64 {
 /// address space, so that a read without a bound is stopped at that size instead of
 /// taking the machine's memory.
 async fn spawn_limited_hub(data_dir: &Path, max_address_space: u64) -> (HubProcess, u16) {
-    let runtime = data_dir.join("server.json");
-    let child = std::process::Command::new("prlimit")
+    let mut prlimit = std::process::Command::new("prlimit");
+    prlimit
         .arg(format!("--as={max_address_space}"))
         .arg("--")
-        .arg(hub_bin())
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--secret-store",
-            "file",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("SEMANTEST_HUB_AGENT__CLI_PATH", fake_cli())
+        .arg(hub_bin());
+    let mut command = hub_command(prlimit, data_dir);
+    command
         .env("SEMANTEST_HUB_COORDINATION__REPORT_DEBOUNCE_MS", "100")
         // glibc reserves 64 MiB of address space per malloc arena; two are plenty.
-        .env("MALLOC_ARENA_MAX", "2")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = HubProcess(child);
-    eventually("the hub's runtime file", || runtime.exists()).await;
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&runtime).unwrap()).unwrap();
-    (child, info["port"].as_u64().unwrap() as u16)
+        .env("MALLOC_ARENA_MAX", "2");
+    hub_started(command, data_dir).await
 }
 
 #[tokio::test]

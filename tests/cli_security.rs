@@ -321,33 +321,14 @@ async fn spawn_hub_umask_022(
     xdg_config: &Path,
     stderr_file: &Path,
 ) -> (crate::util::HubProcess, u16) {
-    let runtime = data_dir.join("server.json");
-    let _ = std::fs::remove_file(&runtime);
-    let child = std::process::Command::new("sh")
-        .args(["-c", "umask 022; exec \"$0\" \"$@\""])
-        .arg(hub_bin())
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--secret-store",
-            "file",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(data_dir)
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", "umask 022; exec \"$0\" \"$@\""])
+        .arg(hub_bin());
+    let mut command = crate::util::hub_command(sh, data_dir);
+    command
         .env("XDG_CONFIG_HOME", xdg_config)
-        .env("SEMANTEST_HUB_AGENT__CLI_PATH", crate::util::fake_cli())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(stderr_file).unwrap())
-        .spawn()
-        .unwrap();
-    let child = crate::util::HubProcess(child);
-    crate::util::eventually("the hub's runtime file", || runtime.exists()).await;
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&runtime).unwrap()).unwrap();
-    (child, info["port"].as_u64().unwrap() as u16)
+        .stderr(std::fs::File::create(stderr_file).unwrap());
+    crate::util::hub_started(command, data_dir).await
 }
 
 fn mode(path: &Path) -> u32 {

@@ -443,9 +443,19 @@ pub async fn spawn_hub(data_dir: &Path) -> (HubProcess, u16) {
 /// Starts the hub binary on `data_dir` with extra `SEMANTEST_HUB_*` settings in `env`
 /// (see docs/configuration.md) and returns it with its port.
 pub async fn spawn_hub_with(data_dir: &Path, env: &[(&str, &str)]) -> (HubProcess, u16) {
-    let runtime = data_dir.join("server.json");
-    let _ = std::fs::remove_file(&runtime);
-    let child = std::process::Command::new(hub_bin())
+    let mut command = hub_command(std::process::Command::new(hub_bin()), data_dir);
+    command
+        .env("SEMANTEST_HUB_AGENT__KILL_GRACE_MS", "300")
+        .envs(env.iter().copied());
+    hub_started(command, data_dir).await
+}
+
+/// `launcher` (the hub binary itself, or a program that runs it: `prlimit`, `sh -c`)
+/// with the hub's `serve` arguments as the tests use them, appended: any free port, the
+/// file secret store, warnings only, `data_dir`, and the fake agent CLI. Stdout and stderr
+/// are discarded; set them again to keep them.
+pub fn hub_command(mut launcher: std::process::Command, data_dir: &Path) -> std::process::Command {
+    launcher
         .args([
             "serve",
             "--port",
@@ -458,13 +468,17 @@ pub async fn spawn_hub_with(data_dir: &Path, env: &[(&str, &str)]) -> (HubProces
         ])
         .arg(data_dir)
         .env("SEMANTEST_HUB_AGENT__CLI_PATH", fake_cli())
-        .env("SEMANTEST_HUB_AGENT__KILL_GRACE_MS", "300")
-        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = HubProcess(child);
+        .stderr(std::process::Stdio::null());
+    launcher
+}
+
+/// Spawns `command`, a hub on `data_dir` (see [`hub_command`]), and returns it with its
+/// port once it has written its runtime file.
+pub async fn hub_started(mut command: std::process::Command, data_dir: &Path) -> (HubProcess, u16) {
+    let runtime = data_dir.join("server.json");
+    let _ = std::fs::remove_file(&runtime);
+    let child = HubProcess(command.spawn().unwrap());
     eventually("the hub's runtime file", || runtime.exists()).await;
     let info: Value = serde_json::from_str(&std::fs::read_to_string(&runtime).unwrap()).unwrap();
     (child, info["port"].as_u64().unwrap() as u16)
