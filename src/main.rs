@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
-use semantest_hub::client::{HubClient, running_hub_url};
+use semantest_hub::client::{HubClient, running_hub, running_hub_url};
 use semantest_hub::config::{
     Config, LoadedConfig, Mode, Overrides, PublicOverrides, SecretStoreKind,
 };
@@ -263,7 +263,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 &common.log_level.unwrap_or_else(|| "warn".into()),
                 None,
             );
-            let token = owner_token(&loaded, true).await?;
+            let token = owner_token(&loaded, common.secret_store).await?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
@@ -272,7 +272,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 &common.log_level.unwrap_or_else(|| "warn".into()),
                 None,
             );
-            client_command(&loaded, command).await
+            client_command(&loaded, common.secret_store, command).await
         }
     }
 }
@@ -307,28 +307,76 @@ async fn serve(loaded: LoadedConfig, dashboard: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn owner_token(loaded: &LoadedConfig, create: bool) -> Result<String> {
-    let (kind, dir) = (loaded.config.secret_store, loaded.data_dir.clone());
+/// The owner token. While a hub runs, it is read from the store that hub recorded in its
+/// runtime file, so a command on `auto` and a hub started with `--secret-store file` (as
+/// the user unit does) read the same token; it is never created then, since a token the
+/// running hub does not know would only be refused. With no hub running, it comes from
+/// the configured store and is created on first use (`semantest-hub token`), or, for the
+/// other commands, must exist already.
+async fn owner_token(
+    loaded: &LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+) -> Result<String> {
+    let running = running_hub(&loaded.data_dir).ok();
+    let kind = match running.as_ref().and_then(|hub| hub.secret_store) {
+        Some(recorded) => {
+            if let Some(asked) = explicit_store
+                && asked != SecretStoreKind::Auto
+                && asked != recorded
+            {
+                bail!(
+                    "the hub running on {} keeps its owner token in the {} store; \
+                     drop --secret-store or pass --secret-store {}",
+                    loaded.data_dir.display(),
+                    store_name(recorded),
+                    store_name(recorded),
+                );
+            }
+            recorded
+        }
+        None => loaded.config.secret_store,
+    };
+    let create = running.is_none();
+    let dir = loaded.data_dir.clone();
     tokio::task::spawn_blocking(move || {
         let secrets = Secrets::open(kind, &dir)?;
         if create {
             return Ok(secrets.get_or_create(OWNER_TOKEN, semantest_hub::security::new_token)?);
         }
-        secrets
-            .get(OWNER_TOKEN)?
-            .context("no owner token yet; start the hub once with `semantest-hub serve`")
+        secrets.get(OWNER_TOKEN)?.with_context(|| {
+            format!(
+                "no owner token in the {} store, which the running hub uses; \
+                 restart it with `semantest-hub serve`",
+                secrets.backend_name()
+            )
+        })
     })
     .await?
 }
 
-async fn connect(loaded: &LoadedConfig) -> Result<HubClient> {
+fn store_name(kind: SecretStoreKind) -> &'static str {
+    match kind {
+        SecretStoreKind::Auto => "auto",
+        SecretStoreKind::Keychain => "keychain",
+        SecretStoreKind::File => "file",
+    }
+}
+
+async fn connect(
+    loaded: &LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+) -> Result<HubClient> {
     let url = running_hub_url(&loaded.data_dir)?;
-    let token = owner_token(loaded, false).await?;
+    let token = owner_token(loaded, explicit_store).await?;
     Ok(HubClient::connect(&url, &token).await?)
 }
 
-async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitCode> {
-    let mut client = connect(loaded).await?;
+async fn client_command(
+    loaded: &LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+    command: Command,
+) -> Result<ExitCode> {
+    let mut client = connect(loaded, explicit_store).await?;
     client
         .request(
             "hub.hello",
