@@ -83,7 +83,8 @@ enum Command {
     },
     /// Show the running hub's status.
     Status,
-    /// Print a one-time sign-in link for the dashboard (or open it in a browser).
+    /// Open the dashboard in a browser with a one-time sign-in link (printed instead
+    /// when there is no display).
     Dashboard {
         /// Print the link instead of opening a browser.
         #[arg(long)]
@@ -287,10 +288,7 @@ async fn serve(loaded: LoadedConfig, dashboard: bool) -> Result<ExitCode> {
         );
     } else if dashboard {
         let link = server.hub().login_link();
-        let display = cfg!(target_os = "macos")
-            || std::env::var_os("DISPLAY").is_some()
-            || std::env::var_os("WAYLAND_DISPLAY").is_some();
-        if !(display && open_browser(&link)) {
+        if !(has_display() && open_browser(&link)) {
             eprintln!("Dashboard (one-time sign-in link, valid for 2 minutes): {link}");
         }
     } else {
@@ -393,7 +391,7 @@ async fn client_command(
             let link = client.request("hub.login_link", json!({})).await?;
             let url = link["url"].as_str().context("the hub sent no link")?;
             client.check_link(url)?;
-            if print || !open_browser(url) {
+            if print || !has_display() || !open_browser(url) {
                 println!("{url}");
             }
             ExitCode::SUCCESS
@@ -448,6 +446,15 @@ async fn client_command(
     };
     client.close().await;
     Ok(code)
+}
+
+/// Whether a browser window could be shown: always on macOS, with an X11 or Wayland
+/// display elsewhere. Without one, `xdg-open` may start a text-mode browser that waits
+/// on the terminal, so links are printed instead.
+fn has_display() -> bool {
+    cfg!(target_os = "macos")
+        || std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some()
 }
 
 fn open_browser(url: &str) -> bool {
