@@ -106,11 +106,7 @@ enum Command {
 enum PairCommand {
     /// List the pending requests, oldest first: id, the 6-digit code the extension shows
     /// (compare it before approving), name, origin, the requester's address and expiry.
-    List {
-        /// Print the requests as JSON (the `pairing.list` result) instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    List(#[command(flatten)] ListFormat),
     /// Approve a request: the extension then claims a token bound to its origin.
     Approve {
         /// The request's id (`pr_…`, from `pair list`).
@@ -129,6 +125,61 @@ enum PairCommand {
         /// The request's id (`pr_…`, from `pair list`).
         id: String,
     },
+}
+
+/// A table column: its header, and how to show an item's cell.
+type Column<'a> = (&'a str, &'a dyn Fn(&Value) -> String);
+
+/// How a `list` command prints: an aligned table with a header by default.
+#[derive(Args, Clone, Copy)]
+struct ListFormat {
+    /// Print the hub's JSON-RPC result as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Print only the ids, one per line.
+    #[arg(short, long, conflicts_with = "json")]
+    quiet: bool,
+}
+
+impl ListFormat {
+    /// Prints `result` as asked: `result` itself as JSON, the `id` of each item of
+    /// `result[key]`, or a table of `columns` (header, field) with `empty` said on
+    /// stderr when there are no items.
+    fn print(
+        self,
+        result: &Value,
+        key: &str,
+        columns: &[Column<'_>],
+        empty: &str,
+    ) -> Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(result)?);
+            return Ok(());
+        }
+        let items = result[key].as_array().cloned().unwrap_or_default();
+        if self.quiet {
+            for item in &items {
+                println!("{}", item["id"].as_str().unwrap_or_default());
+            }
+            return Ok(());
+        }
+        if items.is_empty() {
+            eprintln!("{empty}");
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = items
+            .iter()
+            .map(|item| columns.iter().map(|(_, cell)| cell(item)).collect())
+            .collect();
+        let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
+        print_table(&headers, &rows);
+        Ok(())
+    }
+}
+
+/// The string at `item[key]`, or `default` when it is absent or not a string.
+fn text_or(item: &Value, key: &str, default: &str) -> String {
+    item[key].as_str().unwrap_or(default).to_string()
 }
 
 #[derive(Subcommand)]
@@ -152,7 +203,7 @@ enum TokenCommand {
         origin: Option<String>,
     },
     /// List the live client tokens.
-    List,
+    List(#[command(flatten)] ListFormat),
     /// Revoke a client token; its connections close at once.
     Revoke {
         /// The token's id (`cl_…`, from `token list`).
@@ -171,7 +222,7 @@ enum ProjectCommand {
         name: Option<String>,
     },
     /// List projects.
-    List,
+    List(#[command(flatten)] ListFormat),
     /// Unregister a project (its directory is not touched).
     Rm {
         /// The project id.
@@ -410,17 +461,19 @@ async fn client_command(
             );
             ExitCode::SUCCESS
         }
-        Command::Project(ProjectCommand::List) => {
+        Command::Project(ProjectCommand::List(format)) => {
             let list = client.request("project.list", json!({})).await?;
-            for project in list["projects"].as_array().into_iter().flatten() {
-                println!(
-                    "{}  {:<8}  {}  {}",
-                    project["id"].as_str().unwrap_or(""),
-                    project["state"].as_str().unwrap_or(""),
-                    project["name"].as_str().unwrap_or(""),
-                    project["path"].as_str().unwrap_or("")
-                );
-            }
+            format.print(
+                &list,
+                "projects",
+                &[
+                    ("ID", &|p| text_or(p, "id", "")),
+                    ("STATE", &|p| text_or(p, "state", "")),
+                    ("NAME", &|p| text_or(p, "name", "")),
+                    ("PATH", &|p| text_or(p, "path", "")),
+                ],
+                "no projects; add one with `semantest-hub project add DIR`",
+            )?;
             ExitCode::SUCCESS
         }
         Command::Project(ProjectCommand::Rm { id }) => {
@@ -610,28 +663,25 @@ async fn token_command(client: &mut HubClient, action: TokenCommand) -> Result<E
             );
             println!("{token}");
         }
-        TokenCommand::List => {
+        TokenCommand::List(format) => {
             let list = client.request("client.list", json!({})).await?;
-            let clients = list["clients"].as_array().cloned().unwrap_or_default();
-            if clients.is_empty() {
-                eprintln!("no client tokens; create one with `semantest-hub token create`");
-            }
-            for info in clients {
-                println!(
-                    "{}  {:<9}  {:<20}  {:<28}  {}  last used {}{}  connected {}",
-                    info["id"].as_str().unwrap_or_default(),
-                    info["kind"].as_str().unwrap_or_default(),
-                    info["name"].as_str().unwrap_or_default(),
-                    join_strings(&info["scopes"]),
-                    info["origin"].as_str().unwrap_or("any origin"),
-                    info["last_used_at"].as_str().unwrap_or("never"),
-                    info["last_addr"]
-                        .as_str()
-                        .map(|addr| format!(" from {addr}"))
-                        .unwrap_or_default(),
-                    info["connected"].as_u64().unwrap_or_default(),
-                );
-            }
+            format.print(
+                &list,
+                "clients",
+                &[
+                    ("ID", &|c| text_or(c, "id", "")),
+                    ("KIND", &|c| text_or(c, "kind", "")),
+                    ("NAME", &|c| text_or(c, "name", "")),
+                    ("SCOPES", &|c| join_strings(&c["scopes"])),
+                    ("ORIGIN", &|c| text_or(c, "origin", "any")),
+                    ("LAST USED", &|c| text_or(c, "last_used_at", "never")),
+                    ("FROM", &|c| text_or(c, "last_addr", "-")),
+                    ("CONNECTED", &|c| {
+                        c["connected"].as_u64().unwrap_or_default().to_string()
+                    }),
+                ],
+                "no client tokens; create one with `semantest-hub token create`",
+            )?;
         }
         TokenCommand::Revoke { id } => {
             client
@@ -646,38 +696,21 @@ async fn token_command(client: &mut HubClient, action: TokenCommand) -> Result<E
 /// `pair list|approve|deny`, over RPC with the owner token.
 async fn pair_command(client: &mut HubClient, action: PairCommand) -> Result<ExitCode> {
     match action {
-        PairCommand::List { json } => {
+        PairCommand::List(format) => {
             let list = client.request("pairing.list", json!({})).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let requests = list["requests"].as_array().cloned().unwrap_or_default();
-            if requests.is_empty() {
-                eprintln!(
-                    "no pending pairing requests; press Pair in the extension, then run this again"
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            let field =
-                |request: &Value, key: &str| request[key].as_str().unwrap_or_default().to_string();
-            let rows: Vec<[String; 6]> = requests
-                .iter()
-                .map(|request| {
-                    [
-                        field(request, "id"),
-                        field(request, "code"),
-                        field(request, "name"),
-                        field(request, "origin"),
-                        field(request, "address"),
-                        field(request, "expires_at"),
-                    ]
-                })
-                .collect();
-            print_table(
-                &["ID", "CODE", "NAME", "ORIGIN", "ADDRESS", "EXPIRES"],
-                &rows,
-            );
+            format.print(
+                &list,
+                "requests",
+                &[
+                    ("ID", &|r| text_or(r, "id", "")),
+                    ("CODE", &|r| text_or(r, "code", "")),
+                    ("NAME", &|r| text_or(r, "name", "")),
+                    ("ORIGIN", &|r| text_or(r, "origin", "")),
+                    ("ADDRESS", &|r| text_or(r, "address", "")),
+                    ("EXPIRES", &|r| text_or(r, "expires_at", "")),
+                ],
+                "no pending pairing requests; press Pair in the extension, then run this again",
+            )?;
         }
         PairCommand::Approve { id, scopes } => {
             let scopes = (!scopes.is_empty()).then_some(scopes);
@@ -708,27 +741,23 @@ async fn pair_command(client: &mut HubClient, action: PairCommand) -> Result<Exi
 
 /// Prints `rows` under `headers` in columns two spaces apart, each as wide as its widest
 /// cell (counted in characters); the last column is not padded.
-fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
-    let mut widths = headers.map(|header| header.chars().count());
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; N]| {
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut text = String::new();
-        for (index, cell) in cells.iter().enumerate() {
-            if index + 1 == N {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<width$}  ", width = widths[index]));
-            }
+        for (cell, width) in cells.zip(&widths) {
+            text.push_str(&format!("{cell:<width$}  "));
         }
         println!("{}", text.trim_end());
     };
-    line(*headers);
+    line(&mut headers.iter().copied());
     for row in rows {
-        line(row.each_ref().map(String::as_str));
+        line(&mut row.iter().map(String::as_str));
     }
 }
 
