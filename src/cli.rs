@@ -31,9 +31,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::auth::security::{new_token, token_hash, verify_challenge_proof};
+use crate::http::server::{OWNER_CLIENT_ID, RUNTIME_FILE};
 use crate::protocol::SUBPROTOCOL;
-use crate::security::{new_token, token_hash, verify_challenge_proof};
-use crate::server::{OWNER_CLIENT_ID, RUNTIME_FILE};
 
 /// How long the program on the recorded port has to connect and answer the challenge.
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(10);

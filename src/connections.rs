@@ -7,6 +7,8 @@
 //! timeout, or lets the overflow fill, has stopped reading, and it is closed with 1008
 //! (policy violation, RFC 6455 section 7.4.1) instead of being buffered without end.
 
+pub(crate) mod tcp;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +20,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Mode;
+use crate::protocol::scopes::{Scope, Scopes};
 use crate::protocol::{Role, method, notification};
-use crate::scopes::{Scope, Scopes};
-use crate::timestamp::format_ms;
+use crate::support::timestamp::format_ms;
 
 /// Close code for a client that does not read fast enough (RFC 6455 section 7.4.1).
 pub const CLOSE_POLICY: u16 = 1008;
@@ -379,7 +381,7 @@ impl Clients {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             origin: new.origin,
             remote_addr: new.remote_addr,
-            connected_at: crate::timestamp::now_ms(),
+            connected_at: crate::support::timestamp::now_ms(),
             is_owner: new.is_owner,
             token_id: new.token_id,
             session: new.session,

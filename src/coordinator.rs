@@ -60,6 +60,8 @@ pub mod reports;
 pub mod state;
 pub mod writes;
 
+pub(crate) mod watch;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -69,17 +71,17 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::CoordinationConfig;
-use crate::error::{ErrorChain, ErrorKind, RpcError};
 use crate::events::{Event, EventSink};
-use crate::project::{ProjectError, Projects};
+use crate::projects::{ProjectError, Projects};
 use crate::protocol::RunStatus;
 use crate::protocol::coordination::{
     CoordinationStatus, NewTask, ReportFile, ReportInvalid, ReportUnknown, TaskState,
     WorkerHeartbeat, WorkerKind, WorkerStatus, WorkerView,
 };
+use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
 use crate::runner::{RunEnd, RunMode, RunRequest, Runner};
-use crate::store::{Store, StoreError};
-use crate::timestamp::now_ms;
+use crate::storage::sqlite::{Store, StoreError};
+use crate::support::timestamp::now_ms;
 
 use ops::ReportOutcome;
 use reports::Known;
@@ -316,7 +318,7 @@ impl Coordinator {
     fn start_run(
         &self,
         worker_id: String,
-        task: crate::store::TaskRow,
+        task: crate::storage::sqlite::TaskRow,
         permit: crate::runner::slots::Permit,
     ) {
         let request = RunRequest {

@@ -59,43 +59,29 @@
 //! # Ok(()) }
 //! ```
 
-pub(crate) mod access;
-pub(crate) mod assets;
-pub(crate) mod broker;
-pub mod client;
-pub(crate) mod client_tokens;
-pub(crate) mod clients;
+pub(crate) mod app;
+pub(crate) mod auth;
+pub mod cli;
 pub mod config;
-pub(crate) mod conn_info;
+pub(crate) mod connections;
 pub(crate) mod coordinator;
-pub(crate) mod database;
-pub mod error;
 pub(crate) mod events;
-pub(crate) mod feed;
-pub(crate) mod file_modes;
-pub mod hub;
-pub mod logging;
-pub(crate) mod metrics;
-pub(crate) mod monitor;
-pub(crate) mod nats;
-pub(crate) mod notifier;
-pub(crate) mod pairing;
-pub(crate) mod pairing_http;
-pub(crate) mod project;
+pub(crate) mod http;
+pub(crate) mod projects;
 pub mod protocol;
-pub(crate) mod public;
-pub(crate) mod rate_limit;
+pub(crate) mod pubsub;
 pub(crate) mod rpc;
 pub(crate) mod runner;
-pub mod scopes;
-pub mod secrets;
-pub mod security;
-pub mod server;
-pub(crate) mod sessions;
-pub(crate) mod store;
-pub(crate) mod timestamp;
-pub(crate) mod watch;
-pub(crate) mod ws;
+pub(crate) mod storage;
+pub(crate) mod support;
+
+// The crate's public API keeps its flat paths whatever folder a module lives in.
+pub use app::hub;
+pub use auth::security;
+pub use http::server;
+pub use protocol::{error, scopes};
+pub use storage::secrets;
+pub use support::logging;
 
 /// Internals the criterion benches (`benches/`) and fuzz targets (`fuzz/`) exercise
 /// directly, behind the `bench-internals` feature: not part of the crate's API.
@@ -103,9 +89,9 @@ pub(crate) mod ws;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::coordinator::reports::{parse_report, read_report_file};
-    pub use crate::project::{PathPolicy, validate_path};
+    pub use crate::projects::{PathPolicy, validate_path};
     pub use crate::runner::output::read_capped_line;
-    pub use crate::store::{NewLine, ProjectRow, Store};
+    pub use crate::storage::sqlite::{NewLine, ProjectRow, Store};
 }
 
 pub use config::{Config, LoadedConfig, Overrides};

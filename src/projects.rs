@@ -18,6 +18,8 @@
 //! The registry keeps every project in memory behind a std `Mutex` (held for map
 //! operations only, never across an await) and writes through to the [`Store`].
 
+pub(crate) mod feed;
+
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -25,10 +27,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{ErrorKind, RpcError};
+use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::{ProjectState, ProjectView, RunInfo};
-use crate::store::{ProjectRow, Store, StoreError};
-use crate::timestamp::{format_ms, now_ms};
+use crate::storage::sqlite::{ProjectRow, Store, StoreError};
+use crate::support::timestamp::{format_ms, now_ms};
 
 /// Why a project operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -23,12 +23,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::broker::PendingRequest;
-use crate::clients::Client;
-use crate::error::{ErrorKind, RpcError};
-use crate::feed::ReplayTicket;
-use crate::hub::Hub;
-use crate::scopes::required_scope;
+use crate::app::hub::Hub;
+use crate::connections::Client;
+use crate::projects::feed::ReplayTicket;
+use crate::protocol::error::{ErrorKind, RpcError};
+use crate::protocol::scopes::required_scope;
+use crate::pubsub::broker::PendingRequest;
 
 /// What a handler answers: a result to send now, with or without work after it, or no
 /// result yet.
@@ -102,7 +102,7 @@ pub const NOTIFICATION_METHODS: &[&str] = &[
 /// # Errors
 /// `METHOD_NOT_FOUND` for a method the hub does not have (looked up first, so that a
 /// mistyped name says so whatever the token), then `FORBIDDEN` when the method is outside
-/// the client's scopes (see [`crate::scopes::required_scope`]), the mode's refusal,
+/// the client's scopes (see [`crate::protocol::scopes::required_scope`]), the mode's refusal,
 /// `INVALID_PARAMS`, or the method's own kinds.
 pub fn dispatch(
     hub: &Hub,

@@ -24,7 +24,7 @@
 //! `RunFinished`) and never calls up into the hub; how a run ended comes back on the
 //! run's own [`RunHandle::ended`].
 
-pub mod cli;
+pub mod claude_cli;
 pub mod output;
 pub mod process;
 pub mod slots;
@@ -43,18 +43,18 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::AgentConfig;
-use crate::error::{ErrorChain, ErrorKind, RpcError};
 use crate::events::{Event, EventSink};
-use crate::feed::{Feed, Line};
-use crate::metrics::Metrics;
-use crate::project::ProjectError;
-use crate::project::{ActiveRun, Projects};
+use crate::projects::ProjectError;
+use crate::projects::feed::{Feed, Line};
+use crate::projects::{ActiveRun, Projects};
+use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
 use crate::protocol::{ProjectState, RunStatus, StateChange, Stream};
-use crate::store::StoreError;
-use crate::store::{RunOutcome, Store};
-use crate::timestamp::now_ms;
+use crate::storage::sqlite::StoreError;
+use crate::storage::sqlite::{RunOutcome, Store};
+use crate::support::metrics::Metrics;
+use crate::support::timestamp::now_ms;
 
-use cli::{AgentCli, CliSlot};
+use claude_cli::{AgentCli, CliSlot};
 use output::{Pump, Summary};
 use slots::{Permit, Slots};
 
@@ -466,7 +466,7 @@ impl Runner {
         dir: &std::path::Path,
     ) -> Result<Child, String> {
         let config = &self.parts().config;
-        let args = cli::build_args(resume, &config.permission_mode, config.model.as_deref());
+        let args = claude_cli::build_args(resume, &config.permission_mode, config.model.as_deref());
         let mut child = process::spawn_cli(&cli.path, &args, dir, &config.env)
             .map_err(|err| format!("cannot start {}: {err}", cli.path.display()))?;
         if let Some(stdin) = child.stdin.take() {

@@ -3,23 +3,23 @@
 //! connections and the desktop app, expiring requests on time).
 //!
 //! The `client.*` and `pairing.*` methods ([`crate::rpc`]) and the `/pair` endpoints
-//! ([`crate::pairing_http`]) both go through here, so every path has the same effects.
+//! ([`crate::http::pairing`]) both go through here, so every path has the same effects.
 
 use std::net::SocketAddr;
 
-use crate::client_tokens::{self, ClientKind, ClientView, NewClientToken};
-use crate::clients::CLOSE_POLICY;
-use crate::error::RpcError;
+use crate::app::hub::{Hub, RevokedVia};
+use crate::auth::pairing::{Approval, Claim, Issued, NewRequest, Outcome, PairingError};
+use crate::auth::security::token_hash;
+use crate::auth::tokens::{self as client_tokens, ClientKind, ClientView, NewClientToken};
+use crate::connections::CLOSE_POLICY;
 use crate::events::Event;
-use crate::hub::{Hub, RevokedVia};
-use crate::nats::Control;
-use crate::pairing::{Approval, Claim, Issued, NewRequest, Outcome, PairingError};
 use crate::protocol::clients::ClientEvent;
-use crate::scopes::{Scope, Scopes};
-use crate::security::token_hash;
-use crate::timestamp::now_ms;
+use crate::protocol::error::RpcError;
+use crate::protocol::scopes::{Scope, Scopes};
+use crate::pubsub::nats::Control;
+use crate::support::timestamp::now_ms;
 
-pub use crate::clients::REVOKED_REASON;
+pub use crate::connections::REVOKED_REASON;
 
 /// The `client.list` view of a live token.
 pub fn view(hub: &Hub, id: &str) -> Option<ClientView> {
@@ -216,7 +216,7 @@ pub async fn approve_pairing(
     };
     if let Err(err) = hub.pairings().approve(request_id, now_ms(), approval).await {
         if let Err(undo) = hub.client_tokens().revoke(&client_id).await {
-            tracing::warn!(client_id = %client_id, error = %crate::error::ErrorChain(&undo), "cannot revoke the token of a pairing decided meanwhile");
+            tracing::warn!(client_id = %client_id, error = %crate::protocol::error::ErrorChain(&undo), "cannot revoke the token of a pairing decided meanwhile");
         }
         return Err(err.into());
     }
@@ -226,7 +226,7 @@ pub async fn approve_pairing(
     resolved(hub, request_id, Outcome::Approved);
     let view = view(hub, &client_id).ok_or_else(|| {
         RpcError::new(
-            crate::error::ErrorKind::ClientNotFound,
+            crate::protocol::error::ErrorKind::ClientNotFound,
             "the new token was revoked meanwhile",
         )
     })?;
@@ -245,7 +245,7 @@ pub async fn deny_pairing(hub: &Hub, request_id: &str) -> Result<(), RpcError> {
     Ok(())
 }
 
-/// With the shared database, starts the once-a-[`crate::database::PROBE_EVERY`] (1 s)
+/// With the shared database, starts the once-a-[`crate::storage::postgres::PROBE_EVERY`] (1 s)
 /// upkeep until shutdown: probe it (for `/health` and the 503 on new connections),
 /// reload the in-memory copy of the client tokens (so a token revoked through another
 /// instance leaves the Origin allowlist and the signature proofs, and its connections
@@ -258,7 +258,7 @@ pub fn start_upkeep(hub: &Hub) {
     };
     let hub2 = hub.clone();
     hub.tracker().spawn(async move {
-        let mut tick = tokio::time::interval(crate::database::PROBE_EVERY);
+        let mut tick = tokio::time::interval(crate::storage::postgres::PROBE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -275,7 +275,7 @@ pub fn start_upkeep(hub: &Hub) {
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(error = %crate::error::ErrorChain(&err), "cannot reload client tokens");
+                    tracing::warn!(error = %crate::protocol::error::ErrorChain(&err), "cannot reload client tokens");
                 }
             }
             expire_due(&hub2).await;

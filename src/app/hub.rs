@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The desktop app, `semantest-hub serve` and a public deployment all build the same
-//! [`Hub`] and differ only in configuration. [`crate::server::start`] binds it to
+//! [`Hub`] and differ only in configuration. [`crate::http::server::start`] binds it to
 //! sockets. Lifecycles that span parts (a project created or deleted, a connection
 //! opened or closed) are methods here, so callers never wire the parts by hand.
 
@@ -22,35 +22,37 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::broker::{Broker, BrokerLimits};
-use crate::client_tokens::ClientTokens;
-use crate::clients::{CLOSE_POLICY, Client, Clients, REVOKED_REASON};
+use crate::app::notifier::Notifier;
+use crate::auth::pairing::Pairings;
+use crate::auth::security::{LoginCodes, new_token, token_hash};
+use crate::auth::tokens::ClientTokens;
 use crate::config::{LoadedConfig, Mode};
+use crate::connections::{CLOSE_POLICY, Client, Clients, REVOKED_REASON};
+use crate::coordinator::watch::{Watch, WatchParts};
 use crate::coordinator::{Coordinator, CoordinatorParts};
-use crate::database::{DATABASE_PASSWORD_SECRET, Database, DatabaseError};
-use crate::error::ErrorChain;
 use crate::events::{Event, EventSink};
-use crate::feed::Feed;
-use crate::metrics::Metrics;
-use crate::monitor::Monitor;
-use crate::nats::{Control, Credentials, NatsBackplane, NatsError, NatsSettings, without_user};
-use crate::notifier::Notifier;
-use crate::pairing::Pairings;
-use crate::project::{PathPolicy, ProjectError, Projects};
+use crate::projects::feed::Feed;
+use crate::projects::{PathPolicy, ProjectError, Projects};
+use crate::protocol::error::ErrorChain;
 use crate::protocol::hub::{
     BrokerHealth, BrokerKind, BrokerState, DatabaseHealth, Disk, Health, HealthStatus, HubStatus,
     Memory, Stats,
 };
 use crate::protocol::{PROTOCOL_VERSION, ProjectView, Role, method, notification};
-use crate::runner::cli::CliSlot;
+use crate::pubsub::broker::{Broker, BrokerLimits};
+use crate::pubsub::nats::{
+    Control, Credentials, NatsBackplane, NatsError, NatsSettings, without_user,
+};
+use crate::runner::claude_cli::CliSlot;
 use crate::runner::process::clean_orphans;
 use crate::runner::slots::Slots;
 use crate::runner::{Runner, RunnerParts};
-use crate::secrets::{SecretError, Secrets};
-use crate::security::{LoginCodes, new_token, token_hash};
-use crate::store::{Store, StoreError};
-use crate::timestamp::now_ms;
-use crate::watch::{Watch, WatchParts};
+use crate::storage::postgres::{DATABASE_PASSWORD_SECRET, Database, DatabaseError};
+use crate::storage::secrets::{SecretError, Secrets};
+use crate::storage::sqlite::{Store, StoreError};
+use crate::support::metrics::Metrics;
+use crate::support::monitor::Monitor;
+use crate::support::timestamp::now_ms;
 
 /// How an instance learnt that a client token was revoked on another one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -445,7 +447,7 @@ impl Hub {
                 }) => {
                     // An approval created a token elsewhere: an Origin or id this
                     // instance remembered as unknown may be live now.
-                    if outcome == crate::pairing::Outcome::Approved {
+                    if outcome == crate::auth::pairing::Outcome::Approved {
                         self.client_tokens().forget_misses();
                     }
                     self.emit(Event::PairingResolved {
@@ -890,7 +892,7 @@ const DATA_DIR_LOCK_WAIT: Duration = Duration::from_secs(2);
 /// is in it. Each repair is logged. Only the hub's own entries are touched, so a data
 /// directory pointed at a shared place does not have others' files changed.
 fn make_private(config: &LoadedConfig) -> Result<(), StartError> {
-    use crate::file_modes::{create_private_dir, restrict};
+    use crate::support::file_modes::{create_private_dir, restrict};
     let data_dir = &config.data_dir;
     create_private_dir(data_dir).map_err(|source| StartError::Io {
         action: format!("create data directory {}", data_dir.display()),
@@ -898,16 +900,16 @@ fn make_private(config: &LoadedConfig) -> Result<(), StartError> {
     })?;
     let mut targets: Vec<(std::path::PathBuf, bool)> = vec![(data_dir.clone(), false)];
     for name in [
-        crate::store::DATABASE_FILE,
-        &format!("{}-wal", crate::store::DATABASE_FILE),
-        &format!("{}-shm", crate::store::DATABASE_FILE),
-        &format!("{}-journal", crate::store::DATABASE_FILE),
+        crate::storage::sqlite::DATABASE_FILE,
+        &format!("{}-wal", crate::storage::sqlite::DATABASE_FILE),
+        &format!("{}-shm", crate::storage::sqlite::DATABASE_FILE),
+        &format!("{}-journal", crate::storage::sqlite::DATABASE_FILE),
         LOCK_FILE,
         RUNTIME_FILE,
     ] {
         targets.push((data_dir.join(name), false));
     }
-    targets.push((data_dir.join(crate::secrets::SECRETS_DIR), true));
+    targets.push((data_dir.join(crate::storage::secrets::SECRETS_DIR), true));
     let app_config_dir = crate::config::project_dirs().map(|dirs| dirs.config_dir().to_path_buf());
     if let (Some(file), Some(dir)) = (&config.config_file, app_config_dir)
         && file.parent() == Some(dir.as_path())
@@ -943,7 +945,7 @@ async fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, Star
     use std::os::unix::fs::OpenOptionsExt;
     let path = data_dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
-        .mode(crate::file_modes::FILE_MODE)
+        .mode(crate::support::file_modes::FILE_MODE)
         .create(true)
         .truncate(false)
         .write(true)

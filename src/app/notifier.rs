@@ -10,7 +10,7 @@
 //! recomputed here, and only here, after every event that can change it.
 //!
 //! [`Notifier::emit`] never waits: pushes go to the clients' bounded queues
-//! ([`crate::clients::Client::push`]), the snapshot to a `watch` channel and desktop
+//! ([`crate::connections::Client::push`]), the snapshot to a `watch` channel and desktop
 //! events to a `broadcast` channel. It is called under the coordinator's lock, so it
 //! takes only the client registry's and the project registry's locks, for map
 //! operations, and never calls back into a producer.
@@ -22,17 +22,17 @@ use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
-use crate::clients::{Client, Clients};
+use crate::connections::{Client, Clients};
 use crate::events::{Event, EventSink, HubEvent, StatusSnapshot};
-use crate::metrics::Metrics;
-use crate::project::Projects;
+use crate::projects::Projects;
 use crate::protocol::clients::{
     ClientChanged, PairingRequested, PairingResolved, method as clients_method,
 };
 use crate::protocol::coordination::method as coord;
+use crate::protocol::scopes::Scope;
 use crate::protocol::{ProjectView, Role, method, notification};
 use crate::runner::slots::Slots;
-use crate::scopes::Scope;
+use crate::support::metrics::Metrics;
 
 /// `project.created` params.
 #[derive(Serialize)]

@@ -2,7 +2,7 @@
 //! SameSite=Strict `semantest_session` cookie, and their end.
 //!
 //! A session is the owner, so the edge accepts its cookie only from the dashboard's own
-//! origins ([`crate::security::from_dashboard`]); this module keeps the rest of its life:
+//! origins ([`crate::auth::security::from_dashboard`]); this module keeps the rest of its life:
 //! - **lifetime**: `dashboard.session_lifetime_s` (7 days by default) counted from the
 //!   last use, where a use is a WebSocket opened or closed with it, so a dashboard in use
 //!   stays signed in and one left alone that long must sign in again;
@@ -12,11 +12,11 @@
 //!
 //! The store keeps only the SHA-256 of each session value, with its expiry.
 
-use crate::clients::CLOSE_POLICY;
-use crate::hub::Hub;
-use crate::security::{new_token, session_cookie_header, token_hash};
-use crate::store::StoreError;
-use crate::timestamp::now_ms;
+use crate::app::hub::Hub;
+use crate::auth::security::{new_token, session_cookie_header, token_hash};
+use crate::connections::CLOSE_POLICY;
+use crate::storage::sqlite::StoreError;
+use crate::support::timestamp::now_ms;
 
 /// The close reason of a connection whose session was signed out.
 pub const SIGNED_OUT_REASON: &str = "signed out";
@@ -74,7 +74,7 @@ pub fn connection_ended(hub: &Hub, hash: &[u8; 32]) {
         .store()
         .use_dashboard_session(hash, now_ms(), lifetime_ms(hub))
     {
-        tracing::warn!(error = %crate::error::ErrorChain(&err), "cannot record the session's use");
+        tracing::warn!(error = %crate::protocol::error::ErrorChain(&err), "cannot record the session's use");
     }
 }
 

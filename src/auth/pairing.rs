@@ -29,13 +29,13 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::auth::security::{hashes_equal, new_token, token_hash};
 use crate::config::PairingConfig;
-use crate::database::{Admission, Database, PairingRow, PairingState, PendingLimits};
-use crate::error::{ErrorKind, RpcError};
 pub use crate::protocol::clients::{Outcome, RequestView};
-use crate::scopes::Scopes;
-use crate::security::{hashes_equal, new_token, token_hash};
-use crate::timestamp::format_ms;
+use crate::protocol::error::{ErrorKind, RpcError};
+use crate::protocol::scopes::Scopes;
+use crate::storage::postgres::{Admission, Database, PairingRow, PairingState, PendingLimits};
+use crate::support::timestamp::format_ms;
 
 /// The schemes of browser extension origins: Chrome and Chromium browsers, Firefox,
 /// Safari.
@@ -60,7 +60,7 @@ pub fn is_extension_origin(origin: &str) -> bool {
 }
 
 /// Who a pending request is counted against for `pairing.max_pending_per_address`:
-/// `addr:<key>` for a remote address ([`crate::conn_info::address_key`]: IPv4 as is,
+/// `addr:<key>` for a remote address ([`crate::connections::tcp::address_key`]: IPv4 as is,
 /// IPv6 by its /64), `origin:<origin>` for a loopback address, where the address is
 /// shared by every local client and the browser-set Origin tells extensions apart.
 pub fn requester_key(address: IpAddr, origin: &str) -> String {
@@ -68,7 +68,7 @@ pub fn requester_key(address: IpAddr, origin: &str) -> String {
     if address.is_loopback() {
         format!("origin:{origin}")
     } else {
-        format!("addr:{}", crate::conn_info::address_key(address))
+        format!("addr:{}", crate::connections::tcp::address_key(address))
     }
 }
 
@@ -467,8 +467,8 @@ pub struct Pairings {
 }
 
 /// Logs a database failure and turns it into [`PairingError::Unavailable`].
-fn unavailable(err: crate::database::DatabaseError) -> PairingError {
-    tracing::warn!(error = %crate::error::ErrorChain(&err), "pairing store unreachable");
+fn unavailable(err: crate::storage::postgres::DatabaseError) -> PairingError {
+    tracing::warn!(error = %crate::protocol::error::ErrorChain(&err), "pairing store unreachable");
     PairingError::Unavailable
 }
 
@@ -654,7 +654,7 @@ impl Pairings {
 
     /// What the requester learns when it presents `origin` and `claim` for request `id`
     /// (see [`Memory::claim`]). With the shared database an approved claim gives the
-    /// token a fresh value, returned here; the caller tells [`crate::client_tokens`].
+    /// token a fresh value, returned here; the caller tells [`crate::auth::tokens`].
     ///
     /// # Errors
     /// [`PairingError::Unavailable`].
@@ -740,7 +740,7 @@ fn six_digit_code() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scopes::Scope;
+    use crate::protocol::scopes::Scope;
 
     fn pairings() -> Memory {
         Memory::new(PairingConfig::default())

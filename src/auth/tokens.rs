@@ -14,7 +14,7 @@
 //!   never opens a new connection), and so is a signature proof's key
 //!   ([`ClientTokens::hash_of_now`]). The in-memory copy serves the synchronous
 //!   readers (the Origin allowlist, which asks the database on a miss, and the views);
-//!   it is reloaded every [`crate::database::PROBE_EVERY`] (1 s), so those lag by at
+//!   it is reloaded every [`crate::storage::postgres::PROBE_EVERY`] (1 s), so those lag by at
 //!   most that, and `client.list` reloads it first.
 //!   Revoking a token closes its connections on this instance at once; other instances
 //!   close theirs when they hear of it ([`ClientTokens::forget`]).
@@ -36,13 +36,13 @@ use std::net::SocketAddr;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use crate::database::{Database, DatabaseError};
-use crate::error::{ErrorKind, RpcError};
+use crate::auth::security::{new_token, token_hash};
 pub use crate::protocol::clients::{ClientKind, ClientView};
-use crate::scopes::Scopes;
-use crate::security::{new_token, token_hash};
-use crate::store::{ClientTokenRow, Store, StoreError};
-use crate::timestamp::{format_ms, now_ms};
+use crate::protocol::error::{ErrorKind, RpcError};
+use crate::protocol::scopes::Scopes;
+use crate::storage::postgres::{Database, DatabaseError};
+use crate::storage::sqlite::{ClientTokenRow, Store, StoreError};
+use crate::support::timestamp::{format_ms, now_ms};
 
 /// A failure managing client tokens.
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +210,7 @@ impl ClientTokens {
     /// Reloads the in-memory copy from the shared database (nothing to do with SQLite,
     /// whose copy is the truth). Returns the ids of the tokens that were live in the
     /// copy and are not any more: revoked through another instance, so this one closes
-    /// their connections ([`crate::hub::Hub::token_revoked_elsewhere`]).
+    /// their connections ([`crate::app::hub::Hub::token_revoked_elsewhere`]).
     ///
     /// # Errors
     /// [`DatabaseError`]; the copy is left as it was.
@@ -396,7 +396,7 @@ impl ClientTokens {
     }
 
     /// Takes note that token `id` now has the value whose SHA-256 is `hash` (a pairing
-    /// claim gave it its value, see [`crate::database::Database::claim_pairing`]).
+    /// claim gave it its value, see [`crate::storage::postgres::Database::claim_pairing`]).
     pub fn rekeyed(&self, id: &str, hash: [u8; 32]) {
         self.misses.forget_all();
         let mut state = self.write();
@@ -496,7 +496,7 @@ impl ClientTokens {
                 .map_err(Into::into),
         };
         if let Err(err) = written {
-            tracing::warn!(error = %crate::error::ErrorChain(&err), client_id = %id, "cannot record token use");
+            tracing::warn!(error = %crate::protocol::error::ErrorChain(&err), client_id = %id, "cannot record token use");
         }
         let mut state = self.write();
         let row = state.by_id.get_mut(id)?;
@@ -563,7 +563,7 @@ pub fn valid_origin(origin: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scopes::Scope;
+    use crate::protocol::scopes::Scope;
 
     fn registry() -> (tempfile::TempDir, ClientTokens) {
         let dir = tempfile::tempdir().unwrap();

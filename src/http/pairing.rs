@@ -21,14 +21,14 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::access;
-use crate::client_tokens::{NAME_RULE, valid_name};
-use crate::conn_info::ClientAddr;
-use crate::error::ErrorKind;
-use crate::hub::Hub;
-use crate::pairing::{Claim, NewRequest, PairingError, is_extension_origin};
-use crate::security::single_origin;
-use crate::timestamp::format_ms;
+use crate::app::access;
+use crate::app::hub::Hub;
+use crate::auth::pairing::{Claim, NewRequest, PairingError, is_extension_origin};
+use crate::auth::security::single_origin;
+use crate::auth::tokens::{NAME_RULE, valid_name};
+use crate::connections::tcp::ClientAddr;
+use crate::protocol::error::ErrorKind;
+use crate::support::timestamp::format_ms;
 
 /// Request bodies larger than this are refused (413).
 pub const MAX_BODY_BYTES: usize = 4096;

@@ -32,10 +32,10 @@ use axum_server::tls_rustls::RustlsConfig;
 use ipnet::IpNet;
 use tracing::warn;
 
+use crate::app::hub::{Hub, StartError};
 use crate::config::{Config, PublicConfig};
-use crate::conn_info::ConnAddrs;
-use crate::hub::{Hub, StartError};
-use crate::metrics::Metrics;
+use crate::connections::tcp::ConnAddrs;
+use crate::support::metrics::Metrics;
 use forwarded::TrustedProxies;
 use limits::AddressLimits;
 
@@ -71,7 +71,7 @@ impl PublicGate {
             .map(|h| h.to_ascii_lowercase())
             .collect();
         if local.ip().is_unspecified() {
-            hosts.extend(crate::security::allowed_hosts(local.port()));
+            hosts.extend(crate::auth::security::allowed_hosts(local.port()));
         } else {
             hosts.push(local.to_string());
         }
@@ -183,12 +183,12 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// Serves an upgraded public-mode connection like [`crate::ws::serve_socket`], with
+/// Serves an upgraded public-mode connection like [`crate::http::ws::serve_socket`], with
 /// its messages charged to its address ([`limits::AddressRateLimited`]).
 pub async fn serve_socket(
     socket: axum::extract::ws::WebSocket,
-    hub: crate::hub::Hub,
-    client: Arc<crate::clients::Client>,
+    hub: crate::app::hub::Hub,
+    client: Arc<crate::connections::Client>,
     rx: tokio::sync::mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
     limits: Arc<AddressLimits>,
 ) {
@@ -198,7 +198,7 @@ pub async fn serve_socket(
     let ip = client.remote_addr().ip();
     let (sink, stream) = socket.split();
     let stream = limits::AddressRateLimited::new(stream, limits, ip, client.clone());
-    crate::ws::handle_socket(sink, stream, hub, client, rx)
+    crate::http::ws::handle_socket(sink, stream, hub, client, rx)
         .instrument(span)
         .await;
 }

@@ -5,14 +5,14 @@
 //!   `?challenge=<nonce>&client=<client id>` adds a proof that it holds that client's
 //!   token, bound to the address the request arrived on (docs/security.md).
 //! - `POST /pair`, `POST /pair/{request_id}`: pairing for browser extensions
-//!   ([`crate::pairing_http`]).
+//!   ([`crate::http::pairing`]).
 //! - `GET /health`: status, resources, counts, agent CLI.
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /ws`: the JSON-RPC WebSocket (token required).
 //! - `GET /login?code=`: redeems a one-time dashboard link for a session cookie.
 //! - `POST /session/check`, `POST /session/sign-out`, `POST /session/sign-out-everywhere`:
 //!   whether the dashboard's session is live; sign it out; sign every session out
-//!   ([`crate::sessions`]). Only from the dashboard's own origin.
+//!   ([`crate::app::sessions`]). Only from the dashboard's own origin.
 //! - `GET /` and `GET /<file>`: the dashboard.
 //!
 //! Every request first passes the Host allowlist; all but the signature and health
@@ -22,7 +22,7 @@
 //! session cookie counts only from the dashboard's own origins, never from another
 //! allowed one (see [`authenticate`]).
 //!
-//! In public mode ([`crate::public`]) the hub listens on `public.bind` with TLS or behind
+//! In public mode ([`crate::http::public`]) the hub listens on `public.bind` with TLS or behind
 //! a trusted proxy, every request is charged to its client address first, and there is
 //! no `/login` and no dashboard.
 
@@ -42,30 +42,30 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use crate::assets;
-use crate::client_tokens::Identity;
-use crate::clients::{CLOSE_POLICY, NewClient};
-use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, Limits, LoadedConfig, Mode};
-use crate::conn_info::{ClientAddr, ConnAddrs};
-use crate::error::ErrorChain;
-use crate::hub::{Hub, PRODUCT, StartError, VERSION};
-use crate::pairing::is_extension_origin;
-use crate::protocol::{PROTOCOL_VERSION, SUBPROTOCOL};
-use crate::public::PublicGate;
-use crate::scopes::Scopes;
-use crate::security::{
+use crate::app::hub::{Hub, PRODUCT, StartError, VERSION};
+use crate::app::sessions;
+use crate::auth::pairing::is_extension_origin;
+use crate::auth::security::{
     Credential, OriginCheck, allowed_hosts, challenge_proof, check_origin, cleared_session_cookie,
     dashboard_origins, extract_credential, from_dashboard, hashes_equal, host_allowed,
     session_cookie, single_origin, token_hash,
 };
-use crate::sessions;
+use crate::auth::tokens::Identity;
+use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, Limits, LoadedConfig, Mode};
+use crate::connections::tcp::{ClientAddr, ConnAddrs};
+use crate::connections::{CLOSE_POLICY, NewClient};
+use crate::http::assets;
+use crate::http::public::PublicGate;
+use crate::protocol::error::ErrorChain;
+use crate::protocol::scopes::Scopes;
+use crate::protocol::{PROTOCOL_VERSION, SUBPROTOCOL};
 
 /// Bytes tungstenite reads from a connection's socket at a time. Its default, 128 KiB
 /// preallocated per connection, made 1,000 idle connections cost about 140 MB; larger
 /// messages still arrive whole (the buffer grows while one is read).
 const WS_READ_BUFFER: usize = 4 * 1024;
 
-pub use crate::hub::RUNTIME_FILE;
+pub use crate::app::hub::RUNTIME_FILE;
 
 #[derive(Clone)]
 struct AppState {
@@ -161,11 +161,11 @@ impl HubServer {
 pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
     let public = config.config.mode() == Mode::Public;
     let listeners = if public {
-        vec![crate::public::bind(&config.config.public)?]
+        vec![crate::http::public::bind(&config.config.public)?]
     } else {
         bind(&config.config.bind, config.config.port)?
     };
-    let tls = crate::public::tls_config(&config.config)?;
+    let tls = crate::http::public::tls_config(&config.config)?;
     let hub = Hub::open(config).await?;
     let port = listeners[0]
         .local_addr()
@@ -200,7 +200,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
                 action: "read the listening address".into(),
                 source,
             })?);
-            serve_tasks.push(crate::public::serve(
+            serve_tasks.push(crate::http::public::serve(
                 &hub,
                 listener,
                 app.clone(),
@@ -217,7 +217,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
             action: "read the listening address".into(),
             source,
         })?);
-        serve_tasks.push(tokio::spawn(crate::conn_info::serve(
+        serve_tasks.push(tokio::spawn(crate::connections::tcp::serve(
             listener,
             app.clone(),
             hub.shutdown().clone(),
@@ -225,7 +225,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         )));
     }
     hub.start_background(port);
-    crate::access::start_upkeep(&hub);
+    crate::app::access::start_upkeep(&hub);
     write_runtime_file(&hub)?;
     let server = HubServer {
         hub,
@@ -300,7 +300,7 @@ fn hub_mode(hub: &Hub) -> &'static str {
 fn local_url(hub: &Hub) -> String {
     match hub.mode() {
         Mode::Local => format!("http://127.0.0.1:{}", hub.port()),
-        Mode::Public => crate::public::local_url(&hub.config().config.public, hub.port()),
+        Mode::Public => crate::http::public::local_url(&hub.config().config.public, hub.port()),
     }
 }
 
@@ -332,13 +332,13 @@ fn router(state: AppState) -> Router {
         .route("/ws", get(websocket))
         .route(
             "/pair",
-            post(crate::pairing_http::request)
-                .layer(DefaultBodyLimit::max(crate::pairing_http::MAX_BODY_BYTES)),
+            post(crate::http::pairing::request)
+                .layer(DefaultBodyLimit::max(crate::http::pairing::MAX_BODY_BYTES)),
         )
         .route(
             "/pair/{request_id}",
-            post(crate::pairing_http::claim)
-                .layer(DefaultBodyLimit::max(crate::pairing_http::MAX_BODY_BYTES)),
+            post(crate::http::pairing::claim)
+                .layer(DefaultBodyLimit::max(crate::http::pairing::MAX_BODY_BYTES)),
         );
     // A public hub has no dashboard and no sign-in: tokens only.
     let routes = if state.public.is_some() {
@@ -375,7 +375,7 @@ async fn not_found() -> Response {
 }
 
 /// The per-address rate (public mode), then the Host and Origin allowlists (see
-/// [`crate::security`]).
+/// [`crate::auth::security`]).
 async fn gate(
     State(state): State<AppState>,
     ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
@@ -656,7 +656,7 @@ async fn authenticate(
     }
 }
 
-pub use crate::ws::read_error_close;
+pub use crate::http::ws::read_error_close;
 
 /// The protocol settings `/ws` upgrades a connection with: the `semantest.v1`
 /// subprotocol when the client offers it, `limits.max_message_bytes` as the largest
@@ -771,19 +771,20 @@ async fn websocket(
         if let Some(id) = client.token_id() {
             // A revoke between the handshake and this registration must still win.
             if hub.client_tokens().get(id).is_none() {
-                client.close(CLOSE_POLICY, crate::access::REVOKED_REASON);
+                client.close(CLOSE_POLICY, crate::app::access::REVOKED_REASON);
             } else {
-                crate::access::connected(&hub, id, remote_addr).await;
+                crate::app::access::connected(&hub, id, remote_addr).await;
             }
         }
         match address_slot {
             Some((slot, limits)) => {
-                let served = crate::public::serve_socket(socket, hub.clone(), client, rx, limits);
+                let served =
+                    crate::http::public::serve_socket(socket, hub.clone(), client, rx, limits);
                 hub.tracker().track_future(served).await;
                 drop(slot);
             }
             None => {
-                let served = crate::ws::serve_socket(socket, hub.clone(), client, rx);
+                let served = crate::http::ws::serve_socket(socket, hub.clone(), client, rx);
                 hub.tracker().track_future(served).await;
             }
         }

@@ -18,14 +18,14 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
-use crate::broker::PendingRequest;
-use crate::clients::{
+use crate::app::hub::Hub;
+use crate::connections::{
     CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, Client,
 };
-use crate::error::{ErrorChain, ErrorKind, RpcError};
-use crate::hub::Hub;
+use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
 use crate::protocol::events::to_result;
 use crate::protocol::{Incoming, RequestId, error_response, parse_incoming, response};
+use crate::pubsub::broker::PendingRequest;
 use crate::rpc::{NOTIFICATION_METHODS, Reply, dispatch};
 
 /// Serves an upgraded connection until it closes.
@@ -71,7 +71,7 @@ pub async fn handle_socket<W, R>(
     let quota =
         Quota::per_second(NonZeroU32::new(limits.rate_limit_per_s).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(limits.rate_limit_burst).unwrap_or(NonZeroU32::MIN));
-    let limiter = crate::rate_limit::direct(quota);
+    let limiter = crate::support::rate_limit::direct(quota);
     let idle = Duration::from_secs(limits.idle_timeout_s);
 
     loop {
@@ -318,7 +318,7 @@ async fn write_loop<W>(
             }
             Err(_) => {
                 client.close(
-                    crate::clients::CLOSE_POLICY,
+                    crate::connections::CLOSE_POLICY,
                     "client is not reading its messages",
                 );
                 break;

@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 
-use crate::clients::{Client, Push};
+use crate::connections::{Client, Push};
 use crate::protocol::{Stream, method, notification};
-use crate::store::{MessageQuery, NewLine, Store, StoreError};
-use crate::timestamp::{format_ms, now_ms};
+use crate::storage::sqlite::{MessageQuery, NewLine, Store, StoreError};
+use crate::support::timestamp::{format_ms, now_ms};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -356,8 +356,8 @@ impl Feed {
         self.tracker.spawn(
             async move {
                 if let Err(err) = feed.replay(&project_id, &client, ticket).await {
-                    tracing::warn!(error = %crate::error::ErrorChain(&err), "replay failed");
-                    client.close(crate::clients::CLOSE_POLICY, "replay failed");
+                    tracing::warn!(error = %crate::protocol::error::ErrorChain(&err), "replay failed");
+                    client.close(crate::connections::CLOSE_POLICY, "replay failed");
                 }
             }
             .in_current_span(),

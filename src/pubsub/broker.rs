@@ -25,7 +25,7 @@
 //! with that result instead of delivering again ([`idempotency`]).
 //!
 //! Between instances of one deployment, a [`Backplane`] carries events (the NATS one
-//! lives in [`crate::nats`]); without one, nothing leaves the process. Local delivery
+//! lives in [`crate::pubsub::nats`]); without one, nothing leaves the process. Local delivery
 //! is the same either way: the backplane is told after the local fan-out, and events
 //! from other instances enter that fan-out through [`Broker::deliver_remote`].
 //!
@@ -52,19 +52,19 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::clients::{CLOSE_POLICY, Client, Push};
+use crate::connections::{CLOSE_POLICY, Client, Push};
 
 use self::backplane::{Backplane, InProcess};
 use crate::config::Limits;
-use crate::error::{ErrorKind, RpcError};
-use crate::metrics::EventMetrics;
+use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::events::{
     DEFAULT_REQUEST_TIMEOUT_MS, Event, MAX_CORRELATION_ID_LEN, MAX_IDEMPOTENCY_KEY_CHARS,
     MAX_REQUEST_TIMEOUT_MS, MAX_TYPE_LEN, PublishParams, PublishResult, RequestParams,
     SubscribeResult, UnsubscribeResult, connection_name, method,
 };
 use crate::protocol::notification;
-use crate::timestamp::{format_ms, now_ms};
+use crate::support::metrics::EventMetrics;
+use crate::support::timestamp::{format_ms, now_ms};
 
 /// Why an `event.*` request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -504,7 +504,7 @@ impl Broker {
             },
             dropped: AtomicU64::new(0),
             seq: AtomicU64::new(0),
-            limiter: crate::rate_limit::direct(Quota::per_second(rate)),
+            limiter: crate::support::rate_limit::direct(Quota::per_second(rate)),
             pending: AtomicUsize::new(0),
         })
     }

@@ -10,7 +10,7 @@
 //!
 //! Each pattern the instance's clients hold is one NATS subscription, opened when the
 //! first local subscriber arrives and closed when the last leaves (the broker counts;
-//! see [`crate::broker::backplane`]). An event that matches several of them arrives
+//! see [`crate::pubsub::broker::backplane`]). An event that matches several of them arrives
 //! once per subscription; the copies are recognised by `(from, seq)` and delivered
 //! once. Subjects: [`subjects`].
 //!
@@ -46,13 +46,13 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::backplane::Backplane;
-use crate::broker::{Broker, check_type, parse_pattern};
-use crate::metrics::BrokerMetrics;
 use crate::protocol::clients::{Outcome, RequestView};
 use crate::protocol::events::Event;
 use crate::protocol::hub::BrokerState;
-use crate::secrets::SecretError;
+use crate::pubsub::broker::backplane::Backplane;
+use crate::pubsub::broker::{Broker, check_type, parse_pattern};
+use crate::storage::secrets::SecretError;
+use crate::support::metrics::BrokerMetrics;
 
 use self::subjects::Subjects;
 

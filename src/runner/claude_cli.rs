@@ -151,7 +151,7 @@ async fn probe_version(path: &Path) -> Option<String> {
 /// read as an option (`--dangerously-skip-permissions`, `--settings=…`, `--add-dir=/`).
 /// With `-p` and no prompt argument the CLI reads the prompt from stdin, which also keeps
 /// it out of the process list. `resume` must be a session id that passed
-/// [`crate::project::valid_session_id`], so it cannot be an option either.
+/// [`crate::projects::valid_session_id`], so it cannot be an option either.
 pub fn build_args(resume: Option<&str>, permission_mode: &str, model: Option<&str>) -> Vec<String> {
     let mut args = vec![
         "-p".to_string(),

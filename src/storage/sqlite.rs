@@ -20,7 +20,7 @@ use rusqlite_migration::{M, Migrations};
 use serde_json::value::RawValue;
 
 use crate::protocol::{Output, ProjectState, RunStatus, Stream};
-use crate::timestamp::format_ms;
+use crate::support::timestamp::format_ms;
 
 mod client_tokens;
 mod tasks;
@@ -306,7 +306,7 @@ impl Store {
     ///
     /// The directory is created with mode 0700 and the database file with mode 0600
     /// before SQLite opens it; SQLite gives its `-wal`, `-shm` and `-journal` files the
-    /// database file's mode ([`crate::file_modes`]), so all of them stay private whatever
+    /// database file's mode ([`crate::support::file_modes`]), so all of them stay private whatever
     /// the umask.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(DATABASE_FILE);
@@ -314,8 +314,10 @@ impl Store {
             path: path.clone(),
             source,
         };
-        crate::file_modes::create_private_dir(data_dir).map_err(|err| open_err(err.into()))?;
-        crate::file_modes::create_private_file(&path).map_err(|err| open_err(err.into()))?;
+        crate::support::file_modes::create_private_dir(data_dir)
+            .map_err(|err| open_err(err.into()))?;
+        crate::support::file_modes::create_private_file(&path)
+            .map_err(|err| open_err(err.into()))?;
         let mut conn = Connection::open(&path).map_err(|err| open_err(err.into()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))

@@ -15,7 +15,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, fmt};
 
-use crate::file_modes::{Repaired, create_private_dir, restrict};
+use crate::support::file_modes::{Repaired, create_private_dir, restrict};
 
 /// How often the log writer takes group and other permissions away from new files.
 const RESTRICT_EVERY: Duration = Duration::from_secs(60);

@@ -55,7 +55,7 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
-/// Event routing's counters, handed to [`crate::broker::Broker`]. Each is a handle to a
+/// Event routing's counters, handed to [`crate::pubsub::broker::Broker`]. Each is a handle to a
 /// counter registered in [`Metrics`], resolved once so the fan-out never looks up a label.
 #[derive(Clone, Debug, Default)]
 pub struct EventMetrics {
@@ -74,7 +74,7 @@ pub struct EventMetrics {
 }
 
 /// The backplane's figures (`semantest_hub_broker_*`), handed to
-/// [`crate::nats::NatsBackplane`]. With the in-process broker they stay at their start
+/// [`crate::pubsub::nats::NatsBackplane`]. With the in-process broker they stay at their start
 /// values, except `connected`, which is 1.
 #[derive(Clone, Debug, Default)]
 pub struct BrokerMetrics {
@@ -262,7 +262,7 @@ impl Metrics {
     }
 
     /// Records the hub process's own figures from a resource sample.
-    pub fn observe_process(&self, sample: &crate::monitor::Sample) {
+    pub fn observe_process(&self, sample: &crate::support::monitor::Sample) {
         self.resident_memory.set(sample.process_rss_bytes as i64);
         self.cpu_percent.set(f64::from(sample.process_cpu_percent));
     }

@@ -2,8 +2,8 @@
 //!
 //! `governor::RateLimiter::direct` makes a clock of its own, and making a
 //! [`QuantaClock`] queries the CPU (`cpuid`, which traps to the hypervisor in a virtual
-//! machine): with a limiter per connection (messages in [`crate::ws`], publishes in
-//! [`crate::broker`]) that was the largest part of the hub's own work per new
+//! machine): with a limiter per connection (messages in [`crate::http::ws`], publishes in
+//! [`crate::pubsub::broker`]) that was the largest part of the hub's own work per new
 //! connection. A clone of one clock shares its calibration.
 
 use std::sync::LazyLock;

@@ -23,7 +23,7 @@ use futures_util::Stream;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::Client;
+use crate::connections::Client;
 
 /// Close code for a connection whose address sends too fast: "Try Again Later".
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
@@ -32,9 +32,9 @@ pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// The key an address is limited under: IPv4 as is, IPv6 by its /64
-/// ([`crate::conn_info::address_key`]).
+/// ([`crate::connections::tcp::address_key`]).
 pub fn limit_key(ip: IpAddr) -> IpAddr {
-    crate::conn_info::address_key(ip)
+    crate::connections::tcp::address_key(ip)
 }
 
 /// Counted slots per address: at most `per_address` held at once by one address, as
@@ -54,7 +54,7 @@ impl Slots {
     }
 
     /// At most `per_key` slots per value of `key` (0 is treated as 1), e.g.
-    /// [`crate::conn_info::site_key`] to count an IPv6 /48.
+    /// [`crate::connections::tcp::site_key`] to count an IPv6 /48.
     pub fn keyed(per_key: usize, key: fn(IpAddr) -> IpAddr) -> Arc<Self> {
         Arc::new(Self {
             per_address: per_key.max(1),

@@ -13,7 +13,7 @@
 //! plain-HTTP port cannot be used to bypass the proxy (its TLS, its limits, and the
 //! client address it forwards). The proxy's own limits (nginx `limit_conn`) count
 //! clients there. Accepted sockets send small frames at once (TCP_NODELAY, as in
-//! [`crate::conn_info::serve`]).
+//! [`crate::connections::tcp::serve`]).
 
 use std::io;
 use std::pin::Pin;
@@ -47,7 +47,7 @@ impl SocketCap {
     pub fn new(per_address: usize, per_site: usize) -> Self {
         Self::Capped {
             per_address: Slots::new(per_address),
-            per_site: Slots::keyed(per_site, crate::conn_info::site_key),
+            per_site: Slots::keyed(per_site, crate::connections::tcp::site_key),
         }
     }
 

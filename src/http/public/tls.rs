@@ -119,7 +119,7 @@ pub fn reload_on_sighup(
                     info!("TLS certificate reloaded");
                 }
                 Ok(Err(err)) => warn!(
-                    error = %crate::error::ErrorChain(&err),
+                    error = %crate::protocol::error::ErrorChain(&err),
                     "TLS certificate reload failed; keeping the previous one"
                 ),
                 Err(_) => warn!("TLS certificate reload panicked; keeping the previous one"),

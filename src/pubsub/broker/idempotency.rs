@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::clients::Client;
+use crate::connections::Client;
 use crate::protocol::events::{IDEMPOTENCY_WINDOW_S, MAX_IDEMPOTENCY_KEY_CHARS, PublishResult};
 
 /// The identity a client's keys belong to: its token id, `owner` for the owner, or its

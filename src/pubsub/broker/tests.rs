@@ -2,7 +2,7 @@
 //! requests, with real [`Client`] queues and no sockets.
 
 use super::*;
-use crate::clients::{Clients, NewClient};
+use crate::connections::{Clients, NewClient};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +35,7 @@ impl Peer {
             is_owner: token_id.is_none(),
             token_id: token_id.map(str::to_string),
             session: None,
-            scopes: crate::scopes::Scopes::all(),
+            scopes: crate::protocol::scopes::Scopes::all(),
             queue,
             shutdown: CancellationToken::new(),
             patience: Duration::from_secs(1),

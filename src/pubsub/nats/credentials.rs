@@ -3,7 +3,7 @@
 
 use async_nats::ServerAddr;
 
-use crate::secrets::{SecretError, Secrets};
+use crate::storage::secrets::{SecretError, Secrets};
 
 use super::NatsError;
 

@@ -20,7 +20,7 @@
 //! (`<prefix>-answers`, `<prefix>-control` instead of `<prefix>._hub...`): no client
 //! pattern, not even `*`, can match them, and the type grammar stays as it is.
 
-use crate::broker::Pattern;
+use crate::pubsub::broker::Pattern;
 
 /// The subjects of one deployment, under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl Subjects {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::parse_pattern;
+    use crate::pubsub::broker::parse_pattern;
 
     fn subjects() -> Subjects {
         Subjects::new("semantest")

@@ -10,8 +10,8 @@ use tokio_postgres::Row;
 
 use super::{Database, DatabaseError};
 use crate::protocol::UnknownName;
-use crate::scopes::Scopes;
-use crate::store::stored;
+use crate::protocol::scopes::Scopes;
+use crate::storage::sqlite::stored;
 
 /// Where a request stands, as stored in `pairing_requests.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +142,7 @@ fn count(n: i64) -> usize {
 impl Database {
     /// Records a pending request created at `row.created_at` unless the pending limits
     /// (counted over every instance) are reached. `requester` is what the per-address
-    /// limit counts (`crate::pairing::requester_key`: an address, an IPv6 /64, or a local
+    /// limit counts (`crate::auth::pairing::requester_key`: an address, an IPv6 /64, or a local
     /// extension's Origin).
     ///
     /// # Errors

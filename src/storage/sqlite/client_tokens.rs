@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, stored};
 use crate::protocol::clients::ClientKind;
-use crate::scopes::Scopes;
+use crate::protocol::scopes::Scopes;
 
 /// The migration that creates the table; applied after the coordinator's.
 pub(super) const MIGRATION: &str = "CREATE TABLE client_tokens (
@@ -131,7 +131,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scopes::Scope;
+    use crate::protocol::scopes::Scope;
 
     fn row(id: &str, hash: u8) -> ClientTokenRow {
         ClientTokenRow {

@@ -16,7 +16,7 @@ use super::{Store, StoreError, stored};
 use crate::protocol::coordination::{
     CompletedBy, Failure, TaskState, TaskView, WorkerKind, WorkerStatus,
 };
-use crate::timestamp::format_ms;
+use crate::support::timestamp::format_ms;
 
 /// A task as stored, and as the coordinator keeps queued and running tasks in memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -429,7 +429,7 @@ mod tests {
 
     use super::*;
     use crate::protocol::ProjectState;
-    use crate::store::ProjectRow;
+    use crate::storage::sqlite::ProjectRow;
 
     fn store_with_project(dir: &std::path::Path) -> Store {
         let store = Store::open(dir).unwrap();

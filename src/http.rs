@@ -1,0 +1,13 @@
+//! The HTTP edge: the server (binding, routes, the security gate, graceful shutdown),
+//! one WebSocket connection, the `/pair` endpoints an extension calls before it holds a
+//! token, public mode (TLS, the client address behind trusted proxies, per-address
+//! limits) and the embedded dashboard files.
+//!
+//! The top layer of the hub: it uses the RPC dispatcher and the composition root
+//! below it, and nothing below uses it.
+
+pub(crate) mod assets;
+pub(crate) mod pairing;
+pub(crate) mod public;
+pub mod server;
+pub(crate) mod ws;
