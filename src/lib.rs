@@ -8,43 +8,32 @@
 //!
 //! # Layout
 //!
-//! Dependencies point down only; each line uses the lines below it, never above
-//! (`docs/architecture.md` lists every edge).
+//! One folder (or file) per layer entry; dependencies point down only. A module uses
+//! the lines below its own, never a line above and never a sibling on its own line.
+//! `scripts/check-layers.py` holds this order and fails the test command on any
+//! `crate::` path against it; `docs/architecture.md` draws the same lines.
 //!
 //! ```text
-//!  client                      the command-line JSON-RPC client              pub
-//!  server, ws, pairing_http    binding, routes, gate, shutdown; a WebSocket;  server pub
-//!                              the /pair endpoints
-//!  public                      public mode at the edge: TLS, client address
-//!                              behind trusted proxies, per-address limits
+//!  cli                         the command line's JSON-RPC client to a running hub  pub
+//!  http/                       server (binding, routes, gate, shutdown), ws (one   server pub
+//!                              connection), pairing (the /pair endpoints), public/
+//!                              (TLS, client address, per-address limits), assets
 //!  rpc/                        dispatch (scope check first) + one file per method family
-//!  access, sessions            client tokens and pairing with their effects;
-//!                              dashboard sessions: sign-in, sliding lifetime, sign-out
-//!  hub                         the composition root: opens the parts in order,  pub
-//!                              hands each only the handles it needs
-//!  watch                       the reports/ folder actor (coordinator handle only)
-//!  coordinator/   notifier     task queue: pure state transitions + handle ·
-//!                              the one EventSink: notifications, desktop, status
-//!  runner/                     cli · process · output · slots (agent permits)
-//!  nats                        the NATS backplane between public instances:
-//!                              events, request answers, control messages
-//!  feed, broker                history plus live output; event routing
-//!  clients, project            connections; project registry and path rules
-//!  client_tokens, pairing      live tokens by hash, paired origins; pending pairings
-//!  store, security, events     SQLite; tokens, allowlists; Event + EventSink  security pub
-//!  database                    the PostgreSQL state public instances share
-//!  protocol, secrets, metrics  wire types; keychain or file; Prometheus       protocol, secrets pub
-//!  error, timestamp, config,   error kinds; times; settings; dashboard files; error, config,
-//!  assets, monitor, logging,   resource sampling; tracing subscriber;         logging pub
-//!  scopes, conn_info,          token scopes; each connection's two addresses; scopes pub
-//!  rate_limit, file_modes      rate limiters on one shared clock; private
-//!                              (0700/0600) directories and files
+//!  app/                        hub (the composition root), access (token and pairing   hub pub
+//!                              effects), sessions (dashboard sign-in), notifier
+//!                              (the one EventSink)
+//!  coordinator/                the task queue: pure state, ops, the handle; watch
+//!                              (the reports/ folder)
+//!  runner/                     agent runs: claude_cli · process · output · slots
+//!  projects/, pubsub/, auth/   registry and path rules + feed; broker/ + nats/   security pub
+//!                              (client events); tokens, pairing, security
+//!  connections/, storage/,     live connections + tcp (each connection's two     secrets pub
+//!  events                      addresses); sqlite/, postgres/, secrets; the core's
+//!                              Event + EventSink
+//!  protocol/, config/,         wire types + error kinds + scopes; settings;       protocol, error,
+//!  support                     timestamps, rate limits, file modes, logging,       scopes, config,
+//!                              metrics, resource sampling                          logging pub
 //! ```
-//!
-//! The binary, the desktop shell, the examples and the tests use only the `pub` modules
-//! and the re-exports below; the rest is internal to the crate. The runner and the
-//! coordinator report upwards through `events::Event`s, never by calling the hub; the
-//! agent limit is a semaphore permit taken before a run starts and held by the run.
 //!
 //! # Example
 //!

@@ -11,7 +11,7 @@
 //! Where requests live: in memory ([`Memory`]) for a single hub, where a restart drops
 //! them and a paired origin persists through its token instead; or, with
 //! `public.database`, in the shared PostgreSQL table `pairing_requests`
-//! (`src/database/pairings.rs`), so that any instance can list, approve, deny or hand
+//! (`src/storage/postgres/pairings.rs`), so that any instance can list, approve, deny or hand
 //! over a request made through any other, and the pending limits count every instance's
 //! requests. That table never holds a token: the claim gives the approved request's
 //! token a fresh value, in the same transaction that deletes the request.

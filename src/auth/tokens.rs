@@ -5,10 +5,10 @@
 //! SHA-256 hash with metadata. Where it is stored depends on the hub:
 //!
 //! - SQLite (local mode, and public mode without `public.database`):
-//!   `src/store/client_tokens.rs`. This instance is the only writer, so the live tokens
+//!   `src/storage/sqlite/client_tokens.rs`. This instance is the only writer, so the live tokens
 //!   kept in memory, indexed by hash, are the truth: authenticating a connection and
 //!   checking an Origin never touch the database.
-//! - PostgreSQL (`public.database`, shared by every instance): `src/database/tokens.rs`.
+//! - PostgreSQL (`public.database`, shared by every instance): `src/storage/postgres/tokens.rs`.
 //!   Another instance may create or revoke a token at any time, so a new connection's
 //!   token is looked up in PostgreSQL every time (no staleness: a token revoked anywhere
 //!   never opens a new connection), and so is a signature proof's key

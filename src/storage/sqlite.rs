@@ -239,7 +239,7 @@ fn migrations() -> Migrations<'static> {
             expires_at INTEGER NOT NULL
         );",
         ),
-        // The coordinator (src/store/tasks.rs): tasks, workers, per-project settings.
+        // The coordinator (src/storage/sqlite/tasks.rs): tasks, workers, per-project settings.
         M::up(
             "CREATE TABLE tasks (
             id TEXT PRIMARY KEY,
@@ -277,7 +277,7 @@ fn migrations() -> Migrations<'static> {
             agent_workers INTEGER NOT NULL DEFAULT 0
         );",
         ),
-        // Client tokens (src/store/client_tokens.rs).
+        // Client tokens (src/storage/sqlite/client_tokens.rs).
         M::up(client_tokens::MIGRATION),
     ])
 }

@@ -1,5 +1,5 @@
 //! The shared `client_tokens` table: the same columns as the SQLite table
-//! (`src/store/client_tokens.rs`), one row per token, the token's SHA-256 and never the
+//! (`src/storage/sqlite/client_tokens.rs`), one row per token, the token's SHA-256 and never the
 //! token itself. A revoked token keeps its row with `revoked_at`.
 
 use tokio_postgres::Row;
