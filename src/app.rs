@@ -5,8 +5,9 @@
 //! core's events into notifications, desktop events and the status snapshot.
 //!
 //! Used by the RPC handlers and the HTTP edge above it; the parts below never see it.
+//! The notifier is private: only the hub, which opens it, names it.
 
 pub(crate) mod access;
 pub mod hub;
-pub(crate) mod notifier;
+mod notifier;
 pub(crate) mod sessions;

@@ -4,10 +4,11 @@
 //! limits) and the embedded dashboard files.
 //!
 //! The top layer of the hub: it uses the RPC dispatcher and the composition root
-//! below it, and nothing below uses it.
+//! below it, and nothing below uses it. Only [`server`] is visible outside: the rest is
+//! private to the edge.
 
-pub(crate) mod assets;
-pub(crate) mod pairing;
-pub(crate) mod public;
+mod assets;
+mod pairing;
+mod public;
 pub mod server;
-pub(crate) mod ws;
+mod ws;
