@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::connections::{Clients, NewClient};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
