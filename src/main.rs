@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
-use semantest_hub::cli::{HubClient, running_hub_url};
+use semantest_hub::cli::{HubClient, running_hub, running_hub_url};
 use semantest_hub::config::{
     Config, LoadedConfig, Mode, Overrides, PublicOverrides, SecretStoreKind,
 };
@@ -95,6 +95,39 @@ enum Command {
     /// Run agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Answer browser extensions that ask to pair: list the pending requests, approve one
+    /// (issuing its token) or deny it. A request waits 2 minutes for an answer.
+    #[command(subcommand)]
+    Pair(PairCommand),
+}
+
+#[derive(Subcommand)]
+enum PairCommand {
+    /// List the pending requests, oldest first: id, the 6-digit code the extension shows
+    /// (compare it before approving), name, origin, the requester's address and expiry.
+    List {
+        /// Print the requests as JSON (the `pairing.list` result) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request: the extension then claims a token bound to its origin.
+    Approve {
+        /// The request's id (`pr_…`, from `pair list`).
+        id: String,
+        /// What the token may do; repeat or list several. Default: events.
+        #[arg(
+            long = "scope",
+            value_name = "SCOPE",
+            num_args = 1..,
+            value_parser = clap::builder::PossibleValuesParser::new(Scope::ALL.map(Scope::as_str)),
+        )]
+        scopes: Vec<String>,
+    },
+    /// Deny a request: the extension is told so and gets no token.
+    Deny {
+        /// The request's id (`pr_…`, from `pair list`).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -230,7 +263,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 &common.log_level.unwrap_or_else(|| "warn".into()),
                 None,
             );
-            let token = owner_token(&loaded, true).await?;
+            let token = owner_token(&loaded, common.secret_store).await?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
@@ -239,7 +272,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 &common.log_level.unwrap_or_else(|| "warn".into()),
                 None,
             );
-            client_command(&loaded, command).await
+            client_command(&loaded, common.secret_store, command).await
         }
     }
 }
@@ -274,28 +307,76 @@ async fn serve(loaded: LoadedConfig, dashboard: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn owner_token(loaded: &LoadedConfig, create: bool) -> Result<String> {
-    let (kind, dir) = (loaded.config.secret_store, loaded.data_dir.clone());
+/// The owner token. While a hub runs, it is read from the store that hub recorded in its
+/// runtime file, so a command on `auto` and a hub started with `--secret-store file` (as
+/// the user unit does) read the same token; it is never created then, since a token the
+/// running hub does not know would only be refused. With no hub running, it comes from
+/// the configured store and is created on first use (`semantest-hub token`), or, for the
+/// other commands, must exist already.
+async fn owner_token(
+    loaded: &LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+) -> Result<String> {
+    let running = running_hub(&loaded.data_dir).ok();
+    let kind = match running.as_ref().and_then(|hub| hub.secret_store) {
+        Some(recorded) => {
+            if let Some(asked) = explicit_store
+                && asked != SecretStoreKind::Auto
+                && asked != recorded
+            {
+                bail!(
+                    "the hub running on {} keeps its owner token in the {} store; \
+                     drop --secret-store or pass --secret-store {}",
+                    loaded.data_dir.display(),
+                    store_name(recorded),
+                    store_name(recorded),
+                );
+            }
+            recorded
+        }
+        None => loaded.config.secret_store,
+    };
+    let create = running.is_none();
+    let dir = loaded.data_dir.clone();
     tokio::task::spawn_blocking(move || {
         let secrets = Secrets::open(kind, &dir)?;
         if create {
             return Ok(secrets.get_or_create(OWNER_TOKEN, semantest_hub::security::new_token)?);
         }
-        secrets
-            .get(OWNER_TOKEN)?
-            .context("no owner token yet; start the hub once with `semantest-hub serve`")
+        secrets.get(OWNER_TOKEN)?.with_context(|| {
+            format!(
+                "no owner token in the {} store, which the running hub uses; \
+                 restart it with `semantest-hub serve`",
+                secrets.backend_name()
+            )
+        })
     })
     .await?
 }
 
-async fn connect(loaded: &LoadedConfig) -> Result<HubClient> {
+fn store_name(kind: SecretStoreKind) -> &'static str {
+    match kind {
+        SecretStoreKind::Auto => "auto",
+        SecretStoreKind::Keychain => "keychain",
+        SecretStoreKind::File => "file",
+    }
+}
+
+async fn connect(
+    loaded: &LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+) -> Result<HubClient> {
     let url = running_hub_url(&loaded.data_dir)?;
-    let token = owner_token(loaded, false).await?;
+    let token = owner_token(loaded, explicit_store).await?;
     Ok(HubClient::connect(&url, &token).await?)
 }
 
-async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitCode> {
-    let mut client = connect(loaded).await?;
+async fn client_command(
+    loaded: &LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+    command: Command,
+) -> Result<ExitCode> {
+    let mut client = connect(loaded, explicit_store).await?;
     client
         .request(
             "hub.hello",
@@ -360,6 +441,7 @@ async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitC
         Command::Token {
             action: Some(action),
         } => token_command(&mut client, action).await?,
+        Command::Pair(action) => pair_command(&mut client, action).await?,
         Command::Serve { .. } | Command::Token { action: None } => {
             unreachable!("handled before connecting")
         }
@@ -552,6 +634,95 @@ async fn token_command(client: &mut HubClient, action: TokenCommand) -> Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pair list|approve|deny`, over RPC with the owner token.
+async fn pair_command(client: &mut HubClient, action: PairCommand) -> Result<ExitCode> {
+    match action {
+        PairCommand::List { json } => {
+            let list = client.request("pairing.list", json!({})).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let requests = list["requests"].as_array().cloned().unwrap_or_default();
+            if requests.is_empty() {
+                eprintln!(
+                    "no pending pairing requests; press Pair in the extension, then run this again"
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let field =
+                |request: &Value, key: &str| request[key].as_str().unwrap_or_default().to_string();
+            let rows: Vec<[String; 6]> = requests
+                .iter()
+                .map(|request| {
+                    [
+                        field(request, "id"),
+                        field(request, "code"),
+                        field(request, "name"),
+                        field(request, "origin"),
+                        field(request, "address"),
+                        field(request, "expires_at"),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["ID", "CODE", "NAME", "ORIGIN", "ADDRESS", "EXPIRES"],
+                &rows,
+            );
+        }
+        PairCommand::Approve { id, scopes } => {
+            let scopes = (!scopes.is_empty()).then_some(scopes);
+            let approved = client
+                .request(
+                    "pairing.approve",
+                    json!({"request_id": id, "scopes": scopes}),
+                )
+                .await?;
+            let info = &approved["client"];
+            println!(
+                "approved {id}: client {} ({}) with scopes {} for {}",
+                info["id"].as_str().unwrap_or_default(),
+                info["name"].as_str().unwrap_or_default(),
+                join_strings(&info["scopes"]),
+                info["origin"].as_str().unwrap_or_default(),
+            );
+        }
+        PairCommand::Deny { id } => {
+            client
+                .request("pairing.deny", json!({"request_id": id}))
+                .await?;
+            println!("denied {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `rows` under `headers` in columns two spaces apart, each as wide as its widest
+/// cell (counted in characters); the last column is not padded.
+fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = headers.map(|header| header.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut text = String::new();
+        for (index, cell) in cells.iter().enumerate() {
+            if index + 1 == N {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  ", width = widths[index]));
+            }
+        }
+        println!("{}", text.trim_end());
+    };
+    line(*headers);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
+    }
 }
 
 fn join_strings(values: &Value) -> String {
