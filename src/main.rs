@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
-use semantest_hub::client::{HubClient, running_hub, running_hub_url};
+use semantest_hub::cli::{HubClient, running_hub, running_hub_url};
 use semantest_hub::config::{
     Config, LoadedConfig, Mode, Overrides, PublicOverrides, SecretStoreKind,
 };
