@@ -50,7 +50,7 @@ pub enum ClientTokenError {
     /// The name is empty, too long or has control characters.
     #[error("{}", NAME_RULE)]
     InvalidName,
-    /// The origin is not `scheme://host[:port]`.
+    /// The origin is not a serialized origin ([`crate::allowlist::parse_origin`]).
     #[error("{0:?} is not an origin like chrome-extension://<id> or https://host")]
     InvalidOrigin(String),
     /// No scope was given.
@@ -418,7 +418,7 @@ impl ClientTokens {
     ) -> Result<(ClientTokenRow, String), ClientTokenError> {
         let name = valid_name(&new.name).ok_or(ClientTokenError::InvalidName)?;
         if let Some(origin) = &new.origin
-            && !valid_origin(origin)
+            && crate::allowlist::parse_origin(origin).is_err()
         {
             return Err(ClientTokenError::InvalidOrigin(origin.clone()));
         }
@@ -540,24 +540,6 @@ pub fn valid_name(name: &str) -> Option<String> {
         )
     };
     ((1..=100).contains(&chars) && !name.chars().any(hidden)).then(|| name.to_string())
-}
-
-/// Whether `origin` is a serialized origin `scheme://host[:port]` (RFC 6454 section
-/// 6.2): a lowercase scheme, a non-empty host, no path, no whitespace.
-pub fn valid_origin(origin: &str) -> bool {
-    let Some((scheme, rest)) = origin.split_once("://") else {
-        return false;
-    };
-    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_lowercase())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c));
-    let rest_ok = !rest.is_empty()
-        && rest.len() <= 253
-        && rest
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-_:[]".contains(c));
-    scheme_ok && rest_ok
 }
 
 #[cfg(test)]
@@ -682,26 +664,5 @@ mod tests {
             tokens.create(bad).await,
             Err(ClientTokenError::NoScopes)
         ));
-    }
-
-    #[test]
-    fn origins_are_validated() {
-        for good in [
-            "chrome-extension://abc",
-            "https://hub.example.com:8443",
-            "http://[::1]:3",
-        ] {
-            assert!(valid_origin(good), "{good}");
-        }
-        for bad in [
-            "null",
-            "abc",
-            "https://",
-            "https://a/",
-            "HTTP://a",
-            "https://a b",
-        ] {
-            assert!(!valid_origin(bad), "{bad}");
-        }
     }
 }

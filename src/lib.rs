@@ -39,6 +39,8 @@
 //!  scopes, conn_info,          token scopes; each connection's two addresses; scopes pub
 //!  rate_limit, file_modes      rate limiters on one shared clock; private
 //!                              (0700/0600) directories and files
+//!  allowlist, http_error       the one Origin validator and Host check; the one
+//!                              HTTP error (status + {error: {kind, message}})
 //! ```
 //!
 //! The binary, the desktop shell, the examples and the tests use only the `pub` modules
@@ -60,6 +62,7 @@
 //! ```
 
 pub(crate) mod access;
+pub(crate) mod allowlist;
 pub(crate) mod assets;
 pub(crate) mod broker;
 pub mod client;
@@ -73,6 +76,7 @@ pub mod error;
 pub(crate) mod events;
 pub(crate) mod feed;
 pub(crate) mod file_modes;
+pub(crate) mod http_error;
 pub mod hub;
 pub mod logging;
 pub(crate) mod metrics;

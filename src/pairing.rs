@@ -37,28 +37,6 @@ use crate::scopes::Scopes;
 use crate::security::{hashes_equal, new_token, token_hash};
 use crate::timestamp::format_ms;
 
-/// The schemes of browser extension origins: Chrome and Chromium browsers, Firefox,
-/// Safari.
-pub const EXTENSION_SCHEMES: [&str; 3] = [
-    "chrome-extension://",
-    "moz-extension://",
-    "safari-web-extension://",
-];
-
-/// Whether `origin` is a browser extension's origin: an extension scheme followed by an
-/// id of 1 to 128 letters, digits, `-`, `_` or `.` (Chrome ids are 32 letters, Firefox and
-/// Safari use UUIDs) and nothing else.
-pub fn is_extension_origin(origin: &str) -> bool {
-    EXTENSION_SCHEMES.iter().any(|scheme| {
-        origin.strip_prefix(scheme).is_some_and(|id| {
-            (1..=128).contains(&id.len())
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
-    })
-}
-
 /// Who a pending request is counted against for `pairing.max_pending_per_address`:
 /// `addr:<key>` for a remote address ([`crate::conn_info::address_key`]: IPv4 as is,
 /// IPv6 by its /64), `origin:<origin>` for a loopback address, where the address is
@@ -133,7 +111,7 @@ impl From<PairingError> for RpcError {
 pub struct NewRequest {
     /// The extension's display name, already validated.
     pub name: String,
-    /// Its exact Origin, already checked with [`is_extension_origin`].
+    /// Its exact Origin, already checked with [`crate::allowlist::is_extension_origin`].
     pub origin: String,
     /// Its peer address.
     pub address: IpAddr,
@@ -759,27 +737,6 @@ mod tests {
             client_id: "cl_1".into(),
             token: "tok".into(),
             scopes: Scopes::only(Scope::Events),
-        }
-    }
-
-    #[test]
-    fn extension_origins_only() {
-        for good in [
-            "chrome-extension://abcdefghijklmnopabcdefghijklmnop",
-            "moz-extension://6f1b7c3e-1b2a-4c5d-9e8f-0a1b2c3d4e5f",
-            "safari-web-extension://ABC-123",
-        ] {
-            assert!(is_extension_origin(good), "{good}");
-        }
-        for bad in [
-            "chrome-extension://",
-            "chrome-extension://abc/",
-            "chrome-extension://abc:1",
-            "https://abc",
-            "null",
-            "chrome-extension://abc\u{0}",
-        ] {
-            assert!(!is_extension_origin(bad), "{bad}");
         }
     }
 
