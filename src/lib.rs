@@ -33,6 +33,8 @@
 //!  client_tokens, pairing      live tokens by hash, paired origins; pending pairings
 //!  store, security, events     SQLite; tokens, allowlists; Event + EventSink  security pub
 //!  database                    the PostgreSQL state public instances share
+//!  credentials                 token and pairing rows both databases hold; the
+//!                              PairingStore port the pairing rules are written over
 //!  protocol, secrets, metrics  wire types; keychain or file; Prometheus       protocol, secrets pub
 //!  error, timestamp, config,   error kinds; times; settings; dashboard files; error, config,
 //!  assets, monitor, logging,   resource sampling; tracing subscriber;         logging pub
@@ -71,6 +73,7 @@ pub(crate) mod clients;
 pub mod config;
 pub(crate) mod conn_info;
 pub(crate) mod coordinator;
+pub(crate) mod credentials;
 pub(crate) mod database;
 pub mod error;
 pub(crate) mod events;

@@ -5,9 +5,9 @@
 use tokio_postgres::Row;
 
 use super::{Database, DatabaseError};
+use crate::credentials::{ClientTokenRow, stored};
 use crate::protocol::clients::ClientKind;
 use crate::scopes::Scopes;
-use crate::store::{ClientTokenRow, stored};
 
 const COLUMNS: &str = "id, name, kind, origin, scopes, hash, created_at, last_used_at, last_addr";
 
