@@ -24,7 +24,6 @@ use crate::timestamp::format_ms;
 
 mod client_tokens;
 mod tasks;
-pub use client_tokens::ClientTokenRow;
 pub use tasks::{TaskRow, WorkerRow};
 
 /// A store failure.

@@ -7,7 +7,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, stored};
-pub use crate::credentials::ClientTokenRow;
+use crate::credentials::ClientTokenRow;
 use crate::protocol::clients::ClientKind;
 use crate::scopes::Scopes;
 
