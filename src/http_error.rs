@@ -159,6 +159,75 @@ impl IntoResponse for HttpError {
     }
 }
 
+/// The kind for a refusal the framework made itself (a route's extractor, a method not
+/// served), by its status.
+fn kind_of_status(status: StatusCode) -> ErrorKind {
+    match status {
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => ErrorKind::MethodNotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::TooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::UNPROCESSABLE_ENTITY => {
+            ErrorKind::InvalidParams
+        }
+        StatusCode::UNAUTHORIZED => ErrorKind::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorKind::Forbidden,
+        StatusCode::TOO_MANY_REQUESTS => ErrorKind::RateLimited,
+        status if status.is_client_error() => ErrorKind::InvalidRequest,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// The longest framework error text kept as a message; longer is cut (on a character
+/// boundary), since it is a sentence for people, not data.
+const MAX_FRAMEWORK_MESSAGE: usize = 512;
+
+/// Puts a refusal that did not come from an [`HttpError`] (the framework's own: an
+/// extractor's rejection, `405 Method Not Allowed`, a `404` for no route) into the one
+/// shape, keeping its status, headers and text as the message. Error responses already
+/// in JSON (every [`HttpError`]) or HTML (an [`HttpError::negotiate`] page) pass
+/// unchanged, and so does every success. Installed as the router's outermost layer, so
+/// no HTTP error leaves the hub in another shape.
+pub async fn uniform(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let ours = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/html"));
+    if ours {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 4 * MAX_FRAMEWORK_MESSAGE).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let mut message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    if message.len() > MAX_FRAMEWORK_MESSAGE {
+        let mut end = MAX_FRAMEWORK_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    let mut error = HttpError::new(status, kind_of_status(status), message);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            error = error.with_header(name.clone(), value.clone());
+        }
+    }
+    error.into_response()
+}
+
 /// Whether an `Accept` header (RFC 9110 section 12.5.1) gives `text/html` a higher
 /// weight than `application/json`. Exact types only: `*/*` and `text/*` weigh for both
 /// alike, so they never tip the balance. No `Accept`, or one without `text/html`: JSON.
@@ -244,6 +313,49 @@ mod tests {
             body,
             json!({"status": "denied", "error": {"kind": "FORBIDDEN", "message": "no"}})
         );
+    }
+
+    #[tokio::test]
+    async fn framework_refusals_take_the_one_shape_and_ours_pass_unchanged() {
+        let framework = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET,HEAD")],
+            "",
+        )
+            .into_response();
+        let response = uniform(framework).await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "GET,HEAD");
+        let body: serde_json::Value = serde_json::from_str(&text(response).await).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": {"kind": "METHOD_NOT_FOUND", "message": "method not allowed"}})
+        );
+        let rejection = (
+            StatusCode::BAD_REQUEST,
+            "Failed to deserialize query string",
+        )
+            .into_response();
+        let body: serde_json::Value =
+            serde_json::from_str(&text(uniform(rejection).await).await).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": {"kind": "INVALID_REQUEST", "message": "Failed to deserialize query string"}})
+        );
+        let long = (StatusCode::PAYLOAD_TOO_LARGE, "é".repeat(600)).into_response();
+        let body: serde_json::Value =
+            serde_json::from_str(&text(uniform(long).await).await).unwrap();
+        assert_eq!(body["error"]["kind"], "TOO_LARGE");
+        assert_eq!(
+            body["error"]["message"].as_str().unwrap().len(),
+            MAX_FRAMEWORK_MESSAGE
+        );
+        // Ours, and successes, pass as they are.
+        let ours = HttpError::forbidden("origin not allowed").with_field("status", "x");
+        let body = text(uniform(ours.into_response()).await).await;
+        assert!(body.contains("\"status\":\"x\""), "{body}");
+        let ok = uniform((StatusCode::OK, "fine").into_response()).await;
+        assert_eq!(text(ok).await, "fine");
     }
 
     #[tokio::test]

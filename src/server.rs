@@ -361,6 +361,8 @@ fn router(state: AppState) -> Router {
     };
     routes
         .layer(middleware::from_fn_with_state(state.clone(), gate::gate))
+        // Outermost: whatever refused the request, the body has the one shape.
+        .layer(middleware::map_response(crate::http_error::uniform))
         .with_state(state)
 }
 

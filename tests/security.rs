@@ -116,6 +116,65 @@ async fn wrong_or_missing_host_is_forbidden_before_the_upgrade() {
 }
 
 #[tokio::test]
+async fn every_http_refusal_has_the_one_error_shape() {
+    let hub = TestHub::start().await;
+    let port = hub.port;
+    let host = format!("Host: 127.0.0.1:{port}\r\nConnection: close");
+    let token = &hub.token;
+    for (head, status, kind) in [
+        (
+            format!("POST /health HTTP/1.1\r\n{host}\r\nContent-Length: 0\r\n\r\n"),
+            405,
+            "METHOD_NOT_FOUND",
+        ),
+        (
+            format!("GET /no-such-file.js HTTP/1.1\r\n{host}\r\n\r\n"),
+            404,
+            "METHOD_NOT_FOUND",
+        ),
+        (
+            format!("GET /semantest-signature?challenge= HTTP/1.1\r\n{host}\r\n\r\n"),
+            400,
+            "INVALID_PARAMS",
+        ),
+        (
+            format!("GET /ws HTTP/1.1\r\n{host}\r\n\r\n"),
+            401,
+            "UNAUTHORIZED",
+        ),
+        (
+            format!("GET /ws HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {token}\r\n\r\n"),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            format!("POST /session/check HTTP/1.1\r\n{host}\r\nContent-Length: 0\r\n\r\n"),
+            401,
+            "UNAUTHORIZED",
+        ),
+        (
+            format!(
+                "POST /pair HTTP/1.1\r\n{host}\r\nOrigin: chrome-extension://abc\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+            ),
+            422,
+            "INVALID_PARAMS",
+        ),
+    ] {
+        let (got, body) = raw_error(port, &head).await;
+        assert_eq!(got, status, "{head}: {body}");
+        assert_eq!(body["error"]["kind"], kind, "{head}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{head}: {body}"
+        );
+        assert_eq!(body.as_object().unwrap().len(), 1, "{head}: {body}");
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
 async fn foreign_null_and_near_miss_origins_are_forbidden() {
     let hub = TestHub::start().await;
     let port = hub.port;
