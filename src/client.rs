@@ -31,6 +31,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::config::SecretStoreKind;
 use crate::protocol::SUBPROTOCOL;
 use crate::security::{new_token, token_hash, verify_challenge_proof};
 use crate::server::{OWNER_CLIENT_ID, RUNTIME_FILE};
@@ -141,20 +142,35 @@ pub enum ClientError {
     Timeout(Duration),
 }
 
+/// What a running hub's runtime file says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningHub {
+    /// Where it listens, `http://<IP literal>:<port>`.
+    pub url: String,
+    /// The secret store it keeps the owner token in (`keychain` or `file`, never `auto`:
+    /// the store it resolved at start). `None` from a hub that did not record it.
+    pub secret_store: Option<SecretStoreKind>,
+}
+
+/// The running hub of `data_dir`, from its runtime file.
+///
+/// # Errors
+/// [`ClientError::NotRunning`] when the file is missing or unreadable.
+pub fn running_hub(data_dir: &Path) -> Result<RunningHub, ClientError> {
+    let not_running = || ClientError::NotRunning(data_dir.display().to_string());
+    let text = std::fs::read_to_string(data_dir.join(RUNTIME_FILE)).map_err(|_| not_running())?;
+    let value: Value = serde_json::from_str(&text).map_err(|_| not_running())?;
+    let url = value["url"].as_str().ok_or_else(not_running)?.to_string();
+    let secret_store = serde_json::from_value(value["secret_store"].clone()).ok();
+    Ok(RunningHub { url, secret_store })
+}
+
 /// Where a running hub listens, from its runtime file.
 ///
 /// # Errors
 /// [`ClientError::NotRunning`] when the file is missing or unreadable.
 pub fn running_hub_url(data_dir: &Path) -> Result<String, ClientError> {
-    let path = data_dir.join(RUNTIME_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|_| ClientError::NotRunning(data_dir.display().to_string()))?;
-    let value: Value = serde_json::from_str(&text)
-        .map_err(|_| ClientError::NotRunning(data_dir.display().to_string()))?;
-    value["url"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| ClientError::NotRunning(data_dir.display().to_string()))
+    running_hub(data_dir).map(|hub| hub.url)
 }
 
 /// The endpoint an `http://<IP literal>:<port>` URL names, as the hub writes it into its

@@ -932,7 +932,8 @@ fn make_private(config: &LoadedConfig) -> Result<(), StartError> {
 }
 
 /// The name of the runtime file in the data directory that tells local clients where
-/// the hub listens: `{"url", "port", "pid", "instance_id"}`, mode 0600. The server
+/// the hub listens and where it keeps the owner token:
+/// `{"url", "port", "pid", "instance_id", "secret_store"}` (`keychain` or `file`), mode 0600. The server
 /// writes it once it listens and removes it at shutdown.
 pub const RUNTIME_FILE: &str = "server.json";
 

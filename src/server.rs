@@ -314,6 +314,7 @@ fn write_runtime_file(hub: &Hub) -> Result<(), StartError> {
         "port": hub.port(),
         "pid": std::process::id(),
         "instance_id": hub.instance_id(),
+        "secret_store": hub.secret_store(),
     });
     let io_err = |source| StartError::Io {
         action: format!("write {}", dir.join(RUNTIME_FILE).display()),
