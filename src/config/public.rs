@@ -325,7 +325,7 @@ impl PublicConfig {
             );
         }
         for host in &self.hosts {
-            if crate::allowlist::HostEntry::parse(host).is_none() {
+            if super::allowlist::HostEntry::parse(host).is_none() {
                 return invalid(
                     "public.hosts",
                     format!(
@@ -335,7 +335,7 @@ impl PublicConfig {
             }
         }
         for origin in &self.allowed_origins {
-            if let Err(why) = crate::allowlist::parse_origin(origin) {
+            if let Err(why) = super::allowlist::parse_origin(origin) {
                 return invalid(
                     "public.allowed_origins",
                     format!("{origin:?} is not an origin like https://app.example.com: {why}"),
@@ -790,7 +790,10 @@ mod tests {
             "127.0.0.1:1",
             "[::1]:9",
         ] {
-            assert!(crate::allowlist::HostEntry::parse(good).is_some(), "{good}");
+            assert!(
+                crate::config::allowlist::HostEntry::parse(good).is_some(),
+                "{good}"
+            );
         }
         for bad in [
             "",
@@ -802,7 +805,10 @@ mod tests {
             "hub.",
             "hub:0",
         ] {
-            assert!(crate::allowlist::HostEntry::parse(bad).is_none(), "{bad}");
+            assert!(
+                crate::config::allowlist::HostEntry::parse(bad).is_none(),
+                "{bad}"
+            );
         }
     }
 
