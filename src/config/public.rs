@@ -58,7 +58,8 @@ pub enum ProxyHeader {
     Forwarded,
 }
 
-/// A family of JSON-RPC methods that public mode switches off unless enabled.
+/// A family of JSON-RPC methods that public mode switches off unless enabled. Which
+/// methods belong to which family is a column of the method table (`crate::rpc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     /// `project.*` and `messages.list`: the owner's registered folders and their output.
@@ -73,20 +74,6 @@ pub enum Family {
 }
 
 impl Family {
-    /// The family of `method`, or `None` for methods every mode serves (`hub.hello`,
-    /// `hub.status`, events, ...).
-    pub fn of(method: &str) -> Option<Self> {
-        let prefix = method.split('.').next().unwrap_or_default();
-        match (prefix, method) {
-            (_, "project.configure" | "coordination.status") => Some(Self::Tasks),
-            (_, "hub.login_link" | "hub.revoke_sessions") => Some(Self::DashboardLogin),
-            (_, "messages.list") | ("project", _) => Some(Self::Projects),
-            ("agent", _) => Some(Self::Agents),
-            ("worker" | "task", _) => Some(Self::Tasks),
-            _ => None,
-        }
-    }
-
     /// The setting that enables the family in public mode, for error messages.
     pub fn setting(self) -> &'static str {
         match self {
@@ -652,24 +639,6 @@ fn valid_host_entry(entry: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn families_of_methods() {
-        assert_eq!(Family::of("agent.run"), Some(Family::Agents));
-        assert_eq!(Family::of("project.create"), Some(Family::Projects));
-        assert_eq!(Family::of("messages.list"), Some(Family::Projects));
-        assert_eq!(Family::of("project.configure"), Some(Family::Tasks));
-        assert_eq!(Family::of("task.create"), Some(Family::Tasks));
-        assert_eq!(Family::of("worker.register"), Some(Family::Tasks));
-        assert_eq!(Family::of("coordination.status"), Some(Family::Tasks));
-        assert_eq!(Family::of("hub.login_link"), Some(Family::DashboardLogin));
-        assert_eq!(
-            Family::of("hub.revoke_sessions"),
-            Some(Family::DashboardLogin)
-        );
-        assert_eq!(Family::of("hub.hello"), None);
-        assert_eq!(Family::of("event.publish"), None);
-    }
 
     #[test]
     fn local_serves_everything_public_only_what_is_enabled() {

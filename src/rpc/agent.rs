@@ -3,20 +3,22 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Handler, Reply, reply};
+use super::{Call, Method, Reply, reply};
+use crate::config::Family;
 use crate::error::{ErrorKind, RpcError};
 use crate::events::Event;
 use crate::protocol::{AgentRunParams, ProjectRef, StateChange, method, parse_params};
 use crate::runner::{RunMode, RunRequest};
+use crate::scopes::Scope;
 
-pub(super) fn find(name: &str) -> Option<Handler> {
-    Some(match name {
-        method::AGENT_RUN => run,
-        method::AGENT_KILL => kill,
-        method::AGENT_NEW_SESSION => new_session,
-        _ => return None,
-    })
-}
+const AGENTS: Option<Scope> = Some(Scope::Agents);
+const FAMILY: Option<Family> = Some(Family::Agents);
+
+pub(super) const METHODS: &[Method] = &[
+    Method::new(method::AGENT_RUN, AGENTS, FAMILY, run),
+    Method::new(method::AGENT_KILL, AGENTS, FAMILY, kill),
+    Method::new(method::AGENT_NEW_SESSION, AGENTS, FAMILY, new_session),
+];
 
 /// `agent.run` result.
 #[derive(Serialize)]

@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Handler, Reply, later};
+use super::{Call, Method, Reply, later};
 use crate::access;
 use crate::client_tokens::{ClientKind, ClientView, NewClientToken};
 use crate::error::RpcError;
@@ -15,31 +15,33 @@ use crate::protocol::clients::{
     ClientCreateParams, ClientRef, PairingApproveParams, PairingRef, method,
 };
 use crate::protocol::parse_params;
+use crate::scopes::Scope;
 use crate::timestamp::now_ms;
 
-pub(super) fn find(name: &str) -> Option<Handler> {
-    Some(match name {
-        method::CLIENT_LIST => |call, _| {
-            let hub = call.hub.clone();
-            later(async move {
-                let clients = access::list_now(&hub).await?;
-                Ok(Clients { clients })
-            })
-        },
-        method::CLIENT_CREATE => client_create,
-        method::CLIENT_REVOKE => client_revoke,
-        method::PAIRING_LIST => |call, _| {
-            let hub = call.hub.clone();
-            later(async move {
-                let requests = hub.pairings().list(now_ms()).await?;
-                Ok(Requests { requests })
-            })
-        },
-        method::PAIRING_APPROVE => pairing_approve,
-        method::PAIRING_DENY => pairing_deny,
-        _ => return None,
-    })
-}
+const ADMIN: Option<Scope> = Some(Scope::Admin);
+
+/// Every mode serves them (public mode's pairing has its own switch, `public.pairing`,
+/// checked at `/pair`).
+pub(super) const METHODS: &[Method] = &[
+    Method::new(method::CLIENT_LIST, ADMIN, None, |call, _| {
+        let hub = call.hub.clone();
+        later(async move {
+            let clients = access::list_now(&hub).await?;
+            Ok(Clients { clients })
+        })
+    }),
+    Method::new(method::CLIENT_CREATE, ADMIN, None, client_create),
+    Method::new(method::CLIENT_REVOKE, ADMIN, None, client_revoke),
+    Method::new(method::PAIRING_LIST, ADMIN, None, |call, _| {
+        let hub = call.hub.clone();
+        later(async move {
+            let requests = hub.pairings().list(now_ms()).await?;
+            Ok(Requests { requests })
+        })
+    }),
+    Method::new(method::PAIRING_APPROVE, ADMIN, None, pairing_approve),
+    Method::new(method::PAIRING_DENY, ADMIN, None, pairing_deny),
+];
 
 /// `client.list` result.
 #[derive(Serialize)]

@@ -4,7 +4,8 @@
 use serde_json::Value;
 use tracing::info;
 
-use super::{Call, Handler, Reply, reply};
+use super::{Call, Method, Reply, reply};
+use crate::config::Family;
 use crate::coordinator::reports::valid_task_id;
 use crate::coordinator::{CoordinationError, MAX_TASK_BYTES, MAX_TASKS_PER_CREATE};
 use crate::error::{ErrorKind, RpcError};
@@ -15,31 +16,40 @@ use crate::protocol::coordination::{
     TaskState, TasksCreated, WorkerList, WorkerRegisterParams, WorkerRegistered, method,
 };
 use crate::protocol::parse_params;
+use crate::scopes::Scope;
 use crate::store::TaskRow;
 
-pub(super) fn find(name: &str) -> Option<Handler> {
-    Some(match name {
-        method::WORKER_REGISTER => worker_register,
-        method::WORKER_HEARTBEAT => |call, _| {
-            let beat = call.hub.coordinator().heartbeat(call.client.id())?;
-            reply(&beat)
-        },
-        method::WORKER_LIST => |call, _| {
-            reply(&WorkerList {
-                workers: call.hub.coordinator().workers(),
-            })
-        },
-        method::TASK_CREATE => task_create,
-        method::TASK_LIST => task_list,
-        method::TASK_GET => task_get,
-        method::TASK_CANCEL => task_cancel,
-        method::TASK_COMPLETE => task_complete,
-        method::TASK_FAIL => task_fail,
-        method::PROJECT_CONFIGURE => project_configure,
-        method::COORDINATION_STATUS => status,
-        _ => return None,
+const TASKS: Option<Scope> = Some(Scope::Tasks);
+const FAMILY: Option<Family> = Some(Family::Tasks);
+
+/// All in the tasks family; `project.configure` starts agent workers, so it needs
+/// `agents`.
+pub(super) const METHODS: &[Method] = &[
+    Method::new(method::WORKER_REGISTER, TASKS, FAMILY, worker_register),
+    Method::new(method::WORKER_HEARTBEAT, TASKS, FAMILY, |call, _| {
+        let beat = call.hub.coordinator().heartbeat(call.client.id())?;
+        reply(&beat)
     })
-}
+    .also_as_notification(),
+    Method::new(method::WORKER_LIST, TASKS, FAMILY, |call, _| {
+        reply(&WorkerList {
+            workers: call.hub.coordinator().workers(),
+        })
+    }),
+    Method::new(method::TASK_CREATE, TASKS, FAMILY, task_create),
+    Method::new(method::TASK_LIST, TASKS, FAMILY, task_list),
+    Method::new(method::TASK_GET, TASKS, FAMILY, task_get),
+    Method::new(method::TASK_CANCEL, TASKS, FAMILY, task_cancel),
+    Method::new(method::TASK_COMPLETE, TASKS, FAMILY, task_complete),
+    Method::new(method::TASK_FAIL, TASKS, FAMILY, task_fail),
+    Method::new(
+        method::PROJECT_CONFIGURE,
+        Some(Scope::Agents),
+        FAMILY,
+        project_configure,
+    ),
+    Method::new(method::COORDINATION_STATUS, TASKS, FAMILY, status),
+];
 
 fn check_text(field: &str, text: &str, max_chars: usize) -> Result<(), CoordinationError> {
     if text.trim().is_empty() {

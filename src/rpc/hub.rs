@@ -11,29 +11,38 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Handler, Reply, reply, require_owner};
+use super::{Call, Method, Reply, reply, require_owner};
 use crate::clients::ClientInfo;
+use crate::config::Family;
 use crate::error::RpcError;
 use crate::hub::{PRODUCT, VERSION};
 use crate::protocol::{HelloParams, PROTOCOL_VERSION, method, parse_params};
 use crate::scopes::Scope;
 
-pub(super) fn find(name: &str) -> Option<Handler> {
-    Some(match name {
-        method::HUB_HELLO => hello,
-        method::HUB_STATUS => status,
-        method::HUB_HEALTH => health,
-        method::HUB_CONFIG => config,
-        method::HUB_CONNECTIONS => |call, _| {
+/// Dashboard sign-in, which a public hub does not have.
+const LOGIN: Option<Family> = Some(Family::DashboardLogin);
+const ADMIN: Option<Scope> = Some(Scope::Admin);
+
+/// `hub.hello`, `hub.status` and `hub.health` need no scope: every authenticated client
+/// may introduce itself and see that the hub is alive.
+pub(super) const METHODS: &[Method] = &[
+    Method::new(method::HUB_HELLO, None, None, hello),
+    Method::new(method::HUB_STATUS, None, None, status),
+    Method::new(method::HUB_HEALTH, None, None, health),
+    Method::new(method::HUB_CONFIG, ADMIN, None, config),
+    Method::new(
+        method::HUB_CONNECTIONS,
+        Some(Scope::ProjectsRead),
+        None,
+        |call, _| {
             reply(&Connections {
                 connections: call.hub.clients().infos(),
             })
         },
-        method::HUB_LOGIN_LINK => login_link,
-        method::HUB_REVOKE_SESSIONS => revoke_sessions,
-        _ => return None,
-    })
-}
+    ),
+    Method::new(method::HUB_LOGIN_LINK, ADMIN, LOGIN, login_link),
+    Method::new(method::HUB_REVOKE_SESSIONS, ADMIN, LOGIN, revoke_sessions),
+];
 
 /// The `server` object of `hub.hello`.
 #[derive(Serialize)]

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::config::Family;
+use super::Method;
 use crate::error::{ErrorKind, RpcError};
 use crate::hub::Hub;
 
@@ -11,13 +11,13 @@ use crate::hub::Hub;
 ///
 /// # Errors
 /// `DISABLED`, with `data.method` and `data.setting` (the key that enables it).
-pub(super) fn check(hub: &Hub, method_name: &str) -> Result<(), RpcError> {
-    match Family::of(method_name) {
+pub(super) fn check(hub: &Hub, method: &Method) -> Result<(), RpcError> {
+    match method.family {
         Some(family) if !hub.config().config.public.serves(family) => Err(RpcError::new(
             ErrorKind::Disabled,
-            format!("{method_name} is disabled on this public hub"),
+            format!("{} is disabled on this public hub", method.name),
         )
-        .with_details(json!({"method": method_name, "setting": family.setting()}))),
+        .with_details(json!({"method": method.name, "setting": family.setting()}))),
         _ => Ok(()),
     }
 }
