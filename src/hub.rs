@@ -22,9 +22,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::access::{Access, AccessParts};
 use crate::broker::{Broker, BrokerLimits};
 use crate::client_tokens::ClientTokens;
-use crate::clients::{CLOSE_POLICY, Client, Clients, REVOKED_REASON};
+use crate::clients::{Client, Clients, NewClient};
 use crate::config::{LoadedConfig, Mode};
 use crate::coordinator::{Coordinator, CoordinatorParts};
 use crate::database::{DATABASE_PASSWORD_SECRET, Database, DatabaseError};
@@ -33,15 +34,15 @@ use crate::events::{Event, EventSink};
 use crate::feed::Feed;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
-use crate::nats::{Control, Credentials, NatsBackplane, NatsError, NatsSettings, without_user};
+use crate::nats::{Credentials, NatsBackplane, NatsError, NatsSettings, without_user};
 use crate::notifier::Notifier;
 use crate::pairing::Pairings;
 use crate::project::{PathPolicy, ProjectError, Projects};
 use crate::protocol::hub::{
-    BrokerHealth, BrokerKind, BrokerState, DatabaseHealth, Disk, Health, HealthStatus, HubStatus,
-    Memory, Stats,
+    BrokerHealth, BrokerKind, BrokerState, ConnectionChange, DatabaseHealth, Disk, Health,
+    HealthStatus, HubStatus, Memory, Stats,
 };
-use crate::protocol::{PROTOCOL_VERSION, ProjectView, Role, method, notification};
+use crate::protocol::{PROTOCOL_VERSION, ProjectView, Role};
 use crate::runner::cli::CliSlot;
 use crate::runner::process::clean_orphans;
 use crate::runner::slots::Slots;
@@ -51,25 +52,6 @@ use crate::security::{LoginCodes, new_token, token_hash};
 use crate::store::{Store, StoreError};
 use crate::timestamp::now_ms;
 use crate::watch::{Watch, WatchParts};
-
-/// How an instance learnt that a client token was revoked on another one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RevokedVia {
-    /// The `token_revoked` control message over the broker (NATS), within milliseconds.
-    Broker,
-    /// The shared database's token reload (`access::start_upkeep`), within 1 s.
-    Reload,
-}
-
-impl RevokedVia {
-    /// `broker` or `reload`, the metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Broker => "broker",
-            Self::Reload => "reload",
-        }
-    }
-}
 
 pub use crate::events::{HubEvent, StatusSnapshot};
 
@@ -207,10 +189,8 @@ struct Inner {
     monitor: Monitor,
     login_codes: LoginCodes,
     owner_hash: [u8; 32],
-    client_tokens: ClientTokens,
-    pairings: Pairings,
-    /// The PostgreSQL database shared with other instances (`public.database`).
-    database: Option<Database>,
+    /// Client tokens, pairings, revocations.
+    access: Access,
     secret_store: &'static str,
     instance_id: String,
     started: Instant,
@@ -356,6 +336,7 @@ impl Hub {
         let notifier = Arc::new(Notifier::new(
             clients.clone(),
             projects.clone(),
+            feed.clone(),
             slots.clone(),
             metrics.clone(),
         ));
@@ -389,6 +370,17 @@ impl Hub {
             shutdown: shutdown.clone(),
         })?;
         let monitor = Monitor::new(&data_dir);
+        let access = Access::new(AccessParts {
+            tokens: client_tokens,
+            pairings,
+            clients: clients.clone(),
+            sink: notifier.clone(),
+            nats: nats.clone(),
+            database,
+            metrics: metrics.clone(),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        });
         let hub = Self {
             inner: Arc::new(Inner {
                 data_dir_lock: std::sync::Mutex::new(Some(data_dir_lock)),
@@ -403,9 +395,7 @@ impl Hub {
                 monitor,
                 login_codes: LoginCodes::default(),
                 owner_hash,
-                client_tokens,
-                pairings,
-                database,
+                access,
                 secret_store,
                 instance_id,
                 started: Instant::now(),
@@ -418,70 +408,11 @@ impl Hub {
             }),
         };
         if let Some(control) = control {
-            hub.inner.tracker.spawn(hub.clone().follow_control(control));
+            hub.inner
+                .tracker
+                .spawn(hub.inner.access.clone().follow_control(control));
         }
         Ok(hub)
-    }
-
-    /// Acts on control messages from the other instances until shutdown.
-    async fn follow_control(self, mut control: tokio::sync::mpsc::Receiver<Control>) {
-        loop {
-            let message = tokio::select! {
-                message = control.recv() => message,
-                () = self.inner.shutdown.cancelled() => None,
-            };
-            match message {
-                Some(Control::TokenRevoked { id }) => {
-                    self.token_revoked_elsewhere(&id, RevokedVia::Broker)
-                }
-                // Pairing news from the instance where it happened, for this one's admin
-                // connections (the request itself lives in the shared database).
-                Some(Control::PairingRequested { request }) => {
-                    self.emit(Event::PairingRequested(request))
-                }
-                Some(Control::PairingResolved {
-                    request_id,
-                    outcome,
-                }) => {
-                    // An approval created a token elsewhere: an Origin or id this
-                    // instance remembered as unknown may be live now.
-                    if outcome == crate::pairing::Outcome::Approved {
-                        self.client_tokens().forget_misses();
-                    }
-                    self.emit(Event::PairingResolved {
-                        request_id,
-                        outcome,
-                    })
-                }
-                None => return,
-            }
-        }
-    }
-
-    /// A client token was revoked on another instance of the deployment: closes this
-    /// instance's connections made with it (1008, as for a local revocation) and drops
-    /// it from the live tokens. `via` says how the news came; the first to bring it
-    /// is counted in `semantest_hub_tokens_revoked_elsewhere_total{via}` (the reload
-    /// only reports tokens it still found live, the broker path only counts when the
-    /// token was still live here).
-    pub fn token_revoked_elsewhere(&self, id: &str, via: RevokedVia) {
-        let closed = self
-            .inner
-            .clients
-            .close_token(id, CLOSE_POLICY, REVOKED_REASON);
-        let forgotten = self.inner.client_tokens.forget(id);
-        if via == RevokedVia::Reload || forgotten {
-            self.inner.metrics.revoked_elsewhere(via.as_str());
-        }
-        info!(client_id = %id, closed, forgotten, via = via.as_str(), "token revoked on another instance");
-    }
-
-    /// Tells the other instances `control` (a revocation, pairing news); nothing
-    /// without a broker between instances.
-    pub(crate) fn announce(&self, control: &Control) {
-        if let Some(nats) = &self.inner.nats {
-            nats.send_control(control);
-        }
     }
 
     /// `/health` `broker`.
@@ -527,28 +458,23 @@ impl Hub {
         });
     }
 
-    /// The live client tokens.
-    pub fn client_tokens(&self) -> &ClientTokens {
-        &self.inner.client_tokens
+    /// Client tokens, pairing requests and revocations.
+    pub(crate) fn access(&self) -> &Access {
+        &self.inner.access
     }
 
-    /// Pending pairing requests.
-    pub fn pairings(&self) -> &Pairings {
-        &self.inner.pairings
+    /// The live client tokens.
+    pub(crate) fn client_tokens(&self) -> &ClientTokens {
+        self.inner.access.tokens()
     }
 
     /// Where client tokens and pairings live and whether it answers: the local SQLite
     /// database is always reachable; the shared PostgreSQL database as last seen.
-    pub fn database_health(&self) -> DatabaseHealth {
+    pub(crate) fn database_health(&self) -> DatabaseHealth {
         self.inner
-            .database
-            .as_ref()
+            .access
+            .database()
             .map_or(DatabaseHealth::SQLITE, Database::health)
-    }
-
-    /// The shared database, when client tokens and pairings live there.
-    pub(crate) fn database(&self) -> Option<&Database> {
-        self.inner.database.as_ref()
     }
 
     /// The configuration in force.
@@ -568,17 +494,17 @@ impl Hub {
     }
 
     /// Registered projects.
-    pub fn projects(&self) -> &Projects {
+    pub(crate) fn projects(&self) -> &Projects {
         &self.inner.projects
     }
 
     /// History plus live output.
-    pub fn feed(&self) -> &Feed {
+    pub(crate) fn feed(&self) -> &Feed {
         &self.inner.feed
     }
 
     /// Connected clients.
-    pub fn clients(&self) -> &Clients {
+    pub(crate) fn clients(&self) -> &Clients {
         &self.inner.clients
     }
 
@@ -593,27 +519,22 @@ impl Hub {
     }
 
     /// Resource figures.
-    pub fn monitor(&self) -> &Monitor {
+    pub(crate) fn monitor(&self) -> &Monitor {
         &self.inner.monitor
     }
 
     /// One-time dashboard sign-in codes.
-    pub fn login_codes(&self) -> &LoginCodes {
+    pub(crate) fn login_codes(&self) -> &LoginCodes {
         &self.inner.login_codes
     }
 
     /// SHA-256 of the owner token.
-    pub fn owner_hash(&self) -> &[u8; 32] {
+    pub(crate) fn owner_hash(&self) -> &[u8; 32] {
         &self.inner.owner_hash
     }
 
-    /// `keychain` or `file`.
-    pub fn secret_store(&self) -> &'static str {
-        self.inner.secret_store
-    }
-
     /// A random id for this run of the hub.
-    pub fn instance_id(&self) -> &str {
+    pub(crate) fn instance_id(&self) -> &str {
         &self.inner.instance_id
     }
 
@@ -623,23 +544,28 @@ impl Hub {
     }
 
     /// Every long-lived task: connections, runs, timers.
-    pub fn tracker(&self) -> &TaskTracker {
+    pub(crate) fn tracker(&self) -> &TaskTracker {
         &self.inner.tracker
     }
 
     /// The agent runner.
-    pub fn runner(&self) -> &Runner {
+    pub(crate) fn runner(&self) -> &Runner {
         &self.inner.runner
     }
 
     /// The task queue, workers and leases.
-    pub fn coordinator(&self) -> &Coordinator {
+    pub(crate) fn coordinator(&self) -> &Coordinator {
         &self.inner.coordinator
     }
 
     /// The port the hub listens on (0 before it is bound).
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.inner.notifier.port()
+    }
+
+    /// How many connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.inner.clients.count()
     }
 
     /// Releases the data directory for the next hub; called at the end of shutdown.
@@ -655,7 +581,7 @@ impl Hub {
     }
 
     /// Seconds since start.
-    pub fn uptime_s(&self) -> u64 {
+    pub(crate) fn uptime_s(&self) -> u64 {
         self.inner.started.elapsed().as_secs()
     }
 
@@ -689,13 +615,13 @@ impl Hub {
     ///
     /// # Errors
     /// `NotFound`.
-    pub fn project(&self, id: &str) -> Result<ProjectView, ProjectError> {
+    pub(crate) fn project(&self, id: &str) -> Result<ProjectView, ProjectError> {
         let view = self.inner.projects.get(id)?;
         Ok(self.with_seq(view))
     }
 
     /// Fills in a view's `last_seq` from the feed, which tracks it line by line.
-    pub fn with_seq(&self, mut view: ProjectView) -> ProjectView {
+    pub(crate) fn with_seq(&self, mut view: ProjectView) -> ProjectView {
         if let Some(seq) = self.inner.feed.last_seq(&view.id) {
             view.last_seq = seq;
         }
@@ -707,7 +633,7 @@ impl Hub {
     ///
     /// # Errors
     /// `ProjectError` for a path that cannot be a project, or the limit.
-    pub fn create_project(
+    pub(crate) fn create_project(
         &self,
         path: &str,
         name: Option<&str>,
@@ -725,7 +651,7 @@ impl Hub {
     ///
     /// # Errors
     /// `NotFound`, `Busy` while it runs.
-    pub fn delete_project(&self, project_id: &str) -> Result<(), ProjectError> {
+    pub(crate) fn delete_project(&self, project_id: &str) -> Result<(), ProjectError> {
         self.inner.projects.delete(project_id)?;
         self.inner.feed.remove_project(project_id);
         self.inner.watch.remove_project(project_id);
@@ -735,6 +661,25 @@ impl Hub {
             project_id: project_id.to_string(),
         });
         Ok(())
+    }
+
+    /// Registers an accepted connection, and tells the others (`hub.connection`).
+    pub(crate) fn register_connection(
+        &self,
+        new: NewClient,
+    ) -> (Arc<Client>, tokio::sync::mpsc::Receiver<Utf8Bytes>) {
+        let (client, rx) = self.inner.clients.register(new);
+        self.connection_changed(ConnectionChange::Opened, &client);
+        (client, rx)
+    }
+
+    /// Tells the other connections that `client` opened, changed (`hub.hello`,
+    /// `worker.register`) or closed.
+    pub(crate) fn connection_changed(&self, change: ConnectionChange, client: &Client) {
+        self.emit(Event::Connection {
+            change,
+            connection: client.info(),
+        });
     }
 
     /// A connection was accepted and registered.
@@ -756,11 +701,11 @@ impl Hub {
         self.inner.broker.disconnect(client.id());
         self.inner.coordinator.disconnected(client.id());
         self.inner.clients.remove(client);
-        self.emit(Event::ConnectionsChanged);
+        self.connection_changed(ConnectionChange::Closed, client);
     }
 
     /// `hub.status`: what the hub is and how busy it is.
-    pub fn status_report(&self) -> HubStatus {
+    pub(crate) fn status_report(&self) -> HubStatus {
         HubStatus {
             product: PRODUCT,
             version: VERSION,
@@ -780,7 +725,7 @@ impl Hub {
 
     /// `GET /health`: status, resources, counts, agent CLI availability and the broker;
     /// `status` is `unhealthy` while the broker between instances is lost.
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         let sample = self.inner.monitor.latest();
         let database = self.database_health();
         let broker = self.broker_health();
@@ -815,7 +760,7 @@ impl Hub {
     }
 
     /// The `hub.stats` params.
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         let sample = self.inner.monitor.latest();
         Stats {
             uptime_s: self.uptime_s(),
@@ -840,14 +785,7 @@ impl Hub {
                 () = self.inner.shutdown.cancelled() => return,
             }
             // `/metrics` samples the process figures itself when it is scraped.
-            let wants = |client: &Client| {
-                client.role() == Role::Dashboard || self.inner.feed.has_subscriptions(client.id())
-            };
-            if !self.inner.clients.all().iter().any(|c| wants(c)) {
-                continue;
-            }
-            let message = Utf8Bytes::from(notification(method::HUB_STATS, &self.stats()));
-            self.inner.clients.broadcast_to(message, wants);
+            self.emit(Event::Stats(self.stats()));
         }
     }
 

@@ -44,7 +44,7 @@ use tracing::{info, warn};
 
 use crate::assets;
 use crate::client_tokens::Identity;
-use crate::clients::{CLOSE_POLICY, NewClient};
+use crate::clients::NewClient;
 use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, Limits, LoadedConfig, Mode};
 use crate::conn_info::{ClientAddr, ConnAddrs};
 use crate::error::ErrorChain;
@@ -225,7 +225,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         )));
     }
     hub.start_background(port);
-    crate::access::start_upkeep(&hub);
+    hub.access().start_upkeep();
     write_runtime_file(&hub)?;
     let server = HubServer {
         hub,
@@ -756,7 +756,7 @@ async fn websocket(
     };
     let mode = hub.mode();
     let mut response = websocket_settings(upgrade, limits).on_upgrade(move |socket| async move {
-        let (client, rx) = hub.clients().register(NewClient {
+        let (client, rx) = hub.register_connection(NewClient {
             origin,
             remote_addr,
             is_owner,
@@ -768,14 +768,8 @@ async fn websocket(
             patience,
             mode,
         });
-        if let Some(id) = client.token_id() {
-            // A revoke between the handshake and this registration must still win.
-            if hub.client_tokens().get(id).is_none() {
-                client.close(CLOSE_POLICY, crate::access::REVOKED_REASON);
-            } else {
-                crate::access::connected(&hub, id, remote_addr).await;
-            }
-        }
+        // A revoke between the handshake and this registration must still win.
+        hub.access().connected(&client, remote_addr).await;
         match address_slot {
             Some((slot, limits)) => {
                 let served = crate::public::serve_socket(socket, hub.clone(), client, rx, limits);

@@ -7,6 +7,7 @@ use super::{Call, Method, Reply, reply};
 use crate::config::Family;
 use crate::error::{ErrorKind, RpcError};
 use crate::events::Event;
+use crate::project::ProjectError;
 use crate::protocol::{AgentRunParams, ProjectRef, StateChange, method, parse_params};
 use crate::runner::{RunMode, RunRequest};
 use crate::scopes::Scope;
@@ -69,13 +70,16 @@ fn kill(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
 fn new_session(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectRef = parse_params(params)?;
     let hub = call.hub;
-    if hub.projects().active_run(&p.project_id)?.is_some() {
-        return Err(RpcError::new(
-            ErrorKind::ProjectBusy,
-            "the project is running; kill the run before starting a new session",
-        ));
-    }
-    let view = hub.projects().set_session(&p.project_id, None)?;
+    let view = hub
+        .projects()
+        .new_session(&p.project_id)
+        .map_err(|err| match err {
+            ProjectError::Busy(_) => RpcError::new(
+                ErrorKind::ProjectBusy,
+                "the project is running; kill the run before starting a new session",
+            ),
+            err => err.into(),
+        })?;
     hub.emit(Event::ProjectState(StateChange {
         project_id: p.project_id,
         state: view.state,

@@ -15,6 +15,7 @@ use crate::protocol::coordination::{
     TaskCompleteParams, TaskCreateParams, TaskFailParams, TaskListParams, TaskPage, TaskRef,
     TaskState, TasksCreated, WorkerList, WorkerRegisterParams, WorkerRegistered, method,
 };
+use crate::protocol::hub::ConnectionChange;
 use crate::protocol::parse_params;
 use crate::scopes::Scope;
 use crate::store::TaskRow;
@@ -81,7 +82,8 @@ fn worker_register(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     }
     call.client
         .set_identity(Role::Worker, Some(params.name.clone()));
-    call.hub.clients().broadcast_change("updated", call.client);
+    call.hub
+        .connection_changed(ConnectionChange::Updated, call.client);
     let worker_id = call.hub.coordinator().register_worker(
         call.client.id(),
         &params.name,
@@ -136,7 +138,8 @@ fn task_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     if call.client.role() == Role::Script {
         let name = call.client.info().name;
         call.client.set_identity(Role::Coordinator, name);
-        call.hub.clients().broadcast_change("updated", call.client);
+        call.hub
+            .connection_changed(ConnectionChange::Updated, call.client);
     }
     let (created, existing) = call
         .hub
@@ -267,12 +270,9 @@ fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> 
     if params.agent_workers > 0 && hub.runner().cli().get().is_none() {
         return Err(CoordinationError::AgentUnavailable.into());
     }
-    hub.store()
-        .set_agent_workers(&params.project_id, params.agent_workers)
-        .map_err(CoordinationError::from)?;
     let workers = hub
         .coordinator()
-        .configure(&params.project_id, params.agent_workers);
+        .configure(&params.project_id, params.agent_workers)?;
     info!(
         project_id = params.project_id,
         agent_workers = params.agent_workers,

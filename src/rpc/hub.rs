@@ -12,10 +12,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Call, Method, Reply, reply, require_owner};
-use crate::clients::ClientInfo;
 use crate::config::Family;
 use crate::error::RpcError;
 use crate::hub::{PRODUCT, VERSION};
+use crate::protocol::hub::{ClientInfo, ConnectionChange};
 use crate::protocol::{HelloParams, PROTOCOL_VERSION, method, parse_params};
 use crate::scopes::Scope;
 
@@ -64,7 +64,8 @@ fn hello(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: HelloParams = parse_params(params)?;
     let name = p.name.map(|n| n.chars().take(100).collect::<String>());
     call.client.set_identity(p.role, name);
-    call.hub.clients().broadcast_change("updated", call.client);
+    call.hub
+        .connection_changed(ConnectionChange::Updated, call.client);
     reply(&Hello {
         connection_id: call.client.id(),
         protocol: PROTOCOL_VERSION,
