@@ -4,6 +4,7 @@
 //! ```text
 //! secrets, store ─► projects, feed, clients ─► notifier (the event sink)
 //!                 ─► broker ─► nats (public mode with public.broker)
+//!                 ─► access (client tokens, pairings, revocations)
 //!                 ─► runner (slots, CLI) ─► coordinator ─► watch
 //! ```
 //!
@@ -11,8 +12,13 @@
 //! [`Hub`] and differ only in configuration. [`crate::server::start`] binds it to
 //! sockets. Lifecycles that span parts (a project created or deleted, a connection
 //! opened or closed) are methods here, so callers never wire the parts by hand.
+//! Its accessors are crate-internal; the crate's users get the few reports and
+//! channels the front ends need.
+//!
+//! Files: this one opens the hub and holds the lifecycles; `start` says why it could
+//! not start; `data_dir` keeps the data directory private and locked; `reports` makes
+//! `hub.status`, `/health` and `hub.stats`.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +34,7 @@ use crate::client_tokens::ClientTokens;
 use crate::clients::{Client, Clients, NewClient};
 use crate::config::{LoadedConfig, Mode};
 use crate::coordinator::{Coordinator, CoordinatorParts};
-use crate::database::{DATABASE_PASSWORD_SECRET, Database, DatabaseError};
+use crate::database::Database;
 use crate::error::ErrorChain;
 use crate::events::{Event, EventSink};
 use crate::feed::Feed;
@@ -37,23 +43,28 @@ use crate::monitor::Monitor;
 use crate::nats::{Credentials, NatsBackplane, NatsError, NatsSettings, without_user};
 use crate::notifier::Notifier;
 use crate::pairing::Pairings;
-use crate::project::{PathPolicy, ProjectError, Projects};
-use crate::protocol::hub::{
-    BrokerHealth, BrokerKind, BrokerState, ConnectionChange, DatabaseHealth, Disk, Health,
-    HealthStatus, HubStatus, Memory, Stats,
-};
-use crate::protocol::{PROTOCOL_VERSION, ProjectView, Role};
+use crate::project::{ProjectError, Projects};
+use crate::protocol::hub::ConnectionChange;
+use crate::protocol::{ProjectView, Role};
 use crate::runner::cli::CliSlot;
 use crate::runner::process::clean_orphans;
 use crate::runner::slots::Slots;
 use crate::runner::{Runner, RunnerParts};
-use crate::secrets::{SecretError, Secrets};
+use crate::secrets::Secrets;
 use crate::security::{LoginCodes, new_token, token_hash};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::timestamp::now_ms;
 use crate::watch::{Watch, WatchParts};
 
+mod data_dir;
+mod reports;
+mod start;
+
 pub use crate::events::{HubEvent, StatusSnapshot};
+pub use data_dir::RUNTIME_FILE;
+use data_dir::{lock_data_dir, make_private};
+pub use start::StartError;
+use start::{database_password, describe, path_policy, shared_database};
 
 /// The product name in the signature and `/health`.
 pub const PRODUCT: &str = "semantest-hub";
@@ -61,119 +72,6 @@ pub const PRODUCT: &str = "semantest-hub";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The secret name of the owner token.
 pub const OWNER_TOKEN: &str = "owner-token";
-
-/// Why the hub could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Another hub (the desktop app, or `serve`) already uses the data directory.
-    #[error(
-        "another hub is already running with data directory {0}; stop it first, or use another --data-dir"
-    )]
-    DataDirBusy(std::path::PathBuf),
-    /// The secret store failed.
-    #[error(transparent)]
-    Secrets(#[from] SecretError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Projects could not be loaded.
-    #[error(transparent)]
-    Projects(#[from] ProjectError),
-    /// The NATS broker (`public.broker`) could not be set up.
-    #[error(transparent)]
-    Broker(#[from] NatsError),
-    /// No port could be bound.
-    #[error("cannot listen on {addrs}")]
-    Bind {
-        /// The addresses tried.
-        addrs: String,
-        /// The last OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// `public.database` is set but the database cannot be used: unreachable, refused
-    /// the credentials, or a migration failed. The hub does not start without it.
-    #[error("cannot use the shared database {target} (public.database)")]
-    Database {
-        /// `user@host:port/dbname`, never a password.
-        target: String,
-        /// What failed.
-        #[source]
-        source: DatabaseError,
-    },
-    /// `public.database` is not a usable PostgreSQL URL (the reason says why).
-    #[error("invalid public.database: {0}")]
-    DatabaseUrl(String),
-    /// Another I/O failure (data directory, runtime file).
-    #[error("cannot {action}")]
-    Io {
-        /// What was being done.
-        action: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// The parsed `public.database` when public mode uses the shared database. Checked
-/// again here (the configuration was validated when loaded) so that a configuration
-/// built some other way cannot fall back to SQLite silently.
-fn shared_database(
-    config: &LoadedConfig,
-) -> Result<Option<(tokio_postgres::Config, crate::config::DatabaseTls)>, StartError> {
-    let public = &config.config.public;
-    match public.database.as_deref().filter(|_| public.enabled) {
-        None => Ok(None),
-        Some(url) => crate::config::database_settings(url)
-            .map(Some)
-            .map_err(StartError::DatabaseUrl),
-    }
-}
-
-/// `user@host:port/dbname` of a database configuration, for messages (no password).
-fn describe(pg: &tokio_postgres::Config) -> String {
-    let host = match pg.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        #[cfg(unix)]
-        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
-        None => String::new(),
-    };
-    let port = pg.get_ports().first().copied().unwrap_or(5432);
-    format!(
-        "{}@{host}:{port}/{}",
-        pg.get_user().unwrap_or(""),
-        pg.get_dbname().unwrap_or("")
-    )
-}
-
-/// What may not be a project: the home directory and its hidden folders, and the hub's
-/// own config, data and log directories (see [`PathPolicy`]).
-fn path_policy(config: &LoadedConfig) -> PathPolicy {
-    let home = directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf());
-    let config_dir = crate::config::project_dirs().map(|dirs| dirs.config_dir().to_path_buf());
-    let mut hub_dirs: Vec<(&Path, &'static str)> = vec![
-        (&config.data_dir, "the hub's data directory"),
-        (&config.log_dir, "the hub's log directory"),
-    ];
-    if let Some(dir) = &config_dir {
-        hub_dirs.push((dir, "the hub's config directory"));
-    }
-    if let Some(dir) = config.config_file.as_deref().and_then(Path::parent) {
-        hub_dirs.push((dir, "the folder of the hub's config file"));
-    }
-    PathPolicy::new(home.as_deref(), &hub_dirs)
-}
-
-/// The PostgreSQL password: `SEMANTEST_HUB_DATABASE_PASSWORD`, else the secret store's
-/// `database-password` entry, else none (trust or certificate authentication).
-fn database_password(secrets: &Secrets) -> Result<Option<String>, SecretError> {
-    if let Ok(password) = std::env::var(crate::config::DATABASE_PASSWORD_ENV)
-        && !password.is_empty()
-    {
-        return Ok(Some(password));
-    }
-    secrets.get(DATABASE_PASSWORD_SECRET)
-}
 
 /// The parts behind a [`Hub`].
 struct Inner {
@@ -415,25 +313,6 @@ impl Hub {
         Ok(hub)
     }
 
-    /// `/health` `broker`.
-    pub fn broker_health(&self) -> BrokerHealth {
-        let metrics = &self.inner.metrics.broker;
-        match &self.inner.nats {
-            Some(nats) => BrokerHealth {
-                kind: BrokerKind::Nats,
-                state: nats.state(),
-                subscriptions: metrics.subscriptions.get(),
-                reconnects: metrics.reconnects.get(),
-            },
-            None => BrokerHealth {
-                kind: BrokerKind::InProcess,
-                state: BrokerState::Connected,
-                subscriptions: 0,
-                reconnects: 0,
-            },
-        }
-    }
-
     /// Starts the background parts once the server listens on `port`: `hub.stats`,
     /// retention, the coordinator's agent workers and lease timer,
     /// and the reports watcher.
@@ -466,15 +345,6 @@ impl Hub {
     /// The live client tokens.
     pub(crate) fn client_tokens(&self) -> &ClientTokens {
         self.inner.access.tokens()
-    }
-
-    /// Where client tokens and pairings live and whether it answers: the local SQLite
-    /// database is always reachable; the shared PostgreSQL database as last seen.
-    pub(crate) fn database_health(&self) -> DatabaseHealth {
-        self.inner
-            .access
-            .database()
-            .map_or(DatabaseHealth::SQLITE, Database::health)
     }
 
     /// The configuration in force.
@@ -704,76 +574,6 @@ impl Hub {
         self.connection_changed(ConnectionChange::Closed, client);
     }
 
-    /// `hub.status`: what the hub is and how busy it is.
-    pub(crate) fn status_report(&self) -> HubStatus {
-        HubStatus {
-            product: PRODUCT,
-            version: VERSION,
-            protocol: PROTOCOL_VERSION,
-            instance_id: self.inner.instance_id.clone(),
-            mode: self.mode().as_str(),
-            port: self.port(),
-            uptime_s: self.uptime_s(),
-            projects: self.inner.projects.count(),
-            connections: self.inner.clients.count(),
-            running_agents: self.running_agents(),
-            secret_store: self.inner.secret_store,
-            agent_cli: self.inner.runner.cli().report(),
-            data_dir: Some(self.inner.config.data_dir.clone()),
-        }
-    }
-
-    /// `GET /health`: status, resources, counts, agent CLI availability and the broker;
-    /// `status` is `unhealthy` while the broker between instances is lost.
-    pub(crate) fn health(&self) -> Health {
-        let sample = self.inner.monitor.latest();
-        let database = self.database_health();
-        let broker = self.broker_health();
-        let status = if database.healthy() && broker.healthy() {
-            HealthStatus::Ok
-        } else {
-            HealthStatus::Unhealthy
-        };
-        Health {
-            status,
-            product: PRODUCT,
-            version: VERSION,
-            uptime_s: self.uptime_s(),
-            cpu_percent: sample.cpu_percent,
-            memory: Memory {
-                used_bytes: sample.memory_used_bytes,
-                total_bytes: sample.memory_total_bytes,
-                process_rss_bytes: sample.process_rss_bytes,
-            },
-            disk: Disk {
-                available_bytes: sample.disk_available_bytes,
-                total_bytes: sample.disk_total_bytes,
-            },
-            connections: self.inner.clients.count(),
-            projects: self.inner.projects.count(),
-            running_agents: self.running_agents(),
-            agent_cli: self.inner.runner.cli().report(),
-            secret_store: self.inner.secret_store,
-            database,
-            broker,
-        }
-    }
-
-    /// The `hub.stats` params.
-    pub(crate) fn stats(&self) -> Stats {
-        let sample = self.inner.monitor.latest();
-        Stats {
-            uptime_s: self.uptime_s(),
-            connections: self.inner.clients.count(),
-            projects: self.inner.projects.count(),
-            running_agents: self.running_agents(),
-            cpu_percent: sample.cpu_percent,
-            memory_used_bytes: sample.memory_used_bytes,
-            memory_total_bytes: sample.memory_total_bytes,
-            process_rss_bytes: sample.process_rss_bytes,
-        }
-    }
-
     /// Pushes `hub.stats` every `stats_interval_s` to dashboards and subscribers, and
     /// only while there is one.
     async fn run_stats(self) {
@@ -807,104 +607,6 @@ impl Hub {
                 Ok(Ok(deleted)) => info!(deleted, "message log retention applied"),
                 Ok(Err(err)) => warn!(error = %ErrorChain(&err), "message log retention failed"),
                 Err(_) => warn!("message log retention task panicked"),
-            }
-        }
-    }
-}
-
-/// Takes an exclusive lock on `<data_dir>/hub.lock`, so two hubs never share a store:
-/// the second would otherwise treat the first one's runs as orphans and kill them.
-/// The OS drops the lock when the process dies, so a crash never leaves it stuck.
-/// How long [`lock_data_dir`] waits for the lock before it reports the data directory as
-/// busy: long enough for a hub that is stopping (or a child process that still holds a
-/// copy of the descriptor between fork and exec) to let go, short enough that a second
-/// hub started by mistake is told at once.
-const DATA_DIR_LOCK_WAIT: Duration = Duration::from_secs(2);
-
-/// Creates the data directory with mode 0700, and takes group and other permissions
-/// away from what an older version or a wider umask left there: the directory, the
-/// database with its WAL, shared-memory and journal files, the lock, the runtime file
-/// and the secrets folder; also the app's own config folder when the config file in use
-/// is in it. Each repair is logged. Only the hub's own entries are touched, so a data
-/// directory pointed at a shared place does not have others' files changed.
-fn make_private(config: &LoadedConfig) -> Result<(), StartError> {
-    use crate::file_modes::{create_private_dir, restrict};
-    let data_dir = &config.data_dir;
-    create_private_dir(data_dir).map_err(|source| StartError::Io {
-        action: format!("create data directory {}", data_dir.display()),
-        source,
-    })?;
-    let mut targets: Vec<(std::path::PathBuf, bool)> = vec![(data_dir.clone(), false)];
-    for name in [
-        crate::store::DATABASE_FILE,
-        &format!("{}-wal", crate::store::DATABASE_FILE),
-        &format!("{}-shm", crate::store::DATABASE_FILE),
-        &format!("{}-journal", crate::store::DATABASE_FILE),
-        LOCK_FILE,
-        RUNTIME_FILE,
-    ] {
-        targets.push((data_dir.join(name), false));
-    }
-    targets.push((data_dir.join(crate::secrets::SECRETS_DIR), true));
-    let app_config_dir = crate::config::project_dirs().map(|dirs| dirs.config_dir().to_path_buf());
-    if let (Some(file), Some(dir)) = (&config.config_file, app_config_dir)
-        && file.parent() == Some(dir.as_path())
-    {
-        targets.push((dir, true));
-    }
-    for (path, recursive) in targets {
-        let repaired = restrict(&path, recursive).map_err(|source| StartError::Io {
-            action: format!("restrict the permissions of {}", path.display()),
-            source,
-        })?;
-        for fixed in repaired {
-            warn!(
-                path = %fixed.path.display(),
-                from = format_args!("{:o}", fixed.from),
-                to = format_args!("{:o}", fixed.to),
-                "repaired permissions: other users could read this; now owner only"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The name of the runtime file in the data directory that tells local clients where
-/// the hub listens: `{"url", "port", "pid", "instance_id"}`, mode 0600. The server
-/// writes it once it listens and removes it at shutdown.
-pub const RUNTIME_FILE: &str = "server.json";
-
-/// The data-directory lock file, held for the hub's lifetime.
-const LOCK_FILE: &str = "hub.lock";
-
-async fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .mode(crate::file_modes::FILE_MODE)
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| StartError::Io {
-            action: format!("open {}", path.display()),
-            source,
-        })?;
-    let deadline = tokio::time::Instant::now() + DATA_DIR_LOCK_WAIT;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StartError::DataDirBusy(data_dir.to_path_buf()));
-            }
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(StartError::Io {
-                    action: format!("lock {}", path.display()),
-                    source,
-                });
             }
         }
     }
