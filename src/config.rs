@@ -18,14 +18,15 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+mod backends;
 mod public;
 mod redact;
 
-pub use public::{
-    DATABASE_PASSWORD_ENV, DEFAULT_SUBJECT_PREFIX, DatabaseTls, Family, Mode, ProxyHeader,
-    PublicConfig, PublicOverrides, broker_servers, check_subject_prefix, database_settings,
-    database_url,
+pub use backends::{
+    DATABASE_PASSWORD_ENV, DEFAULT_SUBJECT_PREFIX, DatabaseTls, broker_servers,
+    check_subject_prefix, database_settings, database_url,
 };
+pub use public::{Family, Mode, ProxyHeader, PublicConfig, PublicOverrides};
 
 /// The default local port, the one the browser extension probes first.
 pub const DEFAULT_PORT: u16 = 3003;
