@@ -5,12 +5,12 @@ use serde_json::Value;
 
 use super::{Call, Method, Reply, reply};
 use crate::config::Family;
-use crate::error::{ErrorKind, RpcError};
 use crate::events::Event;
-use crate::project::ProjectError;
+use crate::projects::ProjectError;
+use crate::protocol::error::{ErrorKind, RpcError};
+use crate::protocol::scopes::Scope;
 use crate::protocol::{AgentRunParams, ProjectRef, StateChange, method, parse_params};
 use crate::runner::{RunMode, RunRequest};
-use crate::scopes::Scope;
 
 const AGENTS: Option<Scope> = Some(Scope::Agents);
 const FAMILY: Option<Family> = Some(Family::Agents);

@@ -8,15 +8,15 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Call, Method, Reply, later};
-use crate::client_tokens::{ClientKind, ClientView, NewClientToken};
-use crate::error::RpcError;
-use crate::pairing::RequestView;
+use crate::auth::pairing::RequestView;
+use crate::auth::tokens::{ClientKind, ClientView, NewClientToken};
 use crate::protocol::clients::{
     ClientCreateParams, ClientRef, PairingApproveParams, PairingRef, method,
 };
+use crate::protocol::error::RpcError;
 use crate::protocol::parse_params;
-use crate::scopes::Scope;
-use crate::timestamp::now_ms;
+use crate::protocol::scopes::Scope;
+use crate::support::timestamp::now_ms;
 
 const ADMIN: Option<Scope> = Some(Scope::Admin);
 

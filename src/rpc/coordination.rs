@@ -8,17 +8,17 @@ use super::{Call, Method, Reply, reply};
 use crate::config::Family;
 use crate::coordinator::reports::valid_task_id;
 use crate::coordinator::{CoordinationError, MAX_TASK_BYTES, MAX_TASKS_PER_CREATE};
-use crate::error::{ErrorKind, RpcError};
 use crate::protocol::Role;
 use crate::protocol::coordination::{
     ProjectConfigureParams, ProjectConfigured, StatusParams, TaskAnswer, TaskCancelResult,
     TaskCompleteParams, TaskCreateParams, TaskFailParams, TaskListParams, TaskPage, TaskRef,
     TaskState, TasksCreated, WorkerList, WorkerRegisterParams, WorkerRegistered, method,
 };
+use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::hub::ConnectionChange;
 use crate::protocol::parse_params;
-use crate::scopes::Scope;
-use crate::store::TaskRow;
+use crate::protocol::scopes::Scope;
+use crate::storage::sqlite::TaskRow;
 
 const TASKS: Option<Scope> = Some(Scope::Tasks);
 const FAMILY: Option<Family> = Some(Family::Tasks);

@@ -12,12 +12,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Call, Method, Reply, reply, require_owner};
+use crate::app::hub::{PRODUCT, VERSION};
 use crate::config::Family;
-use crate::error::RpcError;
-use crate::hub::{PRODUCT, VERSION};
+use crate::protocol::error::RpcError;
 use crate::protocol::hub::{ClientInfo, ConnectionChange};
+use crate::protocol::scopes::Scope;
 use crate::protocol::{HelloParams, PROTOCOL_VERSION, method, parse_params};
-use crate::scopes::Scope;
 
 /// Dashboard sign-in, which a public hub does not have.
 const LOGIN: Option<Family> = Some(Family::DashboardLogin);
@@ -146,7 +146,7 @@ struct LoginLink {
 /// `{revoked, closed}`. Owner only.
 fn revoke_sessions(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
     require_owner(call.client)?;
-    let revoked = crate::sessions::revoke_all(call.hub)
+    let revoked = crate::app::sessions::revoke_all(call.hub)
         .map_err(|err| RpcError::internal("dashboard sessions", &err))?;
     reply(&revoked)
 }

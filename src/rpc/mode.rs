@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use super::Method;
-use crate::error::{ErrorKind, RpcError};
-use crate::hub::Hub;
+use crate::app::hub::Hub;
+use crate::protocol::error::{ErrorKind, RpcError};
 
 /// `DISABLED` for a method whose family this hub does not serve.
 ///

@@ -6,11 +6,11 @@ use serde_json::Value;
 
 use super::{Call, Method, Reply, not_found, reply};
 use crate::config::Family;
-use crate::error::RpcError;
+use crate::protocol::error::RpcError;
+use crate::protocol::scopes::Scope;
 use crate::protocol::{
     ProjectCreateParams, ProjectRef, ProjectView, SubscribeParams, method, parse_params,
 };
-use crate::scopes::Scope;
 
 const READ: Option<Scope> = Some(Scope::ProjectsRead);
 /// Registering and removing a project goes with running agents in it.

@@ -1,0 +1,618 @@
+//! The hub: the composition root. [`Hub::open`] opens every part in dependency order
+//! and hands each only the handles it needs; the parts never see the [`Hub`].
+//!
+//! ```text
+//! secrets, store ─► projects, feed, clients ─► notifier (the event sink)
+//!                 ─► broker ─► nats (public mode with public.broker)
+//!                 ─► access (client tokens, pairings, revocations)
+//!                 ─► runner (slots, CLI) ─► coordinator ─► watch
+//! ```
+//!
+//! The desktop app, `semantest-hub serve` and a public deployment all build the same
+//! [`Hub`] and differ only in configuration. [`crate::http::server::start`] binds it to
+//! sockets. Lifecycles that span parts (a project created or deleted, a connection
+//! opened or closed) are methods here, so callers never wire the parts by hand.
+//! Its accessors are crate-internal; the crate's users get the few reports and
+//! channels the front ends need.
+//!
+//! Files: this one opens the hub and holds the lifecycles; `start` says why it could
+//! not start; `data_dir` keeps the data directory private and locked; `reports` makes
+//! `hub.status`, `/health` and `hub.stats`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::app::access::{Access, AccessParts};
+use crate::app::notifier::Notifier;
+use crate::auth::pairing::Pairings;
+use crate::auth::security::{LoginCodes, new_token, token_hash};
+use crate::auth::tokens::ClientTokens;
+use crate::config::{LoadedConfig, Mode};
+use crate::connections::{Client, Clients, NewClient};
+use crate::coordinator::watch::{Watch, WatchParts};
+use crate::coordinator::{Coordinator, CoordinatorParts};
+use crate::events::{Event, EventSink};
+use crate::projects::feed::Feed;
+use crate::projects::{ProjectError, Projects};
+use crate::protocol::error::ErrorChain;
+use crate::protocol::hub::ConnectionChange;
+use crate::protocol::{ProjectView, Role};
+use crate::pubsub::broker::{Broker, BrokerLimits};
+use crate::pubsub::nats::{Credentials, NatsBackplane, NatsError, NatsSettings, without_user};
+use crate::runner::claude_cli::CliSlot;
+use crate::runner::process::clean_orphans;
+use crate::runner::slots::Slots;
+use crate::runner::{Runner, RunnerParts};
+use crate::storage::postgres::Database;
+use crate::storage::secrets::Secrets;
+use crate::storage::sqlite::Store;
+use crate::support::metrics::Metrics;
+use crate::support::monitor::Monitor;
+use crate::support::timestamp::now_ms;
+
+mod data_dir;
+mod reports;
+mod start;
+
+pub use crate::events::{HubEvent, StatusSnapshot};
+pub use data_dir::RUNTIME_FILE;
+use data_dir::{lock_data_dir, make_private};
+pub use start::StartError;
+use start::{database_password, describe, path_policy, shared_database};
+
+/// The product name in the signature and `/health`.
+pub const PRODUCT: &str = "semantest-hub";
+/// The hub's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The secret name of the owner token.
+pub const OWNER_TOKEN: &str = "owner-token";
+
+/// The parts behind a [`Hub`].
+struct Inner {
+    config: LoadedConfig,
+    store: Store,
+    projects: Projects,
+    feed: Feed,
+    clients: Clients,
+    broker: Broker,
+    /// The NATS backplane in public mode with `public.broker`; else events stay in process.
+    nats: Option<Arc<NatsBackplane>>,
+    metrics: Arc<Metrics>,
+    monitor: Monitor,
+    login_codes: LoginCodes,
+    owner_hash: [u8; 32],
+    /// Client tokens, pairings, revocations.
+    access: Access,
+    secret_store: &'static str,
+    instance_id: String,
+    started: Instant,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    notifier: Arc<Notifier>,
+    runner: Runner,
+    coordinator: Coordinator,
+    watch: Watch,
+    /// The exclusive lock on `<data_dir>/hub.lock`, released at shutdown.
+    data_dir_lock: std::sync::Mutex<Option<std::fs::File>>,
+}
+
+/// The hub. Cheap to clone; every clone is the same hub.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl Hub {
+    /// Opens the secret store and the database, cleans up runs orphaned by a crash,
+    /// loads the projects and the task queue, and looks for the agent CLI (its version
+    /// is asked in the background). Blocking calls (keychain, SQLite) run on the
+    /// blocking pool.
+    ///
+    /// # Errors
+    /// [`StartError`] when the secret store or database cannot be opened.
+    pub async fn open(config: LoadedConfig) -> Result<Self, StartError> {
+        let data_dir = config.data_dir.clone();
+        make_private(&config)?;
+        let data_dir_lock = lock_data_dir(&data_dir).await?;
+        let kind = config.config.secret_store;
+        let dir = data_dir.clone();
+        let shared = shared_database(&config)?;
+        let wants_password = shared.is_some();
+        let servers = match (config.config.mode(), &config.config.public.broker) {
+            (Mode::Public, Some(broker)) => {
+                Some(crate::config::broker_servers(broker).map_err(NatsError::Url)?)
+            }
+            _ => None,
+        };
+        let wanted = servers.clone();
+        let (secret_store, owner_hash, database_password, credentials) =
+            tokio::task::spawn_blocking(move || {
+                let secrets = Secrets::open(kind, &dir)?;
+                let token = secrets.get_or_create(OWNER_TOKEN, new_token)?;
+                let password = if wants_password {
+                    database_password(&secrets)?
+                } else {
+                    None
+                };
+                let credentials = match &wanted {
+                    Some(servers) => Some(Credentials::resolve(servers, &secrets)?),
+                    None => None,
+                };
+                Ok::<_, StartError>((
+                    secrets.backend_name(),
+                    token_hash(&token),
+                    password,
+                    credentials,
+                ))
+            })
+            .await
+            .expect("secret store task panicked")?;
+        info!(secret_store, "owner token ready");
+        let instance_id = uuid::Uuid::new_v4().to_string();
+
+        let store = Store::open(&data_dir)?;
+        let (client_tokens, pairings, database) = match shared {
+            None => (
+                ClientTokens::load(store.clone())?,
+                Pairings::new(config.config.pairing.clone()),
+                None,
+            ),
+            Some((mut pg, tls)) => {
+                let target = describe(&pg);
+                if let Some(password) = database_password {
+                    pg.password(password);
+                }
+                let failed = |source| StartError::Database {
+                    target: target.clone(),
+                    source,
+                };
+                let database = Database::connect(pg, &tls).await.map_err(failed)?;
+                let tokens = ClientTokens::load_shared(database.clone())
+                    .await
+                    .map_err(failed)?;
+                info!(database = %target, "client tokens and pairings are shared in PostgreSQL");
+                (
+                    tokens,
+                    Pairings::shared(database.clone(), config.config.pairing.clone()),
+                    Some(database),
+                )
+            }
+        };
+        let orphans = clean_orphans(&store);
+        if orphans > 0 {
+            warn!(orphans, "runs orphaned by a previous crash were cleaned up");
+        }
+        let projects = Projects::load(
+            store.clone(),
+            config.config.limits.max_projects,
+            path_policy(&config),
+        )?;
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let feed = Feed::new(
+            store.clone(),
+            projects.list().into_iter().map(|p| (p.id, p.last_seq)),
+            tracker.clone(),
+        );
+        let clients = Clients::default();
+        let metrics = Arc::new(Metrics::new());
+        let broker = Broker::new(
+            BrokerLimits::from_config(&config.config.limits),
+            metrics.events.clone(),
+        );
+        let (nats, control) = match servers.zip(credentials) {
+            Some((servers, credentials)) => {
+                let settings = NatsSettings {
+                    servers: servers.iter().map(without_user).collect::<Result<_, _>>()?,
+                    prefix: config.config.public.broker_subject_prefix.clone(),
+                    credentials,
+                    instance_id: instance_id.clone(),
+                };
+                info!(broker = ?config.config.public.broker, "events go between instances through NATS");
+                let (nats, control) = NatsBackplane::start(
+                    settings,
+                    &broker,
+                    metrics.broker.clone(),
+                    &tracker,
+                    &shutdown,
+                )
+                .await?;
+                (Some(nats), Some(control))
+            }
+            None => {
+                metrics.broker.connected.set(1);
+                (None, None)
+            }
+        };
+        let slots = Slots::new(config.config.limits.max_running_agents);
+        let notifier = Arc::new(Notifier::new(
+            clients.clone(),
+            projects.clone(),
+            feed.clone(),
+            slots.clone(),
+            metrics.clone(),
+        ));
+        let sink: Arc<dyn EventSink> = notifier.clone();
+
+        let cli = CliSlot::find(config.config.agent.cli_path.as_deref());
+        if cli.get().is_some() {
+            tracker.spawn(cli.clone().probe());
+        } else {
+            warn!("Claude Code CLI not found; agent runs will be refused until it is installed");
+        }
+        let runner = Runner::new(RunnerParts {
+            config: config.config.agent.clone(),
+            store: store.clone(),
+            feed: feed.clone(),
+            projects: projects.clone(),
+            metrics: metrics.clone(),
+            sink: sink.clone(),
+            slots,
+            cli,
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let coordinator = Coordinator::load(CoordinatorParts {
+            store: store.clone(),
+            config: config.config.coordination.clone(),
+            runner: runner.clone(),
+            projects: projects.clone(),
+            sink,
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        })?;
+        let monitor = Monitor::new(&data_dir);
+        let access = Access::new(AccessParts {
+            tokens: client_tokens,
+            pairings,
+            clients: clients.clone(),
+            sink: notifier.clone(),
+            nats: nats.clone(),
+            database,
+            metrics: metrics.clone(),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let hub = Self {
+            inner: Arc::new(Inner {
+                data_dir_lock: std::sync::Mutex::new(Some(data_dir_lock)),
+                config,
+                store,
+                projects,
+                feed,
+                clients,
+                broker,
+                nats,
+                metrics,
+                monitor,
+                login_codes: LoginCodes::default(),
+                owner_hash,
+                access,
+                secret_store,
+                instance_id,
+                started: Instant::now(),
+                shutdown,
+                tracker,
+                notifier,
+                runner,
+                coordinator,
+                watch: Watch::default(),
+            }),
+        };
+        if let Some(control) = control {
+            hub.inner
+                .tracker
+                .spawn(hub.inner.access.clone().follow_control(control));
+        }
+        Ok(hub)
+    }
+
+    /// Starts the background parts once the server listens on `port`: `hub.stats`,
+    /// retention, the coordinator's agent workers and lease timer,
+    /// and the reports watcher.
+    pub(crate) fn start_background(&self, port: u16) {
+        self.inner.notifier.emit(Event::Listening { port });
+        let tracker = &self.inner.tracker;
+        tracker.spawn(self.clone().run_stats());
+        tracker.spawn(self.clone().run_retention());
+        self.inner.coordinator.start();
+        self.inner.watch.start(WatchParts {
+            coordinator: self.inner.coordinator.clone(),
+            debounce: Duration::from_millis(self.config().config.coordination.report_debounce_ms),
+            projects: self
+                .inner
+                .projects
+                .list()
+                .into_iter()
+                .map(|p| (p.id, p.path))
+                .collect(),
+            tracker: tracker.clone(),
+            shutdown: self.inner.shutdown.clone(),
+        });
+    }
+
+    /// Client tokens, pairing requests and revocations.
+    pub(crate) fn access(&self) -> &Access {
+        &self.inner.access
+    }
+
+    /// The live client tokens.
+    pub(crate) fn client_tokens(&self) -> &ClientTokens {
+        self.inner.access.tokens()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &LoadedConfig {
+        &self.inner.config
+    }
+
+    /// `Local` or `Public` (`public.enabled`): decides the listener, the access rules,
+    /// the method families served, the signature's `mode` and the clients' badges.
+    pub fn mode(&self) -> Mode {
+        self.inner.config.config.mode()
+    }
+
+    /// The SQLite store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Registered projects.
+    pub(crate) fn projects(&self) -> &Projects {
+        &self.inner.projects
+    }
+
+    /// History plus live output.
+    pub(crate) fn feed(&self) -> &Feed {
+        &self.inner.feed
+    }
+
+    /// Connected clients.
+    pub(crate) fn clients(&self) -> &Clients {
+        &self.inner.clients
+    }
+
+    /// Event routing.
+    pub(crate) fn broker(&self) -> &Broker {
+        &self.inner.broker
+    }
+
+    /// Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Resource figures.
+    pub(crate) fn monitor(&self) -> &Monitor {
+        &self.inner.monitor
+    }
+
+    /// One-time dashboard sign-in codes.
+    pub(crate) fn login_codes(&self) -> &LoginCodes {
+        &self.inner.login_codes
+    }
+
+    /// SHA-256 of the owner token.
+    pub(crate) fn owner_hash(&self) -> &[u8; 32] {
+        &self.inner.owner_hash
+    }
+
+    /// `keychain` or `file`.
+    pub(crate) fn secret_store(&self) -> &'static str {
+        self.inner.secret_store
+    }
+
+    /// A random id for this run of the hub.
+    pub(crate) fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    /// Cancelled to shut everything down.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Every long-lived task: connections, runs, timers.
+    pub(crate) fn tracker(&self) -> &TaskTracker {
+        &self.inner.tracker
+    }
+
+    /// The agent runner.
+    pub(crate) fn runner(&self) -> &Runner {
+        &self.inner.runner
+    }
+
+    /// The task queue, workers and leases.
+    pub(crate) fn coordinator(&self) -> &Coordinator {
+        &self.inner.coordinator
+    }
+
+    /// The port the hub listens on (0 before it is bound).
+    pub(crate) fn port(&self) -> u16 {
+        self.inner.notifier.port()
+    }
+
+    /// How many connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.inner.clients.count()
+    }
+
+    /// Releases the data directory for the next hub; called at the end of shutdown.
+    pub(crate) fn release_data_dir(&self) {
+        if let Ok(mut lock) = self.inner.data_dir_lock.lock() {
+            lock.take();
+        }
+    }
+
+    /// Agent runs in progress: interactive runs plus task runs.
+    pub fn running_agents(&self) -> usize {
+        self.inner.runner.running()
+    }
+
+    /// Seconds since start.
+    pub(crate) fn uptime_s(&self) -> u64 {
+        self.inner.started.elapsed().as_secs()
+    }
+
+    /// Events for the user, for the desktop app's notifications. A receiver that falls
+    /// more than 16 events behind skips the oldest.
+    pub fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.inner.notifier.desktop_events()
+    }
+
+    /// Watches the [`StatusSnapshot`], for the tray.
+    pub fn status(&self) -> watch::Receiver<StatusSnapshot> {
+        self.inner.notifier.status()
+    }
+
+    /// Sends an event to the notifier, for parts above the core (the server, the RPC
+    /// layer) that report something the core did not see.
+    pub(crate) fn emit(&self, event: Event) {
+        self.inner.notifier.emit(event);
+    }
+
+    /// A one-time sign-in link for the dashboard, valid for two minutes.
+    pub fn login_link(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/login?code={}",
+            self.port(),
+            self.inner.login_codes.issue()
+        )
+    }
+
+    /// A project with its current `last_seq`.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub(crate) fn project(&self, id: &str) -> Result<ProjectView, ProjectError> {
+        let view = self.inner.projects.get(id)?;
+        Ok(self.with_seq(view))
+    }
+
+    /// Fills in a view's `last_seq` from the feed, which tracks it line by line.
+    pub(crate) fn with_seq(&self, mut view: ProjectView) -> ProjectView {
+        if let Some(seq) = self.inner.feed.last_seq(&view.id) {
+            view.last_seq = seq;
+        }
+        view
+    }
+
+    /// Registers a project: the registry, its feed, its reports watch, and
+    /// `project.created`.
+    ///
+    /// # Errors
+    /// `ProjectError` for a path that cannot be a project, or the limit.
+    pub(crate) fn create_project(
+        &self,
+        path: &str,
+        name: Option<&str>,
+    ) -> Result<ProjectView, ProjectError> {
+        let view = self.inner.projects.create(path, name)?;
+        self.inner.feed.add_project(&view.id);
+        self.inner.watch.add_project(&view.id, &view.path);
+        info!(project_id = %view.id, path = %view.path, "project created");
+        self.emit(Event::ProjectCreated(view.clone()));
+        Ok(view)
+    }
+
+    /// Removes a project: the registry (its log and tasks go with it), its feed, its
+    /// watch, its tasks and agent workers, and `project.deleted`.
+    ///
+    /// # Errors
+    /// `NotFound`, `Busy` while it runs.
+    pub(crate) fn delete_project(&self, project_id: &str) -> Result<(), ProjectError> {
+        self.inner.projects.delete(project_id)?;
+        self.inner.feed.remove_project(project_id);
+        self.inner.watch.remove_project(project_id);
+        self.inner.coordinator.project_deleted(project_id);
+        info!(project_id, "project deleted");
+        self.emit(Event::ProjectDeleted {
+            project_id: project_id.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Registers an accepted connection, and tells the others (`hub.connection`).
+    pub(crate) fn register_connection(
+        &self,
+        new: NewClient,
+    ) -> (Arc<Client>, tokio::sync::mpsc::Receiver<Utf8Bytes>) {
+        let (client, rx) = self.inner.clients.register(new);
+        self.connection_changed(ConnectionChange::Opened, &client);
+        (client, rx)
+    }
+
+    /// Tells the other connections that `client` opened, changed (`hub.hello`,
+    /// `worker.register`) or closed.
+    pub(crate) fn connection_changed(&self, change: ConnectionChange, client: &Client) {
+        self.emit(Event::Connection {
+            change,
+            connection: client.info(),
+        });
+    }
+
+    /// A connection was accepted and registered.
+    pub(crate) fn connection_opened(&self) {
+        self.inner.metrics.connections_accepted.inc();
+        self.emit(Event::ConnectionsChanged);
+    }
+
+    /// A request arrived on a connection: a worker's lease is renewed.
+    pub(crate) fn request_from(&self, client: &Client) {
+        if client.role() == Role::Worker {
+            self.inner.coordinator.seen(client.id());
+        }
+    }
+
+    /// A connection closed: its subscriptions, its worker, its registry entry.
+    pub(crate) fn connection_closed(&self, client: &Arc<Client>) {
+        self.inner.feed.unsubscribe_all(client.id());
+        self.inner.broker.disconnect(client.id());
+        self.inner.coordinator.disconnected(client.id());
+        self.inner.clients.remove(client);
+        self.connection_changed(ConnectionChange::Closed, client);
+    }
+
+    /// Pushes `hub.stats` every `stats_interval_s` to dashboards and subscribers, and
+    /// only while there is one.
+    async fn run_stats(self) {
+        let period = Duration::from_secs(self.config().config.stats_interval_s);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = self.inner.shutdown.cancelled() => return,
+            }
+            // `/metrics` samples the process figures itself when it is scraped.
+            self.emit(Event::Stats(self.stats()));
+        }
+    }
+
+    /// Applies retention hourly (and once at start).
+    async fn run_retention(self) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = self.inner.shutdown.cancelled() => return,
+            }
+            let retention = &self.config().config.retention;
+            let cutoff = (retention.max_age_days > 0)
+                .then(|| now_ms() - (retention.max_age_days as i64) * 86_400_000);
+            let store = self.inner.store.clone();
+            let max_lines = retention.max_lines_per_project;
+            match tokio::task::spawn_blocking(move || store.prune(max_lines, cutoff)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(deleted)) => info!(deleted, "message log retention applied"),
+                Ok(Err(err)) => warn!(error = %ErrorChain(&err), "message log retention failed"),
+                Err(_) => warn!("message log retention task panicked"),
+            }
+        }
+    }
+}
