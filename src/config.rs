@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub(crate) mod allowlist;
+
+mod backends;
 mod load;
 mod public;
 mod redact;
@@ -26,11 +28,11 @@ pub use load::{
     default_public_config_file, project_dirs,
 };
 
-pub use public::{
-    DATABASE_PASSWORD_ENV, DEFAULT_SUBJECT_PREFIX, DatabaseTls, Family, Mode, ProxyHeader,
-    PublicConfig, PublicOverrides, broker_servers, check_subject_prefix, database_settings,
-    database_url,
+pub use backends::{
+    DATABASE_PASSWORD_ENV, DEFAULT_SUBJECT_PREFIX, DatabaseTls, broker_servers,
+    check_subject_prefix, database_settings, database_url,
 };
+pub use public::{Family, Mode, ProxyHeader, PublicConfig, PublicOverrides};
 
 /// The default local port, the one the browser extension probes first.
 pub const DEFAULT_PORT: u16 = 3003;

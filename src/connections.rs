@@ -15,20 +15,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Mode;
-use crate::protocol::scopes::{Scope, Scopes};
-use crate::protocol::{Role, method, notification};
+use crate::protocol::Role;
+pub use crate::protocol::hub::ClientInfo;
+use crate::protocol::scopes::Scopes;
 use crate::support::timestamp::format_ms;
 
 /// Close code for a client that does not read fast enough (RFC 6455 section 7.4.1).
 pub const CLOSE_POLICY: u16 = 1008;
 
-/// The close reason sent to the connections of a revoked token (with [`CLOSE_POLICY`]).
-pub const REVOKED_REASON: &str = "client token revoked";
 /// Close code when the hub shuts down.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for a message over the size limit.
@@ -50,33 +48,6 @@ pub enum Push {
     Full,
     /// The connection is gone.
     Gone,
-}
-
-/// A client as shown by `hub.connections`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClientInfo {
-    /// Connection id, unique for the hub's lifetime.
-    pub id: u64,
-    /// Declared role.
-    pub role: Role,
-    /// Declared name.
-    pub name: Option<String>,
-    /// The Origin header, if any.
-    pub origin: Option<String>,
-    /// Peer address.
-    pub remote_addr: String,
-    /// RFC 3339 connection time.
-    pub connected_at: String,
-    /// Frames received.
-    pub messages_in: u64,
-    /// Frames queued to it.
-    pub messages_out: u64,
-    /// `PUBLIC` on a hub in public mode, `LOCAL` otherwise ([`crate::config::Mode`]).
-    pub badge: &'static str,
-    /// The client token it authenticated with (`cl_…`); null for the owner.
-    pub client_id: Option<String>,
-    /// What it may do.
-    pub scopes: Scopes,
 }
 
 struct Mutable {
@@ -402,34 +373,12 @@ impl Clients {
             messages_out: AtomicU64::new(0),
         });
         self.map().insert(client.id, client.clone());
-        self.broadcast_change("opened", &client);
         (client, rx)
     }
 
     /// Removes a client.
-    pub fn remove(&self, client: &Arc<Client>) {
+    pub fn remove(&self, client: &Client) {
         self.map().remove(&client.id);
-        self.broadcast_change("closed", client);
-    }
-
-    /// Tells every other client that may list connections (`projects:read`, as for
-    /// `hub.connections`) that `client` opened, changed or closed (`hub.connection`).
-    pub fn broadcast_change(&self, event: &'static str, client: &Client) {
-        #[derive(Serialize)]
-        struct Change {
-            event: &'static str,
-            connection: ClientInfo,
-        }
-        let text = notification(
-            method::HUB_CONNECTION,
-            &Change {
-                event,
-                connection: client.info(),
-            },
-        );
-        self.broadcast_to(Utf8Bytes::from(text), |other| {
-            other.id != client.id && other.scopes.contains(Scope::ProjectsRead)
-        });
     }
 
     /// Pushes a message to every client that `filter` accepts.
@@ -439,11 +388,6 @@ impl Clients {
         for client in targets {
             client.push(message.clone());
         }
-    }
-
-    /// Pushes a message to every client.
-    pub fn broadcast(&self, message: Utf8Bytes) {
-        self.broadcast_to(message, |_| true);
     }
 
     /// Snapshots of every client, by id.

@@ -61,8 +61,6 @@ pub mod state;
 pub mod writes;
 
 pub(crate) mod watch;
-
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -574,11 +572,18 @@ impl Coordinator {
         self.run(|txn| txn.answer(conn_id, task_id, outcome))
     }
 
-    /// `project.configure`: the project's agent workers, after the change.
-    pub fn configure(&self, project_id: &str, agent_workers: u32) -> Vec<WorkerView> {
+    /// `project.configure`: stores the project's `agent_workers` and applies it, in one
+    /// transition; returns the project's agent workers after the change.
+    ///
+    /// # Errors
+    /// The store's; then nothing changed.
+    pub fn configure(
+        &self,
+        project_id: &str,
+        agent_workers: u32,
+    ) -> Result<Vec<WorkerView>, CoordinationError> {
         self.run(|txn| {
-            txn.set_agent_workers(project_id, agent_workers, true);
-            txn.dirty = true;
+            txn.configure_agent_workers(project_id, agent_workers)?;
             let mut workers: Vec<WorkerView> = txn
                 .st
                 .workers
@@ -589,7 +594,7 @@ impl Coordinator {
                 .map(state::Worker::view)
                 .collect();
             workers.sort_by(|a, b| a.name.cmp(&b.name));
-            workers
+            Ok(workers)
         })
     }
 
@@ -661,11 +666,6 @@ impl Coordinator {
             "report for an unknown task"
         );
         self.parts().sink.emit(Event::ReportUnknown(notice));
-    }
-
-    /// `agent_workers` per configured project.
-    pub fn agent_settings(&self) -> HashMap<String, u32> {
-        self.lock().agent_settings.clone()
     }
 }
 

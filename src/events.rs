@@ -19,6 +19,7 @@ use crate::protocol::coordination::{
     CoordinationStatus, ProjectCompleted, ReportInvalid, ReportUnknown, TaskAssigned,
     TaskCancelled, TaskCompleted, TaskCreated, TaskFailed, TaskRevoked, TaskStarted, WorkerView,
 };
+use crate::protocol::hub::{ClientInfo, ConnectionChange, Stats};
 use crate::protocol::{ProjectView, StateChange};
 
 /// Something that happened in the hub's core.
@@ -31,6 +32,17 @@ pub enum Event {
     },
     /// A connection opened or closed; the count changed.
     ConnectionsChanged,
+    /// A connection opened, introduced itself or closed (`hub.connection`, to the
+    /// other connections that may list connections).
+    Connection {
+        /// What happened.
+        change: ConnectionChange,
+        /// The connection as it is now.
+        connection: ClientInfo,
+    },
+    /// The periodic figures (`hub.stats`, to dashboards and to connections with a
+    /// subscription).
+    Stats(Stats),
     /// A project was registered (`project.created`).
     ProjectCreated(ProjectView),
     /// A project was removed (`project.deleted`).
@@ -40,20 +52,10 @@ pub enum Event {
     },
     /// A project's interactive state changed (`project.state`).
     ProjectState(StateChange),
-    /// An agent run started (interactive or for a task).
-    RunStarted {
-        /// The run.
-        run_id: String,
-        /// Its project.
-        project_id: String,
-    },
-    /// An agent run ended and its process group is gone.
-    RunFinished {
-        /// The run.
-        run_id: String,
-        /// Its project.
-        project_id: String,
-    },
+    /// An agent run started (interactive or for a task); the running count changed.
+    RunStarted,
+    /// An agent run ended and its process group is gone; the running count changed.
+    RunFinished,
     /// Tasks were queued (`task.created`).
     TaskCreated(TaskCreated),
     /// A task was handed to a worker (`task.started`).

@@ -403,14 +403,6 @@ impl Projects {
             .ok_or_else(|| ProjectError::NotFound(id.into()))
     }
 
-    /// Finds a project by its canonical path.
-    pub fn find_by_path(&self, path: &Path) -> Option<ProjectView> {
-        self.entries()
-            .values()
-            .find(|e| e.row.path == path)
-            .map(view)
-    }
-
     /// Every project, oldest first.
     pub fn list(&self) -> Vec<ProjectView> {
         let entries = self.entries();
@@ -422,11 +414,6 @@ impl Projects {
     /// Number of projects.
     pub fn count(&self) -> usize {
         self.entries().len()
-    }
-
-    /// Number of projects with a run in progress.
-    pub fn running(&self) -> usize {
-        self.entries().values().filter(|e| e.run.is_some()).count()
     }
 
     /// Marks a project running, if it is not already, and returns its path and session.
@@ -502,14 +489,6 @@ impl Projects {
             .ok_or_else(|| ProjectError::NotFound(id.into()))
     }
 
-    /// Every active run, for shutdown.
-    pub fn active_runs(&self) -> Vec<ActiveRun> {
-        self.entries()
-            .values()
-            .filter_map(|e| e.run.clone())
-            .collect()
-    }
-
     /// Sets or clears the session the next run resumes.
     ///
     /// # Errors
@@ -533,6 +512,28 @@ impl Projects {
         }
         self.store.set_session(id, session_id, now_ms())?;
         entry.row.session_id = session_id.map(str::to_string);
+        Ok(view(entry))
+    }
+
+    /// Forgets the session so the next run starts fresh (`agent.new_session`). The check
+    /// that no run holds the project and the change are one step under the registry's
+    /// lock, as in [`Projects::begin_run`], so a run cannot start between them and find
+    /// its session gone.
+    ///
+    /// # Errors
+    /// `Busy` while a run holds the project, `NotFound`, `Store`.
+    pub fn new_session(&self, id: &str) -> Result<ProjectView, ProjectError> {
+        let mut entries = self.entries();
+        let entry = entries
+            .get_mut(id)
+            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
+        if entry.run.is_some() {
+            return Err(ProjectError::Busy(id.into()));
+        }
+        if entry.row.session_id.is_some() {
+            self.store.set_session(id, None, now_ms())?;
+            entry.row.session_id = None;
+        }
         Ok(view(entry))
     }
 }
@@ -722,12 +723,52 @@ mod tests {
                 Err(ProjectError::Busy(_))
             ));
             assert!(matches!(projects.delete(&p.id), Err(ProjectError::Busy(_))));
-            assert_eq!(projects.running(), 1);
+            assert!(projects.active_run(&p.id).unwrap().is_some());
             p.id
         };
         // Reloaded after a "crash" while running: the project reads as failed.
         let projects = projects(&root, 10);
         assert_eq!(projects.get(&id).unwrap().state, ProjectState::Failed);
-        assert_eq!(projects.running(), 0);
+        assert!(projects.active_run(&id).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_new_session_never_clears_the_session_of_a_run_that_started() {
+        const SESSION: &str = "0190a5b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b";
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("p")).unwrap();
+        let projects = projects(&root, 10);
+        let id = projects
+            .create(&root.join("p").display().to_string(), None)
+            .unwrap()
+            .id;
+        projects.set_session(&id, Some(SESSION)).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            // `agent.new_session` from another connection, over and over.
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    match projects.new_session(&id) {
+                        Ok(_) | Err(ProjectError::Busy(_)) => {}
+                        Err(err) => panic!("{err}"),
+                    }
+                }
+            });
+            for _ in 0..300 {
+                let run = ActiveRun {
+                    id: "r".into(),
+                    started_at: 0,
+                    stop: CancellationToken::new(),
+                };
+                let (_, resumed) = projects.begin_run(&id, run).unwrap();
+                std::thread::yield_now();
+                // While the run holds the project, its session is the one it resumed.
+                assert_eq!(projects.get(&id).unwrap().session_id, resumed);
+                projects.set_session(&id, Some(SESSION)).unwrap();
+                projects.end_run(&id, ProjectState::Idle, None).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
     }
 }

@@ -1,8 +1,11 @@
 //! The method dispatcher: one JSON-RPC request in, one result or error out.
 //!
-//! Each method family is a file with a `find(method) -> Option<Handler>` that names its
-//! handlers; [`FAMILIES`] lists them, so a new family is a new file and one line there.
-//! A handler takes its typed params and returns a `Serialize` result, encoded by
+//! Every method is one row of the method table, a [`Method`]: its name, the scope a
+//! client token needs for it, the family public mode may switch off, whether it may come
+//! as a notification, and its handler. Each method family is a file holding its rows
+//! beside its handlers; [`TABLE`] lists the families. Dispatch, the scope check and the
+//! public-mode check all read the row, so a new method is one row, and a new family a new
+//! file and one line in [`TABLE`]. A handler takes its typed params and returns a `Serialize` result, encoded by
 //! [`reply`] (an encoding failure is an `INTERNAL` error, never a `null`). Shapes are in
 //! [`crate::protocol`] and `docs/protocol.md`. Handlers never panic on client input;
 //! every failure is an [`RpcError`] with a stable kind.
@@ -24,10 +27,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::app::hub::Hub;
+use crate::config::Family;
 use crate::connections::Client;
 use crate::projects::feed::ReplayTicket;
 use crate::protocol::error::{ErrorKind, RpcError};
-use crate::protocol::scopes::required_scope;
+use crate::protocol::scopes::Scope;
 use crate::pubsub::broker::PendingRequest;
 
 /// What a handler answers: a result to send now, with or without work after it, or no
@@ -75,51 +79,112 @@ pub struct Call<'a> {
 /// A method's handler.
 pub type Handler = fn(&Call<'_>, Value) -> Result<Reply, RpcError>;
 
-/// The method families, each a function from a method name to its handler.
-const FAMILIES: &[fn(&str) -> Option<Handler>] = &[
-    hub::find,
-    project::find,
-    agent::find,
-    messages::find,
-    coordination::find,
-    clients::find,
-    events::find,
+/// One row of the method table.
+#[derive(Clone, Copy)]
+pub struct Method {
+    /// The wire name, e.g. `project.create` (a constant of a `protocol` `method` module).
+    pub name: &'static str,
+    /// The scope a client token needs to call it ([`crate::scopes`]); `None` for the few
+    /// every authenticated client may call (`hub.hello`, `hub.status`, `hub.health`).
+    pub scope: Option<Scope>,
+    /// The family a public hub serves only when enabled ([`Family`]); `None` for the
+    /// methods every mode serves.
+    pub family: Option<Family>,
+    /// Whether a client may also send it as a JSON-RPC notification, without an `id`:
+    /// the hub runs it and sends no response (JSON-RPC 2.0 section 4.1: a notification
+    /// says the client does not want the response, not that the request is void). Only
+    /// the fire-and-forget ones, where a client sending at a high rate has no use for a
+    /// result. Any other method sent without an `id` has no effect. Errors of either are
+    /// logged and counted in `semantest_hub_rpc_notification_errors_total{kind}`, never
+    /// answered.
+    pub notification: bool,
+    /// What runs it.
+    pub handler: Handler,
+}
+
+impl Method {
+    /// A row that runs only as a request.
+    pub const fn new(
+        name: &'static str,
+        scope: Option<Scope>,
+        family: Option<Family>,
+        handler: Handler,
+    ) -> Self {
+        Self {
+            name,
+            scope,
+            family,
+            notification: false,
+            handler,
+        }
+    }
+
+    /// The same row, also accepted as a notification (see [`Method::notification`]).
+    pub const fn also_as_notification(self) -> Self {
+        Self {
+            notification: true,
+            ..self
+        }
+    }
+}
+
+impl std::fmt::Debug for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Method")
+            .field("name", &self.name)
+            .field("scope", &self.scope)
+            .field("family", &self.family)
+            .field("notification", &self.notification)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The method table: each family's rows, in the order `docs/protocol.md` lists them.
+const TABLE: &[&[Method]] = &[
+    hub::METHODS,
+    project::METHODS,
+    agent::METHODS,
+    messages::METHODS,
+    coordination::METHODS,
+    clients::METHODS,
+    events::METHODS,
 ];
 
-/// The methods a client may also send as a JSON-RPC notification, without an `id`: the
-/// hub runs them and sends no response (JSON-RPC 2.0 section 4.1: a notification says the
-/// client does not want the response, not that the request is void). These are the
-/// fire-and-forget ones, where a client sending at a high rate has no use for a result.
-/// Any other method sent without an `id` has no effect. Errors of either are logged and
-/// counted in `semantest_hub_rpc_notification_errors_total{kind}`, never answered.
-pub const NOTIFICATION_METHODS: &[&str] = &[
-    crate::protocol::events::method::EVENT_PUBLISH,
-    crate::protocol::coordination::method::WORKER_HEARTBEAT,
-];
+/// Every method the hub serves, in table order.
+pub fn methods() -> impl Iterator<Item = &'static Method> {
+    TABLE.iter().flat_map(|family| family.iter())
+}
+
+/// The row of `name`, if the hub has that method.
+pub fn find(name: &str) -> Option<&'static Method> {
+    methods().find(|method| method.name == name)
+}
+
+/// Whether `name` may come as a notification, without an `id` ([`Method::notification`]).
+pub fn runs_as_notification(name: &str) -> bool {
+    find(name).is_some_and(|method| method.notification)
+}
 
 /// Handles one request from `client`.
 ///
 /// # Errors
 /// `METHOD_NOT_FOUND` for a method the hub does not have (looked up first, so that a
 /// mistyped name says so whatever the token), then `FORBIDDEN` when the method is outside
-/// the client's scopes (see [`crate::protocol::scopes::required_scope`]), the mode's refusal,
-/// `INVALID_PARAMS`, or the method's own kinds.
+/// the client's scopes (the row's [`Method::scope`]), `DISABLED` when the mode does not
+/// serve the row's [`Method::family`], `INVALID_PARAMS`, or the method's own kinds.
 pub fn dispatch(
     hub: &Hub,
     client: &Arc<Client>,
     method_name: &str,
     params: Value,
 ) -> Result<Reply, RpcError> {
-    let handler = FAMILIES
-        .iter()
-        .find_map(|find| find(method_name))
-        .ok_or_else(|| {
-            RpcError::new(
-                ErrorKind::MethodNotFound,
-                format!("unknown method {method_name:?}"),
-            )
-        })?;
-    if let Some(scope) = required_scope(method_name)
+    let row = find(method_name).ok_or_else(|| {
+        RpcError::new(
+            ErrorKind::MethodNotFound,
+            format!("unknown method {method_name:?}"),
+        )
+    })?;
+    if let Some(scope) = row.scope
         && !client.scopes().contains(scope)
     {
         return Err(RpcError::new(
@@ -128,8 +193,8 @@ pub fn dispatch(
         )
         .with_details(json!({ "method": method_name, "scope": scope.as_str() })));
     }
-    mode::check(hub, method_name)?;
-    handler(&Call { hub, client }, params)
+    mode::check(hub, row)?;
+    (row.handler)(&Call { hub, client }, params)
 }
 
 /// Encodes a result.
@@ -180,4 +245,242 @@ pub fn not_found(project_id: &str) -> RpcError {
         ErrorKind::ProjectNotFound,
         format!("no project with id {project_id}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    fn repo() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn names() -> BTreeSet<&'static str> {
+        methods().map(|m| m.name).collect()
+    }
+
+    /// The `.rs` files under `dir`, recursively.
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Every constant of every `pub mod method` under `src/`, by the first word of its
+    /// doc comment: `(name, is_request)`. A constant documented as "Request" (or
+    /// "Request and notification") names a method; "Notification" one the hub sends.
+    fn protocol_constants() -> Vec<(String, bool)> {
+        let mut files = Vec::new();
+        sources(&repo().join("src"), &mut files);
+        let mut out = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let Some(start) = text.find("pub mod method {") else {
+                continue;
+            };
+            let block = &text[start..];
+            let block = &block[..block.find("\n}").expect("end of the method module")];
+            let mut doc: Option<String> = None;
+            for line in block.lines().map(str::trim) {
+                if let Some(comment) = line.strip_prefix("///") {
+                    doc.get_or_insert_with(|| comment.trim().to_string());
+                } else if let Some(rest) = line.strip_prefix("pub const ") {
+                    let name = rest.split('"').nth(1).expect("a string constant");
+                    let doc = doc
+                        .take()
+                        .unwrap_or_else(|| panic!("{}: {name} has no doc comment", file.display()));
+                    let request = doc.starts_with("Request");
+                    assert!(
+                        request || doc.starts_with("Notification"),
+                        "{}: {name}'s doc must start with Request or Notification",
+                        file.display()
+                    );
+                    out.push((name.to_string(), request));
+                } else {
+                    doc = None;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_table_names_each_method_once() {
+        let mut seen = BTreeSet::new();
+        for method in methods() {
+            assert!(
+                seen.insert(method.name),
+                "{} is twice in the table",
+                method.name
+            );
+            assert_eq!(find(method.name).unwrap().name, method.name);
+        }
+        assert_eq!(seen.len(), 38);
+        assert!(find("nope").is_none());
+        assert!(find("").is_none());
+    }
+
+    #[test]
+    fn every_request_of_the_protocol_is_in_the_table_and_no_notification_is() {
+        let constants = protocol_constants();
+        assert!(constants.len() > 50, "found only {constants:?}");
+        let requests: BTreeSet<&str> = constants
+            .iter()
+            .filter(|(_, request)| *request)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(requests, names(), "requests of the protocol modules");
+        for (name, request) in &constants {
+            if !request {
+                // `coordination.status` is both; every other notification is not a method.
+                assert!(
+                    find(name).is_none() || requests.contains(name.as_str()),
+                    "{name} is a notification but the table serves it"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_table_is_the_schemas_list_of_requests() {
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo().join("docs/protocol.schema.json")).unwrap(),
+        )
+        .unwrap();
+        let schema_requests: BTreeSet<&str> = schema["$defs"]["AnyRequest"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|branch| branch["properties"]["method"]["const"].as_str().unwrap())
+            .collect();
+        assert_eq!(schema_requests, names());
+    }
+
+    #[test]
+    fn rows_keep_the_contract_scopes_families_and_notifications() {
+        use Family::{Agents, DashboardLogin, Projects, Tasks};
+        use Scope::{Admin, Events, ProjectsRead};
+        let tasks = Some(Scope::Tasks);
+        for (name, scope, family) in [
+            ("hub.hello", None, None),
+            ("hub.status", None, None),
+            ("hub.health", None, None),
+            ("hub.config", Some(Admin), None),
+            ("hub.connections", Some(ProjectsRead), None),
+            ("hub.login_link", Some(Admin), Some(DashboardLogin)),
+            ("hub.revoke_sessions", Some(Admin), Some(DashboardLogin)),
+            ("project.create", Some(Scope::Agents), Some(Projects)),
+            ("project.list", Some(ProjectsRead), Some(Projects)),
+            ("project.get", Some(ProjectsRead), Some(Projects)),
+            ("project.delete", Some(Scope::Agents), Some(Projects)),
+            ("project.subscribe", Some(ProjectsRead), Some(Projects)),
+            ("project.unsubscribe", Some(ProjectsRead), Some(Projects)),
+            ("agent.run", Some(Scope::Agents), Some(Agents)),
+            ("agent.kill", Some(Scope::Agents), Some(Agents)),
+            ("agent.new_session", Some(Scope::Agents), Some(Agents)),
+            ("messages.list", Some(ProjectsRead), Some(Projects)),
+            ("worker.register", tasks, Some(Tasks)),
+            ("worker.heartbeat", tasks, Some(Tasks)),
+            ("worker.list", tasks, Some(Tasks)),
+            ("task.create", tasks, Some(Tasks)),
+            ("task.list", tasks, Some(Tasks)),
+            ("task.get", tasks, Some(Tasks)),
+            ("task.cancel", tasks, Some(Tasks)),
+            ("task.complete", tasks, Some(Tasks)),
+            ("task.fail", tasks, Some(Tasks)),
+            ("project.configure", Some(Scope::Agents), Some(Tasks)),
+            ("coordination.status", tasks, Some(Tasks)),
+            ("client.list", Some(Admin), None),
+            ("client.create", Some(Admin), None),
+            ("client.revoke", Some(Admin), None),
+            ("pairing.list", Some(Admin), None),
+            ("pairing.approve", Some(Admin), None),
+            ("pairing.deny", Some(Admin), None),
+            ("event.subscribe", Some(Events), None),
+            ("event.unsubscribe", Some(Events), None),
+            ("event.publish", Some(Events), None),
+            ("event.request", Some(Events), None),
+        ] {
+            let row = find(name).unwrap_or_else(|| panic!("{name} is not in the table"));
+            assert_eq!(row.scope, scope, "{name}'s scope");
+            assert_eq!(row.family, family, "{name}'s family");
+        }
+        let notifications: Vec<&str> = methods()
+            .filter(|m| m.notification)
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(notifications, ["worker.heartbeat", "event.publish"]);
+        assert!(runs_as_notification("event.publish"));
+        assert!(!runs_as_notification("event.request"));
+        assert!(!runs_as_notification("nope"));
+    }
+
+    /// The rows of the Markdown table that follows `heading` in `text`: cells, trimmed.
+    fn markdown_table<'a>(text: &'a str, heading: &str) -> Vec<Vec<&'a str>> {
+        let start = text
+            .find(&format!("\n{heading}\n"))
+            .unwrap_or_else(|| panic!("no {heading} in docs/protocol.md"));
+        text[start..]
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .skip(2)
+            .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
+            .collect()
+    }
+
+    /// The `` `names` `` in a cell, each ending at its closing backtick.
+    fn code_spans(cell: &str) -> Vec<&str> {
+        cell.split('`').skip(1).step_by(2).collect()
+    }
+
+    #[test]
+    fn the_protocol_reference_lists_every_method_with_its_scope() {
+        let text = std::fs::read_to_string(repo().join("docs/protocol.md")).unwrap();
+        let listed: BTreeSet<&str> = markdown_table(&text, "## Methods")
+            .iter()
+            .flat_map(|row| code_spans(row[0]))
+            .collect();
+        assert_eq!(listed, names(), "the table of docs/protocol.md ## Methods");
+
+        // `### Scopes`: each method's scope, by name or by `family.*`; `admin` also says
+        // "any method not listed here", which must then be no method at all.
+        let mut by_name: BTreeMap<&str, Option<Scope>> = BTreeMap::new();
+        let mut by_prefix: BTreeMap<&str, Option<Scope>> = BTreeMap::new();
+        for row in markdown_table(&text, "### Scopes") {
+            let scope = match row[0] {
+                "(none needed)" => None,
+                name => Some(Scope::parse(name.trim_matches('`')).unwrap()),
+            };
+            for span in code_spans(row[1]) {
+                match span.strip_suffix(".*") {
+                    Some(prefix) => by_prefix.insert(prefix, scope),
+                    None => by_name.insert(span, scope),
+                };
+            }
+        }
+        for method in methods() {
+            let prefix = method.name.split('.').next().unwrap();
+            let documented = by_name
+                .get(method.name)
+                .or_else(|| by_prefix.get(prefix))
+                .unwrap_or_else(|| panic!("### Scopes does not list {}", method.name));
+            assert_eq!(
+                *documented, method.scope,
+                "{}'s scope in ### Scopes",
+                method.name
+            );
+        }
+        for name in by_name.keys() {
+            assert!(find(name).is_some(), "### Scopes lists {name}, no method");
+        }
+    }
 }

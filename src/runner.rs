@@ -405,10 +405,7 @@ impl Runner {
             None => self.emit_state(&ctx, None),
         }
         self.parts().metrics.runs_started.inc();
-        self.parts().sink.emit(Event::RunStarted {
-            run_id: ctx.run.id.clone(),
-            project_id: ctx.project_id.clone(),
-        });
+        self.parts().sink.emit(Event::RunStarted);
         info!(pid = child.id(), cli = %cli.path.display(), resume = resume.is_some(),
               worker_id, "agent run started");
         let (done, ended) = oneshot::channel();
@@ -582,10 +579,7 @@ impl Runner {
         } else {
             self.task_runs().remove(&ctx.run.id);
         }
-        self.parts().sink.emit(Event::RunFinished {
-            run_id: ctx.run.id.clone(),
-            project_id: ctx.project_id.clone(),
-        });
+        self.parts().sink.emit(Event::RunFinished);
     }
 
     async fn supervise(

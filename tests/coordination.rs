@@ -999,3 +999,41 @@ async fn reports_are_watched_again_after_the_last_project_was_deleted() {
     assert_eq!(completed["source"], "report");
     server.shutdown().await;
 }
+
+/// `project.configure` stores `agent_workers` and applies it in one step under the
+/// coordinator's lock: however two connections race, the count a restart reads from
+/// the store is the one that was in force.
+#[tokio::test]
+async fn concurrent_configures_leave_the_stored_agent_workers_in_force() {
+    let (data, dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let server = start(data.path(), |_| {}).await;
+    let mut first = Conn::coordinator(&server, data.path()).await;
+    let mut second = Conn::coordinator(&server, data.path()).await;
+    let project_id = create_project(&mut first, dir.path()).await;
+    let configure = |count: u32| json!({"project_id": project_id, "agent_workers": count});
+    for round in 0..20 {
+        let (a, b) = tokio::join!(
+            first.call("project.configure", configure(1)),
+            second.call("project.configure", configure(2)),
+        );
+        assert_eq!(
+            (a["agent_workers"].as_u64(), b["agent_workers"].as_u64()),
+            (Some(1), Some(2)),
+            "round {round}"
+        );
+    }
+    let status = first
+        .call("coordination.status", json!({"project_id": project_id}))
+        .await;
+    let live = status["agent_workers"].as_u64().expect("agent_workers");
+    drop((first, second));
+    server.shutdown().await;
+
+    let server = start(data.path(), |_| {}).await;
+    let mut conn = Conn::coordinator(&server, data.path()).await;
+    let status = conn
+        .call("coordination.status", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(status["agent_workers"].as_u64(), Some(live));
+    server.shutdown().await;
+}

@@ -771,7 +771,7 @@ async fn subscriptions_end_with_the_connection() {
     sub.socket.close(None).await.unwrap();
     drop(sub);
     eventually("the subscriber's connection to end", || {
-        hub.hub().clients().count() == 1
+        hub.hub().connection_count() == 1
     })
     .await;
     assert_eq!(

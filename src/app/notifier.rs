@@ -1,7 +1,9 @@
 //! The one [`EventSink`]: turns the core's [`Event`]s into wire notifications, desktop
 //! [`HubEvent`]s, the [`StatusSnapshot`] and its gauges.
 //!
-//! Who hears what: project notifications (`project.created`, `project.deleted`,
+//! Who hears what: `hub.connection` goes to every other connection with
+//! `projects:read`; `hub.stats` to dashboards and connections with a subscription;
+//! project notifications (`project.created`, `project.deleted`,
 //! `project.state`) go to every client; coordination notifications go to coordinators
 //! and dashboards, `project.completed` also to workers; `task.assigned` and
 //! `task.revoked` go to the one worker connection they name; `pairing.requested`,
@@ -25,10 +27,12 @@ use tokio::sync::{broadcast, watch};
 use crate::connections::{Client, Clients};
 use crate::events::{Event, EventSink, HubEvent, StatusSnapshot};
 use crate::projects::Projects;
+use crate::projects::feed::Feed;
 use crate::protocol::clients::{
     ClientChanged, PairingRequested, PairingResolved, method as clients_method,
 };
 use crate::protocol::coordination::method as coord;
+use crate::protocol::hub::{ConnectionChange, ConnectionChanged};
 use crate::protocol::scopes::Scope;
 use crate::protocol::{ProjectView, Role, method, notification};
 use crate::runner::slots::Slots;
@@ -71,12 +75,18 @@ enum To {
     Connection(u64),
     /// Connections holding the `admin` scope (the owner's always).
     Admins,
+    /// Connections that may list connections (`projects:read`, as for
+    /// `hub.connections`), but the one the news is about.
+    ConnectionReadersBut(u64),
+    /// Dashboards, and connections subscribed to some project's output.
+    StatsWanted,
 }
 
 /// The sink; one per hub.
 pub struct Notifier {
     clients: Clients,
     projects: Projects,
+    feed: Feed,
     slots: Slots,
     metrics: Arc<Metrics>,
     port: AtomicU16,
@@ -85,13 +95,21 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// A notifier over the registries whose counts make the status.
-    pub fn new(clients: Clients, projects: Projects, slots: Slots, metrics: Arc<Metrics>) -> Self {
+    /// A notifier over the registries whose counts make the status; `feed` says who
+    /// subscribes to output, for `hub.stats`.
+    pub fn new(
+        clients: Clients,
+        projects: Projects,
+        feed: Feed,
+        slots: Slots,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (status, _) = watch::channel(StatusSnapshot::default());
         let (desktop, _) = broadcast::channel(16);
         let notifier = Self {
             clients,
             projects,
+            feed,
             slots,
             metrics,
             port: AtomicU16::new(0),
@@ -118,8 +136,23 @@ impl Notifier {
     }
 
     fn send<P: Serialize>(&self, name: &str, params: &P, to: To) {
+        if let To::StatsWanted = to {
+            let wants = |client: &Client| {
+                client.role() == Role::Dashboard || self.feed.has_subscriptions(client.id())
+            };
+            // Nobody listening: not even encoded.
+            if self.clients.all().iter().any(|c| wants(c)) {
+                let message = Utf8Bytes::from(notification(name, params));
+                self.clients.broadcast_to(message, wants);
+            }
+            return;
+        }
         let message = Utf8Bytes::from(notification(name, params));
         match to {
+            To::StatsWanted => {}
+            To::ConnectionReadersBut(id) => self.clients.broadcast_to(message, |client| {
+                client.id() != id && client.scopes().contains(Scope::ProjectsRead)
+            }),
             To::ProjectReaders => self.clients.broadcast_to(message, |client| {
                 client.scopes().contains(Scope::ProjectsRead)
             }),
@@ -164,9 +197,21 @@ impl EventSink for Notifier {
                 self.port.store(port, Ordering::Relaxed);
                 self.refresh();
             }
-            Event::ConnectionsChanged | Event::RunStarted { .. } | Event::RunFinished { .. } => {
-                self.refresh()
+            Event::ConnectionsChanged | Event::RunStarted | Event::RunFinished => self.refresh(),
+            Event::Connection { change, connection } => {
+                self.send(
+                    method::HUB_CONNECTION,
+                    &ConnectionChanged {
+                        event: change,
+                        connection: &connection,
+                    },
+                    To::ConnectionReadersBut(connection.id),
+                );
+                if change != ConnectionChange::Updated {
+                    self.refresh();
+                }
             }
+            Event::Stats(stats) => self.send(method::HUB_STATS, &stats, To::StatsWanted),
             Event::ProjectCreated(project) => {
                 self.send(
                     method::PROJECT_CREATED,

@@ -8,18 +8,15 @@
 //!   stays signed in and one left alone that long must sign in again;
 //! - **sign-out** ends one session, **sign out everywhere** ([`revoke_all`]) every one;
 //!   both close the sessions' connections at once with 1008 (policy violation, RFC 6455
-//!   section 7.4.1), so nothing signed in outlives them.
+//!   section 7.4.1), through [`crate::access::Access::sessions_ended`], so nothing
+//!   signed in outlives them.
 //!
 //! The store keeps only the SHA-256 of each session value, with its expiry.
 
 use crate::app::hub::Hub;
 use crate::auth::security::{new_token, session_cookie_header, token_hash};
-use crate::connections::CLOSE_POLICY;
 use crate::storage::sqlite::StoreError;
 use crate::support::timestamp::now_ms;
-
-/// The close reason of a connection whose session was signed out.
-pub const SIGNED_OUT_REASON: &str = "signed out";
 
 /// `dashboard.session_lifetime_s`, in seconds.
 fn lifetime_s(hub: &Hub) -> u64 {
@@ -95,9 +92,7 @@ pub fn is_live(hub: &Hub, session: &str) -> Result<bool, StoreError> {
 pub fn sign_out(hub: &Hub, session: &str) -> Result<usize, StoreError> {
     let hash = token_hash(session);
     let existed = hub.store().delete_dashboard_session(&hash)?;
-    let closed = hub
-        .clients()
-        .close_sessions(Some(&hash), CLOSE_POLICY, SIGNED_OUT_REASON);
+    let closed = hub.access().sessions_ended(Some(&hash));
     tracing::info!(existed, closed, "dashboard session signed out");
     Ok(closed)
 }
@@ -118,9 +113,7 @@ pub struct Revoked {
 /// [`StoreError`] when they cannot be deleted (then nothing was closed).
 pub fn revoke_all(hub: &Hub) -> Result<Revoked, StoreError> {
     let revoked = hub.store().delete_dashboard_sessions(now_ms())?;
-    let closed = hub
-        .clients()
-        .close_sessions(None, CLOSE_POLICY, SIGNED_OUT_REASON);
+    let closed = hub.access().sessions_ended(None);
     tracing::info!(revoked, closed, "every dashboard session signed out");
     Ok(Revoked { revoked, closed })
 }

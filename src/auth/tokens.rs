@@ -210,7 +210,7 @@ impl ClientTokens {
     /// Reloads the in-memory copy from the shared database (nothing to do with SQLite,
     /// whose copy is the truth). Returns the ids of the tokens that were live in the
     /// copy and are not any more: revoked through another instance, so this one closes
-    /// their connections ([`crate::app::hub::Hub::token_revoked_elsewhere`]).
+    /// their connections ([`crate::app::access::Access::revoked_elsewhere`]).
     ///
     /// # Errors
     /// [`ClientTokenError`] when the shared database fails; the copy is left as it was.

@@ -593,6 +593,24 @@ impl<'a> Txn<'a> {
         (self.events, self.effects)
     }
 
+    /// `project.configure`: stores the project's `agent_workers`, then adds, revives or
+    /// retires its agent workers to match. Run under the coordinator's lock, like every
+    /// transition, so the stored count and the live one never disagree: of two calls, the
+    /// one that stores last is the one in force.
+    ///
+    /// # Errors
+    /// The store's; then nothing changed.
+    pub fn configure_agent_workers(
+        &mut self,
+        project_id: &str,
+        count: u32,
+    ) -> Result<(), StoreError> {
+        self.store.set_agent_workers(project_id, count)?;
+        self.set_agent_workers(project_id, count, true);
+        self.dirty = true;
+        Ok(())
+    }
+
     /// Adds, revives or retires a project's agent workers to match `count`.
     pub fn set_agent_workers(&mut self, project_id: &str, count: u32, cli_available: bool) {
         self.st.agent_settings.insert(project_id.to_string(), count);

@@ -76,6 +76,9 @@ mod machine {
     struct MemStore {
         tasks: RefCell<HashMap<String, TaskRow>>,
         workers: RefCell<HashMap<String, WorkerRow>>,
+        agent_workers: RefCell<HashMap<String, u32>>,
+        /// Makes `set_agent_workers` fail, as a full disk would.
+        refuse_writes: std::cell::Cell<bool>,
     }
 
     impl TaskStore for MemStore {
@@ -117,6 +120,15 @@ mod machine {
         }
         fn delete_worker(&self, id: &str) -> Result<(), StoreError> {
             self.workers.borrow_mut().remove(id);
+            Ok(())
+        }
+        fn set_agent_workers(&self, project_id: &str, count: u32) -> Result<(), StoreError> {
+            if self.refuse_writes.get() {
+                return Err(rusqlite::Error::InvalidQuery.into());
+            }
+            self.agent_workers
+                .borrow_mut()
+                .insert(project_id.to_string(), count);
             Ok(())
         }
     }
@@ -472,5 +484,26 @@ mod machine {
         assert_eq!(rig.started_runs().len(), 1);
         assert_eq!(rig.slots.in_use(), 1);
         assert!(rig.st.workers.values().all(|w| w.kind == WorkerKind::Agent));
+    }
+
+    #[test]
+    fn configuring_agent_workers_stores_the_count_with_the_change_or_changes_nothing() {
+        let mut rig = Rig::new(4);
+        rig.step(|txn| txn.configure_agent_workers(P, 2)).0.unwrap();
+        assert_eq!(rig.store.agent_workers.borrow().get(P), Some(&2));
+        assert_eq!(rig.st.status(P).agent_workers, 2);
+
+        rig.store.refuse_writes.set(true);
+        assert!(rig.step(|txn| txn.configure_agent_workers(P, 3)).0.is_err());
+        // The store refused: memory keeps the count the store has.
+        assert_eq!(rig.store.agent_workers.borrow().get(P), Some(&2));
+        assert_eq!(rig.st.status(P).agent_workers, 2);
+        let agents = rig
+            .st
+            .workers
+            .values()
+            .filter(|w| w.kind == WorkerKind::Agent && !w.retiring)
+            .count();
+        assert_eq!(agents, 2);
     }
 }

@@ -39,6 +39,11 @@ pub trait TaskStore {
     /// # Errors
     /// [`StoreError`].
     fn delete_worker(&self, id: &str) -> Result<(), StoreError>;
+    /// Records a project's `agent_workers` (`project.configure`).
+    ///
+    /// # Errors
+    /// [`StoreError`], also for a project that does not exist.
+    fn set_agent_workers(&self, project_id: &str, count: u32) -> Result<(), StoreError>;
 }
 
 impl TaskStore for Store {
@@ -64,5 +69,8 @@ impl TaskStore for Store {
     }
     fn delete_worker(&self, id: &str) -> Result<(), StoreError> {
         Store::delete_worker(self, id)
+    }
+    fn set_agent_workers(&self, project_id: &str, count: u32) -> Result<(), StoreError> {
+        Store::set_agent_workers(self, project_id, count)
     }
 }

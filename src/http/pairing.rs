@@ -22,7 +22,6 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::access;
 use crate::app::hub::Hub;
 use crate::auth::pairing::{Claim, NewRequest, PairingError};
 use crate::auth::security::single_origin;
@@ -139,7 +138,7 @@ pub(crate) async fn request(
         origin,
         address,
     };
-    match access::request_pairing(&hub, new).await {
+    match hub.access().request_pairing(new).await {
         Ok(issued) => reply(
             StatusCode::CREATED,
             json!({
@@ -178,7 +177,11 @@ pub(crate) async fn claim(
         Ok(parts) => parts,
         Err(response) => return response,
     };
-    let claim = match access::claim_pairing(&hub, &request_id, &origin, &body.claim).await {
+    let claim = match hub
+        .access()
+        .claim_pairing(&request_id, &origin, &body.claim)
+        .await
+    {
         Ok(claim) => claim,
         Err(err) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, err.kind(), err.to_string());

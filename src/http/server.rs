@@ -227,7 +227,7 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         )));
     }
     hub.start_background(port);
-    crate::app::access::start_upkeep(&hub);
+    hub.access().start_upkeep();
     write_runtime_file(&hub)?;
     let server = HubServer {
         hub,

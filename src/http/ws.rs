@@ -26,7 +26,7 @@ use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
 use crate::protocol::events::to_result;
 use crate::protocol::{Incoming, RequestId, error_response, parse_incoming, response};
 use crate::pubsub::broker::PendingRequest;
-use crate::rpc::{NOTIFICATION_METHODS, Reply, dispatch};
+use crate::rpc::{Reply, dispatch, runs_as_notification};
 
 /// Serves an upgraded connection until it closes.
 pub async fn serve_socket(
@@ -185,12 +185,13 @@ pub async fn handle_socket<W, R>(
     tracing::debug!(close = ?client.close_code(), "connection closed");
 }
 
-/// Runs a client notification: a method of [`NOTIFICATION_METHODS`] sent without an
+/// Runs a client notification: a method the table accepts as one
+/// ([`crate::rpc::Method::notification`]) sent without an
 /// `id` runs like a request whose response nobody reads (JSON-RPC 2.0 section 4.1); any
 /// other method has no effect. Nothing is sent back either way; a failure is logged and
 /// counted by kind.
 async fn run_notification(hub: &Hub, client: &Arc<Client>, method: &str, params: Value) {
-    let outcome = if NOTIFICATION_METHODS.contains(&method) {
+    let outcome = if runs_as_notification(method) {
         match dispatch(hub, client, method, params) {
             // Awaited here, like a request's, so that what the client sends next runs
             // after it.

@@ -1,10 +1,14 @@
 //! The hub's own reports: `hub.status`, `/health` (and `hub.health`), the `hub.stats`
-//! notification, and the `agent_cli` object they share. `docs/protocol.md` describes
+//! notification, and the `agent_cli` object they share; the connections of
+//! `hub.connections` and the `hub.connection` notification. `docs/protocol.md` describes
 //! each; `docs/protocol.schema.json` has their schemas.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
+
+use crate::protocol::Role;
+use crate::scopes::Scopes;
 
 /// Where the CLI version probe is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -237,4 +241,52 @@ pub struct Stats {
     pub memory_total_bytes: u64,
     /// Resident memory of the hub process, bytes.
     pub process_rss_bytes: u64,
+}
+
+/// A client as shown by `hub.connections`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientInfo {
+    /// Connection id, unique for the hub's lifetime.
+    pub id: u64,
+    /// Declared role.
+    pub role: Role,
+    /// Declared name.
+    pub name: Option<String>,
+    /// The Origin header, if any.
+    pub origin: Option<String>,
+    /// Peer address.
+    pub remote_addr: String,
+    /// RFC 3339 connection time.
+    pub connected_at: String,
+    /// Frames received.
+    pub messages_in: u64,
+    /// Frames queued to it.
+    pub messages_out: u64,
+    /// `PUBLIC` on a hub in public mode, `LOCAL` otherwise (`crate::config::Mode`).
+    pub badge: &'static str,
+    /// The client token it authenticated with (`cl_…`); null for the owner.
+    pub client_id: Option<String>,
+    /// What it may do.
+    pub scopes: Scopes,
+}
+
+/// What happened to a connection, as `hub.connection` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionChange {
+    /// It was accepted.
+    Opened,
+    /// It introduced itself (`hub.hello`) or registered as a worker.
+    Updated,
+    /// It ended.
+    Closed,
+}
+
+/// `hub.connection` params.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionChanged<'a> {
+    /// What happened.
+    pub event: ConnectionChange,
+    /// The connection as it is now (as it was last, once closed).
+    pub connection: &'a ClientInfo,
 }

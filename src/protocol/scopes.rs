@@ -5,8 +5,8 @@
 //! kill agents), `tasks` (workers and the task queue) and `admin` (settings, sign-in
 //! links, client tokens and pairing; an `admin` token can mint any other token, so it is
 //! as powerful as the owner). The owner (owner token or dashboard session) holds all of
-//! them. [`required_scope`] maps a method to its scope; a method it does not know needs
-//! `admin`, so a method added later is closed to tokens until it is classified.
+//! them. Which scope each method needs is a column of the method table (`crate::rpc`),
+//! where a method cannot be added without one.
 
 use std::fmt;
 
@@ -158,58 +158,9 @@ impl<'de> Deserialize<'de> for Scopes {
     }
 }
 
-/// The scope `method` needs, or `None` for the methods every authenticated client may
-/// call (`hub.hello`, `hub.status`, `hub.health`). Unknown methods need `admin`.
-pub fn required_scope(method: &str) -> Option<Scope> {
-    let family = method.split_once('.').map_or(method, |(family, _)| family);
-    match (family, method) {
-        (_, "hub.hello" | "hub.status" | "hub.health") => None,
-        (_, "hub.connections" | "messages.list") => Some(Scope::ProjectsRead),
-        (_, "project.list" | "project.get" | "project.subscribe" | "project.unsubscribe") => {
-            Some(Scope::ProjectsRead)
-        }
-        (_, "project.create" | "project.delete" | "project.configure") => Some(Scope::Agents),
-        (_, "coordination.status") => Some(Scope::Tasks),
-        (_, "hub.login_link" | "hub.revoke_sessions") => Some(Scope::Admin),
-        ("event", _) => Some(Scope::Events),
-        ("agent", _) => Some(Scope::Agents),
-        ("worker" | "task", _) => Some(Scope::Tasks),
-        _ => Some(Scope::Admin),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn methods_map_to_the_contract_scopes() {
-        for (method, scope) in [
-            ("hub.hello", None),
-            ("hub.status", None),
-            ("hub.health", None),
-            ("event.publish", Some(Scope::Events)),
-            ("event.subscribe", Some(Scope::Events)),
-            ("project.list", Some(Scope::ProjectsRead)),
-            ("messages.list", Some(Scope::ProjectsRead)),
-            ("hub.connections", Some(Scope::ProjectsRead)),
-            ("project.create", Some(Scope::Agents)),
-            ("project.configure", Some(Scope::Agents)),
-            ("agent.run", Some(Scope::Agents)),
-            ("task.create", Some(Scope::Tasks)),
-            ("worker.register", Some(Scope::Tasks)),
-            ("coordination.status", Some(Scope::Tasks)),
-            ("hub.config", Some(Scope::Admin)),
-            ("hub.login_link", Some(Scope::Admin)),
-            ("hub.revoke_sessions", Some(Scope::Admin)),
-            ("client.create", Some(Scope::Admin)),
-            ("pairing.approve", Some(Scope::Admin)),
-            ("something.new", Some(Scope::Admin)),
-            ("", Some(Scope::Admin)),
-        ] {
-            assert_eq!(required_scope(method), scope, "{method}");
-        }
-    }
 
     #[test]
     fn sets_round_trip_through_json_and_storage() {

@@ -90,7 +90,7 @@ pub struct NatsSettings {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Control {
     /// A client token was revoked on one instance; every instance closes its
-    /// connections made with it and forgets it (`Hub::token_revoked_elsewhere`).
+    /// connections made with it and forgets it (`Access::revoked_elsewhere`).
     TokenRevoked {
         /// The token id, `cl_…`.
         id: String,

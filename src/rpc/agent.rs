@@ -3,20 +3,23 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Handler, Reply, reply};
+use super::{Call, Method, Reply, reply};
+use crate::config::Family;
 use crate::events::Event;
+use crate::projects::ProjectError;
 use crate::protocol::error::{ErrorKind, RpcError};
+use crate::protocol::scopes::Scope;
 use crate::protocol::{AgentRunParams, ProjectRef, StateChange, method, parse_params};
 use crate::runner::{RunMode, RunRequest};
 
-pub(super) fn find(name: &str) -> Option<Handler> {
-    Some(match name {
-        method::AGENT_RUN => run,
-        method::AGENT_KILL => kill,
-        method::AGENT_NEW_SESSION => new_session,
-        _ => return None,
-    })
-}
+const AGENTS: Option<Scope> = Some(Scope::Agents);
+const FAMILY: Option<Family> = Some(Family::Agents);
+
+pub(super) const METHODS: &[Method] = &[
+    Method::new(method::AGENT_RUN, AGENTS, FAMILY, run),
+    Method::new(method::AGENT_KILL, AGENTS, FAMILY, kill),
+    Method::new(method::AGENT_NEW_SESSION, AGENTS, FAMILY, new_session),
+];
 
 /// `agent.run` result.
 #[derive(Serialize)]
@@ -67,13 +70,16 @@ fn kill(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
 fn new_session(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectRef = parse_params(params)?;
     let hub = call.hub;
-    if hub.projects().active_run(&p.project_id)?.is_some() {
-        return Err(RpcError::new(
-            ErrorKind::ProjectBusy,
-            "the project is running; kill the run before starting a new session",
-        ));
-    }
-    let view = hub.projects().set_session(&p.project_id, None)?;
+    let view = hub
+        .projects()
+        .new_session(&p.project_id)
+        .map_err(|err| match err {
+            ProjectError::Busy(_) => RpcError::new(
+                ErrorKind::ProjectBusy,
+                "the project is running; kill the run before starting a new session",
+            ),
+            err => err.into(),
+        })?;
     hub.emit(Event::ProjectState(StateChange {
         project_id: p.project_id,
         state: view.state,

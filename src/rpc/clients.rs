@@ -1,13 +1,13 @@
 //! `client.*` and `pairing.*`: client tokens and pairing requests (scope `admin`,
-//! checked by the dispatcher before any handler runs). Those that write, or read the
+//! checked by the dispatcher before any handler runs). Handlers see only
+//! [`crate::access::Access`], which owns the rules and effects. Those that write, or read the
 //! pairing requests, may await the shared database, so they answer through
 //! [`later`].
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Handler, Reply, later};
-use crate::app::access;
+use super::{Call, Method, Reply, later};
 use crate::auth::pairing::RequestView;
 use crate::auth::tokens::{ClientKind, ClientView, NewClientToken};
 use crate::protocol::clients::{
@@ -15,31 +15,33 @@ use crate::protocol::clients::{
 };
 use crate::protocol::error::RpcError;
 use crate::protocol::parse_params;
+use crate::protocol::scopes::Scope;
 use crate::support::timestamp::now_ms;
 
-pub(super) fn find(name: &str) -> Option<Handler> {
-    Some(match name {
-        method::CLIENT_LIST => |call, _| {
-            let hub = call.hub.clone();
-            later(async move {
-                let clients = access::list_now(&hub).await?;
-                Ok(Clients { clients })
-            })
-        },
-        method::CLIENT_CREATE => client_create,
-        method::CLIENT_REVOKE => client_revoke,
-        method::PAIRING_LIST => |call, _| {
-            let hub = call.hub.clone();
-            later(async move {
-                let requests = hub.pairings().list(now_ms()).await?;
-                Ok(Requests { requests })
-            })
-        },
-        method::PAIRING_APPROVE => pairing_approve,
-        method::PAIRING_DENY => pairing_deny,
-        _ => return None,
-    })
-}
+const ADMIN: Option<Scope> = Some(Scope::Admin);
+
+/// Every mode serves them (public mode's pairing has its own switch, `public.pairing`,
+/// checked at `/pair`).
+pub(super) const METHODS: &[Method] = &[
+    Method::new(method::CLIENT_LIST, ADMIN, None, |call, _| {
+        let access = call.hub.access().clone();
+        later(async move {
+            let clients = access.list_now().await?;
+            Ok(Clients { clients })
+        })
+    }),
+    Method::new(method::CLIENT_CREATE, ADMIN, None, client_create),
+    Method::new(method::CLIENT_REVOKE, ADMIN, None, client_revoke),
+    Method::new(method::PAIRING_LIST, ADMIN, None, |call, _| {
+        let access = call.hub.access().clone();
+        later(async move {
+            let requests = access.pairings().list(now_ms()).await?;
+            Ok(Requests { requests })
+        })
+    }),
+    Method::new(method::PAIRING_APPROVE, ADMIN, None, pairing_approve),
+    Method::new(method::PAIRING_DENY, ADMIN, None, pairing_deny),
+];
 
 /// `client.list` result.
 #[derive(Serialize)]
@@ -80,7 +82,7 @@ struct Denied {
 
 fn client_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ClientCreateParams = parse_params(params)?;
-    let hub = call.hub.clone();
+    let access = call.hub.access().clone();
     later(async move {
         let new = NewClientToken {
             name: p.name,
@@ -88,34 +90,34 @@ fn client_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
             origin: p.origin,
             scopes: p.scopes,
         };
-        let (client, token) = access::create(&hub, new).await?;
+        let (client, token) = access.create(new).await?;
         Ok(Created { client, token })
     })
 }
 
 fn client_revoke(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ClientRef = parse_params(params)?;
-    let hub = call.hub.clone();
+    let access = call.hub.access().clone();
     later(async move {
-        access::revoke(&hub, &p.client_id).await?;
+        access.revoke(&p.client_id).await?;
         Ok(Revoked { revoked: true })
     })
 }
 
 fn pairing_approve(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: PairingApproveParams = parse_params(params)?;
-    let hub = call.hub.clone();
+    let access = call.hub.access().clone();
     later(async move {
-        let client = access::approve_pairing(&hub, &p.request_id, p.scopes).await?;
+        let client = access.approve_pairing(&p.request_id, p.scopes).await?;
         Ok(Approved { client })
     })
 }
 
 fn pairing_deny(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: PairingRef = parse_params(params)?;
-    let hub = call.hub.clone();
+    let access = call.hub.access().clone();
     later(async move {
-        access::deny_pairing(&hub, &p.request_id).await?;
+        access.deny_pairing(&p.request_id).await?;
         Ok(Denied { denied: true })
     })
 }

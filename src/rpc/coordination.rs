@@ -4,7 +4,8 @@
 use serde_json::Value;
 use tracing::info;
 
-use super::{Call, Handler, Reply, reply};
+use super::{Call, Method, Reply, reply};
+use crate::config::Family;
 use crate::coordinator::reports::valid_task_id;
 use crate::coordinator::{CoordinationError, MAX_TASK_BYTES, MAX_TASKS_PER_CREATE};
 use crate::protocol::Role;
@@ -14,32 +15,42 @@ use crate::protocol::coordination::{
     TaskState, TasksCreated, WorkerList, WorkerRegisterParams, WorkerRegistered, method,
 };
 use crate::protocol::error::{ErrorKind, RpcError};
+use crate::protocol::hub::ConnectionChange;
 use crate::protocol::parse_params;
+use crate::protocol::scopes::Scope;
 use crate::storage::sqlite::TaskRow;
 
-pub(super) fn find(name: &str) -> Option<Handler> {
-    Some(match name {
-        method::WORKER_REGISTER => worker_register,
-        method::WORKER_HEARTBEAT => |call, _| {
-            let beat = call.hub.coordinator().heartbeat(call.client.id())?;
-            reply(&beat)
-        },
-        method::WORKER_LIST => |call, _| {
-            reply(&WorkerList {
-                workers: call.hub.coordinator().workers(),
-            })
-        },
-        method::TASK_CREATE => task_create,
-        method::TASK_LIST => task_list,
-        method::TASK_GET => task_get,
-        method::TASK_CANCEL => task_cancel,
-        method::TASK_COMPLETE => task_complete,
-        method::TASK_FAIL => task_fail,
-        method::PROJECT_CONFIGURE => project_configure,
-        method::COORDINATION_STATUS => status,
-        _ => return None,
+const TASKS: Option<Scope> = Some(Scope::Tasks);
+const FAMILY: Option<Family> = Some(Family::Tasks);
+
+/// All in the tasks family; `project.configure` starts agent workers, so it needs
+/// `agents`.
+pub(super) const METHODS: &[Method] = &[
+    Method::new(method::WORKER_REGISTER, TASKS, FAMILY, worker_register),
+    Method::new(method::WORKER_HEARTBEAT, TASKS, FAMILY, |call, _| {
+        let beat = call.hub.coordinator().heartbeat(call.client.id())?;
+        reply(&beat)
     })
-}
+    .also_as_notification(),
+    Method::new(method::WORKER_LIST, TASKS, FAMILY, |call, _| {
+        reply(&WorkerList {
+            workers: call.hub.coordinator().workers(),
+        })
+    }),
+    Method::new(method::TASK_CREATE, TASKS, FAMILY, task_create),
+    Method::new(method::TASK_LIST, TASKS, FAMILY, task_list),
+    Method::new(method::TASK_GET, TASKS, FAMILY, task_get),
+    Method::new(method::TASK_CANCEL, TASKS, FAMILY, task_cancel),
+    Method::new(method::TASK_COMPLETE, TASKS, FAMILY, task_complete),
+    Method::new(method::TASK_FAIL, TASKS, FAMILY, task_fail),
+    Method::new(
+        method::PROJECT_CONFIGURE,
+        Some(Scope::Agents),
+        FAMILY,
+        project_configure,
+    ),
+    Method::new(method::COORDINATION_STATUS, TASKS, FAMILY, status),
+];
 
 fn check_text(field: &str, text: &str, max_chars: usize) -> Result<(), CoordinationError> {
     if text.trim().is_empty() {
@@ -71,7 +82,8 @@ fn worker_register(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     }
     call.client
         .set_identity(Role::Worker, Some(params.name.clone()));
-    call.hub.clients().broadcast_change("updated", call.client);
+    call.hub
+        .connection_changed(ConnectionChange::Updated, call.client);
     let worker_id = call.hub.coordinator().register_worker(
         call.client.id(),
         &params.name,
@@ -126,7 +138,8 @@ fn task_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     if call.client.role() == Role::Script {
         let name = call.client.info().name;
         call.client.set_identity(Role::Coordinator, name);
-        call.hub.clients().broadcast_change("updated", call.client);
+        call.hub
+            .connection_changed(ConnectionChange::Updated, call.client);
     }
     let (created, existing) = call
         .hub
@@ -257,12 +270,9 @@ fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> 
     if params.agent_workers > 0 && hub.runner().cli().get().is_none() {
         return Err(CoordinationError::AgentUnavailable.into());
     }
-    hub.store()
-        .set_agent_workers(&params.project_id, params.agent_workers)
-        .map_err(CoordinationError::from)?;
     let workers = hub
         .coordinator()
-        .configure(&params.project_id, params.agent_workers);
+        .configure(&params.project_id, params.agent_workers)?;
     info!(
         project_id = params.project_id,
         agent_workers = params.agent_workers,

@@ -3,20 +3,21 @@
 
 use serde_json::Value;
 
-use super::{Call, Handler, Reply, reply};
+use super::{Call, Method, Reply, reply};
 use crate::protocol::error::RpcError;
 use crate::protocol::events::{TypesParams, method};
 use crate::protocol::parse_params;
+use crate::protocol::scopes::Scope;
 
-pub(super) fn find(name: &str) -> Option<Handler> {
-    Some(match name {
-        method::EVENT_SUBSCRIBE => subscribe,
-        method::EVENT_UNSUBSCRIBE => unsubscribe,
-        method::EVENT_PUBLISH => publish,
-        method::EVENT_REQUEST => request,
-        _ => return None,
-    })
-}
+const EVENTS: Option<Scope> = Some(Scope::Events);
+
+/// Every mode serves them.
+pub(super) const METHODS: &[Method] = &[
+    Method::new(method::EVENT_SUBSCRIBE, EVENTS, None, subscribe),
+    Method::new(method::EVENT_UNSUBSCRIBE, EVENTS, None, unsubscribe),
+    Method::new(method::EVENT_PUBLISH, EVENTS, None, publish).also_as_notification(),
+    Method::new(method::EVENT_REQUEST, EVENTS, None, request),
+];
 
 fn subscribe(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: TypesParams = parse_params(params)?;

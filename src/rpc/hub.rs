@@ -11,29 +11,38 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Handler, Reply, reply, require_owner};
+use super::{Call, Method, Reply, reply, require_owner};
 use crate::app::hub::{PRODUCT, VERSION};
-use crate::connections::ClientInfo;
+use crate::config::Family;
 use crate::protocol::error::RpcError;
+use crate::protocol::hub::{ClientInfo, ConnectionChange};
 use crate::protocol::scopes::Scope;
 use crate::protocol::{HelloParams, PROTOCOL_VERSION, method, parse_params};
 
-pub(super) fn find(name: &str) -> Option<Handler> {
-    Some(match name {
-        method::HUB_HELLO => hello,
-        method::HUB_STATUS => status,
-        method::HUB_HEALTH => health,
-        method::HUB_CONFIG => config,
-        method::HUB_CONNECTIONS => |call, _| {
+/// Dashboard sign-in, which a public hub does not have.
+const LOGIN: Option<Family> = Some(Family::DashboardLogin);
+const ADMIN: Option<Scope> = Some(Scope::Admin);
+
+/// `hub.hello`, `hub.status` and `hub.health` need no scope: every authenticated client
+/// may introduce itself and see that the hub is alive.
+pub(super) const METHODS: &[Method] = &[
+    Method::new(method::HUB_HELLO, None, None, hello),
+    Method::new(method::HUB_STATUS, None, None, status),
+    Method::new(method::HUB_HEALTH, None, None, health),
+    Method::new(method::HUB_CONFIG, ADMIN, None, config),
+    Method::new(
+        method::HUB_CONNECTIONS,
+        Some(Scope::ProjectsRead),
+        None,
+        |call, _| {
             reply(&Connections {
                 connections: call.hub.clients().infos(),
             })
         },
-        method::HUB_LOGIN_LINK => login_link,
-        method::HUB_REVOKE_SESSIONS => revoke_sessions,
-        _ => return None,
-    })
-}
+    ),
+    Method::new(method::HUB_LOGIN_LINK, ADMIN, LOGIN, login_link),
+    Method::new(method::HUB_REVOKE_SESSIONS, ADMIN, LOGIN, revoke_sessions),
+];
 
 /// The `server` object of `hub.hello`.
 #[derive(Serialize)]
@@ -55,7 +64,8 @@ fn hello(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: HelloParams = parse_params(params)?;
     let name = p.name.map(|n| n.chars().take(100).collect::<String>());
     call.client.set_identity(p.role, name);
-    call.hub.clients().broadcast_change("updated", call.client);
+    call.hub
+        .connection_changed(ConnectionChange::Updated, call.client);
     reply(&Hello {
         connection_id: call.client.id(),
         protocol: PROTOCOL_VERSION,

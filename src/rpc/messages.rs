@@ -3,8 +3,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Handler, Reply, reply};
+use super::{Call, Method, Reply, reply};
+use crate::config::Family;
 use crate::protocol::error::{ErrorKind, RpcError};
+use crate::protocol::scopes::Scope;
 use crate::protocol::{MessagesListParams, Output, method, parse_params};
 use crate::storage::sqlite::MessageQuery;
 use crate::support::timestamp::parse_rfc3339;
@@ -13,9 +15,12 @@ use crate::support::timestamp::parse_rfc3339;
 /// early (with `has_more`) rather than build a huge response.
 const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
-pub(super) fn find(name: &str) -> Option<Handler> {
-    (name == method::MESSAGES_LIST).then_some(list as Handler)
-}
+pub(super) const METHODS: &[Method] = &[Method::new(
+    method::MESSAGES_LIST,
+    Some(Scope::ProjectsRead),
+    Some(Family::Projects),
+    list,
+)];
 
 /// `messages.list` result.
 #[derive(Serialize)]

@@ -3,21 +3,21 @@
 
 use serde_json::json;
 
+use super::Method;
 use crate::app::hub::Hub;
-use crate::config::Family;
 use crate::protocol::error::{ErrorKind, RpcError};
 
 /// `DISABLED` for a method whose family this hub does not serve.
 ///
 /// # Errors
 /// `DISABLED`, with `data.method` and `data.setting` (the key that enables it).
-pub(super) fn check(hub: &Hub, method_name: &str) -> Result<(), RpcError> {
-    match Family::of(method_name) {
+pub(super) fn check(hub: &Hub, method: &Method) -> Result<(), RpcError> {
+    match method.family {
         Some(family) if !hub.config().config.public.serves(family) => Err(RpcError::new(
             ErrorKind::Disabled,
-            format!("{method_name} is disabled on this public hub"),
+            format!("{} is disabled on this public hub", method.name),
         )
-        .with_details(json!({"method": method_name, "setting": family.setting()}))),
+        .with_details(json!({"method": method.name, "setting": family.setting()}))),
         _ => Ok(()),
     }
 }

@@ -4,23 +4,27 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Handler, Reply, not_found, reply};
+use super::{Call, Method, Reply, not_found, reply};
+use crate::config::Family;
 use crate::protocol::error::RpcError;
+use crate::protocol::scopes::Scope;
 use crate::protocol::{
     ProjectCreateParams, ProjectRef, ProjectView, SubscribeParams, method, parse_params,
 };
 
-pub(super) fn find(name: &str) -> Option<Handler> {
-    Some(match name {
-        method::PROJECT_CREATE => create,
-        method::PROJECT_LIST => list,
-        method::PROJECT_GET => get,
-        method::PROJECT_DELETE => delete,
-        method::PROJECT_SUBSCRIBE => subscribe,
-        method::PROJECT_UNSUBSCRIBE => unsubscribe,
-        _ => return None,
-    })
-}
+const READ: Option<Scope> = Some(Scope::ProjectsRead);
+/// Registering and removing a project goes with running agents in it.
+const AGENTS: Option<Scope> = Some(Scope::Agents);
+const FAMILY: Option<Family> = Some(Family::Projects);
+
+pub(super) const METHODS: &[Method] = &[
+    Method::new(method::PROJECT_CREATE, AGENTS, FAMILY, create),
+    Method::new(method::PROJECT_LIST, READ, FAMILY, list),
+    Method::new(method::PROJECT_GET, READ, FAMILY, get),
+    Method::new(method::PROJECT_DELETE, AGENTS, FAMILY, delete),
+    Method::new(method::PROJECT_SUBSCRIBE, READ, FAMILY, subscribe),
+    Method::new(method::PROJECT_UNSUBSCRIBE, READ, FAMILY, unsubscribe),
+];
 
 fn create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectCreateParams = parse_params(params)?;

@@ -18,8 +18,8 @@ use crate::auth::security::{
 };
 use crate::auth::tokens::Identity;
 use crate::config::{Limits, Mode};
+use crate::connections::NewClient;
 use crate::connections::tcp::{ClientAddr, ConnAddrs};
-use crate::connections::{CLOSE_POLICY, NewClient};
 use crate::http::error::HttpError;
 use crate::protocol::SUBPROTOCOL;
 use crate::protocol::error::{ErrorChain, ErrorKind};
@@ -206,7 +206,7 @@ pub(super) async fn websocket(
     };
     let mode = hub.mode();
     let mut response = websocket_settings(upgrade, limits).on_upgrade(move |socket| async move {
-        let (client, rx) = hub.clients().register(NewClient {
+        let (client, rx) = hub.register_connection(NewClient {
             origin,
             remote_addr,
             is_owner,
@@ -218,14 +218,8 @@ pub(super) async fn websocket(
             patience,
             mode,
         });
-        if let Some(id) = client.token_id() {
-            // A revoke between the handshake and this registration must still win.
-            if hub.client_tokens().get(id).is_none() {
-                client.close(CLOSE_POLICY, crate::app::access::REVOKED_REASON);
-            } else {
-                crate::app::access::connected(&hub, id, remote_addr).await;
-            }
-        }
+        // A revoke between the handshake and this registration must still win.
+        hub.access().connected(&client, remote_addr).await;
         match address_slot {
             Some((slot, limits)) => {
                 let served =

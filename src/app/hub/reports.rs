@@ -1,0 +1,110 @@
+//! The hub's reports on itself: `hub.status`, `/health` (and `hub.health`) with the
+//! database's and the broker's state, and the `hub.stats` figures.
+
+use super::{Hub, PRODUCT, VERSION};
+use crate::protocol::PROTOCOL_VERSION;
+use crate::protocol::hub::{
+    BrokerHealth, BrokerKind, BrokerState, DatabaseHealth, Disk, Health, HealthStatus, HubStatus,
+    Memory, Stats,
+};
+use crate::storage::postgres::Database;
+
+impl Hub {
+    /// `/health` `broker`.
+    pub fn broker_health(&self) -> BrokerHealth {
+        let metrics = &self.inner.metrics.broker;
+        match &self.inner.nats {
+            Some(nats) => BrokerHealth {
+                kind: BrokerKind::Nats,
+                state: nats.state(),
+                subscriptions: metrics.subscriptions.get(),
+                reconnects: metrics.reconnects.get(),
+            },
+            None => BrokerHealth {
+                kind: BrokerKind::InProcess,
+                state: BrokerState::Connected,
+                subscriptions: 0,
+                reconnects: 0,
+            },
+        }
+    }
+
+    /// Where client tokens and pairings live and whether it answers: the local SQLite
+    /// database is always reachable; the shared PostgreSQL database as last seen.
+    pub(crate) fn database_health(&self) -> DatabaseHealth {
+        self.inner
+            .access
+            .database()
+            .map_or(DatabaseHealth::SQLITE, Database::health)
+    }
+
+    /// `hub.status`: what the hub is and how busy it is.
+    pub(crate) fn status_report(&self) -> HubStatus {
+        HubStatus {
+            product: PRODUCT,
+            version: VERSION,
+            protocol: PROTOCOL_VERSION,
+            instance_id: self.inner.instance_id.clone(),
+            mode: self.mode().as_str(),
+            port: self.port(),
+            uptime_s: self.uptime_s(),
+            projects: self.inner.projects.count(),
+            connections: self.inner.clients.count(),
+            running_agents: self.running_agents(),
+            secret_store: self.inner.secret_store,
+            agent_cli: self.inner.runner.cli().report(),
+            data_dir: Some(self.inner.config.data_dir.clone()),
+        }
+    }
+
+    /// `GET /health`: status, resources, counts, agent CLI availability and the broker;
+    /// `status` is `unhealthy` while the broker between instances is lost.
+    pub(crate) fn health(&self) -> Health {
+        let sample = self.inner.monitor.latest();
+        let database = self.database_health();
+        let broker = self.broker_health();
+        let status = if database.healthy() && broker.healthy() {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Unhealthy
+        };
+        Health {
+            status,
+            product: PRODUCT,
+            version: VERSION,
+            uptime_s: self.uptime_s(),
+            cpu_percent: sample.cpu_percent,
+            memory: Memory {
+                used_bytes: sample.memory_used_bytes,
+                total_bytes: sample.memory_total_bytes,
+                process_rss_bytes: sample.process_rss_bytes,
+            },
+            disk: Disk {
+                available_bytes: sample.disk_available_bytes,
+                total_bytes: sample.disk_total_bytes,
+            },
+            connections: self.inner.clients.count(),
+            projects: self.inner.projects.count(),
+            running_agents: self.running_agents(),
+            agent_cli: self.inner.runner.cli().report(),
+            secret_store: self.inner.secret_store,
+            database,
+            broker,
+        }
+    }
+
+    /// The `hub.stats` params.
+    pub(crate) fn stats(&self) -> Stats {
+        let sample = self.inner.monitor.latest();
+        Stats {
+            uptime_s: self.uptime_s(),
+            connections: self.inner.clients.count(),
+            projects: self.inner.projects.count(),
+            running_agents: self.running_agents(),
+            cpu_percent: sample.cpu_percent,
+            memory_used_bytes: sample.memory_used_bytes,
+            memory_total_bytes: sample.memory_total_bytes,
+            process_rss_bytes: sample.process_rss_bytes,
+        }
+    }
+}
