@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Handler, Reply, not_found, reply};
+use super::{Call, Handler, Reply, later, not_found, reply};
 use crate::error::RpcError;
 use crate::protocol::{
     ProjectCreateParams, ProjectRef, ProjectView, SubscribeParams, method, parse_params,
@@ -58,8 +58,11 @@ struct Deleted {
 
 fn delete(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectRef = parse_params(params)?;
-    call.hub.delete_project(&p.project_id)?;
-    reply(&Deleted { deleted: true })
+    let hub = call.hub.clone();
+    later(async move {
+        hub.delete_project(&p.project_id).await?;
+        Ok(Deleted { deleted: true })
+    })
 }
 
 /// `project.subscribe` result.

@@ -524,7 +524,13 @@ impl Runner {
             stream: Stream::Hub,
             text: &text,
         };
-        if let Err(err) = self.parts().feed.append(&ctx.project_id, line) {
+        // Called from sync paths: wait for the commit off the worker, keeping the line's
+        // order with the run's other announcements.
+        let feed = &self.parts().feed;
+        let stored = crate::store::blocking(|| {
+            tokio::runtime::Handle::current().block_on(feed.append(&ctx.project_id, line))
+        });
+        if let Err(err) = stored {
             warn!(error = %ErrorChain(&err), project_id = %ctx.project_id, "cannot store a hub line");
         }
     }

@@ -1,0 +1,149 @@
+//! The writer: one thread that owns the write connection and commits in groups.
+//!
+//! Writes arrive as jobs on a bounded channel ([`WRITE_QUEUE`] deep). The thread takes
+//! the first job, then every job already waiting (up to [`MAX_GROUP`]), and runs them in
+//! one `BEGIN IMMEDIATE … COMMIT`, each inside its own savepoint, so one job's error
+//! rolls back that job alone. Only after `COMMIT` returns does any job's caller get its
+//! answer: nothing is acknowledged before it is durable. A group costs one commit (one
+//! WAL sync point) however many jobs it holds, which is what makes a stricter
+//! `synchronous` setting affordable: the busier the hub, the larger the groups.
+//!
+//! A job is never long: operations that touch many rows (`task.create` of 10,000 rows,
+//! deleting a project's log, retention) are split by their callers into jobs of at most
+//! [`super::CHUNK_ROWS`] rows, so the jobs queued behind them wait for a chunk, not for
+//! the whole operation.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// Jobs that may wait for the writer before senders wait for room (backpressure).
+pub(super) const WRITE_QUEUE: usize = 1024;
+/// Most jobs committed together.
+const MAX_GROUP: usize = 256;
+
+/// What a job gives back once its group is committed (or failed): a sender of the
+/// job's own result, with the commit's outcome.
+type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A write: runs on the writer thread inside a savepoint, returns whether it succeeded
+/// (its savepoint is kept or rolled back) and how to deliver its answer after commit.
+pub(super) type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
+
+/// The sending side of the writer's queue. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct WriterHandle {
+    jobs: SyncSender<Job>,
+}
+
+impl WriterHandle {
+    /// Wraps `f` into a job whose result goes to `reply` after the commit.
+    pub(super) fn job<R: Send + 'static>(
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        reply: impl FnOnce(Result<R, StoreError>) + Send + 'static,
+    ) -> Job {
+        Box::new(move |conn| {
+            let result = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::WriterGone),
+            };
+            let ok = result.is_ok();
+            let deliver: Deliver = Box::new(move |commit| {
+                reply(match (commit, result) {
+                    (Ok(()), result) => result,
+                    // The job failed on its own: its error says more than the commit's.
+                    (Err(_), Err(err)) => Err(err),
+                    (Err(err), Ok(_)) => Err(err),
+                });
+            });
+            (ok, deliver)
+        })
+    }
+
+    /// Queues a job without waiting; gives it back when the queue is full.
+    pub(super) fn try_send(&self, job: Job) -> Result<(), Option<Job>> {
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job)) => Err(Some(job)),
+            Err(TrySendError::Disconnected(_)) => Err(None),
+        }
+    }
+
+    /// Queues a job, waiting for room. Blocks: only for threads off the runtime.
+    pub(super) fn send_blocking(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs.send(job).map_err(|_| StoreError::WriterGone)
+    }
+}
+
+/// Starts the writer thread on an opened, migrated connection.
+///
+/// # Errors
+/// The thread could not be spawned.
+pub(super) fn start(conn: Connection) -> std::io::Result<WriterHandle> {
+    let (jobs, queue) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || run(conn, queue))?;
+    Ok(WriterHandle { jobs })
+}
+
+/// The writer loop; ends when every handle is dropped.
+fn run(mut conn: Connection, queue: Receiver<Job>) {
+    super::reads::mark_off_runtime();
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut conn, group);
+    }
+}
+
+/// Runs a group in one transaction and answers every job after the commit. A job that
+/// cannot be started (no transaction, no savepoint) is dropped, and its caller's answer
+/// channel closing tells it [`StoreError::WriterGone`].
+fn commit_group(conn: &mut Connection, group: Vec<Job>) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(err) => {
+            tracing::warn!(error = %err, jobs = group.len(), "store write not started");
+            return;
+        }
+    };
+    let mut deliveries = Vec::with_capacity(group.len());
+    for job in group {
+        if let Err(err) = tx.execute_batch("SAVEPOINT job") {
+            tracing::warn!(error = %err, "store savepoint failed");
+            continue;
+        }
+        let (ok, deliver) = job(&tx);
+        let end = if ok {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if let Err(err) = tx.execute_batch(end) {
+            tracing::warn!(error = %err, "store savepoint failed");
+        }
+        deliveries.push(deliver);
+    }
+    let commit = tx.commit().map_err(Arc::new);
+    if let Err(err) = &commit {
+        tracing::warn!(error = %err, jobs = deliveries.len(), "store commit failed");
+    }
+    for deliver in deliveries {
+        deliver(
+            commit
+                .as_ref()
+                .map(|_| ())
+                .map_err(|err| StoreError::Commit(Arc::clone(err))),
+        );
+    }
+}
