@@ -320,7 +320,8 @@ impl Projects {
     /// # Errors
     /// `InvalidPath`, `Exists`, `Nested`, `Limit` or `Store`.
     pub fn create(&self, raw_path: &str, name: Option<&str>) -> Result<ProjectView, ProjectError> {
-        let path = self.validate(raw_path)?;
+        // Canonicalising reads the file system: off the runtime's workers.
+        let path = crate::store::blocking(|| self.validate(raw_path))?;
         let name = match name.map(str::trim) {
             Some("") | None => path
                 .file_name()

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use tracing::info;
 
-use super::{Call, Handler, Reply, reply};
+use super::{Call, Handler, Reply, later, reply};
 use crate::coordinator::reports::valid_task_id;
 use crate::coordinator::{CoordinationError, MAX_TASK_BYTES, MAX_TASKS_PER_CREATE};
 use crate::error::{ErrorKind, RpcError};
@@ -128,14 +128,14 @@ fn task_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
         call.client.set_identity(Role::Coordinator, name);
         call.hub.clients().broadcast_change("updated", call.client);
     }
-    let (created, existing) = call
-        .hub
-        .coordinator()
-        .create_tasks(&params.project_id, specs)?;
-    reply(&TasksCreated {
-        project_id: params.project_id,
-        created,
-        existing,
+    let coordinator = call.hub.coordinator().clone();
+    later(async move {
+        let (created, existing) = coordinator.create_tasks(&params.project_id, specs).await?;
+        Ok(TasksCreated {
+            project_id: params.project_id,
+            created,
+            existing,
+        })
     })
 }
 

@@ -171,17 +171,31 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn task_owners(&self, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
-        self.read_blocking(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT project_id FROM tasks WHERE id = ?1")?;
-            let mut owners = HashMap::new();
-            for id in ids {
-                let owner: Option<String> = stmt.query_row([id], |row| row.get(0)).optional()?;
-                if let Some(owner) = owner {
-                    owners.insert((*id).to_string(), owner);
-                }
-            }
-            Ok(owners)
+        self.read_blocking(|conn| task_owners(conn, ids))
+    }
+
+    /// [`Store::task_owners`] on a read connection on the blocking pool.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub async fn task_owners_of(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<HashMap<String, String>, StoreError> {
+        self.read(move |conn| {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            task_owners(conn, &ids)
         })
+        .await
+    }
+
+    /// Inserts one chunk of tasks (at most [`CHUNK_ROWS`]) in one write: all or none.
+    ///
+    /// # Errors
+    /// As [`Store::insert_tasks`].
+    pub async fn insert_task_chunk(&self, rows: Vec<TaskRow>) -> Result<(), StoreError> {
+        debug_assert!(rows.len() <= CHUNK_ROWS);
+        self.write(move |conn| insert_tasks(conn, &rows)).await
     }
 
     /// Inserts tasks, [`CHUNK_ROWS`] per write, so a `task.create` of 10,000 tasks
@@ -426,6 +440,18 @@ impl Store {
             Ok(())
         })
     }
+}
+
+fn task_owners(conn: &Connection, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT project_id FROM tasks WHERE id = ?1")?;
+    let mut owners = HashMap::new();
+    for id in ids {
+        let owner: Option<String> = stmt.query_row([id], |row| row.get(0)).optional()?;
+        if let Some(owner) = owner {
+            owners.insert((*id).to_string(), owner);
+        }
+    }
+    Ok(owners)
 }
 
 fn insert_tasks(conn: &Connection, rows: &[TaskRow]) -> Result<(), StoreError> {
