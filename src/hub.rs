@@ -946,16 +946,18 @@ const LOCK_FILE: &str = "hub.lock";
 async fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = data_dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .mode(crate::file_modes::FILE_MODE)
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| StartError::Io {
-            action: format!("open {}", path.display()),
-            source,
-        })?;
+    let file = blocking(|| {
+        std::fs::OpenOptions::new()
+            .mode(crate::file_modes::FILE_MODE)
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+    })
+    .map_err(|source| StartError::Io {
+        action: format!("open {}", path.display()),
+        source,
+    })?;
     let deadline = tokio::time::Instant::now() + DATA_DIR_LOCK_WAIT;
     loop {
         match file.try_lock() {

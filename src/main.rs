@@ -389,7 +389,7 @@ async fn resolve_project(client: &mut HubClient, project: &str) -> Result<String
         return Ok(found["id"].as_str().unwrap_or_default().to_string());
     }
     let dir = Path::new(project);
-    if let Ok(canonical) = std::fs::canonicalize(dir)
+    if let Ok(canonical) = tokio::fs::canonicalize(dir).await
         && let Some(found) = projects
             .iter()
             .find(|p| p["path"].as_str() == canonical.to_str())

@@ -145,7 +145,7 @@ impl HubServer {
             Ok(Err(err)) => warn!(error = %ErrorChain(&err), "store checkpoint failed"),
             Err(_) => warn!("store checkpoint panicked"),
         }
-        let _ = std::fs::remove_file(self.hub.config().data_dir.join(RUNTIME_FILE));
+        let _ = tokio::fs::remove_file(self.hub.config().data_dir.join(RUNTIME_FILE)).await;
         self.hub.release_data_dir();
         info!("stopped");
     }

@@ -64,6 +64,23 @@ impl Store {
             .await
     }
 
+    /// [`Store::append_all`] for sync code: blocks until the commit.
+    ///
+    /// # Errors
+    /// As [`Store::append_all`].
+    pub fn append_all_blocking(
+        &self,
+        project_id: &str,
+        lines: &[NewLine<'_>],
+    ) -> Result<std::ops::Range<u64>, StoreError> {
+        if lines.is_empty() {
+            return Ok(0..0);
+        }
+        let project_id = project_id.to_string();
+        let lines: Vec<OwnedLine> = lines.iter().map(OwnedLine::from).collect();
+        self.write_blocking(move |conn| append_all(conn, &project_id, &lines))
+    }
+
     /// A page of a project's log, ascending by seq, read on the blocking pool.
     ///
     /// # Errors
