@@ -140,7 +140,13 @@ impl HubServer {
             );
         }
         let store = self.hub.store().clone();
-        match tokio::task::spawn_blocking(move || store.checkpoint()).await {
+        match tokio::task::spawn_blocking(move || {
+            let checkpoint = store.checkpoint();
+            store.close();
+            checkpoint
+        })
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(err)) => warn!(error = %ErrorChain(&err), "store checkpoint failed"),
             Err(_) => warn!("store checkpoint panicked"),

@@ -218,6 +218,17 @@ impl Store {
         .await?
     }
 
+    /// Closes the store at shutdown: the writer commits what is queued, closes its
+    /// connection and ends; idle read connections close. Blocks until done, so the
+    /// files are settled when it returns. Later writes fail with
+    /// [`StoreError::WriterGone`].
+    pub fn close(&self) {
+        blocking(|| {
+            self.writer.close();
+            self.readers.close_idle();
+        });
+    }
+
     /// Checkpoints the WAL into the main file; called at shutdown so the next start opens
     /// a compact file. It cannot run inside the writer's group transaction, so it runs
     /// on a connection of its own; the writer holds no transaction open between groups.

@@ -128,6 +128,11 @@ impl Readers {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Closes the idle connections (at shutdown).
+    pub(super) fn close_idle(&self) {
+        self.lock().clear();
+    }
+
     /// An idle read connection, or a new one.
     ///
     /// # Errors

@@ -14,8 +14,9 @@
 //! the whole operation.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -34,10 +35,12 @@ type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// (its savepoint is kept or rolled back) and how to deliver its answer after commit.
 pub(super) type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
 
-/// The sending side of the writer's queue. Cheap to clone.
+/// The sending side of the writer's queue (`None` asks the thread to close the
+/// connection and end). Cheap to clone.
 #[derive(Clone)]
 pub(super) struct WriterHandle {
-    jobs: SyncSender<Job>,
+    jobs: SyncSender<Option<Job>>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl WriterHandle {
@@ -66,16 +69,34 @@ impl WriterHandle {
 
     /// Queues a job without waiting; gives it back when the queue is full.
     pub(super) fn try_send(&self, job: Job) -> Result<(), Option<Job>> {
-        match self.jobs.try_send(job) {
+        match self.jobs.try_send(Some(job)) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(job)) => Err(Some(job)),
+            Err(TrySendError::Full(job)) => Err(job),
             Err(TrySendError::Disconnected(_)) => Err(None),
         }
     }
 
     /// Queues a job, waiting for room. Blocks: only for threads off the runtime.
     pub(super) fn send_blocking(&self, job: Job) -> Result<(), StoreError> {
-        self.jobs.send(job).map_err(|_| StoreError::WriterGone)
+        self.jobs
+            .send(Some(job))
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Asks the thread to commit what is queued, close the connection and end, and
+    /// waits until it has. Later writes fail with [`StoreError::WriterGone`]. Blocks.
+    pub(super) fn close(&self) {
+        let _ = self.jobs.send(None);
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::warn!("the store writer panicked");
+        }
     }
 }
 
@@ -85,24 +106,39 @@ impl WriterHandle {
 /// The thread could not be spawned.
 pub(super) fn start(conn: Connection) -> std::io::Result<WriterHandle> {
     let (jobs, queue) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || run(conn, queue))?;
-    Ok(WriterHandle { jobs })
+    Ok(WriterHandle {
+        jobs,
+        thread: Arc::new(Mutex::new(Some(thread))),
+    })
 }
 
-/// The writer loop; ends when every handle is dropped.
-fn run(mut conn: Connection, queue: Receiver<Job>) {
+/// The writer loop; ends when asked to close or when every handle is dropped, and
+/// closes the connection as it ends.
+fn run(mut conn: Connection, queue: Receiver<Option<Job>>) {
     super::reads::mark_off_runtime();
-    while let Ok(first) = queue.recv() {
+    let mut closing = false;
+    while !closing {
+        let Ok(Some(first)) = queue.recv() else {
+            break;
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(Some(job)) => group.push(job),
+                Ok(None) => {
+                    closing = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }
         commit_group(&mut conn, group);
+    }
+    if let Err((_, err)) = conn.close() {
+        tracing::warn!(error = %err, "cannot close the store");
     }
 }
 
