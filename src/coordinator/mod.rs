@@ -563,8 +563,11 @@ impl Coordinator {
         let store = &self.parts().store;
         let ids = specs.iter().map(|(id, _)| id.clone()).collect();
         let owners = store.task_owners_of(ids).await?;
-        let (created, existing, rows) =
-            self.run(|txn| txn.plan_tasks(project_id, specs, &owners))?;
+        let ops::TaskPlan {
+            created,
+            existing,
+            rows,
+        } = self.run(|txn| txn.plan_tasks(project_id, specs, &owners))?;
         let mut stored = Vec::with_capacity(rows.len());
         let mut failure = None;
         for chunk in rows.chunks(crate::store::CHUNK_ROWS) {

@@ -43,6 +43,17 @@ struct RunReport<'a> {
     duration_ms: Option<i64>,
 }
 
+/// What [`Txn::plan_tasks`] decided for a `task.create`.
+#[derive(Debug)]
+pub struct TaskPlan {
+    /// The ids to create, in the order given.
+    pub created: Vec<String>,
+    /// The ids that exist (or repeat), in the order given.
+    pub existing: Vec<String>,
+    /// The rows to store, `seq`s reserved, one per created id.
+    pub rows: Vec<TaskRow>,
+}
+
 impl Txn<'_> {
     /// `worker.register` on connection `conn_id`: a new client worker, or new name and
     /// capabilities for the one already there. Returns the worker id.
@@ -185,7 +196,7 @@ impl Txn<'_> {
         project_id: &str,
         specs: Vec<(String, NewTask)>,
         owners: &HashMap<String, String>,
-    ) -> Result<(Vec<String>, Vec<String>, Vec<TaskRow>), CoordinationError> {
+    ) -> Result<TaskPlan, CoordinationError> {
         if let Some((task_id, owner)) = owners.iter().find(|(_, owner)| *owner != project_id) {
             return Err(CoordinationError::TaskExists {
                 task_id: task_id.clone(),
@@ -217,7 +228,11 @@ impl Txn<'_> {
             created.push(id);
         }
         self.st.next_seq += rows.len() as i64;
-        Ok((created, existing, rows))
+        Ok(TaskPlan {
+            created,
+            existing,
+            rows,
+        })
     }
 
     /// The second half of `task.create`: stored rows join the queue and are announced.

@@ -169,15 +169,16 @@ mod machine {
                     .collect()
             };
             let (planned, _) = self.step(|txn| txn.plan_tasks(P, specs, &owners));
-            let (created, existing, rows) = planned.unwrap();
-            assert_eq!(created.len(), ids.len());
-            for row in &rows {
+            let plan = planned.unwrap();
+            assert_eq!(plan.created.len(), ids.len());
+            for row in &plan.rows {
                 self.store
                     .tasks
                     .borrow_mut()
                     .insert(row.id.clone(), row.clone());
             }
-            let ((), events) = self.step(|txn| txn.tasks_created(P, rows, existing.len()));
+            let existing = plan.existing.len();
+            let ((), events) = self.step(|txn| txn.tasks_created(P, plan.rows, existing));
             events
         }
 
