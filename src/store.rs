@@ -71,9 +71,10 @@ pub enum StoreError {
     /// A statement failed.
     #[error("store query failed")]
     Sqlite(#[from] rusqlite::Error),
-    /// The group a write belonged to could not be committed; the write is not stored.
+    /// The group a write belonged to could not be committed (or another write's failure
+    /// rolled it back); the write is not stored.
     #[error("store commit failed")]
-    Commit(#[source] Arc<rusqlite::Error>),
+    Commit(#[source] SharedError),
     /// The writer thread is gone (the hub is stopping) or a job panicked.
     #[error("the store writer stopped")]
     WriterGone,
@@ -83,6 +84,24 @@ pub enum StoreError {
     /// A value could not be encoded as JSON for its column.
     #[error("cannot encode a stored value")]
     Encode(#[from] serde_json::Error),
+}
+
+/// A SQLite error shared by every write of a group that failed. Its source is the
+/// SQLite error itself, so a cause such as `SQLITE_FULL` is found by walking the chain
+/// ([`crate::error::is_storage_full`]).
+#[derive(Debug, Clone)]
+pub struct SharedError(pub Arc<rusqlite::Error>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the group's transaction failed")
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
 }
 
 /// The handle to the SQLite store: the writer's queue and the read pool. Cheap to clone.

@@ -31,9 +31,24 @@ const MAX_GROUP: usize = 256;
 /// job's own result, with the commit's outcome.
 type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
-/// A write: runs on the writer thread inside a savepoint, returns whether it succeeded
-/// (its savepoint is kept or rolled back) and how to deliver its answer after commit.
-pub(super) type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
+/// How a job ended: `Ok`, or failed with (when SQLite said why) a copy of SQLite's
+/// error, which the rest of its group is told when the failure rolled the whole
+/// transaction back (SQLite does that for `SQLITE_FULL`, for instance).
+type Outcome = Result<(), Option<rusqlite::Error>>;
+
+/// A write: runs on the writer thread inside a savepoint, returns how it ended (its
+/// savepoint is kept or rolled back) and how to deliver its answer after commit.
+pub(super) type Job = Box<dyn FnOnce(&Connection) -> (Outcome, Deliver) + Send>;
+
+/// A copy of a SQLite failure (code and message), which `rusqlite::Error` cannot clone.
+fn copy_failure(err: &StoreError) -> Option<rusqlite::Error> {
+    match err {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, message)) => {
+            Some(rusqlite::Error::SqliteFailure(*code, message.clone()))
+        }
+        _ => None,
+    }
+}
 
 /// The sending side of the writer's queue (`None` asks the thread to close the
 /// connection and end). Cheap to clone.
@@ -54,7 +69,10 @@ impl WriterHandle {
                 Ok(result) => result,
                 Err(_) => Err(StoreError::WriterGone),
             };
-            let ok = result.is_ok();
+            let outcome = match &result {
+                Ok(_) => Ok(()),
+                Err(err) => Err(copy_failure(err)),
+            };
             let deliver: Deliver = Box::new(move |commit| {
                 reply(match (commit, result) {
                     (Ok(()), result) => result,
@@ -63,7 +81,7 @@ impl WriterHandle {
                     (Err(err), Ok(_)) => Err(err),
                 });
             });
-            (ok, deliver)
+            (outcome, deliver)
         })
     }
 
@@ -144,8 +162,11 @@ fn run(mut conn: Connection, queue: Receiver<Option<Job>>) {
 
 /// Runs a group in one transaction and answers every job after the commit. A job that
 /// cannot be started (no transaction, no savepoint) is dropped, and its caller's answer
-/// channel closing tells it [`StoreError::WriterGone`].
+/// channel closing tells it [`StoreError::WriterGone`]. When a job's failure rolls the
+/// whole transaction back, the jobs before it are answered with that failure (nothing
+/// of theirs is stored) and the jobs after it run in a group of their own.
 fn commit_group(conn: &mut Connection, group: Vec<Job>) {
+    let mut rest = Vec::new();
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(err) => {
@@ -153,24 +174,42 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
             return;
         }
     };
-    let mut deliveries = Vec::with_capacity(group.len());
-    for job in group {
+    let mut deliveries: Vec<Deliver> = Vec::with_capacity(group.len());
+    let mut lost = None;
+    let mut jobs = group.into_iter();
+    while let Some(job) = jobs.next() {
         if let Err(err) = tx.execute_batch("SAVEPOINT job") {
             tracing::warn!(error = %err, "store savepoint failed");
             continue;
         }
-        let (ok, deliver) = job(&tx);
-        let end = if ok {
-            "RELEASE job"
-        } else {
+        let (outcome, deliver) = job(&tx);
+        let failed = outcome.is_err();
+        if let Err(cause) = outcome
+            && tx.is_autocommit()
+        {
+            // SQLite rolled the whole transaction back: this job gets its own error.
+            deliver(Ok(()));
+            lost = Some(Arc::new(cause.unwrap_or(rusqlite::Error::InvalidQuery)));
+            rest.extend(jobs);
+            break;
+        }
+        let end = if failed {
             "ROLLBACK TO job; RELEASE job"
+        } else {
+            "RELEASE job"
         };
         if let Err(err) = tx.execute_batch(end) {
             tracing::warn!(error = %err, "store savepoint failed");
         }
         deliveries.push(deliver);
     }
-    let commit = tx.commit().map_err(Arc::new);
+    let commit = match lost {
+        Some(cause) => {
+            drop(tx);
+            Err(cause)
+        }
+        None => tx.commit().map_err(Arc::new),
+    };
     if let Err(err) = &commit {
         tracing::warn!(error = %err, jobs = deliveries.len(), "store commit failed");
     }
@@ -179,7 +218,10 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
             commit
                 .as_ref()
                 .map(|_| ())
-                .map_err(|err| StoreError::Commit(Arc::clone(err))),
+                .map_err(|err| StoreError::Commit(super::SharedError(Arc::clone(err)))),
         );
+    }
+    if !rest.is_empty() {
+        commit_group(conn, rest);
     }
 }
