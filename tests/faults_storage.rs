@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use semantest_hub::client::HubClient;
+use semantest_hub::cli::HubClient;
 use serde_json::json;
 
 use crate::util::{WAIT, spawn_hub, spawn_hub_with};

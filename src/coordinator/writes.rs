@@ -1,10 +1,10 @@
 //! The coordinator's port to storage: the writes a transition makes under the lock.
 //! The hub's SQLite [`Store`] implements it (each write blocks until committed, off the
-//! runtime's workers: [`crate::store::blocking`]); unit tests use an in-memory double.
+//! runtime's workers: [`crate::support::blocking`]); unit tests use an in-memory double.
 //! `task.create`'s big insert is not here: it runs outside the lock.
 
 use crate::protocol::coordination::WorkerStatus;
-use crate::store::{Store, StoreError, TaskRow, WorkerRow};
+use crate::storage::sqlite::{Store, StoreError, TaskRow, WorkerRow};
 
 /// The writes a transition makes.
 pub trait TaskStore {

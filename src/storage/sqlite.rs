@@ -1,0 +1,271 @@
+//! The store: one SQLite file in the data directory, in WAL mode, with migrations.
+//!
+//! It holds projects, runs, Claude Code sessions, the per-project message log,
+//! dashboard sign-in sessions, the coordinator's tasks and workers, and client tokens.
+//!
+//! # Design
+//!
+//! SQLite calls block, so none runs on a tokio worker thread:
+//!
+//! - **One writer thread** ([`writer`]) owns the write connection. Writes are jobs on a
+//!   bounded queue; the thread commits what arrived together in one transaction (group
+//!   commit), each job in its own savepoint, and answers every job only after `COMMIT`
+//!   returns. Async callers await [`Store::write`]; sync callers (the coordinator, which
+//!   keeps its memory and the store in agreement under its lock) block in
+//!   [`blocking`], which hands the worker's other tasks to the rest of the runtime.
+//! - **Read connections** ([`reads`]) serve replays and queries on the blocking pool
+//!   ([`Store::read`]); in WAL mode they see the last commit and never wait for the writer.
+//! - **Big operations** (`task.create` of up to 10,000 rows, deleting a project with its
+//!   log, retention) run as jobs of at most [`CHUNK_ROWS`] rows, so a write queued behind
+//!   them waits for a chunk, not for the whole operation.
+//!
+//! The sync core (the SQL in [`projects`], [`messages`], [`tasks`], ...) asserts in
+//! debug builds that it runs off the runtime ([`crate::support::blocking`]); the test
+//! suites exercise it.
+//!
+//! # Durability
+//!
+//! Nothing is acknowledged before its commit: [`Store::write`] returns after the group
+//! holding the job committed. With `journal_mode=WAL` a committed transaction is in the
+//! WAL file before `COMMIT` returns, and the next open replays it
+//! (<https://www.sqlite.org/wal.html>). `synchronous=NORMAL` keeps that guarantee for
+//! process crashes; only a power cut may lose the newest transactions, never corrupt the
+//! file. Group commit is what makes `synchronous=FULL` affordable later: one fsync per
+//! group, not per write.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+mod client_tokens;
+mod dashboard;
+mod messages;
+mod migrations;
+mod projects;
+mod reads;
+mod rows;
+mod tasks;
+mod writer;
+pub(crate) use crate::support::blocking::blocking;
+pub use client_tokens::ClientTokenRow;
+pub(crate) use rows::stored;
+pub use rows::{MessagePage, MessageQuery, NewLine, ProjectRow, RunOutcome, UnfinishedRun};
+pub use tasks::{TaskRow, WorkerRow};
+
+/// Rows one write job touches at most in a big operation (inserting tasks, deleting a
+/// project's log, retention): about a few milliseconds of writer time each.
+pub const CHUNK_ROWS: usize = 2_000;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened or migrated.
+    #[error("cannot open store {path}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A statement failed.
+    #[error("store query failed")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The group a write belonged to could not be committed (or another write's failure
+    /// rolled it back); the write is not stored.
+    #[error("store commit failed")]
+    Commit(#[source] SharedError),
+    /// The writer thread is gone (the hub is stopping) or a job panicked.
+    #[error("the store writer stopped")]
+    WriterGone,
+    /// A blocking-pool task failed.
+    #[error("store read task failed")]
+    Join(#[from] tokio::task::JoinError),
+    /// A value could not be encoded as JSON for its column.
+    #[error("cannot encode a stored value")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// A SQLite error shared by every write of a group that failed. Its source is the
+/// SQLite error itself, so a cause such as `SQLITE_FULL` is found by walking the chain
+/// ([`crate::error::is_storage_full`]).
+#[derive(Debug, Clone)]
+pub struct SharedError(pub Arc<rusqlite::Error>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the group's transaction failed")
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// The handle to the SQLite store: the writer's queue and the read pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    writer: writer::WriterHandle,
+    readers: reads::Readers,
+}
+
+/// WAL pages (4 KiB each) after which a commit checkpoints the log into the database:
+/// 16,384 pages, 64 MiB. SQLite's default of 1,000 made a checkpoint, with its two
+/// fsyncs, every few hundred output lines; a commit's durability does not depend on it
+/// (with `synchronous = NORMAL` in WAL mode a commit survives a crash of the process,
+/// and a crash of the system may lose the last commits, but never corrupts;
+/// <https://www.sqlite.org/pragma.html#pragma_synchronous>).
+const WAL_CHECKPOINT_PAGES: i64 = 16_384;
+
+/// Bytes the WAL file is truncated to after a checkpoint, so a burst does not leave a
+/// large file behind (<https://www.sqlite.org/pragma.html#pragma_journal_size_limit>).
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// The database file in the data directory.
+pub const DATABASE_FILE: &str = "hub.sqlite3";
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/hub.sqlite3` and applies pending migrations.
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] when the directory or file cannot be created, the file is not
+    /// a database, or a migration fails.
+    ///
+    /// The directory is created with mode 0700 and the database file with mode 0600
+    /// before SQLite opens it; SQLite gives its `-wal`, `-shm` and `-journal` files the
+    /// database file's mode ([`crate::support::file_modes`]), so all of them stay private whatever
+    /// the umask.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(DATABASE_FILE);
+        let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        crate::support::file_modes::create_private_dir(data_dir)
+            .map_err(|err| open_err(err.into()))?;
+        crate::support::file_modes::create_private_file(&path)
+            .map_err(|err| open_err(err.into()))?;
+        let mut conn = Connection::open(&path).map_err(|err| open_err(err.into()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+            .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES))
+            .and_then(|()| conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT))
+            .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
+            .and_then(|()| conn.busy_timeout(std::time::Duration::from_secs(5)))
+            .map_err(|err| open_err(err.into()))?;
+        migrations::migrations()
+            .to_latest(&mut conn)
+            .map_err(|err| open_err(err.into()))?;
+        let writer = writer::start(conn).map_err(|err| open_err(err.into()))?;
+        Ok(Self {
+            writer,
+            readers: reads::Readers::new(path.clone()),
+        })
+    }
+
+    /// Runs `f` on the writer thread, inside the next group's transaction, and returns
+    /// its result once that group is committed. `f` must be short (at most
+    /// [`CHUNK_ROWS`] rows): the group waits for it.
+    ///
+    /// # Errors
+    /// `f`'s error (its changes are rolled back, the rest of the group is kept),
+    /// [`StoreError::Commit`], or [`StoreError::WriterGone`].
+    pub async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = writer::WriterHandle::job(f, move |result| {
+            let _ = reply.send(result);
+        });
+        match self.writer.try_send(job) {
+            Ok(()) => {}
+            Err(None) => return Err(StoreError::WriterGone),
+            // The queue is full: wait for room on the blocking pool, not on a worker.
+            Err(Some(job)) => {
+                let writer = self.writer.clone();
+                tokio::task::spawn_blocking(move || writer.send_blocking(job)).await??;
+            }
+        }
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// [`Store::write`] for sync code: blocks until the commit, inside [`blocking`] (on
+    /// a runtime worker, the runtime moves the worker's other tasks elsewhere meanwhile).
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn write_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let job = writer::WriterHandle::job(f, move |result| {
+            let _ = reply.send(result);
+        });
+        blocking(|| {
+            crate::support::blocking::assert_off_runtime();
+            self.writer.send_blocking(job)?;
+            answer.recv().map_err(|_| StoreError::WriterGone)?
+        })
+    }
+
+    /// Runs `f` on a read connection on the calling thread, inside [`blocking`].
+    ///
+    /// # Errors
+    /// `f`'s, or [`StoreError::Sqlite`] when no connection opens.
+    pub fn read_blocking<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        blocking(|| f(&*self.readers.get()?))
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    ///
+    /// # Errors
+    /// `f`'s, [`StoreError::Sqlite`] when no connection opens, [`StoreError::Join`].
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let _off = crate::support::blocking::OffRuntime::enter();
+            f(&*readers.get()?)
+        })
+        .await?
+    }
+
+    /// Closes the store at shutdown: the writer commits what is queued, closes its
+    /// connection and ends; idle read connections close. Blocks until done, so the
+    /// files are settled when it returns. Later writes fail with
+    /// [`StoreError::WriterGone`].
+    pub fn close(&self) {
+        blocking(|| {
+            self.writer.close();
+            self.readers.close_idle();
+        });
+    }
+
+    /// Checkpoints the WAL into the main file; called at shutdown so the next start opens
+    /// a compact file. It cannot run inside the writer's group transaction, so it runs
+    /// on a connection of its own; the writer holds no transaction open between groups.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.read_blocking(|conn| {
+            conn.pragma_update(None, "query_only", "OFF")?;
+            let checkpoint = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            conn.pragma_update(None, "query_only", "ON")?;
+            Ok(checkpoint?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
