@@ -35,6 +35,12 @@ async fn client(port: u16, data_dir: &Path) -> HubClient {
 /// Gives project `project_id` [`LINES`] output lines, written straight into the store
 /// while the hub is stopped (an agent would take minutes to print them).
 fn fill_log(data_dir: &Path, project_id: &str) {
+    // Recent lines, within the retention rules, so the hub keeps all of them.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - LINES;
     let mut db = rusqlite::Connection::open(data_dir.join("hub.sqlite3")).unwrap();
     let tx = db.transaction().unwrap();
     {
@@ -120,6 +126,15 @@ async fn big_task_creates_and_project_deletes_do_not_stall_other_clients() {
         .await
         .unwrap();
     assert_eq!(before["last_seq"], LINES, "{before}");
+    // Retention (which runs at start) kept every line: the delete has them all to do.
+    let page = loader
+        .request(
+            "messages.list",
+            json!({"project_id": big, "after_seq": 0, "limit": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page["messages"][0]["seq"], 1, "{page}");
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
         let done = done.clone();
