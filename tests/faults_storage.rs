@@ -53,12 +53,7 @@ fn fill_log(data_dir: &Path, project_id: &str) {
         for seq in 1..=LINES {
             let body = format!(r#"{{"type":"assistant","n":{seq},"text":"line of output"}}"#);
             insert
-                .execute(rusqlite::params![
-                    project_id,
-                    seq,
-                    1_700_000_000_000i64 + seq,
-                    body
-                ])
+                .execute(rusqlite::params![project_id, seq, now + seq, body])
                 .unwrap();
         }
     }
