@@ -4,13 +4,17 @@
 //! token.
 //!
 //! [`Cli`] holds the arguments (`args`), [`run`] carries one command out; `output` prints
-//! tables, `agent` streams a run, `access` manages tokens and pairing requests.
+//! tables, `projects` has `project …`, `logs` and `ps`, `agent` streams and stops runs,
+//! `events` tails and publishes client events, `access` manages tokens and pairing
+//! requests.
 
 mod access;
 mod agent;
 mod args;
 mod client;
+mod events;
 mod output;
+mod projects;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -28,9 +32,10 @@ use crate::app::hub::OWNER_TOKEN;
 use crate::config::{Config, LoadedConfig, Mode, Overrides, PublicOverrides, SecretStoreKind};
 use crate::storage::secrets::Secrets;
 use access::{pair_command, token_command};
-use agent::agent_run;
-use args::{AgentCommand, Command, ProjectCommand};
-use output::text_or;
+use agent::{agent_kill, agent_new_session, agent_run};
+use args::{AgentCommand, Command};
+use events::events_command;
+use projects::{LogsRequest, logs, project_command, ps};
 
 /// Carries out one command line; the exit code is the command's (for `agent run`, the
 /// run's status).
@@ -218,41 +223,28 @@ async fn client_command(
             }
             ExitCode::SUCCESS
         }
-        Command::Project(ProjectCommand::Add { dir, name }) => {
-            let path = std::path::absolute(&dir)
-                .with_context(|| format!("cannot resolve {}", dir.display()))?;
-            let project = client
-                .request("project.create", json!({"path": path, "name": name}))
-                .await?;
-            println!(
-                "{}  {}  {}",
-                project["id"].as_str().unwrap_or(""),
-                project["name"].as_str().unwrap_or(""),
-                project["path"].as_str().unwrap_or("")
-            );
-            ExitCode::SUCCESS
+        Command::Project(action) => project_command(&mut client, action).await?,
+        Command::Logs {
+            project,
+            follow,
+            since,
+            run,
+            json,
+        } => {
+            let request = LogsRequest {
+                project,
+                follow,
+                since,
+                run,
+                json,
+            };
+            logs(&mut client, request).await?
         }
-        Command::Project(ProjectCommand::List(format)) => {
-            let list = client.request("project.list", json!({})).await?;
-            format.print(
-                &list,
-                "projects",
-                &[
-                    ("ID", &|p| text_or(p, "id", "")),
-                    ("STATE", &|p| text_or(p, "state", "")),
-                    ("NAME", &|p| text_or(p, "name", "")),
-                    ("PATH", &|p| text_or(p, "path", "")),
-                ],
-                "no projects; add one with `semantest-hub project add DIR`",
-            )?;
-            ExitCode::SUCCESS
-        }
-        Command::Project(ProjectCommand::Rm { id }) => {
-            client
-                .request("project.delete", json!({"project_id": id}))
-                .await?;
-            println!("removed {id}");
-            ExitCode::SUCCESS
+        Command::Ps(format) => ps(&mut client, format).await?,
+        Command::Events(action) => events_command(&mut client, action).await?,
+        Command::Agent(AgentCommand::Kill { project }) => agent_kill(&mut client, &project).await?,
+        Command::Agent(AgentCommand::NewSession { project }) => {
+            agent_new_session(&mut client, &project).await?
         }
         Command::Agent(AgentCommand::Run {
             project,
@@ -270,6 +262,16 @@ async fn client_command(
     };
     client.close().await;
     Ok(code)
+}
+
+/// Ctrl-C (SIGINT) as a stream, for the commands that run until it: listening starts
+/// here, so a SIGINT from then on is handled rather than killing the process.
+///
+/// # Errors
+/// When the signal handler cannot be installed.
+fn interrupt() -> Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")
 }
 
 /// Whether a browser window could be shown: always on macOS, with an X11 or Wayland

@@ -8,6 +8,7 @@
 //! private to the edge.
 
 mod assets;
+mod error;
 mod pairing;
 mod public;
 pub mod server;

@@ -2,6 +2,7 @@
 //! database that the instances of a public hub share ([`postgres`]), and the owner
 //! token in the OS keychain or a mode-0600 file ([`secrets`]).
 
+pub(crate) mod credentials;
 pub(crate) mod postgres;
 pub mod secrets;
 pub(crate) mod sqlite;

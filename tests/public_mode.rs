@@ -257,14 +257,36 @@ async fn no_token_is_401_wrong_host_is_403_and_there_is_no_login() {
     let stream = tls_connect(&hub, &connector).await;
     let (status, body) = http(stream, "/ws", NAME, &with_cookie).await;
     assert_eq!(status, 401);
-    assert!(body.contains("tokens only"), "{body}");
-    for host in ["evil.test", "hub.test.evil.test", "localhost"] {
-        let (status, _) = https(&hub, &connector, "/health", host).await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["kind"], "UNAUTHORIZED", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tokens only"),
+        "{body}"
+    );
+    for host in ["evil.test", "hub.test.evil.test", "localhost", "hub.test."] {
+        let (status, body) = https(&hub, &connector, "/health", host).await;
         assert_eq!(status, 403, "Host {host}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": {"kind": "FORBIDDEN", "message": "host not allowed"}}),
+            "Host {host}"
+        );
     }
     let (status, body) = https(&hub, &connector, "/login?code=abc", NAME).await;
     assert_eq!(status, 404);
-    assert!(body.contains("tokens only"), "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["kind"], "DISABLED", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tokens only"),
+        "{body}"
+    );
     let (status, _) = https(&hub, &connector, "/", NAME).await;
     assert_eq!(status, 404, "no dashboard on a public hub");
     hub.stop().await;
@@ -437,7 +459,11 @@ async fn per_address_rate_refuses_floods_with_503_then_1013() {
         assert_eq!(status, 200);
     }
     let body = refused.expect("the flood is refused within 20 requests");
-    assert!(body.contains("try again later"), "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body,
+        json!({"error": {"kind": "RATE_LIMITED", "message": "too many requests from this address; try again later"}}),
+    );
     let (status, _) = plain(&hub, "/health", &[("X-Forwarded-For", "203.0.113.2")]).await;
     assert_eq!(status, 200);
 

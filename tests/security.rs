@@ -19,6 +19,32 @@ async fn raw_status(port: u16, head: &str) -> u16 {
     text.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
+/// Sends one raw HTTP/1.1 request (add `Connection: close`) and returns the status and
+/// the JSON body of the hub's one error shape, `{"error": {"kind", "message"}}`.
+async fn raw_error(port: u16, head: &str) -> (u16, Value) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut raw),
+    )
+    .await
+    .expect("an answer within the wait")
+    .unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    (status, serde_json::from_str(body).unwrap())
+}
+
 /// The HTTP status of a WebSocket upgrade attempt (101 when it succeeded).
 async fn upgrade_status(
     hub: &TestHub,
@@ -70,6 +96,81 @@ async fn wrong_or_missing_host_is_forbidden_before_the_upgrade() {
         .await,
         200
     );
+    // A trailing dot, a padded port and a second Host header are other names.
+    for head in [
+        format!("GET /health HTTP/1.1\r\nHost: localhost.:{port}\r\nConnection: close\r\n\r\n"),
+        format!("GET /health HTTP/1.1\r\nHost: localhost:0{port}\r\nConnection: close\r\n\r\n"),
+        format!(
+            "GET /health HTTP/1.1\r\nHost: localhost:{port}\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+        ),
+    ] {
+        let (status, body) = raw_error(port, &head).await;
+        assert_eq!(status, 403, "{head}");
+        assert_eq!(
+            body,
+            json!({"error": {"kind": "FORBIDDEN", "message": "host not allowed"}}),
+            "{head}"
+        );
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn every_http_refusal_has_the_one_error_shape() {
+    let hub = TestHub::start().await;
+    let port = hub.port;
+    let host = format!("Host: 127.0.0.1:{port}\r\nConnection: close");
+    let token = &hub.token;
+    for (head, status, kind) in [
+        (
+            format!("POST /health HTTP/1.1\r\n{host}\r\nContent-Length: 0\r\n\r\n"),
+            405,
+            "METHOD_NOT_FOUND",
+        ),
+        (
+            format!("GET /no-such-file.js HTTP/1.1\r\n{host}\r\n\r\n"),
+            404,
+            "METHOD_NOT_FOUND",
+        ),
+        (
+            format!("GET /semantest-signature?challenge= HTTP/1.1\r\n{host}\r\n\r\n"),
+            400,
+            "INVALID_PARAMS",
+        ),
+        (
+            format!("GET /ws HTTP/1.1\r\n{host}\r\n\r\n"),
+            401,
+            "UNAUTHORIZED",
+        ),
+        (
+            format!("GET /ws HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {token}\r\n\r\n"),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            format!("POST /session/check HTTP/1.1\r\n{host}\r\nContent-Length: 0\r\n\r\n"),
+            401,
+            "UNAUTHORIZED",
+        ),
+        (
+            format!(
+                "POST /pair HTTP/1.1\r\n{host}\r\nOrigin: chrome-extension://abc\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+            ),
+            422,
+            "INVALID_PARAMS",
+        ),
+    ] {
+        let (got, body) = raw_error(port, &head).await;
+        assert_eq!(got, status, "{head}: {body}");
+        assert_eq!(body["error"]["kind"], kind, "{head}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{head}: {body}"
+        );
+        assert_eq!(body.as_object().unwrap().len(), 1, "{head}: {body}");
+    }
     hub.stop().await;
 }
 
@@ -95,6 +196,19 @@ async fn foreign_null_and_near_miss_origins_are_forbidden() {
         })
         .await;
         assert_eq!(status, 403, "origin {origin}");
+        let (status, body) = raw_error(
+            port,
+            &format!(
+                "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert_eq!(status, 403, "origin {origin}");
+        assert_eq!(
+            body,
+            json!({"error": {"kind": "FORBIDDEN", "message": "origin not allowed"}}),
+            "origin {origin}"
+        );
     }
     for origin in [
         format!("http://127.0.0.1:{port}"),
@@ -264,14 +378,40 @@ async fn dashboard_sign_in_link_works_once_and_sets_a_strict_cookie() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
-    let second = http.get(&link).send().await.unwrap();
+    // A browser navigating gets a page; a program asking for JSON gets the one error shape.
+    let second = http
+        .get(&link)
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(second.status(), 401, "a reused link is refused");
+    assert!(
+        second.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(second.headers().get("set-cookie").is_none());
+    let page = second.text().await.unwrap();
+    assert!(page.contains("This sign-in link is not valid"), "{page}");
     let bad = http
         .get(hub.http("/login?code=deadbeef"))
+        .header("accept", "application/json")
         .send()
         .await
         .unwrap();
     assert_eq!(bad.status(), 401);
+    assert!(bad.headers().get("set-cookie").is_none());
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "UNAUTHORIZED", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Links work once"),
+        "{body}"
+    );
 
     // The cookie opens the WebSocket from the dashboard's own origin.
     let session = cookie.split(';').next().unwrap().to_string();

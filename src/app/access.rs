@@ -199,7 +199,8 @@ pub async fn approve_pairing(
 ) -> Result<ClientView, RpcError> {
     let scopes = scopes.unwrap_or(Scopes::only(Scope::Events));
     let request = hub.pairings().decidable(request_id, now_ms()).await?;
-    let (row, token) = hub
+    // The value made here is never handed out: the claim gives the token a fresh one.
+    let (row, _) = hub
         .client_tokens()
         .create(NewClientToken {
             name: request.name.clone(),
@@ -209,11 +210,7 @@ pub async fn approve_pairing(
         })
         .await?;
     let client_id = row.id.clone();
-    let approval = Approval {
-        client_id: row.id,
-        token,
-        scopes: row.scopes,
-    };
+    let approval = Approval { client_id: row.id };
     if let Err(err) = hub.pairings().approve(request_id, now_ms(), approval).await {
         if let Err(undo) = hub.client_tokens().revoke(&client_id).await {
             tracing::warn!(client_id = %client_id, error = %crate::protocol::error::ErrorChain(&undo), "cannot revoke the token of a pairing decided meanwhile");

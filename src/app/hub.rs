@@ -286,7 +286,7 @@ impl Hub {
         let (client_tokens, pairings, database) = match shared {
             None => (
                 blocking(|| ClientTokens::load(store.clone()))?,
-                Pairings::new(config.config.pairing.clone()),
+                Pairings::new(config.config.pairing.clone(), store.clone()),
                 None,
             ),
             Some((mut pg, tls)) => {

@@ -3,9 +3,11 @@
 //! Any web page that could reach the hub could run code on the user's machine through an
 //! agent, so every request passes, in order:
 //! 1. the **Host allowlist** (`127.0.0.1:P`, `localhost:P`, `[::1]:P`), which defeats DNS
-//!    rebinding: a rebound name still sends its own name as Host;
+//!    rebinding: a rebound name still sends its own name as Host ([`crate::config::allowlist::host`],
+//!    the one Host check);
 //! 2. the **Origin allowlist**, exact string match (RFC 6454 serialisation), where `null`
-//!    and near misses such as `http://localhost:P.evil.com` fail;
+//!    and near misses such as `http://localhost:P.evil.com` fail; every origin the hub
+//!    stores passes [`crate::config::allowlist::parse_origin`] first, the one origin validator;
 //! 3. for the WebSocket, a **token**: `Authorization: Bearer <token>`, a
 //!    `Sec-WebSocket-Protocol` entry `semantest-hub.token.<token>`, or the dashboard's
 //!    session cookie. Never a URL parameter, which would end up in logs and history.
@@ -116,15 +118,6 @@ pub fn single_origin(headers: &HeaderMap) -> Option<&str> {
     value.to_str().ok()
 }
 
-/// The Host header values the hub answers to, for the port it listens on.
-pub fn allowed_hosts(port: u16) -> Vec<String> {
-    vec![
-        format!("127.0.0.1:{port}"),
-        format!("localhost:{port}"),
-        format!("[::1]:{port}"),
-    ]
-}
-
 /// The dashboard's origins: the hub's own `http://127.0.0.1:P`, `http://localhost:P`
 /// and `http://[::1]:P`. The desktop app's window loads the dashboard from the hub too
 /// (`http://127.0.0.1:P`), so these are its origins as well; Tauri's own
@@ -132,9 +125,9 @@ pub fn allowed_hosts(port: u16) -> Vec<String> {
 /// the machine shares them. These are always allowed, and they are the only origins the
 /// session cookie counts from.
 pub fn dashboard_origins(port: u16) -> Vec<String> {
-    allowed_hosts(port)
+    ["127.0.0.1", "localhost", "[::1]"]
         .iter()
-        .map(|host| format!("http://{host}"))
+        .map(|host| format!("http://{host}:{port}"))
         .collect()
 }
 
@@ -154,18 +147,6 @@ pub fn session_cookie_header(session: &str, max_age_s: u64) -> String {
 /// The `Set-Cookie` value that deletes the session cookie (an empty value, `Max-Age=0`).
 pub fn cleared_session_cookie() -> String {
     format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
-}
-
-/// Whether the request's Host is on the allowlist. A missing or non-UTF-8 Host fails.
-pub fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|host| {
-            allowed
-                .iter()
-                .any(|allowed| allowed.eq_ignore_ascii_case(host))
-        })
 }
 
 /// The verdict on a request's Origin header.
@@ -294,30 +275,6 @@ mod tests {
         assert_ne!(a, b);
         assert!(hashes_equal(&token_hash(&a), &token_hash(&a)));
         assert!(!hashes_equal(&token_hash(&a), &token_hash(&b)));
-    }
-
-    #[test]
-    fn host_allowlist_is_exact() {
-        let allowed = allowed_hosts(3003);
-        assert!(host_allowed(
-            &headers(&[("host", "127.0.0.1:3003")]),
-            &allowed
-        ));
-        assert!(host_allowed(
-            &headers(&[("host", "LOCALHOST:3003")]),
-            &allowed
-        ));
-        assert!(host_allowed(&headers(&[("host", "[::1]:3003")]), &allowed));
-        for bad in [
-            "evil.com",
-            "127.0.0.1:3004",
-            "localhost",
-            "127.0.0.1:3003.evil.com",
-            "",
-        ] {
-            assert!(!host_allowed(&headers(&[("host", bad)]), &allowed), "{bad}");
-        }
-        assert!(!host_allowed(&HeaderMap::new(), &allowed));
     }
 
     #[test]

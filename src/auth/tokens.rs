@@ -4,6 +4,9 @@
 //! `client.create` caller, or the paired extension's claim) and stored only as its
 //! SHA-256 hash with metadata. Where it is stored depends on the hub:
 //!
+//! Both are a [`storage::TokenStore`], a thin adapter over that engine's statements;
+//! the rules below are written once, over it.
+//!
 //! - SQLite (local mode, and public mode without `public.database`):
 //!   `src/storage/sqlite/client_tokens.rs`. This instance is the only writer, so the live tokens
 //!   kept in memory, indexed by hash, are the truth: authenticating a connection and
@@ -30,6 +33,7 @@
 //! the dashboard sessions' primary-key lookup).
 
 pub mod misses;
+pub mod storage;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,9 +44,11 @@ use crate::auth::security::{new_token, token_hash};
 pub use crate::protocol::clients::{ClientKind, ClientView};
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::scopes::Scopes;
+use crate::storage::credentials::ClientTokenRow;
 use crate::storage::postgres::{Database, DatabaseError};
-use crate::storage::sqlite::{ClientTokenRow, Store, StoreError};
+use crate::storage::sqlite::{Store, StoreError};
 use crate::support::timestamp::{format_ms, now_ms};
+use storage::{Revoked, TokenStore};
 
 /// A failure managing client tokens.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +56,7 @@ pub enum ClientTokenError {
     /// The name is empty, too long or has control characters.
     #[error("{}", NAME_RULE)]
     InvalidName,
-    /// The origin is not `scheme://host[:port]`.
+    /// The origin is not a serialized origin ([`crate::config::allowlist::parse_origin`]).
     #[error("{0:?} is not an origin like chrome-extension://<id> or https://host")]
     InvalidOrigin(String),
     /// No scope was given.
@@ -154,22 +160,14 @@ impl State {
     }
 }
 
-/// Where the tokens are stored.
-enum Backend {
-    /// This instance's SQLite database: the in-memory copy is the truth.
-    Sqlite(Store),
-    /// PostgreSQL shared with other instances: the in-memory copy is a cache.
-    Postgres(Database),
-}
-
 /// Why a token could not be checked.
 #[derive(Debug, thiserror::Error)]
 #[error("the client token could not be checked: the shared database is unreachable")]
-pub struct Unavailable(#[source] DatabaseError);
+pub struct Unavailable(#[source] ClientTokenError);
 
 /// The live client tokens, loaded at start and kept in step with the store.
 pub struct ClientTokens {
-    backend: Backend,
+    store: Box<dyn TokenStore>,
     // A std RwLock: map operations only, never held across an await.
     state: RwLock<State>,
     /// What the shared database said it does not know (unused with SQLite).
@@ -187,7 +185,7 @@ impl ClientTokens {
             state.insert(row);
         }
         Ok(Self {
-            backend: Backend::Sqlite(store),
+            store: Box::new(store),
             state: RwLock::new(state),
             misses: misses::Misses::default(),
         })
@@ -198,13 +196,15 @@ impl ClientTokens {
     /// # Errors
     /// [`DatabaseError`] when the table cannot be read.
     pub async fn load_shared(database: Database) -> Result<Self, DatabaseError> {
-        let tokens = Self {
-            backend: Backend::Postgres(database),
-            state: RwLock::new(State::default()),
+        let mut state = State::default();
+        for row in database.live_client_tokens().await? {
+            state.insert(row);
+        }
+        Ok(Self {
+            store: Box::new(database),
+            state: RwLock::new(state),
             misses: misses::Misses::default(),
-        };
-        tokens.refresh().await?;
-        Ok(tokens)
+        })
     }
 
     /// Reloads the in-memory copy from the shared database (nothing to do with SQLite,
@@ -213,13 +213,13 @@ impl ClientTokens {
     /// their connections ([`crate::app::hub::Hub::token_revoked_elsewhere`]).
     ///
     /// # Errors
-    /// [`DatabaseError`]; the copy is left as it was.
-    pub async fn refresh(&self) -> Result<Vec<String>, DatabaseError> {
-        let Backend::Postgres(database) = &self.backend else {
+    /// [`ClientTokenError`] when the shared database fails; the copy is left as it was.
+    pub async fn refresh(&self) -> Result<Vec<String>, ClientTokenError> {
+        if !self.store.shared() {
             return Ok(Vec::new());
-        };
+        }
         let mut state = State::default();
-        for row in database.live_client_tokens().await? {
+        for row in self.store.live().await? {
             state.insert(row);
         }
         // Rows in the copy but not in the snapshot: revoked, or created (here or
@@ -248,7 +248,7 @@ impl ClientTokens {
         if missing.is_empty() {
             return Ok(missing);
         }
-        let revoked = database.revoked_client_tokens(&missing).await?;
+        let revoked = self.store.revoked(&missing).await?;
         let mut copy = self.write();
         for id in &revoked {
             copy.remove(id);
@@ -277,29 +277,23 @@ impl ClientTokens {
         origin: Option<&str>,
     ) -> Result<Option<Identity>, Unavailable> {
         let hash = token_hash(token);
-        let row = match &self.backend {
-            Backend::Sqlite(_) => {
-                let state = self.read();
-                state
-                    .by_hash
-                    .get(&hash)
-                    .and_then(|id| state.by_id.get(id))
-                    .cloned()
+        let row = if self.store.shared() {
+            let found = self.store.by_hash(&hash).await.map_err(Unavailable)?;
+            // A token found joins the copy at once. One not found (revoked) leaves it at
+            // the next reload, which also closes its connections here.
+            if let Some(row) = &found {
+                let mut state = self.write();
+                state.remove(&row.id);
+                state.insert(row.clone());
             }
-            Backend::Postgres(database) => {
-                let found = database
-                    .live_client_token(&hash)
-                    .await
-                    .map_err(Unavailable)?;
-                // A token found joins the copy at once. One not found (revoked) leaves
-                // it at the next reload, which also closes its connections here.
-                if let Some(row) = &found {
-                    let mut state = self.write();
-                    state.remove(&row.id);
-                    state.insert(row.clone());
-                }
-                found
-            }
+            found
+        } else {
+            let state = self.read();
+            state
+                .by_hash
+                .get(&hash)
+                .and_then(|id| state.by_id.get(id))
+                .cloned()
         };
         let Some(row) = row else {
             return Ok(None);
@@ -327,15 +321,15 @@ impl ClientTokens {
         if self.origin_paired(origin) {
             return true;
         }
-        let Backend::Postgres(database) = &self.backend else {
+        if !self.store.shared() {
             return false;
-        };
+        }
         let miss = misses::Miss::Origin(origin.to_string());
         if self.misses.known(&miss, Instant::now()) {
             return false;
         }
         let since = self.misses.generation();
-        match database.origin_has_live_token(origin).await {
+        match self.store.origin_bound(origin).await {
             Ok(true) => true,
             Ok(false) => {
                 self.misses.record(miss, since, Instant::now());
@@ -357,16 +351,16 @@ impl ClientTokens {
     /// An id the copy does not know and the database said it does not know within
     /// [`misses::MISS_TTL`] is not asked again.
     pub async fn hash_of_now(&self, id: &str) -> Option<[u8; 32]> {
-        let Backend::Postgres(database) = &self.backend else {
+        if !self.store.shared() {
             return self.hash_of(id);
-        };
+        }
         let miss = misses::Miss::Client(id.to_string());
         let in_copy = self.read().by_id.contains_key(id);
         if !in_copy && self.misses.known(&miss, Instant::now()) {
             return None;
         }
         let since = self.misses.generation();
-        match database.live_token_hash(id).await {
+        match self.store.hash_of(id).await {
             Ok(Some(hash)) => Some(hash),
             Ok(None) => {
                 self.misses.record(miss, since, Instant::now());
@@ -418,7 +412,7 @@ impl ClientTokens {
     ) -> Result<(ClientTokenRow, String), ClientTokenError> {
         let name = valid_name(&new.name).ok_or(ClientTokenError::InvalidName)?;
         if let Some(origin) = &new.origin
-            && !valid_origin(origin)
+            && crate::config::allowlist::parse_origin(origin).is_err()
         {
             return Err(ClientTokenError::InvalidOrigin(origin.clone()));
         }
@@ -437,10 +431,7 @@ impl ClientTokens {
             last_used_at: None,
             last_addr: None,
         };
-        match &self.backend {
-            Backend::Sqlite(store) => store.insert_client_token(&row)?,
-            Backend::Postgres(database) => database.insert_client_token(&row).await?,
-        }
+        self.store.insert(&row).await?;
         self.write().insert(row.clone());
         self.misses.forget_all();
         tracing::info!(client_id = %row.id, kind = row.kind.as_str(), origin = ?row.origin, scopes = %row.scopes.to_storage(), "client token created");
@@ -455,20 +446,13 @@ impl ClientTokens {
     /// [`ClientTokenError::NotFound`], [`ClientTokenError::Store`] or
     /// [`ClientTokenError::Database`].
     pub async fn revoke(&self, id: &str) -> Result<ClientTokenRow, ClientTokenError> {
-        let row = match &self.backend {
-            Backend::Sqlite(store) => {
-                if !store.revoke_client_token(id, now_ms())? {
-                    return Err(ClientTokenError::NotFound(id.to_string()));
-                }
-                self.write().remove(id)
-            }
-            // The shared row: the token may have been made through another instance
-            // since this copy was last reloaded.
-            Backend::Postgres(database) => {
-                let row = database.revoke_client_token(id, now_ms()).await?;
-                self.write().remove(id);
-                row
-            }
+        // With the shared database the row is the database's: the token may have been
+        // made through another instance since this copy was last reloaded.
+        let revoked = self.store.revoke(id, now_ms()).await?;
+        let copy = self.write().remove(id);
+        let row = match revoked {
+            Revoked::NotLive => None,
+            Revoked::Revoked(row) => row.or(copy),
         };
         let row = row.ok_or_else(|| ClientTokenError::NotFound(id.to_string()))?;
         tracing::info!(client_id = %id, "client token revoked");
@@ -488,14 +472,7 @@ impl ClientTokens {
     pub async fn touch(&self, id: &str, addr: SocketAddr) -> Option<ClientTokenRow> {
         let now = now_ms();
         let addr = addr.to_string();
-        let written: Result<(), ClientTokenError> = match &self.backend {
-            Backend::Sqlite(store) => store.touch_client_token(id, now, &addr).map_err(Into::into),
-            Backend::Postgres(database) => database
-                .touch_client_token(id, now, &addr)
-                .await
-                .map_err(Into::into),
-        };
-        if let Err(err) = written {
+        if let Err(err) = self.store.touch(id, now, &addr).await {
             tracing::warn!(error = %crate::protocol::error::ErrorChain(&err), client_id = %id, "cannot record token use");
         }
         let mut state = self.write();
@@ -540,24 +517,6 @@ pub fn valid_name(name: &str) -> Option<String> {
         )
     };
     ((1..=100).contains(&chars) && !name.chars().any(hidden)).then(|| name.to_string())
-}
-
-/// Whether `origin` is a serialized origin `scheme://host[:port]` (RFC 6454 section
-/// 6.2): a lowercase scheme, a non-empty host, no path, no whitespace.
-pub fn valid_origin(origin: &str) -> bool {
-    let Some((scheme, rest)) = origin.split_once("://") else {
-        return false;
-    };
-    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_lowercase())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c));
-    let rest_ok = !rest.is_empty()
-        && rest.len() <= 253
-        && rest
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-_:[]".contains(c));
-    scheme_ok && rest_ok
 }
 
 #[cfg(test)]
@@ -682,26 +641,5 @@ mod tests {
             tokens.create(bad).await,
             Err(ClientTokenError::NoScopes)
         ));
-    }
-
-    #[test]
-    fn origins_are_validated() {
-        for good in [
-            "chrome-extension://abc",
-            "https://hub.example.com:8443",
-            "http://[::1]:3",
-        ] {
-            assert!(valid_origin(good), "{good}");
-        }
-        for bad in [
-            "null",
-            "abc",
-            "https://",
-            "https://a/",
-            "HTTP://a",
-            "https://a b",
-        ] {
-            assert!(!valid_origin(bad), "{bad}");
-        }
     }
 }

@@ -1,32 +1,14 @@
-//! `agent run`: start a run, stream its output for a person, exit with its status.
+//! `agent run|kill|new-session`: start a run and stream its output for a person, exiting
+//! with its status; stop a run; forget a session.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::client::HubClient;
-
-async fn resolve_project(client: &mut HubClient, project: &str) -> Result<String> {
-    let list = client.request("project.list", json!({})).await?;
-    let projects = list["projects"].as_array().cloned().unwrap_or_default();
-    if let Some(found) = projects.iter().find(|p| p["id"] == project) {
-        return Ok(found["id"].as_str().unwrap_or_default().to_string());
-    }
-    let dir = Path::new(project);
-    if let Ok(canonical) = std::fs::canonicalize(dir)
-        && let Some(found) = projects
-            .iter()
-            .find(|p| p["path"].as_str() == canonical.to_str())
-    {
-        return Ok(found["id"].as_str().unwrap_or_default().to_string());
-    }
-    bail!(
-        "{project} is not a project id or a registered directory; add it with `semantest-hub project add`"
-    )
-}
+use super::projects::resolve_project;
 
 pub(super) async fn agent_run(
     client: &mut HubClient,
@@ -77,7 +59,7 @@ pub(super) async fn agent_run(
 }
 
 /// Prints one output line for a person; returns the run's status on its last line.
-fn print_output(out: &mut impl Write, output: &Value) -> Option<String> {
+pub(super) fn print_output(out: &mut impl Write, output: &Value) -> Option<String> {
     let event = &output["event"];
     match output["kind"].as_str().unwrap_or_default() {
         "assistant" => {
@@ -122,4 +104,24 @@ fn print_output(out: &mut impl Write, output: &Value) -> Option<String> {
         _ => {}
     }
     None
+}
+
+/// `agent kill PROJECT`: stops the project's run; exits 0 once the hub has signalled it.
+pub(super) async fn agent_kill(client: &mut HubClient, project: &str) -> Result<ExitCode> {
+    let project_id = resolve_project(client, project).await?;
+    client
+        .request("agent.kill", json!({"project_id": project_id}))
+        .await?;
+    println!("stopping the agent of {project_id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `agent new-session PROJECT`: the next run starts a new conversation.
+pub(super) async fn agent_new_session(client: &mut HubClient, project: &str) -> Result<ExitCode> {
+    let project_id = resolve_project(client, project).await?;
+    client
+        .request("agent.new_session", json!({"project_id": project_id}))
+        .await?;
+    println!("the next run of {project_id} starts a new session");
+    Ok(ExitCode::SUCCESS)
 }

@@ -92,6 +92,32 @@ pub(super) enum Command {
     /// Run agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// What runs now: each running agent and each task a worker holds.
+    Ps(#[command(flatten)] ListFormat),
+    /// A project's stored output, oldest first; with -f, then its live output.
+    ///
+    /// Examples: `semantest-hub logs ~/code/myapp -f`,
+    /// `semantest-hub logs myapp-id --since 2026-12-07T08:00:00Z --json`.
+    Logs {
+        /// A project id, or a registered project's directory.
+        project: String,
+        /// Keep following: print new lines as the agent writes them (Ctrl-C stops).
+        #[arg(short, long)]
+        follow: bool,
+        /// Only lines read at or after this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only the lines of this run.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+        /// Print each line as the JSON of its `project.output` params, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Client events: watch them live, or publish one (an extension author's debugging
+    /// aid).
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Answer browser extensions that ask to pair: list the pending requests, approve one
     /// (issuing its token) or deny it. A request waits 2 minutes for an answer.
     #[command(subcommand)]
@@ -175,10 +201,39 @@ pub(super) enum ProjectCommand {
     },
     /// List projects.
     List(#[command(flatten)] ListFormat),
-    /// Unregister a project (its directory is not touched).
+    /// Show one project: state, session, current run, newest line.
+    Show {
+        /// A project id, or a registered project's directory.
+        project: String,
+        /// Print the `project.get` result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unregister a project (its directory and files are not touched).
     Rm {
-        /// The project id.
-        id: String,
+        /// A project id, or a registered project's directory.
+        project: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum EventsCommand {
+    /// Print the events other clients publish, one JSON line each, until Ctrl-C.
+    Tail {
+        /// Type patterns: an exact type, `prefix.*`, or `*` for all (the default).
+        #[arg(value_name = "PATTERN", default_value = "*")]
+        patterns: Vec<String>,
+    },
+    /// Publish one event; prints how many subscribers it reached.
+    ///
+    /// Example: `semantest-hub events publish demo.message '{"text":"hi"}'`.
+    Publish {
+        /// The event's exact type, e.g. `demo.message`.
+        #[arg(value_name = "TYPE")]
+        event_type: String,
+        /// The payload, any JSON value.
+        #[arg(value_name = "JSON", default_value = "null")]
+        payload: String,
     },
 }
 
@@ -197,5 +252,15 @@ pub(super) enum AgentCommand {
         /// Timeout in seconds.
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
+    },
+    /// Stop the project's running agent (SIGINT, then SIGTERM, then SIGKILL).
+    Kill {
+        /// A project id, or a registered project's directory.
+        project: String,
+    },
+    /// Forget the project's session: the next run starts a new conversation.
+    NewSession {
+        /// A project id, or a registered project's directory.
+        project: String,
     },
 }

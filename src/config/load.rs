@@ -373,10 +373,12 @@ impl Config {
             });
         }
         for origin in &self.allowed_origins {
-            if origin == "null" || !origin.contains("://") || origin.ends_with('/') {
+            if let Err(why) = super::allowlist::parse_origin(origin) {
                 return Err(ConfigError::Invalid {
                     key: "allowed_origins",
-                    reason: format!("{origin:?} is not an origin like chrome-extension://<id>"),
+                    reason: format!(
+                        "{origin:?} is not an origin like chrome-extension://<id>: {why}"
+                    ),
                 });
             }
         }

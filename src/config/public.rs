@@ -325,7 +325,7 @@ impl PublicConfig {
             );
         }
         for host in &self.hosts {
-            if !valid_host_entry(host) {
+            if super::allowlist::HostEntry::parse(host).is_none() {
                 return invalid(
                     "public.hosts",
                     format!(
@@ -335,10 +335,10 @@ impl PublicConfig {
             }
         }
         for origin in &self.allowed_origins {
-            if origin == "null" || !origin.contains("://") || origin.ends_with('/') {
+            if let Err(why) = super::allowlist::parse_origin(origin) {
                 return invalid(
                     "public.allowed_origins",
-                    format!("{origin:?} is not an origin like https://app.example.com"),
+                    format!("{origin:?} is not an origin like https://app.example.com: {why}"),
                 );
             }
         }
@@ -630,25 +630,6 @@ impl PublicOverrides {
     }
 }
 
-/// `name` or `name:port`, where name is a DNS name or an IP literal (`[::1]` for IPv6).
-fn valid_host_entry(entry: &str) -> bool {
-    let (name, port) = match entry.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(':') && !port.contains(']') => (name, Some(port)),
-        _ => (entry, None),
-    };
-    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
-        return false;
-    }
-    if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
-        return inner.parse::<std::net::Ipv6Addr>().is_ok();
-    }
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -809,10 +790,25 @@ mod tests {
             "127.0.0.1:1",
             "[::1]:9",
         ] {
-            assert!(valid_host_entry(good), "{good}");
+            assert!(
+                crate::config::allowlist::HostEntry::parse(good).is_some(),
+                "{good}"
+            );
         }
-        for bad in ["", "https://hub", "hub/x", "hub:port", "hub:99999", "[::g]"] {
-            assert!(!valid_host_entry(bad), "{bad}");
+        for bad in [
+            "",
+            "https://hub",
+            "hub/x",
+            "hub:port",
+            "hub:99999",
+            "[::g]",
+            "hub.",
+            "hub:0",
+        ] {
+            assert!(
+                crate::config::allowlist::HostEntry::parse(bad).is_none(),
+                "{bad}"
+            );
         }
     }
 

@@ -24,7 +24,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub fn serve(path: &str, request_headers: &HeaderMap) -> Response {
     let path = if path.is_empty() { "index.html" } else { path };
     let Some(file) = Ui::get(path) else {
-        return (StatusCode::NOT_FOUND, "not found").into_response();
+        return crate::http::error::HttpError::not_found("not found").into_response();
     };
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));
     let mut headers = HeaderMap::new();

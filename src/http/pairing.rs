@@ -10,7 +10,8 @@
 //!
 //! Both need an extension Origin (`chrome-extension://`, `moz-extension://`,
 //! `safari-web-extension://`); the claim must come from the request's exact Origin and
-//! carry its claim secret. Errors are JSON `{error: {kind, message}}`, kinds as in
+//! carry its claim secret. Errors are the hub's one HTTP error
+//! ([`crate::http::error::HttpError`]): JSON `{error: {kind, message}}`, kinds as in
 //! JSON-RPC errors. Responses are `Cache-Control: no-store`.
 
 use axum::extract::rejection::JsonRejection;
@@ -23,10 +24,12 @@ use serde_json::{Value, json};
 
 use crate::app::access;
 use crate::app::hub::Hub;
-use crate::auth::pairing::{Claim, NewRequest, PairingError, is_extension_origin};
+use crate::auth::pairing::{Claim, NewRequest, PairingError};
 use crate::auth::security::single_origin;
 use crate::auth::tokens::{NAME_RULE, valid_name};
+use crate::config::allowlist::is_extension_origin;
 use crate::connections::tcp::ClientAddr;
+use crate::http::error::HttpError;
 use crate::protocol::error::ErrorKind;
 use crate::support::timestamp::format_ms;
 
@@ -57,10 +60,7 @@ fn reply(status: StatusCode, body: Value) -> Response {
 }
 
 fn error(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Response {
-    reply(
-        status,
-        json!({ "error": { "kind": kind.as_str(), "message": message.into() } }),
-    )
+    HttpError::new(status, kind, message.into()).into_response()
 }
 
 /// The request's Origin when it is one extension origin.
@@ -157,12 +157,9 @@ pub(crate) async fn request(
         ),
         Err(err) => {
             hub.metrics().refused("pairing_limit");
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, err.kind(), err.to_string());
-            let retry = hub.config().config.pairing.request_ttl_s.to_string();
-            if let Ok(value) = HeaderValue::from_str(&retry) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            response
+            HttpError::new(StatusCode::TOO_MANY_REQUESTS, err.kind(), err.to_string())
+                .retry_after(hub.config().config.pairing.request_ttl_s)
+                .into_response()
         }
     }
 }
@@ -203,26 +200,26 @@ pub(crate) async fn claim(
                 json!({ "status": "approved", "client_id": client_id, "token": token, "scopes": scopes }),
             )
         }
-        Claim::Denied => reply(
+        Claim::Denied => HttpError::new(
             StatusCode::FORBIDDEN,
-            json!({ "status": "denied", "error": {
-                "kind": ErrorKind::PairingDenied.as_str(),
-                "message": "the user denied this pairing request; no token was issued",
-            }}),
-        ),
-        Claim::Expired => reply(
+            ErrorKind::PairingDenied,
+            "the user denied this pairing request; no token was issued",
+        )
+        .with_field("status", "denied")
+        .into_response(),
+        Claim::Expired => HttpError::new(
             StatusCode::GONE,
-            json!({ "status": "expired", "error": {
-                "kind": ErrorKind::PairingExpired.as_str(),
-                "message": "this pairing request expired; send a new one",
-            }}),
-        ),
-        Claim::Unknown => reply(
+            ErrorKind::PairingExpired,
+            "this pairing request expired; send a new one",
+        )
+        .with_field("status", "expired")
+        .into_response(),
+        Claim::Unknown => HttpError::new(
             StatusCode::NOT_FOUND,
-            json!({ "status": "unknown", "error": {
-                "kind": ErrorKind::PairingNotFound.as_str(),
-                "message": "no pairing request matches this id, origin and claim",
-            }}),
-        ),
+            ErrorKind::PairingNotFound,
+            "no pairing request matches this id, origin and claim",
+        )
+        .with_field("status", "unknown")
+        .into_response(),
     }
 }

@@ -26,15 +26,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use axum_server::tls_rustls::RustlsConfig;
 use ipnet::IpNet;
 use tracing::warn;
 
 use crate::app::hub::{Hub, StartError};
+use crate::config::allowlist::{HostAllowlist, HostEntry, host_header};
 use crate::config::{Config, PublicConfig};
 use crate::connections::tcp::ConnAddrs;
+use crate::http::error::HttpError;
+use crate::protocol::error::ErrorKind;
 use crate::support::metrics::Metrics;
 use forwarded::TrustedProxies;
 use limits::AddressLimits;
@@ -47,7 +49,7 @@ pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the server's gate needs to know about a public hub.
 #[derive(Debug)]
 pub struct PublicGate {
-    hosts: Vec<String>,
+    hosts: HostAllowlist,
     proxies: Option<TrustedProxies>,
     monitoring_from: Vec<IpNet>,
     /// The per-address limits.
@@ -65,15 +67,15 @@ impl PublicGate {
 
     /// The gate for `config`, listening on `local`.
     pub fn new(config: &PublicConfig, local: SocketAddr) -> Self {
-        let mut hosts: Vec<String> = config
-            .hosts
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect();
+        let mut hosts = HostAllowlist::default();
+        // `PublicConfig::validate` refused entries that do not parse.
+        for entry in config.hosts.iter().filter_map(|h| HostEntry::parse(h)) {
+            hosts.push(entry);
+        }
         if local.ip().is_unspecified() {
-            hosts.extend(crate::auth::security::allowed_hosts(local.port()));
-        } else {
-            hosts.push(local.to_string());
+            hosts.extend(HostAllowlist::loopback(local.port()));
+        } else if let Some(entry) = HostEntry::parse(&local.to_string()) {
+            hosts.push(entry);
         }
         Self {
             hosts,
@@ -99,87 +101,64 @@ impl PublicGate {
 
     /// The gate's public-mode checks for a request from `peer`: its client address is
     /// charged one request, then its Host must name this hub. Returns the client
-    /// address, or the response that refuses the request (503 with `Retry-After`, 403).
+    /// address, or the refusal (503 `RATE_LIMITED` with `Retry-After: 1`, 403
+    /// `FORBIDDEN`).
     ///
     /// # Errors
     /// The refusal, counted in `metrics` as `rate` or `host`.
-    #[allow(clippy::result_large_err)] // The error is the HTTP response itself.
     pub fn admit(
         &self,
         peer: SocketAddr,
         headers: &HeaderMap,
         metrics: &Metrics,
-    ) -> Result<IpAddr, Response> {
+    ) -> Result<IpAddr, HttpError> {
         let client = self.client_ip(peer, headers);
         if !self.limits.allow(client) {
             metrics.refused("rate");
-            return Err((
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "1")],
+            return Err(HttpError::unavailable(
+                ErrorKind::RateLimited,
+                1,
                 "too many requests from this address; try again later",
-            )
-                .into_response());
+            ));
         }
         if !self.host_allowed(headers) {
             metrics.refused("host");
-            return Err((StatusCode::FORBIDDEN, "host not allowed").into_response());
+            return Err(HttpError::forbidden("host not allowed"));
         }
         Ok(client)
     }
 
-    /// A WebSocket slot for `client`, or the 503 that refuses the upgrade.
+    /// A WebSocket slot for `client`, or the refusal: 503 `LIMIT_REACHED` with
+    /// `Retry-After: 5`.
     ///
     /// # Errors
     /// The refusal, counted in `metrics` as `address`.
-    #[allow(clippy::result_large_err)] // The error is the HTTP response itself.
     pub fn connection_slot(
         &self,
         client: IpAddr,
         metrics: &Metrics,
-    ) -> Result<limits::AddressSlot, Response> {
+    ) -> Result<limits::AddressSlot, HttpError> {
         self.limits.connect(client).ok_or_else(|| {
             metrics.refused("address");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "5")],
+            HttpError::unavailable(
+                ErrorKind::LimitReached,
+                5,
                 "too many connections from this address",
             )
-                .into_response()
         })
     }
 
-    /// Whether the Host header names this hub. An entry without a port matches the
-    /// name on any port (a proxy in front may listen on another one); with a port, only
-    /// that port. Case-insensitive; a missing or non-UTF-8 Host fails.
+    /// Whether the Host header names this hub ([`HostAllowlist::allows`]): an entry
+    /// without a port matches the name on any port (a proxy in front may listen on
+    /// another one); with a port, only that port.
     pub fn host_allowed(&self, headers: &HeaderMap) -> bool {
-        let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-            return false;
-        };
-        let host = host.to_ascii_lowercase();
-        let name = strip_port(&host);
-        self.hosts
-            .iter()
-            .any(|entry| *entry == host || (strip_port(entry) == entry && entry == name))
+        self.hosts.allows(host_header(headers))
     }
 
     /// Whether `client` may read `/metrics` and the full `/health` report.
     pub fn may_monitor(&self, client: IpAddr) -> bool {
         let client = client.to_canonical();
         self.monitoring_from.iter().any(|net| net.contains(&client))
-    }
-}
-
-/// `host` without a trailing `:port` (IPv6 literals keep their brackets).
-fn strip_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((name, port))
-            if !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && (!name.contains(':') || name.ends_with(']')) =>
-        {
-            name
-        }
-        _ => host,
     }
 }
 
@@ -337,7 +316,7 @@ pub fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, header};
 
     fn gate(hosts: &[&str], bind: &str) -> PublicGate {
         let config = PublicConfig {
@@ -382,13 +361,5 @@ mod tests {
         let any = gate(&["hub.example.com"], "0.0.0.0:8443");
         assert!(any.host_allowed(&host("127.0.0.1:8443")));
         assert!(!any.host_allowed(&host("0.0.0.0:8443")));
-    }
-
-    #[test]
-    fn ports_are_stripped_but_ipv6_literals_kept() {
-        assert_eq!(strip_port("a.example:80"), "a.example");
-        assert_eq!(strip_port("a.example"), "a.example");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("[::1]"), "[::1]");
     }
 }

@@ -33,7 +33,6 @@ use crate::config::DatabaseTls;
 
 pub use crate::protocol::hub::{DatabaseHealth, DatabaseKind, Reachability};
 
-pub use pairings::{Admission, PairingRow, PairingState, PendingLimits};
 pub use tls::TlsSetupError;
 
 /// The secret store entry (keychain or file) holding the PostgreSQL password when

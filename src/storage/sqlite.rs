@@ -47,9 +47,8 @@ mod reads;
 mod rows;
 mod tasks;
 mod writer;
+pub(crate) use crate::storage::credentials::stored;
 pub(crate) use crate::support::blocking::blocking;
-pub use client_tokens::ClientTokenRow;
-pub(crate) use rows::stored;
 pub use rows::{MessagePage, MessageQuery, NewLine, ProjectRow, RunOutcome, UnfinishedRun};
 pub use tasks::{TaskRow, WorkerRow};
 

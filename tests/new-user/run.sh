@@ -10,7 +10,8 @@
 # Claude Code CLI on PATH (here the deterministic stand-in tests/fixtures/fake-claude),
 # and, for `pair approve`, an extension that asked to pair (here a POST /pair with an
 # extension Origin). The README's example ids (`cl_…`, `pr_…`) are replaced by the ids
-# the hub gave out.
+# the hub gave out. Commands that run until Ctrl-C (`logs -f`, `events tail`) get a
+# SIGINT once they have printed something, and must then exit 0.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -114,8 +115,21 @@ for command in "${usage[@]}"; do
   [ -n "$client_id" ] && command="$(sed -E "s/cl_[0-9a-f]{12}/$client_id/g" <<<"$command")"
   command="$(sed -E "s/pr_[0-9a-f]{16}/$request_id/g" <<<"$command")"
   step "$command"
-  bash -c "$command" >"$work/out" 2>"$work/err" ||
-    fail "$command: $(cat "$work/err")"
+  if [[ "$command" == *" -f"* || "$command" == "semantest-hub events tail"* ]]; then
+    # It runs until Ctrl-C: once it has said something, send SIGINT; it must exit 0.
+    bash -c "exec $command" >"$work/out" 2>"$work/err" &
+    pid=$! deadline=$((SECONDS + 60))
+    until [ -s "$work/out" ] || [ -s "$work/err" ]; do
+      kill -0 "$pid" 2>/dev/null || { wait "$pid" || true; fail "$command stopped: $(cat "$work/err")"; }
+      [ "$SECONDS" -lt "$deadline" ] || fail "$command printed nothing within 60 s"
+      sleep 0.2
+    done
+    kill -INT "$pid"
+    wait "$pid" || fail "$command: exit $? on Ctrl-C: $(cat "$work/err")"
+  else
+    bash -c "$command" >"$work/out" 2>"$work/err" ||
+      fail "$command: $(cat "$work/err")"
+  fi
   cat "$work/out"
   if [[ "$command" == "semantest-hub token create"* ]]; then
     client_id="$(grep -oE 'cl_[0-9a-f]{12}' "$work/err" | head -n1)"

@@ -1,115 +1,17 @@
 //! The shared `pairing_requests` table: one row per pairing request until its outcome
-//! is forgotten. A row holds the claim secret's SHA-256, never the secret, and never a
-//! token: an approved request names the client token issued for it, and the claim
+//! is forgotten. The rows and the rules are elsewhere ([`crate::storage::credentials`],
+//! [`crate::auth::pairing`]); these are the statements. A row holds the claim secret's
+//! SHA-256, never the secret, and never a token: an approved request names the client token issued for it, and the claim
 //! gives that token a fresh value ([`Database::claim_pairing`]), so nothing in the
 //! database lets its reader connect.
-
-use std::str::FromStr;
 
 use tokio_postgres::Row;
 
 use super::{Database, DatabaseError};
-use crate::protocol::UnknownName;
 use crate::protocol::scopes::Scopes;
-use crate::storage::sqlite::stored;
-
-/// Where a request stands, as stored in `pairing_requests.state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PairingState {
-    /// Waiting for a decision.
-    Pending,
-    /// Approved; the token waits for its claim.
-    Approved,
-    /// Denied.
-    Denied,
-    /// Expired undecided, or approved and never claimed.
-    Expired,
-}
-
-impl PairingState {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Denied => "denied",
-            Self::Expired => "expired",
-        }
-    }
-}
-
-impl FromStr for PairingState {
-    type Err = UnknownName;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Ok(match name {
-            "pending" => Self::Pending,
-            "approved" => Self::Approved,
-            "denied" => Self::Denied,
-            "expired" => Self::Expired,
-            other => {
-                return Err(UnknownName {
-                    what: "pairing state",
-                    name: other.to_string(),
-                });
-            }
-        })
-    }
-}
-
-/// A pairing request as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PairingRow {
-    /// `pr_` and 16 hex digits.
-    pub id: String,
-    /// The extension's display name.
-    pub name: String,
-    /// Its exact Origin.
-    pub origin: String,
-    /// The 6-digit code both sides show.
-    pub code: String,
-    /// The requester's address.
-    pub address: String,
-    /// SHA-256 of the claim secret.
-    pub claim_hash: [u8; 32],
-    /// Epoch milliseconds.
-    pub created_at: i64,
-    /// Epoch milliseconds: the decision deadline, then (approved) the claim deadline.
-    pub expires_at: i64,
-    /// Where it stands.
-    pub state: PairingState,
-    /// The token issued on approval.
-    pub client_id: Option<String>,
-}
-
-/// Whether [`Database::insert_pairing`] took the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Recorded.
-    Recorded,
-    /// `max_pending` requests are pending across all instances.
-    TooManyPending,
-    /// `max_pending_per_address` from this address are pending.
-    TooManyFromAddress,
-}
-
-/// The pending-request limits checked by [`Database::insert_pairing`].
-#[derive(Debug, Clone, Copy)]
-pub struct PendingLimits {
-    /// At most this many pending in all.
-    pub max_pending: usize,
-    /// At most this many pending from one address.
-    pub max_per_address: usize,
-}
-
-/// What [`Database::expire_pairings`] changed.
-#[derive(Debug, Default)]
-pub struct ExpiredRows {
-    /// Requests that were pending and are now expired.
-    pub requests: Vec<String>,
-    /// Client ids of approved tokens whose claim window passed.
-    pub unclaimed_clients: Vec<String>,
-}
+use crate::storage::credentials::{
+    Admission, ExpiredRows, PairingRow, PairingState, PendingLimits, stored,
+};
 
 const COLUMNS: &str =
     "id, name, origin, code, address, claim_hash, created_at, expires_at, state, client_id";
@@ -141,7 +43,8 @@ fn count(n: i64) -> usize {
 
 impl Database {
     /// Records a pending request created at `row.created_at` unless the pending limits
-    /// (counted over every instance) are reached. `requester` is what the per-address
+    /// ([`PendingLimits::admit`], counted over every instance under an advisory lock)
+    /// are reached. `requester` is what the per-address
     /// limit counts (`crate::auth::pairing::requester_key`: an address, an IPv6 /64, or a local
     /// extension's Origin).
     ///
@@ -165,11 +68,9 @@ impl Database {
                     &[&row.created_at, &requester],
                 )
                 .await?;
-            if count(counts.get(0)) >= limits.max_pending {
-                return Ok(Admission::TooManyPending);
-            }
-            if count(counts.get(1)) >= limits.max_per_address {
-                return Ok(Admission::TooManyFromAddress);
+            let admission = limits.admit(count(counts.get(0)), count(counts.get(1)));
+            if admission != Admission::Recorded {
+                return Ok(admission);
             }
             tx.execute(
                 &format!("INSERT INTO pairing_requests ({COLUMNS}, requester) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::{Database, DatabaseError};
 use crate::protocol::clients::ClientKind;
 use crate::protocol::scopes::Scopes;
-use crate::storage::sqlite::{ClientTokenRow, stored};
+use crate::storage::credentials::{ClientTokenRow, stored};
 
 const COLUMNS: &str = "id, name, kind, origin, scopes, hash, created_at, last_used_at, last_addr";
 

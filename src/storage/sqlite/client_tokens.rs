@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use super::{Store, StoreError, stored};
 use crate::protocol::clients::ClientKind;
 use crate::protocol::scopes::Scopes;
+use crate::storage::credentials::ClientTokenRow;
 
 /// The migration that creates the table; applied after the coordinator's.
 pub(super) const MIGRATION: &str = "CREATE TABLE client_tokens (
@@ -23,29 +24,6 @@ pub(super) const MIGRATION: &str = "CREATE TABLE client_tokens (
     last_addr TEXT,
     revoked_at INTEGER
 );";
-
-/// A client token as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClientTokenRow {
-    /// `cl_` and 12 hex digits.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Paired (`extension`) or created by the owner (`manual`).
-    pub kind: ClientKind,
-    /// The exact Origin the token works from, if bound to one.
-    pub origin: Option<String>,
-    /// What the token may do.
-    pub scopes: Scopes,
-    /// SHA-256 of the token.
-    pub hash: [u8; 32],
-    /// Epoch milliseconds.
-    pub created_at: i64,
-    /// Epoch milliseconds of the last connection.
-    pub last_used_at: Option<i64>,
-    /// Peer address of the last connection.
-    pub last_addr: Option<String>,
-}
 
 impl Store {
     /// Inserts a client token.
@@ -121,6 +99,31 @@ impl Store {
         })
     }
 
+    /// Gives live token `id` the value whose SHA-256 is `hash` (a pairing claim hands
+    /// the token over with a fresh value). Its scopes, or `None` when no live token has
+    /// that id.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn rekey_client_token(
+        &self,
+        id: &str,
+        hash: &[u8; 32],
+    ) -> Result<Option<Scopes>, StoreError> {
+        let (id, hash) = (id.to_string(), *hash);
+        let scopes: Option<String> = self.write_blocking(move |conn| {
+            Ok(conn
+                .query_row(
+                    "UPDATE client_tokens SET hash = ?2
+                     WHERE id = ?1 AND revoked_at IS NULL RETURNING scopes",
+                    params![id, hash.as_slice()],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })?;
+        Ok(scopes.map(|s| Scopes::from_storage(&s)))
+    }
+
     /// Records a connection made with a token: when and from where.
     ///
     /// # Errors
@@ -170,6 +173,11 @@ mod tests {
         assert!(store.revoke_client_token("cl_b", 6).unwrap());
         assert!(!store.revoke_client_token("cl_b", 7).unwrap());
         assert!(!store.revoke_client_token("cl_missing", 7).unwrap());
+        assert_eq!(store.rekey_client_token("cl_b", &[8; 32]).unwrap(), None);
+        assert_eq!(
+            store.rekey_client_token("cl_a", &[9; 32]).unwrap(),
+            Some(Scopes::only(Scope::Events))
+        );
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         let live = store.live_client_tokens().unwrap();
@@ -177,6 +185,6 @@ mod tests {
         assert_eq!(live[0].last_used_at, Some(5));
         assert_eq!(live[0].last_addr.as_deref(), Some("127.0.0.1:9"));
         assert_eq!(live[0].scopes, Scopes::only(Scope::Events));
-        assert_eq!(live[0].hash, [1; 32]);
+        assert_eq!(live[0].hash, [9; 32], "rekeyed");
     }
 }

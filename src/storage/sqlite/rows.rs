@@ -72,20 +72,6 @@ impl RunOutcome {
     }
 }
 
-/// Reads a name stored for an enum. An unknown one (written by a newer hub, or a damaged
-/// row) is logged and read as `fallback`, chosen per column so that the row is looked at
-/// again rather than lost: a project reads as `failed`, a task as `pending`.
-pub(crate) fn stored<T>(name: &str, fallback: T) -> T
-where
-    T: std::str::FromStr<Err = crate::protocol::UnknownName> + std::fmt::Debug,
-{
-    name.parse()
-        .unwrap_or_else(|err: crate::protocol::UnknownName| {
-            tracing::warn!(error = %err, fallback = ?fallback, "unknown name in the store");
-            fallback
-        })
-}
-
 /// A line to append to a project's log.
 #[derive(Debug, Clone, Copy)]
 pub struct NewLine<'a> {
