@@ -2,7 +2,8 @@
 //! `bench-internals` feature's `semantest_hub::internals`:
 //! JSON-RPC envelope parsing and reply building, `project.output` notification encoding,
 //! the capped line reader that splits an agent's stream-json output, and the message
-//! log append (one line per transaction, and a batch of 64 in one).
+//! log append (one line per write, and a batch of 64 in one; each through the writer
+//! thread, alone in its group).
 //!
 //! ```text
 //! cargo bench --features bench-internals --bench hot_paths
@@ -121,7 +122,7 @@ fn log_append(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store");
     store
-        .insert_project(&ProjectRow {
+        .insert_project_blocking(&ProjectRow {
             id: "p1".into(),
             name: "bench".into(),
             path: dir.path().to_path_buf(),
@@ -168,7 +169,11 @@ fn log_append(c: &mut Criterion) {
         .collect();
     group.throughput(Throughput::Bytes((line.len() * rows.len()) as u64));
     group.bench_function("append 64 lines of 1 KiB (one transaction)", |b| {
-        b.iter(|| store.append_all("p1", black_box(&rows)).expect("append"))
+        b.iter(|| {
+            store
+                .append_all_blocking("p1", black_box(&rows))
+                .expect("append")
+        })
     });
     group.finish();
 }

@@ -202,6 +202,8 @@ struct Inner {
     parts: CoordinatorParts,
     clock: Clock,
     state: Mutex<State>,
+    /// Held by a `task.create` from its read of the ids' owners to its rows queued.
+    creating: tokio::sync::Mutex<()>,
     /// Wakes the parked lease timer after a transition (which may have queued a task or
     /// taken a lease).
     wake: tokio::sync::Notify,
@@ -247,6 +249,7 @@ impl Coordinator {
                 parts,
                 clock,
                 state: Mutex::new(state),
+                creating: tokio::sync::Mutex::new(()),
                 wake: tokio::sync::Notify::new(),
             }),
         })
@@ -542,12 +545,48 @@ impl Coordinator {
     ///
     /// # Errors
     /// `TASK_EXISTS`, or the store's.
-    pub fn create_tasks(
+    ///
+    /// Up to 10,000 rows are written, so the insert runs outside the lock, in chunks
+    /// ([`crate::storage::sqlite::CHUNK_ROWS`]): the owners of the ids are read first, the rows
+    /// are planned (their `seq`s reserved) under the lock, written chunk by chunk, and
+    /// only the committed rows join the queue and are announced, under the lock again.
+    /// Creates run one at a time (`creating`), so no other create can store one of
+    /// these ids between the read and the write. If a chunk fails, the chunks before it
+    /// are committed and queued, and the error is returned; a retry (idempotent by id)
+    /// creates the rest.
+    pub async fn create_tasks(
         &self,
         project_id: &str,
         specs: Vec<(String, NewTask)>,
     ) -> Result<(Vec<String>, Vec<String>), CoordinationError> {
-        self.run(|txn| txn.create_tasks(project_id, specs))
+        let _creating = self.inner.creating.lock().await;
+        let store = &self.parts().store;
+        let ids = specs.iter().map(|(id, _)| id.clone()).collect();
+        let owners = store.task_owners_of(ids).await?;
+        let ops::TaskPlan {
+            created,
+            existing,
+            rows,
+        } = self.run(|txn| txn.plan_tasks(project_id, specs, &owners))?;
+        let mut stored = Vec::with_capacity(rows.len());
+        let mut failure = None;
+        for chunk in rows.chunks(crate::storage::sqlite::CHUNK_ROWS) {
+            match store.insert_task_chunk(chunk.to_vec()).await {
+                Ok(()) => stored.extend_from_slice(chunk),
+                Err(err) => {
+                    failure = Some(err);
+                    break;
+                }
+            }
+        }
+        // A project deleted meanwhile took its stored rows with it: queue nothing.
+        if !stored.is_empty() && self.parts().projects.get(project_id).is_ok() {
+            self.run(|txn| txn.tasks_created(project_id, stored, existing.len()));
+        }
+        match failure {
+            Some(err) => Err(err.into()),
+            None => Ok((created, existing)),
+        }
     }
 
     /// `task.cancel`: whether it was cancelled now.

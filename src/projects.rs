@@ -322,7 +322,8 @@ impl Projects {
     /// # Errors
     /// `InvalidPath`, `Exists`, `Nested`, `Limit` or `Store`.
     pub fn create(&self, raw_path: &str, name: Option<&str>) -> Result<ProjectView, ProjectError> {
-        let path = self.validate(raw_path)?;
+        // Canonicalising reads the file system: off the runtime's workers.
+        let path = crate::support::blocking::blocking(|| self.validate(raw_path))?;
         let name = match name.map(str::trim) {
             Some("") | None => path
                 .file_name()
@@ -368,27 +369,37 @@ impl Projects {
             session_id: None,
             last_seq: 0,
         };
-        self.store.insert_project(&row)?;
+        // Under the registry lock, so two creates of one path cannot both pass the check;
+        // `blocking` keeps the runtime's other tasks moving while the row commits.
+        crate::support::blocking::blocking(|| self.store.insert_project_blocking(&row))?;
         let entry = Entry { row, run: None };
         let view = view(&entry);
         entries.insert(entry.row.id.clone(), entry);
         Ok(view)
     }
 
-    /// Removes a project that runs nothing. Its directory is not touched.
+    /// Removes a project that runs nothing. Its directory is not touched. The project
+    /// leaves the registry first (so no run starts in it meanwhile), then its rows are
+    /// deleted in chunks without the registry lock; if the store fails, the project is
+    /// put back.
     ///
     /// # Errors
     /// `NotFound`, `Busy` or `Store`.
-    pub fn delete(&self, id: &str) -> Result<(), ProjectError> {
-        let mut entries = self.entries();
-        let entry = entries
-            .get(id)
-            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
-        if entry.run.is_some() {
-            return Err(ProjectError::Busy(id.into()));
+    pub async fn delete(&self, id: &str) -> Result<(), ProjectError> {
+        let entry = {
+            let mut entries = self.entries();
+            let entry = entries
+                .get(id)
+                .ok_or_else(|| ProjectError::NotFound(id.into()))?;
+            if entry.run.is_some() {
+                return Err(ProjectError::Busy(id.into()));
+            }
+            entries.remove(id).expect("checked above")
+        };
+        if let Err(err) = self.store.delete_project(id).await {
+            self.entries().insert(id.to_string(), entry);
+            return Err(err.into());
         }
-        self.store.delete_project(id)?;
-        entries.remove(id);
         Ok(())
     }
 
@@ -565,6 +576,15 @@ mod tests {
         Projects::load(Store::open(&dir.join("data")).unwrap(), max, policy).unwrap()
     }
 
+    /// Runs an async store call from a plain test thread.
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
     #[test]
     fn path_edge_cases() {
         let dir = tempfile::tempdir().unwrap();
@@ -658,7 +678,7 @@ mod tests {
                 ..
             })
         ));
-        projects.delete(&a.id).unwrap();
+        block_on(projects.delete(&a.id)).unwrap();
         projects.create(&path("a/inner"), Some("Inner")).unwrap();
         assert!(matches!(
             projects.create(&path("a"), None),
@@ -675,7 +695,7 @@ mod tests {
             Err(ProjectError::Limit(3))
         ));
         assert!(matches!(
-            projects.delete("nope"),
+            block_on(projects.delete("nope")),
             Err(ProjectError::NotFound(_))
         ));
     }
@@ -722,7 +742,10 @@ mod tests {
                 projects.begin_run(&p.id, run()),
                 Err(ProjectError::Busy(_))
             ));
-            assert!(matches!(projects.delete(&p.id), Err(ProjectError::Busy(_))));
+            assert!(matches!(
+                block_on(projects.delete(&p.id)),
+                Err(ProjectError::Busy(_))
+            ));
             assert!(projects.active_run(&p.id).unwrap().is_some());
             p.id
         };

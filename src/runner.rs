@@ -372,7 +372,14 @@ impl Runner {
             Ok(child) => child,
             Err(reason) => {
                 let outcome = RunOutcome::new(RunStatus::Failed, Some(reason.clone()));
-                self.record_end(&ctx, &outcome, permit);
+                // No output exists: the finish line is stored in the background (the
+                // caller is a sync path and gets the error either way).
+                let line = self.record_end_row(&ctx, &outcome, permit);
+                let (this, line_ctx) = (self.clone(), ctx.clone());
+                self.parts()
+                    .tracker
+                    .spawn(async move { this.hub_line(&line_ctx, line).await }.in_current_span());
+                self.record_end_state(&ctx, &outcome);
                 return Err(RunError::CannotStart(reason));
             }
         };
@@ -380,18 +387,15 @@ impl Runner {
             RunMode::Task { task_id, worker_id } => (Some(worker_id.as_str()), Some(task_id)),
             RunMode::Interactive { .. } => (None, None),
         };
-        self.hub_line(
-            &ctx,
-            &RunStartedLine {
-                kind: "run_started",
-                run_id: &ctx.run.id,
-                task_id: task_id.map(String::as_str),
-                worker_id,
-                prompt: &request.prompt,
-                resume: resume.as_deref(),
-                cwd: &path,
-            },
-        );
+        let started_line = Self::hub_text(&RunStartedLine {
+            kind: "run_started",
+            run_id: &ctx.run.id,
+            task_id: task_id.map(String::as_str),
+            worker_id,
+            prompt: &request.prompt,
+            resume: resume.as_deref(),
+            cwd: &path,
+        });
         match task_id {
             Some(task_id) => {
                 self.task_runs().insert(
@@ -414,7 +418,9 @@ impl Runner {
             stop: ctx.run.stop.clone(),
             ended,
         };
-        let supervisor = self.clone().supervise(ctx, child, permit, done);
+        let supervisor = self
+            .clone()
+            .supervise(ctx, child, permit, done, started_line);
         self.parts()
             .tracker
             .spawn(supervisor.instrument(span.clone()));
@@ -437,7 +443,7 @@ impl Runner {
             RunMode::Task { .. } => {
                 let view = projects.get(&ctx.project_id)?;
                 let path = PathBuf::from(&view.path);
-                match projects.validate(&view.path) {
+                match crate::support::blocking::blocking(|| projects.validate(&view.path)) {
                     Ok(current) if current == path => Ok((path, None)),
                     Ok(current) => Err(RunError::PathChanged {
                         path: view.path,
@@ -508,20 +514,22 @@ impl Runner {
         stopped
     }
 
-    fn hub_line<T: Serialize>(&self, ctx: &RunContext, line: &T) {
-        let text = match serde_json::to_string(line) {
-            Ok(text) => text,
-            Err(err) => {
-                warn!(error = %err, "cannot encode a hub line");
-                return;
-            }
-        };
+    /// Encodes a line the hub writes into a run's log.
+    fn hub_text<T: Serialize>(line: &T) -> Option<String> {
+        serde_json::to_string(line)
+            .inspect_err(|err| warn!(error = %err, "cannot encode a hub line"))
+            .ok()
+    }
+
+    /// Stores a hub line (awaiting its commit) and fans it out.
+    async fn hub_line(&self, ctx: &RunContext, text: Option<String>) {
+        let Some(text) = text else { return };
         let line = Line {
             run_id: Some(&ctx.run.id),
             stream: Stream::Hub,
             text: &text,
         };
-        if let Err(err) = self.parts().feed.append(&ctx.project_id, line) {
+        if let Err(err) = self.parts().feed.append(&ctx.project_id, line).await {
             warn!(error = %ErrorChain(&err), project_id = %ctx.project_id, "cannot store a hub line");
         }
     }
@@ -539,8 +547,21 @@ impl Runner {
     }
 
     /// Records a run's end: the run row, the permit given back, the finish line in the
-    /// log, and for an interactive run the project's state.
-    fn record_end(&self, ctx: &RunContext, outcome: &RunOutcome, permit: Permit) {
+    /// log (awaited), and for an interactive run the project's state.
+    async fn record_end(&self, ctx: &RunContext, outcome: &RunOutcome, permit: Permit) {
+        let line = self.record_end_row(ctx, outcome, permit);
+        self.hub_line(ctx, line).await;
+        self.record_end_state(ctx, outcome);
+    }
+
+    /// The first half of [`Runner::record_end`]: the run row and the permit; returns the
+    /// finish line to store.
+    fn record_end_row(
+        &self,
+        ctx: &RunContext,
+        outcome: &RunOutcome,
+        permit: Permit,
+    ) -> Option<String> {
         if let Err(err) = self
             .parts()
             .store
@@ -550,18 +571,19 @@ impl Runner {
         }
         // The process group is gone: the slot is free before anyone hears of the end.
         drop(permit);
-        self.hub_line(
-            ctx,
-            &RunFinishedLine {
-                kind: "run_finished",
-                run_id: &ctx.run.id,
-                task_id: ctx.task_id(),
-                status: outcome.status,
-                exit_code: outcome.exit_code,
-                reason: outcome.error.as_deref(),
-                total_cost_usd: outcome.cost_usd,
-            },
-        );
+        Self::hub_text(&RunFinishedLine {
+            kind: "run_finished",
+            run_id: &ctx.run.id,
+            task_id: ctx.task_id(),
+            status: outcome.status,
+            exit_code: outcome.exit_code,
+            reason: outcome.error.as_deref(),
+            total_cost_usd: outcome.cost_usd,
+        })
+    }
+
+    /// The second half of [`Runner::record_end`]: the project's state and the events.
+    fn record_end_state(&self, ctx: &RunContext, outcome: &RunOutcome) {
         if ctx.interactive() {
             let state = match outcome.status {
                 RunStatus::Succeeded => ProjectState::Idle,
@@ -588,8 +610,11 @@ impl Runner {
         mut child: Child,
         permit: Permit,
         done: oneshot::Sender<RunEnd>,
+        started_line: Option<String>,
     ) {
         let parts = self.parts();
+        // Before any output line, so the log reads in order.
+        self.hub_line(&ctx, started_line).await;
         let pgid = child.id().map(|pid| pid as i32).unwrap_or_default();
         let summary = Arc::new(Mutex::new(Summary::default()));
         let pump = Pump {
@@ -657,7 +682,7 @@ impl Runner {
             status_name.as_str(),
             (now_ms() - ctx.run.started_at) as f64 / 1000.0,
         );
-        self.record_end(&ctx, &outcome, permit);
+        self.record_end(&ctx, &outcome, permit).await;
         let _ = done.send(RunEnd {
             run_id: ctx.run.id.clone(),
             status: outcome.status,

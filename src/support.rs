@@ -3,6 +3,7 @@
 //! sampling and the Prometheus metrics. The bottom layer: it uses nothing in the crate
 //! outside itself.
 
+pub(crate) mod blocking;
 pub(crate) mod file_modes;
 pub mod logging;
 pub(crate) mod metrics;

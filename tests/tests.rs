@@ -42,6 +42,8 @@ mod events;
 mod conformance;
 // SIGKILL under load, a client that stops reading, floods, a full disk, agent kills.
 mod faults;
+// Big writes (10,000 tasks, a 100,000-line project deleted) while hub.status is timed.
+mod faults_storage;
 // Connection churn with memory and descriptors sampled: no growth.
 mod soak;
 // A real PostgreSQL server started by the tests (initdb + pg_ctl in a temp dir).

@@ -52,6 +52,7 @@ use crate::runner::{Runner, RunnerParts};
 use crate::storage::postgres::Database;
 use crate::storage::secrets::Secrets;
 use crate::storage::sqlite::Store;
+use crate::support::blocking::blocking;
 use crate::support::metrics::Metrics;
 use crate::support::monitor::Monitor;
 use crate::support::timestamp::now_ms;
@@ -156,10 +157,11 @@ impl Hub {
         info!(secret_store, "owner token ready");
         let instance_id = uuid::Uuid::new_v4().to_string();
 
-        let store = Store::open(&data_dir)?;
+        // Opening and loading read the disk: `blocking` keeps the runtime moving.
+        let store = blocking(|| Store::open(&data_dir))?;
         let (client_tokens, pairings, database) = match shared {
             None => (
-                ClientTokens::load(store.clone())?,
+                blocking(|| ClientTokens::load(store.clone()))?,
                 Pairings::new(config.config.pairing.clone(), store.clone()),
                 None,
             ),
@@ -184,15 +186,17 @@ impl Hub {
                 )
             }
         };
-        let orphans = clean_orphans(&store);
+        let orphans = blocking(|| clean_orphans(&store));
         if orphans > 0 {
             warn!(orphans, "runs orphaned by a previous crash were cleaned up");
         }
-        let projects = Projects::load(
-            store.clone(),
-            config.config.limits.max_projects,
-            path_policy(&config),
-        )?;
+        let projects = blocking(|| {
+            Projects::load(
+                store.clone(),
+                config.config.limits.max_projects,
+                path_policy(&config),
+            )
+        })?;
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let feed = Feed::new(
@@ -258,7 +262,7 @@ impl Hub {
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
         });
-        let coordinator = Coordinator::load(CoordinatorParts {
+        let parts = CoordinatorParts {
             store: store.clone(),
             config: config.config.coordination.clone(),
             runner: runner.clone(),
@@ -266,7 +270,8 @@ impl Hub {
             sink,
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
-        })?;
+        };
+        let coordinator = blocking(|| Coordinator::load(parts))?;
         let monitor = Monitor::new(&data_dir);
         let access = Access::new(AccessParts {
             tokens: client_tokens,
@@ -526,8 +531,8 @@ impl Hub {
     ///
     /// # Errors
     /// `NotFound`, `Busy` while it runs.
-    pub(crate) fn delete_project(&self, project_id: &str) -> Result<(), ProjectError> {
-        self.inner.projects.delete(project_id)?;
+    pub(crate) async fn delete_project(&self, project_id: &str) -> Result<(), ProjectError> {
+        self.inner.projects.delete(project_id).await?;
         self.inner.feed.remove_project(project_id);
         self.inner.watch.remove_project(project_id);
         self.inner.coordinator.project_deleted(project_id);

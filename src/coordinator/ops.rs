@@ -1,7 +1,7 @@
 //! The coordinator's inputs as transitions: each request, report, run end and timer
 //! tick is one method of [`Txn`], built on the primitives of [`super::state`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -41,6 +41,17 @@ struct RunReport<'a> {
     session_id: Option<&'a str>,
     cost_usd: Option<f64>,
     duration_ms: Option<i64>,
+}
+
+/// What [`Txn::plan_tasks`] decided for a `task.create`.
+#[derive(Debug)]
+pub struct TaskPlan {
+    /// The ids to create, in the order given.
+    pub created: Vec<String>,
+    /// The ids that exist (or repeat), in the order given.
+    pub existing: Vec<String>,
+    /// The rows to store, `seq`s reserved, one per created id.
+    pub rows: Vec<TaskRow>,
 }
 
 impl Txn<'_> {
@@ -172,19 +183,20 @@ impl Txn<'_> {
         info!(worker_id, "worker disconnected");
     }
 
-    /// `task.create`: queues tasks, idempotently by id. Returns the ids created and the
-    /// ids that existed, each in the order given.
+    /// The first half of `task.create` (the whole is
+    /// [`crate::coordinator::Coordinator::create_tasks`]): refuses ids owned by another project (`owners`
+    /// maps the stored ids among the specs to their projects), sorts out the ids that
+    /// exist, and builds the rows of the others with their `seq`s reserved. Writes
+    /// nothing and changes nothing but the next `seq`.
     ///
     /// # Errors
-    /// [`CoordinationError::TaskExists`] when an id belongs to another project (then
-    /// nothing is created), or the store's.
-    pub fn create_tasks(
+    /// [`CoordinationError::TaskExists`].
+    pub fn plan_tasks(
         &mut self,
         project_id: &str,
         specs: Vec<(String, NewTask)>,
-    ) -> Result<(Vec<String>, Vec<String>), CoordinationError> {
-        let ids: Vec<&str> = specs.iter().map(|(id, _)| id.as_str()).collect();
-        let owners = self.store().task_owners(&ids)?;
+        owners: &HashMap<String, String>,
+    ) -> Result<TaskPlan, CoordinationError> {
         if let Some((task_id, owner)) = owners.iter().find(|(_, owner)| *owner != project_id) {
             return Err(CoordinationError::TaskExists {
                 task_id: task_id.clone(),
@@ -215,22 +227,25 @@ impl Txn<'_> {
             });
             created.push(id);
         }
-        self.store().insert_tasks(&rows)?;
         self.st.next_seq += rows.len() as i64;
+        Ok(TaskPlan {
+            created,
+            existing,
+            rows,
+        })
+    }
+
+    /// The second half of `task.create`: stored rows join the queue and are announced.
+    pub fn tasks_created(&mut self, project_id: &str, rows: Vec<TaskRow>, existing: usize) {
         if !rows.is_empty() {
             self.emit(Event::TaskCreated(TaskCreated {
                 project_id: project_id.to_string(),
                 tasks: rows.iter().map(TaskRow::view).collect(),
             }));
         }
+        let created = rows.len();
         self.add_tasks(project_id, rows);
-        info!(
-            project_id,
-            created = created.len(),
-            existing = existing.len(),
-            "tasks queued"
-        );
-        Ok((created, existing))
+        info!(project_id, created, existing, "tasks queued");
     }
 
     /// `task.cancel`: false when the task is not queued or running. A client worker

@@ -82,21 +82,6 @@ mod machine {
     }
 
     impl TaskStore for MemStore {
-        fn task_owners(&self, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
-            let tasks = self.tasks.borrow();
-            Ok(ids
-                .iter()
-                .filter_map(|id| tasks.get(*id))
-                .map(|t| (t.id.clone(), t.project_id.clone()))
-                .collect())
-        }
-        fn insert_tasks(&self, rows: &[TaskRow]) -> Result<(), StoreError> {
-            let mut tasks = self.tasks.borrow_mut();
-            for row in rows {
-                tasks.insert(row.id.clone(), row.clone());
-            }
-            Ok(())
-        }
         fn update_task(&self, row: &TaskRow) -> Result<(), StoreError> {
             self.tasks.borrow_mut().insert(row.id.clone(), row.clone());
             Ok(())
@@ -187,8 +172,25 @@ mod machine {
                     (id.to_string(), task)
                 })
                 .collect();
-            let (created, events) = self.step(|txn| txn.create_tasks(P, specs));
-            assert_eq!(created.unwrap().0.len(), ids.len());
+            // As the coordinator does it: owners, plan, insert, queue.
+            let owners: HashMap<String, String> = {
+                let tasks = self.store.tasks.borrow();
+                ids.iter()
+                    .filter_map(|id| tasks.get(*id))
+                    .map(|t| (t.id.clone(), t.project_id.clone()))
+                    .collect()
+            };
+            let (planned, _) = self.step(|txn| txn.plan_tasks(P, specs, &owners));
+            let plan = planned.unwrap();
+            assert_eq!(plan.created.len(), ids.len());
+            for row in &plan.rows {
+                self.store
+                    .tasks
+                    .borrow_mut()
+                    .insert(row.id.clone(), row.clone());
+            }
+            let existing = plan.existing.len();
+            let ((), events) = self.step(|txn| txn.tasks_created(P, plan.rows, existing));
             events
         }
 

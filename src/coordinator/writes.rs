@@ -1,23 +1,13 @@
-//! The coordinator's port to storage: the writes (and the one read) a transition makes.
-//! The hub's SQLite [`Store`] implements it; unit tests use an in-memory double.
-
-use std::collections::HashMap;
+//! The coordinator's port to storage: the writes a transition makes under the lock.
+//! The hub's SQLite [`Store`] implements it (each write blocks until committed, off the
+//! runtime's workers: [`crate::support::blocking`]); unit tests use an in-memory double.
+//! `task.create`'s big insert is not here: it runs outside the lock.
 
 use crate::protocol::coordination::WorkerStatus;
 use crate::storage::sqlite::{Store, StoreError, TaskRow, WorkerRow};
 
-/// The writes (and the one read) a transition makes.
+/// The writes a transition makes.
 pub trait TaskStore {
-    /// Owners of the given task ids that exist.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    fn task_owners(&self, ids: &[&str]) -> Result<HashMap<String, String>, StoreError>;
-    /// Inserts new tasks.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    fn insert_tasks(&self, rows: &[TaskRow]) -> Result<(), StoreError>;
     /// Writes a task's new state.
     ///
     /// # Errors
@@ -47,12 +37,6 @@ pub trait TaskStore {
 }
 
 impl TaskStore for Store {
-    fn task_owners(&self, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
-        Store::task_owners(self, ids)
-    }
-    fn insert_tasks(&self, rows: &[TaskRow]) -> Result<(), StoreError> {
-        Store::insert_tasks(self, rows)
-    }
     fn update_task(&self, row: &TaskRow) -> Result<(), StoreError> {
         Store::update_task(self, row)
     }

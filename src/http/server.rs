@@ -142,12 +142,18 @@ impl HubServer {
             );
         }
         let store = self.hub.store().clone();
-        match tokio::task::spawn_blocking(move || store.checkpoint()).await {
+        match tokio::task::spawn_blocking(move || {
+            let checkpoint = store.checkpoint();
+            store.close();
+            checkpoint
+        })
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(err)) => warn!(error = %ErrorChain(&err), "store checkpoint failed"),
             Err(_) => warn!("store checkpoint panicked"),
         }
-        let _ = std::fs::remove_file(self.hub.config().data_dir.join(RUNTIME_FILE));
+        let _ = tokio::fs::remove_file(self.hub.config().data_dir.join(RUNTIME_FILE)).await;
         self.hub.release_data_dir();
         info!("stopped");
     }

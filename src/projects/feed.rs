@@ -1,13 +1,14 @@
 //! The project feed: history plus live stream of agent output, with no gap and no
 //! duplicate.
 //!
-//! Appending a line (or a batch of lines, in one transaction) and fanning it out to live
-//! subscribers happen under one lock, so a line is either in the store before a
-//! subscriber goes live (and it replays it) or is pushed to it live, never both and never
-//! neither. A subscriber that passes `after_seq` starts in *catch-up*: a task pages
-//! through the store, and when a page comes back short it takes the lock, and if nothing
-//! newer was appended meanwhile it flips the subscription to live before releasing the
-//! lock.
+//! Appending a line (or a batch of lines, in one write) awaits its commit, then fans it
+//! out to live subscribers and moves the project's `last_seq` under one lock; appends to
+//! one project are serialised (an async lock per project) so lines go out in seq order.
+//! A subscriber that passes `after_seq` starts in *catch-up*: a task pages through the
+//! store, and when a page comes back short it takes the lock, and if nothing newer was
+//! fanned out meanwhile it flips the subscription to live, skipping from then on every
+//! line up to the last it replayed. So a line is either replayed or pushed live, never
+//! both and never neither, and never before it is committed.
 //!
 //! The store is also the buffer for slow readers: when a live subscriber's outgoing
 //! queue is full, its subscription drops back to catch-up from the line it missed, so a
@@ -46,14 +47,16 @@ struct Subscriber {
 struct ProjectFeed {
     last_seq: u64,
     subscribers: HashMap<u64, Subscriber>,
+    /// Held by an append from before its write is queued until its fan-out is done, so
+    /// lines reach subscribers in seq order.
+    appending: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The feed of every project. Cheap to clone.
 #[derive(Clone)]
 pub struct Feed {
     store: Store,
-    // A std Mutex: held for one SQLite insert and a non-blocking fan-out, never across
-    // an await. It is taken before the store's own lock, never after.
+    // A std Mutex: held for a non-blocking fan-out, never across an await.
     state: Arc<Mutex<HashMap<String, ProjectFeed>>>,
     generations: Arc<std::sync::atomic::AtomicU64>,
     tracker: TaskTracker,
@@ -145,8 +148,8 @@ impl Feed {
     ///
     /// # Errors
     /// [`StoreError`] when the line could not be stored; it is then not pushed either.
-    pub fn append(&self, project_id: &str, line: Line<'_>) -> Result<Appended, StoreError> {
-        let mut appended = self.append_all(project_id, &[line])?;
+    pub async fn append(&self, project_id: &str, line: Line<'_>) -> Result<Appended, StoreError> {
+        let mut appended = self.append_all(project_id, &[line]).await?;
         Ok(appended.pop().expect("one line in, one line out"))
     }
 
@@ -160,7 +163,7 @@ impl Feed {
     /// # Errors
     /// [`StoreError`] when the lines could not be stored; then none is stored and none
     /// is pushed.
-    pub fn append_all(
+    pub async fn append_all(
         &self,
         project_id: &str,
         lines: &[Line<'_>],
@@ -188,9 +191,17 @@ impl Feed {
                 is_json: *is_json,
             })
             .collect();
-        let mut state = self.state();
-        let seqs: Vec<u64> = self.store.append_all(project_id, &rows)?.collect();
+        let appending = self
+            .state()
+            .get(project_id)
+            .map(|feed| Arc::clone(&feed.appending));
+        let _appending = match &appending {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let seqs: Vec<u64> = self.store.append_all(project_id, &rows).await?.collect();
         drop(rows);
+        let mut state = self.state();
         let mut lagging = Vec::new();
         if let Some(feed) = state.get_mut(project_id) {
             if let Some(last) = seqs.last() {
@@ -316,13 +327,16 @@ impl Feed {
             if !self.is_current(project_id, client.id(), ticket.generation) {
                 return Ok(());
             }
-            let page = self.store.messages(&MessageQuery {
-                project_id: project_id.to_string(),
-                after_seq: Some(cursor),
-                limit: REPLAY_PAGE,
-                max_bytes: 8 * 1024 * 1024,
-                ..Default::default()
-            })?;
+            let page = self
+                .store
+                .messages(&MessageQuery {
+                    project_id: project_id.to_string(),
+                    after_seq: Some(cursor),
+                    limit: REPLAY_PAGE,
+                    max_bytes: 8 * 1024 * 1024,
+                    ..Default::default()
+                })
+                .await?;
             for output in &page.messages {
                 let message = Utf8Bytes::from(notification(method::PROJECT_OUTPUT, output));
                 if !client.send_output(message).await {
@@ -344,6 +358,10 @@ impl Feed {
                 && subscriber.generation == ticket.generation
             {
                 subscriber.live = true;
+                // A line stored before this page was read but not yet fanned out (its
+                // append is between commit and fan-out) was sent in the page: the
+                // fan-out must skip it.
+                subscriber.after = subscriber.after.max(cursor);
             }
             return Ok(());
         }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use tracing::info;
 
-use super::{Call, Method, Reply, reply};
+use super::{Call, Method, Reply, later, reply};
 use crate::config::Family;
 use crate::coordinator::reports::valid_task_id;
 use crate::coordinator::{CoordinationError, MAX_TASK_BYTES, MAX_TASKS_PER_CREATE};
@@ -141,14 +141,14 @@ fn task_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
         call.hub
             .connection_changed(ConnectionChange::Updated, call.client);
     }
-    let (created, existing) = call
-        .hub
-        .coordinator()
-        .create_tasks(&params.project_id, specs)?;
-    reply(&TasksCreated {
-        project_id: params.project_id,
-        created,
-        existing,
+    let coordinator = call.hub.coordinator().clone();
+    later(async move {
+        let (created, existing) = coordinator.create_tasks(&params.project_id, specs).await?;
+        Ok(TasksCreated {
+            project_id: params.project_id,
+            created,
+            existing,
+        })
     })
 }
 

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Method, Reply, reply};
+use super::{Call, Method, Reply, later};
 use crate::config::Family;
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::scopes::Scope;
@@ -55,13 +55,15 @@ fn list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
         limit,
         max_bytes: MAX_PAGE_BYTES,
     };
-    let page = call
-        .hub
-        .store()
-        .messages(&query)
-        .map_err(|err| RpcError::internal("messages.list", &err))?;
-    reply(&Page {
-        messages: page.messages,
-        has_more: page.has_more,
+    let store = call.hub.store().clone();
+    later(async move {
+        let page = store
+            .messages(&query)
+            .await
+            .map_err(|err| RpcError::internal("messages.list", &err))?;
+        Ok(Page {
+            messages: page.messages,
+            has_more: page.has_more,
+        })
     })
 }

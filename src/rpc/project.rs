@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Method, Reply, not_found, reply};
+use super::{Call, Method, Reply, later, not_found, reply};
 use crate::config::Family;
 use crate::protocol::error::RpcError;
 use crate::protocol::scopes::Scope;
@@ -62,8 +62,11 @@ struct Deleted {
 
 fn delete(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectRef = parse_params(params)?;
-    call.hub.delete_project(&p.project_id)?;
-    reply(&Deleted { deleted: true })
+    let hub = call.hub.clone();
+    later(async move {
+        hub.delete_project(&p.project_id).await?;
+        Ok(Deleted { deleted: true })
+    })
 }
 
 /// `project.subscribe` result.

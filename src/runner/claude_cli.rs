@@ -72,7 +72,8 @@ impl CliSlot {
             return Some(cli);
         }
         let cli = AgentCli {
-            path: find_cli(self.configured.as_deref())?,
+            // A scan of PATH (a stat per entry), from `hub.status` too: off the workers.
+            path: crate::support::blocking::blocking(|| find_cli(self.configured.as_deref()))?,
             version: None,
         };
         if let Ok(mut known) = self.known.write() {

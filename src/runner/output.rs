@@ -121,7 +121,7 @@ impl Pump {
                         line_text(&batch[range.clone()], *dropped, self.max_line)
                     })
                     .collect();
-                self.store(stream, &texts);
+                self.store(stream, &texts).await;
             }
             if ended {
                 return;
@@ -130,7 +130,7 @@ impl Pump {
     }
 
     /// Stores a batch of lines and notes the `init` and `result` events among them.
-    fn store(&self, stream: Stream, texts: &[Cow<'_, str>]) {
+    async fn store(&self, stream: Stream, texts: &[Cow<'_, str>]) {
         let lines: Vec<Line<'_>> = texts
             .iter()
             .map(|text| Line {
@@ -139,7 +139,7 @@ impl Pump {
                 text,
             })
             .collect();
-        let appended = match self.feed.append_all(&self.project_id, &lines) {
+        let appended = match self.feed.append_all(&self.project_id, &lines).await {
             Ok(appended) => appended,
             Err(err) => {
                 warn!(

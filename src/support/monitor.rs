@@ -71,7 +71,10 @@ impl Monitor {
     pub fn latest(&self) -> Sample {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.taken.elapsed() >= SAMPLE_INTERVAL {
-            state.sample = take_sample(&mut state.system, &self.data_dir);
+            // The disk scan reads /proc and calls statvfs: off the runtime's workers.
+            state.sample = crate::support::blocking::blocking(|| {
+                take_sample(&mut state.system, &self.data_dir)
+            });
             state.taken = Instant::now();
         }
         state.sample.clone()

@@ -31,20 +31,23 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`], including a UNIQUE violation for a reused id or hash.
     pub fn insert_client_token(&self, row: &ClientTokenRow) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO client_tokens (id, name, kind, origin, scopes, hash, created_at)
+        let row = row.clone();
+        self.write_blocking(move |conn| {
+            conn.execute(
+                "INSERT INTO client_tokens (id, name, kind, origin, scopes, hash, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                row.id,
-                row.name,
-                row.kind.as_str(),
-                row.origin,
-                row.scopes.to_storage(),
-                row.hash.as_slice(),
-                row.created_at
-            ],
-        )?;
-        Ok(())
+                params![
+                    row.id,
+                    row.name,
+                    row.kind.as_str(),
+                    row.origin,
+                    row.scopes.to_storage(),
+                    row.hash.as_slice(),
+                    row.created_at
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     /// Every token not revoked, oldest first.
@@ -52,28 +55,29 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn live_client_tokens(&self) -> Result<Vec<ClientTokenRow>, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn.prepare(
-            "SELECT id, name, kind, origin, scopes, hash, created_at, last_used_at, last_addr
+        self.read_blocking(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT id, name, kind, origin, scopes, hash, created_at, last_used_at, last_addr
              FROM client_tokens WHERE revoked_at IS NULL ORDER BY created_at, id",
-        )?;
-        let rows = statement.query_map([], |row| {
-            let hash: Vec<u8> = row.get(5)?;
-            Ok(ClientTokenRow {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                // An unknown kind (a newer hub's) reads as `manual`: the token keeps
-                // only what its stored origin and scopes allow.
-                kind: stored(&row.get::<_, String>(2)?, ClientKind::Manual),
-                origin: row.get(3)?,
-                scopes: Scopes::from_storage(&row.get::<_, String>(4)?),
-                hash: hash.try_into().unwrap_or([0; 32]),
-                created_at: row.get(6)?,
-                last_used_at: row.get(7)?,
-                last_addr: row.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            )?;
+            let rows = statement.query_map([], |row| {
+                let hash: Vec<u8> = row.get(5)?;
+                Ok(ClientTokenRow {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    // An unknown kind (a newer hub's) reads as `manual`: the token keeps
+                    // only what its stored origin and scopes allow.
+                    kind: stored(&row.get::<_, String>(2)?, ClientKind::Manual),
+                    origin: row.get(3)?,
+                    scopes: Scopes::from_storage(&row.get::<_, String>(4)?),
+                    hash: hash.try_into().unwrap_or([0; 32]),
+                    created_at: row.get(6)?,
+                    last_used_at: row.get(7)?,
+                    last_addr: row.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// Marks a live token revoked; false when no live token has that id.
@@ -81,16 +85,18 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn revoke_client_token(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "UPDATE client_tokens SET revoked_at = ?2
-                 WHERE id = ?1 AND revoked_at IS NULL RETURNING 1",
-                params![id, now],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        let id = id.to_string();
+        self.write_blocking(move |conn| {
+            Ok(conn
+                .query_row(
+                    "UPDATE client_tokens SET revoked_at = ?2
+                     WHERE id = ?1 AND revoked_at IS NULL RETURNING 1",
+                    params![id, now],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some())
+        })
     }
 
     /// Gives live token `id` the value whose SHA-256 is `hash` (a pairing claim hands
@@ -104,15 +110,17 @@ impl Store {
         id: &str,
         hash: &[u8; 32],
     ) -> Result<Option<Scopes>, StoreError> {
-        let scopes: Option<String> = self
-            .conn()
-            .query_row(
-                "UPDATE client_tokens SET hash = ?2
-                 WHERE id = ?1 AND revoked_at IS NULL RETURNING scopes",
-                params![id, hash.as_slice()],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let (id, hash) = (id.to_string(), *hash);
+        let scopes: Option<String> = self.write_blocking(move |conn| {
+            Ok(conn
+                .query_row(
+                    "UPDATE client_tokens SET hash = ?2
+                     WHERE id = ?1 AND revoked_at IS NULL RETURNING scopes",
+                    params![id, hash.as_slice()],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })?;
         Ok(scopes.map(|s| Scopes::from_storage(&s)))
     }
 
@@ -121,11 +129,14 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn touch_client_token(&self, id: &str, at: i64, addr: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE client_tokens SET last_used_at = ?2, last_addr = ?3 WHERE id = ?1",
-            params![id, at, addr],
-        )?;
-        Ok(())
+        let (id, addr) = (id.to_string(), addr.to_string());
+        self.write_blocking(move |conn| {
+            conn.execute(
+                "UPDATE client_tokens SET last_used_at = ?2, last_addr = ?3 WHERE id = ?1",
+                params![id, at, addr],
+            )?;
+            Ok(())
+        })
     }
 }
 

@@ -9,10 +9,10 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use super::{Store, StoreError, stored};
+use super::{CHUNK_ROWS, Store, StoreError, stored};
 use crate::protocol::coordination::{
     CompletedBy, Failure, TaskState, TaskView, WorkerKind, WorkerStatus,
 };
@@ -171,54 +171,46 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn task_owners(&self, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT project_id FROM tasks WHERE id = ?1")?;
-        let mut owners = HashMap::new();
-        for id in ids {
-            let owner: Option<String> = stmt.query_row([id], |row| row.get(0)).optional()?;
-            if let Some(owner) = owner {
-                owners.insert((*id).to_string(), owner);
-            }
-        }
-        Ok(owners)
+        self.read_blocking(|conn| task_owners(conn, ids))
     }
 
-    /// Inserts tasks in one transaction: all or none.
+    /// [`Store::task_owners`] on a read connection on the blocking pool.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub async fn task_owners_of(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<HashMap<String, String>, StoreError> {
+        self.read(move |conn| {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            task_owners(conn, &ids)
+        })
+        .await
+    }
+
+    /// Inserts one chunk of tasks (at most [`CHUNK_ROWS`]) in one write: all or none.
+    ///
+    /// # Errors
+    /// As [`Store::insert_tasks`].
+    pub async fn insert_task_chunk(&self, rows: Vec<TaskRow>) -> Result<(), StoreError> {
+        debug_assert!(rows.len() <= CHUNK_ROWS);
+        self.write(move |conn| insert_tasks(conn, &rows)).await
+    }
+
+    /// Inserts tasks, [`CHUNK_ROWS`] per write, so a `task.create` of 10,000 tasks
+    /// never holds the writer for long. Returns once every chunk is committed. A failed
+    /// chunk stops the insert: the chunks before it stay, which a retry of the same
+    /// `task.create` (idempotent by task id) completes.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`], including a UNIQUE violation for an id that exists;
     /// [`StoreError::Encode`] for failures that cannot be encoded.
     pub fn insert_tasks(&self, rows: &[TaskRow]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(&format!(
-                "INSERT INTO tasks ({TASK_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
-            ))?;
-            for row in rows {
-                stmt.execute(params![
-                    row.id,
-                    row.project_id,
-                    row.seq,
-                    row.title,
-                    row.kind,
-                    json_text(&row.context),
-                    row.prompt,
-                    json_text(&row.acceptance),
-                    row.priority,
-                    row.state.as_str(),
-                    row.worker_id,
-                    row.attempts,
-                    serde_json::to_string(&row.failures)?,
-                    json_text(&row.report),
-                    row.completed_by.map(CompletedBy::as_str),
-                    row.created_at,
-                    row.updated_at,
-                ])?;
-            }
+        for chunk in rows.chunks(CHUNK_ROWS) {
+            let chunk = chunk.to_vec();
+            self.write_blocking(move |conn| insert_tasks(conn, &chunk))?;
         }
-        tx.commit()?;
         Ok(())
     }
 
@@ -227,34 +219,43 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`], or [`StoreError::Encode`] for failures that cannot be encoded.
     pub fn update_task(&self, row: &TaskRow) -> Result<(), StoreError> {
-        self.conn()
-            .prepare_cached(
-                "UPDATE tasks SET state = ?2, worker_id = ?3, attempts = ?4, failures = ?5,
+        let row = row.clone();
+        self.write_blocking(move |conn| update_task(conn, &row))
+    }
+}
+
+fn update_task(conn: &Connection, row: &TaskRow) -> Result<(), StoreError> {
+    {
+        conn.prepare_cached(
+            "UPDATE tasks SET state = ?2, worker_id = ?3, attempts = ?4, failures = ?5,
                      report = ?6, completed_by = ?7, updated_at = ?8
                  WHERE id = ?1",
-            )?
-            .execute(params![
-                row.id,
-                row.state.as_str(),
-                row.worker_id,
-                row.attempts,
-                serde_json::to_string(&row.failures)?,
-                json_text(&row.report),
-                row.completed_by.map(CompletedBy::as_str),
-                row.updated_at,
-            ])?;
-        Ok(())
+        )?
+        .execute(params![
+            row.id,
+            row.state.as_str(),
+            row.worker_id,
+            row.attempts,
+            serde_json::to_string(&row.failures)?,
+            json_text(&row.report),
+            row.completed_by.map(CompletedBy::as_str),
+            row.updated_at,
+        ])?;
     }
+    Ok(())
+}
 
+impl Store {
     /// One task.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
-        Ok(stmt.query_row([id], task_from_row).optional()?)
+        self.read_blocking(|conn| {
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
+            Ok(stmt.query_row([id], task_from_row).optional()?)
+        })
     }
 
     /// A page of a project's tasks by `seq`, optionally in one state, after `after_seq`.
@@ -269,22 +270,23 @@ impl Store {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<TaskRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks
+        self.read_blocking(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS} FROM tasks
              WHERE project_id = ?1 AND seq > ?2 AND (?3 IS NULL OR state = ?3)
              ORDER BY seq LIMIT ?4"
-        ))?;
-        let rows = stmt.query_map(
-            params![
-                project_id,
-                after_seq,
-                state.map(TaskState::as_str),
-                i64::from(limit) + 1
-            ],
-            task_from_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    project_id,
+                    after_seq,
+                    state.map(TaskState::as_str),
+                    i64::from(limit) + 1
+                ],
+                task_from_row,
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// Every task still `pending` or `running`, for the coordinator's start.
@@ -292,12 +294,13 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn unfinished_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
+        self.read_blocking(|conn| {
+            let mut stmt = conn.prepare(&format!(
             "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('pending', 'running') ORDER BY seq"
         ))?;
-        let rows = stmt.query_map([], task_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            let rows = stmt.query_map([], task_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// `(project id, state, count)` for every project with tasks.
@@ -305,17 +308,19 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn task_counts(&self) -> Result<Vec<(String, TaskState, u64)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT project_id, state, COUNT(*) FROM tasks GROUP BY project_id, state")?;
-        let rows = stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                stored(&row.get::<_, String>(1)?, TaskState::Pending),
-                row.get::<_, i64>(2)? as u64,
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read_blocking(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT project_id, state, COUNT(*) FROM tasks GROUP BY project_id, state",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    stored(&row.get::<_, String>(1)?, TaskState::Pending),
+                    row.get::<_, i64>(2)? as u64,
+                ))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// The highest task `seq` used so far (0 when there is none).
@@ -323,11 +328,13 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn max_task_seq(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn()
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM tasks", [], |row| {
-                row.get(0)
-            })?)
+        self.read_blocking(|conn| {
+            Ok(
+                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM tasks", [], |row| {
+                    row.get(0)
+                })?,
+            )
+        })
     }
 
     /// Inserts or replaces a worker.
@@ -335,7 +342,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn upsert_worker(&self, row: &WorkerRow, now: i64) -> Result<(), StoreError> {
-        self.conn().execute(
+        let row = row.clone();
+        self.write_blocking(move |conn| {
+        conn.execute(
             "INSERT INTO workers (id, name, kind, capabilities, project_id, status, created_at, last_seen_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT(id) DO UPDATE SET name = excluded.name, capabilities = excluded.capabilities,
@@ -352,6 +361,7 @@ impl Store {
             ],
         )?;
         Ok(())
+        })
     }
 
     /// Records a worker's status.
@@ -364,10 +374,12 @@ impl Store {
         status: WorkerStatus,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.conn()
-            .prepare_cached("UPDATE workers SET status = ?2, last_seen_at = ?3 WHERE id = ?1")?
-            .execute(params![id, status.as_str(), now])?;
-        Ok(())
+        let id = id.to_string();
+        self.write_blocking(move |conn| {
+            conn.prepare_cached("UPDATE workers SET status = ?2, last_seen_at = ?3 WHERE id = ?1")?
+                .execute(params![id, status.as_str(), now])?;
+            Ok(())
+        })
     }
 
     /// Deletes a worker (an agent worker a project no longer runs).
@@ -375,9 +387,11 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn delete_worker(&self, id: &str) -> Result<(), StoreError> {
-        self.conn()
-            .execute("DELETE FROM workers WHERE id = ?1", [id])?;
-        Ok(())
+        let id = id.to_string();
+        self.write_blocking(move |conn| {
+            conn.execute("DELETE FROM workers WHERE id = ?1", [id])?;
+            Ok(())
+        })
     }
 
     /// At start: marks every worker offline and forgets client workers not seen since
@@ -386,16 +400,17 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn reset_workers(&self, now: i64, forget_before: i64) -> Result<usize, StoreError> {
-        let conn = self.conn();
-        let forgotten = conn.execute(
-            "DELETE FROM workers WHERE kind = 'client' AND last_seen_at < ?1",
-            [forget_before],
-        )?;
-        conn.execute(
+        self.write_blocking(move |conn| {
+            let forgotten = conn.execute(
+                "DELETE FROM workers WHERE kind = 'client' AND last_seen_at < ?1",
+                [forget_before],
+            )?;
+            conn.execute(
             "UPDATE workers SET status = 'offline', last_seen_at = ?1 WHERE status != 'offline'",
             [now],
         )?;
-        Ok(forgotten)
+            Ok(forgotten)
+        })
     }
 
     /// `(project id, agent workers)` for every project that set it.
@@ -403,10 +418,11 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn agent_worker_settings(&self) -> Result<Vec<(String, u32)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT project_id, agent_workers FROM coordination")?;
-        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read_blocking(|conn| {
+            let mut stmt = conn.prepare("SELECT project_id, agent_workers FROM coordination")?;
+            let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// Records how many agent workers a project runs.
@@ -414,13 +430,57 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`]; a foreign key violation when the project does not exist.
     pub fn set_agent_workers(&self, project_id: &str, count: u32) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO coordination (project_id, agent_workers) VALUES (?1, ?2)
+        let project_id = project_id.to_string();
+        self.write_blocking(move |conn| {
+            conn.execute(
+                "INSERT INTO coordination (project_id, agent_workers) VALUES (?1, ?2)
              ON CONFLICT(project_id) DO UPDATE SET agent_workers = excluded.agent_workers",
-            params![project_id, count],
-        )?;
-        Ok(())
+                params![project_id, count],
+            )?;
+            Ok(())
+        })
     }
+}
+
+fn task_owners(conn: &Connection, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT project_id FROM tasks WHERE id = ?1")?;
+    let mut owners = HashMap::new();
+    for id in ids {
+        let owner: Option<String> = stmt.query_row([id], |row| row.get(0)).optional()?;
+        if let Some(owner) = owner {
+            owners.insert((*id).to_string(), owner);
+        }
+    }
+    Ok(owners)
+}
+
+fn insert_tasks(conn: &Connection, rows: &[TaskRow]) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "INSERT INTO tasks ({TASK_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    ))?;
+    for row in rows {
+        stmt.execute(params![
+            row.id,
+            row.project_id,
+            row.seq,
+            row.title,
+            row.kind,
+            json_text(&row.context),
+            row.prompt,
+            json_text(&row.acceptance),
+            row.priority,
+            row.state.as_str(),
+            row.worker_id,
+            row.attempts,
+            serde_json::to_string(&row.failures)?,
+            json_text(&row.report),
+            row.completed_by.map(CompletedBy::as_str),
+            row.created_at,
+            row.updated_at,
+        ])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -434,7 +494,7 @@ mod tests {
     fn store_with_project(dir: &std::path::Path) -> Store {
         let store = Store::open(dir).unwrap();
         store
-            .insert_project(&ProjectRow {
+            .insert_project_blocking(&ProjectRow {
                 id: "p".into(),
                 name: "p".into(),
                 path: PathBuf::from("/tmp/p"),
@@ -510,7 +570,7 @@ mod tests {
             ]
         );
         // Deleting the project deletes its tasks.
-        store.delete_project("p").unwrap();
+        crate::storage::sqlite::tests::block_on(store.delete_project("p")).unwrap();
         assert!(store.task("b").unwrap().is_none());
     }
 
@@ -538,12 +598,12 @@ mod tests {
             .unwrap();
         assert_eq!(store.reset_workers(2000, 500).unwrap(), 1);
         let statuses: Vec<(String, String)> = store
-            .conn()
-            .prepare("SELECT id, status FROM workers ORDER BY id")
-            .unwrap()
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
+            .read_blocking(|conn| {
+                Ok(conn
+                    .prepare("SELECT id, status FROM workers ORDER BY id")?
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?)
+            })
             .unwrap();
         assert_eq!(
             statuses,

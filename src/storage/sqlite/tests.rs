@@ -1,10 +1,22 @@
 //! Unit tests of the store: schema, projects, runs, the message log, retention.
 
+use std::path::PathBuf;
+
 use super::*;
+use crate::protocol::{ProjectState, RunStatus, Stream};
+
+/// Runs an async store call from a plain test thread.
+pub(super) fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
 
 fn project(store: &Store, id: &str) {
     store
-        .insert_project(&ProjectRow {
+        .insert_project_blocking(&ProjectRow {
             id: id.into(),
             name: id.into(),
             path: PathBuf::from(format!("/tmp/{id}")),
@@ -84,15 +96,15 @@ fn a_batch_takes_consecutive_seqs_in_one_transaction() {
         is_json: false,
     };
     let rows = [row("two"), row("three"), row("four")];
-    assert_eq!(store.append_all("a", &rows).unwrap(), 2..5);
-    assert_eq!(store.append_all("a", &[]).unwrap(), 0..0);
+    assert_eq!(block_on(store.append_all("a", &rows)).unwrap(), 2..5);
+    assert_eq!(block_on(store.append_all("a", &[])).unwrap(), 0..0);
     assert_eq!(line(&store, "a", 12, "last"), 5);
-    let page = store.messages(&query("a")).unwrap();
+    let page = store.messages_blocking(&query("a")).unwrap();
     let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
     assert_eq!(page.messages[2].text.as_deref(), Some("three"));
     // A missing project stores nothing.
-    assert!(store.append_all("missing", &rows).is_err());
+    assert!(block_on(store.append_all("missing", &rows)).is_err());
 }
 
 #[test]
@@ -110,7 +122,7 @@ fn queries_filter_page_and_sort() {
     }
     let seqs = |page: MessagePage| page.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
     let page = store
-        .messages(&MessageQuery {
+        .messages_blocking(&MessageQuery {
             after_seq: Some(7),
             ..query("a")
         })
@@ -118,7 +130,7 @@ fn queries_filter_page_and_sort() {
     assert!(!page.has_more);
     assert_eq!(seqs(page), vec![8, 9, 10]);
     let page = store
-        .messages(&MessageQuery {
+        .messages_blocking(&MessageQuery {
             limit: 3,
             ..query("a")
         })
@@ -126,7 +138,7 @@ fn queries_filter_page_and_sort() {
     assert!(page.has_more);
     assert_eq!(seqs(page), vec![1, 2, 3]);
     let page = store
-        .messages(&MessageQuery {
+        .messages_blocking(&MessageQuery {
             before_seq: Some(6),
             limit: 2,
             ..query("a")
@@ -135,7 +147,7 @@ fn queries_filter_page_and_sort() {
     assert!(page.has_more);
     assert_eq!(seqs(page), vec![4, 5]);
     let page = store
-        .messages(&MessageQuery {
+        .messages_blocking(&MessageQuery {
             since: Some(1002),
             until: Some(1006),
             kinds: vec!["user".into()],
@@ -144,7 +156,7 @@ fn queries_filter_page_and_sort() {
         .unwrap();
     assert_eq!(seqs(page), vec![4, 6]);
     let page = store
-        .messages(&MessageQuery {
+        .messages_blocking(&MessageQuery {
             max_bytes: 1,
             ..query("a")
         })
@@ -162,13 +174,19 @@ fn prune_keeps_the_newest_and_deletes_cascade() {
         line(&store, "a", i, "x");
     }
     assert_eq!(store.prune(4, None).unwrap(), 6);
-    let page = store.messages(&query("a")).unwrap();
+    let page = store.messages_blocking(&query("a")).unwrap();
     assert_eq!(page.messages.first().map(|m| m.seq), Some(7));
     assert_eq!(store.prune(0, Some(9)).unwrap(), 3);
     // seq continues after pruning; it never restarts.
     assert_eq!(line(&store, "a", 20, "x"), 11);
-    assert!(store.delete_project("a").unwrap());
-    assert!(store.messages(&query("a")).unwrap().messages.is_empty());
+    assert!(block_on(store.delete_project("a")).unwrap());
+    assert!(
+        store
+            .messages_blocking(&query("a"))
+            .unwrap()
+            .messages
+            .is_empty()
+    );
 }
 
 #[test]

@@ -1,0 +1,273 @@
+//! Projects, their runs and their Claude Code sessions.
+
+use std::path::PathBuf;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{CHUNK_ROWS, ProjectRow, RunOutcome, Store, StoreError, UnfinishedRun, stored};
+use crate::protocol::ProjectState;
+
+impl Store {
+    /// Inserts a project.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`], including a UNIQUE violation when the path is taken.
+    pub async fn insert_project(&self, row: &ProjectRow) -> Result<(), StoreError> {
+        let row = row.clone();
+        self.write(move |conn| insert_project(conn, &row)).await
+    }
+
+    /// [`Store::insert_project`] for sync code off the runtime.
+    ///
+    /// # Errors
+    /// As [`Store::insert_project`].
+    pub fn insert_project_blocking(&self, row: &ProjectRow) -> Result<(), StoreError> {
+        let row = row.clone();
+        self.write_blocking(move |conn| insert_project(conn, &row))
+    }
+
+    /// Deletes a project with its runs, sessions, tasks and log. Returns whether it
+    /// existed. The log and the tasks go first, [`CHUNK_ROWS`] rows per write, so a
+    /// project with 100,000 lines never holds the writer for long; the project row
+    /// goes last, so a crash half-way leaves the project listed with part of its log,
+    /// and deleting it again finishes the job.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub async fn delete_project(&self, id: &str) -> Result<bool, StoreError> {
+        for table in ["messages", "tasks"] {
+            loop {
+                let id = id.to_string();
+                let deleted = self
+                    .write(move |conn| delete_chunk(conn, table, &id))
+                    .await?;
+                if deleted < CHUNK_ROWS {
+                    break;
+                }
+            }
+        }
+        let id = id.to_string();
+        self.write(move |conn| Ok(conn.execute("DELETE FROM projects WHERE id = ?1", [id])? > 0))
+            .await
+    }
+
+    /// Every project, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn projects(&self) -> Result<Vec<ProjectRow>, StoreError> {
+        self.read_blocking(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, path, created_at, state, reason, session_id, last_seq
+             FROM projects ORDER BY created_at, id",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(ProjectRow {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    path: PathBuf::from(row.get::<_, String>(2)?),
+                    created_at: row.get(3)?,
+                    state: stored(&row.get::<_, String>(4)?, ProjectState::Failed),
+                    reason: row.get(5)?,
+                    session_id: row.get(6)?,
+                    last_seq: row.get::<_, i64>(7)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Records a project's state and the reason for it.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn set_project_state(
+        &self,
+        id: &str,
+        state: ProjectState,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (id, reason) = (id.to_string(), reason.map(str::to_string));
+        self.write_blocking(move |conn| {
+            conn.execute(
+                "UPDATE projects SET state = ?2, reason = ?3 WHERE id = ?1",
+                params![id, state.as_str(), reason],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Sets (or with `None`, forgets) the session the next run resumes, and records the
+    /// session itself.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn set_session(
+        &self,
+        project_id: &str,
+        session_id: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (project_id, session_id) = (project_id.to_string(), session_id.map(str::to_string));
+        self.write_blocking(move |conn| {
+            conn.execute(
+                "UPDATE projects SET session_id = ?2 WHERE id = ?1",
+                params![project_id, session_id],
+            )?;
+            if let Some(session_id) = session_id {
+                conn.execute(
+                    "INSERT INTO sessions (id, project_id, created_at, last_used_at) VALUES (?1, ?2, ?3, ?3)
+                     ON CONFLICT(id) DO UPDATE SET last_used_at = excluded.last_used_at",
+                    params![session_id, project_id, now],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records a started run.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn insert_run(
+        &self,
+        run_id: &str,
+        project_id: &str,
+        prompt: &str,
+        resumed_session: Option<&str>,
+        started_at: i64,
+    ) -> Result<(), StoreError> {
+        let (run_id, project_id, prompt, resumed_session) = (
+            run_id.to_string(),
+            project_id.to_string(),
+            prompt.to_string(),
+            resumed_session.map(str::to_string),
+        );
+        self.write_blocking(move |conn| {
+            conn.execute(
+                "INSERT INTO runs (id, project_id, prompt, resumed_session, started_at, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running')",
+                params![run_id, project_id, prompt, resumed_session, started_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records the process group of a run, so that a crash can be cleaned up later.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn set_run_pgid(&self, run_id: &str, pgid: i32) -> Result<(), StoreError> {
+        let run_id = run_id.to_string();
+        self.write_blocking(move |conn| {
+            conn.execute(
+                "UPDATE runs SET pgid = ?2 WHERE id = ?1",
+                params![run_id, pgid],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records how a run ended and adds its cost to its session.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn finish_run(
+        &self,
+        run_id: &str,
+        outcome: &RunOutcome,
+        ended_at: i64,
+    ) -> Result<(), StoreError> {
+        let (run_id, outcome) = (run_id.to_string(), outcome.clone());
+        self.write_blocking(move |conn| {
+            conn.execute(
+                "UPDATE runs SET status = ?2, exit_code = ?3, session_id = ?4, cost_usd = ?5,
+                     duration_ms = ?6, num_turns = ?7, error = ?8, ended_at = ?9
+                 WHERE id = ?1",
+                params![
+                    run_id,
+                    outcome.status.as_str(),
+                    outcome.exit_code,
+                    outcome.session_id,
+                    outcome.cost_usd,
+                    outcome.duration_ms,
+                    outcome.num_turns,
+                    outcome.error,
+                    ended_at
+                ],
+            )?;
+            if let Some(session_id) = &outcome.session_id {
+                conn.execute(
+                    "UPDATE sessions SET runs = runs + 1, total_cost_usd = total_cost_usd + ?2,
+                         last_used_at = ?3 WHERE id = ?1",
+                    params![session_id, outcome.cost_usd.unwrap_or(0.0), ended_at],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs still marked `running`: at start, these were orphaned by a crash.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
+        self.read_blocking(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, project_id, pgid, started_at FROM runs WHERE status = 'running'",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(UnfinishedRun {
+                    id: row.get(0)?,
+                    project_id: row.get(1)?,
+                    pgid: row.get(2)?,
+                    started_at: row.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// A run's recorded status, for tests and the CLI.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn run_status(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        self.read_blocking(|conn| {
+            Ok(conn
+                .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |row| {
+                    row.get(0)
+                })
+                .optional()?)
+        })
+    }
+}
+
+fn insert_project(conn: &Connection, row: &ProjectRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO projects (id, name, path, created_at, state, session_id, last_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            row.id,
+            row.name,
+            row.path.to_string_lossy(),
+            row.created_at,
+            row.state.as_str(),
+            row.session_id,
+            row.last_seq as i64
+        ],
+    )?;
+    Ok(())
+}
+
+/// Deletes up to [`CHUNK_ROWS`] of a project's rows in `table` (`messages` or `tasks`);
+/// returns how many.
+fn delete_chunk(conn: &Connection, table: &str, project_id: &str) -> Result<usize, StoreError> {
+    let sql = format!(
+        "DELETE FROM {table} WHERE rowid IN
+             (SELECT rowid FROM {table} WHERE project_id = ?1 LIMIT ?2)"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .execute(params![project_id, CHUNK_ROWS as i64])?)
+}

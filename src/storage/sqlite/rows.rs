@@ -1,0 +1,120 @@
+//! The rows the store reads and writes, as plain data.
+
+use std::path::PathBuf;
+
+use crate::protocol::{Output, ProjectState, RunStatus, Stream};
+
+/// A registered project as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectRow {
+    /// Stable id (UUID v7).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Canonical absolute path.
+    pub path: PathBuf,
+    /// Epoch milliseconds.
+    pub created_at: i64,
+    /// Last known state.
+    pub state: ProjectState,
+    /// Why the last run failed or was killed.
+    pub reason: Option<String>,
+    /// The session the next run resumes.
+    pub session_id: Option<String>,
+    /// The newest output line's seq.
+    pub last_seq: u64,
+}
+
+/// A run that was still marked running when the hub stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnfinishedRun {
+    /// The run id.
+    pub id: String,
+    /// Its project.
+    pub project_id: String,
+    /// The process group the run's processes belong to.
+    pub pgid: Option<i32>,
+    /// Epoch milliseconds.
+    pub started_at: i64,
+}
+
+/// How a run ended, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// How it ended.
+    pub status: RunStatus,
+    /// The process's exit code, when it exited normally.
+    pub exit_code: Option<i32>,
+    /// The Claude Code session id reported by the run.
+    pub session_id: Option<String>,
+    /// `total_cost_usd` from the `result` line, in US dollars.
+    pub cost_usd: Option<f64>,
+    /// `duration_ms` from the `result` line.
+    pub duration_ms: Option<i64>,
+    /// `num_turns` from the `result` line.
+    pub num_turns: Option<i64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl RunOutcome {
+    /// An outcome with only a status and a reason; the figures are unknown.
+    pub fn new(status: RunStatus, error: Option<String>) -> Self {
+        Self {
+            status,
+            exit_code: None,
+            session_id: None,
+            cost_usd: None,
+            duration_ms: None,
+            num_turns: None,
+            error,
+        }
+    }
+}
+
+/// A line to append to a project's log.
+#[derive(Debug, Clone, Copy)]
+pub struct NewLine<'a> {
+    /// The run that produced it.
+    pub run_id: Option<&'a str>,
+    /// Epoch milliseconds.
+    pub ts: i64,
+    /// Its stream.
+    pub stream: Stream,
+    /// Its kind (see [`Output::kind`]).
+    pub kind: &'a str,
+    /// The line's text (a JSON object's text when `is_json`).
+    pub body: &'a str,
+    /// Whether `body` is a JSON object.
+    pub is_json: bool,
+}
+
+/// A message log query (`messages.list`), all bounds exclusive except `since`.
+#[derive(Debug, Clone, Default)]
+pub struct MessageQuery {
+    /// The project id.
+    pub project_id: String,
+    /// seq > after_seq.
+    pub after_seq: Option<u64>,
+    /// seq < before_seq; the page is then the newest lines below it.
+    pub before_seq: Option<u64>,
+    /// ts >= since (epoch ms).
+    pub since: Option<i64>,
+    /// ts < until (epoch ms).
+    pub until: Option<i64>,
+    /// kind IN kinds.
+    pub kinds: Vec<String>,
+    /// Page size.
+    pub limit: u32,
+    /// Stop adding lines once their bodies exceed this many bytes (at least one is kept).
+    pub max_bytes: usize,
+}
+
+/// A page of the message log, ascending by seq.
+#[derive(Debug)]
+pub struct MessagePage {
+    /// The lines.
+    pub messages: Vec<Output>,
+    /// Whether more lines match beyond this page (in the direction of the query).
+    pub has_more: bool,
+}
