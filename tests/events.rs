@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::util::{TestHub, WAIT, Ws, eventually, metric};
+use crate::util::{TestHub, WAIT, Ws, eventually, metric, when};
 
 /// A hub whose per-connection request limit does not get in the way of bursts.
 async fn hub_with(edit: impl FnOnce(&mut semantest_hub::config::Limits)) -> TestHub {
@@ -770,8 +770,11 @@ async fn subscriptions_end_with_the_connection() {
     );
     sub.socket.close(None).await.unwrap();
     drop(sub);
-    eventually("the subscriber's connection to end", || {
-        hub.hub().clients().count() == 1
+    eventually("the subscriber's connection to end", async || {
+        let status = publisher.ok("hub.status", json!({})).await;
+        when(status["connections"].clone(), |connections| {
+            *connections == 1
+        })
     })
     .await;
     assert_eq!(

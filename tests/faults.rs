@@ -607,11 +607,12 @@ async fn a_full_disk_gives_storage_full_corrupts_nothing_and_recovers_without_a_
     assert_eq!(published["delivered"], 1);
     assert_eq!(listener.notification("event").await["type"], "disk.full");
     // The log says what happened, in words an operator can act on.
-    crate::util::eventually("the disk-full line in the hub log", || {
-        std::fs::read_dir(logs.path()).unwrap().any(|entry| {
+    crate::util::eventually("the disk-full line in the hub log", async || {
+        let logged = std::fs::read_dir(logs.path()).unwrap().any(|entry| {
             std::fs::read_to_string(entry.unwrap().path())
                 .is_ok_and(|log| log.contains("the disk is full"))
-        })
+        });
+        crate::util::when(logged, |logged| *logged)
     })
     .await;
 
@@ -1219,8 +1220,8 @@ async fn killing_agent_runs_under_load_leaves_no_descendant_process() {
             );
         }
     }
-    crate::util::eventually("no process left under the hub", || {
-        descendants(hub_pid).is_empty()
+    crate::util::eventually("no process left under the hub", async || {
+        crate::util::when(descendants(hub_pid), Vec::is_empty)
     })
     .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
