@@ -550,12 +550,22 @@ pub async fn spawn_hub_with(data_dir: &Path, env: &[(&str, &str)]) -> (HubProces
 /// with the hub's `serve` arguments as the tests use them, appended: any free port, the
 /// file secret store, warnings only, `data_dir`, and the fake agent CLI. Stdout and stderr
 /// are discarded; set them again to keep them.
-pub fn hub_command(mut launcher: std::process::Command, data_dir: &Path) -> std::process::Command {
+pub fn hub_command(launcher: std::process::Command, data_dir: &Path) -> std::process::Command {
+    hub_command_on(launcher, data_dir, 0)
+}
+
+/// [`hub_command`] on `port` instead of any free one.
+pub fn hub_command_on(
+    mut launcher: std::process::Command,
+    data_dir: &Path,
+    port: u16,
+) -> std::process::Command {
+    let port = port.to_string();
     launcher
         .args([
             "serve",
             "--port",
-            "0",
+            &port,
             "--secret-store",
             "file",
             "--log-level",
