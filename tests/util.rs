@@ -112,12 +112,12 @@ impl TestHub {
         self.dir
     }
 
-    /// Stops and starts again on the same data directory and port.
+    /// Stops and starts again on the same data directory, on any free port: the old
+    /// one went back to the kernel's ephemeral pool when the hub stopped, where any
+    /// connection a concurrent test opens may take it as its local port first.
     pub async fn restart(self) -> Self {
-        let port = self.port;
         let dir = self.stop().await;
-        let mut config = test_config(dir.path());
-        config.config.port = Some(port);
+        let config = test_config(dir.path());
         Self::start_in(dir, config).await
     }
 
