@@ -12,11 +12,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use semantest_hub::config::PublicConfig;
 use serde_json::json;
 
 use crate::util::cluster::{
-    NAME, NatsServer, Shared, connect, connect_to, get, health, next_event, owner,
-    publish_numbered, reach_nats, receive_in_order, subscribed_on_nats, until_delivered,
+    NAME, NatsServer, Shared, SlowLink, connect, connect_to, get, health, instance_with,
+    next_event, owner, public_settings, publish_numbered, reach_nats, receive_in_order,
+    subscribed_on_nats, until_delivered,
 };
 use crate::util::{HubProcess, TestHub, WAIT, Ws, eventually, runtime_port, when};
 
@@ -69,6 +71,39 @@ async fn a_subscriber_receives_every_instance_in_order_per_publisher() {
     assert_eq!(
         (status, &body["broker"]["state"]),
         (200, &json!("connected"))
+    );
+}
+
+/// `broker.subscriptions` counts a subscription once the NATS server has it, so an
+/// event published anywhere after that reaches the subscriber. The client's flush only
+/// writes the SUB to the socket; counted then, an event another instance published
+/// next could reach the server first and go nowhere. A slow link between A and the
+/// server makes that gap wide enough to see every time.
+#[tokio::test]
+async fn a_subscription_counts_once_the_nats_server_has_it() {
+    let nats = NatsServer::start().await;
+    let link = SlowLink::start(nats.port, Duration::from_millis(500)).await;
+    let slow = PublicConfig {
+        broker: Some(format!("nats://127.0.0.1:{}", link.port)),
+        ..public_settings(Shared::default())
+    };
+    let a = instance_with(crate::util::cluster::data_dir(), slow).await;
+    let b = instance(&nats).await;
+    reach_nats(&[&a, &b]).await;
+    let mut subscriber = client(&a).await;
+    subscriber
+        .ok("event.subscribe", json!({"types": ["slow.*"]}))
+        .await;
+    subscribed_on_nats(&a, 1).await;
+    let mut publisher = client(&b).await;
+    publish_numbered(&mut publisher, "slow.one", 0, 1).await;
+    let event = subscriber
+        .notification_within("event", WAIT)
+        .await
+        .expect("the event published after the subscription counted arrives");
+    assert_eq!(
+        (&event["type"], &event["payload"]["n"]),
+        (&json!("slow.one"), &json!(0))
     );
 }
 

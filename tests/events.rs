@@ -751,7 +751,10 @@ async fn bad_event_input_gets_its_error_and_the_connection_lives_on() {
     let (mut replies, mut limited) = (0, 0);
     while replies < 200 {
         let reply = ws.next_json().await;
-        if !reply["id"].as_str().is_some_and(|id| id.starts_with("flood-")) {
+        if !reply["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("flood-"))
+        {
             continue;
         }
         replies += 1;

@@ -207,14 +207,22 @@ impl Ws {
 
     /// The next JSON text frame.
     pub async fn next_json(&mut self) -> Value {
+        self.next_json_within(WAIT)
+            .await
+            .expect("a message within the wait")
+    }
+
+    /// The next JSON text frame, or `None` when none comes within `limit`.
+    pub async fn next_json_within(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let message = tokio::time::timeout(WAIT, self.socket.next())
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
-                .expect("a message within the wait")
+                .ok()?
                 .expect("the connection is open")
                 .expect("a frame");
             match message {
-                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Text(text) => return Some(serde_json::from_str(&text).unwrap()),
                 Message::Close(frame) => panic!("connection closed: {frame:?}"),
                 _ => continue,
             }
@@ -268,17 +276,25 @@ impl Ws {
     /// The next notification of `method`, as its params. Other notifications stay queued
     /// for later calls.
     pub async fn notification(&mut self, method: &str) -> Value {
+        self.notification_within(method, WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no message within the wait while waiting for {method}"))
+    }
+
+    /// [`Ws::notification`], or `None` when no message at all comes within `limit`
+    /// (each message starts the wait again).
+    pub async fn notification_within(&mut self, method: &str, limit: Duration) -> Option<Value> {
         if let Some(i) = self
             .notifications
             .iter()
             .position(|m| m["method"] == method)
         {
-            return self.notifications.remove(i).unwrap()["params"].clone();
+            return Some(self.notifications.remove(i).unwrap()["params"].clone());
         }
         loop {
-            let message = self.next_json().await;
+            let message = self.next_json_within(limit).await?;
             if message["method"] == method {
-                return message["params"].clone();
+                return Some(message["params"].clone());
             }
             self.notifications.push_back(message);
         }

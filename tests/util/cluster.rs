@@ -96,8 +96,14 @@ pub async fn instance(shared: Shared<'_>) -> TestHub {
 /// [`instance`] on an existing data directory (one made by [`data_dir`] if it shares the
 /// database).
 pub async fn instance_in(dir: tempfile::TempDir, shared: Shared<'_>) -> TestHub {
+    instance_with(dir, public_settings(shared)).await
+}
+
+/// An instance on `dir` with the public settings `public` (made from
+/// [`public_settings`], changed).
+pub async fn instance_with(dir: tempfile::TempDir, public: PublicConfig) -> TestHub {
     let mut config = test_config(dir.path());
-    config.config.public = public_settings(shared);
+    config.config.public = public;
     // The tests publish hundreds of events per connection in a burst.
     config.config.limits.rate_limit_per_s = 100_000;
     config.config.limits.rate_limit_burst = 100_000;
@@ -247,8 +253,13 @@ pub async fn publish_numbered(ws: &mut Ws, kind: &str, first: u64, count: u64) {
 pub async fn receive_in_order(ws: &mut Ws, count: usize) -> HashMap<String, u64> {
     let mut last: HashMap<String, (u64, u64)> = HashMap::new();
     let mut per_publisher = HashMap::new();
-    for _ in 0..count {
-        let event = next_event(ws).await;
+    for received in 0..count {
+        let Some(event) = ws.notification_within("event", WAIT).await else {
+            panic!(
+                "{received} of {count} events arrived (per publisher: {per_publisher:?}), then \
+                 none within {WAIT:?}"
+            )
+        };
         let from = event["from"].as_str().unwrap().to_string();
         let seq = event["seq"].as_u64().unwrap();
         let n = event["payload"]["n"].as_u64().unwrap();
@@ -288,4 +299,73 @@ pub async fn until_delivered(publisher: &mut Ws, subscriber: &mut Ws, kind: &str
         Err(format!("{sent} markers published, none arrived"))
     })
     .await;
+}
+
+/// A TCP relay to a server on `target` that holds every byte its client sends for
+/// `delay` before passing it on, in order, and passes the server's bytes back at once:
+/// a slow link from one instance towards the NATS server, which shows what that
+/// instance takes as done before the server has seen it.
+pub struct SlowLink {
+    /// The loopback port clients connect to instead of `target`.
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowLink {
+    pub async fn start(target: u16, delay: std::time::Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    return;
+                };
+                tokio::spawn(relay(client, server, delay));
+            }
+        });
+        Self { port, task }
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `client` to `server` `delay` late and `server` to `client` at once, until
+/// either side ends.
+async fn relay(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    delay: std::time::Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+    let hold = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+            let due = tokio::time::Instant::now() + delay;
+            if held_tx.send((due, buf[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+    };
+    let pass_on = async move {
+        while let Some((due, bytes)) = held_rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if server_write.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    };
+    let back = async move {
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+    };
+    tokio::select! {
+        () = async { tokio::join!(hold, pass_on); } => {}
+        () = back => {}
+    }
 }
