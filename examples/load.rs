@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
-use semantest_hub::client::HubClient;
+use semantest_hub::cli::HubClient;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -153,7 +153,7 @@ async fn main() -> Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "the hub did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let url = semantest_hub::client::running_hub_url(data.path())?;
+    let url = semantest_hub::cli::running_hub_url(data.path())?;
     let token = std::fs::read_to_string(data.path().join("secrets/owner-token"))?
         .trim()
         .to_string();

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use semantest_hub::client::HubClient;
+use semantest_hub::cli::HubClient;
 use semantest_hub::config::{Config, Overrides, SecretStoreKind};
 use serde_json::{Value, json};
 

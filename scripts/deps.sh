@@ -19,8 +19,16 @@ apt_install() {
 
 # Build and test dependencies of the headless hub.
 ensure_core_deps() {
+  # The desktop crate needs Rust 1.90 (src-tauri/Cargo.toml rust-version); the headless
+  # hub alone builds with 1.89.
   if ! command -v cargo >/dev/null; then
-    echo "cargo not found: install Rust 1.89 or newer (https://rustup.rs), then run this again" >&2
+    echo "cargo not found: install Rust 1.90 or newer (https://rustup.rs), then run this again" >&2
+    exit 1
+  fi
+  local version
+  version="$(rustc --version | awk '{print $2}')"
+  if [ "$(printf '%s\n1.90.0\n' "${version%%-*}" | sort -V | head -n1)" != 1.90.0 ]; then
+    echo "Rust $version is too old: install Rust 1.90 or newer (rustup update), then run this again" >&2
     exit 1
   fi
   case "$(uname -s)" in

@@ -3,7 +3,7 @@
 //!
 //! The runner and the coordinator never call back into the hub. They describe what
 //! happened as an [`Event`] and hand it to the sink they were given when they were
-//! opened; the one implementation, [`crate::notifier::Notifier`], turns events into wire
+//! opened; the one implementation, [`crate::app::notifier::Notifier`], turns events into wire
 //! notifications, desktop [`HubEvent`]s and the [`StatusSnapshot`]. The trait lives here,
 //! below its producers, so that producers depend on it and not on what consumes it.
 //!

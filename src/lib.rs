@@ -8,43 +8,32 @@
 //!
 //! # Layout
 //!
-//! Dependencies point down only; each line uses the lines below it, never above
-//! (`docs/architecture.md` lists every edge).
+//! One folder (or file) per layer entry; dependencies point down only. A module uses
+//! the lines below its own, never a line above and never a sibling on its own line.
+//! `scripts/check-layers.py` holds this order and fails the test command on any
+//! `crate::` path against it; `docs/architecture.md` draws the same lines.
 //!
 //! ```text
-//!  client                      the command-line JSON-RPC client              pub
-//!  server, ws, pairing_http    binding, routes, gate, shutdown; a WebSocket;  server pub
-//!                              the /pair endpoints
-//!  public                      public mode at the edge: TLS, client address
-//!                              behind trusted proxies, per-address limits
+//!  cli                         the command line's JSON-RPC client to a running hub  pub
+//!  http/                       server (binding, routes, gate, shutdown), ws (one   server pub
+//!                              connection), pairing (the /pair endpoints), public/
+//!                              (TLS, client address, per-address limits), assets
 //!  rpc/                        dispatch (scope check first) + one file per method family
-//!  access, sessions            client tokens and pairing with their effects;
-//!                              dashboard sessions: sign-in, sliding lifetime, sign-out
-//!  hub                         the composition root: opens the parts in order,  pub
-//!                              hands each only the handles it needs
-//!  watch                       the reports/ folder actor (coordinator handle only)
-//!  coordinator/   notifier     task queue: pure state transitions + handle ·
-//!                              the one EventSink: notifications, desktop, status
-//!  runner/                     cli · process · output · slots (agent permits)
-//!  nats                        the NATS backplane between public instances:
-//!                              events, request answers, control messages
-//!  feed, broker                history plus live output; event routing
-//!  clients, project            connections; project registry and path rules
-//!  client_tokens, pairing      live tokens by hash, paired origins; pending pairings
-//!  store, security, events     SQLite; tokens, allowlists; Event + EventSink  security pub
-//!  database                    the PostgreSQL state public instances share
-//!  protocol, secrets, metrics  wire types; keychain or file; Prometheus       protocol, secrets pub
-//!  error, timestamp, config,   error kinds; times; settings; dashboard files; error, config,
-//!  assets, monitor, logging,   resource sampling; tracing subscriber;         logging pub
-//!  scopes, conn_info,          token scopes; each connection's two addresses; scopes pub
-//!  rate_limit, file_modes      rate limiters on one shared clock; private
-//!                              (0700/0600) directories and files
+//!  app/                        hub (the composition root), access (token and pairing   hub pub
+//!                              effects), sessions (dashboard sign-in), notifier
+//!                              (the one EventSink)
+//!  coordinator/                the task queue: pure state, ops, the handle; watch
+//!                              (the reports/ folder)
+//!  runner/                     agent runs: claude_cli · process · output · slots
+//!  projects/, pubsub/, auth/   registry and path rules + feed; broker/ + nats/   security pub
+//!                              (client events); tokens, pairing, security
+//!  connections/, storage/,     live connections + tcp (each connection's two     secrets pub
+//!  events                      addresses); sqlite/, postgres/, secrets; the core's
+//!                              Event + EventSink
+//!  protocol/, config/,         wire types + error kinds + scopes; settings;       protocol, error,
+//!  support                     timestamps, rate limits, file modes, logging,       scopes, config,
+//!                              metrics, resource sampling                          logging pub
 //! ```
-//!
-//! The binary, the desktop shell, the examples and the tests use only the `pub` modules
-//! and the re-exports below; the rest is internal to the crate. The runner and the
-//! coordinator report upwards through `events::Event`s, never by calling the hub; the
-//! agent limit is a semaphore permit taken before a run starts and held by the run.
 //!
 //! # Example
 //!
@@ -59,43 +48,29 @@
 //! # Ok(()) }
 //! ```
 
-pub(crate) mod access;
-pub(crate) mod assets;
-pub(crate) mod broker;
-pub mod client;
-pub(crate) mod client_tokens;
-pub(crate) mod clients;
+pub(crate) mod app;
+pub(crate) mod auth;
+pub mod cli;
 pub mod config;
-pub(crate) mod conn_info;
+pub(crate) mod connections;
 pub(crate) mod coordinator;
-pub(crate) mod database;
-pub mod error;
 pub(crate) mod events;
-pub(crate) mod feed;
-pub(crate) mod file_modes;
-pub mod hub;
-pub mod logging;
-pub(crate) mod metrics;
-pub(crate) mod monitor;
-pub(crate) mod nats;
-pub(crate) mod notifier;
-pub(crate) mod pairing;
-pub(crate) mod pairing_http;
-pub(crate) mod project;
+pub(crate) mod http;
+pub(crate) mod projects;
 pub mod protocol;
-pub(crate) mod public;
-pub(crate) mod rate_limit;
+pub(crate) mod pubsub;
 pub(crate) mod rpc;
 pub(crate) mod runner;
-pub mod scopes;
-pub mod secrets;
-pub mod security;
-pub mod server;
-pub(crate) mod sessions;
-pub(crate) mod store;
-pub(crate) mod timestamp;
-pub(crate) mod watch;
-pub(crate) mod ws;
+pub(crate) mod storage;
+pub(crate) mod support;
+
+// The crate's public API keeps its flat paths whatever folder a module lives in.
+pub use app::hub;
+pub use auth::security;
+pub use http::server;
+pub use protocol::{error, scopes};
+pub use storage::secrets;
+pub use support::logging;
 
 /// Internals the criterion benches (`benches/`) and fuzz targets (`fuzz/`) exercise
 /// directly, behind the `bench-internals` feature: not part of the crate's API.
@@ -103,9 +78,9 @@ pub(crate) mod ws;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::coordinator::reports::{parse_report, read_report_file};
-    pub use crate::project::{PathPolicy, validate_path};
+    pub use crate::projects::{PathPolicy, validate_path};
     pub use crate::runner::output::read_capped_line;
-    pub use crate::store::{NewLine, ProjectRow, Store};
+    pub use crate::storage::sqlite::{NewLine, ProjectRow, Store};
 }
 
 pub use config::{Config, LoadedConfig, Overrides};

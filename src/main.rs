@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
-use semantest_hub::client::{HubClient, running_hub_url};
+use semantest_hub::cli::{HubClient, running_hub, running_hub_url};
 use semantest_hub::config::{
     Config, LoadedConfig, Mode, Overrides, PublicOverrides, SecretStoreKind,
 };
@@ -83,7 +83,8 @@ enum Command {
     },
     /// Show the running hub's status.
     Status,
-    /// Print a one-time sign-in link for the dashboard (or open it in a browser).
+    /// Open the dashboard in a browser with a one-time sign-in link (printed instead
+    /// when there is no display).
     Dashboard {
         /// Print the link instead of opening a browser.
         #[arg(long)]
@@ -95,6 +96,90 @@ enum Command {
     /// Run agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Answer browser extensions that ask to pair: list the pending requests, approve one
+    /// (issuing its token) or deny it. A request waits 2 minutes for an answer.
+    #[command(subcommand)]
+    Pair(PairCommand),
+}
+
+#[derive(Subcommand)]
+enum PairCommand {
+    /// List the pending requests, oldest first: id, the 6-digit code the extension shows
+    /// (compare it before approving), name, origin, the requester's address and expiry.
+    List(#[command(flatten)] ListFormat),
+    /// Approve a request: the extension then claims a token bound to its origin.
+    Approve {
+        /// The request's id (`pr_…`, from `pair list`).
+        id: String,
+        /// What the token may do; repeat or list several. Default: events.
+        #[arg(
+            long = "scope",
+            value_name = "SCOPE",
+            num_args = 1..,
+            value_parser = clap::builder::PossibleValuesParser::new(Scope::ALL.map(Scope::as_str)),
+        )]
+        scopes: Vec<String>,
+    },
+    /// Deny a request: the extension is told so and gets no token.
+    Deny {
+        /// The request's id (`pr_…`, from `pair list`).
+        id: String,
+    },
+}
+
+/// A table column: its header, and how to show an item's cell.
+type Column<'a> = (&'a str, &'a dyn Fn(&Value) -> String);
+
+/// How a `list` command prints: an aligned table with a header by default.
+#[derive(Args, Clone, Copy)]
+struct ListFormat {
+    /// Print the hub's JSON-RPC result as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Print only the ids, one per line.
+    #[arg(short, long, conflicts_with = "json")]
+    quiet: bool,
+}
+
+impl ListFormat {
+    /// Prints `result` as asked: `result` itself as JSON, the `id` of each item of
+    /// `result[key]`, or a table of `columns` (header, field) with `empty` said on
+    /// stderr when there are no items.
+    fn print(
+        self,
+        result: &Value,
+        key: &str,
+        columns: &[Column<'_>],
+        empty: &str,
+    ) -> Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(result)?);
+            return Ok(());
+        }
+        let items = result[key].as_array().cloned().unwrap_or_default();
+        if self.quiet {
+            for item in &items {
+                println!("{}", item["id"].as_str().unwrap_or_default());
+            }
+            return Ok(());
+        }
+        if items.is_empty() {
+            eprintln!("{empty}");
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = items
+            .iter()
+            .map(|item| columns.iter().map(|(_, cell)| cell(item)).collect())
+            .collect();
+        let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
+        print_table(&headers, &rows);
+        Ok(())
+    }
+}
+
+/// The string at `item[key]`, or `default` when it is absent or not a string.
+fn text_or(item: &Value, key: &str, default: &str) -> String {
+    item[key].as_str().unwrap_or(default).to_string()
 }
 
 #[derive(Subcommand)]
@@ -118,7 +203,7 @@ enum TokenCommand {
         origin: Option<String>,
     },
     /// List the live client tokens.
-    List,
+    List(#[command(flatten)] ListFormat),
     /// Revoke a client token; its connections close at once.
     Revoke {
         /// The token's id (`cl_…`, from `token list`).
@@ -137,7 +222,7 @@ enum ProjectCommand {
         name: Option<String>,
     },
     /// List projects.
-    List,
+    List(#[command(flatten)] ListFormat),
     /// Unregister a project (its directory is not touched).
     Rm {
         /// The project id.
@@ -230,7 +315,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 &common.log_level.unwrap_or_else(|| "warn".into()),
                 None,
             );
-            let token = owner_token(&loaded, true).await?;
+            let token = owner_token(&loaded, common.secret_store).await?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
@@ -239,7 +324,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 &common.log_level.unwrap_or_else(|| "warn".into()),
                 None,
             );
-            client_command(&loaded, command).await
+            client_command(&loaded, common.secret_store, command).await
         }
     }
 }
@@ -254,10 +339,7 @@ async fn serve(loaded: LoadedConfig, dashboard: bool) -> Result<ExitCode> {
         );
     } else if dashboard {
         let link = server.hub().login_link();
-        let display = cfg!(target_os = "macos")
-            || std::env::var_os("DISPLAY").is_some()
-            || std::env::var_os("WAYLAND_DISPLAY").is_some();
-        if !(display && open_browser(&link)) {
+        if !(has_display() && open_browser(&link)) {
             eprintln!("Dashboard (one-time sign-in link, valid for 2 minutes): {link}");
         }
     } else {
@@ -274,28 +356,76 @@ async fn serve(loaded: LoadedConfig, dashboard: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn owner_token(loaded: &LoadedConfig, create: bool) -> Result<String> {
-    let (kind, dir) = (loaded.config.secret_store, loaded.data_dir.clone());
+/// The owner token. While a hub runs, it is read from the store that hub recorded in its
+/// runtime file, so a command on `auto` and a hub started with `--secret-store file` (as
+/// the user unit does) read the same token; it is never created then, since a token the
+/// running hub does not know would only be refused. With no hub running, it comes from
+/// the configured store and is created on first use (`semantest-hub token`), or, for the
+/// other commands, must exist already.
+async fn owner_token(
+    loaded: &LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+) -> Result<String> {
+    let running = running_hub(&loaded.data_dir).ok();
+    let kind = match running.as_ref().and_then(|hub| hub.secret_store) {
+        Some(recorded) => {
+            if let Some(asked) = explicit_store
+                && asked != SecretStoreKind::Auto
+                && asked != recorded
+            {
+                bail!(
+                    "the hub running on {} keeps its owner token in the {} store; \
+                     drop --secret-store or pass --secret-store {}",
+                    loaded.data_dir.display(),
+                    store_name(recorded),
+                    store_name(recorded),
+                );
+            }
+            recorded
+        }
+        None => loaded.config.secret_store,
+    };
+    let create = running.is_none();
+    let dir = loaded.data_dir.clone();
     tokio::task::spawn_blocking(move || {
         let secrets = Secrets::open(kind, &dir)?;
         if create {
             return Ok(secrets.get_or_create(OWNER_TOKEN, semantest_hub::security::new_token)?);
         }
-        secrets
-            .get(OWNER_TOKEN)?
-            .context("no owner token yet; start the hub once with `semantest-hub serve`")
+        secrets.get(OWNER_TOKEN)?.with_context(|| {
+            format!(
+                "no owner token in the {} store, which the running hub uses; \
+                 restart it with `semantest-hub serve`",
+                secrets.backend_name()
+            )
+        })
     })
     .await?
 }
 
-async fn connect(loaded: &LoadedConfig) -> Result<HubClient> {
+fn store_name(kind: SecretStoreKind) -> &'static str {
+    match kind {
+        SecretStoreKind::Auto => "auto",
+        SecretStoreKind::Keychain => "keychain",
+        SecretStoreKind::File => "file",
+    }
+}
+
+async fn connect(
+    loaded: &LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+) -> Result<HubClient> {
     let url = running_hub_url(&loaded.data_dir)?;
-    let token = owner_token(loaded, false).await?;
+    let token = owner_token(loaded, explicit_store).await?;
     Ok(HubClient::connect(&url, &token).await?)
 }
 
-async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitCode> {
-    let mut client = connect(loaded).await?;
+async fn client_command(
+    loaded: &LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+    command: Command,
+) -> Result<ExitCode> {
+    let mut client = connect(loaded, explicit_store).await?;
     client
         .request(
             "hub.hello",
@@ -312,7 +442,7 @@ async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitC
             let link = client.request("hub.login_link", json!({})).await?;
             let url = link["url"].as_str().context("the hub sent no link")?;
             client.check_link(url)?;
-            if print || !open_browser(url) {
+            if print || !has_display() || !open_browser(url) {
                 println!("{url}");
             }
             ExitCode::SUCCESS
@@ -331,17 +461,19 @@ async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitC
             );
             ExitCode::SUCCESS
         }
-        Command::Project(ProjectCommand::List) => {
+        Command::Project(ProjectCommand::List(format)) => {
             let list = client.request("project.list", json!({})).await?;
-            for project in list["projects"].as_array().into_iter().flatten() {
-                println!(
-                    "{}  {:<8}  {}  {}",
-                    project["id"].as_str().unwrap_or(""),
-                    project["state"].as_str().unwrap_or(""),
-                    project["name"].as_str().unwrap_or(""),
-                    project["path"].as_str().unwrap_or("")
-                );
-            }
+            format.print(
+                &list,
+                "projects",
+                &[
+                    ("ID", &|p| text_or(p, "id", "")),
+                    ("STATE", &|p| text_or(p, "state", "")),
+                    ("NAME", &|p| text_or(p, "name", "")),
+                    ("PATH", &|p| text_or(p, "path", "")),
+                ],
+                "no projects; add one with `semantest-hub project add DIR`",
+            )?;
             ExitCode::SUCCESS
         }
         Command::Project(ProjectCommand::Rm { id }) => {
@@ -360,12 +492,22 @@ async fn client_command(loaded: &LoadedConfig, command: Command) -> Result<ExitC
         Command::Token {
             action: Some(action),
         } => token_command(&mut client, action).await?,
+        Command::Pair(action) => pair_command(&mut client, action).await?,
         Command::Serve { .. } | Command::Token { action: None } => {
             unreachable!("handled before connecting")
         }
     };
     client.close().await;
     Ok(code)
+}
+
+/// Whether a browser window could be shown: always on macOS, with an X11 or Wayland
+/// display elsewhere. Without one, `xdg-open` may start a text-mode browser that waits
+/// on the terminal, so links are printed instead.
+fn has_display() -> bool {
+    cfg!(target_os = "macos")
+        || std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some()
 }
 
 fn open_browser(url: &str) -> bool {
@@ -521,28 +663,25 @@ async fn token_command(client: &mut HubClient, action: TokenCommand) -> Result<E
             );
             println!("{token}");
         }
-        TokenCommand::List => {
+        TokenCommand::List(format) => {
             let list = client.request("client.list", json!({})).await?;
-            let clients = list["clients"].as_array().cloned().unwrap_or_default();
-            if clients.is_empty() {
-                eprintln!("no client tokens; create one with `semantest-hub token create`");
-            }
-            for info in clients {
-                println!(
-                    "{}  {:<9}  {:<20}  {:<28}  {}  last used {}{}  connected {}",
-                    info["id"].as_str().unwrap_or_default(),
-                    info["kind"].as_str().unwrap_or_default(),
-                    info["name"].as_str().unwrap_or_default(),
-                    join_strings(&info["scopes"]),
-                    info["origin"].as_str().unwrap_or("any origin"),
-                    info["last_used_at"].as_str().unwrap_or("never"),
-                    info["last_addr"]
-                        .as_str()
-                        .map(|addr| format!(" from {addr}"))
-                        .unwrap_or_default(),
-                    info["connected"].as_u64().unwrap_or_default(),
-                );
-            }
+            format.print(
+                &list,
+                "clients",
+                &[
+                    ("ID", &|c| text_or(c, "id", "")),
+                    ("KIND", &|c| text_or(c, "kind", "")),
+                    ("NAME", &|c| text_or(c, "name", "")),
+                    ("SCOPES", &|c| join_strings(&c["scopes"])),
+                    ("ORIGIN", &|c| text_or(c, "origin", "any")),
+                    ("LAST USED", &|c| text_or(c, "last_used_at", "never")),
+                    ("FROM", &|c| text_or(c, "last_addr", "-")),
+                    ("CONNECTED", &|c| {
+                        c["connected"].as_u64().unwrap_or_default().to_string()
+                    }),
+                ],
+                "no client tokens; create one with `semantest-hub token create`",
+            )?;
         }
         TokenCommand::Revoke { id } => {
             client
@@ -552,6 +691,74 @@ async fn token_command(client: &mut HubClient, action: TokenCommand) -> Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pair list|approve|deny`, over RPC with the owner token.
+async fn pair_command(client: &mut HubClient, action: PairCommand) -> Result<ExitCode> {
+    match action {
+        PairCommand::List(format) => {
+            let list = client.request("pairing.list", json!({})).await?;
+            format.print(
+                &list,
+                "requests",
+                &[
+                    ("ID", &|r| text_or(r, "id", "")),
+                    ("CODE", &|r| text_or(r, "code", "")),
+                    ("NAME", &|r| text_or(r, "name", "")),
+                    ("ORIGIN", &|r| text_or(r, "origin", "")),
+                    ("ADDRESS", &|r| text_or(r, "address", "")),
+                    ("EXPIRES", &|r| text_or(r, "expires_at", "")),
+                ],
+                "no pending pairing requests; press Pair in the extension, then run this again",
+            )?;
+        }
+        PairCommand::Approve { id, scopes } => {
+            let scopes = (!scopes.is_empty()).then_some(scopes);
+            let approved = client
+                .request(
+                    "pairing.approve",
+                    json!({"request_id": id, "scopes": scopes}),
+                )
+                .await?;
+            let info = &approved["client"];
+            println!(
+                "approved {id}: client {} ({}) with scopes {} for {}",
+                info["id"].as_str().unwrap_or_default(),
+                info["name"].as_str().unwrap_or_default(),
+                join_strings(&info["scopes"]),
+                info["origin"].as_str().unwrap_or_default(),
+            );
+        }
+        PairCommand::Deny { id } => {
+            client
+                .request("pairing.deny", json!({"request_id": id}))
+                .await?;
+            println!("denied {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `rows` under `headers` in columns two spaces apart, each as wide as its widest
+/// cell (counted in characters); the last column is not padded.
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (cell, width) in cells.zip(&widths) {
+            text.push_str(&format!("{cell:<width$}  "));
+        }
+        println!("{}", text.trim_end());
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
 }
 
 fn join_strings(values: &Value) -> String {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::error::{ErrorKind, RpcError};
+use crate::protocol::error::{ErrorKind, RpcError};
 
 /// A stored or wire name that names no variant of an enum.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,8 +56,10 @@ macro_rules! stored_names {
 
 pub mod clients;
 pub mod coordination;
+pub mod error;
 pub mod events;
 pub mod hub;
+pub mod scopes;
 
 /// The protocol version, sent in the signature and in `hub.hello`. Bumped on any
 /// incompatible change of a shape below.

@@ -26,7 +26,26 @@ async fn the_command_line_client_drives_a_running_hub() {
         .next()
         .unwrap()
         .to_string();
-    assert!(stdout(&hub.cli(&["project", "list"]).await).contains("demo"));
+    // `project list`: an aligned table with a header; `-q` ids; `--json` the result.
+    let table = stdout(&hub.cli(&["project", "list"]).await);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["ID", "STATE", "NAME", "PATH"], "{table}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row, [id.as_str(), "idle", "demo", dir], "{table}");
+    assert_eq!(
+        lines[0].find("NAME"),
+        lines[1].find("demo"),
+        "columns line up: {table}"
+    );
+    assert_eq!(
+        stdout(&hub.cli(&["project", "list", "-q"]).await),
+        format!("{id}\n")
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&hub.cli(&["project", "list", "--json"]).await)).unwrap();
+    assert_eq!(json["projects"][0]["id"], id.as_str());
 
     // `agent run` accepts the directory, streams the output and exits with the status.
     let ok = hub.cli(&["agent", "run", dir, "success"]).await;

@@ -222,13 +222,28 @@ async fn the_token_cli_creates_lists_and_revokes() {
 
     let list = hub.cli(&["token", "list"]).await;
     let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "a header and one token: {text}");
     assert!(
-        text.contains("ci-runner") && text.contains("connected 1"),
+        lines[0].starts_with("ID ") && lines[0].ends_with("CONNECTED"),
+        "{text}"
+    );
+    let cells: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        (cells[1], cells[2], cells[3], cells.last().copied()),
+        ("manual", "ci-runner", "projects:read,tasks", Some("1")),
         "{text}"
     );
     assert!(!text.contains(&token), "the token is never listed");
-    let id = text.split_whitespace().next().unwrap().to_string();
+    let id = cells[0].to_string();
     assert!(id.starts_with("cl_"), "{text}");
+    // `-q` prints the ids only; `--json` the `client.list` result.
+    let quiet = hub.cli(&["token", "list", "-q"]).await;
+    assert_eq!(String::from_utf8_lossy(&quiet.stdout), format!("{id}\n"));
+    let json: Value =
+        serde_json::from_slice(&hub.cli(&["token", "list", "--json"]).await.stdout).unwrap();
+    assert_eq!(json["clients"][0]["id"], id.as_str());
+    assert_eq!(json["clients"][0]["connected"], 1);
 
     let revoked = hub.cli(&["token", "revoke", &id]).await;
     assert!(revoked.status.success(), "{revoked:?}");

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use semantest_hub::HubServer;
-use semantest_hub::client::{ClientError, HubClient};
+use semantest_hub::cli::{ClientError, HubClient};
 use semantest_hub::config::{Config, Overrides, SecretStoreKind};
 use serde_json::{Value, json};
 use tempfile::TempDir;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use semantest_hub::client::{ClientError, HubClient};
+use semantest_hub::cli::{ClientError, HubClient};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 

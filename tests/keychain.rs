@@ -80,3 +80,53 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// A hub started with `--secret-store file` (as the user unit starts it) and a command
+/// on the default `auto`, on a machine whose keychain answers: the command reads the
+/// token from the store the running hub recorded, never creating a second one there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_on_auto_uses_the_store_of_the_running_hub() {
+    let hub = crate::util::TestHub::start().await;
+    let data_dir = hub.dir.path().to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        tokio::process::Command::new(crate::util::hub_bin())
+            .args(["--data-dir", &data_dir])
+            .args(args)
+            .output()
+    };
+    let runtime: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hub.dir.path().join("server.json")).unwrap())
+            .unwrap();
+    assert_eq!(runtime["secret_store"], "file");
+
+    let token = run(&["token"]).await.unwrap();
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&token.stdout).trim(), hub.token);
+    let status = run(&["status"]).await.unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    // Nothing was written to the keychain for this data directory.
+    let account = format!("owner-token@{}", hub.dir.path().display());
+    let entry = keyring::Entry::new(KEYCHAIN_SERVICE, &account).unwrap();
+    let stored = tokio::task::spawn_blocking(move || entry.get_password())
+        .await
+        .unwrap();
+    assert!(matches!(stored, Err(keyring::Error::NoEntry)), "{stored:?}");
+
+    // Asking for another store than the running hub's is an error that says which.
+    let other = run(&["--secret-store", "keychain", "token"]).await.unwrap();
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("--secret-store file"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+}

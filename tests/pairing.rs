@@ -519,3 +519,113 @@ async fn pairing_needs_an_extension_origin_and_a_valid_body() {
     assert_eq!((status, body["status"].as_str()), (404, Some("unknown")));
     hub.stop().await;
 }
+
+/// A hub without a browser at hand: the owner answers from the command line, comparing
+/// the code `pair list` shows with the one the extension shows.
+#[tokio::test]
+async fn the_command_line_lists_approves_and_denies_pairing_requests() {
+    let hub = TestHub::start().await;
+    let stdout = |output: &std::process::Output| {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout.clone()).unwrap()
+    };
+
+    let empty = hub.cli(&["pair", "list"]).await;
+    assert_eq!(stdout(&empty), "");
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("no pending pairing requests"));
+
+    let (status, first) = request_pairing(&hub, "127.0.0.1", ORIGIN, "Recorder").await;
+    assert_eq!(status, 201, "{first}");
+    let (status, second) = request_pairing(&hub, "127.0.0.2", OTHER_ORIGIN, "Stranger").await;
+    assert_eq!(status, 201, "{second}");
+    let (first_id, first_code) = (text(&first["request_id"]), text(&first["code"]));
+    let second_id = text(&second["request_id"]);
+
+    // The table: a header, then one row per request, oldest first, with the code.
+    let table = stdout(&hub.cli(&["pair", "list"]).await);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("CODE"),
+        "{table}"
+    );
+    for (line, id, code, name, origin, address) in [
+        (
+            lines[1],
+            &first_id,
+            &first_code,
+            "Recorder",
+            ORIGIN,
+            "127.0.0.1",
+        ),
+        (
+            lines[2],
+            &second_id,
+            &text(&second["code"]),
+            "Stranger",
+            OTHER_ORIGIN,
+            "127.0.0.2",
+        ),
+    ] {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            &cells[..5],
+            [id.as_str(), code, name, origin, address],
+            "{table}"
+        );
+    }
+    // `--json` is the `pairing.list` result itself.
+    let listed: Value =
+        serde_json::from_str(&stdout(&hub.cli(&["pair", "list", "--json"]).await)).unwrap();
+    assert_eq!(listed["requests"][0]["id"], first_id.as_str());
+    assert_eq!(listed["requests"][1]["code"], second["code"]);
+
+    // Approve with scopes: the extension's claim then delivers a token with them.
+    let approved = stdout(
+        &hub.cli(&[
+            "pair",
+            "approve",
+            &first_id,
+            "--scope",
+            "events",
+            "projects:read",
+        ])
+        .await,
+    );
+    assert!(
+        approved.starts_with(&format!("approved {first_id}: client cl_")),
+        "{approved}"
+    );
+    assert!(approved.contains("events,projects:read"), "{approved}");
+    let (status, delivered) = claim(&hub, &first_id, ORIGIN, &text(&first["claim"])).await;
+    assert_eq!(
+        (status, delivered["status"].as_str()),
+        (200, Some("approved"))
+    );
+    assert_eq!(delivered["scopes"], json!(["events", "projects:read"]));
+
+    // Deny: the claim answers denied, and the request cannot be approved any more.
+    assert_eq!(
+        stdout(&hub.cli(&["pair", "deny", &second_id]).await).trim(),
+        format!("denied {second_id}")
+    );
+    let (_, refused) = claim(&hub, &second_id, OTHER_ORIGIN, &text(&second["claim"])).await;
+    assert_eq!(refused["status"], "denied");
+    let again = hub.cli(&["pair", "approve", &second_id]).await;
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("denied"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // Unknown scopes are refused by the command line before the hub is asked.
+    let bad = hub
+        .cli(&["pair", "approve", &second_id, "--scope", "root"])
+        .await;
+    assert!(!bad.status.success());
+    assert!(stdout(&hub.cli(&["pair", "list"]).await).is_empty());
+}

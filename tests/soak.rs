@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use semantest_hub::client::HubClient;
+use semantest_hub::cli::HubClient;
 use serde_json::json;
 use tempfile::TempDir;
 

@@ -3,7 +3,7 @@
 use std::cmp::Reverse;
 
 use crate::protocol::coordination::{TaskState, WorkerKind, WorkerStatus, WorkerView};
-use crate::store::{TaskRow, WorkerRow};
+use crate::storage::sqlite::{TaskRow, WorkerRow};
 
 /// Queue order: higher priority first, then creation order.
 pub type QueueKey = (Reverse<i64>, i64, String);

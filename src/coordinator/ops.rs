@@ -8,15 +8,15 @@ use tracing::{debug, info, warn};
 
 use super::CoordinationError;
 use super::state::{Effect, Txn, Worker};
-use crate::error::ErrorChain;
 use crate::events::Event;
 use crate::protocol::RunStatus;
 use crate::protocol::coordination::{
     CompletedBy, NewTask, ReportFile, ReportStatus, TaskCreated, TaskState, WorkerKind,
     WorkerStatus,
 };
+use crate::protocol::error::ErrorChain;
 use crate::runner::RunEnd;
-use crate::store::{StoreError, TaskRow, WorkerRow};
+use crate::storage::sqlite::{StoreError, TaskRow, WorkerRow};
 
 /// What a valid report file did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

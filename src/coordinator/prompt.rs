@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::store::TaskRow;
+use crate::storage::sqlite::TaskRow;
 
 /// The prompt of a task run: the task's title, type, context, instructions and acceptance
 /// criteria, and where to write the report.

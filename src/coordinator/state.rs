@@ -19,20 +19,20 @@ use serde_json::Value;
 use tracing::{debug, info, info_span, warn};
 
 use crate::config::CoordinationConfig;
-use crate::error::ErrorChain;
 use crate::events::Event;
 use crate::protocol::coordination::{
     CompletedBy, CoordinationStatus, Failure, ProjectCompleted, TaskAssigned, TaskCancelled,
     TaskCompleted, TaskFailed, TaskRevoked, TaskStarted, TaskState, WorkerKind, WorkerStatus,
 };
+use crate::protocol::error::ErrorChain;
 use crate::runner::slots::{Permit, Slots};
-use crate::store::{StoreError, TaskRow};
+use crate::storage::sqlite::{StoreError, TaskRow};
 
 pub use super::model::{
     Counts, QueueKey, Worker, agent_slot, agent_worker_id, queue_key, sorted_views,
 };
 pub use super::writes::TaskStore;
-use crate::timestamp::format_ms;
+use crate::support::timestamp::format_ms;
 
 /// Queued and running tasks, counts and workers.
 #[derive(Debug, Default)]

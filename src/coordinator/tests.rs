@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::state::*;
 use crate::protocol::coordination::{WorkerKind, WorkerStatus};
-use crate::store::TaskRow;
+use crate::storage::sqlite::TaskRow;
 
 #[test]
 fn agent_slots_round_trip() {
@@ -69,7 +69,7 @@ mod machine {
     };
     use crate::runner::RunEnd;
     use crate::runner::slots::Slots;
-    use crate::store::{StoreError, TaskRow, WorkerRow};
+    use crate::storage::sqlite::{StoreError, TaskRow, WorkerRow};
 
     /// The store as far as transitions see it.
     #[derive(Default)]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::protocol::coordination::WorkerStatus;
-use crate::store::{Store, StoreError, TaskRow, WorkerRow};
+use crate::storage::sqlite::{Store, StoreError, TaskRow, WorkerRow};
 
 /// The writes (and the one read) a transition makes.
 pub trait TaskStore {

@@ -2,11 +2,11 @@
 //! their notifications (docs/protocol.md, "Clients and pairing").
 //!
 //! Data only, like the rest of [`crate::protocol`]; the behaviour is in
-//! [`crate::access`].
+//! [`crate::app::access`].
 
 use serde::{Deserialize, Serialize};
 
-use crate::scopes::Scopes;
+use crate::protocol::scopes::Scopes;
 
 /// Method and notification names.
 pub mod method {

@@ -1,7 +1,7 @@
 //! Event routing's wire types: the `event.*` params and results and the `event`
 //! notification.
 //!
-//! Data only, like the rest of [`crate::protocol`]; the routing is in [`crate::broker`],
+//! Data only, like the rest of [`crate::protocol`]; the routing is in [`crate::pubsub::broker`],
 //! the reference with examples in `docs/protocol.md` ("Event routing"). The golden tests
 //! below compare every shape with the fixtures in `tests/fixtures/events/`, which the
 //! JavaScript SDK's tests read too, so both sides are pinned to the same bytes.
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::error::RpcError;
+use crate::protocol::error::RpcError;
 
 /// Method and notification names of event routing.
 pub mod method {
@@ -155,7 +155,7 @@ pub fn to_result<T: Serialize>(value: &T) -> Result<Value, RpcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{ErrorKind, RpcError};
+    use crate::protocol::error::{ErrorKind, RpcError};
     use crate::protocol::{RequestId, error_response, notification, response};
     use serde_json::json;
 

@@ -4,8 +4,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Call, Handler, Reply, reply};
-use crate::error::{ErrorKind, RpcError};
 use crate::events::Event;
+use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::{AgentRunParams, ProjectRef, StateChange, method, parse_params};
 use crate::runner::{RunMode, RunRequest};
 

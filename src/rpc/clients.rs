@@ -7,15 +7,15 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Call, Handler, Reply, later};
-use crate::access;
-use crate::client_tokens::{ClientKind, ClientView, NewClientToken};
-use crate::error::RpcError;
-use crate::pairing::RequestView;
+use crate::app::access;
+use crate::auth::pairing::RequestView;
+use crate::auth::tokens::{ClientKind, ClientView, NewClientToken};
 use crate::protocol::clients::{
     ClientCreateParams, ClientRef, PairingApproveParams, PairingRef, method,
 };
+use crate::protocol::error::RpcError;
 use crate::protocol::parse_params;
-use crate::timestamp::now_ms;
+use crate::support::timestamp::now_ms;
 
 pub(super) fn find(name: &str) -> Option<Handler> {
     Some(match name {

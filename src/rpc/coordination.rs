@@ -7,15 +7,15 @@ use tracing::info;
 use super::{Call, Handler, Reply, reply};
 use crate::coordinator::reports::valid_task_id;
 use crate::coordinator::{CoordinationError, MAX_TASK_BYTES, MAX_TASKS_PER_CREATE};
-use crate::error::{ErrorKind, RpcError};
 use crate::protocol::Role;
 use crate::protocol::coordination::{
     ProjectConfigureParams, ProjectConfigured, StatusParams, TaskAnswer, TaskCancelResult,
     TaskCompleteParams, TaskCreateParams, TaskFailParams, TaskListParams, TaskPage, TaskRef,
     TaskState, TasksCreated, WorkerList, WorkerRegisterParams, WorkerRegistered, method,
 };
+use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::parse_params;
-use crate::store::TaskRow;
+use crate::storage::sqlite::TaskRow;
 
 pub(super) fn find(name: &str) -> Option<Handler> {
     Some(match name {

@@ -1,10 +1,10 @@
 //! `event.*`: subscriptions by type, publishing, and requests answered by correlation id
-//! (docs/protocol.md, "Event routing"). The routing itself is [`crate::broker`].
+//! (docs/protocol.md, "Event routing"). The routing itself is [`crate::pubsub::broker`].
 
 use serde_json::Value;
 
 use super::{Call, Handler, Reply, reply};
-use crate::error::RpcError;
+use crate::protocol::error::RpcError;
 use crate::protocol::events::{TypesParams, method};
 use crate::protocol::parse_params;
 

@@ -12,11 +12,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Call, Handler, Reply, reply, require_owner};
-use crate::clients::ClientInfo;
-use crate::error::RpcError;
-use crate::hub::{PRODUCT, VERSION};
+use crate::app::hub::{PRODUCT, VERSION};
+use crate::connections::ClientInfo;
+use crate::protocol::error::RpcError;
+use crate::protocol::scopes::Scope;
 use crate::protocol::{HelloParams, PROTOCOL_VERSION, method, parse_params};
-use crate::scopes::Scope;
 
 pub(super) fn find(name: &str) -> Option<Handler> {
     Some(match name {
@@ -136,7 +136,7 @@ struct LoginLink {
 /// `{revoked, closed}`. Owner only.
 fn revoke_sessions(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
     require_owner(call.client)?;
-    let revoked = crate::sessions::revoke_all(call.hub)
+    let revoked = crate::app::sessions::revoke_all(call.hub)
         .map_err(|err| RpcError::internal("dashboard sessions", &err))?;
     reply(&revoked)
 }

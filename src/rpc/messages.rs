@@ -4,10 +4,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Call, Handler, Reply, reply};
-use crate::error::{ErrorKind, RpcError};
+use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::{MessagesListParams, Output, method, parse_params};
-use crate::store::MessageQuery;
-use crate::timestamp::parse_rfc3339;
+use crate::storage::sqlite::MessageQuery;
+use crate::support::timestamp::parse_rfc3339;
 
 /// Bytes of stored lines returned by one `messages.list` page at most; a page stops
 /// early (with `has_more`) rather than build a huge response.

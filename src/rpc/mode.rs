@@ -3,9 +3,9 @@
 
 use serde_json::json;
 
+use crate::app::hub::Hub;
 use crate::config::Family;
-use crate::error::{ErrorKind, RpcError};
-use crate::hub::Hub;
+use crate::protocol::error::{ErrorKind, RpcError};
 
 /// `DISABLED` for a method whose family this hub does not serve.
 ///

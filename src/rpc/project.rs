@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Call, Handler, Reply, not_found, reply};
-use crate::error::RpcError;
+use crate::protocol::error::RpcError;
 use crate::protocol::{
     ProjectCreateParams, ProjectRef, ProjectView, SubscribeParams, method, parse_params,
 };

@@ -17,11 +17,11 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tracing::warn;
 
-use crate::error::ErrorChain;
-use crate::feed::{Feed, Line};
-use crate::metrics::Metrics;
-use crate::project::{Projects, valid_session_id};
+use crate::projects::feed::{Feed, Line};
+use crate::projects::{Projects, valid_session_id};
 use crate::protocol::Stream;
+use crate::protocol::error::ErrorChain;
+use crate::support::metrics::Metrics;
 
 /// What the `system`/`init` and `result` events told about a run.
 #[derive(Debug, Default, Clone)]

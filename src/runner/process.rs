@@ -18,10 +18,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 use tracing::{debug, warn};
 
-use crate::error::ErrorChain;
 use crate::protocol::RunStatus;
-use crate::store::{RunOutcome, Store};
-use crate::timestamp::now_ms;
+use crate::protocol::error::ErrorChain;
+use crate::storage::sqlite::{RunOutcome, Store};
+use crate::support::timestamp::now_ms;
 
 /// Starts the CLI in `dir` as the leader of a new process group, with piped stdin (for
 /// the prompt, see [`write_prompt`]), stdout and stderr.

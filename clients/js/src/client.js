@@ -70,7 +70,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Why `pattern` is not a subscription pattern the hub accepts, or null when it is one.
- * The hub's rule (src/broker.rs `parse_pattern`, docs/protocol.md "Types and
+ * The hub's rule (src/pubsub/broker.rs `parse_pattern`, docs/protocol.md "Types and
  * patterns"): `*`, or dot-separated non-empty segments of `[a-z0-9_-]`, optionally ending
  * in the segment `*`, 1 to 128 bytes in all.
  * @param {unknown} pattern

@@ -1,0 +1,266 @@
+//! The one [`EventSink`]: turns the core's [`Event`]s into wire notifications, desktop
+//! [`HubEvent`]s, the [`StatusSnapshot`] and its gauges.
+//!
+//! Who hears what: project notifications (`project.created`, `project.deleted`,
+//! `project.state`) go to every client; coordination notifications go to coordinators
+//! and dashboards, `project.completed` also to workers; `task.assigned` and
+//! `task.revoked` go to the one worker connection they name; `pairing.requested`,
+//! `pairing.resolved` and `client.changed` go to connections holding the `admin` scope.
+//! The status snapshot is
+//! recomputed here, and only here, after every event that can change it.
+//!
+//! [`Notifier::emit`] never waits: pushes go to the clients' bounded queues
+//! ([`crate::connections::Client::push`]), the snapshot to a `watch` channel and desktop
+//! events to a `broadcast` channel. It is called under the coordinator's lock, so it
+//! takes only the client registry's and the project registry's locks, for map
+//! operations, and never calls back into a producer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use axum::extract::ws::Utf8Bytes;
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+
+use crate::connections::{Client, Clients};
+use crate::events::{Event, EventSink, HubEvent, StatusSnapshot};
+use crate::projects::Projects;
+use crate::protocol::clients::{
+    ClientChanged, PairingRequested, PairingResolved, method as clients_method,
+};
+use crate::protocol::coordination::method as coord;
+use crate::protocol::scopes::Scope;
+use crate::protocol::{ProjectView, Role, method, notification};
+use crate::runner::slots::Slots;
+use crate::support::metrics::Metrics;
+
+/// `project.created` params.
+#[derive(Serialize)]
+struct ProjectCreated<'a> {
+    project: &'a ProjectView,
+}
+
+/// `project.deleted` params.
+#[derive(Serialize)]
+struct ProjectDeleted<'a> {
+    project_id: &'a str,
+}
+
+/// Coordinators and dashboards holding the `tasks` scope. The role is the client's own
+/// claim (`hub.hello`), so it only selects who wants task news; the scope decides who
+/// may see it, as it does for `task.list`.
+fn observers(client: &Client) -> bool {
+    matches!(client.role(), Role::Coordinator | Role::Dashboard)
+        && client.scopes().contains(Scope::Tasks)
+}
+
+/// Coordinators, dashboards and workers holding the `tasks` scope.
+fn observers_and_workers(client: &Client) -> bool {
+    matches!(
+        client.role(),
+        Role::Coordinator | Role::Dashboard | Role::Worker
+    ) && client.scopes().contains(Scope::Tasks)
+}
+
+/// Who a notification goes to.
+enum To {
+    /// Connections that may read projects (`projects:read`, as for `project.list`).
+    ProjectReaders,
+    Observers,
+    ObserversAndWorkers,
+    Connection(u64),
+    /// Connections holding the `admin` scope (the owner's always).
+    Admins,
+}
+
+/// The sink; one per hub.
+pub struct Notifier {
+    clients: Clients,
+    projects: Projects,
+    slots: Slots,
+    metrics: Arc<Metrics>,
+    port: AtomicU16,
+    status: watch::Sender<StatusSnapshot>,
+    desktop: broadcast::Sender<HubEvent>,
+}
+
+impl Notifier {
+    /// A notifier over the registries whose counts make the status.
+    pub fn new(clients: Clients, projects: Projects, slots: Slots, metrics: Arc<Metrics>) -> Self {
+        let (status, _) = watch::channel(StatusSnapshot::default());
+        let (desktop, _) = broadcast::channel(16);
+        let notifier = Self {
+            clients,
+            projects,
+            slots,
+            metrics,
+            port: AtomicU16::new(0),
+            status,
+            desktop,
+        };
+        notifier.refresh();
+        notifier
+    }
+
+    /// Watches the [`StatusSnapshot`].
+    pub fn status(&self) -> watch::Receiver<StatusSnapshot> {
+        self.status.subscribe()
+    }
+
+    /// Desktop events. A receiver more than 16 events behind skips the oldest.
+    pub fn desktop_events(&self) -> broadcast::Receiver<HubEvent> {
+        self.desktop.subscribe()
+    }
+
+    /// The port the hub listens on (0 before it is bound).
+    pub fn port(&self) -> u16 {
+        self.port.load(Ordering::Relaxed)
+    }
+
+    fn send<P: Serialize>(&self, name: &str, params: &P, to: To) {
+        let message = Utf8Bytes::from(notification(name, params));
+        match to {
+            To::ProjectReaders => self.clients.broadcast_to(message, |client| {
+                client.scopes().contains(Scope::ProjectsRead)
+            }),
+            To::Observers => self.clients.broadcast_to(message, observers),
+            To::ObserversAndWorkers => self.clients.broadcast_to(message, observers_and_workers),
+            To::Admins => self
+                .clients
+                .broadcast_to(message, |client| client.scopes().contains(Scope::Admin)),
+            To::Connection(id) => {
+                if let Some(client) = self.clients.get(id) {
+                    client.push(message);
+                }
+            }
+        }
+    }
+
+    /// Recomputes the snapshot and the gauges derived from it.
+    fn refresh(&self) {
+        let snapshot = StatusSnapshot {
+            port: self.port(),
+            connections: self.clients.count(),
+            running_agents: self.slots.in_use(),
+            projects: self.projects.count(),
+        };
+        self.metrics.connections.set(snapshot.connections as i64);
+        self.metrics
+            .running_agents
+            .set(snapshot.running_agents as i64);
+        self.metrics.projects.set(snapshot.projects as i64);
+        self.status.send_if_modified(|current| {
+            let changed = *current != snapshot;
+            *current = snapshot;
+            changed
+        });
+    }
+}
+
+impl EventSink for Notifier {
+    fn emit(&self, event: Event) {
+        match event {
+            Event::Listening { port } => {
+                self.port.store(port, Ordering::Relaxed);
+                self.refresh();
+            }
+            Event::ConnectionsChanged | Event::RunStarted { .. } | Event::RunFinished { .. } => {
+                self.refresh()
+            }
+            Event::ProjectCreated(project) => {
+                self.send(
+                    method::PROJECT_CREATED,
+                    &ProjectCreated { project: &project },
+                    To::ProjectReaders,
+                );
+                self.refresh();
+            }
+            Event::ProjectDeleted { project_id } => {
+                self.send(
+                    method::PROJECT_DELETED,
+                    &ProjectDeleted {
+                        project_id: &project_id,
+                    },
+                    To::ProjectReaders,
+                );
+                self.refresh();
+            }
+            Event::ProjectState(change) => {
+                self.send(method::PROJECT_STATE, &change, To::ProjectReaders);
+            }
+            Event::TaskCreated(created) => self.send(coord::TASK_CREATED, &created, To::Observers),
+            Event::TaskStarted(started) => self.send(coord::TASK_STARTED, &started, To::Observers),
+            Event::TaskAssigned { conn_id, assigned } => {
+                self.send(coord::TASK_ASSIGNED, &assigned, To::Connection(conn_id))
+            }
+            Event::TaskRevoked { conn_id, revoked } => {
+                self.send(coord::TASK_REVOKED, &revoked, To::Connection(conn_id))
+            }
+            Event::TaskCompleted(done) => self.send(coord::TASK_COMPLETED, &done, To::Observers),
+            Event::TaskFailed(failed) => self.send(coord::TASK_FAILED, &failed, To::Observers),
+            Event::TaskRequeued(failed) => self.send(coord::TASK_REQUEUED, &failed, To::Observers),
+            Event::TaskCancelled(cancelled) => {
+                self.send(coord::TASK_CANCELLED, &cancelled, To::Observers)
+            }
+            Event::ReportInvalid(notice) => {
+                self.send(coord::TASK_REPORT_INVALID, &notice, To::Observers)
+            }
+            Event::ReportUnknown(notice) => {
+                self.send(coord::TASK_REPORT_UNKNOWN, &notice, To::Observers)
+            }
+            Event::WorkerStatus(view) => self.send(coord::WORKER_STATUS, &view, To::Observers),
+            Event::CoordinationStatus(status) => {
+                self.send(coord::COORDINATION_STATUS, &status, To::Observers)
+            }
+            Event::BatchFinished(completed) => {
+                self.send(
+                    coord::PROJECT_COMPLETED,
+                    &completed,
+                    To::ObserversAndWorkers,
+                );
+                let project_name = self
+                    .projects
+                    .get(&completed.project_id)
+                    .map(|p| p.name)
+                    .unwrap_or_else(|_| completed.project_id.clone());
+                let _ = self.desktop.send(HubEvent::BatchFinished {
+                    project_id: completed.project_id,
+                    project_name,
+                    message: completed.message,
+                });
+            }
+            Event::PairingRequested(request) => {
+                self.send(
+                    clients_method::PAIRING_REQUESTED,
+                    &PairingRequested { request: &request },
+                    To::Admins,
+                );
+                let _ = self.desktop.send(HubEvent::PairingRequested {
+                    request_id: request.id,
+                    name: request.name,
+                    origin: request.origin,
+                    code: request.code,
+                });
+            }
+            Event::PairingResolved {
+                request_id,
+                outcome,
+            } => self.send(
+                clients_method::PAIRING_RESOLVED,
+                &PairingResolved {
+                    request_id: &request_id,
+                    outcome,
+                },
+                To::Admins,
+            ),
+            Event::ClientChanged { event, client } => self.send(
+                clients_method::CLIENT_CHANGED,
+                &ClientChanged {
+                    event,
+                    client: &client,
+                },
+                To::Admins,
+            ),
+        }
+    }
+}

@@ -1,0 +1,673 @@
+//! The coordinator: the task queue, the worker registry, leases and assignment.
+//!
+//! A coordinator queues tasks in a project (`task.create`); the hub hands each one to an
+//! idle worker (`task.assigned`) and tells coordinators and dashboards about every change
+//! (`task.completed`, `task.failed`, `worker.status`, `coordination.status`,
+//! `project.completed`). Workers are connected clients that called `worker.register`, or
+//! built-in agent workers: agent runs the hub starts itself, one task each
+//! (`project.configure {agent_workers}`). Both kinds share the queue. The reference with
+//! examples is `docs/coordination.md`.
+//!
+//! # Rules
+//!
+//! - **Order.** Higher `priority` first, then FIFO by creation (`seq`). Idle workers are
+//!   served longest-idle first, each taking the first queued task it matches: a worker
+//!   with no capabilities takes every type, a task with no type goes to any worker, and an
+//!   agent worker only takes tasks of its own project.
+//! - **Leases.** A client worker's assignment lasts `coordination.lease_s` and is renewed
+//!   by `worker.heartbeat` or any other request from the worker. When the worker
+//!   disconnects or lets its lease expire, the attempt fails and the task goes back to the
+//!   queue; a worker whose lease expired is `offline` until its next request. An agent
+//!   worker's run is bounded by `agent.timeout_s` instead.
+//! - **Agent slots.** An agent worker is only given a task when an agent slot
+//!   ([`crate::runner::slots`]) is free; the permit is taken under the lock, at
+//!   assignment, and held by the run, so agent workers and `agent.run` together never
+//!   exceed `limits.max_running_agents` and no assignment has to be undone.
+//! - **Attempts.** Every failed attempt is kept with its reason (`failures`); after
+//!   `coordination.max_attempts` of them the task fails for good.
+//! - **Idempotence.** A task id is created once; a second completion of a finished task
+//!   is answered `duplicate: true` and changes nothing; a completion from a worker the
+//!   task is not assigned to is refused with `NOT_ASSIGNED`.
+//! - **Durability.** Every change is written to the store before it is acknowledged or
+//!   announced. At start, tasks that were `running` go back to the queue (without
+//!   counting an attempt: the hub stopping is not the worker's fault) and finished tasks
+//!   stay finished.
+//!
+//! # Parts
+//!
+//! - [`state`]: the state and its primitive transitions, pure (time, store and slots are
+//!   inputs), with [`ops`] the transition for each input, [`model`] the workers and
+//!   counts, and [`writes`] the storage port;
+//! - this module: the [`Coordinator`] handle, which locks, runs a transition, emits its
+//!   events and, after the lock, applies its effects (starting and stopping runs);
+//! - [`reports`]: report files; [`prompt`]: the prompt of a task run.
+//!
+//! # Lock
+//!
+//! Queued and running tasks, per-project counts and the online workers live in memory
+//! behind one std `Mutex`; finished tasks are only in the store. The lock is held for the
+//! whole of a transition, including its store writes and the emission of its events, so
+//! every client sees changes in the order they happened and counts that add up. Nothing
+//! under it awaits: store writes are single short statements and the event sink never
+//! waits. Starting and stopping agent runs happen after the lock is released. Lock order:
+//! coordinator, then the slots, the store, and the notifier's client and project
+//! registries; none of those ever calls back in.
+
+pub mod model;
+pub mod ops;
+pub mod prompt;
+pub mod reports;
+pub mod state;
+pub mod writes;
+
+pub(crate) mod watch;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::CoordinationConfig;
+use crate::events::{Event, EventSink};
+use crate::projects::{ProjectError, Projects};
+use crate::protocol::RunStatus;
+use crate::protocol::coordination::{
+    CoordinationStatus, NewTask, ReportFile, ReportInvalid, ReportUnknown, TaskState,
+    WorkerHeartbeat, WorkerKind, WorkerStatus, WorkerView,
+};
+use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
+use crate::runner::{RunEnd, RunMode, RunRequest, Runner};
+use crate::storage::sqlite::{Store, StoreError};
+use crate::support::timestamp::now_ms;
+
+use ops::ReportOutcome;
+use reports::Known;
+use state::{Effect, State, Txn};
+
+/// Most tasks in one `task.create`.
+pub const MAX_TASKS_PER_CREATE: usize = 10_000;
+/// Largest task (prompt, context and acceptance together), in bytes.
+pub const MAX_TASK_BYTES: usize = 256 * 1024;
+/// Client workers not seen for this long are forgotten at start.
+const FORGET_WORKERS_AFTER_MS: i64 = 7 * 86_400_000;
+
+/// Why a coordination request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinationError {
+    /// The params are well-formed but not acceptable (empty title, bad id, too many tasks).
+    #[error("{0}")]
+    Invalid(String),
+    /// No task has the id.
+    #[error("no task with id {0}")]
+    TaskNotFound(String),
+    /// The task is not assigned to the calling worker.
+    #[error("task {task_id} is not assigned to worker {worker_id}")]
+    NotAssigned {
+        /// The task.
+        task_id: String,
+        /// The caller.
+        worker_id: String,
+    },
+    /// The connection has not registered as a worker.
+    #[error("this connection is not a worker; call worker.register first")]
+    NotAWorker,
+    /// The task id is taken by another project.
+    #[error("task id {task_id} is already used in project {project_id}")]
+    TaskExists {
+        /// The task.
+        task_id: String,
+        /// The project that has it.
+        project_id: String,
+    },
+    /// Agent workers need the agent CLI.
+    #[error("the Claude Code CLI was not found; install it or set agent.cli_path")]
+    AgentUnavailable,
+    /// The project is missing.
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    /// The store failed.
+    #[error("coordination store failed")]
+    Store(#[from] StoreError),
+    /// A report could not be encoded as JSON.
+    #[error("cannot encode a report")]
+    Encode(#[source] serde_json::Error),
+}
+
+impl From<CoordinationError> for RpcError {
+    fn from(err: CoordinationError) -> Self {
+        let kind = match &err {
+            CoordinationError::Invalid(_) => ErrorKind::InvalidParams,
+            CoordinationError::TaskNotFound(_) => ErrorKind::TaskNotFound,
+            CoordinationError::NotAssigned { .. } => ErrorKind::NotAssigned,
+            CoordinationError::NotAWorker => ErrorKind::NotAWorker,
+            CoordinationError::TaskExists { .. } => ErrorKind::TaskExists,
+            CoordinationError::AgentUnavailable => ErrorKind::AgentUnavailable,
+            CoordinationError::Project(_) => {
+                let CoordinationError::Project(inner) = err else {
+                    unreachable!()
+                };
+                return inner.into();
+            }
+            CoordinationError::Store(source) => {
+                return RpcError::internal("coordination store", source);
+            }
+            CoordinationError::Encode(source) => {
+                return RpcError::internal("coordination report", source);
+            }
+        };
+        RpcError::new(kind, err.to_string())
+    }
+}
+
+/// A clock for transitions: epoch milliseconds that never go backwards (wall time at
+/// start plus monotonic time since), so a clock step cannot expire or stretch leases.
+struct Clock {
+    wall0: i64,
+    t0: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            wall0: now_ms(),
+            t0: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.wall0 + self.t0.elapsed().as_millis() as i64
+    }
+}
+
+/// What a coordinator needs, handed over by the hub when it opens.
+pub struct CoordinatorParts {
+    /// Tasks and workers.
+    pub store: Store,
+    /// The `[coordination]` settings.
+    pub config: CoordinationConfig,
+    /// Starts and stops agent runs; its slots bound agent workers.
+    pub runner: Runner,
+    /// Project directories, for agents' report files.
+    pub projects: Projects,
+    /// Where events go.
+    pub sink: Arc<dyn EventSink>,
+    /// Owns the lease timer and the tasks that wait for runs.
+    pub tracker: TaskTracker,
+    /// Stops them.
+    pub shutdown: CancellationToken,
+}
+
+struct Inner {
+    parts: CoordinatorParts,
+    clock: Clock,
+    state: Mutex<State>,
+    /// Wakes the parked lease timer after a transition (which may have queued a task or
+    /// taken a lease).
+    wake: tokio::sync::Notify,
+}
+
+/// The handle to the coordinator; cheap to clone.
+#[derive(Clone)]
+pub struct Coordinator {
+    inner: Arc<Inner>,
+}
+
+impl Coordinator {
+    /// Loads queued and running tasks from the store; running ones go back to the queue.
+    /// Every worker is stored offline until it registers again.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn load(parts: CoordinatorParts) -> Result<Self, StoreError> {
+        let clock = Clock::new();
+        let now = clock.now();
+        let store = &parts.store;
+        let (state, requeued) = State::recover(
+            store.max_task_seq()?,
+            store.task_counts()?,
+            store.unfinished_tasks()?,
+            store.agent_worker_settings()?.into_iter().collect(),
+            now,
+        );
+        for task in &requeued {
+            store.update_task(task)?;
+        }
+        let forgotten = store.reset_workers(now, now - FORGET_WORKERS_AFTER_MS)?;
+        if !requeued.is_empty() || !state.tasks.is_empty() {
+            info!(
+                queued = state.tasks.len(),
+                requeued = requeued.len(),
+                forgotten,
+                "task queue restored"
+            );
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                parts,
+                clock,
+                state: Mutex::new(state),
+                wake: tokio::sync::Notify::new(),
+            }),
+        })
+    }
+
+    fn parts(&self) -> &CoordinatorParts {
+        &self.inner.parts
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every transition writes to the store before it changes memory, so a poisoned
+        // lock still guards a consistent state.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs a transition under the lock, emits its events, releases the lock and
+    /// applies its effects.
+    fn run<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
+        let parts = self.parts();
+        let (result, effects) = {
+            let mut st = self.lock();
+            let mut txn = Txn::new(
+                &mut st,
+                &parts.store,
+                &parts.config,
+                parts.runner.slots(),
+                self.inner.clock.now(),
+            );
+            let result = f(&mut txn);
+            let (events, effects) = txn.finish();
+            for event in events {
+                parts.sink.emit(event);
+            }
+            (result, effects)
+        };
+        self.apply(effects);
+        self.inner.wake.notify_waiters();
+        result
+    }
+
+    /// Whether the lease timer has anything to do: a task queued or running, or a lease
+    /// held.
+    fn has_timed_work(&self) -> bool {
+        let st = self.lock();
+        !st.tasks.is_empty() || st.workers.values().any(|w| w.lease_until.is_some())
+    }
+
+    /// Starts and stops agent runs; their ends come back through [`Txn::run_ended`].
+    fn apply(&self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::StopRun { task_id } => {
+                    self.parts().runner.stop_task(&task_id);
+                }
+                Effect::StartRun {
+                    worker_id,
+                    task,
+                    permit,
+                } => self.start_run(worker_id, *task, permit),
+            }
+        }
+    }
+
+    fn start_run(
+        &self,
+        worker_id: String,
+        task: crate::storage::sqlite::TaskRow,
+        permit: crate::runner::slots::Permit,
+    ) {
+        let request = RunRequest {
+            project_id: task.project_id.clone(),
+            prompt: prompt::agent_prompt(&task),
+            mode: RunMode::Task {
+                task_id: task.id.clone(),
+                worker_id: worker_id.clone(),
+            },
+            timeout_s: None,
+        };
+        let handle = match self.parts().runner.start(request, permit) {
+            Ok(handle) => handle,
+            Err(err) => {
+                warn!(worker_id, task_id = task.id, error = %err, "cannot start a task run");
+                self.run(|txn| txn.run_not_started(&worker_id, &task.id, &err.to_string()));
+                return;
+            }
+        };
+        let this = self.clone();
+        let span = info_span!(parent: None, "task", task_id = %task.id, worker_id = %worker_id);
+        self.parts().tracker.spawn(
+            async move {
+                // Cancelled between the assignment and the start.
+                if !this.lock().holds(&worker_id, &task.id) {
+                    handle.stop.cancel();
+                }
+                let end = handle.ended.await.unwrap_or_else(|_| RunEnd {
+                    run_id: handle.run_id,
+                    status: RunStatus::Failed,
+                    reason: Some("the run's supervisor ended unexpectedly".into()),
+                    result_text: None,
+                    session_id: None,
+                    cost_usd: None,
+                    duration_ms: None,
+                });
+                if end.status == RunStatus::Succeeded && !this.parts().shutdown.is_cancelled() {
+                    this.apply_agent_report(&task.id).await;
+                }
+                this.run_ended(&worker_id, &task.id, end);
+            }
+            .instrument(span),
+        );
+    }
+
+    fn run_ended(&self, worker_id: &str, task_id: &str, end: RunEnd) {
+        if self.parts().shutdown.is_cancelled() {
+            // The task stays `running` in the store and is requeued at the next start.
+            return;
+        }
+        self.run(|txn| txn.run_ended(worker_id, task_id, &end));
+    }
+
+    /// The agent was asked to write `reports/<task-id>.json`. When it did, that report
+    /// is the task's outcome whether the watcher or the run's end sees it first, so a
+    /// run's generic result never overtakes the agent's own report. The file is read as
+    /// the watcher reads it ([`reports::read_report_file`]: a regular file only, no
+    /// symlink, at most 1 MiB), on a blocking thread.
+    async fn apply_agent_report(&self, task_id: &str) {
+        let Ok(Some(task)) = self.parts().store.task(task_id) else {
+            return;
+        };
+        let Ok(project) = self.parts().projects.get(&task.project_id) else {
+            return;
+        };
+        let root = std::path::PathBuf::from(&project.path);
+        let name = format!("{task_id}.json");
+        let read = tokio::task::spawn_blocking(move || reports::read_report_file(&root, &name));
+        let bytes = match read.await {
+            Ok(Ok(bytes)) => bytes,
+            // Missing, oversized, not a regular file: left to the watcher, which reports
+            // what is wrong with it as `task.report_invalid`.
+            Ok(Err(err)) => {
+                debug!(task_id, error = %err, "no usable agent report");
+                return;
+            }
+            Err(err) => {
+                warn!(task_id, error = %err, "the report reader ended unexpectedly");
+                return;
+            }
+        };
+        match reports::parse_report(&bytes, task_id) {
+            Ok(parsed) => {
+                self.report(&task.project_id, task_id, parsed);
+            }
+            // Left to the watcher, which reports it as invalid once it is stable.
+            Err(err) => debug!(task_id, error = %err, "agent report not usable yet"),
+        }
+    }
+
+    /// Brings up the agent workers of every configured project and starts the lease
+    /// timer. Called once, when the server starts.
+    pub fn start(&self) {
+        let cli_available = self.parts().runner.cli().get().is_some();
+        let projects = self.parts().projects.clone();
+        let any = self.run(|txn| {
+            let settings: Vec<(String, u32)> = txn
+                .st
+                .agent_settings
+                .iter()
+                .map(|(project, count)| (project.clone(), *count))
+                .collect();
+            let mut any = false;
+            for (project_id, count) in settings {
+                if count > 0 && projects.get(&project_id).is_ok() {
+                    txn.set_agent_workers(&project_id, count, cli_available);
+                    any = true;
+                }
+            }
+            txn.dirty = true;
+            any
+        });
+        if any && !cli_available {
+            warn!("agent workers stay offline: the Claude Code CLI was not found");
+        }
+        let this = self.clone();
+        self.parts().tracker.spawn(this.run_leases());
+    }
+
+    /// Expires leases, and retries assignment in case agent slots freed up, every
+    /// quarter lease (between 100 ms and 1 s) while a task is queued or running or a
+    /// lease is held. Otherwise it sleeps until a transition wakes it, so an idle hub
+    /// does not wake up for it.
+    async fn run_leases(self) {
+        let lease = Duration::from_secs(self.parts().config.lease_s);
+        let period = (lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let shutdown = self.parts().shutdown.clone();
+        loop {
+            // Registered before the check, so a transition in between still wakes it.
+            let woken = self.inner.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if !self.has_timed_work() {
+                tokio::select! {
+                    () = woken => {}
+                    () = shutdown.cancelled() => return,
+                }
+                ticker.reset();
+                continue;
+            }
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            self.run(|txn| txn.expire_leases());
+        }
+    }
+
+    /// Renews the lease of a worker's task, or brings a worker whose lease expired back
+    /// online: called for every request a worker connection sends.
+    pub fn seen(&self, conn_id: u64) {
+        let now = self.inner.clock.now();
+        {
+            let mut st = self.lock();
+            let Some(worker_id) = st.by_conn.get(&conn_id).cloned() else {
+                return;
+            };
+            let lease_ms = self.parts().config.lease_s as i64 * 1000;
+            match st.workers.get_mut(&worker_id) {
+                Some(worker) if worker.status == WorkerStatus::Offline => {}
+                Some(worker) => {
+                    if worker.task_id.is_some() {
+                        worker.lease_until = Some(now + lease_ms);
+                    }
+                    return;
+                }
+                None => return,
+            }
+        }
+        self.run(|txn| txn.seen(conn_id));
+    }
+
+    /// Cleans up after a closed connection.
+    pub fn disconnected(&self, conn_id: u64) {
+        if !self.lock().by_conn.contains_key(&conn_id) {
+            return;
+        }
+        let shutting_down = self.parts().shutdown.is_cancelled();
+        self.run(|txn| txn.disconnected(conn_id, shutting_down));
+    }
+
+    /// `worker.register` for connection `conn_id`; returns the worker id.
+    ///
+    /// # Errors
+    /// The store's.
+    pub fn register_worker(
+        &self,
+        conn_id: u64,
+        name: &str,
+        capabilities: &[String],
+    ) -> Result<String, CoordinationError> {
+        Ok(self.run(|txn| txn.register_worker(conn_id, name, capabilities))?)
+    }
+
+    /// `worker.heartbeat`: the worker's state (its lease was renewed on receipt).
+    ///
+    /// # Errors
+    /// `NOT_A_WORKER`.
+    pub fn heartbeat(&self, conn_id: u64) -> Result<WorkerHeartbeat, CoordinationError> {
+        let now = self.inner.clock.now();
+        let st = self.lock();
+        let worker = st
+            .by_conn
+            .get(&conn_id)
+            .and_then(|id| st.workers.get(id))
+            .ok_or(CoordinationError::NotAWorker)?;
+        Ok(WorkerHeartbeat {
+            worker_id: worker.id.clone(),
+            status: worker.status,
+            task_id: worker.task_id.clone(),
+            lease_expires_in_ms: worker.lease_until.map(|until| (until - now).max(0) as u64),
+        })
+    }
+
+    /// Every connected client worker and agent worker.
+    pub fn workers(&self) -> Vec<WorkerView> {
+        state::sorted_views(self.lock().workers.values())
+    }
+
+    /// `task.create` with checked specs.
+    ///
+    /// # Errors
+    /// `TASK_EXISTS`, or the store's.
+    pub fn create_tasks(
+        &self,
+        project_id: &str,
+        specs: Vec<(String, NewTask)>,
+    ) -> Result<(Vec<String>, Vec<String>), CoordinationError> {
+        self.run(|txn| txn.create_tasks(project_id, specs))
+    }
+
+    /// `task.cancel`: whether it was cancelled now.
+    ///
+    /// # Errors
+    /// The store's.
+    pub fn cancel(&self, task_id: &str) -> Result<bool, CoordinationError> {
+        Ok(self.run(|txn| txn.cancel_task(task_id))?)
+    }
+
+    /// `task.complete` (`Ok(report)`) or `task.fail` (`Err(reason)`); `None` for a task
+    /// that already finished.
+    ///
+    /// # Errors
+    /// `NOT_A_WORKER`, `NOT_ASSIGNED`, or the store's.
+    pub fn answer(
+        &self,
+        conn_id: u64,
+        task_id: &str,
+        outcome: Result<serde_json::Value, String>,
+    ) -> Result<Option<TaskState>, CoordinationError> {
+        self.run(|txn| txn.answer(conn_id, task_id, outcome))
+    }
+
+    /// `project.configure`: the project's agent workers, after the change.
+    pub fn configure(&self, project_id: &str, agent_workers: u32) -> Vec<WorkerView> {
+        self.run(|txn| {
+            txn.set_agent_workers(project_id, agent_workers, true);
+            txn.dirty = true;
+            let mut workers: Vec<WorkerView> = txn
+                .st
+                .workers
+                .values()
+                .filter(|w| {
+                    w.kind == WorkerKind::Agent && w.project_id.as_deref() == Some(project_id)
+                })
+                .map(state::Worker::view)
+                .collect();
+            workers.sort_by(|a, b| a.name.cmp(&b.name));
+            workers
+        })
+    }
+
+    /// `coordination.status` of a project.
+    pub fn status(&self, project_id: &str) -> CoordinationStatus {
+        self.lock().status(project_id)
+    }
+
+    /// A project was deleted.
+    pub fn project_deleted(&self, project_id: &str) {
+        self.run(|txn| txn.project_deleted(project_id));
+    }
+
+    /// What the hub knows of the task a report file is named after.
+    pub fn known(&self, project_id: &str, task_id: &str) -> Known {
+        if let Some(task) = self.lock().tasks.get(task_id) {
+            return if task.project_id == project_id {
+                Known::Unfinished
+            } else {
+                Known::Unknown
+            };
+        }
+        match self.parts().store.task(task_id) {
+            Ok(Some(task)) if task.project_id == project_id => Known::Finished,
+            Ok(_) => Known::Unknown,
+            Err(err) => {
+                warn!(error = %ErrorChain(&err), task_id, "cannot look up a task");
+                Known::Unknown
+            }
+        }
+    }
+
+    /// Applies a valid report file.
+    pub fn report(&self, project_id: &str, task_id: &str, report: ReportFile) -> ReportOutcome {
+        match self.run(|txn| txn.report(project_id, task_id, report)) {
+            Ok(ReportOutcome::Duplicate) => match self.known(project_id, task_id) {
+                Known::Finished => {
+                    debug!(task_id, "report for a finished task ignored");
+                    ReportOutcome::Duplicate
+                }
+                _ => ReportOutcome::Unknown,
+            },
+            Ok(outcome) => outcome,
+            Err(err) => {
+                // Left in place: the file is read again at the next start.
+                warn!(error = %ErrorChain(&err), task_id, "cannot record a report");
+                ReportOutcome::Duplicate
+            }
+        }
+    }
+
+    /// Tells coordinators a report file is unusable (`task.report_invalid`).
+    pub fn report_invalid(&self, notice: ReportInvalid) {
+        warn!(
+            task_id = notice.task_id,
+            path = notice.path,
+            reason = notice.reason,
+            "invalid report"
+        );
+        self.parts().sink.emit(Event::ReportInvalid(notice));
+    }
+
+    /// Tells coordinators a report file names no task of its project
+    /// (`task.report_unknown`).
+    pub fn report_unknown(&self, notice: ReportUnknown) {
+        info!(
+            task_id = notice.task_id,
+            path = notice.path,
+            "report for an unknown task"
+        );
+        self.parts().sink.emit(Event::ReportUnknown(notice));
+    }
+
+    /// `agent_workers` per configured project.
+    pub fn agent_settings(&self) -> HashMap<String, u32> {
+        self.lock().agent_settings.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,727 @@
+//! The agent runner: runs the Claude Code CLI in a project and streams its output.
+//!
+//! A run executes `claude -p --output-format stream-json --verbose
+//! --permission-mode <mode> [--model M] [--resume <session>]` with the prompt on its stdin
+//! in the project directory ([`cli`]), as the leader of its own process group
+//! ([`process`]), with its output read into the project's log ([`output`]). The prompt is
+//! never an argument, so no prompt can be read as an option, and the session is always a
+//! UUID. The process gets the hub's environment without the hub's `SEMANTEST_HUB_*`
+//! settings and secrets. Every run holds a [`slots::Permit`] from the
+//! moment before its process starts until its process group is gone, so at most
+//! `limits.max_running_agents` agents are ever alive.
+//!
+//! A run is started with [`Runner::start`] in one of two [`RunMode`]s:
+//!
+//! - **interactive** (`agent.run`): the project's one run, refused with `PROJECT_BUSY`
+//!   while one goes; it sets the project's state and records its session as the one the
+//!   next run resumes;
+//! - **task**: started by the coordinator for a built-in agent worker. Several may run in
+//!   the same project at once, each with its own run id, process group and fresh
+//!   session, and none touches the project's state or session. Their `run_started` and
+//!   `run_finished` lines carry the task id.
+//!
+//! The runner reports through its [`EventSink`] (`ProjectState`, `RunStarted`,
+//! `RunFinished`) and never calls up into the hub; how a run ended comes back on the
+//! run's own [`RunHandle::ended`].
+
+pub mod claude_cli;
+pub mod output;
+pub mod process;
+pub mod slots;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::process::Child;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::AgentConfig;
+use crate::events::{Event, EventSink};
+use crate::projects::ProjectError;
+use crate::projects::feed::{Feed, Line};
+use crate::projects::{ActiveRun, Projects};
+use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
+use crate::protocol::{ProjectState, RunStatus, StateChange, Stream};
+use crate::storage::sqlite::StoreError;
+use crate::storage::sqlite::{RunOutcome, Store};
+use crate::support::metrics::Metrics;
+use crate::support::timestamp::now_ms;
+
+use claude_cli::{AgentCli, CliSlot};
+use output::{Pump, Summary};
+use slots::{Permit, Slots};
+
+/// The largest prompt accepted, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 256 * 1024;
+
+/// Which kind of run, and what it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMode {
+    /// The project's own run (`agent.run`).
+    Interactive {
+        /// Start a fresh session instead of resuming the project's.
+        new_session: bool,
+    },
+    /// A run for one task, on behalf of a built-in agent worker.
+    Task {
+        /// The task.
+        task_id: String,
+        /// The agent worker.
+        worker_id: String,
+    },
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The project whose directory the agent runs in.
+    pub project_id: String,
+    /// The prompt, written to the CLI's stdin; at most [`MAX_PROMPT_BYTES`].
+    pub prompt: String,
+    /// Interactive or for a task.
+    pub mode: RunMode,
+    /// Seconds before the run is stopped; `agent.timeout_s` when `None`.
+    pub timeout_s: Option<u64>,
+}
+
+/// How a run ended, sent on [`RunHandle::ended`].
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    /// The run id.
+    pub run_id: String,
+    /// As stored for the run.
+    pub status: RunStatus,
+    /// Why it did not succeed.
+    pub reason: Option<String>,
+    /// The `result` line's text, if any.
+    pub result_text: Option<String>,
+    /// The run's Claude Code session.
+    pub session_id: Option<String>,
+    /// `total_cost_usd` from the `result` line, in US dollars.
+    pub cost_usd: Option<f64>,
+    /// `duration_ms` from the `result` line.
+    pub duration_ms: Option<i64>,
+}
+
+/// A started run.
+#[derive(Debug)]
+pub struct RunHandle {
+    /// The run id (a UUIDv7).
+    pub run_id: String,
+    /// Cancel to stop the run (SIGINT, SIGTERM, SIGKILL to its group).
+    pub stop: CancellationToken,
+    /// Resolves once the run's process group is gone and its end recorded.
+    pub ended: oneshot::Receiver<RunEnd>,
+}
+
+/// What a runner needs, handed over by the hub when it opens.
+pub struct RunnerParts {
+    /// The `[agent]` settings.
+    pub config: AgentConfig,
+    /// Records runs.
+    pub store: Store,
+    /// Takes output lines.
+    pub feed: Feed,
+    /// Interactive runs set the project's state and session.
+    pub projects: Projects,
+    /// Run counters.
+    pub metrics: Arc<Metrics>,
+    /// Where events go.
+    pub sink: Arc<dyn EventSink>,
+    /// The agent limit.
+    pub slots: Slots,
+    /// The CLI.
+    pub cli: CliSlot,
+    /// Owns every run's supervisor.
+    pub tracker: TaskTracker,
+    /// Stops every run at shutdown.
+    pub shutdown: CancellationToken,
+}
+
+struct Inner {
+    parts: RunnerParts,
+    /// Task runs in progress, by run id. A std `Mutex`: map operations only.
+    task_runs: Mutex<HashMap<String, TaskRun>>,
+}
+
+struct TaskRun {
+    task_id: String,
+    stop: CancellationToken,
+}
+
+/// The handle to the runner; cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+/// A run's identity, shared by its start and its supervisor.
+#[derive(Clone)]
+struct RunContext {
+    project_id: String,
+    run: ActiveRun,
+    mode: RunMode,
+    timeout: Duration,
+}
+
+/// The `run_started` line the hub writes to the project's log.
+#[derive(Serialize)]
+struct RunStartedLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    run_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker_id: Option<&'a str>,
+    prompt: &'a str,
+    resume: Option<&'a str>,
+    cwd: &'a std::path::Path,
+}
+
+/// The `run_finished` line the hub writes to the project's log.
+#[derive(Serialize)]
+struct RunFinishedLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    run_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_id: Option<&'a str>,
+    status: RunStatus,
+    exit_code: Option<i32>,
+    reason: Option<&'a str>,
+    total_cost_usd: Option<f64>,
+}
+
+impl RunContext {
+    fn task_id(&self) -> Option<&str> {
+        match &self.mode {
+            RunMode::Task { task_id, .. } => Some(task_id),
+            RunMode::Interactive { .. } => None,
+        }
+    }
+
+    fn interactive(&self) -> bool {
+        matches!(self.mode, RunMode::Interactive { .. })
+    }
+}
+
+enum Ending {
+    Exited(std::io::Result<ExitStatus>),
+    Stopped,
+    TimedOut,
+}
+
+/// Why a run could not start, or be killed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The prompt is empty.
+    #[error("prompt is empty")]
+    EmptyPrompt,
+    /// The prompt is over [`MAX_PROMPT_BYTES`].
+    #[error("prompt is larger than 256 KiB")]
+    PromptTooLarge,
+    /// `timeout_s` is outside 1..=`agent.max_timeout_s`.
+    #[error("timeout_s must be between 1 and {0}")]
+    Timeout(u64),
+    /// No CLI was found.
+    #[error("the Claude Code CLI was not found; install it or set agent.cli_path")]
+    CliMissing,
+    /// The CLI could not be started.
+    #[error("{0}")]
+    CannotStart(String),
+    /// The project's directory now resolves elsewhere.
+    #[error("{path} now resolves to {now}; remove and re-add the project")]
+    PathChanged {
+        /// The registered path.
+        path: String,
+        /// Where it resolves now.
+        now: String,
+    },
+    /// `agent.kill` with nothing running.
+    #[error("project {0} runs no agent")]
+    NotRunning(String),
+    /// The project is missing, busy or has an invalid path.
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    /// The run could not be recorded.
+    #[error("cannot record the run")]
+    Store(#[from] StoreError),
+}
+
+impl From<RunError> for RpcError {
+    fn from(err: RunError) -> Self {
+        let kind = match &err {
+            RunError::EmptyPrompt | RunError::Timeout(_) => ErrorKind::InvalidParams,
+            RunError::PromptTooLarge => ErrorKind::TooLarge,
+            RunError::CliMissing | RunError::CannotStart(_) => ErrorKind::AgentUnavailable,
+            RunError::PathChanged { .. } => ErrorKind::InvalidPath,
+            RunError::NotRunning(_) => ErrorKind::NotRunning,
+            RunError::Project(_) => {
+                let RunError::Project(inner) = err else {
+                    unreachable!()
+                };
+                return inner.into();
+            }
+            RunError::Store(source) => return RpcError::internal("record run", source),
+        };
+        RpcError::new(kind, err.to_string())
+    }
+}
+
+impl Runner {
+    /// A runner with no runs.
+    pub fn new(parts: RunnerParts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                parts,
+                task_runs: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn parts(&self) -> &RunnerParts {
+        &self.inner.parts
+    }
+
+    fn task_runs(&self) -> MutexGuard<'_, HashMap<String, TaskRun>> {
+        self.inner
+            .task_runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The agent limit's permits.
+    pub fn slots(&self) -> &Slots {
+        &self.parts().slots
+    }
+
+    /// The CLI, if found.
+    pub fn cli(&self) -> &CliSlot {
+        &self.parts().cli
+    }
+
+    /// Agent runs in progress (permits taken).
+    pub fn running(&self) -> usize {
+        self.slots().in_use()
+    }
+
+    /// Starts a run holding `permit` and returns its handle; the run continues in a task
+    /// of the hub's tracker and gives the permit back when its process group is gone.
+    ///
+    /// # Errors
+    /// `INVALID_PARAMS` or `TOO_LARGE` for a bad prompt or timeout, `PROJECT_NOT_FOUND`,
+    /// `PROJECT_BUSY` (interactive), `INVALID_PATH` (the directory changed), and
+    /// `AGENT_UNAVAILABLE` when the CLI is missing or cannot start.
+    pub fn start(&self, request: RunRequest, permit: Permit) -> Result<RunHandle, RunError> {
+        let config = &self.parts().config;
+        if request.prompt.trim().is_empty() {
+            return Err(RunError::EmptyPrompt);
+        }
+        if request.prompt.len() > MAX_PROMPT_BYTES {
+            return Err(RunError::PromptTooLarge);
+        }
+        let timeout_s = request.timeout_s.unwrap_or(config.timeout_s);
+        if timeout_s == 0 || timeout_s > config.max_timeout_s {
+            return Err(RunError::Timeout(config.max_timeout_s));
+        }
+        let cli = self.cli().get().ok_or(RunError::CliMissing)?;
+        let ctx = RunContext {
+            project_id: request.project_id,
+            run: ActiveRun {
+                id: uuid::Uuid::now_v7().to_string(),
+                started_at: now_ms(),
+                stop: self.parts().shutdown.child_token(),
+            },
+            mode: request.mode,
+            timeout: Duration::from_secs(timeout_s),
+        };
+        let (path, resume) = self.prepare(&ctx)?;
+        // A root span: the run outlives the connection or task that started it.
+        let span = match ctx.task_id() {
+            Some(task_id) => info_span!(parent: None, "run", run_id = %ctx.run.id,
+                                        project_id = %ctx.project_id, task_id = %task_id),
+            None => info_span!(parent: None, "run", run_id = %ctx.run.id,
+                               project_id = %ctx.project_id),
+        };
+        let _entered = span.enter();
+        let store = &self.parts().store;
+        if let Err(err) = store.insert_run(
+            &ctx.run.id,
+            &ctx.project_id,
+            &request.prompt,
+            resume.as_deref(),
+            ctx.run.started_at,
+        ) {
+            if ctx.interactive() {
+                self.parts()
+                    .projects
+                    .end_run(&ctx.project_id, ProjectState::Failed, Some("store error"))
+                    .ok();
+            }
+            return Err(err.into());
+        }
+        let child = match self.launch(&cli, &ctx, &request.prompt, resume.as_deref(), &path) {
+            Ok(child) => child,
+            Err(reason) => {
+                let outcome = RunOutcome::new(RunStatus::Failed, Some(reason.clone()));
+                self.record_end(&ctx, &outcome, permit);
+                return Err(RunError::CannotStart(reason));
+            }
+        };
+        let (worker_id, task_id) = match &ctx.mode {
+            RunMode::Task { task_id, worker_id } => (Some(worker_id.as_str()), Some(task_id)),
+            RunMode::Interactive { .. } => (None, None),
+        };
+        self.hub_line(
+            &ctx,
+            &RunStartedLine {
+                kind: "run_started",
+                run_id: &ctx.run.id,
+                task_id: task_id.map(String::as_str),
+                worker_id,
+                prompt: &request.prompt,
+                resume: resume.as_deref(),
+                cwd: &path,
+            },
+        );
+        match task_id {
+            Some(task_id) => {
+                self.task_runs().insert(
+                    ctx.run.id.clone(),
+                    TaskRun {
+                        task_id: task_id.clone(),
+                        stop: ctx.run.stop.clone(),
+                    },
+                );
+            }
+            None => self.emit_state(&ctx, None),
+        }
+        self.parts().metrics.runs_started.inc();
+        self.parts().sink.emit(Event::RunStarted {
+            run_id: ctx.run.id.clone(),
+            project_id: ctx.project_id.clone(),
+        });
+        info!(pid = child.id(), cli = %cli.path.display(), resume = resume.is_some(),
+              worker_id, "agent run started");
+        let (done, ended) = oneshot::channel();
+        let handle = RunHandle {
+            run_id: ctx.run.id.clone(),
+            stop: ctx.run.stop.clone(),
+            ended,
+        };
+        let supervisor = self.clone().supervise(ctx, child, permit, done);
+        self.parts()
+            .tracker
+            .spawn(supervisor.instrument(span.clone()));
+        Ok(handle)
+    }
+
+    /// Claims the project (interactive) or checks its directory (task); returns the
+    /// directory and the session to resume.
+    fn prepare(&self, ctx: &RunContext) -> Result<(PathBuf, Option<String>), RunError> {
+        let projects = &self.parts().projects;
+        match &ctx.mode {
+            RunMode::Interactive { new_session } => {
+                let (path, session) = projects.begin_run(&ctx.project_id, ctx.run.clone())?;
+                if *new_session {
+                    projects.set_session(&ctx.project_id, None)?;
+                    return Ok((path, None));
+                }
+                Ok((path, session))
+            }
+            RunMode::Task { .. } => {
+                let view = projects.get(&ctx.project_id)?;
+                let path = PathBuf::from(&view.path);
+                match projects.validate(&view.path) {
+                    Ok(current) if current == path => Ok((path, None)),
+                    Ok(current) => Err(RunError::PathChanged {
+                        path: view.path,
+                        now: current.display().to_string(),
+                    }),
+                    Err(err) => Err(err.into()),
+                }
+            }
+        }
+    }
+
+    /// Starts a run's CLI process and records its process group, so a crash of the hub
+    /// can be cleaned up later.
+    ///
+    /// # Errors
+    /// A message for the user when the CLI cannot start or exits before it is tracked.
+    fn launch(
+        &self,
+        cli: &AgentCli,
+        ctx: &RunContext,
+        prompt: &str,
+        resume: Option<&str>,
+        dir: &std::path::Path,
+    ) -> Result<Child, String> {
+        let config = &self.parts().config;
+        let args = claude_cli::build_args(resume, &config.permission_mode, config.model.as_deref());
+        let mut child = process::spawn_cli(&cli.path, &args, dir, &config.env)
+            .map_err(|err| format!("cannot start {}: {err}", cli.path.display()))?;
+        if let Some(stdin) = child.stdin.take() {
+            self.parts()
+                .tracker
+                .spawn(process::write_prompt(stdin, prompt.to_string()).in_current_span());
+        }
+        let pgid = child
+            .id()
+            .map(|pid| pid as i32)
+            .ok_or_else(|| "the agent exited before it could be tracked".to_string())?;
+        if let Err(err) = self.parts().store.set_run_pgid(&ctx.run.id, pgid) {
+            warn!(error = %ErrorChain(&err), "cannot record the run's process group");
+        }
+        Ok(child)
+    }
+
+    /// Kills a project's interactive run. The state change arrives as `project.state`.
+    ///
+    /// # Errors
+    /// `PROJECT_NOT_FOUND`, or `NOT_RUNNING` when nothing runs.
+    pub fn kill(&self, project_id: &str) -> Result<(), RunError> {
+        match self.parts().projects.active_run(project_id)? {
+            Some(run) => {
+                info!(run_id = %run.id, project_id, "kill requested");
+                run.stop.cancel();
+                Ok(())
+            }
+            None => Err(RunError::NotRunning(project_id.to_string())),
+        }
+    }
+
+    /// Stops every run of a task (normally one). Returns how many were asked to stop;
+    /// the end of each arrives on its [`RunHandle::ended`].
+    pub fn stop_task(&self, task_id: &str) -> usize {
+        let runs = self.task_runs();
+        let mut stopped = 0;
+        for run in runs.values().filter(|run| run.task_id == task_id) {
+            run.stop.cancel();
+            stopped += 1;
+        }
+        stopped
+    }
+
+    fn hub_line<T: Serialize>(&self, ctx: &RunContext, line: &T) {
+        let text = match serde_json::to_string(line) {
+            Ok(text) => text,
+            Err(err) => {
+                warn!(error = %err, "cannot encode a hub line");
+                return;
+            }
+        };
+        let line = Line {
+            run_id: Some(&ctx.run.id),
+            stream: Stream::Hub,
+            text: &text,
+        };
+        if let Err(err) = self.parts().feed.append(&ctx.project_id, line) {
+            warn!(error = %ErrorChain(&err), project_id = %ctx.project_id, "cannot store a hub line");
+        }
+    }
+
+    fn emit_state(&self, ctx: &RunContext, reason: Option<&str>) {
+        if let Ok(view) = self.parts().projects.get(&ctx.project_id) {
+            self.parts().sink.emit(Event::ProjectState(StateChange {
+                project_id: ctx.project_id.clone(),
+                state: view.state,
+                session_id: view.session_id,
+                run_id: Some(ctx.run.id.clone()),
+                reason: reason.map(str::to_string),
+            }));
+        }
+    }
+
+    /// Records a run's end: the run row, the permit given back, the finish line in the
+    /// log, and for an interactive run the project's state.
+    fn record_end(&self, ctx: &RunContext, outcome: &RunOutcome, permit: Permit) {
+        if let Err(err) = self
+            .parts()
+            .store
+            .finish_run(&ctx.run.id, outcome, now_ms())
+        {
+            warn!(error = %ErrorChain(&err), "cannot record the run's end");
+        }
+        // The process group is gone: the slot is free before anyone hears of the end.
+        drop(permit);
+        self.hub_line(
+            ctx,
+            &RunFinishedLine {
+                kind: "run_finished",
+                run_id: &ctx.run.id,
+                task_id: ctx.task_id(),
+                status: outcome.status,
+                exit_code: outcome.exit_code,
+                reason: outcome.error.as_deref(),
+                total_cost_usd: outcome.cost_usd,
+            },
+        );
+        if ctx.interactive() {
+            let state = match outcome.status {
+                RunStatus::Succeeded => ProjectState::Idle,
+                RunStatus::Killed => ProjectState::Killed,
+                _ => ProjectState::Failed,
+            };
+            if let Err(err) =
+                self.parts()
+                    .projects
+                    .end_run(&ctx.project_id, state, outcome.error.as_deref())
+            {
+                warn!(error = %ErrorChain(&err), "cannot record the project's state");
+            }
+            self.emit_state(ctx, outcome.error.as_deref());
+        } else {
+            self.task_runs().remove(&ctx.run.id);
+        }
+        self.parts().sink.emit(Event::RunFinished {
+            run_id: ctx.run.id.clone(),
+            project_id: ctx.project_id.clone(),
+        });
+    }
+
+    async fn supervise(
+        self,
+        ctx: RunContext,
+        mut child: Child,
+        permit: Permit,
+        done: oneshot::Sender<RunEnd>,
+    ) {
+        let parts = self.parts();
+        let pgid = child.id().map(|pid| pid as i32).unwrap_or_default();
+        let summary = Arc::new(Mutex::new(Summary::default()));
+        let pump = Pump {
+            feed: parts.feed.clone(),
+            metrics: parts.metrics.clone(),
+            projects: ctx.interactive().then(|| parts.projects.clone()),
+            project_id: ctx.project_id.clone(),
+            run_id: ctx.run.id.clone(),
+            max_line: parts.config.max_line_bytes,
+            summary: summary.clone(),
+        };
+        let pumps =
+            [
+                child.stdout.take().map(|out| {
+                    tokio::spawn(pump.clone().run(Stream::Stdout, out).in_current_span())
+                }),
+                child.stderr.take().map(|err| {
+                    tokio::spawn(pump.clone().run(Stream::Stderr, err).in_current_span())
+                }),
+            ];
+        let mut ending = tokio::select! {
+            status = child.wait() => Ending::Exited(status),
+            () = ctx.run.stop.cancelled() => Ending::Stopped,
+            () = tokio::time::sleep(ctx.timeout) => Ending::TimedOut,
+        };
+        let grace = Duration::from_millis(parts.config.kill_grace_ms);
+        let status = match &mut ending {
+            Ending::Exited(status) => {
+                process::end_leftovers(pgid, grace).await;
+                status.as_ref().ok().copied()
+            }
+            Ending::Stopped | Ending::TimedOut => {
+                process::stop_group(pgid, &mut child, grace).await
+            }
+        };
+        // Output already in the pipes is still read; a descendant that escaped the group
+        // and holds a pipe open must not hold the run open too.
+        for pump in pumps.into_iter().flatten() {
+            let abort = pump.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), pump)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        let summary = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        let (status_name, reason) = judge(&ending, status, &summary, &ctx, parts);
+        let outcome = RunOutcome {
+            status: status_name,
+            exit_code: status.and_then(|s| s.code()),
+            session_id: summary.session_id.clone(),
+            cost_usd: summary.cost_usd,
+            duration_ms: summary.duration_ms,
+            num_turns: summary.num_turns,
+            error: reason,
+        };
+        info!(
+            status = status_name.as_str(),
+            exit_code = outcome.exit_code,
+            cost_usd = summary.cost_usd,
+            "agent run finished"
+        );
+        parts.metrics.observe_run(
+            status_name.as_str(),
+            (now_ms() - ctx.run.started_at) as f64 / 1000.0,
+        );
+        self.record_end(&ctx, &outcome, permit);
+        let _ = done.send(RunEnd {
+            run_id: ctx.run.id.clone(),
+            status: outcome.status,
+            reason: outcome.error,
+            result_text: summary.result_text,
+            session_id: outcome.session_id,
+            cost_usd: outcome.cost_usd,
+            duration_ms: outcome.duration_ms,
+        });
+    }
+}
+
+/// How a run ended and why, from how it stopped, its exit status and its summary.
+fn judge(
+    ending: &Ending,
+    status: Option<ExitStatus>,
+    summary: &Summary,
+    ctx: &RunContext,
+    parts: &RunnerParts,
+) -> (RunStatus, Option<String>) {
+    let exit_code = status.and_then(|s| s.code());
+    let describe_exit = || match status {
+        Some(s) if s.code().is_some() => format!(
+            "the agent exited with code {}",
+            s.code().unwrap_or_default()
+        ),
+        Some(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            format!(
+                "the agent was ended by signal {}",
+                s.signal().unwrap_or_default()
+            )
+        }
+        None => "the agent's exit status is unknown".into(),
+    };
+    match ending {
+        Ending::Stopped if parts.shutdown.is_cancelled() => {
+            (RunStatus::Killed, Some("the hub shut down".to_string()))
+        }
+        Ending::Stopped => (RunStatus::Killed, Some("killed on request".to_string())),
+        Ending::TimedOut => (
+            RunStatus::TimedOut,
+            Some(format!("timed out after {} s", ctx.timeout.as_secs())),
+        ),
+        Ending::Exited(_) if summary.is_error => (
+            RunStatus::Failed,
+            Some(
+                summary
+                    .result_text
+                    .clone()
+                    .unwrap_or_else(|| "the agent reported an error".into()),
+            ),
+        ),
+        Ending::Exited(_) if exit_code != Some(0) => (RunStatus::Failed, Some(describe_exit())),
+        Ending::Exited(_) if !summary.result_seen => (
+            RunStatus::Failed,
+            Some("the agent exited without a result line".into()),
+        ),
+        Ending::Exited(_) => (RunStatus::Succeeded, None),
+    }
+}

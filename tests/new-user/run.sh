@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# A new user's first steps, exactly as README.md writes them. On a clean HOME with no
+# display, it runs the commands of the README's "Quick start" block in order (all but
+# `scripts/test`, the command that runs this), then every command of its "Using the hub"
+# block against the hub that `scripts/run` started, and finally `semantest-hub serve`
+# on its own. The commands are read from README.md, not copied here, so a README that
+# stops working fails this test. Each command must exit 0.
+#
+# What a new user would have beside the README: a project folder (~/code/myapp), the
+# Claude Code CLI on PATH (here the deterministic stand-in tests/fixtures/fake-claude),
+# and, for `pair approve`, an extension that asked to pair (here a POST /pair with an
+# extension Origin). The README's example ids (`cl_…`, `pr_…`) are replaced by the ids
+# the hub gave out.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+
+work="$(mktemp -d)"
+hub_pid=
+cleanup() {
+  [ -n "$hub_pid" ] && kill "$hub_pid" 2>/dev/null && wait "$hub_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Rust stays where it is installed; everything the hub and the CLI write goes to the
+# clean HOME (~/.local/bin, ~/.local/share/semantest-hub, ~/.config/semantest-hub).
+export CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}"
+export HOME="$work/home"
+unset XDG_DATA_HOME XDG_CONFIG_HOME XDG_STATE_HOME XDG_CACHE_HOME XDG_BIN_HOME \
+  DISPLAY WAYLAND_DISPLAY
+export PATH="$HOME/.local/bin:$PATH"
+mkdir -p "$HOME/.local/bin" "$HOME/code/myapp"
+ln -s "$repo/tests/fixtures/fake-claude" "$HOME/.local/bin/claude"
+
+fail() { printf 'new user: %s\n' "$*" >&2; exit 1; }
+step() { printf '\033[1m$ %s\033[0m\n' "$*" >&2; }
+
+# The lines of the first ```sh block after the heading "$1", without comments.
+readme_block() {
+  node -e '
+    const text = require("fs").readFileSync("README.md", "utf8");
+    const at = text.indexOf("\n" + process.argv[1] + "\n");
+    if (at < 0) { console.error(`README.md has no heading ${process.argv[1]}`); process.exit(1); }
+    const block = text.slice(at).match(/\n```sh\n([\s\S]*?)\n```/);
+    if (!block) { console.error(`no sh block under ${process.argv[1]}`); process.exit(1); }
+    for (const line of block[1].split("\n")) {
+      const command = line.replace(/\s+#\s.*$/, "").trim();
+      if (command) console.log(command);
+    }' "$1"
+}
+
+# Waits until `semantest-hub status` answers, or fails if process $1 exits first or
+# $2 seconds pass (the first `scripts/run` builds the hub in release mode).
+wait_for_hub() {
+  local pid=$1 deadline=$((SECONDS + $2))
+  until semantest-hub status >/dev/null 2>&1; do
+    kill -0 "$pid" 2>/dev/null || fail "the hub exited before answering (log: $work/hub.log)"
+    [ "$SECONDS" -lt "$deadline" ] || fail "no hub answered within $2 s"
+    sleep 1
+  done
+}
+
+stop_hub() {
+  kill -TERM "$hub_pid"
+  local status=0
+  wait "$hub_pid" || status=$?
+  hub_pid=
+  [ "$status" -eq 0 ] || fail "the hub exited with $status on SIGTERM"
+}
+
+mapfile -t quick_start < <(readme_block "## Quick start")
+mapfile -t usage < <(readme_block "## Using the hub")
+[ "${#quick_start[@]}" -gt 0 ] && [ "${#usage[@]}" -gt 0 ] || fail "README.md lost its command blocks"
+
+for command in "${quick_start[@]}"; do
+  case "$command" in
+    scripts/test*) continue ;;
+    scripts/run*)
+      step "$command"
+      # It installs the CLI, then runs the hub in the foreground (no display here).
+      bash -c "$command" >"$work/hub.log" 2>&1 &
+      hub_pid=$!
+      wait_for_hub "$hub_pid" 1800
+      ;;
+    *)
+      step "$command"
+      bash -c "$command" || fail "$command"
+      ;;
+  esac
+done
+[ -n "$hub_pid" ] || fail "the quick start started no hub"
+command -v semantest-hub >/dev/null || fail "the quick start did not put semantest-hub on PATH"
+
+# An extension asks to pair, so that `pair approve` has a request to approve.
+url="$(node -e 'const fs=require("fs"),os=require("os");
+  const file=`${os.homedir()}/.local/share/semantest-hub/server.json`;
+  console.log(JSON.parse(fs.readFileSync(file, "utf8")).url)')"
+request_id="$(node -e '
+  fetch(process.argv[1] + "/pair", {method: "POST",
+    headers: {"content-type": "application/json",
+              origin: "chrome-extension://abcdefghijklmnopabcdefghijklmnop"},
+    body: JSON.stringify({name: "Semantest Recorder"})})
+  .then(async (r) => { const body = await r.json();
+    if (r.status !== 201) throw new Error(`POST /pair: ${r.status} ${JSON.stringify(body)}`);
+    console.log(body.request_id); })
+  .catch((e) => { console.error(e.message); process.exit(1); })' "$url")"
+
+client_id=
+for command in "${usage[@]}"; do
+  case "$command" in
+    "semantest-hub serve"*) continue ;; # run on its own below
+  esac
+  [ -n "$client_id" ] && command="$(sed -E "s/cl_[0-9a-f]{12}/$client_id/g" <<<"$command")"
+  command="$(sed -E "s/pr_[0-9a-f]{16}/$request_id/g" <<<"$command")"
+  step "$command"
+  bash -c "$command" >"$work/out" 2>"$work/err" ||
+    fail "$command: $(cat "$work/err")"
+  cat "$work/out"
+  if [[ "$command" == "semantest-hub token create"* ]]; then
+    client_id="$(grep -oE 'cl_[0-9a-f]{12}' "$work/err" | head -n1)"
+    [ -n "$client_id" ] || fail "token create named no client: $(cat "$work/err")"
+  fi
+done
+stop_hub
+
+for command in "${usage[@]}"; do
+  if [[ "$command" == "semantest-hub serve"* ]]; then
+    step "$command"
+    bash -c "exec $command" >"$work/serve.log" 2>&1 &
+    hub_pid=$!
+    wait_for_hub "$hub_pid" 120
+    stop_hub
+  fi
+done
+printf 'new user: every README command ran as written\n' >&2
