@@ -145,13 +145,7 @@ impl ListFormat {
     /// Prints `result` as asked: `result` itself as JSON, the `id` of each item of
     /// `result[key]`, or a table of `columns` (header, field) with `empty` said on
     /// stderr when there are no items.
-    fn print(
-        self,
-        result: &Value,
-        key: &str,
-        columns: &[Column<'_>],
-        empty: &str,
-    ) -> Result<()> {
+    fn print(self, result: &Value, key: &str, columns: &[Column<'_>], empty: &str) -> Result<()> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(result)?);
             return Ok(());
