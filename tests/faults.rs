@@ -785,11 +785,14 @@ async fn end_readers(
 async fn a_client_that_stops_reading_is_cut_off_and_the_others_do_not_wait() {
     const EVENTS: usize = 3000;
     let data = TempDir::new().unwrap();
-    // Documented limits, lowered so the test is quick: 1008 after 2000 dropped in a row,
-    // or the write timeout, whichever comes first.
+    // A stalled subscriber is closed with 1008 after max_dropped_events dropped in a row,
+    // or by the write timeout, whichever comes first; which one does depends on how fast
+    // this machine publishes the drops. The drop rule is the one under test (the write
+    // timeout has limits::a_client_that_stops_reading_is_closed_with_1008), so the write
+    // timeout is out of its way: ten minutes. Lowered so the test is quick: 2000 drops.
     let env = [
         ("SEMANTEST_HUB_LIMITS__MAX_DROPPED_EVENTS", "2000"),
-        ("SEMANTEST_HUB_LIMITS__WRITE_TIMEOUT_S", "5"),
+        ("SEMANTEST_HUB_LIMITS__WRITE_TIMEOUT_S", "600"),
         ("SEMANTEST_HUB_LIMITS__EVENT_RATE_PER_S", "1000000"),
         ("SEMANTEST_HUB_LIMITS__RATE_LIMIT_PER_S", "1000000"),
         ("SEMANTEST_HUB_LIMITS__RATE_LIMIT_BURST", "1000000"),
@@ -870,9 +873,10 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_others_do_not_wait() {
         rss_peak,
         rss_after
     );
-    // The others did not wait for it: a hub that did would hold their events for the
-    // 5 s write timeout. How much the stalled client costs them is a figure, with a
-    // target (the same machine runs the rest of the suite beside this test).
+    // The others did not wait for it: a hub that did would hold their events until the
+    // write timeout (ten minutes here) or until it reads again, which it does only after
+    // this. How much the stalled client costs them is a figure, with a target (the same
+    // machine runs the rest of the suite beside this test).
     assert!(
         p99_with < Duration::from_secs(5),
         "the others waited for the stalled client: p99 {p99_with:?}"
