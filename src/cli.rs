@@ -1,490 +1,296 @@
-//! A small JSON-RPC client for a running hub, used by the command-line subcommands
-//! (`status`, `project`, `agent run`, `token`, `dashboard`) the way `ollama run` talks to
-//! its server.
+//! The command line: `semantest-hub serve` runs the hub in the foreground; every other
+//! command is a JSON-RPC client of the running hub found through its runtime file
+//! ([`HubClient`]), which checks the hub's signature proof before it sends the owner
+//! token.
 //!
-//! It finds the hub through the runtime file `server.json` in the data directory and
-//! authenticates with the owner token from the secret store. The runtime file only says
-//! where a hub *was*: after a crash it stays behind, and any local program (another
-//! user's included) may have bound that port since. So before the token leaves the
-//! process, the client asks the program on that port for the signature challenge
-//! (docs/security.md, version 2) with `client=owner`, and checks the proof, keyed by the
-//! SHA-256 of the owner token, over the `host:port` the client itself contacted. Only a
-//! holder of the owner token's hash can compute it, and a relay to the real hub on
-//! another port passes on a proof for the wrong endpoint. The WebSocket upgrade that
-//! carries the token then goes over the same TCP connection that answered the proof, so
-//! no other listener can slip in between the check and the use.
+//! [`Cli`] holds the arguments (`args`), [`run`] carries one command out; `output` prints
+//! tables, `agent` streams a run, `access` manages tokens and pairing requests.
 
-use std::collections::VecDeque;
-use std::fmt;
+mod access;
+mod agent;
+mod args;
+mod client;
+mod output;
+
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::time::Duration;
+use std::process::ExitCode;
 
-use axum::http::{Request, StatusCode, Uri, header};
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use anyhow::{Context, Result, bail};
+use serde_json::json;
 
-use crate::auth::security::{new_token, token_hash, verify_challenge_proof};
-use crate::config::SecretStoreKind;
-use crate::http::server::{OWNER_CLIENT_ID, RUNTIME_FILE};
-use crate::protocol::SUBPROTOCOL;
+pub use args::Cli;
+pub use client::{
+    ClientError, Distrust, HubClient, RunningHub, VERIFY_TIMEOUT, endpoint_of, running_hub,
+    running_hub_url,
+};
 
-/// How long the program on the recorded port has to connect and answer the challenge.
-pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::app::hub::OWNER_TOKEN;
+use crate::config::{Config, LoadedConfig, Mode, Overrides, PublicOverrides, SecretStoreKind};
+use crate::storage::secrets::Secrets;
+use access::{pair_command, token_command};
+use agent::agent_run;
+use args::{AgentCommand, Command, ProjectCommand};
+use output::text_or;
 
-/// The largest signature answer read; a real one is well under 1 KiB.
-const SIGNATURE_MAX_BYTES: usize = 64 * 1024;
-
-/// Why the program on the recorded port was not taken for the hub.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Distrust {
-    /// The signature request got this HTTP status instead of 200.
-    Status(u16),
-    /// The answer is not a Semantest signature (`service` is not `semantest`).
-    NotAHub,
-    /// A signature with `challenge: null` or no proof at all.
-    NoProof,
-    /// A proof that does not verify for the owner token, the nonce sent and the endpoint
-    /// contacted: an impostor, or a relay to a hub listening elsewhere.
-    WrongProof,
-}
-
-impl fmt::Display for Distrust {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Status(status) => write!(f, "it answered HTTP {status} to the signature request"),
-            Self::NotAHub => f.write_str("it does not answer as a Semantest hub"),
-            Self::NoProof => f.write_str("it sent no signature proof"),
-            Self::WrongProof => f.write_str("its signature proof is wrong"),
-        }
-    }
-}
-
-/// A client failure.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// No runtime file: the hub is not running for this data directory.
-    #[error("no hub is running for {0} (start one with `semantest-hub serve`)")]
-    NotRunning(String),
-    /// The runtime file names something other than `http://<IP address>:<port>`.
-    #[error(
-        "the runtime file names {0}, not http://<IP address>:<port>; the command-line client talks to a local hub only"
-    )]
-    BadUrl(String),
-    /// Nothing accepted a connection on the recorded endpoint.
-    #[error(
-        "cannot reach the hub at {endpoint} (if it stopped, start it with `semantest-hub serve`)"
-    )]
-    Unreachable {
-        /// `host:port`.
-        endpoint: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The signature request failed at the HTTP level.
-    #[error("the signature request to {endpoint} failed")]
-    Signature {
-        /// `host:port`.
-        endpoint: String,
-        /// The cause.
-        #[source]
-        source: hyper::Error,
-    },
-    /// The program on the recorded endpoint did not prove it holds the owner token's
-    /// hash, so the token was not sent.
-    #[error(
-        "the program at {endpoint} did not prove it is this hub: {reason}; the owner token was not sent (if the hub stopped or crashed, another program may hold its port: stop that program or start the hub with `semantest-hub serve`)"
-    )]
-    Unverified {
-        /// `host:port` the client contacted.
-        endpoint: String,
-        /// What was wrong.
-        reason: Distrust,
-    },
-    /// The verified hub sent a link to somewhere other than itself.
-    #[error("the hub sent a link outside {origin}: {link}; not opening it")]
-    ForeignLink {
-        /// The verified hub's origin, `http://host:port`.
-        origin: String,
-        /// The link.
-        link: String,
-    },
-    /// The WebSocket could not be opened or broke.
-    #[error("cannot talk to the hub at {url}")]
-    Connect {
-        /// The URL.
-        url: String,
-        /// The cause.
-        #[source]
-        source: Box<tungstenite::Error>,
-    },
-    /// The hub answered with a JSON-RPC error.
-    #[error("{message} ({kind})")]
-    Rpc {
-        /// `error.data.kind`.
-        kind: String,
-        /// `error.message`.
-        message: String,
-    },
-    /// The hub closed the connection or sent something unreadable.
-    #[error("the hub closed the connection: {0}")]
-    Closed(String),
-    /// No answer in time.
-    #[error("the hub did not answer within {0:?}")]
-    Timeout(Duration),
-}
-
-/// What a running hub's runtime file says about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunningHub {
-    /// Where it listens, `http://<IP literal>:<port>`.
-    pub url: String,
-    /// The secret store it keeps the owner token in (`keychain` or `file`, never `auto`:
-    /// the store it resolved at start). `None` from a hub that did not record it.
-    pub secret_store: Option<SecretStoreKind>,
-}
-
-/// The running hub of `data_dir`, from its runtime file.
+/// Carries out one command line; the exit code is the command's (for `agent run`, the
+/// run's status).
 ///
 /// # Errors
-/// [`ClientError::NotRunning`] when the file is missing or unreadable.
-pub fn running_hub(data_dir: &Path) -> Result<RunningHub, ClientError> {
-    let not_running = || ClientError::NotRunning(data_dir.display().to_string());
-    let text = std::fs::read_to_string(data_dir.join(RUNTIME_FILE)).map_err(|_| not_running())?;
-    let value: Value = serde_json::from_str(&text).map_err(|_| not_running())?;
-    let url = value["url"].as_str().ok_or_else(not_running)?.to_string();
-    let secret_store = serde_json::from_value(value["secret_store"].clone()).ok();
-    Ok(RunningHub { url, secret_store })
-}
-
-/// Where a running hub listens, from its runtime file.
-///
-/// # Errors
-/// [`ClientError::NotRunning`] when the file is missing or unreadable.
-pub fn running_hub_url(data_dir: &Path) -> Result<String, ClientError> {
-    running_hub(data_dir).map(|hub| hub.url)
-}
-
-/// The endpoint an `http://<IP literal>:<port>` URL names, as the hub writes it into its
-/// runtime file. Names are refused: the proof binds the literal `host:port` contacted,
-/// and no name lookup may redirect the connection.
-///
-/// # Errors
-/// [`ClientError::BadUrl`] for another scheme, a host name, a missing port, a path or
-/// userinfo.
-pub fn endpoint_of(http_url: &str) -> Result<SocketAddr, ClientError> {
-    let bad = || ClientError::BadUrl(http_url.to_string());
-    let uri: Uri = http_url.parse().map_err(|_| bad())?;
-    let authority = uri.authority().ok_or_else(bad)?;
-    if uri.scheme_str() != Some("http")
-        || authority.as_str().contains('@')
-        || !matches!(uri.path(), "" | "/")
-        || uri.query().is_some()
+/// Anything that stops the command, with its context, for `main` to print.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let common = cli.common;
+    let mut overrides = Overrides {
+        data_dir: common.data_dir.clone(),
+        secret_store: common.secret_store,
+        log_level: common.log_level.clone(),
+        ..Default::default()
+    };
+    if let Command::Serve {
+        port,
+        bind,
+        public,
+        tls_cert,
+        tls_key,
+        behind_proxy,
+        ..
+    } = &cli.command
     {
-        return Err(bad());
-    }
-    let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let ip: IpAddr = host.parse().map_err(|_| bad())?;
-    let port = authority.port_u16().ok_or_else(bad)?;
-    Ok(SocketAddr::new(ip, port))
-}
-
-/// Whether `link` is an `http://` URL whose authority is exactly `endpoint` (no userinfo,
-/// no other host or port).
-fn link_on_endpoint(endpoint: SocketAddr, link: &str) -> bool {
-    link.parse::<Uri>().is_ok_and(|uri| {
-        uri.scheme_str() == Some("http")
-            && uri
-                .authority()
-                .is_some_and(|authority| authority.as_str() == endpoint.to_string())
-    })
-}
-
-/// Connects to `endpoint`, asks for the owner's signature challenge and checks the
-/// proof; returns the connection that answered, ready for the WebSocket upgrade.
-async fn verified_stream(
-    endpoint: SocketAddr,
-    owner_hash: &[u8; 32],
-) -> Result<TcpStream, ClientError> {
-    let shown = endpoint.to_string();
-    let stream = TcpStream::connect(endpoint)
-        .await
-        .map_err(|source| ClientError::Unreachable {
-            endpoint: shown.clone(),
-            source,
-        })?;
-    let http_err = |source| ClientError::Signature {
-        endpoint: shown.clone(),
-        source,
-    };
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(http_err)?;
-    // Keeps the socket open after the exchange so the upgrade can reuse it.
-    let connection = tokio::spawn(connection.without_shutdown());
-    let nonce = new_token();
-    let request = Request::get(format!(
-        "/semantest-signature?challenge={nonce}&client={OWNER_CLIENT_ID}"
-    ))
-    .header(header::HOST, &shown)
-    .body(Empty::<Bytes>::new())
-    .expect("a valid request");
-    let response = sender.send_request(request).await.map_err(http_err)?;
-    let unverified = |reason| ClientError::Unverified {
-        endpoint: shown.clone(),
-        reason,
-    };
-    if response.status() != StatusCode::OK {
-        return Err(unverified(Distrust::Status(response.status().as_u16())));
-    }
-    let body = Limited::new(response.into_body(), SIGNATURE_MAX_BYTES)
-        .collect()
-        .await
-        .map_err(|_| unverified(Distrust::NotAHub))?
-        .to_bytes();
-    let signature: Value =
-        serde_json::from_slice(&body).map_err(|_| unverified(Distrust::NotAHub))?;
-    if signature["service"] != "semantest" {
-        return Err(unverified(Distrust::NotAHub));
-    }
-    let Some(proof) = signature["challenge"]["proof"].as_str() else {
-        return Err(unverified(Distrust::NoProof));
-    };
-    // The endpoint this client contacted, never the one the answer names.
-    if !verify_challenge_proof(owner_hash, &nonce, OWNER_CLIENT_ID, &shown, proof) {
-        return Err(unverified(Distrust::WrongProof));
-    }
-    drop(sender);
-    let parts = connection
-        .await
-        .map_err(|err| ClientError::Closed(err.to_string()))?
-        .map_err(http_err)?;
-    if !parts.read_buf.is_empty() {
-        return Err(ClientError::Closed(
-            "unexpected bytes after the signature answer".into(),
-        ));
-    }
-    Ok(parts.io.into_inner())
-}
-
-/// An open connection to a hub that proved it holds the owner token's hash.
-pub struct HubClient {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    endpoint: SocketAddr,
-    next_id: u64,
-    pending: VecDeque<Value>,
-    timeout: Duration,
-}
-
-impl HubClient {
-    /// Connects to `http_url` (`http://127.0.0.1:P`, from the runtime file): first
-    /// checks the owner's signature proof for exactly that endpoint (see the module
-    /// docs), then opens the WebSocket on the same connection with `token` as a bearer
-    /// token. The token is never sent to a program that did not prove itself.
-    ///
-    /// # Errors
-    /// [`ClientError::BadUrl`], [`ClientError::Unreachable`],
-    /// [`ClientError::Unverified`] (the token was not sent), [`ClientError::Timeout`]
-    /// when the check takes over [`VERIFY_TIMEOUT`], or [`ClientError::Connect`], e.g.
-    /// 401 for a wrong token.
-    pub async fn connect(http_url: &str, token: &str) -> Result<Self, ClientError> {
-        let endpoint = endpoint_of(http_url)?;
-        let stream = tokio::time::timeout(
-            VERIFY_TIMEOUT,
-            verified_stream(endpoint, &token_hash(token)),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout(VERIFY_TIMEOUT))??;
-        let url = format!("ws://{endpoint}/ws");
-        let connect_err = |source| ClientError::Connect {
-            url: url.clone(),
-            source: Box::new(source),
-        };
-        let mut request = url.as_str().into_client_request().map_err(connect_err)?;
-        let headers = request.headers_mut();
-        headers.insert(
-            "authorization",
-            format!("Bearer {token}")
-                .parse()
-                .expect("hex token is a header value"),
-        );
-        headers.insert(
-            "sec-websocket-protocol",
-            SUBPROTOCOL.parse().expect("static header value"),
-        );
-        let (socket, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
-            .await
-            .map_err(connect_err)?;
-        Ok(Self {
-            socket,
-            endpoint,
-            next_id: 0,
-            pending: VecDeque::new(),
-            timeout: Duration::from_secs(30),
-        })
-    }
-
-    /// The verified hub's origin, `http://host:port`.
-    pub fn origin(&self) -> String {
-        format!("http://{}", self.endpoint)
-    }
-
-    /// Checks that `link` (e.g. the dashboard sign-in link the hub sent) is on the
-    /// verified hub's own origin, so the client opens nothing anywhere else.
-    ///
-    /// # Errors
-    /// [`ClientError::ForeignLink`] for another scheme, host or port, or userinfo.
-    pub fn check_link(&self, link: &str) -> Result<(), ClientError> {
-        let foreign = || ClientError::ForeignLink {
-            origin: self.origin(),
-            link: link.to_string(),
-        };
-        if link_on_endpoint(self.endpoint, link) {
-            Ok(())
-        } else {
-            Err(foreign())
+        overrides.port = *port;
+        if *public {
+            overrides.public = PublicOverrides {
+                enabled: Some(true),
+                bind: bind
+                    .as_deref()
+                    .map(|text| {
+                        text.parse::<SocketAddr>().with_context(|| {
+                            format!("--bind {text}: public mode needs IP:PORT, e.g. 0.0.0.0:8443")
+                        })
+                    })
+                    .transpose()?,
+                tls_cert: tls_cert.clone(),
+                tls_key: tls_key.clone(),
+                behind_proxy: behind_proxy.then_some(true),
+            };
+        } else if let Some(text) = bind {
+            let addr = text.parse::<IpAddr>().with_context(|| {
+                format!("--bind {text}: local mode takes an IP address without a port (use --port)")
+            })?;
+            overrides.bind = Some(vec![addr]);
         }
     }
-
-    /// Sends a request and waits for its response; notifications that arrive meanwhile
-    /// are kept for [`HubClient::next_notification`].
-    ///
-    /// # Errors
-    /// [`ClientError::Rpc`] for an error response, or a transport error.
-    pub async fn request(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let frame = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        self.socket
-            .send(Message::text(frame.to_string()))
-            .await
-            .map_err(|err| ClientError::Closed(err.to_string()))?;
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            let message = tokio::time::timeout_at(deadline, self.read())
-                .await
-                .map_err(|_| ClientError::Timeout(self.timeout))??;
-            if message.get("id").and_then(Value::as_u64) == Some(id) {
-                if let Some(error) = message.get("error") {
-                    return Err(ClientError::Rpc {
-                        kind: error["data"]["kind"]
-                            .as_str()
-                            .unwrap_or("UNKNOWN")
-                            .to_string(),
-                        message: error["message"].as_str().unwrap_or("error").to_string(),
-                    });
-                }
-                return Ok(message.get("result").cloned().unwrap_or(Value::Null));
-            }
-            if message.get("method").is_some() {
-                self.pending.push_back(message);
-            }
-        }
-    }
-
-    /// The next notification (`{method, params}`), waiting for one if none is queued.
-    ///
-    /// # Errors
-    /// [`ClientError::Closed`] when the connection ends.
-    pub async fn next_notification(&mut self) -> Result<Value, ClientError> {
-        if let Some(message) = self.pending.pop_front() {
-            return Ok(message);
-        }
-        loop {
-            let message = self.read().await?;
-            if message.get("method").is_some() {
-                return Ok(message);
-            }
-        }
-    }
-
-    async fn read(&mut self) -> Result<Value, ClientError> {
-        loop {
-            match self.socket.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(&text)
-                        .map_err(|err| ClientError::Closed(format!("unreadable frame: {err}")));
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(ClientError::Closed(
-                        frame
-                            .map(|f| format!("{} {}", u16::from(f.code), f.reason))
-                            .unwrap_or_default(),
-                    ));
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(err)) => return Err(ClientError::Closed(err.to_string())),
-                None => return Err(ClientError::Closed("end of stream".into())),
-            }
-        }
-    }
-
-    /// Closes the connection politely.
-    pub async fn close(mut self) {
-        let _ = self.socket.close(None).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_runtime_url_must_be_an_ip_literal_with_a_port() {
-        assert_eq!(
-            endpoint_of("http://127.0.0.1:3003").unwrap().to_string(),
-            "127.0.0.1:3003"
-        );
-        assert_eq!(
-            endpoint_of("http://[::1]:3004/").unwrap().to_string(),
-            "[::1]:3004"
-        );
-        for bad in [
-            "https://127.0.0.1:3003",
-            "http://localhost:3003",
-            "http://127.0.0.1",
-            "http://user@127.0.0.1:3003",
-            "http://127.0.0.1:3003/ws",
-            "http://127.0.0.1:3003/?x=1",
-            "127.0.0.1:3003",
-        ] {
-            assert!(
-                matches!(endpoint_of(bad), Err(ClientError::BadUrl(_))),
-                "{bad}"
+    let loaded = Config::load(common.config.as_deref(), &overrides)?;
+    match cli.command {
+        Command::Serve { dashboard, .. } => serve(loaded, dashboard).await,
+        Command::Token { action: None } => {
+            let _log = crate::support::logging::init(
+                &common.log_level.unwrap_or_else(|| "warn".into()),
+                None,
             );
+            let token = owner_token(&loaded, common.secret_store).await?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        command => {
+            let _log = crate::support::logging::init(
+                &common.log_level.unwrap_or_else(|| "warn".into()),
+                None,
+            );
+            client_command(&loaded, common.secret_store, command).await
         }
     }
+}
 
-    #[test]
-    fn links_must_stay_on_the_verified_endpoint() {
-        let endpoint: SocketAddr = "127.0.0.1:3003".parse().unwrap();
-        assert!(link_on_endpoint(
-            endpoint,
-            "http://127.0.0.1:3003/login?code=abc"
-        ));
-        for bad in [
-            "http://127.0.0.1:3004/login?code=abc",
-            "https://127.0.0.1:3003/login",
-            "http://localhost:3003/login",
-            "http://evil@127.0.0.1:3003/login",
-            "http://127.0.0.1:3003.evil.example/login",
-            "file:///etc/passwd",
-            "javascript:alert(1)",
-            "/login",
-        ] {
-            assert!(!link_on_endpoint(endpoint, bad), "{bad}");
+async fn serve(loaded: LoadedConfig, dashboard: bool) -> Result<ExitCode> {
+    let _guard = crate::support::logging::init(&loaded.config.log_level, Some(&loaded.log_dir));
+    let server = crate::http::server::start(loaded).await?;
+    eprintln!("Semantest Hub listening on {}", server.url());
+    if server.hub().mode() == Mode::Public {
+        eprintln!(
+            "Public mode: remote clients need a token; no dashboard (see docs/deployment.md)"
+        );
+    } else if dashboard {
+        let link = server.hub().login_link();
+        if !(has_display() && open_browser(&link)) {
+            eprintln!("Dashboard (one-time sign-in link, valid for 2 minutes): {link}");
         }
+    } else {
+        eprintln!("Dashboard: run `semantest-hub dashboard` for a sign-in link");
     }
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
+        () = server.cancelled() => {}
+    }
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The owner token. While a hub runs, it is read from the store that hub recorded in its
+/// runtime file, so a command on `auto` and a hub started with `--secret-store file` (as
+/// the user unit does) read the same token; it is never created then, since a token the
+/// running hub does not know would only be refused. With no hub running, it comes from
+/// the configured store and is created on first use (`semantest-hub token`), or, for the
+/// other commands, must exist already.
+async fn owner_token(
+    loaded: &LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+) -> Result<String> {
+    let running = running_hub(&loaded.data_dir).ok();
+    let kind = match running.as_ref().and_then(|hub| hub.secret_store) {
+        Some(recorded) => {
+            if let Some(asked) = explicit_store
+                && asked != SecretStoreKind::Auto
+                && asked != recorded
+            {
+                bail!(
+                    "the hub running on {} keeps its owner token in the {} store; \
+                     drop --secret-store or pass --secret-store {}",
+                    loaded.data_dir.display(),
+                    store_name(recorded),
+                    store_name(recorded),
+                );
+            }
+            recorded
+        }
+        None => loaded.config.secret_store,
+    };
+    let create = running.is_none();
+    let dir = loaded.data_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let secrets = Secrets::open(kind, &dir)?;
+        if create {
+            return Ok(secrets.get_or_create(OWNER_TOKEN, crate::auth::security::new_token)?);
+        }
+        secrets.get(OWNER_TOKEN)?.with_context(|| {
+            format!(
+                "no owner token in the {} store, which the running hub uses; \
+                 restart it with `semantest-hub serve`",
+                secrets.backend_name()
+            )
+        })
+    })
+    .await?
+}
+
+fn store_name(kind: SecretStoreKind) -> &'static str {
+    match kind {
+        SecretStoreKind::Auto => "auto",
+        SecretStoreKind::Keychain => "keychain",
+        SecretStoreKind::File => "file",
+    }
+}
+
+async fn connect(
+    loaded: &LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+) -> Result<HubClient> {
+    let url = running_hub_url(&loaded.data_dir)?;
+    let token = owner_token(loaded, explicit_store).await?;
+    Ok(HubClient::connect(&url, &token).await?)
+}
+
+async fn client_command(
+    loaded: &LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+    command: Command,
+) -> Result<ExitCode> {
+    let mut client = connect(loaded, explicit_store).await?;
+    client
+        .request(
+            "hub.hello",
+            json!({"role": "script", "name": "semantest-hub CLI"}),
+        )
+        .await?;
+    let code = match command {
+        Command::Status => {
+            let status = client.request("hub.status", json!({})).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            ExitCode::SUCCESS
+        }
+        Command::Dashboard { print } => {
+            let link = client.request("hub.login_link", json!({})).await?;
+            let url = link["url"].as_str().context("the hub sent no link")?;
+            client.check_link(url)?;
+            if print || !has_display() || !open_browser(url) {
+                println!("{url}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Project(ProjectCommand::Add { dir, name }) => {
+            let path = std::path::absolute(&dir)
+                .with_context(|| format!("cannot resolve {}", dir.display()))?;
+            let project = client
+                .request("project.create", json!({"path": path, "name": name}))
+                .await?;
+            println!(
+                "{}  {}  {}",
+                project["id"].as_str().unwrap_or(""),
+                project["name"].as_str().unwrap_or(""),
+                project["path"].as_str().unwrap_or("")
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Project(ProjectCommand::List(format)) => {
+            let list = client.request("project.list", json!({})).await?;
+            format.print(
+                &list,
+                "projects",
+                &[
+                    ("ID", &|p| text_or(p, "id", "")),
+                    ("STATE", &|p| text_or(p, "state", "")),
+                    ("NAME", &|p| text_or(p, "name", "")),
+                    ("PATH", &|p| text_or(p, "path", "")),
+                ],
+                "no projects; add one with `semantest-hub project add DIR`",
+            )?;
+            ExitCode::SUCCESS
+        }
+        Command::Project(ProjectCommand::Rm { id }) => {
+            client
+                .request("project.delete", json!({"project_id": id}))
+                .await?;
+            println!("removed {id}");
+            ExitCode::SUCCESS
+        }
+        Command::Agent(AgentCommand::Run {
+            project,
+            prompt,
+            new_session,
+            timeout,
+        }) => agent_run(&mut client, &project, &prompt, new_session, timeout).await?,
+        Command::Token {
+            action: Some(action),
+        } => token_command(&mut client, action).await?,
+        Command::Pair(action) => pair_command(&mut client, action).await?,
+        Command::Serve { .. } | Command::Token { action: None } => {
+            unreachable!("handled before connecting")
+        }
+    };
+    client.close().await;
+    Ok(code)
+}
+
+/// Whether a browser window could be shown: always on macOS, with an X11 or Wayland
+/// display elsewhere. Without one, `xdg-open` may start a text-mode browser that waits
+/// on the terminal, so links are printed instead.
+fn has_display() -> bool {
+    cfg!(target_os = "macos")
+        || std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some()
+}
+
+fn open_browser(url: &str) -> bool {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }

@@ -14,7 +14,8 @@
 //! `crate::` path against it; `docs/architecture.md` draws the same lines.
 //!
 //! ```text
-//!  cli                         the command line's JSON-RPC client to a running hub  pub
+//!  cli/                        the command line: arguments, commands, tables, and   pub
+//!                              its JSON-RPC client to a running hub
 //!  http/                       server (binding, routes, gate, shutdown), ws (one   server pub
 //!                              connection), pairing (the /pair endpoints), public/
 //!                              (TLS, client address, per-address limits), assets

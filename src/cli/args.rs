@@ -1,0 +1,201 @@
+//! The command line's arguments (clap derive): global options and one subcommand per
+//! noun, each with its verbs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::SecretStoreKind;
+use crate::protocol::scopes::Scope;
+
+/// Local hub for browser extensions, coding agents and task workers.
+///
+/// The parsed `semantest-hub` command line (`Cli::parse()`), carried out by
+/// [`super::run`].
+#[derive(Parser)]
+#[command(
+    name = "semantest-hub",
+    version,
+    about = "Local hub for browser extensions, coding agents and task workers",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub(super) common: Common,
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Args)]
+pub(super) struct Common {
+    /// Data directory (database, secrets). Default: the platform data directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(super) data_dir: Option<PathBuf>,
+    /// Configuration file. Default: config.toml in the platform config directory.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(super) config: Option<PathBuf>,
+    /// Where the owner token is kept.
+    #[arg(long, global = true, value_enum)]
+    pub(super) secret_store: Option<SecretStoreKind>,
+    /// Log filter, e.g. `info` or `semantest_hub=debug`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub(super) log_level: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(super) enum Command {
+    /// Run the hub in the foreground until SIGINT or SIGTERM.
+    Serve {
+        /// Port; 0 takes any free port. Default: 3003, or the next free one up to 3012.
+        /// Not with --public, whose --bind carries the port.
+        #[arg(long, conflicts_with = "public")]
+        port: Option<u16>,
+        /// Listen address. Local mode: a loopback IP (default 127.0.0.1 and ::1).
+        /// Public mode: IP:PORT, e.g. 0.0.0.0:8443.
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+        /// Serve remote clients: TLS (or --behind-proxy), tokens only, per-address limits.
+        #[arg(long)]
+        public: bool,
+        /// PEM certificate chain for public mode; needs --tls-key.
+        #[arg(long, value_name = "FILE", requires = "public", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for public mode; needs --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "public", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Public mode behind a TLS-terminating reverse proxy: plain HTTP, and
+        /// X-Forwarded-For believed from public.trusted_proxies only.
+        #[arg(long, requires = "public", conflicts_with_all = ["tls_cert", "tls_key"])]
+        behind_proxy: bool,
+        /// Print a one-time dashboard sign-in link, and open it when a display is available.
+        #[arg(long, conflicts_with = "public")]
+        dashboard: bool,
+    },
+    /// Print the owner token (creating it on first use), or manage client tokens on the
+    /// running hub.
+    Token {
+        #[command(subcommand)]
+        action: Option<TokenCommand>,
+    },
+    /// Show the running hub's status.
+    Status,
+    /// Open the dashboard in a browser with a one-time sign-in link (printed instead
+    /// when there is no display).
+    Dashboard {
+        /// Print the link instead of opening a browser.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Run agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Answer browser extensions that ask to pair: list the pending requests, approve one
+    /// (issuing its token) or deny it. A request waits 2 minutes for an answer.
+    #[command(subcommand)]
+    Pair(PairCommand),
+}
+
+#[derive(Subcommand)]
+pub(super) enum PairCommand {
+    /// List the pending requests, oldest first: id, the 6-digit code the extension shows
+    /// (compare it before approving), name, origin, the requester's address and expiry.
+    List(#[command(flatten)] ListFormat),
+    /// Approve a request: the extension then claims a token bound to its origin.
+    Approve {
+        /// The request's id (`pr_…`, from `pair list`).
+        id: String,
+        /// What the token may do; repeat or list several. Default: events.
+        #[arg(
+            long = "scope",
+            value_name = "SCOPE",
+            num_args = 1..,
+            value_parser = clap::builder::PossibleValuesParser::new(Scope::ALL.map(Scope::as_str)),
+        )]
+        scopes: Vec<String>,
+    },
+    /// Deny a request: the extension is told so and gets no token.
+    Deny {
+        /// The request's id (`pr_…`, from `pair list`).
+        id: String,
+    },
+}
+
+/// How a `list` command prints: an aligned table with a header by default.
+#[derive(Args, Clone, Copy)]
+pub(super) struct ListFormat {
+    /// Print the hub's JSON-RPC result as JSON instead of a table.
+    #[arg(long)]
+    pub(super) json: bool,
+    /// Print only the ids, one per line.
+    #[arg(short, long, conflicts_with = "json")]
+    pub(super) quiet: bool,
+}
+
+#[derive(Subcommand)]
+pub(super) enum TokenCommand {
+    /// Create a client token and print it; it is shown only this once.
+    Create {
+        /// Display name, e.g. `ci-runner`.
+        #[arg(long)]
+        name: String,
+        /// What the token may do; repeat or list several (`--scope events tasks`).
+        #[arg(
+            long = "scope",
+            value_name = "SCOPE",
+            num_args = 1..,
+            required = true,
+            value_parser = clap::builder::PossibleValuesParser::new(Scope::ALL.map(Scope::as_str)),
+        )]
+        scopes: Vec<String>,
+        /// Bind the token to this exact Origin (for a browser client).
+        #[arg(long, value_name = "ORIGIN")]
+        origin: Option<String>,
+    },
+    /// List the live client tokens.
+    List(#[command(flatten)] ListFormat),
+    /// Revoke a client token; its connections close at once.
+    Revoke {
+        /// The token's id (`cl_…`, from `token list`).
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum ProjectCommand {
+    /// Register a directory as a project.
+    Add {
+        /// The directory.
+        dir: PathBuf,
+        /// Display name. Default: the directory's name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List projects.
+    List(#[command(flatten)] ListFormat),
+    /// Unregister a project (its directory is not touched).
+    Rm {
+        /// The project id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum AgentCommand {
+    /// Run the agent in a project and stream its output; exits with the run's status
+    /// (0 succeeded, 1 failed, 124 timed out, 130 killed).
+    Run {
+        /// A project id, or a registered project's directory.
+        project: String,
+        /// The prompt.
+        prompt: String,
+        /// Start a new session instead of resuming the last one.
+        #[arg(long)]
+        new_session: bool,
+        /// Timeout in seconds.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+}
