@@ -9,7 +9,7 @@ use semantest_hub::security::{challenge_proof, new_token, token_hash};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::util::{WAIT, hub_bin, spawn_hub};
+use crate::util::{WAIT, free_port, hub_bin, hub_command_on, hub_started, spawn_hub};
 
 /// Runs the real CLI binary on `data_dir`, without blocking the runtime that serves the
 /// squatter.
@@ -52,21 +52,14 @@ struct Squatter {
 
 impl Squatter {
     async fn start(port: u16, answer: Answer) -> Self {
-        // The port is free once the hub is dead, but a client socket of a concurrent
-        // test may briefly hold it as its local port: retry within the usual deadline.
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let socket = loop {
-            let socket = TcpSocket::new_v4().unwrap();
-            socket.set_reuseaddr(true).unwrap();
-            match socket.bind(([127, 0, 0, 1], port).into()) {
-                Ok(()) => break socket,
-                Err(err) if tokio::time::Instant::now() < deadline => {
-                    let _ = err;
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                Err(err) => panic!("cannot bind the squatter to {port}: {err}"),
-            }
-        };
+        // The port is free once the hub is dead (outside the ephemeral range, so no
+        // other socket took it since); the dead hub's connections may linger in
+        // TIME_WAIT, which SO_REUSEADDR allows.
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket
+            .bind(([127, 0, 0, 1], port).into())
+            .unwrap_or_else(|err| panic!("cannot bind the squatter to {port}: {err}"));
         let listener: TcpListener = socket.listen(16).unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
@@ -219,7 +212,12 @@ async fn relay(client: TcpStream, port: u16, real: u16, log: Arc<Mutex<Vec<u8>>>
 /// directory, the recorded port and the owner token.
 async fn crashed_hub() -> (tempfile::TempDir, u16, String) {
     let dir = tempfile::tempdir().unwrap();
-    let (mut hub, port) = spawn_hub(dir.path()).await;
+    // A port the kernel does not hand out by itself: once the hub is dead, no client
+    // socket of a concurrent test can take it before the squatter does.
+    let port = free_port();
+    let command = hub_command_on(std::process::Command::new(hub_bin()), dir.path(), port);
+    let (mut hub, recorded) = hub_started(command, dir.path()).await;
+    assert_eq!(recorded, port);
     hub.kill();
     assert!(
         dir.path().join("server.json").exists(),

@@ -4,131 +4,27 @@
 //! bound, a pairing moves between instances, and losing the database refuses new
 //! connections with 503 while open ones carry on, until it is back.
 
-use std::time::Duration;
-
 use semantest_hub::StartError;
 use semantest_hub::config::PublicConfig;
 use semantest_hub::security::{challenge_proof, token_hash};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, Request};
 
-use crate::postgres_server::{DATABASE, PASSWORD, PostgresServer, USER};
-use crate::util::{TestHub, WAIT, Ws, test_config};
-
-/// The public name the instances answer to.
-const NAME: &str = "hub.test";
-const ORIGIN: &str = "chrome-extension://abcdefghijklmnopabcdefghijklmnop";
-
-/// The public settings of every instance: behind a TLS-terminating proxy on loopback
-/// (the tests play the proxy), sharing `database`.
-fn public(database: &str) -> PublicConfig {
-    let settings = PublicConfig {
-        enabled: true,
-        bind: Some("127.0.0.1:0".parse().unwrap()),
-        hosts: vec![NAME.into()],
-        behind_proxy: true,
-        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
-        pairing: true,
-        database: Some(database.into()),
-        ..Default::default()
-    };
-    settings.validate().expect("valid public settings");
-    settings
-}
-
-/// A data directory whose file secret store holds the database password.
-fn data_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
-    std::fs::write(secrets.join("database-password"), PASSWORD).unwrap();
-    dir
-}
+use crate::util::cluster::{
+    DATABASE, NAME, ORIGIN, PASSWORD, PostgresServer, Shared, USER, connect, data_dir, get, health,
+    health_becomes, owner, post, public_settings,
+};
+use crate::util::{WAIT, free_port, test_config};
 
 /// One public instance on its own port and data directory, sharing `pg`.
-async fn instance(pg: &PostgresServer) -> TestHub {
-    let dir = data_dir();
-    let mut config = test_config(dir.path());
-    config.config.public = public(&pg.url());
-    TestHub::start_in(dir, config).await
+async fn instance(pg: &PostgresServer) -> crate::util::TestHub {
+    crate::util::cluster::instance(Shared::database(pg)).await
 }
 
-/// A WebSocket upgrade to `hub` with `token` (and `origin`), through the "proxy".
-fn request(hub: &TestHub, token: &str, origin: Option<&str>) -> Request<()> {
-    let mut request = hub.ws_request_as(token, origin);
-    request
-        .headers_mut()
-        .insert("host", HeaderValue::from_static(NAME));
-    request
-}
-
-pub(crate) async fn connect(hub: &TestHub, token: &str, origin: Option<&str>) -> Result<Ws, u16> {
-    match tokio::time::timeout(WAIT, Ws::connect(request(hub, token, origin)))
-        .await
-        .expect("an answer within the wait")
-    {
-        Ok(ws) => Ok(ws),
-        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
-        Err(other) => panic!("unexpected error: {other}"),
-    }
-}
-
-/// The owner's connection to `hub`.
-pub(crate) async fn owner(hub: &TestHub) -> Ws {
-    let token = hub.token.clone();
-    connect(hub, &token, None)
-        .await
-        .unwrap_or_else(|status| panic!("owner refused with {status}"))
-}
-
-/// `POST path` to `hub` from the extension `ORIGIN`; returns `(status, body)`.
-pub(crate) async fn post(hub: &TestHub, path: &str, body: Value) -> (u16, Value) {
-    let response = tokio::time::timeout(
-        WAIT,
-        reqwest::Client::new()
-            .post(hub.http(path))
-            .header("host", NAME)
-            .header("origin", ORIGIN)
-            .json(&body)
-            .send(),
-    )
-    .await
-    .expect("an answer within the wait")
-    .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// `GET /health` of `hub`; returns `(status, body)`.
-async fn health(hub: &TestHub) -> (u16, Value) {
-    let response = tokio::time::timeout(
-        WAIT,
-        reqwest::Client::new()
-            .get(hub.http("/health"))
-            .header("host", NAME)
-            .send(),
-    )
-    .await
-    .expect("an answer within the wait")
-    .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-/// Polls `/health` of `hub` (every 50 ms, within the wait) until it answers `status`.
-pub(crate) async fn health_becomes(hub: &TestHub, status: u16) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (got, body) = health(hub).await;
-        if got == status {
-            return body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/health stayed {got} ({body}), expected {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// The public settings of an instance whose database is at `url`.
+fn public(url: &str) -> PublicConfig {
+    PublicConfig {
+        database: Some(url.into()),
+        ..public_settings(Shared::default())
     }
 }
 
@@ -390,11 +286,8 @@ async fn losing_the_database_refuses_new_connections_and_keeps_open_ones() {
 #[tokio::test]
 async fn an_unreachable_database_stops_the_start_with_a_clear_error() {
     let dir = data_dir();
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Nobody listens there: a port the kernel does not hand out by itself.
+    let free = free_port();
     let mut config = test_config(dir.path());
     let url = format!("postgres://semantest@127.0.0.1:{free}/semantest");
     config.config.public = public(&url);
@@ -434,19 +327,6 @@ fn a_password_in_the_url_is_refused_naming_the_variable() {
     }
 }
 
-/// `GET path` of `hub`; the status.
-async fn get_status(hub: &TestHub, path: &str) -> u16 {
-    let request = reqwest::Client::new()
-        .get(hub.http(path))
-        .header("host", NAME);
-    tokio::time::timeout(WAIT, request.send())
-        .await
-        .expect("an answer within the wait")
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 /// Before authentication a client picks the Origin and the `?client=` of a challenge;
 /// each one the hub's copy of the tokens does not know used to cost a PostgreSQL query,
 /// on every request. Counted in the server's own statement log (`log_statement=all`
@@ -467,7 +347,7 @@ async fn unknown_origins_and_client_ids_cost_one_query_each() {
     assert_eq!(asked(stranger), 1, "the unknown Origin was looked up once");
     let path = format!("/semantest-signature?challenge=nonce-1&client={unknown_id}");
     for _ in 0..10 {
-        let status = get_status(&a, &path).await;
+        let status = get(&a, &path).await.0;
         assert_eq!(status, 200);
     }
     assert_eq!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::{TestHub, WAIT, Ws, eventually};
+use crate::util::{TestHub, WAIT, Ws, eventually, when};
 
 const LIMIT: usize = 3;
 
@@ -131,8 +131,11 @@ async fn agent_runs_and_agent_workers_together_never_exceed_the_limit() {
             .expect("every task completes");
         completed.insert(done["task_id"].as_str().unwrap().to_string());
     }
-    let hub_ref = hub.hub();
-    eventually("every run to end", || hub_ref.running_agents() == 0).await;
+    eventually("every run to end", async || {
+        let status = ws.ok("hub.status", json!({})).await;
+        when(status["running_agents"].clone(), |running| *running == 0)
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
 

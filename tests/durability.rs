@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::{TestHub, WAIT, connect, eventually, process_alive, run, spawn_hub};
+use crate::util::{TestHub, WAIT, connect, eventually, process_alive, run, spawn_hub, when};
 
 #[tokio::test]
 async fn reconnecting_with_after_seq_mid_run_gets_exactly_the_missing_lines() {
@@ -224,8 +224,8 @@ async fn runs_orphaned_by_a_crash_are_cleaned_up_at_the_next_start() {
     );
 
     let (mut child, _port) = spawn_hub(data.path()).await;
-    eventually("the orphaned grandchild to be killed", || {
-        !process_alive(grandchild)
+    eventually("the orphaned grandchild to be killed", async || {
+        when(process_alive(grandchild), |alive| !alive)
     })
     .await;
     child.kill();

@@ -4,7 +4,9 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::util::{RawFrame, RawWs, TestHub, WAIT, Ws, metric, process_alive, run};
+use crate::util::{
+    RawFrame, RawWs, TestHub, WAIT, Ws, eventually, metric, process_alive, run, when,
+};
 
 #[tokio::test]
 async fn connections_over_the_limit_are_refused_before_the_upgrade() {
@@ -17,17 +19,12 @@ async fn connections_over_the_limit_are_refused_before_the_upgrade() {
     }
     // A slot frees up when a client leaves.
     drop(first);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if Ws::connect(hub.ws_request()).await.is_ok() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the slot was never released"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the slot to be released", async || {
+        Ws::connect(hub.ws_request())
+            .await
+            .map_err(|err| err.to_string())
+    })
+    .await;
     hub.stop().await;
 }
 
@@ -64,19 +61,12 @@ async fn a_client_over_its_rate_limit_gets_errors_not_a_disconnect() {
     }
     assert!(limited >= 10, "{limited} of 20 were limited");
     // Capacity returns with time.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if ws
-            .call("hub.status", json!({}))
-            .await
-            .get("result")
-            .is_some()
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("capacity to return", async || {
+        when(ws.call("hub.status", json!({})).await, |reply| {
+            reply.get("result").is_some()
+        })
+    })
+    .await;
     hub.stop().await;
 }
 

@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::util::{TestHub, WAIT, Ws, test_config};
+use crate::util::{TestHub, WAIT, Ws, eventually, test_config};
 
 /// The public name the test certificate is issued for and the hub answers to.
 const NAME: &str = "hub.test";
@@ -401,15 +401,11 @@ async fn per_address_connection_limit_counts_the_forwarded_client() {
     first.socket.close(None).await.unwrap();
     let _ = first.closed().await;
     // The slot is freed when the connection's task ends, just after it leaves the
-    // registry: poll as `util::eventually` does, within the wait.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while ws_from(&hub, "x-forwarded-for", "203.0.113.1")
-        .await
-        .is_err()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "the slot came back");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // registry.
+    eventually("the address's slot to come back", async || {
+        ws_from(&hub, "x-forwarded-for", "203.0.113.1").await
+    })
+    .await;
     hub.stop().await;
 }
 
@@ -606,24 +602,13 @@ async fn sighup_reloads_the_certificate() {
     std::fs::copy(new_cert, &cert).unwrap();
     std::fs::copy(new_key, &key).unwrap();
     nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
-    // The reload runs on the blocking pool: poll handshakes, within the wait.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    // The reload runs on the blocking pool: poll handshakes.
+    eventually("the new certificate to be served", async || {
         let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
         let name = ServerName::try_from(NAME).unwrap();
-        if tokio::time::timeout(WAIT, new.connect(name, tcp))
-            .await
-            .unwrap()
-            .is_ok()
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the new certificate is served"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        new.connect(name, tcp).await.map_err(|err| err.to_string())
+    })
+    .await;
     // The old certificate is no longer served.
     let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
     let name = ServerName::try_from(NAME).unwrap();
@@ -664,23 +649,17 @@ async fn sockets_per_address_are_capped_before_tls() {
     )
     .await;
     assert_eq!(status, 200);
-    // Closing a socket frees its slot once the hub sees the end of it: poll, as
-    // `util::eventually` does, within the wait.
+    // Closing a socket frees its slot once the hub sees the end of it.
     drop(idle_a);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("the socket's slot to come back", async || {
         let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
         let name = ServerName::try_from(NAME).unwrap();
-        if tokio::time::timeout(WAIT, connector.connect(name, tcp))
+        connector
+            .connect(name, tcp)
             .await
-            .unwrap()
-            .is_ok()
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the slot came back");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+            .map_err(|err| err.to_string())
+    })
+    .await;
     hub.stop().await;
 }
 

@@ -16,7 +16,7 @@ use semantest_hub::cli::HubClient;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::util::{WAIT, eventually, fd_count, rss_kib, socket_count, spawn_hub};
+use crate::util::{WAIT, eventually, fd_count, rss_kib, socket_count, spawn_hub, when};
 
 /// RSS may grow by at most this much per minute after the warm-up.
 const MAX_RSS_SLOPE_KIB_PER_MIN: f64 = 2048.0;
@@ -132,8 +132,8 @@ async fn churn_does_not_grow_memory_or_descriptors() {
     let warm = rss.len() / 6;
     let (rss_slope, fd_slope) = (slope(&rss[warm..]), slope(&fds[warm..]));
     let rounds = rounds.load(Ordering::Relaxed);
-    eventually("the sockets to return to their idle count", || {
-        socket_count(pid) <= idle_sockets
+    eventually("the sockets to return to their idle count", async || {
+        when(socket_count(pid), |sockets| *sockets <= idle_sockets)
     })
     .await;
     println!(

@@ -1,7 +1,8 @@
 //! Integration tests: real hubs on port 0, real WebSocket clients, the fake agent CLI,
 //! and the real Claude Code CLI against a scripted fake Messages API.
 
-// Shared helpers: test hub, JSON-RPC client, bare WebSocket.
+// Shared helpers: test hub, JSON-RPC client, bare WebSocket, `eventually`; and in
+// util::cluster, instances sharing a real PostgreSQL and nats-server.
 mod util;
 
 // Host/Origin allowlists, tokens, signature, dashboard sign-in.
@@ -46,12 +47,8 @@ mod faults;
 mod faults_storage;
 // Connection churn with memory and descriptors sampled: no growth.
 mod soak;
-// A real PostgreSQL server started by the tests (initdb + pg_ctl in a temp dir).
-mod postgres_server;
 // Public instances sharing PostgreSQL: tokens, revocations, pairings, losing the database.
 mod cluster_store;
-// A real nats-server for the cluster tests.
-mod nats_server;
 // Instances in public mode over NATS: cross-instance events, requests, revocation, faults.
 mod cluster_events;
 // The whole deployment: instances sharing PostgreSQL and NATS at once.

@@ -1,8 +1,13 @@
 //! Helpers shared by the integration tests: a hub on port 0 with a temporary data
-//! directory, a JSON-RPC WebSocket test client, and a bare WebSocket for frame-level
-//! checks.
+//! directory, a JSON-RPC WebSocket test client, a bare WebSocket for frame-level
+//! checks, and [`eventually`] for state that can only be polled. [`cluster`] starts
+//! instances sharing a real PostgreSQL server and a real nats-server.
 
 #![allow(dead_code)]
+
+pub mod cluster;
+mod nats_server;
+mod postgres_server;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -107,12 +112,12 @@ impl TestHub {
         self.dir
     }
 
-    /// Stops and starts again on the same data directory and port.
+    /// Stops and starts again on the same data directory, on any free port: the old
+    /// one went back to the kernel's ephemeral pool when the hub stopped, where any
+    /// connection a concurrent test opens may take it as its local port first.
     pub async fn restart(self) -> Self {
-        let port = self.port;
         let dir = self.stop().await;
-        let mut config = test_config(dir.path());
-        config.config.port = Some(port);
+        let config = test_config(dir.path());
         Self::start_in(dir, config).await
     }
 
@@ -202,14 +207,22 @@ impl Ws {
 
     /// The next JSON text frame.
     pub async fn next_json(&mut self) -> Value {
+        self.next_json_within(WAIT)
+            .await
+            .expect("a message within the wait")
+    }
+
+    /// The next JSON text frame, or `None` when none comes within `limit`.
+    pub async fn next_json_within(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let message = tokio::time::timeout(WAIT, self.socket.next())
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
-                .expect("a message within the wait")
+                .ok()?
                 .expect("the connection is open")
                 .expect("a frame");
             match message {
-                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Text(text) => return Some(serde_json::from_str(&text).unwrap()),
                 Message::Close(frame) => panic!("connection closed: {frame:?}"),
                 _ => continue,
             }
@@ -263,17 +276,25 @@ impl Ws {
     /// The next notification of `method`, as its params. Other notifications stay queued
     /// for later calls.
     pub async fn notification(&mut self, method: &str) -> Value {
+        self.notification_within(method, WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no message within the wait while waiting for {method}"))
+    }
+
+    /// [`Ws::notification`], or `None` when no message at all comes within `limit`
+    /// (each message starts the wait again).
+    pub async fn notification_within(&mut self, method: &str, limit: Duration) -> Option<Value> {
         if let Some(i) = self
             .notifications
             .iter()
             .position(|m| m["method"] == method)
         {
-            return self.notifications.remove(i).unwrap()["params"].clone();
+            return Some(self.notifications.remove(i).unwrap()["params"].clone());
         }
         loop {
-            let message = self.next_json().await;
+            let message = self.next_json_within(limit).await?;
             if message["method"] == method {
-                return message["params"].clone();
+                return Some(message["params"].clone());
             }
             self.notifications.push_back(message);
         }
@@ -348,16 +369,107 @@ pub fn process_alive(pid: i32) -> bool {
     }
 }
 
-/// Polls `condition` every 20 ms until it holds, failing after [`WAIT`].
-pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition() {
+/// How long [`eventually`] waits by default: generous, because the suite runs on a 2-core
+/// machine shared with builds and with the other tests of this binary, where a state
+/// change that takes milliseconds alone can take seconds.
+pub const EVENTUALLY: Duration = Duration::from_secs(60);
+
+/// Polls `probe` until it answers `Ok(value)`, and returns that value. `Err(seen)` means
+/// "not yet"; the last `seen` is part of the failure message, so a timeout says what was
+/// awaited and how far it got. Polls quickly at first, then every 200 ms, and fails after
+/// [`EVENTUALLY`]; a probe that itself hangs past the deadline fails the same way.
+///
+/// Only for state that can be observed but not awaited (a counter, a file, /health);
+/// a notification or a reply is awaited directly ([`Ws::notification`]).
+pub async fn eventually<T, S: std::fmt::Debug>(
+    what: &str,
+    probe: impl AsyncFnMut() -> Result<T, S>,
+) -> T {
+    eventually_within(EVENTUALLY, what, probe).await
+}
+
+/// [`eventually`] with another deadline than [`EVENTUALLY`].
+pub async fn eventually_within<T, S: std::fmt::Debug>(
+    limit: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Result<T, S>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut pause = Duration::from_millis(5);
+    let mut last = None;
+    loop {
+        match tokio::time::timeout_at(deadline, probe()).await {
+            Ok(Ok(value)) => return value,
+            Ok(Err(seen)) => last = Some(format!("{seen:?}")),
+            Err(_) => panic!(
+                "timed out after {limit:?} waiting for {what}: the last probe did not answer \
+                 (the one before saw {})",
+                last.as_deref().unwrap_or("nothing")
+            ),
+        }
+        let now = tokio::time::Instant::now();
         assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            now < deadline,
+            "timed out after {limit:?} waiting for {what}; last seen: {}",
+            last.as_deref().unwrap_or("nothing")
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
     }
+}
+
+/// `Ok(value)` if `done(&value)`, else `Err(value)`: the answer of an [`eventually`]
+/// probe that waits for `value` to satisfy `done` and reports it when it never does.
+pub fn when<T>(value: T, done: impl FnOnce(&T) -> bool) -> Result<T, T> {
+    if done(&value) { Ok(value) } else { Err(value) }
+}
+
+/// A loopback TCP port that is free now and that the kernel will not hand out by itself:
+/// one below the ephemeral range (`net.ipv4.ip_local_port_range`), for servers that must
+/// be told their port before they start (PostgreSQL, a nats-server restarted after an
+/// outage). A port found free with `bind(…:0)` and released goes back to the ephemeral
+/// pool, where any `connect()` of a concurrent test may take it as its local port before
+/// the server binds it. Ports are handed out in turn from a random start, so tests of
+/// this process never get the same one, and other processes doing the same are unlikely
+/// to pick it in the same moment.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 10_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768)
+        .max(LOW + 1_000);
+    let span = ephemeral_start - LOW;
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + fastrand::u16(..span - 1),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = LOW + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{ephemeral_start}");
+}
+
+/// Reports a timing figure beside its target, as a line `TARGET <name>: <figure>;
+/// target <target>: met|MISSED` (seen with `--nocapture`). Timings depend on the machine
+/// and on what else runs on it, so the test suite asserts behaviour and leaves targets to
+/// the runs that report figures: with `SEMANTEST_TIMING_TARGETS=1` (the fault and
+/// figure runs of docs/reliability.md), a missed target fails the test.
+pub fn timing_target(name: &str, figure: &str, target: &str, met: bool) {
+    let outcome = if met { "met" } else { "MISSED" };
+    println!("TARGET {name}: {figure}; target {target}: {outcome}");
+    let enforced = std::env::var("SEMANTEST_TIMING_TARGETS").is_ok_and(|v| v == "1");
+    assert!(
+        met || !enforced,
+        "timing target missed: {name}: {figure}; target {target}"
+    );
 }
 
 /// A bare WebSocket over TCP that never answers pings, for heartbeat and idle tests.
@@ -454,12 +566,22 @@ pub async fn spawn_hub_with(data_dir: &Path, env: &[(&str, &str)]) -> (HubProces
 /// with the hub's `serve` arguments as the tests use them, appended: any free port, the
 /// file secret store, warnings only, `data_dir`, and the fake agent CLI. Stdout and stderr
 /// are discarded; set them again to keep them.
-pub fn hub_command(mut launcher: std::process::Command, data_dir: &Path) -> std::process::Command {
+pub fn hub_command(launcher: std::process::Command, data_dir: &Path) -> std::process::Command {
+    hub_command_on(launcher, data_dir, 0)
+}
+
+/// [`hub_command`] on `port` instead of any free one.
+pub fn hub_command_on(
+    mut launcher: std::process::Command,
+    data_dir: &Path,
+    port: u16,
+) -> std::process::Command {
+    let port = port.to_string();
     launcher
         .args([
             "serve",
             "--port",
-            "0",
+            &port,
             "--secret-store",
             "file",
             "--log-level",
@@ -479,9 +601,22 @@ pub async fn hub_started(mut command: std::process::Command, data_dir: &Path) ->
     let runtime = data_dir.join("server.json");
     let _ = std::fs::remove_file(&runtime);
     let child = HubProcess(command.spawn().unwrap());
-    eventually("the hub's runtime file", || runtime.exists()).await;
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&runtime).unwrap()).unwrap();
-    (child, info["port"].as_u64().unwrap() as u16)
+    (child, runtime_port(data_dir).await)
+}
+
+/// The port in the runtime file a hub writes in `data_dir` once it listens, waiting for
+/// the file to appear (it is written whole, through a rename).
+pub async fn runtime_port(data_dir: &Path) -> u16 {
+    let runtime = data_dir.join("server.json");
+    let info: Value = eventually(
+        "the hub's runtime file",
+        async || match std::fs::read_to_string(&runtime) {
+            Ok(text) => Ok(serde_json::from_str::<Value>(&text).unwrap()),
+            Err(err) => Err(err.kind()),
+        },
+    )
+    .await;
+    info["port"].as_u64().unwrap() as u16
 }
 
 /// A JSON-RPC client of a hub process started by [`spawn_hub`], with its owner token.

@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::{ConnectOptions, ServerAddr};
+use async_nats::{ConnectOptions, RequestError, RequestErrorKind, ServerAddr};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -59,7 +59,8 @@ use self::subjects::Subjects;
 /// Events waiting to be sent to NATS; past this, new ones are not sent (counted).
 pub const OUTGOING_CAPACITY: usize = 16_384;
 
-/// How long a flush may wait for the server (after a subscription, at shutdown).
+/// How long a flush at shutdown, or a round trip confirming a subscription, may wait
+/// for the server.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 /// `(from, seq)` pairs remembered to recognise copies of one event.
@@ -445,27 +446,33 @@ impl Parts {
     }
 
     /// Counts a subscription in `semantest_hub_broker_subscriptions` once the server has
-    /// it, and uncounts it when it stops. The server has it once a flush returns: NATS
-    /// handles a connection's commands in order, and the flush's PONG answers a PING sent
-    /// after the SUB. Until then it flushes again every [`FLUSH_WAIT`], in its own task,
-    /// so that an outage holds neither the next interest change nor the shutdown.
+    /// it, and uncounts it when it stops. The server has it once it has answered a
+    /// request sent after the SUB ([`Parts::round_trip`]): NATS handles a connection's
+    /// commands in order. (The client's `flush` only writes the SUB to the socket;
+    /// counted then, an event another instance publishes next could reach the server
+    /// before the SUB and go nowhere.) Until then it asks again every [`FLUSH_WAIT`], in
+    /// its own task, so that an outage holds neither the next interest change nor the
+    /// shutdown.
     async fn count_when_confirmed(self, subject: String, stop: CancellationToken) {
         loop {
-            let flushed = tokio::select! {
-                flushed = tokio::time::timeout(FLUSH_WAIT, self.client.flush()) => flushed,
+            let answered = tokio::select! {
+                answered = self.round_trip() => answered,
                 () = stop.cancelled() => return,
             };
-            match flushed {
-                Ok(Ok(())) => break,
-                Ok(Err(err)) => {
-                    tracing::debug!(subject, error = %err, "NATS flush after subscribe failed; trying again");
+            match answered {
+                Ok(()) => break,
+                Err(err) if err.kind() == RequestErrorKind::TimedOut => {
+                    tracing::debug!(
+                        subject,
+                        "NATS server slow to confirm a subscription; still waiting"
+                    );
+                }
+                Err(err) => {
+                    tracing::debug!(subject, error = %err, "NATS subscription not confirmed; trying again");
                     tokio::select! {
                         () = tokio::time::sleep(FLUSH_WAIT) => {}
                         () = stop.cancelled() => return,
                     }
-                }
-                Err(_) => {
-                    tracing::debug!(subject, "NATS flush after subscribe is slow; still waiting");
                 }
             }
         }
@@ -473,6 +480,26 @@ impl Parts {
         tracing::debug!(subject, "subscribed on NATS");
         stop.cancelled().await;
         self.metrics.subscriptions.dec();
+    }
+
+    /// A round trip to the NATS server, behind every command this connection sent
+    /// before: a request to [`Subjects::probe`], where nobody subscribes, which the
+    /// server answers itself ("no responders", NATS 2.2+) when it reaches it. Its own
+    /// inbox subscription ends with it, so an attempt that times out leaves nothing
+    /// behind.
+    async fn round_trip(&self) -> Result<(), RequestError> {
+        let request = async_nats::Request::new()
+            .inbox(self.client.new_inbox())
+            .timeout(Some(FLUSH_WAIT));
+        match self
+            .client
+            .send_request(self.subjects.probe(), request)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if err.kind() == RequestErrorKind::NoResponders => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     async fn receive_events(self, mut subscriber: async_nats::Subscriber, stop: CancellationToken) {

@@ -10,6 +10,7 @@
 //! | `*` (everything) | `semantest.>` | every type |
 //! | answers to `event.request` | `semantest-answers` | hub-internal |
 //! | control messages | `semantest-control` | hub-internal |
+//! | round trips to the server | `semantest-probe` | nothing: nobody subscribes |
 //!
 //! The hub's `prefix.*` matches one or more further segments, which is NATS's `>` (one
 //! or more tokens), not NATS's `*` (exactly one token); the hub has no single-segment
@@ -69,6 +70,13 @@ impl Subjects {
     /// Where hub-internal control messages travel: `<prefix>-control`.
     pub fn control(&self) -> String {
         format!("{}-control", self.prefix)
+    }
+
+    /// Where an instance sends a request nobody subscribes to, for the server's own
+    /// "no responders" answer: a round trip that shows the server has handled what the
+    /// connection sent before it. `<prefix>-probe`.
+    pub fn probe(&self) -> String {
+        format!("{}-probe", self.prefix)
     }
 }
 
@@ -136,8 +144,10 @@ mod tests {
         let all = s.pattern(parse_pattern("*").unwrap());
         assert!(!nats_matches(&all, &s.control()));
         assert!(!nats_matches(&all, &s.answers()));
+        assert!(!nats_matches(&all, &s.probe()));
         assert_eq!(s.kind_of(&s.control()), None);
         assert_eq!(s.kind_of(&s.answers()), None);
+        assert_eq!(s.kind_of(&s.probe()), None);
     }
 
     #[test]

