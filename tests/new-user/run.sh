@@ -117,6 +117,9 @@ for command in "${usage[@]}"; do
   step "$command"
   if [[ "$command" == *" -f"* || "$command" == "semantest-hub events tail"* ]]; then
     # It runs until Ctrl-C: once it has said something, send SIGINT; it must exit 0.
+    # The files of the previous command go first: the child truncates them only once it
+    # runs, and their old content must not pass for its output.
+    rm -f "$work/out" "$work/err"
     bash -c "exec $command" >"$work/out" 2>"$work/err" &
     pid=$! deadline=$((SECONDS + 60))
     until [ -s "$work/out" ] || [ -s "$work/err" ]; do
