@@ -1,7 +1,7 @@
 //! The hub: the composition root. [`Hub::open`] opens every part in dependency order
 //! and hands each only the handles it needs; the parts never see the [`Hub`]. It also
 //! builds, once, the narrow context each RPC method family gets
-//! ([`crate::app::contexts`]), so no handler sees the [`Hub`] either.
+//! (`app::contexts`), so no handler sees the [`Hub`] either.
 //!
 //! ```text
 //! secrets, store ─► projects, feed, clients ─► notifier (the event sink)
@@ -14,13 +14,13 @@
 //! [`Hub`] and differ only in configuration. [`crate::http::server::start`] binds it to
 //! sockets. Lifecycles that span parts are methods here (a connection opened or
 //! closed) or of the context that starts them (a project created or deleted:
-//! [`crate::app::contexts::ProjectsCtx`]), so callers never wire the parts by hand.
+//! `ProjectsCtx`), so callers never wire the parts by hand.
 //! Its accessors are crate-internal; the crate's users get the few reports and
 //! channels the front ends need.
 //!
 //! Files: this one opens the hub and holds the lifecycles; `start` says why it could
 //! not start; `data_dir` keeps the data directory private and locked; `reports` makes
-//! `hub.status`, `/health` and `hub.stats` (from [`crate::app::contexts::Reports`]).
+//! `hub.status`, `/health` and `hub.stats` (from `contexts::Reports`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

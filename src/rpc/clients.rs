@@ -1,6 +1,6 @@
 //! `client.*` and `pairing.*`: client tokens and pairing requests (scope `admin`,
 //! checked by the dispatcher before any handler runs). Handlers see only
-//! [`crate::access::Access`], which owns the rules and effects. Those that write, or read the
+//! [`Access`], which owns the rules and effects. Those that write, or read the
 //! pairing requests, may await the shared database, so they answer through
 //! [`later`].
 
