@@ -122,6 +122,43 @@ pub(super) enum Command {
     /// (issuing its token) or deny it. A request waits 2 minutes for an answer.
     #[command(subcommand)]
     Pair(PairCommand),
+    /// Where the configuration, data and logs are, and the effective settings.
+    ///
+    /// Examples: `semantest-hub config path`, `semantest-hub config get limits.max_projects`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Check the setup: the CLI on PATH, Claude Code, the secret store, the port, autostart.
+    /// Exits 1 when a check fails.
+    Doctor,
+    /// Print a shell completion script.
+    ///
+    /// Example: `semantest-hub completions bash > ~/.local/share/bash-completion/completions/semantest-hub`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    ///
+    /// Example: `semantest-hub man > ~/.local/share/man/man1/semantest-hub.1`.
+    Man,
+}
+
+#[derive(Subcommand)]
+pub(super) enum ConfigCommand {
+    /// Print the config file (in use, or the one that would be read), the data directory
+    /// and the log directory, one `key: path` per line.
+    Path {
+        /// Print them as a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the effective value of a setting (file, environment and flags applied).
+    ///
+    /// Example: `semantest-hub config get limits.max_projects`.
+    Get {
+        /// A dotted key, e.g. `limits.max_projects`; a section prints all its settings.
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
