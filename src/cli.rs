@@ -6,7 +6,7 @@
 //! [`Cli`] holds the arguments (`args`), [`run`] carries one command out; `output` prints
 //! tables, `projects` has `project …`, `logs` and `ps`, `agent` streams and stops runs,
 //! `events` tails and publishes client events, `access` manages tokens and pairing
-//! requests. A few commands need no hub: `settings` has `config …`, `doctor` checks the
+//! requests. A few commands need no hub: `settings` and `config_set` have `config …`, `doctor` checks the
 //! setup, `completions` prints the shell completion scripts and the man page.
 
 mod access;
@@ -14,6 +14,7 @@ mod agent;
 mod args;
 mod client;
 mod completions;
+mod config_set;
 mod doctor;
 mod events;
 mod output;
@@ -103,7 +104,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let loaded = Config::load(common.config.as_deref(), &overrides)?;
     match cli.command {
         Command::Serve { dashboard, .. } => serve(loaded, dashboard).await,
-        Command::Config(action) => config_command(&loaded, action),
+        Command::Config(action) => config_command(&loaded, &overrides, action),
         Command::Doctor => doctor::doctor(&loaded, common.secret_store).await,
         Command::Token { action: None } => {
             let _log = crate::support::logging::init(

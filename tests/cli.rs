@@ -560,3 +560,87 @@ async fn doctor_finds_the_running_hub_and_its_port() {
     assert_eq!(doctor_line(&output, "port").0, "ok");
     hub.stop().await;
 }
+
+/// `config set` changes one value in place (comments kept), validates the new file as
+/// the hub would before replacing the old one, leaves the file untouched (and no
+/// temporary file behind) when the value is refused, and creates the default file.
+#[tokio::test]
+async fn config_set_validates_then_writes_keeping_comments() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    let original = "# mine\n[limits]\nmax_projects = 7 # seven\n";
+    std::fs::write(&file, original).unwrap();
+    let run = |args: Vec<&str>| {
+        let file = file.to_str().unwrap().to_string();
+        let (home, data) = (home.path().to_path_buf(), data.path().to_path_buf());
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        async move {
+            let mut all = vec!["--config", file.as_str(), "config"];
+            all.extend(args.iter().map(String::as_str));
+            cli_at_home(&home, &data, &[], &all).await
+        }
+    };
+
+    let set = run(vec!["set", "limits.max_projects", "500"]).await;
+    assert!(set.status.success(), "{set:?}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "# mine\n[limits]\nmax_projects = 500 # seven\n"
+    );
+    let get = run(vec!["get", "limits.max_projects"]).await;
+    assert_eq!(stdout(&get), "500\n");
+    // Unquoted text is a string.
+    assert!(
+        run(vec!["set", "log_level", "debug"])
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(stdout(&run(vec!["get", "log_level"]).await), "debug\n");
+
+    let before = std::fs::read_to_string(&file).unwrap();
+    // Refused by the hub's validation, by type, and as an unknown key: nothing written.
+    for (args, expected) in [
+        (
+            vec!["set", "limits.idle_timeout_s", "1"],
+            "limits.idle_timeout_s: must be longer than limits.ping_interval_s",
+        ),
+        (vec!["set", "limits.max_projects", "many"], "max_projects"),
+        (
+            vec!["set", "limits.max_project", "3"],
+            "`limits.max_project` is not a setting",
+        ),
+    ] {
+        let refused = run(args.clone()).await;
+        assert!(!refused.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains(".config-"),
+            "names the real file: {stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), before, "{args:?}");
+    }
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, ["config.toml"], "no temporary file left");
+
+    // Without a file: the default one is created.
+    let created = cli_at_home(
+        home.path(),
+        data.path(),
+        &[],
+        &["config", "set", "retention.max_age_days", "3"],
+    )
+    .await;
+    assert!(created.status.success(), "{created:?}");
+    let default = home.path().join(".config/semantest-hub/config.toml");
+    assert_eq!(
+        std::fs::read_to_string(&default).unwrap(),
+        "[retention]\nmax_age_days = 3\n"
+    );
+}

@@ -159,6 +159,16 @@ pub(super) enum ConfigCommand {
         /// A dotted key, e.g. `limits.max_projects`; a section prints all its settings.
         key: String,
     },
+    /// Change a setting in the config file: validated first, written atomically, comments
+    /// kept. Takes effect when the hub restarts.
+    ///
+    /// Example: `semantest-hub config set limits.max_projects 500`.
+    Set {
+        /// A dotted key, e.g. `limits.max_projects`.
+        key: String,
+        /// The value, as TOML (`500`, `true`, `["127.0.0.1"]`); other text is a string.
+        value: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -1,6 +1,7 @@
 //! `semantest-hub config …`: where the configuration, data and logs are (`config path`)
 //! and the effective value of a setting (`config get`), both from the configuration this
-//! command loaded: defaults, then the file, the environment and the flags.
+//! command loaded: defaults, then the file, the environment and the flags. `config set`
+//! is in `config_set`.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -10,17 +11,24 @@ use serde_json::{Value, json};
 
 use super::args::ConfigCommand;
 use super::output::write_stdout;
-use crate::config::{LoadedConfig, default_config_file};
+use crate::config::{LoadedConfig, Overrides, default_config_file};
 
 /// Carries out `config path` or `config get`.
 ///
 /// # Errors
 /// `config get` with a key that is neither a setting nor a section; the message lists
 /// the valid keys.
-pub(super) fn config_command(loaded: &LoadedConfig, command: ConfigCommand) -> Result<ExitCode> {
+pub(super) fn config_command(
+    loaded: &LoadedConfig,
+    overrides: &Overrides,
+    command: ConfigCommand,
+) -> Result<ExitCode> {
     match command {
         ConfigCommand::Path { json } => paths(loaded, json),
         ConfigCommand::Get { key } => get(loaded, &key),
+        ConfigCommand::Set { key, value } => {
+            return super::config_set::config_set(loaded, overrides, &key, &value);
+        }
     }
     .map(|()| ExitCode::SUCCESS)
 }
