@@ -470,8 +470,9 @@ fn doctor_line(output: &std::process::Output, name: &str) -> (String, String) {
 }
 
 /// With no hub running `doctor` says so; the port check tells a free port, another
-/// program and another hub apart and fails (exit 1) when the only port is taken; the
-/// autostart check finds the desktop app's XDG entry.
+/// program and another hub apart and fails (exit 1) when the only port is taken; a
+/// runtime file left by a crashed hub fails; the autostart check finds the desktop app's
+/// XDG entry.
 #[tokio::test]
 async fn doctor_without_a_hub_says_so_and_checks_the_port() {
     let home = tempfile::tempdir().unwrap();
@@ -534,6 +535,26 @@ async fn doctor_without_a_hub_says_so_and_checks_the_port() {
     let (_, line) = doctor_line(&by_hub, "port");
     assert!(line.contains("taken by another Semantest hub"), "{line}");
     other.stop().await;
+
+    // A runtime file left by a hub that crashed: nothing answers on its port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().port();
+    drop(closed);
+    let runtime = data.path().join("server.json");
+    std::fs::write(
+        &runtime,
+        format!(r#"{{"url":"http://127.0.0.1:{dead}","secret_store":"file"}}"#),
+    )
+    .unwrap();
+    let crashed = doctor(&[], None).await;
+    assert_eq!(crashed.status.code(), Some(1), "{crashed:?}");
+    let (level, line) = doctor_line(&crashed, "hub");
+    assert!(
+        level == "fail" && line.contains("no hub answers there"),
+        "{line}"
+    );
+    assert!(stdout(&crashed).contains("start it again with `semantest-hub serve`"));
+    std::fs::remove_file(&runtime).unwrap();
 
     let autostart = home.path().join(".config/autostart/Semantest Hub.desktop");
     std::fs::create_dir_all(autostart.parent().unwrap()).unwrap();

@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use tokio::net::TcpStream;
 
-use super::client::{ClientError, HubClient, answers_as_hub, running_hub};
+use super::client::{
+    ClientError, HubClient, VERIFY_TIMEOUT, answers_as_hub, endpoint_of, running_hub,
+};
 use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig, SecretStoreKind};
 use crate::runner::claude_cli::find_cli;
 use crate::storage::secrets::{SECRETS_DIR, Secrets};
@@ -205,6 +208,17 @@ async fn hub_and_port(
         ];
     };
     let url = running.url;
+    // A hub that crashed leaves its runtime file behind: say so before asking for the
+    // owner token, which such a hub may never have stored.
+    let reachable = match endpoint_of(&url) {
+        Ok(endpoint) => tokio::time::timeout(VERIFY_TIMEOUT, TcpStream::connect(endpoint))
+            .await
+            .is_ok_and(|connected| connected.is_ok()),
+        Err(_) => true,
+    };
+    if !reachable {
+        return stale(&url);
+    }
     let verified = match super::owner_token(loaded, explicit_store).await {
         Ok(token) => HubClient::connect(&url, &token).await.map_err(Into::into),
         Err(err) => Err(err),
@@ -218,25 +232,12 @@ async fn hub_and_port(
             ]
         }
         Err(err) => {
-            let unreachable = matches!(
+            if matches!(
                 err.downcast_ref::<ClientError>(),
                 Some(ClientError::Unreachable { .. })
-            );
-            let port = if unreachable {
-                Check::not_ok(
-                    "port",
-                    Level::Fail,
-                    format!("nothing answers at {url}, which the runtime file names"),
-                    "the hub stopped without cleaning up: start it again with `semantest-hub serve`",
-                )
-            } else {
-                Check::not_ok(
-                    "port",
-                    Level::Fail,
-                    format!("{err:#}"),
-                    "stop the program on that port, then start the hub with `semantest-hub serve`",
-                )
-            };
+            ) {
+                return stale(&url);
+            }
             vec![
                 Check::not_ok(
                     "hub",
@@ -244,10 +245,33 @@ async fn hub_and_port(
                     format!("the runtime file names {url}, but the hub there is not verified"),
                     "see the port check",
                 ),
-                port,
+                Check::not_ok(
+                    "port",
+                    Level::Fail,
+                    format!("{err:#}"),
+                    "stop the program on that port, then start the hub with `semantest-hub serve`",
+                ),
             ]
         }
     }
+}
+
+/// The runtime file names `url`, where nothing accepts a connection.
+fn stale(url: &str) -> Vec<Check> {
+    vec![
+        Check::not_ok(
+            "hub",
+            Level::Fail,
+            format!("the runtime file names {url}, but no hub answers there"),
+            "the hub stopped without cleaning up: start it again with `semantest-hub serve`",
+        ),
+        Check::not_ok(
+            "port",
+            Level::Fail,
+            format!("nothing answers at {url}"),
+            "start the hub; it takes the first free port of its range",
+        ),
+    ]
 }
 
 /// With no hub running: the first port a hub started now would take (`port`, or
