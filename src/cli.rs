@@ -105,7 +105,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve { dashboard, .. } => serve(loaded, dashboard).await,
         Command::Config(action) => config_command(&loaded, &overrides, action),
-        Command::Doctor => doctor::doctor(&loaded, common.secret_store).await,
+        Command::Doctor { json } => doctor::doctor(&loaded, common.secret_store, json).await,
         Command::Token { action: None } => {
             let _log = crate::support::logging::init(
                 &common.log_level.unwrap_or_else(|| "warn".into()),
@@ -279,7 +279,7 @@ async fn client_command(
         Command::Serve { .. }
         | Command::Token { action: None }
         | Command::Config(_)
-        | Command::Doctor
+        | Command::Doctor { .. }
         | Command::Completions { .. }
         | Command::Man => {
             unreachable!("handled before connecting")

@@ -434,6 +434,13 @@ async fn config_path_and_get_show_the_loaded_configuration() {
     assert_eq!(stdout(&env), "9\n", "{env:?}");
     let unset = with_file(&["config", "get", "agent.cli_path"], &[]).await;
     assert_eq!(stdout(&unset), "null\n");
+    let quoted = with_file(&["config", "get", "secret_store", "--json"], &[]).await;
+    assert_eq!(stdout(&quoted), "\"file\"\n", "{quoted:?}");
+    let object: serde_json::Value = serde_json::from_str(&stdout(
+        &with_file(&["config", "get", "limits", "--json"], &[]).await,
+    ))
+    .unwrap();
+    assert_eq!(object["limits.max_projects"], 7);
     let section = stdout(&with_file(&["config", "get", "limits"], &[]).await);
     assert!(
         section
@@ -579,6 +586,18 @@ async fn doctor_finds_the_running_hub_and_its_port() {
         "{line}"
     );
     assert_eq!(doctor_line(&output, "port").0, "ok");
+    let json = hub.cli(&["doctor", "--json"]).await;
+    assert_eq!(json.status.code(), Some(0), "{json:?}");
+    let report: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(report["ok"], true);
+    let checks = report["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["cli", "claude", "secrets", "hub", "port", "autostart"]
+    );
+    assert_eq!(checks[3]["level"], "ok");
+    assert!(checks[3]["fix"].is_null());
     hub.stop().await;
 }
 

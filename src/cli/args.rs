@@ -129,7 +129,11 @@ pub(super) enum Command {
     Config(ConfigCommand),
     /// Check the setup: the CLI on PATH, Claude Code, the secret store, the port, autostart.
     /// Exits 1 when a check fails.
-    Doctor,
+    Doctor {
+        /// Print the checks as JSON: `{"ok": bool, "checks": [{name, level, found, fix}]}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     ///
     /// Example: `semantest-hub completions bash > ~/.local/share/bash-completion/completions/semantest-hub`.
@@ -158,6 +162,9 @@ pub(super) enum ConfigCommand {
     Get {
         /// A dotted key, e.g. `limits.max_projects`; a section prints all its settings.
         key: String,
+        /// Print the value as JSON (a section as an object of dotted keys).
+        #[arg(long)]
+        json: bool,
     },
     /// Change a setting in the config file: validated first, written atomically, comments
     /// kept. Takes effect when the hub restarts.

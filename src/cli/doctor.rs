@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use super::client::{
     ClientError, HubClient, VERIFY_TIMEOUT, answers_as_hub, endpoint_of, running_hub,
 };
+use super::output::write_stdout;
 use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig, SecretStoreKind};
 use crate::runner::claude_cli::find_cli;
 use crate::storage::secrets::{SECRETS_DIR, Secrets};
@@ -61,35 +62,59 @@ impl Check {
         }
     }
 
-    fn print(&self) {
-        let level = match self.level {
+    fn level_name(&self) -> &'static str {
+        match self.level {
             Level::Ok => "ok",
             Level::Warn => "warn",
             Level::Fail => "fail",
-        };
-        println!("{level:<4}  {:<9}  {}", self.name, self.found);
-        if let Some(fix) = &self.fix {
-            println!("{:17}fix: {fix}", "");
         }
+    }
+
+    /// `{name, level, found, fix}`, `fix` null when the check is ok.
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "level": self.level_name(),
+            "found": self.found,
+            "fix": self.fix,
+        })
+    }
+
+    /// `level  name  found`, then `fix: …` indented on a line of its own.
+    fn lines(&self) -> String {
+        let level = self.level_name();
+        let mut text = format!("{level:<4}  {:<9}  {}\n", self.name, self.found);
+        if let Some(fix) = &self.fix {
+            text.push_str(&format!("{:17}fix: {fix}\n", ""));
+        }
+        text
     }
 }
 
-/// Runs every check, prints them, and exits 1 when one failed.
+/// Runs every check, prints them (one line each, or as JSON), and exits 1 when one
+/// failed.
 ///
 /// # Errors
 /// None of its own: a check that cannot be made is reported as that check's failure.
 pub(super) async fn doctor(
     loaded: &LoadedConfig,
     explicit_store: Option<SecretStoreKind>,
+    json: bool,
 ) -> Result<ExitCode> {
     let mut checks = vec![cli_on_path(), claude(loaded)];
     checks.push(secret_store(loaded, explicit_store).await);
     checks.extend(hub_and_port(loaded, explicit_store).await);
     checks.push(autostart());
-    for check in &checks {
-        check.print();
-    }
-    Ok(if checks.iter().any(|check| check.level == Level::Fail) {
+    let failed = checks.iter().any(|check| check.level == Level::Fail);
+    let text = if json {
+        let checks: Vec<_> = checks.iter().map(Check::to_json).collect();
+        let report = serde_json::json!({"ok": !failed, "checks": checks});
+        format!("{}\n", serde_json::to_string_pretty(&report)?)
+    } else {
+        checks.iter().map(Check::lines).collect()
+    };
+    write_stdout(text.as_bytes())?;
+    Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -25,7 +25,7 @@ pub(super) fn config_command(
 ) -> Result<ExitCode> {
     match command {
         ConfigCommand::Path { json } => paths(loaded, json),
-        ConfigCommand::Get { key } => get(loaded, &key),
+        ConfigCommand::Get { key, json } => get(loaded, &key, json),
         ConfigCommand::Set { key, value } => {
             return super::config_set::config_set(loaded, overrides, &key, &value);
         }
@@ -57,12 +57,17 @@ fn paths(loaded: &LoadedConfig, json: bool) -> Result<()> {
 }
 
 /// Prints the value of `key`: a string as is, anything else as JSON (`null` for a
-/// setting left unset). A section (`limits`) prints each of its settings as
-/// `key = value`. Values under `agent.env` are shown as `<redacted>`, as `hub.config`
+/// setting left unset); with `json`, always as JSON. A section (`limits`) prints each of
+/// its settings as `key = value`, or with `json` an object of dotted keys. Values under `agent.env` are shown as `<redacted>`, as `hub.config`
 /// does.
-fn get(loaded: &LoadedConfig, key: &str) -> Result<()> {
+fn get(loaded: &LoadedConfig, key: &str, json: bool) -> Result<()> {
     if let Some((_, value, _)) = loaded.sources.iter().find(|(k, ..)| k == key) {
-        return write_stdout(format!("{}\n", shown(value)).as_bytes());
+        let text = if json {
+            value.to_string()
+        } else {
+            shown(value)
+        };
+        return write_stdout(format!("{text}\n").as_bytes());
     }
     let prefix = format!("{key}.");
     let section: Vec<_> = loaded
@@ -76,6 +81,14 @@ fn get(loaded: &LoadedConfig, key: &str) -> Result<()> {
             "`{key}` is not a setting; the settings are: {}",
             keys.join(", ")
         );
+    }
+    if json {
+        let object: serde_json::Map<String, Value> = section
+            .into_iter()
+            .map(|(key, value, _)| (key.clone(), value.clone()))
+            .collect();
+        let text = serde_json::to_string_pretty(&object)?;
+        return write_stdout(format!("{text}\n").as_bytes());
     }
     let mut text = String::new();
     for (key, value, _) in section {
