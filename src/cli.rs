@@ -55,8 +55,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             completions::completions(shell)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Man => {
-            completions::man()?;
+        Command::Man { dir } => {
+            completions::man(dir.as_deref())?;
             return Ok(ExitCode::SUCCESS);
         }
         _ => {}
@@ -281,7 +281,7 @@ async fn client_command(
         | Command::Config(_)
         | Command::Doctor { .. }
         | Command::Completions { .. }
-        | Command::Man => {
+        | Command::Man { .. } => {
             unreachable!("handled before connecting")
         }
     };

@@ -376,6 +376,27 @@ fn completions_and_the_man_page_name_every_command() {
             "{command}"
         );
     }
+
+    // --dir: the page of every command the main page refers to, nested ones too.
+    let pages = dir.path().join("man1");
+    let listed = run(&["man", "--dir", pages.to_str().unwrap()]);
+    for name in [
+        "semantest-hub",
+        "semantest-hub-doctor",
+        "semantest-hub-project-add",
+    ] {
+        let file = pages.join(format!("{name}.1"));
+        assert!(
+            listed.contains(&format!("{}\n", file.display())),
+            "{listed}"
+        );
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.lines()
+                .any(|line| line.starts_with(&format!(".TH {name} 1"))),
+            "{text}"
+        );
+    }
 }
 
 /// `config path` names the file in use (or the one that would be read) and the

@@ -141,10 +141,15 @@ pub(super) enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
+    /// Print the man page (roff), or write one page per command into a directory.
     ///
-    /// Example: `semantest-hub man > ~/.local/share/man/man1/semantest-hub.1`.
-    Man,
+    /// Example: `semantest-hub man --dir ~/.local/share/man/man1`.
+    Man {
+        /// Write semantest-hub.1 and a page per subcommand (semantest-hub-doctor.1, …)
+        /// into this directory instead, creating it.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
