@@ -607,6 +607,25 @@ async fn doctor_finds_the_running_hub_and_its_port() {
         "{line}"
     );
     assert_eq!(doctor_line(&output, "port").0, "ok");
+    // The agent CLI, found and asked for its version as the hub does.
+    let fake = crate::util::fake_cli();
+    let with_cli = doctor_on(
+        &hub,
+        &[("SEMANTEST_HUB_AGENT__CLI_PATH", fake.to_str().unwrap())],
+    )
+    .await;
+    let (level, line) = doctor_line(&with_cli, "claude");
+    assert!(
+        level == "ok" && line.contains("9.9.9 (Fake Claude Code)") && line.contains("fake-claude"),
+        "{line}"
+    );
+    let missing = doctor_on(
+        &hub,
+        &[("SEMANTEST_HUB_AGENT__CLI_PATH", "/definitely/not/claude")],
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert_eq!(doctor_line(&missing, "claude").0, "fail");
     let json = hub.cli(&["doctor", "--json"]).await;
     assert_eq!(json.status.code(), Some(0), "{json:?}");
     let report: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
@@ -704,4 +723,15 @@ async fn config_set_validates_then_writes_keeping_comments() {
         std::fs::read_to_string(&default).unwrap(),
         "[retention]\nmax_age_days = 3\n"
     );
+}
+
+/// `semantest-hub doctor` on `hub`'s data directory with `env` set.
+async fn doctor_on(hub: &TestHub, env: &[(&str, &str)]) -> std::process::Output {
+    tokio::process::Command::new(hub_bin())
+        .envs(env.iter().copied())
+        .args(["--data-dir", hub.dir.path().to_str().unwrap()])
+        .args(["--secret-store", "file", "doctor"])
+        .output()
+        .await
+        .unwrap()
 }

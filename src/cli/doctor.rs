@@ -19,7 +19,7 @@ use super::client::{
 };
 use super::output::write_stdout;
 use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig, SecretStoreKind};
-use crate::runner::claude_cli::find_cli;
+use crate::runner::claude_cli::CliSlot;
 use crate::storage::secrets::{SECRETS_DIR, Secrets};
 
 /// A check's outcome.
@@ -101,7 +101,7 @@ pub(super) async fn doctor(
     explicit_store: Option<SecretStoreKind>,
     json: bool,
 ) -> Result<ExitCode> {
-    let mut checks = vec![cli_on_path(), claude(loaded)];
+    let mut checks = vec![cli_on_path(), claude(loaded).await];
     checks.push(secret_store(loaded, explicit_store).await);
     checks.extend(hub_and_port(loaded, explicit_store).await);
     checks.push(autostart());
@@ -152,14 +152,26 @@ fn cli_on_path() -> Check {
     }
 }
 
-/// The Claude Code CLI, found as the hub finds it: `agent.cli_path`, then PATH, then the
-/// usual install locations.
-fn claude(loaded: &LoadedConfig) -> Check {
+/// The Claude Code CLI, found and asked for its version as the hub does
+/// (`CliSlot`): `agent.cli_path`, then PATH, then the usual install locations.
+async fn claude(loaded: &LoadedConfig) -> Check {
     const NAME: &str = "claude";
     let configured = loaded.config.agent.cli_path.as_deref();
-    match (find_cli(configured), configured) {
-        (Some(path), _) => Check::ok(NAME, format!("Claude Code CLI: {}", path.display())),
-        (None, Some(path)) => Check::not_ok(
+    let slot = CliSlot::find(configured);
+    slot.clone().probe().await;
+    let report = slot.report();
+    match (report.path, report.version, configured) {
+        (Some(path), Some(version), _) => Check::ok(
+            NAME,
+            format!("Claude Code CLI {version}: {}", path.display()),
+        ),
+        (Some(path), None, _) => Check::not_ok(
+            NAME,
+            Level::Warn,
+            format!("{} does not answer `--version`", path.display()),
+            "reinstall Claude Code, or point agent.cli_path at a working one",
+        ),
+        (None, _, Some(path)) => Check::not_ok(
             NAME,
             Level::Fail,
             format!(
@@ -168,7 +180,7 @@ fn claude(loaded: &LoadedConfig) -> Check {
             ),
             "fix agent.cli_path, or remove it to let the hub look on PATH",
         ),
-        (None, None) => Check::not_ok(
+        (None, _, None) => Check::not_ok(
             NAME,
             Level::Warn,
             "Claude Code CLI not found: agent runs will fail (events and tasks work)",
@@ -177,11 +189,18 @@ fn claude(loaded: &LoadedConfig) -> Check {
     }
 }
 
-/// Whether the configured secret store can be opened: with `auto`, whether the OS
-/// keychain answers or the owner token falls back to a file.
+/// Whether the secret store in use (`--secret-store`, else the one the running hub
+/// recorded, else the configured one) can be opened: with `auto`, whether the OS keychain
+/// answers or the owner token falls back to a file.
 async fn secret_store(loaded: &LoadedConfig, explicit_store: Option<SecretStoreKind>) -> Check {
     const NAME: &str = "secrets";
-    let kind = explicit_store.unwrap_or(loaded.config.secret_store);
+    // A running hub's store is the one it recorded, as for every other command.
+    let recorded = running_hub(&loaded.data_dir)
+        .ok()
+        .and_then(|hub| hub.secret_store);
+    let kind = explicit_store
+        .or(recorded)
+        .unwrap_or(loaded.config.secret_store);
     let file_dir = loaded.data_dir.join(SECRETS_DIR);
     if kind == SecretStoreKind::File {
         return Check::ok(
