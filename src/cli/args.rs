@@ -122,13 +122,15 @@ pub(super) enum Command {
     /// (issuing its token) or deny it. A request waits 2 minutes for an answer.
     #[command(subcommand)]
     Pair(PairCommand),
-    /// Where the configuration, data and logs are, and the effective settings.
+    /// Show or change settings, and where the config, data and logs are.
     ///
-    /// Examples: `semantest-hub config path`, `semantest-hub config get limits.max_projects`.
+    /// Examples: `semantest-hub config path`, `semantest-hub config get limits.max_projects`,
+    /// `semantest-hub config set limits.max_projects 500`.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Check the setup: the CLI on PATH, Claude Code, the secret store, the port, autostart.
-    /// Exits 1 when a check fails.
+    /// Check the setup (PATH, Claude Code, keychain, port, autostart); exit 1 on a failure.
+    ///
+    /// One `ok`, `warn` or `fail` line per check, with how to fix what is not ok.
     Doctor {
         /// Print the checks as JSON: `{"ok": bool, "checks": [{name, level, found, fix}]}`.
         #[arg(long)]
@@ -154,8 +156,9 @@ pub(super) enum Command {
 
 #[derive(Subcommand)]
 pub(super) enum ConfigCommand {
-    /// Print the config file (in use, or the one that would be read), the data directory
-    /// and the log directory, one `key: path` per line.
+    /// Print the config file, data and log directories, one `key: path` per line.
+    ///
+    /// The config file is the one in use, or the one that would be read.
     Path {
         /// Print them as a JSON object.
         #[arg(long)]
@@ -171,8 +174,9 @@ pub(super) enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a setting in the config file: validated first, written atomically, comments
-    /// kept. Takes effect when the hub restarts.
+    /// Change a setting in the config file (validated, atomic, comments kept).
+    ///
+    /// A running hub uses the new value after a restart.
     ///
     /// Example: `semantest-hub config set limits.max_projects 500`.
     Set {
