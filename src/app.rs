@@ -4,10 +4,12 @@
 //! sessions, and the notifier, the one [`crate::events::EventSink`] that turns the
 //! core's events into notifications, desktop events and the status snapshot.
 //!
-//! Used by the RPC handlers and the HTTP edge above it; the parts below never see it.
-//! The notifier is private: only the hub, which opens it, names it.
+//! The RPC handlers above it get only their family's narrow context ([`contexts`]),
+//! which the hub builds once; the HTTP edge takes the hub; the parts below never see
+//! it. The notifier is private: only the hub and the contexts name it.
 
 pub(crate) mod access;
+pub(crate) mod contexts;
 pub mod hub;
 mod notifier;
 pub(crate) mod sessions;

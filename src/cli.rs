@@ -6,15 +6,20 @@
 //! [`Cli`] holds the arguments (`args`), [`run`] carries one command out; `output` prints
 //! tables, `projects` has `project …`, `logs` and `ps`, `agent` streams and stops runs,
 //! `events` tails and publishes client events, `access` manages tokens and pairing
-//! requests.
+//! requests. A few commands need no hub: `settings` and `config_set` have `config …`, `doctor` checks the
+//! setup, `completions` prints the shell completion scripts and the man page.
 
 mod access;
 mod agent;
 mod args;
 mod client;
+mod completions;
+mod config_set;
+mod doctor;
 mod events;
 mod output;
 mod projects;
+mod settings;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -36,6 +41,7 @@ use agent::{agent_kill, agent_new_session, agent_run};
 use args::{AgentCommand, Command};
 use events::events_command;
 use projects::{LogsRequest, logs, project_command, ps};
+use settings::config_command;
 
 /// Carries out one command line; the exit code is the command's (for `agent run`, the
 /// run's status).
@@ -43,6 +49,18 @@ use projects::{LogsRequest, logs, project_command, ps};
 /// # Errors
 /// Anything that stops the command, with its context, for `main` to print.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    // Generated from the clap definition alone: they work whatever the configuration.
+    match cli.command {
+        Command::Completions { shell } => {
+            completions::completions(shell)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir } => {
+            completions::man(dir.as_deref())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let common = cli.common;
     let mut overrides = Overrides {
         data_dir: common.data_dir.clone(),
@@ -86,6 +104,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let loaded = Config::load(common.config.as_deref(), &overrides)?;
     match cli.command {
         Command::Serve { dashboard, .. } => serve(loaded, dashboard).await,
+        Command::Config(action) => config_command(&loaded, &overrides, action),
+        Command::Doctor { json } => doctor::doctor(&loaded, common.secret_store, json).await,
         Command::Token { action: None } => {
             let _log = crate::support::logging::init(
                 &common.log_level.unwrap_or_else(|| "warn".into()),
@@ -256,7 +276,12 @@ async fn client_command(
             action: Some(action),
         } => token_command(&mut client, action).await?,
         Command::Pair(action) => pair_command(&mut client, action).await?,
-        Command::Serve { .. } | Command::Token { action: None } => {
+        Command::Serve { .. }
+        | Command::Token { action: None }
+        | Command::Config(_)
+        | Command::Doctor { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("handled before connecting")
         }
     };

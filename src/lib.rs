@@ -22,7 +22,8 @@
 //!  rpc/                        dispatch (scope check first) + one file per method family
 //!  app/                        hub (the composition root), access (token and pairing   hub pub
 //!                              effects), sessions (dashboard sign-in), notifier
-//!                              (the one EventSink)
+//!                              (the one EventSink), contexts (what each RPC method
+//!                              family may use)
 //!  coordinator/                the task queue: pure state, ops, the handle; watch
 //!                              (the reports/ folder)
 //!  runner/                     agent runs: claude_cli · process · output · slots

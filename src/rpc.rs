@@ -26,7 +26,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::app::hub::Hub;
+use crate::app::access::Access;
+use crate::app::contexts::{
+    AgentsCtx, Contexts, EventsCtx, HubCtx, MessagesCtx, ProjectsCtx, TasksCtx,
+};
 use crate::config::Family;
 use crate::connections::Client;
 use crate::projects::feed::ReplayTicket;
@@ -68,16 +71,98 @@ impl std::fmt::Debug for Later {
     }
 }
 
-/// One request's context: the hub and the calling connection.
-pub struct Call<'a> {
-    /// The hub.
-    pub hub: &'a Hub,
+/// One request's context: the calling connection and the narrow context of the
+/// method's family (`C`, one of [`crate::app::contexts`]), never the whole hub.
+pub struct Call<'a, C> {
+    /// What the family may use.
+    pub ctx: &'a C,
     /// The caller.
     pub client: &'a Arc<Client>,
 }
 
-/// A method's handler.
-pub type Handler = fn(&Call<'_>, Value) -> Result<Reply, RpcError>;
+/// What a handler of family context `C` is.
+pub type HandlerFn<C> = fn(&Call<'_, C>, Value) -> Result<Reply, RpcError>;
+
+/// A method's handler, by the context its family gets ([`Contexts`] holds one of each).
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// `hub.*`.
+    Hub(HandlerFn<HubCtx>),
+    /// `project.*` but `project.configure`.
+    Projects(HandlerFn<ProjectsCtx>),
+    /// `agent.*`.
+    Agents(HandlerFn<AgentsCtx>),
+    /// `messages.list`.
+    Messages(HandlerFn<MessagesCtx>),
+    /// `worker.*`, `task.*`, `project.configure`, `coordination.status`.
+    Tasks(HandlerFn<TasksCtx>),
+    /// `client.*` and `pairing.*`.
+    Access(HandlerFn<Access>),
+    /// `event.*`.
+    Events(HandlerFn<EventsCtx>),
+}
+
+impl Handler {
+    /// Runs it with its family's context out of `contexts`.
+    fn run(
+        self,
+        contexts: &Contexts,
+        client: &Arc<Client>,
+        params: Value,
+    ) -> Result<Reply, RpcError> {
+        match self {
+            Self::Hub(handler) => handler(
+                &Call {
+                    ctx: &contexts.hub,
+                    client,
+                },
+                params,
+            ),
+            Self::Projects(handler) => handler(
+                &Call {
+                    ctx: &contexts.projects,
+                    client,
+                },
+                params,
+            ),
+            Self::Agents(handler) => handler(
+                &Call {
+                    ctx: &contexts.agents,
+                    client,
+                },
+                params,
+            ),
+            Self::Messages(handler) => handler(
+                &Call {
+                    ctx: &contexts.messages,
+                    client,
+                },
+                params,
+            ),
+            Self::Tasks(handler) => handler(
+                &Call {
+                    ctx: &contexts.tasks,
+                    client,
+                },
+                params,
+            ),
+            Self::Access(handler) => handler(
+                &Call {
+                    ctx: &contexts.access,
+                    client,
+                },
+                params,
+            ),
+            Self::Events(handler) => handler(
+                &Call {
+                    ctx: &contexts.events,
+                    client,
+                },
+                params,
+            ),
+        }
+    }
+}
 
 /// One row of the method table.
 #[derive(Clone, Copy)]
@@ -173,7 +258,7 @@ pub fn runs_as_notification(name: &str) -> bool {
 /// the client's scopes (the row's [`Method::scope`]), `DISABLED` when the mode does not
 /// serve the row's [`Method::family`], `INVALID_PARAMS`, or the method's own kinds.
 pub fn dispatch(
-    hub: &Hub,
+    contexts: &Contexts,
     client: &Arc<Client>,
     method_name: &str,
     params: Value,
@@ -193,8 +278,8 @@ pub fn dispatch(
         )
         .with_details(json!({ "method": method_name, "scope": scope.as_str() })));
     }
-    mode::check(hub, row)?;
-    (row.handler)(&Call { hub, client }, params)
+    mode::check(&contexts.public, row)?;
+    row.handler.run(contexts, client, params)
 }
 
 /// Encodes a result.
@@ -207,7 +292,7 @@ pub fn reply<T: Serialize>(result: &T) -> Result<Reply, RpcError> {
         .map_err(|err| RpcError::internal("encode result", &err))
 }
 
-/// A reply computed by `work` (which owns what it needs: clone the hub), encoded like
+/// A reply computed by `work` (which owns what it needs: clone the parts of the context), encoded like
 /// [`reply`]'s.
 ///
 /// # Errors

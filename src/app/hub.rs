@@ -1,5 +1,7 @@
 //! The hub: the composition root. [`Hub::open`] opens every part in dependency order
-//! and hands each only the handles it needs; the parts never see the [`Hub`].
+//! and hands each only the handles it needs; the parts never see the [`Hub`]. It also
+//! builds, once, the narrow context each RPC method family gets
+//! (`app::contexts`), so no handler sees the [`Hub`] either.
 //!
 //! ```text
 //! secrets, store ─► projects, feed, clients ─► notifier (the event sink)
@@ -10,14 +12,15 @@
 //!
 //! The desktop app, `semantest-hub serve` and a public deployment all build the same
 //! [`Hub`] and differ only in configuration. [`crate::http::server::start`] binds it to
-//! sockets. Lifecycles that span parts (a project created or deleted, a connection
-//! opened or closed) are methods here, so callers never wire the parts by hand.
+//! sockets. Lifecycles that span parts are methods here (a connection opened or
+//! closed) or of the context that starts them (a project created or deleted:
+//! `ProjectsCtx`), so callers never wire the parts by hand.
 //! Its accessors are crate-internal; the crate's users get the few reports and
 //! channels the front ends need.
 //!
 //! Files: this one opens the hub and holds the lifecycles; `start` says why it could
 //! not start; `data_dir` keeps the data directory private and locked; `reports` makes
-//! `hub.status`, `/health` and `hub.stats`.
+//! `hub.status`, `/health` and `hub.stats` (from `contexts::Reports`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +32,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::app::access::{Access, AccessParts};
+use crate::app::contexts::{
+    AgentsCtx, Contexts, EventsCtx, HubCtx, LoginLinks, MessagesCtx, Notices, ProjectsCtx, Reports,
+    TasksCtx,
+};
 use crate::app::notifier::Notifier;
 use crate::auth::pairing::Pairings;
 use crate::auth::security::{LoginCodes, new_token, token_hash};
@@ -38,11 +45,11 @@ use crate::connections::{Client, Clients, NewClient};
 use crate::coordinator::watch::{Watch, WatchParts};
 use crate::coordinator::{Coordinator, CoordinatorParts};
 use crate::events::{Event, EventSink};
+use crate::projects::Projects;
 use crate::projects::feed::Feed;
-use crate::projects::{ProjectError, Projects};
+use crate::protocol::Role;
 use crate::protocol::error::ErrorChain;
 use crate::protocol::hub::ConnectionChange;
-use crate::protocol::{ProjectView, Role};
 use crate::pubsub::broker::{Broker, BrokerLimits};
 use crate::pubsub::nats::{Credentials, NatsBackplane, NatsError, NatsSettings, without_user};
 use crate::runner::claude_cli::CliSlot;
@@ -76,29 +83,27 @@ pub const OWNER_TOKEN: &str = "owner-token";
 
 /// The parts behind a [`Hub`].
 struct Inner {
-    config: LoadedConfig,
+    config: Arc<LoadedConfig>,
     store: Store,
     projects: Projects,
     feed: Feed,
     clients: Clients,
     broker: Broker,
-    /// The NATS backplane in public mode with `public.broker`; else events stay in process.
-    nats: Option<Arc<NatsBackplane>>,
     metrics: Arc<Metrics>,
     monitor: Monitor,
-    login_codes: LoginCodes,
+    login_codes: Arc<LoginCodes>,
     owner_hash: [u8; 32],
     /// Client tokens, pairings, revocations.
     access: Access,
     secret_store: &'static str,
     instance_id: String,
-    started: Instant,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     notifier: Arc<Notifier>,
-    runner: Runner,
     coordinator: Coordinator,
-    watch: Watch,
+    watch: Arc<Watch>,
+    /// What each RPC method family sees.
+    contexts: Contexts,
     /// The exclusive lock on `<data_dir>/hub.lock`, released at shutdown.
     data_dir_lock: std::sync::Mutex<Option<std::fs::File>>,
 }
@@ -284,6 +289,69 @@ impl Hub {
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
         });
+        let config = Arc::new(config);
+        let login_codes = Arc::new(LoginCodes::default());
+        let watch = Arc::new(Watch::default());
+        let notices = Notices(notifier.clone());
+        let contexts = Contexts {
+            public: config.config.public.clone(),
+            hub: HubCtx {
+                config: config.clone(),
+                clients: clients.clone(),
+                notices: notices.clone(),
+                instance_id: instance_id.clone(),
+                reports: Reports {
+                    config: config.clone(),
+                    nats,
+                    metrics: metrics.clone(),
+                    access: access.clone(),
+                    instance_id: instance_id.clone(),
+                    notices: notices.clone(),
+                    started: Instant::now(),
+                    projects: projects.clone(),
+                    clients: clients.clone(),
+                    runner: runner.clone(),
+                    secret_store,
+                    monitor: monitor.clone(),
+                },
+                login: LoginLinks {
+                    notices: notices.clone(),
+                    codes: login_codes.clone(),
+                },
+                store: store.clone(),
+                access: access.clone(),
+            },
+            projects: ProjectsCtx {
+                projects: projects.clone(),
+                feed: feed.clone(),
+                watch: watch.clone(),
+                coordinator: coordinator.clone(),
+                notices: notices.clone(),
+            },
+            agents: AgentsCtx {
+                runner: runner.clone(),
+                projects: projects.clone(),
+                notices: notices.clone(),
+                feed: feed.clone(),
+            },
+            messages: MessagesCtx {
+                projects: projects.clone(),
+                store: store.clone(),
+            },
+            tasks: TasksCtx {
+                coordinator: coordinator.clone(),
+                projects: projects.clone(),
+                store: store.clone(),
+                cli: runner.cli().clone(),
+                notices,
+                lease_s: config.config.coordination.lease_s,
+                max_running_agents: config.config.limits.max_running_agents,
+            },
+            events: EventsCtx {
+                broker: broker.clone(),
+            },
+            access: access.clone(),
+        };
         let hub = Self {
             inner: Arc::new(Inner {
                 data_dir_lock: std::sync::Mutex::new(Some(data_dir_lock)),
@@ -293,21 +361,19 @@ impl Hub {
                 feed,
                 clients,
                 broker,
-                nats,
                 metrics,
                 monitor,
-                login_codes: LoginCodes::default(),
+                login_codes,
                 owner_hash,
                 access,
                 secret_store,
                 instance_id,
-                started: Instant::now(),
                 shutdown,
                 tracker,
                 notifier,
-                runner,
                 coordinator,
-                watch: Watch::default(),
+                watch,
+                contexts,
             }),
         };
         if let Some(control) = control {
@@ -368,24 +434,9 @@ impl Hub {
         &self.inner.store
     }
 
-    /// Registered projects.
-    pub(crate) fn projects(&self) -> &Projects {
-        &self.inner.projects
-    }
-
     /// History plus live output.
     pub(crate) fn feed(&self) -> &Feed {
         &self.inner.feed
-    }
-
-    /// Connected clients.
-    pub(crate) fn clients(&self) -> &Clients {
-        &self.inner.clients
-    }
-
-    /// Event routing.
-    pub(crate) fn broker(&self) -> &Broker {
-        &self.inner.broker
     }
 
     /// Prometheus metrics.
@@ -428,24 +479,9 @@ impl Hub {
         &self.inner.tracker
     }
 
-    /// The agent runner.
-    pub(crate) fn runner(&self) -> &Runner {
-        &self.inner.runner
-    }
-
-    /// The task queue, workers and leases.
-    pub(crate) fn coordinator(&self) -> &Coordinator {
-        &self.inner.coordinator
-    }
-
     /// The port the hub listens on (0 before it is bound).
     pub(crate) fn port(&self) -> u16 {
         self.inner.notifier.port()
-    }
-
-    /// How many connections are open.
-    pub fn connection_count(&self) -> usize {
-        self.inner.clients.count()
     }
 
     /// Releases the data directory for the next hub; called at the end of shutdown.
@@ -453,16 +489,6 @@ impl Hub {
         if let Ok(mut lock) = self.inner.data_dir_lock.lock() {
             lock.take();
         }
-    }
-
-    /// Agent runs in progress: interactive runs plus task runs.
-    pub fn running_agents(&self) -> usize {
-        self.inner.runner.running()
-    }
-
-    /// Seconds since start.
-    pub(crate) fn uptime_s(&self) -> u64 {
-        self.inner.started.elapsed().as_secs()
     }
 
     /// Events for the user, for the desktop app's notifications. A receiver that falls
@@ -476,71 +502,25 @@ impl Hub {
         self.inner.notifier.status()
     }
 
-    /// Sends an event to the notifier, for parts above the core (the server, the RPC
-    /// layer) that report something the core did not see.
-    pub(crate) fn emit(&self, event: Event) {
+    /// Sends an event to the notifier, for what the hub reports that the core did not
+    /// see.
+    fn emit(&self, event: Event) {
         self.inner.notifier.emit(event);
+    }
+
+    /// What each RPC method family sees, for the dispatcher.
+    pub(crate) fn contexts(&self) -> &Contexts {
+        &self.inner.contexts
+    }
+
+    /// `hub.status`, `/health` and `hub.stats`.
+    pub(crate) fn reports(&self) -> &Reports {
+        &self.inner.contexts.hub.reports
     }
 
     /// A one-time sign-in link for the dashboard, valid for two minutes.
     pub fn login_link(&self) -> String {
-        format!(
-            "http://127.0.0.1:{}/login?code={}",
-            self.port(),
-            self.inner.login_codes.issue()
-        )
-    }
-
-    /// A project with its current `last_seq`.
-    ///
-    /// # Errors
-    /// `NotFound`.
-    pub(crate) fn project(&self, id: &str) -> Result<ProjectView, ProjectError> {
-        let view = self.inner.projects.get(id)?;
-        Ok(self.with_seq(view))
-    }
-
-    /// Fills in a view's `last_seq` from the feed, which tracks it line by line.
-    pub(crate) fn with_seq(&self, mut view: ProjectView) -> ProjectView {
-        if let Some(seq) = self.inner.feed.last_seq(&view.id) {
-            view.last_seq = seq;
-        }
-        view
-    }
-
-    /// Registers a project: the registry, its feed, its reports watch, and
-    /// `project.created`.
-    ///
-    /// # Errors
-    /// `ProjectError` for a path that cannot be a project, or the limit.
-    pub(crate) fn create_project(
-        &self,
-        path: &str,
-        name: Option<&str>,
-    ) -> Result<ProjectView, ProjectError> {
-        let view = self.inner.projects.create(path, name)?;
-        self.inner.feed.add_project(&view.id);
-        self.inner.watch.add_project(&view.id, &view.path);
-        info!(project_id = %view.id, path = %view.path, "project created");
-        self.emit(Event::ProjectCreated(view.clone()));
-        Ok(view)
-    }
-
-    /// Removes a project: the registry (its log and tasks go with it), its feed, its
-    /// watch, its tasks and agent workers, and `project.deleted`.
-    ///
-    /// # Errors
-    /// `NotFound`, `Busy` while it runs.
-    pub(crate) async fn delete_project(&self, project_id: &str) -> Result<(), ProjectError> {
-        self.inner.projects.delete(project_id).await?;
-        self.inner.feed.remove_project(project_id);
-        self.inner.watch.remove_project(project_id);
-        self.inner.coordinator.project_deleted(project_id);
-        info!(project_id, "project deleted");
-        self.emit(Event::ProjectDeleted {
-            project_id: project_id.to_string(),
-        });
-        Ok(())
+        self.inner.contexts.hub.login.link()
     }
 
     /// Registers an accepted connection, and tells the others (`hub.connection`).
@@ -555,11 +535,12 @@ impl Hub {
 
     /// Tells the other connections that `client` opened, changed (`hub.hello`,
     /// `worker.register`) or closed.
-    pub(crate) fn connection_changed(&self, change: ConnectionChange, client: &Client) {
-        self.emit(Event::Connection {
-            change,
-            connection: client.info(),
-        });
+    fn connection_changed(&self, change: ConnectionChange, client: &Client) {
+        self.inner
+            .contexts
+            .hub
+            .notices
+            .connection_changed(change, client);
     }
 
     /// A connection was accepted and registered.
@@ -595,7 +576,7 @@ impl Hub {
                 () = self.inner.shutdown.cancelled() => return,
             }
             // `/metrics` samples the process figures itself when it is scraped.
-            self.emit(Event::Stats(self.stats()));
+            self.emit(Event::Stats(self.reports().stats()));
         }
     }
 

@@ -13,9 +13,10 @@
 //!
 //! The store keeps only the SHA-256 of each session value, with its expiry.
 
+use crate::app::access::Access;
 use crate::app::hub::Hub;
 use crate::auth::security::{new_token, session_cookie_header, token_hash};
-use crate::storage::sqlite::StoreError;
+use crate::storage::sqlite::{Store, StoreError};
 use crate::support::timestamp::now_ms;
 
 /// `dashboard.session_lifetime_s`, in seconds.
@@ -111,9 +112,9 @@ pub struct Revoked {
 ///
 /// # Errors
 /// [`StoreError`] when they cannot be deleted (then nothing was closed).
-pub fn revoke_all(hub: &Hub) -> Result<Revoked, StoreError> {
-    let revoked = hub.store().delete_dashboard_sessions(now_ms())?;
-    let closed = hub.access().sessions_ended(None);
+pub fn revoke_all(store: &Store, access: &Access) -> Result<Revoked, StoreError> {
+    let revoked = store.delete_dashboard_sessions(now_ms())?;
+    let closed = access.sessions_ended(None);
     tracing::info!(revoked, closed, "every dashboard session signed out");
     Ok(Revoked { revoked, closed })
 }

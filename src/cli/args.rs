@@ -122,6 +122,69 @@ pub(super) enum Command {
     /// (issuing its token) or deny it. A request waits 2 minutes for an answer.
     #[command(subcommand)]
     Pair(PairCommand),
+    /// Show or change settings, and where the config, data and logs are.
+    ///
+    /// Examples: `semantest-hub config path`, `semantest-hub config get limits.max_projects`,
+    /// `semantest-hub config set limits.max_projects 500`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Check the setup (PATH, Claude Code, keychain, port, autostart); exit 1 on a failure.
+    ///
+    /// One `ok`, `warn` or `fail` line per check, with how to fix what is not ok.
+    Doctor {
+        /// Print the checks as JSON: `{"ok": bool, "checks": [{name, level, found, fix}]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script.
+    ///
+    /// Example: `semantest-hub completions bash > ~/.local/share/bash-completion/completions/semantest-hub`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    ///
+    /// Example: `semantest-hub man --dir ~/.local/share/man/man1`.
+    Man {
+        /// Write semantest-hub.1 and a page per subcommand (semantest-hub-doctor.1, …)
+        /// into this directory instead, creating it.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum ConfigCommand {
+    /// Print the config file, data and log directories, one `key: path` per line.
+    ///
+    /// The config file is the one in use, or the one that would be read.
+    Path {
+        /// Print them as a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the effective value of a setting (file, environment and flags applied).
+    ///
+    /// Example: `semantest-hub config get limits.max_projects`.
+    Get {
+        /// A dotted key, e.g. `limits.max_projects`; a section prints all its settings.
+        key: String,
+        /// Print the value as JSON (a section as an object of dotted keys).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a setting in the config file (validated, atomic, comments kept).
+    ///
+    /// A running hub uses the new value after a restart.
+    ///
+    /// Example: `semantest-hub config set limits.max_projects 500`.
+    Set {
+        /// A dotted key, e.g. `limits.max_projects`.
+        key: String,
+        /// The value, as TOML (`500`, `true`, `["127.0.0.1"]`); other text is a string.
+        value: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -39,6 +39,10 @@ use crate::protocol::SUBPROTOCOL;
 /// How long the program on the recorded port has to connect and answer the challenge.
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long [`answers_as_hub`] waits for a program on a port to answer: a hub answers at
+/// once, and `doctor` should not hang on a program that accepts and stays silent.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The largest signature answer read; a real one is well under 1 KiB.
 const SIGNATURE_MAX_BYTES: usize = 64 * 1024;
 
@@ -199,6 +203,39 @@ pub fn endpoint_of(http_url: &str) -> Result<SocketAddr, ClientError> {
     let ip: IpAddr = host.parse().map_err(|_| bad())?;
     let port = authority.port_u16().ok_or_else(bad)?;
     Ok(SocketAddr::new(ip, port))
+}
+
+/// Whether the program listening on `endpoint` answers `GET /semantest-signature` as a
+/// Semantest hub (`service: semantest`), without a challenge and so without proving
+/// which hub it is: enough to tell another hub from another program holding a port.
+/// `false` for anything else, including no answer within [`PROBE_TIMEOUT`].
+pub(super) async fn answers_as_hub(endpoint: SocketAddr) -> bool {
+    let probe = async {
+        let stream = TcpStream::connect(endpoint).await.ok()?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
+        let connection = tokio::spawn(connection);
+        let request = Request::get("/semantest-signature")
+            .header(header::HOST, endpoint.to_string())
+            .body(Empty::<Bytes>::new())
+            .ok()?;
+        let response = sender.send_request(request).await.ok()?;
+        let ok = response.status() == StatusCode::OK;
+        let body = Limited::new(response.into_body(), SIGNATURE_MAX_BYTES)
+            .collect()
+            .await
+            .ok()?
+            .to_bytes();
+        connection.abort();
+        let signature: Value = serde_json::from_slice(&body).ok()?;
+        Some(ok && signature["service"] == "semantest")
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// Whether `link` is an `http://` URL whose authority is exactly `endpoint` (no userinfo,

@@ -80,3 +80,19 @@ pub(super) fn join_strings(values: &Value) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// Writes `text` to stdout at once. A reader that stopped early (`| head`) is not an
+/// error: the output is simply cut there.
+///
+/// # Errors
+/// Any other write failure.
+pub(super) fn write_stdout(text: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text).and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(err).context("cannot write to stdout"))
+        }
+        _ => Ok(()),
+    }
+}

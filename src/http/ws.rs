@@ -132,7 +132,7 @@ pub async fn handle_socket<W, R>(
                 run_notification(&hub, &client, &method, params).await;
             }
             Ok(Incoming::Request { id, method, params }) => {
-                match dispatch(&hub, &client, &method, params) {
+                match dispatch(hub.contexts(), &client, &method, params) {
                     Ok(Reply::Answer(pending)) => {
                         spawn_answer(&hub, &client, id, pending);
                     }
@@ -192,7 +192,7 @@ pub async fn handle_socket<W, R>(
 /// counted by kind.
 async fn run_notification(hub: &Hub, client: &Arc<Client>, method: &str, params: Value) {
     let outcome = if runs_as_notification(method) {
-        match dispatch(hub, client, method, params) {
+        match dispatch(hub.contexts(), client, method, params) {
             // Awaited here, like a request's, so that what the client sends next runs
             // after it.
             Ok(Reply::Later(later)) => later.0.await.map(drop),

@@ -3,7 +3,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Method, Reply, reply};
+use super::{Handler, HandlerFn, Method, Reply, reply};
+use crate::app::contexts::AgentsCtx;
 use crate::config::Family;
 use crate::events::Event;
 use crate::projects::ProjectError;
@@ -12,14 +13,26 @@ use crate::protocol::scopes::Scope;
 use crate::protocol::{AgentRunParams, ProjectRef, StateChange, method, parse_params};
 use crate::runner::{RunMode, RunRequest};
 
+type Call<'a> = super::Call<'a, AgentsCtx>;
+
 const AGENTS: Option<Scope> = Some(Scope::Agents);
 const FAMILY: Option<Family> = Some(Family::Agents);
 
 pub(super) const METHODS: &[Method] = &[
-    Method::new(method::AGENT_RUN, AGENTS, FAMILY, run),
-    Method::new(method::AGENT_KILL, AGENTS, FAMILY, kill),
-    Method::new(method::AGENT_NEW_SESSION, AGENTS, FAMILY, new_session),
+    row(method::AGENT_RUN, AGENTS, FAMILY, run),
+    row(method::AGENT_KILL, AGENTS, FAMILY, kill),
+    row(method::AGENT_NEW_SESSION, AGENTS, FAMILY, new_session),
 ];
+
+/// A row of this family's table: its handlers see [`AgentsCtx`] only.
+const fn row(
+    name: &'static str,
+    scope: Option<Scope>,
+    family: Option<Family>,
+    handler: HandlerFn<AgentsCtx>,
+) -> Method {
+    Method::new(name, scope, family, Handler::Agents(handler))
+}
 
 /// `agent.run` result.
 #[derive(Serialize)]
@@ -30,7 +43,7 @@ struct Started {
 
 fn run(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: AgentRunParams = parse_params(params)?;
-    let runner = call.hub.runner();
+    let runner = &call.ctx.runner;
     let limit = runner.slots().max();
     let permit = runner.slots().try_acquire().ok_or_else(|| {
         RpcError::new(
@@ -63,15 +76,15 @@ struct Killed {
 
 fn kill(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectRef = parse_params(params)?;
-    call.hub.runner().kill(&p.project_id)?;
+    call.ctx.runner.kill(&p.project_id)?;
     reply(&Killed { killed: true })
 }
 
 fn new_session(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectRef = parse_params(params)?;
-    let hub = call.hub;
-    let view = hub
-        .projects()
+    let ctx = call.ctx;
+    let view = ctx
+        .projects
         .new_session(&p.project_id)
         .map_err(|err| match err {
             ProjectError::Busy(_) => RpcError::new(
@@ -80,12 +93,12 @@ fn new_session(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
             ),
             err => err.into(),
         })?;
-    hub.emit(Event::ProjectState(StateChange {
+    ctx.notices.emit(Event::ProjectState(StateChange {
         project_id: p.project_id,
         state: view.state,
         session_id: view.session_id.clone(),
         run_id: None,
         reason: None,
     }));
-    reply(&hub.with_seq(view))
+    reply(&ctx.with_seq(view))
 }

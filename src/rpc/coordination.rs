@@ -4,7 +4,8 @@
 use serde_json::Value;
 use tracing::info;
 
-use super::{Call, Method, Reply, later, reply};
+use super::{Handler, HandlerFn, Method, Reply, later, reply};
+use crate::app::contexts::TasksCtx;
 use crate::config::Family;
 use crate::coordinator::reports::valid_task_id;
 use crate::coordinator::{CoordinationError, MAX_TASK_BYTES, MAX_TASKS_PER_CREATE};
@@ -20,37 +21,49 @@ use crate::protocol::parse_params;
 use crate::protocol::scopes::Scope;
 use crate::storage::sqlite::TaskRow;
 
+type Call<'a> = super::Call<'a, TasksCtx>;
+
 const TASKS: Option<Scope> = Some(Scope::Tasks);
 const FAMILY: Option<Family> = Some(Family::Tasks);
 
 /// All in the tasks family; `project.configure` starts agent workers, so it needs
 /// `agents`.
 pub(super) const METHODS: &[Method] = &[
-    Method::new(method::WORKER_REGISTER, TASKS, FAMILY, worker_register),
-    Method::new(method::WORKER_HEARTBEAT, TASKS, FAMILY, |call, _| {
-        let beat = call.hub.coordinator().heartbeat(call.client.id())?;
+    row(method::WORKER_REGISTER, TASKS, FAMILY, worker_register),
+    row(method::WORKER_HEARTBEAT, TASKS, FAMILY, |call, _| {
+        let beat = call.ctx.coordinator.heartbeat(call.client.id())?;
         reply(&beat)
     })
     .also_as_notification(),
-    Method::new(method::WORKER_LIST, TASKS, FAMILY, |call, _| {
+    row(method::WORKER_LIST, TASKS, FAMILY, |call, _| {
         reply(&WorkerList {
-            workers: call.hub.coordinator().workers(),
+            workers: call.ctx.coordinator.workers(),
         })
     }),
-    Method::new(method::TASK_CREATE, TASKS, FAMILY, task_create),
-    Method::new(method::TASK_LIST, TASKS, FAMILY, task_list),
-    Method::new(method::TASK_GET, TASKS, FAMILY, task_get),
-    Method::new(method::TASK_CANCEL, TASKS, FAMILY, task_cancel),
-    Method::new(method::TASK_COMPLETE, TASKS, FAMILY, task_complete),
-    Method::new(method::TASK_FAIL, TASKS, FAMILY, task_fail),
-    Method::new(
+    row(method::TASK_CREATE, TASKS, FAMILY, task_create),
+    row(method::TASK_LIST, TASKS, FAMILY, task_list),
+    row(method::TASK_GET, TASKS, FAMILY, task_get),
+    row(method::TASK_CANCEL, TASKS, FAMILY, task_cancel),
+    row(method::TASK_COMPLETE, TASKS, FAMILY, task_complete),
+    row(method::TASK_FAIL, TASKS, FAMILY, task_fail),
+    row(
         method::PROJECT_CONFIGURE,
         Some(Scope::Agents),
         FAMILY,
         project_configure,
     ),
-    Method::new(method::COORDINATION_STATUS, TASKS, FAMILY, status),
+    row(method::COORDINATION_STATUS, TASKS, FAMILY, status),
 ];
+
+/// A row of this family's table: its handlers see [`TasksCtx`] only.
+const fn row(
+    name: &'static str,
+    scope: Option<Scope>,
+    family: Option<Family>,
+    handler: HandlerFn<TasksCtx>,
+) -> Method {
+    Method::new(name, scope, family, Handler::Tasks(handler))
+}
 
 fn check_text(field: &str, text: &str, max_chars: usize) -> Result<(), CoordinationError> {
     if text.trim().is_empty() {
@@ -82,16 +95,17 @@ fn worker_register(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     }
     call.client
         .set_identity(Role::Worker, Some(params.name.clone()));
-    call.hub
+    call.ctx
+        .notices
         .connection_changed(ConnectionChange::Updated, call.client);
-    let worker_id = call.hub.coordinator().register_worker(
+    let worker_id = call.ctx.coordinator.register_worker(
         call.client.id(),
         &params.name,
         &params.capabilities,
     )?;
     reply(&WorkerRegistered {
         worker_id,
-        lease_s: call.hub.config().config.coordination.lease_s,
+        lease_s: call.ctx.lease_s,
     })
 }
 
@@ -99,7 +113,7 @@ fn worker_register(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
 /// becomes a coordinator, so it hears about its tasks.
 fn task_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let params: TaskCreateParams = parse_params(params)?;
-    call.hub.projects().get(&params.project_id)?;
+    call.ctx.projects.get(&params.project_id)?;
     if params.tasks.is_empty() || params.tasks.len() > MAX_TASKS_PER_CREATE {
         return Err(CoordinationError::Invalid(format!(
             "tasks must hold 1 to {MAX_TASKS_PER_CREATE} tasks"
@@ -138,10 +152,11 @@ fn task_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     if call.client.role() == Role::Script {
         let name = call.client.info().name;
         call.client.set_identity(Role::Coordinator, name);
-        call.hub
+        call.ctx
+            .notices
             .connection_changed(ConnectionChange::Updated, call.client);
     }
-    let coordinator = call.hub.coordinator().clone();
+    let coordinator = call.ctx.coordinator.clone();
     later(async move {
         let (created, existing) = coordinator.create_tasks(&params.project_id, specs).await?;
         Ok(TasksCreated {
@@ -156,7 +171,7 @@ fn task_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
 /// `seq` as `after_seq` for the next page.
 fn task_list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let params: TaskListParams = parse_params(params)?;
-    call.hub.projects().get(&params.project_id)?;
+    call.ctx.projects.get(&params.project_id)?;
     let limit = params.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(RpcError::new(
@@ -165,8 +180,8 @@ fn task_list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
         ));
     }
     let mut rows = call
-        .hub
-        .store()
+        .ctx
+        .store
         .tasks(
             &params.project_id,
             params.state,
@@ -185,8 +200,8 @@ fn task_list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
 /// A task as stored.
 fn stored_task(call: &Call<'_>, task_id: &str) -> Result<TaskRow, RpcError> {
     Ok(call
-        .hub
-        .store()
+        .ctx
+        .store
         .task(task_id)
         .map_err(CoordinationError::from)?
         .ok_or_else(|| CoordinationError::TaskNotFound(task_id.to_string()))?)
@@ -200,7 +215,7 @@ fn task_get(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
 /// `task.cancel`: `cancelled` is false for a task that had already finished.
 fn task_cancel(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let TaskRef { task_id } = parse_params(params)?;
-    let cancelled = call.hub.coordinator().cancel(&task_id)?;
+    let cancelled = call.ctx.coordinator.cancel(&task_id)?;
     let state = if cancelled {
         TaskState::Cancelled
     } else {
@@ -232,8 +247,8 @@ fn answer(
     outcome: Result<Value, String>,
 ) -> Result<Reply, RpcError> {
     let answered = call
-        .hub
-        .coordinator()
+        .ctx
+        .coordinator
         .answer(call.client.id(), &task_id, outcome)?;
     let (state, duplicate) = match answered {
         Some(state) => (state, false),
@@ -258,20 +273,20 @@ fn answer(
 /// `limits.max_running_agents`). Extra workers that are busy finish their task first.
 fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let params: ProjectConfigureParams = parse_params(params)?;
-    let hub = call.hub;
-    hub.projects().get(&params.project_id)?;
-    let limit = hub.config().config.limits.max_running_agents;
+    let ctx = call.ctx;
+    ctx.projects.get(&params.project_id)?;
+    let limit = ctx.max_running_agents;
     if params.agent_workers as usize > limit {
         return Err(CoordinationError::Invalid(format!(
             "agent_workers must be between 0 and {limit} (limits.max_running_agents)"
         ))
         .into());
     }
-    if params.agent_workers > 0 && hub.runner().cli().get().is_none() {
+    if params.agent_workers > 0 && ctx.cli.get().is_none() {
         return Err(CoordinationError::AgentUnavailable.into());
     }
-    let workers = hub
-        .coordinator()
+    let workers = ctx
+        .coordinator
         .configure(&params.project_id, params.agent_workers)?;
     info!(
         project_id = params.project_id,
@@ -287,6 +302,6 @@ fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> 
 
 fn status(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: StatusParams = parse_params(params)?;
-    call.hub.projects().get(&p.project_id)?;
-    reply(&call.hub.coordinator().status(&p.project_id))
+    call.ctx.projects.get(&p.project_id)?;
+    reply(&call.ctx.coordinator.status(&p.project_id))
 }

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Method, Reply, reply, require_owner};
+use super::{Handler, HandlerFn, Method, Reply, reply, require_owner};
+use crate::app::contexts::HubCtx;
 use crate::app::hub::{PRODUCT, VERSION};
 use crate::config::Family;
 use crate::protocol::error::RpcError;
@@ -23,26 +24,38 @@ use crate::protocol::{HelloParams, PROTOCOL_VERSION, method, parse_params};
 const LOGIN: Option<Family> = Some(Family::DashboardLogin);
 const ADMIN: Option<Scope> = Some(Scope::Admin);
 
+type Call<'a> = super::Call<'a, HubCtx>;
+
 /// `hub.hello`, `hub.status` and `hub.health` need no scope: every authenticated client
 /// may introduce itself and see that the hub is alive.
 pub(super) const METHODS: &[Method] = &[
-    Method::new(method::HUB_HELLO, None, None, hello),
-    Method::new(method::HUB_STATUS, None, None, status),
-    Method::new(method::HUB_HEALTH, None, None, health),
-    Method::new(method::HUB_CONFIG, ADMIN, None, config),
-    Method::new(
+    row(method::HUB_HELLO, None, None, hello),
+    row(method::HUB_STATUS, None, None, status),
+    row(method::HUB_HEALTH, None, None, health),
+    row(method::HUB_CONFIG, ADMIN, None, config),
+    row(
         method::HUB_CONNECTIONS,
         Some(Scope::ProjectsRead),
         None,
         |call, _| {
             reply(&Connections {
-                connections: call.hub.clients().infos(),
+                connections: call.ctx.clients.infos(),
             })
         },
     ),
-    Method::new(method::HUB_LOGIN_LINK, ADMIN, LOGIN, login_link),
-    Method::new(method::HUB_REVOKE_SESSIONS, ADMIN, LOGIN, revoke_sessions),
+    row(method::HUB_LOGIN_LINK, ADMIN, LOGIN, login_link),
+    row(method::HUB_REVOKE_SESSIONS, ADMIN, LOGIN, revoke_sessions),
 ];
+
+/// A row of this family's table: its handlers see [`HubCtx`] only.
+const fn row(
+    name: &'static str,
+    scope: Option<Scope>,
+    family: Option<Family>,
+    handler: HandlerFn<HubCtx>,
+) -> Method {
+    Method::new(name, scope, family, Handler::Hub(handler))
+}
 
 /// The `server` object of `hub.hello`.
 #[derive(Serialize)]
@@ -64,7 +77,8 @@ fn hello(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: HelloParams = parse_params(params)?;
     let name = p.name.map(|n| n.chars().take(100).collect::<String>());
     call.client.set_identity(p.role, name);
-    call.hub
+    call.ctx
+        .notices
         .connection_changed(ConnectionChange::Updated, call.client);
     reply(&Hello {
         connection_id: call.client.id(),
@@ -72,7 +86,7 @@ fn hello(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
         server: Server {
             product: PRODUCT,
             version: VERSION,
-            instance_id: call.hub.instance_id(),
+            instance_id: &call.ctx.instance_id,
         },
     })
 }
@@ -83,7 +97,7 @@ fn sees_paths(call: &Call<'_>) -> bool {
 }
 
 fn status(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
-    let mut status = call.hub.status_report();
+    let mut status = call.ctx.reports.status();
     if !sees_paths(call) {
         status.data_dir = None;
         status.agent_cli.path = None;
@@ -92,7 +106,7 @@ fn status(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
 }
 
 fn health(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
-    let mut health = call.hub.health();
+    let mut health = call.ctx.reports.health();
     if !sees_paths(call) {
         health.agent_cli.path = None;
     }
@@ -117,7 +131,7 @@ struct ConfigResult<'a> {
 }
 
 fn config(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
-    let config = call.hub.config();
+    let config = &*call.ctx.config;
     reply(&ConfigResult {
         values: config
             .sources
@@ -146,7 +160,7 @@ struct LoginLink {
 /// `{revoked, closed}`. Owner only.
 fn revoke_sessions(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
     require_owner(call.client)?;
-    let revoked = crate::app::sessions::revoke_all(call.hub)
+    let revoked = crate::app::sessions::revoke_all(&call.ctx.store, &call.ctx.access)
         .map_err(|err| RpcError::internal("dashboard sessions", &err))?;
     reply(&revoked)
 }
@@ -154,6 +168,6 @@ fn revoke_sessions(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
 fn login_link(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
     require_owner(call.client)?;
     reply(&LoginLink {
-        url: call.hub.login_link(),
+        url: call.ctx.login.link(),
     })
 }

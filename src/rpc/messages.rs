@@ -3,7 +3,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Method, Reply, later};
+use super::{Handler, Method, Reply, later};
+use crate::app::contexts::MessagesCtx;
 use crate::config::Family;
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::scopes::Scope;
@@ -15,11 +16,13 @@ use crate::support::timestamp::parse_rfc3339;
 /// early (with `has_more`) rather than build a huge response.
 const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
+type Call<'a> = super::Call<'a, MessagesCtx>;
+
 pub(super) const METHODS: &[Method] = &[Method::new(
     method::MESSAGES_LIST,
     Some(Scope::ProjectsRead),
     Some(Family::Projects),
-    list,
+    Handler::Messages(list),
 )];
 
 /// `messages.list` result.
@@ -31,7 +34,7 @@ struct Page {
 
 fn list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: MessagesListParams = parse_params(params)?;
-    call.hub.projects().get(&p.project_id)?;
+    call.ctx.projects.get(&p.project_id)?;
     let limit = p.limit.unwrap_or(200);
     if !(1..=1000).contains(&limit) {
         return Err(RpcError::new(
@@ -55,7 +58,7 @@ fn list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
         limit,
         max_bytes: MAX_PAGE_BYTES,
     };
-    let store = call.hub.store().clone();
+    let store = call.ctx.store.clone();
     later(async move {
         let page = store
             .messages(&query)

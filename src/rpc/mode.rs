@@ -4,16 +4,16 @@
 use serde_json::json;
 
 use super::Method;
-use crate::app::hub::Hub;
+use crate::config::PublicConfig;
 use crate::protocol::error::{ErrorKind, RpcError};
 
 /// `DISABLED` for a method whose family this hub does not serve.
 ///
 /// # Errors
 /// `DISABLED`, with `data.method` and `data.setting` (the key that enables it).
-pub(super) fn check(hub: &Hub, method: &Method) -> Result<(), RpcError> {
+pub(super) fn check(public: &PublicConfig, method: &Method) -> Result<(), RpcError> {
     match method.family {
-        Some(family) if !hub.config().config.public.serves(family) => Err(RpcError::new(
+        Some(family) if !public.serves(family) => Err(RpcError::new(
             ErrorKind::Disabled,
             format!("{} is disabled on this public hub", method.name),
         )

@@ -4,7 +4,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Call, Method, Reply, later, not_found, reply};
+use super::{Handler, HandlerFn, Method, Reply, later, not_found, reply};
+use crate::app::contexts::ProjectsCtx;
 use crate::config::Family;
 use crate::protocol::error::RpcError;
 use crate::protocol::scopes::Scope;
@@ -12,23 +13,35 @@ use crate::protocol::{
     ProjectCreateParams, ProjectRef, ProjectView, SubscribeParams, method, parse_params,
 };
 
+type Call<'a> = super::Call<'a, ProjectsCtx>;
+
 const READ: Option<Scope> = Some(Scope::ProjectsRead);
 /// Registering and removing a project goes with running agents in it.
 const AGENTS: Option<Scope> = Some(Scope::Agents);
 const FAMILY: Option<Family> = Some(Family::Projects);
 
 pub(super) const METHODS: &[Method] = &[
-    Method::new(method::PROJECT_CREATE, AGENTS, FAMILY, create),
-    Method::new(method::PROJECT_LIST, READ, FAMILY, list),
-    Method::new(method::PROJECT_GET, READ, FAMILY, get),
-    Method::new(method::PROJECT_DELETE, AGENTS, FAMILY, delete),
-    Method::new(method::PROJECT_SUBSCRIBE, READ, FAMILY, subscribe),
-    Method::new(method::PROJECT_UNSUBSCRIBE, READ, FAMILY, unsubscribe),
+    row(method::PROJECT_CREATE, AGENTS, FAMILY, create),
+    row(method::PROJECT_LIST, READ, FAMILY, list),
+    row(method::PROJECT_GET, READ, FAMILY, get),
+    row(method::PROJECT_DELETE, AGENTS, FAMILY, delete),
+    row(method::PROJECT_SUBSCRIBE, READ, FAMILY, subscribe),
+    row(method::PROJECT_UNSUBSCRIBE, READ, FAMILY, unsubscribe),
 ];
+
+/// A row of this family's table: its handlers see [`ProjectsCtx`] only.
+const fn row(
+    name: &'static str,
+    scope: Option<Scope>,
+    family: Option<Family>,
+    handler: HandlerFn<ProjectsCtx>,
+) -> Method {
+    Method::new(name, scope, family, Handler::Projects(handler))
+}
 
 fn create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectCreateParams = parse_params(params)?;
-    reply(&call.hub.create_project(&p.path, p.name.as_deref())?)
+    reply(&call.ctx.create_project(&p.path, p.name.as_deref())?)
 }
 
 /// `project.list` result.
@@ -38,20 +51,20 @@ struct ProjectList {
 }
 
 fn list(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
-    let hub = call.hub;
+    let ctx = call.ctx;
     reply(&ProjectList {
-        projects: hub
-            .projects()
+        projects: ctx
+            .projects
             .list()
             .into_iter()
-            .map(|v| hub.with_seq(v))
+            .map(|v| ctx.with_seq(v))
             .collect(),
     })
 }
 
 fn get(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectRef = parse_params(params)?;
-    reply(&call.hub.project(&p.project_id)?)
+    reply(&call.ctx.project(&p.project_id)?)
 }
 
 /// `project.delete` result.
@@ -62,9 +75,9 @@ struct Deleted {
 
 fn delete(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectRef = parse_params(params)?;
-    let hub = call.hub.clone();
+    let ctx = call.ctx.clone();
     later(async move {
-        hub.delete_project(&p.project_id).await?;
+        ctx.delete_project(&p.project_id).await?;
         Ok(Deleted { deleted: true })
     })
 }
@@ -79,8 +92,8 @@ struct Subscribed {
 fn subscribe(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: SubscribeParams = parse_params(params)?;
     let (last_seq, ticket) = call
-        .hub
-        .feed()
+        .ctx
+        .feed
         .subscribe(&p.project_id, call.client, p.after_seq)
         .ok_or_else(|| not_found(&p.project_id))?;
     let reply = reply(&Subscribed {
@@ -105,7 +118,7 @@ struct Unsubscribed {
 
 fn unsubscribe(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectRef = parse_params(params)?;
-    call.hub.projects().get(&p.project_id)?;
-    let was = call.hub.feed().unsubscribe(&p.project_id, call.client.id());
+    call.ctx.projects.get(&p.project_id)?;
+    let was = call.ctx.feed.unsubscribe(&p.project_id, call.client.id());
     reply(&Unsubscribed { unsubscribed: was })
 }

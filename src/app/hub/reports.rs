@@ -1,7 +1,8 @@
 //! The hub's reports on itself: `hub.status`, `/health` (and `hub.health`) with the
 //! database's and the broker's state, and the `hub.stats` figures.
 
-use super::{Hub, PRODUCT, VERSION};
+use super::{PRODUCT, VERSION};
+use crate::app::contexts::Reports;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::hub::{
     BrokerHealth, BrokerKind, BrokerState, DatabaseHealth, Disk, Health, HealthStatus, HubStatus,
@@ -9,11 +10,11 @@ use crate::protocol::hub::{
 };
 use crate::storage::postgres::Database;
 
-impl Hub {
+impl Reports {
     /// `/health` `broker`.
-    pub fn broker_health(&self) -> BrokerHealth {
-        let metrics = &self.inner.metrics.broker;
-        match &self.inner.nats {
+    pub(crate) fn broker_health(&self) -> BrokerHealth {
+        let metrics = &self.metrics.broker;
+        match &self.nats {
             Some(nats) => BrokerHealth {
                 kind: BrokerKind::Nats,
                 state: nats.state(),
@@ -32,35 +33,34 @@ impl Hub {
     /// Where client tokens and pairings live and whether it answers: the local SQLite
     /// database is always reachable; the shared PostgreSQL database as last seen.
     pub(crate) fn database_health(&self) -> DatabaseHealth {
-        self.inner
-            .access
+        self.access
             .database()
             .map_or(DatabaseHealth::SQLITE, Database::health)
     }
 
     /// `hub.status`: what the hub is and how busy it is.
-    pub(crate) fn status_report(&self) -> HubStatus {
+    pub(crate) fn status(&self) -> HubStatus {
         HubStatus {
             product: PRODUCT,
             version: VERSION,
             protocol: PROTOCOL_VERSION,
-            instance_id: self.inner.instance_id.clone(),
-            mode: self.mode().as_str(),
-            port: self.port(),
-            uptime_s: self.uptime_s(),
-            projects: self.inner.projects.count(),
-            connections: self.inner.clients.count(),
-            running_agents: self.running_agents(),
-            secret_store: self.inner.secret_store,
-            agent_cli: self.inner.runner.cli().report(),
-            data_dir: Some(self.inner.config.data_dir.clone()),
+            instance_id: self.instance_id.clone(),
+            mode: self.config.config.mode().as_str(),
+            port: self.notices.port(),
+            uptime_s: self.started.elapsed().as_secs(),
+            projects: self.projects.count(),
+            connections: self.clients.count(),
+            running_agents: self.runner.running(),
+            secret_store: self.secret_store,
+            agent_cli: self.runner.cli().report(),
+            data_dir: Some(self.config.data_dir.clone()),
         }
     }
 
     /// `GET /health`: status, resources, counts, agent CLI availability and the broker;
     /// `status` is `unhealthy` while the broker between instances is lost.
     pub(crate) fn health(&self) -> Health {
-        let sample = self.inner.monitor.latest();
+        let sample = self.monitor.latest();
         let database = self.database_health();
         let broker = self.broker_health();
         let status = if database.healthy() && broker.healthy() {
@@ -72,7 +72,7 @@ impl Hub {
             status,
             product: PRODUCT,
             version: VERSION,
-            uptime_s: self.uptime_s(),
+            uptime_s: self.started.elapsed().as_secs(),
             cpu_percent: sample.cpu_percent,
             memory: Memory {
                 used_bytes: sample.memory_used_bytes,
@@ -83,11 +83,11 @@ impl Hub {
                 available_bytes: sample.disk_available_bytes,
                 total_bytes: sample.disk_total_bytes,
             },
-            connections: self.inner.clients.count(),
-            projects: self.inner.projects.count(),
-            running_agents: self.running_agents(),
-            agent_cli: self.inner.runner.cli().report(),
-            secret_store: self.inner.secret_store,
+            connections: self.clients.count(),
+            projects: self.projects.count(),
+            running_agents: self.runner.running(),
+            agent_cli: self.runner.cli().report(),
+            secret_store: self.secret_store,
             database,
             broker,
         }
@@ -95,12 +95,12 @@ impl Hub {
 
     /// The `hub.stats` params.
     pub(crate) fn stats(&self) -> Stats {
-        let sample = self.inner.monitor.latest();
+        let sample = self.monitor.latest();
         Stats {
-            uptime_s: self.uptime_s(),
-            connections: self.inner.clients.count(),
-            projects: self.inner.projects.count(),
-            running_agents: self.running_agents(),
+            uptime_s: self.started.elapsed().as_secs(),
+            connections: self.clients.count(),
+            projects: self.projects.count(),
+            running_agents: self.runner.running(),
             cpu_percent: sample.cpu_percent,
             memory_used_bytes: sample.memory_used_bytes,
             memory_total_bytes: sample.memory_total_bytes,

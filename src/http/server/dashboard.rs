@@ -140,7 +140,7 @@ pub(super) async fn session_sign_out_everywhere(
             return HttpError::internal("cannot check the sign-in").into_response();
         }
     }
-    if let Err(err) = sessions::revoke_all(&state.hub) {
+    if let Err(err) = sessions::revoke_all(state.hub.store(), state.hub.access()) {
         warn!(error = %ErrorChain(&err), "cannot sign every dashboard session out");
         return HttpError::internal("cannot sign out; see the hub log").into_response();
     }

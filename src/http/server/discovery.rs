@@ -131,7 +131,7 @@ pub(super) async fn health(
     State(state): State<AppState>,
     axum::Extension(client): axum::Extension<ClientAddr>,
 ) -> Response {
-    let health = state.hub.health();
+    let health = state.hub.reports().health();
     let code = if health.healthy() {
         StatusCode::OK
     } else {

@@ -133,7 +133,7 @@ pub(super) async fn websocket(
     // Without the shared database no token can be checked nor access managed: a new
     // connection goes to another instance (a load balancer retries on 503); open ones
     // carry on.
-    if !hub.database_health().healthy() {
+    if !hub.reports().database_health().healthy() {
         hub.metrics().refused("database");
         return database_unavailable();
     }
