@@ -1,11 +1,19 @@
-//! The agent runner: runs the Claude Code CLI in a project and streams its output.
+//! The agent runner: runs the Claude Code CLI in a project as a live session and streams
+//! its output.
 //!
-//! A run executes `claude -p --output-format stream-json --verbose
-//! --permission-mode <mode> [--model M] [--resume <session>]` with the prompt on its stdin
-//! in the project directory ([`cli`]), as the leader of its own process group
-//! ([`process`]), with its output read into the project's log ([`output`]). The prompt is
-//! never an argument, so no prompt can be read as an option, and the session is always a
-//! UUID. The process gets the hub's environment without the hub's `SEMANTEST_HUB_*`
+//! A run is one agent process: `claude -p --input-format stream-json --output-format
+//! stream-json --verbose --permission-prompt-tool stdio --permission-mode <mode>
+//! [--model M] [--resume <session>]` in the project directory ([`driver::claude`]), as
+//! the leader of its own process group ([`process`]), with its output read into the
+//! project's log ([`output`]). Each prompt is a `user` line on its stdin, never an
+//! argument, so no prompt can be read as an option, and the session is always a UUID.
+//! A run holds one or more turns: a turn ends with the agent's `result` line; then the
+//! next queued follow-up starts the next turn, or, with none, a one-shot run
+//! (`agent.run`) closes stdin and the process exits, while a live session (started by
+//! `agent.send`) stays open for `agent.session_idle_s` before it does. Tool calls the
+//! permission mode does not settle come to the hub as permission requests
+//! ([`approvals`]); follow-ups and interrupts reach a running session through its
+//! [`session::SessionHandle`]. The process gets the hub's environment without the hub's `SEMANTEST_HUB_*`
 //! settings and secrets. Every run holds a [`slots::Permit`] from the
 //! moment before its process starts until its process group is gone, so at most
 //! `limits.max_running_agents` agents are ever alive.
@@ -24,9 +32,12 @@
 //! `RunFinished`) and never calls up into the hub; how a run ended comes back on the
 //! run's own [`RunHandle::ended`].
 
+pub mod approvals;
 pub mod claude_cli;
+pub mod driver;
 pub mod output;
 pub mod process;
+pub mod session;
 pub mod slots;
 
 use std::collections::HashMap;
@@ -37,10 +48,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::process::Child;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::AgentConfig;
 use crate::events::{Event, EventSink};
@@ -54,9 +65,15 @@ use crate::storage::sqlite::{RunOutcome, Store};
 use crate::support::metrics::Metrics;
 use crate::support::timestamp::now_ms;
 
+use approvals::{Approvals, Asker};
 use claude_cli::{AgentCli, CliSlot};
+use driver::{AgentEvent, Command, TurnEnd, claude};
 use output::{Pump, Summary};
+use session::{Input, SessionCommand, SessionHandle, SessionLine, Sent};
 use slots::{Permit, Slots};
+
+use crate::protocol::agents::{Delivery, QueueState, QueuedMessage, SendMode};
+use crate::storage::sqlite::QueuedRow;
 
 /// The largest prompt accepted, in bytes.
 pub const MAX_PROMPT_BYTES: usize = 256 * 1024;
@@ -87,8 +104,12 @@ pub struct RunRequest {
     pub prompt: String,
     /// Interactive or for a task.
     pub mode: RunMode,
-    /// Seconds before the run is stopped; `agent.timeout_s` when `None`.
+    /// Seconds a turn may run before the run is stopped; `agent.timeout_s` when `None`.
     pub timeout_s: Option<u64>,
+    /// Keep the process open between turns (a live session, `agent.send`), until
+    /// `agent.session_idle_s` pass with no turn; otherwise the run ends after its last
+    /// turn (`agent.run`, task runs).
+    pub keep_open: bool,
 }
 
 /// How a run ended, sent on [`RunHandle::ended`].
@@ -143,12 +164,17 @@ pub struct RunnerParts {
     pub tracker: TaskTracker,
     /// Stops every run at shutdown.
     pub shutdown: CancellationToken,
+    /// Permission requests.
+    pub approvals: Approvals,
 }
 
 struct Inner {
     parts: RunnerParts,
     /// Task runs in progress, by run id. A std `Mutex`: map operations only.
     task_runs: Mutex<HashMap<String, TaskRun>>,
+    /// The interactive run of each project while its process is alive, by project id.
+    /// A std `Mutex`: map operations only.
+    sessions: Mutex<HashMap<String, SessionHandle>>,
 }
 
 struct TaskRun {
@@ -169,6 +195,7 @@ struct RunContext {
     run: ActiveRun,
     mode: RunMode,
     timeout: Duration,
+    keep_open: bool,
 }
 
 /// The `run_started` line the hub writes to the project's log.
@@ -217,6 +244,8 @@ enum Ending {
     Exited(std::io::Result<ExitStatus>),
     Stopped,
     TimedOut,
+    /// An interrupted turn did not end within `agent.interrupt_timeout_ms`.
+    InterruptIgnored,
 }
 
 /// Why a run could not start, or be killed.
@@ -248,6 +277,15 @@ pub enum RunError {
     /// `agent.kill` with nothing running.
     #[error("project {0} runs no agent")]
     NotRunning(String),
+    /// `agent.interrupt` with no turn running.
+    #[error("no turn of project {0} is running")]
+    NoTurn(String),
+    /// The session is closing (its process is about to exit).
+    #[error("the session of project {0} is ending; send again in a moment")]
+    Closing(String),
+    /// No queued follow-up has that id, or it left the queue.
+    #[error("{0}")]
+    NotQueued(String),
     /// The project is missing, busy or has an invalid path.
     #[error(transparent)]
     Project(#[from] ProjectError),
@@ -263,7 +301,9 @@ impl From<RunError> for RpcError {
             RunError::PromptTooLarge => ErrorKind::TooLarge,
             RunError::CliMissing | RunError::CannotStart(_) => ErrorKind::AgentUnavailable,
             RunError::PathChanged { .. } => ErrorKind::InvalidPath,
-            RunError::NotRunning(_) => ErrorKind::NotRunning,
+            RunError::NotRunning(_) | RunError::NoTurn(_) => ErrorKind::NotRunning,
+            RunError::Closing(_) => ErrorKind::ProjectBusy,
+            RunError::NotQueued(_) => ErrorKind::MessageNotQueued,
             RunError::Project(_) => {
                 let RunError::Project(inner) = err else {
                     unreachable!()
@@ -283,6 +323,7 @@ impl Runner {
             inner: Arc::new(Inner {
                 parts,
                 task_runs: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -296,6 +337,18 @@ impl Runner {
             .task_runs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, SessionHandle>> {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The approvals of every session.
+    pub fn approvals(&self) -> &Approvals {
+        &self.parts().approvals
     }
 
     /// The agent limit's permits.
@@ -342,6 +395,7 @@ impl Runner {
             },
             mode: request.mode,
             timeout: Duration::from_secs(timeout_s),
+            keep_open: request.keep_open,
         };
         let (path, resume) = self.prepare(&ctx)?;
         // A root span: the run outlives the connection or task that started it.
@@ -368,7 +422,8 @@ impl Runner {
             }
             return Err(err.into());
         }
-        let child = match self.launch(&cli, &ctx, &request.prompt, resume.as_deref(), &path) {
+        let (input, inputs) = mpsc::channel(session::INPUT_QUEUE);
+        let child = match self.launch(&cli, &ctx, inputs, resume.as_deref(), &path) {
             Ok(child) => child,
             Err(reason) => {
                 let outcome = RunOutcome::new(RunStatus::Failed, Some(reason.clone()));
@@ -418,9 +473,24 @@ impl Runner {
             stop: ctx.run.stop.clone(),
             ended,
         };
+        let (commands_tx, commands) = mpsc::channel(16);
+        if ctx.interactive() {
+            self.sessions().insert(
+                ctx.project_id.clone(),
+                SessionHandle {
+                    run_id: ctx.run.id.clone(),
+                    commands: commands_tx,
+                },
+            );
+        }
+        let live = Live {
+            input,
+            commands,
+            first_prompt: request.prompt,
+        };
         let supervisor = self
             .clone()
-            .supervise(ctx, child, permit, done, started_line);
+            .supervise(ctx, child, permit, done, started_line, live);
         self.parts()
             .tracker
             .spawn(supervisor.instrument(span.clone()));
@@ -464,18 +534,18 @@ impl Runner {
         &self,
         cli: &AgentCli,
         ctx: &RunContext,
-        prompt: &str,
+        inputs: mpsc::Receiver<Input>,
         resume: Option<&str>,
         dir: &std::path::Path,
     ) -> Result<Child, String> {
         let config = &self.parts().config;
-        let args = claude_cli::build_args(resume, &config.permission_mode, config.model.as_deref());
+        let args = claude::build_args(resume, &config.permission_mode, config.model.as_deref());
         let mut child = process::spawn_cli(&cli.path, &args, dir, &config.env)
             .map_err(|err| format!("cannot start {}: {err}", cli.path.display()))?;
         if let Some(stdin) = child.stdin.take() {
             self.parts()
                 .tracker
-                .spawn(process::write_prompt(stdin, prompt.to_string()).in_current_span());
+                .spawn(session::write_input(stdin, inputs).in_current_span());
         }
         let pgid = child
             .id()
@@ -611,12 +681,14 @@ impl Runner {
         permit: Permit,
         done: oneshot::Sender<RunEnd>,
         started_line: Option<String>,
+        live: Live,
     ) {
         let parts = self.parts();
         // Before any output line, so the log reads in order.
         self.hub_line(&ctx, started_line).await;
         let pgid = child.id().map(|pid| pid as i32).unwrap_or_default();
         let summary = Arc::new(Mutex::new(Summary::default()));
+        let (events_tx, events) = mpsc::channel(64);
         let pump = Pump {
             feed: parts.feed.clone(),
             metrics: parts.metrics.clone(),
@@ -625,28 +697,52 @@ impl Runner {
             run_id: ctx.run.id.clone(),
             max_line: parts.config.max_line_bytes,
             summary: summary.clone(),
+            events: None,
         };
-        let pumps =
-            [
-                child.stdout.take().map(|out| {
-                    tokio::spawn(pump.clone().run(Stream::Stdout, out).in_current_span())
-                }),
-                child.stderr.take().map(|err| {
-                    tokio::spawn(pump.clone().run(Stream::Stderr, err).in_current_span())
-                }),
-            ];
-        let mut ending = tokio::select! {
-            status = child.wait() => Ending::Exited(status),
-            () = ctx.run.stop.cancelled() => Ending::Stopped,
-            () = tokio::time::sleep(ctx.timeout) => Ending::TimedOut,
+        let pumps = [
+            child.stdout.take().map(|out| {
+                let pump = Pump {
+                    events: Some(events_tx),
+                    ..pump.clone()
+                };
+                tokio::spawn(pump.run(Stream::Stdout, out).in_current_span())
+            }),
+            child.stderr.take().map(|err| {
+                tokio::spawn(pump.clone().run(Stream::Stderr, err).in_current_span())
+            }),
+        ];
+        let mut session = Session {
+            runner: &self,
+            ctx: &ctx,
+            asker: Asker {
+                project_id: ctx.project_id.clone(),
+                run_id: ctx.run.id.clone(),
+                input: live.input,
+            },
+            turns: 0,
+            turn_deadline: None,
+            idle_deadline: None,
+            interrupt_deadline: None,
+            closing: false,
+            next_now: None,
         };
+        session.start_turn(&live.first_prompt, "prompt", None).await;
+        let mut ending = session.run(&mut child, events, live.commands).await;
+        // No new command reaches this run from now on.
+        self.end_session(&ctx);
+        let why = match &ending {
+            Ending::Exited(_) => "the agent exited",
+            _ => "the run was stopped",
+        };
+        parts.approvals.withdraw(&ctx.run.id, None, why).await;
+        parts.approvals.end_run(&ctx.run.id);
         let grace = Duration::from_millis(parts.config.kill_grace_ms);
         let status = match &mut ending {
             Ending::Exited(status) => {
                 process::end_leftovers(pgid, grace).await;
                 status.as_ref().ok().copied()
             }
-            Ending::Stopped | Ending::TimedOut => {
+            Ending::Stopped | Ending::TimedOut | Ending::InterruptIgnored => {
                 process::stop_group(pgid, &mut child, grace).await
             }
         };
@@ -693,6 +789,474 @@ impl Runner {
             duration_ms: outcome.duration_ms,
         });
     }
+
+    /// Forgets a run's session handle, if it is still the project's.
+    fn end_session(&self, ctx: &RunContext) {
+        let mut sessions = self.sessions();
+        if sessions
+            .get(&ctx.project_id)
+            .is_some_and(|s| s.run_id == ctx.run.id)
+        {
+            sessions.remove(&ctx.project_id);
+        }
+    }
+
+    /// `agent.send`: a follow-up for the project's session. With a live session it is
+    /// queued, steered into the running turn or interrupts it (`mode`), or starts a turn
+    /// when none runs; with none, it starts a live session (holding `permit`, which is
+    /// dropped otherwise) whose first turn is the oldest queued follow-up, this one
+    /// queued behind the others.
+    ///
+    /// # Errors
+    /// As [`Runner::start`], `PROJECT_BUSY` while the session is closing or another run
+    /// holds the project, `TOO_LARGE`/`INVALID_PARAMS` for the text.
+    pub async fn send(
+        &self,
+        project_id: &str,
+        text: String,
+        mode: SendMode,
+        permit: impl FnOnce() -> Result<Permit, RpcError>,
+    ) -> Result<Sent, RpcError> {
+        if text.trim().is_empty() {
+            return Err(RunError::EmptyPrompt.into());
+        }
+        if text.len() > MAX_PROMPT_BYTES {
+            return Err(RunError::PromptTooLarge.into());
+        }
+        let handle = self.sessions().get(project_id).cloned();
+        if let Some(handle) = handle {
+            let (reply, answer) = oneshot::channel();
+            let sent = handle
+                .commands
+                .send(SessionCommand::Send {
+                    text: text.clone(),
+                    mode,
+                    reply,
+                })
+                .await;
+            if sent.is_ok()
+                && let Ok(result) = answer.await
+            {
+                return result.map_err(Into::into);
+            }
+            // The session ended meanwhile: start a new one below.
+        }
+        self.parts().projects.get(project_id)?;
+        let queued = self
+            .parts()
+            .store
+            .queued_messages(project_id.to_string())
+            .await
+            .map_err(|err| RpcError::internal("read queue", &err))?;
+        let (first, queued_message) = if queued.is_empty() || mode != SendMode::Queue {
+            (text, None)
+        } else {
+            let row = self.enqueue(project_id, text).await?;
+            let first = self
+                .parts()
+                .store
+                .take_next_queued(project_id.to_string(), String::new(), now_ms())
+                .await
+                .map_err(|err| RpcError::internal("take queued", &err))?;
+            match first {
+                Some(first) => {
+                    self.queue_changed(&first, QueueState::Delivered);
+                    (first.text, Some(row))
+                }
+                None => (row.text.clone(), None),
+            }
+        };
+        let handle = self.start(
+            RunRequest {
+                project_id: project_id.to_string(),
+                prompt: first,
+                mode: RunMode::Interactive { new_session: false },
+                timeout_s: None,
+                keep_open: true,
+            },
+            permit()?,
+        )?;
+        Ok(Sent {
+            run_id: handle.run_id,
+            delivery: if queued_message.is_some() {
+                Delivery::Queued
+            } else {
+                Delivery::Started
+            },
+            message: queued_message,
+        })
+    }
+
+    /// `agent.interrupt`: stops the project's running turn through the agent's control
+    /// protocol; its process group is signalled only if the turn does not end within
+    /// `agent.interrupt_timeout_ms`. Pending approvals of the run are withdrawn.
+    ///
+    /// # Errors
+    /// `NOT_RUNNING` when no turn runs.
+    pub async fn interrupt(&self, project_id: &str) -> Result<String, RunError> {
+        let handle = self.sessions().get(project_id).cloned();
+        let Some(handle) = handle else {
+            self.parts().projects.get(project_id)?;
+            return Err(RunError::NoTurn(project_id.to_string()));
+        };
+        let (reply, answer) = oneshot::channel();
+        if handle
+            .commands
+            .send(SessionCommand::Interrupt { reply })
+            .await
+            .is_err()
+        {
+            return Err(RunError::NoTurn(project_id.to_string()));
+        }
+        match answer.await {
+            Ok(result) => result.map(|()| handle.run_id),
+            Err(_) => Err(RunError::NoTurn(project_id.to_string())),
+        }
+    }
+
+    /// Queues a follow-up in the store and tells the clients.
+    async fn enqueue(&self, project_id: &str, text: String) -> Result<QueuedMessage, RpcError> {
+        let row = self
+            .parts()
+            .store
+            .enqueue_message(
+                format!("qm_{}", uuid::Uuid::now_v7().simple()),
+                project_id.to_string(),
+                text,
+                now_ms(),
+            )
+            .await
+            .map_err(|err| RpcError::internal("queue follow-up", &err))?;
+        let view = queued_view(row);
+        self.parts()
+            .sink
+            .emit(Event::QueueChanged(view.clone()));
+        Ok(view)
+    }
+
+    fn queue_changed(&self, row: &QueuedRow, state: QueueState) {
+        let mut view = queued_view(row.clone());
+        view.state = state;
+        self.parts().sink.emit(Event::QueueChanged(view));
+    }
+
+    /// `agent.queue.list`: the project's follow-ups still queued, oldest first.
+    ///
+    /// # Errors
+    /// `PROJECT_NOT_FOUND`, or an internal store error.
+    pub async fn queue(&self, project_id: &str) -> Result<Vec<QueuedMessage>, RpcError> {
+        self.parts().projects.get(project_id)?;
+        let rows = self
+            .parts()
+            .store
+            .queued_messages(project_id.to_string())
+            .await
+            .map_err(|err| RpcError::internal("read queue", &err))?;
+        Ok(rows.into_iter().map(queued_view).collect())
+    }
+
+    /// `agent.queue.update` (`text` is `Some`) and `agent.queue.cancel` (`None`): changes
+    /// a follow-up that is still queued.
+    ///
+    /// # Errors
+    /// `MESSAGE_NOT_QUEUED` when no follow-up has that id or it was already delivered or
+    /// cancelled; `TOO_LARGE`/`INVALID_PARAMS` for the text.
+    pub async fn change_queued(
+        &self,
+        id: &str,
+        text: Option<String>,
+    ) -> Result<QueuedMessage, RpcError> {
+        if let Some(text) = &text {
+            if text.trim().is_empty() {
+                return Err(RunError::EmptyPrompt.into());
+            }
+            if text.len() > MAX_PROMPT_BYTES {
+                return Err(RunError::PromptTooLarge.into());
+            }
+        }
+        let changed = self
+            .parts()
+            .store
+            .change_queued(id.to_string(), text, now_ms())
+            .await
+            .map_err(|err| RpcError::internal("change queued", &err))?;
+        match changed {
+            Some((row, true)) => {
+                let view = queued_view(row);
+                self.parts().sink.emit(Event::QueueChanged(view.clone()));
+                Ok(view)
+            }
+            Some((row, false)) => Err(RpcError::from(RunError::NotQueued(format!(
+                "follow-up {id} is already {}",
+                row.state
+            )))
+            .with_details(serde_json::json!({"id": id, "state": row.state}))),
+            None => Err(RunError::NotQueued(format!("no queued follow-up has id {id}")).into()),
+        }
+    }
+}
+
+/// A queued row as the wire shows it.
+fn queued_view(row: QueuedRow) -> QueuedMessage {
+    QueuedMessage {
+        id: row.id,
+        project_id: row.project_id,
+        text: row.text,
+        state: match row.state.as_str() {
+            "delivered" => QueueState::Delivered,
+            "cancelled" => QueueState::Cancelled,
+            _ => QueueState::Queued,
+        },
+        created_at: crate::support::timestamp::format_ms(row.created_at),
+        updated_at: crate::support::timestamp::format_ms(row.updated_at),
+        run_id: row.run_id.filter(|r| !r.is_empty()),
+    }
+}
+
+/// What a run's supervisor gets besides its process.
+struct Live {
+    /// The agent's stdin.
+    input: mpsc::Sender<Input>,
+    /// From the RPC side (`agent.send`, `agent.interrupt`).
+    commands: mpsc::Receiver<SessionCommand>,
+    /// The first turn's prompt.
+    first_prompt: String,
+}
+
+/// A run's turns: the state its supervisor keeps between events.
+struct Session<'a> {
+    runner: &'a Runner,
+    ctx: &'a RunContext,
+    asker: Asker,
+    /// Turns started so far.
+    turns: u32,
+    /// While a turn runs: when it times out.
+    turn_deadline: Option<tokio::time::Instant>,
+    /// While a live session waits for a message: when it closes.
+    idle_deadline: Option<tokio::time::Instant>,
+    /// After an interrupt: when the process group is signalled.
+    interrupt_deadline: Option<tokio::time::Instant>,
+    /// stdin was closed; the process is about to exit.
+    closing: bool,
+    /// An `interrupt` follow-up, delivered before the queue.
+    next_now: Option<String>,
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session<'_> {
+    fn running(&self) -> bool {
+        self.turn_deadline.is_some()
+    }
+
+    /// Runs the session until its process exits or it must be stopped.
+    async fn run(
+        &mut self,
+        child: &mut Child,
+        mut events: mpsc::Receiver<AgentEvent>,
+        mut commands: mpsc::Receiver<SessionCommand>,
+    ) -> Ending {
+        let mut events_open = true;
+        loop {
+            tokio::select! {
+                status = child.wait() => return Ending::Exited(status),
+                () = self.ctx.run.stop.cancelled() => return Ending::Stopped,
+                () = until(self.turn_deadline) => return Ending::TimedOut,
+                () = until(self.interrupt_deadline) => return Ending::InterruptIgnored,
+                () = until(self.idle_deadline) => {
+                    self.idle_deadline = None;
+                    self.log(SessionLine::new("session_idle", &self.ctx.run.id)).await;
+                    self.close().await;
+                }
+                event = events.recv(), if events_open => match event {
+                    Some(event) => self.on_event(event).await,
+                    None => events_open = false,
+                },
+                Some(command) = commands.recv() => self.on_command(command).await,
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: AgentEvent) {
+        let approvals = &self.runner.parts().approvals;
+        match event {
+            AgentEvent::PermissionRequested(request) => approvals.ask(&self.asker, request).await,
+            AgentEvent::PermissionCancelled { request_id } => {
+                approvals
+                    .withdraw(
+                        &self.ctx.run.id,
+                        Some(&request_id),
+                        "the agent cancelled the request",
+                    )
+                    .await;
+            }
+            AgentEvent::TurnEnded(end) => self.on_turn_end(end).await,
+            AgentEvent::Malformed { reason } => {
+                warn!(reason, "the agent sent a control line the hub cannot use; ignored");
+            }
+        }
+    }
+
+    /// A turn's `result` arrived: the one place a turn's end is handled.
+    async fn on_turn_end(&mut self, end: TurnEnd) {
+        self.turn_deadline = None;
+        self.interrupt_deadline = None;
+        let mut line = SessionLine::new("turn_ended", &self.ctx.run.id);
+        line.turn = Some(self.turns);
+        line.stop_reason = Some(end.stop_reason.as_str());
+        self.log(line).await;
+        if self.closing {
+            return;
+        }
+        if let Some(text) = self.next_now.take() {
+            self.start_turn(&text, "follow_up", None).await;
+            return;
+        }
+        let parts = self.runner.parts();
+        let next = parts
+            .store
+            .take_next_queued(self.ctx.project_id.clone(), self.ctx.run.id.clone(), now_ms())
+            .await;
+        match next {
+            Ok(Some(row)) => {
+                self.runner.queue_changed(&row, QueueState::Delivered);
+                self.start_turn(&row.text, "follow_up", Some(&row.id)).await;
+            }
+            Ok(None) if self.ctx.keep_open => {
+                self.idle_deadline = Some(
+                    tokio::time::Instant::now()
+                        + Duration::from_secs(parts.config.session_idle_s),
+                );
+            }
+            Ok(None) => self.close().await,
+            Err(err) => {
+                warn!(error = %ErrorChain(&err), "cannot read the follow-up queue");
+                self.close().await;
+            }
+        }
+    }
+
+    async fn on_command(&mut self, command: SessionCommand) {
+        match command {
+            SessionCommand::Send { text, mode, reply } => {
+                let result = self.send(text, mode).await;
+                let _ = reply.send(result);
+            }
+            SessionCommand::Interrupt { reply } => {
+                let result = if self.running() && !self.closing {
+                    self.interrupt().await;
+                    Ok(())
+                } else {
+                    Err(RunError::NoTurn(self.ctx.project_id.clone()))
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn send(&mut self, text: String, mode: SendMode) -> Result<Sent, RunError> {
+        let sent = |delivery, message| Sent {
+            run_id: self.ctx.run.id.clone(),
+            delivery,
+            message,
+        };
+        if self.closing {
+            return Err(RunError::Closing(self.ctx.project_id.clone()));
+        }
+        if !self.running() {
+            self.start_turn(&text, "follow_up", None).await;
+            return Ok(sent(Delivery::Started, None));
+        }
+        match mode {
+            SendMode::Queue => {
+                let message = self
+                    .runner
+                    .enqueue(&self.ctx.project_id, text)
+                    .await
+                    .map_err(|err| RunError::CannotStart(err.message))?;
+                let mut line = SessionLine::new("follow_up_queued", &self.ctx.run.id);
+                line.message_id = Some(&message.id);
+                line.text = Some(&message.text);
+                self.log(line).await;
+                Ok(sent(Delivery::Queued, Some(message)))
+            }
+            SendMode::Steer => {
+                self.write(Command::Prompt { text: text.clone() }).await;
+                let mut line = SessionLine::new("follow_up_delivered", &self.ctx.run.id);
+                line.turn = Some(self.turns);
+                line.source = Some("steer");
+                line.text = Some(&text);
+                self.log(line).await;
+                Ok(sent(Delivery::Steered, None))
+            }
+            SendMode::Interrupt => {
+                self.next_now = Some(text);
+                self.interrupt().await;
+                Ok(sent(Delivery::Interrupting, None))
+            }
+        }
+    }
+
+    async fn interrupt(&mut self) {
+        let request_id = format!("hub_interrupt_{}", self.turns);
+        self.write(Command::Interrupt { request_id }).await;
+        let withdrawn = self
+            .runner
+            .parts()
+            .approvals
+            .withdraw(&self.ctx.run.id, None, "the turn was interrupted")
+            .await;
+        let mut line = SessionLine::new("interrupt", &self.ctx.run.id);
+        line.turn = Some(self.turns);
+        line.withdrawn = Some(withdrawn);
+        self.log(line).await;
+        info!(withdrawn, "turn interrupted");
+        let bound = Duration::from_millis(self.runner.parts().config.interrupt_timeout_ms);
+        self.interrupt_deadline = Some(tokio::time::Instant::now() + bound);
+    }
+
+    async fn start_turn(&mut self, text: &str, source: &'static str, message_id: Option<&str>) {
+        self.idle_deadline = None;
+        self.turns += 1;
+        self.turn_deadline = Some(tokio::time::Instant::now() + self.ctx.timeout);
+        let mut line = SessionLine::new("turn_started", &self.ctx.run.id);
+        line.turn = Some(self.turns);
+        line.source = Some(source);
+        line.message_id = message_id;
+        if source != "prompt" {
+            // The first prompt is already in `run_started`.
+            line.text = Some(text);
+        }
+        self.log(line).await;
+        self.write(Command::Prompt {
+            text: text.to_string(),
+        })
+        .await;
+    }
+
+    /// Closes the agent's stdin: it exits once it has nothing left to do.
+    async fn close(&mut self) {
+        self.closing = true;
+        let _ = self.asker.input.send(Input::Close).await;
+    }
+
+    async fn write(&self, command: Command) {
+        if self.asker.input.send(Input::Command(command)).await.is_err() {
+            debug!("the agent's input is closed");
+        }
+    }
+
+    async fn log(&self, line: SessionLine<'_>) {
+        self.runner
+            .hub_line(self.ctx, Runner::hub_text(&line))
+            .await;
+    }
 }
 
 /// How a run ended and why, from how it stopped, its exit status and its summary.
@@ -726,6 +1290,13 @@ fn judge(
         Ending::TimedOut => (
             RunStatus::TimedOut,
             Some(format!("timed out after {} s", ctx.timeout.as_secs())),
+        ),
+        Ending::InterruptIgnored => (
+            RunStatus::Killed,
+            Some(format!(
+                "the agent did not stop within {} ms of an interrupt; its processes were ended",
+                parts.config.interrupt_timeout_ms
+            )),
         ),
         Ending::Exited(_) if summary.is_error => (
             RunStatus::Failed,

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tracing::warn;
 
+use super::driver::{AgentEvent, claude};
 use crate::projects::feed::{Feed, Line};
 use crate::projects::{Projects, valid_session_id};
 use crate::protocol::Stream;
@@ -71,6 +72,9 @@ pub struct Pump {
     pub max_line: usize,
     /// Filled in as `init` and `result` events arrive.
     pub summary: Arc<Mutex<Summary>>,
+    /// For stdout: where the session's protocol events go (permission requests, turn
+    /// ends), in the order of their lines, after the lines are stored.
+    pub events: Option<tokio::sync::mpsc::Sender<AgentEvent>>,
 }
 
 /// Lines stored in one transaction, at most.
@@ -157,6 +161,14 @@ impl Pump {
                 && let Ok(fields) = serde_json::from_str::<EventFields>(line.text)
             {
                 self.note_event(&appended.kind, fields);
+            }
+            if let Some(events) = &self.events
+                && appended.is_json
+                && claude::is_protocol_kind(&appended.kind)
+                && let Some(event) = claude::parse_line(line.text)
+            {
+                // A full queue makes the agent wait for the session, never drops an event.
+                let _ = events.send(event).await;
             }
         }
     }

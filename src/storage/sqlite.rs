@@ -45,11 +45,13 @@ mod migrations;
 mod projects;
 mod reads;
 mod rows;
+mod sessions;
 mod tasks;
 mod writer;
 pub(crate) use crate::storage::credentials::stored;
 pub(crate) use crate::support::blocking::blocking;
 pub use rows::{MessagePage, MessageQuery, NewLine, ProjectRow, RunOutcome, UnfinishedRun};
+pub use sessions::{QueuedRow, RuleRow};
 pub use tasks::{TaskRow, WorkerRow};
 
 /// Rows one write job touches at most in a big operation (inserting tasks, deleting a

@@ -2,7 +2,7 @@
 
 use rusqlite_migration::{M, Migrations};
 
-use super::client_tokens;
+use super::{client_tokens, sessions};
 
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -101,5 +101,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         ),
         // Client tokens (src/storage/sqlite/client_tokens.rs).
         M::up(client_tokens::MIGRATION),
+        // Live agent sessions (src/storage/sqlite/sessions.rs): queued follow-ups and
+        // remembered approval rules.
+        M::up(sessions::MIGRATION),
     ])
 }
