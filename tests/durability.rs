@@ -98,7 +98,7 @@ async fn a_restart_keeps_projects_sessions_and_the_log() {
     ws.subscribe(&project_id).await;
     let run_id = run(&mut ws, &project_id, "success").await;
     let lines = ws.run_output(&run_id).await;
-    let session = lines[1]["event"]["session_id"].clone();
+    let session = lines[2]["event"]["session_id"].clone();
     drop(ws);
 
     let hub = hub.restart().await;
@@ -106,7 +106,7 @@ async fn a_restart_keeps_projects_sessions_and_the_log() {
     let projects = ws.ok("project.list", json!({})).await;
     assert_eq!(projects["projects"][0]["id"], project_id);
     assert_eq!(projects["projects"][0]["session_id"], session);
-    assert_eq!(projects["projects"][0]["last_seq"], 8);
+    assert_eq!(projects["projects"][0]["last_seq"], 10);
     let stored = ws
         .ok("messages.list", json!({"project_id": project_id}))
         .await;
@@ -114,7 +114,7 @@ async fn a_restart_keeps_projects_sessions_and_the_log() {
     // New lines continue the numbering.
     ws.subscribe(&project_id).await;
     let run_id = run(&mut ws, &project_id, "success").await;
-    assert_eq!(ws.run_output(&run_id).await[0]["seq"], 9);
+    assert_eq!(ws.run_output(&run_id).await[0]["seq"], 11);
     hub.stop().await;
 }
 
