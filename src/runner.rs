@@ -69,7 +69,7 @@ use approvals::{Approvals, Asker};
 use claude_cli::{AgentCli, CliSlot};
 use driver::{AgentEvent, Command, TurnEnd, claude};
 use output::{Pump, Summary};
-use session::{Input, SessionCommand, SessionHandle, SessionLine, Sent};
+use session::{Input, Sent, SessionCommand, SessionHandle, SessionLine};
 use slots::{Permit, Slots};
 
 use crate::protocol::agents::{Delivery, QueueState, QueuedMessage, SendMode};
@@ -707,9 +707,10 @@ impl Runner {
                 };
                 tokio::spawn(pump.run(Stream::Stdout, out).in_current_span())
             }),
-            child.stderr.take().map(|err| {
-                tokio::spawn(pump.clone().run(Stream::Stderr, err).in_current_span())
-            }),
+            child
+                .stderr
+                .take()
+                .map(|err| tokio::spawn(pump.clone().run(Stream::Stderr, err).in_current_span())),
         ];
         let mut session = Session {
             runner: &self,
@@ -928,9 +929,7 @@ impl Runner {
             .await
             .map_err(|err| RpcError::internal("queue follow-up", &err))?;
         let view = queued_view(row);
-        self.parts()
-            .sink
-            .emit(Event::QueueChanged(view.clone()));
+        self.parts().sink.emit(Event::QueueChanged(view.clone()));
         Ok(view)
     }
 
@@ -1098,7 +1097,10 @@ impl Session<'_> {
             }
             AgentEvent::TurnEnded(end) => self.on_turn_end(end).await,
             AgentEvent::Malformed { reason } => {
-                warn!(reason, "the agent sent a control line the hub cannot use; ignored");
+                warn!(
+                    reason,
+                    "the agent sent a control line the hub cannot use; ignored"
+                );
             }
         }
     }
@@ -1121,7 +1123,11 @@ impl Session<'_> {
         let parts = self.runner.parts();
         let next = parts
             .store
-            .take_next_queued(self.ctx.project_id.clone(), self.ctx.run.id.clone(), now_ms())
+            .take_next_queued(
+                self.ctx.project_id.clone(),
+                self.ctx.run.id.clone(),
+                now_ms(),
+            )
             .await;
         match next {
             Ok(Some(row)) => {
@@ -1130,8 +1136,7 @@ impl Session<'_> {
             }
             Ok(None) if self.ctx.keep_open => {
                 self.idle_deadline = Some(
-                    tokio::time::Instant::now()
-                        + Duration::from_secs(parts.config.session_idle_s),
+                    tokio::time::Instant::now() + Duration::from_secs(parts.config.session_idle_s),
                 );
             }
             Ok(None) => self.close().await,
@@ -1247,7 +1252,13 @@ impl Session<'_> {
     }
 
     async fn write(&self, command: Command) {
-        if self.asker.input.send(Input::Command(command)).await.is_err() {
+        if self
+            .asker
+            .input
+            .send(Input::Command(command))
+            .await
+            .is_err()
+        {
             debug!("the agent's input is closed");
         }
     }

@@ -155,7 +155,10 @@ async fn an_edited_input_runs_as_edited_and_a_denial_reaches_the_agent() {
     .await;
     let lines = ws.run_output(&run_id).await;
     let result = lines.iter().find(|l| l["kind"] == "result").unwrap();
-    assert_eq!(result["event"]["result"], "allowed: echo edited > edited.txt");
+    assert_eq!(
+        result["event"]["result"],
+        "allowed: echo edited > edited.txt"
+    );
     assert!(dir.path().join("edited.txt").exists());
     assert!(!dir.path().join("out.txt").exists());
 
@@ -367,7 +370,11 @@ async fn malformed_control_lines_are_logged_and_the_session_goes_on() {
         .filter(|l| l["kind"] == "control_request")
         .count();
     assert_eq!(control, 5, "{lines:?}");
-    assert!(lines.iter().any(|l| l["text"] == "{\"type\":\"control_request\", \"truncated"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["text"] == "{\"type\":\"control_request\", \"truncated")
+    );
     hub.stop().await;
 }
 
@@ -503,7 +510,10 @@ async fn follow_ups_queue_steer_and_interrupt_a_live_session() {
     let resolved = ws.notification("agent.approval_resolved").await;
     assert_eq!(resolved["approval_id"], id);
     assert_eq!(resolved["resolution"]["outcome"], "withdrawn");
-    assert_eq!(resolved["resolution"]["message"], "the turn was interrupted");
+    assert_eq!(
+        resolved["resolution"]["message"],
+        "the turn was interrupted"
+    );
     let results = results_until_turn(&mut ws, &run_id, 3).await;
     assert_eq!(results.last().unwrap()["result"], "Done.");
     assert!(!dir.path().join("edited").exists());
@@ -558,8 +568,8 @@ async fn an_idle_session_ends_and_the_next_message_resumes_it() {
         ["turn_ended", "session_idle", "run_finished"]
     );
     assert_eq!(lines.last().unwrap()["event"]["status"], "succeeded");
-    let session = lines.iter().find(|l| l["kind"] == "system").unwrap()["event"]["session_id"]
-        .clone();
+    let session =
+        lines.iter().find(|l| l["kind"] == "system").unwrap()["event"]["session_id"].clone();
     let sent = ws
         .ok(
             "agent.send",
@@ -618,6 +628,94 @@ async fn queued_follow_ups_survive_a_restart_and_run_in_order() {
         ws.ok("agent.queue.list", json!({"project_id": project_id}))
             .await["messages"],
         json!([])
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn the_cli_lists_and_answers_approvals() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = hub.project(&mut ws).await;
+    ws.subscribe(&project_id).await;
+    let run_id = run(&mut ws, &project_id, "ask Bash touch cli.txt").await;
+    let id = ws.notification("agent.approval_requested").await["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listed = hub.cli(&["approvals"]).await;
+    assert!(listed.status.success(), "{listed:?}");
+    let table = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        table.contains(&id) && table.contains("touch cli.txt"),
+        "{table}"
+    );
+    let denied = hub
+        .cli(&["approvals", "deny", &id, "--message", "not from here"])
+        .await;
+    assert!(denied.status.success(), "{denied:?}");
+    assert!(
+        String::from_utf8(denied.stdout)
+            .unwrap()
+            .starts_with("denied")
+    );
+    let again = hub.cli(&["approvals", "allow", &id]).await;
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8(again.stderr)
+            .unwrap()
+            .contains("already denied")
+    );
+    let lines = ws.run_output(&run_id).await;
+    let result = lines.iter().find(|l| l["kind"] == "result").unwrap();
+    assert_eq!(result["event"]["result"], "denied: not from here");
+    assert!(!dir.path().join("cli.txt").exists());
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn agent_run_on_a_terminal_asks_and_runs_what_the_person_allowed() {
+    use tokio::io::AsyncWriteExt;
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = hub.project(&mut ws).await;
+    // `script` runs the command on a pseudo-terminal and relays our pipe to it.
+    let command = format!(
+        "{} --data-dir {} --secret-store file agent run {project_id} 'ask Bash echo typed > pty.txt'",
+        crate::util::hub_bin().display(),
+        hub.dir.path().display(),
+    );
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("script(1) runs");
+    let mut stdin = child.stdin.take().unwrap();
+    // "e" edits the command, then the edited one is typed; the terminal keeps the
+    // lines until the CLI asks.
+    stdin
+        .write_all(b"e\necho edited > pty.txt\n")
+        .await
+        .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(60), async {
+        let out = child.wait_with_output().await.unwrap();
+        drop(stdin);
+        out
+    })
+    .await
+    .expect("the CLI ends");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("Bash wants to run: echo typed > pty.txt"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("pty.txt")).unwrap(),
+        "edited\n"
     );
     hub.stop().await;
 }

@@ -257,7 +257,12 @@ async fn the_real_cli_asks_before_a_bash_call_and_runs_only_what_was_approved() 
     let (run_id, approval) = asking(&mut ws, &project_id, "BASH echo hi > approved.txt").await;
     assert_eq!(approval["tool_name"], "Bash");
     assert_eq!(approval["input"]["command"], "echo hi > approved.txt");
-    assert!(approval["tool_use_id"].as_str().unwrap().starts_with("toolu_"));
+    assert!(
+        approval["tool_use_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("toolu_")
+    );
     assert!(!dir.path().join("approved.txt").exists());
     ws.ok(
         "agent.approvals.answer",
@@ -265,7 +270,11 @@ async fn the_real_cli_asks_before_a_bash_call_and_runs_only_what_was_approved() 
     )
     .await;
     let lines = ws.run_output(&run_id).await;
-    assert_eq!(lines.last().unwrap()["event"]["status"], "succeeded", "{lines:?}");
+    assert_eq!(
+        lines.last().unwrap()["event"]["status"],
+        "succeeded",
+        "{lines:?}"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.path().join("approved.txt")).unwrap(),
         "hi\n"
@@ -281,14 +290,13 @@ async fn the_real_cli_asks_before_a_bash_call_and_runs_only_what_was_approved() 
     .await;
     let lines = ws.run_output(&run_id).await;
     assert!(!dir.path().join("denied.txt").exists());
-    let told = lines.iter().any(|l| {
-        l["kind"] == "user" && l["event"].to_string().contains("not on this branch")
-    });
+    let told = lines
+        .iter()
+        .any(|l| l["kind"] == "user" && l["event"].to_string().contains("not on this branch"));
     assert!(told, "{lines:?}");
 
     // Allowed with an edited input: the edited command is what ran.
-    let (run_id, approval) =
-        asking(&mut ws, &project_id, "BASH echo original > edited.txt").await;
+    let (run_id, approval) = asking(&mut ws, &project_id, "BASH echo original > edited.txt").await;
     ws.ok(
         "agent.approvals.answer",
         json!({"approval_id": approval["id"], "decision": "allow_once",
@@ -312,7 +320,11 @@ async fn the_real_cli_asks_before_a_bash_call_and_runs_only_what_was_approved() 
     assert!(dir.path().join("first.txt").exists());
     let run_id = run(&mut ws, &project_id, "BASH touch second.txt").await;
     let lines = ws.run_output(&run_id).await;
-    assert_eq!(lines.last().unwrap()["event"]["status"], "succeeded", "{lines:?}");
+    assert_eq!(
+        lines.last().unwrap()["event"]["status"],
+        "succeeded",
+        "{lines:?}"
+    );
     assert!(dir.path().join("second.txt").exists());
     let by_rule = lines
         .iter()

@@ -1,13 +1,16 @@
-//! `agent run|kill|new-session`: start a run and stream its output for a person, exiting
-//! with its status; stop a run; forget a session.
+//! `agent run|kill|new-session` and `approvals`: start a run and stream its output for a
+//! person, asking them on the terminal about the tool calls it wants to make, and exit
+//! with its status; stop a run; forget a session; list and answer approvals.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use super::args::{ApprovalsCommand, ListFormat};
 use super::client::HubClient;
+use super::output::text_or;
 use super::projects::resolve_project;
 
 pub(super) async fn agent_run(
@@ -28,6 +31,9 @@ pub(super) async fn agent_run(
         )
         .await?;
     let run_id = started["run_id"].as_str().unwrap_or_default().to_string();
+    // Tool calls are asked about here when a person is at the terminal; otherwise they
+    // wait for the dashboard or `semantest-hub approvals`.
+    let ask = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let mut interrupted = false;
     let mut stdout = std::io::stdout();
     loop {
@@ -40,6 +46,13 @@ pub(super) async fn agent_run(
                 continue;
             }
         };
+        if ask
+            && message["method"] == "agent.approval_requested"
+            && message["params"]["approval"]["run_id"] == run_id.as_str()
+        {
+            ask_on_terminal(client, &message["params"]["approval"]).await?;
+            continue;
+        }
         if message["method"] != "project.output" {
             continue;
         }
@@ -123,5 +136,158 @@ pub(super) async fn agent_new_session(client: &mut HubClient, project: &str) -> 
         .request("agent.new_session", json!({"project_id": project_id}))
         .await?;
     println!("the next run of {project_id} starts a new session");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads one line from the terminal, off the runtime's workers.
+async fn read_line(prompt: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok::<_, std::io::Error>(line.trim_end_matches(['\r', '\n']).to_string())
+    })
+    .await?
+    .context("cannot read the terminal")
+}
+
+/// What a tool call would do, in one line: its command, file or input.
+fn describe(approval: &Value) -> String {
+    let input = &approval["input"];
+    for key in ["command", "file_path", "url", "pattern"] {
+        if let Some(text) = input[key].as_str() {
+            return text.to_string();
+        }
+    }
+    input.to_string()
+}
+
+/// Asks `y/n/e(dit)/a(lways)` about an approval and sends the answer. An answer from
+/// elsewhere that came first is reported, not an error.
+async fn ask_on_terminal(client: &mut HubClient, approval: &Value) -> Result<()> {
+    let id = text_or(approval, "id", "");
+    let tool = text_or(approval, "tool_name", "tool");
+    eprintln!("? {tool} wants to run: {}", describe(approval));
+    let params = loop {
+        let answer =
+            read_line("  allow? [y]es, [n]o, [e]dit, [a]lways for this project: ".into()).await?;
+        match answer.trim().to_lowercase().as_str() {
+            "y" | "yes" => break json!({"approval_id": id, "decision": "allow_once"}),
+            "a" | "always" => {
+                break json!({"approval_id": id, "decision": "allow_always", "scope": "project"});
+            }
+            "n" | "no" => {
+                let message = read_line("  tell the agent why (optional): ".into()).await?;
+                let message = if message.trim().is_empty() {
+                    "The user denied this from the terminal.".to_string()
+                } else {
+                    message
+                };
+                break json!({"approval_id": id, "decision": "reject_once", "message": message});
+            }
+            "e" | "edit" => {
+                let mut input = approval["input"].clone();
+                if input["command"].is_string() {
+                    let command = read_line("  command: ".into()).await?;
+                    input["command"] = Value::String(command);
+                } else {
+                    let text = read_line("  input (JSON object): ".into()).await?;
+                    match serde_json::from_str::<Value>(&text) {
+                        Ok(value) if value.is_object() => input = value,
+                        _ => {
+                            eprintln!("  not a JSON object; asking again");
+                            continue;
+                        }
+                    }
+                }
+                break json!({"approval_id": id, "decision": "allow_once", "updated_input": input});
+            }
+            _ => eprintln!("  answer y, n, e or a"),
+        }
+    };
+    match client.request("agent.approvals.answer", params).await {
+        Ok(answered) => {
+            eprintln!(
+                "  {}",
+                text_or(&answered["resolution"], "outcome", "answered")
+            );
+            Ok(())
+        }
+        Err(err) => {
+            // Answered from the dashboard first, or withdrawn: the run goes on either way.
+            eprintln!("  {err:#}");
+            Ok(())
+        }
+    }
+}
+
+/// `approvals [list|allow|deny]`.
+pub(super) async fn approvals_command(
+    client: &mut HubClient,
+    action: Option<ApprovalsCommand>,
+) -> Result<ExitCode> {
+    let action = action.unwrap_or(ApprovalsCommand::List(ListFormat {
+        json: false,
+        quiet: false,
+    }));
+    let params = match action {
+        ApprovalsCommand::List(format) => {
+            let list = client.request("agent.approvals.list", json!({})).await?;
+            format.print(
+                &list,
+                "approvals",
+                &[
+                    ("ID", &|a| text_or(a, "id", "")),
+                    ("PROJECT", &|a| text_or(a, "project_id", "")),
+                    ("TOOL", &|a| text_or(a, "tool_name", "")),
+                    ("ASKED", &|a| text_or(a, "asked_at", "")),
+                    ("INPUT", &describe),
+                ],
+                "no pending approvals",
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        ApprovalsCommand::Allow { id, input, always } => {
+            let updated: Option<Value> = match input {
+                Some(text) => {
+                    let value: Value =
+                        serde_json::from_str(&text).context("--input is not valid JSON")?;
+                    if !value.is_object() {
+                        bail!("--input must be a JSON object, e.g. '{{\"command\": \"ls\"}}'");
+                    }
+                    Some(value)
+                }
+                None => None,
+            };
+            let decision = if always.is_some() {
+                "allow_always"
+            } else {
+                "allow_once"
+            };
+            json!({"approval_id": id, "decision": decision, "updated_input": updated, "scope": always})
+        }
+        ApprovalsCommand::Deny {
+            id,
+            message,
+            interrupt,
+            always,
+        } => {
+            let decision = if always.is_some() {
+                "reject_always"
+            } else {
+                "reject_once"
+            };
+            json!({"approval_id": id, "decision": decision, "message": message,
+                   "interrupt": interrupt, "scope": always})
+        }
+    };
+    let answered = client.request("agent.approvals.answer", params).await?;
+    println!(
+        "{} {} ({})",
+        text_or(&answered["resolution"], "outcome", "answered"),
+        text_or(&answered["approval"], "id", ""),
+        text_or(&answered["approval"], "tool_name", "")
+    );
     Ok(ExitCode::SUCCESS)
 }

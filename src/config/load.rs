@@ -366,7 +366,10 @@ impl Config {
             return invalid("agent.max_line_bytes", "must be between 4 KiB and 256 MiB");
         }
         if !(1..=7 * 24 * 3600).contains(&self.agent.session_idle_s) {
-            return invalid("agent.session_idle_s", "must be between 1 and 604800 (7 days)");
+            return invalid(
+                "agent.session_idle_s",
+                "must be between 1 and 604800 (7 days)",
+            );
         }
         if !(1..=600_000).contains(&self.agent.interrupt_timeout_ms) {
             return invalid("agent.interrupt_timeout_ms", "must be between 1 and 600000");

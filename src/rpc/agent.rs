@@ -9,11 +9,11 @@ use crate::app::contexts::AgentsCtx;
 use crate::config::Family;
 use crate::events::Event;
 use crate::projects::ProjectError;
-use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::agents::{
     AnswerParams, AnsweredBy, ApprovalsListParams, QueueRef, QueueUpdateParams, SendParams,
     method as agents_method,
 };
+use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::scopes::Scope;
 use crate::protocol::{AgentRunParams, ProjectRef, StateChange, method, parse_params};
 use crate::runner::{RunMode, RunRequest};
@@ -29,11 +29,31 @@ pub(super) const METHODS: &[Method] = &[
     row(method::AGENT_NEW_SESSION, AGENTS, FAMILY, new_session),
     row(agents_method::AGENT_SEND, AGENTS, FAMILY, send),
     row(agents_method::AGENT_INTERRUPT, AGENTS, FAMILY, interrupt),
-    row(agents_method::AGENT_APPROVALS_LIST, AGENTS, FAMILY, approvals_list),
-    row(agents_method::AGENT_APPROVALS_ANSWER, AGENTS, FAMILY, approvals_answer),
+    row(
+        agents_method::AGENT_APPROVALS_LIST,
+        AGENTS,
+        FAMILY,
+        approvals_list,
+    ),
+    row(
+        agents_method::AGENT_APPROVALS_ANSWER,
+        AGENTS,
+        FAMILY,
+        approvals_answer,
+    ),
     row(agents_method::AGENT_QUEUE_LIST, AGENTS, FAMILY, queue_list),
-    row(agents_method::AGENT_QUEUE_UPDATE, AGENTS, FAMILY, queue_update),
-    row(agents_method::AGENT_QUEUE_CANCEL, AGENTS, FAMILY, queue_cancel),
+    row(
+        agents_method::AGENT_QUEUE_UPDATE,
+        AGENTS,
+        FAMILY,
+        queue_update,
+    ),
+    row(
+        agents_method::AGENT_QUEUE_CANCEL,
+        AGENTS,
+        FAMILY,
+        queue_cancel,
+    ),
 ];
 
 /// A row of this family's table: its handlers see [`AgentsCtx`] only.

@@ -36,7 +36,7 @@ use crate::events::{Event, EventSink};
 use crate::projects::feed::{Feed, Line};
 use crate::protocol::Stream;
 use crate::protocol::agents::{
-    AnsweredBy, AnswerParams, ApprovalOutcome, ApprovalResolved, ApprovalView, DecisionKind,
+    AnswerParams, AnsweredBy, ApprovalOutcome, ApprovalResolved, ApprovalView, DecisionKind,
     Resolution, RuleScope,
 };
 use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
@@ -94,12 +94,13 @@ pub enum ApprovalError {
 impl From<ApprovalError> for RpcError {
     fn from(err: ApprovalError) -> Self {
         match &err {
-            ApprovalError::NotFound(id) => RpcError::new(ErrorKind::ApprovalNotFound, err.to_string())
-                .with_details(serde_json::json!({"approval_id": id})),
+            ApprovalError::NotFound(id) => {
+                RpcError::new(ErrorKind::ApprovalNotFound, err.to_string())
+                    .with_details(serde_json::json!({"approval_id": id}))
+            }
             ApprovalError::Resolved { id, resolution } => {
-                RpcError::new(ErrorKind::ApprovalResolved, err.to_string()).with_details(
-                    serde_json::json!({"approval_id": id, "resolution": resolution}),
-                )
+                RpcError::new(ErrorKind::ApprovalResolved, err.to_string())
+                    .with_details(serde_json::json!({"approval_id": id, "resolution": resolution}))
             }
             ApprovalError::Invalid(_) => RpcError::new(ErrorKind::InvalidParams, err.to_string()),
             ApprovalError::Store(source) => RpcError::internal("store approval rule", source),
@@ -326,7 +327,8 @@ impl Approvals {
                 at: format_ms(now),
             };
             info!(approval_id = %id, tool = %view.tool_name, outcome = ?outcome, "tool call answered by policy");
-            self.log(&view, "approval_resolved", Some(&resolution)).await;
+            self.log(&view, "approval_resolved", Some(&resolution))
+                .await;
             return;
         }
         let timer = self.inner.shutdown.child_token();
@@ -460,7 +462,11 @@ impl Approvals {
         };
         send(&pending.input, &pending.request_id, answer).await;
         let view = pending.view.clone();
-        let behavior = if allow { Behavior::Allow } else { Behavior::Deny };
+        let behavior = if allow {
+            Behavior::Allow
+        } else {
+            Behavior::Deny
+        };
         let stored = match scope {
             Some(RuleScope::Session) => {
                 self.state()
@@ -518,13 +524,15 @@ impl Approvals {
         pending.timer.cancel();
         info!(approval_id = %pending.view.id, outcome = ?resolution.outcome, by = ?resolution.by,
               "approval resolved");
-        self.inner.sink.emit(Event::ApprovalResolved(ApprovalResolved {
-            approval_id: pending.view.id.clone(),
-            project_id: pending.view.project_id.clone(),
-            run_id: pending.view.run_id.clone(),
-            tool_name: pending.view.tool_name.clone(),
-            resolution: resolution.clone(),
-        }));
+        self.inner
+            .sink
+            .emit(Event::ApprovalResolved(ApprovalResolved {
+                approval_id: pending.view.id.clone(),
+                project_id: pending.view.project_id.clone(),
+                run_id: pending.view.run_id.clone(),
+                tool_name: pending.view.tool_name.clone(),
+                resolution: resolution.clone(),
+            }));
         self.log(&pending.view, "approval_resolved", Some(&resolution))
             .await;
     }
@@ -603,6 +611,9 @@ async fn send(input: &mpsc::Sender<Input>, request_id: &str, answer: PermissionA
         answer,
     };
     if input.send(Input::Command(command)).await.is_err() {
-        warn!(request_id, "the agent's input is closed; the answer was not delivered");
+        warn!(
+            request_id,
+            "the agent's input is closed; the answer was not delivered"
+        );
     }
 }

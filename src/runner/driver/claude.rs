@@ -66,7 +66,10 @@ pub fn build_args(resume: Option<&str>, permission_mode: &str, model: Option<&st
 /// Whether a line's `type` (the feed's `kind`) may matter to the session: the parser is
 /// only run on these.
 pub fn is_protocol_kind(kind: &str) -> bool {
-    matches!(kind, "control_request" | "control_cancel_request" | "result")
+    matches!(
+        kind,
+        "control_request" | "control_cancel_request" | "result"
+    )
 }
 
 #[derive(Deserialize)]
@@ -87,7 +90,10 @@ pub fn parse_line(text: &str) -> Option<AgentEvent> {
     };
     match line.kind.as_str() {
         "result" => {
-            let is_error = value.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+            let is_error = value
+                .get("is_error")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             let subtype = value.get("subtype").and_then(Value::as_str).unwrap_or("");
             let aborted = value
                 .get("terminal_reason")
@@ -280,7 +286,9 @@ mod tests {
             StopReason::EndTurn
         );
         assert_eq!(
-            end(r#"{"type":"result","subtype":"error_during_execution","is_error":true,"terminal_reason":"aborted_tools"}"#),
+            end(
+                r#"{"type":"result","subtype":"error_during_execution","is_error":true,"terminal_reason":"aborted_tools"}"#
+            ),
             StopReason::Cancelled
         );
         assert_eq!(
@@ -306,7 +314,10 @@ mod tests {
         .unwrap();
         assert_eq!(allow["response"]["request_id"], "r1");
         assert_eq!(allow["response"]["response"]["behavior"], "allow");
-        assert_eq!(allow["response"]["response"]["updatedInput"]["command"], "ls");
+        assert_eq!(
+            allow["response"]["response"]["updatedInput"]["command"],
+            "ls"
+        );
         let deny: Value = serde_json::from_str(&encode(&Command::Answer {
             request_id: "r2".into(),
             answer: PermissionAnswer::Deny {
