@@ -719,3 +719,49 @@ async fn agent_run_on_a_terminal_asks_and_runs_what_the_person_allowed() {
     );
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn a_hundred_approvals_in_one_turn_are_each_answered_and_timed() {
+    let record = tempfile::tempdir().unwrap();
+    let hub = TestHub::start_with(recording(record.path())).await;
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = hub.project(&mut ws).await;
+    ws.subscribe(&project_id).await;
+    let run_id = run(&mut ws, &project_id, "asks 100 Bash true").await;
+    for _ in 0..100 {
+        let id = ws.notification("agent.approval_requested").await["approval"]["id"].clone();
+        ws.ok(
+            "agent.approvals.answer",
+            json!({"approval_id": id, "decision": "allow_once"}),
+        )
+        .await;
+    }
+    let lines = ws.run_output(&run_id).await;
+    assert_eq!(lines.last().unwrap()["event"]["status"], "succeeded");
+    let resolved = lines
+        .iter()
+        .filter(|l| l["kind"] == "approval_resolved")
+        .count();
+    assert_eq!(resolved, 100);
+    // From the request on the agent's stdout to its answer read from its stdin: the
+    // hub reading, storing and announcing the line, a client answering, the hub writing.
+    let mut samples: Vec<Duration> = std::fs::read_to_string(record.path().join("latency"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (asked, read) = line.split_once(' ').unwrap();
+            let (asked, read): (f64, f64) = (asked.parse().unwrap(), read.parse().unwrap());
+            Duration::from_secs_f64((read - asked).max(0.0))
+        })
+        .collect();
+    assert_eq!(samples.len(), 100);
+    let p50 = crate::util::quantile(&mut samples, 0.5);
+    let p99 = crate::util::quantile(&mut samples, 0.99);
+    crate::util::timing_target(
+        "approval round trip (fake CLI, one client answering)",
+        &format!("p50 {p50:?}, p99 {p99:?}"),
+        "p99 < 100 ms",
+        p99 < Duration::from_millis(100),
+    );
+    hub.stop().await;
+}
