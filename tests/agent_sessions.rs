@@ -765,3 +765,69 @@ async fn a_hundred_approvals_in_one_turn_are_each_answered_and_timed() {
     );
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn a_projects_own_policy_applies_to_it_alone_and_survives_a_restart() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = hub.project(&mut ws).await;
+    let (other_id, _other_dir) = hub.project(&mut ws).await;
+    ws.subscribe(&project_id).await;
+    let policy = ws
+        .ok("agent.policy.get", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(policy["custom"], false);
+    assert_eq!(policy["timeout_s"], 600);
+    let bad = ws
+        .err(
+            "agent.policy.set",
+            json!({"project_id": project_id, "timeout_s": 0}),
+        )
+        .await;
+    assert_eq!(bad["data"]["kind"], "INVALID_PARAMS");
+    let set = ws
+        .ok(
+            "agent.policy.set",
+            json!({"project_id": project_id, "never_ask": ["Read", "Bash"], "timeout_s": 30}),
+        )
+        .await;
+    assert_eq!(set["custom"], true);
+    assert_eq!(set["never_ask"], json!(["Read", "Bash"]));
+    assert_eq!(set["always_ask"], json!([]));
+    drop(ws);
+    let hub = hub.restart().await;
+    let mut ws = hub.client().await;
+    ws.subscribe(&project_id).await;
+    let policy = ws
+        .ok("agent.policy.get", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(policy["timeout_s"], 30);
+    let run_id = run(&mut ws, &project_id, "ask Bash touch free").await;
+    let lines = ws.run_output(&run_id).await;
+    let resolved = lines
+        .iter()
+        .find(|l| l["kind"] == "approval_resolved")
+        .unwrap();
+    assert_eq!(resolved["event"]["resolution"]["by"]["kind"], "policy");
+    assert!(dir.path().join("free").exists());
+    // The other project still follows the config.
+    let other = ws
+        .ok("agent.policy.get", json!({"project_id": other_id}))
+        .await;
+    assert_eq!(other["custom"], false);
+    assert!(
+        !other["never_ask"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Bash"))
+    );
+    // Nothing but the project: back to the config.
+    let reset = ws
+        .ok("agent.policy.set", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(reset["custom"], false);
+    run(&mut ws, &project_id, "ask Bash touch asked").await;
+    let requested = ws.notification("agent.approval_requested").await;
+    assert_eq!(requested["approval"]["input"]["command"], "touch asked");
+    hub.stop().await;
+}
