@@ -23,6 +23,8 @@ mod limits;
 mod real_claude;
 // The command-line client.
 mod cli;
+// The CLI in daily use: closed stdout, colour, --version, agent run's exit codes, TLS.
+mod cli_daily;
 // Squatters and relays on the CLI's recorded port, private file modes, redacted errors.
 mod cli_security;
 // The owner token in the OS keychain.
