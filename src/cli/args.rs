@@ -338,8 +338,15 @@ pub(super) enum EventsCommand {
 
 #[derive(Subcommand)]
 pub(super) enum AgentCommand {
-    /// Run the agent in a project and stream its output; exits with the run's status
-    /// (0 succeeded, 1 failed, 124 timed out, 130 killed).
+    /// Run the agent in a project and stream its output; exits with the run's outcome.
+    ///
+    /// Prints the run id when it starts and its status and duration at the end (on
+    /// stderr); on a terminal a spinner shows the elapsed time and what the agent does.
+    /// Exit codes: 0 succeeded, 1 failed, 124 timed out, 125 refused by the hub (unknown
+    /// or busy project, blank or too large prompt, too many runs), 126 could not start
+    /// (no hub, or the hub cannot start the agent's CLI), 130 killed.
+    ///
+    /// Example: `semantest-hub agent run ~/code/myapp "fix the failing test"`.
     Run {
         /// A project id, or a registered project's directory.
         project: String,
