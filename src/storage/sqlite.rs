@@ -49,7 +49,10 @@ mod tasks;
 mod writer;
 pub(crate) use crate::storage::credentials::stored;
 pub(crate) use crate::support::blocking::blocking;
-pub use rows::{MessagePage, MessageQuery, NewLine, ProjectRow, RunOutcome, UnfinishedRun};
+pub use rows::{
+    MessagePage, MessageQuery, NewLine, ProjectRow, RUN_PROMPT_CHARS, RunOutcome, RunSummary,
+    UnfinishedRun,
+};
 pub use tasks::{TaskRow, WorkerRow};
 
 /// Rows one write job touches at most in a big operation (inserting tasks, deleting a
