@@ -7,7 +7,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startHub, stopHub, launchBrowser, signedInPage, waitConnected, connectRpc, hubToken,
-  screenshot, axeSerious, waitFor,
+  screenshot, axeSerious, waitFor, tempDir, openProject,
 } from './helpers.js';
 
 describe('dashboard for daily use', () => {
@@ -95,6 +95,44 @@ describe('dashboard for daily use', () => {
 
     await screenshot(page, 'events');
     assert.deepEqual(session.cspErrors, []);
+    assert.deepEqual(session.pageErrors, []);
+  });
+
+  test('Runs of a project with status, duration, cost and prompt; search in the output', async () => {
+    const dir = await tempDir('hub-proj-');
+    const project = await owner.request('project.create', { path: dir, name: 'daily' });
+    await owner.request('project.subscribe', { project_id: project.id });
+    for (const prompt of ['success', 'error']) {
+      const { run_id: runId } = await owner.request('agent.run', { project_id: project.id, prompt });
+      await owner.next('project.output', (p) => p.run_id === runId && p.kind === 'run_finished', { timeout: 20_000 });
+    }
+    await openProject(page, hub, project.id);
+    const runs = page.locator('hub-project-runs table.runs tbody tr');
+    await waitFor(async () => (await runs.count()) === 2, { message: 'two runs listed' });
+    const first = await runs.nth(0).innerText();
+    const second = await runs.nth(1).innerText();
+    assert.match(first, /failed/);
+    assert.match(first, /fake failure/);
+    assert.match(first, /error/);
+    assert.match(second, /succeeded/);
+    assert.match(second, /\$0\.0123/);
+    assert.match(second, /success/);
+    // A run started now shows up without a reload, as running, then with its outcome.
+    const { run_id: live } = await owner.request('agent.run', { project_id: project.id, prompt: 'success' });
+    await page.locator(`hub-project-runs tr[data-run-id="${live}"][data-status="succeeded"]`).waitFor({ timeout: 20_000 });
+
+    const runsView = page.locator('hub-project-runs');
+    await runsView.getByLabel('Find').fill('FAKE failure');
+    await runsView.getByRole('button', { name: 'Search' }).click();
+    await runsView.getByText(/lines? hold FAKE failure/).waitFor();
+    const found = runsView.locator('.search-results > .row');
+    assert.ok(await found.count() >= 1);
+    for (const text of await found.allInnerTexts()) assert.match(text, /fake failure/i);
+    await runsView.getByLabel('Find').fill('nosuchwordanywhere');
+    await runsView.getByRole('button', { name: 'Search' }).click();
+    await runsView.getByText('No stored line holds nosuchwordanywhere.').waitFor();
+    assert.equal(await found.count(), 0);
+    await screenshot(page, 'project-runs');
     assert.deepEqual(session.pageErrors, []);
   });
 
