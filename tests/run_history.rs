@@ -146,3 +146,60 @@ async fn messages_list_q_searches_the_output() {
     }
     hub.stop().await;
 }
+
+/// Each interactive run's end reaches the desktop app's event stream (which shows it as
+/// a notification), with the project's name, the state it left and the reason.
+#[tokio::test]
+async fn a_run_that_ends_is_announced_to_the_desktop() {
+    use semantest_hub::hub::HubEvent;
+    let hub = TestHub::start().await;
+    let mut events = hub.hub().events();
+    let mut ws = hub.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let project = ws
+        .ok(
+            "project.create",
+            json!({"path": dir.path(), "name": "notified"}),
+        )
+        .await;
+    let project_id = project["id"].as_str().unwrap().to_string();
+    ws.subscribe(&project_id).await;
+    let mut next_end = async || loop {
+        let event = tokio::time::timeout(crate::util::WAIT, events.recv())
+            .await
+            .expect("a desktop event within the wait")
+            .unwrap();
+        if let HubEvent::RunFinished {
+            project_name,
+            run_id,
+            state,
+            reason,
+            ..
+        } = event
+        {
+            return (project_name, run_id, state.as_str(), reason);
+        }
+    };
+    let ok = run_to_end(&mut ws, &project_id, "success").await;
+    assert_eq!(next_end().await, ("notified".into(), ok, "idle", None));
+    let failed = run_to_end(&mut ws, &project_id, "error").await;
+    let (name, run, state, reason) = next_end().await;
+    assert_eq!((name.as_str(), run, state), ("notified", failed, "failed"));
+    assert!(reason.unwrap().contains("fake failure"));
+    // A new session changes the state without a run: no notification.
+    ws.ok("agent.new_session", json!({"project_id": project_id}))
+        .await;
+    let started = ws
+        .ok(
+            "agent.run",
+            json!({"project_id": project_id, "prompt": "hang"}),
+        )
+        .await;
+    ws.ok("agent.kill", json!({"project_id": project_id})).await;
+    let (_, run, state, _) = next_end().await;
+    assert_eq!(
+        (run.as_str(), state),
+        (started["run_id"].as_str().unwrap(), "killed")
+    );
+    hub.stop().await;
+}
