@@ -230,3 +230,66 @@ async fn usage_outlives_its_project_and_bad_ranges_get_clear_errors() {
     ws.ok("hub.status", json!({})).await;
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn the_usage_command_prints_an_aligned_table_with_a_total() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = hub.project(&mut ws).await;
+    ws.subscribe(&project_id).await;
+    finished(&mut ws, &project_id, "usage carry 2").await;
+    finished(&mut ws, &project_id, "usage carry 1").await;
+
+    let out = hub.cli(&["usage", "--by", "project"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "header, one project, total:\n{text}");
+    assert!(lines[0].starts_with("PROJECT"), "{text}");
+    // Aligned: each column starts at the same offset on every line.
+    let at = |line: &str, cell: &str| {
+        line.find(cell)
+            .unwrap_or_else(|| panic!("{cell} in {line}"))
+    };
+    assert_eq!(at(lines[0], "COST"), at(lines[1], "$0.0060"), "{text}");
+    assert_eq!(at(lines[0], "COST"), at(lines[2], "$0.0060"), "{text}");
+    assert!(
+        lines[1].contains(&project_id) && lines[2].starts_with("TOTAL"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["TOTAL", "$0.0060", "600", "60", "6", "0", "3", "2"],
+        "{text}"
+    );
+
+    for by in ["day", "run"] {
+        let out = hub
+            .cli(&[
+                "usage",
+                "--by",
+                by,
+                "--project",
+                &project_id,
+                "--since",
+                "2000-01-01",
+            ])
+            .await;
+        assert!(out.status.success(), "{by}: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.lines().last().unwrap().starts_with("TOTAL"), "{text}");
+    }
+    let out = hub.cli(&["usage", "--json", "--by", "run"]).await;
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["rows"].as_array().unwrap().len(), 2, "{json}");
+    // A bad range is the hub's clear error, with a failing exit code.
+    let out = hub
+        .cli(&["usage", "--since", "2026-12-02", "--until", "2026-12-01"])
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("since must be before until"),
+        "{out:?}"
+    );
+    hub.stop().await;
+}
