@@ -42,6 +42,9 @@ fn time_param(text: &str) -> Result<String> {
     Ok(midnight.to_rfc3339_opts(SecondsFormat::Secs, false))
 }
 
+/// How a row's key cell is shown.
+type Cell = Box<dyn Fn(&Value) -> String>;
+
 /// US dollars with four decimals: agent turns often cost fractions of a cent.
 fn usd(row: &Value) -> String {
     format!("${:.4}", row["usd"].as_f64().unwrap_or_default())
@@ -95,7 +98,7 @@ pub(super) async fn usage(client: &mut HubClient, request: UsageRequest) -> Resu
             name
         }
     };
-    let (mut headers, keys): (Vec<&str>, Vec<Box<dyn Fn(&Value) -> String>>) = match request.by {
+    let (mut headers, keys): (Vec<&str>, Vec<Cell>) = match request.by {
         UsageBy::Day => (vec!["DAY"], vec![Box::new(|r| text_or(r, "day", ""))]),
         UsageBy::Project => (
             vec!["PROJECT", "ID"],
