@@ -193,11 +193,16 @@ fn carries_over(version: Option<&str>, total: f64, stored_total: f64) -> bool {
     }
 }
 
-fn add(tokens: &mut Tokens, usage: &ModelUsage) {
-    tokens.input += usage.input_tokens;
-    tokens.output += usage.output_tokens;
-    tokens.cache_read += usage.cache_read_input_tokens;
-    tokens.cache_creation += usage.cache_creation_input_tokens;
+/// The tokens of every model in `models`, by kind.
+fn sum<'a>(models: impl Iterator<Item = &'a ModelUsage>) -> Tokens {
+    let mut tokens = Tokens::default();
+    for usage in models {
+        tokens.input += usage.input_tokens;
+        tokens.output += usage.output_tokens;
+        tokens.cache_read += usage.cache_read_input_tokens;
+        tokens.cache_creation += usage.cache_creation_input_tokens;
+    }
+    tokens
 }
 
 /// `now - before`, field by field, never below zero.
@@ -277,22 +282,31 @@ pub fn turn_usage(line: &ResultLine, before: Before<'_>, init_model: Option<&str
             (usd, per_model, basis)
         }
     };
-    let mut tokens = Tokens::default();
-    if per_model.is_empty() {
+    let tokens = if per_model.is_empty() {
         // No per-model figures: the main loop's own tokens are the best there are.
-        if let Some(usage) = &line.usage {
-            tokens = Tokens {
+        line.usage
+            .as_ref()
+            .map_or(Tokens::default(), |usage| Tokens {
                 input: usage.input_tokens,
                 output: usage.output_tokens,
                 cache_read: usage.cache_read_input_tokens,
                 cache_creation: usage.cache_creation_input_tokens,
-            };
-        }
+            })
+    } else if basis == Basis::Reported {
+        sum(per_model.values())
     } else {
-        for usage in per_model.values() {
-            add(&mut tokens, usage);
+        // All models' totals now minus before, not model by model: a resumed process
+        // may name the same model differently ("claude-opus-4-8[1m]", then
+        // "claude-opus-4-8" on 2.1.197), which would count its earlier tokens again.
+        let now = sum(snapshot.models.values());
+        let before = base.map_or(Tokens::default(), |b| sum(b.models.values()));
+        Tokens {
+            input: now.input.saturating_sub(before.input),
+            output: now.output.saturating_sub(before.output),
+            cache_read: now.cache_read.saturating_sub(before.cache_read),
+            cache_creation: now.cache_creation.saturating_sub(before.cache_creation),
         }
-    }
+    };
     TurnUsage {
         usd,
         tokens,
@@ -464,6 +478,37 @@ mod tests {
             None,
         );
         assert!(close(turn.usd, 0.0035));
+    }
+
+    #[test]
+    fn a_model_renamed_by_a_resumed_process_does_not_count_its_tokens_twice() {
+        let stored = Snapshot {
+            total_usd: 0.00175,
+            models: [(
+                "claude-opus-4-8[1m]".to_string(),
+                ModelUsage {
+                    input_tokens: 200,
+                    output_tokens: 30,
+                    cost_usd: 0.00175,
+                    ..ModelUsage::default()
+                },
+            )]
+            .into(),
+        };
+        let resumed = line(
+            r#"{"type":"result","session_id":"s","total_cost_usd":0.0035,"modelUsage":{"claude-opus-4-8":{"inputTokens":400,"outputTokens":60,"costUSD":0.0035}}}"#,
+        );
+        let turn = turn_usage(
+            &resumed,
+            Before::Resumed {
+                stored: Some(&stored),
+                version: Some("2.1.337"),
+            },
+            None,
+        );
+        assert!(close(turn.usd, 0.00175));
+        assert_eq!((turn.tokens.input, turn.tokens.output), (200, 30));
+        assert_eq!(turn.model.as_deref(), Some("claude-opus-4-8"));
     }
 
     #[test]
