@@ -2,7 +2,7 @@
 
 use rusqlite_migration::{M, Migrations};
 
-use super::client_tokens;
+use super::{client_tokens, usage};
 
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -101,6 +101,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         ),
         // Client tokens (src/storage/sqlite/client_tokens.rs).
         M::up(client_tokens::MIGRATION),
+        // Agent usage per turn (src/storage/sqlite/usage.rs).
+        M::up(usage::MIGRATION),
         // Full-text search in the output (`messages.list` with `q`): an FTS5 index over
         // the stored lines' text, kept by triggers (retention and project deletion
         // included), and built for the lines already stored.
