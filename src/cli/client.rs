@@ -130,6 +130,9 @@ pub enum ClientError {
         #[source]
         source: Box<tungstenite::Error>,
     },
+    /// A client id that cannot be one (`owner` or `cl_` and hex digits).
+    #[error("{0:?} is not a client id (`owner`, or the `cl_…` id `token create` printed)")]
+    BadClientId(String),
     /// The hub answered with a JSON-RPC error.
     #[error("{message} ({kind})")]
     Rpc {
@@ -253,7 +256,8 @@ fn link_on_endpoint(endpoint: SocketAddr, link: &str) -> bool {
 /// proof; returns the connection that answered, ready for the WebSocket upgrade.
 async fn verified_stream(
     endpoint: SocketAddr,
-    owner_hash: &[u8; 32],
+    client_id: &str,
+    token_hash: &[u8; 32],
 ) -> Result<TcpStream, ClientError> {
     let shown = endpoint.to_string();
     let stream = TcpStream::connect(endpoint)
@@ -273,7 +277,7 @@ async fn verified_stream(
     let connection = tokio::spawn(connection.without_shutdown());
     let nonce = new_token();
     let request = Request::get(format!(
-        "/semantest-signature?challenge={nonce}&client={OWNER_CLIENT_ID}"
+        "/semantest-signature?challenge={nonce}&client={client_id}"
     ))
     .header(header::HOST, &shown)
     .body(Empty::<Bytes>::new())
@@ -300,7 +304,7 @@ async fn verified_stream(
         return Err(unverified(Distrust::NoProof));
     };
     // The endpoint this client contacted, never the one the answer names.
-    if !verify_challenge_proof(owner_hash, &nonce, OWNER_CLIENT_ID, &shown, proof) {
+    if !verify_challenge_proof(token_hash, &nonce, client_id, &shown, proof) {
         return Err(unverified(Distrust::WrongProof));
     }
     drop(sender);
@@ -337,10 +341,33 @@ impl HubClient {
     /// when the check takes over [`VERIFY_TIMEOUT`], or [`ClientError::Connect`], e.g.
     /// 401 for a wrong token.
     pub async fn connect(http_url: &str, token: &str) -> Result<Self, ClientError> {
+        Self::connect_as(http_url, OWNER_CLIENT_ID, token).await
+    }
+
+    /// As [`HubClient::connect`], for the token of `client_id`: `owner` for the owner
+    /// token, `cl_…` for a client token, whose proof the hub computes from that token's
+    /// hash (docs/security.md, the signature challenge). The connection then has that
+    /// token's scopes.
+    ///
+    /// # Errors
+    /// As [`HubClient::connect`]; a client id that contains anything but letters,
+    /// digits and `_` is [`ClientError::BadClientId`] before anything is sent.
+    pub async fn connect_as(
+        http_url: &str,
+        client_id: &str,
+        token: &str,
+    ) -> Result<Self, ClientError> {
         let endpoint = endpoint_of(http_url)?;
+        if client_id.is_empty()
+            || !client_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(ClientError::BadClientId(client_id.to_string()));
+        }
         let stream = tokio::time::timeout(
             VERIFY_TIMEOUT,
-            verified_stream(endpoint, &token_hash(token)),
+            verified_stream(endpoint, client_id, &token_hash(token)),
         )
         .await
         .map_err(|_| ClientError::Timeout(VERIFY_TIMEOUT))??;
