@@ -476,12 +476,15 @@ async fn finish(
     };
     report.insert("task_id".into(), json!(id));
     report.insert("status".into(), json!(status));
+    // The hub reads a report file once per content; the attempt number makes the
+    // report of each attempt new, so a task failed twice in a row is failed twice.
+    let attempts = task["attempts"].as_u64().unwrap_or(0);
+    report.insert("attempt".into(), json!(attempts + 1));
     report
         .entry("summary")
         .or_insert_with(|| json!(format!("{status} from the command line")));
     let path = report_path(client, &task).await?;
     write_report(&path, &Value::Object(report)).await?;
-    let attempts = task["attempts"].as_u64().unwrap_or(0);
     let read = tokio::time::timeout(REPORT_READ_TIMEOUT, async {
         loop {
             let note = client.next_notification().await?;
