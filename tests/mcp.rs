@@ -438,3 +438,103 @@ async fn tool_errors_name_the_kind_and_what_to_do() {
     );
     mcp.close().await;
 }
+
+/// The real Claude Code CLI as a worker chat, against the scripted Messages API
+/// (tests/fixtures/fake-anthropic.mjs), with an MCP configuration that starts
+/// `semantest-hub mcp`: it loads the server, registers, takes the task pushed to it,
+/// writes the file, completes the task with its report, and is told the batch is done.
+#[tokio::test]
+async fn the_real_claude_cli_works_a_task_through_the_mcp_server() {
+    use crate::real_claude::{FakeApi, claude_cli};
+    let api = FakeApi::start();
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    ws.ok("hub.hello", json!({"role": "coordinator"})).await;
+    let (project_id, project_dir) = hub.project(&mut ws).await;
+    ws.ok(
+        "task.create",
+        json!({"project_id": project_id, "tasks": [{"id": "r1", "title": "Write done.txt"}]}),
+    )
+    .await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let mcp_config = config_dir.path().join("mcp.json");
+    std::fs::write(
+        &mcp_config,
+        json!({"mcpServers": {"hub": {
+            "command": hub_bin(),
+            "args": ["--data-dir", hub.dir.path(), "--secret-store", "file", "mcp"],
+        }}})
+        .to_string(),
+    )
+    .unwrap();
+    // One line per step of the fake model: three tool calls of the server, a Write,
+    // and the call that learns the batch is finished.
+    let prompt = [
+        r#"CALL mcp__hub__register_worker {"name": "claude-1"}"#,
+        r#"CALL mcp__hub__next_task {"wait_s": 60}"#,
+        "WRITE done.txt done by claude",
+        r#"CALL mcp__hub__complete_task {"task_id": "r1", "report": {"summary": "wrote done.txt", "deliverables": ["done.txt"]}}"#,
+        r#"CALL mcp__hub__next_task {"wait_s": 60}"#,
+    ]
+    .join("\n");
+    let run = tokio::process::Command::new(claude_cli())
+        .current_dir(project_dir.path())
+        .args(["-p", &prompt, "--mcp-config"])
+        .arg(&mcp_config)
+        .args(["--strict-mcp-config", "--allowedTools", "mcp__hub"])
+        .args(["--permission-mode", "acceptEdits"])
+        .args(["--output-format", "stream-json", "--verbose"])
+        .env("ANTHROPIC_BASE_URL", &api.url)
+        .env("ANTHROPIC_API_KEY", "dummy")
+        .env("CLAUDE_CONFIG_DIR", config_dir.path())
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env_remove("SEMANTEST_HUB_TOKEN")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("claude finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+
+    let started = ws.notification("task.started").await;
+    assert_eq!(started["task_id"], "r1", "{started}");
+    let completed = ws.notification("task.completed").await;
+    assert_eq!(completed["task_id"], "r1");
+    assert_eq!(completed["source"], "worker", "{completed}");
+    assert_eq!(completed["worker"], started["worker_id"], "{completed}");
+    assert_eq!(completed["report"]["summary"], "wrote done.txt");
+    assert_eq!(
+        std::fs::read_to_string(project_dir.path().join("done.txt")).unwrap(),
+        "done by claude"
+    );
+    // The tool results the CLI got, in order: the task, then the end of the batch.
+    let results: Vec<Value> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["type"] == "user")
+        .flat_map(|event| {
+            event["message"]["content"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|block| block["type"] == "tool_result")
+        .collect();
+    assert_eq!(results.len(), 5, "{stdout}");
+    assert!(results.iter().all(|r| r["is_error"] != true), "{results:?}");
+    let text = |i: usize| {
+        results[i]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let task: Value = serde_json::from_str(&text(1)).unwrap();
+    assert_eq!(task["task"]["id"], "r1", "{task}");
+    let last: Value = serde_json::from_str(&text(4)).unwrap();
+    assert_eq!(last["batch_finished"], true, "{last}");
+}
