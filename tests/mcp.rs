@@ -439,14 +439,78 @@ async fn tool_errors_name_the_kind_and_what_to_do() {
     mcp.close().await;
 }
 
+/// An MCP configuration in `dir` that starts `semantest-hub mcp` for `hub` as the
+/// server `hub` (its tools are `mcp__hub__<tool>`).
+fn mcp_config_for(hub: &TestHub, dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("mcp.json");
+    std::fs::write(
+        &path,
+        json!({"mcpServers": {"hub": {
+            "command": hub_bin(),
+            "args": ["--data-dir", hub.dir.path(), "--secret-store", "file", "mcp"],
+        }}})
+        .to_string(),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs the real Claude Code CLI once in `cwd` with `prompt` (the fake model's script)
+/// and the MCP configuration, allowed to call the `hub` server's tools, and returns its
+/// output once it exits.
+async fn run_claude(
+    api: &crate::real_claude::FakeApi,
+    config_dir: &std::path::Path,
+    cwd: &std::path::Path,
+    mcp_config: &std::path::Path,
+    prompt: &str,
+) -> std::process::Output {
+    let run = tokio::process::Command::new(crate::real_claude::claude_cli())
+        .current_dir(cwd)
+        .args(["-p", prompt, "--mcp-config"])
+        .arg(mcp_config)
+        .args(["--strict-mcp-config", "--allowedTools", "mcp__hub"])
+        .args(["--permission-mode", "acceptEdits"])
+        .args(["--output-format", "stream-json", "--verbose"])
+        .env("ANTHROPIC_BASE_URL", &api.url)
+        .env("ANTHROPIC_API_KEY", "dummy")
+        .env("CLAUDE_CONFIG_DIR", config_dir)
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env_remove("SEMANTEST_HUB_TOKEN")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("claude finishes")
+        .unwrap()
+}
+
+/// The `tool_result` blocks in a stream-json transcript, in order.
+fn tool_results(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["type"] == "user")
+        .flat_map(|event| {
+            event["message"]["content"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|block| block["type"] == "tool_result")
+        .collect()
+}
+
 /// The real Claude Code CLI as a worker chat, against the scripted Messages API
 /// (tests/fixtures/fake-anthropic.mjs), with an MCP configuration that starts
 /// `semantest-hub mcp`: it loads the server, registers, takes the task pushed to it,
 /// writes the file, completes the task with its report, and is told the batch is done.
 #[tokio::test]
 async fn the_real_claude_cli_works_a_task_through_the_mcp_server() {
-    use crate::real_claude::{FakeApi, claude_cli};
-    let api = FakeApi::start();
+    let api = crate::real_claude::FakeApi::start();
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     ws.ok("hub.hello", json!({"role": "coordinator"})).await;
@@ -457,16 +521,7 @@ async fn the_real_claude_cli_works_a_task_through_the_mcp_server() {
     )
     .await;
     let config_dir = tempfile::tempdir().unwrap();
-    let mcp_config = config_dir.path().join("mcp.json");
-    std::fs::write(
-        &mcp_config,
-        json!({"mcpServers": {"hub": {
-            "command": hub_bin(),
-            "args": ["--data-dir", hub.dir.path(), "--secret-store", "file", "mcp"],
-        }}})
-        .to_string(),
-    )
-    .unwrap();
+    let mcp_config = mcp_config_for(&hub, config_dir.path());
     // One line per step of the fake model: three tool calls of the server, a Write,
     // and the call that learns the batch is finished.
     let prompt = [
@@ -477,27 +532,14 @@ async fn the_real_claude_cli_works_a_task_through_the_mcp_server() {
         r#"CALL mcp__hub__next_task {"wait_s": 60}"#,
     ]
     .join("\n");
-    let run = tokio::process::Command::new(claude_cli())
-        .current_dir(project_dir.path())
-        .args(["-p", &prompt, "--mcp-config"])
-        .arg(&mcp_config)
-        .args(["--strict-mcp-config", "--allowedTools", "mcp__hub"])
-        .args(["--permission-mode", "acceptEdits"])
-        .args(["--output-format", "stream-json", "--verbose"])
-        .env("ANTHROPIC_BASE_URL", &api.url)
-        .env("ANTHROPIC_API_KEY", "dummy")
-        .env("CLAUDE_CONFIG_DIR", config_dir.path())
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env_remove("SEMANTEST_HUB_TOKEN")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(180), run)
-        .await
-        .expect("claude finishes")
-        .unwrap();
+    let output = run_claude(
+        &api,
+        config_dir.path(),
+        project_dir.path(),
+        &mcp_config,
+        &prompt,
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
 
@@ -513,18 +555,7 @@ async fn the_real_claude_cli_works_a_task_through_the_mcp_server() {
         "done by claude"
     );
     // The tool results the CLI got, in order: the task, then the end of the batch.
-    let results: Vec<Value> = stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| event["type"] == "user")
-        .flat_map(|event| {
-            event["message"]["content"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter(|block| block["type"] == "tool_result")
-        .collect();
+    let results = tool_results(&stdout);
     assert_eq!(results.len(), 5, "{stdout}");
     assert!(results.iter().all(|r| r["is_error"] != true), "{results:?}");
     let text = |i: usize| {
@@ -537,4 +568,65 @@ async fn the_real_claude_cli_works_a_task_through_the_mcp_server() {
     assert_eq!(task["task"]["id"], "r1", "{task}");
     let last: Value = serde_json::from_str(&text(4)).unwrap();
     assert_eq!(last["batch_finished"], true, "{last}");
+}
+
+/// The real Claude Code CLI as a coordinator chat: it queues a batch with
+/// `create_tasks` and waits with `wait_for_tasks` while the hub's built-in agent
+/// workers do the tasks, and gets every report back.
+#[tokio::test]
+async fn the_real_claude_cli_coordinates_a_batch_through_the_mcp_server() {
+    let api = crate::real_claude::FakeApi::start();
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, project_dir) = hub.project(&mut ws).await;
+    ws.ok(
+        "project.configure",
+        json!({"project_id": project_id, "agent_workers": 2}),
+    )
+    .await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let mcp_config = mcp_config_for(&hub, config_dir.path());
+    let tasks = json!({"project": project_id, "tasks": [
+        {"id": "k1", "title": "First", "prompt": "[fake:report] one"},
+        {"id": "k2", "title": "Second", "prompt": "[fake:report] two"},
+    ]});
+    let wait = json!({"project": project_id, "wait_s": 120});
+    let prompt = [
+        format!("CALL mcp__hub__create_tasks {tasks}"),
+        format!("CALL mcp__hub__wait_for_tasks {wait}"),
+        format!("CALL mcp__hub__wait_for_tasks {wait}"),
+    ]
+    .join("\n");
+    let output = run_claude(
+        &api,
+        config_dir.path(),
+        project_dir.path(),
+        &mcp_config,
+        &prompt,
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    let results = tool_results(&stdout);
+    assert_eq!(results.len(), 3, "{stdout}");
+    assert!(results.iter().all(|r| r["is_error"] != true), "{results:?}");
+    let answers: Vec<Value> = results
+        .iter()
+        .map(|r| serde_json::from_str(r["content"].as_str().unwrap_or_default()).unwrap())
+        .collect();
+    assert_eq!(answers[0]["created"], json!(["k1", "k2"]), "{answers:?}");
+    // The two waits return each finished task once, with its report, and the end.
+    let mut finished: Vec<String> = answers[1..]
+        .iter()
+        .flat_map(|a| a["finished"].as_array().cloned().unwrap_or_default())
+        .map(|t| {
+            assert_eq!(t["state"], "completed", "{t}");
+            assert!(t["report"]["summary"].is_string(), "{t}");
+            t["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    finished.sort();
+    let last = answers.last().unwrap();
+    assert_eq!(finished, ["k1", "k2"], "{answers:?}");
+    assert_eq!(last["batch_finished"], true, "{answers:?}");
 }
