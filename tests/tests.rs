@@ -31,6 +31,8 @@ mod keychain;
 mod coordination;
 // `semantest-hub mcp` over stdio: the coordinator and worker tools, leases, tool errors.
 mod mcp;
+// `/mcp`: the same tools over Streamable HTTP, behind the Host, Origin and token checks.
+mod mcp_http;
 // The task commands of the CLI: create, list, show, watch, worker next, complete, fail.
 mod cli_tasks;
 // Client tokens: scopes, origin binding, revocation, the token CLI, the signature proof.

@@ -1,5 +1,5 @@
 //! One connection of the MCP server to the hub, as an actor: a task owns the
-//! [`HubClient`], runs the requests the tools send it through a bounded channel one at
+//! [`Conn`], runs the requests the tools send it through a bounded channel one at
 //! a time (the hub answers a connection's requests in order anyway), sends
 //! `worker.heartbeat` on a timer once asked, and files each notification in the
 //! connection's [`Inbox`]. Tools read the inbox under its std `Mutex` (held for a few
@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::super::client::{ClientError, HubClient};
+use super::conn::{Conn, ConnError};
 
 /// Requests waiting for the actor; a tool call sends one at a time, so this is ample.
 const QUEUE: usize = 16;
@@ -60,7 +60,7 @@ enum Message {
     Call {
         method: String,
         params: Value,
-        reply: oneshot::Sender<Result<Value, ClientError>>,
+        reply: oneshot::Sender<Result<Value, ConnError>>,
     },
     Heartbeat(Duration),
 }
@@ -75,7 +75,7 @@ pub(crate) struct Link {
 
 impl Link {
     /// Starts the actor on an open, greeted connection.
-    pub(crate) fn start(client: HubClient) -> Self {
+    pub(crate) fn start(client: Box<dyn Conn>) -> Self {
         let (messages, rx) = mpsc::channel(QUEUE);
         let inbox = Arc::new(Mutex::new(Inbox::default()));
         let (changed, changes) = watch::channel(0);
@@ -90,11 +90,11 @@ impl Link {
     /// Sends a request and waits for its result.
     ///
     /// # Errors
-    /// The hub's error ([`ClientError::Rpc`]), or [`ClientError::Closed`] when the
+    /// The hub's error ([`ConnError::Rpc`]), or [`ConnError::Unavailable`] when the
     /// connection has ended.
-    pub(crate) async fn request(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+    pub(crate) async fn request(&self, method: &str, params: Value) -> Result<Value, ConnError> {
         let (reply, answer) = oneshot::channel();
-        let closed = || ClientError::Closed(self.closed_reason());
+        let closed = || ConnError::Unavailable(self.closed_reason());
         self.messages
             .send(Message::Call {
                 method: method.to_string(),
@@ -138,7 +138,7 @@ impl Link {
 }
 
 async fn run(
-    mut client: HubClient,
+    mut client: Box<dyn Conn>,
     mut messages: mpsc::Receiver<Message>,
     inbox: Arc<Mutex<Inbox>>,
     changed: watch::Sender<u64>,
@@ -195,9 +195,9 @@ async fn run(
 
 /// Why the connection is no longer usable after `result`: any error but the hub's own
 /// answer.
-fn broken(result: &Result<Value, ClientError>) -> Option<String> {
+fn broken(result: &Result<Value, ConnError>) -> Option<String> {
     match result {
-        Ok(_) | Err(ClientError::Rpc { .. }) => None,
+        Ok(_) | Err(ConnError::Rpc { .. }) => None,
         Err(err) => Some(err.to_string()),
     }
 }
