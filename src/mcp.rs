@@ -563,8 +563,22 @@ impl Coordination {
         }
         let result = async {
             let mut slot = self.worker.lock().await;
-            let worker = self.open_worker(&args.name, &args.capabilities).await?;
-            *slot = Some(worker);
+            match slot.as_mut().filter(|worker| !worker.link.is_closed()) {
+                // Again on the same connection: the hub keeps the worker's id and the
+                // task it holds, and takes the new name and capabilities.
+                Some(worker) => {
+                    worker
+                        .link
+                        .request(
+                            "worker.register",
+                            json!({"name": args.name, "capabilities": args.capabilities}),
+                        )
+                        .await?;
+                    worker.name.clone_from(&args.name);
+                    worker.capabilities.clone_from(&args.capabilities);
+                }
+                None => *slot = Some(self.open_worker(&args.name, &args.capabilities).await?),
+            }
             Ok(json!({
                 "registered": true, "name": args.name, "capabilities": args.capabilities,
                 "what_to_do": "Call next_task now, and again after each complete_task or fail_task, until it says the batch is finished.",

@@ -230,6 +230,22 @@ async fn a_coordinator_and_a_worker_run_a_batch_over_mcp() {
             ),
         "{report_file}"
     );
+    // Registering again keeps the worker (one connection, one id) and its task.
+    worker
+        .ok(
+            "register_worker",
+            json!({"name": "mcp-worker-1", "capabilities": []}),
+        )
+        .await;
+    let workers = ws.ok("worker.list", json!({})).await;
+    let named: Vec<&Value> = workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["name"] == "mcp-worker-1")
+        .collect();
+    assert_eq!(named.len(), 1, "{workers}");
+    assert_eq!(named[0]["task_id"], "m1", "{workers}");
     // Asking again while holding it hands out the same task, not a second one.
     let again = worker.ok("next_task", json!({"wait_s": 1})).await;
     assert_eq!(again["task"]["id"], "m1", "{again}");
