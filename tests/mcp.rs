@@ -646,3 +646,114 @@ async fn the_real_claude_cli_coordinates_a_batch_through_the_mcp_server() {
     assert_eq!(finished, ["k1", "k2"], "{answers:?}");
     assert_eq!(last["batch_finished"], true, "{answers:?}");
 }
+
+/// Two real Claude Code worker chats and three tasks, with no prompt but the first: one
+/// worker is killed while it holds a task (its fake model never answers), the task goes
+/// back to the queue when its MCP server goes away with it, and the other worker does
+/// every task, each completed once by the worker that held it.
+#[tokio::test]
+async fn two_real_claude_workers_share_a_batch_and_one_is_killed_mid_task() {
+    let api = crate::real_claude::FakeApi::start();
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    ws.ok("hub.hello", json!({"role": "coordinator"})).await;
+    let (project_id, project_dir) = hub.project(&mut ws).await;
+    ws.ok(
+        "task.create",
+        json!({"project_id": project_id, "tasks": [
+            {"id": "w1", "title": "one"}, {"id": "w2", "title": "two"}, {"id": "w3", "title": "three"},
+        ]}),
+    )
+    .await;
+    let config_a = tempfile::tempdir().unwrap();
+    let config_b = tempfile::tempdir().unwrap();
+    let claude = |config: &std::path::Path, prompt: String| {
+        let mcp_config = mcp_config_for(&hub, config);
+        tokio::process::Command::new(crate::real_claude::claude_cli())
+            .current_dir(project_dir.path())
+            .args(["-p", &prompt, "--mcp-config"])
+            .arg(&mcp_config)
+            .args(["--strict-mcp-config", "--allowedTools", "mcp__hub"])
+            .args(["--permission-mode", "acceptEdits"])
+            .args(["--output-format", "stream-json", "--verbose"])
+            .env("ANTHROPIC_BASE_URL", &api.url)
+            .env("ANTHROPIC_API_KEY", "dummy")
+            .env("CLAUDE_CONFIG_DIR", config)
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_TELEMETRY", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .env_remove("SEMANTEST_HUB_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    // Worker A takes the first task, then its model never answers again.
+    let mut a = claude(
+        config_a.path(),
+        [
+            r#"CALL mcp__hub__register_worker {"name": "claude-a"}"#,
+            r#"CALL mcp__hub__next_task {"wait_s": 60}"#,
+            "HOLD",
+        ]
+        .join("\n"),
+    );
+    let started = ws.notification("task.started").await;
+    let (held_by_a, worker_a) = (started["task_id"].clone(), started["worker_id"].clone());
+    assert_eq!(held_by_a, "w1", "{started}");
+
+    // Worker B loops over whatever it is given.
+    let round = [
+        r#"CALL mcp__hub__next_task {"wait_s": 60}"#,
+        "WRITE $TASK.txt done by b",
+        r#"CALL mcp__hub__complete_task {"task_id": "$TASK", "report": {"summary": "b did $TASK"}}"#,
+    ]
+    .join("\n");
+    let prompt_b = format!(
+        "CALL mcp__hub__register_worker {{\"name\": \"claude-b\"}}\n{round}\n{round}\n{round}\nCALL mcp__hub__next_task {{\"wait_s\": 60}}"
+    );
+    let b = claude(config_b.path(), prompt_b);
+    let started = ws.notification("task.started").await;
+    let worker_b = started["worker_id"].clone();
+    assert_ne!(worker_b, worker_a, "{started}");
+    // A dies holding w1: its MCP server sees stdin close and goes, and so does w1's lease.
+    a.start_kill().unwrap();
+    a.wait().await.unwrap();
+    let requeued = ws.notification("task.requeued").await;
+    assert_eq!(requeued["task_id"], "w1", "{requeued}");
+    assert_eq!(requeued["worker"], worker_a, "{requeued}");
+    assert_eq!(requeued["reason"], "worker disconnected", "{requeued}");
+
+    let output = tokio::time::timeout(Duration::from_secs(180), b.wait_with_output())
+        .await
+        .expect("worker B finishes")
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let results = tool_results(&String::from_utf8_lossy(&output.stdout));
+    let last: Value = serde_json::from_str(
+        results.last().unwrap()["content"]
+            .as_str()
+            .unwrap_or_default(),
+    )
+    .unwrap();
+    assert_eq!(last["batch_finished"], true, "{last}");
+    let mut completed = Vec::new();
+    while completed.len() < 3 {
+        let done = ws.notification("task.completed").await;
+        assert_eq!(done["worker"], worker_b, "{done}");
+        assert_eq!(done["source"], "worker", "{done}");
+        let id = done["task_id"].as_str().unwrap().to_string();
+        assert_eq!(done["report"]["summary"], format!("b did {id}"), "{done}");
+        completed.push(id);
+    }
+    completed.sort();
+    assert_eq!(completed, ["w1", "w2", "w3"], "each task completed once");
+    for id in ["w1", "w2", "w3"] {
+        let file = project_dir.path().join(format!("{id}.txt"));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "done by b", "{id}");
+    }
+    let w1 = ws.ok("task.get", json!({"task_id": "w1"})).await;
+    assert_eq!(w1["failures"][0]["worker_id"], worker_a, "{w1}");
+}
