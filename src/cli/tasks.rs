@@ -265,7 +265,7 @@ fn print_json(value: &Value) -> Result<()> {
     write_stdout(&text)
 }
 
-fn print_tasks(tasks: &[Value]) {
+fn print_tasks(tasks: &[Value]) -> Result<()> {
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|task| {
@@ -282,7 +282,7 @@ fn print_tasks(tasks: &[Value]) {
     print_table(
         &["ID", "STATE", "TYPE", "ATTEMPTS", "WORKER", "TITLE"],
         &rows,
-    );
+    )
 }
 
 /// A JSON value on one line, or `-` for null.
@@ -294,7 +294,7 @@ fn compact(value: &Value) -> String {
     }
 }
 
-fn print_task(task: &Value) {
+fn print_task(task: &Value) -> Result<()> {
     let rows = [
         ("id", text_or(task, "id", "")),
         ("project", text_or(task, "project_id", "")),
@@ -313,17 +313,18 @@ fn print_task(task: &Value) {
         ("report", compact(&task["report"])),
     ];
     for (key, value) in rows {
-        println!("{key:<9} {value}");
+        outln!("{key:<9} {value}")?;
     }
     for failure in task["failures"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "failure   attempt {} by {} at {}: {}",
             compact(&failure["attempt"]),
             text_or(failure, "worker_id", "-"),
             text_or(failure, "at", "?"),
             text_or(failure, "reason", ""),
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// `task …`.
@@ -348,7 +349,7 @@ pub(super) async fn task_command(creds: &Credentials, action: TaskCommand) -> Re
             } else {
                 for (label, key) in [("created", "created"), ("existing", "existing")] {
                     for id in result[key].as_array().into_iter().flatten() {
-                        println!("{label:<9} {}", id.as_str().unwrap_or_default());
+                        outln!("{label:<9} {}", id.as_str().unwrap_or_default())?;
                     }
                 }
             }
@@ -367,11 +368,11 @@ pub(super) async fn task_command(creds: &Credentials, action: TaskCommand) -> Re
             if json {
                 print_json(&json!({"tasks": tasks}))?;
             } else if tasks.is_empty() {
-                eprintln!(
+                errln!(
                     "no tasks; queue some with `semantest-hub task create {project} tasks.json`"
                 );
             } else {
-                print_tasks(&tasks);
+                print_tasks(&tasks)?;
             }
             ExitCode::SUCCESS
         }
@@ -380,7 +381,7 @@ pub(super) async fn task_command(creds: &Credentials, action: TaskCommand) -> Re
             if json {
                 print_json(&task)?;
             } else {
-                print_task(&task);
+                print_task(&task)?;
             }
             ExitCode::SUCCESS
         }
@@ -391,12 +392,12 @@ pub(super) async fn task_command(creds: &Credentials, action: TaskCommand) -> Re
             if json {
                 print_json(&result)?;
             } else if result["cancelled"] == true {
-                println!("cancelled {id}");
+                outln!("cancelled {id}")?;
             } else {
-                println!(
+                outln!(
                     "{id} had already finished: {}",
                     text_or(&result, "state", "?")
-                );
+                )?;
             }
             ExitCode::SUCCESS
         }
@@ -526,7 +527,7 @@ async fn finish(
     if json {
         print_json(&now)?;
     } else {
-        println!("{id} {}", text_or(&now, "state", "?"));
+        outln!("{id} {}", text_or(&now, "state", "?"))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -702,7 +703,7 @@ pub(super) async fn worker_command(creds: &Credentials, action: WorkerCommand) -
                         if reason.starts_with("completed by") || reason.starts_with("failed by") {
                             break ExitCode::SUCCESS;
                         }
-                        eprintln!("task {} was taken away: {reason}", held.unwrap_or_default());
+                        errln!("task {} was taken away: {reason}", held.unwrap_or_default());
                         break ExitCode::FAILURE;
                     }
                     _ => {}
@@ -712,7 +713,7 @@ pub(super) async fn worker_command(creds: &Credentials, action: WorkerCommand) -
                 client.request("worker.heartbeat", json!({})).await?;
             }
             () = &mut no_task, if held.is_none() => {
-                eprintln!("no task within {} s", options.wait.unwrap_or_default());
+                errln!("no task within {} s", options.wait.unwrap_or_default());
                 break ExitCode::from(3);
             }
             _ = interrupt.recv() => break ExitCode::from(130),
