@@ -52,8 +52,8 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
-    TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    WriteFlags,
 };
 
 /// Entries and attributes expire at once: after a cut, nothing cached may survive.
@@ -664,8 +664,7 @@ impl Filesystem for LazyFs {
             };
             entries.push((name, child, kind));
         }
-        for (index, (name, child, kind)) in entries.into_iter().enumerate().skip(offset as usize)
-        {
+        for (index, (name, child, kind)) in entries.into_iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(child), index as u64 + 1, kind, name) {
                 break;
             }
@@ -695,7 +694,16 @@ impl Filesystem for LazyFs {
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         // Room enough for a test: 4 GiB free of 4 GiB.
         let blocks = (4u64 << 30) / PAGE;
-        reply.statfs(blocks, blocks, blocks, 1 << 20, 1 << 20, PAGE as u32, 255, PAGE as u32);
+        reply.statfs(
+            blocks,
+            blocks,
+            blocks,
+            1 << 20,
+            1 << 20,
+            PAGE as u32,
+            255,
+            PAGE as u32,
+        );
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
