@@ -422,3 +422,26 @@ async fn the_relaxed_setting_loses_acknowledged_writes_and_the_campaign_sees_it(
         .expect("the relaxed setting lost an acknowledged write within 5 cuts");
     println!("POWER CUT relaxed: after cut {cycle}, lost {lost:?}");
 }
+
+#[tokio::test]
+async fn health_says_what_acknowledged_writes_survive() {
+    for (env, survives, synchronous, relaxed) in [
+        (&[][..], "power_cut", "full", false),
+        (&[RELAXED][..], "process_crash", "normal", true),
+    ] {
+        let data = TempDir::new().unwrap();
+        let (_hub, port) = spawn_hub_with(data.path(), env).await;
+        let health: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            health["durability"],
+            json!({"survives": survives, "synchronous": synchronous,
+                   "lose_acknowledged_writes_on_power_cut": relaxed}),
+            "{health}"
+        );
+    }
+}
