@@ -772,10 +772,19 @@ fn main() {
         MountOption::FSName("lazyfs".into()),
         MountOption::Subtype("lazyfs".into()),
         MountOption::NoAtime,
-        // The kernel unmounts when this process ends, however it ends.
-        MountOption::AutoUnmount,
     ];
-    config.acl = fuser::SessionACL::All;
+    // As root, fusermount3 unmounts when this process ends, however it ends. That needs
+    // `allow_other` or `allow_root`, which other users may set only with
+    // `user_allow_other` in /etc/fuse.conf; for them the mount ends with the command
+    // loop (end of input), and the hub runs as the same user anyway.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|proc| {
+        use std::os::unix::fs::MetadataExt;
+        proc.uid() == 0
+    });
+    if root {
+        config.mount_options.push(MountOption::AutoUnmount);
+        config.acl = fuser::SessionACL::All;
+    }
     let session = match fuser::spawn_mount(fs.clone(), &mountpoint, &config) {
         Ok(session) => session,
         Err(err) => {
