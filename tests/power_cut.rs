@@ -42,18 +42,21 @@ struct LazyFs {
     mountpoint: TempDir,
 }
 
-/// The `lazyfs` binary beside the hub's, built first if it is not there yet.
+/// The `lazyfs` binary beside the hub's, built (or found up to date) once per test run,
+/// so a change to it is never tested stale.
 fn lazyfs_bin() -> PathBuf {
-    let bin = hub_bin().with_file_name("lazyfs");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--locked", "-p", "semantest-lazyfs"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "cargo build -p semantest-lazyfs failed");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--locked", "-p", "semantest-lazyfs"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cargo build -p semantest-lazyfs failed");
+            hub_bin().with_file_name("lazyfs")
+        })
+        .clone()
 }
 
 impl LazyFs {

@@ -769,7 +769,7 @@ fn main() {
     let fs = LazyFs::new();
     let mut config = Config::default();
     config.mount_options = vec![
-        MountOption::FSName("lazyfs".into()),
+        MountOption::FSName("lazyfs-memory".into()),
         MountOption::Subtype("lazyfs".into()),
         MountOption::NoAtime,
     ];
@@ -814,6 +814,20 @@ fn main() {
         let _ = out.flush();
     }
     drop(session);
+    // A process that still has a file open on the mount makes the unmount fail (EBUSY)
+    // and leaves a dead mount behind; detach it lazily instead.
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
+        let path = std::path::Path::new(&mountpoint);
+        let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        info.lines()
+            .any(|line| line.split(' ').nth(4) == path.to_str())
+    });
+    if mounted {
+        let _ = std::process::Command::new("fusermount3")
+            .args(["-u", "-z", "-q", "--"])
+            .arg(&mountpoint)
+            .status();
+    }
 }
 
 #[cfg(test)]
