@@ -20,6 +20,7 @@ mod events;
 mod output;
 mod projects;
 mod settings;
+mod usage;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -42,6 +43,7 @@ use args::{AgentCommand, Command};
 use events::events_command;
 use projects::{LogsRequest, logs, project_command, ps};
 use settings::config_command;
+use usage::{UsageRequest, usage};
 
 /// Carries out one command line; the exit code is the command's (for `agent run`, the
 /// run's status).
@@ -261,6 +263,22 @@ async fn client_command(
             logs(&mut client, request).await?
         }
         Command::Ps(format) => ps(&mut client, format).await?,
+        Command::Usage {
+            project,
+            since,
+            until,
+            by,
+            json,
+        } => {
+            let request = UsageRequest {
+                project,
+                since,
+                until,
+                by,
+                json,
+            };
+            usage(&mut client, request).await?
+        }
         Command::Events(action) => events_command(&mut client, action).await?,
         Command::Agent(AgentCommand::Kill { project }) => agent_kill(&mut client, &project).await?,
         Command::Agent(AgentCommand::NewSession { project }) => {

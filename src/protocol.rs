@@ -60,6 +60,7 @@ pub mod error;
 pub mod events;
 pub mod hub;
 pub mod scopes;
+pub mod usage;
 
 /// The protocol version, sent in the signature and in `hub.hello`. Bumped on any
 /// incompatible change of a shape below.

@@ -25,9 +25,11 @@
 //! run's own [`RunHandle::ended`].
 
 pub mod claude_cli;
+pub mod metering;
 pub mod output;
 pub mod process;
 pub mod slots;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -55,6 +57,7 @@ use crate::support::metrics::Metrics;
 use crate::support::timestamp::now_ms;
 
 use claude_cli::{AgentCli, CliSlot};
+use metering::{Meter, MeterParts};
 use output::{Pump, Summary};
 use slots::{Permit, Slots};
 
@@ -104,7 +107,7 @@ pub struct RunEnd {
     pub result_text: Option<String>,
     /// The run's Claude Code session.
     pub session_id: Option<String>,
-    /// `total_cost_usd` from the `result` line, in US dollars.
+    /// The run's own cost in US dollars (the sum of its turns).
     pub cost_usd: Option<f64>,
     /// `duration_ms` from the `result` line.
     pub duration_ms: Option<i64>,
@@ -169,6 +172,8 @@ struct RunContext {
     run: ActiveRun,
     mode: RunMode,
     timeout: Duration,
+    /// Whether the process resumes a session (`--resume`).
+    resumed: bool,
 }
 
 /// The `run_started` line the hub writes to the project's log.
@@ -198,6 +203,7 @@ struct RunFinishedLine<'a> {
     exit_code: Option<i32>,
     reason: Option<&'a str>,
     total_cost_usd: Option<f64>,
+    cost_usd: Option<f64>,
 }
 
 impl RunContext {
@@ -333,7 +339,7 @@ impl Runner {
             return Err(RunError::Timeout(config.max_timeout_s));
         }
         let cli = self.cli().get().ok_or(RunError::CliMissing)?;
-        let ctx = RunContext {
+        let mut ctx = RunContext {
             project_id: request.project_id,
             run: ActiveRun {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -342,8 +348,10 @@ impl Runner {
             },
             mode: request.mode,
             timeout: Duration::from_secs(timeout_s),
+            resumed: false,
         };
         let (path, resume) = self.prepare(&ctx)?;
+        ctx.resumed = resume.is_some();
         // A root span: the run outlives the connection or task that started it.
         let span = match ctx.task_id() {
             Some(task_id) => info_span!(parent: None, "run", run_id = %ctx.run.id,
@@ -578,7 +586,8 @@ impl Runner {
             status: outcome.status,
             exit_code: outcome.exit_code,
             reason: outcome.error.as_deref(),
-            total_cost_usd: outcome.cost_usd,
+            total_cost_usd: outcome.reported_total_usd,
+            cost_usd: outcome.cost_usd,
         })
     }
 
@@ -617,6 +626,18 @@ impl Runner {
         self.hub_line(&ctx, started_line).await;
         let pgid = child.id().map(|pid| pid as i32).unwrap_or_default();
         let summary = Arc::new(Mutex::new(Summary::default()));
+        let meter = Arc::new(Meter::new(MeterParts {
+            store: parts.store.clone(),
+            metrics: parts.metrics.clone(),
+            project_id: ctx.project_id.clone(),
+            project_name: parts
+                .projects
+                .get(&ctx.project_id)
+                .map(|view| view.name)
+                .unwrap_or_default(),
+            run_id: ctx.run.id.clone(),
+            resumed: ctx.resumed,
+        }));
         let pump = Pump {
             feed: parts.feed.clone(),
             metrics: parts.metrics.clone(),
@@ -625,6 +646,7 @@ impl Runner {
             run_id: ctx.run.id.clone(),
             max_line: parts.config.max_line_bytes,
             summary: summary.clone(),
+            meter: meter.clone(),
         };
         let pumps =
             [
@@ -667,7 +689,10 @@ impl Runner {
             status: status_name,
             exit_code: status.and_then(|s| s.code()),
             session_id: summary.session_id.clone(),
-            cost_usd: summary.cost_usd,
+            // The run's own cost: its turns' sum, which the CLI's cumulative total
+            // exceeds when the process carried a resumed session's total.
+            cost_usd: meter.run_usd().or(summary.cost_usd),
+            reported_total_usd: summary.cost_usd,
             duration_ms: summary.duration_ms,
             num_turns: summary.num_turns,
             error: reason,

@@ -19,6 +19,8 @@ mod agent_security;
 mod durability;
 // Connection, rate and queue limits; heartbeat and idle timeout; shutdown.
 mod limits;
+// Agent cost and tokens per turn, run, project and day.
+mod usage;
 // The real Claude Code CLI making a real tool call against a fake API.
 mod real_claude;
 // The command-line client.

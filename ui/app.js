@@ -1,7 +1,7 @@
 // The dashboard's entry point: navigation, hash routing, and the connection status area.
 //
 // Routes: #/overview, #/projects, #/projects/<id>, #/workers, #/workers/<project id>,
-// #/connections, #/clients, #/settings (the leading slash is optional: #clients works too).
+// #/usage, #/connections, #/clients, #/settings (the leading slash is optional: #clients works too).
 
 import { h, replace } from './dom.js';
 import { rpc, store } from './store.js';
@@ -12,6 +12,7 @@ import './components/workers-view.js';
 import './components/connections-view.js';
 import './components/clients-view.js';
 import './components/settings-view.js';
+import './components/usage-view.js';
 
 /**
  * The main navigation. Add a view by adding an entry here (and its custom element); an
@@ -21,6 +22,7 @@ const VIEWS = [
   { path: 'overview', label: 'Overview', tag: 'hub-overview', ready: true },
   { path: 'projects', label: 'Projects', tag: 'hub-projects', ready: true },
   { path: 'workers', label: 'Workers & tasks', tag: 'hub-workers', ready: true },
+  { path: 'usage', label: 'Usage', tag: 'hub-usage', ready: true },
   { path: 'connections', label: 'Connections', tag: 'hub-connections', ready: true },
   { path: 'clients', label: 'Clients', tag: 'hub-clients', ready: true },
   { path: 'settings', label: 'Settings', tag: 'hub-settings', ready: true },

@@ -339,6 +339,7 @@ impl Hub {
                 projects: projects.clone(),
                 notices: notices.clone(),
                 feed: feed.clone(),
+                store: store.clone(),
             },
             messages: MessagesCtx {
                 projects: projects.clone(),

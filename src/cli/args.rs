@@ -114,6 +114,27 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What the agents cost: US dollars and tokens per day, project or run, with a total.
+    ///
+    /// Examples: `semantest-hub usage`, `semantest-hub usage --by project --since 2026-12-01`,
+    /// `semantest-hub usage --project ~/code/myapp --by run --json`.
+    Usage {
+        /// Only this project: an id (a deleted project's too) or a registered directory.
+        #[arg(long, value_name = "PROJECT")]
+        project: Option<String>,
+        /// From this time on: RFC 3339, or a date (YYYY-MM-DD, from local midnight).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Before this time: RFC 3339, or a date (YYYY-MM-DD, before its local midnight).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// One row per local day, per project or per run.
+        #[arg(long, value_enum, default_value = "day")]
+        by: UsageBy,
+        /// Print the hub's JSON-RPC result (`agent.usage`) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Client events: watch them live, or publish one (an extension author's debugging
     /// aid).
     #[command(subcommand)]
@@ -210,6 +231,17 @@ pub(super) enum PairCommand {
         /// The request's id (`pr_…`, from `pair list`).
         id: String,
     },
+}
+
+/// The rows of `usage`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(super) enum UsageBy {
+    /// One row per local day, oldest first.
+    Day,
+    /// One row per project, costliest first.
+    Project,
+    /// One row per run, most recent first.
+    Run,
 }
 
 /// How a `list` command prints: an aligned table with a header by default.

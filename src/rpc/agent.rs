@@ -1,17 +1,22 @@
-//! `agent.*`: a project's interactive run.
+//! `agent.*`: a project's interactive run, and what the agents cost (`agent.usage`).
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Handler, HandlerFn, Method, Reply, reply};
+use super::{Handler, HandlerFn, Method, Reply, later, not_found, reply};
 use crate::app::contexts::AgentsCtx;
 use crate::config::Family;
 use crate::events::Event;
 use crate::projects::ProjectError;
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::scopes::Scope;
+use crate::protocol::usage::{
+    AgentUsageParams, AgentUsageResult, MAX_UTC_OFFSET_MINUTES, method as usage_method,
+};
 use crate::protocol::{AgentRunParams, ProjectRef, StateChange, method, parse_params};
 use crate::runner::{RunMode, RunRequest};
+use crate::storage::sqlite::UsageQuery;
+use crate::support::timestamp::parse_rfc3339;
 
 type Call<'a> = super::Call<'a, AgentsCtx>;
 
@@ -22,6 +27,7 @@ pub(super) const METHODS: &[Method] = &[
     row(method::AGENT_RUN, AGENTS, FAMILY, run),
     row(method::AGENT_KILL, AGENTS, FAMILY, kill),
     row(method::AGENT_NEW_SESSION, AGENTS, FAMILY, new_session),
+    row(usage_method::AGENT_USAGE, AGENTS, FAMILY, usage),
 ];
 
 /// A row of this family's table: its handlers see [`AgentsCtx`] only.
@@ -101,4 +107,78 @@ fn new_session(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
         reason: None,
     }));
     reply(&ctx.with_seq(view))
+}
+
+/// `agent.usage`: the recorded turns summed per day, project or run.
+///
+/// # Errors
+/// `INVALID_PARAMS` for a time that is not RFC 3339, `since` not before `until`, or an
+/// offset beyond ±840 minutes; `PROJECT_NOT_FOUND` for a `project_id` that is neither
+/// registered nor has recorded usage (a deleted project's usage is still answered).
+fn usage(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: AgentUsageParams = parse_params(params)?;
+    let time = |name: &str, value: Option<String>| {
+        value
+            .map(|text| parse_rfc3339(&text))
+            .transpose()
+            .map_err(|err| RpcError::new(ErrorKind::InvalidParams, format!("{name}: {err}")))
+    };
+    let since = time("since", p.since)?;
+    let until = time("until", p.until)?;
+    if let (Some(since), Some(until)) = (since, until)
+        && since >= until
+    {
+        return Err(RpcError::new(
+            ErrorKind::InvalidParams,
+            "since must be before until",
+        ));
+    }
+    let offset = p.utc_offset_minutes.unwrap_or(0);
+    if offset.abs() > MAX_UTC_OFFSET_MINUTES {
+        return Err(RpcError::new(
+            ErrorKind::InvalidParams,
+            format!(
+                "utc_offset_minutes must be between -{MAX_UTC_OFFSET_MINUTES} and {MAX_UTC_OFFSET_MINUTES}"
+            ),
+        ));
+    }
+    let registered = match &p.project_id {
+        Some(id) => call.ctx.projects.get(id).is_ok(),
+        None => true,
+    };
+    let store = call.ctx.store.clone();
+    let query = UsageQuery {
+        project_id: p.project_id,
+        since,
+        until,
+        group_by: p.group_by,
+        utc_offset_minutes: offset,
+    };
+    later(async move {
+        let report = store
+            .usage(query.clone())
+            .await
+            .map_err(|err| RpcError::internal("agent.usage", &err))?;
+        if !registered && report.total.turns == 0 {
+            // Neither a project nor any usage in range: check the whole history before
+            // calling the id unknown.
+            let ever = store
+                .usage(UsageQuery {
+                    since: None,
+                    until: None,
+                    ..query.clone()
+                })
+                .await
+                .map_err(|err| RpcError::internal("agent.usage", &err))?;
+            if ever.total.turns == 0 {
+                return Err(not_found(query.project_id.as_deref().unwrap_or_default()));
+            }
+        }
+        Ok(AgentUsageResult {
+            group_by: query.group_by,
+            rows: report.rows,
+            total: report.total,
+            truncated: report.truncated,
+        })
+    })
 }

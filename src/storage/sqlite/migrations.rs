@@ -2,7 +2,7 @@
 
 use rusqlite_migration::{M, Migrations};
 
-use super::client_tokens;
+use super::{client_tokens, usage};
 
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -101,5 +101,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         ),
         // Client tokens (src/storage/sqlite/client_tokens.rs).
         M::up(client_tokens::MIGRATION),
+        // Agent usage per turn (src/storage/sqlite/usage.rs).
+        M::up(usage::MIGRATION),
     ])
 }

@@ -47,8 +47,13 @@ pub struct RunOutcome {
     pub exit_code: Option<i32>,
     /// The Claude Code session id reported by the run.
     pub session_id: Option<String>,
-    /// `total_cost_usd` from the `result` line, in US dollars.
+    /// The run's own cost in US dollars: the sum of its turns' (`crate::runner::usage`),
+    /// else `total_cost_usd` from the `result` line. Stored with the run and added to
+    /// its session's total.
     pub cost_usd: Option<f64>,
+    /// `total_cost_usd` from the last `result` line as the CLI reported it (cumulative
+    /// for the process, and on recent versions across `--resume`); not stored.
+    pub reported_total_usd: Option<f64>,
     /// `duration_ms` from the `result` line.
     pub duration_ms: Option<i64>,
     /// `num_turns` from the `result` line.
@@ -65,6 +70,7 @@ impl RunOutcome {
             exit_code: None,
             session_id: None,
             cost_usd: None,
+            reported_total_usd: None,
             duration_ms: None,
             num_turns: None,
             error,
