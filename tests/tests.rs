@@ -25,6 +25,10 @@ mod usage;
 mod real_claude;
 // The command-line client.
 mod cli;
+// The CLI in daily use: closed stdout, colour, --version, agent run's exit codes, TLS.
+mod cli_daily;
+// A project's history: project.runs and full-text search in messages.list.
+mod run_history;
 // Squatters and relays on the CLI's recorded port, private file modes, redacted errors.
 mod cli_security;
 // The owner token in the OS keychain.

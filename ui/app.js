@@ -1,7 +1,8 @@
 // The dashboard's entry point: navigation, hash routing, and the connection status area.
 //
 // Routes: #/overview, #/projects, #/projects/<id>, #/workers, #/workers/<project id>,
-// #/usage, #/connections, #/clients, #/settings (the leading slash is optional: #clients works too).
+// #/usage, #/connections, #/clients, #/events, #/settings (the leading slash is optional:
+// #clients works too).
 
 import { h, replace } from './dom.js';
 import { rpc, store } from './store.js';
@@ -11,6 +12,7 @@ import './components/project-view.js';
 import './components/workers-view.js';
 import './components/connections-view.js';
 import './components/clients-view.js';
+import './components/events-view.js';
 import './components/settings-view.js';
 import './components/usage-view.js';
 
@@ -25,6 +27,7 @@ const VIEWS = [
   { path: 'usage', label: 'Usage', tag: 'hub-usage', ready: true },
   { path: 'connections', label: 'Connections', tag: 'hub-connections', ready: true },
   { path: 'clients', label: 'Clients', tag: 'hub-clients', ready: true },
+  { path: 'events', label: 'Events', tag: 'hub-events', ready: true },
   { path: 'settings', label: 'Settings', tag: 'hub-settings', ready: true },
 ];
 

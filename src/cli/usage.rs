@@ -82,7 +82,7 @@ pub(super) async fn usage(client: &mut HubClient, request: UsageRequest) -> Resu
     });
     let result = client.request("agent.usage", params).await?;
     if request.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        outln!("{}", serde_json::to_string_pretty(&result)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let rows = result["rows"].as_array().cloned().unwrap_or_default();
@@ -149,7 +149,7 @@ pub(super) async fn usage(client: &mut HubClient, request: UsageRequest) -> Resu
     total.resize(keys.len(), String::new());
     total.extend(figures(&result["total"]));
     table.push(total);
-    print_table(&headers, &table);
+    print_table(&headers, &table)?;
     if result["truncated"] == true {
         eprintln!(
             "only the {} most recent rows are shown; narrow the range with --since and --until",

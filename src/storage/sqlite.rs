@@ -57,7 +57,10 @@ mod usage;
 mod writer;
 pub(crate) use crate::storage::credentials::stored;
 pub(crate) use crate::support::blocking::blocking;
-pub use rows::{MessagePage, MessageQuery, NewLine, ProjectRow, RunOutcome, UnfinishedRun};
+pub use rows::{
+    MessagePage, MessageQuery, NewLine, ProjectRow, RUN_PROMPT_CHARS, RunOutcome, RunSummary,
+    UnfinishedRun,
+};
 pub use tasks::{TaskRow, WorkerRow};
 pub use usage::{TurnRow, UsageQuery};
 

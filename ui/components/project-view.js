@@ -15,6 +15,7 @@ import { h, replace } from '../dom.js';
 import { number, shortId, dateTime } from '../format.js';
 import { renderOutput } from '../render-output.js';
 import { rpc, store, listen, onNotify, errorText } from '../store.js';
+import './project-runs.js';
 
 /** Lines fetched per history page. */
 const PAGE = 200;
@@ -118,7 +119,8 @@ class ProjectView extends HTMLElement {
         this.actionMsg),
       h('div', { class: 'log-wrap' }, this.log, this.jumpBtn),
       this.announce,
-      this.form);
+      this.form,
+      h('hub-project-runs', { 'project-id': this.projectId }));
   }
 
   get project() {
