@@ -37,6 +37,12 @@ mod cli_security;
 mod keychain;
 // Tasks, workers, leases and report files.
 mod coordination;
+// `semantest-hub mcp` over stdio: the coordinator and worker tools, leases, tool errors.
+mod mcp;
+// `/mcp`: the same tools over Streamable HTTP, behind the Host, Origin and token checks.
+mod mcp_http;
+// The task commands of the CLI: create, list, show, watch, worker next, complete, fail.
+mod cli_tasks;
 // Client tokens: scopes, origin binding, revocation, the token CLI, the signature proof.
 mod client_tokens;
 // Pairing browser extensions: approval, denial, expiry, limits.
@@ -51,6 +57,8 @@ mod events;
 mod conformance;
 // SIGKILL under load, a client that stops reading, floods, a full disk, agent kills.
 mod faults;
+// Power cuts on a file system that loses what was not fsynced: nothing acknowledged lost.
+mod power_cut;
 // Big writes (10,000 tasks, a 100,000-line project deleted) while hub.status is timed.
 mod faults_storage;
 // Connection churn with memory and descriptors sampled: no growth.
