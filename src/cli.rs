@@ -67,7 +67,7 @@ use crate::app::hub::OWNER_TOKEN;
 use crate::config::{Config, LoadedConfig, Mode, Overrides, PublicOverrides, SecretStoreKind};
 use crate::storage::secrets::Secrets;
 use access::{pair_command, token_command};
-use agent::{agent_kill, agent_new_session, agent_run};
+use agent::{agent_kill, agent_new_session, agent_run, approvals_command};
 use args::{AgentCommand, Command};
 use events::events_command;
 use projects::{LogsRequest, logs, project_command, ps};
@@ -402,6 +402,7 @@ async fn client_command(
             action: Some(action),
         } => token_command(&mut client, action).await?,
         Command::Pair(action) => pair_command(&mut client, action).await?,
+        Command::Approvals { action } => approvals_command(&mut client, action).await?,
         Command::Serve { .. }
         | Command::Token { action: None }
         | Command::Config(_)

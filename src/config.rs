@@ -220,6 +220,45 @@ pub struct AgentConfig {
     /// Extra environment variables for agent runs, e.g. `ANTHROPIC_BASE_URL` or
     /// `CLAUDE_CONFIG_DIR`; the hub's own environment is inherited as well.
     pub env: std::collections::BTreeMap<String, String>,
+    /// Seconds a live session (one started by `agent.send`) stays open with no turn
+    /// running; then its process ends and the next message resumes the session.
+    pub session_idle_s: u64,
+    /// Milliseconds an interrupted turn has to stop through the control protocol before
+    /// its process group is signalled.
+    pub interrupt_timeout_ms: u64,
+    /// The approval policy of every project (docs/agents.md, "Policies").
+    pub approvals: ApprovalsConfig,
+}
+
+/// Which tool calls the hub answers itself and how long a person has for the others.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// Tools the hub allows without asking (read-only ones by default).
+    pub never_ask: Vec<String>,
+    /// Tools that always ask a person: neither `never_ask` nor a remembered
+    /// `allow_always`/`reject_always` rule answers them.
+    pub always_ask: Vec<String>,
+    /// Seconds a request waits for an answer; then it is denied with `timeout_message`.
+    pub timeout_s: u64,
+    /// What the agent is told when nobody answered in time.
+    pub timeout_message: String,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            never_ask: ["Read", "Glob", "Grep", "LS", "NotebookRead", "TodoWrite"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            always_ask: Vec::new(),
+            timeout_s: 600,
+            timeout_message: "Nobody answered this permission request in time, so it was \
+                              denied. Do not retry it; tell the user what you wanted to run."
+                .into(),
+        }
+    }
 }
 
 /// Retention of the message log, replacing file rotation.
@@ -310,13 +349,16 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             cli_path: None,
-            permission_mode: "acceptEdits".into(),
+            permission_mode: "default".into(),
             model: None,
             timeout_s: 30 * 60,
             max_timeout_s: 4 * 60 * 60,
             kill_grace_ms: 3000,
             max_line_bytes: 16 * 1024 * 1024,
             env: Default::default(),
+            session_idle_s: 600,
+            interrupt_timeout_ms: 10_000,
+            approvals: ApprovalsConfig::default(),
         }
     }
 }

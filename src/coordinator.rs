@@ -330,6 +330,7 @@ impl Coordinator {
                 worker_id: worker_id.clone(),
             },
             timeout_s: None,
+            keep_open: false,
         };
         let handle = match self.parts().runner.start(request, permit) {
             Ok(handle) => handle,

@@ -14,6 +14,7 @@
 
 use serde::Serialize;
 
+use crate::protocol::agents::{ApprovalResolved, ApprovalView, QueuedMessage};
 use crate::protocol::clients::{ClientEvent, ClientView, Outcome, RequestView};
 use crate::protocol::coordination::{
     CoordinationStatus, ProjectCompleted, ReportInvalid, ReportUnknown, TaskAssigned,
@@ -103,6 +104,15 @@ pub enum Event {
         /// How it ended.
         outcome: Outcome,
     },
+    /// An agent's tool call waits for a person (`agent.approval_requested`, to
+    /// connections holding the `agents` scope).
+    ApprovalRequested(ApprovalView),
+    /// A pending approval was answered, timed out or withdrawn
+    /// (`agent.approval_resolved`, to connections holding the `agents` scope).
+    ApprovalResolved(ApprovalResolved),
+    /// A queued follow-up was added, edited, cancelled or delivered
+    /// (`agent.queue_changed`, to connections holding the `agents` scope).
+    QueueChanged(QueuedMessage),
     /// A client token was created, revoked or used (`client.changed`).
     ClientChanged {
         /// What happened.

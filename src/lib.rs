@@ -28,7 +28,9 @@
 //!                              family may use)
 //!  coordinator/                the task queue: pure state, ops, the handle; watch
 //!                              (the reports/ folder)
-//!  runner/                     agent runs: claude_cli · process · output · slots
+//!  runner/                     agent runs and live sessions: claude_cli · driver
+//!                              (+ driver/claude) · session · approvals · process ·
+//!                              output · slots
 //!  projects/, pubsub/, auth/   registry and path rules + feed; broker/ + nats/   security pub
 //!                              (client events); tokens, pairing, security
 //!  connections/, storage/,     live connections + tcp (each connection's two     secrets pub

@@ -54,6 +54,7 @@ macro_rules! stored_names {
     };
 }
 
+pub mod agents;
 pub mod clients;
 pub mod coordination;
 pub mod error;

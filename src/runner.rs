@@ -1,11 +1,19 @@
-//! The agent runner: runs the Claude Code CLI in a project and streams its output.
+//! The agent runner: runs the Claude Code CLI in a project as a live session and streams
+//! its output.
 //!
-//! A run executes `claude -p --output-format stream-json --verbose
-//! --permission-mode <mode> [--model M] [--resume <session>]` with the prompt on its stdin
-//! in the project directory ([`cli`]), as the leader of its own process group
-//! ([`process`]), with its output read into the project's log ([`output`]). The prompt is
-//! never an argument, so no prompt can be read as an option, and the session is always a
-//! UUID. The process gets the hub's environment without the hub's `SEMANTEST_HUB_*`
+//! A run is one agent process: `claude -p --input-format stream-json --output-format
+//! stream-json --verbose --permission-prompt-tool stdio --permission-mode <mode>
+//! [--model M] [--resume <session>]` in the project directory ([`driver::claude`]), as
+//! the leader of its own process group ([`process`]), with its output read into the
+//! project's log ([`output`]). Each prompt is a `user` line on its stdin, never an
+//! argument, so no prompt can be read as an option, and the session is always a UUID.
+//! A run holds one or more turns: a turn ends with the agent's `result` line; then the
+//! next queued follow-up starts the next turn, or, with none, a one-shot run
+//! (`agent.run`) closes stdin and the process exits, while a live session (started by
+//! `agent.send`) stays open for `agent.session_idle_s` before it does. Tool calls the
+//! permission mode does not settle come to the hub as permission requests
+//! ([`approvals`]); follow-ups and interrupts reach a running session through its
+//! [`session::SessionHandle`]. The process gets the hub's environment without the hub's `SEMANTEST_HUB_*`
 //! settings and secrets. Every run holds a [`slots::Permit`] from the
 //! moment before its process starts until its process group is gone, so at most
 //! `limits.max_running_agents` agents are ever alive.
@@ -24,10 +32,13 @@
 //! `RunFinished`) and never calls up into the hub; how a run ended comes back on the
 //! run's own [`RunHandle::ended`].
 
+pub mod approvals;
 pub mod claude_cli;
+pub mod driver;
 pub mod metering;
 pub mod output;
 pub mod process;
+pub mod session;
 pub mod slots;
 pub mod usage;
 
@@ -39,7 +50,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::process::Child;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
@@ -56,10 +67,16 @@ use crate::storage::sqlite::{RunOutcome, Store};
 use crate::support::metrics::Metrics;
 use crate::support::timestamp::now_ms;
 
+use approvals::{Approvals, Asker};
 use claude_cli::{AgentCli, CliSlot};
+use driver::claude;
 use metering::{Meter, MeterParts};
 use output::{Pump, Summary};
+use session::{Input, Live, Sent, Session, SessionCommand, SessionHandle};
 use slots::{Permit, Slots};
+
+use crate::protocol::agents::{Delivery, QueueState, QueuedMessage, SendMode};
+use crate::storage::sqlite::QueuedRow;
 
 /// The largest prompt accepted, in bytes.
 pub const MAX_PROMPT_BYTES: usize = 256 * 1024;
@@ -90,8 +107,12 @@ pub struct RunRequest {
     pub prompt: String,
     /// Interactive or for a task.
     pub mode: RunMode,
-    /// Seconds before the run is stopped; `agent.timeout_s` when `None`.
+    /// Seconds a turn may run before the run is stopped; `agent.timeout_s` when `None`.
     pub timeout_s: Option<u64>,
+    /// Keep the process open between turns (a live session, `agent.send`), until
+    /// `agent.session_idle_s` pass with no turn; otherwise the run ends after its last
+    /// turn (`agent.run`, task runs).
+    pub keep_open: bool,
 }
 
 /// How a run ended, sent on [`RunHandle::ended`].
@@ -146,12 +167,17 @@ pub struct RunnerParts {
     pub tracker: TaskTracker,
     /// Stops every run at shutdown.
     pub shutdown: CancellationToken,
+    /// Permission requests.
+    pub approvals: Approvals,
 }
 
 struct Inner {
     parts: RunnerParts,
     /// Task runs in progress, by run id. A std `Mutex`: map operations only.
     task_runs: Mutex<HashMap<String, TaskRun>>,
+    /// The interactive run of each project while its process is alive, by project id.
+    /// A std `Mutex`: map operations only.
+    sessions: Mutex<HashMap<String, SessionHandle>>,
 }
 
 struct TaskRun {
@@ -172,6 +198,7 @@ struct RunContext {
     run: ActiveRun,
     mode: RunMode,
     timeout: Duration,
+    keep_open: bool,
     /// Whether the process resumes a session (`--resume`).
     resumed: bool,
 }
@@ -223,6 +250,8 @@ enum Ending {
     Exited(std::io::Result<ExitStatus>),
     Stopped,
     TimedOut,
+    /// An interrupted turn did not end within `agent.interrupt_timeout_ms`.
+    InterruptIgnored,
 }
 
 /// Why a run could not start, or be killed.
@@ -254,6 +283,15 @@ pub enum RunError {
     /// `agent.kill` with nothing running.
     #[error("project {0} runs no agent")]
     NotRunning(String),
+    /// `agent.interrupt` with no turn running.
+    #[error("no turn of project {0} is running")]
+    NoTurn(String),
+    /// The session is closing (its process is about to exit).
+    #[error("the session of project {0} is ending; send again in a moment")]
+    Closing(String),
+    /// No queued follow-up has that id, or it left the queue.
+    #[error("{0}")]
+    NotQueued(String),
     /// The project is missing, busy or has an invalid path.
     #[error(transparent)]
     Project(#[from] ProjectError),
@@ -269,7 +307,9 @@ impl From<RunError> for RpcError {
             RunError::PromptTooLarge => ErrorKind::TooLarge,
             RunError::CliMissing | RunError::CannotStart(_) => ErrorKind::AgentUnavailable,
             RunError::PathChanged { .. } => ErrorKind::InvalidPath,
-            RunError::NotRunning(_) => ErrorKind::NotRunning,
+            RunError::NotRunning(_) | RunError::NoTurn(_) => ErrorKind::NotRunning,
+            RunError::Closing(_) => ErrorKind::ProjectBusy,
+            RunError::NotQueued(_) => ErrorKind::MessageNotQueued,
             RunError::Project(_) => {
                 let RunError::Project(inner) = err else {
                     unreachable!()
@@ -289,6 +329,7 @@ impl Runner {
             inner: Arc::new(Inner {
                 parts,
                 task_runs: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -302,6 +343,18 @@ impl Runner {
             .task_runs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, SessionHandle>> {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The approvals of every session.
+    pub fn approvals(&self) -> &Approvals {
+        &self.parts().approvals
     }
 
     /// The agent limit's permits.
@@ -348,6 +401,7 @@ impl Runner {
             },
             mode: request.mode,
             timeout: Duration::from_secs(timeout_s),
+            keep_open: request.keep_open,
             resumed: false,
         };
         let (path, resume) = self.prepare(&ctx)?;
@@ -376,7 +430,8 @@ impl Runner {
             }
             return Err(err.into());
         }
-        let child = match self.launch(&cli, &ctx, &request.prompt, resume.as_deref(), &path) {
+        let (input, inputs) = mpsc::channel(session::INPUT_QUEUE);
+        let child = match self.launch(&cli, &ctx, inputs, resume.as_deref(), &path) {
             Ok(child) => child,
             Err(reason) => {
                 let outcome = RunOutcome::new(RunStatus::Failed, Some(reason.clone()));
@@ -426,9 +481,24 @@ impl Runner {
             stop: ctx.run.stop.clone(),
             ended,
         };
+        let (commands_tx, commands) = mpsc::channel(16);
+        if ctx.interactive() {
+            self.sessions().insert(
+                ctx.project_id.clone(),
+                SessionHandle {
+                    run_id: ctx.run.id.clone(),
+                    commands: commands_tx,
+                },
+            );
+        }
+        let live = Live {
+            input,
+            commands,
+            first_prompt: request.prompt,
+        };
         let supervisor = self
             .clone()
-            .supervise(ctx, child, permit, done, started_line);
+            .supervise(ctx, child, permit, done, started_line, live);
         self.parts()
             .tracker
             .spawn(supervisor.instrument(span.clone()));
@@ -472,18 +542,18 @@ impl Runner {
         &self,
         cli: &AgentCli,
         ctx: &RunContext,
-        prompt: &str,
+        inputs: mpsc::Receiver<Input>,
         resume: Option<&str>,
         dir: &std::path::Path,
     ) -> Result<Child, String> {
         let config = &self.parts().config;
-        let args = claude_cli::build_args(resume, &config.permission_mode, config.model.as_deref());
+        let args = claude::build_args(resume, &config.permission_mode, config.model.as_deref());
         let mut child = process::spawn_cli(&cli.path, &args, dir, &config.env)
             .map_err(|err| format!("cannot start {}: {err}", cli.path.display()))?;
         if let Some(stdin) = child.stdin.take() {
             self.parts()
                 .tracker
-                .spawn(process::write_prompt(stdin, prompt.to_string()).in_current_span());
+                .spawn(session::write_input(stdin, inputs).in_current_span());
         }
         let pgid = child
             .id()
@@ -620,12 +690,14 @@ impl Runner {
         permit: Permit,
         done: oneshot::Sender<RunEnd>,
         started_line: Option<String>,
+        live: Live,
     ) {
         let parts = self.parts();
         // Before any output line, so the log reads in order.
         self.hub_line(&ctx, started_line).await;
         let pgid = child.id().map(|pid| pid as i32).unwrap_or_default();
         let summary = Arc::new(Mutex::new(Summary::default()));
+        let (events_tx, events) = mpsc::channel(64);
         let meter = Arc::new(Meter::new(MeterParts {
             store: parts.store.clone(),
             metrics: parts.metrics.clone(),
@@ -646,29 +718,54 @@ impl Runner {
             run_id: ctx.run.id.clone(),
             max_line: parts.config.max_line_bytes,
             summary: summary.clone(),
+            events: None,
             meter: meter.clone(),
         };
-        let pumps =
-            [
-                child.stdout.take().map(|out| {
-                    tokio::spawn(pump.clone().run(Stream::Stdout, out).in_current_span())
-                }),
-                child.stderr.take().map(|err| {
-                    tokio::spawn(pump.clone().run(Stream::Stderr, err).in_current_span())
-                }),
-            ];
-        let mut ending = tokio::select! {
-            status = child.wait() => Ending::Exited(status),
-            () = ctx.run.stop.cancelled() => Ending::Stopped,
-            () = tokio::time::sleep(ctx.timeout) => Ending::TimedOut,
+        let pumps = [
+            child.stdout.take().map(|out| {
+                let pump = Pump {
+                    events: Some(events_tx),
+                    ..pump.clone()
+                };
+                tokio::spawn(pump.run(Stream::Stdout, out).in_current_span())
+            }),
+            child
+                .stderr
+                .take()
+                .map(|err| tokio::spawn(pump.clone().run(Stream::Stderr, err).in_current_span())),
+        ];
+        let mut session = Session {
+            runner: &self,
+            ctx: &ctx,
+            asker: Asker {
+                project_id: ctx.project_id.clone(),
+                run_id: ctx.run.id.clone(),
+                input: live.input,
+            },
+            turns: 0,
+            turn_deadline: None,
+            idle_deadline: None,
+            interrupt_deadline: None,
+            closing: false,
+            next_now: None,
         };
+        session.start_turn(&live.first_prompt, "prompt", None).await;
+        let mut ending = session.run(&mut child, events, live.commands).await;
+        // No new command reaches this run from now on.
+        self.end_session(&ctx);
+        let why = match &ending {
+            Ending::Exited(_) => "the agent exited",
+            _ => "the run was stopped",
+        };
+        parts.approvals.withdraw(&ctx.run.id, None, why).await;
+        parts.approvals.end_run(&ctx.run.id);
         let grace = Duration::from_millis(parts.config.kill_grace_ms);
         let status = match &mut ending {
             Ending::Exited(status) => {
                 process::end_leftovers(pgid, grace).await;
                 status.as_ref().ok().copied()
             }
-            Ending::Stopped | Ending::TimedOut => {
+            Ending::Stopped | Ending::TimedOut | Ending::InterruptIgnored => {
                 process::stop_group(pgid, &mut child, grace).await
             }
         };
@@ -718,6 +815,226 @@ impl Runner {
             duration_ms: outcome.duration_ms,
         });
     }
+
+    /// Forgets a run's session handle, if it is still the project's.
+    fn end_session(&self, ctx: &RunContext) {
+        let mut sessions = self.sessions();
+        if sessions
+            .get(&ctx.project_id)
+            .is_some_and(|s| s.run_id == ctx.run.id)
+        {
+            sessions.remove(&ctx.project_id);
+        }
+    }
+
+    /// `agent.send`: a follow-up for the project's session. With a live session it is
+    /// queued, steered into the running turn or interrupts it (`mode`), or starts a turn
+    /// when none runs; with none, it starts a live session (holding `permit`, which is
+    /// dropped otherwise) whose first turn is the oldest queued follow-up, this one
+    /// queued behind the others.
+    ///
+    /// # Errors
+    /// As [`Runner::start`], `PROJECT_BUSY` while the session is closing or another run
+    /// holds the project, `TOO_LARGE`/`INVALID_PARAMS` for the text.
+    pub async fn send(
+        &self,
+        project_id: &str,
+        text: String,
+        mode: SendMode,
+        permit: impl FnOnce() -> Result<Permit, RpcError>,
+    ) -> Result<Sent, RpcError> {
+        if text.trim().is_empty() {
+            return Err(RunError::EmptyPrompt.into());
+        }
+        if text.len() > MAX_PROMPT_BYTES {
+            return Err(RunError::PromptTooLarge.into());
+        }
+        let handle = self.sessions().get(project_id).cloned();
+        if let Some(handle) = handle {
+            let (reply, answer) = oneshot::channel();
+            let sent = handle
+                .commands
+                .send(SessionCommand::Send {
+                    text: text.clone(),
+                    mode,
+                    reply,
+                })
+                .await;
+            if sent.is_ok()
+                && let Ok(result) = answer.await
+            {
+                return result.map_err(Into::into);
+            }
+            // The session ended meanwhile: start a new one below.
+        }
+        self.parts().projects.get(project_id)?;
+        let queued = self
+            .parts()
+            .store
+            .queued_messages(project_id.to_string())
+            .await
+            .map_err(|err| RpcError::internal("read queue", &err))?;
+        let (first, queued_message) = if queued.is_empty() || mode != SendMode::Queue {
+            (text, None)
+        } else {
+            let row = self.enqueue(project_id, text).await?;
+            let first = self
+                .parts()
+                .store
+                .take_next_queued(project_id.to_string(), String::new(), now_ms())
+                .await
+                .map_err(|err| RpcError::internal("take queued", &err))?;
+            match first {
+                Some(first) => {
+                    self.queue_changed(&first, QueueState::Delivered);
+                    (first.text, Some(row))
+                }
+                None => (row.text.clone(), None),
+            }
+        };
+        let handle = self.start(
+            RunRequest {
+                project_id: project_id.to_string(),
+                prompt: first,
+                mode: RunMode::Interactive { new_session: false },
+                timeout_s: None,
+                keep_open: true,
+            },
+            permit()?,
+        )?;
+        Ok(Sent {
+            run_id: handle.run_id,
+            delivery: if queued_message.is_some() {
+                Delivery::Queued
+            } else {
+                Delivery::Started
+            },
+            message: queued_message,
+        })
+    }
+
+    /// `agent.interrupt`: stops the project's running turn through the agent's control
+    /// protocol; its process group is signalled only if the turn does not end within
+    /// `agent.interrupt_timeout_ms`. Pending approvals of the run are withdrawn.
+    ///
+    /// # Errors
+    /// `NOT_RUNNING` when no turn runs.
+    pub async fn interrupt(&self, project_id: &str) -> Result<String, RunError> {
+        let handle = self.sessions().get(project_id).cloned();
+        let Some(handle) = handle else {
+            self.parts().projects.get(project_id)?;
+            return Err(RunError::NoTurn(project_id.to_string()));
+        };
+        let (reply, answer) = oneshot::channel();
+        if handle
+            .commands
+            .send(SessionCommand::Interrupt { reply })
+            .await
+            .is_err()
+        {
+            return Err(RunError::NoTurn(project_id.to_string()));
+        }
+        match answer.await {
+            Ok(result) => result.map(|()| handle.run_id),
+            Err(_) => Err(RunError::NoTurn(project_id.to_string())),
+        }
+    }
+
+    /// Queues a follow-up in the store and tells the clients.
+    async fn enqueue(&self, project_id: &str, text: String) -> Result<QueuedMessage, RpcError> {
+        let row = self
+            .parts()
+            .store
+            .enqueue_message(
+                format!("qm_{}", uuid::Uuid::now_v7().simple()),
+                project_id.to_string(),
+                text,
+                now_ms(),
+            )
+            .await
+            .map_err(|err| RpcError::internal("queue follow-up", &err))?;
+        let view = queued_view(row);
+        self.parts().sink.emit(Event::QueueChanged(view.clone()));
+        Ok(view)
+    }
+
+    fn queue_changed(&self, row: &QueuedRow, state: QueueState) {
+        let mut view = queued_view(row.clone());
+        view.state = state;
+        self.parts().sink.emit(Event::QueueChanged(view));
+    }
+
+    /// `agent.queue.list`: the project's follow-ups still queued, oldest first.
+    ///
+    /// # Errors
+    /// `PROJECT_NOT_FOUND`, or an internal store error.
+    pub async fn queue(&self, project_id: &str) -> Result<Vec<QueuedMessage>, RpcError> {
+        self.parts().projects.get(project_id)?;
+        let rows = self
+            .parts()
+            .store
+            .queued_messages(project_id.to_string())
+            .await
+            .map_err(|err| RpcError::internal("read queue", &err))?;
+        Ok(rows.into_iter().map(queued_view).collect())
+    }
+
+    /// `agent.queue.update` (`text` is `Some`) and `agent.queue.cancel` (`None`): changes
+    /// a follow-up that is still queued.
+    ///
+    /// # Errors
+    /// `MESSAGE_NOT_QUEUED` when no follow-up has that id or it was already delivered or
+    /// cancelled; `TOO_LARGE`/`INVALID_PARAMS` for the text.
+    pub async fn change_queued(
+        &self,
+        id: &str,
+        text: Option<String>,
+    ) -> Result<QueuedMessage, RpcError> {
+        if let Some(text) = &text {
+            if text.trim().is_empty() {
+                return Err(RunError::EmptyPrompt.into());
+            }
+            if text.len() > MAX_PROMPT_BYTES {
+                return Err(RunError::PromptTooLarge.into());
+            }
+        }
+        let changed = self
+            .parts()
+            .store
+            .change_queued(id.to_string(), text, now_ms())
+            .await
+            .map_err(|err| RpcError::internal("change queued", &err))?;
+        match changed {
+            Some((row, true)) => {
+                let view = queued_view(row);
+                self.parts().sink.emit(Event::QueueChanged(view.clone()));
+                Ok(view)
+            }
+            Some((row, false)) => Err(RpcError::from(RunError::NotQueued(format!(
+                "follow-up {id} is already {}",
+                row.state
+            )))
+            .with_details(serde_json::json!({"id": id, "state": row.state}))),
+            None => Err(RunError::NotQueued(format!("no queued follow-up has id {id}")).into()),
+        }
+    }
+}
+
+/// A queued row as the wire shows it.
+fn queued_view(row: QueuedRow) -> QueuedMessage {
+    QueuedMessage {
+        id: row.id,
+        project_id: row.project_id,
+        text: row.text,
+        state: match row.state.as_str() {
+            "delivered" => QueueState::Delivered,
+            "cancelled" => QueueState::Cancelled,
+            _ => QueueState::Queued,
+        },
+        created_at: crate::support::timestamp::format_ms(row.created_at),
+        updated_at: crate::support::timestamp::format_ms(row.updated_at),
+        run_id: row.run_id.filter(|r| !r.is_empty()),
+    }
 }
 
 /// How a run ended and why, from how it stopped, its exit status and its summary.
@@ -751,6 +1068,13 @@ fn judge(
         Ending::TimedOut => (
             RunStatus::TimedOut,
             Some(format!("timed out after {} s", ctx.timeout.as_secs())),
+        ),
+        Ending::InterruptIgnored => (
+            RunStatus::Killed,
+            Some(format!(
+                "the agent did not stop within {} ms of an interrupt; its processes were ended",
+                parts.config.interrupt_timeout_ms
+            )),
         ),
         Ending::Exited(_) if summary.is_error => (
             RunStatus::Failed,

@@ -21,32 +21,38 @@ async fn a_successful_run_streams_every_line_and_records_the_result() {
         kinds(&lines),
         [
             "run_started",
+            "turn_started",
             "system",
             "assistant",
             "assistant",
             "user",
             "assistant",
             "result",
+            "turn_ended",
             "run_finished"
         ]
     );
     let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
     assert_eq!(
         seqs,
-        (1..=8).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>(),
         "seq numbers are gapless from 1"
     );
     // The stream-json event is forwarded as an object, tool calls included.
-    assert_eq!(lines[3]["event"]["message"]["content"][0]["name"], "Write");
-    assert_eq!(lines[6]["event"]["total_cost_usd"], 0.0123);
-    assert_eq!(lines[7]["event"]["status"], "succeeded");
+    assert_eq!(lines[4]["event"]["message"]["content"][0]["name"], "Write");
+    assert_eq!(lines[7]["event"]["total_cost_usd"], 0.0123);
+    // One turn: the session's lines frame it.
+    assert_eq!(lines[1]["event"]["turn"], 1);
+    assert_eq!(lines[1]["event"]["source"], "prompt");
+    assert_eq!(lines[8]["event"]["stop_reason"], "end_turn");
+    assert_eq!(lines[9]["event"]["status"], "succeeded");
     let state = ws.notification("project.state").await;
     assert_eq!(state["state"], "idle");
-    let session = lines[1]["event"]["session_id"].as_str().unwrap();
+    let session = lines[2]["event"]["session_id"].as_str().unwrap();
     assert_eq!(state["session_id"], session);
     // The run happened in the project directory.
     assert_eq!(
-        lines[1]["event"]["cwd"],
+        lines[2]["event"]["cwd"],
         dir.path().canonicalize().unwrap().display().to_string()
     );
 
@@ -54,8 +60,8 @@ async fn a_successful_run_streams_every_line_and_records_the_result() {
     let stored = ws
         .ok("messages.list", json!({"project_id": project_id}))
         .await;
-    assert_eq!(stored["messages"].as_array().unwrap().len(), 8);
-    assert_eq!(stored["messages"][6], lines[6]);
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 10);
+    assert_eq!(stored["messages"][7], lines[7]);
     let results = ws
         .ok(
             "messages.list",
@@ -68,7 +74,7 @@ async fn a_successful_run_streams_every_line_and_records_the_result() {
     let run_id = run(&mut ws, &project_id, "success").await;
     let lines = ws.run_output(&run_id).await;
     assert_eq!(lines[0]["event"]["resume"], session);
-    assert_eq!(lines[1]["event"]["session_id"], session);
+    assert_eq!(lines[2]["event"]["session_id"], session);
     let project = ws
         .ok("agent.new_session", json!({"project_id": project_id}))
         .await;
@@ -76,7 +82,7 @@ async fn a_successful_run_streams_every_line_and_records_the_result() {
     let run_id = run(&mut ws, &project_id, "success").await;
     let lines = ws.run_output(&run_id).await;
     assert!(lines[0]["event"]["resume"].is_null());
-    assert_ne!(lines[1]["event"]["session_id"], session);
+    assert_ne!(lines[2]["event"]["session_id"], session);
     hub.stop().await;
 }
 

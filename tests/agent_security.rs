@@ -69,11 +69,15 @@ async fn a_prompt_that_looks_like_an_option_reaches_the_cli_only_as_prompt_text(
             argv,
             [
                 "-p",
+                "--input-format",
+                "stream-json",
                 "--output-format",
                 "stream-json",
                 "--verbose",
+                "--permission-prompt-tool",
+                "stdio",
                 "--permission-mode",
-                "acceptEdits"
+                "default"
             ],
             "the prompt {prompt:?} reached the CLI as an argument"
         );
@@ -85,7 +89,7 @@ async fn a_prompt_that_looks_like_an_option_reaches_the_cli_only_as_prompt_text(
             .find(|l| l["kind"] == "system")
             .unwrap_or_else(|| panic!("the run for {prompt:?} started: {lines:?}"));
         assert_eq!(
-            init["event"]["permissionMode"], "acceptEdits",
+            init["event"]["permissionMode"], "default",
             "the configured permission mode stays in force"
         );
         assert_eq!(lines.last().unwrap()["event"]["status"], "succeeded");

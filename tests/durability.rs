@@ -41,8 +41,9 @@ async fn reconnecting_with_after_seq_mid_run_gets_exactly_the_missing_lines() {
         seqs, expected,
         "no gap and no duplicate across replay and live"
     );
-    // 25 slow lines + init + result + run_started + run_finished.
-    assert_eq!(*seqs.last().unwrap(), 29);
+    // 25 slow lines + init + result + run_started + turn_started + turn_ended +
+    // run_finished.
+    assert_eq!(*seqs.last().unwrap(), 31);
     let stored = second
         .ok(
             "messages.list",
@@ -85,7 +86,7 @@ async fn many_subscribers_replaying_while_a_run_writes_see_every_line_once() {
             (start..start + seqs.len() as u64).collect::<Vec<_>>(),
             "subscriber {i}"
         );
-        assert_eq!(*seqs.last().unwrap(), 3004);
+        assert_eq!(*seqs.last().unwrap(), 3006);
     }
     hub.stop().await;
 }
@@ -98,7 +99,7 @@ async fn a_restart_keeps_projects_sessions_and_the_log() {
     ws.subscribe(&project_id).await;
     let run_id = run(&mut ws, &project_id, "success").await;
     let lines = ws.run_output(&run_id).await;
-    let session = lines[1]["event"]["session_id"].clone();
+    let session = lines[2]["event"]["session_id"].clone();
     drop(ws);
 
     let hub = hub.restart().await;
@@ -106,7 +107,7 @@ async fn a_restart_keeps_projects_sessions_and_the_log() {
     let projects = ws.ok("project.list", json!({})).await;
     assert_eq!(projects["projects"][0]["id"], project_id);
     assert_eq!(projects["projects"][0]["session_id"], session);
-    assert_eq!(projects["projects"][0]["last_seq"], 8);
+    assert_eq!(projects["projects"][0]["last_seq"], 10);
     let stored = ws
         .ok("messages.list", json!({"project_id": project_id}))
         .await;
@@ -114,7 +115,7 @@ async fn a_restart_keeps_projects_sessions_and_the_log() {
     // New lines continue the numbering.
     ws.subscribe(&project_id).await;
     let run_id = run(&mut ws, &project_id, "success").await;
-    assert_eq!(ws.run_output(&run_id).await[0]["seq"], 9);
+    assert_eq!(ws.run_output(&run_id).await[0]["seq"], 11);
     hub.stop().await;
 }
 

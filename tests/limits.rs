@@ -81,7 +81,7 @@ async fn a_slow_subscriber_catches_up_from_the_store_without_losing_a_line() {
     // in order, once each.
     let lines = ws.run_output(&run_id).await;
     let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=3004).collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=3006).collect::<Vec<_>>());
     assert_eq!(ws.ok("hub.status", json!({})).await["connections"], 1);
     hub.stop().await;
 }

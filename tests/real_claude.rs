@@ -62,10 +62,15 @@ impl Drop for FakeApi {
 
 /// A hub whose agent is the real CLI, talking to `api`, with its own config dir.
 async fn real_cli_hub(api: &FakeApi, config_dir: &std::path::Path) -> TestHub {
+    real_cli_hub_in(api, config_dir, "acceptEdits").await
+}
+
+/// [`real_cli_hub`] with a permission mode.
+async fn real_cli_hub_in(api: &FakeApi, config_dir: &std::path::Path, mode: &str) -> TestHub {
     let cli = claude_cli();
     TestHub::start_with(|c| {
         c.config.agent.cli_path = Some(cli);
-        c.config.agent.permission_mode = "acceptEdits".into();
+        c.config.agent.permission_mode = mode.into();
         c.config.coordination.report_debounce_ms = 100;
         c.config.agent.env = [
             ("ANTHROPIC_BASE_URL", api.url.as_str()),
@@ -269,5 +274,104 @@ async fn the_real_cli_takes_an_option_shaped_prompt_as_text() {
         std::fs::read_to_string(dir.path().join("flag.txt")).unwrap(),
         "it was text"
     );
+    hub.stop().await;
+}
+
+/// Starts a run of `prompt` and returns its id and the approval it asks for.
+async fn asking(ws: &mut crate::util::Ws, project_id: &str, prompt: &str) -> (String, Value) {
+    let run_id = run(ws, project_id, prompt).await;
+    let approval = ws.notification("agent.approval_requested").await["approval"].clone();
+    assert_eq!(approval["run_id"], run_id);
+    (run_id, approval)
+}
+
+#[tokio::test]
+async fn the_real_cli_asks_before_a_bash_call_and_runs_only_what_was_approved() {
+    let api = FakeApi::start();
+    let config_dir = tempfile::tempdir().unwrap();
+    let hub = real_cli_hub_in(&api, config_dir.path(), "default").await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = hub.project(&mut ws).await;
+    ws.subscribe(&project_id).await;
+
+    // Approved over JSON-RPC: the command runs.
+    let (run_id, approval) = asking(&mut ws, &project_id, "BASH echo hi > approved.txt").await;
+    assert_eq!(approval["tool_name"], "Bash");
+    assert_eq!(approval["input"]["command"], "echo hi > approved.txt");
+    assert!(
+        approval["tool_use_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("toolu_")
+    );
+    assert!(!dir.path().join("approved.txt").exists());
+    ws.ok(
+        "agent.approvals.answer",
+        json!({"approval_id": approval["id"], "decision": "allow_once"}),
+    )
+    .await;
+    let lines = ws.run_output(&run_id).await;
+    assert_eq!(
+        lines.last().unwrap()["event"]["status"],
+        "succeeded",
+        "{lines:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("approved.txt")).unwrap(),
+        "hi\n"
+    );
+
+    // Denied with a message: nothing runs, and the agent reads the message.
+    let (run_id, approval) = asking(&mut ws, &project_id, "BASH echo no > denied.txt").await;
+    ws.ok(
+        "agent.approvals.answer",
+        json!({"approval_id": approval["id"], "decision": "reject_once",
+               "message": "not on this branch"}),
+    )
+    .await;
+    let lines = ws.run_output(&run_id).await;
+    assert!(!dir.path().join("denied.txt").exists());
+    let told = lines
+        .iter()
+        .any(|l| l["kind"] == "user" && l["event"].to_string().contains("not on this branch"));
+    assert!(told, "{lines:?}");
+
+    // Allowed with an edited input: the edited command is what ran.
+    let (run_id, approval) = asking(&mut ws, &project_id, "BASH echo original > edited.txt").await;
+    ws.ok(
+        "agent.approvals.answer",
+        json!({"approval_id": approval["id"], "decision": "allow_once",
+               "updated_input": {"command": "echo changed > edited.txt", "description": "edited"}}),
+    )
+    .await;
+    ws.run_output(&run_id).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("edited.txt")).unwrap(),
+        "changed\n"
+    );
+
+    // Always for the project: the next Bash call is answered without asking.
+    let (run_id, approval) = asking(&mut ws, &project_id, "BASH touch first.txt").await;
+    ws.ok(
+        "agent.approvals.answer",
+        json!({"approval_id": approval["id"], "decision": "allow_always", "scope": "project"}),
+    )
+    .await;
+    ws.run_output(&run_id).await;
+    assert!(dir.path().join("first.txt").exists());
+    let run_id = run(&mut ws, &project_id, "BASH touch second.txt").await;
+    let lines = ws.run_output(&run_id).await;
+    assert_eq!(
+        lines.last().unwrap()["event"]["status"],
+        "succeeded",
+        "{lines:?}"
+    );
+    assert!(dir.path().join("second.txt").exists());
+    let by_rule = lines
+        .iter()
+        .find(|l| l["kind"] == "approval_resolved")
+        .expect("the rule answered");
+    assert_eq!(by_rule["event"]["resolution"]["by"]["kind"], "rule");
+    assert!(!lines.iter().any(|l| l["kind"] == "approval_requested"));
     hub.stop().await;
 }

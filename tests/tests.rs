@@ -13,6 +13,8 @@ mod dashboard_sessions;
 mod bad_input;
 // Agent runs with the fake CLI: output, results, sessions, kill, timeout, crash.
 mod agent_runs;
+// Live sessions with the fake CLI: approvals, rules, timeouts, follow-ups, interrupts.
+mod agent_sessions;
 // Attacks through the agent runner: option-shaped prompts and session ids, inherited secrets.
 mod agent_security;
 // Replay after reconnect, restarts, SIGKILL of the hub, orphan cleanup.

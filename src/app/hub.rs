@@ -52,6 +52,7 @@ use crate::protocol::error::ErrorChain;
 use crate::protocol::hub::ConnectionChange;
 use crate::pubsub::broker::{Broker, BrokerLimits};
 use crate::pubsub::nats::{Credentials, NatsBackplane, NatsError, NatsSettings, without_user};
+use crate::runner::approvals::{Approvals, ApprovalsParts};
 use crate::runner::claude_cli::CliSlot;
 use crate::runner::process::clean_orphans;
 use crate::runner::slots::Slots;
@@ -260,7 +261,16 @@ impl Hub {
         } else {
             warn!("Claude Code CLI not found; agent runs will be refused until it is installed");
         }
+        let approvals = Approvals::open(ApprovalsParts {
+            policy: config.config.agent.approvals.clone(),
+            store: store.clone(),
+            feed: feed.clone(),
+            sink: sink.clone(),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        });
         let runner = Runner::new(RunnerParts {
+            approvals,
             config: config.config.agent.clone(),
             store: store.clone(),
             feed: feed.clone(),

@@ -6,7 +6,9 @@
 //! project notifications (`project.created`, `project.deleted`,
 //! `project.state`) go to every client; coordination notifications go to coordinators
 //! and dashboards, `project.completed` also to workers; `task.assigned` and
-//! `task.revoked` go to the one worker connection they name; `pairing.requested`,
+//! `task.revoked` go to the one worker connection they name; `agent.approval_requested`,
+//! `agent.approval_resolved` and `agent.queue_changed` go to connections holding the
+//! `agents` scope; `pairing.requested`,
 //! `pairing.resolved` and `client.changed` go to connections holding the `admin` scope.
 //! The status snapshot is
 //! recomputed here, and only here, after every event that can change it.
@@ -28,6 +30,7 @@ use crate::connections::{Client, Clients};
 use crate::events::{Event, EventSink, HubEvent, StatusSnapshot};
 use crate::projects::Projects;
 use crate::projects::feed::Feed;
+use crate::protocol::agents::{ApprovalView, QueuedMessage, method as agents_method};
 use crate::protocol::clients::{
     ClientChanged, PairingRequested, PairingResolved, method as clients_method,
 };
@@ -42,6 +45,18 @@ use crate::support::metrics::Metrics;
 #[derive(Serialize)]
 struct ProjectCreated<'a> {
     project: &'a ProjectView,
+}
+
+/// `agent.approval_requested` params.
+#[derive(Serialize)]
+struct ApprovalRequested<'a> {
+    approval: &'a ApprovalView,
+}
+
+/// `agent.queue_changed` params.
+#[derive(Serialize)]
+struct QueueChanged<'a> {
+    message: &'a QueuedMessage,
 }
 
 /// `project.deleted` params.
@@ -75,6 +90,8 @@ enum To {
     Connection(u64),
     /// Connections holding the `admin` scope (the owner's always).
     Admins,
+    /// Connections holding the `agents` scope (the owner's always).
+    Agents,
     /// Connections that may list connections (`projects:read`, as for
     /// `hub.connections`), but the one the news is about.
     ConnectionReadersBut(u64),
@@ -161,6 +178,9 @@ impl Notifier {
             To::Admins => self
                 .clients
                 .broadcast_to(message, |client| client.scopes().contains(Scope::Admin)),
+            To::Agents => self
+                .clients
+                .broadcast_to(message, |client| client.scopes().contains(Scope::Agents)),
             To::Connection(id) => {
                 if let Some(client) = self.clients.get(id) {
                     client.push(message);
@@ -315,6 +335,23 @@ impl EventSink for Notifier {
                     outcome,
                 },
                 To::Admins,
+            ),
+            Event::ApprovalRequested(approval) => self.send(
+                agents_method::AGENT_APPROVAL_REQUESTED,
+                &ApprovalRequested {
+                    approval: &approval,
+                },
+                To::Agents,
+            ),
+            Event::ApprovalResolved(resolved) => self.send(
+                agents_method::AGENT_APPROVAL_RESOLVED,
+                &resolved,
+                To::Agents,
+            ),
+            Event::QueueChanged(message) => self.send(
+                agents_method::AGENT_QUEUE_CHANGED,
+                &QueueChanged { message: &message },
+                To::Agents,
             ),
             Event::ClientChanged { event, client } => self.send(
                 clients_method::CLIENT_CHANGED,

@@ -175,6 +175,15 @@ pub(super) enum Command {
     /// aid).
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Answer the tool calls agents ask permission for: list the pending ones, allow or
+    /// deny one.
+    ///
+    /// Examples: `semantest-hub approvals`, `semantest-hub approvals allow ap_…`,
+    /// `semantest-hub approvals deny ap_… --message "not on main"`.
+    Approvals {
+        #[command(subcommand)]
+        action: Option<ApprovalsCommand>,
+    },
     /// Answer browser extensions that ask to pair: list the pending requests, approve one
     /// (issuing its token) or deny it. A request waits 2 minutes for an answer.
     #[command(subcommand)]
@@ -256,6 +265,38 @@ pub(super) enum ConfigCommand {
         key: String,
         /// The value, as TOML (`500`, `true`, `["127.0.0.1"]`); other text is a string.
         value: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum ApprovalsCommand {
+    /// List the pending approvals, oldest first: id, project, tool and what it would run
+    /// (the default).
+    List(#[command(flatten)] ListFormat),
+    /// Let the tool call run.
+    Allow {
+        /// The approval's id (`ap_…`, from `approvals list`).
+        id: String,
+        /// Run this input instead, a JSON object, e.g. '{"command": "npm test"}'.
+        #[arg(long, value_name = "JSON")]
+        input: Option<String>,
+        /// Also allow this tool from now on: for the `session` or the whole `project`.
+        #[arg(long, value_name = "SCOPE", value_parser = ["session", "project"])]
+        always: Option<String>,
+    },
+    /// Refuse the tool call; the agent reads the message.
+    Deny {
+        /// The approval's id (`ap_…`, from `approvals list`).
+        id: String,
+        /// What the agent is told.
+        #[arg(long)]
+        message: Option<String>,
+        /// Also stop the agent's turn.
+        #[arg(long)]
+        interrupt: bool,
+        /// Also refuse this tool from now on: for the `session` or the whole `project`.
+        #[arg(long, value_name = "SCOPE", value_parser = ["session", "project"])]
+        always: Option<String>,
     },
 }
 

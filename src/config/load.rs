@@ -366,6 +366,21 @@ impl Config {
         if !(4096..=256 * 1024 * 1024).contains(&self.agent.max_line_bytes) {
             return invalid("agent.max_line_bytes", "must be between 4 KiB and 256 MiB");
         }
+        if !(1..=7 * 24 * 3600).contains(&self.agent.session_idle_s) {
+            return invalid(
+                "agent.session_idle_s",
+                "must be between 1 and 604800 (7 days)",
+            );
+        }
+        if !(1..=600_000).contains(&self.agent.interrupt_timeout_ms) {
+            return invalid("agent.interrupt_timeout_ms", "must be between 1 and 600000");
+        }
+        if !(1..=7 * 24 * 3600).contains(&self.agent.approvals.timeout_s) {
+            return invalid(
+                "agent.approvals.timeout_s",
+                "must be between 1 and 604800 (7 days)",
+            );
+        }
         const MODES: [&str; 4] = ["default", "acceptEdits", "plan", "bypassPermissions"];
         if !MODES.contains(&self.agent.permission_mode.as_str()) {
             return Err(ConfigError::Invalid {

@@ -83,6 +83,14 @@ pub enum ErrorKind {
     /// was half-written: the store rolled the transaction back). Retry once space is
     /// freed; the hub recovers without a restart (-32060).
     StorageFull,
+    /// No pending approval has that id, and none resolved recently had it (-32070).
+    ApprovalNotFound,
+    /// The approval was already answered or withdrawn: the first answer wins;
+    /// `data.resolution` tells how it ended (-32071).
+    ApprovalResolved,
+    /// No queued follow-up has that id, or it was already delivered or cancelled;
+    /// `data.state` tells which when known (-32072).
+    MessageNotQueued,
     /// Anything else; the detail is in the hub's log (-32603).
     Internal,
 }
@@ -125,6 +133,10 @@ impl ErrorKind {
             Self::TooManySubscriptions => -32042,
             // Storage faults start at -32060.
             Self::StorageFull => -32060,
+            // Agent sessions start at -32070.
+            Self::ApprovalNotFound => -32070,
+            Self::ApprovalResolved => -32071,
+            Self::MessageNotQueued => -32072,
         }
     }
 
@@ -159,6 +171,9 @@ impl ErrorKind {
             Self::ClientNotFound => "CLIENT_NOT_FOUND",
             Self::Disabled => "DISABLED",
             Self::Timeout => "TIMEOUT",
+            Self::ApprovalNotFound => "APPROVAL_NOT_FOUND",
+            Self::ApprovalResolved => "APPROVAL_RESOLVED",
+            Self::MessageNotQueued => "MESSAGE_NOT_QUEUED",
             Self::InvalidEventType => "INVALID_EVENT_TYPE",
             Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
             Self::StorageFull => "STORAGE_FULL",

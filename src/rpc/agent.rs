@@ -1,4 +1,6 @@
-//! `agent.*`: a project's interactive run, and what the agents cost (`agent.usage`).
+//! `agent.*`: a project's interactive run and live session (runs, follow-ups,
+//! interrupts, queued follow-ups, approvals of tool calls, approval policies), and what
+//! the agents cost (`agent.usage`).
 
 use serde::Serialize;
 use serde_json::Value;
@@ -8,6 +10,10 @@ use crate::app::contexts::AgentsCtx;
 use crate::config::Family;
 use crate::events::Event;
 use crate::projects::ProjectError;
+use crate::protocol::agents::{
+    AnswerParams, AnsweredBy, ApprovalsListParams, PolicySetParams, QueueRef, QueueUpdateParams,
+    SendParams, method as agents_method,
+};
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::scopes::Scope;
 use crate::protocol::usage::{
@@ -27,6 +33,35 @@ pub(super) const METHODS: &[Method] = &[
     row(method::AGENT_RUN, AGENTS, FAMILY, run),
     row(method::AGENT_KILL, AGENTS, FAMILY, kill),
     row(method::AGENT_NEW_SESSION, AGENTS, FAMILY, new_session),
+    row(agents_method::AGENT_SEND, AGENTS, FAMILY, send),
+    row(agents_method::AGENT_INTERRUPT, AGENTS, FAMILY, interrupt),
+    row(
+        agents_method::AGENT_APPROVALS_LIST,
+        AGENTS,
+        FAMILY,
+        approvals_list,
+    ),
+    row(
+        agents_method::AGENT_APPROVALS_ANSWER,
+        AGENTS,
+        FAMILY,
+        approvals_answer,
+    ),
+    row(agents_method::AGENT_QUEUE_LIST, AGENTS, FAMILY, queue_list),
+    row(
+        agents_method::AGENT_QUEUE_UPDATE,
+        AGENTS,
+        FAMILY,
+        queue_update,
+    ),
+    row(
+        agents_method::AGENT_QUEUE_CANCEL,
+        AGENTS,
+        FAMILY,
+        queue_cancel,
+    ),
+    row(agents_method::AGENT_POLICY_GET, AGENTS, FAMILY, policy_get),
+    row(agents_method::AGENT_POLICY_SET, AGENTS, FAMILY, policy_set),
     row(usage_method::AGENT_USAGE, AGENTS, FAMILY, usage),
 ];
 
@@ -47,16 +82,21 @@ struct Started {
     project_id: String,
 }
 
-fn run(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
-    let p: AgentRunParams = parse_params(params)?;
-    let runner = &call.ctx.runner;
+/// A permit of the agent limit, or `LIMIT_REACHED`.
+fn permit(runner: &crate::runner::Runner) -> Result<crate::runner::slots::Permit, RpcError> {
     let limit = runner.slots().max();
-    let permit = runner.slots().try_acquire().ok_or_else(|| {
+    runner.slots().try_acquire().ok_or_else(|| {
         RpcError::new(
             ErrorKind::LimitReached,
             format!("{limit} agents are already running, the configured maximum"),
         )
-    })?;
+    })
+}
+
+fn run(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: AgentRunParams = parse_params(params)?;
+    let runner = &call.ctx.runner;
+    let permit = permit(runner)?;
     let handle = runner.start(
         RunRequest {
             project_id: p.project_id.clone(),
@@ -65,6 +105,7 @@ fn run(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
                 new_session: p.new_session,
             },
             timeout_s: p.timeout_s,
+            keep_open: false,
         },
         permit,
     )?;
@@ -109,6 +150,105 @@ fn new_session(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     reply(&ctx.with_seq(view))
 }
 
+fn send(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: SendParams = parse_params(params)?;
+    let runner = call.ctx.runner.clone();
+    later(async move {
+        let permits = runner.clone();
+        runner
+            .send(&p.project_id, p.text, p.mode, move || permit(&permits))
+            .await
+    })
+}
+
+/// `agent.interrupt` result.
+#[derive(Serialize)]
+struct Interrupted {
+    interrupted: bool,
+    run_id: String,
+}
+
+fn interrupt(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: ProjectRef = parse_params(params)?;
+    let runner = call.ctx.runner.clone();
+    later(async move {
+        let run_id = runner.interrupt(&p.project_id).await?;
+        Ok(Interrupted {
+            interrupted: true,
+            run_id,
+        })
+    })
+}
+
+fn approvals_list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: ApprovalsListParams = if params.is_null() {
+        ApprovalsListParams::default()
+    } else {
+        parse_params(params)?
+    };
+    let approvals = call.ctx.runner.approvals().list(p.project_id.as_deref());
+    reply(&serde_json::json!({ "approvals": approvals }))
+}
+
+fn approvals_answer(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: AnswerParams = parse_params(params)?;
+    let info = call.client.info();
+    let by = AnsweredBy::Client {
+        connection_id: info.id,
+        role: serde_json::to_value(info.role)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        name: info.name,
+        client_id: info.client_id,
+        origin: info.origin,
+    };
+    let approvals = call.ctx.runner.approvals().clone();
+    later(async move {
+        let (approval, resolution) = approvals.answer(p, by).await?;
+        Ok(serde_json::json!({ "approval": approval, "resolution": resolution }))
+    })
+}
+
+fn queue_list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: ProjectRef = parse_params(params)?;
+    let runner = call.ctx.runner.clone();
+    later(async move {
+        let messages = runner.queue(&p.project_id).await?;
+        Ok(serde_json::json!({ "messages": messages }))
+    })
+}
+
+fn queue_update(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: QueueUpdateParams = parse_params(params)?;
+    let runner = call.ctx.runner.clone();
+    later(async move {
+        let message = runner.change_queued(&p.id, Some(p.text)).await?;
+        Ok(serde_json::json!({ "message": message }))
+    })
+}
+
+fn queue_cancel(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: QueueRef = parse_params(params)?;
+    let runner = call.ctx.runner.clone();
+    later(async move {
+        let message = runner.change_queued(&p.id, None).await?;
+        Ok(serde_json::json!({ "message": message }))
+    })
+}
+
+fn policy_get(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: ProjectRef = parse_params(params)?;
+    call.ctx.projects.get(&p.project_id)?;
+    reply(&call.ctx.runner.approvals().policy(&p.project_id))
+}
+
+fn policy_set(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: PolicySetParams = parse_params(params)?;
+    call.ctx.projects.get(&p.project_id)?;
+    let approvals = call.ctx.runner.approvals().clone();
+    later(async move { Ok(approvals.set_policy(p).await?) })
+}
 /// `agent.usage`: the recorded turns summed per day, project or run.
 ///
 /// # Errors

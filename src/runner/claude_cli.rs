@@ -1,4 +1,5 @@
-//! Finding the Claude Code CLI, asking its version, and building a run's arguments.
+//! Finding the Claude Code CLI and asking its version (its arguments and protocol are
+//! in [`super::driver::claude`]).
 //!
 //! The hub looks for the executable synchronously at start (a PATH scan and a few stats)
 //! but asks `claude --version` in the background, so it listens at once: `/health` and
@@ -144,57 +145,9 @@ async fn probe_version(path: &Path) -> Option<String> {
     }
 }
 
-/// The CLI arguments of a run (Claude Code CLI reference, "CLI flags"), for a prompt
-/// that goes on the process's stdin.
-///
-/// The prompt is never an argument: `-p`/`--print` is a flag (the CLI parses its command
-/// line with commander.js), so a prompt placed after it that starts with `-` would be
-/// read as an option (`--dangerously-skip-permissions`, `--settings=…`, `--add-dir=/`).
-/// With `-p` and no prompt argument the CLI reads the prompt from stdin, which also keeps
-/// it out of the process list. `resume` must be a session id that passed
-/// [`crate::projects::valid_session_id`], so it cannot be an option either.
-pub fn build_args(resume: Option<&str>, permission_mode: &str, model: Option<&str>) -> Vec<String> {
-    let mut args = vec![
-        "-p".to_string(),
-        "--output-format".into(),
-        "stream-json".into(),
-        "--verbose".into(),
-        "--permission-mode".into(),
-        permission_mode.into(),
-    ];
-    if let Some(model) = model {
-        args.extend(["--model".into(), model.into()]);
-    }
-    if let Some(session) = resume {
-        args.extend(["--resume".into(), session.into()]);
-    }
-    args
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn args_follow_the_cli_reference() {
-        let session = "0190b2c4-8f3e-7abc-9def-0123456789ab";
-        assert_eq!(
-            build_args(Some(session), "acceptEdits", Some("sonnet")),
-            [
-                "-p",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-                "--permission-mode",
-                "acceptEdits",
-                "--model",
-                "sonnet",
-                "--resume",
-                session
-            ]
-        );
-        assert!(!build_args(None, "plan", None).contains(&"--resume".to_string()));
-    }
 
     #[test]
     fn configured_cli_must_be_executable() {

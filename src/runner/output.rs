@@ -18,6 +18,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tracing::warn;
 
+use super::driver::{AgentEvent, claude};
 use crate::projects::feed::{Feed, Line};
 use crate::projects::{Projects, valid_session_id};
 use crate::protocol::Stream;
@@ -76,6 +77,9 @@ pub struct Pump {
     pub max_line: usize,
     /// Filled in as `init` and `result` events arrive.
     pub summary: Arc<Mutex<Summary>>,
+    /// For stdout: where the session's protocol events go (permission requests, turn
+    /// ends), in the order of their lines, after the lines are stored.
+    pub events: Option<tokio::sync::mpsc::Sender<AgentEvent>>,
     /// Records each turn's usage.
     pub meter: Arc<Meter>,
 }
@@ -167,6 +171,14 @@ impl Pump {
                 if appended.kind == "result" && stream == Stream::Stdout {
                     self.meter.record(line.text).await;
                 }
+            }
+            if let Some(events) = &self.events
+                && appended.is_json
+                && claude::is_protocol_kind(&appended.kind)
+                && let Some(event) = claude::parse_line(line.text)
+            {
+                // A full queue makes the agent wait for the session, never drops an event.
+                let _ = events.send(event).await;
             }
         }
     }

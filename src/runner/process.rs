@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin, Command};
-use tracing::{debug, warn};
+use tokio::process::{Child, Command};
+use tracing::warn;
 
 use crate::protocol::RunStatus;
 use crate::protocol::error::ErrorChain;
@@ -24,7 +23,7 @@ use crate::storage::sqlite::{RunOutcome, Store};
 use crate::support::timestamp::now_ms;
 
 /// Starts the CLI in `dir` as the leader of a new process group, with piped stdin (for
-/// the prompt, see [`write_prompt`]), stdout and stderr.
+/// its input lines, see [`super::session::write_input`]), stdout and stderr.
 ///
 /// The child gets the hub's environment without the hub's own settings and secrets,
 /// then `env` (`agent.env`) on top. Every `SEMANTEST_HUB_*` variable is removed: that
@@ -60,16 +59,6 @@ pub fn spawn_cli(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-}
-
-/// Writes the prompt to the CLI's stdin and closes it, so `claude -p` reads it as its
-/// whole input. A CLI that exits without reading makes the write fail (a broken pipe),
-/// which only ends this write; how the run ended is judged by its exit and output.
-pub async fn write_prompt(mut stdin: ChildStdin, prompt: String) {
-    if let Err(err) = stdin.write_all(prompt.as_bytes()).await {
-        debug!(error = %err, "the agent did not read its whole prompt");
-    }
-    // Dropping stdin closes the pipe: end of input.
 }
 
 fn signal_group(pgid: i32, signal: Signal) -> bool {

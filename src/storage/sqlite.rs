@@ -52,6 +52,7 @@ mod migrations;
 mod projects;
 mod reads;
 mod rows;
+mod sessions;
 mod tasks;
 mod usage;
 mod writer;
@@ -61,6 +62,7 @@ pub use rows::{
     MessagePage, MessageQuery, NewLine, ProjectRow, RUN_PROMPT_CHARS, RunOutcome, RunSummary,
     UnfinishedRun,
 };
+pub use sessions::{QueuedRow, RuleRow};
 pub use tasks::{TaskRow, WorkerRow};
 pub use usage::{TurnRow, UsageQuery};
 

@@ -2,7 +2,7 @@
 
 use rusqlite_migration::{M, Migrations};
 
-use super::{client_tokens, usage};
+use super::{client_tokens, sessions, usage};
 
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -124,5 +124,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         END;
         INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
         ),
+        // Live agent sessions (src/storage/sqlite/sessions.rs): queued follow-ups and
+        // remembered approval rules.
+        M::up(sessions::MIGRATION),
     ])
 }
