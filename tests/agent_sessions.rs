@@ -762,4 +762,114 @@ async fn the_desktop_app_hears_of_an_approval_with_the_project_the_tool_and_the_
         json!({"approval_id": id, "decision": "reject_once", "interrupt": true}),
     )
     .await;
+
+async fn a_hundred_approvals_in_one_turn_are_each_answered_and_timed() {
+    let record = tempfile::tempdir().unwrap();
+    let hub = TestHub::start_with(recording(record.path())).await;
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = hub.project(&mut ws).await;
+    ws.subscribe(&project_id).await;
+    let run_id = run(&mut ws, &project_id, "asks 100 Bash true").await;
+    for _ in 0..100 {
+        let id = ws.notification("agent.approval_requested").await["approval"]["id"].clone();
+        ws.ok(
+            "agent.approvals.answer",
+            json!({"approval_id": id, "decision": "allow_once"}),
+        )
+        .await;
+    }
+    let lines = ws.run_output(&run_id).await;
+    assert_eq!(lines.last().unwrap()["event"]["status"], "succeeded");
+    let resolved = lines
+        .iter()
+        .filter(|l| l["kind"] == "approval_resolved")
+        .count();
+    assert_eq!(resolved, 100);
+    // From the request on the agent's stdout to its answer read from its stdin: the
+    // hub reading, storing and announcing the line, a client answering, the hub writing.
+    let mut samples: Vec<Duration> = std::fs::read_to_string(record.path().join("latency"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (asked, read) = line.split_once(' ').unwrap();
+            let (asked, read): (f64, f64) = (asked.parse().unwrap(), read.parse().unwrap());
+            Duration::from_secs_f64((read - asked).max(0.0))
+        })
+        .collect();
+    assert_eq!(samples.len(), 100);
+    let p50 = crate::util::quantile(&mut samples, 0.5);
+    let p99 = crate::util::quantile(&mut samples, 0.99);
+    crate::util::timing_target(
+        "approval round trip (fake CLI, one client answering)",
+        &format!("p50 {p50:?}, p99 {p99:?}"),
+        "p99 < 100 ms",
+        p99 < Duration::from_millis(100),
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_projects_own_policy_applies_to_it_alone_and_survives_a_restart() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = hub.project(&mut ws).await;
+    let (other_id, _other_dir) = hub.project(&mut ws).await;
+    ws.subscribe(&project_id).await;
+    let policy = ws
+        .ok("agent.policy.get", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(policy["custom"], false);
+    assert_eq!(policy["timeout_s"], 600);
+    let bad = ws
+        .err(
+            "agent.policy.set",
+            json!({"project_id": project_id, "timeout_s": 0}),
+        )
+        .await;
+    assert_eq!(bad["data"]["kind"], "INVALID_PARAMS");
+    let set = ws
+        .ok(
+            "agent.policy.set",
+            json!({"project_id": project_id, "never_ask": ["Read", "Bash"], "timeout_s": 30}),
+        )
+        .await;
+    assert_eq!(set["custom"], true);
+    assert_eq!(set["never_ask"], json!(["Read", "Bash"]));
+    assert_eq!(set["always_ask"], json!([]));
+    drop(ws);
+    let hub = hub.restart().await;
+    let mut ws = hub.client().await;
+    ws.subscribe(&project_id).await;
+    let policy = ws
+        .ok("agent.policy.get", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(policy["timeout_s"], 30);
+    let run_id = run(&mut ws, &project_id, "ask Bash touch free").await;
+    let lines = ws.run_output(&run_id).await;
+    let resolved = lines
+        .iter()
+        .find(|l| l["kind"] == "approval_resolved")
+        .unwrap();
+    assert_eq!(resolved["event"]["resolution"]["by"]["kind"], "policy");
+    assert!(dir.path().join("free").exists());
+    // The other project still follows the config.
+    let other = ws
+        .ok("agent.policy.get", json!({"project_id": other_id}))
+        .await;
+    assert_eq!(other["custom"], false);
+    assert!(
+        !other["never_ask"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Bash"))
+    );
+    // Nothing but the project: back to the config.
+    let reset = ws
+        .ok("agent.policy.set", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(reset["custom"], false);
+    run(&mut ws, &project_id, "ask Bash touch asked").await;
+    let requested = ws.notification("agent.approval_requested").await;
+    assert_eq!(requested["approval"]["input"]["command"], "touch asked");
+    hub.stop().await;
 }

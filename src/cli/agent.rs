@@ -152,22 +152,38 @@ async fn read_line(prompt: String) -> Result<String> {
     .context("cannot read the terminal")
 }
 
-/// What a tool call would do, in one line: its command, file or input.
+/// What a tool call would do, in one line: its command, file or input, with control
+/// characters shown escaped. The input comes from the agent, which may follow
+/// instructions planted in what it reads: raw, an escape sequence could redraw the line
+/// and show the person a command other than the one they allow.
 fn describe(approval: &Value) -> String {
     let input = &approval["input"];
-    for key in ["command", "file_path", "url", "pattern"] {
-        if let Some(text) = input[key].as_str() {
-            return text.to_string();
-        }
-    }
-    input.to_string()
+    let text = ["command", "file_path", "url", "pattern"]
+        .iter()
+        .find_map(|key| input[*key].as_str().map(str::to_string))
+        .unwrap_or_else(|| input.to_string());
+    printable(&text)
+}
+
+/// `text` with every control character (newlines, ESC, ...) escaped as `\n`, `\u{1b}`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// Asks `y/n/e(dit)/a(lways)` about an approval and sends the answer. An answer from
 /// elsewhere that came first is reported, not an error.
 async fn ask_on_terminal(client: &mut HubClient, approval: &Value) -> Result<()> {
     let id = text_or(approval, "id", "");
-    let tool = text_or(approval, "tool_name", "tool");
+    let tool = printable(&text_or(approval, "tool_name", "tool"));
     eprintln!("? {tool} wants to run: {}", describe(approval));
     let params = loop {
         let answer =
@@ -290,4 +306,20 @@ pub(super) async fn approvals_command(
         text_or(&answered["approval"], "tool_name", "")
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_is_described_without_terminal_control_characters() {
+        let approval = json!({"input": {"command": "rm -rf ~\u{1b}[2K\r echo harmless\nls"}});
+        assert_eq!(
+            describe(&approval),
+            "rm -rf ~\\u{1b}[2K\\r echo harmless\\nls"
+        );
+        assert_eq!(describe(&json!({"input": {"file_path": "/a"}})), "/a");
+        assert_eq!(describe(&json!({"input": {"x": 1}})), "{\"x\":1}");
+    }
 }

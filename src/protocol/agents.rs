@@ -26,6 +26,10 @@ pub mod method {
     pub const AGENT_QUEUE_UPDATE: &str = "agent.queue.update";
     /// Request: cancel a queued follow-up → `{message: QueuedMessage}`.
     pub const AGENT_QUEUE_CANCEL: &str = "agent.queue.cancel";
+    /// Request: a project's approval policy in force → `Policy`.
+    pub const AGENT_POLICY_GET: &str = "agent.policy.get";
+    /// Request: set a project's approval policy → `Policy`.
+    pub const AGENT_POLICY_SET: &str = "agent.policy.set";
 
     /// Notification (to `agents` connections): `{approval: ApprovalView}`.
     pub const AGENT_APPROVAL_REQUESTED: &str = "agent.approval_requested";
@@ -287,4 +291,61 @@ pub struct ApprovalsListParams {
     /// Only this project's.
     #[serde(default)]
     pub project_id: Option<String>,
+}
+
+/// A project's approval policy in force: its own settings where it has them, else the
+/// hub's `[agent.approvals]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Policy {
+    /// The project.
+    pub project_id: String,
+    /// Tools allowed without asking.
+    pub never_ask: Vec<String>,
+    /// Tools that always ask (no rule answers them).
+    pub always_ask: Vec<String>,
+    /// Seconds an approval waits before it is denied.
+    pub timeout_s: u64,
+    /// What the agent reads when nobody answered.
+    pub timeout_message: String,
+    /// Whether the project has settings of its own (else all come from the config).
+    pub custom: bool,
+}
+
+/// A project's own approval settings, as stored; each absent one comes from the config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyOverride {
+    /// Tools allowed without asking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub never_ask: Option<Vec<String>>,
+    /// Tools that always ask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub always_ask: Option<Vec<String>>,
+    /// Seconds an approval waits, 1..=604800.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+    /// What the agent reads when nobody answered; at most 4096 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_message: Option<String>,
+}
+
+/// `agent.policy.set` params: the project's own settings replace the ones it had; an
+/// absent (or null) one follows the config. `{project_id}` alone goes back to the config.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySetParams {
+    /// The project.
+    pub project_id: String,
+    /// Tools allowed without asking.
+    #[serde(default)]
+    pub never_ask: Option<Vec<String>>,
+    /// Tools that always ask.
+    #[serde(default)]
+    pub always_ask: Option<Vec<String>>,
+    /// Seconds an approval waits, 1..=604800.
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+    /// What the agent reads when nobody answered; at most 4096 bytes.
+    #[serde(default)]
+    pub timeout_message: Option<String>,
 }

@@ -10,8 +10,8 @@ use crate::config::Family;
 use crate::events::Event;
 use crate::projects::ProjectError;
 use crate::protocol::agents::{
-    AnswerParams, AnsweredBy, ApprovalsListParams, QueueRef, QueueUpdateParams, SendParams,
-    method as agents_method,
+    AnswerParams, AnsweredBy, ApprovalsListParams, PolicySetParams, QueueRef, QueueUpdateParams,
+    SendParams, method as agents_method,
 };
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::scopes::Scope;
@@ -54,6 +54,8 @@ pub(super) const METHODS: &[Method] = &[
         FAMILY,
         queue_cancel,
     ),
+    row(agents_method::AGENT_POLICY_GET, AGENTS, FAMILY, policy_get),
+    row(agents_method::AGENT_POLICY_SET, AGENTS, FAMILY, policy_set),
 ];
 
 /// A row of this family's table: its handlers see [`AgentsCtx`] only.
@@ -226,4 +228,17 @@ fn queue_cancel(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
         let message = runner.change_queued(&p.id, None).await?;
         Ok(serde_json::json!({ "message": message }))
     })
+}
+
+fn policy_get(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: ProjectRef = parse_params(params)?;
+    call.ctx.projects.get(&p.project_id)?;
+    reply(&call.ctx.runner.approvals().policy(&p.project_id))
+}
+
+fn policy_set(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: PolicySetParams = parse_params(params)?;
+    call.ctx.projects.get(&p.project_id)?;
+    let approvals = call.ctx.runner.approvals().clone();
+    later(async move { Ok(approvals.set_policy(p).await?) })
 }

@@ -37,7 +37,7 @@ use crate::projects::feed::{Feed, Line};
 use crate::protocol::Stream;
 use crate::protocol::agents::{
     AnswerParams, AnsweredBy, ApprovalOutcome, ApprovalResolved, ApprovalView, DecisionKind,
-    Resolution, RuleScope,
+    Policy, PolicyOverride, PolicySetParams, Resolution, RuleScope,
 };
 use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
 use crate::storage::sqlite::{RuleRow, Store, StoreError};
@@ -122,6 +122,8 @@ pub struct Asker {
 struct Pending {
     view: ApprovalView,
     request_id: String,
+    /// The project's `timeout_message` when it was asked.
+    timeout_message: String,
     input: mpsc::Sender<Input>,
     /// Cancelled when resolved, so the timeout task ends at once.
     timer: CancellationToken,
@@ -136,6 +138,8 @@ struct State {
     project_rules: HashMap<String, HashMap<String, Behavior>>,
     /// Rules by run, then tool; dropped when the run ends.
     session_rules: HashMap<String, HashMap<String, Behavior>>,
+    /// Each project's own policy settings (`agent.policy.set`), by project.
+    policies: HashMap<String, PolicyOverride>,
 }
 
 impl State {
@@ -219,6 +223,21 @@ impl Approvals {
             }
             Err(err) => warn!(error = %ErrorChain(&err), "cannot read the approval rules"),
         }
+        match parts.store.approval_policies() {
+            Ok(policies) => {
+                for (project_id, text) in policies {
+                    match serde_json::from_str::<PolicyOverride>(&text) {
+                        Ok(policy) => {
+                            state.policies.insert(project_id, policy);
+                        }
+                        Err(err) => {
+                            warn!(error = %err, project_id, "a stored approval policy is unreadable; the config applies");
+                        }
+                    }
+                }
+            }
+            Err(err) => warn!(error = %ErrorChain(&err), "cannot read the approval policies"),
+        }
         Self {
             inner: Arc::new(Inner {
                 policy: parts.policy,
@@ -239,6 +258,90 @@ impl Approvals {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The policy in force for a project: its own settings over `[agent.approvals]`.
+    pub fn policy(&self, project_id: &str) -> Policy {
+        let own = self.state().policies.get(project_id).cloned();
+        let config = &self.inner.policy;
+        let custom = own.is_some();
+        let own = own.unwrap_or_default();
+        Policy {
+            project_id: project_id.to_string(),
+            never_ask: own.never_ask.unwrap_or_else(|| config.never_ask.clone()),
+            always_ask: own.always_ask.unwrap_or_else(|| config.always_ask.clone()),
+            timeout_s: own.timeout_s.unwrap_or(config.timeout_s),
+            timeout_message: own
+                .timeout_message
+                .unwrap_or_else(|| config.timeout_message.clone()),
+            custom,
+        }
+    }
+
+    /// `agent.policy.set`: stores a project's own settings (replacing the ones it had;
+    /// none at all goes back to the config) and returns the policy in force. Requests
+    /// already pending keep the timeout they were given.
+    ///
+    /// # Errors
+    /// [`ApprovalError::Invalid`] for a `timeout_s` outside 1..=604800, a message over
+    /// 4096 bytes, an empty tool name or a list over 256 names; [`ApprovalError::Store`].
+    pub async fn set_policy(&self, params: PolicySetParams) -> Result<Policy, ApprovalError> {
+        if params
+            .timeout_s
+            .is_some_and(|t| !(1..=7 * 24 * 3600).contains(&t))
+        {
+            return Err(ApprovalError::Invalid(
+                "timeout_s must be between 1 and 604800".into(),
+            ));
+        }
+        if params
+            .timeout_message
+            .as_ref()
+            .is_some_and(|m| m.len() > 4096)
+        {
+            return Err(ApprovalError::Invalid(
+                "timeout_message is longer than 4096 bytes".into(),
+            ));
+        }
+        for list in [&params.never_ask, &params.always_ask]
+            .into_iter()
+            .flatten()
+        {
+            if list.len() > 256 || list.iter().any(|t| t.is_empty() || t.len() > 256) {
+                return Err(ApprovalError::Invalid(
+                    "a tool list holds at most 256 names of 1 to 256 bytes".into(),
+                ));
+            }
+        }
+        let own = PolicyOverride {
+            never_ask: params.never_ask,
+            always_ask: params.always_ask,
+            timeout_s: params.timeout_s,
+            timeout_message: params.timeout_message,
+        };
+        let empty = own == PolicyOverride::default();
+        let stored = if empty {
+            None
+        } else {
+            Some(
+                serde_json::to_string(&own)
+                    .map_err(|err| ApprovalError::Invalid(err.to_string()))?,
+            )
+        };
+        self.inner
+            .store
+            .put_approval_policy(params.project_id.clone(), stored)
+            .await?;
+        {
+            let mut state = self.state();
+            if empty {
+                state.policies.remove(&params.project_id);
+            } else {
+                state.policies.insert(params.project_id.clone(), own);
+            }
+        }
+        info!(project_id = %params.project_id, custom = !empty, "approval policy set");
+        Ok(self.policy(&params.project_id))
+    }
+
     /// The pending approvals, oldest first, of one project or all.
     pub fn list(&self, project_id: Option<&str>) -> Vec<ApprovalView> {
         let mut views: Vec<ApprovalView> = self
@@ -256,7 +359,7 @@ impl Approvals {
     /// or makes it pending until a person answers.
     pub async fn ask(&self, asker: &Asker, request: PermissionRequest) {
         let tool = request.tool_name.as_str();
-        let policy = &self.inner.policy;
+        let policy = self.policy(&asker.project_id);
         let automatic = if policy.always_ask.iter().any(|t| t == tool) {
             None
         } else if policy.never_ask.iter().any(|t| t == tool) {
@@ -337,6 +440,7 @@ impl Approvals {
             Pending {
                 view: view.clone(),
                 request_id: request.request_id,
+                timeout_message: policy.timeout_message.clone(),
                 input: asker.input.clone(),
                 timer: timer.clone(),
             },
@@ -358,7 +462,14 @@ impl Approvals {
     }
 
     async fn expire(&self, id: &str) {
-        let message = self.inner.policy.timeout_message.clone();
+        let Some(message) = self
+            .state()
+            .pending
+            .get(id)
+            .map(|p| p.timeout_message.clone())
+        else {
+            return;
+        };
         let resolution = Resolution {
             outcome: ApprovalOutcome::Denied,
             decision: Some(DecisionKind::RejectOnce),
@@ -420,14 +531,14 @@ impl Approvals {
                 "scope goes with allow_always or reject_always".into(),
             ));
         }
-        let tool = self
+        let asked = self
             .state()
             .pending
             .get(&params.approval_id)
-            .map(|p| p.view.tool_name.clone());
+            .map(|p| (p.view.tool_name.clone(), p.view.project_id.clone()));
         if always
-            && let Some(tool) = &tool
-            && self.inner.policy.always_ask.iter().any(|t| t == tool)
+            && let Some((tool, project_id)) = &asked
+            && self.policy(project_id).always_ask.iter().any(|t| t == tool)
         {
             return Err(ApprovalError::Invalid(format!(
                 "{tool} always asks by this hub's policy (agent.approvals.always_ask); answer it once"

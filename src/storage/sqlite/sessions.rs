@@ -1,6 +1,6 @@
-//! Live agent sessions' durable parts: the follow-ups queued for a project and the
+//! Live agent sessions' durable parts: the follow-ups queued for a project, the
 //! approval rules a project remembers (`allow_always`/`reject_always` with scope
-//! `project`).
+//! `project`) and each project's approval policy (`agent.policy.set`).
 //!
 //! A queued follow-up moves `queued` → `delivered` or `cancelled` exactly once: every
 //! move is one `UPDATE … WHERE state = 'queued'`, so an edit or a cancel racing the
@@ -27,6 +27,10 @@ CREATE TABLE approval_rules (
     behavior TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (project_id, tool_name)
+);
+CREATE TABLE approval_policies (
+    project_id TEXT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+    policy TEXT NOT NULL
 );";
 
 /// A queued follow-up as stored.
@@ -202,6 +206,46 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// Stores a project's approval policy (a JSON object), or removes it (`None`).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`] (a missing project fails its foreign key).
+    pub async fn put_approval_policy(
+        &self,
+        project_id: String,
+        policy: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            match policy {
+                Some(policy) => conn.execute(
+                    "INSERT INTO approval_policies (project_id, policy) VALUES (?1, ?2)
+                     ON CONFLICT (project_id) DO UPDATE SET policy = ?2",
+                    params![project_id, policy],
+                )?,
+                None => conn.execute(
+                    "DELETE FROM approval_policies WHERE project_id = ?1",
+                    [project_id],
+                )?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every project's approval policy (project id, JSON), for the hub's start.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn approval_policies(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read_blocking(|conn| {
+            let mut statement = conn.prepare("SELECT project_id, policy FROM approval_policies")?;
+            let rows = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
     }
 
     /// Every project rule, for the hub's start.
