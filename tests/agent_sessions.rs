@@ -762,7 +762,9 @@ async fn the_desktop_app_hears_of_an_approval_with_the_project_the_tool_and_the_
         json!({"approval_id": id, "decision": "reject_once", "interrupt": true}),
     )
     .await;
+}
 
+#[tokio::test]
 async fn a_hundred_approvals_in_one_turn_are_each_answered_and_timed() {
     let record = tempfile::tempdir().unwrap();
     let hub = TestHub::start_with(recording(record.path())).await;
