@@ -8,6 +8,32 @@
 //! `events` tails and publishes client events, `access` manages tokens and pairing
 //! requests. A few commands need no hub: `settings` and `config_set` have `config …`, `doctor` checks the
 //! setup, `completions` prints the shell completion scripts and the man page.
+//!
+//! Commands print through `outln!` (stdout) and `errln!` (stderr, with colour), never
+//! `println!`: see `output` for why, and for colour.
+
+// `println!` panics when stdout is a closed pipe; every command writes through `outln!`.
+#![deny(clippy::print_stdout)]
+
+/// `println!` for the commands: writes a line to stdout through
+/// `output::write_line`, and evaluates to `anyhow::Result<()>`, with
+/// `output::StdoutClosed` once the reader has gone away.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_line(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` with colour styles dropped where colour is off, through
+/// `output::write_err_line`.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_err_line(format_args!($($arg)*))
+    };
+}
 
 mod access;
 mod agent;
@@ -20,6 +46,7 @@ mod events;
 mod output;
 mod projects;
 mod settings;
+mod usage;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -29,9 +56,10 @@ use serde_json::json;
 
 pub use args::Cli;
 pub use client::{
-    ClientError, Distrust, HubClient, RunningHub, VERIFY_TIMEOUT, endpoint_of, running_hub,
+    ClientError, Distrust, HubClient, RunningHub, Target, VERIFY_TIMEOUT, endpoint_of, running_hub,
     running_hub_url,
 };
+pub use output::{StdoutClosed, is_closed_stdout};
 
 use crate::app::hub::OWNER_TOKEN;
 use crate::config::{Config, LoadedConfig, Mode, Overrides, PublicOverrides, SecretStoreKind};
@@ -42,15 +70,28 @@ use args::{AgentCommand, Command};
 use events::events_command;
 use projects::{LogsRequest, logs, project_command, ps};
 use settings::config_command;
+use usage::{UsageRequest, usage};
 
 /// Carries out one command line; the exit code is the command's (for `agent run`, the
-/// run's status).
+/// run's status). A reader that closed stdout early (`| head`) ends the command with 0.
 ///
 /// # Errors
 /// Anything that stops the command, with its context, for `main` to print.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    cli.common.color_choice().write_global();
+    match execute(cli).await {
+        Err(err) if is_closed_stdout(&err) => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+async fn execute(cli: Cli) -> Result<ExitCode> {
+    let Some(command) = cli.command else {
+        // Without a subcommand clap shows the help, unless `--version` was given.
+        return version(&cli.common).await;
+    };
     // Generated from the clap definition alone: they work whatever the configuration.
-    match cli.command {
+    match command {
         Command::Completions { shell } => {
             completions::completions(shell)?;
             return Ok(ExitCode::SUCCESS);
@@ -76,7 +117,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         tls_key,
         behind_proxy,
         ..
-    } = &cli.command
+    } = &command
     {
         overrides.port = *port;
         if *public {
@@ -102,7 +143,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     let loaded = Config::load(common.config.as_deref(), &overrides)?;
-    match cli.command {
+    match command {
         Command::Serve { dashboard, .. } => serve(loaded, dashboard).await,
         Command::Config(action) => config_command(&loaded, &overrides, action),
         Command::Doctor { json } => doctor::doctor(&loaded, common.secret_store, json).await,
@@ -112,17 +153,57 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 None,
             );
             let token = owner_token(&loaded, common.secret_store).await?;
-            println!("{token}");
+            outln!("{token}")?;
             Ok(ExitCode::SUCCESS)
         }
         command => {
-            let _log = crate::support::logging::init(
-                &common.log_level.unwrap_or_else(|| "warn".into()),
-                None,
-            );
-            client_command(&loaded, common.secret_store, command).await
+            let _log =
+                crate::support::logging::init(common.log_level.as_deref().unwrap_or("warn"), None);
+            client_command(&loaded, &common, command).await
         }
     }
+}
+
+/// `--version`: this command's version, then the running hub's, from its signature
+/// (`GET /semantest-signature`, which needs no token), or why there is none.
+///
+/// # Errors
+/// When stdout cannot be written.
+async fn version(common: &args::Common) -> Result<ExitCode> {
+    outln!("semantest-hub {}", crate::app::hub::VERSION)?;
+    let overrides = Overrides {
+        data_dir: common.data_dir.clone(),
+        ..Default::default()
+    };
+    let loaded = match Config::load(common.config.as_deref(), &overrides) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            outln!("hub: unknown, the configuration does not load: {err:#}")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let Ok(hub) = running_hub(&loaded.data_dir) else {
+        outln!("hub: none running for {}", loaded.data_dir.display())?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let signature = match Target::of(&hub, common.tls_ca.as_deref()) {
+        Ok(target) => client::signature_of(&target).await,
+        Err(_) => None,
+    };
+    match signature {
+        Some(signature) => outln!(
+            "hub: {} {} at {} ({} mode)",
+            signature["product"].as_str().unwrap_or("semantest-hub"),
+            signature["version"].as_str().unwrap_or("unknown"),
+            hub.url,
+            signature["mode"].as_str().unwrap_or("unknown"),
+        )?,
+        None => outln!(
+            "hub: none answers at {} (a runtime file left by a hub that stopped?)",
+            hub.url
+        )?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(loaded: LoadedConfig, dashboard: bool) -> Result<ExitCode> {
@@ -207,31 +288,51 @@ fn store_name(kind: SecretStoreKind) -> &'static str {
     }
 }
 
+/// Connects to the hub running for the data directory: plain HTTP to a local hub, TLS
+/// to a public one (trusting the system's roots and the certificates in `trust`).
 async fn connect(
     loaded: &LoadedConfig,
     explicit_store: Option<SecretStoreKind>,
+    trust: Option<&std::path::Path>,
 ) -> Result<HubClient> {
-    let url = running_hub_url(&loaded.data_dir)?;
+    let target = Target::of(&running_hub(&loaded.data_dir)?, trust)?;
     let token = owner_token(loaded, explicit_store).await?;
-    Ok(HubClient::connect(&url, &token).await?)
+    Ok(HubClient::connect_to(&target, &token).await?)
 }
 
 async fn client_command(
     loaded: &LoadedConfig,
-    explicit_store: Option<SecretStoreKind>,
+    common: &args::Common,
     command: Command,
 ) -> Result<ExitCode> {
-    let mut client = connect(loaded, explicit_store).await?;
-    client
-        .request(
-            "hub.hello",
-            json!({"role": "script", "name": "semantest-hub CLI"}),
-        )
-        .await?;
+    let explicit_store = common.secret_store;
+    let connected = async {
+        let mut client = connect(loaded, explicit_store, common.tls_ca.as_deref()).await?;
+        client
+            .request(
+                "hub.hello",
+                json!({"role": "script", "name": "semantest-hub CLI"}),
+            )
+            .await?;
+        anyhow::Ok(client)
+    }
+    .await;
+    let mut client = match connected {
+        Ok(client) => client,
+        // `agent run` tells "could not start" from "failed" by its exit code.
+        Err(err) if matches!(command, Command::Agent(AgentCommand::Run { .. })) => {
+            errln!(
+                "{}: {err:#}",
+                output::paint(output::BAD, "the run could not start")
+            );
+            return Ok(ExitCode::from(agent::exit::COULD_NOT_START));
+        }
+        Err(err) => return Err(err),
+    };
     let code = match command {
         Command::Status => {
             let status = client.request("hub.status", json!({})).await?;
-            println!("{}", serde_json::to_string_pretty(&status)?);
+            outln!("{}", serde_json::to_string_pretty(&status)?)?;
             ExitCode::SUCCESS
         }
         Command::Dashboard { print } => {
@@ -239,7 +340,7 @@ async fn client_command(
             let url = link["url"].as_str().context("the hub sent no link")?;
             client.check_link(url)?;
             if print || !has_display() || !open_browser(url) {
-                println!("{url}");
+                outln!("{url}")?;
             }
             ExitCode::SUCCESS
         }
@@ -261,6 +362,22 @@ async fn client_command(
             logs(&mut client, request).await?
         }
         Command::Ps(format) => ps(&mut client, format).await?,
+        Command::Usage {
+            project,
+            since,
+            until,
+            by,
+            json,
+        } => {
+            let request = UsageRequest {
+                project,
+                since,
+                until,
+                by,
+                json,
+            };
+            usage(&mut client, request).await?
+        }
         Command::Events(action) => events_command(&mut client, action).await?,
         Command::Agent(AgentCommand::Kill { project }) => agent_kill(&mut client, &project).await?,
         Command::Agent(AgentCommand::NewSession { project }) => {

@@ -21,7 +21,7 @@ use crate::protocol::coordination::{
     TaskCancelled, TaskCompleted, TaskCreated, TaskFailed, TaskRevoked, TaskStarted, WorkerView,
 };
 use crate::protocol::hub::{ClientInfo, ConnectionChange, Stats};
-use crate::protocol::{ProjectView, StateChange};
+use crate::protocol::{ProjectState, ProjectView, StateChange};
 
 /// Something that happened in the hub's core.
 #[derive(Debug, Clone)]
@@ -143,6 +143,21 @@ pub enum HubEvent {
         project_name: String,
         /// A human summary, e.g. `all 20 tasks finished: 19 completed, 1 failed, 0 cancelled`.
         message: String,
+    },
+    /// An interactive agent run ended (its project left `running`); the desktop app
+    /// tells the user how.
+    RunFinished {
+        /// The project.
+        project_id: String,
+        /// Its display name.
+        project_name: String,
+        /// The run.
+        run_id: String,
+        /// The project's state after the run: `idle` (it succeeded), `failed` (it failed
+        /// or timed out) or `killed`.
+        state: ProjectState,
+        /// Why it failed or was killed.
+        reason: Option<String>,
     },
     /// A browser extension asks to pair (the `pairing.requested` notification); the
     /// desktop app tells the user and opens the dashboard at `/#clients`.

@@ -61,6 +61,7 @@ pub mod error;
 pub mod events;
 pub mod hub;
 pub mod scopes;
+pub mod usage;
 
 /// The protocol version, sent in the signature and in `hub.hello`. Bumped on any
 /// incompatible change of a shape below.
@@ -109,6 +110,8 @@ pub mod method {
     pub const AGENT_NEW_SESSION: &str = "agent.new_session";
     /// Request: stored output lines.
     pub const MESSAGES_LIST: &str = "messages.list";
+    /// Request: a project's runs, newest first.
+    pub const PROJECT_RUNS: &str = "project.runs";
 
     /// Notification: one agent output line.
     pub const PROJECT_OUTPUT: &str = "project.output";
@@ -353,6 +356,23 @@ pub struct MessagesListParams {
     #[serde(default)]
     pub kinds: Option<Vec<String>>,
     /// Page size, 1..=1000, default 200.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Full-text search: only lines whose text holds every word, 1 to 256 characters.
+    #[serde(default)]
+    pub q: Option<String>,
+}
+
+/// `project.runs` params.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectRunsParams {
+    /// The project id.
+    pub project_id: String,
+    /// Only runs older than this one (its id), for the next page.
+    #[serde(default)]
+    pub before: Option<String>,
+    /// Page size, 1..=200, default 50.
     #[serde(default)]
     pub limit: Option<u32>,
 }

@@ -408,7 +408,7 @@ mod tests {
             );
             assert_eq!(find(method.name).unwrap().name, method.name);
         }
-        assert_eq!(seen.len(), 47);
+        assert_eq!(seen.len(), 49);
         assert!(find("nope").is_none());
         assert!(find("").is_none());
     }
@@ -472,6 +472,7 @@ mod tests {
             ("agent.kill", Some(Scope::Agents), Some(Agents)),
             ("agent.new_session", Some(Scope::Agents), Some(Agents)),
             ("messages.list", Some(ProjectsRead), Some(Projects)),
+            ("project.runs", Some(ProjectsRead), Some(Projects)),
             ("worker.register", tasks, Some(Tasks)),
             ("worker.heartbeat", tasks, Some(Tasks)),
             ("worker.list", tasks, Some(Tasks)),

@@ -35,10 +35,12 @@
 pub mod approvals;
 pub mod claude_cli;
 pub mod driver;
+pub mod metering;
 pub mod output;
 pub mod process;
 pub mod session;
 pub mod slots;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -68,6 +70,7 @@ use crate::support::timestamp::now_ms;
 use approvals::{Approvals, Asker};
 use claude_cli::{AgentCli, CliSlot};
 use driver::claude;
+use metering::{Meter, MeterParts};
 use output::{Pump, Summary};
 use session::{Input, Live, Sent, Session, SessionCommand, SessionHandle};
 use slots::{Permit, Slots};
@@ -125,7 +128,7 @@ pub struct RunEnd {
     pub result_text: Option<String>,
     /// The run's Claude Code session.
     pub session_id: Option<String>,
-    /// `total_cost_usd` from the `result` line, in US dollars.
+    /// The run's own cost in US dollars (the sum of its turns).
     pub cost_usd: Option<f64>,
     /// `duration_ms` from the `result` line.
     pub duration_ms: Option<i64>,
@@ -196,6 +199,8 @@ struct RunContext {
     mode: RunMode,
     timeout: Duration,
     keep_open: bool,
+    /// Whether the process resumes a session (`--resume`).
+    resumed: bool,
 }
 
 /// The `run_started` line the hub writes to the project's log.
@@ -225,6 +230,7 @@ struct RunFinishedLine<'a> {
     exit_code: Option<i32>,
     reason: Option<&'a str>,
     total_cost_usd: Option<f64>,
+    cost_usd: Option<f64>,
 }
 
 impl RunContext {
@@ -386,7 +392,7 @@ impl Runner {
             return Err(RunError::Timeout(config.max_timeout_s));
         }
         let cli = self.cli().get().ok_or(RunError::CliMissing)?;
-        let ctx = RunContext {
+        let mut ctx = RunContext {
             project_id: request.project_id,
             run: ActiveRun {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -396,8 +402,10 @@ impl Runner {
             mode: request.mode,
             timeout: Duration::from_secs(timeout_s),
             keep_open: request.keep_open,
+            resumed: false,
         };
         let (path, resume) = self.prepare(&ctx)?;
+        ctx.resumed = resume.is_some();
         // A root span: the run outlives the connection or task that started it.
         let span = match ctx.task_id() {
             Some(task_id) => info_span!(parent: None, "run", run_id = %ctx.run.id,
@@ -648,7 +656,8 @@ impl Runner {
             status: outcome.status,
             exit_code: outcome.exit_code,
             reason: outcome.error.as_deref(),
-            total_cost_usd: outcome.cost_usd,
+            total_cost_usd: outcome.reported_total_usd,
+            cost_usd: outcome.cost_usd,
         })
     }
 
@@ -689,6 +698,18 @@ impl Runner {
         let pgid = child.id().map(|pid| pid as i32).unwrap_or_default();
         let summary = Arc::new(Mutex::new(Summary::default()));
         let (events_tx, events) = mpsc::channel(64);
+        let meter = Arc::new(Meter::new(MeterParts {
+            store: parts.store.clone(),
+            metrics: parts.metrics.clone(),
+            project_id: ctx.project_id.clone(),
+            project_name: parts
+                .projects
+                .get(&ctx.project_id)
+                .map(|view| view.name)
+                .unwrap_or_default(),
+            run_id: ctx.run.id.clone(),
+            resumed: ctx.resumed,
+        }));
         let pump = Pump {
             feed: parts.feed.clone(),
             metrics: parts.metrics.clone(),
@@ -698,6 +719,7 @@ impl Runner {
             max_line: parts.config.max_line_bytes,
             summary: summary.clone(),
             events: None,
+            meter: meter.clone(),
         };
         let pumps = [
             child.stdout.take().map(|out| {
@@ -764,7 +786,10 @@ impl Runner {
             status: status_name,
             exit_code: status.and_then(|s| s.code()),
             session_id: summary.session_id.clone(),
-            cost_usd: summary.cost_usd,
+            // The run's own cost: its turns' sum, which the CLI's cumulative total
+            // exceeds when the process carried a resumed session's total.
+            cost_usd: meter.run_usd().or(summary.cost_usd),
+            reported_total_usd: summary.cost_usd,
             duration_ms: summary.duration_ms,
             num_turns: summary.num_turns,
             error: reason,

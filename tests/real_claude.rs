@@ -102,6 +102,7 @@ async fn the_real_cli_writes_a_file_and_every_line_reaches_subscribers_and_the_l
 
     let run_id = run(&mut ws, &project_id, "WRITE hello.txt hello from the hub").await;
     let lines = ws.run_output(&run_id).await;
+    let ws_first_lines = lines.clone();
     let watched = watcher.run_output(&run_id).await;
     assert_eq!(lines, watched, "every subscriber sees the same lines");
 
@@ -165,6 +166,46 @@ async fn the_real_cli_writes_a_file_and_every_line_reaches_subscribers_and_the_l
     );
     let init = lines.iter().find(|l| l["kind"] == "system").unwrap();
     assert_eq!(init["event"]["session_id"], project["session_id"]);
+
+    // What each run cost is what the scripted API's usage implies: two calls of 100
+    // input tokens, with 20 and 10 output tokens, at the default model's prices (0.00175
+    // USD on 2.1.197). The resumed process reports the same total again, whether it
+    // restarted from zero (2.1.197) or carried the first run's (then its total would be
+    // twice as much): either way the second run cost the same as the first.
+    let cost = |lines: &[Value]| {
+        let result = lines.iter().rfind(|l| l["kind"] == "result").unwrap();
+        result["event"]["modelUsage"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|m| m["costUSD"].as_f64().unwrap())
+            .sum::<f64>()
+    };
+    let first_cost = cost(&ws_first_lines);
+    assert!(first_cost > 0.0);
+    let usage = ws
+        .ok(
+            "agent.usage",
+            json!({"project_id": project_id, "group_by": "run"}),
+        )
+        .await;
+    let rows = usage["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{usage}");
+    for row in rows {
+        assert!(
+            (row["usd"].as_f64().unwrap() - first_cost).abs() < 1e-9,
+            "{usage}"
+        );
+        assert_eq!(row["input_tokens"], 200, "{usage}");
+        assert_eq!(row["output_tokens"], 30, "{usage}");
+        assert_eq!(row["turns"], 1, "{usage}");
+    }
+    assert!((usage["total"]["usd"].as_f64().unwrap() - 2.0 * first_cost).abs() < 1e-9);
+    let end = &lines.last().unwrap()["event"];
+    assert!(
+        (end["cost_usd"].as_f64().unwrap() - first_cost).abs() < 1e-9,
+        "{end}"
+    );
     hub.stop().await;
 }
 

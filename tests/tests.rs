@@ -21,10 +21,16 @@ mod agent_security;
 mod durability;
 // Connection, rate and queue limits; heartbeat and idle timeout; shutdown.
 mod limits;
+// Agent cost and tokens per turn, run, project and day.
+mod usage;
 // The real Claude Code CLI making a real tool call against a fake API.
 mod real_claude;
 // The command-line client.
 mod cli;
+// The CLI in daily use: closed stdout, colour, --version, agent run's exit codes, TLS.
+mod cli_daily;
+// A project's history: project.runs and full-text search in messages.list.
+mod run_history;
 // Squatters and relays on the CLI's recorded port, private file modes, redacted errors.
 mod cli_security;
 // The owner token in the OS keychain.

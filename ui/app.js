@@ -1,7 +1,8 @@
 // The dashboard's entry point: navigation, hash routing, and the connection status area.
 //
 // Routes: #/overview, #/projects, #/projects/<id>, #/workers, #/workers/<project id>,
-// #/connections, #/clients, #/settings (the leading slash is optional: #clients works too).
+// #/usage, #/connections, #/clients, #/events, #/settings (the leading slash is optional:
+// #clients works too).
 
 import { h, replace } from './dom.js';
 import { rpc, store, approvals } from './store.js';
@@ -11,7 +12,9 @@ import './components/project-view.js';
 import './components/workers-view.js';
 import './components/connections-view.js';
 import './components/clients-view.js';
+import './components/events-view.js';
 import './components/settings-view.js';
+import './components/usage-view.js';
 
 /**
  * The main navigation. Add a view by adding an entry here (and its custom element); an
@@ -21,8 +24,10 @@ const VIEWS = [
   { path: 'overview', label: 'Overview', tag: 'hub-overview', ready: true },
   { path: 'projects', label: 'Projects', tag: 'hub-projects', ready: true },
   { path: 'workers', label: 'Workers & tasks', tag: 'hub-workers', ready: true },
+  { path: 'usage', label: 'Usage', tag: 'hub-usage', ready: true },
   { path: 'connections', label: 'Connections', tag: 'hub-connections', ready: true },
   { path: 'clients', label: 'Clients', tag: 'hub-clients', ready: true },
+  { path: 'events', label: 'Events', tag: 'hub-events', ready: true },
   { path: 'settings', label: 'Settings', tag: 'hub-settings', ready: true },
 ];
 

@@ -64,6 +64,7 @@ function renderHub(kind, ev, o) {
     return h('div', { class: `run-sep end ${bad ? 'err' : 'ok'}` },
       h('span', { class: 'run-label' }, label),
       ev?.exit_code !== undefined && ev?.exit_code !== null ? h('span', { class: 'muted' }, ` · exit code ${ev.exit_code}`) : null,
+      typeof ev?.cost_usd === 'number' ? h('span', { class: 'muted run-cost' }, ` · cost ${usd(ev.cost_usd)}`) : null,
       ev?.reason ? h('span', { class: 'muted' }, ` · ${ev.reason}`) : null);
   }
   return h('div', { class: 'hub-note muted' }, o.text ?? (ev ? `${kind}: ${JSON.stringify(ev)}` : kind));

@@ -15,7 +15,7 @@
 //! | [`window`] | the dashboard window, created lazily, hidden on close |
 //! | [`autostart`] | start at login: the plugin, the first run, read and set (returns the state in force) |
 //! | [`commands`] | the dashboard's commands (`autostart_get`, `autostart_set`), which keep the tray in step |
-//! | [`notify`] | desktop notifications, and the text of a pairing request's |
+//! | [`notify`] | desktop notifications, and the text of a pairing request's and of a finished run's |
 //! | [`error`] | [`error::DesktopError`], serialized as a string for commands |
 //!
 //! # Lifecycle
@@ -51,7 +51,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::autostart::HIDDEN_FLAG;
-use crate::notify::{approval_message, notify, pairing_message};
+use crate::notify::{approval_message, notify, pairing_message, run_message};
 use crate::service::{HubState, Service};
 use crate::tray::Tray;
 
@@ -229,9 +229,10 @@ fn follow_state(app: AppHandle, mut state: watch::Receiver<HubState>) {
     });
 }
 
-/// Notifies the user of hub events: a finished task batch; a pairing request, which also
-/// brings up the dashboard at its Clients panel; an agent's tool call waiting for an
-/// approval, which brings up the dashboard at that approval on its project's page. The notification plugin reports no clicks
+/// Notifies the user of hub events: a finished task batch; an agent run that ended; a
+/// pairing request, which also brings up the dashboard at its Clients panel; an agent's
+/// tool call waiting for an approval, which brings up the dashboard at that approval on
+/// its project's page. The notification plugin reports no clicks
 /// on desktop platforms, so the window comes up with the notification rather than on a
 /// click on it: the user has just asked to pair in the extension and decides there.
 fn notify_events(app: AppHandle, mut events: tokio::sync::broadcast::Receiver<HubEvent>) {
@@ -243,6 +244,16 @@ fn notify_events(app: AppHandle, mut events: tokio::sync::broadcast::Receiver<Hu
                     message,
                     ..
                 }) => notify(&app, &format!("Batch finished: {project_name}"), &message),
+                Ok(HubEvent::RunFinished {
+                    project_name,
+                    state,
+                    reason,
+                    ..
+                }) => {
+                    let (title, body) =
+                        run_message(&project_name, state.as_str(), reason.as_deref());
+                    notify(&app, &title, &body);
+                }
                 Ok(HubEvent::PairingRequested {
                     request_id,
                     name,

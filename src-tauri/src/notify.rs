@@ -1,5 +1,5 @@
-//! Desktop notifications: hub errors, finished task batches, pairing requests and agents'
-//! tool calls waiting for an approval.
+//! Desktop notifications: hub errors, finished task batches, finished agent runs,
+//! pairing requests and agents' tool calls waiting for an approval.
 //!
 //! Linux sends them to the freedesktop notification server over D-Bus, macOS to the
 //! Notification Center. A desktop without a notification server is not an error worth more
@@ -67,6 +67,28 @@ pub fn approval_message(project: &str, tool: &str, target: Option<&str>) -> (Str
     (title, body)
 }
 
+/// The title and body of the notification for an agent run that ended: the title
+/// `"Run finished: <project>"`, `"Run failed: <project>"` or `"Run stopped: <project>"`
+/// for a project left `idle`, `failed` or `killed`; the body the reason, or that the
+/// output is in the dashboard.
+///
+/// The project name is the user's own, the reason may quote the agent: both are cleaned
+/// as a client's text is (control characters dropped, cut, markup escaped in the body).
+pub fn run_message(project: &str, state: &str, reason: Option<&str>) -> (String, String) {
+    let project = clean(project, MAX_NAME_CHARS);
+    let title = match state {
+        "idle" => format!("Run finished: {project}"),
+        "killed" => format!("Run stopped: {project}"),
+        _ => format!("Run failed: {project}"),
+    };
+    let body = match reason.map(|reason| clean(reason, 200)) {
+        Some(reason) if !reason.is_empty() => escape_markup(&reason),
+        _ if state == "idle" => "The agent finished; its output is in the dashboard.".to_string(),
+        _ => "See the run's output in the dashboard.".to_string(),
+    };
+    (title, body)
+}
+
 /// `text` without control characters, cut to `max` characters with an ellipsis.
 fn clean(text: &str, max: usize) -> String {
     let text: String = text.chars().filter(|c| !c.is_control()).collect();
@@ -111,6 +133,25 @@ mod tests {
         assert_eq!(title, "Semantest wants to pair — code 123456");
         assert!(body.starts_with("From chrome-extension://abc."), "{body}");
         assert!(body.contains("Clients panel"), "{body}");
+    }
+
+    #[test]
+    fn a_finished_run_says_how_it_ended() {
+        assert_eq!(
+            run_message("myapp", "idle", None),
+            (
+                "Run finished: myapp".to_string(),
+                "The agent finished; its output is in the dashboard.".to_string()
+            )
+        );
+        let (title, body) = run_message("myapp", "failed", Some("timed out after 60 s"));
+        assert_eq!(
+            (title.as_str(), body.as_str()),
+            ("Run failed: myapp", "timed out after 60 s")
+        );
+        let (title, body) = run_message("my\napp", "killed", Some("<b>killed</b> on request"));
+        assert_eq!(title, "Run stopped: myapp");
+        assert_eq!(body, "&lt;b&gt;killed&lt;/b&gt; on request");
     }
 
     #[test]

@@ -213,6 +213,8 @@ pub(crate) struct AgentsCtx {
     /// `project.state` after `agent.new_session`.
     pub(crate) notices: Notices,
     pub(super) feed: Feed,
+    /// The recorded usage (`agent.usage`).
+    pub(crate) store: Store,
 }
 
 impl AgentsCtx {

@@ -343,6 +343,7 @@ impl Hub {
                 projects: projects.clone(),
                 notices: notices.clone(),
                 feed: feed.clone(),
+                store: store.clone(),
             },
             messages: MessagesCtx {
                 projects: projects.clone(),

@@ -37,7 +37,7 @@ use crate::protocol::clients::{
 use crate::protocol::coordination::method as coord;
 use crate::protocol::hub::{ConnectionChange, ConnectionChanged};
 use crate::protocol::scopes::Scope;
-use crate::protocol::{ProjectView, Role, method, notification};
+use crate::protocol::{ProjectState, ProjectView, Role, method, notification};
 use crate::runner::slots::Slots;
 use crate::support::metrics::Metrics;
 
@@ -252,6 +252,24 @@ impl EventSink for Notifier {
             }
             Event::ProjectState(change) => {
                 self.send(method::PROJECT_STATE, &change, To::ProjectReaders);
+                // A run's end: the runner names the run and the project is no longer
+                // running (agent.new_session changes the state without a run).
+                if let Some(run_id) = &change.run_id
+                    && change.state != ProjectState::Running
+                {
+                    let project_name = self
+                        .projects
+                        .get(&change.project_id)
+                        .map(|p| p.name)
+                        .unwrap_or_else(|_| change.project_id.clone());
+                    let _ = self.desktop.send(HubEvent::RunFinished {
+                        project_id: change.project_id.clone(),
+                        project_name,
+                        run_id: run_id.clone(),
+                        state: change.state,
+                        reason: change.reason.clone(),
+                    });
+                }
             }
             Event::TaskCreated(created) => self.send(coord::TASK_CREATED, &created, To::Observers),
             Event::TaskStarted(started) => self.send(coord::TASK_STARTED, &started, To::Observers),

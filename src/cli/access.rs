@@ -35,7 +35,7 @@ pub(super) async fn token_command(
                 info["name"].as_str().unwrap_or_default(),
                 join_strings(&info["scopes"]),
             );
-            println!("{token}");
+            outln!("{token}")?;
         }
         TokenCommand::List(format) => {
             let list = client.request("client.list", json!({})).await?;
@@ -61,7 +61,7 @@ pub(super) async fn token_command(
             client
                 .request("client.revoke", json!({"client_id": id}))
                 .await?;
-            println!("revoked {id}");
+            outln!("revoked {id}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -95,19 +95,19 @@ pub(super) async fn pair_command(client: &mut HubClient, action: PairCommand) ->
                 )
                 .await?;
             let info = &approved["client"];
-            println!(
+            outln!(
                 "approved {id}: client {} ({}) with scopes {} for {}",
                 info["id"].as_str().unwrap_or_default(),
                 info["name"].as_str().unwrap_or_default(),
                 join_strings(&info["scopes"]),
                 info["origin"].as_str().unwrap_or_default(),
-            );
+            )?;
         }
         PairCommand::Deny { id } => {
             client
                 .request("pairing.deny", json!({"request_id": id}))
                 .await?;
-            println!("denied {id}");
+            outln!("denied {id}")?;
         }
     }
     Ok(ExitCode::SUCCESS)

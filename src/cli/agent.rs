@@ -1,17 +1,107 @@
 //! `agent run|kill|new-session` and `approvals`: start a run and stream its output for a
 //! person, asking them on the terminal about the tool calls it wants to make, and exit
 //! with its status; stop a run; forget a session; list and answer approvals.
+//!
+//! `agent run` says on stderr which run it started and, at the end, its status and how
+//! long it took; on a terminal a spinner shows the elapsed time and what the agent is
+//! doing (thinking, or the tool it runs). The agent's own text goes to stdout.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
 use super::args::{ApprovalsCommand, ListFormat};
-use super::client::HubClient;
-use super::output::text_or;
+use super::client::{ClientError, HubClient};
+use super::output::{BAD, DIM, GOOD, WARN, paint, text_or};
 use super::projects::resolve_project;
+
+/// The exit codes of `agent run`, documented in its `--help` and in docs/cli.md.
+pub(super) mod exit {
+    /// The run succeeded.
+    pub const SUCCEEDED: u8 = 0;
+    /// The run started and failed (the agent reported an error, exited non-zero, or
+    /// ended without a result), or the connection to the hub broke during the run.
+    pub const FAILED: u8 = 1;
+    /// The run hit its timeout (as `timeout(1)`).
+    pub const TIMED_OUT: u8 = 124;
+    /// The hub refused the run: an unknown project, a project already running, a blank
+    /// or too large prompt, the limit of running agents, a family switched off.
+    pub const REFUSED: u8 = 125;
+    /// The run could not start: no hub runs or it cannot be reached, or the hub cannot
+    /// find or spawn the agent's CLI (`AGENT_UNAVAILABLE`).
+    pub const COULD_NOT_START: u8 = 126;
+    /// The run was killed (`agent kill`, Ctrl-C, or the hub shutting down).
+    pub const KILLED: u8 = 130;
+}
+
+/// The exit code of a run that ended with `status` (`run_finished`).
+fn status_code(status: &str) -> u8 {
+    match status {
+        "succeeded" => exit::SUCCEEDED,
+        "timed_out" => exit::TIMED_OUT,
+        "killed" => exit::KILLED,
+        _ => exit::FAILED,
+    }
+}
+
+/// The exit code for an error before the run started: `AGENT_UNAVAILABLE` and a hub
+/// that cannot be reached mean it could not start; any other error answer, or a project
+/// the command cannot find, that the run was refused.
+pub(super) fn refusal_code(err: &anyhow::Error) -> u8 {
+    match err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ClientError>())
+    {
+        Some(ClientError::Rpc { kind, .. }) if kind == "AGENT_UNAVAILABLE" => exit::COULD_NOT_START,
+        Some(ClientError::Rpc { .. }) | None => exit::REFUSED,
+        Some(_) => exit::COULD_NOT_START,
+    }
+}
+
+/// What the spinner says the agent is doing.
+struct Activity {
+    bar: ProgressBar,
+}
+
+impl Activity {
+    /// A spinner on stderr with the elapsed time, drawn only when stderr is a terminal.
+    fn new() -> Self {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message("starting");
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self { bar }
+    }
+
+    /// Follows one output line: a tool call names the tool, anything else from the
+    /// agent means it is thinking again.
+    fn follow(&self, output: &Value) {
+        match output["kind"].as_str().unwrap_or_default() {
+            "assistant" => {
+                let tool = output["event"]["message"]["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .rev()
+                    .filter(|block| block["type"] == "tool_use")
+                    .find_map(|block| block["name"].as_str());
+                match tool {
+                    Some(name) => self.bar.set_message(format!("running {name}")),
+                    None => self.bar.set_message("thinking"),
+                }
+            }
+            "user" | "system" | "run_started" => self.bar.set_message("thinking"),
+            _ => {}
+        }
+    }
+}
 
 pub(super) async fn agent_run(
     client: &mut HubClient,
@@ -20,37 +110,72 @@ pub(super) async fn agent_run(
     new_session: bool,
     timeout: Option<u64>,
 ) -> Result<ExitCode> {
-    let project_id = resolve_project(client, project).await?;
-    client
-        .request("project.subscribe", json!({"project_id": project_id}))
-        .await?;
-    let started = client
-        .request(
-            "agent.run",
-            json!({"project_id": project_id, "prompt": prompt, "new_session": new_session, "timeout_s": timeout}),
-        )
-        .await?;
+    let started = async {
+        let project_id = resolve_project(client, project).await?;
+        client
+            .request("project.subscribe", json!({"project_id": project_id}))
+            .await?;
+        let started = client
+            .request(
+                "agent.run",
+                json!({"project_id": project_id, "prompt": prompt, "new_session": new_session, "timeout_s": timeout}),
+            )
+            .await?;
+        anyhow::Ok((project_id, started))
+    }
+    .await;
+    let (project_id, started) = match started {
+        Ok(started) => started,
+        Err(err) => {
+            let code = refusal_code(&err);
+            let what = if code == exit::REFUSED {
+                "the hub refused the run"
+            } else {
+                "the run could not start"
+            };
+            errln!("{}: {err:#}", paint(BAD, what));
+            return Ok(ExitCode::from(code));
+        }
+    };
+    let began = Instant::now();
     let run_id = started["run_id"].as_str().unwrap_or_default().to_string();
     // Tool calls are asked about here when a person is at the terminal; otherwise they
     // wait for the dashboard or `semantest-hub approvals`.
     let ask = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    errln!("{}", paint(DIM, &format!("run {run_id} started")));
+    let activity = Activity::new();
     let mut interrupted = false;
-    let mut stdout = std::io::stdout();
-    loop {
+    let status = loop {
         let message = tokio::select! {
-            message = client.next_notification() => message?,
+            message = client.next_notification() => message,
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 interrupted = true;
-                eprintln!("\nstopping the agent…");
+                activity.bar.suspend(|| errln!("stopping the agent…"));
+                activity.bar.set_message("stopping");
                 client.request("agent.kill", json!({"project_id": project_id})).await.ok();
                 continue;
+            }
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(err) => {
+                activity.bar.finish_and_clear();
+                errln!(
+                    "{}: {err} (run {run_id} may still be running: `semantest-hub ps`)",
+                    paint(BAD, "lost the hub")
+                );
+                return Ok(ExitCode::from(exit::FAILED));
             }
         };
         if ask
             && message["method"] == "agent.approval_requested"
             && message["params"]["approval"]["run_id"] == run_id.as_str()
         {
-            ask_on_terminal(client, &message["params"]["approval"]).await?;
+            // The spinner stays off the terminal while the person answers.
+            activity.bar.set_draw_target(ProgressDrawTarget::hidden());
+            let asked = ask_on_terminal(client, &message["params"]["approval"]).await;
+            activity.bar.set_draw_target(ProgressDrawTarget::stderr());
+            asked?;
             continue;
         }
         if message["method"] != "project.output" {
@@ -60,63 +185,70 @@ pub(super) async fn agent_run(
         if output["run_id"].as_str() != Some(run_id.as_str()) {
             continue;
         }
-        if let Some(status) = print_output(&mut stdout, output) {
-            return Ok(ExitCode::from(match status.as_str() {
-                "succeeded" => 0,
-                "timed_out" => 124,
-                "killed" => 130,
-                _ => 1,
-            }));
+        activity.follow(output);
+        if let Some(status) = activity.bar.suspend(|| print_output(output))? {
+            break status;
         }
-    }
+    };
+    activity.bar.finish_and_clear();
+    let style = match status.as_str() {
+        "succeeded" => GOOD,
+        "killed" | "timed_out" => WARN,
+        _ => BAD,
+    };
+    errln!(
+        "run {run_id} {} after {:.1} s",
+        paint(style, &status),
+        began.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::from(status_code(&status)))
 }
 
 /// Prints one output line for a person; returns the run's status on its last line.
-pub(super) fn print_output(out: &mut impl Write, output: &Value) -> Option<String> {
+///
+/// # Errors
+/// When stdout cannot be written (`StdoutClosed` once its reader has gone).
+pub(super) fn print_output(output: &Value) -> Result<Option<String>> {
     let event = &output["event"];
     match output["kind"].as_str().unwrap_or_default() {
         "assistant" => {
             for block in event["message"]["content"].as_array().into_iter().flatten() {
                 match block["type"].as_str() {
                     Some("text") => {
-                        let _ = writeln!(out, "{}", block["text"].as_str().unwrap_or_default());
+                        outln!("{}", block["text"].as_str().unwrap_or_default())?;
                     }
                     Some("tool_use") => {
-                        let _ = writeln!(
-                            out,
+                        outln!(
                             "▶ {} {}",
                             block["name"].as_str().unwrap_or("tool"),
-                            block["input"]
-                        );
+                            paint(DIM, &block["input"].to_string())
+                        )?;
                     }
                     _ => {}
                 }
             }
         }
         "result" => {
-            let _ = writeln!(
-                out,
+            outln!(
                 "■ {} in {:.1} s, {} turns, ${:.4}",
                 event["subtype"].as_str().unwrap_or("done"),
                 event["duration_ms"].as_f64().unwrap_or_default() / 1000.0,
                 event["num_turns"].as_i64().unwrap_or_default(),
                 event["total_cost_usd"].as_f64().unwrap_or_default()
-            );
+            )?;
         }
-        "text" => {
-            let _ = writeln!(out, "{}", output["text"].as_str().unwrap_or_default());
-        }
-        "stderr" => eprintln!("{}", output["text"].as_str().unwrap_or_default()),
+        "text" => outln!("{}", output["text"].as_str().unwrap_or_default())?,
+        "stderr" => errln!("{}", output["text"].as_str().unwrap_or_default()),
         "run_finished" => {
             let status = event["status"].as_str().unwrap_or("failed").to_string();
             if let Some(reason) = event["reason"].as_str() {
-                eprintln!("run {status}: {reason}");
+                errln!("run {status}: {reason}");
             }
-            return Some(status);
+            return Ok(Some(status));
         }
         _ => {}
     }
-    None
+    Ok(None)
 }
 
 /// `agent kill PROJECT`: stops the project's run; exits 0 once the hub has signalled it.
@@ -125,7 +257,7 @@ pub(super) async fn agent_kill(client: &mut HubClient, project: &str) -> Result<
     client
         .request("agent.kill", json!({"project_id": project_id}))
         .await?;
-    println!("stopping the agent of {project_id}");
+    outln!("stopping the agent of {project_id}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -135,7 +267,7 @@ pub(super) async fn agent_new_session(client: &mut HubClient, project: &str) -> 
     client
         .request("agent.new_session", json!({"project_id": project_id}))
         .await?;
-    println!("the next run of {project_id} starts a new session");
+    outln!("the next run of {project_id} starts a new session")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -17,13 +17,19 @@ use crate::protocol::scopes::Scope;
     name = "semantest-hub",
     version,
     about = "Local hub for browser extensions, coding agents and task workers",
-    long_about = None
+    long_about = None,
+    // `--version` is ours: it also asks the running hub for its version.
+    disable_version_flag = true,
+    arg_required_else_help = true
 )]
 pub struct Cli {
     #[command(flatten)]
     pub(super) common: Common,
+    /// Print this command's version and the running hub's (or that none runs).
+    #[arg(short = 'V', long)]
+    pub(super) version: bool,
     #[command(subcommand)]
-    pub(super) command: Command,
+    pub(super) command: Option<Command>,
 }
 
 #[derive(Args)]
@@ -40,6 +46,36 @@ pub(super) struct Common {
     /// Log filter, e.g. `info` or `semantest_hub=debug`.
     #[arg(long, global = true, value_name = "FILTER")]
     pub(super) log_level: Option<String>,
+    /// Trust this PEM certificate (or CA) for a public hub's TLS, besides the system's
+    /// roots: for a self-signed certificate or a private CA.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(super) tls_ca: Option<PathBuf>,
+    /// When to colour the output: `auto` on a terminal unless NO_COLOR is set.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    pub(super) color: ColorWhen,
+}
+
+/// `--color`: when the output is coloured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum ColorWhen {
+    /// On a terminal, unless NO_COLOR is set (CLICOLOR_FORCE forces it).
+    Auto,
+    /// Always, even into a pipe or a file.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl Common {
+    /// The `anstream` choice `--color` asks for; `auto` leaves NO_COLOR, CLICOLOR_FORCE
+    /// and the terminal check to anstream.
+    pub(super) fn color_choice(&self) -> anstream::ColorChoice {
+        match self.color {
+            ColorWhen::Auto => anstream::ColorChoice::Auto,
+            ColorWhen::Always => anstream::ColorChoice::Always,
+            ColorWhen::Never => anstream::ColorChoice::Never,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -111,6 +147,27 @@ pub(super) enum Command {
         #[arg(long, value_name = "RUN_ID")]
         run: Option<String>,
         /// Print each line as the JSON of its `project.output` params, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the agents cost: US dollars and tokens per day, project or run, with a total.
+    ///
+    /// Examples: `semantest-hub usage`, `semantest-hub usage --by project --since 2026-12-01`,
+    /// `semantest-hub usage --project ~/code/myapp --by run --json`.
+    Usage {
+        /// Only this project: an id (a deleted project's too) or a registered directory.
+        #[arg(long, value_name = "PROJECT")]
+        project: Option<String>,
+        /// From this time on: RFC 3339, or a date (YYYY-MM-DD, from local midnight).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Before this time: RFC 3339, or a date (YYYY-MM-DD, before its local midnight).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// One row per local day, per project or per run.
+        #[arg(long, value_enum, default_value = "day")]
+        by: UsageBy,
+        /// Print the hub's JSON-RPC result (`agent.usage`) as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -253,6 +310,17 @@ pub(super) enum PairCommand {
     },
 }
 
+/// The rows of `usage`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(super) enum UsageBy {
+    /// One row per local day, oldest first.
+    Day,
+    /// One row per project, costliest first.
+    Project,
+    /// One row per run, most recent first.
+    Run,
+}
+
 /// How a `list` command prints: an aligned table with a header by default.
 #[derive(Args, Clone, Copy)]
 pub(super) struct ListFormat {
@@ -343,8 +411,15 @@ pub(super) enum EventsCommand {
 
 #[derive(Subcommand)]
 pub(super) enum AgentCommand {
-    /// Run the agent in a project and stream its output; exits with the run's status
-    /// (0 succeeded, 1 failed, 124 timed out, 130 killed).
+    /// Run the agent in a project and stream its output; exits with the run's outcome.
+    ///
+    /// Prints the run id when it starts and its status and duration at the end (on
+    /// stderr); on a terminal a spinner shows the elapsed time and what the agent does.
+    /// Exit codes: 0 succeeded, 1 failed, 124 timed out, 125 refused by the hub (unknown
+    /// or busy project, blank or too large prompt, too many runs), 126 could not start
+    /// (no hub, or the hub cannot start the agent's CLI), 130 killed.
+    ///
+    /// Example: `semantest-hub agent run ~/code/myapp "fix the failing test"`.
     Run {
         /// A project id, or a registered project's directory.
         project: String,

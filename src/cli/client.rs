@@ -13,11 +13,19 @@
 //! another port passes on a proof for the wrong endpoint. The WebSocket upgrade that
 //! carries the token then goes over the same TCP connection that answered the proof, so
 //! no other listener can slip in between the check and the use.
+//!
+//! A public hub with TLS (`serve --public --tls-cert … --tls-key …`) records an
+//! `https://` URL and the name it serves (`tls_host`, the first of `public.hosts`) in
+//! its runtime file. The client then speaks TLS to it under that name: the certificate
+//! must be valid for it and signed by a root the system trusts, or by a certificate the
+//! user names with `--tls-ca FILE`; the Host header is that name, and the proof is
+//! checked for `name:port` (443 when the name has no port), as the hub computes it.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Request, StatusCode, Uri, header};
@@ -25,14 +33,20 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::either::Either;
 
 use crate::auth::security::{new_token, token_hash, verify_challenge_proof};
 use crate::config::SecretStoreKind;
+use crate::config::allowlist::HostEntry;
 use crate::http::server::{OWNER_CLIENT_ID, RUNTIME_FILE};
 use crate::protocol::SUBPROTOCOL;
 
@@ -77,11 +91,29 @@ pub enum ClientError {
     /// No runtime file: the hub is not running for this data directory.
     #[error("no hub is running for {0} (start one with `semantest-hub serve`)")]
     NotRunning(String),
-    /// The runtime file names something other than `http://<IP address>:<port>`.
+    /// The runtime file names something other than `http://<IP address>:<port>`, or
+    /// `https://<IP address>:<port>` with the name the hub serves.
     #[error(
-        "the runtime file names {0}, not http://<IP address>:<port>; the command-line client talks to a local hub only"
+        "the runtime file names {0}, not http(s)://<IP address>:<port>; the command-line client talks to the hub on this machine only"
     )]
     BadUrl(String),
+    /// The TLS client could not be set up: no usable root, or an unreadable `--tls-ca`.
+    #[error("cannot set up TLS: {0}")]
+    TlsSetup(String),
+    /// The TLS handshake failed: most often a certificate that is not valid for the
+    /// hub's name or not signed by a trusted root.
+    #[error(
+        "TLS with the hub at {endpoint} as {name} failed (if its certificate is self-signed or from a private CA, pass it with --tls-ca FILE)"
+    )]
+    Tls {
+        /// `host:port` contacted.
+        endpoint: String,
+        /// The name the certificate was checked for.
+        name: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Nothing accepted a connection on the recorded endpoint.
     #[error(
         "cannot reach the hub at {endpoint} (if it stopped, start it with `semantest-hub serve`)"
@@ -154,6 +186,9 @@ pub struct RunningHub {
     /// The secret store it keeps the owner token in (`keychain` or `file`, never `auto`:
     /// the store it resolved at start). `None` from a hub that did not record it.
     pub secret_store: Option<SecretStoreKind>,
+    /// For a public hub with TLS (an `https://` URL): the name clients reach it by, the
+    /// first of `public.hosts` (`name` or `name:port`).
+    pub tls_host: Option<String>,
 }
 
 /// The running hub of `data_dir`, from its runtime file.
@@ -166,7 +201,12 @@ pub fn running_hub(data_dir: &Path) -> Result<RunningHub, ClientError> {
     let value: Value = serde_json::from_str(&text).map_err(|_| not_running())?;
     let url = value["url"].as_str().ok_or_else(not_running)?.to_string();
     let secret_store = serde_json::from_value(value["secret_store"].clone()).ok();
-    Ok(RunningHub { url, secret_store })
+    let tls_host = value["tls_host"].as_str().map(str::to_string);
+    Ok(RunningHub {
+        url,
+        secret_store,
+        tls_host,
+    })
 }
 
 /// Where a running hub listens, from its runtime file.
@@ -185,10 +225,15 @@ pub fn running_hub_url(data_dir: &Path) -> Result<String, ClientError> {
 /// [`ClientError::BadUrl`] for another scheme, a host name, a missing port, a path or
 /// userinfo.
 pub fn endpoint_of(http_url: &str) -> Result<SocketAddr, ClientError> {
+    socket_of(http_url, "http")
+}
+
+/// The endpoint of a `scheme://<IP literal>:<port>` URL, as for [`endpoint_of`].
+fn socket_of(http_url: &str, scheme: &str) -> Result<SocketAddr, ClientError> {
     let bad = || ClientError::BadUrl(http_url.to_string());
     let uri: Uri = http_url.parse().map_err(|_| bad())?;
     let authority = uri.authority().ok_or_else(bad)?;
-    if uri.scheme_str() != Some("http")
+    if uri.scheme_str() != Some(scheme)
         || authority.as_str().contains('@')
         || !matches!(uri.path(), "" | "/")
         || uri.query().is_some()
@@ -205,19 +250,173 @@ pub fn endpoint_of(http_url: &str) -> Result<SocketAddr, ClientError> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// A connection to a hub: plain TCP to a local hub, TLS to a public one.
+type Conn = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// Where a running hub listens and how to reach it: plain HTTP on a loopback address,
+/// or TLS under the public name it serves.
+#[derive(Clone)]
+pub struct Target {
+    addr: SocketAddr,
+    tls: Option<TlsTarget>,
+}
+
+#[derive(Clone)]
+struct TlsTarget {
+    /// The Host the client contacts, as listed in `public.hosts`.
+    host: HostEntry,
+    server_name: ServerName<'static>,
+    connector: TlsConnector,
+}
+
+impl Target {
+    /// The target the runtime file describes. `https://` needs the `tls_host` the hub
+    /// recorded; the certificate must then chain to a system root or to a certificate in
+    /// `trust` (a PEM file, e.g. a self-signed certificate or a private CA).
+    ///
+    /// # Errors
+    /// [`ClientError::BadUrl`] for another URL, [`ClientError::TlsSetup`] when no root
+    /// can be loaded or `trust` cannot be read.
+    pub fn of(hub: &RunningHub, trust: Option<&Path>) -> Result<Self, ClientError> {
+        if hub.url.starts_with("https:") {
+            let addr = socket_of(&hub.url, "https")?;
+            let host = hub
+                .tls_host
+                .as_deref()
+                .and_then(HostEntry::parse)
+                .ok_or_else(|| ClientError::BadUrl(hub.url.clone()))?;
+            let server_name = ServerName::try_from(
+                host.name
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+            )
+            .map_err(|_| ClientError::BadUrl(hub.url.clone()))?;
+            let connector = TlsConnector::from(tls_config(trust)?);
+            return Ok(Self {
+                addr,
+                tls: Some(TlsTarget {
+                    host,
+                    server_name,
+                    connector,
+                }),
+            });
+        }
+        Ok(Self {
+            addr: endpoint_of(&hub.url)?,
+            tls: None,
+        })
+    }
+
+    /// The Host header: the public name for TLS, else the address contacted.
+    fn host(&self) -> String {
+        match &self.tls {
+            Some(tls) => match tls.host.port {
+                Some(port) => format!("{}:{port}", tls.host.name),
+                None => tls.host.name.clone(),
+            },
+            None => self.addr.to_string(),
+        }
+    }
+
+    /// The endpoint the hub binds its proof to: the address contacted, or for TLS the
+    /// public name with its port (443 when it names none), as `public_endpoint` does.
+    fn proof_endpoint(&self) -> String {
+        match &self.tls {
+            Some(tls) => tls.host.with_port(443),
+            None => self.addr.to_string(),
+        }
+    }
+
+    /// Connects, with the TLS handshake when the hub speaks TLS.
+    async fn open(&self) -> Result<Conn, ClientError> {
+        let shown = self.addr.to_string();
+        let stream =
+            TcpStream::connect(self.addr)
+                .await
+                .map_err(|source| ClientError::Unreachable {
+                    endpoint: shown.clone(),
+                    source,
+                })?;
+        let Some(tls) = &self.tls else {
+            return Ok(Either::Left(stream));
+        };
+        let stream = tls
+            .connector
+            .connect(tls.server_name.clone(), stream)
+            .await
+            .map_err(|source| ClientError::Tls {
+                endpoint: shown,
+                name: tls.host.name.clone(),
+                source,
+            })?;
+        Ok(Either::Right(stream))
+    }
+}
+
+/// A TLS client configuration trusting the system's roots and the certificates in
+/// `trust`.
+fn tls_config(trust: Option<&Path>) -> Result<Arc<ClientConfig>, ClientError> {
+    let mut roots = RootCertStore::empty();
+    // Certificates the store cannot use are skipped, as the loader itself advises.
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = trust {
+        let unreadable = |err: rustls::pki_types::pem::Error| {
+            ClientError::TlsSetup(format!("{}: {err}", path.display()))
+        };
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path).map_err(unreadable)? {
+            roots
+                .add(cert.map_err(unreadable)?)
+                .map_err(|err| ClientError::TlsSetup(format!("{}: {err}", path.display())))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(ClientError::TlsSetup(format!(
+                "{} holds no PEM certificate",
+                path.display()
+            )));
+        }
+    }
+    if roots.is_empty() {
+        return Err(ClientError::TlsSetup(
+            "the system has no trusted roots; pass the hub's certificate with --tls-ca FILE".into(),
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| ClientError::TlsSetup(err.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Whether the program listening on `endpoint` answers `GET /semantest-signature` as a
 /// Semantest hub (`service: semantest`), without a challenge and so without proving
 /// which hub it is: enough to tell another hub from another program holding a port.
 /// `false` for anything else, including no answer within [`PROBE_TIMEOUT`].
 pub(super) async fn answers_as_hub(endpoint: SocketAddr) -> bool {
+    let target = Target {
+        addr: endpoint,
+        tls: None,
+    };
+    signature_of(&target).await.is_some()
+}
+
+/// The signature (`GET /semantest-signature`, no challenge) of the hub listening on
+/// `target`: what it says it is (`version`, `mode`, …), unproven, so for display only.
+/// `None` when the program there does not answer as a Semantest hub within
+/// [`PROBE_TIMEOUT`].
+pub(super) async fn signature_of(target: &Target) -> Option<Value> {
     let probe = async {
-        let stream = TcpStream::connect(endpoint).await.ok()?;
+        let stream = target.open().await.ok()?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .ok()?;
         let connection = tokio::spawn(connection);
         let request = Request::get("/semantest-signature")
-            .header(header::HOST, endpoint.to_string())
+            .header(header::HOST, target.host())
             .body(Empty::<Bytes>::new())
             .ok()?;
         let response = sender.send_request(request).await.ok()?;
@@ -229,13 +428,12 @@ pub(super) async fn answers_as_hub(endpoint: SocketAddr) -> bool {
             .to_bytes();
         connection.abort();
         let signature: Value = serde_json::from_slice(&body).ok()?;
-        Some(ok && signature["service"] == "semantest")
+        (ok && signature["service"] == "semantest").then_some(signature)
     };
     tokio::time::timeout(PROBE_TIMEOUT, probe)
         .await
         .ok()
         .flatten()
-        .unwrap_or(false)
 }
 
 /// Whether `link` is an `http://` URL whose authority is exactly `endpoint` (no userinfo,
@@ -249,19 +447,11 @@ fn link_on_endpoint(endpoint: SocketAddr, link: &str) -> bool {
     })
 }
 
-/// Connects to `endpoint`, asks for the owner's signature challenge and checks the
+/// Connects to `target`, asks for the owner's signature challenge and checks the
 /// proof; returns the connection that answered, ready for the WebSocket upgrade.
-async fn verified_stream(
-    endpoint: SocketAddr,
-    owner_hash: &[u8; 32],
-) -> Result<TcpStream, ClientError> {
-    let shown = endpoint.to_string();
-    let stream = TcpStream::connect(endpoint)
-        .await
-        .map_err(|source| ClientError::Unreachable {
-            endpoint: shown.clone(),
-            source,
-        })?;
+async fn verified_stream(target: &Target, owner_hash: &[u8; 32]) -> Result<Conn, ClientError> {
+    let shown = target.addr.to_string();
+    let stream = target.open().await?;
     let http_err = |source| ClientError::Signature {
         endpoint: shown.clone(),
         source,
@@ -275,7 +465,7 @@ async fn verified_stream(
     let request = Request::get(format!(
         "/semantest-signature?challenge={nonce}&client={OWNER_CLIENT_ID}"
     ))
-    .header(header::HOST, &shown)
+    .header(header::HOST, target.host())
     .body(Empty::<Bytes>::new())
     .expect("a valid request");
     let response = sender.send_request(request).await.map_err(http_err)?;
@@ -300,7 +490,8 @@ async fn verified_stream(
         return Err(unverified(Distrust::NoProof));
     };
     // The endpoint this client contacted, never the one the answer names.
-    if !verify_challenge_proof(owner_hash, &nonce, OWNER_CLIENT_ID, &shown, proof) {
+    let endpoint = target.proof_endpoint();
+    if !verify_challenge_proof(owner_hash, &nonce, OWNER_CLIENT_ID, &endpoint, proof) {
         return Err(unverified(Distrust::WrongProof));
     }
     drop(sender);
@@ -318,7 +509,7 @@ async fn verified_stream(
 
 /// An open connection to a hub that proved it holds the owner token's hash.
 pub struct HubClient {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    socket: WebSocketStream<Conn>,
     endpoint: SocketAddr,
     next_id: u64,
     pending: VecDeque<Value>,
@@ -332,19 +523,32 @@ impl HubClient {
     /// token. The token is never sent to a program that did not prove itself.
     ///
     /// # Errors
-    /// [`ClientError::BadUrl`], [`ClientError::Unreachable`],
+    /// As [`HubClient::connect_to`].
+    pub async fn connect(http_url: &str, token: &str) -> Result<Self, ClientError> {
+        let target = Target {
+            addr: endpoint_of(http_url)?,
+            tls: None,
+        };
+        Self::connect_to(&target, token).await
+    }
+
+    /// Connects to `target` (a local hub, or a public one over TLS): checks the owner's
+    /// signature proof, then opens the WebSocket on the same connection with `token` as
+    /// a bearer token.
+    ///
+    /// # Errors
+    /// [`ClientError::BadUrl`], [`ClientError::Unreachable`], [`ClientError::Tls`],
     /// [`ClientError::Unverified`] (the token was not sent), [`ClientError::Timeout`]
     /// when the check takes over [`VERIFY_TIMEOUT`], or [`ClientError::Connect`], e.g.
     /// 401 for a wrong token.
-    pub async fn connect(http_url: &str, token: &str) -> Result<Self, ClientError> {
-        let endpoint = endpoint_of(http_url)?;
-        let stream = tokio::time::timeout(
-            VERIFY_TIMEOUT,
-            verified_stream(endpoint, &token_hash(token)),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout(VERIFY_TIMEOUT))??;
-        let url = format!("ws://{endpoint}/ws");
+    pub async fn connect_to(target: &Target, token: &str) -> Result<Self, ClientError> {
+        let endpoint = target.addr;
+        let stream =
+            tokio::time::timeout(VERIFY_TIMEOUT, verified_stream(target, &token_hash(token)))
+                .await
+                .map_err(|_| ClientError::Timeout(VERIFY_TIMEOUT))??;
+        let scheme = if target.tls.is_some() { "wss" } else { "ws" };
+        let url = format!("{scheme}://{}/ws", target.host());
         let connect_err = |source| ClientError::Connect {
             url: url.clone(),
             source: Box::new(source),
@@ -361,7 +565,7 @@ impl HubClient {
             "sec-websocket-protocol",
             SUBPROTOCOL.parse().expect("static header value"),
         );
-        let (socket, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+        let (socket, _) = tokio_tungstenite::client_async(request, stream)
             .await
             .map_err(connect_err)?;
         Ok(Self {

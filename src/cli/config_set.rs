@@ -78,7 +78,7 @@ pub(super) fn config_set(
     candidate
         .persist(&path)
         .with_context(|| format!("cannot replace {}", path.display()))?;
-    println!("{key} set in {}", path.display());
+    outln!("{key} set in {}", path.display())?;
     if let Some((_, _, source)) = reloaded.sources.iter().find(|(k, ..)| k == key)
         && *source != "file"
     {

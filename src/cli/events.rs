@@ -1,6 +1,5 @@
 //! `events tail|publish`: client events, seen and sent the way an extension does.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -22,15 +21,13 @@ pub(super) async fn events_command(
                 .request("event.subscribe", json!({"types": patterns}))
                 .await?;
             eprintln!("listening for {}; Ctrl-C stops", patterns.join(" "));
-            let mut stdout = std::io::stdout();
             loop {
                 let message = tokio::select! {
                     message = client.next_notification() => message?,
                     _ = interrupt.recv() => return Ok(ExitCode::SUCCESS),
                 };
                 if message["method"] == "event" {
-                    writeln!(stdout, "{}", message["params"])?;
-                    stdout.flush()?;
+                    outln!("{}", message["params"])?;
                 }
             }
         }
@@ -46,10 +43,10 @@ pub(super) async fn events_command(
                     json!({"type": event_type, "payload": payload}),
                 )
                 .await?;
-            println!(
+            outln!(
                 "published {event_type} to {} subscriber(s)",
                 result["delivered"].as_u64().unwrap_or_default()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }

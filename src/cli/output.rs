@@ -1,5 +1,20 @@
-//! How commands print for a person: aligned tables, `--json`, `-q`.
+//! How commands print for a person: aligned tables, `--json`, `-q`, colour, and what
+//! happens when the reader of stdout goes away.
+//!
+//! Every command writes its stdout through [`write_line`] (the `outln!` macro) or
+//! [`write_stdout`], never `println!` (which panics when stdout is a closed pipe, as in
+//! `semantest-hub project list | head -1`; clippy's `print_stdout` lint keeps it out of
+//! the CLI). A closed stdout becomes the error [`StdoutClosed`], which stops the command
+//! where it is and exits 0, as `ls | head` does.
+//!
+//! Both stdout and stderr go through `anstream`, which drops the colour styles unless the
+//! stream is a terminal, and always under `NO_COLOR` (<https://no-color.org>) or
+//! `--color never`; `--color always` (or `CLICOLOR_FORCE`) keeps them.
 
+use std::fmt;
+use std::io::Write;
+
+use anstyle::{AnsiColor, Style};
 use anyhow::Result;
 use serde_json::Value;
 
@@ -20,13 +35,12 @@ impl ListFormat {
         empty: &str,
     ) -> Result<()> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(result)?);
-            return Ok(());
+            return outln!("{}", serde_json::to_string_pretty(result)?);
         }
         let items = result[key].as_array().cloned().unwrap_or_default();
         if self.quiet {
             for item in &items {
-                println!("{}", item["id"].as_str().unwrap_or_default());
+                outln!("{}", item["id"].as_str().unwrap_or_default())?;
             }
             return Ok(());
         }
@@ -39,8 +53,7 @@ impl ListFormat {
             .map(|item| columns.iter().map(|(_, cell)| cell(item)).collect())
             .collect();
         let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
-        print_table(&headers, &rows);
-        Ok(())
+        print_table(&headers, &rows)
     }
 }
 
@@ -50,8 +63,12 @@ pub(super) fn text_or(item: &Value, key: &str, default: &str) -> String {
 }
 
 /// Prints `rows` under `headers` in columns two spaces apart, each as wide as its widest
-/// cell (counted in characters); the last column is not padded.
-pub(super) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+/// cell (counted in characters); the last column is not padded. The header line is bold
+/// on a terminal.
+///
+/// # Errors
+/// As [`write_line`].
+pub(super) fn print_table(headers: &[&str], rows: &[Vec<String>]) -> Result<()> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -63,12 +80,15 @@ pub(super) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
         for (cell, width) in cells.zip(&widths) {
             text.push_str(&format!("{cell:<width$}  "));
         }
-        println!("{}", text.trim_end());
+        text.truncate(text.trim_end().len());
+        text
     };
-    line(&mut headers.iter().copied());
+    let header = line(&mut headers.iter().copied());
+    outln!("{}", paint(HEADER, &header))?;
     for row in rows {
-        line(&mut row.iter().map(String::as_str));
+        outln!("{}", line(&mut row.iter().map(String::as_str)))?;
     }
+    Ok(())
 }
 
 pub(super) fn join_strings(values: &Value) -> String {
@@ -81,18 +101,78 @@ pub(super) fn join_strings(values: &Value) -> String {
         .join(",")
 }
 
-/// Writes `text` to stdout at once. A reader that stopped early (`| head`) is not an
-/// error: the output is simply cut there.
+/// The table headers' style.
+pub(super) const HEADER: Style = Style::new().bold();
+/// What went well: `ok`, a run that succeeded.
+pub(super) const GOOD: Style = AnsiColor::Green.on_default();
+/// What needs a look: `warn`.
+pub(super) const WARN: Style = AnsiColor::Yellow.on_default();
+/// What went wrong: `fail`, `error:`, a run that failed.
+pub(super) const BAD: Style = AnsiColor::Red.on_default().bold();
+/// Secondary detail: a tool call's input, the run id.
+pub(super) const DIM: Style = Style::new().dimmed();
+
+/// `text` in `style`; the styles are dropped on the way out where colour is off.
+pub(super) fn paint(style: Style, text: &str) -> String {
+    format!("{style}{text}{style:#}")
+}
+
+/// The reader of stdout went away (`| head`): the command stops and exits 0.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed by its reader")]
+pub struct StdoutClosed;
+
+/// Whether `err` is, or was caused by, a closed stdout: [`StdoutClosed`], or a
+/// broken-pipe I/O error (also from a writer other than [`write_line`]).
+pub fn is_closed_stdout(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.is::<StdoutClosed>()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn stdout_error(err: std::io::Error) -> anyhow::Error {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(err).context("cannot write to stdout")
+    }
+}
+
+/// Writes `args` and a newline to stdout (colour styles dropped where colour is off) and
+/// flushes, so a follower sees each line at once. The `outln!` macro calls it.
 ///
 /// # Errors
-/// Any other write failure.
+/// [`StdoutClosed`] when the reader has gone away, or another write failure.
+pub(super) fn write_line(args: fmt::Arguments<'_>) -> Result<()> {
+    let mut stdout = anstream::stdout().lock();
+    stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush())
+        .map_err(stdout_error)
+}
+
+/// Writes `text` to stdout at once.
+///
+/// # Errors
+/// [`StdoutClosed`] when the reader has gone away (`| head`), or another write
+/// failure.
 pub(super) fn write_stdout(text: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text).and_then(|()| stdout.flush()) {
-        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(anyhow::Error::new(err).context("cannot write to stdout"))
-        }
-        _ => Ok(()),
-    }
+    let mut stdout = anstream::stdout().lock();
+    stdout
+        .write_all(text)
+        .and_then(|()| stdout.flush())
+        .map_err(stdout_error)
+}
+
+/// Writes `args` and a newline to stderr, colour styles dropped where colour is off. A
+/// closed stderr is ignored: there is nowhere left to say anything.
+pub(super) fn write_err_line(args: fmt::Arguments<'_>) {
+    let mut stderr = anstream::stderr().lock();
+    let _ = stderr
+        .write_fmt(args)
+        .and_then(|()| stderr.write_all(b"\n"));
 }

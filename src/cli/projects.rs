@@ -1,7 +1,6 @@
 //! `project …`, `logs` and `ps`: the project registry, a project's output log, and what
 //! runs now.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -47,12 +46,12 @@ pub(super) async fn project_command(
             let project = client
                 .request("project.create", json!({"path": path, "name": name}))
                 .await?;
-            println!(
+            outln!(
                 "{}  {}  {}",
                 text_or(&project, "id", ""),
                 text_or(&project, "name", ""),
                 text_or(&project, "path", "")
-            );
+            )?;
         }
         ProjectCommand::List(format) => {
             let list = client.request("project.list", json!({})).await?;
@@ -74,7 +73,7 @@ pub(super) async fn project_command(
                 .request("project.get", json!({"project_id": project_id}))
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&view)?);
+                outln!("{}", serde_json::to_string_pretty(&view)?)?;
             } else {
                 let run = &view["run"];
                 let rows = [
@@ -98,7 +97,7 @@ pub(super) async fn project_command(
                     ("created", text_or(&view, "created_at", "")),
                 ];
                 for (key, value) in rows {
-                    println!("{key:<8} {value}");
+                    outln!("{key:<8} {value}")?;
                 }
             }
         }
@@ -107,7 +106,7 @@ pub(super) async fn project_command(
             client
                 .request("project.delete", json!({"project_id": project_id}))
                 .await?;
-            println!("removed {project_id}");
+            outln!("removed {project_id}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -135,19 +134,17 @@ pub(super) async fn logs(client: &mut HubClient, request: LogsRequest) -> Result
     // Listening for Ctrl-C before the first line is printed: a SIGINT that arrives once
     // output has begun ends the command with 0, never with the signal's default action.
     let mut interrupt = request.follow.then(super::interrupt).transpose()?;
-    let mut stdout = std::io::stdout();
-    let mut print = |line: &Value| -> Result<()> {
+    let print = |line: &Value| -> Result<()> {
         if let Some(run) = &request.run
             && line["run_id"].as_str() != Some(run.as_str())
         {
             return Ok(());
         }
         if request.json {
-            writeln!(stdout, "{line}")?;
+            outln!("{line}")
         } else {
-            print_output(&mut stdout, line);
+            print_output(line).map(drop)
         }
-        Ok(())
     };
     let mut after_seq = 0u64;
     loop {

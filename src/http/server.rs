@@ -315,13 +315,19 @@ fn local_url(hub: &Hub) -> String {
 fn write_runtime_file(hub: &Hub) -> Result<(), StartError> {
     use std::io::Write;
     let dir = &hub.config().data_dir;
-    let body = json!({
+    let mut body = json!({
         "url": local_url(hub),
         "port": hub.port(),
         "pid": std::process::id(),
         "instance_id": hub.instance_id(),
         "secret_store": hub.secret_store(),
     });
+    let public = &hub.config().config.public;
+    if hub.mode() == Mode::Public && !public.behind_proxy {
+        // The name local clients must use for TLS (certificate and Host): the first of
+        // `public.hosts`, as the configuration requires at least one.
+        body["tls_host"] = json!(public.hosts.first());
+    }
     let io_err = |source| StartError::Io {
         action: format!("write {}", dir.join(RUNTIME_FILE).display()),
         source,

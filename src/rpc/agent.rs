@@ -1,10 +1,11 @@
 //! `agent.*`: a project's interactive run and live session: runs, follow-ups,
-//! interrupts, queued follow-ups and approvals of tool calls.
+//! interrupts, queued follow-ups and approvals of tool calls; and what the agents cost
+//! (`agent.usage`).
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Handler, HandlerFn, Method, Reply, later, reply};
+use super::{Handler, HandlerFn, Method, Reply, later, not_found, reply};
 use crate::app::contexts::AgentsCtx;
 use crate::config::Family;
 use crate::events::Event;
@@ -15,8 +16,13 @@ use crate::protocol::agents::{
 };
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::scopes::Scope;
+use crate::protocol::usage::{
+    AgentUsageParams, AgentUsageResult, MAX_UTC_OFFSET_MINUTES, method as usage_method,
+};
 use crate::protocol::{AgentRunParams, ProjectRef, StateChange, method, parse_params};
 use crate::runner::{RunMode, RunRequest};
+use crate::storage::sqlite::UsageQuery;
+use crate::support::timestamp::parse_rfc3339;
 
 type Call<'a> = super::Call<'a, AgentsCtx>;
 
@@ -56,6 +62,7 @@ pub(super) const METHODS: &[Method] = &[
     ),
     row(agents_method::AGENT_POLICY_GET, AGENTS, FAMILY, policy_get),
     row(agents_method::AGENT_POLICY_SET, AGENTS, FAMILY, policy_set),
+    row(usage_method::AGENT_USAGE, AGENTS, FAMILY, usage),
 ];
 
 /// A row of this family's table: its handlers see [`AgentsCtx`] only.
@@ -241,4 +248,77 @@ fn policy_set(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     call.ctx.projects.get(&p.project_id)?;
     let approvals = call.ctx.runner.approvals().clone();
     later(async move { Ok(approvals.set_policy(p).await?) })
+}
+/// `agent.usage`: the recorded turns summed per day, project or run.
+///
+/// # Errors
+/// `INVALID_PARAMS` for a time that is not RFC 3339, `since` not before `until`, or an
+/// offset beyond ±840 minutes; `PROJECT_NOT_FOUND` for a `project_id` that is neither
+/// registered nor has recorded usage (a deleted project's usage is still answered).
+fn usage(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: AgentUsageParams = parse_params(params)?;
+    let time = |name: &str, value: Option<String>| {
+        value
+            .map(|text| parse_rfc3339(&text))
+            .transpose()
+            .map_err(|err| RpcError::new(ErrorKind::InvalidParams, format!("{name}: {err}")))
+    };
+    let since = time("since", p.since)?;
+    let until = time("until", p.until)?;
+    if let (Some(since), Some(until)) = (since, until)
+        && since >= until
+    {
+        return Err(RpcError::new(
+            ErrorKind::InvalidParams,
+            "since must be before until",
+        ));
+    }
+    let offset = p.utc_offset_minutes.unwrap_or(0);
+    if offset.abs() > MAX_UTC_OFFSET_MINUTES {
+        return Err(RpcError::new(
+            ErrorKind::InvalidParams,
+            format!(
+                "utc_offset_minutes must be between -{MAX_UTC_OFFSET_MINUTES} and {MAX_UTC_OFFSET_MINUTES}"
+            ),
+        ));
+    }
+    let registered = match &p.project_id {
+        Some(id) => call.ctx.projects.get(id).is_ok(),
+        None => true,
+    };
+    let store = call.ctx.store.clone();
+    let query = UsageQuery {
+        project_id: p.project_id,
+        since,
+        until,
+        group_by: p.group_by,
+        utc_offset_minutes: offset,
+    };
+    later(async move {
+        let report = store
+            .usage(query.clone())
+            .await
+            .map_err(|err| RpcError::internal("agent.usage", &err))?;
+        if !registered && report.total.turns == 0 {
+            // Neither a project nor any usage in range: check the whole history before
+            // calling the id unknown.
+            let ever = store
+                .usage(UsageQuery {
+                    since: None,
+                    until: None,
+                    ..query.clone()
+                })
+                .await
+                .map_err(|err| RpcError::internal("agent.usage", &err))?;
+            if ever.total.turns == 0 {
+                return Err(not_found(query.project_id.as_deref().unwrap_or_default()));
+            }
+        }
+        Ok(AgentUsageResult {
+            group_by: query.group_by,
+            rows: report.rows,
+            total: report.total,
+            truncated: report.truncated,
+        })
+    })
 }

@@ -7,7 +7,8 @@
 //! reference, "Output formats"). stdout and stderr are read at the same time by two
 //! tasks, so a noisy stderr can never fill its pipe and stall the agent. Lines are framed
 //! by hand with a cap (`agent.max_line_bytes`, 16 MiB by default) instead of the usual
-//! 64 KiB limits.
+//! 64 KiB limits. Each `result` line is also handed to the run's [`Meter`], which
+//! records the turn's usage.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -23,6 +24,8 @@ use crate::projects::{Projects, valid_session_id};
 use crate::protocol::Stream;
 use crate::protocol::error::ErrorChain;
 use crate::support::metrics::Metrics;
+
+use super::metering::Meter;
 
 /// What the `system`/`init` and `result` events told about a run.
 #[derive(Debug, Default, Clone)]
@@ -53,6 +56,8 @@ struct EventFields {
     num_turns: Option<i64>,
     subtype: Option<String>,
     result: Option<serde_json::Value>,
+    claude_code_version: Option<String>,
+    model: Option<String>,
 }
 
 /// Where one stream's lines go.
@@ -75,6 +80,8 @@ pub struct Pump {
     /// For stdout: where the session's protocol events go (permission requests, turn
     /// ends), in the order of their lines, after the lines are stored.
     pub events: Option<tokio::sync::mpsc::Sender<AgentEvent>>,
+    /// Records each turn's usage.
+    pub meter: Arc<Meter>,
 }
 
 /// Lines stored in one transaction, at most.
@@ -161,6 +168,9 @@ impl Pump {
                 && let Ok(fields) = serde_json::from_str::<EventFields>(line.text)
             {
                 self.note_event(&appended.kind, fields);
+                if appended.kind == "result" && stream == Stream::Stdout {
+                    self.meter.record(line.text).await;
+                }
             }
             if let Some(events) = &self.events
                 && appended.is_json
@@ -179,6 +189,10 @@ impl Pump {
         };
         if kind == "system" && fields.subtype.as_deref() != Some("init") {
             return;
+        }
+        if kind == "system" {
+            self.meter
+                .note_init(fields.claude_code_version.clone(), fields.model.clone());
         }
         if let Some(session_id) = &fields.session_id
             && !valid_session_id(session_id)

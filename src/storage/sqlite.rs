@@ -1,7 +1,8 @@
 //! The store: one SQLite file in the data directory, in WAL mode, with migrations.
 //!
 //! It holds projects, runs, Claude Code sessions, the per-project message log,
-//! dashboard sign-in sessions, the coordinator's tasks and workers, and client tokens.
+//! dashboard sign-in sessions, the coordinator's tasks and workers, client tokens, and
+//! the agents' usage per turn.
 //!
 //! # Design
 //!
@@ -47,12 +48,17 @@ mod reads;
 mod rows;
 mod sessions;
 mod tasks;
+mod usage;
 mod writer;
 pub(crate) use crate::storage::credentials::stored;
 pub(crate) use crate::support::blocking::blocking;
-pub use rows::{MessagePage, MessageQuery, NewLine, ProjectRow, RunOutcome, UnfinishedRun};
+pub use rows::{
+    MessagePage, MessageQuery, NewLine, ProjectRow, RUN_PROMPT_CHARS, RunOutcome, RunSummary,
+    UnfinishedRun,
+};
 pub use sessions::{QueuedRow, RuleRow};
 pub use tasks::{TaskRow, WorkerRow};
+pub use usage::{TurnRow, UsageQuery};
 
 /// Rows one write job touches at most in a big operation (inserting tasks, deleting a
 /// project's log, retention): about a few milliseconds of writer time each.

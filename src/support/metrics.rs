@@ -40,6 +40,13 @@ pub struct ViaLabel {
     pub via: String,
 }
 
+/// Token kind label: `input`, `output`, `cache_read`, `cache_creation`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenKindLabel {
+    /// The kind.
+    pub kind: String,
+}
+
 /// Error kind label, e.g. `PROJECT_BUSY`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -131,6 +138,10 @@ pub struct Metrics {
     pub run_duration: Histogram,
     /// Agent output lines stored.
     pub output_lines: Counter,
+    /// Agent tokens used, by kind, summed over turns.
+    pub agent_tokens: Family<TokenKindLabel, Counter>,
+    /// Agent cost in US dollars, summed over turns.
+    pub agent_cost: Counter<f64, std::sync::atomic::AtomicU64>,
     /// Registered projects.
     pub projects: Gauge,
     /// Agents running now.
@@ -169,6 +180,8 @@ impl Metrics {
             runs_finished: Family::default(),
             run_duration: Histogram::new([0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0]),
             output_lines: Counter::default(),
+            agent_tokens: Family::default(),
+            agent_cost: Counter::default(),
             projects: Gauge::default(),
             running_agents: Gauge::default(),
             resident_memory: Gauge::default(),
@@ -236,6 +249,16 @@ impl Metrics {
             "Agent output lines stored",
             metrics.output_lines.clone(),
         );
+        registry.register(
+            "agent_tokens",
+            "Agent tokens used, by kind (input, output, cache_read, cache_creation)",
+            metrics.agent_tokens.clone(),
+        );
+        registry.register(
+            "agent_cost_usd",
+            "Agent cost in US dollars, as the agent CLI reported it",
+            metrics.agent_cost.clone(),
+        );
         registry.register("projects", "Registered projects", metrics.projects.clone());
         registry.register(
             "agents_running",
@@ -275,6 +298,18 @@ impl Metrics {
             })
             .inc();
         self.run_duration.observe(seconds);
+    }
+
+    /// Counts one agent turn: its cost in US dollars and its tokens by kind.
+    pub fn observe_turn(&self, usd: f64, tokens: [(&str, u64); 4]) {
+        if usd > 0.0 {
+            self.agent_cost.inc_by(usd);
+        }
+        for (kind, count) in tokens {
+            self.agent_tokens
+                .get_or_create(&TokenKindLabel { kind: kind.into() })
+                .inc_by(count);
+        }
     }
 
     /// Counts a refused upgrade.

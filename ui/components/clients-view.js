@@ -13,6 +13,7 @@ import { h, replace } from '../dom.js';
 import { ago, dateTime, number } from '../format.js';
 import { rpc, store, listen } from '../store.js';
 import { ClientsStore, SCOPES, DEFAULT_SCOPES } from '../clients-store.js';
+import './token-create.js';
 
 /** Whether focus fell to the page (its element was removed) rather than on a control. */
 const isLost = (active) => !active || active === document.body;
@@ -68,6 +69,9 @@ class ClientsView extends HTMLElement {
         h('h2', { id: 'pairing-h', tabindex: '-1' }, 'Pairing requests'),
         this.requestsMsg,
         this.requestsEl),
+      h('section', { class: 'card', 'aria-labelledby': 'create-token-h' },
+        h('h2', { id: 'create-token-h', tabindex: '-1' }, 'Create a token'),
+        h('hub-token-create')),
       h('section', { class: 'card', 'aria-labelledby': 'paired-h' },
         h('h2', { id: 'paired-h', tabindex: '-1' }, 'Paired clients'),
         this.clientsMsg,

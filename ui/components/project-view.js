@@ -19,6 +19,7 @@ import { renderOutput } from '../render-output.js';
 import { rpc, store, approvals, listen, onNotify, errorText } from '../store.js';
 import './approvals-panel.js';
 import './follow-ups.js';
+import './project-runs.js';
 
 /** The ways a message reaches an agent that is working (agent.send's `mode`). */
 const SEND_MODES = [
@@ -142,7 +143,8 @@ class ProjectView extends HTMLElement {
       h('div', { class: 'log-wrap' }, this.log, this.jumpBtn),
       this.announce,
       this.form,
-      this.followUps);
+      this.followUps,
+      h('hub-project-runs', { 'project-id': this.projectId }));
   }
 
   get project() {

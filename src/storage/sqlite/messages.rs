@@ -200,6 +200,10 @@ fn messages(conn: &Connection, query: &MessageQuery) -> Result<MessagePage, Stor
         sql.push(')');
         args.extend(query.kinds.iter().map(|kind| kind.clone().into()));
     }
+    if let Some(q) = query.q.as_deref().and_then(fts_query) {
+        sql.push_str(" AND rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)");
+        args.push(q.into());
+    }
     // Paging backwards (scrolling up) takes the newest lines below `before_seq`.
     let descending = query.before_seq.is_some() && query.after_seq.is_none();
     sql.push_str(if descending {
@@ -230,6 +234,18 @@ fn messages(conn: &Connection, query: &MessageQuery) -> Result<MessagePage, Stor
         messages.reverse();
     }
     Ok(MessagePage { messages, has_more })
+}
+
+/// The FTS5 query for the words of `q`: each word (split on white space) as a quoted
+/// phrase, so every one must appear and no character of `q` is FTS5 syntax; FTS5's
+/// `unicode61` tokenizer then matches whole words, ignoring case and diacritics. `None`
+/// when `q` holds no word.
+pub(crate) fn fts_query(q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split_whitespace()
+        .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
 }
 
 fn to_output(

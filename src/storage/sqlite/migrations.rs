@@ -2,7 +2,7 @@
 
 use rusqlite_migration::{M, Migrations};
 
-use super::{client_tokens, sessions};
+use super::{client_tokens, sessions, usage};
 
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -101,6 +101,29 @@ pub(super) fn migrations() -> Migrations<'static> {
         ),
         // Client tokens (src/storage/sqlite/client_tokens.rs).
         M::up(client_tokens::MIGRATION),
+        // Agent usage per turn (src/storage/sqlite/usage.rs).
+        M::up(usage::MIGRATION),
+        // Full-text search in the output (`messages.list` with `q`): an FTS5 index over
+        // the stored lines' text, kept by triggers (retention and project deletion
+        // included), and built for the lines already stored.
+        M::up(
+            "CREATE VIRTUAL TABLE messages_fts USING fts5(
+            body, content='messages', content_rowid='rowid'
+        );
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, body) VALUES (new.rowid, new.body);
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, body)
+                VALUES ('delete', old.rowid, old.body);
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, body)
+                VALUES ('delete', old.rowid, old.body);
+            INSERT INTO messages_fts(rowid, body) VALUES (new.rowid, new.body);
+        END;
+        INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
+        ),
         // Live agent sessions (src/storage/sqlite/sessions.rs): queued follow-ups and
         // remembered approval rules.
         M::up(sessions::MIGRATION),

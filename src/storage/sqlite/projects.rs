@@ -4,8 +4,12 @@ use std::path::PathBuf;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{CHUNK_ROWS, ProjectRow, RunOutcome, Store, StoreError, UnfinishedRun, stored};
+use super::{
+    CHUNK_ROWS, ProjectRow, RUN_PROMPT_CHARS, RunOutcome, RunSummary, Store, StoreError,
+    UnfinishedRun, stored,
+};
 use crate::protocol::ProjectState;
+use crate::support::timestamp::format_ms;
 
 impl Store {
     /// Inserts a project.
@@ -205,6 +209,62 @@ impl Store {
             }
             Ok(())
         })
+    }
+
+    /// A project's runs, newest first: at most `limit`, older than the run `before` when
+    /// given (an unknown `before` yields none). Reads one more to say whether more exist.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub async fn runs(
+        &self,
+        project_id: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<RunSummary>, bool), StoreError> {
+        let (project_id, before) = (project_id.to_string(), before.map(str::to_string));
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, status, started_at, ended_at, cost_usd, num_turns, error,
+                        substr(prompt, 1, ?4), length(prompt) > ?4
+                 FROM runs
+                 WHERE project_id = ?1
+                   AND (?2 IS NULL OR (started_at, id) <
+                        (SELECT started_at, id FROM runs WHERE id = ?2 AND project_id = ?1))
+                 ORDER BY started_at DESC, id DESC
+                 LIMIT ?3",
+            )?;
+            let mut runs = stmt
+                .query_map(
+                    params![
+                        project_id,
+                        before,
+                        i64::from(limit) + 1,
+                        RUN_PROMPT_CHARS as i64
+                    ],
+                    |row| {
+                        let started: i64 = row.get(2)?;
+                        let ended: Option<i64> = row.get(3)?;
+                        Ok(RunSummary {
+                            id: row.get(0)?,
+                            status: row.get(1)?,
+                            started_at: format_ms(started),
+                            ended_at: ended.map(format_ms),
+                            duration_ms: ended.map(|ended| ended - started),
+                            cost_usd: row.get(4)?,
+                            num_turns: row.get(5)?,
+                            reason: row.get(6)?,
+                            prompt: row.get(7)?,
+                            prompt_truncated: row.get(8)?,
+                        })
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            let more = runs.len() > limit as usize;
+            runs.truncate(limit as usize);
+            Ok((runs, more))
+        })
+        .await
     }
 
     /// Runs still marked `running`: at start, these were orphaned by a crash.

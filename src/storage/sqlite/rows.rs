@@ -38,6 +38,34 @@ pub struct UnfinishedRun {
     pub started_at: i64,
 }
 
+/// One run of a project, as `project.runs` lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunSummary {
+    /// The run id.
+    pub id: String,
+    /// `running`, `succeeded`, `failed`, `timed_out` or `killed`.
+    pub status: String,
+    /// When it started, RFC 3339 (UTC, milliseconds).
+    pub started_at: String,
+    /// When it ended; `None` while it runs.
+    pub ended_at: Option<String>,
+    /// Wall-clock milliseconds from start to end; `None` while it runs.
+    pub duration_ms: Option<i64>,
+    /// What it cost in US dollars, as the agent reported it.
+    pub cost_usd: Option<f64>,
+    /// The agent's turns.
+    pub num_turns: Option<i64>,
+    /// Why it failed, was killed or timed out.
+    pub reason: Option<String>,
+    /// The prompt, cut to its first [`RUN_PROMPT_CHARS`] characters.
+    pub prompt: String,
+    /// Whether `prompt` was cut.
+    pub prompt_truncated: bool,
+}
+
+/// How much of a prompt [`RunSummary`] carries, in characters.
+pub const RUN_PROMPT_CHARS: usize = 2000;
+
 /// How a run ended, as recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOutcome {
@@ -47,8 +75,13 @@ pub struct RunOutcome {
     pub exit_code: Option<i32>,
     /// The Claude Code session id reported by the run.
     pub session_id: Option<String>,
-    /// `total_cost_usd` from the `result` line, in US dollars.
+    /// The run's own cost in US dollars: the sum of its turns' (`crate::runner::usage`),
+    /// else `total_cost_usd` from the `result` line. Stored with the run and added to
+    /// its session's total.
     pub cost_usd: Option<f64>,
+    /// `total_cost_usd` from the last `result` line as the CLI reported it (cumulative
+    /// for the process, and on recent versions across `--resume`); not stored.
+    pub reported_total_usd: Option<f64>,
     /// `duration_ms` from the `result` line.
     pub duration_ms: Option<i64>,
     /// `num_turns` from the `result` line.
@@ -65,6 +98,7 @@ impl RunOutcome {
             exit_code: None,
             session_id: None,
             cost_usd: None,
+            reported_total_usd: None,
             duration_ms: None,
             num_turns: None,
             error,
@@ -104,6 +138,9 @@ pub struct MessageQuery {
     pub until: Option<i64>,
     /// kind IN kinds.
     pub kinds: Vec<String>,
+    /// Full-text search: only lines whose text holds every word of `q`, whole words,
+    /// case-insensitive (FTS5's `unicode61` tokenizer).
+    pub q: Option<String>,
     /// Page size.
     pub limit: u32,
     /// Stop adding lines once their bodies exceed this many bytes (at least one is kept).

@@ -231,3 +231,67 @@ fn a_corrupt_file_is_reported_not_overwritten() {
             .starts_with(b"this is not")
     );
 }
+
+/// Appends a non-JSON line of `text`.
+fn text_line(store: &Store, project_id: &str, ts: i64, text: &str) -> u64 {
+    store
+        .append(
+            project_id,
+            &NewLine {
+                run_id: None,
+                ts,
+                stream: Stream::Stdout,
+                kind: "text",
+                body: text,
+                is_json: false,
+            },
+        )
+        .unwrap()
+}
+
+#[test]
+fn full_text_search_finds_every_word_and_follows_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    project(&store, "a");
+    project(&store, "b");
+    text_line(&store, "a", 1, "the build FAILED in parser.rs");
+    text_line(&store, "a", 2, "all tests passed");
+    text_line(&store, "a", 3, "parser rewritten; the build passes");
+    text_line(&store, "b", 4, "the build failed elsewhere");
+    let found = |project: &str, q: &str| {
+        store
+            .messages_blocking(&MessageQuery {
+                q: Some(q.into()),
+                ..query(project)
+            })
+            .unwrap()
+            .messages
+            .iter()
+            .map(|m| m.seq)
+            .collect::<Vec<_>>()
+    };
+    // Whole words, any case, every word, in this project only.
+    assert_eq!(found("a", "failed"), vec![1]);
+    assert_eq!(found("a", "BUILD"), vec![1, 3]);
+    assert_eq!(found("a", "build parser"), vec![1, 3]);
+    assert_eq!(found("a", "build tests"), Vec::<u64>::new());
+    assert_eq!(found("b", "failed"), vec![1]);
+    // FTS5 syntax in the words is only text.
+    assert_eq!(found("a", "\"build\" OR NEAR(x) *"), Vec::<u64>::new());
+    assert_eq!(found("a", "parser.rs"), vec![1]);
+    // Retention and project deletion leave the index in step with the lines.
+    assert_eq!(store.prune(2, None).unwrap(), 1);
+    assert_eq!(found("a", "failed"), Vec::<u64>::new());
+    assert_eq!(found("a", "build"), vec![3]);
+    assert!(block_on(store.delete_project("b")).unwrap());
+    store
+        .write_blocking(|conn| {
+            conn.execute_batch(
+                "INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(found("a", "passed"), vec![2]);
+}
