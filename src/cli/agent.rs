@@ -431,12 +431,12 @@ pub(super) async fn approvals_command(
         }
     };
     let answered = client.request("agent.approvals.answer", params).await?;
-    println!(
+    outln!(
         "{} {} ({})",
         text_or(&answered["resolution"], "outcome", "answered"),
         text_or(&answered["approval"], "id", ""),
         text_or(&answered["approval"], "tool_name", "")
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
