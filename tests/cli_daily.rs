@@ -234,15 +234,21 @@ async fn agent_run_exit_codes_tell_failed_refused_and_could_not_start() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let busy = eventually("a second run to be refused as busy", async || {
-        let busy = hub.cli(&["agent", "run", dir, "success"]).await;
-        if stderr(&busy).contains("PROJECT_BUSY") {
-            Ok(busy)
+    // Probing with runs of its own would race the hanging run for the project: wait
+    // until that run holds it, then ask for a second one.
+    eventually("the hanging run to hold the project", async || {
+        let shown = hub.cli(&["project", "show", dir, "--json"]).await;
+        let view: serde_json::Value =
+            serde_json::from_slice(&shown.stdout).unwrap_or(serde_json::Value::Null);
+        if view["state"] == "running" {
+            Ok(())
         } else {
-            Err(busy)
+            Err(view)
         }
     })
     .await;
+    let busy = hub.cli(&["agent", "run", dir, "success"]).await;
+    assert!(stderr(&busy).contains("PROJECT_BUSY"), "{busy:?}");
     assert_eq!(busy.status.code(), Some(125), "{busy:?}");
     assert!(hub.cli(&["agent", "kill", dir]).await.status.success());
     let killed = tokio::time::timeout(WAIT, hanging.wait())

@@ -41,8 +41,9 @@ async fn reconnecting_with_after_seq_mid_run_gets_exactly_the_missing_lines() {
         seqs, expected,
         "no gap and no duplicate across replay and live"
     );
-    // 25 slow lines + init + result + run_started + run_finished.
-    assert_eq!(*seqs.last().unwrap(), 29);
+    // 25 slow lines + init + result + run_started + turn_started + turn_ended +
+    // run_finished.
+    assert_eq!(*seqs.last().unwrap(), 31);
     let stored = second
         .ok(
             "messages.list",
@@ -85,7 +86,7 @@ async fn many_subscribers_replaying_while_a_run_writes_see_every_line_once() {
             (start..start + seqs.len() as u64).collect::<Vec<_>>(),
             "subscriber {i}"
         );
-        assert_eq!(*seqs.last().unwrap(), 3004);
+        assert_eq!(*seqs.last().unwrap(), 3006);
     }
     hub.stop().await;
 }

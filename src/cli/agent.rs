@@ -139,11 +139,11 @@ pub(super) async fn agent_run(
     };
     let began = Instant::now();
     let run_id = started["run_id"].as_str().unwrap_or_default().to_string();
+    errln!("{}", paint(DIM, &format!("run {run_id} started")));
+    let activity = Activity::new();
     // Tool calls are asked about here when a person is at the terminal; otherwise they
     // wait for the dashboard or `semantest-hub approvals`.
     let ask = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    errln!("{}", paint(DIM, &format!("run {run_id} started")));
-    let activity = Activity::new();
     let mut interrupted = false;
     let status = loop {
         let message = tokio::select! {
@@ -316,7 +316,7 @@ fn printable(text: &str) -> String {
 async fn ask_on_terminal(client: &mut HubClient, approval: &Value) -> Result<()> {
     let id = text_or(approval, "id", "");
     let tool = printable(&text_or(approval, "tool_name", "tool"));
-    eprintln!("? {tool} wants to run: {}", describe(approval));
+    errln!("? {tool} wants to run: {}", describe(approval));
     let params = loop {
         let answer =
             read_line("  allow? [y]es, [n]o, [e]dit, [a]lways for this project: ".into()).await?;
@@ -344,19 +344,19 @@ async fn ask_on_terminal(client: &mut HubClient, approval: &Value) -> Result<()>
                     match serde_json::from_str::<Value>(&text) {
                         Ok(value) if value.is_object() => input = value,
                         _ => {
-                            eprintln!("  not a JSON object; asking again");
+                            errln!("  not a JSON object; asking again");
                             continue;
                         }
                     }
                 }
                 break json!({"approval_id": id, "decision": "allow_once", "updated_input": input});
             }
-            _ => eprintln!("  answer y, n, e or a"),
+            _ => errln!("  answer y, n, e or a"),
         }
     };
     match client.request("agent.approvals.answer", params).await {
         Ok(answered) => {
-            eprintln!(
+            errln!(
                 "  {}",
                 text_or(&answered["resolution"], "outcome", "answered")
             );
@@ -364,7 +364,7 @@ async fn ask_on_terminal(client: &mut HubClient, approval: &Value) -> Result<()>
         }
         Err(err) => {
             // Answered from the dashboard first, or withdrawn: the run goes on either way.
-            eprintln!("  {err:#}");
+            errln!("  {err:#}");
             Ok(())
         }
     }
@@ -435,7 +435,7 @@ pub(super) async fn approvals_command(
         "{} {} ({})",
         text_or(&answered["resolution"], "outcome", "answered"),
         text_or(&answered["approval"], "id", ""),
-        text_or(&answered["approval"], "tool_name", "")
+        printable(&text_or(&answered["approval"], "tool_name", ""))
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
-//! `agent.*`: a project's interactive run and live session: runs, follow-ups,
-//! interrupts, queued follow-ups and approvals of tool calls; and what the agents cost
-//! (`agent.usage`).
+//! `agent.*`: a project's interactive run and live session (runs, follow-ups,
+//! interrupts, queued follow-ups, approvals of tool calls, approval policies), and what
+//! the agents cost (`agent.usage`).
 
 use serde::Serialize;
 use serde_json::Value;
