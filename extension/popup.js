@@ -4,8 +4,71 @@
 const $ = (id) => document.getElementById(id);
 const send = (cmd, extra = {}) => chrome.runtime.sendMessage({ cmd, ...extra });
 
-function render({ state, demo }) {
+/** Approval items already built, by id: kept while they wait so a typed message survives updates. */
+const approvalItems = new Map();
+
+function approvalItem(a) {
+  const li = document.createElement('li');
+  li.className = 'approval';
+  li.dataset.approvalId = a.id;
+  const title = document.createElement('p');
+  const strong = document.createElement('strong');
+  strong.textContent = a.tool;
+  title.append(strong, a.what ? ' wants to run: ' : ' asks for permission');
+  if (a.what) {
+    const code = document.createElement('code');
+    code.textContent = a.what;
+    title.append(code);
+  }
+  const meta = document.createElement('p');
+  meta.className = 'muted';
+  meta.textContent = `${a.description ? `${a.description} · ` : ''}project ${a.projectId.slice(0, 8)}… · asked ${new Date(a.askedAt).toLocaleTimeString()}`;
+  const message = document.createElement('input');
+  message.type = 'text';
+  message.placeholder = 'Message for the agent (optional)';
+  message.setAttribute('aria-label', `Message for the agent about ${a.tool}`);
+  const allow = document.createElement('button');
+  allow.type = 'button';
+  allow.textContent = 'Allow';
+  allow.setAttribute('aria-label', `Allow ${a.tool}${a.what ? `: ${a.what}` : ''}`);
+  const deny = document.createElement('button');
+  deny.type = 'button';
+  deny.textContent = 'Deny';
+  deny.setAttribute('aria-label', `Deny ${a.tool}${a.what ? `: ${a.what}` : ''}`);
+  const answer = (decision) => {
+    allow.disabled = deny.disabled = true;
+    send('answer', { approvalId: a.id, decision, message: message.value }).finally(() => { allow.disabled = deny.disabled = false; });
+  };
+  allow.addEventListener('click', () => answer('allow_once'));
+  deny.addEventListener('click', () => answer('reject_once'));
+  message.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); answer('reject_once'); } });
+  const row = document.createElement('div');
+  row.className = 'row';
+  row.append(allow, message, deny);
+  li.append(title, meta, row);
+  return li;
+}
+
+function renderApprovals(agents) {
+  const section = $('approvals');
+  section.hidden = !agents?.available;
+  if (section.hidden) return;
+  const ids = new Set(agents.approvals.map((a) => a.id));
+  for (const [id, li] of approvalItems) if (!ids.has(id)) { li.remove(); approvalItems.delete(id); }
+  for (const a of agents.approvals) {
+    if (!approvalItems.has(a.id)) approvalItems.set(a.id, approvalItem(a));
+    $('approval-list').append(approvalItems.get(a.id));
+  }
+  $('approvals-title').textContent = agents.approvals.length ? `Approvals (${agents.approvals.length} waiting)` : 'Approvals';
+  $('approvals-empty').hidden = agents.approvals.length > 0;
+  const m = agents.message;
+  $('approvals-message').textContent = m?.text ?? '';
+  $('approvals-message').className = m?.ok ? 'ok' : m ? 'err' : '';
+}
+
+function render({ state, demo, agents }) {
   if (!state) return;
+  renderApprovals(agents);
   const mode = $('mode');
   mode.textContent = state.mode;
   mode.dataset.mode = state.mode;

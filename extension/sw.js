@@ -8,6 +8,11 @@
 // `demo.ping`, and answers with `demo.pong`. A Ping is then a real `event.request`:
 // routed by the hub to a subscriber on another connection, answered by correlation id,
 // and timed from the popup's click to the answer.
+//
+// With a token holding the `agents` scope it also follows the hub's pending approvals
+// (the agents' tool calls waiting for a person): their count replaces the mode on the
+// badge while any wait, and the popup answers them. Without the scope the hub answers
+// `agent.approvals.list` with FORBIDDEN and none of this shows.
 
 import { HubClient, memoryStorage, STORAGE_KEYS } from './sdk/index.js';
 import { loadSettings, saveSettings, SETTINGS_KEY } from './settings.js';
@@ -32,9 +37,43 @@ let starting = null;
 let responder = null;
 const popups = new Set();
 const demo = { received: [], lastPing: null, pairingMessage: null };
+/**
+ * The pending approvals: `available` is true once the hub listed them (the token holds
+ * `agents`), false when it refused (FORBIDDEN), null while unknown (offline).
+ */
+const agents = { available: null, approvals: [], message: null };
+/** The badge colour while approvals wait. */
+const APPROVALS_COLOR = '#cf222e';
+
+/** What the popup needs of an approval. */
+function approvalView(a) {
+  const input = a.input ?? {};
+  const what = ['command', 'file_path', 'url', 'path', 'pattern'].map((k) => input[k]).find((v) => typeof v === 'string') ?? null;
+  return { id: a.id, projectId: a.project_id, tool: a.tool_name, what, description: a.description ?? null, askedAt: a.asked_at };
+}
 
 function view() {
-  return { state: hub?.state ?? null, demo };
+  return {
+    state: hub?.state ?? null,
+    demo,
+    agents: { available: agents.available, message: agents.message, approvals: agents.approvals.map(approvalView) },
+  };
+}
+
+/** Lists the pending approvals again (after every connect): the hub only announces changes. */
+async function refreshApprovals(client) {
+  try {
+    const list = await client.approvals();
+    if (hub !== client) return;
+    agents.available = true;
+    agents.approvals = list;
+  } catch (err) {
+    if (hub !== client) return;
+    agents.available = err.kind === 'FORBIDDEN' ? false : null;
+    agents.approvals = [];
+  }
+  paintBadge();
+  broadcast();
 }
 
 function broadcast() {
@@ -53,11 +92,17 @@ let painting = Promise.resolve();
 function paintBadge() {
   painting = painting.then(async () => {
     const mode = hub?.state?.mode ?? 'OFFLINE';
-    const b = BADGE[mode] ?? BADGE.OFFLINE;
+    const waiting = hub?.state?.connected && agents.available ? agents.approvals.length : 0;
+    const b = waiting
+      ? { text: waiting > 99 ? '99+' : String(waiting), color: APPROVALS_COLOR }
+      : BADGE[mode] ?? BADGE.OFFLINE;
+    const title = waiting
+      ? `Semantest Hub: ${mode}, ${waiting} ${waiting === 1 ? 'approval' : 'approvals'} waiting`
+      : `Semantest Hub: ${mode}`;
     await Promise.all([
       chrome.action.setBadgeText({ text: b.text }),
       chrome.action.setBadgeBackgroundColor({ color: b.color }),
-      chrome.action.setTitle({ title: `Semantest Hub: ${mode}` }),
+      chrome.action.setTitle({ title }),
     ]);
   }).catch((err) => console.warn('badge not painted', err));
 }
@@ -119,11 +164,19 @@ async function createClient() {
     keepaliveMs: s.keepaliveMs,
   });
   let lastMode = null;
+  let lastConnection = null;
   client.on('state', (st) => {
     // A client being replaced (restart) or not yet installed says nothing about the
     // extension's mode; ensureStarted paints the new one once it is in place.
     if (hub !== client) return;
     if (st.mode !== lastMode) { lastMode = st.mode; demo.lastPing = null; } // a ping result belongs to its connection
+    const connection = st.connected ? `${st.hub?.instanceId} ${st.hub?.connectionId}` : null;
+    if (connection !== lastConnection) {
+      lastConnection = connection;
+      agents.approvals = [];
+      agents.available = null;
+      if (connection) refreshApprovals(client);
+    }
     followWithResponder(st, s);
     paintBadge();
     broadcast();
@@ -132,6 +185,19 @@ async function createClient() {
     if (ev.correlationId) return; // request and answer traffic shows as the ping result instead
     demo.received.unshift({ type: ev.type, payload: ev.payload, from: ev.from, ts: ev.ts });
     demo.received.length = Math.min(demo.received.length, MAX_EVENTS);
+    broadcast();
+  });
+  client.on('approvalrequested', (a) => {
+    if (hub !== client || agents.approvals.some((x) => x.id === a.id)) return;
+    agents.available = true;
+    agents.approvals.push(a);
+    paintBadge();
+    broadcast();
+  });
+  client.on('approvalresolved', (r) => {
+    if (hub !== client) return;
+    agents.approvals = agents.approvals.filter((a) => a.id !== r.approval_id);
+    paintBadge();
     broadcast();
   });
   // Answer demo.echo requests from other clients, so they see a round trip through the hub.
@@ -226,6 +292,31 @@ const commands = {
           : err.kind === 'RESPONDER_OFFLINE' ? 'The ping responder could not reach the hub.' : 'No hub connection.',
       };
     }
+    broadcast();
+    return view();
+  },
+  /** Answers an approval: `decision` allow_once or reject_once, with a `message` for a denial. */
+  async answer({ approvalId, decision, message }) {
+    agents.message = null;
+    let gone = true;
+    try {
+      const answer = { decision };
+      if (decision === 'reject_once' && typeof message === 'string' && message.trim()) answer.message = message.trim();
+      const { resolution } = await hub.answerApproval(String(approvalId), answer);
+      agents.message = { ok: true, text: resolution.outcome === 'allowed' ? 'Allowed.' : 'Denied.' };
+    } catch (err) {
+      agents.message = {
+        ok: false,
+        kind: err.kind,
+        text: err.kind === 'APPROVAL_RESOLVED' ? `Already ${err.data?.resolution?.outcome ?? 'answered'} elsewhere.`
+          : err.kind === 'APPROVAL_NOT_FOUND' ? 'The hub no longer knows this approval.'
+            : err.kind === 'FORBIDDEN' ? 'This extension may not answer approvals (its token lacks the agents scope).'
+              : `Not answered: ${err.message}`,
+      };
+      gone = err.kind === 'APPROVAL_RESOLVED' || err.kind === 'APPROVAL_NOT_FOUND';
+    }
+    if (gone) agents.approvals = agents.approvals.filter((a) => a.id !== approvalId);
+    paintBadge();
     broadcast();
     return view();
   },

@@ -171,6 +171,22 @@ pub enum HubEvent {
         /// The 6-digit code the extension shows too.
         code: String,
     },
+    /// An agent's tool call waits for a person (the `agent.approval_requested`
+    /// notification); the desktop app tells the user and opens the dashboard at it
+    /// (`/#/projects/<project_id>/approval/<approval_id>`).
+    ApprovalRequested {
+        /// The project whose agent asks.
+        project_id: String,
+        /// Its display name.
+        project_name: String,
+        /// The approval's id (`ap_…`).
+        approval_id: String,
+        /// The tool, e.g. `Bash`.
+        tool_name: String,
+        /// What the tool would act on, when its input names it: a Bash `command`, a
+        /// `file_path`, a `url`, a `path` or a `pattern`.
+        target: Option<String>,
+    },
 }
 
 /// A summary of the hub for the tray and the dashboard, recomputed by the notifier

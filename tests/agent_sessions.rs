@@ -721,6 +721,50 @@ async fn agent_run_on_a_terminal_asks_and_runs_what_the_person_allowed() {
 }
 
 #[tokio::test]
+async fn the_desktop_app_hears_of_an_approval_with_the_project_the_tool_and_the_command() {
+    let hub = TestHub::start().await;
+    let mut events = hub.hub().events();
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = hub.project(&mut ws).await;
+    let name = ws
+        .ok("project.get", json!({"project_id": project_id}))
+        .await["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    run(&mut ws, &project_id, "ask Bash echo desktop").await;
+    let requested = ws.notification("agent.approval_requested").await;
+    let id = requested["approval"]["id"].as_str().unwrap().to_string();
+    let event = loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("a desktop event in time")
+            .expect("the event channel is open");
+        if matches!(
+            event,
+            semantest_hub::hub::HubEvent::ApprovalRequested { .. }
+        ) {
+            break event;
+        }
+    };
+    assert_eq!(
+        event,
+        semantest_hub::hub::HubEvent::ApprovalRequested {
+            project_id: project_id.clone(),
+            project_name: name,
+            approval_id: id.clone(),
+            tool_name: "Bash".into(),
+            target: Some("echo desktop".into()),
+        }
+    );
+    ws.ok(
+        "agent.approvals.answer",
+        json!({"approval_id": id, "decision": "reject_once", "interrupt": true}),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_hundred_approvals_in_one_turn_are_each_answered_and_timed() {
     let record = tempfile::tempdir().unwrap();
     let hub = TestHub::start_with(recording(record.path())).await;

@@ -5,7 +5,7 @@
 // #clients works too).
 
 import { h, replace } from './dom.js';
-import { rpc, store } from './store.js';
+import { rpc, store, approvals } from './store.js';
 import './components/overview-view.js';
 import './components/projects-view.js';
 import './components/project-view.js';
@@ -36,6 +36,7 @@ const nav = document.getElementById('nav-list');
 const statusEl = document.getElementById('conn-status');
 const signedOutEl = document.getElementById('signed-out');
 const signOutBtn = document.getElementById('sign-out');
+const approvalsBadge = document.getElementById('approvals-badge');
 
 let current = '';
 
@@ -80,6 +81,23 @@ function route() {
   // Move focus to the new view's heading so keyboard and screen reader users follow along
   // (not on the first load, where the browser's own focus order is expected).
   if (!first) el.querySelector('h1')?.focus();
+}
+
+/**
+ * The top bar's badge, on every view: how many tool calls wait for an answer; it links to
+ * the oldest one on its project's page.
+ */
+function renderApprovalsBadge() {
+  const waiting = approvals.list();
+  const n = waiting.length;
+  approvalsBadge.hidden = n === 0;
+  approvalsBadge.dataset.count = String(n);
+  if (!n) return;
+  const first = waiting[0];
+  approvalsBadge.textContent = `${n} ${n === 1 ? 'approval' : 'approvals'} waiting`;
+  approvalsBadge.href = `#/projects/${encodeURIComponent(first.project_id)}/approval/${encodeURIComponent(first.id)}`;
+  const name = store.projects.get(first.project_id)?.name;
+  approvalsBadge.title = `${first.tool_name}${name ? ` in ${name}` : ''} asks for permission`;
 }
 
 /** The status area: connected, connecting, reconnecting (with countdown) or signed out. */
@@ -150,6 +168,9 @@ function init() {
   signOutBtn.addEventListener('click', () => signOut());
   window.addEventListener('hashchange', route);
   rpc.addEventListener('state', (ev) => renderState(ev.detail));
+  approvals.addEventListener('change', (ev) => { if (ev.detail.approvals) renderApprovalsBadge(); });
+  store.addEventListener('projects', () => renderApprovalsBadge());
+  approvals.start(new AbortController().signal);
   route();
   rpc.start();
 }
@@ -157,4 +178,4 @@ function init() {
 init();
 
 // For debugging from the console and for the browser tests; nothing depends on it.
-window.semantestHub = { rpc, store };
+window.semantestHub = { rpc, store, approvals };

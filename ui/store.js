@@ -5,6 +5,7 @@
 //   "projects" a project was added, removed or changed (detail: {id} or {} for all)
 
 import { RpcClient, defaultWsUrl } from './rpc.js';
+import { ApprovalsStore } from './approvals-store.js';
 
 export const rpc = new RpcClient({
   url: defaultWsUrl(),
@@ -108,6 +109,9 @@ class Store extends EventTarget {
 
 export const store = new Store(rpc);
 
+/** The agents' pending approvals and queued follow-ups (app.js starts it for the page's life). */
+export const approvals = new ApprovalsStore({ rpc });
+
 /** Subscribes to a store event until `signal` aborts. */
 export function listen(target, type, fn, signal) {
   target.addEventListener(type, fn, { signal });
@@ -132,6 +136,8 @@ export function errorText(err) {
     case 'RATE_LIMITED': return 'Too many requests; try again in a moment.';
     case 'TOO_LARGE': return 'That is too large for the hub to accept.';
     case 'LIMIT_REACHED': return `A limit was reached: ${err.message}`;
+    case 'APPROVAL_NOT_FOUND': return 'That approval is no longer known to the hub.';
+    case 'MESSAGE_NOT_QUEUED': return 'That follow-up is no longer queued.';
     default: return err.message || 'Something went wrong.';
   }
 }

@@ -51,7 +51,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::autostart::HIDDEN_FLAG;
-use crate::notify::{notify, pairing_message, run_message};
+use crate::notify::{approval_message, notify, pairing_message, run_message};
 use crate::service::{HubState, Service};
 use crate::tray::Tray;
 
@@ -230,8 +230,9 @@ fn follow_state(app: AppHandle, mut state: watch::Receiver<HubState>) {
 }
 
 /// Notifies the user of hub events: a finished task batch; an agent run that ended; a
-/// pairing request, which also
-/// brings up the dashboard at its Clients panel. The notification plugin reports no clicks
+/// pairing request, which also brings up the dashboard at its Clients panel; an agent's
+/// tool call waiting for an approval, which brings up the dashboard at that approval on
+/// its project's page. The notification plugin reports no clicks
 /// on desktop platforms, so the window comes up with the notification rather than on a
 /// click on it: the user has just asked to pair in the extension and decides there.
 fn notify_events(app: AppHandle, mut events: tokio::sync::broadcast::Receiver<HubEvent>) {
@@ -263,6 +264,25 @@ fn notify_events(app: AppHandle, mut events: tokio::sync::broadcast::Receiver<Hu
                     let (title, body) = pairing_message(&name, &origin, &code);
                     notify(&app, &title, &body);
                     window::show_dashboard_at(&app, window::Page::Clients);
+                }
+                Ok(HubEvent::ApprovalRequested {
+                    project_id,
+                    project_name,
+                    approval_id,
+                    tool_name,
+                    target,
+                }) => {
+                    info!(%project_id, %approval_id, %tool_name, "approval requested");
+                    let (title, body) =
+                        approval_message(&project_name, &tool_name, target.as_deref());
+                    notify(&app, &title, &body);
+                    window::show_dashboard_at(
+                        &app,
+                        window::Page::Approval {
+                            project_id,
+                            approval_id,
+                        },
+                    );
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

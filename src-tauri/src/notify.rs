@@ -1,5 +1,5 @@
-//! Desktop notifications: hub errors, finished task batches, finished agent runs and
-//! pairing requests.
+//! Desktop notifications: hub errors, finished task batches, finished agent runs,
+//! pairing requests and agents' tool calls waiting for an approval.
 //!
 //! Linux sends them to the freedesktop notification server over D-Bus, macOS to the
 //! Notification Center. A desktop without a notification server is not an error worth more
@@ -41,6 +41,29 @@ pub fn pairing_message(name: &str, origin: &str, code: &str) -> (String, String)
          the dashboard's Clients panel.",
         escape_markup(&clean(origin, 200))
     );
+    (title, body)
+}
+
+/// The longest tool target (a command, a path) a notification shows, in characters.
+pub const MAX_TARGET_CHARS: usize = 120;
+
+/// The title and body of the notification for a pending approval: the title names the
+/// project and the tool, the body what the tool would run (cut to [`MAX_TARGET_CHARS`],
+/// markup escaped as in [`pairing_message`]) and where to answer.
+pub fn approval_message(project: &str, tool: &str, target: Option<&str>) -> (String, String) {
+    let project = clean(project, MAX_NAME_CHARS);
+    let tool = clean(tool, MAX_NAME_CHARS);
+    let title = format!("{project}: {tool} asks for permission");
+    let target = target
+        .map(|t| clean(t, MAX_TARGET_CHARS))
+        .filter(|t| !t.is_empty());
+    let body = match target {
+        Some(t) => format!(
+            "It wants to run {}. Allow or deny it in the dashboard.",
+            escape_markup(&t)
+        ),
+        None => "Allow or deny it in the dashboard.".to_string(),
+    };
     (title, body)
 }
 
@@ -87,6 +110,22 @@ fn escape_markup(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_approval_names_the_project_the_tool_and_what_it_would_run() {
+        let (title, body) = approval_message("myapp", "Bash", Some("npm test <x>"));
+        assert_eq!(title, "myapp: Bash asks for permission");
+        assert_eq!(
+            body,
+            "It wants to run npm test &lt;x&gt;. Allow or deny it in the dashboard."
+        );
+        let (_, body) = approval_message("myapp", "WebFetch", None);
+        assert_eq!(body, "Allow or deny it in the dashboard.");
+        let long = "x".repeat(500);
+        let (_, body) = approval_message("p\u{7}", "Bash", Some(&long));
+        assert!(body.chars().count() < MAX_TARGET_CHARS + 60, "{body}");
+        assert!(body.contains('…'));
+    }
 
     #[test]
     fn a_pairing_request_names_the_client_and_the_code() {

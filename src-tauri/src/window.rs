@@ -7,7 +7,8 @@
 //! the tray, and reopening is instant.
 //!
 //! A [`Page`] names where the window should land: wherever it is ([`Page::Current`]) or a
-//! dashboard route such as the Clients panel (`#/clients`). A fresh sign-in link carries
+//! dashboard route such as the Clients panel (`#/clients`) or one pending approval on its
+//! project's page (`#/projects/<project id>/approval/<approval id>`). A fresh sign-in link carries
 //! the route as its fragment, which survives the hub's redirect to `/` (RFC 9110 §10.2.2:
 //! a `Location` without a fragment inherits the request's); a window already on the hub's
 //! origin just changes its `location.hash`.
@@ -71,20 +72,45 @@ fn grant_dashboard(app: &AppHandle, link: &tauri::Url) -> Result<(), DesktopErro
 }
 
 /// Where [`show_dashboard_at`] takes the dashboard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Page {
     /// Wherever the window is (the overview in a new window).
     Current,
     /// The Clients panel: pairing requests, paired clients, live connections.
     Clients,
+    /// A pending approval, focused on its project's page.
+    Approval {
+        /// The project (a UUID).
+        project_id: String,
+        /// The approval (`ap_…`).
+        approval_id: String,
+    },
+}
+
+/// Whether `id` is made only of the characters of the hub's ids (UUIDs, `ap_…`), so it
+/// can go into a route and into the script that sets it without escaping.
+fn plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 100
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Page {
-    /// The dashboard route (the URL fragment, without `#`), if the page names one.
-    pub fn route(self) -> Option<&'static str> {
+    /// The dashboard route (the URL fragment, without `#`), if the page names one. An
+    /// approval whose ids are not plain hub ids lands on the projects list instead.
+    pub fn route(&self) -> Option<String> {
         match self {
             Self::Current => None,
-            Self::Clients => Some("/clients"),
+            Self::Clients => Some("/clients".into()),
+            Self::Approval {
+                project_id,
+                approval_id,
+            } if plain_id(project_id) && plain_id(approval_id) => {
+                Some(format!("/projects/{project_id}/approval/{approval_id}"))
+            }
+            Self::Approval { .. } => Some("/projects".into()),
         }
     }
 }
@@ -116,7 +142,8 @@ async fn show(app: &AppHandle, page: Page) -> Result<(), DesktopError> {
     let service = app.state::<Service>().inner().clone();
     let link = service.login_link().await?;
     let mut link = tauri::Url::parse(&link).map_err(DesktopError::BadLink)?;
-    link.set_fragment(page.route());
+    let route = page.route();
+    link.set_fragment(route.as_deref());
     grant_dashboard(app, &link)?;
     let window = match app.get_webview_window(LABEL) {
         Some(window) => {
@@ -124,8 +151,9 @@ async fn show(app: &AppHandle, page: Page) -> Result<(), DesktopError> {
             let current = window.url().map_err(DesktopError::Window)?;
             if current.origin() != link.origin() {
                 window.navigate(link).map_err(DesktopError::Window)?;
-            } else if let Some(route) = page.route() {
-                // The route is one of Page's constants; the dashboard routes on hashchange.
+            } else if let Some(route) = route {
+                // The route is one of Page's constants or made of plain ids (`plain_id`);
+                // the dashboard routes on hashchange.
                 let script = format!("window.location.hash = '#{route}';");
                 window.eval(&script).map_err(DesktopError::Window)?;
             }
@@ -158,4 +186,36 @@ fn create(app: &AppHandle, link: tauri::Url) -> Result<WebviewWindow, DesktopErr
         }
     });
     Ok(window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_page_routes_to_its_project_and_id() {
+        let page = Page::Approval {
+            project_id: "01a1fc9d-c134-7624-9b77-0c07587770e3".into(),
+            approval_id: "ap_019af2c1d4a07c11a2b3c4d5e6f70812".into(),
+        };
+        assert_eq!(
+            page.route().as_deref(),
+            Some(
+                "/projects/01a1fc9d-c134-7624-9b77-0c07587770e3/approval/ap_019af2c1d4a07c11a2b3c4d5e6f70812"
+            )
+        );
+        assert_eq!(Page::Clients.route().as_deref(), Some("/clients"));
+        assert_eq!(Page::Current.route(), None);
+    }
+
+    #[test]
+    fn an_id_that_could_break_out_of_the_script_lands_on_the_projects_list() {
+        for bad in ["x';alert(1);'", "a/b", "", "a b", "ap_\u{e9}"] {
+            let page = Page::Approval {
+                project_id: "p1".into(),
+                approval_id: bad.into(),
+            };
+            assert_eq!(page.route().as_deref(), Some("/projects"), "{bad:?}");
+        }
+    }
 }

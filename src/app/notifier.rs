@@ -336,13 +336,31 @@ impl EventSink for Notifier {
                 },
                 To::Admins,
             ),
-            Event::ApprovalRequested(approval) => self.send(
-                agents_method::AGENT_APPROVAL_REQUESTED,
-                &ApprovalRequested {
-                    approval: &approval,
-                },
-                To::Agents,
-            ),
+            Event::ApprovalRequested(approval) => {
+                self.send(
+                    agents_method::AGENT_APPROVAL_REQUESTED,
+                    &ApprovalRequested {
+                        approval: &approval,
+                    },
+                    To::Agents,
+                );
+                let project_name = self
+                    .projects
+                    .get(&approval.project_id)
+                    .map(|p| p.name)
+                    .unwrap_or_else(|_| approval.project_id.clone());
+                let target = ["command", "file_path", "url", "path", "pattern"]
+                    .iter()
+                    .find_map(|k| approval.input.get(*k).and_then(|v| v.as_str()))
+                    .map(str::to_owned);
+                let _ = self.desktop.send(HubEvent::ApprovalRequested {
+                    project_id: approval.project_id,
+                    project_name,
+                    approval_id: approval.id,
+                    tool_name: approval.tool_name,
+                    target,
+                });
+            }
             Event::ApprovalResolved(resolved) => self.send(
                 agents_method::AGENT_APPROVAL_RESOLVED,
                 &resolved,

@@ -193,7 +193,9 @@ describe('dashboard', () => {
     await page.getByRole('button', { name: 'Run' }).click();
     await page.locator('hub-project .badge[data-state="running"]').waitFor({ timeout: 10_000 });
     await page.locator('hub-project .row.k-system').last().waitFor({ timeout: 10_000 });
-    assert.equal(await page.getByRole('button', { name: 'Running…' }).isDisabled(), true, 'Run is disabled while running');
+    // The prompt box stays usable while the agent works: it sends a follow-up.
+    assert.equal(await page.getByRole('button', { name: 'Send', exact: true }).isEnabled(), true, 'Send is enabled while running');
+    assert.equal(await page.getByRole('radio', { name: /^Queue/ }).isChecked(), true, 'queue is the default send mode');
     await page.getByRole('button', { name: 'Kill' }).click();
     await page.locator('hub-project .badge[data-state="killed"]').waitFor({ timeout: 20_000 });
     await page.locator('hub-project .run-sep.end', { hasText: 'Run killed' }).waitFor({ timeout: 10_000 });

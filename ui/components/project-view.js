@@ -1,5 +1,7 @@
-// <hub-project project-id="…">: one project's live agent output, a prompt box, and the
-// Run / Kill / New session actions.
+// <hub-project project-id="…">: one project's live agent output, its pending approvals
+// (<hub-approvals>), a prompt box that stays usable while the agent works (agent.send as
+// queue, steer or interrupt) with the queued follow-ups below it (<hub-follow-ups>), and
+// the Run / Interrupt / Kill / New session actions.
 //
 // The log is a window onto the project's message log (ordered by `seq`):
 // - it opens on the latest PAGE lines (messages.list with before_seq), then subscribes with
@@ -14,8 +16,17 @@
 import { h, replace } from '../dom.js';
 import { number, shortId, dateTime } from '../format.js';
 import { renderOutput } from '../render-output.js';
-import { rpc, store, listen, onNotify, errorText } from '../store.js';
+import { rpc, store, approvals, listen, onNotify, errorText } from '../store.js';
+import './approvals-panel.js';
+import './follow-ups.js';
 import './project-runs.js';
+
+/** The ways a message reaches an agent that is working (agent.send's `mode`). */
+const SEND_MODES = [
+  { mode: 'queue', label: 'Queue', hint: 'its own turn after this one' },
+  { mode: 'steer', label: 'Steer', hint: 'folded into the running turn' },
+  { mode: 'interrupt', label: 'Interrupt', hint: 'stop the turn and do this instead' },
+];
 
 /** Lines fetched per history page. */
 const PAGE = 200;
@@ -75,6 +86,7 @@ class ProjectView extends HTMLElement {
     this.pathEl = h('p', { class: 'path mono' });
     this.stateEl = h('span', { class: 'badge' });
     this.sessionEl = h('span', { class: 'muted' });
+    this.interruptBtn = h('button', { type: 'button', onclick: () => this.interrupt() }, 'Interrupt');
     this.killBtn = h('button', { type: 'button', class: 'danger', onclick: () => this.kill() }, 'Kill');
     this.newSessionBtn = h('button', { type: 'button', onclick: () => this.newSession() }, 'New session');
     this.actionMsg = h('p', { class: 'inline-msg', role: 'status' });
@@ -101,12 +113,22 @@ class ProjectView extends HTMLElement {
       }
     });
     this.runBtn = h('button', { type: 'submit', class: 'primary' }, 'Run');
+    this.modeInputs = SEND_MODES.map((m) => h('input', {
+      type: 'radio', name: 'send-mode', id: `send-mode-${m.mode}`, value: m.mode, checked: m.mode === 'queue',
+    }));
+    this.modeBox = h('fieldset', { class: 'send-modes', hidden: true },
+      h('legend', {}, 'While the agent works, send as'),
+      SEND_MODES.map((m, i) => h('span', { class: 'send-mode' },
+        this.modeInputs[i], h('label', { for: `send-mode-${m.mode}` }, m.label, h('span', { class: 'muted' }, ` (${m.hint})`)))));
     this.promptError = h('p', { id: 'prompt-error', class: 'field-error', role: 'alert' });
     this.form = h('form', { class: 'prompt-form', onsubmit: (ev) => { ev.preventDefault(); this.run(); } },
       h('label', { for: 'prompt-input' }, 'Prompt'),
       h('div', { class: 'prompt-row' }, this.prompt, this.runBtn),
+      this.modeBox,
       h('p', { id: 'prompt-hint', class: 'hint muted' }, 'Ctrl+Enter runs it.'),
       this.promptError);
+    this.approvalsPanel = h('hub-approvals', { 'project-id': this.projectId });
+    this.followUps = h('hub-follow-ups', { 'project-id': this.projectId });
 
     replace(this,
       h('header', { class: 'view-head project-head' },
@@ -115,11 +137,13 @@ class ProjectView extends HTMLElement {
         this.pathEl,
         h('div', { class: 'project-bar' },
           h('div', { class: 'project-meta' }, this.stateEl, this.sessionEl),
-          h('div', { class: 'toolbar' }, this.killBtn, this.newSessionBtn)),
+          h('div', { class: 'toolbar' }, this.interruptBtn, this.killBtn, this.newSessionBtn)),
         this.actionMsg),
+      this.approvalsPanel,
       h('div', { class: 'log-wrap' }, this.log, this.jumpBtn),
       this.announce,
       this.form,
+      this.followUps,
       h('hub-project-runs', { 'project-id': this.projectId }));
   }
 
@@ -163,9 +187,15 @@ class ProjectView extends HTMLElement {
     const connected = rpc.state === 'connected';
     const running = p?.state === 'running';
     this.killBtn.disabled = !connected || !running;
+    this.interruptBtn.disabled = !connected || !running;
     this.newSessionBtn.disabled = !connected || !p || running;
-    this.runBtn.disabled = !connected || !p || running;
-    this.runBtn.textContent = running ? 'Running…' : 'Run';
+    // The prompt box stays usable while the agent works: it sends a follow-up then.
+    this.runBtn.disabled = !connected || !p || this.sending;
+    this.runBtn.textContent = running ? 'Send' : 'Run';
+    this.modeBox.hidden = !running;
+    this.form.querySelector('#prompt-hint').textContent = running
+      ? 'Ctrl+Enter sends it to the agent at work.'
+      : 'Ctrl+Enter runs it.';
   }
 
   renderConn() {
@@ -221,6 +251,7 @@ class ProjectView extends HTMLElement {
 
   onHubEvent(o) {
     if (o.kind === 'run_started') this.announce.textContent = 'Run started.';
+    if (o.kind === 'turn_ended' && this.actionMsg.textContent === 'Interrupting the turn…') this.actionMsg.textContent = '';
     if (o.kind === 'run_finished') {
       this.announce.textContent = `Run ${String(o.event?.status ?? 'finished').replace('_', ' ')}.`;
       // The state notification normally says this too; a fresh read makes sure.
@@ -445,8 +476,18 @@ class ProjectView extends HTMLElement {
       this.prompt.focus();
       return;
     }
+    this.sending = true;
     this.runBtn.disabled = true;
     try {
+      if (this.project?.state === 'running') {
+        const mode = this.modeInputs.find((i) => i.checked)?.value ?? 'queue';
+        const res = await approvals.send(this.projectId, prompt, mode);
+        this.prompt.value = '';
+        this.announce.textContent = {
+          queued: 'Follow-up queued.', steered: 'Sent to the running turn.', interrupting: 'Interrupting; this runs next.', started: 'Turn started.',
+        }[res.delivery] ?? 'Sent.';
+        return;
+      }
       await rpc.request('agent.run', { project_id: this.projectId, prompt });
       this.prompt.value = '';
       // project.state says the same; reading it back keeps the buttons right if it is late.
@@ -455,6 +496,21 @@ class ProjectView extends HTMLElement {
       else this.scrollToBottom();
     } catch (err) {
       this.promptError.textContent = errorText(err);
+    } finally {
+      this.sending = false;
+      this.syncButtons();
+    }
+  }
+
+  /** Stops the running turn (agent.interrupt); the session stays open. */
+  async interrupt() {
+    this.actionMsg.textContent = '';
+    this.interruptBtn.disabled = true;
+    try {
+      await approvals.interrupt(this.projectId);
+      this.actionMsg.textContent = 'Interrupting the turn…';
+    } catch (err) {
+      this.actionMsg.textContent = err.kind === 'NOT_RUNNING' ? 'No turn is running.' : errorText(err);
     } finally {
       this.syncButtons();
     }

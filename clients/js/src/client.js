@@ -122,6 +122,16 @@ function roundStatus({ target, local, pub, running }) {
   return { connected: false, mode: Mode.OFFLINE, hub: null, reason: first?.kind ?? CLIENT_KINDS.NO_HUB, message: `not connected: ${message}`, local, public: pub };
 }
 
+/** The hub's notifications to `agents` clients, and the client event each one becomes. */
+const AGENT_NOTIFICATIONS = Object.freeze({
+  'agent.approval_requested': 'approvalrequested',
+  'agent.approval_resolved': 'approvalresolved',
+  'agent.queue_changed': 'queuechanged',
+});
+
+/** Decisions of `agent.approvals.answer` (the Agent Client Protocol's option kinds). */
+const DECISIONS = new Set(['allow_once', 'allow_always', 'reject_once', 'reject_always']);
+
 export class HubClient {
   #o;
   #storage;
@@ -181,8 +191,9 @@ export class HubClient {
   get hub() { return this.#state.hub ? { ...this.#state.hub } : null; }
 
   /**
-   * Listens to `state`, `event`, `queuefull`, `untrusted`, `dropped` or `error`. Returns a
-   * function that removes the listener.
+   * Listens to `state`, `event`, `queuefull`, `untrusted`, `dropped`, `subscriptionerror`,
+   * `error`, or (with the `agents` scope) `approvalrequested`, `approvalresolved` and
+   * `queuechanged`. Returns a function that removes the listener.
    */
   on(name, fn) {
     if (!this.#listeners.has(name)) this.#listeners.set(name, new Set());
@@ -515,7 +526,14 @@ export class HubClient {
   // ---------- incoming ----------
 
   #onNotification(conn, method, params) {
-    if (method !== 'event' || this.#active?.conn !== conn || !params) return;
+    if (this.#active?.conn !== conn || !params) return;
+    const agentEvent = AGENT_NOTIFICATIONS[method];
+    if (agentEvent) {
+      this.#emit(agentEvent, method === 'agent.approval_requested' ? params.approval
+        : method === 'agent.queue_changed' ? params.message : params);
+      return;
+    }
+    if (method !== 'event') return;
     const ev = {
       type: params.type,
       payload: params.payload,
@@ -578,6 +596,81 @@ export class HubClient {
     await this.#load();
     const t = await this.#whenConnected(timeoutMs);
     return t.conn.call(method, params, timeoutMs);
+  }
+
+  // ---------- agents: approvals and follow-ups (scope `agents`) ----------
+
+  /**
+   * The tool calls waiting for a person, oldest first (`agent.approvals.list`); of one
+   * project when `projectId` is given. Not kept by the client: after a reconnect (a
+   * `state` with `connected: true`) list again, then follow `approvalrequested` and
+   * `approvalresolved`.
+   * @returns {Promise<any[]>} ApprovalView objects
+   */
+  async approvals({ projectId } = {}) {
+    const res = await this.call('agent.approvals.list', projectId ? { project_id: projectId } : {});
+    return res.approvals;
+  }
+
+  /**
+   * Answers an approval (`agent.approvals.answer`). `answer.decision` is `allow_once`,
+   * `allow_always`, `reject_once` or `reject_always`; `updatedInput` (allow: the input
+   * the tool runs with instead), `message` (reject: what the agent reads), `interrupt`
+   * (reject: also end the turn), `scope` (`*_always`: `session` or `project`). The first
+   * answer wins: a later one rejects with `APPROVAL_RESOLVED` (`err.data.resolution` says
+   * how it ended); an unknown id with `APPROVAL_NOT_FOUND`.
+   * @returns {Promise<{approval: any, resolution: any}>}
+   */
+  async answerApproval(approvalId, { decision, updatedInput, message, interrupt, scope } = {}) {
+    if (typeof approvalId !== 'string' || !approvalId) throw new TypeError('answerApproval: approvalId must be a non-empty string');
+    if (!DECISIONS.has(decision)) throw new TypeError(`answerApproval: decision must be one of ${[...DECISIONS].join(', ')}`);
+    const params = { approval_id: approvalId, decision };
+    if (updatedInput !== undefined) params.updated_input = updatedInput;
+    if (message !== undefined) params.message = message;
+    if (interrupt !== undefined) params.interrupt = interrupt;
+    if (scope !== undefined) params.scope = scope;
+    return this.call('agent.approvals.answer', params);
+  }
+
+  /** Allows a tool call: once, with `updatedInput`, or `always` for the `session` or `project`. */
+  allow(approvalId, { updatedInput, always } = {}) {
+    return this.answerApproval(approvalId, { decision: always ? 'allow_always' : 'allow_once', updatedInput, scope: always || undefined });
+  }
+
+  /** Denies a tool call, with a `message` for the agent; `interrupt` also ends the turn; `always` remembers it. */
+  deny(approvalId, { message, interrupt, always } = {}) {
+    return this.answerApproval(approvalId, { decision: always ? 'reject_always' : 'reject_once', message, interrupt, scope: always || undefined });
+  }
+
+  /**
+   * Sends a follow-up to a project's agent (`agent.send`): `mode` `queue` (default: its
+   * own turn after the running one), `steer` (into the running turn) or `interrupt` (stop
+   * the turn, run this next). With no turn running it starts one.
+   * @returns {Promise<{run_id: string, delivery: 'started' | 'queued' | 'steered' | 'interrupting', message?: any}>}
+   */
+  sendToAgent(projectId, text, { mode = 'queue' } = {}) {
+    return this.call('agent.send', { project_id: projectId, text, mode });
+  }
+
+  /** A project's queued follow-ups, oldest first (`agent.queue.list`). */
+  async followUps(projectId) {
+    const res = await this.call('agent.queue.list', { project_id: projectId });
+    return res.messages;
+  }
+
+  /** Edits a queued follow-up (`agent.queue.update`); `MESSAGE_NOT_QUEUED` once delivered or cancelled. */
+  async updateFollowUp(id, text) {
+    return (await this.call('agent.queue.update', { id, text })).message;
+  }
+
+  /** Cancels a queued follow-up (`agent.queue.cancel`); `MESSAGE_NOT_QUEUED` once delivered or cancelled. */
+  async cancelFollowUp(id) {
+    return (await this.call('agent.queue.cancel', { id })).message;
+  }
+
+  /** Stops a project's running turn (`agent.interrupt`); `NOT_RUNNING` when none runs. */
+  interrupt(projectId) {
+    return this.call('agent.interrupt', { project_id: projectId });
   }
 
   /**

@@ -157,6 +157,88 @@ export interface StartStatus {
   public: Outcome | null;
 }
 
+/** Who answered an approval, or why it ended without an answer. */
+export type ApprovalAnswerer =
+  | { kind: 'client'; connection_id: number; role: string; name: string | null; client_id: string | null; origin: string | null }
+  | { kind: 'timeout' }
+  | { kind: 'withdrawn' };
+
+/** A tool call waiting for a person (`agent.approvals.list`, `agent.approval_requested`). */
+export interface Approval {
+  /** `ap_…` */
+  id: string;
+  project_id: string;
+  run_id: string;
+  tool_name: string;
+  /** What the tool would run, e.g. `{command: "npm test"}` for Bash. */
+  input: Record<string, unknown>;
+  /** The agent's own suggestions for an "always" answer, for information. */
+  suggestions: unknown[];
+  /** The `tool_use` block of the streamed `assistant` line. */
+  tool_use_id: string | null;
+  description: string | null;
+  /** RFC 3339 times: when it was asked, and when nobody answering denies it. */
+  asked_at: string;
+  expires_at: string;
+}
+
+export type ApprovalDecision = 'allow_once' | 'allow_always' | 'reject_once' | 'reject_always';
+
+/** How an approval ended. */
+export interface ApprovalResolution {
+  outcome: 'allowed' | 'denied' | 'withdrawn';
+  decision: ApprovalDecision | null;
+  message?: string | null;
+  /** An allow with an edited input. */
+  edited: boolean;
+  by: ApprovalAnswerer;
+  at: string;
+}
+
+/** `agent.approval_resolved`'s params. */
+export interface ApprovalResolved {
+  approval_id: string;
+  project_id: string;
+  run_id: string;
+  tool_name: string;
+  resolution: ApprovalResolution;
+}
+
+export interface ApprovalAnswer {
+  decision: ApprovalDecision;
+  /** allow: the input the tool runs with instead of the proposed one. */
+  updatedInput?: Record<string, unknown>;
+  /** reject: what the agent reads (a default otherwise). */
+  message?: string;
+  /** reject: also stop the running turn. */
+  interrupt?: boolean;
+  /** `*_always`: remember for the live session (default) or the project (stored). */
+  scope?: 'session' | 'project';
+}
+
+/** A follow-up in a project's queue (`agent.queue.list`, `agent.queue_changed`). */
+export interface QueuedMessage {
+  /** `qm_…` */
+  id: string;
+  project_id: string;
+  text: string;
+  state: 'queued' | 'delivered' | 'cancelled';
+  created_at: string;
+  updated_at: string;
+  /** The run it was delivered to, once delivered. */
+  run_id: string | null;
+}
+
+export type SendMode = 'queue' | 'steer' | 'interrupt';
+
+/** `agent.send`'s result. */
+export interface SendResult {
+  run_id: string;
+  delivery: 'started' | 'queued' | 'steered' | 'interrupting';
+  /** For `queued`: the queued message. */
+  message?: QueuedMessage;
+}
+
 export interface ClientEvents {
   state: ClientState;
   event: HubEvent;
@@ -166,6 +248,12 @@ export interface ClientEvents {
   /** The hub refused a pattern when it was sent again on a new connection; the others are unaffected. */
   subscriptionerror: { pattern: string; error: HubError };
   error: unknown;
+  /** `agents` scope: a tool call waits for a person. */
+  approvalrequested: Approval;
+  /** `agents` scope: an approval was answered, timed out or withdrawn. */
+  approvalresolved: ApprovalResolved;
+  /** `agents` scope: a follow-up was queued, edited, cancelled or delivered. */
+  queuechanged: QueuedMessage;
 }
 
 export declare class HubClient {
@@ -182,6 +270,24 @@ export declare class HubClient {
   publish(type: string, payload?: unknown, opts?: { correlationId?: string }): Promise<PublishResult>;
   subscribe<P = unknown>(pattern: string, handler: (event: HubEvent<P>) => void): Promise<() => Promise<void>>;
   request<P = unknown>(type: string, payload?: unknown, opts?: { timeoutMs?: number }): Promise<RequestReply<P>>;
+  /** `agent.approvals.list`: the pending approvals, oldest first (scope `agents`). */
+  approvals(opts?: { projectId?: string }): Promise<Approval[]>;
+  /** `agent.approvals.answer`; `APPROVAL_RESOLVED` when another answer won, `APPROVAL_NOT_FOUND`. */
+  answerApproval(approvalId: string, answer: ApprovalAnswer): Promise<{ approval: Approval; resolution: ApprovalResolution }>;
+  /** Allow once, with an edited input, or always for the session or project. */
+  allow(approvalId: string, opts?: { updatedInput?: Record<string, unknown>; always?: 'session' | 'project' }): Promise<{ approval: Approval; resolution: ApprovalResolution }>;
+  /** Deny with a message, and interrupt the turn or remember it if asked. */
+  deny(approvalId: string, opts?: { message?: string; interrupt?: boolean; always?: 'session' | 'project' }): Promise<{ approval: Approval; resolution: ApprovalResolution }>;
+  /** `agent.send`: a follow-up; `queue` by default. */
+  sendToAgent(projectId: string, text: string, opts?: { mode?: SendMode }): Promise<SendResult>;
+  /** `agent.queue.list`. */
+  followUps(projectId: string): Promise<QueuedMessage[]>;
+  /** `agent.queue.update`; `MESSAGE_NOT_QUEUED` once delivered or cancelled. */
+  updateFollowUp(id: string, text: string): Promise<QueuedMessage>;
+  /** `agent.queue.cancel`; `MESSAGE_NOT_QUEUED` once delivered or cancelled. */
+  cancelFollowUp(id: string): Promise<QueuedMessage>;
+  /** `agent.interrupt`; `NOT_RUNNING` when no turn runs. */
+  interrupt(projectId: string): Promise<{ interrupted: boolean; run_id: string }>;
   setLocalOnly(on: boolean): Promise<void>;
   setPublicToken(credential: Credential | string | null): Promise<void>;
   forget(which?: 'local' | 'public'): Promise<void>;
