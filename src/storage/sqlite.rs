@@ -46,6 +46,7 @@ mod migrations;
 mod projects;
 mod reads;
 mod rows;
+mod search;
 mod tasks;
 mod usage;
 mod writer;
