@@ -87,6 +87,22 @@ pub struct Config {
     pub pairing: PairingConfig,
     /// The dashboard's sign-in sessions (docs/security.md).
     pub dashboard: DashboardConfig,
+    /// The store's durability (docs/reliability.md).
+    pub storage: StorageConfig,
+}
+
+/// The store's durability: what an acknowledged write survives.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `false` (the default): every write is on stable storage before it is acknowledged
+    /// (a JSON-RPC result, a `task.*` notification, an output line pushed), so it
+    /// survives a power cut or a kernel crash (SQLite `synchronous=FULL`: one fsync of
+    /// the WAL per group commit). `true`: the store skips that fsync
+    /// (`synchronous=NORMAL`); acknowledged writes still survive a crash of the hub, but
+    /// a power cut or a kernel crash may roll back the last ones acknowledged. Named for
+    /// what it risks; `/health` reports it (`durability`).
+    pub lose_acknowledged_writes_on_power_cut: bool,
 }
 
 /// The dashboard's sign-in sessions.
@@ -259,6 +275,7 @@ impl Default for Config {
             coordination: CoordinationConfig::default(),
             pairing: PairingConfig::default(),
             dashboard: DashboardConfig::default(),
+            storage: StorageConfig::default(),
             public: PublicConfig::default(),
         }
     }

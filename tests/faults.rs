@@ -21,7 +21,7 @@ const KILLS: usize = 50;
 
 /// The seed for this run: `SEMANTEST_FAULTS_SEED` if set, else the clock. Printed so a
 /// failure can be replayed.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let seed = std::env::var("SEMANTEST_FAULTS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -36,7 +36,7 @@ fn seed() -> u64 {
 }
 
 /// `PRAGMA integrity_check` of the hub's store in `data_dir` (the hub must not run).
-fn assert_store_intact(data_dir: &Path) {
+pub(crate) fn assert_store_intact(data_dir: &Path) {
     let db = rusqlite::Connection::open(data_dir.join("hub.sqlite3")).unwrap();
     let verdict: String = db
         .query_row("PRAGMA integrity_check", [], |row| row.get(0))
@@ -45,7 +45,7 @@ fn assert_store_intact(data_dir: &Path) {
 }
 
 /// A client of a hub process, with its owner token; `None` if the hub is gone.
-async fn open(port: u16, data_dir: &Path) -> Option<HubClient> {
+pub(crate) async fn open(port: u16, data_dir: &Path) -> Option<HubClient> {
     let token = std::fs::read_to_string(data_dir.join("secrets/owner-token")).unwrap();
     let url = format!("http://127.0.0.1:{port}");
     tokio::time::timeout(WAIT, HubClient::connect(&url, token.trim()))
@@ -56,27 +56,31 @@ async fn open(port: u16, data_dir: &Path) -> Option<HubClient> {
 
 /// What the clients know was written: only writes whose reply arrived are recorded.
 #[derive(Default)]
-struct Ledger {
+pub(crate) struct Ledger {
     /// Project id → `true` created (acknowledged), `false` deleted (acknowledged), absent
     /// from the map while a delete is unanswered.
-    projects: BTreeMap<String, bool>,
+    pub(crate) projects: BTreeMap<String, bool>,
     /// Output lines pushed to a subscriber since the last check, by seq (a line is pushed
     /// only after it is committed, so each is acknowledged).
-    lines: BTreeMap<u64, Value>,
+    pub(crate) lines: BTreeMap<u64, Value>,
     /// Task id → whether its completion was acknowledged (`duplicate: false`).
-    tasks: BTreeMap<String, bool>,
+    pub(crate) tasks: BTreeMap<String, bool>,
     /// Acknowledged first completions per task; more than one is a violation.
-    completions: HashMap<String, u32>,
+    pub(crate) completions: HashMap<String, u32>,
     /// Broken promises seen by the load (checked after each cycle).
-    violations: Vec<String>,
+    pub(crate) violations: Vec<String>,
     /// Events delivered to the subscriber.
-    events: u64,
+    pub(crate) events: u64,
 }
 
-type Shared = Arc<Mutex<Ledger>>;
+pub(crate) type Shared = Arc<Mutex<Ledger>>;
 
 /// Creates projects and deletes the oldest live one, paced, until the hub dies.
-async fn project_churn(mut client: HubClient, ledger: Shared, dirs: Arc<Mutex<Vec<TempDir>>>) {
+pub(crate) async fn project_churn(
+    mut client: HubClient,
+    ledger: Shared,
+    dirs: Arc<Mutex<Vec<TempDir>>>,
+) {
     loop {
         let dir = TempDir::new().unwrap();
         let Ok(project) = client
@@ -122,7 +126,7 @@ async fn project_churn(mut client: HubClient, ledger: Shared, dirs: Arc<Mutex<Ve
 }
 
 /// Runs the fake agent flat out on `project_id` and records each line pushed.
-async fn agent_output(mut client: HubClient, project_id: String, ledger: Shared) {
+pub(crate) async fn agent_output(mut client: HubClient, project_id: String, ledger: Shared) {
     if client
         .request("project.subscribe", json!({"project_id": project_id}))
         .await
@@ -158,7 +162,12 @@ async fn agent_output(mut client: HubClient, project_id: String, ledger: Shared)
 }
 
 /// A coordinator creating batches of tasks, paced, until the hub dies.
-async fn task_churn(mut client: HubClient, project_id: String, cycle: usize, ledger: Shared) {
+pub(crate) async fn task_churn(
+    mut client: HubClient,
+    project_id: String,
+    cycle: usize,
+    ledger: Shared,
+) {
     if client
         .request(
             "hub.hello",
@@ -202,7 +211,7 @@ async fn task_churn(mut client: HubClient, project_id: String, cycle: usize, led
 }
 
 /// A worker completing every task it is given, until the hub dies.
-async fn worker(mut client: HubClient, ledger: Shared) {
+pub(crate) async fn worker(mut client: HubClient, ledger: Shared) {
     if client
         .request(
             "worker.register",
@@ -250,7 +259,7 @@ async fn worker(mut client: HubClient, ledger: Shared) {
 }
 
 /// Publishes events to a subscriber flat out (paced lightly), counting deliveries.
-async fn events(mut publisher: HubClient, mut subscriber: HubClient, ledger: Shared) {
+pub(crate) async fn events(mut publisher: HubClient, mut subscriber: HubClient, ledger: Shared) {
     if subscriber
         .request("event.subscribe", json!({"types": ["load.*"]}))
         .await

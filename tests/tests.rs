@@ -49,6 +49,8 @@ mod events;
 mod conformance;
 // SIGKILL under load, a client that stops reading, floods, a full disk, agent kills.
 mod faults;
+// Power cuts on a file system that loses what was not fsynced: nothing acknowledged lost.
+mod power_cut;
 // Big writes (10,000 tasks, a 100,000-line project deleted) while hub.status is timed.
 mod faults_storage;
 // Connection churn with memory and descriptors sampled: no growth.

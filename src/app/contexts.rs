@@ -140,6 +140,8 @@ pub(crate) struct Reports {
     pub(super) runner: Runner,
     pub(super) secret_store: &'static str,
     pub(super) monitor: Monitor,
+    /// What the store's acknowledged writes survive.
+    pub(super) durability: crate::storage::sqlite::Durability,
 }
 
 /// What `project.*` uses, and the project lifecycles.

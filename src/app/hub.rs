@@ -58,7 +58,7 @@ use crate::runner::slots::Slots;
 use crate::runner::{Runner, RunnerParts};
 use crate::storage::postgres::Database;
 use crate::storage::secrets::Secrets;
-use crate::storage::sqlite::Store;
+use crate::storage::sqlite::{Durability, Store};
 use crate::support::blocking::blocking;
 use crate::support::metrics::Metrics;
 use crate::support::monitor::Monitor;
@@ -163,7 +163,12 @@ impl Hub {
         let instance_id = uuid::Uuid::new_v4().to_string();
 
         // Opening and loading read the disk: `blocking` keeps the runtime moving.
-        let store = blocking(|| Store::open(&data_dir))?;
+        let durability = if config.config.storage.lose_acknowledged_writes_on_power_cut {
+            Durability::ProcessCrash
+        } else {
+            Durability::PowerCut
+        };
+        let store = blocking(|| Store::open_with(&data_dir, durability))?;
         let (client_tokens, pairings, database) = match shared {
             None => (
                 blocking(|| ClientTokens::load(store.clone()))?,
@@ -313,6 +318,7 @@ impl Hub {
                     runner: runner.clone(),
                     secret_store,
                     monitor: monitor.clone(),
+                    durability: store.durability(),
                 },
                 login: LoginLinks {
                     notices: notices.clone(),

@@ -171,8 +171,22 @@ pub struct Health {
     pub secret_store: &'static str,
     /// Where client tokens and pairings live, and whether it answers.
     pub database: DatabaseHealth,
+    /// What an acknowledged write survives (docs/reliability.md).
+    pub durability: DurabilityHealth,
     /// The event broker between instances.
     pub broker: BrokerHealth,
+}
+
+/// `/health`'s `durability` part: what the store's acknowledged writes survive.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct DurabilityHealth {
+    /// `power_cut` (the default: fsynced before acknowledged) or `process_crash`
+    /// (`storage.lose_acknowledged_writes_on_power_cut = true`).
+    pub survives: &'static str,
+    /// The SQLite `synchronous` setting in force: `full` or `normal`.
+    pub synchronous: &'static str,
+    /// The setting itself, `storage.lose_acknowledged_writes_on_power_cut`.
+    pub lose_acknowledged_writes_on_power_cut: bool,
 }
 
 impl Health {

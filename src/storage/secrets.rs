@@ -202,6 +202,13 @@ fn write_private_file(dir: &Path, name: &str, value: &str) -> Result<(), SecretE
     tmp.write_all(value.as_bytes()).map_err(io_err)?;
     tmp.as_file().sync_all().map_err(io_err)?;
     tmp.persist(&path).map_err(|err| io_err(err.error))?;
+    // The rename, and the directory if it was just made, are durable only once their
+    // directories are synced (fsync(2) of the file covers its data, not its name).
+    for dir in [Some(dir), dir.parent()].into_iter().flatten() {
+        std::fs::File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_err)?;
+    }
     Ok(())
 }
 

@@ -32,10 +32,16 @@
 //! Nothing is acknowledged before its commit: [`Store::write`] returns after the group
 //! holding the job committed. With `journal_mode=WAL` a committed transaction is in the
 //! WAL file before `COMMIT` returns, and the next open replays it
-//! (<https://www.sqlite.org/wal.html>). `synchronous=NORMAL` keeps that guarantee for
-//! process crashes; only a power cut may lose the newest transactions, never corrupt the
-//! file. Group commit is what makes `synchronous=FULL` affordable later: one fsync per
-//! group, not per write.
+//! (<https://www.sqlite.org/wal.html>). By default ([`Durability::PowerCut`]) the store
+//! runs `synchronous=FULL`: `COMMIT` returns only after the WAL is fsynced, so a commit
+//! survives a power cut or a kernel crash too
+//! (<https://www.sqlite.org/pragma.html#pragma_synchronous>). Group commit keeps that
+//! affordable: one fsync per group, whatever the number of writes that arrived while the
+//! previous group was being synced. [`Durability::ProcessCrash`]
+//! (`storage.lose_acknowledged_writes_on_power_cut`) runs `synchronous=NORMAL`: no fsync
+//! per commit, so a crash of the hub loses nothing acknowledged but a power cut may roll
+//! back the newest commits (never corrupting the file). The power-cut campaign
+//! (`tests/power_cut.rs`, on the `lazyfs` file system) holds both statements.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -119,13 +125,36 @@ impl std::error::Error for SharedError {
 pub struct Store {
     writer: writer::WriterHandle,
     readers: reads::Readers,
+    durability: Durability,
+}
+
+/// What a write survives once the store acknowledged it (its group is committed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// A power cut or a kernel crash: SQLite `synchronous=FULL`, the WAL is fsynced
+    /// before `COMMIT` returns. The default.
+    #[default]
+    PowerCut,
+    /// A crash of the hub's process only: SQLite `synchronous=NORMAL`, no fsync per
+    /// commit; a power cut may roll back the last commits. Chosen by
+    /// `storage.lose_acknowledged_writes_on_power_cut = true`.
+    ProcessCrash,
+}
+
+impl Durability {
+    /// The SQLite `synchronous` setting that gives it: `FULL` or `NORMAL`.
+    pub fn synchronous(self) -> &'static str {
+        match self {
+            Self::PowerCut => "FULL",
+            Self::ProcessCrash => "NORMAL",
+        }
+    }
 }
 
 /// WAL pages (4 KiB each) after which a commit checkpoints the log into the database:
 /// 16,384 pages, 64 MiB. SQLite's default of 1,000 made a checkpoint, with its two
 /// fsyncs, every few hundred output lines; a commit's durability does not depend on it
-/// (with `synchronous = NORMAL` in WAL mode a commit survives a crash of the process,
-/// and a crash of the system may lose the last commits, but never corrupts;
+/// (a commit is durable once its WAL frames are, see [`Durability`];
 /// <https://www.sqlite.org/pragma.html#pragma_synchronous>).
 const WAL_CHECKPOINT_PAGES: i64 = 16_384;
 
@@ -137,7 +166,16 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 pub const DATABASE_FILE: &str = "hub.sqlite3";
 
 impl Store {
-    /// Opens (creating if needed) `<data_dir>/hub.sqlite3` and applies pending migrations.
+    /// [`Store::open_with`] the default durability, [`Durability::PowerCut`].
+    ///
+    /// # Errors
+    /// As [`Store::open_with`].
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, Durability::PowerCut)
+    }
+
+    /// Opens (creating if needed) `<data_dir>/hub.sqlite3` with the given durability and
+    /// applies pending migrations.
     ///
     /// # Errors
     /// [`StoreError::Open`] when the directory or file cannot be created, the file is not
@@ -147,7 +185,7 @@ impl Store {
     /// before SQLite opens it; SQLite gives its `-wal`, `-shm` and `-journal` files the
     /// database file's mode ([`crate::support::file_modes`]), so all of them stay private whatever
     /// the umask.
-    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+    pub fn open_with(data_dir: &Path, durability: Durability) -> Result<Self, StoreError> {
         let path = data_dir.join(DATABASE_FILE);
         let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             path: path.clone(),
@@ -159,7 +197,7 @@ impl Store {
             .map_err(|err| open_err(err.into()))?;
         let mut conn = Connection::open(&path).map_err(|err| open_err(err.into()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+            .and_then(|()| conn.pragma_update(None, "synchronous", durability.synchronous()))
             .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES))
             .and_then(|()| conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT))
             .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
@@ -172,7 +210,13 @@ impl Store {
         Ok(Self {
             writer,
             readers: reads::Readers::new(path.clone()),
+            durability,
         })
+    }
+
+    /// What an acknowledged write survives.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     /// Runs `f` on the writer thread, inside the next group's transaction, and returns

@@ -251,6 +251,9 @@ describe('dashboard', () => {
     const row = page.locator('hub-settings tr[data-key="limits.max_connections"]');
     await row.waitFor({ timeout: 10_000 });
     assert.match(await row.innerText(), /100\s+default/);
+    const durable = page.locator('hub-settings tr[data-key="storage.lose_acknowledged_writes_on_power_cut"]');
+    assert.match(await durable.innerText(), /false\s+default/);
+    assert.match(await page.locator('hub-settings [data-durability="power_cut"]').innerText(), /survives a power cut/);
     assert.equal(await page.getByLabel('Start at login').count(), 0, 'no desktop toggle in a plain browser');
   });
 

@@ -62,6 +62,7 @@ class SettingsView extends HTMLElement {
       .filter(([, v]) => v !== undefined);
     replace(this.tableEl,
       places.length ? h('dl', { class: 'kv places' }, places.map(([k, v]) => kv(k, h('span', { class: 'mono' }, v)))) : null,
+      durability(values),
       h('table', { class: 'config' },
       h('thead', {}, h('tr', {}, ['Setting', 'Value', 'Source'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, values.map((v) => h('tr', { dataset: { key: v.key } },
@@ -128,6 +129,20 @@ class SettingsView extends HTMLElement {
       h('div', { class: 'switch-row' }, toggle, h('label', { for: 'start-at-login' }, 'Start at login')),
       status));
   }
+}
+
+/**
+ * What an acknowledged write survives, from storage.lose_acknowledged_writes_on_power_cut
+ * (docs/reliability.md): said in words, since the setting trades safety for speed.
+ */
+function durability(values) {
+  const setting = values.find((v) => v.key === 'storage.lose_acknowledged_writes_on_power_cut');
+  if (!setting) return null;
+  const risky = setting.value === true;
+  return h('p', { class: risky ? 'inline-msg warn' : 'muted', dataset: { durability: risky ? 'process_crash' : 'power_cut' } },
+    risky
+      ? 'Durability: writes are acknowledged before they reach the disk; a power cut or a system crash may lose the last ones (storage.lose_acknowledged_writes_on_power_cut).'
+      : 'Durability: every write is on disk before it is acknowledged, so it survives a power cut.');
 }
 
 function display(v) {

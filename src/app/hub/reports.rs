@@ -5,10 +5,11 @@ use super::{PRODUCT, VERSION};
 use crate::app::contexts::Reports;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::hub::{
-    BrokerHealth, BrokerKind, BrokerState, DatabaseHealth, Disk, Health, HealthStatus, HubStatus,
-    Memory, Stats,
+    BrokerHealth, BrokerKind, BrokerState, DatabaseHealth, Disk, DurabilityHealth, Health,
+    HealthStatus, HubStatus, Memory, Stats,
 };
 use crate::storage::postgres::Database;
+use crate::storage::sqlite::Durability;
 
 impl Reports {
     /// `/health` `broker`.
@@ -89,7 +90,21 @@ impl Reports {
             agent_cli: self.runner.cli().report(),
             secret_store: self.secret_store,
             database,
+            durability: self.durability_health(),
             broker,
+        }
+    }
+
+    /// `/health` `durability`: what the store's acknowledged writes survive.
+    pub(crate) fn durability_health(&self) -> DurabilityHealth {
+        let (survives, synchronous) = match self.durability {
+            Durability::PowerCut => ("power_cut", "full"),
+            Durability::ProcessCrash => ("process_crash", "normal"),
+        };
+        DurabilityHealth {
+            survives,
+            synchronous,
+            lose_acknowledged_writes_on_power_cut: self.durability == Durability::ProcessCrash,
         }
     }
 
