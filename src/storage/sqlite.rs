@@ -19,6 +19,9 @@
 //! - **Big operations** (`task.create` of up to 10,000 rows, deleting a project with its
 //!   log, retention) run as jobs of at most [`CHUNK_ROWS`] rows, so a write queued behind
 //!   them waits for a chunk, not for the whole operation.
+//! - **The output's full-text index** ([`search`]) is kept off the write path: the
+//!   writer thread indexes new lines in the background when its queue is idle, and a
+//!   search also scans the lines not indexed yet, so it stays exact.
 //!
 //! The sync core (the SQL in [`projects`], [`messages`], [`tasks`], ...) asserts in
 //! debug builds that it runs off the runtime ([`crate::support::blocking`]); the test
@@ -52,6 +55,7 @@ mod migrations;
 mod projects;
 mod reads;
 mod rows;
+mod search;
 mod sessions;
 mod tasks;
 mod usage;

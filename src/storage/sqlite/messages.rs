@@ -3,7 +3,7 @@
 use rusqlite::{Connection, params, params_from_iter};
 use serde_json::value::RawValue;
 
-use super::{CHUNK_ROWS, MessagePage, MessageQuery, NewLine, Store, StoreError, stored};
+use super::{CHUNK_ROWS, MessagePage, MessageQuery, NewLine, Store, StoreError, search, stored};
 use crate::protocol::{Output, Stream};
 use crate::support::timestamp::format_ms;
 
@@ -98,6 +98,23 @@ impl Store {
         self.read_blocking(|conn| messages(conn, query))
     }
 
+    /// Output lines stored but not yet in the full-text index (the writer indexes them
+    /// when idle; a search finds them meanwhile by scanning them). Blocks: for sync code
+    /// off the runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn search_backlog_blocking(&self) -> Result<u64, StoreError> {
+        self.read_blocking(search::backlog)
+    }
+
+    /// Pauses (`false`) or resumes (`true`) the writer's background indexing of output
+    /// lines (on when the store opens). Searches stay exact while paused; they scan the
+    /// lines not yet indexed.
+    pub fn set_search_indexing(&self, on: bool) {
+        self.writer.set_indexing(on);
+    }
+
     /// Deletes lines beyond the newest `max_lines` per project and lines older than
     /// `older_than` (epoch ms). Zero disables each rule. Returns the number deleted.
     /// Deletes [`CHUNK_ROWS`] lines per write, so appends interleave with it. Blocks: run
@@ -173,11 +190,11 @@ fn append_all(
     Ok(first as u64..last as u64 + 1)
 }
 
-fn messages(conn: &Connection, query: &MessageQuery) -> Result<MessagePage, StoreError> {
-    let mut sql = String::from(
-        "SELECT seq, ts, run_id, stream, kind, is_json, body FROM messages WHERE project_id = ?",
-    );
-    let mut args: Vec<rusqlite::types::Value> = vec![query.project_id.clone().into()];
+/// The `WHERE` terms of `query` other than `q`, after `project_id = ?` (their SQL and
+/// arguments, in order).
+fn filters(query: &MessageQuery) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::new();
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
     if let Some(after) = query.after_seq {
         sql.push_str(" AND seq > ?");
         args.push((after as i64).into());
@@ -200,9 +217,60 @@ fn messages(conn: &Connection, query: &MessageQuery) -> Result<MessagePage, Stor
         sql.push(')');
         args.extend(query.kinds.iter().map(|kind| kind.clone().into()));
     }
-    if let Some(q) = query.q.as_deref().and_then(fts_query) {
-        sql.push_str(" AND rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)");
-        args.push(q.into());
+    (sql, args)
+}
+
+fn messages(conn: &Connection, query: &MessageQuery) -> Result<MessagePage, StoreError> {
+    let Some(q) = query.q.as_deref().and_then(search::fts_query) else {
+        return page(conn, query, None);
+    };
+    // One read transaction: the watermark, the index and the lines past it are one
+    // snapshot, so every matching line is found exactly once.
+    let tx = conn.unchecked_transaction()?;
+    let indexed_to = search::watermark(&tx)?;
+    let (filter_sql, filter_args) = filters(query);
+    // The lines past the watermark, found by rowid (`+project_id` keeps SQLite on the
+    // rowid range rather than the project's whole log).
+    let tail_sql =
+        format!("SELECT rowid, body FROM messages WHERE rowid > ? AND +project_id = ?{filter_sql}");
+    let mut tail_args: Vec<rusqlite::types::Value> =
+        vec![indexed_to.into(), query.project_id.clone().into()];
+    tail_args.extend(filter_args);
+    let tail = search::tail_matches(&tx, &tail_sql, &tail_args, &q)?;
+    let page = page(conn, query, Some((q, tail)))?;
+    tx.commit()?;
+    Ok(page)
+}
+
+/// A page of `query`'s lines; with `search`, only the lines the index matches with the
+/// FTS5 query, or whose rowid is among the matched lines past the watermark.
+fn page(
+    conn: &Connection,
+    query: &MessageQuery,
+    search: Option<(String, Vec<i64>)>,
+) -> Result<MessagePage, StoreError> {
+    let mut sql = String::from(
+        "SELECT seq, ts, run_id, stream, kind, is_json, body FROM messages WHERE project_id = ?",
+    );
+    let mut args: Vec<rusqlite::types::Value> = vec![query.project_id.clone().into()];
+    let (filter_sql, filter_args) = filters(query);
+    sql.push_str(&filter_sql);
+    args.extend(filter_args);
+    if let Some((q, tail)) = search {
+        if tail.is_empty() {
+            sql.push_str(
+                " AND rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)",
+            );
+            args.push(q.into());
+        } else {
+            sql.push_str(
+                " AND (rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)
+                   OR rowid IN (SELECT value FROM json_each(?)))",
+            );
+            args.push(q.into());
+            let ids: Vec<String> = tail.iter().map(i64::to_string).collect();
+            args.push(format!("[{}]", ids.join(",")).into());
+        }
     }
     // Paging backwards (scrolling up) takes the newest lines below `before_seq`.
     let descending = query.before_seq.is_some() && query.after_seq.is_none();
@@ -234,18 +302,6 @@ fn messages(conn: &Connection, query: &MessageQuery) -> Result<MessagePage, Stor
         messages.reverse();
     }
     Ok(MessagePage { messages, has_more })
-}
-
-/// The FTS5 query for the words of `q`: each word (split on white space) as a quoted
-/// phrase, so every one must appear and no character of `q` is FTS5 syntax; FTS5's
-/// `unicode61` tokenizer then matches whole words, ignoring case and diacritics. `None`
-/// when `q` holds no word.
-pub(crate) fn fts_query(q: &str) -> Option<String> {
-    let words: Vec<String> = q
-        .split_whitespace()
-        .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" "))
 }
 
 fn to_output(

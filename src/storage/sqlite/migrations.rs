@@ -2,7 +2,7 @@
 
 use rusqlite_migration::{M, Migrations};
 
-use super::{client_tokens, sessions, usage};
+use super::{client_tokens, search, sessions, usage};
 
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -105,7 +105,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(usage::MIGRATION),
         // Full-text search in the output (`messages.list` with `q`): an FTS5 index over
         // the stored lines' text, kept by triggers (retention and project deletion
-        // included), and built for the lines already stored.
+        // included). Never released; the search migration below replaces it, so it no longer
+        // indexes the lines already stored (`rebuild`), which that one would drop.
         M::up(
             "CREATE VIRTUAL TABLE messages_fts USING fts5(
             body, content='messages', content_rowid='rowid'
@@ -121,11 +122,13 @@ pub(super) fn migrations() -> Migrations<'static> {
             INSERT INTO messages_fts(messages_fts, rowid, body)
                 VALUES ('delete', old.rowid, old.body);
             INSERT INTO messages_fts(rowid, body) VALUES (new.rowid, new.body);
-        END;
-        INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
+        END;",
         ),
         // Live agent sessions (src/storage/sqlite/sessions.rs): queued follow-ups and
         // remembered approval rules.
         M::up(sessions::MIGRATION),
+        // The output's full-text index, kept off the write path: indexed by the writer thread in the
+        // background up to a stored watermark (src/storage/sqlite/search.rs).
+        M::up(search::MIGRATION),
     ])
 }

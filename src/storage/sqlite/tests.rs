@@ -249,28 +249,95 @@ fn text_line(store: &Store, project_id: &str, ts: i64, text: &str) -> u64 {
         .unwrap()
 }
 
-#[test]
-fn full_text_search_finds_every_word_and_follows_deletes() {
+/// The seqs of project `project`'s lines that `q` finds.
+fn found(store: &Store, project: &str, q: &str) -> Vec<u64> {
+    store
+        .messages_blocking(&MessageQuery {
+            q: Some(q.into()),
+            ..query(project)
+        })
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| m.seq)
+        .collect()
+}
+
+/// Waits (60 s at most) until the writer has indexed every stored line.
+fn wait_indexed(store: &Store) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.search_backlog_blocking().unwrap() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the index did not catch up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// FTS5's own check (against the lines too once every line is indexed), and the index
+/// holds exactly the lines at or under the watermark, which is never above the largest
+/// rowid.
+fn assert_index_in_step(store: &Store) {
+    let (indexed, expected, watermark, max) = store
+        .write_blocking(|conn| {
+            let check = if search::backlog(conn)? == 0 {
+                "INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')"
+            } else {
+                "INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 0)"
+            };
+            conn.execute_batch(check)?;
+            conn.execute_batch(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.fts_rows
+                 USING fts5vocab(main, messages_fts, 'instance')",
+            )?;
+            let watermark = search::watermark(conn)?;
+            let rowids = |sql: &str, arg: i64| -> Result<Vec<i64>, StoreError> {
+                Ok(conn
+                    .prepare(sql)?
+                    .query_map([arg], |row| row.get(0))?
+                    .collect::<Result<Vec<i64>, _>>()?)
+            };
+            let indexed = rowids(
+                "SELECT DISTINCT doc FROM temp.fts_rows WHERE ?1 = ?1 ORDER BY doc",
+                0,
+            )?;
+            let expected = rowids(
+                "SELECT rowid FROM messages WHERE rowid <= ?1 AND body != '' ORDER BY rowid",
+                watermark,
+            )?;
+            let max: i64 =
+                conn.query_row("SELECT coalesce(max(rowid), 0) FROM messages", [], |row| {
+                    row.get(0)
+                })?;
+            conn.execute_batch("DROP TABLE temp.fts_rows")?;
+            Ok((indexed, expected, watermark, max))
+        })
+        .unwrap();
+    assert_eq!(indexed, expected);
+    assert!(
+        watermark <= max,
+        "watermark {watermark} above the largest rowid {max}"
+    );
+}
+
+/// The search rule and deletes, with the lines indexed before the searches or never.
+fn every_word_and_deletes(indexed: bool) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    store.set_search_indexing(indexed);
     project(&store, "a");
     project(&store, "b");
     text_line(&store, "a", 1, "the build FAILED in parser.rs");
     text_line(&store, "a", 2, "all tests passed");
     text_line(&store, "a", 3, "parser rewritten; the build passes");
     text_line(&store, "b", 4, "the build failed elsewhere");
-    let found = |project: &str, q: &str| {
-        store
-            .messages_blocking(&MessageQuery {
-                q: Some(q.into()),
-                ..query(project)
-            })
-            .unwrap()
-            .messages
-            .iter()
-            .map(|m| m.seq)
-            .collect::<Vec<_>>()
-    };
+    if indexed {
+        wait_indexed(&store);
+    } else {
+        assert_eq!(store.search_backlog_blocking().unwrap(), 4);
+    }
+    let found = |project: &str, q: &str| found(&store, project, q);
     // Whole words, any case, every word, in this project only.
     assert_eq!(found("a", "failed"), vec![1]);
     assert_eq!(found("a", "BUILD"), vec![1, 3]);
@@ -285,13 +352,172 @@ fn full_text_search_finds_every_word_and_follows_deletes() {
     assert_eq!(found("a", "failed"), Vec::<u64>::new());
     assert_eq!(found("a", "build"), vec![3]);
     assert!(block_on(store.delete_project("b")).unwrap());
-    store
-        .write_blocking(|conn| {
-            conn.execute_batch(
-                "INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')",
-            )?;
-            Ok(())
+    assert_index_in_step(&store);
+    assert_eq!(found("a", "passed"), vec![2]);
+    if !indexed {
+        assert_eq!(store.search_backlog_blocking().unwrap(), 2);
+    }
+    store.set_search_indexing(true);
+    wait_indexed(&store);
+    assert_index_in_step(&store);
+    assert_eq!(found("a", "build"), vec![3]);
+    assert_eq!(found("a", "passed"), vec![2]);
+}
+
+#[test]
+fn full_text_search_finds_every_word_and_follows_deletes() {
+    every_word_and_deletes(true);
+}
+
+#[test]
+fn full_text_search_is_the_same_before_indexing() {
+    every_word_and_deletes(false);
+}
+
+#[test]
+fn a_line_is_found_before_and_after_it_is_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.set_search_indexing(false);
+    project(&store, "a");
+    text_line(&store, "a", 1, "Café: ERROR in módulo Ünïcode");
+    text_line(&store, "a", 2, "no errors here");
+    text_line(&store, "a", 3, "a café");
+    let cases: [(&str, Vec<u64>); 6] = [
+        // Any case, diacritics ignored (FTS5's unicode61 tokenizer), every word.
+        ("cafe error", vec![1]),
+        ("CAFÉ", vec![1, 3]),
+        ("modulo unicode", vec![1]),
+        // Whole words: no prefix, no substring.
+        ("err", vec![]),
+        ("error", vec![1]),
+        ("errors", vec![2]),
+    ];
+    assert_eq!(store.search_backlog_blocking().unwrap(), 3);
+    for (q, seqs) in &cases {
+        assert_eq!(&found(&store, "a", q), seqs, "before indexing: {q}");
+    }
+    store.set_search_indexing(true);
+    wait_indexed(&store);
+    for (q, seqs) in &cases {
+        assert_eq!(&found(&store, "a", q), seqs, "after indexing: {q}");
+    }
+    // Part indexed, part not: one page, in order, each line once.
+    store.set_search_indexing(false);
+    text_line(&store, "a", 4, "error again");
+    assert_eq!(store.search_backlog_blocking().unwrap(), 1);
+    assert_eq!(found(&store, "a", "error"), vec![1, 4]);
+    let page = store
+        .messages_blocking(&MessageQuery {
+            q: Some("error".into()),
+            limit: 1,
+            ..query("a")
         })
         .unwrap();
-    assert_eq!(found("a", "passed"), vec![2]);
+    assert_eq!(page.messages.len(), 1);
+    assert!(page.has_more);
+    assert_index_in_step(&store);
+}
+
+#[test]
+fn the_index_catches_up_when_the_writer_is_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    project(&store, "a");
+    let count = 3 * search::INDEX_CHUNK_ROWS + 10;
+    let bodies: Vec<String> = (0..count).map(|i| format!("line word{i}")).collect();
+    let lines: Vec<NewLine<'_>> = bodies
+        .iter()
+        .map(|body| NewLine {
+            run_id: None,
+            ts: 1,
+            stream: Stream::Stdout,
+            kind: "text",
+            body,
+            is_json: false,
+        })
+        .collect();
+    store.append_all_blocking("a", &lines).unwrap();
+    wait_indexed(&store);
+    assert_index_in_step(&store);
+    let last: i64 = store
+        .read_blocking(|conn| {
+            Ok(conn.query_row("SELECT max(rowid) FROM messages", [], |row| row.get(0))?)
+        })
+        .unwrap();
+    assert_eq!(store.read_blocking(search::watermark).unwrap(), last);
+    assert_eq!(found(&store, "a", "word0"), vec![1]);
+    assert_eq!(
+        found(&store, "a", &format!("word{}", count - 1)),
+        vec![count as u64]
+    );
+    assert_eq!(found(&store, "a", "line").len(), 100);
+}
+
+#[test]
+fn deletes_under_and_over_the_watermark_keep_the_index_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    project(&store, "a");
+    project(&store, "b");
+    for ts in 1..=3 {
+        text_line(&store, "a", ts, "old line");
+    }
+    wait_indexed(&store);
+    store.set_search_indexing(false);
+    text_line(&store, "a", 4, "new line");
+    text_line(&store, "a", 5, "new line");
+    text_line(&store, "b", 6, "new line");
+    // Retention deletes indexed lines (under the watermark).
+    assert_eq!(store.prune(2, None).unwrap(), 3);
+    assert_eq!(found(&store, "a", "old"), Vec::<u64>::new());
+    assert_eq!(found(&store, "a", "line"), vec![4, 5]);
+    assert_index_in_step(&store);
+    // Project deletion deletes a line not yet indexed (over the watermark).
+    assert!(block_on(store.delete_project("b")).unwrap());
+    assert_index_in_step(&store);
+    store.set_search_indexing(true);
+    wait_indexed(&store);
+    assert_index_in_step(&store);
+    assert_eq!(found(&store, "a", "new"), vec![4, 5]);
+
+    // Deleting the newest, indexed lines takes the largest rowid below the watermark;
+    // the next line reuses a rowid the watermark covered, and is found all the same.
+    project(&store, "c");
+    text_line(&store, "c", 7, "doomed line");
+    wait_indexed(&store);
+    store.set_search_indexing(false);
+    assert!(block_on(store.delete_project("c")).unwrap());
+    assert_index_in_step(&store);
+    text_line(&store, "a", 8, "fresh line");
+    assert_eq!(store.search_backlog_blocking().unwrap(), 1);
+    assert_eq!(found(&store, "a", "fresh"), vec![6]);
+    assert_eq!(found(&store, "a", "doomed"), Vec::<u64>::new());
+    store.set_search_indexing(true);
+    wait_indexed(&store);
+    assert_index_in_step(&store);
+    assert_eq!(found(&store, "a", "fresh"), vec![6]);
+    assert_eq!(found(&store, "a", "line"), vec![4, 5, 6]);
+}
+
+#[test]
+fn a_restart_finds_and_indexes_the_lines_left_unindexed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.set_search_indexing(false);
+        project(&store, "a");
+        text_line(&store, "a", 1, "written before the restart");
+        text_line(&store, "a", 2, "also before");
+        assert_eq!(store.search_backlog_blocking().unwrap(), 2);
+        store.close();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    // Found whether or not the writer has indexed them yet.
+    assert_eq!(found(&store, "a", "before"), vec![1, 2]);
+    // Indexed after the restart with no new write.
+    wait_indexed(&store);
+    assert_index_in_step(&store);
+    assert_eq!(found(&store, "a", "before"), vec![1, 2]);
+    assert_eq!(found(&store, "a", "restart"), vec![1]);
 }

@@ -12,11 +12,21 @@
 //! deleting a project's log, retention) are split by their callers into jobs of at most
 //! [`super::CHUNK_ROWS`] rows, so the jobs queued behind them wait for a chunk, not for
 //! the whole operation.
+//!
+//! When its queue is idle (empty for [`IDLE`]), the thread indexes the output lines not
+//! yet in the full-text index, one short transaction at a time
+//! ([`super::search::index_chunk`]), and looks at the queue again between chunks: jobs
+//! always come first, so a burst of writes is never slowed by indexing. Under writes
+//! that never leave the queue idle for [`IDLE`], it still indexes one chunk whenever the
+//! queue is empty and none was indexed for [`MAX_INDEX_LAG`], so the lines left to scan
+//! by a search stay bounded.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -26,6 +36,10 @@ use super::StoreError;
 pub(super) const WRITE_QUEUE: usize = 1024;
 /// Most jobs committed together.
 const MAX_GROUP: usize = 256;
+/// How long the queue stays empty before the thread indexes output lines.
+const IDLE: Duration = Duration::from_millis(20);
+/// Longest time without indexing while lines wait for it and jobs keep coming.
+const MAX_INDEX_LAG: Duration = Duration::from_secs(1);
 
 /// What a job gives back once its group is committed (or failed): a sender of the
 /// job's own result, with the commit's outcome.
@@ -56,6 +70,8 @@ fn copy_failure(err: &StoreError) -> Option<rusqlite::Error> {
 pub(super) struct WriterHandle {
     jobs: SyncSender<Option<Job>>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Whether the thread indexes output lines when idle (on unless paused).
+    indexing: Arc<AtomicBool>,
 }
 
 impl WriterHandle {
@@ -101,6 +117,17 @@ impl WriterHandle {
             .map_err(|_| StoreError::WriterGone)
     }
 
+    /// Pauses (`false`) or resumes (`true`) the background indexing of output lines; a
+    /// chunk being indexed finishes. Searches stay exact either way.
+    pub(super) fn set_indexing(&self, on: bool) {
+        self.indexing.store(on, Ordering::SeqCst);
+        if on {
+            // Wakes a thread waiting for a job with indexing paused: the empty job's
+            // commit marks lines as waiting for indexing again.
+            let _ = self.try_send(Self::job(|_| Ok(()), |_: Result<(), StoreError>| {}));
+        }
+    }
+
     /// Asks the thread to commit what is queued, close the connection and end, and
     /// waits until it has. Later writes fail with [`StoreError::WriterGone`]. Blocks.
     pub(super) fn close(&self) {
@@ -124,22 +151,96 @@ impl WriterHandle {
 /// The thread could not be spawned.
 pub(super) fn start(conn: Connection) -> std::io::Result<WriterHandle> {
     let (jobs, queue) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
+    let indexing = Arc::new(AtomicBool::new(true));
+    let index = Indexer {
+        on: Arc::clone(&indexing),
+        // Lines stored before a restart may wait for indexing.
+        pending: true,
+        last: Instant::now(),
+    };
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, queue))?;
+        .spawn(move || run(conn, queue, index))?;
     Ok(WriterHandle {
         jobs,
         thread: Arc::new(Mutex::new(Some(thread))),
+        indexing,
     })
+}
+
+/// The writer thread's background indexing state.
+struct Indexer {
+    /// Shared with [`WriterHandle::set_indexing`].
+    on: Arc<AtomicBool>,
+    /// Lines may be waiting for indexing (set by every commit, cleared when a chunk
+    /// comes back short).
+    pending: bool,
+    /// When a chunk was last indexed (or indexing last found nothing to do).
+    last: Instant,
+}
+
+impl Indexer {
+    fn wanted(&self) -> bool {
+        self.pending && self.on.load(Ordering::SeqCst)
+    }
+
+    /// Indexes one chunk in a transaction of its own.
+    fn step(&mut self, conn: &mut Connection) {
+        self.last = Instant::now();
+        let indexed = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)
+            .and_then(|tx| {
+                let more = super::search::index_chunk(&tx)?;
+                tx.commit()?;
+                Ok(more)
+            });
+        self.pending = match indexed {
+            Ok(more) => more,
+            Err(err) => {
+                // Searches stay exact; the next commit retries.
+                tracing::warn!(error = %err, "cannot index output lines");
+                false
+            }
+        };
+    }
+}
+
+/// The next job, indexing output lines meanwhile when the queue is idle; `None` when
+/// asked to close or when every handle is dropped.
+fn next_job(
+    conn: &mut Connection,
+    queue: &Receiver<Option<Job>>,
+    index: &mut Indexer,
+) -> Option<Job> {
+    loop {
+        match queue.try_recv() {
+            Ok(job) => return job,
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        if !index.wanted() {
+            return queue.recv().ok().flatten();
+        }
+        if index.last.elapsed() >= MAX_INDEX_LAG {
+            index.step(conn);
+            continue;
+        }
+        match queue.recv_timeout(IDLE) {
+            Ok(job) => return job,
+            Err(RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) => index.step(conn),
+        }
+    }
 }
 
 /// The writer loop; ends when asked to close or when every handle is dropped, and
 /// closes the connection as it ends.
-fn run(mut conn: Connection, queue: Receiver<Option<Job>>) {
+fn run(mut conn: Connection, queue: Receiver<Option<Job>>, mut index: Indexer) {
     crate::support::blocking::mark_off_runtime();
     let mut closing = false;
     while !closing {
-        let Ok(Some(first)) = queue.recv() else {
+        let Some(first) = next_job(&mut conn, &queue, &mut index) else {
             break;
         };
         let mut group = vec![first];
@@ -154,6 +255,10 @@ fn run(mut conn: Connection, queue: Receiver<Option<Job>>) {
             }
         }
         commit_group(&mut conn, group);
+        if !index.pending {
+            index.pending = true;
+            index.last = Instant::now();
+        }
     }
     if let Err((_, err)) = conn.close() {
         tracing::warn!(error = %err, "cannot close the store");
