@@ -105,8 +105,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(usage::MIGRATION),
         // Full-text search in the output (`messages.list` with `q`): an FTS5 index over
         // the stored lines' text, kept by triggers (retention and project deletion
-        // included). Never released; the search migration below replaces it, so it no longer
-        // indexes the lines already stored (`rebuild`), which that one would drop.
+        // included). Never released; the search migration below replaces it, so it no
+        // longer indexes the lines already stored (`rebuild`), which that one would drop.
         M::up(
             "CREATE VIRTUAL TABLE messages_fts USING fts5(
             body, content='messages', content_rowid='rowid'
@@ -127,8 +127,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         // Live agent sessions (src/storage/sqlite/sessions.rs): queued follow-ups and
         // remembered approval rules.
         M::up(sessions::MIGRATION),
-        // The output's full-text index, kept off the write path: indexed by the writer thread in the
-        // background up to a stored watermark (src/storage/sqlite/search.rs).
+        // The output's full-text index, kept off the write path: indexed by the writer
+        // thread in the background up to a stored watermark (src/storage/sqlite/search.rs).
         M::up(search::MIGRATION),
     ])
 }
