@@ -42,15 +42,35 @@
 //!   events and, after the lock, applies its effects (starting and stopping runs);
 //! - [`reports`]: report files; [`prompt`]: the prompt of a task run.
 //!
-//! # Lock
+//! # Lock and commits
 //!
 //! Queued and running tasks, per-project counts and the online workers live in memory
-//! behind one std `Mutex`; finished tasks are only in the store. The lock is held for the
-//! whole of a transition, including its store writes and the emission of its events, so
-//! every client sees changes in the order they happened and counts that add up. Nothing
-//! under it awaits: store writes are single short statements and the event sink never
-//! waits. Starting and stopping agent runs happen after the lock is released. Lock order:
-//! coordinator, then the slots, the store, and the notifier's client and project
+//! behind one std `Mutex`; finished tasks are only in the store. Under the lock a
+//! transition changes memory, records its writes ([`writes::Recorder`]) and queues
+//! them, with its events and effects, in the order of the transitions; nothing under it
+//! awaits or blocks. After the lock:
+//!
+//! - a forwarding task hands each transition's writes to the store's writer as one job
+//!   ([`Store::submit`]), in that order; the writer is FIFO and commits what is queued
+//!   together (one fsync per group), so transitions from many connections share
+//!   commits;
+//! - a publishing task takes the transitions in the same order, awaits each one's
+//!   commit, and only then emits its events, applies its effects (starting and stopping
+//!   runs) and answers its caller, who awaits that answer asynchronously. So nothing is
+//!   acknowledged or announced before it is on disk, and clients see changes in the
+//!   order they happened, with counts that add up.
+//!
+//! **When a commit fails** (a full disk: `STORAGE_FULL`), memory is ahead of the store.
+//! The failed transition's job sets a fence (its generation) on the writer thread, so
+//! every later coordination job of the same generation fails without writing: the
+//! store holds exactly the transitions before the failure. The publisher answers the
+//! failed transition and every later one of its generation with the failure, drops
+//! their events and effects, reads the coordinator's part of the store, and under the
+//! lock rebuilds memory from it ([`state::Txn::rebuild`]) and starts a new generation.
+//! Memory and store agree again and nothing that was not stored was acknowledged; the
+//! callers that got the error retry.
+//!
+//! Lock order: coordinator, then the slots and the notifier's client and project
 //! registries; none of those ever calls back in.
 
 pub mod model;
@@ -61,8 +81,11 @@ pub mod state;
 pub mod writes;
 
 pub(crate) mod watch;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -78,12 +101,13 @@ use crate::protocol::coordination::{
 };
 use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
 use crate::runner::{RunEnd, RunMode, RunRequest, Runner};
-use crate::storage::sqlite::{Store, StoreError};
+use crate::storage::sqlite::{Store, StoreError, TaskWrite, apply_task_writes};
 use crate::support::timestamp::now_ms;
 
 use ops::ReportOutcome;
 use reports::Known;
 use state::{Effect, State, Txn};
+use writes::Recorder;
 
 /// Most tasks in one `task.create`.
 pub const MAX_TASKS_PER_CREATE: usize = 10_000;
@@ -202,11 +226,35 @@ struct Inner {
     parts: CoordinatorParts,
     clock: Clock,
     state: Mutex<State>,
+    /// The generation of the transitions: a new one starts after each failed commit.
+    /// Changed under the state lock only.
+    generation: AtomicU64,
+    /// Transitions' writes, to the forwarding task, in order.
+    forward: mpsc::UnboundedSender<Submission>,
+    /// Transitions, to the publishing task, in order.
+    publish: mpsc::UnboundedSender<Entry>,
     /// Held by a `task.create` from its read of the ids' owners to its rows queued.
     creating: tokio::sync::Mutex<()>,
     /// Wakes the parked lease timer after a transition (which may have queued a task or
     /// taken a lease).
     wake: tokio::sync::Notify,
+}
+
+/// A transition's writes on their way to the store's writer.
+struct Submission {
+    writes: Vec<TaskWrite>,
+    generation: u64,
+    committed: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// A transition waiting for its commit to be announced and answered.
+struct Entry {
+    generation: u64,
+    /// `None` when it wrote nothing.
+    committed: Option<oneshot::Receiver<Result<(), StoreError>>>,
+    events: Vec<Event>,
+    effects: Vec<Effect>,
+    answer: oneshot::Sender<Result<(), StoreError>>,
 }
 
 /// The handle to the coordinator; cheap to clone.
@@ -217,7 +265,9 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Loads queued and running tasks from the store; running ones go back to the queue.
-    /// Every worker is stored offline until it registers again.
+    /// Every worker is stored offline until it registers again. Starts the tasks that
+    /// forward writes and publish transitions (on `parts.tracker`): call it on a tokio
+    /// runtime.
     ///
     /// # Errors
     /// [`StoreError`].
@@ -244,15 +294,30 @@ impl Coordinator {
                 "task queue restored"
             );
         }
-        Ok(Self {
+        let (forward, submissions) = mpsc::unbounded_channel();
+        let (publish, entries) = mpsc::unbounded_channel();
+        let fence = Arc::new(AtomicU64::new(0));
+        let this = Self {
             inner: Arc::new(Inner {
                 parts,
                 clock,
                 state: Mutex::new(state),
+                generation: AtomicU64::new(1),
+                forward,
+                publish,
                 creating: tokio::sync::Mutex::new(()),
                 wake: tokio::sync::Notify::new(),
             }),
-        })
+        };
+        let tracker = &this.parts().tracker;
+        tracker.spawn(forward_writes(
+            this.parts().store.clone(),
+            fence,
+            submissions,
+            this.parts().shutdown.clone(),
+        ));
+        tracker.spawn(this.clone().publish(entries));
+        Ok(this)
     }
 
     fn parts(&self) -> &CoordinatorParts {
@@ -260,37 +325,150 @@ impl Coordinator {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Every transition writes to the store before it changes memory, so a poisoned
-        // lock still guards a consistent state.
+        // A transition never panics halfway in practice; if one did, the state it left
+        // is what the next rebuild would repair.
         self.inner
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs a transition under the lock, emits its events, releases the lock and
-    /// applies its effects.
-    fn run<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
+    /// Runs a transition under the lock and queues its writes, events and effects, in
+    /// order; returns its result and the receiver of its answer (the commit's outcome,
+    /// sent once it is announced). `rebuild` starts a new generation first (after a
+    /// failed commit).
+    fn transition<R>(
+        &self,
+        new_generation: bool,
+        f: impl FnOnce(&mut Txn<'_>) -> R,
+    ) -> (R, oneshot::Receiver<Result<(), StoreError>>) {
         let parts = self.parts();
-        let (result, effects) = {
+        let recorder = Recorder::default();
+        let (answer, answered) = oneshot::channel();
+        let result = {
             let mut st = self.lock();
+            let generation = if new_generation {
+                self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1
+            } else {
+                self.inner.generation.load(Ordering::Acquire)
+            };
             let mut txn = Txn::new(
                 &mut st,
-                &parts.store,
+                &recorder,
                 &parts.config,
                 parts.runner.slots(),
                 self.inner.clock.now(),
             );
             let result = f(&mut txn);
             let (events, effects) = txn.finish();
-            for event in events {
-                parts.sink.emit(event);
-            }
-            (result, effects)
+            let writes = recorder.take();
+            let committed = (!writes.is_empty()).then(|| {
+                let (committed, commit) = oneshot::channel();
+                // Both tasks end only at shutdown; a send after is an answer nobody awaits.
+                let _ = self.inner.forward.send(Submission {
+                    writes,
+                    generation,
+                    committed,
+                });
+                commit
+            });
+            let _ = self.inner.publish.send(Entry {
+                generation,
+                committed,
+                events,
+                effects,
+                answer,
+            });
+            result
         };
-        self.apply(effects);
         self.inner.wake.notify_waiters();
-        result
+        (result, answered)
+    }
+
+    /// Runs a transition and returns its result once it is stored and announced.
+    ///
+    /// # Errors
+    /// The commit's failure ([`StoreError`]); the transition is then undone.
+    async fn run<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> R) -> Result<R, StoreError> {
+        let (result, answered) = self.transition(false, f);
+        answered.await.map_err(|_| StoreError::WriterGone)??;
+        Ok(result)
+    }
+
+    /// Runs a transition whose result acknowledges nothing to anyone (a timer, a
+    /// closed connection, a run's end): it is announced after its commit all the same.
+    fn run_detached<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
+        self.transition(false, f).0
+    }
+
+    /// The publishing task: takes the transitions in order, awaits each one's commit,
+    /// then announces it, applies its effects and answers its caller. After a failed
+    /// commit, answers the transitions of the same generation with the failure and
+    /// rebuilds memory from the store.
+    async fn publish(self, mut entries: mpsc::UnboundedReceiver<Entry>) {
+        let shutdown = self.parts().shutdown.clone();
+        let mut failed: Option<(u64, StoreError)> = None;
+        loop {
+            let entry = tokio::select! {
+                entry = entries.recv() => entry,
+                () = shutdown.cancelled() => return,
+            };
+            let Some(entry) = entry else { return };
+            let committed = match entry.committed {
+                None => Ok(()),
+                Some(commit) => commit.await.unwrap_or(Err(StoreError::WriterGone)),
+            };
+            if let Some((generation, cause)) = &failed
+                && entry.generation == *generation
+            {
+                // It came after the failed one and saw its changes: undone with it.
+                let _ = entry.answer.send(Err(cause.copy()));
+                continue;
+            }
+            match committed {
+                Ok(()) => {
+                    for event in entry.events {
+                        self.parts().sink.emit(event);
+                    }
+                    let _ = entry.answer.send(Ok(()));
+                    self.apply(entry.effects);
+                }
+                Err(err) => {
+                    warn!(
+                        error = %ErrorChain(&err),
+                        "a coordination write failed; the task queue is rebuilt from the store"
+                    );
+                    failed = Some((entry.generation, err.copy()));
+                    drop(entry.effects);
+                    // Answered once memory is back, so a retry meets the stored state.
+                    self.rebuild().await;
+                    let _ = entry.answer.send(Err(err));
+                }
+            }
+        }
+    }
+
+    /// Reads the coordinator's part of the store and rebuilds memory from it, in a new
+    /// generation. The read is retried (each second) until it succeeds or the hub stops.
+    async fn rebuild(&self) {
+        let stored = loop {
+            match self.parts().store.coordination_snapshot().await {
+                Ok(stored) => break stored,
+                Err(err) => {
+                    warn!(error = %ErrorChain(&err), "cannot read the task queue back");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = self.parts().shutdown.cancelled() => return,
+                    }
+                }
+            }
+        };
+        let cli_available = self.parts().runner.cli().get().is_some();
+        let (tasks, _) = self.transition(true, |txn| {
+            txn.rebuild(stored, cli_available);
+            txn.st.tasks.len()
+        });
+        info!(tasks, "task queue rebuilt from the store");
     }
 
     /// Whether the lease timer has anything to do: a task queued or running, or a lease
@@ -335,7 +513,9 @@ impl Coordinator {
             Ok(handle) => handle,
             Err(err) => {
                 warn!(worker_id, task_id = task.id, error = %err, "cannot start a task run");
-                self.run(|txn| txn.run_not_started(&worker_id, &task.id, &err.to_string()));
+                self.run_detached(|txn| {
+                    txn.run_not_started(&worker_id, &task.id, &err.to_string());
+                });
                 return;
             }
         };
@@ -370,7 +550,7 @@ impl Coordinator {
             // The task stays `running` in the store and is requeued at the next start.
             return;
         }
-        self.run(|txn| txn.run_ended(worker_id, task_id, &end));
+        self.run_detached(|txn| txn.run_ended(worker_id, task_id, &end));
     }
 
     /// The agent was asked to write `reports/<task-id>.json`. When it did, that report
@@ -415,7 +595,7 @@ impl Coordinator {
     pub fn start(&self) {
         let cli_available = self.parts().runner.cli().get().is_some();
         let projects = self.parts().projects.clone();
-        let any = self.run(|txn| {
+        let any = self.run_detached(|txn| {
             let settings: Vec<(String, u32)> = txn
                 .st
                 .agent_settings
@@ -466,7 +646,7 @@ impl Coordinator {
                 _ = ticker.tick() => {}
                 () = shutdown.cancelled() => return,
             }
-            self.run(|txn| txn.expire_leases());
+            self.run_detached(|txn| txn.expire_leases());
         }
     }
 
@@ -491,7 +671,7 @@ impl Coordinator {
                 None => return,
             }
         }
-        self.run(|txn| txn.seen(conn_id));
+        self.run_detached(|txn| txn.seen(conn_id));
     }
 
     /// Cleans up after a closed connection.
@@ -500,20 +680,23 @@ impl Coordinator {
             return;
         }
         let shutting_down = self.parts().shutdown.is_cancelled();
-        self.run(|txn| txn.disconnected(conn_id, shutting_down));
+        self.run_detached(|txn| txn.disconnected(conn_id, shutting_down));
     }
 
-    /// `worker.register` for connection `conn_id`; returns the worker id.
+    /// `worker.register` for connection `conn_id`; returns the worker id once it is
+    /// stored.
     ///
     /// # Errors
     /// The store's.
-    pub fn register_worker(
+    pub async fn register_worker(
         &self,
         conn_id: u64,
         name: &str,
         capabilities: &[String],
     ) -> Result<String, CoordinationError> {
-        Ok(self.run(|txn| txn.register_worker(conn_id, name, capabilities))?)
+        Ok(self
+            .run(|txn| txn.register_worker(conn_id, name, capabilities))
+            .await??)
     }
 
     /// `worker.heartbeat`: the worker's state (its lease was renewed on receipt).
@@ -567,7 +750,9 @@ impl Coordinator {
             created,
             existing,
             rows,
-        } = self.run(|txn| txn.plan_tasks(project_id, specs, &owners))?;
+        } = self
+            .run(|txn| txn.plan_tasks(project_id, specs, &owners))
+            .await??;
         let mut stored = Vec::with_capacity(rows.len());
         let mut failure = None;
         for chunk in rows.chunks(crate::storage::sqlite::CHUNK_ROWS) {
@@ -580,12 +765,15 @@ impl Coordinator {
             }
         }
         // A project deleted meanwhile took its stored rows with it: queue nothing.
-        if !stored.is_empty() && self.parts().projects.get(project_id).is_ok() {
-            self.run(|txn| txn.tasks_created(project_id, stored, existing.len()));
+        if self.parts().projects.get(project_id).is_err() {
+            stored.clear();
         }
-        match failure {
-            Some(err) => Err(err.into()),
-            None => Ok((created, existing)),
+        let queued = self
+            .run(|txn| txn.tasks_created(project_id, stored, existing.len()))
+            .await;
+        match (failure, queued) {
+            (Some(err), _) | (None, Err(err)) => Err(err.into()),
+            (None, Ok(())) => Ok((created, existing)),
         }
     }
 
@@ -593,8 +781,8 @@ impl Coordinator {
     ///
     /// # Errors
     /// The store's.
-    pub fn cancel(&self, task_id: &str) -> Result<bool, CoordinationError> {
-        Ok(self.run(|txn| txn.cancel_task(task_id))?)
+    pub async fn cancel(&self, task_id: &str) -> Result<bool, CoordinationError> {
+        Ok(self.run(|txn| txn.cancel_task(task_id)).await??)
     }
 
     /// `task.complete` (`Ok(report)`) or `task.fail` (`Err(reason)`); `None` for a task
@@ -602,13 +790,14 @@ impl Coordinator {
     ///
     /// # Errors
     /// `NOT_A_WORKER`, `NOT_ASSIGNED`, or the store's.
-    pub fn answer(
+    pub async fn answer(
         &self,
         conn_id: u64,
         task_id: &str,
         outcome: Result<serde_json::Value, String>,
     ) -> Result<Option<TaskState>, CoordinationError> {
         self.run(|txn| txn.answer(conn_id, task_id, outcome))
+            .await?
     }
 
     /// `project.configure`: stores the project's `agent_workers` and applies it, in one
@@ -616,12 +805,13 @@ impl Coordinator {
     ///
     /// # Errors
     /// The store's; then nothing changed.
-    pub fn configure(
+    pub async fn configure(
         &self,
         project_id: &str,
         agent_workers: u32,
     ) -> Result<Vec<WorkerView>, CoordinationError> {
-        self.run(|txn| {
+        Ok(self
+            .run(|txn| {
             txn.configure_agent_workers(project_id, agent_workers)?;
             let mut workers: Vec<WorkerView> = txn
                 .st
@@ -633,8 +823,9 @@ impl Coordinator {
                 .map(state::Worker::view)
                 .collect();
             workers.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(workers)
+            Ok::<_, StoreError>(workers)
         })
+        .await??)
     }
 
     /// `coordination.status` of a project.
@@ -644,7 +835,7 @@ impl Coordinator {
 
     /// A project was deleted.
     pub fn project_deleted(&self, project_id: &str) {
-        self.run(|txn| txn.project_deleted(project_id));
+        self.run_detached(|txn| txn.project_deleted(project_id));
     }
 
     /// What the hub knows of the task a report file is named after.
@@ -668,7 +859,7 @@ impl Coordinator {
 
     /// Applies a valid report file.
     pub fn report(&self, project_id: &str, task_id: &str, report: ReportFile) -> ReportOutcome {
-        match self.run(|txn| txn.report(project_id, task_id, report)) {
+        match self.run_detached(|txn| txn.report(project_id, task_id, report)) {
             Ok(ReportOutcome::Duplicate) => match self.known(project_id, task_id) {
                 Known::Finished => {
                     debug!(task_id, "report for a finished task ignored");
@@ -705,6 +896,57 @@ impl Coordinator {
             "report for an unknown task"
         );
         self.parts().sink.emit(Event::ReportUnknown(notice));
+    }
+}
+
+/// The forwarding task: hands each transition's writes to the store's writer as one
+/// job, in the order of the transitions, without waiting for their commits (so they
+/// share group commits). A job runs only if no coordination job of its generation (or
+/// a later one) failed before it; a failed job sets that fence, on the writer thread,
+/// before the next job runs.
+async fn forward_writes(
+    store: Store,
+    fence: Arc<AtomicU64>,
+    mut submissions: mpsc::UnboundedReceiver<Submission>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let submission = tokio::select! {
+            submission = submissions.recv() => submission,
+            () = shutdown.cancelled() => return,
+        };
+        let Some(Submission {
+            writes,
+            generation,
+            committed,
+        }) = submission
+        else {
+            return;
+        };
+        let (fence_job, fence_reply) = (Arc::clone(&fence), Arc::clone(&fence));
+        let queued = store
+            .submit(
+                move |conn| {
+                    if fence_job.load(Ordering::Acquire) >= generation {
+                        return Err(StoreError::Fenced);
+                    }
+                    apply_task_writes(conn, &writes).inspect_err(|_| {
+                        fence_job.fetch_max(generation, Ordering::AcqRel);
+                    })
+                },
+                move |result| {
+                    if result.is_err() {
+                        fence_reply.fetch_max(generation, Ordering::AcqRel);
+                    }
+                    let _ = committed.send(result);
+                },
+            )
+            .await;
+        if let Err(err) = queued {
+            // The writer is gone (the hub is stopping): the transition's caller is told.
+            fence.fetch_max(generation, Ordering::AcqRel);
+            debug!(error = %ErrorChain(&err), "a coordination write was not queued");
+        }
     }
 }
 

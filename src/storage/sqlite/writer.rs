@@ -14,6 +14,7 @@
 //! the whole operation.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -56,6 +57,7 @@ fn copy_failure(err: &StoreError) -> Option<rusqlite::Error> {
 pub(super) struct WriterHandle {
     jobs: SyncSender<Option<Job>>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    commits: Arc<AtomicU64>,
 }
 
 impl WriterHandle {
@@ -83,6 +85,11 @@ impl WriterHandle {
             });
             (outcome, deliver)
         })
+    }
+
+    /// Groups committed so far.
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Queues a job without waiting; gives it back when the queue is full.
@@ -124,18 +131,21 @@ impl WriterHandle {
 /// The thread could not be spawned.
 pub(super) fn start(conn: Connection) -> std::io::Result<WriterHandle> {
     let (jobs, queue) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
+    let commits = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&commits);
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, queue))?;
+        .spawn(move || run(conn, queue, &counted))?;
     Ok(WriterHandle {
         jobs,
         thread: Arc::new(Mutex::new(Some(thread))),
+        commits,
     })
 }
 
 /// The writer loop; ends when asked to close or when every handle is dropped, and
 /// closes the connection as it ends.
-fn run(mut conn: Connection, queue: Receiver<Option<Job>>) {
+fn run(mut conn: Connection, queue: Receiver<Option<Job>>, commits: &AtomicU64) {
     crate::support::blocking::mark_off_runtime();
     let mut closing = false;
     while !closing {
@@ -153,7 +163,7 @@ fn run(mut conn: Connection, queue: Receiver<Option<Job>>) {
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, group);
+        commit_group(&mut conn, group, commits);
     }
     if let Err((_, err)) = conn.close() {
         tracing::warn!(error = %err, "cannot close the store");
@@ -165,7 +175,7 @@ fn run(mut conn: Connection, queue: Receiver<Option<Job>>) {
 /// channel closing tells it [`StoreError::WriterGone`]. When a job's failure rolls the
 /// whole transaction back, the jobs before it are answered with that failure (nothing
 /// of theirs is stored) and the jobs after it run in a group of their own.
-fn commit_group(conn: &mut Connection, group: Vec<Job>) {
+fn commit_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
     let mut rest = Vec::new();
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -210,8 +220,11 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
         }
         None => tx.commit().map_err(Arc::new),
     };
-    if let Err(err) = &commit {
-        tracing::warn!(error = %err, jobs = deliveries.len(), "store commit failed");
+    match &commit {
+        Ok(()) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(err) => tracing::warn!(error = %err, jobs = deliveries.len(), "store commit failed"),
     }
     for deliver in deliveries {
         deliver(
@@ -222,6 +235,6 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
         );
     }
     if !rest.is_empty() {
-        commit_group(conn, rest);
+        commit_group(conn, rest, commits);
     }
 }
