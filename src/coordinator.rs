@@ -812,20 +812,20 @@ impl Coordinator {
     ) -> Result<Vec<WorkerView>, CoordinationError> {
         Ok(self
             .run(|txn| {
-            txn.configure_agent_workers(project_id, agent_workers)?;
-            let mut workers: Vec<WorkerView> = txn
-                .st
-                .workers
-                .values()
-                .filter(|w| {
-                    w.kind == WorkerKind::Agent && w.project_id.as_deref() == Some(project_id)
-                })
-                .map(state::Worker::view)
-                .collect();
-            workers.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok::<_, StoreError>(workers)
-        })
-        .await??)
+                txn.configure_agent_workers(project_id, agent_workers)?;
+                let mut workers: Vec<WorkerView> = txn
+                    .st
+                    .workers
+                    .values()
+                    .filter(|w| {
+                        w.kind == WorkerKind::Agent && w.project_id.as_deref() == Some(project_id)
+                    })
+                    .map(state::Worker::view)
+                    .collect();
+                workers.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok::<_, StoreError>(workers)
+            })
+            .await??)
     }
 
     /// `coordination.status` of a project.

@@ -1076,7 +1076,10 @@ async fn concurrent_completions_share_group_commits() {
     let mut completed = HashSet::new();
     for run in runs {
         for task_id in run.await.unwrap() {
-            assert!(completed.insert(task_id.clone()), "{task_id} completed twice");
+            assert!(
+                completed.insert(task_id.clone()),
+                "{task_id} completed twice"
+            );
         }
     }
     assert_eq!(completed.len(), TASKS, "every completion acknowledged once");

@@ -1312,15 +1312,19 @@ async fn a_completion_refused_by_a_full_disk_leaves_memory_as_the_store_has_it()
     let status = ws
         .ok("coordination.status", json!({"project_id": project_id}))
         .await;
-    assert_eq!((status["running"].as_u64(), status["completed"].as_u64()), (Some(1), Some(0)), "{status}");
+    assert_eq!(
+        (status["running"].as_u64(), status["completed"].as_u64()),
+        (Some(1), Some(0)),
+        "{status}"
+    );
     let task = ws.ok("task.get", json!({"task_id": "held"})).await;
     assert_eq!(task["state"], "running", "{task}");
     let beat = worker.ok("worker.heartbeat", json!({})).await;
     assert_eq!(beat["task_id"], "held", "{beat}");
     assert_eq!(beat["status"], "working", "{beat}");
 
-    // Space returns: the same completion is acknowledged once, and the worker gets the
-    // next task.
+    // Space returns: the same completion is acknowledged once, and the worker is free
+    // for the next task.
     std::fs::remove_file(&filler).unwrap();
     let answer = worker
         .ok(
@@ -1330,16 +1334,27 @@ async fn a_completion_refused_by_a_full_disk_leaves_memory_as_the_store_has_it()
         .await;
     assert_eq!(answer["duplicate"], false, "{answer}");
     assert_eq!(answer["state"], "completed");
+    ws.ok(
+        "task.create",
+        json!({"project_id": project_id, "tasks": [{"id": "next", "title": "next"}]}),
+    )
+    .await;
     let next = worker.notification("task.assigned").await;
-    assert_ne!(next["task"]["id"], "held");
+    assert_eq!(next["task"]["id"], "next");
     let task = ws.ok("task.get", json!({"task_id": "held"})).await;
     assert_eq!(task["state"], "completed", "{task}");
     let status = ws
         .ok("coordination.status", json!({"project_id": project_id}))
         .await;
-    assert_eq!((status["running"].as_u64(), status["completed"].as_u64()), (Some(1), Some(1)), "{status}");
+    assert_eq!(
+        (status["running"].as_u64(), status["completed"].as_u64()),
+        (Some(1), Some(1)),
+        "{status}"
+    );
     drop((ws, worker));
     hub.kill();
     assert_store_intact(&data);
-    println!("FAULTS disk-full completion: refused with STORAGE_FULL, memory rebuilt, completed after space returned");
+    println!(
+        "FAULTS disk-full completion: refused with STORAGE_FULL, memory rebuilt, completed after space returned"
+    );
 }

@@ -149,7 +149,9 @@ impl Txn<'_> {
             .collect();
         for task_id in orphans {
             warn!(task_id, "a running task has no worker on it; requeued");
-            if let Err(err) = self.fail_attempt(&task_id, "the worker's result was not stored".into()) {
+            if let Err(err) =
+                self.fail_attempt(&task_id, "the worker's result was not stored".into())
+            {
                 warn!(error = %ErrorChain(&err), task_id, "cannot requeue a task");
             }
         }

@@ -628,7 +628,12 @@ impl<'a> Txn<'a> {
         };
         self.st.counts.clear();
         for (project_id, task_state, count) in stored.counts {
-            *self.st.counts.entry(project_id).or_default().slot(task_state) += count;
+            *self
+                .st
+                .counts
+                .entry(project_id)
+                .or_default()
+                .slot(task_state) += count;
         }
         self.st.tasks.clear();
         self.st.queues.clear();
@@ -704,7 +709,14 @@ impl<'a> Txn<'a> {
             settings.entry(project_id.clone()).or_insert(0);
         }
         for (project_id, count) in settings {
-            if self.st.agent_settings.get(&project_id).copied().unwrap_or(0) != count {
+            if self
+                .st
+                .agent_settings
+                .get(&project_id)
+                .copied()
+                .unwrap_or(0)
+                != count
+            {
                 self.set_agent_workers(&project_id, count, cli_available);
             }
         }

@@ -514,7 +514,9 @@ mod machine {
         let tasks = store.tasks.borrow();
         let mut counts: HashMap<(String, TaskState), u64> = HashMap::new();
         for task in tasks.values() {
-            *counts.entry((task.project_id.clone(), task.state)).or_default() += 1;
+            *counts
+                .entry((task.project_id.clone(), task.state))
+                .or_default() += 1;
         }
         let mut unfinished: Vec<TaskRow> = tasks
             .values()
@@ -552,14 +554,23 @@ mod machine {
         let late = rig.register(2);
 
         let ((), events) = rig.step(|txn| txn.rebuild(stored, true));
-        assert!(rig.st.holds(&worker, "t1"), "t1 is running on the worker again");
+        assert!(
+            rig.st.holds(&worker, "t1"),
+            "t1 is running on the worker again"
+        );
         assert_eq!(rig.st.workers[&worker].status, WorkerStatus::Working);
         assert!(rig.st.workers[&worker].lease_until.is_some());
         assert_eq!(rig.st.tasks["t2"].state, TaskState::Pending);
         assert!(rig.st.queues[P].iter().any(|key| key.2 == "t2"));
         let status = rig.st.status(P);
-        assert_eq!((status.running, status.pending, status.completed), (1, 1, 0));
-        assert!(!rig.st.workers.contains_key(&late), "its registration was not stored");
+        assert_eq!(
+            (status.running, status.pending, status.completed),
+            (1, 1, 0)
+        );
+        assert!(
+            !rig.st.workers.contains_key(&late),
+            "its registration was not stored"
+        );
         assert!(assigned_to(&events, 1).is_empty() && assigned_to(&events, 2).is_empty());
 
         // The completion again, stored this time.

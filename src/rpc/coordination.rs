@@ -98,8 +98,11 @@ fn worker_register(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     call.ctx
         .notices
         .connection_changed(ConnectionChange::Updated, call.client);
-    let (coordinator, conn_id, lease_s) =
-        (call.ctx.coordinator.clone(), call.client.id(), call.ctx.lease_s);
+    let (coordinator, conn_id, lease_s) = (
+        call.ctx.coordinator.clone(),
+        call.client.id(),
+        call.ctx.lease_s,
+    );
     later(async move {
         let worker_id = coordinator
             .register_worker(conn_id, &params.name, &params.capabilities)
