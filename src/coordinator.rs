@@ -73,6 +73,8 @@
 //! Lock order: coordinator, then the slots and the notifier's client and project
 //! registries; none of those ever calls back in.
 
+pub(crate) mod commits;
+mod error;
 pub mod model;
 pub mod ops;
 pub mod prompt;
@@ -106,6 +108,8 @@ use crate::support::timestamp::now_ms;
 
 use ops::ReportOutcome;
 use reports::Known;
+use commits::{Entry, Submission, forward_writes};
+pub use error::CoordinationError;
 use state::{Effect, State, Txn};
 use writes::Recorder;
 
@@ -115,74 +119,6 @@ pub const MAX_TASKS_PER_CREATE: usize = 10_000;
 pub const MAX_TASK_BYTES: usize = 256 * 1024;
 /// Client workers not seen for this long are forgotten at start.
 const FORGET_WORKERS_AFTER_MS: i64 = 7 * 86_400_000;
-
-/// Why a coordination request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CoordinationError {
-    /// The params are well-formed but not acceptable (empty title, bad id, too many tasks).
-    #[error("{0}")]
-    Invalid(String),
-    /// No task has the id.
-    #[error("no task with id {0}")]
-    TaskNotFound(String),
-    /// The task is not assigned to the calling worker.
-    #[error("task {task_id} is not assigned to worker {worker_id}")]
-    NotAssigned {
-        /// The task.
-        task_id: String,
-        /// The caller.
-        worker_id: String,
-    },
-    /// The connection has not registered as a worker.
-    #[error("this connection is not a worker; call worker.register first")]
-    NotAWorker,
-    /// The task id is taken by another project.
-    #[error("task id {task_id} is already used in project {project_id}")]
-    TaskExists {
-        /// The task.
-        task_id: String,
-        /// The project that has it.
-        project_id: String,
-    },
-    /// Agent workers need the agent CLI.
-    #[error("the Claude Code CLI was not found; install it or set agent.cli_path")]
-    AgentUnavailable,
-    /// The project is missing.
-    #[error(transparent)]
-    Project(#[from] ProjectError),
-    /// The store failed.
-    #[error("coordination store failed")]
-    Store(#[from] StoreError),
-    /// A report could not be encoded as JSON.
-    #[error("cannot encode a report")]
-    Encode(#[source] serde_json::Error),
-}
-
-impl From<CoordinationError> for RpcError {
-    fn from(err: CoordinationError) -> Self {
-        let kind = match &err {
-            CoordinationError::Invalid(_) => ErrorKind::InvalidParams,
-            CoordinationError::TaskNotFound(_) => ErrorKind::TaskNotFound,
-            CoordinationError::NotAssigned { .. } => ErrorKind::NotAssigned,
-            CoordinationError::NotAWorker => ErrorKind::NotAWorker,
-            CoordinationError::TaskExists { .. } => ErrorKind::TaskExists,
-            CoordinationError::AgentUnavailable => ErrorKind::AgentUnavailable,
-            CoordinationError::Project(_) => {
-                let CoordinationError::Project(inner) = err else {
-                    unreachable!()
-                };
-                return inner.into();
-            }
-            CoordinationError::Store(source) => {
-                return RpcError::internal("coordination store", source);
-            }
-            CoordinationError::Encode(source) => {
-                return RpcError::internal("coordination report", source);
-            }
-        };
-        RpcError::new(kind, err.to_string())
-    }
-}
 
 /// A clock for transitions: epoch milliseconds that never go backwards (wall time at
 /// start plus monotonic time since), so a clock step cannot expire or stretch leases.
@@ -238,23 +174,6 @@ struct Inner {
     /// Wakes the parked lease timer after a transition (which may have queued a task or
     /// taken a lease).
     wake: tokio::sync::Notify,
-}
-
-/// A transition's writes on their way to the store's writer.
-struct Submission {
-    writes: Vec<TaskWrite>,
-    generation: u64,
-    committed: oneshot::Sender<Result<(), StoreError>>,
-}
-
-/// A transition waiting for its commit to be announced and answered.
-struct Entry {
-    generation: u64,
-    /// `None` when it wrote nothing.
-    committed: Option<oneshot::Receiver<Result<(), StoreError>>>,
-    events: Vec<Event>,
-    effects: Vec<Effect>,
-    answer: oneshot::Sender<Result<(), StoreError>>,
 }
 
 /// The handle to the coordinator; cheap to clone.
@@ -399,76 +318,6 @@ impl Coordinator {
     /// closed connection, a run's end): it is announced after its commit all the same.
     fn run_detached<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
         self.transition(false, f).0
-    }
-
-    /// The publishing task: takes the transitions in order, awaits each one's commit,
-    /// then announces it, applies its effects and answers its caller. After a failed
-    /// commit, answers the transitions of the same generation with the failure and
-    /// rebuilds memory from the store.
-    async fn publish(self, mut entries: mpsc::UnboundedReceiver<Entry>) {
-        let shutdown = self.parts().shutdown.clone();
-        let mut failed: Option<(u64, StoreError)> = None;
-        loop {
-            let entry = tokio::select! {
-                entry = entries.recv() => entry,
-                () = shutdown.cancelled() => return,
-            };
-            let Some(entry) = entry else { return };
-            let committed = match entry.committed {
-                None => Ok(()),
-                Some(commit) => commit.await.unwrap_or(Err(StoreError::WriterGone)),
-            };
-            if let Some((generation, cause)) = &failed
-                && entry.generation == *generation
-            {
-                // It came after the failed one and saw its changes: undone with it.
-                let _ = entry.answer.send(Err(cause.copy()));
-                continue;
-            }
-            match committed {
-                Ok(()) => {
-                    for event in entry.events {
-                        self.parts().sink.emit(event);
-                    }
-                    let _ = entry.answer.send(Ok(()));
-                    self.apply(entry.effects);
-                }
-                Err(err) => {
-                    warn!(
-                        error = %ErrorChain(&err),
-                        "a coordination write failed; the task queue is rebuilt from the store"
-                    );
-                    failed = Some((entry.generation, err.copy()));
-                    drop(entry.effects);
-                    // Answered once memory is back, so a retry meets the stored state.
-                    self.rebuild().await;
-                    let _ = entry.answer.send(Err(err));
-                }
-            }
-        }
-    }
-
-    /// Reads the coordinator's part of the store and rebuilds memory from it, in a new
-    /// generation. The read is retried (each second) until it succeeds or the hub stops.
-    async fn rebuild(&self) {
-        let stored = loop {
-            match self.parts().store.coordination_snapshot().await {
-                Ok(stored) => break stored,
-                Err(err) => {
-                    warn!(error = %ErrorChain(&err), "cannot read the task queue back");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        () = self.parts().shutdown.cancelled() => return,
-                    }
-                }
-            }
-        };
-        let cli_available = self.parts().runner.cli().get().is_some();
-        let (tasks, _) = self.transition(true, |txn| {
-            txn.rebuild(stored, cli_available);
-            txn.st.tasks.len()
-        });
-        info!(tasks, "task queue rebuilt from the store");
     }
 
     /// Whether the lease timer has anything to do: a task queued or running, or a lease
@@ -896,57 +745,6 @@ impl Coordinator {
             "report for an unknown task"
         );
         self.parts().sink.emit(Event::ReportUnknown(notice));
-    }
-}
-
-/// The forwarding task: hands each transition's writes to the store's writer as one
-/// job, in the order of the transitions, without waiting for their commits (so they
-/// share group commits). A job runs only if no coordination job of its generation (or
-/// a later one) failed before it; a failed job sets that fence, on the writer thread,
-/// before the next job runs.
-async fn forward_writes(
-    store: Store,
-    fence: Arc<AtomicU64>,
-    mut submissions: mpsc::UnboundedReceiver<Submission>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let submission = tokio::select! {
-            submission = submissions.recv() => submission,
-            () = shutdown.cancelled() => return,
-        };
-        let Some(Submission {
-            writes,
-            generation,
-            committed,
-        }) = submission
-        else {
-            return;
-        };
-        let (fence_job, fence_reply) = (Arc::clone(&fence), Arc::clone(&fence));
-        let queued = store
-            .submit(
-                move |conn| {
-                    if fence_job.load(Ordering::Acquire) >= generation {
-                        return Err(StoreError::Fenced);
-                    }
-                    apply_task_writes(conn, &writes).inspect_err(|_| {
-                        fence_job.fetch_max(generation, Ordering::AcqRel);
-                    })
-                },
-                move |result| {
-                    if result.is_err() {
-                        fence_reply.fetch_max(generation, Ordering::AcqRel);
-                    }
-                    let _ = committed.send(result);
-                },
-            )
-            .await;
-        if let Err(err) = queued {
-            // The writer is gone (the hub is stopping): the transition's caller is told.
-            fence.fetch_max(generation, Ordering::AcqRel);
-            debug!(error = %ErrorChain(&err), "a coordination write was not queued");
-        }
     }
 }
 
