@@ -30,6 +30,7 @@ import sys
 LAYERS = [
     ["cli"],
     ["http"],
+    ["mcp"],
     ["rpc"],
     ["app"],
     ["coordinator"],

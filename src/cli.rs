@@ -43,9 +43,11 @@ mod completions;
 mod config_set;
 mod doctor;
 mod events;
+mod mcp;
 mod output;
 mod projects;
 mod settings;
+mod tasks;
 mod usage;
 
 use std::net::{IpAddr, SocketAddr};
@@ -155,6 +157,13 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
             let token = owner_token(&loaded, common.secret_store).await?;
             outln!("{token}")?;
             Ok(ExitCode::SUCCESS)
+        }
+        command @ (Command::Task(_) | Command::Worker(_) | Command::Mcp) => {
+            let _log = crate::support::logging::init(
+                &common.log_level.unwrap_or_else(|| "warn".into()),
+                None,
+            );
+            tasks_command(loaded, common.secret_store, command).await
         }
         command => {
             let _log =
@@ -398,12 +407,36 @@ async fn client_command(
         | Command::Config(_)
         | Command::Doctor { .. }
         | Command::Completions { .. }
-        | Command::Man { .. } => {
+        | Command::Man { .. }
+        | Command::Task(_)
+        | Command::Worker(_)
+        | Command::Mcp => {
             unreachable!("handled before connecting")
         }
     };
     client.close().await;
     Ok(code)
+}
+
+/// The task queue's commands and the MCP server, with the credentials of
+/// [`tasks::Credentials::from_env_or_owner`].
+async fn tasks_command(
+    loaded: LoadedConfig,
+    explicit_store: Option<SecretStoreKind>,
+    command: Command,
+) -> Result<ExitCode> {
+    match command {
+        Command::Mcp => mcp::serve(loaded, explicit_store).await,
+        Command::Task(action) => {
+            let creds = tasks::Credentials::from_env_or_owner(&loaded, explicit_store).await?;
+            tasks::task_command(&creds, action).await
+        }
+        Command::Worker(action) => {
+            let creds = tasks::Credentials::from_env_or_owner(&loaded, explicit_store).await?;
+            tasks::worker_command(&creds, action).await
+        }
+        _ => unreachable!("only the task commands come here"),
+    }
 }
 
 /// Ctrl-C (SIGINT) as a stream, for the commands that run until it: listening starts

@@ -19,6 +19,8 @@
 //!  http/                       server (binding, routes, gate, shutdown), ws (one   server pub
 //!                              connection), pairing (the /pair endpoints), public/
 //!                              (TLS, client address, per-address limits), assets
+//!  mcp/                        the task queue as MCP tools (rmcp), over a Connector
+//!                              (stdio: cli; /mcp: http); link (a connection's actor)
 //!  rpc/                        dispatch (scope check first) + one file per method family
 //!  app/                        hub (the composition root), access (token and pairing   hub pub
 //!                              effects), sessions (dashboard sign-in), notifier
@@ -58,6 +60,7 @@ pub(crate) mod connections;
 pub(crate) mod coordinator;
 pub(crate) mod events;
 pub(crate) mod http;
+pub(crate) mod mcp;
 pub(crate) mod projects;
 pub mod protocol;
 pub(crate) mod pubsub;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::util::{TestHub, run};
 
-fn claude_cli() -> PathBuf {
+pub(crate) fn claude_cli() -> PathBuf {
     if let Some(path) = std::env::var_os("SEMANTEST_TEST_CLAUDE") {
         return PathBuf::from(path);
     }
@@ -26,13 +26,13 @@ fn claude_cli() -> PathBuf {
 }
 
 /// The fake API server; killed on drop.
-struct FakeApi {
+pub(crate) struct FakeApi {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl FakeApi {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-anthropic.mjs");
         let mut child = Command::new("node")

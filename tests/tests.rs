@@ -35,6 +35,12 @@ mod cli_security;
 mod keychain;
 // Tasks, workers, leases and report files.
 mod coordination;
+// `semantest-hub mcp` over stdio: the coordinator and worker tools, leases, tool errors.
+mod mcp;
+// `/mcp`: the same tools over Streamable HTTP, behind the Host, Origin and token checks.
+mod mcp_http;
+// The task commands of the CLI: create, list, show, watch, worker next, complete, fail.
+mod cli_tasks;
 // Client tokens: scopes, origin binding, revocation, the token CLI, the signature proof.
 mod client_tokens;
 // Pairing browser extensions: approval, denial, expiry, limits.

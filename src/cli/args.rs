@@ -193,6 +193,21 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The task queue: queue, list, show, cancel, watch, complete and fail tasks.
+    ///
+    /// Example: `semantest-hub task create ~/code/app tasks.json`, then
+    /// `semantest-hub task watch ~/code/app`.
+    #[command(subcommand)]
+    Task(super::tasks::TaskCommand),
+    /// Work on tasks from the shell: `worker next` waits for a task and holds it.
+    #[command(subcommand)]
+    Worker(super::tasks::WorkerCommand),
+    /// Serve the task queue to an agent chat as MCP tools on stdin and stdout (start it
+    /// from the agent's MCP configuration; see docs/coordination.md).
+    ///
+    /// Uses the owner token, or SEMANTEST_HUB_TOKEN (with SEMANTEST_HUB_CLIENT_ID for a
+    /// client token, which needs the `tasks` scope).
+    Mcp,
     /// Print a shell completion script.
     ///
     /// Example: `semantest-hub completions bash > ~/.local/share/bash-completion/completions/semantest-hub`.

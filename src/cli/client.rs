@@ -162,6 +162,9 @@ pub enum ClientError {
         #[source]
         source: Box<tungstenite::Error>,
     },
+    /// A client id that cannot be one (`owner` or `cl_` and hex digits).
+    #[error("{0:?} is not a client id (`owner`, or the `cl_…` id `token create` printed)")]
+    BadClientId(String),
     /// The hub answered with a JSON-RPC error.
     #[error("{message} ({kind})")]
     Rpc {
@@ -449,7 +452,11 @@ fn link_on_endpoint(endpoint: SocketAddr, link: &str) -> bool {
 
 /// Connects to `target`, asks for the owner's signature challenge and checks the
 /// proof; returns the connection that answered, ready for the WebSocket upgrade.
-async fn verified_stream(target: &Target, owner_hash: &[u8; 32]) -> Result<Conn, ClientError> {
+async fn verified_stream(
+    target: &Target,
+    client_id: &str,
+    token_hash: &[u8; 32],
+) -> Result<Conn, ClientError> {
     let shown = target.addr.to_string();
     let stream = target.open().await?;
     let http_err = |source| ClientError::Signature {
@@ -463,7 +470,7 @@ async fn verified_stream(target: &Target, owner_hash: &[u8; 32]) -> Result<Conn,
     let connection = tokio::spawn(connection.without_shutdown());
     let nonce = new_token();
     let request = Request::get(format!(
-        "/semantest-signature?challenge={nonce}&client={OWNER_CLIENT_ID}"
+        "/semantest-signature?challenge={nonce}&client={client_id}"
     ))
     .header(header::HOST, target.host())
     .body(Empty::<Bytes>::new())
@@ -491,7 +498,7 @@ async fn verified_stream(target: &Target, owner_hash: &[u8; 32]) -> Result<Conn,
     };
     // The endpoint this client contacted, never the one the answer names.
     let endpoint = target.proof_endpoint();
-    if !verify_challenge_proof(owner_hash, &nonce, OWNER_CLIENT_ID, &endpoint, proof) {
+    if !verify_challenge_proof(token_hash, &nonce, client_id, &endpoint, proof) {
         return Err(unverified(Distrust::WrongProof));
     }
     drop(sender);
@@ -542,11 +549,53 @@ impl HubClient {
     /// when the check takes over [`VERIFY_TIMEOUT`], or [`ClientError::Connect`], e.g.
     /// 401 for a wrong token.
     pub async fn connect_to(target: &Target, token: &str) -> Result<Self, ClientError> {
+        Self::connect_to_as(target, OWNER_CLIENT_ID, token).await
+    }
+
+    /// As [`HubClient::connect`], for the token of `client_id`: `owner` for the owner
+    /// token, `cl_…` for a client token, whose proof the hub computes from that token's
+    /// hash (docs/security.md, the signature challenge). The connection then has that
+    /// token's scopes.
+    ///
+    /// # Errors
+    /// As [`HubClient::connect_to_as`].
+    pub async fn connect_as(
+        http_url: &str,
+        client_id: &str,
+        token: &str,
+    ) -> Result<Self, ClientError> {
+        let target = Target {
+            addr: endpoint_of(http_url)?,
+            tls: None,
+        };
+        Self::connect_to_as(&target, client_id, token).await
+    }
+
+    /// As [`HubClient::connect_to`], for the token of `client_id` (see
+    /// [`HubClient::connect_as`]).
+    ///
+    /// # Errors
+    /// As [`HubClient::connect_to`]; a client id that contains anything but letters,
+    /// digits and `_` is [`ClientError::BadClientId`] before anything is sent.
+    pub async fn connect_to_as(
+        target: &Target,
+        client_id: &str,
+        token: &str,
+    ) -> Result<Self, ClientError> {
+        if client_id.is_empty()
+            || !client_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(ClientError::BadClientId(client_id.to_string()));
+        }
         let endpoint = target.addr;
-        let stream =
-            tokio::time::timeout(VERIFY_TIMEOUT, verified_stream(target, &token_hash(token)))
-                .await
-                .map_err(|_| ClientError::Timeout(VERIFY_TIMEOUT))??;
+        let stream = tokio::time::timeout(
+            VERIFY_TIMEOUT,
+            verified_stream(target, client_id, &token_hash(token)),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout(VERIFY_TIMEOUT))??;
         let scheme = if target.tls.is_some() { "wss" } else { "ws" };
         let url = format!("{scheme}://{}/ws", target.host());
         let connect_err = |source| ClientError::Connect {

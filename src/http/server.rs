@@ -9,6 +9,8 @@
 //! - `GET /health`: status, resources, counts, agent CLI.
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /ws`: the JSON-RPC WebSocket (token required).
+//! - `POST|GET|DELETE /mcp` (local mode): the task queue's MCP tools over Streamable
+//!   HTTP, token required ([`mcp`]).
 //! - `GET /login?code=`: redeems a one-time dashboard link for a session cookie.
 //! - `POST /session/check`, `POST /session/sign-out`, `POST /session/sign-out-everywhere`:
 //!   whether the dashboard's session is live; sign it out; sign every session out
@@ -34,6 +36,7 @@
 mod dashboard;
 mod discovery;
 mod gate;
+mod mcp;
 mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
@@ -368,6 +371,14 @@ fn router(state: AppState) -> Router {
             .route(
                 "/session/sign-out-everywhere",
                 post(dashboard::session_sign_out_everywhere),
+            )
+            .merge(
+                Router::new()
+                    .route_service("/mcp", mcp::service(state.clone()))
+                    .layer(middleware::from_fn_with_state(
+                        state.clone(),
+                        mcp::authenticate_mcp,
+                    )),
             )
             .route("/", get(dashboard::index))
             .route("/{*path}", get(dashboard::asset))

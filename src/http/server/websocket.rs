@@ -26,7 +26,7 @@ use crate::protocol::error::{ErrorChain, ErrorKind};
 use crate::protocol::scopes::Scopes;
 
 /// Who a WebSocket request authenticated as.
-enum Auth {
+pub(super) enum Auth {
     /// The owner token: every scope.
     Owner,
     /// A live dashboard session from the dashboard's own origin, just used (its lifetime
@@ -37,7 +37,7 @@ enum Auth {
 }
 
 /// Why a WebSocket request was refused before the upgrade.
-enum Refusal {
+pub(super) enum Refusal {
     /// No valid credential: 401 with this reason.
     Unauthorized(&'static str),
     /// The shared database cannot check the token: 503.
@@ -50,7 +50,7 @@ enum Refusal {
 /// configured origins and those of live client tokens, and a browser attaches the cookie
 /// to a WebSocket from any page on the same host whatever its port, so the cookie alone
 /// would make such a page, or its events-only token's holder, the owner.
-async fn authenticate(
+pub(super) async fn authenticate(
     hub: &Hub,
     headers: &HeaderMap,
     dashboard: &[String],

@@ -1,0 +1,256 @@
+//! `/mcp`: the task queue's MCP tools over Streamable HTTP, served by the hub itself,
+//! behind the same Host, Origin and token checks as `/ws`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::util::TestHub;
+
+/// Deadline for one MCP answer; generous, the machine is loaded.
+const ANSWER: Duration = Duration::from_secs(60);
+
+/// An MCP client of `/mcp` (Streamable HTTP, the 2025-06-18 revision).
+struct McpHttp {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    session: Option<String>,
+    next_id: u64,
+}
+
+impl McpHttp {
+    /// Initializes a session with `token`.
+    async fn start(hub: &TestHub, token: &str) -> Self {
+        let mut mcp = Self {
+            http: reqwest::Client::builder().timeout(ANSWER).build().unwrap(),
+            url: hub.http("/mcp"),
+            token: token.to_string(),
+            session: None,
+            next_id: 0,
+        };
+        let (status, init) = mcp
+            .post(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": "2025-06-18", "capabilities": {},
+                    "clientInfo": {"name": "http-agent", "version": "1.0.0"},
+                }}),
+            )
+            .await;
+        assert_eq!(status, 200, "{init}");
+        assert_eq!(
+            init["result"]["serverInfo"]["name"], "semantest-hub",
+            "{init}"
+        );
+        assert!(mcp.session.is_some(), "a session id");
+        let (status, _) = mcp
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(status, 202);
+        mcp
+    }
+
+    /// POSTs one JSON-RPC message; returns the status and the JSON-RPC answer, read
+    /// from a JSON body or from the `data:` lines of an event stream.
+    async fn post(&mut self, message: Value) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(message.to_string());
+        if let Some(session) = &self.session {
+            request = request.header("mcp-session-id", session);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        if let Some(session) = response.headers().get("mcp-session-id") {
+            self.session = Some(session.to_str().unwrap().to_string());
+        }
+        let text = response.text().await.unwrap();
+        let answer = serde_json::from_str(&text).unwrap_or_else(|_| {
+            text.lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+                .find(|value| value.get("id").is_some())
+                .unwrap_or(Value::Null)
+        });
+        (status, answer)
+    }
+
+    /// Calls a tool; returns `(is_error, the JSON the tool answered)`.
+    async fn tool(&mut self, name: &str, arguments: Value) -> (bool, Value) {
+        self.next_id += 1;
+        let (status, response) = self
+            .post(
+                json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call",
+                         "params": {"name": name, "arguments": arguments}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{name}: {response}");
+        let result = &response["result"];
+        let text = result["content"][0]["text"].as_str().unwrap_or_default();
+        let value = serde_json::from_str(text)
+            .unwrap_or_else(|err| panic!("{name} answered no JSON: {response}: {err}"));
+        (result["isError"] == true, value)
+    }
+
+    async fn ok(&mut self, name: &str, arguments: Value) -> Value {
+        let (is_error, value) = self.tool(name, arguments).await;
+        assert!(!is_error, "{name} failed: {value}");
+        value
+    }
+
+    async fn err(&mut self, name: &str, arguments: Value) -> Value {
+        let (is_error, value) = self.tool(name, arguments).await;
+        assert!(is_error, "{name} should fail: {value}");
+        value["error"].clone()
+    }
+}
+
+/// The worker loop through `/mcp`, with no process between the agent and the hub: the
+/// task is pushed to the waiting `next_task`, completed with its report, and the batch
+/// ends; the coordinator's `wait_for_tasks` returns it.
+#[tokio::test]
+async fn a_worker_and_a_coordinator_run_a_batch_through_the_http_endpoint() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = hub.project(&mut ws).await;
+    let mut worker = McpHttp::start(&hub, &hub.token).await;
+    let mut coordinator = McpHttp::start(&hub, &hub.token).await;
+    worker
+        .ok("register_worker", json!({"name": "http-1"}))
+        .await;
+    let idle = worker.ok("next_task", json!({"wait_s": 1})).await;
+    assert_eq!(idle["task"], Value::Null, "{idle}");
+
+    coordinator
+        .ok(
+            "create_tasks",
+            json!({"project": project_id, "tasks": [{"id": "h1", "title": "Over HTTP"}]}),
+        )
+        .await;
+    let task = worker.ok("next_task", json!({"wait_s": 30})).await;
+    assert_eq!(task["task"]["id"], "h1", "{task}");
+    let held = ws.ok("task.get", json!({"task_id": "h1"})).await;
+    assert_eq!(held["state"], "running", "{held}");
+    worker
+        .ok(
+            "complete_task",
+            json!({"task_id": "h1", "report": {"summary": "done over http"}}),
+        )
+        .await;
+    let end = worker.ok("next_task", json!({"wait_s": 30})).await;
+    assert_eq!(end["batch_finished"], true, "{end}");
+    let finished = coordinator
+        .ok(
+            "wait_for_tasks",
+            json!({"project": project_id, "wait_s": 30}),
+        )
+        .await;
+    assert_eq!(finished["finished"][0]["id"], "h1", "{finished}");
+    assert_eq!(
+        finished["finished"][0]["report"]["summary"],
+        "done over http"
+    );
+    assert_eq!(finished["batch_finished"], true);
+
+    // Ending the session ends the worker's hub connection.
+    let response = reqwest::Client::new()
+        .delete(hub.http("/mcp"))
+        .bearer_auth(&hub.token)
+        .header("mcp-session-id", worker.session.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
+    crate::util::eventually("the worker's connection to close", async || {
+        let workers = ws.ok("worker.list", json!({})).await;
+        let names: Vec<String> = workers["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        crate::util::when(names, |names| !names.iter().any(|n| n == "http-1"))
+    })
+    .await;
+}
+
+/// Sends a raw HTTP/1.1 request and returns its status.
+async fn raw_status(port: u16, head: &str) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0; 64];
+    let n = tokio::time::timeout(ANSWER, stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// `/mcp` refuses what `/ws` refuses: no token, a wrong token, a foreign Origin or
+/// Host, a session taken over by another token; a token without `tasks` gets
+/// `FORBIDDEN` from every tool.
+#[tokio::test]
+async fn the_http_endpoint_takes_only_a_token_from_an_allowed_host_and_origin() {
+    let hub = TestHub::start().await;
+    let body = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "x", "version": "1"}}})
+    .to_string();
+    let request = |host: &str, extra: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\n{extra}Content-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let port = hub.port;
+    let here = format!("127.0.0.1:{port}");
+    let bearer = format!("Authorization: Bearer {}\r\n", hub.token);
+    assert_eq!(raw_status(port, &request(&here, &bearer)).await, 200);
+    assert_eq!(raw_status(port, &request(&here, "")).await, 401, "no token");
+    let wrong = format!("Authorization: Bearer {}\r\n", "0".repeat(64));
+    assert_eq!(raw_status(port, &request(&here, &wrong)).await, 401);
+    let foreign_origin = format!("{bearer}Origin: https://evil.example\r\n");
+    assert_eq!(
+        raw_status(port, &request(&here, &foreign_origin)).await,
+        403
+    );
+    let null_origin = format!("{bearer}Origin: null\r\n");
+    assert_eq!(raw_status(port, &request(&here, &null_origin)).await, 403);
+    let rebound = format!("evil.example:{port}");
+    assert_eq!(raw_status(port, &request(&rebound, &bearer)).await, 403);
+
+    // A token with `events` only: the session opens, and every tool is refused.
+    let mut ws = hub.client().await;
+    let events = ws
+        .ok("client.create", json!({"name": "ev", "scopes": ["events"]}))
+        .await;
+    let mut mcp = McpHttp::start(&hub, events["token"].as_str().unwrap()).await;
+    let error = mcp.err("register_worker", json!({"name": "w"})).await;
+    assert_eq!(error["kind"], "FORBIDDEN", "{error}");
+    let error = mcp.err("task_status", json!({"project": "p"})).await;
+    assert_eq!(error["kind"], "FORBIDDEN", "{error}");
+
+    // A session belongs to the token that first used it.
+    let mut owner = McpHttp::start(&hub, &hub.token).await;
+    owner.ok("register_worker", json!({"name": "mine"})).await;
+    let tasks = ws
+        .ok(
+            "client.create",
+            json!({"name": "other", "scopes": ["tasks"]}),
+        )
+        .await;
+    owner.token = tasks["token"].as_str().unwrap().to_string();
+    let error = owner.err("next_task", json!({"wait_s": 1})).await;
+    assert_eq!(error["kind"], "UNAUTHORIZED", "{error}");
+}
