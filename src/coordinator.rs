@@ -95,21 +95,21 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::CoordinationConfig;
 use crate::events::{Event, EventSink};
-use crate::projects::{ProjectError, Projects};
+use crate::projects::Projects;
 use crate::protocol::RunStatus;
 use crate::protocol::coordination::{
     CoordinationStatus, NewTask, ReportFile, ReportInvalid, ReportUnknown, TaskState,
     WorkerHeartbeat, WorkerKind, WorkerStatus, WorkerView,
 };
-use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
+use crate::protocol::error::ErrorChain;
 use crate::runner::{RunEnd, RunMode, RunRequest, Runner};
-use crate::storage::sqlite::{Store, StoreError, TaskWrite, apply_task_writes};
+use crate::storage::sqlite::{Store, StoreError};
 use crate::support::timestamp::now_ms;
 
-use ops::ReportOutcome;
-use reports::Known;
 use commits::{Entry, Submission, forward_writes};
 pub use error::CoordinationError;
+use ops::ReportOutcome;
+use reports::Known;
 use state::{Effect, State, Txn};
 use writes::Recorder;
 

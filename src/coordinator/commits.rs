@@ -104,7 +104,6 @@ impl Coordinator {
         });
         info!(tasks, "task queue rebuilt from the store");
     }
-
 }
 
 /// The forwarding task: hands each transition's writes to the store's writer as one
@@ -157,4 +156,3 @@ pub(super) async fn forward_writes(
         }
     }
 }
-

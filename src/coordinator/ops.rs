@@ -139,11 +139,10 @@ impl Txn<'_> {
             .values()
             .filter(|t| {
                 t.state == TaskState::Running
-                    && !t
-                        .worker_id
+                    && t.worker_id
                         .as_deref()
                         .and_then(|w| self.st.workers.get(w))
-                        .is_some_and(|w| w.task_id.as_deref() == Some(t.id.as_str()))
+                        .is_none_or(|w| w.task_id.as_deref() != Some(t.id.as_str()))
             })
             .map(|t| t.id.clone())
             .collect();
