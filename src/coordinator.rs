@@ -78,6 +78,7 @@ mod error;
 pub mod model;
 pub mod ops;
 pub mod prompt;
+pub mod rebuild;
 pub mod reports;
 pub mod state;
 pub mod writes;
