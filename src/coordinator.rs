@@ -42,27 +42,53 @@
 //!   events and, after the lock, applies its effects (starting and stopping runs);
 //! - [`reports`]: report files; [`prompt`]: the prompt of a task run.
 //!
-//! # Lock
+//! # Lock and commits
 //!
 //! Queued and running tasks, per-project counts and the online workers live in memory
-//! behind one std `Mutex`; finished tasks are only in the store. The lock is held for the
-//! whole of a transition, including its store writes and the emission of its events, so
-//! every client sees changes in the order they happened and counts that add up. Nothing
-//! under it awaits: store writes are single short statements and the event sink never
-//! waits. Starting and stopping agent runs happen after the lock is released. Lock order:
-//! coordinator, then the slots, the store, and the notifier's client and project
+//! behind one std `Mutex`; finished tasks are only in the store. Under the lock a
+//! transition changes memory, records its writes ([`writes::Recorder`]) and queues
+//! them, with its events and effects, in the order of the transitions; nothing under it
+//! awaits or blocks. After the lock:
+//!
+//! - a forwarding task hands each transition's writes to the store's writer as one job
+//!   ([`Store::submit`]), in that order; the writer is FIFO and commits what is queued
+//!   together (one fsync per group), so transitions from many connections share
+//!   commits;
+//! - a publishing task takes the transitions in the same order, awaits each one's
+//!   commit, and only then emits its events, applies its effects (starting and stopping
+//!   runs) and answers its caller, who awaits that answer asynchronously. So nothing is
+//!   acknowledged or announced before it is on disk, and clients see changes in the
+//!   order they happened, with counts that add up.
+//!
+//! **When a commit fails** (a full disk: `STORAGE_FULL`), memory is ahead of the store.
+//! The failed transition's job sets a fence (its generation) on the writer thread, so
+//! every later coordination job of the same generation fails without writing: the
+//! store holds exactly the transitions before the failure. The publisher answers the
+//! failed transition and every later one of its generation with the failure, drops
+//! their events and effects, reads the coordinator's part of the store, and under the
+//! lock rebuilds memory from it ([`state::Txn::rebuild`]) and starts a new generation.
+//! Memory and store agree again and nothing that was not stored was acknowledged; the
+//! callers that got the error retry.
+//!
+//! Lock order: coordinator, then the slots and the notifier's client and project
 //! registries; none of those ever calls back in.
 
+pub(crate) mod commits;
+mod error;
 pub mod model;
 pub mod ops;
 pub mod prompt;
+pub mod rebuild;
 pub mod reports;
 pub mod state;
 pub mod writes;
 
 pub(crate) mod watch;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -70,20 +96,23 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::CoordinationConfig;
 use crate::events::{Event, EventSink};
-use crate::projects::{ProjectError, Projects};
+use crate::projects::Projects;
 use crate::protocol::RunStatus;
 use crate::protocol::coordination::{
     CoordinationStatus, NewTask, ReportFile, ReportInvalid, ReportUnknown, TaskState,
     WorkerHeartbeat, WorkerKind, WorkerStatus, WorkerView,
 };
-use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
+use crate::protocol::error::ErrorChain;
 use crate::runner::{RunEnd, RunMode, RunRequest, Runner};
 use crate::storage::sqlite::{Store, StoreError};
 use crate::support::timestamp::now_ms;
 
+use commits::{Entry, Submission, forward_writes};
+pub use error::CoordinationError;
 use ops::ReportOutcome;
 use reports::Known;
 use state::{Effect, State, Txn};
+use writes::Recorder;
 
 /// Most tasks in one `task.create`.
 pub const MAX_TASKS_PER_CREATE: usize = 10_000;
@@ -91,74 +120,6 @@ pub const MAX_TASKS_PER_CREATE: usize = 10_000;
 pub const MAX_TASK_BYTES: usize = 256 * 1024;
 /// Client workers not seen for this long are forgotten at start.
 const FORGET_WORKERS_AFTER_MS: i64 = 7 * 86_400_000;
-
-/// Why a coordination request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CoordinationError {
-    /// The params are well-formed but not acceptable (empty title, bad id, too many tasks).
-    #[error("{0}")]
-    Invalid(String),
-    /// No task has the id.
-    #[error("no task with id {0}")]
-    TaskNotFound(String),
-    /// The task is not assigned to the calling worker.
-    #[error("task {task_id} is not assigned to worker {worker_id}")]
-    NotAssigned {
-        /// The task.
-        task_id: String,
-        /// The caller.
-        worker_id: String,
-    },
-    /// The connection has not registered as a worker.
-    #[error("this connection is not a worker; call worker.register first")]
-    NotAWorker,
-    /// The task id is taken by another project.
-    #[error("task id {task_id} is already used in project {project_id}")]
-    TaskExists {
-        /// The task.
-        task_id: String,
-        /// The project that has it.
-        project_id: String,
-    },
-    /// Agent workers need the agent CLI.
-    #[error("the Claude Code CLI was not found; install it or set agent.cli_path")]
-    AgentUnavailable,
-    /// The project is missing.
-    #[error(transparent)]
-    Project(#[from] ProjectError),
-    /// The store failed.
-    #[error("coordination store failed")]
-    Store(#[from] StoreError),
-    /// A report could not be encoded as JSON.
-    #[error("cannot encode a report")]
-    Encode(#[source] serde_json::Error),
-}
-
-impl From<CoordinationError> for RpcError {
-    fn from(err: CoordinationError) -> Self {
-        let kind = match &err {
-            CoordinationError::Invalid(_) => ErrorKind::InvalidParams,
-            CoordinationError::TaskNotFound(_) => ErrorKind::TaskNotFound,
-            CoordinationError::NotAssigned { .. } => ErrorKind::NotAssigned,
-            CoordinationError::NotAWorker => ErrorKind::NotAWorker,
-            CoordinationError::TaskExists { .. } => ErrorKind::TaskExists,
-            CoordinationError::AgentUnavailable => ErrorKind::AgentUnavailable,
-            CoordinationError::Project(_) => {
-                let CoordinationError::Project(inner) = err else {
-                    unreachable!()
-                };
-                return inner.into();
-            }
-            CoordinationError::Store(source) => {
-                return RpcError::internal("coordination store", source);
-            }
-            CoordinationError::Encode(source) => {
-                return RpcError::internal("coordination report", source);
-            }
-        };
-        RpcError::new(kind, err.to_string())
-    }
-}
 
 /// A clock for transitions: epoch milliseconds that never go backwards (wall time at
 /// start plus monotonic time since), so a clock step cannot expire or stretch leases.
@@ -202,6 +163,13 @@ struct Inner {
     parts: CoordinatorParts,
     clock: Clock,
     state: Mutex<State>,
+    /// The generation of the transitions: a new one starts after each failed commit.
+    /// Changed under the state lock only.
+    generation: AtomicU64,
+    /// Transitions' writes, to the forwarding task, in order.
+    forward: mpsc::UnboundedSender<Submission>,
+    /// Transitions, to the publishing task, in order.
+    publish: mpsc::UnboundedSender<Entry>,
     /// Held by a `task.create` from its read of the ids' owners to its rows queued.
     creating: tokio::sync::Mutex<()>,
     /// Wakes the parked lease timer after a transition (which may have queued a task or
@@ -217,7 +185,9 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Loads queued and running tasks from the store; running ones go back to the queue.
-    /// Every worker is stored offline until it registers again.
+    /// Every worker is stored offline until it registers again. Starts the tasks that
+    /// forward writes and publish transitions (on `parts.tracker`): call it on a tokio
+    /// runtime.
     ///
     /// # Errors
     /// [`StoreError`].
@@ -244,15 +214,30 @@ impl Coordinator {
                 "task queue restored"
             );
         }
-        Ok(Self {
+        let (forward, submissions) = mpsc::unbounded_channel();
+        let (publish, entries) = mpsc::unbounded_channel();
+        let fence = Arc::new(AtomicU64::new(0));
+        let this = Self {
             inner: Arc::new(Inner {
                 parts,
                 clock,
                 state: Mutex::new(state),
+                generation: AtomicU64::new(1),
+                forward,
+                publish,
                 creating: tokio::sync::Mutex::new(()),
                 wake: tokio::sync::Notify::new(),
             }),
-        })
+        };
+        let tracker = &this.parts().tracker;
+        tracker.spawn(forward_writes(
+            this.parts().store.clone(),
+            fence,
+            submissions,
+            this.parts().shutdown.clone(),
+        ));
+        tracker.spawn(this.clone().publish(entries));
+        Ok(this)
     }
 
     fn parts(&self) -> &CoordinatorParts {
@@ -260,37 +245,80 @@ impl Coordinator {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Every transition writes to the store before it changes memory, so a poisoned
-        // lock still guards a consistent state.
+        // A transition never panics halfway in practice; if one did, the state it left
+        // is what the next rebuild would repair.
         self.inner
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs a transition under the lock, emits its events, releases the lock and
-    /// applies its effects.
-    fn run<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
+    /// Runs a transition under the lock and queues its writes, events and effects, in
+    /// order; returns its result and the receiver of its answer (the commit's outcome,
+    /// sent once it is announced). `rebuild` starts a new generation first (after a
+    /// failed commit).
+    fn transition<R>(
+        &self,
+        new_generation: bool,
+        f: impl FnOnce(&mut Txn<'_>) -> R,
+    ) -> (R, oneshot::Receiver<Result<(), StoreError>>) {
         let parts = self.parts();
-        let (result, effects) = {
+        let recorder = Recorder::default();
+        let (answer, answered) = oneshot::channel();
+        let result = {
             let mut st = self.lock();
+            let generation = if new_generation {
+                self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1
+            } else {
+                self.inner.generation.load(Ordering::Acquire)
+            };
             let mut txn = Txn::new(
                 &mut st,
-                &parts.store,
+                &recorder,
                 &parts.config,
                 parts.runner.slots(),
                 self.inner.clock.now(),
             );
             let result = f(&mut txn);
             let (events, effects) = txn.finish();
-            for event in events {
-                parts.sink.emit(event);
-            }
-            (result, effects)
+            let writes = recorder.take();
+            let committed = (!writes.is_empty()).then(|| {
+                let (committed, commit) = oneshot::channel();
+                // Both tasks end only at shutdown; a send after is an answer nobody awaits.
+                let _ = self.inner.forward.send(Submission {
+                    writes,
+                    generation,
+                    committed,
+                });
+                commit
+            });
+            let _ = self.inner.publish.send(Entry {
+                generation,
+                committed,
+                events,
+                effects,
+                answer,
+            });
+            result
         };
-        self.apply(effects);
         self.inner.wake.notify_waiters();
-        result
+        (result, answered)
+    }
+
+    /// Runs a transition and returns its result once it is stored and announced.
+    ///
+    /// # Errors
+    /// The commit's failure ([`StoreError`]); the transition is then undone.
+    async fn run<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> R) -> Result<R, StoreError> {
+        let (result, answered) = self.transition(false, f);
+        answered.await.map_err(|_| StoreError::WriterGone)??;
+        Ok(result)
+    }
+
+    /// Runs a transition whose result acknowledges nothing to anyone (a timer, a
+    /// closed connection, a run's end): it is announced after its commit all the same.
+    fn run_detached<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
+        self.transition(false, f).0
     }
 
     /// Whether the lease timer has anything to do: a task queued or running, or a lease
@@ -336,7 +364,9 @@ impl Coordinator {
             Ok(handle) => handle,
             Err(err) => {
                 warn!(worker_id, task_id = task.id, error = %err, "cannot start a task run");
-                self.run(|txn| txn.run_not_started(&worker_id, &task.id, &err.to_string()));
+                self.run_detached(|txn| {
+                    txn.run_not_started(&worker_id, &task.id, &err.to_string());
+                });
                 return;
             }
         };
@@ -371,7 +401,7 @@ impl Coordinator {
             // The task stays `running` in the store and is requeued at the next start.
             return;
         }
-        self.run(|txn| txn.run_ended(worker_id, task_id, &end));
+        self.run_detached(|txn| txn.run_ended(worker_id, task_id, &end));
     }
 
     /// The agent was asked to write `reports/<task-id>.json`. When it did, that report
@@ -416,7 +446,7 @@ impl Coordinator {
     pub fn start(&self) {
         let cli_available = self.parts().runner.cli().get().is_some();
         let projects = self.parts().projects.clone();
-        let any = self.run(|txn| {
+        let any = self.run_detached(|txn| {
             let settings: Vec<(String, u32)> = txn
                 .st
                 .agent_settings
@@ -467,7 +497,7 @@ impl Coordinator {
                 _ = ticker.tick() => {}
                 () = shutdown.cancelled() => return,
             }
-            self.run(|txn| txn.expire_leases());
+            self.run_detached(|txn| txn.expire_leases());
         }
     }
 
@@ -492,7 +522,7 @@ impl Coordinator {
                 None => return,
             }
         }
-        self.run(|txn| txn.seen(conn_id));
+        self.run_detached(|txn| txn.seen(conn_id));
     }
 
     /// Cleans up after a closed connection.
@@ -501,20 +531,23 @@ impl Coordinator {
             return;
         }
         let shutting_down = self.parts().shutdown.is_cancelled();
-        self.run(|txn| txn.disconnected(conn_id, shutting_down));
+        self.run_detached(|txn| txn.disconnected(conn_id, shutting_down));
     }
 
-    /// `worker.register` for connection `conn_id`; returns the worker id.
+    /// `worker.register` for connection `conn_id`; returns the worker id once it is
+    /// stored.
     ///
     /// # Errors
     /// The store's.
-    pub fn register_worker(
+    pub async fn register_worker(
         &self,
         conn_id: u64,
         name: &str,
         capabilities: &[String],
     ) -> Result<String, CoordinationError> {
-        Ok(self.run(|txn| txn.register_worker(conn_id, name, capabilities))?)
+        Ok(self
+            .run(|txn| txn.register_worker(conn_id, name, capabilities))
+            .await??)
     }
 
     /// `worker.heartbeat`: the worker's state (its lease was renewed on receipt).
@@ -568,7 +601,9 @@ impl Coordinator {
             created,
             existing,
             rows,
-        } = self.run(|txn| txn.plan_tasks(project_id, specs, &owners))?;
+        } = self
+            .run(|txn| txn.plan_tasks(project_id, specs, &owners))
+            .await??;
         let mut stored = Vec::with_capacity(rows.len());
         let mut failure = None;
         for chunk in rows.chunks(crate::storage::sqlite::CHUNK_ROWS) {
@@ -581,12 +616,15 @@ impl Coordinator {
             }
         }
         // A project deleted meanwhile took its stored rows with it: queue nothing.
-        if !stored.is_empty() && self.parts().projects.get(project_id).is_ok() {
-            self.run(|txn| txn.tasks_created(project_id, stored, existing.len()));
+        if self.parts().projects.get(project_id).is_err() {
+            stored.clear();
         }
-        match failure {
-            Some(err) => Err(err.into()),
-            None => Ok((created, existing)),
+        let queued = self
+            .run(|txn| txn.tasks_created(project_id, stored, existing.len()))
+            .await;
+        match (failure, queued) {
+            (Some(err), _) | (None, Err(err)) => Err(err.into()),
+            (None, Ok(())) => Ok((created, existing)),
         }
     }
 
@@ -594,8 +632,8 @@ impl Coordinator {
     ///
     /// # Errors
     /// The store's.
-    pub fn cancel(&self, task_id: &str) -> Result<bool, CoordinationError> {
-        Ok(self.run(|txn| txn.cancel_task(task_id))?)
+    pub async fn cancel(&self, task_id: &str) -> Result<bool, CoordinationError> {
+        Ok(self.run(|txn| txn.cancel_task(task_id)).await??)
     }
 
     /// `task.complete` (`Ok(report)`) or `task.fail` (`Err(reason)`); `None` for a task
@@ -603,13 +641,14 @@ impl Coordinator {
     ///
     /// # Errors
     /// `NOT_A_WORKER`, `NOT_ASSIGNED`, or the store's.
-    pub fn answer(
+    pub async fn answer(
         &self,
         conn_id: u64,
         task_id: &str,
         outcome: Result<serde_json::Value, String>,
     ) -> Result<Option<TaskState>, CoordinationError> {
         self.run(|txn| txn.answer(conn_id, task_id, outcome))
+            .await?
     }
 
     /// `project.configure`: stores the project's `agent_workers` and applies it, in one
@@ -617,25 +656,27 @@ impl Coordinator {
     ///
     /// # Errors
     /// The store's; then nothing changed.
-    pub fn configure(
+    pub async fn configure(
         &self,
         project_id: &str,
         agent_workers: u32,
     ) -> Result<Vec<WorkerView>, CoordinationError> {
-        self.run(|txn| {
-            txn.configure_agent_workers(project_id, agent_workers)?;
-            let mut workers: Vec<WorkerView> = txn
-                .st
-                .workers
-                .values()
-                .filter(|w| {
-                    w.kind == WorkerKind::Agent && w.project_id.as_deref() == Some(project_id)
-                })
-                .map(state::Worker::view)
-                .collect();
-            workers.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(workers)
-        })
+        Ok(self
+            .run(|txn| {
+                txn.configure_agent_workers(project_id, agent_workers)?;
+                let mut workers: Vec<WorkerView> = txn
+                    .st
+                    .workers
+                    .values()
+                    .filter(|w| {
+                        w.kind == WorkerKind::Agent && w.project_id.as_deref() == Some(project_id)
+                    })
+                    .map(state::Worker::view)
+                    .collect();
+                workers.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok::<_, StoreError>(workers)
+            })
+            .await??)
     }
 
     /// `coordination.status` of a project.
@@ -645,7 +686,7 @@ impl Coordinator {
 
     /// A project was deleted.
     pub fn project_deleted(&self, project_id: &str) {
-        self.run(|txn| txn.project_deleted(project_id));
+        self.run_detached(|txn| txn.project_deleted(project_id));
     }
 
     /// What the hub knows of the task a report file is named after.
@@ -669,7 +710,7 @@ impl Coordinator {
 
     /// Applies a valid report file.
     pub fn report(&self, project_id: &str, task_id: &str, report: ReportFile) -> ReportOutcome {
-        match self.run(|txn| txn.report(project_id, task_id, report)) {
+        match self.run_detached(|txn| txn.report(project_id, task_id, report)) {
             Ok(ReportOutcome::Duplicate) => match self.known(project_id, task_id) {
                 Known::Finished => {
                     debug!(task_id, "report for a finished task ignored");

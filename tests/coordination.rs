@@ -1037,3 +1037,72 @@ async fn concurrent_configures_leave_the_stored_agent_workers_in_force() {
     assert_eq!(status["agent_workers"].as_u64(), Some(live));
     server.shutdown().await;
 }
+
+/// Many workers completing at once share group commits: the coordinator queues each
+/// transition's writes in order and awaits the commit outside its lock, so the writes of
+/// concurrent completions (each one a completion and the next assignment) go into the
+/// same commits. Counted with the store's own commit counter, not with timings: every
+/// completion and assignment committed alone would make at least two commits per task.
+#[tokio::test]
+async fn concurrent_completions_share_group_commits() {
+    const WORKERS: usize = 40;
+    const TASKS: usize = 800;
+    let (data, dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let server = start(data.path(), |_| {}).await;
+    let mut coord = Conn::coordinator(&server, data.path()).await;
+    let project_id = create_project(&mut coord, dir.path()).await;
+    let mut workers = Vec::new();
+    for i in 0..WORKERS {
+        let (worker, _) = Conn::worker(&server, data.path(), &format!("w{i}"), &[]).await;
+        workers.push(worker);
+    }
+    let tasks: Vec<Value> = (0..TASKS)
+        .map(|i| json!({"id": format!("c{i:04}"), "title": format!("task {i}")}))
+        .collect();
+    let before = server.hub().store().commits();
+    coord
+        .call(
+            "task.create",
+            json!({"project_id": project_id, "tasks": tasks}),
+        )
+        .await;
+    let runs: Vec<_> = workers
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| tokio::spawn(run_worker(w, if i % 2 == 0 { "even" } else { "odd" })))
+        .collect();
+    let done = coord.wait_for("project.completed", |_| true).await;
+    assert_eq!(done["completed"], TASKS as u64, "{done}");
+    let mut completed = HashSet::new();
+    for run in runs {
+        for task_id in run.await.unwrap() {
+            assert!(
+                completed.insert(task_id.clone()),
+                "{task_id} completed twice"
+            );
+        }
+    }
+    assert_eq!(completed.len(), TASKS, "every completion acknowledged once");
+    let commits = server.hub().store().commits() - before;
+    // Each task is written twice (assigned, completed): 1,600 commits if every write
+    // committed alone, 800 if each completion committed alone with the next assignment.
+    // Shared commits make at most half that.
+    println!("COORDINATION group commit: {TASKS} tasks, {WORKERS} workers, {commits} commits");
+    assert!(
+        commits <= TASKS as u64 / 2,
+        "{commits} commits for {TASKS} completions: concurrent completions do not share commits"
+    );
+    let status = coord
+        .call("coordination.status", json!({"project_id": project_id}))
+        .await;
+    check_counts(&status, TASKS as u64);
+    assert_eq!(status["completed"], TASKS as u64);
+    // What was acknowledged is stored.
+    let stored = coord
+        .call(
+            "task.list",
+            json!({"project_id": project_id, "state": "completed", "limit": 10000}),
+        )
+        .await;
+    assert_eq!(stored["tasks"].as_array().unwrap().len(), TASKS);
+}

@@ -1253,3 +1253,108 @@ async fn killing_agent_runs_under_load_leaves_no_descendant_process() {
     );
     drop(hub);
 }
+
+/// A completion whose commit fails on a full disk is not acknowledged, not announced and
+/// not kept in memory: the coordinator rebuilds its state from the store, the worker
+/// still holds the task, and the same completion succeeds once space returns.
+#[tokio::test]
+async fn a_completion_refused_by_a_full_disk_leaves_memory_as_the_store_has_it() {
+    let Some(disk) = Tmpfs::mount("16m") else {
+        println!("FAULTS disk-full completion: SKIPPED, mounting a tmpfs is not permitted here");
+        return;
+    };
+    let data = disk.path().join("data");
+    let (mut hub, port) = crate::util::spawn_hub_with(&data, &[]).await;
+    let mut ws = crate::util::connect(port, &data).await;
+    let mut worker = crate::util::connect(port, &data).await;
+    let dir = TempDir::new().unwrap();
+    let project = ws.ok("project.create", json!({"path": dir.path()})).await;
+    let project_id = project["id"].as_str().unwrap().to_string();
+    worker.ok("worker.register", json!({"name": "w"})).await;
+    ws.ok(
+        "task.create",
+        json!({"project_id": project_id, "tasks": [{"id": "held", "title": "held"}]}),
+    )
+    .await;
+    let assigned = worker.notification("task.assigned").await;
+    assert_eq!(assigned["task"]["id"], "held");
+
+    let filler = disk.path().join("filler");
+    fill(&filler);
+    // Use up what SQLite still has free, with tasks that queue behind the busy worker.
+    let mut refused = false;
+    for i in 0..2000 {
+        let tasks: Vec<Value> = (0..20)
+            .map(|j| json!({"id": format!("f{i}-{j}"), "title": "x".repeat(400), "context": "y".repeat(4000)}))
+            .collect();
+        let reply = ws
+            .call(
+                "task.create",
+                json!({"project_id": project_id, "tasks": tasks}),
+            )
+            .await;
+        if reply.get("error").is_some() {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the full disk refused a write");
+    // A report bigger than anything the refused batch wrote, so it cannot fit.
+    let report = json!({"summary": "done", "notes": "z".repeat(600 * 1024)});
+    let error = worker
+        .err(
+            "task.complete",
+            json!({"task_id": "held", "report": report}),
+        )
+        .await;
+    assert_eq!(error["data"]["kind"], "STORAGE_FULL", "{error}");
+    // Memory is what the store has: the task is running on the worker, none completed.
+    let status = ws
+        .ok("coordination.status", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(
+        (status["running"].as_u64(), status["completed"].as_u64()),
+        (Some(1), Some(0)),
+        "{status}"
+    );
+    let task = ws.ok("task.get", json!({"task_id": "held"})).await;
+    assert_eq!(task["state"], "running", "{task}");
+    let beat = worker.ok("worker.heartbeat", json!({})).await;
+    assert_eq!(beat["task_id"], "held", "{beat}");
+    assert_eq!(beat["status"], "working", "{beat}");
+
+    // Space returns: the same completion is acknowledged once, and the worker is free
+    // for the next task.
+    std::fs::remove_file(&filler).unwrap();
+    let answer = worker
+        .ok(
+            "task.complete",
+            json!({"task_id": "held", "report": report}),
+        )
+        .await;
+    assert_eq!(answer["duplicate"], false, "{answer}");
+    assert_eq!(answer["state"], "completed");
+    ws.ok(
+        "task.create",
+        json!({"project_id": project_id, "tasks": [{"id": "next", "title": "next"}]}),
+    )
+    .await;
+    let next = worker.notification("task.assigned").await;
+    assert_eq!(next["task"]["id"], "next");
+    let task = ws.ok("task.get", json!({"task_id": "held"})).await;
+    assert_eq!(task["state"], "completed", "{task}");
+    let status = ws
+        .ok("coordination.status", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(
+        (status["running"].as_u64(), status["completed"].as_u64()),
+        (Some(1), Some(1)),
+        "{status}"
+    );
+    drop((ws, worker));
+    hub.kill();
+    assert_store_intact(&data);
+    println!(
+        "FAULTS disk-full completion: refused with STORAGE_FULL, memory rebuilt, completed after space returned"
+    );
+}

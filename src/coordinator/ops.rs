@@ -128,9 +128,32 @@ impl Txn<'_> {
     }
 
     /// Fails the attempts of client workers whose lease ended by `now`; they go offline
-    /// until their next request. Also retries assignment (agent slots may have freed).
+    /// until their next request. Also fails the attempts of running tasks whose worker
+    /// is no longer on them (left so by a [`Txn::rebuild`]), and retries assignment
+    /// (agent slots may have freed).
     pub fn expire_leases(&mut self) {
         let now = self.now;
+        let orphans: Vec<String> = self
+            .st
+            .tasks
+            .values()
+            .filter(|t| {
+                t.state == TaskState::Running
+                    && t.worker_id
+                        .as_deref()
+                        .and_then(|w| self.st.workers.get(w))
+                        .is_none_or(|w| w.task_id.as_deref() != Some(t.id.as_str()))
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        for task_id in orphans {
+            warn!(task_id, "a running task has no worker on it; requeued");
+            if let Err(err) =
+                self.fail_attempt(&task_id, "the worker's result was not stored".into())
+            {
+                warn!(error = %ErrorChain(&err), task_id, "cannot requeue a task");
+            }
+        }
         let expired: Vec<(String, String)> = self
             .st
             .workers
@@ -227,6 +250,12 @@ impl Txn<'_> {
             });
             created.push(id);
         }
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            self.st.planned = Some(super::state::Planned {
+                project_id: project_id.to_string(),
+                seqs: first.seq..=last.seq,
+            });
+        }
         self.st.next_seq += rows.len() as i64;
         Ok(TaskPlan {
             created,
@@ -236,13 +265,16 @@ impl Txn<'_> {
     }
 
     /// The second half of `task.create`: stored rows join the queue and are announced.
+    /// Called once per create, with no rows when none was stored or the project went.
     pub fn tasks_created(&mut self, project_id: &str, rows: Vec<TaskRow>, existing: usize) {
-        if !rows.is_empty() {
-            self.emit(Event::TaskCreated(TaskCreated {
-                project_id: project_id.to_string(),
-                tasks: rows.iter().map(TaskRow::view).collect(),
-            }));
+        self.st.planned = None;
+        if rows.is_empty() {
+            return;
         }
+        self.emit(Event::TaskCreated(TaskCreated {
+            project_id: project_id.to_string(),
+            tasks: rows.iter().map(TaskRow::view).collect(),
+        }));
         let created = rows.len();
         self.add_tasks(project_id, rows);
         info!(project_id, created, existing, "tasks queued");

@@ -8,10 +8,10 @@
 //! knows the SQLite store, so every rule is unit-tested with plain values
 //! (`coordinator/tests.rs`).
 //!
-//! Writes go through the [`TaskStore`] port, not into a returned list, because each one
-//! must succeed before the in-memory state changes: a transition stops at its first
-//! failed write and leaves memory as the store has it (the durability rule of
-//! [`super`]).
+//! Writes go through the [`TaskStore`] port. The hub records them
+//! ([`super::writes::Recorder`]) and commits each transition's writes as one job after
+//! the transition; when a commit fails, [`Txn::rebuild`] puts memory back in agreement
+//! with the store (the durability rule of [`super`]).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -55,6 +55,18 @@ pub struct State {
     next_ticket: u64,
     /// `agent_workers` per project.
     pub agent_settings: HashMap<String, u32>,
+    /// The rows of the `task.create` in progress: planned, maybe partly stored, not
+    /// queued yet. A rebuild leaves them to the create.
+    pub planned: Option<Planned>,
+}
+
+/// The rows a `task.create` planned and has not queued yet.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// Their project.
+    pub project_id: String,
+    /// Their `seq`s.
+    pub seqs: std::ops::RangeInclusive<i64>,
 }
 
 impl State {
@@ -591,6 +603,11 @@ impl<'a> Txn<'a> {
             }));
         }
         (self.events, self.effects)
+    }
+
+    /// Marks a project's `coordination.status` as changed.
+    pub fn touch_project(&mut self, project_id: &str) {
+        self.touched.insert(project_id.to_string());
     }
 
     /// `project.configure`: stores the project's `agent_workers`, then adds, revives or

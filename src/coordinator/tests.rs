@@ -508,4 +508,92 @@ mod machine {
             .count();
         assert_eq!(agents, 2);
     }
+
+    /// What the store holds, as a rebuild reads it.
+    fn snapshot(store: &MemStore) -> crate::storage::sqlite::CoordinationSnapshot {
+        let tasks = store.tasks.borrow();
+        let mut counts: HashMap<(String, TaskState), u64> = HashMap::new();
+        for task in tasks.values() {
+            *counts
+                .entry((task.project_id.clone(), task.state))
+                .or_default() += 1;
+        }
+        let mut unfinished: Vec<TaskRow> = tasks
+            .values()
+            .filter(|t| matches!(t.state, TaskState::Pending | TaskState::Running))
+            .cloned()
+            .collect();
+        unfinished.sort_by_key(|t| t.seq);
+        crate::storage::sqlite::CoordinationSnapshot {
+            tasks: unfinished,
+            counts: counts.into_iter().map(|((p, s), n)| (p, s, n)).collect(),
+            max_seq: tasks.values().map(|t| t.seq).max().unwrap_or(0),
+            agent_workers: store
+                .agent_workers
+                .borrow()
+                .iter()
+                .map(|(p, n)| (p.clone(), *n))
+                .collect(),
+            workers: store.workers.borrow().keys().cloned().collect(),
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_is_forgotten_by_rebuilding_from_the_store() {
+        let mut rig = Rig::new(2);
+        let worker = rig.register(1);
+        let events = rig.create(&["t1", "t2"]);
+        assert_eq!(assigned_to(&events, 1), ["t1"]);
+        let stored = snapshot(&rig.store);
+        // The completion (and the next assignment) change memory; then their commit
+        // fails: the store keeps what `stored` has.
+        let (answered, _) = rig.step(|txn| txn.answer(1, "t1", Ok(json!({"ok": true}))));
+        assert_eq!(answered.unwrap(), Some(TaskState::Completed));
+        assert_eq!(rig.st.workers[&worker].task_id.as_deref(), Some("t2"));
+        // A worker that registered after it, in the same failed commit, goes too.
+        let late = rig.register(2);
+
+        let ((), events) = rig.step(|txn| txn.rebuild(stored, true));
+        assert!(
+            rig.st.holds(&worker, "t1"),
+            "t1 is running on the worker again"
+        );
+        assert_eq!(rig.st.workers[&worker].status, WorkerStatus::Working);
+        assert!(rig.st.workers[&worker].lease_until.is_some());
+        assert_eq!(rig.st.tasks["t2"].state, TaskState::Pending);
+        assert!(rig.st.queues[P].iter().any(|key| key.2 == "t2"));
+        let status = rig.st.status(P);
+        assert_eq!(
+            (status.running, status.pending, status.completed),
+            (1, 1, 0)
+        );
+        assert!(
+            !rig.st.workers.contains_key(&late),
+            "its registration was not stored"
+        );
+        assert!(assigned_to(&events, 1).is_empty() && assigned_to(&events, 2).is_empty());
+
+        // The completion again, stored this time.
+        let (answered, _) = rig.step(|txn| txn.answer(1, "t1", Ok(json!({"ok": true}))));
+        assert_eq!(answered.unwrap(), Some(TaskState::Completed));
+        assert_eq!(rig.task("t1").state, TaskState::Completed);
+        assert_eq!(rig.task("t2").worker_id.as_deref(), Some(worker.as_str()));
+    }
+
+    #[test]
+    fn a_task_the_store_has_on_a_worker_that_moved_on_is_requeued_by_the_timer() {
+        let mut rig = Rig::new(2);
+        let worker = rig.register(1);
+        rig.create(&["t1"]);
+        let stored = snapshot(&rig.store);
+        // The worker's failure is not stored; it disconnects meanwhile.
+        rig.step(|txn| txn.disconnected(1, false));
+        rig.step(|txn| txn.rebuild(stored, true));
+        assert_eq!(rig.st.tasks["t1"].state, TaskState::Running);
+        assert!(!rig.st.workers.contains_key(&worker));
+        let ((), _) = rig.step(|txn| txn.expire_leases());
+        assert_eq!(rig.task("t1").state, TaskState::Pending);
+        assert_eq!(rig.task("t1").attempts, 1);
+        assert_eq!(rig.st.status(P).pending, 1);
+    }
 }

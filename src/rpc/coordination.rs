@@ -19,7 +19,7 @@ use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::hub::ConnectionChange;
 use crate::protocol::parse_params;
 use crate::protocol::scopes::Scope;
-use crate::storage::sqlite::TaskRow;
+use crate::storage::sqlite::{Store, TaskRow};
 
 type Call<'a> = super::Call<'a, TasksCtx>;
 
@@ -98,14 +98,16 @@ fn worker_register(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     call.ctx
         .notices
         .connection_changed(ConnectionChange::Updated, call.client);
-    let worker_id = call.ctx.coordinator.register_worker(
+    let (coordinator, conn_id, lease_s) = (
+        call.ctx.coordinator.clone(),
         call.client.id(),
-        &params.name,
-        &params.capabilities,
-    )?;
-    reply(&WorkerRegistered {
-        worker_id,
-        lease_s: call.ctx.lease_s,
+        call.ctx.lease_s,
+    );
+    later(async move {
+        let worker_id = coordinator
+            .register_worker(conn_id, &params.name, &params.capabilities)
+            .await?;
+        Ok(WorkerRegistered { worker_id, lease_s })
     })
 }
 
@@ -198,33 +200,36 @@ fn task_list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
 }
 
 /// A task as stored.
-fn stored_task(call: &Call<'_>, task_id: &str) -> Result<TaskRow, RpcError> {
-    Ok(call
-        .ctx
-        .store
-        .task(task_id)
+async fn stored_task(store: &Store, task_id: &str) -> Result<TaskRow, RpcError> {
+    Ok(store
+        .task_of(task_id.to_string())
+        .await
         .map_err(CoordinationError::from)?
         .ok_or_else(|| CoordinationError::TaskNotFound(task_id.to_string()))?)
 }
 
 fn task_get(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let TaskRef { task_id } = parse_params(params)?;
-    reply(&stored_task(call, &task_id)?.view())
+    let store = call.ctx.store.clone();
+    later(async move { Ok(stored_task(&store, &task_id).await?.view()) })
 }
 
 /// `task.cancel`: `cancelled` is false for a task that had already finished.
 fn task_cancel(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let TaskRef { task_id } = parse_params(params)?;
-    let cancelled = call.ctx.coordinator.cancel(&task_id)?;
-    let state = if cancelled {
-        TaskState::Cancelled
-    } else {
-        stored_task(call, &task_id)?.state
-    };
-    reply(&TaskCancelResult {
-        task_id,
-        cancelled,
-        state,
+    let (coordinator, store) = (call.ctx.coordinator.clone(), call.ctx.store.clone());
+    later(async move {
+        let cancelled = coordinator.cancel(&task_id).await?;
+        let state = if cancelled {
+            TaskState::Cancelled
+        } else {
+            stored_task(&store, &task_id).await?.state
+        };
+        Ok(TaskCancelResult {
+            task_id,
+            cancelled,
+            state,
+        })
     })
 }
 
@@ -240,32 +245,36 @@ fn task_fail(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
 }
 
 /// `task.complete` and `task.fail`: `duplicate: true` (and nothing changes) when the
-/// task had already finished.
+/// task had already finished. Answered once the change is stored.
 fn answer(
     call: &Call<'_>,
     task_id: String,
     outcome: Result<Value, String>,
 ) -> Result<Reply, RpcError> {
-    let answered = call
-        .ctx
-        .coordinator
-        .answer(call.client.id(), &task_id, outcome)?;
-    let (state, duplicate) = match answered {
-        Some(state) => (state, false),
-        None => {
-            let state = stored_task(call, &task_id)?.state;
-            info!(
-                task_id,
-                state = state.as_str(),
-                "duplicate completion ignored"
-            );
-            (state, true)
-        }
-    };
-    reply(&TaskAnswer {
-        task_id,
-        state,
-        duplicate,
+    let (coordinator, store, conn_id) = (
+        call.ctx.coordinator.clone(),
+        call.ctx.store.clone(),
+        call.client.id(),
+    );
+    later(async move {
+        let answered = coordinator.answer(conn_id, &task_id, outcome).await?;
+        let (state, duplicate) = match answered {
+            Some(state) => (state, false),
+            None => {
+                let state = stored_task(&store, &task_id).await?.state;
+                info!(
+                    task_id,
+                    state = state.as_str(),
+                    "duplicate completion ignored"
+                );
+                (state, true)
+            }
+        };
+        Ok(TaskAnswer {
+            task_id,
+            state,
+            duplicate,
+        })
     })
 }
 
@@ -285,18 +294,21 @@ fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> 
     if params.agent_workers > 0 && ctx.cli.get().is_none() {
         return Err(CoordinationError::AgentUnavailable.into());
     }
-    let workers = ctx
-        .coordinator
-        .configure(&params.project_id, params.agent_workers)?;
-    info!(
-        project_id = params.project_id,
-        agent_workers = params.agent_workers,
-        "project configured"
-    );
-    reply(&ProjectConfigured {
-        project_id: params.project_id,
-        agent_workers: params.agent_workers,
-        workers,
+    let coordinator = ctx.coordinator.clone();
+    later(async move {
+        let workers = coordinator
+            .configure(&params.project_id, params.agent_workers)
+            .await?;
+        info!(
+            project_id = params.project_id,
+            agent_workers = params.agent_workers,
+            "project configured"
+        );
+        Ok(ProjectConfigured {
+            project_id: params.project_id,
+            agent_workers: params.agent_workers,
+            workers,
+        })
     })
 }
 

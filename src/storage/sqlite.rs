@@ -11,9 +11,11 @@
 //! - **One writer thread** ([`writer`]) owns the write connection. Writes are jobs on a
 //!   bounded queue; the thread commits what arrived together in one transaction (group
 //!   commit), each job in its own savepoint, and answers every job only after `COMMIT`
-//!   returns. Async callers await [`Store::write`]; sync callers (the coordinator, which
-//!   keeps its memory and the store in agreement under its lock) block in
-//!   [`blocking`], which hands the worker's other tasks to the rest of the runtime.
+//!   returns. Async callers await [`Store::write`], or queue with [`Store::submit`] and
+//!   await the answer later (the coordinator queues its transitions' writes in order
+//!   under its lock and awaits their commits after it, so they share groups); sync
+//!   callers (start-up loads) block in [`blocking`], which hands the worker's other
+//!   tasks to the rest of the runtime.
 //! - **Read connections** ([`reads`]) serve replays and queries on the blocking pool
 //!   ([`Store::read`]); in WAL mode they see the last commit and never wait for the writer.
 //! - **Big operations** (`task.create` of up to 10,000 rows, deleting a project with its
@@ -67,7 +69,7 @@ pub use rows::{
     UnfinishedRun,
 };
 pub use sessions::{QueuedRow, RuleRow};
-pub use tasks::{TaskRow, WorkerRow};
+pub use tasks::{CoordinationSnapshot, TaskRow, TaskWrite, WorkerRow, apply_task_writes};
 pub use usage::{TurnRow, UsageQuery};
 
 /// Rows one write job touches at most in a big operation (inserting tasks, deleting a
@@ -93,6 +95,10 @@ pub enum StoreError {
     /// rolled it back); the write is not stored.
     #[error("store commit failed")]
     Commit(#[source] SharedError),
+    /// A write not made because an earlier write it depends on failed (the
+    /// coordinator's writes after a failed one, [`crate::coordinator`]).
+    #[error("an earlier write this one depends on failed")]
+    Fenced,
     /// The writer thread is gone (the hub is stopping) or a job panicked.
     #[error("the store writer stopped")]
     WriterGone,
@@ -102,6 +108,25 @@ pub enum StoreError {
     /// A value could not be encoded as JSON for its column.
     #[error("cannot encode a stored value")]
     Encode(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// A copy of this failure for the writes that failed because of it (a SQLite
+    /// failure keeps its code, so a full disk is still found by
+    /// [`crate::protocol::error::is_storage_full`]); [`StoreError::Fenced`] for the
+    /// others.
+    pub fn copy(&self) -> StoreError {
+        match self {
+            Self::Commit(shared) => Self::Commit(shared.clone()),
+            Self::Sqlite(rusqlite::Error::SqliteFailure(code, message)) => {
+                Self::Commit(SharedError(Arc::new(rusqlite::Error::SqliteFailure(
+                    *code,
+                    message.clone(),
+                ))))
+            }
+            _ => Self::Fenced,
+        }
+    }
 }
 
 /// A SQLite error shared by every write of a group that failed. Its source is the
@@ -233,19 +258,43 @@ impl Store {
         f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = writer::WriterHandle::job(f, move |result| {
+        self.submit(f, move |result| {
             let _ = reply.send(result);
-        });
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Queues `f` for the writer thread and returns as soon as it is queued (waiting for
+    /// room on the blocking pool when the queue is full), without waiting for its
+    /// commit: jobs run and commit in the order they were queued, so a caller that
+    /// queues several in a row gets them into as few group commits as the writer can.
+    /// `reply` gets `f`'s result once its group is committed (or failed); it runs on the
+    /// writer thread, so it must be short and never block (send it on a channel).
+    ///
+    /// # Errors
+    /// [`StoreError::WriterGone`] (`reply` is then dropped uncalled).
+    pub async fn submit<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        reply: impl FnOnce(Result<R, StoreError>) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let job = writer::WriterHandle::job(f, reply);
         match self.writer.try_send(job) {
-            Ok(()) => {}
-            Err(None) => return Err(StoreError::WriterGone),
+            Ok(()) => Ok(()),
+            Err(None) => Err(StoreError::WriterGone),
             // The queue is full: wait for room on the blocking pool, not on a worker.
             Err(Some(job)) => {
                 let writer = self.writer.clone();
-                tokio::task::spawn_blocking(move || writer.send_blocking(job)).await??;
+                tokio::task::spawn_blocking(move || writer.send_blocking(job)).await?
             }
         }
-        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Group commits made so far (each one `COMMIT`, so with [`Durability::PowerCut`]
+    /// one fsync of the WAL), failed ones excluded.
+    pub fn commits(&self) -> u64 {
+        self.writer.commits()
     }
 
     /// [`Store::write`] for sync code: blocks until the commit, inside [`blocking`] (on

@@ -150,6 +150,11 @@ pub struct Metrics {
     pub resident_memory: Gauge,
     /// Hub CPU usage in percent of one core.
     pub cpu_percent: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Group commits of the store's writer (each one fsync of the WAL with
+    /// `synchronous=FULL`), brought up to date when `/metrics` is scraped.
+    pub store_commits: Counter,
+    /// Serialises the updates of `store_commits`.
+    store_commits_seen: std::sync::Mutex<()>,
     /// Event routing.
     pub events: EventMetrics,
     /// The backplane between instances.
@@ -186,6 +191,8 @@ impl Metrics {
             running_agents: Gauge::default(),
             resident_memory: Gauge::default(),
             cpu_percent: Gauge::default(),
+            store_commits: Counter::default(),
+            store_commits_seen: std::sync::Mutex::new(()),
             events: EventMetrics::default(),
             broker: BrokerMetrics::default(),
         };
@@ -275,6 +282,11 @@ impl Metrics {
             "CPU usage of the hub, percent of one core",
             metrics.cpu_percent.clone(),
         );
+        registry.register(
+            "store_commits",
+            "Group commits of the store (one WAL fsync each with synchronous=FULL)",
+            metrics.store_commits.clone(),
+        );
         let events = register_events(&mut registry);
         register_broker(&mut registry, &metrics.broker);
         Self {
@@ -288,6 +300,18 @@ impl Metrics {
     pub fn observe_process(&self, sample: &crate::support::monitor::Sample) {
         self.resident_memory.set(sample.process_rss_bytes as i64);
         self.cpu_percent.set(f64::from(sample.process_cpu_percent));
+    }
+
+    /// Brings `store_commits` up to `commits`, the store's own count.
+    pub fn observe_store_commits(&self, commits: u64) {
+        let _serial = self
+            .store_commits_seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let seen = self.store_commits.get();
+        if commits > seen {
+            self.store_commits.inc_by(commits - seen);
+        }
     }
 
     /// Counts a finished run.

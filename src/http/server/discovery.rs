@@ -159,6 +159,7 @@ pub(super) async fn metrics(
     }
     let hub = &state.hub;
     hub.metrics().observe_process(&hub.monitor().latest());
+    hub.metrics().observe_store_commits(hub.store().commits());
     (
         [(
             header::CONTENT_TYPE,

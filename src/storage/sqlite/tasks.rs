@@ -258,6 +258,19 @@ impl Store {
         })
     }
 
+    /// [`Store::task`] on a read connection on the blocking pool.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`], [`StoreError::Join`].
+    pub async fn task_of(&self, id: String) -> Result<Option<TaskRow>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
+            Ok(stmt.query_row([id], task_from_row).optional()?)
+        })
+        .await
+    }
+
     /// A page of a project's tasks by `seq`, optionally in one state, after `after_seq`.
     /// Returns at most `limit + 1` rows so the caller can tell whether there are more.
     ///
@@ -343,25 +356,7 @@ impl Store {
     /// [`StoreError::Sqlite`].
     pub fn upsert_worker(&self, row: &WorkerRow, now: i64) -> Result<(), StoreError> {
         let row = row.clone();
-        self.write_blocking(move |conn| {
-        conn.execute(
-            "INSERT INTO workers (id, name, kind, capabilities, project_id, status, created_at, last_seen_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT(id) DO UPDATE SET name = excluded.name, capabilities = excluded.capabilities,
-                 status = excluded.status, last_seen_at = excluded.last_seen_at",
-            params![
-                row.id,
-                row.name,
-                row.kind.as_str(),
-                serde_json::to_string(&row.capabilities).unwrap_or_else(|_| "[]".into()),
-                row.project_id,
-                row.status.as_str(),
-                row.created_at,
-                now
-            ],
-        )?;
-        Ok(())
-        })
+        self.write_blocking(move |conn| upsert_worker(conn, &row, now))
     }
 
     /// Records a worker's status.
@@ -375,11 +370,7 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.write_blocking(move |conn| {
-            conn.prepare_cached("UPDATE workers SET status = ?2, last_seen_at = ?3 WHERE id = ?1")?
-                .execute(params![id, status.as_str(), now])?;
-            Ok(())
-        })
+        self.write_blocking(move |conn| set_worker_status(conn, &id, status, now))
     }
 
     /// Deletes a worker (an agent worker a project no longer runs).
@@ -388,10 +379,7 @@ impl Store {
     /// [`StoreError::Sqlite`].
     pub fn delete_worker(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.write_blocking(move |conn| {
-            conn.execute("DELETE FROM workers WHERE id = ?1", [id])?;
-            Ok(())
-        })
+        self.write_blocking(move |conn| delete_worker(conn, &id))
     }
 
     /// At start: marks every worker offline and forgets client workers not seen since
@@ -431,15 +419,154 @@ impl Store {
     /// [`StoreError::Sqlite`]; a foreign key violation when the project does not exist.
     pub fn set_agent_workers(&self, project_id: &str, count: u32) -> Result<(), StoreError> {
         let project_id = project_id.to_string();
-        self.write_blocking(move |conn| {
-            conn.execute(
-                "INSERT INTO coordination (project_id, agent_workers) VALUES (?1, ?2)
-             ON CONFLICT(project_id) DO UPDATE SET agent_workers = excluded.agent_workers",
-                params![project_id, count],
-            )?;
-            Ok(())
-        })
+        self.write_blocking(move |conn| set_agent_workers(conn, &project_id, count))
     }
+
+    /// What the coordinator rebuilds its memory from after a failed commit: the
+    /// unfinished tasks, the counts, the highest `seq`, the `agent_workers` settings and
+    /// the ids of the stored workers, read in one read transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`], [`StoreError::Join`].
+    pub async fn coordination_snapshot(&self) -> Result<CoordinationSnapshot, StoreError> {
+        self.read(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let tasks = tx
+                .prepare(&format!(
+                    "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('pending', 'running') ORDER BY seq"
+                ))?
+                .query_map([], task_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let counts = tx
+                .prepare("SELECT project_id, state, COUNT(*) FROM tasks GROUP BY project_id, state")?
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        stored(&row.get::<_, String>(1)?, TaskState::Pending),
+                        row.get::<_, i64>(2)? as u64,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let max_seq = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM tasks", [], |row| {
+                row.get(0)
+            })?;
+            let agent_workers = tx
+                .prepare("SELECT project_id, agent_workers FROM coordination")?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let workers = tx
+                .prepare("SELECT id FROM workers")?
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.finish()?;
+            Ok(CoordinationSnapshot {
+                tasks,
+                counts,
+                max_seq,
+                agent_workers,
+                workers,
+            })
+        })
+        .await
+    }
+}
+
+/// The coordinator's part of the store, as read by [`Store::coordination_snapshot`].
+#[derive(Debug, Default)]
+pub struct CoordinationSnapshot {
+    /// The `pending` and `running` tasks, by `seq`.
+    pub tasks: Vec<TaskRow>,
+    /// `(project id, state, count)`.
+    pub counts: Vec<(String, TaskState, u64)>,
+    /// The highest task `seq` (0 when there is none).
+    pub max_seq: i64,
+    /// `(project id, agent workers)`.
+    pub agent_workers: Vec<(String, u32)>,
+    /// The ids of the stored workers.
+    pub workers: Vec<String>,
+}
+
+/// One of the coordinator's writes. A transition's writes are applied together, in
+/// order, in one write job ([`apply_task_writes`]): all of them or none.
+#[derive(Debug, Clone)]
+pub enum TaskWrite {
+    /// [`Store::update_task`].
+    UpdateTask(TaskRow),
+    /// [`Store::upsert_worker`], at the given time (epoch ms).
+    UpsertWorker(WorkerRow, i64),
+    /// [`Store::set_worker_status`], at the given time (epoch ms).
+    SetWorkerStatus(String, WorkerStatus, i64),
+    /// [`Store::delete_worker`].
+    DeleteWorker(String),
+    /// [`Store::set_agent_workers`].
+    SetAgentWorkers(String, u32),
+}
+
+/// Applies a transition's writes in order, on the writer's connection.
+///
+/// # Errors
+/// The first failed statement's; the job's savepoint then rolls back all of them.
+pub fn apply_task_writes(conn: &Connection, writes: &[TaskWrite]) -> Result<(), StoreError> {
+    for write in writes {
+        match write {
+            TaskWrite::UpdateTask(row) => update_task(conn, row)?,
+            TaskWrite::UpsertWorker(row, now) => upsert_worker(conn, row, *now)?,
+            TaskWrite::SetWorkerStatus(id, status, now) => {
+                set_worker_status(conn, id, *status, *now)?;
+            }
+            TaskWrite::DeleteWorker(id) => delete_worker(conn, id)?,
+            TaskWrite::SetAgentWorkers(project_id, count) => {
+                set_agent_workers(conn, project_id, *count)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn upsert_worker(conn: &Connection, row: &WorkerRow, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO workers (id, name, kind, capabilities, project_id, status, created_at, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(id) DO UPDATE SET name = excluded.name, capabilities = excluded.capabilities,
+             status = excluded.status, last_seen_at = excluded.last_seen_at",
+    )?
+    .execute(params![
+        row.id,
+        row.name,
+        row.kind.as_str(),
+        serde_json::to_string(&row.capabilities)?,
+        row.project_id,
+        row.status.as_str(),
+        row.created_at,
+        now
+    ])?;
+    Ok(())
+}
+
+fn set_worker_status(
+    conn: &Connection,
+    id: &str,
+    status: WorkerStatus,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE workers SET status = ?2, last_seen_at = ?3 WHERE id = ?1")?
+        .execute(params![id, status.as_str(), now])?;
+    Ok(())
+}
+
+fn delete_worker(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM workers WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
+fn set_agent_workers(conn: &Connection, project_id: &str, count: u32) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO coordination (project_id, agent_workers) VALUES (?1, ?2)
+         ON CONFLICT(project_id) DO UPDATE SET agent_workers = excluded.agent_workers",
+    )?
+    .execute(params![project_id, count])?;
+    Ok(())
 }
 
 fn task_owners(conn: &Connection, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {

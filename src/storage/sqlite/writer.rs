@@ -22,7 +22,7 @@
 //! by a search stay bounded.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -72,6 +72,7 @@ pub(super) struct WriterHandle {
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// Whether the thread indexes output lines when idle (on unless paused).
     indexing: Arc<AtomicBool>,
+    commits: Arc<AtomicU64>,
 }
 
 impl WriterHandle {
@@ -99,6 +100,11 @@ impl WriterHandle {
             });
             (outcome, deliver)
         })
+    }
+
+    /// Groups committed so far.
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Queues a job without waiting; gives it back when the queue is full.
@@ -151,6 +157,8 @@ impl WriterHandle {
 /// The thread could not be spawned.
 pub(super) fn start(conn: Connection) -> std::io::Result<WriterHandle> {
     let (jobs, queue) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
+    let commits = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&commits);
     let indexing = Arc::new(AtomicBool::new(true));
     let index = Indexer {
         on: Arc::clone(&indexing),
@@ -160,11 +168,12 @@ pub(super) fn start(conn: Connection) -> std::io::Result<WriterHandle> {
     };
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, queue, index))?;
+        .spawn(move || run(conn, queue, index, &counted))?;
     Ok(WriterHandle {
         jobs,
         thread: Arc::new(Mutex::new(Some(thread))),
         indexing,
+        commits,
     })
 }
 
@@ -236,7 +245,12 @@ fn next_job(
 
 /// The writer loop; ends when asked to close or when every handle is dropped, and
 /// closes the connection as it ends.
-fn run(mut conn: Connection, queue: Receiver<Option<Job>>, mut index: Indexer) {
+fn run(
+    mut conn: Connection,
+    queue: Receiver<Option<Job>>,
+    mut index: Indexer,
+    commits: &AtomicU64,
+) {
     crate::support::blocking::mark_off_runtime();
     let mut closing = false;
     while !closing {
@@ -254,7 +268,7 @@ fn run(mut conn: Connection, queue: Receiver<Option<Job>>, mut index: Indexer) {
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, group);
+        commit_group(&mut conn, group, commits);
         if !index.pending {
             index.pending = true;
             index.last = Instant::now();
@@ -270,7 +284,7 @@ fn run(mut conn: Connection, queue: Receiver<Option<Job>>, mut index: Indexer) {
 /// channel closing tells it [`StoreError::WriterGone`]. When a job's failure rolls the
 /// whole transaction back, the jobs before it are answered with that failure (nothing
 /// of theirs is stored) and the jobs after it run in a group of their own.
-fn commit_group(conn: &mut Connection, group: Vec<Job>) {
+fn commit_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
     let mut rest = Vec::new();
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -315,8 +329,11 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
         }
         None => tx.commit().map_err(Arc::new),
     };
-    if let Err(err) = &commit {
-        tracing::warn!(error = %err, jobs = deliveries.len(), "store commit failed");
+    match &commit {
+        Ok(()) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(err) => tracing::warn!(error = %err, jobs = deliveries.len(), "store commit failed"),
     }
     for deliver in deliveries {
         deliver(
@@ -327,6 +344,6 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
         );
     }
     if !rest.is_empty() {
-        commit_group(conn, rest);
+        commit_group(conn, rest, commits);
     }
 }
