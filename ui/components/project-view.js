@@ -478,23 +478,26 @@ class ProjectView extends HTMLElement {
     }
     this.sending = true;
     this.runBtn.disabled = true;
+    // The box empties as the message leaves, like a chat's: what the user types while the
+    // request is on its way is the next message and stays. A refused message comes back
+    // into the box if it is still empty.
+    this.prompt.value = '';
     try {
       if (this.project?.state === 'running') {
         const mode = this.modeInputs.find((i) => i.checked)?.value ?? 'queue';
         const res = await approvals.send(this.projectId, prompt, mode);
-        this.prompt.value = '';
         this.announce.textContent = {
           queued: 'Follow-up queued.', steered: 'Sent to the running turn.', interrupting: 'Interrupting; this runs next.', started: 'Turn started.',
         }[res.delivery] ?? 'Sent.';
         return;
       }
       await rpc.request('agent.run', { project_id: this.projectId, prompt });
-      this.prompt.value = '';
       // project.state says the same; reading it back keeps the buttons right if it is late.
       rpc.request('project.get', { project_id: this.projectId }).then((p) => store.putProject(p), () => {});
       if (this.detached) this.jumpToLatest();
       else this.scrollToBottom();
     } catch (err) {
+      if (!this.prompt.value.trim()) this.prompt.value = prompt;
       this.promptError.textContent = errorText(err);
     } finally {
       this.sending = false;
