@@ -615,22 +615,14 @@ impl Coordination {
         if let Err(err) = self.admit(&extensions) {
             return err.into_result();
         }
-        let result = async {
-            let link = self.worker().await?;
-            let done = link
-                .request(
-                    "task.complete",
-                    json!({"task_id": args.task_id, "report": args.report}),
-                )
-                .await?;
-            self.drop_held(&link, &args.task_id);
-            Ok(json!({
-                "task_id": args.task_id, "state": done["state"], "duplicate": done["duplicate"],
-                "what_to_do": "Call next_task now.",
-            }))
-        }
-        .await;
-        answer(result)
+        answer(
+            self.finish(
+                "task.complete",
+                &args.task_id,
+                json!({"task_id": args.task_id, "report": args.report}),
+            )
+            .await,
+        )
     }
 
     /// Fails the attempt of the task this worker holds.
@@ -645,22 +637,14 @@ impl Coordination {
         if let Err(err) = self.admit(&extensions) {
             return err.into_result();
         }
-        let result = async {
-            let link = self.worker().await?;
-            let done = link
-                .request(
-                    "task.fail",
-                    json!({"task_id": args.task_id, "reason": args.reason}),
-                )
-                .await?;
-            self.drop_held(&link, &args.task_id);
-            Ok(json!({
-                "task_id": args.task_id, "state": done["state"], "duplicate": done["duplicate"],
-                "what_to_do": "Call next_task now.",
-            }))
-        }
-        .await;
-        answer(result)
+        answer(
+            self.finish(
+                "task.fail",
+                &args.task_id,
+                json!({"task_id": args.task_id, "reason": args.reason}),
+            )
+            .await,
+        )
     }
 
     /// Queues a batch of tasks in a project.
@@ -770,6 +754,18 @@ impl Coordination {
 }
 
 impl Coordination {
+    /// Sends `task.complete` or `task.fail` for the task this worker holds, lets the task
+    /// go and says what to do next.
+    async fn finish(&self, method: &str, task_id: &str, params: Value) -> Result<Value, ToolError> {
+        let link = self.worker().await?;
+        let done = link.request(method, params).await?;
+        self.drop_held(&link, task_id);
+        Ok(json!({
+            "task_id": task_id, "state": done["state"], "duplicate": done["duplicate"],
+            "what_to_do": "Call next_task now.",
+        }))
+    }
+
     fn drop_held(&self, link: &Link, task_id: &str) {
         let mut inbox = link.inbox();
         if inbox.held.as_ref().is_some_and(|t| t["id"] == task_id) {
