@@ -25,6 +25,9 @@ mod limits;
 mod usage;
 // The real Claude Code CLI making a real tool call against a fake API.
 mod real_claude;
+// The real Codex CLI (codex app-server) against a fake Responses API: approvals,
+// follow-ups, interrupt, resume, a task, usage.
+mod real_codex;
 // The command-line client.
 mod cli;
 // The CLI in daily use: closed stdout, colour, --version, agent run's exit codes, TLS.
