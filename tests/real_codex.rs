@@ -19,7 +19,7 @@ use crate::util::{TestHub, Ws, quantile, rss_kib, run};
 
 /// The resident memory of every process in group `pgid`, in KiB (the npm launcher and
 /// the native app server it starts).
-fn group_rss_kib(pgid: i32) -> u64 {
+pub(crate) fn group_rss_kib(pgid: i32) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -452,9 +452,9 @@ async fn a_codex_agent_worker_completes_a_task_by_its_report_file() {
 
 /// Figures, not a test of behaviour: run with `cargo test --test integration
 /// real_codex::figures -- --ignored --nocapture`. Prints the time from spawn to the first
-/// output line, the approval round trip through the hub (the request reaching a client,
-/// its answer reaching the app server and the command's completion coming back), and the
-/// resident memory of an idle session (the app-server process).
+/// output line, the approval round trip through the hub (from the answer sent over RPC to
+/// the command's result coming back, and to the app server's `serverRequest/resolved`),
+/// and the resident memory of an idle session (the launcher and the app server).
 #[tokio::test]
 #[ignore = "measures; run by hand"]
 async fn figures() {
@@ -464,7 +464,7 @@ async fn figures() {
     let mut ws = hub.client().await;
     let (project_id, _dir) = codex_project(&hub, &mut ws).await;
     let rounds = 20;
-    let (mut spawn, mut round_trip) = (Vec::new(), Vec::new());
+    let (mut spawn, mut round_trip, mut acked) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..rounds {
         let asked = Instant::now();
         let run_id = run(&mut ws, &project_id, &format!("BASH echo {i} > f{i}.txt")).await;
@@ -481,6 +481,11 @@ async fn figures() {
         loop {
             let line = ws.notification("project.output").await;
             if line["event"]["method"] == "serverRequest/resolved" {
+                acked.push(answered.elapsed());
+            }
+            if line["event"]["method"] == "item/completed"
+                && line["event"]["params"]["item"]["type"] == "commandExecution"
+            {
                 round_trip.push(answered.elapsed());
                 break;
             }
@@ -512,11 +517,13 @@ async fn figures() {
         .expect("the live session's process group");
     let rss = group_rss_kib(pgid);
     println!(
-        "codex: spawn to first output line p50 {:?} p99 {:?}; approval round trip p50 {:?} p99 {:?} ({rounds} runs); idle session RSS {rss} KiB",
+        "codex: spawn to first output line p50 {:?} p99 {:?}; approval round trip (answer to the command's result) p50 {:?} p99 {:?}, answer to the app server's acknowledgement p50 {:?} p99 {:?} ({rounds} runs); idle session RSS {rss} KiB",
         quantile(&mut spawn, 0.5),
         quantile(&mut spawn, 0.99),
         quantile(&mut round_trip, 0.5),
         quantile(&mut round_trip, 0.99),
+        quantile(&mut acked, 0.5),
+        quantile(&mut acked, 0.99),
     );
     ws.ok("agent.kill", json!({"project_id": project_id})).await;
     hub.stop().await;
