@@ -264,6 +264,10 @@ async fn a_codex_command_asks_runs_once_approved_and_each_turn_records_its_usage
         let usd = row["usd"].as_f64().unwrap();
         let want = (160.0 * 1.25 + 40.0 * 0.125 + 20.0 * 10.0) / 1e6;
         assert!((usd - want).abs() < 1e-9, "{usd} != {want}");
+        assert_eq!(
+            row["estimated_usd"], row["usd"],
+            "the whole cost is an estimate"
+        );
     }
     hub.stop().await;
 }
