@@ -360,6 +360,51 @@ async fn a_follow_up_queued_while_codex_waits_runs_as_the_next_turn() {
 }
 
 #[tokio::test]
+async fn a_steered_follow_up_joins_the_running_codex_turn() {
+    let api = FakeOpenAi::start();
+    let home = codex_home(&api);
+    let hub = codex_hub(home.path(), |_| {}).await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = codex_project(&hub, &mut ws).await;
+
+    let sent = ws
+        .ok(
+            "agent.send",
+            json!({"project_id": project_id, "text": "BASH echo one > one.txt"}),
+        )
+        .await;
+    let run_id = sent["run_id"].as_str().unwrap().to_string();
+    let first = ws.notification("agent.approval_requested").await["approval"].clone();
+    let steered = ws
+        .ok(
+            "agent.send",
+            json!({"project_id": project_id, "text": "BASH echo two > two.txt", "mode": "steer"}),
+        )
+        .await;
+    assert_eq!(steered["delivery"], "steered", "{steered}");
+    answer(&mut ws, &first, json!({"decision": "allow_once"})).await;
+    // turn/steer put the message into the running turn: its command asks in turn 1.
+    let second = ws.notification("agent.approval_requested").await["approval"].clone();
+    assert!(
+        second["input"]["command"]
+            .as_str()
+            .unwrap()
+            .contains("two.txt")
+    );
+    answer(&mut ws, &second, json!({"decision": "allow_once"})).await;
+    loop {
+        let line = ws.notification("project.output").await;
+        if line["run_id"] == run_id && line["kind"] == "turn_ended" {
+            assert_eq!(line["event"]["turn"], 1, "one turn for both messages");
+            break;
+        }
+    }
+    assert!(dir.path().join("one.txt").exists() && dir.path().join("two.txt").exists());
+    ws.ok("agent.kill", json!({"project_id": project_id})).await;
+    hub.stop().await;
+}
+
+#[tokio::test]
 async fn an_interrupt_while_a_codex_approval_waits_withdraws_it() {
     let api = FakeOpenAi::start();
     let home = codex_home(&api);
