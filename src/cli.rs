@@ -68,7 +68,7 @@ use crate::config::{Config, LoadedConfig, Mode, Overrides, PublicOverrides, Secr
 use crate::storage::secrets::Secrets;
 use access::{pair_command, token_command};
 use agent::{agent_kill, agent_new_session, agent_run, approvals_command};
-use args::{AgentCommand, Command};
+use args::{AgentCommand, ApprovalsCommand, Command};
 use events::events_command;
 use projects::{LogsRequest, logs, project_command, ps};
 use settings::config_command;
@@ -388,21 +388,30 @@ async fn client_command(
             usage(&mut client, request).await?
         }
         Command::Events(action) => events_command(&mut client, action).await?,
-        Command::Agent(AgentCommand::Kill { project }) => agent_kill(&mut client, &project).await?,
-        Command::Agent(AgentCommand::NewSession { project }) => {
-            agent_new_session(&mut client, &project).await?
+        Command::Agent(AgentCommand::Kill { project, json }) => {
+            agent_kill(&mut client, &project, json).await?
+        }
+        Command::Agent(AgentCommand::NewSession { project, json }) => {
+            agent_new_session(&mut client, &project, json).await?
         }
         Command::Agent(AgentCommand::Run {
             project,
             prompt,
             new_session,
             timeout,
-        }) => agent_run(&mut client, &project, &prompt, new_session, timeout).await?,
+            json,
+        }) => agent_run(&mut client, &project, &prompt, new_session, timeout, json).await?,
         Command::Token {
             action: Some(action),
         } => token_command(&mut client, action).await?,
         Command::Pair(action) => pair_command(&mut client, action).await?,
-        Command::Approvals { action } => approvals_command(&mut client, action).await?,
+        Command::Approvals { format, action } => {
+            approvals_command(
+                &mut client,
+                action.unwrap_or(ApprovalsCommand::List(format)),
+            )
+            .await?
+        }
         Command::Serve { .. }
         | Command::Token { action: None }
         | Command::Config(_)

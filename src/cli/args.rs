@@ -180,7 +180,11 @@ pub(super) enum Command {
     ///
     /// Examples: `semantest-hub approvals`, `semantest-hub approvals allow ap_…`,
     /// `semantest-hub approvals deny ap_… --message "not on main"`.
+    #[command(args_conflicts_with_subcommands = true)]
     Approvals {
+        /// Without a subcommand: `approvals list`, with its `--json` or `-q`.
+        #[command(flatten)]
+        format: ListFormat,
         #[command(subcommand)]
         action: Option<ApprovalsCommand>,
     },
@@ -265,6 +269,9 @@ pub(super) enum ConfigCommand {
         key: String,
         /// The value, as TOML (`500`, `true`, `["127.0.0.1"]`); other text is a string.
         value: String,
+        /// Print `{"key", "value", "file"}` as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -283,6 +290,9 @@ pub(super) enum ApprovalsCommand {
         /// Also allow this tool from now on: for the `session` or the whole `project`.
         #[arg(long, value_name = "SCOPE", value_parser = ["session", "project"])]
         always: Option<String>,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Refuse the tool call; the agent reads the message.
     Deny {
@@ -297,6 +307,9 @@ pub(super) enum ApprovalsCommand {
         /// Also refuse this tool from now on: for the `session` or the whole `project`.
         #[arg(long, value_name = "SCOPE", value_parser = ["session", "project"])]
         always: Option<String>,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -317,11 +330,17 @@ pub(super) enum PairCommand {
             value_parser = clap::builder::PossibleValuesParser::new(Scope::ALL.map(Scope::as_str)),
         )]
         scopes: Vec<String>,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Deny a request: the extension is told so and gets no token.
     Deny {
         /// The request's id (`pr_…`, from `pair list`).
         id: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -366,6 +385,9 @@ pub(super) enum TokenCommand {
         /// Bind the token to this exact Origin (for a browser client).
         #[arg(long, value_name = "ORIGIN")]
         origin: Option<String>,
+        /// Print the hub's result as JSON: `{"token", "client"}` (the token is in it).
+        #[arg(long)]
+        json: bool,
     },
     /// List the live client tokens.
     List(#[command(flatten)] ListFormat),
@@ -373,6 +395,9 @@ pub(super) enum TokenCommand {
     Revoke {
         /// The token's id (`cl_…`, from `token list`).
         id: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -385,6 +410,9 @@ pub(super) enum ProjectCommand {
         /// Display name. Default: the directory's name.
         #[arg(long)]
         name: Option<String>,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List projects.
     List(#[command(flatten)] ListFormat),
@@ -400,6 +428,9 @@ pub(super) enum ProjectCommand {
     Rm {
         /// A project id, or a registered project's directory.
         project: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -421,6 +452,9 @@ pub(super) enum EventsCommand {
         /// The payload, any JSON value.
         #[arg(value_name = "JSON", default_value = "null")]
         payload: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -446,15 +480,25 @@ pub(super) enum AgentCommand {
         /// Timeout in seconds.
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
+        /// Print each output line as the JSON of its `project.output` params, one per
+        /// line (as `logs --json`), instead of text; the exit code is the same.
+        #[arg(long)]
+        json: bool,
     },
     /// Stop the project's running agent (SIGINT, then SIGTERM, then SIGKILL).
     Kill {
         /// A project id, or a registered project's directory.
         project: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Forget the project's session: the next run starts a new conversation.
     NewSession {
         /// A project id, or a registered project's directory.
         project: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -18,7 +18,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 use super::client::{ClientError, HubClient};
-use super::output::{print_table, text_or, write_stdout};
+use super::output::{print_json, print_table, text_or, write_stdout};
 use super::projects::resolve_project;
 use crate::config::{LoadedConfig, SecretStoreKind};
 use crate::http::server::OWNER_CLIENT_ID;
@@ -59,6 +59,9 @@ pub(super) enum TaskCommand {
         /// Print the tasks as JSON (`{"tasks": [...]}`).
         #[arg(long)]
         json: bool,
+        /// Print only the task ids, one per line.
+        #[arg(short, long, conflicts_with = "json")]
+        quiet: bool,
     },
     /// Show one task: its state, worker, attempts and their reasons, and its report.
     Show {
@@ -259,12 +262,6 @@ pub(super) async fn all_tasks(client: &mut HubClient, project_id: &str) -> Resul
     }
 }
 
-fn print_json(value: &Value) -> Result<()> {
-    let mut text = serde_json::to_vec_pretty(value)?;
-    text.push(b'\n');
-    write_stdout(&text)
-}
-
 fn print_tasks(tasks: &[Value]) -> Result<()> {
     let rows: Vec<Vec<String>> = tasks
         .iter()
@@ -359,6 +356,7 @@ pub(super) async fn task_command(creds: &Credentials, action: TaskCommand) -> Re
             project,
             state,
             json,
+            quiet,
         } => {
             let project_id = project_id_of(&mut client, &project).await?;
             let mut tasks = all_tasks(&mut client, &project_id).await?;
@@ -367,6 +365,10 @@ pub(super) async fn task_command(creds: &Credentials, action: TaskCommand) -> Re
             }
             if json {
                 print_json(&json!({"tasks": tasks}))?;
+            } else if quiet {
+                for task in &tasks {
+                    outln!("{}", text_or(task, "id", ""))?;
+                }
             } else if tasks.is_empty() {
                 errln!(
                     "no tasks; queue some with `semantest-hub task create {project} tasks.json`"
