@@ -7,7 +7,8 @@
 //! tables, `projects` has `project …`, `logs` and `ps`, `agent` streams and stops runs,
 //! `events` tails and publishes client events, `access` manages tokens and pairing
 //! requests. A few commands need no hub: `settings` and `config_set` have `config …`, `doctor` checks the
-//! setup, `completions` prints the shell completion scripts and the man page.
+//! setup, `completions` prints the shell completion scripts and the man pages, whose
+//! examples (also each command's `--help`) are in `examples`.
 //!
 //! Commands print through `outln!` (stdout) and `errln!` (stderr, with colour), never
 //! `println!`: see `output` for why, and for colour.
@@ -43,6 +44,7 @@ mod completions;
 mod config_set;
 mod doctor;
 mod events;
+mod examples;
 mod mcp;
 mod output;
 mod projects;

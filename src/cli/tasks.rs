@@ -38,8 +38,7 @@ pub(super) enum TaskCommand {
     /// Queue tasks in a project from a JSON file, or `-` for stdin: an array of tasks or
     /// `{"tasks": [...]}`, each `{id?, title, type?, context?, prompt?, acceptance?,
     /// priority?}`. Ids that exist already are listed as existing, not created again.
-    ///
-    /// Example: `semantest-hub task create ~/code/app tasks.json`.
+    #[command(after_help = super::examples::TASK_CREATE)]
     Create {
         /// A project id, or a registered project's directory.
         project: String,
@@ -50,6 +49,7 @@ pub(super) enum TaskCommand {
         json: bool,
     },
     /// List a project's tasks in creation order.
+    #[command(after_help = super::examples::TASK_LIST)]
     List {
         /// A project id, or a registered project's directory.
         project: String,
@@ -64,6 +64,7 @@ pub(super) enum TaskCommand {
         quiet: bool,
     },
     /// Show one task: its state, worker, attempts and their reasons, and its report.
+    #[command(after_help = super::examples::TASK_SHOW)]
     Show {
         /// The task's id.
         id: String,
@@ -72,6 +73,7 @@ pub(super) enum TaskCommand {
         json: bool,
     },
     /// Cancel a queued or running task (the worker holding it is told to stop).
+    #[command(after_help = super::examples::TASK_CANCEL)]
     Cancel {
         /// The task's id.
         id: String,
@@ -81,6 +83,7 @@ pub(super) enum TaskCommand {
     },
     /// Print each change to a project's tasks as it happens, until every task has
     /// finished; exits at once when none is pending or running.
+    #[command(after_help = super::examples::TASK_WATCH)]
     Watch {
         /// A project id, or a registered project's directory.
         project: String,
@@ -90,8 +93,7 @@ pub(super) enum TaskCommand {
     },
     /// Complete a task with a report: the report file `reports/ID.json` is written in
     /// the task's project, and the hub records it as the task's report.
-    ///
-    /// Example: `echo '{"summary": "added the endpoint"}' | semantest-hub task complete t1 --report -`.
+    #[command(after_help = super::examples::TASK_COMPLETE)]
     Complete {
         /// The task's id.
         id: String,
@@ -105,6 +107,7 @@ pub(super) enum TaskCommand {
     },
     /// Fail the current attempt of a task: it goes back to the queue, or fails for good
     /// after its last attempt.
+    #[command(after_help = super::examples::TASK_FAIL)]
     Fail {
         /// The task's id.
         id: String,
@@ -124,8 +127,7 @@ pub(super) enum WorkerCommand {
     /// the task's lease while the process lives. Exits 0 once the task is finished
     /// (`task complete` or `task fail` from another shell), 1 when it is taken away
     /// (cancelled, or a lease lost). Ctrl-C gives the task back to the queue.
-    ///
-    /// Example: `semantest-hub worker next --name shell-1 --capability docs > task.json &`.
+    #[command(after_help = super::examples::WORKER_NEXT)]
     Next(WorkerNext),
 }
 
