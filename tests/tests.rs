@@ -29,6 +29,8 @@ mod real_claude;
 mod cli;
 // The CLI in daily use: closed stdout, colour, --version, agent run's exit codes, TLS.
 mod cli_daily;
+// The files the packages install: the command, completions, man pages, bundle config.
+mod packaging;
 // `--json` on every command that prints data, `-q`, and the tables' alignment.
 mod cli_json;
 // A project's history: project.runs and full-text search in messages.list.
