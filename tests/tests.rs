@@ -55,6 +55,8 @@ mod pairing;
 mod concurrency;
 // Public mode: TLS, tokens only, public Host names, per-address limits, DISABLED.
 mod public_mode;
+// worker.heartbeat as a JSON-RPC notification keeps the lease.
+mod worker_notifications;
 // Event routing: matching, order, request/response, slow subscribers, bad input.
 mod events;
 // WebSocket conformance: the Autobahn TestSuite's cases on /ws's settings and on /ws.
