@@ -401,8 +401,17 @@ async fn client_command(
             prompt,
             new_session,
             timeout,
+            agent,
             json,
-        }) => agent_run(&mut client, &project, &prompt, new_session, timeout, json).await?,
+        }) => {
+            let options = agent::RunOptions {
+                new_session,
+                timeout,
+                agent,
+                json,
+            };
+            agent_run(&mut client, &project, &prompt, options).await?
+        }
         Command::Token {
             action: Some(action),
         } => token_command(&mut client, action).await?,

@@ -496,6 +496,10 @@ pub(super) enum AgentCommand {
         /// line (as `logs --json`), instead of text; the exit code is the same.
         #[arg(long)]
         json: bool,
+        /// The agent for this run only (it resumes that agent's own session of the
+        /// project); default: the project's (`project.configure`).
+        #[arg(long, value_parser = ["claude", "codex", "gemini"])]
+        agent: Option<String>,
     },
     /// Stop the project's running agent (SIGINT, then SIGTERM, then SIGKILL).
     #[command(after_help = super::examples::AGENT_KILL)]

@@ -70,6 +70,7 @@ pub(super) const AGENT: &str = "Examples:
 pub(super) const AGENT_RUN: &str = "Examples:
   semantest-hub agent run ~/code/myapp \"fix the failing test\"
   semantest-hub agent run ~/code/myapp \"write a changelog\" --new-session --timeout 600
+  semantest-hub agent run ~/code/myapp \"review the diff\" --agent codex
   semantest-hub agent run ~/code/myapp \"run the tests\" --json";
 /// `agent kill`.
 pub(super) const AGENT_KILL: &str = "Examples:
