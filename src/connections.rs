@@ -11,7 +11,7 @@ pub(crate) mod tcp;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
@@ -89,6 +89,8 @@ pub struct Client {
     mutable: Mutex<Mutable>,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
+    /// Whether it asked for `hub.connection` (`hub.hello` `connection_events`).
+    connection_events: AtomicBool,
 }
 
 impl Client {
@@ -287,6 +289,11 @@ impl Client {
         self.messages_in.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether it asked for `hub.connection` notifications ([`Clients::watch_connections`]).
+    pub fn wants_connection_events(&self) -> bool {
+        self.connection_events.load(Ordering::Relaxed)
+    }
+
     /// A snapshot for `hub.connections`.
     pub fn info(&self) -> ClientInfo {
         let mutable = self.lock();
@@ -336,6 +343,10 @@ pub struct Clients {
     next_id: Arc<AtomicU64>,
     // A std Mutex: lookups and inserts only, never held across an await.
     clients: Arc<Mutex<HashMap<u64, Arc<Client>>>>,
+    /// The connections that asked for `hub.connection`, a subset of `clients` kept apart
+    /// so that a change reaches its few watchers without a pass over every connection
+    /// (with 10,000 connections, a pass per open or close is O(N²) over the churn).
+    watchers: Arc<Mutex<HashMap<u64, Arc<Client>>>>,
 }
 
 impl Clients {
@@ -343,6 +354,45 @@ impl Clients {
         self.clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn watchers(&self) -> MutexGuard<'_, HashMap<u64, Arc<Client>>> {
+        self.watchers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts or stops sending `client` the `hub.connection` notifications
+    /// ([`Clients::broadcast_to_watchers`]). Nothing happens for a client that is no
+    /// longer registered, so a late call cannot keep a closed connection.
+    pub fn watch_connections(&self, client: &Arc<Client>, on: bool) {
+        let map = self.map();
+        client.connection_events.store(on, Ordering::Relaxed);
+        let mut watchers = self.watchers();
+        if on && map.contains_key(&client.id) {
+            watchers.insert(client.id, client.clone());
+        } else {
+            watchers.remove(&client.id);
+        }
+    }
+
+    /// Whether any connection asked for `hub.connection`.
+    pub fn has_watchers(&self) -> bool {
+        !self.watchers().is_empty()
+    }
+
+    /// Pushes a message to every connection that asked for `hub.connection` and that
+    /// `filter` accepts.
+    pub fn broadcast_to_watchers(&self, message: Utf8Bytes, filter: impl Fn(&Client) -> bool) {
+        let targets: Vec<Arc<Client>> = self
+            .watchers()
+            .values()
+            .filter(|c| filter(c))
+            .cloned()
+            .collect();
+        for client in targets {
+            client.push(message.clone());
+        }
     }
 
     /// Registers a client and returns it with the receiving end of its queue.
@@ -371,6 +421,7 @@ impl Clients {
             }),
             messages_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
+            connection_events: AtomicBool::new(false),
         });
         self.map().insert(client.id, client.clone());
         (client, rx)
@@ -378,7 +429,9 @@ impl Clients {
 
     /// Removes a client.
     pub fn remove(&self, client: &Client) {
-        self.map().remove(&client.id);
+        let mut map = self.map();
+        map.remove(&client.id);
+        self.watchers().remove(&client.id);
     }
 
     /// Pushes a message to every client that `filter` accepts.
