@@ -11,7 +11,7 @@ pub(crate) mod tcp;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
@@ -89,8 +89,6 @@ pub struct Client {
     mutable: Mutex<Mutable>,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
-    /// Whether it asked for `hub.connection` (`hub.hello` `connection_events`).
-    connection_events: AtomicBool,
 }
 
 impl Client {
@@ -289,11 +287,6 @@ impl Client {
         self.messages_in.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether it asked for `hub.connection` notifications ([`Clients::watch_connections`]).
-    pub fn wants_connection_events(&self) -> bool {
-        self.connection_events.load(Ordering::Relaxed)
-    }
-
     /// A snapshot for `hub.connections`.
     pub fn info(&self) -> ClientInfo {
         let mutable = self.lock();
@@ -367,7 +360,6 @@ impl Clients {
     /// longer registered, so a late call cannot keep a closed connection.
     pub fn watch_connections(&self, client: &Arc<Client>, on: bool) {
         let map = self.map();
-        client.connection_events.store(on, Ordering::Relaxed);
         let mut watchers = self.watchers();
         if on && map.contains_key(&client.id) {
             watchers.insert(client.id, client.clone());
@@ -421,7 +413,6 @@ impl Clients {
             }),
             messages_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
-            connection_events: AtomicBool::new(false),
         });
         self.map().insert(client.id, client.clone());
         (client, rx)

@@ -551,8 +551,13 @@ async fn connection_news_goes_only_to_the_clients_that_asked_for_it() {
         .await;
     assert_eq!(hello["connection_events"], true);
     let mut dashboard = hub.client().await;
-    let hello = dashboard.ok("hub.hello", json!({"role": "dashboard"})).await;
-    assert_eq!(hello["connection_events"], true, "on by default for dashboards");
+    let hello = dashboard
+        .ok("hub.hello", json!({"role": "dashboard"}))
+        .await;
+    assert_eq!(
+        hello["connection_events"], true,
+        "on by default for dashboards"
+    );
     let mut declined = hub.client().await;
     let hello = declined
         .ok(
@@ -568,7 +573,10 @@ async fn connection_news_goes_only_to_the_clients_that_asked_for_it() {
     late.socket.close(None).await.unwrap();
     drop(late);
 
-    assert_eq!(changes_of(&mut asked, &id).await, ["opened", "updated", "closed"]);
+    assert_eq!(
+        changes_of(&mut asked, &id).await,
+        ["opened", "updated", "closed"]
+    );
     assert_eq!(
         changes_of(&mut dashboard, &id).await,
         ["opened", "updated", "closed"]
