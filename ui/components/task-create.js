@@ -61,6 +61,70 @@ export function taskLines(text) {
   return lines;
 }
 
+/**
+ * Where JSON `text` stops being valid: the offset of the first character a JSON parser
+ * (RFC 8259) cannot take, or of the end when the text stops early. Browsers' JSON.parse
+ * messages do not all say where.
+ * @returns {number}
+ */
+export function jsonErrorAt(text) {
+  let i = 0;
+  const ws = () => { while (i < text.length && ' \t\n\r'.includes(text[i])) i += 1; };
+  const fail = () => { throw i; };
+  const lit = (word) => { if (text.startsWith(word, i)) i += word.length; else fail(); };
+  const str = () => {
+    i += 1;
+    while (i < text.length && text[i] !== '"') {
+      if (text[i] === '\\') {
+        i += 1;
+        if (text[i] === 'u') { if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) fail(); i += 4; } else if (!'"\\/bfnrt'.includes(text[i] ?? 'x')) fail();
+      } else if (text.charCodeAt(i) < 0x20) fail();
+      i += 1;
+    }
+    if (i >= text.length) fail();
+    i += 1;
+  };
+  const num = () => {
+    const m = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(i));
+    if (!m) fail();
+    i += m[0].length;
+  };
+  const value = () => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i += 1; ws();
+      if (text[i] === '}') { i += 1; return; }
+      for (;;) {
+        ws(); if (text[i] !== '"') fail(); str(); ws();
+        if (text[i] !== ':') fail(); i += 1; value(); ws();
+        if (text[i] === ',') { i += 1; continue; }
+        if (text[i] === '}') { i += 1; return; }
+        fail();
+      }
+    } else if (c === '[') {
+      i += 1; ws();
+      if (text[i] === ']') { i += 1; return; }
+      for (;;) {
+        value(); ws();
+        if (text[i] === ',') { i += 1; continue; }
+        if (text[i] === ']') { i += 1; return; }
+        fail();
+      }
+    } else if (c === '"') str();
+    else if (c === 't') lit('true');
+    else if (c === 'f') lit('false');
+    else if (c === 'n') lit('null');
+    else num();
+  };
+  try {
+    value(); ws();
+    return i < text.length ? i : -1;
+  } catch (at) {
+    return typeof at === 'number' ? Math.min(at, text.length) : 0;
+  }
+}
+
 /** The 1-based line of character `pos` in `text`. */
 function lineAt(text, pos) {
   return text.slice(0, pos).split('\n').length;
@@ -101,10 +165,11 @@ export class TaskCreate {
       return h('div', { class: 'field', dataset: { field: name } }, h('label', { for: id }, label), input, this.errors[name]);
     });
     this.formMsg = h('p', { class: 'inline-msg', role: 'status' });
+    this.formError = h('p', { class: 'field-error', role: 'alert' });
     this.formBtn = h('button', { type: 'submit' }, 'Queue task');
     const form = h('form', { class: 'task-form', novalidate: true, 'aria-labelledby': 'new-task-h', onsubmit: (ev) => { ev.preventDefault(); this.createOne(); } },
       h('h3', { id: 'new-task-h' }, 'One task'),
-      fields, h('div', { class: 'form-actions' }, this.formBtn), this.formMsg);
+      fields, h('div', { class: 'form-actions' }, this.formBtn), this.formError, this.formMsg);
 
     this.batchInput = h('textarea', {
       id: 'new-batch', name: 'batch', rows: 8, spellcheck: 'false', class: 'mono', autocomplete: 'off',
@@ -184,14 +249,21 @@ export class TaskCreate {
   async createOne() {
     for (const [name] of FIELDS) this.setError(name, '');
     this.formMsg.textContent = '';
+    this.formError.textContent = '';
     let res;
     try {
       res = await this.send([this.formTask()]);
     } catch (err) {
       const reason = taskError(err)?.reason ?? err.message ?? '';
-      const field = TaskCreate.fieldOf(err, reason) ?? 'title';
-      this.setError(field, `The hub did not accept this: ${reason || errorText(err)}`);
-      this.inputs[field].focus();
+      const text = `The hub did not accept this: ${reason || errorText(err)}`;
+      const field = TaskCreate.fieldOf(err, reason);
+      if (field) {
+        this.setError(field, text);
+        this.inputs[field].focus();
+      } else {
+        this.formError.textContent = text;
+        this.formBtn.focus();
+      }
       return;
     }
     const id = res.created[0] ?? res.existing[0];
@@ -235,9 +307,8 @@ export class TaskCreate {
     try {
       parsed = JSON.parse(text);
     } catch (err) {
-      const pos = /position (\d+)/.exec(err.message)?.[1];
-      const line = /line (\d+)/.exec(err.message)?.[1];
-      this.batchFailed(`This is not valid JSON: ${err.message}`, line ? Number(line) : pos ? lineAt(text, Number(pos)) : null);
+      const at = jsonErrorAt(text);
+      this.batchFailed(`This is not valid JSON: ${err.message}`, at >= 0 ? lineAt(text, at) : null);
       return;
     }
     const tasks = Array.isArray(parsed) ? parsed : parsed?.tasks;
