@@ -6,12 +6,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::TestHub;
+use crate::util::{TestHub, quantile, timing_target};
 
 /// Deadline for one MCP answer; generous, the machine is loaded.
 const ANSWER: Duration = Duration::from_secs(60);
 
 /// An MCP client of `/mcp` (Streamable HTTP, the 2025-06-18 revision).
+#[derive(Clone)]
 pub(crate) struct McpHttp {
     http: reqwest::Client,
     url: String,
@@ -363,4 +364,83 @@ async fn a_worker_given_no_task_is_told_when_the_batch_it_waited_through_ends() 
     let end = worker.ok("next_task", json!({"wait_s": 30})).await;
     assert_eq!(end["batch_finished"], true, "{end}");
     assert_eq!(end["batch"]["project_id"], project_id.as_str(), "{end}");
+}
+
+/// Figures, reported with `--nocapture`: the MCP round trip of `next_task` for a task the
+/// hub has assigned already (p50, p99), and the time from sending `task.create` to a
+/// worker's waiting `next_task` answering with the task (p50, p99). Behaviour asserted:
+/// every task reaches the worker, in order.
+#[tokio::test]
+async fn figures_next_task_round_trip_and_creation_to_a_waiting_worker() {
+    const SAMPLES: usize = 100;
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = hub.project(&mut ws).await;
+    let mut worker = McpHttp::start(&hub, &hub.token).await;
+    worker
+        .ok("register_worker", json!({"name": "timed"}))
+        .await;
+    let mut round_trips = Vec::with_capacity(SAMPLES);
+    let mut to_worker = Vec::with_capacity(SAMPLES);
+    for i in 0..SAMPLES {
+        // The round trip: the task is assigned before next_task is sent.
+        let id = format!("rt{i}");
+        ws.ok(
+            "task.create",
+            json!({"project_id": project_id, "tasks": [{"id": id, "title": "timed"}]}),
+        )
+        .await;
+        crate::util::eventually("the task to be assigned", async || {
+            let task = ws.ok("task.get", json!({"task_id": id})).await;
+            crate::util::when(task, |t| t["state"] == "running")
+        })
+        .await;
+        let sent = std::time::Instant::now();
+        let task = worker.ok("next_task", json!({"wait_s": 30})).await;
+        round_trips.push(sent.elapsed());
+        assert_eq!(task["task"]["id"], id.as_str(), "{task}");
+        worker
+            .ok("complete_task", json!({"task_id": id, "report": {"summary": "ok"}}))
+            .await;
+
+        // Creation to a waiting worker: next_task is sent first, then the task created.
+        let id = format!("cw{i}");
+        let mut waiting = worker.clone();
+        let answer = tokio::spawn(async move {
+            let task = waiting.ok("next_task", json!({"wait_s": 30})).await;
+            (waiting, task, std::time::Instant::now())
+        });
+        tokio::task::yield_now().await;
+        let created = std::time::Instant::now();
+        ws.ok(
+            "task.create",
+            json!({"project_id": project_id, "tasks": [{"id": id, "title": "timed"}]}),
+        )
+        .await;
+        let (back, task, received) = answer.await.unwrap();
+        worker = back;
+        to_worker.push(received.saturating_duration_since(created));
+        assert_eq!(task["task"]["id"], id.as_str(), "{task}");
+        worker
+            .ok("complete_task", json!({"task_id": id, "report": {"summary": "ok"}}))
+            .await;
+    }
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let (rt50, rt99) = (
+        quantile(&mut round_trips, 0.5),
+        quantile(&mut round_trips, 0.99),
+    );
+    let (cw50, cw99) = (quantile(&mut to_worker, 0.5), quantile(&mut to_worker, 0.99));
+    timing_target(
+        "mcp next_task round trip to the assignment",
+        &format!("p50 {:.2} ms, p99 {:.2} ms ({SAMPLES} samples)", ms(rt50), ms(rt99)),
+        "p99 under 100 ms",
+        rt99 < std::time::Duration::from_millis(100),
+    );
+    timing_target(
+        "task creation to a waiting MCP worker",
+        &format!("p50 {:.2} ms, p99 {:.2} ms ({SAMPLES} samples)", ms(cw50), ms(cw99)),
+        "p99 under 100 ms",
+        cw99 < std::time::Duration::from_millis(100),
+    );
 }

@@ -86,6 +86,8 @@ describe('new tasks from the dashboard, and what the cards say', () => {
     await page.keyboard.type('Write the greeting');
     await page.getByLabel('Instructions (prompt)').fill('Write hello.txt containing "hello".');
     await page.getByLabel('Acceptance criteria, one per line').fill('hello.txt exists\nit says hello');
+    await page.getByLabel('Type (matched against workers\' capabilities)').fill('manual');
+    await page.getByLabel('Priority (higher runs first)').fill('3');
     await page.getByLabel('Id (optional)').fill('form-1');
     await page.getByLabel('Id (optional)').press('Enter');
     await card('form-1').waitFor({ timeout: 15_000 });
@@ -93,6 +95,8 @@ describe('new tasks from the dashboard, and what the cards say', () => {
     const stored = await rpcInPage(page, 'task.get', { task_id: 'form-1' });
     assert.equal(stored.title, 'Write the greeting');
     assert.deepEqual(stored.acceptance, ['hello.txt exists', 'it says hello']);
+    assert.equal(stored.type, 'manual');
+    assert.equal(stored.priority, 3);
   });
 
   test('a bad batch shows the hub\'s error at the line of the bad task; a good one is queued', async () => {
@@ -128,9 +132,11 @@ describe('new tasks from the dashboard, and what the cards say', () => {
     // A WebSocket worker that fails once, then completes.
     const ws = await connectRpc(hub, { token, name: 'socket-worker' });
     clients.push(ws);
-    const assigned = new Promise((resolve) => { let n = 0; ws.on('task.assigned', (p) => { n += 1; if (n === 2) resolve(p); else ws.request('task.fail', { task_id: p.task.id, reason: 'first try failed' }); }); });
     await ws.request('worker.register', { name: 'socket-worker', capabilities: ['ws'] });
-    const second = await assigned;
+    const first = await ws.next('task.assigned', () => true, { timeout: 15_000 });
+    assert.equal(first.task.id, 'ws-1');
+    await ws.request('task.fail', { task_id: 'ws-1', reason: 'first try failed' });
+    const second = await ws.next('task.assigned', () => true, { timeout: 15_000 });
     assert.equal(second.task.id, 'ws-1');
     await waitFor(async () => /Attempt\s*2/.test(await card('ws-1').innerText()), { timeout: 15_000, message: 'the second attempt shows' });
     await ws.request('task.complete', { task_id: 'ws-1', report: { summary: 'done over the socket', html: '<img src=x onerror="window.pwned=1">' } });
@@ -168,11 +174,25 @@ describe('new tasks from the dashboard, and what the cards say', () => {
     assert.match(await row.locator('.worker-kind').innerText(), /chat over MCP \(test-chat 9\.9\)/);
   });
 
-  test('accessibility: axe-core finds no serious or critical violations with the forms open', async () => {
-    await page.getByLabel('Tasks, as a JSON array (or {"tasks": [...]})').fill('[{"title": ""}]');
-    await page.getByRole('button', { name: 'Queue batch' }).click();
-    await page.locator('#new-batch-error').filter({ hasText: 'title is empty' }).waitFor({ timeout: 10_000 });
-    assert.deepEqual(await axeSerious(page), [], 'axe on #/workers with the new-task forms');
+  test('accessibility: axe-core finds no serious or critical violations with the forms open, light and dark', async () => {
+    const state = await session.context.storageState();
+    for (const colorScheme of ['light', 'dark']) {
+      const ctx = await browser.newContext({ bypassCSP: true, colorScheme, storageState: state, viewport: { width: 1280, height: 900 } });
+      const p = await ctx.newPage();
+      await p.goto(`${hub.url}/#/workers/${project.id}`);
+      await waitConnected(p);
+      await p.locator('hub-workers .task[data-task-id="ws-1"]').waitFor({ timeout: 10_000 });
+      await p.locator('hub-workers .task-create > summary').click();
+      await p.getByLabel('Tasks, as a JSON array (or {"tasks": [...]})').fill('[{"title": ""}]');
+      await p.getByRole('button', { name: 'Queue batch' }).click();
+      await p.locator('#new-batch-error').filter({ hasText: 'title is empty' }).waitFor({ timeout: 10_000 });
+      await p.getByRole('button', { name: 'Queue task' }).click();
+      await p.locator('#new-task-title-error').filter({ hasText: 'title is empty' }).waitFor({ timeout: 10_000 });
+      await p.locator('hub-workers .task[data-task-id="ws-1"] summary', { hasText: 'Report' }).click();
+      const serious = await axeSerious(p);
+      assert.deepEqual(serious, [], `axe (${colorScheme}) on #/workers with the new-task forms`);
+      await ctx.close();
+    }
   });
 
   test('no CSP violations or page errors happened', () => {
