@@ -99,7 +99,7 @@ use crate::events::{Event, EventSink};
 use crate::projects::Projects;
 use crate::protocol::RunStatus;
 use crate::protocol::coordination::{
-    CoordinationStatus, NewTask, ReportFile, ReportInvalid, ReportUnknown, TaskState,
+    CoordinationStatus, NewTask, ReportFile, ReportInvalid, ReportUnknown, TaskState, WorkerClient,
     WorkerHeartbeat, WorkerKind, WorkerStatus, WorkerView,
 };
 use crate::protocol::error::ErrorChain;
@@ -545,9 +545,10 @@ impl Coordinator {
         conn_id: u64,
         name: &str,
         capabilities: &[String],
+        client: &WorkerClient,
     ) -> Result<String, CoordinationError> {
         Ok(self
-            .run(|txn| txn.register_worker(conn_id, name, capabilities))
+            .run(|txn| txn.register_worker(conn_id, name, capabilities, client))
             .await??)
     }
 

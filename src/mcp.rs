@@ -19,7 +19,9 @@
 //! (`isError: true`) whose JSON has the hub's error `kind`, its `message` and a
 //! `what_to_do` sentence for the model.
 
+mod batch;
 mod conn;
+mod error;
 mod link;
 
 use std::collections::{HashMap, HashSet};
@@ -31,11 +33,13 @@ use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolResult, Extensions, Implementation, ProtocolVersion, ServerCapabilities, ServerConfig,
 };
-use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use conn::{BoxFuture, Caller, Conn, ConnError, Connector};
+use error::{ToolError, answer};
 use link::Link;
 
 /// The loop, in three lines, sent as the server's instructions at `initialize`.
@@ -67,76 +71,8 @@ struct WorkerLink {
     link: Link,
     name: String,
     capabilities: Vec<String>,
-}
-
-/// A tool's failure: the hub's error kind, its message, and what the model should do.
-struct ToolError {
-    kind: String,
-    message: String,
-    what_to_do: String,
-}
-
-impl ToolError {
-    fn new(kind: &str, message: impl Into<String>, what_to_do: impl Into<String>) -> Self {
-        Self {
-            kind: kind.to_string(),
-            message: message.into(),
-            what_to_do: what_to_do.into(),
-        }
-    }
-
-    fn into_result(self) -> CallToolResult {
-        CallToolResult::structured_error(json!({
-            "error": {"kind": self.kind, "message": self.message, "what_to_do": self.what_to_do}
-        }))
-    }
-}
-
-impl From<ConnError> for ToolError {
-    fn from(err: ConnError) -> Self {
-        match err {
-            ConnError::Rpc { kind, message } => {
-                let what_to_do = match kind.as_str() {
-                    "PROJECT_NOT_FOUND" => {
-                        "Check the project: pass the project id or the registered directory the user gave you (the user can list them with `semantest-hub project list`)."
-                    }
-                    "TASK_NOT_FOUND" => {
-                        "Check the task id: use the id from next_task or task_status exactly."
-                    }
-                    "NOT_ASSIGNED" => {
-                        "This task is not yours any more (cancelled, finished or its lease lost): drop it and call next_task."
-                    }
-                    "NOT_A_WORKER" => "Call register_worker first, then next_task.",
-                    "TASK_EXISTS" => {
-                        "Another project already uses one of these task ids: choose other ids, or leave `id` out to get generated ones."
-                    }
-                    "FORBIDDEN" => {
-                        "The hub token this server uses lacks the `tasks` scope: ask the user to create one with `semantest-hub token create --name agent --scope tasks` and put it in the MCP configuration (SEMANTEST_HUB_TOKEN and SEMANTEST_HUB_CLIENT_ID, or the Authorization header for /mcp)."
-                    }
-                    "INVALID_PARAMS" | "TOO_LARGE" => {
-                        "Fix the arguments as the message says and call the tool again."
-                    }
-                    "RATE_LIMITED" | "LIMIT_REACHED" => {
-                        "Wait a few seconds, then call the tool again."
-                    }
-                    _ => "Tell the user what the hub said; do not retry in a loop.",
-                };
-                Self::new(&kind, message, what_to_do)
-            }
-            ConnError::Unavailable(message) => Self::new(
-                "HUB_UNAVAILABLE",
-                message,
-                "The Semantest Hub is not reachable: ask the user to start it with `semantest-hub serve` (or the desktop app), then call the tool again.",
-            ),
-        }
-    }
-}
-
-fn answer(result: Result<Value, ToolError>) -> CallToolResult {
-    match result {
-        Ok(value) => CallToolResult::structured(value),
-        Err(err) => err.into_result(),
-    }
+    /// The MCP client's name and version, from `initialize`.
+    agent: Option<String>,
 }
 
 /// `register_worker` arguments.
@@ -335,14 +271,12 @@ impl Coordination {
         &self,
         name: &str,
         capabilities: &[String],
+        agent: Option<&str>,
     ) -> Result<WorkerLink, ToolError> {
         let client = self.connect("worker", name).await?;
         let link = Link::start(client);
         let registered = link
-            .request(
-                "worker.register",
-                json!({"name": name, "capabilities": capabilities}),
-            )
+            .request("worker.register", registration(name, capabilities, agent))
             .await?;
         let lease_s = registered["lease_s"].as_u64().unwrap_or(60).max(1);
         // A third of the lease, so two heartbeats may be late before it runs out.
@@ -352,6 +286,7 @@ impl Coordination {
             link,
             name: name.to_string(),
             capabilities: capabilities.to_vec(),
+            agent: agent.map(str::to_string),
         })
     }
 
@@ -368,7 +303,9 @@ impl Coordination {
         if !worker.link.is_closed() {
             return Ok(worker.link.clone());
         }
-        let again = self.open_worker(&worker.name, &worker.capabilities).await?;
+        let again = self
+            .open_worker(&worker.name, &worker.capabilities, worker.agent.as_deref())
+            .await?;
         let link = again.link.clone();
         *slot = Some(again);
         Ok(link)
@@ -462,25 +399,34 @@ impl Coordination {
         let mut changes = link.changes();
         loop {
             changes.borrow_and_update();
-            let (task, done, revoked, closed) = {
+            let (task, projects, revoked, closed) = {
                 let mut inbox = link.inbox();
                 let revoked = std::mem::take(&mut inbox.revoked);
                 if let Some(held) = inbox.held.clone() {
-                    (Some(held), None, revoked, None)
+                    (Some(held), Default::default(), revoked, None)
                 } else if let Some(task) = inbox.assigned.pop_front() {
                     inbox.held = Some(task.clone());
-                    (Some(task), None, revoked, None)
+                    (Some(task), Default::default(), revoked, None)
                 } else {
-                    let done = inbox.batch_done.take();
-                    (None, done, revoked, inbox.closed.clone())
+                    if inbox.projects.is_empty()
+                        && let Some(done) = inbox.batch_done.take()
+                        && let Some(project) = done["project_id"].as_str()
+                    {
+                        inbox.projects.insert(project.to_string());
+                    }
+                    (None, inbox.projects.clone(), revoked, inbox.closed.clone())
                 }
             };
             if let Some(task) = task {
                 return Ok(self.hand_out(&link, &task, revoked).await);
             }
-            if let Some(done) = done {
+            if closed.is_none()
+                && !projects.is_empty()
+                && let Some(batches) = batch::finished(&link, &projects).await?
+            {
                 return Ok(json!({
-                    "task": null, "batch_finished": true, "batch": done, "taken_away": revoked,
+                    "task": null, "batch_finished": true, "batch": batches.last(),
+                    "batches": batches, "taken_away": revoked,
                     "what_to_do": "The batch is finished: stop here and tell the user it is done.",
                 }));
             }
@@ -556,11 +502,12 @@ impl Coordination {
     async fn register_worker(
         &self,
         Parameters(args): Parameters<RegisterWorker>,
-        extensions: Extensions,
+        context: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        if let Err(err) = self.admit(&extensions) {
+        if let Err(err) = self.admit(&context.extensions) {
             return err.into_result();
         }
+        let agent = agent_of(&context);
         let result = async {
             let mut slot = self.worker.lock().await;
             match slot.as_mut().filter(|worker| !worker.link.is_closed()) {
@@ -571,13 +518,19 @@ impl Coordination {
                         .link
                         .request(
                             "worker.register",
-                            json!({"name": args.name, "capabilities": args.capabilities}),
+                            registration(&args.name, &args.capabilities, agent.as_deref()),
                         )
                         .await?;
                     worker.name.clone_from(&args.name);
                     worker.capabilities.clone_from(&args.capabilities);
+                    worker.agent.clone_from(&agent);
                 }
-                None => *slot = Some(self.open_worker(&args.name, &args.capabilities).await?),
+                None => {
+                    *slot = Some(
+                        self.open_worker(&args.name, &args.capabilities, agent.as_deref())
+                            .await?,
+                    );
+                }
             }
             Ok(json!({
                 "registered": true, "name": args.name, "capabilities": args.capabilities,
@@ -772,6 +725,21 @@ impl Coordination {
             inbox.held = None;
         }
     }
+}
+
+/// `worker.register` params of an MCP worker: `via: "mcp"`, and the chat program.
+fn registration(name: &str, capabilities: &[String], agent: Option<&str>) -> Value {
+    json!({"name": name, "capabilities": capabilities, "via": "mcp", "agent": agent})
+}
+
+/// The MCP client's name and version from its `initialize` (`clientInfo`), e.g.
+/// `claude-code 2.0.14`, cut to the 100 characters `worker.register` takes.
+fn agent_of(context: &RequestContext<RoleServer>) -> Option<String> {
+    let info = context.peer.peer_info()?;
+    let client = &info.client_info;
+    let text = format!("{} {}", client.name.trim(), client.version.trim());
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.chars().take(100).collect())
 }
 
 fn counts_of(status: &Value) -> Value {

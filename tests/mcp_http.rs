@@ -6,27 +6,36 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::TestHub;
+use crate::util::{TestHub, quantile, timing_target};
 
 /// Deadline for one MCP answer; generous, the machine is loaded.
 const ANSWER: Duration = Duration::from_secs(60);
 
 /// An MCP client of `/mcp` (Streamable HTTP, the 2025-06-18 revision).
-struct McpHttp {
+#[derive(Clone)]
+pub(crate) struct McpHttp {
     http: reqwest::Client,
     url: String,
     token: String,
+    /// A Host header other than the URL's (a public hub's name), if any.
+    host: Option<String>,
     session: Option<String>,
     next_id: u64,
 }
 
 impl McpHttp {
     /// Initializes a session with `token`.
-    async fn start(hub: &TestHub, token: &str) -> Self {
+    pub(crate) async fn start(hub: &TestHub, token: &str) -> Self {
+        Self::start_at(hub.http("/mcp"), None, token).await
+    }
+
+    /// Initializes a session at `url` with `token`, sending `host` as the Host header.
+    pub(crate) async fn start_at(url: String, host: Option<&str>, token: &str) -> Self {
         let mut mcp = Self {
             http: reqwest::Client::builder().timeout(ANSWER).build().unwrap(),
-            url: hub.http("/mcp"),
+            url,
             token: token.to_string(),
+            host: host.map(str::to_string),
             session: None,
             next_id: 0,
         };
@@ -53,7 +62,7 @@ impl McpHttp {
 
     /// POSTs one JSON-RPC message; returns the status and the JSON-RPC answer, read
     /// from a JSON body or from the `data:` lines of an event stream.
-    async fn post(&mut self, message: Value) -> (u16, Value) {
+    pub(crate) async fn post(&mut self, message: Value) -> (u16, Value) {
         let mut request = self
             .http
             .post(&self.url)
@@ -64,6 +73,9 @@ impl McpHttp {
             .body(message.to_string());
         if let Some(session) = &self.session {
             request = request.header("mcp-session-id", session);
+        }
+        if let Some(host) = &self.host {
+            request = request.header("host", host);
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
@@ -82,7 +94,7 @@ impl McpHttp {
     }
 
     /// Calls a tool; returns `(is_error, the JSON the tool answered)`.
-    async fn tool(&mut self, name: &str, arguments: Value) -> (bool, Value) {
+    pub(crate) async fn tool(&mut self, name: &str, arguments: Value) -> (bool, Value) {
         self.next_id += 1;
         let (status, response) = self
             .post(
@@ -98,13 +110,13 @@ impl McpHttp {
         (result["isError"] == true, value)
     }
 
-    async fn ok(&mut self, name: &str, arguments: Value) -> Value {
+    pub(crate) async fn ok(&mut self, name: &str, arguments: Value) -> Value {
         let (is_error, value) = self.tool(name, arguments).await;
         assert!(!is_error, "{name} failed: {value}");
         value
     }
 
-    async fn err(&mut self, name: &str, arguments: Value) -> Value {
+    pub(crate) async fn err(&mut self, name: &str, arguments: Value) -> Value {
         let (is_error, value) = self.tool(name, arguments).await;
         assert!(is_error, "{name} should fail: {value}");
         value["error"].clone()
@@ -253,4 +265,214 @@ async fn the_http_endpoint_takes_only_a_token_from_an_allowed_host_and_origin() 
     owner.token = tasks["token"].as_str().unwrap().to_string();
     let error = owner.err("next_task", json!({"wait_s": 1})).await;
     assert_eq!(error["kind"], "UNAUTHORIZED", "{error}");
+}
+
+/// `next_task` follows the batch of the projects this worker took tasks from: another
+/// project's batch ending is not its end, and once its batch is finished, every later
+/// call says so (not only the first), until a new task comes. The worker's card says
+/// it is a chat over MCP, and which.
+#[tokio::test]
+async fn the_batch_a_worker_is_told_finished_is_its_projects_batch() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (mine, _a) = hub.project(&mut ws).await;
+    let (other, _b) = hub.project(&mut ws).await;
+    let mut worker = McpHttp::start(&hub, &hub.token).await;
+    worker
+        .ok(
+            "register_worker",
+            json!({"name": "coder", "capabilities": ["code"]}),
+        )
+        .await;
+    let workers = ws.ok("worker.list", json!({})).await;
+    let listed = &workers["workers"][0];
+    assert_eq!(listed["via"], "mcp", "{workers}");
+    assert_eq!(listed["agent"], "http-agent 1.0.0", "{workers}");
+
+    // This worker's project: a task it takes, and one of a type it does not take.
+    ws.ok(
+        "task.create",
+        json!({"project_id": mine, "tasks": [
+            {"id": "m1", "title": "Code it", "type": "code"},
+            {"id": "m2", "title": "Document it", "type": "docs"},
+        ]}),
+    )
+    .await;
+    let task = worker.ok("next_task", json!({"wait_s": 30})).await;
+    assert_eq!(task["task"]["id"], "m1", "{task}");
+    worker
+        .ok(
+            "complete_task",
+            json!({"task_id": "m1", "report": {"summary": "coded"}}),
+        )
+        .await;
+
+    // Another project's batch ends: the workers hear `project.completed`, but this
+    // worker's batch still has m2 to do.
+    ws.ok(
+        "task.create",
+        json!({"project_id": other, "tasks": [{"id": "o1", "title": "Elsewhere", "type": "docs"}]}),
+    )
+    .await;
+    ws.ok("task.cancel", json!({"task_id": "o1"})).await;
+    let waiting = worker.ok("next_task", json!({"wait_s": 3})).await;
+    assert_eq!(waiting["task"], Value::Null, "{waiting}");
+    assert_eq!(
+        waiting["batch_finished"], false,
+        "another project's batch is not this worker's: {waiting}"
+    );
+
+    // Its own batch ends: said now, and again on every later call.
+    ws.ok("task.cancel", json!({"task_id": "m2"})).await;
+    for call in 0..2 {
+        let end = worker.ok("next_task", json!({"wait_s": 30})).await;
+        assert_eq!(end["batch_finished"], true, "call {call}: {end}");
+        assert_eq!(end["batch"]["project_id"], mine.as_str(), "{end}");
+        assert_eq!(end["batch"]["completed"], 1, "{end}");
+        assert_eq!(end["batch"]["cancelled"], 1, "{end}");
+    }
+
+    // A new task in either project is handed out: the batch goes on.
+    ws.ok(
+        "task.create",
+        json!({"project_id": other, "tasks": [{"id": "o2", "title": "More", "type": "code"}]}),
+    )
+    .await;
+    let more = worker.ok("next_task", json!({"wait_s": 30})).await;
+    assert_eq!(more["task"]["id"], "o2", "{more}");
+}
+
+/// A worker that was given no task stops with the batch it waited through.
+#[tokio::test]
+async fn a_worker_given_no_task_is_told_when_the_batch_it_waited_through_ends() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = hub.project(&mut ws).await;
+    let mut worker = McpHttp::start(&hub, &hub.token).await;
+    worker
+        .ok(
+            "register_worker",
+            json!({"name": "idle", "capabilities": ["code"]}),
+        )
+        .await;
+    ws.ok(
+        "task.create",
+        json!({"project_id": project_id, "tasks": [{"id": "d1", "title": "Docs", "type": "docs"}]}),
+    )
+    .await;
+    ws.ok("task.cancel", json!({"task_id": "d1"})).await;
+    let end = worker.ok("next_task", json!({"wait_s": 30})).await;
+    assert_eq!(end["batch_finished"], true, "{end}");
+    assert_eq!(end["batch"]["project_id"], project_id.as_str(), "{end}");
+}
+
+/// Figures, reported with `--nocapture`: the MCP round trip of `next_task` for a task the
+/// hub has assigned already (p50, p99), and the time from sending `task.create` to a
+/// worker's waiting `next_task` answering with the task (p50, p99). Behaviour asserted:
+/// every task reaches the worker, in order.
+#[tokio::test]
+async fn figures_next_task_round_trip_and_creation_to_a_waiting_worker() {
+    const SAMPLES: usize = 100;
+    // Each round sends a few requests on the worker's connection, faster than any chat
+    // would: the per-connection rate is not what is measured.
+    let hub = TestHub::start_with(|config| {
+        config.config.limits.rate_limit_per_s = 10_000;
+        config.config.limits.rate_limit_burst = 10_000;
+    })
+    .await;
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = hub.project(&mut ws).await;
+    let mut worker = McpHttp::start(&hub, &hub.token).await;
+    worker
+        .ok(
+            "register_worker",
+            json!({"name": "timed", "capabilities": ["timed"]}),
+        )
+        .await;
+    // A task no worker takes keeps the batch open, so a waiting next_task waits.
+    ws.ok(
+        "task.create",
+        json!({"project_id": project_id, "tasks": [{"id": "open", "title": "keeps the batch open", "type": "other"}]}),
+    )
+    .await;
+    let mut round_trips = Vec::with_capacity(SAMPLES);
+    let mut to_worker = Vec::with_capacity(SAMPLES);
+    for i in 0..SAMPLES {
+        // The round trip: the task is assigned before next_task is sent.
+        let id = format!("rt{i}");
+        ws.ok(
+            "task.create",
+            json!({"project_id": project_id, "tasks": [{"id": id, "title": "timed", "type": "timed"}]}),
+        )
+        .await;
+        crate::util::eventually("the task to be assigned", async || {
+            let task = ws.ok("task.get", json!({"task_id": id})).await;
+            crate::util::when(task, |t| t["state"] == "running")
+        })
+        .await;
+        let sent = std::time::Instant::now();
+        let task = worker.ok("next_task", json!({"wait_s": 30})).await;
+        round_trips.push(sent.elapsed());
+        assert_eq!(task["task"]["id"], id.as_str(), "{task}");
+        worker
+            .ok(
+                "complete_task",
+                json!({"task_id": id, "report": {"summary": "ok"}}),
+            )
+            .await;
+
+        // Creation to a waiting worker: next_task is sent first, then the task created.
+        let id = format!("cw{i}");
+        let mut waiting = worker.clone();
+        let answer = tokio::spawn(async move {
+            let task = waiting.ok("next_task", json!({"wait_s": 30})).await;
+            (waiting, task, std::time::Instant::now())
+        });
+        tokio::task::yield_now().await;
+        let created = std::time::Instant::now();
+        ws.ok(
+            "task.create",
+            json!({"project_id": project_id, "tasks": [{"id": id, "title": "timed", "type": "timed"}]}),
+        )
+        .await;
+        let (back, task, received) = answer.await.unwrap();
+        worker = back;
+        to_worker.push(received.saturating_duration_since(created));
+        assert_eq!(task["task"]["id"], id.as_str(), "{task}");
+        worker
+            .ok(
+                "complete_task",
+                json!({"task_id": id, "report": {"summary": "ok"}}),
+            )
+            .await;
+    }
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let (rt50, rt99) = (
+        quantile(&mut round_trips, 0.5),
+        quantile(&mut round_trips, 0.99),
+    );
+    let (cw50, cw99) = (
+        quantile(&mut to_worker, 0.5),
+        quantile(&mut to_worker, 0.99),
+    );
+    timing_target(
+        "mcp next_task round trip to the assignment",
+        &format!(
+            "p50 {:.2} ms, p99 {:.2} ms ({SAMPLES} samples)",
+            ms(rt50),
+            ms(rt99)
+        ),
+        "p99 under 100 ms",
+        rt99 < std::time::Duration::from_millis(100),
+    );
+    timing_target(
+        "task creation to a waiting MCP worker",
+        &format!(
+            "p50 {:.2} ms, p99 {:.2} ms ({SAMPLES} samples)",
+            ms(cw50),
+            ms(cw99)
+        ),
+        "p99 under 100 ms",
+        cw99 < std::time::Duration::from_millis(100),
+    );
 }

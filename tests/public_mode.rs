@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use crate::util::{TestHub, WAIT, Ws, eventually, test_config};
 
 /// The public name the test certificate is issued for and the hub answers to.
-const NAME: &str = "hub.test";
+pub(crate) const NAME: &str = "hub.test";
 
 /// A self-signed certificate for [`NAME`], written as PEM files in `dir`, and a client
 /// configuration that trusts it.
@@ -55,7 +55,7 @@ fn public_settings() -> PublicConfig {
 }
 
 /// A public hub with TLS on 127.0.0.1, and a connector that trusts its certificate.
-async fn tls_hub(edit: impl FnOnce(&mut PublicConfig)) -> (TestHub, TlsConnector) {
+pub(crate) async fn tls_hub(edit: impl FnOnce(&mut PublicConfig)) -> (TestHub, TlsConnector) {
     tls_hub_with(edit, |_| {}).await
 }
 
@@ -79,7 +79,7 @@ async fn tls_hub_with(
 
 /// A public hub serving plain HTTP behind a proxy on 127.0.0.1 (the test client plays
 /// the proxy, writing X-Forwarded-For).
-async fn proxied_hub(edit: impl FnOnce(&mut PublicConfig)) -> TestHub {
+pub(crate) async fn proxied_hub(edit: impl FnOnce(&mut PublicConfig)) -> TestHub {
     proxied_hub_with(edit, |_| {}).await
 }
 
@@ -100,7 +100,7 @@ async fn proxied_hub_with(
     .await
 }
 
-async fn tls_connect(hub: &TestHub, connector: &TlsConnector) -> TlsStream<TcpStream> {
+pub(crate) async fn tls_connect(hub: &TestHub, connector: &TlsConnector) -> TlsStream<TcpStream> {
     let tcp = TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
     let name = ServerName::try_from(NAME).unwrap();
     tokio::time::timeout(WAIT, connector.connect(name, tcp))
@@ -150,7 +150,10 @@ async fn plain(hub: &TestHub, path: &str, extra: &[(&str, &str)]) -> (u16, Strin
 }
 
 /// A WebSocket over TLS with the owner token.
-async fn wss(hub: &TestHub, connector: &TlsConnector) -> WebSocketStream<TlsStream<TcpStream>> {
+pub(crate) async fn wss(
+    hub: &TestHub,
+    connector: &TlsConnector,
+) -> WebSocketStream<TlsStream<TcpStream>> {
     let mut request = format!("wss://{NAME}:{}/ws", hub.port)
         .into_client_request()
         .unwrap();
@@ -167,7 +170,7 @@ async fn wss(hub: &TestHub, connector: &TlsConnector) -> WebSocketStream<TlsStre
 }
 
 /// A JSON-RPC call on a bare WebSocket; returns the whole response.
-async fn call<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn call<S: AsyncRead + AsyncWrite + Unpin>(
     socket: &mut WebSocketStream<S>,
     id: u64,
     method: &str,

@@ -50,6 +50,8 @@ mod coordination;
 mod mcp;
 // `/mcp`: the same tools over Streamable HTTP, behind the Host, Origin and token checks.
 mod mcp_http;
+// `/mcp` on a public hub: the task queue's tools for a `tasks` token, over TLS.
+mod mcp_public;
 // The task commands of the CLI: create, list, show, watch, worker next, complete, fail.
 mod cli_tasks;
 // Client tokens: scopes, origin binding, revocation, the token CLI, the signature proof.

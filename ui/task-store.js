@@ -60,12 +60,38 @@ pageRpc.on('task.report_unknown', (p) => notices.add('unknown', p));
 export const batchDone = new Map();
 pageRpc.on('project.completed', (p) => { if (p?.project_id) batchDone.set(p.project_id, p); });
 
-/** Names of the workers seen since the page loaded, so tasks keep them after a worker leaves. */
+/**
+ * The workers seen since the page loaded ({name, kind, via, agent}), so tasks keep saying
+ * who worked on them after a worker leaves.
+ */
 const workerNames = new Map();
 function rememberName(w) {
+  const old = workerNames.get(w.id);
   workerNames.delete(w.id);
-  workerNames.set(w.id, w.name);
+  workerNames.set(w.id, { name: w.name, kind: w.kind ?? old?.kind, via: w.via ?? old?.via ?? null, agent: w.agent ?? old?.agent ?? null });
   if (workerNames.size > MAX_NAMES) workerNames.delete(workerNames.keys().next().value);
+}
+
+/** Longest report text a card keeps, in characters. */
+const MAX_REPORT = 4000;
+
+/** A report as the card shows it: indented JSON text (never markup), cut at MAX_REPORT. */
+export function reportText(report) {
+  if (report === null || report === undefined) return null;
+  let text;
+  try { text = JSON.stringify(report, null, 2); } catch { return null; }
+  return text.length > MAX_REPORT ? `${text.slice(0, MAX_REPORT)}\n…` : text;
+}
+
+/**
+ * How a worker reaches the hub, in plain words: a built-in agent worker, a chat over MCP
+ * (and which, as it said), or a program on the WebSocket.
+ */
+export function workerKindText(w) {
+  if (!w) return null;
+  if (w.kind === 'agent') return 'built-in agent worker (Claude Code)';
+  if (w.via === 'mcp') return `chat over MCP${w.agent ? ` (${w.agent})` : ''}`;
+  return `WebSocket worker${w.agent ? ` (${w.agent})` : ''}`;
 }
 
 /** A task as the board keeps it: without its (possibly large) prompt and context. */
@@ -74,7 +100,8 @@ export function slim(t) {
     id: t.id, seq: t.seq, title: t.title, type: t.type ?? null, priority: t.priority ?? 0,
     state: t.state, worker_id: t.worker_id ?? null, attempts: t.attempts ?? 0,
     last_failure: t.failures?.at(-1) ?? null, completed_by: t.completed_by ?? null,
-    summary: summaryOf(t.report), updated: Date.parse(t.updated_at) || Date.now(), v: 0,
+    summary: summaryOf(t.report), report: reportText(t.report),
+    created: Date.parse(t.created_at) || null, updated: Date.parse(t.updated_at) || Date.now(), v: 0,
   };
 }
 
@@ -340,7 +367,25 @@ export class TaskBoard extends EventTarget {
   }
 
   workerName(id) {
-    return this.workers.get(id)?.name ?? workerNames.get(id) ?? null;
+    return this.workers.get(id)?.name ?? workerNames.get(id)?.name ?? null;
+  }
+
+  /** What the board knows of worker `id` ({name, kind, via, agent}), or null. */
+  workerInfo(id) {
+    return this.workers.get(id) ?? workerNames.get(id) ?? (id?.startsWith('agent-') ? { kind: 'agent' } : null);
+  }
+
+  /**
+   * Queues `tasks` in the shown project (task.create) and reloads the board, since the hub
+   * announces no new tasks.
+   * @returns {Promise<{created: string[], existing: string[]}>}
+   * @throws the hub's error (INVALID_PARAMS, TOO_LARGE, TASK_EXISTS, ...)
+   */
+  async createTasks(tasks) {
+    const res = await this.rpc.request('task.create', { project_id: this.projectId, tasks });
+    batchDone.delete(this.projectId);
+    this.loadTasks();
+    return res;
   }
 
   /** The shown project's built-in agent workers that are not offline. */
@@ -398,7 +443,7 @@ export class TaskBoard extends EventTarget {
     if (!t || FINAL.has(t.state)) return;
     switch (method) {
       case 'task.completed':
-        this.change(t, { state: 'completed', worker_id: p.worker ?? t.worker_id, completed_by: p.source ?? null, summary: summaryOf(p.report) });
+        this.change(t, { state: 'completed', worker_id: p.worker ?? t.worker_id, completed_by: p.source ?? null, summary: summaryOf(p.report), report: reportText(p.report) });
         break;
       case 'task.requeued':
         this.change(t, { state: 'pending', worker_id: null, attempts: p.attempts ?? t.attempts, last_failure: p.failures?.at(-1) ?? t.last_failure });

@@ -2,7 +2,9 @@
 
 use std::cmp::Reverse;
 
-use crate::protocol::coordination::{TaskState, WorkerKind, WorkerStatus, WorkerView};
+use crate::protocol::coordination::{
+    TaskState, WorkerClient, WorkerKind, WorkerStatus, WorkerView,
+};
 use crate::storage::sqlite::{TaskRow, WorkerRow};
 
 /// Queue order: higher priority first, then creation order.
@@ -73,6 +75,9 @@ pub struct Worker {
     pub retiring: bool,
     /// Epoch milliseconds.
     pub created_at: i64,
+    /// What runs a client worker, as it said; kept in memory only, since a client worker
+    /// registers again after a restart.
+    pub client: WorkerClient,
 }
 
 impl Worker {
@@ -91,6 +96,7 @@ impl Worker {
             ticket: 0,
             retiring: false,
             created_at: now,
+            client: WorkerClient::default(),
         }
     }
 
@@ -104,6 +110,8 @@ impl Worker {
             status: self.status,
             task_id: self.task_id.clone(),
             project_id: self.project_id.clone(),
+            via: (self.kind == WorkerKind::Client).then_some(self.client.via),
+            agent: self.client.agent.clone(),
         }
     }
 

@@ -11,8 +11,8 @@ use super::state::{Effect, Txn, Worker};
 use crate::events::Event;
 use crate::protocol::RunStatus;
 use crate::protocol::coordination::{
-    CompletedBy, NewTask, ReportFile, ReportStatus, TaskCreated, TaskState, WorkerKind,
-    WorkerStatus,
+    CompletedBy, NewTask, ReportFile, ReportStatus, TaskCreated, TaskState, WorkerClient,
+    WorkerKind, WorkerStatus,
 };
 use crate::protocol::error::ErrorChain;
 use crate::runner::RunEnd;
@@ -65,12 +65,14 @@ impl Txn<'_> {
         conn_id: u64,
         name: &str,
         capabilities: &[String],
+        client: &WorkerClient,
     ) -> Result<String, StoreError> {
         if let Some(worker_id) = self.worker_by_conn(conn_id) {
             let now = self.now;
             if let Some(worker) = self.st.workers.get_mut(&worker_id) {
                 worker.name = name.to_string();
                 worker.capabilities = capabilities.to_vec();
+                worker.client = client.clone();
                 let (row, view) = (worker.row(), worker.view());
                 self.store().upsert_worker(&row, now)?;
                 self.emit(Event::WorkerStatus(view));
@@ -82,6 +84,7 @@ impl Txn<'_> {
         let worker = Worker {
             capabilities: capabilities.to_vec(),
             conn_id: Some(conn_id),
+            client: client.clone(),
             ..Worker::new(
                 uuid::Uuid::now_v7().to_string(),
                 name.to_string(),
@@ -101,7 +104,7 @@ impl Txn<'_> {
         self.st.workers.insert(id.clone(), worker);
         self.set_worker(&id, WorkerStatus::Idle, None);
         self.touch_all_active();
-        info!(worker_id = id, name, capabilities = ?capabilities, "worker registered");
+        info!(worker_id = id, name, capabilities = ?capabilities, via = ?client.via, agent = ?client.agent, "worker registered");
         Ok(id)
     }
 

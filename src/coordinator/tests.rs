@@ -195,7 +195,7 @@ mod machine {
         }
 
         fn register(&mut self, conn_id: u64) -> String {
-            self.step(|txn| txn.register_worker(conn_id, "w", &[]))
+            self.step(|txn| txn.register_worker(conn_id, "w", &[], &Default::default()))
                 .0
                 .unwrap()
         }

@@ -9,8 +9,9 @@
 //! - `GET /health`: status, resources, counts, agent CLI.
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /ws`: the JSON-RPC WebSocket (token required).
-//! - `POST|GET|DELETE /mcp` (local mode): the task queue's MCP tools over Streamable
-//!   HTTP, token required ([`mcp`]).
+//! - `POST|GET|DELETE /mcp`: the task queue's MCP tools over Streamable HTTP, token
+//!   required ([`mcp`]); on a public hub only with `public.enable_tasks`, and only a
+//!   token with the `tasks` scope.
 //! - `GET /login?code=`: redeems a one-time dashboard link for a session cookie.
 //! - `POST /session/check`, `POST /session/sign-out`, `POST /session/sign-out-everywhere`:
 //!   whether the dashboard's session is live; sign it out; sign every session out
@@ -47,7 +48,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
@@ -55,7 +56,7 @@ use tracing::{info, warn};
 use crate::app::hub::{Hub, StartError};
 use crate::auth::security::dashboard_origins;
 use crate::config::allowlist::HostAllowlist;
-use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig, Mode};
+use crate::config::{DEFAULT_PORT, Family, LAST_FALLBACK_PORT, LoadedConfig, Mode};
 use crate::http::error::HttpError;
 use crate::http::public::PublicGate;
 use crate::protocol::error::ErrorChain;
@@ -358,11 +359,22 @@ fn router(state: AppState) -> Router {
             post(crate::http::pairing::claim)
                 .layer(DefaultBodyLimit::max(crate::http::pairing::MAX_BODY_BYTES)),
         );
-    // A public hub has no dashboard and no sign-in: tokens only.
+    let mcp_routes = Router::new()
+        .route_service("/mcp", mcp::service(state.clone()))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            mcp::authenticate_mcp,
+        ));
+    // A public hub has no dashboard and no sign-in: tokens only. It serves `/mcp` when
+    // it serves the task queue.
     let routes = if state.public.is_some() {
-        routes
-            .route("/login", get(no_login_in_public_mode))
-            .fallback(not_found)
+        let routes = routes.route("/login", get(no_login_in_public_mode));
+        let routes = if state.hub.config().config.public.serves(Family::Tasks) {
+            routes.merge(mcp_routes)
+        } else {
+            routes.route("/mcp", any(no_mcp_in_public_mode))
+        };
+        routes.fallback(not_found)
     } else {
         routes
             .route("/login", get(dashboard::login))
@@ -372,14 +384,7 @@ fn router(state: AppState) -> Router {
                 "/session/sign-out-everywhere",
                 post(dashboard::session_sign_out_everywhere),
             )
-            .merge(
-                Router::new()
-                    .route_service("/mcp", mcp::service(state.clone()))
-                    .layer(middleware::from_fn_with_state(
-                        state.clone(),
-                        mcp::authenticate_mcp,
-                    )),
-            )
+            .merge(mcp_routes)
             .route("/", get(dashboard::index))
             .route("/{*path}", get(dashboard::asset))
     };
@@ -396,6 +401,16 @@ async fn no_login_in_public_mode() -> Response {
         axum::http::StatusCode::NOT_FOUND,
         crate::protocol::error::ErrorKind::Disabled,
         "no /login on a public hub: it takes tokens only, and has no dashboard",
+    )
+    .into_response()
+}
+
+/// `/mcp` on a public hub that does not serve the task queue: 404 `DISABLED`.
+async fn no_mcp_in_public_mode() -> Response {
+    HttpError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        crate::protocol::error::ErrorKind::Disabled,
+        "no /mcp on this public hub: it serves the task queue only with public.enable_tasks",
     )
     .into_response()
 }

@@ -7,7 +7,7 @@
 //! counter, which they mark as seen *before* they look, so no change falls between
 //! the look and the wait.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,7 +28,11 @@ pub(crate) struct Inbox {
     pub(crate) held: Option<Value>,
     /// `task.revoked` params of tasks taken away since a tool last said so.
     pub(crate) revoked: Vec<Value>,
-    /// The last `project.completed` since a task was last assigned.
+    /// The projects of the tasks assigned to this worker: its batch
+    /// ([`super::batch`]).
+    pub(crate) projects: BTreeSet<String>,
+    /// The last `project.completed` since a task was last assigned: the batch a worker
+    /// that was given no task yet takes as its own.
     pub(crate) batch_done: Option<Value>,
     /// Why the connection ended, once it has.
     pub(crate) closed: Option<String>,
@@ -40,6 +44,9 @@ impl Inbox {
         match note["method"].as_str().unwrap_or_default() {
             "task.assigned" => {
                 self.batch_done = None;
+                if let Some(project) = params["task"]["project_id"].as_str() {
+                    self.projects.insert(project.to_string());
+                }
                 self.assigned.push_back(params["task"].clone());
             }
             "task.revoked" => {
@@ -218,9 +225,20 @@ mod tests {
             json!({"project_id": "p", "total": 1}),
         ));
         assert!(inbox.batch_done.is_some());
-        inbox.file(&note("task.assigned", json!({"task": {"id": "t1"}})));
-        inbox.file(&note("task.assigned", json!({"task": {"id": "t2"}})));
+        inbox.file(&note(
+            "task.assigned",
+            json!({"task": {"id": "t1", "project_id": "a"}}),
+        ));
+        inbox.file(&note(
+            "task.assigned",
+            json!({"task": {"id": "t2", "project_id": "b"}}),
+        ));
         assert!(inbox.batch_done.is_none(), "a new task starts a new batch");
+        assert_eq!(
+            inbox.projects.iter().collect::<Vec<_>>(),
+            ["a", "b"],
+            "the worker's batch spans the projects of its tasks"
+        );
         inbox.held = inbox.assigned.pop_front();
         inbox.file(&note(
             "task.revoked",

@@ -130,6 +130,29 @@ pub enum WorkerKind {
 
 stored_names!(WorkerKind, "worker kind", { Client => "client", Agent => "agent" });
 
+/// How a client worker reaches the hub, as it says in `worker.register` (`via`): the
+/// dashboard tells a chat over MCP from a program on the WebSocket by it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerVia {
+    /// A program speaking the JSON-RPC protocol on `/ws` (the default).
+    #[default]
+    Websocket,
+    /// A chat's MCP tools (`semantest-hub mcp`, or `/mcp`).
+    Mcp,
+}
+
+/// What runs a client worker, as it said in `worker.register`. Self-declared, for display
+/// only: like the name, it grants nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerClient {
+    /// How it reaches the hub.
+    pub via: WorkerVia,
+    /// The program behind it, e.g. `claude-code 2.0.14` (an MCP client's name and
+    /// version), at most 100 characters.
+    pub agent: Option<String>,
+}
+
 /// One task of `task.create`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,6 +244,12 @@ pub struct WorkerRegisterParams {
     /// Task types this worker takes; empty (the default) takes every type.
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// How it reaches the hub: `websocket` (the default) or `mcp`.
+    #[serde(default)]
+    pub via: WorkerVia,
+    /// The program behind it, e.g. `claude-code 2.0.14`; 1 to 100 characters.
+    #[serde(default)]
+    pub agent: Option<String>,
 }
 
 /// `project.configure` params.
@@ -325,6 +354,10 @@ pub struct WorkerView {
     pub task_id: Option<String>,
     /// The project an agent worker serves; `null` for clients, which serve every project.
     pub project_id: Option<String>,
+    /// How a client worker reaches the hub, as it said; `null` for agent workers.
+    pub via: Option<WorkerVia>,
+    /// The program behind a client worker, as it said (`null` when it did not).
+    pub agent: Option<String>,
 }
 
 /// `coordination.status`: a project's counts, which always add up to `total`, and the
@@ -675,6 +708,8 @@ mod tests {
                 status: WorkerStatus::Working,
                 task_id: Some("t1".into()),
                 project_id: None,
+                via: Some(WorkerVia::Mcp),
+                agent: Some("claude-code 2.0.14".into()),
             }],
             agent_workers: 2,
         };
@@ -683,7 +718,8 @@ mod tests {
             json!({"project_id": "p1", "total": 4, "completed": 1, "pending": 1, "running": 1,
                    "failed": 1, "cancelled": 0,
                    "workers": [{"id": "w1", "name": "alpha", "kind": "client", "capabilities": [],
-                                "status": "working", "task_id": "t1", "project_id": null}],
+                                "status": "working", "task_id": "t1", "project_id": null,
+                                "via": "mcp", "agent": "claude-code 2.0.14"}],
                    "agent_workers": 2})
         );
     }

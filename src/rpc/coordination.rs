@@ -13,7 +13,8 @@ use crate::protocol::Role;
 use crate::protocol::coordination::{
     ProjectConfigureParams, ProjectConfigured, StatusParams, TaskAnswer, TaskCancelResult,
     TaskCompleteParams, TaskCreateParams, TaskFailParams, TaskListParams, TaskPage, TaskRef,
-    TaskState, TasksCreated, WorkerList, WorkerRegisterParams, WorkerRegistered, method,
+    TaskState, TasksCreated, WorkerClient, WorkerList, WorkerRegisterParams, WorkerRegistered,
+    method,
 };
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::hub::ConnectionChange;
@@ -78,10 +79,14 @@ fn check_text(field: &str, text: &str, max_chars: usize) -> Result<(), Coordinat
 }
 
 /// `worker.register`: makes the connection a worker (role `worker`). Registering again
-/// on the same connection updates the name and capabilities and keeps the id.
+/// on the same connection updates the name, capabilities, `via` and `agent` and keeps
+/// the id.
 fn worker_register(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let params: WorkerRegisterParams = parse_params(params)?;
     check_text("name", &params.name, 100)?;
+    if let Some(agent) = &params.agent {
+        check_text("agent", agent, 100)?;
+    }
     if params.capabilities.len() > 100
         || params
             .capabilities
@@ -103,9 +108,13 @@ fn worker_register(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
         call.client.id(),
         call.ctx.lease_s,
     );
+    let client = WorkerClient {
+        via: params.via,
+        agent: params.agent,
+    };
     later(async move {
         let worker_id = coordinator
-            .register_worker(conn_id, &params.name, &params.capabilities)
+            .register_worker(conn_id, &params.name, &params.capabilities, &client)
             .await?;
         Ok(WorkerRegistered { worker_id, lease_s })
     })

@@ -47,7 +47,7 @@ describe('agent choice', () => {
     await agent.selectOption('codex');
     await page.getByLabel('Model', { exact: true }).fill('gpt-5');
     await page.getByRole('button', { name: 'Save' }).click();
-    await page.locator('hub-project .agent-form', { hasText: 'Saved' }).waitFor({ timeout: 10_000 });
+    await page.locator('hub-project .agent-choice', { hasText: 'Saved' }).waitFor({ timeout: 10_000 });
     const p = await rpcInPage(page, 'project.get', { project_id: id });
     assert.equal(p.agent, 'codex');
     assert.equal(p.model, 'gpt-5');

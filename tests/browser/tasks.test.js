@@ -128,7 +128,7 @@ describe('workers & tasks view', () => {
     assert.equal(await page.evaluate(() => document.activeElement.tagName), 'H1', 'focus moves to the view');
     // worker-A registered before the page opened: from worker.list.
     const rowA = await waitWorker('worker-A', 'idle');
-    assert.match(await rowA.innerText(), /client/);
+    assert.match(await rowA.innerText(), /WebSocket worker/);
     assert.match(await rowA.innerText(), /\bcode\b/);
 
     // The picker lists both projects; pick "batch" and the address follows.

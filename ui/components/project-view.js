@@ -108,7 +108,7 @@ class ProjectView extends HTMLElement {
     this.agentSaveBtn = h('button', { type: 'submit' }, 'Save');
     this.agentMsg = h('span', { class: 'inline-msg', role: 'status' });
     this.agentForm = h('form', {
-      class: 'agent-form',
+      class: 'agent-choice',
       'aria-label': 'Agent of this project',
       onsubmit: (ev) => { ev.preventDefault(); this.saveAgent(); },
     },

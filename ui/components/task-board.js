@@ -7,8 +7,8 @@
 // confirmation, and the card cache. reset() forgets them when another project is shown.
 
 import { h, replace } from '../dom.js';
-import { number, shortId } from '../format.js';
-import { STATES, FINAL } from '../task-store.js';
+import { number, shortId, dateTime } from '../format.js';
+import { STATES, FINAL, workerKindText } from '../task-store.js';
 
 /** Cards rendered per column before "Show more". */
 export const PAGE = 50;
@@ -70,16 +70,23 @@ export class BoardView {
   card(t, connected) {
     if (this.confirming === t.id && FINAL.has(t.state)) this.confirming = null;
     const worker = t.worker_id ?? t.last_failure?.worker_id ?? null;
-    const workerLabel = worker ? this.workerLabel(worker) : '';
+    const info = worker ? this.board.workerInfo(worker) : null;
+    const kindText = workerKindText(info);
+    const workerLabel = worker ? `${this.workerLabel(worker)}${kindText ? `, ${kindText}` : ''}` : '';
     const confirming = this.confirming === t.id;
     const key = `${t.v}|${t.state}|${workerLabel}|${confirming}|${connected}`;
     const cached = this.cards.get(t.id);
     if (cached?.key === key) return cached.el;
+    // The attempt under way or that ended the task: failed attempts so far, plus this one.
+    const attempt = t.state === 'failed' || t.state === 'cancelled' ? t.attempts : t.attempts + 1;
     const meta = [
       ['Type', t.type ?? 'any'],
       ['Priority', number(t.priority)],
       ['Attempts', number(t.attempts)],
+      ['Attempt', t.state === 'pending' ? `${number(attempt)} (waiting)` : number(attempt)],
       ['Worker', workerLabel || '—'],
+      ['Created', t.created ? dateTime(new Date(t.created).toISOString()) : '—'],
+      ['Updated', dateTime(new Date(t.updated).toISOString())],
     ];
     let note = null;
     if (t.state === 'completed') {
@@ -104,6 +111,12 @@ export class BoardView {
       h('p', { class: 'task-title' }, t.title),
       h('dl', { class: 'task-meta' }, meta.map(([k, v]) => h('div', { dataset: { field: k.toLowerCase() } }, h('dt', {}, k), h('dd', {}, v)))),
       note ? h('p', { class: 'task-note' }, note) : null,
+      t.report
+        ? h('details', { class: 'task-report' },
+          h('summary', {}, 'Report'),
+          // Text only: a report is the worker's JSON, never markup.
+          h('pre', { class: 'mono', tabindex: '0', 'aria-label': `Report of task ${t.id}` }, t.report))
+        : null,
       actions ? h('div', { class: 'task-actions' }, actions) : null);
     this.cards.set(t.id, { key, el });
     return el;

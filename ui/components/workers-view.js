@@ -6,12 +6,14 @@
 //   BoardView (task-board.js): a column per state, Show more, Cancel with a confirmation.
 // - The summary line (coordination.status), "Batch finished", report-file notices in plain
 //   words, and the number of built-in agent workers (project.configure) with inline errors.
+// - New tasks: one from a form, or a JSON batch, in the project shown (task-create.js).
 
 import { h, replace } from '../dom.js';
 import { number, time } from '../format.js';
 import { rpc, store, listen } from '../store.js';
-import { TaskBoard, STATES, notices, noticeText } from '../task-store.js';
+import { TaskBoard, STATES, notices, noticeText, workerKindText } from '../task-store.js';
 import { BoardView } from './task-board.js';
+import { TaskCreate } from './task-create.js';
 
 class WorkersView extends HTMLElement {
   static get observedAttributes() { return ['project-id']; }
@@ -90,6 +92,10 @@ class WorkersView extends HTMLElement {
     this.boardMsgEl = h('p', { class: 'inline-msg', role: 'status' });
     this.boardEl = h('div', { class: 'board' });
     this.noticesEl = h('div');
+    this.create = new TaskCreate(this.board, {
+      connected: () => rpc.state === 'connected',
+      onCreated: () => this.queueRender(),
+    });
     replace(this,
       h('header', { class: 'view-head' }, h('h1', { tabindex: '-1' }, 'Workers & tasks'),
         h('p', { class: 'muted' }, 'Workers connected to the hub, and the task queue of each project. Everything updates live.')),
@@ -102,6 +108,7 @@ class WorkersView extends HTMLElement {
         h('div', { class: 'board-bar card' },
           h('div', { class: 'field' }, h('label', { for: 'task-project' }, 'Project'), this.projectSelect),
           this.agentForm),
+        this.create.el,
         this.summaryEl,
         this.doneEl,
         this.noticesEl,
@@ -196,7 +203,7 @@ class WorkersView extends HTMLElement {
         const task = w.task_id ? b.tasks.get(w.task_id) : null;
         return h('tr', { dataset: { workerId: w.id, status: w.status } },
           h('th', { scope: 'row' }, w.name || '—'),
-          h('td', {}, w.kind === 'agent' ? `agent · ${b.projectName(w.project_id)}` : 'client'),
+          h('td', { class: 'worker-kind' }, w.kind === 'agent' ? `agent · ${b.projectName(w.project_id)}` : workerKindText(w)),
           h('td', {}, h('span', { class: `badge w-${w.status}`, dataset: { status: w.status } }, w.status)),
           h('td', {}, w.capabilities?.length ? w.capabilities.join(', ') : h('span', { class: 'muted' }, 'any type')),
           h('td', { class: 'current-task' }, w.task_id
@@ -212,6 +219,7 @@ class WorkersView extends HTMLElement {
     const working = agents.filter((w) => w.status === 'working').length;
     this.agentInput.disabled = !pid;
     this.agentBtn.disabled = !pid || rpc.state !== 'connected';
+    this.create.update();
     if (!this.agentDirty && document.activeElement !== this.agentInput) {
       this.agentInput.value = this.board.workersLoaded && pid ? String(agents.length) : '';
     }

@@ -10,6 +10,13 @@
 //! loop as a WebSocket ([`crate::http::ws::handle_socket`]) over channels, under the
 //! same connection limit. A session stays with the token that first used it.
 //!
+//! A public hub serves `/mcp` only with `public.enable_tasks`, behind its own gate (the
+//! per-address rate, `public.hosts`, the configured origins, TLS or the trusted proxy,
+//! as for `/ws`), and takes only tokens that hold the `tasks` scope: any other gets 403
+//! before a session exists. Each hub connection a session opens also takes one of its
+//! client address's connection slots (`public.per_address_connections`), as a WebSocket
+//! does.
+//!
 //! Sessions follow the MCP revisions up to 2025-11-25 (`Mcp-Session-Id`); one unused
 //! for [`SESSION_IDLE`] is closed, and with it its hub connections, so a worker that
 //! vanished gives its task back to the queue.
@@ -39,7 +46,7 @@ use crate::connections::tcp::ClientAddr;
 use crate::http::error::HttpError;
 use crate::mcp::{BoxFuture, Caller, Conn, ConnError, Connector, Coordination};
 use crate::protocol::error::ErrorKind;
-use crate::protocol::scopes::Scopes;
+use crate::protocol::scopes::{Scope, Scopes};
 
 /// How long an MCP session may go without a request before it is closed. Longer than
 /// any tool's wait (`wait_s` at most one hour) plus the time an agent works between
@@ -98,6 +105,12 @@ pub(super) async fn authenticate_mcp(
                 .into_response();
             }
         };
+    // A public hub admits only what can use the tools, so a token of another purpose
+    // costs it no session.
+    if state.public.is_some() && !scopes.contains(Scope::Tasks) {
+        hub.metrics().refused("scope");
+        return HttpError::forbidden("/mcp needs a token with the `tasks` scope").into_response();
+    }
     let peer = addrs.peer;
     let remote_addr = if client_ip == peer.ip().to_canonical() {
         peer
@@ -157,6 +170,19 @@ impl Connector for InProcess {
                 .cloned()
                 .ok_or_else(|| ConnError::Unavailable("the request carried no token".into()))?;
             let hub = self.state.hub.clone();
+            // Per address first, as for /ws, so that one address cannot take the
+            // global slots.
+            let address_slot = match &self.state.public {
+                Some(public) => Some(
+                    public
+                        .connection_slot(caller.remote_addr.ip(), hub.metrics())
+                        .map_err(|_| ConnError::Rpc {
+                            kind: ErrorKind::LimitReached.as_str().to_string(),
+                            message: "too many connections from this address".into(),
+                        })?,
+                ),
+                None => None,
+            };
             let Ok(permit) = self.state.connection_slots.clone().try_acquire_owned() else {
                 hub.metrics().refused("capacity");
                 return Err(ConnError::Rpc {
@@ -197,6 +223,7 @@ impl Connector for InProcess {
                 async move {
                     served.await;
                     drop(permit);
+                    drop(address_slot);
                 }
                 .instrument(span),
             );
