@@ -10,6 +10,7 @@
 //! new file beside [`claude`] that maps its protocol onto the same types.
 
 pub mod claude;
+pub mod gemini;
 
 use serde_json::Value;
 
