@@ -25,6 +25,8 @@ mod limits;
 mod usage;
 // The real Claude Code CLI making a real tool call against a fake API.
 mod real_claude;
+// The real Gemini CLI over the Agent Client Protocol, against a fake Gemini API.
+mod real_gemini;
 // The command-line client.
 mod cli;
 // The CLI in daily use: closed stdout, colour, --version, agent run's exit codes, TLS.
