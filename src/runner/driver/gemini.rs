@@ -38,6 +38,8 @@
 //!   excluded), by model, summed over the turn's model calls. A cancelled prompt reports
 //!   none. No cost: the hub prices the tokens.
 
+pub mod session;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -1,0 +1,699 @@
+//! The Gemini driver's state between messages: one `gemini --acp` process, one ACP
+//! session in it, at most one prompt running.
+//!
+//! Pure transitions, no I/O: each input (the start, a response to one of the driver's
+//! requests, a request or notification from the agent, a hub [`Command`]) gives a list of
+//! [`Effect`]s, which the driver's task carries out on the JSON-RPC peer in order. The
+//! driver's own requests are told apart by what they were for ([`Purpose`]), so the
+//! transitions need no JSON-RPC ids of their own.
+//!
+//! The flow: `initialize`, then `session/new` (or `session/load` to resume), then one
+//! `session/prompt` per turn. A prompt that arrives before the session is open waits for
+//! it; one that arrives while a prompt runs waits for its end, because a second
+//! `session/prompt` would cancel the first (ACP v1 has no queue), so a "steer" becomes
+//! the next turn. An interrupt sends `session/cancel` and answers every permission request
+//! still open `cancelled`, withdrawing it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::super::{AgentEvent, Command, PermissionAnswer, StopReason, TurnEnd};
+use super::{
+    AcpPermission, PROTOCOL_VERSION, cancel_params, cancelled, failed_turn_end, initialize_params,
+    load_session_params, method, new_session_params, permission_outcome, permission_request,
+    prompt_params, session_id_of, turn_end,
+};
+
+/// What one of the driver's requests was for; its response comes back with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `initialize`.
+    Initialize,
+    /// `session/new` or, with `load`, `session/load`.
+    Open {
+        /// Whether it reopens a saved session.
+        load: bool,
+    },
+    /// `session/prompt`.
+    Prompt,
+}
+
+/// The JSON-RPC error code for a method the hub does not serve (JSON-RPC 2.0, 5.1).
+pub const METHOD_NOT_FOUND: i64 = -32601;
+
+/// Something the driver's task does, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send a request; its response comes back as [`GeminiSession::on_response`] with
+    /// `purpose`.
+    Request {
+        /// What it is for.
+        purpose: Purpose,
+        /// The method.
+        method: &'static str,
+        /// Its params.
+        params: Value,
+    },
+    /// Send a notification.
+    Notify {
+        /// The method.
+        method: &'static str,
+        /// Its params.
+        params: Value,
+    },
+    /// Answer the agent's request `id` with `result`.
+    Respond {
+        /// The agent's JSON-RPC id, as it sent it.
+        id: Value,
+        /// The result.
+        result: Value,
+    },
+    /// Answer the agent's request `id` with an error.
+    RespondError {
+        /// The agent's JSON-RPC id.
+        id: Value,
+        /// The JSON-RPC error code.
+        code: i64,
+        /// Why.
+        message: String,
+    },
+    /// The ACP session is open: `session_id` is the one to resume later.
+    SessionOpened {
+        /// The session id.
+        session_id: String,
+        /// Whether it was reopened (`session/load`) rather than created.
+        loaded: bool,
+    },
+    /// The saved session could not be reopened: the next run should start a new one.
+    SessionLost {
+        /// The session that failed to load.
+        session_id: String,
+    },
+    /// Hand this to the hub's session.
+    Event(AgentEvent),
+}
+
+/// Where the process is in the ACP flow.
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    /// Before `initialize`'s answer.
+    Initializing,
+    /// Before `session/new`'s or `session/load`'s answer.
+    Opening,
+    /// The session is open.
+    Open(String),
+    /// The process cannot be used (the handshake failed).
+    Failed,
+}
+
+/// The driver's state for one `gemini --acp` process.
+#[derive(Debug)]
+pub struct GeminiSession {
+    cwd: PathBuf,
+    resume: Option<String>,
+    phase: Phase,
+    /// A prompt is running (its `session/prompt` is unanswered).
+    running: bool,
+    /// Prompts waiting for the session to open or the running prompt to end, in order.
+    waiting: Vec<String>,
+    /// Permission requests not answered yet, by the hub's request id (the JSON-RPC id's
+    /// JSON text), with the agent's id as it sent it.
+    permissions: BTreeMap<String, (Value, AcpPermission)>,
+}
+
+impl GeminiSession {
+    /// A process in `cwd` (absolute) that opens a new session, or reopens `resume`.
+    pub fn new(cwd: PathBuf, resume: Option<String>) -> Self {
+        Self {
+            cwd,
+            resume,
+            phase: Phase::Initializing,
+            running: false,
+            waiting: Vec::new(),
+            permissions: BTreeMap::new(),
+        }
+    }
+
+    /// The open session's id, once it is open.
+    pub fn session_id(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Open(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether a prompt is running.
+    pub fn running(&self) -> bool {
+        self.running
+    }
+
+    /// The first effects: `initialize`.
+    pub fn start(&mut self) -> Vec<Effect> {
+        vec![Effect::Request {
+            purpose: Purpose::Initialize,
+            method: method::INITIALIZE,
+            params: initialize_params(),
+        }]
+    }
+
+    /// A response to one of the driver's requests: `Ok(result)` or `Err(error)` (the
+    /// JSON-RPC error object).
+    pub fn on_response(&mut self, purpose: Purpose, response: Result<Value, Value>) -> Vec<Effect> {
+        match (purpose, response) {
+            (Purpose::Initialize, Ok(result)) => {
+                let version = result.get("protocolVersion").and_then(Value::as_u64);
+                if version != Some(PROTOCOL_VERSION) {
+                    return self.fail(json!({
+                        "message": "the agent does not speak ACP v1",
+                        "protocolVersion": result.get("protocolVersion"),
+                    }));
+                }
+                self.phase = Phase::Opening;
+                let (load, params) = match &self.resume {
+                    Some(id) => (true, load_session_params(id, &self.cwd)),
+                    None => (false, new_session_params(&self.cwd)),
+                };
+                vec![Effect::Request {
+                    purpose: Purpose::Open { load },
+                    method: if load {
+                        method::SESSION_LOAD
+                    } else {
+                        method::SESSION_NEW
+                    },
+                    params,
+                }]
+            }
+            (Purpose::Initialize, Err(error)) => self.fail(error),
+            (Purpose::Open { load }, Ok(result)) => {
+                let opened = if load {
+                    self.resume
+                        .clone()
+                        .ok_or_else(|| "no session to load".to_string())
+                } else {
+                    session_id_of(&result)
+                };
+                match opened {
+                    Ok(session_id) => {
+                        self.phase = Phase::Open(session_id.clone());
+                        let mut effects = vec![Effect::SessionOpened {
+                            session_id,
+                            loaded: load,
+                        }];
+                        effects.extend(self.next_prompt());
+                        effects
+                    }
+                    Err(message) => self.fail(json!({ "message": message })),
+                }
+            }
+            (Purpose::Open { load }, Err(error)) => {
+                let mut effects = Vec::new();
+                if load && let Some(session_id) = self.resume.clone() {
+                    effects.push(Effect::SessionLost { session_id });
+                }
+                effects.extend(self.fail(json!({"stage": "session/load", "error": error})));
+                effects
+            }
+            (Purpose::Prompt, response) => {
+                self.running = false;
+                let end = match response {
+                    Ok(result) => turn_end(result),
+                    Err(error) => failed_turn_end(error),
+                };
+                // Requests of a finished prompt can no longer be answered usefully.
+                let mut effects = self.withdraw_all();
+                effects.push(Effect::Event(AgentEvent::TurnEnded(end)));
+                effects.extend(self.next_prompt());
+                effects
+            }
+        }
+    }
+
+    /// A request from the agent.
+    pub fn on_request(&mut self, id: Value, method_name: &str, params: &Value) -> Vec<Effect> {
+        if method_name != method::REQUEST_PERMISSION {
+            return vec![Effect::RespondError {
+                id,
+                code: METHOD_NOT_FOUND,
+                message: format!("the client does not serve {method_name}"),
+            }];
+        }
+        let request_id = id.to_string();
+        match permission_request(request_id.clone(), params) {
+            Ok(permission) => {
+                let event = AgentEvent::PermissionRequested(permission.request.clone());
+                self.permissions.insert(request_id, (id, permission));
+                vec![Effect::Event(event)]
+            }
+            // Nothing to show a person: the call does not run.
+            Err(reason) => vec![
+                Effect::Respond {
+                    id,
+                    result: cancelled(),
+                },
+                Effect::Event(AgentEvent::Malformed { reason }),
+            ],
+        }
+    }
+
+    /// A hub command.
+    pub fn command(&mut self, command: Command) -> Vec<Effect> {
+        match command {
+            Command::Prompt { text } => {
+                if self.phase == Phase::Failed {
+                    return vec![failed_turn(
+                        json!({"message": "the agent's session did not open"}),
+                    )];
+                }
+                self.waiting.push(text);
+                if self.running || self.session_id().is_none() {
+                    Vec::new()
+                } else {
+                    self.next_prompt()
+                }
+            }
+            Command::Answer { request_id, answer } => self.answer(&request_id, &answer),
+            Command::Interrupt { .. } => self.interrupt(),
+        }
+    }
+
+    fn answer(&mut self, request_id: &str, answer: &PermissionAnswer) -> Vec<Effect> {
+        let Some((id, permission)) = self.permissions.remove(request_id) else {
+            // Already answered, or withdrawn by an interrupt.
+            return Vec::new();
+        };
+        if let PermissionAnswer::Deny {
+            interrupt: true, ..
+        } = answer
+        {
+            let mut effects = self.cancel_notification();
+            effects.push(Effect::Respond {
+                id,
+                result: cancelled(),
+            });
+            effects.extend(self.withdraw_all());
+            return effects;
+        }
+        match permission_outcome(&permission, answer) {
+            Ok(result) => vec![Effect::Respond { id, result }],
+            // The approvals refuse an edited input for this agent before it gets here;
+            // should one arrive anyway, the unedited call must not run.
+            Err(reason) => {
+                let deny = PermissionAnswer::Deny {
+                    message: reason.clone(),
+                    interrupt: false,
+                };
+                let result = permission_outcome(&permission, &deny).unwrap_or_else(|_| cancelled());
+                vec![
+                    Effect::Respond { id, result },
+                    Effect::Event(AgentEvent::Malformed { reason }),
+                ]
+            }
+        }
+    }
+
+    fn interrupt(&mut self) -> Vec<Effect> {
+        if !self.running {
+            return Vec::new();
+        }
+        let mut effects = self.cancel_notification();
+        effects.extend(self.withdraw_all());
+        effects
+    }
+
+    fn cancel_notification(&self) -> Vec<Effect> {
+        match self.session_id() {
+            Some(session_id) => vec![Effect::Notify {
+                method: method::SESSION_CANCEL,
+                params: cancel_params(session_id),
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// Answers every open permission request `cancelled` and tells the hub it is gone.
+    fn withdraw_all(&mut self) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for (request_id, (id, _)) in std::mem::take(&mut self.permissions) {
+            effects.push(Effect::Respond {
+                id,
+                result: cancelled(),
+            });
+            effects.push(Effect::Event(AgentEvent::PermissionCancelled {
+                request_id,
+            }));
+        }
+        effects
+    }
+
+    /// The next waiting prompt, if the session is open and none runs.
+    fn next_prompt(&mut self) -> Vec<Effect> {
+        let Some(session_id) = self.session_id().map(str::to_string) else {
+            return Vec::new();
+        };
+        if self.running || self.waiting.is_empty() {
+            return Vec::new();
+        }
+        let text = self.waiting.remove(0);
+        self.running = true;
+        vec![Effect::Request {
+            purpose: Purpose::Prompt,
+            method: method::SESSION_PROMPT,
+            params: prompt_params(&session_id, &text),
+        }]
+    }
+
+    /// The handshake failed: the prompt waiting for it ends in an error, so the hub's
+    /// session ends its turn; later prompts end so at once.
+    fn fail(&mut self, error: Value) -> Vec<Effect> {
+        self.phase = Phase::Failed;
+        let waiting = std::mem::take(&mut self.waiting);
+        if waiting.is_empty() {
+            Vec::new()
+        } else {
+            vec![failed_turn(error)]
+        }
+    }
+}
+
+/// A turn that ended in `error` before it reached the agent.
+fn failed_turn(error: Value) -> Effect {
+    Effect::Event(AgentEvent::TurnEnded(TurnEnd {
+        stop_reason: StopReason::Error,
+        raw: json!({ "error": error }),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHELL: &str = r#"{"sessionId":"s1","options":[{"optionId":"proceed_always","name":"Allow for this session","kind":"allow_always"},{"optionId":"proceed_once","name":"Allow","kind":"allow_once"},{"optionId":"cancel","name":"Reject","kind":"reject_once"}],"toolCall":{"toolCallId":"run_shell_command__run_shell_command_1_0","status":"pending","title":"echo hi > out.txt","content":[],"locations":[],"kind":"execute"}}"#;
+
+    fn requests(effects: &[Effect]) -> Vec<&'static str> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Request { method, .. } => Some(*method),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A session past its handshake, with the first prompt running.
+    fn open(resume: Option<&str>) -> GeminiSession {
+        let mut s = GeminiSession::new("/w".into(), resume.map(str::to_string));
+        assert_eq!(requests(&s.start()), ["initialize"]);
+        assert!(
+            s.command(Command::Prompt {
+                text: "first".into()
+            })
+            .is_empty()
+        );
+        let effects = s.on_response(Purpose::Initialize, Ok(json!({"protocolVersion": 1})));
+        let open = if resume.is_some() {
+            "session/load"
+        } else {
+            "session/new"
+        };
+        assert_eq!(requests(&effects), [open]);
+        let effects = s.on_response(
+            Purpose::Open {
+                load: resume.is_some(),
+            },
+            Ok(json!({"sessionId": "s1"})),
+        );
+        assert!(
+            matches!(&effects[0], Effect::SessionOpened { session_id, .. } if session_id == resume.unwrap_or("s1")),
+            "{effects:?}"
+        );
+        assert_eq!(requests(&effects), ["session/prompt"]);
+        assert!(s.running());
+        s
+    }
+
+    fn ask(s: &mut GeminiSession, id: i64) -> String {
+        let effects = s.on_request(
+            json!(id),
+            "session/request_permission",
+            &serde_json::from_str(SHELL).unwrap(),
+        );
+        match &effects[..] {
+            [Effect::Event(AgentEvent::PermissionRequested(r))] => r.request_id.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_first_prompt_waits_for_the_session() {
+        let s = open(None);
+        assert_eq!(s.session_id(), Some("s1"));
+        let s = open(Some("s0"));
+        // A loaded session keeps its id, whatever the result says.
+        assert_eq!(s.session_id(), Some("s0"));
+    }
+
+    #[test]
+    fn a_prompt_during_a_turn_waits_for_its_end() {
+        let mut s = open(None);
+        assert!(
+            s.command(Command::Prompt {
+                text: "second".into()
+            })
+            .is_empty()
+        );
+        let effects = s.on_response(Purpose::Prompt, Ok(json!({"stopReason": "end_turn"})));
+        assert!(matches!(
+            &effects[0],
+            Effect::Event(AgentEvent::TurnEnded(TurnEnd {
+                stop_reason: StopReason::EndTurn,
+                ..
+            }))
+        ));
+        match &effects[1] {
+            Effect::Request { params, .. } => assert_eq!(params["prompt"][0]["text"], "second"),
+            other => panic!("{other:?}"),
+        }
+        assert!(s.running());
+    }
+
+    #[test]
+    fn an_answer_selects_the_option_of_its_kind() {
+        let mut s = open(None);
+        let request_id = ask(&mut s, 0);
+        assert_eq!(request_id, "0");
+        let input = json!({"command": "echo hi > out.txt", "kind": "execute"});
+        let effects = s.command(Command::Answer {
+            request_id: request_id.clone(),
+            answer: PermissionAnswer::Allow { input },
+        });
+        assert_eq!(
+            effects,
+            [Effect::Respond {
+                id: json!(0),
+                result: json!({"outcome": {"outcome": "selected", "optionId": "proceed_once"}})
+            }]
+        );
+        // A second answer finds nothing to answer.
+        let deny = PermissionAnswer::Deny {
+            message: "no".into(),
+            interrupt: false,
+        };
+        assert!(
+            s.command(Command::Answer {
+                request_id,
+                answer: deny
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_edited_input_is_rejected_not_run_unedited() {
+        let mut s = open(None);
+        let request_id = ask(&mut s, 3);
+        let effects = s.command(Command::Answer {
+            request_id,
+            answer: PermissionAnswer::Allow {
+                input: json!({"command": "rm -rf /"}),
+            },
+        });
+        assert_eq!(
+            effects[0],
+            Effect::Respond {
+                id: json!(3),
+                result: json!({"outcome": {"outcome": "selected", "optionId": "cancel"}})
+            }
+        );
+    }
+
+    #[test]
+    fn an_interrupt_cancels_then_withdraws_the_waiting_requests() {
+        let mut s = open(None);
+        let request_id = ask(&mut s, 5);
+        let effects = s.command(Command::Interrupt {
+            request_id: "i1".into(),
+        });
+        assert_eq!(
+            effects,
+            [
+                Effect::Notify {
+                    method: "session/cancel",
+                    params: json!({"sessionId": "s1"})
+                },
+                Effect::Respond {
+                    id: json!(5),
+                    result: json!({"outcome": {"outcome": "cancelled"}})
+                },
+                Effect::Event(AgentEvent::PermissionCancelled { request_id }),
+            ]
+        );
+        let effects = s.on_response(Purpose::Prompt, Ok(json!({"stopReason": "cancelled"})));
+        assert!(matches!(
+            &effects[..],
+            [Effect::Event(AgentEvent::TurnEnded(TurnEnd {
+                stop_reason: StopReason::Cancelled,
+                ..
+            }))]
+        ));
+        // No turn: nothing to interrupt.
+        assert!(
+            s.command(Command::Interrupt {
+                request_id: "i2".into()
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn deny_and_interrupt_cancels_the_turn() {
+        let mut s = open(None);
+        let request_id = ask(&mut s, 1);
+        let effects = s.command(Command::Answer {
+            request_id,
+            answer: PermissionAnswer::Deny {
+                message: "stop".into(),
+                interrupt: true,
+            },
+        });
+        assert!(matches!(
+            &effects[0],
+            Effect::Notify {
+                method: "session/cancel",
+                ..
+            }
+        ));
+        assert_eq!(
+            effects[1],
+            Effect::Respond {
+                id: json!(1),
+                result: json!({"outcome": {"outcome": "cancelled"}})
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_load_loses_the_session_and_ends_the_turn_in_an_error() {
+        let mut s = GeminiSession::new("/w".into(), Some("gone".into()));
+        s.start();
+        s.command(Command::Prompt {
+            text: "first".into(),
+        });
+        s.on_response(Purpose::Initialize, Ok(json!({"protocolVersion": 1})));
+        let effects = s.on_response(
+            Purpose::Open { load: true },
+            Err(json!({"code": -32603, "message": "Internal error"})),
+        );
+        assert_eq!(
+            effects[0],
+            Effect::SessionLost {
+                session_id: "gone".into()
+            }
+        );
+        assert!(matches!(
+            &effects[1],
+            Effect::Event(AgentEvent::TurnEnded(TurnEnd {
+                stop_reason: StopReason::Error,
+                ..
+            }))
+        ));
+        assert_eq!(effects.len(), 2);
+        // A later prompt ends at once, in an error.
+        assert!(matches!(
+            &s.command(Command::Prompt {
+                text: "again".into()
+            })[..],
+            [Effect::Event(AgentEvent::TurnEnded(TurnEnd {
+                stop_reason: StopReason::Error,
+                ..
+            }))]
+        ));
+    }
+
+    #[test]
+    fn a_wrong_protocol_version_fails_the_handshake() {
+        let mut s = GeminiSession::new("/w".into(), None);
+        s.start();
+        s.command(Command::Prompt {
+            text: "first".into(),
+        });
+        let effects = s.on_response(Purpose::Initialize, Ok(json!({"protocolVersion": 2})));
+        assert!(matches!(
+            &effects[..],
+            [Effect::Event(AgentEvent::TurnEnded(TurnEnd {
+                stop_reason: StopReason::Error,
+                ..
+            }))]
+        ));
+    }
+
+    #[test]
+    fn other_agent_requests_are_refused_and_bad_permission_requests_cancelled() {
+        let mut s = open(None);
+        let effects = s.on_request(json!(9), "fs/read_text_file", &json!({}));
+        assert!(matches!(
+            &effects[..],
+            [Effect::RespondError {
+                code: METHOD_NOT_FOUND,
+                ..
+            }]
+        ));
+        let effects = s.on_request(
+            json!(10),
+            "session/request_permission",
+            &json!({"toolCall": {}}),
+        );
+        assert_eq!(
+            effects[0],
+            Effect::Respond {
+                id: json!(10),
+                result: cancelled()
+            }
+        );
+        assert!(matches!(
+            &effects[1],
+            Effect::Event(AgentEvent::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_failed_prompt_ends_the_turn_in_an_error_and_the_next_one_runs() {
+        let mut s = open(None);
+        s.command(Command::Prompt {
+            text: "next".into(),
+        });
+        let effects = s.on_response(
+            Purpose::Prompt,
+            Err(json!({"code": 429, "message": "Rate limit exceeded."})),
+        );
+        assert!(matches!(
+            &effects[0],
+            Effect::Event(AgentEvent::TurnEnded(TurnEnd {
+                stop_reason: StopReason::Error,
+                ..
+            }))
+        ));
+        assert_eq!(requests(&effects), ["session/prompt"]);
+    }
+}
