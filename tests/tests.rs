@@ -27,6 +27,9 @@ mod usage;
 mod real_claude;
 // The real Gemini CLI over the Agent Client Protocol, against a fake Gemini API.
 mod real_gemini;
+// The real Codex CLI (codex app-server) against a fake Responses API: approvals,
+// follow-ups, interrupt, resume, a task, usage.
+mod real_codex;
 // The command-line client.
 mod cli;
 // The CLI in daily use: closed stdout, colour, --version, agent run's exit codes, TLS.
