@@ -23,9 +23,8 @@
 //!
 //! - **Options by kind, never by position.** Gemini lists `allow_always` first; taking
 //!   the first option would allow every later call of the tool without asking. The hub
-//!   answers `allow_once` or `reject_once` and keeps "always" rules itself
-//!   (the runner's approvals), so a rule can be revoked and is the same for every
-//!   agent.
+//!   answers `allow_once` or `reject_once`, and `allow_always` only when a person allowed
+//!   the tool for the session (the hub keeps that rule too).
 //! - **No edited input, no deny reason.** ACP answers with an option id only; an
 //!   approval that edits the input cannot be honoured ([`permission_outcome`] refuses
 //!   it).
@@ -46,7 +45,15 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{PermissionAnswer, PermissionRequest, StopReason, TurnEnd};
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use self::session::{Effect, GeminiSession, Purpose};
+use super::{
+    AgentEvent, Link, PermissionAnswer, PermissionRequest, Start, StopReason, TurnEnd, TurnTokens,
+};
+use crate::runner::peer::{Incoming, Peer};
+use crate::runner::session::Input;
 
 /// The ACP major version the hub speaks (`initialize`'s `protocolVersion`).
 pub const PROTOCOL_VERSION: u64 = 1;
@@ -75,12 +82,108 @@ pub mod method {
 /// `--model=M` keeps a model that starts with `-` from being read as an option (the CLI
 /// parses its command line with yargs, which takes everything after `=` as the value).
 /// Without a model the CLI's own default (`auto`, its model router) chooses per prompt.
+/// The session to resume is not an argument: it is reopened with `session/load`.
+pub fn args(start: &Start) -> Vec<String> {
+    build_args(start.model.as_deref())
+}
+
+/// [`args`] from the model alone.
 pub fn build_args(model: Option<&str>) -> Vec<String> {
     let mut args = vec!["--acp".to_string()];
     if let Some(model) = model {
         args.push(format!("--model={model}"));
     }
     args
+}
+
+/// Runs the Gemini driver until the session closes its input or the agent's output ends:
+/// the transitions of [`GeminiSession`], carried out on the peer. Responses are awaited
+/// in a [`JoinSet`], off the loop, so a prompt that runs for minutes never holds up a
+/// permission request or an interrupt.
+pub async fn drive(link: Link) {
+    let Link {
+        peer,
+        mut incoming,
+        mut inputs,
+        events,
+        start,
+    } = link;
+    let mut state = GeminiSession::new(start.cwd.clone(), start.resume.clone());
+    let mut responses: JoinSet<(Purpose, Result<Value, String>)> = JoinSet::new();
+    let effects = state.start();
+    apply(&peer, &events, &mut responses, effects).await;
+    loop {
+        let effects = tokio::select! {
+            message = incoming.recv() => match message {
+                Some(Incoming::Request { id, method, params }) => {
+                    state.on_request(id, &method, &params)
+                }
+                Some(Incoming::Notification { method, params }) => {
+                    state.on_notification(&method, &params);
+                    Vec::new()
+                }
+                Some(Incoming::Malformed { reason }) => {
+                    vec![Effect::Event(AgentEvent::Malformed { reason })]
+                }
+                None => break,
+            },
+            input = inputs.recv() => match input {
+                Some(Input::Command(command)) => state.command(command),
+                // The session is over: dropping the peer closes stdin (once the lines
+                // already queued are written), and the CLI exits; it ignores SIGTERM
+                // while its stdin is open.
+                Some(Input::Close) | None => break,
+            },
+            Some(done) = responses.join_next(), if !responses.is_empty() => match done {
+                Ok((purpose, response)) => state.on_response(purpose, response),
+                Err(err) => {
+                    debug!(error = %err, "a response waiter ended without an answer");
+                    Vec::new()
+                }
+            },
+        };
+        apply(&peer, &events, &mut responses, effects).await;
+    }
+}
+
+/// Carries out `effects` in order.
+async fn apply(
+    peer: &Peer,
+    events: &tokio::sync::mpsc::Sender<AgentEvent>,
+    responses: &mut JoinSet<(Purpose, Result<Value, String>)>,
+    effects: Vec<Effect>,
+) {
+    for effect in effects {
+        let sent = match effect {
+            Effect::Request {
+                purpose,
+                method,
+                params,
+            } => match peer.request(method, params).await {
+                Ok(response) => {
+                    responses.spawn(async move {
+                        let result = response.result().await.map_err(|err| err.to_string());
+                        (purpose, result)
+                    });
+                    Ok(())
+                }
+                Err(err) => Err(err),
+            },
+            Effect::Notify { method, params } => peer.notify(method, params).await,
+            Effect::Respond { id, result } => peer.respond(&id, result).await,
+            Effect::RespondError { id, code, message } => {
+                peer.respond_error(&id, code, &message).await
+            }
+            Effect::Event(event) => {
+                // The session is gone only when the run ends; nothing is left to tell.
+                let _ = events.send(event).await;
+                Ok(())
+            }
+        };
+        if let Err(err) = sent {
+            debug!(error = %err, "the agent's input is closed");
+        }
+    }
 }
 
 /// `initialize`'s params: ACP v1, and no client capability (the agent uses its own file
@@ -196,24 +299,55 @@ pub struct AcpPermission {
     pub options: Vec<PermissionOption>,
 }
 
-/// The tool name the hub's approvals see for an ACP tool call: the agent's function name
-/// when the call id carries it (Gemini's ids are `<function>__<function>_<time>_<n>`,
-/// e.g. `run_shell_command__run_shell_command_1796652954178_0`), else the call's `kind`
-/// (`execute`, `edit`, `read`, ...), else `tool`.
+/// The hub's name for a Gemini function, so policies and rules treat a shell command or
+/// an edit the same whichever agent proposes it (Claude Code's tool names, as the Codex
+/// driver uses them too); other functions keep their own name.
+fn hub_tool_name(function: &str) -> Option<&'static str> {
+    Some(match function {
+        "run_shell_command" => "Bash",
+        "write_file" => "Write",
+        "replace" => "Edit",
+        "web_fetch" => "WebFetch",
+        "google_web_search" => "WebSearch",
+        "read_file" | "read_many_files" => "Read",
+        "list_directory" => "LS",
+        "glob" => "Glob",
+        "grep_search" | "search_file_content" => "Grep",
+        _ => return None,
+    })
+}
+
+/// The hub's name for an ACP tool call's `kind` when the function is not known.
+fn kind_tool_name(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "execute" => "Bash",
+        "edit" => "Edit",
+        "fetch" => "WebFetch",
+        "read" => "Read",
+        "search" => "Grep",
+        _ => return None,
+    })
+}
+
+/// The tool name the hub's approvals see for an ACP tool call. Gemini's call ids are
+/// `<function>__<function>_<time>_<n>` (e.g.
+/// `run_shell_command__run_shell_command_1796652954178_0`): the function, mapped by
+/// [`hub_tool_name`] or kept as it is; else the call's `kind` mapped by
+/// [`kind_tool_name`], or kept; else `tool`.
 fn tool_name(call: &ToolCall) -> String {
-    if let Some((name, _)) = call.tool_call_id.split_once("__")
-        && !name.is_empty()
-        && name.len() <= 128
-        && name
+    if let Some((function, _)) = call.tool_call_id.split_once("__")
+        && !function.is_empty()
+        && function.len() <= 128
+        && function
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
     {
-        return name.to_string();
+        return hub_tool_name(function).unwrap_or(function).to_string();
     }
-    call.kind
-        .clone()
-        .filter(|k| !k.is_empty())
-        .unwrap_or_else(|| "tool".into())
+    match call.kind.as_deref().filter(|k| !k.is_empty()) {
+        Some(kind) => kind_tool_name(kind).unwrap_or(kind).to_string(),
+        None => "tool".into(),
+    }
 }
 
 /// The text blocks of a tool call's `content` (`{type: "content", content: {type:
@@ -285,31 +419,36 @@ fn option_of(options: &[PermissionOption], kind: OptionKind) -> Option<&Permissi
     options.iter().find(|o| o.kind == Some(kind))
 }
 
-/// The answer (the JSON-RPC result) to a permission request: `allow_once` for an allow,
-/// `reject_once` for a denial, `cancelled` when the agent offers no such option (an
-/// "always" option is never chosen for a one-time answer: the hub keeps its rules
-/// itself).
+/// The answer (the JSON-RPC result) to a permission request, its option chosen by kind:
+/// an allow is `allow_once`, or `allow_always` when the person allowed the tool for the
+/// session (Gemini then stops asking about it; the hub keeps the same rule); a denial is
+/// `reject_once`. When the agent offers no such option the answer is `cancelled`: an
+/// "always" option is never taken for a one-time answer.
 ///
 /// # Errors
-/// A message when the answer allows an edited input (ACP cannot carry one); the caller
-/// refuses that answer rather than run the unedited call.
+/// A message when the answer allows an edited input: ACP cannot carry one, and the
+/// unedited call must not run in its place.
 pub fn permission_outcome(
     permission: &AcpPermission,
     answer: &PermissionAnswer,
 ) -> Result<Value, String> {
-    let kind = match answer {
-        PermissionAnswer::Allow { input } => {
+    let kinds: &[OptionKind] = match answer {
+        PermissionAnswer::Allow { input, for_session } => {
             if *input != permission.request.input {
                 return Err("this agent cannot run a tool call with an edited input".into());
             }
-            OptionKind::AllowOnce
+            if *for_session {
+                &[OptionKind::AllowAlways, OptionKind::AllowOnce]
+            } else {
+                &[OptionKind::AllowOnce]
+            }
         }
-        PermissionAnswer::Deny { .. } => OptionKind::RejectOnce,
+        PermissionAnswer::Deny { .. } => &[OptionKind::RejectOnce],
     };
-    Ok(match option_of(&permission.options, kind) {
-        Some(option) => selected(&option.option_id),
-        None => cancelled(),
-    })
+    Ok(kinds
+        .iter()
+        .find_map(|kind| option_of(&permission.options, *kind))
+        .map_or_else(cancelled, |option| selected(&option.option_id)))
 }
 
 /// `{outcome: {outcome: "selected", optionId}}`.
@@ -335,20 +474,34 @@ pub fn stop_reason(result: &Value) -> StopReason {
     }
 }
 
-/// The end of a turn from `session/prompt`'s result; `raw` is the result.
-pub fn turn_end(result: Value) -> TurnEnd {
+/// The end of a turn from `session/prompt`'s result (`raw`), with the agent's message
+/// of the turn (`text`, its `agent_message_chunk`s joined) and the tokens of
+/// `_meta.quota`, priced at the model that produced the most output.
+pub fn turn_end(result: Value, text: Option<String>) -> TurnEnd {
+    let tokens = prompt_usage(&result).map(|usage| TurnTokens {
+        model: usage.model,
+        input: usage.tokens.input_tokens,
+        output: usage.tokens.output_tokens,
+        ..TurnTokens::default()
+    });
     TurnEnd {
         stop_reason: stop_reason(&result),
         raw: result,
+        tokens,
+        text,
+        totals: None,
     }
 }
 
-/// The end of a turn whose `session/prompt` failed with a JSON-RPC error (Gemini answers
-/// a 429 or an API failure so): an error, with `raw` = `{"error": <the error>}`.
-pub fn failed_turn_end(error: Value) -> TurnEnd {
+/// The end of a turn whose `session/prompt` failed (Gemini answers an API failure or a
+/// rate limit with a JSON-RPC error): an error, `why` as its text.
+pub fn failed_turn_end(why: String) -> TurnEnd {
     TurnEnd {
         stop_reason: StopReason::Error,
-        raw: json!({ "error": error }),
+        raw: json!({ "error": why }),
+        tokens: None,
+        text: Some(why),
+        totals: None,
     }
 }
 
@@ -465,7 +618,7 @@ mod tests {
     fn a_shell_call_reads_as_a_command() {
         let p = shell();
         assert_eq!(p.request.request_id, "0");
-        assert_eq!(p.request.tool_name, "run_shell_command");
+        assert_eq!(p.request.tool_name, "Bash");
         assert_eq!(p.request.input["command"], "echo hi > out.txt");
         assert_eq!(p.request.input["kind"], "execute");
         assert_eq!(
@@ -483,7 +636,14 @@ mod tests {
     fn options_are_chosen_by_kind_never_by_position() {
         let p = shell();
         let input = p.request.input.clone();
-        let allow = permission_outcome(&p, &PermissionAnswer::Allow { input }).unwrap();
+        let allow = permission_outcome(
+            &p,
+            &PermissionAnswer::Allow {
+                input,
+                for_session: false,
+            },
+        )
+        .unwrap();
         assert_eq!(
             allow,
             json!({"outcome": {"outcome": "selected", "optionId": "proceed_once"}})
@@ -496,6 +656,15 @@ mod tests {
             permission_outcome(&p, &deny).unwrap()["outcome"]["optionId"],
             "cancel"
         );
+        let input = p.request.input.clone();
+        let always = PermissionAnswer::Allow {
+            input,
+            for_session: true,
+        };
+        assert_eq!(
+            permission_outcome(&p, &always).unwrap()["outcome"]["optionId"],
+            "proceed_always"
+        );
         // Reordered, renamed: the kind still decides.
         let mut reordered = p.clone();
         reordered.options.reverse();
@@ -504,8 +673,14 @@ mod tests {
         }
         let input = p.request.input.clone();
         assert_eq!(
-            permission_outcome(&reordered, &PermissionAnswer::Allow { input }).unwrap()["outcome"]
-                ["optionId"],
+            permission_outcome(
+                &reordered,
+                &PermissionAnswer::Allow {
+                    input,
+                    for_session: false
+                }
+            )
+            .unwrap()["outcome"]["optionId"],
             "x_proceed_once"
         );
     }
@@ -517,11 +692,19 @@ mod tests {
             .retain(|o| o.kind == Some(OptionKind::AllowAlways));
         let input = p.request.input.clone();
         assert_eq!(
-            permission_outcome(&p, &PermissionAnswer::Allow { input }).unwrap(),
+            permission_outcome(
+                &p,
+                &PermissionAnswer::Allow {
+                    input,
+                    for_session: false
+                }
+            )
+            .unwrap(),
             cancelled()
         );
         let edited = PermissionAnswer::Allow {
             input: json!({"command": "rm -rf /"}),
+            for_session: false,
         };
         assert!(permission_outcome(&shell(), &edited).is_err());
     }
@@ -534,11 +717,18 @@ mod tests {
         });
         let p = permission_request("7".into(), &params).unwrap();
         assert_eq!(p.options[0].kind, None);
-        assert_eq!(p.request.tool_name, "edit");
+        assert_eq!(p.request.tool_name, "Edit");
         assert_eq!(p.request.input["title"], "x");
         let input = p.request.input.clone();
         assert_eq!(
-            permission_outcome(&p, &PermissionAnswer::Allow { input }).unwrap(),
+            permission_outcome(
+                &p,
+                &PermissionAnswer::Allow {
+                    input,
+                    for_session: false
+                }
+            )
+            .unwrap(),
             cancelled()
         );
     }
@@ -572,9 +762,9 @@ mod tests {
             );
         }
         assert_eq!(stop_reason(&json!({})), StopReason::Error);
-        let failed = failed_turn_end(json!({"code": 429, "message": "Rate limit exceeded."}));
+        let failed = failed_turn_end("Rate limit exceeded.".into());
         assert_eq!(failed.stop_reason, StopReason::Error);
-        assert_eq!(failed.raw["error"]["code"], 429);
+        assert_eq!(failed.text.as_deref(), Some("Rate limit exceeded."));
     }
 
     #[test]

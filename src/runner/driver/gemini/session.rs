@@ -3,21 +3,21 @@
 //!
 //! Pure transitions, no I/O: each input (the start, a response to one of the driver's
 //! requests, a request or notification from the agent, a hub [`Command`]) gives a list of
-//! [`Effect`]s, which the driver's task carries out on the JSON-RPC peer in order. The
-//! driver's own requests are told apart by what they were for ([`Purpose`]), so the
-//! transitions need no JSON-RPC ids of their own.
+//! [`Effect`]s, which the driver's task ([`super::drive`]) carries out on the JSON-RPC
+//! peer, in order. The driver's own requests are told apart by what they were for
+//! ([`Purpose`]), so the transitions need no JSON-RPC ids of their own.
 //!
-//! The flow: `initialize`, then `session/new` (or `session/load` to resume), then one
-//! `session/prompt` per turn. A prompt that arrives before the session is open waits for
-//! it; one that arrives while a prompt runs waits for its end, because a second
-//! `session/prompt` would cancel the first (ACP v1 has no queue), so a "steer" becomes
-//! the next turn. An interrupt sends `session/cancel` and answers every permission request
-//! still open `cancelled`, withdrawing it.
+//! The flow: `initialize`, then `session/new` (or `session/load` to resume; if the load
+//! fails, `session/new`), then one `session/prompt` per turn. A prompt that arrives
+//! before the session is open waits for it; one that arrives while a prompt runs waits
+//! for its end, because a second `session/prompt` would cancel the first (ACP v1 has no
+//! queue), so a "steer" becomes the next turn. An interrupt sends `session/cancel` and
+//! answers every permission request still open `cancelled`, withdrawing it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::super::{AgentEvent, Command, PermissionAnswer, StopReason, TurnEnd};
 use super::{
@@ -25,6 +25,7 @@ use super::{
     load_session_params, method, new_session_params, permission_outcome, permission_request,
     prompt_params, session_id_of, turn_end,
 };
+use crate::runner::peer::RequestId;
 
 /// What one of the driver's requests was for; its response comes back with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,31 +66,19 @@ pub enum Effect {
     },
     /// Answer the agent's request `id` with `result`.
     Respond {
-        /// The agent's JSON-RPC id, as it sent it.
-        id: Value,
+        /// The agent's id.
+        id: RequestId,
         /// The result.
         result: Value,
     },
     /// Answer the agent's request `id` with an error.
     RespondError {
-        /// The agent's JSON-RPC id.
-        id: Value,
+        /// The agent's id.
+        id: RequestId,
         /// The JSON-RPC error code.
         code: i64,
         /// Why.
         message: String,
-    },
-    /// The ACP session is open: `session_id` is the one to resume later.
-    SessionOpened {
-        /// The session id.
-        session_id: String,
-        /// Whether it was reopened (`session/load`) rather than created.
-        loaded: bool,
-    },
-    /// The saved session could not be reopened: the next run should start a new one.
-    SessionLost {
-        /// The session that failed to load.
-        session_id: String,
     },
     /// Hand this to the hub's session.
     Event(AgentEvent),
@@ -119,8 +108,10 @@ pub struct GeminiSession {
     /// Prompts waiting for the session to open or the running prompt to end, in order.
     waiting: Vec<String>,
     /// Permission requests not answered yet, by the hub's request id (the JSON-RPC id's
-    /// JSON text), with the agent's id as it sent it.
-    permissions: BTreeMap<String, (Value, AcpPermission)>,
+    /// text, [`RequestId::to_text`]).
+    permissions: BTreeMap<String, (RequestId, AcpPermission)>,
+    /// The running prompt's `agent_message_chunk`s.
+    text: String,
 }
 
 impl GeminiSession {
@@ -133,6 +124,7 @@ impl GeminiSession {
             running: false,
             waiting: Vec::new(),
             permissions: BTreeMap::new(),
+            text: String::new(),
         }
     }
 
@@ -158,68 +150,64 @@ impl GeminiSession {
         }]
     }
 
-    /// A response to one of the driver's requests: `Ok(result)` or `Err(error)` (the
-    /// JSON-RPC error object).
-    pub fn on_response(&mut self, purpose: Purpose, response: Result<Value, Value>) -> Vec<Effect> {
+    /// A response to one of the driver's requests: its result, or why there is none (an
+    /// error the agent answered, or the connection closed).
+    pub fn on_response(
+        &mut self,
+        purpose: Purpose,
+        response: Result<Value, String>,
+    ) -> Vec<Effect> {
         match (purpose, response) {
             (Purpose::Initialize, Ok(result)) => {
                 let version = result.get("protocolVersion").and_then(Value::as_u64);
                 if version != Some(PROTOCOL_VERSION) {
-                    return self.fail(json!({
-                        "message": "the agent does not speak ACP v1",
-                        "protocolVersion": result.get("protocolVersion"),
-                    }));
+                    return self.fail(format!(
+                        "the agent speaks ACP version {}, not {PROTOCOL_VERSION}",
+                        result.get("protocolVersion").unwrap_or(&Value::Null)
+                    ));
                 }
                 self.phase = Phase::Opening;
-                let (load, params) = match &self.resume {
-                    Some(id) => (true, load_session_params(id, &self.cwd)),
-                    None => (false, new_session_params(&self.cwd)),
-                };
-                vec![Effect::Request {
-                    purpose: Purpose::Open { load },
-                    method: if load {
-                        method::SESSION_LOAD
-                    } else {
-                        method::SESSION_NEW
-                    },
-                    params,
-                }]
+                vec![self.open(self.resume.is_some())]
             }
-            (Purpose::Initialize, Err(error)) => self.fail(error),
+            (Purpose::Initialize, Err(why)) => {
+                self.fail(format!("the agent did not initialize: {why}"))
+            }
             (Purpose::Open { load }, Ok(result)) => {
-                let opened = if load {
-                    self.resume
-                        .clone()
-                        .ok_or_else(|| "no session to load".to_string())
-                } else {
-                    session_id_of(&result)
+                let opened = match (load, &self.resume) {
+                    (true, Some(id)) => Ok(id.clone()),
+                    _ => session_id_of(&result),
                 };
                 match opened {
                     Ok(session_id) => {
                         self.phase = Phase::Open(session_id.clone());
-                        let mut effects = vec![Effect::SessionOpened {
-                            session_id,
-                            loaded: load,
-                        }];
+                        let mut effects =
+                            vec![Effect::Event(AgentEvent::SessionStarted { session_id })];
                         effects.extend(self.next_prompt());
                         effects
                     }
-                    Err(message) => self.fail(json!({ "message": message })),
+                    Err(why) => self.fail(why),
                 }
             }
-            (Purpose::Open { load }, Err(error)) => {
-                let mut effects = Vec::new();
-                if load && let Some(session_id) = self.resume.clone() {
-                    effects.push(Effect::SessionLost { session_id });
-                }
-                effects.extend(self.fail(json!({"stage": "session/load", "error": error})));
-                effects
+            // The saved session is gone or unreadable (see the Gemini CLI's session
+            // bugs in docs/agents.md): go on in a new one rather than fail every run.
+            (Purpose::Open { load: true }, Err(why)) => vec![
+                Effect::Event(AgentEvent::Malformed {
+                    reason: format!(
+                        "the agent could not resume its session ({why}); a new one starts"
+                    ),
+                }),
+                self.open(false),
+            ],
+            (Purpose::Open { load: false }, Err(why)) => {
+                self.fail(format!("the agent did not open a session: {why}"))
             }
             (Purpose::Prompt, response) => {
                 self.running = false;
+                let text = std::mem::take(&mut self.text);
+                let text = (!text.is_empty()).then_some(text);
                 let end = match response {
-                    Ok(result) => turn_end(result),
-                    Err(error) => failed_turn_end(error),
+                    Ok(result) => turn_end(result, text),
+                    Err(why) => failed_turn_end(why),
                 };
                 // Requests of a finished prompt can no longer be answered usefully.
                 let mut effects = self.withdraw_all();
@@ -231,7 +219,7 @@ impl GeminiSession {
     }
 
     /// A request from the agent.
-    pub fn on_request(&mut self, id: Value, method_name: &str, params: &Value) -> Vec<Effect> {
+    pub fn on_request(&mut self, id: RequestId, method_name: &str, params: &Value) -> Vec<Effect> {
         if method_name != method::REQUEST_PERMISSION {
             return vec![Effect::RespondError {
                 id,
@@ -239,7 +227,7 @@ impl GeminiSession {
                 message: format!("the client does not serve {method_name}"),
             }];
         }
-        let request_id = id.to_string();
+        let request_id = id.to_text();
         match permission_request(request_id.clone(), params) {
             Ok(permission) => {
                 let event = AgentEvent::PermissionRequested(permission.request.clone());
@@ -257,24 +245,49 @@ impl GeminiSession {
         }
     }
 
+    /// A notification from the agent: the running prompt's message chunks are kept for
+    /// its [`TurnEnd::text`]; everything else is only logged (the raw lines are).
+    pub fn on_notification(&mut self, method_name: &str, params: &Value) {
+        if method_name != method::SESSION_UPDATE || !self.running {
+            return;
+        }
+        let update = &params["update"];
+        if update["sessionUpdate"] == "agent_message_chunk"
+            && let Some(text) = update["content"]["text"].as_str()
+        {
+            self.text.push_str(text);
+        }
+    }
+
     /// A hub command.
     pub fn command(&mut self, command: Command) -> Vec<Effect> {
         match command {
             Command::Prompt { text } => {
                 if self.phase == Phase::Failed {
-                    return vec![failed_turn(
-                        json!({"message": "the agent's session did not open"}),
-                    )];
+                    return vec![Effect::Event(AgentEvent::TurnEnded(failed_turn_end(
+                        "the agent's session did not open".into(),
+                    )))];
                 }
                 self.waiting.push(text);
-                if self.running || self.session_id().is_none() {
-                    Vec::new()
-                } else {
-                    self.next_prompt()
-                }
+                self.next_prompt()
             }
             Command::Answer { request_id, answer } => self.answer(&request_id, &answer),
             Command::Interrupt { .. } => self.interrupt(),
+        }
+    }
+
+    fn open(&self, load: bool) -> Effect {
+        match (load, &self.resume) {
+            (true, Some(id)) => Effect::Request {
+                purpose: Purpose::Open { load: true },
+                method: method::SESSION_LOAD,
+                params: load_session_params(id, &self.cwd),
+            },
+            _ => Effect::Request {
+                purpose: Purpose::Open { load: false },
+                method: method::SESSION_NEW,
+                params: new_session_params(&self.cwd),
+            },
         }
     }
 
@@ -297,8 +310,8 @@ impl GeminiSession {
         }
         match permission_outcome(&permission, answer) {
             Ok(result) => vec![Effect::Respond { id, result }],
-            // The approvals refuse an edited input for this agent before it gets here;
-            // should one arrive anyway, the unedited call must not run.
+            // An edited input cannot be passed on: the call is rejected rather than run
+            // unedited.
             Err(reason) => {
                 let deny = PermissionAnswer::Deny {
                     message: reason.clone(),
@@ -357,6 +370,7 @@ impl GeminiSession {
         }
         let text = self.waiting.remove(0);
         self.running = true;
+        self.text.clear();
         vec![Effect::Request {
             purpose: Purpose::Prompt,
             method: method::SESSION_PROMPT,
@@ -364,30 +378,22 @@ impl GeminiSession {
         }]
     }
 
-    /// The handshake failed: the prompt waiting for it ends in an error, so the hub's
-    /// session ends its turn; later prompts end so at once.
-    fn fail(&mut self, error: Value) -> Vec<Effect> {
+    /// The handshake failed: the agent cannot be used, and the run fails with `why`.
+    fn fail(&mut self, why: String) -> Vec<Effect> {
         self.phase = Phase::Failed;
-        let waiting = std::mem::take(&mut self.waiting);
-        if waiting.is_empty() {
-            Vec::new()
-        } else {
-            vec![failed_turn(error)]
-        }
+        self.waiting.clear();
+        vec![Effect::Event(AgentEvent::Fatal { reason: why })]
     }
-}
-
-/// A turn that ended in `error` before it reached the agent.
-fn failed_turn(error: Value) -> Effect {
-    Effect::Event(AgentEvent::TurnEnded(TurnEnd {
-        stop_reason: StopReason::Error,
-        raw: json!({ "error": error }),
-    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn n(id: i64) -> RequestId {
+        RequestId::Number(id)
+    }
 
     const SHELL: &str = r#"{"sessionId":"s1","options":[{"optionId":"proceed_always","name":"Allow for this session","kind":"allow_always"},{"optionId":"proceed_once","name":"Allow","kind":"allow_once"},{"optionId":"cancel","name":"Reject","kind":"reject_once"}],"toolCall":{"toolCallId":"run_shell_command__run_shell_command_1_0","status":"pending","title":"echo hi > out.txt","content":[],"locations":[],"kind":"execute"}}"#;
 
@@ -425,7 +431,7 @@ mod tests {
             Ok(json!({"sessionId": "s1"})),
         );
         assert!(
-            matches!(&effects[0], Effect::SessionOpened { session_id, .. } if session_id == resume.unwrap_or("s1")),
+            matches!(&effects[0], Effect::Event(AgentEvent::SessionStarted { session_id }) if session_id == resume.unwrap_or("s1")),
             "{effects:?}"
         );
         assert_eq!(requests(&effects), ["session/prompt"]);
@@ -435,7 +441,7 @@ mod tests {
 
     fn ask(s: &mut GeminiSession, id: i64) -> String {
         let effects = s.on_request(
-            json!(id),
+            n(id),
             "session/request_permission",
             &serde_json::from_str(SHELL).unwrap(),
         );
@@ -486,12 +492,15 @@ mod tests {
         let input = json!({"command": "echo hi > out.txt", "kind": "execute"});
         let effects = s.command(Command::Answer {
             request_id: request_id.clone(),
-            answer: PermissionAnswer::Allow { input },
+            answer: PermissionAnswer::Allow {
+                input,
+                for_session: false,
+            },
         });
         assert_eq!(
             effects,
             [Effect::Respond {
-                id: json!(0),
+                id: n(0),
                 result: json!({"outcome": {"outcome": "selected", "optionId": "proceed_once"}})
             }]
         );
@@ -517,12 +526,13 @@ mod tests {
             request_id,
             answer: PermissionAnswer::Allow {
                 input: json!({"command": "rm -rf /"}),
+                for_session: false,
             },
         });
         assert_eq!(
             effects[0],
             Effect::Respond {
-                id: json!(3),
+                id: n(3),
                 result: json!({"outcome": {"outcome": "selected", "optionId": "cancel"}})
             }
         );
@@ -543,7 +553,7 @@ mod tests {
                     params: json!({"sessionId": "s1"})
                 },
                 Effect::Respond {
-                    id: json!(5),
+                    id: n(5),
                     result: json!({"outcome": {"outcome": "cancelled"}})
                 },
                 Effect::Event(AgentEvent::PermissionCancelled { request_id }),
@@ -587,14 +597,14 @@ mod tests {
         assert_eq!(
             effects[1],
             Effect::Respond {
-                id: json!(1),
+                id: n(1),
                 result: json!({"outcome": {"outcome": "cancelled"}})
             }
         );
     }
 
     #[test]
-    fn a_failed_load_loses_the_session_and_ends_the_turn_in_an_error() {
+    fn a_failed_load_goes_on_in_a_new_session() {
         let mut s = GeminiSession::new("/w".into(), Some("gone".into()));
         s.start();
         s.command(Command::Prompt {
@@ -603,23 +613,38 @@ mod tests {
         s.on_response(Purpose::Initialize, Ok(json!({"protocolVersion": 1})));
         let effects = s.on_response(
             Purpose::Open { load: true },
-            Err(json!({"code": -32603, "message": "Internal error"})),
+            Err("the agent answered session/load with error -32603: Internal error".into()),
+        );
+        assert!(matches!(
+            &effects[0],
+            Effect::Event(AgentEvent::Malformed { .. })
+        ));
+        assert_eq!(requests(&effects), ["session/new"]);
+        let effects = s.on_response(
+            Purpose::Open { load: false },
+            Ok(json!({"sessionId": "s2"})),
         );
         assert_eq!(
             effects[0],
-            Effect::SessionLost {
-                session_id: "gone".into()
-            }
+            Effect::Event(AgentEvent::SessionStarted {
+                session_id: "s2".into()
+            })
         );
+        assert_eq!(requests(&effects), ["session/prompt"]);
+    }
+
+    #[test]
+    fn a_failed_handshake_is_fatal_and_later_prompts_end_at_once() {
+        let mut s = GeminiSession::new("/w".into(), None);
+        s.start();
+        s.command(Command::Prompt {
+            text: "first".into(),
+        });
+        let effects = s.on_response(Purpose::Initialize, Ok(json!({"protocolVersion": 2})));
         assert!(matches!(
-            &effects[1],
-            Effect::Event(AgentEvent::TurnEnded(TurnEnd {
-                stop_reason: StopReason::Error,
-                ..
-            }))
+            &effects[..],
+            [Effect::Event(AgentEvent::Fatal { .. })]
         ));
-        assert_eq!(effects.len(), 2);
-        // A later prompt ends at once, in an error.
         assert!(matches!(
             &s.command(Command::Prompt {
                 text: "again".into()
@@ -629,29 +654,41 @@ mod tests {
                 ..
             }))]
         ));
+        let mut s = GeminiSession::new("/w".into(), None);
+        s.start();
+        let effects = s.on_response(Purpose::Initialize, Ok(json!({"protocolVersion": 1})));
+        assert_eq!(requests(&effects), ["session/new"]);
+        let effects = s.on_response(Purpose::Open { load: false }, Err("closed".into()));
+        assert!(matches!(
+            &effects[..],
+            [Effect::Event(AgentEvent::Fatal { .. })]
+        ));
     }
 
     #[test]
-    fn a_wrong_protocol_version_fails_the_handshake() {
-        let mut s = GeminiSession::new("/w".into(), None);
-        s.start();
-        s.command(Command::Prompt {
-            text: "first".into(),
-        });
-        let effects = s.on_response(Purpose::Initialize, Ok(json!({"protocolVersion": 2})));
-        assert!(matches!(
-            &effects[..],
-            [Effect::Event(AgentEvent::TurnEnded(TurnEnd {
-                stop_reason: StopReason::Error,
-                ..
-            }))]
-        ));
+    fn the_turn_text_is_the_agent_message_chunks() {
+        let mut s = open(None);
+        for chunk in ["Do", "ne."] {
+            s.on_notification(
+                "session/update",
+                &json!({"sessionId": "s1", "update": {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": chunk}}}),
+            );
+        }
+        let result = json!({"stopReason": "end_turn", "_meta": {"quota": {"token_count": {"input_tokens": 200, "output_tokens": 20}, "model_usage": [{"model": "gemini-3.8-flash", "token_count": {"input_tokens": 200, "output_tokens": 20}}]}}});
+        let effects = s.on_response(Purpose::Prompt, Ok(result));
+        let Effect::Event(AgentEvent::TurnEnded(end)) = &effects[0] else {
+            panic!("{effects:?}");
+        };
+        assert_eq!(end.text.as_deref(), Some("Done."));
+        let tokens = end.tokens.as_ref().unwrap();
+        assert_eq!((tokens.input, tokens.output), (200, 20));
+        assert_eq!(tokens.model.as_deref(), Some("gemini-3.8-flash"));
     }
 
     #[test]
     fn other_agent_requests_are_refused_and_bad_permission_requests_cancelled() {
         let mut s = open(None);
-        let effects = s.on_request(json!(9), "fs/read_text_file", &json!({}));
+        let effects = s.on_request(n(9), "fs/read_text_file", &json!({}));
         assert!(matches!(
             &effects[..],
             [Effect::RespondError {
@@ -660,14 +697,14 @@ mod tests {
             }]
         ));
         let effects = s.on_request(
-            json!(10),
+            n(10),
             "session/request_permission",
             &json!({"toolCall": {}}),
         );
         assert_eq!(
             effects[0],
             Effect::Respond {
-                id: json!(10),
+                id: n(10),
                 result: cancelled()
             }
         );
@@ -685,7 +722,7 @@ mod tests {
         });
         let effects = s.on_response(
             Purpose::Prompt,
-            Err(json!({"code": 429, "message": "Rate limit exceeded."})),
+            Err("the agent answered session/prompt with error 429: Rate limit exceeded.".into()),
         );
         assert!(matches!(
             &effects[0],
