@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::super::{AgentEvent, Command, PermissionAnswer, StopReason, TurnEnd};
+use super::super::{AgentEvent, Command, PermissionAnswer};
 use super::{
     AcpPermission, PROTOCOL_VERSION, cancel_params, cancelled, failed_turn_end, initialize_params,
     load_session_params, method, new_session_params, permission_outcome, permission_request,
@@ -134,11 +134,6 @@ impl GeminiSession {
             Phase::Open(id) => Some(id),
             _ => None,
         }
-    }
-
-    /// Whether a prompt is running.
-    pub fn running(&self) -> bool {
-        self.running
     }
 
     /// The first effects: `initialize`.
@@ -389,6 +384,7 @@ impl GeminiSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::driver::{StopReason, TurnEnd};
     use serde_json::json;
 
     fn n(id: i64) -> RequestId {
@@ -435,7 +431,7 @@ mod tests {
             "{effects:?}"
         );
         assert_eq!(requests(&effects), ["session/prompt"]);
-        assert!(s.running());
+        assert!(s.running);
         s
     }
 
@@ -481,7 +477,7 @@ mod tests {
             Effect::Request { params, .. } => assert_eq!(params["prompt"][0]["text"], "second"),
             other => panic!("{other:?}"),
         }
-        assert!(s.running());
+        assert!(s.running);
     }
 
     #[test]
