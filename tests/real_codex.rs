@@ -19,7 +19,7 @@ use crate::util::{TestHub, Ws, quantile, rss_kib, run};
 
 /// The resident memory of every process in group `pgid`, in KiB (the npm launcher and
 /// the native app server it starts).
-fn group_rss_kib(pgid: i32) -> u64 {
+pub(crate) fn group_rss_kib(pgid: i32) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -264,6 +264,10 @@ async fn a_codex_command_asks_runs_once_approved_and_each_turn_records_its_usage
         let usd = row["usd"].as_f64().unwrap();
         let want = (160.0 * 1.25 + 40.0 * 0.125 + 20.0 * 10.0) / 1e6;
         assert!((usd - want).abs() < 1e-9, "{usd} != {want}");
+        assert_eq!(
+            row["estimated_usd"], row["usd"],
+            "the whole cost is an estimate"
+        );
     }
     hub.stop().await;
 }
@@ -351,6 +355,51 @@ async fn a_follow_up_queued_while_codex_waits_runs_as_the_next_turn() {
         assert_ne!(line["kind"], "run_finished", "the run ended early: {line}");
     }
     assert!(dir.path().join("two.txt").exists());
+    ws.ok("agent.kill", json!({"project_id": project_id})).await;
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_steered_follow_up_joins_the_running_codex_turn() {
+    let api = FakeOpenAi::start();
+    let home = codex_home(&api);
+    let hub = codex_hub(home.path(), |_| {}).await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = codex_project(&hub, &mut ws).await;
+
+    let sent = ws
+        .ok(
+            "agent.send",
+            json!({"project_id": project_id, "text": "BASH echo one > one.txt"}),
+        )
+        .await;
+    let run_id = sent["run_id"].as_str().unwrap().to_string();
+    let first = ws.notification("agent.approval_requested").await["approval"].clone();
+    let steered = ws
+        .ok(
+            "agent.send",
+            json!({"project_id": project_id, "text": "BASH echo two > two.txt", "mode": "steer"}),
+        )
+        .await;
+    assert_eq!(steered["delivery"], "steered", "{steered}");
+    answer(&mut ws, &first, json!({"decision": "allow_once"})).await;
+    // turn/steer put the message into the running turn: its command asks in turn 1.
+    let second = ws.notification("agent.approval_requested").await["approval"].clone();
+    assert!(
+        second["input"]["command"]
+            .as_str()
+            .unwrap()
+            .contains("two.txt")
+    );
+    answer(&mut ws, &second, json!({"decision": "allow_once"})).await;
+    loop {
+        let line = ws.notification("project.output").await;
+        if line["run_id"] == run_id && line["kind"] == "turn_ended" {
+            assert_eq!(line["event"]["turn"], 1, "one turn for both messages");
+            break;
+        }
+    }
+    assert!(dir.path().join("one.txt").exists() && dir.path().join("two.txt").exists());
     ws.ok("agent.kill", json!({"project_id": project_id})).await;
     hub.stop().await;
 }
@@ -452,9 +501,9 @@ async fn a_codex_agent_worker_completes_a_task_by_its_report_file() {
 
 /// Figures, not a test of behaviour: run with `cargo test --test integration
 /// real_codex::figures -- --ignored --nocapture`. Prints the time from spawn to the first
-/// output line, the approval round trip through the hub (the request reaching a client,
-/// its answer reaching the app server and the command's completion coming back), and the
-/// resident memory of an idle session (the app-server process).
+/// output line, the approval round trip through the hub (from the answer sent over RPC to
+/// the command's result coming back, and to the app server's `serverRequest/resolved`),
+/// and the resident memory of an idle session (the launcher and the app server).
 #[tokio::test]
 #[ignore = "measures; run by hand"]
 async fn figures() {
@@ -464,7 +513,7 @@ async fn figures() {
     let mut ws = hub.client().await;
     let (project_id, _dir) = codex_project(&hub, &mut ws).await;
     let rounds = 20;
-    let (mut spawn, mut round_trip) = (Vec::new(), Vec::new());
+    let (mut spawn, mut round_trip, mut acked) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..rounds {
         let asked = Instant::now();
         let run_id = run(&mut ws, &project_id, &format!("BASH echo {i} > f{i}.txt")).await;
@@ -481,6 +530,11 @@ async fn figures() {
         loop {
             let line = ws.notification("project.output").await;
             if line["event"]["method"] == "serverRequest/resolved" {
+                acked.push(answered.elapsed());
+            }
+            if line["event"]["method"] == "item/completed"
+                && line["event"]["params"]["item"]["type"] == "commandExecution"
+            {
                 round_trip.push(answered.elapsed());
                 break;
             }
@@ -512,11 +566,13 @@ async fn figures() {
         .expect("the live session's process group");
     let rss = group_rss_kib(pgid);
     println!(
-        "codex: spawn to first output line p50 {:?} p99 {:?}; approval round trip p50 {:?} p99 {:?} ({rounds} runs); idle session RSS {rss} KiB",
+        "codex: spawn to first output line p50 {:?} p99 {:?}; approval round trip (answer to the command's result) p50 {:?} p99 {:?}, answer to the app server's acknowledgement p50 {:?} p99 {:?} ({rounds} runs); idle session RSS {rss} KiB",
         quantile(&mut spawn, 0.5),
         quantile(&mut spawn, 0.99),
         quantile(&mut round_trip, 0.5),
         quantile(&mut round_trip, 0.99),
+        quantile(&mut acked, 0.5),
+        quantile(&mut acked, 0.99),
     );
     ws.ok("agent.kill", json!({"project_id": project_id})).await;
     hub.stop().await;

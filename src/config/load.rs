@@ -572,6 +572,38 @@ mod tests {
     }
 
     #[test]
+    fn every_agent_environment_is_redacted_and_codex_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        let overrides = Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        std::fs::write(
+            &file,
+            "[agent.env]\nANTHROPIC_API_KEY = \"sk-a\"\n\
+             [agent.codex]\nsandbox = \"read-only\"\n[agent.codex.env]\nOPENAI_API_KEY = \"sk-b\"\n\
+             [agent.gemini.env]\nGEMINI_API_KEY = \"sk-c\"\n",
+        )
+        .unwrap();
+        let loaded = Config::load_with_env(Some(&file), &overrides, no_env()).unwrap();
+        assert_eq!(loaded.config.agent.codex.sandbox, "read-only");
+        assert_eq!(loaded.config.agent.codex.env["OPENAI_API_KEY"], "sk-b");
+        for key in [
+            "agent.env.ANTHROPIC_API_KEY",
+            "agent.codex.env.OPENAI_API_KEY",
+            "agent.gemini.env.GEMINI_API_KEY",
+        ] {
+            let (_, value, _) = loaded.sources.iter().find(|(k, ..)| k == key).unwrap();
+            assert_eq!(value, "<redacted>", "{key}");
+        }
+        assert!(!format!("{:?}", loaded.sources).contains("sk-"));
+        std::fs::write(&file, "[agent.codex]\nsandbox = \"none\"\n").unwrap();
+        let err = Config::load_with_env(Some(&file), &overrides, no_env()).unwrap_err();
+        assert!(err.to_string().contains("agent.codex.sandbox"), "{err}");
+    }
+
+    #[test]
     fn unknown_env_vars_are_named_and_others_pass() {
         let keys = top_level_keys();
         let names = [
