@@ -305,6 +305,30 @@ fn gemini_acp_asks_before_a_shell_command_and_runs_only_what_was_allowed() {
     assert!(acp.close().success());
 }
 
+/// The next notification of `method`: [`Ws::notification`] with a wait long enough for
+/// the CLI, which needs seconds to start on a loaded machine and says nothing meanwhile.
+async fn notice(ws: &mut Ws, method: &str) -> Value {
+    ws.notification_within(method, CLI_WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no message within {CLI_WAIT:?} while waiting for {method}"))
+}
+
+/// [`Ws::run_output`] with the CLI's wait.
+async fn output(ws: &mut Ws, run_id: &str) -> Vec<Value> {
+    let mut lines = Vec::new();
+    loop {
+        let line = notice(ws, "project.output").await;
+        if line["run_id"] != run_id {
+            continue;
+        }
+        let done = line["kind"] == "run_finished";
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
 /// A hub whose Gemini is the real CLI talking to `api`, in `home`.
 async fn gemini_hub(
     api: &FakeGemini,
@@ -340,7 +364,7 @@ async fn gemini_project(hub: &TestHub, ws: &mut Ws) -> (String, tempfile::TempDi
 /// Starts a run of `prompt` and returns its id and the approval it asks for.
 async fn asking(ws: &mut Ws, project_id: &str, prompt: &str) -> (String, Value) {
     let run_id = run(ws, project_id, prompt).await;
-    let approval = ws.notification("agent.approval_requested").await["approval"].clone();
+    let approval = notice(ws, "agent.approval_requested").await["approval"].clone();
     assert_eq!(approval["run_id"], run_id);
     (run_id, approval)
 }
@@ -409,7 +433,7 @@ async fn a_gemini_command_asks_runs_once_approved_resumes_and_each_turn_records_
         "nothing runs before the answer"
     );
     answer(&mut ws, &approval, json!({"decision": "allow_once"})).await;
-    let lines = ws.run_output(&run_id).await;
+    let lines = output(&mut ws, &run_id).await;
     assert_eq!(
         lines.last().unwrap()["event"]["status"],
         "succeeded",
@@ -444,7 +468,7 @@ async fn a_gemini_command_asks_runs_once_approved_resumes_and_each_turn_records_
     age_session_files(home.path(), &session);
     let (second, approval) = asking(&mut ws, &project_id, "SHELL echo again > again.txt").await;
     answer(&mut ws, &approval, json!({"decision": "allow_once"})).await;
-    let lines = ws.run_output(&second).await;
+    let lines = output(&mut ws, &second).await;
     assert_eq!(
         lines.last().unwrap()["event"]["status"],
         "succeeded",
@@ -508,7 +532,7 @@ async fn a_denied_gemini_command_does_not_run_and_the_turn_goes_on() {
         json!({"decision": "reject_once", "message": "not this one"}),
     )
     .await;
-    let lines = ws.run_output(&run_id).await;
+    let lines = output(&mut ws, &run_id).await;
     assert_eq!(
         lines.last().unwrap()["event"]["status"],
         "succeeded",
@@ -539,7 +563,7 @@ async fn a_follow_up_queued_while_gemini_waits_runs_as_the_next_turn() {
         .await;
     assert_eq!(sent["delivery"], "started");
     let run_id = sent["run_id"].as_str().unwrap().to_string();
-    let first = ws.notification("agent.approval_requested").await["approval"].clone();
+    let first = notice(&mut ws, "agent.approval_requested").await["approval"].clone();
     // Mid-turn (the turn waits on the approval): queued in the hub, and a steer too,
     // since a second session/prompt would cancel the running one.
     let queued = ws
@@ -561,7 +585,7 @@ async fn a_follow_up_queued_while_gemini_waits_runs_as_the_next_turn() {
     // follow-up asks in its own turn of the same session.
     let mut commands = Vec::new();
     for _ in 0..2 {
-        let next = ws.notification("agent.approval_requested").await["approval"].clone();
+        let next = notice(&mut ws, "agent.approval_requested").await["approval"].clone();
         assert_eq!(
             next["run_id"], run_id,
             "the same session runs the follow-ups"
@@ -573,7 +597,7 @@ async fn a_follow_up_queued_while_gemini_waits_runs_as_the_next_turn() {
     assert_eq!(commands, ["echo three > three.txt", "echo two > two.txt"]);
     let mut ended = Vec::new();
     while ended.len() < 3 {
-        let line = ws.notification("project.output").await;
+        let line = notice(&mut ws, "project.output").await;
         if line["kind"] == "turn_ended" {
             ended.push(line["event"]["stop_reason"].as_str().unwrap().to_string());
         }
@@ -605,7 +629,7 @@ async fn an_interrupt_while_a_gemini_approval_waits_withdraws_it() {
         .await;
     assert_eq!(interrupted["run_id"], run_id);
     let resolved = loop {
-        let resolved = ws.notification("agent.approval_resolved").await;
+        let resolved = notice(&mut ws, "agent.approval_resolved").await;
         if resolved["approval_id"] == approval["id"] {
             break resolved;
         }
@@ -615,7 +639,7 @@ async fn an_interrupt_while_a_gemini_approval_waits_withdraws_it() {
         ws.ok("agent.approvals.list", json!({})).await["approvals"],
         json!([])
     );
-    let lines = ws.run_output(&run_id).await;
+    let lines = output(&mut ws, &run_id).await;
     let ended = lines.iter().find(|l| l["kind"] == "turn_ended").unwrap();
     assert_eq!(ended["event"]["stop_reason"], "cancelled", "{lines:?}");
     let finished = &lines.last().unwrap()["event"];
@@ -666,7 +690,7 @@ async fn a_gemini_agent_worker_completes_a_task_by_its_report_file() {
         )
         .await;
     let completed = loop {
-        let done = coordinator.notification("task.completed").await;
+        let done = notice(&mut coordinator, "task.completed").await;
         if done["task_id"] == "g1" {
             break done;
         }
@@ -724,24 +748,24 @@ async fn figures() {
         let asked = Instant::now();
         let run_id = run(&mut ws, &project_id, &format!("SHELL echo {i} > f{i}.txt")).await;
         let first = loop {
-            let line = ws.notification("project.output").await;
+            let line = notice(&mut ws, "project.output").await;
             if line["run_id"] == run_id && line["stream"] == "stdout" {
                 break asked.elapsed();
             }
         };
         spawn.push(first);
-        let approval = ws.notification("agent.approval_requested").await["approval"].clone();
+        let approval = notice(&mut ws, "agent.approval_requested").await["approval"].clone();
         let answered = Instant::now();
         answer(&mut ws, &approval, json!({"decision": "allow_once"})).await;
         loop {
-            let line = ws.notification("project.output").await;
+            let line = notice(&mut ws, "project.output").await;
             let update = &line["event"]["params"]["update"];
             if update["sessionUpdate"] == "tool_call_update" && update["status"] == "completed" {
                 round_trip.push(answered.elapsed());
                 break;
             }
         }
-        ws.run_output(&run_id).await;
+        output(&mut ws, &run_id).await;
     }
     // An idle live session: started, its turn over, waiting for a message.
     let sent = ws
@@ -751,7 +775,7 @@ async fn figures() {
         )
         .await;
     loop {
-        let line = ws.notification("project.output").await;
+        let line = notice(&mut ws, "project.output").await;
         if line["kind"] == "turn_ended" {
             break;
         }
