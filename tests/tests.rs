@@ -27,6 +27,8 @@ mod limits;
 mod usage;
 // The real Claude Code CLI making a real tool call against a fake API.
 mod real_claude;
+// The real Gemini CLI over the Agent Client Protocol, against a fake Gemini API.
+mod real_gemini;
 // The real Codex CLI (codex app-server) against a fake Responses API: approvals,
 // follow-ups, interrupt, resume, a task, usage.
 mod real_codex;

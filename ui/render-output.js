@@ -56,12 +56,14 @@ function renderBody(o, kind, ctx) {
 }
 
 /**
- * A JSON-RPC line of an agent that speaks JSON-RPC (Codex's `codex app-server`): its
+ * A JSON-RPC line of an agent that speaks JSON-RPC (Codex's `codex app-server`; ACP
+ * agents such as Gemini go to renderAcp): its
  * commands, file changes and messages render as Claude Code's tool calls and text do, so
  * a shell command looks the same whichever agent ran it. Everything else stays raw.
  */
 function renderRpc(ev, ctx) {
   const params = ev.params && typeof ev.params === 'object' ? ev.params : {};
+  if (ev.method === 'session/update' || ev.method === 'session/request_permission') return renderAcp(ev, params, ctx);
   const item = params.item && typeof params.item === 'object' ? params.item : null;
   if (item && (ev.method === 'item/started' || ev.method === 'item/completed')) {
     const done = ev.method === 'item/completed';
@@ -109,6 +111,49 @@ function renderRpc(ev, ctx) {
       params.thread?.cwd ? [' · in ', h('code', {}, String(params.thread.cwd))] : null);
   }
   return rawDetails(ev.method, ev);
+}
+
+/** Claude Code's name for an ACP tool call's kind (as the hub's approvals name it). */
+const ACP_TOOL = { execute: 'Bash', edit: 'Edit', read: 'Read', fetch: 'WebFetch', search: 'Grep' };
+
+/** An ACP tool call (Gemini's `gemini --acp`) as a tool_use block: a shell command's title is its command line. */
+function acpToolUse(call, ctx) {
+  const name = ACP_TOOL[call.kind] ?? String(call.kind ?? 'tool');
+  if (call.toolCallId) ctx.toolNames.set(String(call.toolCallId), name);
+  const input = call.kind === 'execute' ? { command: call.title } : { title: call.title, locations: call.locations };
+  return renderToolUse({ name, input });
+}
+
+/**
+ * A line of an Agent Client Protocol agent (Gemini): its tool calls render as Claude
+ * Code's tool calls and results, its message chunks as text; everything else stays raw.
+ */
+function renderAcp(ev, params, ctx) {
+  if (ev.method === 'session/request_permission') {
+    return acpToolUse(params.toolCall && typeof params.toolCall === 'object' ? params.toolCall : {}, ctx);
+  }
+  const update = params.update && typeof params.update === 'object' ? params.update : {};
+  const text = typeof update.content?.text === 'string' ? update.content.text : '';
+  switch (update.sessionUpdate) {
+    case 'agent_message_chunk':
+      return h('div', { class: 'msg assistant' }, formatText(text));
+    case 'user_message_chunk':
+      return h('div', { class: 'msg user' }, h('div', { class: 'user-text' }, clip(text)));
+    case 'tool_call':
+      if (update.status === 'pending' || update.status === 'in_progress' || !update.status) return acpToolUse(update, ctx);
+    // falls through: a call already finished (a replayed session) shows as its result
+    case 'tool_call_update': {
+      if (update.status !== 'completed' && update.status !== 'failed') return rawDetails(`${ev.method} · ${update.sessionUpdate}`, ev);
+      const out = (Array.isArray(update.content) ? update.content : []).map((c) => c?.content?.text ?? '').filter(Boolean).join('\n');
+      return renderToolResult({
+        tool_use_id: update.toolCallId,
+        is_error: update.status === 'failed',
+        content: out || `${update.status} ${update.title ?? ''}`,
+      }, ctx);
+    }
+    default:
+      return rawDetails(`${ev.method} · ${update.sessionUpdate ?? ''}`, ev);
+  }
 }
 
 function renderHub(kind, ev, o) {

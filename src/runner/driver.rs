@@ -1,5 +1,5 @@
 //! The hub's model of a live agent session, independent of any one agent CLI, and the
-//! drivers that speak each CLI's own protocol ([`claude`], [`codex`]).
+//! drivers that speak each CLI's own protocol ([`claude`], [`codex`], [`gemini`]).
 //!
 //! A driver turns the agent's output into [`AgentEvent`]s (a session began, a tool call
 //! needs permission, a permission request was cancelled, a turn ended with its usage)
@@ -33,6 +33,7 @@
 
 pub mod claude;
 pub mod codex;
+pub mod gemini;
 
 use std::path::PathBuf;
 
@@ -247,7 +248,7 @@ pub fn args(kind: AgentKind, start: &Start) -> Option<Vec<String>> {
             start.model.as_deref(),
         )),
         AgentKind::Codex => Some(codex::args()),
-        AgentKind::Gemini => None,
+        AgentKind::Gemini => Some(gemini::args(start)),
     }
 }
 
@@ -255,7 +256,8 @@ pub fn args(kind: AgentKind, start: &Start) -> Option<Vec<String>> {
 pub async fn drive(kind: AgentKind, link: Link) {
     match kind {
         AgentKind::Codex => codex::drive(link).await,
-        AgentKind::Claude | AgentKind::Gemini => {
+        AgentKind::Gemini => gemini::drive(link).await,
+        AgentKind::Claude => {
             let _ = link
                 .events
                 .send(AgentEvent::Fatal {

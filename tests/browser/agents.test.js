@@ -128,3 +128,69 @@ describe('a Codex project in the dashboard', () => {
     assert.ok(p.sessions.codex, 'the Codex thread is the Codex session of the project');
   });
 });
+
+const GEMINI = process.env.SEMANTEST_TEST_GEMINI || path.join(REPO, 'target/gemini-cli/node_modules/.bin/gemini');
+
+/** The scripted Gemini API (tests/fixtures/fake-gemini.mjs); resolves to {url, stop}. */
+async function fakeGemini() {
+  const child = spawn(process.execPath, [path.join(REPO, 'tests/fixtures/fake-gemini.mjs')], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const first = await new Promise((resolve, reject) => {
+    readline.createInterface({ input: child.stdout }).once('line', resolve);
+    child.once('error', reject);
+  });
+  return { url: JSON.parse(first).listening, stop: () => child.kill() };
+}
+
+describe('a Gemini project in the dashboard', () => {
+  let hub, browser, page, api, home;
+
+  before(async () => {
+    api = await fakeGemini();
+    // The CLI's settings: API-key auth (0.61 rejects the type it infers from a base URL).
+    home = await tempDir('hub-gemini-home-');
+    fs.mkdirSync(path.join(home, '.gemini'));
+    fs.writeFileSync(path.join(home, '.gemini/settings.json'), JSON.stringify({
+      security: { auth: { selectedType: 'gemini-api-key' } },
+      privacy: { usageStatisticsEnabled: false },
+    }));
+    hub = await startHub({
+      env: {
+        SEMANTEST_HUB_AGENT__GEMINI__CLI_PATH: GEMINI,
+        SEMANTEST_HUB_AGENT__GEMINI__ENV: `{HOME="${home}",GOOGLE_GEMINI_BASE_URL="${api.url}",GEMINI_API_KEY="dummy",GEMINI_CLI_TRUST_WORKSPACE="true"}`,
+      },
+    });
+    browser = await launchBrowser();
+    page = (await signedInPage(browser, hub)).page;
+  });
+
+  after(async () => {
+    await browser?.close();
+    await stopHub(hub);
+    api?.stop();
+  });
+
+  test('a Gemini command waits for the dashboard, runs once allowed and shows as a shell command', async () => {
+    const dir = await tempDir('hub-gemini-');
+    const id = (await rpcInPage(page, 'project.create', { path: dir, name: 'gemini' })).id;
+    await rpcInPage(page, 'project.configure', { project_id: id, agent: 'gemini' });
+    await openProject(page, hub, id);
+    await page.getByLabel('Prompt').fill('SHELL echo from-gemini > gemini.txt');
+    await page.getByRole('button', { name: 'Run' }).click();
+    const card = page.locator('hub-approvals article.approval[data-tool="Bash"]');
+    await card.waitFor({ timeout: 60_000 });
+    assert.match(await card.innerText(), /echo from-gemini > gemini\.txt/);
+    assert.equal(fs.existsSync(path.join(dir, 'gemini.txt')), false, 'nothing runs before the answer');
+    await card.focus();
+    await page.keyboard.press('y');
+    await card.waitFor({ state: 'detached', timeout: 10_000 });
+    await waitFor(async () => (await rpcInPage(page, 'project.get', { project_id: id })).state !== 'running',
+      { timeout: 60_000, message: 'the run to end' });
+    assert.equal(fs.readFileSync(path.join(dir, 'gemini.txt'), 'utf8'), 'from-gemini\n');
+    // The command renders as a Bash tool call, as Claude Code's and Codex's do.
+    const log = page.locator('hub-project');
+    await log.locator('details.tool', { hasText: 'echo from-gemini' }).first().waitFor({ timeout: 10_000 });
+    const p = await rpcInPage(page, 'project.get', { project_id: id });
+    assert.equal(p.state, 'idle');
+    assert.ok(p.sessions.gemini, 'the ACP session is the Gemini session of the project');
+  });
+});

@@ -1,0 +1,598 @@
+//! The real Gemini CLI (`gemini --acp`), talking to a scripted fake of the Gemini API on
+//! loopback (`tests/fixtures/fake-gemini.mjs`). No real API is called. The test command
+//! installs the CLI from npm into `target/gemini-cli` (`@google/gemini-cli@0.61.0`); set
+//! `SEMANTEST_TEST_GEMINI` to use another binary.
+
+mod acp_contract;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::util::{TestHub, Ws, quantile, rss_kib, run};
+
+/// How long one wait on the CLI may take (it needs about 3 s to start on a loaded
+/// machine).
+const CLI_WAIT: Duration = Duration::from_secs(60);
+
+pub(crate) fn gemini_cli() -> PathBuf {
+    if let Some(path) = std::env::var_os("SEMANTEST_TEST_GEMINI") {
+        return PathBuf::from(path);
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/gemini-cli/node_modules/.bin/gemini");
+    assert!(
+        path.exists(),
+        "the real Gemini CLI is not installed; run the test command from the README \
+         (it runs `npm install --prefix target/gemini-cli @google/gemini-cli@0.61.0`)"
+    );
+    path
+}
+
+/// The fake Gemini API server; killed on drop.
+pub(crate) struct FakeGemini {
+    child: Child,
+    pub(crate) url: String,
+}
+
+impl FakeGemini {
+    pub(crate) fn start() -> Self {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-gemini.mjs");
+        let mut child = Command::new("node")
+            .arg(script)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node runs the fake API");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(&line).expect("the fake API prints its address");
+        Self {
+            url: ready["listening"].as_str().unwrap().to_string(),
+            child,
+        }
+    }
+}
+
+impl Drop for FakeGemini {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A HOME for the CLI: `~/.gemini/settings.json` selects the API-key auth type (Gemini
+/// CLI 0.61 rejects the `gateway` type it infers from `GOOGLE_GEMINI_BASE_URL`,
+/// google-gemini/gemini-cli#27550), turns usage statistics off, and turns the session
+/// clean-up off (it deletes a session that was loaded once; see fake-gemini.md).
+pub(crate) fn gemini_home() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".gemini")).unwrap();
+    let settings = json!({
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "privacy": {"usageStatisticsEnabled": false},
+        "general": {"sessionRetention": {"enabled": false}},
+    });
+    std::fs::write(
+        home.path().join(".gemini/settings.json"),
+        settings.to_string(),
+    )
+    .unwrap();
+    home
+}
+
+/// The environment the CLI runs with against `api`, in `home`.
+pub(crate) fn gemini_env(api: &FakeGemini, home: &Path) -> Vec<(String, String)> {
+    [
+        ("HOME", home.to_str().unwrap()),
+        ("GOOGLE_GEMINI_BASE_URL", api.url.as_str()),
+        ("GEMINI_API_KEY", "dummy"),
+        ("GEMINI_CLI_TRUST_WORKSPACE", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The next notification of `method`: [`Ws::notification`] with a wait long enough for
+/// the CLI, which needs seconds to start on a loaded machine and says nothing meanwhile.
+async fn notice(ws: &mut Ws, method: &str) -> Value {
+    ws.notification_within(method, CLI_WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no message within {CLI_WAIT:?} while waiting for {method}"))
+}
+
+/// [`Ws::run_output`] with the CLI's wait.
+async fn output(ws: &mut Ws, run_id: &str) -> Vec<Value> {
+    let mut lines = Vec::new();
+    loop {
+        let line = notice(ws, "project.output").await;
+        if line["run_id"] != run_id {
+            continue;
+        }
+        let done = line["kind"] == "run_finished";
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
+/// A hub whose Gemini is the real CLI talking to `api`, in `home`.
+async fn gemini_hub(
+    api: &FakeGemini,
+    home: &Path,
+    edit: impl FnOnce(&mut semantest_hub::LoadedConfig),
+) -> TestHub {
+    let cli = gemini_cli();
+    let env = gemini_env(api, home);
+    TestHub::start_with(|c| {
+        c.config.agent.gemini.cli_path = Some(cli);
+        c.config.agent.gemini.env = env.into_iter().collect();
+        c.config.coordination.report_debounce_ms = 100;
+        edit(c);
+    })
+    .await
+}
+
+/// A project whose agent is Gemini on `gemini-2.5-flash` (a model of the default price
+/// table; naming it also skips the CLI's model router), subscribed.
+async fn gemini_project(hub: &TestHub, ws: &mut Ws) -> (String, tempfile::TempDir) {
+    let (project_id, dir) = hub.project(ws).await;
+    let configured = ws
+        .ok(
+            "project.configure",
+            json!({"project_id": project_id, "agent": "gemini", "model": "gemini-2.5-flash"}),
+        )
+        .await;
+    assert_eq!(configured["agent"], "gemini");
+    ws.subscribe(&project_id).await;
+    (project_id, dir)
+}
+
+/// Starts a run of `prompt` and returns its id and the approval it asks for.
+async fn asking(ws: &mut Ws, project_id: &str, prompt: &str) -> (String, Value) {
+    let run_id = run(ws, project_id, prompt).await;
+    let approval = notice(ws, "agent.approval_requested").await["approval"].clone();
+    assert_eq!(approval["run_id"], run_id);
+    (run_id, approval)
+}
+
+async fn answer(ws: &mut Ws, approval: &Value, params: Value) -> Value {
+    let mut params = params;
+    params["approval_id"] = approval["id"].clone();
+    ws.ok("agent.approvals.answer", params).await
+}
+
+/// The CLI's own lines of a run (everything the hub did not write).
+fn agent_lines(lines: &[Value]) -> Vec<&Value> {
+    lines.iter().filter(|l| l["stream"] == "stdout").collect()
+}
+
+/// Gives the chat files of `session` an earlier minute in their names. Gemini CLI 0.61
+/// names a session's file after the minute it began and its short id, and
+/// `session/load` starts a file of that same name: loaded within the minute it began,
+/// the session's own file is overwritten and the load fails (see fake-gemini.md). A
+/// person resumes minutes later; a test renames the file rather than wait.
+fn age_session_files(home: &Path, session: &str) {
+    let short = &session[..8];
+    let tmp = home.join(".gemini/tmp");
+    let mut renamed = 0;
+    for project in std::fs::read_dir(&tmp).unwrap().flatten() {
+        let chats = project.path().join("chats");
+        let Ok(files) = std::fs::read_dir(&chats) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name().to_string_lossy().to_string();
+            if name.starts_with("session-") && name.ends_with(&format!("-{short}.jsonl")) {
+                let aged = format!("session-2000-01-01T00-00-{short}.jsonl");
+                std::fs::rename(file.path(), chats.join(aged)).unwrap();
+                renamed += 1;
+            }
+        }
+    }
+    assert_eq!(
+        renamed, 1,
+        "one chat file for session {session} under {tmp:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_gemini_command_asks_runs_once_approved_resumes_and_each_turn_records_its_usage() {
+    let api = FakeGemini::start();
+    let home = gemini_home();
+    let hub = gemini_hub(&api, home.path(), |_| {}).await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = gemini_project(&hub, &mut ws).await;
+
+    let (run_id, approval) = asking(&mut ws, &project_id, "SHELL echo hi > approved.txt").await;
+    // The same tool name and input shape as Claude Code's and Codex's shell calls.
+    assert_eq!(approval["tool_name"], "Bash", "{approval}");
+    assert_eq!(approval["input"]["command"], "echo hi > approved.txt");
+    assert!(
+        approval["tool_use_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("run_shell_command__"),
+        "{approval}"
+    );
+    assert!(
+        !dir.path().join("approved.txt").exists(),
+        "nothing runs before the answer"
+    );
+    answer(&mut ws, &approval, json!({"decision": "allow_once"})).await;
+    let lines = output(&mut ws, &run_id).await;
+    assert_eq!(
+        lines.last().unwrap()["event"]["status"],
+        "succeeded",
+        "{lines:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("approved.txt")).unwrap(),
+        "hi\n"
+    );
+    // The CLI's raw lines are in the log: the permission request, and the option the
+    // hub chose by its kind (Gemini lists allow_always first).
+    let raw = agent_lines(&lines);
+    assert!(
+        raw.iter()
+            .any(|l| l["event"]["method"] == "session/request_permission"),
+        "{raw:?}"
+    );
+    let ended = lines.iter().find(|l| l["kind"] == "turn_ended").unwrap();
+    assert_eq!(ended["event"]["stop_reason"], "end_turn");
+
+    // The ACP session is the project's Gemini session.
+    let project = ws
+        .ok("project.get", json!({"project_id": project_id}))
+        .await;
+    let session = project["sessions"]["gemini"]
+        .as_str()
+        .expect("a gemini session")
+        .to_string();
+    assert_eq!(project["agent"], "gemini");
+
+    // A second run reopens it with session/load, and the model sees the first turn.
+    age_session_files(home.path(), &session);
+    let (second, approval) = asking(&mut ws, &project_id, "SHELL echo again > again.txt").await;
+    answer(&mut ws, &approval, json!({"decision": "allow_once"})).await;
+    let lines = output(&mut ws, &second).await;
+    assert_eq!(
+        lines.last().unwrap()["event"]["status"],
+        "succeeded",
+        "{lines:?}"
+    );
+    let started = lines.iter().find(|l| l["kind"] == "run_started").unwrap();
+    assert_eq!(
+        started["event"]["resume"], session,
+        "the run resumed the session"
+    );
+    let project = ws
+        .ok("project.get", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(
+        project["sessions"]["gemini"], session,
+        "the loaded session stays the project's"
+    );
+    assert!(
+        agent_lines(&lines).iter().any(|l| {
+            l["event"]["params"]["update"]["sessionUpdate"] == "user_message_chunk"
+                && l["event"].to_string().contains("approved.txt")
+        }),
+        "session/load replayed the first turn: {lines:?}"
+    );
+    assert!(dir.path().join("again.txt").exists());
+
+    // Each turn: two calls of 100 input and 10 output tokens, priced from the default
+    // table (gemini-2.5-flash at 0.30 and 2.50 USD per Mtok) as an estimate.
+    let usage = ws
+        .ok(
+            "agent.usage",
+            json!({"project_id": project_id, "group_by": "run"}),
+        )
+        .await;
+    let rows = usage["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{usage}");
+    for row in rows {
+        assert_eq!(row["turns"], 1, "{row}");
+        assert_eq!(row["input_tokens"], 200, "{row}");
+        assert_eq!(row["output_tokens"], 20, "{row}");
+        assert_eq!(row["model"], "gemini-2.5-flash", "{row}");
+        let usd = row["usd"].as_f64().unwrap();
+        let want = (200.0 * 0.30 + 20.0 * 2.5) / 1e6;
+        assert!((usd - want).abs() < 1e-9, "{usd} != {want}");
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_denied_gemini_command_does_not_run_and_the_turn_goes_on() {
+    let api = FakeGemini::start();
+    let home = gemini_home();
+    let hub = gemini_hub(&api, home.path(), |_| {}).await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = gemini_project(&hub, &mut ws).await;
+
+    let (run_id, approval) = asking(&mut ws, &project_id, "SHELL echo no > denied.txt").await;
+    answer(
+        &mut ws,
+        &approval,
+        json!({"decision": "reject_once", "message": "not this one"}),
+    )
+    .await;
+    let lines = output(&mut ws, &run_id).await;
+    assert_eq!(
+        lines.last().unwrap()["event"]["status"],
+        "succeeded",
+        "{lines:?}"
+    );
+    assert!(
+        !dir.path().join("denied.txt").exists(),
+        "a denied command never runs"
+    );
+    let ended = lines.iter().find(|l| l["kind"] == "turn_ended").unwrap();
+    assert_eq!(ended["event"]["stop_reason"], "end_turn");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_follow_up_queued_while_gemini_waits_runs_as_the_next_turn() {
+    let api = FakeGemini::start();
+    let home = gemini_home();
+    let hub = gemini_hub(&api, home.path(), |_| {}).await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = gemini_project(&hub, &mut ws).await;
+
+    let sent = ws
+        .ok(
+            "agent.send",
+            json!({"project_id": project_id, "text": "SHELL echo one > one.txt"}),
+        )
+        .await;
+    assert_eq!(sent["delivery"], "started");
+    let run_id = sent["run_id"].as_str().unwrap().to_string();
+    let first = notice(&mut ws, "agent.approval_requested").await["approval"].clone();
+    // Mid-turn (the turn waits on the approval): queued in the hub, and a steer too,
+    // since a second session/prompt would cancel the running one.
+    let queued = ws
+        .ok(
+            "agent.send",
+            json!({"project_id": project_id, "text": "SHELL echo two > two.txt", "mode": "queue"}),
+        )
+        .await;
+    assert_eq!(queued["delivery"], "queued", "{queued}");
+    let steered = ws
+        .ok(
+            "agent.send",
+            json!({"project_id": project_id, "text": "SHELL echo three > three.txt", "mode": "steer"}),
+        )
+        .await;
+    assert_eq!(steered["run_id"], run_id, "{steered}");
+    answer(&mut ws, &first, json!({"decision": "allow_once"})).await;
+    // The first turn is not cancelled by the follow-ups: its command runs, then each
+    // follow-up asks in its own turn of the same session.
+    let mut commands = Vec::new();
+    for _ in 0..2 {
+        let next = notice(&mut ws, "agent.approval_requested").await["approval"].clone();
+        assert_eq!(
+            next["run_id"], run_id,
+            "the same session runs the follow-ups"
+        );
+        commands.push(next["input"]["command"].as_str().unwrap().to_string());
+        answer(&mut ws, &next, json!({"decision": "allow_once"})).await;
+    }
+    commands.sort();
+    assert_eq!(commands, ["echo three > three.txt", "echo two > two.txt"]);
+    let mut ended = Vec::new();
+    while ended.len() < 3 {
+        let line = notice(&mut ws, "project.output").await;
+        if line["kind"] == "turn_ended" {
+            ended.push(line["event"]["stop_reason"].as_str().unwrap().to_string());
+        }
+        assert_ne!(line["kind"], "run_finished", "the run ended early: {line}");
+    }
+    assert_eq!(
+        ended,
+        ["end_turn", "end_turn", "end_turn"],
+        "no turn was cancelled"
+    );
+    for file in ["one.txt", "two.txt", "three.txt"] {
+        assert!(dir.path().join(file).exists(), "{file}");
+    }
+    ws.ok("agent.kill", json!({"project_id": project_id})).await;
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn an_interrupt_while_a_gemini_approval_waits_withdraws_it() {
+    let api = FakeGemini::start();
+    let home = gemini_home();
+    let hub = gemini_hub(&api, home.path(), |_| {}).await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = gemini_project(&hub, &mut ws).await;
+
+    let (run_id, approval) = asking(&mut ws, &project_id, "SHELL echo late > late.txt").await;
+    let interrupted = ws
+        .ok("agent.interrupt", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(interrupted["run_id"], run_id);
+    let resolved = loop {
+        let resolved = notice(&mut ws, "agent.approval_resolved").await;
+        if resolved["approval_id"] == approval["id"] {
+            break resolved;
+        }
+    };
+    assert_eq!(resolved["resolution"]["outcome"], "withdrawn", "{resolved}");
+    assert_eq!(
+        ws.ok("agent.approvals.list", json!({})).await["approvals"],
+        json!([])
+    );
+    let lines = output(&mut ws, &run_id).await;
+    let ended = lines.iter().find(|l| l["kind"] == "turn_ended").unwrap();
+    assert_eq!(ended["event"]["stop_reason"], "cancelled", "{lines:?}");
+    let finished = &lines.last().unwrap()["event"];
+    assert_eq!(finished["status"], "failed", "{finished}");
+    assert!(!dir.path().join("late.txt").exists());
+    let late = ws
+        .err(
+            "agent.approvals.answer",
+            json!({"approval_id": approval["id"], "decision": "allow_once"}),
+        )
+        .await;
+    assert_eq!(late["data"]["kind"], "APPROVAL_RESOLVED", "{late}");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_gemini_agent_worker_completes_a_task_by_its_report_file() {
+    let api = FakeGemini::start();
+    let home = gemini_home();
+    // The policy lets shell commands run without asking, so the worker runs alone.
+    let hub = gemini_hub(&api, home.path(), |c| {
+        c.config.agent.approvals.never_ask = vec!["Bash".into()];
+    })
+    .await;
+    let mut coordinator = hub.client().await;
+    coordinator
+        .ok("hub.hello", json!({"role": "coordinator", "name": "batch"}))
+        .await;
+    // The project runs Claude Code; the task names Gemini.
+    let (project_id, dir) = hub.project(&mut coordinator).await;
+    let report = r#"{"status":"completed","summary":"written by gemini"}"#;
+    let task = json!({
+        "id": "g1",
+        "title": "Write the report",
+        "agent": "gemini",
+        "prompt": format!("SHELL mkdir -p reports && printf '%s' '{report}' > reports/g1.json"),
+    });
+    coordinator
+        .ok(
+            "task.create",
+            json!({"project_id": project_id, "tasks": [task]}),
+        )
+        .await;
+    coordinator
+        .ok(
+            "project.configure",
+            json!({"project_id": project_id, "agent_workers": 1}),
+        )
+        .await;
+    let completed = loop {
+        let done = notice(&mut coordinator, "task.completed").await;
+        if done["task_id"] == "g1" {
+            break done;
+        }
+    };
+    assert_eq!(completed["source"], "report", "{completed}");
+    assert_eq!(completed["report"]["summary"], "written by gemini");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("reports/g1.json")).unwrap(),
+        report
+    );
+    let stored = coordinator.ok("task.get", json!({"task_id": "g1"})).await;
+    assert_eq!(stored["agent"], "gemini");
+    assert_eq!(stored["completed_by"], "report");
+    hub.stop().await;
+}
+
+/// The resident memory of every process in group `pgid`, in KiB.
+fn group_rss_kib(pgid: i32) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the command name (which may hold spaces) start after ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) {
+            total += rss_kib(pid);
+        }
+    }
+    total
+}
+
+/// Figures, not a test of behaviour: run with `cargo test --test integration
+/// real_gemini::figures -- --ignored --nocapture`. Prints the time from spawn to the
+/// first output line (the CLI writes nothing before it answers `initialize`), the
+/// approval round trip through the hub (the answer sent by a client until the CLI
+/// reports the command completed), and the resident memory of an idle session.
+#[tokio::test]
+#[ignore = "measures; run by hand"]
+async fn figures() {
+    let api = FakeGemini::start();
+    let home = gemini_home();
+    let hub = gemini_hub(&api, home.path(), |_| {}).await;
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = gemini_project(&hub, &mut ws).await;
+    let rounds = 20;
+    let (mut spawn, mut round_trip) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let asked = Instant::now();
+        let run_id = run(&mut ws, &project_id, &format!("SHELL echo {i} > f{i}.txt")).await;
+        let first = loop {
+            let line = notice(&mut ws, "project.output").await;
+            if line["run_id"] == run_id && line["stream"] == "stdout" {
+                break asked.elapsed();
+            }
+        };
+        spawn.push(first);
+        let approval = notice(&mut ws, "agent.approval_requested").await["approval"].clone();
+        let answered = Instant::now();
+        answer(&mut ws, &approval, json!({"decision": "allow_once"})).await;
+        loop {
+            let line = notice(&mut ws, "project.output").await;
+            let update = &line["event"]["params"]["update"];
+            if update["sessionUpdate"] == "tool_call_update" && update["status"] == "completed" {
+                round_trip.push(answered.elapsed());
+                break;
+            }
+        }
+        output(&mut ws, &run_id).await;
+    }
+    // An idle live session: started, its turn over, waiting for a message.
+    let sent = ws
+        .ok(
+            "agent.send",
+            json!({"project_id": project_id, "text": "hello"}),
+        )
+        .await;
+    loop {
+        let line = notice(&mut ws, "project.output").await;
+        if line["kind"] == "turn_ended" {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pgid = hub
+        .hub()
+        .store()
+        .unfinished_runs()
+        .unwrap()
+        .into_iter()
+        .find(|r| Some(r.id.as_str()) == sent["run_id"].as_str())
+        .and_then(|r| r.pgid)
+        .expect("the live session's process group");
+    let rss = group_rss_kib(pgid);
+    println!(
+        "gemini: spawn to first output line p50 {:?} p99 {:?}; approval round trip p50 {:?} p99 {:?} ({rounds} runs); idle session RSS {rss} KiB",
+        quantile(&mut spawn, 0.5),
+        quantile(&mut spawn, 0.99),
+        quantile(&mut round_trip, 0.5),
+        quantile(&mut round_trip, 0.99),
+    );
+    ws.ok("agent.kill", json!({"project_id": project_id})).await;
+    hub.stop().await;
+}
