@@ -135,6 +135,8 @@ pub struct Asker {
 struct Pending {
     view: ApprovalView,
     request_id: String,
+    /// Whether the agent can run an edited input ([`PermissionRequest::takes_edited_input`]).
+    takes_edited_input: bool,
     /// The project's `timeout_message` when it was asked.
     timeout_message: String,
     input: mpsc::Sender<Input>,
@@ -465,6 +467,7 @@ impl Approvals {
             Pending {
                 view: view.clone(),
                 request_id: request.request_id,
+                takes_edited_input: request.takes_edited_input,
                 timeout_message: policy.timeout_message.clone(),
                 input: asker.input.clone(),
                 timer: timer.clone(),
@@ -518,8 +521,9 @@ impl Approvals {
     ///
     /// # Errors
     /// [`ApprovalError::NotFound`], [`ApprovalError::Resolved`] (a later answer),
-    /// [`ApprovalError::Invalid`] (an `updated_input` that is not an object or comes with
-    /// a rejection, an `*_always` answer for a tool in `always_ask`), or
+    /// [`ApprovalError::Invalid`] (an `updated_input` that is not an object, comes with
+    /// a rejection, or changes the input of an agent that cannot run an edited call; an
+    /// `*_always` answer for a tool in `always_ask`), or
     /// [`ApprovalError::Store`] (the project rule was not stored; the answer still went).
     pub async fn answer(
         &self,
@@ -556,13 +560,24 @@ impl Approvals {
                 "scope goes with allow_always or reject_always".into(),
             ));
         }
-        let asked = self
-            .state()
-            .pending
-            .get(&params.approval_id)
-            .map(|p| (p.view.tool_name.clone(), p.view.project_id.clone()));
+        let asked = self.state().pending.get(&params.approval_id).map(|p| {
+            let edited = params
+                .updated_input
+                .as_ref()
+                .is_some_and(|i| *i != p.view.input);
+            (
+                p.view.tool_name.clone(),
+                p.view.project_id.clone(),
+                edited && !p.takes_edited_input,
+            )
+        });
+        if let Some((tool, _, true)) = &asked {
+            return Err(ApprovalError::Invalid(format!(
+                "this agent cannot run an edited {tool} call; allow it as asked or reject it"
+            )));
+        }
         if always
-            && let Some((tool, project_id)) = &asked
+            && let Some((tool, project_id, _)) = &asked
             && self.policy(project_id).always_ask.iter().any(|t| t == tool)
         {
             return Err(ApprovalError::Invalid(format!(

@@ -60,6 +60,10 @@ pub struct PermissionRequest {
     pub tool_use_id: Option<String>,
     /// A line for a person, when the agent gave one.
     pub description: Option<String>,
+    /// Whether the agent runs an edited input when the answer carries one (Claude Code's
+    /// `updatedInput`). Codex's app server and ACP take a decision only, so the hub
+    /// refuses an edited answer for them rather than run the call as first proposed.
+    pub takes_edited_input: bool,
 }
 
 /// Why a turn ended.

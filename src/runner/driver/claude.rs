@@ -160,6 +160,7 @@ fn can_use_tool(request_id: String, request: &Value) -> Option<AgentEvent> {
             .get("tool_use_id")
             .and_then(Value::as_str)
             .map(str::to_string),
+        takes_edited_input: true,
         description: request
             .get("description")
             .or_else(|| request.get("title"))

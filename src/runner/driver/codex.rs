@@ -466,6 +466,7 @@ impl Driver {
             suggestions: json!([]),
             tool_use_id: text("itemId"),
             description: text("reason"),
+            takes_edited_input: false,
         }))
         .await;
     }

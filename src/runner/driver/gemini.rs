@@ -409,6 +409,7 @@ pub fn permission_request(request_id: String, params: &Value) -> Result<AcpPermi
             suggestions: json!([]),
             tool_use_id: Some(call.tool_call_id),
             description: description.or(call.title),
+            takes_edited_input: false,
         },
         options: params.options,
     })
