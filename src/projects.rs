@@ -16,7 +16,14 @@
 //! cannot run either.
 //!
 //! The registry keeps every project in memory behind a std `Mutex` (held for map
-//! operations only, never across an await) and writes through to the [`Store`].
+//! operations only, never across an await) and writes through to the [`Store`]. A change
+//! (create, a run's start and end, a session set or forgotten) holds the registry's
+//! async `changes` lock from its check to its in-memory update, across the store write
+//! it awaits: so no two changes interleave (two creates of one path cannot both pass the
+//! check; `agent.new_session` cannot clear the session of a run starting), their writes
+//! reach the store in the order they were made, and no rusqlite or file-system call runs
+//! on a runtime worker (the path checks run on the blocking pool). Readers never wait
+//! for it: they see a change once it is committed.
 
 pub(crate) mod feed;
 
@@ -268,12 +275,14 @@ pub struct Projects {
     max_projects: usize,
     policy: Arc<PathPolicy>,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Held by a change from its check to its in-memory update (module docs).
+    changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Projects {
     /// Loads every project from the store. Projects left `running` by a crash are marked
     /// `failed` (their runs are cleaned up by the agent runner at start). New and running
-    /// projects must pass `policy`.
+    /// projects must pass `policy`. It blocks: call it off the runtime.
     ///
     /// # Errors
     /// [`ProjectError::Store`].
@@ -286,7 +295,7 @@ impl Projects {
         for mut row in store.projects()? {
             if row.state == ProjectState::Running {
                 let reason = "the hub stopped while the agent was running";
-                store.set_project_state(&row.id, ProjectState::Failed, Some(reason))?;
+                store.set_project_state_blocking(&row.id, ProjectState::Failed, Some(reason))?;
                 row.state = ProjectState::Failed;
                 row.reason = Some(reason.into());
             }
@@ -297,18 +306,8 @@ impl Projects {
             max_projects,
             policy: Arc::new(policy),
             entries: Arc::new(Mutex::new(entries)),
+            changes: Arc::default(),
         })
-    }
-
-    /// Validates a path ([`validate_path`]) and checks it against the [`PathPolicy`];
-    /// returns its canonical form.
-    ///
-    /// # Errors
-    /// [`ProjectError::InvalidPath`] with a message a user can act on.
-    pub fn validate(&self, raw: &str) -> Result<PathBuf, ProjectError> {
-        let path = validate_path(raw)?;
-        self.policy.check(&path)?;
-        Ok(path)
     }
 
     fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
@@ -321,9 +320,13 @@ impl Projects {
     ///
     /// # Errors
     /// `InvalidPath`, `Exists`, `Nested`, `Limit` or `Store`.
-    pub fn create(&self, raw_path: &str, name: Option<&str>) -> Result<ProjectView, ProjectError> {
+    pub async fn create(
+        &self,
+        raw_path: &str,
+        name: Option<&str>,
+    ) -> Result<ProjectView, ProjectError> {
         // Canonicalising reads the file system: off the runtime's workers.
-        let path = crate::support::blocking::blocking(|| self.validate(raw_path))?;
+        let path = self.validate(raw_path.to_string()).await?;
         let name = match name.map(str::trim) {
             Some("") | None => path
                 .file_name()
@@ -336,7 +339,45 @@ impl Projects {
             }
             Some(name) => name.to_string(),
         };
-        let mut entries = self.entries();
+        let _change = self.changes.lock().await;
+        self.admit(&path)?;
+        let row = ProjectRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            name,
+            path,
+            created_at: now_ms(),
+            state: ProjectState::Idle,
+            reason: None,
+            session_id: None,
+            last_seq: 0,
+        };
+        self.store.insert_project(&row).await?;
+        let entry = Entry { row, run: None };
+        let view = view(&entry);
+        self.entries().insert(entry.row.id.clone(), entry);
+        Ok(view)
+    }
+
+    /// Validates a path ([`validate_path`]) and checks it against the [`PathPolicy`],
+    /// on the blocking pool (canonicalising reads the file system); returns its
+    /// canonical form.
+    ///
+    /// # Errors
+    /// [`ProjectError::InvalidPath`] with a message a user can act on.
+    pub async fn validate(&self, raw: String) -> Result<PathBuf, ProjectError> {
+        let policy = self.policy.clone();
+        crate::support::blocking::off_runtime(move || {
+            let path = validate_path(&raw)?;
+            policy.check(&path)?;
+            Ok(path)
+        })
+        .await
+    }
+
+    /// Whether `path` may join the registry: not registered, not nested in or around a
+    /// project, and room left.
+    fn admit(&self, path: &Path) -> Result<(), ProjectError> {
+        let entries = self.entries();
         for entry in entries.values() {
             let other = &entry.row.path;
             let nested = |relation| ProjectError::Nested {
@@ -345,7 +386,7 @@ impl Projects {
                 id: entry.row.id.clone(),
                 other: other.display().to_string(),
             };
-            if *other == path {
+            if other == path {
                 return Err(ProjectError::Exists {
                     path: path.display().to_string(),
                     id: entry.row.id.clone(),
@@ -359,23 +400,7 @@ impl Projects {
         if entries.len() >= self.max_projects {
             return Err(ProjectError::Limit(self.max_projects));
         }
-        let row = ProjectRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            name,
-            path,
-            created_at: now_ms(),
-            state: ProjectState::Idle,
-            reason: None,
-            session_id: None,
-            last_seq: 0,
-        };
-        // Under the registry lock, so two creates of one path cannot both pass the check;
-        // `blocking` keeps the runtime's other tasks moving while the row commits.
-        crate::support::blocking::blocking(|| self.store.insert_project_blocking(&row))?;
-        let entry = Entry { row, run: None };
-        let view = view(&entry);
-        entries.insert(entry.row.id.clone(), entry);
-        Ok(view)
+        Ok(())
     }
 
     /// Removes a project that runs nothing. Its directory is not touched. The project
@@ -387,6 +412,7 @@ impl Projects {
     /// `NotFound`, `Busy` or `Store`.
     pub async fn delete(&self, id: &str) -> Result<(), ProjectError> {
         let entry = {
+            let _change = self.changes.lock().await;
             let mut entries = self.entries();
             let entry = entries
                 .get(id)
@@ -397,6 +423,7 @@ impl Projects {
             entries.remove(id).expect("checked above")
         };
         if let Err(err) = self.store.delete_project(id).await {
+            let _change = self.changes.lock().await;
             self.entries().insert(id.to_string(), entry);
             return Err(err.into());
         }
@@ -433,59 +460,72 @@ impl Projects {
     /// # Errors
     /// `NotFound`, `Busy`, `InvalidPath` (the directory vanished or became a symlink),
     /// `InvalidSession` (the session to resume is not a UUID), `Store`.
-    pub fn begin_run(
+    pub async fn begin_run(
         &self,
         id: &str,
         run: ActiveRun,
     ) -> Result<(PathBuf, Option<String>), ProjectError> {
-        let mut entries = self.entries();
-        let entry = entries
-            .get_mut(id)
-            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
-        if entry.run.is_some() {
-            return Err(ProjectError::Busy(id.into()));
-        }
-        let registered = entry.row.path.clone();
-        match validate_path(&registered.to_string_lossy()) {
-            Ok(current) if current == registered => self.policy.check(&current)?,
-            Ok(current) => {
-                return Err(ProjectError::InvalidPath(format!(
-                    "{} now resolves to {}; remove and re-add the project",
-                    registered.display(),
-                    current.display()
-                )));
+        let _change = self.changes.lock().await;
+        let (registered, session) = {
+            let entries = self.entries();
+            let entry = entries
+                .get(id)
+                .ok_or_else(|| ProjectError::NotFound(id.into()))?;
+            if entry.run.is_some() {
+                return Err(ProjectError::Busy(id.into()));
             }
-            Err(err) => return Err(err),
-        }
-        if let Some(session) = &entry.row.session_id
+            (entry.row.path.clone(), entry.row.session_id.clone())
+        };
+        let checked = registered.clone();
+        let policy = self.policy.clone();
+        crate::support::blocking::off_runtime(move || {
+            match validate_path(&checked.to_string_lossy()) {
+                Ok(current) if current == checked => policy.check(&current),
+                Ok(current) => Err(ProjectError::InvalidPath(format!(
+                    "{} now resolves to {}; remove and re-add the project",
+                    checked.display(),
+                    current.display()
+                ))),
+                Err(err) => Err(err),
+            }
+        })
+        .await?;
+        if let Some(session) = &session
             && !valid_session_id(session)
         {
             return Err(ProjectError::InvalidSession(session.clone()));
         }
         self.store
-            .set_project_state(id, ProjectState::Running, None)?;
+            .set_project_state(id, ProjectState::Running, None)
+            .await?;
+        let mut entries = self.entries();
+        // A delete waits for the `changes` lock, so the entry is still there.
+        let entry = entries
+            .get_mut(id)
+            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
         entry.row.state = ProjectState::Running;
         entry.row.reason = None;
         entry.run = Some(run);
-        Ok((registered, entry.row.session_id.clone()))
+        Ok((registered, session))
     }
 
     /// Clears the run and records the project's new state.
     ///
     /// # Errors
     /// `Store`; the in-memory state is updated regardless.
-    pub fn end_run(
+    pub async fn end_run(
         &self,
         id: &str,
         state: ProjectState,
         reason: Option<&str>,
     ) -> Result<(), ProjectError> {
+        let _change = self.changes.lock().await;
         if let Some(entry) = self.entries().get_mut(id) {
             entry.run = None;
             entry.row.state = state;
             entry.row.reason = reason.map(str::to_string);
         }
-        self.store.set_project_state(id, state, reason)?;
+        self.store.set_project_state(id, state, reason).await?;
         Ok(())
     }
 
@@ -504,7 +544,7 @@ impl Projects {
     ///
     /// # Errors
     /// `InvalidSession` for an id that is not a UUID, `NotFound` or `Store`.
-    pub fn set_session(
+    pub async fn set_session(
         &self,
         id: &str,
         session_id: Option<&str>,
@@ -514,38 +554,63 @@ impl Projects {
         {
             return Err(ProjectError::InvalidSession(session.to_string()));
         }
+        let _change = self.changes.lock().await;
+        if let Some(unchanged) = self.view_if(id, |entry| {
+            entry.row.session_id.as_deref() == session_id
+        })? {
+            return Ok(unchanged);
+        }
+        self.store.set_session(id, session_id, now_ms()).await?;
+        self.update(id, |entry| entry.row.session_id = session_id.map(str::to_string))
+    }
+
+    /// The view of project `id` when `unchanged` holds for it.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    fn view_if(
+        &self,
+        id: &str,
+        unchanged: impl FnOnce(&Entry) -> bool,
+    ) -> Result<Option<ProjectView>, ProjectError> {
+        let entries = self.entries();
+        let entry = entries
+            .get(id)
+            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
+        Ok(unchanged(entry).then(|| view(entry)))
+    }
+
+    /// Applies a committed change to project `id` and returns its view.
+    ///
+    /// # Errors
+    /// `NotFound` (never while the caller holds the `changes` lock: a delete waits).
+    fn update(&self, id: &str, change: impl FnOnce(&mut Entry)) -> Result<ProjectView, ProjectError> {
         let mut entries = self.entries();
         let entry = entries
             .get_mut(id)
             .ok_or_else(|| ProjectError::NotFound(id.into()))?;
-        if entry.row.session_id.as_deref() == session_id {
-            return Ok(view(entry));
-        }
-        self.store.set_session(id, session_id, now_ms())?;
-        entry.row.session_id = session_id.map(str::to_string);
+        change(entry);
         Ok(view(entry))
     }
 
     /// Forgets the session so the next run starts fresh (`agent.new_session`). The check
     /// that no run holds the project and the change are one step under the registry's
-    /// lock, as in [`Projects::begin_run`], so a run cannot start between them and find
-    /// its session gone.
+    /// `changes` lock, as in [`Projects::begin_run`], so a run cannot start between them
+    /// and find its session gone.
     ///
     /// # Errors
     /// `Busy` while a run holds the project, `NotFound`, `Store`.
-    pub fn new_session(&self, id: &str) -> Result<ProjectView, ProjectError> {
-        let mut entries = self.entries();
-        let entry = entries
-            .get_mut(id)
-            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
-        if entry.run.is_some() {
+    pub async fn new_session(&self, id: &str) -> Result<ProjectView, ProjectError> {
+        let _change = self.changes.lock().await;
+        let unchanged = self.view_if(id, |entry| entry.row.session_id.is_none())?;
+        if self.active_run(id)?.is_some() {
             return Err(ProjectError::Busy(id.into()));
         }
-        if entry.row.session_id.is_some() {
-            self.store.set_session(id, None, now_ms())?;
-            entry.row.session_id = None;
+        if let Some(unchanged) = unchanged {
+            return Ok(unchanged);
         }
-        Ok(view(entry))
+        self.store.set_session(id, None, now_ms()).await?;
+        self.update(id, |entry| entry.row.session_id = None)
     }
 }
 
@@ -571,18 +636,16 @@ fn view(entry: &Entry) -> ProjectView {
 mod tests {
     use super::*;
 
+    /// The registry over a store in `dir/data`, loaded on a thread of its own (loading is
+    /// sync, for the blocking pool, and the tests run on a runtime).
     fn projects(dir: &Path, max: usize) -> Projects {
-        let policy = PathPolicy::new(None, &[(&dir.join("data"), "the hub's data directory")]);
-        Projects::load(Store::open(&dir.join("data")).unwrap(), max, policy).unwrap()
-    }
-
-    /// Runs an async store call from a plain test thread.
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(future)
+        let data = dir.join("data");
+        std::thread::spawn(move || {
+            let policy = PathPolicy::new(None, &[(&data, "the hub's data directory")]);
+            Projects::load(Store::open(&data).unwrap(), max, policy).unwrap()
+        })
+        .join()
+        .unwrap()
     }
 
     #[test]
@@ -656,8 +719,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn nesting_duplicates_and_limits() {
+    #[tokio::test]
+    async fn nesting_duplicates_and_limits() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         for sub in ["a/inner", "b", "c", "ab"] {
@@ -665,49 +728,50 @@ mod tests {
         }
         let projects = projects(&root, 3);
         let path = |sub: &str| root.join(sub).display().to_string();
-        let a = projects.create(&path("a"), None).unwrap();
+        let a = projects.create(&path("a"), None).await.unwrap();
         assert_eq!(a.name, "a");
         assert!(matches!(
-            projects.create(&path("a"), None),
+            projects.create(&path("a"), None).await,
             Err(ProjectError::Exists { .. })
         ));
         assert!(matches!(
-            projects.create(&path("a/inner"), None),
+            projects.create(&path("a/inner"), None).await,
             Err(ProjectError::Nested {
                 relation: "is inside",
                 ..
             })
         ));
-        block_on(projects.delete(&a.id)).unwrap();
-        projects.create(&path("a/inner"), Some("Inner")).unwrap();
+        projects.delete(&a.id).await.unwrap();
+        projects.create(&path("a/inner"), Some("Inner")).await.unwrap();
         assert!(matches!(
-            projects.create(&path("a"), None),
+            projects.create(&path("a"), None).await,
             Err(ProjectError::Nested {
                 relation: "contains",
                 ..
             })
         ));
         // A sibling whose name shares a prefix is not nested.
-        projects.create(&path("ab"), None).unwrap();
-        projects.create(&path("b"), None).unwrap();
+        projects.create(&path("ab"), None).await.unwrap();
+        projects.create(&path("b"), None).await.unwrap();
         assert!(matches!(
-            projects.create(&path("c"), None),
+            projects.create(&path("c"), None).await,
             Err(ProjectError::Limit(3))
         ));
         assert!(matches!(
-            block_on(projects.delete("nope")),
+            projects.delete("nope").await,
             Err(ProjectError::NotFound(_))
         ));
     }
 
-    #[test]
-    fn a_project_replaced_by_a_symlink_cannot_run() {
+    #[tokio::test]
+    async fn a_project_replaced_by_a_symlink_cannot_run() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         std::fs::create_dir(root.join("p")).unwrap();
         let projects = projects(&root, 10);
         let p = projects
             .create(&root.join("p").display().to_string(), None)
+            .await
             .unwrap();
         std::fs::remove_dir(root.join("p")).unwrap();
         std::os::unix::fs::symlink("/etc", root.join("p")).unwrap();
@@ -717,13 +781,13 @@ mod tests {
             stop: CancellationToken::new(),
         };
         assert!(matches!(
-            projects.begin_run(&p.id, run),
+            projects.begin_run(&p.id, run).await,
             Err(ProjectError::InvalidPath(_))
         ));
     }
 
-    #[test]
-    fn one_run_at_a_time_and_state_survives_reload() {
+    #[tokio::test]
+    async fn one_run_at_a_time_and_state_survives_reload() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         std::fs::create_dir(root.join("p")).unwrap();
@@ -731,19 +795,20 @@ mod tests {
             let projects = projects(&root, 10);
             let p = projects
                 .create(&root.join("p").display().to_string(), None)
+                .await
                 .unwrap();
             let run = || ActiveRun {
                 id: "r".into(),
                 started_at: 0,
                 stop: CancellationToken::new(),
             };
-            projects.begin_run(&p.id, run()).unwrap();
+            projects.begin_run(&p.id, run()).await.unwrap();
             assert!(matches!(
-                projects.begin_run(&p.id, run()),
+                projects.begin_run(&p.id, run()).await,
                 Err(ProjectError::Busy(_))
             ));
             assert!(matches!(
-                block_on(projects.delete(&p.id)),
+                projects.delete(&p.id).await,
                 Err(ProjectError::Busy(_))
             ));
             assert!(projects.active_run(&p.id).unwrap().is_some());
@@ -755,8 +820,8 @@ mod tests {
         assert!(projects.active_run(&id).unwrap().is_none());
     }
 
-    #[test]
-    fn a_new_session_never_clears_the_session_of_a_run_that_started() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_session_never_clears_the_session_of_a_run_that_started() {
         const SESSION: &str = "0190a5b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b";
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
@@ -764,34 +829,41 @@ mod tests {
         let projects = projects(&root, 10);
         let id = projects
             .create(&root.join("p").display().to_string(), None)
+            .await
             .unwrap()
             .id;
-        projects.set_session(&id, Some(SESSION)).unwrap();
-        let done = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            // `agent.new_session` from another connection, over and over.
-            scope.spawn(|| {
+        projects.set_session(&id, Some(SESSION)).await.unwrap();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // `agent.new_session` from another connection, over and over.
+        let other = tokio::spawn({
+            let (projects, id, done) = (projects.clone(), id.clone(), done.clone());
+            async move {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    match projects.new_session(&id) {
+                    match projects.new_session(&id).await {
                         Ok(_) | Err(ProjectError::Busy(_)) => {}
                         Err(err) => panic!("{err}"),
                     }
+                    tokio::task::yield_now().await;
                 }
-            });
-            for _ in 0..300 {
-                let run = ActiveRun {
-                    id: "r".into(),
-                    started_at: 0,
-                    stop: CancellationToken::new(),
-                };
-                let (_, resumed) = projects.begin_run(&id, run).unwrap();
-                std::thread::yield_now();
-                // While the run holds the project, its session is the one it resumed.
-                assert_eq!(projects.get(&id).unwrap().session_id, resumed);
-                projects.set_session(&id, Some(SESSION)).unwrap();
-                projects.end_run(&id, ProjectState::Idle, None).unwrap();
             }
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
         });
+        for _ in 0..100 {
+            let run = ActiveRun {
+                id: "r".into(),
+                started_at: 0,
+                stop: CancellationToken::new(),
+            };
+            let (_, resumed) = projects.begin_run(&id, run).await.unwrap();
+            tokio::task::yield_now().await;
+            // While the run holds the project, its session is the one it resumed.
+            assert_eq!(projects.get(&id).unwrap().session_id, resumed);
+            projects.set_session(&id, Some(SESSION)).await.unwrap();
+            projects
+                .end_run(&id, ProjectState::Idle, None)
+                .await
+                .unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        other.await.unwrap();
     }
 }

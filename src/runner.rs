@@ -379,7 +379,11 @@ impl Runner {
     /// `INVALID_PARAMS` or `TOO_LARGE` for a bad prompt or timeout, `PROJECT_NOT_FOUND`,
     /// `PROJECT_BUSY` (interactive), `INVALID_PATH` (the directory changed), and
     /// `AGENT_UNAVAILABLE` when the CLI is missing or cannot start.
-    pub fn start(&self, request: RunRequest, permit: Permit) -> Result<RunHandle, RunError> {
+    pub async fn start(
+        &self,
+        request: RunRequest,
+        permit: Permit,
+    ) -> Result<RunHandle, RunError> {
         let config = &self.parts().config;
         if request.prompt.trim().is_empty() {
             return Err(RunError::EmptyPrompt);
@@ -391,7 +395,7 @@ impl Runner {
         if timeout_s == 0 || timeout_s > config.max_timeout_s {
             return Err(RunError::Timeout(config.max_timeout_s));
         }
-        let cli = self.cli().get().ok_or(RunError::CliMissing)?;
+        let cli = self.cli().look_up().await.ok_or(RunError::CliMissing)?;
         let mut ctx = RunContext {
             project_id: request.project_id,
             run: ActiveRun {
@@ -404,7 +408,7 @@ impl Runner {
             keep_open: request.keep_open,
             resumed: false,
         };
-        let (path, resume) = self.prepare(&ctx)?;
+        let (path, resume) = self.prepare(&ctx).await?;
         ctx.resumed = resume.is_some();
         // A root span: the run outlives the connection or task that started it.
         let span = match ctx.task_id() {
@@ -413,7 +417,7 @@ impl Runner {
             None => info_span!(parent: None, "run", run_id = %ctx.run.id,
                                project_id = %ctx.project_id),
         };
-        let _entered = span.enter();
+        let started = async {
         let store = &self.parts().store;
         if let Err(err) = store.insert_run(
             &ctx.run.id,
@@ -421,28 +425,23 @@ impl Runner {
             &request.prompt,
             resume.as_deref(),
             ctx.run.started_at,
-        ) {
+        ).await {
             if ctx.interactive() {
                 self.parts()
                     .projects
                     .end_run(&ctx.project_id, ProjectState::Failed, Some("store error"))
+                    .await
                     .ok();
             }
             return Err(err.into());
         }
         let (input, inputs) = mpsc::channel(session::INPUT_QUEUE);
-        let child = match self.launch(&cli, &ctx, inputs, resume.as_deref(), &path) {
+        let child = match self.launch(&cli, &ctx, inputs, resume.as_deref(), &path).await {
             Ok(child) => child,
             Err(reason) => {
                 let outcome = RunOutcome::new(RunStatus::Failed, Some(reason.clone()));
-                // No output exists: the finish line is stored in the background (the
-                // caller is a sync path and gets the error either way).
-                let line = self.record_end_row(&ctx, &outcome, permit);
-                let (this, line_ctx) = (self.clone(), ctx.clone());
-                self.parts()
-                    .tracker
-                    .spawn(async move { this.hub_line(&line_ctx, line).await }.in_current_span());
-                self.record_end_state(&ctx, &outcome);
+                // No output exists: only the finish line goes in the log.
+                self.record_end(&ctx, &outcome, permit).await;
                 return Err(RunError::CannotStart(reason));
             }
         };
@@ -503,17 +502,23 @@ impl Runner {
             .tracker
             .spawn(supervisor.instrument(span.clone()));
         Ok(handle)
+        }
+        .instrument(span.clone())
+        .await;
+        started
     }
 
     /// Claims the project (interactive) or checks its directory (task); returns the
     /// directory and the session to resume.
-    fn prepare(&self, ctx: &RunContext) -> Result<(PathBuf, Option<String>), RunError> {
+    async fn prepare(&self, ctx: &RunContext) -> Result<(PathBuf, Option<String>), RunError> {
         let projects = &self.parts().projects;
         match &ctx.mode {
             RunMode::Interactive { new_session } => {
-                let (path, session) = projects.begin_run(&ctx.project_id, ctx.run.clone())?;
+                let (path, session) = projects
+                    .begin_run(&ctx.project_id, ctx.run.clone())
+                    .await?;
                 if *new_session {
-                    projects.set_session(&ctx.project_id, None)?;
+                    projects.set_session(&ctx.project_id, None).await?;
                     return Ok((path, None));
                 }
                 Ok((path, session))
@@ -521,7 +526,7 @@ impl Runner {
             RunMode::Task { .. } => {
                 let view = projects.get(&ctx.project_id)?;
                 let path = PathBuf::from(&view.path);
-                match crate::support::blocking::blocking(|| projects.validate(&view.path)) {
+                match projects.validate(view.path.clone()).await {
                     Ok(current) if current == path => Ok((path, None)),
                     Ok(current) => Err(RunError::PathChanged {
                         path: view.path,
@@ -538,7 +543,7 @@ impl Runner {
     ///
     /// # Errors
     /// A message for the user when the CLI cannot start or exits before it is tracked.
-    fn launch(
+    async fn launch(
         &self,
         cli: &AgentCli,
         ctx: &RunContext,
@@ -559,7 +564,7 @@ impl Runner {
             .id()
             .map(|pid| pid as i32)
             .ok_or_else(|| "the agent exited before it could be tracked".to_string())?;
-        if let Err(err) = self.parts().store.set_run_pgid(&ctx.run.id, pgid) {
+        if let Err(err) = self.parts().store.set_run_pgid(&ctx.run.id, pgid).await {
             warn!(error = %ErrorChain(&err), "cannot record the run's process group");
         }
         Ok(child)
@@ -627,14 +632,14 @@ impl Runner {
     /// Records a run's end: the run row, the permit given back, the finish line in the
     /// log (awaited), and for an interactive run the project's state.
     async fn record_end(&self, ctx: &RunContext, outcome: &RunOutcome, permit: Permit) {
-        let line = self.record_end_row(ctx, outcome, permit);
+        let line = self.record_end_row(ctx, outcome, permit).await;
         self.hub_line(ctx, line).await;
-        self.record_end_state(ctx, outcome);
+        self.record_end_state(ctx, outcome).await;
     }
 
     /// The first half of [`Runner::record_end`]: the run row and the permit; returns the
     /// finish line to store.
-    fn record_end_row(
+    async fn record_end_row(
         &self,
         ctx: &RunContext,
         outcome: &RunOutcome,
@@ -644,6 +649,7 @@ impl Runner {
             .parts()
             .store
             .finish_run(&ctx.run.id, outcome, now_ms())
+            .await
         {
             warn!(error = %ErrorChain(&err), "cannot record the run's end");
         }
@@ -662,7 +668,7 @@ impl Runner {
     }
 
     /// The second half of [`Runner::record_end`]: the project's state and the events.
-    fn record_end_state(&self, ctx: &RunContext, outcome: &RunOutcome) {
+    async fn record_end_state(&self, ctx: &RunContext, outcome: &RunOutcome) {
         if ctx.interactive() {
             let state = match outcome.status {
                 RunStatus::Succeeded => ProjectState::Idle,
@@ -673,6 +679,7 @@ impl Runner {
                 self.parts()
                     .projects
                     .end_run(&ctx.project_id, state, outcome.error.as_deref())
+                    .await
             {
                 warn!(error = %ErrorChain(&err), "cannot record the project's state");
             }
@@ -901,7 +908,8 @@ impl Runner {
                 keep_open: true,
             },
             permit()?,
-        )?;
+        )
+        .await?;
         Ok(Sent {
             run_id: handle.run_id,
             delivery: if queued_message.is_some() {

@@ -181,21 +181,23 @@ fn task_list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
             "limit must be between 1 and 10000",
         ));
     }
-    let mut rows = call
-        .ctx
-        .store
-        .tasks(
-            &params.project_id,
-            params.state,
-            params.after_seq.unwrap_or(0),
-            limit,
-        )
-        .map_err(CoordinationError::from)?;
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    reply(&TaskPage {
-        tasks: rows.iter().map(TaskRow::view).collect(),
-        has_more,
+    let store = call.ctx.store.clone();
+    later(async move {
+        let mut rows = store
+            .tasks(
+                &params.project_id,
+                params.state,
+                params.after_seq.unwrap_or(0),
+                limit,
+            )
+            .await
+            .map_err(CoordinationError::from)?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok(TaskPage {
+            tasks: rows.iter().map(TaskRow::view).collect(),
+            has_more,
+        })
     })
 }
 
@@ -291,11 +293,11 @@ fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> 
         ))
         .into());
     }
-    if params.agent_workers > 0 && ctx.cli.get().is_none() {
-        return Err(CoordinationError::AgentUnavailable.into());
-    }
-    let coordinator = ctx.coordinator.clone();
+    let (coordinator, cli) = (ctx.coordinator.clone(), ctx.cli.clone());
     later(async move {
+        if params.agent_workers > 0 && cli.look_up().await.is_none() {
+            return Err(CoordinationError::AgentUnavailable.into());
+        }
         let workers = coordinator
             .configure(&params.project_id, params.agent_workers)
             .await?;
