@@ -555,13 +555,15 @@ impl Projects {
             return Err(ProjectError::InvalidSession(session.to_string()));
         }
         let _change = self.changes.lock().await;
-        if let Some(unchanged) = self.view_if(id, |entry| {
-            entry.row.session_id.as_deref() == session_id
-        })? {
+        if let Some(unchanged) =
+            self.view_if(id, |entry| entry.row.session_id.as_deref() == session_id)?
+        {
             return Ok(unchanged);
         }
         self.store.set_session(id, session_id, now_ms()).await?;
-        self.update(id, |entry| entry.row.session_id = session_id.map(str::to_string))
+        self.update(id, |entry| {
+            entry.row.session_id = session_id.map(str::to_string)
+        })
     }
 
     /// The view of project `id` when `unchanged` holds for it.
@@ -584,7 +586,11 @@ impl Projects {
     ///
     /// # Errors
     /// `NotFound` (never while the caller holds the `changes` lock: a delete waits).
-    fn update(&self, id: &str, change: impl FnOnce(&mut Entry)) -> Result<ProjectView, ProjectError> {
+    fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Entry),
+    ) -> Result<ProjectView, ProjectError> {
         let mut entries = self.entries();
         let entry = entries
             .get_mut(id)
@@ -742,7 +748,10 @@ mod tests {
             })
         ));
         projects.delete(&a.id).await.unwrap();
-        projects.create(&path("a/inner"), Some("Inner")).await.unwrap();
+        projects
+            .create(&path("a/inner"), Some("Inner"))
+            .await
+            .unwrap();
         assert!(matches!(
             projects.create(&path("a"), None).await,
             Err(ProjectError::Nested {

@@ -379,11 +379,7 @@ impl Runner {
     /// `INVALID_PARAMS` or `TOO_LARGE` for a bad prompt or timeout, `PROJECT_NOT_FOUND`,
     /// `PROJECT_BUSY` (interactive), `INVALID_PATH` (the directory changed), and
     /// `AGENT_UNAVAILABLE` when the CLI is missing or cannot start.
-    pub async fn start(
-        &self,
-        request: RunRequest,
-        permit: Permit,
-    ) -> Result<RunHandle, RunError> {
+    pub async fn start(&self, request: RunRequest, permit: Permit) -> Result<RunHandle, RunError> {
         let config = &self.parts().config;
         if request.prompt.trim().is_empty() {
             return Err(RunError::EmptyPrompt);
@@ -418,90 +414,96 @@ impl Runner {
                                project_id = %ctx.project_id),
         };
         let started = async {
-        let store = &self.parts().store;
-        if let Err(err) = store.insert_run(
-            &ctx.run.id,
-            &ctx.project_id,
-            &request.prompt,
-            resume.as_deref(),
-            ctx.run.started_at,
-        ).await {
+            let store = &self.parts().store;
+            if let Err(err) = store
+                .insert_run(
+                    &ctx.run.id,
+                    &ctx.project_id,
+                    &request.prompt,
+                    resume.as_deref(),
+                    ctx.run.started_at,
+                )
+                .await
+            {
+                if ctx.interactive() {
+                    self.parts()
+                        .projects
+                        .end_run(&ctx.project_id, ProjectState::Failed, Some("store error"))
+                        .await
+                        .ok();
+                }
+                return Err(err.into());
+            }
+            let (input, inputs) = mpsc::channel(session::INPUT_QUEUE);
+            let child = match self
+                .launch(&cli, &ctx, inputs, resume.as_deref(), &path)
+                .await
+            {
+                Ok(child) => child,
+                Err(reason) => {
+                    let outcome = RunOutcome::new(RunStatus::Failed, Some(reason.clone()));
+                    // No output exists: only the finish line goes in the log.
+                    self.record_end(&ctx, &outcome, permit).await;
+                    return Err(RunError::CannotStart(reason));
+                }
+            };
+            let (worker_id, task_id) = match &ctx.mode {
+                RunMode::Task { task_id, worker_id } => (Some(worker_id.as_str()), Some(task_id)),
+                RunMode::Interactive { .. } => (None, None),
+            };
+            let started_line = Self::hub_text(&RunStartedLine {
+                kind: "run_started",
+                run_id: &ctx.run.id,
+                task_id: task_id.map(String::as_str),
+                worker_id,
+                prompt: &request.prompt,
+                resume: resume.as_deref(),
+                cwd: &path,
+            });
+            match task_id {
+                Some(task_id) => {
+                    self.task_runs().insert(
+                        ctx.run.id.clone(),
+                        TaskRun {
+                            task_id: task_id.clone(),
+                            stop: ctx.run.stop.clone(),
+                        },
+                    );
+                }
+                None => self.emit_state(&ctx, None),
+            }
+            self.parts().metrics.runs_started.inc();
+            self.parts().sink.emit(Event::RunStarted);
+            info!(pid = child.id(), cli = %cli.path.display(), resume = resume.is_some(),
+              worker_id, "agent run started");
+            let (done, ended) = oneshot::channel();
+            let handle = RunHandle {
+                run_id: ctx.run.id.clone(),
+                stop: ctx.run.stop.clone(),
+                ended,
+            };
+            let (commands_tx, commands) = mpsc::channel(16);
             if ctx.interactive() {
-                self.parts()
-                    .projects
-                    .end_run(&ctx.project_id, ProjectState::Failed, Some("store error"))
-                    .await
-                    .ok();
-            }
-            return Err(err.into());
-        }
-        let (input, inputs) = mpsc::channel(session::INPUT_QUEUE);
-        let child = match self.launch(&cli, &ctx, inputs, resume.as_deref(), &path).await {
-            Ok(child) => child,
-            Err(reason) => {
-                let outcome = RunOutcome::new(RunStatus::Failed, Some(reason.clone()));
-                // No output exists: only the finish line goes in the log.
-                self.record_end(&ctx, &outcome, permit).await;
-                return Err(RunError::CannotStart(reason));
-            }
-        };
-        let (worker_id, task_id) = match &ctx.mode {
-            RunMode::Task { task_id, worker_id } => (Some(worker_id.as_str()), Some(task_id)),
-            RunMode::Interactive { .. } => (None, None),
-        };
-        let started_line = Self::hub_text(&RunStartedLine {
-            kind: "run_started",
-            run_id: &ctx.run.id,
-            task_id: task_id.map(String::as_str),
-            worker_id,
-            prompt: &request.prompt,
-            resume: resume.as_deref(),
-            cwd: &path,
-        });
-        match task_id {
-            Some(task_id) => {
-                self.task_runs().insert(
-                    ctx.run.id.clone(),
-                    TaskRun {
-                        task_id: task_id.clone(),
-                        stop: ctx.run.stop.clone(),
+                self.sessions().insert(
+                    ctx.project_id.clone(),
+                    SessionHandle {
+                        run_id: ctx.run.id.clone(),
+                        commands: commands_tx,
                     },
                 );
             }
-            None => self.emit_state(&ctx, None),
-        }
-        self.parts().metrics.runs_started.inc();
-        self.parts().sink.emit(Event::RunStarted);
-        info!(pid = child.id(), cli = %cli.path.display(), resume = resume.is_some(),
-              worker_id, "agent run started");
-        let (done, ended) = oneshot::channel();
-        let handle = RunHandle {
-            run_id: ctx.run.id.clone(),
-            stop: ctx.run.stop.clone(),
-            ended,
-        };
-        let (commands_tx, commands) = mpsc::channel(16);
-        if ctx.interactive() {
-            self.sessions().insert(
-                ctx.project_id.clone(),
-                SessionHandle {
-                    run_id: ctx.run.id.clone(),
-                    commands: commands_tx,
-                },
-            );
-        }
-        let live = Live {
-            input,
-            commands,
-            first_prompt: request.prompt,
-        };
-        let supervisor = self
-            .clone()
-            .supervise(ctx, child, permit, done, started_line, live);
-        self.parts()
-            .tracker
-            .spawn(supervisor.instrument(span.clone()));
-        Ok(handle)
+            let live = Live {
+                input,
+                commands,
+                first_prompt: request.prompt,
+            };
+            let supervisor = self
+                .clone()
+                .supervise(ctx, child, permit, done, started_line, live);
+            self.parts()
+                .tracker
+                .spawn(supervisor.instrument(span.clone()));
+            Ok(handle)
         }
         .instrument(span.clone())
         .await;
@@ -514,9 +516,7 @@ impl Runner {
         let projects = &self.parts().projects;
         match &ctx.mode {
             RunMode::Interactive { new_session } => {
-                let (path, session) = projects
-                    .begin_run(&ctx.project_id, ctx.run.clone())
-                    .await?;
+                let (path, session) = projects.begin_run(&ctx.project_id, ctx.run.clone()).await?;
                 if *new_session {
                     projects.set_session(&ctx.project_id, None).await?;
                     return Ok((path, None));
@@ -675,11 +675,11 @@ impl Runner {
                 RunStatus::Killed => ProjectState::Killed,
                 _ => ProjectState::Failed,
             };
-            if let Err(err) =
-                self.parts()
-                    .projects
-                    .end_run(&ctx.project_id, state, outcome.error.as_deref())
-                    .await
+            if let Err(err) = self
+                .parts()
+                .projects
+                .end_run(&ctx.project_id, state, outcome.error.as_deref())
+                .await
             {
                 warn!(error = %ErrorChain(&err), "cannot record the project's state");
             }
@@ -899,17 +899,18 @@ impl Runner {
                 None => (row.text.clone(), None),
             }
         };
-        let handle = self.start(
-            RunRequest {
-                project_id: project_id.to_string(),
-                prompt: first,
-                mode: RunMode::Interactive { new_session: false },
-                timeout_s: None,
-                keep_open: true,
-            },
-            permit()?,
-        )
-        .await?;
+        let handle = self
+            .start(
+                RunRequest {
+                    project_id: project_id.to_string(),
+                    prompt: first,
+                    mode: RunMode::Interactive { new_session: false },
+                    timeout_s: None,
+                    keep_open: true,
+                },
+                permit()?,
+            )
+            .await?;
         Ok(Sent {
             run_id: handle.run_id,
             delivery: if queued_message.is_some() {

@@ -622,11 +622,10 @@ impl Hub {
                 .then(|| now_ms() - (retention.max_age_days as i64) * 86_400_000);
             let store = self.inner.store.clone();
             let max_lines = retention.max_lines_per_project;
-            match tokio::task::spawn_blocking(move || store.prune(max_lines, cutoff)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(deleted)) => info!(deleted, "message log retention applied"),
-                Ok(Err(err)) => warn!(error = %ErrorChain(&err), "message log retention failed"),
-                Err(_) => warn!("message log retention task panicked"),
+            match off_runtime(move || store.prune(max_lines, cutoff)).await {
+                Ok(0) => {}
+                Ok(deleted) => info!(deleted, "message log retention applied"),
+                Err(err) => warn!(error = %ErrorChain(&err), "message log retention failed"),
             }
         }
     }

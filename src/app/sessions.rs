@@ -38,12 +38,13 @@ fn lifetime_ms(hub: &Hub) -> i64 {
 pub async fn sign_in(hub: &Hub) -> Result<String, StoreError> {
     let session = new_token();
     let now = now_ms();
-    hub.store().insert_dashboard_session(
-        &token_hash(&session),
-        now,
-        now.saturating_add(lifetime_ms(hub)),
-    )
-    .await?;
+    hub.store()
+        .insert_dashboard_session(
+            &token_hash(&session),
+            now,
+            now.saturating_add(lifetime_ms(hub)),
+        )
+        .await?;
     tracing::info!("dashboard signed in");
     Ok(cookie(hub, &session))
 }

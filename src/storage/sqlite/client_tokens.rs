@@ -48,7 +48,7 @@ impl Store {
             )?;
             Ok(())
         })
-            .await
+        .await
     }
 
     /// Every token not revoked, oldest first.
@@ -79,7 +79,7 @@ impl Store {
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
-            .await
+        .await
     }
 
     /// Marks a live token revoked; false when no live token has that id.
@@ -99,7 +99,7 @@ impl Store {
                 .optional()?
                 .is_some())
         })
-            .await
+        .await
     }
 
     /// Gives live token `id` the value whose SHA-256 is `hash` (a pairing claim hands
@@ -114,16 +114,17 @@ impl Store {
         hash: &[u8; 32],
     ) -> Result<Option<Scopes>, StoreError> {
         let (id, hash) = (id.to_string(), *hash);
-        let scopes: Option<String> = self.write(move |conn| {
-            Ok(conn
-                .query_row(
-                    "UPDATE client_tokens SET hash = ?2
+        let scopes: Option<String> = self
+            .write(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "UPDATE client_tokens SET hash = ?2
                      WHERE id = ?1 AND revoked_at IS NULL RETURNING scopes",
-                    params![id, hash.as_slice()],
-                    |row| row.get(0),
-                )
-                .optional()?)
-        })
+                        params![id, hash.as_slice()],
+                        |row| row.get(0),
+                    )
+                    .optional()?)
+            })
             .await?;
         Ok(scopes.map(|s| Scopes::from_storage(&s)))
     }
@@ -132,7 +133,12 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub async fn touch_client_token(&self, id: &str, at: i64, addr: &str) -> Result<(), StoreError> {
+    pub async fn touch_client_token(
+        &self,
+        id: &str,
+        at: i64,
+        addr: &str,
+    ) -> Result<(), StoreError> {
         let (id, addr) = (id.to_string(), addr.to_string());
         self.write(move |conn| {
             conn.execute(
@@ -141,15 +147,15 @@ impl Store {
             )?;
             Ok(())
         })
-            .await
+        .await
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::storage::sqlite::tests::wait;
     use super::*;
     use crate::protocol::scopes::Scope;
+    use crate::storage::sqlite::tests::wait;
 
     fn row(id: &str, hash: u8) -> ClientTokenRow {
         ClientTokenRow {
@@ -179,7 +185,10 @@ mod tests {
         assert!(wait(store.revoke_client_token("cl_b", 6)).unwrap());
         assert!(!wait(store.revoke_client_token("cl_b", 7)).unwrap());
         assert!(!wait(store.revoke_client_token("cl_missing", 7)).unwrap());
-        assert_eq!(wait(store.rekey_client_token("cl_b", &[8; 32])).unwrap(), None);
+        assert_eq!(
+            wait(store.rekey_client_token("cl_b", &[8; 32])).unwrap(),
+            None
+        );
         assert_eq!(
             wait(store.rekey_client_token("cl_a", &[9; 32])).unwrap(),
             Some(Scopes::only(Scope::Events))

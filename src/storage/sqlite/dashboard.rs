@@ -27,7 +27,7 @@ impl Store {
             )?;
             Ok(())
         })
-            .await
+        .await
     }
 
     /// Uses a dashboard session: when an unexpired session has this hash, moves its
@@ -49,7 +49,7 @@ impl Store {
             )?;
             Ok(changed == 1)
         })
-            .await
+        .await
     }
 
     /// Deletes the dashboard session with this hash (a sign-out); returns whether there
@@ -66,7 +66,7 @@ impl Store {
             )?;
             Ok(deleted == 1)
         })
-            .await
+        .await
     }
 
     /// Deletes every dashboard session (sign out everywhere); returns how many were
@@ -84,7 +84,7 @@ impl Store {
             conn.execute("DELETE FROM dashboard_sessions", [])?;
             Ok(usize::try_from(live).unwrap_or(0))
         })
-            .await
+        .await
     }
 
     /// Whether an unexpired dashboard session has this hash. The lookup is by primary key
@@ -108,6 +108,6 @@ impl Store {
                 .optional()?
                 .is_some())
         })
-            .await
+        .await
     }
 }

@@ -165,7 +165,7 @@ impl Store {
             )?;
             Ok(())
         })
-            .await
+        .await
     }
 
     /// Records the process group of a run, so that a crash can be cleaned up later.
@@ -181,7 +181,7 @@ impl Store {
             )?;
             Ok(())
         })
-            .await
+        .await
     }
 
     /// Records how a run ended and adds its cost to its session.
@@ -295,14 +295,16 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn run_status(&self, run_id: &str) -> Result<Option<String>, StoreError> {
-        self.read_blocking(|conn| {
+    pub async fn run_status(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let run_id = run_id.to_string();
+        self.read(move |conn| {
             Ok(conn
                 .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |row| {
                     row.get(0)
                 })
                 .optional()?)
         })
+        .await
     }
 }
 

@@ -246,7 +246,7 @@ impl Store {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
-            .await
+        .await
     }
 
     /// Every project rule, for the hub's start.
@@ -268,6 +268,6 @@ impl Store {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
-            .await
+        .await
     }
 }

@@ -301,7 +301,7 @@ impl Store {
             )?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
-            .await
+        .await
     }
 
     /// Every task still `pending` or `running`, for the coordinator's start.
