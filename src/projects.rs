@@ -393,7 +393,7 @@ impl Projects {
                 });
             } else if path.starts_with(other) {
                 return Err(nested("is inside"));
-            } else if other.starts_with(&path) {
+            } else if other.starts_with(path) {
                 return Err(nested("contains"));
             }
         }

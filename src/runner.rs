@@ -413,7 +413,7 @@ impl Runner {
             None => info_span!(parent: None, "run", run_id = %ctx.run.id,
                                project_id = %ctx.project_id),
         };
-        let started = async {
+        async {
             let store = &self.parts().store;
             if let Err(err) = store
                 .insert_run(
@@ -506,8 +506,7 @@ impl Runner {
             Ok(handle)
         }
         .instrument(span.clone())
-        .await;
-        started
+        .await
     }
 
     /// Claims the project (interactive) or checks its directory (task); returns the
