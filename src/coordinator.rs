@@ -167,8 +167,16 @@ struct Inner {
     /// Changed under the state lock only.
     generation: AtomicU64,
     /// Transitions' writes, to the forwarding task, in order.
+    ///
+    /// Unbounded because it is fed under the state lock, a std `Mutex` that cannot wait
+    /// for room; it cannot grow without bound all the same: one message per transition,
+    /// and a transition a peer causes (a request) is awaited to its commit before the
+    /// connection reads its next request, so at most one per connection is in flight
+    /// (connections are capped, `limits.max_connections`); the others (lease timers,
+    /// disconnects, run ends) are at most one per worker or run at a time.
     forward: mpsc::UnboundedSender<Submission>,
-    /// Transitions, to the publishing task, in order.
+    /// Transitions, to the publishing task, in order; bounded as `forward` is (one
+    /// entry per transition, sent beside its submission).
     publish: mpsc::UnboundedSender<Entry>,
     /// Held by a `task.create` from its read of the ids' owners to its rows queued.
     creating: tokio::sync::Mutex<()>,

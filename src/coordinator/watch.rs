@@ -59,6 +59,11 @@ enum Command {
 }
 
 /// The handle to the watcher task. Its methods queue a command and return at once.
+///
+/// The queue is unbounded so that they stay sync; it grows by one command per project
+/// created or deleted, a request the connection awaits before it reads the next, so it
+/// holds at most one command per connection (`limits.max_connections`) plus the
+/// projects at start (`limits.max_projects`).
 pub struct Watch {
     tx: mpsc::UnboundedSender<Command>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
