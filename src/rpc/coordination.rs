@@ -11,9 +11,10 @@ use crate::coordinator::reports::valid_task_id;
 use crate::coordinator::{CoordinationError, MAX_TASK_BYTES, MAX_TASKS_PER_CREATE};
 use crate::protocol::Role;
 use crate::protocol::coordination::{
-    ProjectConfigureParams, ProjectConfigured, StatusParams, TaskAnswer, TaskCancelResult,
-    TaskCompleteParams, TaskCreateParams, TaskFailParams, TaskListParams, TaskPage, TaskRef,
-    TaskState, TasksCreated, WorkerList, WorkerRegisterParams, WorkerRegistered, method,
+    ProjectConfigureParams, ProjectConfigured, StatusParams, TASK_LIST_MAX, TaskAnswer,
+    TaskCancelResult, TaskCompleteParams, TaskCreateParams, TaskFailParams, TaskListParams,
+    TaskPage, TaskRef, TaskState, TasksCreated, WorkerList, WorkerRegisterParams, WorkerRegistered,
+    method,
 };
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::hub::ConnectionChange;
@@ -175,7 +176,7 @@ fn task_list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let params: TaskListParams = parse_params(params)?;
     call.ctx.projects.get(&params.project_id)?;
     let limit = params.limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
+    if !(1..=TASK_LIST_MAX).contains(&limit) {
         return Err(RpcError::new(
             ErrorKind::InvalidParams,
             "limit must be between 1 and 10000",
