@@ -367,6 +367,7 @@ impl Coordinator {
             },
             timeout_s: None,
             keep_open: false,
+            agent: task.agent,
         };
         let this = self.clone();
         let span = info_span!(parent: None, "task", task_id = %task.id, worker_id = %worker_id);
@@ -452,7 +453,7 @@ impl Coordinator {
     /// Brings up the agent workers of every configured project and starts the lease
     /// timer. Called once, when the server starts.
     pub fn start(&self) {
-        let cli_available = self.parts().runner.cli().get().is_some();
+        let cli_available = self.parts().runner.any_cli();
         let projects = self.parts().projects.clone();
         let any = self.run_detached(|txn| {
             let settings: Vec<(String, u32)> = txn

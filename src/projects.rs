@@ -25,7 +25,11 @@
 //! on a runtime worker (the path checks run on the blocking pool). Readers never wait
 //! for it: they see a change once it is committed.
 
+mod agents;
 pub(crate) mod feed;
+
+pub use agents::RunSetup;
+use agents::{session_of, setup};
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -34,6 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::protocol::agents::AgentKind;
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::{ProjectState, ProjectView, RunInfo};
 use crate::storage::sqlite::{ProjectRow, Store, StoreError};
@@ -350,6 +355,9 @@ impl Projects {
             reason: None,
             session_id: None,
             last_seq: 0,
+            agent: Default::default(),
+            model: None,
+            agent_sessions: Default::default(),
         };
         self.store.insert_project(&row).await?;
         let entry = Entry { row, run: None };
@@ -454,8 +462,10 @@ impl Projects {
         self.entries().len()
     }
 
-    /// Marks a project running, if it is not already, and returns its path and session.
-    /// The path is re-validated: it must still resolve to the registered directory.
+    /// Marks a project running, if it is not already, and returns what the run needs:
+    /// its directory, its agent (`agent`, else the project's), model and the session
+    /// that agent resumes. The path is re-validated: it must still resolve to the
+    /// registered directory.
     ///
     /// # Errors
     /// `NotFound`, `Busy`, `InvalidPath` (the directory vanished or became a symlink),
@@ -464,9 +474,10 @@ impl Projects {
         &self,
         id: &str,
         run: ActiveRun,
-    ) -> Result<(PathBuf, Option<String>), ProjectError> {
+        agent: Option<AgentKind>,
+    ) -> Result<RunSetup, ProjectError> {
         let _change = self.changes.lock().await;
-        let (registered, session) = {
+        let setup = {
             let entries = self.entries();
             let entry = entries
                 .get(id)
@@ -474,9 +485,9 @@ impl Projects {
             if entry.run.is_some() {
                 return Err(ProjectError::Busy(id.into()));
             }
-            (entry.row.path.clone(), entry.row.session_id.clone())
+            setup(&entry.row, entry.row.path.clone(), agent)
         };
-        let checked = registered.clone();
+        let checked = setup.path.clone();
         let policy = self.policy.clone();
         crate::support::blocking::off_runtime(move || {
             match validate_path(&checked.to_string_lossy()) {
@@ -490,7 +501,7 @@ impl Projects {
             }
         })
         .await?;
-        if let Some(session) = &session
+        if let Some(session) = &setup.session
             && !valid_session_id(session)
         {
             return Err(ProjectError::InvalidSession(session.clone()));
@@ -506,7 +517,7 @@ impl Projects {
         entry.row.state = ProjectState::Running;
         entry.row.reason = None;
         entry.run = Some(run);
-        Ok((registered, session))
+        Ok(setup)
     }
 
     /// Clears the run and records the project's new state.
@@ -540,7 +551,7 @@ impl Projects {
             .ok_or_else(|| ProjectError::NotFound(id.into()))
     }
 
-    /// Sets or clears the session the next run resumes.
+    /// Sets or clears the Claude Code session the next run resumes.
     ///
     /// # Errors
     /// `InvalidSession` for an id that is not a UUID, `NotFound` or `Store`.
@@ -549,21 +560,8 @@ impl Projects {
         id: &str,
         session_id: Option<&str>,
     ) -> Result<ProjectView, ProjectError> {
-        if let Some(session) = session_id
-            && !valid_session_id(session)
-        {
-            return Err(ProjectError::InvalidSession(session.to_string()));
-        }
-        let _change = self.changes.lock().await;
-        if let Some(unchanged) =
-            self.view_if(id, |entry| entry.row.session_id.as_deref() == session_id)?
-        {
-            return Ok(unchanged);
-        }
-        self.store.set_session(id, session_id, now_ms()).await?;
-        self.update(id, |entry| {
-            entry.row.session_id = session_id.map(str::to_string)
-        })
+        self.set_agent_session(id, AgentKind::Claude, session_id)
+            .await
     }
 
     /// The view of project `id` when `unchanged` holds for it.
@@ -598,26 +596,6 @@ impl Projects {
         change(entry);
         Ok(view(entry))
     }
-
-    /// Forgets the session so the next run starts fresh (`agent.new_session`). The check
-    /// that no run holds the project and the change are one step under the registry's
-    /// `changes` lock, as in [`Projects::begin_run`], so a run cannot start between them
-    /// and find its session gone.
-    ///
-    /// # Errors
-    /// `Busy` while a run holds the project, `NotFound`, `Store`.
-    pub async fn new_session(&self, id: &str) -> Result<ProjectView, ProjectError> {
-        let _change = self.changes.lock().await;
-        let unchanged = self.view_if(id, |entry| entry.row.session_id.is_none())?;
-        if self.active_run(id)?.is_some() {
-            return Err(ProjectError::Busy(id.into()));
-        }
-        if let Some(unchanged) = unchanged {
-            return Ok(unchanged);
-        }
-        self.store.set_session(id, None, now_ms()).await?;
-        self.update(id, |entry| entry.row.session_id = None)
-    }
 }
 
 fn view(entry: &Entry) -> ProjectView {
@@ -627,7 +605,13 @@ fn view(entry: &Entry) -> ProjectView {
         name: row.name.clone(),
         path: row.path.display().to_string(),
         state: row.state,
-        session_id: row.session_id.clone(),
+        session_id: session_of(row, row.agent).map(str::to_string),
+        agent: row.agent,
+        model: row.model.clone(),
+        sessions: AgentKind::ALL
+            .into_iter()
+            .filter_map(|agent| Some((agent, session_of(row, agent)?.to_string())))
+            .collect(),
         last_seq: row.last_seq,
         created_at: format_ms(row.created_at),
         run: entry.run.as_ref().map(|run| RunInfo {

@@ -150,7 +150,7 @@ async fn a_project_replaced_by_a_symlink_cannot_run() {
         stop: CancellationToken::new(),
     };
     assert!(matches!(
-        projects.begin_run(&p.id, run).await,
+        projects.begin_run(&p.id, run, None).await,
         Err(ProjectError::InvalidPath(_))
     ));
 }
@@ -171,9 +171,9 @@ async fn one_run_at_a_time_and_state_survives_reload() {
             started_at: 0,
             stop: CancellationToken::new(),
         };
-        projects.begin_run(&p.id, run()).await.unwrap();
+        projects.begin_run(&p.id, run(), None).await.unwrap();
         assert!(matches!(
-            projects.begin_run(&p.id, run()).await,
+            projects.begin_run(&p.id, run(), None).await,
             Err(ProjectError::Busy(_))
         ));
         assert!(matches!(
@@ -222,7 +222,7 @@ async fn a_new_session_never_clears_the_session_of_a_run_that_started() {
             started_at: 0,
             stop: CancellationToken::new(),
         };
-        let (_, resumed) = projects.begin_run(&id, run).await.unwrap();
+        let resumed = projects.begin_run(&id, run, None).await.unwrap().session;
         tokio::task::yield_now().await;
         // While the run holds the project, its session is the one it resumed.
         assert_eq!(projects.get(&id).unwrap().session_id, resumed);

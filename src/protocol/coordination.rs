@@ -155,6 +155,10 @@ pub struct NewTask {
     /// Higher runs first; FIFO within a priority. Default 0.
     #[serde(default)]
     pub priority: i64,
+    /// The agent an agent worker runs it with (`claude`, `codex`, `gemini`); the
+    /// project's when absent.
+    #[serde(default)]
+    pub agent: Option<crate::protocol::agents::AgentKind>,
 }
 
 /// `task.create` params.
@@ -286,7 +290,18 @@ pub struct ProjectConfigureParams {
     /// The project.
     pub project_id: String,
     /// How many agent runs the hub keeps busy with this project's tasks; 0 stops them.
-    pub agent_workers: u32,
+    /// Unchanged when absent.
+    #[serde(default)]
+    pub agent_workers: Option<u32>,
+    /// The agent that runs the project's turns: `claude`, `codex` or `gemini`.
+    /// Unchanged when absent.
+    #[serde(default)]
+    pub agent: Option<crate::protocol::agents::AgentKind>,
+    /// The model the project's runs ask for, passed to its agent as it is; `""` clears
+    /// it (the agent's setting or the CLI chooses). At most 200 characters. Unchanged
+    /// when absent.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// `coordination.status` request params.
@@ -347,6 +362,10 @@ pub struct TaskView {
     pub created_at: String,
     /// RFC 3339 time of the last change.
     pub updated_at: String,
+    /// The agent that must run it on an agent worker; left out when the project's runs
+    /// it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::protocol::agents::AgentKind>,
 }
 
 /// A worker as listed by `worker.list`, pushed in `worker.status` and included in
@@ -576,10 +595,14 @@ pub struct TaskAnswer {
 pub struct ProjectConfigured {
     /// The project.
     pub project_id: String,
-    /// The new setting.
+    /// The setting now.
     pub agent_workers: u32,
     /// The project's agent workers now, by name.
     pub workers: Vec<WorkerView>,
+    /// The project's agent now.
+    pub agent: crate::protocol::agents::AgentKind,
+    /// The project's model now; `null`: the agent chooses.
+    pub model: Option<String>,
 }
 
 /// `project.completed` params.
@@ -691,6 +714,7 @@ mod tests {
             completed_by: None,
             created_at: "2026-01-02T03:04:05.000Z".into(),
             updated_at: "2026-01-02T03:04:06.000Z".into(),
+            agent: None,
         }
     }
 
