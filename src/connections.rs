@@ -3,8 +3,9 @@
 //! Everything sent to a client goes through its bounded outgoing queue, drained by the
 //! connection's writer task. Pushes never wait: a broadcast notification that finds the
 //! queue full waits in the client's overflow, which is bounded too and moved into the
-//! queue in order by one task per client. A client that makes no room for the write
-//! timeout, or lets the overflow fill, has stopped reading, and it is closed with 1008
+//! queue in order by the connection's writer as it makes room (no task per message or
+//! per client). A client that makes no room for the write timeout, or lets the overflow
+//! fill, has stopped reading, and it is closed with 1008
 //! (policy violation, RFC 6455 section 7.4.1) instead of being buffered without end.
 
 pub(crate) mod tcp;
@@ -58,10 +59,9 @@ struct Mutable {
 /// Broadcast notifications that found the queue full, waiting in order for room.
 #[derive(Default)]
 struct Overflow {
-    waiting: VecDeque<Utf8Bytes>,
-    /// Whether a task is moving `waiting` into the queue; while it is, new pushes wait
-    /// behind it, so that notifications keep their order.
-    draining: bool,
+    /// Messages that found the queue full, with the time each began to wait. While any
+    /// waits, new pushes wait behind it, so that notifications keep their order.
+    waiting: VecDeque<(Utf8Bytes, tokio::time::Instant)>,
 }
 
 /// One connected client. Shared by its connection task, the registry and subscriptions.
@@ -143,59 +143,54 @@ impl Client {
 
     /// Queues a message without making the caller wait. Returns false if the client is
     /// gone or was just closed for not reading. When the queue is full the message waits
-    /// in the client's overflow, in order, each message for up to the write timeout; a
-    /// client that has not made room by then, or that lets more than the queue's capacity
-    /// wait there, is not reading and is closed with 1008. One task per client, never
-    /// one per message, moves the overflow into the queue.
+    /// in the client's overflow, in order; the connection's writer moves the overflow into
+    /// the queue as it makes room ([`Client::refill`]), so no task is spawned for it. A
+    /// client whose oldest waiting message has waited the write timeout, or that lets
+    /// more than the queue's capacity wait, is not reading and is closed with 1008 (the
+    /// writer's own write timeout closes a client that stopped reading while nothing
+    /// more is pushed).
     pub fn push(self: &Arc<Self>, message: Utf8Bytes) -> bool {
         let mut overflow = self.overflow();
-        if !overflow.draining {
+        if overflow.waiting.is_empty() {
             match self.try_push(message.clone()) {
                 Push::Queued => return true,
                 Push::Gone => return false,
                 Push::Full => {}
             }
         }
-        if overflow.waiting.len() >= self.overflow_limit {
+        let stalled = overflow
+            .waiting
+            .front()
+            .is_some_and(|(_, since)| since.elapsed() >= self.patience);
+        if stalled || overflow.waiting.len() >= self.overflow_limit {
             overflow.waiting.clear();
             drop(overflow);
             self.close(CLOSE_POLICY, "client is not reading its messages");
             return false;
         }
-        overflow.waiting.push_back(message);
-        if !overflow.draining {
-            overflow.draining = true;
-            tokio::spawn(self.clone().drain_overflow());
-        }
+        overflow
+            .waiting
+            .push_back((message, tokio::time::Instant::now()));
         true
     }
 
-    /// Moves the overflow into the queue as room appears, in order, until it is empty;
-    /// closes the client with 1008 if one message finds no room within the patience.
-    async fn drain_overflow(self: Arc<Self>) {
-        loop {
-            let next = {
-                let mut overflow = self.overflow();
-                match overflow.waiting.pop_front() {
-                    Some(message) => message,
-                    None => {
-                        overflow.draining = false;
-                        return;
-                    }
+    /// Moves waiting messages into the queue, in order, while it has room. The
+    /// connection's writer calls it after each write, as it makes room.
+    pub fn refill(&self) {
+        let mut overflow = self.overflow();
+        while let Some((message, since)) = overflow.waiting.pop_front() {
+            match self.try_push(message.clone()) {
+                Push::Queued => {}
+                Push::Full => {
+                    overflow.waiting.push_front((message, since));
+                    return;
                 }
-            };
-            match tokio::time::timeout(self.patience, self.send(next)).await {
-                Ok(true) => {}
-                // Gone: what waits has nobody to go to. `draining` stays set, so later
-                // pushes wait, bounded, for a connection that is ending.
-                Ok(false) => break,
-                Err(_) => {
-                    self.close(CLOSE_POLICY, "client is not reading its messages");
-                    break;
+                Push::Gone => {
+                    overflow.waiting.clear();
+                    return;
                 }
             }
         }
-        self.overflow().waiting.clear();
     }
 
     fn overflow(&self) -> MutexGuard<'_, Overflow> {
@@ -539,15 +534,35 @@ mod tests {
             assert!(client.push(Utf8Bytes::from(n.to_string())));
         }
         assert_eq!(texts(&mut rx), ["0", "1"]);
-        // Room now: the overflow moves in, in order, and a push made meanwhile waits
-        // behind it rather than jumping the queue.
+        // Room now, but a push made before the writer moves the overflow in waits behind
+        // it rather than jumping the queue.
         assert!(client.push(Utf8Bytes::from("3")));
+        assert!(texts(&mut rx).is_empty());
+        // The writer, having made room, moves the overflow in, in order.
+        client.refill();
         let mut seen = Vec::new();
         while seen.len() < 2 {
             seen.push(rx.recv().await.unwrap().as_str().to_string());
         }
         assert_eq!(seen, ["2", "3"]);
         assert_eq!(client.close_code(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_spawns_nothing() {
+        let (client, _rx) = client(1);
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        for n in 0..2 {
+            assert!(client.push(Utf8Bytes::from(n.to_string())));
+        }
+        assert_eq!(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+            tasks
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -567,12 +582,18 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_client_that_makes_no_room_within_the_patience_is_closed_with_1008() {
-        let (client, _rx) = client(1);
-        assert!(client.push(Utf8Bytes::from("0")));
-        assert!(client.push(Utf8Bytes::from("1")));
-        tokio::time::timeout(Duration::from_secs(60), client.closed().cancelled())
-            .await
-            .expect("closed after the patience");
+        let (client, _rx) = client(2);
+        for n in 0..3 {
+            assert!(client.push(Utf8Bytes::from(n.to_string())));
+        }
+        // Within the patience, a message may still wait.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(client.push(Utf8Bytes::from("3")));
+        assert_eq!(client.close_code(), None);
+        // The oldest waiting message has waited the patience: the next push closes it.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!client.push(Utf8Bytes::from("4")));
+        assert!(client.closed().is_cancelled());
         assert_eq!(
             client.close_code().map(|(code, _)| code),
             Some(CLOSE_POLICY)

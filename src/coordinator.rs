@@ -167,8 +167,16 @@ struct Inner {
     /// Changed under the state lock only.
     generation: AtomicU64,
     /// Transitions' writes, to the forwarding task, in order.
+    ///
+    /// Unbounded because it is fed under the state lock, a std `Mutex` that cannot wait
+    /// for room; it cannot grow without bound all the same: one message per transition,
+    /// and a transition a peer causes (a request) is awaited to its commit before the
+    /// connection reads its next request, so at most one per connection is in flight
+    /// (connections are capped, `limits.max_connections`); the others (lease timers,
+    /// disconnects, run ends) are at most one per worker or run at a time.
     forward: mpsc::UnboundedSender<Submission>,
-    /// Transitions, to the publishing task, in order.
+    /// Transitions, to the publishing task, in order; bounded as `forward` is (one
+    /// entry per transition, sent beside its submission).
     publish: mpsc::UnboundedSender<Entry>,
     /// Held by a `task.create` from its read of the ids' owners to its rows queued.
     creating: tokio::sync::Mutex<()>,
@@ -361,20 +369,20 @@ impl Coordinator {
             keep_open: false,
             agent: task.agent,
         };
-        let handle = match self.parts().runner.start(request, permit) {
-            Ok(handle) => handle,
-            Err(err) => {
-                warn!(worker_id, task_id = task.id, error = %err, "cannot start a task run");
-                self.run_detached(|txn| {
-                    txn.run_not_started(&worker_id, &task.id, &err.to_string());
-                });
-                return;
-            }
-        };
         let this = self.clone();
         let span = info_span!(parent: None, "task", task_id = %task.id, worker_id = %worker_id);
         self.parts().tracker.spawn(
             async move {
+                let handle = match this.parts().runner.start(request, permit).await {
+                    Ok(handle) => handle,
+                    Err(err) => {
+                        warn!(error = %err, "cannot start a task run");
+                        this.run_detached(|txn| {
+                            txn.run_not_started(&worker_id, &task.id, &err.to_string());
+                        });
+                        return;
+                    }
+                };
                 // Cancelled between the assignment and the start.
                 if !this.lock().holds(&worker_id, &task.id) {
                     handle.stop.cancel();
@@ -411,7 +419,7 @@ impl Coordinator {
     /// the watcher reads it ([`reports::read_report_file`]: a regular file only, no
     /// symlink, at most 1 MiB), on a blocking thread.
     async fn apply_agent_report(&self, task_id: &str) {
-        let Ok(Some(task)) = self.parts().store.task(task_id) else {
+        let Ok(Some(task)) = self.parts().store.task_of(task_id.to_string()).await else {
             return;
         };
         let Ok(project) = self.parts().projects.get(&task.project_id) else {
@@ -435,7 +443,7 @@ impl Coordinator {
         };
         match reports::parse_report(&bytes, task_id) {
             Ok(parsed) => {
-                self.report(&task.project_id, task_id, parsed);
+                self.report(&task.project_id, task_id, parsed).await;
             }
             // Left to the watcher, which reports it as invalid once it is stable.
             Err(err) => debug!(task_id, error = %err, "agent report not usable yet"),
@@ -692,7 +700,7 @@ impl Coordinator {
     }
 
     /// What the hub knows of the task a report file is named after.
-    pub fn known(&self, project_id: &str, task_id: &str) -> Known {
+    pub async fn known(&self, project_id: &str, task_id: &str) -> Known {
         if let Some(task) = self.lock().tasks.get(task_id) {
             return if task.project_id == project_id {
                 Known::Unfinished
@@ -700,7 +708,7 @@ impl Coordinator {
                 Known::Unknown
             };
         }
-        match self.parts().store.task(task_id) {
+        match self.parts().store.task_of(task_id.to_string()).await {
             Ok(Some(task)) if task.project_id == project_id => Known::Finished,
             Ok(_) => Known::Unknown,
             Err(err) => {
@@ -711,9 +719,15 @@ impl Coordinator {
     }
 
     /// Applies a valid report file.
-    pub fn report(&self, project_id: &str, task_id: &str, report: ReportFile) -> ReportOutcome {
-        match self.run_detached(|txn| txn.report(project_id, task_id, report)) {
-            Ok(ReportOutcome::Duplicate) => match self.known(project_id, task_id) {
+    pub async fn report(
+        &self,
+        project_id: &str,
+        task_id: &str,
+        report: ReportFile,
+    ) -> ReportOutcome {
+        let outcome = self.run_detached(|txn| txn.report(project_id, task_id, report));
+        match outcome {
+            Ok(ReportOutcome::Duplicate) => match self.known(project_id, task_id).await {
                 Known::Finished => {
                     debug!(task_id, "report for a finished task ignored");
                     ReportOutcome::Duplicate

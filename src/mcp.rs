@@ -343,25 +343,11 @@ impl Coordination {
     }
 
     async fn all_tasks(&self, link: &Link, project_id: &str) -> Result<Vec<Value>, ToolError> {
-        let mut tasks = Vec::new();
-        let mut after_seq = 0u64;
-        loop {
-            let page = link
-                .request(
-                    "task.list",
-                    json!({"project_id": project_id, "after_seq": after_seq, "limit": 10_000}),
-                )
-                .await?;
-            let items = page["tasks"].as_array().cloned().unwrap_or_default();
-            after_seq = items
-                .last()
-                .and_then(|t| t["seq"].as_u64())
-                .unwrap_or(after_seq);
-            tasks.extend(items);
-            if page["has_more"] != true {
-                return Ok(tasks);
-            }
+        let mut pages = crate::protocol::coordination::TaskPages::new(project_id);
+        while let Some(params) = pages.next_params() {
+            pages.add(&link.request("task.list", params).await?);
         }
+        Ok(pages.into_tasks())
     }
 
     /// The task as a worker needs it, with where its report file would go.

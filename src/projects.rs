@@ -16,7 +16,14 @@
 //! cannot run either.
 //!
 //! The registry keeps every project in memory behind a std `Mutex` (held for map
-//! operations only, never across an await) and writes through to the [`Store`].
+//! operations only, never across an await) and writes through to the [`Store`]. A change
+//! (create, a run's start and end, a session set or forgotten) holds the registry's
+//! async `changes` lock from its check to its in-memory update, across the store write
+//! it awaits: so no two changes interleave (two creates of one path cannot both pass the
+//! check; `agent.new_session` cannot clear the session of a run starting), their writes
+//! reach the store in the order they were made, and no rusqlite or file-system call runs
+//! on a runtime worker (the path checks run on the blocking pool). Readers never wait
+//! for it: they see a change once it is committed.
 
 mod agents;
 pub(crate) mod feed;
@@ -273,12 +280,14 @@ pub struct Projects {
     max_projects: usize,
     policy: Arc<PathPolicy>,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Held by a change from its check to its in-memory update (module docs).
+    changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Projects {
     /// Loads every project from the store. Projects left `running` by a crash are marked
     /// `failed` (their runs are cleaned up by the agent runner at start). New and running
-    /// projects must pass `policy`.
+    /// projects must pass `policy`. It blocks: call it off the runtime.
     ///
     /// # Errors
     /// [`ProjectError::Store`].
@@ -291,7 +300,7 @@ impl Projects {
         for mut row in store.projects()? {
             if row.state == ProjectState::Running {
                 let reason = "the hub stopped while the agent was running";
-                store.set_project_state(&row.id, ProjectState::Failed, Some(reason))?;
+                store.set_project_state_blocking(&row.id, ProjectState::Failed, Some(reason))?;
                 row.state = ProjectState::Failed;
                 row.reason = Some(reason.into());
             }
@@ -302,18 +311,8 @@ impl Projects {
             max_projects,
             policy: Arc::new(policy),
             entries: Arc::new(Mutex::new(entries)),
+            changes: Arc::default(),
         })
-    }
-
-    /// Validates a path ([`validate_path`]) and checks it against the [`PathPolicy`];
-    /// returns its canonical form.
-    ///
-    /// # Errors
-    /// [`ProjectError::InvalidPath`] with a message a user can act on.
-    pub fn validate(&self, raw: &str) -> Result<PathBuf, ProjectError> {
-        let path = validate_path(raw)?;
-        self.policy.check(&path)?;
-        Ok(path)
     }
 
     fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
@@ -326,9 +325,13 @@ impl Projects {
     ///
     /// # Errors
     /// `InvalidPath`, `Exists`, `Nested`, `Limit` or `Store`.
-    pub fn create(&self, raw_path: &str, name: Option<&str>) -> Result<ProjectView, ProjectError> {
+    pub async fn create(
+        &self,
+        raw_path: &str,
+        name: Option<&str>,
+    ) -> Result<ProjectView, ProjectError> {
         // Canonicalising reads the file system: off the runtime's workers.
-        let path = crate::support::blocking::blocking(|| self.validate(raw_path))?;
+        let path = self.validate(raw_path.to_string()).await?;
         let name = match name.map(str::trim) {
             Some("") | None => path
                 .file_name()
@@ -341,29 +344,8 @@ impl Projects {
             }
             Some(name) => name.to_string(),
         };
-        let mut entries = self.entries();
-        for entry in entries.values() {
-            let other = &entry.row.path;
-            let nested = |relation| ProjectError::Nested {
-                path: path.display().to_string(),
-                relation,
-                id: entry.row.id.clone(),
-                other: other.display().to_string(),
-            };
-            if *other == path {
-                return Err(ProjectError::Exists {
-                    path: path.display().to_string(),
-                    id: entry.row.id.clone(),
-                });
-            } else if path.starts_with(other) {
-                return Err(nested("is inside"));
-            } else if other.starts_with(&path) {
-                return Err(nested("contains"));
-            }
-        }
-        if entries.len() >= self.max_projects {
-            return Err(ProjectError::Limit(self.max_projects));
-        }
+        let _change = self.changes.lock().await;
+        self.admit(&path)?;
         let row = ProjectRow {
             id: uuid::Uuid::now_v7().to_string(),
             name,
@@ -377,13 +359,56 @@ impl Projects {
             model: None,
             agent_sessions: Default::default(),
         };
-        // Under the registry lock, so two creates of one path cannot both pass the check;
-        // `blocking` keeps the runtime's other tasks moving while the row commits.
-        crate::support::blocking::blocking(|| self.store.insert_project_blocking(&row))?;
+        self.store.insert_project(&row).await?;
         let entry = Entry { row, run: None };
         let view = view(&entry);
-        entries.insert(entry.row.id.clone(), entry);
+        self.entries().insert(entry.row.id.clone(), entry);
         Ok(view)
+    }
+
+    /// Validates a path ([`validate_path`]) and checks it against the [`PathPolicy`],
+    /// on the blocking pool (canonicalising reads the file system); returns its
+    /// canonical form.
+    ///
+    /// # Errors
+    /// [`ProjectError::InvalidPath`] with a message a user can act on.
+    pub async fn validate(&self, raw: String) -> Result<PathBuf, ProjectError> {
+        let policy = self.policy.clone();
+        crate::support::blocking::off_runtime(move || {
+            let path = validate_path(&raw)?;
+            policy.check(&path)?;
+            Ok(path)
+        })
+        .await
+    }
+
+    /// Whether `path` may join the registry: not registered, not nested in or around a
+    /// project, and room left.
+    fn admit(&self, path: &Path) -> Result<(), ProjectError> {
+        let entries = self.entries();
+        for entry in entries.values() {
+            let other = &entry.row.path;
+            let nested = |relation| ProjectError::Nested {
+                path: path.display().to_string(),
+                relation,
+                id: entry.row.id.clone(),
+                other: other.display().to_string(),
+            };
+            if other == path {
+                return Err(ProjectError::Exists {
+                    path: path.display().to_string(),
+                    id: entry.row.id.clone(),
+                });
+            } else if path.starts_with(other) {
+                return Err(nested("is inside"));
+            } else if other.starts_with(path) {
+                return Err(nested("contains"));
+            }
+        }
+        if entries.len() >= self.max_projects {
+            return Err(ProjectError::Limit(self.max_projects));
+        }
+        Ok(())
     }
 
     /// Removes a project that runs nothing. Its directory is not touched. The project
@@ -395,6 +420,7 @@ impl Projects {
     /// `NotFound`, `Busy` or `Store`.
     pub async fn delete(&self, id: &str) -> Result<(), ProjectError> {
         let entry = {
+            let _change = self.changes.lock().await;
             let mut entries = self.entries();
             let entry = entries
                 .get(id)
@@ -405,6 +431,7 @@ impl Projects {
             entries.remove(id).expect("checked above")
         };
         if let Err(err) = self.store.delete_project(id).await {
+            let _change = self.changes.lock().await;
             self.entries().insert(id.to_string(), entry);
             return Err(err.into());
         }
@@ -443,39 +470,50 @@ impl Projects {
     /// # Errors
     /// `NotFound`, `Busy`, `InvalidPath` (the directory vanished or became a symlink),
     /// `InvalidSession` (the session to resume is not a UUID), `Store`.
-    pub fn begin_run(
+    pub async fn begin_run(
         &self,
         id: &str,
         run: ActiveRun,
         agent: Option<AgentKind>,
     ) -> Result<RunSetup, ProjectError> {
-        let mut entries = self.entries();
-        let entry = entries
-            .get_mut(id)
-            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
-        if entry.run.is_some() {
-            return Err(ProjectError::Busy(id.into()));
-        }
-        let registered = entry.row.path.clone();
-        match validate_path(&registered.to_string_lossy()) {
-            Ok(current) if current == registered => self.policy.check(&current)?,
-            Ok(current) => {
-                return Err(ProjectError::InvalidPath(format!(
-                    "{} now resolves to {}; remove and re-add the project",
-                    registered.display(),
-                    current.display()
-                )));
+        let _change = self.changes.lock().await;
+        let setup = {
+            let entries = self.entries();
+            let entry = entries
+                .get(id)
+                .ok_or_else(|| ProjectError::NotFound(id.into()))?;
+            if entry.run.is_some() {
+                return Err(ProjectError::Busy(id.into()));
             }
-            Err(err) => return Err(err),
-        }
-        let setup = setup(&entry.row, registered, agent);
+            setup(&entry.row, entry.row.path.clone(), agent)
+        };
+        let checked = setup.path.clone();
+        let policy = self.policy.clone();
+        crate::support::blocking::off_runtime(move || {
+            match validate_path(&checked.to_string_lossy()) {
+                Ok(current) if current == checked => policy.check(&current),
+                Ok(current) => Err(ProjectError::InvalidPath(format!(
+                    "{} now resolves to {}; remove and re-add the project",
+                    checked.display(),
+                    current.display()
+                ))),
+                Err(err) => Err(err),
+            }
+        })
+        .await?;
         if let Some(session) = &setup.session
             && !valid_session_id(session)
         {
             return Err(ProjectError::InvalidSession(session.clone()));
         }
         self.store
-            .set_project_state(id, ProjectState::Running, None)?;
+            .set_project_state(id, ProjectState::Running, None)
+            .await?;
+        let mut entries = self.entries();
+        // A delete waits for the `changes` lock, so the entry is still there.
+        let entry = entries
+            .get_mut(id)
+            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
         entry.row.state = ProjectState::Running;
         entry.row.reason = None;
         entry.run = Some(run);
@@ -486,18 +524,19 @@ impl Projects {
     ///
     /// # Errors
     /// `Store`; the in-memory state is updated regardless.
-    pub fn end_run(
+    pub async fn end_run(
         &self,
         id: &str,
         state: ProjectState,
         reason: Option<&str>,
     ) -> Result<(), ProjectError> {
+        let _change = self.changes.lock().await;
         if let Some(entry) = self.entries().get_mut(id) {
             entry.run = None;
             entry.row.state = state;
             entry.row.reason = reason.map(str::to_string);
         }
-        self.store.set_project_state(id, state, reason)?;
+        self.store.set_project_state(id, state, reason).await?;
         Ok(())
     }
 
@@ -516,12 +555,46 @@ impl Projects {
     ///
     /// # Errors
     /// `InvalidSession` for an id that is not a UUID, `NotFound` or `Store`.
-    pub fn set_session(
+    pub async fn set_session(
         &self,
         id: &str,
         session_id: Option<&str>,
     ) -> Result<ProjectView, ProjectError> {
         self.set_agent_session(id, AgentKind::Claude, session_id)
+            .await
+    }
+
+    /// The view of project `id` when `unchanged` holds for it.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    fn view_if(
+        &self,
+        id: &str,
+        unchanged: impl FnOnce(&Entry) -> bool,
+    ) -> Result<Option<ProjectView>, ProjectError> {
+        let entries = self.entries();
+        let entry = entries
+            .get(id)
+            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
+        Ok(unchanged(entry).then(|| view(entry)))
+    }
+
+    /// Applies a committed change to project `id` and returns its view.
+    ///
+    /// # Errors
+    /// `NotFound` (never while the caller holds the `changes` lock: a delete waits).
+    fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Entry),
+    ) -> Result<ProjectView, ProjectError> {
+        let mut entries = self.entries();
+        let entry = entries
+            .get_mut(id)
+            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
+        change(entry);
+        Ok(view(entry))
     }
 }
 
@@ -550,230 +623,4 @@ fn view(entry: &Entry) -> ProjectView {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn projects(dir: &Path, max: usize) -> Projects {
-        let policy = PathPolicy::new(None, &[(&dir.join("data"), "the hub's data directory")]);
-        Projects::load(Store::open(&dir.join("data")).unwrap(), max, policy).unwrap()
-    }
-
-    /// Runs an async store call from a plain test thread.
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(future)
-    }
-
-    #[test]
-    fn path_edge_cases() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        std::fs::create_dir(root.join("real")).unwrap();
-        std::fs::write(root.join("file"), "x").unwrap();
-        std::os::unix::fs::symlink(root.join("real"), root.join("link")).unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("escape")).unwrap();
-
-        let err = |raw: &str| validate_path(raw).unwrap_err().to_string();
-        assert!(err("").contains("empty"));
-        assert!(err("relative/dir").contains("relative"));
-        assert!(err(&format!("{}/real/../real", root.display())).contains(".."));
-        assert!(err(&format!("{}/./real", root.display())).contains(".."));
-        assert!(err(&format!("{}/missing", root.display())).contains("does not exist"));
-        assert!(err(&format!("{}/file", root.display())).contains("not a directory"));
-        assert!(err(&format!("{}/link", root.display())).contains("symlink"));
-        assert!(err(&format!("{}/escape", root.display())).contains("/etc"));
-        assert!(err("/").contains("root"));
-        assert!(err("/tmp/a\0b").contains("NUL"));
-        assert_eq!(
-            validate_path(&format!("{}/real/", root.display())).unwrap(),
-            root.join("real")
-        );
-    }
-
-    #[test]
-    fn session_ids_are_hyphenated_uuids() {
-        assert!(valid_session_id("0190b2c4-8f3e-7abc-9def-0123456789ab"));
-        for bad in [
-            "",
-            "s1",
-            "--dangerously-skip-permissions",
-            "-0190b2c4-8f3e-7abc-9def-0123456789a",
-            "0190b2c48f3e7abc9def0123456789ab",
-            "{0190b2c4-8f3e-7abc-9def-0123456789ab}",
-            "urn:uuid:0190b2c4-8f3e-7abc-9def-0123456789ab",
-        ] {
-            assert!(!valid_session_id(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_policy_keeps_projects_out_of_home_hidden_and_hub_folders() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        let home = root.join("home");
-        let data = home.join("hub");
-        for sub in [".ssh/keys", "hub/db", "code/app", "codex"] {
-            std::fs::create_dir_all(home.join(sub)).unwrap();
-        }
-        let policy = PathPolicy::new(Some(&home), &[(&data, "the hub's data directory")]);
-        let why = |path: &Path| policy.check(path).unwrap_err().to_string();
-        assert!(why(&home).contains("is your home directory"));
-        assert!(why(&home.join(".ssh")).contains("hidden folder"));
-        assert!(why(&home.join(".ssh/keys")).contains("hidden folder"));
-        assert!(why(&root).contains("contains your home directory"));
-        assert!(why(&data).contains("is inside the hub's data directory"));
-        assert!(why(&data.join("db")).contains("is inside the hub's data directory"));
-        policy.check(&home.join("code/app")).unwrap();
-        policy.check(&home.join("code")).unwrap();
-        // A sibling whose name shares a prefix with the data directory is not inside it.
-        std::fs::create_dir(home.join("hubby")).unwrap();
-        policy.check(&home.join("hubby")).unwrap();
-        if nix::unistd::geteuid().is_root() {
-            let theirs = home.join("codex");
-            nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
-            assert!(why(&theirs).contains("owned by another user"));
-        }
-    }
-
-    #[test]
-    fn nesting_duplicates_and_limits() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        for sub in ["a/inner", "b", "c", "ab"] {
-            std::fs::create_dir_all(root.join(sub)).unwrap();
-        }
-        let projects = projects(&root, 3);
-        let path = |sub: &str| root.join(sub).display().to_string();
-        let a = projects.create(&path("a"), None).unwrap();
-        assert_eq!(a.name, "a");
-        assert!(matches!(
-            projects.create(&path("a"), None),
-            Err(ProjectError::Exists { .. })
-        ));
-        assert!(matches!(
-            projects.create(&path("a/inner"), None),
-            Err(ProjectError::Nested {
-                relation: "is inside",
-                ..
-            })
-        ));
-        block_on(projects.delete(&a.id)).unwrap();
-        projects.create(&path("a/inner"), Some("Inner")).unwrap();
-        assert!(matches!(
-            projects.create(&path("a"), None),
-            Err(ProjectError::Nested {
-                relation: "contains",
-                ..
-            })
-        ));
-        // A sibling whose name shares a prefix is not nested.
-        projects.create(&path("ab"), None).unwrap();
-        projects.create(&path("b"), None).unwrap();
-        assert!(matches!(
-            projects.create(&path("c"), None),
-            Err(ProjectError::Limit(3))
-        ));
-        assert!(matches!(
-            block_on(projects.delete("nope")),
-            Err(ProjectError::NotFound(_))
-        ));
-    }
-
-    #[test]
-    fn a_project_replaced_by_a_symlink_cannot_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        std::fs::create_dir(root.join("p")).unwrap();
-        let projects = projects(&root, 10);
-        let p = projects
-            .create(&root.join("p").display().to_string(), None)
-            .unwrap();
-        std::fs::remove_dir(root.join("p")).unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("p")).unwrap();
-        let run = ActiveRun {
-            id: "r".into(),
-            started_at: 0,
-            stop: CancellationToken::new(),
-        };
-        assert!(matches!(
-            projects.begin_run(&p.id, run, None),
-            Err(ProjectError::InvalidPath(_))
-        ));
-    }
-
-    #[test]
-    fn one_run_at_a_time_and_state_survives_reload() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        std::fs::create_dir(root.join("p")).unwrap();
-        let id = {
-            let projects = projects(&root, 10);
-            let p = projects
-                .create(&root.join("p").display().to_string(), None)
-                .unwrap();
-            let run = || ActiveRun {
-                id: "r".into(),
-                started_at: 0,
-                stop: CancellationToken::new(),
-            };
-            projects.begin_run(&p.id, run(), None).unwrap();
-            assert!(matches!(
-                projects.begin_run(&p.id, run(), None),
-                Err(ProjectError::Busy(_))
-            ));
-            assert!(matches!(
-                block_on(projects.delete(&p.id)),
-                Err(ProjectError::Busy(_))
-            ));
-            assert!(projects.active_run(&p.id).unwrap().is_some());
-            p.id
-        };
-        // Reloaded after a "crash" while running: the project reads as failed.
-        let projects = projects(&root, 10);
-        assert_eq!(projects.get(&id).unwrap().state, ProjectState::Failed);
-        assert!(projects.active_run(&id).unwrap().is_none());
-    }
-
-    #[test]
-    fn a_new_session_never_clears_the_session_of_a_run_that_started() {
-        const SESSION: &str = "0190a5b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b";
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        std::fs::create_dir(root.join("p")).unwrap();
-        let projects = projects(&root, 10);
-        let id = projects
-            .create(&root.join("p").display().to_string(), None)
-            .unwrap()
-            .id;
-        projects.set_session(&id, Some(SESSION)).unwrap();
-        let done = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            // `agent.new_session` from another connection, over and over.
-            scope.spawn(|| {
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    match projects.new_session(&id) {
-                        Ok(_) | Err(ProjectError::Busy(_)) => {}
-                        Err(err) => panic!("{err}"),
-                    }
-                }
-            });
-            for _ in 0..300 {
-                let run = ActiveRun {
-                    id: "r".into(),
-                    started_at: 0,
-                    stop: CancellationToken::new(),
-                };
-                let resumed = projects.begin_run(&id, run, None).unwrap().session;
-                std::thread::yield_now();
-                // While the run holds the project, its session is the one it resumed.
-                assert_eq!(projects.get(&id).unwrap().session_id, resumed);
-                projects.set_session(&id, Some(SESSION)).unwrap();
-                projects.end_run(&id, ProjectState::Idle, None).unwrap();
-            }
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
-        });
-    }
-}
+mod tests;

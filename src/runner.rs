@@ -425,7 +425,7 @@ impl Runner {
     /// `INVALID_PARAMS` or `TOO_LARGE` for a bad prompt or timeout, `PROJECT_NOT_FOUND`,
     /// `PROJECT_BUSY` (interactive), `INVALID_PATH` (the directory changed), and
     /// `AGENT_UNAVAILABLE` when the CLI is missing or cannot start.
-    pub fn start(&self, request: RunRequest, permit: Permit) -> Result<RunHandle, RunError> {
+    pub async fn start(&self, request: RunRequest, permit: Permit) -> Result<RunHandle, RunError> {
         let config = &self.parts().config;
         if request.prompt.trim().is_empty() {
             return Err(RunError::EmptyPrompt);
@@ -446,7 +446,8 @@ impl Runner {
         let cli = self
             .clis()
             .get(agent)
-            .get()
+            .look_up()
+            .await
             .ok_or(RunError::CliMissing(agent))?;
         let mut ctx = RunContext {
             project_id: request.project_id,
@@ -461,7 +462,7 @@ impl Runner {
             resumed: false,
             agent,
         };
-        let setup = self.prepare(&ctx)?;
+        let setup = self.prepare(&ctx).await?;
         let (path, resume) = (setup.path.clone(), setup.session.clone());
         ctx.resumed = resume.is_some();
         // A root span: the run outlives the connection or task that started it.
@@ -471,111 +472,115 @@ impl Runner {
             None => info_span!(parent: None, "run", run_id = %ctx.run.id,
                                project_id = %ctx.project_id),
         };
-        let _entered = span.enter();
-        let store = &self.parts().store;
-        if let Err(err) = store.insert_run(
-            &ctx.run.id,
-            &ctx.project_id,
-            &request.prompt,
-            resume.as_deref(),
-            ctx.run.started_at,
-        ) {
+        async {
+            let store = &self.parts().store;
+            if let Err(err) = store
+                .insert_run(
+                    &ctx.run.id,
+                    &ctx.project_id,
+                    &request.prompt,
+                    resume.as_deref(),
+                    ctx.run.started_at,
+                )
+                .await
+            {
+                if ctx.interactive() {
+                    self.parts()
+                        .projects
+                        .end_run(&ctx.project_id, ProjectState::Failed, Some("store error"))
+                        .await
+                        .ok();
+                }
+                return Err(err.into());
+            }
+            let (input, inputs) = mpsc::channel(session::INPUT_QUEUE);
+            let launched = match self.launch(&cli, &ctx, inputs, setup).await {
+                Ok(launched) => launched,
+                Err(reason) => {
+                    let outcome = RunOutcome::new(RunStatus::Failed, Some(reason.clone()));
+                    // No output exists: only the finish line goes in the log.
+                    self.record_end(&ctx, &outcome, permit).await;
+                    return Err(RunError::CannotStart(reason));
+                }
+            };
+            let Launched { child, tap, events } = launched;
+            let (worker_id, task_id) = match &ctx.mode {
+                RunMode::Task { task_id, worker_id } => (Some(worker_id.as_str()), Some(task_id)),
+                RunMode::Interactive { .. } => (None, None),
+            };
+            let started_line = Self::hub_text(&RunStartedLine {
+                kind: "run_started",
+                run_id: &ctx.run.id,
+                task_id: task_id.map(String::as_str),
+                worker_id,
+                prompt: &request.prompt,
+                resume: resume.as_deref(),
+                cwd: &path,
+            });
+            match task_id {
+                Some(task_id) => {
+                    self.task_runs().insert(
+                        ctx.run.id.clone(),
+                        TaskRun {
+                            task_id: task_id.clone(),
+                            stop: ctx.run.stop.clone(),
+                        },
+                    );
+                }
+                None => self.emit_state(&ctx, None),
+            }
+            self.parts().metrics.runs_started.inc();
+            self.parts().sink.emit(Event::RunStarted);
+            info!(pid = child.id(), agent = agent.as_str(), cli = %cli.path.display(),
+              resume = resume.is_some(), worker_id, "agent run started");
+            let (done, ended) = oneshot::channel();
+            let handle = RunHandle {
+                run_id: ctx.run.id.clone(),
+                stop: ctx.run.stop.clone(),
+                ended,
+            };
+            let (commands_tx, commands) = mpsc::channel(16);
             if ctx.interactive() {
-                self.parts()
-                    .projects
-                    .end_run(&ctx.project_id, ProjectState::Failed, Some("store error"))
-                    .ok();
-            }
-            return Err(err.into());
-        }
-        let (input, inputs) = mpsc::channel(session::INPUT_QUEUE);
-        let launched = match self.launch(&cli, &ctx, inputs, setup) {
-            Ok(launched) => launched,
-            Err(reason) => {
-                let outcome = RunOutcome::new(RunStatus::Failed, Some(reason.clone()));
-                // No output exists: the finish line is stored in the background (the
-                // caller is a sync path and gets the error either way).
-                let line = self.record_end_row(&ctx, &outcome, permit);
-                let (this, line_ctx) = (self.clone(), ctx.clone());
-                self.parts()
-                    .tracker
-                    .spawn(async move { this.hub_line(&line_ctx, line).await }.in_current_span());
-                self.record_end_state(&ctx, &outcome);
-                return Err(RunError::CannotStart(reason));
-            }
-        };
-        let Launched { child, tap, events } = launched;
-        let (worker_id, task_id) = match &ctx.mode {
-            RunMode::Task { task_id, worker_id } => (Some(worker_id.as_str()), Some(task_id)),
-            RunMode::Interactive { .. } => (None, None),
-        };
-        let started_line = Self::hub_text(&RunStartedLine {
-            kind: "run_started",
-            run_id: &ctx.run.id,
-            task_id: task_id.map(String::as_str),
-            worker_id,
-            prompt: &request.prompt,
-            resume: resume.as_deref(),
-            cwd: &path,
-        });
-        match task_id {
-            Some(task_id) => {
-                self.task_runs().insert(
-                    ctx.run.id.clone(),
-                    TaskRun {
-                        task_id: task_id.clone(),
-                        stop: ctx.run.stop.clone(),
+                self.sessions().insert(
+                    ctx.project_id.clone(),
+                    SessionHandle {
+                        run_id: ctx.run.id.clone(),
+                        commands: commands_tx,
                     },
                 );
             }
-            None => self.emit_state(&ctx, None),
+            let live = Live {
+                input,
+                commands,
+                first_prompt: request.prompt,
+                tap,
+                events,
+            };
+            let supervisor = self
+                .clone()
+                .supervise(ctx, child, permit, done, started_line, live);
+            self.parts()
+                .tracker
+                .spawn(supervisor.instrument(span.clone()));
+            Ok(handle)
         }
-        self.parts().metrics.runs_started.inc();
-        self.parts().sink.emit(Event::RunStarted);
-        info!(pid = child.id(), agent = agent.as_str(), cli = %cli.path.display(),
-              resume = resume.is_some(), worker_id, "agent run started");
-        let (done, ended) = oneshot::channel();
-        let handle = RunHandle {
-            run_id: ctx.run.id.clone(),
-            stop: ctx.run.stop.clone(),
-            ended,
-        };
-        let (commands_tx, commands) = mpsc::channel(16);
-        if ctx.interactive() {
-            self.sessions().insert(
-                ctx.project_id.clone(),
-                SessionHandle {
-                    run_id: ctx.run.id.clone(),
-                    commands: commands_tx,
-                },
-            );
-        }
-        let live = Live {
-            input,
-            commands,
-            first_prompt: request.prompt,
-            tap,
-            events,
-        };
-        let supervisor = self
-            .clone()
-            .supervise(ctx, child, permit, done, started_line, live);
-        self.parts()
-            .tracker
-            .spawn(supervisor.instrument(span.clone()));
-        Ok(handle)
+        .instrument(span.clone())
+        .await
     }
 
     /// Claims the project (interactive) or checks its directory (task); returns the
     /// directory, the model and the session of the run's agent to resume.
-    fn prepare(&self, ctx: &RunContext) -> Result<RunSetup, RunError> {
+    async fn prepare(&self, ctx: &RunContext) -> Result<RunSetup, RunError> {
         let projects = &self.parts().projects;
         match &ctx.mode {
             RunMode::Interactive { new_session } => {
-                let mut setup =
-                    projects.begin_run(&ctx.project_id, ctx.run.clone(), Some(ctx.agent))?;
+                let mut setup = projects
+                    .begin_run(&ctx.project_id, ctx.run.clone(), Some(ctx.agent))
+                    .await?;
                 if *new_session {
-                    projects.set_agent_session(&ctx.project_id, ctx.agent, None)?;
+                    projects
+                        .set_agent_session(&ctx.project_id, ctx.agent, None)
+                        .await?;
                     setup.session = None;
                 }
                 Ok(setup)
@@ -583,8 +588,7 @@ impl Runner {
             RunMode::Task { .. } => {
                 let setup = projects.task_setup(&ctx.project_id, Some(ctx.agent))?;
                 let path = setup.path.clone();
-                let shown = path.display().to_string();
-                match crate::support::blocking::blocking(|| projects.validate(&shown)) {
+                match projects.validate(path.display().to_string()).await {
                     Ok(current) if current == path => Ok(setup),
                     Ok(current) => Err(RunError::PathChanged {
                         path: path.display().to_string(),
@@ -658,14 +662,14 @@ impl Runner {
     /// Records a run's end: the run row, the permit given back, the finish line in the
     /// log (awaited), and for an interactive run the project's state.
     async fn record_end(&self, ctx: &RunContext, outcome: &RunOutcome, permit: Permit) {
-        let line = self.record_end_row(ctx, outcome, permit);
+        let line = self.record_end_row(ctx, outcome, permit).await;
         self.hub_line(ctx, line).await;
-        self.record_end_state(ctx, outcome);
+        self.record_end_state(ctx, outcome).await;
     }
 
     /// The first half of [`Runner::record_end`]: the run row and the permit; returns the
     /// finish line to store.
-    fn record_end_row(
+    async fn record_end_row(
         &self,
         ctx: &RunContext,
         outcome: &RunOutcome,
@@ -675,6 +679,7 @@ impl Runner {
             .parts()
             .store
             .finish_run(&ctx.run.id, outcome, now_ms())
+            .await
         {
             warn!(error = %ErrorChain(&err), "cannot record the run's end");
         }
@@ -693,17 +698,18 @@ impl Runner {
     }
 
     /// The second half of [`Runner::record_end`]: the project's state and the events.
-    fn record_end_state(&self, ctx: &RunContext, outcome: &RunOutcome) {
+    async fn record_end_state(&self, ctx: &RunContext, outcome: &RunOutcome) {
         if ctx.interactive() {
             let state = match outcome.status {
                 RunStatus::Succeeded => ProjectState::Idle,
                 RunStatus::Killed => ProjectState::Killed,
                 _ => ProjectState::Failed,
             };
-            if let Err(err) =
-                self.parts()
-                    .projects
-                    .end_run(&ctx.project_id, state, outcome.error.as_deref())
+            if let Err(err) = self
+                .parts()
+                .projects
+                .end_run(&ctx.project_id, state, outcome.error.as_deref())
+                .await
             {
                 warn!(error = %ErrorChain(&err), "cannot record the project's state");
             }
@@ -924,17 +930,19 @@ impl Runner {
                 None => (row.text.clone(), None),
             }
         };
-        let handle = self.start(
-            RunRequest {
-                project_id: project_id.to_string(),
-                prompt: first,
-                mode: RunMode::Interactive { new_session: false },
-                timeout_s: None,
-                keep_open: true,
-                agent: None,
-            },
-            permit()?,
-        )?;
+        let handle = self
+            .start(
+                RunRequest {
+                    project_id: project_id.to_string(),
+                    prompt: first,
+                    mode: RunMode::Interactive { new_session: false },
+                    timeout_s: None,
+                    keep_open: true,
+                    agent: None,
+                },
+                permit()?,
+            )
+            .await?;
         Ok(Sent {
             run_id: handle.run_id,
             delivery: if queued_message.is_some() {

@@ -198,7 +198,7 @@ async fn shutdown_closes_clients_with_1001_and_kills_runs() {
     assert_eq!(frame.code, CloseCode::Away);
     assert!(!process_alive(grandchild));
     assert_eq!(
-        store.run_status(&run_id).unwrap().as_deref(),
+        store.run_status(&run_id).await.unwrap().as_deref(),
         Some("killed")
     );
     assert!(

@@ -175,12 +175,12 @@ impl ProjectsCtx {
     ///
     /// # Errors
     /// `ProjectError` for a path that cannot be a project, or the limit.
-    pub(crate) fn create_project(
+    pub(crate) async fn create_project(
         &self,
         path: &str,
         name: Option<&str>,
     ) -> Result<ProjectView, ProjectError> {
-        let view = self.projects.create(path, name)?;
+        let view = self.projects.create(path, name).await?;
         self.feed.add_project(&view.id);
         self.watch.add_project(&view.id, &view.path);
         info!(project_id = %view.id, path = %view.path, "project created");
@@ -207,6 +207,7 @@ impl ProjectsCtx {
 }
 
 /// What `agent.*` uses.
+#[derive(Clone)]
 pub(crate) struct AgentsCtx {
     /// Starts and kills runs.
     pub(crate) runner: Runner,

@@ -61,7 +61,7 @@ use crate::runner::{Runner, RunnerParts};
 use crate::storage::postgres::Database;
 use crate::storage::secrets::Secrets;
 use crate::storage::sqlite::{Durability, Store};
-use crate::support::blocking::blocking;
+use crate::support::blocking::off_runtime;
 use crate::support::metrics::Metrics;
 use crate::support::monitor::Monitor;
 use crate::support::timestamp::now_ms;
@@ -164,16 +164,20 @@ impl Hub {
         info!(secret_store, "owner token ready");
         let instance_id = uuid::Uuid::new_v4().to_string();
 
-        // Opening and loading read the disk: `blocking` keeps the runtime moving.
+        // Opening and loading read the disk: on the blocking pool.
         let durability = if config.config.storage.lose_acknowledged_writes_on_power_cut {
             Durability::ProcessCrash
         } else {
             Durability::PowerCut
         };
-        let store = blocking(|| Store::open_with(&data_dir, durability))?;
+        let store = off_runtime({
+            let data_dir = data_dir.clone();
+            move || Store::open_with(&data_dir, durability)
+        })
+        .await?;
         let (client_tokens, pairings, database) = match shared {
             None => (
-                blocking(|| ClientTokens::load(store.clone()))?,
+                ClientTokens::load(store.clone()).await?,
                 Pairings::new(config.config.pairing.clone(), store.clone()),
                 None,
             ),
@@ -198,17 +202,20 @@ impl Hub {
                 )
             }
         };
-        let orphans = blocking(|| clean_orphans(&store));
+        let orphans = off_runtime({
+            let store = store.clone();
+            move || clean_orphans(&store)
+        })
+        .await;
         if orphans > 0 {
             warn!(orphans, "runs orphaned by a previous crash were cleaned up");
         }
-        let projects = blocking(|| {
-            Projects::load(
-                store.clone(),
-                config.config.limits.max_projects,
-                path_policy(&config),
-            )
-        })?;
+        let projects = off_runtime({
+            let (store, max_projects) = (store.clone(), config.config.limits.max_projects);
+            let policy = path_policy(&config);
+            move || Projects::load(store, max_projects, policy)
+        })
+        .await?;
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let feed = Feed::new(
@@ -268,7 +275,8 @@ impl Hub {
             sink: sink.clone(),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
-        });
+        })
+        .await;
         let runner = Runner::new(RunnerParts {
             approvals,
             config: config.config.agent.clone(),
@@ -291,8 +299,12 @@ impl Hub {
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
         };
-        let coordinator = blocking(|| Coordinator::load(parts))?;
-        let monitor = Monitor::new(&data_dir);
+        let coordinator = off_runtime(move || Coordinator::load(parts)).await?;
+        let monitor = off_runtime({
+            let data_dir = data_dir.clone();
+            move || Monitor::new(&data_dir)
+        })
+        .await;
         let access = Access::new(AccessParts {
             tokens: client_tokens,
             pairings,
@@ -593,7 +605,7 @@ impl Hub {
                 () = self.inner.shutdown.cancelled() => return,
             }
             // `/metrics` samples the process figures itself when it is scraped.
-            self.emit(Event::Stats(self.reports().stats()));
+            self.emit(Event::Stats(self.reports().stats().await));
         }
     }
 
@@ -610,11 +622,10 @@ impl Hub {
                 .then(|| now_ms() - (retention.max_age_days as i64) * 86_400_000);
             let store = self.inner.store.clone();
             let max_lines = retention.max_lines_per_project;
-            match tokio::task::spawn_blocking(move || store.prune(max_lines, cutoff)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(deleted)) => info!(deleted, "message log retention applied"),
-                Ok(Err(err)) => warn!(error = %ErrorChain(&err), "message log retention failed"),
-                Err(_) => warn!("message log retention task panicked"),
+            match off_runtime(move || store.prune(max_lines, cutoff)).await {
+                Ok(0) => {}
+                Ok(deleted) => info!(deleted, "message log retention applied"),
+                Err(err) => warn!(error = %ErrorChain(&err), "message log retention failed"),
             }
         }
     }

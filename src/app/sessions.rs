@@ -35,14 +35,16 @@ fn lifetime_ms(hub: &Hub) -> i64 {
 ///
 /// # Errors
 /// [`StoreError`] when the session cannot be stored.
-pub fn sign_in(hub: &Hub) -> Result<String, StoreError> {
+pub async fn sign_in(hub: &Hub) -> Result<String, StoreError> {
     let session = new_token();
     let now = now_ms();
-    hub.store().insert_dashboard_session(
-        &token_hash(&session),
-        now,
-        now.saturating_add(lifetime_ms(hub)),
-    )?;
+    hub.store()
+        .insert_dashboard_session(
+            &token_hash(&session),
+            now,
+            now.saturating_add(lifetime_ms(hub)),
+        )
+        .await?;
     tracing::info!("dashboard signed in");
     Ok(cookie(hub, &session))
 }
@@ -56,21 +58,23 @@ pub fn cookie(hub: &Hub, session: &str) -> String {
 ///
 /// # Errors
 /// [`StoreError`].
-pub fn use_session(hub: &Hub, session: &str) -> Result<Option<[u8; 32]>, StoreError> {
+pub async fn use_session(hub: &Hub, session: &str) -> Result<Option<[u8; 32]>, StoreError> {
     let hash = token_hash(session);
     let live = hub
         .store()
-        .use_dashboard_session(&hash, now_ms(), lifetime_ms(hub))?;
+        .use_dashboard_session(&hash, now_ms(), lifetime_ms(hub))
+        .await?;
     Ok(live.then_some(hash))
 }
 
 /// Records the end of a connection signed in with the session `hash` as a use: a
 /// dashboard whose socket stays open for days then reconnects still signed in. A session
 /// signed out or expired meanwhile stays so.
-pub fn connection_ended(hub: &Hub, hash: &[u8; 32]) {
+pub async fn connection_ended(hub: &Hub, hash: &[u8; 32]) {
     if let Err(err) = hub
         .store()
         .use_dashboard_session(hash, now_ms(), lifetime_ms(hub))
+        .await
     {
         tracing::warn!(error = %crate::protocol::error::ErrorChain(&err), "cannot record the session's use");
     }
@@ -80,9 +84,10 @@ pub fn connection_ended(hub: &Hub, hash: &[u8; 32]) {
 ///
 /// # Errors
 /// [`StoreError`].
-pub fn is_live(hub: &Hub, session: &str) -> Result<bool, StoreError> {
+pub async fn is_live(hub: &Hub, session: &str) -> Result<bool, StoreError> {
     hub.store()
         .dashboard_session_valid(&token_hash(session), now_ms())
+        .await
 }
 
 /// Signs `session` out: it stops working, and its connections are closed with 1008.
@@ -90,9 +95,9 @@ pub fn is_live(hub: &Hub, session: &str) -> Result<bool, StoreError> {
 ///
 /// # Errors
 /// [`StoreError`] when it cannot be deleted (then nothing was closed).
-pub fn sign_out(hub: &Hub, session: &str) -> Result<usize, StoreError> {
+pub async fn sign_out(hub: &Hub, session: &str) -> Result<usize, StoreError> {
     let hash = token_hash(session);
-    let existed = hub.store().delete_dashboard_session(&hash)?;
+    let existed = hub.store().delete_dashboard_session(&hash).await?;
     let closed = hub.access().sessions_ended(Some(&hash));
     tracing::info!(existed, closed, "dashboard session signed out");
     Ok(closed)
@@ -112,8 +117,8 @@ pub struct Revoked {
 ///
 /// # Errors
 /// [`StoreError`] when they cannot be deleted (then nothing was closed).
-pub fn revoke_all(store: &Store, access: &Access) -> Result<Revoked, StoreError> {
-    let revoked = store.delete_dashboard_sessions(now_ms())?;
+pub async fn revoke_all(store: &Store, access: &Access) -> Result<Revoked, StoreError> {
+    let revoked = store.delete_dashboard_sessions(now_ms()).await?;
     let closed = access.sessions_ended(None);
     tracing::info!(revoked, closed, "every dashboard session signed out");
     Ok(Revoked { revoked, closed })

@@ -402,7 +402,7 @@ mod tests {
     use crate::storage::credentials::ClientTokenRow;
 
     /// Pairings over the local store, with a live token `cl_1` to hand over.
-    fn pairings() -> (tempfile::TempDir, Store, Pairings) {
+    async fn pairings() -> (tempfile::TempDir, Store, Pairings) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store
@@ -417,6 +417,7 @@ mod tests {
                 last_used_at: None,
                 last_addr: None,
             })
+            .await
             .unwrap();
         let pairings = Pairings::new(PairingConfig::default(), store.clone());
         (dir, store, pairings)
@@ -438,7 +439,7 @@ mod tests {
 
     #[tokio::test]
     async fn approved_token_is_claimed_once_with_origin_and_secret() {
-        let (_dir, store, p) = pairings();
+        let (_dir, store, p) = pairings().await;
         let issued = p.request(new("127.0.0.1"), 0).await.unwrap();
         let id = &issued.request.id;
         assert_eq!(issued.request.code.len(), 6);
@@ -477,7 +478,7 @@ mod tests {
             ("cl_1", Scopes::only(Scope::Events))
         );
         // The token was handed over with a fresh value, the one now stored.
-        let stored = store.live_client_tokens().unwrap();
+        let stored = store.live_client_tokens().await.unwrap();
         assert_eq!(stored[0].hash, token_hash(&token));
         assert_eq!(
             claim("chrome-extension://abc", secret, 4).await,
@@ -491,10 +492,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_revoked_token_is_not_handed_over() {
-        let (_dir, store, p) = pairings();
+        let (_dir, store, p) = pairings().await;
         let issued = p.request(new("127.0.0.1"), 0).await.unwrap();
         p.approve(&issued.request.id, 1, issue()).await.unwrap();
-        assert!(store.revoke_client_token("cl_1", 2).unwrap());
+        assert!(store.revoke_client_token("cl_1", 2).await.unwrap());
         assert_eq!(
             p.claim(
                 &issued.request.id,
@@ -510,7 +511,7 @@ mod tests {
 
     #[tokio::test]
     async fn denied_and_expired_give_no_token() {
-        let (_dir, _store, p) = pairings();
+        let (_dir, _store, p) = pairings().await;
         let ttl = p.ttl_ms();
         let origin = "chrome-extension://abc";
         let denied = p.request(new("127.0.0.1"), 0).await.unwrap();
@@ -580,7 +581,7 @@ mod tests {
 
     #[tokio::test]
     async fn pending_limits_hold_globally_and_per_address() {
-        let (_dir, _store, p) = pairings();
+        let (_dir, _store, p) = pairings().await;
         p.request(new("192.0.2.1"), 0).await.unwrap();
         p.request(new("192.0.2.1"), 0).await.unwrap();
         assert_eq!(
@@ -621,7 +622,7 @@ mod tests {
         );
         assert_eq!(key("192.0.2.1", origin), "addr:192.0.2.1");
 
-        let (_dir, _store, p) = pairings();
+        let (_dir, _store, p) = pairings().await;
         p.request(new("2001:db8::1"), 0).await.unwrap();
         p.request(new("2001:db8::2"), 0).await.unwrap();
         assert_eq!(

@@ -179,9 +179,9 @@ impl ClientTokens {
     ///
     /// # Errors
     /// [`StoreError`] when the table cannot be read.
-    pub fn load(store: Store) -> Result<Self, StoreError> {
+    pub async fn load(store: Store) -> Result<Self, StoreError> {
         let mut state = State::default();
-        for row in store.live_client_tokens()? {
+        for row in store.live_client_tokens().await? {
             state.insert(row);
         }
         Ok(Self {
@@ -524,10 +524,10 @@ mod tests {
     use super::*;
     use crate::protocol::scopes::Scope;
 
-    fn registry() -> (tempfile::TempDir, ClientTokens) {
+    async fn registry() -> (tempfile::TempDir, ClientTokens) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        (dir, ClientTokens::load(store).unwrap())
+        (dir, ClientTokens::load(store).await.unwrap())
     }
 
     fn new(origin: Option<&str>) -> NewClientToken {
@@ -541,7 +541,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bound_token_works_only_from_its_origin() {
-        let (_dir, tokens) = registry();
+        let (_dir, tokens) = registry().await;
         let (row, token) = tokens
             .create(new(Some("chrome-extension://abc")))
             .await
@@ -600,7 +600,7 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_survive_a_reload_and_bad_input_is_refused() {
-        let (dir, tokens) = registry();
+        let (dir, tokens) = registry().await;
         let (row, token) = tokens
             .create(new(Some("moz-extension://1234")))
             .await
@@ -610,7 +610,9 @@ mod tests {
             .await
             .unwrap();
         drop(tokens);
-        let tokens = ClientTokens::load(Store::open(dir.path()).unwrap()).unwrap();
+        let tokens = ClientTokens::load(Store::open(dir.path()).unwrap())
+            .await
+            .unwrap();
         assert!(
             tokens
                 .authenticate(&token, Some("moz-extension://1234"))

@@ -243,25 +243,11 @@ fn tasks_of(text: &str, source: &str) -> Result<Value> {
 
 /// Every task of a project, all pages.
 pub(super) async fn all_tasks(client: &mut HubClient, project_id: &str) -> Result<Vec<Value>> {
-    let mut tasks = Vec::new();
-    let mut after_seq = 0u64;
-    loop {
-        let page = client
-            .request(
-                "task.list",
-                json!({"project_id": project_id, "after_seq": after_seq, "limit": 10_000}),
-            )
-            .await?;
-        let items = page["tasks"].as_array().cloned().unwrap_or_default();
-        after_seq = items
-            .last()
-            .and_then(|task| task["seq"].as_u64())
-            .unwrap_or(after_seq);
-        tasks.extend(items);
-        if page["has_more"] != true {
-            return Ok(tasks);
-        }
+    let mut pages = crate::protocol::coordination::TaskPages::new(project_id);
+    while let Some(params) = pages.next_params() {
+        pages.add(&client.request("task.list", params).await?);
     }
+    Ok(pages.into_tasks())
 }
 
 fn print_tasks(tasks: &[Value]) -> Result<()> {

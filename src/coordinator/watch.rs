@@ -59,6 +59,11 @@ enum Command {
 }
 
 /// The handle to the watcher task. Its methods queue a command and return at once.
+///
+/// The queue is unbounded so that they stay sync; it grows by one command per project
+/// created or deleted, a request the connection awaits before it reads the next, so it
+/// holds at most one command per connection (`limits.max_connections`) plus the
+/// projects at start (`limits.max_projects`).
 pub struct Watch {
     tx: mpsc::UnboundedSender<Command>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
@@ -376,55 +381,59 @@ impl Watcher {
             return;
         }
         let path_text = path.display().to_string();
-        let _span = info_span!("task", task_id).entered();
-        let known = if valid_task_id(&task_id) {
-            self.coordinator.known(&project_id, &task_id)
-        } else {
-            Known::Unknown
-        };
-        let unknown = ReportUnknown {
-            project_id: project_id.clone(),
-            task_id: task_id.clone(),
-            path: path_text.clone(),
-        };
-        match known {
-            Known::Unknown => {
-                self.coordinator.report_unknown(unknown);
-                self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
-                return;
+        let span = info_span!("task", task_id);
+        async {
+            let known = if valid_task_id(&task_id) {
+                self.coordinator.known(&project_id, &task_id).await
+            } else {
+                Known::Unknown
+            };
+            let unknown = ReportUnknown {
+                project_id: project_id.clone(),
+                task_id: task_id.clone(),
+                path: path_text.clone(),
+            };
+            match known {
+                Known::Unknown => {
+                    self.coordinator.report_unknown(unknown);
+                    self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
+                    return;
+                }
+                Known::Finished => {
+                    debug!(path = path_text, "report for a finished task ignored");
+                    self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
+                    return;
+                }
+                Known::Unfinished => {}
             }
-            Known::Finished => {
-                debug!(path = path_text, "report for a finished task ignored");
-                self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
-                return;
-            }
-            Known::Unfinished => {}
-        }
-        match bytes.and_then(|bytes| parse_report(&bytes, &task_id)) {
-            Ok(report) => {
-                self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
-                match self.coordinator.report(&project_id, &task_id, report) {
-                    ReportOutcome::Unknown => self.coordinator.report_unknown(unknown),
-                    outcome => info!(path = path_text, outcome = ?outcome, "report applied"),
+            match bytes.and_then(|bytes| parse_report(&bytes, &task_id)) {
+                Ok(report) => {
+                    self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
+                    match self.coordinator.report(&project_id, &task_id, report).await {
+                        ReportOutcome::Unknown => self.coordinator.report_unknown(unknown),
+                        outcome => info!(path = path_text, outcome = ?outcome, "report applied"),
+                    }
+                }
+                // Unchanged for a whole debounce period: this is what the writer meant.
+                Err(err) if self.seen.get(path) == Some(&Seen::Waiting(hash)) => {
+                    self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
+                    self.coordinator.report_invalid(ReportInvalid {
+                        project_id,
+                        task_id,
+                        path: path_text,
+                        reason: err.to_string(),
+                    });
+                }
+                Err(err) => {
+                    debug!(error = %err, path = path_text, "report not readable yet; reading it again later");
+                    self.seen.insert(path.to_path_buf(), Seen::Waiting(hash));
+                    self.rechecks
+                        .insert((Instant::now() + self.debounce, path.to_path_buf()));
                 }
             }
-            // Unchanged for a whole debounce period: this is what the writer meant.
-            Err(err) if self.seen.get(path) == Some(&Seen::Waiting(hash)) => {
-                self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
-                self.coordinator.report_invalid(ReportInvalid {
-                    project_id,
-                    task_id,
-                    path: path_text,
-                    reason: err.to_string(),
-                });
-            }
-            Err(err) => {
-                debug!(error = %err, path = path_text, "report not readable yet; reading it again later");
-                self.seen.insert(path.to_path_buf(), Seen::Waiting(hash));
-                self.rechecks
-                    .insert((Instant::now() + self.debounce, path.to_path_buf()));
-            }
         }
+        .instrument(span)
+        .await;
     }
 }
 

@@ -146,16 +146,14 @@ impl HubServer {
             );
         }
         let store = self.hub.store().clone();
-        match tokio::task::spawn_blocking(move || {
+        let checkpoint = crate::support::blocking::off_runtime(move || {
             let checkpoint = store.checkpoint();
             store.close();
             checkpoint
         })
-        .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => warn!(error = %ErrorChain(&err), "store checkpoint failed"),
-            Err(_) => warn!("store checkpoint panicked"),
+        .await;
+        if let Err(err) = checkpoint {
+            warn!(error = %ErrorChain(&err), "store checkpoint failed");
         }
         let _ = tokio::fs::remove_file(self.hub.config().data_dir.join(RUNTIME_FILE)).await;
         self.hub.release_data_dir();

@@ -311,7 +311,8 @@ async fn write_loop<W>(
             sink.flush().await
         };
         match tokio::time::timeout(write_timeout, batch).await {
-            Ok(Ok(())) => {}
+            // Room was made: what waits in the overflow moves in behind it.
+            Ok(Ok(())) => client.refill(),
             Ok(Err(err)) => {
                 debug!(error = %err, "write failed");
                 client.close(CLOSE_NORMAL, "write failed");

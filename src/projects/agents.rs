@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use super::{ProjectError, Projects, valid_session_id, view};
+use super::{ProjectError, Projects, valid_session_id};
 use crate::protocol::ProjectView;
 use crate::protocol::agents::AgentKind;
 use crate::storage::sqlite::ProjectRow;
@@ -15,11 +15,11 @@ use crate::support::timestamp::now_ms;
 impl Projects {
     /// Sets or clears the session `agent` resumes in the project (resume is kept per
     /// project and per agent: a Claude Code session id, a Codex thread id, a Gemini
-    /// session id).
+    /// session id). A change of the registry: under its `changes` lock.
     ///
     /// # Errors
     /// `InvalidSession` for an id that is not a UUID, `NotFound` or `Store`.
-    pub fn set_agent_session(
+    pub async fn set_agent_session(
         &self,
         id: &str,
         agent: AgentKind,
@@ -30,56 +30,62 @@ impl Projects {
         {
             return Err(ProjectError::InvalidSession(session.to_string()));
         }
-        let mut entries = self.entries();
-        let entry = entries
-            .get_mut(id)
-            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
-        if session_of(&entry.row, agent) == session_id {
-            return Ok(view(entry));
+        let _change = self.changes.lock().await;
+        if let Some(unchanged) =
+            self.view_if(id, |entry| session_of(&entry.row, agent) == session_id)?
+        {
+            return Ok(unchanged);
         }
         if agent == AgentKind::Claude {
-            self.store.set_session(id, session_id, now_ms())?;
-            entry.row.session_id = session_id.map(str::to_string);
+            self.store.set_session(id, session_id, now_ms()).await?;
         } else {
             self.store
-                .set_agent_session(id, agent, session_id, now_ms())?;
-            match session_id {
-                Some(session) => {
-                    entry.row.agent_sessions.insert(agent, session.to_string());
-                }
-                None => {
-                    entry.row.agent_sessions.remove(&agent);
-                }
-            }
+                .set_agent_session(id, agent, session_id, now_ms())
+                .await?;
         }
-        Ok(view(entry))
+        self.update(id, |entry| {
+            if agent == AgentKind::Claude {
+                entry.row.session_id = session_id.map(str::to_string);
+            } else if let Some(session) = session_id {
+                entry.row.agent_sessions.insert(agent, session.to_string());
+            } else {
+                entry.row.agent_sessions.remove(&agent);
+            }
+        })
     }
 
     /// Sets the project's agent and, when `model` is `Some`, its model (`Some("")`
-    /// clears it) (`project.configure`).
+    /// clears it) (`project.configure`). A change of the registry: under its `changes`
+    /// lock.
     ///
     /// # Errors
     /// `NotFound` or `Store`.
-    pub fn configure_agent(
+    pub async fn configure_agent(
         &self,
         id: &str,
         agent: Option<AgentKind>,
         model: Option<&str>,
     ) -> Result<ProjectView, ProjectError> {
-        let mut entries = self.entries();
-        let entry = entries
-            .get_mut(id)
-            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
-        let agent = agent.unwrap_or(entry.row.agent);
-        let model = match model {
-            Some("") => None,
-            Some(model) => Some(model.to_string()),
-            None => entry.row.model.clone(),
+        let _change = self.changes.lock().await;
+        let (agent, model) = {
+            let entries = self.entries();
+            let entry = entries
+                .get(id)
+                .ok_or_else(|| ProjectError::NotFound(id.into()))?;
+            let model = match model {
+                Some("") => None,
+                Some(model) => Some(model.to_string()),
+                None => entry.row.model.clone(),
+            };
+            (agent.unwrap_or(entry.row.agent), model)
         };
-        self.store.set_project_agent(id, agent, model.as_deref())?;
-        entry.row.agent = agent;
-        entry.row.model = model;
-        Ok(view(entry))
+        self.store
+            .set_project_agent(id, agent, model.as_deref())
+            .await?;
+        self.update(id, |entry| {
+            entry.row.agent = agent;
+            entry.row.model = model;
+        })
     }
 
     /// What a task run of the project needs, without claiming the project (task runs
@@ -98,30 +104,40 @@ impl Projects {
         Ok(setup)
     }
 
-    /// Forgets the session so the next run starts fresh (`agent.new_session`). The check
-    /// that no run holds the project and the change are one step under the registry's
-    /// lock, as in [`Projects::begin_run`], so a run cannot start between them and find
-    /// its session gone.
+    /// Forgets the session so the next run starts fresh (`agent.new_session`), every
+    /// agent's. The check that no run holds the project and the change are one step
+    /// under the registry's `changes` lock, as in [`Projects::begin_run`], so a run
+    /// cannot start between them and find its session gone.
     ///
     /// # Errors
     /// `Busy` while a run holds the project, `NotFound`, `Store`.
-    pub fn new_session(&self, id: &str) -> Result<ProjectView, ProjectError> {
-        let mut entries = self.entries();
-        let entry = entries
-            .get_mut(id)
-            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
-        if entry.run.is_some() {
-            return Err(ProjectError::Busy(id.into()));
-        }
-        if entry.row.session_id.is_some() {
-            self.store.set_session(id, None, now_ms())?;
-            entry.row.session_id = None;
+    pub async fn new_session(&self, id: &str) -> Result<ProjectView, ProjectError> {
+        let _change = self.changes.lock().await;
+        let (claude, others) = {
+            let entries = self.entries();
+            let entry = entries
+                .get(id)
+                .ok_or_else(|| ProjectError::NotFound(id.into()))?;
+            if entry.run.is_some() {
+                return Err(ProjectError::Busy(id.into()));
+            }
+            let others: Vec<AgentKind> = entry.row.agent_sessions.keys().copied().collect();
+            (entry.row.session_id.is_some(), others)
+        };
+        if claude {
+            self.store.set_session(id, None, now_ms()).await?;
+            self.update(id, |entry| entry.row.session_id = None)?;
         }
         // Every agent starts fresh.
-        for agent in std::mem::take(&mut entry.row.agent_sessions).into_keys() {
-            self.store.set_agent_session(id, agent, None, now_ms())?;
+        for agent in others {
+            self.store
+                .set_agent_session(id, agent, None, now_ms())
+                .await?;
+            self.update(id, |entry| {
+                entry.row.agent_sessions.remove(&agent);
+            })?;
         }
-        Ok(view(entry))
+        self.update(id, |_| {})
     }
 }
 

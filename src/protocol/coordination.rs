@@ -209,6 +209,67 @@ pub struct TaskListParams {
     pub limit: Option<u32>,
 }
 
+/// The largest `task.list` page (`limit`).
+pub const TASK_LIST_MAX: u32 = 10_000;
+
+/// The client side of `task.list` paging, shared by the CLI and the MCP server: every
+/// task of a project, in creation order, read in pages of [`TASK_LIST_MAX`], each next
+/// page after the last `seq` seen, until `has_more` is false. It does no I/O:
+///
+/// ```ignore
+/// let mut pages = TaskPages::new(project_id);
+/// while let Some(params) = pages.next_params() {
+///     pages.add(&client.request("task.list", params).await?);
+/// }
+/// let tasks = pages.into_tasks();
+/// ```
+#[derive(Debug)]
+pub struct TaskPages {
+    project_id: String,
+    after_seq: u64,
+    tasks: Vec<Value>,
+    done: bool,
+}
+
+impl TaskPages {
+    /// Paging through `project_id`'s tasks from the first.
+    pub fn new(project_id: &str) -> Self {
+        Self {
+            project_id: project_id.to_string(),
+            after_seq: 0,
+            tasks: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The params of the next `task.list`, or `None` once the last page is in.
+    pub fn next_params(&self) -> Option<Value> {
+        (!self.done).then(|| {
+            serde_json::json!({
+                "project_id": self.project_id,
+                "after_seq": self.after_seq,
+                "limit": TASK_LIST_MAX,
+            })
+        })
+    }
+
+    /// Takes in a `task.list` result (`{tasks, has_more}`).
+    pub fn add(&mut self, page: &Value) {
+        let items = page["tasks"].as_array().cloned().unwrap_or_default();
+        self.after_seq = items
+            .last()
+            .and_then(|task| task["seq"].as_u64())
+            .unwrap_or(self.after_seq);
+        self.tasks.extend(items);
+        self.done = page["has_more"] != true;
+    }
+
+    /// The tasks read.
+    pub fn into_tasks(self) -> Vec<Value> {
+        self.tasks
+    }
+}
+
 /// Params naming one task: `task.get`, `task.cancel`.
 #[derive(Debug, Deserialize)]
 pub struct TaskRef {
@@ -636,6 +697,29 @@ pub struct ReportFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_pages_follow_the_last_seq_until_has_more_is_false() {
+        let mut pages = TaskPages::new("p");
+        assert_eq!(pages.next_params().unwrap()["after_seq"], 0);
+        pages.add(&serde_json::json!({"tasks": [{"seq": 1}, {"seq": 2}], "has_more": true}));
+        let params = pages.next_params().unwrap();
+        assert_eq!(
+            (
+                &params["project_id"],
+                &params["after_seq"],
+                &params["limit"]
+            ),
+            (
+                &serde_json::json!("p"),
+                &serde_json::json!(2),
+                &serde_json::json!(TASK_LIST_MAX)
+            )
+        );
+        pages.add(&serde_json::json!({"tasks": [{"seq": 3}], "has_more": false}));
+        assert!(pages.next_params().is_none());
+        assert_eq!(pages.into_tasks().len(), 3);
+    }
     use crate::protocol::notification;
     use serde_json::json;
 

@@ -95,24 +95,28 @@ fn permit(runner: &crate::runner::Runner) -> Result<crate::runner::slots::Permit
 
 fn run(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: AgentRunParams = parse_params(params)?;
-    let runner = &call.ctx.runner;
-    let permit = permit(runner)?;
-    let handle = runner.start(
-        RunRequest {
-            project_id: p.project_id.clone(),
-            prompt: p.prompt,
-            mode: RunMode::Interactive {
-                new_session: p.new_session,
-            },
-            timeout_s: p.timeout_s,
-            keep_open: false,
-            agent: p.agent,
-        },
-        permit,
-    )?;
-    reply(&Started {
-        run_id: handle.run_id,
-        project_id: p.project_id,
+    let runner = call.ctx.runner.clone();
+    let permit = permit(&runner)?;
+    later(async move {
+        let handle = runner
+            .start(
+                RunRequest {
+                    project_id: p.project_id.clone(),
+                    prompt: p.prompt,
+                    mode: RunMode::Interactive {
+                        new_session: p.new_session,
+                    },
+                    timeout_s: p.timeout_s,
+                    keep_open: false,
+                    agent: p.agent,
+                },
+                permit,
+            )
+            .await?;
+        Ok(Started {
+            run_id: handle.run_id,
+            project_id: p.project_id,
+        })
     })
 }
 
@@ -130,25 +134,28 @@ fn kill(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
 
 fn new_session(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectRef = parse_params(params)?;
-    let ctx = call.ctx;
-    let view = ctx
-        .projects
-        .new_session(&p.project_id)
-        .map_err(|err| match err {
-            ProjectError::Busy(_) => RpcError::new(
-                ErrorKind::ProjectBusy,
-                "the project is running; kill the run before starting a new session",
-            ),
-            err => err.into(),
-        })?;
-    ctx.notices.emit(Event::ProjectState(StateChange {
-        project_id: p.project_id,
-        state: view.state,
-        session_id: view.session_id.clone(),
-        run_id: None,
-        reason: None,
-    }));
-    reply(&ctx.with_seq(view))
+    let ctx = call.ctx.clone();
+    later(async move {
+        let view = ctx
+            .projects
+            .new_session(&p.project_id)
+            .await
+            .map_err(|err| match err {
+                ProjectError::Busy(_) => RpcError::new(
+                    ErrorKind::ProjectBusy,
+                    "the project is running; kill the run before starting a new session",
+                ),
+                err => err.into(),
+            })?;
+        ctx.notices.emit(Event::ProjectState(StateChange {
+            project_id: p.project_id,
+            state: view.state,
+            session_id: view.session_id.clone(),
+            run_id: None,
+            reason: None,
+        }));
+        Ok(ctx.with_seq(view))
+    })
 }
 
 fn send(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {

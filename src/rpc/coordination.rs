@@ -11,9 +11,10 @@ use crate::coordinator::reports::valid_task_id;
 use crate::coordinator::{CoordinationError, MAX_TASK_BYTES, MAX_TASKS_PER_CREATE};
 use crate::protocol::Role;
 use crate::protocol::coordination::{
-    ProjectConfigureParams, ProjectConfigured, StatusParams, TaskAnswer, TaskCancelResult,
-    TaskCompleteParams, TaskCreateParams, TaskFailParams, TaskListParams, TaskPage, TaskRef,
-    TaskState, TasksCreated, WorkerClient, WorkerList, WorkerRegisterParams, WorkerRegistered,
+    ProjectConfigureParams, ProjectConfigured, StatusParams, TASK_LIST_MAX, TaskAnswer,
+    TaskCancelResult, TaskCompleteParams, TaskCreateParams, TaskFailParams, TaskListParams,
+    TaskPage, TaskRef, TaskState, TasksCreated, WorkerClient, WorkerList, WorkerRegisterParams,
+    WorkerRegistered,
     method,
 };
 use crate::protocol::error::{ErrorKind, RpcError};
@@ -184,27 +185,29 @@ fn task_list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let params: TaskListParams = parse_params(params)?;
     call.ctx.projects.get(&params.project_id)?;
     let limit = params.limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
+    if !(1..=TASK_LIST_MAX).contains(&limit) {
         return Err(RpcError::new(
             ErrorKind::InvalidParams,
             "limit must be between 1 and 10000",
         ));
     }
-    let mut rows = call
-        .ctx
-        .store
-        .tasks(
-            &params.project_id,
-            params.state,
-            params.after_seq.unwrap_or(0),
-            limit,
-        )
-        .map_err(CoordinationError::from)?;
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    reply(&TaskPage {
-        tasks: rows.iter().map(TaskRow::view).collect(),
-        has_more,
+    let store = call.ctx.store.clone();
+    later(async move {
+        let mut rows = store
+            .tasks(
+                &params.project_id,
+                params.state,
+                params.after_seq.unwrap_or(0),
+                limit,
+            )
+            .await
+            .map_err(CoordinationError::from)?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok(TaskPage {
+            tasks: rows.iter().map(TaskRow::view).collect(),
+            has_more,
+        })
     })
 }
 
@@ -327,17 +330,24 @@ fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> 
     let workers_after = params
         .agent_workers
         .unwrap_or_else(|| ctx.coordinator.status(&params.project_id).agent_workers);
-    if workers_after > 0 && ctx.clis.get(agent).get().is_none() {
-        return Err(CoordinationError::AgentUnavailable(crate::runner::cli_missing(agent)).into());
-    }
-    let view = if params.agent.is_some() || params.model.is_some() {
-        ctx.projects
-            .configure_agent(&params.project_id, params.agent, params.model.as_deref())?
-    } else {
-        view
-    };
-    let coordinator = ctx.coordinator.clone();
+    let (coordinator, projects, cli) = (
+        ctx.coordinator.clone(),
+        ctx.projects.clone(),
+        ctx.clis.get(agent).clone(),
+    );
     later(async move {
+        if workers_after > 0 && cli.look_up().await.is_none() {
+            return Err(
+                CoordinationError::AgentUnavailable(crate::runner::cli_missing(agent)).into(),
+            );
+        }
+        let view = if params.agent.is_some() || params.model.is_some() {
+            projects
+                .configure_agent(&params.project_id, params.agent, params.model.as_deref())
+                .await?
+        } else {
+            view
+        };
         let workers = match params.agent_workers {
             Some(count) => coordinator.configure(&params.project_id, count).await?,
             None => coordinator

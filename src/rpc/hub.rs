@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Handler, HandlerFn, Method, Reply, reply, require_owner};
+use super::{Handler, HandlerFn, Method, Reply, later, reply, require_owner};
 use crate::app::contexts::HubCtx;
 use crate::app::hub::{PRODUCT, VERSION};
 use crate::config::Family;
@@ -117,14 +117,17 @@ fn status(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
 }
 
 fn health(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
-    let mut health = call.ctx.reports.health();
-    if !sees_paths(call) {
-        health.agent_cli.path = None;
-        for cli in health.agent_clis.values_mut() {
-            cli.path = None;
+    let (reports, sees_paths) = (call.ctx.reports.clone(), sees_paths(call));
+    later(async move {
+        let mut health = reports.health().await;
+        if !sees_paths {
+            health.agent_cli.path = None;
+            for cli in health.agent_clis.values_mut() {
+                cli.path = None;
+            }
         }
-    }
-    reply(&health)
+        Ok(health)
+    })
 }
 
 /// One setting in `hub.config`.
@@ -174,9 +177,12 @@ struct LoginLink {
 /// `{revoked, closed}`. Owner only.
 fn revoke_sessions(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
     require_owner(call.client)?;
-    let revoked = crate::app::sessions::revoke_all(&call.ctx.store, &call.ctx.access)
-        .map_err(|err| RpcError::internal("dashboard sessions", &err))?;
-    reply(&revoked)
+    let (store, access) = (call.ctx.store.clone(), call.ctx.access.clone());
+    later(async move {
+        crate::app::sessions::revoke_all(&store, &access)
+            .await
+            .map_err(|err| RpcError::internal("dashboard sessions", &err))
+    })
 }
 
 fn login_link(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {

@@ -41,7 +41,8 @@ const fn row(
 
 fn create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: ProjectCreateParams = parse_params(params)?;
-    reply(&call.ctx.create_project(&p.path, p.name.as_deref())?)
+    let ctx = call.ctx.clone();
+    later(async move { Ok(ctx.create_project(&p.path, p.name.as_deref()).await?) })
 }
 
 /// `project.list` result.

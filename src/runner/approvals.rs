@@ -219,9 +219,9 @@ struct ApprovalLine<'a> {
 
 impl Approvals {
     /// Opens the registry with the project rules stored.
-    pub fn open(parts: ApprovalsParts) -> Self {
+    pub async fn open(parts: ApprovalsParts) -> Self {
         let mut state = State::default();
-        match parts.store.approval_rules() {
+        match parts.store.approval_rules().await {
             Ok(rules) => {
                 for rule in rules {
                     let behavior = if rule.behavior == "deny" {
@@ -238,7 +238,7 @@ impl Approvals {
             }
             Err(err) => warn!(error = %ErrorChain(&err), "cannot read the approval rules"),
         }
-        match parts.store.approval_policies() {
+        match parts.store.approval_policies().await {
             Ok(policies) => {
                 for (project_id, text) in policies {
                     match serde_json::from_str::<PolicyOverride>(&text) {

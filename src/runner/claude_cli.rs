@@ -32,12 +32,17 @@ struct Known {
 }
 
 /// The CLI the hub uses; cheap to clone. When it was missing it is looked for again on
-/// every use, so a CLI installed while the hub runs is picked up without a restart.
+/// every use, so a CLI installed while the hub runs is picked up without a restart. The
+/// look-up (a PATH scan, a stat per entry) runs on the blocking pool: awaited by
+/// [`CliSlot::look_up`] (a run's start), in the background for [`CliSlot::get`] (reports
+/// such as `hub.status`, which answer with what is known now).
 #[derive(Clone)]
 pub struct CliSlot {
     name: &'static str,
     configured: Option<PathBuf>,
     known: Arc<RwLock<Known>>,
+    /// Whether a background look-up is under way (one at a time).
+    looking: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl CliSlot {
@@ -58,6 +63,7 @@ impl CliSlot {
             name,
             configured: configured.map(Path::to_path_buf),
             known: Arc::new(RwLock::new(Known { cli, probing })),
+            looking: Arc::default(),
         }
     }
 
@@ -76,22 +82,57 @@ impl CliSlot {
         }
     }
 
-    /// The CLI, if found.
+    /// The CLI, if found. When it is missing, a look-up starts in the background (on a
+    /// runtime; outside one, it runs now) and a later call sees its result.
     pub fn get(&self) -> Option<AgentCli> {
-        if let Some(cli) = self.known.read().ok().and_then(|k| k.cli.clone()) {
+        if let Some(cli) = self.cached() {
             return Some(cli);
         }
-        let cli = AgentCli {
-            // A scan of PATH (a stat per entry), from `hub.status` too: off the workers.
-            path: crate::support::blocking::blocking(|| {
-                find_program(self.name, self.configured.as_deref())
-            })?,
-            version: None,
-        };
-        if let Ok(mut known) = self.known.write() {
-            known.cli = Some(cli.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                if !self.looking.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    let this = self.clone();
+                    runtime.spawn(async move {
+                        this.look_up().await;
+                        this.looking
+                            .store(false, std::sync::atomic::Ordering::Release);
+                    });
+                }
+                None
+            }
+            Err(_) => self.remember(find_program(self.name, self.configured.as_deref())?),
         }
-        Some(cli)
+    }
+
+    /// The CLI, looked for now (on the blocking pool) when it is missing.
+    pub async fn look_up(&self) -> Option<AgentCli> {
+        if let Some(cli) = self.cached() {
+            return Some(cli);
+        }
+        let (name, configured) = (self.name, self.configured.clone());
+        let path = crate::support::blocking::off_runtime(move || {
+            find_program(name, configured.as_deref())
+        })
+        .await?;
+        self.remember(path)
+    }
+
+    fn cached(&self) -> Option<AgentCli> {
+        self.known.read().ok().and_then(|k| k.cli.clone())
+    }
+
+    /// Records a CLI found at `path` (unless one was recorded meanwhile) and returns it.
+    fn remember(&self, path: PathBuf) -> Option<AgentCli> {
+        let mut known = self.known.write().ok()?;
+        Some(
+            known
+                .cli
+                .get_or_insert(AgentCli {
+                    path,
+                    version: None,
+                })
+                .clone(),
+        )
     }
 
     /// What `/health` shows.

@@ -35,7 +35,7 @@ impl Runner {
     ///
     /// # Errors
     /// A message for the user when the CLI cannot start or exits before it is tracked.
-    pub(super) fn launch(
+    pub(super) async fn launch(
         &self,
         cli: &AgentCli,
         ctx: &RunContext,
@@ -58,7 +58,9 @@ impl Runner {
         let totals = match (&setup.session, ctx.agent) {
             (Some(session), AgentKind::Codex | AgentKind::Gemini) => {
                 let store = &self.parts().store;
-                crate::support::blocking::blocking(|| store.last_session_totals_blocking(session))
+                store
+                    .last_session_totals(session)
+                    .await
                     .inspect_err(
                         |err| warn!(error = %ErrorChain(err), "cannot read a session's totals"),
                     )
@@ -120,7 +122,7 @@ impl Runner {
             .id()
             .map(|pid| pid as i32)
             .ok_or_else(|| "the agent exited before it could be tracked".to_string())?;
-        if let Err(err) = self.parts().store.set_run_pgid(&ctx.run.id, pgid) {
+        if let Err(err) = self.parts().store.set_run_pgid(&ctx.run.id, pgid).await {
             warn!(error = %ErrorChain(&err), "cannot record the run's process group");
         }
         Ok(Launched { child, tap, events })

@@ -187,7 +187,16 @@ impl Pump {
                 && matches!(&*appended.kind, "system" | "result")
                 && let Ok(fields) = serde_json::from_str::<EventFields>(line.text)
             {
-                self.note_event(&appended.kind, fields);
+                let session = self.note_event(&appended.kind, fields);
+                // Recorded at once, so a run killed mid-way can still be resumed. A task
+                // run has a session of its own and leaves the project's alone.
+                if let (Some(session_id), Some(projects)) = (session, &self.projects)
+                    && let Err(err) = projects
+                        .set_session(&self.project_id, Some(&session_id))
+                        .await
+                {
+                    warn!(error = %ErrorChain(&err), "cannot record the session id");
+                }
                 if appended.kind == "result" && stream == Stream::Stdout {
                     self.meter.record(line.text).await;
                 }
@@ -211,13 +220,16 @@ impl Pump {
         }
     }
 
-    fn note_event(&self, kind: &str, fields: EventFields) {
+    /// Notes a `system` or `result` event in the run's summary; returns the session id
+    /// the agent reported, when it is a new one to record.
+    fn note_event(&self, kind: &str, fields: EventFields) -> Option<String> {
         let Ok(mut summary) = self.summary.lock() else {
-            return;
+            return None;
         };
         if kind == "system" && fields.subtype.as_deref() != Some("init") {
-            return;
+            return None;
         }
+        let mut new_session = None;
         if kind == "system" {
             self.meter
                 .note_init(fields.claude_code_version.clone(), fields.model.clone());
@@ -234,13 +246,7 @@ impl Pump {
             && summary.session_id.as_ref() != Some(session_id)
         {
             summary.session_id = Some(session_id.clone());
-            // Recorded at once, so a run killed mid-way can still be resumed. A task run
-            // has a session of its own and leaves the project's alone.
-            if let Some(projects) = &self.projects
-                && let Err(err) = projects.set_session(&self.project_id, Some(session_id))
-            {
-                warn!(error = %ErrorChain(&err), "cannot record the session id");
-            }
+            new_session = Some(session_id.clone());
         }
         if kind == "result" {
             summary.result_seen = true;
@@ -250,6 +256,7 @@ impl Pump {
             summary.num_turns = fields.num_turns;
             summary.result_text = fields.result.and_then(|r| r.as_str().map(str::to_string));
         }
+        new_session
     }
 }
 

@@ -115,7 +115,8 @@ async fn wait_for_group(pgid: i32, child: &mut Child, grace: Duration) -> bool {
 /// Ends the processes of runs left `running` by a crash of the hub and records those
 /// runs as `orphaned`. A process is only killed if it is in the run's process group and
 /// started after the run did, so a recycled group id never hits an unrelated program.
-/// Returns the number of runs cleaned up.
+/// Returns the number of runs cleaned up. It blocks (the store, `/proc`): call it off
+/// the runtime.
 pub fn clean_orphans(store: &Store) -> usize {
     let runs = match store.unfinished_runs() {
         Ok(runs) => runs,
@@ -149,7 +150,7 @@ pub fn clean_orphans(store: &Store) -> usize {
             RunStatus::Orphaned,
             Some("the hub stopped while the run was going; its processes were ended".into()),
         );
-        if let Err(err) = store.finish_run(&run.id, &outcome, now_ms()) {
+        if let Err(err) = store.finish_run_blocking(&run.id, &outcome, now_ms()) {
             warn!(error = %ErrorChain(&err), "cannot record an orphaned run");
         }
     }

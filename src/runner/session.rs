@@ -245,7 +245,7 @@ impl Session<'_> {
                     .await;
             }
             AgentEvent::TurnEnded(end) => self.on_turn_end(end).await,
-            AgentEvent::SessionStarted { session_id } => self.on_session(session_id),
+            AgentEvent::SessionStarted { session_id } => self.on_session(session_id).await,
             // Handled by the loop, which ends the run.
             AgentEvent::Fatal { .. } => {}
             AgentEvent::Malformed { reason } => {
@@ -261,7 +261,7 @@ impl Session<'_> {
     /// and for an interactive run the one the project's next run of this agent resumes.
     /// An id that is not a UUID is never recorded (it could be read as an option where a
     /// CLI takes it as an argument).
-    fn on_session(&mut self, session_id: String) {
+    async fn on_session(&mut self, session_id: String) {
         if !crate::projects::valid_session_id(&session_id) {
             warn!(
                 session_id,
@@ -273,11 +273,12 @@ impl Session<'_> {
             summary.session_id = Some(session_id.clone());
         }
         if self.ctx.interactive()
-            && let Err(err) = self.runner.parts().projects.set_agent_session(
-                &self.ctx.project_id,
-                self.ctx.agent,
-                Some(&session_id),
-            )
+            && let Err(err) = self
+                .runner
+                .parts()
+                .projects
+                .set_agent_session(&self.ctx.project_id, self.ctx.agent, Some(&session_id))
+                .await
         {
             warn!(error = %ErrorChain(&err), "cannot record the session id");
         }

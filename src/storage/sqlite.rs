@@ -14,8 +14,7 @@
 //!   returns. Async callers await [`Store::write`], or queue with [`Store::submit`] and
 //!   await the answer later (the coordinator queues its transitions' writes in order
 //!   under its lock and awaits their commits after it, so they share groups); sync
-//!   callers (start-up loads) block in [`blocking`], which hands the worker's other
-//!   tasks to the rest of the runtime.
+//!   callers (start-up loads, on the blocking pool) block in [`Store::write_blocking`].
 //! - **Read connections** ([`reads`]) serve replays and queries on the blocking pool
 //!   ([`Store::read`]); in WAL mode they see the last commit and never wait for the writer.
 //! - **Big operations** (`task.create` of up to 10,000 rows, deleting a project with its
@@ -63,7 +62,6 @@ mod tasks;
 mod usage;
 mod writer;
 pub(crate) use crate::storage::credentials::stored;
-pub(crate) use crate::support::blocking::blocking;
 pub use rows::{
     MessagePage, MessageQuery, NewLine, ProjectRow, RUN_PROMPT_CHARS, RunOutcome, RunSummary,
     UnfinishedRun,
@@ -297,8 +295,9 @@ impl Store {
         self.writer.commits()
     }
 
-    /// [`Store::write`] for sync code: blocks until the commit, inside [`blocking`] (on
-    /// a runtime worker, the runtime moves the worker's other tasks elsewhere meanwhile).
+    /// [`Store::write`] for sync code off the runtime (start-up loads, which run on the
+    /// blocking pool, and tests): blocks until the commit. Debug builds panic when it is
+    /// called on a tokio worker thread ([`crate::support::blocking::assert_off_runtime`]).
     ///
     /// # Errors
     /// As [`Store::write`].
@@ -306,18 +305,17 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
+        crate::support::blocking::assert_off_runtime();
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         let job = writer::WriterHandle::job(f, move |result| {
             let _ = reply.send(result);
         });
-        blocking(|| {
-            crate::support::blocking::assert_off_runtime();
-            self.writer.send_blocking(job)?;
-            answer.recv().map_err(|_| StoreError::WriterGone)?
-        })
+        self.writer.send_blocking(job)?;
+        answer.recv().map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Runs `f` on a read connection on the calling thread, inside [`blocking`].
+    /// Runs `f` on a read connection on the calling thread, which must be off the
+    /// runtime, as for [`Store::write_blocking`].
     ///
     /// # Errors
     /// `f`'s, or [`StoreError::Sqlite`] when no connection opens.
@@ -325,7 +323,8 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        blocking(|| f(&*self.readers.get()?))
+        crate::support::blocking::assert_off_runtime();
+        f(&*self.readers.get()?)
     }
 
     /// Runs `f` on a read connection on the blocking pool.
@@ -346,13 +345,12 @@ impl Store {
 
     /// Closes the store at shutdown: the writer commits what is queued, closes its
     /// connection and ends; idle read connections close. Blocks until done, so the
-    /// files are settled when it returns. Later writes fail with
-    /// [`StoreError::WriterGone`].
+    /// files are settled when it returns; call it off the runtime. Later writes fail
+    /// with [`StoreError::WriterGone`].
     pub fn close(&self) {
-        blocking(|| {
-            self.writer.close();
-            self.readers.close_idle();
-        });
+        crate::support::blocking::assert_off_runtime();
+        self.writer.close();
+        self.readers.close_idle();
     }
 
     /// Checkpoints the WAL into the main file; called at shutdown so the next start opens

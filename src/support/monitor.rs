@@ -3,13 +3,14 @@
 //!
 //! There is no timer: an idle hub does not wake up to sample. A caller gets the cached
 //! sample when it is younger than [`SAMPLE_INTERVAL`], otherwise a fresh one (a few
-//! reads of `/proc` on Linux, well under a millisecond). CPU usage is a rate, so it is
+//! reads of `/proc` and a `statvfs` on Linux, well under a millisecond, but file-system
+//! calls all the same: taken on the blocking pool, one at a time). CPU usage is a rate, so it is
 //! the average between this sample and the previous one: at most [`SAMPLE_INTERVAL`]
 //! apart under steady polling (the dashboard's `hub.stats`, a metrics scraper), longer
 //! after an idle spell.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -46,8 +47,10 @@ struct State {
 /// The sampler and its latest result. Cheap to clone.
 #[derive(Clone)]
 pub struct Monitor {
-    state: Arc<Mutex<State>>,
-    data_dir: PathBuf,
+    // An async mutex: its owned guard goes with the sampling onto the blocking pool, so
+    // callers that find a sample being taken wait for it without holding a worker.
+    state: Arc<tokio::sync::Mutex<State>>,
+    data_dir: Arc<PathBuf>,
 }
 
 impl Monitor {
@@ -57,27 +60,30 @@ impl Monitor {
         let mut system = System::new();
         let sample = take_sample(&mut system, data_dir);
         Self {
-            state: Arc::new(Mutex::new(State {
+            state: Arc::new(tokio::sync::Mutex::new(State {
                 system,
                 sample,
                 taken: Instant::now(),
             })),
-            data_dir: data_dir.to_path_buf(),
+            data_dir: Arc::new(data_dir.to_path_buf()),
         }
     }
 
-    /// The latest sample, taken now when the cached one is older than
-    /// [`SAMPLE_INTERVAL`].
-    pub fn latest(&self) -> Sample {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.taken.elapsed() >= SAMPLE_INTERVAL {
-            // The disk scan reads /proc and calls statvfs: off the runtime's workers.
-            state.sample = crate::support::blocking::blocking(|| {
-                take_sample(&mut state.system, &self.data_dir)
-            });
-            state.taken = Instant::now();
+    /// The latest sample, taken now (on the blocking pool) when the cached one is older
+    /// than [`SAMPLE_INTERVAL`].
+    pub async fn latest(&self) -> Sample {
+        let mut state = self.state.clone().lock_owned().await;
+        if state.taken.elapsed() < SAMPLE_INTERVAL {
+            return state.sample.clone();
         }
-        state.sample.clone()
+        let data_dir = self.data_dir.clone();
+        crate::support::blocking::off_runtime(move || {
+            let state = &mut *state;
+            state.sample = take_sample(&mut state.system, &data_dir);
+            state.taken = Instant::now();
+            state.sample.clone()
+        })
+        .await
     }
 }
 

@@ -1,7 +1,7 @@
 //! The data directory: private (0700, its files 0600), and locked for the hub's
 //! lifetime so that two hubs never share a store.
 
-use crate::support::blocking::blocking;
+use crate::support::blocking::off_runtime;
 use std::time::Duration;
 
 use tracing::warn;
@@ -78,14 +78,18 @@ const LOCK_FILE: &str = "hub.lock";
 pub(super) async fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = data_dir.join(LOCK_FILE);
-    let file = blocking(|| {
-        std::fs::OpenOptions::new()
-            .mode(crate::support::file_modes::FILE_MODE)
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
+    let file = off_runtime({
+        let path = path.clone();
+        move || {
+            std::fs::OpenOptions::new()
+                .mode(crate::support::file_modes::FILE_MODE)
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        }
     })
+    .await
     .map_err(|source| StartError::Io {
         action: format!("open {}", path.display()),
         source,

@@ -61,8 +61,8 @@ impl Reports {
 
     /// `GET /health`: status, resources, counts, agent CLI availability and the broker;
     /// `status` is `unhealthy` while the broker between instances is lost.
-    pub(crate) fn health(&self) -> Health {
-        let sample = self.monitor.latest();
+    pub(crate) async fn health(&self) -> Health {
+        let sample = self.monitor.latest().await;
         let database = self.database_health();
         let broker = self.broker_health();
         let status = if database.healthy() && broker.healthy() {
@@ -111,8 +111,8 @@ impl Reports {
     }
 
     /// The `hub.stats` params.
-    pub(crate) fn stats(&self) -> Stats {
-        let sample = self.monitor.latest();
+    pub(crate) async fn stats(&self) -> Stats {
+        let sample = self.monitor.latest().await;
         Stats {
             uptime_s: self.started.elapsed().as_secs(),
             connections: self.clients.count(),

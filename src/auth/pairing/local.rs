@@ -80,7 +80,7 @@ impl LocalPairings {
         true
     }
 
-    fn hand_over_now(
+    async fn hand_over_now(
         &self,
         id: &str,
         now: i64,
@@ -96,7 +96,7 @@ impl LocalPairings {
         let Some(client_id) = taken.and_then(|e| e.row.client_id) else {
             return Ok(None);
         };
-        match self.store.rekey_client_token(&client_id, new_hash) {
+        match self.store.rekey_client_token(&client_id, new_hash).await {
             Ok(scopes) => Ok(scopes.map(|scopes| (client_id, scopes))),
             Err(err) => {
                 tracing::warn!(error = %crate::protocol::error::ErrorChain(&err), client_id = %client_id, "cannot hand the paired token over");
@@ -178,7 +178,7 @@ impl PairingStore for LocalPairings {
         now: i64,
         new_hash: &'a [u8; 32],
     ) -> BoxFuture<'a, Result<Option<(String, Scopes)>, StoreUnavailable>> {
-        Box::pin(async move { self.hand_over_now(id, now, new_hash) })
+        Box::pin(async move { self.hand_over_now(id, now, new_hash).await })
     }
 
     fn expire(

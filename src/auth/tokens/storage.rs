@@ -82,14 +82,14 @@ impl TokenStore for Store {
     }
 
     fn live(&self) -> BoxFuture<'_, Result<Vec<ClientTokenRow>, ClientTokenError>> {
-        Box::pin(async move { Ok(self.live_client_tokens()?) })
+        Box::pin(async move { Ok(self.live_client_tokens().await?) })
     }
 
     fn insert<'a>(
         &'a self,
         row: &'a ClientTokenRow,
     ) -> BoxFuture<'a, Result<(), ClientTokenError>> {
-        Box::pin(async move { Ok(self.insert_client_token(row)?) })
+        Box::pin(async move { Ok(self.insert_client_token(row).await?) })
     }
 
     fn revoke<'a>(
@@ -98,7 +98,7 @@ impl TokenStore for Store {
         now: i64,
     ) -> BoxFuture<'a, Result<Revoked, ClientTokenError>> {
         Box::pin(async move {
-            Ok(if self.revoke_client_token(id, now)? {
+            Ok(if self.revoke_client_token(id, now).await? {
                 Revoked::Revoked(None)
             } else {
                 Revoked::NotLive
@@ -112,7 +112,7 @@ impl TokenStore for Store {
         now: i64,
         addr: &'a str,
     ) -> BoxFuture<'a, Result<(), ClientTokenError>> {
-        Box::pin(async move { Ok(self.touch_client_token(id, now, addr)?) })
+        Box::pin(async move { Ok(self.touch_client_token(id, now, addr).await?) })
     }
 
     fn by_hash<'a>(
@@ -121,7 +121,8 @@ impl TokenStore for Store {
     ) -> BoxFuture<'a, Result<Option<ClientTokenRow>, ClientTokenError>> {
         Box::pin(async move {
             Ok(self
-                .live_client_tokens()?
+                .live_client_tokens()
+                .await?
                 .into_iter()
                 .find(|row| row.hash == *hash))
         })
@@ -133,7 +134,8 @@ impl TokenStore for Store {
     ) -> BoxFuture<'a, Result<Option<[u8; 32]>, ClientTokenError>> {
         Box::pin(async move {
             Ok(self
-                .live_client_tokens()?
+                .live_client_tokens()
+                .await?
                 .into_iter()
                 .find(|row| row.id == id)
                 .map(|row| row.hash))
@@ -146,7 +148,8 @@ impl TokenStore for Store {
     ) -> BoxFuture<'a, Result<bool, ClientTokenError>> {
         Box::pin(async move {
             Ok(self
-                .live_client_tokens()?
+                .live_client_tokens()
+                .await?
                 .iter()
                 .any(|row| row.origin.as_deref() == Some(origin)))
         })
@@ -158,7 +161,7 @@ impl TokenStore for Store {
     ) -> BoxFuture<'a, Result<Vec<String>, ClientTokenError>> {
         // Every id the caller holds was stored, so one not live is revoked.
         Box::pin(async move {
-            let live = self.live_client_tokens()?;
+            let live = self.live_client_tokens().await?;
             Ok(ids
                 .iter()
                 .filter(|id| !live.iter().any(|row| &row.id == *id))

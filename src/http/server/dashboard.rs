@@ -41,7 +41,7 @@ pub(super) async fn login(
         .with_page_title("This sign-in link is not valid")
         .negotiate(&headers);
     }
-    let cookie = match sessions::sign_in(hub) {
+    let cookie = match sessions::sign_in(hub).await {
         Ok(cookie) => cookie,
         Err(err) => {
             warn!(error = %ErrorChain(&err), "cannot store the dashboard session");
@@ -73,7 +73,10 @@ pub(super) async fn session_check(State(state): State<AppState>, headers: Header
     if !from_dashboard(&headers, &state.dashboard) {
         return not_from_dashboard();
     }
-    let live = session_cookie(&headers).map(|session| sessions::is_live(&state.hub, &session));
+    let live = match session_cookie(&headers) {
+        Some(session) => Some(sessions::is_live(&state.hub, &session).await),
+        None => None,
+    };
     let mut response = match live {
         Some(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
         Some(Ok(false)) | None => HttpError::unauthorized("not signed in").into_response(),
@@ -98,7 +101,7 @@ pub(super) async fn session_sign_out(
         return not_from_dashboard();
     }
     if let Some(session) = session_cookie(&headers)
-        && let Err(err) = sessions::sign_out(&state.hub, &session)
+        && let Err(err) = sessions::sign_out(&state.hub, &session).await
     {
         warn!(error = %ErrorChain(&err), "cannot sign the dashboard session out");
         return HttpError::internal("cannot sign out; see the hub log").into_response();
@@ -129,7 +132,10 @@ pub(super) async fn session_sign_out_everywhere(
     if !from_dashboard(&headers, &state.dashboard) {
         return not_from_dashboard();
     }
-    let live = session_cookie(&headers).map(|session| sessions::is_live(&state.hub, &session));
+    let live = match session_cookie(&headers) {
+        Some(session) => Some(sessions::is_live(&state.hub, &session).await),
+        None => None,
+    };
     match live {
         Some(Ok(true)) => {}
         Some(Ok(false)) | None => {
@@ -140,7 +146,7 @@ pub(super) async fn session_sign_out_everywhere(
             return HttpError::internal("cannot check the sign-in").into_response();
         }
     }
-    if let Err(err) = sessions::revoke_all(state.hub.store(), state.hub.access()) {
+    if let Err(err) = sessions::revoke_all(state.hub.store(), state.hub.access()).await {
         warn!(error = %ErrorChain(&err), "cannot sign every dashboard session out");
         return HttpError::internal("cannot sign out; see the hub log").into_response();
     }

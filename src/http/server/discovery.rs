@@ -131,7 +131,7 @@ pub(super) async fn health(
     State(state): State<AppState>,
     axum::Extension(client): axum::Extension<ClientAddr>,
 ) -> Response {
-    let health = state.hub.reports().health();
+    let health = state.hub.reports().health().await;
     let code = if health.healthy() {
         StatusCode::OK
     } else {
@@ -158,7 +158,7 @@ pub(super) async fn metrics(
             .into_response();
     }
     let hub = &state.hub;
-    hub.metrics().observe_process(&hub.monitor().latest());
+    hub.metrics().observe_process(&hub.monitor().latest().await);
     hub.metrics().observe_store_commits(hub.store().commits());
     (
         [(

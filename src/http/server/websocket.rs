@@ -79,7 +79,7 @@ pub(super) async fn authenticate(
         Some(Credential::Session(_)) if !from_dashboard(headers, dashboard) => Err(Unauthorized(
             "the dashboard sign-in counts only on the dashboard's own page; use a token",
         )),
-        Some(Credential::Session(session)) => match sessions::use_session(hub, &session) {
+        Some(Credential::Session(session)) => match sessions::use_session(hub, &session).await {
             Ok(Some(hash)) => Ok(Auth::Session {
                 hash,
                 cookie: sessions::cookie(hub, &session),
@@ -233,7 +233,7 @@ pub(super) async fn websocket(
             }
         }
         if let Some(hash) = &session {
-            sessions::connection_ended(&hub, hash);
+            sessions::connection_ended(&hub, hash).await;
         }
         drop(permit);
     });

@@ -30,9 +30,9 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`], including a UNIQUE violation for a reused id or hash.
-    pub fn insert_client_token(&self, row: &ClientTokenRow) -> Result<(), StoreError> {
+    pub async fn insert_client_token(&self, row: &ClientTokenRow) -> Result<(), StoreError> {
         let row = row.clone();
-        self.write_blocking(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "INSERT INTO client_tokens (id, name, kind, origin, scopes, hash, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -48,14 +48,15 @@ impl Store {
             )?;
             Ok(())
         })
+        .await
     }
 
     /// Every token not revoked, oldest first.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn live_client_tokens(&self) -> Result<Vec<ClientTokenRow>, StoreError> {
-        self.read_blocking(|conn| {
+    pub async fn live_client_tokens(&self) -> Result<Vec<ClientTokenRow>, StoreError> {
+        self.read(move |conn| {
             let mut statement = conn.prepare(
                 "SELECT id, name, kind, origin, scopes, hash, created_at, last_used_at, last_addr
              FROM client_tokens WHERE revoked_at IS NULL ORDER BY created_at, id",
@@ -78,15 +79,16 @@ impl Store {
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
+        .await
     }
 
     /// Marks a live token revoked; false when no live token has that id.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn revoke_client_token(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+    pub async fn revoke_client_token(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let id = id.to_string();
-        self.write_blocking(move |conn| {
+        self.write(move |conn| {
             Ok(conn
                 .query_row(
                     "UPDATE client_tokens SET revoked_at = ?2
@@ -97,6 +99,7 @@ impl Store {
                 .optional()?
                 .is_some())
         })
+        .await
     }
 
     /// Gives live token `id` the value whose SHA-256 is `hash` (a pairing claim hands
@@ -105,22 +108,24 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn rekey_client_token(
+    pub async fn rekey_client_token(
         &self,
         id: &str,
         hash: &[u8; 32],
     ) -> Result<Option<Scopes>, StoreError> {
         let (id, hash) = (id.to_string(), *hash);
-        let scopes: Option<String> = self.write_blocking(move |conn| {
-            Ok(conn
-                .query_row(
-                    "UPDATE client_tokens SET hash = ?2
+        let scopes: Option<String> = self
+            .write(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "UPDATE client_tokens SET hash = ?2
                      WHERE id = ?1 AND revoked_at IS NULL RETURNING scopes",
-                    params![id, hash.as_slice()],
-                    |row| row.get(0),
-                )
-                .optional()?)
-        })?;
+                        params![id, hash.as_slice()],
+                        |row| row.get(0),
+                    )
+                    .optional()?)
+            })
+            .await?;
         Ok(scopes.map(|s| Scopes::from_storage(&s)))
     }
 
@@ -128,15 +133,21 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn touch_client_token(&self, id: &str, at: i64, addr: &str) -> Result<(), StoreError> {
+    pub async fn touch_client_token(
+        &self,
+        id: &str,
+        at: i64,
+        addr: &str,
+    ) -> Result<(), StoreError> {
         let (id, addr) = (id.to_string(), addr.to_string());
-        self.write_blocking(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "UPDATE client_tokens SET last_used_at = ?2, last_addr = ?3 WHERE id = ?1",
                 params![id, at, addr],
             )?;
             Ok(())
         })
+        .await
     }
 }
 
@@ -144,6 +155,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::protocol::scopes::Scope;
+    use crate::storage::sqlite::tests::wait;
 
     fn row(id: &str, hash: u8) -> ClientTokenRow {
         ClientTokenRow {
@@ -163,24 +175,27 @@ mod tests {
     fn insert_touch_revoke_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.insert_client_token(&row("cl_a", 1)).unwrap();
-        store.insert_client_token(&row("cl_b", 2)).unwrap();
+        wait(store.insert_client_token(&row("cl_a", 1))).unwrap();
+        wait(store.insert_client_token(&row("cl_b", 2))).unwrap();
         assert!(
-            store.insert_client_token(&row("cl_c", 2)).is_err(),
+            wait(store.insert_client_token(&row("cl_c", 2))).is_err(),
             "hash is unique"
         );
-        store.touch_client_token("cl_a", 5, "127.0.0.1:9").unwrap();
-        assert!(store.revoke_client_token("cl_b", 6).unwrap());
-        assert!(!store.revoke_client_token("cl_b", 7).unwrap());
-        assert!(!store.revoke_client_token("cl_missing", 7).unwrap());
-        assert_eq!(store.rekey_client_token("cl_b", &[8; 32]).unwrap(), None);
+        wait(store.touch_client_token("cl_a", 5, "127.0.0.1:9")).unwrap();
+        assert!(wait(store.revoke_client_token("cl_b", 6)).unwrap());
+        assert!(!wait(store.revoke_client_token("cl_b", 7)).unwrap());
+        assert!(!wait(store.revoke_client_token("cl_missing", 7)).unwrap());
         assert_eq!(
-            store.rekey_client_token("cl_a", &[9; 32]).unwrap(),
+            wait(store.rekey_client_token("cl_b", &[8; 32])).unwrap(),
+            None
+        );
+        assert_eq!(
+            wait(store.rekey_client_token("cl_a", &[9; 32])).unwrap(),
             Some(Scopes::only(Scope::Events))
         );
         drop(store);
         let store = Store::open(dir.path()).unwrap();
-        let live = store.live_client_tokens().unwrap();
+        let live = wait(store.live_client_tokens()).unwrap();
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].last_used_at, Some(5));
         assert_eq!(live[0].last_addr.as_deref(), Some("127.0.0.1:9"));

@@ -9,14 +9,14 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn insert_dashboard_session(
+    pub async fn insert_dashboard_session(
         &self,
         hash: &[u8; 32],
         now: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
         let hash = *hash;
-        self.write_blocking(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "DELETE FROM dashboard_sessions WHERE expires_at < ?1",
                 [now],
@@ -27,6 +27,7 @@ impl Store {
             )?;
             Ok(())
         })
+        .await
     }
 
     /// Uses a dashboard session: when an unexpired session has this hash, moves its
@@ -34,20 +35,21 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn use_dashboard_session(
+    pub async fn use_dashboard_session(
         &self,
         hash: &[u8; 32],
         now: i64,
         lifetime_ms: i64,
     ) -> Result<bool, StoreError> {
         let hash = *hash;
-        self.write_blocking(move |conn| {
+        self.write(move |conn| {
             let changed = conn.execute(
                 "UPDATE dashboard_sessions SET expires_at = ?3 WHERE hash = ?1 AND expires_at > ?2",
                 params![hash.as_slice(), now, now.saturating_add(lifetime_ms)],
             )?;
             Ok(changed == 1)
         })
+        .await
     }
 
     /// Deletes the dashboard session with this hash (a sign-out); returns whether there
@@ -55,15 +57,16 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn delete_dashboard_session(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
+    pub async fn delete_dashboard_session(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
         let hash = *hash;
-        self.write_blocking(move |conn| {
+        self.write(move |conn| {
             let deleted = conn.execute(
                 "DELETE FROM dashboard_sessions WHERE hash = ?1",
                 params![hash.as_slice()],
             )?;
             Ok(deleted == 1)
         })
+        .await
     }
 
     /// Deletes every dashboard session (sign out everywhere); returns how many were
@@ -71,8 +74,8 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn delete_dashboard_sessions(&self, now: i64) -> Result<usize, StoreError> {
-        self.write_blocking(move |conn| {
+    pub async fn delete_dashboard_sessions(&self, now: i64) -> Result<usize, StoreError> {
+        self.write(move |conn| {
             let live: i64 = conn.query_row(
                 "SELECT COUNT(*) FROM dashboard_sessions WHERE expires_at > ?1",
                 [now],
@@ -81,6 +84,7 @@ impl Store {
             conn.execute("DELETE FROM dashboard_sessions", [])?;
             Ok(usize::try_from(live).unwrap_or(0))
         })
+        .await
     }
 
     /// Whether an unexpired dashboard session has this hash. The lookup is by primary key
@@ -88,8 +92,13 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn dashboard_session_valid(&self, hash: &[u8; 32], now: i64) -> Result<bool, StoreError> {
-        self.read_blocking(|conn| {
+    pub async fn dashboard_session_valid(
+        &self,
+        hash: &[u8; 32],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let hash = *hash;
+        self.read(move |conn| {
             Ok(conn
                 .query_row(
                     "SELECT 1 FROM dashboard_sessions WHERE hash = ?1 AND expires_at > ?2",
@@ -99,5 +108,6 @@ impl Store {
                 .optional()?
                 .is_some())
         })
+        .await
     }
 }

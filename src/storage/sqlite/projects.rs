@@ -121,20 +121,29 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn set_project_state(
+    pub async fn set_project_state(
         &self,
         id: &str,
         state: ProjectState,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         let (id, reason) = (id.to_string(), reason.map(str::to_string));
-        self.write_blocking(move |conn| {
-            conn.execute(
-                "UPDATE projects SET state = ?2, reason = ?3 WHERE id = ?1",
-                params![id, state.as_str(), reason],
-            )?;
-            Ok(())
-        })
+        self.write(move |conn| set_project_state(conn, &id, state, reason.as_deref()))
+            .await
+    }
+
+    /// [`Store::set_project_state`] for sync code off the runtime (the registry's load).
+    ///
+    /// # Errors
+    /// As [`Store::set_project_state`].
+    pub fn set_project_state_blocking(
+        &self,
+        id: &str,
+        state: ProjectState,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (id, reason) = (id.to_string(), reason.map(str::to_string));
+        self.write_blocking(move |conn| set_project_state(conn, &id, state, reason.as_deref()))
     }
 
     /// Sets (or with `None`, forgets) the session the next run resumes, and records the
@@ -142,14 +151,14 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn set_session(
+    pub async fn set_session(
         &self,
         project_id: &str,
         session_id: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
         let (project_id, session_id) = (project_id.to_string(), session_id.map(str::to_string));
-        self.write_blocking(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "UPDATE projects SET session_id = ?2 WHERE id = ?1",
                 params![project_id, session_id],
@@ -163,26 +172,28 @@ impl Store {
             }
             Ok(())
         })
+            .await
     }
 
     /// Records a project's agent and model (`project.configure`).
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn set_project_agent(
+    pub async fn set_project_agent(
         &self,
         project_id: &str,
         agent: AgentKind,
         model: Option<&str>,
     ) -> Result<(), StoreError> {
         let (project_id, model) = (project_id.to_string(), model.map(str::to_string));
-        self.write_blocking(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "UPDATE projects SET agent = ?2, model = ?3 WHERE id = ?1",
                 params![project_id, agent.as_str(), model],
             )?;
             Ok(())
         })
+        .await
     }
 
     /// Sets (or with `None`, forgets) the session an agent other than Claude Code
@@ -191,7 +202,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn set_agent_session(
+    pub async fn set_agent_session(
         &self,
         project_id: &str,
         agent: AgentKind,
@@ -199,7 +210,7 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let (project_id, session_id) = (project_id.to_string(), session_id.map(str::to_string));
-        self.write_blocking(move |conn| {
+        self.write(move |conn| {
             match &session_id {
                 Some(session_id) => {
                     conn.execute(
@@ -223,13 +234,14 @@ impl Store {
             }
             Ok(())
         })
+            .await
     }
 
     /// Records a started run.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn insert_run(
+    pub async fn insert_run(
         &self,
         run_id: &str,
         project_id: &str,
@@ -243,7 +255,7 @@ impl Store {
             prompt.to_string(),
             resumed_session.map(str::to_string),
         );
-        self.write_blocking(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "INSERT INTO runs (id, project_id, prompt, resumed_session, started_at, status)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'running')",
@@ -251,60 +263,53 @@ impl Store {
             )?;
             Ok(())
         })
+        .await
     }
 
     /// Records the process group of a run, so that a crash can be cleaned up later.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn set_run_pgid(&self, run_id: &str, pgid: i32) -> Result<(), StoreError> {
+    pub async fn set_run_pgid(&self, run_id: &str, pgid: i32) -> Result<(), StoreError> {
         let run_id = run_id.to_string();
-        self.write_blocking(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "UPDATE runs SET pgid = ?2 WHERE id = ?1",
                 params![run_id, pgid],
             )?;
             Ok(())
         })
+        .await
     }
 
     /// Records how a run ended and adds its cost to its session.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn finish_run(
+    pub async fn finish_run(
         &self,
         run_id: &str,
         outcome: &RunOutcome,
         ended_at: i64,
     ) -> Result<(), StoreError> {
         let (run_id, outcome) = (run_id.to_string(), outcome.clone());
-        self.write_blocking(move |conn| {
-            conn.execute(
-                "UPDATE runs SET status = ?2, exit_code = ?3, session_id = ?4, cost_usd = ?5,
-                     duration_ms = ?6, num_turns = ?7, error = ?8, ended_at = ?9
-                 WHERE id = ?1",
-                params![
-                    run_id,
-                    outcome.status.as_str(),
-                    outcome.exit_code,
-                    outcome.session_id,
-                    outcome.cost_usd,
-                    outcome.duration_ms,
-                    outcome.num_turns,
-                    outcome.error,
-                    ended_at
-                ],
-            )?;
-            if let Some(session_id) = &outcome.session_id {
-                conn.execute(
-                    "UPDATE sessions SET runs = runs + 1, total_cost_usd = total_cost_usd + ?2,
-                         last_used_at = ?3 WHERE id = ?1",
-                    params![session_id, outcome.cost_usd.unwrap_or(0.0), ended_at],
-                )?;
-            }
-            Ok(())
-        })
+        self.write(move |conn| finish_run(conn, &run_id, &outcome, ended_at))
+            .await
+    }
+
+    /// [`Store::finish_run`] for sync code off the runtime (the start-up clean-up of
+    /// orphaned runs).
+    ///
+    /// # Errors
+    /// As [`Store::finish_run`].
+    pub fn finish_run_blocking(
+        &self,
+        run_id: &str,
+        outcome: &RunOutcome,
+        ended_at: i64,
+    ) -> Result<(), StoreError> {
+        let (run_id, outcome) = (run_id.to_string(), outcome.clone());
+        self.write_blocking(move |conn| finish_run(conn, &run_id, &outcome, ended_at))
     }
 
     /// A project's runs, newest first: at most `limit`, older than the run `before` when
@@ -388,14 +393,16 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn run_status(&self, run_id: &str) -> Result<Option<String>, StoreError> {
-        self.read_blocking(|conn| {
+    pub async fn run_status(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let run_id = run_id.to_string();
+        self.read(move |conn| {
             Ok(conn
                 .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |row| {
                     row.get(0)
                 })
                 .optional()?)
         })
+        .await
     }
 }
 
@@ -428,4 +435,49 @@ fn delete_chunk(conn: &Connection, table: &str, project_id: &str) -> Result<usiz
     Ok(conn
         .prepare_cached(&sql)?
         .execute(params![project_id, CHUNK_ROWS as i64])?)
+}
+
+fn finish_run(
+    conn: &Connection,
+    run_id: &str,
+    outcome: &RunOutcome,
+    ended_at: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE runs SET status = ?2, exit_code = ?3, session_id = ?4, cost_usd = ?5,
+             duration_ms = ?6, num_turns = ?7, error = ?8, ended_at = ?9
+         WHERE id = ?1",
+        params![
+            run_id,
+            outcome.status.as_str(),
+            outcome.exit_code,
+            outcome.session_id,
+            outcome.cost_usd,
+            outcome.duration_ms,
+            outcome.num_turns,
+            outcome.error,
+            ended_at
+        ],
+    )?;
+    if let Some(session_id) = &outcome.session_id {
+        conn.execute(
+            "UPDATE sessions SET runs = runs + 1, total_cost_usd = total_cost_usd + ?2,
+                 last_used_at = ?3 WHERE id = ?1",
+            params![session_id, outcome.cost_usd.unwrap_or(0.0), ended_at],
+        )?;
+    }
+    Ok(())
+}
+
+fn set_project_state(
+    conn: &Connection,
+    id: &str,
+    state: ProjectState,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE projects SET state = ?2, reason = ?3 WHERE id = ?1",
+        params![id, state.as_str(), reason],
+    )?;
+    Ok(())
 }

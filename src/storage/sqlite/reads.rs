@@ -6,8 +6,8 @@
 //! pool; a read takes one (opening another when none is idle) and gives it back.
 //!
 //! Where store code may run: on the writer thread, on the blocking pool
-//! (`spawn_blocking`), inside `block_in_place`, or on a thread outside any runtime
-//! (start-up, tests). Each of those marks the thread
+//! ([`super::Store::read`], [`crate::support::blocking::off_runtime`]), or on a thread outside
+//! any runtime (tests). The first two mark the thread
 //! ([`crate::support::blocking`]); opening a read connection asserts the mark in debug
 //! builds, so a test that reaches the sync core from a worker thread fails.
 

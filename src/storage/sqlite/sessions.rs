@@ -238,22 +238,23 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn approval_policies(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.read_blocking(|conn| {
+    pub async fn approval_policies(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(move |conn| {
             let mut statement = conn.prepare("SELECT project_id, policy FROM approval_policies")?;
             let rows = statement
                 .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
+        .await
     }
 
     /// Every project rule, for the hub's start.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn approval_rules(&self) -> Result<Vec<RuleRow>, StoreError> {
-        self.read_blocking(|conn| {
+    pub async fn approval_rules(&self) -> Result<Vec<RuleRow>, StoreError> {
+        self.read(move |conn| {
             let mut statement =
                 conn.prepare("SELECT project_id, tool_name, behavior FROM approval_rules")?;
             let rows = statement
@@ -267,5 +268,6 @@ impl Store {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
+        .await
     }
 }

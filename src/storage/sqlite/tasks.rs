@@ -285,14 +285,15 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn tasks(
+    pub async fn tasks(
         &self,
         project_id: &str,
         state: Option<TaskState>,
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<TaskRow>, StoreError> {
-        self.read_blocking(|conn| {
+        let project_id = project_id.to_string();
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {TASK_COLUMNS} FROM tasks
              WHERE project_id = ?1 AND seq > ?2 AND (?3 IS NULL OR state = ?3)
@@ -309,6 +310,7 @@ impl Store {
             )?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
+        .await
     }
 
     /// Every task still `pending` or `running`, for the coordinator's start.
@@ -622,6 +624,7 @@ fn insert_tasks(conn: &Connection, rows: &[TaskRow]) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::storage::sqlite::tests::wait;
     use std::path::PathBuf;
 
     use super::*;
@@ -687,14 +690,14 @@ mod tests {
         assert!(store.task("c").unwrap().is_none());
         assert_eq!(store.max_task_seq().unwrap(), 2);
         assert_eq!(store.unfinished_tasks().unwrap().len(), 1);
-        let page = store.tasks("p", None, 0, 1).unwrap();
+        let page = wait(store.tasks("p", None, 0, 1)).unwrap();
         assert_eq!(
             page.len(),
             2,
             "limit + 1 rows tell the caller there is more"
         );
         assert_eq!(
-            store.tasks("p", Some(TaskState::Pending), 0, 10).unwrap()[0].id,
+            wait(store.tasks("p", Some(TaskState::Pending), 0, 10)).unwrap()[0].id,
             "b"
         );
         let owners = store.task_owners(&["a", "zzz"]).unwrap();

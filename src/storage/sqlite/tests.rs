@@ -14,6 +14,15 @@ pub(super) fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// Runs an async store call to its end from a plain test thread.
+pub(super) fn wait<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 fn project(store: &Store, id: &str) {
     store
         .insert_project_blocking(&ProjectRow {
@@ -198,11 +207,11 @@ fn survives_reopen_and_reports_unfinished_runs() {
     {
         let store = Store::open(dir.path()).unwrap();
         project(&store, "a");
-        store.insert_run("r1", "a", "hi", None, 5).unwrap();
-        store.set_run_pgid("r1", 4242).unwrap();
-        store.insert_run("r2", "a", "hi", None, 6).unwrap();
+        wait(store.insert_run("r1", "a", "hi", None, 5)).unwrap();
+        wait(store.set_run_pgid("r1", 4242)).unwrap();
+        wait(store.insert_run("r2", "a", "hi", None, 6)).unwrap();
         store
-            .finish_run("r2", &RunOutcome::new(RunStatus::Succeeded, None), 7)
+            .finish_run_blocking("r2", &RunOutcome::new(RunStatus::Succeeded, None), 7)
             .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
