@@ -81,6 +81,7 @@ pub mod prompt;
 pub mod rebuild;
 pub mod reports;
 pub mod state;
+pub mod worktrees;
 pub mod writes;
 
 pub(crate) mod watch;
@@ -157,6 +158,8 @@ pub struct CoordinatorParts {
     pub tracker: TaskTracker,
     /// Stops them.
     pub shutdown: CancellationToken,
+    /// Isolated task runs' worktrees.
+    pub worktrees: worktrees::Worktrees,
 }
 
 struct Inner {
@@ -344,12 +347,43 @@ impl Coordinator {
         }
     }
 
+    /// Starts a task run: in the task's worktree when its project is isolated (made
+    /// first, off the lock), else in the project directory.
     fn start_run(
         &self,
         worker_id: String,
         task: crate::storage::sqlite::TaskRow,
         permit: crate::runner::slots::Permit,
     ) {
+        let this = self.clone();
+        let span = info_span!(parent: None, "task", task_id = %task.id, worker_id = %worker_id);
+        self.parts()
+            .tracker
+            .spawn(this.run_task(worker_id, task, permit).instrument(span));
+    }
+
+    async fn run_task(
+        self,
+        worker_id: String,
+        task: crate::storage::sqlite::TaskRow,
+        permit: crate::runner::slots::Permit,
+    ) {
+        let worktrees = self.parts().worktrees.clone();
+        let workdir = match worktrees.prepare(&task).await {
+            Ok(workdir) => workdir,
+            Err(err) => {
+                warn!(worker_id, task_id = task.id, error = %ErrorChain(&err), "cannot prepare the task's worktree");
+                drop(permit);
+                self.run_detached(|txn| {
+                    txn.run_not_started(
+                        &worker_id,
+                        &task.id,
+                        &format!("cannot prepare the task's worktree: {err}"),
+                    );
+                });
+                return;
+            }
+        };
         let request = RunRequest {
             project_id: task.project_id.clone(),
             prompt: prompt::agent_prompt(&task),
@@ -359,41 +393,59 @@ impl Coordinator {
             },
             timeout_s: None,
             keep_open: false,
+            workdir: workdir.as_ref().map(|w| w.dir.clone()),
         };
         let handle = match self.parts().runner.start(request, permit) {
             Ok(handle) => handle,
             Err(err) => {
                 warn!(worker_id, task_id = task.id, error = %err, "cannot start a task run");
+                if workdir.is_some() {
+                    if let Err(err) = worktrees.finish(&task).await {
+                        warn!(task_id = task.id, error = %ErrorChain(&err), "cannot record the task's worktree");
+                    }
+                }
                 self.run_detached(|txn| {
                     txn.run_not_started(&worker_id, &task.id, &err.to_string());
                 });
                 return;
             }
         };
-        let this = self.clone();
-        let span = info_span!(parent: None, "task", task_id = %task.id, worker_id = %worker_id);
-        self.parts().tracker.spawn(
-            async move {
-                // Cancelled between the assignment and the start.
-                if !this.lock().holds(&worker_id, &task.id) {
-                    handle.stop.cancel();
-                }
-                let end = handle.ended.await.unwrap_or_else(|_| RunEnd {
-                    run_id: handle.run_id,
-                    status: RunStatus::Failed,
-                    reason: Some("the run's supervisor ended unexpectedly".into()),
-                    result_text: None,
-                    session_id: None,
-                    cost_usd: None,
-                    duration_ms: None,
-                });
-                if end.status == RunStatus::Succeeded && !this.parts().shutdown.is_cancelled() {
-                    this.apply_agent_report(&task.id).await;
-                }
-                this.run_ended(&worker_id, &task.id, end);
+        // Cancelled between the assignment and the start.
+        if !self.lock().holds(&worker_id, &task.id) {
+            handle.stop.cancel();
+        }
+        let end = handle.ended.await.unwrap_or_else(|_| RunEnd {
+            run_id: handle.run_id,
+            status: RunStatus::Failed,
+            reason: Some("the run's supervisor ended unexpectedly".into()),
+            result_text: None,
+            session_id: None,
+            cost_usd: None,
+            duration_ms: None,
+        });
+        let stopping = self.parts().shutdown.is_cancelled();
+        // At shutdown the worktree stays `active`: the task is queued again at the next
+        // start and its next run takes the worktree up.
+        if workdir.is_some() && !stopping {
+            if let Err(err) = worktrees.finish(&task).await {
+                warn!(task_id = task.id, error = %ErrorChain(&err), "cannot record the task's worktree");
             }
-            .instrument(span),
-        );
+        }
+        if end.status == RunStatus::Succeeded && !stopping {
+            let root = match &workdir {
+                Some(workdir) => Some(workdir.dir.clone()),
+                None => self
+                    .parts()
+                    .projects
+                    .get(&task.project_id)
+                    .ok()
+                    .map(|project| std::path::PathBuf::from(project.path)),
+            };
+            if let Some(root) = root {
+                self.apply_agent_report(&task.id, root).await;
+            }
+        }
+        self.run_ended(&worker_id, &task.id, end);
     }
 
     fn run_ended(&self, worker_id: &str, task_id: &str, end: RunEnd) {
@@ -409,14 +461,12 @@ impl Coordinator {
     /// run's generic result never overtakes the agent's own report. The file is read as
     /// the watcher reads it ([`reports::read_report_file`]: a regular file only, no
     /// symlink, at most 1 MiB), on a blocking thread.
-    async fn apply_agent_report(&self, task_id: &str) {
+    ///
+    /// `root` is where the run worked: the project directory, or the task's worktree.
+    async fn apply_agent_report(&self, task_id: &str, root: std::path::PathBuf) {
         let Ok(Some(task)) = self.parts().store.task(task_id) else {
             return;
         };
-        let Ok(project) = self.parts().projects.get(&task.project_id) else {
-            return;
-        };
-        let root = std::path::PathBuf::from(&project.path);
         let name = format!("{task_id}.json");
         let read = tokio::task::spawn_blocking(move || reports::read_report_file(&root, &name));
         let bytes = match read.await {
@@ -468,6 +518,15 @@ impl Coordinator {
         }
         let this = self.clone();
         self.parts().tracker.spawn(this.run_leases());
+        let worktrees = self.parts().worktrees.clone();
+        self.parts()
+            .tracker
+            .spawn(worktrees.run_retention(self.parts().shutdown.clone()));
+    }
+
+    /// The worktrees of isolated tasks.
+    pub fn worktrees(&self) -> &worktrees::Worktrees {
+        &self.parts().worktrees
     }
 
     /// Expires leases, and retries assignment in case agent slots freed up, every

@@ -19,6 +19,7 @@
 //! operations only, never across an await) and writes through to the [`Store`].
 
 pub(crate) mod feed;
+pub mod git;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;

@@ -482,6 +482,8 @@ mod tests {
             ("task.cancel", tasks, Some(Tasks)),
             ("task.complete", tasks, Some(Tasks)),
             ("task.fail", tasks, Some(Tasks)),
+            ("task.merge", tasks, Some(Tasks)),
+            ("task.discard", tasks, Some(Tasks)),
             ("project.configure", Some(Scope::Agents), Some(Tasks)),
             ("coordination.status", tasks, Some(Tasks)),
             ("client.list", Some(Admin), None),

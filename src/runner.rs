@@ -113,6 +113,10 @@ pub struct RunRequest {
     /// `agent.session_idle_s` pass with no turn; otherwise the run ends after its last
     /// turn (`agent.run`, task runs).
     pub keep_open: bool,
+    /// The directory to run in instead of the project's: a task's git worktree
+    /// (`project.configure {isolation: "worktree"}`). The project's own directory is
+    /// still checked as for any run.
+    pub workdir: Option<PathBuf>,
 }
 
 /// How a run ended, sent on [`RunHandle::ended`].
@@ -405,6 +409,7 @@ impl Runner {
             resumed: false,
         };
         let (path, resume) = self.prepare(&ctx)?;
+        let path = request.workdir.unwrap_or(path);
         ctx.resumed = resume.is_some();
         // A root span: the run outlives the connection or task that started it.
         let span = match ctx.task_id() {
@@ -899,6 +904,7 @@ impl Runner {
                 mode: RunMode::Interactive { new_session: false },
                 timeout_s: None,
                 keep_open: true,
+                workdir: None,
             },
             permit()?,
         )?;

@@ -202,7 +202,8 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The task queue: queue, list, show, cancel, watch, complete and fail tasks.
+    /// The task queue: queue, list, show, cancel, merge, discard, watch, complete and
+    /// fail tasks.
     ///
     /// Example: `semantest-hub task create ~/code/app tasks.json`, then
     /// `semantest-hub task watch ~/code/app`.

@@ -60,7 +60,8 @@ pub(super) enum TaskCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one task: its state, worker, attempts and their reasons, and its report.
+    /// Show one task: its state, worker, attempts and their reasons, its report, and
+    /// for an isolated task its branch and diff.
     Show {
         /// The task's id.
         id: String,
@@ -70,6 +71,24 @@ pub(super) enum TaskCommand {
     },
     /// Cancel a queued or running task (the worker holding it is told to stop).
     Cancel {
+        /// The task's id.
+        id: String,
+        /// Print the hub's result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge an isolated task's branch into its base branch (fast-forward, else a merge
+    /// commit); refused, changing nothing, when it would conflict or overwrite
+    /// uncommitted changes.
+    Merge {
+        /// The task's id.
+        id: String,
+        /// Print the hub's result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an isolated task's worktree and branch, unmerged.
+    Discard {
         /// The task's id.
         id: String,
         /// Print the hub's result as JSON.
@@ -382,7 +401,16 @@ pub(super) async fn task_command(creds: &Credentials, action: TaskCommand) -> Re
                 print_json(&task)?;
             } else {
                 print_task(&task)?;
+                super::worktrees::print_worktree(&task)?;
             }
+            ExitCode::SUCCESS
+        }
+        TaskCommand::Merge { id, json } => {
+            super::worktrees::merge_or_discard(&mut client, &id, true, json).await?;
+            ExitCode::SUCCESS
+        }
+        TaskCommand::Discard { id, json } => {
+            super::worktrees::merge_or_discard(&mut client, &id, false, json).await?;
             ExitCode::SUCCESS
         }
         TaskCommand::Cancel { id, json } => {

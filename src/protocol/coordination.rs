@@ -27,7 +27,11 @@ pub mod method {
     pub const TASK_COMPLETE: &str = "task.complete";
     /// Request (worker): this attempt at the task failed.
     pub const TASK_FAIL: &str = "task.fail";
-    /// Request: set how many built-in agent workers a project runs.
+    /// Request: merge a task's worktree branch into its base branch.
+    pub const TASK_MERGE: &str = "task.merge";
+    /// Request: remove a task's worktree and branch unmerged.
+    pub const TASK_DISCARD: &str = "task.discard";
+    /// Request: set how many built-in agent workers a project runs, and its isolation.
     pub const PROJECT_CONFIGURE: &str = "project.configure";
     /// Request and notification: a project's counts and workers.
     pub const COORDINATION_STATUS: &str = "coordination.status";
@@ -225,7 +229,13 @@ pub struct ProjectConfigureParams {
     /// The project.
     pub project_id: String,
     /// How many agent runs the hub keeps busy with this project's tasks; 0 stops them.
-    pub agent_workers: u32,
+    /// Unchanged when absent.
+    #[serde(default)]
+    pub agent_workers: Option<u32>,
+    /// Where task runs work: `none` (the project directory) or `worktree` (a git
+    /// worktree per task). Unchanged when absent.
+    #[serde(default)]
+    pub isolation: Option<super::worktrees::Isolation>,
 }
 
 /// `coordination.status` request params.
@@ -517,6 +527,8 @@ pub struct ProjectConfigured {
     pub project_id: String,
     /// The new setting.
     pub agent_workers: u32,
+    /// The project's isolation now.
+    pub isolation: super::worktrees::Isolation,
     /// The project's agent workers now, by name.
     pub workers: Vec<WorkerView>,
 }

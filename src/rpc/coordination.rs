@@ -19,6 +19,7 @@ use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::hub::ConnectionChange;
 use crate::protocol::parse_params;
 use crate::protocol::scopes::Scope;
+use crate::protocol::worktrees::TaskDetail;
 use crate::storage::sqlite::{Store, TaskRow};
 
 type Call<'a> = super::Call<'a, TasksCtx>;
@@ -46,6 +47,8 @@ pub(super) const METHODS: &[Method] = &[
     row(method::TASK_CANCEL, TASKS, FAMILY, task_cancel),
     row(method::TASK_COMPLETE, TASKS, FAMILY, task_complete),
     row(method::TASK_FAIL, TASKS, FAMILY, task_fail),
+    row(method::TASK_MERGE, TASKS, FAMILY, task_merge),
+    row(method::TASK_DISCARD, TASKS, FAMILY, task_discard),
     row(
         method::PROJECT_CONFIGURE,
         Some(Scope::Agents),
@@ -208,10 +211,30 @@ async fn stored_task(store: &Store, task_id: &str) -> Result<TaskRow, RpcError> 
         .ok_or_else(|| CoordinationError::TaskNotFound(task_id.to_string()))?)
 }
 
+/// `task.get`: the task, with its worktree and diff when it ran isolated.
 fn task_get(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let TaskRef { task_id } = parse_params(params)?;
-    let store = call.ctx.store.clone();
-    later(async move { Ok(stored_task(&store, &task_id).await?.view()) })
+    let (store, coordinator) = (call.ctx.store.clone(), call.ctx.coordinator.clone());
+    later(async move {
+        let task = stored_task(&store, &task_id).await?.view();
+        let worktree = coordinator.worktrees().view(&task_id).await?;
+        Ok(TaskDetail { task, worktree })
+    })
+}
+
+/// `task.merge`: the task's branch into its base branch; refused, changing nothing,
+/// when it would conflict or overwrite uncommitted changes.
+fn task_merge(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let TaskRef { task_id } = parse_params(params)?;
+    let coordinator = call.ctx.coordinator.clone();
+    later(async move { Ok(coordinator.worktrees().merge(&task_id).await?) })
+}
+
+/// `task.discard`: the task's worktree and branch removed, unmerged.
+fn task_discard(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let TaskRef { task_id } = parse_params(params)?;
+    let coordinator = call.ctx.coordinator.clone();
+    later(async move { Ok(coordinator.worktrees().discard(&task_id).await?) })
 }
 
 /// `task.cancel`: `cancelled` is false for a task that had already finished.
@@ -279,34 +302,48 @@ fn answer(
 }
 
 /// `project.configure`: how many built-in agent workers serve the project (0 to
-/// `limits.max_running_agents`). Extra workers that are busy finish their task first.
+/// `limits.max_running_agents`), and where their runs work (`isolation`). Extra
+/// workers that are busy finish their task first. An absent field keeps its setting;
+/// the isolation is applied first, so the workers it starts already use it.
 fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let params: ProjectConfigureParams = parse_params(params)?;
     let ctx = call.ctx;
     ctx.projects.get(&params.project_id)?;
     let limit = ctx.max_running_agents;
-    if params.agent_workers as usize > limit {
+    if params.agent_workers.is_some_and(|n| n as usize > limit) {
         return Err(CoordinationError::Invalid(format!(
             "agent_workers must be between 0 and {limit} (limits.max_running_agents)"
         ))
         .into());
     }
-    if params.agent_workers > 0 && ctx.cli.get().is_none() {
+    if params.agent_workers.is_some_and(|n| n > 0) && ctx.cli.get().is_none() {
         return Err(CoordinationError::AgentUnavailable.into());
     }
     let coordinator = ctx.coordinator.clone();
     later(async move {
+        let worktrees = coordinator.worktrees();
+        if let Some(isolation) = params.isolation {
+            worktrees
+                .set_isolation(&params.project_id, isolation)
+                .await?;
+        }
+        let isolation = worktrees.isolation(&params.project_id).await?;
+        let agent_workers = params
+            .agent_workers
+            .unwrap_or_else(|| coordinator.status(&params.project_id).agent_workers);
         let workers = coordinator
-            .configure(&params.project_id, params.agent_workers)
+            .configure(&params.project_id, agent_workers)
             .await?;
         info!(
             project_id = params.project_id,
-            agent_workers = params.agent_workers,
+            agent_workers,
+            isolation = isolation.as_str(),
             "project configured"
         );
         Ok(ProjectConfigured {
             project_id: params.project_id,
-            agent_workers: params.agent_workers,
+            agent_workers,
+            isolation,
             workers,
         })
     })

@@ -9,6 +9,7 @@
 import { h, replace } from '../dom.js';
 import { number, shortId } from '../format.js';
 import { STATES, FINAL } from '../task-store.js';
+import './task-worktree.js';
 
 /** Cards rendered per column before "Show more". */
 export const PAGE = 50;
@@ -104,7 +105,9 @@ export class BoardView {
       h('p', { class: 'task-title' }, t.title),
       h('dl', { class: 'task-meta' }, meta.map(([k, v]) => h('div', { dataset: { field: k.toLowerCase() } }, h('dt', {}, k), h('dd', {}, v)))),
       note ? h('p', { class: 'task-note' }, note) : null,
-      actions ? h('div', { class: 'task-actions' }, actions) : null);
+      actions ? h('div', { class: 'task-actions' }, actions) : null,
+      // An isolated task's branch, diff, Merge and Discard (nothing otherwise).
+      FINAL.has(t.state) ? h('hub-task-worktree', { dataset: { taskId: t.id } }) : null);
     this.cards.set(t.id, { key, el });
     return el;
   }

@@ -2,7 +2,7 @@
 
 use rusqlite_migration::{M, Migrations};
 
-use super::{client_tokens, search, sessions, usage};
+use super::{client_tokens, search, sessions, usage, worktrees};
 
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -130,5 +130,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         // The output's full-text index, kept off the write path: indexed by the writer
         // thread in the background up to a stored watermark (src/storage/sqlite/search.rs).
         M::up(search::MIGRATION),
+        // Task isolation: projects' setting and tasks' git worktrees
+        // (src/storage/sqlite/worktrees.rs).
+        M::up(worktrees::MIGRATION),
     ])
 }
