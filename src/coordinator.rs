@@ -400,9 +400,7 @@ impl Coordinator {
             Err(err) => {
                 warn!(worker_id, task_id = task.id, error = %err, "cannot start a task run");
                 if workdir.is_some() {
-                    if let Err(err) = worktrees.finish(&task).await {
-                        warn!(task_id = task.id, error = %ErrorChain(&err), "cannot record the task's worktree");
-                    }
+                    finish_worktree(&worktrees, &task).await;
                 }
                 self.run_detached(|txn| {
                     txn.run_not_started(&worker_id, &task.id, &err.to_string());
@@ -427,9 +425,7 @@ impl Coordinator {
         // At shutdown the worktree stays `active`: the task is queued again at the next
         // start and its next run takes the worktree up.
         if workdir.is_some() && !stopping {
-            if let Err(err) = worktrees.finish(&task).await {
-                warn!(task_id = task.id, error = %ErrorChain(&err), "cannot record the task's worktree");
-            }
+            finish_worktree(&worktrees, &task).await;
         }
         if end.status == RunStatus::Succeeded && !stopping {
             let root = match &workdir {
@@ -806,6 +802,14 @@ impl Coordinator {
             "report for an unknown task"
         );
         self.parts().sink.emit(Event::ReportUnknown(notice));
+    }
+}
+
+/// Commits and records a task's worktree after its run; a failure is logged (the task's
+/// outcome does not depend on it).
+async fn finish_worktree(worktrees: &worktrees::Worktrees, task: &crate::storage::sqlite::TaskRow) {
+    if let Err(err) = worktrees.finish(task).await {
+        warn!(task_id = task.id, error = %ErrorChain(&err), "cannot record the task's worktree");
     }
 }
 
