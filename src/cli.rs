@@ -398,7 +398,15 @@ async fn client_command(
             prompt,
             new_session,
             timeout,
-        }) => agent_run(&mut client, &project, &prompt, new_session, timeout).await?,
+            agent,
+        }) => {
+            let options = agent::RunOptions {
+                new_session,
+                timeout,
+                agent,
+            };
+            agent_run(&mut client, &project, &prompt, options).await?
+        }
         Command::Token {
             action: Some(action),
         } => token_command(&mut client, action).await?,

@@ -25,7 +25,7 @@ mod redact;
 
 pub use load::{
     ConfigError, ENV_PREFIX, LoadedConfig, NON_SETTING_ENV_VARS, default_config_file,
-    default_public_config_file, project_dirs,
+    default_public_config_file, is_agent_env, project_dirs,
 };
 
 pub use backends::{
@@ -228,6 +228,91 @@ pub struct AgentConfig {
     pub interrupt_timeout_ms: u64,
     /// The approval policy of every project (docs/agents.md, "Policies").
     pub approvals: ApprovalsConfig,
+    /// The Codex CLI (`[agent.codex]`).
+    pub codex: CodexConfig,
+    /// The Gemini CLI (`[agent.gemini]`).
+    pub gemini: GeminiConfig,
+    /// US dollars per million tokens, by model, for agents that report tokens but no
+    /// cost (Codex, Gemini): the hub's estimate of a turn's cost (`[agent.prices]`,
+    /// docs/agents.md, "Usage and cost"). A model not listed is recorded without a cost.
+    pub prices: std::collections::BTreeMap<String, Price>,
+}
+
+/// A model's price in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Input tokens not read from the cache.
+    pub input: f64,
+    /// Input tokens read from the cache; `input` when not set.
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    /// Output tokens (reasoning included).
+    pub output: f64,
+}
+
+/// The default price table: the providers' published list prices for standard API use,
+/// as of 2025-09 (https://openai.com/api/pricing, https://ai.google.dev/gemini-api/docs/pricing;
+/// Gemini 2.5 Pro at its price for prompts up to 200k tokens). Override or extend it
+/// with `[agent.prices]`.
+pub fn default_prices() -> std::collections::BTreeMap<String, Price> {
+    let price = |input, cached_input, output| Price {
+        input,
+        cached_input: Some(cached_input),
+        output,
+    };
+    [
+        ("gpt-5", price(1.25, 0.125, 10.0)),
+        ("gpt-5-codex", price(1.25, 0.125, 10.0)),
+        ("gpt-5-mini", price(0.25, 0.025, 2.0)),
+        ("gpt-5-nano", price(0.05, 0.005, 0.4)),
+        ("gemini-2.5-pro", price(1.25, 0.31, 10.0)),
+        ("gemini-2.5-flash", price(0.30, 0.075, 2.5)),
+        ("gemini-2.5-flash-lite", price(0.10, 0.025, 0.4)),
+    ]
+    .into_iter()
+    .map(|(model, price)| (model.to_string(), price))
+    .collect()
+}
+
+/// The Codex CLI's settings (docs/agents.md, "Codex").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CodexConfig {
+    /// The `codex` executable. Default: found on PATH or in the usual install locations.
+    pub cli_path: Option<PathBuf>,
+    /// The model of projects that name none; `None` lets the CLI choose.
+    pub model: Option<String>,
+    /// The thread's sandbox: `read-only`, `workspace-write` (default) or
+    /// `danger-full-access`. Every command still asks (approval policy `untrusted`).
+    pub sandbox: String,
+    /// Extra environment variables for Codex runs (e.g. `CODEX_HOME`,
+    /// `OPENAI_API_KEY`), on top of `agent.env`.
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for CodexConfig {
+    fn default() -> Self {
+        Self {
+            cli_path: None,
+            model: None,
+            sandbox: "workspace-write".into(),
+            env: Default::default(),
+        }
+    }
+}
+
+/// The Gemini CLI's settings (docs/agents.md, "Gemini").
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeminiConfig {
+    /// The `gemini` executable. Default: found on PATH or in the usual install locations.
+    pub cli_path: Option<PathBuf>,
+    /// The model of projects that name none; `None` lets the CLI choose.
+    pub model: Option<String>,
+    /// Extra environment variables for Gemini runs (e.g. `GEMINI_API_KEY`), on top of
+    /// `agent.env`.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// Which tool calls the hub answers itself and how long a person has for the others.
@@ -364,6 +449,9 @@ impl Default for AgentConfig {
             session_idle_s: 600,
             interrupt_timeout_ms: 10_000,
             approvals: ApprovalsConfig::default(),
+            codex: CodexConfig::default(),
+            gemini: GeminiConfig::default(),
+            prices: default_prices(),
         }
     }
 }

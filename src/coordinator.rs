@@ -352,7 +352,7 @@ impl Coordinator {
     /// Brings up the agent workers of every configured project and starts the lease
     /// timer. Called once, when the server starts.
     pub fn start(&self) {
-        let cli_available = self.parts().runner.cli().get().is_some();
+        let cli_available = self.parts().runner.any_cli();
         let projects = self.parts().projects.clone();
         let any = self.run_detached(|txn| {
             let settings: Vec<(String, u32)> = txn

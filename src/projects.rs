@@ -18,8 +18,12 @@
 //! The registry keeps every project in memory behind a std `Mutex` (held for map
 //! operations only, never across an await) and writes through to the [`Store`].
 
+mod agents;
 pub(crate) mod feed;
 pub mod git;
+
+pub use agents::RunSetup;
+use agents::{session_of, setup};
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -28,6 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::protocol::agents::AgentKind;
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::{ProjectState, ProjectView, RunInfo};
 use crate::storage::sqlite::{ProjectRow, Store, StoreError};
@@ -369,6 +374,9 @@ impl Projects {
             reason: None,
             session_id: None,
             last_seq: 0,
+            agent: Default::default(),
+            model: None,
+            agent_sessions: Default::default(),
         };
         // Under the registry lock, so two creates of one path cannot both pass the check;
         // `blocking` keeps the runtime's other tasks moving while the row commits.
@@ -428,8 +436,10 @@ impl Projects {
         self.entries().len()
     }
 
-    /// Marks a project running, if it is not already, and returns its path and session.
-    /// The path is re-validated: it must still resolve to the registered directory.
+    /// Marks a project running, if it is not already, and returns what the run needs:
+    /// its directory, its agent (`agent`, else the project's), model and the session
+    /// that agent resumes. The path is re-validated: it must still resolve to the
+    /// registered directory.
     ///
     /// # Errors
     /// `NotFound`, `Busy`, `InvalidPath` (the directory vanished or became a symlink),
@@ -438,7 +448,8 @@ impl Projects {
         &self,
         id: &str,
         run: ActiveRun,
-    ) -> Result<(PathBuf, Option<String>), ProjectError> {
+        agent: Option<AgentKind>,
+    ) -> Result<RunSetup, ProjectError> {
         let mut entries = self.entries();
         let entry = entries
             .get_mut(id)
@@ -458,7 +469,8 @@ impl Projects {
             }
             Err(err) => return Err(err),
         }
-        if let Some(session) = &entry.row.session_id
+        let setup = setup(&entry.row, registered, agent);
+        if let Some(session) = &setup.session
             && !valid_session_id(session)
         {
             return Err(ProjectError::InvalidSession(session.clone()));
@@ -468,7 +480,7 @@ impl Projects {
         entry.row.state = ProjectState::Running;
         entry.row.reason = None;
         entry.run = Some(run);
-        Ok((registered, entry.row.session_id.clone()))
+        Ok(setup)
     }
 
     /// Clears the run and records the project's new state.
@@ -501,7 +513,7 @@ impl Projects {
             .ok_or_else(|| ProjectError::NotFound(id.into()))
     }
 
-    /// Sets or clears the session the next run resumes.
+    /// Sets or clears the Claude Code session the next run resumes.
     ///
     /// # Errors
     /// `InvalidSession` for an id that is not a UUID, `NotFound` or `Store`.
@@ -510,43 +522,7 @@ impl Projects {
         id: &str,
         session_id: Option<&str>,
     ) -> Result<ProjectView, ProjectError> {
-        if let Some(session) = session_id
-            && !valid_session_id(session)
-        {
-            return Err(ProjectError::InvalidSession(session.to_string()));
-        }
-        let mut entries = self.entries();
-        let entry = entries
-            .get_mut(id)
-            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
-        if entry.row.session_id.as_deref() == session_id {
-            return Ok(view(entry));
-        }
-        self.store.set_session(id, session_id, now_ms())?;
-        entry.row.session_id = session_id.map(str::to_string);
-        Ok(view(entry))
-    }
-
-    /// Forgets the session so the next run starts fresh (`agent.new_session`). The check
-    /// that no run holds the project and the change are one step under the registry's
-    /// lock, as in [`Projects::begin_run`], so a run cannot start between them and find
-    /// its session gone.
-    ///
-    /// # Errors
-    /// `Busy` while a run holds the project, `NotFound`, `Store`.
-    pub fn new_session(&self, id: &str) -> Result<ProjectView, ProjectError> {
-        let mut entries = self.entries();
-        let entry = entries
-            .get_mut(id)
-            .ok_or_else(|| ProjectError::NotFound(id.into()))?;
-        if entry.run.is_some() {
-            return Err(ProjectError::Busy(id.into()));
-        }
-        if entry.row.session_id.is_some() {
-            self.store.set_session(id, None, now_ms())?;
-            entry.row.session_id = None;
-        }
-        Ok(view(entry))
+        self.set_agent_session(id, AgentKind::Claude, session_id)
     }
 }
 
@@ -557,7 +533,13 @@ fn view(entry: &Entry) -> ProjectView {
         name: row.name.clone(),
         path: row.path.display().to_string(),
         state: row.state,
-        session_id: row.session_id.clone(),
+        session_id: session_of(row, row.agent).map(str::to_string),
+        agent: row.agent,
+        model: row.model.clone(),
+        sessions: AgentKind::ALL
+            .into_iter()
+            .filter_map(|agent| Some((agent, session_of(row, agent)?.to_string())))
+            .collect(),
         last_seq: row.last_seq,
         created_at: format_ms(row.created_at),
         run: entry.run.as_ref().map(|run| RunInfo {
@@ -718,7 +700,7 @@ mod tests {
             stop: CancellationToken::new(),
         };
         assert!(matches!(
-            projects.begin_run(&p.id, run),
+            projects.begin_run(&p.id, run, None),
             Err(ProjectError::InvalidPath(_))
         ));
     }
@@ -738,9 +720,9 @@ mod tests {
                 started_at: 0,
                 stop: CancellationToken::new(),
             };
-            projects.begin_run(&p.id, run()).unwrap();
+            projects.begin_run(&p.id, run(), None).unwrap();
             assert!(matches!(
-                projects.begin_run(&p.id, run()),
+                projects.begin_run(&p.id, run(), None),
                 Err(ProjectError::Busy(_))
             ));
             assert!(matches!(
@@ -785,7 +767,7 @@ mod tests {
                     started_at: 0,
                     stop: CancellationToken::new(),
                 };
-                let (_, resumed) = projects.begin_run(&id, run).unwrap();
+                let resumed = projects.begin_run(&id, run, None).unwrap().session;
                 std::thread::yield_now();
                 // While the run holds the project, its session is the one it resumed.
                 assert_eq!(projects.get(&id).unwrap().session_id, resumed);

@@ -334,6 +334,10 @@ pub struct AgentRunParams {
     /// `agent.max_timeout_s`.
     #[serde(default)]
     pub timeout_s: Option<u64>,
+    /// The agent for this run only (`claude`, `codex`, `gemini`); the project's when
+    /// absent. It resumes that agent's own session of the project.
+    #[serde(default)]
+    pub agent: Option<agents::AgentKind>,
 }
 
 /// `messages.list` params.
@@ -484,8 +488,15 @@ pub struct ProjectView {
     pub path: String,
     /// Current state.
     pub state: ProjectState,
-    /// The Claude Code session the next run resumes, if any.
+    /// The session the next run of the project's agent resumes, if any.
     pub session_id: Option<String>,
+    /// The agent that runs the project's turns (`project.configure`).
+    pub agent: agents::AgentKind,
+    /// The model its runs ask for; `null` lets the agent choose.
+    pub model: Option<String>,
+    /// The session each agent resumes, by agent (`{"claude": "…", "codex": "…"}`);
+    /// resume is kept per project and per agent.
+    pub sessions: std::collections::BTreeMap<agents::AgentKind, String>,
     /// The last output line's seq (0 when the log is empty).
     pub last_seq: u64,
     /// RFC 3339 creation time.

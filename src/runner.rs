@@ -35,15 +35,17 @@
 pub mod approvals;
 pub mod claude_cli;
 pub mod driver;
+mod launch;
 pub mod metering;
 pub mod output;
+pub mod peer;
 pub mod process;
+mod queue;
 pub mod session;
 pub mod slots;
 pub mod usage;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -59,7 +61,7 @@ use crate::config::AgentConfig;
 use crate::events::{Event, EventSink};
 use crate::projects::ProjectError;
 use crate::projects::feed::{Feed, Line};
-use crate::projects::{ActiveRun, Projects};
+use crate::projects::{ActiveRun, Projects, RunSetup};
 use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
 use crate::protocol::{ProjectState, RunStatus, StateChange, Stream};
 use crate::storage::sqlite::StoreError;
@@ -68,15 +70,14 @@ use crate::support::metrics::Metrics;
 use crate::support::timestamp::now_ms;
 
 use approvals::{Approvals, Asker};
-use claude_cli::{AgentCli, CliSlot};
-use driver::claude;
+use claude_cli::{CliSlot, Clis};
+use launch::Launched;
 use metering::{Meter, MeterParts};
 use output::{Pump, Summary};
-use session::{Input, Live, Sent, Session, SessionCommand, SessionHandle};
+use session::{Live, Sent, Session, SessionCommand, SessionHandle};
 use slots::{Permit, Slots};
 
-use crate::protocol::agents::{Delivery, QueueState, QueuedMessage, SendMode};
-use crate::storage::sqlite::QueuedRow;
+use crate::protocol::agents::{AgentKind, Delivery, QueueState, SendMode};
 
 /// The largest prompt accepted, in bytes.
 pub const MAX_PROMPT_BYTES: usize = 256 * 1024;
@@ -113,10 +114,12 @@ pub struct RunRequest {
     /// `agent.session_idle_s` pass with no turn; otherwise the run ends after its last
     /// turn (`agent.run`, task runs).
     pub keep_open: bool,
+    /// The agent to run; `None` runs the project's (`project.configure {agent}`).
+    pub agent: Option<AgentKind>,
     /// The directory to run in instead of the project's: a task's git worktree
     /// (`project.configure {isolation: "worktree"}`). The project's own directory is
     /// still checked as for any run.
-    pub workdir: Option<PathBuf>,
+    pub workdir: Option<std::path::PathBuf>,
 }
 
 /// How a run ended, sent on [`RunHandle::ended`].
@@ -165,8 +168,8 @@ pub struct RunnerParts {
     pub sink: Arc<dyn EventSink>,
     /// The agent limit.
     pub slots: Slots,
-    /// The CLI.
-    pub cli: CliSlot,
+    /// The agents' CLIs.
+    pub clis: Clis,
     /// Owns every run's supervisor.
     pub tracker: TaskTracker,
     /// Stops every run at shutdown.
@@ -205,6 +208,8 @@ struct RunContext {
     keep_open: bool,
     /// Whether the process resumes a session (`--resume`).
     resumed: bool,
+    /// The agent that runs.
+    agent: AgentKind,
 }
 
 /// The `run_started` line the hub writes to the project's log.
@@ -252,6 +257,8 @@ impl RunContext {
 
 enum Ending {
     Exited(std::io::Result<ExitStatus>),
+    /// The driver cannot go on ([`driver::AgentEvent::Fatal`]), with why.
+    Fatal(String),
     Stopped,
     TimedOut,
     /// An interrupted turn did not end within `agent.interrupt_timeout_ms`.
@@ -270,9 +277,9 @@ pub enum RunError {
     /// `timeout_s` is outside 1..=`agent.max_timeout_s`.
     #[error("timeout_s must be between 1 and {0}")]
     Timeout(u64),
-    /// No CLI was found.
-    #[error("the Claude Code CLI was not found; install it or set agent.cli_path")]
-    CliMissing,
+    /// No CLI was found for the agent.
+    #[error("{}", cli_missing(*.0))]
+    CliMissing(AgentKind),
     /// The CLI could not be started.
     #[error("{0}")]
     CannotStart(String),
@@ -309,7 +316,7 @@ impl From<RunError> for RpcError {
         let kind = match &err {
             RunError::EmptyPrompt | RunError::Timeout(_) => ErrorKind::InvalidParams,
             RunError::PromptTooLarge => ErrorKind::TooLarge,
-            RunError::CliMissing | RunError::CannotStart(_) => ErrorKind::AgentUnavailable,
+            RunError::CliMissing(_) | RunError::CannotStart(_) => ErrorKind::AgentUnavailable,
             RunError::PathChanged { .. } => ErrorKind::InvalidPath,
             RunError::NotRunning(_) | RunError::NoTurn(_) => ErrorKind::NotRunning,
             RunError::Closing(_) => ErrorKind::ProjectBusy,
@@ -323,6 +330,20 @@ impl From<RunError> for RpcError {
             RunError::Store(source) => return RpcError::internal("record run", source),
         };
         RpcError::new(kind, err.to_string())
+    }
+}
+
+/// Why a run of `agent` cannot start without its CLI, naming the setting to fix.
+pub fn cli_missing(agent: AgentKind) -> String {
+    match agent {
+        AgentKind::Claude => {
+            "the Claude Code CLI was not found; install it or set agent.cli_path".into()
+        }
+        other => format!(
+            "the {} was not found; install it or set agent.{}.cli_path",
+            other.title(),
+            other.as_str()
+        ),
     }
 }
 
@@ -366,9 +387,34 @@ impl Runner {
         &self.parts().slots
     }
 
-    /// The CLI, if found.
+    /// Claude Code's CLI.
     pub fn cli(&self) -> &CliSlot {
-        &self.parts().cli
+        self.parts().clis.get(AgentKind::Claude)
+    }
+
+    /// The hub's estimate of a turn's cost in US dollars from `agent.prices`; `None`
+    /// when its model is unknown or not in the table.
+    pub fn price(&self, tokens: &driver::TurnTokens) -> Option<f64> {
+        let price = self.parts().config.prices.get(tokens.model.as_deref()?)?;
+        let per = |count: u64, usd_per_mtok: f64| count as f64 * usd_per_mtok / 1_000_000.0;
+        Some(
+            per(tokens.input + tokens.cache_write, price.input)
+                + per(tokens.cache_read, price.cached_input.unwrap_or(price.input))
+                + per(tokens.output, price.output),
+        )
+    }
+
+    /// Whether any agent's CLI was found (agent workers come online; a task whose agent
+    /// has none fails to start, and says why).
+    pub fn any_cli(&self) -> bool {
+        AgentKind::ALL
+            .into_iter()
+            .any(|agent| self.clis().get(agent).get().is_some())
+    }
+
+    /// Every agent's CLI.
+    pub fn clis(&self) -> &Clis {
+        &self.parts().clis
     }
 
     /// Agent runs in progress (permits taken).
@@ -395,7 +441,17 @@ impl Runner {
         if timeout_s == 0 || timeout_s > config.max_timeout_s {
             return Err(RunError::Timeout(config.max_timeout_s));
         }
-        let cli = self.cli().get().ok_or(RunError::CliMissing)?;
+        // The project's agent is read before the project is claimed, so a missing CLI
+        // refuses the run without touching the project's state.
+        let agent = match request.agent {
+            Some(agent) => agent,
+            None => self.parts().projects.get(&request.project_id)?.agent,
+        };
+        let cli = self
+            .clis()
+            .get(agent)
+            .get()
+            .ok_or(RunError::CliMissing(agent))?;
         let mut ctx = RunContext {
             project_id: request.project_id,
             run: ActiveRun {
@@ -407,9 +463,14 @@ impl Runner {
             timeout: Duration::from_secs(timeout_s),
             keep_open: request.keep_open,
             resumed: false,
+            agent,
         };
-        let (path, resume) = self.prepare(&ctx)?;
-        let path = request.workdir.unwrap_or(path);
+        let mut setup = self.prepare(&ctx)?;
+        // A task's worktree replaces the project's directory, once that is checked.
+        if let Some(workdir) = request.workdir {
+            setup.path = workdir;
+        }
+        let (path, resume) = (setup.path.clone(), setup.session.clone());
         ctx.resumed = resume.is_some();
         // A root span: the run outlives the connection or task that started it.
         let span = match ctx.task_id() {
@@ -436,8 +497,8 @@ impl Runner {
             return Err(err.into());
         }
         let (input, inputs) = mpsc::channel(session::INPUT_QUEUE);
-        let child = match self.launch(&cli, &ctx, inputs, resume.as_deref(), &path) {
-            Ok(child) => child,
+        let launched = match self.launch(&cli, &ctx, inputs, setup) {
+            Ok(launched) => launched,
             Err(reason) => {
                 let outcome = RunOutcome::new(RunStatus::Failed, Some(reason.clone()));
                 // No output exists: the finish line is stored in the background (the
@@ -451,6 +512,7 @@ impl Runner {
                 return Err(RunError::CannotStart(reason));
             }
         };
+        let Launched { child, tap, events } = launched;
         let (worker_id, task_id) = match &ctx.mode {
             RunMode::Task { task_id, worker_id } => (Some(worker_id.as_str()), Some(task_id)),
             RunMode::Interactive { .. } => (None, None),
@@ -478,8 +540,8 @@ impl Runner {
         }
         self.parts().metrics.runs_started.inc();
         self.parts().sink.emit(Event::RunStarted);
-        info!(pid = child.id(), cli = %cli.path.display(), resume = resume.is_some(),
-              worker_id, "agent run started");
+        info!(pid = child.id(), agent = agent.as_str(), cli = %cli.path.display(),
+              resume = resume.is_some(), worker_id, "agent run started");
         let (done, ended) = oneshot::channel();
         let handle = RunHandle {
             run_id: ctx.run.id.clone(),
@@ -500,6 +562,8 @@ impl Runner {
             input,
             commands,
             first_prompt: request.prompt,
+            tap,
+            events,
         };
         let supervisor = self
             .clone()
@@ -511,63 +575,33 @@ impl Runner {
     }
 
     /// Claims the project (interactive) or checks its directory (task); returns the
-    /// directory and the session to resume.
-    fn prepare(&self, ctx: &RunContext) -> Result<(PathBuf, Option<String>), RunError> {
+    /// directory, the model and the session of the run's agent to resume.
+    fn prepare(&self, ctx: &RunContext) -> Result<RunSetup, RunError> {
         let projects = &self.parts().projects;
         match &ctx.mode {
             RunMode::Interactive { new_session } => {
-                let (path, session) = projects.begin_run(&ctx.project_id, ctx.run.clone())?;
+                let mut setup =
+                    projects.begin_run(&ctx.project_id, ctx.run.clone(), Some(ctx.agent))?;
                 if *new_session {
-                    projects.set_session(&ctx.project_id, None)?;
-                    return Ok((path, None));
+                    projects.set_agent_session(&ctx.project_id, ctx.agent, None)?;
+                    setup.session = None;
                 }
-                Ok((path, session))
+                Ok(setup)
             }
             RunMode::Task { .. } => {
-                let view = projects.get(&ctx.project_id)?;
-                let path = PathBuf::from(&view.path);
-                match crate::support::blocking::blocking(|| projects.validate(&view.path)) {
-                    Ok(current) if current == path => Ok((path, None)),
+                let setup = projects.task_setup(&ctx.project_id, Some(ctx.agent))?;
+                let path = setup.path.clone();
+                let shown = path.display().to_string();
+                match crate::support::blocking::blocking(|| projects.validate(&shown)) {
+                    Ok(current) if current == path => Ok(setup),
                     Ok(current) => Err(RunError::PathChanged {
-                        path: view.path,
+                        path: path.display().to_string(),
                         now: current.display().to_string(),
                     }),
                     Err(err) => Err(err.into()),
                 }
             }
         }
-    }
-
-    /// Starts a run's CLI process and records its process group, so a crash of the hub
-    /// can be cleaned up later.
-    ///
-    /// # Errors
-    /// A message for the user when the CLI cannot start or exits before it is tracked.
-    fn launch(
-        &self,
-        cli: &AgentCli,
-        ctx: &RunContext,
-        inputs: mpsc::Receiver<Input>,
-        resume: Option<&str>,
-        dir: &std::path::Path,
-    ) -> Result<Child, String> {
-        let config = &self.parts().config;
-        let args = claude::build_args(resume, &config.permission_mode, config.model.as_deref());
-        let mut child = process::spawn_cli(&cli.path, &args, dir, &config.env)
-            .map_err(|err| format!("cannot start {}: {err}", cli.path.display()))?;
-        if let Some(stdin) = child.stdin.take() {
-            self.parts()
-                .tracker
-                .spawn(session::write_input(stdin, inputs).in_current_span());
-        }
-        let pgid = child
-            .id()
-            .map(|pid| pid as i32)
-            .ok_or_else(|| "the agent exited before it could be tracked".to_string())?;
-        if let Err(err) = self.parts().store.set_run_pgid(&ctx.run.id, pgid) {
-            warn!(error = %ErrorChain(&err), "cannot record the run's process group");
-        }
-        Ok(child)
     }
 
     /// Kills a project's interactive run. The state change arrives as `project.state`.
@@ -702,7 +736,6 @@ impl Runner {
         self.hub_line(&ctx, started_line).await;
         let pgid = child.id().map(|pid| pid as i32).unwrap_or_default();
         let summary = Arc::new(Mutex::new(Summary::default()));
-        let (events_tx, events) = mpsc::channel(64);
         let meter = Arc::new(Meter::new(MeterParts {
             store: parts.store.clone(),
             metrics: parts.metrics.clone(),
@@ -729,7 +762,7 @@ impl Runner {
         let pumps = [
             child.stdout.take().map(|out| {
                 let pump = Pump {
-                    events: Some(events_tx),
+                    events: Some(live.tap),
                     ..pump.clone()
                 };
                 tokio::spawn(pump.run(Stream::Stdout, out).in_current_span())
@@ -753,9 +786,11 @@ impl Runner {
             interrupt_deadline: None,
             closing: false,
             next_now: None,
+            summary: summary.clone(),
+            meter: meter.clone(),
         };
         session.start_turn(&live.first_prompt, "prompt", None).await;
-        let mut ending = session.run(&mut child, events, live.commands).await;
+        let mut ending = session.run(&mut child, live.events, live.commands).await;
         // No new command reaches this run from now on.
         self.end_session(&ctx);
         let why = match &ending {
@@ -770,7 +805,7 @@ impl Runner {
                 process::end_leftovers(pgid, grace).await;
                 status.as_ref().ok().copied()
             }
-            Ending::Stopped | Ending::TimedOut | Ending::InterruptIgnored => {
+            Ending::Stopped | Ending::TimedOut | Ending::InterruptIgnored | Ending::Fatal(_) => {
                 process::stop_group(pgid, &mut child, grace).await
             }
         };
@@ -904,6 +939,7 @@ impl Runner {
                 mode: RunMode::Interactive { new_session: false },
                 timeout_s: None,
                 keep_open: true,
+                agent: None,
                 workdir: None,
             },
             permit()?,
@@ -945,102 +981,6 @@ impl Runner {
             Err(_) => Err(RunError::NoTurn(project_id.to_string())),
         }
     }
-
-    /// Queues a follow-up in the store and tells the clients.
-    async fn enqueue(&self, project_id: &str, text: String) -> Result<QueuedMessage, RpcError> {
-        let row = self
-            .parts()
-            .store
-            .enqueue_message(
-                format!("qm_{}", uuid::Uuid::now_v7().simple()),
-                project_id.to_string(),
-                text,
-                now_ms(),
-            )
-            .await
-            .map_err(|err| RpcError::internal("queue follow-up", &err))?;
-        let view = queued_view(row);
-        self.parts().sink.emit(Event::QueueChanged(view.clone()));
-        Ok(view)
-    }
-
-    fn queue_changed(&self, row: &QueuedRow, state: QueueState) {
-        let mut view = queued_view(row.clone());
-        view.state = state;
-        self.parts().sink.emit(Event::QueueChanged(view));
-    }
-
-    /// `agent.queue.list`: the project's follow-ups still queued, oldest first.
-    ///
-    /// # Errors
-    /// `PROJECT_NOT_FOUND`, or an internal store error.
-    pub async fn queue(&self, project_id: &str) -> Result<Vec<QueuedMessage>, RpcError> {
-        self.parts().projects.get(project_id)?;
-        let rows = self
-            .parts()
-            .store
-            .queued_messages(project_id.to_string())
-            .await
-            .map_err(|err| RpcError::internal("read queue", &err))?;
-        Ok(rows.into_iter().map(queued_view).collect())
-    }
-
-    /// `agent.queue.update` (`text` is `Some`) and `agent.queue.cancel` (`None`): changes
-    /// a follow-up that is still queued.
-    ///
-    /// # Errors
-    /// `MESSAGE_NOT_QUEUED` when no follow-up has that id or it was already delivered or
-    /// cancelled; `TOO_LARGE`/`INVALID_PARAMS` for the text.
-    pub async fn change_queued(
-        &self,
-        id: &str,
-        text: Option<String>,
-    ) -> Result<QueuedMessage, RpcError> {
-        if let Some(text) = &text {
-            if text.trim().is_empty() {
-                return Err(RunError::EmptyPrompt.into());
-            }
-            if text.len() > MAX_PROMPT_BYTES {
-                return Err(RunError::PromptTooLarge.into());
-            }
-        }
-        let changed = self
-            .parts()
-            .store
-            .change_queued(id.to_string(), text, now_ms())
-            .await
-            .map_err(|err| RpcError::internal("change queued", &err))?;
-        match changed {
-            Some((row, true)) => {
-                let view = queued_view(row);
-                self.parts().sink.emit(Event::QueueChanged(view.clone()));
-                Ok(view)
-            }
-            Some((row, false)) => Err(RpcError::from(RunError::NotQueued(format!(
-                "follow-up {id} is already {}",
-                row.state
-            )))
-            .with_details(serde_json::json!({"id": id, "state": row.state}))),
-            None => Err(RunError::NotQueued(format!("no queued follow-up has id {id}")).into()),
-        }
-    }
-}
-
-/// A queued row as the wire shows it.
-fn queued_view(row: QueuedRow) -> QueuedMessage {
-    QueuedMessage {
-        id: row.id,
-        project_id: row.project_id,
-        text: row.text,
-        state: match row.state.as_str() {
-            "delivered" => QueueState::Delivered,
-            "cancelled" => QueueState::Cancelled,
-            _ => QueueState::Queued,
-        },
-        created_at: crate::support::timestamp::format_ms(row.created_at),
-        updated_at: crate::support::timestamp::format_ms(row.updated_at),
-        run_id: row.run_id.filter(|r| !r.is_empty()),
-    }
 }
 
 /// How a run ended and why, from how it stopped, its exit status and its summary.
@@ -1071,6 +1011,7 @@ fn judge(
             (RunStatus::Killed, Some("the hub shut down".to_string()))
         }
         Ending::Stopped => (RunStatus::Killed, Some("killed on request".to_string())),
+        Ending::Fatal(reason) => (RunStatus::Failed, Some(reason.clone())),
         Ending::TimedOut => (
             RunStatus::TimedOut,
             Some(format!("timed out after {} s", ctx.timeout.as_secs())),

@@ -375,3 +375,79 @@ async fn the_real_cli_asks_before_a_bash_call_and_runs_only_what_was_approved() 
     assert!(!lines.iter().any(|l| l["kind"] == "approval_requested"));
     hub.stop().await;
 }
+
+/// Figures, not a test of behaviour: run with `cargo test --test integration
+/// real_claude::figures -- --ignored --nocapture`. As `real_codex::figures`: spawn to the
+/// first output line, the approval round trip through the hub (the answer sent until the
+/// tool's result comes back), and the resident memory of an idle session.
+#[tokio::test]
+#[ignore = "measures; run by hand"]
+async fn figures() {
+    use std::time::{Duration, Instant};
+    let api = FakeApi::start();
+    let config_dir = tempfile::tempdir().unwrap();
+    let hub = real_cli_hub_in(&api, config_dir.path(), "default").await;
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = hub.project(&mut ws).await;
+    ws.subscribe(&project_id).await;
+    let rounds = 20;
+    let (mut spawn, mut round_trip) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let asked = Instant::now();
+        let run_id = run(&mut ws, &project_id, &format!("BASH echo {i} > f{i}.txt")).await;
+        loop {
+            let line = ws.notification("project.output").await;
+            if line["run_id"] == run_id && line["stream"] == "stdout" {
+                spawn.push(asked.elapsed());
+                break;
+            }
+        }
+        let approval = ws.notification("agent.approval_requested").await["approval"].clone();
+        let answered = Instant::now();
+        ws.ok(
+            "agent.approvals.answer",
+            json!({"approval_id": approval["id"], "decision": "allow_once"}),
+        )
+        .await;
+        loop {
+            let line = ws.notification("project.output").await;
+            if line["kind"] == "user" {
+                round_trip.push(answered.elapsed());
+                break;
+            }
+        }
+        ws.run_output(&run_id).await;
+    }
+    let sent = ws
+        .ok(
+            "agent.send",
+            json!({"project_id": project_id, "text": "hello"}),
+        )
+        .await;
+    loop {
+        let line = ws.notification("project.output").await;
+        if line["kind"] == "turn_ended" {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pgid = hub
+        .hub()
+        .store()
+        .unfinished_runs()
+        .unwrap()
+        .into_iter()
+        .find(|r| Some(r.id.as_str()) == sent["run_id"].as_str())
+        .and_then(|r| r.pgid)
+        .expect("the live session's process group");
+    let rss = crate::real_codex::group_rss_kib(pgid);
+    println!(
+        "claude: spawn to first output line p50 {:?} p99 {:?}; approval round trip p50 {:?} p99 {:?} ({rounds} runs); idle session RSS {rss} KiB",
+        crate::util::quantile(&mut spawn, 0.5),
+        crate::util::quantile(&mut spawn, 0.99),
+        crate::util::quantile(&mut round_trip, 0.5),
+        crate::util::quantile(&mut round_trip, 0.99),
+    );
+    ws.ok("agent.kill", json!({"project_id": project_id})).await;
+    hub.stop().await;
+}

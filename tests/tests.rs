@@ -15,6 +15,8 @@ mod bad_input;
 mod agent_runs;
 // Live sessions with the fake CLI: approvals, rules, timeouts, follow-ups, interrupts.
 mod agent_sessions;
+// The agent choice: project.configure {agent, model}, sessions per agent, agent_clis.
+mod agent_choice;
 // Attacks through the agent runner: option-shaped prompts and session ids, inherited secrets.
 mod agent_security;
 // Replay after reconnect, restarts, SIGKILL of the hub, orphan cleanup.
@@ -25,6 +27,9 @@ mod limits;
 mod usage;
 // The real Claude Code CLI making a real tool call against a fake API.
 mod real_claude;
+// The real Codex CLI (codex app-server) against a fake Responses API: approvals,
+// follow-ups, interrupt, resume, a task, usage.
+mod real_codex;
 // The command-line client.
 mod cli;
 // The CLI in daily use: closed stdout, colour, --version, agent run's exit codes, TLS.

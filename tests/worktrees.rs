@@ -261,7 +261,10 @@ async fn a_project_outside_git_cannot_be_isolated() {
     assert_eq!(error["data"]["kind"], "NOT_A_REPOSITORY", "{error}");
     assert_eq!(error["code"], -32024);
     let unchanged = ws
-        .ok("project.configure", json!({"project_id": project_id}))
+        .ok(
+            "project.configure",
+            json!({"project_id": project_id, "agent_workers": 0}),
+        )
         .await;
     assert_eq!(unchanged["isolation"], "none");
     let error = ws.err("task.merge", json!({"task_id": "nope"})).await;

@@ -27,7 +27,7 @@ use crate::protocol::hub::ConnectionChange;
 use crate::pubsub::broker::Broker;
 use crate::pubsub::nats::NatsBackplane;
 use crate::runner::Runner;
-use crate::runner::claude_cli::CliSlot;
+use crate::runner::claude_cli::Clis;
 use crate::storage::sqlite::Store;
 use crate::support::metrics::Metrics;
 use crate::support::monitor::Monitor;
@@ -242,8 +242,8 @@ pub(crate) struct TasksCtx {
     pub(crate) projects: Projects,
     /// Stored tasks (`task.list`, `task.get`, and the state of a finished task).
     pub(crate) store: Store,
-    /// Whether the agent CLI is there (`project.configure`).
-    pub(crate) cli: CliSlot,
+    /// Whether the agent CLIs are there (`project.configure`).
+    pub(crate) clis: Clis,
     /// `hub.connection` when a connection becomes a worker or a coordinator.
     pub(crate) notices: Notices,
     /// `coordination.lease_s`, in seconds.

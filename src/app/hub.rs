@@ -49,12 +49,13 @@ use crate::events::{Event, EventSink};
 use crate::projects::Projects;
 use crate::projects::feed::Feed;
 use crate::protocol::Role;
+use crate::protocol::agents::AgentKind;
 use crate::protocol::error::ErrorChain;
 use crate::protocol::hub::ConnectionChange;
 use crate::pubsub::broker::{Broker, BrokerLimits};
 use crate::pubsub::nats::{Credentials, NatsBackplane, NatsError, NatsSettings, without_user};
 use crate::runner::approvals::{Approvals, ApprovalsParts};
-use crate::runner::claude_cli::CliSlot;
+use crate::runner::claude_cli::Clis;
 use crate::runner::process::clean_orphans;
 use crate::runner::slots::Slots;
 use crate::runner::{Runner, RunnerParts};
@@ -256,12 +257,11 @@ impl Hub {
         ));
         let sink: Arc<dyn EventSink> = notifier.clone();
 
-        let cli = CliSlot::find(config.config.agent.cli_path.as_deref());
-        if cli.get().is_some() {
-            tracker.spawn(cli.clone().probe());
-        } else {
+        let clis = Clis::find(&config.config.agent);
+        if clis.get(AgentKind::Claude).get().is_none() {
             warn!("Claude Code CLI not found; agent runs will be refused until it is installed");
         }
+        tracker.spawn(clis.clone().probe());
         let approvals = Approvals::open(ApprovalsParts {
             policy: config.config.agent.approvals.clone(),
             store: store.clone(),
@@ -279,7 +279,7 @@ impl Hub {
             metrics: metrics.clone(),
             sink: sink.clone(),
             slots,
-            cli,
+            clis,
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
         });
@@ -366,7 +366,7 @@ impl Hub {
                 coordinator: coordinator.clone(),
                 projects: projects.clone(),
                 store: store.clone(),
-                cli: runner.cli().clone(),
+                clis: runner.clis().clone(),
                 notices,
                 lease_s: config.config.coordination.lease_s,
                 max_running_agents: config.config.limits.max_running_agents,

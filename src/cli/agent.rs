@@ -103,13 +103,27 @@ impl Activity {
     }
 }
 
+/// `agent run`'s options.
+pub(super) struct RunOptions {
+    /// `--new-session`.
+    pub(super) new_session: bool,
+    /// `--timeout`, in seconds.
+    pub(super) timeout: Option<u64>,
+    /// `--agent`.
+    pub(super) agent: Option<String>,
+}
+
 pub(super) async fn agent_run(
     client: &mut HubClient,
     project: &str,
     prompt: &str,
-    new_session: bool,
-    timeout: Option<u64>,
+    options: RunOptions,
 ) -> Result<ExitCode> {
+    let RunOptions {
+        new_session,
+        timeout,
+        agent,
+    } = options;
     let started = async {
         let project_id = resolve_project(client, project).await?;
         client
@@ -118,7 +132,8 @@ pub(super) async fn agent_run(
         let started = client
             .request(
                 "agent.run",
-                json!({"project_id": project_id, "prompt": prompt, "new_session": new_session, "timeout_s": timeout}),
+                json!({"project_id": project_id, "prompt": prompt, "new_session": new_session,
+                       "timeout_s": timeout, "agent": agent}),
             )
             .await?;
         anyhow::Ok((project_id, started))

@@ -447,6 +447,10 @@ pub(super) enum AgentCommand {
         /// Timeout in seconds.
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
+        /// The agent for this run only (it resumes that agent's own session of the
+        /// project); default: the project's (`project.configure`).
+        #[arg(long, value_parser = ["claude", "codex", "gemini"])]
+        agent: Option<String>,
     },
     /// Stop the project's running agent (SIGINT, then SIGTERM, then SIGKILL).
     Kill {

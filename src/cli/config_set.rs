@@ -29,7 +29,7 @@ pub(super) fn config_set(
     key: &str,
     value: &str,
 ) -> Result<ExitCode> {
-    let known = loaded.sources.iter().any(|(k, ..)| k == key) || key.starts_with("agent.env.");
+    let known = loaded.sources.iter().any(|(k, ..)| k == key) || crate::config::is_agent_env(key);
     if !known {
         let keys: Vec<&str> = loaded.sources.iter().map(|(k, ..)| k.as_str()).collect();
         bail!(

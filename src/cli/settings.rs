@@ -58,7 +58,7 @@ fn paths(loaded: &LoadedConfig, json: bool) -> Result<()> {
 
 /// Prints the value of `key`: a string as is, anything else as JSON (`null` for a
 /// setting left unset); with `json`, always as JSON. A section (`limits`) prints each of
-/// its settings as `key = value`, or with `json` an object of dotted keys. Values under `agent.env` are shown as `<redacted>`, as `hub.config`
+/// its settings as `key = value`, or with `json` an object of dotted keys. Values under `agent.env` (and `agent.codex.env`, `agent.gemini.env`) are shown as `<redacted>`, as `hub.config`
 /// does.
 fn get(loaded: &LoadedConfig, key: &str, json: bool) -> Result<()> {
     if let Some((_, value, _)) = loaded.sources.iter().find(|(k, ..)| k == key) {

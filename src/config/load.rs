@@ -387,6 +387,13 @@ impl Config {
                 "must be between 1 and 604800 (7 days)",
             );
         }
+        const SANDBOXES: [&str; 3] = ["read-only", "workspace-write", "danger-full-access"];
+        if !SANDBOXES.contains(&self.agent.codex.sandbox.as_str()) {
+            return Err(ConfigError::Invalid {
+                key: "agent.codex.sandbox",
+                reason: format!("must be one of {}", SANDBOXES.join(", ")),
+            });
+        }
         const MODES: [&str; 4] = ["default", "acceptEdits", "plan", "bypassPermissions"];
         if !MODES.contains(&self.agent.permission_mode.as_str()) {
             return Err(ConfigError::Invalid {
@@ -443,6 +450,15 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// Whether a dotted key is a variable of an agent's environment (`agent.env.*`,
+/// `agent.codex.env.*`, `agent.gemini.env.*`): its value may be an API key, so it is
+/// shown as `<redacted>`, and any name may be set.
+pub fn is_agent_env(key: &str) -> bool {
+    ["agent.env.", "agent.codex.env.", "agent.gemini.env."]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+}
+
 /// Walks the effective configuration and asks figment which layer supplied each leaf.
 fn value_sources(
     figment: &Figment,
@@ -473,7 +489,7 @@ fn value_sources(
         .into_iter()
         .map(|(key, value)| {
             // Agent environment values may hold API keys: show that they are set, not what.
-            let value = if key.starts_with("agent.env.") {
+            let value = if is_agent_env(&key) {
                 serde_json::json!("<redacted>")
             } else {
                 value
@@ -559,6 +575,38 @@ mod tests {
             assert_eq!(source("limits.max_connections"), "env");
             Ok(())
         });
+    }
+
+    #[test]
+    fn every_agent_environment_is_redacted_and_codex_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        let overrides = Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        std::fs::write(
+            &file,
+            "[agent.env]\nANTHROPIC_API_KEY = \"sk-a\"\n\
+             [agent.codex]\nsandbox = \"read-only\"\n[agent.codex.env]\nOPENAI_API_KEY = \"sk-b\"\n\
+             [agent.gemini.env]\nGEMINI_API_KEY = \"sk-c\"\n",
+        )
+        .unwrap();
+        let loaded = Config::load_with_env(Some(&file), &overrides, no_env()).unwrap();
+        assert_eq!(loaded.config.agent.codex.sandbox, "read-only");
+        assert_eq!(loaded.config.agent.codex.env["OPENAI_API_KEY"], "sk-b");
+        for key in [
+            "agent.env.ANTHROPIC_API_KEY",
+            "agent.codex.env.OPENAI_API_KEY",
+            "agent.gemini.env.GEMINI_API_KEY",
+        ] {
+            let (_, value, _) = loaded.sources.iter().find(|(k, ..)| k == key).unwrap();
+            assert_eq!(value, "<redacted>", "{key}");
+        }
+        assert!(!format!("{:?}", loaded.sources).contains("sk-"));
+        std::fs::write(&file, "[agent.codex]\nsandbox = \"none\"\n").unwrap();
+        let err = Config::load_with_env(Some(&file), &overrides, no_env()).unwrap_err();
+        assert!(err.to_string().contains("agent.codex.sandbox"), "{err}");
     }
 
     #[test]

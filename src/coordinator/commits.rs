@@ -97,7 +97,7 @@ impl Coordinator {
                 }
             }
         };
-        let cli_available = self.parts().runner.cli().get().is_some();
+        let cli_available = self.parts().runner.any_cli();
         let (tasks, _) = self.transition(true, |txn| {
             txn.rebuild(stored, cli_available);
             txn.st.tasks.len()

@@ -32,9 +32,9 @@ pub enum CoordinationError {
         /// The project that has it.
         project_id: String,
     },
-    /// Agent workers need the agent CLI.
-    #[error("the Claude Code CLI was not found; install it or set agent.cli_path")]
-    AgentUnavailable,
+    /// Agent workers need the project's agent CLI; the message names it and its setting.
+    #[error("{0}")]
+    AgentUnavailable(String),
     /// The project is missing.
     #[error(transparent)]
     Project(#[from] ProjectError),
@@ -54,7 +54,7 @@ impl From<CoordinationError> for RpcError {
             CoordinationError::NotAssigned { .. } => ErrorKind::NotAssigned,
             CoordinationError::NotAWorker => ErrorKind::NotAWorker,
             CoordinationError::TaskExists { .. } => ErrorKind::TaskExists,
-            CoordinationError::AgentUnavailable => ErrorKind::AgentUnavailable,
+            CoordinationError::AgentUnavailable(_) => ErrorKind::AgentUnavailable,
             CoordinationError::Project(_) => {
                 let CoordinationError::Project(inner) = err else {
                     unreachable!()

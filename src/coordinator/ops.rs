@@ -240,6 +240,7 @@ impl Txn<'_> {
                 prompt: task.prompt,
                 acceptance: task.acceptance,
                 priority: task.priority,
+                agent: task.agent,
                 ..TaskRow::pending(
                     id.clone(),
                     project_id.to_string(),

@@ -56,6 +56,7 @@ impl Coordinator {
             },
             timeout_s: None,
             keep_open: false,
+            agent: task.agent,
             workdir: workdir.as_ref().map(|w| w.dir.clone()),
         };
         let handle = match self.parts().runner.start(request, permit) {

@@ -40,6 +40,50 @@ pub mod method {
     pub const AGENT_QUEUE_CHANGED: &str = "agent.queue_changed";
 }
 
+/// Which agent CLI runs a project's turns: `project.configure {agent}`, a task's
+/// `agent`, `agent.run {agent}` (docs/agents.md).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    /// Claude Code (`claude`, its stream-json control protocol).
+    #[default]
+    Claude,
+    /// OpenAI's Codex CLI (`codex app-server`).
+    Codex,
+    /// Google's Gemini CLI (`gemini --acp`, the Agent Client Protocol).
+    Gemini,
+}
+
+impl AgentKind {
+    /// Every agent, in the order the dashboard lists them.
+    pub const ALL: [AgentKind; 3] = [Self::Claude, Self::Codex, Self::Gemini];
+
+    /// The wire and stored name: `claude`, `codex`, `gemini`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claude => "claude",
+            Self::Codex => "codex",
+            Self::Gemini => "gemini",
+        }
+    }
+
+    /// The agent of a stored name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// The product's name, for messages.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Claude => "Claude Code",
+            Self::Codex => "Codex CLI",
+            Self::Gemini => "Gemini CLI",
+        }
+    }
+}
+
 /// A tool call waiting for a person's answer, as `agent.approvals.list` and
 /// `agent.approval_requested` show it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -159,6 +159,10 @@ pub struct NewTask {
     /// Higher runs first; FIFO within a priority. Default 0.
     #[serde(default)]
     pub priority: i64,
+    /// The agent an agent worker runs it with (`claude`, `codex`, `gemini`); the
+    /// project's when absent.
+    #[serde(default)]
+    pub agent: Option<crate::protocol::agents::AgentKind>,
 }
 
 /// `task.create` params.
@@ -232,6 +236,15 @@ pub struct ProjectConfigureParams {
     /// Unchanged when absent.
     #[serde(default)]
     pub agent_workers: Option<u32>,
+    /// The agent that runs the project's turns: `claude`, `codex` or `gemini`.
+    /// Unchanged when absent.
+    #[serde(default)]
+    pub agent: Option<crate::protocol::agents::AgentKind>,
+    /// The model the project's runs ask for, passed to its agent as it is; `""` clears
+    /// it (the agent's setting or the CLI chooses). At most 200 characters. Unchanged
+    /// when absent.
+    #[serde(default)]
+    pub model: Option<String>,
     /// Where task runs work: `none` (the project directory) or `worktree` (a git
     /// worktree per task). Unchanged when absent.
     #[serde(default)]
@@ -296,6 +309,10 @@ pub struct TaskView {
     pub created_at: String,
     /// RFC 3339 time of the last change.
     pub updated_at: String,
+    /// The agent that must run it on an agent worker; left out when the project's runs
+    /// it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::protocol::agents::AgentKind>,
 }
 
 /// A worker as listed by `worker.list`, pushed in `worker.status` and included in
@@ -525,12 +542,16 @@ pub struct TaskAnswer {
 pub struct ProjectConfigured {
     /// The project.
     pub project_id: String,
-    /// The new setting.
+    /// The setting now.
     pub agent_workers: u32,
     /// The project's isolation now.
     pub isolation: super::worktrees::Isolation,
     /// The project's agent workers now, by name.
     pub workers: Vec<WorkerView>,
+    /// The project's agent now.
+    pub agent: crate::protocol::agents::AgentKind,
+    /// The project's model now; `null`: the agent chooses.
+    pub model: Option<String>,
 }
 
 /// `project.completed` params.
@@ -619,6 +640,7 @@ mod tests {
             completed_by: None,
             created_at: "2026-01-02T03:04:05.000Z".into(),
             updated_at: "2026-01-02T03:04:06.000Z".into(),
+            agent: None,
         }
     }
 

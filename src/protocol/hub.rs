@@ -61,8 +61,10 @@ pub struct HubStatus {
     pub running_agents: usize,
     /// `keychain` or `file`.
     pub secret_store: &'static str,
-    /// The CLI.
+    /// Claude Code's CLI (kept for clients that know one agent).
     pub agent_cli: CliReport,
+    /// Every agent's CLI, by agent: `{"claude": …, "codex": …, "gemini": …}`.
+    pub agent_clis: std::collections::BTreeMap<crate::protocol::agents::AgentKind, CliReport>,
     /// The data directory; left out for callers without `admin`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
@@ -165,8 +167,10 @@ pub struct Health {
     pub projects: usize,
     /// Agent runs in progress.
     pub running_agents: usize,
-    /// The CLI.
+    /// Claude Code's CLI (kept for clients that know one agent).
     pub agent_cli: CliReport,
+    /// Every agent's CLI, by agent: `{"claude": …, "codex": …, "gemini": …}`.
+    pub agent_clis: std::collections::BTreeMap<crate::protocol::agents::AgentKind, CliReport>,
     /// `keychain` or `file`.
     pub secret_store: &'static str,
     /// Where client tokens and pairings live, and whether it answers.

@@ -301,24 +301,61 @@ fn answer(
     })
 }
 
-/// `project.configure`: how many built-in agent workers serve the project (0 to
-/// `limits.max_running_agents`), and where their runs work (`isolation`). Extra
-/// workers that are busy finish their task first. An absent field keeps its setting;
-/// the isolation is applied first, so the workers it starts already use it.
+/// The longest model name `project.configure` takes, in characters.
+const MAX_MODEL_CHARS: usize = 200;
+
+/// `project.configure`: the project's agent and model, and how many built-in agent
+/// workers serve it (0 to `limits.max_running_agents`; extra workers that are busy
+/// finish their task first), and where their task runs work (`isolation`). Each is
+/// optional; what is absent stays as it is. The isolation is applied first, so the
+/// workers it starts already use it.
 fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let params: ProjectConfigureParams = parse_params(params)?;
     let ctx = call.ctx;
-    ctx.projects.get(&params.project_id)?;
+    let view = ctx.projects.get(&params.project_id)?;
+    if params.agent_workers.is_none()
+        && params.agent.is_none()
+        && params.model.is_none()
+        && params.isolation.is_none()
+    {
+        return Err(CoordinationError::Invalid(
+            "give at least one of agent_workers, agent, model and isolation".into(),
+        )
+        .into());
+    }
     let limit = ctx.max_running_agents;
-    if params.agent_workers.is_some_and(|n| n as usize > limit) {
+    if let Some(count) = params.agent_workers
+        && count as usize > limit
+    {
         return Err(CoordinationError::Invalid(format!(
             "agent_workers must be between 0 and {limit} (limits.max_running_agents)"
         ))
         .into());
     }
-    if params.agent_workers.is_some_and(|n| n > 0) && ctx.cli.get().is_none() {
-        return Err(CoordinationError::AgentUnavailable.into());
+    if let Some(model) = &params.model
+        && (model.chars().count() > MAX_MODEL_CHARS
+            || model.chars().any(|c| c.is_control())
+            || model.starts_with('-'))
+    {
+        return Err(CoordinationError::Invalid(format!(
+            "model must be at most {MAX_MODEL_CHARS} characters, with no control characters, \
+             and not start with '-'"
+        ))
+        .into());
     }
+    let agent = params.agent.unwrap_or(view.agent);
+    let workers_after = params
+        .agent_workers
+        .unwrap_or_else(|| ctx.coordinator.status(&params.project_id).agent_workers);
+    if workers_after > 0 && ctx.clis.get(agent).get().is_none() {
+        return Err(CoordinationError::AgentUnavailable(crate::runner::cli_missing(agent)).into());
+    }
+    let view = if params.agent.is_some() || params.model.is_some() {
+        ctx.projects
+            .configure_agent(&params.project_id, params.agent, params.model.as_deref())?
+    } else {
+        view
+    };
     let coordinator = ctx.coordinator.clone();
     later(async move {
         let worktrees = coordinator.worktrees();
@@ -328,23 +365,33 @@ fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> 
                 .await?;
         }
         let isolation = worktrees.isolation(&params.project_id).await?;
-        let agent_workers = params
-            .agent_workers
-            .unwrap_or_else(|| coordinator.status(&params.project_id).agent_workers);
-        let workers = coordinator
-            .configure(&params.project_id, agent_workers)
-            .await?;
+        let workers = match params.agent_workers {
+            Some(count) => coordinator.configure(&params.project_id, count).await?,
+            None => coordinator
+                .status(&params.project_id)
+                .workers
+                .into_iter()
+                .filter(|w| {
+                    w.kind == crate::protocol::coordination::WorkerKind::Agent
+                        && w.project_id.as_deref() == Some(params.project_id.as_str())
+                })
+                .collect(),
+        };
         info!(
             project_id = params.project_id,
-            agent_workers,
+            agent_workers = workers_after,
+            agent = view.agent.as_str(),
+            model = view.model.as_deref(),
             isolation = isolation.as_str(),
             "project configured"
         );
         Ok(ProjectConfigured {
             project_id: params.project_id,
-            agent_workers,
+            agent_workers: workers_after,
             isolation,
             workers,
+            agent: view.agent,
+            model: view.model,
         })
     })
 }

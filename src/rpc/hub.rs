@@ -4,7 +4,7 @@
 //! `hub.status` and `hub.health` need no scope (the SDK's keepalive uses `hub.status`),
 //! so they show the data directory and the agent CLI's path, which name the user's home,
 //! only to callers with `admin` (the owner, or a token as powerful): `data_dir` is left
-//! out and `agent_cli.path` is `null` for everyone else.
+//! out and `agent_cli.path` (and each `agent_clis.*.path`) is `null` for everyone else.
 
 use std::path::PathBuf;
 
@@ -101,6 +101,9 @@ fn status(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
     if !sees_paths(call) {
         status.data_dir = None;
         status.agent_cli.path = None;
+        for cli in status.agent_clis.values_mut() {
+            cli.path = None;
+        }
     }
     reply(&status)
 }
@@ -109,6 +112,9 @@ fn health(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
     let mut health = call.ctx.reports.health();
     if !sees_paths(call) {
         health.agent_cli.path = None;
+        for cli in health.agent_clis.values_mut() {
+            cli.path = None;
+        }
     }
     reply(&health)
 }

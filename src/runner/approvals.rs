@@ -406,6 +406,7 @@ impl Approvals {
                 Behavior::Allow => (
                     PermissionAnswer::Allow {
                         input: request.input.clone(),
+                        for_session: false,
                     },
                     ApprovalOutcome::Allowed,
                     DecisionKind::AllowOnce,
@@ -565,6 +566,7 @@ impl Approvals {
                 input: params
                     .updated_input
                     .unwrap_or_else(|| pending.view.input.clone()),
+                for_session: always,
             },
             Some(message) => PermissionAnswer::Deny {
                 message,

@@ -1,9 +1,9 @@
-//! Finding the Claude Code CLI and asking its version (its arguments and protocol are
-//! in [`super::driver::claude`]).
+//! Finding each agent CLI (`claude`, `codex`, `gemini`) and asking its version (their
+//! arguments and protocols are in [`super::driver`]).
 //!
-//! The hub looks for the executable synchronously at start (a PATH scan and a few stats)
-//! but asks `claude --version` in the background, so it listens at once: `/health` and
-//! `hub.status` say `"state": "probing"` until the answer (or a 10 s timeout) is in.
+//! The hub looks for each executable synchronously at start (a PATH scan and a few
+//! stats) but asks `<cli> --version` in the background, so it listens at once: `/health`
+//! and `hub.status` say `"state": "probing"` until the answer (or a 10 s timeout) is in.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::process::Command;
 
+use crate::protocol::agents::AgentKind;
 use crate::protocol::hub::{CliReport, ProbeState};
 use tracing::info;
 
@@ -20,7 +21,7 @@ use tracing::info;
 pub struct AgentCli {
     /// Absolute path of the executable.
     pub path: PathBuf,
-    /// The first line of `claude --version`, if it answered within 10 s.
+    /// The first line of `<cli> --version`, if it answered within 10 s.
     pub version: Option<String>,
 }
 
@@ -34,19 +35,27 @@ struct Known {
 /// every use, so a CLI installed while the hub runs is picked up without a restart.
 #[derive(Clone)]
 pub struct CliSlot {
+    name: &'static str,
     configured: Option<PathBuf>,
     known: Arc<RwLock<Known>>,
 }
 
 impl CliSlot {
-    /// Looks for the executable now (no process is started).
+    /// Looks for the Claude Code executable now (no process is started).
     pub fn find(configured: Option<&Path>) -> Self {
-        let cli = find_cli(configured).map(|path| AgentCli {
+        Self::find_agent(AgentKind::Claude, configured)
+    }
+
+    /// Looks for `agent`'s executable now (no process is started).
+    pub fn find_agent(agent: AgentKind, configured: Option<&Path>) -> Self {
+        let name = program(agent);
+        let cli = find_program(name, configured).map(|path| AgentCli {
             path,
             version: None,
         });
         let probing = cli.is_some();
         Self {
+            name,
             configured: configured.map(Path::to_path_buf),
             known: Arc::new(RwLock::new(Known { cli, probing })),
         }
@@ -58,7 +67,7 @@ impl CliSlot {
             return;
         };
         let version = probe_version(&path).await;
-        info!(path = %path.display(), version = ?version, "agent CLI found");
+        info!(cli = self.name, path = %path.display(), version = ?version, "agent CLI found");
         if let Ok(mut known) = self.known.write() {
             if let Some(cli) = known.cli.as_mut().filter(|cli| cli.path == path) {
                 cli.version = version;
@@ -74,7 +83,9 @@ impl CliSlot {
         }
         let cli = AgentCli {
             // A scan of PATH (a stat per entry), from `hub.status` too: off the workers.
-            path: crate::support::blocking::blocking(|| find_cli(self.configured.as_deref()))?,
+            path: crate::support::blocking::blocking(|| {
+                find_program(self.name, self.configured.as_deref())
+            })?,
             version: None,
         };
         if let Ok(mut known) = self.known.write() {
@@ -101,26 +112,80 @@ impl CliSlot {
     }
 }
 
-/// Finds the `claude` executable: the configured path, then PATH, then the usual install
-/// locations. Apps started at login on macOS get a minimal PATH, hence the list.
-pub fn find_cli(configured: Option<&Path>) -> Option<PathBuf> {
+/// Every agent's CLI; cheap to clone.
+#[derive(Clone)]
+pub struct Clis {
+    claude: CliSlot,
+    codex: CliSlot,
+    gemini: CliSlot,
+}
+
+impl Clis {
+    /// Looks for each executable now: `agent.cli_path`, `agent.codex.cli_path`,
+    /// `agent.gemini.cli_path` when set.
+    pub fn find(config: &crate::config::AgentConfig) -> Self {
+        Self {
+            claude: CliSlot::find_agent(AgentKind::Claude, config.cli_path.as_deref()),
+            codex: CliSlot::find_agent(AgentKind::Codex, config.codex.cli_path.as_deref()),
+            gemini: CliSlot::find_agent(AgentKind::Gemini, config.gemini.cli_path.as_deref()),
+        }
+    }
+
+    /// One agent's CLI.
+    pub fn get(&self, agent: AgentKind) -> &CliSlot {
+        match agent {
+            AgentKind::Claude => &self.claude,
+            AgentKind::Codex => &self.codex,
+            AgentKind::Gemini => &self.gemini,
+        }
+    }
+
+    /// Probes every CLI that was found, one after the other; meant to run in a task.
+    pub async fn probe(self) {
+        for agent in AgentKind::ALL {
+            self.get(agent).clone().probe().await;
+        }
+    }
+
+    /// What `/health` shows, by agent.
+    pub fn report(&self) -> std::collections::BTreeMap<AgentKind, CliReport> {
+        AgentKind::ALL
+            .into_iter()
+            .map(|agent| (agent, self.get(agent).report()))
+            .collect()
+    }
+}
+
+/// The executable's name of an agent.
+pub fn program(agent: AgentKind) -> &'static str {
+    agent.as_str()
+}
+
+/// Finds an agent's executable (`claude`, `codex`, `gemini`): the configured path, then
+/// PATH, then the usual install locations (npm's global prefixes, bun, volta,
+/// Homebrew, and `~/.claude/local` for Claude Code's own installer). Apps started at
+/// login on macOS get a minimal PATH, hence the list.
+pub fn find_program(name: &str, configured: Option<&Path>) -> Option<PathBuf> {
     if let Some(path) = configured {
         return is_executable(path).then(|| path.to_path_buf());
     }
-    if let Ok(path) = which::which("claude") {
+    if let Ok(path) = which::which(name) {
         return Some(path);
     }
     let home = directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf())?;
-    let candidates = [
-        home.join(".claude/local/claude"),
-        home.join(".local/bin/claude"),
-        home.join(".npm-global/bin/claude"),
-        home.join(".bun/bin/claude"),
-        home.join(".volta/bin/claude"),
-        PathBuf::from("/opt/homebrew/bin/claude"),
-        PathBuf::from("/usr/local/bin/claude"),
-        PathBuf::from("/usr/bin/claude"),
-    ];
+    let mut candidates = Vec::new();
+    if name == "claude" {
+        candidates.push(home.join(".claude/local/claude"));
+    }
+    candidates.extend([
+        home.join(".local/bin").join(name),
+        home.join(".npm-global/bin").join(name),
+        home.join(".bun/bin").join(name),
+        home.join(".volta/bin").join(name),
+        PathBuf::from("/opt/homebrew/bin").join(name),
+        PathBuf::from("/usr/local/bin").join(name),
+        PathBuf::from("/usr/bin").join(name),
+    ]);
     candidates.into_iter().find(|path| is_executable(path))
 }
 
@@ -129,7 +194,7 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Asks the CLI for its version (`claude --version`), bounded by 10 s.
+/// Asks the CLI for its version (`<cli> --version`), bounded by 10 s.
 async fn probe_version(path: &Path) -> Option<String> {
     let run = Command::new(path)
         .arg("--version")
@@ -154,9 +219,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("claude");
         std::fs::write(&file, "#!/bin/sh\n").unwrap();
-        assert_eq!(find_cli(Some(&file)), None);
+        assert_eq!(find_program("claude", Some(&file)), None);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(find_cli(Some(&file)), Some(file));
+        assert_eq!(find_program("claude", Some(&file)), Some(file));
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::warn;
 
+use super::driver::TurnTokens;
 use super::usage::{self, Before, ResultLine, Snapshot};
 use crate::protocol::error::ErrorChain;
 use crate::storage::sqlite::{Store, TurnRow};
@@ -149,6 +150,59 @@ impl Meter {
             basis: turn.basis.as_str(),
             total_usd: turn.snapshot.total_usd,
             totals,
+        };
+        if let Err(err) = self.parts.store.insert_turn(row).await {
+            warn!(error = %ErrorChain(&err), run_id = %self.parts.run_id, turn = index,
+                  "cannot record a turn's usage");
+        }
+    }
+
+    /// Records a turn whose tokens the driver counted itself (Codex, ACP agents): no
+    /// cumulative totals to subtract here, the driver already did. `usd` is the hub's
+    /// estimate from its price table, `None` when the model has no price there (then
+    /// 0 is stored). Stored with the basis `priced` (an estimate) or `tokens` (no price).
+    pub async fn record_tokens(
+        &self,
+        tokens: &TurnTokens,
+        totals: Option<&serde_json::Value>,
+        session_id: Option<String>,
+        usd: Option<f64>,
+    ) {
+        let index = {
+            let mut state = self.state();
+            state.turns += 1;
+            state.usd += usd.unwrap_or(0.0);
+            state.turns
+        };
+        let input = tokens.input;
+        self.parts.metrics.observe_turn(
+            usd.unwrap_or(0.0),
+            [
+                ("input", input),
+                ("output", tokens.output),
+                ("cache_read", tokens.cache_read),
+                ("cache_creation", tokens.cache_write),
+            ],
+        );
+        let row = TurnRow {
+            project_id: self.parts.project_id.clone(),
+            project_name: self.parts.project_name.clone(),
+            run_id: self.parts.run_id.clone(),
+            session_id,
+            turn: index,
+            ts: now_ms(),
+            usd: usd.unwrap_or(0.0),
+            input_tokens: input,
+            output_tokens: tokens.output,
+            cache_read_tokens: tokens.cache_read,
+            cache_creation_tokens: tokens.cache_write,
+            model: tokens.model.clone(),
+            basis: if usd.is_some() { "priced" } else { "tokens" },
+            total_usd: 0.0,
+            totals: totals
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({}))
+                .to_string(),
         };
         if let Err(err) = self.parts.store.insert_turn(row).await {
             warn!(error = %ErrorChain(&err), run_id = %self.parts.run_id, turn = index,

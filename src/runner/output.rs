@@ -19,6 +19,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tracing::warn;
 
 use super::driver::{AgentEvent, claude};
+use super::peer::{Inbox, Incoming};
 use crate::projects::feed::{Feed, Line};
 use crate::projects::{Projects, valid_session_id};
 use crate::protocol::Stream;
@@ -77,11 +78,26 @@ pub struct Pump {
     pub max_line: usize,
     /// Filled in as `init` and `result` events arrive.
     pub summary: Arc<Mutex<Summary>>,
-    /// For stdout: where the session's protocol events go (permission requests, turn
-    /// ends), in the order of their lines, after the lines are stored.
-    pub events: Option<tokio::sync::mpsc::Sender<AgentEvent>>,
+    /// For stdout: where the agent's protocol messages go, in the order of their lines,
+    /// after the lines are stored.
+    pub events: Option<Tap>,
     /// Records each turn's usage.
     pub meter: Arc<Meter>,
+}
+
+/// Where a run's stdout protocol lines go once stored.
+#[derive(Clone)]
+pub enum Tap {
+    /// Claude Code: the stream-json lines the session acts on, parsed into events.
+    Claude(tokio::sync::mpsc::Sender<AgentEvent>),
+    /// A JSON-RPC agent: every line through the peer's inbox (responses reach their
+    /// requests there), the rest to the driver task.
+    Rpc {
+        /// The peer's receiving half.
+        inbox: Arc<Inbox>,
+        /// To the driver task.
+        incoming: tokio::sync::mpsc::Sender<Incoming>,
+    },
 }
 
 /// Lines stored in one transaction, at most.
@@ -135,6 +151,10 @@ impl Pump {
                 self.store(stream, &texts).await;
             }
             if ended {
+                if let Some(Tap::Rpc { inbox, .. }) = &self.events {
+                    // No answer can come any more.
+                    inbox.close();
+                }
                 return;
             }
         }
@@ -172,13 +192,21 @@ impl Pump {
                     self.meter.record(line.text).await;
                 }
             }
-            if let Some(events) = &self.events
-                && appended.is_json
-                && claude::is_protocol_kind(&appended.kind)
-                && let Some(event) = claude::parse_line(line.text)
-            {
-                // A full queue makes the agent wait for the session, never drops an event.
-                let _ = events.send(event).await;
+            // A full queue makes the agent wait for the session, never drops an event.
+            match &self.events {
+                Some(Tap::Claude(events))
+                    if appended.is_json && claude::is_protocol_kind(&appended.kind) =>
+                {
+                    if let Some(event) = claude::parse_line(line.text) {
+                        let _ = events.send(event).await;
+                    }
+                }
+                Some(Tap::Rpc { inbox, incoming }) => {
+                    if let Some(message) = inbox.receive(line.text) {
+                        let _ = incoming.send(message).await;
+                    }
+                }
+                _ => {}
             }
         }
     }

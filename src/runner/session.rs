@@ -20,10 +20,14 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use std::sync::{Arc, Mutex};
+
 use super::approvals::Asker;
-use super::driver::{AgentEvent, Command, TurnEnd, claude};
+use super::driver::{AgentEvent, Command, StopReason, TurnEnd, claude};
+use super::metering::Meter;
+use super::output::{Summary, Tap};
 use super::{Ending, RunContext, RunError, Runner};
-use crate::protocol::agents::{Delivery, QueueState, QueuedMessage, SendMode};
+use crate::protocol::agents::{AgentKind, Delivery, QueueState, QueuedMessage, SendMode};
 use crate::protocol::error::ErrorChain;
 use crate::support::timestamp::now_ms;
 
@@ -153,6 +157,10 @@ pub(super) struct Live {
     pub(super) commands: mpsc::Receiver<SessionCommand>,
     /// The first turn's prompt.
     pub(super) first_prompt: String,
+    /// Where the stdout reader hands the agent's protocol lines.
+    pub(super) tap: Tap,
+    /// The driver's events.
+    pub(super) events: mpsc::Receiver<AgentEvent>,
 }
 
 /// A run's turns: the state its supervisor keeps between events.
@@ -172,6 +180,10 @@ pub(super) struct Session<'a> {
     pub(super) closing: bool,
     /// An `interrupt` follow-up, delivered before the queue.
     pub(super) next_now: Option<String>,
+    /// What the run reported, for its end.
+    pub(super) summary: Arc<Mutex<Summary>>,
+    /// Records each turn's usage.
+    pub(super) meter: Arc<Meter>,
 }
 
 /// Sleeps until `deadline`, or forever without one.
@@ -207,6 +219,10 @@ impl Session<'_> {
                     self.close().await;
                 }
                 event = events.recv(), if events_open => match event {
+                    Some(AgentEvent::Fatal { reason }) => {
+                        warn!(reason, "the agent cannot go on");
+                        return Ending::Fatal(reason);
+                    }
                     Some(event) => self.on_event(event).await,
                     None => events_open = false,
                 },
@@ -229,6 +245,9 @@ impl Session<'_> {
                     .await;
             }
             AgentEvent::TurnEnded(end) => self.on_turn_end(end).await,
+            AgentEvent::SessionStarted { session_id } => self.on_session(session_id),
+            // Handled by the loop, which ends the run.
+            AgentEvent::Fatal { .. } => {}
             AgentEvent::Malformed { reason } => {
                 warn!(
                     reason,
@@ -238,8 +257,55 @@ impl Session<'_> {
         }
     }
 
-    /// A turn's `result` arrived: the one place a turn's end is handled.
+    /// The driver learnt the id to resume the conversation with: it becomes the run's,
+    /// and for an interactive run the one the project's next run of this agent resumes.
+    /// An id that is not a UUID is never recorded (it could be read as an option where a
+    /// CLI takes it as an argument).
+    fn on_session(&mut self, session_id: String) {
+        if !crate::projects::valid_session_id(&session_id) {
+            warn!(
+                session_id,
+                "the agent reported a session id that is not a UUID; ignored"
+            );
+            return;
+        }
+        if let Ok(mut summary) = self.summary.lock() {
+            summary.session_id = Some(session_id.clone());
+        }
+        if self.ctx.interactive()
+            && let Err(err) = self.runner.parts().projects.set_agent_session(
+                &self.ctx.project_id,
+                self.ctx.agent,
+                Some(&session_id),
+            )
+        {
+            warn!(error = %ErrorChain(&err), "cannot record the session id");
+        }
+    }
+
+    /// A turn ended: the one place a turn's end is handled.
     async fn on_turn_end(&mut self, end: TurnEnd) {
+        if self.ctx.agent != AgentKind::Claude {
+            // Claude Code's `result` line is summarised and metered as it is read.
+            if let Ok(mut summary) = self.summary.lock() {
+                // As with Claude Code's `result`, the run's outcome is its last turn's:
+                // an interrupted or failed last turn fails the run, with why.
+                summary.result_seen = true;
+                summary.is_error = end.stop_reason != StopReason::EndTurn;
+                summary.num_turns = Some(i64::from(self.turns));
+                summary.result_text = match end.stop_reason {
+                    StopReason::Cancelled => Some("the turn was interrupted".into()),
+                    _ => end.text.clone(),
+                };
+            }
+            if let Some(tokens) = &end.tokens {
+                let session_id = self.summary.lock().ok().and_then(|s| s.session_id.clone());
+                let usd = self.runner.price(tokens);
+                self.meter
+                    .record_tokens(tokens, end.totals.as_ref(), session_id, usd)
+                    .await;
+            }
+        }
         self.turn_deadline = None;
         self.interrupt_deadline = None;
         let mut line = SessionLine::new("turn_ended", &self.ctx.run.id);

@@ -98,16 +98,28 @@ class OverviewView extends HTMLElement {
       : 'Figures from /health; live updates start with the hub\'s next report.';
     this.liveEl.dataset.updates = String(store.statsCount ?? 0);
 
-    const cli = s?.agent_cli ?? hl?.agent_cli;
-    replace(this.agentEl,
-      kv('Claude Code CLI', cli
-        ? h('span', { class: `badge ${cli.found ? 'ok' : 'err'}` }, cli.found ? 'found' : 'not found')
-        : '—'),
-      kv('Path', h('span', { class: 'mono' }, cli?.path ?? '—')),
-      kv('Version', cli?.version ?? '—'));
-    if (cli && !cli.found) {
+    const clis = s?.agent_clis ?? hl?.agent_clis ?? { claude: s?.agent_cli ?? hl?.agent_cli };
+    const names = { claude: 'Claude Code CLI', codex: 'Codex CLI', gemini: 'Gemini CLI' };
+    const settings = { claude: 'agent.cli_path', codex: 'agent.codex.cli_path', gemini: 'agent.gemini.cli_path' };
+    const rows = [];
+    for (const agent of ['claude', 'codex', 'gemini']) {
+      if (!(agent in clis)) continue;
+      const cli = clis[agent];
+      rows.push(
+        kv(names[agent], cli
+          ? h('span', { class: `badge ${cli.found ? 'ok' : agent === 'claude' ? 'err' : 'warn'}` },
+            cli.state === 'probing' ? 'probing' : cli.found ? 'found' : 'not found')
+          : '—'),
+        kv('Path', h('span', { class: 'mono' }, cli?.path ?? '—')),
+        kv('Version', cli?.version ?? '—'));
+    }
+    replace(this.agentEl, ...rows);
+    const missing = Object.entries(clis).filter(([, cli]) => cli && !cli.found).map(([agent]) => agent);
+    if (missing.length) {
       this.agentEl.append(h('dd', { class: 'hint wide' },
-        'Install Claude Code, or set agent.cli_path in the hub\'s config, then restart the hub.'));
+        `Install the missing CLI (${missing.map((a) => names[a]).join(', ')}), or set `
+        + `${missing.map((a) => settings[a]).join(' / ')} in the hub's config, then restart the hub. `
+        + 'A project can only run the agent whose CLI was found.'));
     }
   }
 

@@ -21,6 +21,13 @@ import './approvals-panel.js';
 import './follow-ups.js';
 import './project-runs.js';
 
+/** The agents a project can run (project.configure {agent}). */
+const AGENTS = [
+  { id: 'claude', label: 'Claude Code' },
+  { id: 'codex', label: 'Codex' },
+  { id: 'gemini', label: 'Gemini' },
+];
+
 /** The ways a message reaches an agent that is working (agent.send's `mode`). */
 const SEND_MODES = [
   { mode: 'queue', label: 'Queue', hint: 'its own turn after this one' },
@@ -90,6 +97,23 @@ class ProjectView extends HTMLElement {
     this.killBtn = h('button', { type: 'button', class: 'danger', onclick: () => this.kill() }, 'Kill');
     this.newSessionBtn = h('button', { type: 'button', onclick: () => this.newSession() }, 'New session');
     this.actionMsg = h('p', { class: 'inline-msg', role: 'status' });
+    // The project's agent and model (project.configure): every run starts that agent.
+    this.agentSelect = h('select', { id: 'project-agent', name: 'agent' },
+      AGENTS.map((a) => h('option', { value: a.id }, a.label)));
+    this.modelInput = h('input', {
+      id: 'project-model', name: 'model', type: 'text', maxlength: '200', autocomplete: 'off',
+      placeholder: 'the agent\'s default', spellcheck: 'false',
+    });
+    this.agentSaveBtn = h('button', { type: 'submit' }, 'Save');
+    this.agentMsg = h('span', { class: 'inline-msg', role: 'status' });
+    this.agentForm = h('form', {
+      class: 'agent-form',
+      'aria-label': 'Agent of this project',
+      onsubmit: (ev) => { ev.preventDefault(); this.saveAgent(); },
+    },
+    h('label', { for: 'project-agent' }, 'Agent '), this.agentSelect, ' ',
+    h('label', { for: 'project-model' }, 'Model '), this.modelInput, ' ',
+    this.agentSaveBtn, ' ', this.agentMsg);
 
     this.olderBtn = h('button', { type: 'button', class: 'link', onclick: () => this.loadOlder() }, 'Load earlier output');
     this.olderBar = h('div', { class: 'log-edge top', hidden: true }, this.olderBtn);
@@ -138,6 +162,7 @@ class ProjectView extends HTMLElement {
         h('div', { class: 'project-bar' },
           h('div', { class: 'project-meta' }, this.stateEl, this.sessionEl),
           h('div', { class: 'toolbar' }, this.interruptBtn, this.killBtn, this.newSessionBtn)),
+        this.agentForm,
         this.actionMsg),
       this.approvalsPanel,
       h('div', { class: 'log-wrap' }, this.log, this.jumpBtn),
@@ -169,8 +194,13 @@ class ProjectView extends HTMLElement {
     this.stateEl.className = `badge state-${p.state}`;
     this.stateEl.textContent = p.state;
     this.stateEl.dataset.state = p.state;
+    const agent = p.agent ?? 'claude';
+    if (document.activeElement !== this.agentSelect && !this.agentDirty) {
+      this.agentSelect.value = agent;
+      this.modelInput.value = p.model ?? '';
+    }
     this.sessionEl.textContent = p.session_id
-      ? ` · session ${shortId(p.session_id, 13)}`
+      ? ` · ${AGENTS.find((a) => a.id === agent)?.label ?? agent} session ${shortId(p.session_id, 13)}`
       : ' · no session yet: the next run starts one';
     this.sessionEl.title = p.session_id ?? '';
     if (p.run?.started_at) this.sessionEl.append(` · running since ${dateTime(p.run.started_at)}`);
@@ -189,6 +219,7 @@ class ProjectView extends HTMLElement {
     this.killBtn.disabled = !connected || !running;
     this.interruptBtn.disabled = !connected || !running;
     this.newSessionBtn.disabled = !connected || !p || running;
+    this.agentSaveBtn.disabled = !connected || !p;
     // The prompt box stays usable while the agent works: it sends a follow-up then.
     this.runBtn.disabled = !connected || !p || this.sending;
     this.runBtn.textContent = running ? 'Send' : 'Run';
@@ -532,6 +563,34 @@ class ProjectView extends HTMLElement {
       this.actionMsg.textContent = errorText(err);
     } finally {
       this.syncButtons();
+    }
+  }
+
+  /** Sets the project's agent and model (project.configure). */
+  async saveAgent() {
+    const p = this.project;
+    if (!p) return;
+    this.agentMsg.textContent = '';
+    this.agentDirty = true;
+    try {
+      const res = await rpc.request('project.configure', {
+        project_id: this.projectId,
+        agent: this.agentSelect.value,
+        model: this.modelInput.value.trim(),
+      });
+      const current = this.project ?? p;
+      store.putProject({
+        ...current,
+        agent: res.agent,
+        model: res.model,
+        session_id: current.sessions?.[res.agent] ?? null,
+      });
+      this.agentMsg.textContent = 'Saved: the next run starts this agent.';
+    } catch (err) {
+      this.agentMsg.textContent = errorText(err);
+    } finally {
+      this.agentDirty = false;
+      this.renderHeader();
     }
   }
 

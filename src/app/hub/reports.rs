@@ -54,6 +54,7 @@ impl Reports {
             running_agents: self.runner.running(),
             secret_store: self.secret_store,
             agent_cli: self.runner.cli().report(),
+            agent_clis: self.runner.clis().report(),
             data_dir: Some(self.config.data_dir.clone()),
         }
     }
@@ -88,6 +89,7 @@ impl Reports {
             projects: self.projects.count(),
             running_agents: self.runner.running(),
             agent_cli: self.runner.cli().report(),
+            agent_clis: self.runner.clis().report(),
             secret_store: self.secret_store,
             database,
             durability: self.durability_health(),

@@ -108,6 +108,9 @@ pub fn parse_line(text: &str) -> Option<AgentEvent> {
             Some(AgentEvent::TurnEnded(TurnEnd {
                 stop_reason,
                 raw: value,
+                tokens: None,
+                text: None,
+                totals: None,
             }))
         }
         "control_cancel_request" => match id_text(line.request_id.as_ref()) {
@@ -191,7 +194,7 @@ pub fn encode(command: &Command) -> String {
         }),
         Command::Answer { request_id, answer } => {
             let response = match answer {
-                PermissionAnswer::Allow { input } => {
+                PermissionAnswer::Allow { input, .. } => {
                     json!({"behavior": "allow", "updatedInput": input})
                 }
                 PermissionAnswer::Deny { message, interrupt } => {
@@ -309,6 +312,7 @@ mod tests {
             request_id: "r1".into(),
             answer: PermissionAnswer::Allow {
                 input: json!({"command": "ls"}),
+                for_session: false,
             },
         }))
         .unwrap();

@@ -2,7 +2,7 @@
 
 use rusqlite_migration::{M, Migrations};
 
-use super::{client_tokens, search, sessions, usage, worktrees};
+use super::{client_tokens, projects, search, sessions, usage, worktrees};
 
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -130,6 +130,9 @@ pub(super) fn migrations() -> Migrations<'static> {
         // The output's full-text index, kept off the write path: indexed by the writer
         // thread in the background up to a stored watermark (src/storage/sqlite/search.rs).
         M::up(search::MIGRATION),
+        // Each project's agent and model, and the sessions of agents other than Claude
+        // Code (src/storage/sqlite/projects.rs).
+        M::up(projects::AGENT_MIGRATION),
         // Task isolation: projects' setting and tasks' git worktrees
         // (src/storage/sqlite/worktrees.rs).
         M::up(worktrees::MIGRATION),

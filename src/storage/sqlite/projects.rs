@@ -1,4 +1,4 @@
-//! Projects, their runs and their Claude Code sessions.
+//! Projects, their runs and their agent sessions, and each project's agent choice.
 
 use std::path::PathBuf;
 
@@ -9,7 +9,22 @@ use super::{
     UnfinishedRun, stored,
 };
 use crate::protocol::ProjectState;
+use crate::protocol::agents::AgentKind;
 use crate::support::timestamp::format_ms;
+
+/// The agent choice: each project's agent and model (`project.configure`), and the
+/// session each agent other than Claude Code resumes (Claude Code's stays in
+/// `projects.session_id`, where it has always been).
+pub(super) const AGENT_MIGRATION: &str =
+    "ALTER TABLE projects ADD COLUMN agent TEXT NOT NULL DEFAULT 'claude';
+    ALTER TABLE projects ADD COLUMN model TEXT;
+    CREATE TABLE project_agent_sessions (
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        agent TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        PRIMARY KEY (project_id, agent)
+    );
+    ALTER TABLE tasks ADD COLUMN agent TEXT;";
 
 impl Store {
     /// Inserts a project.
@@ -62,9 +77,22 @@ impl Store {
     pub fn projects(&self) -> Result<Vec<ProjectRow>, StoreError> {
         self.read_blocking(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, name, path, created_at, state, reason, session_id, last_seq
+                "SELECT id, name, path, created_at, state, reason, session_id, last_seq, agent, model
              FROM projects ORDER BY created_at, id",
             )?;
+            let mut sessions = conn.prepare_cached(
+                "SELECT project_id, agent, session_id FROM project_agent_sessions",
+            )?;
+            let mut by_project: std::collections::HashMap<String, std::collections::BTreeMap<AgentKind, String>> =
+                std::collections::HashMap::new();
+            for row in sessions.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+            })? {
+                let (project_id, agent, session_id) = row?;
+                if let Some(agent) = AgentKind::parse(&agent) {
+                    by_project.entry(project_id).or_default().insert(agent, session_id);
+                }
+            }
             let rows = stmt.query_map([], |row| {
                 Ok(ProjectRow {
                     id: row.get(0)?,
@@ -75,9 +103,17 @@ impl Store {
                     reason: row.get(5)?,
                     session_id: row.get(6)?,
                     last_seq: row.get::<_, i64>(7)? as u64,
+                    // An unknown name (a newer hub's agent) falls back to the default.
+                    agent: AgentKind::parse(&row.get::<_, String>(8)?).unwrap_or_default(),
+                    model: row.get(9)?,
+                    agent_sessions: Default::default(),
                 })
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut rows = rows.collect::<Result<Vec<ProjectRow>, _>>()?;
+            for row in &mut rows {
+                row.agent_sessions = by_project.remove(&row.id).unwrap_or_default();
+            }
+            Ok(rows)
         })
     }
 
@@ -124,6 +160,66 @@ impl Store {
                      ON CONFLICT(id) DO UPDATE SET last_used_at = excluded.last_used_at",
                     params![session_id, project_id, now],
                 )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records a project's agent and model (`project.configure`).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn set_project_agent(
+        &self,
+        project_id: &str,
+        agent: AgentKind,
+        model: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (project_id, model) = (project_id.to_string(), model.map(str::to_string));
+        self.write_blocking(move |conn| {
+            conn.execute(
+                "UPDATE projects SET agent = ?2, model = ?3 WHERE id = ?1",
+                params![project_id, agent.as_str(), model],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Sets (or with `None`, forgets) the session an agent other than Claude Code
+    /// resumes in a project, and records the session itself (Claude Code's:
+    /// [`Store::set_session`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn set_agent_session(
+        &self,
+        project_id: &str,
+        agent: AgentKind,
+        session_id: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (project_id, session_id) = (project_id.to_string(), session_id.map(str::to_string));
+        self.write_blocking(move |conn| {
+            match &session_id {
+                Some(session_id) => {
+                    conn.execute(
+                        "INSERT INTO project_agent_sessions (project_id, agent, session_id)
+                         VALUES (?1, ?2, ?3)
+                         ON CONFLICT(project_id, agent) DO UPDATE SET session_id = excluded.session_id",
+                        params![project_id, agent.as_str(), session_id],
+                    )?;
+                    conn.execute(
+                        "INSERT INTO sessions (id, project_id, created_at, last_used_at) VALUES (?1, ?2, ?3, ?3)
+                         ON CONFLICT(id) DO UPDATE SET last_used_at = excluded.last_used_at",
+                        params![session_id, project_id, now],
+                    )?;
+                }
+                None => {
+                    conn.execute(
+                        "DELETE FROM project_agent_sessions WHERE project_id = ?1 AND agent = ?2",
+                        params![project_id, agent.as_str()],
+                    )?;
+                }
             }
             Ok(())
         })
@@ -305,8 +401,8 @@ impl Store {
 
 fn insert_project(conn: &Connection, row: &ProjectRow) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO projects (id, name, path, created_at, state, session_id, last_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO projects (id, name, path, created_at, state, session_id, last_seq, agent, model)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             row.id,
             row.name,
@@ -314,7 +410,9 @@ fn insert_project(conn: &Connection, row: &ProjectRow) -> Result<(), StoreError>
             row.created_at,
             row.state.as_str(),
             row.session_id,
-            row.last_seq as i64
+            row.last_seq as i64,
+            row.agent.as_str(),
+            row.model,
         ],
     )?;
     Ok(())

@@ -23,6 +23,12 @@ pub struct ProjectRow {
     pub session_id: Option<String>,
     /// The newest output line's seq.
     pub last_seq: u64,
+    /// The agent that runs the project's turns (`project.configure`).
+    pub agent: crate::protocol::agents::AgentKind,
+    /// The model its runs ask for; `None` lets the agent's setting or CLI choose.
+    pub model: Option<String>,
+    /// The session each agent but Claude Code resumes (Claude Code's is `session_id`).
+    pub agent_sessions: std::collections::BTreeMap<crate::protocol::agents::AgentKind, String>,
 }
 
 /// A run that was still marked running when the hub stopped.

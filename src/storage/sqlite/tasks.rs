@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use super::{CHUNK_ROWS, Store, StoreError, stored};
+use crate::protocol::agents::AgentKind;
 use crate::protocol::coordination::{
     CompletedBy, Failure, TaskState, TaskView, WorkerKind, WorkerStatus,
 };
@@ -55,6 +56,8 @@ pub struct TaskRow {
     pub created_at: i64,
     /// Epoch milliseconds.
     pub updated_at: i64,
+    /// The agent that must run it on an agent worker; `None`: the project's.
+    pub agent: Option<AgentKind>,
 }
 
 impl TaskRow {
@@ -78,6 +81,7 @@ impl TaskRow {
             completed_by: None,
             created_at: now,
             updated_at: now,
+            agent: None,
         }
     }
 
@@ -101,6 +105,7 @@ impl TaskRow {
             completed_by: self.completed_by,
             created_at: format_ms(self.created_at),
             updated_at: format_ms(self.updated_at),
+            agent: self.agent,
         }
     }
 }
@@ -125,7 +130,7 @@ pub struct WorkerRow {
 }
 
 const TASK_COLUMNS: &str = "id, project_id, seq, title, type, context, prompt, acceptance, priority, \
-     state, worker_id, attempts, failures, report, completed_by, created_at, updated_at";
+     state, worker_id, attempts, failures, report, completed_by, created_at, updated_at, agent";
 
 fn json_text(value: &Option<Value>) -> Option<String> {
     value.as_ref().map(Value::to_string)
@@ -162,6 +167,10 @@ fn task_from_row(row: &rusqlite::Row<'_>) -> Result<TaskRow, rusqlite::Error> {
             }),
         created_at: row.get(15)?,
         updated_at: row.get(16)?,
+        agent: row
+            .get::<_, Option<String>>(17)?
+            .as_deref()
+            .and_then(AgentKind::parse),
     })
 }
 
@@ -584,7 +593,7 @@ fn task_owners(conn: &Connection, ids: &[&str]) -> Result<HashMap<String, String
 fn insert_tasks(conn: &Connection, rows: &[TaskRow]) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "INSERT INTO tasks ({TASK_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
     ))?;
     for row in rows {
         stmt.execute(params![
@@ -605,6 +614,7 @@ fn insert_tasks(conn: &Connection, rows: &[TaskRow]) -> Result<(), StoreError> {
             row.completed_by.map(CompletedBy::as_str),
             row.created_at,
             row.updated_at,
+            row.agent.map(AgentKind::as_str),
         ])?;
     }
     Ok(())
@@ -630,6 +640,9 @@ mod tests {
                 reason: None,
                 session_id: None,
                 last_seq: 0,
+                agent: Default::default(),
+                model: None,
+                agent_sessions: Default::default(),
             })
             .unwrap();
         store

@@ -25,6 +25,9 @@ fn project(store: &Store, id: &str) {
             reason: None,
             session_id: None,
             last_seq: 0,
+            agent: Default::default(),
+            model: None,
+            agent_sessions: Default::default(),
         })
         .unwrap();
 }

@@ -128,6 +128,24 @@ impl Store {
         .await
     }
 
+    /// [`Store::last_session_totals`] for sync code off the runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn last_session_totals_blocking(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.read_blocking(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT totals FROM usage WHERE session_id = ?1 ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row([session_id], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
     /// Usage summed as `query` asks.
     ///
     /// # Errors
@@ -309,6 +327,9 @@ mod tests {
                 reason: None,
                 session_id: None,
                 last_seq: 0,
+                agent: Default::default(),
+                model: None,
+                agent_sessions: Default::default(),
             })
             .unwrap();
         block_on(async {
