@@ -53,13 +53,15 @@ ensure_desktop_deps() {
 
 # What the tests need beyond the build: a Secret Service, a browser, a display server,
 # PostgreSQL and nats-server (the cluster tests start their own servers), and FUSE for
-# the power-cut tests' lazyfs (fusermount3).
+# the power-cut tests' lazyfs (fusermount3), and zsh and fish (a few MB) to check the
+# generated completion scripts (`zsh -n`, `fish -n`).
 ensure_test_deps() {
   [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null || return 0
   apt_install dbus gnome-keyring dbus-x11 libsecret-tools chromium xvfb xauth imagemagick x11-utils at-spi2-core \
     xdotool python3-xlib gir1.2-atspi-2.0 curl \
     python3-gi gir1.2-glib-2.0 \
-    postgresql nats-server fuse3
+    postgresql nats-server fuse3 \
+    zsh fish
 }
 
 # The WebSocket conformance tests (tests/conformance.rs): kosoku, a Python 3 runner of the

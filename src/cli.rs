@@ -7,7 +7,8 @@
 //! tables, `projects` has `project …`, `logs` and `ps`, `agent` streams and stops runs,
 //! `events` tails and publishes client events, `access` manages tokens and pairing
 //! requests. A few commands need no hub: `settings` and `config_set` have `config …`, `doctor` checks the
-//! setup, `completions` prints the shell completion scripts and the man page.
+//! setup, `completions` prints the shell completion scripts and the man pages, whose
+//! examples (also each command's `--help`) are in `examples`.
 //!
 //! Commands print through `outln!` (stdout) and `errln!` (stderr, with colour), never
 //! `println!`: see `output` for why, and for colour.
@@ -43,6 +44,7 @@ mod completions;
 mod config_set;
 mod doctor;
 mod events;
+mod examples;
 mod mcp;
 mod output;
 mod projects;
@@ -69,7 +71,7 @@ use crate::config::{Config, LoadedConfig, Mode, Overrides, PublicOverrides, Secr
 use crate::storage::secrets::Secrets;
 use access::{pair_command, token_command};
 use agent::{agent_kill, agent_new_session, agent_run, approvals_command};
-use args::{AgentCommand, Command};
+use args::{AgentCommand, ApprovalsCommand, Command};
 use events::events_command;
 use projects::{LogsRequest, logs, project_command, ps};
 use settings::config_command;
@@ -389,9 +391,11 @@ async fn client_command(
             usage(&mut client, request).await?
         }
         Command::Events(action) => events_command(&mut client, action).await?,
-        Command::Agent(AgentCommand::Kill { project }) => agent_kill(&mut client, &project).await?,
-        Command::Agent(AgentCommand::NewSession { project }) => {
-            agent_new_session(&mut client, &project).await?
+        Command::Agent(AgentCommand::Kill { project, json }) => {
+            agent_kill(&mut client, &project, json).await?
+        }
+        Command::Agent(AgentCommand::NewSession { project, json }) => {
+            agent_new_session(&mut client, &project, json).await?
         }
         Command::Agent(AgentCommand::Run {
             project,
@@ -399,11 +403,13 @@ async fn client_command(
             new_session,
             timeout,
             agent,
+            json,
         }) => {
             let options = agent::RunOptions {
                 new_session,
                 timeout,
                 agent,
+                json,
             };
             agent_run(&mut client, &project, &prompt, options).await?
         }
@@ -411,7 +417,13 @@ async fn client_command(
             action: Some(action),
         } => token_command(&mut client, action).await?,
         Command::Pair(action) => pair_command(&mut client, action).await?,
-        Command::Approvals { action } => approvals_command(&mut client, action).await?,
+        Command::Approvals { format, action } => {
+            approvals_command(
+                &mut client,
+                action.unwrap_or(ApprovalsCommand::List(format)),
+            )
+            .await?
+        }
         Command::Serve { .. }
         | Command::Token { action: None }
         | Command::Config(_)

@@ -290,6 +290,12 @@ pub struct HelloParams {
     /// A display name, at most 100 characters.
     #[serde(default)]
     pub name: Option<String>,
+    /// Whether this connection wants `hub.connection` notifications (it also needs
+    /// `projects:read`). Absent: `true` for `role: "dashboard"`, `false` for any other
+    /// role. Opt-in so that many clients opening and closing cost each change one frame
+    /// per watcher, not one per connection (docs/protocol.md, "hub.connection").
+    #[serde(default)]
+    pub connection_events: Option<bool>,
 }
 
 /// `project.create` params.

@@ -147,6 +147,28 @@ async fn each_agent_resumes_its_own_session_of_the_project() {
     assert_eq!(project["session_id"], json!(null));
     assert_eq!(project["sessions"]["claude"], claude);
 
+    // The command line: the project's agent (Codex) is missing, so `agent run` cannot
+    // start it (126); `--agent claude` runs Claude Code for this run only.
+    let dir = project["path"].as_str().unwrap().to_string();
+    let missing = hub.cli(&["agent", "run", &dir, "success"]).await;
+    assert_eq!(missing.status.code(), Some(126), "{missing:?}");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("agent.codex.cli_path"),
+        "{missing:?}"
+    );
+    let claude_run = hub
+        .cli(&["agent", "run", "--agent", "claude", &dir, "success"])
+        .await;
+    assert_eq!(claude_run.status.code(), Some(0), "{claude_run:?}");
+    let bad = hub
+        .cli(&["agent", "run", "--agent", "cursor", &dir, "x"])
+        .await;
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "clap refuses an unknown agent: {bad:?}"
+    );
+
     // A one-off Claude Code run resumes Claude Code's session, not the project's agent's.
     let started = ws
         .ok(

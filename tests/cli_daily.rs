@@ -347,3 +347,92 @@ async fn token_create_reaches_a_public_hub_over_tls() {
     }
     hub.stop().await;
 }
+
+/// Without `--tls-ca`, the CLI trusts the system's roots (rustls-native-certs), which
+/// honour `SSL_CERT_FILE` as OpenSSL does: pointed at the hub's certificate, `token
+/// create` reaches the public hub; pointed elsewhere, it does not.
+#[tokio::test]
+async fn the_system_roots_are_trusted_through_ssl_cert_file() {
+    let (hub, cert, other) = tls_hub().await;
+    let with_roots = |roots: &std::path::Path| {
+        let data = hub.dir.path().to_path_buf();
+        let roots = roots.to_path_buf();
+        async move {
+            tokio::process::Command::new(hub_bin())
+                .args([
+                    "--data-dir",
+                    data.to_str().unwrap(),
+                    "--secret-store",
+                    "file",
+                ])
+                .args(["token", "create", "--name", "roots", "--scope", "events"])
+                .env("SSL_CERT_FILE", roots)
+                .env_remove("SSL_CERT_DIR")
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let created = with_roots(&cert).await;
+    assert!(created.status.success(), "{created:?}");
+    assert_eq!(stdout(&created).trim().len(), 64, "{created:?}");
+    let refused = with_roots(&other).await;
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(stderr(&refused).contains("--tls-ca FILE"), "{refused:?}");
+    hub.stop().await;
+}
+
+/// `agent run` on a terminal shows a spinner with the elapsed time and what the agent
+/// does; piped, never (no spinner text, no carriage return, no escape codes).
+#[tokio::test]
+async fn agent_run_shows_a_spinner_on_a_terminal_only() {
+    let hub = TestHub::start().await;
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path().to_str().unwrap();
+    assert!(hub.cli(&["project", "add", dir]).await.status.success());
+    // `script` runs the command on a pseudo-terminal (stdin, stdout and stderr) and
+    // copies what the terminal shows to its stdout. "slow 10" takes two seconds, many
+    // ticks of the spinner.
+    let command = format!(
+        "{} --data-dir {} --secret-store file agent run {dir} 'slow 10'",
+        hub_bin().display(),
+        hub.dir.path().display(),
+    );
+    let shown = tokio::time::timeout(
+        WAIT * 3,
+        tokio::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("TERM", "xterm")
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("the run ends")
+    .unwrap();
+    let text = stdout(&shown);
+    assert!(shown.status.success(), "{text}");
+    // The spinner's line: a frame of the spinner, the elapsed seconds, the activity.
+    let frames = ['⠁', '⠂', '⠄', '⡀', '⢀', '⠠', '⠐', '⠈'];
+    let spinner_lines: Vec<&str> = text
+        .split(['\r', '\n'])
+        .filter(|line| line.contains("thinking") && line.contains(&frames[..]))
+        .collect();
+    assert!(!spinner_lines.is_empty(), "no spinner: {text:?}");
+    assert!(
+        spinner_lines
+            .iter()
+            .any(|line| line.contains("0s") || line.contains("1s")),
+        "no elapsed time: {spinner_lines:?}"
+    );
+    assert!(text.contains("slow line 10"), "{text:?}");
+
+    let piped = hub.cli(&["agent", "run", dir, "slow 10"]).await;
+    assert!(piped.status.success(), "{piped:?}");
+    let said = stderr(&piped);
+    assert!(
+        !said.contains("thinking") && !said.contains('\r') && !said.contains('\x1b'),
+        "a spinner without a terminal: {said:?}"
+    );
+    assert!(!said.contains(&frames[..]), "{said:?}");
+    hub.stop().await;
+}

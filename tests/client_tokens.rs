@@ -468,14 +468,25 @@ async fn notifications_reach_only_the_scopes_that_may_read_them() {
     let mut extension = Ws::connect(hub.ws_request_as(&events_token, None))
         .await
         .unwrap();
-    // A role is the client's own claim: declaring itself a dashboard gives no task news.
-    extension
-        .ok("hub.hello", json!({"role": "dashboard"}))
+    // A role is the client's own claim: declaring itself a dashboard gives no task news,
+    // and asking for connection news gives none without `projects:read`.
+    let hello = extension
+        .ok(
+            "hub.hello",
+            json!({"role": "dashboard", "connection_events": true}),
+        )
         .await;
+    assert_eq!(hello["connection_events"], false);
     let mut reader = Ws::connect(hub.ws_request_as(&reader_token, None))
         .await
         .unwrap();
-    reader.ok("hub.hello", json!({"role": "script"})).await;
+    let hello = reader
+        .ok(
+            "hub.hello",
+            json!({"role": "script", "connection_events": true}),
+        )
+        .await;
+    assert_eq!(hello["connection_events"], true);
 
     // Project news, a connection change and task news, all emitted before these replies.
     let dir = tempfile::tempdir().unwrap();
@@ -508,5 +519,82 @@ async fn notifications_reach_only_the_scopes_that_may_read_them() {
         .filter(|m| m.starts_with("project.") || m.starts_with("task.") || m == "hub.connection")
         .collect();
     assert!(leaked.is_empty(), "an events-only token saw {leaked:?}");
+    hub.stop().await;
+}
+
+/// The `hub.connection` news of connection `id`, in the order `ws` received them, read up
+/// to its `closed`.
+async fn changes_of(ws: &mut Ws, id: &Value) -> Vec<String> {
+    let mut events = Vec::new();
+    while events.last().map(String::as_str) != Some("closed") {
+        let change = ws.notification("hub.connection").await;
+        if &change["connection"]["id"] == id {
+            events.push(change["event"].as_str().unwrap().to_string());
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn connection_news_goes_only_to_the_clients_that_asked_for_it() {
+    let hub = TestHub::start().await;
+    // All four hold the owner token, so all four may read connections.
+    let mut quiet = hub.client().await;
+    let hello = quiet.ok("hub.hello", json!({"role": "script"})).await;
+    assert_eq!(hello["connection_events"], false);
+    let mut asked = hub.client().await;
+    let hello = asked
+        .ok(
+            "hub.hello",
+            json!({"role": "extension", "connection_events": true}),
+        )
+        .await;
+    assert_eq!(hello["connection_events"], true);
+    let mut dashboard = hub.client().await;
+    let hello = dashboard
+        .ok("hub.hello", json!({"role": "dashboard"}))
+        .await;
+    assert_eq!(
+        hello["connection_events"], true,
+        "on by default for dashboards"
+    );
+    let mut declined = hub.client().await;
+    let hello = declined
+        .ok(
+            "hub.hello",
+            json!({"role": "dashboard", "connection_events": false}),
+        )
+        .await;
+    assert_eq!(hello["connection_events"], false);
+
+    // A connection opens, introduces itself and closes.
+    let mut late = hub.client().await;
+    let id = late.ok("hub.hello", json!({"name": "late"})).await["connection_id"].clone();
+    late.socket.close(None).await.unwrap();
+    drop(late);
+
+    assert_eq!(
+        changes_of(&mut asked, &id).await,
+        ["opened", "updated", "closed"]
+    );
+    assert_eq!(
+        changes_of(&mut dashboard, &id).await,
+        ["opened", "updated", "closed"]
+    );
+    // The watchers also heard of the later watchers' introductions; the others heard of
+    // nothing, though everything above was pushed before these replies.
+    quiet.ok("hub.status", json!({})).await;
+    declined.ok("hub.status", json!({})).await;
+    for ws in [&quiet, &declined] {
+        let heard: Vec<&Value> = ws
+            .notifications
+            .iter()
+            .filter(|n| n["method"] == "hub.connection")
+            .collect();
+        assert!(heard.is_empty(), "unasked connection news: {heard:?}");
+    }
+    // The list the watchers keep matches hub.connections.
+    let listed = asked.ok("hub.connections", json!({})).await;
+    assert_eq!(listed["connections"].as_array().unwrap().len(), 4);
     hub.stop().await;
 }

@@ -213,8 +213,8 @@ async fn autobahn_cases_pass_on_an_echo_endpoint_with_the_settings_of_ws() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autobahn_cases_without_an_echo_pass_on_ws_itself() {
     let hub = TestHub::start().await;
-    // An events-only client: the owner would also get `hub.connection` news of the
-    // suite's other connections, which no case expects.
+    // An events-only client, the least a client can hold: no notification of the hub's
+    // (project news, for instance) reaches a case, which expects none.
     let mut owner = hub.client().await;
     let created = owner
         .ok(

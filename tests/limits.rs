@@ -94,6 +94,9 @@ async fn a_client_that_stops_reading_is_closed_with_1008() {
     })
     .await;
     let mut observer = hub.client().await;
+    observer
+        .ok("hub.hello", json!({"connection_events": true}))
+        .await;
     let mut slow = hub.client().await;
     let slow_id = slow
         .ok("hub.hello", json!({"role": "script", "name": "slow"}))

@@ -264,6 +264,10 @@ async fn a_codex_command_asks_runs_once_approved_and_each_turn_records_its_usage
         let usd = row["usd"].as_f64().unwrap();
         let want = (160.0 * 1.25 + 40.0 * 0.125 + 20.0 * 10.0) / 1e6;
         assert!((usd - want).abs() < 1e-9, "{usd} != {want}");
+        assert_eq!(
+            row["estimated_usd"], row["usd"],
+            "the whole cost is an estimate"
+        );
     }
     hub.stop().await;
 }
@@ -351,6 +355,51 @@ async fn a_follow_up_queued_while_codex_waits_runs_as_the_next_turn() {
         assert_ne!(line["kind"], "run_finished", "the run ended early: {line}");
     }
     assert!(dir.path().join("two.txt").exists());
+    ws.ok("agent.kill", json!({"project_id": project_id})).await;
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_steered_follow_up_joins_the_running_codex_turn() {
+    let api = FakeOpenAi::start();
+    let home = codex_home(&api);
+    let hub = codex_hub(home.path(), |_| {}).await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = codex_project(&hub, &mut ws).await;
+
+    let sent = ws
+        .ok(
+            "agent.send",
+            json!({"project_id": project_id, "text": "BASH echo one > one.txt"}),
+        )
+        .await;
+    let run_id = sent["run_id"].as_str().unwrap().to_string();
+    let first = ws.notification("agent.approval_requested").await["approval"].clone();
+    let steered = ws
+        .ok(
+            "agent.send",
+            json!({"project_id": project_id, "text": "BASH echo two > two.txt", "mode": "steer"}),
+        )
+        .await;
+    assert_eq!(steered["delivery"], "steered", "{steered}");
+    answer(&mut ws, &first, json!({"decision": "allow_once"})).await;
+    // turn/steer put the message into the running turn: its command asks in turn 1.
+    let second = ws.notification("agent.approval_requested").await["approval"].clone();
+    assert!(
+        second["input"]["command"]
+            .as_str()
+            .unwrap()
+            .contains("two.txt")
+    );
+    answer(&mut ws, &second, json!({"decision": "allow_once"})).await;
+    loop {
+        let line = ws.notification("project.output").await;
+        if line["run_id"] == run_id && line["kind"] == "turn_ended" {
+            assert_eq!(line["event"]["turn"], 1, "one turn for both messages");
+            break;
+        }
+    }
+    assert!(dir.path().join("one.txt").exists() && dir.path().join("two.txt").exists());
     ws.ok("agent.kill", json!({"project_id": project_id})).await;
     hub.stop().await;
 }

@@ -34,6 +34,10 @@ mod real_codex;
 mod cli;
 // The CLI in daily use: closed stdout, colour, --version, agent run's exit codes, TLS.
 mod cli_daily;
+// The files the packages install: the command, completions, man pages, bundle config.
+mod packaging;
+// `--json` on every command that prints data, `-q`, and the tables' alignment.
+mod cli_json;
 // A project's history: project.runs and full-text search in messages.list.
 mod run_history;
 // Squatters and relays on the CLI's recorded port, private file modes, redacted errors.
@@ -58,6 +62,8 @@ mod pairing;
 mod concurrency;
 // Public mode: TLS, tokens only, public Host names, per-address limits, DISABLED.
 mod public_mode;
+// worker.heartbeat as a JSON-RPC notification keeps the lease.
+mod worker_notifications;
 // Event routing: matching, order, request/response, slow subscribers, bad input.
 mod events;
 // WebSocket conformance: the Autobahn TestSuite's cases on /ws's settings and on /ws.

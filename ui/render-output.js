@@ -2,8 +2,10 @@
 //
 // Output = {project_id, seq, ts, run_id, stream: "stdout"|"stderr"|"hub", kind, event?, text?}
 // where `kind` is the Claude Code stream-json `type` (system, assistant, user, result, …),
-// "text" for a non-JSON stdout line, "stderr", or run_started / run_finished from the hub.
-// Shapes follow the CLI's `--output-format stream-json --verbose` output.
+// "json" for a JSON line without a type (Codex's app-server JSON-RPC messages), "text" for
+// a non-JSON stdout line, "stderr", or run_started / run_finished from the hub.
+// Shapes follow Claude Code's `--output-format stream-json --verbose` output and the
+// Codex app server's notifications (item/started, item/completed, turn/completed).
 //
 // All text is set through textContent (see dom.js): nothing from the agent becomes markup.
 
@@ -47,8 +49,66 @@ function renderBody(o, kind, ctx) {
     case 'assistant': return renderMessage(ev, ctx, 'assistant');
     case 'user': return renderMessage(ev, ctx, 'user');
     case 'result': return renderResult(ev);
-    default: return rawDetails(kind, ev);
+    default:
+      if (kind === 'json' && typeof ev.method === 'string') return renderRpc(ev, ctx);
+      return rawDetails(kind, ev);
   }
+}
+
+/**
+ * A JSON-RPC line of an agent that speaks JSON-RPC (Codex's `codex app-server`): its
+ * commands, file changes and messages render as Claude Code's tool calls and text do, so
+ * a shell command looks the same whichever agent ran it. Everything else stays raw.
+ */
+function renderRpc(ev, ctx) {
+  const params = ev.params && typeof ev.params === 'object' ? ev.params : {};
+  const item = params.item && typeof params.item === 'object' ? params.item : null;
+  if (item && (ev.method === 'item/started' || ev.method === 'item/completed')) {
+    const done = ev.method === 'item/completed';
+    switch (item.type) {
+      case 'commandExecution': {
+        if (item.id) ctx.toolNames.set(String(item.id), 'Bash');
+        if (!done) return renderToolUse({ name: 'Bash', input: { command: item.command, cwd: item.cwd } });
+        const status = String(item.status ?? '');
+        const out = item.aggregatedOutput ?? '';
+        const exit = item.exitCode !== undefined && item.exitCode !== null ? `exit code ${item.exitCode}` : status;
+        return renderToolResult({
+          tool_use_id: item.id,
+          is_error: status !== 'completed' || (item.exitCode ?? 0) !== 0,
+          content: out ? `${exit}\n${out}` : exit,
+        }, ctx);
+      }
+      case 'fileChange': {
+        const paths = Array.isArray(item.changes) ? item.changes.map((c) => c?.path).filter(Boolean) : [];
+        if (!done) return renderToolUse({ name: 'Edit', input: { files: paths } });
+        return renderToolResult({ is_error: item.status !== 'completed', content: `${item.status ?? ''} ${paths.join(', ')}` }, ctx);
+      }
+      case 'agentMessage':
+        return done ? h('div', { class: 'msg assistant' }, formatText(String(item.text ?? ''))) : rawDetails(ev.method, ev);
+      case 'userMessage': {
+        if (!done) return rawDetails(ev.method, ev);
+        const text = (Array.isArray(item.content) ? item.content : []).map((c) => c?.text ?? '').join('\n');
+        return h('div', { class: 'msg user' }, h('div', { class: 'user-text' }, clip(text)));
+      }
+      default:
+        return rawDetails(`${ev.method} · ${item.type}`, ev);
+    }
+  }
+  if (ev.method === 'turn/completed') {
+    const status = String(params.turn?.status ?? 'completed');
+    const isErr = status !== 'completed';
+    return h('div', { class: `result ${isErr ? 'err' : 'ok'}` },
+      h('div', { class: 'result-line' }, h('span', { class: 'tag' }, isErr ? 'Stopped' : 'Result'), ` turn ${status}`,
+        typeof params.turn?.durationMs === 'number'
+          ? h('span', { class: 'fact' }, ' · duration ', h('strong', { class: 'f-duration' }, duration(params.turn.durationMs)))
+          : null),
+      params.turn?.error?.message ? h('div', { class: 'text' }, clip(String(params.turn.error.message))) : null);
+  }
+  if (ev.method === 'thread/started') {
+    return h('div', { class: 'sys muted' }, 'Session started',
+      params.thread?.cwd ? [' · in ', h('code', {}, String(params.thread.cwd))] : null);
+  }
+  return rawDetails(ev.method, ev);
 }
 
 function renderHub(kind, ev, o) {

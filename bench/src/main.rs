@@ -83,9 +83,10 @@ struct RunArgs {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Only these scenarios (comma-separated): rpc, setup, connections, events, output,
-    /// volume, tasks, startup, idle; and `cluster` (three public-mode instances over a
-    /// nats-server from PATH against one with the in-process broker), run only when
-    /// named here.
+    /// volume, tasks, startup, idle; and, run only when named here, `cluster` (three
+    /// public-mode instances over a nats-server from PATH against one with the in-process
+    /// broker) and `fanout` (100 subscribers, 4 publishers, 1 KiB events at the
+    /// `--fanout-rates`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Seconds of each load point.
@@ -97,6 +98,17 @@ struct RunArgs {
     /// Concurrent connections for the connections figure.
     #[arg(long, default_value_t = 10_000)]
     connections: usize,
+    /// The connections figure's connections hold the owner token, as the dashboard and the
+    /// command-line client do, instead of a client token with the `events` scope.
+    #[arg(long)]
+    connections_owner: bool,
+    /// Offered deliveries/s of the `fanout` sweep (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "900000,1200000,1500000,1800000"
+    )]
+    fanout_rates: Vec<f64>,
     /// Megabytes of agent output for the volume figure.
     #[arg(long, default_value_t = 100)]
     volume_mb: u64,
@@ -194,6 +206,12 @@ const FIGURES: &[Figure] = &[
         title: "10,000 concurrent connections: failures",
         unit: "connections",
         target: "0",
+    },
+    Figure {
+        id: "conn_open_s",
+        title: "10,000 concurrent connections: time to open them all",
+        unit: "s",
+        target: "<= 2x bare",
     },
     Figure {
         id: "setup_p50",
@@ -490,8 +508,9 @@ async fn run(args: RunArgs) -> Result<()> {
             let count = args.connections;
             for kind in [Kind::Hub, Kind::Bare] {
                 let server = start(&spec, kind).await?;
-                let held = scenarios::hold(&server, count).await?;
+                let held = scenarios::hold(&server, count, args.connections_owner).await?;
                 results.add("conn_rss", server.endpoint.kind, held.rss_mib);
+                results.add("conn_open_s", server.endpoint.kind, held.open_secs);
                 results.add("conn_errors", server.endpoint.kind, held.errors as f64);
                 results.notes.insert(
                     format!("conn_open_{}_{run}", side(server.endpoint.kind)),
@@ -530,6 +549,24 @@ async fn run(args: RunArgs) -> Result<()> {
                 }
             } else {
                 println!("  event fan-out: not available (the hub has no event.subscribe)");
+            }
+        }
+        if args.only.iter().any(|s| s == "fanout") {
+            for &rate in &args.fanout_rates {
+                for kind in [Kind::Hub, Kind::Bare] {
+                    let server = start(&spec, kind).await?;
+                    let spread = scenarios::Spread {
+                        subs_per: 100,
+                        publishers_per: 4,
+                        rate: rate / 400.0,
+                        secs,
+                        size: 1024,
+                    };
+                    let (point, _) =
+                        scenarios::cluster_fanout(std::slice::from_ref(&server), spread).await?;
+                    results.point("fanout", server.endpoint.kind, point);
+                    server.stop().await;
+                }
             }
         }
         if wants(&args, "output") {

@@ -200,6 +200,8 @@ pub struct Held {
     pub owner: bool,
     /// Frames the held connections received after their reply (e.g. `hub.connection`).
     pub frames: u64,
+    /// Seconds from the first connection attempt until every one had its reply.
+    pub open_secs: f64,
 }
 
 /// A client token with the `events` scope, as an extension would hold
@@ -236,19 +238,24 @@ pub async fn client_token(endpoint: &Endpoint) -> Result<Option<String>> {
 /// Opens `count` connections (64 at a time), each answering one `hub.status`, holds
 /// them while each keeps reading what the server sends (as a live client does), and
 /// reads the server's RSS. On a hub with client tokens the connections use one with the
-/// `events` scope, as extensions do; otherwise the owner token.
+/// `events` scope, as extensions do, unless `owner`; otherwise the owner token.
 ///
 /// # Errors
 /// Only for failures outside the connections themselves.
-pub async fn hold(server: &Server, count: usize) -> Result<Held> {
+pub async fn hold(server: &Server, count: usize, owner: bool) -> Result<Held> {
     let mut endpoint = server.endpoint.clone();
-    let scoped = client_token(&endpoint).await?;
+    let scoped = if owner {
+        None
+    } else {
+        client_token(&endpoint).await?
+    };
     let owner = scoped.is_none();
     if let Some(token) = scoped {
         endpoint.token = Some(token);
     }
     let rss_before_mib = server.rss_mib();
     let frames = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
     let results = open_many(count, 64, |_| {
         let (endpoint, frames) = (endpoint.clone(), frames.clone());
         async move {
@@ -273,6 +280,7 @@ pub async fn hold(server: &Server, count: usize) -> Result<Held> {
         }
     })
     .await?;
+    let open_secs = started.elapsed().as_secs_f64();
     // Let the server settle its allocations before reading memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_mib = server.rss_mib();
@@ -289,6 +297,7 @@ pub async fn hold(server: &Server, count: usize) -> Result<Held> {
         rss_before_mib,
         owner,
         frames,
+        open_secs,
     })
 }
 
@@ -405,6 +414,22 @@ fn summarize_seen(
     }
 }
 
+/// One stamped `bench.tick` event: `event.publish` on the hub, the same params in a
+/// `pub` control frame on the bare server.
+fn publish_frame(kind: Kind, id: u64, pad: &str) -> String {
+    match kind {
+        Kind::Hub => request(
+            id,
+            "event.publish",
+            &json!({"type": "bench.tick", "payload": {"bench_t": now_ns(), "pad": pad}}),
+        ),
+        Kind::Bare => format!(
+            "{{\"ctl\":\"pub\",\"id\":{id},\"params\":{{\"type\":\"bench.tick\",\"payload\":{{\"bench_t\":{},\"pad\":\"{pad}\"}}}}}}",
+            now_ns()
+        ),
+    }
+}
+
 /// Event fan-out: one publisher, `subs` subscribers to `bench.*`, events of about
 /// `size` bytes. `offered` deliveries/s in total (0 = as fast as the publisher's replies
 /// allow, 256 in flight) for `secs`. `Ok(None)` when the hub has no `event.*` methods.
@@ -454,17 +479,7 @@ pub async fn event_fanout(
         })
     };
     let pad = "p".repeat(size.saturating_sub(180));
-    let frame = |id: u64| match endpoint.kind {
-        Kind::Hub => request(
-            id,
-            "event.publish",
-            &json!({"type": "bench.tick", "payload": {"bench_t": now_ns(), "pad": pad}}),
-        ),
-        Kind::Bare => format!(
-            "{{\"ctl\":\"pub\",\"id\":{id},\"params\":{{\"type\":\"bench.tick\",\"payload\":{{\"bench_t\":{},\"pad\":\"{pad}\"}}}}}}",
-            now_ns()
-        ),
-    };
+    let frame = |id: u64| publish_frame(endpoint.kind, id, &pad);
     let publish_rate = offered / subs as f64;
     let started = Instant::now();
     let end = started + Duration::from_secs_f64(secs);
@@ -537,6 +552,7 @@ pub struct Spread {
 /// `spread.publishers_per` publishers, each sending `spread.rate` events/s for
 /// `spread.secs`. Each subscriber should receive every publisher's events. Returns the
 /// load point over all subscribers (achieved = deliveries/s) and each server's peak RSS.
+/// With one server it is the `fanout` sweep, on the hub or on the bare server.
 ///
 /// # Errors
 /// Connection failures.
@@ -565,7 +581,9 @@ pub async fn cluster_fanout(servers: &[Server], spread: Spread) -> Result<(LoadP
         }
     }
     for server in servers {
-        broker_ready(server).await?;
+        if server.endpoint.kind == Kind::Hub {
+            broker_ready(server).await?;
+        }
     }
     let watches: Vec<RssWatch> = servers.iter().map(|s| RssWatch::start(s.pid)).collect();
     let pad = "p".repeat(size.saturating_sub(180));
@@ -578,6 +596,7 @@ pub async fn cluster_fanout(servers: &[Server], spread: Spread) -> Result<(LoadP
     {
         let (mut sink, mut source) = connect(&server.endpoint).await?.split();
         let pad = pad.clone();
+        let kind = server.endpoint.kind;
         let drain = tokio::spawn(async move {
             while let Ok(Some(Ok(_))) =
                 tokio::time::timeout(Duration::from_secs(5), source.next()).await
@@ -591,12 +610,8 @@ pub async fn cluster_fanout(servers: &[Server], spread: Spread) -> Result<(LoadP
                 let target = due(rate, started.elapsed());
                 while sent < target {
                     sent += 1;
-                    let frame = request(
-                        sent,
-                        "event.publish",
-                        &json!({"type": "bench.tick", "payload": {"bench_t": now_ns(), "pad": pad}}),
-                    );
-                    sink.feed(Message::text(frame)).await?;
+                    sink.feed(Message::text(publish_frame(kind, sent, &pad)))
+                        .await?;
                 }
                 sink.flush().await?;
             }

@@ -2,7 +2,8 @@
 //! [`HubEvent`]s, the [`StatusSnapshot`] and its gauges.
 //!
 //! Who hears what: `hub.connection` goes to every other connection with
-//! `projects:read`; `hub.stats` to dashboards and connections with a subscription;
+//! `projects:read` that asked for it (`hub.hello` `connection_events`, on by default for
+//! dashboards only); `hub.stats` to dashboards and connections with a subscription;
 //! project notifications (`project.created`, `project.deleted`,
 //! `project.state`) go to every client; coordination notifications go to coordinators
 //! and dashboards, `project.completed` also to workers; `task.assigned` and
@@ -92,9 +93,9 @@ enum To {
     Admins,
     /// Connections holding the `agents` scope (the owner's always).
     Agents,
-    /// Connections that may list connections (`projects:read`, as for
-    /// `hub.connections`), but the one the news is about.
-    ConnectionReadersBut(u64),
+    /// Connections that asked for `hub.connection` and may list connections
+    /// (`projects:read`, as for `hub.connections`), but the one the news is about.
+    ConnectionWatchersBut(u64),
     /// Dashboards, and connections subscribed to some project's output.
     StatsWanted,
 }
@@ -164,12 +165,20 @@ impl Notifier {
             }
             return;
         }
+        if let To::ConnectionWatchersBut(id) = to {
+            // Nobody watching (the common case with many scripts or extensions): not
+            // even encoded.
+            if self.clients.has_watchers() {
+                let message = Utf8Bytes::from(notification(name, params));
+                self.clients.broadcast_to_watchers(message, |client| {
+                    client.id() != id && client.scopes().contains(Scope::ProjectsRead)
+                });
+            }
+            return;
+        }
         let message = Utf8Bytes::from(notification(name, params));
         match to {
-            To::StatsWanted => {}
-            To::ConnectionReadersBut(id) => self.clients.broadcast_to(message, |client| {
-                client.id() != id && client.scopes().contains(Scope::ProjectsRead)
-            }),
+            To::StatsWanted | To::ConnectionWatchersBut(_) => {}
             To::ProjectReaders => self.clients.broadcast_to(message, |client| {
                 client.scopes().contains(Scope::ProjectsRead)
             }),
@@ -225,7 +234,7 @@ impl EventSink for Notifier {
                         event: change,
                         connection: &connection,
                     },
-                    To::ConnectionReadersBut(connection.id),
+                    To::ConnectionWatchersBut(connection.id),
                 );
                 if change != ConnectionChange::Updated {
                     self.refresh();

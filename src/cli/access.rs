@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::args::{PairCommand, TokenCommand};
 use super::client::HubClient;
-use super::output::{join_strings, text_or};
+use super::output::{join_strings, print_json, text_or};
 
 /// `token create|list|revoke`, over RPC with the owner token.
 pub(super) async fn token_command(
@@ -20,6 +20,7 @@ pub(super) async fn token_command(
             name,
             scopes,
             origin,
+            json,
         } => {
             let created = client
                 .request(
@@ -28,6 +29,11 @@ pub(super) async fn token_command(
                 )
                 .await?;
             let token = created["token"].as_str().context("the hub sent no token")?;
+            if json {
+                eprintln!("the token in this JSON is shown only now");
+                print_json(&created)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let info = &created["client"];
             eprintln!(
                 "created {} ({}) with scopes {}; the token below is shown only now",
@@ -57,11 +63,15 @@ pub(super) async fn token_command(
                 "no client tokens; create one with `semantest-hub token create`",
             )?;
         }
-        TokenCommand::Revoke { id } => {
-            client
+        TokenCommand::Revoke { id, json } => {
+            let revoked = client
                 .request("client.revoke", json!({"client_id": id}))
                 .await?;
-            outln!("revoked {id}")?;
+            if json {
+                print_json(&revoked)?;
+            } else {
+                outln!("revoked {id}")?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -86,7 +96,7 @@ pub(super) async fn pair_command(client: &mut HubClient, action: PairCommand) ->
                 "no pending pairing requests; press Pair in the extension, then run this again",
             )?;
         }
-        PairCommand::Approve { id, scopes } => {
+        PairCommand::Approve { id, scopes, json } => {
             let scopes = (!scopes.is_empty()).then_some(scopes);
             let approved = client
                 .request(
@@ -94,6 +104,10 @@ pub(super) async fn pair_command(client: &mut HubClient, action: PairCommand) ->
                     json!({"request_id": id, "scopes": scopes}),
                 )
                 .await?;
+            if json {
+                print_json(&approved)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let info = &approved["client"];
             outln!(
                 "approved {id}: client {} ({}) with scopes {} for {}",
@@ -103,11 +117,15 @@ pub(super) async fn pair_command(client: &mut HubClient, action: PairCommand) ->
                 info["origin"].as_str().unwrap_or_default(),
             )?;
         }
-        PairCommand::Deny { id } => {
-            client
+        PairCommand::Deny { id, json } => {
+            let denied = client
                 .request("pairing.deny", json!({"request_id": id}))
                 .await?;
-            outln!("denied {id}")?;
+            if json {
+                print_json(&denied)?;
+            } else {
+                outln!("denied {id}")?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

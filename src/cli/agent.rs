@@ -14,9 +14,9 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
-use super::args::{ApprovalsCommand, ListFormat};
+use super::args::ApprovalsCommand;
 use super::client::{ClientError, HubClient};
-use super::output::{BAD, DIM, GOOD, WARN, paint, text_or};
+use super::output::{BAD, DIM, GOOD, WARN, paint, print_json, text_or};
 use super::projects::resolve_project;
 
 /// The exit codes of `agent run`, documented in its `--help` and in docs/cli.md.
@@ -111,6 +111,8 @@ pub(super) struct RunOptions {
     pub(super) timeout: Option<u64>,
     /// `--agent`.
     pub(super) agent: Option<String>,
+    /// `--json`: each output line as JSON instead of text.
+    pub(super) json: bool,
 }
 
 pub(super) async fn agent_run(
@@ -123,6 +125,7 @@ pub(super) async fn agent_run(
         new_session,
         timeout,
         agent,
+        json,
     } = options;
     let started = async {
         let project_id = resolve_project(client, project).await?;
@@ -201,7 +204,14 @@ pub(super) async fn agent_run(
             continue;
         }
         activity.follow(output);
-        if let Some(status) = activity.bar.suspend(|| print_output(output))? {
+        let finished = if json {
+            activity.bar.suspend(|| outln!("{output}"))?;
+            (output["kind"] == "run_finished")
+                .then(|| text_or(&output["event"], "status", "failed"))
+        } else {
+            activity.bar.suspend(|| print_output(output))?
+        };
+        if let Some(status) = finished {
             break status;
         }
     };
@@ -267,22 +277,38 @@ pub(super) fn print_output(output: &Value) -> Result<Option<String>> {
 }
 
 /// `agent kill PROJECT`: stops the project's run; exits 0 once the hub has signalled it.
-pub(super) async fn agent_kill(client: &mut HubClient, project: &str) -> Result<ExitCode> {
+pub(super) async fn agent_kill(
+    client: &mut HubClient,
+    project: &str,
+    json: bool,
+) -> Result<ExitCode> {
     let project_id = resolve_project(client, project).await?;
-    client
+    let killed = client
         .request("agent.kill", json!({"project_id": project_id}))
         .await?;
-    outln!("stopping the agent of {project_id}")?;
+    if json {
+        print_json(&killed)?;
+    } else {
+        outln!("stopping the agent of {project_id}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `agent new-session PROJECT`: the next run starts a new conversation.
-pub(super) async fn agent_new_session(client: &mut HubClient, project: &str) -> Result<ExitCode> {
+pub(super) async fn agent_new_session(
+    client: &mut HubClient,
+    project: &str,
+    json: bool,
+) -> Result<ExitCode> {
     let project_id = resolve_project(client, project).await?;
-    client
+    let forgotten = client
         .request("agent.new_session", json!({"project_id": project_id}))
         .await?;
-    outln!("the next run of {project_id} starts a new session")?;
+    if json {
+        print_json(&forgotten)?;
+    } else {
+        outln!("the next run of {project_id} starts a new session")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -385,16 +411,12 @@ async fn ask_on_terminal(client: &mut HubClient, approval: &Value) -> Result<()>
     }
 }
 
-/// `approvals [list|allow|deny]`.
+/// `approvals list|allow|deny` (bare `approvals` is `list`).
 pub(super) async fn approvals_command(
     client: &mut HubClient,
-    action: Option<ApprovalsCommand>,
+    action: ApprovalsCommand,
 ) -> Result<ExitCode> {
-    let action = action.unwrap_or(ApprovalsCommand::List(ListFormat {
-        json: false,
-        quiet: false,
-    }));
-    let params = match action {
+    let (params, json) = match action {
         ApprovalsCommand::List(format) => {
             let list = client.request("agent.approvals.list", json!({})).await?;
             format.print(
@@ -411,7 +433,12 @@ pub(super) async fn approvals_command(
             )?;
             return Ok(ExitCode::SUCCESS);
         }
-        ApprovalsCommand::Allow { id, input, always } => {
+        ApprovalsCommand::Allow {
+            id,
+            input,
+            always,
+            json,
+        } => {
             let updated: Option<Value> = match input {
                 Some(text) => {
                     let value: Value =
@@ -428,24 +455,35 @@ pub(super) async fn approvals_command(
             } else {
                 "allow_once"
             };
-            json!({"approval_id": id, "decision": decision, "updated_input": updated, "scope": always})
+            (
+                json!({"approval_id": id, "decision": decision, "updated_input": updated, "scope": always}),
+                json,
+            )
         }
         ApprovalsCommand::Deny {
             id,
             message,
             interrupt,
             always,
+            json,
         } => {
             let decision = if always.is_some() {
                 "reject_always"
             } else {
                 "reject_once"
             };
-            json!({"approval_id": id, "decision": decision, "message": message,
-                   "interrupt": interrupt, "scope": always})
+            (
+                json!({"approval_id": id, "decision": decision, "message": message,
+                       "interrupt": interrupt, "scope": always}),
+                json,
+            )
         }
     };
     let answered = client.request("agent.approvals.answer", params).await?;
+    if json {
+        print_json(&answered)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     outln!(
         "{} {} ({})",
         text_or(&answered["resolution"], "outcome", "answered"),

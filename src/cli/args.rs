@@ -20,7 +20,8 @@ use crate::protocol::scopes::Scope;
     long_about = None,
     // `--version` is ours: it also asks the running hub for its version.
     disable_version_flag = true,
-    arg_required_else_help = true
+    arg_required_else_help = true,
+    after_help = super::examples::ROOT
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -81,6 +82,7 @@ impl Common {
 #[derive(Subcommand)]
 pub(super) enum Command {
     /// Run the hub in the foreground until SIGINT or SIGTERM.
+    #[command(after_help = super::examples::SERVE)]
     Serve {
         /// Port; 0 takes any free port. Default: 3003, or the next free one up to 3012.
         /// Not with --public, whose --bind carries the port.
@@ -109,31 +111,35 @@ pub(super) enum Command {
     },
     /// Print the owner token (creating it on first use), or manage client tokens on the
     /// running hub.
+    #[command(after_help = super::examples::TOKEN)]
     Token {
         #[command(subcommand)]
         action: Option<TokenCommand>,
     },
     /// Show the running hub's status.
+    #[command(after_help = super::examples::STATUS)]
     Status,
     /// Open the dashboard in a browser with a one-time sign-in link (printed instead
     /// when there is no display).
+    #[command(after_help = super::examples::DASHBOARD)]
     Dashboard {
         /// Print the link instead of opening a browser.
         #[arg(long)]
         print: bool,
     },
     /// Manage projects.
+    #[command(after_help = super::examples::PROJECT)]
     #[command(subcommand)]
     Project(ProjectCommand),
     /// Run agents.
+    #[command(after_help = super::examples::AGENT)]
     #[command(subcommand)]
     Agent(AgentCommand),
     /// What runs now: each running agent and each task a worker holds.
+    #[command(after_help = super::examples::PS)]
     Ps(#[command(flatten)] ListFormat),
     /// A project's stored output, oldest first; with -f, then its live output.
-    ///
-    /// Examples: `semantest-hub logs ~/code/myapp -f`,
-    /// `semantest-hub logs myapp-id --since 2026-12-07T08:00:00Z --json`.
+    #[command(after_help = super::examples::LOGS)]
     Logs {
         /// A project id, or a registered project's directory.
         project: String,
@@ -151,9 +157,7 @@ pub(super) enum Command {
         json: bool,
     },
     /// What the agents cost: US dollars and tokens per day, project or run, with a total.
-    ///
-    /// Examples: `semantest-hub usage`, `semantest-hub usage --by project --since 2026-12-01`,
-    /// `semantest-hub usage --project ~/code/myapp --by run --json`.
+    #[command(after_help = super::examples::USAGE)]
     Usage {
         /// Only this project: an id (a deleted project's too) or a registered directory.
         #[arg(long, value_name = "PROJECT")]
@@ -173,30 +177,33 @@ pub(super) enum Command {
     },
     /// Client events: watch them live, or publish one (an extension author's debugging
     /// aid).
+    #[command(after_help = super::examples::EVENTS)]
     #[command(subcommand)]
     Events(EventsCommand),
     /// Answer the tool calls agents ask permission for: list the pending ones, allow or
     /// deny one.
-    ///
-    /// Examples: `semantest-hub approvals`, `semantest-hub approvals allow ap_…`,
-    /// `semantest-hub approvals deny ap_… --message "not on main"`.
+    #[command(after_help = super::examples::APPROVALS)]
+    #[command(args_conflicts_with_subcommands = true)]
     Approvals {
+        /// Without a subcommand: `approvals list`, with its `--json` or `-q`.
+        #[command(flatten)]
+        format: ListFormat,
         #[command(subcommand)]
         action: Option<ApprovalsCommand>,
     },
     /// Answer browser extensions that ask to pair: list the pending requests, approve one
     /// (issuing its token) or deny it. A request waits 2 minutes for an answer.
+    #[command(after_help = super::examples::PAIR)]
     #[command(subcommand)]
     Pair(PairCommand),
     /// Show or change settings, and where the config, data and logs are.
-    ///
-    /// Examples: `semantest-hub config path`, `semantest-hub config get limits.max_projects`,
-    /// `semantest-hub config set limits.max_projects 500`.
+    #[command(after_help = super::examples::CONFIG)]
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Check the setup (PATH, Claude Code, keychain, port, autostart); exit 1 on a failure.
     ///
     /// One `ok`, `warn` or `fail` line per check, with how to fix what is not ok.
+    #[command(after_help = super::examples::DOCTOR)]
     Doctor {
         /// Print the checks as JSON: `{"ok": bool, "checks": [{name, level, found, fix}]}`.
         #[arg(long)]
@@ -204,12 +211,11 @@ pub(super) enum Command {
     },
     /// The task queue: queue, list, show, cancel, merge, discard, watch, complete and
     /// fail tasks.
-    ///
-    /// Example: `semantest-hub task create ~/code/app tasks.json`, then
-    /// `semantest-hub task watch ~/code/app`.
+    #[command(after_help = super::examples::TASK)]
     #[command(subcommand)]
     Task(super::tasks::TaskCommand),
     /// Work on tasks from the shell: `worker next` waits for a task and holds it.
+    #[command(after_help = super::examples::WORKER)]
     #[command(subcommand)]
     Worker(super::tasks::WorkerCommand),
     /// Serve the task queue to an agent chat as MCP tools on stdin and stdout (start it
@@ -217,19 +223,18 @@ pub(super) enum Command {
     ///
     /// Uses the owner token, or SEMANTEST_HUB_TOKEN (with SEMANTEST_HUB_CLIENT_ID for a
     /// client token, which needs the `tasks` scope).
+    #[command(after_help = super::examples::MCP)]
     Mcp,
     /// Print a shell completion script.
-    ///
-    /// Example: `semantest-hub completions bash > ~/.local/share/bash-completion/completions/semantest-hub`.
+    #[command(after_help = super::examples::COMPLETIONS)]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff), or write one page per command into a directory.
-    ///
-    /// Example: `semantest-hub man --dir ~/.local/share/man/man1`.
+    #[command(after_help = super::examples::MAN)]
     Man {
-        /// Write semantest-hub.1 and a page per subcommand (semantest-hub-doctor.1, …)
+        /// Write semantest-hub.1 and a page per subcommand (semantest-hub-doctor.1, ...)
         /// into this directory instead, creating it.
         #[arg(long, value_name = "DIR")]
         dir: Option<std::path::PathBuf>,
@@ -241,14 +246,14 @@ pub(super) enum ConfigCommand {
     /// Print the config file, data and log directories, one `key: path` per line.
     ///
     /// The config file is the one in use, or the one that would be read.
+    #[command(after_help = super::examples::CONFIG_PATH)]
     Path {
         /// Print them as a JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Print the effective value of a setting (file, environment and flags applied).
-    ///
-    /// Example: `semantest-hub config get limits.max_projects`.
+    #[command(after_help = super::examples::CONFIG_GET)]
     Get {
         /// A dotted key, e.g. `limits.max_projects`; a section prints all its settings.
         key: String,
@@ -259,13 +264,15 @@ pub(super) enum ConfigCommand {
     /// Change a setting in the config file (validated, atomic, comments kept).
     ///
     /// A running hub uses the new value after a restart.
-    ///
-    /// Example: `semantest-hub config set limits.max_projects 500`.
+    #[command(after_help = super::examples::CONFIG_SET)]
     Set {
         /// A dotted key, e.g. `limits.max_projects`.
         key: String,
         /// The value, as TOML (`500`, `true`, `["127.0.0.1"]`); other text is a string.
         value: String,
+        /// Print `{"key", "value", "file"}` as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -273,10 +280,12 @@ pub(super) enum ConfigCommand {
 pub(super) enum ApprovalsCommand {
     /// List the pending approvals, oldest first: id, project, tool and what it would run
     /// (the default).
+    #[command(after_help = super::examples::APPROVALS_LIST)]
     List(#[command(flatten)] ListFormat),
     /// Let the tool call run.
+    #[command(after_help = super::examples::APPROVALS_ALLOW)]
     Allow {
-        /// The approval's id (`ap_…`, from `approvals list`).
+        /// The approval's id (`ap_...`, from `approvals list`).
         id: String,
         /// Run this input instead, a JSON object, e.g. '{"command": "npm test"}'.
         #[arg(long, value_name = "JSON")]
@@ -284,10 +293,14 @@ pub(super) enum ApprovalsCommand {
         /// Also allow this tool from now on: for the `session` or the whole `project`.
         #[arg(long, value_name = "SCOPE", value_parser = ["session", "project"])]
         always: Option<String>,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Refuse the tool call; the agent reads the message.
+    #[command(after_help = super::examples::APPROVALS_DENY)]
     Deny {
-        /// The approval's id (`ap_…`, from `approvals list`).
+        /// The approval's id (`ap_...`, from `approvals list`).
         id: String,
         /// What the agent is told.
         #[arg(long)]
@@ -298,6 +311,9 @@ pub(super) enum ApprovalsCommand {
         /// Also refuse this tool from now on: for the `session` or the whole `project`.
         #[arg(long, value_name = "SCOPE", value_parser = ["session", "project"])]
         always: Option<String>,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -305,10 +321,12 @@ pub(super) enum ApprovalsCommand {
 pub(super) enum PairCommand {
     /// List the pending requests, oldest first: id, the 6-digit code the extension shows
     /// (compare it before approving), name, origin, the requester's address and expiry.
+    #[command(after_help = super::examples::PAIR_LIST)]
     List(#[command(flatten)] ListFormat),
     /// Approve a request: the extension then claims a token bound to its origin.
+    #[command(after_help = super::examples::PAIR_APPROVE)]
     Approve {
-        /// The request's id (`pr_…`, from `pair list`).
+        /// The request's id (`pr_...`, from `pair list`).
         id: String,
         /// What the token may do; repeat or list several. Default: events.
         #[arg(
@@ -318,11 +336,18 @@ pub(super) enum PairCommand {
             value_parser = clap::builder::PossibleValuesParser::new(Scope::ALL.map(Scope::as_str)),
         )]
         scopes: Vec<String>,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Deny a request: the extension is told so and gets no token.
+    #[command(after_help = super::examples::PAIR_DENY)]
     Deny {
-        /// The request's id (`pr_…`, from `pair list`).
+        /// The request's id (`pr_...`, from `pair list`).
         id: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -351,6 +376,7 @@ pub(super) struct ListFormat {
 #[derive(Subcommand)]
 pub(super) enum TokenCommand {
     /// Create a client token and print it; it is shown only this once.
+    #[command(after_help = super::examples::TOKEN_CREATE)]
     Create {
         /// Display name, e.g. `ci-runner`.
         #[arg(long)]
@@ -367,29 +393,43 @@ pub(super) enum TokenCommand {
         /// Bind the token to this exact Origin (for a browser client).
         #[arg(long, value_name = "ORIGIN")]
         origin: Option<String>,
+        /// Print the hub's result as JSON: `{"token", "client"}` (the token is in it).
+        #[arg(long)]
+        json: bool,
     },
     /// List the live client tokens.
+    #[command(after_help = super::examples::TOKEN_LIST)]
     List(#[command(flatten)] ListFormat),
     /// Revoke a client token; its connections close at once.
+    #[command(after_help = super::examples::TOKEN_REVOKE)]
     Revoke {
-        /// The token's id (`cl_…`, from `token list`).
+        /// The token's id (`cl_...`, from `token list`).
         id: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 #[derive(Subcommand)]
 pub(super) enum ProjectCommand {
     /// Register a directory as a project.
+    #[command(after_help = super::examples::PROJECT_ADD)]
     Add {
         /// The directory.
         dir: PathBuf,
         /// Display name. Default: the directory's name.
         #[arg(long)]
         name: Option<String>,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List projects.
+    #[command(after_help = super::examples::PROJECT_LIST)]
     List(#[command(flatten)] ListFormat),
     /// Show one project: state, session, current run, newest line.
+    #[command(after_help = super::examples::PROJECT_SHOW)]
     Show {
         /// A project id, or a registered project's directory.
         project: String,
@@ -398,23 +438,27 @@ pub(super) enum ProjectCommand {
         json: bool,
     },
     /// Unregister a project (its directory and files are not touched).
+    #[command(after_help = super::examples::PROJECT_RM)]
     Rm {
         /// A project id, or a registered project's directory.
         project: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 #[derive(Subcommand)]
 pub(super) enum EventsCommand {
     /// Print the events other clients publish, one JSON line each, until Ctrl-C.
+    #[command(after_help = super::examples::EVENTS_TAIL)]
     Tail {
         /// Type patterns: an exact type, `prefix.*`, or `*` for all (the default).
         #[arg(value_name = "PATTERN", default_value = "*")]
         patterns: Vec<String>,
     },
     /// Publish one event; prints how many subscribers it reached.
-    ///
-    /// Example: `semantest-hub events publish demo.message '{"text":"hi"}'`.
+    #[command(after_help = super::examples::EVENTS_PUBLISH)]
     Publish {
         /// The event's exact type, e.g. `demo.message`.
         #[arg(value_name = "TYPE")]
@@ -422,6 +466,9 @@ pub(super) enum EventsCommand {
         /// The payload, any JSON value.
         #[arg(value_name = "JSON", default_value = "null")]
         payload: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -434,8 +481,7 @@ pub(super) enum AgentCommand {
     /// Exit codes: 0 succeeded, 1 failed, 124 timed out, 125 refused by the hub (unknown
     /// or busy project, blank or too large prompt, too many runs), 126 could not start
     /// (no hub, or the hub cannot start the agent's CLI), 130 killed.
-    ///
-    /// Example: `semantest-hub agent run ~/code/myapp "fix the failing test"`.
+    #[command(after_help = super::examples::AGENT_RUN)]
     Run {
         /// A project id, or a registered project's directory.
         project: String,
@@ -447,19 +493,31 @@ pub(super) enum AgentCommand {
         /// Timeout in seconds.
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
+        /// Print each output line as the JSON of its `project.output` params, one per
+        /// line (as `logs --json`), instead of text; the exit code is the same.
+        #[arg(long)]
+        json: bool,
         /// The agent for this run only (it resumes that agent's own session of the
         /// project); default: the project's (`project.configure`).
         #[arg(long, value_parser = ["claude", "codex", "gemini"])]
         agent: Option<String>,
     },
     /// Stop the project's running agent (SIGINT, then SIGTERM, then SIGKILL).
+    #[command(after_help = super::examples::AGENT_KILL)]
     Kill {
         /// A project id, or a registered project's directory.
         project: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Forget the project's session: the next run starts a new conversation.
+    #[command(after_help = super::examples::AGENT_NEW_SESSION)]
     NewSession {
         /// A project id, or a registered project's directory.
         project: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -17,7 +17,8 @@ use crate::support::file_modes::create_private_dir;
 /// Sets `key` (dotted, e.g. `limits.max_projects`) to `value` in the config file in use,
 /// or in the default one (created). `value` is read as a TOML value (`7`, `true`,
 /// `["127.0.0.1"]`, `"text"`); anything that is not one is taken as a string, so
-/// `config set log_level debug` works unquoted.
+/// `config set log_level debug` works unquoted. With `json`, prints `{key, value, source,
+/// file}`: the value in force after the change and the layer it comes from.
 ///
 /// # Errors
 /// An unknown key (naming the valid ones), a file that is not valid TOML, a value the
@@ -28,6 +29,7 @@ pub(super) fn config_set(
     overrides: &Overrides,
     key: &str,
     value: &str,
+    json: bool,
 ) -> Result<ExitCode> {
     let known = loaded.sources.iter().any(|(k, ..)| k == key) || crate::config::is_agent_env(key);
     if !known {
@@ -78,8 +80,17 @@ pub(super) fn config_set(
     candidate
         .persist(&path)
         .with_context(|| format!("cannot replace {}", path.display()))?;
-    outln!("{key} set in {}", path.display())?;
-    if let Some((_, _, source)) = reloaded.sources.iter().find(|(k, ..)| k == key)
+    let effective = reloaded.sources.iter().find(|(k, ..)| k == key);
+    if json {
+        let (value, source) =
+            effective.map_or((&serde_json::Value::Null, "file"), |(_, v, s)| (v, *s));
+        super::output::print_json(&serde_json::json!({
+            "key": key, "value": value, "source": source, "file": path,
+        }))?;
+    } else {
+        outln!("{key} set in {}", path.display())?;
+    }
+    if let Some((_, _, source)) = effective
         && *source != "file"
     {
         eprintln!("note: the {source} layer overrides this file for {key}");

@@ -34,6 +34,7 @@ pub(super) async fn events_command(
         EventsCommand::Publish {
             event_type,
             payload,
+            json,
         } => {
             let payload: Value = serde_json::from_str(&payload)
                 .with_context(|| format!("the payload is not JSON: {payload}"))?;
@@ -43,6 +44,10 @@ pub(super) async fn events_command(
                     json!({"type": event_type, "payload": payload}),
                 )
                 .await?;
+            if json {
+                super::output::print_json(&result)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             outln!(
                 "published {event_type} to {} subscriber(s)",
                 result["delivered"].as_u64().unwrap_or_default()

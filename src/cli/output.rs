@@ -35,7 +35,7 @@ impl ListFormat {
         empty: &str,
     ) -> Result<()> {
         if self.json {
-            return outln!("{}", serde_json::to_string_pretty(result)?);
+            return print_json(result);
         }
         let items = result[key].as_array().cloned().unwrap_or_default();
         if self.quiet {
@@ -55,6 +55,16 @@ impl ListFormat {
         let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
         print_table(&headers, &rows)
     }
+}
+
+/// Prints `value` as pretty JSON, for `--json`.
+///
+/// # Errors
+/// As [`write_stdout`].
+pub(super) fn print_json(value: &Value) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    write_stdout(&text)
 }
 
 /// The string at `item[key]`, or `default` when it is absent or not a string.

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::agent::print_output;
 use super::args::{ListFormat, ProjectCommand};
 use super::client::HubClient;
-use super::output::text_or;
+use super::output::{print_json, text_or};
 
 /// The id of `project`: a project id, or a registered project's directory (compared
 /// after canonicalising, as the hub stores it).
@@ -40,12 +40,16 @@ pub(super) async fn project_command(
     action: ProjectCommand,
 ) -> Result<ExitCode> {
     match action {
-        ProjectCommand::Add { dir, name } => {
+        ProjectCommand::Add { dir, name, json } => {
             let path = std::path::absolute(&dir)
                 .with_context(|| format!("cannot resolve {}", dir.display()))?;
             let project = client
                 .request("project.create", json!({"path": path, "name": name}))
                 .await?;
+            if json {
+                print_json(&project)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             outln!(
                 "{}  {}  {}",
                 text_or(&project, "id", ""),
@@ -73,7 +77,7 @@ pub(super) async fn project_command(
                 .request("project.get", json!({"project_id": project_id}))
                 .await?;
             if json {
-                outln!("{}", serde_json::to_string_pretty(&view)?)?;
+                print_json(&view)?;
             } else {
                 let run = &view["run"];
                 let rows = [
@@ -101,12 +105,16 @@ pub(super) async fn project_command(
                 }
             }
         }
-        ProjectCommand::Rm { project } => {
+        ProjectCommand::Rm { project, json } => {
             let project_id = resolve_project(client, &project).await?;
-            client
+            let removed = client
                 .request("project.delete", json!({"project_id": project_id}))
                 .await?;
-            outln!("removed {project_id}")?;
+            if json {
+                print_json(&removed)?;
+            } else {
+                outln!("removed {project_id}")?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -26,8 +26,8 @@ pub(super) fn config_command(
     match command {
         ConfigCommand::Path { json } => paths(loaded, json),
         ConfigCommand::Get { key, json } => get(loaded, &key, json),
-        ConfigCommand::Set { key, value } => {
-            return super::config_set::config_set(loaded, overrides, &key, &value);
+        ConfigCommand::Set { key, value, json } => {
+            return super::config_set::config_set(loaded, overrides, &key, &value, json);
         }
     }
     .map(|()| ExitCode::SUCCESS)

@@ -18,7 +18,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 use super::client::{ClientError, HubClient};
-use super::output::{print_table, text_or, write_stdout};
+use super::output::{print_json, print_table, text_or, write_stdout};
 use super::projects::resolve_project;
 use crate::config::{LoadedConfig, SecretStoreKind};
 use crate::http::server::OWNER_CLIENT_ID;
@@ -38,8 +38,7 @@ pub(super) enum TaskCommand {
     /// Queue tasks in a project from a JSON file, or `-` for stdin: an array of tasks or
     /// `{"tasks": [...]}`, each `{id?, title, type?, context?, prompt?, acceptance?,
     /// priority?}`. Ids that exist already are listed as existing, not created again.
-    ///
-    /// Example: `semantest-hub task create ~/code/app tasks.json`.
+    #[command(after_help = super::examples::TASK_CREATE)]
     Create {
         /// A project id, or a registered project's directory.
         project: String,
@@ -50,6 +49,7 @@ pub(super) enum TaskCommand {
         json: bool,
     },
     /// List a project's tasks in creation order.
+    #[command(after_help = super::examples::TASK_LIST)]
     List {
         /// A project id, or a registered project's directory.
         project: String,
@@ -59,9 +59,13 @@ pub(super) enum TaskCommand {
         /// Print the tasks as JSON (`{"tasks": [...]}`).
         #[arg(long)]
         json: bool,
+        /// Print only the task ids, one per line.
+        #[arg(short, long, conflicts_with = "json")]
+        quiet: bool,
     },
     /// Show one task: its state, worker, attempts and their reasons, its report, and
     /// for an isolated task its branch and diff.
+    #[command(after_help = super::examples::TASK_SHOW)]
     Show {
         /// The task's id.
         id: String,
@@ -70,6 +74,7 @@ pub(super) enum TaskCommand {
         json: bool,
     },
     /// Cancel a queued or running task (the worker holding it is told to stop).
+    #[command(after_help = super::examples::TASK_CANCEL)]
     Cancel {
         /// The task's id.
         id: String,
@@ -80,6 +85,7 @@ pub(super) enum TaskCommand {
     /// Merge an isolated task's branch into its base branch (fast-forward, else a merge
     /// commit); refused, changing nothing, when it would conflict or overwrite
     /// uncommitted changes.
+    #[command(after_help = super::examples::TASK_MERGE)]
     Merge {
         /// The task's id.
         id: String,
@@ -88,6 +94,7 @@ pub(super) enum TaskCommand {
         json: bool,
     },
     /// Remove an isolated task's worktree and branch, unmerged.
+    #[command(after_help = super::examples::TASK_DISCARD)]
     Discard {
         /// The task's id.
         id: String,
@@ -97,6 +104,7 @@ pub(super) enum TaskCommand {
     },
     /// Print each change to a project's tasks as it happens, until every task has
     /// finished; exits at once when none is pending or running.
+    #[command(after_help = super::examples::TASK_WATCH)]
     Watch {
         /// A project id, or a registered project's directory.
         project: String,
@@ -106,8 +114,7 @@ pub(super) enum TaskCommand {
     },
     /// Complete a task with a report: the report file `reports/ID.json` is written in
     /// the task's project, and the hub records it as the task's report.
-    ///
-    /// Example: `echo '{"summary": "added the endpoint"}' | semantest-hub task complete t1 --report -`.
+    #[command(after_help = super::examples::TASK_COMPLETE)]
     Complete {
         /// The task's id.
         id: String,
@@ -121,6 +128,7 @@ pub(super) enum TaskCommand {
     },
     /// Fail the current attempt of a task: it goes back to the queue, or fails for good
     /// after its last attempt.
+    #[command(after_help = super::examples::TASK_FAIL)]
     Fail {
         /// The task's id.
         id: String,
@@ -140,8 +148,7 @@ pub(super) enum WorkerCommand {
     /// the task's lease while the process lives. Exits 0 once the task is finished
     /// (`task complete` or `task fail` from another shell), 1 when it is taken away
     /// (cancelled, or a lease lost). Ctrl-C gives the task back to the queue.
-    ///
-    /// Example: `semantest-hub worker next --name shell-1 --capability docs > task.json &`.
+    #[command(after_help = super::examples::WORKER_NEXT)]
     Next(WorkerNext),
 }
 
@@ -278,12 +285,6 @@ pub(super) async fn all_tasks(client: &mut HubClient, project_id: &str) -> Resul
     }
 }
 
-fn print_json(value: &Value) -> Result<()> {
-    let mut text = serde_json::to_vec_pretty(value)?;
-    text.push(b'\n');
-    write_stdout(&text)
-}
-
 fn print_tasks(tasks: &[Value]) -> Result<()> {
     let rows: Vec<Vec<String>> = tasks
         .iter()
@@ -378,6 +379,7 @@ pub(super) async fn task_command(creds: &Credentials, action: TaskCommand) -> Re
             project,
             state,
             json,
+            quiet,
         } => {
             let project_id = project_id_of(&mut client, &project).await?;
             let mut tasks = all_tasks(&mut client, &project_id).await?;
@@ -386,6 +388,10 @@ pub(super) async fn task_command(creds: &Credentials, action: TaskCommand) -> Re
             }
             if json {
                 print_json(&json!({"tasks": tasks}))?;
+            } else if quiet {
+                for task in &tasks {
+                    outln!("{}", text_or(task, "id", ""))?;
+                }
             } else if tasks.is_empty() {
                 errln!(
                     "no tasks; queue some with `semantest-hub task create {project} tasks.json`"

@@ -57,8 +57,12 @@ pub struct AgentUsageParams {
 /// Cost and tokens of a set of turns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageFigures {
-    /// Cost in US dollars, as the agent CLI reported it.
+    /// Cost in US dollars: as the agent CLI reported it (Claude Code), or the hub's
+    /// estimate from `agent.prices` for agents that report tokens only (Codex, Gemini).
     pub usd: f64,
+    /// The part of `usd` the hub estimated from its price table; left out when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub estimated_usd: f64,
     /// Input tokens not read from or written to the prompt cache.
     pub input_tokens: u64,
     /// Output tokens.
@@ -120,6 +124,11 @@ pub struct AgentUsageResult {
     pub truncated: bool,
 }
 
+/// Whether a figure is zero (left out of the wire form).
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +155,7 @@ mod tests {
                 cache_creation_tokens: 4,
                 turns: 5,
                 runs: 1,
+                estimated_usd: 0.0,
             },
             ..UsageRow::default()
         };

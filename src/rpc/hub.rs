@@ -18,7 +18,7 @@ use crate::config::Family;
 use crate::protocol::error::RpcError;
 use crate::protocol::hub::{ClientInfo, ConnectionChange};
 use crate::protocol::scopes::Scope;
-use crate::protocol::{HelloParams, PROTOCOL_VERSION, method, parse_params};
+use crate::protocol::{HelloParams, PROTOCOL_VERSION, Role, method, parse_params};
 
 /// Dashboard sign-in, which a public hub does not have.
 const LOGIN: Option<Family> = Some(Family::DashboardLogin);
@@ -71,11 +71,18 @@ struct Hello<'a> {
     connection_id: u64,
     protocol: u32,
     server: Server<'a>,
+    /// Whether this connection now receives `hub.connection`: it asked (or is a
+    /// dashboard and did not decline) and holds `projects:read`.
+    connection_events: bool,
 }
 
 fn hello(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: HelloParams = parse_params(params)?;
     let name = p.name.map(|n| n.chars().take(100).collect::<String>());
+    let wants = p.connection_events.unwrap_or(p.role == Role::Dashboard);
+    // Recorded before the `updated` below, so a dashboard's own introduction goes to the
+    // other watchers and every later change to it, queued before its later replies.
+    call.ctx.clients.watch_connections(call.client, wants);
     call.client.set_identity(p.role, name);
     call.ctx
         .notices
@@ -88,6 +95,7 @@ fn hello(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
             version: VERSION,
             instance_id: &call.ctx.instance_id,
         },
+        connection_events: wants && call.client.scopes().contains(Scope::ProjectsRead),
     })
 }
 

@@ -1,5 +1,6 @@
 // The dashboard's daily-use views against a real hub: creating a client token from the
-// Clients panel (shown once, with Copy, and working), and the Events view (a live tail
+// Clients panel (shown once, with Copy, and working; bound to an Origin when one is
+// given), and the Events view (a live tail
 // filtered by pattern, and a publish form whose event reaches another client). Checks
 // axe-core and a screenshot (events.png).
 
@@ -60,6 +61,36 @@ describe('dashboard for daily use', () => {
     assert.equal(await value.count(), 0);
     await form.getByRole('button', { name: 'Create token' }).click();
     assert.match(await form.locator('.field-error').innerText(), /name/);
+  });
+
+  test('Create a token bound to an Origin: listed with it, and it works only from that origin', async () => {
+    const extension = 'chrome-extension://abcdefghijklmnopabcdefghijklmnop';
+    await page.goto(`${hub.url}/#clients`);
+    await waitConnected(page);
+    const form = page.locator('hub-token-create');
+    await form.getByLabel('Name').fill('recorder');
+    await form.getByLabel('Origin').fill(`  ${extension} `);
+    await form.getByRole('button', { name: 'Create token' }).click();
+    const value = form.locator('input.token-value');
+    await value.waitFor();
+    const token = await value.inputValue();
+    await form.getByRole('button', { name: 'Done' }).click();
+    // The table shows the origin it is bound to; the hub has it, trimmed.
+    await page.locator('hub-clients tr', { hasText: 'recorder' }).filter({ hasText: extension }).waitFor();
+    const { clients } = await owner.request('client.list', {});
+    assert.equal(clients.find((c) => c.name === 'recorder')?.origin, extension);
+    // From its origin it connects; from none (a program) or another origin it does not.
+    const fromExtension = await connectRpc(hub, { token, origin: extension, name: 'recorder' });
+    await fromExtension.close();
+    await assert.rejects(connectRpc(hub, { token, name: 'no origin' }));
+    await assert.rejects(connectRpc(hub, { token, origin: 'chrome-extension://ponmlkjihgfedcbaponmlkjihgfedcba', name: 'other' }));
+    // A value that is not an origin is refused with the hub's reason, in the form.
+    await form.getByLabel('Name').fill('bad-origin');
+    await form.getByLabel('Origin').fill('not an origin');
+    await form.getByRole('button', { name: 'Create token' }).click();
+    await waitFor(async () => (await form.locator('.field-error').innerText()).length > 0, { message: 'the form says why' });
+    assert.equal(await form.locator('input.token-value').count(), 0);
+    assert.equal((await owner.request('client.list', {})).clients.some((c) => c.name === 'bad-origin'), false);
   });
 
   test('Events: a live tail filtered by pattern, and a publish form', async () => {

@@ -560,6 +560,12 @@ check "deb: the desktop entry names its icon" grep -qx "Icon=$app_name" "$deskto
 for size in 32x32 64x64 128x128 256x256@2; do
   check "deb: contains the $size icon" test -s "$deb_root/usr/share/icons/hicolor/$size/apps/$app_name.png"
 done
+# The command, its completions and man pages (scripts/package-files, run by tauri build).
+check "deb: contains the semantest-hub command" test -x "$deb_root/usr/bin/semantest-hub"
+check "deb: contains the bash, zsh and fish completions" eval \
+  'test -s "$deb_root/usr/share/bash-completion/completions/semantest-hub" && test -s "$deb_root/usr/share/zsh/vendor-completions/_semantest-hub" && test -s "$deb_root/usr/share/fish/vendor_completions.d/semantest-hub.fish"'
+check "deb: contains the man pages" eval \
+  'test -s "$deb_root/usr/share/man/man1/semantest-hub.1" && test -s "$deb_root/usr/share/man/man1/semantest-hub-doctor.1"'
 check "deb: depends on WebKitGTK and the AppIndicator library" \
   eval 'dpkg-deb -f "$deb" Depends | grep -q libwebkit2gtk-4.1 && dpkg-deb -f "$deb" Depends | grep -q libayatana-appindicator3-1'
 figure deb_size "$(($(stat -c %s "$deb") / 1024))" KiB

@@ -92,6 +92,14 @@ for command in "${quick_start[@]}"; do
 done
 [ -n "$hub_pid" ] || fail "the quick start started no hub"
 command -v semantest-hub >/dev/null || fail "the quick start did not put semantest-hub on PATH"
+# ... with its completions for bash, zsh and fish, and its man pages, where the shells
+# and man look for them.
+for file in .local/share/bash-completion/completions/semantest-hub \
+  .local/share/zsh/site-functions/_semantest-hub .config/fish/completions/semantest-hub.fish \
+  .local/share/man/man1/semantest-hub.1 .local/share/man/man1/semantest-hub-doctor.1; do
+  [ -s "$HOME/$file" ] || fail "the quick start did not install ~/$file"
+done
+man -w semantest-hub-doctor >/dev/null 2>&1 || fail "man does not find semantest-hub-doctor(1)"
 
 # An extension asks to pair, so that `pair approve` has a request to approve.
 url="$(node -e 'const fs=require("fs"),os=require("os");

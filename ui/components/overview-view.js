@@ -115,11 +115,15 @@ class OverviewView extends HTMLElement {
     }
     replace(this.agentEl, ...rows);
     const missing = Object.entries(clis).filter(([, cli]) => cli && !cli.found).map(([agent]) => agent);
-    if (missing.length) {
+    if (missing.includes('claude')) {
       this.agentEl.append(h('dd', { class: 'hint wide' },
-        `Install the missing CLI (${missing.map((a) => names[a]).join(', ')}), or set `
-        + `${missing.map((a) => settings[a]).join(' / ')} in the hub's config, then restart the hub. `
-        + 'A project can only run the agent whose CLI was found.'));
+        'Install Claude Code, or set agent.cli_path in the hub\'s config, then restart the hub.'));
+    }
+    const optional = missing.filter((agent) => agent !== 'claude');
+    if (optional.length) {
+      this.agentEl.append(h('dd', { class: 'hint wide muted' },
+        `Optional: install ${optional.map((a) => names[a]).join(' or ')} (or set `
+        + `${optional.map((a) => settings[a]).join(' / ')}) to let a project run it.`));
     }
   }
 

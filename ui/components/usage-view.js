@@ -85,9 +85,16 @@ function chart(days) {
     }));
 }
 
+/** A cost, marked when part of it is the hub's estimate from its price table. */
+function cost(r) {
+  if (!(r.estimated_usd > 0)) return usd(r.usd);
+  return h('span', { title: `${usd(r.estimated_usd)} of it estimated from the hub's price table (agent.prices)` },
+    usd(r.usd), h('span', { class: 'muted' }, ' (est.)'));
+}
+
 function figures(r) {
   return [
-    h('td', { class: 'num f-usd' }, usd(r.usd)),
+    h('td', { class: 'num f-usd' }, cost(r)),
     h('td', { class: 'num' }, number(r.input_tokens)),
     h('td', { class: 'num' }, number(r.output_tokens)),
     h('td', { class: 'num' }, number(r.cache_read_tokens)),
@@ -166,7 +173,7 @@ class UsageView extends HTMLElement {
   render(days, total, projects, runs) {
     this.dataset.loaded = 'true';
     replace(this.summary,
-      h('strong', { class: 'f-total' }, usd(total.usd)), ` · ${number(total.turns)} turns in ${number(total.runs)} runs · `,
+      h('strong', { class: 'f-total' }, cost(total)), ` · ${number(total.turns)} turns in ${number(total.runs)} runs · `,
       `${number(total.input_tokens)} input, ${number(total.output_tokens)} output, ${number(total.cache_read_tokens)} cache-read and ${number(total.cache_creation_tokens)} cache-write tokens`);
     if (!total.turns) {
       replace(this.body, h('p', { class: 'muted empty' }, 'No agent usage in this range yet.'));

@@ -166,6 +166,8 @@ struct Driver {
     usage_now: Breakdown,
     /// The turn's last agent message.
     last_text: Option<String>,
+    /// The changes of file-change items, by item id, for their approval requests.
+    changes: HashMap<String, Value>,
 }
 
 /// Runs the Codex driver until the session closes its input or the app server's output
@@ -199,6 +201,7 @@ pub async fn drive(link: Link) {
         usage_before: baseline,
         usage_now: baseline,
         last_text: None,
+        changes: HashMap::new(),
     };
     let init = json!({
         "clientInfo": {
@@ -347,11 +350,19 @@ impl Driver {
                     .await;
                 self.flush_waiting().await;
             }
-            (Asked::Initialize | Asked::Thread, Err(err)) => {
-                self.fatal(format!(
-                    "the Codex app server did not start a thread: {err}"
-                ))
-                .await;
+            (Asked::Initialize, Err(err)) => {
+                self.fatal(format!("the Codex app server did not initialize: {err}"))
+                    .await;
+            }
+            (Asked::Thread, Err(err)) => {
+                let why = match &self.start.resume {
+                    Some(thread) => format!(
+                        "the Codex app server could not resume thread {thread}: {err}; \
+                         start a new session with agent.new_session"
+                    ),
+                    None => format!("the Codex app server did not start a thread: {err}"),
+                };
+                self.fatal(why).await;
             }
             (Asked::TurnStart, Ok(result)) => {
                 if let Some(turn) = result.pointer("/turn/id").and_then(Value::as_str) {
@@ -428,6 +439,9 @@ impl Driver {
             }
             "item/fileChange/requestApproval" => {
                 let mut input = json!({});
+                if let Some(changes) = text("itemId").and_then(|item| self.changes.remove(&item)) {
+                    input["changes"] = changes;
+                }
                 for (key, name) in [("itemId", "item_id"), ("grantRoot", "grant_root")] {
                     if let Some(value) = text(key) {
                         input[name] = json!(value);
@@ -503,6 +517,16 @@ impl Driver {
                     }
                 }
             }
+            "item/started" => {
+                if params.pointer("/item/type").and_then(Value::as_str) == Some("fileChange")
+                    && let (Some(id), Some(changes)) = (
+                        params.pointer("/item/id").and_then(Value::as_str),
+                        params.pointer("/item/changes"),
+                    )
+                {
+                    self.changes.insert(id.to_string(), changes.clone());
+                }
+            }
             "item/completed" => {
                 if params.pointer("/item/type").and_then(Value::as_str) == Some("agentMessage")
                     && let Some(text) = params.pointer("/item/text").and_then(Value::as_str)
@@ -530,6 +554,7 @@ impl Driver {
         let totals = json!({ TOTALS_KEY: self.usage_now });
         self.turn = Turn::Idle;
         self.interrupt_waiting = false;
+        self.changes.clear();
         // Requests of the ended turn can no longer be answered.
         for (request_id, _) in std::mem::take(&mut self.asked) {
             self.emit(AgentEvent::PermissionCancelled { request_id })
@@ -553,52 +578,4 @@ impl Driver {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn turn_tokens_are_differences_of_thread_totals() {
-        // Two turns of 100 in (20 cached) and 10 out each: totals 100/20/10, then 200/40/20.
-        let first = Breakdown {
-            input_tokens: 100,
-            cached_input_tokens: 20,
-            output_tokens: 10,
-            ..Breakdown::default()
-        };
-        let second = Breakdown {
-            input_tokens: 200,
-            cached_input_tokens: 40,
-            output_tokens: 20,
-            reasoning_output_tokens: 4,
-            ..Breakdown::default()
-        };
-        let turn = turn_tokens(&first, &second, Some("gpt-5"));
-        assert_eq!(
-            (turn.input, turn.cache_read, turn.output, turn.reasoning),
-            (80, 20, 10, 4)
-        );
-        assert_eq!(turn.model.as_deref(), Some("gpt-5"));
-        // Totals below the baseline restarted from zero: they are the turn's own.
-        let restarted = turn_tokens(&second, &first, None);
-        assert_eq!((restarted.input, restarted.output), (80, 10));
-    }
-
-    #[test]
-    fn answers_and_statuses_map_onto_the_app_server_vocabulary() {
-        let allow = |for_session| PermissionAnswer::Allow {
-            input: json!({}),
-            for_session,
-        };
-        let deny = |interrupt| PermissionAnswer::Deny {
-            message: "no".into(),
-            interrupt,
-        };
-        assert_eq!(decision(&allow(false)), "accept");
-        assert_eq!(decision(&allow(true)), "acceptForSession");
-        assert_eq!(decision(&deny(false)), "decline");
-        assert_eq!(decision(&deny(true)), "cancel");
-        assert_eq!(stop_reason("completed"), StopReason::EndTurn);
-        assert_eq!(stop_reason("interrupted"), StopReason::Cancelled);
-        assert_eq!(stop_reason("failed"), StopReason::Error);
-    }
-}
+mod tests;

@@ -186,7 +186,8 @@ fn insert_turn(conn: &Connection, row: &TurnRow) -> Result<(), StoreError> {
 const SUMS: &str = "COALESCE(SUM(u.usd), 0), COALESCE(SUM(u.input_tokens), 0),
     COALESCE(SUM(u.output_tokens), 0), COALESCE(SUM(u.cache_read_tokens), 0),
     COALESCE(SUM(u.cache_creation_tokens), 0), COUNT(*), COUNT(DISTINCT u.run_id),
-    MIN(u.ts), MAX(u.ts)";
+    MIN(u.ts), MAX(u.ts),
+    COALESCE(SUM(CASE WHEN u.basis = 'priced' THEN u.usd ELSE 0 END), 0)";
 
 fn figures(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<UsageFigures> {
     let count = |i: usize| row.get::<_, i64>(at + i).map(|n| n.max(0) as u64);
@@ -198,6 +199,8 @@ fn figures(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<UsageFigures>
         cache_creation_tokens: count(4)?,
         turns: count(5)?,
         runs: count(6)?,
+        // After MIN(ts) and MAX(ts), read by the caller.
+        estimated_usd: row.get(at + 9)?,
     })
 }
 
