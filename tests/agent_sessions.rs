@@ -829,6 +829,14 @@ async fn a_projects_own_policy_applies_to_it_alone_and_survives_a_restart() {
         )
         .await;
     assert_eq!(bad["data"]["kind"], "INVALID_PARAMS");
+    assert_eq!(bad["data"]["param"], "timeout_s", "{bad}");
+    let bad = ws
+        .err(
+            "agent.policy.set",
+            json!({"project_id": project_id, "always_ask": ["Bash", ""]}),
+        )
+        .await;
+    assert_eq!(bad["data"]["param"], "always_ask", "{bad}");
     let set = ws
         .ok(
             "agent.policy.set",

@@ -127,7 +127,73 @@ function renderHub(kind, ev, o) {
       typeof ev?.cost_usd === 'number' ? h('span', { class: 'muted run-cost' }, ` · cost ${usd(ev.cost_usd)}`) : null,
       ev?.reason ? h('span', { class: 'muted' }, ` · ${ev.reason}`) : null);
   }
+  const session = renderSessionLine(kind, ev);
+  if (session) return session;
   return h('div', { class: 'hub-note muted' }, o.text ?? (ev ? `${kind}: ${JSON.stringify(ev)}` : kind));
+}
+
+/** Who answered an approval (docs/protocol.md, `approval_resolved`'s `resolution.by`), in words. */
+function answeredBy(by) {
+  switch (by?.kind) {
+    case 'client': {
+      const who = String(by.name || by.role || 'a client');
+      return by.origin ? `${who} (${by.origin})` : who;
+    }
+    case 'policy': return 'the project\'s policy';
+    case 'rule': return `a rule for this ${by.scope === 'project' ? 'project' : 'session'}`;
+    case 'timeout': return 'nobody in time';
+    case 'withdrawn': return null;
+    default: return by?.kind ? String(by.kind) : null;
+  }
+}
+
+/**
+ * A session's own log lines (turns, approvals, follow-ups, interrupts; docs/protocol.md,
+ * "The session's lines") as one readable line each, or null for another kind. Every
+ * string from the agent or a client (a follow-up's text, a tool's input) goes in as text.
+ */
+function renderSessionLine(kind, ev) {
+  if (!ev || typeof ev !== 'object') return null;
+  const note = (cls, ...parts) => h('div', { class: `session-line ${cls}` }, ...parts);
+  const turn = ev.turn ? `Turn ${ev.turn}` : 'Turn';
+  const quote = (text) => (text ? [': ', h('q', {}, clip(String(text)))] : null);
+  switch (kind) {
+    case 'turn_started':
+      return note('turn start', `${turn} started`,
+        ev.source === 'follow_up' ? [' · follow-up', quote(ev.text)] : null);
+    case 'turn_ended': {
+      const how = { end_turn: 'ended', cancelled: 'was interrupted', error: 'ended with an error' }[ev.stop_reason] ?? 'ended';
+      return note(`turn end ${ev.stop_reason === 'error' ? 'err' : ''}`, `${turn} ${how}`);
+    }
+    case 'follow_up_queued':
+      return note('follow-up', 'Follow-up queued', quote(ev.text));
+    case 'follow_up_delivered':
+      return note('follow-up', ev.source === 'steer' ? `Steered into turn ${ev.turn ?? ''}`.trim() : 'Follow-up delivered', quote(ev.text));
+    case 'interrupt':
+      return note('interrupt warn', `${turn} interrupted`,
+        ev.withdrawn ? ` · ${ev.withdrawn} approval${ev.withdrawn === 1 ? '' : 's'} withdrawn` : null);
+    case 'session_idle':
+      return note('idle muted', 'Session idle: its process ends; the next prompt resumes it');
+    case 'approval_requested': {
+      const command = ev.input && typeof ev.input.command === 'string' ? ev.input.command : null;
+      return note('approval asked warn', `Approval asked: ${String(ev.tool_name ?? 'a tool')}`,
+        command ? [' wants to run ', h('code', {}, clip(command))] : null);
+    }
+    case 'approval_resolved': {
+      const r = ev.resolution ?? {};
+      const tool = String(ev.tool_name ?? 'a tool');
+      const by = answeredBy(r.by);
+      const what = r.outcome === 'allowed' ? `${tool} allowed` : r.outcome === 'denied' ? `${tool} denied` : `${tool} approval withdrawn`;
+      const always = r.decision === 'allow_always' || r.decision === 'reject_always'
+        ? ` (always, for this ${r.scope === 'project' ? 'project' : 'session'})` : '';
+      return note(`approval answered ${r.outcome === 'allowed' ? 'ok' : 'err'}`,
+        `${what}${r.edited ? ' with an edited input' : ''}${always}`,
+        by ? ` by ${by}` : null,
+        r.message ? [' · ', h('q', {}, clip(String(r.message)))] : null);
+    }
+    default:
+      return null;
+  }
 }
 
 function renderSystem(ev) {

@@ -86,6 +86,15 @@ pub enum ApprovalError {
     /// The answer does not fit the request.
     #[error("{0}")]
     Invalid(String),
+    /// A policy setting is out of bounds; `param` names it, so a form can show the
+    /// message next to its field.
+    #[error("{message}")]
+    InvalidPolicy {
+        /// The `agent.policy.set` param at fault.
+        param: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A project rule could not be stored.
     #[error("cannot store the rule")]
     Store(#[from] StoreError),
@@ -103,6 +112,10 @@ impl From<ApprovalError> for RpcError {
                     .with_details(serde_json::json!({"approval_id": id, "resolution": resolution}))
             }
             ApprovalError::Invalid(_) => RpcError::new(ErrorKind::InvalidParams, err.to_string()),
+            ApprovalError::InvalidPolicy { param, .. } => {
+                RpcError::new(ErrorKind::InvalidParams, err.to_string())
+                    .with_details(serde_json::json!({ "param": param }))
+            }
             ApprovalError::Store(source) => RpcError::internal("store approval rule", source),
         }
     }
@@ -281,15 +294,21 @@ impl Approvals {
     /// already pending keep the timeout they were given.
     ///
     /// # Errors
-    /// [`ApprovalError::Invalid`] for a `timeout_s` outside 1..=604800, a message over
-    /// 4096 bytes, an empty tool name or a list over 256 names; [`ApprovalError::Store`].
+    /// [`ApprovalError::InvalidPolicy`] (naming the param) for a `timeout_s` outside
+    /// 1..=604800, a message over 4096 bytes, an empty tool name or a list over 256 names;
+    /// [`ApprovalError::Store`].
     pub async fn set_policy(&self, params: PolicySetParams) -> Result<Policy, ApprovalError> {
+        let invalid = |param: &'static str, message: &str| ApprovalError::InvalidPolicy {
+            param,
+            message: message.to_string(),
+        };
         if params
             .timeout_s
             .is_some_and(|t| !(1..=7 * 24 * 3600).contains(&t))
         {
-            return Err(ApprovalError::Invalid(
-                "timeout_s must be between 1 and 604800".into(),
+            return Err(invalid(
+                "timeout_s",
+                "timeout_s must be between 1 and 604800",
             ));
         }
         if params
@@ -297,17 +316,22 @@ impl Approvals {
             .as_ref()
             .is_some_and(|m| m.len() > 4096)
         {
-            return Err(ApprovalError::Invalid(
-                "timeout_message is longer than 4096 bytes".into(),
+            return Err(invalid(
+                "timeout_message",
+                "timeout_message is longer than 4096 bytes",
             ));
         }
-        for list in [&params.never_ask, &params.always_ask]
-            .into_iter()
-            .flatten()
-        {
-            if list.len() > 256 || list.iter().any(|t| t.is_empty() || t.len() > 256) {
-                return Err(ApprovalError::Invalid(
-                    "a tool list holds at most 256 names of 1 to 256 bytes".into(),
+        for (param, list) in [
+            ("never_ask", &params.never_ask),
+            ("always_ask", &params.always_ask),
+        ] {
+            if list
+                .as_ref()
+                .is_some_and(|l| l.len() > 256 || l.iter().any(|t| t.is_empty() || t.len() > 256))
+            {
+                return Err(invalid(
+                    param,
+                    "a tool list holds at most 256 names of 1 to 256 bytes",
                 ));
             }
         }

@@ -213,4 +213,28 @@ describe('approvals and follow-ups', () => {
     assert.deepEqual(session.pageErrors, []);
     assert.deepEqual(session.cspErrors, []);
   });
+  test('the session\'s own lines read as sentences in the log, with the agent\'s text as text', async () => {
+    await openProject(page, hub, projectId);
+    await rpcInPage(page, 'agent.run', { project_id: projectId, prompt: 'ask Bash touch logged.txt' });
+    const card = page.locator('hub-approvals article.approval');
+    await card.waitFor({ timeout: 20_000 });
+    const markup = '<img src=x onerror="window.__injected=1"> then stop';
+    await rpcInPage(page, 'agent.send', { project_id: projectId, text: markup, mode: 'queue' });
+    await card.focus();
+    await page.keyboard.press('y');
+    await idle();
+    const log = page.locator('hub-project .log-rows');
+    const line = (text) => log.locator('.session-line', { hasText: text });
+    await line('Approval asked: Bash wants to run touch logged.txt').first().waitFor({ timeout: 10_000 });
+    await line(/^Bash allowed by Dashboard \(http:/).last().waitFor({ timeout: 10_000 });
+    await line(`Follow-up queued: ${markup}`).first().waitFor({ timeout: 10_000 });
+    await line(/^Turn \d+ started · follow-up/).last().waitFor({ timeout: 10_000 });
+    await line(/^Turn \d+ ended$/).last().waitFor({ timeout: 10_000 });
+    assert.equal(await log.locator('img').count(), 0, 'the follow-up\'s markup is text, not HTML');
+    assert.equal(await page.evaluate(() => window.__injected), undefined);
+    // No session line falls back to raw JSON.
+    for (const text of await log.locator('.hub-note').allInnerTexts()) {
+      assert.doesNotMatch(text, /^(turn_|approval_|follow_up_|interrupt)/, text);
+    }
+  });
 });

@@ -1,5 +1,5 @@
 // <hub-project project-id="…">: one project's live agent output, its pending approvals
-// (<hub-approvals>), a prompt box that stays usable while the agent works (agent.send as
+// (<hub-approvals>), its approval policy (<hub-policy>), a prompt box that stays usable while the agent works (agent.send as
 // queue, steer or interrupt) with the queued follow-ups below it (<hub-follow-ups>), and
 // the Run / Interrupt / Kill / New session actions.
 //
@@ -20,6 +20,7 @@ import { rpc, store, approvals, listen, onNotify, errorText } from '../store.js'
 import './approvals-panel.js';
 import './follow-ups.js';
 import './project-runs.js';
+import './policy-editor.js';
 
 /** The agents a project can run (project.configure {agent}). */
 const AGENTS = [
@@ -163,6 +164,7 @@ class ProjectView extends HTMLElement {
           h('div', { class: 'project-meta' }, this.stateEl, this.sessionEl),
           h('div', { class: 'toolbar' }, this.interruptBtn, this.killBtn, this.newSessionBtn)),
         this.agentForm,
+        h('hub-policy', { 'project-id': this.projectId }),
         this.actionMsg),
       this.approvalsPanel,
       h('div', { class: 'log-wrap' }, this.log, this.jumpBtn),
