@@ -51,6 +51,7 @@ mod projects;
 mod settings;
 mod tasks;
 mod usage;
+mod worktrees;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;

@@ -367,6 +367,10 @@ pub struct CoordinationConfig {
     pub max_attempts: u32,
     /// Milliseconds the reports folder must be quiet before a file is read.
     pub report_debounce_ms: u64,
+    /// Seconds a finished task's git worktree is kept (`isolation: "worktree"`) before
+    /// its directory is removed; its branch stays until merged or discarded. 0 removes
+    /// it as soon as the run's work is committed.
+    pub worktree_retention_s: u64,
 }
 
 impl Default for CoordinationConfig {
@@ -375,6 +379,7 @@ impl Default for CoordinationConfig {
             lease_s: 60,
             max_attempts: 3,
             report_debounce_ms: 300,
+            worktree_retention_s: 7 * 24 * 3600,
         }
     }
 }

@@ -40,7 +40,9 @@
 //!   counts, and [`writes`] the storage port;
 //! - this module: the [`Coordinator`] handle, which locks, runs a transition, emits its
 //!   events and, after the lock, applies its effects (starting and stopping runs);
-//! - [`reports`]: report files; [`prompt`]: the prompt of a task run.
+//! - [`reports`]: report files; [`prompt`]: the prompt of a task run; `runs`: a task
+//!   run from its worktree to its end; [`worktrees`]: a git worktree per task
+//!   (`project.configure {isolation: "worktree"}`).
 //!
 //! # Lock and commits
 //!
@@ -80,7 +82,9 @@ pub mod ops;
 pub mod prompt;
 pub mod rebuild;
 pub mod reports;
+mod runs;
 pub mod state;
+pub mod worktrees;
 pub mod writes;
 
 pub(crate) mod watch;
@@ -92,18 +96,17 @@ use tokio::sync::{mpsc, oneshot};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::CoordinationConfig;
 use crate::events::{Event, EventSink};
 use crate::projects::Projects;
-use crate::protocol::RunStatus;
 use crate::protocol::coordination::{
     CoordinationStatus, NewTask, ReportFile, ReportInvalid, ReportUnknown, TaskState, WorkerClient,
     WorkerHeartbeat, WorkerKind, WorkerStatus, WorkerView,
 };
 use crate::protocol::error::ErrorChain;
-use crate::runner::{RunEnd, RunMode, RunRequest, Runner};
+use crate::runner::Runner;
 use crate::storage::sqlite::{Store, StoreError};
 use crate::support::timestamp::now_ms;
 
@@ -157,6 +160,8 @@ pub struct CoordinatorParts {
     pub tracker: TaskTracker,
     /// Stops them.
     pub shutdown: CancellationToken,
+    /// Isolated task runs' worktrees.
+    pub worktrees: worktrees::Worktrees,
 }
 
 struct Inner {
@@ -352,104 +357,6 @@ impl Coordinator {
         }
     }
 
-    fn start_run(
-        &self,
-        worker_id: String,
-        task: crate::storage::sqlite::TaskRow,
-        permit: crate::runner::slots::Permit,
-    ) {
-        let request = RunRequest {
-            project_id: task.project_id.clone(),
-            prompt: prompt::agent_prompt(&task),
-            mode: RunMode::Task {
-                task_id: task.id.clone(),
-                worker_id: worker_id.clone(),
-            },
-            timeout_s: None,
-            keep_open: false,
-            agent: task.agent,
-        };
-        let this = self.clone();
-        let span = info_span!(parent: None, "task", task_id = %task.id, worker_id = %worker_id);
-        self.parts().tracker.spawn(
-            async move {
-                let handle = match this.parts().runner.start(request, permit).await {
-                    Ok(handle) => handle,
-                    Err(err) => {
-                        warn!(error = %err, "cannot start a task run");
-                        this.run_detached(|txn| {
-                            txn.run_not_started(&worker_id, &task.id, &err.to_string());
-                        });
-                        return;
-                    }
-                };
-                // Cancelled between the assignment and the start.
-                if !this.lock().holds(&worker_id, &task.id) {
-                    handle.stop.cancel();
-                }
-                let end = handle.ended.await.unwrap_or_else(|_| RunEnd {
-                    run_id: handle.run_id,
-                    status: RunStatus::Failed,
-                    reason: Some("the run's supervisor ended unexpectedly".into()),
-                    result_text: None,
-                    session_id: None,
-                    cost_usd: None,
-                    duration_ms: None,
-                });
-                if end.status == RunStatus::Succeeded && !this.parts().shutdown.is_cancelled() {
-                    this.apply_agent_report(&task.id).await;
-                }
-                this.run_ended(&worker_id, &task.id, end);
-            }
-            .instrument(span),
-        );
-    }
-
-    fn run_ended(&self, worker_id: &str, task_id: &str, end: RunEnd) {
-        if self.parts().shutdown.is_cancelled() {
-            // The task stays `running` in the store and is requeued at the next start.
-            return;
-        }
-        self.run_detached(|txn| txn.run_ended(worker_id, task_id, &end));
-    }
-
-    /// The agent was asked to write `reports/<task-id>.json`. When it did, that report
-    /// is the task's outcome whether the watcher or the run's end sees it first, so a
-    /// run's generic result never overtakes the agent's own report. The file is read as
-    /// the watcher reads it ([`reports::read_report_file`]: a regular file only, no
-    /// symlink, at most 1 MiB), on a blocking thread.
-    async fn apply_agent_report(&self, task_id: &str) {
-        let Ok(Some(task)) = self.parts().store.task_of(task_id.to_string()).await else {
-            return;
-        };
-        let Ok(project) = self.parts().projects.get(&task.project_id) else {
-            return;
-        };
-        let root = std::path::PathBuf::from(&project.path);
-        let name = format!("{task_id}.json");
-        let read = tokio::task::spawn_blocking(move || reports::read_report_file(&root, &name));
-        let bytes = match read.await {
-            Ok(Ok(bytes)) => bytes,
-            // Missing, oversized, not a regular file: left to the watcher, which reports
-            // what is wrong with it as `task.report_invalid`.
-            Ok(Err(err)) => {
-                debug!(task_id, error = %err, "no usable agent report");
-                return;
-            }
-            Err(err) => {
-                warn!(task_id, error = %err, "the report reader ended unexpectedly");
-                return;
-            }
-        };
-        match reports::parse_report(&bytes, task_id) {
-            Ok(parsed) => {
-                self.report(&task.project_id, task_id, parsed).await;
-            }
-            // Left to the watcher, which reports it as invalid once it is stable.
-            Err(err) => debug!(task_id, error = %err, "agent report not usable yet"),
-        }
-    }
-
     /// Brings up the agent workers of every configured project and starts the lease
     /// timer. Called once, when the server starts.
     pub fn start(&self) {
@@ -477,6 +384,15 @@ impl Coordinator {
         }
         let this = self.clone();
         self.parts().tracker.spawn(this.run_leases());
+        let worktrees = self.parts().worktrees.clone();
+        self.parts()
+            .tracker
+            .spawn(worktrees.run_retention(self.parts().shutdown.clone()));
+    }
+
+    /// The worktrees of isolated tasks.
+    pub fn worktrees(&self) -> &worktrees::Worktrees {
+        &self.parts().worktrees
     }
 
     /// Expires leases, and retries assignment in case agent slots freed up, every

@@ -27,6 +27,7 @@
 
 mod agents;
 pub(crate) mod feed;
+pub mod git;
 
 pub use agents::RunSetup;
 use agents::{session_of, setup};

@@ -62,6 +62,7 @@ pub mod events;
 pub mod hub;
 pub mod scopes;
 pub mod usage;
+pub mod worktrees;
 
 /// The protocol version, sent in the signature and in `hub.hello`. Bumped on any
 /// incompatible change of a shape below.

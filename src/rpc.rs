@@ -408,7 +408,7 @@ mod tests {
             );
             assert_eq!(find(method.name).unwrap().name, method.name);
         }
-        assert_eq!(seen.len(), 49);
+        assert_eq!(seen.len(), 51);
         assert!(find("nope").is_none());
         assert!(find("").is_none());
     }
@@ -482,6 +482,8 @@ mod tests {
             ("task.cancel", tasks, Some(Tasks)),
             ("task.complete", tasks, Some(Tasks)),
             ("task.fail", tasks, Some(Tasks)),
+            ("task.merge", tasks, Some(Tasks)),
+            ("task.discard", tasks, Some(Tasks)),
             ("project.configure", Some(Scope::Agents), Some(Tasks)),
             ("coordination.status", tasks, Some(Tasks)),
             ("client.list", Some(Admin), None),

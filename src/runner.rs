@@ -116,6 +116,10 @@ pub struct RunRequest {
     pub keep_open: bool,
     /// The agent to run; `None` runs the project's (`project.configure {agent}`).
     pub agent: Option<AgentKind>,
+    /// The directory to run in instead of the project's: a task's git worktree
+    /// (`project.configure {isolation: "worktree"}`). The project's own directory is
+    /// still checked as for any run.
+    pub workdir: Option<std::path::PathBuf>,
 }
 
 /// How a run ended, sent on [`RunHandle::ended`].
@@ -462,7 +466,11 @@ impl Runner {
             resumed: false,
             agent,
         };
-        let setup = self.prepare(&ctx).await?;
+        let mut setup = self.prepare(&ctx).await?;
+        // A task's worktree replaces the project's directory, once that is checked.
+        if let Some(workdir) = request.workdir {
+            setup.path = workdir;
+        }
         let (path, resume) = (setup.path.clone(), setup.session.clone());
         ctx.resumed = resume.is_some();
         // A root span: the run outlives the connection or task that started it.
@@ -939,6 +947,7 @@ impl Runner {
                     timeout_s: None,
                     keep_open: true,
                     agent: None,
+                    workdir: None,
                 },
                 permit()?,
             )

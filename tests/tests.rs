@@ -48,6 +48,8 @@ mod cli_security;
 mod keychain;
 // Tasks, workers, leases and report files.
 mod coordination;
+// A git worktree per task: diffs, merge, discard, retention, restart.
+mod worktrees;
 // `semantest-hub mcp` over stdio: the coordinator and worker tools, leases, tool errors.
 mod mcp;
 // `/mcp`: the same tools over Streamable HTTP, behind the Host, Origin and token checks.

@@ -43,6 +43,7 @@ use crate::auth::tokens::ClientTokens;
 use crate::config::{LoadedConfig, Mode};
 use crate::connections::{Client, Clients, NewClient};
 use crate::coordinator::watch::{Watch, WatchParts};
+use crate::coordinator::worktrees::{Worktrees, WorktreesParts};
 use crate::coordinator::{Coordinator, CoordinatorParts};
 use crate::events::{Event, EventSink};
 use crate::projects::Projects;
@@ -298,6 +299,12 @@ impl Hub {
             sink,
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
+            worktrees: Worktrees::new(WorktreesParts {
+                store: store.clone(),
+                projects: projects.clone(),
+                root: data_dir.join("worktrees"),
+                retention: Duration::from_secs(config.config.coordination.worktree_retention_s),
+            }),
         };
         let coordinator = off_runtime(move || Coordinator::load(parts)).await?;
         let monitor = off_runtime({

@@ -209,7 +209,8 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The task queue: queue, list, show, cancel, watch, complete and fail tasks.
+    /// The task queue: queue, list, show, cancel, merge, discard, watch, complete and
+    /// fail tasks.
     #[command(after_help = super::examples::TASK)]
     #[command(subcommand)]
     Task(super::tasks::TaskCommand),

@@ -181,6 +181,14 @@ pub(super) const TASK_SHOW: &str = "Examples:
 pub(super) const TASK_CANCEL: &str = "Examples:
   semantest-hub task cancel t1
   semantest-hub task cancel t1 --json";
+/// `task merge`.
+pub(super) const TASK_MERGE: &str = "Examples:
+  semantest-hub task merge t1
+  semantest-hub task merge t1 --json";
+/// `task discard`.
+pub(super) const TASK_DISCARD: &str = "Examples:
+  semantest-hub task discard t1
+  semantest-hub task discard t1 --json";
 /// `task watch`.
 pub(super) const TASK_WATCH: &str = "Examples:
   semantest-hub task watch ~/code/app

@@ -63,7 +63,8 @@ pub(super) enum TaskCommand {
         #[arg(short, long, conflicts_with = "json")]
         quiet: bool,
     },
-    /// Show one task: its state, worker, attempts and their reasons, and its report.
+    /// Show one task: its state, worker, attempts and their reasons, its report, and
+    /// for an isolated task its branch and diff.
     #[command(after_help = super::examples::TASK_SHOW)]
     Show {
         /// The task's id.
@@ -75,6 +76,26 @@ pub(super) enum TaskCommand {
     /// Cancel a queued or running task (the worker holding it is told to stop).
     #[command(after_help = super::examples::TASK_CANCEL)]
     Cancel {
+        /// The task's id.
+        id: String,
+        /// Print the hub's result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge an isolated task's branch into its base branch (fast-forward, else a merge
+    /// commit); refused, changing nothing, when it would conflict or overwrite
+    /// uncommitted changes.
+    #[command(after_help = super::examples::TASK_MERGE)]
+    Merge {
+        /// The task's id.
+        id: String,
+        /// Print the hub's result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an isolated task's worktree and branch, unmerged.
+    #[command(after_help = super::examples::TASK_DISCARD)]
+    Discard {
         /// The task's id.
         id: String,
         /// Print the hub's result as JSON.
@@ -372,7 +393,16 @@ pub(super) async fn task_command(creds: &Credentials, action: TaskCommand) -> Re
                 print_json(&task)?;
             } else {
                 print_task(&task)?;
+                super::worktrees::print_worktree(&task)?;
             }
+            ExitCode::SUCCESS
+        }
+        TaskCommand::Merge { id, json } => {
+            super::worktrees::merge_or_discard(&mut client, &id, true, json).await?;
+            ExitCode::SUCCESS
+        }
+        TaskCommand::Discard { id, json } => {
+            super::worktrees::merge_or_discard(&mut client, &id, false, json).await?;
             ExitCode::SUCCESS
         }
         TaskCommand::Cancel { id, json } => {

@@ -341,6 +341,12 @@ impl Config {
                 "must be between 10 and 60000",
             );
         }
+        if self.coordination.worktree_retention_s > 10 * 365 * 24 * 3600 {
+            return invalid(
+                "coordination.worktree_retention_s",
+                "must be at most 315360000 (10 years)",
+            );
+        }
         let pairing = &self.pairing;
         if !(1..=3600).contains(&pairing.request_ttl_s) {
             return invalid("pairing.request_ttl_s", "must be between 1 and 3600");

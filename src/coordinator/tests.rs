@@ -141,6 +141,7 @@ mod machine {
                     lease_s: 60,
                     max_attempts: 2,
                     report_debounce_ms: 300,
+                    worktree_retention_s: 0,
                 },
                 slots: Slots::new(max_agents),
                 now: 1_000_000,

@@ -27,7 +27,11 @@ pub mod method {
     pub const TASK_COMPLETE: &str = "task.complete";
     /// Request (worker): this attempt at the task failed.
     pub const TASK_FAIL: &str = "task.fail";
-    /// Request: set how many built-in agent workers a project runs.
+    /// Request: merge a task's worktree branch into its base branch.
+    pub const TASK_MERGE: &str = "task.merge";
+    /// Request: remove a task's worktree and branch unmerged.
+    pub const TASK_DISCARD: &str = "task.discard";
+    /// Request: set how many built-in agent workers a project runs, and its isolation.
     pub const PROJECT_CONFIGURE: &str = "project.configure";
     /// Request and notification: a project's counts and workers.
     pub const COORDINATION_STATUS: &str = "coordination.status";
@@ -331,6 +335,10 @@ pub struct ProjectConfigureParams {
     /// when absent.
     #[serde(default)]
     pub model: Option<String>,
+    /// Where task runs work: `none` (the project directory) or `worktree` (a git
+    /// worktree per task). Unchanged when absent.
+    #[serde(default)]
+    pub isolation: Option<super::worktrees::Isolation>,
 }
 
 /// `coordination.status` request params.
@@ -630,6 +638,8 @@ pub struct ProjectConfigured {
     pub project_id: String,
     /// The setting now.
     pub agent_workers: u32,
+    /// The project's isolation now.
+    pub isolation: super::worktrees::Isolation,
     /// The project's agent workers now, by name.
     pub workers: Vec<WorkerView>,
     /// The project's agent now.

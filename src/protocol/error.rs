@@ -60,6 +60,22 @@ pub enum ErrorKind {
     NotAWorker,
     /// A task id is already used in another project (-32023).
     TaskExists,
+    /// Worktree isolation asked of a project that is not in a git repository with a
+    /// commit (-32024).
+    NotARepository,
+    /// The task has no worktree branch to merge or discard: it never ran isolated, or
+    /// was merged or discarded already (-32025).
+    NoWorktree,
+    /// The task's worktree is in use: its task is queued or running (-32026).
+    WorktreeBusy,
+    /// The merge would conflict; `data.files` lists the conflicting files and nothing
+    /// was changed (-32027).
+    MergeConflict,
+    /// The checkout of the base branch has uncommitted changes in files the merge would
+    /// change; `data.files` lists them and nothing was changed (-32028).
+    UncommittedChanges,
+    /// A git command failed; the message says what git said (-32029).
+    GitFailed,
     /// The method is outside the client token's scopes (-32030).
     Forbidden,
     /// The pairing request was denied (-32031).
@@ -119,6 +135,12 @@ impl ErrorKind {
             Self::NotAssigned => -32021,
             Self::NotAWorker => -32022,
             Self::TaskExists => -32023,
+            Self::NotARepository => -32024,
+            Self::NoWorktree => -32025,
+            Self::WorktreeBusy => -32026,
+            Self::MergeConflict => -32027,
+            Self::UncommittedChanges => -32028,
+            Self::GitFailed => -32029,
             // Client tokens and pairing.
             Self::Forbidden => -32030,
             Self::PairingDenied => -32031,
@@ -164,6 +186,12 @@ impl ErrorKind {
             Self::NotAssigned => "NOT_ASSIGNED",
             Self::NotAWorker => "NOT_A_WORKER",
             Self::TaskExists => "TASK_EXISTS",
+            Self::NotARepository => "NOT_A_REPOSITORY",
+            Self::NoWorktree => "NO_WORKTREE",
+            Self::WorktreeBusy => "WORKTREE_BUSY",
+            Self::MergeConflict => "MERGE_CONFLICT",
+            Self::UncommittedChanges => "UNCOMMITTED_CHANGES",
+            Self::GitFailed => "GIT_FAILED",
             Self::Forbidden => "FORBIDDEN",
             Self::PairingDenied => "PAIRING_DENIED",
             Self::PairingExpired => "PAIRING_EXPIRED",

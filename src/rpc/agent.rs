@@ -109,6 +109,7 @@ fn run(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
                     timeout_s: p.timeout_s,
                     keep_open: false,
                     agent: p.agent,
+                    workdir: None,
                 },
                 permit,
             )

@@ -21,6 +21,7 @@ use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::hub::ConnectionChange;
 use crate::protocol::parse_params;
 use crate::protocol::scopes::Scope;
+use crate::protocol::worktrees::TaskDetail;
 use crate::storage::sqlite::{Store, TaskRow};
 
 type Call<'a> = super::Call<'a, TasksCtx>;
@@ -48,6 +49,8 @@ pub(super) const METHODS: &[Method] = &[
     row(method::TASK_CANCEL, TASKS, FAMILY, task_cancel),
     row(method::TASK_COMPLETE, TASKS, FAMILY, task_complete),
     row(method::TASK_FAIL, TASKS, FAMILY, task_fail),
+    row(method::TASK_MERGE, TASKS, FAMILY, task_merge),
+    row(method::TASK_DISCARD, TASKS, FAMILY, task_discard),
     row(
         method::PROJECT_CONFIGURE,
         Some(Scope::Agents),
@@ -220,10 +223,30 @@ async fn stored_task(store: &Store, task_id: &str) -> Result<TaskRow, RpcError> 
         .ok_or_else(|| CoordinationError::TaskNotFound(task_id.to_string()))?)
 }
 
+/// `task.get`: the task, with its worktree and diff when it ran isolated.
 fn task_get(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let TaskRef { task_id } = parse_params(params)?;
-    let store = call.ctx.store.clone();
-    later(async move { Ok(stored_task(&store, &task_id).await?.view()) })
+    let (store, coordinator) = (call.ctx.store.clone(), call.ctx.coordinator.clone());
+    later(async move {
+        let task = stored_task(&store, &task_id).await?.view();
+        let worktree = coordinator.worktrees().view(&task_id).await?;
+        Ok(TaskDetail { task, worktree })
+    })
+}
+
+/// `task.merge`: the task's branch into its base branch; refused, changing nothing,
+/// when it would conflict or overwrite uncommitted changes.
+fn task_merge(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let TaskRef { task_id } = parse_params(params)?;
+    let coordinator = call.ctx.coordinator.clone();
+    later(async move { Ok(coordinator.worktrees().merge(&task_id).await?) })
+}
+
+/// `task.discard`: the task's worktree and branch removed, unmerged.
+fn task_discard(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let TaskRef { task_id } = parse_params(params)?;
+    let coordinator = call.ctx.coordinator.clone();
+    later(async move { Ok(coordinator.worktrees().discard(&task_id).await?) })
 }
 
 /// `task.cancel`: `cancelled` is false for a task that had already finished.
@@ -295,14 +318,20 @@ const MAX_MODEL_CHARS: usize = 200;
 
 /// `project.configure`: the project's agent and model, and how many built-in agent
 /// workers serve it (0 to `limits.max_running_agents`; extra workers that are busy
-/// finish their task first). Each is optional; what is absent stays as it is.
+/// finish their task first), and where their task runs work (`isolation`). Each is
+/// optional; what is absent stays as it is. The isolation is applied first, so the
+/// workers it starts already use it.
 fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let params: ProjectConfigureParams = parse_params(params)?;
     let ctx = call.ctx;
     let view = ctx.projects.get(&params.project_id)?;
-    if params.agent_workers.is_none() && params.agent.is_none() && params.model.is_none() {
+    if params.agent_workers.is_none()
+        && params.agent.is_none()
+        && params.model.is_none()
+        && params.isolation.is_none()
+    {
         return Err(CoordinationError::Invalid(
-            "give at least one of agent_workers, agent and model".into(),
+            "give at least one of agent_workers, agent, model and isolation".into(),
         )
         .into());
     }
@@ -348,6 +377,13 @@ fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> 
         } else {
             view
         };
+        let worktrees = coordinator.worktrees();
+        if let Some(isolation) = params.isolation {
+            worktrees
+                .set_isolation(&params.project_id, isolation)
+                .await?;
+        }
+        let isolation = worktrees.isolation(&params.project_id).await?;
         let workers = match params.agent_workers {
             Some(count) => coordinator.configure(&params.project_id, count).await?,
             None => coordinator
@@ -365,11 +401,13 @@ fn project_configure(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> 
             agent_workers = workers_after,
             agent = view.agent.as_str(),
             model = view.model.as_deref(),
+            isolation = isolation.as_str(),
             "project configured"
         );
         Ok(ProjectConfigured {
             project_id: params.project_id,
             agent_workers: workers_after,
+            isolation,
             workers,
             agent: view.agent,
             model: view.model,

@@ -60,6 +60,7 @@ mod search;
 mod sessions;
 mod tasks;
 mod usage;
+mod worktrees;
 mod writer;
 pub(crate) use crate::storage::credentials::stored;
 pub use rows::{
@@ -69,6 +70,7 @@ pub use rows::{
 pub use sessions::{QueuedRow, RuleRow};
 pub use tasks::{CoordinationSnapshot, TaskRow, TaskWrite, WorkerRow, apply_task_writes};
 pub use usage::{TurnRow, UsageQuery};
+pub use worktrees::WorktreeRow;
 
 /// Rows one write job touches at most in a big operation (inserting tasks, deleting a
 /// project's log, retention): about a few milliseconds of writer time each.

@@ -9,6 +9,7 @@
 import { h, replace } from '../dom.js';
 import { number, shortId, dateTime } from '../format.js';
 import { STATES, FINAL, workerKindText } from '../task-store.js';
+import './task-worktree.js';
 
 /** Cards rendered per column before "Show more". */
 export const PAGE = 50;
@@ -117,7 +118,9 @@ export class BoardView {
           // Text only: a report is the worker's JSON, never markup.
           h('pre', { class: 'mono', tabindex: '0', 'aria-label': `Report of task ${t.id}` }, t.report))
         : null,
-      actions ? h('div', { class: 'task-actions' }, actions) : null);
+      actions ? h('div', { class: 'task-actions' }, actions) : null,
+      // An isolated task's branch, diff, Merge and Discard (nothing otherwise).
+      FINAL.has(t.state) ? h('hub-task-worktree', { dataset: { taskId: t.id } }) : null);
     this.cards.set(t.id, { key, el });
     return el;
   }

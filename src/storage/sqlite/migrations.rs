@@ -2,7 +2,7 @@
 
 use rusqlite_migration::{M, Migrations};
 
-use super::{client_tokens, projects, search, sessions, usage};
+use super::{client_tokens, projects, search, sessions, usage, worktrees};
 
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -133,5 +133,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         // Each project's agent and model, and the sessions of agents other than Claude
         // Code (src/storage/sqlite/projects.rs).
         M::up(projects::AGENT_MIGRATION),
+        // Task isolation: projects' setting and tasks' git worktrees
+        // (src/storage/sqlite/worktrees.rs).
+        M::up(worktrees::MIGRATION),
     ])
 }
