@@ -14,8 +14,7 @@ use crate::protocol::coordination::{
     ProjectConfigureParams, ProjectConfigured, StatusParams, TASK_LIST_MAX, TaskAnswer,
     TaskCancelResult, TaskCompleteParams, TaskCreateParams, TaskFailParams, TaskListParams,
     TaskPage, TaskRef, TaskState, TasksCreated, WorkerClient, WorkerList, WorkerRegisterParams,
-    WorkerRegistered,
-    method,
+    WorkerRegistered, method,
 };
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::hub::ConnectionChange;
