@@ -20,7 +20,7 @@ pub(crate) fn claude_cli() -> PathBuf {
     assert!(
         path.exists(),
         "the real Claude Code CLI is not installed; run the test command from the README \
-         (it runs `npm install --prefix target/claude-code @anthropic-ai/claude-code`)"
+         (it runs `npm install --prefix target/claude-code @anthropic-ai/claude-code@2.1.197`)"
     );
     path
 }

@@ -187,6 +187,24 @@ async fn a_codex_command_asks_runs_once_approved_and_each_turn_records_its_usage
         !dir.path().join("approved.txt").exists(),
         "nothing runs before the answer"
     );
+    // Codex takes a decision only: an edited command is refused, never run as first
+    // proposed, and the approval still waits for an answer it can carry out.
+    let edited = ws
+        .err(
+            "agent.approvals.answer",
+            json!({
+                "approval_id": approval["id"],
+                "decision": "allow_once",
+                "updated_input": {"command": "echo edited > edited.txt"},
+            }),
+        )
+        .await;
+    assert_eq!(edited["data"]["kind"], "INVALID_PARAMS", "{edited}");
+    assert!(
+        edited["message"].as_str().unwrap().contains("edited"),
+        "{edited}"
+    );
+    assert!(!dir.path().join("approved.txt").exists());
     answer(&mut ws, &approval, json!({"decision": "allow_once"})).await;
     let lines = ws.run_output(&run_id).await;
     assert_eq!(
