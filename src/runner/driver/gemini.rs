@@ -59,7 +59,7 @@ use crate::runner::session::Input;
 pub const PROTOCOL_VERSION: u64 = 1;
 
 /// The JSON-RPC method names of ACP v1 the hub uses.
-pub mod method {
+pub mod acp_method {
     /// Client → agent request: protocol version and capabilities.
     pub const INITIALIZE: &str = "initialize";
     /// Client → agent request: a new session in a working directory.

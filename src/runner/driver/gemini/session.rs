@@ -21,9 +21,9 @@ use serde_json::Value;
 
 use super::super::{AgentEvent, Command, PermissionAnswer};
 use super::{
-    AcpPermission, PROTOCOL_VERSION, cancel_params, cancelled, failed_turn_end, initialize_params,
-    load_session_params, method, new_session_params, permission_outcome, permission_request,
-    prompt_params, session_id_of, turn_end,
+    AcpPermission, PROTOCOL_VERSION, acp_method, cancel_params, cancelled, failed_turn_end,
+    initialize_params, load_session_params, new_session_params, permission_outcome,
+    permission_request, prompt_params, session_id_of, turn_end,
 };
 use crate::runner::peer::RequestId;
 
@@ -140,7 +140,7 @@ impl GeminiSession {
     pub fn start(&mut self) -> Vec<Effect> {
         vec![Effect::Request {
             purpose: Purpose::Initialize,
-            method: method::INITIALIZE,
+            method: acp_method::INITIALIZE,
             params: initialize_params(),
         }]
     }
@@ -215,7 +215,7 @@ impl GeminiSession {
 
     /// A request from the agent.
     pub fn on_request(&mut self, id: RequestId, method_name: &str, params: &Value) -> Vec<Effect> {
-        if method_name != method::REQUEST_PERMISSION {
+        if method_name != acp_method::REQUEST_PERMISSION {
             return vec![Effect::RespondError {
                 id,
                 code: METHOD_NOT_FOUND,
@@ -243,7 +243,7 @@ impl GeminiSession {
     /// A notification from the agent: the running prompt's message chunks are kept for
     /// its [`TurnEnd::text`]; everything else is only logged (the raw lines are).
     pub fn on_notification(&mut self, method_name: &str, params: &Value) {
-        if method_name != method::SESSION_UPDATE || !self.running {
+        if method_name != acp_method::SESSION_UPDATE || !self.running {
             return;
         }
         let update = &params["update"];
@@ -275,12 +275,12 @@ impl GeminiSession {
         match (load, &self.resume) {
             (true, Some(id)) => Effect::Request {
                 purpose: Purpose::Open { load: true },
-                method: method::SESSION_LOAD,
+                method: acp_method::SESSION_LOAD,
                 params: load_session_params(id, &self.cwd),
             },
             _ => Effect::Request {
                 purpose: Purpose::Open { load: false },
-                method: method::SESSION_NEW,
+                method: acp_method::SESSION_NEW,
                 params: new_session_params(&self.cwd),
             },
         }
@@ -333,7 +333,7 @@ impl GeminiSession {
     fn cancel_notification(&self) -> Vec<Effect> {
         match self.session_id() {
             Some(session_id) => vec![Effect::Notify {
-                method: method::SESSION_CANCEL,
+                method: acp_method::SESSION_CANCEL,
                 params: cancel_params(session_id),
             }],
             None => Vec::new(),
@@ -368,7 +368,7 @@ impl GeminiSession {
         self.text.clear();
         vec![Effect::Request {
             purpose: Purpose::Prompt,
-            method: method::SESSION_PROMPT,
+            method: acp_method::SESSION_PROMPT,
             params: prompt_params(&session_id, &text),
         }]
     }
