@@ -35,6 +35,9 @@
 pub mod approvals;
 pub mod claude_cli;
 pub mod driver;
+mod error;
+mod follow_up;
+mod hub_lines;
 mod launch;
 pub mod metering;
 pub mod output;
@@ -43,41 +46,37 @@ pub mod process;
 mod queue;
 pub mod session;
 pub mod slots;
+mod supervise;
 pub mod usage;
 
 use std::collections::HashMap;
-use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::Serialize;
-use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info, info_span};
 
 use crate::config::AgentConfig;
 use crate::events::{Event, EventSink};
-use crate::projects::ProjectError;
-use crate::projects::feed::{Feed, Line};
+use crate::projects::feed::Feed;
 use crate::projects::{ActiveRun, Projects, RunSetup};
-use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
-use crate::protocol::{ProjectState, RunStatus, StateChange, Stream};
-use crate::storage::sqlite::StoreError;
+use crate::protocol::{ProjectState, RunStatus};
 use crate::storage::sqlite::{RunOutcome, Store};
 use crate::support::metrics::Metrics;
 use crate::support::timestamp::now_ms;
 
-use approvals::{Approvals, Asker};
+pub use error::{RunError, cli_missing};
+
+use approvals::Approvals;
 use claude_cli::{CliSlot, Clis};
+use hub_lines::RunStartedLine;
 use launch::Launched;
-use metering::{Meter, MeterParts};
-use output::{Pump, Summary};
-use session::{Live, Sent, Session, SessionCommand, SessionHandle};
+use session::{Live, SessionHandle};
 use slots::{Permit, Slots};
 
-use crate::protocol::agents::{AgentKind, Delivery, QueueState, SendMode};
+use crate::protocol::agents::AgentKind;
 
 /// The largest prompt accepted, in bytes.
 pub const MAX_PROMPT_BYTES: usize = 256 * 1024;
@@ -212,36 +211,6 @@ struct RunContext {
     agent: AgentKind,
 }
 
-/// The `run_started` line the hub writes to the project's log.
-#[derive(Serialize)]
-struct RunStartedLine<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    run_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    task_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    worker_id: Option<&'a str>,
-    prompt: &'a str,
-    resume: Option<&'a str>,
-    cwd: &'a std::path::Path,
-}
-
-/// The `run_finished` line the hub writes to the project's log.
-#[derive(Serialize)]
-struct RunFinishedLine<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    run_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    task_id: Option<&'a str>,
-    status: RunStatus,
-    exit_code: Option<i32>,
-    reason: Option<&'a str>,
-    total_cost_usd: Option<f64>,
-    cost_usd: Option<f64>,
-}
-
 impl RunContext {
     fn task_id(&self) -> Option<&str> {
         match &self.mode {
@@ -252,98 +221,6 @@ impl RunContext {
 
     fn interactive(&self) -> bool {
         matches!(self.mode, RunMode::Interactive { .. })
-    }
-}
-
-enum Ending {
-    Exited(std::io::Result<ExitStatus>),
-    /// The driver cannot go on ([`driver::AgentEvent::Fatal`]), with why.
-    Fatal(String),
-    Stopped,
-    TimedOut,
-    /// An interrupted turn did not end within `agent.interrupt_timeout_ms`.
-    InterruptIgnored,
-}
-
-/// Why a run could not start, or be killed.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The prompt is empty.
-    #[error("prompt is empty")]
-    EmptyPrompt,
-    /// The prompt is over [`MAX_PROMPT_BYTES`].
-    #[error("prompt is larger than 256 KiB")]
-    PromptTooLarge,
-    /// `timeout_s` is outside 1..=`agent.max_timeout_s`.
-    #[error("timeout_s must be between 1 and {0}")]
-    Timeout(u64),
-    /// No CLI was found for the agent.
-    #[error("{}", cli_missing(*.0))]
-    CliMissing(AgentKind),
-    /// The CLI could not be started.
-    #[error("{0}")]
-    CannotStart(String),
-    /// The project's directory now resolves elsewhere.
-    #[error("{path} now resolves to {now}; remove and re-add the project")]
-    PathChanged {
-        /// The registered path.
-        path: String,
-        /// Where it resolves now.
-        now: String,
-    },
-    /// `agent.kill` with nothing running.
-    #[error("project {0} runs no agent")]
-    NotRunning(String),
-    /// `agent.interrupt` with no turn running.
-    #[error("no turn of project {0} is running")]
-    NoTurn(String),
-    /// The session is closing (its process is about to exit).
-    #[error("the session of project {0} is ending; send again in a moment")]
-    Closing(String),
-    /// No queued follow-up has that id, or it left the queue.
-    #[error("{0}")]
-    NotQueued(String),
-    /// The project is missing, busy or has an invalid path.
-    #[error(transparent)]
-    Project(#[from] ProjectError),
-    /// The run could not be recorded.
-    #[error("cannot record the run")]
-    Store(#[from] StoreError),
-}
-
-impl From<RunError> for RpcError {
-    fn from(err: RunError) -> Self {
-        let kind = match &err {
-            RunError::EmptyPrompt | RunError::Timeout(_) => ErrorKind::InvalidParams,
-            RunError::PromptTooLarge => ErrorKind::TooLarge,
-            RunError::CliMissing(_) | RunError::CannotStart(_) => ErrorKind::AgentUnavailable,
-            RunError::PathChanged { .. } => ErrorKind::InvalidPath,
-            RunError::NotRunning(_) | RunError::NoTurn(_) => ErrorKind::NotRunning,
-            RunError::Closing(_) => ErrorKind::ProjectBusy,
-            RunError::NotQueued(_) => ErrorKind::MessageNotQueued,
-            RunError::Project(_) => {
-                let RunError::Project(inner) = err else {
-                    unreachable!()
-                };
-                return inner.into();
-            }
-            RunError::Store(source) => return RpcError::internal("record run", source),
-        };
-        RpcError::new(kind, err.to_string())
-    }
-}
-
-/// Why a run of `agent` cannot start without its CLI, naming the setting to fix.
-pub fn cli_missing(agent: AgentKind) -> String {
-    match agent {
-        AgentKind::Claude => {
-            "the Claude Code CLI was not found; install it or set agent.cli_path".into()
-        }
-        other => format!(
-            "the {} was not found; install it or set agent.{}.cli_path",
-            other.title(),
-            other.as_str()
-        ),
     }
 }
 
@@ -633,418 +510,5 @@ impl Runner {
             stopped += 1;
         }
         stopped
-    }
-
-    /// Encodes a line the hub writes into a run's log.
-    fn hub_text<T: Serialize>(line: &T) -> Option<String> {
-        serde_json::to_string(line)
-            .inspect_err(|err| warn!(error = %err, "cannot encode a hub line"))
-            .ok()
-    }
-
-    /// Stores a hub line (awaiting its commit) and fans it out.
-    async fn hub_line(&self, ctx: &RunContext, text: Option<String>) {
-        let Some(text) = text else { return };
-        let line = Line {
-            run_id: Some(&ctx.run.id),
-            stream: Stream::Hub,
-            text: &text,
-        };
-        if let Err(err) = self.parts().feed.append(&ctx.project_id, line).await {
-            warn!(error = %ErrorChain(&err), project_id = %ctx.project_id, "cannot store a hub line");
-        }
-    }
-
-    fn emit_state(&self, ctx: &RunContext, reason: Option<&str>) {
-        if let Ok(view) = self.parts().projects.get(&ctx.project_id) {
-            self.parts().sink.emit(Event::ProjectState(StateChange {
-                project_id: ctx.project_id.clone(),
-                state: view.state,
-                session_id: view.session_id,
-                run_id: Some(ctx.run.id.clone()),
-                reason: reason.map(str::to_string),
-            }));
-        }
-    }
-
-    /// Records a run's end: the run row, the permit given back, the finish line in the
-    /// log (awaited), and for an interactive run the project's state.
-    async fn record_end(&self, ctx: &RunContext, outcome: &RunOutcome, permit: Permit) {
-        let line = self.record_end_row(ctx, outcome, permit).await;
-        self.hub_line(ctx, line).await;
-        self.record_end_state(ctx, outcome).await;
-    }
-
-    /// The first half of [`Runner::record_end`]: the run row and the permit; returns the
-    /// finish line to store.
-    async fn record_end_row(
-        &self,
-        ctx: &RunContext,
-        outcome: &RunOutcome,
-        permit: Permit,
-    ) -> Option<String> {
-        if let Err(err) = self
-            .parts()
-            .store
-            .finish_run(&ctx.run.id, outcome, now_ms())
-            .await
-        {
-            warn!(error = %ErrorChain(&err), "cannot record the run's end");
-        }
-        // The process group is gone: the slot is free before anyone hears of the end.
-        drop(permit);
-        Self::hub_text(&RunFinishedLine {
-            kind: "run_finished",
-            run_id: &ctx.run.id,
-            task_id: ctx.task_id(),
-            status: outcome.status,
-            exit_code: outcome.exit_code,
-            reason: outcome.error.as_deref(),
-            total_cost_usd: outcome.reported_total_usd,
-            cost_usd: outcome.cost_usd,
-        })
-    }
-
-    /// The second half of [`Runner::record_end`]: the project's state and the events.
-    async fn record_end_state(&self, ctx: &RunContext, outcome: &RunOutcome) {
-        if ctx.interactive() {
-            let state = match outcome.status {
-                RunStatus::Succeeded => ProjectState::Idle,
-                RunStatus::Killed => ProjectState::Killed,
-                _ => ProjectState::Failed,
-            };
-            if let Err(err) = self
-                .parts()
-                .projects
-                .end_run(&ctx.project_id, state, outcome.error.as_deref())
-                .await
-            {
-                warn!(error = %ErrorChain(&err), "cannot record the project's state");
-            }
-            self.emit_state(ctx, outcome.error.as_deref());
-        } else {
-            self.task_runs().remove(&ctx.run.id);
-        }
-        self.parts().sink.emit(Event::RunFinished);
-    }
-
-    async fn supervise(
-        self,
-        ctx: RunContext,
-        mut child: Child,
-        permit: Permit,
-        done: oneshot::Sender<RunEnd>,
-        started_line: Option<String>,
-        live: Live,
-    ) {
-        let parts = self.parts();
-        // Before any output line, so the log reads in order.
-        self.hub_line(&ctx, started_line).await;
-        let pgid = child.id().map(|pid| pid as i32).unwrap_or_default();
-        let summary = Arc::new(Mutex::new(Summary::default()));
-        let meter = Arc::new(Meter::new(MeterParts {
-            store: parts.store.clone(),
-            metrics: parts.metrics.clone(),
-            project_id: ctx.project_id.clone(),
-            project_name: parts
-                .projects
-                .get(&ctx.project_id)
-                .map(|view| view.name)
-                .unwrap_or_default(),
-            run_id: ctx.run.id.clone(),
-            resumed: ctx.resumed,
-        }));
-        let pump = Pump {
-            feed: parts.feed.clone(),
-            metrics: parts.metrics.clone(),
-            projects: ctx.interactive().then(|| parts.projects.clone()),
-            project_id: ctx.project_id.clone(),
-            run_id: ctx.run.id.clone(),
-            max_line: parts.config.max_line_bytes,
-            summary: summary.clone(),
-            events: None,
-            meter: meter.clone(),
-        };
-        let pumps = [
-            child.stdout.take().map(|out| {
-                let pump = Pump {
-                    events: Some(live.tap),
-                    ..pump.clone()
-                };
-                tokio::spawn(pump.run(Stream::Stdout, out).in_current_span())
-            }),
-            child
-                .stderr
-                .take()
-                .map(|err| tokio::spawn(pump.clone().run(Stream::Stderr, err).in_current_span())),
-        ];
-        let mut session = Session {
-            runner: &self,
-            ctx: &ctx,
-            asker: Asker {
-                project_id: ctx.project_id.clone(),
-                run_id: ctx.run.id.clone(),
-                input: live.input,
-            },
-            turns: 0,
-            turn_deadline: None,
-            idle_deadline: None,
-            interrupt_deadline: None,
-            closing: false,
-            next_now: None,
-            summary: summary.clone(),
-            meter: meter.clone(),
-        };
-        session.start_turn(&live.first_prompt, "prompt", None).await;
-        let mut ending = session.run(&mut child, live.events, live.commands).await;
-        // No new command reaches this run from now on.
-        self.end_session(&ctx);
-        let why = match &ending {
-            Ending::Exited(_) => "the agent exited",
-            _ => "the run was stopped",
-        };
-        parts.approvals.withdraw(&ctx.run.id, None, why).await;
-        parts.approvals.end_run(&ctx.run.id);
-        let grace = Duration::from_millis(parts.config.kill_grace_ms);
-        let status = match &mut ending {
-            Ending::Exited(status) => {
-                process::end_leftovers(pgid, grace).await;
-                status.as_ref().ok().copied()
-            }
-            Ending::Stopped | Ending::TimedOut | Ending::InterruptIgnored | Ending::Fatal(_) => {
-                process::stop_group(pgid, &mut child, grace).await
-            }
-        };
-        // Output already in the pipes is still read; a descendant that escaped the group
-        // and holds a pipe open must not hold the run open too.
-        for pump in pumps.into_iter().flatten() {
-            let abort = pump.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), pump)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
-        let summary = summary.lock().map(|s| s.clone()).unwrap_or_default();
-        let (status_name, reason) = judge(&ending, status, &summary, &ctx, parts);
-        let outcome = RunOutcome {
-            status: status_name,
-            exit_code: status.and_then(|s| s.code()),
-            session_id: summary.session_id.clone(),
-            // The run's own cost: its turns' sum, which the CLI's cumulative total
-            // exceeds when the process carried a resumed session's total.
-            cost_usd: meter.run_usd().or(summary.cost_usd),
-            reported_total_usd: summary.cost_usd,
-            duration_ms: summary.duration_ms,
-            num_turns: summary.num_turns,
-            error: reason,
-        };
-        info!(
-            status = status_name.as_str(),
-            exit_code = outcome.exit_code,
-            cost_usd = summary.cost_usd,
-            "agent run finished"
-        );
-        parts.metrics.observe_run(
-            status_name.as_str(),
-            (now_ms() - ctx.run.started_at) as f64 / 1000.0,
-        );
-        self.record_end(&ctx, &outcome, permit).await;
-        let _ = done.send(RunEnd {
-            run_id: ctx.run.id.clone(),
-            status: outcome.status,
-            reason: outcome.error,
-            result_text: summary.result_text,
-            session_id: outcome.session_id,
-            cost_usd: outcome.cost_usd,
-            duration_ms: outcome.duration_ms,
-        });
-    }
-
-    /// Forgets a run's session handle, if it is still the project's.
-    fn end_session(&self, ctx: &RunContext) {
-        let mut sessions = self.sessions();
-        if sessions
-            .get(&ctx.project_id)
-            .is_some_and(|s| s.run_id == ctx.run.id)
-        {
-            sessions.remove(&ctx.project_id);
-        }
-    }
-
-    /// `agent.send`: a follow-up for the project's session. With a live session it is
-    /// queued, steered into the running turn or interrupts it (`mode`), or starts a turn
-    /// when none runs; with none, it starts a live session (holding `permit`, which is
-    /// dropped otherwise) whose first turn is the oldest queued follow-up, this one
-    /// queued behind the others.
-    ///
-    /// # Errors
-    /// As [`Runner::start`], `PROJECT_BUSY` while the session is closing or another run
-    /// holds the project, `TOO_LARGE`/`INVALID_PARAMS` for the text.
-    pub async fn send(
-        &self,
-        project_id: &str,
-        text: String,
-        mode: SendMode,
-        permit: impl FnOnce() -> Result<Permit, RpcError>,
-    ) -> Result<Sent, RpcError> {
-        if text.trim().is_empty() {
-            return Err(RunError::EmptyPrompt.into());
-        }
-        if text.len() > MAX_PROMPT_BYTES {
-            return Err(RunError::PromptTooLarge.into());
-        }
-        let handle = self.sessions().get(project_id).cloned();
-        if let Some(handle) = handle {
-            let (reply, answer) = oneshot::channel();
-            let sent = handle
-                .commands
-                .send(SessionCommand::Send {
-                    text: text.clone(),
-                    mode,
-                    reply,
-                })
-                .await;
-            if sent.is_ok()
-                && let Ok(result) = answer.await
-            {
-                return result.map_err(Into::into);
-            }
-            // The session ended meanwhile: start a new one below.
-        }
-        self.parts().projects.get(project_id)?;
-        let queued = self
-            .parts()
-            .store
-            .queued_messages(project_id.to_string())
-            .await
-            .map_err(|err| RpcError::internal("read queue", &err))?;
-        let (first, queued_message) = if queued.is_empty() || mode != SendMode::Queue {
-            (text, None)
-        } else {
-            let row = self.enqueue(project_id, text).await?;
-            let first = self
-                .parts()
-                .store
-                .take_next_queued(project_id.to_string(), String::new(), now_ms())
-                .await
-                .map_err(|err| RpcError::internal("take queued", &err))?;
-            match first {
-                Some(first) => {
-                    self.queue_changed(&first, QueueState::Delivered);
-                    (first.text, Some(row))
-                }
-                None => (row.text.clone(), None),
-            }
-        };
-        let handle = self
-            .start(
-                RunRequest {
-                    project_id: project_id.to_string(),
-                    prompt: first,
-                    mode: RunMode::Interactive { new_session: false },
-                    timeout_s: None,
-                    keep_open: true,
-                    agent: None,
-                    workdir: None,
-                },
-                permit()?,
-            )
-            .await?;
-        Ok(Sent {
-            run_id: handle.run_id,
-            delivery: if queued_message.is_some() {
-                Delivery::Queued
-            } else {
-                Delivery::Started
-            },
-            message: queued_message,
-        })
-    }
-
-    /// `agent.interrupt`: stops the project's running turn through the agent's control
-    /// protocol; its process group is signalled only if the turn does not end within
-    /// `agent.interrupt_timeout_ms`. Pending approvals of the run are withdrawn.
-    ///
-    /// # Errors
-    /// `NOT_RUNNING` when no turn runs.
-    pub async fn interrupt(&self, project_id: &str) -> Result<String, RunError> {
-        let handle = self.sessions().get(project_id).cloned();
-        let Some(handle) = handle else {
-            self.parts().projects.get(project_id)?;
-            return Err(RunError::NoTurn(project_id.to_string()));
-        };
-        let (reply, answer) = oneshot::channel();
-        if handle
-            .commands
-            .send(SessionCommand::Interrupt { reply })
-            .await
-            .is_err()
-        {
-            return Err(RunError::NoTurn(project_id.to_string()));
-        }
-        match answer.await {
-            Ok(result) => result.map(|()| handle.run_id),
-            Err(_) => Err(RunError::NoTurn(project_id.to_string())),
-        }
-    }
-}
-
-/// How a run ended and why, from how it stopped, its exit status and its summary.
-fn judge(
-    ending: &Ending,
-    status: Option<ExitStatus>,
-    summary: &Summary,
-    ctx: &RunContext,
-    parts: &RunnerParts,
-) -> (RunStatus, Option<String>) {
-    let exit_code = status.and_then(|s| s.code());
-    let describe_exit = || match status {
-        Some(s) if s.code().is_some() => format!(
-            "the agent exited with code {}",
-            s.code().unwrap_or_default()
-        ),
-        Some(s) => {
-            use std::os::unix::process::ExitStatusExt;
-            format!(
-                "the agent was ended by signal {}",
-                s.signal().unwrap_or_default()
-            )
-        }
-        None => "the agent's exit status is unknown".into(),
-    };
-    match ending {
-        Ending::Stopped if parts.shutdown.is_cancelled() => {
-            (RunStatus::Killed, Some("the hub shut down".to_string()))
-        }
-        Ending::Stopped => (RunStatus::Killed, Some("killed on request".to_string())),
-        Ending::Fatal(reason) => (RunStatus::Failed, Some(reason.clone())),
-        Ending::TimedOut => (
-            RunStatus::TimedOut,
-            Some(format!("timed out after {} s", ctx.timeout.as_secs())),
-        ),
-        Ending::InterruptIgnored => (
-            RunStatus::Killed,
-            Some(format!(
-                "the agent did not stop within {} ms of an interrupt; its processes were ended",
-                parts.config.interrupt_timeout_ms
-            )),
-        ),
-        Ending::Exited(_) if summary.is_error => (
-            RunStatus::Failed,
-            Some(
-                summary
-                    .result_text
-                    .clone()
-                    .unwrap_or_else(|| "the agent reported an error".into()),
-            ),
-        ),
-        Ending::Exited(_) if exit_code != Some(0) => (RunStatus::Failed, Some(describe_exit())),
-        Ending::Exited(_) if !summary.result_seen => (
-            RunStatus::Failed,
-            Some("the agent exited without a result line".into()),
-        ),
-        Ending::Exited(_) => (RunStatus::Succeeded, None),
     }
 }
