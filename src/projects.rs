@@ -74,9 +74,10 @@ pub enum ProjectError {
         /// The other project's path.
         other: String,
     },
-    /// The session to resume, or to record, is not a Claude Code session id.
+    /// The session to resume, or to record, is not a valid agent session id (a UUID;
+    /// see [`valid_session_id`]), whichever agent it belongs to.
     #[error(
-        "the project's session id {0:?} is not a Claude Code session id (a UUID); start a new session with agent.new_session"
+        "the project's session id {0:?} is not a valid agent session id (a UUID); start a new session with agent.new_session"
     )]
     InvalidSession(String),
     /// No project has the id.
@@ -167,10 +168,11 @@ pub fn validate_path(raw: &str) -> Result<PathBuf, ProjectError> {
     Ok(canonical)
 }
 
-/// Whether `id` is a Claude Code session id: a UUID in its hyphenated form (the CLI
-/// stores a session as `<uuid>.jsonl`, and `--session-id` takes a `<uuid>`). Only such an
-/// id is recorded as a project's session and passed to `claude --resume`, so a session
-/// id can never be read as a CLI option, whatever a run's output claimed.
+/// Whether `id` is a valid agent session id: a UUID in its hyphenated form (Claude Code
+/// stores a session as `<uuid>.jsonl`, and `--session-id` takes a `<uuid>`; the same rule
+/// holds for every agent's session). Only such an id is recorded as a project's session
+/// and passed to the agent's CLI to resume, so a session id can never be read as a CLI
+/// option, whatever a run's output claimed.
 pub fn valid_session_id(id: &str) -> bool {
     id.len() == 36 && uuid::Uuid::try_parse(id).is_ok()
 }

@@ -155,6 +155,11 @@ async fn a_session_id_that_is_not_a_uuid_is_never_passed_to_resume() {
             .contains("agent.new_session"),
         "{err}"
     );
+    // Sessions belong to Claude, Codex or Gemini: the message names no one agent.
+    assert!(
+        !err["message"].as_str().unwrap().contains("Claude"),
+        "{err}"
+    );
     assert!(
         !record.path().join("argv").exists(),
         "no CLI was started for the refused run"

@@ -28,7 +28,7 @@ pub enum ErrorKind {
     InvalidParams,
     /// A project path is relative, missing, not a directory, or otherwise unusable (-32602).
     InvalidPath,
-    /// The session an `agent.run` would resume is not a Claude Code session id (a UUID),
+    /// The session an `agent.run` would resume is not a valid agent session id (a UUID),
     /// so it is not passed to the CLI; `agent.new_session` clears it (-32602).
     InvalidSession,
     /// No project has that id (-32001).
