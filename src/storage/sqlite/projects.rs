@@ -36,11 +36,12 @@ impl Store {
         self.write(move |conn| insert_project(conn, &row)).await
     }
 
-    /// [`Store::insert_project`] for sync code off the runtime.
+    /// [`Store::insert_project`] for the storage tests' sync setup.
     ///
     /// # Errors
     /// As [`Store::insert_project`].
-    pub fn insert_project_blocking(&self, row: &ProjectRow) -> Result<(), StoreError> {
+    #[cfg(test)]
+    pub(crate) fn insert_project_blocking(&self, row: &ProjectRow) -> Result<(), StoreError> {
         let row = row.clone();
         self.write_blocking(move |conn| insert_project(conn, &row))
     }

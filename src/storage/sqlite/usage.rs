@@ -128,24 +128,6 @@ impl Store {
         .await
     }
 
-    /// [`Store::last_session_totals`] for sync code off the runtime.
-    ///
-    /// # Errors
-    /// [`StoreError::Sqlite`].
-    pub fn last_session_totals_blocking(
-        &self,
-        session_id: &str,
-    ) -> Result<Option<String>, StoreError> {
-        self.read_blocking(|conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT totals FROM usage WHERE session_id = ?1 ORDER BY id DESC LIMIT 1",
-                )?
-                .query_row([session_id], |row| row.get(0))
-                .optional()?)
-        })
-    }
-
     /// Usage summed as `query` asks.
     ///
     /// # Errors
