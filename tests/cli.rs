@@ -632,12 +632,19 @@ async fn doctor_finds_the_running_hub_and_its_port() {
     assert_eq!(report["ok"], true);
     let checks = report["checks"].as_array().unwrap();
     let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        ["cli", "claude", "secrets", "hub", "port", "autostart"]
-    );
-    assert_eq!(checks[3]["level"], "ok");
-    assert!(checks[3]["fix"].is_null());
+    let all = [
+        "cli",
+        "claude",
+        "codex",
+        "gemini",
+        "secrets",
+        "hub",
+        "port",
+        "autostart",
+    ];
+    assert_eq!(names, all);
+    assert_eq!(checks[5]["level"], "ok");
+    assert!(checks[5]["fix"].is_null());
     hub.stop().await;
 }
 
@@ -734,4 +741,59 @@ async fn doctor_on(hub: &TestHub, env: &[(&str, &str)]) -> std::process::Output 
         .output()
         .await
         .unwrap()
+}
+
+/// `doctor` checks each agent's CLI: a found one with its version and path, a missing
+/// one with how to install it, as a warning while no project runs that agent and as a
+/// failure (exit 1) once one does.
+#[tokio::test]
+async fn doctor_checks_every_agent_cli_and_fails_for_a_missing_one_in_use() {
+    let home = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let codex = bin.path().join("codex");
+    std::fs::write(&codex, "#!/bin/sh\necho 'codex-cli 9.8.7'\n").unwrap();
+    std::fs::set_permissions(&codex, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = bin.path().to_str().unwrap();
+    let doctor = |data: std::path::PathBuf| {
+        let home = home.path().to_path_buf();
+        async move { cli_at_home(&home, &data, &[("PATH", path)], &["doctor"]).await }
+    };
+
+    let fresh = tempfile::tempdir().unwrap();
+    let output = doctor(fresh.path().to_path_buf()).await;
+    let (level, line) = doctor_line(&output, "codex");
+    assert!(
+        level == "ok" && line.contains("codex-cli 9.8.7") && line.contains(codex.to_str().unwrap()),
+        "{line}"
+    );
+    let (level, line) = doctor_line(&output, "gemini");
+    assert!(
+        level == "warn" && line.contains("no project runs this agent"),
+        "{line}"
+    );
+    assert!(
+        stdout(&output).contains("npm install -g @google/gemini-cli"),
+        "{output:?}"
+    );
+    assert_eq!(doctor_line(&output, "claude").0, "warn", "{output:?}");
+
+    // A project that runs Gemini: its missing CLI fails the check.
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = hub.project(&mut ws).await;
+    ws.ok(
+        "project.configure",
+        serde_json::json!({"project_id": project_id, "agent": "gemini"}),
+    )
+    .await;
+    drop(ws);
+    let data = hub.stop().await;
+    let output = doctor(data.path().to_path_buf()).await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let (level, line) = doctor_line(&output, "gemini");
+    assert!(
+        level == "fail" && line.contains("a project runs this agent"),
+        "{line}"
+    );
+    assert_eq!(doctor_line(&output, "codex").0, "ok", "{output:?}");
 }

@@ -33,6 +33,13 @@ export function renderOutput(o, ctx) {
   } catch {
     body = rawDetails(kind, o.event ?? o.text);
   }
+  if (body === null) {
+    // A chunk whose text joined the block of the chunks before it: the line keeps its
+    // row (its seq), hidden.
+    row.hidden = true;
+    row.classList.add('merged');
+    return row;
+  }
   row.append(body);
   return row;
 }
@@ -50,7 +57,7 @@ function renderBody(o, kind, ctx) {
     case 'user': return renderMessage(ev, ctx, 'user');
     case 'result': return renderResult(ev);
     default:
-      if (kind === 'json' && typeof ev.method === 'string') return renderRpc(ev, ctx);
+      if (kind === 'json' && typeof ev.method === 'string') return renderRpc(ev, ctx, o);
       return rawDetails(kind, ev);
   }
 }
@@ -61,9 +68,9 @@ function renderBody(o, kind, ctx) {
  * commands, file changes and messages render as Claude Code's tool calls and text do, so
  * a shell command looks the same whichever agent ran it. Everything else stays raw.
  */
-function renderRpc(ev, ctx) {
+function renderRpc(ev, ctx, o) {
   const params = ev.params && typeof ev.params === 'object' ? ev.params : {};
-  if (ev.method === 'session/update' || ev.method === 'session/request_permission') return renderAcp(ev, params, ctx);
+  if (ev.method === 'session/update' || ev.method === 'session/request_permission') return renderAcp(ev, params, ctx, o);
   const item = params.item && typeof params.item === 'object' ? params.item : null;
   if (item && (ev.method === 'item/started' || ev.method === 'item/completed')) {
     const done = ev.method === 'item/completed';
@@ -127,16 +134,29 @@ function acpToolUse(call, ctx) {
 /**
  * A line of an Agent Client Protocol agent (Gemini): its tool calls render as Claude
  * Code's tool calls and results, its message chunks as text; everything else stays raw.
+ * An agent message arrives in small chunks, one line each: a chunk that directly follows
+ * another of the same run (the previous seq) joins that chunk's block, which shows the
+ * whole text so far, and renders as null (its row stays, hidden).
  */
-function renderAcp(ev, params, ctx) {
+function renderAcp(ev, params, ctx, o) {
   if (ev.method === 'session/request_permission') {
     return acpToolUse(params.toolCall && typeof params.toolCall === 'object' ? params.toolCall : {}, ctx);
   }
   const update = params.update && typeof params.update === 'object' ? params.update : {};
   const text = typeof update.content?.text === 'string' ? update.content.text : '';
   switch (update.sessionUpdate) {
-    case 'agent_message_chunk':
-      return h('div', { class: 'msg assistant' }, formatText(text));
+    case 'agent_message_chunk': {
+      const prev = ctx.acpMessage;
+      if (prev && prev.runId === o.run_id && typeof o.seq === 'number' && prev.seq === o.seq - 1) {
+        prev.text += text;
+        prev.seq = o.seq;
+        prev.block.replaceChildren(formatText(prev.text));
+        return null;
+      }
+      const block = h('div', { class: 'msg assistant' }, formatText(text));
+      ctx.acpMessage = { runId: o.run_id, seq: o.seq, block, text };
+      return block;
+    }
     case 'user_message_chunk':
       return h('div', { class: 'msg user' }, h('div', { class: 'user-text' }, clip(text)));
     case 'tool_call':

@@ -1,8 +1,9 @@
 //! `semantest-hub doctor`: checks the setup and prints one line per check, `ok`, `warn`
 //! or `fail`, with how to fix what is not ok. Exits 1 when a check fails.
 //!
-//! The checks: which `semantest-hub` PATH runs, the Claude Code CLI (the hub's own
-//! lookup), the secret store (is the OS keychain reachable), the hub (does the hub named
+//! The checks: which `semantest-hub` PATH runs, each agent's CLI (Claude Code, Codex,
+//! Gemini: the hub's own lookup, failing when a project runs an agent whose CLI is
+//! missing), the secret store (is the OS keychain reachable), the hub (does the hub named
 //! by the runtime file answer and prove itself), the port (free, another hub, or another
 //! program), and what starts the hub at login (the desktop app's XDG autostart entry or
 //! LaunchAgent, or the systemd user unit of `deploy/`).
@@ -19,7 +20,8 @@ use super::client::{
 };
 use super::output::write_stdout;
 use crate::config::{DEFAULT_PORT, LAST_FALLBACK_PORT, LoadedConfig, SecretStoreKind};
-use crate::runner::claude_cli::CliSlot;
+use crate::protocol::agents::AgentKind;
+use crate::runner::claude_cli::Clis;
 use crate::storage::secrets::{SECRETS_DIR, Secrets};
 
 /// A check's outcome.
@@ -101,7 +103,8 @@ pub(super) async fn doctor(
     explicit_store: Option<SecretStoreKind>,
     json: bool,
 ) -> Result<ExitCode> {
-    let mut checks = vec![cli_on_path(), claude(loaded).await];
+    let mut checks = vec![cli_on_path()];
+    checks.extend(agent_clis(loaded).await);
     checks.push(secret_store(loaded, explicit_store).await);
     checks.extend(hub_and_port(loaded, explicit_store).await);
     checks.push(autostart());
@@ -152,40 +155,91 @@ fn cli_on_path() -> Check {
     }
 }
 
-/// The Claude Code CLI, found and asked for its version as the hub does
-/// (`CliSlot`): `agent.cli_path`, then PATH, then the usual install locations.
-async fn claude(loaded: &LoadedConfig) -> Check {
-    const NAME: &str = "claude";
-    let configured = loaded.config.agent.cli_path.as_deref();
-    let slot = CliSlot::find(configured);
-    slot.clone().probe().await;
-    let report = slot.report();
-    match (report.path, report.version, configured) {
-        (Some(path), Some(version), _) => Check::ok(
-            NAME,
-            format!("Claude Code CLI {version}: {}", path.display()),
+/// How to get each agent's CLI, and the setting that points at one.
+fn install_hint(agent: AgentKind) -> (&'static str, &'static str, &'static str) {
+    match agent {
+        AgentKind::Claude => (
+            "Claude Code CLI",
+            "npm install -g @anthropic-ai/claude-code (https://docs.anthropic.com/en/docs/claude-code)",
+            "agent.cli_path",
         ),
+        AgentKind::Codex => (
+            "Codex CLI",
+            "npm install -g @openai/codex (https://github.com/openai/codex)",
+            "agent.codex.cli_path",
+        ),
+        AgentKind::Gemini => (
+            "Gemini CLI",
+            "npm install -g @google/gemini-cli (https://github.com/google-gemini/gemini-cli)",
+            "agent.gemini.cli_path",
+        ),
+    }
+}
+
+/// One check per agent CLI (`claude`, `codex`, `gemini`), each found and asked for its
+/// version as the hub does (`Clis`): its `cli_path` setting, then PATH, then the usual
+/// install locations. A missing CLI is a warning, and a failure when a project of the
+/// store runs that agent (`project.configure {agent}`).
+async fn agent_clis(loaded: &LoadedConfig) -> Vec<Check> {
+    let clis = Clis::find(&loaded.config.agent);
+    clis.clone().probe().await;
+    let in_use = crate::storage::sqlite::agents_in_use(&loaded.data_dir);
+    if let Err(err) = &in_use {
+        tracing::debug!(error = %err, "doctor cannot read which agents projects run");
+    }
+    AgentKind::ALL
+        .into_iter()
+        .map(|agent| {
+            let used = in_use.as_ref().ok().map(|agents| agents.contains(&agent));
+            agent_cli(agent, &clis, &loaded.config.agent, used)
+        })
+        .collect()
+}
+
+/// One agent's CLI check; `used`: whether a project runs that agent (`None`: unknown).
+fn agent_cli(
+    agent: AgentKind,
+    clis: &Clis,
+    config: &crate::config::AgentConfig,
+    used: Option<bool>,
+) -> Check {
+    let name = agent.as_str();
+    let (label, install, setting) = install_hint(agent);
+    let configured = match agent {
+        AgentKind::Claude => config.cli_path.as_deref(),
+        AgentKind::Codex => config.codex.cli_path.as_deref(),
+        AgentKind::Gemini => config.gemini.cli_path.as_deref(),
+    };
+    let report = clis.get(agent).report();
+    match (report.path, report.version, configured) {
+        (Some(path), Some(version), _) => {
+            Check::ok(name, format!("{label} {version}: {}", path.display()))
+        }
         (Some(path), None, _) => Check::not_ok(
-            NAME,
+            name,
             Level::Warn,
             format!("{} does not answer `--version`", path.display()),
-            "reinstall Claude Code, or point agent.cli_path at a working one",
+            format!("reinstall it ({install}), or point {setting} at a working one"),
         ),
         (None, _, Some(path)) => Check::not_ok(
-            NAME,
+            name,
             Level::Fail,
-            format!(
-                "agent.cli_path {} is not an executable file",
-                path.display()
-            ),
-            "fix agent.cli_path, or remove it to let the hub look on PATH",
+            format!("{setting} {} is not an executable file", path.display()),
+            format!("fix {setting}, or remove it to let the hub look on PATH"),
         ),
-        (None, _, None) => Check::not_ok(
-            NAME,
-            Level::Warn,
-            "Claude Code CLI not found: agent runs will fail (events and tasks work)",
-            "install Claude Code (https://docs.anthropic.com/en/docs/claude-code), or set agent.cli_path",
-        ),
+        (None, _, None) => {
+            let (level, effect) = match used {
+                Some(true) => (Level::Fail, "a project runs this agent: its runs will fail"),
+                Some(false) => (Level::Warn, "no project runs this agent"),
+                None => (Level::Warn, "runs of this agent will fail"),
+            };
+            Check::not_ok(
+                name,
+                level,
+                format!("{label} not found: {effect}"),
+                format!("install it: {install}, or set {setting}"),
+            )
+        }
     }
 }
 

@@ -46,11 +46,6 @@ pub struct CliSlot {
 }
 
 impl CliSlot {
-    /// Looks for the Claude Code executable now (no process is started).
-    pub fn find(configured: Option<&Path>) -> Self {
-        Self::find_agent(AgentKind::Claude, configured)
-    }
-
     /// Looks for `agent`'s executable now (no process is started).
     pub fn find_agent(agent: AgentKind, configured: Option<&Path>) -> Self {
         let name = program(agent);

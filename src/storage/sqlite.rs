@@ -192,6 +192,40 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// The database file in the data directory.
 pub const DATABASE_FILE: &str = "hub.sqlite3";
 
+/// The agents the projects of `<data_dir>/hub.sqlite3` run (`projects.agent`), read
+/// without writing or migrating (the file opens read-only; a running hub may hold it).
+/// Empty when there is no database yet.
+///
+/// # Errors
+/// [`StoreError::Open`] when the file exists but cannot be opened, [`StoreError::Sqlite`]
+/// when it cannot be read (for example a store no hub of this version has migrated yet).
+pub fn agents_in_use(
+    data_dir: &Path,
+) -> Result<std::collections::BTreeSet<crate::protocol::agents::AgentKind>, StoreError> {
+    let path = data_dir.join(DATABASE_FILE);
+    if !path.exists() {
+        return Ok(Default::default());
+    }
+    let conn = Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|err| StoreError::Open {
+        path: path.clone(),
+        source: err.into(),
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mut statement = conn.prepare("SELECT DISTINCT agent FROM projects")?;
+    let names = statement.query_map([], |row| row.get::<_, String>(0))?;
+    let mut agents = std::collections::BTreeSet::new();
+    for name in names {
+        if let Some(agent) = crate::protocol::agents::AgentKind::parse(&name?) {
+            agents.insert(agent);
+        }
+    }
+    Ok(agents)
+}
+
 impl Store {
     /// [`Store::open_with`] the default durability, [`Durability::PowerCut`].
     ///

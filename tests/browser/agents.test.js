@@ -189,6 +189,11 @@ describe('a Gemini project in the dashboard', () => {
     // The command renders as a Bash tool call, as Claude Code's and Codex's do.
     const log = page.locator('hub-project');
     await log.locator('details.tool', { hasText: 'echo from-gemini' }).first().waitFor({ timeout: 10_000 });
+    // The answer streams in two chunks ("Do", "ne."), one log line each: one block shows it.
+    await log.locator('.msg.assistant', { hasText: 'Done.' }).first().waitFor({ timeout: 10_000 });
+    const blocks = (await log.locator('.msg.assistant').allInnerTexts()).map((t) => t.trim());
+    assert.ok(!blocks.includes('Do') && !blocks.includes('ne.'), JSON.stringify(blocks));
+    assert.ok(await log.locator('.row.merged').count() >= 1, 'the joined chunk keeps its row');
     const p = await rpcInPage(page, 'project.get', { project_id: id });
     assert.equal(p.state, 'idle');
     assert.ok(p.sessions.gemini, 'the ACP session is the Gemini session of the project');
