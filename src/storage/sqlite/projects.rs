@@ -36,12 +36,13 @@ impl Store {
         self.write(move |conn| insert_project(conn, &row)).await
     }
 
-    /// [`Store::insert_project`] for the storage tests' sync setup.
+    /// [`Store::insert_project`] for the sync setup of the storage tests and of the
+    /// criterion benches (`benches/hot_paths.rs`).
     ///
     /// # Errors
     /// As [`Store::insert_project`].
-    #[cfg(test)]
-    pub(crate) fn insert_project_blocking(&self, row: &ProjectRow) -> Result<(), StoreError> {
+    #[cfg(any(test, feature = "bench-internals"))]
+    pub fn insert_project_blocking(&self, row: &ProjectRow) -> Result<(), StoreError> {
         let row = row.clone();
         self.write_blocking(move |conn| insert_project(conn, &row))
     }
