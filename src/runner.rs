@@ -784,6 +784,7 @@ impl Runner {
             asker: Asker {
                 project_id: ctx.project_id.clone(),
                 run_id: ctx.run.id.clone(),
+                task_id: ctx.task_id().map(str::to_owned),
                 input: live.input,
             },
             turns: 0,
