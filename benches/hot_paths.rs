@@ -131,6 +131,9 @@ fn log_append(c: &mut Criterion) {
             reason: None,
             session_id: None,
             last_seq: 0,
+            agent: Default::default(),
+            model: None,
+            agent_sessions: Default::default(),
         })
         .expect("project");
     let line = assistant_line(1024);
