@@ -293,3 +293,28 @@ async fn a_missing_cli_is_reported_not_crashed_on() {
     );
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn the_next_run_starts_as_soon_as_the_last_one_s_end_is_heard() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, _dir) = hub.project(&mut ws).await;
+    ws.subscribe(&project_id).await;
+    // Several rounds, each starting the next run the moment the last one's
+    // `run_finished` line arrives: the project is free by then, never `PROJECT_BUSY`.
+    let mut run_id = run(&mut ws, &project_id, "success").await;
+    for _ in 0..5 {
+        let lines = ws.run_output(&run_id).await;
+        assert_eq!(lines.last().unwrap()["kind"], "run_finished");
+        let started = ws
+            .call(
+                "agent.run",
+                json!({"project_id": project_id, "prompt": "success"}),
+            )
+            .await;
+        assert!(started.get("error").is_none(), "{started}");
+        run_id = started["result"]["run_id"].as_str().unwrap().to_string();
+    }
+    ws.run_output(&run_id).await;
+    hub.stop().await;
+}

@@ -15,6 +15,8 @@ mod bad_input;
 mod agent_runs;
 // Live sessions with the fake CLI: approvals, rules, timeouts, follow-ups, interrupts.
 mod agent_sessions;
+// Approvals asked by agent workers' task runs: they name the task, the timeout denies them.
+mod task_approvals;
 // The agent choice: project.configure {agent, model}, sessions per agent, agent_clis.
 mod agent_choice;
 // Attacks through the agent runner: option-shaped prompts and session ids, inherited secrets.

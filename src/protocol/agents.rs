@@ -94,6 +94,10 @@ pub struct ApprovalView {
     pub project_id: String,
     /// The run (the agent process) that asks.
     pub run_id: String,
+    /// The task the run works on, when an agent worker started it for a task
+    /// (`None` for the project's own runs). Omitted from the JSON when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
     /// The tool, e.g. `Bash`, `Write`, `mcp__server__tool`.
     pub tool_name: String,
     /// The tool's input as the agent proposes it, e.g. `{"command": "npm test"}`.

@@ -128,6 +128,8 @@ pub struct Asker {
     pub project_id: String,
     /// The run (agent process).
     pub run_id: String,
+    /// The task, when the run is a task run ([`super::RunMode::Task`]).
+    pub task_id: Option<String>,
     /// The session's stdin.
     pub input: mpsc::Sender<Input>,
 }
@@ -419,6 +421,7 @@ impl Approvals {
             id: id.clone(),
             project_id: asker.project_id.clone(),
             run_id: asker.run_id.clone(),
+            task_id: asker.task_id.clone(),
             tool_name: request.tool_name.clone(),
             input: request.input.clone(),
             suggestions: request.suggestions.clone(),

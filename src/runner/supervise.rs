@@ -48,15 +48,24 @@ impl Runner {
         }
     }
 
-    /// Records a run's end: the run row, the permit given back, the finish line in the
-    /// log (awaited), and for an interactive run the project's state.
+    /// Records a run's end: the run row, the permit given back, the project's state
+    /// (interactive) or the task run forgotten, then the finish line in the log
+    /// (awaited), then the events.
+    ///
+    /// The state is stored before the finish line goes out, so a client that starts the
+    /// next run as soon as it reads `run_finished` finds the project free, not
+    /// `PROJECT_BUSY`.
     pub(super) async fn record_end(&self, ctx: &RunContext, outcome: &RunOutcome, permit: Permit) {
         let line = self.record_end_row(ctx, outcome, permit).await;
-        self.hub_line(ctx, line).await;
         self.record_end_state(ctx, outcome).await;
+        self.hub_line(ctx, line).await;
+        if ctx.interactive() {
+            self.emit_state(ctx, outcome.error.as_deref());
+        }
+        self.parts().sink.emit(Event::RunFinished);
     }
 
-    /// The first half of [`Runner::record_end`]: the run row and the permit; returns the
+    /// The first part of [`Runner::record_end`]: the run row and the permit; returns the
     /// finish line to store.
     async fn record_end_row(
         &self,
@@ -86,7 +95,8 @@ impl Runner {
         })
     }
 
-    /// The second half of [`Runner::record_end`]: the project's state and the events.
+    /// The second part of [`Runner::record_end`]: the project's state (interactive), or
+    /// the task run forgotten.
     async fn record_end_state(&self, ctx: &RunContext, outcome: &RunOutcome) {
         if ctx.interactive() {
             let state = match outcome.status {
@@ -102,11 +112,9 @@ impl Runner {
             {
                 warn!(error = %ErrorChain(&err), "cannot record the project's state");
             }
-            self.emit_state(ctx, outcome.error.as_deref());
         } else {
             self.task_runs().remove(&ctx.run.id);
         }
-        self.parts().sink.emit(Event::RunFinished);
     }
 
     pub(super) async fn supervise(
@@ -165,6 +173,7 @@ impl Runner {
             asker: Asker {
                 project_id: ctx.project_id.clone(),
                 run_id: ctx.run.id.clone(),
+                task_id: ctx.task_id().map(str::to_owned),
                 input: live.input,
             },
             turns: 0,

@@ -188,6 +188,10 @@ class ApprovalsPanel extends HTMLElement {
     },
     h('h3', { id: headId }, `${a.tool_name} wants to run`, what ? ': ' : '', what ? h('code', {}, what) : null),
     a.description ? h('p', { class: 'muted' }, a.description) : null,
+    a.task_id
+      ? h('p', { class: 'approval-task muted' }, 'For task ', h('code', {}, a.task_id),
+        ' (an agent worker waits for this answer)')
+      : null,
     h('details', { class: 'approval-input' },
       h('summary', {}, 'Full input'),
       h('pre', { class: 'mono' }, JSON.stringify(a.input ?? {}, null, 2))),
