@@ -7,6 +7,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod notifications;
+pub use notifications::*;
+
 /// Method and notification names of the coordinator.
 pub mod method {
     /// Request: register this connection as a worker → `{worker_id}`.
@@ -451,113 +454,6 @@ pub struct CoordinationStatus {
     pub workers: Vec<WorkerView>,
     /// The project's built-in agent workers setting (`project.configure`).
     pub agent_workers: u32,
-}
-
-/// `task.assigned` params, pushed to one worker.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskAssigned {
-    /// The task.
-    pub task: TaskView,
-    /// Seconds the lease lasts without a heartbeat or other request from the worker.
-    pub lease_s: u64,
-}
-
-/// `task.revoked` params, pushed to the worker that held the task.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskRevoked {
-    /// The task.
-    pub task_id: String,
-    /// Why: `cancelled`, `lease expired`, `completed by a report file`.
-    pub reason: String,
-}
-
-/// `task.completed` params.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskCompleted {
-    /// The project.
-    pub project_id: String,
-    /// The task.
-    pub task_id: String,
-    /// The worker that held it, if any (a report file may complete a queued task).
-    pub worker: Option<String>,
-    /// What completed it.
-    pub source: CompletedBy,
-    /// The report.
-    pub report: Value,
-}
-
-/// `task.failed` (final) and `task.requeued` (an attempt failed) params.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskFailed {
-    /// The project.
-    pub project_id: String,
-    /// The task.
-    pub task_id: String,
-    /// The worker whose attempt failed, if any.
-    pub worker: Option<String>,
-    /// Why the last attempt failed.
-    pub reason: String,
-    /// Failed attempts so far.
-    pub attempts: u32,
-    /// Every failed attempt, oldest first.
-    pub failures: Vec<Failure>,
-}
-
-/// `task.cancelled` params.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskCancelled {
-    /// The project.
-    pub project_id: String,
-    /// The task.
-    pub task_id: String,
-    /// The worker that held it, if any.
-    pub worker: Option<String>,
-}
-
-/// `task.report_invalid` params.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReportInvalid {
-    /// The project.
-    pub project_id: String,
-    /// The task the file is named after.
-    pub task_id: String,
-    /// The file's absolute path.
-    pub path: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-/// `task.report_unknown` params.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReportUnknown {
-    /// The project.
-    pub project_id: String,
-    /// The task id the file is named after.
-    pub task_id: String,
-    /// The file's absolute path.
-    pub path: String,
-}
-
-/// `task.created` params.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskCreated {
-    /// The project.
-    pub project_id: String,
-    /// The tasks just queued, in the order given.
-    pub tasks: Vec<TaskView>,
-}
-
-/// `task.started` params: a task was handed to a worker.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskStarted {
-    /// The project.
-    pub project_id: String,
-    /// The task.
-    pub task_id: String,
-    /// The worker.
-    pub worker_id: String,
-    /// This attempt's number, from 1.
-    pub attempt: u32,
 }
 
 /// `worker.register` result.
