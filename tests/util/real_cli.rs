@@ -47,18 +47,21 @@ impl Agent {
     /// The CLI: the binary named by its `SEMANTEST_TEST_*` variable, or the one the test
     /// command installed under `target/`.
     pub fn cli(self) -> PathBuf {
-        let (var, bin, package) = match self {
+        let (title, var, bin, package) = match self {
             Agent::Claude => (
+                "Claude Code",
                 "SEMANTEST_TEST_CLAUDE",
                 "target/claude-code/node_modules/.bin/claude",
                 "npm install --prefix target/claude-code @anthropic-ai/claude-code@2.1.197",
             ),
             Agent::Codex => (
+                "Codex",
                 "SEMANTEST_TEST_CODEX",
                 "target/codex/node_modules/.bin/codex",
                 "npm install --prefix target/codex @openai/codex@0.171.0",
             ),
             Agent::Gemini => (
+                "Gemini",
                 "SEMANTEST_TEST_GEMINI",
                 "target/gemini-cli/node_modules/.bin/gemini",
                 "npm install --prefix target/gemini-cli @google/gemini-cli@0.61.0",
@@ -70,9 +73,8 @@ impl Agent {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(bin);
         assert!(
             path.exists(),
-            "the real {} CLI is not installed; run the test command from the README \
-             (it runs `{package}`)",
-            self.name()
+            "the real {title} CLI is not installed; run the test command from the README \
+             (it runs `{package}`)"
         );
         path
     }
@@ -394,10 +396,11 @@ pub async fn figures(cli: &RealCli, hub: TestHub) {
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let pgid = hub
-        .hub()
-        .store()
-        .unfinished_runs()
+    // A blocking store call: off the runtime's workers.
+    let store = hub.hub().store().clone();
+    let pgid = tokio::task::spawn_blocking(move || store.unfinished_runs())
+        .await
+        .unwrap()
         .unwrap()
         .into_iter()
         .find(|r| Some(r.id.as_str()) == sent["run_id"].as_str())
