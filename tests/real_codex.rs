@@ -9,7 +9,10 @@
 
 use serde_json::{Value, json};
 
-use crate::util::real_cli::{Agent, RealCli, agent_lines, answer, asking, figures as measure};
+use crate::util::real_cli::{
+    Agent, RealCli, agent_lines, an_agent_worker_completes_a_task_by_its_report_file, answer,
+    asking, figures as measure,
+};
 
 fn kinds(lines: &[Value]) -> Vec<String> {
     lines
@@ -314,54 +317,7 @@ async fn an_interrupt_while_a_codex_approval_waits_withdraws_it() {
 #[tokio::test]
 async fn a_codex_agent_worker_completes_a_task_by_its_report_file() {
     let cli = RealCli::start(Agent::Codex);
-    // The project's policy lets every command run without asking, so the worker runs alone.
-    let hub = cli
-        .hub_with(|c| {
-            c.config.agent.approvals.never_ask = vec!["Bash".into()];
-        })
-        .await;
-    let mut coordinator = hub.client().await;
-    coordinator
-        .ok("hub.hello", json!({"role": "coordinator", "name": "batch"}))
-        .await;
-    // The project runs Claude Code; the task names Codex.
-    let (project_id, dir) = hub.project(&mut coordinator).await;
-    let report = r#"{"status":"completed","summary":"written by codex"}"#;
-    let task = json!({
-        "id": "c1",
-        "title": "Write the report",
-        "agent": "codex",
-        "prompt": format!("BASH mkdir -p reports && printf '%s' '{report}' > reports/c1.json"),
-    });
-    let created = coordinator
-        .ok(
-            "task.create",
-            json!({"project_id": project_id, "tasks": [task]}),
-        )
-        .await;
-    assert!(created.to_string().contains("c1"), "{created}");
-    coordinator
-        .ok(
-            "project.configure",
-            json!({"project_id": project_id, "agent_workers": 1}),
-        )
-        .await;
-    let completed = loop {
-        let done = coordinator.notification("task.completed").await;
-        if done["task_id"] == "c1" {
-            break done;
-        }
-    };
-    assert_eq!(completed["source"], "report", "{completed}");
-    assert_eq!(completed["report"]["summary"], "written by codex");
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("reports/c1.json")).unwrap(),
-        report
-    );
-    let stored = coordinator.ok("task.get", json!({"task_id": "c1"})).await;
-    assert_eq!(stored["agent"], "codex");
-    assert_eq!(stored["completed_by"], "report");
-    hub.stop().await;
+    an_agent_worker_completes_a_task_by_its_report_file(&cli, "c1").await;
 }
 
 /// Figures, not a test of behaviour: run with `cargo test --test integration

@@ -8,7 +8,8 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::util::real_cli::{
-    Agent, RealCli, agent_lines, answer, asking, figures as measure, notice, output,
+    Agent, RealCli, agent_lines, an_agent_worker_completes_a_task_by_its_report_file, answer,
+    asking, figures as measure, notice, output,
 };
 
 /// Gives the chat files of `session` an earlier minute in their names. Gemini CLI 0.61
@@ -285,53 +286,7 @@ async fn an_interrupt_while_a_gemini_approval_waits_withdraws_it() {
 #[tokio::test]
 async fn a_gemini_agent_worker_completes_a_task_by_its_report_file() {
     let cli = RealCli::start(Agent::Gemini);
-    // The policy lets shell commands run without asking, so the worker runs alone.
-    let hub = cli
-        .hub_with(|c| {
-            c.config.agent.approvals.never_ask = vec!["Bash".into()];
-        })
-        .await;
-    let mut coordinator = hub.client().await;
-    coordinator
-        .ok("hub.hello", json!({"role": "coordinator", "name": "batch"}))
-        .await;
-    // The project runs Claude Code; the task names Gemini.
-    let (project_id, dir) = hub.project(&mut coordinator).await;
-    let report = r#"{"status":"completed","summary":"written by gemini"}"#;
-    let task = json!({
-        "id": "g1",
-        "title": "Write the report",
-        "agent": "gemini",
-        "prompt": format!("SHELL mkdir -p reports && printf '%s' '{report}' > reports/g1.json"),
-    });
-    coordinator
-        .ok(
-            "task.create",
-            json!({"project_id": project_id, "tasks": [task]}),
-        )
-        .await;
-    coordinator
-        .ok(
-            "project.configure",
-            json!({"project_id": project_id, "agent_workers": 1}),
-        )
-        .await;
-    let completed = loop {
-        let done = notice(&mut coordinator, "task.completed").await;
-        if done["task_id"] == "g1" {
-            break done;
-        }
-    };
-    assert_eq!(completed["source"], "report", "{completed}");
-    assert_eq!(completed["report"]["summary"], "written by gemini");
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("reports/g1.json")).unwrap(),
-        report
-    );
-    let stored = coordinator.ok("task.get", json!({"task_id": "g1"})).await;
-    assert_eq!(stored["agent"], "gemini");
-    assert_eq!(stored["completed_by"], "report");
-    hub.stop().await;
+    an_agent_worker_completes_a_task_by_its_report_file(&cli, "g1").await;
 }
 
 /// Figures, not a test of behaviour: run with `cargo test --test integration

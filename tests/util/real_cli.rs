@@ -344,6 +344,67 @@ pub fn agent_lines(lines: &[Value]) -> Vec<&Value> {
     lines.iter().filter(|l| l["stream"] == "stdout").collect()
 }
 
+/// A built-in agent worker runs a task that names this CLI (the project itself runs
+/// Claude Code) and the task completes by the report file the agent's shell command
+/// writes. The hub's policy lets shell commands run without asking, so the worker runs
+/// alone. `task_id` is the task's id, also in the report's summary.
+pub async fn an_agent_worker_completes_a_task_by_its_report_file(cli: &RealCli, task_id: &str) {
+    let agent = cli.agent.name();
+    let hub = cli
+        .hub_with(|c| {
+            c.config.agent.approvals.never_ask = vec!["Bash".into()];
+        })
+        .await;
+    let mut coordinator = hub.client().await;
+    coordinator
+        .ok("hub.hello", json!({"role": "coordinator", "name": "batch"}))
+        .await;
+    let (project_id, dir) = hub.project(&mut coordinator).await;
+    let report = format!(r#"{{"status":"completed","summary":"written by {agent}"}}"#);
+    let task = json!({
+        "id": task_id,
+        "title": "Write the report",
+        "agent": agent,
+        "prompt": cli.agent.shell(&format!(
+            "mkdir -p reports && printf '%s' '{report}' > reports/{task_id}.json"
+        )),
+    });
+    let created = coordinator
+        .ok(
+            "task.create",
+            json!({"project_id": project_id, "tasks": [task]}),
+        )
+        .await;
+    assert!(created.to_string().contains(task_id), "{created}");
+    coordinator
+        .ok(
+            "project.configure",
+            json!({"project_id": project_id, "agent_workers": 1}),
+        )
+        .await;
+    let completed = loop {
+        let done = notice(&mut coordinator, "task.completed").await;
+        if done["task_id"] == task_id {
+            break done;
+        }
+    };
+    assert_eq!(completed["source"], "report", "{completed}");
+    assert_eq!(
+        completed["report"]["summary"],
+        format!("written by {agent}")
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(format!("reports/{task_id}.json"))).unwrap(),
+        report
+    );
+    let stored = coordinator
+        .ok("task.get", json!({"task_id": task_id}))
+        .await;
+    assert_eq!(stored["agent"], agent);
+    assert_eq!(stored["completed_by"], "report");
+    hub.stop().await;
+}
+
 /// Figures, not a test of behaviour, for the `figures` test of each real CLI's module:
 /// over 20 runs that each ask before a shell command, the time from the run's start to
 /// its first output line (spawn), and the approval round trip through the hub (the
@@ -396,9 +457,11 @@ pub async fn figures(cli: &RealCli, hub: TestHub) {
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    // A blocking store call: off the runtime's workers.
+    // A blocking store call, refused on any thread of the runtime: on a thread of its own.
     let store = hub.hub().store().clone();
-    let pgid = tokio::task::spawn_blocking(move || store.unfinished_runs())
+    let (runs, read) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || runs.send(store.unfinished_runs()));
+    let pgid = read
         .await
         .unwrap()
         .unwrap()
