@@ -1,7 +1,8 @@
-//! The hub: the composition root. [`Hub::open`] opens every part in dependency order
+//! The hub: the composition root. `Hub::open` opens every part in dependency order
 //! and hands each only the handles it needs; the parts never see the [`Hub`]. It also
-//! builds, once, the narrow context each RPC method family gets
-//! (`app::contexts`), so no handler sees the [`Hub`] either.
+//! builds, once, the narrow context each RPC method family gets (`app::contexts`) and
+//! each group of HTTP routes gets (`app::edge`), so no handler sees the [`Hub`] either.
+//! It starts the background tasks and shuts everything down (`Hub::stop`).
 //!
 //! ```text
 //! secrets, store ─► projects, feed, clients ─► notifier (the event sink)
@@ -12,14 +13,15 @@
 //!
 //! The desktop app, `semantest-hub serve` and a public deployment all build the same
 //! [`Hub`] and differ only in configuration. [`crate::http::server::start`] binds it to
-//! sockets. Lifecycles that span parts are methods here (a connection opened or
-//! closed) or of the context that starts them (a project created or deleted:
-//! `ProjectsCtx`), so callers never wire the parts by hand.
-//! Its accessors are crate-internal; the crate's users get the few reports and
-//! channels the front ends need.
+//! sockets. Lifecycles that span parts are methods of the context that starts them (a
+//! project created or deleted: `ProjectsCtx`; a connection opened or closed:
+//! `ConnectionCtx`), so callers never wire the parts by hand.
+//! It has no accessors for handlers to reach past their context: the crate's users get
+//! the few reports and channels the front ends and the tests read.
 //!
-//! Files: this one opens the hub and holds the lifecycles; `start` says why it could
-//! not start; `data_dir` keeps the data directory private and locked; `reports` makes
+//! Files: this one opens, starts and stops the hub; `start` says why it could not
+//! start; `data_dir` keeps the data directory private and locked, and writes the
+//! runtime file; `reports` makes
 //! `hub.status`, `/health` and `hub.stats` (from `contexts::Reports`).
 
 use std::sync::Arc;
@@ -122,7 +124,7 @@ impl Hub {
     ///
     /// # Errors
     /// [`StartError`] when the secret store or database cannot be opened.
-    pub async fn open(config: LoadedConfig) -> Result<Self, StartError> {
+    pub(crate) async fn open(config: LoadedConfig) -> Result<Self, StartError> {
         let data_dir = config.data_dir.clone();
         make_private(&config)?;
         let data_dir_lock = lock_data_dir(&data_dir).await?;
@@ -506,7 +508,7 @@ impl Hub {
 
     /// `Local` or `Public` (`public.enabled`): decides the listener, the access rules,
     /// the method families served, the signature's `mode` and the clients' badges.
-    pub fn mode(&self) -> Mode {
+    pub(crate) fn mode(&self) -> Mode {
         self.inner.config.config.mode()
     }
 

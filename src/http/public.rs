@@ -266,16 +266,12 @@ pub(crate) fn serve(
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let public = &config.public;
     if let (Some(tls), Some(cert), Some(key)) = (&tls, &public.tls_cert, &public.tls_key) {
-        let reload = tls::reload_on_sighup(
-            tls.clone(),
-            cert.clone(),
-            key.clone(),
-            shutdown.clone(),
-        )
-        .map_err(|source| StartError::Io {
-            action: "watch SIGHUP for TLS certificate reloads".into(),
-            source,
-        })?;
+        let reload =
+            tls::reload_on_sighup(tls.clone(), cert.clone(), key.clone(), shutdown.clone())
+                .map_err(|source| StartError::Io {
+                    action: "watch SIGHUP for TLS certificate reloads".into(),
+                    source,
+                })?;
         tracker.spawn(reload);
     }
     let header_timeout = Duration::from_secs(config.limits.header_timeout_s);

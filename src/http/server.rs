@@ -386,7 +386,10 @@ fn router(state: AppState, public: bool, serves_tasks: bool) -> Router {
             .route("/{*path}", get(dashboard::asset))
     };
     routes
-        .layer(middleware::from_fn_with_state(state.gate.clone(), gate::gate))
+        .layer(middleware::from_fn_with_state(
+            state.gate.clone(),
+            gate::gate,
+        ))
         // Outermost: whatever refused the request, the body has the one shape.
         .layer(middleware::map_response(crate::http::error::uniform))
         .with_state(state)

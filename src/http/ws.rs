@@ -190,12 +190,7 @@ pub(crate) async fn handle_socket<W, R>(
 /// `id` runs like a request whose response nobody reads (JSON-RPC 2.0 section 4.1); any
 /// other method has no effect. Nothing is sent back either way; a failure is logged and
 /// counted by kind.
-async fn run_notification(
-    ctx: &ConnectionCtx,
-    client: &Arc<Client>,
-    method: &str,
-    params: Value,
-) {
+async fn run_notification(ctx: &ConnectionCtx, client: &Arc<Client>, method: &str, params: Value) {
     let outcome = if runs_as_notification(method) {
         match dispatch(&ctx.contexts, client, method, params) {
             // Awaited here, like a request's, so that what the client sends next runs

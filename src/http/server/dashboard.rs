@@ -77,7 +77,10 @@ fn not_from_dashboard() -> Response {
 /// (no cookie, signed out, expired, or not from the dashboard's own origin). It is not a
 /// use of the session. The dashboard asks when its WebSocket is refused, to tell a
 /// sign-out from a hub that is down.
-pub(super) async fn session_check(State(state): State<Arc<DashboardState>>, headers: HeaderMap) -> Response {
+pub(super) async fn session_check(
+    State(state): State<Arc<DashboardState>>,
+    headers: HeaderMap,
+) -> Response {
     if !from_dashboard(&headers, &state.origins) {
         return not_from_dashboard();
     }

@@ -170,8 +170,12 @@ pub(super) async fn metrics(
             .into_response();
     }
     let monitoring = &state.monitoring;
-    monitoring.metrics.observe_process(&monitoring.monitor.latest().await);
-    monitoring.metrics.observe_store_commits(monitoring.store.commits());
+    monitoring
+        .metrics
+        .observe_process(&monitoring.monitor.latest().await);
+    monitoring
+        .metrics
+        .observe_store_commits(monitoring.store.commits());
     (
         [(
             header::CONTENT_TYPE,

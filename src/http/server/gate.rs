@@ -18,9 +18,9 @@ use std::sync::Arc;
 use crate::app::edge::GateCtx;
 use crate::auth::security::{OriginCheck, check_origin, single_origin};
 use crate::config::allowlist::{HostAllowlist, host_header, is_extension_origin};
-use crate::http::public::PublicGate;
 use crate::connections::tcp::{ClientAddr, ConnAddrs};
 use crate::http::error::HttpError;
+use crate::http::public::PublicGate;
 
 /// What the gate checks against.
 pub(in crate::http) struct GateState {
