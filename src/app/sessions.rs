@@ -8,7 +8,7 @@
 //!   stays signed in and one left alone that long must sign in again;
 //! - **sign-out** ends one session, **sign out everywhere** ([`Sessions::revoke_all`]) every one;
 //!   both close the sessions' connections at once with 1008 (policy violation, RFC 6455
-//!   section 7.4.1), through [`crate::access::Access::sessions_ended`], so nothing
+//!   section 7.4.1), through [`crate::app::access::Access::sessions_ended`], so nothing
 //!   signed in outlives them.
 //!
 //! The store keeps only the SHA-256 of each session value, with its expiry.
