@@ -264,7 +264,8 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         )));
     }
     hub.start_background(port);
-    hub.write_runtime_file(&local_url(&hub.config().config, hub.port()))?;
+    hub.write_runtime_file(&local_url(&hub.config().config, hub.port()))
+        .await?;
     let server = HubServer {
         hub,
         addrs,
