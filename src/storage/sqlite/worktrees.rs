@@ -300,3 +300,72 @@ impl Store {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    /// The step that keys worktrees by owner carries the task worktrees recorded before
+    /// it, and then a task and a run may share an id without sharing a row.
+    #[test]
+    fn the_owner_step_keeps_the_task_worktrees_recorded_before_it() {
+        let migrations = super::super::migrations::migrations();
+        // The version that made `run_worktrees` is this step, wherever later steps go.
+        let mut scratch = Connection::open_in_memory().unwrap();
+        let step = (1..100)
+            .find(|&version| {
+                migrations.to_version(&mut scratch, version).unwrap();
+                scratch
+                    .query_row(
+                        "SELECT count(*) FROM sqlite_master WHERE name = 'run_worktrees'",
+                        [],
+                        |row| row.get::<_, i64>(0),
+                    )
+                    .unwrap()
+                    == 1
+            })
+            .expect("a step makes run_worktrees");
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        migrations.to_version(&mut conn, step - 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO projects (id, name, path, created_at) VALUES ('p', 'p', '/p', 1);
+             INSERT INTO worktrees (task_id, project_id, path, branch, base_branch,
+                 base_commit, state, removed, head_commit, diff, created_at, finished_at,
+                 updated_at)
+             VALUES ('t1', 'p', '/w/t1', 'semantest/t1', 'main', 'abc', 'finished', 0,
+                 'def', '{}', 1, 2, 3);",
+        )
+        .unwrap();
+        migrations.to_latest(&mut conn).unwrap();
+        let row = conn
+            .query_row(
+                &format!(
+                    "SELECT {} FROM worktrees WHERE owner = 'task' AND task_id = 't1'",
+                    super::COLUMNS
+                ),
+                [],
+                super::worktree_row,
+            )
+            .unwrap();
+        assert_eq!(
+            (
+                row.path.as_str(),
+                row.state.as_str(),
+                row.head_commit.as_deref()
+            ),
+            ("/w/t1", "finished", Some("def"))
+        );
+        conn.execute(
+            "INSERT INTO worktrees (owner, task_id, project_id, path, branch, base_commit,
+                 state, created_at, updated_at)
+             VALUES ('run', 't1', 'p', '/w/run-t1', 'semantest/run-t1', 'abc', 'active', 4, 4)",
+            [],
+        )
+        .unwrap();
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM worktrees", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(count, 2);
+    }
+}
