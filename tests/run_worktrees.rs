@@ -195,11 +195,14 @@ async fn parallel_isolated_runs_keep_their_own_diffs_and_merge_conflict_or_go() 
         .err("agent.kill", json!({"project_id": project_id}))
         .await;
     assert_eq!(error["data"]["kind"], "NOT_RUNNING", "{error}");
-    ws.ok(
-        "agent.kill",
-        json!({"project_id": project_id, "run_id": follow_id}),
-    )
-    .await;
+    let out = hub
+        .cli(&["agent", "kill", &path, "--run", &follow_id])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tree = eventually("the follow-up is recorded", async || {
         let tree = ws
             .ok("agent.run_worktree", json!({"run_id": follow_id}))
@@ -280,8 +283,26 @@ async fn parallel_isolated_runs_keep_their_own_diffs_and_merge_conflict_or_go() 
     assert_eq!(git(repo.path(), &["rev-parse", "main"]).await, head);
     assert_eq!(git(repo.path(), &["status", "--porcelain"]).await, "");
 
-    // Discard removes the worktree and the branch; nothing is left to settle then.
-    let discarded = ws.ok("agent.run_discard", json!({"run_id": two})).await;
+    // `agent worktree` prints the branch and the diff it still has.
+    let out = hub.cli(&["agent", "worktree", &three]).await;
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && shown.contains(&format!("semantest/run-{three}"))
+            && shown.contains("changes   1 files, +1 -1")
+            && shown.contains("+uno"),
+        "{shown}"
+    );
+
+    // Discard (from the CLI) removes the worktree and the branch; nothing is left to
+    // settle then.
+    let out = hub.cli(&["agent", "discard", &two, "--json"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let discarded: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(discarded["branch"], format!("semantest/run-{two}"));
     assert!(!roots.join(format!("run-{two}")).exists());
     assert_eq!(
