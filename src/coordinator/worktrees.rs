@@ -182,6 +182,9 @@ struct Spec<'a> {
     project_id: &'a str,
     branch: String,
     dir_name: String,
+    /// Only take up a worktree that is there (a follow-up): checked under the project's
+    /// lock, so a merge or discard that went first is not undone by a new worktree.
+    existing_only: bool,
 }
 
 impl Worktrees {
@@ -280,6 +283,7 @@ impl Worktrees {
             project_id: &task.project_id,
             branch: branch_of(&task.id),
             dir_name: task.id.clone(),
+            existing_only: false,
         };
         self.make(spec).await.map(Some)
     }
@@ -293,6 +297,7 @@ impl Worktrees {
             project_id,
             branch,
             dir_name,
+            existing_only,
         } = spec;
         let project = self.project_path(project_id)?;
         let lock = self.lock_of(project_id);
@@ -315,6 +320,7 @@ impl Worktrees {
             });
         let path = match &existing {
             Some(row) => PathBuf::from(&row.path),
+            None if existing_only => return Err(WorktreeError::NoWorktree(label(owner, id))),
             None => self.inner.parts.root.join(project_id).join(&dir_name),
         };
         let key = (owner, id.to_string());

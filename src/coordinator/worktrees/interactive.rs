@@ -86,6 +86,7 @@ impl Worktrees {
             project_id,
             branch: run_branch(run_id),
             dir_name: format!("run-{run_id}"),
+            existing_only: follow_up,
         })
         .await
     }
