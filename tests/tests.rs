@@ -53,6 +53,8 @@ mod keychain;
 mod coordination;
 // A git worktree per task: diffs, merge, discard, retention, restart.
 mod worktrees;
+// Interactive runs in a git worktree of their own.
+mod run_worktrees;
 // `semantest-hub mcp` over stdio: the coordinator and worker tools, leases, tool errors.
 mod mcp;
 // `/mcp`: the same tools over Streamable HTTP, behind the Host, Origin and token checks.

@@ -210,6 +210,8 @@ impl ProjectsCtx {
 pub(crate) struct AgentsCtx {
     /// Starts and kills runs.
     pub(crate) runner: Runner,
+    /// Isolated runs' worktrees (`agent.run {isolation: "worktree"}`, `agent.run_*`).
+    pub(crate) coordinator: Coordinator,
     /// `agent.new_session`.
     pub(crate) projects: Projects,
     /// `project.state` after `agent.new_session`.

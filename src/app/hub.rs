@@ -368,6 +368,7 @@ impl Hub {
             },
             agents: AgentsCtx {
                 runner: runner.clone(),
+                coordinator: coordinator.clone(),
                 projects: projects.clone(),
                 notices: notices.clone(),
                 feed: feed.clone(),

@@ -59,6 +59,7 @@ impl Coordinator {
             keep_open: false,
             agent: task.agent,
             workdir: workdir.as_ref().map(|w| w.dir.clone()),
+            run_id: None,
         };
         let handle = match self.parts().runner.start(request, permit).await {
             Ok(handle) => handle,
