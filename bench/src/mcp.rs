@@ -40,9 +40,11 @@ impl Session {
             next: 0,
         };
         session
-            .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            .post(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
                 "protocolVersion": "2025-06-18", "capabilities": {},
-                "clientInfo": {"name": "bench", "version": "1"}}}))
+                "clientInfo": {"name": "bench", "version": "1"}}}),
+            )
             .await?;
         session
             .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
@@ -86,12 +88,15 @@ impl Session {
     async fn tool(&mut self, name: &str, arguments: Value) -> Result<Value> {
         self.next += 1;
         let answer = self
-            .post(json!({"jsonrpc": "2.0", "id": self.next, "method": "tools/call",
-                         "params": {"name": name, "arguments": arguments}}))
+            .post(
+                json!({"jsonrpc": "2.0", "id": self.next, "method": "tools/call",
+                         "params": {"name": name, "arguments": arguments}}),
+            )
             .await?;
         let result = &answer["result"];
-        let value: Value = serde_json::from_str(result["content"][0]["text"].as_str().unwrap_or(""))
-            .with_context(|| format!("{name}: {answer}"))?;
+        let value: Value =
+            serde_json::from_str(result["content"][0]["text"].as_str().unwrap_or(""))
+                .with_context(|| format!("{name}: {answer}"))?;
         if result["isError"] == true {
             bail!("{name} failed: {value}");
         }
@@ -117,7 +122,10 @@ pub async fn worker_loop(endpoint: &Endpoint, samples: usize) -> Result<(Latenci
     let project_id = project["id"].as_str().context("project id")?.to_string();
     let mut worker = Session::open(endpoint).await?;
     worker
-        .tool("register_worker", json!({"name": "bench", "capabilities": ["timed"]}))
+        .tool(
+            "register_worker",
+            json!({"name": "bench", "capabilities": ["timed"]}),
+        )
         .await?;
     // A task no worker takes keeps the batch open, so a waiting next_task waits.
     call(
@@ -147,7 +155,10 @@ pub async fn worker_loop(endpoint: &Endpoint, samples: usize) -> Result<(Latenci
             bail!("next_task returned {got}, not {task}");
         }
         worker
-            .tool("complete_task", json!({"task_id": task, "report": {"summary": "ok"}}))
+            .tool(
+                "complete_task",
+                json!({"task_id": task, "report": {"summary": "ok"}}),
+            )
             .await?;
 
         let task = format!("cw{i}");
@@ -172,7 +183,10 @@ pub async fn worker_loop(endpoint: &Endpoint, samples: usize) -> Result<(Latenci
             bail!("the waiting next_task returned {got}, not {task}");
         }
         worker
-            .tool("complete_task", json!({"task_id": task, "report": {"summary": "ok"}}))
+            .tool(
+                "complete_task",
+                json!({"task_id": task, "report": {"summary": "ok"}}),
+            )
             .await?;
     }
     Ok((round_trips, to_worker))

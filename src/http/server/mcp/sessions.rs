@@ -27,9 +27,9 @@ use rmcp::transport::streamable_http_server::session::SessionId;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use serde_json::json;
 
-use crate::app::hub::Hub;
 use crate::mcp::Caller;
 use crate::protocol::error::{ErrorKind, RpcError};
+use crate::support::metrics::Metrics;
 
 /// The header that names an MCP session.
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -38,6 +38,8 @@ const SESSION_HEADER: &str = "mcp-session-id";
 pub(in crate::http::server) struct SessionCap {
     manager: Arc<LocalSessionManager>,
     per_token: usize,
+    /// `refused("mcp_sessions")`.
+    metrics: Arc<Metrics>,
     /// A std `Mutex`: held for a few vector operations, never across an `.await`.
     tokens: Mutex<HashMap<[u8; 32], Held>>,
 }
@@ -63,10 +65,12 @@ impl SessionCap {
     pub(in crate::http::server) fn new(
         manager: Arc<LocalSessionManager>,
         per_token: usize,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             manager,
             per_token: per_token.max(1),
+            metrics,
             tokens: Mutex::new(HashMap::new()),
         })
     }
@@ -132,7 +136,7 @@ impl Drop for Reservation {
 /// without `Mcp-Session-Id`) beyond the cap. Runs inside [`super::authenticate_mcp`],
 /// which put the [`Caller`] in the request.
 pub(in crate::http::server) async fn limit_sessions(
-    State((cap, hub)): State<(Arc<SessionCap>, Hub)>,
+    State(cap): State<Arc<SessionCap>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -145,7 +149,7 @@ pub(in crate::http::server) async fn limit_sessions(
         return next.run(request).await;
     };
     let Some(reservation) = cap.reserve(key).await else {
-        hub.metrics().refused("mcp_sessions");
+        cap.metrics.refused("mcp_sessions");
         tracing::warn!(
             limit = cap.per_token,
             "MCP session refused: the token holds its maximum of sessions"
@@ -192,7 +196,7 @@ mod tests {
     #[tokio::test]
     async fn a_slot_is_held_by_an_open_session_and_freed_by_its_end() {
         let manager = Arc::new(LocalSessionManager::default());
-        let cap = SessionCap::new(manager.clone(), 2);
+        let cap = SessionCap::new(manager.clone(), 2, Arc::new(Metrics::new()));
         let (one, two) = ([1; 32], [2; 32]);
         let first = cap.reserve(one).await.expect("a first slot");
         let second = cap.reserve(one).await.expect("a second slot");
