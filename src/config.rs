@@ -197,6 +197,10 @@ pub struct Limits {
     /// `event.publish` `idempotency_key`s the hub remembers per client identity (token,
     /// or the owner), each for 10 minutes; past this the oldest is forgotten first.
     pub max_idempotency_keys: usize,
+    /// MCP sessions (Streamable HTTP, `/mcp`) one token may hold open at once; an
+    /// `initialize` beyond it gets 429 with a `LIMIT_REACHED` JSON-RPC error. A session
+    /// ends with an HTTP `DELETE`, or after two hours without a request.
+    pub mcp_sessions_per_token: usize,
 }
 
 /// The agent runner's settings (DESIGN.md, "The agent runner").
@@ -431,6 +435,7 @@ impl Default for Limits {
             max_dropped_events: 10_000,
             max_pending_requests: 100,
             max_idempotency_keys: 1024,
+            mcp_sessions_per_token: 16,
         }
     }
 }

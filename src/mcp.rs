@@ -23,6 +23,7 @@ mod batch;
 mod conn;
 mod error;
 mod link;
+mod worktree;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -45,7 +46,7 @@ use link::Link;
 /// The loop, in three lines, sent as the server's instructions at `initialize`.
 pub const INSTRUCTIONS: &str = "\
 Workers: call register_worker once, then loop: next_task, do the task, complete_task (or fail_task if you cannot), next_task again; stop only when next_task says the batch is finished.
-Coordinators: call create_tasks once with the whole batch, then call wait_for_tasks again and again (it returns finished tasks with their reports) until it says the batch is finished; task_status and cancel_task when needed.
+Coordinators: call create_tasks once with the whole batch, then call wait_for_tasks again and again (it returns finished tasks with their reports) until it says the batch is finished; task_status and cancel_task when needed; a task that ran in its own git worktree comes with its diff summary: review it (task_diff), then merge_task or discard_task.
 Never stop to ask the user between tasks: the hub hands out the tasks, and keeps your lease while you work.";
 
 /// The longest `wait_s` a tool accepts, in seconds.
@@ -209,7 +210,7 @@ impl Coordination {
             worker: Arc::default(),
             coordinator: Arc::default(),
             reported: Arc::default(),
-            tool_router: Self::tool_router(),
+            tool_router: Self::tool_router() + Self::worktree_router(),
         }
     }
 
@@ -458,6 +459,13 @@ impl Coordination {
                     .map(finished_view)
                     .collect()
             };
+            let mut fresh = fresh;
+            let mut diffs = worktree::summaries(&link, &fresh.iter().collect::<Vec<_>>()).await;
+            for task in &mut fresh {
+                if let Some(diff) = task["id"].as_str().and_then(|id| diffs.remove(id)) {
+                    task["worktree"] = diff;
+                }
+            }
             let done = !tasks.is_empty() && tasks.iter().all(is_final);
             let timed_out = tokio::time::Instant::now() >= deadline;
             if !fresh.is_empty() || done || timed_out {
@@ -618,7 +626,7 @@ impl Coordination {
 
     /// A project's tasks and workers now.
     #[tool(
-        description = "Coordinator: the state of a project's batch now: counts by state, each task (id, title, state, worker, attempts) and the workers serving it. Does not wait; to follow progress use wait_for_tasks."
+        description = "Coordinator: the state of a project's batch now: counts by state, each task (id, title, state, worker, attempts; for a finished task that ran in its own git worktree, `worktree`: its branch, files changed, lines added and removed) and the workers serving it. Does not wait; to follow progress use wait_for_tasks."
     )]
     async fn task_status(
         &self,
@@ -635,11 +643,17 @@ impl Coordination {
                 .request("coordination.status", json!({"project_id": project_id}))
                 .await?;
             let tasks = self.all_tasks(&link, &project_id).await?;
+            let finished: Vec<&Value> = tasks.iter().filter(|t| is_final(t)).collect();
+            let mut diffs = worktree::summaries(&link, &finished).await;
             let tasks: Vec<Value> = tasks
                 .iter()
                 .map(|t| {
-                    json!({"id": t["id"], "title": t["title"], "state": t["state"],
-                           "worker_id": t["worker_id"], "attempts": t["attempts"]})
+                    let mut view = json!({"id": t["id"], "title": t["title"], "state": t["state"],
+                           "worker_id": t["worker_id"], "attempts": t["attempts"]});
+                    if let Some(diff) = t["id"].as_str().and_then(|id| diffs.remove(id)) {
+                        view["worktree"] = diff;
+                    }
+                    view
                 })
                 .collect();
             Ok(json!({
@@ -653,7 +667,7 @@ impl Coordination {
 
     /// Waits for tasks to finish and returns them with their reports.
     #[tool(
-        description = "Coordinator: wait (up to wait_s seconds) until tasks of the project finish, and return those finished since your last call, with their reports (or failure reasons), plus the counts. Call it again after each answer until batch_finished is true."
+        description = "Coordinator: wait (up to wait_s seconds) until tasks of the project finish, and return those finished since your last call, with their reports (or failure reasons), plus the counts. A task that ran in its own git worktree also has `worktree`: its branch, files changed, lines added and removed; read the change with task_diff, then merge_task or discard_task. Call it again after each answer until batch_finished is true."
     )]
     async fn wait_for_tasks(
         &self,

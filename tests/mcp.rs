@@ -170,9 +170,12 @@ async fn a_coordinator_and_a_worker_run_a_batch_over_mcp() {
             "cancel_task",
             "complete_task",
             "create_tasks",
+            "discard_task",
             "fail_task",
+            "merge_task",
             "next_task",
             "register_worker",
+            "task_diff",
             "task_status",
             "wait_for_tasks"
         ]

@@ -476,3 +476,126 @@ async fn figures_next_task_round_trip_and_creation_to_a_waiting_worker() {
         cw99 < std::time::Duration::from_millis(100),
     );
 }
+
+/// Sends a raw HTTP/1.1 request (`Connection: close`) and returns the status, the
+/// `Mcp-Session-Id` header if any, and the body.
+async fn raw_exchange(port: u16, head: &str) -> (u16, Option<String>, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(ANSWER, stream.read_to_end(&mut buf))
+        .await
+        .expect("the response ends")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let session = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("mcp-session-id"))
+        .map(|(_, value)| value.trim().to_string());
+    (status, session, body.to_string())
+}
+
+/// An `initialize` POSTed by hand with `token`: status, session id, body.
+async fn raw_initialize(port: u16, token: &str) -> (u16, Option<String>, String) {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "flood", "version": "1"}}})
+    .to_string();
+    raw_exchange(
+        port,
+        &format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await
+}
+
+/// One token may not open MCP sessions without end: with
+/// `limits.mcp_sessions_per_token` open, its next `initialize` gets 429 and a JSON-RPC
+/// `LIMIT_REACHED` error with no id, and opens nothing; another token still opens one;
+/// ending a session with `DELETE` frees its slot, and the sessions held keep working.
+#[tokio::test]
+async fn one_token_holds_at_most_its_cap_of_mcp_sessions() {
+    const CAP: usize = 3;
+    let hub = TestHub::start_with(|config| {
+        config.config.limits.mcp_sessions_per_token = CAP;
+    })
+    .await;
+    let port = hub.port;
+    let mut sessions = Vec::new();
+    for _ in 0..CAP {
+        let (status, session, body) = raw_initialize(port, &hub.token).await;
+        assert_eq!(status, 200, "{body}");
+        sessions.push(session.expect("a session id"));
+    }
+    let (status, session, body) = raw_initialize(port, &hub.token).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(session, None, "no session is opened");
+    let refused: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refused["id"], Value::Null, "{refused}");
+    assert_eq!(
+        refused["error"]["data"]["kind"], "LIMIT_REACHED",
+        "{refused}"
+    );
+    assert_eq!(refused["error"]["data"]["limit"], CAP, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("mcp_sessions_per_token")),
+        "{refused}"
+    );
+
+    // Another token has its own slots.
+    let mut ws = hub.client().await;
+    let other = ws
+        .ok(
+            "client.create",
+            json!({"name": "other", "scopes": ["tasks"]}),
+        )
+        .await;
+    let (status, _, body) = raw_initialize(port, other["token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Ending one session frees its slot, once.
+    let delete = format!(
+        "DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {}\r\n\
+         Mcp-Session-Id: {}\r\nMcp-Protocol-Version: 2025-06-18\r\nConnection: close\r\n\r\n",
+        hub.token, sessions[0]
+    );
+    let (status, _, body) = raw_exchange(port, &delete).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let (status, _, body) = raw_initialize(port, &hub.token).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = raw_initialize(port, &hub.token).await;
+    assert_eq!(status, 429, "{body}");
+
+    // The sessions held still work.
+    let post = |message: Value| {
+        let message = message.to_string();
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {}\r\n\
+             Mcp-Session-Id: {}\r\nMcp-Protocol-Version: 2025-06-18\r\n\
+             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{message}",
+            hub.token,
+            sessions[1],
+            message.len()
+        )
+    };
+    let initialized = post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    let (status, _, body) = raw_exchange(port, &initialized).await;
+    assert_eq!(status, 202, "{body}");
+    let list = post(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+    let (status, _, body) = raw_exchange(port, &list).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("merge_task"), "{body}");
+    hub.stop().await;
+}

@@ -370,3 +370,272 @@ async fn a_restart_keeps_the_worktree_of_a_run_in_progress_and_retention_takes_t
     );
     hub.stop().await;
 }
+
+/// Every worktree git knows of in `repo` (`git worktree list`), the main one first.
+async fn worktree_list(repo: &Path) -> Vec<String> {
+    git(repo, &["worktree", "list", "--porcelain"])
+        .await
+        .lines()
+        .filter_map(|line| line.strip_prefix("worktree "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The task branches left in `repo`.
+async fn task_branches(repo: &Path) -> String {
+    git(
+        repo,
+        &[
+            "branch",
+            "--list",
+            "--format=%(refname:short)",
+            "semantest/*",
+        ],
+    )
+    .await
+}
+
+/// A coordinator chat over MCP sees each isolated task's diff summary in
+/// `wait_for_tasks` and `task_status`, reads a diff in bounded parts that say where
+/// they were cut, merges one task, is refused the conflicting one with its file named,
+/// and discards it.
+#[tokio::test]
+async fn a_coordinator_over_mcp_reads_diffs_and_merges_or_discards() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let repo = repository().await;
+    let project_id = project_in(&mut ws, repo.path()).await;
+    // A long new file, so that its diff takes several parts.
+    let long: String = (0..600).map(|i| format!("line {i}\n")).collect();
+    let tasks = json!([
+        writing_task("m1", &edited(1, "one")),
+        writing_task("m2", &edited(1, "uno")),
+        {"id": "m3", "title": "write a long file",
+         "context": format!("[fake:write long.txt {}]", long.trim_end().replace('\n', "\\n"))},
+    ]);
+    let mut mcp = crate::mcp_http::McpHttp::start(&hub, &hub.token).await;
+    let created = mcp
+        .ok(
+            "create_tasks",
+            json!({"project": project_id, "tasks": tasks}),
+        )
+        .await;
+    assert_eq!(created["created"], json!(["m1", "m2", "m3"]), "{created}");
+    ws.ok(
+        "project.configure",
+        json!({"project_id": project_id, "isolation": "worktree", "agent_workers": 3}),
+    )
+    .await;
+    let mut finished = Vec::new();
+    eventually("the batch finishes", async || {
+        let answer = mcp
+            .ok(
+                "wait_for_tasks",
+                json!({"project": project_id, "wait_s": 5}),
+            )
+            .await;
+        finished.extend(answer["finished"].as_array().cloned().unwrap_or_default());
+        when(answer, |a| a["batch_finished"] == true)
+    })
+    .await;
+    assert_eq!(finished.len(), 3, "{finished:?}");
+    for task in &finished {
+        let id = str_of(&task["id"]);
+        let worktree = &task["worktree"];
+        assert_eq!(worktree["branch"], format!("semantest/{id}"), "{task}");
+        assert_eq!(worktree["base_branch"], "main");
+        assert_eq!(worktree["files_changed"], 1, "{task}");
+        let file = if id == "m3" { "long.txt" } else { "notes.txt" };
+        assert_eq!(worktree["files"][0]["path"], file, "{task}");
+        let (added, removed) = if id == "m3" { (600, 0) } else { (1, 1) };
+        assert_eq!(
+            (worktree["added"].as_u64(), worktree["removed"].as_u64()),
+            (Some(added), Some(removed)),
+            "{task}"
+        );
+        assert!(worktree["diff_bytes"].as_u64().unwrap() > 0);
+    }
+    let status = mcp.ok("task_status", json!({"project": project_id})).await;
+    for task in status["tasks"].as_array().unwrap() {
+        assert_eq!(task["worktree"]["files_changed"], 1, "{status}");
+    }
+
+    // The long diff in parts of at most 1 KiB, each cut after a line end, read on from
+    // where the previous one said it stopped, make up the recorded diff.
+    let whole = ws.ok("task.get", json!({"task_id": "m3"})).await["worktree"]["diff"]["patch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut read = String::new();
+    let mut offset = 0;
+    let mut parts = 0;
+    loop {
+        let part = mcp
+            .ok(
+                "task_diff",
+                json!({"task_id": "m3", "max_bytes": 1024, "offset": offset}),
+            )
+            .await;
+        parts += 1;
+        let text = str_of(&part["patch"]);
+        assert!(text.len() <= 1024 && text.ends_with('\n'), "{part}");
+        assert_eq!(part["total_bytes"], whole.len());
+        read.push_str(text);
+        if part["complete"] == true {
+            assert!(part["cut"].is_null() && part["next_offset"].is_null());
+            break;
+        }
+        assert_eq!(part["cut"]["in_file"], "long.txt", "{part}");
+        offset = part["next_offset"].as_u64().unwrap();
+        assert_eq!(part["cut"]["at_byte"], offset);
+        assert!(parts < 100, "the parts move on");
+    }
+    assert!(parts > 1, "a long diff comes in several parts");
+    assert_eq!(read, whole);
+    let small = mcp.ok("task_diff", json!({"task_id": "m1"})).await;
+    assert!(str_of(&small["patch"]).contains("+one"), "{small}");
+    assert_eq!(small["complete"], true);
+    let error = mcp
+        .err("task_diff", json!({"task_id": "m1", "offset": 1_000_000}))
+        .await;
+    assert_eq!(error["kind"], "INVALID_PARAMS", "{error}");
+
+    // Merge, a refused conflict that names its file, discard.
+    let merged = mcp.ok("merge_task", json!({"task_id": "m1"})).await;
+    assert_eq!(merged["merge"], "fast_forward", "{merged}");
+    assert_eq!(
+        std::fs::read_to_string(repo.path().join("notes.txt")).unwrap(),
+        edited(1, "one") + "\n"
+    );
+    let head = git(repo.path(), &["rev-parse", "main"]).await;
+    let conflict = mcp.err("merge_task", json!({"task_id": "m2"})).await;
+    assert_eq!(conflict["kind"], "MERGE_CONFLICT", "{conflict}");
+    assert_eq!(conflict["files"], json!(["notes.txt"]), "{conflict}");
+    assert!(
+        str_of(&conflict["what_to_do"]).contains("discard_task"),
+        "{conflict}"
+    );
+    assert_eq!(git(repo.path(), &["rev-parse", "main"]).await, head);
+    let discarded = mcp.ok("discard_task", json!({"task_id": "m2"})).await;
+    assert_eq!(discarded["branch"], "semantest/m2", "{discarded}");
+    let gone = mcp.err("discard_task", json!({"task_id": "m2"})).await;
+    assert_eq!(gone["kind"], "NO_WORKTREE", "{gone}");
+    let merged = mcp.ok("merge_task", json!({"task_id": "m3"})).await;
+    assert_eq!(merged["merge"], "merge_commit", "{merged}");
+    assert_eq!(task_branches(repo.path()).await, "");
+    hub.stop().await;
+}
+
+/// `project.delete` is refused while a task run works in one of the project's
+/// worktrees; once it ended, the delete removes every worktree of the project (`git
+/// worktree remove`), the task branches not merged, and the project's directory under
+/// the data directory, and leaves the user's checkout as it was.
+#[tokio::test]
+async fn deleting_a_project_removes_its_worktrees_and_task_branches() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let repo = repository().await;
+    let project_id = project_in(&mut ws, repo.path()).await;
+    ws.ok(
+        "project.configure",
+        json!({"project_id": project_id, "isolation": "worktree", "agent_workers": 2}),
+    )
+    .await;
+    let hang =
+        json!({"id": "d2", "title": "works long", "context": "[fake:write-hang notes.txt wip]"});
+    ws.ok(
+        "task.create",
+        json!({"project_id": project_id, "tasks": [writing_task("d1", &edited(3, "three")), hang]}),
+    )
+    .await;
+    let roots = hub.dir.path().join("worktrees").join(&project_id);
+    eventually("one task done and the other at work", async || {
+        let done = ws.ok("task.get", json!({"task_id": "d1"})).await;
+        let wip = std::fs::read_to_string(roots.join("d2/notes.txt")).unwrap_or_default();
+        when((done, wip), |(done, wip)| {
+            done["worktree"]["state"] == "finished" && wip == "wip\n"
+        })
+    })
+    .await;
+    assert_eq!(worktree_list(repo.path()).await.len(), 3);
+
+    let refused = ws
+        .err("project.delete", json!({"project_id": project_id}))
+        .await;
+    assert_eq!(refused["data"]["kind"], "PROJECT_BUSY", "{refused}");
+    assert!(roots.join("d1").exists() && roots.join("d2").exists());
+
+    ws.ok("task.cancel", json!({"task_id": "d2"})).await;
+    eventually("the delete is taken once the run ended", async || {
+        let answer = ws
+            .call("project.delete", json!({"project_id": project_id}))
+            .await;
+        when(answer, |a| a["result"]["deleted"] == true)
+    })
+    .await;
+    assert!(!roots.exists(), "the project's worktrees directory is gone");
+    assert_eq!(
+        worktree_list(repo.path()).await,
+        [std::fs::canonicalize(repo.path())
+            .unwrap()
+            .display()
+            .to_string()],
+        "only the main worktree is left"
+    );
+    assert_eq!(task_branches(repo.path()).await, "");
+    assert_eq!(
+        std::fs::read_to_string(repo.path().join("notes.txt")).unwrap(),
+        BASE
+    );
+    assert_eq!(git(repo.path(), &["status", "--porcelain"]).await, "");
+    hub.stop().await;
+}
+
+/// At start the hub removes the worktree directories of projects that no longer exist
+/// (a project deleted by a hub that left them behind), with their registration in the
+/// repository and their task branch, and leaves a branch that is not a task's.
+#[tokio::test]
+async fn a_start_removes_the_worktrees_of_projects_that_no_longer_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository().await;
+    let gone = dir.path().join("worktrees").join("p_gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    let task = gone.join("t9");
+    let other = gone.join("other");
+    for (path, branch) in [(&task, "semantest/t9"), (&other, "feature")] {
+        git(
+            repo.path(),
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                branch,
+                path.to_str().unwrap(),
+                "main",
+            ],
+        )
+        .await;
+    }
+    std::fs::write(task.join("left.txt"), "left behind").unwrap();
+    assert_eq!(worktree_list(repo.path()).await.len(), 3);
+
+    let config = test_config(dir.path());
+    let hub = TestHub::start_in(dir, config).await;
+    eventually("the deleted project's worktrees are removed", async || {
+        when(gone.exists(), |exists| !*exists)
+    })
+    .await;
+    assert_eq!(worktree_list(repo.path()).await.len(), 1);
+    assert_eq!(task_branches(repo.path()).await, "");
+    assert_eq!(
+        git(
+            repo.path(),
+            &["branch", "--list", "--format=%(refname:short)", "feature"]
+        )
+        .await,
+        "feature",
+        "a branch that is not a task's stays"
+    );
+    hub.stop().await;
+}

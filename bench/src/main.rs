@@ -13,6 +13,7 @@
 
 mod bare;
 mod fakecli;
+mod mcp;
 mod plot;
 mod scenarios;
 mod stats;
@@ -83,7 +84,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Only these scenarios (comma-separated): rpc, setup, connections, events, output,
-    /// volume, tasks, startup, idle; and, run only when named here, `cluster` (three
+    /// volume, tasks, mcp, startup, idle; and, run only when named here, `cluster` (three
     /// public-mode instances over a nats-server from PATH against one with the in-process
     /// broker) and `fanout` (100 subscribers, 4 publishers, 1 KiB events at the
     /// `--fanout-rates`).
@@ -244,6 +245,30 @@ const FIGURES: &[Figure] = &[
         target: ">= 5,000/s",
     },
     Figure {
+        id: "mcp_next_task_p50",
+        title: "MCP next_task over /mcp to a task assigned already: p50",
+        unit: "ms",
+        target: "-",
+    },
+    Figure {
+        id: "mcp_next_task_p99",
+        title: "MCP next_task over /mcp to a task assigned already: p99",
+        unit: "ms",
+        target: "<= 100 ms",
+    },
+    Figure {
+        id: "mcp_to_worker_p50",
+        title: "task.create to a waiting MCP worker's next_task answer: p50",
+        unit: "ms",
+        target: "-",
+    },
+    Figure {
+        id: "mcp_to_worker_p99",
+        title: "task.create to a waiting MCP worker's next_task answer: p99",
+        unit: "ms",
+        target: "<= 100 ms",
+    },
+    Figure {
         id: "startup_ms",
         title: "start-up: launch to /health 200 (fake CLI)",
         unit: "ms",
@@ -262,6 +287,9 @@ const FIGURES: &[Figure] = &[
         target: "<= 10 ms",
     },
 ];
+
+/// Samples of each MCP figure per run.
+const MCP_SAMPLES: usize = 200;
 
 /// Offered loads of the sweeps; 0 = as fast as possible (saturation).
 const RPC_RATES: &[f64] = &[1000.0, 2500.0, 5000.0, 10_000.0, 20_000.0];
@@ -612,6 +640,20 @@ async fn run(args: RunArgs) -> Result<()> {
             let hub = target::start_hub(&spec).await?;
             let rate = scenarios::task_queue(&hub.endpoint, 50, args.tasks).await?;
             results.add("tasks_per_s", Kind::Hub, rate);
+            hub.stop().await;
+        }
+        if wants(&args, "mcp") {
+            let hub = target::start_hub(&spec).await?;
+            let (mut round_trip, mut to_worker) =
+                mcp::worker_loop(&hub.endpoint, MCP_SAMPLES).await?;
+            for (figure, value) in [
+                ("mcp_next_task_p50", round_trip.percentile_ms(50.0)),
+                ("mcp_next_task_p99", round_trip.percentile_ms(99.0)),
+                ("mcp_to_worker_p50", to_worker.percentile_ms(50.0)),
+                ("mcp_to_worker_p99", to_worker.percentile_ms(99.0)),
+            ] {
+                results.add(figure, Kind::Hub, value);
+            }
             hub.stop().await;
         }
         if wants(&args, "startup") {

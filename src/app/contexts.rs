@@ -188,15 +188,23 @@ impl ProjectsCtx {
     }
 
     /// Removes a project: the registry (its log and tasks go with it), its feed, its
-    /// watch, its tasks and agent workers, and `project.deleted`.
+    /// watch, its tasks and agent workers, its task worktrees and their branches, and
+    /// `project.deleted`.
     ///
     /// # Errors
-    /// `NotFound`, `Busy` while it runs.
+    /// `NotFound`, `Busy` while it runs (an agent run, or a task run in a worktree).
     pub(crate) async fn delete_project(&self, project_id: &str) -> Result<(), ProjectError> {
+        // Refused while a task run works in one of its worktrees; removed once it is gone.
+        let worktrees = self
+            .coordinator
+            .worktrees()
+            .claim_project(project_id)
+            .await?;
         self.projects.delete(project_id).await?;
         self.feed.remove_project(project_id);
         self.watch.remove_project(project_id);
         self.coordinator.project_deleted(project_id);
+        worktrees.remove().await;
         info!(project_id, "project deleted");
         self.notices.emit(Event::ProjectDeleted {
             project_id: project_id.to_string(),

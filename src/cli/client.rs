@@ -172,6 +172,8 @@ pub enum ClientError {
         kind: String,
         /// `error.message`.
         message: String,
+        /// `error.data` (with `kind`), `null` when the error had none.
+        data: Value,
     },
     /// The hub closed the connection or sent something unreadable.
     #[error("the hub closed the connection: {0}")]
@@ -674,6 +676,7 @@ impl HubClient {
                             .unwrap_or("UNKNOWN")
                             .to_string(),
                         message: error["message"].as_str().unwrap_or("error").to_string(),
+                        data: error["data"].clone(),
                     });
                 }
                 return Ok(message.get("result").cloned().unwrap_or(Value::Null));

@@ -22,7 +22,15 @@ use crate::mcp::{BoxFuture, Caller, Conn, ConnError, Connector, Coordination};
 impl From<ClientError> for ConnError {
     fn from(err: ClientError) -> Self {
         match err {
-            ClientError::Rpc { kind, message } => Self::Rpc { kind, message },
+            ClientError::Rpc {
+                kind,
+                message,
+                data,
+            } => Self::Rpc {
+                kind,
+                message,
+                data,
+            },
             other => Self::Unavailable(other.to_string()),
         }
     }

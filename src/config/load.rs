@@ -282,6 +282,10 @@ impl Config {
             ),
             ("limits.max_pending_requests", limits.max_pending_requests),
             ("limits.max_idempotency_keys", limits.max_idempotency_keys),
+            (
+                "limits.mcp_sessions_per_token",
+                limits.mcp_sessions_per_token,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {

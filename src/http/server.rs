@@ -357,12 +357,7 @@ fn router(state: AppState, public: bool, serves_tasks: bool) -> Router {
             post(crate::http::pairing::claim)
                 .layer(DefaultBodyLimit::max(crate::http::pairing::MAX_BODY_BYTES)),
         );
-    let mcp_routes = Router::new()
-        .route_service("/mcp", mcp::service(state.sockets.clone()))
-        .layer(middleware::from_fn_with_state(
-            state.sockets.clone(),
-            mcp::authenticate_mcp,
-        ));
+    let mcp_routes = mcp::routes(state.sockets.clone());
     // A public hub has no dashboard and no sign-in: tokens only. It serves `/mcp` when
     // it serves the task queue.
     let routes = if public {

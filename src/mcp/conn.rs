@@ -22,6 +22,9 @@ pub enum ConnError {
         kind: String,
         /// `error.message`.
         message: String,
+        /// `error.data` beside `kind` (e.g. the `files` of `MERGE_CONFLICT`), `null`
+        /// when there is none.
+        data: Value,
     },
     /// No hub could be reached or trusted, or the connection ended; the sentence says
     /// which.

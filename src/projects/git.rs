@@ -529,6 +529,34 @@ pub async fn remove_worktree(repo: &Path, path: &Path) -> Result<(), GitError> {
     Ok(())
 }
 
+/// The repository a linked worktree at `path` belongs to (its common git directory,
+/// absolute) and the branch it has checked out (`None` on a detached `HEAD`); `None`
+/// when `path` is not a linked worktree (no `.git` file) or its repository is gone.
+/// Only `path`'s own `.git` file is followed: a directory without one is never taken
+/// for a worktree of a repository around it.
+pub async fn worktree_owner(path: &Path) -> Option<(PathBuf, Option<String>)> {
+    if !tokio::fs::symlink_metadata(path.join(".git"))
+        .await
+        .is_ok_and(|meta| meta.is_file())
+    {
+        return None;
+    }
+    let out = run(
+        path,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )
+    .await
+    .ok()
+    .filter(|out| out.status.success())?;
+    let common = PathBuf::from(out.text());
+    let branch = run(path, &["symbolic-ref", "-q", "--short", "HEAD"])
+        .await
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| out.text());
+    Some((common, branch))
+}
+
 /// Deletes a local branch, merged or not; a branch already gone is not an error.
 ///
 /// # Errors

@@ -19,7 +19,10 @@
 //!
 //! Sessions follow the MCP revisions up to 2025-11-25 (`Mcp-Session-Id`); one unused
 //! for [`SESSION_IDLE`] is closed, and with it its hub connections, so a worker that
-//! vanished gives its task back to the queue.
+//! vanished gives its task back to the queue. One token holds at most
+//! `limits.mcp_sessions_per_token` sessions at once ([`sessions`]).
+
+mod sessions;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -134,23 +137,40 @@ pub(super) async fn authenticate_mcp(
     next.run(request).await
 }
 
-/// The `/mcp` service: a [`Coordination`] per MCP session, connecting in process.
-pub(super) fn service(
-    state: Arc<SocketState>,
-) -> StreamableHttpService<Coordination, LocalSessionManager> {
+/// The `/mcp` routes: a [`Coordination`] per MCP session, connecting in process,
+/// behind the per-token session cap and, outermost, [`authenticate_mcp`].
+pub(super) fn routes<S: Clone + Send + Sync + 'static>(state: Arc<SocketState>) -> axum::Router<S> {
     let shutdown = state.connections.shutdown.child_token();
-    let connector: Arc<dyn Connector> = Arc::new(InProcess { state });
+    let connector: Arc<dyn Connector> = Arc::new(InProcess {
+        state: state.clone(),
+    });
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(SESSION_IDLE);
+    let sessions = Arc::new(sessions);
+    let cap = sessions::SessionCap::new(
+        sessions.clone(),
+        state.connections.limits.mcp_sessions_per_token,
+        state.connections.metrics.clone(),
+    );
     let mut config = StreamableHttpServerConfig::default();
     // The hub's gate has checked Host (with the port) and Origin already.
     config = config.disable_allowed_hosts();
     config.cancellation_token = shutdown;
-    StreamableHttpService::new(
+    let service = StreamableHttpService::new(
         move || Ok(Coordination::new(connector.clone())),
-        Arc::new(sessions),
+        sessions,
         config,
-    )
+    );
+    axum::Router::new()
+        .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(
+            cap,
+            sessions::limit_sessions,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            authenticate_mcp,
+        ))
 }
 
 /// Opens hub connections inside the hub, with the rights of the `/mcp` caller.
@@ -180,6 +200,7 @@ impl Connector for InProcess {
                         .map_err(|_| ConnError::Rpc {
                             kind: ErrorKind::LimitReached.as_str().to_string(),
                             message: "too many connections from this address".into(),
+                            data: Value::Null,
                         })?,
                 ),
                 None => None,
@@ -189,6 +210,7 @@ impl Connector for InProcess {
                 return Err(ConnError::Rpc {
                     kind: ErrorKind::LimitReached.as_str().to_string(),
                     message: "too many connections".into(),
+                    data: Value::Null,
                 });
             };
             let limits = &ctx.limits;
@@ -297,6 +319,7 @@ impl InProcessConn {
                             .unwrap_or("UNKNOWN")
                             .to_string(),
                         message: error["message"].as_str().unwrap_or("error").to_string(),
+                        data: error["data"].clone(),
                     });
                 }
                 return Ok(message.get("result").cloned().unwrap_or(Value::Null));

@@ -284,6 +284,24 @@ impl Store {
         .await
     }
 
+    /// Every worktree row of a project, in every state, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`], [`StoreError::Join`].
+    pub async fn project_worktrees(
+        &self,
+        project_id: String,
+    ) -> Result<Vec<WorktreeRow>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM worktrees WHERE project_id = ?1 ORDER BY created_at"
+            ))?;
+            let rows = stmt.query_map([project_id], worktree_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     /// Every worktree whose directory may still exist (`removed` is false), oldest
     /// first.
     ///
