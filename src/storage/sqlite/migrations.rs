@@ -136,5 +136,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         // Task isolation: projects' setting and tasks' git worktrees
         // (src/storage/sqlite/worktrees.rs).
         M::up(worktrees::MIGRATION),
+        // Approval rules with content (`Bash(npm test:*)`), several per tool
+        // (src/storage/sqlite/sessions.rs).
+        M::up(sessions::RULE_CONTENT_MIGRATION),
     ])
 }
