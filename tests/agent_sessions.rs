@@ -804,6 +804,38 @@ async fn the_cli_lists_and_answers_approvals() {
     let result = lines.iter().find(|l| l["kind"] == "result").unwrap();
     assert_eq!(result["event"]["result"], "denied: not from here");
     assert!(!dir.path().join("cli.txt").exists());
+
+    // "always" with the person's own rule, stored for the project.
+    let run_id = run(&mut ws, &project_id, "ask Bash touch cli.txt").await;
+    let id = ws.notification("agent.approval_requested").await["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let allowed = hub
+        .cli(&[
+            "approvals",
+            "allow",
+            &id,
+            "--always",
+            "project",
+            "--rule",
+            "Bash(touch cli*)",
+        ])
+        .await;
+    assert!(allowed.status.success(), "{allowed:?}");
+    let said = String::from_utf8(allowed.stdout).unwrap();
+    assert!(
+        said.starts_with("allowed, rule Bash(touch cli*) for the project"),
+        "{said}"
+    );
+    ws.run_output(&run_id).await;
+    let rules = ws
+        .ok(
+            "agent.approvals.rules.list",
+            json!({"project_id": project_id}),
+        )
+        .await;
+    assert_eq!(rules["rules"][0]["rule"], "Bash(touch cli*)");
     hub.stop().await;
 }
 
