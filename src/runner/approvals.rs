@@ -386,12 +386,20 @@ impl Approvals {
         } else {
             let state = self.state();
             let rule = |rules: Option<&RuleSet>, scope| {
-                rules?
-                    .answer(tool, &request.input)
-                    .map(|r| (r.behavior, AnsweredBy::Rule { scope }, Some(r.rule.to_string())))
+                rules?.answer(tool, &request.input).map(|r| {
+                    (
+                        r.behavior,
+                        AnsweredBy::Rule { scope },
+                        Some(r.rule.to_string()),
+                    )
+                })
             };
-            rule(state.session_rules.get(&asker.run_id), RuleScope::Session)
-                .or_else(|| rule(state.project_rules.get(&asker.project_id), RuleScope::Project))
+            rule(state.session_rules.get(&asker.run_id), RuleScope::Session).or_else(|| {
+                rule(
+                    state.project_rules.get(&asker.project_id),
+                    RuleScope::Project,
+                )
+            })
         };
         let now = now_ms();
         let id = format!("ap_{}", uuid::Uuid::now_v7().simple());

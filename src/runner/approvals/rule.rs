@@ -85,8 +85,7 @@ impl Rule {
                 (tool, Some(content.to_string()))
             }
         };
-        if tool.is_empty() || tool.contains(|c: char| c.is_whitespace() || c == '(' || c == ')')
-        {
+        if tool.is_empty() || tool.contains(|c: char| c.is_whitespace() || c == '(' || c == ')') {
             return Err(RuleError(format!(
                 "the rule {text:?} does not start with a tool name"
             )));
