@@ -60,6 +60,7 @@ pub mod coordination;
 pub mod error;
 pub mod events;
 pub mod hub;
+pub mod ids;
 pub mod scopes;
 pub mod usage;
 pub mod worktrees;

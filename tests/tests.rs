@@ -1,8 +1,9 @@
 //! Integration tests: real hubs on port 0, real WebSocket clients, the fake agent CLI,
 //! and the real Claude Code CLI against a scripted fake Messages API.
 
-// Shared helpers: test hub, JSON-RPC client, bare WebSocket, `eventually`; and in
-// util::cluster, instances sharing a real PostgreSQL and nats-server.
+// Shared helpers: test hub, JSON-RPC client, bare WebSocket, `eventually`; in
+// util::cluster, instances sharing a real PostgreSQL and nats-server; in util::real_cli,
+// the real agent CLIs against their fake model APIs.
 mod util;
 
 // Host/Origin allowlists, tokens, signature, dashboard sign-in.

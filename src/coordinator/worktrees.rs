@@ -248,19 +248,28 @@ impl Worktrees {
             .map_err(|_| WorktreeError::NotARepository {
                 project_id: task.project_id.clone(),
             })?;
-        let branch = branch_of(&task.id);
+        let branch = branch_of(task.id.as_str());
         let now = now_ms();
-        let existing = self.store().worktree(task.id.clone()).await?.filter(|row| {
-            matches!(
-                WorktreeState::parse(&row.state),
-                WorktreeState::Active | WorktreeState::Finished
-            )
-        });
+        let existing = self
+            .store()
+            .worktree(task.id.to_string())
+            .await?
+            .filter(|row| {
+                matches!(
+                    WorktreeState::parse(&row.state),
+                    WorktreeState::Active | WorktreeState::Finished
+                )
+            });
         let path = match &existing {
             Some(row) => PathBuf::from(&row.path),
-            None => self.inner.parts.root.join(&task.project_id).join(&task.id),
+            None => self
+                .inner
+                .parts
+                .root
+                .join(&task.project_id)
+                .join(task.id.as_str()),
         };
-        self.busy().insert(task.id.clone());
+        self.busy().insert(task.id.to_string());
         let made = async {
             if !git::is_worktree_on(&path, &branch).await {
                 if let Some(parent) = path.parent() {
@@ -291,7 +300,7 @@ impl Worktrees {
                     ..row
                 },
                 None => WorktreeRow {
-                    task_id: task.id.clone(),
+                    task_id: task.id.to_string(),
                     project_id: task.project_id.clone(),
                     path: path.display().to_string(),
                     branch: branch.clone(),
@@ -311,7 +320,7 @@ impl Worktrees {
         }
         .await;
         if let Err(err) = made {
-            self.busy().remove(&task.id);
+            self.busy().remove(task.id.as_str());
             return Err(err);
         }
         info!(task_id = %task.id, path = %path.display(), branch, "task worktree ready");
@@ -327,15 +336,15 @@ impl Worktrees {
     /// [`WorktreeError::Git`], the store's; the worktree is no longer in use either way.
     pub async fn finish(&self, task: &TaskRow) -> Result<(), WorktreeError> {
         let result = self.record_finish(task).await;
-        self.busy().remove(&task.id);
+        self.busy().remove(task.id.as_str());
         result
     }
 
     async fn record_finish(&self, task: &TaskRow) -> Result<(), WorktreeError> {
         let lock = self.lock_of(&task.project_id);
         let _held = lock.lock().await;
-        let Some(row) = self.store().worktree(task.id.clone()).await? else {
-            return Err(WorktreeError::NoWorktree(task.id.clone()));
+        let Some(row) = self.store().worktree(task.id.to_string()).await? else {
+            return Err(WorktreeError::NoWorktree(task.id.to_string()));
         };
         let path = PathBuf::from(&row.path);
         let message = format!("{}\n\nTask {} (Semantest Hub)", task.title, task.id);
@@ -387,7 +396,7 @@ impl Worktrees {
     async fn finished_row(&self, task_id: &str) -> Result<(WorktreeRow, TaskRow), WorktreeError> {
         let task = self
             .store()
-            .task_of(task_id.to_string())
+            .task_of(task_id.into())
             .await?
             .ok_or_else(|| WorktreeError::TaskNotFound(task_id.to_string()))?;
         let row = self
