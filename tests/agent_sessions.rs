@@ -180,14 +180,27 @@ async fn an_edited_input_runs_as_edited_and_a_denial_reaches_the_agent() {
     hub.stop().await;
 }
 
+/// The result line's text of a run: `allowed: <command>` or `denied: ...`.
+fn result_text(lines: &[Value]) -> String {
+    let result = lines.iter().find(|l| l["kind"] == "result").unwrap();
+    result["event"]["result"].as_str().unwrap().to_string()
+}
+
 #[tokio::test]
-async fn always_for_the_project_answers_the_next_request_also_after_a_restart() {
+async fn always_for_the_project_answers_the_commands_of_its_rule_also_after_a_restart() {
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     let (project_id, dir) = hub.project(&mut ws).await;
     ws.subscribe(&project_id).await;
+    // "always" on `touch one`: the CLI suggests `touch one:*` (as Claude Code suggests
+    // `npm test:*` for `npm test`), and that is the rule, not every Bash command.
     let run_id = run(&mut ws, &project_id, "ask Bash touch one").await;
-    let id = ws.notification("agent.approval_requested").await["approval"]["id"].clone();
+    let approval = ws.notification("agent.approval_requested").await["approval"].clone();
+    let id = approval["id"].clone();
+    assert_eq!(
+        approval["suggestions"][0]["rules"][0]["ruleContent"],
+        "touch one:*"
+    );
     let answered = ws
         .ok(
             "agent.approvals.answer",
@@ -195,23 +208,63 @@ async fn always_for_the_project_answers_the_next_request_also_after_a_restart() 
         )
         .await;
     assert_eq!(answered["resolution"]["scope"], "project");
-    ws.run_output(&run_id).await;
+    assert_eq!(answered["resolution"]["rule"], "Bash(touch one:*)");
+    assert_eq!(
+        resolved(&mut ws, &id).await["resolution"]["rule"],
+        "Bash(touch one:*)"
+    );
+    let lines = ws.run_output(&run_id).await;
+    let line = lines
+        .iter()
+        .find(|l| l["kind"] == "approval_resolved")
+        .unwrap();
+    assert_eq!(line["event"]["resolution"]["rule"], "Bash(touch one:*)");
     assert!(dir.path().join("one").exists());
+    let rules = ws
+        .ok(
+            "agent.approvals.rules.list",
+            json!({"project_id": project_id}),
+        )
+        .await;
+    assert_eq!(rules["rules"].as_array().unwrap().len(), 1, "{rules}");
+    assert_eq!(rules["rules"][0]["rule"], "Bash(touch one:*)");
+    assert_eq!(rules["rules"][0]["tool_name"], "Bash");
+    assert_eq!(rules["rules"][0]["behavior"], "allow");
 
+    // `touch one` with more arguments is answered by the rule without asking...
     let answered_by_rule = async |ws: &mut Ws, file: &str| {
-        let run_id = run(ws, &project_id, &format!("ask Bash touch {file}")).await;
+        let run_id = run(ws, &project_id, &format!("ask Bash touch one {file}")).await;
         let lines = ws.run_output(&run_id).await;
         assert_eq!(lines.last().unwrap()["event"]["status"], "succeeded");
+        assert_eq!(result_text(&lines), format!("allowed: touch one {file}"));
         let resolved = lines
             .iter()
             .find(|l| l["kind"] == "approval_resolved")
             .expect("answered in the log");
         assert_eq!(resolved["event"]["resolution"]["by"]["kind"], "rule");
         assert_eq!(resolved["event"]["resolution"]["by"]["scope"], "project");
+        assert_eq!(resolved["event"]["resolution"]["rule"], "Bash(touch one:*)");
         assert!(!kinds(&lines).contains(&"approval_requested"), "{lines:?}");
+    };
+    // ...but another command, or the same one made compound, still asks.
+    let still_asks = async |ws: &mut Ws, command: &str| {
+        let run_id = run(ws, &project_id, &format!("ask Bash {command}")).await;
+        let approval = ws.notification("agent.approval_requested").await["approval"].clone();
+        assert_eq!(approval["run_id"], run_id);
+        assert_eq!(approval["input"]["command"], command);
+        ws.ok(
+            "agent.approvals.answer",
+            json!({"approval_id": approval["id"], "decision": "reject_once"}),
+        )
+        .await;
+        let lines = ws.run_output(&run_id).await;
+        assert!(result_text(&lines).starts_with("denied"), "{lines:?}");
     };
     answered_by_rule(&mut ws, "two").await;
     assert!(dir.path().join("two").exists());
+    still_asks(&mut ws, "rm -rf one").await;
+    still_asks(&mut ws, "touch one; rm -rf two").await;
+    assert!(dir.path().join("one").exists() && dir.path().join("two").exists());
     drop(ws);
 
     let hub = hub.restart().await;
@@ -219,12 +272,93 @@ async fn always_for_the_project_answers_the_next_request_also_after_a_restart() 
     ws.subscribe(&project_id).await;
     answered_by_rule(&mut ws, "three").await;
     assert!(dir.path().join("three").exists());
-    // Nobody was asked.
-    assert!(
-        ws.notification_within("agent.approval_requested", Duration::from_millis(200))
-            .await
-            .is_none()
-    );
+    still_asks(&mut ws, "rm -rf one").await;
+    assert!(dir.path().join("one").exists());
+
+    // Deleted, the rule answers nothing any more.
+    let deleted = ws
+        .ok(
+            "agent.approvals.rules.delete",
+            json!({"project_id": project_id, "rule": "Bash(touch one:*)"}),
+        )
+        .await;
+    assert_eq!(deleted["deleted"], true);
+    still_asks(&mut ws, "touch one four").await;
+    assert!(!dir.path().join("four").exists());
+    let again = ws
+        .ok(
+            "agent.approvals.rules.delete",
+            json!({"project_id": project_id, "rule": "Bash(touch one:*)"}),
+        )
+        .await;
+    assert_eq!(again["deleted"], false);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn an_always_answer_may_carry_the_persons_own_rule() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.client().await;
+    let (project_id, dir) = hub.project(&mut ws).await;
+    ws.subscribe(&project_id).await;
+    // A live session (it outlives its turns), so that its rules do too.
+    let sent = ws
+        .ok(
+            "agent.send",
+            json!({"project_id": project_id, "text": "ask Bash touch a"}),
+        )
+        .await;
+    let run_id = sent["run_id"].as_str().unwrap().to_string();
+    let id = ws.notification("agent.approval_requested").await["approval"]["id"].clone();
+    // A rule that does not parse, or for another tool, is refused and the approval
+    // stays pending.
+    for (rule, why) in [("Bash(touch", "closing"), ("Read(/x)", "not for Bash")] {
+        let bad = ws
+            .err(
+                "agent.approvals.answer",
+                json!({"approval_id": id, "decision": "allow_always", "rule": rule}),
+            )
+            .await;
+        assert_eq!(bad["data"]["kind"], "INVALID_PARAMS", "{bad}");
+        assert!(bad["message"].as_str().unwrap().contains(why), "{bad}");
+    }
+    let once = ws
+        .err(
+            "agent.approvals.answer",
+            json!({"approval_id": id, "decision": "allow_once", "rule": "Bash(touch:*)"}),
+        )
+        .await;
+    assert_eq!(once["data"]["kind"], "INVALID_PARAMS", "{once}");
+    // The person widened the suggestion (`touch a:*`) to every `touch`, for the session.
+    let answered = ws
+        .ok(
+            "agent.approvals.answer",
+            json!({"approval_id": id, "decision": "allow_always", "rule": "Bash(touch *)"}),
+        )
+        .await;
+    assert_eq!(answered["resolution"]["scope"], "session");
+    assert_eq!(answered["resolution"]["rule"], "Bash(touch *)");
+    // A session rule is not a project rule.
+    let rules = ws
+        .ok(
+            "agent.approvals.rules.list",
+            json!({"project_id": project_id}),
+        )
+        .await;
+    assert_eq!(rules["rules"], json!([]));
+    // The session's next turn runs `touch b` by that rule, without asking.
+    ws.ok(
+        "agent.send",
+        json!({"project_id": project_id, "text": "ask Bash touch b", "mode": "queue"}),
+    )
+    .await;
+    let results = results_until_turn(&mut ws, &run_id, 2).await;
+    assert_eq!(results.last().unwrap()["result"], "allowed: touch b");
+    assert!(dir.path().join("a").exists() && dir.path().join("b").exists());
+    let asked = ws
+        .notification_within("agent.approval_requested", Duration::from_millis(200))
+        .await;
+    assert!(asked.is_none(), "{asked:?}");
     hub.stop().await;
 }
 
@@ -657,6 +791,38 @@ async fn the_cli_lists_and_answers_approvals() {
     let result = lines.iter().find(|l| l["kind"] == "result").unwrap();
     assert_eq!(result["event"]["result"], "denied: not from here");
     assert!(!dir.path().join("cli.txt").exists());
+
+    // "always" with the person's own rule, stored for the project.
+    let run_id = run(&mut ws, &project_id, "ask Bash touch cli.txt").await;
+    let id = ws.notification("agent.approval_requested").await["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let allowed = hub
+        .cli(&[
+            "approvals",
+            "allow",
+            &id,
+            "--always",
+            "project",
+            "--rule",
+            "Bash(touch cli*)",
+        ])
+        .await;
+    assert!(allowed.status.success(), "{allowed:?}");
+    let said = String::from_utf8(allowed.stdout).unwrap();
+    assert!(
+        said.starts_with("allowed, rule Bash(touch cli*) for the project"),
+        "{said}"
+    );
+    ws.run_output(&run_id).await;
+    let rules = ws
+        .ok(
+            "agent.approvals.rules.list",
+            json!({"project_id": project_id}),
+        )
+        .await;
+    assert_eq!(rules["rules"][0]["rule"], "Bash(touch cli*)");
     hub.stop().await;
 }
 

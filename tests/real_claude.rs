@@ -261,29 +261,52 @@ async fn the_real_cli_asks_before_a_bash_call_and_runs_only_what_was_approved() 
         "changed\n"
     );
 
-    // Always for the project: the next Bash call is answered without asking.
-    let (run_id, approval) = asking(&mut ws, &project_id, "BASH touch first.txt").await;
-    ws.ok(
-        "agent.approvals.answer",
-        json!({"approval_id": approval["id"], "decision": "allow_always", "scope": "project"}),
+    // Always for the project, on `npm test`: the rule is the one the CLI suggests, so
+    // `npm test --watch` is answered without asking, and `rm -rf x` still asks.
+    std::fs::write(
+        dir.path().join("package.json"),
+        r#"{"name": "t", "version": "1.0.0", "scripts": {"test": "echo tested >> tested.txt"}}"#,
     )
-    .await;
+    .unwrap();
+    std::fs::create_dir(dir.path().join("x")).unwrap();
+    let (run_id, approval) = asking(&mut ws, &project_id, "BASH npm test").await;
+    let suggested = &approval["suggestions"][0]["rules"][0];
+    assert_eq!(suggested["toolName"], "Bash", "{approval}");
+    let answered = ws
+        .ok(
+            "agent.approvals.answer",
+            json!({"approval_id": approval["id"], "decision": "allow_always", "scope": "project"}),
+        )
+        .await;
+    let rule = format!("Bash({})", suggested["ruleContent"].as_str().unwrap());
+    assert_eq!(answered["resolution"]["rule"], rule.as_str());
     ws.run_output(&run_id).await;
-    assert!(dir.path().join("first.txt").exists());
-    let run_id = run(&mut ws, &project_id, "BASH touch second.txt").await;
+    let tested = || std::fs::read_to_string(dir.path().join("tested.txt")).unwrap_or_default();
+    assert_eq!(tested(), "tested\n");
+    let run_id = run(&mut ws, &project_id, "BASH npm test --watch").await;
     let lines = ws.run_output(&run_id).await;
     assert_eq!(
         lines.last().unwrap()["event"]["status"],
         "succeeded",
         "{lines:?}"
     );
-    assert!(dir.path().join("second.txt").exists());
+    assert_eq!(tested(), "tested\ntested\n");
     let by_rule = lines
         .iter()
         .find(|l| l["kind"] == "approval_resolved")
         .expect("the rule answered");
     assert_eq!(by_rule["event"]["resolution"]["by"]["kind"], "rule");
+    assert_eq!(by_rule["event"]["resolution"]["rule"], rule.as_str());
     assert!(!lines.iter().any(|l| l["kind"] == "approval_requested"));
+    let (run_id, approval) = asking(&mut ws, &project_id, "BASH rm -rf x").await;
+    assert_eq!(approval["input"]["command"], "rm -rf x");
+    ws.ok(
+        "agent.approvals.answer",
+        json!({"approval_id": approval["id"], "decision": "reject_once"}),
+    )
+    .await;
+    ws.run_output(&run_id).await;
+    assert!(dir.path().join("x").exists());
     hub.stop().await;
 }
 

@@ -254,6 +254,7 @@ function renderSessionLine(kind, ev) {
       return note(`approval answered ${r.outcome === 'allowed' ? 'ok' : 'err'}`,
         `${what}${r.edited ? ' with an edited input' : ''}${always}`,
         by ? ` by ${by}` : null,
+        r.rule ? [' · rule ', h('code', {}, clip(String(r.rule)))] : null,
         r.message ? [' · ', h('q', {}, clip(String(r.message)))] : null);
     }
     default:

@@ -443,6 +443,38 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+/// The rule an "always" answer stores when it gives none: the agent's first `addRules`
+/// suggestion for the tool (Claude Code's `permission_suggestions`), else the tool.
+fn suggested_rule(approval: &Value) -> String {
+    let tool = approval["tool_name"].as_str().unwrap_or_default();
+    let rule = approval["suggestions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["type"] == "addRules")
+        .filter_map(|s| s["rules"].as_array())
+        .flatten()
+        .find(|r| r["toolName"] == tool);
+    match rule.and_then(|r| r["ruleContent"].as_str()) {
+        Some(content) if !content.is_empty() => format!("{tool}({content})"),
+        _ => tool.to_string(),
+    }
+}
+
+/// `allowed`, or `allowed, rule Bash(npm test:*) for the project`.
+fn outcome(answered: &Value) -> String {
+    let resolution = &answered["resolution"];
+    let outcome = text_or(resolution, "outcome", "answered");
+    match resolution["rule"].as_str() {
+        Some(rule) => format!(
+            "{outcome}, rule {} for the {}",
+            printable(rule),
+            text_or(resolution, "scope", "session")
+        ),
+        None => outcome,
+    }
+}
+
 /// Asks `y/n/e(dit)/a(lways)` about an approval and sends the answer. An answer from
 /// elsewhere that came first is reported, not an error.
 async fn ask_on_terminal(client: &mut HubClient, approval: &Value) -> Result<()> {
@@ -455,7 +487,18 @@ async fn ask_on_terminal(client: &mut HubClient, approval: &Value) -> Result<()>
         match answer.trim().to_lowercase().as_str() {
             "y" | "yes" => break json!({"approval_id": id, "decision": "allow_once"}),
             "a" | "always" => {
-                break json!({"approval_id": id, "decision": "allow_always", "scope": "project"});
+                let suggested = suggested_rule(approval);
+                let typed = read_line(format!(
+                    "  rule for this project [{}] (Enter keeps it, or type your own): ",
+                    printable(&suggested)
+                ))
+                .await?;
+                let mut params =
+                    json!({"approval_id": id, "decision": "allow_always", "scope": "project"});
+                if !typed.trim().is_empty() {
+                    params["rule"] = Value::String(typed.trim().to_string());
+                }
+                break params;
             }
             "n" | "no" => {
                 let message = read_line("  tell the agent why (optional): ".into()).await?;
@@ -488,10 +531,7 @@ async fn ask_on_terminal(client: &mut HubClient, approval: &Value) -> Result<()>
     };
     match client.request("agent.approvals.answer", params).await {
         Ok(answered) => {
-            errln!(
-                "  {}",
-                text_or(&answered["resolution"], "outcome", "answered")
-            );
+            errln!("  {}", outcome(&answered));
             Ok(())
         }
         Err(err) => {
@@ -528,6 +568,7 @@ pub(super) async fn approvals_command(
             id,
             input,
             always,
+            rule,
             json,
         } => {
             let updated: Option<Value> = match input {
@@ -547,7 +588,8 @@ pub(super) async fn approvals_command(
                 "allow_once"
             };
             (
-                json!({"approval_id": id, "decision": decision, "updated_input": updated, "scope": always}),
+                json!({"approval_id": id, "decision": decision, "updated_input": updated,
+                       "scope": always, "rule": rule}),
                 json,
             )
         }
@@ -556,6 +598,7 @@ pub(super) async fn approvals_command(
             message,
             interrupt,
             always,
+            rule,
             json,
         } => {
             let decision = if always.is_some() {
@@ -565,7 +608,7 @@ pub(super) async fn approvals_command(
             };
             (
                 json!({"approval_id": id, "decision": decision, "message": message,
-                       "interrupt": interrupt, "scope": always}),
+                       "interrupt": interrupt, "scope": always, "rule": rule}),
                 json,
             )
         }
@@ -577,7 +620,7 @@ pub(super) async fn approvals_command(
     }
     outln!(
         "{} {} ({})",
-        text_or(&answered["resolution"], "outcome", "answered"),
+        outcome(&answered),
         text_or(&answered["approval"], "id", ""),
         printable(&text_or(&answered["approval"], "tool_name", ""))
     )?;
@@ -597,5 +640,16 @@ mod tests {
         );
         assert_eq!(describe(&json!({"input": {"file_path": "/a"}})), "/a");
         assert_eq!(describe(&json!({"input": {"x": 1}})), "{\"x\":1}");
+    }
+
+    #[test]
+    fn the_suggested_rule_is_the_agents_add_rules_else_the_tool() {
+        let approval = json!({"tool_name": "Bash", "suggestions": [
+            {"type": "addDirectories", "directories": ["/w"]},
+            {"type": "addRules", "rules": [{"toolName": "Bash", "ruleContent": "npm test:*"}]}
+        ]});
+        assert_eq!(suggested_rule(&approval), "Bash(npm test:*)");
+        let mode = json!({"tool_name": "Write", "suggestions": [{"type": "setMode"}]});
+        assert_eq!(suggested_rule(&mode), "Write");
     }
 }

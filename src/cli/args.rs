@@ -290,9 +290,14 @@ pub(super) enum ApprovalsCommand {
         /// Run this input instead, a JSON object, e.g. '{"command": "npm test"}'.
         #[arg(long, value_name = "JSON")]
         input: Option<String>,
-        /// Also allow this tool from now on: for the `session` or the whole `project`.
+        /// Also allow the calls of a rule from now on: for the `session` or the whole
+        /// `project`. The rule is the one the agent suggested unless `--rule` gives one.
         #[arg(long, value_name = "SCOPE", value_parser = ["session", "project"])]
         always: Option<String>,
+        /// With `--always`: the rule, in Claude Code's syntax, e.g. 'Bash(npm test:*)'
+        /// (a prefix), 'Read(/w/app/**)' (a glob) or a bare 'Bash' (every call).
+        #[arg(long, value_name = "RULE", requires = "always")]
+        rule: Option<String>,
         /// Print the hub's JSON-RPC result as JSON.
         #[arg(long)]
         json: bool,
@@ -308,9 +313,14 @@ pub(super) enum ApprovalsCommand {
         /// Also stop the agent's turn.
         #[arg(long)]
         interrupt: bool,
-        /// Also refuse this tool from now on: for the `session` or the whole `project`.
+        /// Also refuse the calls of a rule from now on: for the `session` or the whole
+        /// `project`. The rule is the one the agent suggested unless `--rule` gives one.
         #[arg(long, value_name = "SCOPE", value_parser = ["session", "project"])]
         always: Option<String>,
+        /// With `--always`: the rule, in Claude Code's syntax, e.g. 'Bash(npm test:*)'
+        /// (a prefix), 'Read(/w/app/**)' (a glob) or a bare 'Bash' (every call).
+        #[arg(long, value_name = "RULE", requires = "always")]
+        rule: Option<String>,
         /// Print the hub's JSON-RPC result as JSON.
         #[arg(long)]
         json: bool,

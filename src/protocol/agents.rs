@@ -30,6 +30,10 @@ pub mod method {
     pub const AGENT_POLICY_GET: &str = "agent.policy.get";
     /// Request: set a project's approval policy → `Policy`.
     pub const AGENT_POLICY_SET: &str = "agent.policy.set";
+    /// Request: a project's stored "always" rules → `{rules: [RuleView]}`.
+    pub const AGENT_APPROVALS_RULES_LIST: &str = "agent.approvals.rules.list";
+    /// Request: forget one of a project's stored rules → `{deleted: bool}`.
+    pub const AGENT_APPROVALS_RULES_DELETE: &str = "agent.approvals.rules.delete";
 
     /// Notification (to `agents` connections): `{approval: ApprovalView}`.
     pub const AGENT_APPROVAL_REQUESTED: &str = "agent.approval_requested";
@@ -161,6 +165,13 @@ pub struct AnswerParams {
     /// For `*_always`: the rule's reach; `session` when absent.
     #[serde(default)]
     pub scope: Option<RuleScope>,
+    /// For `*_always`: the rule to remember, in Claude Code's permission-rule syntax
+    /// (`Bash(npm test:*)`, `Read(/w/app/**)`, a bare `Bash` for every call), for the
+    /// request's own tool; the person may have edited it. When absent, the rule the
+    /// agent suggested (Claude Code's `addRules` suggestion), else the bare tool name
+    /// (agents that suggest none). docs/agents.md, "Rules".
+    #[serde(default)]
+    pub rule: Option<String>,
 }
 
 /// Who or what answered an approval.
@@ -201,9 +212,13 @@ pub struct Resolution {
     pub outcome: ApprovalOutcome,
     /// The answer's kind; null when withdrawn.
     pub decision: Option<DecisionKind>,
-    /// The rule stored with an `*_always` answer.
+    /// The reach of the rule stored with an `*_always` answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<RuleScope>,
+    /// The rule stored with an `*_always` answer, or the remembered rule that answered
+    /// (`by.kind` `rule`), e.g. `Bash(npm test:*)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     /// For a denial: what the agent was told. For a withdrawal: why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -396,4 +411,27 @@ pub struct PolicySetParams {
     /// What the agent reads when nobody answered; at most 4096 bytes.
     #[serde(default)]
     pub timeout_message: Option<String>,
+}
+
+/// A project's stored rule, in `agent.approvals.rules.list`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuleView {
+    /// The rule, e.g. `Bash(npm test:*)` or `Read` (every call of the tool).
+    pub rule: String,
+    /// Its tool.
+    pub tool_name: String,
+    /// `allow` or `deny`.
+    pub behavior: String,
+    /// RFC 3339 UTC: when it was stored.
+    pub created_at: String,
+}
+
+/// `agent.approvals.rules.delete` params.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDeleteParams {
+    /// The project.
+    pub project_id: String,
+    /// The rule as listed (`RuleView.rule`).
+    pub rule: String,
 }

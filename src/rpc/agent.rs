@@ -14,7 +14,7 @@ use crate::events::Event;
 use crate::projects::ProjectError;
 use crate::protocol::agents::{
     AnswerParams, AnsweredBy, ApprovalsListParams, PolicySetParams, QueueRef, QueueUpdateParams,
-    SendParams, method as agents_method,
+    RuleDeleteParams, SendParams, method as agents_method,
 };
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::scopes::Scope;
@@ -67,6 +67,18 @@ pub(super) const METHODS: &[Method] = &[
     ),
     row(agents_method::AGENT_POLICY_GET, AGENTS, FAMILY, policy_get),
     row(agents_method::AGENT_POLICY_SET, AGENTS, FAMILY, policy_set),
+    row(
+        agents_method::AGENT_APPROVALS_RULES_LIST,
+        AGENTS,
+        FAMILY,
+        rules_list,
+    ),
+    row(
+        agents_method::AGENT_APPROVALS_RULES_DELETE,
+        AGENTS,
+        FAMILY,
+        rules_delete,
+    ),
     row(usage_method::AGENT_USAGE, AGENTS, FAMILY, usage),
     row(
         worktrees_method::AGENT_RUN_WORKTREE,
@@ -334,6 +346,23 @@ fn policy_set(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let approvals = call.ctx.runner.approvals().clone();
     later(async move { Ok(approvals.set_policy(p).await?) })
 }
+fn rules_list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: ProjectRef = parse_params(params)?;
+    call.ctx.projects.get(&p.project_id)?;
+    let rules = call.ctx.runner.approvals().rules(&p.project_id);
+    reply(&serde_json::json!({ "rules": rules }))
+}
+
+fn rules_delete(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let p: RuleDeleteParams = parse_params(params)?;
+    call.ctx.projects.get(&p.project_id)?;
+    let approvals = call.ctx.runner.approvals().clone();
+    later(async move {
+        let deleted = approvals.delete_rule(&p.project_id, &p.rule).await?;
+        Ok(serde_json::json!({ "deleted": deleted }))
+    })
+}
+
 /// `agent.usage`: the recorded turns summed per day, project or run.
 ///
 /// # Errors

@@ -5,7 +5,8 @@
 //! the policy or a rule covers it, in this order: a tool in `always_ask` always asks; a
 //! tool in `never_ask` is allowed; a rule remembered for the session (the agent process),
 //! then one remembered for the project (stored, so it survives a restart) answers as it
-//! says; anything else becomes a pending approval, announced with
+//! says when it matches the call ([`Rule`]: the tool and, in Claude Code's rule syntax,
+//! what of its input it covers; a matching `deny` rule wins); anything else becomes a pending approval, announced with
 //! `agent.approval_requested`, until a client answers it, nobody answers within
 //! `agent.approvals.timeout_s` (then it is denied with `timeout_message`), or it is
 //! withdrawn (the agent cancelled it, the turn was interrupted, the process ended).
@@ -17,6 +18,12 @@
 //!
 //! Lock: one std `Mutex` over map operations only, never held across `.await`; the
 //! answer is written to the agent's stdin after the lock is released.
+
+mod policies;
+mod remembered;
+mod rule;
+
+use rule::Rule;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,33 +44,18 @@ use crate::projects::feed::{Feed, Line};
 use crate::protocol::Stream;
 use crate::protocol::agents::{
     AnswerParams, AnsweredBy, ApprovalOutcome, ApprovalResolved, ApprovalView, DecisionKind,
-    Policy, PolicyOverride, PolicySetParams, Resolution, RuleScope,
+    PolicyOverride, Resolution, RuleScope,
 };
 use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
 use crate::storage::sqlite::{RuleRow, Store, StoreError};
 use crate::support::timestamp::{format_ms, now_ms};
+use remembered::{Behavior, Remembered, RuleSet};
 
 /// Resolutions remembered for late answers.
 const RESOLVED_KEPT: usize = 1024;
 
 /// The default message of a denial.
 const DENIED: &str = "The user denied this tool call.";
-
-/// What a remembered rule does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Behavior {
-    Allow,
-    Deny,
-}
-
-impl Behavior {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Deny => "deny",
-        }
-    }
-}
 
 /// Why an answer was refused.
 #[derive(Debug, thiserror::Error)]
@@ -151,10 +143,10 @@ struct State {
     pending: HashMap<String, Pending>,
     resolved: HashMap<String, Resolution>,
     resolved_order: VecDeque<String>,
-    /// Rules by project, then tool.
-    project_rules: HashMap<String, HashMap<String, Behavior>>,
-    /// Rules by run, then tool; dropped when the run ends.
-    session_rules: HashMap<String, HashMap<String, Behavior>>,
+    /// Rules by project.
+    project_rules: HashMap<String, RuleSet>,
+    /// Rules by run; dropped when the run ends.
+    session_rules: HashMap<String, RuleSet>,
     /// Each project's own policy settings (`agent.policy.set`), by project.
     policies: HashMap<String, PolicyOverride>,
 }
@@ -225,17 +217,17 @@ impl Approvals {
         let mut state = State::default();
         match parts.store.approval_rules().await {
             Ok(rules) => {
-                for rule in rules {
-                    let behavior = if rule.behavior == "deny" {
-                        Behavior::Deny
-                    } else {
-                        Behavior::Allow
-                    };
+                for row in rules {
+                    let rule = Rule::new(row.tool_name, Some(row.rule_content));
                     state
                         .project_rules
-                        .entry(rule.project_id)
+                        .entry(row.project_id)
                         .or_default()
-                        .insert(rule.tool_name, behavior);
+                        .insert(Remembered {
+                            rule,
+                            behavior: Behavior::parse(&row.behavior),
+                            created_at: row.created_at,
+                        });
                 }
             }
             Err(err) => warn!(error = %ErrorChain(&err), "cannot read the approval rules"),
@@ -275,101 +267,6 @@ impl Approvals {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The policy in force for a project: its own settings over `[agent.approvals]`.
-    pub fn policy(&self, project_id: &str) -> Policy {
-        let own = self.state().policies.get(project_id).cloned();
-        let config = &self.inner.policy;
-        let custom = own.is_some();
-        let own = own.unwrap_or_default();
-        Policy {
-            project_id: project_id.to_string(),
-            never_ask: own.never_ask.unwrap_or_else(|| config.never_ask.clone()),
-            always_ask: own.always_ask.unwrap_or_else(|| config.always_ask.clone()),
-            timeout_s: own.timeout_s.unwrap_or(config.timeout_s),
-            timeout_message: own
-                .timeout_message
-                .unwrap_or_else(|| config.timeout_message.clone()),
-            custom,
-        }
-    }
-
-    /// `agent.policy.set`: stores a project's own settings (replacing the ones it had;
-    /// none at all goes back to the config) and returns the policy in force. Requests
-    /// already pending keep the timeout they were given.
-    ///
-    /// # Errors
-    /// [`ApprovalError::InvalidPolicy`] (naming the param) for a `timeout_s` outside
-    /// 1..=604800, a message over 4096 bytes, an empty tool name or a list over 256 names;
-    /// [`ApprovalError::Store`].
-    pub async fn set_policy(&self, params: PolicySetParams) -> Result<Policy, ApprovalError> {
-        let invalid = |param: &'static str, message: &str| ApprovalError::InvalidPolicy {
-            param,
-            message: message.to_string(),
-        };
-        if params
-            .timeout_s
-            .is_some_and(|t| !(1..=7 * 24 * 3600).contains(&t))
-        {
-            return Err(invalid(
-                "timeout_s",
-                "timeout_s must be between 1 and 604800",
-            ));
-        }
-        if params
-            .timeout_message
-            .as_ref()
-            .is_some_and(|m| m.len() > 4096)
-        {
-            return Err(invalid(
-                "timeout_message",
-                "timeout_message is longer than 4096 bytes",
-            ));
-        }
-        for (param, list) in [
-            ("never_ask", &params.never_ask),
-            ("always_ask", &params.always_ask),
-        ] {
-            if list
-                .as_ref()
-                .is_some_and(|l| l.len() > 256 || l.iter().any(|t| t.is_empty() || t.len() > 256))
-            {
-                return Err(invalid(
-                    param,
-                    "a tool list holds at most 256 names of 1 to 256 bytes",
-                ));
-            }
-        }
-        let own = PolicyOverride {
-            never_ask: params.never_ask,
-            always_ask: params.always_ask,
-            timeout_s: params.timeout_s,
-            timeout_message: params.timeout_message,
-        };
-        let empty = own == PolicyOverride::default();
-        let stored = if empty {
-            None
-        } else {
-            Some(
-                serde_json::to_string(&own)
-                    .map_err(|err| ApprovalError::Invalid(err.to_string()))?,
-            )
-        };
-        self.inner
-            .store
-            .put_approval_policy(params.project_id.clone(), stored)
-            .await?;
-        {
-            let mut state = self.state();
-            if empty {
-                state.policies.remove(&params.project_id);
-            } else {
-                state.policies.insert(params.project_id.clone(), own);
-            }
-        }
-        info!(project_id = %params.project_id, custom = !empty, "approval policy set");
-        Ok(self.policy(&params.project_id))
-    }
-
     /// The pending approvals, oldest first, of one project or all.
     pub fn list(&self, project_id: Option<&str>) -> Vec<ApprovalView> {
         let mut views: Vec<ApprovalView> = self
@@ -391,29 +288,24 @@ impl Approvals {
         let automatic = if policy.always_ask.iter().any(|t| t == tool) {
             None
         } else if policy.never_ask.iter().any(|t| t == tool) {
-            Some((Behavior::Allow, AnsweredBy::Policy))
+            Some((Behavior::Allow, AnsweredBy::Policy, None))
         } else {
             let state = self.state();
-            let rule = |rules: Option<&HashMap<String, Behavior>>| rules?.get(tool).copied();
-            rule(state.session_rules.get(&asker.run_id))
-                .map(|b| {
+            let rule = |rules: Option<&RuleSet>, scope| {
+                rules?.answer(tool, &request.input).map(|r| {
                     (
-                        b,
-                        AnsweredBy::Rule {
-                            scope: RuleScope::Session,
-                        },
+                        r.behavior,
+                        AnsweredBy::Rule { scope },
+                        Some(r.rule.to_string()),
                     )
                 })
-                .or_else(|| {
-                    rule(state.project_rules.get(&asker.project_id)).map(|b| {
-                        (
-                            b,
-                            AnsweredBy::Rule {
-                                scope: RuleScope::Project,
-                            },
-                        )
-                    })
-                })
+            };
+            rule(state.session_rules.get(&asker.run_id), RuleScope::Session).or_else(|| {
+                rule(
+                    state.project_rules.get(&asker.project_id),
+                    RuleScope::Project,
+                )
+            })
         };
         let now = now_ms();
         let id = format!("ap_{}", uuid::Uuid::now_v7().simple());
@@ -430,7 +322,7 @@ impl Approvals {
             asked_at: format_ms(now),
             expires_at: format_ms(now + policy.timeout_s as i64 * 1000),
         };
-        if let Some((behavior, by)) = automatic {
+        if let Some((behavior, by, rule)) = automatic {
             let (answer, outcome, decision) = match behavior {
                 Behavior::Allow => (
                     PermissionAnswer::Allow {
@@ -454,12 +346,14 @@ impl Approvals {
                 outcome,
                 decision: Some(decision),
                 scope: None,
+                rule,
                 message: None,
                 edited: false,
                 by,
                 at: format_ms(now),
             };
-            info!(approval_id = %id, tool = %view.tool_name, outcome = ?outcome, "tool call answered by policy");
+            info!(approval_id = %id, tool = %view.tool_name, outcome = ?outcome,
+                  rule = resolution.rule.as_deref(), "tool call answered by policy");
             self.log(&view, "approval_resolved", Some(&resolution))
                 .await;
             return;
@@ -505,6 +399,7 @@ impl Approvals {
             outcome: ApprovalOutcome::Denied,
             decision: Some(DecisionKind::RejectOnce),
             scope: None,
+            rule: None,
             message: Some(message.clone()),
             edited: false,
             by: AnsweredBy::Timeout,
@@ -558,11 +453,17 @@ impl Approvals {
                 "message and interrupt go with reject_once or reject_always".into(),
             ));
         }
-        if !always && params.scope.is_some() {
+        if !always && (params.scope.is_some() || params.rule.is_some()) {
             return Err(ApprovalError::Invalid(
-                "scope goes with allow_always or reject_always".into(),
+                "scope and rule go with allow_always or reject_always".into(),
             ));
         }
+        let typed = params
+            .rule
+            .as_deref()
+            .map(Rule::parse)
+            .transpose()
+            .map_err(|err| ApprovalError::Invalid(err.to_string()))?;
         let asked = self.state().pending.get(&params.approval_id).map(|p| {
             let edited = params
                 .updated_input
@@ -572,21 +473,40 @@ impl Approvals {
                 p.view.tool_name.clone(),
                 p.view.project_id.clone(),
                 edited && !p.takes_edited_input,
+                Rule::suggested(&p.view.tool_name, &p.view.suggestions),
             )
         });
-        if let Some((tool, _, true)) = &asked {
+        if let Some((tool, _, true, _)) = &asked {
             return Err(ApprovalError::Invalid(format!(
                 "this agent cannot run an edited {tool} call; allow it as asked or reject it"
             )));
         }
         if always
-            && let Some((tool, project_id, _)) = &asked
+            && let Some((tool, project_id, _, _)) = &asked
             && self.policy(project_id).always_ask.iter().any(|t| t == tool)
         {
             return Err(ApprovalError::Invalid(format!(
                 "{tool} always asks by this hub's policy (agent.approvals.always_ask); answer it once"
             )));
         }
+        if let (Some(typed), Some((tool, ..))) = (&typed, &asked)
+            && typed.tool() != tool
+        {
+            return Err(ApprovalError::Invalid(format!(
+                "the rule {typed} is not for {tool}, the tool this approval is about"
+            )));
+        }
+        // The person's own rule, else the agent's suggestion, else the whole tool (what
+        // agents that suggest nothing have always had): never wider than suggested
+        // unless typed.
+        let rule = match (always, typed, asked) {
+            (false, ..) => None,
+            (true, Some(typed), _) => Some(typed),
+            (true, None, Some((tool, _, _, suggested))) => {
+                Some(suggested.unwrap_or_else(|| Rule::new(tool, None)))
+            }
+            (true, None, None) => None,
+        };
         let scope = always.then(|| params.scope.unwrap_or_default());
         let message = (!allow).then(|| params.message.clone().unwrap_or_else(|| DENIED.into()));
         let resolution = Resolution {
@@ -597,6 +517,7 @@ impl Approvals {
             },
             decision: Some(params.decision),
             scope,
+            rule: rule.as_ref().map(Rule::to_string),
             message: message.clone(),
             edited: params.updated_input.is_some(),
             by,
@@ -622,34 +543,40 @@ impl Approvals {
         } else {
             Behavior::Deny
         };
-        let stored = match scope {
-            Some(RuleScope::Session) => {
+        let now = now_ms();
+        let stored = match (scope, rule) {
+            (Some(RuleScope::Session), Some(rule)) => {
                 self.state()
                     .session_rules
                     .entry(view.run_id.clone())
                     .or_default()
-                    .insert(view.tool_name.clone(), behavior);
+                    .insert(Remembered {
+                        rule,
+                        behavior,
+                        created_at: now,
+                    });
                 Ok(())
             }
-            Some(RuleScope::Project) => {
+            (Some(RuleScope::Project), Some(rule)) => {
+                let row = RuleRow {
+                    project_id: view.project_id.clone(),
+                    tool_name: rule.tool().to_string(),
+                    rule_content: rule.content().unwrap_or_default().to_string(),
+                    behavior: behavior.as_str().into(),
+                    created_at: now,
+                };
                 self.state()
                     .project_rules
                     .entry(view.project_id.clone())
                     .or_default()
-                    .insert(view.tool_name.clone(), behavior);
-                self.inner
-                    .store
-                    .put_approval_rule(
-                        RuleRow {
-                            project_id: view.project_id.clone(),
-                            tool_name: view.tool_name.clone(),
-                            behavior: behavior.as_str().into(),
-                        },
-                        now_ms(),
-                    )
-                    .await
+                    .insert(Remembered {
+                        rule,
+                        behavior,
+                        created_at: now,
+                    });
+                self.inner.store.put_approval_rule(row, now).await
             }
-            None => Ok(()),
+            _ => Ok(()),
         };
         self.finish(pending, resolution.clone()).await;
         stored?;
@@ -678,7 +605,7 @@ impl Approvals {
     async fn finish(&self, pending: Pending, resolution: Resolution) {
         pending.timer.cancel();
         info!(approval_id = %pending.view.id, outcome = ?resolution.outcome, by = ?resolution.by,
-              "approval resolved");
+              rule = resolution.rule.as_deref(), "approval resolved");
         self.inner
             .sink
             .emit(Event::ApprovalResolved(ApprovalResolved {
@@ -699,6 +626,7 @@ impl Approvals {
             outcome: ApprovalOutcome::Withdrawn,
             decision: None,
             scope: None,
+            rule: None,
             message: Some(why.to_string()),
             edited: false,
             by: AnsweredBy::Withdrawn,

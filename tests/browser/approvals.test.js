@@ -213,6 +213,64 @@ describe('approvals and follow-ups', () => {
     assert.deepEqual(session.pageErrors, []);
     assert.deepEqual(session.cspErrors, []);
   });
+  test('"always for this project" stores the rule as edited in the card; it shows in the rules list and is deleted there', async () => {
+    await openProject(page, hub, projectId);
+    await rpcInPage(page, 'agent.run', { project_id: projectId, prompt: 'ask Bash touch ruled.txt' });
+    const card = page.locator('hub-approvals article.approval');
+    await card.waitFor({ timeout: 20_000 });
+    const rule = card.getByLabel('Rule for "always"');
+    // The agent's suggestion, ready to edit.
+    assert.equal(await rule.inputValue(), 'Bash(touch ruled.txt:*)');
+    await rule.fill('Bash(touch rule*)');
+    await card.getByRole('button', { name: 'Always for this project' }).click();
+    await card.waitFor({ state: 'detached', timeout: 10_000 });
+    await idle();
+    const listed = (await rpcInPage(page, 'agent.approvals.rules.list', { project_id: projectId })).rules;
+    assert.deepEqual(listed.map((r) => r.rule), ['Bash(touch rule*)']);
+    // The next matching call is answered by it; the log line names the rule.
+    await rpcInPage(page, 'agent.run', { project_id: projectId, prompt: 'ask Bash touch rules.txt' });
+    await idle();
+    assert.ok(fs.existsSync(path.join(dir, 'rules.txt')), 'the rule allowed it');
+    const log = page.locator('hub-project .log-rows');
+    await log.locator('.session-line', { hasText: /Bash allowed by a rule for this project · rule Bash\(touch rule\*\)/ })
+      .first().waitFor({ timeout: 10_000 });
+    // The policy's rules list shows it, and Delete forgets it.
+    const policy = page.locator('hub-policy');
+    await policy.locator('summary').click();
+    const item = policy.locator('.rules-list li', { hasText: 'Bash(touch rule*)' });
+    await item.waitFor({ timeout: 10_000 });
+    await item.getByRole('button', { name: 'Delete the rule Bash(touch rule*)' }).click();
+    await item.waitFor({ state: 'detached', timeout: 10_000 });
+    assert.deepEqual((await rpcInPage(page, 'agent.approvals.rules.list', { project_id: projectId })).rules, []);
+    assert.deepEqual(session.pageErrors, []);
+  });
+
+  test('an approval of a task run links to the task\'s card on the tasks view', async () => {
+    const taskProject = (await rpcInPage(page, 'project.create', { path: await tempDir('approvals-task-'), name: 'tasked' })).id;
+    await rpcInPage(page, 'task.create', {
+      project_id: taskProject,
+      tasks: [{ id: 'linked-1', title: 'make the linked file', context: '[fake:ask Bash touch linked.txt]' }],
+    });
+    await rpcInPage(page, 'project.configure', { project_id: taskProject, agent_workers: 1 });
+    await openProject(page, hub, taskProject);
+    const card = page.locator('hub-approvals article.approval');
+    await card.waitFor({ timeout: 20_000 });
+    const link = card.getByRole('link', { name: 'task make the linked file' });
+    await link.waitFor({ timeout: 10_000 });
+    assert.equal(await link.getAttribute('href'), `#/workers/${encodeURIComponent(taskProject)}/task/linked-1`);
+    await link.click();
+    const taskCard = page.locator('hub-workers [data-task-id="linked-1"]');
+    await taskCard.waitFor({ timeout: 10_000 });
+    await waitFor(() => taskCard.evaluate((el) => el.classList.contains('task-highlight') && el === document.activeElement),
+      { timeout: 10_000, message: 'the task card is highlighted and focused' });
+    assert.match(page.url(), /#\/workers\/[^/]+\/task\/linked-1$/);
+    // Answered, the task goes on.
+    await rpcInPage(page, 'project.configure', { project_id: taskProject, agent_workers: 0 }).catch(() => {});
+    const pending = (await rpcInPage(page, 'agent.approvals.list', { project_id: taskProject })).approvals;
+    for (const a of pending) await rpcInPage(page, 'agent.approvals.answer', { approval_id: a.id, decision: 'reject_once' }).catch(() => {});
+    assert.deepEqual(session.pageErrors, []);
+  });
+
   test('the session\'s own lines read as sentences in the log, with the agent\'s text as text', async () => {
     await openProject(page, hub, projectId);
     await rpcInPage(page, 'agent.run', { project_id: projectId, prompt: 'ask Bash touch logged.txt' });

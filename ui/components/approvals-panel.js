@@ -8,11 +8,14 @@
 // edit, `a` allows always for this session, `p` always for this project. Every answer is
 // also a button. `#/projects/<id>/approval/<approval id>` focuses that approval.
 // A card is built once per approval and kept while it waits, so an edit in progress and
-// the focus survive live updates.
+// the focus survive live updates. An "always" answer remembers the rule in the card's Rule
+// field: the agent's suggestion (Claude Code's addRules), which the person may edit, e.g.
+// `Bash(npm test:*)`. An approval of a task run links to that task's card on the tasks
+// view ("task <title>").
 
 import { h, replace } from '../dom.js';
 import { dateTime } from '../format.js';
-import { approvals, listen, errorText } from '../store.js';
+import { approvals, listen, errorText, rpc } from '../store.js';
 
 /** The answer shortcuts, for the hint and aria-keyshortcuts. */
 const KEYS = { y: 'allow', n: 'deny', e: 'edit', a: 'session', p: 'project' };
@@ -35,12 +38,31 @@ function summary(a) {
   return null;
 }
 
+/**
+ * The rule an "always" answer stores unless the person edits it: the agent's first addRules
+ * suggestion for the tool, else the tool itself (every call). The hub does the same.
+ */
+export function suggestedRule(a) {
+  for (const s of Array.isArray(a.suggestions) ? a.suggestions : []) {
+    if (s?.type !== 'addRules' || !Array.isArray(s.rules)) continue;
+    const r = s.rules.find((x) => x?.toolName === a.tool_name);
+    if (r) return r.ruleContent ? `${a.tool_name}(${r.ruleContent})` : a.tool_name;
+  }
+  return a.tool_name;
+}
+
+/** The address of a task's card on the tasks view. */
+export function taskHref(projectId, taskId) {
+  return `#/workers/${encodeURIComponent(projectId)}/task/${encodeURIComponent(taskId)}`;
+}
+
 function resolutionText(r) {
   if (!r) return 'answered elsewhere';
   const who = r.by?.kind === 'client' ? ` by ${r.by.name || r.by.role || 'another client'}` : '';
   if (r.outcome === 'withdrawn') return `withdrawn (${r.message || 'the request went away'})`;
   if (r.by?.kind === 'timeout') return 'denied: nobody answered in time';
-  return `${r.outcome}${who}`;
+  const rule = r.rule && r.by?.kind === 'rule' ? ` by the rule ${r.rule}` : '';
+  return `${r.outcome}${who}${rule}`;
 }
 
 class ApprovalsPanel extends HTMLElement {
@@ -154,13 +176,24 @@ class ApprovalsPanel extends HTMLElement {
     editBox.id = `${idBase}-editbox`;
 
     const act = (answer) => this.send(a, answer, status, card);
+    const suggested = suggestedRule(a);
+    const rule = h('input', {
+      id: `${idBase}-rule`, type: 'text', name: 'rule', autocomplete: 'off', spellcheck: 'false', class: 'mono',
+      'aria-describedby': `${idBase}-rule-hint`,
+    });
+    rule.value = suggested;
+    // The hub takes the agent's suggestion by itself; a rule is sent only when edited.
+    const always = (scope) => {
+      const text = rule.value.trim();
+      return { decision: 'allow_always', scope, ...(text && text !== suggested ? { rule: text } : {}) };
+    };
     const denyAnswer = (interrupt) => {
       const text = message.value.trim();
       return { decision: 'reject_once', ...(text ? { message: text } : {}), ...(interrupt ? { interrupt: true } : {}) };
     };
     const allowBtn = h('button', { type: 'button', class: 'primary', 'aria-keyshortcuts': 'y', onclick: () => act({ decision: 'allow_once' }) }, 'Allow once');
-    const sessionBtn = h('button', { type: 'button', 'aria-keyshortcuts': 'a', onclick: () => act({ decision: 'allow_always', scope: 'session' }) }, 'Always for this session');
-    const projectBtn = h('button', { type: 'button', 'aria-keyshortcuts': 'p', onclick: () => act({ decision: 'allow_always', scope: 'project' }) }, 'Always for this project');
+    const sessionBtn = h('button', { type: 'button', 'aria-keyshortcuts': 'a', onclick: () => act(always('session')) }, 'Always for this session');
+    const projectBtn = h('button', { type: 'button', 'aria-keyshortcuts': 'p', onclick: () => act(always('project')) }, 'Always for this project');
     const denyBtn = h('button', { type: 'button', class: 'danger', 'aria-keyshortcuts': 'n', onclick: () => act(denyAnswer(false)) }, 'Deny');
     const stopBtn = h('button', { type: 'button', class: 'danger', onclick: () => act(denyAnswer(true)) }, 'Deny and interrupt');
     message.addEventListener('keydown', (ev) => {
@@ -188,10 +221,7 @@ class ApprovalsPanel extends HTMLElement {
     },
     h('h3', { id: headId }, `${a.tool_name} wants to run`, what ? ': ' : '', what ? h('code', {}, what) : null),
     a.description ? h('p', { class: 'muted' }, a.description) : null,
-    a.task_id
-      ? h('p', { class: 'approval-task muted' }, 'For task ', h('code', {}, a.task_id),
-        ' (an agent worker waits for this answer)')
-      : null,
+    a.task_id ? this.taskLine(a) : null,
     h('details', { class: 'approval-input' },
       h('summary', {}, 'Full input'),
       h('pre', { class: 'mono' }, JSON.stringify(a.input ?? {}, null, 2))),
@@ -200,6 +230,11 @@ class ApprovalsPanel extends HTMLElement {
       `Asked ${dateTime(a.asked_at)}`,
       a.expires_at ? ` · denied by itself at ${dateTime(a.expires_at)} if nobody answers` : ''),
     h('div', { class: 'toolbar approval-actions' }, allowBtn, editBtn, sessionBtn, projectBtn),
+    h('div', { class: 'field approval-rule' },
+      h('label', { for: rule.id }, 'Rule for "always"'),
+      rule,
+      h('p', { id: `${idBase}-rule-hint`, class: 'hint muted' },
+        'What later calls it answers: Bash(npm test:*) is that command with any arguments, Read(/path/**) a folder, a bare tool name every call.')),
     editBox,
     h('div', { class: 'approval-deny' },
       h('label', { for: message.id }, 'Message for the agent'),
@@ -217,6 +252,15 @@ class ApprovalsPanel extends HTMLElement {
       else if (k === 'project') projectBtn.click();
     });
     return { el: card, a };
+  }
+
+  /** "For task <title>", linking to the task's card; the title comes from task.get. */
+  taskLine(a) {
+    const link = h('a', { href: taskHref(a.project_id, a.task_id), class: 'approval-task-link' }, `task ${a.task_id}`);
+    rpc.request('task.get', { task_id: a.task_id })
+      .then((r) => { const title = r?.title ?? r?.task?.title; if (title) link.textContent = `task ${title}`; })
+      .catch(() => {});
+    return h('p', { class: 'approval-task muted' }, 'For ', link, ' (an agent worker waits for this answer)');
   }
 
   allowEdited(a, editor, asCommand, status, card) {
@@ -246,7 +290,7 @@ class ApprovalsPanel extends HTMLElement {
     buttons.forEach((b) => { b.disabled = true; });
     try {
       const r = await approvals.answer(a.id, answer);
-      this.announce.textContent = `${a.tool_name}: ${r?.outcome ?? 'answered'}.`;
+      this.announce.textContent = `${a.tool_name}: ${r?.outcome ?? 'answered'}${r?.rule ? `, rule ${r.rule}` : ''}.`;
     } catch (err) {
       if (err.kind === 'APPROVAL_RESOLVED' || err.kind === 'APPROVAL_NOT_FOUND') {
         this.msg.textContent = `${a.tool_name} was already ${resolutionText(err.data?.resolution)}.`;

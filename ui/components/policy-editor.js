@@ -5,9 +5,11 @@
 // "Follow the hub's config" drops them. The hub validates: an error naming a param
 // (error.data.param) is shown next to that field, any other one under the form.
 // The form is loaded when the connection is up and not reloaded while it has unsaved edits.
+// Under it, the rules the project remembers from "always" answers (agent.approvals.rules.list),
+// each with a Delete button (agent.approvals.rules.delete); reloaded when an answer stores one.
 
 import { h, replace } from '../dom.js';
-import { rpc, listen, errorText } from '../store.js';
+import { rpc, listen, errorText, approvals } from '../store.js';
 
 /** The form's fields: the agent.policy.set param, its label and its hint. */
 const FIELDS = [
@@ -29,8 +31,11 @@ class PolicyEditor extends HTMLElement {
     this.dirty = false;
     this.className = 'policy-editor';
     this.build();
-    listen(rpc, 'state', (ev) => { if (ev.detail.state === 'connected') this.load(); }, this.abort.signal);
-    if (rpc.state === 'connected') this.load();
+    listen(rpc, 'state', (ev) => { if (ev.detail.state === 'connected') { this.load(); this.loadRules(); } }, this.abort.signal);
+    listen(approvals, 'resolved', (ev) => {
+      if (ev.detail.project_id === this.projectId && ev.detail.resolution?.scope === 'project') this.loadRules();
+    }, this.abort.signal);
+    if (rpc.state === 'connected') { this.load(); this.loadRules(); }
   }
 
   disconnectedCallback() {
@@ -70,7 +75,42 @@ class PolicyEditor extends HTMLElement {
       onsubmit: (ev) => { ev.preventDefault(); this.save(false); },
     }, rows, h('div', { class: 'toolbar' }, this.saveBtn, this.resetBtn), this.formError, this.msg);
     this.summary = h('summary', {}, 'Approval policy');
-    replace(this, h('details', { class: 'policy' }, this.summary, this.source, this.form));
+    this.rulesList = h('ul', { class: 'rules-list' });
+    this.rulesEmpty = h('p', { class: 'muted' }, 'No remembered rules: an "Always for this project" answer adds one.');
+    this.rulesMsg = h('p', { class: 'inline-msg', role: 'status' });
+    const rules = h('section', { class: 'rules', 'aria-labelledby': `rules-h-${this.projectId}` },
+      h('h3', { id: `rules-h-${this.projectId}` }, 'Remembered rules'),
+      h('p', { class: 'hint muted' }, 'Each answers the calls it matches without asking: Bash(npm test:*) is that command with any arguments, a bare tool name every call.'),
+      this.rulesEmpty, this.rulesList, this.rulesMsg);
+    replace(this, h('details', { class: 'policy' }, this.summary, this.source, this.form, rules));
+  }
+
+  async loadRules() {
+    try {
+      const { rules } = await rpc.request('agent.approvals.rules.list', { project_id: this.projectId });
+      this.showRules(rules);
+    } catch (err) {
+      this.rulesMsg.textContent = errorText(err);
+    }
+  }
+
+  showRules(rules) {
+    this.rulesEmpty.hidden = rules.length > 0;
+    this.dataset.rules = String(rules.length);
+    replace(this.rulesList, rules.map((r) => h('li', { dataset: { rule: r.rule } },
+      h('code', {}, r.rule), ` ${r.behavior === 'deny' ? 'denied' : 'allowed'} · since ${r.created_at.slice(0, 10)} `,
+      h('button', { type: 'button', class: 'subtle', 'aria-label': `Delete the rule ${r.rule}`, onclick: () => this.deleteRule(r.rule) }, 'Delete'))));
+  }
+
+  async deleteRule(rule) {
+    this.rulesMsg.textContent = '';
+    try {
+      await rpc.request('agent.approvals.rules.delete', { project_id: this.projectId, rule });
+      this.rulesMsg.textContent = `Deleted ${rule}; those calls ask again.`;
+    } catch (err) {
+      this.rulesMsg.textContent = errorText(err);
+    }
+    await this.loadRules();
   }
 
   async load() {

@@ -7,6 +7,8 @@
 // - The summary line (coordination.status), "Batch finished", report-file notices in plain
 //   words, and the number of built-in agent workers (project.configure) with inline errors.
 // - New tasks: one from a form, or a JSON batch, in the project shown (task-create.js).
+// - #/workers/<project id>/task/<task id> (an approval's "task <title>" link) scrolls to
+//   that task's card, focuses and highlights it once it is on the board.
 
 import { h, replace } from '../dom.js';
 import { number, time } from '../format.js';
@@ -40,6 +42,7 @@ class WorkersView extends HTMLElement {
     listen(notices, 'change', () => this.renderNotices(), signal);
     listen(store, 'projects', () => this.onProjects(), signal);
     listen(rpc, 'state', () => this.queueRender(), signal);
+    window.addEventListener('hashchange', () => this.showTaskFromHash(), { signal });
     this.board.start(signal);
     this.onProjects();
     this.renderAll();
@@ -62,7 +65,9 @@ class WorkersView extends HTMLElement {
       this.projectSelect.value = id ?? '';
       // The address names the project shown (without a history entry per pick).
       const hash = id ? `#/workers/${encodeURIComponent(id)}` : null;
-      if (hash && location.hash.startsWith('#/workers') && location.hash !== hash) history.replaceState(null, '', hash);
+      // (A task named after the project, #/workers/<id>/task/<task id>, stays in it.)
+      if (hash && location.hash.startsWith('#/workers') && location.hash !== hash
+        && !location.hash.startsWith(`${hash}/task/`)) history.replaceState(null, '', hash);
       this.renderAll();
       return;
     }
@@ -255,6 +260,27 @@ class WorkersView extends HTMLElement {
       return;
     }
     this.boardView.render();
+    this.showTaskFromHash();
+  }
+
+  /** Scrolls to, focuses and highlights the task the address names, once, when its card is shown. */
+  showTaskFromHash() {
+    const m = /^#\/workers\/[^/]+\/task\/([^/?#]+)/.exec(location.hash);
+    if (!m) {
+      this.shownTask = null;
+      return;
+    }
+    const id = decodeURIComponent(m[1]);
+    const card = this.boardView.cardEl(id);
+    if (!card || this.shownTask === id) return;
+    this.shownTask = id;
+    for (const old of this.boardEl.querySelectorAll('.task-highlight')) old.classList.remove('task-highlight');
+    card.classList.add('task-highlight');
+    // After the router has moved the focus to the view's heading.
+    queueMicrotask(() => {
+      card.scrollIntoView({ block: 'center' });
+      card.focus();
+    });
   }
 
   renderNotices() {

@@ -627,12 +627,14 @@ export class HubClient {
    * Answers an approval (`agent.approvals.answer`). `answer.decision` is `allow_once`,
    * `allow_always`, `reject_once` or `reject_always`; `updatedInput` (allow: the input
    * the tool runs with instead), `message` (reject: what the agent reads), `interrupt`
-   * (reject: also end the turn), `scope` (`*_always`: `session` or `project`). The first
+   * (reject: also end the turn), `scope` (`*_always`: `session` or `project`), `rule`
+   * (`*_always`: the rule to remember, e.g. `Bash(npm test:*)`; the agent's suggestion
+   * when absent). The first
    * answer wins: a later one rejects with `APPROVAL_RESOLVED` (`err.data.resolution` says
    * how it ended); an unknown id with `APPROVAL_NOT_FOUND`.
    * @returns {Promise<{approval: any, resolution: any}>}
    */
-  async answerApproval(approvalId, { decision, updatedInput, message, interrupt, scope } = {}) {
+  async answerApproval(approvalId, { decision, updatedInput, message, interrupt, scope, rule } = {}) {
     if (typeof approvalId !== 'string' || !approvalId) throw new TypeError('answerApproval: approvalId must be a non-empty string');
     if (!DECISIONS.has(decision)) throw new TypeError(`answerApproval: decision must be one of ${[...DECISIONS].join(', ')}`);
     const params = { approval_id: approvalId, decision };
@@ -640,17 +642,18 @@ export class HubClient {
     if (message !== undefined) params.message = message;
     if (interrupt !== undefined) params.interrupt = interrupt;
     if (scope !== undefined) params.scope = scope;
+    if (rule !== undefined) params.rule = rule;
     return this.call('agent.approvals.answer', params);
   }
 
-  /** Allows a tool call: once, with `updatedInput`, or `always` for the `session` or `project`. */
-  allow(approvalId, { updatedInput, always } = {}) {
-    return this.answerApproval(approvalId, { decision: always ? 'allow_always' : 'allow_once', updatedInput, scope: always || undefined });
+  /** Allows a tool call: once, with `updatedInput`, or `always` for the `session` or `project` (by `rule` if given). */
+  allow(approvalId, { updatedInput, always, rule } = {}) {
+    return this.answerApproval(approvalId, { decision: always ? 'allow_always' : 'allow_once', updatedInput, scope: always || undefined, rule });
   }
 
   /** Denies a tool call, with a `message` for the agent; `interrupt` also ends the turn; `always` remembers it. */
-  deny(approvalId, { message, interrupt, always } = {}) {
-    return this.answerApproval(approvalId, { decision: always ? 'reject_always' : 'reject_once', message, interrupt, scope: always || undefined });
+  deny(approvalId, { message, interrupt, always, rule } = {}) {
+    return this.answerApproval(approvalId, { decision: always ? 'reject_always' : 'reject_once', message, interrupt, scope: always || undefined, rule });
   }
 
   /**

@@ -212,6 +212,8 @@ export interface ApprovalResolution {
   message?: string | null;
   /** An allow with an edited input. */
   edited: boolean;
+  /** The rule an `*_always` answer stored, or the remembered rule that answered. */
+  rule?: string;
   by: ApprovalAnswerer;
   at: string;
 }
@@ -235,6 +237,8 @@ export interface ApprovalAnswer {
   interrupt?: boolean;
   /** `*_always`: remember for the live session (default) or the project (stored). */
   scope?: 'session' | 'project';
+  /** `*_always`: the rule to remember, e.g. `Bash(npm test:*)`; the agent's suggestion when absent. */
+  rule?: string;
 }
 
 /** A follow-up in a project's queue (`agent.queue.list`, `agent.queue_changed`). */
@@ -298,9 +302,9 @@ export declare class HubClient {
   /** `agent.approvals.answer`; `APPROVAL_RESOLVED` when another answer won, `APPROVAL_NOT_FOUND`. */
   answerApproval(approvalId: string, answer: ApprovalAnswer): Promise<{ approval: Approval; resolution: ApprovalResolution }>;
   /** Allow once, with an edited input, or always for the session or project. */
-  allow(approvalId: string, opts?: { updatedInput?: Record<string, unknown>; always?: 'session' | 'project' }): Promise<{ approval: Approval; resolution: ApprovalResolution }>;
+  allow(approvalId: string, opts?: { updatedInput?: Record<string, unknown>; always?: 'session' | 'project'; rule?: string }): Promise<{ approval: Approval; resolution: ApprovalResolution }>;
   /** Deny with a message, and interrupt the turn or remember it if asked. */
-  deny(approvalId: string, opts?: { message?: string; interrupt?: boolean; always?: 'session' | 'project' }): Promise<{ approval: Approval; resolution: ApprovalResolution }>;
+  deny(approvalId: string, opts?: { message?: string; interrupt?: boolean; always?: 'session' | 'project'; rule?: string }): Promise<{ approval: Approval; resolution: ApprovalResolution }>;
   /** `agent.send`: a follow-up; `queue` by default. */
   sendToAgent(projectId: string, text: string, opts?: { mode?: SendMode }): Promise<SendResult>;
   /** `agent.queue.list`. */

@@ -139,5 +139,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         // Interactive runs in their own worktree: worktrees keyed by owner (task or
         // run), and the runs that worked in each run's worktree.
         M::up(worktrees::RUNS_MIGRATION),
+        // Approval rules with content (`Bash(npm test:*)`), several per tool
+        // (src/storage/sqlite/sessions.rs).
+        M::up(sessions::RULE_CONTENT_MIGRATION),
     ])
 }

@@ -33,6 +33,22 @@ CREATE TABLE approval_policies (
     policy TEXT NOT NULL
 );";
 
+/// Rules with content (`Bash(npm test:*)`): the rule's content joins the key, so a
+/// project may remember several rules of one tool. An empty content is the whole tool,
+/// which is what every row stored before this migration means.
+pub(super) const RULE_CONTENT_MIGRATION: &str = "CREATE TABLE approval_rules_v2 (
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    tool_name TEXT NOT NULL,
+    rule_content TEXT NOT NULL DEFAULT '',
+    behavior TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (project_id, tool_name, rule_content)
+);
+INSERT INTO approval_rules_v2 (project_id, tool_name, rule_content, behavior, created_at)
+    SELECT project_id, tool_name, '', behavior, created_at FROM approval_rules;
+DROP TABLE approval_rules;
+ALTER TABLE approval_rules_v2 RENAME TO approval_rules;";
+
 /// A queued follow-up as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedRow {
@@ -59,8 +75,13 @@ pub struct RuleRow {
     pub project_id: String,
     /// The tool.
     pub tool_name: String,
+    /// What of the tool's input the rule covers (`npm test:*` of `Bash(npm test:*)`);
+    /// empty for every call of the tool.
+    pub rule_content: String,
     /// `allow` or `deny`.
     pub behavior: String,
+    /// Unix ms (ignored by [`Store::put_approval_rule`], which takes `now`).
+    pub created_at: i64,
 }
 
 const COLUMNS: &str = "id, project_id, text, state, created_at, updated_at, run_id";
@@ -191,19 +212,47 @@ impl Store {
         .await
     }
 
-    /// Stores a project rule, replacing the tool's previous one.
+    /// Stores a project rule, replacing the same rule's previous behaviour.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub async fn put_approval_rule(&self, rule: RuleRow, now: i64) -> Result<(), StoreError> {
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO approval_rules (project_id, tool_name, behavior, created_at)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (project_id, tool_name) DO UPDATE SET behavior = ?3, created_at = ?4",
-                params![rule.project_id, rule.tool_name, rule.behavior, now],
+                "INSERT INTO approval_rules (project_id, tool_name, rule_content, behavior, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (project_id, tool_name, rule_content)
+                 DO UPDATE SET behavior = ?4, created_at = ?5",
+                params![
+                    rule.project_id,
+                    rule.tool_name,
+                    rule.rule_content,
+                    rule.behavior,
+                    now
+                ],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Forgets a project rule; whether there was one.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub async fn delete_approval_rule(
+        &self,
+        project_id: String,
+        tool_name: String,
+        rule_content: String,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let deleted = conn.execute(
+                "DELETE FROM approval_rules
+                 WHERE project_id = ?1 AND tool_name = ?2 AND rule_content = ?3",
+                params![project_id, tool_name, rule_content],
+            )?;
+            Ok(deleted > 0)
         })
         .await
     }
@@ -255,14 +304,18 @@ impl Store {
     /// [`StoreError::Sqlite`].
     pub async fn approval_rules(&self) -> Result<Vec<RuleRow>, StoreError> {
         self.read(move |conn| {
-            let mut statement =
-                conn.prepare("SELECT project_id, tool_name, behavior FROM approval_rules")?;
+            let mut statement = conn.prepare(
+                "SELECT project_id, tool_name, rule_content, behavior, created_at
+                 FROM approval_rules ORDER BY created_at, tool_name, rule_content",
+            )?;
             let rows = statement
                 .query_map([], |row| {
                     Ok(RuleRow {
                         project_id: row.get(0)?,
                         tool_name: row.get(1)?,
-                        behavior: row.get(2)?,
+                        rule_content: row.get(2)?,
+                        behavior: row.get(3)?,
+                        created_at: row.get(4)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;

@@ -533,3 +533,56 @@ fn a_restart_finds_and_indexes_the_lines_left_unindexed() {
     assert_eq!(found(&store, "a", "before"), vec![1, 2]);
     assert_eq!(found(&store, "a", "restart"), vec![1]);
 }
+
+#[test]
+fn approval_rules_stored_before_rule_content_still_cover_their_whole_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = migrations::migrations();
+    let before = all
+        .pending_migrations(&rusqlite::Connection::open_in_memory().unwrap())
+        .unwrap() as usize
+        - 1;
+    {
+        let mut conn = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        all.to_version(&mut conn, before).unwrap();
+        conn.execute(
+            "INSERT INTO projects (id, name, path, created_at) VALUES ('p1', 'p1', '/tmp/p1', 1)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO approval_rules (project_id, tool_name, behavior, created_at)
+             VALUES ('p1', 'Bash', 'allow', 5)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let rules = block_on(store.approval_rules()).unwrap();
+    assert_eq!(
+        rules,
+        [RuleRow {
+            project_id: "p1".into(),
+            tool_name: "Bash".into(),
+            rule_content: String::new(),
+            behavior: "allow".into(),
+            created_at: 5,
+        }]
+    );
+    // Several rules of one tool now live side by side, and one can be deleted.
+    let rule = |content: &str| RuleRow {
+        project_id: "p1".into(),
+        tool_name: "Bash".into(),
+        rule_content: content.into(),
+        behavior: "allow".into(),
+        created_at: 0,
+    };
+    block_on(store.put_approval_rule(rule("npm test:*"), 7)).unwrap();
+    assert_eq!(block_on(store.approval_rules()).unwrap().len(), 2);
+    let deleted =
+        block_on(store.delete_approval_rule("p1".into(), "Bash".into(), String::new())).unwrap();
+    assert!(deleted);
+    let left = block_on(store.approval_rules()).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].rule_content, "npm test:*");
+}
