@@ -282,6 +282,7 @@ impl Config {
             ),
             ("limits.max_pending_requests", limits.max_pending_requests),
             ("limits.max_idempotency_keys", limits.max_idempotency_keys),
+            ("limits.event_ring_bytes", limits.event_ring_bytes),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {
