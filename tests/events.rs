@@ -541,6 +541,33 @@ async fn a_slow_subscriber_loses_events_and_is_told_while_the_others_get_all() {
     hub.stop().await;
 }
 
+/// Events reach a subscriber through the hub's event ring and its other messages through
+/// its queue; an event published before a response was queued must still arrive first.
+#[tokio::test]
+async fn an_event_published_before_a_response_arrives_before_it() {
+    let hub = hub_with(|_| {}).await;
+    let mut subscriber = hub.client().await;
+    subscribe(&mut subscriber, &["ord.*"]).await;
+    let mut publisher = hub.client().await;
+    for n in 0..300 {
+        assert_eq!(
+            publish(&mut publisher, "ord.n", json!(n)).await["delivered"],
+            1
+        );
+        // The event is in the ring before this request is even sent.
+        subscriber.ok("hub.status", json!({})).await;
+        let before: Vec<&Value> = subscriber
+            .notifications
+            .iter()
+            .filter(|m| m["method"] == "event")
+            .collect();
+        assert_eq!(before.len(), 1, "event {n} came before the response");
+        assert_eq!(before[0]["params"]["payload"], n);
+        subscriber.notifications.clear();
+    }
+    hub.stop().await;
+}
+
 #[tokio::test]
 async fn a_subscriber_that_loses_too_many_events_is_closed_with_1008() {
     let hub = hub_with(|l| {

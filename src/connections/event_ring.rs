@@ -124,11 +124,13 @@ impl EventRing {
     }
 
     /// Entries held now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.read().entries.len()
     }
 
     /// Whether the ring holds no entry.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
