@@ -129,6 +129,9 @@ const AGENT_NOTIFICATIONS = Object.freeze({
   'agent.queue_changed': 'queuechanged',
 });
 
+/** The notification a connection opening, changing or closing sends (emitted as `connection`). */
+const CONNECTION_NOTIFICATION = 'hub.connection';
+
 /** Decisions of `agent.approvals.answer` (the Agent Client Protocol's option kinds). */
 const DECISIONS = new Set(['allow_once', 'allow_always', 'reject_once', 'reject_always']);
 
@@ -192,8 +195,9 @@ export class HubClient {
 
   /**
    * Listens to `state`, `event`, `queuefull`, `untrusted`, `dropped`, `subscriptionerror`,
-   * `error`, or (with the `agents` scope) `approvalrequested`, `approvalresolved` and
-   * `queuechanged`. Returns a function that removes the listener.
+   * `error`, `connection` (with the `connectionEvents` option and `projects:read`), or
+   * (with the `agents` scope) `approvalrequested`, `approvalresolved` and `queuechanged`.
+   * Returns a function that removes the listener.
    */
   on(name, fn) {
     if (!this.#listeners.has(name)) this.#listeners.set(name, new Set());
@@ -401,7 +405,9 @@ export class HubClient {
     try {
       await conn.open();
       const t0 = performance.now();
-      target.hello = await conn.call('hub.hello', { role: this.#o.role, name: this.#o.name }, this.#o.callTimeoutMs);
+      const hello = { role: this.#o.role, name: this.#o.name };
+      if (this.#o.connectionEvents !== undefined) hello.connection_events = this.#o.connectionEvents;
+      target.hello = await conn.call('hub.hello', hello, this.#o.callTimeoutMs);
       target.latencyMs = Math.round((performance.now() - t0) * 10) / 10;
     } catch (err) {
       conn.close(1000, 'bye');
@@ -420,6 +426,7 @@ export class HubClient {
       product: hello?.server?.product ?? sig.product,
       capabilities: sig.capabilities ?? [],
       connectionId: hello?.connection_id ?? null,
+      connectionEvents: hello?.connection_events === true,
     };
     return target;
   }
@@ -531,6 +538,10 @@ export class HubClient {
     if (agentEvent) {
       this.#emit(agentEvent, method === 'agent.approval_requested' ? params.approval
         : method === 'agent.queue_changed' ? params.message : params);
+      return;
+    }
+    if (method === CONNECTION_NOTIFICATION) {
+      this.#emit('connection', { event: params.event, connection: params.connection });
       return;
     }
     if (method !== 'event') return;

@@ -131,6 +131,33 @@ test('publish, subscribe with wildcards, and request/reply between two clients',
   }
 });
 
+test('connectionEvents: a client that asks sees others open, say hello and close; one that does not ask sees none', async () => {
+  const watcher = client({ connectionEvents: true, name: 'watcher' });
+  const quiet = client({ name: 'quiet' });
+  const seen = [];
+  const quietSeen = [];
+  watcher.on('connection', (c) => seen.push(c));
+  quiet.on('connection', (c) => quietSeen.push(c));
+  await Promise.all([watcher.start(), quiet.start()]);
+  try {
+    await Promise.all([waitMode(watcher, 'LOCAL'), waitMode(quiet, 'LOCAL')]);
+    assert.equal(watcher.hub.connectionEvents, true);
+    assert.equal(quiet.hub.connectionEvents, false);
+    const other = client({ name: 'newcomer', role: 'script' });
+    await other.start();
+    await waitMode(other, 'LOCAL');
+    const id = other.hub.connectionId;
+    await waitFor(() => seen.some((c) => c.event === 'updated' && c.connection.id === id && c.connection.name === 'newcomer'), { message: 'the newcomer\'s hub.hello at the watcher' });
+    assert.ok(seen.some((c) => c.event === 'opened' && c.connection.id === id), 'its opening came first');
+    await other.stop();
+    await waitFor(() => seen.some((c) => c.event === 'closed' && c.connection.id === id), { message: 'the newcomer closing at the watcher' });
+    // The quiet client was connected all along and got nothing, while the watcher got every change.
+    assert.deepEqual(quietSeen, []);
+  } finally {
+    await Promise.all([watcher.stop(), quiet.stop()]);
+  }
+});
+
 test('golden frames: what the SDK sends and reads matches tests/fixtures/events byte for byte (ids and hub-made values aside)', async () => {
   const framesA = [];
   const framesB = [];

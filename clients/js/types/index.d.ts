@@ -63,6 +63,12 @@ export interface HubClientOptions {
   role?: 'extension' | 'script' | 'dashboard' | 'coordinator' | 'worker';
   /** `hub.hello` name and the pairing request's name. */
   name?: string;
+  /**
+   * `hub.hello` `connection_events`: receive a `connection` event each time a connection to
+   * the hub opens, says `hub.hello` or closes (needs `projects:read`). Default: the hub's,
+   * on for `role: 'dashboard'`, off otherwise.
+   */
+  connectionEvents?: boolean;
   /** Keep the outgoing queue in storage too, so it survives a service-worker restart. Default true. */
   persistQueue?: boolean;
   /** Default: chrome.storage.local in an extension, memory elsewhere. */
@@ -85,6 +91,21 @@ export interface HubIdentity {
   product: string;
   capabilities: string[];
   connectionId: number | string | null;
+  /** Whether this connection receives `connection` events (the `hub.hello` result). */
+  connectionEvents: boolean;
+}
+
+/** A `hub.connections` entry (docs/protocol.md, "hub.connections"). */
+export interface ConnectionEntry {
+  id: number;
+  role: string;
+  name: string | null;
+  origin: string | null;
+  remote_addr: string;
+  connected_at: string;
+  messages_in: number;
+  messages_out: number;
+  badge: 'LOCAL' | 'PUBLIC';
 }
 
 export interface ClientState {
@@ -254,6 +275,8 @@ export interface ClientEvents {
   approvalresolved: ApprovalResolved;
   /** `agents` scope: a follow-up was queued, edited, cancelled or delivered. */
   queuechanged: QueuedMessage;
+  /** With `connectionEvents`: a connection to the hub opened, said `hub.hello` or closed (`hub.connection`). */
+  connection: { event: 'opened' | 'updated' | 'closed'; connection: ConnectionEntry };
 }
 
 export declare class HubClient {
