@@ -391,8 +391,20 @@ async fn client_command(
             usage(&mut client, request).await?
         }
         Command::Events(action) => events_command(&mut client, action).await?,
-        Command::Agent(AgentCommand::Kill { project, json }) => {
-            agent_kill(&mut client, &project, json).await?
+        Command::Agent(AgentCommand::Kill { project, run, json }) => {
+            agent_kill(&mut client, &project, run.as_deref(), json).await?
+        }
+        Command::Agent(AgentCommand::Worktree { run_id, json }) => {
+            worktrees::show_run(&mut client, &run_id, json).await?;
+            ExitCode::SUCCESS
+        }
+        Command::Agent(AgentCommand::Merge { run_id, json }) => {
+            worktrees::settle_run(&mut client, &run_id, true, json).await?;
+            ExitCode::SUCCESS
+        }
+        Command::Agent(AgentCommand::Discard { run_id, json }) => {
+            worktrees::settle_run(&mut client, &run_id, false, json).await?;
+            ExitCode::SUCCESS
         }
         Command::Agent(AgentCommand::NewSession { project, json }) => {
             agent_new_session(&mut client, &project, json).await?
@@ -404,12 +416,16 @@ async fn client_command(
             timeout,
             agent,
             json,
+            worktree,
+            in_worktree,
         }) => {
             let options = agent::RunOptions {
                 new_session,
                 timeout,
                 agent,
                 json,
+                worktree,
+                in_worktree,
             };
             agent_run(&mut client, &project, &prompt, options).await?
         }

@@ -106,6 +106,7 @@ use crate::protocol::coordination::{
     WorkerHeartbeat, WorkerKind, WorkerStatus, WorkerView,
 };
 use crate::protocol::error::ErrorChain;
+use crate::protocol::ids::{TaskId, WorkerId};
 use crate::runner::Runner;
 use crate::storage::sqlite::{Store, StoreError};
 use crate::support::timestamp::now_ms;
@@ -346,7 +347,7 @@ impl Coordinator {
         for effect in effects {
             match effect {
                 Effect::StopRun { task_id } => {
-                    self.parts().runner.stop_task(&task_id);
+                    self.parts().runner.stop_task(task_id.as_str());
                 }
                 Effect::StartRun {
                     worker_id,
@@ -470,7 +471,7 @@ impl Coordinator {
         name: &str,
         capabilities: &[String],
         client: &WorkerClient,
-    ) -> Result<String, CoordinationError> {
+    ) -> Result<WorkerId, CoordinationError> {
         Ok(self
             .run(|txn| txn.register_worker(conn_id, name, capabilities, client))
             .await??)
@@ -517,8 +518,8 @@ impl Coordinator {
     pub async fn create_tasks(
         &self,
         project_id: &str,
-        specs: Vec<(String, NewTask)>,
-    ) -> Result<(Vec<String>, Vec<String>), CoordinationError> {
+        specs: Vec<(TaskId, NewTask)>,
+    ) -> Result<(Vec<TaskId>, Vec<TaskId>), CoordinationError> {
         let _creating = self.inner.creating.lock().await;
         let store = &self.parts().store;
         let ids = specs.iter().map(|(id, _)| id.clone()).collect();
@@ -558,7 +559,7 @@ impl Coordinator {
     ///
     /// # Errors
     /// The store's.
-    pub async fn cancel(&self, task_id: &str) -> Result<bool, CoordinationError> {
+    pub async fn cancel(&self, task_id: &TaskId) -> Result<bool, CoordinationError> {
         Ok(self.run(|txn| txn.cancel_task(task_id)).await??)
     }
 
@@ -570,7 +571,7 @@ impl Coordinator {
     pub async fn answer(
         &self,
         conn_id: u64,
-        task_id: &str,
+        task_id: &TaskId,
         outcome: Result<serde_json::Value, String>,
     ) -> Result<Option<TaskState>, CoordinationError> {
         self.run(|txn| txn.answer(conn_id, task_id, outcome))
@@ -616,7 +617,7 @@ impl Coordinator {
     }
 
     /// What the hub knows of the task a report file is named after.
-    pub async fn known(&self, project_id: &str, task_id: &str) -> Known {
+    pub async fn known(&self, project_id: &str, task_id: &TaskId) -> Known {
         if let Some(task) = self.lock().tasks.get(task_id) {
             return if task.project_id == project_id {
                 Known::Unfinished
@@ -624,11 +625,11 @@ impl Coordinator {
                 Known::Unknown
             };
         }
-        match self.parts().store.task_of(task_id.to_string()).await {
+        match self.parts().store.task_of(task_id.clone()).await {
             Ok(Some(task)) if task.project_id == project_id => Known::Finished,
             Ok(_) => Known::Unknown,
             Err(err) => {
-                warn!(error = %ErrorChain(&err), task_id, "cannot look up a task");
+                warn!(error = %ErrorChain(&err), %task_id, "cannot look up a task");
                 Known::Unknown
             }
         }
@@ -638,14 +639,14 @@ impl Coordinator {
     pub async fn report(
         &self,
         project_id: &str,
-        task_id: &str,
+        task_id: &TaskId,
         report: ReportFile,
     ) -> ReportOutcome {
         let outcome = self.run_detached(|txn| txn.report(project_id, task_id, report));
         match outcome {
             Ok(ReportOutcome::Duplicate) => match self.known(project_id, task_id).await {
                 Known::Finished => {
-                    debug!(task_id, "report for a finished task ignored");
+                    debug!(%task_id, "report for a finished task ignored");
                     ReportOutcome::Duplicate
                 }
                 _ => ReportOutcome::Unknown,
@@ -653,7 +654,7 @@ impl Coordinator {
             Ok(outcome) => outcome,
             Err(err) => {
                 // Left in place: the file is read again at the next start.
-                warn!(error = %ErrorChain(&err), task_id, "cannot record a report");
+                warn!(error = %ErrorChain(&err), %task_id, "cannot record a report");
                 ReportOutcome::Duplicate
             }
         }
@@ -662,7 +663,7 @@ impl Coordinator {
     /// Tells coordinators a report file is unusable (`task.report_invalid`).
     pub fn report_invalid(&self, notice: ReportInvalid) {
         warn!(
-            task_id = notice.task_id,
+            task_id = %notice.task_id,
             path = notice.path,
             reason = notice.reason,
             "invalid report"
@@ -674,7 +675,7 @@ impl Coordinator {
     /// (`task.report_unknown`).
     pub fn report_unknown(&self, notice: ReportUnknown) {
         info!(
-            task_id = notice.task_id,
+            task_id = %notice.task_id,
             path = notice.path,
             "report for an unknown task"
         );

@@ -4,7 +4,9 @@
 //! limits) and the embedded dashboard files.
 //!
 //! The top layer of the hub: it uses the RPC dispatcher and the composition root
-//! below it, and nothing below uses it. Only [`server`] is visible outside: the rest is
+//! below it, and nothing below uses it. Each group of routes gets its narrow context
+//! from the composition root (`app::edge`) as its router's `State`, never the whole
+//! hub. Only [`server`] is visible outside: the rest is
 //! private to the edge.
 
 mod assets;

@@ -60,6 +60,7 @@ pub mod coordination;
 pub mod error;
 pub mod events;
 pub mod hub;
+pub mod ids;
 pub mod scopes;
 pub mod usage;
 pub mod worktrees;
@@ -316,6 +317,17 @@ pub struct ProjectRef {
     pub project_id: String,
 }
 
+/// `agent.kill` params.
+#[derive(Debug, Deserialize)]
+pub struct AgentKillParams {
+    /// The project id.
+    pub project_id: String,
+    /// An isolated run of the project to stop (`agent.run {isolation: "worktree"}`);
+    /// the project's own run when absent.
+    #[serde(default)]
+    pub run_id: Option<String>,
+}
+
 /// `project.subscribe` params.
 #[derive(Debug, Deserialize)]
 pub struct SubscribeParams {
@@ -344,6 +356,17 @@ pub struct AgentRunParams {
     /// absent. It resumes that agent's own session of the project.
     #[serde(default)]
     pub agent: Option<agents::AgentKind>,
+    /// `worktree`: the run works in a git worktree of its own, on the branch
+    /// `semantest/run-<run-id>` from the project's `HEAD`, beside the project's own run
+    /// and other isolated runs (it neither claims the project nor resumes its session).
+    /// `none` (the default) is the project's run.
+    #[serde(default)]
+    pub isolation: Option<worktrees::Isolation>,
+    /// A follow-up in the worktree of an earlier isolated run (any run that worked
+    /// there): resumes that worktree's session, in that worktree. Implies
+    /// `isolation: "worktree"`; `new_session` starts a fresh session there instead.
+    #[serde(default)]
+    pub worktree: Option<String>,
 }
 
 /// `messages.list` params.

@@ -408,7 +408,7 @@ mod tests {
             );
             assert_eq!(find(method.name).unwrap().name, method.name);
         }
-        assert_eq!(seen.len(), 51);
+        assert_eq!(seen.len(), 54);
         assert!(find("nope").is_none());
         assert!(find("").is_none());
     }
@@ -471,6 +471,9 @@ mod tests {
             ("agent.run", Some(Scope::Agents), Some(Agents)),
             ("agent.kill", Some(Scope::Agents), Some(Agents)),
             ("agent.new_session", Some(Scope::Agents), Some(Agents)),
+            ("agent.run_worktree", Some(Scope::Agents), Some(Agents)),
+            ("agent.run_merge", Some(Scope::Agents), Some(Agents)),
+            ("agent.run_discard", Some(Scope::Agents), Some(Agents)),
             ("messages.list", Some(ProjectsRead), Some(Projects)),
             ("project.runs", Some(ProjectsRead), Some(Projects)),
             ("worker.register", tasks, Some(Tasks)),

@@ -27,6 +27,10 @@
 //!   the same project at once, each with its own run id, process group and fresh
 //!   session, and none touches the project's state or session. Their `run_started` and
 //!   `run_finished` lines carry the task id.
+//! - **isolated** (`agent.run {isolation: "worktree"}`): an interactive run in its own
+//!   git worktree. Like a task run it neither claims the project nor touches its state
+//!   or session, so several may run at once; its session is its own (fresh, or the one
+//!   its worktree's last run left, for a follow-up there).
 //!
 //! The runner reports through its [`EventSink`] (`ProjectState`, `RunStarted`,
 //! `RunFinished`) and never calls up into the hub; how a run ended comes back on the
@@ -96,6 +100,12 @@ pub enum RunMode {
         /// The agent worker.
         worker_id: String,
     },
+    /// An interactive run in its own git worktree (given as [`RunRequest::workdir`]).
+    Isolated {
+        /// The session to resume (a follow-up in the worktree), or `None` for a fresh
+        /// one.
+        resume: Option<String>,
+    },
 }
 
 /// What to run.
@@ -116,9 +126,12 @@ pub struct RunRequest {
     /// The agent to run; `None` runs the project's (`project.configure {agent}`).
     pub agent: Option<AgentKind>,
     /// The directory to run in instead of the project's: a task's git worktree
-    /// (`project.configure {isolation: "worktree"}`). The project's own directory is
-    /// still checked as for any run.
+    /// (`project.configure {isolation: "worktree"}`) or an isolated run's. The project's
+    /// own directory is still checked as for any run.
     pub workdir: Option<std::path::PathBuf>,
+    /// The run id to use (a UUIDv7 the caller made, e.g. to name the run's worktree
+    /// before it starts); a new one when `None`.
+    pub run_id: Option<String>,
 }
 
 /// How a run ended, sent on [`RunHandle::ended`].
@@ -186,8 +199,10 @@ struct Inner {
     sessions: Mutex<HashMap<String, SessionHandle>>,
 }
 
+/// A run that does not hold the project: a task run, or an isolated run (no task).
 struct TaskRun {
-    task_id: String,
+    project_id: String,
+    task_id: Option<String>,
     stop: CancellationToken,
 }
 
@@ -215,7 +230,7 @@ impl RunContext {
     fn task_id(&self) -> Option<&str> {
         match &self.mode {
             RunMode::Task { task_id, .. } => Some(task_id),
-            RunMode::Interactive { .. } => None,
+            RunMode::Interactive { .. } | RunMode::Isolated { .. } => None,
         }
     }
 
@@ -333,7 +348,10 @@ impl Runner {
         let mut ctx = RunContext {
             project_id: request.project_id,
             run: ActiveRun {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: request
+                    .run_id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
                 started_at: now_ms(),
                 stop: self.parts().shutdown.child_token(),
             },
@@ -391,7 +409,7 @@ impl Runner {
             let Launched { child, tap, events } = launched;
             let (worker_id, task_id) = match &ctx.mode {
                 RunMode::Task { task_id, worker_id } => (Some(worker_id.as_str()), Some(task_id)),
-                RunMode::Interactive { .. } => (None, None),
+                RunMode::Interactive { .. } | RunMode::Isolated { .. } => (None, None),
             };
             let started_line = Self::hub_text(&RunStartedLine {
                 kind: "run_started",
@@ -402,17 +420,17 @@ impl Runner {
                 resume: resume.as_deref(),
                 cwd: &path,
             });
-            match task_id {
-                Some(task_id) => {
-                    self.task_runs().insert(
-                        ctx.run.id.clone(),
-                        TaskRun {
-                            task_id: task_id.clone(),
-                            stop: ctx.run.stop.clone(),
-                        },
-                    );
-                }
-                None => self.emit_state(&ctx, None),
+            if ctx.interactive() {
+                self.emit_state(&ctx, None);
+            } else {
+                self.task_runs().insert(
+                    ctx.run.id.clone(),
+                    TaskRun {
+                        project_id: ctx.project_id.clone(),
+                        task_id: task_id.cloned(),
+                        stop: ctx.run.stop.clone(),
+                    },
+                );
             }
             self.parts().metrics.runs_started.inc();
             self.parts().sink.emit(Event::RunStarted);
@@ -470,8 +488,11 @@ impl Runner {
                 }
                 Ok(setup)
             }
-            RunMode::Task { .. } => {
-                let setup = projects.task_setup(&ctx.project_id, Some(ctx.agent))?;
+            RunMode::Task { .. } | RunMode::Isolated { .. } => {
+                let mut setup = projects.task_setup(&ctx.project_id, Some(ctx.agent))?;
+                if let RunMode::Isolated { resume } = &ctx.mode {
+                    setup.session.clone_from(resume);
+                }
                 let path = setup.path.clone();
                 match projects.validate(path.display().to_string()).await {
                     Ok(current) if current == path => Ok(setup),
@@ -500,12 +521,33 @@ impl Runner {
         }
     }
 
+    /// Kills an isolated run of a project (`agent.run {isolation: "worktree"}`) by its
+    /// id. Its end arrives as its `run_finished` line.
+    ///
+    /// # Errors
+    /// `PROJECT_NOT_FOUND`, or `NOT_RUNNING` when no isolated run of the project has
+    /// the id (task runs are stopped through their task).
+    pub fn kill_run(&self, project_id: &str, run_id: &str) -> Result<(), RunError> {
+        self.parts().projects.get(project_id)?;
+        match self.task_runs().get(run_id) {
+            Some(run) if run.task_id.is_none() && run.project_id == project_id => {
+                info!(run_id, project_id, "kill requested");
+                run.stop.cancel();
+                Ok(())
+            }
+            _ => Err(RunError::NotRunning(format!("{project_id} (run {run_id})"))),
+        }
+    }
+
     /// Stops every run of a task (normally one). Returns how many were asked to stop;
     /// the end of each arrives on its [`RunHandle::ended`].
     pub fn stop_task(&self, task_id: &str) -> usize {
         let runs = self.task_runs();
         let mut stopped = 0;
-        for run in runs.values().filter(|run| run.task_id == task_id) {
+        for run in runs
+            .values()
+            .filter(|run| run.task_id.as_deref() == Some(task_id))
+        {
             run.stop.cancel();
             stopped += 1;
         }

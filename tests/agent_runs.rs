@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::util::{TestHub, process_alive, run};
+use crate::util::{TestHub, process_alive, run, run_with_grandchild};
 
 fn kinds(lines: &[Value]) -> Vec<&str> {
     lines.iter().map(|l| l["kind"].as_str().unwrap()).collect()
@@ -167,20 +167,7 @@ async fn kill_ends_the_whole_process_group_and_a_second_run_is_busy() {
     let mut ws = hub.client().await;
     let (project_id, dir) = hub.project(&mut ws).await;
     ws.subscribe(&project_id).await;
-    let pid_file = dir.path().join("grandchild.pid");
-    let run_id = run(
-        &mut ws,
-        &project_id,
-        &format!("grandchild {}", pid_file.display()),
-    )
-    .await;
-    // Wait until the agent says its background grandchild runs.
-    ws.output_of_kind("assistant").await;
-    let grandchild: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (run_id, grandchild) = run_with_grandchild(&mut ws, &project_id, dir.path()).await;
     assert!(process_alive(grandchild));
 
     let busy = ws

@@ -10,7 +10,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::util::{
-    HubProcess, TestHub, WAIT, Ws, connect, hub_bin, hub_command, hub_started, run, spawn_hub_with,
+    HubProcess, TestHub, WAIT, Ws, connect, hub_bin, hub_command, hub_started, recording, run,
+    spawn_hub_with,
 };
 
 /// The arguments the fake CLI received in its last run.
@@ -29,21 +30,10 @@ async fn run_to_end(ws: &mut Ws, project_id: &str, prompt: &str) -> Vec<Value> {
     ws.run_output(&run_id).await
 }
 
-fn recording_hub_env(record: &Path) -> impl FnOnce(&mut semantest_hub::LoadedConfig) + '_ {
-    move |c| {
-        c.config.agent.env = [(
-            "FAKE_CLAUDE_RECORD".to_string(),
-            record.to_str().unwrap().to_string(),
-        )]
-        .into_iter()
-        .collect();
-    }
-}
-
 #[tokio::test]
 async fn a_prompt_that_looks_like_an_option_reaches_the_cli_only_as_prompt_text() {
     let record = tempfile::tempdir().unwrap();
-    let hub = TestHub::start_with(recording_hub_env(record.path())).await;
+    let hub = TestHub::start_with(recording(record.path())).await;
     let mut ws = hub.client().await;
     let (project_id, _dir) = hub.project(&mut ws).await;
     ws.subscribe(&project_id).await;
@@ -100,7 +90,7 @@ async fn a_prompt_that_looks_like_an_option_reaches_the_cli_only_as_prompt_text(
 #[tokio::test]
 async fn a_session_id_that_is_not_a_uuid_is_never_passed_to_resume() {
     let record = tempfile::tempdir().unwrap();
-    let hub = TestHub::start_with(recording_hub_env(record.path())).await;
+    let hub = TestHub::start_with(recording(record.path())).await;
     let mut ws = hub.client().await;
     let (project_id, _dir) = hub.project(&mut ws).await;
     ws.subscribe(&project_id).await;
@@ -136,7 +126,7 @@ async fn a_session_id_that_is_not_a_uuid_is_never_passed_to_resume() {
     .unwrap();
     drop(db);
     let mut config = crate::util::test_config(dir.path());
-    recording_hub_env(record.path())(&mut config);
+    recording(record.path())(&mut config);
     let hub = TestHub::start_in(dir, config).await;
     let mut ws = hub.client().await;
     std::fs::remove_file(record.path().join("argv")).unwrap();

@@ -2,24 +2,11 @@
 //! rules, policy, timeout, races, a dying CLI, malformed lines), follow-ups (queue,
 //! steer, interrupt, edit, cancel, a restart) and the idle timeout.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::{TestHub, Ws, run};
-
-/// The hub's config with the fake CLI recording into `record`.
-fn recording(record: &Path) -> impl FnOnce(&mut semantest_hub::LoadedConfig) + '_ {
-    move |c| {
-        c.config.agent.env = [(
-            "FAKE_CLAUDE_RECORD".to_string(),
-            record.to_str().unwrap().to_string(),
-        )]
-        .into_iter()
-        .collect();
-    }
-}
+use crate::util::{TestHub, Ws, recording, run};
 
 /// Waits for the run's `turn_ended` lines until the `n`th, returns the `result` lines seen.
 async fn results_until_turn(ws: &mut Ws, run_id: &str, n: u64) -> Vec<Value> {

@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::{TestHub, WAIT, connect, eventually, process_alive, run, spawn_hub, when};
+use crate::util::{
+    TestHub, WAIT, connect, eventually, process_alive, run, run_with_grandchild, spawn_hub, when,
+};
 
 #[tokio::test]
 async fn reconnecting_with_after_seq_mid_run_gets_exactly_the_missing_lines() {
@@ -205,19 +207,7 @@ async fn runs_orphaned_by_a_crash_are_cleaned_up_at_the_next_start() {
     let project = ws.ok("project.create", json!({"path": dir.path()})).await;
     let project_id = project["id"].as_str().unwrap().to_string();
     ws.subscribe(&project_id).await;
-    let pid_file = dir.path().join("grandchild.pid");
-    run(
-        &mut ws,
-        &project_id,
-        &format!("grandchild {}", pid_file.display()),
-    )
-    .await;
-    ws.output_of_kind("assistant").await;
-    let grandchild: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (_, grandchild) = run_with_grandchild(&mut ws, &project_id, dir.path()).await;
     child.kill();
     assert!(
         process_alive(grandchild),

@@ -5,7 +5,8 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::util::{
-    RawFrame, RawWs, TestHub, WAIT, Ws, eventually, metric, process_alive, run, when,
+    RawFrame, RawWs, TestHub, WAIT, Ws, eventually, metric, process_alive, run,
+    run_with_grandchild, when,
 };
 
 #[tokio::test]
@@ -179,19 +180,7 @@ async fn shutdown_closes_clients_with_1001_and_kills_runs() {
     let mut ws = hub.client().await;
     let (project_id, dir) = hub.project(&mut ws).await;
     ws.subscribe(&project_id).await;
-    let pid_file = dir.path().join("grandchild.pid");
-    let run_id = run(
-        &mut ws,
-        &project_id,
-        &format!("grandchild {}", pid_file.display()),
-    )
-    .await;
-    ws.output_of_kind("assistant").await;
-    let grandchild: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (run_id, grandchild) = run_with_grandchild(&mut ws, &project_id, dir.path()).await;
     let store = hub.hub().store().clone();
     let data = hub.stop().await;
     let frame = ws.closed().await.expect("a close frame");

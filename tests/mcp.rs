@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+use crate::util::real_cli::{Agent, FakeApi};
 use crate::util::{TestHub, hub_bin};
 
 /// Deadline for one MCP answer; generous, the machine is loaded.
@@ -475,25 +476,20 @@ fn mcp_config_for(hub: &TestHub, dir: &std::path::Path) -> std::path::PathBuf {
 /// and the MCP configuration, allowed to call the `hub` server's tools, and returns its
 /// output once it exits.
 async fn run_claude(
-    api: &crate::real_claude::FakeApi,
+    api: &FakeApi,
     config_dir: &std::path::Path,
     cwd: &std::path::Path,
     mcp_config: &std::path::Path,
     prompt: &str,
 ) -> std::process::Output {
-    let run = tokio::process::Command::new(crate::real_claude::claude_cli())
+    let run = tokio::process::Command::new(Agent::Claude.cli())
         .current_dir(cwd)
         .args(["-p", prompt, "--mcp-config"])
         .arg(mcp_config)
         .args(["--strict-mcp-config", "--allowedTools", "mcp__hub"])
         .args(["--permission-mode", "acceptEdits"])
         .args(["--output-format", "stream-json", "--verbose"])
-        .env("ANTHROPIC_BASE_URL", &api.url)
-        .env("ANTHROPIC_API_KEY", "dummy")
-        .env("CLAUDE_CONFIG_DIR", config_dir)
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
+        .envs(Agent::Claude.env(api, config_dir))
         .env_remove("SEMANTEST_HUB_TOKEN")
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -526,7 +522,7 @@ fn tool_results(stdout: &str) -> Vec<Value> {
 /// writes the file, completes the task with its report, and is told the batch is done.
 #[tokio::test]
 async fn the_real_claude_cli_works_a_task_through_the_mcp_server() {
-    let api = crate::real_claude::FakeApi::start();
+    let api = FakeApi::start(Agent::Claude);
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     ws.ok("hub.hello", json!({"role": "coordinator"})).await;
@@ -591,7 +587,7 @@ async fn the_real_claude_cli_works_a_task_through_the_mcp_server() {
 /// workers do the tasks, and gets every report back.
 #[tokio::test]
 async fn the_real_claude_cli_coordinates_a_batch_through_the_mcp_server() {
-    let api = crate::real_claude::FakeApi::start();
+    let api = FakeApi::start(Agent::Claude);
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     let (project_id, project_dir) = hub.project(&mut ws).await;
@@ -653,7 +649,7 @@ async fn the_real_claude_cli_coordinates_a_batch_through_the_mcp_server() {
 /// every task, each completed once by the worker that held it.
 #[tokio::test]
 async fn two_real_claude_workers_share_a_batch_and_one_is_killed_mid_task() {
-    let api = crate::real_claude::FakeApi::start();
+    let api = FakeApi::start(Agent::Claude);
     let hub = TestHub::start().await;
     let mut ws = hub.client().await;
     ws.ok("hub.hello", json!({"role": "coordinator"})).await;
@@ -669,19 +665,14 @@ async fn two_real_claude_workers_share_a_batch_and_one_is_killed_mid_task() {
     let config_b = tempfile::tempdir().unwrap();
     let claude = |config: &std::path::Path, prompt: String| {
         let mcp_config = mcp_config_for(&hub, config);
-        tokio::process::Command::new(crate::real_claude::claude_cli())
+        tokio::process::Command::new(Agent::Claude.cli())
             .current_dir(project_dir.path())
             .args(["-p", &prompt, "--mcp-config"])
             .arg(&mcp_config)
             .args(["--strict-mcp-config", "--allowedTools", "mcp__hub"])
             .args(["--permission-mode", "acceptEdits"])
             .args(["--output-format", "stream-json", "--verbose"])
-            .env("ANTHROPIC_BASE_URL", &api.url)
-            .env("ANTHROPIC_API_KEY", "dummy")
-            .env("CLAUDE_CONFIG_DIR", config)
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("DISABLE_TELEMETRY", "1")
-            .env("DISABLE_AUTOUPDATER", "1")
+            .envs(Agent::Claude.env(&api, config))
             .env_remove("SEMANTEST_HUB_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

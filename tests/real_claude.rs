@@ -1,101 +1,25 @@
 //! The real Claude Code CLI, run by the hub, talking to a scripted fake of the Anthropic
-//! Messages API on loopback (`tests/fixtures/fake-anthropic.mjs`). No real API is
-//! called. The test command installs the CLI from npm into `target/claude-code`; set
-//! `SEMANTEST_TEST_CLAUDE` to use another binary.
-
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+//! Messages API on loopback (`tests/fixtures/fake-anthropic.mjs`), set up by
+//! [`crate::util::real_cli`].
 
 use serde_json::{Value, json};
 
+use crate::util::real_cli::{Agent, RealCli, asking, figures as measure};
 use crate::util::{TestHub, run};
 
-pub(crate) fn claude_cli() -> PathBuf {
-    if let Some(path) = std::env::var_os("SEMANTEST_TEST_CLAUDE") {
-        return PathBuf::from(path);
-    }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/claude-code/node_modules/.bin/claude");
-    assert!(
-        path.exists(),
-        "the real Claude Code CLI is not installed; run the test command from the README \
-         (it runs `npm install --prefix target/claude-code @anthropic-ai/claude-code@2.1.197`)"
-    );
-    path
-}
-
-/// The fake API server; killed on drop.
-pub(crate) struct FakeApi {
-    child: Child,
-    pub(crate) url: String,
-}
-
-impl FakeApi {
-    pub(crate) fn start() -> Self {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-anthropic.mjs");
-        let mut child = Command::new("node")
-            .arg(script)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node runs the fake API");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).expect("the fake API prints its address");
-        Self {
-            url: ready["listening"].as_str().unwrap().to_string(),
-            child,
-        }
-    }
-}
-
-impl Drop for FakeApi {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A hub whose agent is the real CLI, talking to `api`, with its own config dir.
-async fn real_cli_hub(api: &FakeApi, config_dir: &std::path::Path) -> TestHub {
-    real_cli_hub_in(api, config_dir, "acceptEdits").await
-}
-
-/// [`real_cli_hub`] with a permission mode.
-async fn real_cli_hub_in(api: &FakeApi, config_dir: &std::path::Path, mode: &str) -> TestHub {
-    let cli = claude_cli();
-    TestHub::start_with(|c| {
-        c.config.agent.cli_path = Some(cli);
-        c.config.agent.permission_mode = mode.into();
-        c.config.coordination.report_debounce_ms = 100;
-        c.config.agent.env = [
-            ("ANTHROPIC_BASE_URL", api.url.as_str()),
-            ("ANTHROPIC_API_KEY", "dummy"),
-            ("CLAUDE_CONFIG_DIR", config_dir.to_str().unwrap()),
-            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-            ("DISABLE_TELEMETRY", "1"),
-            ("DISABLE_AUTOUPDATER", "1"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    })
-    .await
+/// A hub whose agent is the real CLI in permission mode `mode`.
+async fn hub_in(cli: &RealCli, mode: &str) -> TestHub {
+    cli.hub_with(|c| c.config.agent.permission_mode = mode.into())
+        .await
 }
 
 #[tokio::test]
 async fn the_real_cli_writes_a_file_and_every_line_reaches_subscribers_and_the_log() {
-    let api = FakeApi::start();
-    let config_dir = tempfile::tempdir().unwrap();
-    let hub = real_cli_hub(&api, config_dir.path()).await;
+    let cli = RealCli::start(Agent::Claude);
+    let hub = cli.hub().await;
     let mut ws = hub.client().await;
     let mut watcher = hub.client().await;
-    let (project_id, dir) = hub.project(&mut ws).await;
-    ws.subscribe(&project_id).await;
+    let (project_id, dir) = cli.project(&hub, &mut ws).await;
     watcher
         .ok("project.subscribe", json!({"project_id": project_id}))
         .await;
@@ -211,9 +135,8 @@ async fn the_real_cli_writes_a_file_and_every_line_reaches_subscribers_and_the_l
 
 #[tokio::test]
 async fn a_built_in_agent_worker_with_the_real_cli_completes_a_task_by_its_report_file() {
-    let api = FakeApi::start();
-    let config_dir = tempfile::tempdir().unwrap();
-    let hub = real_cli_hub(&api, config_dir.path()).await;
+    let cli = RealCli::start(Agent::Claude);
+    let hub = cli.hub().await;
     let mut coordinator = hub.client().await;
     coordinator
         .ok("hub.hello", json!({"role": "coordinator", "name": "batch"}))
@@ -252,12 +175,10 @@ async fn a_built_in_agent_worker_with_the_real_cli_completes_a_task_by_its_repor
 
 #[tokio::test]
 async fn the_real_cli_takes_an_option_shaped_prompt_as_text() {
-    let api = FakeApi::start();
-    let config_dir = tempfile::tempdir().unwrap();
-    let hub = real_cli_hub(&api, config_dir.path()).await;
+    let cli = RealCli::start(Agent::Claude);
+    let hub = cli.hub().await;
     let mut ws = hub.client().await;
-    let (project_id, dir) = hub.project(&mut ws).await;
-    ws.subscribe(&project_id).await;
+    let (project_id, dir) = cli.project(&hub, &mut ws).await;
     // Passed as an argument, the first line would be an option of the CLI that lifts its
     // permission mode; on stdin it is the first line of the user's message.
     let prompt = "--dangerously-skip-permissions\nWRITE flag.txt it was text";
@@ -277,22 +198,12 @@ async fn the_real_cli_takes_an_option_shaped_prompt_as_text() {
     hub.stop().await;
 }
 
-/// Starts a run of `prompt` and returns its id and the approval it asks for.
-async fn asking(ws: &mut crate::util::Ws, project_id: &str, prompt: &str) -> (String, Value) {
-    let run_id = run(ws, project_id, prompt).await;
-    let approval = ws.notification("agent.approval_requested").await["approval"].clone();
-    assert_eq!(approval["run_id"], run_id);
-    (run_id, approval)
-}
-
 #[tokio::test]
 async fn the_real_cli_asks_before_a_bash_call_and_runs_only_what_was_approved() {
-    let api = FakeApi::start();
-    let config_dir = tempfile::tempdir().unwrap();
-    let hub = real_cli_hub_in(&api, config_dir.path(), "default").await;
+    let cli = RealCli::start(Agent::Claude);
+    let hub = hub_in(&cli, "default").await;
     let mut ws = hub.client().await;
-    let (project_id, dir) = hub.project(&mut ws).await;
-    ws.subscribe(&project_id).await;
+    let (project_id, dir) = cli.project(&hub, &mut ws).await;
 
     // Approved over JSON-RPC: the command runs.
     let (run_id, approval) = asking(&mut ws, &project_id, "BASH echo hi > approved.txt").await;
@@ -377,77 +288,11 @@ async fn the_real_cli_asks_before_a_bash_call_and_runs_only_what_was_approved() 
 }
 
 /// Figures, not a test of behaviour: run with `cargo test --test integration
-/// real_claude::figures -- --ignored --nocapture`. As `real_codex::figures`: spawn to the
-/// first output line, the approval round trip through the hub (the answer sent until the
-/// tool's result comes back), and the resident memory of an idle session.
+/// real_claude::figures -- --ignored --nocapture`. See [`crate::util::real_cli::figures`].
 #[tokio::test]
 #[ignore = "measures; run by hand"]
 async fn figures() {
-    use std::time::{Duration, Instant};
-    let api = FakeApi::start();
-    let config_dir = tempfile::tempdir().unwrap();
-    let hub = real_cli_hub_in(&api, config_dir.path(), "default").await;
-    let mut ws = hub.client().await;
-    let (project_id, _dir) = hub.project(&mut ws).await;
-    ws.subscribe(&project_id).await;
-    let rounds = 20;
-    let (mut spawn, mut round_trip) = (Vec::new(), Vec::new());
-    for i in 0..rounds {
-        let asked = Instant::now();
-        let run_id = run(&mut ws, &project_id, &format!("BASH echo {i} > f{i}.txt")).await;
-        loop {
-            let line = ws.notification("project.output").await;
-            if line["run_id"] == run_id && line["stream"] == "stdout" {
-                spawn.push(asked.elapsed());
-                break;
-            }
-        }
-        let approval = ws.notification("agent.approval_requested").await["approval"].clone();
-        let answered = Instant::now();
-        ws.ok(
-            "agent.approvals.answer",
-            json!({"approval_id": approval["id"], "decision": "allow_once"}),
-        )
-        .await;
-        loop {
-            let line = ws.notification("project.output").await;
-            if line["kind"] == "user" {
-                round_trip.push(answered.elapsed());
-                break;
-            }
-        }
-        ws.run_output(&run_id).await;
-    }
-    let sent = ws
-        .ok(
-            "agent.send",
-            json!({"project_id": project_id, "text": "hello"}),
-        )
-        .await;
-    loop {
-        let line = ws.notification("project.output").await;
-        if line["kind"] == "turn_ended" {
-            break;
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let pgid = hub
-        .hub()
-        .store()
-        .unfinished_runs()
-        .unwrap()
-        .into_iter()
-        .find(|r| Some(r.id.as_str()) == sent["run_id"].as_str())
-        .and_then(|r| r.pgid)
-        .expect("the live session's process group");
-    let rss = crate::real_codex::group_rss_kib(pgid);
-    println!(
-        "claude: spawn to first output line p50 {:?} p99 {:?}; approval round trip p50 {:?} p99 {:?} ({rounds} runs); idle session RSS {rss} KiB",
-        crate::util::quantile(&mut spawn, 0.5),
-        crate::util::quantile(&mut spawn, 0.99),
-        crate::util::quantile(&mut round_trip, 0.5),
-        crate::util::quantile(&mut round_trip, 0.99),
-    );
-    ws.ok("agent.kill", json!({"project_id": project_id})).await;
-    hub.stop().await;
+    let cli = RealCli::start(Agent::Claude);
+    let hub = hub_in(&cli, "default").await;
+    measure(&cli, hub).await;
 }

@@ -1,158 +1,18 @@
 //! The real Codex CLI (`codex app-server`), run by the hub, talking to a scripted fake of
-//! the OpenAI Responses API on loopback (`tests/fixtures/fake-openai.mjs`). No real API
-//! is called. The test command installs the CLI from npm into `target/codex`; set
-//! `SEMANTEST_TEST_CODEX` to use another binary.
+//! the OpenAI Responses API on loopback (`tests/fixtures/fake-openai.mjs`), set up by
+//! [`crate::util::real_cli`].
 //!
 //! Each hub gets its own `CODEX_HOME` under `target/` (never under `/tmp`, where Codex
 //! refuses to set up its sandbox helper), and threads run with the sandbox
 //! `danger-full-access`, so no sandbox is needed on the test machine; every command still
 //! asks (approval policy `untrusted`).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
-use crate::util::{TestHub, Ws, quantile, rss_kib, run};
-
-/// The resident memory of every process in group `pgid`, in KiB (the npm launcher and
-/// the native app server it starts).
-pub(crate) fn group_rss_kib(pgid: i32) -> u64 {
-    let mut total = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The fields after the command name (which may hold spaces) start after ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) {
-            total += rss_kib(pid);
-        }
-    }
-    total
-}
-
-fn codex_cli() -> PathBuf {
-    if let Some(path) = std::env::var_os("SEMANTEST_TEST_CODEX") {
-        return PathBuf::from(path);
-    }
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/codex/node_modules/.bin/codex");
-    assert!(
-        path.exists(),
-        "the real Codex CLI is not installed; run the test command from the README \
-         (it runs `npm install --prefix target/codex @openai/codex@0.171.0`)"
-    );
-    path
-}
-
-/// The fake Responses API; killed on drop.
-struct FakeOpenAi {
-    child: Child,
-    url: String,
-}
-
-impl FakeOpenAi {
-    fn start() -> Self {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-openai.mjs");
-        let mut child = Command::new("node")
-            .arg(script)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node runs the fake API");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).expect("the fake API prints its address");
-        Self {
-            url: ready["listening"].as_str().unwrap().to_string(),
-            child,
-        }
-    }
-}
-
-impl Drop for FakeOpenAi {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A `CODEX_HOME` outside `/tmp`, configured for `api`; removed on drop.
-fn codex_home(api: &FakeOpenAi) -> tempfile::TempDir {
-    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/codex-homes");
-    std::fs::create_dir_all(&base).unwrap();
-    let home = tempfile::tempdir_in(base).unwrap();
-    std::fs::write(
-        home.path().join("config.toml"),
-        format!(
-            "model = \"gpt-5\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\n\
-             name = \"Fake\"\nbase_url = \"{}/v1\"\nenv_key = \"FAKE_API_KEY\"\n\
-             wire_api = \"responses\"\n",
-            api.url
-        ),
-    )
-    .unwrap();
-    home
-}
-
-/// A hub whose Codex is the real CLI talking to `api`.
-async fn codex_hub(home: &Path, edit: impl FnOnce(&mut semantest_hub::LoadedConfig)) -> TestHub {
-    let cli = codex_cli();
-    TestHub::start_with(|c| {
-        c.config.agent.codex.cli_path = Some(cli);
-        c.config.agent.codex.sandbox = "danger-full-access".into();
-        c.config.agent.codex.env = [
-            ("CODEX_HOME", home.to_str().unwrap()),
-            ("FAKE_API_KEY", "dummy"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        c.config.coordination.report_debounce_ms = 100;
-        edit(c);
-    })
-    .await
-}
-
-/// A project whose agent is Codex, subscribed.
-async fn codex_project(hub: &TestHub, ws: &mut Ws) -> (String, tempfile::TempDir) {
-    let (project_id, dir) = hub.project(ws).await;
-    let configured = ws
-        .ok(
-            "project.configure",
-            json!({"project_id": project_id, "agent": "codex"}),
-        )
-        .await;
-    assert_eq!(configured["agent"], "codex");
-    ws.subscribe(&project_id).await;
-    (project_id, dir)
-}
-
-/// Starts a run of `prompt` and returns its id and the approval it asks for.
-async fn asking(ws: &mut Ws, project_id: &str, prompt: &str) -> (String, Value) {
-    let run_id = run(ws, project_id, prompt).await;
-    let approval = ws.notification("agent.approval_requested").await["approval"].clone();
-    assert_eq!(approval["run_id"], run_id);
-    (run_id, approval)
-}
-
-async fn answer(ws: &mut Ws, approval: &Value, params: Value) -> Value {
-    let mut params = params;
-    params["approval_id"] = approval["id"].clone();
-    ws.ok("agent.approvals.answer", params).await
-}
+use crate::util::real_cli::{
+    Agent, RealCli, agent_lines, an_agent_worker_completes_a_task_by_its_report_file, answer,
+    asking, figures as measure,
+};
 
 fn kinds(lines: &[Value]) -> Vec<String> {
     lines
@@ -161,18 +21,12 @@ fn kinds(lines: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// The app server's own lines (everything the hub did not write) of a run.
-fn agent_lines(lines: &[Value]) -> Vec<&Value> {
-    lines.iter().filter(|l| l["stream"] == "stdout").collect()
-}
-
 #[tokio::test]
 async fn a_codex_command_asks_runs_once_approved_and_each_turn_records_its_usage() {
-    let api = FakeOpenAi::start();
-    let home = codex_home(&api);
-    let hub = codex_hub(home.path(), |_| {}).await;
+    let cli = RealCli::start(Agent::Codex);
+    let hub = cli.hub().await;
     let mut ws = hub.client().await;
-    let (project_id, dir) = codex_project(&hub, &mut ws).await;
+    let (project_id, dir) = cli.project(&hub, &mut ws).await;
 
     let (run_id, approval) = asking(&mut ws, &project_id, "BASH echo hi > approved.txt").await;
     assert_eq!(approval["tool_name"], "Bash");
@@ -292,11 +146,10 @@ async fn a_codex_command_asks_runs_once_approved_and_each_turn_records_its_usage
 
 #[tokio::test]
 async fn a_denied_codex_command_does_not_run_and_the_turn_goes_on() {
-    let api = FakeOpenAi::start();
-    let home = codex_home(&api);
-    let hub = codex_hub(home.path(), |_| {}).await;
+    let cli = RealCli::start(Agent::Codex);
+    let hub = cli.hub().await;
     let mut ws = hub.client().await;
-    let (project_id, dir) = codex_project(&hub, &mut ws).await;
+    let (project_id, dir) = cli.project(&hub, &mut ws).await;
 
     let (run_id, approval) = asking(&mut ws, &project_id, "BASH echo no > denied.txt").await;
     answer(
@@ -325,11 +178,10 @@ async fn a_denied_codex_command_does_not_run_and_the_turn_goes_on() {
 
 #[tokio::test]
 async fn a_follow_up_queued_while_codex_waits_runs_as_the_next_turn() {
-    let api = FakeOpenAi::start();
-    let home = codex_home(&api);
-    let hub = codex_hub(home.path(), |_| {}).await;
+    let cli = RealCli::start(Agent::Codex);
+    let hub = cli.hub().await;
     let mut ws = hub.client().await;
-    let (project_id, dir) = codex_project(&hub, &mut ws).await;
+    let (project_id, dir) = cli.project(&hub, &mut ws).await;
 
     let sent = ws
         .ok(
@@ -379,11 +231,10 @@ async fn a_follow_up_queued_while_codex_waits_runs_as_the_next_turn() {
 
 #[tokio::test]
 async fn a_steered_follow_up_joins_the_running_codex_turn() {
-    let api = FakeOpenAi::start();
-    let home = codex_home(&api);
-    let hub = codex_hub(home.path(), |_| {}).await;
+    let cli = RealCli::start(Agent::Codex);
+    let hub = cli.hub().await;
     let mut ws = hub.client().await;
-    let (project_id, dir) = codex_project(&hub, &mut ws).await;
+    let (project_id, dir) = cli.project(&hub, &mut ws).await;
 
     let sent = ws
         .ok(
@@ -424,11 +275,10 @@ async fn a_steered_follow_up_joins_the_running_codex_turn() {
 
 #[tokio::test]
 async fn an_interrupt_while_a_codex_approval_waits_withdraws_it() {
-    let api = FakeOpenAi::start();
-    let home = codex_home(&api);
-    let hub = codex_hub(home.path(), |_| {}).await;
+    let cli = RealCli::start(Agent::Codex);
+    let hub = cli.hub().await;
     let mut ws = hub.client().await;
-    let (project_id, dir) = codex_project(&hub, &mut ws).await;
+    let (project_id, dir) = cli.project(&hub, &mut ws).await;
 
     let (run_id, approval) = asking(&mut ws, &project_id, "BASH echo late > late.txt").await;
     let interrupted = ws
@@ -466,132 +316,18 @@ async fn an_interrupt_while_a_codex_approval_waits_withdraws_it() {
 
 #[tokio::test]
 async fn a_codex_agent_worker_completes_a_task_by_its_report_file() {
-    let api = FakeOpenAi::start();
-    let home = codex_home(&api);
-    // The project's policy lets every command run without asking, so the worker runs alone.
-    let hub = codex_hub(home.path(), |c| {
-        c.config.agent.approvals.never_ask = vec!["Bash".into()];
-    })
-    .await;
-    let mut coordinator = hub.client().await;
-    coordinator
-        .ok("hub.hello", json!({"role": "coordinator", "name": "batch"}))
-        .await;
-    // The project runs Claude Code; the task names Codex.
-    let (project_id, dir) = hub.project(&mut coordinator).await;
-    let report = r#"{"status":"completed","summary":"written by codex"}"#;
-    let task = json!({
-        "id": "c1",
-        "title": "Write the report",
-        "agent": "codex",
-        "prompt": format!("BASH mkdir -p reports && printf '%s' '{report}' > reports/c1.json"),
-    });
-    let created = coordinator
-        .ok(
-            "task.create",
-            json!({"project_id": project_id, "tasks": [task]}),
-        )
-        .await;
-    assert!(created.to_string().contains("c1"), "{created}");
-    coordinator
-        .ok(
-            "project.configure",
-            json!({"project_id": project_id, "agent_workers": 1}),
-        )
-        .await;
-    let completed = loop {
-        let done = coordinator.notification("task.completed").await;
-        if done["task_id"] == "c1" {
-            break done;
-        }
-    };
-    assert_eq!(completed["source"], "report", "{completed}");
-    assert_eq!(completed["report"]["summary"], "written by codex");
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("reports/c1.json")).unwrap(),
-        report
-    );
-    let stored = coordinator.ok("task.get", json!({"task_id": "c1"})).await;
-    assert_eq!(stored["agent"], "codex");
-    assert_eq!(stored["completed_by"], "report");
-    hub.stop().await;
+    let cli = RealCli::start(Agent::Codex);
+    an_agent_worker_completes_a_task_by_its_report_file(&cli, "c1").await;
 }
 
 /// Figures, not a test of behaviour: run with `cargo test --test integration
-/// real_codex::figures -- --ignored --nocapture`. Prints the time from spawn to the first
-/// output line, the approval round trip through the hub (from the answer sent over RPC to
-/// the command's result coming back, and to the app server's `serverRequest/resolved`),
-/// and the resident memory of an idle session (the launcher and the app server).
+/// real_codex::figures -- --ignored --nocapture`. See [`crate::util::real_cli::figures`];
+/// for Codex it also prints the time from the answer to the app server's
+/// `serverRequest/resolved`.
 #[tokio::test]
 #[ignore = "measures; run by hand"]
 async fn figures() {
-    let api = FakeOpenAi::start();
-    let home = codex_home(&api);
-    let hub = codex_hub(home.path(), |_| {}).await;
-    let mut ws = hub.client().await;
-    let (project_id, _dir) = codex_project(&hub, &mut ws).await;
-    let rounds = 20;
-    let (mut spawn, mut round_trip, mut acked) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..rounds {
-        let asked = Instant::now();
-        let run_id = run(&mut ws, &project_id, &format!("BASH echo {i} > f{i}.txt")).await;
-        let first = loop {
-            let line = ws.notification("project.output").await;
-            if line["run_id"] == run_id && line["stream"] == "stdout" {
-                break asked.elapsed();
-            }
-        };
-        spawn.push(first);
-        let approval = ws.notification("agent.approval_requested").await["approval"].clone();
-        let answered = Instant::now();
-        answer(&mut ws, &approval, json!({"decision": "allow_once"})).await;
-        loop {
-            let line = ws.notification("project.output").await;
-            if line["event"]["method"] == "serverRequest/resolved" {
-                acked.push(answered.elapsed());
-            }
-            if line["event"]["method"] == "item/completed"
-                && line["event"]["params"]["item"]["type"] == "commandExecution"
-            {
-                round_trip.push(answered.elapsed());
-                break;
-            }
-        }
-        ws.run_output(&run_id).await;
-    }
-    // An idle live session: started, its turn over, waiting for a message.
-    let sent = ws
-        .ok(
-            "agent.send",
-            json!({"project_id": project_id, "text": "hello"}),
-        )
-        .await;
-    loop {
-        let line = ws.notification("project.output").await;
-        if line["kind"] == "turn_ended" {
-            break;
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let pgid = hub
-        .hub()
-        .store()
-        .unfinished_runs()
-        .unwrap()
-        .into_iter()
-        .find(|r| Some(r.id.as_str()) == sent["run_id"].as_str())
-        .and_then(|r| r.pgid)
-        .expect("the live session's process group");
-    let rss = group_rss_kib(pgid);
-    println!(
-        "codex: spawn to first output line p50 {:?} p99 {:?}; approval round trip (answer to the command's result) p50 {:?} p99 {:?}, answer to the app server's acknowledgement p50 {:?} p99 {:?} ({rounds} runs); idle session RSS {rss} KiB",
-        quantile(&mut spawn, 0.5),
-        quantile(&mut spawn, 0.99),
-        quantile(&mut round_trip, 0.5),
-        quantile(&mut round_trip, 0.99),
-        quantile(&mut acked, 0.5),
-        quantile(&mut acked, 0.99),
-    );
-    ws.ok("agent.kill", json!({"project_id": project_id})).await;
-    hub.stop().await;
+    let cli = RealCli::start(Agent::Codex);
+    let hub = cli.hub().await;
+    measure(&cli, hub).await;
 }

@@ -1,179 +1,16 @@
 //! The real Gemini CLI (`gemini --acp`), talking to a scripted fake of the Gemini API on
-//! loopback (`tests/fixtures/fake-gemini.mjs`). No real API is called. The test command
-//! installs the CLI from npm into `target/gemini-cli` (`@google/gemini-cli@0.61.0`); set
-//! `SEMANTEST_TEST_GEMINI` to use another binary.
+//! loopback (`tests/fixtures/fake-gemini.mjs`), set up by [`crate::util::real_cli`].
 
 mod acp_contract;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::util::{TestHub, Ws, quantile, rss_kib, run};
-
-/// How long one wait on the CLI may take (it needs about 3 s to start on a loaded
-/// machine).
-const CLI_WAIT: Duration = Duration::from_secs(60);
-
-pub(crate) fn gemini_cli() -> PathBuf {
-    if let Some(path) = std::env::var_os("SEMANTEST_TEST_GEMINI") {
-        return PathBuf::from(path);
-    }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/gemini-cli/node_modules/.bin/gemini");
-    assert!(
-        path.exists(),
-        "the real Gemini CLI is not installed; run the test command from the README \
-         (it runs `npm install --prefix target/gemini-cli @google/gemini-cli@0.61.0`)"
-    );
-    path
-}
-
-/// The fake Gemini API server; killed on drop.
-pub(crate) struct FakeGemini {
-    child: Child,
-    pub(crate) url: String,
-}
-
-impl FakeGemini {
-    pub(crate) fn start() -> Self {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-gemini.mjs");
-        let mut child = Command::new("node")
-            .arg(script)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node runs the fake API");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).expect("the fake API prints its address");
-        Self {
-            url: ready["listening"].as_str().unwrap().to_string(),
-            child,
-        }
-    }
-}
-
-impl Drop for FakeGemini {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A HOME for the CLI: `~/.gemini/settings.json` selects the API-key auth type (Gemini
-/// CLI 0.61 rejects the `gateway` type it infers from `GOOGLE_GEMINI_BASE_URL`,
-/// google-gemini/gemini-cli#27550), turns usage statistics off, and turns the session
-/// clean-up off (it deletes a session that was loaded once; see fake-gemini.md).
-pub(crate) fn gemini_home() -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path().join(".gemini")).unwrap();
-    let settings = json!({
-        "security": {"auth": {"selectedType": "gemini-api-key"}},
-        "privacy": {"usageStatisticsEnabled": false},
-        "general": {"sessionRetention": {"enabled": false}},
-    });
-    std::fs::write(
-        home.path().join(".gemini/settings.json"),
-        settings.to_string(),
-    )
-    .unwrap();
-    home
-}
-
-/// The environment the CLI runs with against `api`, in `home`.
-pub(crate) fn gemini_env(api: &FakeGemini, home: &Path) -> Vec<(String, String)> {
-    [
-        ("HOME", home.to_str().unwrap()),
-        ("GOOGLE_GEMINI_BASE_URL", api.url.as_str()),
-        ("GEMINI_API_KEY", "dummy"),
-        ("GEMINI_CLI_TRUST_WORKSPACE", "true"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-/// The next notification of `method`: [`Ws::notification`] with a wait long enough for
-/// the CLI, which needs seconds to start on a loaded machine and says nothing meanwhile.
-async fn notice(ws: &mut Ws, method: &str) -> Value {
-    ws.notification_within(method, CLI_WAIT)
-        .await
-        .unwrap_or_else(|| panic!("no message within {CLI_WAIT:?} while waiting for {method}"))
-}
-
-/// [`Ws::run_output`] with the CLI's wait.
-async fn output(ws: &mut Ws, run_id: &str) -> Vec<Value> {
-    let mut lines = Vec::new();
-    loop {
-        let line = notice(ws, "project.output").await;
-        if line["run_id"] != run_id {
-            continue;
-        }
-        let done = line["kind"] == "run_finished";
-        lines.push(line);
-        if done {
-            return lines;
-        }
-    }
-}
-
-/// A hub whose Gemini is the real CLI talking to `api`, in `home`.
-async fn gemini_hub(
-    api: &FakeGemini,
-    home: &Path,
-    edit: impl FnOnce(&mut semantest_hub::LoadedConfig),
-) -> TestHub {
-    let cli = gemini_cli();
-    let env = gemini_env(api, home);
-    TestHub::start_with(|c| {
-        c.config.agent.gemini.cli_path = Some(cli);
-        c.config.agent.gemini.env = env.into_iter().collect();
-        c.config.coordination.report_debounce_ms = 100;
-        edit(c);
-    })
-    .await
-}
-
-/// A project whose agent is Gemini on `gemini-2.5-flash` (a model of the default price
-/// table; naming it also skips the CLI's model router), subscribed.
-async fn gemini_project(hub: &TestHub, ws: &mut Ws) -> (String, tempfile::TempDir) {
-    let (project_id, dir) = hub.project(ws).await;
-    let configured = ws
-        .ok(
-            "project.configure",
-            json!({"project_id": project_id, "agent": "gemini", "model": "gemini-2.5-flash"}),
-        )
-        .await;
-    assert_eq!(configured["agent"], "gemini");
-    ws.subscribe(&project_id).await;
-    (project_id, dir)
-}
-
-/// Starts a run of `prompt` and returns its id and the approval it asks for.
-async fn asking(ws: &mut Ws, project_id: &str, prompt: &str) -> (String, Value) {
-    let run_id = run(ws, project_id, prompt).await;
-    let approval = notice(ws, "agent.approval_requested").await["approval"].clone();
-    assert_eq!(approval["run_id"], run_id);
-    (run_id, approval)
-}
-
-async fn answer(ws: &mut Ws, approval: &Value, params: Value) -> Value {
-    let mut params = params;
-    params["approval_id"] = approval["id"].clone();
-    ws.ok("agent.approvals.answer", params).await
-}
-
-/// The CLI's own lines of a run (everything the hub did not write).
-fn agent_lines(lines: &[Value]) -> Vec<&Value> {
-    lines.iter().filter(|l| l["stream"] == "stdout").collect()
-}
+use crate::util::real_cli::{
+    Agent, RealCli, agent_lines, an_agent_worker_completes_a_task_by_its_report_file, answer,
+    asking, figures as measure, notice, output,
+};
 
 /// Gives the chat files of `session` an earlier minute in their names. Gemini CLI 0.61
 /// names a session's file after the minute it began and its short id, and
@@ -206,11 +43,10 @@ fn age_session_files(home: &Path, session: &str) {
 
 #[tokio::test]
 async fn a_gemini_command_asks_runs_once_approved_resumes_and_each_turn_records_its_usage() {
-    let api = FakeGemini::start();
-    let home = gemini_home();
-    let hub = gemini_hub(&api, home.path(), |_| {}).await;
+    let cli = RealCli::start(Agent::Gemini);
+    let hub = cli.hub().await;
     let mut ws = hub.client().await;
-    let (project_id, dir) = gemini_project(&hub, &mut ws).await;
+    let (project_id, dir) = cli.project(&hub, &mut ws).await;
 
     let (run_id, approval) = asking(&mut ws, &project_id, "SHELL echo hi > approved.txt").await;
     // The same tool name and input shape as Claude Code's and Codex's shell calls.
@@ -260,7 +96,7 @@ async fn a_gemini_command_asks_runs_once_approved_resumes_and_each_turn_records_
     assert_eq!(project["agent"], "gemini");
 
     // A second run reopens it with session/load, and the model sees the first turn.
-    age_session_files(home.path(), &session);
+    age_session_files(cli.home.path(), &session);
     let (second, approval) = asking(&mut ws, &project_id, "SHELL echo again > again.txt").await;
     answer(&mut ws, &approval, json!({"decision": "allow_once"})).await;
     let lines = output(&mut ws, &second).await;
@@ -314,11 +150,10 @@ async fn a_gemini_command_asks_runs_once_approved_resumes_and_each_turn_records_
 
 #[tokio::test]
 async fn a_denied_gemini_command_does_not_run_and_the_turn_goes_on() {
-    let api = FakeGemini::start();
-    let home = gemini_home();
-    let hub = gemini_hub(&api, home.path(), |_| {}).await;
+    let cli = RealCli::start(Agent::Gemini);
+    let hub = cli.hub().await;
     let mut ws = hub.client().await;
-    let (project_id, dir) = gemini_project(&hub, &mut ws).await;
+    let (project_id, dir) = cli.project(&hub, &mut ws).await;
 
     let (run_id, approval) = asking(&mut ws, &project_id, "SHELL echo no > denied.txt").await;
     answer(
@@ -344,11 +179,10 @@ async fn a_denied_gemini_command_does_not_run_and_the_turn_goes_on() {
 
 #[tokio::test]
 async fn a_follow_up_queued_while_gemini_waits_runs_as_the_next_turn() {
-    let api = FakeGemini::start();
-    let home = gemini_home();
-    let hub = gemini_hub(&api, home.path(), |_| {}).await;
+    let cli = RealCli::start(Agent::Gemini);
+    let hub = cli.hub().await;
     let mut ws = hub.client().await;
-    let (project_id, dir) = gemini_project(&hub, &mut ws).await;
+    let (project_id, dir) = cli.project(&hub, &mut ws).await;
 
     let sent = ws
         .ok(
@@ -412,11 +246,10 @@ async fn a_follow_up_queued_while_gemini_waits_runs_as_the_next_turn() {
 
 #[tokio::test]
 async fn an_interrupt_while_a_gemini_approval_waits_withdraws_it() {
-    let api = FakeGemini::start();
-    let home = gemini_home();
-    let hub = gemini_hub(&api, home.path(), |_| {}).await;
+    let cli = RealCli::start(Agent::Gemini);
+    let hub = cli.hub().await;
     let mut ws = hub.client().await;
-    let (project_id, dir) = gemini_project(&hub, &mut ws).await;
+    let (project_id, dir) = cli.project(&hub, &mut ws).await;
 
     let (run_id, approval) = asking(&mut ws, &project_id, "SHELL echo late > late.txt").await;
     let interrupted = ws
@@ -452,147 +285,17 @@ async fn an_interrupt_while_a_gemini_approval_waits_withdraws_it() {
 
 #[tokio::test]
 async fn a_gemini_agent_worker_completes_a_task_by_its_report_file() {
-    let api = FakeGemini::start();
-    let home = gemini_home();
-    // The policy lets shell commands run without asking, so the worker runs alone.
-    let hub = gemini_hub(&api, home.path(), |c| {
-        c.config.agent.approvals.never_ask = vec!["Bash".into()];
-    })
-    .await;
-    let mut coordinator = hub.client().await;
-    coordinator
-        .ok("hub.hello", json!({"role": "coordinator", "name": "batch"}))
-        .await;
-    // The project runs Claude Code; the task names Gemini.
-    let (project_id, dir) = hub.project(&mut coordinator).await;
-    let report = r#"{"status":"completed","summary":"written by gemini"}"#;
-    let task = json!({
-        "id": "g1",
-        "title": "Write the report",
-        "agent": "gemini",
-        "prompt": format!("SHELL mkdir -p reports && printf '%s' '{report}' > reports/g1.json"),
-    });
-    coordinator
-        .ok(
-            "task.create",
-            json!({"project_id": project_id, "tasks": [task]}),
-        )
-        .await;
-    coordinator
-        .ok(
-            "project.configure",
-            json!({"project_id": project_id, "agent_workers": 1}),
-        )
-        .await;
-    let completed = loop {
-        let done = notice(&mut coordinator, "task.completed").await;
-        if done["task_id"] == "g1" {
-            break done;
-        }
-    };
-    assert_eq!(completed["source"], "report", "{completed}");
-    assert_eq!(completed["report"]["summary"], "written by gemini");
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("reports/g1.json")).unwrap(),
-        report
-    );
-    let stored = coordinator.ok("task.get", json!({"task_id": "g1"})).await;
-    assert_eq!(stored["agent"], "gemini");
-    assert_eq!(stored["completed_by"], "report");
-    hub.stop().await;
-}
-
-/// The resident memory of every process in group `pgid`, in KiB.
-fn group_rss_kib(pgid: i32) -> u64 {
-    let mut total = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The fields after the command name (which may hold spaces) start after ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) {
-            total += rss_kib(pid);
-        }
-    }
-    total
+    let cli = RealCli::start(Agent::Gemini);
+    an_agent_worker_completes_a_task_by_its_report_file(&cli, "g1").await;
 }
 
 /// Figures, not a test of behaviour: run with `cargo test --test integration
-/// real_gemini::figures -- --ignored --nocapture`. Prints the time from spawn to the
-/// first output line (the CLI writes nothing before it answers `initialize`), the
-/// approval round trip through the hub (the answer sent by a client until the CLI
-/// reports the command completed), and the resident memory of an idle session.
+/// real_gemini::figures -- --ignored --nocapture`. See [`crate::util::real_cli::figures`]
+/// (the CLI writes nothing before it answers `initialize`, so spawn counts until then).
 #[tokio::test]
 #[ignore = "measures; run by hand"]
 async fn figures() {
-    let api = FakeGemini::start();
-    let home = gemini_home();
-    let hub = gemini_hub(&api, home.path(), |_| {}).await;
-    let mut ws = hub.client().await;
-    let (project_id, _dir) = gemini_project(&hub, &mut ws).await;
-    let rounds = 20;
-    let (mut spawn, mut round_trip) = (Vec::new(), Vec::new());
-    for i in 0..rounds {
-        let asked = Instant::now();
-        let run_id = run(&mut ws, &project_id, &format!("SHELL echo {i} > f{i}.txt")).await;
-        let first = loop {
-            let line = notice(&mut ws, "project.output").await;
-            if line["run_id"] == run_id && line["stream"] == "stdout" {
-                break asked.elapsed();
-            }
-        };
-        spawn.push(first);
-        let approval = notice(&mut ws, "agent.approval_requested").await["approval"].clone();
-        let answered = Instant::now();
-        answer(&mut ws, &approval, json!({"decision": "allow_once"})).await;
-        loop {
-            let line = notice(&mut ws, "project.output").await;
-            let update = &line["event"]["params"]["update"];
-            if update["sessionUpdate"] == "tool_call_update" && update["status"] == "completed" {
-                round_trip.push(answered.elapsed());
-                break;
-            }
-        }
-        output(&mut ws, &run_id).await;
-    }
-    // An idle live session: started, its turn over, waiting for a message.
-    let sent = ws
-        .ok(
-            "agent.send",
-            json!({"project_id": project_id, "text": "hello"}),
-        )
-        .await;
-    loop {
-        let line = notice(&mut ws, "project.output").await;
-        if line["kind"] == "turn_ended" {
-            break;
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let pgid = hub
-        .hub()
-        .store()
-        .unfinished_runs()
-        .unwrap()
-        .into_iter()
-        .find(|r| Some(r.id.as_str()) == sent["run_id"].as_str())
-        .and_then(|r| r.pgid)
-        .expect("the live session's process group");
-    let rss = group_rss_kib(pgid);
-    println!(
-        "gemini: spawn to first output line p50 {:?} p99 {:?}; approval round trip p50 {:?} p99 {:?} ({rounds} runs); idle session RSS {rss} KiB",
-        quantile(&mut spawn, 0.5),
-        quantile(&mut spawn, 0.99),
-        quantile(&mut round_trip, 0.5),
-        quantile(&mut round_trip, 0.99),
-    );
-    ws.ok("agent.kill", json!({"project_id": project_id})).await;
-    hub.stop().await;
+    let cli = RealCli::start(Agent::Gemini);
+    let hub = cli.hub().await;
+    measure(&cli, hub).await;
 }

@@ -1,8 +1,9 @@
 //! Integration tests: real hubs on port 0, real WebSocket clients, the fake agent CLI,
 //! and the real Claude Code CLI against a scripted fake Messages API.
 
-// Shared helpers: test hub, JSON-RPC client, bare WebSocket, `eventually`; and in
-// util::cluster, instances sharing a real PostgreSQL and nats-server.
+// Shared helpers: test hub, JSON-RPC client, bare WebSocket, `eventually`; in
+// util::cluster, instances sharing a real PostgreSQL and nats-server; in util::real_cli,
+// the real agent CLIs against their fake model APIs.
 mod util;
 
 // Host/Origin allowlists, tokens, signature, dashboard sign-in.
@@ -52,6 +53,8 @@ mod keychain;
 mod coordination;
 // A git worktree per task: diffs, merge, discard, retention, restart.
 mod worktrees;
+// Interactive runs in a git worktree of their own.
+mod run_worktrees;
 // `semantest-hub mcp` over stdio: the coordinator and worker tools, leases, tool errors.
 mod mcp;
 // `/mcp`: the same tools over Streamable HTTP, behind the Host, Origin and token checks.

@@ -1,13 +1,15 @@
 //! Helpers shared by the integration tests: a hub on port 0 with a temporary data
 //! directory, a JSON-RPC WebSocket test client, a bare WebSocket for frame-level
 //! checks, and [`eventually`] for state that can only be polled. [`cluster`] starts
-//! instances sharing a real PostgreSQL server and a real nats-server.
+//! instances sharing a real PostgreSQL server and a real nats-server; [`real_cli`] sets up
+//! the real agent CLIs against fake model APIs.
 
 #![allow(dead_code)]
 
 pub mod cluster;
 mod nats_server;
 mod postgres_server;
+pub mod real_cli;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -358,6 +360,41 @@ pub async fn run(ws: &mut Ws, project_id: &str, prompt: &str) -> String {
     started["run_id"].as_str().unwrap().to_string()
 }
 
+/// Starts a run of the fake CLI that leaves a background grandchild in its process
+/// group (writing its pid to `grandchild.pid` in `dir`, the project directory), waits
+/// until the agent says it runs, and returns the run's id and the grandchild's pid.
+/// The project must be subscribed on `ws`.
+pub async fn run_with_grandchild(ws: &mut Ws, project_id: &str, dir: &Path) -> (String, i32) {
+    let pid_file = dir.join("grandchild.pid");
+    let run_id = run(
+        ws,
+        project_id,
+        &format!("grandchild {}", pid_file.display()),
+    )
+    .await;
+    ws.output_of_kind("assistant").await;
+    let grandchild = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (run_id, grandchild)
+}
+
+/// A configuration edit for [`TestHub::start_with`]: the fake CLI records each of its
+/// invocations (arguments, environment) into the directory `record`
+/// (`FAKE_CLAUDE_RECORD`).
+pub fn recording(record: &Path) -> impl FnOnce(&mut LoadedConfig) + '_ {
+    move |c| {
+        c.config.agent.env = [(
+            "FAKE_CLAUDE_RECORD".to_string(),
+            record.to_str().unwrap().to_string(),
+        )]
+        .into_iter()
+        .collect();
+    }
+}
+
 /// Whether a process exists and is not a zombie.
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -640,6 +677,29 @@ pub fn rss_kib(pid: u32) -> u64 {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no VmRSS for {pid}"))
+}
+
+/// The resident memory of every process in group `pgid`, in KiB (an agent CLI's npm
+/// launcher and the processes it starts).
+pub fn group_rss_kib(pgid: i32) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the command name (which may hold spaces) start after ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) {
+            total += rss_kib(pid);
+        }
+    }
+    total
 }
 
 /// Open file descriptors of `pid` (entries of /proc/PID/fd).

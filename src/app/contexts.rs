@@ -14,6 +14,7 @@ use tracing::info;
 
 use crate::app::access::Access;
 use crate::app::notifier::Notifier;
+use crate::app::sessions::Sessions;
 use crate::auth::security::LoginCodes;
 use crate::config::{LoadedConfig, PublicConfig};
 use crate::connections::{Client, Clients};
@@ -100,10 +101,8 @@ pub(crate) struct HubCtx {
     pub(crate) reports: Reports,
     /// `hub.login_link`.
     pub(crate) login: LoginLinks,
-    /// Dashboard sessions (`hub.revoke_sessions`).
-    pub(crate) store: Store,
-    /// Closes the revoked sessions' connections (`hub.revoke_sessions`).
-    pub(crate) access: Access,
+    /// Dashboard sessions, and their connections (`hub.revoke_sessions`).
+    pub(crate) sessions: Sessions,
 }
 
 /// One-time dashboard sign-in links.
@@ -211,6 +210,8 @@ impl ProjectsCtx {
 pub(crate) struct AgentsCtx {
     /// Starts and kills runs.
     pub(crate) runner: Runner,
+    /// Isolated runs' worktrees (`agent.run {isolation: "worktree"}`, `agent.run_*`).
+    pub(crate) coordinator: Coordinator,
     /// `agent.new_session`.
     pub(crate) projects: Projects,
     /// `project.state` after `agent.new_session`.

@@ -1,7 +1,8 @@
-//! The hub: the composition root. [`Hub::open`] opens every part in dependency order
+//! The hub: the composition root. `Hub::open` opens every part in dependency order
 //! and hands each only the handles it needs; the parts never see the [`Hub`]. It also
-//! builds, once, the narrow context each RPC method family gets
-//! (`app::contexts`), so no handler sees the [`Hub`] either.
+//! builds, once, the narrow context each RPC method family gets (`app::contexts`) and
+//! each group of HTTP routes gets (`app::edge`), so no handler sees the [`Hub`] either.
+//! It starts the background tasks and shuts everything down (`Hub::stop`).
 //!
 //! ```text
 //! secrets, store ─► projects, feed, clients ─► notifier (the event sink)
@@ -12,20 +13,20 @@
 //!
 //! The desktop app, `semantest-hub serve` and a public deployment all build the same
 //! [`Hub`] and differ only in configuration. [`crate::http::server::start`] binds it to
-//! sockets. Lifecycles that span parts are methods here (a connection opened or
-//! closed) or of the context that starts them (a project created or deleted:
-//! `ProjectsCtx`), so callers never wire the parts by hand.
-//! Its accessors are crate-internal; the crate's users get the few reports and
-//! channels the front ends need.
+//! sockets. Lifecycles that span parts are methods of the context that starts them (a
+//! project created or deleted: `ProjectsCtx`; a connection opened or closed:
+//! `ConnectionCtx`), so callers never wire the parts by hand.
+//! It has no accessors for handlers to reach past their context: the crate's users get
+//! the few reports and channels the front ends and the tests read.
 //!
-//! Files: this one opens the hub and holds the lifecycles; `start` says why it could
-//! not start; `data_dir` keeps the data directory private and locked; `reports` makes
+//! Files: this one opens, starts and stops the hub; `start` says why it could not
+//! start; `data_dir` keeps the data directory private and locked, and writes the
+//! runtime file; `reports` makes
 //! `hub.status`, `/health` and `hub.stats` (from `contexts::Reports`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,22 +37,24 @@ use crate::app::contexts::{
     AgentsCtx, Contexts, EventsCtx, HubCtx, LoginLinks, MessagesCtx, Notices, ProjectsCtx, Reports,
     TasksCtx,
 };
+use crate::app::edge::{
+    AuthCtx, ConnectionCtx, DashboardCtx, DiscoveryCtx, Edge, GateCtx, MonitoringCtx, PairingCtx,
+};
 use crate::app::notifier::Notifier;
+use crate::app::sessions::Sessions;
 use crate::auth::pairing::Pairings;
 use crate::auth::security::{LoginCodes, new_token, token_hash};
 use crate::auth::tokens::ClientTokens;
 use crate::config::{LoadedConfig, Mode};
-use crate::connections::{Client, Clients, NewClient};
+use crate::connections::Clients;
 use crate::coordinator::watch::{Watch, WatchParts};
 use crate::coordinator::worktrees::{Worktrees, WorktreesParts};
 use crate::coordinator::{Coordinator, CoordinatorParts};
 use crate::events::{Event, EventSink};
 use crate::projects::Projects;
 use crate::projects::feed::Feed;
-use crate::protocol::Role;
 use crate::protocol::agents::AgentKind;
 use crate::protocol::error::ErrorChain;
-use crate::protocol::hub::ConnectionChange;
 use crate::pubsub::broker::{Broker, BrokerLimits};
 use crate::pubsub::nats::{Credentials, NatsBackplane, NatsError, NatsSettings, without_user};
 use crate::runner::approvals::{Approvals, ApprovalsParts};
@@ -84,18 +87,12 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The secret name of the owner token.
 pub const OWNER_TOKEN: &str = "owner-token";
 
-/// The parts behind a [`Hub`].
+/// The parts behind a [`Hub`]: what it starts and stops, and the contexts it hands out.
 struct Inner {
     config: Arc<LoadedConfig>,
     store: Store,
     projects: Projects,
-    feed: Feed,
-    clients: Clients,
-    broker: Broker,
     metrics: Arc<Metrics>,
-    monitor: Monitor,
-    login_codes: Arc<LoginCodes>,
-    owner_hash: [u8; 32],
     /// Client tokens, pairings, revocations.
     access: Access,
     secret_store: &'static str,
@@ -106,7 +103,9 @@ struct Inner {
     coordinator: Coordinator,
     watch: Arc<Watch>,
     /// What each RPC method family sees.
-    contexts: Contexts,
+    contexts: Arc<Contexts>,
+    /// What each group of HTTP routes sees.
+    edge: Edge,
     /// The exclusive lock on `<data_dir>/hub.lock`, released at shutdown.
     data_dir_lock: std::sync::Mutex<Option<std::fs::File>>,
 }
@@ -125,7 +124,7 @@ impl Hub {
     ///
     /// # Errors
     /// [`StartError`] when the secret store or database cannot be opened.
-    pub async fn open(config: LoadedConfig) -> Result<Self, StartError> {
+    pub(crate) async fn open(config: LoadedConfig) -> Result<Self, StartError> {
         let data_dir = config.data_dir.clone();
         make_private(&config)?;
         let data_dir_lock = lock_data_dir(&data_dir).await?;
@@ -327,6 +326,11 @@ impl Hub {
         let login_codes = Arc::new(LoginCodes::default());
         let watch = Arc::new(Watch::default());
         let notices = Notices(notifier.clone());
+        let sessions = Sessions::new(
+            store.clone(),
+            access.clone(),
+            config.config.dashboard.session_lifetime_s,
+        );
         let contexts = Contexts {
             public: config.config.public.clone(),
             hub: HubCtx {
@@ -353,8 +357,7 @@ impl Hub {
                     notices: notices.clone(),
                     codes: login_codes.clone(),
                 },
-                store: store.clone(),
-                access: access.clone(),
+                sessions: sessions.clone(),
             },
             projects: ProjectsCtx {
                 projects: projects.clone(),
@@ -365,6 +368,7 @@ impl Hub {
             },
             agents: AgentsCtx {
                 runner: runner.clone(),
+                coordinator: coordinator.clone(),
                 projects: projects.clone(),
                 notices: notices.clone(),
                 feed: feed.clone(),
@@ -379,7 +383,7 @@ impl Hub {
                 projects: projects.clone(),
                 store: store.clone(),
                 clis: runner.clis().clone(),
-                notices,
+                notices: notices.clone(),
                 lease_s: config.config.coordination.lease_s,
                 max_running_agents: config.config.limits.max_running_agents,
             },
@@ -388,19 +392,66 @@ impl Hub {
             },
             access: access.clone(),
         };
+        let contexts = Arc::new(contexts);
+        let mode = config.config.mode();
+        let edge = Edge {
+            connections: ConnectionCtx {
+                contexts: contexts.clone(),
+                metrics: metrics.clone(),
+                limits: config.config.limits.clone(),
+                mode,
+                tracker: tracker.clone(),
+                shutdown: shutdown.clone(),
+                access: access.clone(),
+                clients,
+                feed,
+                broker,
+                coordinator: coordinator.clone(),
+                notices,
+            },
+            auth: AuthCtx {
+                owner_hash,
+                access: access.clone(),
+                sessions: sessions.clone(),
+                mode,
+            },
+            gate: GateCtx {
+                metrics: metrics.clone(),
+                access: access.clone(),
+            },
+            pairing: PairingCtx {
+                access: access.clone(),
+                metrics: metrics.clone(),
+                serves: config.config.public.serves_pairing(),
+                request_ttl_s: config.config.pairing.request_ttl_s,
+            },
+            dashboard: DashboardCtx {
+                sessions,
+                codes: login_codes,
+            },
+            discovery: DiscoveryCtx {
+                mode,
+                instance_id: instance_id.clone(),
+                public: config.config.public.clone(),
+                owner_hash,
+                access: access.clone(),
+            },
+            monitoring: MonitoringCtx {
+                reports: contexts.hub.reports.clone(),
+                metrics: metrics.clone(),
+                monitor,
+                store: store.clone(),
+            },
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        };
         let hub = Self {
             inner: Arc::new(Inner {
                 data_dir_lock: std::sync::Mutex::new(Some(data_dir_lock)),
                 config,
                 store,
                 projects,
-                feed,
-                clients,
-                broker,
                 metrics,
-                monitor,
-                login_codes,
-                owner_hash,
                 access,
                 secret_store,
                 instance_id,
@@ -410,6 +461,7 @@ impl Hub {
                 coordinator,
                 watch,
                 contexts,
+                edge,
             }),
         };
         if let Some(control) = control {
@@ -442,16 +494,12 @@ impl Hub {
             tracker: tracker.clone(),
             shutdown: self.inner.shutdown.clone(),
         });
+        self.inner.access.start_upkeep();
     }
 
-    /// Client tokens, pairing requests and revocations.
-    pub(crate) fn access(&self) -> &Access {
-        &self.inner.access
-    }
-
-    /// The live client tokens.
-    pub(crate) fn client_tokens(&self) -> &ClientTokens {
-        self.inner.access.tokens()
+    /// What each group of HTTP routes sees, for the server.
+    pub(crate) fn edge(&self) -> &Edge {
+        &self.inner.edge
     }
 
     /// The configuration in force.
@@ -461,7 +509,7 @@ impl Hub {
 
     /// `Local` or `Public` (`public.enabled`): decides the listener, the access rules,
     /// the method families served, the signature's `mode` and the clients' badges.
-    pub fn mode(&self) -> Mode {
+    pub(crate) fn mode(&self) -> Mode {
         self.inner.config.config.mode()
     }
 
@@ -470,39 +518,9 @@ impl Hub {
         &self.inner.store
     }
 
-    /// History plus live output.
-    pub(crate) fn feed(&self) -> &Feed {
-        &self.inner.feed
-    }
-
     /// Prometheus metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
-    }
-
-    /// Resource figures.
-    pub(crate) fn monitor(&self) -> &Monitor {
-        &self.inner.monitor
-    }
-
-    /// One-time dashboard sign-in codes.
-    pub(crate) fn login_codes(&self) -> &LoginCodes {
-        &self.inner.login_codes
-    }
-
-    /// SHA-256 of the owner token.
-    pub(crate) fn owner_hash(&self) -> &[u8; 32] {
-        &self.inner.owner_hash
-    }
-
-    /// `keychain` or `file`.
-    pub(crate) fn secret_store(&self) -> &'static str {
-        self.inner.secret_store
-    }
-
-    /// A random id for this run of the hub.
-    pub(crate) fn instance_id(&self) -> &str {
-        &self.inner.instance_id
     }
 
     /// Cancelled to shut everything down.
@@ -510,21 +528,9 @@ impl Hub {
         &self.inner.shutdown
     }
 
-    /// Every long-lived task: connections, runs, timers.
-    pub(crate) fn tracker(&self) -> &TaskTracker {
-        &self.inner.tracker
-    }
-
     /// The port the hub listens on (0 before it is bound).
     pub(crate) fn port(&self) -> u16 {
         self.inner.notifier.port()
-    }
-
-    /// Releases the data directory for the next hub; called at the end of shutdown.
-    pub(crate) fn release_data_dir(&self) {
-        if let Ok(mut lock) = self.inner.data_dir_lock.lock() {
-            lock.take();
-        }
     }
 
     /// Events for the user, for the desktop app's notifications. A receiver that falls
@@ -538,67 +544,51 @@ impl Hub {
         self.inner.notifier.status()
     }
 
-    /// Sends an event to the notifier, for what the hub reports that the core did not
-    /// see.
-    fn emit(&self, event: Event) {
-        self.inner.notifier.emit(event);
-    }
-
-    /// What each RPC method family sees, for the dispatcher.
-    pub(crate) fn contexts(&self) -> &Contexts {
-        &self.inner.contexts
-    }
-
-    /// `hub.status`, `/health` and `hub.stats`.
-    pub(crate) fn reports(&self) -> &Reports {
-        &self.inner.contexts.hub.reports
-    }
-
     /// A one-time sign-in link for the dashboard, valid for two minutes.
     pub fn login_link(&self) -> String {
         self.inner.contexts.hub.login.link()
     }
 
-    /// Registers an accepted connection, and tells the others (`hub.connection`).
-    pub(crate) fn register_connection(
-        &self,
-        new: NewClient,
-    ) -> (Arc<Client>, tokio::sync::mpsc::Receiver<Utf8Bytes>) {
-        let (client, rx) = self.inner.clients.register(new);
-        self.connection_changed(ConnectionChange::Opened, &client);
-        (client, rx)
-    }
-
-    /// Tells the other connections that `client` opened, changed (`hub.hello`,
-    /// `worker.register`) or closed.
-    fn connection_changed(&self, change: ConnectionChange, client: &Client) {
-        self.inner
-            .contexts
-            .hub
-            .notices
-            .connection_changed(change, client);
-    }
-
-    /// A connection was accepted and registered.
-    pub(crate) fn connection_opened(&self) {
-        self.inner.metrics.connections_accepted.inc();
-        self.emit(Event::ConnectionsChanged);
-    }
-
-    /// A request arrived on a connection: a worker's lease is renewed.
-    pub(crate) fn request_from(&self, client: &Client) {
-        if client.role() == Role::Worker {
-            self.inner.coordinator.seen(client.id());
+    /// Shuts down gracefully: cancels everything (connections close with 1001, agent
+    /// runs are killed), waits up to `limits.shutdown_grace_s` for every task and for
+    /// `serving` (the listeners), then checkpoints and closes the store, removes the
+    /// runtime file and releases the data directory for the next hub.
+    pub(crate) async fn stop(&self, serving: impl Future<Output = ()>) {
+        info!("shutting down");
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        let grace = Duration::from_secs(self.config().config.limits.shutdown_grace_s);
+        let wait_all = async {
+            self.inner.tracker.wait().await;
+            serving.await;
+        };
+        if tokio::time::timeout(grace, wait_all).await.is_err() {
+            warn!(
+                grace_s = grace.as_secs(),
+                "some tasks did not finish within the shutdown grace period"
+            );
         }
+        let store = self.inner.store.clone();
+        let checkpoint = off_runtime(move || {
+            let checkpoint = store.checkpoint();
+            store.close();
+            checkpoint
+        })
+        .await;
+        if let Err(err) = checkpoint {
+            warn!(error = %ErrorChain(&err), "store checkpoint failed");
+        }
+        let _ = tokio::fs::remove_file(self.config().data_dir.join(RUNTIME_FILE)).await;
+        if let Ok(mut lock) = self.inner.data_dir_lock.lock() {
+            lock.take();
+        }
+        info!("stopped");
     }
 
-    /// A connection closed: its subscriptions, its worker, its registry entry.
-    pub(crate) fn connection_closed(&self, client: &Arc<Client>) {
-        self.inner.feed.unsubscribe_all(client.id());
-        self.inner.broker.disconnect(client.id());
-        self.inner.coordinator.disconnected(client.id());
-        self.inner.clients.remove(client);
-        self.connection_changed(ConnectionChange::Closed, client);
+    /// Sends an event to the notifier, for what the hub reports that the core did not
+    /// see.
+    fn emit(&self, event: Event) {
+        self.inner.notifier.emit(event);
     }
 
     /// Pushes `hub.stats` every `stats_interval_s` to dashboards and subscribers, and
@@ -612,7 +602,7 @@ impl Hub {
                 () = self.inner.shutdown.cancelled() => return,
             }
             // `/metrics` samples the process figures itself when it is scraped.
-            self.emit(Event::Stats(self.reports().stats().await));
+            self.emit(Event::Stats(self.inner.contexts.hub.reports.stats().await));
         }
     }
 

@@ -113,6 +113,10 @@ pub(super) struct RunOptions {
     pub(super) agent: Option<String>,
     /// `--json`: each output line as JSON instead of text.
     pub(super) json: bool,
+    /// `--worktree`: a git worktree of its own.
+    pub(super) worktree: bool,
+    /// `--in-worktree RUN`: a follow-up in that run's worktree.
+    pub(super) in_worktree: Option<String>,
 }
 
 pub(super) async fn agent_run(
@@ -126,19 +130,23 @@ pub(super) async fn agent_run(
         timeout,
         agent,
         json,
+        worktree,
+        in_worktree,
     } = options;
     let started = async {
         let project_id = resolve_project(client, project).await?;
         client
             .request("project.subscribe", json!({"project_id": project_id}))
             .await?;
-        let started = client
-            .request(
-                "agent.run",
-                json!({"project_id": project_id, "prompt": prompt, "new_session": new_session,
-                       "timeout_s": timeout, "agent": agent}),
-            )
-            .await?;
+        let mut params = json!({"project_id": project_id, "prompt": prompt,
+                                "new_session": new_session, "timeout_s": timeout, "agent": agent});
+        if worktree {
+            params["isolation"] = json!("worktree");
+        }
+        if let Some(run) = &in_worktree {
+            params["worktree"] = json!(run);
+        }
+        let started = client.request("agent.run", params).await?;
         anyhow::Ok((project_id, started))
     }
     .await;
@@ -157,7 +165,28 @@ pub(super) async fn agent_run(
     };
     let began = Instant::now();
     let run_id = started["run_id"].as_str().unwrap_or_default().to_string();
-    errln!("{}", paint(DIM, &format!("run {run_id} started")));
+    let isolated = started["worktree"].is_object();
+    if isolated {
+        let tree = &started["worktree"];
+        errln!(
+            "{}",
+            paint(
+                DIM,
+                &format!(
+                    "run {run_id} started in worktree {} ({})",
+                    text_or(tree, "branch", "?"),
+                    text_or(tree, "path", "?")
+                )
+            )
+        );
+    } else {
+        errln!("{}", paint(DIM, &format!("run {run_id} started")));
+    }
+    let kill_params = if isolated {
+        json!({"project_id": project_id, "run_id": run_id})
+    } else {
+        json!({"project_id": project_id})
+    };
     let activity = Activity::new();
     // Tool calls are asked about here when a person is at the terminal; otherwise they
     // wait for the dashboard or `semantest-hub approvals`.
@@ -170,7 +199,7 @@ pub(super) async fn agent_run(
                 interrupted = true;
                 activity.bar.suspend(|| errln!("stopping the agent…"));
                 activity.bar.set_message("stopping");
-                client.request("agent.kill", json!({"project_id": project_id})).await.ok();
+                client.request("agent.kill", kill_params.clone()).await.ok();
                 continue;
             }
         };
@@ -226,7 +255,65 @@ pub(super) async fn agent_run(
         paint(style, &status),
         began.elapsed().as_secs_f64()
     );
+    if isolated {
+        print_run_diff(client, &run_id).await;
+    }
     Ok(ExitCode::from(status_code(&status)))
+}
+
+/// After a `--worktree` run: its worktree's diff in one line per file on stderr, and how
+/// to settle it. The diff is recorded just after the run's end, so it is asked for until
+/// it is there (a few seconds at most).
+async fn print_run_diff(client: &mut HubClient, run_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let tree = loop {
+        match client
+            .request("agent.run_worktree", json!({"run_id": run_id}))
+            .await
+        {
+            Ok(tree) if tree["state"] != "active" => break tree,
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(_) => {
+                errln!(
+                    "the worktree's diff is not recorded yet: `semantest-hub agent worktree {run_id}`"
+                );
+                return;
+            }
+            Err(err) => {
+                errln!("{}: {err:#}", paint(WARN, "cannot read the run's worktree"));
+                return;
+            }
+        }
+    };
+    let diff = &tree["diff"];
+    let count = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
+    let files = diff["files"].as_array().map_or(0, Vec::len);
+    errln!(
+        "worktree {}: {files} files changed, +{} -{}",
+        text_or(&tree, "branch", "?"),
+        count(&diff["added"]),
+        count(&diff["removed"])
+    );
+    for file in diff["files"].as_array().into_iter().flatten() {
+        errln!(
+            "  +{:<5} -{:<5} {}",
+            count(&file["added"]),
+            count(&file["removed"]),
+            text_or(file, "path", "")
+        );
+    }
+    let worktree_id = text_or(&tree, "run_id", run_id);
+    errln!(
+        "{}",
+        paint(
+            DIM,
+            &format!(
+                "diff: semantest-hub agent worktree {worktree_id}; then agent merge or agent discard {worktree_id}"
+            )
+        )
+    );
 }
 
 /// Prints one output line for a person; returns the run's status on its last line.
@@ -276,16 +363,20 @@ pub(super) fn print_output(output: &Value) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// `agent kill PROJECT`: stops the project's run; exits 0 once the hub has signalled it.
+/// `agent kill PROJECT [--run RUN]`: stops the project's run (or its `--worktree` run
+/// RUN); exits 0 once the hub has signalled it.
 pub(super) async fn agent_kill(
     client: &mut HubClient,
     project: &str,
+    run: Option<&str>,
     json: bool,
 ) -> Result<ExitCode> {
     let project_id = resolve_project(client, project).await?;
-    let killed = client
-        .request("agent.kill", json!({"project_id": project_id}))
-        .await?;
+    let mut params = json!({"project_id": project_id});
+    if let Some(run) = run {
+        params["run_id"] = json!(run);
+    }
+    let killed = client.request("agent.kill", params).await?;
     if json {
         print_json(&killed)?;
     } else {

@@ -501,12 +501,53 @@ pub(super) enum AgentCommand {
         /// project); default: the project's (`project.configure`).
         #[arg(long, value_parser = ["claude", "codex", "gemini"])]
         agent: Option<String>,
+        /// Run in a git worktree of its own (branch `semantest/run-<run-id>` from the
+        /// project's HEAD), beside the project's run and other such runs; the diff is
+        /// printed at the end (`agent merge` / `agent discard` settle it).
+        #[arg(long, conflicts_with = "in_worktree")]
+        worktree: bool,
+        /// Follow up in the worktree of an earlier `--worktree` run (any run that
+        /// worked there), resuming its session.
+        #[arg(long, value_name = "RUN_ID")]
+        in_worktree: Option<String>,
+    },
+    /// Show the git worktree a `--worktree` run worked in: branch, state and diff.
+    #[command(after_help = super::examples::AGENT_WORKTREE)]
+    Worktree {
+        /// The run's id (the one that made the worktree or a follow-up there).
+        run_id: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge a `--worktree` run's branch into the branch it started from (fast-forward,
+    /// else a merge commit; refused with the files named when it would conflict), then
+    /// remove its worktree and branch.
+    #[command(after_help = super::examples::AGENT_MERGE)]
+    Merge {
+        /// The run's id.
+        run_id: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a `--worktree` run's worktree and branch, unmerged.
+    #[command(after_help = super::examples::AGENT_DISCARD)]
+    Discard {
+        /// The run's id.
+        run_id: String,
+        /// Print the hub's JSON-RPC result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Stop the project's running agent (SIGINT, then SIGTERM, then SIGKILL).
     #[command(after_help = super::examples::AGENT_KILL)]
     Kill {
         /// A project id, or a registered project's directory.
         project: String,
+        /// A `--worktree` run of the project to stop instead of the project's run.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
         /// Print the hub's JSON-RPC result as JSON.
         #[arg(long)]
         json: bool,

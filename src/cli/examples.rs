@@ -71,10 +71,23 @@ pub(super) const AGENT_RUN: &str = "Examples:
   semantest-hub agent run ~/code/myapp \"fix the failing test\"
   semantest-hub agent run ~/code/myapp \"write a changelog\" --new-session --timeout 600
   semantest-hub agent run ~/code/myapp \"review the diff\" --agent codex
-  semantest-hub agent run ~/code/myapp \"run the tests\" --json";
+  semantest-hub agent run ~/code/myapp \"run the tests\" --json
+  semantest-hub agent run ~/code/myapp \"try the new parser\" --worktree
+  semantest-hub agent run ~/code/myapp \"now add tests\" --in-worktree 0190c3a4-5b6d-7e8f-9a0b-1c2d3e4f5a6b";
 /// `agent kill`.
 pub(super) const AGENT_KILL: &str = "Examples:
-  semantest-hub agent kill ~/code/myapp";
+  semantest-hub agent kill ~/code/myapp
+  semantest-hub agent kill ~/code/myapp --run 0190c3a4-5b6d-7e8f-9a0b-1c2d3e4f5a6b";
+/// `agent worktree`.
+pub(super) const AGENT_WORKTREE: &str = "Examples:
+  semantest-hub agent worktree 0190c3a4-5b6d-7e8f-9a0b-1c2d3e4f5a6b
+  semantest-hub agent worktree 0190c3a4-5b6d-7e8f-9a0b-1c2d3e4f5a6b --json";
+/// `agent merge`.
+pub(super) const AGENT_MERGE: &str = "Examples:
+  semantest-hub agent merge 0190c3a4-5b6d-7e8f-9a0b-1c2d3e4f5a6b";
+/// `agent discard`.
+pub(super) const AGENT_DISCARD: &str = "Examples:
+  semantest-hub agent discard 0190c3a4-5b6d-7e8f-9a0b-1c2d3e4f5a6b";
 /// `agent new-session`.
 pub(super) const AGENT_NEW_SESSION: &str = "Examples:
   semantest-hub agent new-session ~/code/myapp";

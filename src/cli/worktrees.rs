@@ -1,5 +1,7 @@
 //! `task merge`, `task discard` and the worktree part of `task show`: an isolated task's
-//! branch, its diff, and what to do with it (docs/coordination.md, "Isolation").
+//! branch, its diff, and what to do with it (docs/coordination.md, "Isolation"); and the
+//! same for an interactive run's worktree: `agent worktree`, `agent merge`,
+//! `agent discard` (docs/agents.md).
 
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -62,8 +64,45 @@ pub(super) async fn merge_or_discard(
 ) -> Result<()> {
     let method = if merge { "task.merge" } else { "task.discard" };
     let result = client.request(method, json!({"task_id": id})).await?;
+    print_settled(id, &result, merge, json)
+}
+
+/// `agent merge RUN` and `agent discard RUN`.
+pub(super) async fn settle_run(
+    client: &mut HubClient,
+    run_id: &str,
+    merge: bool,
+    json: bool,
+) -> Result<()> {
+    let method = if merge {
+        "agent.run_merge"
+    } else {
+        "agent.run_discard"
+    };
+    let result = client.request(method, json!({"run_id": run_id})).await?;
+    let id = format!("run {}", text_or(&result, "run_id", run_id));
+    print_settled(&id, &result, merge, json)
+}
+
+/// `agent worktree RUN`: the run's worktree lines and diff, as `task show` prints a
+/// task's.
+pub(super) async fn show_run(client: &mut HubClient, run_id: &str, json: bool) -> Result<()> {
+    let result = client
+        .request("agent.run_worktree", json!({"run_id": run_id}))
+        .await?;
     if json {
         let mut text = serde_json::to_vec_pretty(&result)?;
+        text.push(b'\n');
+        return super::output::write_stdout(&text);
+    }
+    outln!("{:<9} {}", "run", text_or(&result, "run_id", run_id))?;
+    print_worktree(&json!({ "worktree": result }))
+}
+
+/// What a merge or discard did, for a person or as JSON.
+fn print_settled(id: &str, result: &Value, merge: bool, json: bool) -> Result<()> {
+    if json {
+        let mut text = serde_json::to_vec_pretty(result)?;
         text.push(b'\n');
         return super::output::write_stdout(&text);
     }
@@ -75,13 +114,13 @@ pub(super) async fn merge_or_discard(
         };
         outln!(
             "{id}: {how} into {} at {}",
-            text_or(&result, "base_branch", "?"),
-            text_or(&result, "commit", "?")
+            text_or(result, "base_branch", "?"),
+            text_or(result, "commit", "?")
         )
     } else {
         outln!(
             "{id}: worktree and branch {} removed",
-            text_or(&result, "branch", "?")
+            text_or(result, "branch", "?")
         )
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::projects::ProjectError;
 use crate::protocol::error::{ErrorKind, RpcError};
+use crate::protocol::ids::{TaskId, WorkerId};
 use crate::storage::sqlite::StoreError;
 
 /// Why a coordination request failed.
@@ -12,14 +13,14 @@ pub enum CoordinationError {
     Invalid(String),
     /// No task has the id.
     #[error("no task with id {0}")]
-    TaskNotFound(String),
+    TaskNotFound(TaskId),
     /// The task is not assigned to the calling worker.
     #[error("task {task_id} is not assigned to worker {worker_id}")]
     NotAssigned {
         /// The task.
-        task_id: String,
+        task_id: TaskId,
         /// The caller.
-        worker_id: String,
+        worker_id: WorkerId,
     },
     /// The connection has not registered as a worker.
     #[error("this connection is not a worker; call worker.register first")]
@@ -28,7 +29,7 @@ pub enum CoordinationError {
     #[error("task id {task_id} is already used in project {project_id}")]
     TaskExists {
         /// The task.
-        task_id: String,
+        task_id: TaskId,
         /// The project that has it.
         project_id: String,
     },

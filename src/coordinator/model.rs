@@ -5,10 +5,11 @@ use std::cmp::Reverse;
 use crate::protocol::coordination::{
     TaskState, WorkerClient, WorkerKind, WorkerStatus, WorkerView,
 };
+use crate::protocol::ids::{TaskId, WorkerId};
 use crate::storage::sqlite::{TaskRow, WorkerRow};
 
 /// Queue order: higher priority first, then creation order.
-pub type QueueKey = (Reverse<i64>, i64, String);
+pub type QueueKey = (Reverse<i64>, i64, TaskId);
 
 /// A task's place in its project's queue.
 pub fn queue_key(task: &TaskRow) -> QueueKey {
@@ -52,7 +53,7 @@ impl Counts {
 #[derive(Debug, Clone)]
 pub struct Worker {
     /// Its id.
-    pub id: String,
+    pub id: WorkerId,
     /// Display name.
     pub name: String,
     /// Client or agent.
@@ -66,7 +67,7 @@ pub struct Worker {
     /// Idle, working or offline.
     pub status: WorkerStatus,
     /// The task it holds.
-    pub task_id: Option<String>,
+    pub task_id: Option<TaskId>,
     /// When a client worker's lease ends, epoch milliseconds.
     pub lease_until: Option<i64>,
     /// Position in the idle order while idle.
@@ -82,7 +83,7 @@ pub struct Worker {
 
 impl Worker {
     /// An offline worker with no capabilities, project or connection yet.
-    pub fn new(id: String, name: String, kind: WorkerKind, now: i64) -> Self {
+    pub fn new(id: WorkerId, name: String, kind: WorkerKind, now: i64) -> Self {
         Self {
             id,
             name,
@@ -151,13 +152,14 @@ pub fn sorted_views<'a>(workers: impl Iterator<Item = &'a Worker>) -> Vec<Worker
 }
 
 /// The id of a project's `slot`-th agent worker.
-pub fn agent_worker_id(project_id: &str, slot: u32) -> String {
-    format!("agent-{slot}@{project_id}")
+pub fn agent_worker_id(project_id: &str, slot: u32) -> WorkerId {
+    WorkerId::from(format!("agent-{slot}@{project_id}"))
 }
 
 /// The slot of an agent worker id.
-pub fn agent_slot(worker_id: &str) -> Option<u32> {
+pub fn agent_slot(worker_id: &WorkerId) -> Option<u32> {
     worker_id
+        .as_str()
         .strip_prefix("agent-")?
         .split('@')
         .next()?

@@ -15,6 +15,7 @@ use crate::protocol::coordination::{
     WorkerKind, WorkerStatus,
 };
 use crate::protocol::error::ErrorChain;
+use crate::protocol::ids::{TaskId, WorkerId};
 use crate::runner::RunEnd;
 use crate::storage::sqlite::{StoreError, TaskRow, WorkerRow};
 
@@ -47,9 +48,9 @@ struct RunReport<'a> {
 #[derive(Debug)]
 pub struct TaskPlan {
     /// The ids to create, in the order given.
-    pub created: Vec<String>,
+    pub created: Vec<TaskId>,
     /// The ids that exist (or repeat), in the order given.
-    pub existing: Vec<String>,
+    pub existing: Vec<TaskId>,
     /// The rows to store, `seq`s reserved, one per created id.
     pub rows: Vec<TaskRow>,
 }
@@ -66,7 +67,7 @@ impl Txn<'_> {
         name: &str,
         capabilities: &[String],
         client: &WorkerClient,
-    ) -> Result<String, StoreError> {
+    ) -> Result<WorkerId, StoreError> {
         if let Some(worker_id) = self.worker_by_conn(conn_id) {
             let now = self.now;
             if let Some(worker) = self.st.workers.get_mut(&worker_id) {
@@ -86,7 +87,7 @@ impl Txn<'_> {
             conn_id: Some(conn_id),
             client: client.clone(),
             ..Worker::new(
-                uuid::Uuid::now_v7().to_string(),
+                WorkerId::from(uuid::Uuid::now_v7().to_string()),
                 name.to_string(),
                 WorkerKind::Client,
                 self.now,
@@ -104,7 +105,7 @@ impl Txn<'_> {
         self.st.workers.insert(id.clone(), worker);
         self.set_worker(&id, WorkerStatus::Idle, None);
         self.touch_all_active();
-        info!(worker_id = id, name, capabilities = ?capabilities, via = ?client.via, agent = ?client.agent, "worker registered");
+        info!(worker_id = %id, name, capabilities = ?capabilities, via = ?client.via, agent = ?client.agent, "worker registered");
         Ok(id)
     }
 
@@ -123,7 +124,7 @@ impl Txn<'_> {
             WorkerStatus::Working => worker.lease_until = Some(now + lease_ms),
             WorkerStatus::Idle => {}
             WorkerStatus::Offline => {
-                info!(worker_id, "worker is back");
+                info!(%worker_id, "worker is back");
                 self.set_worker(&worker_id, WorkerStatus::Idle, None);
                 self.touch_all_active();
             }
@@ -136,28 +137,28 @@ impl Txn<'_> {
     /// (agent slots may have freed).
     pub fn expire_leases(&mut self) {
         let now = self.now;
-        let orphans: Vec<String> = self
+        let orphans: Vec<TaskId> = self
             .st
             .tasks
             .values()
             .filter(|t| {
                 t.state == TaskState::Running
                     && t.worker_id
-                        .as_deref()
+                        .as_ref()
                         .and_then(|w| self.st.workers.get(w))
-                        .is_none_or(|w| w.task_id.as_deref() != Some(t.id.as_str()))
+                        .is_none_or(|w| w.task_id.as_ref() != Some(&t.id))
             })
             .map(|t| t.id.clone())
             .collect();
         for task_id in orphans {
-            warn!(task_id, "a running task has no worker on it; requeued");
+            warn!(%task_id, "a running task has no worker on it; requeued");
             if let Err(err) =
                 self.fail_attempt(&task_id, "the worker's result was not stored".into())
             {
-                warn!(error = %ErrorChain(&err), task_id, "cannot requeue a task");
+                warn!(error = %ErrorChain(&err), %task_id, "cannot requeue a task");
             }
         }
-        let expired: Vec<(String, String)> = self
+        let expired: Vec<(WorkerId, TaskId)> = self
             .st
             .workers
             .values()
@@ -169,9 +170,9 @@ impl Txn<'_> {
                 "lease expired after {} s without a heartbeat",
                 self.config().lease_s
             );
-            warn!(worker_id, task_id, "lease expired");
+            warn!(%worker_id, %task_id, "lease expired");
             if let Err(err) = self.fail_attempt(&task_id, reason.clone()) {
-                warn!(error = %ErrorChain(&err), task_id, "cannot record an expired lease");
+                warn!(error = %ErrorChain(&err), %task_id, "cannot record an expired lease");
             }
             self.revoke(&worker_id, &task_id, &reason);
             self.set_worker(&worker_id, WorkerStatus::Offline, None);
@@ -197,16 +198,16 @@ impl Txn<'_> {
             && self.st.holds(&worker_id, &task_id)
             && let Err(err) = self.fail_attempt(&task_id, "worker disconnected".into())
         {
-            warn!(error = %ErrorChain(&err), task_id, "cannot requeue a task");
+            warn!(error = %ErrorChain(&err), %task_id, "cannot requeue a task");
         }
         self.remove_worker(&worker_id);
         if let Err(err) =
             self.store()
                 .set_worker_status(&worker_id, WorkerStatus::Offline, self.now)
         {
-            warn!(error = %ErrorChain(&err), worker_id, "cannot record a worker offline");
+            warn!(error = %ErrorChain(&err), %worker_id, "cannot record a worker offline");
         }
-        info!(worker_id, "worker disconnected");
+        info!(%worker_id, "worker disconnected");
     }
 
     /// The first half of `task.create` (the whole is
@@ -220,8 +221,8 @@ impl Txn<'_> {
     pub fn plan_tasks(
         &mut self,
         project_id: &str,
-        specs: Vec<(String, NewTask)>,
-        owners: &HashMap<String, String>,
+        specs: Vec<(TaskId, NewTask)>,
+        owners: &HashMap<TaskId, String>,
     ) -> Result<TaskPlan, CoordinationError> {
         if let Some((task_id, owner)) = owners.iter().find(|(_, owner)| *owner != project_id) {
             return Err(CoordinationError::TaskExists {
@@ -289,7 +290,7 @@ impl Txn<'_> {
     ///
     /// # Errors
     /// The store's.
-    pub fn cancel_task(&mut self, task_id: &str) -> Result<bool, StoreError> {
+    pub fn cancel_task(&mut self, task_id: &TaskId) -> Result<bool, StoreError> {
         let Some(task) = self.st.tasks.get(task_id) else {
             return Ok(false);
         };
@@ -305,7 +306,7 @@ impl Txn<'_> {
                 .is_some_and(|w| w.kind == WorkerKind::Agent);
             if is_agent {
                 self.effect(Effect::StopRun {
-                    task_id: task_id.to_string(),
+                    task_id: task_id.clone(),
                 });
             } else {
                 self.release_holder(Some(&holder), "cancelled", task_id);
@@ -324,7 +325,7 @@ impl Txn<'_> {
     pub fn answer(
         &mut self,
         conn_id: u64,
-        task_id: &str,
+        task_id: &TaskId,
         outcome: Result<serde_json::Value, String>,
     ) -> Result<Option<TaskState>, CoordinationError> {
         let worker_id = self
@@ -335,7 +336,7 @@ impl Txn<'_> {
         }
         if !self.st.holds(&worker_id, task_id) {
             return Err(CoordinationError::NotAssigned {
-                task_id: task_id.to_string(),
+                task_id: task_id.clone(),
                 worker_id,
             });
         }
@@ -369,14 +370,10 @@ impl Txn<'_> {
                 self.effect(Effect::StopRun {
                     task_id: task.id.clone(),
                 });
-                self.release_holder(
-                    task.worker_id.as_deref(),
-                    "the project was deleted",
-                    &task.id,
-                );
+                self.release_holder(task.worker_id.as_ref(), "the project was deleted", &task.id);
             }
         }
-        let agents: Vec<String> = self
+        let agents: Vec<WorkerId> = self
             .st
             .workers
             .values()
@@ -398,7 +395,7 @@ impl Txn<'_> {
     pub fn report(
         &mut self,
         project_id: &str,
-        task_id: &str,
+        task_id: &TaskId,
         report: ReportFile,
     ) -> Result<ReportOutcome, CoordinationError> {
         let Some(task) = self.st.tasks.get(task_id) else {
@@ -414,12 +411,12 @@ impl Txn<'_> {
             ReportStatus::Completed => {
                 let value = serde_json::to_value(&report).map_err(CoordinationError::Encode)?;
                 self.complete(task_id, CompletedBy::Report, value)?;
-                self.release_holder(holder.as_deref(), "completed by a report file", task_id);
+                self.release_holder(holder.as_ref(), "completed by a report file", task_id);
                 ReportOutcome::Completed
             }
             ReportStatus::Failed => {
                 self.fail_attempt(task_id, format!("report: {}", report.summary))?;
-                self.release_holder(holder.as_deref(), "failed by a report file", task_id);
+                self.release_holder(holder.as_ref(), "failed by a report file", task_id);
                 ReportOutcome::Failed
             }
         };
@@ -429,9 +426,9 @@ impl Txn<'_> {
     /// An agent run for a task ended: its result completes the task or fails the
     /// attempt, unless the task already finished (a report file came first) or moved
     /// on. The agent worker is then free, or removed if the project needs fewer.
-    pub fn run_ended(&mut self, worker_id: &str, task_id: &str, end: &RunEnd) {
+    pub fn run_ended(&mut self, worker_id: &WorkerId, task_id: &TaskId, end: &RunEnd) {
         let result = if !self.st.holds(worker_id, task_id) {
-            debug!(task_id, run_id = end.run_id, "run result is a duplicate");
+            debug!(%task_id, run_id = end.run_id, "run result is a duplicate");
             Ok(())
         } else if end.status == RunStatus::Succeeded {
             let report = RunReport {
@@ -459,7 +456,7 @@ impl Txn<'_> {
                 .map_err(CoordinationError::from)
         };
         if let Err(err) = result {
-            warn!(error = %ErrorChain(&err), task_id, "cannot record a run's result");
+            warn!(error = %ErrorChain(&err), %task_id, "cannot record a run's result");
         }
         self.free_agent(worker_id, WorkerStatus::Idle);
         self.dirty = true;
@@ -468,15 +465,15 @@ impl Txn<'_> {
     /// An agent run could not start: the attempt fails and the agent worker goes
     /// offline (until `project.configure` is called again), so that a broken setup does
     /// not burn through the queue. The permit went back with the failed start.
-    pub fn run_not_started(&mut self, worker_id: &str, task_id: &str, reason: &str) {
+    pub fn run_not_started(&mut self, worker_id: &WorkerId, task_id: &TaskId, reason: &str) {
         if let Err(err) = self.fail_attempt(task_id, format!("cannot start the agent: {reason}")) {
-            warn!(error = %ErrorChain(&err), task_id, "cannot requeue a task");
+            warn!(error = %ErrorChain(&err), %task_id, "cannot requeue a task");
         }
         self.free_agent(worker_id, WorkerStatus::Offline);
     }
 
     /// An agent worker's run is over: it becomes `status`, or goes if it was retiring.
-    fn free_agent(&mut self, worker_id: &str, status: WorkerStatus) {
+    fn free_agent(&mut self, worker_id: &WorkerId, status: WorkerStatus) {
         match self.st.workers.get(worker_id).map(|w| w.retiring) {
             Some(true) => self.retire_agent_now(worker_id),
             Some(false) => self.set_worker(worker_id, status, None),

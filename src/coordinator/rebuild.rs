@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::state::{Txn, queue_key};
 use crate::protocol::coordination::{TaskState, WorkerKind, WorkerStatus};
+use crate::protocol::ids::{TaskId, WorkerId};
 use crate::storage::sqlite::{CoordinationSnapshot, TaskRow};
 
 impl Txn<'_> {
@@ -56,8 +57,8 @@ impl Txn<'_> {
             self.st.tasks.insert(task.id.clone(), task);
         }
         self.st.next_seq = self.st.next_seq.max(stored.max_seq);
-        let known: HashSet<String> = stored.workers.into_iter().collect();
-        let unregistered: Vec<String> = self
+        let known: HashSet<WorkerId> = stored.workers.into_iter().collect();
+        let unregistered: Vec<WorkerId> = self
             .st
             .workers
             .values()
@@ -67,13 +68,13 @@ impl Txn<'_> {
         for worker_id in unregistered {
             self.remove_worker(&worker_id);
         }
-        let freed: Vec<(String, bool)> = self
+        let freed: Vec<(WorkerId, bool)> = self
             .st
             .workers
             .values()
             .filter(|w| {
                 w.task_id
-                    .as_deref()
+                    .as_ref()
                     .is_some_and(|task_id| !self.st.holds(&w.id, task_id))
             })
             .map(|w| (w.id.clone(), w.retiring))
@@ -88,7 +89,7 @@ impl Txn<'_> {
         // A connected client worker the store has on a task heard of it, and may still
         // complete it (its answer may be what failed): it holds it again, with a fresh
         // lease.
-        let held: Vec<(String, String)> = self
+        let held: Vec<(WorkerId, TaskId)> = self
             .st
             .tasks
             .values()
@@ -96,7 +97,7 @@ impl Txn<'_> {
             .filter_map(|t| Some((t.worker_id.clone()?, t.id.clone())))
             .filter(|(worker_id, task_id)| {
                 self.st.workers.get(worker_id).is_some_and(|w| {
-                    w.kind == WorkerKind::Client && w.task_id.as_deref() != Some(task_id)
+                    w.kind == WorkerKind::Client && w.task_id.as_ref() != Some(task_id)
                 })
             })
             .collect();

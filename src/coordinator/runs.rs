@@ -7,6 +7,7 @@ use tracing::{Instrument, debug, info_span, warn};
 use super::{Coordinator, prompt, reports, worktrees};
 use crate::protocol::RunStatus;
 use crate::protocol::error::ErrorChain;
+use crate::protocol::ids::{TaskId, WorkerId};
 use crate::runner::{RunEnd, RunMode, RunRequest};
 
 impl Coordinator {
@@ -14,7 +15,7 @@ impl Coordinator {
     /// first, off the lock), else in the project directory.
     pub(super) fn start_run(
         &self,
-        worker_id: String,
+        worker_id: WorkerId,
         task: crate::storage::sqlite::TaskRow,
         permit: crate::runner::slots::Permit,
     ) {
@@ -27,7 +28,7 @@ impl Coordinator {
 
     async fn run_task(
         self,
-        worker_id: String,
+        worker_id: WorkerId,
         task: crate::storage::sqlite::TaskRow,
         permit: crate::runner::slots::Permit,
     ) {
@@ -35,7 +36,7 @@ impl Coordinator {
         let workdir = match worktrees.prepare(&task).await {
             Ok(workdir) => workdir,
             Err(err) => {
-                warn!(worker_id, task_id = task.id, error = %ErrorChain(&err), "cannot prepare the task's worktree");
+                warn!(%worker_id, task_id = %task.id, error = %ErrorChain(&err), "cannot prepare the task's worktree");
                 drop(permit);
                 self.run_detached(|txn| {
                     txn.run_not_started(
@@ -51,18 +52,19 @@ impl Coordinator {
             project_id: task.project_id.clone(),
             prompt: prompt::agent_prompt(&task),
             mode: RunMode::Task {
-                task_id: task.id.clone(),
-                worker_id: worker_id.clone(),
+                task_id: task.id.to_string(),
+                worker_id: worker_id.to_string(),
             },
             timeout_s: None,
             keep_open: false,
             agent: task.agent,
             workdir: workdir.as_ref().map(|w| w.dir.clone()),
+            run_id: None,
         };
         let handle = match self.parts().runner.start(request, permit).await {
             Ok(handle) => handle,
             Err(err) => {
-                warn!(worker_id, task_id = task.id, error = %err, "cannot start a task run");
+                warn!(%worker_id, task_id = %task.id, error = %err, "cannot start a task run");
                 if workdir.is_some() {
                     finish_worktree(&worktrees, &task).await;
                 }
@@ -108,7 +110,7 @@ impl Coordinator {
         self.run_ended(&worker_id, &task.id, end);
     }
 
-    fn run_ended(&self, worker_id: &str, task_id: &str, end: RunEnd) {
+    fn run_ended(&self, worker_id: &WorkerId, task_id: &TaskId, end: RunEnd) {
         if self.parts().shutdown.is_cancelled() {
             // The task stays `running` in the store and is requeued at the next start.
             return;
@@ -123,8 +125,8 @@ impl Coordinator {
     /// symlink, at most 1 MiB), on a blocking thread.
     ///
     /// `root` is where the run worked: the project directory, or the task's worktree.
-    async fn apply_agent_report(&self, task_id: &str, root: std::path::PathBuf) {
-        let Ok(Some(task)) = self.parts().store.task_of(task_id.to_string()).await else {
+    async fn apply_agent_report(&self, task_id: &TaskId, root: std::path::PathBuf) {
+        let Ok(Some(task)) = self.parts().store.task_of(task_id.clone()).await else {
             return;
         };
         let name = format!("{task_id}.json");
@@ -134,20 +136,20 @@ impl Coordinator {
             // Missing, oversized, not a regular file: left to the watcher, which reports
             // what is wrong with it as `task.report_invalid`.
             Ok(Err(err)) => {
-                debug!(task_id, error = %err, "no usable agent report");
+                debug!(%task_id, error = %err, "no usable agent report");
                 return;
             }
             Err(err) => {
-                warn!(task_id, error = %err, "the report reader ended unexpectedly");
+                warn!(%task_id, error = %err, "the report reader ended unexpectedly");
                 return;
             }
         };
-        match reports::parse_report(&bytes, task_id) {
+        match reports::parse_report(&bytes, task_id.as_str()) {
             Ok(parsed) => {
                 self.report(&task.project_id, task_id, parsed).await;
             }
             // Left to the watcher, which reports it as invalid once it is stable.
-            Err(err) => debug!(task_id, error = %err, "agent report not usable yet"),
+            Err(err) => debug!(%task_id, error = %err, "agent report not usable yet"),
         }
     }
 }
@@ -156,6 +158,6 @@ impl Coordinator {
 /// outcome does not depend on it).
 async fn finish_worktree(worktrees: &worktrees::Worktrees, task: &crate::storage::sqlite::TaskRow) {
     if let Err(err) = worktrees.finish(task).await {
-        warn!(task_id = task.id, error = %ErrorChain(&err), "cannot record the task's worktree");
+        warn!(task_id = %task.id, error = %ErrorChain(&err), "cannot record the task's worktree");
     }
 }

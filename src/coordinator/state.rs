@@ -25,6 +25,7 @@ use crate::protocol::coordination::{
     TaskCompleted, TaskFailed, TaskRevoked, TaskStarted, TaskState, WorkerKind, WorkerStatus,
 };
 use crate::protocol::error::ErrorChain;
+use crate::protocol::ids::{TaskId, WorkerId};
 use crate::runner::slots::{Permit, Slots};
 use crate::storage::sqlite::{StoreError, TaskRow};
 
@@ -38,18 +39,18 @@ use crate::support::timestamp::format_ms;
 #[derive(Debug, Default)]
 pub struct State {
     /// Queued and running tasks.
-    pub tasks: HashMap<String, TaskRow>,
+    pub tasks: HashMap<TaskId, TaskRow>,
     /// Queued tasks per project, in queue order.
     pub queues: HashMap<String, BTreeSet<QueueKey>>,
     /// Per project.
     pub counts: HashMap<String, Counts>,
     /// Connected client workers (idle, working, or offline after a lease expired) and
     /// agent workers.
-    pub workers: HashMap<String, Worker>,
+    pub workers: HashMap<WorkerId, Worker>,
     /// Client workers by connection id.
-    pub by_conn: HashMap<u64, String>,
+    pub by_conn: HashMap<u64, WorkerId>,
     /// Idle workers, longest idle first.
-    pub idle: BTreeSet<(u64, String)>,
+    pub idle: BTreeSet<(u64, WorkerId)>,
     /// The last task `seq` given.
     pub next_seq: i64,
     next_ticket: u64,
@@ -111,9 +112,9 @@ impl State {
     }
 
     /// Whether `task_id` is running on `worker_id`.
-    pub fn holds(&self, worker_id: &str, task_id: &str) -> bool {
+    pub fn holds(&self, worker_id: &WorkerId, task_id: &TaskId) -> bool {
         self.tasks.get(task_id).is_some_and(|task| {
-            task.state == TaskState::Running && task.worker_id.as_deref() == Some(worker_id)
+            task.state == TaskState::Running && task.worker_id.as_ref() == Some(worker_id)
         })
     }
 
@@ -145,7 +146,7 @@ pub enum Effect {
     /// Start an agent run for a task, with the permit taken at assignment.
     StartRun {
         /// The agent worker.
-        worker_id: String,
+        worker_id: WorkerId,
         /// The task.
         task: Box<TaskRow>,
         /// The agent slot.
@@ -154,7 +155,7 @@ pub enum Effect {
     /// Stop the agent run of a task.
     StopRun {
         /// The task.
-        task_id: String,
+        task_id: TaskId,
     },
 }
 
@@ -259,7 +260,12 @@ impl<'a> Txn<'a> {
     }
 
     /// Sets a worker's status and task, keeping the idle order, and announces it.
-    pub fn set_worker(&mut self, worker_id: &str, status: WorkerStatus, task_id: Option<String>) {
+    pub fn set_worker(
+        &mut self,
+        worker_id: &WorkerId,
+        status: WorkerStatus,
+        task_id: Option<TaskId>,
+    ) {
         let st = &mut *self.st;
         let Some(worker) = st.workers.get_mut(worker_id) else {
             return;
@@ -286,12 +292,12 @@ impl<'a> Txn<'a> {
     }
 
     /// Tells a client worker it lost its task.
-    pub fn revoke(&mut self, worker_id: &str, task_id: &str, reason: &str) {
+    pub fn revoke(&mut self, worker_id: &WorkerId, task_id: &TaskId, reason: &str) {
         if let Some(conn_id) = self.st.workers.get(worker_id).and_then(|w| w.conn_id) {
             self.events.push(Event::TaskRevoked {
                 conn_id,
                 revoked: TaskRevoked {
-                    task_id: task_id.to_string(),
+                    task_id: task_id.clone(),
                     reason: reason.to_string(),
                 },
             });
@@ -300,12 +306,12 @@ impl<'a> Txn<'a> {
 
     /// Frees a client worker whose task ended without it; an agent worker stays busy
     /// until its run ends.
-    pub fn release_holder(&mut self, worker_id: Option<&str>, reason: &str, task_id: &str) {
+    pub fn release_holder(&mut self, worker_id: Option<&WorkerId>, reason: &str, task_id: &TaskId) {
         let Some(worker_id) = worker_id else { return };
         let Some(worker) = self.st.workers.get(worker_id) else {
             return;
         };
-        if worker.kind == WorkerKind::Client && worker.task_id.as_deref() == Some(task_id) {
+        if worker.kind == WorkerKind::Client && worker.task_id.as_ref() == Some(task_id) {
             self.revoke(worker_id, task_id, reason);
             self.set_worker(worker_id, WorkerStatus::Idle, None);
         }
@@ -315,17 +321,17 @@ impl<'a> Txn<'a> {
     /// run it starts.
     fn assign(
         &mut self,
-        task_id: &str,
-        worker_id: &str,
+        task_id: &TaskId,
+        worker_id: &WorkerId,
         permit: Option<Permit>,
     ) -> Result<(), StoreError> {
-        let _span = info_span!("task", task_id).entered();
+        let _span = info_span!("task", %task_id).entered();
         let Some(mut task) = self.st.tasks.get(task_id).cloned() else {
             return Ok(());
         };
         let key = queue_key(&task);
         task.state = TaskState::Running;
-        task.worker_id = Some(worker_id.to_string());
+        task.worker_id = Some(worker_id.clone());
         task.updated_at = self.now;
         self.store.update_task(&task)?;
         if let Some(queue) = self.st.queues.get_mut(&task.project_id) {
@@ -343,7 +349,7 @@ impl<'a> Txn<'a> {
             return Ok(());
         };
         debug!(
-            worker_id,
+            %worker_id,
             kind = worker.kind.as_str(),
             attempt = task.attempts + 1,
             "task assigned"
@@ -351,14 +357,14 @@ impl<'a> Txn<'a> {
         let started = TaskStarted {
             project_id: task.project_id.clone(),
             task_id: task.id.clone(),
-            worker_id: worker_id.to_string(),
+            worker_id: worker_id.clone(),
             attempt: task.attempts + 1,
         };
         match (worker.kind, permit) {
             (WorkerKind::Agent, Some(permit)) => {
                 self.events.push(Event::TaskStarted(started));
                 self.effects.push(Effect::StartRun {
-                    worker_id: worker_id.to_string(),
+                    worker_id: worker_id.clone(),
                     task: Box::new(task),
                     permit,
                 });
@@ -386,11 +392,11 @@ impl<'a> Txn<'a> {
     /// The store's; nothing changed then.
     pub fn complete(
         &mut self,
-        task_id: &str,
+        task_id: &TaskId,
         source: CompletedBy,
         report: Value,
     ) -> Result<(), StoreError> {
-        let _span = info_span!("task", task_id).entered();
+        let _span = info_span!("task", %task_id).entered();
         let Some(mut task) = self.st.tasks.get(task_id).cloned() else {
             return Ok(());
         };
@@ -418,8 +424,12 @@ impl<'a> Txn<'a> {
     ///
     /// # Errors
     /// The store's; nothing changed then.
-    pub fn fail_attempt(&mut self, task_id: &str, reason: String) -> Result<TaskState, StoreError> {
-        let _span = info_span!("task", task_id).entered();
+    pub fn fail_attempt(
+        &mut self,
+        task_id: &TaskId,
+        reason: String,
+    ) -> Result<TaskState, StoreError> {
+        let _span = info_span!("task", %task_id).entered();
         let Some(mut task) = self.st.tasks.get(task_id).cloned() else {
             return Ok(TaskState::Pending);
         };
@@ -475,8 +485,8 @@ impl<'a> Txn<'a> {
     ///
     /// # Errors
     /// The store's; nothing changed then.
-    pub fn cancel(&mut self, task_id: &str) -> Result<(), StoreError> {
-        let _span = info_span!("task", task_id).entered();
+    pub fn cancel(&mut self, task_id: &TaskId) -> Result<(), StoreError> {
+        let _span = info_span!("task", %task_id).entered();
         let Some(mut task) = self.st.tasks.get(task_id).cloned() else {
             return Ok(());
         };
@@ -515,7 +525,7 @@ impl<'a> Txn<'a> {
     }
 
     /// The first queued task a worker takes.
-    fn best_task_for(&self, worker: &Worker) -> Option<String> {
+    fn best_task_for(&self, worker: &Worker) -> Option<TaskId> {
         let st = &*self.st;
         let first_match = |queue: &BTreeSet<QueueKey>| -> Option<QueueKey> {
             queue
@@ -544,7 +554,7 @@ impl<'a> Txn<'a> {
     /// agent worker only gets one if an agent slot is free: its permit is taken here,
     /// under the lock, so concurrent starts cannot overrun the limit.
     fn pump(&mut self) {
-        let idle: Vec<String> = self.st.idle.iter().map(|(_, id)| id.clone()).collect();
+        let idle: Vec<WorkerId> = self.st.idle.iter().map(|(_, id)| id.clone()).collect();
         for worker_id in idle {
             let Some(worker) = self.st.workers.get(&worker_id) else {
                 continue;
@@ -560,7 +570,7 @@ impl<'a> Txn<'a> {
                 WorkerKind::Client => None,
             };
             if let Err(err) = self.assign(&task_id, &worker_id, permit) {
-                warn!(error = %ErrorChain(&err), task_id, "cannot record an assignment");
+                warn!(error = %ErrorChain(&err), %task_id, "cannot record an assignment");
                 return;
             }
         }
@@ -656,14 +666,14 @@ impl<'a> Txn<'a> {
                         )
                     };
                     if let Err(err) = self.store.upsert_worker(&worker.row(), self.now) {
-                        warn!(error = %ErrorChain(&err), worker_id = id, "cannot record an agent worker");
+                        warn!(error = %ErrorChain(&err), worker_id = %id, "cannot record an agent worker");
                     }
                     self.st.workers.insert(id.clone(), worker);
                     self.set_worker(&id, status, None);
                 }
             }
         }
-        let extra: Vec<String> = self
+        let extra: Vec<WorkerId> = self
             .st
             .workers
             .values()
@@ -681,7 +691,7 @@ impl<'a> Txn<'a> {
     }
 
     /// Removes an agent worker now, or when its run ends if it has one.
-    pub fn retire_agent(&mut self, worker_id: &str) {
+    pub fn retire_agent(&mut self, worker_id: &WorkerId) {
         let Some(worker) = self.st.workers.get_mut(worker_id) else {
             return;
         };
@@ -691,12 +701,12 @@ impl<'a> Txn<'a> {
         }
         self.remove_worker(worker_id);
         if let Err(err) = self.store.delete_worker(worker_id) {
-            warn!(error = %ErrorChain(&err), worker_id, "cannot delete an agent worker");
+            warn!(error = %ErrorChain(&err), %worker_id, "cannot delete an agent worker");
         }
     }
 
     /// Retires an agent worker whose run just ended.
-    pub fn retire_agent_now(&mut self, worker_id: &str) {
+    pub fn retire_agent_now(&mut self, worker_id: &WorkerId) {
         if let Some(worker) = self.st.workers.get_mut(worker_id) {
             worker.status = WorkerStatus::Offline;
         }
@@ -704,7 +714,7 @@ impl<'a> Txn<'a> {
     }
 
     /// Takes a worker out of the registry and announces it offline.
-    pub fn remove_worker(&mut self, worker_id: &str) {
+    pub fn remove_worker(&mut self, worker_id: &WorkerId) {
         let st = &mut *self.st;
         let Some(mut worker) = st.workers.remove(worker_id) else {
             return;
@@ -727,7 +737,7 @@ impl<'a> Txn<'a> {
     }
 
     /// The worker registered on a connection.
-    pub fn worker_by_conn(&self, conn_id: u64) -> Option<String> {
+    pub fn worker_by_conn(&self, conn_id: u64) -> Option<WorkerId> {
         self.st.by_conn.get(&conn_id).cloned()
     }
 }

@@ -6,12 +6,13 @@ use std::collections::BTreeSet;
 
 use super::state::*;
 use crate::protocol::coordination::{WorkerKind, WorkerStatus};
+use crate::protocol::ids::TaskId;
 use crate::storage::sqlite::TaskRow;
 
 #[test]
 fn agent_slots_round_trip() {
     assert_eq!(agent_slot(&agent_worker_id("0190-p", 3)), Some(3));
-    assert_eq!(agent_slot("w-1"), None);
+    assert_eq!(agent_slot(&"w-1".into()), None);
 }
 
 #[test]
@@ -47,7 +48,7 @@ fn capabilities_match_types() {
 fn queue_order_is_priority_then_fifo() {
     let mut queue = BTreeSet::new();
     for (id, priority, seq) in [("a", 0, 1), ("b", 5, 2), ("c", 0, 3), ("d", 5, 4)] {
-        queue.insert((Reverse(priority), seq, id.to_string()));
+        queue.insert((Reverse(priority), seq, TaskId::from(id)));
     }
     let order: Vec<&str> = queue.iter().map(|k| k.2.as_str()).collect();
     assert_eq!(order, ["b", "d", "a", "c"]);
@@ -67,15 +68,21 @@ mod machine {
     use crate::protocol::coordination::{
         CompletedBy, NewTask, ReportFile, TaskState, WorkerKind, WorkerStatus,
     };
+    use crate::protocol::ids::{TaskId, WorkerId};
     use crate::runner::RunEnd;
     use crate::runner::slots::Slots;
     use crate::storage::sqlite::{StoreError, TaskRow, WorkerRow};
 
+    /// A task id.
+    fn t(id: &str) -> TaskId {
+        TaskId::from(id)
+    }
+
     /// The store as far as transitions see it.
     #[derive(Default)]
     struct MemStore {
-        tasks: RefCell<HashMap<String, TaskRow>>,
-        workers: RefCell<HashMap<String, WorkerRow>>,
+        tasks: RefCell<HashMap<TaskId, TaskRow>>,
+        workers: RefCell<HashMap<WorkerId, WorkerRow>>,
         agent_workers: RefCell<HashMap<String, u32>>,
         /// Makes `set_agent_workers` fail, as a full disk would.
         refuse_writes: std::cell::Cell<bool>,
@@ -94,7 +101,7 @@ mod machine {
         }
         fn set_worker_status(
             &self,
-            id: &str,
+            id: &WorkerId,
             status: WorkerStatus,
             _now: i64,
         ) -> Result<(), StoreError> {
@@ -103,7 +110,7 @@ mod machine {
             }
             Ok(())
         }
-        fn delete_worker(&self, id: &str) -> Result<(), StoreError> {
+        fn delete_worker(&self, id: &WorkerId) -> Result<(), StoreError> {
             self.workers.borrow_mut().remove(id);
             Ok(())
         }
@@ -170,14 +177,14 @@ mod machine {
                 .map(|id| {
                     let task: NewTask =
                         serde_json::from_value(json!({"title": format!("task {id}")})).unwrap();
-                    (id.to_string(), task)
+                    (t(id), task)
                 })
                 .collect();
             // As the coordinator does it: owners, plan, insert, queue.
-            let owners: HashMap<String, String> = {
+            let owners: HashMap<TaskId, String> = {
                 let tasks = self.store.tasks.borrow();
                 ids.iter()
-                    .filter_map(|id| tasks.get(*id))
+                    .filter_map(|id| tasks.get(&t(id)))
                     .map(|t| (t.id.clone(), t.project_id.clone()))
                     .collect()
             };
@@ -195,17 +202,17 @@ mod machine {
             events
         }
 
-        fn register(&mut self, conn_id: u64) -> String {
+        fn register(&mut self, conn_id: u64) -> WorkerId {
             self.step(|txn| txn.register_worker(conn_id, "w", &[], &Default::default()))
                 .0
                 .unwrap()
         }
 
         fn task(&self, id: &str) -> TaskRow {
-            self.store.tasks.borrow()[id].clone()
+            self.store.tasks.borrow()[&t(id)].clone()
         }
 
-        fn started_runs(&self) -> Vec<(String, String)> {
+        fn started_runs(&self) -> Vec<(WorkerId, TaskId)> {
             self.effects
                 .iter()
                 .filter_map(|e| match e {
@@ -230,7 +237,7 @@ mod machine {
         }
     }
 
-    fn assigned_to(events: &[Event], conn: u64) -> Vec<String> {
+    fn assigned_to(events: &[Event], conn: u64) -> Vec<TaskId> {
         events
             .iter()
             .filter_map(|e| match e {
@@ -318,7 +325,8 @@ mod machine {
             "both still work"
         );
 
-        let (_, events) = rig.step(|txn| txn.run_ended(&busy, "t2", &end(RunStatus::Succeeded)));
+        let (_, events) =
+            rig.step(|txn| txn.run_ended(&busy, &t("t2"), &end(RunStatus::Succeeded)));
         assert_eq!(rig.task("t2").state, TaskState::Completed);
         assert_eq!(rig.task("t2").completed_by, Some(CompletedBy::Agent));
         assert!(!rig.st.workers.contains_key(&busy));
@@ -341,24 +349,26 @@ mod machine {
         } else {
             (2, 1)
         };
-        let (refused, _) = rig.step(|txn| txn.answer(other_conn, "t1", Ok(json!({}))));
+        let (refused, _) = rig.step(|txn| txn.answer(other_conn, &t("t1"), Ok(json!({}))));
         assert!(matches!(
             refused,
             Err(super::super::CoordinationError::NotAssigned { .. })
         ));
 
-        let (first, events) = rig.step(|txn| txn.answer(holder_conn, "t1", Ok(json!({"n": 1}))));
+        let (first, events) =
+            rig.step(|txn| txn.answer(holder_conn, &t("t1"), Ok(json!({"n": 1}))));
         assert_eq!(first.unwrap(), Some(TaskState::Completed));
         assert!(events.iter().any(|e| matches!(e, Event::TaskCompleted(_))));
 
-        let (second, events) = rig.step(|txn| txn.answer(holder_conn, "t1", Ok(json!({"n": 2}))));
+        let (second, events) =
+            rig.step(|txn| txn.answer(holder_conn, &t("t1"), Ok(json!({"n": 2}))));
         assert_eq!(second.unwrap(), None, "a duplicate");
         assert!(events.is_empty());
         assert_eq!(rig.task("t1").report, Some(json!({"n": 1})));
         // A report file for it changes nothing either.
         let report: ReportFile =
             serde_json::from_value(json!({"status": "completed", "summary": "late"})).unwrap();
-        let (outcome, _) = rig.step(|txn| txn.report(P, "t1", report));
+        let (outcome, _) = rig.step(|txn| txn.report(P, &t("t1"), report));
         assert_eq!(outcome.unwrap(), ReportOutcome::Duplicate);
     }
 
@@ -367,13 +377,13 @@ mod machine {
         let mut rig = Rig::new(2);
         rig.register(1);
         rig.create(&["t1"]);
-        let (state, events) = rig.step(|txn| txn.answer(1, "t1", Err("first".into())));
+        let (state, events) = rig.step(|txn| txn.answer(1, &t("t1"), Err("first".into())));
         assert_eq!(state.unwrap(), Some(TaskState::Pending));
         assert!(events.iter().any(|e| matches!(e, Event::TaskRequeued(_))));
         // Requeued and handed to the same, now idle, worker.
         assert_eq!(assigned_to(&events, 1), ["t1"]);
 
-        let (state, events) = rig.step(|txn| txn.answer(1, "t1", Err("second".into())));
+        let (state, events) = rig.step(|txn| txn.answer(1, &t("t1"), Err("second".into())));
         assert_eq!(state.unwrap(), Some(TaskState::Failed));
         let task = rig.task("t1");
         assert_eq!(task.attempts, 2);
@@ -400,14 +410,14 @@ mod machine {
                 .iter()
                 .any(|e| matches!(e, Effect::StopRun { task_id } if *task_id == agent.1))
         );
-        assert_eq!(rig.task(&agent.1).state, TaskState::Cancelled);
+        assert_eq!(rig.task(agent.1.as_str()).state, TaskState::Cancelled);
         // The killed run's end is then a duplicate; the agent worker is free again.
         rig.step(|txn| txn.run_ended(&agent.0, &agent.1, &end(RunStatus::Killed)));
-        assert_eq!(rig.task(&agent.1).state, TaskState::Cancelled);
-        assert_eq!(rig.task(&agent.1).attempts, 0);
+        assert_eq!(rig.task(agent.1.as_str()).state, TaskState::Cancelled);
+        assert_eq!(rig.task(agent.1.as_str()).attempts, 0);
         assert_eq!(rig.st.workers[&agent.0].status, WorkerStatus::Idle);
 
-        let (cancelled, events) = rig.step(|txn| txn.cancel_task(client_task));
+        let (cancelled, events) = rig.step(|txn| txn.cancel_task(&t(client_task)));
         assert!(cancelled.unwrap());
         assert!(
             events
@@ -415,7 +425,7 @@ mod machine {
                 .any(|e| matches!(e, Event::TaskRevoked { conn_id: 7, revoked } if revoked.reason == "cancelled"))
         );
         assert_eq!(batch_finished(&events), Some((2, 0, 0, 2)));
-        let (again, _) = rig.step(|txn| txn.cancel_task(client_task));
+        let (again, _) = rig.step(|txn| txn.cancel_task(&t(client_task)));
         assert!(!again.unwrap(), "a finished task is not cancelled again");
     }
 
@@ -424,9 +434,9 @@ mod machine {
         let mut rig = Rig::new(2);
         rig.register(1);
         rig.create(&["t1", "t2"]);
-        let (_, events) = rig.step(|txn| txn.answer(1, "t1", Ok(json!({}))));
+        let (_, events) = rig.step(|txn| txn.answer(1, &t("t1"), Ok(json!({}))));
         assert_eq!(batch_finished(&events), None);
-        let (_, events) = rig.step(|txn| txn.answer(1, "t2", Ok(json!({}))));
+        let (_, events) = rig.step(|txn| txn.answer(1, &t("t2"), Ok(json!({}))));
         assert_eq!(batch_finished(&events), Some((2, 2, 0, 0)));
         let status = rig.st.status(P);
         assert_eq!((status.total, status.completed, status.pending), (2, 2, 0));
@@ -436,7 +446,7 @@ mod machine {
     fn a_restart_requeues_running_tasks_without_counting_an_attempt() {
         let task = |id: &str, seq, state| TaskRow {
             state,
-            worker_id: (state == TaskState::Running).then(|| "w-gone".to_string()),
+            worker_id: (state == TaskState::Running).then(|| WorkerId::from("w-gone")),
             attempts: 1,
             ..TaskRow::pending(id.into(), P.into(), seq, id.into(), 0)
         };
@@ -548,20 +558,20 @@ mod machine {
         let stored = snapshot(&rig.store);
         // The completion (and the next assignment) change memory; then their commit
         // fails: the store keeps what `stored` has.
-        let (answered, _) = rig.step(|txn| txn.answer(1, "t1", Ok(json!({"ok": true}))));
+        let (answered, _) = rig.step(|txn| txn.answer(1, &t("t1"), Ok(json!({"ok": true}))));
         assert_eq!(answered.unwrap(), Some(TaskState::Completed));
-        assert_eq!(rig.st.workers[&worker].task_id.as_deref(), Some("t2"));
+        assert_eq!(rig.st.workers[&worker].task_id, Some(t("t2")));
         // A worker that registered after it, in the same failed commit, goes too.
         let late = rig.register(2);
 
         let ((), events) = rig.step(|txn| txn.rebuild(stored, true));
         assert!(
-            rig.st.holds(&worker, "t1"),
+            rig.st.holds(&worker, &t("t1")),
             "t1 is running on the worker again"
         );
         assert_eq!(rig.st.workers[&worker].status, WorkerStatus::Working);
         assert!(rig.st.workers[&worker].lease_until.is_some());
-        assert_eq!(rig.st.tasks["t2"].state, TaskState::Pending);
+        assert_eq!(rig.st.tasks[&t("t2")].state, TaskState::Pending);
         assert!(rig.st.queues[P].iter().any(|key| key.2 == "t2"));
         let status = rig.st.status(P);
         assert_eq!(
@@ -575,10 +585,10 @@ mod machine {
         assert!(assigned_to(&events, 1).is_empty() && assigned_to(&events, 2).is_empty());
 
         // The completion again, stored this time.
-        let (answered, _) = rig.step(|txn| txn.answer(1, "t1", Ok(json!({"ok": true}))));
+        let (answered, _) = rig.step(|txn| txn.answer(1, &t("t1"), Ok(json!({"ok": true}))));
         assert_eq!(answered.unwrap(), Some(TaskState::Completed));
         assert_eq!(rig.task("t1").state, TaskState::Completed);
-        assert_eq!(rig.task("t2").worker_id.as_deref(), Some(worker.as_str()));
+        assert_eq!(rig.task("t2").worker_id, Some(worker));
     }
 
     #[test]
@@ -590,7 +600,7 @@ mod machine {
         // The worker's failure is not stored; it disconnects meanwhile.
         rig.step(|txn| txn.disconnected(1, false));
         rig.step(|txn| txn.rebuild(stored, true));
-        assert_eq!(rig.st.tasks["t1"].state, TaskState::Running);
+        assert_eq!(rig.st.tasks[&t("t1")].state, TaskState::Running);
         assert!(!rig.st.workers.contains_key(&worker));
         let ((), _) = rig.step(|txn| txn.expire_leases());
         assert_eq!(rig.task("t1").state, TaskState::Pending);

@@ -52,6 +52,7 @@ use crate::coordinator::reports::{
     Known, REPORTS_DIR, ReportError, parse_report, read_report_file, valid_task_id,
 };
 use crate::protocol::coordination::{ReportInvalid, ReportUnknown};
+use crate::protocol::ids::TaskId;
 
 enum Command {
     Add { project_id: String, root: PathBuf },
@@ -357,7 +358,7 @@ impl Watcher {
         if name.starts_with('.') {
             return;
         }
-        let task_id = task_id.to_string();
+        let task_id = TaskId::from(task_id);
         let (root, file_name) = (reports.parent().map(Path::to_path_buf), name.to_string());
         let Some(root) = root else { return };
         let read = tokio::task::spawn_blocking(move || read_report_file(&root, &file_name));
@@ -381,9 +382,9 @@ impl Watcher {
             return;
         }
         let path_text = path.display().to_string();
-        let span = info_span!("task", task_id);
+        let span = info_span!("task", %task_id);
         async {
-            let known = if valid_task_id(&task_id) {
+            let known = if valid_task_id(task_id.as_str()) {
                 self.coordinator.known(&project_id, &task_id).await
             } else {
                 Known::Unknown
@@ -406,7 +407,7 @@ impl Watcher {
                 }
                 Known::Unfinished => {}
             }
-            match bytes.and_then(|bytes| parse_report(&bytes, &task_id)) {
+            match bytes.and_then(|bytes| parse_report(&bytes, task_id.as_str())) {
                 Ok(report) => {
                     self.seen.insert(path.to_path_buf(), Seen::Handled(hash));
                     match self.coordinator.report(&project_id, &task_id, report).await {

@@ -21,6 +21,15 @@
 //!   project): `git worktree add` and `prune` must not race each other.
 //! - A merge that would conflict, or would overwrite uncommitted changes in the base
 //!   branch's checkout, changes nothing ([`crate::projects::git::merge`]).
+//!
+//! An interactive run started with `agent.run {isolation: "worktree"}` gets a worktree
+//! of its own the same way, under the same rules ([`interactive`]): keyed by its run id, on the
+//! branch `semantest/run-<run-id>` in `<data dir>/worktrees/<project-id>/run-<run-id>`,
+//! merged or discarded with `agent.run_merge` / `agent.run_discard`.
+
+mod interactive;
+
+pub use interactive::{IsolatedRun, IsolatedStarted};
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -37,7 +46,7 @@ use crate::protocol::error::{ErrorChain, ErrorKind, RpcError};
 use crate::protocol::worktrees::{
     Diff, Isolation, TaskDiscarded, TaskMerged, WorktreeState, WorktreeView,
 };
-use crate::storage::sqlite::{Store, StoreError, TaskRow, WorktreeRow};
+use crate::storage::sqlite::{OWNER_RUN, OWNER_TASK, Store, StoreError, TaskRow, WorktreeRow};
 use crate::support::timestamp::{format_ms, now_ms};
 
 /// The most unified diff kept per task, in bytes (256 KiB); the file list and line
@@ -61,16 +70,16 @@ pub enum WorktreeError {
     /// No task has the id.
     #[error("no task with id {0}")]
     TaskNotFound(String),
-    /// The task has no branch left to merge or discard.
-    #[error(
-        "task {0} has no worktree branch (it did not run isolated, or was merged or discarded)"
-    )]
+    /// The task or run (named, e.g. `task t1`) has no branch left to merge or discard.
+    #[error("{0} has no worktree branch (it did not run isolated, or was merged or discarded)")]
     NoWorktree(String),
-    /// The task is queued or running.
-    #[error("task {0} is not finished; its worktree is in use")]
+    /// The task is queued or running, or a run works in the worktree (named as in
+    /// [`WorktreeError::NoWorktree`]).
+    #[error("{0} is not finished; its worktree is in use")]
     Busy(String),
-    /// The worktree was made on a detached `HEAD`.
-    #[error("task {0} started from a detached HEAD; merge its branch by hand")]
+    /// The worktree was made on a detached `HEAD` (named as in
+    /// [`WorktreeError::NoWorktree`]).
+    #[error("{0} started from a detached HEAD; merge its branch by hand")]
     NoBaseBranch(String),
     /// A git operation failed.
     #[error(transparent)]
@@ -127,8 +136,9 @@ pub struct WorktreesParts {
 
 struct Inner {
     parts: WorktreesParts,
-    /// Tasks whose run works in their worktree now. A std `Mutex`: set operations only.
-    busy: Mutex<HashSet<String>>,
+    /// Worktrees a run works in now, by owner ([`OWNER_TASK`], [`OWNER_RUN`]) and id. A
+    /// std `Mutex`: set operations only.
+    busy: Mutex<HashSet<(&'static str, String)>>,
     /// One lock per project, so git operations on a repository run one at a time.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -146,8 +156,35 @@ pub struct Workdir {
     pub dir: PathBuf,
 }
 
+/// The stored owner as one of the two names.
+fn owner_of(row: &WorktreeRow) -> &'static str {
+    if row.owner == OWNER_RUN {
+        OWNER_RUN
+    } else {
+        OWNER_TASK
+    }
+}
+
 fn branch_of(task_id: &str) -> String {
     format!("{BRANCH_PREFIX}{task_id}")
+}
+
+/// How errors name a worktree's owner: `task t1`, `run 0190…`.
+fn label(owner: &str, id: &str) -> String {
+    format!("{owner} {id}")
+}
+
+/// A worktree to make or take up: whose, on which branch, in which directory below the
+/// project's folder of worktrees.
+struct Spec<'a> {
+    owner: &'static str,
+    id: &'a str,
+    project_id: &'a str,
+    branch: String,
+    dir_name: String,
+    /// Only take up a worktree that is there (a follow-up): checked under the project's
+    /// lock, so a merge or discard that went first is not undone by a new worktree.
+    existing_only: bool,
 }
 
 impl Worktrees {
@@ -162,7 +199,7 @@ impl Worktrees {
         }
     }
 
-    fn busy(&self) -> MutexGuard<'_, HashSet<String>> {
+    fn busy(&self) -> MutexGuard<'_, HashSet<(&'static str, String)>> {
         self.inner
             .busy
             .lock()
@@ -240,28 +277,64 @@ impl Worktrees {
         if self.isolation(&task.project_id).await? != Isolation::Worktree {
             return Ok(None);
         }
-        let project = self.project_path(&task.project_id)?;
-        let lock = self.lock_of(&task.project_id);
+        let spec = Spec {
+            owner: OWNER_TASK,
+            id: task.id.as_str(),
+            project_id: &task.project_id,
+            branch: branch_of(task.id.as_str()),
+            dir_name: task.id.to_string(),
+            existing_only: false,
+        };
+        self.make(spec).await.map(Some)
+    }
+
+    /// Makes a worktree (or takes up its existing one) and marks it in use; see
+    /// [`Worktrees::prepare`].
+    async fn make(&self, spec: Spec<'_>) -> Result<Workdir, WorktreeError> {
+        let Spec {
+            owner,
+            id,
+            project_id,
+            branch,
+            dir_name,
+            existing_only,
+        } = spec;
+        let project = self.project_path(project_id)?;
+        let lock = self.lock_of(project_id);
         let _held = lock.lock().await;
         let info = git::repo_info(&project)
             .await
             .map_err(|_| WorktreeError::NotARepository {
-                project_id: task.project_id.clone(),
+                project_id: project_id.to_string(),
             })?;
-        let branch = branch_of(&task.id);
         let now = now_ms();
-        let existing = self.store().worktree(task.id.clone()).await?.filter(|row| {
-            matches!(
-                WorktreeState::parse(&row.state),
-                WorktreeState::Active | WorktreeState::Finished
-            )
-        });
+        let existing = self
+            .store()
+            .worktree(owner, id.to_string())
+            .await?
+            .filter(|row| {
+                matches!(
+                    WorktreeState::parse(&row.state),
+                    WorktreeState::Active | WorktreeState::Finished
+                )
+            });
         let path = match &existing {
             Some(row) => PathBuf::from(&row.path),
-            None => self.inner.parts.root.join(&task.project_id).join(&task.id),
+            None if existing_only => return Err(WorktreeError::NoWorktree(label(owner, id))),
+            None => self.inner.parts.root.join(project_id).join(&dir_name),
         };
-        self.busy().insert(task.id.clone());
+        let key = (owner, id.to_string());
+        if !self.busy().insert(key.clone()) {
+            return Err(WorktreeError::Busy(label(owner, id)));
+        }
         let made = async {
+            if existing.is_none() && path.exists() {
+                // Another owner's worktree (a task named `run-<id>`, say) is not shared.
+                return Err(WorktreeError::Git(GitError::Failed {
+                    command: "worktree add".into(),
+                    message: format!("{} already exists", path.display()),
+                }));
+            }
             if !git::is_worktree_on(&path, &branch).await {
                 if let Some(parent) = path.parent() {
                     tokio::fs::create_dir_all(parent)
@@ -291,8 +364,9 @@ impl Worktrees {
                     ..row
                 },
                 None => WorktreeRow {
-                    task_id: task.id.clone(),
-                    project_id: task.project_id.clone(),
+                    owner: owner.to_string(),
+                    task_id: id.to_string(),
+                    project_id: project_id.to_string(),
                     path: path.display().to_string(),
                     branch: branch.clone(),
                     base_branch: info.branch.clone(),
@@ -311,13 +385,13 @@ impl Worktrees {
         }
         .await;
         if let Err(err) = made {
-            self.busy().remove(&task.id);
+            self.busy().remove(&key);
             return Err(err);
         }
-        info!(task_id = %task.id, path = %path.display(), branch, "task worktree ready");
-        Ok(Some(Workdir {
+        info!(owner, id, path = %path.display(), branch, "worktree ready");
+        Ok(Workdir {
             dir: path.join(&info.prefix),
-        }))
+        })
     }
 
     /// A run in the task's worktree ended: commits what it left (titled with the
@@ -326,26 +400,42 @@ impl Worktrees {
     /// # Errors
     /// [`WorktreeError::Git`], the store's; the worktree is no longer in use either way.
     pub async fn finish(&self, task: &TaskRow) -> Result<(), WorktreeError> {
-        let result = self.record_finish(task).await;
-        self.busy().remove(&task.id);
+        let message = format!("{}\n\nTask {} (Semantest Hub)", task.title, task.id);
+        let result = self
+            .record_finish(OWNER_TASK, task.id.as_str(), &task.project_id, &message)
+            .await;
+        self.busy().remove(&(OWNER_TASK, task.id.to_string()));
         result
     }
 
-    async fn record_finish(&self, task: &TaskRow) -> Result<(), WorktreeError> {
-        let lock = self.lock_of(&task.project_id);
+    /// Commits what a run left in the worktree with `message` and records the diff;
+    /// the worktree becomes `finished`.
+    async fn record_finish(
+        &self,
+        owner: &'static str,
+        id: &str,
+        project_id: &str,
+        message: &str,
+    ) -> Result<(), WorktreeError> {
+        let lock = self.lock_of(project_id);
         let _held = lock.lock().await;
-        let Some(row) = self.store().worktree(task.id.clone()).await? else {
-            return Err(WorktreeError::NoWorktree(task.id.clone()));
+        let Some(row) = self.store().worktree(owner, id.to_string()).await? else {
+            return Err(WorktreeError::NoWorktree(label(owner, id)));
         };
         let path = PathBuf::from(&row.path);
-        let message = format!("{}\n\nTask {} (Semantest Hub)", task.title, task.id);
-        git::commit_all(&path, &message).await?;
+        git::commit_all(&path, message).await?;
         let head = git::head_of(&path).await?;
         let diff = git::diff(&path, &row.base_commit, &head, MAX_PATCH_BYTES).await?;
         let diff_json = serde_json::to_string(&diff).ok();
         let now = now_ms();
-        info!(task_id = %task.id, files = diff.files.len(), added = diff.added,
-              removed = diff.removed, "task worktree committed");
+        info!(
+            owner,
+            id,
+            files = diff.files.len(),
+            added = diff.added,
+            removed = diff.removed,
+            "worktree committed"
+        );
         self.store()
             .save_worktree(WorktreeRow {
                 state: WorktreeState::Finished.as_str().into(),
@@ -364,7 +454,15 @@ impl Worktrees {
     /// # Errors
     /// The store's.
     pub async fn view(&self, task_id: &str) -> Result<Option<WorktreeView>, WorktreeError> {
-        let Some(row) = self.store().worktree(task_id.to_string()).await? else {
+        self.view_of(OWNER_TASK, task_id).await
+    }
+
+    async fn view_of(
+        &self,
+        owner: &'static str,
+        id: &str,
+    ) -> Result<Option<WorktreeView>, WorktreeError> {
+        let Some(row) = self.store().worktree(owner, id.to_string()).await? else {
             return Ok(None);
         };
         let diff: Option<Diff> = row
@@ -387,29 +485,41 @@ impl Worktrees {
     async fn finished_row(&self, task_id: &str) -> Result<(WorktreeRow, TaskRow), WorktreeError> {
         let task = self
             .store()
-            .task_of(task_id.to_string())
+            .task_of(task_id.into())
             .await?
             .ok_or_else(|| WorktreeError::TaskNotFound(task_id.to_string()))?;
-        let row = self
-            .store()
-            .worktree(task_id.to_string())
-            .await?
-            .ok_or_else(|| WorktreeError::NoWorktree(task_id.to_string()))?;
-        match WorktreeState::parse(&row.state) {
-            WorktreeState::Merged | WorktreeState::Discarded => {
-                return Err(WorktreeError::NoWorktree(task_id.to_string()));
-            }
-            WorktreeState::Active => return Err(WorktreeError::Busy(task_id.to_string())),
-            WorktreeState::Finished => {}
-        }
+        let row = self.finished_of(OWNER_TASK, task_id).await?;
         if !matches!(
             task.state,
             TaskState::Completed | TaskState::Failed | TaskState::Cancelled
-        ) || self.busy().contains(task_id)
-        {
-            return Err(WorktreeError::Busy(task_id.to_string()));
+        ) {
+            return Err(WorktreeError::Busy(label(OWNER_TASK, task_id)));
         }
         Ok((row, task))
+    }
+
+    /// The worktree row, checked to be `finished`, not in use, with a branch left.
+    async fn finished_of(
+        &self,
+        owner: &'static str,
+        id: &str,
+    ) -> Result<WorktreeRow, WorktreeError> {
+        let row = self
+            .store()
+            .worktree(owner, id.to_string())
+            .await?
+            .ok_or_else(|| WorktreeError::NoWorktree(label(owner, id)))?;
+        match WorktreeState::parse(&row.state) {
+            WorktreeState::Merged | WorktreeState::Discarded => {
+                return Err(WorktreeError::NoWorktree(label(owner, id)));
+            }
+            WorktreeState::Active => return Err(WorktreeError::Busy(label(owner, id))),
+            WorktreeState::Finished => {}
+        }
+        if self.busy().contains(&(owner, id.to_string())) {
+            return Err(WorktreeError::Busy(label(owner, id)));
+        }
+        Ok(row)
     }
 
     /// `task.merge`: merges the task's branch into its base branch (fast-forward, else a
@@ -420,21 +530,9 @@ impl Worktrees {
     /// `UNCOMMITTED_CHANGES`, `GIT_FAILED`; on any of them nothing changed.
     pub async fn merge(&self, task_id: &str) -> Result<TaskMerged, WorktreeError> {
         let (row, task) = self.finished_row(task_id).await?;
-        let lock = self.lock_of(&row.project_id);
-        let _held = lock.lock().await;
-        // Checked again under the lock: a second merge may have finished meanwhile.
-        let (row, task) = match self.store().worktree(task_id.to_string()).await? {
-            Some(now) if now.state == row.state => (now, task),
-            _ => return Err(WorktreeError::NoWorktree(task_id.to_string())),
-        };
-        let Some(base) = row.base_branch.clone() else {
-            return Err(WorktreeError::NoBaseBranch(task_id.to_string()));
-        };
-        let repo = self.project_path(&row.project_id)?;
         let message = format!("Merge task {}: {}", task.id, task.title);
-        let merged = git::merge(&repo, &base, &row.branch, &message).await?;
+        let (base, merged) = self.merge_row(row, &message).await?;
         info!(task_id, base = %base, commit = %merged.commit, kind = ?merged.kind, "task merged");
-        self.remove(&repo, row, WorktreeState::Merged).await?;
         Ok(TaskMerged {
             task_id: task_id.to_string(),
             merge: merged.kind,
@@ -443,26 +541,60 @@ impl Worktrees {
         })
     }
 
+    /// Merges a finished worktree's branch into its base branch with `message`, then
+    /// removes the worktree and the branch. Returns the base branch and the outcome.
+    async fn merge_row(
+        &self,
+        row: WorktreeRow,
+        message: &str,
+    ) -> Result<(String, git::Merged), WorktreeError> {
+        let owner = owner_of(&row);
+        let lock = self.lock_of(&row.project_id);
+        let _held = lock.lock().await;
+        // Checked again under the lock: a second merge may have finished meanwhile.
+        let row = match self.store().worktree(owner, row.task_id.clone()).await? {
+            Some(now) if now.state == row.state => now,
+            _ => return Err(WorktreeError::NoWorktree(label(owner, &row.task_id))),
+        };
+        let Some(base) = row.base_branch.clone() else {
+            return Err(WorktreeError::NoBaseBranch(label(owner, &row.task_id)));
+        };
+        let repo = self.project_path(&row.project_id)?;
+        let merged = git::merge(&repo, &base, &row.branch, message).await?;
+        self.remove(&repo, row, WorktreeState::Merged).await?;
+        Ok((base, merged))
+    }
+
     /// `task.discard`: removes the task's worktree and branch, unmerged.
     ///
     /// # Errors
     /// `TASK_NOT_FOUND`, `NO_WORKTREE`, `WORKTREE_BUSY`, `GIT_FAILED`.
     pub async fn discard(&self, task_id: &str) -> Result<TaskDiscarded, WorktreeError> {
         let (row, _) = self.finished_row(task_id).await?;
-        let lock = self.lock_of(&row.project_id);
-        let _held = lock.lock().await;
-        let row = match self.store().worktree(task_id.to_string()).await? {
-            Some(now) if now.state == row.state => now,
-            _ => return Err(WorktreeError::NoWorktree(task_id.to_string())),
-        };
-        let repo = self.project_path(&row.project_id)?;
-        let branch = row.branch.clone();
-        self.remove(&repo, row, WorktreeState::Discarded).await?;
+        let branch = self.discard_row(OWNER_TASK, row).await?;
         info!(task_id, branch, "task discarded");
         Ok(TaskDiscarded {
             task_id: task_id.to_string(),
             branch,
         })
+    }
+
+    /// Removes a finished worktree and its branch, unmerged; returns the branch.
+    async fn discard_row(
+        &self,
+        owner: &'static str,
+        row: WorktreeRow,
+    ) -> Result<String, WorktreeError> {
+        let lock = self.lock_of(&row.project_id);
+        let _held = lock.lock().await;
+        let row = match self.store().worktree(owner, row.task_id.clone()).await? {
+            Some(now) if now.state == row.state => now,
+            _ => return Err(WorktreeError::NoWorktree(label(owner, &row.task_id))),
+        };
+        let repo = self.project_path(&row.project_id)?;
+        let branch = row.branch.clone();
+        self.remove(&repo, row, WorktreeState::Discarded).await?;
+        Ok(branch)
     }
 
     /// Removes a worktree and its branch and records `state`. Called under the
@@ -506,7 +638,8 @@ impl Worktrees {
                     .finished_at
                     .is_some_and(|at| now.saturating_sub(at) >= retention_ms);
             let leftover = matches!(state, WorktreeState::Merged | WorktreeState::Discarded);
-            if state == WorktreeState::Active || self.busy().contains(&row.task_id) {
+            let key = (owner_of(&row), row.task_id.clone());
+            if state == WorktreeState::Active || self.busy().contains(&key) {
                 continue;
             }
             if !(gone || expired || leftover) {
@@ -514,7 +647,7 @@ impl Worktrees {
             }
             let lock = self.lock_of(&row.project_id);
             let _held = lock.lock().await;
-            if self.busy().contains(&row.task_id) {
+            if self.busy().contains(&key) {
                 continue;
             }
             if !gone {
@@ -523,11 +656,11 @@ impl Worktrees {
                     Err(_) => continue,
                 };
                 if let Err(err) = git::remove_worktree(&repo, Path::new(&row.path)).await {
-                    warn!(task_id = %row.task_id, error = %ErrorChain(&err), "cannot remove an expired worktree");
+                    warn!(owner = %row.owner, id = %row.task_id, error = %ErrorChain(&err), "cannot remove an expired worktree");
                     continue;
                 }
                 removed += 1;
-                info!(task_id = %row.task_id, path = %row.path, "expired worktree removed");
+                info!(owner = %row.owner, id = %row.task_id, path = %row.path, "expired worktree removed");
             }
             self.store()
                 .save_worktree(WorktreeRow {
@@ -545,6 +678,11 @@ impl Worktrees {
     pub async fn run_retention(self, shutdown: CancellationToken) {
         let period = (self.inner.parts.retention / 10)
             .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        match self.reconcile_runs().await {
+            Ok(0) => {}
+            Ok(count) => info!(count, "run worktrees reconciled"),
+            Err(err) => warn!(error = %ErrorChain(&err), "cannot reconcile run worktrees"),
+        }
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 
 use crate::protocol::coordination::WorkerStatus;
+use crate::protocol::ids::WorkerId;
 use crate::storage::sqlite::{StoreError, TaskRow, TaskWrite, WorkerRow};
 
 /// The writes a transition makes.
@@ -29,13 +30,17 @@ pub trait TaskStore {
     ///
     /// # Errors
     /// [`StoreError`].
-    fn set_worker_status(&self, id: &str, status: WorkerStatus, now: i64)
-    -> Result<(), StoreError>;
+    fn set_worker_status(
+        &self,
+        id: &WorkerId,
+        status: WorkerStatus,
+        now: i64,
+    ) -> Result<(), StoreError>;
     /// Forgets a worker.
     ///
     /// # Errors
     /// [`StoreError`].
-    fn delete_worker(&self, id: &str) -> Result<(), StoreError>;
+    fn delete_worker(&self, id: &WorkerId) -> Result<(), StoreError>;
     /// Records a project's `agent_workers` (`project.configure`).
     ///
     /// # Errors
@@ -71,14 +76,14 @@ impl TaskStore for Recorder {
     }
     fn set_worker_status(
         &self,
-        id: &str,
+        id: &WorkerId,
         status: WorkerStatus,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.push(TaskWrite::SetWorkerStatus(id.to_string(), status, now))
+        self.push(TaskWrite::SetWorkerStatus(id.clone(), status, now))
     }
-    fn delete_worker(&self, id: &str) -> Result<(), StoreError> {
-        self.push(TaskWrite::DeleteWorker(id.to_string()))
+    fn delete_worker(&self, id: &WorkerId) -> Result<(), StoreError> {
+        self.push(TaskWrite::DeleteWorker(id.clone()))
     }
     fn set_agent_workers(&self, project_id: &str, count: u32) -> Result<(), StoreError> {
         self.push(TaskWrite::SetAgentWorkers(project_id.to_string(), count))

@@ -22,7 +22,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::hub::Hub;
+use crate::app::edge::PairingCtx;
 use crate::auth::pairing::{Claim, NewRequest, PairingError};
 use crate::auth::security::single_origin;
 use crate::auth::tokens::{NAME_RULE, valid_name};
@@ -79,9 +79,9 @@ fn not_an_extension() -> Response {
 }
 
 /// The refusal of a public hub whose operator did not enable pairing, or `None`.
-fn pairing_off(hub: &Hub) -> Option<Response> {
-    (!hub.config().config.public.serves_pairing()).then(|| {
-        hub.metrics().refused("pairing_off");
+fn pairing_off(ctx: &PairingCtx) -> Option<Response> {
+    (!ctx.serves).then(|| {
+        ctx.metrics.refused("pairing_off");
         error(
             StatusCode::FORBIDDEN,
             ErrorKind::Disabled,
@@ -118,12 +118,12 @@ fn origin_and_body<T>(
 /// `POST /pair`. The per-address limit counts the client address the gate found (in
 /// public mode behind a trusted proxy, the forwarded client, not the proxy).
 pub(crate) async fn request(
-    State(hub): State<Hub>,
+    State(ctx): State<PairingCtx>,
     Extension(ClientAddr(address)): Extension<ClientAddr>,
     headers: HeaderMap,
     body: Result<Json<PairBody>, JsonRejection>,
 ) -> Response {
-    if let Some(refused) = pairing_off(&hub) {
+    if let Some(refused) = pairing_off(&ctx) {
         return refused;
     }
     let (origin, body) = match origin_and_body(&headers, body) {
@@ -138,7 +138,7 @@ pub(crate) async fn request(
         origin,
         address,
     };
-    match hub.access().request_pairing(new).await {
+    match ctx.access.request_pairing(new).await {
         Ok(issued) => reply(
             StatusCode::CREATED,
             json!({
@@ -155,9 +155,9 @@ pub(crate) async fn request(
             PairingError::Unavailable.to_string(),
         ),
         Err(err) => {
-            hub.metrics().refused("pairing_limit");
+            ctx.metrics.refused("pairing_limit");
             HttpError::new(StatusCode::TOO_MANY_REQUESTS, err.kind(), err.to_string())
-                .retry_after(hub.config().config.pairing.request_ttl_s)
+                .retry_after(ctx.request_ttl_s)
                 .into_response()
         }
     }
@@ -165,20 +165,20 @@ pub(crate) async fn request(
 
 /// `POST /pair/{request_id}`.
 pub(crate) async fn claim(
-    State(hub): State<Hub>,
+    State(ctx): State<PairingCtx>,
     Path(request_id): Path<String>,
     headers: HeaderMap,
     body: Result<Json<ClaimBody>, JsonRejection>,
 ) -> Response {
-    if let Some(refused) = pairing_off(&hub) {
+    if let Some(refused) = pairing_off(&ctx) {
         return refused;
     }
     let (origin, body) = match origin_and_body(&headers, body) {
         Ok(parts) => parts,
         Err(response) => return response,
     };
-    let claim = match hub
-        .access()
+    let claim = match ctx
+        .access
         .claim_pairing(&request_id, &origin, &body.claim)
         .await
     {

@@ -29,9 +29,12 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum_server::tls_rustls::RustlsConfig;
 use ipnet::IpNet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-use crate::app::hub::{Hub, StartError};
+use crate::app::edge::ConnectionCtx;
+use crate::app::hub::StartError;
 use crate::config::allowlist::{HostAllowlist, HostEntry, host_header};
 use crate::config::{Config, PublicConfig};
 use crate::connections::tcp::ConnAddrs;
@@ -57,11 +60,16 @@ pub struct PublicGate {
 }
 
 impl PublicGate {
-    /// The gate of `hub`, listening on `local`, with the task that prunes its rate table.
-    pub fn start(hub: &Hub, local: SocketAddr) -> Arc<Self> {
-        let gate = Arc::new(Self::new(&hub.config().config.public, local));
-        hub.tracker()
-            .spawn(gate.limits.clone().prune_until(hub.shutdown().clone()));
+    /// The gate for `config`, listening on `local`, with the task that prunes its rate
+    /// table (on `tracker`, until `shutdown`).
+    pub(crate) fn start(
+        config: &PublicConfig,
+        local: SocketAddr,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> Arc<Self> {
+        let gate = Arc::new(Self::new(config, local));
+        tracker.spawn(gate.limits.clone().prune_until(shutdown.clone()));
         gate
     }
 
@@ -164,9 +172,9 @@ impl PublicGate {
 
 /// Serves an upgraded public-mode connection like [`crate::http::ws::serve_socket`], with
 /// its messages charged to its address ([`limits::AddressRateLimited`]).
-pub async fn serve_socket(
+pub(crate) async fn serve_socket(
     socket: axum::extract::ws::WebSocket,
-    hub: crate::app::hub::Hub,
+    ctx: ConnectionCtx,
     client: Arc<crate::connections::Client>,
     rx: tokio::sync::mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
     limits: Arc<AddressLimits>,
@@ -177,7 +185,7 @@ pub async fn serve_socket(
     let ip = client.remote_addr().ip();
     let (sink, stream) = socket.split();
     let stream = limits::AddressRateLimited::new(stream, limits, ip, client.clone());
-    crate::http::ws::handle_socket(sink, stream, hub, client, rx)
+    crate::http::ws::handle_socket(sink, stream, ctx, client, rx)
         .instrument(span)
         .await;
 }
@@ -243,31 +251,31 @@ pub fn local_url(config: &PublicConfig, port: u16) -> String {
 /// closed by the first-request timeout. A WebSocket,
 /// once upgraded, is outside both: the hub pings it and closes it when idle.
 ///
+/// Its own tasks (the certificate reloads) run on `tracker`; it stops on `shutdown`.
+///
 /// # Errors
 /// [`StartError::Io`] when the listener cannot be registered with the runtime or SIGHUP
 /// cannot be watched.
-pub fn serve(
-    hub: &Hub,
+pub(crate) fn serve(
+    config: &Config,
     listener: std::net::TcpListener,
     app: Router,
     tls: Option<RustlsConfig>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
-    let public = &hub.config().config.public;
+    let public = &config.public;
     if let (Some(tls), Some(cert), Some(key)) = (&tls, &public.tls_cert, &public.tls_key) {
-        let reload = tls::reload_on_sighup(
-            tls.clone(),
-            cert.clone(),
-            key.clone(),
-            hub.shutdown().clone(),
-        )
-        .map_err(|source| StartError::Io {
-            action: "watch SIGHUP for TLS certificate reloads".into(),
-            source,
-        })?;
-        hub.tracker().spawn(reload);
+        let reload =
+            tls::reload_on_sighup(tls.clone(), cert.clone(), key.clone(), shutdown.clone())
+                .map_err(|source| StartError::Io {
+                    action: "watch SIGHUP for TLS certificate reloads".into(),
+                    source,
+                })?;
+        tracker.spawn(reload);
     }
-    let header_timeout = Duration::from_secs(hub.config().config.limits.header_timeout_s);
-    let shutdown = hub.shutdown().clone();
+    let header_timeout = Duration::from_secs(config.limits.header_timeout_s);
+    let shutdown = shutdown.clone();
     let handle = axum_server::Handle::new();
     let mut server = axum_server::from_tcp(listener)
         .map_err(|source| StartError::Io {

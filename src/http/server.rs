@@ -42,24 +42,26 @@ mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use serde_json::json;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
+use crate::app::edge::PairingCtx;
 use crate::app::hub::{Hub, StartError};
 use crate::auth::security::dashboard_origins;
 use crate::config::allowlist::HostAllowlist;
-use crate::config::{DEFAULT_PORT, Family, LAST_FALLBACK_PORT, LoadedConfig, Mode};
+use crate::config::{Config, DEFAULT_PORT, Family, LAST_FALLBACK_PORT, LoadedConfig, Mode};
 use crate::http::error::HttpError;
 use crate::http::public::PublicGate;
-use crate::protocol::error::ErrorChain;
+use dashboard::DashboardState;
+use discovery::DiscoveryState;
+use gate::GateState;
+use websocket::SocketState;
 
 pub use crate::http::ws::read_error_close;
 pub use discovery::OWNER_CLIENT_ID;
@@ -72,24 +74,46 @@ const WS_READ_BUFFER: usize = 4 * 1024;
 
 pub use crate::app::hub::RUNTIME_FILE;
 
+/// The routes' state: one narrow context per group of routes, which its handlers
+/// extract as their `State` ([`FromRef`]); none of them sees the [`Hub`].
 #[derive(Clone)]
 struct AppState {
-    hub: Hub,
-    /// The Host allowlist of a local hub (a public hub's is in `public`).
-    hosts: Arc<HostAllowlist>,
-    origins: Arc<Vec<String>>,
-    /// The dashboard's own origins, the only ones the session cookie counts from.
-    dashboard: Arc<Vec<String>>,
-    connection_slots: Arc<Semaphore>,
-    /// Set in public mode.
-    public: Option<Arc<PublicGate>>,
+    /// The gate every request passes.
+    gate: Arc<GateState>,
+    /// `/ws` and `/mcp`.
+    sockets: Arc<SocketState>,
+    /// `/pair`, `/pair/{request_id}`.
+    pairing: PairingCtx,
+    /// `/login`, `/session/*`.
+    dashboard: Arc<DashboardState>,
+    /// `/semantest-signature`, `/health`, `/metrics`.
+    discovery: Arc<DiscoveryState>,
 }
 
-impl FromRef<AppState> for Hub {
-    fn from_ref(state: &AppState) -> Hub {
-        state.hub.clone()
+impl FromRef<AppState> for Arc<SocketState> {
+    fn from_ref(state: &AppState) -> Self {
+        state.sockets.clone()
     }
 }
+
+impl FromRef<AppState> for PairingCtx {
+    fn from_ref(state: &AppState) -> Self {
+        state.pairing.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<DashboardState> {
+    fn from_ref(state: &AppState) -> Self {
+        state.dashboard.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<DiscoveryState> {
+    fn from_ref(state: &AppState) -> Self {
+        state.discovery.clone()
+    }
+}
+
 /// A running hub server.
 pub struct HubServer {
     hub: Hub,
@@ -116,7 +140,7 @@ impl HubServer {
     /// `http://127.0.0.1:<port>`; in public mode `https://` (or `http://` behind a
     /// proxy) and the listening address, or loopback when it listens on every address.
     pub fn url(&self) -> String {
-        local_url(&self.hub)
+        local_url(&self.hub.config().config, self.hub.port())
     }
 
     /// Resolves when shutdown has been requested (by [`HubServer::shutdown`] or any
@@ -129,35 +153,12 @@ impl HubServer {
     /// agent runs, waits up to `limits.shutdown_grace_s` for all tasks, then checkpoints
     /// and closes the store and removes the runtime file.
     pub async fn shutdown(self) {
-        info!("shutting down");
-        self.hub.shutdown().cancel();
-        self.hub.tracker().close();
-        let grace = Duration::from_secs(self.hub.config().config.limits.shutdown_grace_s);
-        let wait_all = async {
-            self.hub.tracker().wait().await;
+        let serving = async {
             for task in self.serve_tasks {
                 let _ = task.await;
             }
         };
-        if tokio::time::timeout(grace, wait_all).await.is_err() {
-            warn!(
-                grace_s = grace.as_secs(),
-                "some tasks did not finish within the shutdown grace period"
-            );
-        }
-        let store = self.hub.store().clone();
-        let checkpoint = crate::support::blocking::off_runtime(move || {
-            let checkpoint = store.checkpoint();
-            store.close();
-            checkpoint
-        })
-        .await;
-        if let Err(err) = checkpoint {
-            warn!(error = %ErrorChain(&err), "store checkpoint failed");
-        }
-        let _ = tokio::fs::remove_file(self.hub.config().data_dir.join(RUNTIME_FILE)).await;
-        self.hub.release_data_dir();
-        info!("stopped");
+        self.hub.stop(serving).await;
     }
 }
 
@@ -188,19 +189,45 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         dashboard_origins(port)
     };
     origins.extend(settings.allowed_origins.iter().cloned());
+    let edge = hub.edge();
     let gate = match (public, listeners[0].local_addr()) {
-        (true, Ok(local)) => Some(PublicGate::start(&hub, local)),
+        (true, Ok(local)) => Some(PublicGate::start(
+            &settings.public,
+            local,
+            &edge.tracker,
+            &edge.shutdown,
+        )),
         _ => None,
     };
+    // The dashboard's own origins, the only ones the session cookie counts from.
+    let dashboard = Arc::new(dashboard_origins(port));
+    let serves_tasks = settings.public.serves(Family::Tasks);
     let state = AppState {
-        hub: hub.clone(),
-        hosts: Arc::new(HostAllowlist::loopback(port)),
-        origins: Arc::new(origins),
-        dashboard: Arc::new(dashboard_origins(port)),
-        connection_slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
-        public: gate,
+        gate: Arc::new(GateState {
+            ctx: edge.gate.clone(),
+            hosts: HostAllowlist::loopback(port),
+            origins,
+            public: gate.clone(),
+        }),
+        sockets: Arc::new(SocketState {
+            connections: edge.connections.clone(),
+            auth: edge.auth.clone(),
+            dashboard: dashboard.clone(),
+            connection_slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
+            public: gate.clone(),
+        }),
+        pairing: edge.pairing.clone(),
+        dashboard: Arc::new(DashboardState {
+            ctx: edge.dashboard.clone(),
+            origins: dashboard,
+        }),
+        discovery: Arc::new(DiscoveryState {
+            ctx: edge.discovery.clone(),
+            monitoring: edge.monitoring.clone(),
+            public: gate.clone(),
+        }),
     };
-    let app = router(state);
+    let app = router(state, gate.is_some(), serves_tasks);
 
     let mut addrs = Vec::new();
     let mut serve_tasks = Vec::new();
@@ -211,10 +238,12 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
                 source,
             })?);
             serve_tasks.push(crate::http::public::serve(
-                &hub,
+                &hub.config().config,
                 listener,
                 app.clone(),
                 tls.clone(),
+                &edge.tracker,
+                &edge.shutdown,
             )?);
             continue;
         }
@@ -235,14 +264,14 @@ pub async fn start(config: LoadedConfig) -> Result<HubServer, StartError> {
         )));
     }
     hub.start_background(port);
-    hub.access().start_upkeep();
-    write_runtime_file(&hub)?;
+    hub.write_runtime_file(&local_url(&hub.config().config, hub.port()))
+        .await?;
     let server = HubServer {
         hub,
         addrs,
         serve_tasks,
     };
-    info!(url = %server.url(), addrs = ?server.addrs, mode = hub_mode(&server.hub), "listening");
+    info!(url = %server.url(), addrs = ?server.addrs, mode = server.hub.mode().as_str(), "listening");
     Ok(server)
 }
 
@@ -303,45 +332,16 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
-fn hub_mode(hub: &Hub) -> &'static str {
-    hub.mode().as_str()
-}
-
-fn local_url(hub: &Hub) -> String {
-    match hub.mode() {
-        Mode::Local => format!("http://127.0.0.1:{}", hub.port()),
-        Mode::Public => crate::http::public::local_url(&hub.config().config.public, hub.port()),
+fn local_url(config: &Config, port: u16) -> String {
+    match config.mode() {
+        Mode::Local => format!("http://127.0.0.1:{port}"),
+        Mode::Public => crate::http::public::local_url(&config.public, port),
     }
 }
 
-fn write_runtime_file(hub: &Hub) -> Result<(), StartError> {
-    use std::io::Write;
-    let dir = &hub.config().data_dir;
-    let mut body = json!({
-        "url": local_url(hub),
-        "port": hub.port(),
-        "pid": std::process::id(),
-        "instance_id": hub.instance_id(),
-        "secret_store": hub.secret_store(),
-    });
-    let public = &hub.config().config.public;
-    if hub.mode() == Mode::Public && !public.behind_proxy {
-        // The name local clients must use for TLS (certificate and Host): the first of
-        // `public.hosts`, as the configuration requires at least one.
-        body["tls_host"] = json!(public.hosts.first());
-    }
-    let io_err = |source| StartError::Io {
-        action: format!("write {}", dir.join(RUNTIME_FILE).display()),
-        source,
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
-    tmp.write_all(body.to_string().as_bytes()).map_err(io_err)?;
-    tmp.persist(dir.join(RUNTIME_FILE))
-        .map_err(|e| io_err(e.error))?;
-    Ok(())
-}
-
-fn router(state: AppState) -> Router {
+/// The routes; `public` for a public hub (no dashboard, no sign-in), which serves
+/// `/mcp` only when it `serves_tasks`.
+fn router(state: AppState, public: bool, serves_tasks: bool) -> Router {
     let routes = Router::new()
         .route("/semantest-signature", get(discovery::signature))
         .route("/health", get(discovery::health))
@@ -358,16 +358,16 @@ fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(crate::http::pairing::MAX_BODY_BYTES)),
         );
     let mcp_routes = Router::new()
-        .route_service("/mcp", mcp::service(state.clone()))
+        .route_service("/mcp", mcp::service(state.sockets.clone()))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.sockets.clone(),
             mcp::authenticate_mcp,
         ));
     // A public hub has no dashboard and no sign-in: tokens only. It serves `/mcp` when
     // it serves the task queue.
-    let routes = if state.public.is_some() {
+    let routes = if public {
         let routes = routes.route("/login", get(no_login_in_public_mode));
-        let routes = if state.hub.config().config.public.serves(Family::Tasks) {
+        let routes = if serves_tasks {
             routes.merge(mcp_routes)
         } else {
             routes.route("/mcp", any(no_mcp_in_public_mode))
@@ -387,7 +387,10 @@ fn router(state: AppState) -> Router {
             .route("/{*path}", get(dashboard::asset))
     };
     routes
-        .layer(middleware::from_fn_with_state(state.clone(), gate::gate))
+        .layer(middleware::from_fn_with_state(
+            state.gate.clone(),
+            gate::gate,
+        ))
         // Outermost: whatever refused the request, the body has the one shape.
         .layer(middleware::map_response(crate::http::error::uniform))
         .with_state(state)

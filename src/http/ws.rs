@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
-use crate::app::hub::Hub;
+use crate::app::edge::ConnectionCtx;
 use crate::connections::{
     CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, Client,
 };
@@ -29,24 +29,24 @@ use crate::pubsub::broker::PendingRequest;
 use crate::rpc::{Reply, dispatch, runs_as_notification};
 
 /// Serves an upgraded connection until it closes.
-pub async fn serve_socket(
+pub(crate) async fn serve_socket(
     socket: WebSocket,
-    hub: Hub,
+    ctx: ConnectionCtx,
     client: Arc<Client>,
     rx: mpsc::Receiver<Utf8Bytes>,
 ) {
     let span = info_span!("conn", conn_id = client.id());
     let (sink, stream) = socket.split();
-    handle_socket(sink, stream, hub, client, rx)
+    handle_socket(sink, stream, ctx, client, rx)
         .instrument(span)
         .await;
 }
 
 /// The connection loop, generic over the transport so it can be tested with channels.
-pub async fn handle_socket<W, R>(
+pub(crate) async fn handle_socket<W, R>(
     sink: W,
     mut stream: R,
-    hub: Hub,
+    ctx: ConnectionCtx,
     client: Arc<Client>,
     rx: mpsc::Receiver<Utf8Bytes>,
 ) where
@@ -54,8 +54,8 @@ pub async fn handle_socket<W, R>(
     W::Error: std::fmt::Display,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
-    let limits = hub.config().config.limits.clone();
-    hub.connection_opened();
+    let limits = ctx.limits.clone();
+    ctx.opened();
     tracing::debug!("connection opened");
 
     let writer = tokio::spawn(
@@ -102,39 +102,39 @@ pub async fn handle_socket<W, R>(
                     ErrorKind::InvalidRequest,
                     "binary frames are not supported; send JSON text",
                 );
-                reply_error(&hub, &client, None, &error).await;
+                reply_error(&ctx, &client, None, &error).await;
                 continue;
             }
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        hub.metrics().messages_received.inc();
-        hub.request_from(&client);
+        ctx.metrics.messages_received.inc();
+        ctx.request_from(&client);
         let incoming = parse_incoming(&text);
         if limiter.check().is_err() {
             let error = RpcError::new(ErrorKind::RateLimited, "too many requests; slow down");
             match incoming {
                 Ok(Incoming::Notification { method, .. }) => {
-                    notification_failed(&hub, &method, &error);
+                    notification_failed(&ctx, &method, &error);
                 }
                 Ok(Incoming::Request { id, .. }) => {
-                    reply_error(&hub, &client, Some(&id), &error).await;
+                    reply_error(&ctx, &client, Some(&id), &error).await;
                 }
-                Err(_) => reply_error(&hub, &client, None, &error).await,
+                Err(_) => reply_error(&ctx, &client, None, &error).await,
             }
             continue;
         }
         match incoming {
             Err(envelope) => {
-                reply_error(&hub, &client, envelope.id.as_ref(), &envelope.error).await
+                reply_error(&ctx, &client, envelope.id.as_ref(), &envelope.error).await
             }
             Ok(Incoming::Notification { method, params }) => {
-                run_notification(&hub, &client, &method, params).await;
+                run_notification(&ctx, &client, &method, params).await;
             }
             Ok(Incoming::Request { id, method, params }) => {
-                match dispatch(hub.contexts(), &client, &method, params) {
+                match dispatch(&ctx.contexts, &client, &method, params) {
                     Ok(Reply::Answer(pending)) => {
-                        spawn_answer(&hub, &client, id, pending);
+                        spawn_answer(&ctx, &client, id, pending);
                     }
                     Ok(Reply::Later(later)) => match later.0.await {
                         Ok(result) => {
@@ -144,7 +144,7 @@ pub async fn handle_socket<W, R>(
                         }
                         Err(error) => {
                             debug!(method, kind = error.kind.as_str(), "request failed");
-                            reply_error(&hub, &client, Some(&id), &error).await;
+                            reply_error(&ctx, &client, Some(&id), &error).await;
                         }
                     },
                     Ok(Reply::Now(result)) => {
@@ -160,27 +160,27 @@ pub async fn handle_socket<W, R>(
                         if !client.send(Utf8Bytes::from(response(&id, &result))).await {
                             break;
                         }
-                        hub.feed().start_replay(&project_id, client.clone(), ticket);
+                        ctx.start_replay(&project_id, client.clone(), ticket);
                     }
                     Err(error) => {
                         debug!(method, kind = error.kind.as_str(), "request failed");
-                        reply_error(&hub, &client, Some(&id), &error).await;
+                        reply_error(&ctx, &client, Some(&id), &error).await;
                     }
                 }
             }
         }
     }
 
-    if hub.shutdown().is_cancelled() {
+    if ctx.shutdown.is_cancelled() {
         client.close(CLOSE_GOING_AWAY, "hub shutting down");
     }
     client.close(CLOSE_NORMAL, "bye");
     // Counted before the hub announces the close, so whoever sees `hub.connection`
     // `closed` also finds the code in `/metrics`.
     if let Some((code, _)) = client.close_code() {
-        hub.metrics().closed(code);
+        ctx.metrics.closed(code);
     }
-    hub.connection_closed(&client);
+    ctx.closed(&client);
     let _ = writer.await;
     tracing::debug!(close = ?client.close_code(), "connection closed");
 }
@@ -190,9 +190,9 @@ pub async fn handle_socket<W, R>(
 /// `id` runs like a request whose response nobody reads (JSON-RPC 2.0 section 4.1); any
 /// other method has no effect. Nothing is sent back either way; a failure is logged and
 /// counted by kind.
-async fn run_notification(hub: &Hub, client: &Arc<Client>, method: &str, params: Value) {
+async fn run_notification(ctx: &ConnectionCtx, client: &Arc<Client>, method: &str, params: Value) {
     let outcome = if runs_as_notification(method) {
-        match dispatch(hub.contexts(), client, method, params) {
+        match dispatch(&ctx.contexts, client, method, params) {
             // Awaited here, like a request's, so that what the client sends next runs
             // after it.
             Ok(Reply::Later(later)) => later.0.await.map(drop),
@@ -206,19 +206,19 @@ async fn run_notification(hub: &Hub, client: &Arc<Client>, method: &str, params:
         ))
     };
     if let Err(error) = outcome {
-        notification_failed(hub, method, &error);
+        notification_failed(ctx, method, &error);
     }
 }
 
 /// Logs and counts a client notification that failed; a notification gets no response.
-fn notification_failed(hub: &Hub, method: &str, error: &RpcError) {
+fn notification_failed(ctx: &ConnectionCtx, method: &str, error: &RpcError) {
     debug!(method, kind = error.kind.as_str(), error = %error.message, "client notification failed");
-    hub.metrics().notification_error(error.kind.as_str());
+    ctx.metrics.notification_error(error.kind.as_str());
 }
 
 /// Sends the answer to an `event.request` when it comes, unless the connection ends first.
-fn spawn_answer(hub: &Hub, client: &Arc<Client>, id: RequestId, pending: PendingRequest) {
-    let (tracker, hub, client) = (hub.tracker().clone(), hub.clone(), client.clone());
+fn spawn_answer(ctx: &ConnectionCtx, client: &Arc<Client>, id: RequestId, pending: PendingRequest) {
+    let (tracker, ctx, client) = (ctx.tracker.clone(), ctx.clone(), client.clone());
     let answered = async move {
         let answer = tokio::select! {
             answer = pending.answer() => answer,
@@ -231,7 +231,7 @@ fn spawn_answer(hub: &Hub, client: &Arc<Client>, id: RequestId, pending: Pending
             Ok(result) => {
                 client.send(Utf8Bytes::from(response(&id, &result))).await;
             }
-            Err(error) => reply_error(&hub, &client, Some(&id), &error).await,
+            Err(error) => reply_error(&ctx, &client, Some(&id), &error).await,
         }
     };
     tracker.spawn(answered.in_current_span());
@@ -258,12 +258,12 @@ pub fn read_error_close(err: &axum::Error) -> Option<(u16, &'static str)> {
 }
 
 async fn reply_error(
-    hub: &Hub,
+    ctx: &ConnectionCtx,
     client: &Client,
     id: Option<&crate::protocol::RequestId>,
     error: &RpcError,
 ) {
-    hub.metrics().rpc_error(error.kind.as_str());
+    ctx.metrics.rpc_error(error.kind.as_str());
     client
         .send(Utf8Bytes::from(error_response(id, error)))
         .await;

@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::protocol::ids::{TaskId, WorkerId};
+
 mod notifications;
 pub use notifications::*;
 
@@ -281,14 +283,14 @@ impl TaskPages {
 #[derive(Debug, Deserialize)]
 pub struct TaskRef {
     /// The task id.
-    pub task_id: String,
+    pub task_id: TaskId,
 }
 
 /// `task.complete` params.
 #[derive(Debug, Deserialize)]
 pub struct TaskCompleteParams {
     /// The task id.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The worker's report: any JSON value, conventionally the report file's shape
     /// ([`ReportFile`]).
     #[serde(default)]
@@ -299,7 +301,7 @@ pub struct TaskCompleteParams {
 #[derive(Debug, Deserialize)]
 pub struct TaskFailParams {
     /// The task id.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// Why this attempt failed; kept in the task's `failures`.
     pub reason: String,
 }
@@ -357,7 +359,7 @@ pub struct Failure {
     /// The attempt's number, from 1.
     pub attempt: u32,
     /// The worker that held the task, if any.
-    pub worker_id: Option<String>,
+    pub worker_id: Option<WorkerId>,
     /// Why it failed: the worker's reason, `worker disconnected`, `lease expired ...`.
     pub reason: String,
     /// RFC 3339 time.
@@ -368,7 +370,7 @@ pub struct Failure {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskView {
     /// The task id.
-    pub id: String,
+    pub id: TaskId,
     /// Its project.
     pub project_id: String,
     /// Creation order across the hub, from 1; the queue is FIFO by it within a priority.
@@ -389,7 +391,7 @@ pub struct TaskView {
     /// The state.
     pub state: TaskState,
     /// The worker holding it (while `running`) or that completed it.
-    pub worker_id: Option<String>,
+    pub worker_id: Option<WorkerId>,
     /// Failed attempts so far.
     pub attempts: u32,
     /// Every failed attempt, oldest first.
@@ -413,7 +415,7 @@ pub struct TaskView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkerView {
     /// The worker id.
-    pub id: String,
+    pub id: WorkerId,
     /// Its display name.
     pub name: String,
     /// Client or agent.
@@ -423,7 +425,7 @@ pub struct WorkerView {
     /// Its status.
     pub status: WorkerStatus,
     /// The task it holds.
-    pub task_id: Option<String>,
+    pub task_id: Option<TaskId>,
     /// The project an agent worker serves; `null` for clients, which serve every project.
     pub project_id: Option<String>,
     /// How a client worker reaches the hub, as it said; `null` for agent workers.
@@ -460,7 +462,7 @@ pub struct CoordinationStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerRegistered {
     /// The worker's id, kept while the connection lasts.
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// Seconds a lease lasts.
     pub lease_s: u64,
 }
@@ -469,11 +471,11 @@ pub struct WorkerRegistered {
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerHeartbeat {
     /// The worker.
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// Its status.
     pub status: WorkerStatus,
     /// The task it holds.
-    pub task_id: Option<String>,
+    pub task_id: Option<TaskId>,
     /// Milliseconds left on its lease, while it holds a task.
     pub lease_expires_in_ms: Option<u64>,
 }
@@ -491,9 +493,9 @@ pub struct TasksCreated {
     /// The project.
     pub project_id: String,
     /// Ids of the tasks queued now.
-    pub created: Vec<String>,
+    pub created: Vec<TaskId>,
     /// Ids that already existed (nothing changed for them).
-    pub existing: Vec<String>,
+    pub existing: Vec<TaskId>,
 }
 
 /// `task.list` result.
@@ -509,7 +511,7 @@ pub struct TaskPage {
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskCancelResult {
     /// The task.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// False for a task that had already finished.
     pub cancelled: bool,
     /// Its state now.
@@ -520,7 +522,7 @@ pub struct TaskCancelResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskAnswer {
     /// The task.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// Its state now.
     pub state: TaskState,
     /// True when the task had already finished and nothing changed.

@@ -1,6 +1,7 @@
-//! Task isolation on the wire: `project.configure {isolation}`, a task's worktree and
-//! diff in `task.get`, and `task.merge` / `task.discard` (`docs/coordination.md`,
-//! "Isolation").
+//! Isolation on the wire: `project.configure {isolation}`, a task's worktree and diff in
+//! `task.get`, and `task.merge` / `task.discard` (`docs/coordination.md`, "Isolation");
+//! an interactive run's worktree (`agent.run {isolation: "worktree"}`) with
+//! `agent.run_worktree`, `agent.run_merge` and `agent.run_discard` (`docs/agents.md`).
 
 use serde::{Deserialize, Serialize};
 
@@ -163,6 +164,57 @@ pub struct TaskMerged {
 pub struct TaskDiscarded {
     /// The task.
     pub task_id: String,
+    /// The branch removed.
+    pub branch: String,
+}
+
+/// The names of the methods on an interactive run's worktree.
+pub mod method {
+    /// Request: the worktree a run worked in, with its diff → [`super::RunWorktree`].
+    pub const AGENT_RUN_WORKTREE: &str = "agent.run_worktree";
+    /// Request: merge a run's worktree branch into its base branch →
+    /// [`super::RunMerged`].
+    pub const AGENT_RUN_MERGE: &str = "agent.run_merge";
+    /// Request: remove a run's worktree and branch, unmerged → [`super::RunDiscarded`].
+    pub const AGENT_RUN_DISCARD: &str = "agent.run_discard";
+}
+
+/// `agent.run_worktree`, `agent.run_merge` and `agent.run_discard` params.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RunRef {
+    /// A run that worked in the worktree: the one that made it or a follow-up there.
+    pub run_id: String,
+}
+
+/// `agent.run_worktree` result: the worktree and the run that made it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunWorktree {
+    /// The run that made the worktree (its branch is `semantest/run-<run_id>`); a
+    /// follow-up there is `agent.run {worktree: run_id}`.
+    pub run_id: String,
+    /// The worktree.
+    #[serde(flatten)]
+    pub worktree: WorktreeView,
+}
+
+/// `agent.run_merge` result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunMerged {
+    /// The run that made the worktree.
+    pub run_id: String,
+    /// How.
+    pub merge: MergeKind,
+    /// The branch merged into.
+    pub base_branch: String,
+    /// Its commit now.
+    pub commit: String,
+}
+
+/// `agent.run_discard` result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunDiscarded {
+    /// The run that made the worktree.
+    pub run_id: String,
     /// The branch removed.
     pub branch: String,
 }

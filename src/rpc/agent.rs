@@ -1,6 +1,7 @@
 //! `agent.*`: a project's interactive run and live session (runs, follow-ups,
-//! interrupts, queued follow-ups, approvals of tool calls, approval policies), and what
-//! the agents cost (`agent.usage`).
+//! interrupts, queued follow-ups, approvals of tool calls, approval policies), runs in a
+//! git worktree of their own (`agent.run {isolation: "worktree"}`, `agent.run_worktree`,
+//! `agent.run_merge`, `agent.run_discard`), and what the agents cost (`agent.usage`).
 
 use serde::Serialize;
 use serde_json::Value;
@@ -8,6 +9,7 @@ use serde_json::Value;
 use super::{Handler, HandlerFn, Method, Reply, later, not_found, reply};
 use crate::app::contexts::AgentsCtx;
 use crate::config::Family;
+use crate::coordinator::worktrees::{IsolatedRun, IsolatedStarted};
 use crate::events::Event;
 use crate::projects::ProjectError;
 use crate::protocol::agents::{
@@ -19,7 +21,10 @@ use crate::protocol::scopes::Scope;
 use crate::protocol::usage::{
     AgentUsageParams, AgentUsageResult, MAX_UTC_OFFSET_MINUTES, method as usage_method,
 };
-use crate::protocol::{AgentRunParams, ProjectRef, StateChange, method, parse_params};
+use crate::protocol::worktrees::{Isolation, RunRef, method as worktrees_method};
+use crate::protocol::{
+    AgentKillParams, AgentRunParams, ProjectRef, StateChange, method, parse_params,
+};
 use crate::runner::{RunMode, RunRequest};
 use crate::storage::sqlite::UsageQuery;
 use crate::support::timestamp::parse_rfc3339;
@@ -63,6 +68,19 @@ pub(super) const METHODS: &[Method] = &[
     row(agents_method::AGENT_POLICY_GET, AGENTS, FAMILY, policy_get),
     row(agents_method::AGENT_POLICY_SET, AGENTS, FAMILY, policy_set),
     row(usage_method::AGENT_USAGE, AGENTS, FAMILY, usage),
+    row(
+        worktrees_method::AGENT_RUN_WORKTREE,
+        AGENTS,
+        FAMILY,
+        run_worktree,
+    ),
+    row(worktrees_method::AGENT_RUN_MERGE, AGENTS, FAMILY, run_merge),
+    row(
+        worktrees_method::AGENT_RUN_DISCARD,
+        AGENTS,
+        FAMILY,
+        run_discard,
+    ),
 ];
 
 /// A row of this family's table: its handlers see [`AgentsCtx`] only.
@@ -80,6 +98,9 @@ const fn row(
 struct Started {
     run_id: String,
     project_id: String,
+    /// An isolated run's worktree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worktree: Option<IsolatedStarted>,
 }
 
 /// A permit of the agent limit, or `LIMIT_REACHED`.
@@ -95,8 +116,37 @@ fn permit(runner: &crate::runner::Runner) -> Result<crate::runner::slots::Permit
 
 fn run(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let p: AgentRunParams = parse_params(params)?;
+    let isolated = match (p.isolation, &p.worktree) {
+        (Some(Isolation::None), Some(_)) => {
+            return Err(RpcError::new(
+                ErrorKind::InvalidParams,
+                "worktree (a follow-up in a run's worktree) cannot go with isolation \"none\"",
+            ));
+        }
+        (Some(Isolation::Worktree), _) | (_, Some(_)) => true,
+        _ => false,
+    };
     let runner = call.ctx.runner.clone();
     let permit = permit(&runner)?;
+    if isolated {
+        let coordinator = call.ctx.coordinator.clone();
+        return later(async move {
+            let run = IsolatedRun {
+                project_id: p.project_id.clone(),
+                prompt: p.prompt,
+                follow_up: p.worktree,
+                new_session: p.new_session,
+                timeout_s: p.timeout_s,
+                agent: p.agent,
+            };
+            let (run_id, worktree) = coordinator.start_isolated_run(run, permit).await?;
+            Ok(Started {
+                run_id,
+                project_id: p.project_id,
+                worktree: Some(worktree),
+            })
+        });
+    }
     later(async move {
         let handle = runner
             .start(
@@ -110,6 +160,7 @@ fn run(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
                     keep_open: false,
                     agent: p.agent,
                     workdir: None,
+                    run_id: None,
                 },
                 permit,
             )
@@ -117,6 +168,7 @@ fn run(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
         Ok(Started {
             run_id: handle.run_id,
             project_id: p.project_id,
+            worktree: None,
         })
     })
 }
@@ -127,9 +179,33 @@ struct Killed {
     killed: bool,
 }
 
+/// `agent.run_worktree`: the worktree a run worked in, with its diff.
+fn run_worktree(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let RunRef { run_id } = parse_params(params)?;
+    let coordinator = call.ctx.coordinator.clone();
+    later(async move { Ok(coordinator.worktrees().run_view(&run_id).await?) })
+}
+
+/// `agent.run_merge`: the run's worktree branch merged into its base branch.
+fn run_merge(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let RunRef { run_id } = parse_params(params)?;
+    let coordinator = call.ctx.coordinator.clone();
+    later(async move { Ok(coordinator.worktrees().merge_run(&run_id).await?) })
+}
+
+/// `agent.run_discard`: the run's worktree and branch removed, unmerged.
+fn run_discard(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
+    let RunRef { run_id } = parse_params(params)?;
+    let coordinator = call.ctx.coordinator.clone();
+    later(async move { Ok(coordinator.worktrees().discard_run(&run_id).await?) })
+}
+
 fn kill(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
-    let p: ProjectRef = parse_params(params)?;
-    call.ctx.runner.kill(&p.project_id)?;
+    let p: AgentKillParams = parse_params(params)?;
+    match &p.run_id {
+        Some(run_id) => call.ctx.runner.kill_run(&p.project_id, run_id)?,
+        None => call.ctx.runner.kill(&p.project_id)?,
+    }
     reply(&Killed { killed: true })
 }
 

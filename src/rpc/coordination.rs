@@ -18,6 +18,7 @@ use crate::protocol::coordination::{
 };
 use crate::protocol::error::{ErrorKind, RpcError};
 use crate::protocol::hub::ConnectionChange;
+use crate::protocol::ids::TaskId;
 use crate::protocol::parse_params;
 use crate::protocol::scopes::Scope;
 use crate::protocol::worktrees::TaskDetail;
@@ -161,7 +162,7 @@ fn task_create(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
                 format!("tasks[{index}]: prompt, context and acceptance exceed 256 KiB"),
             ));
         }
-        specs.push((id, task));
+        specs.push((TaskId::from(id), task));
     }
     if call.client.role() == Role::Script {
         let name = call.client.info().name;
@@ -214,12 +215,12 @@ fn task_list(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
 }
 
 /// A task as stored.
-async fn stored_task(store: &Store, task_id: &str) -> Result<TaskRow, RpcError> {
+async fn stored_task(store: &Store, task_id: &TaskId) -> Result<TaskRow, RpcError> {
     Ok(store
-        .task_of(task_id.to_string())
+        .task_of(task_id.clone())
         .await
         .map_err(CoordinationError::from)?
-        .ok_or_else(|| CoordinationError::TaskNotFound(task_id.to_string()))?)
+        .ok_or_else(|| CoordinationError::TaskNotFound(task_id.clone()))?)
 }
 
 /// `task.get`: the task, with its worktree and diff when it ran isolated.
@@ -228,7 +229,7 @@ fn task_get(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let (store, coordinator) = (call.ctx.store.clone(), call.ctx.coordinator.clone());
     later(async move {
         let task = stored_task(&store, &task_id).await?.view();
-        let worktree = coordinator.worktrees().view(&task_id).await?;
+        let worktree = coordinator.worktrees().view(task_id.as_str()).await?;
         Ok(TaskDetail { task, worktree })
     })
 }
@@ -238,14 +239,14 @@ fn task_get(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
 fn task_merge(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let TaskRef { task_id } = parse_params(params)?;
     let coordinator = call.ctx.coordinator.clone();
-    later(async move { Ok(coordinator.worktrees().merge(&task_id).await?) })
+    later(async move { Ok(coordinator.worktrees().merge(task_id.as_str()).await?) })
 }
 
 /// `task.discard`: the task's worktree and branch removed, unmerged.
 fn task_discard(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
     let TaskRef { task_id } = parse_params(params)?;
     let coordinator = call.ctx.coordinator.clone();
-    later(async move { Ok(coordinator.worktrees().discard(&task_id).await?) })
+    later(async move { Ok(coordinator.worktrees().discard(task_id.as_str()).await?) })
 }
 
 /// `task.cancel`: `cancelled` is false for a task that had already finished.
@@ -282,7 +283,7 @@ fn task_fail(call: &Call<'_>, params: Value) -> Result<Reply, RpcError> {
 /// task had already finished. Answered once the change is stored.
 fn answer(
     call: &Call<'_>,
-    task_id: String,
+    task_id: TaskId,
     outcome: Result<Value, String>,
 ) -> Result<Reply, RpcError> {
     let (coordinator, store, conn_id) = (
@@ -297,7 +298,7 @@ fn answer(
             None => {
                 let state = stored_task(&store, &task_id).await?.state;
                 info!(
-                    task_id,
+                    %task_id,
                     state = state.as_str(),
                     "duplicate completion ignored"
                 );

@@ -177,9 +177,10 @@ struct LoginLink {
 /// `{revoked, closed}`. Owner only.
 fn revoke_sessions(call: &Call<'_>, _: Value) -> Result<Reply, RpcError> {
     require_owner(call.client)?;
-    let (store, access) = (call.ctx.store.clone(), call.ctx.access.clone());
+    let sessions = call.ctx.sessions.clone();
     later(async move {
-        crate::app::sessions::revoke_all(&store, &access)
+        sessions
+            .revoke_all()
             .await
             .map_err(|err| RpcError::internal("dashboard sessions", &err))
     })

@@ -88,6 +88,7 @@ impl Runner {
                     keep_open: true,
                     agent: None,
                     workdir: None,
+                    run_id: None,
                 },
                 permit()?,
             )

@@ -70,7 +70,7 @@ pub use rows::{
 pub use sessions::{QueuedRow, RuleRow};
 pub use tasks::{CoordinationSnapshot, TaskRow, TaskWrite, WorkerRow, apply_task_writes};
 pub use usage::{TurnRow, UsageQuery};
-pub use worktrees::WorktreeRow;
+pub use worktrees::{OWNER_RUN, OWNER_TASK, WorktreeRow};
 
 /// Rows one write job touches at most in a big operation (inserting tasks, deleting a
 /// project's log, retention): about a few milliseconds of writer time each.

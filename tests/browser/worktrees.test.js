@@ -2,7 +2,8 @@
 // notes.txt of a git repository in their own worktree; the finished cards show the branch,
 // the file with its line counts and the diff; Merge fast-forwards the first, a second
 // Merge is refused with the conflicting file named, and Discard (after its in-page
-// confirmation) removes the branch.
+// confirmation) removes the branch. Then the same on the project's runs for interactive
+// runs in a worktree of their own (agent.run {isolation: "worktree"}).
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +12,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import {
   startHub, stopHub, launchBrowser, signedInPage, waitConnected, tempDir, rpcInPage,
-  hubToken, connectRpc, waitFor,
+  hubToken, connectRpc, waitFor, openProject,
 } from './helpers.js';
 
 const git = (dir, ...args) => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8' }).trim();
@@ -78,5 +79,40 @@ describe('an isolated task on its card', () => {
     await w2.locator('[data-action="confirm-discard"]').click();
     await waitFor(async () => /Discarded\./.test(await w2.innerText()), { message: 'w2 discarded' });
     assert.equal(git(repo, 'branch', '--list', 'semantest/w2'), '');
+  });
+
+  test("the project's runs show an isolated run's diff; Merge and Discard", async () => {
+    const start = async (prompt) => {
+      const started = await coordinator.request('agent.run', { project_id: project.id, prompt, isolation: 'worktree' });
+      assert.equal(started.worktree.branch, `semantest/run-${started.run_id}`);
+      return started.run_id;
+    };
+    // Two at once, beside each other.
+    const [keep, drop] = await Promise.all([start('write extra.txt kept'), start('write notes.txt dropped')]);
+    await openProject(page, hub, project.id);
+    const view = (id) => page.locator(`hub-project-runs tr.run-worktree[data-worktree-of="${id}"] hub-run-worktree`);
+    for (const id of [keep, drop]) {
+      await view(id).locator('.task-actions').waitFor({ timeout: 20_000 });
+      assert.match(await view(id).innerText(), new RegExp(`semantest/run-${id}`));
+    }
+    const kept = view(keep);
+    assert.match(await kept.innerText(), /1 file changed, \+1 −0/);
+    await kept.locator('summary').click();
+    assert.match(await kept.locator('.worktree-patch').innerText(), /\+kept/);
+    assert.doesNotMatch(await kept.locator('.worktree-patch').innerText(), /dropped/);
+    assert.match(await kept.locator('.worktree-files').innerText(), /extra\.txt/);
+
+    await kept.getByRole('button', { name: `Merge semantest/run-${keep} into main` }).click();
+    await waitFor(async () => /Merged into main/.test(await kept.innerText()), { message: 'run merged' });
+    assert.equal(await fs.readFile(path.join(repo, 'extra.txt'), 'utf8'), 'kept\n');
+    assert.equal(git(repo, 'branch', '--list', `semantest/run-${keep}`), '');
+
+    const dropped = view(drop);
+    await dropped.getByRole('button', { name: `Discard semantest/run-${drop}` }).click();
+    await dropped.locator('[data-action="confirm-discard"]').click();
+    await waitFor(async () => /Discarded\./.test(await dropped.innerText()), { message: 'run discarded' });
+    assert.equal(git(repo, 'branch', '--list', `semantest/run-${drop}`), '');
+    assert.equal(await fs.readFile(path.join(repo, 'notes.txt'), 'utf8'), 'one\nb\nc\n', 'the discarded run left the checkout alone');
+    assert.deepEqual(session.pageErrors, []);
   });
 });

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{CLI_WAIT, FakeGemini, gemini_cli, gemini_env, gemini_home};
+use crate::util::real_cli::{Agent, CLI_WAIT, FakeApi};
 
 /// `gemini --acp` driven by hand: JSON-RPC lines in and out, read by a thread.
 struct Acp {
@@ -23,11 +23,11 @@ struct Acp {
 }
 
 impl Acp {
-    fn spawn(api: &FakeGemini, home: &Path, cwd: &Path) -> Self {
-        let mut child = Command::new(gemini_cli())
+    fn spawn(api: &FakeApi, home: &Path, cwd: &Path) -> Self {
+        let mut child = Command::new(Agent::Gemini.cli())
             .arg("--acp")
             .current_dir(cwd)
-            .envs(gemini_env(api, home))
+            .envs(Agent::Gemini.env(api, home))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -138,8 +138,8 @@ fn option_id(request: &Value, kind: &str) -> String {
 /// result.
 #[test]
 fn gemini_acp_asks_before_a_shell_command_and_runs_only_what_was_allowed() {
-    let api = FakeGemini::start();
-    let home = gemini_home();
+    let api = FakeApi::start(Agent::Gemini);
+    let home = Agent::Gemini.home(&api);
     let work = tempfile::tempdir().unwrap();
     let mut acp = Acp::spawn(&api, home.path(), work.path());
 

@@ -2,8 +2,12 @@
 // in its stored output.
 //
 // - Runs (project.runs): newest first, each with its status, when it started, how long it
-//   took, what it cost and its prompt; reloaded when the project's state changes (a run
-//   starts or ends), "Show older runs" pages back.
+//   took, what it cost and its prompt; reloaded when the project's state changes or a run
+//   starts or ends (an isolated run does not change the project's state), "Show older
+//   runs" pages back. A run that worked in a git worktree of its own (agent.run
+//   {isolation: "worktree"}) has the worktree's branch, diff, Merge and Discard in a row
+//   below it (<hub-run-worktree>, worktree-view.js), once per worktree: below its newest
+//   run.
 // - Search (messages.list with q): the stored lines that hold every word typed, oldest
 //   first, the first 50, each drawn as in the live log.
 
@@ -11,6 +15,7 @@ import { h, replace } from '../dom.js';
 import { dateTime, duration, usd, shortId } from '../format.js';
 import { renderOutput } from '../render-output.js';
 import { rpc, store, listen, onNotify, errorText } from '../store.js';
+import './worktree-view.js';
 
 /** Runs per page. */
 const RUNS_PAGE = 20;
@@ -27,6 +32,9 @@ class ProjectRuns extends HTMLElement {
     this.build();
     onNotify('project.state', (p) => {
       if (p?.project_id === this.projectId) this.reloadSoon();
+    }, signal);
+    onNotify('project.output', (o) => {
+      if (o?.project_id === this.projectId && (o.kind === 'run_started' || o.kind === 'run_finished')) this.reloadSoon();
     }, signal);
     listen(store, 'session', () => this.load(), signal);
     if (rpc.state === 'connected') this.load();
@@ -84,16 +92,28 @@ class ProjectRuns extends HTMLElement {
       return;
     }
     const cols = ['Status', 'Started', 'Duration', 'Cost', 'Prompt'];
+    const shown = new Set();
     replace(this.runsEl, h('table', { class: 'runs' },
       h('caption', { class: 'visually-hidden' }, `${this.runs.length} runs, newest first`),
       h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col', class: c === 'Duration' || c === 'Cost' ? 'num' : null }, c)))),
-      h('tbody', {}, this.runs.map((r) => h('tr', { dataset: { runId: r.id, status: r.status } },
+      h('tbody', {}, this.runs.flatMap((r) => [h('tr', { dataset: { runId: r.id, status: r.status } },
         h('td', {}, h('span', { class: `badge state-${r.status}`, title: r.reason ?? null }, r.status.replace('_', ' ')),
           r.reason ? h('span', { class: 'muted run-reason' }, ` ${r.reason}`) : null),
         h('td', { title: `run ${r.id}` }, dateTime(r.started_at), h('span', { class: 'muted mono' }, ` ${shortId(r.id)}`)),
         h('td', { class: 'num' }, r.duration_ms === null ? 'running' : duration(r.duration_ms)),
         h('td', { class: 'num' }, usd(r.cost_usd)),
-        h('td', { class: 'run-prompt', title: r.prompt }, r.prompt.length > 120 || r.prompt_truncated ? `${r.prompt.slice(0, 120)}…` : r.prompt))))));
+        h('td', { class: 'run-prompt', title: r.prompt }, r.prompt.length > 120 || r.prompt_truncated ? `${r.prompt.slice(0, 120)}…` : r.prompt)),
+      this.worktreeRow(r, shown)]))));
+  }
+
+  /** The row below `r` with its worktree, for the newest run of each worktree only. */
+  worktreeRow(r, shown) {
+    if (!r.worktree || shown.has(r.worktree)) return null;
+    shown.add(r.worktree);
+    const dataset = { runId: r.worktree };
+    if (r.status !== 'running') dataset.runEnded = '';
+    return h('tr', { class: 'run-worktree', dataset: { worktreeOf: r.id } },
+      h('td', { colspan: '5' }, h('hub-run-worktree', { dataset })));
   }
 
   async search() {

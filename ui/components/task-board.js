@@ -9,7 +9,7 @@
 import { h, replace } from '../dom.js';
 import { number, shortId, dateTime } from '../format.js';
 import { STATES, FINAL, workerKindText } from '../task-store.js';
-import './task-worktree.js';
+import './worktree-view.js';
 
 /** Cards rendered per column before "Show more". */
 export const PAGE = 50;

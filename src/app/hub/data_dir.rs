@@ -113,3 +113,43 @@ pub(super) async fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs:
         }
     }
 }
+
+impl super::Hub {
+    /// Writes `<data_dir>/server.json` ([`RUNTIME_FILE`]) atomically: how local tools reach
+    /// this hub (`url`, its port, its pid, this run's id, the secret store, and on a
+    /// public hub with TLS the name to use for TLS).
+    ///
+    /// The file is written on the blocking pool, never on a runtime worker.
+    ///
+    /// # Errors
+    /// [`StartError::Io`] naming the file.
+    pub(crate) async fn write_runtime_file(&self, url: &str) -> Result<(), StartError> {
+        use std::io::Write;
+        let dir = self.config().data_dir.clone();
+        let mut body = serde_json::json!({
+            "url": url,
+            "port": self.port(),
+            "pid": std::process::id(),
+            "instance_id": self.inner.instance_id,
+            "secret_store": self.inner.secret_store,
+        });
+        let public = &self.config().config.public;
+        if self.mode() == crate::config::Mode::Public && !public.behind_proxy {
+            // The name local clients must use for TLS (certificate and Host): the first
+            // of `public.hosts`, as the configuration requires at least one.
+            body["tls_host"] = serde_json::json!(public.hosts.first());
+        }
+        crate::support::blocking::off_runtime(move || {
+            let io_err = |source| StartError::Io {
+                action: format!("write {}", dir.join(RUNTIME_FILE).display()),
+                source,
+            };
+            let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err)?;
+            tmp.write_all(body.to_string().as_bytes()).map_err(io_err)?;
+            tmp.persist(dir.join(RUNTIME_FILE))
+                .map_err(|e| io_err(e.error))?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -11,12 +11,21 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tracing::warn;
 
-use super::AppState;
-use crate::app::sessions;
+use std::sync::Arc;
+
+use crate::app::edge::DashboardCtx;
 use crate::auth::security::{cleared_session_cookie, from_dashboard, session_cookie};
 use crate::http::assets;
 use crate::http::error::HttpError;
 use crate::protocol::error::ErrorChain;
+
+/// What the dashboard's routes use.
+pub(in crate::http) struct DashboardState {
+    /// Sign-in codes and sessions.
+    pub(in crate::http) ctx: DashboardCtx,
+    /// The dashboard's own origins, the only ones the session cookie counts from.
+    pub(in crate::http) origins: Arc<Vec<String>>,
+}
 
 #[derive(Deserialize)]
 pub(super) struct LoginQuery {
@@ -24,15 +33,14 @@ pub(super) struct LoginQuery {
 }
 
 pub(super) async fn login(
-    State(state): State<AppState>,
+    State(state): State<Arc<DashboardState>>,
     Query(query): Query<LoginQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let hub = &state.hub;
     let redeemed = query
         .code
         .as_deref()
-        .is_some_and(|code| hub.login_codes().redeem(code));
+        .is_some_and(|code| state.ctx.codes.redeem(code));
     if !redeemed {
         return HttpError::unauthorized(
             "Links work once and for two minutes. Open the dashboard again from the tray \
@@ -41,7 +49,7 @@ pub(super) async fn login(
         .with_page_title("This sign-in link is not valid")
         .negotiate(&headers);
     }
-    let cookie = match sessions::sign_in(hub).await {
+    let cookie = match state.ctx.sessions.sign_in().await {
         Ok(cookie) => cookie,
         Err(err) => {
             warn!(error = %ErrorChain(&err), "cannot store the dashboard session");
@@ -69,12 +77,15 @@ fn not_from_dashboard() -> Response {
 /// (no cookie, signed out, expired, or not from the dashboard's own origin). It is not a
 /// use of the session. The dashboard asks when its WebSocket is refused, to tell a
 /// sign-out from a hub that is down.
-pub(super) async fn session_check(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if !from_dashboard(&headers, &state.dashboard) {
+pub(super) async fn session_check(
+    State(state): State<Arc<DashboardState>>,
+    headers: HeaderMap,
+) -> Response {
+    if !from_dashboard(&headers, &state.origins) {
         return not_from_dashboard();
     }
     let live = match session_cookie(&headers) {
-        Some(session) => Some(sessions::is_live(&state.hub, &session).await),
+        Some(session) => Some(state.ctx.sessions.is_live(&session).await),
         None => None,
     };
     let mut response = match live {
@@ -94,14 +105,14 @@ pub(super) async fn session_check(State(state): State<AppState>, headers: Header
 /// `POST /session/sign-out`, from the dashboard's own origin: ends the request's session
 /// (its connections are closed with 1008) and deletes the cookie; 204.
 pub(super) async fn session_sign_out(
-    State(state): State<AppState>,
+    State(state): State<Arc<DashboardState>>,
     headers: HeaderMap,
 ) -> Response {
-    if !from_dashboard(&headers, &state.dashboard) {
+    if !from_dashboard(&headers, &state.origins) {
         return not_from_dashboard();
     }
     if let Some(session) = session_cookie(&headers)
-        && let Err(err) = sessions::sign_out(&state.hub, &session).await
+        && let Err(err) = state.ctx.sessions.sign_out(&session).await
     {
         warn!(error = %ErrorChain(&err), "cannot sign the dashboard session out");
         return HttpError::internal("cannot sign out; see the hub log").into_response();
@@ -126,14 +137,14 @@ fn signed_out() -> Response {
 /// deletes this browser's cookie; 204. Over HTTP, because the caller's own WebSocket is
 /// one of those closed.
 pub(super) async fn session_sign_out_everywhere(
-    State(state): State<AppState>,
+    State(state): State<Arc<DashboardState>>,
     headers: HeaderMap,
 ) -> Response {
-    if !from_dashboard(&headers, &state.dashboard) {
+    if !from_dashboard(&headers, &state.origins) {
         return not_from_dashboard();
     }
     let live = match session_cookie(&headers) {
-        Some(session) => Some(sessions::is_live(&state.hub, &session).await),
+        Some(session) => Some(state.ctx.sessions.is_live(&session).await),
         None => None,
     };
     match live {
@@ -146,7 +157,7 @@ pub(super) async fn session_sign_out_everywhere(
             return HttpError::internal("cannot check the sign-in").into_response();
         }
     }
-    if let Err(err) = sessions::revoke_all(state.hub.store(), state.hub.access()).await {
+    if let Err(err) = state.ctx.sessions.revoke_all().await {
         warn!(error = %ErrorChain(&err), "cannot sign every dashboard session out");
         return HttpError::internal("cannot sign out; see the hub log").into_response();
     }

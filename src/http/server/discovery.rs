@@ -9,14 +9,27 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
-use crate::app::hub::{Hub, PRODUCT, VERSION};
+use std::sync::Arc;
+
+use crate::app::edge::{DiscoveryCtx, MonitoringCtx};
+use crate::app::hub::{PRODUCT, VERSION};
 use crate::auth::security::challenge_proof;
 use crate::config::allowlist::{HostEntry, host_header};
 use crate::connections::tcp::{ClientAddr, ConnAddrs};
 use crate::http::error::HttpError;
+use crate::http::public::PublicGate;
 use crate::protocol::error::ErrorKind;
 use crate::protocol::{PROTOCOL_VERSION, SUBPROTOCOL};
+
+/// What the discovery and monitoring routes read.
+pub(in crate::http) struct DiscoveryState {
+    /// What the signature tells and proves.
+    pub(in crate::http) ctx: DiscoveryCtx,
+    /// What `/health` and `/metrics` read.
+    pub(in crate::http) monitoring: MonitoringCtx,
+    /// Set in public mode: who may monitor.
+    pub(in crate::http) public: Option<Arc<PublicGate>>,
+}
 
 #[derive(Deserialize)]
 pub(super) struct SignatureQuery {
@@ -36,8 +49,7 @@ fn challenge_field_ok(value: &str, max: usize) -> bool {
 /// The feature groups this hub serves, for the signature: the method families its mode
 /// enables (`public.capabilities()`), plus `events`, which every hub offers, and
 /// `pairing` where it is served (`public.serves_pairing()`).
-fn capabilities(hub: &Hub) -> Vec<&'static str> {
-    let public = &hub.config().config.public;
+fn capabilities(public: &crate::config::PublicConfig) -> Vec<&'static str> {
     let mut capabilities = public.capabilities();
     capabilities.extend(["events", "events.idempotency"]);
     if public.serves_pairing() {
@@ -59,22 +71,22 @@ fn public_endpoint(headers: &HeaderMap) -> String {
 }
 
 pub(super) async fn signature(
-    State(state): State<AppState>,
+    State(state): State<Arc<DiscoveryState>>,
     ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
     headers: HeaderMap,
     Query(query): Query<SignatureQuery>,
 ) -> Response {
-    let hub = &state.hub;
+    let ctx = &state.ctx;
     let mut body = json!({
         "service": "semantest",
         "product": PRODUCT,
         "version": VERSION,
         "protocol": PROTOCOL_VERSION,
-        "mode": hub.mode().as_str(),
-        "instance_id": hub.instance_id(),
+        "mode": ctx.mode.as_str(),
+        "instance_id": ctx.instance_id,
         "ws_path": "/ws",
         "ws_subprotocol": SUBPROTOCOL,
-        "capabilities": capabilities(hub),
+        "capabilities": capabilities(&ctx.public),
     });
     if let Some(nonce) = query.challenge {
         if !challenge_field_ok(&nonce, 256) {
@@ -94,9 +106,9 @@ pub(super) async fn signature(
             .into_response();
         };
         let key = if client == OWNER_CLIENT_ID {
-            Some(*hub.owner_hash())
+            Some(ctx.owner_hash)
         } else {
-            hub.client_tokens().hash_of_now(&client).await
+            ctx.access.tokens().hash_of_now(&client).await
         };
         let endpoint = match &state.public {
             // Behind TLS or a proxy the listener's address is not what clients contact;
@@ -120,7 +132,7 @@ pub(super) async fn signature(
 
 /// Whether the request may see monitoring detail: always in local mode, from
 /// `public.monitoring_from` in public mode.
-fn may_monitor(state: &AppState, client: ClientAddr) -> bool {
+fn may_monitor(state: &DiscoveryState, client: ClientAddr) -> bool {
     state
         .public
         .as_ref()
@@ -128,10 +140,10 @@ fn may_monitor(state: &AppState, client: ClientAddr) -> bool {
 }
 
 pub(super) async fn health(
-    State(state): State<AppState>,
+    State(state): State<Arc<DiscoveryState>>,
     axum::Extension(client): axum::Extension<ClientAddr>,
 ) -> Response {
-    let health = state.hub.reports().health().await;
+    let health = state.monitoring.reports.health().await;
     let code = if health.healthy() {
         StatusCode::OK
     } else {
@@ -150,22 +162,26 @@ pub(super) async fn health(
 }
 
 pub(super) async fn metrics(
-    State(state): State<AppState>,
+    State(state): State<Arc<DiscoveryState>>,
     axum::Extension(client): axum::Extension<ClientAddr>,
 ) -> Response {
     if !may_monitor(&state, client) {
         return HttpError::forbidden("metrics are served to public.monitoring_from addresses only")
             .into_response();
     }
-    let hub = &state.hub;
-    hub.metrics().observe_process(&hub.monitor().latest().await);
-    hub.metrics().observe_store_commits(hub.store().commits());
+    let monitoring = &state.monitoring;
+    monitoring
+        .metrics
+        .observe_process(&monitoring.monitor.latest().await);
+    monitoring
+        .metrics
+        .observe_store_commits(monitoring.store.commits());
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        hub.metrics().encode(),
+        monitoring.metrics.encode(),
     )
         .into_response()
 }

@@ -13,11 +13,26 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use std::sync::Arc;
+
+use crate::app::edge::GateCtx;
 use crate::auth::security::{OriginCheck, check_origin, single_origin};
-use crate::config::allowlist::{host_header, is_extension_origin};
+use crate::config::allowlist::{HostAllowlist, host_header, is_extension_origin};
 use crate::connections::tcp::{ClientAddr, ConnAddrs};
 use crate::http::error::HttpError;
+use crate::http::public::PublicGate;
+
+/// What the gate checks against.
+pub(in crate::http) struct GateState {
+    /// The live client tokens' origins, and the refusal counters.
+    pub(in crate::http) ctx: GateCtx,
+    /// The Host allowlist of a local hub (a public hub's is in `public`).
+    pub(in crate::http) hosts: HostAllowlist,
+    /// The built-in and configured origins.
+    pub(in crate::http) origins: Vec<String>,
+    /// Set in public mode.
+    pub(in crate::http) public: Option<Arc<PublicGate>>,
+}
 
 /// The refusal of a Host that does not name this hub: 403 `FORBIDDEN`.
 pub(crate) fn host_not_allowed() -> HttpError {
@@ -27,19 +42,19 @@ pub(crate) fn host_not_allowed() -> HttpError {
 /// The per-address rate (public mode), then the Host and Origin allowlists (see
 /// [`crate::auth::security`]).
 pub(super) async fn gate(
-    State(state): State<AppState>,
+    State(state): State<Arc<GateState>>,
     ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let client = match &state.public {
-        Some(public) => match public.admit(addrs.peer, request.headers(), state.hub.metrics()) {
+        Some(public) => match public.admit(addrs.peer, request.headers(), &state.ctx.metrics) {
             Ok(client) => client,
             Err(refused) => return refused.into_response(),
         },
         None => {
             if !state.hosts.allows(host_header(request.headers())) {
-                state.hub.metrics().refused("host");
+                state.ctx.metrics.refused("host");
                 return host_not_allowed().into_response();
             }
             addrs.peer.ip()
@@ -62,11 +77,11 @@ pub(super) async fn gate(
             OriginCheck::Denied => match single_origin(headers) {
                 None => false,
                 Some(origin) if pairing && is_extension_origin(origin) => true,
-                Some(origin) => state.hub.client_tokens().origin_paired_now(origin).await,
+                Some(origin) => state.ctx.access.tokens().origin_paired_now(origin).await,
             },
         };
     if !origin_ok {
-        state.hub.metrics().refused("origin");
+        state.ctx.metrics.refused("origin");
         return HttpError::forbidden("origin not allowed").into_response();
     }
     next.run(request).await

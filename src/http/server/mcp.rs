@@ -38,8 +38,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 use tracing::{Instrument, info_span};
 
-use super::AppState;
-use super::websocket::{Auth, Refusal, authenticate};
+use super::websocket::{Auth, Refusal, SocketState, authenticate};
 use crate::auth::security::{Credential, extract_credential, token_hash};
 use crate::connections::NewClient;
 use crate::connections::tcp::ClientAddr;
@@ -69,7 +68,7 @@ struct McpCaller {
 /// Authenticates an `/mcp` request as `/ws` does, tokens only, and hands the caller to
 /// the tools in the request's extensions.
 pub(super) async fn authenticate_mcp(
-    State(state): State<AppState>,
+    State(state): State<Arc<SocketState>>,
     axum::extract::ConnectInfo(addrs): axum::extract::ConnectInfo<
         crate::connections::tcp::ConnAddrs,
     >,
@@ -77,9 +76,9 @@ pub(super) async fn authenticate_mcp(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let hub = &state.hub;
+    let metrics = &state.connections.metrics;
     let unauthorized = |reason: &'static str| {
-        hub.metrics().refused("token");
+        metrics.refused("token");
         HttpError::unauthorized(reason)
             .with_header(
                 header::WWW_AUTHENTICATE,
@@ -91,7 +90,7 @@ pub(super) async fn authenticate_mcp(
         return unauthorized("a token is required, as Authorization: Bearer");
     };
     let (is_owner, token_id, scopes) =
-        match authenticate(hub, request.headers(), &state.dashboard).await {
+        match authenticate(&state.auth, request.headers(), &state.dashboard).await {
             Ok(Auth::Owner) => (true, None, Scopes::all()),
             Ok(Auth::Client(identity)) => (false, Some(identity.id), identity.scopes),
             Ok(Auth::Session { .. }) => return unauthorized("a token is required"),
@@ -108,7 +107,7 @@ pub(super) async fn authenticate_mcp(
     // A public hub admits only what can use the tools, so a token of another purpose
     // costs it no session.
     if state.public.is_some() && !scopes.contains(Scope::Tasks) {
-        hub.metrics().refused("scope");
+        metrics.refused("scope");
         return HttpError::forbidden("/mcp needs a token with the `tasks` scope").into_response();
     }
     let peer = addrs.peer;
@@ -136,8 +135,10 @@ pub(super) async fn authenticate_mcp(
 }
 
 /// The `/mcp` service: a [`Coordination`] per MCP session, connecting in process.
-pub(super) fn service(state: AppState) -> StreamableHttpService<Coordination, LocalSessionManager> {
-    let shutdown = state.hub.shutdown().child_token();
+pub(super) fn service(
+    state: Arc<SocketState>,
+) -> StreamableHttpService<Coordination, LocalSessionManager> {
+    let shutdown = state.connections.shutdown.child_token();
     let connector: Arc<dyn Connector> = Arc::new(InProcess { state });
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(SESSION_IDLE);
@@ -154,7 +155,7 @@ pub(super) fn service(state: AppState) -> StreamableHttpService<Coordination, Lo
 
 /// Opens hub connections inside the hub, with the rights of the `/mcp` caller.
 struct InProcess {
-    state: AppState,
+    state: Arc<SocketState>,
 }
 
 impl Connector for InProcess {
@@ -169,13 +170,13 @@ impl Connector for InProcess {
                 .and_then(|c| c.data.downcast_ref::<McpCaller>())
                 .cloned()
                 .ok_or_else(|| ConnError::Unavailable("the request carried no token".into()))?;
-            let hub = self.state.hub.clone();
+            let ctx = self.state.connections.clone();
             // Per address first, as for /ws, so that one address cannot take the
             // global slots.
             let address_slot = match &self.state.public {
                 Some(public) => Some(
                     public
-                        .connection_slot(caller.remote_addr.ip(), hub.metrics())
+                        .connection_slot(caller.remote_addr.ip(), &ctx.metrics)
                         .map_err(|_| ConnError::Rpc {
                             kind: ErrorKind::LimitReached.as_str().to_string(),
                             message: "too many connections from this address".into(),
@@ -184,15 +185,15 @@ impl Connector for InProcess {
                 None => None,
             };
             let Ok(permit) = self.state.connection_slots.clone().try_acquire_owned() else {
-                hub.metrics().refused("capacity");
+                ctx.metrics.refused("capacity");
                 return Err(ConnError::Rpc {
                     kind: ErrorKind::LimitReached.as_str().to_string(),
                     message: "too many connections".into(),
                 });
             };
-            let limits = &hub.config().config.limits;
+            let limits = &ctx.limits;
             let queue = limits.outgoing_queue;
-            let (client, rx) = hub.register_connection(NewClient {
+            let (client, rx) = ctx.register(NewClient {
                 origin: caller.origin.clone(),
                 remote_addr: caller.remote_addr,
                 is_owner: caller.is_owner,
@@ -200,11 +201,11 @@ impl Connector for InProcess {
                 session: None,
                 scopes: caller.scopes,
                 queue,
-                shutdown: hub.shutdown().clone(),
+                shutdown: ctx.shutdown.clone(),
                 patience: Duration::from_secs(limits.write_timeout_s),
-                mode: hub.mode(),
+                mode: ctx.mode,
             });
-            hub.access().connected(&client, caller.remote_addr).await;
+            ctx.access.connected(&client, caller.remote_addr).await;
             let (to_hub, from_client) = mpsc::channel::<Message>(64);
             let (to_client, from_hub) = mpsc::channel::<Message>(queue.max(1));
             let stream = Box::pin(futures_util::stream::unfold(
@@ -215,11 +216,11 @@ impl Connector for InProcess {
             let served = crate::http::ws::handle_socket(
                 PollSender::new(to_client),
                 stream,
-                hub.clone(),
+                ctx.clone(),
                 client,
                 rx,
             );
-            hub.tracker().spawn(
+            ctx.tracker.spawn(
                 async move {
                     served.await;
                     drop(permit);

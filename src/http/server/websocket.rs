@@ -3,16 +3,17 @@
 //! public mode).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
 use tracing::warn;
 
-use super::{AppState, WS_READ_BUFFER};
-use crate::app::hub::Hub;
-use crate::app::sessions;
+use super::WS_READ_BUFFER;
+use crate::app::edge::{AuthCtx, ConnectionCtx};
 use crate::auth::security::{
     Credential, extract_credential, from_dashboard, hashes_equal, single_origin, token_hash,
 };
@@ -21,9 +22,24 @@ use crate::config::{Limits, Mode};
 use crate::connections::NewClient;
 use crate::connections::tcp::{ClientAddr, ConnAddrs};
 use crate::http::error::HttpError;
+use crate::http::public::PublicGate;
 use crate::protocol::SUBPROTOCOL;
 use crate::protocol::error::{ErrorChain, ErrorKind};
 use crate::protocol::scopes::Scopes;
+
+/// What the routes that open connections (`/ws`, `/mcp`) use.
+pub(in crate::http) struct SocketState {
+    /// A connection's lifecycle, and what its requests are dispatched to.
+    pub(in crate::http) connections: ConnectionCtx,
+    /// Who a request is.
+    pub(in crate::http) auth: AuthCtx,
+    /// The dashboard's own origins, the only ones the session cookie counts from.
+    pub(in crate::http) dashboard: Arc<Vec<String>>,
+    /// `limits.max_connections`.
+    pub(in crate::http) connection_slots: Arc<Semaphore>,
+    /// Set in public mode: the per-address connection slots.
+    pub(in crate::http) public: Option<Arc<PublicGate>>,
+}
 
 /// Who a WebSocket request authenticated as.
 pub(super) enum Auth {
@@ -51,18 +67,19 @@ pub(super) enum Refusal {
 /// to a WebSocket from any page on the same host whatever its port, so the cookie alone
 /// would make such a page, or its events-only token's holder, the owner.
 pub(super) async fn authenticate(
-    hub: &Hub,
+    auth: &AuthCtx,
     headers: &HeaderMap,
     dashboard: &[String],
 ) -> Result<Auth, Refusal> {
     use Refusal::Unauthorized;
     match extract_credential(headers) {
         None => Err(Unauthorized("a token is required")),
-        Some(Credential::Token(token)) if hashes_equal(&token_hash(&token), hub.owner_hash()) => {
+        Some(Credential::Token(token)) if hashes_equal(&token_hash(&token), &auth.owner_hash) => {
             Ok(Auth::Owner)
         }
-        Some(Credential::Token(token)) => match hub
-            .client_tokens()
+        Some(Credential::Token(token)) => match auth
+            .access
+            .tokens()
             .authenticate(&token, single_origin(headers))
             .await
         {
@@ -73,16 +90,16 @@ pub(super) async fn authenticate(
                 Err(Refusal::Unavailable)
             }
         },
-        Some(Credential::Session(_)) if hub.mode() == Mode::Public => Err(Unauthorized(
+        Some(Credential::Session(_)) if auth.mode == Mode::Public => Err(Unauthorized(
             "a public hub takes tokens only; there is no dashboard sign-in",
         )),
         Some(Credential::Session(_)) if !from_dashboard(headers, dashboard) => Err(Unauthorized(
             "the dashboard sign-in counts only on the dashboard's own page; use a token",
         )),
-        Some(Credential::Session(session)) => match sessions::use_session(hub, &session).await {
+        Some(Credential::Session(session)) => match auth.sessions.use_session(&session).await {
             Ok(Some(hash)) => Ok(Auth::Session {
                 hash,
-                cookie: sessions::cookie(hub, &session),
+                cookie: auth.sessions.cookie(&session),
             }),
             Ok(None) => Err(Unauthorized(
                 "sign-in expired; open the dashboard link again",
@@ -122,29 +139,30 @@ fn database_unavailable() -> Response {
 }
 
 pub(super) async fn websocket(
-    State(state): State<AppState>,
+    State(state): State<Arc<SocketState>>,
     ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
     axum::Extension(ClientAddr(client_ip)): axum::Extension<ClientAddr>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let hub = state.hub.clone();
+    let ctx = state.connections.clone();
+    let sessions = state.auth.sessions.clone();
     let peer = addrs.peer;
     // Without the shared database no token can be checked nor access managed: a new
     // connection goes to another instance (a load balancer retries on 503); open ones
     // carry on.
-    if !hub.reports().database_health().healthy() {
-        hub.metrics().refused("database");
+    if !ctx.reports().database_health().healthy() {
+        ctx.metrics.refused("database");
         return database_unavailable();
     }
-    let auth = match authenticate(&hub, &headers, &state.dashboard).await {
+    let auth = match authenticate(&state.auth, &headers, &state.dashboard).await {
         Ok(auth) => auth,
         Err(Refusal::Unavailable) => {
-            hub.metrics().refused("database");
+            ctx.metrics.refused("database");
             return database_unavailable();
         }
         Err(Refusal::Unauthorized(reason)) => {
-            hub.metrics().refused("token");
+            ctx.metrics.refused("token");
             return HttpError::unauthorized(reason)
                 .with_header(
                     header::WWW_AUTHENTICATE,
@@ -176,14 +194,14 @@ pub(super) async fn websocket(
     };
     // Per address first, so that one address cannot take the global slots.
     let address_slot = match &state.public {
-        Some(public) => match public.connection_slot(client_ip, hub.metrics()) {
+        Some(public) => match public.connection_slot(client_ip, &ctx.metrics) {
             Ok(slot) => Some((slot, public.limits.clone())),
             Err(refused) => return refused.into_response(),
         },
         None => None,
     };
     let Ok(permit) = state.connection_slots.clone().try_acquire_owned() else {
-        hub.metrics().refused("capacity");
+        ctx.metrics.refused("capacity");
         return HttpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::LimitReached,
@@ -191,7 +209,7 @@ pub(super) async fn websocket(
         )
         .into_response();
     };
-    let limits = &hub.config().config.limits;
+    let limits = &ctx.limits;
     let origin = headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
@@ -204,9 +222,9 @@ pub(super) async fn websocket(
     } else {
         SocketAddr::new(client_ip, 0)
     };
-    let mode = hub.mode();
+    let mode = ctx.mode;
     let mut response = websocket_settings(upgrade, limits).on_upgrade(move |socket| async move {
-        let (client, rx) = hub.register_connection(NewClient {
+        let (client, rx) = ctx.register(NewClient {
             origin,
             remote_addr,
             is_owner,
@@ -214,26 +232,26 @@ pub(super) async fn websocket(
             session,
             scopes,
             queue,
-            shutdown: hub.shutdown().clone(),
+            shutdown: ctx.shutdown.clone(),
             patience,
             mode,
         });
         // A revoke between the handshake and this registration must still win.
-        hub.access().connected(&client, remote_addr).await;
+        ctx.access.connected(&client, remote_addr).await;
         match address_slot {
             Some((slot, limits)) => {
                 let served =
-                    crate::http::public::serve_socket(socket, hub.clone(), client, rx, limits);
-                hub.tracker().track_future(served).await;
+                    crate::http::public::serve_socket(socket, ctx.clone(), client, rx, limits);
+                ctx.tracker.track_future(served).await;
                 drop(slot);
             }
             None => {
-                let served = crate::http::ws::serve_socket(socket, hub.clone(), client, rx);
-                hub.tracker().track_future(served).await;
+                let served = crate::http::ws::serve_socket(socket, ctx.clone(), client, rx);
+                ctx.tracker.track_future(served).await;
             }
         }
         if let Some(hash) = &session {
-            sessions::connection_ended(&hub, hash).await;
+            sessions.connection_ended(hash).await;
         }
         drop(permit);
     });

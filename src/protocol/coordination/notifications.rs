@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{CompletedBy, Failure, TaskView};
+use crate::protocol::ids::{TaskId, WorkerId};
 
 /// `task.assigned` params, pushed to one worker.
 #[derive(Debug, Clone, Serialize)]
@@ -19,7 +20,7 @@ pub struct TaskAssigned {
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskRevoked {
     /// The task.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// Why: `cancelled`, `lease expired`, `completed by a report file`.
     pub reason: String,
 }
@@ -30,9 +31,9 @@ pub struct TaskCompleted {
     /// The project.
     pub project_id: String,
     /// The task.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The worker that held it, if any (a report file may complete a queued task).
-    pub worker: Option<String>,
+    pub worker: Option<WorkerId>,
     /// What completed it.
     pub source: CompletedBy,
     /// The report.
@@ -45,9 +46,9 @@ pub struct TaskFailed {
     /// The project.
     pub project_id: String,
     /// The task.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The worker whose attempt failed, if any.
-    pub worker: Option<String>,
+    pub worker: Option<WorkerId>,
     /// Why the last attempt failed.
     pub reason: String,
     /// Failed attempts so far.
@@ -62,9 +63,9 @@ pub struct TaskCancelled {
     /// The project.
     pub project_id: String,
     /// The task.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The worker that held it, if any.
-    pub worker: Option<String>,
+    pub worker: Option<WorkerId>,
 }
 
 /// `task.report_invalid` params.
@@ -73,7 +74,7 @@ pub struct ReportInvalid {
     /// The project.
     pub project_id: String,
     /// The task the file is named after.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The file's absolute path.
     pub path: String,
     /// What is wrong with it.
@@ -86,7 +87,7 @@ pub struct ReportUnknown {
     /// The project.
     pub project_id: String,
     /// The task id the file is named after.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The file's absolute path.
     pub path: String,
 }
@@ -106,9 +107,9 @@ pub struct TaskStarted {
     /// The project.
     pub project_id: String,
     /// The task.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The worker.
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// This attempt's number, from 1.
     pub attempt: u32,
 }

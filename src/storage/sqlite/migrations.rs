@@ -136,5 +136,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         // Task isolation: projects' setting and tasks' git worktrees
         // (src/storage/sqlite/worktrees.rs).
         M::up(worktrees::MIGRATION),
+        // Interactive runs in their own worktree: worktrees keyed by owner (task or
+        // run), and the runs that worked in each run's worktree.
+        M::up(worktrees::RUNS_MIGRATION),
     ])
 }

@@ -329,7 +329,8 @@ impl Store {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, status, started_at, ended_at, cost_usd, num_turns, error,
-                        substr(prompt, 1, ?4), length(prompt) > ?4
+                        substr(prompt, 1, ?4), length(prompt) > ?4,
+                        (SELECT worktree_id FROM run_worktrees WHERE run_id = runs.id)
                  FROM runs
                  WHERE project_id = ?1
                    AND (?2 IS NULL OR (started_at, id) <
@@ -359,6 +360,7 @@ impl Store {
                             reason: row.get(6)?,
                             prompt: row.get(7)?,
                             prompt_truncated: row.get(8)?,
+                            worktree: row.get(9)?,
                         })
                     },
                 )?

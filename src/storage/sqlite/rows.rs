@@ -67,6 +67,10 @@ pub struct RunSummary {
     pub prompt: String,
     /// Whether `prompt` was cut.
     pub prompt_truncated: bool,
+    /// The run worked in a git worktree (`agent.run {isolation: "worktree"}`): the id
+    /// of the run that made it, which `agent.run_worktree` reads; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
 }
 
 /// How much of a prompt [`RunSummary`] carries, in characters.

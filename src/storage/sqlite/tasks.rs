@@ -17,13 +17,14 @@ use crate::protocol::agents::AgentKind;
 use crate::protocol::coordination::{
     CompletedBy, Failure, TaskState, TaskView, WorkerKind, WorkerStatus,
 };
+use crate::protocol::ids::{TaskId, WorkerId};
 use crate::support::timestamp::format_ms;
 
 /// A task as stored, and as the coordinator keeps queued and running tasks in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRow {
     /// The task id.
-    pub id: String,
+    pub id: TaskId,
     /// Its project.
     pub project_id: String,
     /// Creation order across the hub, from 1.
@@ -43,7 +44,7 @@ pub struct TaskRow {
     /// The state.
     pub state: TaskState,
     /// The worker holding or having completed it.
-    pub worker_id: Option<String>,
+    pub worker_id: Option<WorkerId>,
     /// Failed attempts.
     pub attempts: u32,
     /// Every failed attempt.
@@ -62,7 +63,7 @@ pub struct TaskRow {
 
 impl TaskRow {
     /// A new queued task with only its identity and title; the rest is empty.
-    pub fn pending(id: String, project_id: String, seq: i64, title: String, now: i64) -> Self {
+    pub fn pending(id: TaskId, project_id: String, seq: i64, title: String, now: i64) -> Self {
         Self {
             id,
             project_id,
@@ -114,7 +115,7 @@ impl TaskRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerRow {
     /// The worker id.
-    pub id: String,
+    pub id: WorkerId,
     /// Display name.
     pub name: String,
     /// Client or agent.
@@ -128,6 +129,27 @@ pub struct WorkerRow {
     /// Epoch milliseconds.
     pub created_at: i64,
 }
+
+/// Ids are stored as their text.
+macro_rules! id_column {
+    ($($ty:ty),+) => {$(
+        impl rusqlite::ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $ty {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                String::column_result(value).map(Self::from)
+            }
+        }
+    )+};
+}
+
+id_column!(TaskId, WorkerId);
 
 const TASK_COLUMNS: &str = "id, project_id, seq, title, type, context, prompt, acceptance, priority, \
      state, worker_id, attempts, failures, report, completed_by, created_at, updated_at, agent";
@@ -179,7 +201,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn task_owners(&self, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+    pub fn task_owners(&self, ids: &[&TaskId]) -> Result<HashMap<TaskId, String>, StoreError> {
         self.read_blocking(|conn| task_owners(conn, ids))
     }
 
@@ -189,10 +211,10 @@ impl Store {
     /// [`StoreError::Sqlite`].
     pub async fn task_owners_of(
         &self,
-        ids: Vec<String>,
-    ) -> Result<HashMap<String, String>, StoreError> {
+        ids: Vec<TaskId>,
+    ) -> Result<HashMap<TaskId, String>, StoreError> {
         self.read(move |conn| {
-            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let ids: Vec<&TaskId> = ids.iter().collect();
             task_owners(conn, &ids)
         })
         .await
@@ -259,7 +281,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
+    pub fn task(&self, id: &TaskId) -> Result<Option<TaskRow>, StoreError> {
         self.read_blocking(|conn| {
             let mut stmt =
                 conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
@@ -271,7 +293,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`], [`StoreError::Join`].
-    pub async fn task_of(&self, id: String) -> Result<Option<TaskRow>, StoreError> {
+    pub async fn task_of(&self, id: TaskId) -> Result<Option<TaskRow>, StoreError> {
         self.read(move |conn| {
             let mut stmt =
                 conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
@@ -376,11 +398,11 @@ impl Store {
     /// [`StoreError::Sqlite`].
     pub fn set_worker_status(
         &self,
-        id: &str,
+        id: &WorkerId,
         status: WorkerStatus,
         now: i64,
     ) -> Result<(), StoreError> {
-        let id = id.to_string();
+        let id = id.clone();
         self.write_blocking(move |conn| set_worker_status(conn, &id, status, now))
     }
 
@@ -388,8 +410,8 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn delete_worker(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_string();
+    pub fn delete_worker(&self, id: &WorkerId) -> Result<(), StoreError> {
+        let id = id.clone();
         self.write_blocking(move |conn| delete_worker(conn, &id))
     }
 
@@ -494,7 +516,7 @@ pub struct CoordinationSnapshot {
     /// `(project id, agent workers)`.
     pub agent_workers: Vec<(String, u32)>,
     /// The ids of the stored workers.
-    pub workers: Vec<String>,
+    pub workers: Vec<WorkerId>,
 }
 
 /// One of the coordinator's writes. A transition's writes are applied together, in
@@ -506,9 +528,9 @@ pub enum TaskWrite {
     /// [`Store::upsert_worker`], at the given time (epoch ms).
     UpsertWorker(WorkerRow, i64),
     /// [`Store::set_worker_status`], at the given time (epoch ms).
-    SetWorkerStatus(String, WorkerStatus, i64),
+    SetWorkerStatus(WorkerId, WorkerStatus, i64),
     /// [`Store::delete_worker`].
-    DeleteWorker(String),
+    DeleteWorker(WorkerId),
     /// [`Store::set_agent_workers`].
     SetAgentWorkers(String, u32),
 }
@@ -556,7 +578,7 @@ fn upsert_worker(conn: &Connection, row: &WorkerRow, now: i64) -> Result<(), Sto
 
 fn set_worker_status(
     conn: &Connection,
-    id: &str,
+    id: &WorkerId,
     status: WorkerStatus,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -565,7 +587,7 @@ fn set_worker_status(
     Ok(())
 }
 
-fn delete_worker(conn: &Connection, id: &str) -> Result<(), StoreError> {
+fn delete_worker(conn: &Connection, id: &WorkerId) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM workers WHERE id = ?1")?
         .execute([id])?;
     Ok(())
@@ -580,13 +602,13 @@ fn set_agent_workers(conn: &Connection, project_id: &str, count: u32) -> Result<
     Ok(())
 }
 
-fn task_owners(conn: &Connection, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+fn task_owners(conn: &Connection, ids: &[&TaskId]) -> Result<HashMap<TaskId, String>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT project_id FROM tasks WHERE id = ?1")?;
     let mut owners = HashMap::new();
     for id in ids {
         let owner: Option<String> = stmt.query_row([id], |row| row.get(0)).optional()?;
         if let Some(owner) = owner {
-            owners.insert((*id).to_string(), owner);
+            owners.insert((*id).clone(), owner);
         }
     }
     Ok(owners)
@@ -682,12 +704,12 @@ mod tests {
             store.update_task(&done).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        let a = store.task("a").unwrap().unwrap();
+        let a = store.task(&"a".into()).unwrap().unwrap();
         assert_eq!(a.state, TaskState::Completed);
         assert_eq!(a.completed_by, Some(CompletedBy::Report));
         assert_eq!(a.failures.len(), 1);
         assert_eq!(a.context, task("a", 1).context);
-        assert!(store.task("c").unwrap().is_none());
+        assert!(store.task(&"c".into()).unwrap().is_none());
         assert_eq!(store.max_task_seq().unwrap(), 2);
         assert_eq!(store.unfinished_tasks().unwrap().len(), 1);
         let page = wait(store.tasks("p", None, 0, 1)).unwrap();
@@ -700,9 +722,10 @@ mod tests {
             wait(store.tasks("p", Some(TaskState::Pending), 0, 10)).unwrap()[0].id,
             "b"
         );
-        let owners = store.task_owners(&["a", "zzz"]).unwrap();
-        assert_eq!(owners.get("a").map(String::as_str), Some("p"));
-        assert!(!owners.contains_key("zzz"));
+        let (a, zzz) = (TaskId::from("a"), TaskId::from("zzz"));
+        let owners = store.task_owners(&[&a, &zzz]).unwrap();
+        assert_eq!(owners.get(&a).map(String::as_str), Some("p"));
+        assert!(!owners.contains_key(&zzz));
         let mut counts = store.task_counts().unwrap();
         counts.sort_by_key(|(_, state, _)| state.as_str());
         assert_eq!(
@@ -714,7 +737,7 @@ mod tests {
         );
         // Deleting the project deletes its tasks.
         crate::storage::sqlite::tests::block_on(store.delete_project("p")).unwrap();
-        assert!(store.task("b").unwrap().is_none());
+        assert!(store.task(&"b".into()).unwrap().is_none());
     }
 
     #[test]
