@@ -189,9 +189,13 @@ pub struct Limits {
     /// `event.request`), with a burst of one second's worth (`RATE_LIMITED`). Publishes
     /// also count against `rate_limit_per_s`, like every request.
     pub event_rate_per_s: u32,
-    /// Events a subscriber may lose in a row to a full queue before it is closed with
-    /// 1008.
+    /// Events a subscriber may lose in a row (pushed out of the event ring before it
+    /// read them) before it is closed with 1008.
     pub max_dropped_events: u64,
+    /// Bytes of encoded events the hub keeps for its subscribers to read, in one ring
+    /// shared by every connection (frames and their target lists). A subscriber that
+    /// falls further behind than this loses the oldest of its events (`dropped`).
+    pub event_ring_bytes: usize,
     /// `event.request`s one connection may wait on at once (`LIMIT_REACHED`).
     pub max_pending_requests: usize,
     /// `event.publish` `idempotency_key`s the hub remembers per client identity (token,
@@ -433,6 +437,7 @@ impl Default for Limits {
             max_event_payload_bytes: 256 * 1024,
             event_rate_per_s: 20_000,
             max_dropped_events: 10_000,
+            event_ring_bytes: 64 * 1024 * 1024,
             max_pending_requests: 100,
             max_idempotency_keys: 1024,
             mcp_sessions_per_token: 16,

@@ -1,13 +1,15 @@
 //! Connected clients: one [`Client`] handle per WebSocket, and the registry of them.
 //!
 //! Everything sent to a client goes through its bounded outgoing queue, drained by the
-//! connection's writer task. Pushes never wait: a broadcast notification that finds the
+//! connection's writer task, except `event` deliveries: those the writer reads from the
+//! broker's one [`event_ring::EventRing`], bounded in bytes per hub. Pushes never wait: a broadcast notification that finds the
 //! queue full waits in the client's overflow, which is bounded too and moved into the
 //! queue in order by the connection's writer as it makes room (no task per message or
 //! per client). A client that makes no room for the write timeout, or lets the overflow
 //! fill, has stopped reading, and it is closed with 1008
 //! (policy violation, RFC 6455 section 7.4.1) instead of being buffered without end.
 
+pub mod event_ring;
 pub(crate) mod tcp;
 
 use std::collections::{HashMap, VecDeque};
@@ -89,6 +91,8 @@ pub struct Client {
     mutable: Mutex<Mutable>,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
+    /// Its place as a reader of the broker's event ring, once it subscribed.
+    events: event_ring::Inbox,
 }
 
 impl Client {
@@ -408,6 +412,7 @@ impl Clients {
             }),
             messages_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
+            events: event_ring::Inbox::default(),
         });
         self.map().insert(client.id, client.clone());
         (client, rx)

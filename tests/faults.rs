@@ -798,9 +798,11 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_others_do_not_wait() {
     // or by the write timeout, whichever comes first; which one does depends on how fast
     // this machine publishes the drops. The drop rule is the one under test (the write
     // timeout has limits::a_client_that_stops_reading_is_closed_with_1008), so the write
-    // timeout is out of its way: ten minutes. Lowered so the test is quick: 2000 drops.
+    // timeout is out of its way: ten minutes. Lowered so the test is quick: 2000 drops,
+    // after the stalled client fell 8 MiB (the event ring's bound) behind.
     let env = [
         ("SEMANTEST_HUB_LIMITS__MAX_DROPPED_EVENTS", "2000"),
+        ("SEMANTEST_HUB_LIMITS__EVENT_RING_BYTES", "8388608"),
         ("SEMANTEST_HUB_LIMITS__WRITE_TIMEOUT_S", "600"),
         ("SEMANTEST_HUB_LIMITS__EVENT_RATE_PER_S", "1000000"),
         ("SEMANTEST_HUB_LIMITS__RATE_LIMIT_PER_S", "1000000"),
@@ -898,7 +900,13 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_others_do_not_wait() {
         "at most 5 x the p99 without + 100 ms",
         p99_with <= p99_without * 5 + Duration::from_millis(100),
     );
-    // The hub's memory for it is bounded by the outgoing queue.
+    // The hub's memory for it is bounded by the event ring (8 MiB here), shared by all
+    // subscribers, and the ring's own gauge never passed its bound by more than an event.
+    let ring = metric(port, "event_ring_bytes").await;
+    assert!(
+        ring <= (8 * 1024 * 1024 + 8192) as f64,
+        "ring holds {ring} bytes"
+    );
     assert!(
         rss_peak.max(rss_after) < rss_before + 32 * 1024,
         "hub memory grew: {rss_before} -> {rss_peak} -> {rss_after} KiB"

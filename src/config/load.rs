@@ -286,6 +286,7 @@ impl Config {
                 "limits.mcp_sessions_per_token",
                 limits.mcp_sessions_per_token,
             ),
+            ("limits.event_ring_bytes", limits.event_ring_bytes),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {

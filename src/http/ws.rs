@@ -274,6 +274,36 @@ async fn reply_error(
 /// stays small per connection.
 const WRITE_BATCH_BYTES: usize = 16 * 1024;
 
+/// Bytes of events taken from the ring for one batch, at most (one event more than that
+/// may go with them): as the bare server's writer, a burst goes out in few large writes.
+const EVENT_BATCH_BYTES: usize = 64 * 1024;
+
+/// Writes the connection's events from the ring, before ring position `until`, up to
+/// one batch; returns the bytes written and whether more wait.
+async fn feed_events<W>(
+    sink: &mut W,
+    client: &Client,
+    until: u64,
+    frames: &mut Vec<Utf8Bytes>,
+) -> Result<(usize, bool), W::Error>
+where
+    W: Sink<Message> + Unpin,
+{
+    let more = client.take_events(EVENT_BATCH_BYTES, until, frames);
+    let mut bytes = 0;
+    for frame in frames.drain(..) {
+        bytes += frame.len();
+        sink.feed(Message::Text(frame)).await?;
+    }
+    Ok((bytes, more))
+}
+
+/// The connection's writer: sends what its queue holds and the events the broker's ring
+/// holds for it, in batches with one flush each, and a ping every `ping_every`.
+///
+/// Order: a message taken from the queue goes out after every event published before
+/// it was taken (an event queued before a reply arrives before it, as when events went
+/// through the queue); events published later may go before or after it.
 async fn write_loop<W>(
     mut sink: W,
     mut rx: mpsc::Receiver<Utf8Bytes>,
@@ -285,34 +315,78 @@ async fn write_loop<W>(
     W::Error: std::fmt::Display,
 {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut frames = Vec::new();
+    // A message taken from the queue that waits for the events published before it
+    // (those before ring position `.1`), written a batch at a time.
+    let mut held: Option<(Utf8Bytes, u64)> = None;
+    // Events wait in the ring beyond the last batch: no need to wait for a wake-up.
+    let mut more_events = false;
     loop {
-        let message = tokio::select! {
-            biased;
-            () = client.closed().cancelled() => break,
-            next = rx.recv() => match next {
-                Some(text) => Message::Text(text),
-                None => break,
-            },
-            _ = ping.tick() => Message::Ping(Default::default()),
+        let first = if held.is_some() || more_events {
+            if client.closed().is_cancelled() {
+                break;
+            }
+            // Replies are not starved by a stream of events: a queued message is taken
+            // between batches, and waits only for the events published before it.
+            let queued = || rx.try_recv().ok().map(|text| (text, client.events_end()));
+            held.take()
+                .or_else(queued)
+                .map(|(text, until)| (Message::Text(text), until))
+        } else {
+            tokio::select! {
+                biased;
+                () = client.closed().cancelled() => break,
+                next = rx.recv() => match next {
+                    Some(text) => Some((Message::Text(text), client.events_end())),
+                    None => break,
+                },
+                () = client.events_ready() => None,
+                _ = ping.tick() => Some((Message::Ping(Default::default()), 0)),
+            }
         };
         // What is already queued goes out with the same flush: one write to the socket
-        // for a burst of events instead of one per message.
+        // for a burst instead of one per message.
         let batch = async {
-            let mut bytes = match &message {
-                Message::Text(text) => text.len(),
-                _ => 0,
-            };
-            sink.feed(message).await?;
-            while bytes < WRITE_BATCH_BYTES {
+            let mut bytes = 0;
+            let mut next = first;
+            let mut more = false;
+            loop {
+                match next.take() {
+                    Some((Message::Text(text), until)) => {
+                        // The events published before it was taken go first.
+                        let (written, rest) =
+                            feed_events(&mut sink, &client, until, &mut frames).await?;
+                        bytes += written;
+                        if rest {
+                            held = Some((text, until));
+                            more = true;
+                            break;
+                        }
+                        bytes += text.len();
+                        sink.feed(Message::Text(text)).await?;
+                    }
+                    Some((other, _)) => sink.feed(other).await?,
+                    None => {
+                        let (written, rest) =
+                            feed_events(&mut sink, &client, u64::MAX, &mut frames).await?;
+                        bytes += written;
+                        more = rest;
+                    }
+                }
+                if more || bytes >= WRITE_BATCH_BYTES {
+                    break;
+                }
                 let Ok(text) = rx.try_recv() else { break };
-                bytes += text.len();
-                sink.feed(Message::Text(text)).await?;
+                next = Some((Message::Text(text), client.events_end()));
             }
-            sink.flush().await
+            sink.flush().await.map(|()| more)
         };
         match tokio::time::timeout(write_timeout, batch).await {
             // Room was made: what waits in the overflow moves in behind it.
-            Ok(Ok(())) => client.refill(),
+            Ok(Ok(more)) => {
+                more_events = more;
+                client.refill();
+            }
             Ok(Err(err)) => {
                 debug!(error = %err, "write failed");
                 client.close(CLOSE_NORMAL, "write failed");

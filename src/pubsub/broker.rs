@@ -9,16 +9,19 @@
 //! type), and `*` in a list.
 //!
 //! The fan-out is the hub's hot path. Each event is encoded once, as a refcounted
-//! [`Utf8Bytes`] every subscriber's queue shares, and pushed with a non-blocking
-//! `try_send` under a read lock that is never held across an `.await`. A subscriber whose
-//! queue is full (past the headroom kept for replies, see [`Client::try_push_output`])
-//! loses that event instead of growing the hub's memory: it keeps receiving the newest
-//! events once it has room, and its next delivery carries `dropped`, the number it lost
-//! since its previous delivery. One that loses more than `limits.max_dropped_events` in a
-//! row is closed with 1008 (RFC 6455 section 7.4.1); one that stops reading altogether is
-//! also closed by the connection's write timeout. This follows NATS, whose client
-//! libraries drop messages for a "slow consumer" past its pending limit and whose server
-//! disconnects a client that falls too far behind; here the loss is reported in-band.
+//! [`Utf8Bytes`], and pushed once into the broker's [`EventRing`] with the sorted list of
+//! its subscribers; each subscriber's writer is woken (at most once per batch) and reads
+//! what is for it with a cursor of its own. The ring is bounded in bytes per hub
+//! (`limits.event_ring_bytes`), like the one `broadcast` channel of a bare server, so a
+//! subscriber that stalls for a moment finds its events there and memory does not grow
+//! with the number of subscribers. A subscriber that falls further behind than the ring
+//! holds loses its oldest events instead of growing the hub's memory: its next delivery
+//! carries `dropped`, the number it lost since its previous delivery. One that loses more
+//! than `limits.max_dropped_events` in a row is closed with 1008 (RFC 6455 section
+//! 7.4.1); one that stops reading altogether is also closed by the connection's write
+//! timeout. This follows NATS, whose client libraries drop messages for a "slow consumer"
+//! past its pending limit and whose server disconnects a client that falls too far
+//! behind; here the loss is reported in-band.
 //!
 //! A publish may carry an `idempotency_key`: the broker remembers recent keys per client
 //! identity (its token, or the owner) with the result they got, and answers a repeat
@@ -56,7 +59,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
-use crate::connections::{CLOSE_POLICY, Client, Push};
+use crate::connections::event_ring::EventRing;
+use crate::connections::{CLOSE_POLICY, Client};
 
 use self::backplane::{Backplane, InProcess};
 use crate::config::Limits;
@@ -88,6 +92,8 @@ pub struct BrokerLimits {
     /// `limits.max_idempotency_keys`: `idempotency_key`s remembered per client
     /// identity; the oldest is forgotten first.
     pub max_idempotency_keys: usize,
+    /// `limits.event_ring_bytes`: bytes of encoded events kept for the subscribers.
+    pub event_ring_bytes: usize,
 }
 
 impl BrokerLimits {
@@ -100,6 +106,7 @@ impl BrokerLimits {
             max_dropped: limits.max_dropped_events,
             max_pending_requests: limits.max_pending_requests,
             max_idempotency_keys: limits.max_idempotency_keys,
+            event_ring_bytes: limits.event_ring_bytes,
         }
     }
 }
@@ -110,8 +117,6 @@ struct Conn {
     client: Arc<Client>,
     /// `conn-<id>`, encoded once.
     name: String,
-    /// Events lost since the last delivery.
-    dropped: AtomicU64,
     /// The last `seq` this connection published.
     seq: AtomicU64,
     limiter: DefaultDirectRateLimiter,
@@ -197,6 +202,8 @@ struct Inner {
     routes: RwLock<Routes>,
     waiters: Mutex<HashMap<String, oneshot::Sender<Event>>>,
     keys: idempotency::Keys,
+    /// The encoded events the subscribers' writers read.
+    ring: Arc<EventRing>,
     /// Set once by [`Broker::attach`]; unset, nothing leaves the process.
     backplane: OnceLock<Attached>,
 }
@@ -228,6 +235,7 @@ impl Broker {
                 routes: RwLock::default(),
                 waiters: Mutex::default(),
                 keys: idempotency::Keys::new(limits.max_idempotency_keys),
+                ring: EventRing::new(limits.event_ring_bytes),
                 backplane: OnceLock::new(),
             }),
         }
@@ -316,7 +324,6 @@ impl Broker {
                 Some(attached) => format!("{}@{}", connection_name(client.id()), attached.instance),
                 None => connection_name(client.id()),
             },
-            dropped: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             limiter: crate::support::rate_limit::direct(Quota::per_second(rate)),
             pending: AtomicUsize::new(0),
@@ -375,6 +382,9 @@ impl Broker {
         }
         held.extend(fresh.iter().map(|t| Box::from(t.as_str())));
         let total = held.len();
+        // Under the routes lock, before it can be any event's target: its cursor starts
+        // before every event it is a target of.
+        client.attach_events(&self.inner.ring);
         let backplane = self.backplane();
         for text in fresh {
             if let Ok(pattern) = parse_pattern(text) {
@@ -624,62 +634,54 @@ impl Broker {
         }
     }
 
-    /// Pushes the event to its subscribers; returns how many queues took it.
+    /// Pushes the event into the ring for its subscribers (those not closing); returns
+    /// how many it is for.
     fn fan_out(&self, event: &Event, sender: u64) -> usize {
-        let routes = self.read();
-        let targets = routes.targets(&event.kind, sender);
+        let mut targets: Vec<Arc<Client>> = {
+            let routes = self.read();
+            routes
+                .targets(&event.kind, sender)
+                .into_iter()
+                .filter(|conn| !conn.client.closed().is_cancelled())
+                .map(|conn| conn.client.clone())
+                .collect()
+        };
         if targets.is_empty() {
             return 0;
         }
-        // Encoded once; every queue holds a reference to the same bytes.
+        // The ring looks its readers up by id; a bucket is in subscription order.
+        targets.sort_unstable_by_key(|client| client.id());
+        let delivered = targets.len();
+        // Encoded once; the ring holds it once for all its targets.
         let message = Utf8Bytes::from(notification(method::EVENT, event));
-        let (mut delivered, mut dropped) = (0, 0);
-        for conn in targets {
-            match self.deliver(conn, event, &message) {
-                Push::Queued => delivered += 1,
-                Push::Full => dropped += 1,
-                Push::Gone => {}
-            }
+        let pushed = self
+            .inner
+            .ring
+            .push(message, targets, self.inner.limits.max_dropped);
+        let metrics = &self.inner.metrics;
+        metrics.delivered.inc_by(delivered as u64);
+        metrics
+            .ring_bytes
+            .set(i64::try_from(pushed.bytes).unwrap_or(i64::MAX));
+        if pushed.lost > 0 {
+            metrics.dropped.inc_by(pushed.lost);
         }
-        drop(routes);
-        self.inner.metrics.delivered.inc_by(delivered as u64);
-        if dropped > 0 {
-            self.inner.metrics.dropped.inc_by(dropped);
+        for client in pushed.too_slow {
+            metrics.slow_closed.inc();
+            tracing::warn!(
+                conn_id = client.id(),
+                dropped = client.missed_events(),
+                "subscriber lost too many events in a row"
+            );
+            client.close(CLOSE_POLICY, "subscriber is too slow for its events");
         }
         delivered
     }
 
-    /// Queues one delivery without waiting.
-    fn deliver(&self, conn: &Conn, event: &Event, message: &Utf8Bytes) -> Push {
-        let lost = match conn.dropped.load(Ordering::Relaxed) {
-            0 => 0,
-            _ => conn.dropped.swap(0, Ordering::Relaxed),
-        };
-        let message = if lost == 0 {
-            message.clone()
-        } else {
-            // Only a subscriber that lost events gets its own copy, to carry the count.
-            let event = Event {
-                dropped: Some(lost),
-                ..event.clone()
-            };
-            Utf8Bytes::from(notification(method::EVENT, &event))
-        };
-        let pushed = conn.client.try_push_output(message);
-        if pushed == Push::Full {
-            let lost = conn.dropped.fetch_add(lost + 1, Ordering::Relaxed) + lost + 1;
-            if lost > self.inner.limits.max_dropped && !conn.client.closed().is_cancelled() {
-                self.inner.metrics.slow_closed.inc();
-                tracing::warn!(
-                    conn_id = conn.id(),
-                    dropped = lost,
-                    "subscriber lost too many events in a row"
-                );
-                conn.client
-                    .close(CLOSE_POLICY, "subscriber is too slow for its events");
-            }
-        }
-        pushed
+    /// The ring the subscribers read (for tests and measurements).
+    #[cfg(any(test, feature = "bench-internals"))]
+    pub fn ring(&self) -> &Arc<EventRing> {
+        &self.inner.ring
     }
 }
 

@@ -68,10 +68,13 @@ pub struct OutcomeLabel {
 pub struct EventMetrics {
     /// Events accepted by `event.publish` and `event.request`.
     pub published: Counter,
-    /// Deliveries queued to subscribers.
+    /// Deliveries kept in the event ring for subscribers.
     pub delivered: Counter,
-    /// Deliveries lost because the subscriber's queue was full.
+    /// Deliveries lost: pushed out of the event ring before the subscriber read them.
     pub dropped: Counter,
+    /// Bytes the event ring holds now (`limits.event_ring_bytes` at most, plus one
+    /// event).
+    pub ring_bytes: Gauge,
     /// Subscribers closed with 1008 for dropping more than `limits.max_dropped_events`.
     pub slow_closed: Counter,
     /// `event.request`s that got their answer.
@@ -403,6 +406,7 @@ fn register_events(registry: &mut Registry) -> EventMetrics {
         delivered: outcome(&deliveries, "delivered"),
         dropped: outcome(&deliveries, "dropped"),
         slow_closed: Counter::default(),
+        ring_bytes: Gauge::default(),
         answered: outcome(&requests, "answered"),
         timed_out: outcome(&requests, "timed_out"),
     };
@@ -415,6 +419,11 @@ fn register_events(registry: &mut Registry) -> EventMetrics {
         "event_deliveries",
         "Event deliveries to subscribers, by outcome (delivered, dropped)",
         deliveries,
+    );
+    registry.register(
+        "event_ring_bytes",
+        "Bytes of encoded events the ring shared by all subscribers holds now",
+        events.ring_bytes.clone(),
     );
     registry.register(
         "event_slow_subscribers_closed",

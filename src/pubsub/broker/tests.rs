@@ -15,6 +15,7 @@ fn limits() -> BrokerLimits {
         max_dropped: 5,
         max_pending_requests: 2,
         max_idempotency_keys: 3,
+        event_ring_bytes: 1 << 20,
     }
 }
 
@@ -45,10 +46,21 @@ impl Peer {
         Self { client, rx }
     }
 
-    /// The events queued so far, as `(type, seq, dropped)`.
+    /// What the connection's writer would send now: its queue, then its events in the
+    /// ring.
+    fn frames(&mut self) -> Vec<Utf8Bytes> {
+        let mut texts = Vec::new();
+        while let Ok(text) = self.rx.try_recv() {
+            texts.push(text);
+        }
+        assert!(!self.client.take_events(usize::MAX, u64::MAX, &mut texts));
+        texts
+    }
+
+    /// The events it would receive now, as `(type, seq, dropped)`.
     fn events(&mut self) -> Vec<(String, u64, Option<u64>)> {
         let mut out = Vec::new();
-        while let Ok(text) = self.rx.try_recv() {
+        for text in self.frames() {
             let frame: Value = serde_json::from_str(&text).unwrap();
             if frame["method"] != "event" {
                 continue;
@@ -178,10 +190,8 @@ fn each_event_is_encoded_once_for_all_its_subscribers() {
     let mut two = Peer::new(&clients, 64);
     broker.subscribe(&one.client, types(&["e.*"])).unwrap();
     broker.subscribe(&two.client, types(&["*"])).unwrap();
-    // Drain the hub.connection notices the registrations queued.
-    while one.rx.try_recv().is_ok() {}
     publish(&broker, &publisher, "e.x").unwrap();
-    let (first, second) = (one.rx.try_recv().unwrap(), two.rx.try_recv().unwrap());
+    let (first, second) = (one.frames().remove(0), two.frames().remove(0));
     assert_eq!(first, second);
     assert_eq!(
         first.as_str().as_ptr(),
@@ -277,32 +287,52 @@ fn the_event_rate_is_limited_per_connection() {
 }
 
 #[test]
-fn a_full_queue_drops_and_reports_then_closes_past_the_bound() {
+fn a_subscriber_behind_the_ring_loses_its_oldest_events_is_told_then_closed_past_the_bound() {
     let clients = Clients::default();
     let metrics = EventMetrics::default();
-    let broker = Broker::new(limits(), metrics.clone());
+    // A ring of about four small events.
+    let broker = Broker::new(
+        BrokerLimits {
+            event_ring_bytes: 4 * 400,
+            ..limits()
+        },
+        metrics.clone(),
+    );
     let publisher = Peer::new(&clients, 64);
-    // Queue of 8 with a headroom of 2: six events fit.
     let mut slow = Peer::new(&clients, 8);
+    let mut fast = Peer::new(&clients, 8);
     broker.subscribe(&slow.client, types(&["*"])).unwrap();
+    broker.subscribe(&fast.client, types(&["tick"])).unwrap();
+    let mut fast_seen = Vec::new();
     for _ in 0..9 {
-        publish(&broker, &publisher, "tick").unwrap();
+        assert_eq!(publish(&broker, &publisher, "tick").unwrap().delivered, 2);
+        fast_seen.extend(fast.events());
     }
-    assert_eq!(metrics.dropped.get(), 3);
+    let kept = broker.ring().len() as u64;
+    assert!((2..9).contains(&kept), "{kept} kept");
+    // The slow one lost the oldest; the fast one, which read as they came, nothing.
+    assert_eq!(metrics.dropped.get(), 9 - kept);
+    assert_eq!(fast_seen.len(), 9);
+    assert!(fast_seen.iter().all(|(_, _, dropped)| dropped.is_none()));
     let seen = slow.events();
-    assert_eq!(seen.len(), 6);
-    assert!(seen.iter().all(|(_, _, dropped)| dropped.is_none()));
-    // With room again, the next event says how many were lost.
+    assert_eq!(seen.len() as u64, kept);
+    // The first it reads says how many it lost; the others, nothing.
+    assert_eq!(seen[0], ("tick".to_string(), 9 - kept + 1, Some(9 - kept)));
+    assert!(seen[1..].iter().all(|(_, _, dropped)| dropped.is_none()));
     publish(&broker, &publisher, "tick").unwrap();
-    assert_eq!(slow.events(), [("tick".to_string(), 10, Some(3))]);
+    assert_eq!(slow.events(), [("tick".to_string(), 10, None)]);
     assert!(!slow.client.closed().is_cancelled());
     // Losing more than max_dropped (5) in a row closes the subscriber with 1008.
-    for _ in 0..(6 + 6) {
+    for _ in 0..(kept + 10) {
         publish(&broker, &publisher, "tick").unwrap();
+        fast.events();
     }
     assert!(slow.client.closed().is_cancelled());
     assert_eq!(slow.client.close_code().map(|(code, _)| code), Some(1008));
     assert_eq!(metrics.slow_closed.get(), 1);
+    assert!(!fast.client.closed().is_cancelled());
+    // A closing subscriber is not counted as reached.
+    assert_eq!(publish(&broker, &publisher, "tick").unwrap().delivered, 1);
 }
 
 #[tokio::test]
@@ -323,7 +353,7 @@ async fn requests_get_the_first_answer_or_time_out() {
         )
         .unwrap();
     assert_eq!(pending.delivered(), 1);
-    let frame: Value = serde_json::from_str(&responder.rx.try_recv().unwrap()).unwrap();
+    let frame: Value = serde_json::from_str(&responder.frames()[0]).unwrap();
     assert_eq!(frame["params"]["correlation_id"], pending.correlation_id());
     let answer = PublishParams {
         kind: "a".into(),
