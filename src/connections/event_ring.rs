@@ -147,6 +147,7 @@ impl EventRing {
         let mut pushed = Pushed::default();
         {
             let mut state = self.write();
+            Self::let_go_of_read(&mut state);
             state.bytes += bytes;
             state.entries.push_back(Entry {
                 frame,
@@ -181,6 +182,27 @@ impl EventRing {
         pushed
     }
 
+    /// Drops the oldest entries that every target has read (or closed), so that the
+    /// ring holds only what some subscriber still needs: after a burst it shrinks as
+    /// the readers catch up instead of keeping up to its bound, and a closed
+    /// connection is not kept alive by entries it will never read. Stops at the first
+    /// entry a target still needs, which keeps the entries in order.
+    fn let_go_of_read(state: &mut State) {
+        while let Some(front) = state.entries.front() {
+            let seq = state.first;
+            let needed = front.targets.iter().any(|client| {
+                client.events.cursor.load(Ordering::Relaxed) <= seq
+                    && !client.closed().is_cancelled()
+            });
+            if needed {
+                break;
+            }
+            state.bytes -= front.bytes;
+            state.entries.pop_front();
+            state.first += 1;
+        }
+    }
+
     /// The position the next push gets.
     fn end(state: &State) -> u64 {
         state.first + state.entries.len() as u64
@@ -196,6 +218,8 @@ impl EventRing {
         let end = Self::end(&state).min(until);
         // A cursor behind `first` fell out of the ring: what it missed is in `missed`.
         let mut at = inbox.cursor.load(Ordering::Relaxed).max(state.first);
+        // A reader at the oldest entry may be the last one that needed it.
+        let was_first = at == state.first;
         let mut bytes = 0;
         let id = client.id();
         while at < end && bytes < budget {
@@ -217,6 +241,12 @@ impl EventRing {
             out.push(frame);
         }
         inbox.cursor.store(at, Ordering::Relaxed);
+        drop(state);
+        // Never waits for the lock: a publisher that holds it lets go of the same
+        // entries on its push.
+        if was_first && let Ok(mut state) = self.state.try_write() {
+            Self::let_go_of_read(&mut state);
+        }
         at < end
     }
 }
@@ -394,6 +424,34 @@ mod tests {
             assert_eq!(ring.push(frame(seq), vec![all.clone()], u64::MAX).lost, 0);
             assert_eq!(seqs(&all), [(seq, None)]);
         }
+    }
+
+    #[test]
+    fn entries_every_target_has_read_or_closed_are_let_go() {
+        let clients = Clients::default();
+        let ring = EventRing::new(1 << 20);
+        let (fast, slow) = (client(&clients), client(&clients));
+        fast.attach_events(&ring);
+        slow.attach_events(&ring);
+        for seq in 1..=10 {
+            ring.push(frame(seq), vec![fast.clone(), slow.clone()], u64::MAX);
+        }
+        ring.push(frame(11), vec![fast.clone()], u64::MAX);
+        assert_eq!(seqs(&fast).len(), 11);
+        // The slow reader still needs the first ten; the eleventh is behind them.
+        assert_eq!(ring.len(), 11);
+        assert_eq!(seqs(&slow).len(), 10);
+        // Everything was read: the ring is empty, it does not stay at its high mark.
+        assert!(ring.is_empty(), "{} entries left", ring.len());
+        assert_eq!(ring.bytes(), 0);
+        // A closed target holds nothing: its entries go at the next push.
+        ring.push(frame(12), vec![slow.clone()], u64::MAX);
+        slow.close(1000, "bye");
+        ring.push(frame(13), vec![fast.clone()], u64::MAX);
+        assert_eq!(ring.len(), 1);
+        assert_eq!(seqs(&fast), [(13, None)]);
+        assert!(ring.is_empty());
+        assert_eq!(slow.missed_events(), 0);
     }
 
     #[test]
