@@ -45,10 +45,43 @@ pub fn run(args: &[String]) -> Result<()> {
     if !args.iter().any(|a| a == "-p" || a == "--print") {
         bail!("no -p flag");
     }
+    if args.iter().any(|a| a == "--input-format") {
+        // `--input-format stream-json`, as the hub runs it: each `user` line on stdin is
+        // a turn, ended by a `result` line; the process ends when stdin closes.
+        for line in std::io::stdin().lines() {
+            let line = line.context("cannot read stdin")?;
+            let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if message["type"] == "user" {
+                turn(&mut out, &user_text(&message["message"]["content"]))?;
+            }
+        }
+        return Ok(());
+    }
     // Like the real CLI with -p and no prompt argument: the prompt is all of stdin.
     let mut prompt = String::new();
     std::io::Read::read_to_string(&mut std::io::stdin(), &mut prompt)
         .context("cannot read the prompt from stdin")?;
+    turn(&mut out, &prompt)
+}
+
+/// The text of a stream-json `user` message's `content`: a string, or the `text` of its
+/// blocks.
+fn user_text(content: &serde_json::Value) -> String {
+    match content {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|block| block["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// Answers one prompt: `init`, the lines it asks for, `result`.
+fn turn(out: &mut impl Write, prompt: &str) -> Result<()> {
     let words: Vec<&str> = prompt.split_whitespace().collect();
     let number = |i: usize| -> Result<u64> {
         words
