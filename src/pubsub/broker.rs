@@ -678,8 +678,8 @@ impl Broker {
         delivered
     }
 
-    /// The ring the subscribers read (for tests and measurements).
-    #[cfg(any(test, feature = "bench-internals"))]
+    /// The ring the subscribers read (for tests).
+    #[cfg(test)]
     pub fn ring(&self) -> &Arc<EventRing> {
         &self.inner.ring
     }
