@@ -408,7 +408,7 @@ mod tests {
             );
             assert_eq!(find(method.name).unwrap().name, method.name);
         }
-        assert_eq!(seen.len(), 54);
+        assert_eq!(seen.len(), 56);
         assert!(find("nope").is_none());
         assert!(find("").is_none());
     }
