@@ -6,11 +6,12 @@
 # on its own. The commands are read from README.md, not copied here, so a README that
 # stops working fails this test. Each command must exit 0.
 #
-# What a new user would have beside the README: a project folder (~/code/myapp), the
+# What a new user would have beside the README: a project folder under git with one
+# commit (~/code/myapp; the README's `--worktree` run needs a repository), the
 # Claude Code CLI on PATH (here the deterministic stand-in tests/fixtures/fake-claude),
 # and, for `pair approve`, an extension that asked to pair (here a POST /pair with an
-# extension Origin). The README's example ids (`cl_…`, `pr_…`) are replaced by the ids
-# the hub gave out. Commands that run until Ctrl-C (`logs -f`, `events tail`) get a
+# extension Origin). The README's example ids (`cl_…`, `pr_…`, and the run id of
+# `agent merge`) are replaced by the ids the hub gave out. Commands that run until Ctrl-C (`logs -f`, `events tail`) get a
 # SIGINT once they have printed something, and must then exit 0.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,6 +34,11 @@ unset XDG_DATA_HOME XDG_CONFIG_HOME XDG_STATE_HOME XDG_CACHE_HOME XDG_BIN_HOME \
 export PATH="$HOME/.local/bin:$PATH"
 mkdir -p "$HOME/.local/bin" "$HOME/code/myapp"
 ln -s "$repo/tests/fixtures/fake-claude" "$HOME/.local/bin/claude"
+git -C "$HOME/code/myapp" init --quiet --initial-branch=main
+printf '# myapp\n' >"$HOME/code/myapp/README.md"
+git -C "$HOME/code/myapp" add README.md
+git -C "$HOME/code/myapp" -c user.name="New User" -c user.email=new.user@example.com \
+  commit --quiet -m "First commit"
 
 fail() { printf 'new user: %s\n' "$*" >&2; exit 1; }
 step() { printf '\033[1m$ %s\033[0m\n' "$*" >&2; }
@@ -116,12 +122,16 @@ request_id="$(node -e '
   .catch((e) => { console.error(e.message); process.exit(1); })' "$url")"
 
 client_id=
+run_id=
+# The run id the README's `agent merge` line names (an example).
+readme_run_id=0190c3a4-5b6d-7e8f-9a0b-1c2d3e4f5a6b
 for command in "${usage[@]}"; do
   case "$command" in
     "semantest-hub serve"*) continue ;; # run on its own below
   esac
   [ -n "$client_id" ] && command="$(sed -E "s/cl_[0-9a-f]{12}/$client_id/g" <<<"$command")"
   command="$(sed -E "s/pr_[0-9a-f]{16}/$request_id/g" <<<"$command")"
+  [ -n "$run_id" ] && command="${command//$readme_run_id/$run_id}"
   step "$command"
   if [[ "$command" == *" -f"* || "$command" == "semantest-hub events tail"* ]]; then
     # It runs until Ctrl-C: once it has said something, send SIGINT; it must exit 0.
@@ -145,6 +155,11 @@ for command in "${usage[@]}"; do
   if [[ "$command" == "semantest-hub token create"* ]]; then
     client_id="$(grep -oE 'cl_[0-9a-f]{12}' "$work/err" | head -n1)"
     [ -n "$client_id" ] || fail "token create named no client: $(cat "$work/err")"
+  fi
+  if [[ "$command" == "semantest-hub agent run"*"--worktree"* ]]; then
+    cat "$work/err"
+    run_id="$(grep -oE '^run [0-9a-f-]{36}' "$work/err" | head -n1 | cut -d' ' -f2)"
+    [ -n "$run_id" ] || fail "the --worktree run named no run: $(cat "$work/err")"
   fi
 done
 stop_hub
