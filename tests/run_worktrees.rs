@@ -3,56 +3,18 @@
 //! worktree, merge, refused conflict, discard, the CLI, and a restart with a run in
 //! progress, through the real server with the fake agent CLI.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
+use crate::util::git_repo::{BASE, git, repository, str_of};
 use crate::util::{TestHub, Ws, eventually, test_config, when};
-
-/// The base content of the file every run edits: ten lines, `a` to `j`.
-const BASE: &str = "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n";
-
-/// Runs git in `dir` and returns its trimmed standard output; fails the test when git
-/// does.
-async fn git(dir: &Path, args: &[&str]) -> String {
-    let out = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .await
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// A repository on branch `main` with one commit holding `notes.txt` = [`BASE`].
-async fn repository() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    git(dir.path(), &["init", "-q", "-b", "main"]).await;
-    git(dir.path(), &["config", "user.name", "Test"]).await;
-    git(dir.path(), &["config", "user.email", "test@example.com"]).await;
-    std::fs::write(dir.path().join("notes.txt"), BASE).unwrap();
-    git(dir.path(), &["add", "-A"]).await;
-    git(dir.path(), &["commit", "-q", "-m", "base"]).await;
-    dir
-}
 
 /// The fake CLI's prompt that writes `notes.txt` with line `line` (from 1) replaced.
 fn writing(line: usize, text: &str) -> String {
     let mut lines: Vec<&str> = BASE.lines().collect();
     lines[line - 1] = text;
     format!("write notes.txt {}", lines.join("\\n"))
-}
-
-fn str_of(value: &Value) -> &str {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("not a string: {value}"))
 }
 
 /// Starts an isolated run and returns its id.

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod git_repo;
 mod nats_server;
 mod postgres_server;
 pub mod real_cli;

@@ -7,40 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::util::git_repo::{BASE, git, repository, str_of};
 use crate::util::{TestHub, Ws, eventually, test_config, when};
-
-/// The base content of the file every task edits: ten lines, `a` to `j`.
-const BASE: &str = "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n";
-
-/// Runs git in `dir` and returns its trimmed standard output; fails the test when git
-/// does.
-async fn git(dir: &Path, args: &[&str]) -> String {
-    let out = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .await
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// A repository on branch `main` with one commit holding `notes.txt` = [`BASE`].
-async fn repository() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    git(dir.path(), &["init", "-q", "-b", "main"]).await;
-    git(dir.path(), &["config", "user.name", "Test"]).await;
-    git(dir.path(), &["config", "user.email", "test@example.com"]).await;
-    std::fs::write(dir.path().join("notes.txt"), BASE).unwrap();
-    git(dir.path(), &["add", "-A"]).await;
-    git(dir.path(), &["commit", "-q", "-m", "base"]).await;
-    dir
-}
 
 /// `notes.txt` with line `line` (from 1) replaced by `text`.
 fn edited(line: usize, text: &str) -> String {
@@ -58,12 +26,6 @@ fn writing_task(id: &str, content: &str) -> Value {
 async fn project_in(ws: &mut Ws, dir: &Path) -> String {
     let project = ws.ok("project.create", json!({"path": dir})).await;
     project["id"].as_str().unwrap().to_string()
-}
-
-fn str_of(value: &Value) -> &str {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("not a string: {value}"))
 }
 
 #[tokio::test]
